@@ -1,0 +1,40 @@
+# Two commands set odradek up on a fresh machine (Linux, Python 3.11+, a C compiler):
+#   make run    create .venv, install odradek, start it on the embedded default config
+#   make test   create .venv, install odradek and the test tools, run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+DATA   ?= ./data
+SOURCES := setup.py $(shell find client daemon -name '*.py' -o -name '*.c' -o -name '*.h' 2>/dev/null)
+
+.PHONY: run test install perf clean
+
+# The venv and its tools: setuptools and cffi are installed first so that the package
+# builds without build isolation (no second download of them for every install).
+$(VENV)/.tools:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "odradek needs Python 3.11+"' \
+	  || { echo "odradek needs Python 3.11 or newer: make PYTHON=python3.12 ..." >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'" >&2; exit 1; }
+	$(PIP) install 'setuptools>=65' wheel 'cffi>=1.15'
+	@touch $@
+
+# odradek itself: reinstalled whenever a source file changes.
+$(VENV)/.installed: $(VENV)/.tools $(SOURCES)
+	$(PIP) install --no-build-isolation '.[test]'
+	@rm -rf build
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/odradek demo --data-dir $(DATA)
+
+test: install
+	$(PY) -m pytest -q tests
+
+perf: install
+	$(PY) perf/log_append.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,9 @@
+"""odradek.client: the public client API of odradek. Imports nothing else of ours.
+
+The wire and disk formats both sides agree on live here (records/), as Kafka's record
+format lives in its clients jar; the daemon imports this package, never the reverse.
+"""
+from odradek.client import errors
+from odradek.client.errors import OdradekError
+
+__all__ = ["errors", "OdradekError"]

@@ -1,0 +1,79 @@
+"""Every odradek error: one base class, one class per error name, one table.
+
+Names and numeric codes are Apache Kafka's where Kafka has the error (so a person who
+knows Kafka reads them at once, and a future Kafka-protocol front end can return them
+unchanged); odradek's own errors use codes from 1000 up. Look a class up from its code
+with `error_for_code`; raise with a human message that says what to do next.
+
+    raise UnknownTopicOrPartition("topic 'orders' does not exist; create it with "
+                                  "'odradek topics create orders'")
+"""
+
+__all__ = ["OdradekError", "error_for_code", "ERRORS"]
+
+
+class OdradekError(Exception):
+    """Base of every odradek error. `code` and `name` identify it on the wire."""
+
+    code = -1
+    name = "UNKNOWN_SERVER_ERROR"
+    retriable = False
+
+    def __init__(self, message=""):
+        super().__init__(message or self.name)
+        self.message = message or self.name
+
+    def __str__(self):
+        return f"{self.name}: {self.message}" if self.message != self.name else self.name
+
+
+# (code, NAME, ClassName, retriable, what it means)
+_TABLE = [
+    (-1, "UNKNOWN_SERVER_ERROR", "UnknownServerError", False, "an unexpected error in the broker"),
+    (1, "OFFSET_OUT_OF_RANGE", "OffsetOutOfRange", False, "the offset is outside the log"),
+    (2, "CORRUPT_MESSAGE", "CorruptRecord", True, "a batch failed its CRC or size checks"),
+    (3, "UNKNOWN_TOPIC_OR_PARTITION", "UnknownTopicOrPartition", True, "no such topic or partition"),
+    (4, "INVALID_FETCH_SIZE", "InvalidFetchSize", False, "the fetch size is invalid"),
+    (5, "LEADER_NOT_AVAILABLE", "LeaderNotAvailable", True, "the partition has no leader now"),
+    (6, "NOT_LEADER_OR_FOLLOWER", "NotLeaderOrFollower", True, "this replica does not lead"),
+    (7, "REQUEST_TIMED_OUT", "RequestTimedOut", True, "the request timed out"),
+    (10, "MESSAGE_TOO_LARGE", "MessageTooLarge", False, "a batch is larger than allowed"),
+    (15, "COORDINATOR_NOT_AVAILABLE", "CoordinatorNotAvailable", True, "the group coordinator is not ready"),
+    (17, "INVALID_TOPIC_EXCEPTION", "InvalidTopic", False, "the topic name is not valid"),
+    (19, "NOT_ENOUGH_REPLICAS", "NotEnoughReplicas", True, "fewer in-sync replicas than min.insync.replicas"),
+    (20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", "NotEnoughReplicasAfterAppend", True, "written, but not replicated enough"),
+    (21, "INVALID_REQUIRED_ACKS", "InvalidRequiredAcks", False, "acks must be 0, 1 or all (-1)"),
+    (22, "ILLEGAL_GENERATION", "IllegalGeneration", False, "the group generation is not current"),
+    (25, "UNKNOWN_MEMBER_ID", "UnknownMemberId", False, "the member id is not known to the group"),
+    (27, "REBALANCE_IN_PROGRESS", "RebalanceInProgress", False, "the group is rebalancing"),
+    (32, "INVALID_TIMESTAMP", "InvalidTimestamp", False, "a timestamp is out of the accepted range"),
+    (35, "UNSUPPORTED_VERSION", "UnsupportedVersion", False, "the request version is not supported"),
+    (36, "TOPIC_ALREADY_EXISTS", "TopicAlreadyExists", False, "a topic of that name exists"),
+    (37, "INVALID_PARTITIONS", "InvalidPartitions", False, "the partition count is not valid"),
+    (38, "INVALID_REPLICATION_FACTOR", "InvalidReplicationFactor", False, "the replication factor is not valid"),
+    (40, "INVALID_CONFIG", "InvalidConfig", False, "a configuration key or value is not valid"),
+    (42, "INVALID_REQUEST", "InvalidRequest", False, "the request is malformed"),
+    (45, "OUT_OF_ORDER_SEQUENCE_NUMBER", "OutOfOrderSequenceNumber", False, "a producer sequence number is out of order"),
+    (46, "DUPLICATE_SEQUENCE_NUMBER", "DuplicateSequenceNumber", False, "the batch was already written"),
+    (47, "INVALID_PRODUCER_EPOCH", "InvalidProducerEpoch", False, "the producer epoch is old"),
+    (56, "KAFKA_STORAGE_ERROR", "StorageError", True, "the log could not be read or written"),
+    (76, "UNSUPPORTED_COMPRESSION_TYPE", "UnsupportedCompression", False, "the compression codec is not supported"),
+    (79, "MEMBER_ID_REQUIRED", "MemberIdRequired", False, "join again with the member id given"),
+    (82, "FENCED_INSTANCE_ID", "FencedInstanceId", False, "another member has this group.instance.id"),
+    (87, "INVALID_RECORD", "InvalidRecord", False, "a record in the batch is not valid"),
+    (1000, "INVALID_SEGMENT", "InvalidSegment", False, "a segment or index file is inconsistent"),
+]
+
+ERRORS = {}
+for _code, _name, _cls, _retriable, _doc in _TABLE:
+    _klass = type(_cls, (OdradekError,), {"code": _code, "name": _name,
+                                          "retriable": _retriable, "__doc__": _doc.capitalize() + "."})
+    globals()[_cls] = _klass
+    ERRORS[_code] = _klass
+    __all__.append(_cls)
+del _code, _name, _cls, _retriable, _doc, _klass
+
+
+def error_for_code(code):
+    """The error class for a numeric code (UnknownServerError for an unknown code)."""
+    return ERRORS.get(code, ERRORS[-1])

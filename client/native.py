@@ -1,0 +1,43 @@
+"""The native module's Python face: odradek._native when it is built, else the reference.
+
+    from odradek.client import native
+    native.crc32c(b"123456789")            # 0xE3069283
+    native.scan_batches(buf, cap=1024)     # ScanResult with BatchInfo list
+
+Set ODRADEK_PURE=1 in the environment to force the pure-Python reference (tests run
+every native test under both). `IMPLEMENTATION` says which one is in use.
+"""
+import os
+
+from odradek.client import _native_ref as _ref
+from odradek.client._native_ref import BatchInfo, ScanResult, Status, BATCH_HEADER_SIZE, LOG_OVERHEAD
+
+__all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timeindex_lookup",
+           "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
+           "BATCH_HEADER_SIZE", "LOG_OVERHEAD"]
+
+
+def _load():
+    if os.environ.get("ODRADEK_PURE") == "1":
+        return None
+    try:
+        from odradek import _native
+    except ImportError:
+        return None
+    return _native
+
+
+_lib = _load()
+
+if _lib is None:
+    IMPLEMENTATION = "python"
+    crc32c = _ref.crc32c
+    crc32c_sw = _ref.crc32c_sw
+    crc32c_hw_available = _ref.crc32c_hw_available
+    index_lookup = _ref.index_lookup
+    timeindex_lookup = _ref.timeindex_lookup
+    scan_batches = _ref.scan_batches
+else:
+    from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
+                                             index_lookup, timeindex_lookup, scan_batches)
+    IMPLEMENTATION = "c"

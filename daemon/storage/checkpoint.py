@@ -1,0 +1,136 @@
+"""Offset checkpoint files, written atomically, in Apache Kafka's text format.
+
+    0                      <- format version
+    2                      <- number of entries
+    orders 0 1234          <- topic partition offset
+    orders 1 998
+
+Writing: temp file, fsync it, rename over the old one, fsync the directory. A reader
+therefore sees the old file or the new one, never a mixture, even across power loss.
+A file that does not parse raises StorageError naming the file and the line.
+"""
+import fcntl
+import os
+
+from odradek.client.errors import StorageError
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.filenames import tmp_file
+
+__all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "LogDirCheckpoints"]
+
+VERSION = 0
+
+
+def fsync_dir(path):
+    """fsync a directory, so a new or renamed entry in it survives power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path, data):
+    """Replace `path` with `data` (bytes) so that a crash leaves the old or the new file."""
+    tmp = tmp_file(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_offsets(path, offsets):
+    """Write {(topic, partition): offset} to the checkpoint file at `path`."""
+    lines = [str(VERSION), str(len(offsets))]
+    for (topic, partition), offset in sorted(offsets.items()):
+        lines.append(f"{topic} {partition} {offset}")
+    write_atomically(path, ("\n".join(lines) + "\n").encode())
+
+
+def read_offsets(path):
+    """{(topic, partition): offset} from the checkpoint at `path`; {} if there is none."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return {}
+    lines = text.splitlines()
+
+    def bad(lineno, why):
+        return StorageError(f"checkpoint {path} line {lineno}: {why}")
+
+    if len(lines) < 2:
+        raise bad(len(lines) + 1, "expected a version line and a count line")
+    if lines[0].strip() != str(VERSION):
+        raise bad(1, f"expected version {VERSION}, found {lines[0]!r}")
+    try:
+        count = int(lines[1])
+    except ValueError:
+        raise bad(2, f"expected an entry count, found {lines[1]!r}") from None
+    if count != len(lines) - 2:
+        raise bad(2, f"count says {count} entries, file has {len(lines) - 2}")
+    offsets = {}
+    for lineno, line in enumerate(lines[2:], start=3):
+        parts = line.split()
+        if len(parts) != 3:
+            raise bad(lineno, f"expected 'topic partition offset', found {line!r}")
+        try:
+            offsets[(parts[0], int(parts[1]))] = int(parts[2])
+        except ValueError:
+            raise bad(lineno, f"expected integers, found {line!r}") from None
+    return offsets
+
+
+class LogDirCheckpoints:
+    """The per-log-dir checkpoint files, shared by every partition in the dir.
+
+    Several worker processes (one per partition) update the same files, so each update
+    is a read-modify-write under an exclusive flock on `.checkpoint.lock` (a file that
+    is never replaced, unlike the checkpoints themselves). Safe across processes and
+    threads; each call opens and closes what it needs.
+    """
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.recovery_path = os.path.join(log_dir, filenames.RECOVERY_POINT_CHECKPOINT)
+        self.log_start_path = os.path.join(log_dir, filenames.LOG_START_CHECKPOINT)
+        self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
+
+    def _locked(self):
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def read(self, tp):
+        """(recovery point, log start offset) of partition tp=(topic, partition); 0 if unknown."""
+        return read_offsets(self.recovery_path).get(tp, 0), read_offsets(self.log_start_path).get(tp, 0)
+
+    def update(self, tp, recovery_point=None, log_start_offset=None):
+        """Record new offsets for tp (None: leave that file alone)."""
+        fd = self._locked()
+        try:
+            for path, value in ((self.recovery_path, recovery_point), (self.log_start_path, log_start_offset)):
+                if value is not None:
+                    offsets = read_offsets(path)
+                    if offsets.get(tp) != value:
+                        offsets[tp] = value
+                        write_offsets(path, offsets)
+        finally:
+            os.close(fd)  # releases the flock
+
+    def remove(self, tp):
+        """Forget tp (its partition was deleted)."""
+        fd = self._locked()
+        try:
+            for path in (self.recovery_path, self.log_start_path):
+                offsets = read_offsets(path)
+                if offsets.pop(tp, None) is not None:
+                    write_offsets(path, offsets)
+        finally:
+            os.close(fd)

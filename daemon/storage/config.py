@@ -1,0 +1,157 @@
+"""Topic-level log configuration: Kafka's dotted names, Kafka's defaults, checked values.
+
+    cfg = LogConfig.from_dict({"segment.bytes": 16 << 20, "retention.ms": "3600000"})
+    cfg.segment_bytes          # 16777216
+    cfg.to_dict()              # every key with its value, dotted names
+
+An unknown key or a bad value raises InvalidConfig naming the key and what it accepts;
+nothing is half-applied. `TOPIC_CONFIGS` is the one table of keys (the README's config
+reference is generated from it).
+"""
+from dataclasses import dataclass
+
+from odradek.client.errors import InvalidConfig
+
+__all__ = ["LogConfig", "TOPIC_CONFIGS", "ConfigKey", "NO_LIMIT"]
+
+NO_LIMIT = 2 ** 63 - 1  # Kafka's Long.MAX_VALUE: "never" for flush.messages and flush.ms
+MAX_SEGMENT_BYTES = 2 ** 31 - 1  # index positions are 32-bit, as in Kafka
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    name: str
+    kind: type          # int, float or str
+    default: object
+    low: object = None  # inclusive bounds for numbers
+    high: object = None
+    choices: tuple = ()
+    doc: str = ""
+
+    @property
+    def attr(self):
+        return self.name.replace(".", "_")
+
+    def parse(self, raw):
+        """The value of `raw` (a string from a file or CLI, or a number) for this key."""
+        what = self.describe()
+        if self.kind is str:
+            value = str(raw)
+            if self.choices:
+                # cleanup.policy may list several: "compact,delete"
+                parts = [p.strip() for p in value.split(",")] if self.name == "cleanup.policy" else [value]
+                if not all(p in self.choices for p in parts) or not parts:
+                    raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}")
+                value = ",".join(parts)
+            return value
+        if isinstance(raw, bool):
+            raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}")
+        try:
+            value = self.kind(raw)
+            if self.kind is int and isinstance(raw, float) and raw != value:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}") from None
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise InvalidConfig(f"{self.name}={raw!r} is out of range; expected {what}")
+        return value
+
+    def describe(self):
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        lo = "" if self.low is None else f">= {self.low}"
+        hi = "" if self.high is None else f"<= {self.high}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        return f"{'an integer' if self.kind is int else 'a number'}{' ' + bounds if bounds else ''}"
+
+
+_DAY_MS = 24 * 3600 * 1000
+
+TOPIC_CONFIGS = (
+    ConfigKey("segment.bytes", int, 1 << 30, 64, MAX_SEGMENT_BYTES,
+              doc="roll a new segment when the active one would pass this size"),
+    ConfigKey("segment.ms", int, 7 * _DAY_MS, 1, NO_LIMIT,
+              doc="roll a new segment when the active one's first batch is this old"),
+    ConfigKey("segment.index.bytes", int, 10 << 20, 8, MAX_SEGMENT_BYTES,
+              doc="space reserved for each segment's offset index (time index: 1.5x)"),
+    ConfigKey("index.interval.bytes", int, 4096, 0, MAX_SEGMENT_BYTES,
+              doc="bytes of log between two index entries"),
+    ConfigKey("retention.ms", int, 7 * _DAY_MS, -1, NO_LIMIT,
+              doc="delete segments whose newest record is older than this (-1: keep)"),
+    ConfigKey("retention.bytes", int, -1, -1, NO_LIMIT,
+              doc="delete oldest segments while the partition is larger (-1: no limit)"),
+    ConfigKey("flush.messages", int, NO_LIMIT, 1, NO_LIMIT,
+              doc="fsync after this many records (default: never; replication gives durability)"),
+    ConfigKey("flush.ms", int, NO_LIMIT, 0, NO_LIMIT,
+              doc="fsync when the oldest unflushed record is this old (default: never)"),
+    ConfigKey("max.message.bytes", int, 1048588, 0, MAX_SEGMENT_BYTES,
+              doc="largest record batch accepted, header included"),
+    ConfigKey("message.timestamp.type", str, "CreateTime", choices=("CreateTime", "LogAppendTime"),
+              doc="keep the producer's timestamps, or stamp batches with the broker's clock"),
+    ConfigKey("cleanup.policy", str, "delete", choices=("delete", "compact"),
+              doc="delete old segments, or compact to the latest record per key"),
+    ConfigKey("delete.retention.ms", int, _DAY_MS, 0, NO_LIMIT,
+              doc="how long compaction keeps tombstones"),
+    ConfigKey("min.cleanable.dirty.ratio", float, 0.5, 0.0, 1.0,
+              doc="compact when this share of the log is not yet compacted"),
+    ConfigKey("min.compaction.lag.ms", int, 0, 0, NO_LIMIT,
+              doc="records younger than this are never compacted"),
+    ConfigKey("min.insync.replicas", int, 1, 1, 1000,
+              doc="with acks=all, replicas that must have a batch before it is acknowledged"),
+)
+_BY_NAME = {k.name: k for k in TOPIC_CONFIGS}
+
+
+class LogConfig:
+    """Immutable topic configuration. Attribute names are the keys with '_' for '.'."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values=None):
+        merged = {k.name: k.default for k in TOPIC_CONFIGS}
+        for name, raw in (values or {}).items():
+            key = _BY_NAME.get(name)
+            if key is None:
+                raise InvalidConfig(f"unknown topic config {name!r}; known keys: "
+                                    + ", ".join(sorted(_BY_NAME)))
+            merged[name] = key.parse(raw)
+        object.__setattr__(self, "_values", merged)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(values)
+
+    def with_overrides(self, values):
+        """A new LogConfig: this one with `values` applied on top."""
+        return LogConfig({**self._values, **(values or {})})
+
+    def to_dict(self):
+        return dict(self._values)
+
+    def __getattr__(self, attr):
+        try:
+            return self._values[attr.replace("_", ".")]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    def __setattr__(self, attr, value):
+        raise AttributeError("LogConfig is immutable; use with_overrides()")
+
+    def __eq__(self, other):
+        return isinstance(other, LogConfig) and self._values == other._values
+
+    def __repr__(self):
+        changed = {k: v for k, v in self._values.items() if v != _BY_NAME[k].default}
+        return f"LogConfig({changed})"
+
+    @property
+    def compact(self):
+        return "compact" in self.cleanup_policy.split(",")
+
+    @property
+    def delete(self):
+        return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def log_append_time(self):
+        return self.message_timestamp_type == "LogAppendTime"

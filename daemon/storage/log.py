@@ -1,0 +1,483 @@
+"""PartitionLog: the append-only log of one partition replica, as segments on disk.
+
+    log = PartitionLog("/data/orders-0", LogConfig())
+    info = log.append(batch_bytes)             # assigns offsets, returns AppendInfo
+    view = log.read(offset, max_bytes=1 << 20) # memoryview straight into the mmap
+    log.offset_for_timestamp(ts)               # (offset, timestamp) or None
+    log.delete_old_segments()                  # retention.ms / retention.bytes
+    log.close()
+
+Theory of operation
+- The log is a list of LogSegments sorted by base offset; only the last (active) one
+  takes appends. Offsets are dense from log_start_offset to log_end_offset - 1 (gaps
+  only where compaction removed records).
+- An append is validated whole before a byte is written (native.scan_batches: framing,
+  magic, CRC; then sizes, record counts, codecs): a bad buffer raises and changes
+  nothing. Valid batches are copied into the map once, then their baseOffsets are
+  rewritten in place (not covered by the CRC).
+- Durability: data reaches the page cache on append, survives a process crash at once,
+  and survives power loss once flushed (flush.messages / flush.ms, roll, close). The
+  recovery point is the offset below which everything was flushed; it is checkpointed in
+  the log dir. On open, every segment from the one holding the recovery point on is
+  scanned and cut after its last valid batch (see recover_segments).
+- Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
+
+Owned by the partition's worker process; not thread-safe: one thread calls it, or the
+caller holds a lock around every call.
+"""
+import bisect
+import logging
+import os
+import time
+
+from odradek.client import native
+from odradek.client.errors import (CorruptRecord, InvalidRecord, InvalidSegment, MessageTooLarge,
+                                   OffsetOutOfRange, StorageError, UnsupportedCompression)
+from odradek.client.records import COMPRESSION_MASK, Compression, RecordBatch
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
+from odradek.daemon.storage.segment import LogSegment
+
+__all__ = ["PartitionLog", "AppendInfo", "FetchData", "wall_clock_ms"]
+
+log = logging.getLogger(__name__)
+
+_SCAN_CHUNK = 1024
+_READABLE_CODECS = (Compression.NONE, Compression.GZIP)
+
+
+def wall_clock_ms():
+    return time.time_ns() // 1_000_000
+
+
+class AppendInfo:
+    """What an append wrote: offsets first..last, and how many batches and records."""
+    __slots__ = ("first_offset", "last_offset", "max_timestamp", "batches", "records",
+                 "bytes", "log_append_time")
+
+    def __init__(self, first_offset, last_offset, max_timestamp, batches, records, nbytes, log_append_time):
+        self.first_offset, self.last_offset = first_offset, last_offset
+        self.max_timestamp, self.batches, self.records = max_timestamp, batches, records
+        self.bytes, self.log_append_time = nbytes, log_append_time
+
+    def __repr__(self):
+        return (f"AppendInfo(offsets {self.first_offset}..{self.last_offset}, "
+                f"{self.batches} batches, {self.records} records, {self.bytes} bytes)")
+
+
+class FetchData:
+    """Whole batches read from one segment: `view` is a memoryview into the map (no
+    copy), `first_offset` the baseOffset of its first batch, `next_offset` where the
+    next read starts. An empty view means nothing to read at that offset yet."""
+    __slots__ = ("view", "first_offset", "next_offset", "segment_base")
+
+    def __init__(self, view, first_offset, next_offset, segment_base):
+        self.view, self.first_offset = view, first_offset
+        self.next_offset, self.segment_base = next_offset, segment_base
+
+    def __len__(self):
+        return len(self.view)
+
+
+def _scan_all(buf, check_offsets=False, min_offset=0):
+    """native.scan_batches over all of buf, in chunks: (infos, final ScanResult)."""
+    infos = []
+    pos = 0
+    view = memoryview(buf)
+    while True:
+        result = native.scan_batches(view[pos:], 0, check_offsets, min_offset, _SCAN_CHUNK)
+        if pos:
+            for b in result.infos:
+                infos.append(native.BatchInfo(b.position + pos, *b[1:]))
+        else:
+            infos.extend(result.infos)
+        pos += result.valid_bytes
+        if result.status != native.Status.MORE:
+            result.valid_bytes = pos
+            return infos, result
+        if result.infos:
+            min_offset = result.infos[-1].last_offset + 1
+
+
+class PartitionLog:
+    def __init__(self, directory, config, clock=wall_clock_ms):
+        """Open the log in `directory` (named <topic>-<partition> inside a log dir),
+        creating it if needed, and recover whatever a crash left behind."""
+        self.directory = os.path.abspath(directory)
+        self.config = config
+        self.clock = clock
+        self.log_dir = os.path.dirname(self.directory)
+        tp = filenames.parse_partition_dir(os.path.basename(self.directory))
+        if tp is None:
+            raise StorageError(f"{directory}: a partition directory is named <topic>-<partition>")
+        self.topic, self.partition = tp
+        self._checkpoints = LogDirCheckpoints(self.log_dir)
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory)
+            fsync_dir(self.log_dir)
+        self.recovery_point, self.log_start_offset = self._checkpoints.read(tp)
+        self._segments = []          # sorted by base offset; the last one is active
+        self._bases = []             # their base offsets, for bisect
+        self._unflushed_records = 0
+        self._last_flush_ms = clock()
+        self._roll_anchor_ms = None  # see _time_to_roll
+        self._closed = False
+        self._open_segments()
+
+    # == opening and recovery ==================================================
+    def _open_segments(self):
+        bases = set()
+        for name in os.listdir(self.directory):
+            if name.endswith(filenames.TMP_SUFFIX):
+                os.unlink(os.path.join(self.directory, name))  # an interrupted checkpoint
+                continue
+            parsed = filenames.parse_segment_file(name)
+            if parsed and parsed[1] == filenames.LOG_SUFFIX:
+                bases.add(parsed[0])
+        for name in os.listdir(self.directory):  # indexes without their log are litter
+            parsed = filenames.parse_segment_file(name)
+            if parsed and parsed[1] != filenames.LOG_SUFFIX and parsed[0] not in bases:
+                os.unlink(os.path.join(self.directory, name))
+        ordered = sorted(bases)
+        for i, base in enumerate(ordered):
+            last = i == len(ordered) - 1
+            below_recovery_point = not last and ordered[i + 1] <= self.recovery_point
+            segment = self._open_trusted(base, writable=last) if (below_recovery_point or last) else None
+            if last and segment is not None and segment.next_offset > self.recovery_point:
+                segment.close()   # cleanly closed looks the same as crashed-with-luck
+                segment = None    # unless everything in it was flushed: recover it
+            if segment is None:
+                segment, ok = self._recover_segment(base, last)
+                self._add(segment)
+                if not ok:
+                    self._delete_after(base, ordered[i + 1:])
+                    break
+            else:
+                self._add(segment)
+        if not self._segments:
+            self._add(self._new_segment(self.log_start_offset))
+        below_start = 0  # whole segments under the checkpointed log start: retention was
+        while below_start + 1 < len(self._segments) and \
+                self._segments[below_start + 1].base_offset <= self.log_start_offset:
+            below_start += 1  # interrupted between checkpoint and unlink; finish it
+        if below_start:
+            self._delete_oldest(below_start)
+        leo = self.log_end_offset
+        self.log_start_offset = min(max(self.log_start_offset, self._segments[0].base_offset), leo)
+        if self.recovery_point != leo:
+            self.flush()  # what recovery kept is now the flushed state
+
+    def _open_trusted(self, base, writable):
+        """The segment opened from its own indexes, or None if they are missing or do
+        not match the log (then it is recovered instead)."""
+        paths = (filenames.index_file(self.directory, base), filenames.timeindex_file(self.directory, base))
+        if not all(os.path.exists(p) for p in paths):
+            return None
+        segment = LogSegment(self.directory, base, self.config, writable)
+        try:
+            segment.load()
+            return segment
+        except (InvalidSegment, CorruptRecord) as e:
+            log.info("%s: rebuilding segment %d: %s", self.directory, base, e)
+            segment.close()
+            return None
+
+    def _recover_segment(self, base, last):
+        """Scan a segment, cut it after its last valid batch, rebuild its indexes.
+        Returns (segment, whether the whole file was valid up to its data)."""
+        segment = LogSegment(self.directory, base, self.config, writable=True, create=True, index_entries=0)
+        file_size = segment.size
+        result = segment.recover(max_batch_size=0)
+        if result.status != native.Status.OK:
+            zero_tail = result.status == native.Status.BAD_LENGTH and result.found == 0 \
+                and not any(segment.log.buffer[result.valid_bytes:file_size])
+            if not zero_tail:
+                log.warning("%s: segment %d: %s at position %d (expected %s, found %s); truncated %d bytes",
+                            self.directory, base, result.status_name, result.valid_bytes,
+                            result.expected, result.found, file_size - result.valid_bytes)
+            ok = zero_tail
+        else:
+            ok = True
+        if not last and ok:
+            segment.seal()
+        return segment, ok
+
+    def _delete_after(self, base, later_bases):
+        """After a corrupt segment nothing later can be trusted (offsets would not be
+        contiguous): delete the later segments, as Kafka does."""
+        for b in later_bases:
+            log.warning("%s: deleting segment %d, which follows a corrupt one", self.directory, b)
+            for path in (filenames.log_file(self.directory, b), filenames.index_file(self.directory, b),
+                         filenames.timeindex_file(self.directory, b)):
+                if os.path.exists(path):
+                    os.unlink(path)
+        fsync_dir(self.directory)
+
+    def _new_segment(self, base, capacity=None):
+        segment = LogSegment(self.directory, base, self.config, writable=True, create=True,
+                             index_entries=0, capacity=capacity)
+        fsync_dir(self.directory)  # the new files survive power loss
+        return segment
+
+    def _add(self, segment):
+        self._segments.append(segment)
+        self._bases.append(segment.base_offset)
+
+    # == state ===================================================================
+    @property
+    def active(self):
+        return self._segments[-1]
+
+    @property
+    def segments(self):
+        return list(self._segments)
+
+    @property
+    def log_end_offset(self):
+        """The offset the next appended record gets."""
+        return self.active.next_offset
+
+    @property
+    def size_in_bytes(self):
+        return sum(s.size for s in self._segments)
+
+    def __repr__(self):
+        return (f"PartitionLog({self.topic}-{self.partition}, offsets {self.log_start_offset}.."
+                f"{self.log_end_offset}, {len(self._segments)} segments, {self.size_in_bytes} bytes)")
+
+    # == appending ===============================================================
+    def append(self, data, assign_offsets=True, leader_epoch=None):
+        """Append a buffer of v2 batches; returns AppendInfo. Raises (and writes nothing)
+        on any invalid batch.
+
+        assign_offsets=True (a leader taking a producer's batches): offsets are assigned
+        from log_end_offset. False (a follower copying its leader): batches keep their
+        offsets, which must start at or after log_end_offset.
+        """
+        self._check_open()
+        infos, result = _scan_all(data, check_offsets=not assign_offsets, min_offset=self.log_end_offset)
+        if result.status != native.Status.OK or not infos:
+            raise self._invalid(result, len(data))
+        max_bytes = self.config.max_message_bytes
+        for b in infos:
+            if b.size > max_bytes:
+                raise MessageTooLarge(f"batch at position {b.position} is {b.size} bytes; "
+                                      f"max.message.bytes is {max_bytes}")
+            if assign_offsets:
+                if b.records < 1 or b.last_offset - b.base_offset != b.records - 1:
+                    raise InvalidRecord(f"batch at position {b.position} has {b.records} records but "
+                                        f"lastOffsetDelta {b.last_offset - b.base_offset}; expected "
+                                        f"records - 1 (and at least one record)")
+                codec = b.attributes & COMPRESSION_MASK
+                if codec not in _READABLE_CODECS:
+                    name = Compression(codec).name.lower() if codec in Compression._value2member_map_ \
+                        else f"unknown codec {codec}"
+                    raise UnsupportedCompression(f"batch at position {b.position} is compressed with "
+                                                 f"{name}; odradek takes uncompressed or gzip batches")
+        now = self.clock()
+        segment = self._segment_for_append(len(data), now)
+        first = self.log_end_offset if assign_offsets else infos[0].base_offset
+        append_time = now if self.config.log_append_time else None
+        if segment.is_empty:
+            self._roll_anchor_ms = now
+        written = segment.append(data, infos, first if assign_offsets else None, leader_epoch, append_time)
+        self._unflushed_records += result.records
+        info = AppendInfo(written[0].base_offset, written[-1].last_offset,
+                          max(b.max_timestamp for b in written), len(written), result.records,
+                          len(data), append_time)
+        self._maybe_flush(now)
+        return info
+
+    @staticmethod
+    def _invalid(result, nbytes):
+        if result.batches == 0 and nbytes == 0:
+            return CorruptRecord("no record batches in an empty buffer")
+        what = {
+            native.Status.TRUNCATED: "is truncated: expected {e} bytes, found {f}",
+            native.Status.BAD_LENGTH: "has an impossible length: expected at least {e}, found {f}",
+            native.Status.BAD_MAGIC: "has magic {f}; expected {e} (Kafka v2 record batches)",
+            native.Status.BAD_CRC: "fails its CRC-32C: computed {e:#010x}, stored {f:#010x}",
+            native.Status.BAD_OFFSET: "has baseOffset {f}; expected at least {e}",
+        }[result.status].format(e=result.expected, f=result.found)
+        return CorruptRecord(f"batch {result.batches} at position {result.valid_bytes} {what}")
+
+    def _segment_for_append(self, nbytes, now):
+        segment = self.active
+        if segment.is_empty and nbytes > segment.log.capacity:
+            # a single append larger than segment.bytes gets a segment of its own size
+            self._segments.pop()
+            self._bases.pop()
+            segment.delete()
+            segment = self._new_segment(segment.base_offset, capacity=nbytes)
+            self._add(segment)
+        elif not segment.fits(nbytes) or self._time_to_roll(segment, now):
+            segment = self.roll(capacity=max(nbytes, self.config.segment_bytes))
+        return segment
+
+    def _time_to_roll(self, segment, now):
+        # segment.ms counts from the broker's clock at the segment's first append, not
+        # from record timestamps (a producer's old timestamps would roll every append).
+        # After a restart the first batch's timestamp stands in, capped at now.
+        if self._roll_anchor_ms is None and not segment.is_empty:
+            self._roll_anchor_ms = min(segment.first_batch_timestamp, now)
+        return self._roll_anchor_ms is not None and now - self._roll_anchor_ms > self.config.segment_ms
+
+    def roll(self, capacity=None):
+        """Seal the active segment and start a new one at the log end offset."""
+        self._check_open()
+        old = self.active
+        if old.is_empty:
+            return old
+        old.seal()  # flushes it; older segments were flushed when they rolled
+        segment = self._new_segment(self.log_end_offset, capacity)
+        self._add(segment)
+        self._roll_anchor_ms = None
+        self._unflushed_records = 0
+        self._set_recovery_point(old.next_offset)
+        return segment
+
+    # == flushing ================================================================
+    def _maybe_flush(self, now):
+        if (self._unflushed_records >= self.config.flush_messages
+                or now - self._last_flush_ms >= self.config.flush_ms):
+            self.flush()
+
+    def maybe_flush(self):
+        """Flush if flush.ms has passed since the last flush (the worker calls this on a timer)."""
+        if self._unflushed_records:
+            self._maybe_flush(self.clock())
+
+    def flush(self):
+        """msync + fsync everything appended; move the recovery point to the log end."""
+        self._check_open()
+        for segment in reversed(self._segments):
+            if segment.writable:
+                segment.flush()
+        self._unflushed_records = 0
+        self._last_flush_ms = self.clock()
+        self._set_recovery_point(self.log_end_offset)
+
+    def _set_recovery_point(self, offset):
+        self.recovery_point = offset
+        self._checkpoints.update((self.topic, self.partition), recovery_point=offset)
+
+    # == reading =================================================================
+    def _segment_index(self, offset):
+        return max(bisect.bisect_right(self._bases, offset) - 1, 0)
+
+    def read(self, offset, max_bytes, max_offset=None):
+        """Whole batches from the one holding `offset`, up to `max_bytes` (at least one
+        batch, however large, as Kafka does), never past `max_offset` (exclusive; the
+        high watermark) or the log end. Raises OffsetOutOfRange outside the log."""
+        self._check_open()
+        end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
+                                   f"valid offsets are {self.log_start_offset}..{self.log_end_offset}")
+        i = self._segment_index(offset)
+        while i < len(self._segments):
+            segment = self._segments[i]
+            first = segment.find(offset)
+            if first is not None:
+                break
+            i += 1  # offset is past this segment's batches (gap after compaction): next one
+        else:
+            return FetchData(memoryview(b""), offset, offset, self.active.base_offset)
+        if first.base_offset >= end:
+            return FetchData(memoryview(b""), offset, offset, segment.base_offset)
+        stop, next_offset = first.position, offset
+        for b in segment.batches_from(first.position):
+            if b.base_offset >= end or (stop > first.position and stop + b.size - first.position > max_bytes):
+                break
+            stop = b.position + b.size
+            next_offset = b.last_offset + 1
+        return FetchData(segment.view(first.position, stop), first.base_offset, next_offset, segment.base_offset)
+
+    def offset_for_timestamp(self, timestamp):
+        """(offset, timestamp) of the first record whose timestamp >= `timestamp`, or
+        None if there is none (Kafka's ListOffsets by time)."""
+        self._check_open()
+        for segment in self._segments:
+            if segment.max_timestamp < timestamp:
+                continue
+            b = segment.find_by_timestamp(timestamp)
+            if b is None:
+                continue
+            for record in RecordBatch(segment.view(b.position, b.position + b.size)).records():
+                if record.timestamp >= timestamp and record.offset >= self.log_start_offset:
+                    return record.offset, record.timestamp
+        return None
+
+    # == retention and truncation ================================================
+    def delete_old_segments(self):
+        """Apply retention.ms and retention.bytes: delete whole segments from the oldest,
+        never the active one. Returns how many were deleted; moves log_start_offset."""
+        self._check_open()
+        if not self.config.delete:
+            return 0
+        now = self.clock()
+        retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
+        excess = self.size_in_bytes - retention_bytes if retention_bytes >= 0 else 0
+        doomed = 0
+        for segment in self._segments[:-1]:
+            expired = retention_ms >= 0 and now - segment.max_timestamp > retention_ms
+            too_big = retention_bytes >= 0 and excess >= segment.size
+            if not (expired or too_big):
+                break
+            excess -= segment.size
+            doomed += 1
+        if doomed:
+            self._delete_oldest(doomed)
+        return doomed
+
+    def _delete_oldest(self, count):
+        gone, self._segments = self._segments[:count], self._segments[count:]
+        self._bases = self._bases[count:]
+        self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+        # checkpoint the new start before the files go: a crash in between leaves
+        # files below the log start, which the next open ignores and deletes
+        self._checkpoints.update((self.topic, self.partition), log_start_offset=self.log_start_offset)
+        for segment in gone:
+            log.info("%s: deleting segment %d (offsets %d..%d, %d bytes)", self.directory,
+                     segment.base_offset, segment.base_offset, segment.next_offset - 1, segment.size)
+            segment.delete()
+        fsync_dir(self.directory)
+
+    def truncate_to(self, offset):
+        """Remove every batch holding an offset >= `offset` (a follower diverging from
+        its leader). Batches are removed whole."""
+        self._check_open()
+        if offset >= self.log_end_offset:
+            return
+        while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+            self._segments.pop().delete()
+            self._bases.pop()
+        segment = self.active
+        if not segment.writable:  # reopen the sealed one for appends
+            self._segments.pop()
+            self._bases.pop()
+            segment.close()
+            segment, _ = self._recover_segment(segment.base_offset, last=True)
+            self._add(segment)
+        segment.truncate_to(offset)
+        if self.log_end_offset < self.log_start_offset:
+            self.log_start_offset = self.log_end_offset
+        self._unflushed_records = 0
+        self.flush()
+
+    # == closing =================================================================
+    def close(self):
+        """Flush, trim the active segment and checkpoint: the next open is instant."""
+        if self._closed:
+            return
+        self.flush()
+        self.active.seal()
+        self._checkpoints.update((self.topic, self.partition), recovery_point=self.log_end_offset,
+                                 log_start_offset=self.log_start_offset)
+        for segment in self._segments:
+            segment.close()
+        self._closed = True
+
+    def _check_open(self):
+        if self._closed:
+            raise StorageError(f"log {self.directory} is closed")

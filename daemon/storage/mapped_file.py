@@ -1,0 +1,157 @@
+"""A file mapped into memory at a fixed capacity, holding `size` bytes of data.
+
+The segment log and both indexes are MappedFiles. The file is extended (sparsely) to
+its capacity when opened for writing, so appends are plain copies into the map and a
+reader's memoryview stays valid while the file grows: Python cannot resize an mmap
+that has exported buffers, so the map is never resized. `trim()` cuts the file to its
+data when it stops being written (roll or clean close); the map keeps its length, and
+nobody reads past `size`.
+
+After a crash the file can be longer than its data (the capacity) with zeros or a torn
+batch after it; recovery finds the real size and calls `truncate(size)`, which also
+zeroes whatever stood past it, so stale bytes can never be mistaken for data later.
+
+Owned by the partition's worker process; not thread-safe.
+"""
+import mmap
+import os
+
+from odradek.client.errors import StorageError
+
+__all__ = ["MappedFile", "PAGE_SIZE"]
+
+PAGE_SIZE = mmap.PAGESIZE
+
+
+class MappedFile:
+    def __init__(self, path, capacity, size=None, writable=True, create=False):
+        """Map `path`. `size` is the data length (default: the file's length);
+        `capacity` the mapped length for writing (the file is extended to it)."""
+        self.path = path
+        self.writable = writable
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | (os.O_CREAT if create else 0)
+        try:
+            self._fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            raise StorageError(f"cannot open {path}: {e.strerror}") from e
+        self._sticky_error = None
+        self._closed = False
+        try:
+            file_len = os.fstat(self._fd).st_size
+            self.size = file_len if size is None else size
+            self.capacity = max(capacity, self.size) if writable else file_len
+            if writable and file_len < self.capacity:
+                os.ftruncate(self._fd, self.capacity)
+            if self.capacity > 0:
+                prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+                self._map = mmap.mmap(self._fd, self.capacity, mmap.MAP_SHARED, prot)
+            else:
+                self._map = None
+        except OSError as e:
+            os.close(self._fd)
+            raise StorageError(f"cannot map {path}: {e.strerror}") from e
+        self._view = memoryview(self._map) if self._map is not None else memoryview(b"")
+        self._flushed = self.size
+        if not writable:
+            self._release_fd()  # the map keeps the pages; a partition may have thousands
+
+    def _release_fd(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- reading ------------------------------------------------------------------
+    def view(self, start=0, end=None):
+        """A zero-copy memoryview of data bytes [start, end)."""
+        end = self.size if end is None else min(end, self.size)
+        return self._view[start:end]
+
+    @property
+    def buffer(self):
+        """The whole map (capacity bytes), for code that scans or searches in place."""
+        return self._view
+
+    # -- writing ------------------------------------------------------------------
+    def append(self, data):
+        """Copy `data` after the current data; returns its position. One memcpy."""
+        self._check_writable()
+        n = len(data)
+        pos = self.size
+        if pos + n > self.capacity:
+            raise StorageError(f"{self.path}: append of {n} bytes at {pos} passes capacity {self.capacity}")
+        self._view[pos:pos + n] = data
+        self.size = pos + n
+        return pos
+
+    def truncate(self, size):
+        """Cut the data to `size` bytes and zero everything after it, up to capacity."""
+        self._check_writable()
+        if size > self.size:
+            raise StorageError(f"{self.path}: cannot truncate to {size}, data is {self.size} bytes")
+        try:
+            os.ftruncate(self._fd, size)          # drops the old bytes (zeroes on re-extension)
+            os.ftruncate(self._fd, self.capacity)
+        except OSError as e:
+            self._fail(e)
+        self.size = size
+        self._flushed = min(self._flushed, size)
+
+    def flush(self):
+        """msync the bytes written since the last flush and fsync the file."""
+        if not self.writable or self._map is None:
+            return
+        self._check_writable()
+        start = self._flushed - self._flushed % PAGE_SIZE
+        try:
+            if self.size > start:
+                self._map.flush(start, self.size - start)
+            os.fsync(self._fd)
+        except OSError as e:
+            self._fail(e)
+        self._flushed = self.size
+
+    @property
+    def unflushed_bytes(self):
+        return self.size - self._flushed
+
+    def trim(self):
+        """Cut the file to its data (on roll or clean close); the map stays as it is."""
+        if not self.writable:
+            return
+        self.flush()
+        try:
+            os.ftruncate(self._fd, self.size)
+            os.fsync(self._fd)
+        except OSError as e:
+            self._fail(e)
+        self.capacity = self.size
+        self.writable = False
+        self._release_fd()
+
+    def close(self):
+        """Unmap and close. A reader still holding a view keeps the pages alive: the map
+        is then left to the garbage collector (Python refuses to close it earlier)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._view.release()
+            if self._map is not None:
+                self._map.close()
+        except BufferError:
+            pass  # a reader's view outlives us; the pages go when it does
+        self._release_fd()
+
+    # -- errors -------------------------------------------------------------------
+    def _check_writable(self):
+        if self._sticky_error is not None:
+            raise StorageError(f"{self.path}: refusing writes after an earlier I/O error: {self._sticky_error}")
+        if not self.writable:
+            raise StorageError(f"{self.path}: not open for writing")
+
+    def _fail(self, err):
+        # After a failed write or fsync the file's state is unknown: refuse further writes
+        # (the log goes offline for this partition rather than risk silent loss).
+        self._sticky_error = err.strerror or str(err)
+        raise StorageError(f"{self.path}: {self._sticky_error}") from err
+

@@ -1,0 +1,108 @@
+"""Sparse offset index of one segment: which byte position to start reading an offset at.
+
+Layout (Kafka's .index): a packed array of 8-byte entries, no header.
+    off size field
+      0   4  relativeOffset  u32 BE  (offset - segment base offset)
+      4   4  position        u32 BE  (byte position of a batch in the .log)
+Entry i says: the batch at `position` holds offsets up to base + relativeOffset (the
+batch's last offset, as Kafka writes it), so to read offset T start at the position of
+the last entry with relativeOffset <= T and scan forward. Entries strictly increase in
+both fields. The file is preallocated to segment.index.bytes while the segment is
+active and trimmed to its entries when it rolls; a reader trusts only `entries`.
+
+Search is a binary search in C straight over the mapped bytes (native.index_lookup).
+Owned by the partition's worker process; not thread-safe.
+"""
+import struct
+
+from odradek.client import native
+from odradek.client.errors import InvalidSegment
+from odradek.daemon.storage.mapped_file import MappedFile
+
+__all__ = ["OffsetIndex", "ENTRY_SIZE"]
+
+ENTRY_SIZE = 8
+_ENTRY = struct.Struct(">II")
+
+
+class OffsetIndex:
+    def __init__(self, path, base_offset, max_bytes, writable=True, entries=None):
+        """Open or create the index at `path`. `entries`: how many entries are valid
+        (None: the file's length says, as for a trimmed index)."""
+        self.base_offset = base_offset
+        capacity = max_bytes - max_bytes % ENTRY_SIZE if writable else 0
+        self._file = MappedFile(path, capacity, None if entries is None else entries * ENTRY_SIZE,
+                                writable=writable, create=writable)
+        if self._file.size % ENTRY_SIZE:
+            self._file.close()
+            raise InvalidSegment(f"index {path}: size {self._file.size} is not a multiple of {ENTRY_SIZE}")
+        self.path = path
+
+    @property
+    def entries(self):
+        return self._file.size // ENTRY_SIZE
+
+    @property
+    def max_entries(self):
+        return self._file.capacity // ENTRY_SIZE
+
+    @property
+    def is_full(self):
+        return self.entries >= self.max_entries
+
+    def entry(self, slot):
+        """(absolute offset, position) of entry `slot`."""
+        rel, pos = _ENTRY.unpack_from(self._file.buffer, slot * ENTRY_SIZE)
+        return self.base_offset + rel, pos
+
+    @property
+    def last_entry(self):
+        """The last entry, or (base_offset, 0) when there is none."""
+        return self.entry(self.entries - 1) if self.entries else (self.base_offset, 0)
+
+    def lookup(self, offset):
+        """(offset, position) of the last entry at or below `offset`; (base, 0) if none."""
+        if offset < self.base_offset or not self.entries:
+            return self.base_offset, 0
+        target = min(offset - self.base_offset, 0xFFFFFFFF)
+        slot = native.index_lookup(self._file.buffer, self.entries, target)
+        return self.entry(slot) if slot >= 0 else (self.base_offset, 0)
+
+    def append(self, offset, position):
+        """Add an entry; offsets and positions must strictly increase."""
+        if self.entries:
+            last_offset, last_pos = self.last_entry
+            assert offset > last_offset and position > last_pos, (offset, position, self.last_entry)
+        rel = offset - self.base_offset
+        if not 0 <= rel <= 0xFFFFFFFF:
+            raise InvalidSegment(f"index {self.path}: offset {offset} is not within 2^32 of base {self.base_offset}")
+        self._file.append(_ENTRY.pack(rel, position))
+
+    def truncate_to_offset(self, offset):
+        """Drop entries for offsets >= `offset` (their batches are being removed)."""
+        keep = 0 if offset <= self.base_offset else \
+            native.index_lookup(self._file.buffer, self.entries, offset - 1 - self.base_offset) + 1
+        self._file.truncate(keep * ENTRY_SIZE)
+
+    def reset(self):
+        self._file.truncate(0)
+
+    def sanity_check(self, log_size, next_offset):
+        """Raise InvalidSegment unless the last entry lies inside the log (Kafka's check:
+        cheap enough for every open; a wrong index found later is rebuilt the same way)."""
+        if not self.entries:
+            return
+        off, pos = self.last_entry
+        if off >= next_offset or pos >= log_size:
+            raise InvalidSegment(
+                f"index {self.path}: last entry is (offset {off}, position {pos}); expected offset "
+                f"below {next_offset} and position below {log_size}")
+
+    def flush(self):
+        self._file.flush()
+
+    def trim(self):
+        self._file.trim()
+
+    def close(self):
+        self._file.close()

@@ -1,0 +1,280 @@
+"""One segment of a partition log: the .log file of batches and its two indexes.
+
+A segment holds the batches for offsets [base_offset, next_offset). Its .log file is
+Kafka's: v2 record batches back to back, byte for byte as the producer built them
+except baseOffset (assigned here), partitionLeaderEpoch and, for LogAppendTime topics,
+the timestamp fields (then the CRC is recomputed). See storage/FORMAT.md.
+
+While active the segment is mapped at segment.bytes capacity and appended to by copy
+into the map; once rolled it is trimmed and read-only. Owned by the partition's worker
+process; not thread-safe.
+"""
+import os
+import struct
+
+from odradek.client import native
+from odradek.client.errors import CorruptRecord, InvalidSegment
+from odradek.client.records import (LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET,
+                                    write_base_offset, write_log_append_time,
+                                    write_partition_leader_epoch)
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.mapped_file import MappedFile
+from odradek.daemon.storage.offset_index import OffsetIndex
+from odradek.daemon.storage.time_index import TimeIndex
+
+__all__ = ["LogSegment", "BatchPosition"]
+
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+# baseOffset, batchLength; then lastOffsetDelta; maxTimestamp: enough to walk and search
+_FRAME = struct.Struct(">qi")
+_SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
+
+
+class BatchPosition(tuple):
+    """(position, base_offset, last_offset, size, max_timestamp) of a batch in a segment."""
+    __slots__ = ()
+    position = property(lambda self: self[0])
+    base_offset = property(lambda self: self[1])
+    last_offset = property(lambda self: self[2])
+    size = property(lambda self: self[3])
+    max_timestamp = property(lambda self: self[4])
+
+
+class LogSegment:
+    def __init__(self, directory, base_offset, config, writable, create=False, index_entries=None,
+                 capacity=None):
+        """Open (or create) the segment's files. `index_entries` None: trust the index
+        files' lengths (a trimmed segment); otherwise they are rebuilt by `recover`.
+        `capacity`: bytes to map for appends (default segment.bytes)."""
+        self.directory = directory
+        self.base_offset = base_offset
+        self.config = config
+        capacity = config.segment_bytes if capacity is None else capacity
+        self.log = MappedFile(filenames.log_file(directory, base_offset),
+                              capacity if writable else 0, writable=writable, create=create)
+        index_bytes = config.segment_index_bytes
+        try:
+            self.index = OffsetIndex(filenames.index_file(directory, base_offset), base_offset,
+                                     index_bytes, writable, index_entries)
+            self.time_index = TimeIndex(filenames.timeindex_file(directory, base_offset), base_offset,
+                                        index_bytes + index_bytes // 2, writable, index_entries)
+        except FileNotFoundError:
+            self.log.close()
+            raise
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index = 0
+
+    # -- state --------------------------------------------------------------------
+    @property
+    def size(self):
+        return self.log.size
+
+    @property
+    def is_empty(self):
+        return self.log.size == 0
+
+    @property
+    def writable(self):
+        return self.log.writable
+
+    def __repr__(self):
+        return (f"LogSegment(base={self.base_offset}, next={self.next_offset}, size={self.size}, "
+                f"{'active' if self.writable else 'closed'})")
+
+    # -- appending ----------------------------------------------------------------
+    def fits(self, nbytes):
+        """Whether `nbytes` more can go in without rolling (an empty segment takes any)."""
+        if self.is_empty:
+            return True
+        return (self.size + nbytes <= self.config.segment_bytes and not self.index.is_full
+                and not self.time_index.is_full and nbytes <= self.log.capacity - self.size
+                and self.next_offset - self.base_offset + (1 << 31) < 1 << 32)
+
+    def append(self, data, infos, assign_from=None, leader_epoch=None, append_time_ms=None):
+        """Copy validated batches into the log and index them.
+
+        `infos`: native.BatchInfo of each batch in `data` (positions relative to it).
+        `assign_from`: first offset to assign, batch by batch (None: keep baseOffsets, as a
+        follower does). `leader_epoch`: written into each batch if given.
+        `append_time_ms`: for LogAppendTime topics, the broker's timestamp for the batches.
+        Returns the list of BatchPosition written (positions in this segment).
+        """
+        if self.is_empty and len(data) > self.log.capacity:
+            raise InvalidSegment(f"{self.log.path}: batch of {len(data)} bytes exceeds segment capacity")
+        start = self.log.append(data)
+        buf = self.log.buffer
+        written = []
+        next_offset = assign_from
+        for b in infos:
+            pos = start + b.position
+            if next_offset is not None:
+                base = next_offset
+                last = base + (b.last_offset - b.base_offset)
+                write_base_offset(buf, pos, base)
+                next_offset = last + 1
+            else:
+                base, last = b.base_offset, b.last_offset
+            if leader_epoch is not None:
+                write_partition_leader_epoch(buf, pos, leader_epoch)
+            max_ts = b.max_timestamp
+            if append_time_ms is not None:
+                max_ts = append_time_ms
+                write_log_append_time(buf, pos, max_ts)
+            self._track(BatchPosition((pos, base, last, b.size, max_ts)))
+            written.append(BatchPosition((pos, base, last, b.size, max_ts)))
+        return written
+
+    def _track(self, batch):
+        """Account for a batch now in the log: end offset, timestamps, sparse indexes."""
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = batch.max_timestamp
+        if batch.max_timestamp > self.max_timestamp:
+            self.max_timestamp = batch.max_timestamp
+            self.offset_of_max_timestamp = batch.last_offset
+        if self._bytes_since_index > self.config.index_interval_bytes:
+            self.index.append(batch.last_offset, batch.position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index = 0
+        self._bytes_since_index += batch.size
+        self.next_offset = batch.last_offset + 1
+
+    # -- reading ------------------------------------------------------------------
+    def batch_at(self, position):
+        """BatchPosition of the batch starting at `position` (header fields only)."""
+        buf = self.log.buffer
+        base, length = _FRAME.unpack_from(buf, position)
+        delta = _I32.unpack_from(buf, position + LAST_OFFSET_DELTA_OFFSET)[0]
+        max_ts = _I64.unpack_from(buf, position + MAX_TIMESTAMP_OFFSET)[0]
+        return BatchPosition((position, base, base + delta, length + LOG_OVERHEAD, max_ts))
+
+    def batches_from(self, position=0, end=None):
+        """Yield each BatchPosition from `position` up to `end` (default: the data size)."""
+        end = self.size if end is None else end
+        while position < end:
+            b = self.batch_at(position)
+            yield b
+            position += b.size
+
+    def find(self, offset):
+        """BatchPosition of the first batch whose last offset >= `offset`, or None."""
+        if offset >= self.next_offset:
+            return None
+        _, position = self.index.lookup(offset)
+        for b in self.batches_from(position):
+            if b.last_offset >= offset:
+                return b
+        return None
+
+    def find_by_timestamp(self, timestamp):
+        """BatchPosition of the first batch with maxTimestamp >= `timestamp`, or None."""
+        start = self.time_index.scan_start(timestamp)
+        first = self.find(start)
+        if first is None:
+            return None
+        for b in self.batches_from(first.position):
+            if b.max_timestamp >= timestamp:
+                return b
+        return None
+
+    def view(self, start, end):
+        """Zero-copy memoryview of log bytes [start, end)."""
+        return self.log.view(start, end)
+
+    # -- recovery -----------------------------------------------------------------
+    def recover(self, max_batch_size=0):
+        """Rebuild the indexes from the log and cut it after the last valid batch.
+
+        Scans every batch (lengths, magic, CRC, increasing offsets) from the start of the
+        file; returns the native.ScanResult of the scan's stop: status OK, or where and
+        why it stopped. Bytes after the valid prefix are removed and zeroed.
+        """
+        self.index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp, self.offset_of_max_timestamp = -1, self.base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index = 0
+        whole = self.log.buffer[:max(self.log.size, 0)]
+        pos = 0
+        while True:
+            result = native.scan_batches(whole[pos:], max_batch_size, True, self.next_offset, _SCAN_CHUNK)
+            for b in result.infos:
+                self._track(BatchPosition((pos + b.position, b.base_offset, b.last_offset, b.size, b.max_timestamp)))
+            pos += result.valid_bytes
+            if result.status != native.Status.MORE:
+                break
+        result.valid_bytes = pos
+        if pos < self.log.size:
+            self.log.truncate(pos)
+        return result
+
+    def load(self):
+        """Open a segment trusted to be whole (below the recovery point, or cleanly
+        closed): state from its last index entry and a scan of the batches after it.
+        Raises InvalidSegment or CorruptRecord if what it finds is inconsistent."""
+        off, pos = self.index.last_entry
+        result = native.scan_batches(self.log.buffer[pos:self.log.size], 0, True, self.base_offset)
+        if result.status != native.Status.OK:
+            raise CorruptRecord(f"{self.log.path}: batch at position {pos + result.valid_bytes} is "
+                                f"{result.status_name.lower().replace('_', ' ')} (expected {result.expected}, "
+                                f"found {result.found})")
+        self.next_offset = result.last_offset + 1 if result.batches else self.base_offset
+        self.index.sanity_check(self.size, self.next_offset)
+        self.time_index.sanity_check(self.next_offset)
+        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry
+        if result.max_timestamp > self.max_timestamp:
+            # the batches after the last index entry; offset of max found by walking them
+            for b in self.batches_from(pos):
+                if b.max_timestamp > self.max_timestamp:
+                    self.max_timestamp, self.offset_of_max_timestamp = b.max_timestamp, b.last_offset
+        self.first_batch_timestamp = None if self.is_empty else self.batch_at(0).max_timestamp
+        self._bytes_since_index = self.size - pos if self.index.entries else self.size
+
+    # -- lifecycle ----------------------------------------------------------------
+    def truncate_to(self, offset):
+        """Remove every batch holding an offset >= `offset` (whole batches only)."""
+        b = self.find(offset)
+        if b is None:
+            return 0
+        removed = self.size - b.position
+        self.index.truncate_to_offset(offset)
+        self.time_index.truncate_to_offset(offset)
+        self.log.truncate(b.position)
+        self.load()  # cheap: walks only the batches after the last index entry
+        return removed
+
+    def seal(self):
+        """Stop writing: make sure the time index holds the largest timestamp, then flush
+        and trim all three files to their data (Kafka's onBecomeInactiveSegment)."""
+        if self.log.writable:
+            if self.max_timestamp >= 0:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            # indexes first: a crash between leaves the log untrimmed, which recovery
+            # notices (zero tail) and repairs; the reverse order could leave stale
+            # zero entries in an index that a trimmed, valid-looking log vouches for
+            self.index.trim()
+            self.time_index.trim()
+            self.log.trim()
+
+    def flush(self):
+        self.log.flush()
+        self.index.flush()
+        self.time_index.flush()
+
+    def close(self):
+        self.log.close()
+        self.index.close()
+        self.time_index.close()
+
+    def delete(self):
+        """Close and remove the segment's files."""
+        self.close()
+        for path in (self.log.path, self.index.path, self.time_index.path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

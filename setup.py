@@ -1,0 +1,43 @@
+"""odradek: Kafka's commit log for one Linux host.
+
+Layout (fixed by the design card): daemon/ installs as odradek.daemon, client/ as
+odradek.client, and the CFFI module built from daemon/c_ext/ as odradek._native, so that
+the client can import the native code without importing the daemon.
+"""
+import os
+
+from setuptools import setup
+
+
+def packages_under(top, prefix):
+    """Every package below `top` (a folder holding __init__.py), named under `prefix`."""
+    found = {}
+    for here, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
+        if "__init__.py" in files:
+            rel = os.path.relpath(here, top)
+            name = prefix if rel == "." else prefix + "." + rel.replace(os.sep, ".")
+            found[name] = here
+    return found
+
+
+package_dir = {}
+package_dir.update(packages_under("client", "odradek.client"))
+package_dir.update(packages_under("daemon", "odradek.daemon"))
+
+setup(
+    name="odradek",
+    version="0.1.0",
+    description="Kafka's durable, partitioned, replicated commit log for one Linux host",
+    python_requires=">=3.11",
+    packages=sorted(package_dir),
+    package_dir=package_dir,
+    package_data={"odradek.client.records": ["*.md"], "odradek.daemon.storage": ["*.md"],
+                  "odradek.daemon.c_ext": ["*.h", "*.c", "*.md"]},
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],
+    install_requires=["cffi>=1.15", "posix_ipc>=1.1", "sysv_ipc>=1.1", "psutil>=5.9", "click>=8.1"],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2"]},
+    entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
+    zip_safe=False,
+)

@@ -1,0 +1,147 @@
+"""Byte compatibility with kafka-python's v2 codec, in both directions.
+
+kafka-python's builder writes partitionLeaderEpoch 0 (Kafka's Java producer writes -1;
+the field is not CRC-covered), so ours is built with partition_leader_epoch=0 where
+bytes are compared. Its gzip header carries the current time, so gzip batches are
+compared by their decompressed records region instead.
+"""
+import gzip
+import warnings
+
+import pytest
+
+from odradek.client.records import (
+    RECORDS_OFFSET, BatchBuilder, Compression, Record, RecordBatch, write_base_offset,
+    write_log_append_time)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+T0 = 1_700_000_000_000
+
+CASES = {
+    "plain": [(T0, b"key", b"value", [])],
+    "null key and value": [(T0, None, None, []), (T0 + 1, None, b"v", []), (T0 + 2, b"k", None, [])],
+    "empty key and value": [(T0, b"", b"", [])],
+    "headers with null values": [
+        (T0, b"k", b"v", [("trace-id", b"abc"), ("empty", b""), ("null", None)]),
+        (T0, None, b"v", [("\u00fcnicode-\u2603", b"\x00\xff")]),
+    ],
+    "large and negative timestamps": [
+        (2**62, b"a", b"1", []), (-(2**62), b"b", b"2", []), (-1, b"c", b"3", []),
+        (0, b"d", b"4", []), (2**62 + 10_000, b"e", b"5", []),
+    ],
+    "out of order timestamps": [(T0 + 500, None, b"a", []), (T0, None, b"b", []), (T0 + 90_000, None, b"c", [])],
+    "large key and value": [(T0, b"K" * 10_000, b"V" * 100_000, [])],
+    "1000 records": [(T0 + i, b"key-%d" % (i % 17), b"value-%d" % i * (i % 5), []) for i in range(1000)],
+}
+PRODUCER_STATES = {
+    "no producer": dict(producer_id=-1, producer_epoch=-1, base_sequence=-1, transactional=False),
+    "idempotent": dict(producer_id=123456789012, producer_epoch=7, base_sequence=2**31 - 5, transactional=False),
+    "transactional": dict(producer_id=42, producer_epoch=3, base_sequence=0, transactional=True),
+}
+
+
+def ours(records, compression=Compression.NONE, **state):
+    b = BatchBuilder(compression=compression, partition_leader_epoch=0, **state)
+    for ts, key, value, headers in records:
+        b.append(ts, key, value, headers)
+    return b.build()
+
+
+def theirs(records, compression=Compression.NONE, producer_id=-1, producer_epoch=-1,
+           base_sequence=-1, transactional=False):
+    b = DefaultRecordBatchBuilder(2, int(compression), transactional, producer_id,
+                                  producer_epoch, base_sequence, batch_size=2**30)
+    for offset, (ts, key, value, headers) in enumerate(records):
+        assert b.append(offset, ts, key, value, headers) is not None
+    return bytes(b.build())
+
+
+def expected(records, base_offset=0):
+    return [Record(base_offset + i, ts, key, value, tuple(headers))
+            for i, (ts, key, value, headers) in enumerate(records)]
+
+
+def read_with_kafka_python(data):
+    batch = DefaultRecordBatch(data)
+    assert batch.validate_crc()
+    return [Record(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch]
+
+
+# Every case without producer state, and every producer state on a small case (one
+# 1000-record run is enough: kafka-python's CRC is pure Python).
+IDENTICAL = [(case, "no producer") for case in CASES] + \
+    [("headers with null values", state) for state in PRODUCER_STATES if state != "no producer"]
+
+
+@pytest.mark.parametrize("case,state", IDENTICAL)
+def test_identical_input_gives_identical_bytes(case, state):
+    assert ours(CASES[case], **PRODUCER_STATES[state]) == theirs(CASES[case], **PRODUCER_STATES[state])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kafka_python_reads_our_batches(case):
+    assert read_with_kafka_python(ours(CASES[case])) == expected(CASES[case])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_we_read_kafka_python_batches(case):
+    batch = RecordBatch(theirs(CASES[case])).validate()
+    assert list(batch.records()) == expected(CASES[case])
+
+
+def test_producer_fields_and_flags_read_the_same_on_both_sides():
+    state = PRODUCER_STATES["transactional"]
+    data = theirs(CASES["plain"], **state)
+    mine, kb = RecordBatch(data), DefaultRecordBatch(data)
+    assert (mine.producer_id, mine.producer_epoch, mine.base_sequence, mine.is_transactional) == \
+        (kb.producer_id, kb.producer_epoch, kb.base_sequence, kb.is_transactional) == (42, 3, 0, True)
+    assert (mine.crc, mine.attributes, mine.last_offset_delta, mine.base_timestamp, mine.max_timestamp) == \
+        (kb.crc, kb.attributes, kb.last_offset_delta, kb.first_timestamp, kb.max_timestamp)
+
+
+GZIP_CASES = {  # kafka-python sends a batch uncompressed when gzip does not shrink it
+    "1000 records": CASES["1000 records"],
+    "repetitive with headers and nulls": [
+        (T0 + i, None if i % 3 else b"key", None if i % 7 == 0 else b"payload " * 8,
+         [("h", None), ("trace", b"abcabc")]) for i in range(40)],
+    "large and negative timestamps": [(ts, k, (v or b"") * 50, h)
+                                      for ts, k, v, h in CASES["large and negative timestamps"]],
+}
+
+
+@pytest.mark.parametrize("case", GZIP_CASES)
+def test_gzip_batches_cross_read_and_hold_identical_records_bytes(case):
+    records = GZIP_CASES[case]
+    mine = ours(records, Compression.GZIP)
+    other = theirs(records, Compression.GZIP)
+    assert DefaultRecordBatch(other).compression_type == RecordBatch(mine).compression == Compression.GZIP
+    assert read_with_kafka_python(mine) == expected(records)
+    assert list(RecordBatch(other).validate().records()) == expected(records)
+    assert gzip.decompress(mine[RECORDS_OFFSET:]) == gzip.decompress(other[RECORDS_OFFSET:]) \
+        == ours(records)[RECORDS_OFFSET:]
+
+
+def test_kafka_python_sees_offsets_assigned_in_place():
+    data = bytearray(ours(CASES["null key and value"]))
+    write_base_offset(data, 0, 5000)
+    assert [r.offset for r in read_with_kafka_python(bytes(data))] == [5000, 5001, 5002]
+
+
+def test_kafka_python_sees_log_append_time():
+    data = bytearray(ours(CASES["out of order timestamps"]))
+    write_log_append_time(data, 0, T0 + 1)
+    assert [r.timestamp for r in read_with_kafka_python(bytes(data))] == [T0 + 1] * 3
+    assert [r.timestamp for r in RecordBatch(data).validate().records()] == [T0 + 1] * 3
+
+
+def test_kafka_python_reads_our_control_batch_as_a_commit_marker():
+    b = BatchBuilder(producer_id=42, producer_epoch=3, base_sequence=-1, transactional=True,
+                     control=True, partition_leader_epoch=0)
+    b.append(T0, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")  # version 0, type COMMIT
+    kb = DefaultRecordBatch(b.build())
+    assert kb.validate_crc() and kb.is_control_batch
+    (marker,) = list(kb)
+    assert marker.commit and marker.version == 0

@@ -1,0 +1,155 @@
+"""Recovery on open: torn and corrupt tails, missing and wrong indexes."""
+import os
+
+import pytest
+
+from odradek.daemon.storage import LogConfig, PartitionLog
+from odradek.daemon.storage import filenames
+from support.clock import FakeClock
+from support.records import read_all, value_batch
+
+CONFIG = {"segment.bytes": 4096, "index.interval.bytes": 64}
+
+
+def build_log(tmp_path, batches=12, crash=True):
+    """A log of `batches` one-record batches; crash=True leaves it as a SIGKILL would
+    (no close: preallocated files, unflushed recovery point)."""
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig(CONFIG), FakeClock())
+    sizes = []
+    for i in range(batches):
+        data = value_batch(i, 1, size=40)
+        sizes.append(len(data))
+        log.append(data)
+    if crash:
+        for s in log.segments:
+            s.close()  # drop the maps without flush, trim or checkpoint
+    else:
+        log.close()
+    return sizes
+
+
+def reopen(tmp_path):
+    return PartitionLog(str(tmp_path / "t-0"), LogConfig(CONFIG), FakeClock())
+
+
+def active_log_file(tmp_path):
+    d = tmp_path / "t-0"
+    return d / sorted(n for n in os.listdir(d) if n.endswith(".log"))[-1]
+
+
+def test_recovery_after_a_crash_keeps_every_batch(tmp_path):
+    build_log(tmp_path)
+    log = reopen(tmp_path)
+    assert [r.offset for r in read_all(log)] == list(range(12))
+    log.close()
+
+
+def test_recovery_truncates_a_torn_tail_at_every_byte_of_the_last_batch(tmp_path):
+    sizes = build_log(tmp_path, batches=3, crash=False)
+    path = active_log_file(tmp_path)
+    whole = path.read_bytes()
+    last_start = len(whole) - sizes[-1]
+    for cut in range(last_start, len(whole)):
+        path.write_bytes(whole[:cut])
+        log = reopen(tmp_path)
+        try:
+            assert log.log_end_offset == 2, cut
+            assert [r.offset for r in read_all(log)] == [0, 1]
+        finally:
+            log.close()
+        path.write_bytes(whole)  # close() trimmed the file: restore for the next cut
+        for leftover in (tmp_path / "t-0").iterdir():
+            if leftover.suffix in (".index", ".timeindex"):
+                leftover.unlink()
+
+
+@pytest.mark.parametrize("where", ["header", "crc", "records", "last byte"])
+def test_recovery_truncates_a_corrupt_last_batch(tmp_path, where):
+    sizes = build_log(tmp_path, batches=4, crash=False)
+    path = active_log_file(tmp_path)
+    data = bytearray(path.read_bytes())
+    start = len(data) - sizes[-1]
+    position = {"header": start + 16, "crc": start + 18, "records": start + 70,
+                "last byte": len(data) - 1}[where]
+    data[position] ^= 0x5A
+    path.write_bytes(bytes(data))
+    # the checkpoint says all was flushed, but the bytes disagree: a fresh recovery point
+    (tmp_path / filenames.RECOVERY_POINT_CHECKPOINT).unlink()
+    log = reopen(tmp_path)
+    assert log.log_end_offset == 3
+    log.append(value_batch(3, 1, size=40))
+    assert [r.offset for r in read_all(log)] == [0, 1, 2, 3]
+    log.close()
+
+
+def test_recovery_removes_stale_bytes_after_the_valid_prefix(tmp_path):
+    sizes = build_log(tmp_path, batches=4)
+    path = active_log_file(tmp_path)
+    data = bytearray(path.read_bytes())
+    start = sum(sizes[:2])
+    data[start + 30] ^= 0xFF  # batch 2 is corrupt; batch 3 after it is intact
+    path.write_bytes(bytes(data))
+    log = reopen(tmp_path)
+    assert log.log_end_offset == 2
+    log.append(value_batch(2, 1, size=20))  # shorter than what stood there before
+    for s in log.segments:
+        s.close()
+    log = reopen(tmp_path)  # the old batch 3 must not come back after the new batch
+    assert [r.value[:3] for r in read_all(log)] == [b"v0-", b"v1-", b"v2-"]
+    assert log.log_end_offset == 3
+    log.close()
+
+
+@pytest.mark.parametrize("damage", ["delete", "zero", "garbage"])
+def test_a_missing_or_wrong_index_is_rebuilt(tmp_path, damage):
+    build_log(tmp_path, batches=40, crash=False)
+    d = tmp_path / "t-0"
+    for name in os.listdir(d):
+        if name.endswith(".index") or name.endswith(".timeindex"):
+            p = d / name
+            if damage == "delete":
+                p.unlink()
+            elif damage == "zero":
+                p.write_bytes(b"\0" * os.path.getsize(p))
+            else:
+                p.write_bytes(b"\xff" * 24)
+    log = reopen(tmp_path)
+    assert [r.offset for r in read_all(log)] == list(range(40))
+    for s in log.segments:
+        for slot in range(s.index.entries):
+            offset, position = s.index.entry(slot)
+            assert s.batch_at(position).last_offset == offset
+    for target in range(40):
+        assert log.read(target, 1).first_offset == target
+    log.close()
+
+
+def test_segments_after_a_corrupt_segment_are_deleted(tmp_path):
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 300}), FakeClock())
+    for i in range(20):
+        log.append(value_batch(i, 1, size=60))
+    bases = [s.base_offset for s in log.segments]
+    for s in log.segments:
+        s.close()
+    assert len(bases) >= 4
+    victim = filenames.log_file(str(tmp_path / "t-0"), bases[1])
+    data = bytearray(open(victim, "rb").read())
+    data[40] ^= 0xFF
+    open(victim, "wb").write(bytes(data))
+    (tmp_path / filenames.RECOVERY_POINT_CHECKPOINT).unlink()
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 300}), FakeClock())
+    assert log.log_end_offset == bases[1]
+    assert [s.base_offset for s in log.segments] == bases[:2]
+    assert not os.path.exists(filenames.log_file(str(tmp_path / "t-0"), bases[2]))
+    log.close()
+
+
+def test_reopen_after_clean_close_trusts_the_indexes_without_a_full_scan(tmp_path, monkeypatch):
+    build_log(tmp_path, batches=30, crash=False)
+    from odradek.daemon.storage import segment as segment_module
+    calls = []
+    monkeypatch.setattr(segment_module.LogSegment, "recover",
+                        lambda self, *a, **k: calls.append(self.base_offset))
+    log = reopen(tmp_path)
+    assert calls == [] and log.log_end_offset == 30
+    log.close()

@@ -1,0 +1,1 @@
+"""Shared test fixtures and factories (tests/ is on sys.path; see pytest.ini)."""

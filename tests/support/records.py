@@ -1,0 +1,39 @@
+"""Factories for record batches (built with the real codec) and readers of whole logs."""
+from odradek.client.records import BatchBuilder, RecordBatch, iter_batches
+
+
+def make_batch(values, timestamp=1_700_000_000_000, keys=None, headers=(), **builder_args):
+    """One v2 batch holding `values` (bytes each), timestamps `timestamp`, +1, +2, ..."""
+    b = BatchBuilder(**builder_args)
+    for i, value in enumerate(values):
+        b.append(timestamp + i, None if keys is None else keys[i], value, headers)
+    return b.build()
+
+
+def value_batch(first, count, size=16, timestamp=1_700_000_000_000):
+    """A batch of `count` records whose values name their index: b'v<first+i>' padded to
+    at least `size` bytes, so tests can check which records survived."""
+    return make_batch([(b"v%d-" % (first + i)).ljust(size, b".") for i in range(count)], timestamp)
+
+
+def read_all(log, start=None, max_bytes=1 << 20):
+    """Every record of the log from `start` (default: the log start), in order."""
+    offset = log.log_start_offset if start is None else start
+    records = []
+    while offset < log.log_end_offset:
+        data = log.read(offset, max_bytes)
+        if not len(data):
+            break
+        for _, batch in iter_batches(data.view):
+            records.extend(r for r in batch.records() if r.offset >= offset)
+        offset = data.next_offset
+    return records
+
+
+def batches_in(log):
+    """RecordBatch of every batch in every segment, in order."""
+    out = []
+    for segment in log.segments:
+        for _, batch in iter_batches(segment.view(0, segment.size)):
+            out.append(batch)
+    return out
