@@ -21,7 +21,7 @@ MAX_SEGMENT_BYTES = 2 ** 31 - 1  # index positions are 32-bit, as in Kafka
 @dataclass(frozen=True)
 class ConfigKey:
     name: str
-    kind: type          # int, float or str
+    kind: type          # int, float, bool or str
     default: object
     low: object = None  # inclusive bounds for numbers
     high: object = None
@@ -35,6 +35,12 @@ class ConfigKey:
     def parse(self, raw):
         """The value of `raw` (a string from a file or CLI, or a number) for this key."""
         what = self.describe()
+        if self.kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("true", "false"):
+                return str(raw).lower() == "true"
+            raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}")
         if self.kind is str:
             value = str(raw)
             if self.choices:
@@ -57,6 +63,8 @@ class ConfigKey:
         return value
 
     def describe(self):
+        if self.kind is bool:
+            return "true or false"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         lo = "" if self.low is None else f">= {self.low}"
@@ -71,7 +79,7 @@ TOPIC_CONFIGS = (
     ConfigKey("segment.bytes", int, 1 << 30, 64, MAX_SEGMENT_BYTES,
               doc="roll a new segment when the active one would pass this size"),
     ConfigKey("segment.ms", int, 7 * _DAY_MS, 1, NO_LIMIT,
-              doc="roll a new segment when the active one's first batch is this old"),
+              doc="roll a new segment this long after the active one's first append"),
     ConfigKey("segment.index.bytes", int, 10 << 20, 8, MAX_SEGMENT_BYTES,
               doc="space reserved for each segment's offset index (time index: 1.5x)"),
     ConfigKey("index.interval.bytes", int, 4096, 0, MAX_SEGMENT_BYTES,
@@ -83,21 +91,16 @@ TOPIC_CONFIGS = (
     ConfigKey("flush.messages", int, NO_LIMIT, 1, NO_LIMIT,
               doc="fsync after this many records (default: never; replication gives durability)"),
     ConfigKey("flush.ms", int, NO_LIMIT, 0, NO_LIMIT,
-              doc="fsync when the oldest unflushed record is this old (default: never)"),
+              doc="fsync when this long has passed since the last fsync (default: never)"),
     ConfigKey("max.message.bytes", int, 1048588, 0, MAX_SEGMENT_BYTES,
               doc="largest record batch accepted, header included"),
     ConfigKey("message.timestamp.type", str, "CreateTime", choices=("CreateTime", "LogAppendTime"),
               doc="keep the producer's timestamps, or stamp batches with the broker's clock"),
-    ConfigKey("cleanup.policy", str, "delete", choices=("delete", "compact"),
-              doc="delete old segments, or compact to the latest record per key"),
-    ConfigKey("delete.retention.ms", int, _DAY_MS, 0, NO_LIMIT,
-              doc="how long compaction keeps tombstones"),
-    ConfigKey("min.cleanable.dirty.ratio", float, 0.5, 0.0, 1.0,
-              doc="compact when this share of the log is not yet compacted"),
-    ConfigKey("min.compaction.lag.ms", int, 0, 0, NO_LIMIT,
-              doc="records younger than this are never compacted"),
-    ConfigKey("min.insync.replicas", int, 1, 1, 1000,
-              doc="with acks=all, replicas that must have a batch before it is acknowledged"),
+    # Only what the log implements is accepted: cleanup.policy=compact and its keys
+    # (delete.retention.ms, min.cleanable.dirty.ratio, ...) arrive with the log cleaner,
+    # min.insync.replicas with replication.
+    ConfigKey("cleanup.policy", str, "delete", choices=("delete",),
+              doc="delete old segments (compact: not yet)"),
 )
 _BY_NAME = {k.name: k for k in TOPIC_CONFIGS}
 
@@ -143,10 +146,6 @@ class LogConfig:
     def __repr__(self):
         changed = {k: v for k, v in self._values.items() if v != _BY_NAME[k].default}
         return f"LogConfig({changed})"
-
-    @property
-    def compact(self):
-        return "compact" in self.cleanup_policy.split(",")
 
     @property
     def delete(self):

@@ -4,7 +4,7 @@
                                   00000000000000000000.index      offset -> position
                                   00000000000000000000.timeindex  timestamp -> offset
     <log.dir>/recovery-point-offset-checkpoint, log-start-offset-checkpoint,
-              .checkpoint.lock
+              .checkpoint.lock, .lock, cluster-metadata.json
 
 Names follow Apache Kafka's (LogFileUtils): a segment is named by its base offset as 20
 zero-padded decimal digits, so `ls` sorts segments in offset order.
@@ -14,7 +14,7 @@ import re
 
 __all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
            "DELETED_SUFFIX", "TMP_SUFFIX", "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT",
-           "CHECKPOINT_LOCK", "segment_name", "log_file", "index_file", "timeindex_file",
+           "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX", "segment_name", "log_file", "index_file", "timeindex_file",
            "partition_dir_name", "parse_partition_dir", "parse_segment_file", "tmp_file"]
 
 LOG_SUFFIX = ".log"
@@ -28,6 +28,9 @@ TMP_SUFFIX = ".tmp"          # a checkpoint being written
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 CHECKPOINT_LOCK = ".checkpoint.lock"  # flock'd by whoever updates the two above
+BROKER_LOCK = ".lock"                 # flock'd by the broker that owns the log dir
+CLUSTER_METADATA = "cluster-metadata.json"  # topics, partitions, placement (every log dir)
+DELETE_SUFFIX = "-delete"             # a partition dir of a deleted topic, being removed
 
 _SEGMENT_RE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
 _PARTITION_RE = re.compile(r"^(.+)-(\d+)$")

@@ -14,8 +14,8 @@ import struct
 
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, InvalidSegment
-from odradek.client.records import (LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET,
-                                    write_base_offset, write_log_append_time,
+from odradek.client.records import (BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
+                                    MAX_TIMESTAMP_OFFSET, write_log_append_time,
                                     write_partition_leader_epoch)
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.mapped_file import MappedFile
@@ -25,10 +25,19 @@ from odradek.daemon.storage.time_index import TimeIndex
 __all__ = ["LogSegment", "BatchPosition"]
 
 _I64 = struct.Struct(">q")
+_pack_i64 = _I64.pack_into
 _I32 = struct.Struct(">i")
 # baseOffset, batchLength; then lastOffsetDelta; maxTimestamp: enough to walk and search
 _FRAME = struct.Struct(">qi")
 _SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
+_new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
+
+# Fields of native.BatchInfo, read by index on the append path: its named attributes go
+# through a __getattr__ (~1.5 us each on the dev box, a dozen per append).
+INFO_POSITION, INFO_BASE_OFFSET, INFO_LAST_OFFSET, INFO_MAX_TIMESTAMP = 0, 1, 2, 4
+INFO_SIZE, INFO_RECORDS, INFO_ATTRIBUTES = 6, 7, 11
+assert tuple(native.BatchInfo._fields[i] for i in (0, 1, 2, 4, 6, 7, 11)) == (
+    "position", "base_offset", "last_offset", "max_timestamp", "size", "records", "attributes")
 
 
 class BatchPosition(tuple):
@@ -50,6 +59,9 @@ class LogSegment:
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
+        # read per append; LogConfig attributes cost ~1.6 us each (a __getattr__ + dict)
+        self._segment_bytes = config.segment_bytes
+        self._index_interval_bytes = config.index_interval_bytes
         capacity = config.segment_bytes if capacity is None else capacity
         self.log = MappedFile(filenames.log_file(directory, base_offset),
                               capacity if writable else 0, writable=writable, create=create)
@@ -62,6 +74,7 @@ class LogSegment:
         except FileNotFoundError:
             self.log.close()
             raise
+        self._check_index_room()
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -88,11 +101,19 @@ class LogSegment:
     # -- appending ----------------------------------------------------------------
     def fits(self, nbytes):
         """Whether `nbytes` more can go in without rolling (an empty segment takes any)."""
-        if self.is_empty:
+        size = self.log.size
+        if not size:
             return True
-        return (self.size + nbytes <= self.config.segment_bytes and not self.index.is_full
-                and not self.time_index.is_full and nbytes <= self.log.capacity - self.size
+        end = size + nbytes
+        return (end <= self._segment_bytes and end <= self.log.capacity and not self._indexes_full
                 and self.next_offset - self.base_offset + (1 << 31) < 1 << 32)
+
+    def _check_index_room(self):
+        # fits() runs before every append, and asking both indexes is_full there cost
+        # ~1.1 us of a ~25 us 16 KiB append (perf/log_append.py). Their fullness only
+        # changes when entries are added or removed (_track, recover, truncate_to,
+        # seal), which call this.
+        self._indexes_full = self.index.is_full or self.time_index.is_full
 
     def append(self, data, infos, assign_from=None, leader_epoch=None, append_time_ms=None):
         """Copy validated batches into the log and index them.
@@ -103,44 +124,71 @@ class LogSegment:
         `append_time_ms`: for LogAppendTime topics, the broker's timestamp for the batches.
         Returns the list of BatchPosition written (positions in this segment).
         """
-        if self.is_empty and len(data) > self.log.capacity:
-            raise InvalidSegment(f"{self.log.path}: batch of {len(data)} bytes exceeds segment capacity")
-        start = self.log.append(data)
-        buf = self.log.buffer
+        log = self.log
+        if not log.size and len(data) > log.capacity:
+            raise InvalidSegment(f"{log.path}: batch of {len(data)} bytes exceeds segment capacity")
+        start = log.append(data)
+        buf = log.buffer
         written = []
         next_offset = assign_from
+        # Per-batch Python is most of an append's cost (perf/log_append.py): BatchInfo
+        # fields by index (~1.5 us each by name), baseOffset packed inline
+        # (write_base_offset's body), _track given plain values.
         for b in infos:
-            pos = start + b.position
+            pos = start + b[INFO_POSITION]
             if next_offset is not None:
                 base = next_offset
-                last = base + (b.last_offset - b.base_offset)
-                write_base_offset(buf, pos, base)
+                last = base + (b[INFO_LAST_OFFSET] - b[INFO_BASE_OFFSET])
+                _pack_i64(buf, pos + BASE_OFFSET_OFFSET, base)
                 next_offset = last + 1
             else:
-                base, last = b.base_offset, b.last_offset
+                base, last = b[INFO_BASE_OFFSET], b[INFO_LAST_OFFSET]
             if leader_epoch is not None:
                 write_partition_leader_epoch(buf, pos, leader_epoch)
-            max_ts = b.max_timestamp
+            max_ts = b[INFO_MAX_TIMESTAMP]
             if append_time_ms is not None:
                 max_ts = append_time_ms
                 write_log_append_time(buf, pos, max_ts)
-            self._track(BatchPosition((pos, base, last, b.size, max_ts)))
-            written.append(BatchPosition((pos, base, last, b.size, max_ts)))
+            self._track(pos, last, b[INFO_SIZE], max_ts)
+            written.append(_new_position(BatchPosition, (pos, base, last, b[INFO_SIZE], max_ts)))
         return written
 
-    def _track(self, batch):
+    def append_one(self, data, size, base_offset, last_offset, max_timestamp, assign,
+                   leader_epoch=None, append_time_ms=None):
+        """append() of a buffer holding one validated batch of `size` bytes, given its
+        offsets (as assigned if `assign`: then baseOffset is rewritten) and max timestamp
+        rather than a BatchInfo list: the producer's usual case, kept short (see
+        PartitionLog.append). Returns the batch's max timestamp as stored."""
+        log = self.log
+        if not log.size and size > log.capacity:
+            raise InvalidSegment(f"{log.path}: batch of {size} bytes exceeds segment capacity")
+        pos = log.append(data)
+        if assign:
+            _pack_i64(log.buffer, pos + BASE_OFFSET_OFFSET, base_offset)
+        if leader_epoch is not None:
+            write_partition_leader_epoch(log.buffer, pos, leader_epoch)
+        if append_time_ms is not None:
+            max_timestamp = append_time_ms
+            write_log_append_time(log.buffer, pos, max_timestamp)
+        self._track(pos, last_offset, size, max_timestamp)
+        return max_timestamp
+
+    def _track(self, position, last_offset, size, max_timestamp):
         """Account for a batch now in the log: end offset, timestamps, sparse indexes."""
         if self.first_batch_timestamp is None:
-            self.first_batch_timestamp = batch.max_timestamp
-        if batch.max_timestamp > self.max_timestamp:
-            self.max_timestamp = batch.max_timestamp
-            self.offset_of_max_timestamp = batch.last_offset
-        if self._bytes_since_index > self.config.index_interval_bytes:
-            self.index.append(batch.last_offset, batch.position)
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self.first_batch_timestamp = max_timestamp
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.offset_of_max_timestamp = last_offset
+        if self._bytes_since_index > self._index_interval_bytes:
+            try:
+                self.index.append(last_offset, position)
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            finally:  # _check_index_room(), inlined: this runs for every indexed batch
+                self._indexes_full = self.index.is_full or self.time_index.is_full
             self._bytes_since_index = 0
-        self._bytes_since_index += batch.size
-        self.next_offset = batch.last_offset + 1
+        self._bytes_since_index += size
+        self.next_offset = last_offset + 1
 
     # -- reading ------------------------------------------------------------------
     def batch_at(self, position):
@@ -192,8 +240,11 @@ class LogSegment:
         file; returns the native.ScanResult of the scan's stop: status OK, or where and
         why it stopped. Bytes after the valid prefix are removed and zeroed.
         """
-        self.index.reset()
-        self.time_index.reset()
+        try:
+            self.index.reset()
+            self.time_index.reset()
+        finally:
+            self._check_index_room()
         self.next_offset = self.base_offset
         self.max_timestamp, self.offset_of_max_timestamp = -1, self.base_offset
         self.first_batch_timestamp = None
@@ -203,7 +254,7 @@ class LogSegment:
         while True:
             result = native.scan_batches(whole[pos:], max_batch_size, True, self.next_offset, _SCAN_CHUNK)
             for b in result.infos:
-                self._track(BatchPosition((pos + b.position, b.base_offset, b.last_offset, b.size, b.max_timestamp)))
+                self._track(pos + b[INFO_POSITION], b[INFO_LAST_OFFSET], b[INFO_SIZE], b[INFO_MAX_TIMESTAMP])
             pos += result.valid_bytes
             if result.status != native.Status.MORE:
                 break
@@ -241,8 +292,11 @@ class LogSegment:
         if b is None:
             return 0
         removed = self.size - b.position
-        self.index.truncate_to_offset(offset)
-        self.time_index.truncate_to_offset(offset)
+        try:
+            self.index.truncate_to_offset(offset)
+            self.time_index.truncate_to_offset(offset)
+        finally:
+            self._check_index_room()
         self.log.truncate(b.position)
         self.load()  # cheap: walks only the batches after the last index entry
         return removed
@@ -256,8 +310,11 @@ class LogSegment:
             # indexes first: a crash between leaves the log untrimmed, which recovery
             # notices (zero tail) and repairs; the reverse order could leave stale
             # zero entries in an index that a trimmed, valid-looking log vouches for
-            self.index.trim()
-            self.time_index.trim()
+            try:
+                self.index.trim()
+                self.time_index.trim()
+            finally:
+                self._check_index_room()
             self.log.trim()
 
     def flush(self):

@@ -34,6 +34,11 @@ class TimeIndex:
             self._file.close()
             raise InvalidSegment(f"time index {path}: size {self._file.size} is not a multiple of {ENTRY_SIZE}")
         self.path = path
+        # The last entry, cached: maybe_append compares with it for every indexed batch
+        # (see OffsetIndex._last; reading it back from the map cost ~2 us an append).
+        # Every change of the file's size goes through this class (_reload_last).
+        self._last = None
+        self._reload_last()
 
     @property
     def entries(self):
@@ -41,7 +46,8 @@ class TimeIndex:
 
     @property
     def is_full(self):
-        return self.entries >= self._file.capacity // ENTRY_SIZE
+        f = self._file  # entries >= capacity in entries, without a property call (per append)
+        return f.size // ENTRY_SIZE >= f.capacity // ENTRY_SIZE
 
     def entry(self, slot):
         """(timestamp, absolute offset) of entry `slot`."""
@@ -51,17 +57,21 @@ class TimeIndex:
     @property
     def last_entry(self):
         """The last entry, or (-1, base_offset) when there is none."""
-        return self.entry(self.entries - 1) if self.entries else (-1, self.base_offset)
+        return self._last
+
+    def _reload_last(self):
+        self._last = self.entry(self.entries - 1) if self.entries else (-1, self.base_offset)
 
     def maybe_append(self, timestamp, offset):
         """Add (timestamp, offset) if the timestamp is larger than the last entry's."""
-        last_ts, last_off = self.last_entry
-        if timestamp <= last_ts or (self.entries and offset <= last_off) or self.is_full:
+        last_ts, last_off = self._last
+        if timestamp <= last_ts or (self._file.size and offset <= last_off) or self.is_full:
             return False
         rel = offset - self.base_offset
         if not 0 <= rel <= 0xFFFFFFFF:
             raise InvalidSegment(f"time index {self.path}: offset {offset} is not within 2^32 of base {self.base_offset}")
         self._file.append(_ENTRY.pack(timestamp, rel))
+        self._last = (timestamp, offset)
         return True
 
     def scan_start(self, timestamp):
@@ -75,9 +85,11 @@ class TimeIndex:
         while keep and self.entry(keep - 1)[1] >= offset:
             keep -= 1
         self._file.truncate(keep * ENTRY_SIZE)
+        self._reload_last()
 
     def reset(self):
         self._file.truncate(0)
+        self._reload_last()
 
     def sanity_check(self, next_offset):
         """Raise InvalidSegment unless the last entry's offset lies inside the log."""
