@@ -240,7 +240,7 @@ class RecordBatch:
         computed = native.crc32c(self._view[ATTRIBUTES_OFFSET:])
         if computed != crc:
             raise CorruptRecord(f"{where}: CRC-32C of bytes {ATTRIBUTES_OFFSET}..{size - 1} "
-                                f"expected {crc:#010x} (stored), found {computed:#010x}")
+                                f"expected {computed:#010x} (computed), found {crc:#010x} (stored)")
         return self
 
     # ---- records ----------------------------------------------------------------------

@@ -1,0 +1,407 @@
+"""The `odradek` command (click). Kept thin: each command parses its arguments and calls
+one module (daemon/tools/...); each docstring is the command's help, with an example.
+
+Errors are converted at one boundary, OdradekGroup.main: an OdradekError, a usage
+mistake (click), or a file that cannot be found or read becomes exactly one line on
+stderr, "odradek: error: ... (what to do next)", and a non-zero exit; never a
+traceback. Anything else is a bug in odradek and keeps its traceback.
+
+Exit status: 0 success; 1 an error, or a check that failed (dump-log --verify);
+2 a usage mistake (click's convention); 130 interrupted.
+"""
+import importlib.metadata
+import os
+import sys
+
+import click
+
+from odradek.client.errors import InvalidSegment, OdradekError
+
+__all__ = ["cli", "main"]
+
+PROG = "odradek"
+
+
+def _error_line(message):
+    """The one line every failure prints."""
+    return f"{PROG}: error: {' '.join(str(message).split())}"
+
+
+class OdradekGroup(click.Group):
+    """click.Group whose main() is the CLI's one error boundary (see the module doc).
+    CliRunner calls main() too, so tests see exactly what users see."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or PROG, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.ClickException as e:   # usage mistakes, bad option values, missing paths
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            click.echo(_error_line(e.format_message() + hint), err=True)
+            code = e.exit_code
+        except OdradekError as e:
+            click.echo(_error_line(e.message), err=True)
+            code = 1
+        except BrokenPipeError:
+            # the reader went away (`odradek dump-log ... | head`): stop quietly, as cat
+            # does; point stdout at /dev/null so the interpreter's final flush is silent
+            _silence_stdout()
+            code = 1
+        except OSError as e:
+            click.echo(_error_line(_os_error_message(e)), err=True)
+            code = 1
+        except (click.Abort, KeyboardInterrupt):
+            click.echo(_error_line("interrupted"), err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def _os_error_message(e):
+    what = f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
+    if isinstance(e, PermissionError):
+        return (f"{what}; run as a user who may read it (the data dir belongs to the user "
+                f"the broker runs as), or use sudo")
+    if isinstance(e, FileNotFoundError):
+        return f"{what}; check the path"
+    return what
+
+
+def _silence_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (a test runner): nothing will flush to a pipe
+
+
+def _version():
+    try:
+        return importlib.metadata.version("odradek")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (running from a source tree that is not installed)"
+
+
+def _show_version(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{PROG} {_version()}")
+        ctx.exit()
+
+
+def _writer():
+    """A line writer for long outputs: straight to stdout (click.echo costs more per
+    line, which shows on a dump of a million batches)."""
+    stream = sys.stdout
+
+    def out(line):
+        stream.write(line)
+        stream.write("\n")
+    return out
+
+
+@click.group(cls=OdradekGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "max_content_width": 100})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Print the version and exit.")
+def cli():
+    """odradek: Apache Kafka's commit log for one Linux host.
+
+    Topics, partitions, keyed ordering, offsets, retention, in Kafka's on-disk format.
+
+    \b
+    Examples:
+      odradek demo --data-dir ./data            write a small partition log, read it back
+      odradek dump-log ./data/demo-0            print its batches, as kafka-dump-log.sh does
+      odradek dump-log --verify ./data/demo-0   check CRCs, framing and indexes
+      odradek serve --data-dir ./data           run the broker (then: export ODRADEK_SOCKET=...)
+      odradek topics create orders --partitions 6
+      odradek status
+    """
+
+
+@cli.command("dump-log")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...",
+                type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.option("--print-records", "--print-data-log", "print_records", is_flag=True,
+              help="Also print every record: offset, timestamp, key, value, headers "
+                   "(--print-data-log is Kafka's name for it).")
+@click.option("--verify", is_flag=True,
+              help="Exit with status 1 if any problem is found (they are printed either way).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only problems and a summary per file, not each batch or entry.")
+def dump_log(paths, print_records, verify, quiet):
+    """Print and check segment files, as kafka-dump-log.sh does.
+
+    PATH is a .log segment (one line per batch: offsets, count, position, size, crc
+    and whether it is valid, magic, codec, timestamps, producer fields, leader epoch),
+    a .index or .timeindex file (one line per entry, each checked against the .log
+    beside it), or a partition directory (every segment in offset order, its indexes
+    checked). Any v2 segment reads, Apache Kafka's included.
+
+    Problems are printed as WARNING lines naming the file, the byte position, and what
+    was expected and found: a bad CRC or magic, an impossible length, a torn tail,
+    offsets going backwards, an index entry that disagrees with the log. Without
+    --verify the command still exits 0, as Kafka's does; with it, 1. Zeros after the
+    last batch (a preallocated segment left by a crash) are reported as zero padding,
+    not as a problem.
+
+    With --print-records a key, value or header value is printed as text when it is
+    UTF-8 made of printable characters (tab, CR and newline shown as \\t \\r \\n, a
+    backslash as \\\\), as 0x and its hex digits otherwise, "" when empty, and null when
+    absent.
+
+    \b
+    Examples:
+      odradek dump-log data/orders-0
+      odradek dump-log --print-records data/orders-0/00000000000000000000.log
+      odradek dump-log --verify -q data/orders-0 data/orders-1
+    """
+    from odradek.daemon.tools import dump_log as tool
+    out = _writer()
+    report = tool.dump(paths, out, print_records=print_records, quiet=quiet)
+    if verify:
+        if report.problems:
+            sys.stdout.flush()
+            more = f" (and {report.problems - 1} more, printed above)" \
+                if report.problems > 1 else ""
+            raise InvalidSegment(f"verification failed: {report.first_problem}{more}; with the "
+                                 f"broker stopped, delete a bad .index or .timeindex to have it "
+                                 f"rebuilt; damaged batches need the partition restored from a "
+                                 f"replica")
+        out(f"verified: no problems in {report.files} files")
+
+
+@cli.command()
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, writable=True),
+              help="Log dir to write the demo partition into (created if missing).")
+def demo(data_dir):
+    """Write a demo partition log and show what happened.
+
+    Uses odradek's storage engine, no broker. Creates (or reopens) DATA_DIR/demo-0,
+    appends a few keyed batches, reads them back, looks an offset up by timestamp,
+    runs retention once, and prints the dump-log command that shows the files. Run it
+    again to append more.
+
+    \b
+    Example:
+      odradek demo --data-dir ./data
+    """
+    from odradek.daemon.tools import demo as tool
+    tool.run(data_dir, click.echo)
+
+
+# == the broker ==========================================================================
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML config file (systemd: /etc/odradek/odradek.toml).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dev mode: one log dir here, the socket at DATA_DIR/odradek.sock, defaults otherwise.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="What the broker logs to stderr.")
+def serve(config_path, data_dir, log_level):
+    """Run the broker in the foreground until SIGTERM or Ctrl-C.
+
+    It locks its log dirs, recovers every partition (one worker process per partition
+    leader), then serves the control socket. Under systemd it reports READY, STATUS and
+    watchdog pings itself (Type=notify). Logs go to stderr.
+
+    \b
+    Examples:
+      odradek serve --data-dir ./data
+      odradek serve --config /etc/odradek/odradek.toml
+    """
+    import logging
+    from odradek.daemon.broker import config as broker_config
+    from odradek.daemon.broker.server import Broker
+    if bool(config_path) == bool(data_dir):
+        raise click.UsageError("give exactly one of --config PATH or --data-dir DIR")
+    config = broker_config.load(config_path) if config_path else broker_config.BrokerConfig.for_data_dir(data_dir)
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    if data_dir:
+        click.echo(f"export ODRADEK_SOCKET={config.socket_path}", err=True)
+    return Broker(config, config_path=config_path).run()
+
+
+def _socket_option(f):
+    return click.option("--socket", "socket_path", metavar="PATH", envvar="ODRADEK_SOCKET",
+                        help="The broker's control socket (default: $ODRADEK_SOCKET, else "
+                             "/run/odradek/odradek.sock).")(f)
+
+
+def _admin(socket_path):
+    from odradek.client.admin import Admin
+    return Admin(socket_path)
+
+
+def _key_values(pairs, what):
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        out[key] = value
+    return out
+
+
+@cli.group()
+def topics():
+    """Create, list, describe, alter and delete topics.
+
+    \b
+    Examples:
+      odradek topics create orders --partitions 6 --config retention.ms=3600000
+      odradek topics list
+      odradek topics describe orders
+    """
+
+
+@topics.command("create")
+@click.argument("name")
+@click.option("--partitions", type=int, default=-1, help="Partition count (default: num.partitions).")
+@click.option("--replication-factor", type=int, default=-1,
+              help="Replicas per partition (default: default.replication.factor).")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE", help="A topic config; repeatable.")
+@click.option("--if-not-exists", is_flag=True, help="Succeed quietly if the topic exists.")
+@_socket_option
+def topics_create(name, partitions, replication_factor, configs, if_not_exists, socket_path):
+    """Create topic NAME.
+
+    \b
+    Example:
+      odradek topics create orders --partitions 6 --config retention.ms=3600000
+    """
+    from odradek.client.errors import TopicAlreadyExists
+    with _admin(socket_path) as admin:
+        try:
+            n, rf = admin.create_topic(name, partitions, replication_factor, _key_values(configs, "--config"))
+        except TopicAlreadyExists:
+            if not if_not_exists:
+                raise
+            click.echo(f"topic {name} already exists")
+            return
+    click.echo(f"created topic {name}: {n} partitions, replication factor {rf}")
+
+
+@topics.command("list")
+@_socket_option
+def topics_list(socket_path):
+    """List topics with their partition counts.
+
+    \b
+    Examples:
+      odradek topics list
+      odradek topics list --socket ./data/odradek.sock
+    """
+    from odradek.daemon.tools.table import format_table
+    with _admin(socket_path) as admin:
+        described = admin.list_topics()
+    rows = [(t.name, len(t.partitions), len(t.partitions[0].replicas) if t.partitions else 0)
+            for t in described.values()]
+    for line in format_table(["TOPIC", "PARTITIONS", "REPLICATION"], rows):
+        click.echo(line)
+
+
+@topics.command("describe")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@_socket_option
+def topics_describe(names, socket_path):
+    """Show each partition (leader, replicas, in-sync replicas, offsets, size) and the
+    configs set on the topic.
+
+    \b
+    Example:
+      odradek topics describe orders
+    """
+    from odradek.daemon.tools.table import format_table, human_bytes
+    with _admin(socket_path) as admin:
+        described = admin.list_topics(names)
+        status = admin.status(names)
+        configs = {n: admin.describe_configs(n) for n in names}
+    by_key = {(p.topic, p.partition): p for p in status.partitions}
+    for name in names:
+        t = described[name]
+        overrides = ", ".join(f"{k}={v}" for k, (v, src) in sorted(configs[name].items()) if src == "topic")
+        click.echo(f"Topic: {name}  PartitionCount: {len(t.partitions)}  ReplicationFactor: "
+                   f"{len(t.partitions[0].replicas)}  Configs: {overrides or '(defaults)'}")
+        rows = []
+        for p in t.partitions:
+            s = by_key.get((name, p.partition))
+            rows.append((p.partition, p.leader, p.leader_epoch, ",".join(map(str, p.replicas)),
+                         ",".join(map(str, p.isr)), s.log_start_offset if s else -1,
+                         s.log_end_offset if s else -1, human_bytes(s.size_bytes) if s else "-"))
+        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "END", "SIZE"], rows):
+            click.echo("  " + line)
+
+
+@topics.command("alter")
+@click.argument("name")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a topic config; repeatable.")
+@click.option("--delete", "deletes", multiple=True, metavar="KEY",
+              help="Return a config to the broker default; repeatable.")
+@click.option("--partitions", type=int, help="Grow the topic to this many partitions.")
+@_socket_option
+def topics_alter(name, sets, deletes, partitions, socket_path):
+    """Change topic NAME's configs or grow its partition count.
+
+    Growing the partition count changes where keyed records go (murmur2(key) %
+    partitions), so records of one key are no longer all in one partition.
+
+    \b
+    Examples:
+      odradek topics alter orders --set retention.ms=86400000 --delete segment.bytes
+      odradek topics alter orders --partitions 12
+    """
+    if not (sets or deletes or partitions):
+        raise click.UsageError("nothing to change: give --set, --delete or --partitions")
+    with _admin(socket_path) as admin:
+        if sets or deletes:
+            admin.alter_configs(name, _key_values(sets, "--set"), deletes)
+            click.echo(f"updated configs of {name}")
+        if partitions:
+            admin.create_partitions(name, partitions)
+            click.echo(f"{name} now has {partitions} partitions; note: keyed records now map to "
+                       f"different partitions than before", err=False)
+
+
+@topics.command("delete")
+@click.argument("name")
+@_socket_option
+def topics_delete(name, socket_path):
+    """Delete topic NAME and all its data.
+
+    \b
+    Example:
+      odradek topics delete orders
+    """
+    with _admin(socket_path) as admin:
+        admin.delete_topic(name)
+    click.echo(f"deleted topic {name}")
+
+
+@cli.command()
+@_socket_option
+def status(socket_path):
+    """Show the broker, its workers and every partition (offsets, size) as tables.
+
+    \b
+    Examples:
+      odradek status
+      odradek status --socket ./data/odradek.sock
+    """
+    from odradek.daemon.tools.status import render
+    with _admin(socket_path) as admin:
+        for line in render(admin.status()):
+            click.echo(line)
+
+
+def main(argv=None):
+    """The console script (setup.py: odradek = odradek.daemon.cli:main)."""
+    cli.main(args=argv, prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()

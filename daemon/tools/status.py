@@ -1,0 +1,44 @@
+"""`odradek status`: the broker's StatusResponse as tables a person can scan."""
+import psutil
+
+from odradek.daemon.tools.table import format_table, human_bytes
+
+__all__ = ["render"]
+
+
+def _uptime(ms):
+    s = ms // 1000
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h" if s >= 86400 else \
+        f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _process(pid):
+    """(cpu %, rss) of a process, or ('-', '-') if it is gone or not ours to see."""
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            return f"{p.cpu_percent(interval=None):.1f}", human_bytes(p.memory_info().rss)
+    except (psutil.Error, ValueError):
+        return "-", "-"
+
+
+def render(status):
+    cpu, rss = _process(status.broker_pid)
+    lines = [f"broker pid {status.broker_pid}, up {_uptime(status.uptime_ms)}, version {status.version}, "
+             f"rss {rss}", "log dirs: " + ", ".join(f"{i}={d}" for i, d in enumerate(status.log_dirs)), ""]
+    rows = []
+    for w in status.workers:
+        cpu, rss = _process(w.pid) if w.pid else ("-", "-")
+        rows.append((f"{w.topic}-{w.partition}", w.role, w.pid or "-", w.state, cpu, rss, w.restarts,
+                     _uptime(w.uptime_ms)))
+    lines += format_table(["PARTITION", "ROLE", "PID", "STATE", "CPU%", "RSS", "RESTARTS", "UP"], rows)
+    lines.append("")
+    rows = [(f"{p.topic}-{p.partition}", p.leader_id, p.leader_epoch, ",".join(map(str, p.isr_nodes)),
+             p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset if p.log_end_offset >= 0
+             else -1, human_bytes(p.size_bytes), p.segments) for p in status.partitions]
+    lines += format_table(["PARTITION", "LEADER", "EPOCH", "ISR", "LOG-START", "LOG-END", "RECORDS", "SIZE",
+                           "SEGMENTS"], rows)
+    under = [p for p in status.partitions if len(p.isr_nodes) < len(p.replica_nodes)]
+    lines.append("")
+    lines.append(f"{len(status.partitions)} partitions, {len(under)} under-replicated")
+    return lines
