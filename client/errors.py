@@ -38,6 +38,7 @@ _TABLE = [
     (6, "NOT_LEADER_OR_FOLLOWER", "NotLeaderOrFollower", True, "this replica does not lead"),
     (7, "REQUEST_TIMED_OUT", "RequestTimedOut", True, "the request timed out"),
     (10, "MESSAGE_TOO_LARGE", "MessageTooLarge", False, "a batch is larger than allowed"),
+    (13, "NETWORK_EXCEPTION", "NetworkException", True, "the broker connection failed or closed before an answer"),
     (15, "COORDINATOR_NOT_AVAILABLE", "CoordinatorNotAvailable", True, "the group coordinator is not ready"),
     (17, "INVALID_TOPIC_EXCEPTION", "InvalidTopic", False, "the topic name is not valid"),
     (19, "NOT_ENOUGH_REPLICAS", "NotEnoughReplicas", True, "fewer in-sync replicas than min.insync.replicas"),
@@ -62,6 +63,17 @@ _TABLE = [
     (82, "FENCED_INSTANCE_ID", "FencedInstanceId", False, "another member has this group.instance.id"),
     (87, "INVALID_RECORD", "InvalidRecord", False, "a record in the batch is not valid"),
     (1000, "INVALID_SEGMENT", "InvalidSegment", False, "a segment or index file is inconsistent"),
+    # 1100-1199: the shared-memory data plane (client/shm/LAYOUT.md)
+    (1100, "SHM_TORN_STATE", "TornState", True,
+     "a seqlock read kept finding an update in progress: its writer is stalled or died "
+     "mid-update; ask the broker"),
+    (1101, "SHM_CORRUPT", "ShmCorrupt", False,
+     "a peer wrote an impossible cursor or entry header into shared memory; drop it"),
+    (1102, "SHM_RING_FULL", "RingFull", True, "the ring had no room for the entry within the timeout"),
+    (1103, "SHM_NOT_IN_WINDOW", "NotInWindow", True,
+     "the offset is older than the batch descriptor window; ask the broker"),
+    (1104, "SHM_BAD_LAYOUT", "BadLayout", False,
+     "the shared memory is not the structure expected (magic, version, size or seals)"),
 ]
 
 ERRORS = {}
