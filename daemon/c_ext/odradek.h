@@ -127,4 +127,280 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
                      odk_batch_info *infos, size_t cap, odk_scan_result *out);
 /* returns out->status */
 
+/* =====================================================================================
+ * Shared memory (shm.c): atomics, futexes, and the three structures the broker's data
+ * plane maps into several processes. Byte tables, ordering rules and the crash story:
+ * client/shm/LAYOUT.md; Python classes over these: odradek.client.shm.
+ *
+ * Conventions of this section
+ *  - Shared memory is a memfd mapped MAP_SHARED by every party; fields are native
+ *    endian (little-endian on every host odradek supports: x86-64, aarch64) because the
+ *    bytes never leave the machine.
+ *  - "base" is the start of a mapping, "off" a byte offset into it. An atomic field at
+ *    off must be aligned to its size (the Python layer checks); misaligned is undefined.
+ *  - A peer may be killed at any instant and may be buggy or hostile: every function
+ *    that reads a field a peer writes validates it before using it as an index, so no
+ *    contents of shared memory can make these functions read or write out of bounds.
+ *    Sizes (capacity, slots) are read once at attach, checked against the mapping
+ *    size, and kept in process-local memory; the copies in shared memory are not
+ *    trusted afterwards.
+ *  - No function here holds a lock. Waiting is FUTEX_WAIT on a shared (not PRIVATE)
+ *    futex, with a relative CLOCK_MONOTONIC timeout in nanoseconds (< 0: no timeout).
+ *    A writer calls FUTEX_WAKE only when a waiter flag says someone sleeps: the flag is
+ *    set by a waiter before it sleeps and cleared (atomic exchange) by the waker, so a
+ *    waiter killed while asleep costs at most one needless wake-up, never a lost one.
+ *  - Return values: functions returning int64_t give an offset (>= 0) or minus an
+ *    ODK_SHM_* status; functions returning int give an ODK_SHM_* status (0 = OK),
+ *    except the waits (documented at each) and the raw futex calls.
+ * ===================================================================================== */
+
+/* Status codes of the shm functions (returned as is, or negated where noted). */
+#define ODK_SHM_OK             0
+#define ODK_SHM_EMPTY          1  /* ring: no committed entry to read */
+#define ODK_SHM_FULL           2  /* ring: not enough free space for the entry now */
+#define ODK_SHM_TOO_BIG        3  /* ring: entry larger than max payload (capacity/2 - 8) */
+#define ODK_SHM_MISUSE         4  /* call order broken: commit without reserve, ... */
+#define ODK_SHM_CORRUPT        5  /* a peer wrote an impossible cursor or entry header */
+#define ODK_SHM_TORN           6  /* seqlock: retries exhausted (writer died mid-update?) */
+#define ODK_SHM_NOT_YET        7  /* find: no batch at or after this offset appended yet */
+#define ODK_SHM_NOT_IN_WINDOW  8  /* find: offset older than the descriptor window */
+#define ODK_SHM_BAD_LAYOUT     9  /* attach: wrong magic, version, or sizes */
+
+/* ---- Atomics on shared memory ------------------------------------------------------
+ * Loads are acquire, stores release, read-modify-writes sequentially consistent.
+ * fetch_add returns the previous value. cas stores desired if the field holds expected
+ * and returns the value it found (success iff that equals expected).
+ */
+uint64_t odk_atomic_load_u64(const uint8_t *base, size_t off);
+void     odk_atomic_store_u64(uint8_t *base, size_t off, uint64_t value);
+uint64_t odk_atomic_fetch_add_u64(uint8_t *base, size_t off, uint64_t delta);
+uint64_t odk_atomic_cas_u64(uint8_t *base, size_t off, uint64_t expected, uint64_t desired);
+uint32_t odk_atomic_load_u32(const uint8_t *base, size_t off);
+void     odk_atomic_store_u32(uint8_t *base, size_t off, uint32_t value);
+uint32_t odk_atomic_fetch_add_u32(uint8_t *base, size_t off, uint32_t delta);
+uint32_t odk_atomic_cas_u32(uint8_t *base, size_t off, uint32_t expected, uint32_t desired);
+
+/* ---- Futex (shared: works across processes mapping the same memfd) -----------------
+ * odk_futex_wait: sleeps while *addr == expected, up to timeout_ns (< 0: forever).
+ *   Returns 0 woken (or spuriously), 1 timed out, 2 *addr != expected on entry (EAGAIN),
+ *   or -errno (-EINTR when a signal arrived: the caller re-checks and waits again).
+ *   Works on a read-only mapping (FUTEX_WAIT only reads the word).
+ * odk_futex_wake: wakes up to n sleepers on addr; returns how many, or -errno.
+ */
+int odk_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+int odk_futex_wake(uint32_t *addr, int n);
+
+/* ---- Doorbell: a counter many processes ring and one (or more) sleeps on -----------
+ *   off size type field
+ *     0   4  u32  magic (1145783375, the bytes "ODKD")
+ *     4   4  u32  version (1)
+ *    64   4  u32  counter: +1 per ring(), wraps; the futex word
+ *    68   4  u32  waiting: 1 while a sleeper may be in FUTEX_WAIT; the ringer clears it
+ * odk_doorbell_ring: counter += 1 (seq_cst), then FUTEX_WAKE all only if waiting was set.
+ * odk_doorbell_wait: returns 1 if the counter differs from seen on return, else 0 (timed
+ *   out, or woken by a signal); the caller loops until its own deadline.
+ * Use: seen = value(); look at every source of work; nothing? wait(seen, timeout).
+ */
+#define ODK_DOORBELL_MAGIC       1145783375
+#define ODK_DOORBELL_VERSION     1
+#define ODK_DOORBELL_OFF_MAGIC   0
+#define ODK_DOORBELL_OFF_VERSION 4
+#define ODK_DOORBELL_OFF_COUNTER 64
+#define ODK_DOORBELL_OFF_WAITING 68
+#define ODK_DOORBELL_SIZE        4096
+
+int      odk_doorbell_format(uint8_t *base, size_t size);      /* ODK_SHM_OK or BAD_LAYOUT */
+int      odk_doorbell_check(const uint8_t *base, size_t size); /* at attach */
+uint32_t odk_doorbell_value(const uint8_t *base);
+void     odk_doorbell_ring(uint8_t *base);
+int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
+
+/* ---- SPSC byte ring: one writer process, one reader process -----------------------
+ * Header (the data area starts at ODK_RING_HEADER_SIZE, one page in):
+ *   off size type field                written by
+ *     0   4  u32  magic (1380664399, "ODKR")   creator
+ *     4   4  u32  version (1)                  creator
+ *     8   8  u64  capacity: data bytes, 2^k    creator
+ *    16   8  u64  data_offset (= 4096)         creator
+ *    64   8  u64  tail: bytes committed, ever  writer (release); reader's futex: low half
+ *    72   4  u32  data_waiter                  reader sets, writer clears
+ *   128   8  u64  head: bytes released, ever   reader (release); writer's futex: low half
+ *   136   4  u32  space_waiter                 writer sets, reader clears
+ * An entry at data[pos % capacity]: u32 length | u32 tag | payload, padded to 8 bytes.
+ * An entry never straddles the end: if it does not fit before it, the writer puts a
+ * wrap marker (length ODK_RING_WRAP) there and the entry starts at data[0]. Entries,
+ * markers and padding all become visible at once when tail is stored (release).
+ * Max payload: capacity / 2 - 8 (so an entry always fits once the ring drains).
+ *
+ * odk_ring is the process-local cursor of one side (or both, when one process plays
+ * both roles); allocate it in private memory and fill it with odk_ring_init. The
+ * writer's fields and the reader's fields are disjoint, so one writer thread and one
+ * reader thread may share one odk_ring.
+ *
+ * Writer: odk_ring_reserve -> offset (from base) of len payload bytes to fill, or
+ *   -FULL / -TOO_BIG / -MISUSE (a reservation is pending); odk_ring_commit(len'), with
+ *   len' <= the reserved len (the entry may shrink), publishes it; odk_ring_cancel drops
+ *   it; odk_ring_write = reserve + memcpy + commit. Commit wakes a sleeping reader
+ *   (data_waiter) and, if r->doorbell is set, rings that doorbell.
+ * Reader: odk_ring_peek -> offset of the next entry's payload (entry_len, entry_tag
+ *   set in r), or -EMPTY / -CORRUPT; peek again returns the same entry until
+ *   odk_ring_release, which frees its space and wakes a writer waiting for space.
+ * Waits return 1 when ready (readable / room for len), 0 when not (timed out, woken
+ *   by a signal, or spuriously), or -TOO_BIG.
+ */
+#define ODK_RING_MAGIC            1380664399
+#define ODK_RING_VERSION          1
+#define ODK_RING_OFF_MAGIC        0
+#define ODK_RING_OFF_VERSION      4
+#define ODK_RING_OFF_CAPACITY     8
+#define ODK_RING_OFF_DATA_OFFSET  16
+#define ODK_RING_OFF_TAIL         64
+#define ODK_RING_OFF_DATA_WAITER  72
+#define ODK_RING_OFF_HEAD         128
+#define ODK_RING_OFF_SPACE_WAITER 136
+#define ODK_RING_HEADER_SIZE      4096
+#define ODK_RING_ENTRY_HEADER     8
+#define ODK_RING_ALIGN            8
+#define ODK_RING_WRAP             4294967295
+#define ODK_RING_MIN_CAPACITY     64
+#define ODK_RING_MAX_CAPACITY     1073741824
+
+typedef struct odk_ring {
+    uint8_t *base;           /* the mapping */
+    uint8_t *doorbell;       /* a doorbell mapping rung after each commit, or NULL */
+    uint64_t capacity;       /* checked at init; never re-read from shared memory */
+    /* writer side */
+    uint64_t tail;           /* committed tail (this process's copy) */
+    uint64_t head_seen;      /* last head loaded; reloaded only when space looks short */
+    uint64_t pending_start;  /* reserved entry: ring position of its header */
+    uint64_t pending_end;    /* tail once it is committed */
+    uint32_t pending_len;
+    uint32_t pending;        /* 1 while a reservation is open */
+    /* reader side */
+    uint64_t head;           /* released head (this process's copy) */
+    uint64_t tail_seen;      /* last tail loaded */
+    uint64_t entry_end;      /* head after the peeked entry is released */
+    int64_t  entry_offset;   /* peeked payload: offset from base */
+    uint32_t entry_len;
+    uint32_t entry_tag;
+    uint32_t entry_pending;  /* 1 while an entry is peeked and not released */
+    uint32_t reserved;
+} odk_ring;
+
+int     odk_ring_format(uint8_t *base, size_t size, uint64_t capacity);
+int     odk_ring_init(odk_ring *r, uint8_t *base, size_t size);  /* OK, BAD_LAYOUT, CORRUPT */
+int64_t odk_ring_reserve(odk_ring *r, uint32_t len, uint32_t tag);
+int     odk_ring_commit(odk_ring *r, uint32_t len);
+int     odk_ring_cancel(odk_ring *r);
+int     odk_ring_write(odk_ring *r, const uint8_t *data, uint32_t len, uint32_t tag);
+int     odk_ring_wait_writable(odk_ring *r, uint32_t len, int64_t timeout_ns);
+int64_t odk_ring_peek(odk_ring *r);
+int     odk_ring_release(odk_ring *r);
+int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
+
+/* ---- Partition state: one writer (the leader worker), many readers ------------------
+ * Two memfds. The state (readers may map it read-only):
+ *   off size type field                  off size type field
+ *     0   4  u32  magic (1347109967,"ODKP")  72   8  i64  log_start_offset
+ *     4   4  u32  version (1)                80   8  i64  high_watermark
+ *     8   4  u32  slots                      88   8  i64  log_end_offset
+ *    12   4  u32  slot_size (= 64)           96   8  i64  active_segment_base
+ *    16   8  u64  desc_offset (= 4096)      104   8  i64  window_first (descriptor index)
+ *    64   4  u32  seq: seqlock, odd while   112   8  i64  window_end (descriptors appended)
+ *                 writing; change counter;  120   4  i32  leader_epoch
+ *                 readers' futex word       124   4  u32  flags (1 = fenced)
+ *   4096 + 64*k: descriptor slot k (index i lives in slot i % slots):
+ *     0 u64 stamp (i + 1 once written, 0 while being written) | 8 i64 base_offset |
+ *    16 i64 last_offset | 24 i64 segment_base | 32 i64 position | 40 i64 max_timestamp |
+ *    48 i32 size | 52..64 reserved
+ * The wake page (every reader maps it writable; nothing in it is trusted):
+ *     0 u32 magic (1464550479, "ODKW") | 4 u32 version (1) | 64 u32 waiting
+ * The live window is indices [max(window_first, window_end - (slots - 1)), window_end):
+ * the last slots-1 batches; the slot the next append overwrites is never in it.
+ *
+ * odk_pstate_read: a consistent snapshot (seq even and unchanged around the copy), or
+ *   ODK_SHM_TORN after max_retries tries (spinning first, then sched_yield between).
+ * odk_pstate_publish: the writer's whole state in one seqlock write (st->change is
+ *   ignored); returns the new seq. Also ends a dead writer's half update (seq odd).
+ * odk_pstate_append: writes descriptor st->window_end, then window_end += 1 and
+ *   log_end_offset = last_offset + 1 in *st, then publishes *st; returns the new seq.
+ * odk_pstate_wait: 1 if seq != last_seen on return, else 0 (timed out or signal).
+ * odk_pstate_find: the first live descriptor with last_offset >= offset, into *out:
+ *   ODK_SHM_OK; ODK_SHM_NOT_YET (no such batch appended yet); ODK_SHM_NOT_IN_WINDOW
+ *   (offset is before the window's first batch: ask the broker); ODK_SHM_TORN.
+ */
+#define ODK_PSTATE_MAGIC           1347109967
+#define ODK_PSTATE_VERSION         1
+#define ODK_PSTATE_OFF_MAGIC       0
+#define ODK_PSTATE_OFF_VERSION     4
+#define ODK_PSTATE_OFF_SLOTS       8
+#define ODK_PSTATE_OFF_SLOT_SIZE   12
+#define ODK_PSTATE_OFF_DESC_OFFSET 16
+#define ODK_PSTATE_OFF_SEQ         64
+#define ODK_PSTATE_OFF_LOG_START   72
+#define ODK_PSTATE_OFF_HIGH_WATERMARK 80
+#define ODK_PSTATE_OFF_LOG_END     88
+#define ODK_PSTATE_OFF_ACTIVE_SEGMENT 96
+#define ODK_PSTATE_OFF_WINDOW_FIRST 104
+#define ODK_PSTATE_OFF_WINDOW_END  112
+#define ODK_PSTATE_OFF_LEADER_EPOCH 120
+#define ODK_PSTATE_OFF_FLAGS       124
+#define ODK_PSTATE_HEADER_SIZE     4096
+#define ODK_PSTATE_FLAG_FENCED     1
+#define ODK_PSTATE_MIN_SLOTS       2
+#define ODK_PSTATE_MAX_SLOTS       1048576
+#define ODK_DESC_SIZE              64
+#define ODK_DESC_OFF_STAMP         0
+#define ODK_DESC_OFF_BASE_OFFSET   8
+#define ODK_DESC_OFF_LAST_OFFSET   16
+#define ODK_DESC_OFF_SEGMENT_BASE  24
+#define ODK_DESC_OFF_POSITION      32
+#define ODK_DESC_OFF_MAX_TIMESTAMP 40
+#define ODK_DESC_OFF_SIZE          48
+#define ODK_WAKE_MAGIC             1464550479
+#define ODK_WAKE_VERSION           1
+#define ODK_WAKE_OFF_MAGIC         0
+#define ODK_WAKE_OFF_VERSION       4
+#define ODK_WAKE_OFF_WAITING       64
+#define ODK_WAKE_SIZE              4096
+#define ODK_SEQLOCK_SPINS          64     /* tries before sched_yield between tries */
+#define ODK_SEQLOCK_RETRIES        10000  /* default max_retries: ~1-10 ms in all */
+
+typedef struct odk_pstate {      /* a snapshot, in process-local memory */
+    int64_t  log_start_offset;
+    int64_t  high_watermark;
+    int64_t  log_end_offset;
+    int64_t  active_segment_base;
+    int64_t  window_first;
+    int64_t  window_end;
+    int32_t  leader_epoch;
+    uint32_t flags;
+    uint32_t change;             /* the (even) seq this snapshot was read at */
+    uint32_t reserved;
+} odk_pstate;
+
+typedef struct odk_batch_desc {  /* one descriptor, in process-local memory */
+    int64_t base_offset;
+    int64_t last_offset;
+    int64_t segment_base;
+    int64_t position;
+    int64_t max_timestamp;
+    int32_t size;
+    int32_t reserved;
+} odk_batch_desc;
+
+int      odk_pstate_format(uint8_t *base, size_t size, uint32_t slots);
+int      odk_pstate_check(const uint8_t *base, size_t size, uint32_t *slots);
+int      odk_wake_format(uint8_t *wake, size_t size);
+int      odk_wake_check(const uint8_t *wake, size_t size);
+int      odk_pstate_read(const uint8_t *base, odk_pstate *out, uint32_t max_retries);
+uint32_t odk_pstate_publish(uint8_t *base, uint8_t *wake, const odk_pstate *st);
+uint32_t odk_pstate_append(uint8_t *base, uint8_t *wake, uint32_t slots, odk_pstate *st,
+                           int64_t base_offset, int64_t last_offset, int64_t segment_base,
+                           int64_t position, int32_t size, int64_t max_timestamp);
+int      odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen,
+                         int64_t timeout_ns);
+int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
+                         uint32_t max_retries, odk_batch_desc *out);
+
 #endif

@@ -1,0 +1,338 @@
+"""A partition's consumer-visible state and its recent batches, in shared memory.
+
+Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
+
+    State memfd (native little-endian; consumers map it read-only):
+      off size type field                  off size type field
+        0   4  u32  magic "ODKP"             72   8  i64  log_start_offset
+        4   4  u32  version (1)              80   8  i64  high_watermark
+        8   4  u32  slots                    88   8  i64  log_end_offset
+       12   4  u32  slot_size (64)           96   8  i64  active_segment_base
+       16   8  u64  desc_offset (4096)      104   8  i64  window_first
+       64   4  u32  seq (seqlock, change    112   8  i64  window_end
+                    counter, futex word)    120   4  i32  leader_epoch
+                                            124   4  u32  flags (1 = fenced)
+     4096 + 64*k: descriptor slot k: u64 stamp | i64 base_offset | i64 last_offset |
+                  i64 segment_base | i64 position | i64 max_timestamp | i32 size | pad
+    Wake memfd (one page, every party maps it writable): u32 waiting at 64.
+
+One writer, the partition's leader worker, publishes the state with a seqlock and
+appends one descriptor per batch; any number of readers (consumers) take consistent
+snapshots, sleep until the state changes, and find the batch holding an offset among
+the last slots-1 batches without reading index files.
+
+Ownership: the writer methods (update, append, truncate, fence) belong to one thread of
+one process. The reader methods (read, wait_for_change, find) are safe from any thread
+and any number of processes.
+"""
+import os
+import struct
+from collections import namedtuple
+from typing import NamedTuple
+
+from odradek.client.shm._lib import ffi, lib, wait_until
+from odradek.client.shm._memfd import Mapping, create_memfd, readonly_fd
+from odradek.client.errors import BadLayout, NotInWindow, TornState
+
+__all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor",
+           "MAGIC", "VERSION", "WAKE_MAGIC", "WAKE_VERSION", "HEADER_SIZE", "DESC_SIZE",
+           "OFF_MAGIC", "OFF_VERSION", "OFF_SLOTS", "OFF_SLOT_SIZE", "OFF_DESC_OFFSET",
+           "OFF_SEQ", "OFF_LOG_START", "OFF_HIGH_WATERMARK", "OFF_LOG_END",
+           "OFF_ACTIVE_SEGMENT", "OFF_WINDOW_FIRST", "OFF_WINDOW_END", "OFF_LEADER_EPOCH",
+           "OFF_FLAGS", "DESC_OFF_STAMP", "DESC_OFF_BASE_OFFSET", "DESC_OFF_LAST_OFFSET",
+           "DESC_OFF_SEGMENT_BASE", "DESC_OFF_POSITION", "DESC_OFF_MAX_TIMESTAMP",
+           "DESC_OFF_SIZE", "WAKE_OFF_MAGIC", "WAKE_OFF_VERSION", "WAKE_OFF_WAITING",
+           "WAKE_SIZE", "FLAG_FENCED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
+
+# ---- Layout (checked against odradek.h and LAYOUT.md by tests/client/shm/test_layout.py)
+MAGIC = struct.unpack("<I", b"ODKP")[0]
+VERSION = 1
+OFF_MAGIC = 0
+OFF_VERSION = OFF_MAGIC + 4
+OFF_SLOTS = OFF_VERSION + 4
+OFF_SLOT_SIZE = OFF_SLOTS + 4
+OFF_DESC_OFFSET = OFF_SLOT_SIZE + 4
+OFF_SEQ = 64                                 # own cache line: the seqlocked block
+OFF_LOG_START = OFF_SEQ + 8                  # (4 bytes of padding after seq)
+OFF_HIGH_WATERMARK = OFF_LOG_START + 8
+OFF_LOG_END = OFF_HIGH_WATERMARK + 8
+OFF_ACTIVE_SEGMENT = OFF_LOG_END + 8
+OFF_WINDOW_FIRST = OFF_ACTIVE_SEGMENT + 8
+OFF_WINDOW_END = OFF_WINDOW_FIRST + 8
+OFF_LEADER_EPOCH = OFF_WINDOW_END + 8
+OFF_FLAGS = OFF_LEADER_EPOCH + 4
+HEADER_SIZE = 4096                           # descriptors start one page in
+DESC_SIZE = 64                               # one cache line per descriptor
+DESC_OFF_STAMP = 0
+DESC_OFF_BASE_OFFSET = DESC_OFF_STAMP + 8
+DESC_OFF_LAST_OFFSET = DESC_OFF_BASE_OFFSET + 8
+DESC_OFF_SEGMENT_BASE = DESC_OFF_LAST_OFFSET + 8
+DESC_OFF_POSITION = DESC_OFF_SEGMENT_BASE + 8
+DESC_OFF_MAX_TIMESTAMP = DESC_OFF_POSITION + 8
+DESC_OFF_SIZE = DESC_OFF_MAX_TIMESTAMP + 8
+WAKE_MAGIC = struct.unpack("<I", b"ODKW")[0]
+WAKE_VERSION = 1
+WAKE_OFF_MAGIC = 0
+WAKE_OFF_VERSION = WAKE_OFF_MAGIC + 4
+WAKE_OFF_WAITING = 64
+WAKE_SIZE = 4096
+FLAG_FENCED = 1
+DEFAULT_SLOTS = 1024
+MIN_SLOTS = 2
+MAX_SLOTS = 1 << 20
+
+PartitionSnapshot = namedtuple(
+    "PartitionSnapshot", "log_start_offset high_watermark log_end_offset leader_epoch "
+                         "active_segment_base fenced change")
+PartitionSnapshot.__doc__ = """One consistent reading of the partition state. `change` is
+the change counter it was read at (pass it to wait_for_change); `fenced` means the
+writer is gone for good (leadership moved, worker dead): ask the broker."""
+
+BatchDescriptor = namedtuple(
+    "BatchDescriptor", "base_offset last_offset segment_base position size max_timestamp")
+BatchDescriptor.__doc__ = """Where a batch lives: segment `segment_base`, bytes
+[position, position + size) of its .log file."""
+
+
+class PartitionStateFds(NamedTuple):
+    """The two fds of a partition state: `state` (the writer's is read-write) and `wake`
+    (always read-write). The holder closes them."""
+    state: int
+    wake: int
+
+    def for_readers(self):
+        """New fds to hand a consumer: the state read-only, the wake page shared. The
+        caller closes them once sent."""
+        return PartitionStateFds(readonly_fd(self.state), os.dup(self.wake))
+
+    def close(self):
+        os.close(self.state)
+        os.close(self.wake)
+
+
+# odk_pstate and odk_batch_desc as struct formats, field order as in odradek.h.
+_PSTATE = struct.Struct("@qqqqqqiIII")
+_DESC = struct.Struct("@qqqqqii")
+_RAW_STATE = struct.Struct("<qqqqqqiI")      # the seqlocked fields, straight from the page
+assert _PSTATE.size == ffi.sizeof("odk_pstate"), "odk_pstate layout changed"
+assert _DESC.size == ffi.sizeof("odk_batch_desc"), "odk_batch_desc layout changed"
+_unpack_state = _PSTATE.unpack_from
+_unpack_desc = _DESC.unpack_from
+_make_snapshot = tuple.__new__
+
+_OK = lib.ODK_SHM_OK
+_TORN = lib.ODK_SHM_TORN
+_NOT_YET = lib.ODK_SHM_NOT_YET
+_NOT_IN_WINDOW = lib.ODK_SHM_NOT_IN_WINDOW
+_RETRIES = lib.ODK_SEQLOCK_RETRIES
+
+_read = lib.odk_pstate_read
+_publish = lib.odk_pstate_publish
+_append = lib.odk_pstate_append
+_wait = lib.odk_pstate_wait
+_find = lib.odk_pstate_find
+
+# Result structs for the C calls: a free list of (bytearray, cdata over it) pairs, so a
+# call neither ffi.new's (~0.5 us) nor shares a struct with another thread: list.pop
+# and list.append are atomic, so each call owns its struct from pop to append.
+_free_states, _free_descs = [], []
+
+
+def _take(free, ctype, size):
+    try:
+        return free.pop()
+    except IndexError:
+        raw = bytearray(size)
+        return raw, ffi.from_buffer(ctype, raw, True)
+
+
+_STATE_PTR = ffi.typeof("odk_pstate *")
+_DESC_PTR = ffi.typeof("odk_batch_desc *")
+
+
+class PartitionState:
+    """The shared state of one partition: a seqlocked block of offsets and a ring of the
+    last `slots` batch descriptors. Create with PartitionState.create(slots) -> (state,
+    fds); hand readers fds.for_readers(); they map them with PartitionState.attach."""
+
+    __slots__ = ("_map", "_wake", "_ptr", "_wptr", "_st", "slots")
+
+    def __init__(self, mapping, wake):
+        """Use PartitionState.create or PartitionState.attach."""
+        slots = ffi.new("uint32_t *")
+        if lib.odk_pstate_check(mapping.ptr, mapping.size, slots):
+            raise BadLayout(f"not an odradek partition state (version {VERSION}) that fits "
+                            f"its {mapping.size}-byte memfd")
+        if not wake.writable:
+            raise BadLayout("the wake page must be mapped writable (readers set its flag)")
+        if lib.odk_wake_check(wake.ptr, wake.size):
+            raise BadLayout(f"not an odradek wake page (version {WAKE_VERSION})")
+        self._map, self._wake = mapping, wake
+        self._ptr, self._wptr = mapping.ptr, wake.ptr
+        self.slots = slots[0]
+        self._st = None   # the writer's copy of the state, loaded on first write
+
+    @classmethod
+    def create(cls, slots=DEFAULT_SLOTS, *, log_start_offset=0, high_watermark=0,
+               log_end_offset=0, leader_epoch=0, active_segment_base=0):
+        """A new state with room for `slots` descriptors (window: the last slots-1
+        batches), published with the given values. Returns (state, PartitionStateFds);
+        the caller owns the fds."""
+        if not MIN_SLOTS <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be from {MIN_SLOTS} to {MAX_SLOTS}, not {slots}")
+        state_fd = create_memfd("odradek-partition-state", HEADER_SIZE + slots * DESC_SIZE)
+        wake_fd = -1
+        try:
+            wake_fd = create_memfd("odradek-partition-wake", WAKE_SIZE)
+            mapping, wake = Mapping(state_fd, writable=True), Mapping(wake_fd, writable=True)
+            assert lib.odk_pstate_format(mapping.ptr, mapping.size, slots) == 0
+            assert lib.odk_wake_format(wake.ptr, wake.size) == 0
+            ps = cls(mapping, wake)
+            ps.update(log_start_offset=log_start_offset, high_watermark=high_watermark,
+                      log_end_offset=log_end_offset, leader_epoch=leader_epoch,
+                      active_segment_base=active_segment_base)
+            return ps, PartitionStateFds(state_fd, wake_fd)
+        except BaseException:
+            os.close(state_fd)
+            if wake_fd >= 0:
+                os.close(wake_fd)
+            raise
+
+    @classmethod
+    def attach(cls, state_fd, wake_fd):
+        """Map a partition state from its fds (the state fd may be read-only: then only
+        the reader methods work). The caller closes the fds."""
+        return cls(Mapping(state_fd), Mapping(wake_fd, writable=True))
+
+    @property
+    def writable(self):
+        return self._map.writable
+
+    # ---- readers -------------------------------------------------------------------
+
+    def read(self, max_retries=_RETRIES):
+        """A consistent PartitionSnapshot. Raises TornState if every one of max_retries
+        tries found an update in progress (the writer died in one, or is stalled)."""
+        raw, out = _take(_free_states, _STATE_PTR, _PSTATE.size)
+        try:
+            if _read(self._ptr, out, max_retries) != _OK:
+                raise TornState(f"partition state still mid-update after {max_retries} tries: "
+                                f"its writer died or is stalled; ask the broker")
+            ls, hw, leo, seg, _, _, epoch, flags, change, _ = _unpack_state(raw)
+        finally:
+            _free_states.append((raw, out))
+        return _make_snapshot(PartitionSnapshot,
+                              (ls, hw, leo, epoch, seg, bool(flags & FLAG_FENCED), change))
+
+    def wait_for_change(self, last_seen, timeout=None):
+        """Sleep until the change counter differs from last_seen (a snapshot's `change`):
+        True, or False after `timeout` seconds. A writer that died mid-update leaves the
+        counter changed: this returns True and read() then raises TornState."""
+        ptr, wptr = self._ptr, self._wptr
+
+        def step(ns):
+            return _wait(ptr, wptr, last_seen, ns)
+        return wait_until(step, timeout)
+
+    def find(self, offset, max_retries=_RETRIES):
+        """The descriptor of the first live batch with last_offset >= offset (the batch
+        holding offset, or the next one after a gap), or None if no such batch has been
+        appended yet. Raises NotInWindow when offset is older than the window (ask the
+        broker) and TornState as read() does. Check offset against a snapshot's
+        high_watermark first: descriptors are published at append, before commit."""
+        raw, out = _take(_free_descs, _DESC_PTR, _DESC.size)
+        try:
+            rc = _find(self._ptr, self.slots, offset, max_retries, out)
+            if rc == _OK:
+                base, last, seg, pos, ts, size, _ = _unpack_desc(raw)
+                return BatchDescriptor(base, last, seg, pos, size, ts)
+        finally:
+            _free_descs.append((raw, out))
+        if rc == _NOT_YET:
+            return None
+        if rc == _NOT_IN_WINDOW:
+            raise NotInWindow(f"offset {offset} is older than the last {self.slots - 1} "
+                              f"batches in shared memory; ask the broker where it is")
+        raise TornState(f"partition state kept changing or stayed mid-update for "
+                        f"{max_retries} tries looking up offset {offset}")
+
+    # ---- the writer (the partition's leader worker) --------------------------------
+
+    def _writer_state(self):
+        st = self._st
+        if st is None:
+            if not self._map.writable:
+                raise PermissionError("this partition state is mapped read-only: only its "
+                                      "writer (the leader worker) may change it")
+            st = ffi.new("odk_pstate *")
+            # Taking over: the fields as they are, even mid-update (the next publish
+            # completes that update; callers overwrite what they know).
+            (st.log_start_offset, st.high_watermark, st.log_end_offset, st.active_segment_base,
+             st.window_first, st.window_end, st.leader_epoch, st.flags) = \
+                _RAW_STATE.unpack_from(self._map.view, OFF_LOG_START)
+            self._st = st
+        return st
+
+    def update(self, *, log_start_offset=None, high_watermark=None, log_end_offset=None,
+               leader_epoch=None, active_segment_base=None):
+        """Publish the given fields (the others unchanged) in one seqlock write, waking
+        readers that wait for a change. Returns the new change counter."""
+        st = self._writer_state()
+        if log_start_offset is not None:
+            st.log_start_offset = log_start_offset
+        if high_watermark is not None:
+            st.high_watermark = high_watermark
+        if log_end_offset is not None:
+            st.log_end_offset = log_end_offset
+        if leader_epoch is not None:
+            st.leader_epoch = leader_epoch
+        if active_segment_base is not None:
+            st.active_segment_base = active_segment_base
+        return _publish(self._ptr, self._wptr, st)
+
+    def append(self, base_offset, last_offset, segment_base, position, size, max_timestamp,
+               *, high_watermark=None):
+        """Record a batch just appended to the log: its descriptor enters the window and
+        log_end_offset becomes last_offset + 1 (and high_watermark, if given), in one
+        publish. Batches must come in offset order. Returns the new change counter."""
+        st = self._writer_state()
+        if last_offset < base_offset or base_offset < st.log_end_offset:
+            raise ValueError(f"batch [{base_offset}, {last_offset}] does not follow the log "
+                             f"end offset {st.log_end_offset}")
+        if high_watermark is not None:
+            st.high_watermark = high_watermark
+        return _append(self._ptr, self._wptr, self.slots, st, base_offset, last_offset,
+                       segment_base, position, size, max_timestamp)
+
+    def truncate(self, log_end_offset):
+        """The log was truncated to log_end_offset: the window restarts empty (its
+        descriptors may describe removed batches), the high watermark is capped at the
+        new end, in one publish. Returns the new change counter."""
+        st = self._writer_state()
+        st.window_first = st.window_end
+        st.log_end_offset = log_end_offset
+        st.high_watermark = min(st.high_watermark, log_end_offset)
+        return _publish(self._ptr, self._wptr, st)
+
+    def fence(self):
+        """Mark this state abandoned (leadership moved; or the broker, as a stand-in
+        writer, after the worker died): readers see fenced=True and every waiter wakes.
+        Completes a dead writer's half update. Returns the new change counter."""
+        st = self._writer_state()
+        st.flags |= FLAG_FENCED
+        return _publish(self._ptr, self._wptr, st)
+
+    # ---- lifetime --------------------------------------------------------------------
+
+    def close(self):
+        """Unmap both pages (the memory goes when every holder has closed and unmapped)."""
+        if self._map is not None:
+            self._map.close()
+            self._wake.close()
+            self._map = self._wake = self._ptr = self._wptr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,125 @@
+"""Fixtures for the shm tests: child processes (shm_child.py) that report by lines, and
+a bounded wait for a condition, so no test sleeps and none can hang."""
+import importlib.util
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+CHILD = os.path.join(os.path.dirname(__file__), "shm_child.py")
+DEADLINE = 30.0   # seconds: any single wait in these tests; a failure, never a hang
+
+
+def load_child_module():
+    """shm_child.py as a module (for entry_for), loaded by path."""
+    spec = importlib.util.spec_from_file_location("shm_child", CHILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Child:
+    """A running shm_child.py: lines it prints arrive in a queue (read by a thread), so
+    the test can wait for one with a deadline."""
+
+    def __init__(self, argv, fds):
+        self.proc = subprocess.Popen([sys.executable, CHILD, *map(str, argv)], pass_fds=fds,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self._lines = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self._lines.put(line.split())
+        self._lines.put(None)
+
+    def line(self, timeout=DEADLINE):
+        """The next line the child prints, as words. Fails (with its stderr) if it exits
+        first or prints nothing within timeout."""
+        try:
+            words = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"child {self.pid} said nothing for {timeout} s")
+        if words is None:
+            self.proc.wait(DEADLINE)
+            pytest.fail(f"child {self.pid} exited ({self.proc.returncode}): "
+                        f"{self.proc.stderr.read()[-2000:]}")
+        return words
+
+    def expect(self, word, timeout=DEADLINE):
+        words = self.line(timeout)
+        assert words[0] == word, words
+        return words[1:]
+
+    def send(self, text):
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def kill(self):
+        """SIGKILL and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(DEADLINE)
+
+    def close(self):
+        self.kill()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._reader.join(DEADLINE)
+
+
+@pytest.fixture
+def spawn():
+    """spawn(command, *args, fds=(...)) -> Child; every child is killed at teardown."""
+    children = []
+
+    def _spawn(*argv, fds=()):
+        child = Child(argv, fds)
+        children.append(child)
+        return child
+    yield _spawn
+    for child in children:
+        child.close()
+
+
+def wait_for(condition, timeout=DEADLINE, what="condition"):
+    """Spin until condition() is true (no sleep: the thing awaited is in another process
+    or thread and shows in shared memory at once); fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached within {timeout} s")
+
+
+@pytest.fixture
+def fds_to_close():
+    """A list: fds appended to it are closed at teardown."""
+    fds = []
+    yield fds
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture():
+    """The wait_for function above, for tests (conftest is not importable by name)."""
+    return wait_for
+
+
+@pytest.fixture(scope="session")
+def child_module():
+    """shm_child.py as a module: its entry_for is the writer's content rule."""
+    return load_child_module()
