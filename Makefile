@@ -1,5 +1,5 @@
 # Two commands set odradek up on a fresh machine (Linux, Python 3.11+, a C compiler):
-#   make run    create .venv, install odradek, start it on the embedded default config
+#   make run    create .venv, install odradek, run the broker on the embedded default config
 #   make test   create .venv, install odradek and the test tools, run the whole suite
 PYTHON ?= python3
 VENV   := .venv
@@ -28,7 +28,7 @@ $(VENV)/.installed: $(VENV)/.tools $(SOURCES)
 install: $(VENV)/.installed
 
 run: install
-	$(VENV)/bin/odradek demo --data-dir $(DATA)
+	$(VENV)/bin/odradek serve --data-dir $(DATA)
 
 test: install
 	$(PY) -m pytest -q tests

@@ -32,7 +32,8 @@ setup(
     python_requires=">=3.11",
     packages=sorted(package_dir),
     package_dir=package_dir,
-    package_data={"odradek.client.records": ["*.md"], "odradek.daemon.storage": ["*.md"],
+    # every FORMAT.md / PROTOCOL.md / LAYOUT.md ships beside its code (tests read them)
+    package_data={**{name: ["*.md"] for name in package_dir},
                   "odradek.daemon.c_ext": ["*.h", "*.c", "*.md"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],

@@ -4,6 +4,7 @@ The wire and disk formats both sides agree on live here (records/), as Kafka's r
 format lives in its clients jar; the daemon imports this package, never the reverse.
 """
 from odradek.client import errors
+from odradek.client.admin import Admin
 from odradek.client.errors import OdradekError
 
-__all__ = ["errors", "OdradekError"]
+__all__ = ["errors", "OdradekError", "Admin"]

@@ -1,0 +1,338 @@
+"""Request handlers of the broker: metadata, topic admin, configs, offsets, status.
+
+`handle(broker, conn, request)` answers at once (admin changes decided in metadata.py,
+then persisted) or relays to partition workers and answers when they do. Per-item
+failures go in the response body, as Kafka does (a topic that does not exist gets its
+own error_code); a failure of the whole request raises an OdradekError, which the loop
+turns into an error response.
+"""
+import logging
+import os
+import shutil
+import time
+
+from odradek.client.errors import InvalidRequest, OdradekError, UnknownTopicOrPartition
+from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
+from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
+from odradek.daemon.storage.config import TOPIC_CONFIGS
+
+__all__ = ["handle", "worker_retired", "SERVED_APIS"]
+
+# consumer groups are served once the group coordinator exists
+SERVED_APIS = APIS.without(*GROUP_API_KEYS)
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+def _error_fields(exc):
+    return {"error_code": exc.code, "error_message": exc.message}
+
+
+def handle(broker, conn, request):
+    message = request.message
+    handler = _HANDLERS.get(type(message))
+    if handler is None:
+        raise InvalidRequest(f"{type(message).__name__} is not served by this broker yet")
+    result = handler(broker, message, lambda res: broker.reply(conn, request.correlation_id, res))
+    if result is not None:
+        broker.reply(conn, request.correlation_id, result)
+
+
+# -- metadata ------------------------------------------------------------------------
+def _partition_metadata(broker, p):
+    return m.MetadataResponsePartition(
+        partition_index=p.partition, leader_id=p.leader, leader_epoch=p.leader_epoch,
+        replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
+        log_dirs=[broker.config.log_dirs[r] for r in p.replicas])
+
+
+def metadata(broker, req, reply):
+    md = broker.metadata
+    names = sorted(md.topics) if req.topics is None else req.topics
+    topics = []
+    for name in names:
+        t = md.topics.get(name)
+        if t is None and req.allow_auto_topic_creation and broker.config.auto_create_topics:
+            try:
+                t = _create(broker, name, -1, -1, {})
+            except OdradekError as e:
+                topics.append(m.MetadataResponseTopic(name=name, **_error_fields(e)))
+                continue
+        if t is None:
+            try:
+                md.topic(name)
+            except UnknownTopicOrPartition as e:
+                topics.append(m.MetadataResponseTopic(name=name, **_error_fields(e)))
+            continue
+        topics.append(m.MetadataResponseTopic(
+            name=name, is_internal=name.startswith("__"),
+            partitions=[_partition_metadata(broker, p) for p in t.partitions]))
+    return m.MetadataResponse(cluster_id=None, topics=topics)
+
+
+# -- topics --------------------------------------------------------------------------
+def _create(broker, name, num_partitions, replication_factor, configs, validate_only=False):
+    cfg = broker.config
+    n = cfg.num_partitions if num_partitions in (-1, None) else num_partitions
+    rf = cfg.default_replication_factor if replication_factor in (-1, None) else replication_factor
+    md = broker.metadata
+    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults)
+    if validate_only:
+        del md.topics[name]
+        return topic
+    md.save()
+    for p in topic.partitions:
+        broker._start_worker(topic, p)
+    log.info("created topic %s: %d partitions, replication factor %d%s", name, n, rf,
+             f", configs {topic.configs}" if topic.configs else "")
+    return topic
+
+
+def create_topics(broker, req, reply):
+    results = []
+    for t in req.topics:
+        configs = {k: v for k, v in t.configs.items() if v is not None}
+        try:
+            topic = _create(broker, t.name, t.num_partitions, t.replication_factor, configs, req.validate_only)
+            results.append(m.CreatableTopicResult(name=t.name, num_partitions=len(topic.partitions),
+                                                  replication_factor=len(topic.partitions[0].replicas)))
+        except OdradekError as e:
+            results.append(m.CreatableTopicResult(name=t.name, **_error_fields(e)))
+    return m.CreateTopicsResponse(topics=results)
+
+
+def delete_topics(broker, req, reply):
+    results = []
+    for name in req.topic_names:
+        try:
+            topic = broker.metadata.delete_topic(name)
+        except OdradekError as e:
+            results.append(m.DeletableTopicResult(name=name, **_error_fields(e)))
+            continue
+        broker.metadata.save()
+        log.info("deleted topic %s (%d partitions)", name, len(topic.partitions))
+        for p in topic.partitions:
+            handle = broker.supervisor.workers.get((name, p.partition))
+            if handle is not None and handle.alive:
+                broker.stop_worker(handle)  # its files go when it has exited: worker_retired
+            else:
+                if handle is not None:
+                    broker.supervisor.forget(handle)
+                _remove_partition_files(broker, name, p.partition)
+        results.append(m.DeletableTopicResult(name=name))
+    return m.DeleteTopicsResponse(responses=results)
+
+
+def worker_retired(broker, handle):
+    """A stopped worker has exited: if its topic is gone, remove the partition's files."""
+    topic = broker.metadata.topics.get(handle.spec.topic)
+    if topic is None and not broker.stopping:
+        _remove_partition_files(broker, handle.spec.topic, handle.spec.partition)
+    elif topic is not None and not broker.stopping:
+        broker._restart(handle)  # stopped for a config change: start it again
+
+
+def _remove_partition_files(broker, name, partition):
+    """Rename the partition dirs out of the way (atomic), then delete them."""
+    for log_dir in broker.config.log_dirs:
+        path = os.path.join(log_dir, filenames.partition_dir_name(name, partition))
+        if not os.path.isdir(path):
+            continue
+        doomed = f"{path}.{int(time.time() * 1000)}{filenames.DELETE_SUFFIX}"
+        os.rename(path, doomed)
+        fsync_dir(log_dir)
+        shutil.rmtree(doomed, ignore_errors=True)
+        LogDirCheckpoints(log_dir).remove((name, partition))
+
+
+def create_partitions(broker, req, reply):
+    results = []
+    for t in req.topics:
+        try:
+            if t.assignments is not None:
+                raise InvalidRequest("manual replica assignment is not supported; omit assignments")
+            added = broker.metadata.create_partitions(t.name, t.count)
+            if not req.validate_only:
+                broker.metadata.save()
+                topic = broker.metadata.topic(t.name)
+                for p in added:
+                    broker._start_worker(topic, p)
+                log.warning("topic %s now has %d partitions: keyed records map to other partitions from "
+                            "now on (murmur2(key) %% partitions)", t.name, t.count)
+            else:
+                topic = broker.metadata.topic(t.name)
+                del topic.partitions[len(topic.partitions) - len(added):]  # undo: validation only
+            results.append(m.CreatePartitionsTopicResult(name=t.name))
+        except OdradekError as e:
+            results.append(m.CreatePartitionsTopicResult(name=t.name, **_error_fields(e)))
+    return m.CreatePartitionsResponse(results=results)
+
+
+# -- configs -------------------------------------------------------------------------
+def describe_configs(broker, req, reply):
+    results = []
+    for res in req.resources:
+        try:
+            if res.resource_type != ConfigResourceType.TOPIC:
+                raise InvalidRequest("only topic configs can be described")
+            topic = broker.metadata.topic(res.resource_name)
+            effective = topic.log_config(broker.config.topic_defaults).to_dict()
+            keys = res.configuration_keys or [k.name for k in TOPIC_CONFIGS]
+            entries = []
+            for key in keys:
+                if key not in effective:
+                    raise InvalidRequest(f"unknown topic config {key!r}")
+                source = (ConfigSource.TOPIC_CONFIG if key in topic.configs else
+                          ConfigSource.STATIC_BROKER_CONFIG
+                          if effective[key] != next(k.default for k in TOPIC_CONFIGS if k.name == key)
+                          else ConfigSource.DEFAULT_CONFIG)
+                doc = next(k.doc for k in TOPIC_CONFIGS if k.name == key) if req.include_documentation else None
+                entries.append(m.DescribeConfigsResourceResult(name=key, value=str(effective[key]),
+                                                               config_source=source, documentation=doc))
+            results.append(m.DescribeConfigsResult(resource_type=res.resource_type,
+                                                   resource_name=res.resource_name, configs=entries))
+        except OdradekError as e:
+            results.append(m.DescribeConfigsResult(resource_type=res.resource_type,
+                                                   resource_name=res.resource_name, **_error_fields(e)))
+    return m.DescribeConfigsResponse(results=results)
+
+
+def alter_configs(broker, req, reply):
+    results = []
+    for res in req.resources:
+        try:
+            if res.resource_type != ConfigResourceType.TOPIC:
+                raise InvalidRequest("only topic configs can be altered")
+            sets, deletes = {}, []
+            for c in res.configs:
+                if c.config_operation == ConfigOperation.SET:
+                    sets[c.name] = c.value
+                elif c.config_operation == ConfigOperation.DELETE:
+                    deletes.append(c.name)
+                else:
+                    raise InvalidRequest(f"{ConfigOperation(c.config_operation).name} applies to list "
+                                         f"configs; topic configs take SET or DELETE")
+            md = broker.metadata
+            before = dict(md.topic(res.resource_name).configs)
+            topic = md.alter_configs(res.resource_name, sets, deletes, broker.config.topic_defaults)
+            if req.validate_only:
+                topic.configs = before
+            elif topic.configs != before:
+                md.save()
+                log.info("topic %s configs: %s", res.resource_name, topic.configs)
+                for p in topic.partitions:  # workers restart with the new config
+                    handle = broker.supervisor.workers.get((topic.name, p.partition))
+                    if handle is not None and handle.alive:
+                        broker.stop_worker(handle)
+            results.append(m.AlterConfigsResourceResponse(resource_type=res.resource_type,
+                                                          resource_name=res.resource_name))
+        except OdradekError as e:
+            results.append(m.AlterConfigsResourceResponse(resource_type=res.resource_type,
+                                                          resource_name=res.resource_name, **_error_fields(e)))
+    return m.IncrementalAlterConfigsResponse(responses=results)
+
+
+# -- relayed to workers ------------------------------------------------------------------
+class _Gather:
+    """Collects the answers of several workers, then replies once."""
+
+    def __init__(self, expected, finish):
+        self.left = expected
+        self.results = []
+        self.finish = finish
+        if expected == 0:
+            finish([])
+
+    def add(self, key):
+        def callback(result):
+            self.results.append((key, result))
+            self.left -= 1
+            if self.left == 0:
+                self.finish(self.results)
+        return callback
+
+
+def list_offsets(broker, req, reply):
+    wanted, errors = [], []
+    for t in req.topics:
+        for p in t.partitions:
+            try:
+                broker.metadata.partition(t.name, p.partition_index)
+                wanted.append((t.name, p))
+            except OdradekError as e:
+                errors.append((t.name, m.ListOffsetsPartitionResponse(partition_index=p.partition_index,
+                                                                      **_error_fields(e))))
+
+    def finish(results):
+        by_topic = {}
+        for name, part in errors:
+            by_topic.setdefault(name, []).append(part)
+        for (name, p), result in results:
+            if isinstance(result, OdradekError):
+                part = m.ListOffsetsPartitionResponse(partition_index=p.partition_index, **_error_fields(result))
+            else:
+                part = result.topics[0].partitions[0]
+            by_topic.setdefault(name, []).append(part)
+        reply(m.ListOffsetsResponse(topics=[m.ListOffsetsTopicResponse(name=n, partitions=ps)
+                                            for n, ps in by_topic.items()]))
+
+    gather = _Gather(len(wanted), finish)
+    for name, p in wanted:
+        one = m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(name=name, partitions=[p])])
+        broker.worker_request((name, p.partition_index), one, gather.add((name, p)))
+
+
+def status(broker, req, reply):
+    md = broker.metadata
+    names = sorted(md.topics) if req.topics is None else req.topics
+    for name in names:
+        md.topic(name)  # unknown topic: the whole request fails, naming it
+    keys = [(name, p.partition) for name in names for p in md.topics[name].partitions]
+
+    def finish(results):
+        by_key = dict(results)
+        workers, partitions = [], []
+        for key in keys:
+            p = md.topics[key[0]].partitions[key[1]]
+            handle = broker.supervisor.workers.get(key)
+            if handle is not None:
+                workers.append(m.WorkerStatus(
+                    pid=handle.pid or 0, topic=key[0], partition=key[1], replica_id=p.leader, role="leader",
+                    state=handle.state, restarts=handle.restarts,
+                    uptime_ms=int((time.monotonic() - handle.started_at) * 1000) if handle.alive else 0))
+            result = by_key.get(key)
+            base = dict(topic=key[0], partition=key[1], leader_id=p.leader, leader_epoch=p.leader_epoch,
+                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr))
+            if isinstance(result, m.StatusResponse) and result.partitions:
+                s = result.partitions[0]
+                partitions.append(m.PartitionStatus(**base, log_start_offset=s.log_start_offset,
+                                                    log_end_offset=s.log_end_offset,
+                                                    high_watermark=s.high_watermark, size_bytes=s.size_bytes,
+                                                    segments=s.segments))
+            else:
+                partitions.append(m.PartitionStatus(**base, log_start_offset=-1, log_end_offset=-1,
+                                                    high_watermark=-1, size_bytes=-1, segments=0))
+        reply(m.StatusResponse(broker_pid=os.getpid(), uptime_ms=int((time.time() - broker.started) * 1000),
+                               version=VERSION, log_dirs=list(broker.config.log_dirs),
+                               workers=workers, partitions=partitions))
+
+    gather = _Gather(len(keys), finish)
+    for key in keys:
+        broker.worker_request(key, m.StatusRequest(), gather.add(key))
+
+
+_HANDLERS = {
+    m.ApiVersionsRequest: lambda broker, req, reply: m.api_versions_response(SERVED_APIS),
+    m.MetadataRequest: metadata,
+    m.CreateTopicsRequest: create_topics,
+    m.DeleteTopicsRequest: delete_topics,
+    m.CreatePartitionsRequest: create_partitions,
+    m.DescribeConfigsRequest: describe_configs,
+    m.IncrementalAlterConfigsRequest: alter_configs,
+    m.ListOffsetsRequest: list_offsets,
+    m.StatusRequest: status,
+}

@@ -1,0 +1,176 @@
+"""Broker configuration: a TOML file, Kafka's key names, an embedded default.
+
+    # /etc/odradek/odradek.toml
+    log.dirs = ["/var/lib/odradek/a", "/var/lib/odradek/b", "/var/lib/odradek/c"]
+    num.partitions = 8
+    log.retention.ms = 86400000
+
+TOML reads `log.dirs = ...` as a table `log` holding `dirs`; keys are flattened back to
+their dotted names, so a file may use dotted keys or [tables] alike. Topic defaults use
+Kafka's broker names (log.segment.bytes for segment.bytes, ...; see BROKER_TO_TOPIC).
+An unknown key or a bad value is refused at start with the key named; nothing is read
+from the environment or at import time.
+"""
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+
+from odradek.client.errors import InvalidConfig
+from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
+
+__all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
+
+DEFAULT_SOCKET = "/run/odradek/odradek.sock"
+DEFAULT_DATA_DIR = "/var/lib/odradek"
+
+# Kafka's broker-level names for the topic-level defaults (server.properties style).
+BROKER_TO_TOPIC = {
+    "log.segment.bytes": "segment.bytes",
+    "log.roll.ms": "segment.ms",
+    "log.index.size.max.bytes": "segment.index.bytes",
+    "log.index.interval.bytes": "index.interval.bytes",
+    "log.retention.ms": "retention.ms",
+    "log.retention.bytes": "retention.bytes",
+    "log.flush.interval.messages": "flush.messages",
+    "log.flush.interval.ms": "flush.ms",
+    "message.max.bytes": "max.message.bytes",
+    "log.message.timestamp.type": "message.timestamp.type",
+    "log.cleanup.policy": "cleanup.policy",
+}
+_TOPIC_KEYS = {k.name: k for k in TOPIC_CONFIGS}
+
+
+@dataclass(frozen=True)
+class _ListKey:
+    """A key whose value is a non-empty list of strings (log.dirs)."""
+    name: str
+    default: tuple
+    doc: str = ""
+
+    def parse(self, raw):
+        if isinstance(raw, str):
+            raw = [p for p in raw.split(",") if p]
+        if not isinstance(raw, (list, tuple)) or not raw or not all(isinstance(p, str) and p for p in raw):
+            raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected a list of paths")
+        return tuple(raw)
+
+
+BROKER_CONFIGS = (
+    _ListKey("log.dirs", (DEFAULT_DATA_DIR,),
+             doc="data directories, ideally one per disk; replicas of a partition go to different ones"),
+    ConfigKey("socket.path", str, DEFAULT_SOCKET, doc="the control socket clients connect to"),
+    ConfigKey("socket.mode", str, "0660", doc="permission bits of the control socket (octal)"),
+    ConfigKey("num.partitions", int, 8, 1, 100_000, doc="partitions of a topic created without a count"),
+    ConfigKey("default.replication.factor", int, 0, 0, 100,
+              doc="replicas of a new topic; 0 picks min(3, number of log.dirs)"),
+    ConfigKey("min.insync.replicas", int, 0, 0, 100,
+              doc="with acks=all, replicas that must have a batch; 0 picks 2 when the factor is 3+, else 1"),
+    ConfigKey("auto.create.topics.enable", bool, False,
+              doc="create a topic on first produce or metadata request for it"),
+    ConfigKey("log.retention.check.interval.ms", int, 300_000, 1, 2 ** 62,
+              doc="how often retention runs"),
+    ConfigKey("log.flush.offset.checkpoint.interval.ms", int, 60_000, 1, 2 ** 62,
+              doc="how often recovery points are checkpointed"),
+    ConfigKey("produce.ring.bytes", int, 4 << 20, 64 << 10, 1 << 30,
+              doc="shared-memory ring a producer gets per partition"),
+)
+_BROKER_KEYS = {k.name: k for k in BROKER_CONFIGS}
+
+
+def _flatten(table, prefix=""):
+    out = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class BrokerConfig:
+    """Validated broker settings plus the topic defaults (a LogConfig)."""
+
+    def __init__(self, values=None, source="<defaults>"):
+        self.source = source
+        settings = {k.name: k.default for k in BROKER_CONFIGS}
+        topic_overrides = {}
+        for name, raw in (values or {}).items():
+            if name in _BROKER_KEYS:
+                try:
+                    settings[name] = _BROKER_KEYS[name].parse(raw)
+                except InvalidConfig as e:
+                    raise InvalidConfig(f"{source}: {e.message}") from None
+            elif name in BROKER_TO_TOPIC:
+                topic_key = _TOPIC_KEYS[BROKER_TO_TOPIC[name]]
+                try:  # parsed under the broker's name, so an error names the key in the file
+                    topic_overrides[topic_key.name] = dataclasses.replace(topic_key, name=name).parse(raw)
+                except InvalidConfig as e:
+                    raise InvalidConfig(f"{source}: {e.message}") from None
+            else:
+                hint = ""
+                if name in _TOPIC_KEYS:
+                    hint = f" (as a broker default it is {_broker_name(name)!r})"
+                raise InvalidConfig(f"{source}: unknown config key {name!r}{hint}; see 'odradek serve --help'")
+        try:
+            self.topic_defaults = LogConfig(topic_overrides)
+        except InvalidConfig as e:
+            raise InvalidConfig(f"{source}: {e.message}") from None
+        mode = settings["socket.mode"]
+        try:
+            self.socket_mode = int(mode, 8)
+            assert 0 <= self.socket_mode <= 0o777
+        except (ValueError, AssertionError):
+            raise InvalidConfig(f"{source}: socket.mode={mode!r} is not valid; expected octal bits like 0660") from None
+        self.log_dirs = tuple(os.path.abspath(d) for d in settings["log.dirs"])
+        if len(set(self.log_dirs)) != len(self.log_dirs):
+            raise InvalidConfig(f"{source}: log.dirs lists a directory twice: {list(settings['log.dirs'])}")
+        self.socket_path = os.path.abspath(settings["socket.path"])
+        self.num_partitions = settings["num.partitions"]
+        factor = settings["default.replication.factor"] or min(3, len(self.log_dirs))
+        if factor > len(self.log_dirs):
+            raise InvalidConfig(f"{source}: default.replication.factor={factor} needs at least {factor} "
+                                f"log.dirs (replicas of a partition go to different dirs); there are "
+                                f"{len(self.log_dirs)}")
+        self.default_replication_factor = factor
+        self.min_insync_replicas = settings["min.insync.replicas"] or (2 if factor >= 3 else 1)
+        self.auto_create_topics = settings["auto.create.topics.enable"]
+        self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
+        self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
+        self.produce_ring_bytes = settings["produce.ring.bytes"]
+        self._settings = settings
+
+    @classmethod
+    def for_data_dir(cls, data_dir, values=None):
+        """Dev mode: one log dir and the socket inside `data_dir` (what `make run` uses)."""
+        data_dir = os.path.abspath(data_dir)
+        merged = {"log.dirs": [data_dir], "socket.path": os.path.join(data_dir, "odradek.sock")}
+        merged.update(values or {})
+        return cls(merged, source=f"--data-dir {data_dir}")
+
+    def describe(self):
+        """Every setting, dotted names, for `odradek status` and the log at start."""
+        out = dict(self._settings)
+        out.update({"log.dirs": list(self.log_dirs), "socket.path": self.socket_path,
+                    "default.replication.factor": self.default_replication_factor,
+                    "min.insync.replicas": self.min_insync_replicas})
+        for broker_name, topic_name in BROKER_TO_TOPIC.items():
+            out[broker_name] = getattr(self.topic_defaults, topic_name.replace(".", "_"))
+        return out
+
+
+def _broker_name(topic_name):
+    return next((b for b, t in BROKER_TO_TOPIC.items() if t == topic_name), topic_name)
+
+
+def load(path):
+    """BrokerConfig from the TOML file at `path`; InvalidConfig names what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidConfig(f"config file {path} does not exist; pass --config PATH or --data-dir DIR") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidConfig(f"config file {path} is not valid TOML: {e}") from None
+    return BrokerConfig(_flatten(table), source=path)

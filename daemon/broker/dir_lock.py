@@ -1,0 +1,43 @@
+"""An exclusive lock on each log dir, so two brokers never share data.
+
+flock(LOCK_EX | LOCK_NB) on `<log.dir>/.lock`, held for the broker's life by an open fd
+(the kernel drops it when the process dies, however it dies: no stale lock files).
+"""
+import fcntl
+import os
+
+from odradek.client.errors import StorageError
+from odradek.daemon.storage import filenames
+
+__all__ = ["DirLocks"]
+
+
+class DirLocks:
+    def __init__(self, log_dirs):
+        self._fds = []
+        try:
+            for d in log_dirs:
+                os.makedirs(d, exist_ok=True)
+                path = os.path.join(d, filenames.BROKER_LOCK)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise StorageError(f"log dir {d} is in use by another odradek broker (lock {path} is "
+                                       f"held); stop that broker or choose other log.dirs") from None
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fds.append(fd)
+        except BaseException:
+            self.release()
+            raise
+
+    @property
+    def fds(self):
+        return list(self._fds)
+
+    def release(self):
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []

@@ -1,0 +1,193 @@
+"""Cluster metadata: topics, their partitions, replica placement, leader epochs, configs.
+
+Owned by the broker process (the controller); workers get what they need from it.
+Persisted as JSON in every log dir (`cluster-metadata.json`, written atomically), each
+copy stamped with a version that grows with every change; at start the highest version
+found wins, so losing a disk does not lose the metadata.
+
+    {"version": 7, "topics": {"orders": {"topic_id": "9f2c...", "configs": {"retention.ms": "3600000"},
+      "partitions": [{"partition": 0, "replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0,
+                      "isr": [0, 1, 2]}]}}}
+
+replicas, leader and isr name log dirs by their index in log.dirs (one host: a replica
+is a directory on a disk, not a broker). This module does no I/O except load/save.
+"""
+import json
+import os
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
+                                   StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.checkpoint import write_atomically
+from odradek.daemon.storage.config import LogConfig
+
+__all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME"]
+
+MAX_TOPIC_NAME = 249
+_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+
+def validate_topic_name(name):
+    """Raise InvalidTopic unless `name` is a topic name Kafka would accept."""
+    if not isinstance(name, str) or not name:
+        raise InvalidTopic("a topic name cannot be empty")
+    if name in (".", ".."):
+        raise InvalidTopic(f"topic name {name!r} is not allowed")
+    if len(name) > MAX_TOPIC_NAME:
+        raise InvalidTopic(f"topic name is {len(name)} characters; the limit is {MAX_TOPIC_NAME}")
+    if not _LEGAL.match(name):
+        raise InvalidTopic(f"topic name {name!r} has characters other than ASCII letters, digits, "
+                           f"'.', '_' and '-'")
+
+
+@dataclass
+class PartitionMeta:
+    partition: int
+    replicas: list          # log dir indexes; replicas[0] is the preferred leader
+    leader: int
+    leader_epoch: int = 0
+    isr: list = field(default_factory=list)
+
+
+@dataclass
+class TopicMeta:
+    name: str
+    topic_id: str
+    partitions: list        # PartitionMeta, index == partition number
+    configs: dict = field(default_factory=dict)   # overrides only, Kafka's dotted names
+
+    def log_config(self, defaults):
+        return defaults.with_overrides(self.configs)
+
+
+class Metadata:
+    """The broker's view of every topic. Not thread-safe: the broker loop owns it."""
+
+    def __init__(self, log_dirs, version=0, topics=None):
+        self.log_dirs = list(log_dirs)
+        self.version = version
+        self.topics = topics or {}
+
+    # -- persistence ----------------------------------------------------------------
+    @classmethod
+    def load(cls, log_dirs):
+        """The newest copy found in any log dir; an empty Metadata if there is none."""
+        best = None
+        for d in log_dirs:
+            path = os.path.join(d, filenames.CLUSTER_METADATA)
+            try:
+                with open(path, "rb") as f:
+                    doc = json.load(f)
+            except FileNotFoundError:
+                continue
+            except (ValueError, OSError) as e:
+                raise StorageError(f"{path} cannot be read ({e}); move it away to fall back on the copy in "
+                                   f"another log dir") from None
+            if best is None or doc.get("version", 0) > best.get("version", 0):
+                best = doc
+        if best is None:
+            return cls(log_dirs)
+        topics = {}
+        for name, t in best.get("topics", {}).items():
+            parts = [PartitionMeta(**p) for p in t["partitions"]]
+            topics[name] = TopicMeta(name, t["topic_id"], parts, dict(t.get("configs", {})))
+        return cls(log_dirs, best.get("version", 0), topics)
+
+    def save(self):
+        """Bump the version and write it to every log dir (atomically each)."""
+        self.version += 1
+        doc = {"version": self.version,
+               "topics": {name: {"topic_id": t.topic_id, "configs": t.configs,
+                                 "partitions": [asdict(p) for p in t.partitions]}
+                          for name, t in sorted(self.topics.items())}}
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        for d in self.log_dirs:
+            write_atomically(os.path.join(d, filenames.CLUSTER_METADATA), data)
+
+    # -- queries --------------------------------------------------------------------
+    def topic(self, name):
+        t = self.topics.get(name)
+        if t is None:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist; create it with "
+                                          f"'odradek topics create {name}'")
+        return t
+
+    def partition(self, name, partition):
+        t = self.topic(name)
+        if not isinstance(partition, int) or not 0 <= partition < len(t.partitions):
+            raise UnknownTopicOrPartition(f"topic {name!r} has partitions 0..{len(t.partitions) - 1}, "
+                                          f"not {partition}")
+        return t.partitions[partition]
+
+    # -- changes (the caller saves) ---------------------------------------------------
+    def _place(self, first_partition, count, replication_factor, salt):
+        """Replica lists spreading leaders and replicas evenly over the log dirs."""
+        n = len(self.log_dirs)
+        start = salt % n
+        return [[(start + p + r) % n for r in range(replication_factor)]
+                for p in range(first_partition, first_partition + count)]
+
+    def create_topic(self, name, num_partitions, replication_factor, configs, defaults):
+        """Add a topic (validated; nothing changes on error). Returns its TopicMeta."""
+        validate_topic_name(name)
+        if name in self.topics:
+            raise TopicAlreadyExists(f"topic {name!r} already exists")
+        collides = [t for t in self.topics if t.replace(".", "_") == name.replace(".", "_")]
+        if collides:
+            raise InvalidTopic(f"topic {name!r} collides with {collides[0]!r}: '.' and '_' are the "
+                               f"same in metric names, as Kafka warns")
+        if not isinstance(num_partitions, int) or num_partitions < 1:
+            raise InvalidPartitions(f"a topic needs at least one partition, not {num_partitions}")
+        if not isinstance(replication_factor, int) or not 1 <= replication_factor <= len(self.log_dirs):
+            raise InvalidReplicationFactor(
+                f"replication factor {replication_factor} needs as many log.dirs; there are "
+                f"{len(self.log_dirs)} (replicas of a partition live in different dirs)")
+        configs = {k: str(v) for k, v in (configs or {}).items()}
+        defaults.with_overrides(configs)  # raises InvalidConfig naming a bad key or value
+        placement = self._place(0, num_partitions, replication_factor, len(self.topics))
+        parts = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
+                 for p, replicas in enumerate(placement)]
+        topic = TopicMeta(name, uuid.uuid4().hex, parts, configs)
+        self.topics[name] = topic
+        return topic
+
+    def delete_topic(self, name):
+        return self.topics.pop(self.topic(name).name)
+
+    def create_partitions(self, name, total):
+        """Grow a topic to `total` partitions; returns the new PartitionMetas."""
+        t = self.topic(name)
+        if not isinstance(total, int) or total <= len(t.partitions):
+            raise InvalidPartitions(f"topic {name!r} has {len(t.partitions)} partitions; the new count must "
+                                    f"be larger (partitions cannot be removed)")
+        rf = len(t.partitions[0].replicas)
+        added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
+                 for p, replicas in zip(range(len(t.partitions), total),
+                                        self._place(len(t.partitions), total - len(t.partitions), rf,
+                                                    list(self.topics).index(name)))]
+        t.partitions.extend(added)
+        return added
+
+    def alter_configs(self, name, set_configs=None, delete_keys=(), defaults=None):
+        """Incremental: set some keys, remove others (back to the broker default)."""
+        t = self.topic(name)
+        new = dict(t.configs)
+        for k in delete_keys:
+            new.pop(k, None)
+        new.update({k: str(v) for k, v in (set_configs or {}).items()})
+        (defaults or LogConfig()).with_overrides(new)  # validate before changing anything
+        if any(k not in LogConfig().to_dict() for k in delete_keys):
+            bad = next(k for k in delete_keys if k not in LogConfig().to_dict())
+            raise InvalidConfig(f"unknown topic config {bad!r}")
+        t.configs = new
+        return t
+
+    def bump_leader_epoch(self, name, partition, leader=None):
+        p = self.partition(name, partition)
+        if leader is not None:
+            p.leader = leader
+        p.leader_epoch += 1
+        return p

@@ -1,0 +1,418 @@
+"""The broker: `odradek serve`. Supervisor, controller and control-plane server in one
+single-threaded selector loop (the I/O shell; decisions live in metadata.py and the
+handlers in admin.py).
+
+Theory of operation
+- Start: lock every log dir (a second broker fails at once), load the metadata (newest
+  copy among the log dirs), fork one worker per partition leader, bind the control
+  socket (mode from socket.mode), tell systemd READY=1.
+- The loop waits on: the listening socket, each client connection, each worker link,
+  each worker's pidfd (death noticed at once), and the signal wake-up fd. Its timeout
+  is the next timer (watchdog ping, a worker restart that is due); idle, it sleeps.
+- Requests that need a partition's log (ListOffsets, Status) are relayed to the
+  worker without blocking: the reply is sent when the worker answers, or with an error
+  if it dies first. A slow or dead worker stalls only the requests waiting on it.
+- One client's garbage, silence or disappearance costs only its own connection.
+- SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
+  wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.
+  SIGHUP: reload the topic defaults from the config file.
+"""
+import errno
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import time
+
+from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
+from odradek.client.protocol import Channel, ProtocolErrorEvent, Request, Response
+from odradek.daemon.broker import admin
+from odradek.daemon.broker.dir_lock import DirLocks
+from odradek.daemon.broker.metadata import Metadata
+from odradek.daemon.broker.sd_notify import Notifier
+from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
+from odradek.daemon.worker.leader import WorkerSpec
+
+__all__ = ["Broker"]
+
+log = logging.getLogger(__name__)
+
+SERVED_APIS = admin.SERVED_APIS
+STOP_DEADLINE_S = 30.0
+MAX_CLIENTS = 10_000
+
+
+class ClientConn:
+    """One accepted control connection and who is on the other end (SO_PEERCRED)."""
+    __slots__ = ("sock", "channel", "pid", "uid", "gid", "closed")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.channel = Channel(apis=SERVED_APIS)
+        self.pid, self.uid, self.gid = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        self.closed = False
+
+
+class Broker:
+    def __init__(self, config, config_path=None, notifier=None):
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.started = time.time()
+        self.metadata = None
+        self.locks = None
+        self.listener = None
+        self.clients = {}         # fd -> ClientConn
+        self.sel = selectors.DefaultSelector()
+        self.supervisor = Supervisor(self._fds_for_child)
+        self.stopping = False
+        self._signal_r = self._signal_w = None
+        self._next_watchdog = None
+
+    # == start and stop ============================================================
+    def start(self):
+        self.notifier.status("locking log dirs")
+        self.locks = DirLocks(self.config.log_dirs)
+        self.metadata = Metadata.load(self.config.log_dirs)
+        self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._signal_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)  # delivered through the wake-up fd
+        self.sel.register(self._signal_r, selectors.EVENT_READ, ("signal", None))
+        self.notifier.status(f"starting workers for {self._partition_count()} partitions")
+        for topic in self.metadata.topics.values():
+            for p in topic.partitions:
+                self._start_worker(topic, p)
+        self._listen()
+        if self.notifier.watchdog_interval_s:
+            self._next_watchdog = time.monotonic()
+        log.info("odradek broker %d ready on %s: %d topics, %d partitions, log dirs %s", os.getpid(),
+                 self.config.socket_path, len(self.metadata.topics), self._partition_count(),
+                 ", ".join(self.config.log_dirs))
+        self.notifier.ready(self._status_line())
+
+    def _listen(self):
+        path = self.config.socket_path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(path)  # a stale socket of a broker that died: ours now (dirs are locked)
+            else:
+                raise StorageError(f"socket {path} is answered by another process; stop it or set socket.path")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o777 & ~self.config.socket_mode)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, self.config.socket_mode)
+        sock.listen(512)
+        sock.setblocking(False)
+        self.listener = sock
+        self.sel.register(sock, selectors.EVENT_READ, ("listen", None))
+
+    def run(self):
+        """Serve until SIGTERM/SIGINT; returns the exit status."""
+        self.start()
+        try:
+            while not self._stopped():
+                self._tick(self._timeout())
+        finally:
+            self._cleanup()
+        return 0
+
+    def _stopped(self):
+        return self.stopping and not any(h.alive for h in self.supervisor.workers.values())
+
+    def begin_stop(self):
+        if self.stopping:
+            return
+        self.stopping = True
+        self._stop_deadline = time.monotonic() + STOP_DEADLINE_S
+        self.notifier.stopping()
+        log.info("stopping: closing the socket and stopping %d workers", len(self.supervisor.workers))
+        if self.listener is not None:
+            self.sel.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(self.config.socket_path)
+            except FileNotFoundError:
+                pass
+        for conn in list(self.clients.values()):
+            self._close_client(conn)
+        for handle in self.supervisor.workers.values():
+            self.supervisor.stop(handle)
+
+    def _cleanup(self):
+        for handle in list(self.supervisor.workers.values()):
+            if handle.alive:
+                os.kill(handle.pid, signal.SIGKILL)
+                os.waitpid(handle.pid, 0)
+        if self.listener is not None:
+            self.listener.close()
+            try:
+                os.unlink(self.config.socket_path)
+            except FileNotFoundError:
+                pass
+        signal.set_wakeup_fd(-1)
+        for fd in (self._signal_r, self._signal_w):
+            if fd is not None:
+                os.close(fd)
+        self.sel.close()
+        if self.locks is not None:
+            self.locks.release()
+        log.info("stopped")
+
+    # == the loop ==================================================================
+    def _timeout(self):
+        now = time.monotonic()
+        due = [h.restart_at for h in self.supervisor.workers.values() if h.restart_at is not None]
+        if self._next_watchdog is not None:
+            due.append(self._next_watchdog)
+        if self.stopping:
+            due.append(self._stop_deadline)
+        return max(0.0, min(due) - now) if due else None
+
+    def _tick(self, timeout):
+        for key, mask in self.sel.select(timeout):
+            kind, obj = key.data
+            if (kind in ("worker", "pidfd") and obj.pid is None) or (kind == "client" and obj.closed):
+                continue  # reaped or closed earlier in this same round
+            if kind == "listen":
+                self._accept()
+            elif kind == "client":
+                self._client_io(obj, mask)
+            elif kind == "worker":
+                self._worker_io(obj, mask)
+            elif kind == "pidfd":
+                self._worker_died(obj)
+            elif kind == "signal":
+                self._signals()
+        now = time.monotonic()
+        for handle in list(self.supervisor.workers.values()):
+            if handle.restart_at is not None and now >= handle.restart_at and not self.stopping:
+                self._restart(handle)
+        if self._next_watchdog is not None and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + self.notifier.watchdog_interval_s
+        if self.stopping and now >= self._stop_deadline:
+            for handle in self.supervisor.workers.values():
+                if handle.alive:
+                    log.warning("worker %d for %s-%d did not stop in %ds: SIGKILL", handle.pid,
+                                handle.spec.topic, handle.spec.partition, STOP_DEADLINE_S)
+                    self.supervisor.stop(handle, signal.SIGKILL)
+
+    def _signals(self):
+        try:
+            data = os.read(self._signal_r, 64)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.begin_stop()
+            elif signum == signal.SIGHUP:
+                self.reload()
+
+    def reload(self):
+        """SIGHUP: reread the config file; topic defaults apply to workers started from now."""
+        if self.config_path is None:
+            log.info("SIGHUP: no config file to reload (dev mode)")
+            return
+        from odradek.daemon.broker.config import load
+        try:
+            new = load(self.config_path)
+        except OdradekError as e:
+            log.error("SIGHUP: keeping the running config: %s", e)
+            return
+        if new.log_dirs != self.config.log_dirs or new.socket_path != self.config.socket_path:
+            log.warning("SIGHUP: log.dirs and socket.path change only with a restart")
+        self.config.topic_defaults = new.topic_defaults
+        log.info("SIGHUP: reloaded topic defaults from %s", self.config_path)
+
+    # == clients ===================================================================
+    def _accept(self):
+        for _ in range(64):
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("accept: %s; raise LimitNOFILE", e)
+                    return
+                raise
+            if len(self.clients) >= MAX_CLIENTS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = ClientConn(sock)
+            self.clients[sock.fileno()] = conn
+            self.sel.register(sock, selectors.EVENT_READ, ("client", conn))
+
+    def _client_io(self, conn, mask):
+        try:
+            if mask & selectors.EVENT_READ:
+                for event in conn.channel.feed(conn.sock):
+                    self._client_event(conn, event)
+            if conn.closed:
+                return
+            if conn.channel.wants_write:
+                conn.channel.flush(conn.sock)
+        except OSError:
+            self._close_client(conn)
+            return
+        self._update_client(conn)
+
+    def _update_client(self, conn):
+        if conn.closed:
+            return
+        if conn.channel.should_close:
+            self._close_client(conn)
+            return
+        want = (selectors.EVENT_READ if conn.channel.wants_read else 0) | \
+            (selectors.EVENT_WRITE if conn.channel.wants_write else 0)
+        if want:
+            self.sel.modify(conn.sock, want, ("client", conn))
+        else:
+            self._close_client(conn)
+
+    def _client_event(self, conn, event):
+        if isinstance(event, Request):
+            try:
+                admin.handle(self, conn, event)
+            except OdradekError as e:
+                conn.channel.respond_error(event.correlation_id, e)
+            except Exception as e:  # a bug in a handler must not take the broker down
+                log.exception("handling %s from pid %d", type(event.message).__name__, conn.pid)
+                conn.channel.respond_error(event.correlation_id, UnknownServerError(f"internal error: {e}"))
+        elif isinstance(event, ProtocolErrorEvent):
+            log.info("client pid %d: %s", conn.pid, event.error)
+
+    def reply(self, conn, correlation_id, result):
+        """Send a response (or an OdradekError) to a client, if it is still there."""
+        if conn.closed:
+            return
+        if isinstance(result, OdradekError):
+            conn.channel.respond_error(correlation_id, result)
+        else:
+            conn.channel.respond(correlation_id, result)
+        try:
+            conn.channel.flush(conn.sock)
+        except OSError:
+            self._close_client(conn)
+            return
+        self._update_client(conn)
+
+    def _close_client(self, conn):
+        if conn.closed:
+            return
+        conn.closed = True
+        self.clients.pop(conn.sock.fileno(), None)
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.channel.close()
+        conn.sock.close()
+
+    # == workers ===================================================================
+    def _spec(self, topic, p):
+        return WorkerSpec(topic.name, p.partition, p.leader, self.config.log_dirs[p.leader],
+                          topic.log_config(self.config.topic_defaults).to_dict(), p.leader_epoch,
+                          self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms)
+
+    def _start_worker(self, topic, p):
+        handle = WorkerHandle(self._spec(topic, p))
+        self.supervisor.start(handle)
+        self._register_worker(handle)
+        return handle
+
+    def _register_worker(self, handle):
+        self.sel.register(handle.sock, selectors.EVENT_READ, ("worker", handle))
+        self.sel.register(handle.pidfd, selectors.EVENT_READ, ("pidfd", handle))
+
+    def _restart(self, handle):
+        topic = self.metadata.topics.get(handle.spec.topic)
+        if topic is None or handle.spec.partition >= len(topic.partitions):
+            self.supervisor.forget(handle)
+            return
+        handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+        self.supervisor.start(handle)
+        self._register_worker(handle)
+
+    def _worker_io(self, handle, mask):
+        try:
+            if mask & selectors.EVENT_READ:
+                for event in handle.channel.feed(handle.sock):
+                    if isinstance(event, Response):
+                        callback = handle.pending.pop(event.correlation_id, None)
+                        if callback is not None:
+                            callback(event.error if event.error is not None else event.message)
+            if handle.channel.wants_write:
+                handle.channel.flush(handle.sock)
+        except OSError:
+            return  # the pidfd will tell us it died
+        if handle.sock is not None:
+            want = selectors.EVENT_READ | (selectors.EVENT_WRITE if handle.channel.wants_write else 0)
+            self.sel.modify(handle.sock, want, ("worker", handle))
+
+    def worker_request(self, key, message, callback):
+        """Relay `message` to the worker leading partition `key`; `callback(result)`."""
+        handle = self.supervisor.workers.get(key)
+        if handle is None or not handle.alive or handle.state != "running":
+            callback(LeaderNotAvailable(f"partition {key[0]}-{key[1]} has no running leader now; retry"))
+            return
+        handle.request(message, callback)
+        self._worker_io(handle, selectors.EVENT_WRITE)
+
+    def _worker_died(self, handle):
+        self.sel.unregister(handle.sock)
+        self.sel.unregister(handle.pidfd)
+        pid, pending = handle.pid, handle.pending
+        handle.pending = {}
+        how = self.supervisor.reap(handle)
+        level = logging.INFO if handle.retire else logging.WARNING
+        log.log(level, "worker %d for %s-%d ended: %s%s", pid, handle.spec.topic, handle.spec.partition,
+                how, "" if handle.retire else f"; restarting in {handle.backoff:.1f}s")
+        for callback in pending.values():
+            callback(LeaderNotAvailable(f"the leader of {handle.spec.topic}-{handle.spec.partition} "
+                                        f"restarted; retry"))
+        if handle.retire:
+            self.supervisor.forget(handle)
+            admin.worker_retired(self, handle)
+
+    def stop_worker(self, handle):
+        self.supervisor.stop(handle)
+
+    def _fds_for_child(self):
+        fds = [self._signal_r, self._signal_w]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        fds += [c.sock.fileno() for c in self.clients.values()]
+        for h in self.supervisor.workers.values():
+            if h.alive:
+                fds += [h.sock.fileno(), h.pidfd]
+        if self.locks is not None:
+            fds += self.locks.fds
+        try:
+            fds.append(self.sel.fileno())
+        except (AttributeError, ValueError):
+            pass
+        return fds
+
+    # == for admin and status ======================================================
+    def _partition_count(self):
+        return sum(len(t.partitions) for t in self.metadata.topics.values())
+
+    def _status_line(self):
+        running = sum(1 for h in self.supervisor.workers.values() if h.alive)
+        return f"{len(self.metadata.topics)} topics, {self._partition_count()} partitions, {running} workers running"

@@ -1,0 +1,133 @@
+"""Worker processes: fork one per partition leader, notice each death at once, restart.
+
+Owned by the broker loop (single-threaded, so fork is safe: no other thread can hold a
+lock the child would inherit). A worker's death is seen through its pidfd becoming
+readable, the moment the kernel knows, not by a timeout. Restarts back off
+exponentially (0, 0.1, 0.2, ... up to 5 s) while a worker keeps dying young.
+
+Children are forked from the already-imported broker, so a worker costs a fork and the
+pages it writes (copy-on-write), not an interpreter start.
+"""
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+
+from odradek.client.protocol import Channel, CLIENT
+from odradek.daemon.worker import leader
+
+__all__ = ["Supervisor", "WorkerHandle"]
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+HEALTHY_AFTER_S = 10.0  # a worker that lived this long resets its backoff
+
+
+class WorkerHandle:
+    """The broker's side of one worker: pid, pidfd, link and its pending requests."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.key = (spec.topic, spec.partition)
+        self.pid = None
+        self.pidfd = None
+        self.sock = None
+        self.channel = None
+        self.pending = {}         # correlation id -> callback(response or OdradekError)
+        self.started_at = None
+        self.restarts = 0
+        self.backoff = 0.0
+        self.state = "new"        # starting/running, stopping, dead
+        self.restart_at = None    # monotonic time of the next start, when dead
+        self.retire = False       # do not restart (topic deleted, broker stopping)
+
+    @property
+    def alive(self):
+        return self.pid is not None
+
+    def request(self, message, callback):
+        """Send a request; `callback(result)` gets the response or an OdradekError."""
+        cid = self.channel.request(message)
+        self.pending[cid] = callback
+
+    def __repr__(self):
+        return f"Worker({self.spec.topic}-{self.spec.partition}, pid={self.pid}, {self.state})"
+
+
+class Supervisor:
+    def __init__(self, fds_to_close_in_child):
+        """`fds_to_close_in_child()` returns every fd the broker holds that a worker must
+        not keep (listener, client sockets, other workers' links and pidfds)."""
+        self._fds_to_close = fds_to_close_in_child
+        self.workers = {}         # (topic, partition) -> WorkerHandle
+
+    def start(self, handle):
+        """Fork the worker of `handle`; returns its pid."""
+        parent_sock, child_sock = leader.socketpair()
+        parent_pid = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                parent_sock.close()
+                for fd in self._fds_to_close():
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                signal.set_wakeup_fd(-1)
+                code = leader.run(child_sock, handle.spec, parent_pid)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        child_sock.close()
+        parent_sock.setblocking(False)
+        handle.pid = pid
+        handle.pidfd = os.pidfd_open(pid)
+        handle.sock = parent_sock
+        handle.channel = Channel(role=CLIENT)
+        handle.started_at = time.monotonic()
+        handle.state = "running"
+        handle.restart_at = None
+        handle.retire = False
+        self.workers[handle.key] = handle
+        log.info("started worker %d for %s-%d", pid, handle.spec.topic, handle.spec.partition)
+        return pid
+
+    def reap(self, handle):
+        """The worker's pidfd is readable: collect its status and clean up the link.
+        Returns a human description of how it ended."""
+        _, status = os.waitpid(handle.pid, 0)
+        os.close(handle.pidfd)
+        handle.channel.close()
+        handle.sock.close()
+        lived = time.monotonic() - handle.started_at
+        handle.pid = handle.pidfd = handle.sock = handle.channel = None
+        handle.state = "dead"
+        how = (f"killed by signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
+               if os.WIFSIGNALED(status) else f"exit status {os.waitstatus_to_exitcode(status)}")
+        if not handle.retire:
+            handle.backoff = 0.0 if lived >= HEALTHY_AFTER_S else min(MAX_BACKOFF_S, max(0.1, handle.backoff * 2))
+            handle.restart_at = time.monotonic() + handle.backoff
+            handle.restarts += 1
+        return how
+
+    def stop(self, handle, sig=signal.SIGTERM):
+        """Ask a worker to stop (SIGTERM: it closes its log cleanly); it is reaped later."""
+        handle.retire = True
+        if handle.pid is not None:
+            handle.state = "stopping"
+            try:
+                os.kill(handle.pid, sig)  # our own child: its pid cannot be reused before we reap it
+            except ProcessLookupError:
+                pass
+
+    def forget(self, handle):
+        self.workers.pop(handle.key, None)

@@ -1,0 +1,1 @@
+"""odradek.daemon.worker: the process that owns one partition replica's log."""

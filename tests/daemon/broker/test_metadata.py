@@ -1,0 +1,116 @@
+"""Cluster metadata: topic validation, placement over log dirs, crash-safe persistence."""
+import json
+import os
+
+import pytest
+
+from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
+                                   TopicAlreadyExists, UnknownTopicOrPartition)
+from odradek.daemon.broker.metadata import Metadata, validate_topic_name
+from odradek.daemon.storage import LogConfig
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    out = [str(tmp_path / d) for d in "abc"]
+    for d in out:
+        os.makedirs(d)
+    return out
+
+
+@pytest.mark.parametrize("name", ["orders", "a.b_c-D9", "x" * 249])
+def test_legal_topic_names_pass(name):
+    validate_topic_name(name)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "cannot be empty"), (".", "not allowed"), ("..", "not allowed"),
+    ("x" * 250, "the limit is 249"), ("a b", "characters other than"), ("é", "characters other than"),
+    ("a/b", "characters other than"),
+])
+def test_illegal_topic_names_are_refused(name, message):
+    with pytest.raises(InvalidTopic, match=message):
+        validate_topic_name(name)
+
+
+def test_replicas_of_a_partition_go_to_different_dirs_and_leaders_spread(dirs):
+    md = Metadata(dirs)
+    t = md.create_topic("orders", 6, 3, {}, LogConfig())
+    for p in t.partitions:
+        assert len(set(p.replicas)) == 3 and p.leader == p.replicas[0] and p.isr == p.replicas
+    assert sorted(p.leader for p in t.partitions) == [0, 0, 1, 1, 2, 2]
+
+
+def test_metadata_survives_a_reload_from_any_log_dir(dirs):
+    md = Metadata(dirs)
+    md.create_topic("orders", 2, 2, {"retention.ms": 1000}, LogConfig())
+    md.save()
+    os.unlink(os.path.join(dirs[0], "cluster-metadata.json"))  # a lost disk
+    again = Metadata.load(dirs)
+    assert again.topic("orders").configs == {"retention.ms": "1000"}
+    assert [p.replicas for p in again.topic("orders").partitions] == \
+        [p.replicas for p in md.topic("orders").partitions]
+
+
+def test_the_newest_copy_wins(dirs):
+    md = Metadata(dirs)
+    md.create_topic("a", 1, 1, {}, LogConfig())
+    md.save()
+    stale = open(os.path.join(dirs[1], "cluster-metadata.json")).read()
+    md.create_topic("b", 1, 1, {}, LogConfig())
+    md.save()
+    open(os.path.join(dirs[1], "cluster-metadata.json"), "w").write(stale)  # an old copy
+    assert sorted(Metadata.load(dirs).topics) == ["a", "b"]
+    assert json.loads(stale)["version"] < Metadata.load(dirs).version
+
+
+@pytest.mark.parametrize("args, error", [
+    (("orders", 1, 1, {}), TopicAlreadyExists),
+    (("orders_x", 0, 1, {}), InvalidPartitions),
+    (("other", 1, 4, {}), InvalidReplicationFactor),
+    (("other", 1, 1, {"retention.ms": "soon"}), InvalidConfig),
+    (("other", 1, 1, {"no.such.key": "1"}), InvalidConfig),
+    (("bad name", 1, 1, {}), InvalidTopic),
+])
+def test_a_bad_create_changes_nothing(dirs, args, error):
+    md = Metadata(dirs)
+    md.create_topic("orders", 1, 1, {}, LogConfig())
+    with pytest.raises(error):
+        md.create_topic(*args, LogConfig())
+    assert list(md.topics) == ["orders"]
+
+
+def test_topics_colliding_on_dot_and_underscore_are_refused(dirs):
+    md = Metadata(dirs)
+    md.create_topic("a.b", 1, 1, {}, LogConfig())
+    with pytest.raises(InvalidTopic, match="collides with 'a.b'"):
+        md.create_topic("a_b", 1, 1, {}, LogConfig())
+
+
+def test_partitions_only_grow(dirs):
+    md = Metadata(dirs)
+    md.create_topic("orders", 2, 2, {}, LogConfig())
+    added = md.create_partitions("orders", 5)
+    assert [p.partition for p in added] == [2, 3, 4]
+    assert all(len(set(p.replicas)) == 2 for p in added)
+    with pytest.raises(InvalidPartitions, match="must be larger"):
+        md.create_partitions("orders", 5)
+
+
+def test_unknown_topic_and_partition_say_how_to_fix_it(dirs):
+    md = Metadata(dirs)
+    with pytest.raises(UnknownTopicOrPartition, match="odradek topics create nope"):
+        md.topic("nope")
+    md.create_topic("orders", 2, 1, {}, LogConfig())
+    with pytest.raises(UnknownTopicOrPartition, match="partitions 0..1, not 2"):
+        md.partition("orders", 2)
+
+
+def test_alter_configs_sets_and_deletes_and_validates_first(dirs):
+    md = Metadata(dirs)
+    md.create_topic("orders", 1, 1, {"retention.ms": "1000"}, LogConfig())
+    md.alter_configs("orders", {"segment.bytes": 4096}, delete_keys=["retention.ms"])
+    assert md.topic("orders").configs == {"segment.bytes": "4096"}
+    with pytest.raises(InvalidConfig):
+        md.alter_configs("orders", {"segment.bytes": "huge"})
+    assert md.topic("orders").configs == {"segment.bytes": "4096"}

@@ -1,0 +1,126 @@
+"""The real broker in a subprocess, for integration tests: start, wait until it answers,
+stop with SIGTERM, and check that it left no process and no socket behind."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+
+from odradek.client.protocol import ControlClient, messages as m
+
+START_TIMEOUT_S = 30
+
+
+def wait_until(predicate, timeout=10.0, interval=0.005, what="condition"):
+    """Re-check `predicate` until it returns a true value, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class BrokerProcess:
+    def __init__(self, data_dir, env=None, args=()):
+        self.data_dir = str(data_dir)
+        self.socket_path = os.path.join(self.data_dir, "odradek.sock")
+        self.env = dict(os.environ, **(env or {}))
+        self.args = list(args)
+        self.proc = None
+        self.stderr_path = os.path.join(self.data_dir, "..", f"broker-{os.path.basename(self.data_dir)}.err")
+        self._descendants = set()
+
+    def start(self, wait=True):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir",
+                                      self.data_dir, *self.args], stdout=subprocess.DEVNULL,
+                                     stderr=self._stderr, env=self.env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self):
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"broker exited with {self.proc.returncode}: {self.stderr()}")
+            try:
+                with ControlClient(self.socket_path, timeout=5) as c:
+                    c.call(m.ApiVersionsRequest())
+                return True
+            except Exception:
+                return False
+        wait_until(answers, START_TIMEOUT_S, interval=0.01, what="the broker to answer")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def workers(self):
+        """pids of the broker's worker processes now."""
+        try:
+            kids = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        self._descendants.update(k.pid for k in kids)
+        return [k.pid for k in kids]
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout=30):
+        """SIGTERM, wait, and return the exit status; SIGKILL if it does not stop."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.workers()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"broker did not stop within {timeout}s: {self.stderr()}")
+        finally:
+            self._stderr.close()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.workers()
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reap_descendants()
+
+    def _reap_descendants(self):
+        """Workers die with the broker (PR_SET_PDEATHSIG); make sure, by pid, and wait."""
+        for pid in self._descendants:
+            try:
+                p = psutil.Process(pid)
+                if p.ppid() in (self.proc.pid, 1):
+                    p.wait(5)
+            except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+                pass
+
+    def leftovers(self):
+        alive = []
+        for pid in self._descendants:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+
+def raw_socket(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
