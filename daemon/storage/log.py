@@ -112,18 +112,19 @@ def _scan_all(buf, check_offsets=False, min_offset=0):
         return result.infos, result
     infos = list(result.infos)
     pos = result.valid_bytes
+    records, batches = result.records, result.batches
     min_offset = result.infos[-1][INFO_LAST_OFFSET] + 1
     view = memoryview(buf)
     while True:
         result = native.scan_batches(view[pos:], 0, check_offsets, min_offset, _SCAN_CHUNK)
-        if pos:
-            for b in result.infos:
-                infos.append(native.BatchInfo(b.position + pos, *b[1:]))
-        else:
-            infos.extend(result.infos)
+        for b in result.infos:
+            infos.append(native.BatchInfo(b.position + pos, *b[1:]))
         pos += result.valid_bytes
+        records += result.records
+        batches += result.batches
         if result.status != native.Status.MORE:
-            result.valid_bytes = pos
+            # totals over every chunk: the caller reads them as the whole buffer's
+            result.valid_bytes, result.records, result.batches = pos, records, batches
             return infos, result
         if result.infos:
             min_offset = result.infos[-1].last_offset + 1
@@ -217,10 +218,8 @@ class PartitionLog:
         Returns (segment, whether the whole file was valid up to its data)."""
         segment = LogSegment(self.directory, base, self.config, writable=True, create=True, index_entries=0)
         file_size = segment.size
-        result = segment.recover(max_batch_size=0)
+        result, zero_tail = segment.recover(max_batch_size=0)
         if result.status != native.Status.OK:
-            zero_tail = result.status == native.Status.BAD_LENGTH and result.found == 0 \
-                and not any(segment.log.buffer[result.valid_bytes:file_size])
             if not zero_tail:
                 log.warning("%s: segment %d: %s at position %d (expected %s, found %s); truncated %d bytes",
                             self.directory, base, result.status_name, result.valid_bytes,

@@ -103,14 +103,16 @@ class OffsetIndex:
 
     def sanity_check(self, log_size, next_offset):
         """Raise InvalidSegment unless the last entry lies inside the log (Kafka's check:
-        cheap enough for every open; a wrong index found later is rebuilt the same way)."""
+        cheap enough for every open; a wrong index found later is rebuilt the same way).
+        An entry is never made for a segment's first batch, so a last entry at the base
+        offset means zeros: a preallocated index a crash left untrimmed."""
         if not self.entries:
             return
         off, pos = self.last_entry
-        if off >= next_offset or pos >= log_size:
+        if off <= self.base_offset or off >= next_offset or pos >= log_size:
             raise InvalidSegment(
                 f"index {self.path}: last entry is (offset {off}, position {pos}); expected offset "
-                f"below {next_offset} and position below {log_size}")
+                f"in ({self.base_offset}, {next_offset}) and position below {log_size}")
 
     def flush(self):
         self._file.flush()

@@ -14,7 +14,7 @@ import struct
 
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, InvalidSegment
-from odradek.client.records import (BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
+from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
                                     MAX_TIMESTAMP_OFFSET, write_log_append_time,
                                     write_partition_leader_epoch)
 from odradek.daemon.storage import filenames
@@ -180,7 +180,9 @@ class LogSegment:
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = last_offset
-        if self._bytes_since_index > self._index_interval_bytes:
+        if self._bytes_since_index > self._index_interval_bytes and not self._indexes_full:
+            # a full index takes no more entries (the log rolls before the next append;
+            # within one multi-batch append the last batches just go unindexed: sparse)
             try:
                 self.index.append(last_offset, position)
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
@@ -195,6 +197,11 @@ class LogSegment:
         """BatchPosition of the batch starting at `position` (header fields only)."""
         buf = self.log.buffer
         base, length = _FRAME.unpack_from(buf, position)
+        if length < BATCH_HEADER_SIZE - LOG_OVERHEAD or position + length + LOG_OVERHEAD > self.log.size:
+            # only a wrong index entry leads here (appends and recovery validate batches):
+            # refuse rather than walk garbage, or loop on a length of 0
+            raise InvalidSegment(f"{self.log.path}: no batch at position {position} (batchLength {length}, "
+                                 f"data size {self.log.size}); delete the segment's .index to have it rebuilt")
         delta = _I32.unpack_from(buf, position + LAST_OFFSET_DELTA_OFFSET)[0]
         max_ts = _I64.unpack_from(buf, position + MAX_TIMESTAMP_OFFSET)[0]
         return BatchPosition((position, base, base + delta, length + LOG_OVERHEAD, max_ts))
@@ -237,8 +244,9 @@ class LogSegment:
         """Rebuild the indexes from the log and cut it after the last valid batch.
 
         Scans every batch (lengths, magic, CRC, increasing offsets) from the start of the
-        file; returns the native.ScanResult of the scan's stop: status OK, or where and
-        why it stopped. Bytes after the valid prefix are removed and zeroed.
+        file. Returns (the native.ScanResult of the scan's stop: status OK, or where
+        and why it stopped; whether everything after the valid prefix was zero, the
+        normal tail of a preallocated file). Bytes after the prefix are removed and zeroed.
         """
         try:
             self.index.reset()
@@ -259,9 +267,10 @@ class LogSegment:
             if result.status != native.Status.MORE:
                 break
         result.valid_bytes = pos
+        zero_tail = self.log.is_zero(pos, self.log.size)
         if pos < self.log.size:
             self.log.truncate(pos)
-        return result
+        return result, zero_tail
 
     def load(self):
         """Open a segment trusted to be whole (below the recovery point, or cleanly

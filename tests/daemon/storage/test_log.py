@@ -364,3 +364,21 @@ def test_close_then_reopen_keeps_everything_and_appends_continue(open_log, clock
     assert again.log_end_offset == 30 and again.active.index.entries == entries
     again.append(value_batch(30, 1, size=50))
     assert values(read_all(again)) == [(b"v%d-" % i).ljust(50, b".") for i in range(31)]
+
+
+def test_an_append_of_more_than_a_scan_chunk_of_batches_counts_every_record(open_log):
+    log = open_log()
+    info = log.append(b"".join(value_batch(i, 2) for i in range(1500)))
+    assert (info.batches, info.records, info.last_offset) == (1500, 3000, 2999)
+
+
+def test_a_wrong_index_entry_makes_reads_fail_clearly_instead_of_looping(open_log):
+    from odradek.client.errors import InvalidSegment
+    log = open_log(**{"index.interval.bytes": 0})
+    for i in range(10):
+        log.append(value_batch(i, 1))
+    index = log.active.index
+    index._file.buffer[4 * 8 + 4:4 * 8 + 8] = (7).to_bytes(4, "big")  # entry 4 -> position 7
+    index._reload_last()
+    with pytest.raises(InvalidSegment, match="no batch at position 7"):
+        log.read(5, 100)

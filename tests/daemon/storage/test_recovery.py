@@ -153,3 +153,51 @@ def test_reopen_after_clean_close_trusts_the_indexes_without_a_full_scan(tmp_pat
     log = reopen(tmp_path)
     assert calls == [] and log.log_end_offset == 30
     log.close()
+
+
+def test_garbage_after_a_zeroed_header_is_corruption_not_padding(tmp_path, caplog):
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 400}), FakeClock())
+    for i in range(12):
+        log.append(value_batch(i, 1, size=60))
+    bases = [s.base_offset for s in log.segments]
+    for s in log.segments:
+        s.close()
+    victim = filenames.log_file(str(tmp_path / "t-0"), bases[1])
+    data = bytearray(open(victim, "rb").read())
+    data[:12] = bytes(12)                  # a zeroed frame...
+    data[12:112] = b"\xff" * 100           # ...with garbage behind it
+    open(victim, "wb").write(bytes(data))
+    (tmp_path / filenames.RECOVERY_POINT_CHECKPOINT).unlink()
+    with caplog.at_level("WARNING"):
+        log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 400}), FakeClock())
+    assert log.log_end_offset == bases[1]
+    assert "follows a corrupt one" in caplog.text
+    log.close()
+
+
+def test_a_multi_batch_append_larger_than_the_free_index_still_appends_and_reopens(tmp_path):
+    config = {"segment.index.bytes": 16, "index.interval.bytes": 0}
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig(config), FakeClock())
+    log.append(b"".join(value_batch(i, 1) for i in range(10)))
+    assert log.log_end_offset == 10 and log.active.index.entries == 2
+    for s in log.segments:
+        s.close()
+    again = PartitionLog(str(tmp_path / "t-0"), LogConfig(config), FakeClock())
+    assert [r.offset for r in read_all(again)] == list(range(10))
+    again.close()
+
+
+def test_an_untrimmed_index_of_zeros_is_not_trusted(tmp_path):
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig(CONFIG), FakeClock())
+    for i in range(20):
+        log.append(value_batch(i, 1, size=40))
+    log.close()
+    index = filenames.index_file(str(tmp_path / "t-0"), 0)
+    with open(index, "ab") as f:
+        f.write(bytes(8 * 100))            # as if a crash left it preallocated
+    log = reopen(tmp_path)
+    assert [r.offset for r in read_all(log)] == list(range(20))
+    for slot in range(log.active.index.entries):
+        offset, position = log.active.index.entry(slot)
+        assert log.active.batch_at(position).last_offset == offset
+    log.close()
