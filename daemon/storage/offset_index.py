@@ -17,7 +17,7 @@ import struct
 
 from odradek.client import native
 from odradek.client.errors import InvalidSegment
-from odradek.daemon.storage.mapped_file import MappedFile
+from odradek.daemon.storage.sparse_index import SparseIndex
 
 __all__ = ["OffsetIndex", "ENTRY_SIZE"]
 
@@ -25,51 +25,15 @@ ENTRY_SIZE = 8
 _ENTRY = struct.Struct(">II")
 
 
-class OffsetIndex:
-    def __init__(self, path, base_offset, max_bytes, writable=True, entries=None):
-        """Open or create the index at `path`. `entries`: how many entries are valid
-        (None: the file's length says, as for a trimmed index)."""
-        self.base_offset = base_offset
-        capacity = max_bytes - max_bytes % ENTRY_SIZE if writable else 0
-        self._file = MappedFile(path, capacity, None if entries is None else entries * ENTRY_SIZE,
-                                writable=writable, create=writable)
-        if self._file.size % ENTRY_SIZE:
-            self._file.close()
-            raise InvalidSegment(f"index {path}: size {self._file.size} is not a multiple of {ENTRY_SIZE}")
-        self.path = path
-        # The last entry, kept here as well as in the file: append checks it for every
-        # indexed batch (each batch of 4 KiB or more), and reading it back from the map
-        # (entries, entry(), unpack) cost ~2 us an append of a 16 KiB batch, against
-        # ~7 us for a raw copy of it (perf/log_append.py). Every change of the file's
-        # size goes through this class, which refreshes it (_reload_last).
-        self._last = None
-        self._reload_last()
-
-    @property
-    def entries(self):
-        return self._file.size // ENTRY_SIZE
-
-    @property
-    def max_entries(self):
-        return self._file.capacity // ENTRY_SIZE
-
-    @property
-    def is_full(self):
-        f = self._file  # entries >= max_entries, without their two property calls (per append)
-        return f.size // ENTRY_SIZE >= f.capacity // ENTRY_SIZE
+class OffsetIndex(SparseIndex):
+    ENTRY = _ENTRY
+    KIND = "index"
+    EMPTY = staticmethod(lambda index: (index.base_offset, 0))  # last_entry when there is none
 
     def entry(self, slot):
         """(absolute offset, position) of entry `slot`."""
         rel, pos = _ENTRY.unpack_from(self._file.buffer, slot * ENTRY_SIZE)
         return self.base_offset + rel, pos
-
-    @property
-    def last_entry(self):
-        """The last entry, or (base_offset, 0) when there is none."""
-        return self._last
-
-    def _reload_last(self):
-        self._last = self.entry(self.entries - 1) if self.entries else (self.base_offset, 0)
 
     def lookup(self, offset):
         """(offset, position) of the last entry at or below `offset`; (base, 0) if none."""
@@ -84,22 +48,13 @@ class OffsetIndex:
         if self._file.size:
             last_offset, last_pos = self._last
             assert offset > last_offset and position > last_pos, (offset, position, self._last)
-        rel = offset - self.base_offset
-        if not 0 <= rel <= 0xFFFFFFFF:
-            raise InvalidSegment(f"index {self.path}: offset {offset} is not within 2^32 of base {self.base_offset}")
-        self._file.append(_ENTRY.pack(rel, position))
-        self._last = (offset, position)
+        self._append(_ENTRY.pack(self._relative(offset), position), (offset, position))
 
     def truncate_to_offset(self, offset):
         """Drop entries for offsets >= `offset` (their batches are being removed)."""
         keep = 0 if offset <= self.base_offset else \
             native.index_lookup(self._file.buffer, self.entries, offset - 1 - self.base_offset) + 1
-        self._file.truncate(keep * ENTRY_SIZE)
-        self._reload_last()
-
-    def reset(self):
-        self._file.truncate(0)
-        self._reload_last()
+        self._keep(keep)
 
     def sanity_check(self, log_size, next_offset):
         """Raise InvalidSegment unless the last entry lies inside the log (Kafka's check:
@@ -113,12 +68,3 @@ class OffsetIndex:
             raise InvalidSegment(
                 f"index {self.path}: last entry is (offset {off}, position {pos}); expected offset "
                 f"in ({self.base_offset}, {next_offset}) and position below {log_size}")
-
-    def flush(self):
-        self._file.flush()
-
-    def trim(self):
-        self._file.trim()
-
-    def close(self):
-        self._file.close()
