@@ -21,12 +21,13 @@ the produce path (numbers from the dev VM, 1-batch scan_batches ~3 us in all):
 import struct
 
 from odradek._native import ffi, lib
-from odradek.client._native_ref import (BATCH_HEADER_SIZE, LOG_OVERHEAD,  # noqa: F401
-                                        BatchInfo, ScanResult, Status)
+from odradek.client._native_ref import (APPEND_STATE_FIELDS, BATCH_HEADER_SIZE,  # noqa: F401
+                                        LOG_OVERHEAD, BatchInfo, ScanResult, Status)
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
-           "BATCH_HEADER_SIZE", "LOG_OVERHEAD"]
+           "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target"]
 
 _from_buffer = ffi.from_buffer
 _new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
@@ -41,6 +42,10 @@ _crc32c_sw = lib.odk_crc32c_sw
 _index_lookup = lib.odk_index_lookup
 _timeindex_lookup = lib.odk_timeindex_lookup
 _scan_batches = lib.odk_scan_batches
+_append = lib.odk_append
+_new = ffi.new
+_STATE_PTR = ffi.typeof("odk_append_state *")
+AppendState = _STATE_PTR   # what append_state() returns: isinstance(st, ffi.CData) holds
 
 # Native layouts of odk_scan_result and odk_batch_info, field order as in odradek.h.
 _RESULT = struct.Struct("@i q q q q q q q q")
@@ -141,3 +146,78 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
         infos = []
     _give_result((raw, out))
     return ScanResult(*fields, infos)
+
+
+assert set(APPEND_STATE_FIELDS) == {f for f, _ in _STATE_PTR.item.fields}, \
+    "odk_append_state fields changed: update _native_ref.APPEND_STATE_FIELDS"
+
+
+def append_state(segment_base=0, index_interval=4096, max_batch_size=0, next_offset=None,
+                 position=0, index_entries=0, time_entries=0, bytes_since_index=0,
+                 max_timestamp=-1, offset_of_max=None, assign=True, leader_epoch=-1,
+                 append_time=-1):
+    """A new odk_append_state (an `odk_append_state *` cdata owning its memory) for
+    `append`; defaults describe an empty segment at segment_base. Read and set its
+    fields as attributes (~40 ns each); keep one per segment and reuse it."""
+    st = _new(_STATE_PTR)
+    st.segment_base, st.index_interval, st.max_batch_size = segment_base, index_interval, max_batch_size
+    st.next_offset = segment_base if next_offset is None else next_offset
+    st.offset_of_max = segment_base if offset_of_max is None else offset_of_max
+    st.position, st.index_entries, st.time_entries = position, index_entries, time_entries
+    st.bytes_since_index, st.max_timestamp = bytes_since_index, max_timestamp
+    st.assign, st.leader_epoch, st.append_time = int(bool(assign)), leader_epoch, append_time
+    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
+    st.last_time_timestamp = -1
+    return st
+
+
+def append(src, dst, index, timeindex, st):
+    """Copy, validate, rewrite and index a buffer of v2 batches at the end of a segment:
+    odk_append (see odradek.h for every rule and status). Returns st.status.
+
+    src: the batches (any buffer; read once, by the copy). dst: the segment's mapping,
+    writable, its whole capacity (MappedFile.buffer); the copy goes to st.position.
+    index, timeindex: the mapped index files, writable, whole capacity (entries that fit
+    = len // 8 and len // 12). st: from append_state(); its segment fields advance on
+    Status.OK only, its result fields are set by every call. No allocation per call: the
+    four buffers are borrowed (ffi.from_buffer) for the call only, and st is the caller's.
+    """
+    s = _from_buffer(_BYTES, src)
+    d = _from_buffer(_BYTES, dst, True)
+    i = _from_buffer(_BYTES, index, True)
+    t = _from_buffer(_BYTES, timeindex, True)
+    return _append(s, len(s), d, len(d), i, len(i) >> 3, t, len(t) // 12, st)
+
+
+_release = ffi.release
+
+
+def append_target(dst, index, timeindex):
+    """The three segment buffers of `append`, bound once (per segment) for append_into,
+    which then skips the three ffi.from_buffer calls (~0.5 us each on the dev box).
+    Holds them exported (an mmap cannot be closed meanwhile): release_target(target)
+    before closing the files. A list [dst, dst_size, index, index_cap, timeindex,
+    time_cap]; treat it as opaque."""
+    d = _from_buffer(_BYTES, dst, True)
+    i = _from_buffer(_BYTES, index, True)
+    t = _from_buffer(_BYTES, timeindex, True)
+    return [d, len(d), i, len(i) >> 3, t, len(t) // 12]
+
+
+def append_into(src, target, st):
+    """append(src, *buffers bound in target, st). ValueError after release_target."""
+    s = _from_buffer(_BYTES, src)
+    try:
+        d, dn, i, ic, t, tc = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    return _append(s, len(s), d, dn, i, ic, t, tc, st)
+
+
+def release_target(target):
+    """Let go of the buffers append_target took (idempotent); the target is then dead:
+    it is emptied first, so no later append_into can reach a released pointer."""
+    held = target[0::2]
+    target.clear()
+    for p in held:
+        _release(p)

@@ -10,7 +10,8 @@ from bisect import bisect_left, bisect_right
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
-           "BATCH_HEADER_SIZE", "LOG_OVERHEAD"]
+           "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target"]
 
 BATCH_HEADER_SIZE = 61
 LOG_OVERHEAD = 12
@@ -25,8 +26,19 @@ class Status:
     BAD_CRC = 4
     BAD_OFFSET = 5
     MORE = 6
+    # odk_append's own (enum odk_append_status)
+    TOO_LARGE = 7
+    BAD_RECORDS = 8
+    BAD_CODEC = 9
+    EMPTY = 10
+    NO_SPACE = 11
+    INDEX_FULL = 12
+    OUT_OF_RANGE = 13
+    BAD_STATE = 14
     NAMES = {0: "OK", 1: "TRUNCATED", 2: "BAD_LENGTH", 3: "BAD_MAGIC", 4: "BAD_CRC",
-             5: "BAD_OFFSET", 6: "MORE"}
+             5: "BAD_OFFSET", 6: "MORE", 7: "TOO_LARGE", 8: "BAD_RECORDS", 9: "BAD_CODEC",
+             10: "EMPTY", 11: "NO_SPACE", 12: "INDEX_FULL", 13: "OUT_OF_RANGE",
+             14: "BAD_STATE"}
 
 
 def _make_table():
@@ -197,3 +209,275 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
         next_offset = last_offset + 1
         pos += size
     return ScanResult(status, batches, pos, first, last, maxts, records, expected, found, infos)
+
+
+# ---- Fused append (odk_append) -------------------------------------------------------
+
+# Field names of odk_append_state, in header order: configuration, the segment's state
+# (advanced only on OK), results.
+APPEND_STATE_FIELDS = (
+    "segment_base", "index_interval", "max_batch_size", "append_time", "leader_epoch", "assign",
+    "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
+    "max_timestamp", "offset_of_max",
+    "status", "reserved", "batches", "valid_bytes", "expected", "found", "first_offset",
+    "last_offset", "records", "append_max_timestamp", "first_max_timestamp",
+    "last_time_timestamp")
+
+
+class AppendState:
+    """The pure-Python odk_append_state: plain attributes, all ints, same names."""
+    __slots__ = APPEND_STATE_FIELDS
+
+    def __init__(self):
+        for name in APPEND_STATE_FIELDS:
+            setattr(self, name, 0)
+
+    def __repr__(self):
+        return "AppendState(" + ", ".join(f"{n}={getattr(self, n)}" for n in APPEND_STATE_FIELDS) + ")"
+
+
+def append_state(segment_base=0, index_interval=4096, max_batch_size=0, next_offset=None,
+                 position=0, index_entries=0, time_entries=0, bytes_since_index=0,
+                 max_timestamp=-1, offset_of_max=None, assign=True, leader_epoch=-1,
+                 append_time=-1):
+    """A new state for `append` (an odk_append_state): defaults describe an empty
+    segment at segment_base. Attributes are read and set directly afterwards (the C
+    twin returns an `odk_append_state *` cdata, whose fields read like attributes)."""
+    st = AppendState()
+    st.segment_base, st.index_interval, st.max_batch_size = segment_base, index_interval, max_batch_size
+    st.next_offset = segment_base if next_offset is None else next_offset
+    st.offset_of_max = segment_base if offset_of_max is None else offset_of_max
+    st.position, st.index_entries, st.time_entries = position, index_entries, time_entries
+    st.bytes_since_index, st.max_timestamp = bytes_since_index, max_timestamp
+    st.assign, st.leader_epoch, st.append_time = int(bool(assign)), leader_epoch, append_time
+    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
+    st.last_time_timestamp = -1
+    return st
+
+
+_U32_LIMIT = 0xFFFFFFFF
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_U32 = struct.Struct(">I")
+_H16 = struct.Struct(">H")
+_OFFIDX = struct.Struct(">II")
+_TIMEIDX = struct.Struct(">qI")
+
+
+def _append_fail(st, status, batches, pos, expected, found):
+    st.status, st.batches, st.valid_bytes, st.expected, st.found = status, batches, pos, expected, found
+    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
+    st.records = 0
+    return status
+
+
+class _Track:
+    """LogSegment._track on locals (see odk_append): count, then write."""
+    __slots__ = ("bytes_since_index", "max_ts", "offset_of_max", "index_entries",
+                 "time_entries", "last_time_ts", "last_time_rel")
+
+    def __init__(self, st, last_time_ts, last_time_rel):
+        self.bytes_since_index, self.max_ts = st.bytes_since_index, st.max_timestamp
+        self.offset_of_max = st.offset_of_max
+        self.index_entries, self.time_entries = st.index_entries, st.time_entries
+        self.last_time_ts, self.last_time_rel = last_time_ts, last_time_rel
+
+    def track(self, st, pos, last, size, ts, index, timeindex, write):
+        if ts > self.max_ts:
+            self.max_ts, self.offset_of_max = ts, last
+        if self.bytes_since_index > st.index_interval:
+            if write:
+                _OFFIDX.pack_into(index, self.index_entries * 8, last - st.segment_base, pos)
+            self.index_entries += 1
+            rel = self.offset_of_max - st.segment_base
+            if self.max_ts > self.last_time_ts and (self.time_entries == 0 or rel > self.last_time_rel):
+                if write:
+                    _TIMEIDX.pack_into(timeindex, self.time_entries * 12, self.max_ts, rel)
+                self.time_entries += 1
+                self.last_time_ts, self.last_time_rel = self.max_ts, rel
+            self.bytes_since_index = 0
+        self.bytes_since_index += size
+
+
+def append(src, dst, index, timeindex, st):
+    """Copy, validate, rewrite and index a buffer of v2 batches at the end of a segment:
+    odk_append (see odradek.h for every rule and status). Returns st.status.
+
+    src: the batches (any buffer; read once, by the copy). dst: the segment's mapping,
+    writable, its whole capacity (MappedFile.buffer); the copy goes to st.position.
+    index, timeindex: the mapped index files, writable, whole capacity (entries that fit
+    = len // 8 and len // 12). st: from append_state(); its segment fields advance on
+    Status.OK only, its result fields are set by every call.
+    """
+    d, ix, tx = memoryview(dst).cast("B"), memoryview(index).cast("B"), memoryview(timeindex).cast("B")
+    if d.readonly or ix.readonly or tx.readonly:
+        raise BufferError("append needs writable dst, index and timeindex buffers")  # as cffi
+    return _append(src, d, ix, tx, st)
+
+
+def append_target(dst, index, timeindex):
+    """The three segment buffers of `append`, bound once (per segment) for append_into,
+    which then skips taking them per call. Holds them exported (an mmap cannot be closed
+    meanwhile): release_target(target) before closing the files."""
+    views = [memoryview(dst).cast("B"), memoryview(index).cast("B"), memoryview(timeindex).cast("B")]
+    if any(v.readonly for v in views):
+        raise BufferError("append_target needs writable dst, index and timeindex buffers")
+    return views
+
+
+def append_into(src, target, st):
+    """append(src, *buffers bound in target, st). ValueError after release_target."""
+    try:
+        d, ix, tx = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    return _append(src, d, ix, tx, st)
+
+
+def release_target(target):
+    """Let go of the buffers append_target took (idempotent); the target is then dead."""
+    for view in target:
+        view.release()
+    target.clear()
+
+
+def _append(src, d, ix, tx, st):
+    dst_size, index_cap, time_cap = len(d), len(ix) // 8, len(tx) // 12
+    st.reserved = 0
+    last_time_ts = last_time_rel = -1
+    if 0 < st.time_entries <= time_cap:
+        last_time_ts, last_time_rel = _TIMEIDX.unpack_from(tx, (st.time_entries - 1) * 12)
+    st.last_time_timestamp = last_time_ts
+    position = st.position
+    if not (0 <= position <= dst_size and 0 <= st.index_entries <= index_cap
+            and 0 <= st.time_entries <= time_cap):
+        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
+    n = memoryview(src).nbytes
+    if n == 0:
+        return _append_fail(st, Status.EMPTY, 0, 0, 0, 0)
+    if n > dst_size - position:
+        return _append_fail(st, Status.NO_SPACE, 0, 0, dst_size - position, n)
+    if st.index_entries >= index_cap or st.time_entries >= time_cap:
+        return _append_fail(st, Status.INDEX_FULL, 0, 0, 0, 1)
+    if position + n > _U32_LIMIT + 1:
+        return _append_fail(st, Status.OUT_OF_RANGE, 0, 0, _U32_LIMIT + 1, position + n)
+
+    d[position:position + n] = memoryview(src).cast("B")   # the only read of src
+    mv = d[position:position + n]
+
+    assign = st.assign != 0
+    max_batch, seg_base, append_time = st.max_batch_size, st.segment_base, st.append_time
+    pos = batches = records = 0
+    next_offset = st.next_offset
+    first = last = maxts = first_ts = -1
+    status, expected, found = Status.OK, 0, 0
+    lfail = rfail = None
+    t = _Track(st, last_time_ts, last_time_rel)
+    while pos < n:
+        if n - pos < LOG_OVERHEAD:
+            status, expected, found = Status.TRUNCATED, LOG_OVERHEAD, n - pos
+            break
+        length = _I32.unpack_from(mv, pos + 8)[0]
+        size = length + LOG_OVERHEAD
+        if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+            status, expected, found = Status.BAD_LENGTH, BATCH_HEADER_SIZE - LOG_OVERHEAD, length
+            break
+        if n - pos < size:
+            status, expected, found = Status.TRUNCATED, size, n - pos
+            break
+        (base_offset, length, epoch, magic, crc, attrs, last_delta, base_ts, max_ts,
+         pid, pepoch, base_seq, count) = _HEADER.unpack_from(mv, pos)
+        if magic != 2:
+            status, expected, found = Status.BAD_MAGIC, 2, magic
+            break
+        if last_delta < 0 or count < 0:
+            status, expected, found = Status.BAD_LENGTH, 0, min(last_delta, count)
+            break
+        if base_offset + last_delta > _INT64_MAX - 1:
+            status, expected, found = Status.BAD_LENGTH, _INT64_MAX - 1 - base_offset, last_delta
+            break
+        computed = crc32c(mv[pos + 21:pos + size])
+        if computed != crc:
+            status, expected, found = Status.BAD_CRC, computed, crc
+            break
+        if not assign and base_offset < next_offset:
+            status, expected, found = Status.BAD_OFFSET, next_offset, base_offset
+            break
+        if lfail is None:
+            codec = attrs & 7
+            if max_batch > 0 and size > max_batch:
+                lfail = (Status.TOO_LARGE, batches, pos, max_batch, size)
+            elif assign and (count < 1 or last_delta != count - 1):
+                lfail = (Status.BAD_RECORDS, batches, pos, count, last_delta)
+            elif assign and codec > 1:
+                lfail = (Status.BAD_CODEC, batches, pos, 1, codec)
+        base = next_offset if assign else base_offset
+        if rfail is None:
+            if base > _INT64_MAX - 1 - last_delta:
+                rfail = (Status.OUT_OF_RANGE, batches, pos, _INT64_MAX - 1 - last_delta, base)
+            elif base < seg_base:
+                rfail = (Status.OUT_OF_RANGE, batches, pos, seg_base, base)
+            elif base + last_delta - seg_base > _U32_LIMIT:
+                rfail = (Status.OUT_OF_RANGE, batches, pos, seg_base + _U32_LIMIT, base + last_delta)
+        last_offset = base + last_delta
+        if lfail is None and rfail is None:
+            ts = append_time if append_time >= 0 else max_ts
+            t.track(st, position + pos, last_offset, size, ts, ix, tx, False)
+            if batches == 0:
+                first_ts = ts
+            maxts = max(maxts, ts)
+        if batches == 0:
+            first = base
+        last = last_offset
+        records += count
+        batches += 1
+        next_offset = last_offset + 1
+        pos += size
+
+    if status == Status.OK and (lfail or rfail):
+        status, batches, pos, expected, found = lfail or rfail
+    elif status == Status.OK:
+        need_i, need_t = t.index_entries - st.index_entries, t.time_entries - st.time_entries
+        free_i, free_t = index_cap - st.index_entries, time_cap - st.time_entries
+        if need_i > free_i or need_t > free_t:
+            status, batches, pos = Status.INDEX_FULL, 0, 0
+            expected, found = (free_i, need_i) if need_i > free_i else (free_t, need_t)
+    if status != Status.OK:
+        mv[:] = bytes(n)
+        return _append_fail(st, status, batches, pos, expected, found)
+
+    t = _Track(st, last_time_ts, last_time_rel)
+    next_offset = st.next_offset
+    epoch = st.leader_epoch
+    pos = 0
+    while pos < n:
+        size = _I32.unpack_from(mv, pos + 8)[0] + LOG_OVERHEAD
+        last_delta = _I32.unpack_from(mv, pos + 23)[0]
+        if assign:
+            base = next_offset
+            _I64.pack_into(mv, pos, base)
+        else:
+            base = _I64.unpack_from(mv, pos)[0]
+        last_offset = base + last_delta
+        if epoch >= 0:
+            _I32.pack_into(mv, pos + 12, epoch)
+        if append_time >= 0:
+            ts = append_time
+            _H16.pack_into(mv, pos + 21, _H16.unpack_from(mv, pos + 21)[0] | 0x08)
+            _I64.pack_into(mv, pos + 35, ts)
+            _U32.pack_into(mv, pos + 17, crc32c(mv[pos + 21:pos + size]))
+        else:
+            ts = _I64.unpack_from(mv, pos + 35)[0]
+        t.track(st, position + pos, last_offset, size, ts, ix, tx, True)
+        next_offset = last_offset + 1
+        pos += size
+
+    st.position = position + n
+    st.next_offset = next_offset
+    st.index_entries, st.time_entries = t.index_entries, t.time_entries
+    st.bytes_since_index, st.max_timestamp, st.offset_of_max = t.bytes_since_index, t.max_ts, t.offset_of_max
+    st.last_time_timestamp = t.last_time_ts
+    st.status, st.batches, st.valid_bytes, st.expected, st.found = Status.OK, batches, n, 0, 0
+    st.first_offset, st.last_offset, st.records = first, last, records
+    st.append_max_timestamp, st.first_max_timestamp = maxts, first_ts
+    return Status.OK

@@ -441,3 +441,330 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
     out->found = found;
     return status;
 }
+
+/* ---- Fused append ----------------------------------------------------------------------- */
+
+static inline void store_be32(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, sizeof v);
+}
+
+static inline void store_be64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, sizeof v);
+}
+
+#define U32_LIMIT 0xFFFFFFFFll
+
+/* LogSegment._track's bookkeeping, on locals: run once to count the index entries an
+ * append needs (write == 0), once more to write them. */
+typedef struct track_state {
+    int64_t bytes_since_index, max_ts, offset_of_max;
+    int64_t index_entries, time_entries;
+    int64_t last_time_ts, last_time_rel;  /* last time entry (-1, -1 when none) */
+} track_state;
+
+static inline void track(track_state *t, const odk_append_state *st, int64_t pos,
+                         int64_t last, int64_t size, int64_t ts,
+                         uint8_t *index, uint8_t *timeindex, int write)
+{
+    if (ts > t->max_ts) {
+        t->max_ts = ts;
+        t->offset_of_max = last;
+    }
+    if (t->bytes_since_index > st->index_interval) {
+        if (write) {
+            uint8_t *e = index + t->index_entries * ODK_INDEX_ENTRY_SIZE;
+            store_be32(e, (uint32_t)(last - st->segment_base));
+            store_be32(e + 4, (uint32_t)pos);
+        }
+        t->index_entries++;
+        int64_t rel = t->offset_of_max - st->segment_base;
+        if (t->max_ts > t->last_time_ts && (t->time_entries == 0 || rel > t->last_time_rel)) {
+            if (write) {
+                uint8_t *e = timeindex + t->time_entries * ODK_TIMEINDEX_ENTRY_SIZE;
+                store_be64(e, (uint64_t)t->max_ts);
+                store_be32(e + 8, (uint32_t)rel);
+            }
+            t->time_entries++;
+            t->last_time_ts = t->max_ts;
+            t->last_time_rel = rel;
+        }
+        t->bytes_since_index = 0;
+    }
+    t->bytes_since_index += size;
+}
+
+static int append_fail(odk_append_state *st, int status, int64_t batches, int64_t pos,
+                       int64_t expected, int64_t found)
+{
+    st->status = status;
+    st->batches = batches;
+    st->valid_bytes = pos;
+    st->expected = expected;
+    st->found = found;
+    st->first_offset = -1;
+    st->last_offset = -1;
+    st->records = 0;
+    st->append_max_timestamp = -1;
+    st->first_max_timestamp = -1;
+    return status;
+}
+
+int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
+               uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
+               odk_append_state *st)
+{
+    track_state t;
+    t.last_time_ts = -1;
+    t.last_time_rel = -1;
+    st->reserved = 0;
+    if (st->time_entries > 0 && (uint64_t)st->time_entries <= time_cap) {
+        const uint8_t *e = timeindex + (st->time_entries - 1) * ODK_TIMEINDEX_ENTRY_SIZE;
+        t.last_time_ts = as_i64(load_be64(e));
+        t.last_time_rel = load_be32(e + 8);
+    }
+    st->last_time_timestamp = t.last_time_ts;
+
+    /* 1. refusals before copying */
+    if (st->position < 0 || (uint64_t)st->position > dst_size || st->index_entries < 0 ||
+        (uint64_t)st->index_entries > index_cap || st->time_entries < 0 ||
+        (uint64_t)st->time_entries > time_cap)
+        return append_fail(st, ODK_BAD_STATE, 0, 0, 0, 0);
+    if (len == 0)
+        return append_fail(st, ODK_EMPTY, 0, 0, 0, 0);
+    size_t room = dst_size - (size_t)st->position;
+    if (len > room)
+        return append_fail(st, ODK_NO_SPACE, 0, 0, (int64_t)room, (int64_t)len);
+    if ((uint64_t)st->index_entries >= index_cap)
+        return append_fail(st, ODK_INDEX_FULL, 0, 0, 0, 1);
+    if ((uint64_t)st->time_entries >= time_cap)
+        return append_fail(st, ODK_INDEX_FULL, 0, 0, 0, 1);
+    if ((uint64_t)st->position + len > (uint64_t)U32_LIMIT + 1)
+        return append_fail(st, ODK_OUT_OF_RANGE, 0, 0, U32_LIMIT + 1,
+                           st->position + (int64_t)len);
+
+    /* 2. the copy: the only read of src */
+    uint8_t *d = dst + st->position;
+    memcpy(d, src, len);
+
+    /* 3. validate the copy */
+    const int assign = st->assign != 0;
+    const int64_t max_batch = st->max_batch_size;
+    const int64_t seg_base = st->segment_base;
+    const int64_t append_time = st->append_time;
+    size_t pos = 0;
+    int64_t batches = 0, next_offset = st->next_offset, expected = 0, found = 0;
+    int64_t records = 0, first = -1, last = -1, maxts = -1, first_ts = -1;
+    int status = ODK_OK;
+    /* first leader-check failure, then first range failure: reported if the scan
+     * finds nothing worse later */
+    int lstatus = ODK_OK, rstatus = ODK_OK;
+    int64_t lbatch = 0, lpos = 0, lexp = 0, lfound = 0;
+    int64_t rbatch = 0, rpos = 0, rexp = 0, rfound = 0;
+
+    t.bytes_since_index = st->bytes_since_index;
+    t.max_ts = st->max_timestamp;
+    t.offset_of_max = st->offset_of_max;
+    t.index_entries = st->index_entries;
+    t.time_entries = st->time_entries;
+
+    while (pos < len) {
+        uint8_t *b = d + pos;
+        size_t rem = len - pos;
+        if (rem < ODK_BATCH_OVERHEAD) {
+            status = ODK_TRUNCATED;
+            expected = ODK_BATCH_OVERHEAD;
+            found = (int64_t)rem;
+            break;
+        }
+        int32_t length = as_i32(load_be32(b + OFF_LENGTH));
+        int64_t size = (int64_t)length + ODK_BATCH_OVERHEAD;
+        if (length < ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD) {
+            status = ODK_BAD_LENGTH;
+            expected = ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD;
+            found = length;
+            break;
+        }
+        if ((uint64_t)size > rem) {
+            status = ODK_TRUNCATED;
+            expected = size;
+            found = (int64_t)rem;
+            break;
+        }
+        int magic = b[OFF_MAGIC] < 128 ? b[OFF_MAGIC] : b[OFF_MAGIC] - 256;
+        if (magic != 2) {
+            status = ODK_BAD_MAGIC;
+            expected = 2;
+            found = magic;
+            break;
+        }
+        int64_t base_offset = as_i64(load_be64(b + OFF_BASE_OFFSET));
+        int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
+        int32_t count = as_i32(load_be32(b + OFF_RECORDS));
+        if (last_delta < 0 || count < 0) {
+            status = ODK_BAD_LENGTH;
+            expected = 0;
+            found = last_delta < count ? last_delta : count;
+            break;
+        }
+        if (base_offset > INT64_MAX - 1 - last_delta) {
+            status = ODK_BAD_LENGTH;
+            expected = INT64_MAX - 1 - base_offset;
+            found = last_delta;
+            break;
+        }
+        uint32_t stored = load_be32(b + OFF_CRC);
+        uint32_t computed = odk_crc32c(0, b + OFF_ATTRIBUTES, (size_t)size - OFF_ATTRIBUTES);
+        if (computed != stored) {
+            status = ODK_BAD_CRC;
+            expected = computed;
+            found = stored;
+            break;
+        }
+        if (!assign && base_offset < next_offset) {
+            status = ODK_BAD_OFFSET;
+            expected = next_offset;
+            found = base_offset;
+            break;
+        }
+        /* leader checks (PartitionLog.append's order) */
+        if (lstatus == ODK_OK) {
+            int codec = load_be16(b + OFF_ATTRIBUTES) & 7;
+            if (max_batch > 0 && size > max_batch) {
+                lstatus = ODK_TOO_LARGE; lexp = max_batch; lfound = size;
+            } else if (assign && (count < 1 || last_delta != count - 1)) {
+                lstatus = ODK_BAD_RECORDS; lexp = count; lfound = last_delta;
+            } else if (assign && codec > 1) {
+                lstatus = ODK_BAD_CODEC; lexp = 1; lfound = codec;
+            }
+            if (lstatus != ODK_OK) {
+                lbatch = batches;
+                lpos = (int64_t)pos;
+            }
+        }
+        /* offsets as they will be stored */
+        int64_t base = assign ? next_offset : base_offset;
+        if (rstatus == ODK_OK) {
+            if (base > INT64_MAX - 1 - last_delta) {        /* assigned past int64 */
+                rstatus = ODK_OUT_OF_RANGE; rexp = INT64_MAX - 1 - last_delta; rfound = base;
+            } else if (base < seg_base || base + last_delta - seg_base > U32_LIMIT) {
+                rstatus = ODK_OUT_OF_RANGE;
+                rexp = base < seg_base ? seg_base : seg_base + U32_LIMIT;
+                rfound = base < seg_base ? base : base + last_delta;
+            }
+            if (rstatus != ODK_OK) {
+                rbatch = batches;
+                rpos = (int64_t)pos;
+            }
+        }
+        int64_t last_offset = base + last_delta;
+        if (lstatus == ODK_OK && rstatus == ODK_OK) {
+            int64_t ts = append_time >= 0 ? append_time : as_i64(load_be64(b + OFF_MAX_TS));
+            track(&t, st, st->position + (int64_t)pos, last_offset, size, ts, index, timeindex, 0);
+            if (batches == 0)
+                first_ts = ts;
+            if (ts > maxts)
+                maxts = ts;
+        }
+        if (batches == 0)
+            first = base;
+        last = last_offset;
+        records += count;
+        batches++;
+        next_offset = last_offset + 1;
+        pos += (size_t)size;
+    }
+
+    if (status == ODK_OK && lstatus != ODK_OK) {
+        status = lstatus; batches = lbatch; pos = (size_t)lpos; expected = lexp; found = lfound;
+    } else if (status == ODK_OK && rstatus != ODK_OK) {
+        status = rstatus; batches = rbatch; pos = (size_t)rpos; expected = rexp; found = rfound;
+    } else if (status == ODK_OK) {
+        int64_t need_i = t.index_entries - st->index_entries;
+        int64_t need_t = t.time_entries - st->time_entries;
+        int64_t free_i = (int64_t)index_cap - st->index_entries;
+        int64_t free_t = (int64_t)time_cap - st->time_entries;
+        if (need_i > free_i || need_t > free_t) {
+            status = ODK_INDEX_FULL;
+            expected = need_i > free_i ? free_i : free_t;
+            found = need_i > free_i ? need_i : need_t;
+            batches = 0;
+            pos = 0;
+        }
+    }
+    if (status != ODK_OK) {
+        memset(d, 0, len);
+        return append_fail(st, status, batches, (int64_t)pos, expected, found);
+    }
+
+    /* 4. rewrite and index, on the trusted copy */
+    t.bytes_since_index = st->bytes_since_index;
+    t.max_ts = st->max_timestamp;
+    t.offset_of_max = st->offset_of_max;
+    t.index_entries = st->index_entries;
+    t.time_entries = st->time_entries;
+    t.last_time_ts = st->last_time_timestamp;
+    t.last_time_rel = st->time_entries > 0
+        ? (int64_t)load_be32(timeindex + (st->time_entries - 1) * ODK_TIMEINDEX_ENTRY_SIZE + 8) : -1;
+    next_offset = st->next_offset;
+    const int32_t epoch = st->leader_epoch;
+    for (pos = 0; pos < len;) {
+        uint8_t *b = d + pos;
+        int64_t size = (int64_t)as_i32(load_be32(b + OFF_LENGTH)) + ODK_BATCH_OVERHEAD;
+        int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
+        int64_t base;
+        if (assign) {
+            base = next_offset;
+            store_be64(b + OFF_BASE_OFFSET, (uint64_t)base);
+        } else {
+            base = as_i64(load_be64(b + OFF_BASE_OFFSET));
+        }
+        int64_t last_offset = base + last_delta;
+        if (epoch >= 0)
+            store_be32(b + OFF_LEADER_EPOCH, (uint32_t)epoch);
+        int64_t ts;
+        if (append_time >= 0) {
+            ts = append_time;
+
+            {
+                uint16_t attrs = (uint16_t)(load_be16(b + OFF_ATTRIBUTES) | 0x08);
+                b[OFF_ATTRIBUTES] = (uint8_t)(attrs >> 8);
+                b[OFF_ATTRIBUTES + 1] = (uint8_t)attrs;
+            }
+            store_be64(b + OFF_MAX_TS, (uint64_t)ts);
+            store_be32(b + OFF_CRC, odk_crc32c(0, b + OFF_ATTRIBUTES, (size_t)size - OFF_ATTRIBUTES));
+        } else {
+            ts = as_i64(load_be64(b + OFF_MAX_TS));
+        }
+        track(&t, st, st->position + (int64_t)pos, last_offset, size, ts, index, timeindex, 1);
+        next_offset = last_offset + 1;
+        pos += (size_t)size;
+    }
+
+    st->position += (int64_t)len;
+    st->next_offset = next_offset;
+    st->index_entries = t.index_entries;
+    st->time_entries = t.time_entries;
+    st->bytes_since_index = t.bytes_since_index;
+    st->max_timestamp = t.max_ts;
+    st->offset_of_max = t.offset_of_max;
+    st->last_time_timestamp = t.last_time_ts;
+    st->status = ODK_OK;
+    st->batches = batches;
+    st->valid_bytes = (int64_t)len;
+    st->expected = 0;
+    st->found = 0;
+    st->first_offset = first;
+    st->last_offset = last;
+    st->records = records;
+    st->append_max_timestamp = maxts;
+    st->first_max_timestamp = first_ts;
+    return ODK_OK;
+}

@@ -403,4 +403,122 @@ int      odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen,
 int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
                          uint32_t max_retries, odk_batch_desc *out);
 
+/* =====================================================================================
+ * Fused append (odradek.c): one call per PartitionLog append on the active segment.
+ * Copies, validates, rewrites and indexes a buffer of v2 batches exactly as
+ * LogSegment.append/append_one/_track and PartitionLog.append did in Python, so the
+ * .log, .index and .timeindex bytes are identical to what that code writes.
+ *
+ * int odk_append(src, len, dst, dst_size, index, index_cap, timeindex, time_cap, st)
+ *   src/len      the producer's (or leader's) batches. Possibly shared memory another
+ *                process can still change: it is read exactly once, by the memcpy;
+ *                everything after looks only at the copy.
+ *   dst          the segment's mapping (dst_size bytes: its capacity); the copy goes to
+ *                dst + st->position.
+ *   index        the mapped .index (index_cap entries of ODK_INDEX_ENTRY_SIZE fit);
+ *   timeindex    the mapped .timeindex (time_cap entries of ODK_TIMEINDEX_ENTRY_SIZE).
+ *   st           configuration, the segment's state (in/out) and the results.
+ * Returns st->status.
+ *
+ * Order of work:
+ *  1. Refusals before copying (nothing is written): ODK_BAD_STATE, ODK_EMPTY,
+ *     ODK_NO_SPACE, ODK_INDEX_FULL (either index already full: the log must roll, as
+ *     LogSegment.fits says), ODK_OUT_OF_RANGE (position + len > 2^32).
+ *  2. memcpy(dst + position, src, len).
+ *  3. Validate the copy, batch by batch, exactly as odk_scan_batches(copy, len, 0,
+ *     !assign, next_offset) does (statuses 1-5, same expected/found). Then, in batch
+ *     order and for each batch in this order, PartitionLog.append's leader checks:
+ *     size > max_batch_size (> 0) -> ODK_TOO_LARGE (always); when assign:
+ *     recordsCount < 1 or lastOffsetDelta != recordsCount - 1 -> ODK_BAD_RECORDS, codec
+ *     (attributes & 7) not 0 (none) or 1 (gzip) -> ODK_BAD_CODEC. A scan failure
+ *     anywhere wins over a leader-check failure (Python scanned the whole buffer first).
+ *     Then ODK_OUT_OF_RANGE if an offset as stored falls outside [segment_base,
+ *     segment_base + 2^32 - 1] (the indexes' u32 relativeOffset) or overflows int64,
+ *     then ODK_INDEX_FULL if the entries this append adds (computed exactly, by the
+ *     _track rules below) exceed the free entries of either index.
+ *     On any of these failures the copied bytes are zeroed again (so no valid-looking
+ *     stale batch sits past the data size), the in/out fields are unchanged, and
+ *     batches/valid_bytes/expected/found say where and why (positions relative to src).
+ *  4. On success, for each batch at pos (in dst): baseOffset = next_offset when assign
+ *     (dense: next_offset = lastOffset + 1); partitionLeaderEpoch = leader_epoch when
+ *     >= 0; when append_time >= 0: attributes |= 8 (LogAppendTime), maxTimestamp =
+ *     append_time and the CRC recomputed. Then LogSegment._track(pos, last, size, ts)
+ *     with ts the stored maxTimestamp:
+ *         if ts > max_timestamp: max_timestamp = ts, offset_of_max = last
+ *         if bytes_since_index > index_interval:
+ *             index entry (last - segment_base, pos)
+ *             time entry (max_timestamp, offset_of_max - segment_base) if max_timestamp
+ *                 > the last time entry's timestamp (-1 when none) and, when there is
+ *                 one, offset_of_max > its offset (TimeIndex.maybe_append)
+ *             bytes_since_index = 0
+ *         bytes_since_index += size
+ *     and the in/out fields are advanced (position += len, next_offset = last + 1).
+ *
+ * The last time-index entry is read from the timeindex buffer (entry time_entries - 1),
+ * so the caller keeps no copy of it; last_time_timestamp reports it after the call.
+ * Divergence from the Python it replaces, only where that Python would have failed
+ * half-way through an append: an append that needs more index entries than are free
+ * is refused whole (Python raised, or skipped time entries, mid-append), and so is one
+ * whose offsets do not fit the index's u32 (Python raised at the next index entry).
+ */
+enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
+    ODK_TOO_LARGE = 7,     /* a batch > max_batch_size: MessageTooLarge. expected =
+                              max_batch_size, found = the batch's size */
+    ODK_BAD_RECORDS = 8,   /* assign: recordsCount < 1 or lastOffsetDelta != records-1:
+                              InvalidRecord. expected = recordsCount, found = delta */
+    ODK_BAD_CODEC = 9,     /* assign: codec not none/gzip: UnsupportedCompression.
+                              expected = 1 (the largest codec taken), found = codec */
+    ODK_EMPTY = 10,        /* len == 0: no batches to append (CorruptRecord) */
+    ODK_NO_SPACE = 11,     /* position + len > dst_size. expected = free bytes,
+                              found = len: roll (or map a larger segment) and retry */
+    ODK_INDEX_FULL = 12,   /* an index lacks the entries this append needs: roll and
+                              retry. expected = free entries, found = entries needed
+                              (1 when refused up front, before the walk) */
+    ODK_OUT_OF_RANGE = 13, /* a position or relative offset would not fit the indexes'
+                              u32 fields (expected = the limit, found = the value):
+                              roll and retry */
+    ODK_BAD_STATE = 14     /* st inconsistent with the buffers (position outside dst,
+                              entries outside the index capacity): a caller bug */
+};
+
+typedef struct odk_append_state {
+    /* configuration (read only): per segment, or per call */
+    int64_t segment_base;        /* base offset of the segment (index entries - base) */
+    int64_t index_interval;      /* index.interval.bytes */
+    int64_t max_batch_size;      /* max.message.bytes; <= 0: no limit */
+    int64_t append_time;         /* >= 0: LogAppendTime to stamp; < 0: CreateTime */
+    int32_t leader_epoch;        /* >= 0: written into every batch; < 0: kept */
+    int32_t assign;              /* 1 leader: assign offsets from next_offset, run the
+                                    leader checks; 0 follower: keep baseOffsets, each
+                                    >= next_offset (check_offsets) */
+    /* the segment's state: read, and advanced only on ODK_OK */
+    int64_t position;            /* data size of the segment: where the copy goes */
+    int64_t next_offset;         /* offset the next record gets */
+    int64_t index_entries;       /* valid entries in index */
+    int64_t time_entries;        /* valid entries in timeindex */
+    int64_t bytes_since_index;   /* log bytes since the last index entry */
+    int64_t max_timestamp;       /* largest stored maxTimestamp in the segment, -1 none */
+    int64_t offset_of_max;       /* last offset of that batch (segment_base when none) */
+    /* results: written by every call */
+    int32_t status;              /* as returned */
+    int32_t reserved;
+    int64_t batches;             /* OK: batches appended; else valid batches before the
+                                    failing one (0 for the up-front refusals) */
+    int64_t valid_bytes;         /* OK: len; else position in src of the failing batch */
+    int64_t expected;            /* failure detail (see each status); 0 on OK */
+    int64_t found;
+    int64_t first_offset;        /* OK: baseOffset of the first batch as stored; else -1 */
+    int64_t last_offset;         /* OK: lastOffset of the last batch as stored; else -1 */
+    int64_t records;             /* OK: sum of recordsCount; else 0 */
+    int64_t append_max_timestamp;/* OK: max stored maxTimestamp, from -1 (as the scan) */
+    int64_t first_max_timestamp; /* OK: stored maxTimestamp of the first batch (anchors
+                                    segment.ms when the segment was empty); else -1 */
+    int64_t last_time_timestamp; /* timestamp of the last time-index entry after the
+                                    call, -1 when there is none */
+} odk_append_state;
+
+int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
+               uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
+               odk_append_state *st);
+
 #endif

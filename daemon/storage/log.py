@@ -28,30 +28,22 @@ caller holds a lock around every call.
 import bisect
 import logging
 import os
-import struct
 import time
 
 from odradek.client import native
-from odradek.client.errors import (CorruptRecord, InvalidRecord, InvalidSegment, MessageTooLarge,
+from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidSegment, MessageTooLarge,
                                    OffsetOutOfRange, StorageError, UnsupportedCompression)
-from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, COMPRESSION_MASK,
-                                    LOG_OVERHEAD, Compression, RecordBatch)
+from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
-from odradek.daemon.storage.segment import (INFO_ATTRIBUTES, INFO_BASE_OFFSET, INFO_LAST_OFFSET,
-                                            INFO_MAX_TIMESTAMP, INFO_POSITION, INFO_RECORDS, INFO_SIZE,
-                                            LogSegment)
+from odradek.daemon.storage.segment import LogSegment
 
 __all__ = ["PartitionLog", "AppendInfo", "FetchData", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
 
-_SCAN_CHUNK = 1024
 _OK = native.Status.OK
-_scan_batches = native.scan_batches
-_unpack_i32 = struct.Struct(">i").unpack_from
-_unpack_i16 = struct.Struct(">h").unpack_from
-_READABLE_CODECS = (Compression.NONE, Compression.GZIP)
+_ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.OUT_OF_RANGE)
 
 
 def wall_clock_ms():
@@ -87,10 +79,6 @@ class FetchData:
         return len(self.view)
 
 
-def _too_large(position, size, max_bytes):
-    return MessageTooLarge(f"batch at position {position} is {size} bytes; max.message.bytes is {max_bytes}")
-
-
 def _bad_count(position, records, delta):
     return InvalidRecord(f"batch at position {position} has {records} records but lastOffsetDelta "
                          f"{delta}; expected records - 1 (and at least one record)")
@@ -101,33 +89,6 @@ def _unreadable(position, codec):
         else f"unknown codec {codec}"
     return UnsupportedCompression(f"batch at position {position} is compressed with {name}; "
                                   f"odradek takes uncompressed or gzip batches")
-
-
-def _scan_all(buf, check_offsets=False, min_offset=0):
-    """native.scan_batches over all of buf, in chunks: (infos, final ScanResult)."""
-    # One call covers every append of up to _SCAN_CHUNK batches: return its list as is
-    # (the loop below would copy it and slice a memoryview, ~1 us more per append).
-    result = native.scan_batches(buf, 0, check_offsets, min_offset, _SCAN_CHUNK)
-    if result.status != native.Status.MORE:
-        return result.infos, result
-    infos = list(result.infos)
-    pos = result.valid_bytes
-    records, batches = result.records, result.batches
-    min_offset = result.infos[-1][INFO_LAST_OFFSET] + 1
-    view = memoryview(buf)
-    while True:
-        result = native.scan_batches(view[pos:], 0, check_offsets, min_offset, _SCAN_CHUNK)
-        for b in result.infos:
-            infos.append(native.BatchInfo(b.position + pos, *b[1:]))
-        pos += result.valid_bytes
-        records += result.records
-        batches += result.batches
-        if result.status != native.Status.MORE:
-            # totals over every chunk: the caller reads them as the whole buffer's
-            result.valid_bytes, result.records, result.batches = pos, records, batches
-            return infos, result
-        if result.infos:
-            min_offset = result.infos[-1].last_offset + 1
 
 
 class PartitionLog:
@@ -299,89 +260,60 @@ class PartitionLog:
         from log_end_offset. False (a follower copying its leader): batches keep their
         offsets, which must start at or after log_end_offset.
         """
-        # The hot path. perf/log_append.py measures it against a raw memcpy of the same
-        # bytes into a fresh mmap: ~7 us for a 16 KiB batch on the dev box, where a
-        # Python attribute lookup or call costs 0.1-0.5 us, so every line here shows.
-        #  - A buffer that is one batch by its framing (a producer's usual produce) is
-        #    handled here from the scan's totals, which are that batch's fields: no
-        #    BatchInfo list (cap=0 saves ~3 us of the native wrapper's ~5 us) and no
-        #    loop. Several batches take _append_many: same checks, same order.
-        #  - BatchInfo fields are read by index (by name: a __getattr__, ~1.5 us each)
-        #    and config values from attributes the config setter caches (through
-        #    LogConfig.__getattr__: ~1.6 us each).
-        #  - The roll decision and _maybe_flush are inlined for the common case.
-        # Median us per append (perf/log_append.py, 256 MiB, 5 runs), before -> after:
-        # 1 KiB 68.9 -> 12.8, 16 KiB 84.9 -> 27.5, 64 KiB 113 -> 56. What is left at
-        # 16 KiB (ablation): ~9 us the native scan (CRC-32C ~3 us, wrapper ~2 us, and the
-        # first read of the producer's bytes), ~4 us the copy (the source is then in
-        # cache), ~5 us the two sparse indexes, ~10 us the Python in between.
+        # The hot path: one C call does the copy, the validation (of the copy), the
+        # offset/epoch/LogAppendTime rewrites and the sparse indexes (see
+        # LogSegment.append_native). What stays in Python is the roll and flush policy.
+        # perf/log_append.py, median us per append of a 16 KiB batch on the dev box:
+        # ~85 (first version), ~24 (Python around a native scan), now ~9.
         if self._closed:
             self._check_open()
-        nbytes = len(data)
-        if nbytes <= LOG_OVERHEAD or _unpack_i32(data, BATCH_LENGTH_OFFSET)[0] + LOG_OVERHEAD != nbytes:
-            return self._append_many(data, nbytes, assign_offsets, leader_epoch)
-        segment = self._segments[-1]
-        result = _scan_batches(data, 0, not assign_offsets, segment.next_offset, 0)
-        if result.status != _OK:
-            raise self._invalid(result, nbytes)
-        if nbytes > self._max_message_bytes:
-            raise _too_large(0, nbytes, self._max_message_bytes)
-        first, last, records = result.first_offset, result.last_offset, result.records
-        if assign_offsets:
-            if records < 1 or last - first != records - 1:
-                raise _bad_count(0, records, last - first)
-            codec = _unpack_i16(data, ATTRIBUTES_OFFSET)[0] & COMPRESSION_MASK
-            if codec not in _READABLE_CODECS:
-                raise _unreadable(0, codec)
         now = self.clock()
-        # _segment_for_append, unless the active segment takes it as it is (not empty,
-        # segment.ms not reached, fits): then it would return that same segment
+        segment = self._segments[-1]
         anchor = self._roll_anchor_ms
-        if not segment.log.size or anchor is None or now - anchor > self._segment_ms \
-                or not segment.fits(nbytes):
-            segment = self._segment_for_append(nbytes, now)
-            if not segment.log.size:
-                self._roll_anchor_ms = now
-        append_time = now if self._log_append_time else None
-        if assign_offsets:
-            last += segment.next_offset - first
-            first = segment.next_offset
-        max_timestamp = segment.append_one(data, nbytes, first, last, result.max_timestamp, assign_offsets,
-                                           leader_epoch, append_time)
+        if segment.log.size and (anchor is None or now - anchor > self._segment_ms) \
+                and self._time_to_roll(segment, now):
+            segment = self.roll()
+        append_time = now if self._log_append_time else -1
+        was_empty = not segment.log.size
+        st = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
+        if st.status in _ROLL_FIRST:
+            # no room in this segment (segment.bytes, an index, 32-bit relative offsets):
+            # roll, or give an empty segment the capacity this append needs, and retry
+            segment = self._segment_for_append(len(data), now, force_roll=True)
+            was_empty = True
+            st = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
+        if st.status != _OK:
+            raise self._refused(st, len(data))
+        if was_empty:
+            self._roll_anchor_ms = now
+        records = st.records
         self._unflushed_records += records
-        info = AppendInfo(first, last, max_timestamp, 1, records, nbytes, append_time)
+        info = AppendInfo(st.first_offset, st.last_offset, st.append_max_timestamp, st.batches, records,
+                          len(data), None if append_time < 0 else append_time)
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
             self.flush()  # _maybe_flush(now)
         return info
 
-    def _append_many(self, data, nbytes, assign_offsets, leader_epoch):
-        """append() of a buffer of several batches (or none, or garbage)."""
-        infos, result = _scan_all(data, not assign_offsets, self._segments[-1].next_offset)
-        if result.status != _OK or not infos:
-            raise self._invalid(result, nbytes)
-        max_bytes = self._max_message_bytes
-        for b in infos:
-            if b[INFO_SIZE] > max_bytes:
-                raise _too_large(b[INFO_POSITION], b[INFO_SIZE], max_bytes)
-            if assign_offsets:
-                records = b[INFO_RECORDS]
-                if records < 1 or b[INFO_LAST_OFFSET] - b[INFO_BASE_OFFSET] != records - 1:
-                    raise _bad_count(b[INFO_POSITION], records, b[INFO_LAST_OFFSET] - b[INFO_BASE_OFFSET])
-                if b[INFO_ATTRIBUTES] & COMPRESSION_MASK not in _READABLE_CODECS:
-                    raise _unreadable(b[INFO_POSITION], b[INFO_ATTRIBUTES] & COMPRESSION_MASK)
-        now = self.clock()
-        segment = self._segment_for_append(nbytes, now)
-        append_time = now if self._log_append_time else None
-        if not segment.log.size:
-            self._roll_anchor_ms = now
-        written = segment.append(data, infos, segment.next_offset if assign_offsets else None,
-                                 leader_epoch, append_time)
-        records = result.records
-        self._unflushed_records += records
-        info = AppendInfo(written[0][1], written[-1][2], max(b[4] for b in written), len(written),
-                          records, nbytes, append_time)
-        self._maybe_flush(now)
-        return info
+    @staticmethod
+    def _refused(st, nbytes):
+        """The OdradekError for an append the native call refused (st: its state)."""
+        status, where = st.status, f"batch at position {st.valid_bytes}"
+        if status == native.Status.TOO_LARGE:
+            return MessageTooLarge(f"{where} is {st.found} bytes; max.message.bytes is {st.expected}")
+        if status == native.Status.BAD_RECORDS:
+            return _bad_count(st.valid_bytes, st.expected, st.found)
+        if status == native.Status.BAD_CODEC:
+            return _unreadable(st.valid_bytes, st.found)
+        if status == native.Status.EMPTY:
+            return CorruptRecord("no record batches in an empty buffer")
+        if status in (native.Status.TRUNCATED, native.Status.BAD_LENGTH, native.Status.BAD_MAGIC,
+                      native.Status.BAD_CRC, native.Status.BAD_OFFSET):
+            return PartitionLog._invalid(st, nbytes)
+        if status == native.Status.INDEX_FULL:
+            return InvalidConfig(f"an append of {nbytes} bytes needs more offset-index entries than a whole "
+                                 f"segment index holds; raise segment.index.bytes or index.interval.bytes")
+        return StorageError(f"append of {nbytes} bytes refused by a fresh segment: "
+                            f"{native.Status.NAMES.get(status, status)}")
 
     @staticmethod
     def _invalid(result, nbytes):
@@ -396,7 +328,7 @@ class PartitionLog:
         }[result.status].format(e=result.expected, f=result.found)
         return CorruptRecord(f"batch {result.batches} at position {result.valid_bytes} {what}")
 
-    def _segment_for_append(self, nbytes, now):
+    def _segment_for_append(self, nbytes, now, force_roll=False):
         segment = self._segments[-1]
         if not segment.log.size and nbytes > segment.log.capacity:
             # a single append larger than segment.bytes gets a segment of its own size
@@ -405,7 +337,7 @@ class PartitionLog:
             segment.delete()
             segment = self._new_segment(segment.base_offset, capacity=nbytes)
             self._add(segment)
-        elif not segment.fits(nbytes) or self._time_to_roll(segment, now):
+        elif force_roll or not segment.fits(nbytes) or self._time_to_roll(segment, now):
             segment = self.roll(capacity=max(nbytes, self.config.segment_bytes))
         return segment
 

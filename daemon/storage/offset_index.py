@@ -46,8 +46,8 @@ class OffsetIndex(SparseIndex):
     def append(self, offset, position):
         """Add an entry; offsets and positions must strictly increase."""
         if self._file.size:
-            last_offset, last_pos = self._last
-            assert offset > last_offset and position > last_pos, (offset, position, self._last)
+            last_offset, last_pos = self.last_entry
+            assert offset > last_offset and position > last_pos, (offset, position, self.last_entry)
         self._append(_ENTRY.pack(self._relative(offset), position), (offset, position))
 
     def truncate_to_offset(self, offset):

@@ -50,10 +50,25 @@ class SparseIndex:
 
     @property
     def last_entry(self):
-        return self._last
+        last = self._last
+        if last is None:  # dropped by set_entries: read it back from the map once
+            last = self._last = self.entry(self.entries - 1) if self.entries else self.EMPTY(self)
+        return last
 
     def _reload_last(self):
-        self._last = self.entry(self.entries - 1) if self.entries else self.EMPTY(self)
+        self._last = None
+
+    @property
+    def buffer(self):
+        """The whole mapped file (capacity), for the native append to write entries into."""
+        return self._file.buffer
+
+    def set_entries(self, count):
+        """Entries [0, count) are valid: the native append wrote the new ones in place.
+        (The cached last entry is dropped, not reread: appends through the native call
+        never look at it, and rereading cost ~2 us an append.)"""
+        self._file.size = count * self.entry_size
+        self._last = None
 
     def _relative(self, offset):
         rel = offset - self.base_offset

@@ -36,7 +36,7 @@ class TimeIndex(SparseIndex):
 
     def maybe_append(self, timestamp, offset):
         """Add (timestamp, offset) if the timestamp is larger than the last entry's."""
-        last_ts, last_off = self._last
+        last_ts, last_off = self.last_entry
         if timestamp <= last_ts or (self._file.size and offset <= last_off) or self.is_full:
             return False
         self._append(_ENTRY.pack(timestamp, self._relative(offset)), (timestamp, offset))

@@ -175,11 +175,15 @@ def test_garbage_after_a_zeroed_header_is_corruption_not_padding(tmp_path, caplo
     log.close()
 
 
-def test_a_multi_batch_append_larger_than_the_free_index_still_appends_and_reopens(tmp_path):
-    config = {"segment.index.bytes": 16, "index.interval.bytes": 0}
+def test_a_multi_batch_append_larger_than_the_free_index_rolls_and_reopens(tmp_path):
+    config = {"segment.index.bytes": 48, "index.interval.bytes": 0}
     log = PartitionLog(str(tmp_path / "t-0"), LogConfig(config), FakeClock())
-    log.append(b"".join(value_batch(i, 1) for i in range(10)))
-    assert log.log_end_offset == 10 and log.active.index.entries == 2
+    log.append(b"".join(value_batch(i, 1) for i in range(4)))
+    log.append(b"".join(value_batch(i, 1) for i in range(4, 10)))  # needs 6 entries, 3 are free
+    assert log.log_end_offset == 10 and [s.base_offset for s in log.segments] == [0, 4]
+    from odradek.client.errors import InvalidConfig
+    with pytest.raises(InvalidConfig, match="raise segment.index.bytes"):
+        log.append(b"".join(value_batch(i, 1) for i in range(10, 30)))  # more than a whole index
     for s in log.segments:
         s.close()
     again = PartitionLog(str(tmp_path / "t-0"), LogConfig(config), FakeClock())
