@@ -27,7 +27,7 @@ import struct
 import time
 
 from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
-from odradek.client.protocol import Channel, ProtocolErrorEvent, Request, Response
+from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.daemon.broker import admin
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.metadata import Metadata
@@ -338,6 +338,7 @@ class Broker:
 
     def _register_worker(self, handle):
         self.sel.register(handle.sock, selectors.EVENT_READ, ("worker", handle))
+        handle.linked = True
         self.sel.register(handle.pidfd, selectors.EVENT_READ, ("pidfd", handle))
 
     def _restart(self, handle):
@@ -361,21 +362,37 @@ class Broker:
                 handle.channel.flush(handle.sock)
         except OSError:
             return  # the pidfd will tell us it died
-        if handle.sock is not None:
-            want = selectors.EVENT_READ | (selectors.EVENT_WRITE if handle.channel.wants_write else 0)
-            self.sel.modify(handle.sock, want, ("worker", handle))
+        if handle.sock is None or not handle.linked:
+            return
+        if not handle.channel.wants_read:
+            # the worker closed its end (it is exiting): stop watching the socket, or the
+            # loop would spin on its EOF until the pidfd reports the exit
+            self.sel.unregister(handle.sock)
+            handle.linked = False
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if handle.channel.wants_write else 0)
+        self.sel.modify(handle.sock, want, ("worker", handle))
 
     def worker_request(self, key, message, callback):
         """Relay `message` to the worker leading partition `key`; `callback(result)`."""
         handle = self.supervisor.workers.get(key)
-        if handle is None or not handle.alive or handle.state != "running":
-            callback(LeaderNotAvailable(f"partition {key[0]}-{key[1]} has no running leader now; retry"))
+        unavailable = LeaderNotAvailable(f"partition {key[0]}-{key[1]} has no running leader now; retry")
+        # a worker that just died can still look alive here: its link closed, but its
+        # pidfd is handled later in this round
+        if handle is None or not handle.alive or handle.state != "running" or not handle.channel.wants_read:
+            callback(unavailable)
             return
-        handle.request(message, callback)
+        try:
+            handle.request(message, callback)
+        except LocalProtocolError:
+            callback(unavailable)
+            return
         self._worker_io(handle, selectors.EVENT_WRITE)
 
     def _worker_died(self, handle):
-        self.sel.unregister(handle.sock)
+        if handle.linked:
+            self.sel.unregister(handle.sock)
+            handle.linked = False
         self.sel.unregister(handle.pidfd)
         pid, pending = handle.pid, handle.pending
         handle.pending = {}

@@ -43,6 +43,7 @@ class WorkerHandle:
         self.state = "new"        # starting/running, stopping, dead
         self.restart_at = None    # monotonic time of the next start, when dead
         self.retire = False       # do not restart (topic deleted, broker stopping)
+        self.linked = False       # its link socket is registered with the broker's selector
 
     @property
     def alive(self):

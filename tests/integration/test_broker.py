@@ -66,6 +66,7 @@ def test_a_worker_killed_with_sigkill_is_noticed_and_restarted(broker):
         admin.create_topic("t", 2)
         before = {(w.topic, w.partition): w.pid for w in admin.status().workers}
         victim = before[("t", 0)]
+        assert victim > 0 and victim in broker.workers()  # never os.kill(0, ...): that is a group
         os.kill(victim, signal.SIGKILL)  # a worker we started, by its pid
 
         def restarted():
