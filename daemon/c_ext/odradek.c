@@ -318,6 +318,65 @@ enum {
     OFF_RECORDS = 57
 };
 
+/* One batch at b, with rem bytes left in the buffer: framing, batchLength (and
+ * max_batch_size when > 0), magic, lastOffsetDelta and recordsCount, room in int64 for
+ * the next offset, CRC-32C. Returns ODK_OK and sets *size, or the failing status with
+ * *expected and *found as odk_scan_batches documents them. The scanner and odk_append
+ * both call it, so what one accepts the other does. */
+static int check_batch(const uint8_t *b, size_t rem, int64_t max_batch_size,
+                       int64_t *size_out, int64_t *expected, int64_t *found)
+{
+    if (rem < ODK_BATCH_OVERHEAD) {
+        *expected = ODK_BATCH_OVERHEAD;
+        *found = (int64_t)rem;
+        return ODK_TRUNCATED;
+    }
+    int32_t length = as_i32(load_be32(b + OFF_LENGTH));
+    int64_t size = (int64_t)length + ODK_BATCH_OVERHEAD;
+    int too_big = max_batch_size > 0 && size > max_batch_size;
+    if (length < ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD || too_big) {
+        *expected = too_big ? max_batch_size - ODK_BATCH_OVERHEAD
+                            : ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD;
+        *found = length;
+        return ODK_BAD_LENGTH;
+    }
+    if ((uint64_t)size > rem) {
+        *expected = size;
+        *found = (int64_t)rem;
+        return ODK_TRUNCATED;
+    }
+    int magic = b[OFF_MAGIC] < 128 ? b[OFF_MAGIC] : b[OFF_MAGIC] - 256;  /* signed byte */
+    if (magic != 2) {
+        *expected = 2;
+        *found = magic;
+        return ODK_BAD_MAGIC;
+    }
+    int64_t base_offset = as_i64(load_be64(b + OFF_BASE_OFFSET));
+    int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
+    int32_t count = as_i32(load_be32(b + OFF_RECORDS));
+    if (last_delta < 0 || count < 0) {
+        *expected = 0;
+        *found = last_delta < count ? last_delta : count;
+        return ODK_BAD_LENGTH;
+    }
+    /* lastOffset + 1 (the next offset) must fit in int64 */
+    if (base_offset > INT64_MAX - 1 - last_delta) {
+        *expected = INT64_MAX - 1 - base_offset;
+        *found = last_delta;
+        return ODK_BAD_LENGTH;
+    }
+    uint32_t stored = load_be32(b + OFF_CRC);
+    uint32_t computed = odk_crc32c(0, b + OFF_ATTRIBUTES,
+                                   (size_t)size - OFF_ATTRIBUTES);
+    if (computed != stored) {
+        *expected = computed;
+        *found = stored;
+        return ODK_BAD_CRC;
+    }
+    *size_out = size;
+    return ODK_OK;
+}
+
 int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
                      int check_offsets, int64_t min_offset,
                      odk_batch_info *infos, size_t cap, odk_scan_result *out)
@@ -341,60 +400,14 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
             status = ODK_MORE;
             break;
         }
-        if (rem < ODK_BATCH_OVERHEAD) {
-            status = ODK_TRUNCATED;
-            expected = ODK_BATCH_OVERHEAD;
-            found = (int64_t)rem;
+        int64_t size;
+        status = check_batch(b, rem, max_batch_size, &size, &expected, &found);
+        if (status != ODK_OK)
             break;
-        }
-        int32_t length = as_i32(load_be32(b + OFF_LENGTH));
-        int64_t size = (int64_t)length + ODK_BATCH_OVERHEAD;
-        int too_big = max_batch_size > 0 && size > max_batch_size;
-        if (length < ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD || too_big) {
-            status = ODK_BAD_LENGTH;
-            expected = too_big ? max_batch_size - ODK_BATCH_OVERHEAD
-                               : ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD;
-            found = length;
-            break;
-        }
-        if ((uint64_t)size > rem) {
-            status = ODK_TRUNCATED;
-            expected = size;
-            found = (int64_t)rem;
-            break;
-        }
-        int magic = b[OFF_MAGIC] < 128 ? b[OFF_MAGIC] : b[OFF_MAGIC] - 256;  /* signed byte */
-        if (magic != 2) {
-            status = ODK_BAD_MAGIC;
-            expected = 2;
-            found = magic;
-            break;
-        }
         int64_t base_offset = as_i64(load_be64(b + OFF_BASE_OFFSET));
         int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
         int32_t count = as_i32(load_be32(b + OFF_RECORDS));
-        if (last_delta < 0 || count < 0) {
-            status = ODK_BAD_LENGTH;
-            expected = 0;
-            found = last_delta < count ? last_delta : count;
-            break;
-        }
-        /* lastOffset + 1 (the next offset) must fit in int64 */
-        if (base_offset > INT64_MAX - 1 - last_delta) {
-            status = ODK_BAD_LENGTH;
-            expected = INT64_MAX - 1 - base_offset;
-            found = last_delta;
-            break;
-        }
         uint32_t stored = load_be32(b + OFF_CRC);
-        uint32_t computed = odk_crc32c(0, b + OFF_ATTRIBUTES,
-                                       (size_t)size - OFF_ATTRIBUTES);
-        if (computed != stored) {
-            status = ODK_BAD_CRC;
-            expected = computed;
-            found = stored;
-            break;
-        }
         if (check_offsets && base_offset < next_offset) {
             status = ODK_BAD_OFFSET;
             expected = next_offset;
@@ -578,56 +591,13 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     while (pos < len) {
         uint8_t *b = d + pos;
         size_t rem = len - pos;
-        if (rem < ODK_BATCH_OVERHEAD) {
-            status = ODK_TRUNCATED;
-            expected = ODK_BATCH_OVERHEAD;
-            found = (int64_t)rem;
+        int64_t size;
+        status = check_batch(b, rem, 0, &size, &expected, &found);
+        if (status != ODK_OK)
             break;
-        }
-        int32_t length = as_i32(load_be32(b + OFF_LENGTH));
-        int64_t size = (int64_t)length + ODK_BATCH_OVERHEAD;
-        if (length < ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD) {
-            status = ODK_BAD_LENGTH;
-            expected = ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD;
-            found = length;
-            break;
-        }
-        if ((uint64_t)size > rem) {
-            status = ODK_TRUNCATED;
-            expected = size;
-            found = (int64_t)rem;
-            break;
-        }
-        int magic = b[OFF_MAGIC] < 128 ? b[OFF_MAGIC] : b[OFF_MAGIC] - 256;
-        if (magic != 2) {
-            status = ODK_BAD_MAGIC;
-            expected = 2;
-            found = magic;
-            break;
-        }
         int64_t base_offset = as_i64(load_be64(b + OFF_BASE_OFFSET));
         int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
         int32_t count = as_i32(load_be32(b + OFF_RECORDS));
-        if (last_delta < 0 || count < 0) {
-            status = ODK_BAD_LENGTH;
-            expected = 0;
-            found = last_delta < count ? last_delta : count;
-            break;
-        }
-        if (base_offset > INT64_MAX - 1 - last_delta) {
-            status = ODK_BAD_LENGTH;
-            expected = INT64_MAX - 1 - base_offset;
-            found = last_delta;
-            break;
-        }
-        uint32_t stored = load_be32(b + OFF_CRC);
-        uint32_t computed = odk_crc32c(0, b + OFF_ATTRIBUTES, (size_t)size - OFF_ATTRIBUTES);
-        if (computed != stored) {
-            status = ODK_BAD_CRC;
-            expected = computed;
-            found = stored;
-            break;
-        }
         if (!assign && base_offset < next_offset) {
             status = ODK_BAD_OFFSET;
             expected = next_offset;
