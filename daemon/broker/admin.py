@@ -236,6 +236,30 @@ def alter_configs(broker, req, reply):
     return m.IncrementalAlterConfigsResponse(responses=results)
 
 
+# -- producer ids ----------------------------------------------------------------------------
+MAX_PRODUCER_EPOCH = 32767
+
+
+def init_producer_id(broker, req, reply):
+    """An idempotent producer's id and epoch (Kafka's InitProducerId): a new id, or the
+    same id with the next epoch when the producer re-initialises (fencing the old one).
+    Transactional ids come with transactions."""
+    if req.transactional_id is not None:
+        raise InvalidRequest("transactional producers are not supported yet; leave transactional.id unset")
+    md = broker.metadata
+    if req.producer_id < 0:
+        pid, epoch = md.allocate_producer_id(), 0
+    else:
+        if req.producer_id >= md.next_producer_id or req.producer_epoch < 0:
+            raise InvalidRequest(f"producer id {req.producer_id} (epoch {req.producer_epoch}) was not "
+                                 f"issued by this broker; ask for a new one with producer_id -1")
+        pid, epoch = req.producer_id, req.producer_epoch + 1
+        if epoch > MAX_PRODUCER_EPOCH:  # exhausted: a fresh id, as Kafka does
+            pid, epoch = md.allocate_producer_id(), 0
+    md.save()
+    return m.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
+
+
 # -- relayed to workers ------------------------------------------------------------------
 class _Gather:
     """Collects the answers of several workers, then replies once."""
@@ -334,5 +358,6 @@ _HANDLERS = {
     m.DescribeConfigsRequest: describe_configs,
     m.IncrementalAlterConfigsRequest: alter_configs,
     m.ListOffsetsRequest: list_offsets,
+    m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
 }

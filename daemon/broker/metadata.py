@@ -5,7 +5,7 @@ Persisted as JSON in every log dir (`cluster-metadata.json`, written atomically)
 copy stamped with a version that grows with every change; at start the highest version
 found wins, so losing a disk does not lose the metadata.
 
-    {"version": 7, "topics": {"orders": {"topic_id": "9f2c...", "configs": {"retention.ms": "3600000"},
+    {"version": 7, "next_producer_id": 12, "topics": {"orders": {"topic_id": "9f2c...", "configs": {"retention.ms": "3600000"},
       "partitions": [{"partition": 0, "replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0,
                       "isr": [0, 1, 2]}]}}}
 
@@ -66,10 +66,11 @@ class TopicMeta:
 class Metadata:
     """The broker's view of every topic. Not thread-safe: the broker loop owns it."""
 
-    def __init__(self, log_dirs, version=0, topics=None):
+    def __init__(self, log_dirs, version=0, topics=None, next_producer_id=0):
         self.log_dirs = list(log_dirs)
         self.version = version
         self.topics = topics or {}
+        self.next_producer_id = next_producer_id  # ids below it were handed out
 
     # -- persistence ----------------------------------------------------------------
     @classmethod
@@ -94,12 +95,12 @@ class Metadata:
         for name, t in best.get("topics", {}).items():
             parts = [PartitionMeta(**p) for p in t["partitions"]]
             topics[name] = TopicMeta(name, t["topic_id"], parts, dict(t.get("configs", {})))
-        return cls(log_dirs, best.get("version", 0), topics)
+        return cls(log_dirs, best.get("version", 0), topics, best.get("next_producer_id", 0))
 
     def save(self):
         """Bump the version and write it to every log dir (atomically each)."""
         self.version += 1
-        doc = {"version": self.version,
+        doc = {"version": self.version, "next_producer_id": self.next_producer_id,
                "topics": {name: {"topic_id": t.topic_id, "configs": t.configs,
                                  "partitions": [asdict(p) for p in t.partitions]}
                           for name, t in sorted(self.topics.items())}}
@@ -184,6 +185,13 @@ class Metadata:
             raise InvalidConfig(f"unknown topic config {bad!r}")
         t.configs = new
         return t
+
+    def allocate_producer_id(self):
+        """A producer id never handed out before (the caller saves before answering, so
+        a crash cannot hand the same id out twice)."""
+        pid = self.next_producer_id
+        self.next_producer_id += 1
+        return pid
 
     def bump_leader_epoch(self, name, partition, leader=None):
         p = self.partition(name, partition)

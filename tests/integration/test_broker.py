@@ -167,3 +167,25 @@ def test_a_client_that_disconnects_mid_request_harms_nobody(broker):
 def test_the_socket_is_group_accessible_and_peers_are_identified(broker):
     mode = os.stat(broker.socket_path).st_mode & 0o777
     assert mode == 0o660
+
+
+def test_producer_ids_are_unique_across_restarts_and_epochs_bump(tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        def init(**kw):
+            with ControlClient(b.socket_path, timeout=10) as c:
+                response, _ = c.call(m.InitProducerIdRequest(**kw))
+                return response.producer_id, response.producer_epoch
+        first, second = init(), init()
+        assert first == (0, 0) and second == (1, 0)
+        assert init(producer_id=0, producer_epoch=0) == (0, 1)  # re-init fences the old epoch
+        with pytest.raises(Exception, match="was not issued by this broker"):
+            init(producer_id=99, producer_epoch=0)
+        with pytest.raises(Exception, match="transactional producers are not supported"):
+            init(transactional_id="tx")
+        assert b.stop() == 0, b.stderr()
+        b.start()
+        assert init() == (2, 0)  # never an id handed out before the restart
+        assert b.stop() == 0, b.stderr()
+    finally:
+        b.kill()

@@ -114,3 +114,10 @@ def test_alter_configs_sets_and_deletes_and_validates_first(dirs):
     with pytest.raises(InvalidConfig):
         md.alter_configs("orders", {"segment.bytes": "huge"})
     assert md.topic("orders").configs == {"segment.bytes": "4096"}
+
+
+def test_producer_ids_survive_a_reload(dirs):
+    md = Metadata(dirs)
+    assert [md.allocate_producer_id() for _ in range(3)] == [0, 1, 2]
+    md.save()
+    assert Metadata.load(dirs).allocate_producer_id() == 3
