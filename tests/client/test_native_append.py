@@ -9,9 +9,7 @@ LogSegment._track's index rules), and the real LogSegment writing real files.
 `python tests/client/test_native_append.py` prints a micro benchmark of the C call.
 """
 import importlib
-import os
 import struct
-import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st

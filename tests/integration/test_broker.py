@@ -1,14 +1,13 @@
 """The real broker in a subprocess: topic admin, workers, restarts, hostile clients, stop."""
 import os
 import signal
-import socket
 import struct
 
 import psutil
 import pytest
 
 from odradek.client import Admin
-from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidTopic, StorageError,
+from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidTopic,
                                    TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.client.protocol import ControlClient, messages as m
 from support.broker import BrokerProcess, raw_socket, wait_until

@@ -1,5 +1,5 @@
 """Factories for record batches (built with the real codec) and readers of whole logs."""
-from odradek.client.records import BatchBuilder, RecordBatch, iter_batches
+from odradek.client.records import BatchBuilder, iter_batches
 
 
 def make_batch(values, timestamp=1_700_000_000_000, keys=None, headers=(), **builder_args):

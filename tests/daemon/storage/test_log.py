@@ -5,7 +5,7 @@ import pytest
 
 from odradek.client.errors import (CorruptRecord, InvalidRecord, MessageTooLarge, OffsetOutOfRange,
                                    UnsupportedCompression)
-from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET, RecordBatch, iter_batches
+from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints
