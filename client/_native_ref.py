@@ -142,6 +142,35 @@ _INT64_MAX = (1 << 63) - 1
 _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte v2 batch header
 
 
+def _check_batch(mv, pos, n, max_batch_size):
+    """The batch at mv[pos:], n bytes in all: framing, batchLength (and max_batch_size
+    when > 0), magic, lastOffsetDelta/recordsCount, int64 room for the next offset,
+    CRC-32C; the twin of check_batch in odradek.c, shared by scan_batches and _append.
+    Returns (Status.OK, header fields, size) or (status, (expected, found), None)."""
+    if n - pos < LOG_OVERHEAD:
+        return Status.TRUNCATED, (LOG_OVERHEAD, n - pos), None
+    length = struct.unpack_from(">i", mv, pos + 8)[0]
+    size = length + LOG_OVERHEAD
+    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+        return Status.BAD_LENGTH, (BATCH_HEADER_SIZE - LOG_OVERHEAD, length), None
+    if max_batch_size > 0 and size > max_batch_size:
+        return Status.BAD_LENGTH, (max_batch_size - LOG_OVERHEAD, length), None
+    if n - pos < size:
+        return Status.TRUNCATED, (size, n - pos), None
+    header = _HEADER.unpack_from(mv, pos)
+    base_offset, magic, crc, last_delta, count = header[0], header[3], header[4], header[6], header[12]
+    if magic != 2:
+        return Status.BAD_MAGIC, (2, magic), None
+    if last_delta < 0 or count < 0:
+        return Status.BAD_LENGTH, (0, min(last_delta, count)), None
+    if base_offset + last_delta > _INT64_MAX - 1:  # lastOffset + 1 must fit in int64
+        return Status.BAD_LENGTH, (_INT64_MAX - 1 - base_offset, last_delta), None
+    computed = crc32c(mv[pos + 21:pos + size])
+    if computed != crc:
+        return Status.BAD_CRC, (computed, crc), None
+    return Status.OK, header, size
+
+
 def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0):
     """Validate concatenated v2 batches from the start of buf; see odk_scan_batches.
 
@@ -162,37 +191,12 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
         if cap and len(infos) >= cap:
             status = Status.MORE
             break
-        if n - pos < LOG_OVERHEAD:
-            status = Status.TRUNCATED
-            expected, found = LOG_OVERHEAD, n - pos
-            break
-        base_offset, length = struct.unpack_from(">qi", mv, pos)
-        size = length + LOG_OVERHEAD
-        if length < BATCH_HEADER_SIZE - LOG_OVERHEAD or (max_batch_size > 0 and size > max_batch_size):
-            status = Status.BAD_LENGTH
-            expected, found = BATCH_HEADER_SIZE - LOG_OVERHEAD, length
-            if max_batch_size > 0 and size > max_batch_size:
-                expected = max_batch_size - LOG_OVERHEAD
-            break
-        if n - pos < size:
-            status = Status.TRUNCATED
-            expected, found = size, n - pos
+        status, header, size = _check_batch(mv, pos, n, max_batch_size)
+        if status != Status.OK:
+            expected, found = header
             break
         (base_offset, length, epoch, magic, crc, attrs, last_delta, base_ts, max_ts,
-         pid, pepoch, base_seq, count) = _HEADER.unpack_from(mv, pos)
-        if magic != 2:
-            status, expected, found = Status.BAD_MAGIC, 2, magic
-            break
-        if last_delta < 0 or count < 0:
-            status, expected, found = Status.BAD_LENGTH, 0, min(last_delta, count)
-            break
-        if base_offset + last_delta > _INT64_MAX - 1:  # lastOffset + 1 must fit in int64
-            status, expected, found = Status.BAD_LENGTH, _INT64_MAX - 1 - base_offset, last_delta
-            break
-        computed = crc32c(mv[pos + 21:pos + size])
-        if computed != crc:
-            status, expected, found = Status.BAD_CRC, computed, crc
-            break
+         pid, pepoch, base_seq, count) = header
         if check_offsets and base_offset < next_offset:
             status, expected, found = Status.BAD_OFFSET, next_offset, base_offset
             break
@@ -374,32 +378,12 @@ def _append(src, d, ix, tx, st):
     lfail = rfail = None
     t = _Track(st, last_time_ts, last_time_rel)
     while pos < n:
-        if n - pos < LOG_OVERHEAD:
-            status, expected, found = Status.TRUNCATED, LOG_OVERHEAD, n - pos
-            break
-        length = _I32.unpack_from(mv, pos + 8)[0]
-        size = length + LOG_OVERHEAD
-        if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-            status, expected, found = Status.BAD_LENGTH, BATCH_HEADER_SIZE - LOG_OVERHEAD, length
-            break
-        if n - pos < size:
-            status, expected, found = Status.TRUNCATED, size, n - pos
+        status, header, size = _check_batch(mv, pos, n, 0)
+        if status != Status.OK:
+            expected, found = header
             break
         (base_offset, length, epoch, magic, crc, attrs, last_delta, base_ts, max_ts,
-         pid, pepoch, base_seq, count) = _HEADER.unpack_from(mv, pos)
-        if magic != 2:
-            status, expected, found = Status.BAD_MAGIC, 2, magic
-            break
-        if last_delta < 0 or count < 0:
-            status, expected, found = Status.BAD_LENGTH, 0, min(last_delta, count)
-            break
-        if base_offset + last_delta > _INT64_MAX - 1:
-            status, expected, found = Status.BAD_LENGTH, _INT64_MAX - 1 - base_offset, last_delta
-            break
-        computed = crc32c(mv[pos + 21:pos + size])
-        if computed != crc:
-            status, expected, found = Status.BAD_CRC, computed, crc
-            break
+         pid, pepoch, base_seq, count) = header
         if not assign and base_offset < next_offset:
             status, expected, found = Status.BAD_OFFSET, next_offset, base_offset
             break

@@ -11,15 +11,16 @@ Theory of operation
 - The log is a list of LogSegments sorted by base offset; only the last (active) one
   takes appends. Offsets are dense from log_start_offset to log_end_offset - 1 (gaps
   only where compaction removed records).
-- An append is validated whole before a byte is written (native.scan_batches: framing,
-  magic, CRC; then sizes, record counts, codecs): a bad buffer raises and changes
-  nothing. Valid batches are copied into the map once, then their baseOffsets are
-  rewritten in place (not covered by the CRC).
+- An append is one native call (LogSegment.append_native): the batches are copied once
+  past the segment's data, the COPY is validated (framing, magic, CRC, sizes, record
+  counts, codecs: the producer's shared memory could change under a check of the
+  source), then baseOffsets are rewritten in place (not covered by the CRC) and the
+  indexes updated. A refused buffer is zeroed again and raises: nothing changes.
 - Durability: data reaches the page cache on append, survives a process crash at once,
   and survives power loss once flushed (flush.messages / flush.ms, roll, close). The
   recovery point is the offset below which everything was flushed; it is checkpointed in
   the log dir. On open, every segment from the one holding the recovery point on is
-  scanned and cut after its last valid batch (see recover_segments).
+  scanned and cut after its last valid batch (see _open_segments).
 - Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
 
 Owned by the partition's worker process; not thread-safe: one thread calls it, or the
