@@ -5,6 +5,10 @@ format lives in its clients jar; the daemon imports this package, never the reve
 """
 from odradek.client import errors
 from odradek.client.admin import Admin
+from odradek.client.consumer import Consumer
 from odradek.client.errors import OdradekError
+from odradek.client.message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record, TopicPartition
+from odradek.client.producer import Producer
 
-__all__ = ["errors", "OdradekError", "Admin"]
+__all__ = ["errors", "OdradekError", "Admin", "Producer", "Consumer", "Record", "TopicPartition",
+           "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID"]

@@ -53,6 +53,7 @@ class ApiKey(IntEnum):
     OPEN_FETCH = 1001
     GET_SEGMENT = 1002
     STATUS = 1003
+    DETACH_PRODUCER = 1004
 
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the log end offset (the next offset to be written)
@@ -96,11 +97,12 @@ class CoordinatorType(IntEnum):
 class FdKind:
     """PassedFd.kind values; the byte layouts behind them are in client/shm/LAYOUT.md and
     daemon/storage/FORMAT.md."""
-    PRODUCE_RING = "produce-ring"          # memfd, mapped read-write by the producer
-    PARTITION_STATE = "partition-state"    # memfd, read-only: log start, HW, LEO, epoch
+    PRODUCE_RING = "produce-ring"          # memfd Ring: produce requests, producer -> leader
+    COMPLETION_RING = "completion-ring"    # memfd Ring: completions, leader -> producer
+    DOORBELL = "doorbell"                  # memfd Doorbell: its owner sleeps on it
+    PARTITION_STATE = "partition-state"    # memfd, read-only: log start, HW, LEO, epoch, descriptors
+    WAKE_PAGE = "wake-page"                # memfd, read-write: the partition state's waiter flag
     SEGMENT = "segment"                    # O_RDONLY fd of a .log segment file
-    OFFSET_INDEX = "offset-index"          # O_RDONLY fd of a segment's .index
-    TIME_INDEX = "time-index"              # O_RDONLY fd of a segment's .timeindex
 
 
 # ---- Shared structs --------------------------------------------------------------------
@@ -453,7 +455,13 @@ class InitProducerIdResponse(Struct):
     ]
 
 
-# ---- OpenProducer (1000): a produce ring for one partition, fds alongside ---------------
+# ---- OpenProducer (1000): attach a producer's rings to a partition's leader ------------
+# The request carries three fds, in this order: the PRODUCE_RING (the producer writes
+# batches, the leader reads), the COMPLETION_RING (the leader writes completions; none
+# with acks=0) and the producer's DOORBELL (rung after each completion). The response
+# carries one: the leader's DOORBELL, to ring after each commit. The attachment lasts as
+# long as the control connection; a restarted leader is attached again by the broker
+# and resumes from the ring's head (client/shm/LAYOUT.md, "Reader killed").
 
 class OpenProducerRequest(Struct):
     API_KEY = ApiKey.OPEN_PRODUCER
@@ -463,7 +471,7 @@ class OpenProducerRequest(Struct):
         ("acks",            INT16,   ACKS_ALL,  0),   # 0, 1 or -1 (all)
         ("producer_id",     INT64,   -1,        0),   # from InitProducerId; -1: not idempotent
         ("producer_epoch",  INT16,   -1,        0),
-        ("ring_bytes",      INT32,   0,         0),   # requested ring size; 0: broker default
+        ("attach_id",       INT64,   -1,        0),   # set by the broker for its worker; clients send -1
     ]
 
 
@@ -473,20 +481,26 @@ class OpenProducerResponse(Struct):
         ("topic",            STRING,           "",  0),
         ("partition",        INT32,            0,   0),
         ("leader_epoch",     INT32,            -1,  0),
-        ("ring_slots",       INT32,            0,   0),
-        ("max_batch_bytes",  INT32,            0,   0),   # the largest batch the ring takes
-        ("fds",              Array(PassedFd),  [],  0),   # e.g. one PRODUCE_RING memfd
+        ("max_batch_bytes",  INT32,            0,   0),   # max.message.bytes of the topic
+        ("fds",              Array(PassedFd),  [],  0),   # the leader's DOORBELL
     ]
 
 
-# ---- OpenFetch (1001): partition state and current segments, fds alongside --------------
+# ---- DetachProducer (1004): broker -> worker only, when a producer's connection ends -----
 
-class SegmentInfo(Struct):
+class DetachProducerRequest(Struct):
+    API_KEY = ApiKey.DETACH_PRODUCER
     FIELDS = [
-        ("base_offset",  INT64,  0,  0),
-        ("size",         INT64,  0,  0),   # bytes valid when the answer was made
+        ("attach_id",  INT64,  -1,  0),
     ]
 
+
+class DetachProducerResponse(Struct):
+    API_KEY = ApiKey.DETACH_PRODUCER
+    FIELDS = []
+
+
+# ---- OpenFetch (1001): a partition's shared state, fds alongside -----------------------
 
 class OpenFetchRequest(Struct):
     API_KEY = ApiKey.OPEN_FETCH
@@ -502,21 +516,19 @@ class OpenFetchResponse(Struct):
         ("topic",             STRING,              "",  0),
         ("partition",         INT32,               0,   0),
         ("leader_epoch",      INT32,               -1,  0),
-        ("log_start_offset",  INT64,               -1,  0),   # a snapshot; the shm is live
-        ("high_watermark",    INT64,               -1,  0),
-        ("segments",          Array(SegmentInfo),  [],  0),   # every segment, oldest first
-        ("fds",               Array(PassedFd),     [],  0),   # PARTITION_STATE, maybe SEGMENTs
+        ("fds",               Array(PassedFd),     [],  0),   # PARTITION_STATE (read-only), WAKE_PAGE
     ]
 
 
-# ---- GetSegment (1002): one segment's read-only fd alongside ---------------------------
+# ---- GetSegment (1002): where an offset is, and its segment's read-only fd --------------
 
 class GetSegmentRequest(Struct):
     API_KEY = ApiKey.GET_SEGMENT
     FIELDS = [
-        ("topic",        STRING,  "",  0),
-        ("partition",    INT32,   0,   0),
-        ("base_offset",  INT64,   0,   0),
+        ("topic",        STRING,  "",    0),
+        ("partition",    INT32,   0,     0),
+        ("offset",       INT64,   0,     0),     # the segment holding this offset
+        ("want_fd",      BOOL,    True,  0),     # False: the caller has it mapped already
     ]
 
 
@@ -525,10 +537,11 @@ class GetSegmentResponse(Struct):
     FIELDS = [
         ("topic",             STRING,           "",  0),
         ("partition",         INT32,            0,   0),
-        ("base_offset",       INT64,            0,   0),
-        ("size",              INT64,            0,   0),   # bytes valid when answered
-        ("next_base_offset",  INT64,            -1,  0),   # the following segment, -1: none yet
-        ("fds",               Array(PassedFd),  [],  0),   # SEGMENT, maybe its indexes
+        ("base_offset",       INT64,            0,   0),   # the segment's
+        ("position",          INT64,            0,   0),   # of the first batch with last offset >= offset
+        ("size",              INT64,            0,   0),   # bytes readable: whole batches below the high watermark
+        ("next_offset",       INT64,            0,   0),   # the offset after the last readable batch
+        ("fds",               Array(PassedFd),  [],  0),   # SEGMENT, if want_fd
     ]
 
 
@@ -907,6 +920,7 @@ APIS = ApiTable([
     Api(ApiKey.OPEN_FETCH,                   OpenFetchRequest,                OpenFetchResponse,                0,  0),
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),
     Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  0),
+    Api(ApiKey.DETACH_PRODUCER,              DetachProducerRequest,           DetachProducerResponse,           0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

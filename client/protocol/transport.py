@@ -309,10 +309,10 @@ class Channel:
         self.send(self.connection.send_response(correlation_id, message, fds), fds,
                   close_fds=close_fds)
 
-    def request(self, message, fds=()):
-        """Queue a request (role=CLIENT); returns its correlation id."""
+    def request(self, message, fds=(), *, close_fds=False):
+        """Queue a request (role=CLIENT); returns its correlation id. `close_fds` as in send()."""
         frame = self.connection.send_request(message, fds)
-        self.send(frame, fds)
+        self.send(frame, fds, close_fds=close_fds)
         return self.connection.last_correlation_id
 
     def respond_error(self, correlation_id, error):

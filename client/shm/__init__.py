@@ -13,9 +13,9 @@ from odradek.client.shm._memfd import readonly_fd
 from odradek.client.shm.doorbell import Doorbell
 from odradek.client.errors import BadLayout, NotInWindow, RingFull, ShmCorrupt, TornState
 from odradek.client.shm.partition_state import (BatchDescriptor, PartitionSnapshot,
-                                                PartitionState, PartitionStateFds)
+                                                PartitionState, PartitionStateFds, wait_for_any)
 from odradek.client.shm.ring import Completion, Ring
 
 __all__ = ["Ring", "Completion", "Doorbell", "PartitionState", "PartitionStateFds",
-           "PartitionSnapshot", "BatchDescriptor", "readonly_fd",
+           "PartitionSnapshot", "BatchDescriptor", "readonly_fd", "wait_for_any",
            "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout"]

@@ -34,7 +34,7 @@ from odradek.client.shm._lib import ffi, lib, wait_until
 from odradek.client.shm._memfd import Mapping, create_memfd, readonly_fd
 from odradek.client.errors import BadLayout, NotInWindow, TornState
 
-__all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor",
+__all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor", "wait_for_any",
            "MAGIC", "VERSION", "WAKE_MAGIC", "WAKE_VERSION", "HEADER_SIZE", "DESC_SIZE",
            "OFF_MAGIC", "OFF_VERSION", "OFF_SLOTS", "OFF_SLOT_SIZE", "OFF_DESC_OFFSET",
            "OFF_SEQ", "OFF_LOG_START", "OFF_HIGH_WATERMARK", "OFF_LOG_END",
@@ -336,3 +336,25 @@ class PartitionState:
 
     def __exit__(self, *exc):
         self.close()
+
+
+WAIT_MANY_MAX = lib.ODK_WAIT_MANY_MAX
+
+
+def wait_for_any(states, last_seen, timeout=None):
+    """Sleep until the change counter of any of `states` differs from its entry in
+    last_seen (True), or `timeout` seconds pass (False): one futex_waitv over all of
+    them (at most WAIT_MANY_MAX), so a consumer of many partitions sleeps without polling."""
+    n = len(states)
+    if n == 0 or n > WAIT_MANY_MAX:
+        raise ValueError(f"wait_for_any takes 1..{WAIT_MANY_MAX} partition states, not {n}")
+    bases = ffi.new("uint8_t *[]", [st._ptr for st in states])
+    wakes = ffi.new("uint8_t *[]", [st._wptr for st in states])
+    seen = ffi.new("uint32_t[]", list(last_seen))
+
+    def step(ns):
+        return _wait_many(bases, wakes, seen, n, ns) == 1
+    return wait_until(step, timeout)
+
+
+_wait_many = lib.odk_pstate_wait_many

@@ -14,6 +14,8 @@ import time
 from odradek.client.errors import InvalidRequest, OdradekError, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
+from odradek.client.protocol.transport import close_fds
+from odradek.daemon.broker import data_plane
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.config import TOPIC_CONFIGS
@@ -21,7 +23,8 @@ from odradek.daemon.storage.config import TOPIC_CONFIGS
 __all__ = ["handle", "worker_retired", "SERVED_APIS"]
 
 # consumer groups are served once the group coordinator exists
-SERVED_APIS = APIS.without(*GROUP_API_KEYS)
+# (DetachProducer is the broker's to send to its workers, never a client's)
+SERVED_APIS = APIS.without(*GROUP_API_KEYS, m.ApiKey.DETACH_PRODUCER)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,12 @@ def _error_fields(exc):
 
 def handle(broker, conn, request):
     message = request.message
+    data_handler = _DATA_PLANE.get(type(message))
+    if data_handler is not None:   # these take the connection and pass fds both ways
+        data_handler(broker, conn, message, list(request.fds),
+                     lambda res, fds=(): broker.reply(conn, request.correlation_id, res, fds))
+        return
+    close_fds(request.fds)
     handler = _HANDLERS.get(type(message))
     if handler is None:
         raise InvalidRequest(f"{type(message).__name__} is not served by this broker yet")
@@ -360,4 +369,10 @@ _HANDLERS = {
     m.ListOffsetsRequest: list_offsets,
     m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
+}
+
+_DATA_PLANE = {
+    m.OpenProducerRequest: data_plane.open_producer,
+    m.OpenFetchRequest: data_plane.open_fetch,
+    m.GetSegmentRequest: data_plane.get_segment,
 }

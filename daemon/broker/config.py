@@ -72,8 +72,8 @@ BROKER_CONFIGS = (
               doc="how often retention runs"),
     ConfigKey("log.flush.offset.checkpoint.interval.ms", int, 60_000, 1, 2 ** 62,
               doc="how often recovery points are checkpointed"),
-    ConfigKey("produce.ring.bytes", int, 4 << 20, 64 << 10, 1 << 30,
-              doc="shared-memory ring a producer gets per partition"),
+    ConfigKey("fetch.descriptor.slots", int, 1024, 2, 1 << 20,
+              doc="batch descriptors per partition in shared memory (consumers near the end read through them)"),
 )
 _BROKER_KEYS = {k.name: k for k in BROKER_CONFIGS}
 
@@ -138,7 +138,7 @@ class BrokerConfig:
         self.auto_create_topics = settings["auto.create.topics.enable"]
         self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
         self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
-        self.produce_ring_bytes = settings["produce.ring.bytes"]
+        self.descriptor_slots = settings["fetch.descriptor.slots"]
         self._settings = settings
 
     @classmethod

@@ -28,7 +28,8 @@ import time
 
 from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
-from odradek.daemon.broker import admin
+from odradek.client.protocol.transport import close_fds
+from odradek.daemon.broker import admin, data_plane
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
@@ -68,6 +69,7 @@ class Broker:
         self.clients = {}         # fd -> ClientConn
         self.sel = selectors.DefaultSelector()
         self.supervisor = Supervisor(self._fds_for_child)
+        self.attachments = data_plane.Attachments()
         self.stopping = False
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
@@ -297,14 +299,21 @@ class Broker:
         elif isinstance(event, ProtocolErrorEvent):
             log.info("client pid %d: %s", conn.pid, event.error)
 
-    def reply(self, conn, correlation_id, result):
-        """Send a response (or an OdradekError) to a client, if it is still there."""
+    def reply(self, conn, correlation_id, result, fds=()):
+        """Send a response (or an OdradekError) to a client, if it is still there. The
+        fds go with it and are closed once sent."""
         if conn.closed:
+            close_fds(fds)
             return
         if isinstance(result, OdradekError):
+            close_fds(fds)
             conn.channel.respond_error(correlation_id, result)
         else:
-            conn.channel.respond(correlation_id, result)
+            try:
+                conn.channel.respond(correlation_id, result, fds, close_fds=True)
+            except LocalProtocolError as e:
+                close_fds(fds)
+                conn.channel.respond_error(correlation_id, UnknownServerError(f"internal error: {e}"))
         try:
             conn.channel.flush(conn.sock)
         except OSError:
@@ -317,6 +326,7 @@ class Broker:
             return
         conn.closed = True
         self.clients.pop(conn.sock.fileno(), None)
+        data_plane.detach_conn(self, conn)
         try:
             self.sel.unregister(conn.sock)
         except (KeyError, ValueError):
@@ -332,9 +342,18 @@ class Broker:
 
     def _start_worker(self, topic, p):
         handle = WorkerHandle(self._spec(topic, p))
+        handle.shm = data_plane.PartitionShm(self.config.descriptor_slots)
+        handle.spec.shm_fds = handle.shm.worker_fds
         self.supervisor.start(handle)
         self._register_worker(handle)
         return handle
+
+    def partition_shm(self, topic, partition):
+        """The PartitionShm of a partition (its worker may be dead; the memory stays)."""
+        handle = self.supervisor.workers.get((topic, partition))
+        if handle is None or handle.shm is None:
+            raise LeaderNotAvailable(f"partition {topic}-{partition} has no leader now; retry")
+        return handle.shm
 
     def _register_worker(self, handle):
         self.sel.register(handle.sock, selectors.EVENT_READ, ("worker", handle))
@@ -347,17 +366,24 @@ class Broker:
             self.supervisor.forget(handle)
             return
         handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+        handle.spec.shm_fds = handle.shm.worker_fds
         self.supervisor.start(handle)
         self._register_worker(handle)
+        data_plane.reattach_all(self, handle.key)
 
     def _worker_io(self, handle, mask):
         try:
             if mask & selectors.EVENT_READ:
                 for event in handle.channel.feed(handle.sock):
                     if isinstance(event, Response):
-                        callback = handle.pending.pop(event.correlation_id, None)
+                        callback, with_fds = handle.pending.pop(event.correlation_id, (None, False))
+                        result = event.error if event.error is not None else event.message
+                        if with_fds and callback is not None:
+                            callback(result, list(event.fds))
+                            continue
+                        close_fds(event.fds)
                         if callback is not None:
-                            callback(event.error if event.error is not None else event.message)
+                            callback(result)
             if handle.channel.wants_write:
                 handle.channel.flush(handle.sock)
         except OSError:
@@ -373,19 +399,22 @@ class Broker:
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if handle.channel.wants_write else 0)
         self.sel.modify(handle.sock, want, ("worker", handle))
 
-    def worker_request(self, key, message, callback):
-        """Relay `message` to the worker leading partition `key`; `callback(result)`."""
+    def worker_request(self, key, message, callback, fds=(), with_fds=False):
+        """Relay `message` (and `fds`, closed once sent) to the worker leading partition
+        `key`; `callback(result)`, or `callback(result, fds)` when with_fds."""
         handle = self.supervisor.workers.get(key)
         unavailable = LeaderNotAvailable(f"partition {key[0]}-{key[1]} has no running leader now; retry")
         # a worker that just died can still look alive here: its link closed, but its
         # pidfd is handled later in this round
         if handle is None or not handle.alive or handle.state != "running" or not handle.channel.wants_read:
-            callback(unavailable)
+            close_fds(fds)
+            callback(unavailable, []) if with_fds else callback(unavailable)
             return
         try:
-            handle.request(message, callback)
+            handle.request(message, callback, fds, with_fds)
         except LocalProtocolError:
-            callback(unavailable)
+            close_fds(fds)
+            callback(unavailable, []) if with_fds else callback(unavailable)
             return
         self._worker_io(handle, selectors.EVENT_WRITE)
 
@@ -400,17 +429,28 @@ class Broker:
         level = logging.INFO if handle.retire else logging.WARNING
         log.log(level, "worker %d for %s-%d ended: %s%s", pid, handle.spec.topic, handle.spec.partition,
                 how, "" if handle.retire else f"; restarting in {handle.backoff:.1f}s")
-        for callback in pending.values():
-            callback(LeaderNotAvailable(f"the leader of {handle.spec.topic}-{handle.spec.partition} "
-                                        f"restarted; retry"))
+        for callback, with_fds in pending.values():
+            error = LeaderNotAvailable(f"the leader of {handle.spec.topic}-{handle.spec.partition} restarted; retry")
+            callback(error, []) if with_fds else callback(error)
         if handle.retire:
             self.supervisor.forget(handle)
-            admin.worker_retired(self, handle)
+            admin.worker_retired(self, handle)   # may start it again (a config change)
+            if not handle.alive:
+                self._release_partition(handle)
+
+    def _release_partition(self, handle):
+        """The partition's worker is gone for good: fence its state (readers wake and
+        ask), drop its producers' attachments, free its shared memory."""
+        self.attachments.remove_partition(handle.key)
+        if handle.shm is not None:
+            handle.shm.fence()
+            handle.shm.close()
+            handle.shm = None
 
     def stop_worker(self, handle):
         self.supervisor.stop(handle)
 
-    def _fds_for_child(self):
+    def _fds_for_child(self, child):
         fds = [self._signal_r, self._signal_w]
         if self.listener is not None:
             fds.append(self.listener.fileno())
@@ -418,6 +458,11 @@ class Broker:
         for h in self.supervisor.workers.values():
             if h.alive:
                 fds += [h.sock.fileno(), h.pidfd]
+            if h.shm is not None and h is not child:
+                fds += list(h.shm.worker_fds)
+        for atts in self.attachments.by_key.values():
+            for att in atts.values():
+                fds += att.fds
         if self.locks is not None:
             fds += self.locks.fds
         try:

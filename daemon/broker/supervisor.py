@@ -36,7 +36,8 @@ class WorkerHandle:
         self.pidfd = None
         self.sock = None
         self.channel = None
-        self.pending = {}         # correlation id -> callback(response or OdradekError)
+        self.pending = {}         # correlation id -> (callback(result[, fds]), with_fds)
+        self.shm = None           # its PartitionShm: created once, kept across restarts
         self.started_at = None
         self.restarts = 0
         self.backoff = 0.0
@@ -49,10 +50,12 @@ class WorkerHandle:
     def alive(self):
         return self.pid is not None
 
-    def request(self, message, callback):
-        """Send a request; `callback(result)` gets the response or an OdradekError."""
-        cid = self.channel.request(message)
-        self.pending[cid] = callback
+    def request(self, message, callback, fds=(), with_fds=False):
+        """Send a request (with `fds`, closed once sent); `callback(result)` gets the
+        response or an OdradekError, `callback(result, fds)` if with_fds (then the fds
+        the worker passed back are the callback's)."""
+        cid = self.channel.request(message, fds, close_fds=True)
+        self.pending[cid] = (callback, with_fds)
 
     def __repr__(self):
         return f"Worker({self.spec.topic}-{self.spec.partition}, pid={self.pid}, {self.state})"
@@ -60,8 +63,9 @@ class WorkerHandle:
 
 class Supervisor:
     def __init__(self, fds_to_close_in_child):
-        """`fds_to_close_in_child()` returns every fd the broker holds that a worker must
-        not keep (listener, client sockets, other workers' links and pidfds)."""
+        """`fds_to_close_in_child(handle)` returns every fd the broker holds that the
+        worker of `handle` must not keep (listener, client sockets, other workers' links,
+        pidfds and shared memory)."""
         self._fds_to_close = fds_to_close_in_child
         self.workers = {}         # (topic, partition) -> WorkerHandle
 
@@ -76,7 +80,7 @@ class Supervisor:
             code = 1
             try:
                 parent_sock.close()
-                for fd in self._fds_to_close():
+                for fd in self._fds_to_close(handle):
                     try:
                         os.close(fd)
                     except OSError:

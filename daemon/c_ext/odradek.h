@@ -325,6 +325,11 @@ int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
  * odk_pstate_append: writes descriptor st->window_end, then window_end += 1 and
  *   log_end_offset = last_offset + 1 in *st, then publishes *st; returns the new seq.
  * odk_pstate_wait: 1 if seq != last_seen on return, else 0 (timed out or signal).
+ * odk_pstate_wait_many: the same over n partition states at once (a consumer of several
+ *   partitions): 1 if any seq differs from its last_seen on return, else 0. One
+ *   futex_waitv(2) (Linux 5.16+) sleeps on every seq word; n <= ODK_WAIT_MANY_MAX.
+ *   Without futex_waitv (ENOSYS) it sleeps on the first state for at most 1 ms and
+ *   returns: a bounded poll, only on kernels older than 5.16.
  * odk_pstate_find: the first live descriptor with last_offset >= offset, into *out:
  *   ODK_SHM_OK; ODK_SHM_NOT_YET (no such batch appended yet); ODK_SHM_NOT_IN_WINDOW
  *   (offset is before the window's first batch: ask the broker); ODK_SHM_TORN.
@@ -402,6 +407,9 @@ int      odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen,
                          int64_t timeout_ns);
 int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
                          uint32_t max_retries, odk_batch_desc *out);
+#define ODK_WAIT_MANY_MAX 128
+int      odk_pstate_wait_many(uint8_t *const *bases, uint8_t *const *wakes,
+                              const uint32_t *last_seen, uint32_t n, int64_t timeout_ns);
 
 /* =====================================================================================
  * Fused append (odradek.c): one call per PartitionLog append on the active segment.

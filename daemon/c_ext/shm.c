@@ -562,6 +562,63 @@ int odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen, int6
     return atomic_load_explicit(seq, ACQ) != last_seen;
 }
 
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449   /* the same number on every architecture (generic table) */
+#endif
+#ifndef FUTEX2_SIZE_U32
+#define FUTEX2_SIZE_U32 0x02
+#endif
+
+/* struct futex_waitv of <linux/futex.h> (5.16+), spelled out for older headers. */
+struct odk_futex_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+int odk_pstate_wait_many(uint8_t *const *bases, uint8_t *const *wakes,
+                         const uint32_t *last_seen, uint32_t n, int64_t timeout_ns)
+{
+    if (n == 0 || n > ODK_WAIT_MANY_MAX)
+        return -EINVAL;
+    for (uint32_t i = 0; i < n; i++)
+        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), ACQ) != last_seen[i])
+            return 1;
+    if (timeout_ns == 0)
+        return 0;
+    struct odk_futex_waitv w[ODK_WAIT_MANY_MAX];
+    for (uint32_t i = 0; i < n; i++) {
+        atomic_store_explicit(a32(wakes[i], ODK_WAKE_OFF_WAITING), 1, RLX);
+        w[i].val = last_seen[i];
+        w[i].uaddr = (uint64_t)(uintptr_t)(bases[i] + ODK_PSTATE_OFF_SEQ);
+        w[i].flags = FUTEX2_SIZE_U32;   /* shared: no FUTEX2_PRIVATE */
+        w[i].reserved = 0;
+    }
+    atomic_thread_fence(SEQ);
+    for (uint32_t i = 0; i < n; i++)
+        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), RLX) != last_seen[i])
+            return 1;
+    struct timespec ts, *tp = NULL;
+    if (timeout_ns > 0) {   /* futex_waitv takes an absolute time */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + timeout_ns % 1000000000;
+        ts.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        tp = &ts;
+    }
+    long rc = syscall(SYS_futex_waitv, w, n, 0, tp, CLOCK_MONOTONIC);
+    if (rc < 0 && errno == ENOSYS) {
+        int64_t cap = 1000000;
+        odk_futex_wait((uint32_t *)(uintptr_t)(bases[0] + ODK_PSTATE_OFF_SEQ), last_seen[0],
+                       timeout_ns < 0 || timeout_ns > cap ? cap : timeout_ns);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), ACQ) != last_seen[i])
+            return 1;
+    return 0;
+}
+
 /* last_offset of descriptor `index`, if its slot still holds that index (stamp). */
 static int desc_last(const uint8_t *base, uint32_t slots, uint64_t index, int64_t *last)
 {

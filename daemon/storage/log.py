@@ -30,6 +30,7 @@ import bisect
 import logging
 import os
 import time
+from collections import namedtuple
 
 from odradek.client import native
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidSegment, MessageTooLarge,
@@ -39,7 +40,7 @@ from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.segment import LogSegment
 
-__all__ = ["PartitionLog", "AppendInfo", "FetchData", "wall_clock_ms"]
+__all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ _ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.O
 
 def wall_clock_ms():
     return time.time_ns() // 1_000_000
+
+
+class Location(namedtuple("Location", "segment position end next_offset")):
+    """Where to read from: bytes [position, end) of `segment` are whole batches."""
+    __slots__ = ()
 
 
 class AppendInfo:
@@ -419,6 +425,40 @@ class PartitionLog:
             stop = b.position + b.size
             next_offset = b.last_offset + 1
         return FetchData(segment.view(first.position, stop), first.base_offset, next_offset, segment.base_offset)
+
+    def locate(self, offset, max_offset=None):
+        """Where a reader of `offset` starts: a Location(segment, position, end,
+        next_offset) where [position, end) of the segment's .log holds whole batches, the
+        first being the one holding `offset` (or the next after a gap), none at or past
+        `max_offset` (exclusive; the high watermark; default the log end). next_offset is
+        the offset to locate after reading up to `end`. Raises OffsetOutOfRange outside
+        [log start, log end]. Consumers map the segment and read [position, end) themselves."""
+        self._check_open()
+        leo = self.log_end_offset
+        limit = leo if max_offset is None else min(max_offset, leo)
+        if offset < self.log_start_offset or offset > leo:
+            raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
+                                   f"valid offsets are {self.log_start_offset}..{leo}")
+        i = self._segment_index(offset)
+        while i < len(self._segments):
+            segment = self._segments[i]
+            first = segment.find(offset) if offset < limit else None
+            if first is not None and first.base_offset < limit:
+                break
+            if segment is self.active or self._bases[i + 1] >= limit:
+                return Location(segment, segment.size, segment.size, max(offset, limit))
+            i += 1  # offset is past this segment's batches (a gap): the next one
+        if limit >= segment.next_offset:
+            end, next_offset = segment.size, segment.next_offset
+            if segment is not self.active:
+                next_offset = max(next_offset, self._bases[i + 1])
+        else:
+            end, next_offset = first.position, offset
+            for b in segment.batches_from(first.position):
+                if b.base_offset >= limit:
+                    break
+                end, next_offset = b.position + b.size, b.last_offset + 1
+        return Location(segment, first.position, end, next_offset)
 
     def offset_for_timestamp(self, timestamp):
         """(offset, timestamp) of the first record whose timestamp >= `timestamp`, or

@@ -1,50 +1,71 @@
 """The partition leader worker: one process per partition leader, owning its log.
 
-Forked by the broker (daemon/broker/supervisor.py) with one end of a socketpair; it
-serves the broker's requests for its partition on it (ListOffsets, Status), runs the
-log's timers (flush.ms, retention, recovery-point checkpoints) and exits 0 on SIGTERM
-after closing the log (flushed, trimmed, checkpointed: the next open is instant).
+Forked by the broker (daemon/broker/supervisor.py) with one end of a socketpair and the
+partition's shared memory (its doorbell and partition state, which the broker creates
+and keeps across worker restarts). It appends what producers put in their rings
+(daemon/worker/producers.py), publishes offsets and batch descriptors for consumers,
+serves the broker's requests for its partition (ListOffsets, Status, OpenProducer,
+DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exits 0 on
+SIGTERM after closing the log (flushed, trimmed, checkpointed: the next open is instant).
 
 Theory of operation
-- Single-threaded: one selector loop over the broker link and a signal wake-up fd;
-  the loop sleeps until the next timer when idle (no polling).
-- The broker is the only peer. If the link closes (the broker died), the worker closes
-  its log and exits; PR_SET_PDEATHSIG makes the kernel kill it if the broker dies first
-  without closing anything (SIGKILL).
-- It never touches the cluster metadata: the broker tells it what it needs (the spec).
+- The main thread does all the work and sleeps on one futex, the partition's doorbell,
+  which every producer rings after a commit. A small thread (LinkWatcher) blocks in
+  poll() on the broker link and the signal pipe, and rings the same doorbell when
+  either is readable; it never touches the link's bytes. So one sleep covers rings,
+  broker requests and signals, and an idle worker sleeps until its next timer.
+- Single replica: the high watermark is the log end, published with each batch.
+- The broker is the only control peer. If the link closes (the broker died), the worker
+  closes its log and exits; PR_SET_PDEATHSIG makes the kernel kill it if the broker
+  dies first without closing anything (SIGKILL).
+- Killed at any instant, it leaves nothing wedged: rings keep the entries it had not
+  released, and its successor takes them again; the idempotence check
+  (daemon/worker/producer_state.py, rebuilt from the log tail at open) turns any it had
+  already appended into duplicates acknowledged with their original offsets.
 """
 import ctypes
 import logging
 import os
-import selectors
+import select
 import signal
 import socket
+import threading
 import time
 
-from odradek.client.errors import OdradekError, UnknownTopicOrPartition
+from odradek.client.errors import InvalidRequest, OdradekError, UnknownTopicOrPartition
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
+from odradek.client.shm import Doorbell, PartitionState
+from odradek.client.protocol.transport import close_fds
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.config import NO_LIMIT
+from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
+from odradek.daemon.worker.producers import ProducerAttachment
 
-__all__ = ["WorkerSpec", "run"]
+__all__ = ["WorkerSpec", "run", "LeaderWorker"]
 
 log = logging.getLogger(__name__)
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 _PR_SET_PDEATHSIG = 1
+DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
+REBUILD_BYTES = 64 << 20     # log tail scanned at open to rebuild producer state
+REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
+BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 
 
 class WorkerSpec:
-    """What a worker needs to know, decided by the broker before the fork."""
+    """What a worker needs to know, decided by the broker before the fork. The shm fds
+    (doorbell, partition state, wake page) are the broker's, inherited by the fork."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms")
+                 "retention_check_ms", "checkpoint_ms", "shm_fds")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
-                 retention_check_ms=300_000, checkpoint_ms=60_000):
+                 retention_check_ms=300_000, checkpoint_ms=60_000, shm_fds=None):
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
+        self.shm_fds = shm_fds    # (doorbell, state, wake) or None (no data plane: tests)
 
     @property
     def partition_dir(self):
@@ -78,8 +99,42 @@ def run(sock, spec, parent_pid):
     return 0
 
 
+class LinkWatcher(threading.Thread):
+    """Rings the doorbell when the broker link or the signal pipe is readable, then waits
+    until the main thread has read (resume()). Never reads the link itself."""
+
+    def __init__(self, sock, stop_fd, doorbell):
+        super().__init__(name="link-watcher", daemon=True)
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._poll.register(stop_fd, select.POLLIN)
+        self._stop_fd = stop_fd
+        self._doorbell = doorbell
+        self._resume = threading.Event()
+        self.link_ready = False
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            events = self._poll.poll()
+            for fd, _ in events:
+                if fd == self._stop_fd:
+                    self.stop = True
+                else:
+                    self.link_ready = True
+            self._resume.clear()
+            self._doorbell.ring()
+            if self.stop:
+                return
+            self._resume.wait()
+
+    def resume(self):
+        self.link_ready = False
+        self._resume.set()
+
+
 class LeaderWorker:
-    """The loop of one partition leader. Owned by the worker process's only thread."""
+    """The loop of one partition leader. Owned by the worker process's main thread."""
 
     def __init__(self, sock, spec, clock=time.monotonic):
         self.sock = sock
@@ -88,48 +143,137 @@ class LeaderWorker:
         self.log = None
         self.channel = Channel()
         self.started = time.time()
+        self.doorbell = None
+        self.state = None
+        self.producers = {}      # attach_id -> ProducerAttachment
+        self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
+        self._max_message_bytes = 0
 
+    # == opening ==================================================================
     def open(self):
         self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
+        self._max_message_bytes = self.log.config.max_message_bytes
+        lg = self.log
+        if self.spec.shm_fds is not None:
+            doorbell_fd, state_fd, wake_fd = self.spec.shm_fds
+            self.doorbell = Doorbell.attach(doorbell_fd)
+            self.state = PartitionState.attach(state_fd, wake_fd)
+            # a predecessor's descriptors may describe a tail recovery cut: start the
+            # window empty (readers ask for older batches with GetSegment)
+            self.state.truncate(lg.log_end_offset)
+            self.state.update(log_start_offset=lg.log_start_offset, high_watermark=lg.log_end_offset,
+                              log_end_offset=lg.log_end_offset, leader_epoch=self.spec.leader_epoch,
+                              active_segment_base=lg.active.base_offset)
+        else:
+            self.doorbell, _ = Doorbell.create()
+        self._rebuild_producer_state()
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
-                 self.log.log_start_offset, self.log.log_end_offset)
+                 lg.log_start_offset, lg.log_end_offset)
 
+    def _rebuild_producer_state(self):
+        """Idempotence state from the last REBUILD_BYTES of the log, so that entries a
+        killed predecessor appended but never released are recognised as duplicates."""
+        tail, budget = [], REBUILD_BYTES
+        for segment in reversed(self.log.segments):
+            tail.append(segment)
+            budget -= segment.size
+            if budget <= 0:
+                break
+        def batches():
+            for segment in reversed(tail):
+                yield from batches_from_buffer(segment.view(0, segment.size))
+        self.producer_state.rebuild(batches())
+
+    # == the loop =================================================================
     def serve(self, stop_fd):
-        sock = self.sock
-        sock.setblocking(False)
-        sel = selectors.DefaultSelector()
-        sel.register(sock, selectors.EVENT_READ, "link")
-        sel.register(stop_fd, selectors.EVENT_READ, "stop")
+        self.sock.setblocking(False)
+        watcher = LinkWatcher(self.sock, stop_fd, self.doorbell)
+        watcher.start()
         now = self.clock()
         next_retention = now + self.spec.retention_check_ms / 1000
-        # idle, the loop wakes only for timers: retention, and flush.ms when it is set
         flush_every = min(self.log.config.flush_ms, 1000) / 1000 if self.log.config.flush_ms < NO_LIMIT else None
-        try:
-            while True:
-                deadline = next_retention if flush_every is None else min(next_retention, now + flush_every)
-                want = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.channel.wants_write else 0)
-                sel.modify(sock, want, "link")
-                for key, mask in sel.select(max(0.0, deadline - now)):
-                    if key.data == "stop":
-                        return
-                    if mask & selectors.EVENT_READ:
-                        for event in self.channel.feed(sock):
-                            if not self._handle(event):
-                                return
-                    if mask & selectors.EVENT_WRITE:
-                        self.channel.flush(sock)
-                if self.channel.wants_write:
-                    self.channel.flush(sock)
-                if self.channel.should_close:
+        doorbell = self.doorbell
+        while True:
+            seen = doorbell.value
+            if watcher.stop:
+                return
+            if watcher.link_ready:
+                if not self._serve_link():
                     return
-                now = self.clock()
+                watcher.resume()
+            taken, blocked = self._drain_producers()
+            now = self.clock()
+            if flush_every is not None:
                 self.log.maybe_flush()
-                if now >= next_retention:
-                    self.log.delete_old_segments()
-                    next_retention = now + self.spec.retention_check_ms / 1000
-        finally:
-            sel.close()
+            if now >= next_retention:
+                self._retention()
+                next_retention = now + self.spec.retention_check_ms / 1000
+            if taken:
+                continue
+            timeout = next_retention - now
+            if flush_every is not None:
+                timeout = min(timeout, flush_every)
+            if blocked:
+                timeout = min(timeout, BACKPRESSURE_WAIT_S)
+            doorbell.wait(seen, max(0.0, timeout))
 
+    def _serve_link(self):
+        """Read and answer what the broker sent. False when the link is gone."""
+        try:
+            for event in self.channel.feed(self.sock):
+                if not self._handle(event):
+                    return False
+            self._flush_link()
+        except OSError:
+            return False
+        return not self.channel.should_close
+
+    def _flush_link(self, timeout_s=5.0):
+        deadline = time.monotonic() + timeout_s
+        while not self.channel.flush(self.sock):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OSError("the broker does not read its link")
+            select.select([], [self.sock], [], left)
+
+    def _drain_producers(self):
+        taken, blocked = 0, False
+        for att in list(self.producers.values()):
+            if att.broken:
+                continue
+            n, full = att.drain(self._append, DRAIN_BUDGET)
+            taken += n
+            blocked |= full
+        return taken, blocked
+
+    def _append(self, view, header):
+        """Append one producer batch (header: BATCH_HEADER fields); returns its base offset."""
+        producer_id, epoch, base_seq, delta = header[9], header[10], header[11], header[6]
+        if producer_id >= 0:
+            verdict = self.producer_state.check(producer_id, epoch, base_seq, _last_seq(base_seq, delta))
+            if verdict.outcome is Outcome.DUPLICATE:
+                return verdict.first_offset
+            if verdict.outcome is not Outcome.APPEND:
+                raise verdict.exception()
+        lg = self.log
+        info = lg.append(view, leader_epoch=self.spec.leader_epoch)
+        if producer_id >= 0:
+            self.producer_state.record(producer_id, epoch, base_seq, _last_seq(base_seq, delta),
+                                       info.first_offset, info.last_offset)
+        if self.state is not None:
+            segment = lg.active
+            self.state.append(info.first_offset, info.last_offset, segment.base_offset,
+                              segment.size - len(view), len(view), info.max_timestamp,
+                              high_watermark=info.last_offset + 1)
+        return info.first_offset
+
+    def _retention(self):
+        before = self.log.log_start_offset
+        self.log.delete_old_segments()
+        if self.state is not None and self.log.log_start_offset != before:
+            self.state.update(log_start_offset=self.log.log_start_offset)
+
+    # == broker requests ============================================================
     def _handle(self, event):
         if isinstance(event, ConnectionClosed):
             return False
@@ -137,20 +281,71 @@ class LeaderWorker:
             log.warning("broker link: %s", event.error)
             return not event.fatal
         if isinstance(event, Request):
+            fds = list(event.fds)
             try:
-                response = self._dispatch(event.message)
+                response, out_fds = self._dispatch(event.message, fds)
             except OdradekError as e:
+                close_fds(fds)
+                self.channel.respond_error(event.correlation_id, e)
+            except Exception as e:  # a bug here must not take the partition down
+                close_fds(fds)
+                log.exception("serving %s", type(event.message).__name__)
                 self.channel.respond_error(event.correlation_id, e)
             else:
-                self.channel.respond(event.correlation_id, response)
+                self.channel.respond(event.correlation_id, response, out_fds, close_fds=True)
         return True
 
-    def _dispatch(self, request):
+    def _dispatch(self, request, fds):
+        """(response, fds to send and then close). Takes ownership of `fds`."""
+        if isinstance(request, m.OpenProducerRequest):
+            return self._open_producer(request, fds), [os.dup(self.spec.shm_fds[0])] if self.spec.shm_fds else []
+        close_fds(fds)
+        if isinstance(request, m.DetachProducerRequest):
+            att = self.producers.pop(request.attach_id, None)
+            if att is not None:
+                att.drain(self._append, 1 << 30)   # what it committed before it went
+                att.close()
+            return m.DetachProducerResponse(), []
+        if isinstance(request, m.GetSegmentRequest):
+            return self._get_segment(request)
         if isinstance(request, m.ListOffsetsRequest):
-            return self._list_offsets(request)
+            return self._list_offsets(request), []
         if isinstance(request, m.StatusRequest):
-            return self._status()
+            return self._status(), []
         raise UnknownTopicOrPartition(f"a partition worker does not serve {type(request).__name__}")
+
+    def _open_producer(self, request, fds):
+        if len(fds) != 3:
+            close_fds(fds)
+            raise InvalidRequest(f"OpenProducer passes 3 fds (produce ring, completion ring, doorbell), not {len(fds)}")
+        try:
+            att = ProducerAttachment(request.attach_id, request, fds)
+        finally:
+            close_fds(fds)
+        old = self.producers.pop(request.attach_id, None)
+        if old is not None:
+            old.close()
+        self.producers[request.attach_id] = att
+        return m.OpenProducerResponse(
+            topic=self.spec.topic, partition=self.spec.partition, leader_epoch=self.spec.leader_epoch,
+            max_batch_bytes=self._max_message_bytes,
+            fds=[m.PassedFd(kind=m.FdKind.DOORBELL, size=4096, writable=True)] if self.spec.shm_fds else [])
+
+    def _get_segment(self, request):
+        self._check_partition(request.topic, request.partition)
+        loc = self.log.locate(request.offset)
+        segment = loc.segment
+        fds, passed = [], []
+        if request.want_fd:
+            fds.append(os.open(segment.log.path, os.O_RDONLY | os.O_CLOEXEC))
+            passed.append(m.PassedFd(kind=m.FdKind.SEGMENT, size=segment.size, base_offset=segment.base_offset))
+        return m.GetSegmentResponse(topic=request.topic, partition=request.partition,
+                                    base_offset=segment.base_offset, position=loc.position, size=loc.end,
+                                    next_offset=loc.next_offset, fds=passed), fds
+
+    def _check_partition(self, topic, partition):
+        if topic != self.spec.topic or partition != self.spec.partition:
+            raise UnknownTopicOrPartition(f"this worker leads {self.spec.topic}-{self.spec.partition}")
 
     def _list_offsets(self, request):
         out = []
@@ -193,14 +388,31 @@ class LeaderWorker:
                 size_bytes=lg.size_in_bytes, segments=len(lg.segments))])
 
     def close(self):
+        for att in self.producers.values():
+            att.close()
+        self.producers.clear()
         if self.log is not None:
             self.log.close()
             self.log = None
+        if self.state is not None:
+            self.state.close()
+            self.state = None
+        if self.doorbell is not None:
+            self.doorbell.close()
+            self.doorbell = None
         self.channel.close()
         try:
             self.sock.close()
         except OSError:
             pass
+
+
+_SEQ_MOD = 1 << 31
+
+
+def _last_seq(base_seq, delta):
+    """Kafka's sequence arithmetic: sequences wrap from 2^31 - 1 to 0."""
+    return (base_seq + delta) % _SEQ_MOD if base_seq >= 0 else base_seq
 
 
 def socketpair():

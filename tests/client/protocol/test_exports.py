@@ -32,7 +32,7 @@ SIGNATURES = {
     protocol.ControlClient.call: "(self, request, fds=(), *, timeout=None, version=None)",
     protocol.ControlClient.from_socket: "(sock, timeout=30.0, *, apis=APIS, max_frame_size=1048576)",
     protocol.Channel: "(*, apis=APIS, max_frame_size=1048576, recv_size=65536, max_reads=16, role=<Role.SERVER: 'server'>)",
-    protocol.Channel.request: "(self, message, fds=())",
+    protocol.Channel.request: "(self, message, fds=(), *, close_fds=False)",
     protocol.Channel.feed: "(self, sock)",
     protocol.Channel.flush: "(self, sock)",
     protocol.Channel.send: "(self, frame, fds=(), *, close_fds=False)",

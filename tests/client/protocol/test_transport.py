@@ -323,8 +323,8 @@ def handle(channel, request):
             os.close(fd)
         segment = memfd_with(b"segment bytes:" + seen)
         channel.respond(request.correlation_id, m.GetSegmentResponse(
-            topic=msg.topic, base_offset=msg.base_offset, size=14 + len(seen),
-            fds=[m.PassedFd(kind=m.FdKind.SEGMENT, base_offset=msg.base_offset)]),
+            topic=msg.topic, base_offset=msg.offset, size=14 + len(seen),
+            fds=[m.PassedFd(kind=m.FdKind.SEGMENT, base_offset=msg.offset)]),
             fds=[segment], close_fds=True)
     else:
         channel.respond_error(request.correlation_id,
@@ -340,7 +340,7 @@ def test_control_client_and_channel_round_trip_with_fds_both_ways(tmp_path, no_f
 
             mine = memfd_with(b"hello")
             response, fds = client.call(
-                m.GetSegmentRequest(topic="t", base_offset=100), fds=[mine])
+                m.GetSegmentRequest(topic="t", offset=100), fds=[mine])
             os.close(mine)
             assert response.fds[0].kind == "segment" and response.base_offset == 100
             assert os.pread(fds[0], 64, 0) == b"segment bytes:hello"

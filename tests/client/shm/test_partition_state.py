@@ -289,3 +289,27 @@ def test_attach_checks_the_layout(fds_to_close):
         PartitionState.create(1)
     for obj in (ring, bell, ps):
         obj.close()
+
+
+def test_wait_for_any_wakes_on_a_change_of_any_of_several_states(state):
+    import threading
+    from odradek.client.shm import wait_for_any
+    states = [state() for _ in range(3)]
+    readers = [r for _, r, _ in states]
+    seen = [r.read().change for r in readers]
+    assert wait_for_any(readers, seen, 0) is False
+    t0 = time.monotonic()
+    assert wait_for_any(readers, seen, 0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+    woke = []
+    t = threading.Thread(target=lambda: woke.append(wait_for_any(readers, seen, DEADLINE)))
+    t.start()
+    for _ in range(1000):          # until the sleeper announced itself (bounded)
+        if any(r._wake.view[ps_module.WAKE_OFF_WAITING] for r in readers):
+            break
+        time.sleep(0.001)
+    states[2][0].update(high_watermark=5)
+    t.join(DEADLINE)
+    assert woke == [True]
+    with pytest.raises(ValueError):
+        wait_for_any([], [], 0)

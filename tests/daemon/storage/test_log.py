@@ -5,7 +5,7 @@ import pytest
 
 from odradek.client.errors import (CorruptRecord, InvalidRecord, MessageTooLarge, OffsetOutOfRange,
                                    UnsupportedCompression)
-from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET
+from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET, iter_batches
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints
@@ -382,3 +382,37 @@ def test_a_wrong_index_entry_makes_reads_fail_clearly_instead_of_looping(open_lo
     index._reload_last()
     with pytest.raises(InvalidSegment, match="no batch at position 7"):
         log.read(5, 100)
+
+
+def test_locate_gives_the_bytes_a_reader_may_take_from_each_segment(open_log):
+    log = open_log(**{"segment.bytes": "2000"})
+    for i in range(30):
+        log.append(value_batch(i * 5, 5, size=40))
+    assert len(log.segments) > 2
+    offset, seen = 0, []
+    for _ in range(100):                      # bounded: one step per segment or stop
+        if offset >= log.log_end_offset:
+            break
+        loc = log.locate(offset)
+        data = bytes(loc.segment.view(loc.position, loc.end))
+        seen += [r.offset for r in read_all_bytes(data)]
+        assert loc.next_offset > offset
+        offset = loc.next_offset
+    assert seen == list(range(150))
+
+
+def test_locate_stops_at_max_offset_and_outside_the_log_is_out_of_range(open_log):
+    log = open_log()
+    for i in range(4):
+        log.append(value_batch(i * 5, 5))
+    loc = log.locate(7, max_offset=10)
+    assert loc.position > 0 and loc.next_offset == 10
+    assert [r.offset for r in read_all_bytes(bytes(loc.segment.view(loc.position, loc.end)))] == list(range(5, 10))
+    at_end = log.locate(20)
+    assert at_end.position == at_end.end and at_end.next_offset == 20
+    with pytest.raises(OffsetOutOfRange):
+        log.locate(21)
+
+
+def read_all_bytes(data):
+    return [r for _, b in iter_batches(data) for r in b.records()]

@@ -1,0 +1,53 @@
+"""What producers and consumers hand to applications: Record and TopicPartition.
+
+    Record            one record as a consumer returns it (and a delivery report passes
+                      it to on_delivery): topic, partition, offset, key, value, headers,
+                      timestamp (ms), timestamp_type (0 CreateTime, 1 LogAppendTime)
+    TopicPartition    (topic, partition, offset): assign, seek, position, offsets_for_times
+"""
+from collections import namedtuple
+
+__all__ = ["Record", "TopicPartition", "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID",
+           "CREATE_TIME", "LOG_APPEND_TIME"]
+
+OFFSET_BEGINNING = -2    # the log start offset (confluent-kafka's value)
+OFFSET_END = -1          # the log end offset: only records produced from now on
+OFFSET_INVALID = -1001   # no offset given: auto.offset.reset decides
+CREATE_TIME, LOG_APPEND_TIME = 0, 1
+
+
+class TopicPartition(namedtuple("TopicPartition", "topic partition offset", defaults=(OFFSET_INVALID,))):
+    """A partition of a topic, with an offset where one is meant (a position, a seek
+    target, a timestamp for offsets_for_times)."""
+    __slots__ = ()
+
+
+class Record:
+    """One record of a partition. `offset` is -1 in a delivery report of a failed
+    record or of one sent with acks=0."""
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp",
+                 "timestamp_type")
+
+    def __init__(self, topic, partition, offset, key, value, headers, timestamp,
+                 timestamp_type=CREATE_TIME):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.key, self.value, self.headers = key, value, headers
+        self.timestamp, self.timestamp_type = timestamp, timestamp_type
+
+    def __repr__(self):
+        return (f"Record({self.topic}-{self.partition}@{self.offset}, key={_short(self.key)}, "
+                f"value={_short(self.value)}, timestamp={self.timestamp})")
+
+    def __eq__(self, other):
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    __hash__ = None
+
+
+def _short(b, limit=32):
+    if b is None:
+        return "None"
+    r = repr(bytes(b[:limit]))
+    return r + ("..." if len(b) > limit else "")

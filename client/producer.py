@@ -1,0 +1,379 @@
+"""Producer: records in, Kafka v2 batches out through shared-memory rings to each
+partition's leader; delivery reports back.
+
+    from odradek.client import Producer
+    with Producer({"acks": "all", "linger.ms": 5}) as p:
+        p.produce("orders", b"paid", key=b"order-17",
+                  on_delivery=lambda err, rec: print(err or f"at offset {rec.offset}"))
+        p.flush()
+
+Theory of operation
+- produce() encodes the record into the open batch of its partition (client/records
+  BatchBuilder) under one lock. A batch is sealed (built, CRC'd, written into the
+  partition's produce ring, one copy) when it reaches batch.size, when linger.ms has
+  passed since its first record, or on flush().
+- Partitions: the one given; else murmur2(key) % partitions, exactly Kafka's default
+  partitioner; keyless records stick to one partition until its batch is sealed (KIP-480).
+- Per partition the producer creates a produce ring, a completion ring, and shares one
+  doorbell of its own; OpenProducer hands all three to the broker, which attaches them to
+  the partition's leader worker (and to its successor if that worker dies: the rings
+  outlive it, and the idempotence check turns a re-taken entry into a duplicate with its
+  original offset). The leader's answer carries its doorbell, which our ring rings on
+  each commit.
+- A background thread (the sender) sleeps on our doorbell, reads completions, seals
+  batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
+  the on_delivery callbacks in the caller's thread, as confluent-kafka does. The sender
+  never waits for the lock produce() holds, so completions flow even while produce()
+  blocks on a full ring (max.block.ms).
+- Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
+  epoch; each batch carries them and its first sequence number.
+"""
+import logging
+import os
+import threading
+import time
+from collections import deque
+
+from odradek.client import _config as cfg
+from odradek.client.admin import resolve_socket
+from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageTooLarge, OdradekError,
+                                   RequestTimedOut, RingFull, error_for_code)
+from odradek.client.message import Record
+from odradek.client.partitioner import StickyPartitioner, partition_for_key
+from odradek.client.protocol import ControlClient, messages as m
+from odradek.client.protocol._errors import raise_for_error
+from odradek.client.records import BatchBuilder
+from odradek.client.records._layout import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
+from odradek.client.shm import Doorbell, Ring
+
+__all__ = ["Producer"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = {
+    "socket": (str, None),
+    "acks": (cfg.acks, -1),
+    "linger.ms": (cfg.non_negative_int, 5),
+    "batch.size": (cfg.positive_int, 16384),
+    "enable.idempotence": (cfg.boolean, True),
+    "max.block.ms": (cfg.non_negative_int, 60_000),
+    "client.id": (str, "odradek-producer"),
+    "compression.type": (cfg.one_of("none", "gzip"), "none"),
+    "produce.ring.bytes": (cfg.positive_int, 4 << 20),
+}
+_SEQ_MOD = 1 << 31
+_TAG_MOD = 1 << 32
+_RETRY_S = 0.05
+
+
+def _as_bytes(value, what):
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, str or None, not {type(value).__name__}")
+
+
+def _headers(headers):
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(k), _as_bytes(v, "a header value")) for k, v in items]
+
+
+class _Link:
+    """One partition: our rings to its leader, the open batch, batches in flight."""
+    __slots__ = ("topic", "partition", "requests", "completions", "builder", "pending",
+                 "deadline", "next_seq", "next_tag", "inflight", "max_batch_bytes")
+
+    def __init__(self, topic, partition, requests, completions, max_batch_bytes):
+        self.topic, self.partition = topic, partition
+        self.requests, self.completions = requests, completions
+        self.builder = None
+        self.pending = []        # (on_delivery, key, value, headers, timestamp) of the open batch
+        self.deadline = None     # linger deadline of the open batch (monotonic s)
+        self.next_seq = 0
+        self.next_tag = 0
+        self.inflight = {}       # tag -> pending list of a sealed batch
+        self.max_batch_bytes = max_batch_bytes
+
+
+class Producer:
+    def __init__(self, config=None):
+        self.config = c = cfg.parse_config(config, _SCHEMA, "producer")
+        ring_bytes = c["produce.ring.bytes"]
+        if ring_bytes & (ring_bytes - 1) or ring_bytes < 1 << 16:
+            raise InvalidConfig(f"produce.ring.bytes={ring_bytes} must be a power of two >= 65536")
+        self._acks = c["acks"]
+        self._linger_s = c["linger.ms"] / 1000
+        self._batch_size = c["batch.size"]
+        self._max_block_s = c["max.block.ms"] / 1000
+        self._compression = c["compression.type"]
+        self._client = ControlClient(resolve_socket(c["socket"]))
+        self._pid, self._epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
+        if c["enable.idempotence"]:
+            res, _ = self._client.call(m.InitProducerIdRequest())
+            self._pid, self._epoch = res.producer_id, res.producer_epoch
+        self._doorbell, self._doorbell_fd = Doorbell.create()
+        self._leader_doorbells = []
+        self._links = {}          # (topic, partition) -> _Link
+        self._partition_counts = {}
+        self._sticky = StickyPartitioner()
+        self._lock = threading.Lock()          # produce side: builders, links, the control client
+        self._reports = deque()                # (on_delivery, err, Record) ready for poll()
+        self._reported = threading.Condition()
+        self._undelivered = 0                  # produced, not yet reported
+        self._closed = False
+        self._sender = threading.Thread(target=self._send_loop, name="odradek-producer-sender", daemon=True)
+        self._sender.start()
+
+    # == producing ==================================================================
+    def produce(self, topic, value=None, key=None, headers=None, partition=None, timestamp=None,
+                on_delivery=None):
+        """Queue one record. Returns at once, unless the partition's ring is full (then it
+        blocks up to max.block.ms and raises RingFull). The outcome reaches
+        on_delivery(err, record) from poll() or flush()."""
+        if self._closed:
+            raise RuntimeError("produce() on a closed Producer")
+        key = _as_bytes(key, "key")
+        value = _as_bytes(value, "value")
+        headers = _headers(headers)
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        with self._lock:
+            if partition is None or partition < 0:
+                count = self._partition_count(topic)
+                if key is not None:
+                    partition = partition_for_key(key, count)
+                else:
+                    partition = self._sticky.partition(topic, count)
+            link = self._links.get((topic, partition)) or self._open_link(topic, partition)
+            builder = link.builder
+            if builder is None:
+                builder = link.builder = self._new_builder(link)
+                link.deadline = time.monotonic() + self._linger_s
+                if self._linger_s:
+                    self._doorbell.ring()   # the sender learns of the new deadline
+            builder.append(timestamp, key, value, headers)
+            link.pending.append((on_delivery, key, value, headers, timestamp))
+            self._undelivered += 1
+            if builder.estimated_size() >= self._batch_size or not self._linger_s:
+                self._seal(link, self._max_block_s)
+                if key is None:
+                    self._sticky.new_batch(topic, self._partition_counts[topic], partition)
+
+    def _new_builder(self, link):
+        return BatchBuilder(compression=self._compression, producer_id=self._pid, producer_epoch=self._epoch,
+                            base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE)
+
+    def _partition_count(self, topic):
+        count = self._partition_counts.get(topic)
+        if count is None:
+            res, _ = self._client.call(m.MetadataRequest(topics=[topic]))
+            (t,) = res.topics
+            raise_for_error(t.error_code, t.error_message)
+            count = self._partition_counts[topic] = len(t.partitions)
+        return count
+
+    def _open_link(self, topic, partition):
+        """Create the rings for a partition and attach them to its leader (retrying while
+        the partition has no leader, up to max.block.ms)."""
+        ring_bytes = self.config["produce.ring.bytes"]
+        requests, req_fd = Ring.create(ring_bytes)
+        completions, comp_fd = Ring.create(max(ring_bytes // 2, 1 << 16))
+        deadline = time.monotonic() + self._max_block_s
+        try:
+            for _ in range(100_000):   # bounded by the deadline
+                try:
+                    res, fds = self._client.call(
+                        m.OpenProducerRequest(topic=topic, partition=partition, acks=self._acks,
+                                              producer_id=self._pid, producer_epoch=self._epoch),
+                        [req_fd, comp_fd, self._doorbell_fd])
+                    break
+                except LeaderNotAvailable:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(_RETRY_S)
+        except BaseException:
+            requests.close()
+            completions.close()
+            raise
+        finally:
+            os.close(req_fd)
+            os.close(comp_fd)
+        try:
+            leader = Doorbell.attach(fds[0])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._leader_doorbells.append(leader)
+        requests.set_doorbell(leader)
+        link = _Link(topic, partition, requests, completions, res.max_batch_bytes)
+        self._links[(topic, partition)] = link
+        return link
+
+    def _seal(self, link, timeout):
+        """Write the open batch into the ring (called with the lock held). With timeout 0
+        a full ring leaves the batch open and returns False."""
+        builder = link.builder
+        data = builder.build()
+        size = len(data)
+        if size > link.requests.max_payload or (link.max_batch_bytes and size > link.max_batch_bytes):
+            self._fail_batch(link, MessageTooLarge(
+                f"a batch of {size} bytes for {link.topic}-{link.partition} exceeds "
+                f"{min(link.requests.max_payload, link.max_batch_bytes or size)} bytes; make records smaller"))
+            return True
+        tag = link.next_tag
+        link.inflight[tag] = link.pending
+        try:
+            link.requests.write(data, tag, timeout)
+        except RingFull:
+            del link.inflight[tag]
+            if timeout:
+                raise RingFull(f"the ring to {link.topic}-{link.partition} stayed full for "
+                               f"{timeout:.1f} s (max.block.ms): the broker is not keeping up or is down")
+            return False
+        count = len(builder)
+        link.next_tag = (tag + 1) % _TAG_MOD
+        if self._pid >= 0:
+            link.next_seq = (link.next_seq + count) % _SEQ_MOD
+        link.builder, link.pending, link.deadline = None, [], None
+        if self._acks == 0:
+            self._report(link, link.inflight.pop(tag), -1, None)
+        return True
+
+    def _fail_batch(self, link, error):
+        pending = link.pending
+        link.builder, link.pending, link.deadline = None, [], None
+        self._report(link, pending, -1, error)
+
+    # == delivery reports ============================================================
+    def _report(self, link, pending, base_offset, error):
+        items = []
+        for i, (callback, key, value, headers, ts) in enumerate(pending):
+            if callback is not None:
+                offset = -1 if base_offset < 0 else base_offset + i
+                items.append((callback, error, Record(link.topic, link.partition, offset, key, value,
+                                                      list(headers), ts)))
+        with self._reported:
+            self._reports.extend(items)
+            self._undelivered -= len(pending)
+            self._reported.notify_all()
+
+    def _send_loop(self):
+        doorbell = self._doorbell
+        while not self._closed:
+            seen = doorbell.value
+            for link in list(self._links.values()):
+                for _ in range(1 << 16):    # bounded: the ring holds fewer completions
+                    c = link.completions.read_completion()
+                    if c is None:
+                        break
+                    pending = link.inflight.pop(c.tag, None)
+                    if pending is None:
+                        log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
+                        continue
+                    error = error_for_code(c.error_code)() if c.error_code else None
+                    self._report(link, pending, c.base_offset, error)
+            timeout = self._linger_due()
+            doorbell.wait(seen, timeout)
+
+    def _linger_due(self):
+        """Seal batches whose linger.ms ran out; returns seconds until the next is due."""
+        if not self._lock.acquire(blocking=False):
+            return 0.0005      # produce() holds it: completions first, linger a moment later
+        try:
+            now = time.monotonic()
+            nearest = None
+            for link in self._links.values():
+                if link.deadline is None:
+                    continue
+                if link.deadline <= now:
+                    if not self._seal(link, 0):
+                        nearest = 0.001    # ring full: try again shortly
+                        continue
+                    count = self._partition_counts.get(link.topic)
+                    if count:   # keyless records move on to another partition (KIP-480)
+                        self._sticky.new_batch(link.topic, count, link.partition)
+                else:
+                    left = link.deadline - now
+                    nearest = left if nearest is None else min(nearest, left)
+            return nearest if nearest is not None else 1.0
+        finally:
+            self._lock.release()
+
+    def poll(self, timeout=0):
+        """Run delivery callbacks that are due; wait up to `timeout` seconds (None:
+        forever) for one if none is. Returns how many ran."""
+        with self._reported:
+            if not self._reports and timeout != 0:
+                self._reported.wait_for(lambda: self._reports, timeout)
+            items = list(self._reports)
+            self._reports.clear()
+        for callback, err, record in items:
+            callback(err, record)
+        return len(items)
+
+    def flush(self, timeout=None):
+        """Send every open batch and wait until every record is delivered (or failed),
+        running callbacks. Returns how many records are still undelivered (0: all)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            for link in self._links.values():
+                if link.builder is not None:
+                    self._seal(link, self._max_block_s if timeout is None else max(0.0, timeout))
+        for _ in range(10_000_000):   # bounded by the deadline or by delivery
+            self.poll(0)
+            if self._undelivered == 0:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            with self._reported:
+                self._reported.wait_for(lambda: self._reports or self._undelivered == 0,
+                                        0.1 if left is None else min(0.1, left))
+        self.poll(0)
+        return self._undelivered
+
+    def __len__(self):
+        return self._undelivered
+
+    # == lifetime ====================================================================
+    def close(self, timeout=None):
+        """Flush (up to `timeout` s), then detach from every partition and free the
+        rings. Records still undelivered then get RequestTimedOut."""
+        if self._closed:
+            return
+        left = self.flush(timeout)
+        self._closed = True
+        self._doorbell.ring()
+        self._sender.join(5)
+        if left:
+            for link in self._links.values():
+                for pending in list(link.inflight.values()):
+                    self._report(link, pending, -1, RequestTimedOut("the producer closed before delivery"))
+                link.inflight.clear()
+            self.poll(0)
+        self._client.close()      # the broker detaches our rings from the leaders
+        for link in self._links.values():
+            link.requests.close()
+            link.completions.close()
+        for leader in self._leader_doorbells:
+            leader.close()
+        self._doorbell.close()
+        os.close(self._doorbell_fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_closed", True) is False:
+            try:
+                self.close(timeout=0)
+            except Exception:
+                pass

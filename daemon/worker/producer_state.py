@@ -1,0 +1,272 @@
+"""Idempotent-producer state of one partition leader: which batches are new, which are
+re-sent duplicates, which are out of order or from a fenced producer. Sans-IO.
+
+Kafka's ProducerStateManager, simplified to one leader and no transactions. Per producer
+id the leader keeps the producer epoch and the (first_seq, last_seq) -> (first_offset,
+last_offset) of its last few appended batches (Kafka keeps 5: a producer has at most 5
+batches in flight per partition, so a retried batch is always among them).
+
+    state = ProducerState()
+    verdict = state.check(pid, epoch, first_seq, last_seq)       # before appending
+    if verdict.outcome is Outcome.APPEND:
+        ... append, assigning first_offset..last_offset ...
+        state.record(pid, epoch, first_seq, last_seq, first_offset, last_offset)
+    elif verdict.outcome is Outcome.DUPLICATE:
+        ... acknowledge again with verdict.first_offset / verdict.last_offset ...
+    else:
+        raise verdict.exception()                                # OutOfOrderSequenceNumber, ...
+
+    # at open: replay the log tail's batch headers, remembering more than 5 per producer
+    # so batches re-delivered after a crash are still recognised as duplicates
+    state = ProducerState(remember=4096)
+    state.rebuild(batches_from_buffer(segment_view))
+
+Rules of check (Kafka's UnifiedLog.analyzeAndValidateProducerState and
+ProducerAppendInfo.checkProducerEpoch / checkSequence):
+- producer id -1 (not idempotent): always APPEND.
+- a producer id never seen (or whose state was lost): APPEND, whatever first_seq.
+- epoch below the known one: INVALID_PRODUCER_EPOCH (a newer instance fenced it).
+- epoch above the known one: APPEND if first_seq is 0, else OUT_OF_ORDER_SEQUENCE_NUMBER.
+- same epoch: APPEND if first_seq follows the last batch's last_seq; DUPLICATE (with
+  the offsets it was written at) if (first_seq, last_seq) is a remembered batch;
+  otherwise OUT_OF_ORDER_SEQUENCE_NUMBER (a gap, or an old batch no longer remembered).
+Sequences are int32 >= 0 and wrap from 2^31-1 to 0, as Kafka's do. A batch that carries
+a producer id but no sequence (-1) is INVALID_RECORD, as Kafka's LogValidator says.
+Batches with no sequence (non-idempotent ones, transaction markers) are not recorded.
+
+Not here: transactions, producer-id expiry (producer.id.expiration.ms), snapshots.
+"""
+import struct
+from collections import OrderedDict
+from enum import Enum
+from typing import NamedTuple, Optional
+
+from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, OutOfOrderSequenceNumber
+from odradek.client.records import (
+    BASE_SEQUENCE_OFFSET, BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
+    MAGIC_OFFSET, MIN_BATCH_LENGTH, NO_PRODUCER_EPOCH, NO_SEQUENCE, PRODUCER_EPOCH_OFFSET,
+    PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET)
+
+__all__ = ["ProducerState", "Outcome", "Verdict", "ProducerEntry", "batches_from_buffer",
+           "next_sequence", "NUM_BATCHES_TO_RETAIN", "MAX_SEQUENCE"]
+
+NUM_BATCHES_TO_RETAIN = 5        # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+MAX_SEQUENCE = 0x7fffffff        # Integer.MAX_VALUE: the sequence after it is 0
+
+
+def next_sequence(sequence, increment=1):
+    """sequence + increment, wrapping past 2^31-1 to 0 (Kafka's
+    DefaultRecordBatch.incrementSequence, for sequence and increment >= 0)."""
+    return (sequence + increment) & MAX_SEQUENCE
+
+
+class Outcome(Enum):
+    """What the leader does with a produced batch. Error outcomes name the error class
+    the producer is answered with (`Outcome.X.error`; None for APPEND and DUPLICATE)."""
+
+    APPEND = "APPEND"
+    DUPLICATE = "DUPLICATE"
+    OUT_OF_ORDER_SEQUENCE_NUMBER = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    INVALID_PRODUCER_EPOCH = "INVALID_PRODUCER_EPOCH"
+    INVALID_RECORD = "INVALID_RECORD"
+
+    @property
+    def error(self):
+        return _ERRORS.get(self)
+
+
+_ERRORS = {
+    Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER: OutOfOrderSequenceNumber,
+    Outcome.INVALID_PRODUCER_EPOCH: InvalidProducerEpoch,
+    Outcome.INVALID_RECORD: InvalidRecord,
+}
+
+
+class Verdict(NamedTuple):
+    """The answer of ProducerState.check.
+
+    outcome: an Outcome. first_offset, last_offset: where a DUPLICATE was written
+    (-1 otherwise). error: the odradek error class of an error outcome, else None.
+    message: what happened, for the error (empty otherwise).
+    """
+
+    outcome: Outcome
+    first_offset: int = -1
+    last_offset: int = -1
+    error: Optional[type] = None
+    message: str = ""
+
+    def exception(self):
+        """The error to raise or send back (an instance of self.error); None if the
+        verdict is not an error."""
+        return None if self.error is None else self.error(self.message)
+
+
+class ProducerEntry(NamedTuple):
+    """A snapshot of one producer's state: its epoch, the last sequence it wrote and the
+    batches remembered, oldest first, as (first_seq, last_seq, first_offset, last_offset)."""
+
+    epoch: int
+    last_seq: int
+    batches: tuple
+
+
+_APPEND = Verdict(Outcome.APPEND)
+
+
+def _error(outcome, message):
+    return Verdict(outcome, -1, -1, outcome.error, message)
+
+
+class _Producer:
+    """Mutable per-producer state: epoch, last sequence, remembered batches in order."""
+
+    __slots__ = ("epoch", "last_seq", "batches")
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+        self.last_seq = NO_SEQUENCE
+        self.batches = OrderedDict()   # (first_seq, last_seq) -> (first_offset, last_offset)
+
+
+class ProducerState:
+    """Sequence and epoch bookkeeping for every idempotent producer of one partition.
+
+    remember: batches kept per producer for duplicate detection (Kafka keeps 5; pass
+    more when rebuilding from the log, so re-delivered batches are recognised). One
+    owner (the partition's worker loop); not thread-safe.
+    """
+
+    __slots__ = ("_remember", "_producers")
+
+    def __init__(self, remember=NUM_BATCHES_TO_RETAIN):
+        if remember < 1:
+            raise ValueError(f"remember must be at least 1, not {remember}")
+        self._remember = remember
+        self._producers = {}   # producer id -> _Producer
+
+    @property
+    def remember(self):
+        return self._remember
+
+    def __len__(self):
+        """Number of producer ids with state."""
+        return len(self._producers)
+
+    def __contains__(self, producer_id):
+        return producer_id in self._producers
+
+    def entry(self, producer_id):
+        """A ProducerEntry snapshot of the producer's state, or None if unknown."""
+        p = self._producers.get(producer_id)
+        if p is None:
+            return None
+        return ProducerEntry(p.epoch, p.last_seq,
+                             tuple(k + v for k, v in p.batches.items()))
+
+    def check(self, producer_id, epoch, first_seq, last_seq):
+        """The Verdict for a batch about to be appended (the module doc has the rules).
+        Changes nothing: call record() once the batch is appended."""
+        if producer_id < 0:
+            return _APPEND
+        if first_seq < 0:
+            return _error(Outcome.INVALID_RECORD,
+                          f"producer {producer_id} sent a batch with a producer id but no "
+                          f"sequence number ({first_seq}); an idempotent producer numbers "
+                          f"every batch")
+        p = self._producers.get(producer_id)
+        if p is None:
+            return _APPEND
+        if epoch == p.epoch:
+            if first_seq == (p.last_seq + 1) & MAX_SEQUENCE:
+                return _APPEND
+            offsets = p.batches.get((first_seq, last_seq))
+            if offsets is not None:
+                return Verdict(Outcome.DUPLICATE, offsets[0], offsets[1])
+            if p.epoch == NO_PRODUCER_EPOCH:    # Kafka accepts any sequence then
+                return _APPEND
+            return _error(Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                          f"producer {producer_id} epoch {epoch} sent sequence {first_seq}.."
+                          f"{last_seq}, expected {next_sequence(p.last_seq)} (the last batch "
+                          f"written ended at {p.last_seq}); the producer must reset its "
+                          f"sequences with a new epoch")
+        if epoch < p.epoch:
+            return _error(Outcome.INVALID_PRODUCER_EPOCH,
+                          f"producer {producer_id} epoch {epoch} is fenced: epoch {p.epoch} "
+                          f"has written since; a newer instance of this producer is active")
+        if first_seq == 0 or p.epoch == NO_PRODUCER_EPOCH:
+            return _APPEND
+        return _error(Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                      f"producer {producer_id} started new epoch {epoch} (was {p.epoch}) at "
+                      f"sequence {first_seq}; a new epoch must start at sequence 0")
+
+    def record(self, producer_id, epoch, first_seq, last_seq, first_offset, last_offset):
+        """Note a batch appended at first_offset..last_offset. A new epoch forgets the
+        batches of the old one (as Kafka's ProducerStateEntry.maybeUpdateProducerEpoch).
+        Batches without a producer id or sequence are ignored."""
+        if producer_id < 0 or first_seq < 0:
+            return
+        p = self._producers.get(producer_id)
+        if p is None:
+            p = self._producers[producer_id] = _Producer(epoch)
+        elif p.epoch != epoch:
+            p.epoch = epoch
+            p.batches.clear()
+        batches = p.batches
+        batches[(first_seq, last_seq)] = (first_offset, last_offset)
+        if len(batches) > self._remember:
+            batches.popitem(last=False)
+        p.last_seq = last_seq
+
+    def rebuild(self, batches):
+        """Replace the state by that of the given batches, recorded in order.
+
+        batches: iterable of (producer_id, epoch, first_seq, last_seq, first_offset,
+        last_offset) from the log, in offset order (batches_from_buffer gives them).
+        Returns how many were idempotent batches (recorded)."""
+        self._producers.clear()
+        record = self.record
+        n = 0
+        for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:
+            if producer_id >= 0 and first_seq >= 0:
+                record(producer_id, epoch, first_seq, last_seq, first_offset, last_offset)
+                n += 1
+        return n
+
+
+# Only the header fields the state needs, in one unpack: baseOffset, batchLength, magic,
+# lastOffsetDelta, producerId, producerEpoch, baseSequence (big-endian, FORMAT.md).
+_FIELDS = struct.Struct(
+    ">qi%dxb%dxi%dxqhi" % (
+        MAGIC_OFFSET - (BATCH_LENGTH_OFFSET + 4),
+        LAST_OFFSET_DELTA_OFFSET - (MAGIC_OFFSET + 1),
+        PRODUCER_ID_OFFSET - (LAST_OFFSET_DELTA_OFFSET + 4)))
+assert PRODUCER_EPOCH_OFFSET == PRODUCER_ID_OFFSET + 8
+assert BASE_SEQUENCE_OFFSET == PRODUCER_EPOCH_OFFSET + 2
+assert _FIELDS.size == RECORDS_COUNT_OFFSET
+
+
+def batches_from_buffer(view, start_position=0):
+    """Yield (producer_id, epoch, first_seq, last_seq, first_offset, last_offset) of each
+    v2 batch in `view` (concatenated batches, e.g. a segment), reading headers only.
+
+    Starts at byte start_position; stops at the end, or at the first header that cannot
+    be a batch: a batch length of zero (preallocated space) or below the minimum, one
+    running past the end, a magic other than 2 or a negative lastOffsetDelta. No CRC
+    check: the log was recovered before. first_seq and last_seq are -1 for a batch without
+    sequence; last_seq = first_seq + lastOffsetDelta, wrapping past 2^31-1.
+    view: bytes-like (bytes, bytearray, mmap, memoryview of bytes).
+    """
+    with memoryview(view) as whole:
+        end = whole.nbytes
+    pos = start_position
+    unpack = _FIELDS.unpack_from
+    size = _FIELDS.size
+    while pos + size <= end:
+        base_offset, length, magic, last_delta, producer_id, epoch, base_seq = unpack(view, pos)
+        if length < MIN_BATCH_LENGTH or pos + LOG_OVERHEAD + length > end \
+                or magic != MAGIC or last_delta < 0:
+            return
+        last_seq = (base_seq + last_delta) & MAX_SEQUENCE if base_seq >= 0 else NO_SEQUENCE
+        yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta
+        pos += LOG_OVERHEAD + length
