@@ -63,6 +63,7 @@ _SCHEMA = {
 }
 _SEQ_MOD = 1 << 31
 _TAG_MOD = 1 << 32
+_time_ns = time.time_ns
 _RETRY_S = 0.05
 
 
@@ -135,20 +136,26 @@ class Producer:
         """Queue one record. Returns at once, unless the partition's ring is full (then it
         blocks up to max.block.ms and raises RingFull). The outcome reaches
         on_delivery(err, record) from poll() or flush()."""
+        # The hot path (~3 us a record on the dev box, half of it the BatchBuilder):
+        # exact bytes and no headers skip every conversion.
         if self._closed:
             raise RuntimeError("produce() on a closed Producer")
-        key = _as_bytes(key, "key")
-        value = _as_bytes(value, "value")
-        headers = _headers(headers)
+        if value is not None and type(value) is not bytes:
+            value = _as_bytes(value, "value")
+        if key is not None and type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        headers = _headers(headers) if headers else ()
         if timestamp is None:
-            timestamp = time.time_ns() // 1_000_000
+            timestamp = _time_ns() // 1_000_000
         with self._lock:
+            sticky = False
             if partition is None or partition < 0:
                 count = self._partition_count(topic)
                 if key is not None:
                     partition = partition_for_key(key, count)
                 else:
                     partition = self._sticky.partition(topic, count)
+                    sticky = True
             link = self._links.get((topic, partition)) or self._open_link(topic, partition)
             builder = link.builder
             if builder is None:
@@ -161,7 +168,7 @@ class Producer:
             self._undelivered += 1
             if builder.estimated_size() >= self._batch_size or not self._linger_s:
                 self._seal(link, self._max_block_s)
-                if key is None:
+                if sticky:
                     self._sticky.new_batch(topic, self._partition_counts[topic], partition)
 
     def _new_builder(self, link):

@@ -292,3 +292,13 @@ def test_a_producer_killed_mid_produce_leaves_the_partition_usable(broker, tmp_p
             if rec.value == b"after":
                 break
     assert all(r.value == b"x" * 100 for r in recs[:-1]) and len(recs) >= 200
+
+
+def test_an_explicit_partition_needs_no_metadata_and_a_missing_one_is_refused(broker):
+    create(broker, "explicit", partitions=2)
+    errors = []
+    with producer(broker, **{"linger.ms": 0}) as p:
+        p.produce("explicit", b"x", partition=1)
+        assert p.flush(5) == 0
+        with pytest.raises(UnknownTopicOrPartition):
+            p.produce("explicit", b"x", partition=7, on_delivery=lambda err, rec: errors.append(err))

@@ -1,0 +1,138 @@
+"""Hostile or broken producers on the shared-memory data plane: whatever they put in
+their rings or pass as fds costs only themselves; the worker, the broker and every
+other client go on."""
+import os
+import struct
+
+import psutil
+import pytest
+
+from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
+from odradek.client.errors import BadLayout, CorruptRecord, InvalidProducerEpoch, InvalidRequest
+from odradek.client.protocol import ControlClient, messages as m
+from odradek.client.shm import Doorbell, Ring
+from odradek.client.shm.ring import OFF_TAIL
+from support.broker import wait_until
+from support.records import make_batch
+
+
+@pytest.fixture
+def topic(broker):
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("shared", 1)
+    return "shared"
+
+
+class RawProducer:
+    """A producer that speaks the data plane by hand, to misbehave."""
+
+    def __init__(self, broker, topic, producer_id=-1, epoch=-1):
+        self.client = ControlClient(broker.socket_path)
+        self.requests, req_fd = Ring.create(1 << 16)
+        self.completions, comp_fd = Ring.create(1 << 16)
+        self.doorbell, db_fd = Doorbell.create()
+        try:
+            res, fds = self.client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=1,
+                                                              producer_id=producer_id, producer_epoch=epoch),
+                                        [req_fd, comp_fd, db_fd])
+        finally:
+            for fd in (req_fd, comp_fd, db_fd):
+                os.close(fd)
+        self.leader = Doorbell.attach(fds[0])
+        for fd in fds:
+            os.close(fd)
+        self.requests.set_doorbell(self.leader)
+
+    def send(self, data, tag):
+        self.requests.write(data, tag)
+
+    def completion(self, timeout=10):
+        c = wait_until(lambda: self.completions.read_completion(), timeout, what="a completion")
+        return c
+
+    def close(self):
+        self.client.close()
+        self.requests.close()
+        self.completions.close()
+        self.leader.close()
+        self.doorbell.close()
+
+
+def good_producer_still_works(broker, topic, value=b"fine"):
+    with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
+        offsets = []
+        p.produce(topic, value, on_delivery=lambda err, rec: offsets.append((err, rec.offset)))
+        assert p.flush(10) == 0
+    assert offsets and offsets[0][0] is None
+    return offsets[0][1]
+
+
+def test_open_producer_with_wrong_fds_is_refused_by_name(broker, topic):
+    with ControlClient(broker.socket_path) as c:
+        with pytest.raises(InvalidRequest, match="3 fds"):
+            c.call(m.OpenProducerRequest(topic=topic, partition=0))
+        r, w = os.pipe()
+        try:
+            with pytest.raises(BadLayout):
+                c.call(m.OpenProducerRequest(topic=topic, partition=0), [r, w, r])
+        finally:
+            os.close(r)
+            os.close(w)
+    good_producer_still_works(broker, topic)
+
+
+def test_garbage_and_foreign_batches_get_error_completions_and_append_nothing(broker, topic):
+    raw = RawProducer(broker, topic)
+    try:
+        raw.send(os.urandom(200), 1)
+        assert raw.completion().error_code == CorruptRecord.code
+        batch = bytearray(make_batch([b"a", b"b"]))
+        batch[-1] ^= 0xFF                                  # CRC no longer matches
+        raw.send(bytes(batch), 2)
+        assert raw.completion().error_code == CorruptRecord.code
+        two = make_batch([b"a"]) + make_batch([b"b"])      # one entry, two batches
+        raw.send(two, 3)
+        assert raw.completion().error_code == CorruptRecord.code
+        forged = make_batch([b"x"], producer_id=77, producer_epoch=0, base_sequence=0)
+        raw.send(forged, 4)                                # another producer's id
+        assert raw.completion().error_code == InvalidProducerEpoch.code
+        raw.send(make_batch([b"ok"]), 5)
+        c = raw.completion()
+        assert (c.tag, c.error_code, c.base_offset) == (5, 0, 0)
+    finally:
+        raw.close()
+    assert good_producer_still_works(broker, topic) == 1   # nothing else was appended
+
+
+def test_impossible_ring_cursors_cost_only_that_producer(broker, topic):
+    raw = RawProducer(broker, topic)
+    try:
+        raw.send(make_batch([b"before"]), 1)
+        assert raw.completion().error_code == 0
+        # a hostile writer publishes a tail far beyond what the ring can hold
+        struct.pack_into("<Q", raw.requests._map.view, OFF_TAIL, 1 << 40)
+        raw.leader.ring()
+        offset = good_producer_still_works(broker, topic)
+        assert offset == 1
+    finally:
+        raw.close()
+    assert psutil.Process(broker.pid).is_running()
+    with Consumer({"socket": broker.socket_path}) as c:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        assert [c.poll(5).value for _ in range(2)] == [b"before", b"fine"]
+
+
+def test_a_producer_that_never_reads_completions_stalls_only_itself(broker, topic):
+    raw = RawProducer(broker, topic)
+    try:
+        sent = 0
+        for tag in range(100_000):      # until its own rings are full (bounded)
+            try:
+                raw.requests.write(make_batch([b"s%d" % tag]), tag, timeout=0.2)
+                sent += 1
+            except Exception:
+                break
+        assert sent > 100
+        good_producer_still_works(broker, topic, b"other")
+    finally:
+        raw.close()
