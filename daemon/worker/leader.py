@@ -196,6 +196,7 @@ class LeaderWorker:
         while True:
             seen = doorbell.value
             if watcher.stop:
+                self._finish_appends()
                 return
             if watcher.link_ready:
                 if not self._serve_link():
@@ -216,6 +217,13 @@ class LeaderWorker:
             if blocked:
                 timeout = min(timeout, BACKPRESSURE_WAIT_S)
             doorbell.wait(seen, max(0.0, timeout))
+
+    def _finish_appends(self, rounds=1000):
+        """SIGTERM: append what producers committed before we go (bounded)."""
+        for _ in range(rounds):
+            taken, _ = self._drain_producers()
+            if not taken:
+                return
 
     def _serve_link(self):
         """Read and answer what the broker sent. False when the link is gone."""

@@ -1,0 +1,171 @@
+"""How long from produce() in one process until a Consumer in another process has the
+record? Apache Kafka's EndToEndLatency tool, for odradek, with a paced producer.
+
+    python perf/end_to_end_latency.py
+    python perf/end_to_end_latency.py --rate 2000 --num-records 20000 --record-size 1024 --acks 1
+
+A consumer process assigns itself the partition at its end (OFFSET_END, position
+resolved) and says so; only then does this process start producing --num-records
+records of --record-size bytes at --rate records/s: record i is due at start + i/rate,
+the producer sleeps (time.sleep) when it is ahead and sends at once when it is behind
+(a deadline loop: the achieved rate is printed). Each value starts with the
+CLOCK_MONOTONIC time (time.monotonic_ns, one clock for every process on Linux) taken
+just before produce(); the consumer subtracts it from the time its consume() call
+returned with the record. Printed in microseconds: avg, p50, p99, p99.9, max, as
+EndToEndLatency prints avg and percentiles.
+
+The producer sends with linger.ms=0 (as EndToEndLatency does) and --acks (default 1)
+unless --producer-props say otherwise, and serves its delivery callbacks with poll(0)
+after each record. Without --topic a temporary one-partition topic is created and
+deleted at the end; without --socket and $ODRADEK_SOCKET a throwaway broker is started
+on a temp dir (perf/_broker.py). Set-up chatter goes to stderr.
+
+A benchmark, not a test.
+"""
+import argparse
+import multiprocessing as mp
+import struct
+import sys
+import time
+from array import array
+
+from _broker import broker_socket, log, parse_props, percentile, run, topic
+
+STAMP = struct.Struct("<q")
+IDLE_TIMEOUT_S = 10.0       # the consumer gives up after this long without a record
+READY_TIMEOUT_S = 60.0
+
+
+def consumer_process(conn, sock, name, partition, num_records):
+    """Assign at the end, report ready, then collect (receive - send) ns per record and
+    send them back as bytes of an array('q')."""
+    from odradek.client import OFFSET_END, Consumer, TopicPartition
+    try:
+        latencies = array("q")
+        with Consumer({"socket": sock, "auto.offset.reset": "latest", "fetch.min.bytes": 1}) as consumer:
+            consumer.assign([TopicPartition(name, partition, OFFSET_END)])
+            consumer.position([TopicPartition(name, partition)])     # resolve the end offset now
+            conn.send(("ready", None))
+            now = time.monotonic_ns
+            unpack = STAMP.unpack_from
+            last = time.monotonic()
+            while len(latencies) < num_records:
+                batch = consumer.consume(num_messages=1000, timeout=0.5)
+                t = now()
+                if not batch:
+                    if time.monotonic() - last > IDLE_TIMEOUT_S:
+                        break
+                    continue
+                last = time.monotonic()
+                for r in batch:
+                    latencies.append(t - unpack(r.value)[0])
+        conn.send(("done", latencies.tobytes()))
+    except BaseException as e:
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+
+
+def produce_paced(sock, name, partition, num_records, rate, record_size, props):
+    """Send at `rate` records/s; returns (seconds from first to last send, errors)."""
+    from odradek.client import Producer
+    config = {"socket": sock}
+    config.update(props)
+    errors = []
+
+    def on_delivery(err, _record):
+        if err is not None:
+            errors.append(err)
+
+    buf = bytearray(b"x" * record_size)
+    interval = 1e9 / rate
+    now = time.monotonic_ns
+    pack = STAMP.pack_into
+    producer = Producer(config)
+    try:
+        start = now()
+        for i in range(num_records):
+            due = start + int(i * interval)
+            t = now()
+            if t < due:
+                time.sleep((due - t) / 1e9)
+            pack(buf, 0, now())
+            producer.produce(name, bytes(buf), partition=partition, on_delivery=on_delivery)
+            producer.poll(0)
+        sent = (now() - start) / 1e9
+        deadline = time.monotonic() + 60
+        while producer.flush(1.0) and time.monotonic() < deadline:
+            pass
+        if len(producer):
+            errors.append(f"{len(producer)} records undelivered after 60 s")
+    finally:
+        producer.close(timeout=5)
+    return sent, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example: perf/end_to_end_latency.py --rate 10000 --num-records 50000")
+    ap.add_argument("--topic", help="topic to use (default: a temporary one-partition topic)")
+    ap.add_argument("--partition", type=int, default=0, help="partition to send to and read (default 0)")
+    ap.add_argument("--num-records", type=int, default=50000)
+    ap.add_argument("--rate", type=float, default=10000, help="records/s to send (default 10000)")
+    ap.add_argument("--record-size", type=int, default=100, help="bytes per value, at least 8 (default 100)")
+    ap.add_argument("--acks", default="1", choices=["0", "1", "all", "-1"], help="producer acks (default 1)")
+    ap.add_argument("--producer-props", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="more Producer config, e.g. linger.ms=1")
+    ap.add_argument("--socket", help="the broker's control socket (default: $ODRADEK_SOCKET, else a "
+                                     "throwaway broker started for the run)")
+    args = ap.parse_args()
+    if args.record_size < STAMP.size:
+        ap.error(f"--record-size must be at least {STAMP.size} (the send time is in the value)")
+    if args.num_records < 1 or args.rate <= 0:
+        ap.error("--num-records and --rate must be positive")
+    props = {"acks": args.acks if args.acks == "all" else int(args.acks), "linger.ms": 0}
+    props.update(parse_props(args.producer_props))
+
+    with broker_socket(args.socket) as sock, topic(sock, args.topic, 1 if args.topic is None else None,
+                                                   "perf-e2e") as name:
+        ctx = mp.get_context("spawn")       # the consumer starts clean: nothing inherited from here
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=consumer_process, args=(child, sock, name, args.partition, args.num_records),
+                           daemon=True)
+        proc.start()
+        try:
+            if not parent.poll(READY_TIMEOUT_S):
+                raise SystemExit(f"the consumer process did not get ready within {READY_TIMEOUT_S:.0f} s")
+            kind, payload = parent.recv()
+            if kind != "ready":
+                raise SystemExit(f"the consumer process failed: {payload}")
+            sent, errors = produce_paced(sock, name, args.partition, args.num_records, args.rate,
+                                         args.record_size, props)
+            expected = args.num_records / args.rate
+            if not parent.poll(IDLE_TIMEOUT_S + 30 + expected):
+                raise SystemExit("the consumer process did not report")
+            kind, payload = parent.recv()
+            if kind != "done":
+                raise SystemExit(f"the consumer process failed: {payload}")
+            proc.join(30)
+        finally:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+        lat = array("q")
+        lat.frombytes(payload)
+        lat = sorted(lat)
+        achieved = args.num_records / sent if sent > 0 else float("inf")
+        print(f"{args.num_records} records of {args.record_size} B sent at {achieved:.1f} records/s "
+              f"(target {args.rate:.0f}), props {props}; {len(lat)} received")
+        if lat:
+            us = 1e3
+            print(f"end-to-end latency: avg {sum(lat) / len(lat) / us:.1f} us, p50 {percentile(lat, 0.5) / us:.1f} us, "
+                  f"p99 {percentile(lat, 0.99) / us:.1f} us, p99.9 {percentile(lat, 0.999) / us:.1f} us, "
+                  f"max {lat[-1] / us:.1f} us")
+        if errors:
+            print(f"{len(errors)} delivery errors; the first: {errors[0]}", file=sys.stderr)
+        if len(lat) < args.num_records or errors:
+            log(f"lost: {args.num_records - len(lat)} records were not received")
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    run(main)
