@@ -302,3 +302,35 @@ def test_an_explicit_partition_needs_no_metadata_and_a_missing_one_is_refused(br
         assert p.flush(5) == 0
         with pytest.raises(UnknownTopicOrPartition):
             p.produce("explicit", b"x", partition=7, on_delivery=lambda err, rec: errors.append(err))
+
+
+def test_a_consumer_killed_while_waiting_or_reading_disturbs_nobody(broker):
+    create(broker, "watched", partitions=2)
+    script = textwrap.dedent(f"""
+        from odradek.client import Consumer, TopicPartition, OFFSET_BEGINNING
+        c = Consumer({{"socket": {broker.socket_path!r}}})
+        c.assign([TopicPartition("watched", p, OFFSET_BEGINNING) for p in range(2)])
+        print("waiting", flush=True)
+        while True:
+            c.poll(10)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) for _ in range(3)]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == b"waiting"
+        with producer(broker, **{"linger.ms": 0}) as p:
+            for i in range(200):
+                p.produce("watched", b"w%d" % i, partition=i % 2)
+            for proc in procs:                 # killed while asleep on the futexes or reading
+                proc.send_signal(signal.SIGKILL)
+            for i in range(200, 400):
+                p.produce("watched", b"w%d" % i, partition=i % 2)
+            assert p.flush(10) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+    with consumer(broker) as c:
+        c.assign([TopicPartition("watched", p, OFFSET_BEGINNING) for p in range(2)])
+        assert len(consume_n(c, 400)) == 400
