@@ -64,6 +64,7 @@ _SCHEMA = {
 _SEQ_MOD = 1 << 31
 _TAG_MOD = 1 << 32
 _time_ns = time.time_ns
+_BATCH_OVERHEAD = 61 + 8    # the v2 batch header, and the ring entry's
 _RETRY_S = 0.05
 
 
@@ -147,6 +148,10 @@ class Producer:
         headers = _headers(headers) if headers else ()
         if timestamp is None:
             timestamp = _time_ns() // 1_000_000
+        # what the record adds to a batch, at most (record framing is <= 21 bytes, and
+        # each header <= 10 more than its bytes)
+        need = (21 + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+                + sum(14 + len(k) + (len(v) if v is not None else 0) for k, v in headers))
         with self._lock:
             sticky = False
             if partition is None or partition < 0:
@@ -157,8 +162,28 @@ class Producer:
                     partition = self._sticky.partition(topic, count)
                     sticky = True
             link = self._links.get((topic, partition)) or self._open_link(topic, partition)
+            limit = min(link.requests.max_payload, link.max_batch_bytes or link.requests.max_payload)
+            if need + _BATCH_OVERHEAD > limit:
+                raise MessageTooLarge(f"a record of about {need} bytes cannot fit a batch for {topic}-{partition}: "
+                                      f"the limit is {limit} bytes (max.message.bytes, or half the ring)")
             builder = link.builder
+            # Make room before the record joins a batch, so that a RingFull (after
+            # max.block.ms) or MessageTooLarge leaves nothing of it queued.
+            if builder is not None and builder.estimated_size() + need > self._batch_size:
+                self._seal(link, self._max_block_s)
+                if sticky:   # the sticky batch is full: this record starts the next partition's
+                    partition = self._sticky.new_batch(topic, self._partition_counts[topic], partition)
+                    link = self._links.get((topic, partition)) or self._open_link(topic, partition)
+                    if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
+                        self._seal(link, self._max_block_s)
+                builder = link.builder
             if builder is None:
+                if need + _BATCH_OVERHEAD >= self._batch_size or not self._linger_s:
+                    # sent as soon as it holds this record: the ring must take it now
+                    if not link.requests.wait_for_space(need + _BATCH_OVERHEAD, self._max_block_s):
+                        raise RingFull(f"the ring to {topic}-{partition} stayed full for "
+                                       f"{self._max_block_s:.1f} s (max.block.ms): the broker is not "
+                                       f"keeping up or is down")
                 builder = link.builder = self._new_builder(link)
                 link.deadline = time.monotonic() + self._linger_s
                 if self._linger_s:

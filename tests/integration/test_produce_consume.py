@@ -11,7 +11,8 @@ import time
 import pytest
 
 from odradek.client import (OFFSET_BEGINNING, OFFSET_END, Admin, Consumer, Producer, TopicPartition)
-from odradek.client.errors import InvalidConfig, OffsetOutOfRange, UnknownTopicOrPartition
+from odradek.client.errors import (InvalidConfig, MessageTooLarge, OffsetOutOfRange, RingFull,
+                                   UnknownTopicOrPartition)
 from odradek.client.partitioner import partition_for_key
 from support.broker import wait_until
 
@@ -334,3 +335,42 @@ def test_a_consumer_killed_while_waiting_or_reading_disturbs_nobody(broker):
     with consumer(broker) as c:
         c.assign([TopicPartition("watched", p, OFFSET_BEGINNING) for p in range(2)])
         assert len(consume_n(c, 400)) == 400
+
+
+def test_an_oversized_record_is_refused_at_produce_and_spoils_no_batch(broker):
+    create(broker, "big", **{"max.message.bytes": "10000"})
+    reports = []
+    with producer(broker, **{"linger.ms": 1000}) as p:
+        p.produce("big", b"small", on_delivery=lambda err, rec: reports.append(err))
+        with pytest.raises(MessageTooLarge):
+            p.produce("big", b"x" * 20000, on_delivery=lambda err, rec: reports.append(err))
+        assert len(p) == 1
+        assert p.flush(10) == 0
+    assert reports == [None]
+
+
+def test_a_full_ring_blocks_produce_for_max_block_ms_then_refuses_without_queueing(broker):
+    create(broker, "stuck")
+    with producer(broker, **{"linger.ms": 0, "produce.ring.bytes": 65536, "max.block.ms": 200}) as p:
+        p.produce("stuck", b"first")
+        assert p.flush(5) == 0
+        handle = _worker_of(broker, "stuck", 0)
+        os.kill(handle, signal.SIGSTOP)        # the leader stops taking entries
+        try:
+            queued, refused = 0, None
+            for i in range(10_000):           # until the 64 KiB ring is full (bounded)
+                try:
+                    p.produce("stuck", b"y" * 1000)
+                    queued += 1
+                except RingFull as e:
+                    refused = e
+                    break
+            assert refused is not None and "max.block.ms" in str(refused)
+            assert len(p) == queued            # the refused record was not queued
+        finally:
+            os.kill(handle, signal.SIGCONT)
+        assert p.flush(10) == 0
+    with consumer(broker) as c:
+        c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
+        assert len(consume_n(c, queued + 1)) == queued + 1
+        assert c.poll(0.1) is None
