@@ -19,15 +19,18 @@ the produce path (numbers from the dev VM, 1-batch scan_batches ~3 us in all):
     A single shared struct would race; a threading.local would not be re-entrant.
 """
 import struct
+from array import array
 
 from odradek._native import ffi, lib
 from odradek.client._native_ref import (APPEND_STATE_FIELDS, BATCH_HEADER_SIZE,  # noqa: F401
-                                        LOG_OVERHEAD, BatchInfo, ScanResult, Status)
+                                        LOG_OVERHEAD, RECORD_FIELDS, BatchInfo, DecodeResult,
+                                        RecordsFlag, ScanResult, Status)
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target"]
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 _from_buffer = ffi.from_buffer
 _new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
@@ -221,3 +224,61 @@ def release_target(target):
     target.clear()
     for p in held:
         _release(p)
+
+
+# ---- Record decode ----------------------------------------------------------------------
+# Rows go straight into an array('q') (what decode_records returns, the same type as the
+# twin's), through a cdata view over it: array * n is a cheap zeroed allocation. Readers
+# walk it with struct.iter_unpack("@8q"), one 8-tuple a record: measured on the dev VM
+# (148-record batches) at ~0.21 us a record, against ~0.28 us for zip() over the eight
+# memoryview(rows)[field::8].tolist() columns and ~0.48 us once map() adds the base
+# timestamp in C. odk_decode_result is taken from a free list of (bytearray, cdata)
+# pairs, as in scan_batches. The whole call costs ~3.5 us on that VM (~0.6 us of it is
+# CFFI's call with the GIL released), so a batch of 15 records of 1 KiB pays ~0.23 us a
+# record for it.
+_decode_records = lib.odk_decode_records
+_DECODE = struct.Struct("@i i q q q q")
+assert _DECODE.size == ffi.sizeof("odk_decode_result"), "odk_decode_result layout changed"
+assert len(RECORD_FIELDS) == lib.ODK_RECORD_FIELDS, "ODK_RECORD_FIELDS changed"
+_DECODE_PTR = ffi.typeof("odk_decode_result *")
+_I64_ARRAY = ffi.typeof("int64_t[]")
+_unpack_decode = _DECODE.unpack_from
+_count_at = struct.Struct(">i").unpack_from
+_ZERO_ROW = array("q", bytes(8 * lib.ODK_RECORD_FIELDS))
+_free_decodes = []
+_take_decode = _free_decodes.pop
+_give_decode = _free_decodes.append
+_make_decode = tuple.__new__
+
+
+def decode_records(batch):
+    """Decode every record of one uncompressed v2 batch: odk_decode_records (see
+    odradek.h). Returns a DecodeResult whose rows (an array('q')) hold the records
+    decoded before any failure, 8 fields each (RECORD_FIELDS)."""
+    # bytes go to C as they are (cffi passes their pointer): one from_buffer less,
+    # ~0.6 us on the dev VM, for the caller that decodes a bytes copy of the batch
+    p = batch if type(batch) is bytes else _from_buffer(_BYTES, batch)
+    n = len(p)
+    # rows for recordsCount records, when that many can fit; else C fails before any
+    count = _count_at(batch, 57)[0] if n >= BATCH_HEADER_SIZE else 0
+    if count < 0 or count > (n - BATCH_HEADER_SIZE) // 7:
+        count = 0
+    rows = _ZERO_ROW * count
+    try:
+        raw, out = _take_decode()
+    except IndexError:
+        raw = bytearray(_DECODE.size)
+        out = _from_buffer(_DECODE_PTR, raw, True)
+    if count:
+        held = _from_buffer(_I64_ARRAY, rows, True)
+        _decode_records(p, n, held, count, out)
+    else:
+        _decode_records(p, n, _NULL, 0, out)
+    status, flags, records, position, expected, found = _unpack_decode(raw)
+    _give_decode((raw, out))
+    if records != count:
+        if count:
+            _release(held)            # an exported array cannot be resized
+        del rows[records * 8:]
+    return _make_decode(DecodeResult, (status, flags, records, position, expected, found,
+                                       rows))

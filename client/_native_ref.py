@@ -6,12 +6,14 @@ behaviour identical to its C twin, edge cases included; tests/client/test_native
 one suite against both.
 """
 import struct
+from array import array
 from bisect import bisect_left, bisect_right
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target"]
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 BATCH_HEADER_SIZE = 61
 LOG_OVERHEAD = 12
@@ -35,10 +37,14 @@ class Status:
     INDEX_FULL = 12
     OUT_OF_RANGE = 13
     BAD_STATE = 14
+    # odk_decode_records' own (enum odk_decode_status)
+    BAD_VARINT = 15
+    BAD_RECORD = 16
+    BAD_COUNT = 17
     NAMES = {0: "OK", 1: "TRUNCATED", 2: "BAD_LENGTH", 3: "BAD_MAGIC", 4: "BAD_CRC",
              5: "BAD_OFFSET", 6: "MORE", 7: "TOO_LARGE", 8: "BAD_RECORDS", 9: "BAD_CODEC",
              10: "EMPTY", 11: "NO_SPACE", 12: "INDEX_FULL", 13: "OUT_OF_RANGE",
-             14: "BAD_STATE"}
+             14: "BAD_STATE", 15: "BAD_VARINT", 16: "BAD_RECORD", 17: "BAD_COUNT"}
 
 
 def _make_table():
@@ -465,3 +471,178 @@ def _append(src, d, ix, tx, st):
     st.first_offset, st.last_offset, st.records = first, last, records
     st.append_max_timestamp, st.first_max_timestamp = maxts, first_ts
     return Status.OK
+
+
+# ---- Record decode (odk_decode_records) ------------------------------------------------
+
+# Fields of one row, in order (ODK_REC_*): positions are from the batch's first byte;
+# a length of -1 is a null key or value.
+RECORD_FIELDS = ("offset_delta", "timestamp_delta", "key_pos", "key_len", "value_pos",
+                 "value_len", "headers_pos", "headers_count")
+
+
+class RecordsFlag:
+    """odk_decode_result.flags bits (ODK_RECORDS_*)."""
+    NULL_KEY = 1
+    NULL_VALUE = 2
+    HEADERS = 4
+    SPARSE = 8
+
+
+class DecodeResult(tuple):
+    """Outcome of decode_records (odk_decode_result), plus the rows: a tuple
+    (status, flags, records, position, expected, found, rows), readable by name too.
+    rows is an array('q') of records * 8 int64: record i's fields (RECORD_FIELDS) at
+    rows[8 * i:8 * i + 8]."""
+    __slots__ = ()
+    _fields = ("status", "flags", "records", "position", "expected", "found", "rows")
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+    status = property(lambda self: self[0])
+    flags = property(lambda self: self[1])
+    records = property(lambda self: self[2])
+    position = property(lambda self: self[3])
+    expected = property(lambda self: self[4])
+    found = property(lambda self: self[5])
+    rows = property(lambda self: self[6])
+
+    @property
+    def ok(self):
+        return self[0] == Status.OK
+
+    @property
+    def status_name(self):
+        return Status.NAMES[self[0]]
+
+    def __repr__(self):
+        return (f"DecodeResult({self.status_name}, flags={self[1]}, records={self[2]}, "
+                f"position={self[3]}, expected={self[4]}, found={self[5]})")
+
+
+class _DecodeError(Exception):
+    """Ends the twin's walk with the result fields: (status, position, expected, found)."""
+
+
+def _varint(b, pos, lim, maxb):
+    """read_varint of odradek.c: (value, position after) of the zigzag varint of at most
+    maxb bytes at b[pos], every byte before lim; else ("short" | "long" | "wide", last
+    byte read), a str first to tell it apart."""
+    z = 0
+    for k in range(maxb):
+        if pos >= lim:
+            return "short", 0
+        byte = b[pos]
+        pos += 1
+        if k == maxb - 1:
+            if byte >= 0x80:
+                return "long", byte
+            if byte > (0x0F if maxb == 5 else 0x01):   # bits past 32 or 64
+                return "wide", byte
+        z |= (byte & 0x7F) << (7 * k)
+        if byte < 0x80:
+            break
+    return (z >> 1) ^ -(z & 1), pos
+
+
+def _field(b, pos, e, maxb):
+    """A varint field of a record whose declared end is e, failing as odradek.h says."""
+    value, after = _varint(b, pos, e, maxb)
+    if value == "short":
+        raise _DecodeError(Status.BAD_RECORD, pos, e, e + 1)
+    if value == "long":
+        raise _DecodeError(Status.BAD_VARINT, pos, maxb, maxb + 1)
+    if value == "wide":
+        raise _DecodeError(Status.BAD_VARINT, pos, 0x0F if maxb == 5 else 0x01, after)
+    return value, after
+
+
+def _bytes_field(b, pos, e, flags, null_flag):
+    """A length varint and its bytes (key, value): (pos of the bytes, length, pos after,
+    flags)."""
+    length, start = _field(b, pos, e, 5)
+    if length < 0:
+        if length != -1:
+            raise _DecodeError(Status.BAD_RECORD, pos, -1, length)
+        return start, length, start, flags | null_flag
+    if length > e - start:
+        raise _DecodeError(Status.BAD_RECORD, pos, e, start + length)
+    return start, length, start + length, flags
+
+
+def decode_records(batch):
+    """Decode every record of one uncompressed v2 batch: odk_decode_records (see
+    odradek.h for each check, its order and its expected/found). Returns a DecodeResult
+    whose rows hold the records decoded before any failure."""
+    b = memoryview(batch).cast("B")
+    n = len(b)
+    rows = array("q")
+    if n < BATCH_HEADER_SIZE:
+        return DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows)
+    (_, length, _, magic, _, attrs, _, _, _, _, _, _, count) = _HEADER.unpack_from(b)
+    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+        return DecodeResult(Status.BAD_LENGTH, 0, 0, 0, BATCH_HEADER_SIZE - LOG_OVERHEAD,
+                            length, rows)
+    size = length + LOG_OVERHEAD
+    if size > n:
+        return DecodeResult(Status.TRUNCATED, 0, 0, 0, size, n, rows)
+    if magic != 2:
+        return DecodeResult(Status.BAD_MAGIC, 0, 0, 0, 2, magic, rows)
+    if attrs & 7:
+        return DecodeResult(Status.BAD_CODEC, 0, 0, 0, 0, attrs & 7, rows)
+    most = (size - BATCH_HEADER_SIZE) // 7
+    if count < 0 or count > most:
+        return DecodeResult(Status.BAD_COUNT, 0, 0, 0, most, count, rows)
+    flags = 0
+    pos = BATCH_HEADER_SIZE
+    i = 0
+    try:
+        for i in range(count):
+            if pos >= size:
+                raise _DecodeError(Status.BAD_COUNT, pos, count, i)
+            length, after = _varint(b, pos, size, 5)
+            if length == "short":
+                raise _DecodeError(Status.TRUNCATED, pos, size - pos + 1, size - pos)
+            if length == "long":
+                raise _DecodeError(Status.BAD_VARINT, pos, 5, 6)
+            if length == "wide":
+                raise _DecodeError(Status.BAD_VARINT, pos, 0x0F, after)
+            if length < 6 or length > size - after:
+                raise _DecodeError(Status.BAD_RECORD, pos, size - after, length)
+            e = after + length
+            pos = after + 1                                 # attributes: no bits defined
+            ts_delta, pos = _field(b, pos, e, 10)
+            offset_delta, pos = _field(b, pos, e, 5)
+            if offset_delta != i:
+                flags |= RecordsFlag.SPARSE
+            key_pos, key_len, pos, flags = _bytes_field(b, pos, e, flags, RecordsFlag.NULL_KEY)
+            value_pos, value_len, pos, flags = _bytes_field(b, pos, e, flags,
+                                                            RecordsFlag.NULL_VALUE)
+            f = pos
+            h_count, pos = _field(b, pos, e, 5)
+            if h_count < 0 or h_count > (e - pos) // 2:
+                raise _DecodeError(Status.BAD_RECORD, f, (e - pos) // 2, h_count)
+            headers_pos = pos
+            if h_count:
+                flags |= RecordsFlag.HEADERS
+            for _ in range(h_count):
+                f = pos
+                k_len, pos = _field(b, pos, e, 5)
+                if k_len < 0:
+                    raise _DecodeError(Status.BAD_RECORD, f, 0, k_len)
+                if k_len > e - pos:
+                    raise _DecodeError(Status.BAD_RECORD, f, e, pos + k_len)
+                pos += k_len
+                _, _, pos, _ = _bytes_field(b, pos, e, 0, 0)  # a null value is fine here
+            if pos != e:
+                raise _DecodeError(Status.BAD_RECORD, pos, e, pos)
+            rows.extend((offset_delta, ts_delta, key_pos, key_len, value_pos, value_len,
+                         headers_pos, h_count))
+        if pos != size:
+            i = count
+            raise _DecodeError(Status.BAD_COUNT, pos, size, pos)
+    except _DecodeError as err:
+        status, position, expected, found = err.args
+        return DecodeResult(status, flags, i, position, expected, found, rows)
+    return DecodeResult(Status.OK, flags, count, size, 0, 0, rows)

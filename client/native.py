@@ -8,6 +8,8 @@
     target = native.append_target(log_map, index_map, timeindex_map)  # bound once per segment
     native.append_into(batches, target, st)  # the same, ~1.5 us less glue
     native.release_target(target)            # before closing the maps
+    res = native.decode_records(batch)     # DecodeResult: every record's fields, 8 int64
+                                           # each in res.rows (an array('q'))
 
 Set ODRADEK_PURE=1 in the environment to force the pure-Python reference (tests run
 every native test under both). `IMPLEMENTATION` says which one is in use.
@@ -16,12 +18,14 @@ import os
 
 from odradek.client import _native_ref as _ref
 from odradek.client._native_ref import (APPEND_STATE_FIELDS, BatchInfo, ScanResult, Status,  # noqa: F401
-                                        BATCH_HEADER_SIZE, LOG_OVERHEAD)
+                                        BATCH_HEADER_SIZE, LOG_OVERHEAD, DecodeResult,
+                                        RECORD_FIELDS, RecordsFlag)
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timeindex_lookup",
            "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target"]
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 
 def _load():
@@ -50,9 +54,10 @@ if _lib is None:
     append_target = _ref.append_target
     append_into = _ref.append_into
     release_target = _ref.release_target
+    decode_records = _ref.decode_records
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
                                              index_lookup, timeindex_lookup, scan_batches,
                                              append, append_state, AppendState, append_target,
-                                             append_into, release_target)
+                                             append_into, release_target, decode_records)
     IMPLEMENTATION = "c"

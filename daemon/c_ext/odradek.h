@@ -529,4 +529,99 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
                odk_append_state *st);
 
+/* =====================================================================================
+ * Record decode (odradek.c): every record of one UNCOMPRESSED v2 batch in one call.
+ *
+ * int odk_decode_records(batch, len, rows, cap, out)
+ *   batch/len  one batch from its first byte (baseOffset); bytes past its batchLength
+ *              are ignored. Read only, never past min(len, batchLength + 12).
+ *   rows       cap * ODK_RECORD_FIELDS int64 slots; record i's fields go to
+ *              rows[i * ODK_RECORD_FIELDS + ODK_REC_*]:
+ *                OFFSET_DELTA     offsetDelta (offset = baseOffset + it)
+ *                TIMESTAMP_DELTA  timestampDelta (timestamp = baseTimestamp + it, except
+ *                                 under LogAppendTime: maxTimestamp; the caller decides)
+ *                KEY_POS, KEY_LEN       key bytes at batch[pos .. pos+len); len -1 = null
+ *                                       (pos is then where the key would start)
+ *                VALUE_POS, VALUE_LEN   likewise for the value
+ *                HEADERS_POS      byte of the first header (just past headersCount)
+ *                HEADERS_COUNT    headersCount; the headers' lengths are checked here,
+ *                                 their bytes (UTF-8 keys) are left to the caller
+ *              All positions are from the batch's first byte.
+ *   out        status and, on failure, where and why (below). Returns out->status.
+ *
+ * Checks, in this order (the first failure stops the call; rows of the records before
+ * the failing one are written, the failing record's row may be partly written):
+ *   len < 61                                 ODK_TRUNCATED  (61, len)
+ *   batchLength < 49                         ODK_BAD_LENGTH (49, batchLength)
+ *   batchLength + 12 > len                   ODK_TRUNCATED  (size, len)
+ *   magic != 2                               ODK_BAD_MAGIC  (2, magic)
+ *   compression (attributes & 7) != 0        ODK_BAD_CODEC  (0, codec): decompress first
+ *   recordsCount < 0 or > (size - 61) / 7    ODK_BAD_COUNT  ((size-61)/7, recordsCount):
+ *                                            every record takes at least 7 bytes
+ *   recordsCount > cap                       ODK_MORE       (recordsCount, cap): nothing
+ *                                            decoded; a caller bug (cap = recordsCount)
+ *   then per record i, at byte p (position = p unless said otherwise):
+ *   the records end before record i          ODK_BAD_COUNT  (recordsCount, i)
+ *   its length varint runs past the batch    ODK_TRUNCATED  (size - p + 1, size - p)
+ *   length < 6 or past the batch's end       ODK_BAD_RECORD (bytes left after the
+ *                                            varint, length)
+ *   then each field, at its own position, within the record's declared end `e`:
+ *   a varint longer than 5 (varint) or 10    ODK_BAD_VARINT (5 or 10, 6 or 11)
+ *   bytes (varlong), or wider than 32/64     ODK_BAD_VARINT (15 or 1: the largest last
+ *   bits                                     byte allowed, the last byte found)
+ *   a field (varint or bytes) running past e ODK_BAD_RECORD (e, where it would end;
+ *                                            e + 1 for a varint cut by e)
+ *   key or value length < -1                 ODK_BAD_RECORD (-1, length)
+ *   headersCount < 0 or > (e - pos) / 2      ODK_BAD_RECORD ((e - pos) / 2, count)
+ *   header key length < 0                    ODK_BAD_RECORD (0, length)
+ *   header value length < -1                 ODK_BAD_RECORD (-1, length)
+ *   fields ending before e                   ODK_BAD_RECORD (e, where they end)
+ *   and after the last record: bytes left    ODK_BAD_COUNT  (size, where records end)
+ * (expected, found) are in parentheses. out->records is recordsCount on ODK_OK (and
+ * for bytes left after the last record), else the index of the failing record; it and
+ * out->position are 0 for the batch-level failures; out->position is size on ODK_OK.
+ * Accepts exactly the batches client/records' Python decoder (_decode_records) accepts,
+ * but for one check left to the caller: that header keys are UTF-8. The CRC is not
+ * checked (odk_crc32c / odk_scan_batches do that). Every read is bounded by the checks
+ * above, so no input makes it read out of bounds or loop longer than len.
+ *
+ * out->flags: an OR over the records decoded (all of them on ODK_OK) of
+ *   ODK_RECORDS_NULL_KEY    some key is null
+ *   ODK_RECORDS_NULL_VALUE  some value is null (a tombstone)
+ *   ODK_RECORDS_HEADERS     some record has headers
+ *   ODK_RECORDS_SPARSE      some offsetDelta is not its record's index (compacted)
+ * so a caller can take a faster path when none is set.
+ */
+enum odk_decode_status {   /* odk_decode_records' own; it also returns 1, 2, 3, 6, 9 */
+    ODK_BAD_VARINT = 15,   /* a varint too long or too wide */
+    ODK_BAD_RECORD = 16,   /* a record's length or fields are impossible or do not fit */
+    ODK_BAD_COUNT = 17     /* recordsCount does not match the records present */
+};
+
+#define ODK_RECORD_FIELDS        8
+#define ODK_REC_OFFSET_DELTA     0
+#define ODK_REC_TIMESTAMP_DELTA  1
+#define ODK_REC_KEY_POS          2
+#define ODK_REC_KEY_LEN          3
+#define ODK_REC_VALUE_POS        4
+#define ODK_REC_VALUE_LEN        5
+#define ODK_REC_HEADERS_POS      6
+#define ODK_REC_HEADERS_COUNT    7
+#define ODK_RECORDS_NULL_KEY     1
+#define ODK_RECORDS_NULL_VALUE   2
+#define ODK_RECORDS_HEADERS      4
+#define ODK_RECORDS_SPARSE       8
+
+typedef struct odk_decode_result {
+    int32_t status;          /* as returned */
+    int32_t flags;           /* ODK_RECORDS_* over the rows written */
+    int64_t records;         /* rows written: recordsCount on OK, else the failing index */
+    int64_t position;        /* byte (from the batch start) of the failure; size on OK */
+    int64_t expected;        /* failure detail (see each check); 0 on OK */
+    int64_t found;
+} odk_decode_result;
+
+int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t cap,
+                       odk_decode_result *out);
+
 #endif

@@ -1,0 +1,693 @@
+"""native.decode_records (odk_decode_records, daemon/c_ext/odradek.h): every record of
+one uncompressed v2 batch in one call, run against both implementations (the CFFI
+wrapper and the pure-Python twin) like tests/client/test_native.py, and against the
+Python decoder that records() used before (_decode_records), which stays the oracle
+for which batches are acceptable: the three must accept exactly the same batches and
+agree on every field, and C and twin on every status, position, expected and found.
+
+Then the users: RecordBatch.records() and record_fields(), and Consumer._decode, whose
+Records must be what the old records()-based decode made.
+"""
+import importlib
+import mmap
+import os
+import random
+import re
+import struct
+import warnings
+from collections import deque
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from odradek.client import _native_ref as ref
+from odradek.client import native
+from odradek.client.consumer import Consumer
+from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
+from odradek.client.records import (BatchBuilder, Compression, Record, RecordBatch,
+                                    write_base_offset, write_log_append_time)
+from odradek.client.records._batch import _decode_records
+
+HEADER_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "daemon", "c_ext", "odradek.h")
+
+try:
+    _c_impl = importlib.import_module("odradek.client._native_cffi")
+    _c_skip = None
+except ImportError as e:   # odradek._native not built
+    _c_impl, _c_skip = None, f"odradek._native cannot be imported ({e}); build it first"
+
+Status = ref.Status
+Flag = ref.RecordsFlag
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture(scope="module", params=["c", "python"])
+def impl(request):
+    """Each implementation of decode_records in turn: C (via cffi), then the twin."""
+    if request.param == "c":
+        if _c_impl is None:
+            pytest.skip(_c_skip)
+        return _c_impl
+    return ref
+
+
+def both(data):
+    """decode_records of C and twin, checked equal field by field (rows included)."""
+    want = ref.decode_records(data)
+    if _c_impl is not None:
+        got = _c_impl.decode_records(data)
+        assert tuple(got[:6]) == tuple(want[:6]), (got, want)
+        assert got.rows == want.rows
+        assert got.rows.typecode == "q"
+    return want
+
+
+quick = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---- an encoder of our own (independent of client/records) --------------------------
+
+def zigzag(n, bits):
+    z = ((n << 1) ^ (n >> (bits - 1))) & ((1 << bits) - 1)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def varint(n):
+    return zigzag(n, 32)
+
+
+def varlong(n):
+    return zigzag(n, 64)
+
+
+def encode(records, base_offset=0, base_ts=T0, max_ts=None, attributes=0, count=None,
+           leader_epoch=-1):
+    """A v2 batch of `records` [(offset_delta, ts_delta, key, value, headers)] and the
+    rows decode_records must give for it (positions from the batch start), with a good
+    CRC. count overrides recordsCount."""
+    region = bytearray()
+    rows = []
+    for od, td, key, value, headers in records:
+        body = bytearray(b"\x00") + varlong(td) + varint(od)
+        row = [od, td]
+        for field in (key, value):
+            if field is None:
+                body += varint(-1)
+                row += [len(body), -1]
+            else:
+                body += varint(len(field))
+                row += [len(body), len(field)]
+                body += field
+        body += varint(len(headers))
+        row += [len(body), len(headers)]
+        for h_key, h_value in headers:
+            k = h_key.encode("utf-8")
+            body += varint(len(k)) + k
+            body += varint(-1) if h_value is None else varint(len(h_value)) + h_value
+        prefix = varint(len(body))
+        start = 61 + len(region) + len(prefix)
+        for i in (2, 4, 6):
+            row[i] += start
+        rows.append(tuple(row))
+        region += prefix + body
+    n = len(records) if count is None else count
+    last_delta = max([r[0] for r in records], default=0)
+    if max_ts is None:
+        max_ts = max([base_ts + r[1] for r in records], default=base_ts)
+    body = struct.pack(">hiqqqhii", attributes, max(last_delta, n - 1, 0), base_ts, max_ts,
+                       -1, -1, -1, n) + bytes(region)
+    crc = ref.crc32c(body) if len(body) < 4096 else native.crc32c(body)
+    head = struct.pack(">qiibI", base_offset, 4 + 1 + 4 + len(body), leader_epoch, 2, crc)
+    return head + body, rows
+
+
+def flags_of(records):
+    flags = 0
+    for i, (od, _, key, value, headers) in enumerate(records):
+        flags |= (Flag.SPARSE if od != i else 0) | (Flag.NULL_KEY if key is None else 0) | \
+            (Flag.NULL_VALUE if value is None else 0) | (Flag.HEADERS if headers else 0)
+    return flags
+
+
+def rows_of(res):
+    return [tuple(res.rows[i:i + 8]) for i in range(0, len(res.rows), 8)]
+
+
+def old_decode(data):
+    """The Python decoder records() used before: list of Record, or the CorruptRecord."""
+    base_offset, length = struct.unpack_from(">qi", data)
+    base_ts, max_ts = struct.unpack_from(">qq", data, 27)
+    attrs = struct.unpack_from(">h", data, 21)[0]
+    count = struct.unpack_from(">i", data, 57)[0]
+    try:
+        return _decode_records(bytes(data[61:length + 12]), count, base_offset, base_ts,
+                               f"batch at base offset {base_offset}", max_ts if attrs & 8 else None)
+    except CorruptRecord as e:
+        return e
+
+
+def expected_records(records, base_offset=0, base_ts=T0, append_time=None):
+    return [Record(base_offset + od, base_ts + td if append_time is None else append_time,
+                   key, value, tuple(headers))
+            for od, td, key, value, headers in records]
+
+
+def with_region(region, count, attributes=0):
+    """A batch whose records region is exactly `region` (bytes), recordsCount `count`."""
+    data, _ = encode([], count=count, attributes=attributes)
+    data = bytearray(data) + region
+    struct.pack_into(">i", data, 8, len(data) - 12)
+    struct.pack_into(">I", data, 17, native.crc32c(bytes(data[21:])))
+    return bytes(data)
+
+
+def region_of(data):
+    return bytes(data[61:])
+
+
+# ---- the API surface -------------------------------------------------------------------
+
+def test_row_fields_and_flags_match_the_header():
+    text = open(HEADER_PATH).read()
+    defines = {name: int(v) for name, v in re.findall(r"#define\s+ODK_(\w+)\s+(\d+)", text)}
+    assert defines["RECORD_FIELDS"] == len(ref.RECORD_FIELDS) == 8
+    for i, name in enumerate(ref.RECORD_FIELDS):
+        assert defines["REC_" + name.upper()] == i, name
+    for name in ("NULL_KEY", "NULL_VALUE", "HEADERS", "SPARSE"):
+        assert defines["RECORDS_" + name] == getattr(Flag, name)
+    assert {"BAD_VARINT", "BAD_RECORD", "BAD_COUNT"} <= set(Status.NAMES.values())
+
+
+def test_the_facade_exports_decode_records_from_the_chosen_implementation():
+    assert native.decode_records is (ref.decode_records if native.IMPLEMENTATION == "python"
+                                     else _c_impl.decode_records)
+    for name in ("decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"):
+        assert name in native.__all__
+
+
+def test_the_worked_example_of_format_md(impl):
+    b = BatchBuilder(producer_id=7, producer_epoch=0, base_sequence=0)
+    b.append(1700000000000, b"k1", b"hello", [("h", b"v")])
+    data = b.build()
+    res = impl.decode_records(data)
+    assert res.ok and res.status_name == "OK"
+    assert (res.status, res.flags, res.records, res.position, res.expected, res.found) == \
+        (Status.OK, Flag.HEADERS, 1, 79, 0, 0)
+    # FORMAT.md's table: key at 66, value at 69, the header after its count at 75
+    assert rows_of(res) == [(0, 0, 66, 2, 69, 5, 75, 1)]
+    assert isinstance(res, ref.DecodeResult) and "OK" in repr(res)
+
+
+def test_an_empty_batch_decodes_to_no_rows(impl):
+    data, _ = encode([])
+    res = impl.decode_records(data)
+    assert (res.status, res.records, res.position, len(res.rows)) == (Status.OK, 0, 61, 0)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview at an offset", "mmap",
+                                  "longer buffer"])
+def test_any_buffer_is_read_in_place_and_bytes_past_the_batch_are_ignored(impl, kind, tmp_path):
+    records = [(i, i, b"k%d" % i, b"v" * i, []) for i in range(20)]
+    data, rows = encode(records)
+    if kind == "bytes":
+        buf = data
+    elif kind == "bytearray":
+        buf = bytearray(data)
+    elif kind == "memoryview at an offset":
+        buf = memoryview(b"xyz" + data)[3:]
+    elif kind == "longer buffer":
+        buf = data + b"\xff" * 100
+    else:
+        path = tmp_path / "seg"
+        path.write_bytes(data)
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            res = impl.decode_records(m)
+            del res   # nothing holds the map
+        buf = data
+    res = impl.decode_records(buf)
+    assert res.ok and rows_of(res) == rows
+
+
+# ---- agreement on well-formed batches ------------------------------------------------------
+
+def field_bytes(max_size):
+    return st.one_of(st.none(), st.just(b""), st.binary(max_size=max_size))
+
+
+headers_st = st.lists(st.tuples(st.text(max_size=8), field_bytes(20)), max_size=3)
+record_st = st.tuples(
+    st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-70, 70)),   # ts delta
+    st.one_of(st.just(None), st.integers(-(2**31), 2**31 - 1)),         # offset delta (None: dense)
+    field_bytes(300), field_bytes(300), st.one_of(st.just([]), headers_st))
+
+
+@quick
+@given(st.lists(record_st, max_size=40), st.booleans(), st.integers(-(2**63), 2**63 - 1))
+def test_generated_batches_give_the_encoded_rows_and_the_old_decoders_records(
+        impl, spec, log_append_time, base_offset):
+    records = [(i if od is None else od, td, k, v, h) for i, (td, od, k, v, h) in enumerate(spec)]
+    base_ts = 0 if any(abs(r[1]) > 2**40 for r in records) else T0
+    data, rows = encode(records, base_offset=base_offset, base_ts=base_ts,
+                        attributes=8 if log_append_time else 0, max_ts=123)
+    res = impl.decode_records(data)
+    assert (res.status, res.records, res.position, res.expected, res.found) == \
+        (Status.OK, len(records), len(data), 0, 0)
+    assert res.flags == flags_of(records)
+    assert rows_of(res) == rows
+    both(data)
+    want = expected_records(records, base_offset, base_ts, 123 if log_append_time else None)
+    assert old_decode(data) == want
+    assert list(RecordBatch(data).records()) == want
+
+
+def test_many_records_and_large_keys_and_values(impl):
+    rng = random.Random(3)
+    records = [(i, rng.randrange(-10**6, 10**6), rng.randbytes(rng.randrange(0, 40)),
+                rng.randbytes(rng.randrange(0, 200)), []) for i in range(5000)]
+    records.append((5000, 0, b"K" * 70_000, b"V" * (1 << 20), [("h", b"x" * 20_000)]))
+    data, rows = encode(records)
+    res = impl.decode_records(data)
+    assert res.ok and res.records == 5001 and rows_of(res) == rows
+    assert list(RecordBatch(data).records()) == expected_records(records)
+
+
+KP_CASES = {
+    "plain": [(T0, b"key", b"value", [])],
+    "null key and value": [(T0, None, None, []), (T0 + 1, None, b"v", []), (T0 + 2, b"k", None, [])],
+    "empty key and value": [(T0, b"", b"", [])],
+    "headers with null values": [
+        (T0, b"k", b"v", [("trace-id", b"abc"), ("empty", b""), ("null", None)]),
+        (T0, None, b"v", [("\u00fcnicode-\u2603", b"\x00\xff")])],
+    "large and negative timestamps": [(2**62, b"a", b"1", []), (-(2**62), b"b", b"2", []),
+                                      (-1, b"c", b"3", []), (0, b"d", b"4", [])],
+    "large key and value": [(T0, b"K" * 10_000, b"V" * 100_000, [])],
+    "300 records": [(T0 + i, b"key-%d" % (i % 17), b"value-%d" % i * (i % 5), [])
+                    for i in range(300)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(KP_CASES))
+def test_batches_built_by_kafka_python(impl, case):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, batch_size=2**30)
+    for offset, (ts, key, value, headers) in enumerate(KP_CASES[case]):
+        assert b.append(offset, ts, key, value, headers) is not None
+    data = bytearray(b.build())
+    write_base_offset(data, 0, 1000)
+    data = bytes(data)
+    res = impl.decode_records(data)
+    assert res.ok and res.records == len(KP_CASES[case])
+    theirs = [Record(r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
+              for r in DefaultRecordBatch(data)]
+    assert list(RecordBatch(data).records()) == theirs
+    assert old_decode(data) == theirs
+    both(data)
+
+
+# ---- every check, with its status and details ----------------------------------------------
+
+def rec(*fields):
+    body = b"".join(fields)
+    return varint(len(body)) + body
+
+
+def z(n):
+    return varint(n)
+
+
+GOOD = rec(b"\x00", z(0), z(0), z(1), b"k", z(1), b"v", z(0))            # 9 bytes
+BIG = rec(b"\x00", z(0), z(0), z(1), b"k", z(20), b"v" * 20, z(0))       # 28 bytes: 4 x 7
+# (region, count) -> (status, records, position - 61, expected, found): positions are
+# from the records region here (61 + e, the record end, in the expected/found values)
+CHECKS = {
+    "fewer records than recordsCount": ((BIG, 4), (Status.BAD_COUNT, 1, 28, 4, 1)),
+    "bytes after the last record": ((GOOD + b"\x00", 1), (Status.BAD_COUNT, 1, 9, 71, 70)),
+    "a negative recordsCount": ((GOOD, -1), (Status.BAD_COUNT, 0, -61, 1, -1)),
+    "a recordsCount that cannot fit": ((GOOD, 2), (Status.BAD_COUNT, 0, -61, 1, 2)),
+    "a huge recordsCount": ((GOOD, 2**31 - 1), (Status.BAD_COUNT, 0, -61, 1, 2**31 - 1)),
+    "a length varint cut by the end": ((BIG + b"\x80\x80", 2), (Status.TRUNCATED, 1, 28, 3, 2)),
+    "a length varint too long": ((GOOD + b"\xff" * 5 + b"\x00" * 3, 2),
+                                 (Status.BAD_VARINT, 1, 9, 5, 6)),
+    "a length varint too wide": ((b"\xff\xff\xff\xff\x1f" + b"\x00" * 9, 1),
+                                 (Status.BAD_VARINT, 0, 0, 15, 0x1F)),
+    "a record length below 6": ((z(5) + b"\x00" * 8, 1), (Status.BAD_RECORD, 0, 0, 8, 5)),
+    "a negative record length": ((z(-1) + b"\x00" * 8, 1), (Status.BAD_RECORD, 0, 0, 8, -1)),
+    "a record length past the end": ((z(100) + b"\x00" * 8, 1), (Status.BAD_RECORD, 0, 0, 8, 100)),
+    "a timestamp varlong too long": ((rec(b"\x00", b"\x80" * 10 + b"\x00", z(0), z(0), z(0), z(0)), 1),
+                                     (Status.BAD_VARINT, 0, 2, 10, 11)),
+    "a timestamp varlong too wide": ((rec(b"\x00", b"\xff" * 9 + b"\x02", z(0), z(0), z(0), z(0)), 1),
+                                     (Status.BAD_VARINT, 0, 2, 1, 2)),
+    "an offset delta varint too long": ((rec(b"\x00", z(0), b"\xff" * 5 + b"\x00", z(0), z(0), z(0)), 1),
+                                        (Status.BAD_VARINT, 0, 3, 5, 6)),
+    "a key length below -1": ((rec(b"\x00", z(0), z(0), z(-2), z(0), z(0)), 1),
+                              (Status.BAD_RECORD, 0, 4, -1, -2)),
+    "a value length below -1": ((rec(b"\x00", z(0), z(0), z(0), z(-5), z(0)), 1),
+                                (Status.BAD_RECORD, 0, 5, -1, -5)),
+    "a key past the record": ((rec(b"\x00", z(0), z(0), z(50), b"k", z(0), z(0)), 1),
+                              (Status.BAD_RECORD, 0, 4, 69, 116)),
+    "a varint cut by the record end": ((z(6) + b"\x00" + z(0) + z(0) + z(0) + z(0) + b"\x80" + z(0), 1),
+                                       (Status.BAD_RECORD, 0, 6, 68, 69)),
+    "a negative headers count": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(-1)), 1),
+                                 (Status.BAD_RECORD, 0, 6, 0, -1)),
+    "a headers count that cannot fit": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(3), z(0), z(0)), 1),
+                                        (Status.BAD_RECORD, 0, 6, 1, 3)),
+    "a null header key": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(-1), z(0)), 1),
+                          (Status.BAD_RECORD, 0, 7, 0, -1)),
+    "a header key past the record": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(9), b"k"), 1),
+                                     (Status.BAD_RECORD, 0, 7, 70, 78)),
+    "a header value length below -1": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(0), z(-3)), 1),
+                                       (Status.BAD_RECORD, 0, 8, -1, -3)),
+    "a header value past the record": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(0), z(9), b"x"), 1),
+                                       (Status.BAD_RECORD, 0, 8, 71, 79)),
+    "fields ending before the record": ((rec(b"\x00", z(0), z(0), z(0), z(0), z(0), b"extra"), 1),
+                                        (Status.BAD_RECORD, 0, 7, 73, 68)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_each_check_reports_its_status_and_details(impl, name):
+    (region, count), (status, records, position, expected, found) = CHECKS[name]
+    data = with_region(region, count)
+    res = impl.decode_records(data)
+    assert (res.status, res.records, res.position, res.expected, res.found) == \
+        (status, records, position + 61, expected, found), res
+    assert len(res.rows) == 8 * records
+    assert isinstance(old_decode(data), CorruptRecord)   # and the old decoder refused it too
+    with pytest.raises(CorruptRecord) as err:
+        RecordBatch(data).records()
+    assert str(err.value) == str(old_decode(data))       # with the same words
+
+
+def test_a_records_count_more_records_than_can_fit_is_bad_count_up_front(impl):
+    data = with_region(GOOD * 3, 5)              # 27 bytes: at most 3 records of 7
+    res = impl.decode_records(data)
+    assert (res.status, res.records, res.position, res.expected, res.found) == \
+        (Status.BAD_COUNT, 0, 0, 3, 5)
+
+
+@pytest.mark.parametrize("name,data,want", [
+    ("shorter than the header", b"\x00" * 60, (Status.TRUNCATED, 61, 60)),
+    ("batchLength below 49", struct.pack(">qi", 0, 48) + bytes(49), (Status.BAD_LENGTH, 49, 48)),
+    ("torn", encode([(0, 0, b"k", b"v", [])])[0][:-1], (Status.TRUNCATED, 70, 69)),
+    ("magic 1", None, (Status.BAD_MAGIC, 2, 1)),
+    ("gzip", None, (Status.BAD_CODEC, 0, 1)),
+    ("codec 7", None, (Status.BAD_CODEC, 0, 7)),
+])
+def test_batch_level_checks(impl, name, data, want):
+    if data is None:
+        data = bytearray(encode([(0, 0, b"k", b"v", [])])[0])
+        if name == "magic 1":
+            data[16] = 1
+        else:
+            data[22] = 1 if name == "gzip" else 7
+        data = bytes(data)
+    res = impl.decode_records(data)
+    assert (res.status, res.records, res.position, res.expected, res.found) == (want[0], 0, 0) + want[1:]
+    assert len(res.rows) == 0 and res.flags == 0
+
+
+def test_rows_of_the_records_before_a_failure_are_returned(impl):
+    records = [(i, 0, None, b"v%d" % i, []) for i in range(3)]
+    data, rows = encode(records)
+    data = bytearray(data) + rec(b"\x00", z(0), z(3), z(-2), z(0), z(0))
+    struct.pack_into(">i", data, 8, len(data) - 12)
+    struct.pack_into(">i", data, 57, 4)
+    res = impl.decode_records(bytes(data))
+    assert res.status == Status.BAD_RECORD and res.records == 3
+    assert rows_of(res) == rows and res.flags == Flag.NULL_KEY
+
+
+def test_c_refuses_rows_smaller_than_records_count():
+    if _c_impl is None:
+        pytest.skip(_c_skip)
+    ffi, lib = _c_impl.ffi, _c_impl.lib
+    data, _ = encode([(i, 0, b"k", b"v", []) for i in range(5)])
+    out = ffi.new("odk_decode_result *")
+    rows = ffi.new("int64_t[]", 8 * 4)
+    assert lib.odk_decode_records(data, len(data), rows, 4, out) == Status.MORE
+    assert (out.records, out.expected, out.found) == (0, 5, 4)
+    assert list(rows) == [0] * 32                       # nothing written
+    assert lib.odk_decode_records(data, len(data), ffi.NULL, 5, out) == Status.MORE
+    rows = ffi.new("int64_t[]", 8 * 5)
+    assert lib.odk_decode_records(data, len(data), rows, 5, out) == Status.OK
+
+
+# ---- damaged batches: never a crash, C == twin, same verdict as the old decoder -------------
+
+def check_damaged(data):
+    res = both(data)
+    old = old_decode(data)
+    if res.ok and isinstance(old, CorruptRecord):
+        # the one check left to Python: header keys are decoded (as UTF-8) by the caller
+        assert "header key is not UTF-8" in str(old), (res, old)
+        with pytest.raises(CorruptRecord) as err:
+            RecordBatch(data).records()
+        assert str(err.value) == str(old)
+    elif res.ok:
+        assert list(RecordBatch(data).records()) == old
+    else:
+        # a batch-level refusal (header) is the old decoder's caller's business
+        if res.status not in (Status.TRUNCATED, Status.BAD_LENGTH, Status.BAD_MAGIC,
+                              Status.BAD_CODEC) or res.position:
+            assert isinstance(old, CorruptRecord), (res, old)
+        with pytest.raises((CorruptRecord, UnsupportedCompression)):
+            RecordBatch(data).records()
+    return res
+
+
+SAMPLES = {
+    "plain": [(i, i * 3, b"key%d" % i, b"value-%d" % i, []) for i in range(4)],
+    "nulls and headers": [(0, -5, None, b"v", [("a", b"1"), ("b", None)]), (1, 2**40, b"", None, []),
+                          (2, 7, b"k" * 200, b"v" * 300, [("\u2603", b"")])],
+    "sparse": [(0, 0, b"a", b"1", []), (5, 1, b"b", b"2", []), (9, -1, None, None, [])],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_truncation_of_the_records_region(name):
+    data, _ = encode(SAMPLES[name])
+    region = region_of(data)
+    count = len(SAMPLES[name])
+    statuses = set()
+    for cut in range(len(region)):
+        statuses.add(check_damaged(with_region(region[:cut], count)).status)
+    assert Status.OK not in statuses
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_truncation_of_the_buffer(name):
+    data, _ = encode(SAMPLES[name])
+    for cut in range(len(data)):
+        res = both(data[:cut])
+        assert (res.status, res.records, res.position) == (Status.TRUNCATED, 0, 0)
+        assert (res.expected, res.found) == ((61, cut) if cut < 61 else (len(data), cut))
+        if cut >= 61:
+            with pytest.raises(CorruptRecord, match="does not fit"):
+                RecordBatch(data[:cut]).records()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_random_byte_flips(name):
+    data, _ = encode(SAMPLES[name])
+    rng = random.Random(name)
+    seen = set()
+    for _ in range(1500):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(57, len(damaged)) if rng.random() < 0.9 else rng.randrange(8, 61)
+            damaged[at] = rng.randrange(256)
+        seen.add(check_damaged(bytes(damaged)).status)
+    assert len(seen) >= 4, seen
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=80), st.integers(-2, 12))
+def test_arbitrary_records_bytes(region, count):
+    check_damaged(with_region(region, count))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_arbitrary_records_made_of_plausible_varints(data):
+    pieces = data.draw(st.lists(st.one_of(
+        st.integers(-3, 20).map(varint), st.integers(-(2**35), 2**35).map(lambda n: zigzag(n, 40)),
+        st.binary(max_size=4), st.sampled_from([b"\x80" * 5, b"\xff" * 10 + b"\x01", b"\x00"])),
+        max_size=20))
+    region = b"".join(pieces)
+    count = data.draw(st.integers(0, 4))
+    if data.draw(st.booleans()) and region:
+        region = varint(len(region)) + region     # a plausible record length in front
+        count = max(count, 1)
+    check_damaged(with_region(region, count))
+
+
+# ---- RecordBatch.records() and record_fields() ---------------------------------------------
+
+def test_record_fields_gives_what_records_gives():
+    records = [(0, 5, b"k", b"v", []), (1, -5, None, b"", [("h", b"x"), ("n", None)]),
+               (2, 0, b"", None, [])]
+    data, _ = encode(records, base_offset=100)
+    batch = RecordBatch(data)
+    buf, rows = batch.record_fields()
+    assert type(buf) is bytes
+    got = []
+    for od, td, kp, kl, vp, vl, hp, hc in rows:
+        got.append(Record(100 + od, T0 + td, buf[kp:kp + kl] if kl >= 0 else None,
+                          buf[vp:vp + vl] if vl >= 0 else None,
+                          tuple(batch.read_headers(buf, hp, hc)) if hc else ()))
+    assert got == list(batch.records()) == expected_records(records, 100)
+
+
+def test_record_fields_refuses_a_gzip_batch_and_raises_what_records_raises_otherwise():
+    b = BatchBuilder(compression=Compression.GZIP)
+    b.append(T0, b"k", b"v")
+    with pytest.raises(ValueError, match="gzip"):
+        RecordBatch(b.build()).record_fields()
+    data = bytearray(encode([(0, 0, b"k", b"v", [])])[0])
+    data[22] = 2
+    with pytest.raises(UnsupportedCompression, match="snappy"):
+        RecordBatch(bytes(data)).record_fields()
+    with pytest.raises(CorruptRecord, match="does not fit"):
+        RecordBatch(encode([(0, 0, b"k", b"v", [])])[0][:-1]).record_fields()
+    region, count = CHECKS["a key length below -1"][0]
+    with pytest.raises(CorruptRecord, match="key length expected >= -1, found -2"):
+        RecordBatch(with_region(region, count)).record_fields()
+
+
+def test_a_header_key_that_is_not_utf8_is_refused_with_records_words():
+    region = rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(2), b"\xff\xfe", z(0))
+    data = with_region(region, 1)
+    assert ref.decode_records(data).ok          # lengths are fine: C leaves UTF-8 to Python
+    with pytest.raises(CorruptRecord, match="record 0 header key is not UTF-8") as err:
+        RecordBatch(data).records()
+    batch = RecordBatch(data)
+    buf, rows = batch.record_fields()
+    (_, _, _, _, _, _, hp, hc), = rows
+    with pytest.raises(CorruptRecord) as err2:
+        batch.read_headers(buf, hp, hc)
+    assert str(err2.value) == str(err.value)
+
+
+# ---- Consumer._decode ------------------------------------------------------------------------
+
+def test_the_consumer_sets_every_slot_of_its_record():
+    # Consumer._decode makes Records with object.__new__ and stores these slots inline
+    assert ClientRecord.__slots__ == ("topic", "partition", "offset", "key", "value", "headers",
+                                      "timestamp", "timestamp_type")
+
+
+def decode_new(data, pos, check_crcs=True, fetched=0):
+    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=check_crcs)
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched)
+    Consumer._decode(consumer, part, memoryview(data), pos)
+    return list(consumer._buffer), part.fetched
+
+
+def decode_reference(data, pos):
+    """What the consumer made before: Records from records(), for whole good batches."""
+    out = []
+    view = memoryview(data)
+    position = 0
+    while position < len(view):
+        batch = RecordBatch(view[position:])
+        position += batch.size
+        if batch.is_control:
+            continue
+        ts_type = LOG_APPEND_TIME if batch.timestamp_type == 1 else 0
+        out += [ClientRecord("t", 3, r.offset, r.key, r.value, list(r.headers), r.timestamp, ts_type)
+                for r in batch.records() if r.offset >= pos]
+    return out
+
+
+def build(records, offset, compression=Compression.NONE, append_time=None):
+    b = BatchBuilder(compression=compression)
+    for ts, key, value, headers in records:
+        b.append(ts, key, value, headers)
+    data = bytearray(b.build())
+    write_base_offset(data, 0, offset)
+    if append_time is not None:
+        write_log_append_time(data, 0, append_time)
+    return data
+
+
+def control_batch(offset):
+    """A transaction commit marker (as a coordinator writes one)."""
+    b = BatchBuilder(producer_id=9, producer_epoch=0, transactional=True, control=True)
+    b.append(T0, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")
+    data = bytearray(b.build())
+    write_base_offset(data, 0, offset)
+    return data
+
+
+def test_the_consumer_decode_makes_the_records_the_records_path_made():
+    recs = [(T0 + i, b"k%d" % i if i % 3 else None, b"v" * (i * 7) if i % 4 else None,
+             [("h%d" % i, b"x"), ("null", None)] if i % 5 == 0 else []) for i in range(12)]
+    log = build(recs[:6], 100) + build(recs[6:], 106, append_time=T0 + 999) + control_batch(112) + \
+        build(recs[:3], 113, compression=Compression.GZIP) + build(recs[3:5], 116)
+    for pos in (0, 100, 103, 106, 110, 113, 114, 117, 118):
+        got, fetched = decode_new(log, pos)
+        want = decode_reference(log, pos)
+        assert got == want, pos
+        assert fetched == 118
+        assert all(type(r) is ClientRecord for r in got)
+        assert all(type(r.headers) is list for r in got)
+        assert all(r.key is None or type(r.key) is bytes for r in got)
+    got, _ = decode_new(log, 0)
+    assert [r.offset for r in got] == list(range(100, 112)) + list(range(113, 118))
+    assert [r.timestamp_type for r in got[6:12]] == [LOG_APPEND_TIME] * 6
+    assert {r.timestamp for r in got[6:12]} == {T0 + 999}
+    assert got[0].headers == [("h0", b"x"), ("null", None)] and got[1].headers == []
+
+
+def test_the_consumer_refuses_a_bad_crc_or_corrupt_records_before_buffering_that_batch():
+    good = build([(T0, b"k", b"v", [])], 0)
+    bad_crc = build([(T0, b"k", b"v", [])], 1)
+    bad_crc[bad_crc.rindex(b"v")] ^= 0xFF                      # the value's byte
+    with pytest.raises(CorruptRecord, match="t-3: the batch at offset 1 fails its CRC-32C"):
+        decode_new(good + bad_crc, 0)
+    got, _ = decode_new(good + bad_crc, 0, check_crcs=False)   # no CRC check: decodes
+    assert [r.value for r in got] == [b"v", b"\x89"]            # 'v' ^ 0xFF
+    region, count = CHECKS["a key length below -1"][0]
+    corrupt = bytearray(with_region(region, count))
+    write_base_offset(corrupt, 0, 1)
+    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=True)
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=0)
+    with pytest.raises(CorruptRecord, match="key length expected >= -1, found -2"):
+        Consumer._decode(consumer, part, memoryview(good + corrupt), 0)
+    assert [r.offset for r in consumer._buffer] == [0]    # the good batch only
+    assert part.fetched == 0
+
+
+def test_the_consumer_names_a_header_key_that_is_not_utf8_and_buffers_nothing_of_it():
+    region = rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(2), b"\xff\xfe", z(0))
+    data = with_region(rec(b"\x00", z(0), z(0), z(0), z(0), z(0)) + region, 2)
+    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=True)
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=0)
+    with pytest.raises(CorruptRecord, match="record 1 header key is not UTF-8"):
+        Consumer._decode(consumer, part, memoryview(data), 0)
+    assert not consumer._buffer
+
+
+def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
+    records = [(0, 0, b"a", b"1", []), (4, 1, b"b", b"2", []), (9, 2, None, None, [])]
+    data, _ = encode(records, base_offset=50)
+    got, fetched = decode_new(data, 54)
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == \
+        [(54, b"b", b"2", T0 + 1), (59, None, None, T0 + 2)]
+    assert fetched == 60
+
+
+def test_gzip_batches_still_decode_through_records():
+    data = build([(T0, b"k", b"v" * 1000, [("h", b"x")])] * 5, 7, compression=Compression.GZIP)
+    got, _ = decode_new(data, 0)
+    assert [r.offset for r in got] == [7, 8, 9, 10, 11]
+    assert got[0].headers == [("h", b"x")] and got[0].value == b"v" * 1000
