@@ -1,0 +1,362 @@
+"""Partition assignors: how a consumer group's leader shares partitions among members.
+
+The coordinator never looks inside these bytes; the group's members agree on them. They
+are Kafka's consumer protocol, so the same bytes mean the same thing to a Kafka client:
+
+    Subscription (JoinGroup metadata), ConsumerProtocolSubscription v1, big-endian:
+        version       int16   1 (v0 and v2+ are read too; see decode)
+        topics        int32 count, then count x (int16 length, UTF-8 bytes)
+        user_data     int32 length (-1 = null), then bytes
+        owned         int32 count, then count x (topic: int16 length + UTF-8,
+                                                 partitions: int32 count + count x int32)
+      (v2 adds generation_id int32 after `owned`; a newer version is read as v2 and any
+      later fields are ignored, as Kafka's clients do.)
+
+    Assignment (SyncGroup assignment), ConsumerProtocolAssignment v1, big-endian:
+        version       int16   1
+        assigned      int32 count, then count x (topic string, int32 count + int32 partitions)
+        user_data     int32 length (-1 = null), then bytes
+
+    Example: Subscription(["orders"], owned_partitions=[("orders", 2)]).encode() ==
+        00 01 | 00000001 0006 "orders" | ffffffff | 00000001 0006 "orders" 00000001 00000002
+
+Partitions are (topic, partition) tuples throughout. Every assignor has
+`assign(members, partitions_per_topic) -> {member_id: Assignment}` where members maps
+member ids to Subscriptions and partitions_per_topic maps a topic to its partition count
+(topics missing from it have no partitions yet and get nobody).
+
+- "range" (RangeAssignor): per topic, the members subscribed to it in order (static
+  members by group.instance.id first, then the rest by member id) take consecutive
+  ranges; the first (partitions % members) take one more. Eager.
+- "roundrobin" (RoundRobinAssignor): every subscribed partition, sorted by topic and
+  partition, dealt in turn to the members in that same order, skipping members not
+  subscribed to its topic. Eager.
+- "cooperative-sticky" (CooperativeStickyAssignor): keeps each member's owned
+  partitions where that stays balanced, gives the rest to the least-loaded eligible
+  members, then moves partitions from members holding 2+ more than an eligible member.
+  Cooperative (incremental) protocol: a partition that some other member still owns is
+  left unassigned in this generation (its owner sees it missing from its assignment,
+  revokes it, and rejoins); the next rebalance assigns it. Members keep consuming the
+  partitions they keep. Its Subscription user_data is the member's generation (int32),
+  as in Kafka's CooperativeStickyAssignor; of two members claiming one partition, the
+  later generation's claim counts.
+
+Eager protocol: a member revokes everything before it rejoins (its owned list is empty).
+Cooperative protocol: a member rejoins owning what it owns, revokes only what its new
+assignment lacks, and if it revoked anything joins again at once.
+"""
+import struct
+from dataclasses import dataclass, field
+
+__all__ = ["Subscription", "Assignment", "MalformedConsumerProtocol", "RangeAssignor",
+           "RoundRobinAssignor", "CooperativeStickyAssignor", "ASSIGNORS", "get_assignor",
+           "EAGER", "COOPERATIVE"]
+
+EAGER = "EAGER"
+COOPERATIVE = "COOPERATIVE"
+SUBSCRIPTION_VERSION = 1
+ASSIGNMENT_VERSION = 1
+
+
+class MalformedConsumerProtocol(ValueError):
+    """Subscription or assignment bytes that are not Kafka's consumer protocol."""
+
+
+# ---- bytes ------------------------------------------------------------------------------
+
+def _put_string(out, s):
+    b = s.encode("utf-8")
+    if len(b) > 0x7FFF:
+        raise ValueError(f"topic name of {len(b)} bytes is too long")
+    out += struct.pack(">h", len(b)) + b
+
+
+def _put_nullable_bytes(out, b):
+    if b is None:
+        out += b"\xff\xff\xff\xff"
+    else:
+        out += struct.pack(">i", len(b)) + bytes(b)
+
+
+def _put_topic_partitions(out, partitions):
+    by_topic = {}
+    for topic, partition in sorted(partitions):
+        by_topic.setdefault(topic, []).append(partition)
+    out += struct.pack(">i", len(by_topic))
+    for topic, parts in by_topic.items():
+        _put_string(out, topic)
+        out += struct.pack(">i", len(parts)) + struct.pack(f">{len(parts)}i", *parts)
+
+
+class _Reader:
+    def __init__(self, data, what):
+        self.buf = bytes(data)
+        self.pos = 0
+        self.what = what
+
+    def take(self, n):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise MalformedConsumerProtocol(f"{self.what}: truncated at byte {self.pos}")
+        b = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def int16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def int32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def count(self):
+        n = self.int32()
+        if n < 0 or n > len(self.buf) - self.pos:
+            raise MalformedConsumerProtocol(f"{self.what}: bad count {n} at byte {self.pos - 4}")
+        return n
+
+    def string(self):
+        n = self.int16()
+        if n < 0:
+            raise MalformedConsumerProtocol(f"{self.what}: bad string length {n}")
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedConsumerProtocol(f"{self.what}: a topic name is not UTF-8") from None
+
+    def nullable_bytes(self):
+        n = self.int32()
+        if n == -1:
+            return None
+        if n < 0:
+            raise MalformedConsumerProtocol(f"{self.what}: bad bytes length {n}")
+        return self.take(n)
+
+    def topic_partitions(self):
+        out = []
+        for _ in range(self.count()):
+            topic = self.string()
+            for _ in range(self.count()):
+                out.append((topic, self.int32()))
+        return out
+
+    def end(self, strict):
+        if strict and self.pos != len(self.buf):
+            raise MalformedConsumerProtocol(f"{self.what}: {len(self.buf) - self.pos} bytes after the end")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a member asks for. `group_instance_id` is not in the bytes: the leader gets it
+    from the JoinGroup answer and sets it to order static members first."""
+    topics: tuple
+    owned_partitions: tuple = ()
+    user_data: bytes | None = None
+    generation_id: int = -1                       # only in v2+ bytes
+    group_instance_id: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "topics", tuple(self.topics))
+        object.__setattr__(self, "owned_partitions", tuple(sorted(tuple(tp) for tp in self.owned_partitions)))
+
+    def encode(self, version=SUBSCRIPTION_VERSION):
+        if version not in (0, 1, 2):
+            raise ValueError(f"Subscription version {version} is not written here (0-2)")
+        out = bytearray(struct.pack(">h", version))
+        out += struct.pack(">i", len(self.topics))
+        for topic in self.topics:
+            _put_string(out, topic)
+        _put_nullable_bytes(out, self.user_data)
+        if version >= 1:
+            _put_topic_partitions(out, self.owned_partitions)
+        if version >= 2:
+            out += struct.pack(">i", self.generation_id)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data, group_instance_id=None):
+        r = _Reader(data, "ConsumerProtocolSubscription")
+        version = r.int16()
+        if version < 0:
+            raise MalformedConsumerProtocol(f"ConsumerProtocolSubscription: version {version}")
+        topics = [r.string() for _ in range(r.count())]
+        user_data = r.nullable_bytes()
+        owned = r.topic_partitions() if version >= 1 else []
+        generation = r.int32() if version >= 2 else -1
+        r.end(strict=version <= 2)
+        return cls(topics, owned, user_data, generation, group_instance_id)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a member gets: sorted (topic, partition) tuples, and the assignor's user data."""
+    partitions: tuple = ()
+    user_data: bytes | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "partitions", tuple(sorted(tuple(tp) for tp in self.partitions)))
+
+    def encode(self, version=ASSIGNMENT_VERSION):
+        out = bytearray(struct.pack(">h", version))
+        _put_topic_partitions(out, self.partitions)
+        _put_nullable_bytes(out, self.user_data)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data):
+        """An Assignment; empty bytes (what the coordinator hands a member the leader left
+        out) are an empty assignment."""
+        if not data:
+            return cls()
+        r = _Reader(data, "ConsumerProtocolAssignment")
+        version = r.int16()
+        if version < 0:
+            raise MalformedConsumerProtocol(f"ConsumerProtocolAssignment: version {version}")
+        partitions = r.topic_partitions()
+        user_data = r.nullable_bytes()
+        r.end(strict=version <= 2)
+        return cls(partitions, user_data)
+
+
+# ---- assignors --------------------------------------------------------------------------
+
+def _member_order(members):
+    """Kafka's MemberInfo order: static members by group.instance.id, then the others by
+    member id."""
+    return sorted(members, key=lambda mid: (0, members[mid].group_instance_id, mid)
+                  if members[mid].group_instance_id is not None else (1, "", mid))
+
+
+class _Assignor:
+    name = ""
+    rebalance_protocol = EAGER
+
+    def subscription(self, topics, owned_partitions=(), generation_id=-1):
+        """The Subscription this member sends (eager members own nothing when joining)."""
+        return Subscription(topics)
+
+    def assign(self, members, partitions_per_topic):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class RangeAssignor(_Assignor):
+    name = "range"
+
+    def assign(self, members, partitions_per_topic):
+        out = {mid: [] for mid in members}
+        order = _member_order(members)
+        topics = sorted({t for s in members.values() for t in s.topics})
+        for topic in topics:
+            n = partitions_per_topic.get(topic)
+            if not n:
+                continue
+            consumers = [mid for mid in order if topic in members[mid].topics]
+            per, extra = divmod(n, len(consumers))
+            for i, mid in enumerate(consumers):
+                start = per * i + min(i, extra)
+                length = per + (1 if i < extra else 0)
+                out[mid].extend((topic, p) for p in range(start, start + length))
+        return {mid: Assignment(parts) for mid, parts in out.items()}
+
+
+class RoundRobinAssignor(_Assignor):
+    name = "roundrobin"
+
+    def assign(self, members, partitions_per_topic):
+        out = {mid: [] for mid in members}
+        order = _member_order(members)
+        if not order:
+            return {}
+        topics = sorted({t for s in members.values() for t in s.topics})
+        subscribed = {mid: set(members[mid].topics) for mid in order}
+        i = 0
+        for topic in topics:
+            for p in range(partitions_per_topic.get(topic, 0)):
+                while topic not in subscribed[order[i % len(order)]]:
+                    i += 1
+                out[order[i % len(order)]].append((topic, p))
+                i += 1
+        return {mid: Assignment(parts) for mid, parts in out.items()}
+
+
+class CooperativeStickyAssignor(_Assignor):
+    name = "cooperative-sticky"
+    rebalance_protocol = COOPERATIVE
+
+    def subscription(self, topics, owned_partitions=(), generation_id=-1):
+        return Subscription(topics, owned_partitions, struct.pack(">i", generation_id))
+
+    @staticmethod
+    def _generation(sub):
+        if sub.generation_id >= 0:
+            return sub.generation_id
+        if sub.user_data is not None and len(sub.user_data) == 4:
+            return struct.unpack(">i", sub.user_data)[0]
+        return -1
+
+    def assign(self, members, partitions_per_topic):
+        mids = sorted(members)
+        subscribed = {mid: {t for t in members[mid].topics if partitions_per_topic.get(t)} for mid in mids}
+        partitions = sorted({(t, p) for mid in mids for t in subscribed[mid]
+                             for p in range(partitions_per_topic[t])})
+        eligible = {tp: [mid for mid in mids if tp[0] in subscribed[mid]] for tp in partitions}
+
+        # who claims what; a claim is valid if the partition exists, the member still
+        # subscribes to its topic, and no later generation claims it too
+        claims = {}
+        for mid in mids:
+            generation = self._generation(members[mid])
+            for tp in members[mid].owned_partitions:
+                claims.setdefault(tp, []).append((generation, mid))
+        target = {mid: [] for mid in mids}
+        kept = set()
+        for tp, claimants in claims.items():
+            if tp not in eligible:
+                continue
+            valid = [(g, mid) for g, mid in claimants if tp[0] in subscribed[mid]]
+            if not valid:
+                continue
+            best = max(g for g, _ in valid)
+            winners = [mid for g, mid in valid if g == best]
+            if len(winners) == 1:
+                target[winners[0]].append(tp)
+                kept.add(tp)
+
+        # the rest to the least loaded eligible member, scarcest partitions first
+        for tp in sorted((tp for tp in partitions if tp not in kept), key=lambda tp: (len(eligible[tp]), tp)):
+            mid = min(eligible[tp], key=lambda x: (len(target[x]), x))
+            target[mid].append(tp)
+
+        # balance: move from a member to an eligible one holding 2+ fewer, newly given
+        # partitions before kept ones; each move lowers the sum of squared loads
+        moved = True
+        while moved:
+            moved = False
+            for mid in sorted(mids, key=lambda x: (-len(target[x]), x)):
+                for tp in sorted(target[mid], key=lambda tp: (tp in kept, tp)):
+                    others = [e for e in eligible[tp] if e != mid]
+                    if not others:
+                        continue
+                    best = min(others, key=lambda e: (len(target[e]), e))
+                    if len(target[best]) + 1 < len(target[mid]):
+                        target[mid].remove(tp)
+                        target[best].append(tp)
+                        moved = True
+
+        # cooperative: nobody gets a partition another member still owns
+        owners = {}
+        for tp, claimants in claims.items():
+            owners.setdefault(tp, set()).update(mid for _, mid in claimants)
+        return {mid: Assignment([tp for tp in target[mid] if owners.get(tp, set()) <= {mid}]) for mid in mids}
+
+
+ASSIGNORS = {cls.name: cls for cls in (RangeAssignor, RoundRobinAssignor, CooperativeStickyAssignor)}
+
+
+def get_assignor(name):
+    """An assignor by its protocol name ('range', 'roundrobin', 'cooperative-sticky')."""
+    try:
+        return ASSIGNORS[name]()
+    except KeyError:
+        raise ValueError(f"unknown partition assignor {name!r}; known: {', '.join(ASSIGNORS)}") from None
