@@ -856,7 +856,7 @@ class DescribedGroupMember(Struct):
         ("member_id",          STRING,           "",    0),
         ("group_instance_id",  NULLABLE_STRING,  None,  0),
         ("client_id",          STRING,           "",    0),
-        ("client_host",        STRING,           "",    0),   # e.g. "pid 4242 uid 1000"
+        ("client_host",        STRING,           "",    0),   # e.g. "pid:4242 uid:1000" (from SO_PEERCRED)
         ("member_metadata",    BYTES,            b"",   0),
         ("member_assignment",  BYTES,            b"",   0),
     ]
