@@ -29,7 +29,7 @@ from odradek.client._native_ref import (APPEND_STATE_FIELDS, BATCH_HEADER_SIZE, 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 _from_buffer = ffi.from_buffer
@@ -41,6 +41,7 @@ _RESULT_PTR = ffi.typeof("odk_scan_result *")
 _INFO_ARRAY = ffi.typeof("odk_batch_info[]")
 
 _crc32c = lib.odk_crc32c
+_prefault = lib.odk_prefault_async
 _crc32c_sw = lib.odk_crc32c_sw
 _index_lookup = lib.odk_index_lookup
 _timeindex_lookup = lib.odk_timeindex_lookup
@@ -215,6 +216,15 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(s, len(s), d, dn, i, ic, t, tc, st)
+
+
+def prefault(target, start, end):
+    """Ask the process's prefault thread to populate bytes [start, end) of the target's
+    segment map for writing (odk_prefault_async): 0 queued, 1 queue full, 2 unavailable.
+    A released target (empty) is ignored (2)."""
+    if not target:
+        return 2
+    return _prefault(target[0], start, min(end, target[1]))
 
 
 def release_target(target):

@@ -12,7 +12,7 @@ from bisect import bisect_left, bisect_right
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 BATCH_HEADER_SIZE = 61
@@ -342,6 +342,12 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(src, d, ix, tx, st)
+
+
+def prefault(target, start, end):
+    """odk_prefault_async's twin: Python has no thread that could fault pages without
+    the GIL, so it does nothing and says so (2: unavailable)."""
+    return 2
 
 
 def release_target(target):

@@ -83,11 +83,14 @@ class Admin:
         (r,) = res.responses
         raise_for_error(r.error_code, r.error_message)
 
-    def list_topics(self, names=None):
-        """{name: TopicDescription}; names=None: every topic. Unknown names raise."""
+    def list_topics(self, names=None, include_internal=False):
+        """{name: TopicDescription}; names=None: every topic (internal ones such as
+        __consumer_offsets only with include_internal, as Kafka's Admin). Unknown names raise."""
         res = self._call(m.MetadataRequest(topics=None if names is None else list(names)))
         out = {}
         for t in res.topics:
+            if names is None and t.is_internal and not include_internal:
+                continue
             raise_for_error(t.error_code, t.error_message)
             out[t.name] = TopicDescription(t.name, [
                 PartitionDescription(p.partition_index, p.leader_id, p.leader_epoch, list(p.replica_nodes),

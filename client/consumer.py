@@ -22,7 +22,58 @@ Theory of operation
   (futex_waitv): no polling, ~0% CPU while idle; a record produced wakes the consumer
   in tens of microseconds. fetch.min.bytes and fetch.max.wait.ms are honoured as Kafka
   does: a poll waits up to fetch.max.wait.ms for that many bytes, then returns what it has.
-- Not thread-safe: one thread uses a Consumer (as with Kafka's).
+- Not thread-safe: one thread uses a Consumer (as with Kafka's). With a group.id the
+  Consumer has one helper thread of its own (heartbeats; client/group_member.py).
+
+Consumer groups (group.id): subscribe() shares topics among the members of a group,
+each partition owned by one member at a time, positions committed to the broker
+(__consumer_offsets). Protocol, threads and rebalances: client/group_member.py.
+
+    c = Consumer({"group.id": "billing", "auto.offset.reset": "earliest"})
+    c.subscribe(["orders"],                         # or a regex: "^orders-.*"
+                on_assign=lambda c, parts: print("assigned", parts),
+                on_revoke=lambda c, parts: print("revoked", parts))
+    while running:
+        rec = c.poll(1.0)                           # joins, heartbeats run meanwhile
+        if rec is not None:
+            handle(rec)
+    c.close()                                       # commits, leaves the group
+
+- Callbacks run inside poll()/consume(), in the caller's thread: on_assign(consumer,
+  partitions) once the partitions are positioned (committed offset, else
+  auto.offset.reset; seek() in it to start elsewhere), on_revoke(consumer, partitions)
+  before they go (commit there if you commit by hand), on_lost(consumer, partitions)
+  when the member was thrown out and they already went (default: on_revoke).
+- partition.assignment.strategy: "range", "roundrobin", "cooperative-sticky" or a comma
+  list in order of preference; default "range,cooperative-sticky" (Kafka 3.x's). Only
+  cooperative-sticky alone rebalances incrementally (partitions that stay are not
+  revoked, and are consumed during the rebalance).
+- max.poll.interval.ms (default 300000): call poll() at least this often. A member that
+  does not is removed from the group by its own heartbeat thread, its partitions move,
+  and its next poll() raises MaxPollIntervalExceeded; the poll after that rejoins.
+- group.instance.id: static membership. A restart within session.timeout.ms gets the
+  same partitions back with no rebalance of the others; close() does not leave.
+- metadata.max.age.ms (default 300000): how often partition counts and regex matches are
+  re-read; a change rebalances the group (the leader notices added partitions).
+
+Delivery guarantees (commit = where the group resumes after a crash or a rebalance):
+- at-least-once (the default): enable.auto.commit commits, every
+  auto.commit.interval.ms from poll(), before revocation and at close(), the positions
+  of records poll() returned *earlier*, i.e. that the loop has finished handling. A
+  crash repeats what was handled after the last commit; nothing is skipped. By hand:
+  enable.auto.commit=false, handle the record, then c.commit(rec) (or c.commit() for
+  every assigned partition's position).
+      rec = c.poll(1.0); handle(rec); c.commit(rec)
+- at-most-once: commit before handling: a crash mid-handling skips that record, never
+  repeats it.
+      rec = c.poll(1.0); c.commit(rec); handle(rec)
+- commit(offsets=None, asynchronous=False, *, message=None, metadata=None): offsets is a
+  list of TopicPartition (offset = the next record to read) or OffsetAndMetadata (each
+  with its own metadata string); metadata= gives one string to all. committed(partitions)
+  returns OffsetAndMetadata items (offset OFFSET_INVALID when nothing is committed), whose
+  .metadata is that string. asynchronous=True reports to the on_commit config callback,
+  on_commit(err, partitions), instead of raising (the local round trip is ~100 us, so it
+  completes before returning).
 """
 import mmap
 import os
@@ -32,8 +83,10 @@ from collections import deque
 from odradek.client import _config as cfg
 from odradek.client import native
 from odradek.client.admin import resolve_socket
-from odradek.client.errors import (CorruptRecord, LeaderNotAvailable, NotInWindow, OffsetOutOfRange,
-                                   TornState, UnknownTopicOrPartition)
+from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, NotInWindow,
+                                   OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition)
+from odradek.client.group_member import (GroupLink, GroupMember, GroupMetadata, MaxPollIntervalExceeded,
+                                         OffsetAndMetadata)
 from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record,
                                     TopicPartition)
 from odradek.client.protocol import ControlClient, messages as m
@@ -43,7 +96,27 @@ from odradek.client.records._layout import COMPRESSION_MASK, CONTROL_MASK, HEADE
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.partition_state import WAIT_MANY_MAX
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "MaxPollIntervalExceeded", "OffsetAndMetadata", "GroupMetadata"]
+
+
+def _strategies(raw):
+    from odradek.client.assignors import ASSIGNORS
+    names = [n.strip() for n in (raw.split(",") if isinstance(raw, str) else raw)]
+    if not names or not all(names):
+        raise ValueError("name at least one assignor")
+    for n in names:
+        if n not in ASSIGNORS:
+            raise ValueError(f"unknown assignor {n!r}; known: {', '.join(ASSIGNORS)}")
+    if len(set(names)) != len(names):
+        raise ValueError("an assignor is named twice")
+    return names
+
+
+def _callable_or_none(raw):
+    if raw is not None and not callable(raw):
+        raise ValueError("must be callable")
+    return raw
+
 
 _SCHEMA = {
     "socket": (str, None),
@@ -54,16 +127,28 @@ _SCHEMA = {
     "check.crcs": (cfg.boolean, True),
     "client.id": (str, "odradek-consumer"),
     "group.id": (str, None),
+    "group.instance.id": (str, None),
+    "session.timeout.ms": (cfg.positive_int, 45000),
+    "heartbeat.interval.ms": (cfg.positive_int, 3000),
+    "max.poll.interval.ms": (cfg.positive_int, 300000),
+    "partition.assignment.strategy": (_strategies, ["range", "cooperative-sticky"]),
+    "enable.auto.commit": (cfg.boolean, True),
+    "auto.commit.interval.ms": (cfg.non_negative_int, 5000),
+    "metadata.max.age.ms": (cfg.positive_int, 300000),
+    "on_commit": (_callable_or_none, None),
 }
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
 
 
 class _Segment:
-    """A segment file mapped read-only."""
-    __slots__ = ("mm", "view")
+    """A segment file mapped read-only. `inode` tells the file apart from the one the
+    log cleaner swaps in under the same name (same base offset, other positions)."""
+    __slots__ = ("mm", "view", "inode")
 
     def __init__(self, fd):
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        size = st.st_size
+        self.inode = (st.st_dev, st.st_ino)
         self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) if size else None
         self.view = memoryview(self.mm) if size else memoryview(b"")
 
@@ -104,8 +189,16 @@ class Consumer:
     def __init__(self, config=None):
         self.config = c = cfg.parse_config(config, _SCHEMA, "consumer")
         if c["group.id"] is not None:
-            raise NotImplementedError("consumer groups (group.id, subscribe) come with the group "
-                                      "coordinator; use assign() for now")
+            if not c["group.id"]:
+                raise InvalidConfig("consumer config group.id must not be empty")
+            if c["group.instance.id"] == "":
+                raise InvalidConfig("consumer config group.instance.id must not be empty (omit it for a "
+                                    "dynamic member)")
+            if c["heartbeat.interval.ms"] >= c["session.timeout.ms"]:
+                raise InvalidConfig(f"heartbeat.interval.ms ({c['heartbeat.interval.ms']}) must be lower than "
+                                    f"session.timeout.ms ({c['session.timeout.ms']}); a third of it is usual")
+        elif c["group.instance.id"] is not None:
+            raise InvalidConfig("group.instance.id needs a group.id")
         self._reset = c["auto.offset.reset"]
         self._min_bytes = c["fetch.min.bytes"]
         self._max_wait_s = c["fetch.max.wait.ms"] / 1000
@@ -114,14 +207,41 @@ class Consumer:
         self._client = ControlClient(resolve_socket(c["socket"]))
         self._parts = {}          # (topic, partition) -> _Partition
         self._buffer = deque()    # Records fetched, not yet returned
+        self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
+        self._pending_retry_at = 0.0
         self._closed = False
+        self._group = None
+        if c["group.id"] is not None:
+            path = resolve_socket(c["socket"])
+            try:
+                self._group = GroupMember(self, c, lambda: GroupLink(path))
+            except BaseException:
+                self._client.close()
+                raise
 
     # == assignment and positions =====================================================
     def assign(self, partitions):
         """Read exactly these partitions (replacing any earlier assignment). Each
         TopicPartition's offset: an offset, OFFSET_BEGINNING, OFFSET_END, or omitted
         (auto.offset.reset decides)."""
+        g = self._group
+        if g is not None and g.subscribed:
+            if not g.in_callback:
+                raise OdradekError("assign() on a subscribed consumer: the group assigns its partitions; "
+                                   "unsubscribe() first, or call assign() only inside on_assign to set "
+                                   "the starting offsets")
+            for tp in partitions:   # inside on_assign: set where the given partitions start
+                part = self._parts.get((tp.topic, tp.partition))
+                if part is not None and tp.offset is not None and tp.offset != OFFSET_INVALID:
+                    self._seek(part, tp.offset)
+            return
         wanted = {(tp.topic, tp.partition): tp for tp in partitions}
+        if g is not None:   # with a group.id, partitions given no offset start at the committed one
+            unset = [key for key, tp in wanted.items() if tp.offset is None or tp.offset == OFFSET_INVALID]
+            if unset:
+                for key, v in g.fetch_committed(unset).items():
+                    if v is not None:
+                        wanted[key] = TopicPartition(key[0], key[1], v.offset)
         for key in list(self._parts):
             if key not in wanted:
                 self._drop(key)
@@ -130,11 +250,145 @@ class Consumer:
             self._seek(part, tp.offset)
 
     def unassign(self):
+        if self._group is not None and self._group.subscribed:
+            raise OdradekError("unassign() on a subscribed consumer: use unsubscribe()")
         for key in list(self._parts):
             self._drop(key)
 
     def assignment(self):
+        """The partitions this consumer reads: assign()'s, or what the group gave it."""
+        if self._group is not None and self._group.subscribed:
+            return [TopicPartition(t, p) for (t, p) in self._group.assignment()]
         return [TopicPartition(t, p) for (t, p) in self._parts]
+
+    # == consumer groups ==================================================================
+    def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
+        """Join the group (at the next poll) for these topics: a list of names, or one
+        regex string starting with '^' (topics created later that match are picked up
+        within metadata.max.age.ms). Replaces an earlier subscription. Callbacks:
+        fn(consumer, [TopicPartition]), run inside poll()."""
+        g = self._require_group("subscribe()")
+        if not g.subscribed and self._parts:
+            raise OdradekError("subscribe() on a consumer with a manual assignment: unassign() first")
+        g.subscribe(topics, on_assign, on_revoke, on_lost)
+
+    def unsubscribe(self):
+        """Leave the group: commit (enable.auto.commit), on_revoke, LeaveGroup."""
+        if self._group is not None:
+            self._group.unsubscribe()
+
+    def commit(self, offsets=None, asynchronous=False, *, message=None, metadata=None):
+        """Commit offsets to the group: `offsets` (TopicPartition or OffsetAndMetadata
+        items: the offset of the next record to read), or `message` (a Record: its
+        offset + 1), or else the position of every assigned partition. `metadata`: one
+        string stored with every offset (an OffsetAndMetadata's own string wins).
+        Returns the committed TopicPartitions; raises on failure (RebalanceInProgress,
+        IllegalGeneration, UnknownMemberId when the group moved on). asynchronous=True:
+        returns None and reports the outcome to on_commit instead of raising."""
+        g = self._require_group("commit()")
+        if message is None and isinstance(offsets, Record):
+            message, offsets = offsets, None
+        metas = {}
+        if message is not None:
+            todo = {(message.topic, message.partition): message.offset + 1}
+        elif offsets is not None:
+            todo = {}
+            for tp in offsets:
+                if tp.offset is None or tp.offset < 0:
+                    raise ValueError(f"commit: {tp.topic}-{tp.partition} has no offset to commit ({tp.offset})")
+                todo[(tp.topic, tp.partition)] = tp.offset
+                if getattr(tp, "metadata", ""):
+                    metas[(tp.topic, tp.partition)] = tp.metadata
+        else:
+            keys = g.assignment() if g.subscribed else list(self._parts)
+            todo = {k: v for k, v in self._group_positions(keys).items() if v is not None}
+        if metadata:
+            metas = {k: metas.get(k, metadata) for k in todo}
+        if not todo:
+            return None if asynchronous else []
+        on_commit = self.config["on_commit"]
+        try:
+            done = g.commit_offsets(todo, metas)
+        except OdradekError as e:
+            if not asynchronous:
+                raise
+            if on_commit is not None:
+                on_commit(e, [TopicPartition(t, p, o) for (t, p), o in sorted(todo.items())])
+            return None
+        if on_commit is not None:
+            on_commit(None, done)
+        return None if asynchronous else done
+
+    def committed(self, partitions, timeout=None):
+        """The group's committed offsets: OffsetAndMetadata per partition, in order
+        (offset OFFSET_INVALID where nothing is committed; .metadata the commit's string)."""
+        g = self._require_group("committed()")
+        got = g.fetch_committed([(tp.topic, tp.partition) for tp in partitions], timeout)
+        return [got.get((tp.topic, tp.partition)) or OffsetAndMetadata(tp.topic, tp.partition, OFFSET_INVALID)
+                for tp in partitions]
+
+    def group_metadata(self):
+        """GroupMetadata(group_id, generation_id, member_id, group_instance_id) now
+        (generation -1 while not in a generation); None without a group.id."""
+        return self._group.metadata() if self._group is not None else None
+
+    def memberid(self):
+        """This member's id in the group (confluent-kafka's name), None before it joined."""
+        g = self._group
+        return (g.metadata().member_id or None) if g is not None else None
+
+    def _require_group(self, what):
+        if self._closed:
+            raise RuntimeError(f"{what} on a closed Consumer")
+        if self._group is None:
+            raise InvalidGroupId(f"{what} needs a group.id in the consumer config")
+        return self._group
+
+    # the GroupMember's view of this consumer (its poll-thread side)
+    def _group_call(self, request, timeout=None):
+        res, fds = self._client.call(request, timeout=timeout)
+        for fd in fds:
+            os.close(fd)
+        return res
+
+    def _group_assign(self, keys, offsets):
+        for key in keys:
+            offset = offsets.get(key)
+            part = self._parts.get(key)
+            if part is None:
+                try:
+                    part = self._open(*key)
+                except (LeaderNotAvailable, TornState) as e:
+                    self._pending_open[key] = offset      # opened by a later fetch round
+                    continue
+            self._seek(part, offset)
+
+    def _group_unassign(self, keys):
+        for key in keys:
+            self._pending_open.pop(key, None)
+            if key in self._parts:
+                self._drop(key)
+
+    def _group_positions(self, keys):
+        out = {}
+        for key in keys:
+            part = self._parts.get(tuple(key))
+            if part is not None and part.position is not None:
+                out[tuple(key)] = part.position
+        return out
+
+    def _group_assigned(self):
+        return list(self._parts)
+
+    def _open_pending(self, now):
+        self._pending_retry_at = now + _RETRY_S
+        for key, offset in list(self._pending_open.items()):
+            try:
+                part = self._open(*key)
+            except (LeaderNotAvailable, TornState):
+                continue
+            del self._pending_open[key]
+            self._seek(part, offset)
 
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
@@ -230,13 +484,30 @@ class Consumer:
         the first, then for fetch.min.bytes up to fetch.max.wait.ms; [] on timeout."""
         if self._closed:
             raise RuntimeError("consume() on a closed Consumer")
+        g = self._group
+        if g is None:
+            return self._consume(num_messages, timeout, None)
+        g.enter_poll()
+        try:
+            return self._consume(num_messages, timeout, g)
+        finally:
+            g.exit_poll()
+
+    def _consume(self, num_messages, timeout, g):
         deadline = None if timeout is None else time.monotonic() + timeout
         fetched_bytes, min_wait_end = 0, None
+        wake_seen = None
         for _ in range(1 << 30):   # bounded by the deadline
+            if g is not None:
+                wake_seen = g.waker.seen()     # before looking: a ring after this wakes the wait
+                g.step()
             if len(self._buffer) >= num_messages:
                 break
-            fetched_bytes += self._fetch_round()
+            got = self._fetch_round()
+            fetched_bytes += got
             now = time.monotonic()
+            if got and not self._buffer:
+                continue   # only empty or control batches (compaction keeps some): read on
             if self._buffer:
                 if fetched_bytes >= self._min_bytes:
                     break
@@ -248,7 +519,12 @@ class Consumer:
                 min_wait_end if deadline is None else min(deadline, min_wait_end))
             if wait_end is not None and now >= wait_end:
                 break
-            self._wait(None if wait_end is None else wait_end - now)
+            if g is not None:
+                due = g.next_deadline()      # auto commit, metadata refresh, a join retry
+                if due is not None:
+                    due = max(due, now + 0.001)
+                    wait_end = due if wait_end is None else min(wait_end, due)
+            self._wait(None if wait_end is None else wait_end - now, wake_seen)
         return self._take(num_messages)
 
     def _take(self, n):
@@ -260,21 +536,31 @@ class Consumer:
             out.append(rec)
         return out
 
-    def _wait(self, timeout):
-        parts = [p for p in self._parts.values() if not p.paused][:WAIT_MANY_MAX]
+    def _wait(self, timeout, wake_seen=None):
+        waker = self._group.waker.state if wake_seen is not None else None
+        limit = WAIT_MANY_MAX - (waker is not None)
+        parts = [p for p in self._parts.values() if not p.paused][:limit]
         now = time.monotonic()
         retry = [p.retry_at for p in parts if p.retry_at > now]
+        if self._pending_open:
+            retry.append(max(self._pending_retry_at, now))
         if retry:
             timeout = min(retry) - now if timeout is None else min(timeout, min(retry) - now)
-        if not parts:
+        states, seen = [p.state for p in parts], [p.change for p in parts]
+        if waker is not None:
+            states.append(waker)
+            seen.append(wake_seen)
+        if not states:
             time.sleep(min(timeout, 1.0) if timeout is not None else 1.0)   # nothing to wait on
             return
-        wait_for_any([p.state for p in parts], [p.change for p in parts], timeout)
+        wait_for_any(states, seen, timeout)
 
     def _fetch_round(self):
         """Fetch from each fetchable partition once; returns bytes fetched."""
         total = 0
         now = time.monotonic()
+        if self._pending_open and now >= self._pending_retry_at:
+            self._open_pending(now)
         for part in list(self._parts.values()):
             if part.paused or part.retry_at > now:
                 continue
@@ -367,7 +653,7 @@ class Consumer:
         res, fds = self._client.call(m.GetSegmentRequest(topic=tp.topic, partition=tp.partition, offset=pos))
         try:
             seg = part.segments.get(res.base_offset)
-            if fds and (seg is None or len(seg.view) < res.size):
+            if fds and (seg is None or len(seg.view) < res.size or seg.inode != _inode(fds[0])):
                 if seg is not None:
                     seg.close()
                 seg = part.segments[res.base_offset] = _Segment(fds[0])
@@ -454,12 +740,19 @@ class Consumer:
 
     # == lifetime ==========================================================================
     def close(self):
+        """Commit (enable.auto.commit), on_revoke, leave the group (not a static member),
+        and release everything."""
         if self._closed:
             return
-        self._closed = True
-        for key in list(self._parts):
-            self._drop(key)
-        self._client.close()
+        try:
+            if self._group is not None:
+                self._group.close()
+        finally:
+            self._closed = True
+            for key in list(self._parts):
+                self._drop(key)
+            self._pending_open.clear()
+            self._client.close()
 
     def __enter__(self):
         return self
@@ -470,3 +763,8 @@ class Consumer:
 
 def _b(v):
     return v if v is None or type(v) is bytes else bytes(v)
+
+
+def _inode(fd):
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)

@@ -7,6 +7,7 @@
     native.append(batches, log_map, index_map, timeindex_map, st)  # Status; st advanced
     target = native.append_target(log_map, index_map, timeindex_map)  # bound once per segment
     native.append_into(batches, target, st)  # the same, ~1.5 us less glue
+    native.prefault(target, start, end)      # a background thread faults those pages in
     native.release_target(target)            # before closing the maps
     res = native.decode_records(batch)     # DecodeResult: every record's fields, 8 int64
                                            # each in res.rows (an array('q'))
@@ -24,7 +25,7 @@ from odradek.client._native_ref import (APPEND_STATE_FIELDS, BatchInfo, ScanResu
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timeindex_lookup",
            "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target",
+           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 
@@ -54,10 +55,11 @@ if _lib is None:
     append_target = _ref.append_target
     append_into = _ref.append_into
     release_target = _ref.release_target
+    prefault = _ref.prefault
     decode_records = _ref.decode_records
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
                                              index_lookup, timeindex_lookup, scan_batches,
                                              append, append_state, AppendState, append_target,
-                                             append_into, release_target, decode_records)
+                                             append_into, release_target, prefault, decode_records)
     IMPLEMENTATION = "c"

@@ -164,8 +164,8 @@ class Producer:
             link = self._links.get((topic, partition)) or self._open_link(topic, partition)
             limit = min(link.requests.max_payload, link.max_batch_bytes or link.requests.max_payload)
             if need + _BATCH_OVERHEAD > limit:
-                raise MessageTooLarge(f"a record of about {need} bytes cannot fit a batch for {topic}-{partition}: "
-                                      f"the limit is {limit} bytes (max.message.bytes, or half the ring)")
+                raise MessageTooLarge(f"a record of about {need} bytes is too large for {topic}-{partition}: "
+                                      f"a batch may have {limit} bytes (max.message.bytes, or half the ring)")
             builder = link.builder
             # Make room before the record joins a batch, so that a RingFull (after
             # max.block.ms) or MessageTooLarge leaves nothing of it queued.

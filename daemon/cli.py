@@ -203,7 +203,9 @@ def demo(data_dir):
               help="Dev mode: one log dir here, the socket at DATA_DIR/odradek.sock, defaults otherwise.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="What the broker logs to stderr.")
-def serve(config_path, data_dir, log_level):
+@click.option("--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="A broker config key over the file or the defaults; repeatable (as Kafka's --override).")
+def serve(config_path, data_dir, log_level, overrides):
     """Run the broker in the foreground until SIGTERM or Ctrl-C.
 
     It locks its log dirs, recovers every partition (one worker process per partition
@@ -214,13 +216,16 @@ def serve(config_path, data_dir, log_level):
     Examples:
       odradek serve --data-dir ./data
       odradek serve --config /etc/odradek/odradek.toml
+      odradek serve --data-dir ./data --override group.initial.rebalance.delay.ms=0
     """
     import logging
     from odradek.daemon.broker import config as broker_config
     from odradek.daemon.broker.server import Broker
     if bool(config_path) == bool(data_dir):
         raise click.UsageError("give exactly one of --config PATH or --data-dir DIR")
-    config = broker_config.load(config_path) if config_path else broker_config.BrokerConfig.for_data_dir(data_dir)
+    values = _key_values(overrides, "--override")
+    config = (broker_config.load(config_path, values) if config_path
+              else broker_config.BrokerConfig.for_data_dir(data_dir, values))
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     if data_dir:

@@ -54,6 +54,7 @@ class ApiKey(IntEnum):
     GET_SEGMENT = 1002
     STATUS = 1003
     DETACH_PRODUCER = 1004
+    APPEND_RECORDS = 1005
 
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the log end offset (the next offset to be written)
@@ -500,6 +501,28 @@ class DetachProducerResponse(Struct):
     FIELDS = []
 
 
+# ---- AppendRecords (1005): broker -> worker only: the broker's own records ---------------
+# The group coordinator's offset commits and group metadata, appended to
+# __consumer_offsets by its leader. These are control-plane data the broker produced
+# itself (they came in as OffsetCommit/SyncGroup requests), not a client's records.
+
+class AppendRecordsRequest(Struct):
+    API_KEY = ApiKey.APPEND_RECORDS
+    FIELDS = [
+        ("topic",      STRING,  "",   0),
+        ("partition",  INT32,   0,    0),
+        ("records",    BYTES,   b"",  0),   # one or more v2 batches
+    ]
+
+
+class AppendRecordsResponse(Struct):
+    API_KEY = ApiKey.APPEND_RECORDS
+    FIELDS = [
+        ("base_offset",  INT64,  -1,  0),
+        ("last_offset",  INT64,  -1,  0),
+    ]
+
+
 # ---- OpenFetch (1001): a partition's shared state, fds alongside -----------------------
 
 class OpenFetchRequest(Struct):
@@ -921,6 +944,7 @@ APIS = ApiTable([
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),
     Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  0),
     Api(ApiKey.DETACH_PRODUCER,              DetachProducerRequest,           DetachProducerResponse,           0,  0),
+    Api(ApiKey.APPEND_RECORDS,               AppendRecordsRequest,            AppendRecordsResponse,            0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

@@ -11,20 +11,20 @@ import os
 import shutil
 import time
 
-from odradek.client.errors import InvalidRequest, OdradekError, UnknownTopicOrPartition
+from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import data_plane
+from odradek.daemon.broker.groups import OFFSETS_TOPIC
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.config import TOPIC_CONFIGS
 
 __all__ = ["handle", "worker_retired", "SERVED_APIS"]
 
-# consumer groups are served once the group coordinator exists
 # (DetachProducer is the broker's to send to its workers, never a client's)
-SERVED_APIS = APIS.without(*GROUP_API_KEYS, m.ApiKey.DETACH_PRODUCER)
+SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def handle(broker, conn, request):
                      lambda res, fds=(): broker.reply(conn, request.correlation_id, res, fds))
         return
     close_fds(request.fds)
+    if type(message) in _GROUP_REQUESTS:
+        broker.groups.handle(conn, request)   # the coordinator answers (now or later)
+        return
     handler = _HANDLERS.get(type(message))
     if handler is None:
         raise InvalidRequest(f"{type(message).__name__} is not served by this broker yet")
@@ -118,11 +121,14 @@ def delete_topics(broker, req, reply):
     results = []
     for name in req.topic_names:
         try:
+            if name == OFFSETS_TOPIC:
+                raise InvalidTopic(f"{name} is internal: it holds the consumer groups' committed offsets")
             topic = broker.metadata.delete_topic(name)
         except OdradekError as e:
             results.append(m.DeletableTopicResult(name=name, **_error_fields(e)))
             continue
         broker.metadata.save()
+        broker.groups.topic_deleted(name)
         log.info("deleted topic %s (%d partitions)", name, len(topic.partitions))
         for p in topic.partitions:
             handle = broker.supervisor.workers.get((name, p.partition))
@@ -376,3 +382,5 @@ _DATA_PLANE = {
     m.OpenFetchRequest: data_plane.open_fetch,
     m.GetSegmentRequest: data_plane.get_segment,
 }
+
+_GROUP_REQUESTS = frozenset(api.request for api in APIS if api.key in GROUP_API_KEYS)

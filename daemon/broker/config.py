@@ -37,6 +37,10 @@ BROKER_TO_TOPIC = {
     "message.max.bytes": "max.message.bytes",
     "log.message.timestamp.type": "message.timestamp.type",
     "log.cleanup.policy": "cleanup.policy",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
 }
 _TOPIC_KEYS = {k.name: k for k in TOPIC_CONFIGS}
 
@@ -72,6 +76,17 @@ BROKER_CONFIGS = (
               doc="how often retention runs"),
     ConfigKey("log.flush.offset.checkpoint.interval.ms", int, 60_000, 1, 2 ** 62,
               doc="how often recovery points are checkpointed"),
+    ConfigKey("log.cleaner.backoff.ms", int, 15_000, 1, 2 ** 62,
+              doc="how often a partition with cleanup.policy=compact checks whether to compact"),
+    ConfigKey("group.initial.rebalance.delay.ms", int, 3000, 0, 2 ** 31 - 1,
+              doc="how long the first rebalance of an empty group waits for more members"),
+    ConfigKey("group.min.session.timeout.ms", int, 6000, 1, 2 ** 31 - 1,
+              doc="smallest session.timeout.ms a consumer may ask for"),
+    ConfigKey("group.max.session.timeout.ms", int, 1_800_000, 1, 2 ** 31 - 1,
+              doc="largest session.timeout.ms a consumer may ask for"),
+    ConfigKey("group.max.size", int, 2 ** 31 - 1, 1, 2 ** 31 - 1, doc="most members in one group"),
+    ConfigKey("offset.metadata.max.bytes", int, 4096, 0, 2 ** 31 - 1,
+              doc="longest metadata string of a committed offset"),
     ConfigKey("fetch.descriptor.slots", int, 1024, 2, 1 << 20,
               doc="batch descriptors per partition in shared memory (consumers near the end read through them)"),
 )
@@ -139,6 +154,14 @@ class BrokerConfig:
         self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
         self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
         self.descriptor_slots = settings["fetch.descriptor.slots"]
+        self.cleaner_backoff_ms = settings["log.cleaner.backoff.ms"]
+        self.group_initial_rebalance_delay_ms = settings["group.initial.rebalance.delay.ms"]
+        self.group_min_session_timeout_ms = settings["group.min.session.timeout.ms"]
+        self.group_max_session_timeout_ms = settings["group.max.session.timeout.ms"]
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
+            raise InvalidConfig(f"{source}: group.min.session.timeout.ms is above group.max.session.timeout.ms")
+        self.group_max_size = settings["group.max.size"]
+        self.offset_metadata_max_bytes = settings["offset.metadata.max.bytes"]
         self._settings = settings
 
     @classmethod
@@ -164,8 +187,9 @@ def _broker_name(topic_name):
     return next((b for b, t in BROKER_TO_TOPIC.items() if t == topic_name), topic_name)
 
 
-def load(path):
-    """BrokerConfig from the TOML file at `path`; InvalidConfig names what is wrong."""
+def load(path, overrides=None):
+    """BrokerConfig from the TOML file at `path`, then `overrides` ({key: value}, as
+    `odradek serve --override`); InvalidConfig names what is wrong."""
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f)
@@ -173,4 +197,4 @@ def load(path):
         raise InvalidConfig(f"config file {path} does not exist; pass --config PATH or --data-dir DIR") from None
     except tomllib.TOMLDecodeError as e:
         raise InvalidConfig(f"config file {path} is not valid TOML: {e}") from None
-    return BrokerConfig(_flatten(table), source=path)
+    return BrokerConfig({**_flatten(table), **(overrides or {})}, source=path)

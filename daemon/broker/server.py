@@ -30,6 +30,7 @@ from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import admin, data_plane
+from odradek.daemon.broker.group_shell import GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
@@ -71,6 +72,7 @@ class Broker:
         self.supervisor = Supervisor(self._fds_for_child)
         self.attachments = data_plane.Attachments()
         self.stopping = False
+        self.groups = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
 
@@ -79,6 +81,10 @@ class Broker:
         self.notifier.status("locking log dirs")
         self.locks = DirLocks(self.config.log_dirs)
         self.metadata = Metadata.load(self.config.log_dirs)
+        self.notifier.status("loading consumer groups")
+        self.groups = GroupShell(self, group_config(self.config))
+        self.groups.ensure_offsets_topic()
+        self.groups.load()
         self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._signal_w)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -178,6 +184,9 @@ class Broker:
     def _timeout(self):
         now = time.monotonic()
         due = [h.restart_at for h in self.supervisor.workers.values() if h.restart_at is not None]
+        group_due = self.groups.next_deadline_s() if self.groups is not None else None
+        if group_due is not None and not self.stopping:
+            due.append(group_due)
         if self._next_watchdog is not None:
             due.append(self._next_watchdog)
         if self.stopping:
@@ -203,6 +212,8 @@ class Broker:
         for handle in list(self.supervisor.workers.values()):
             if handle.restart_at is not None and now >= handle.restart_at and not self.stopping:
                 self._restart(handle)
+        if self.groups is not None and not self.stopping:
+            self.groups.tick()
         if self._next_watchdog is not None and now >= self._next_watchdog:
             self.notifier.watchdog()
             self._next_watchdog = now + self.notifier.watchdog_interval_s
@@ -327,6 +338,8 @@ class Broker:
         conn.closed = True
         self.clients.pop(conn.sock.fileno(), None)
         data_plane.detach_conn(self, conn)
+        if self.groups is not None and not self.stopping:
+            self.groups.connection_closed(conn)
         try:
             self.sel.unregister(conn.sock)
         except (KeyError, ValueError):
@@ -338,7 +351,8 @@ class Broker:
     def _spec(self, topic, p):
         return WorkerSpec(topic.name, p.partition, p.leader, self.config.log_dirs[p.leader],
                           topic.log_config(self.config.topic_defaults).to_dict(), p.leader_epoch,
-                          self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms)
+                          self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms,
+                          cleaner_backoff_ms=self.config.cleaner_backoff_ms)
 
     def _start_worker(self, topic, p):
         handle = WorkerHandle(self._spec(topic, p))

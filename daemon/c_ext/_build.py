@@ -34,7 +34,8 @@ ffibuilder.set_source(
     '#include "odradek.h"',
     sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("odradek.c", "shm.c")],
     include_dirs=[os.path.relpath(HERE)],
-    extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"],
+    extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-pthread"],
+    extra_link_args=["-pthread"],
 )
 
 if __name__ == "__main__":

@@ -17,9 +17,15 @@
  *   the CPU for SSE4.2; odk_crc32c() then picks the path with one predictable branch.
  *
  * Everything else is plain C11; the GCC/Clang extensions used are the constructor and
- * target attributes, __builtin_cpu_supports and __builtin_bswap*.
+ * target attributes, __builtin_cpu_supports and __builtin_bswap*. The prefault thread
+ * (odk_prefault_async) uses POSIX threads and madvise.
  */
+#define _GNU_SOURCE
 #include "odradek.h"
+#include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <string.h>
 
@@ -912,4 +918,69 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
     out->expected = 0;
     out->found = 0;
     return ODK_OK;
+}
+
+/* ---- Prefault ahead of an appender ------------------------------------------------- */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define PREFAULT_QUEUE 16
+
+static pthread_mutex_t pf_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pf_cond = PTHREAD_COND_INITIALIZER;
+static struct { uint8_t *addr; size_t len; } pf_queue[PREFAULT_QUEUE];
+static unsigned pf_head, pf_tail;      /* taken, posted (under pf_lock) */
+static int pf_state;                   /* 0 not started, 1 running, 2 unavailable */
+
+static void *prefault_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&pf_lock);
+        while (pf_head == pf_tail)
+            pthread_cond_wait(&pf_cond, &pf_lock);
+        uint8_t *addr = pf_queue[pf_head % PREFAULT_QUEUE].addr;
+        size_t len = pf_queue[pf_head % PREFAULT_QUEUE].len;
+        pf_head++;
+        pthread_mutex_unlock(&pf_lock);
+        if (madvise(addr, len, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+            pthread_mutex_lock(&pf_lock);
+            pf_state = 2;      /* an old kernel: stop offering */
+            pthread_mutex_unlock(&pf_lock);
+        }
+    }
+    return NULL;
+}
+
+int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || from < 0 || upto <= from)
+        return 1;
+    uintptr_t start = ((uintptr_t)(base + from)) & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)(base + upto);
+    int rc = 0;
+    pthread_mutex_lock(&pf_lock);
+    if (pf_state == 0) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        pf_state = pthread_create(&t, &attr, prefault_main, NULL) == 0 ? 1 : 2;
+        pthread_attr_destroy(&attr);
+    }
+    if (pf_state != 1)
+        rc = 2;
+    else if (pf_tail - pf_head >= PREFAULT_QUEUE)
+        rc = 1;
+    else {
+        pf_queue[pf_tail % PREFAULT_QUEUE].addr = (uint8_t *)start;
+        pf_queue[pf_tail % PREFAULT_QUEUE].len = (size_t)(end - start);
+        pf_tail++;
+        pthread_cond_signal(&pf_cond);
+    }
+    pthread_mutex_unlock(&pf_lock);
+    return rc;
 }

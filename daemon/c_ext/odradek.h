@@ -529,6 +529,19 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
                odk_append_state *st);
 
+/* ---- Prefault ahead of an appender ----------------------------------------------------
+ * odk_prefault_async(base, from, upto): ask a background thread (one per process,
+ * started on first use) to populate pages [base + from, base + upto) of a MAP_SHARED
+ * writable mapping for writing (madvise MADV_POPULATE_WRITE, Linux 5.14+), so that the
+ * appender's copies do not take the first-touch page faults of a fresh sparse segment.
+ * Returns at once: 0 queued, 1 queue full (dropped: the appender faults as before),
+ * 2 unavailable (the kernel lacks MADV_POPULATE_WRITE, or no thread could start).
+ * Harmless if the range is unmapped meanwhile (madvise fails with ENOMEM) and never
+ * changes memory contents. Pure-Python twin: a no-op returning 2.
+ */
+int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto);
+
+
 /* =====================================================================================
  * Record decode (odradek.c): every record of one UNCOMPRESSED v2 batch in one call.
  *

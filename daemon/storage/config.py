@@ -6,7 +6,8 @@
 
 An unknown key or a bad value raises InvalidConfig naming the key and what it accepts;
 nothing is half-applied. `TOPIC_CONFIGS` is the one table of keys (the README's config
-reference is generated from it).
+reference is generated from it). Keys are checked one by one, then together (Kafka's
+LogConfig.validateValues: min.compaction.lag.ms <= max.compaction.lag.ms).
 """
 from dataclasses import dataclass
 
@@ -44,9 +45,9 @@ class ConfigKey:
         if self.kind is str:
             value = str(raw)
             if self.choices:
-                # cleanup.policy may list several: "compact,delete"
+                # cleanup.policy is a list, as in Kafka: "compact,delete" (either order) is both
                 parts = [p.strip() for p in value.split(",")] if self.name == "cleanup.policy" else [value]
-                if not all(p in self.choices for p in parts) or not parts:
+                if not all(p in self.choices for p in parts) or len(set(parts)) != len(parts):
                     raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}")
                 value = ",".join(parts)
             return value
@@ -58,6 +59,8 @@ class ConfigKey:
                 raise ValueError
         except (TypeError, ValueError):
             raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}") from None
+        if value != value or value in (float("inf"), float("-inf")):  # NaN passes any bound check
+            raise InvalidConfig(f"{self.name}={raw!r} is not valid; expected {what}")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise InvalidConfig(f"{self.name}={raw!r} is out of range; expected {what}")
         return value
@@ -66,6 +69,8 @@ class ConfigKey:
         if self.kind is bool:
             return "true or false"
         if self.choices:
+            if self.name == "cleanup.policy":
+                return "a comma-separated list of " + ", ".join(self.choices)
             return "one of " + ", ".join(self.choices)
         lo = "" if self.low is None else f">= {self.low}"
         hi = "" if self.high is None else f"<= {self.high}"
@@ -96,11 +101,19 @@ TOPIC_CONFIGS = (
               doc="largest record batch accepted, header included"),
     ConfigKey("message.timestamp.type", str, "CreateTime", choices=("CreateTime", "LogAppendTime"),
               doc="keep the producer's timestamps, or stamp batches with the broker's clock"),
-    # Only what the log implements is accepted: cleanup.policy=compact and its keys
-    # (delete.retention.ms, min.cleanable.dirty.ratio, ...) arrive with the log cleaner,
-    # min.insync.replicas with replication.
-    ConfigKey("cleanup.policy", str, "delete", choices=("delete",),
-              doc="delete old segments (compact: not yet)"),
+    # Only what the log implements is accepted: min.insync.replicas comes with replication.
+    ConfigKey("cleanup.policy", str, "delete", choices=("compact", "delete"),
+              doc="delete: drop old segments (retention.*); compact: keep the latest record per "
+                  "key (storage/cleaner.py); compact,delete: both"),
+    # The log cleaner's keys (Kafka's names, defaults and bounds; storage/cleaner.py):
+    ConfigKey("min.cleanable.dirty.ratio", float, 0.5, 0.0, 1.0,
+              doc="compact a log when its uncleaned bytes are more than this share of it"),
+    ConfigKey("delete.retention.ms", int, _DAY_MS, 0, NO_LIMIT,
+              doc="how long a compacted topic keeps a tombstone after the cleaner first sees it"),
+    ConfigKey("min.compaction.lag.ms", int, 0, 0, NO_LIMIT,
+              doc="a record stays uncompacted at least this long (segments with newer records wait)"),
+    ConfigKey("max.compaction.lag.ms", int, NO_LIMIT, 1, NO_LIMIT,
+              doc="a record stays uncompacted at most this long (cleans below the dirty ratio; rolls)"),
 )
 _BY_NAME = {k.name: k for k in TOPIC_CONFIGS}
 
@@ -118,6 +131,10 @@ class LogConfig:
                 raise InvalidConfig(f"unknown topic config {name!r}; known keys: "
                                     + ", ".join(sorted(_BY_NAME)))
             merged[name] = key.parse(raw)
+        lag_min, lag_max = merged["min.compaction.lag.ms"], merged["max.compaction.lag.ms"]
+        if lag_min > lag_max:  # Kafka's LogConfig.validateValues, same words
+            raise InvalidConfig(f"conflict topic config setting min.compaction.lag.ms ({lag_min}) > "
+                                f"max.compaction.lag.ms ({lag_max})")
         object.__setattr__(self, "_values", merged)
 
     @classmethod
@@ -150,6 +167,19 @@ class LogConfig:
     @property
     def delete(self):
         return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def compact(self):
+        return "compact" in self.cleanup_policy.split(",")
+
+    @property
+    def max_segment_ms(self):
+        """How long the active segment may live (Kafka's LogConfig.maxSegmentMs): segment.ms,
+        or max.compaction.lag.ms when the log is compacted and that is shorter, so a record
+        never waits in the (uncleanable) active segment longer than the lag allows."""
+        if self.compact and self.max_compaction_lag_ms > 0:
+            return min(self.max_compaction_lag_ms, self.segment_ms)
+        return self.segment_ms
 
     @property
     def log_append_time(self):

@@ -22,12 +22,17 @@ Theory of operation
   the log dir. On open, every segment from the one holding the recovery point on is
   scanned and cut after its last valid batch (see _open_segments).
 - Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
+- Compaction (cleanup.policy=compact) is storage/cleaner.py; this class gives it two hooks:
+  replace_segments (swap cleaned segments in by atomic renames) and, on open,
+  _finish_interrupted_swaps (complete or drop a swap a crash interrupted). See FORMAT.md,
+  "Compaction".
 
 Owned by the partition's worker process; not thread-safe: one thread calls it, or the
 caller holds a lock around every call.
 """
 import bisect
 import logging
+import mmap
 import os
 import time
 from collections import namedtuple
@@ -38,6 +43,7 @@ from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, 
 from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
+from odradek.daemon.storage.cleaner import CleanerCheckpoint
 from odradek.daemon.storage.segment import LogSegment
 
 __all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms"]
@@ -121,10 +127,12 @@ class PartitionLog:
         self._last_flush_ms = clock()
         self._roll_anchor_ms = None  # see _time_to_roll
         self._closed = False
+        self.truncations = 0         # counts truncate_to calls; a compaction pass restarts on a change
         self._open_segments()
 
     # == opening and recovery ==================================================
     def _open_segments(self):
+        self._finish_interrupted_swaps()
         bases = set()
         for name in os.listdir(self.directory):
             if name.endswith(filenames.TMP_SUFFIX):
@@ -233,7 +241,7 @@ class PartitionLog:
         self._config = config
         self._max_message_bytes = config.max_message_bytes
         self._log_append_time = config.log_append_time
-        self._segment_ms = config.segment_ms
+        self._segment_ms = config.max_segment_ms  # segment.ms, or a shorter max.compaction.lag.ms
         self._flush_messages = config.flush_messages
         self._flush_ms = config.flush_ms
 
@@ -531,6 +539,137 @@ class PartitionLog:
             self.log_start_offset = self.log_end_offset
         self._unflushed_records = 0
         self.flush()
+        # the records above `offset` are gone: no compaction pass may go on with an offset
+        # map that saw them, and the cleaned point must not claim new ones (Kafka's
+        # LogCleanerManager.maybeTruncateCheckpoint)
+        self.truncations += 1
+        CleanerCheckpoint(self.log_dir).truncate((self.topic, self.partition), offset)
+
+    # == compaction: swapping cleaned segments in (storage/cleaner.py) ===============
+    def replace_segments(self, old_segments):
+        """Put the cleaner's output in place of `old_segments` and return its LogSegment.
+
+        old_segments: consecutive segments of this log, not the active one. The cleaner has
+        written, fsynced and closed <base>.log.cleaned, <base>.index.cleaned and
+        <base>.timeindex.cleaned (base: the first old segment's base offset), holding
+        only offsets the old segments held. Kafka's replaceSegments, one output segment
+        (FORMAT.md, "Compaction", steps 2-4):
+          1. rename the three .cleaned files to .swap, the .log last: once
+             <base>.log.swap exists the output is committed (fsync of the directory);
+          2. unlink the other old segments (a .log before its indexes);
+          3. rename the .swap files over the final names, indexes first, the .log last.
+        Renames and unlinks only: the new files are new inodes, and a reader that mapped
+        or holds a descriptor of an old file keeps reading the old bytes. A crash at any
+        point is finished by _finish_interrupted_swaps on the next open.
+        """
+        self._check_open()
+        first = old_segments[0]
+        i = next((k for k, s in enumerate(self._segments) if s is first), None)
+        n = len(old_segments)
+        if i is None or i + n >= len(self._segments) or \
+                any(a is not b for a, b in zip(self._segments[i:i + n], old_segments)):
+            raise StorageError(f"{self.directory}: cannot replace segments "
+                               f"{[s.base_offset for s in old_segments]}: not consecutive inactive "
+                               f"segments of this log")
+        base = first.base_offset
+        paths = self._segment_paths(base)
+        try:
+            for path in (paths[1], paths[2], paths[0]):
+                os.rename(path + filenames.CLEANED_SUFFIX, path + filenames.SWAP_SUFFIX)
+            fsync_dir(self.directory)
+            self._complete_swap(base, [s.base_offset for s in old_segments[1:]])
+        except OSError as e:
+            # the files are half swapped; the next open finishes the job. Until then the
+            # old maps still serve reads, but nothing more should be written: say so loudly
+            raise StorageError(f"{self.directory}: swapping in cleaned segment {base} failed ({e}); "
+                               f"reopen the log to complete or undo the swap") from e
+        for s in old_segments:
+            s.close()  # maps only; a reader's view keeps its pages (MappedFile.close)
+        segment = LogSegment(self.directory, base, self.config, writable=False)
+        segment.load()
+        self._segments[i:i + n] = [segment]
+        self._bases[i:i + n] = [base]
+        return segment
+
+    def _segment_paths(self, base):
+        d = self.directory
+        return filenames.log_file(d, base), filenames.index_file(d, base), filenames.timeindex_file(d, base)
+
+    def _complete_swap(self, base, doomed_bases):
+        """Steps 2 and 3 above (3 and 4 in FORMAT.md): unlink the segments at `doomed_bases`, then
+        rename <base>.*.swap over <base>.*. If an index .swap is missing (a crash between
+        step 3's renames) the index files at the final names may be the old segment's:
+        they are deleted and rebuilt from the log on open."""
+        for b in doomed_bases:
+            for path in self._segment_paths(b):  # the .log first: indexes alone are litter
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        log_path, index_path, time_path = self._segment_paths(base)
+        swap = filenames.SWAP_SUFFIX
+        if os.path.exists(index_path + swap) and os.path.exists(time_path + swap):
+            os.rename(index_path + swap, index_path)
+            os.rename(time_path + swap, time_path)
+        else:
+            for path in (index_path + swap, time_path + swap, index_path, time_path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        os.rename(log_path + swap, log_path)
+        fsync_dir(self.directory)
+
+    def _finish_interrupted_swaps(self):
+        """On open, before anything else: what a crash inside replace_segments left.
+        *.cleaned files were never committed: deleted (the old segments are whole).
+        A <base>.log.swap is committed output: the old segments whose base offsets lie in
+        (base, the swap's next offset) are deleted and the swap renamed into place
+        (_complete_swap). Index .swap files without their .log.swap were never committed:
+        deleted. Costs one scan of each committed .log.swap (only after such a crash)."""
+        d = self.directory
+        names = os.listdir(d)
+        litter = [n for n in names if n.endswith(filenames.CLEANED_SUFFIX)]
+        swaps = sorted(n for n in names if n.endswith(filenames.LOG_SUFFIX + filenames.SWAP_SUFFIX))
+        for name in litter:
+            os.unlink(os.path.join(d, name))
+        for name in swaps:
+            parsed = filenames.parse_segment_file(name[:-len(filenames.SWAP_SUFFIX)])
+            if parsed is None:
+                continue
+            base = parsed[0]
+            next_offset, whole = self._swap_next_offset(os.path.join(d, name), base)
+            if not whole:  # fsynced before its commit, so only a damaged disk does this:
+                for path in self._segment_paths(base)[1:]:  # no indexes: recovered on open
+                    for p in (path + filenames.SWAP_SUFFIX, path):
+                        if os.path.exists(p):
+                            os.unlink(p)
+            doomed = sorted(p[0] for p in map(filenames.parse_segment_file, os.listdir(d))
+                            if p and p[1] == filenames.LOG_SUFFIX and base < p[0] < next_offset)
+            log.warning("%s: completing an interrupted compaction swap of segment %d (replacing "
+                        "segments %s)", self.directory, base, [base] + doomed)
+            self._complete_swap(base, doomed)
+        leftovers = [n for n in os.listdir(d) if n.endswith(filenames.SWAP_SUFFIX)]
+        for name in leftovers:
+            os.unlink(os.path.join(d, name))
+        if litter or leftovers:
+            fsync_dir(d)
+
+    @staticmethod
+    def _swap_next_offset(path, base):
+        """(the offset after the last valid batch of a .log.swap file, base if none;
+        whether every byte of it is valid batches)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if not size:
+                return base, True
+            with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+                with memoryview(m) as view:
+                    result = native.scan_batches(view, 0, True, base)
+        finally:
+            os.close(fd)
+        return (result.last_offset + 1 if result.batches else base), result.status == native.Status.OK
 
     # == closing =================================================================
     def close(self):

@@ -30,6 +30,7 @@ _I32 = struct.Struct(">i")
 # baseOffset, batchLength; then lastOffsetDelta; maxTimestamp: enough to walk and search
 _FRAME = struct.Struct(">qi")
 _SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
+PREFAULT_AHEAD = 2 << 20  # bytes of the active segment kept faulted in ahead of appends
 _OK = native.Status.OK
 _new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
 
@@ -82,6 +83,7 @@ class LogSegment:
         self.first_batch_timestamp = None
         self._bytes_since_index = 0
         self._native_state = self._native_target = None  # see append_native
+        self._prefaulted = self._prefault_mark = 0         # see _prefault_ahead
 
     # -- state --------------------------------------------------------------------
     @property
@@ -180,6 +182,7 @@ class LogSegment:
             self._native_target = native.append_target(self.log.buffer, self.index.buffer,
                                                        self.time_index.buffer)
             self._native_entries = (self.index.entries, self.time_index.entries)
+            self._prefaulted = self._prefault_mark = st.position
         st.assign = assign
         st.leader_epoch = -1 if leader_epoch is None else leader_epoch
         st.append_time = append_time
@@ -198,7 +201,19 @@ class LogSegment:
             self._bytes_since_index = st.bytes_since_index
             if self.first_batch_timestamp is None:
                 self.first_batch_timestamp = st.first_max_timestamp
+            if st.position >= self._prefault_mark:
+                self._prefault_ahead(st.position)
         return st
+
+    def _prefault_ahead(self, position):
+        """Keep PREFAULT_AHEAD bytes past `position` faulted in by the process's prefault
+        thread (native.prefault), so appends copy into pages that exist: first-touch
+        faults of the sparse file were about half the cost of a 16 KiB append."""
+        end = min(position + PREFAULT_AHEAD, self.log.capacity)
+        start = max(self._prefaulted, position)
+        if start < end and native.prefault(self._native_target, start, end) == 0:
+            self._prefaulted = end
+        self._prefault_mark = position + PREFAULT_AHEAD // 2
 
     def _native_reset(self):
         """Forget the C append state (Python changed the segment) and let go of the maps."""

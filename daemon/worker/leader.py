@@ -37,6 +37,7 @@ from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEven
 from odradek.client.shm import Doorbell, PartitionState
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.storage import LogConfig, PartitionLog
+from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import ProducerAttachment
@@ -52,20 +53,22 @@ DRAIN_BUDGET = 64            # entries per producer per round: fairness between 
 REBUILD_BYTES = 64 << 20     # log tail scanned at open to rebuild producer state
 REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
+CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
 
 
 class WorkerSpec:
     """What a worker needs to know, decided by the broker before the fork. The shm fds
     (doorbell, partition state, wake page) are the broker's, inherited by the fork."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm_fds")
+                 "retention_check_ms", "checkpoint_ms", "shm_fds", "cleaner_backoff_ms")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
-                 retention_check_ms=300_000, checkpoint_ms=60_000, shm_fds=None):
+                 retention_check_ms=300_000, checkpoint_ms=60_000, shm_fds=None, cleaner_backoff_ms=15_000):
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
         self.shm_fds = shm_fds    # (doorbell, state, wake) or None (no data plane: tests)
+        self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
 
     @property
     def partition_dir(self):
@@ -148,6 +151,7 @@ class LeaderWorker:
         self.producers = {}      # attach_id -> ProducerAttachment
         self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
         self._max_message_bytes = 0
+        self.cleaner = None          # a LogCleaner when the topic is compacted
 
     # == opening ==================================================================
     def open(self):
@@ -167,6 +171,8 @@ class LeaderWorker:
         else:
             self.doorbell, _ = Doorbell.create()
         self._rebuild_producer_state()
+        if lg.config.compact:
+            self.cleaner = LogCleaner(lg)
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
                  lg.log_start_offset, lg.log_end_offset)
 
@@ -191,6 +197,7 @@ class LeaderWorker:
         watcher.start()
         now = self.clock()
         next_retention = now + self.spec.retention_check_ms / 1000
+        next_clean = now if self.cleaner is not None else None
         flush_every = min(self.log.config.flush_ms, 1000) / 1000 if self.log.config.flush_ms < NO_LIMIT else None
         doorbell = self.doorbell
         while True:
@@ -209,9 +216,14 @@ class LeaderWorker:
             if now >= next_retention:
                 self._retention()
                 next_retention = now + self.spec.retention_check_ms / 1000
-            if taken:
+            if next_clean is not None and now >= next_clean:
+                # one bounded step; while a pass is under way, the next turn continues it
+                next_clean = now if self._clean_step() else now + self.spec.cleaner_backoff_ms / 1000
+            if taken or next_clean == now:
                 continue
             timeout = next_retention - now
+            if next_clean is not None:
+                timeout = min(timeout, next_clean - now)
             if flush_every is not None:
                 timeout = min(timeout, flush_every)
             if blocked:
@@ -263,17 +275,40 @@ class LeaderWorker:
                 return verdict.first_offset
             if verdict.outcome is not Outcome.APPEND:
                 raise verdict.exception()
-        lg = self.log
-        info = lg.append(view, leader_epoch=self.spec.leader_epoch)
+        info = self._append_local(view)
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, _last_seq(base_seq, delta),
                                        info.first_offset, info.last_offset)
+        return info.first_offset
+
+    def _append_local(self, data):
+        """Append batches as the leader and publish them to consumers; AppendInfo."""
+        lg = self.log
+        info = lg.append(data, leader_epoch=self.spec.leader_epoch)
         if self.state is not None:
             segment = lg.active
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
-                              segment.size - len(view), len(view), info.max_timestamp,
+                              segment.size - len(data), len(data), info.max_timestamp,
                               high_watermark=info.last_offset + 1)
-        return info.first_offset
+        return info
+
+    def _clean_step(self):
+        """One step of log compaction; True while a pass is under way. After segments
+        are swapped, batch positions changed: the descriptor window restarts empty, so
+        consumers ask GetSegment (which answers from the new files) for older batches."""
+        try:
+            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.log.log_end_offset)
+        except OdradekError as e:
+            log.error("%s-%d: compaction failed: %s", self.spec.topic, self.spec.partition, e)
+            return False
+        if stats.segments_swapped and self.state is not None:
+            self.state.truncate(self.log.log_end_offset)
+        if stats.state == "done":
+            t = stats.pass_totals
+            log.info("%s-%d: compacted: kept %s of %s records, %s tombstones dropped",
+                     self.spec.topic, self.spec.partition, t.get("records_kept"), t.get("records_read"),
+                     t.get("tombstones_dropped"))
+        return stats.in_progress
 
     def _retention(self):
         before = self.log.log_start_offset
@@ -316,6 +351,10 @@ class LeaderWorker:
             return m.DetachProducerResponse(), []
         if isinstance(request, m.GetSegmentRequest):
             return self._get_segment(request)
+        if isinstance(request, m.AppendRecordsRequest):
+            self._check_partition(request.topic, request.partition)
+            info = self._append_local(request.records)
+            return m.AppendRecordsResponse(base_offset=info.first_offset, last_offset=info.last_offset), []
         if isinstance(request, m.ListOffsetsRequest):
             return self._list_offsets(request), []
         if isinstance(request, m.StatusRequest):
@@ -396,6 +435,9 @@ class LeaderWorker:
                 size_bytes=lg.size_in_bytes, segments=len(lg.segments))])
 
     def close(self):
+        if self.cleaner is not None:
+            self.cleaner.abort()
+            self.cleaner = None
         for att in self.producers.values():
             att.close()
         self.producers.clear()

@@ -10,7 +10,7 @@ from odradek.client import Admin
 from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidTopic,
                                    TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.client.protocol import ControlClient, messages as m
-from support.broker import BrokerProcess, raw_socket, wait_until
+from support.broker import INTERNAL_PARTITIONS, BrokerProcess, raw_socket, wait_until
 
 
 def test_topics_can_be_created_described_altered_and_deleted(broker):
@@ -25,7 +25,7 @@ def test_topics_can_be_created_described_altered_and_deleted(broker):
         assert configs["segment.bytes"] == (str(1 << 20), "topic") and configs["retention.ms"][1] == "default"
         admin.create_partitions("orders", 5)
         assert len(admin.describe_topic("orders").partitions) == 5
-        wait_until(lambda: len(broker.workers()) == 5, what="5 workers")
+        wait_until(lambda: len(broker.workers()) == 5 + INTERNAL_PARTITIONS, what="5 workers")
         admin.delete_topic("orders")
         assert admin.list_topics() == {}
     wait_until(lambda: not any(n.startswith("orders-") for n in os.listdir(broker.data_dir)),
@@ -110,7 +110,7 @@ def test_sigterm_stops_workers_cleanly_and_removes_the_socket(tmp_path):
     try:
         with Admin(b.socket_path) as admin:
             admin.create_topic("t", 3)
-        workers = wait_until(lambda: len(b.workers()) == 3 and b.workers(), what="3 workers")
+        workers = wait_until(lambda: len(b.workers()) == 3 + INTERNAL_PARTITIONS and b.workers(), what="3 workers")
         assert b.stop() == 0, b.stderr()
         assert not os.path.exists(b.socket_path)
         assert not b.leftovers()

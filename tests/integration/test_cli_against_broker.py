@@ -3,6 +3,7 @@ broker in a subprocess): what a person types and sees."""
 from click.testing import CliRunner
 
 from odradek.daemon.cli import cli
+from support.broker import INTERNAL_PARTITIONS
 
 
 def run(broker, *args):
@@ -20,7 +21,7 @@ def test_topics_create_list_describe_alter_delete_from_the_shell(broker):
     r = run(broker, "topics", "alter", "orders", "--set", "retention.ms=120000", "--partitions", 4)
     assert r.exit_code == 0 and "keyed records now map to different partitions" in r.stdout
     r = run(broker, "status")
-    assert r.exit_code == 0 and "4 partitions, 0 under-replicated" in r.stdout
+    assert r.exit_code == 0 and f"{4 + INTERNAL_PARTITIONS} partitions, 0 under-replicated" in r.stdout
     assert r.stdout.count("orders-") >= 8  # a worker row and a partition row each
     r = run(broker, "topics", "delete", "orders")
     assert r.exit_code == 0 and run(broker, "topics", "list").stdout.strip() == "TOPIC  PARTITIONS  REPLICATION"

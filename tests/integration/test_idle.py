@@ -6,7 +6,7 @@ import time
 import psutil
 
 from odradek.client import Admin, Consumer, TopicPartition
-from support.broker import wait_until
+from support.broker import INTERNAL_PARTITIONS, wait_until
 
 IDLE_S = 2.0
 
@@ -25,7 +25,7 @@ def cpu_seconds(procs):
 def test_an_idle_broker_and_consumer_use_almost_no_cpu(broker):
     with Admin(broker.socket_path) as admin:
         admin.create_topic("quiet", 100)
-    wait_until(lambda: len(broker.workers()) == 100, 30, what="100 workers")
+    wait_until(lambda: len(broker.workers()) == 100 + INTERNAL_PARTITIONS, 30, what="100 workers")
     procs = [psutil.Process(broker.pid)] + [psutil.Process(pid) for pid in broker.workers()]
     me = psutil.Process()
     with Consumer({"socket": broker.socket_path}) as c:

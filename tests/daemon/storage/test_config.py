@@ -30,7 +30,7 @@ def test_values_from_strings_are_parsed():
     ({"segment.bytes": 2 ** 31}, "out of range"),
     ({"retention.ms": -2}, "retention.ms=-2 is out of range"),
     ({"message.timestamp.type": "Now"}, "one of CreateTime, LogAppendTime"),
-    ({"cleanup.policy": "compact"}, "expected one of delete"),
+    ({"cleanup.policy": "compacted"}, "expected a comma-separated list of compact, delete"),
     ({"flush.messages": True}, "flush.messages=True is not valid"),
     ({"segment.bytes": 1.5}, "not valid"),
 ])

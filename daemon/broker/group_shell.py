@@ -1,0 +1,130 @@
+"""The I/O shell around the group coordinator (daemon/broker/groups, sans-IO).
+
+The broker's loop calls in here; this module turns the coordinator's effects into I/O:
+    Reply    -> Broker.reply on the client's connection (dropped if it closed)
+    Persist  -> one v2 batch of the (key, value) records, appended to __consumer_offsets
+                by that partition's worker (AppendRecords over its link, FIFO, so
+                persists land in the order they were emitted); persisted(token) follows
+                the worker's answer, and the replies that waited for it go out then
+    Note     -> the broker's log
+__consumer_offsets is an internal topic with one partition and cleanup.policy=compact,
+created at the first start. Its records are read once at start, before any worker runs,
+and loaded into the coordinator.
+"""
+import logging
+import time
+
+from odradek.client.errors import OdradekError
+from odradek.client.protocol import messages as m
+from odradek.client.records import BatchBuilder, iter_batches
+from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, Note, Peer, Persist, Reply
+from odradek.daemon.storage import LogConfig, PartitionLog
+
+__all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS", "group_config"]
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+class GroupShell:
+    def __init__(self, broker, config):
+        self.broker = broker
+        self.coordinator = GroupCoordinator(config, partition_exists=self._partition_exists)
+
+    def _partition_exists(self, topic, partition):
+        t = self.broker.metadata.topics.get(topic)
+        return t is not None and 0 <= partition < len(t.partitions)
+
+    # == start ============================================================================
+    def ensure_offsets_topic(self):
+        """Create __consumer_offsets (metadata only; its worker starts with the others)."""
+        md, cfg = self.broker.metadata, self.broker.config
+        if OFFSETS_TOPIC not in md.topics:
+            md.create_topic(OFFSETS_TOPIC, 1, 1, dict(OFFSETS_TOPIC_CONFIGS), cfg.topic_defaults)
+            md.save()
+            log.info("created the internal topic %s", OFFSETS_TOPIC)
+
+    def load(self):
+        """Read every record of __consumer_offsets (before its worker starts) and give
+        them to the coordinator."""
+        topic = self.broker.metadata.topics[OFFSETS_TOPIC]
+        p = topic.partitions[0]
+        directory = f"{self.broker.config.log_dirs[p.leader]}/{OFFSETS_TOPIC}-0"
+        plog = PartitionLog(directory, LogConfig(topic.log_config(self.broker.config.topic_defaults).to_dict()))
+        records = []
+        try:
+            for segment in plog.segments:
+                for _, batch in iter_batches(segment.view(0, segment.size)):
+                    if batch.is_control:
+                        continue
+                    for r in batch.records():
+                        if r.key is not None:
+                            records.append((bytes(r.key), None if r.value is None else bytes(r.value)))
+        finally:
+            plog.close()
+        self.apply(self.coordinator.load(records, now_ms()))
+        log.info("loaded %d records of %s: %d groups", len(records), OFFSETS_TOPIC,
+                 len(self.coordinator.groups))
+
+    # == the loop's calls =================================================================
+    def handle(self, conn, request):
+        peer = Peer(conn, "", conn.pid, conn.uid)
+        self.apply(self.coordinator.handle(peer, request.correlation_id, request.message, now_ms()))
+
+    def connection_closed(self, conn):
+        self.apply(self.coordinator.connection_closed(conn, now_ms()))
+
+    def topic_deleted(self, name):
+        self.apply(self.coordinator.topic_deleted(name, now_ms()))
+
+    def next_deadline_s(self):
+        """The coordinator's next deadline as a time.monotonic() value, or None."""
+        due = self.coordinator.next_deadline()
+        if due is None:
+            return None
+        return time.monotonic() + max(0, due - now_ms()) / 1000
+
+    def tick(self):
+        due = self.coordinator.next_deadline()
+        if due is not None and now_ms() >= due:
+            self.apply(self.coordinator.tick(now_ms()))
+
+    # == effects ==========================================================================
+    def apply(self, effects):
+        for effect in effects:
+            if isinstance(effect, Reply):
+                self.broker.reply(effect.conn, effect.handle, effect.result)
+            elif isinstance(effect, Persist):
+                self._persist(effect)
+            elif isinstance(effect, Note):
+                log.info("group %s: %s", effect.group_id, effect.text)
+
+    def _persist(self, effect):
+        builder = BatchBuilder()
+        ts = now_ms()
+        for key, value in effect.records:
+            builder.append(ts, key, value)
+        request = m.AppendRecordsRequest(topic=OFFSETS_TOPIC, partition=0, records=builder.build())
+        token = effect.token
+
+        def done(result):
+            if token is None:
+                if isinstance(result, OdradekError):
+                    log.error("appending to %s failed: %s", OFFSETS_TOPIC, result)
+                return
+            error = result if isinstance(result, OdradekError) else None
+            self.apply(self.coordinator.persisted(token, now_ms(), error))
+        self.broker.worker_request((OFFSETS_TOPIC, 0), request, done)
+
+
+def group_config(broker_config):
+    return GroupConfig(initial_rebalance_delay_ms=broker_config.group_initial_rebalance_delay_ms,
+                       min_session_timeout_ms=broker_config.group_min_session_timeout_ms,
+                       max_session_timeout_ms=broker_config.group_max_session_timeout_ms,
+                       max_size=broker_config.group_max_size,
+                       offset_metadata_max_bytes=broker_config.offset_metadata_max_bytes)
