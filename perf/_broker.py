@@ -48,8 +48,9 @@ def _answers(path, proc=None):
 
 
 @contextlib.contextmanager
-def broker_socket(socket_path=None):
-    """Yield the control socket of a running broker (see the module doc)."""
+def broker_socket(socket_path=None, overrides=()):
+    """Yield the control socket of a running broker (see the module doc). `overrides`:
+    KEY=VALUE broker configs for a throwaway broker (serve --override)."""
     path = socket_path or os.environ.get("ODRADEK_SOCKET")
     if path:
         if not _answers(path):
@@ -62,8 +63,9 @@ def broker_socket(socket_path=None):
     path = os.path.join(data, "odradek.sock")
     err_path = os.path.join(base, "broker.err")
     with open(err_path, "wb") as err:
+        extra = [a for kv in overrides for a in ("--override", kv)]
         proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
-                                 "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=err)
+                                 "--log-level", "warning", *extra], stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(path, proc):
