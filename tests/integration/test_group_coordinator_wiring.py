@@ -54,3 +54,15 @@ def test_join_sync_commit_survive_a_restart(broker):
         assert fetch(c, "g") == (42, "meta")
         groups, _ = c.call(m.ListGroupsRequest())
         assert [g.group_id for g in groups.groups] == ["g"]
+
+
+def test_committed_offsets_survive_a_sigkill_of_the_broker(broker):
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("orders", 1)
+    with ControlClient(broker.socket_path) as c:
+        for i in range(20):                       # standalone commits (an Empty group)
+            assert commit(c, f"g{i % 4}", -1, "", 100 + i) == 0
+    broker.kill()                                 # SIGKILL: the workers die with it (PDEATHSIG)
+    broker.start()
+    with ControlClient(broker.socket_path) as c:
+        assert [fetch(c, f"g{k}")[0] for k in range(4)] == [116, 117, 118, 119]
