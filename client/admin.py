@@ -5,19 +5,25 @@
         admin.create_topic("orders", num_partitions=6, config={"retention.ms": 3600000})
         admin.list_topics()                      # {"orders": TopicDescription, ...}
         admin.list_offsets("orders", 0, "earliest")
+        admin.list_groups()                      # [GroupListing("billing", "Stable", "consumer")]
+        admin.describe_group("billing")          # GroupDescription: state, assignor, members
+        admin.list_group_offsets("billing")      # {("orders", 0): (42, ""), ...}
 
 Each method returns plain values or raises the OdradekError the broker named (for
 example UnknownTopicOrPartition, TopicAlreadyExists, InvalidConfig). Not thread-safe:
 use one Admin per thread.
 """
 import os
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from odradek.client.errors import NonEmptyGroup, UnknownMemberId
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol._errors import raise_for_error
 
-__all__ = ["Admin", "TopicDescription", "PartitionDescription", "resolve_socket", "DEFAULT_SOCKET",
-           "EARLIEST", "LATEST"]
+__all__ = ["Admin", "TopicDescription", "PartitionDescription", "GroupListing", "GroupDescription",
+           "MemberDescription", "resolve_socket", "DEFAULT_SOCKET", "EARLIEST", "LATEST"]
 
 DEFAULT_SOCKET = "/run/odradek/odradek.sock"
 EARLIEST, LATEST = -2, -1
@@ -43,6 +49,59 @@ class TopicDescription:
     name: str
     partitions: list
     internal: bool = False
+
+
+class GroupListing(NamedTuple):
+    """One group of list_groups(); a plain (group_id, state, protocol_type) tuple."""
+    group_id: str
+    state: str            # Empty, PreparingRebalance, CompletingRebalance, Stable
+    protocol_type: str    # "consumer"; "" for a group that only ever stored offsets
+
+
+@dataclass
+class MemberDescription:
+    member_id: str
+    group_instance_id: str | None   # static membership id, or None
+    client_id: str
+    host: str                       # "pid:<pid> uid:<uid>" of the member's process (SO_PEERCRED)
+    assignment: tuple               # sorted (topic, partition) tuples; () unless the group is Stable
+
+    @property
+    def pid(self):
+        return _host_field(self.host, "pid")
+
+    @property
+    def uid(self):
+        return _host_field(self.host, "uid")
+
+
+@dataclass
+class GroupDescription:
+    """A consumer group as DescribeGroups shows it (Kafka's ConsumerGroupDescription).
+    As in Kafka, `protocol` (the chosen assignor) and the members' assignments are known
+    only while the group is Stable."""
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str                   # the chosen assignor, e.g. "range"; "" unless Stable
+    members: list                   # MemberDescription, in the coordinator's order
+
+
+def _host_field(host, name):
+    found = re.search(rf"\b{name}:(\d+)", host or "")
+    return int(found.group(1)) if found else None
+
+
+def _decode_assignment(protocol_type, data):
+    """The (topic, partition) tuples of a ConsumerProtocolAssignment; () for another
+    protocol type or bytes that are not one (a member's bug, not worth failing a describe)."""
+    if protocol_type != "consumer" or not data:
+        return ()
+    from odradek.client.assignors import Assignment, MalformedConsumerProtocol
+    try:
+        return Assignment.decode(data).partitions
+    except MalformedConsumerProtocol:
+        return ()
 
 
 class Admin:
@@ -140,6 +199,97 @@ class Admin:
         raise_for_error(p.error_code, p.error_message)
         return p.offset, p.timestamp
 
+    def list_offsets_batch(self, specs):
+        """{(topic, partition): (offset, timestamp)} for {(topic, partition): spec}, each spec
+        as in list_offsets ('earliest', 'latest' or a timestamp in ms), in one request.
+        The first partition that fails raises its error."""
+        by_topic = {}
+        for (topic, partition), spec in specs.items():
+            ts = {"earliest": EARLIEST, "latest": LATEST}.get(spec, spec)
+            by_topic.setdefault(topic, []).append(
+                m.ListOffsetsPartition(partition_index=partition, timestamp=int(ts)))
+        if not by_topic:
+            return {}
+        res = self._call(m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(name=t, partitions=ps)
+                                                      for t, ps in by_topic.items()]))
+        out = {}
+        for t in res.topics:
+            for p in t.partitions:
+                raise_for_error(p.error_code, p.error_message)
+                out[(t.name, p.partition_index)] = (p.offset, p.timestamp)
+        return out
+
     def status(self, topics=None):
         """The broker's StatusResponse: broker pid and uptime, workers, partitions."""
         return self._call(m.StatusRequest(topics=None if topics is None else list(topics)))
+
+    # -- consumer groups ----------------------------------------------------------------
+    def list_groups(self, states=()):
+        """[GroupListing(group_id, state, protocol_type)] of every group the coordinator
+        knows (those that only stored offsets too), by group id; `states` filters
+        (case-insensitive, e.g. ["Stable", "Empty"])."""
+        res = self._call(m.ListGroupsRequest(states_filter=list(states)))
+        return [GroupListing(g.group_id, g.group_state, g.protocol_type) for g in res.groups]
+
+    def describe_groups(self, group_ids):
+        """{group_id: GroupDescription}, in one request. An unknown group raises
+        GroupIdNotFound."""
+        res = self._call(m.DescribeGroupsRequest(groups=list(group_ids)))
+        out = {}
+        for g in res.groups:
+            raise_for_error(g.error_code, g.error_message)
+            out[g.group_id] = GroupDescription(
+                g.group_id, g.group_state, g.protocol_type, g.protocol_data,
+                [MemberDescription(x.member_id, x.group_instance_id, x.client_id, x.client_host,
+                                   _decode_assignment(g.protocol_type, x.member_assignment))
+                 for x in g.members])
+        return out
+
+    def describe_group(self, group_id):
+        """The GroupDescription of one group; GroupIdNotFound if there is none."""
+        return self.describe_groups([group_id])[group_id]
+
+    def list_group_offsets(self, group_id):
+        """{(topic, partition): (offset, metadata)} of every offset the group committed
+        (offset: the next record to consume). An unknown group has none: {}."""
+        res = self._call(m.OffsetFetchRequest(group_id=group_id, topics=None))
+        out = {}
+        for t in res.topics:
+            for p in t.partitions:
+                raise_for_error(p.error_code, p.error_message)
+                if p.committed_offset >= 0:
+                    out[(t.name, p.partition_index)] = (p.committed_offset, p.metadata or "")
+        return out
+
+    def alter_group_offsets(self, group_id, offsets):
+        """Commit {(topic, partition): offset or (offset, metadata)} for the group from
+        outside it (a standalone OffsetCommit, generation -1), as Kafka's
+        alterConsumerGroupOffsets. The broker accepts it only while the group is Empty
+        (or does not exist yet: it is created): a group with members raises
+        NonEmptyGroup. A partition that does not exist raises UnknownTopicOrPartition."""
+        by_topic = {}
+        for (topic, partition), value in sorted(offsets.items()):
+            offset, metadata = value if isinstance(value, tuple) else (value, "")
+            if offset < 0:
+                raise ValueError(f"offset {offset} of {topic}-{partition} is negative")
+            by_topic.setdefault(topic, []).append(m.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=int(offset), committed_metadata=metadata))
+        if not by_topic:
+            return
+        request = m.OffsetCommitRequest(group_id=group_id, generation_id=-1, member_id="", topics=[
+            m.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        try:
+            res = self._call(request)
+        except UnknownMemberId as e:   # what the coordinator answers a standalone commit to a live group
+            raise NonEmptyGroup(f"group {group_id} has live members; its offsets can be altered only while "
+                                f"it is empty: stop its consumers first") from e
+        for t in res.topics:
+            for p in t.partitions:
+                raise_for_error(p.error_code, p.error_message)
+
+    def delete_group(self, group_id):
+        """Delete an Empty group and its committed offsets. NonEmptyGroup while it has
+        members; GroupIdNotFound if there is no such group."""
+        res = self._call(m.DeleteGroupsRequest(groups_names=[group_id]))
+        (r,) = res.results
+        raise_for_error(r.error_code, r.error_message)

@@ -1,4 +1,6 @@
-"""`odradek status`: the broker's StatusResponse as tables a person can scan."""
+"""`odradek status`: the broker's StatusResponse as tables a person can scan, and the lag
+of every consumer group with committed offsets (computed here, from the partitions' log
+end offsets in the same StatusResponse)."""
 import psutil
 
 from odradek.daemon.tools.table import format_table, human_bytes
@@ -22,7 +24,9 @@ def _process(pid):
         return "-", "-"
 
 
-def render(status):
+def render(status, group_offsets=None):
+    """Lines of the status; group_offsets ({group: {(topic, partition): committed}}, as
+    groups.committed_offsets_of_groups returns) adds the consumer-group lag section."""
     cpu, rss = _process(status.broker_pid)
     lines = [f"broker pid {status.broker_pid}, up {_uptime(status.uptime_ms)}, version {status.version}, "
              f"rss {rss}", "log dirs: " + ", ".join(f"{i}={d}" for i, d in enumerate(status.log_dirs)), ""]
@@ -41,4 +45,24 @@ def render(status):
     under = [p for p in status.partitions if len(p.isr_nodes) < len(p.replica_nodes)]
     lines.append("")
     lines.append(f"{len(status.partitions)} partitions, {len(under)} under-replicated")
+    if group_offsets:
+        lines.append("")
+        lines += _group_lag(status, group_offsets)
+    return lines
+
+
+def _group_lag(status, group_offsets):
+    ends = {(p.topic, p.partition): p.log_end_offset for p in status.partitions if p.log_end_offset >= 0}
+    rows, totals = [], {}
+    for group in sorted(group_offsets):
+        totals[group] = 0
+        for (topic, partition), committed in sorted(group_offsets[group].items()):
+            end = ends.get((topic, partition))
+            lag = end - committed if end is not None else None
+            totals[group] += lag or 0
+            rows.append((group, topic, partition, committed, "-" if end is None else end,
+                         "-" if lag is None else lag))
+    lines = format_table(["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], rows)
+    lines.append("")
+    lines.append("total lag by group: " + ", ".join(f"{g} {n}" for g, n in totals.items()))
     return lines
