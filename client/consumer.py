@@ -358,7 +358,7 @@ class Consumer:
             if part is None:
                 try:
                     part = self._open(*key)
-                except (LeaderNotAvailable, TornState) as e:
+                except (LeaderNotAvailable, TornState):
                     self._pending_open[key] = offset      # opened by a later fetch round
                     continue
             self._seek(part, offset)

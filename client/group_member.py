@@ -58,7 +58,8 @@ import threading
 import time
 from collections import namedtuple
 
-from odradek.client.assignors import COOPERATIVE, EAGER, Assignment, MalformedConsumerProtocol, Subscription, get_assignor
+from odradek.client.assignors import (COOPERATIVE, EAGER, Assignment, MalformedConsumerProtocol, Subscription,
+                                      get_assignor)
 from odradek.client.errors import (
     CoordinatorNotAvailable, FencedInstanceId, GroupMaxSizeReached, IllegalGeneration, InconsistentGroupProtocol,
     InvalidGroupId, InvalidRequest, InvalidSessionTimeout, MemberIdRequired, NetworkException, OdradekError,
@@ -215,6 +216,7 @@ class GroupMember:
         if not self.group_id:
             raise InvalidGroupId("group.id must not be empty")
         self.instance_id = config["group.instance.id"] or None
+        self.client_id = config.get("client.id") or "odradek-consumer"
         self.session_timeout_ms = config["session.timeout.ms"]
         self.heartbeat_s = config["heartbeat.interval.ms"] / 1000
         self.max_poll_ms = config["max.poll.interval.ms"]
@@ -698,7 +700,11 @@ class GroupMember:
                             if self._closing:
                                 link.interrupt()
                     if kind == "join":
-                        self._post_join(epoch, self._join(link, *arg))
+                        outcome = self._join(link, *arg)
+                        if not self._post_join(epoch, outcome) and isinstance(outcome, _JoinResult) \
+                                and self.instance_id is None:
+                            # joined for a poll thread that has moved on (unsubscribe, close): leave
+                            self._send_leave(link, outcome.member_id, "the consumer unsubscribed while joining")
                         next_hb = self._clock() + self.heartbeat_s
                     elif kind == "heartbeat":
                         next_hb = self._clock() + self._heartbeat(link, epoch)
@@ -744,7 +750,7 @@ class GroupMember:
                     group_id=self.group_id, session_timeout_ms=self.session_timeout_ms,
                     rebalance_timeout_ms=self.max_poll_ms, member_id=member_id,
                     group_instance_id=self.instance_id, protocol_type=PROTOCOL_TYPE, protocols=protocols,
-                    reason=reason), timeout=self._join_timeout_s)
+                    reason=reason, client_id=self.client_id), timeout=self._join_timeout_s)
             except UnknownMemberId as e:
                 self._reset(member=True)
                 return e
@@ -788,7 +794,8 @@ class GroupMember:
             try:
                 assignment = Assignment.decode(sync.assignment)
             except MalformedConsumerProtocol as e:
-                return InconsistentGroupProtocol(f"the assignment from the leader is not Kafka's consumer protocol: {e}")
+                return InconsistentGroupProtocol(f"the assignment from the leader is not Kafka's consumer "
+                                                 f"protocol: {e}")
             return _JoinResult(res.generation_id, member_id, res.leader, res.protocol_name, assignment, group_topics)
         return RebalanceInProgress("the group kept restarting its rebalance")
 
@@ -799,9 +806,10 @@ class GroupMember:
                 self._member_id = ""
 
     def _post_join(self, epoch, outcome):
+        """Hand a join's outcome to the poll thread; False if it no longer wants it."""
         with self._cv:
             if epoch != self._epoch:
-                return      # the poll thread moved on (unsubscribe, close)
+                return False     # the poll thread moved on (unsubscribe, close)
             if isinstance(outcome, _JoinResult):
                 self._generation = outcome.generation
                 self._member_id = outcome.member_id
@@ -810,6 +818,7 @@ class GroupMember:
             self._join_res = (epoch, outcome)
             self._attn += 1
         self.waker.ring()
+        return True
 
     def _post(self, epoch, **flags):
         with self._cv:
@@ -862,17 +871,21 @@ class GroupMember:
             self._member_id = ""
         log.warning("group %s: no poll() for %.1f s (max.poll.interval.ms %d): leaving the group", self.group_id,
                     idle, self.max_poll_ms)
-        if self.instance_id is None and member_id:
-            try:
-                link.call(m.LeaveGroupRequest(group_id=self.group_id, members=[m.MemberIdentity(
-                    member_id=member_id, reason=f"consumer poll timeout has expired: {idle:.1f} s between polls, "
-                                                f"max.poll.interval.ms is {self.max_poll_ms}")]),
-                          timeout=REQUEST_TIMEOUT_S)
-            except _CONNECTION_ERRORS:
-                raise
-            except OdradekError as e:
-                log.info("group %s: LeaveGroup failed: %s", self.group_id, e)
-        self._post(epoch, expired=idle)
+        try:
+            if self.instance_id is None and member_id:
+                self._send_leave(link, member_id, f"consumer poll timeout has expired: {idle:.1f} s between "
+                                                  f"polls, max.poll.interval.ms is {self.max_poll_ms}")
+        finally:
+            self._post(epoch, expired=idle)
+
+    def _send_leave(self, link, member_id, reason):
+        try:
+            link.call(m.LeaveGroupRequest(group_id=self.group_id, members=[
+                m.MemberIdentity(member_id=member_id, reason=reason)]), timeout=REQUEST_TIMEOUT_S)
+        except _CONNECTION_ERRORS:
+            raise
+        except OdradekError as e:
+            log.info("group %s: LeaveGroup failed: %s", self.group_id, e)
 
 
 def _show(keys):

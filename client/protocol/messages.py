@@ -653,6 +653,9 @@ class JoinGroupRequest(Struct):
         ("protocol_type",         STRING,                          "consumer",  0),
         ("protocols",             Array(JoinGroupRequestProtocol),  [],          0),
         ("reason",                NULLABLE_STRING,                 None,        0),
+        # Kafka carries client.id in every request header; odradek's frame header has no
+        # such field, so the member says it here (member ids are <client.id>-<uuid>)
+        ("client_id",             STRING,                          "",          0),
     ]
 
 

@@ -73,7 +73,7 @@ class GroupShell:
 
     # == the loop's calls =================================================================
     def handle(self, conn, request):
-        peer = Peer(conn, "", conn.pid, conn.uid)
+        peer = Peer(conn, getattr(request.message, "client_id", ""), conn.pid, conn.uid)
         self.apply(self.coordinator.handle(peer, request.correlation_id, request.message, now_ms()))
 
     def connection_closed(self, conn):

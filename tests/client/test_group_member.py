@@ -4,7 +4,6 @@ until the coordinator's Reply for it comes out, so JoinGroup waits for the rest 
 group exactly as over the socket. No data plane: a stub host stands in for the Consumer
 (positions are plain numbers). Real threads, real time (small timeouts)."""
 import itertools
-import re
 import threading
 import time
 

@@ -7,7 +7,6 @@ Consumers that must die run in subprocesses (CONSUMER below) and write what they
 JSON line per event, to a file: their callbacks (with the generation and a
 CLOCK_MONOTONIC time, which every process on the host shares) and each record handled."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from odradek.client import OFFSET_INVALID, Admin, Consumer, Producer, TopicPartition
+from odradek.client import OFFSET_BEGINNING, OFFSET_INVALID, Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import MaxPollIntervalExceeded, OffsetAndMetadata
 from support.broker import wait_until
 
@@ -67,7 +66,8 @@ def replay_ownership(events):
             continue
         for tp in map(tuple, parts):
             if kind == "assign":
-                assert owner.get(tp) in (None, name), f"{tp} given to {name} (generation {gen}) while {owner[tp]} has it"
+                assert owner.get(tp) in (None, name), \
+                    f"{tp} given to {name} (generation {gen}) while {owner[tp]} has it"
                 owner[tp] = name
             else:
                 assert owner.get(tp) == name, f"{name} gave up {tp}, which it did not hold"
@@ -395,3 +395,27 @@ def test_at_most_once_and_at_least_once(broker):
     c, rec = first_record("amo")
     assert rec.offset == 1                 # record 0 is not repeated: at most once
     c.close()
+
+
+def test_on_assign_may_choose_where_partitions_start(broker):
+    """confluent-kafka's idiom: inside on_assign, assign() the given partitions with
+    offsets (here: replay from the beginning despite a committed offset)."""
+    create(broker, "replay", 1)
+    produce(broker, "replay", 5, 1)
+    c = consumer(broker, **{"group.id": "r"})
+    c.subscribe(["replay"])
+    c.commit(offsets=[TopicPartition("replay", 0, 3)])    # standalone: the group has no member yet
+    c.close()
+
+    def from_beginning(c, parts):
+        c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in parts])
+    c = consumer(broker, **{"group.id": "r"})
+    try:
+        c.subscribe(["replay"], on_assign=from_beginning)
+        first = []
+        poll_all([c], lambda: first, on_records=lambda _, recs: first.extend(recs))
+        assert first[0].offset == 0
+        with pytest.raises(Exception, match="assign\\(\\) on a subscribed consumer"):
+            c.assign([TopicPartition("replay", 0, 0)])
+    finally:
+        c.close()

@@ -66,3 +66,15 @@ def test_committed_offsets_survive_a_sigkill_of_the_broker(broker):
     broker.start()
     with ControlClient(broker.socket_path) as c:
         assert [fetch(c, f"g{k}")[0] for k in range(4)] == [116, 117, 118, 119]
+
+
+def test_a_members_client_id_names_it(broker):
+    from odradek.client import Consumer
+    from support.broker import wait_until
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("orders", 1)
+        with Consumer({"socket": broker.socket_path, "group.id": "named", "client.id": "billing-app"}) as c:
+            c.subscribe(["orders"])
+            wait_until(lambda: c.poll(0.05) is None and c.assignment(), 20, what="an assignment")
+            (member,) = admin.describe_group("named").members
+    assert member.client_id == "billing-app" and member.member_id.startswith("billing-app-")
