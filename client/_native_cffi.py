@@ -18,6 +18,7 @@ the produce path (numbers from the dev VM, 1-batch scan_batches ~3 us in all):
     C) and re-entrant (a signal handler scanning mid-call just takes another struct).
     A single shared struct would race; a threading.local would not be re-entrant.
 """
+import functools
 import struct
 from array import array
 
@@ -30,6 +31,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
+           "append_fields_reader", "APPEND_TAIL_FIELDS",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 _from_buffer = ffi.from_buffer
@@ -216,6 +218,22 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(s, len(s), d, dn, i, ic, t, tc, st)
+
+
+# odk_append_state from `position` (byte 40) to the end, in field order (odradek.h)
+_APPEND_TAIL = struct.Struct("@7q2i10q")
+APPEND_TAIL_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
+                      "max_timestamp", "offset_of_max", "status", "reserved", "batches", "valid_bytes",
+                      "expected", "found", "first_offset", "last_offset", "records", "append_max_timestamp",
+                      "first_max_timestamp", "last_time_timestamp")
+assert ffi.offsetof("odk_append_state", "position") == 40 and \
+    ffi.sizeof("odk_append_state") == 40 + _APPEND_TAIL.size, "odk_append_state layout changed"
+
+
+def append_fields_reader(st):
+    """A function returning the state's fields APPEND_TAIL_FIELDS as one tuple: one
+    unpack (~0.3 us) instead of a cffi attribute read per field (~0.12 us each)."""
+    return functools.partial(_APPEND_TAIL.unpack_from, ffi.buffer(st), 40)
 
 
 def prefault(target, start, end):

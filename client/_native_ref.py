@@ -13,6 +13,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
+           "append_fields_reader", "APPEND_TAIL_FIELDS",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 BATCH_HEADER_SIZE = 61
@@ -342,6 +343,18 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(src, d, ix, tx, st)
+
+
+APPEND_TAIL_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
+                      "max_timestamp", "offset_of_max", "status", "reserved", "batches", "valid_bytes",
+                      "expected", "found", "first_offset", "last_offset", "records", "append_max_timestamp",
+                      "first_max_timestamp", "last_time_timestamp")
+
+
+def append_fields_reader(st):
+    """A function returning the state's fields APPEND_TAIL_FIELDS as one tuple (the C
+    facade's reads them with one unpack)."""
+    return lambda: tuple(getattr(st, name) for name in APPEND_TAIL_FIELDS)
 
 
 def prefault(target, start, end):

@@ -301,10 +301,9 @@ class PartitionLog:
             raise self._refused(st, len(data))
         if was_empty:
             self._roll_anchor_ms = now
-        records = st.records
+        first, last, max_ts, batches, records = segment.appended
         self._unflushed_records += records
-        info = AppendInfo(st.first_offset, st.last_offset, st.append_max_timestamp, st.batches, records,
-                          len(data), None if append_time < 0 else append_time)
+        info = AppendInfo(first, last, max_ts, batches, records, len(data), None if append_time < 0 else append_time)
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
             self.flush()  # _maybe_flush(now)
         return info

@@ -84,6 +84,9 @@ class LogSegment:
         self._bytes_since_index = 0
         self._native_state = self._native_target = None  # see append_native
         self._prefaulted = self._prefault_mark = 0         # see _prefault_ahead
+        self._native_args = None                           # (assign, epoch, append time, max size) set in st
+        self._native_fields = None
+        self.appended = None     # after an OK append_native: (first offset, last offset, max timestamp, batches, records)
 
     # -- state --------------------------------------------------------------------
     @property
@@ -183,26 +186,30 @@ class LogSegment:
                                                        self.time_index.buffer)
             self._native_entries = (self.index.entries, self.time_index.entries)
             self._prefaulted = self._prefault_mark = st.position
-        st.assign = assign
-        st.leader_epoch = -1 if leader_epoch is None else leader_epoch
-        st.append_time = append_time
-        st.max_batch_size = max_batch_size
+            self._native_args = None
+            self._native_fields = native.append_fields_reader(st)
+        epoch = -1 if leader_epoch is None else leader_epoch
+        if self._native_args != (assign, epoch, append_time, max_batch_size):
+            # per-call settings change rarely: each cffi field store costs ~0.15 us
+            st.assign, st.leader_epoch, st.append_time, st.max_batch_size = assign, epoch, append_time, max_batch_size
+            self._native_args = (assign, epoch, append_time, max_batch_size)
         if native.append_into(data, self._native_target, st) == _OK:
             # mirror what the C call moved into the fields the rest of the segment reads
-            self.log.size = st.position
-            entries, time_entries = st.index_entries, st.time_entries
+            # (one unpack of the state: see native.append_fields_reader)
+            (position, self.next_offset, entries, time_entries, self._bytes_since_index, self.max_timestamp,
+             self.offset_of_max_timestamp, _, _, batches, _, _, _, first, last, records, max_ts, first_max_ts,
+             _) = self._native_fields()
+            self.log.size = position
             if entries != self._native_entries[0] or time_entries != self._native_entries[1]:
                 self._native_entries = (entries, time_entries)
                 self.index.set_entries(entries)
                 self.time_index.set_entries(time_entries)
                 self._indexes_full = self.index.is_full or self.time_index.is_full
-            self.next_offset = st.next_offset
-            self.max_timestamp, self.offset_of_max_timestamp = st.max_timestamp, st.offset_of_max
-            self._bytes_since_index = st.bytes_since_index
             if self.first_batch_timestamp is None:
-                self.first_batch_timestamp = st.first_max_timestamp
-            if st.position >= self._prefault_mark:
-                self._prefault_ahead(st.position)
+                self.first_batch_timestamp = first_max_ts
+            if position >= self._prefault_mark:
+                self._prefault_ahead(position)
+            self.appended = (first, last, max_ts, batches, records)
         return st
 
     def _prefault_ahead(self, position):
