@@ -93,8 +93,21 @@ def _stop(members):
             proc.join(10)
 
 
+def _workers_ready(sock, name):
+    """Wait until every partition's worker answers (they start when the topic is made,
+    and 100 of them starting would be timed as part of the rebalance otherwise)."""
+    from odradek.client import Admin
+    with Admin(sock) as admin:
+        for _ in range(600):
+            if all(p.log_end_offset >= 0 for p in admin.status([name]).partitions):
+                return
+            time.sleep(0.05)
+    raise SystemExit(f"the workers of {name} did not start")
+
+
 def rebalance_once(sock, members, partitions):
     with topic(sock, partitions=partitions, prefix="rebalance") as name:
+        _workers_ready(sock, name)
         group = f"perf-{uuid.uuid4().hex[:8]}"
         procs = _start_members(members, sock, name, group, partitions, "rebalance")
         try:
