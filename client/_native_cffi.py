@@ -23,7 +23,7 @@ import struct
 from array import array
 
 from odradek._native import ffi, lib
-from odradek.client._native_ref import (APPEND_STATE_FIELDS, BATCH_HEADER_SIZE,  # noqa: F401
+from odradek.client._native_ref import (APPEND_STATE_FIELDS, APPEND_TAIL_FIELDS, BATCH_HEADER_SIZE,  # noqa: F401
                                         LOG_OVERHEAD, RECORD_FIELDS, BatchInfo, DecodeResult,
                                         RecordsFlag, ScanResult, Status)
 
@@ -222,12 +222,9 @@ def append_into(src, target, st):
 
 # odk_append_state from `position` (byte 40) to the end, in field order (odradek.h)
 _APPEND_TAIL = struct.Struct("@7q2i10q")
-APPEND_TAIL_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
-                      "max_timestamp", "offset_of_max", "status", "reserved", "batches", "valid_bytes",
-                      "expected", "found", "first_offset", "last_offset", "records", "append_max_timestamp",
-                      "first_max_timestamp", "last_time_timestamp")
 assert ffi.offsetof("odk_append_state", "position") == 40 and \
-    ffi.sizeof("odk_append_state") == 40 + _APPEND_TAIL.size, "odk_append_state layout changed"
+    ffi.sizeof("odk_append_state") == 40 + _APPEND_TAIL.size and \
+    len(APPEND_TAIL_FIELDS) == 7 + 2 + 10, "odk_append_state layout changed"
 
 
 def append_fields_reader(st):
