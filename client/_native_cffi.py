@@ -31,7 +31,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "APPEND_TAIL_FIELDS",
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 _from_buffer = ffi.from_buffer
@@ -225,6 +225,20 @@ _APPEND_TAIL = struct.Struct("@7q2i10q")
 assert ffi.offsetof("odk_append_state", "position") == 40 and \
     ffi.sizeof("odk_append_state") == 40 + _APPEND_TAIL.size and \
     len(APPEND_TAIL_FIELDS) == 7 + 2 + 10, "odk_append_state layout changed"
+
+
+def append_call(target, st):
+    """A function of one argument, `data`: append_into(data, target, st) with the target's
+    pointers bound once (what LogSegment calls per append)."""
+    d, dn, i, ic, t, tc = target
+    from_buffer, append = _from_buffer, _append
+
+    def call(data):
+        if not target:
+            raise ValueError("append target was released")
+        p = from_buffer(_BYTES, data)
+        return append(p, len(p), d, dn, i, ic, t, tc, st)
+    return call
 
 
 def append_fields_reader(st):

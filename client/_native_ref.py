@@ -13,7 +13,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "APPEND_TAIL_FIELDS",
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 BATCH_HEADER_SIZE = 61
@@ -349,6 +349,11 @@ APPEND_TAIL_FIELDS = ("position", "next_offset", "index_entries", "time_entries"
                       "max_timestamp", "offset_of_max", "status", "reserved", "batches", "valid_bytes",
                       "expected", "found", "first_offset", "last_offset", "records", "append_max_timestamp",
                       "first_max_timestamp", "last_time_timestamp")
+
+
+def append_call(target, st):
+    """A function of one argument, `data`: append_into(data, target, st)."""
+    return lambda data: append_into(data, target, st)
 
 
 def append_fields_reader(st):

@@ -631,6 +631,8 @@ class Consumer:
             end += d2.size
             nxt = d2.last_offset + 1
         seg = self._segment(part, d.segment_base, end, pos)
+        if seg is None:
+            return None   # the descriptors went stale under us (a compaction swap): look again
         return seg.view[start:end]
 
     def _from_run(self, part, run):
@@ -679,8 +681,10 @@ class Consumer:
                 for fd in fds:
                     os.close(fd)
             if res.base_offset != base or len(seg.view) < need_end:
-                raise CorruptRecord(f"{tp.topic}-{tp.partition}: the descriptor of offset {pos} points "
-                                    f"past segment {base}'s end; the partition state is inconsistent")
+                # The descriptor was read just before the log cleaner swapped this segment
+                # for a smaller file (the worker then empties the window, which changes the
+                # state's counter, so the caller's next round looks again at once).
+                return None
         return seg
 
     def _decode(self, part, data, pos):

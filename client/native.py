@@ -26,7 +26,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timein
            "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
+           "append_fields_reader", "append_call", "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 
 def _load():
@@ -57,11 +57,12 @@ if _lib is None:
     release_target = _ref.release_target
     prefault = _ref.prefault
     append_fields_reader = _ref.append_fields_reader
+    append_call = _ref.append_call
     decode_records = _ref.decode_records
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
                                              index_lookup, timeindex_lookup, scan_batches,
                                              append, append_state, AppendState, append_target,
                                              append_into, release_target, prefault, decode_records,
-                                             append_fields_reader)
+                                             append_fields_reader, append_call)
     IMPLEMENTATION = "c"

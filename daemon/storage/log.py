@@ -54,6 +54,9 @@ _OK = native.Status.OK
 _ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.OUT_OF_RANGE)
 
 
+_time_ns = time.time_ns
+
+
 def wall_clock_ms():
     return time.time_ns() // 1_000_000
 
@@ -63,19 +66,18 @@ class Location(namedtuple("Location", "segment position end next_offset")):
     __slots__ = ()
 
 
-class AppendInfo:
-    """What an append wrote: offsets first..last, and how many batches and records."""
-    __slots__ = ("first_offset", "last_offset", "max_timestamp", "batches", "records",
-                 "bytes", "log_append_time")
-
-    def __init__(self, first_offset, last_offset, max_timestamp, batches, records, nbytes, log_append_time):
-        self.first_offset, self.last_offset = first_offset, last_offset
-        self.max_timestamp, self.batches, self.records = max_timestamp, batches, records
-        self.bytes, self.log_append_time = nbytes, log_append_time
+class AppendInfo(namedtuple("AppendInfo", "first_offset last_offset max_timestamp batches records bytes "
+                                          "log_append_time")):
+    """What an append wrote: offsets first..last, and how many batches and records.
+    (A tuple: made per append, ~0.2 us instead of ~0.6 for a class with __init__.)"""
+    __slots__ = ()
 
     def __repr__(self):
         return (f"AppendInfo(offsets {self.first_offset}..{self.last_offset}, "
                 f"{self.batches} batches, {self.records} records, {self.bytes} bytes)")
+
+
+_new_info = tuple.__new__
 
 
 class FetchData:
@@ -282,28 +284,33 @@ class PartitionLog:
         # ~85 (first version), ~24 (Python around a native scan), now ~9.
         if self._closed:
             self._check_open()
-        now = self.clock()
+        clock = self.clock
+        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
         segment = self._segments[-1]
         anchor = self._roll_anchor_ms
-        if segment.log.size and (anchor is None or now - anchor > self._segment_ms) \
+        was_empty = not segment.log.size
+        if not was_empty and (anchor is None or now - anchor > self._segment_ms) \
                 and self._time_to_roll(segment, now):
             segment = self.roll()
+            was_empty = not segment.log.size
         append_time = now if self._log_append_time else -1
-        was_empty = not segment.log.size
-        st = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
-        if st.status in _ROLL_FIRST:
-            # no room in this segment (segment.bytes, an index, 32-bit relative offsets):
-            # roll, or give an empty segment the capacity this append needs, and retry
-            segment = self._segment_for_append(len(data), now, force_roll=True)
-            was_empty = True
-            st = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
-        if st.status != _OK:
-            raise self._refused(st, len(data))
+        status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
+        if status != _OK:
+            if status in _ROLL_FIRST:
+                # no room in this segment (segment.bytes, an index, 32-bit relative offsets):
+                # roll, or give an empty segment the capacity this append needs, and retry
+                segment = self._segment_for_append(len(data), now, force_roll=True)
+                was_empty = True
+                status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
+                                               self._max_message_bytes)
+            if status != _OK:
+                raise self._refused(segment.native_state, len(data))
         if was_empty:
             self._roll_anchor_ms = now
         first, last, max_ts, batches, records = segment.appended
         self._unflushed_records += records
-        info = AppendInfo(first, last, max_ts, batches, records, len(data), None if append_time < 0 else append_time)
+        info = _new_info(AppendInfo, (first, last, max_ts, batches, records, len(data),
+                                      None if append_time < 0 else append_time))
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
             self.flush()  # _maybe_flush(now)
         return info

@@ -19,8 +19,8 @@ from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_
                                     write_partition_leader_epoch)
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.mapped_file import MappedFile
-from odradek.daemon.storage.offset_index import OffsetIndex
-from odradek.daemon.storage.time_index import TimeIndex
+from odradek.daemon.storage.offset_index import ENTRY_SIZE as OFFSET_ENTRY_SIZE, OffsetIndex
+from odradek.daemon.storage.time_index import ENTRY_SIZE as TIME_ENTRY_SIZE, TimeIndex
 
 __all__ = ["LogSegment", "BatchPosition"]
 
@@ -85,7 +85,7 @@ class LogSegment:
         self._native_state = self._native_target = None  # see append_native
         self._prefaulted = self._prefault_mark = 0         # see _prefault_ahead
         self._native_args = None                           # (assign, epoch, append time, max size) set in st
-        self._native_fields = None
+        self._native_fields = self._native_call = self._native_index_files = None
         self.appended = None     # after an OK append_native: (first offset, last offset, max timestamp, batches, records)
 
     # -- state --------------------------------------------------------------------
@@ -166,8 +166,8 @@ class LogSegment:
         """Append a buffer of batches with one C call (native.append_into; odradek.h,
         odk_append): copy after the data, validate the copy (never the source, which a
         producer may still change), rewrite baseOffset, epoch and LogAppendTime, add
-        index entries. Returns the append state: st.status is Status.OK, or why nothing
-        changed (the copied bytes are zeroed again).
+        index entries. Returns the status: Status.OK, or why nothing changed (the copied
+        bytes are zeroed again; the details are in the append state, self.native_state).
 
         Measured (perf/log_append.py, 16 KiB batches): ~24 us an append when Python did
         the scan, copy, rewrite and indexes around two native calls, ~6 us for this call.
@@ -188,12 +188,17 @@ class LogSegment:
             self._prefaulted = self._prefault_mark = st.position
             self._native_args = None
             self._native_fields = native.append_fields_reader(st)
+            self._native_call = native.append_call(self._native_target, st)
+            # the two index files and their entry limits, for the mirror below
+            self._native_index_files = (self.index._file, self.time_index._file,
+                                        self.index.max_entries, self.time_index.max_entries)
         epoch = -1 if leader_epoch is None else leader_epoch
         if self._native_args != (assign, epoch, append_time, max_batch_size):
             # per-call settings change rarely: each cffi field store costs ~0.15 us
             st.assign, st.leader_epoch, st.append_time, st.max_batch_size = assign, epoch, append_time, max_batch_size
             self._native_args = (assign, epoch, append_time, max_batch_size)
-        if native.append_into(data, self._native_target, st) == _OK:
+        status = self._native_call(data)
+        if status == _OK:
             # mirror what the C call moved into the fields the rest of the segment reads
             # (one unpack of the state: see native.append_fields_reader)
             (position, self.next_offset, entries, time_entries, self._bytes_since_index, self.max_timestamp,
@@ -201,16 +206,27 @@ class LogSegment:
              _) = self._native_fields()
             self.log.size = position
             if entries != self._native_entries[0] or time_entries != self._native_entries[1]:
+                # SparseIndex.set_entries for both, and their is_full, inlined: with
+                # 16 KiB batches every append adds an index entry, and the four calls
+                # cost ~1 us of a ~15 us append
                 self._native_entries = (entries, time_entries)
-                self.index.set_entries(entries)
-                self.time_index.set_entries(time_entries)
-                self._indexes_full = self.index.is_full or self.time_index.is_full
+                ixf, txf, ix_max, tx_max = self._native_index_files
+                ixf.size = entries * OFFSET_ENTRY_SIZE
+                txf.size = time_entries * TIME_ENTRY_SIZE
+                self.index._last = self.time_index._last = None
+                self._indexes_full = entries >= ix_max or time_entries >= tx_max
             if self.first_batch_timestamp is None:
                 self.first_batch_timestamp = first_max_ts
             if position >= self._prefault_mark:
                 self._prefault_ahead(position)
             self.appended = (first, last, max_ts, batches, records)
-        return st
+        return status
+
+    @property
+    def native_state(self):
+        """The C append state (None until the first append_native): the details of a
+        refused append."""
+        return self._native_state
 
     def _prefault_ahead(self, position):
         """Keep PREFAULT_AHEAD bytes past `position` faulted in by the process's prefault
