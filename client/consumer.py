@@ -138,6 +138,8 @@ _SCHEMA = {
     "on_commit": (_callable_or_none, None),
 }
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
+LIVENESS_CHECK_S = 0.5   # how often a consumer looks whether the broker is still there
+RECONNECT_S = 0.5        # how long one attempt to reconnect to a restarted broker waits
 
 
 class _Segment:
@@ -204,7 +206,9 @@ class Consumer:
         self._max_wait_s = c["fetch.max.wait.ms"] / 1000
         self._max_bytes = c["max.partition.fetch.bytes"]
         self._check_crcs = c["check.crcs"]
-        self._client = ControlClient(resolve_socket(c["socket"]))
+        self._socket_path = resolve_socket(c["socket"])
+        self._client = ControlClient(self._socket_path)
+        self._next_liveness = 0.0
         self._parts = {}          # (topic, partition) -> _Partition
         self._buffer = deque()    # Records fetched, not yet returned
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
@@ -390,6 +394,42 @@ class Consumer:
             del self._pending_open[key]
             self._seek(part, offset)
 
+    def _reconnect(self):
+        """The broker went away (a restart, a crash): connect again (for up to
+        RECONNECT_S, then let the next round try again) and map every assigned
+        partition's new shared state. Positions and buffered records are kept; segment
+        maps are dropped (the files may have changed meanwhile)."""
+        deadline = time.monotonic() + RECONNECT_S
+        for _ in range(100_000):   # bounded by the deadline
+            try:
+                client = ControlClient(self._socket_path)
+                break
+            except (OSError, OdradekError):
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(_RETRY_S * 5)
+        self._client.close()
+        self._client = client
+        for key, part in list(self._parts.items()):
+            try:
+                res, fds = client.call(m.OpenFetchRequest(topic=key[0], partition=key[1]))
+            except (LeaderNotAvailable, TornState):
+                part.retry_at = time.monotonic() + _RETRY_S
+                self._next_liveness = 0.0     # try the whole thing again next round
+                continue
+            try:
+                state = PartitionState.attach(fds[0], fds[1])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            part.state.close()
+            part.state = state
+            part.change = 0
+            for seg in part.segments.values():
+                seg.close()
+            part.segments.clear()
+            part.run = None
+
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
         try:
@@ -550,8 +590,10 @@ class Consumer:
         if waker is not None:
             states.append(waker)
             seen.append(wake_seen)
+        # at most LIVENESS_CHECK_S, so a broker that went away is noticed (_fetch_round)
+        timeout = LIVENESS_CHECK_S if timeout is None else min(timeout, LIVENESS_CHECK_S)
         if not states:
-            time.sleep(min(timeout, 1.0) if timeout is not None else 1.0)   # nothing to wait on
+            time.sleep(timeout)   # nothing to wait on
             return
         wait_for_any(states, seen, timeout)
 
@@ -559,6 +601,10 @@ class Consumer:
         """Fetch from each fetchable partition once; returns bytes fetched."""
         total = 0
         now = time.monotonic()
+        if now >= self._next_liveness:
+            self._next_liveness = now + LIVENESS_CHECK_S
+            if self._client.peer_closed():
+                self._reconnect()
         if self._pending_open and now >= self._pending_retry_at:
             self._open_pending(now)
         for part in list(self._parts.values()):

@@ -65,6 +65,7 @@ _SEQ_MOD = 1 << 31
 _TAG_MOD = 1 << 32
 _time_ns = time.time_ns
 _BATCH_OVERHEAD = 61 + 8    # the v2 batch header, and the ring entry's
+LIVENESS_CHECK_S = 0.5      # how often the sender looks whether the broker is still there
 _RETRY_S = 0.05
 
 
@@ -88,11 +89,12 @@ def _headers(headers):
 class _Link:
     """One partition: our rings to its leader, the open batch, batches in flight."""
     __slots__ = ("topic", "partition", "requests", "completions", "builder", "pending",
-                 "deadline", "next_seq", "next_tag", "inflight", "max_batch_bytes")
+                 "deadline", "next_seq", "next_tag", "inflight", "max_batch_bytes", "ring_fds")
 
-    def __init__(self, topic, partition, requests, completions, max_batch_bytes):
+    def __init__(self, topic, partition, requests, completions, max_batch_bytes, ring_fds):
         self.topic, self.partition = topic, partition
         self.requests, self.completions = requests, completions
+        self.ring_fds = ring_fds   # kept open: a restarted broker is given the same rings
         self.builder = None
         self.pending = []        # (on_delivery, key, value, headers, timestamp) of the open batch
         self.deadline = None     # linger deadline of the open batch (monotonic s)
@@ -113,7 +115,10 @@ class Producer:
         self._batch_size = c["batch.size"]
         self._max_block_s = c["max.block.ms"] / 1000
         self._compression = c["compression.type"]
-        self._client = ControlClient(resolve_socket(c["socket"]))
+        self._socket_path = resolve_socket(c["socket"])
+        self._client = ControlClient(self._socket_path)
+        self._client_lock = threading.Lock()   # the control connection: produce() and the sender
+        self._next_liveness = 0.0
         self._pid, self._epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
         if c["enable.idempotence"]:
             res, _ = self._client.call(m.InitProducerIdRequest())
@@ -203,7 +208,8 @@ class Producer:
     def _partition_count(self, topic):
         count = self._partition_counts.get(topic)
         if count is None:
-            res, _ = self._client.call(m.MetadataRequest(topics=[topic]))
+            with self._client_lock:
+                res, _ = self._client.call(m.MetadataRequest(topics=[topic]))
             (t,) = res.topics
             raise_for_error(t.error_code, t.error_message)
             count = self._partition_counts[topic] = len(t.partitions)
@@ -215,36 +221,85 @@ class Producer:
         ring_bytes = self.config["produce.ring.bytes"]
         requests, req_fd = Ring.create(ring_bytes)
         completions, comp_fd = Ring.create(max(ring_bytes // 2, 1 << 16))
-        deadline = time.monotonic() + self._max_block_s
         try:
-            for _ in range(100_000):   # bounded by the deadline
-                try:
-                    res, fds = self._client.call(
-                        m.OpenProducerRequest(topic=topic, partition=partition, acks=self._acks,
-                                              producer_id=self._pid, producer_epoch=self._epoch),
-                        [req_fd, comp_fd, self._doorbell_fd])
-                    break
-                except LeaderNotAvailable:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(_RETRY_S)
+            with self._client_lock:
+                max_batch_bytes, leader = self._attach(topic, partition, (req_fd, comp_fd),
+                                                       time.monotonic() + self._max_block_s)
         except BaseException:
             requests.close()
             completions.close()
-            raise
-        finally:
             os.close(req_fd)
             os.close(comp_fd)
+            raise
+        requests.set_doorbell(leader)
+        link = _Link(topic, partition, requests, completions, max_batch_bytes, (req_fd, comp_fd))
+        self._links[(topic, partition)] = link
+        return link
+
+    def _attach(self, topic, partition, ring_fds, deadline):
+        """OpenProducer for our rings (with the control lock held); returns the topic's
+        max batch size and the leader's doorbell. Retries while it has no leader."""
+        for _ in range(100_000):   # bounded by the deadline
+            try:
+                res, fds = self._client.call(
+                    m.OpenProducerRequest(topic=topic, partition=partition, acks=self._acks,
+                                          producer_id=self._pid, producer_epoch=self._epoch),
+                    [*ring_fds, self._doorbell_fd])
+                break
+            except LeaderNotAvailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_RETRY_S)
         try:
             leader = Doorbell.attach(fds[0])
         finally:
             for fd in fds:
                 os.close(fd)
+        # kept until close(): a ring being committed on another thread may still ring
+        # the previous one after a reconnect switched it
         self._leader_doorbells.append(leader)
-        requests.set_doorbell(leader)
-        link = _Link(topic, partition, requests, completions, res.max_batch_bytes)
-        self._links[(topic, partition)] = link
-        return link
+        return res.max_batch_bytes, leader
+
+    def _check_broker(self):
+        """From the sender, twice a second at most: if the broker went away (a restart,
+        a crash), connect again and give its partition leaders the same rings. What was
+        committed in them and not yet acknowledged is taken by the new leaders; the
+        idempotence check turns any batch already written into a duplicate."""
+        now = time.monotonic()
+        if now < self._next_liveness or not self._client_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_liveness = now + LIVENESS_CHECK_S
+            if self._client.peer_closed():
+                self._reconnect()
+        finally:
+            self._client_lock.release()
+
+    def _reconnect(self):
+        deadline = time.monotonic() + self._max_block_s
+        client = None
+        for _ in range(100_000):   # bounded by the deadline
+            try:
+                client = ControlClient(self._socket_path)
+                break
+            except (OSError, OdradekError):
+                if time.monotonic() >= deadline or self._closed:
+                    log.warning("producer: the broker at %s did not come back within max.block.ms",
+                                self._socket_path)
+                    return
+                time.sleep(_RETRY_S * 4)
+        self._client.close()
+        self._client = client
+        log.info("producer: reconnected to the broker at %s; re-attaching %d partitions",
+                 self._socket_path, len(self._links))
+        for link in list(self._links.values()):
+            try:
+                _, leader = self._attach(link.topic, link.partition, link.ring_fds, deadline)
+            except OdradekError as e:
+                log.warning("producer: re-attaching %s-%d failed: %s", link.topic, link.partition, e)
+                continue
+            link.requests.set_doorbell(leader)
+            leader.ring()    # take what waited in the ring meanwhile
 
     def _seal(self, link, timeout):
         """Write the open batch into the ring (called with the lock held). With timeout 0
@@ -310,7 +365,8 @@ class Producer:
                     error = error_for_code(c.error_code)() if c.error_code else None
                     self._report(link, pending, c.base_offset, error)
             timeout = self._linger_due()
-            doorbell.wait(seen, timeout)
+            self._check_broker()
+            doorbell.wait(seen, min(timeout, LIVENESS_CHECK_S))
 
     def _linger_due(self):
         """Seal batches whose linger.ms ran out; returns seconds until the next is due."""
@@ -392,6 +448,8 @@ class Producer:
         for link in self._links.values():
             link.requests.close()
             link.completions.close()
+            for fd in link.ring_fds:
+                os.close(fd)
         for leader in self._leader_doorbells:
             leader.close()
         self._doorbell.close()

@@ -19,6 +19,7 @@ queues what the socket will not take yet.
 """
 import array
 import os
+import select
 import socket
 import time
 from collections import deque
@@ -149,6 +150,25 @@ class ControlClient:
             self._abandon(type(e).__name__)
             raise NetworkException(f"connection to the broker at {self.path} failed: "
                                    f"{e.strerror or e}") from None
+
+    def peer_closed(self):
+        """True when the broker has gone (its end closed, or this client failed before):
+        a look at the socket, without blocking or reading. Between calls the broker never
+        sends anything, so a readable socket means end of file. Not while a call() is in
+        flight on another thread."""
+        if self._closed_by is not None:
+            return True
+        try:
+            # select first: recv() on a socket with a timeout would wait for it
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            if not readable:
+                return False
+            data = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return not data
 
     def close(self):
         """Close the connection (idempotent)."""

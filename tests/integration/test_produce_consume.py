@@ -374,3 +374,32 @@ def test_a_full_ring_blocks_produce_for_max_block_ms_then_refuses_without_queuei
         c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
         assert len(consume_n(c, queued + 1)) == queued + 1
         assert c.poll(0.1) is None
+
+
+@pytest.mark.parametrize("how", ["restart", "sigkill"])
+def test_a_producer_and_a_consumer_carry_on_across_a_broker_restart(broker, how):
+    create(broker, "survive", partitions=2)
+    acked, errors = [], []
+
+    def on_delivery(err, rec):
+        (errors if err else acked).append(err or rec.value)
+    with producer(broker, **{"linger.ms": 1}) as p, consumer(broker) as c:
+        c.assign([TopicPartition("survive", i, OFFSET_BEGINNING) for i in range(2)])
+        for i in range(100):
+            p.produce("survive", b"before-%d" % i, partition=i % 2, on_delivery=on_delivery)
+        assert p.flush(10) == 0
+        got = consume_n(c, 100)
+        if how == "restart":
+            assert broker.stop() == 0
+        else:
+            broker.kill()
+        for i in range(50):                   # into the rings while the broker is away
+            p.produce("survive", b"during-%d" % i, partition=i % 2, on_delivery=on_delivery)
+        broker.start()
+        for i in range(50):
+            p.produce("survive", b"after-%d" % i, partition=i % 2, on_delivery=on_delivery)
+        assert p.flush(30) == 0, errors
+        got += consume_n(c, 100, timeout=30)
+        assert c.poll(0.3) is None
+    assert not errors and len(acked) == 200
+    assert sorted(r.value for r in got) == sorted(acked)
