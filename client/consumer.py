@@ -19,7 +19,8 @@ Theory of operation
   committed batches in one segment, read with no further round trips.
 - Only batches below the high watermark are read; their bytes never change.
 - Waiting is a futex sleep on the change counters of every assigned partition at once
-  (futex_waitv): no polling, ~0% CPU while idle; a record produced wakes the consumer
+  (futex_waitv): no polling (the sleep ends at least every 0.5 s to check that the
+  broker is still there), ~0% CPU while idle; a record produced wakes the consumer
   in tens of microseconds. fetch.min.bytes and fetch.max.wait.ms are honoured as Kafka
   does: a poll waits up to fetch.max.wait.ms for that many bytes, then returns what it has.
 - Not thread-safe: one thread uses a Consumer (as with Kafka's). With a group.id the
