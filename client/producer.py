@@ -89,19 +89,20 @@ def _headers(headers):
 class _Link:
     """One partition: our rings to its leader, the open batch, batches in flight."""
     __slots__ = ("topic", "partition", "requests", "completions", "builder", "pending",
-                 "deadline", "next_seq", "next_tag", "inflight", "max_batch_bytes", "ring_fds")
+                 "deadline", "next_seq", "next_tag", "inflight", "ring_fds", "limit")
 
     def __init__(self, topic, partition, requests, completions, max_batch_bytes, ring_fds):
         self.topic, self.partition = topic, partition
         self.requests, self.completions = requests, completions
         self.ring_fds = ring_fds   # kept open: a restarted broker is given the same rings
+        # the largest batch: max.message.bytes of the topic, or what the ring takes
+        self.limit = min(requests.max_payload, max_batch_bytes or requests.max_payload)
         self.builder = None
         self.pending = []        # (on_delivery, key, value, headers, timestamp) of the open batch
         self.deadline = None     # linger deadline of the open batch (monotonic s)
         self.next_seq = 0
         self.next_tag = 0
         self.inflight = {}       # tag -> pending list of a sealed batch
-        self.max_batch_bytes = max_batch_bytes
 
 
 class Producer:
@@ -155,8 +156,9 @@ class Producer:
             timestamp = _time_ns() // 1_000_000
         # what the record adds to a batch, at most (record framing is <= 21 bytes, and
         # each header <= 10 more than its bytes)
-        need = (21 + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-                + sum(14 + len(k) + (len(v) if v is not None else 0) for k, v in headers))
+        need = 21 + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers:
+            need += sum(14 + len(k) + (len(v) if v is not None else 0) for k, v in headers)
         with self._lock:
             sticky = False
             if partition is None or partition < 0:
@@ -167,10 +169,9 @@ class Producer:
                     partition = self._sticky.partition(topic, count)
                     sticky = True
             link = self._links.get((topic, partition)) or self._open_link(topic, partition)
-            limit = min(link.requests.max_payload, link.max_batch_bytes or link.requests.max_payload)
-            if need + _BATCH_OVERHEAD > limit:
+            if need + _BATCH_OVERHEAD > link.limit:
                 raise MessageTooLarge(f"a record of about {need} bytes is too large for {topic}-{partition}: "
-                                      f"a batch may have {limit} bytes (max.message.bytes, or half the ring)")
+                                      f"a batch may have {link.limit} bytes (max.message.bytes, or half the ring)")
             builder = link.builder
             # Make room before the record joins a batch, so that a RingFull (after
             # max.block.ms) or MessageTooLarge leaves nothing of it queued.
@@ -307,10 +308,10 @@ class Producer:
         builder = link.builder
         data = builder.build()
         size = len(data)
-        if size > link.requests.max_payload or (link.max_batch_bytes and size > link.max_batch_bytes):
+        if size > link.limit:
             self._fail_batch(link, MessageTooLarge(
-                f"a batch of {size} bytes for {link.topic}-{link.partition} exceeds "
-                f"{min(link.requests.max_payload, link.max_batch_bytes or size)} bytes; make records smaller"))
+                f"a batch of {size} bytes for {link.topic}-{link.partition} exceeds {link.limit} bytes; "
+                f"make records smaller"))
             return True
         tag = link.next_tag
         link.inflight[tag] = link.pending
