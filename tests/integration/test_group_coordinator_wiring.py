@@ -78,3 +78,36 @@ def test_a_members_client_id_names_it(broker):
             wait_until(lambda: c.poll(0.05) is None and c.assignment(), 20, what="an assignment")
             (member,) = admin.describe_group("named").members
     assert member.client_id == "billing-app" and member.member_id.startswith("billing-app-")
+
+
+def test_a_group_member_carries_on_across_a_broker_restart(broker):
+    from odradek.client import Consumer, Producer
+    from support.broker import wait_until
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("orders", 2)
+    got = []
+
+    def take(c, n, timeout=30):
+        def more():
+            rec = c.poll(0.1)
+            if rec is not None:
+                got.append(rec.value)
+            return len(got) >= n
+        wait_until(more, timeout, interval=0, what=f"{n} records")
+
+    with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
+        for i in range(10):
+            p.produce("orders", b"a%d" % i, partition=i % 2)
+        assert p.flush(10) == 0
+        with Consumer({"socket": broker.socket_path, "group.id": "g", "auto.offset.reset": "earliest",
+                       "heartbeat.interval.ms": 200}) as c:
+            c.subscribe(["orders"])
+            take(c, 10)
+            c.commit()
+            assert broker.stop() == 0
+            broker.start()
+            for i in range(10):
+                p.produce("orders", b"b%d" % i, partition=i % 2)
+            assert p.flush(20) == 0
+            take(c, 20)
+    assert sorted(got) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(10)])
