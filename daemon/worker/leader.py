@@ -32,7 +32,9 @@ import socket
 import threading
 import time
 
-from odradek.client.errors import InvalidRequest, OdradekError, UnknownTopicOrPartition
+from odradek.client import native
+from odradek.client.errors import InvalidRecord, InvalidRequest, OdradekError, UnknownTopicOrPartition
+from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell, PartitionState
 from odradek.client.protocol.transport import close_fds
@@ -267,18 +269,33 @@ class LeaderWorker:
         return taken, blocked
 
     def _append(self, view, header):
-        """Append one producer batch (header: BATCH_HEADER fields); returns its base offset."""
+        """Append one producer batch (header: BATCH_HEADER fields); returns its base offset.
+
+        Sequences: a batch the log refuses (invalid, too large, a null key on a
+        compacted topic) still uses up its sequence range, recorded with offset -1, so
+        the producer's next batches (already in its ring, numbered after it) are in
+        order; the same batch seen again is refused again, not acknowledged."""
         producer_id, epoch, base_seq, delta = header[9], header[10], header[11], header[6]
+        last_seq = _last_seq(base_seq, delta)
         if producer_id >= 0:
-            verdict = self.producer_state.check(producer_id, epoch, base_seq, _last_seq(base_seq, delta))
+            verdict = self.producer_state.check(producer_id, epoch, base_seq, last_seq)
             if verdict.outcome is Outcome.DUPLICATE:
+                if verdict.first_offset < 0:
+                    raise InvalidRecord(f"this batch (sequence {base_seq}) was refused before")
                 return verdict.first_offset
             if verdict.outcome is not Outcome.APPEND:
                 raise verdict.exception()
-        info = self._append_local(view)
+        try:
+            if self.cleaner is not None and _has_null_key(view):
+                raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
+                                    f"record needs a key")
+            info = self._append_local(view)
+        except OdradekError:
+            if producer_id >= 0:
+                self.producer_state.record(producer_id, epoch, base_seq, last_seq, -1, -1)
+            raise
         if producer_id >= 0:
-            self.producer_state.record(producer_id, epoch, base_seq, _last_seq(base_seq, delta),
-                                       info.first_offset, info.last_offset)
+            self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
         return info.first_offset
 
     def _append_local(self, data):
@@ -458,6 +475,20 @@ class LeaderWorker:
 
 
 _SEQ_MOD = 1 << 31
+
+
+def _has_null_key(batch_view):
+    """Does the (one, valid-looking) batch hold a record with a null key? Kafka refuses
+    those on compacted topics. One C call for an uncompressed batch (the decoder flags
+    it); an unreadable batch says no, and the append's own checks name what is wrong."""
+    try:
+        batch = RecordBatch(batch_view)
+        if batch.compression == Compression.NONE:
+            result = native.decode_records(batch_view)
+            return bool(result.flags & native.RecordsFlag.NULL_KEY)
+        return any(r.key is None for r in batch.records())
+    except OdradekError:
+        return False
 
 
 def _last_seq(base_seq, delta):

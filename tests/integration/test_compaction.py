@@ -92,3 +92,19 @@ def test_a_consumer_that_read_before_compaction_reads_the_new_files_after(fast_c
         latest[r.key] = r.value
     assert latest == {b"k%d" % k: b"b%d" % (590 + k) for k in range(10)}
     assert all(r.value.startswith((b"a", b"b")) for r in again)
+
+
+def test_a_compacted_topic_refuses_records_without_a_key(fast_cleaner_broker):
+    from odradek.client.errors import InvalidRecord
+    b = fast_cleaner_broker
+    with Admin(b.socket_path) as admin:
+        admin.create_topic("keyed-only", 1, config={"cleanup.policy": "compact"})
+    reports = []
+    with Producer({"socket": b.socket_path, "linger.ms": 0}) as p:   # idempotent: sequences 0, 1, 2
+        for key, value in ((b"k", b"v1"), (None, b"no key"), (b"k", b"v2")):
+            p.produce("keyed-only", value, key=key, on_delivery=lambda err, rec: reports.append(err))
+            p.flush(10)
+    # the refused batch used up its sequence: the next one is in order, not OUT_OF_ORDER
+    assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None
+    recs = read_all(b.socket_path, "keyed-only")
+    assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
