@@ -30,7 +30,7 @@ from _broker import MB, broker_socket, log, run, topic
 READY_TIMEOUT_S = 60.0
 
 
-def _member(conn, sock, name, group, expected, mode, total):
+def _member(conn, sock, name, group, mode):
     """A member process: connect, say ready, wait for 'go', subscribe, then report."""
     from odradek.client import Consumer
     assigned = set()
@@ -66,12 +66,12 @@ def _member(conn, sock, name, group, expected, mode, total):
         conn.close()
 
 
-def _start_members(n, sock, name, group, expected, mode, total=0):
+def _start_members(n, sock, name, group, mode):
     ctx = mp.get_context("fork")
     members = []
     for _ in range(n):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_member, args=(child, sock, name, group, expected, mode, total), daemon=True)
+        proc = ctx.Process(target=_member, args=(child, sock, name, group, mode), daemon=True)
         proc.start()
         members.append((proc, parent))
     for proc, parent in members:
@@ -109,7 +109,7 @@ def rebalance_once(sock, members, partitions):
     with topic(sock, partitions=partitions, prefix="rebalance") as name:
         _workers_ready(sock, name)
         group = f"perf-{uuid.uuid4().hex[:8]}"
-        procs = _start_members(members, sock, name, group, partitions, "rebalance")
+        procs = _start_members(members, sock, name, group, "rebalance")
         try:
             start = time.monotonic()
             for _, parent in procs:
@@ -163,7 +163,7 @@ def fill(sock, name, records, size):
 
 def group_consume(sock, name, size, records):
     group = f"perf-{uuid.uuid4().hex[:8]}"
-    procs = _start_members(size, sock, name, group, 0, "consume", records)
+    procs = _start_members(size, sock, name, group, "consume")
     try:
         start = time.monotonic()
         for _, parent in procs:

@@ -80,20 +80,29 @@ class Attachments:
     def for_partition(self, key):
         return list(self.by_key.get(key, {}).values())
 
+    def remove(self, att):
+        """Forget one attachment and close the broker's copies of its fds."""
+        self.by_key.get(att.key, {}).pop(att.attach_id, None)
+        lst = self.by_conn.get(att.conn, [])
+        if att in lst:
+            lst.remove(att)
+        close_fds(att.fds)
+        att.fds = []
+
     def remove_conn(self, conn):
-        atts = self.by_conn.pop(conn, [])
+        """Forget (and close) every attachment of a connection; returns them."""
+        atts = list(self.by_conn.get(conn, []))
         for att in atts:
-            self.by_key.get(att.key, {}).pop(att.attach_id, None)
+            self.remove(att)
+        self.by_conn.pop(conn, None)
         return atts
 
     def remove_partition(self, key):
-        atts = self.by_key.pop(key, {})
-        for att in atts.values():
-            lst = self.by_conn.get(att.conn, [])
-            if att in lst:
-                lst.remove(att)
-            close_fds(att.fds)
-        return list(atts.values())
+        atts = list(self.by_key.get(key, {}).values())
+        for att in atts:
+            self.remove(att)
+        self.by_key.pop(key, None)
+        return atts
 
 
 def open_producer(broker, conn, req, fds, reply):
@@ -116,10 +125,7 @@ def open_producer(broker, conn, req, fds, reply):
     def done(result, out_fds):
         if not isinstance(result, m.OpenProducerResponse):
             close_fds(out_fds)
-            broker.attachments.by_key.get(att.key, {}).pop(att.attach_id, None)
-            if att in broker.attachments.by_conn.get(conn, []):
-                broker.attachments.by_conn[conn].remove(att)
-            close_fds(att.fds)
+            broker.attachments.remove(att)
         reply(result, out_fds)
     attach(broker, att, done)
 
@@ -142,8 +148,6 @@ def reattach_all(broker, key):
 def detach_conn(broker, conn):
     """The producer's connection closed: detach its rings from the workers."""
     for att in broker.attachments.remove_conn(conn):
-        close_fds(att.fds)
-        att.fds = []
         handle = broker.supervisor.workers.get(att.key)
         if handle is not None and handle.alive:
             broker.worker_request(att.key, m.DetachProducerRequest(attach_id=att.attach_id), lambda _r: None)

@@ -12,13 +12,14 @@ created at the first start. Its records are read once at start, before any worke
 and loaded into the coordinator.
 """
 import logging
+import os
 import time
 
 from odradek.client.errors import OdradekError
 from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder, iter_batches
 from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, Note, Peer, Persist, Reply
-from odradek.daemon.storage import LogConfig, PartitionLog
+from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 
 __all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS", "group_config"]
 
@@ -54,7 +55,7 @@ class GroupShell:
         them to the coordinator."""
         topic = self.broker.metadata.topics[OFFSETS_TOPIC]
         p = topic.partitions[0]
-        directory = f"{self.broker.config.log_dirs[p.leader]}/{OFFSETS_TOPIC}-0"
+        directory = os.path.join(self.broker.config.log_dirs[p.leader], filenames.partition_dir_name(OFFSETS_TOPIC, 0))
         plog = PartitionLog(directory, LogConfig(topic.log_config(self.broker.config.topic_defaults).to_dict()))
         records = []
         try:

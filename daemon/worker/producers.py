@@ -11,7 +11,7 @@ Rules
 - An entry is exactly one v2 batch (as a Kafka produce request holds one batch per
   partition for idempotent producers). Its producerId/epoch must be the producer's own.
 - Idempotence: each batch's (producer id, epoch, sequence range) is checked against
-  ProducerStateTable first. A duplicate (a ring entry we appended before a crash and
+  ProducerState first (daemon/worker/producer_state.py). A duplicate (a ring entry we appended before a crash and
   take again, since the crashed worker never released it) is acknowledged with its
   original offsets and not appended again.
 - acks=0: no completions are written.
@@ -44,18 +44,16 @@ class ProducerAttachment:
     """The leader's end of one producer's rings. Owned by the worker's main thread."""
 
     __slots__ = ("attach_id", "acks", "producer_id", "producer_epoch", "requests",
-                 "completions", "doorbell", "pid", "broken", "appended")
+                 "completions", "doorbell", "broken")
 
-    def __init__(self, attach_id, request, fds, pid=None):
+    def __init__(self, attach_id, request, fds):
         """`fds`: produce ring, completion ring, producer doorbell (ours to close)."""
         self.attach_id = attach_id
         self.acks = request.acks
         self.producer_id = request.producer_id
         self.producer_epoch = request.producer_epoch
-        self.pid = pid
         self.requests = self.completions = self.doorbell = None
         self.broken = None       # why we stopped serving it (a corrupt ring)
-        self.appended = 0
         try:
             self.requests = Ring.attach(fds[0])
             self.completions = Ring.attach(fds[1])
@@ -105,9 +103,7 @@ class ProducerAttachment:
         if producer_id != self.producer_id or (producer_id >= 0 and epoch != self.producer_epoch):
             raise InvalidProducerEpoch(f"batch of producer {producer_id} epoch {epoch} on the rings of "
                                        f"producer {self.producer_id} epoch {self.producer_epoch}")
-        offset = append(view, header)
-        self.appended += 1
-        return offset
+        return append(view, header)
 
     def close(self):
         for ring in (self.requests, self.completions):
