@@ -359,7 +359,7 @@ class Broker:
     def _start_worker(self, topic, p):
         handle = WorkerHandle(self._spec(topic, p))
         handle.shm = data_plane.PartitionShm(self.config.descriptor_slots)
-        handle.spec.shm_fds = handle.shm.worker_fds
+        handle.spec.shm = handle.shm
         self.supervisor.start(handle)
         self._register_worker(handle)
         return handle
@@ -382,7 +382,7 @@ class Broker:
             self.supervisor.forget(handle)
             return
         handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
-        handle.spec.shm_fds = handle.shm.worker_fds
+        handle.spec.shm = handle.shm
         self.supervisor.start(handle)
         self._register_worker(handle)
         data_plane.reattach_all(self, handle.key)
@@ -475,7 +475,7 @@ class Broker:
             if h.alive:
                 fds += [h.sock.fileno(), h.pidfd]
             if h.shm is not None and h is not child:
-                fds += list(h.shm.worker_fds)
+                fds += list(h.shm.fds)
         for atts in self.attachments.by_key.values():
             for att in atts.values():
                 fds += att.fds
