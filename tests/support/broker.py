@@ -28,8 +28,9 @@ def wait_until(predicate, timeout=10.0, interval=0.005, what="condition"):
 
 
 class BrokerProcess:
-    def __init__(self, data_dir, env=None, args=()):
+    def __init__(self, data_dir, env=None, args=(), umask=None):
         self.data_dir = str(data_dir)
+        self.umask = -1 if umask is None else umask   # the broker's umask (-1: the test's)
         self.socket_path = os.path.join(self.data_dir, "odradek.sock")
         self.env = dict(os.environ, **(env or {}))
         self.args = list(args)
@@ -42,7 +43,7 @@ class BrokerProcess:
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir",
                                       self.data_dir, *self.args], stdout=subprocess.DEVNULL,
-                                     stderr=self._stderr, env=self.env)
+                                     stderr=self._stderr, env=self.env, umask=self.umask)
         if wait:
             self.wait_ready()
         return self
