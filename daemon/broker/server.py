@@ -33,6 +33,7 @@ from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import admin, data_plane
 from odradek.daemon.broker.group_shell import GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
+from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
 from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
@@ -106,7 +107,7 @@ class Broker:
 
     def _listen(self):
         path = self.config.socket_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_dirs(os.path.dirname(path))
         if os.path.exists(path):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

@@ -35,11 +35,12 @@ class BrokerProcess:
         self.env = dict(os.environ, **(env or {}))
         self.args = list(args)
         self.proc = None
-        self.stderr_path = os.path.join(self.data_dir, "..", f"broker-{os.path.basename(self.data_dir)}.err")
+        self.stderr_path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)),
+                                        f"broker-{os.path.basename(self.data_dir)}.err")
         self._descendants = set()
 
     def start(self, wait=True):
-        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(self.stderr_path), exist_ok=True)   # the broker makes the data dir
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir",
                                       self.data_dir, *self.args], stdout=subprocess.DEVNULL,
