@@ -226,9 +226,9 @@ class PartitionState:
         return cls(mapping, wake)
 
     def take_over(self):
-        """Become the writer afresh, in a child forked from the creator: forget the
-        creator's copy of the fields (a predecessor wrote since) and carry on from the
-        page. Returns self."""
+        """Become the writer afresh: a worker forked from the creator, or the creator
+        again once its workers are gone. Forgets this copy of the fields (another
+        process wrote since) and carries on from the page. Returns self."""
         self._st = None
         return self
 
