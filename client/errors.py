@@ -82,6 +82,9 @@ _TABLE = [
      "the offset is older than the batch descriptor window; ask the broker"),
     (1104, "SHM_BAD_LAYOUT", "BadLayout", False,
      "the shared memory is not the structure expected (magic, version, size or seals)"),
+    (1105, "SHM_SEAL_UNSUPPORTED", "SealUnsupported", False,
+     "the kernel refused F_SEAL_FUTURE_WRITE (Linux 5.1+ has it), so shared state could not "
+     "be made read-only for its readers"),
 ]
 
 ERRORS = {}

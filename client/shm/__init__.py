@@ -7,15 +7,16 @@ workers map together. Byte layouts, ordering rules, crash behaviour: LAYOUT.md h
     PartitionState  a partition's offsets (seqlock) and its recent batch descriptors
 
 All memory is memfd (nothing named, nothing to leak), created sealed and passed as a
-file descriptor. Needs odradek._native (atomics and futexes are C; see shm.c).
+file descriptor; what readers must not change is sealed against writes for everyone. Needs odradek._native (atomics and futexes are C; see shm.c).
 """
 from odradek.client.shm._memfd import readonly_fd
 from odradek.client.shm.doorbell import Doorbell
-from odradek.client.errors import BadLayout, NotInWindow, RingFull, ShmCorrupt, TornState
+from odradek.client.errors import (BadLayout, NotInWindow, RingFull, SealUnsupported, ShmCorrupt,
+                                   TornState)
 from odradek.client.shm.partition_state import (BatchDescriptor, PartitionSnapshot,
                                                 PartitionState, PartitionStateFds, wait_for_any)
 from odradek.client.shm.ring import Completion, Ring
 
 __all__ = ["Ring", "Completion", "Doorbell", "PartitionState", "PartitionStateFds",
            "PartitionSnapshot", "BatchDescriptor", "readonly_fd", "wait_for_any",
-           "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout"]
+           "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout", "SealUnsupported"]

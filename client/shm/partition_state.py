@@ -2,7 +2,8 @@
 
 Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
 
-    State memfd (native little-endian; consumers map it read-only):
+    State memfd (native little-endian; sealed against writes once its creator has
+    mapped it, so consumers can only map it read-only):
       off size type field                  off size type field
         0   4  u32  magic "ODKP"             72   8  i64  log_start_offset
         4   4  u32  version (1)              80   8  i64  high_watermark
@@ -22,8 +23,10 @@ snapshots, sleep until the state changes, and find the batch holding an offset a
 the last slots-1 batches without reading index files.
 
 Ownership: the writer methods (update, append, truncate, fence) belong to one thread of
-one process. The reader methods (read, wait_for_change, find) are safe from any thread
-and any number of processes.
+one process: the creator, or a child it forked, which inherits the creator's writable
+mapping and takes it over (take_over). Nobody else can map the state writable: create()
+seals it (F_SEAL_FUTURE_WRITE). The reader methods (read, wait_for_change, find) are
+safe from any thread and any number of processes.
 """
 import os
 import struct
@@ -31,7 +34,8 @@ from collections import namedtuple
 from typing import NamedTuple
 
 from odradek.client.shm._lib import ffi, lib, wait_until
-from odradek.client.shm._memfd import Mapping, create_memfd, readonly_fd
+from odradek.client.shm._memfd import (F_SEAL_FUTURE_WRITE, Mapping, create_memfd, readonly_fd,
+                                        seal_writes)
 from odradek.client.errors import BadLayout, NotInWindow, TornState
 
 __all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor", "wait_for_any",
@@ -95,8 +99,9 @@ BatchDescriptor.__doc__ = """Where a batch lives: segment `segment_base`, bytes
 
 
 class PartitionStateFds(NamedTuple):
-    """The two fds of a partition state: `state` (the writer's is read-write) and `wake`
-    (always read-write). The holder closes them."""
+    """The two fds of a partition state: `state` (sealed against writes: no fd of it
+    can write it, whatever its access mode) and `wake` (read-write: readers set its flag).
+    The holder closes them."""
     state: int
     wake: int
 
@@ -153,7 +158,8 @@ _DESC_PTR = ffi.typeof("odk_batch_desc *")
 class PartitionState:
     """The shared state of one partition: a seqlocked block of offsets and a ring of the
     last `slots` batch descriptors. Create with PartitionState.create(slots) -> (state,
-    fds); hand readers fds.for_readers(); they map them with PartitionState.attach."""
+    fds); hand readers fds.for_readers(); they map them with PartitionState.attach.
+    The creator's object is the only writer; a child it forks takes it over."""
 
     __slots__ = ("_map", "_wake", "_ptr", "_wptr", "_st", "slots")
 
@@ -177,14 +183,18 @@ class PartitionState:
                log_end_offset=0, leader_epoch=0, active_segment_base=0):
         """A new state with room for `slots` descriptors (window: the last slots-1
         batches), published with the given values. Returns (state, PartitionStateFds);
-        the caller owns the fds."""
+        the caller owns the fds. The state is sealed against writes once mapped here:
+        this object (and its copies in children forked from now on) is its only writer.
+        Raises SealUnsupported on a kernel without F_SEAL_FUTURE_WRITE."""
         if not MIN_SLOTS <= slots <= MAX_SLOTS:
             raise ValueError(f"slots must be from {MIN_SLOTS} to {MAX_SLOTS}, not {slots}")
-        state_fd = create_memfd("odradek-partition-state", HEADER_SIZE + slots * DESC_SIZE)
+        state_fd = create_memfd("odradek-partition-state", HEADER_SIZE + slots * DESC_SIZE,
+                                final=False)
         wake_fd = -1
         try:
             wake_fd = create_memfd("odradek-partition-wake", WAKE_SIZE)
             mapping, wake = Mapping(state_fd, writable=True), Mapping(wake_fd, writable=True)
+            seal_writes(state_fd)
             assert lib.odk_pstate_format(mapping.ptr, mapping.size, slots) == 0
             assert lib.odk_wake_format(wake.ptr, wake.size) == 0
             ps = cls(mapping, wake)
@@ -200,9 +210,27 @@ class PartitionState:
 
     @classmethod
     def attach(cls, state_fd, wake_fd):
-        """Map a partition state from its fds (the state fd may be read-only: then only
-        the reader methods work). The caller closes the fds."""
-        return cls(Mapping(state_fd), Mapping(wake_fd, writable=True))
+        """Map a partition state from its fds, read-only (only the reader methods work).
+        Refuses a state not sealed against writes: any reader could forge it for the
+        others. The caller closes the fds."""
+        mapping = Mapping(state_fd, writable=False)
+        if not mapping.seals & F_SEAL_FUTURE_WRITE:
+            mapping.close()
+            raise BadLayout(f"partition state memfd {state_fd} is not sealed against writes "
+                            f"(F_SEAL_FUTURE_WRITE): any reader could forge it for the others")
+        try:
+            wake = Mapping(wake_fd, writable=True)
+        except BaseException:
+            mapping.close()
+            raise
+        return cls(mapping, wake)
+
+    def take_over(self):
+        """Become the writer afresh: a worker forked from the creator, or the creator
+        again once its workers are gone. Forgets this copy of the fields (another
+        process wrote since) and carries on from the page. Returns self."""
+        self._st = None
+        return self
 
     @property
     def writable(self):

@@ -4,15 +4,20 @@ and never touches a record byte.
 - Each partition has a PartitionShm (its leader's doorbell, its partition state and wake
   page), created by the broker when the partition's first worker starts and kept across
   worker restarts, so producers and consumers keep their mappings when a worker dies.
-  The worker inherits the fds over fork.
+  The broker maps them itself and seals the state against writes (client/shm/LAYOUT.md):
+  a worker writes through the broker's mapping, which it inherits over fork; nobody,
+  worker included, can make a new writable mapping of the state.
 - OpenProducer: the producer passes its rings and doorbell; the broker keeps its own
   copies (ProducerAttachment here) and relays them to the partition's worker. When
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
-- OpenFetch: answered here: the state read-only and the wake page.
+- OpenFetch: answered here: the state (a read-only fd of a write-sealed memfd) and the
+  wake page (read-write: consumers set its waiter flag).
 - GetSegment: relayed to the worker, which opens the segment read-only; the fd travels
-  worker -> broker -> consumer.
+  worker -> broker -> consumer. The file is 0640 (storage/modes.py): a consumer of
+  another uid cannot reopen it for writing through /proc/self/fd; one with the broker's
+  uid, or root, can (the OS identity is the principal).
 Every check of who may do what happens here, on the peer's SO_PEERCRED identity: today
 any local user who can open the socket (mode socket.mode) may produce and consume.
 """
@@ -33,26 +38,34 @@ _attach_ids = itertools.count(1)
 
 
 class PartitionShm:
-    """The shared memory of one partition, owned by the broker."""
-    __slots__ = ("doorbell_fd", "state", "state_fds")
+    """The shared memory of one partition, owned by the broker. Its worker, forked from
+    the broker, uses these very objects: their mappings are the only writable ones of
+    the state (sealed against writes at create)."""
+    __slots__ = ("doorbell", "doorbell_fd", "state", "state_fds")
 
     def __init__(self, slots):
-        doorbell, self.doorbell_fd = Doorbell.create()
-        doorbell.close()
-        self.state, self.state_fds = PartitionState.create(slots)
+        self.doorbell, self.doorbell_fd = Doorbell.create()
+        try:
+            self.state, self.state_fds = PartitionState.create(slots)
+        except BaseException:
+            self.doorbell.close()
+            os.close(self.doorbell_fd)
+            raise
 
     @property
-    def worker_fds(self):
-        """(doorbell, state, wake) for the worker, inherited over fork."""
+    def fds(self):
+        """Every fd the broker holds for the partition (other partitions' workers close them)."""
         return (self.doorbell_fd, self.state_fds.state, self.state_fds.wake)
 
     def fence(self):
-        """The partition is gone (topic deleted): wake every reader, tell them to ask."""
-        self.state.fence()
+        """The partition is gone (topic deleted), its worker dead: as its writer again,
+        wake every reader, tell them to ask."""
+        self.state.take_over().fence()
 
     def close(self):
         self.state.close()
         self.state_fds.close()
+        self.doorbell.close()
         os.close(self.doorbell_fd)
 
 

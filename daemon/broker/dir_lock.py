@@ -8,6 +8,7 @@ import os
 
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import filenames
+from odradek.daemon.storage.modes import make_dirs, open_file
 
 __all__ = ["DirLocks"]
 
@@ -17,9 +18,9 @@ class DirLocks:
         self._fds = []
         try:
             for d in log_dirs:
-                os.makedirs(d, exist_ok=True)
+                make_dirs(d)
                 path = os.path.join(d, filenames.BROKER_LOCK)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = open_file(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -33,6 +33,7 @@ from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import admin, data_plane
 from odradek.daemon.broker.group_shell import GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
+from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
 from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
@@ -106,7 +107,7 @@ class Broker:
 
     def _listen(self):
         path = self.config.socket_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_dirs(os.path.dirname(path))
         if os.path.exists(path):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -359,7 +360,7 @@ class Broker:
     def _start_worker(self, topic, p):
         handle = WorkerHandle(self._spec(topic, p))
         handle.shm = data_plane.PartitionShm(self.config.descriptor_slots)
-        handle.spec.shm_fds = handle.shm.worker_fds
+        handle.spec.shm = handle.shm
         self.supervisor.start(handle)
         self._register_worker(handle)
         return handle
@@ -382,7 +383,7 @@ class Broker:
             self.supervisor.forget(handle)
             return
         handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
-        handle.spec.shm_fds = handle.shm.worker_fds
+        handle.spec.shm = handle.shm
         self.supervisor.start(handle)
         self._register_worker(handle)
         data_plane.reattach_all(self, handle.key)
@@ -475,7 +476,7 @@ class Broker:
             if h.alive:
                 fds += [h.sock.fileno(), h.pidfd]
             if h.shm is not None and h is not child:
-                fds += list(h.shm.worker_fds)
+                fds += list(h.shm.fds)
         for atts in self.attachments.by_key.values():
             for att in atts.values():
                 fds += att.fds

@@ -15,6 +15,7 @@ import os
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.filenames import tmp_file
+from odradek.daemon.storage.modes import open_file
 
 __all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "LogDirCheckpoints"]
 
@@ -33,7 +34,7 @@ def fsync_dir(path):
 def write_atomically(path, data):
     """Replace `path` with `data` (bytes) so that a crash leaves the old or the new file."""
     tmp = tmp_file(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
     try:
         view = memoryview(data)
         while view:
@@ -103,7 +104,7 @@ class LogDirCheckpoints:
         self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
 
     def _locked(self):
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_file(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 

@@ -125,6 +125,7 @@ from odradek.client.records._layout import HEADER_STRUCT
 from odradek.client.records.varint import decode_varint, decode_varlong, encode_varint, encode_varlong
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import read_offsets, write_offsets
+from odradek.daemon.storage.modes import open_file
 from odradek.daemon.storage.offset_index import OffsetIndex
 from odradek.daemon.storage.time_index import TimeIndex
 
@@ -158,7 +159,7 @@ class CleanerCheckpoint:
         self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
 
     def _update(self, change):
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_file(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             offsets = read_offsets(self.path)
@@ -294,7 +295,7 @@ class _CleanedWriter:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-        self._fd = os.open(self.paths[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._fd = open_file(self.paths[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
         self._pending = []
         self._pending_bytes = 0
         self.size = 0
@@ -351,7 +352,7 @@ class _CleanedWriter:
         os.close(self._fd)
         self._fd = -1
         for path, entries in ((self.paths[1], self._index), (self.paths[2], self._time_index)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
             try:
                 view = memoryview(b"".join(entries))
                 while view:

@@ -44,6 +44,7 @@ from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.cleaner import CleanerCheckpoint
+from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
 
 __all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms"]
@@ -120,7 +121,7 @@ class PartitionLog:
         self.topic, self.partition = tp
         self._checkpoints = LogDirCheckpoints(self.log_dir)
         if not os.path.isdir(self.directory):
-            os.makedirs(self.directory)
+            make_dirs(self.directory)
             fsync_dir(self.log_dir)
         self.recovery_point, self.log_start_offset = self._checkpoints.read(tp)
         self._segments = []          # sorted by base offset; the last one is active

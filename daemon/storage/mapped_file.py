@@ -18,6 +18,7 @@ import mmap
 import os
 
 from odradek.client.errors import StorageError
+from odradek.daemon.storage.modes import open_file
 
 __all__ = ["MappedFile", "PAGE_SIZE"]
 
@@ -33,7 +34,7 @@ class MappedFile:
         self.writable = writable
         flags = (os.O_RDWR if writable else os.O_RDONLY) | (os.O_CREAT if create else 0)
         try:
-            self._fd = os.open(path, flags, 0o644)
+            self._fd = open_file(path, flags)
         except OSError as e:
             raise StorageError(f"cannot open {path}: {e.strerror}") from e
         self._sticky_error = None

@@ -36,7 +36,7 @@ from odradek.client import native
 from odradek.client.errors import InvalidRecord, InvalidRequest, OdradekError, UnknownTopicOrPartition
 from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
-from odradek.client.shm import Doorbell, PartitionState
+from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
@@ -59,17 +59,18 @@ CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the
 
 
 class WorkerSpec:
-    """What a worker needs to know, decided by the broker before the fork. The shm fds
-    (doorbell, partition state, wake page) are the broker's, inherited by the fork."""
+    """What a worker needs to know, decided by the broker before the fork. `shm` is the
+    broker's PartitionShm (doorbell, partition state, wake page), mappings inherited by
+    the fork: the state is sealed against new writable mappings."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm_fds", "cleaner_backoff_ms")
+                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
-                 retention_check_ms=300_000, checkpoint_ms=60_000, shm_fds=None, cleaner_backoff_ms=15_000):
+                 retention_check_ms=300_000, checkpoint_ms=60_000, shm=None, cleaner_backoff_ms=15_000):
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
-        self.shm_fds = shm_fds    # (doorbell, state, wake) or None (no data plane: tests)
+        self.shm = shm            # a PartitionShm, or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
 
     @property
@@ -160,10 +161,9 @@ class LeaderWorker:
         self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
         self._max_message_bytes = self.log.config.max_message_bytes
         lg = self.log
-        if self.spec.shm_fds is not None:
-            doorbell_fd, state_fd, wake_fd = self.spec.shm_fds
-            self.doorbell = Doorbell.attach(doorbell_fd)
-            self.state = PartitionState.attach(state_fd, wake_fd)
+        if self.spec.shm is not None:
+            self.doorbell = self.spec.shm.doorbell
+            self.state = self.spec.shm.state.take_over()
             # a predecessor's descriptors may describe a tail recovery cut: start the
             # window empty (readers ask for older batches with GetSegment)
             self.state.truncate(lg.log_end_offset)
@@ -358,7 +358,7 @@ class LeaderWorker:
     def _dispatch(self, request, fds):
         """(response, fds to send and then close). Takes ownership of `fds`."""
         if isinstance(request, m.OpenProducerRequest):
-            return self._open_producer(request, fds), [os.dup(self.spec.shm_fds[0])] if self.spec.shm_fds else []
+            return self._open_producer(request, fds), [os.dup(self.spec.shm.doorbell_fd)] if self.spec.shm else []
         close_fds(fds)
         if isinstance(request, m.DetachProducerRequest):
             att = self.producers.pop(request.attach_id, None)
@@ -393,7 +393,7 @@ class LeaderWorker:
         return m.OpenProducerResponse(
             topic=self.spec.topic, partition=self.spec.partition, leader_epoch=self.spec.leader_epoch,
             max_batch_bytes=self._max_message_bytes,
-            fds=[m.PassedFd(kind=m.FdKind.DOORBELL, size=4096, writable=True)] if self.spec.shm_fds else [])
+            fds=[m.PassedFd(kind=m.FdKind.DOORBELL, size=4096, writable=True)] if self.spec.shm else [])
 
     def _get_segment(self, request):
         self._check_partition(request.topic, request.partition)

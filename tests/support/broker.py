@@ -28,21 +28,23 @@ def wait_until(predicate, timeout=10.0, interval=0.005, what="condition"):
 
 
 class BrokerProcess:
-    def __init__(self, data_dir, env=None, args=()):
+    def __init__(self, data_dir, env=None, args=(), umask=None):
         self.data_dir = str(data_dir)
+        self.umask = -1 if umask is None else umask   # the broker's umask (-1: the test's)
         self.socket_path = os.path.join(self.data_dir, "odradek.sock")
         self.env = dict(os.environ, **(env or {}))
         self.args = list(args)
         self.proc = None
-        self.stderr_path = os.path.join(self.data_dir, "..", f"broker-{os.path.basename(self.data_dir)}.err")
+        self.stderr_path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)),
+                                        f"broker-{os.path.basename(self.data_dir)}.err")
         self._descendants = set()
 
     def start(self, wait=True):
-        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(self.stderr_path), exist_ok=True)   # the broker makes the data dir
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir",
                                       self.data_dir, *self.args], stdout=subprocess.DEVNULL,
-                                     stderr=self._stderr, env=self.env)
+                                     stderr=self._stderr, env=self.env, umask=self.umask)
         if wait:
             self.wait_ready()
         return self

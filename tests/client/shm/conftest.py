@@ -1,12 +1,16 @@
-"""Fixtures for the shm tests: child processes (shm_child.py) that report by lines, and
-a bounded wait for a condition, so no test sleeps and none can hang."""
+"""Fixtures for the shm tests: child processes (shm_child.py) that report by lines,
+forked children that share the test's mappings, and a bounded wait for a condition, so
+no test sleeps and none can hang."""
 import importlib.util
 import os
 import queue
+import select
+import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import pytest
 
@@ -90,6 +94,55 @@ def spawn():
     yield _spawn
     for child in children:
         child.close()
+
+
+class Forks:
+    """Children forked from the test process: they inherit its mappings, which is the
+    only way a second process writes a partition state (sealed against new writable
+    mappings, LAYOUT.md). start(fn) runs fn() in a child that then exits (1 if fn
+    raised); join(pid) waits for it. Every child is killed and reaped at teardown."""
+
+    def __init__(self):
+        self.pids = set()
+
+    def start(self, fn):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fn()
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self.pids.add(pid)
+        return pid
+
+    def join(self, pid, timeout=DEADLINE):
+        """The child's exit status; fails if it is still running after timeout seconds."""
+        pidfd = os.pidfd_open(pid)
+        try:
+            if not select.select([pidfd], [], [], timeout)[0]:
+                pytest.fail(f"forked child {pid} still running after {timeout} s")
+        finally:
+            os.close(pidfd)
+        self.pids.discard(pid)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    def kill_all(self):
+        for pid in self.pids:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.pids.clear()
+
+
+@pytest.fixture
+def forks():
+    """A Forks: children forked from this process, killed at teardown."""
+    f = Forks()
+    yield f
+    f.kill_all()
 
 
 def wait_for(condition, timeout=DEADLINE, what="condition"):

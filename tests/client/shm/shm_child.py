@@ -125,40 +125,6 @@ def fetch_add(fd, count):
     say("done")
 
 
-def pstate_writer(state_fd, wake_fd):
-    """Publish state n = 1, 2, 3, ... as fast as it can, every field a function of n
-    (see consistent_state in the tests), until killed."""
-    from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
-    n = 1
-    ps.update(log_start_offset=n, high_watermark=2 * n, log_end_offset=3 * n,
-              leader_epoch=n, active_segment_base=5 * n)
-    say("ready")
-    deadline = time.monotonic() + ORPHAN_TIMEOUT
-    while True:
-        n += 1
-        ps.update(log_start_offset=n, high_watermark=2 * n, log_end_offset=3 * n,
-                  leader_epoch=n & 0x7FFFFFFF, active_segment_base=5 * n)
-        if n % 4096 == 0 and time.monotonic() > deadline:
-            return
-
-
-def pstate_appender(state_fd, wake_fd):
-    """Append batch i = 0, 1, 2, ... (offsets [10i, 10i+9], the other fields functions
-    of i, see descriptor_for in the tests) as fast as it can, until killed."""
-    from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
-    say("ready")
-    deadline = time.monotonic() + ORPHAN_TIMEOUT
-    i = 0
-    while True:
-        ps.append(10 * i, 10 * i + 9, 1000 * (i // 100), 100 * (i % 100), 77 + i % 50, 5000 + i,
-                  high_watermark=10 * i + 10)
-        i += 1
-        if i % 4096 == 0 and time.monotonic() > deadline:
-            return
-
-
 def pstate_wait_change(state_fd, wake_fd):
     """Sleep until the state changes; report the snapshot then."""
     from odradek.client.shm import PartitionState
@@ -177,8 +143,6 @@ COMMANDS = {
     "doorbell-wait": doorbell_wait,
     "doorbell-ringer": doorbell_ringer,
     "fetch-add": fetch_add,
-    "pstate-writer": pstate_writer,
-    "pstate-appender": pstate_appender,
     "pstate-wait-change": pstate_wait_change,
 }
 

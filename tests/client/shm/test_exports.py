@@ -7,7 +7,7 @@ from odradek.client.errors import OdradekError
 
 EXPECTED = {"Ring", "Completion", "Doorbell", "PartitionState", "PartitionStateFds",
             "PartitionSnapshot", "BatchDescriptor", "readonly_fd", "wait_for_any",
-            "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout"}
+            "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout", "SealUnsupported"}
 
 METHODS = {
     "Ring": ["create", "attach", "set_doorbell", "reserve", "commit", "cancel", "write",
@@ -15,7 +15,7 @@ METHODS = {
              "read_completion", "close"],
     "Doorbell": ["create", "attach", "ring", "wait", "close"],
     "PartitionState": ["create", "attach", "read", "wait_for_change", "find", "update",
-                       "append", "truncate", "fence", "close"],
+                       "append", "truncate", "fence", "take_over", "close"],
 }
 
 
@@ -32,7 +32,8 @@ def test_each_class_has_its_promised_methods():
 
 
 def test_errors_are_odradek_errors_with_distinct_codes_and_names():
-    errors = [shm.TornState, shm.ShmCorrupt, shm.RingFull, shm.NotInWindow, shm.BadLayout]
+    errors = [shm.TornState, shm.ShmCorrupt, shm.RingFull, shm.NotInWindow, shm.BadLayout,
+              shm.SealUnsupported]
     assert all(inspect.isclass(e) and issubclass(e, OdradekError) for e in errors)
     assert len({e.code for e in errors}) == len({e.name for e in errors}) == len(errors)
     assert all(1100 <= e.code < 1200 for e in errors)

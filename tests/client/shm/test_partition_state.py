@@ -2,12 +2,16 @@
 the writer died mid-update, change waits across processes, and the batch descriptor
 window searched like a sorted Python list."""
 import mmap
+import os
+import struct
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from odradek.client.shm import (BatchDescriptor, NotInWindow, PartitionState, TornState)
+from odradek.client.shm import (BadLayout, BatchDescriptor, NotInWindow, PartitionState,
+                                 SealUnsupported, TornState)
+from odradek.client.shm._memfd import Mapping, create_memfd, seal_writes
 from odradek.client.shm import partition_state as ps_module
 from odradek.client.shm._lib import lib
 
@@ -33,15 +37,40 @@ def state(fds_to_close):
         obj.close()
 
 
+def publish_forever(writer):
+    """In a forked child: publish state n = 1, 2, 3, ... as fast as it can, every field
+    a function of n (see consistent_state), until killed (or DEADLINE passes)."""
+    ps = writer.take_over()
+    deadline = time.monotonic() + DEADLINE
+    n = 0
+    while n % 4096 or time.monotonic() < deadline:
+        n += 1
+        ps.update(log_start_offset=n, high_watermark=2 * n, log_end_offset=3 * n,
+                  leader_epoch=n & 0x7FFFFFFF, active_segment_base=5 * n)
+
+
+def append_forever(writer):
+    """In a forked child: append batch i = 0, 1, 2, ... (see descriptor_for) as fast as
+    it can, until killed (or DEADLINE passes)."""
+    ps = writer.take_over()
+    deadline = time.monotonic() + DEADLINE
+    i = 0
+    while i % 4096 or time.monotonic() < deadline:
+        d = descriptor_for(i)
+        ps.append(d.base_offset, d.last_offset, d.segment_base, d.position, d.size,
+                  d.max_timestamp, high_watermark=10 * i + 10)
+        i += 1
+
+
 def consistent_state(snap):
-    """shm_child.py's pstate-writer publishes every field as a function of one n."""
+    """publish_forever publishes every field as a function of one n."""
     n = snap.log_start_offset
     return (snap.high_watermark, snap.log_end_offset, snap.leader_epoch,
             snap.active_segment_base) == (2 * n, 3 * n, n & 0x7FFFFFFF, 5 * n)
 
 
 def descriptor_for(i):
-    """shm_child.py's pstate-appender: batch i."""
+    """append_forever's batch i."""
     return BatchDescriptor(10 * i, 10 * i + 9, 1000 * (i // 100), 100 * (i % 100),
                            77 + i % 50, 5000 + i)
 
@@ -80,12 +109,51 @@ def test_readers_map_the_state_read_only(state):
         ro.close()
 
 
-def test_a_reader_never_sees_a_torn_state_while_another_process_writes(state, spawn):
+def test_no_fd_of_the_state_can_write_it_not_even_one_reopened_read_write(state, fds_to_close):
+    # Issue 8, defect 2: a consumer reopened /proc/self/fd/N read-write and forged the
+    # log start that every other consumer read.
+    writer, reader, fds = state(log_start_offset=3)
+    ro = fds.for_readers()
+    fds_to_close.extend(ro)
+    rw = os.open(f"/proc/self/fd/{ro.state}", os.O_RDWR)
+    fds_to_close.append(rw)
+    for fd in (rw, fds.state):       # the consumer's reopened fd, and the creator's own
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, struct.pack("<q", 15), ps_module.OFF_LOG_START)
+        with pytest.raises(PermissionError):
+            mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE)
+    with pytest.raises(BadLayout, match="sealed against writes"):
+        Mapping(rw, writable=True)
+    other = PartitionState.attach(rw, ro.wake)
+    assert not other.writable
+    other.close()
+    assert reader.read().log_start_offset == 3
+    writer.update(log_start_offset=4)    # the mapping made before the seal still writes
+    assert reader.read().log_start_offset == 4
+
+
+def test_attach_refuses_a_state_not_sealed_against_writes(state, fds_to_close):
+    _, _, fds = state()
+    size = os.fstat(fds.state).st_size
+    copy = create_memfd("unsealed-copy", size)
+    fds_to_close.append(copy)
+    os.pwrite(copy, os.pread(fds.state, size, 0), 0)
+    with pytest.raises(BadLayout, match="not sealed against writes"):
+        PartitionState.attach(copy, fds.wake)
+
+
+def test_a_kernel_that_refuses_the_write_seal_is_a_named_error(fds_to_close):
+    fd = os.open(os.devnull, os.O_RDWR)   # F_ADD_SEALS answers EINVAL, as Linux < 5.1 does
+    fds_to_close.append(fd)
+    with pytest.raises(SealUnsupported, match="Linux 5.1"):
+        seal_writes(fd)
+
+
+def test_a_reader_never_sees_a_torn_state_while_another_process_writes(state, forks):
     # Control, measured on the dev VM: the same loop reading the fields without the
     # seqlock (one 56-byte copy) finds ~1% of them torn, ~1000 of 100k.
     writer, reader, fds = state()
-    child = spawn("pstate-writer", *fds, fds=tuple(fds))
-    child.expect("ready")
+    forks.start(lambda: publish_forever(writer))
     changes, reads = set(), 0
     deadline = time.monotonic() + DEADLINE
     # at least 100k reads, and on until they overlapped 1000 updates (a loaded machine
@@ -96,7 +164,6 @@ def test_a_reader_never_sees_a_torn_state_while_another_process_writes(state, sp
         changes.add(snap.change)
         reads += 1
     assert len(changes) >= 1000, "the writer hardly ran: the test proved nothing"
-    child.kill()
 
 
 def test_a_writer_that_died_mid_update_makes_readers_fail_fast_not_hang(state):
@@ -115,15 +182,20 @@ def test_a_writer_that_died_mid_update_makes_readers_fail_fast_not_hang(state):
     assert reader.wait_for_change(snap.change, timeout=DEADLINE) is True
 
 
-def test_the_broker_can_take_over_a_dead_writers_state_and_fence_it(state, fds_to_close):
+def test_the_creator_can_take_over_a_dead_writers_state_and_fence_it(state, forks):
     writer, reader, fds = state(high_watermark=7)
     seen = reader.read().change
-    lib.odk_atomic_store_u32(writer._ptr, ps_module.OFF_SEQ, seen + 1)          # died
-    stand_in = PartitionState.attach(*fds)
-    stand_in.fence()
+
+    def die_mid_update():    # a worker forked from the broker: one update, then killed in the next
+        w = writer.take_over()
+        change = w.update(high_watermark=9)
+        lib.odk_atomic_store_u32(w._ptr, ps_module.OFF_SEQ, change + 1)
+    assert forks.join(forks.start(die_mid_update)) == 0
+    with pytest.raises(TornState):
+        reader.read(max_retries=3)
+    writer.take_over().fence()        # the broker, writer again: from the page, not its old copy
     snap = reader.read()
-    assert snap.fenced and snap.high_watermark == 7 and snap.change == seen + 2
-    stand_in.close()
+    assert snap.fenced and snap.high_watermark == 9 and snap.change == seen + 4
 
 
 # ---- waiting -------------------------------------------------------------------------
@@ -252,10 +324,9 @@ def test_a_truncation_empties_the_window_and_caps_the_high_watermark(state):
     assert reader.find(30).position == 99
 
 
-def test_find_never_returns_a_torn_descriptor_while_another_process_appends(state, spawn):
+def test_find_never_returns_a_torn_descriptor_while_another_process_appends(state, forks):
     writer, reader, fds = state(slots=64)
-    child = spawn("pstate-appender", *fds, fds=tuple(fds))
-    child.expect("ready")
+    forks.start(lambda: append_forever(writer))
     found = 0
     hws = set()
     deadline = time.monotonic() + DEADLINE
@@ -272,7 +343,6 @@ def test_find_never_returns_a_torn_descriptor_while_another_process_appends(stat
             assert d.base_offset <= offset <= d.last_offset
             found += 1
     assert len(hws) >= 500, "the appender hardly ran: the test proved nothing"
-    child.kill()
 
 
 def test_attach_checks_the_layout(fds_to_close):
