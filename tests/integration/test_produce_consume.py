@@ -123,6 +123,23 @@ def test_positions_seek_offsets_for_times_pause_resume(broker):
         assert c.poll(0.05) is None and c.position([tp])[0].offset == 10
 
 
+def test_pause_mid_batch_then_resume_goes_on_at_the_position(broker):
+    create(broker, "midbatch")
+    with producer(broker, **{"linger.ms": 10_000}) as p:
+        for i in range(10):
+            p.produce("midbatch", b"m%d" % i, partition=0)
+        assert p.flush(10) == 0                # one batch of 10 records
+    with consumer(broker) as c:
+        tp = TopicPartition("midbatch", 0)
+        c.assign([TopicPartition("midbatch", 0, OFFSET_BEGINNING)])
+        assert c.poll(5).offset == 0           # records 1-9 are now buffered
+        c.pause([tp])
+        assert c.poll(0.05) is None
+        c.resume([tp])
+        assert c.position([tp])[0].offset == 1
+        assert [r.offset for r in consume_n(c, 9)] == list(range(1, 10))
+
+
 def test_auto_offset_reset(broker):
     create(broker, "reset")
     with producer(broker) as p:
