@@ -470,7 +470,7 @@ class Consumer:
             for seg in part.segments.values():
                 seg.close()
             part.segments.clear()
-            part.run = None
+            part.run = part.resume = None
 
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
@@ -508,7 +508,10 @@ class Consumer:
             offset = None     # auto.offset.reset, at the first fetch
         part.position = part.fetched = offset
         resume, part.resume = part.resume, None
-        part.run = resume[1] if resume is not None and resume[0] == offset else None
+        part.run = None
+        if resume is not None and resume[0] == offset and \
+                any(seg is resume[1][0] for seg in part.segments.values()):   # still mapped
+            part.run = resume[1]
         part.stopped = False
         self._unbuffer((part.tp.topic, part.tp.partition))
 
@@ -643,7 +646,7 @@ class Consumer:
                 buf.append(rec)
                 part = self._parts[(rec.topic, rec.partition)]
                 part.position = part.fetched = max(rec.error.offset, part.position)
-                raise rec.error
+                raise rec.error.with_traceback(None)   # not a traceback that grows each poll
             self._parts[(rec.topic, rec.partition)].position = rec.offset + 1
             out.append(rec)
         return out
@@ -931,6 +934,8 @@ def _why(error, codec):
     if isinstance(error, UnsupportedCompression):
         return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
                 f"and gzip; a Kafka client with that codec can)")
+    if codec > Compression.ZSTD:
+        return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
     return f"has records that cannot be decoded ({error.message})"
 
 

@@ -684,6 +684,21 @@ def test_the_consumer_buffers_the_batches_before_a_bad_crc_or_corrupt_records_th
     assert isinstance(error, CorruptRecord) and "key length expected >= -1, found -2" in str(error)
 
 
+@pytest.mark.parametrize("codec, error_class, words", [
+    (Compression.ZSTD, UnsupportedCompression, "is zstd-compressed, which odradek does not read"),
+    (7, CorruptRecord, "names compression id 7, which is no codec")])
+def test_the_consumer_names_a_codec_it_cannot_read_after_the_batches_before_it(codec, error_class, words):
+    good = build([(T0, b"k", b"v", [])], 0)
+    odd = build([(T0, b"k", b"v", [])] * 3, 1)
+    odd[22] |= codec                                             # attributes' low byte
+    odd[17:21] = native.crc32c(bytes(odd[21:])).to_bytes(4, "big")
+    for check_crcs in (True, False):
+        got, fetched, error = decode_new(good + odd + build([(T0, b"k", b"w", [])], 4), 0, check_crcs)
+        assert [r.offset for r in got] == [0] and fetched == 1 and type(error) is error_class
+        assert (error.offset, error.next_offset) == (1, 4) and words in str(error)
+        assert "offsets 1..3" in str(error) and "by the batch's header" in str(error)
+
+
 def test_the_consumer_names_a_header_key_that_is_not_utf8_and_buffers_nothing_of_it():
     region = rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(2), b"\xff\xfe", z(0))
     data = with_region(rec(b"\x00", z(0), z(0), z(0), z(0), z(0)) + region, 2)
