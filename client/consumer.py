@@ -116,8 +116,8 @@ from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_EN
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol._errors import raise_for_error
 from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
-from odradek.client.records._layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK, HEADER_STRUCT,
-                                            LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
+from odradek.client.records._layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
+                                            HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.partition_state import WAIT_MANY_MAX
 
