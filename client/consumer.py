@@ -27,6 +27,26 @@ Theory of operation
 - Not thread-safe: one thread uses a Consumer (as with Kafka's). With a group.id the
   Consumer has one helper thread of its own (heartbeats; client/group_member.py).
 
+A batch that cannot be read (a flipped bit on disk: CRC-32C, a damaged length, header or
+record; a codec odradek does not read: snappy, lz4, zstd) hides nothing before it: poll()
+and consume() return every record up to it, then raise CorruptRecord (CORRUPT_MESSAGE) or
+UnsupportedCompression (UNSUPPORTED_COMPRESSION_TYPE), as Kafka's consumer does. The
+error names the partition (err.topic, err.partition), the batch's offsets (err.offset,
+the first) and the next readable offset (err.next_offset; None when nothing says where a
+batch with a damaged length ends: then seek further). The position stays at the batch
+and each poll raises again (other partitions go on) until seek() moves past it:
+
+    try:
+        rec = c.poll(1.0)
+    except CorruptRecord as err:
+        log.error("%s", err)        # "orders-0: the batch at offsets 496..503 fails ..."
+        c.seek(TopicPartition(err.topic, err.partition, err.next_offset))
+
+check.crcs=false skips only the CRC: a batch whose bit flipped in a key or value is
+delivered as it is (as Kafka does); a damaged length, header or record, or an unknown
+codec, still stops the reader. How the next readable offset is found:
+client/_unreadable.py.
+
 Consumer groups (group.id): subscribe() shares topics among the members of a group,
 each partition owned by one member at a time, positions committed to the broker
 (__consumer_offsets). Protocol, threads and rebalances: client/group_member.py.
@@ -84,9 +104,11 @@ from collections import deque
 
 from odradek.client import _config as cfg
 from odradek.client import native
+from odradek.client._unreadable import unreadable
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, NotInWindow,
-                                   OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition)
+                                   OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition,
+                                   UnsupportedCompression)
 from odradek.client.group_member import (GroupLink, GroupMember, GroupMetadata, MaxPollIntervalExceeded,
                                          OffsetAndMetadata)
 from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record,
@@ -94,7 +116,8 @@ from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_EN
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol._errors import raise_for_error
 from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
-from odradek.client.records._layout import COMPRESSION_MASK, CONTROL_MASK, HEADER_STRUCT, TIMESTAMP_TYPE_MASK
+from odradek.client.records._layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
+                                            HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.partition_state import WAIT_MANY_MAX
 
@@ -167,9 +190,7 @@ class _Segment:
 
 class _Partition:
     __slots__ = ("tp", "state", "position", "fetched", "paused", "segments", "run", "retry_at",
-                 "change")
-    # run: (segment, start, end) of whole committed batches GetSegment pointed at, read
-    # on from `start` while fetched stays where the last read of it ended
+                 "change", "extent", "stopped", "resume")
 
     def __init__(self, tp, state):
         self.tp = tp
@@ -178,15 +199,33 @@ class _Partition:
         self.fetched = None     # next offset to fetch (ahead of position by what is buffered)
         self.paused = False
         self.segments = {}      # base offset -> _Segment
-        self.run = None         # (segment, start, end, continues at offset) from GetSegment
+        # (segment, start, end, continues at, offset after end): whole committed batches
+        # GetSegment pointed at, read on from `start` while fetched stays at "continues at"
+        self.run = None
         self.retry_at = 0.0
         self.change = 0
+        # (segment, start, readable end, offset after it or None) of the last read: where
+        # an unreadable batch in it is looked at (client/_unreadable.py)
+        self.extent = None
+        self.stopped = False    # an unreadable batch's _Fault is in the buffer: no fetching
+        # (offset, run) after an unreadable batch: a seek() to offset reads on from there
+        # in the segment (the broker walks from its index and cannot pass a broken length)
+        self.resume = None
 
     def close(self):
         for seg in self.segments.values():
             seg.close()
         self.segments.clear()
         self.state.close()
+
+
+class _Fault:
+    """In the buffer after the last good record before an unreadable batch: taking it
+    raises `error` (client/_unreadable.py) and leaves the position at the batch."""
+    __slots__ = ("topic", "partition", "error")
+
+    def __init__(self, tp, error):
+        self.topic, self.partition, self.error = tp.topic, tp.partition, error
 
 
 class Consumer:
@@ -212,7 +251,8 @@ class Consumer:
         self._client = ControlClient(self._socket_path)
         self._next_liveness = 0.0
         self._parts = {}          # (topic, partition) -> _Partition
-        self._buffer = deque()    # Records fetched, not yet returned
+        self._buffer = deque()    # Records fetched, not yet returned (and _Faults)
+        self._faults = 0          # _Faults in the buffer
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
         self._pending_retry_at = 0.0
         self._closed = False
@@ -430,7 +470,7 @@ class Consumer:
             for seg in part.segments.values():
                 seg.close()
             part.segments.clear()
-            part.run = None
+            part.run = part.resume = None
 
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
@@ -450,6 +490,7 @@ class Consumer:
     def _unbuffer(self, key):
         if self._buffer:
             self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != key)
+            self._faults = sum(type(r) is _Fault for r in self._buffer) if self._faults else 0
 
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
@@ -466,7 +507,12 @@ class Consumer:
         elif offset is None or offset < 0:
             offset = None     # auto.offset.reset, at the first fetch
         part.position = part.fetched = offset
+        resume, part.resume = part.resume, None
         part.run = None
+        if resume is not None and resume[0] == offset and \
+                any(seg is resume[1][0] for seg in part.segments.values()):   # still mapped
+            part.run = resume[1]
+        part.stopped = False
         self._unbuffer((part.tp.topic, part.tp.partition))
 
     def seek(self, partition):
@@ -496,6 +542,7 @@ class Consumer:
             part.paused = True
             part.fetched = part.position
             part.run = None
+            part.stopped = False
             self._unbuffer((tp.topic, tp.partition))
 
     def resume(self, partitions):
@@ -546,6 +593,8 @@ class Consumer:
             if len(self._buffer) >= num_messages:
                 break
             got = self._fetch_round()
+            if self._faults:
+                break     # an unreadable batch: the records before it, or its error, at once
             fetched_bytes += got
             now = time.monotonic()
             if got and not self._buffer:
@@ -572,8 +621,32 @@ class Consumer:
     def _take(self, n):
         out = []
         buf = self._buffer
+        if self._faults:
+            return self._take_to_fault(n)
         while buf and len(out) < n:
             rec = buf.popleft()
+            self._parts[(rec.topic, rec.partition)].position = rec.offset + 1
+            out.append(rec)
+        return out
+
+    def _take_to_fault(self, n):
+        """_take with a _Fault in the buffer: the records before it; the fault's error
+        when it comes first. The fault goes back to the end of the buffer and its
+        partition stays stopped, its position at the unreadable batch: each poll raises
+        the error again (after the records of other partitions fetched meanwhile) until
+        seek(), pause() or a new assignment moves the partition on."""
+        out = []
+        buf = self._buffer
+        while buf and len(out) < n:
+            rec = buf.popleft()
+            if type(rec) is _Fault:
+                if out:
+                    buf.appendleft(rec)
+                    break
+                buf.append(rec)
+                part = self._parts[(rec.topic, rec.partition)]
+                part.position = part.fetched = max(rec.error.offset, part.position)
+                raise rec.error.with_traceback(None)   # not a traceback that grows each poll
             self._parts[(rec.topic, rec.partition)].position = rec.offset + 1
             out.append(rec)
         return out
@@ -610,7 +683,7 @@ class Consumer:
         if self._pending_open and now >= self._pending_retry_at:
             self._open_pending(now)
         for part in list(self._parts.values()):
-            if part.paused or part.retry_at > now:
+            if part.paused or part.stopped or part.retry_at > now:
                 continue
             try:
                 total += self._fetch(part)
@@ -636,9 +709,9 @@ class Consumer:
         data = self._bytes_at(part, pos, snap.high_watermark)
         if data is None:
             return 0
-        n = self._decode(part, data, pos)
+        n = self._decode(part, data, pos, snap.high_watermark)
         if part.run is not None:
-            part.run = part.run[:3] + (part.fetched,)
+            part.run = part.run[:3] + (part.fetched,) + part.run[4:]
         return n
 
     def _reset_position(self, part, snap, bad):
@@ -681,22 +754,28 @@ class Consumer:
         seg = self._segment(part, d.segment_base, end, pos)
         if seg is None:
             return None   # the descriptors went stale under us (a compaction swap): look again
+        part.extent = (seg, start, end, None)
         return seg.view[start:end]
 
     def _from_run(self, part, run):
-        seg, start, end, _ = run
+        seg, start, end, _, after = run
         stop = start
         limit = start + self._max_bytes
+        view = seg.view
         # whole batches up to the limit (at least one)
         for _ in range(1 << 20):
             if stop >= end:
                 break
-            length = int.from_bytes(seg.view[stop + 8:stop + 12], "big") + 12
+            length = int.from_bytes(view[stop + BATCH_LENGTH_OFFSET:stop + LOG_OVERHEAD], "big") + LOG_OVERHEAD
+            if length < BATCH_HEADER_SIZE or stop + length > end:
+                stop = end    # a damaged length: the rest of the run, for _decode to name
+                break
             if stop > start and stop + length > limit:
                 break
             stop += length
-        part.run = None if stop >= end else (seg, stop, end, None)
-        return seg.view[start:stop]
+        part.run = None if stop >= end else (seg, stop, end, None, after)
+        part.extent = (seg, start, end, after)
+        return view[start:stop]
 
     def _locate(self, part, pos):
         tp = part.tp
@@ -712,7 +791,7 @@ class Consumer:
                 os.close(fd)
         if res.position >= res.size:
             return None
-        part.run = (seg, res.position, res.size, pos)
+        part.run = (seg, res.position, res.size, pos, res.next_offset)
         return self._from_run(part, part.run)
 
     def _segment(self, part, base, need_end, pos):
@@ -735,14 +814,16 @@ class Consumer:
                 return None
         return seg
 
-    def _decode(self, part, data, pos):
+    def _decode(self, part, data, pos, high_watermark):
         """Buffer the records of the whole batches in `data` (a view of the segment) with
         offsets >= pos. An uncompressed batch is decoded by one C call
         (RecordBatch.record_fields) and each Record made straight from its row: made by
         object.__new__ with its eight slots stored inline, which skips the call of
         Record.__init__ (~0.25 us a record on the dev VM; tests/client/
-        test_native_records.py pins the slot names). A corrupt batch raises
-        CorruptRecord before any of its records is buffered."""
+        test_native_records.py pins the slot names). A batch that cannot be read (CRC,
+        when check.crcs; a damaged header, length or record; offsets out of place; a
+        codec odradek does not read) ends the fetch: the records of the batches before
+        it are buffered, then a _Fault whose error names it (_unreadable)."""
         tp = part.tp
         topic, partition = tp.topic, tp.partition
         out = self._buffer
@@ -751,44 +832,75 @@ class Consumer:
         unpack_header = HEADER_STRUCT.unpack_from
         new = object.__new__
         next_offset = pos
-        for _, batch in iter_batches(data):
+        end = 0
+        for position, batch in iter_batches(data):
             view = batch.buffer
-            (base_offset, _, _, _, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
-             _) = unpack_header(view)
+            (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
+             count) = unpack_header(view)
             if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
-                raise CorruptRecord(f"{topic}-{partition}: the batch at offset {base_offset} "
-                                    f"fails its CRC-32C")
+                return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
+                                        position, next_offset, high_watermark, len(data))
+            if magic != MAGIC or last_delta < 0 or not 0 <= count <= last_delta + 1:
+                return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
+                                        f"lastOffsetDelta {last_delta}, recordsCount {count})",
+                                        position, next_offset, high_watermark, len(data))
+            if base_offset < (next_offset if end else 0) or base_offset + last_delta < pos or \
+                    base_offset >= high_watermark:
+                return self._unreadable(part, CorruptRecord, f"has a damaged baseOffset ({base_offset}, "
+                                        f"after offset {next_offset - 1})", position, next_offset,
+                                        high_watermark, len(data))
+            end = position + len(view)
             next_offset = base_offset + last_delta + 1
             if attrs & CONTROL_MASK:
                 continue
             append_time = attrs & TIMESTAMP_TYPE_MASK
             ts_type = LOG_APPEND_TIME if append_time else 0
-            if attrs & COMPRESSION_MASK:     # gzip (the others raise): through records()
-                for r in batch.records():
-                    if r.offset >= pos:
-                        out.append(Record(topic, partition, r.offset, _b(r.key), _b(r.value),
-                                          [(k, _b(v)) for k, v in r.headers] if r.headers else [],
-                                          r.timestamp, ts_type))
-                continue
-            buf, rows = batch.record_fields()
-            skip = pos - base_offset         # records with offset_delta < skip are before pos
-            records = []
-            append = records.append
-            for od, td, kp, kl, vp, vl, hp, hc in rows:
-                if od >= skip:
-                    r = new(Record)
-                    r.topic = topic
-                    r.partition = partition
-                    r.offset = base_offset + od
-                    r.key = buf[kp:kp + kl] if kl >= 0 else None
-                    r.value = buf[vp:vp + vl] if vl >= 0 else None
-                    r.headers = batch.read_headers(buf, hp, hc) if hc else []
-                    r.timestamp = max_ts if append_time else base_ts + td
-                    r.timestamp_type = ts_type
-                    append(r)
+            try:
+                if attrs & COMPRESSION_MASK:     # gzip (the others raise): through records()
+                    records = [Record(topic, partition, r.offset, _b(r.key), _b(r.value),
+                                      [(k, _b(v)) for k, v in r.headers] if r.headers else [],
+                                      r.timestamp, ts_type) for r in batch.records() if r.offset >= pos]
+                else:
+                    buf, rows = batch.record_fields()
+                    skip = pos - base_offset         # records with offset_delta < skip are before pos
+                    records = []
+                    append = records.append
+                    for od, td, kp, kl, vp, vl, hp, hc in rows:
+                        if od >= skip:
+                            r = new(Record)
+                            r.topic = topic
+                            r.partition = partition
+                            r.offset = base_offset + od
+                            r.key = buf[kp:kp + kl] if kl >= 0 else None
+                            r.value = buf[vp:vp + vl] if vl >= 0 else None
+                            r.headers = batch.read_headers(buf, hp, hc) if hc else []
+                            r.timestamp = max_ts if append_time else base_ts + td
+                            r.timestamp_type = ts_type
+                            append(r)
+            except (CorruptRecord, UnsupportedCompression) as e:
+                return self._unreadable(part, type(e), _why(e, attrs & COMPRESSION_MASK), position,
+                                        base_offset, high_watermark, len(data))
             out.extend(records)
+        if end < len(data):
+            return self._unreadable(part, CorruptRecord, "has a damaged length (batchLength) or is cut short",
+                                    end, next_offset, high_watermark, len(data))
         part.fetched = max(next_offset, part.fetched)
         return len(data)
+
+    def _unreadable(self, part, error_class, reason, position, floor, high_watermark, nbytes):
+        """Stop fetching `part` at the batch at data[position]: a _Fault goes into the
+        buffer after the records already there. Returns nbytes (what the fetch read)."""
+        seg, start, limit, after = part.extent
+        err, resume = unreadable(error_class, part.tp, reason, seg.view, start + position, limit, floor,
+                                 high_watermark, part.state, after)
+        if resume is not None:
+            part.resume = (err.next_offset, (seg, resume, limit, err.next_offset, after))
+        self._buffer.append(_Fault(part.tp, err))
+        self._faults += 1
+        part.fetched = err.offset
+        part.stopped = True
+        part.run = None
+        return nbytes
 
     # == lifetime ==========================================================================
     def close(self):
@@ -815,6 +927,16 @@ class Consumer:
 
 def _b(v):
     return v if v is None or type(v) is bytes else bytes(v)
+
+
+def _why(error, codec):
+    """The reason _unreadable gives for a batch whose records raised `error`."""
+    if isinstance(error, UnsupportedCompression):
+        return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
+                f"and gzip; a Kafka client with that codec can)")
+    if codec > Compression.ZSTD:
+        return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
+    return f"has records that cannot be decoded ({error.message})"
 
 
 def _inode(fd):

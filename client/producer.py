@@ -27,6 +27,10 @@ Theory of operation
   blocks on a full ring (max.block.ms).
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
   epoch; each batch carries them and its first sequence number.
+- A stuck broker (its ring stays full): produce() blocks up to max.block.ms, then
+  raises RingFull and queues nothing of the record; flush(timeout) returns how many
+  records are still undelivered; close(timeout) runs the callback of each of them with
+  RequestTimedOut. None of them raises for it.
 """
 import logging
 import os
@@ -176,12 +180,12 @@ class Producer:
             # Make room before the record joins a batch, so that a RingFull (after
             # max.block.ms) or MessageTooLarge leaves nothing of it queued.
             if builder is not None and builder.estimated_size() + need > self._batch_size:
-                self._seal(link, self._max_block_s)
+                self._seal_or_refuse(link)
                 if sticky:   # the sticky batch is full: this record starts the next partition's
                     partition = self._sticky.new_batch(topic, self._partition_counts[topic], partition)
                     link = self._links.get((topic, partition)) or self._open_link(topic, partition)
                     if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
-                        self._seal(link, self._max_block_s)
+                        self._seal_or_refuse(link)
                 builder = link.builder
             if builder is None:
                 if need + _BATCH_OVERHEAD >= self._batch_size or not self._linger_s:
@@ -197,10 +201,11 @@ class Producer:
             builder.append(timestamp, key, value, headers)
             link.pending.append((on_delivery, key, value, headers, timestamp))
             self._undelivered += 1
-            if builder.estimated_size() >= self._batch_size or not self._linger_s:
-                self._seal(link, self._max_block_s)
-                if sticky:
-                    self._sticky.new_batch(topic, self._partition_counts[topic], partition)
+            # The record is queued now: a full ring leaves its batch open (the sender seals
+            # it when there is room; the next produce() to it waits for that first).
+            if (builder.estimated_size() >= self._batch_size or not self._linger_s) and \
+                    self._seal(link, 0) and sticky:
+                self._sticky.new_batch(topic, self._partition_counts[topic], partition)
 
     def _new_builder(self, link):
         return BatchBuilder(compression=self._compression, producer_id=self._pid, producer_epoch=self._epoch,
@@ -302,9 +307,15 @@ class Producer:
             link.requests.set_doorbell(leader)
             leader.ring()    # take what waited in the ring meanwhile
 
+    def _seal_or_refuse(self, link):
+        if not self._seal(link, self._max_block_s):
+            raise RingFull(f"the ring to {link.topic}-{link.partition} stayed full for "
+                           f"{self._max_block_s:.1f} s (max.block.ms): the broker is not keeping up "
+                           f"or is down")
+
     def _seal(self, link, timeout):
-        """Write the open batch into the ring (called with the lock held). With timeout 0
-        a full ring leaves the batch open and returns False."""
+        """Write the open batch into the ring (called with the lock held), waiting up to
+        `timeout` s for room. Returns False if the ring stayed full: the batch stays open."""
         builder = link.builder
         data = builder.build()
         size = len(data)
@@ -319,9 +330,6 @@ class Producer:
             link.requests.write(data, tag, timeout)
         except RingFull:
             del link.inflight[tag]
-            if timeout:
-                raise RingFull(f"the ring to {link.topic}-{link.partition} stayed full for "
-                               f"{timeout:.1f} s (max.block.ms): the broker is not keeping up or is down")
             return False
         count = len(builder)
         link.next_tag = (tag + 1) % _TAG_MOD
@@ -331,6 +339,20 @@ class Producer:
         if self._acks == 0:
             self._report(link, link.inflight.pop(tag), -1, None)
         return True
+
+    def _fail_undelivered(self):
+        with self._lock:
+            for link in self._links.values():
+                where = f"{link.topic}-{link.partition}"
+                for pending in link.inflight.values():
+                    self._report(link, pending, -1, RequestTimedOut(
+                        f"the producer closed before {where}'s leader acknowledged the record "
+                        f"(close timeout); it was in the ring, so the leader may still write it"))
+                link.inflight.clear()
+                if link.pending:
+                    self._fail_batch(link, RequestTimedOut(
+                        f"the producer closed before the record was sent to {where} (close "
+                        f"timeout; the ring stayed full); it was not written"))
 
     def _fail_batch(self, link, error):
         pending = link.pending
@@ -354,20 +376,24 @@ class Producer:
         doorbell = self._doorbell
         while not self._closed:
             seen = doorbell.value
-            for link in list(self._links.values()):
-                for _ in range(1 << 16):    # bounded: the ring holds fewer completions
-                    c = link.completions.read_completion()
-                    if c is None:
-                        break
-                    pending = link.inflight.pop(c.tag, None)
-                    if pending is None:
-                        log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
-                        continue
-                    error = error_for_code(c.error_code)() if c.error_code else None
-                    self._report(link, pending, c.base_offset, error)
+            self._take_completions()
             timeout = self._linger_due()
             self._check_broker()
             doorbell.wait(seen, min(timeout, LIVENESS_CHECK_S))
+
+    def _take_completions(self):
+        """Queue a delivery report for every batch the leaders have acknowledged."""
+        for link in list(self._links.values()):
+            for _ in range(1 << 16):    # bounded: the ring holds fewer completions
+                c = link.completions.read_completion()
+                if c is None:
+                    break
+                pending = link.inflight.pop(c.tag, None)
+                if pending is None:
+                    log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
+                    continue
+                error = error_for_code(c.error_code)() if c.error_code else None
+                self._report(link, pending, c.base_offset, error)
 
     def _linger_due(self):
         """Seal batches whose linger.ms ran out; returns seconds until the next is due."""
@@ -407,12 +433,16 @@ class Producer:
 
     def flush(self, timeout=None):
         """Send every open batch and wait until every record is delivered (or failed),
-        running callbacks. Returns how many records are still undelivered (0: all)."""
+        running callbacks, for up to `timeout` seconds (None: until then). Returns how
+        many records are still undelivered (0: all), as confluent-kafka's flush does; a
+        stuck broker makes that count non-zero, never an exception. A batch whose ring
+        stays full stays open, and the sender hands it over when there is room."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             for link in self._links.values():
                 if link.builder is not None:
-                    self._seal(link, self._max_block_s if timeout is None else max(0.0, timeout))
+                    left = self._max_block_s if deadline is None else max(0.0, deadline - time.monotonic())
+                    self._seal(link, left)
         for _ in range(10_000_000):   # bounded by the deadline or by delivery
             self.poll(0)
             if self._undelivered == 0:
@@ -431,20 +461,21 @@ class Producer:
 
     # == lifetime ====================================================================
     def close(self, timeout=None):
-        """Flush (up to `timeout` s), then detach from every partition and free the
-        rings. Records still undelivered then get RequestTimedOut."""
+        """Flush (up to `timeout` s; None: until every record is delivered, as Kafka's
+        close() waits), then detach from every partition and free the rings. Each record
+        still undelivered then gets its on_delivery callback, run here, with
+        RequestTimedOut (REQUEST_TIMED_OUT) saying whether it reached the broker's ring
+        (then a leader may still write it) or never left this process."""
         if self._closed:
             return
         left = self.flush(timeout)
         self._closed = True
         self._doorbell.ring()
         self._sender.join(5)
-        if left:
-            for link in self._links.values():
-                for pending in list(link.inflight.values()):
-                    self._report(link, pending, -1, RequestTimedOut("the producer closed before delivery"))
-                link.inflight.clear()
-            self.poll(0)
+        if left and not self._sender.is_alive():
+            self._take_completions()     # acknowledged since flush() looked
+            self._fail_undelivered()
+        self.poll(0)
         self._client.close()      # the broker detaches our rings from the leaders
         for link in self._links.values():
             link.requests.close()

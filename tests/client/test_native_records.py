@@ -26,9 +26,10 @@ from odradek.client import native
 from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
-from odradek.client.records import (BatchBuilder, Compression, Record, RecordBatch,
+from odradek.client.records import (BatchBuilder, Compression, Record, RecordBatch, iter_batches,
                                     write_base_offset, write_log_append_time)
 from odradek.client.records._batch import _decode_records
+from odradek.client.shm import PartitionState
 
 HEADER_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "daemon", "c_ext", "odradek.h")
 
@@ -586,10 +587,24 @@ def test_the_consumer_sets_every_slot_of_its_record():
 
 
 def decode_new(data, pos, check_crcs=True, fetched=0):
-    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=check_crcs)
-    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched)
-    Consumer._decode(consumer, part, memoryview(data), pos)
-    return list(consumer._buffer), part.fetched
+    """Consumer._decode over `data` as a fetch at `pos`: (the Records it buffered, where
+    the next fetch starts, the error of the _Fault it buffered after them or None)."""
+    consumer = Consumer.__new__(Consumer)
+    consumer._buffer, consumer._faults, consumer._check_crcs = deque(), 0, check_crcs
+    state, fds = PartitionState.create(16, high_watermark=1 << 40, log_end_offset=1 << 40)
+    os.close(fds.state)
+    os.close(fds.wake)
+    view = memoryview(data)
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched, state=state, run=None, resume=None,
+                           stopped=False, extent=(SimpleNamespace(view=view), 0, len(view), None))
+    try:
+        Consumer._decode(consumer, part, view, pos, 1 << 40)
+    finally:
+        state.close()
+    got = list(consumer._buffer)
+    error = got.pop().error if consumer._faults else None
+    assert all(type(r) is ClientRecord for r in got)
+    return got, part.fetched, error
 
 
 def decode_reference(data, pos):
@@ -634,53 +649,68 @@ def test_the_consumer_decode_makes_the_records_the_records_path_made():
     log = build(recs[:6], 100) + build(recs[6:], 106, append_time=T0 + 999) + control_batch(112) + \
         build(recs[:3], 113, compression=Compression.GZIP) + build(recs[3:5], 116)
     for pos in (0, 100, 103, 106, 110, 113, 114, 117, 118):
-        got, fetched = decode_new(log, pos)
+        # a fetch's bytes start at the batch holding pos (or the first after it)
+        start = next((p for p, b in iter_batches(log) if b.last_offset >= pos), len(log))
+        got, fetched, error = decode_new(log[start:], pos, fetched=pos)
         want = decode_reference(log, pos)
         assert got == want, pos
-        assert fetched == 118
+        assert fetched == 118 and error is None
         assert all(type(r) is ClientRecord for r in got)
         assert all(type(r.headers) is list for r in got)
         assert all(r.key is None or type(r.key) is bytes for r in got)
-    got, _ = decode_new(log, 0)
+    got, _, _ = decode_new(log, 0)
     assert [r.offset for r in got] == list(range(100, 112)) + list(range(113, 118))
     assert [r.timestamp_type for r in got[6:12]] == [LOG_APPEND_TIME] * 6
     assert {r.timestamp for r in got[6:12]} == {T0 + 999}
     assert got[0].headers == [("h0", b"x"), ("null", None)] and got[1].headers == []
 
 
-def test_the_consumer_refuses_a_bad_crc_or_corrupt_records_before_buffering_that_batch():
+def test_the_consumer_buffers_the_batches_before_a_bad_crc_or_corrupt_records_then_a_fault():
     good = build([(T0, b"k", b"v", [])], 0)
     bad_crc = build([(T0, b"k", b"v", [])], 1)
     bad_crc[bad_crc.rindex(b"v")] ^= 0xFF                      # the value's byte
-    with pytest.raises(CorruptRecord, match="t-3: the batch at offset 1 fails its CRC-32C"):
-        decode_new(good + bad_crc, 0)
-    got, _ = decode_new(good + bad_crc, 0, check_crcs=False)   # no CRC check: decodes
-    assert [r.value for r in got] == [b"v", b"\x89"]            # 'v' ^ 0xFF
+    after = build([(T0, b"k", b"w", [])], 2)
+    got, fetched, error = decode_new(good + bad_crc + after, 0)
+    assert [r.offset for r in got] == [0] and fetched == 1
+    assert isinstance(error, CorruptRecord) and (error.offset, error.next_offset) == (1, 2)
+    assert "t-3: the batch at offsets 1..1 fails its CRC-32C" in str(error)
+    got, _, error = decode_new(good + bad_crc + after, 0, check_crcs=False)   # no CRC check: decodes
+    assert [r.value for r in got] == [b"v", b"\x89", b"w"] and error is None   # 'v' ^ 0xFF
     region, count = CHECKS["a key length below -1"][0]
     corrupt = bytearray(with_region(region, count))
     write_base_offset(corrupt, 0, 1)
-    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=True)
-    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=0)
-    with pytest.raises(CorruptRecord, match="key length expected >= -1, found -2"):
-        Consumer._decode(consumer, part, memoryview(good + corrupt), 0)
-    assert [r.offset for r in consumer._buffer] == [0]    # the good batch only
-    assert part.fetched == 0
+    got, fetched, error = decode_new(good + corrupt, 0)
+    assert [r.offset for r in got] == [0] and fetched == 1      # the good batch only
+    assert isinstance(error, CorruptRecord) and "key length expected >= -1, found -2" in str(error)
+
+
+@pytest.mark.parametrize("codec, error_class, words", [
+    (Compression.ZSTD, UnsupportedCompression, "is zstd-compressed, which odradek does not read"),
+    (7, CorruptRecord, "names compression id 7, which is no codec")])
+def test_the_consumer_names_a_codec_it_cannot_read_after_the_batches_before_it(codec, error_class, words):
+    good = build([(T0, b"k", b"v", [])], 0)
+    odd = build([(T0, b"k", b"v", [])] * 3, 1)
+    odd[22] |= codec                                             # attributes' low byte
+    odd[17:21] = native.crc32c(bytes(odd[21:])).to_bytes(4, "big")
+    for check_crcs in (True, False):
+        got, fetched, error = decode_new(good + odd + build([(T0, b"k", b"w", [])], 4), 0, check_crcs)
+        assert [r.offset for r in got] == [0] and fetched == 1 and type(error) is error_class
+        assert (error.offset, error.next_offset) == (1, 4) and words in str(error)
+        assert "offsets 1..3" in str(error) and "by the batch's header" in str(error)
 
 
 def test_the_consumer_names_a_header_key_that_is_not_utf8_and_buffers_nothing_of_it():
     region = rec(b"\x00", z(0), z(0), z(0), z(0), z(1), z(2), b"\xff\xfe", z(0))
     data = with_region(rec(b"\x00", z(0), z(0), z(0), z(0), z(0)) + region, 2)
-    consumer = SimpleNamespace(_buffer=deque(), _check_crcs=True)
-    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=0)
-    with pytest.raises(CorruptRecord, match="record 1 header key is not UTF-8"):
-        Consumer._decode(consumer, part, memoryview(data), 0)
-    assert not consumer._buffer
+    got, _, error = decode_new(data, 0)
+    assert not got and isinstance(error, CorruptRecord)
+    assert "record 1 header key is not UTF-8" in str(error)
 
 
 def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
     records = [(0, 0, b"a", b"1", []), (4, 1, b"b", b"2", []), (9, 2, None, None, [])]
     data, _ = encode(records, base_offset=50)
-    got, fetched = decode_new(data, 54)
+    got, fetched, _ = decode_new(data, 54)
     assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == \
         [(54, b"b", b"2", T0 + 1), (59, None, None, T0 + 2)]
     assert fetched == 60
@@ -688,6 +718,6 @@ def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
 
 def test_gzip_batches_still_decode_through_records():
     data = build([(T0, b"k", b"v" * 1000, [("h", b"x")])] * 5, 7, compression=Compression.GZIP)
-    got, _ = decode_new(data, 0)
+    got, _, _ = decode_new(data, 0)
     assert [r.offset for r in got] == [7, 8, 9, 10, 11]
     assert got[0].headers == [("h", b"x")] and got[0].value == b"v" * 1000

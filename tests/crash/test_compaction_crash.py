@@ -18,7 +18,7 @@ import pytest
 
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.tools.dump_log import dump
-from support.records import batches_in, read_all
+from support.records import assert_nothing_past_the_recovered_end, batches_in, read_all
 
 CHILD = os.path.join(os.path.dirname(__file__), "log_compactor.py")
 _spec = importlib.util.spec_from_file_location("log_compactor", CHILD)
@@ -76,6 +76,7 @@ def check_reopened(directory, config, highest_acked, kill):
         report = dump([directory], out=lambda line: problems.append(line) if "WARNING" in line else None,
                       quiet=True)
         assert report.problems == 0, f"kill {kill}: {problems[:3]} (files before open: {sorted(names)})"
+        assert_nothing_past_the_recovered_end(log)
         end = log.log_end_offset
         assert end >= highest_acked + 1, f"kill {kill}: acknowledged records lost"
         records = read_all(log)

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from odradek.daemon.storage import LogConfig, PartitionLog
-from support.records import batches_in, read_all
+from support.records import assert_nothing_past_the_recovered_end, batches_in, read_all
 
 APPENDER = os.path.join(os.path.dirname(__file__), "log_appender.py")
 CONFIGS = {
@@ -75,6 +75,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, name, ca
             bad = [r.offset for r in records if r.value != expected_value(r.offset)]
             assert not bad, f"kill {kill}: wrong bytes at offsets {bad[:5]}"
             assert all(b.crc_valid() for b in batches_in(log)), f"kill {kill}"
+            assert_nothing_past_the_recovered_end(log)
             for segment in log.segments:
                 for slot in range(segment.index.entries):
                     offset, position = segment.index.entry(slot)

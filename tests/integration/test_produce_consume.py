@@ -11,8 +11,8 @@ import time
 import pytest
 
 from odradek.client import (OFFSET_BEGINNING, OFFSET_END, Admin, Consumer, Producer, TopicPartition)
-from odradek.client.errors import (InvalidConfig, MessageTooLarge, OffsetOutOfRange, RingFull,
-                                   UnknownTopicOrPartition)
+from odradek.client.errors import (InvalidConfig, MessageTooLarge, OffsetOutOfRange, RequestTimedOut,
+                                   RingFull, UnknownTopicOrPartition)
 from odradek.client.partitioner import partition_for_key
 from support.broker import wait_until
 
@@ -121,6 +121,23 @@ def test_positions_seek_offsets_for_times_pause_resume(broker):
         assert c.poll(5).offset == 0
         c.seek_to_end([tp])
         assert c.poll(0.05) is None and c.position([tp])[0].offset == 10
+
+
+def test_pause_mid_batch_then_resume_goes_on_at_the_position(broker):
+    create(broker, "midbatch")
+    with producer(broker, **{"linger.ms": 10_000}) as p:
+        for i in range(10):
+            p.produce("midbatch", b"m%d" % i, partition=0)
+        assert p.flush(10) == 0                # one batch of 10 records
+    with consumer(broker) as c:
+        tp = TopicPartition("midbatch", 0)
+        c.assign([TopicPartition("midbatch", 0, OFFSET_BEGINNING)])
+        assert c.poll(5).offset == 0           # records 1-9 are now buffered
+        c.pause([tp])
+        assert c.poll(0.05) is None
+        c.resume([tp])
+        assert c.position([tp])[0].offset == 1
+        assert [r.offset for r in consume_n(c, 9)] == list(range(1, 10))
 
 
 def test_auto_offset_reset(broker):
@@ -374,6 +391,41 @@ def test_a_full_ring_blocks_produce_for_max_block_ms_then_refuses_without_queuei
         c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
         assert len(consume_n(c, queued + 1)) == queued + 1
         assert c.poll(0.1) is None
+
+
+def test_flush_and_close_with_a_stuck_broker_count_and_fail_what_is_left(broker):
+    create(broker, "wedged")
+    reports = []
+    config = {"linger.ms": 20, "batch.size": 4096, "produce.ring.bytes": 65536, "max.block.ms": 200}
+    p = producer(broker, **config)
+    p.produce("wedged", b"first")
+    assert p.flush(5) == 0
+    worker = _worker_of(broker, "wedged", 0)
+    os.kill(worker, signal.SIGSTOP)            # the leader stops taking entries
+    try:
+        queued = 0
+        for i in range(10_000):               # until the ring and the open batch are full
+            try:
+                p.produce("wedged", b"z" * 1000, on_delivery=lambda err, rec: reports.append((err, rec)))
+                queued += 1
+            except RingFull:
+                break
+        assert len(p) == queued > 0            # a refused record is not queued
+        started = time.monotonic()
+        assert p.flush(timeout=0.5) == queued  # counts what is left; raises nothing
+        assert time.monotonic() - started < 2
+        assert not reports
+        started = time.monotonic()
+        p.close(timeout=0.5)
+        assert time.monotonic() - started < 8
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert len(reports) == queued and len(p) == 0
+    assert all(isinstance(err, RequestTimedOut) and "closed before" in str(err) for err, _ in reports)
+    # both kinds: batches in the ring (a leader may still write them) and the open batch
+    assert {("not written" in str(err), "may still" in str(err)) for err, _ in reports} == {(True, False),
+                                                                                            (False, True)}
+    assert sorted(rec.value for _, rec in reports) == [b"z" * 1000] * queued
 
 
 @pytest.mark.parametrize("how", ["restart", "sigkill"])

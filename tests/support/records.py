@@ -1,5 +1,8 @@
 """Factories for record batches (built with the real codec) and readers of whole logs."""
+from click.testing import CliRunner
+
 from odradek.client.records import BatchBuilder, iter_batches
+from odradek.daemon.cli import cli
 
 
 def make_batch(values, timestamp=1_700_000_000_000, keys=None, headers=(), **builder_args):
@@ -37,3 +40,17 @@ def batches_in(log):
         for _, batch in iter_batches(segment.view(0, segment.size)):
             out.append(batch)
     return out
+
+
+def assert_nothing_past_the_recovered_end(log):
+    """What recovery cut is gone: every byte of each .log file past its segment's data is
+    zero (the file may be longer than the data: preallocated, or not yet trimmed), and
+    `odradek dump-log --verify` finds the partition clean."""
+    for s in log.segments:
+        with open(s.log.path, "rb") as f:
+            f.seek(s.size)
+            tail = f.read()
+        assert tail.count(0) == len(tail), \
+            f"{s.log.path}: {len(tail) - tail.count(0)} non-zero bytes past the recovered end {s.size}"
+    result = CliRunner().invoke(cli, ["dump-log", "--verify", "-q", log.directory])
+    assert result.exit_code == 0, result.output

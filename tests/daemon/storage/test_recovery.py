@@ -6,7 +6,7 @@ import pytest
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage import filenames
 from support.clock import FakeClock
-from support.records import read_all, value_batch
+from support.records import assert_nothing_past_the_recovered_end, read_all, value_batch
 
 CONFIG = {"segment.bytes": 4096, "index.interval.bytes": 64}
 
@@ -41,6 +41,7 @@ def test_recovery_after_a_crash_keeps_every_batch(tmp_path):
     build_log(tmp_path)
     log = reopen(tmp_path)
     assert [r.offset for r in read_all(log)] == list(range(12))
+    assert_nothing_past_the_recovered_end(log)
     log.close()
 
 
@@ -55,6 +56,7 @@ def test_recovery_truncates_a_torn_tail_at_every_byte_of_the_last_batch(tmp_path
         try:
             assert log.log_end_offset == 2, cut
             assert [r.offset for r in read_all(log)] == [0, 1]
+            assert_nothing_past_the_recovered_end(log)
         finally:
             log.close()
         path.write_bytes(whole)  # close() trimmed the file: restore for the next cut
@@ -77,6 +79,7 @@ def test_recovery_truncates_a_corrupt_last_batch(tmp_path, where):
     (tmp_path / filenames.RECOVERY_POINT_CHECKPOINT).unlink()
     log = reopen(tmp_path)
     assert log.log_end_offset == 3
+    assert_nothing_past_the_recovered_end(log)
     log.append(value_batch(3, 1, size=40))
     assert [r.offset for r in read_all(log)] == [0, 1, 2, 3]
     log.close()
@@ -91,6 +94,7 @@ def test_recovery_removes_stale_bytes_after_the_valid_prefix(tmp_path):
     path.write_bytes(bytes(data))
     log = reopen(tmp_path)
     assert log.log_end_offset == 2
+    assert_nothing_past_the_recovered_end(log)
     log.append(value_batch(2, 1, size=20))  # shorter than what stood there before
     for s in log.segments:
         s.close()
@@ -140,6 +144,7 @@ def test_segments_after_a_corrupt_segment_are_deleted(tmp_path):
     log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 300}), FakeClock())
     assert log.log_end_offset == bases[1]
     assert [s.base_offset for s in log.segments] == bases[:2]
+    assert_nothing_past_the_recovered_end(log)
     assert not os.path.exists(filenames.log_file(str(tmp_path / "t-0"), bases[2]))
     log.close()
 
@@ -172,6 +177,7 @@ def test_garbage_after_a_zeroed_header_is_corruption_not_padding(tmp_path, caplo
         log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 400}), FakeClock())
     assert log.log_end_offset == bases[1]
     assert "follows a corrupt one" in caplog.text
+    assert_nothing_past_the_recovered_end(log)
     log.close()
 
 
