@@ -33,6 +33,7 @@ from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import admin, data_plane
 from odradek.daemon.broker.group_shell import GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
+from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
 from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
@@ -49,7 +50,7 @@ MAX_CLIENTS = 10_000
 
 class ClientConn:
     """One accepted control connection and who is on the other end (SO_PEERCRED)."""
-    __slots__ = ("sock", "channel", "pid", "uid", "gid", "closed")
+    __slots__ = ("sock", "channel", "pid", "uid", "gid", "closed", "malformed")
 
     def __init__(self, sock):
         self.sock = sock
@@ -57,6 +58,7 @@ class ClientConn:
         self.pid, self.uid, self.gid = struct.unpack(
             "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         self.closed = False
+        self.malformed = MalformedCount()
 
 
 class Broker:
@@ -73,6 +75,7 @@ class Broker:
         self.supervisor = Supervisor(self._fds_for_child)
         self.attachments = data_plane.Attachments()
         self.stopping = False
+        self.malformed_log = MalformedLog()
         self.groups = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
@@ -191,6 +194,8 @@ class Broker:
             due.append(group_due)
         if self._next_watchdog is not None:
             due.append(self._next_watchdog)
+        if self.malformed_log.summary_due is not None:
+            due.append(self.malformed_log.summary_due)
         if self.stopping:
             due.append(self._stop_deadline)
         return max(0.0, min(due) - now) if due else None
@@ -216,6 +221,7 @@ class Broker:
                 self._restart(handle)
         if self.groups is not None and not self.stopping:
             self.groups.tick()
+        self.malformed_log.tick()
         if self._next_watchdog is not None and now >= self._next_watchdog:
             self.notifier.watchdog()
             self._next_watchdog = now + self.notifier.watchdog_interval_s
@@ -310,7 +316,7 @@ class Broker:
                 log.exception("handling %s from pid %d", type(event.message).__name__, conn.pid)
                 conn.channel.respond_error(event.correlation_id, UnknownServerError(f"internal error: {e}"))
         elif isinstance(event, ProtocolErrorEvent):
-            log.info("client pid %d: %s", conn.pid, event.error)
+            self.malformed_log.frame(conn, conn.malformed, event.error)
 
     def reply(self, conn, correlation_id, result, fds=()):
         """Send a response (or an OdradekError) to a client, if it is still there. The
@@ -338,6 +344,7 @@ class Broker:
         if conn.closed:
             return
         conn.closed = True
+        self.malformed_log.closed(conn, conn.malformed)
         self.clients.pop(conn.sock.fileno(), None)
         data_plane.detach_conn(self, conn)
         if self.groups is not None and not self.stopping:
