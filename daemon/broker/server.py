@@ -238,8 +238,26 @@ class Broker:
         if self._spawn_queue:
             log.info("stopping: %d workers not started", len(self._spawn_queue))
             self._spawn_queue.clear()
+        dead = [h for h in self.supervisor.workers.values() if not h.alive and h.started_at is not None]
         for handle in self.supervisor.workers.values():
             self.supervisor.stop(handle)
+        for handle in dead:
+            self._tidy(handle)
+
+    def _tidy(self, handle):
+        """At a clean stop, a partition whose worker had died (crash, crash loop) gets one
+        more worker that only opens its log and closes it: the tail the crash left is
+        recovered and the active segment trimmed, as a worker stopped cleanly leaves it."""
+        topic = self.metadata.topics.get(handle.spec.topic)
+        if topic is None or handle.spec.partition >= len(topic.partitions) or handle.shm is None:
+            return
+        log.info("stopping: closing the log of %s-%d, whose worker was not running", *handle.key)
+        handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+        handle.spec.shm_fds = handle.shm.worker_fds
+        handle.spec.tidy_only = True
+        self.supervisor.start(handle)
+        handle.retire, handle.state = True, "stopping"
+        self._register_worker(handle)
 
     def _cleanup(self):
         for handle in list(self.supervisor.workers.values()):

@@ -62,7 +62,7 @@ class WorkerSpec:
     """What a worker needs to know, decided by the broker before the fork. The shm fds
     (doorbell, partition state, wake page) are the broker's, inherited by the fork."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm_fds", "cleaner_backoff_ms")
+                 "retention_check_ms", "checkpoint_ms", "shm_fds", "cleaner_backoff_ms", "tidy_only")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
                  retention_check_ms=300_000, checkpoint_ms=60_000, shm_fds=None, cleaner_backoff_ms=15_000):
@@ -71,6 +71,9 @@ class WorkerSpec:
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
         self.shm_fds = shm_fds    # (doorbell, state, wake) or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
+        # open the log (recovering what a crash left) and close it (trimmed), then exit:
+        # the broker's clean stop, for a partition whose worker was not running
+        self.tidy_only = False
 
     @property
     def partition_dir(self):
@@ -98,7 +101,8 @@ def run(sock, spec, parent_pid):
     worker = LeaderWorker(sock, spec)
     try:
         worker.open()
-        worker.serve(stop_r)
+        if not spec.tidy_only:
+            worker.serve(stop_r)
     finally:
         worker.close()
     return 0
