@@ -3,7 +3,6 @@ with the key named, served while hundreds of workers start, stopped promptly by 
 mid-create, consistent after a SIGKILL mid-create, and a saved topic above the limits
 loaded offline and deletable."""
 import os
-import signal
 import subprocess
 import sys
 import threading
