@@ -59,6 +59,7 @@ _TABLE = [
     (38, "INVALID_REPLICATION_FACTOR", "InvalidReplicationFactor", False, "the replication factor is not valid"),
     (40, "INVALID_CONFIG", "InvalidConfig", False, "a configuration key or value is not valid"),
     (42, "INVALID_REQUEST", "InvalidRequest", False, "the request is malformed"),
+    (44, "POLICY_VIOLATION", "PolicyViolation", False, "the request breaks a limit the broker is configured with"),
     (45, "OUT_OF_ORDER_SEQUENCE_NUMBER", "OutOfOrderSequenceNumber", False, "a producer sequence number is out of order"),
     (46, "DUPLICATE_SEQUENCE_NUMBER", "DuplicateSequenceNumber", False, "the batch was already written"),
     (47, "INVALID_PRODUCER_EPOCH", "InvalidProducerEpoch", False, "the producer epoch is old"),

@@ -2,6 +2,9 @@
 process each), and report the time until every worker answers, the processes, and the
 memory per worker: RSS (shared pages counted in each) and USS (pages only it holds, what
 a worker really costs; copy-on-write from the pre-imported broker keeps it small).
+Also what the partition limits (max.partitions, daemon/broker/limits.py) are derived
+from: the drop of MemAvailable per worker (USS plus shared memory, page tables and
+kernel stacks), the broker's file descriptors per partition, and each worker's threads.
 Then the time for a broker restart to bring the same N partitions back.
 
     .venv/bin/python perf/broker_start.py --partitions 1000
@@ -43,12 +46,18 @@ def wait_workers(path, n, timeout=600):
     with Admin(path, timeout=60) as admin:
         while time.monotonic() < deadline:
             st = admin.status()
-            running = sum(1 for w in st.workers if w.state == "running" and w.pid)
-            answered = sum(1 for p in st.partitions if p.log_end_offset >= 0)
+            # the topic's own workers: __consumer_offsets has one too
+            running = sum(1 for w in st.workers if w.topic == "perf" and w.state == "running" and w.pid)
+            answered = sum(1 for p in st.partitions if p.topic == "perf" and p.log_end_offset >= 0)
             if running == n and answered == n:
                 return st
             time.sleep(0.05)
     raise SystemExit("workers did not all start")
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
 
 
 def start(data_dir):
@@ -68,6 +77,7 @@ def main():
     try:
         wait_socket(sock, proc)
         broker = psutil.Process(proc.pid)
+        fds0, avail0 = broker.num_fds(), mem_available()
         t0 = time.perf_counter()
         with Admin(sock, timeout=600) as admin:
             admin.create_topic("perf", args.partitions)
@@ -78,12 +88,18 @@ def main():
         rss = [k.memory_full_info().rss for k in kids]
         uss = [k.memory_full_info().uss for k in kids]
         b = broker.memory_full_info()
+        avail_drop = (avail0 - mem_available()) / args.partitions
+        fds = statistics.median(k.num_fds() for k in kids)
+        threads = statistics.median(k.num_threads() for k in kids)
         print(f"partitions={args.partitions} processes={len(kids) + 1} (broker + {len(kids)} workers)")
         print(f"create topic answered in {created * 1000:.0f} ms; every worker answering after "
               f"{all_up:.2f} s ({all_up / args.partitions * 1000:.2f} ms per partition)")
         print(f"worker RSS median {statistics.median(rss) / 2**20:.1f} MiB, USS median "
               f"{statistics.median(uss) / 2**20:.2f} MiB (total USS {sum(uss) / 2**20:.0f} MiB); "
               f"broker RSS {b.rss / 2**20:.1f} MiB")
+        print(f"MemAvailable dropped {avail_drop / 2**20:.2f} MiB per partition; broker fds "
+              f"{(broker.num_fds() - fds0) / args.partitions:.2f} per partition; worker fds median {fds:.0f}, "
+              f"threads median {threads:.0f}")
         proc.send_signal(signal.SIGTERM)
         t1 = time.perf_counter()
         proc.wait(600)

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, UnknownTopicOrPartition
+from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
@@ -92,11 +92,16 @@ def _create(broker, name, num_partitions, replication_factor, configs, validate_
     n = cfg.num_partitions if num_partitions in (-1, None) else num_partitions
     rf = cfg.default_replication_factor if replication_factor in (-1, None) else replication_factor
     md = broker.metadata
-    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults)
+    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults, broker.limits)
     if validate_only:
         del md.topics[name]
         return topic
-    md.save()
+    try:   # dirs first: a saved topic has all its dirs; dirs without a topic are removed at start
+        broker.make_partition_dirs(topic, topic.partitions)
+        md.save()
+    except BaseException:
+        del md.topics[name]
+        raise
     for p in topic.partitions:
         broker._start_worker(topic, p)
     log.info("created topic %s: %d partitions, replication factor %d%s", name, n, rf,
@@ -130,13 +135,18 @@ def delete_topics(broker, req, reply):
         broker.metadata.save()
         broker.groups.topic_deleted(name)
         log.info("deleted topic %s (%d partitions)", name, len(topic.partitions))
-        for p in topic.partitions:
+        offline = name in broker.offline
+        if offline:   # no workers, and maybe far more partitions than dirs
+            broker.offline.discard(name)
+            _remove_topic_files(broker, name)
+        for p in ([] if offline else topic.partitions):
             handle = broker.supervisor.workers.get((name, p.partition))
             if handle is not None and handle.alive:
                 broker.stop_worker(handle)  # its files go when it has exited: worker_retired
             else:
-                if handle is not None:
+                if handle is not None:   # queued, or dead and waiting for its restart
                     broker.supervisor.forget(handle)
+                    broker.release_partition(handle)
                 _remove_partition_files(broker, name, p.partition)
         results.append(m.DeletableTopicResult(name=name))
     return m.DeleteTopicsResponse(responses=results)
@@ -164,16 +174,34 @@ def _remove_partition_files(broker, name, partition):
         LogDirCheckpoints(log_dir).remove((name, partition))
 
 
+def _remove_topic_files(broker, name):
+    """Remove every partition dir of topic `name`, whatever its partition count says
+    (one listing per log dir)."""
+    for log_dir in broker.config.log_dirs:
+        for entry in os.listdir(log_dir):
+            tp = filenames.parse_partition_dir(entry)
+            if tp is not None and tp[0] == name:
+                _remove_partition_files(broker, name, tp[1])
+
+
 def create_partitions(broker, req, reply):
     results = []
     for t in req.topics:
         try:
             if t.assignments is not None:
                 raise InvalidRequest("manual replica assignment is not supported; omit assignments")
-            added = broker.metadata.create_partitions(t.name, t.count)
+            if t.name in broker.offline:
+                raise PolicyViolation(f"topic {t.name!r} is offline (above the partition limits); delete it "
+                                      f"or raise the limit and restart the broker")
+            added = broker.metadata.create_partitions(t.name, t.count, broker.limits)
             if not req.validate_only:
-                broker.metadata.save()
                 topic = broker.metadata.topic(t.name)
+                try:   # dirs first, as for a new topic
+                    broker.make_partition_dirs(topic, added)
+                    broker.metadata.save()
+                except BaseException:
+                    del topic.partitions[len(topic.partitions) - len(added):]
+                    raise
                 for p in added:
                     broker._start_worker(topic, p)
                 log.warning("topic %s now has %d partitions: keyed records map to other partitions from "

@@ -87,6 +87,11 @@ BROKER_CONFIGS = (
     ConfigKey("group.max.size", int, 2 ** 31 - 1, 1, 2 ** 31 - 1, doc="most members in one group"),
     ConfigKey("offset.metadata.max.bytes", int, 4096, 0, 2 ** 31 - 1,
               doc="longest metadata string of a committed offset"),
+    ConfigKey("max.partitions", int, 0, 0, 2 ** 31 - 1,
+              doc="most partitions the broker takes in all (one worker process each); 0 derives it at "
+                  "start: min(MemTotal/2 / 4 MiB, RLIMIT_NOFILE/2 / 7, tasks/2 / 3), see daemon/broker/limits.py"),
+    ConfigKey("max.partitions.per.topic", int, 0, 0, 2 ** 31 - 1,
+              doc="most partitions of one topic; 0 takes max.partitions"),
     ConfigKey("fetch.descriptor.slots", int, 1024, 2, 1 << 20,
               doc="batch descriptors per partition in shared memory (consumers near the end read through them)"),
 )
@@ -154,6 +159,8 @@ class BrokerConfig:
         self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
         self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
         self.descriptor_slots = settings["fetch.descriptor.slots"]
+        self.max_partitions = settings["max.partitions"]
+        self.max_partitions_per_topic = settings["max.partitions.per.topic"]
         self.cleaner_backoff_ms = settings["log.cleaner.backoff.ms"]
         self.group_initial_rebalance_delay_ms = settings["group.initial.rebalance.delay.ms"]
         self.group_min_session_timeout_ms = settings["group.min.session.timeout.ms"]

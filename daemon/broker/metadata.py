@@ -19,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
-                                   StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
+                                   PolicyViolation, StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import write_atomically
 from odradek.daemon.storage.config import LogConfig
@@ -123,7 +123,24 @@ class Metadata:
                                           f"not {partition}")
         return t.partitions[partition]
 
+    @property
+    def partition_count(self):
+        return sum(len(t.partitions) for t in self.topics.values())
+
     # -- changes (the caller saves) ---------------------------------------------------
+    def _check_limits(self, name, count, added, limits):
+        """Refuse a topic of `count` partitions, `added` of them new, above `limits`
+        (a broker.limits.PartitionLimits; None: no limits)."""
+        if limits is None:
+            return
+        if count > limits.per_topic:
+            raise InvalidPartitions(f"topic {name!r} would have {count} partitions; the limit is "
+                                    f"{limits.per_topic} (max.partitions.per.topic)")
+        in_use = self.partition_count
+        if in_use + added > limits.total:
+            raise PolicyViolation(f"the broker would have {in_use + added} partitions ({in_use} in use + "
+                                  f"{added}); the limit is {limits.total} (max.partitions)")
+
     def _place(self, first_partition, count, replication_factor, salt):
         """Replica lists spreading leaders and replicas evenly over the log dirs."""
         n = len(self.log_dirs)
@@ -131,8 +148,8 @@ class Metadata:
         return [[(start + p + r) % n for r in range(replication_factor)]
                 for p in range(first_partition, first_partition + count)]
 
-    def create_topic(self, name, num_partitions, replication_factor, configs, defaults):
-        """Add a topic (validated; nothing changes on error). Returns its TopicMeta."""
+    def create_topic(self, name, num_partitions, replication_factor, configs, defaults, limits=None):
+        """Add a topic (validated, within `limits`; nothing changes on error). Returns its TopicMeta."""
         validate_topic_name(name)
         if name in self.topics:
             raise TopicAlreadyExists(f"topic {name!r} already exists")
@@ -142,6 +159,7 @@ class Metadata:
                                f"same in metric names, as Kafka warns")
         if not isinstance(num_partitions, int) or num_partitions < 1:
             raise InvalidPartitions(f"a topic needs at least one partition, not {num_partitions}")
+        self._check_limits(name, num_partitions, num_partitions, limits)
         if not isinstance(replication_factor, int) or not 1 <= replication_factor <= len(self.log_dirs):
             raise InvalidReplicationFactor(
                 f"replication factor {replication_factor} needs as many log.dirs; there are "
@@ -158,12 +176,13 @@ class Metadata:
     def delete_topic(self, name):
         return self.topics.pop(self.topic(name).name)
 
-    def create_partitions(self, name, total):
-        """Grow a topic to `total` partitions; returns the new PartitionMetas."""
+    def create_partitions(self, name, total, limits=None):
+        """Grow a topic to `total` partitions (within `limits`); returns the new PartitionMetas."""
         t = self.topic(name)
         if not isinstance(total, int) or total <= len(t.partitions):
             raise InvalidPartitions(f"topic {name!r} has {len(t.partitions)} partitions; the new count must "
                                     f"be larger (partitions cannot be removed)")
+        self._check_limits(name, total, total - len(t.partitions), limits)
         rf = len(t.partitions[0].replicas)
         added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
                  for p, replicas in zip(range(len(t.partitions), total),

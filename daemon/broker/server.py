@@ -4,8 +4,13 @@ handlers in admin.py).
 
 Theory of operation
 - Start: lock every log dir (a second broker fails at once), load the metadata (newest
-  copy among the log dirs), fork one worker per partition leader, bind the control
-  socket (mode from socket.mode), tell systemd READY=1.
+  copy among the log dirs), derive the partition limits (limits.py; a topic above them
+  stays offline), remove what interrupted creates and deletes left, queue one worker per
+  partition leader, bind the control socket (mode from socket.mode), tell systemd READY=1.
+- Workers are forked from the loop, for at most SPAWN_BUDGET_S per turn, so that while
+  hundreds start (at start, or for a new topic) the loop still answers requests and
+  SIGTERM between batches. A partition whose worker is still queued answers
+  LEADER_NOT_AVAILABLE (retriable), as a Kafka partition coming online does.
 - The loop waits on: the listening socket, each client connection, each worker link,
   each worker's pidfd (death noticed at once), and the signal wake-up fd. Its timeout
   is the next timer (watchdog ping, a worker restart that is due); idle, it sleeps.
@@ -17,11 +22,13 @@ Theory of operation
   wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.
   SIGHUP: reload the topic defaults from the config file.
 """
+import collections
 import errno
 import logging
 import os
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -30,13 +37,16 @@ import time
 from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.broker import admin, data_plane
-from odradek.daemon.broker.group_shell import GroupShell, group_config
+from odradek.daemon.broker import admin, data_plane, limits
+from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
-from odradek.daemon.storage.modes import make_dirs
+from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
 from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
+from odradek.daemon.storage import filenames
+from odradek.daemon.storage.checkpoint import fsync_dir
+from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.worker.leader import WorkerSpec
 
 __all__ = ["Broker"]
@@ -46,11 +56,15 @@ log = logging.getLogger(__name__)
 SERVED_APIS = admin.SERVED_APIS
 STOP_DEADLINE_S = 30.0
 MAX_CLIENTS = 10_000
+# Forking time per loop turn while workers start (at least one fork a turn). A fork of
+# the broker costs ~2-15 ms on the dev VM, more as it maps more partitions' shared
+# memory; between turns the loop answers whoever is waiting.
+SPAWN_BUDGET_S = 0.01
 
 
 class ClientConn:
     """One accepted control connection and who is on the other end (SO_PEERCRED)."""
-    __slots__ = ("sock", "channel", "pid", "uid", "gid", "closed")
+    __slots__ = ("sock", "channel", "pid", "uid", "gid", "closed", "malformed")
 
     def __init__(self, sock):
         self.sock = sock
@@ -58,6 +72,7 @@ class ClientConn:
         self.pid, self.uid, self.gid = struct.unpack(
             "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         self.closed = False
+        self.malformed = MalformedCount()
 
 
 class Broker:
@@ -71,9 +86,13 @@ class Broker:
         self.listener = None
         self.clients = {}         # fd -> ClientConn
         self.sel = selectors.DefaultSelector()
-        self.supervisor = Supervisor(self._fds_for_child)
+        self.supervisor = Supervisor()
+        self.limits = None
+        self.offline = set()      # topics above the partition limits at start: no workers
+        self._spawn_queue = collections.deque()   # WorkerHandles to fork, in order
         self.attachments = data_plane.Attachments()
         self.stopping = False
+        self.malformed_log = MalformedLog()
         self.groups = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
@@ -81,29 +100,85 @@ class Broker:
     # == start and stop ============================================================
     def start(self):
         _raise_fd_limit()
+        self.limits = limits.derive(self.config.max_partitions, self.config.max_partitions_per_topic)
+        log.info("partition limits: %s (%s)", self.limits, self.limits.derived_from)
         self.notifier.status("locking log dirs")
         self.locks = DirLocks(self.config.log_dirs)
         self.metadata = Metadata.load(self.config.log_dirs)
         self.notifier.status("loading consumer groups")
         self.groups = GroupShell(self, group_config(self.config))
         self.groups.ensure_offsets_topic()
+        self._remove_strays()
         self.groups.load()
         self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._signal_w)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: None)  # delivered through the wake-up fd
         self.sel.register(self._signal_r, selectors.EVENT_READ, ("signal", None))
-        self.notifier.status(f"starting workers for {self._partition_count()} partitions")
-        for topic in self.metadata.topics.values():
-            for p in topic.partitions:
-                self._start_worker(topic, p)
+        self._take_topics_online()
         self._listen()
         if self.notifier.watchdog_interval_s:
             self._next_watchdog = time.monotonic()
-        log.info("odradek broker %d ready on %s: %d topics, %d partitions, log dirs %s", os.getpid(),
-                 self.config.socket_path, len(self.metadata.topics), self._partition_count(),
+        log.info("odradek broker %d ready on %s: %d topics, %d partitions (workers starting), log dirs %s",
+                 os.getpid(), self.config.socket_path, len(self.metadata.topics), self._partition_count(),
                  ", ".join(self.config.log_dirs))
         self.notifier.ready(self._status_line())
+
+    def _take_topics_online(self):
+        """Queue the workers of every topic within the limits (the internal offsets topic
+        first, then by name); a topic above them stays offline, with one ERROR line."""
+        total = 0
+        names = sorted(self.metadata.topics, key=lambda n: (n != OFFSETS_TOPIC, n))
+        for name in names:
+            topic = self.metadata.topics[name]
+            count = len(topic.partitions)
+            over = (f"max.partitions.per.topic={self.limits.per_topic}" if count > self.limits.per_topic else
+                    f"max.partitions={self.limits.total} ({total} partitions already online)"
+                    if total + count > self.limits.total else None)
+            if over:
+                self.offline.add(name)
+                log.error("topic %s is offline: its %d partitions are above %s; delete it with 'odradek "
+                          "topics delete %s' or raise the limit (README: recovering from bad metadata)",
+                          name, count, over, name)
+                continue
+            total += count
+            for p in topic.partitions:
+                self._start_worker(topic, p)
+
+    def _remove_strays(self):
+        """Partition dirs of no topic in the metadata: empty ones are what a create
+        interrupted before its metadata was saved leaves (removed); a dir being deleted
+        (-delete) is finished; one holding data is left alone, with a warning."""
+        for log_dir in self.config.log_dirs:
+            for name in os.listdir(log_dir):
+                path = os.path.join(log_dir, name)
+                if name.endswith(filenames.DELETE_SUFFIX) and os.path.isdir(path):
+                    log.info("removing %s: a deleted partition's dir", path)
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                tp = filenames.parse_partition_dir(name)
+                topic = self.metadata.topics.get(tp[0]) if tp else None
+                if tp is None or not os.path.isdir(path) or (topic is not None and tp[1] < len(topic.partitions)):
+                    continue
+                if not os.listdir(path):
+                    log.info("removing %s: an empty partition dir of no topic (a create interrupted before "
+                             "its metadata was saved)", path)
+                    os.rmdir(path)
+                else:
+                    log.warning("%s holds data of no topic in %s; left in place: delete it, or restore the "
+                                "metadata", path, filenames.CLUSTER_METADATA)
+            fsync_dir(log_dir)
+
+    def make_partition_dirs(self, topic, partitions):
+        """Create the leader dirs of new partitions (and sync their log dirs): done before
+        the metadata naming them is saved, so a saved partition always has its dir."""
+        touched = set()
+        for p in partitions:
+            log_dir = self.config.log_dirs[p.leader]
+            make_dirs(os.path.join(log_dir, filenames.partition_dir_name(topic.name, p.partition)))
+            touched.add(log_dir)
+        for log_dir in touched:
+            fsync_dir(log_dir)
 
     def _listen(self):
         path = self.config.socket_path
@@ -160,8 +235,29 @@ class Broker:
                 pass
         for conn in list(self.clients.values()):
             self._close_client(conn)
+        if self._spawn_queue:
+            log.info("stopping: %d workers not started", len(self._spawn_queue))
+            self._spawn_queue.clear()
+        dead = [h for h in self.supervisor.workers.values() if not h.alive and h.started_at is not None]
         for handle in self.supervisor.workers.values():
             self.supervisor.stop(handle)
+        for handle in dead:
+            self._tidy(handle)
+
+    def _tidy(self, handle):
+        """At a clean stop, a partition whose worker had died (crash, crash loop) gets one
+        more worker that only opens its log and closes it: the tail the crash left is
+        recovered and the active segment trimmed, as a worker stopped cleanly leaves it."""
+        topic = self.metadata.topics.get(handle.spec.topic)
+        if topic is None or handle.spec.partition >= len(topic.partitions) or handle.shm is None:
+            return
+        log.info("stopping: closing the log of %s-%d, whose worker was not running", *handle.key)
+        handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+        handle.spec.shm = handle.shm
+        handle.spec.tidy_only = True
+        self.supervisor.start(handle)
+        handle.retire, handle.state = True, "stopping"
+        self._register_worker(handle)
 
     def _cleanup(self):
         for handle in list(self.supervisor.workers.values()):
@@ -185,6 +281,8 @@ class Broker:
 
     # == the loop ==================================================================
     def _timeout(self):
+        if self._spawn_queue and not self.stopping:
+            return 0.0   # more workers to fork: look at the sockets, then fork the next batch
         now = time.monotonic()
         due = [h.restart_at for h in self.supervisor.workers.values() if h.restart_at is not None]
         group_due = self.groups.next_deadline_s() if self.groups is not None else None
@@ -192,11 +290,14 @@ class Broker:
             due.append(group_due)
         if self._next_watchdog is not None:
             due.append(self._next_watchdog)
+        if self.malformed_log.summary_due is not None:
+            due.append(self.malformed_log.summary_due)
         if self.stopping:
             due.append(self._stop_deadline)
         return max(0.0, min(due) - now) if due else None
 
     def _tick(self, timeout):
+        self._spawn_some()
         for key, mask in self.sel.select(timeout):
             kind, obj = key.data
             if (kind in ("worker", "pidfd") and obj.pid is None) or (kind == "client" and obj.closed):
@@ -217,6 +318,7 @@ class Broker:
                 self._restart(handle)
         if self.groups is not None and not self.stopping:
             self.groups.tick()
+        self.malformed_log.tick()
         if self._next_watchdog is not None and now >= self._next_watchdog:
             self.notifier.watchdog()
             self._next_watchdog = now + self.notifier.watchdog_interval_s
@@ -311,7 +413,7 @@ class Broker:
                 log.exception("handling %s from pid %d", type(event.message).__name__, conn.pid)
                 conn.channel.respond_error(event.correlation_id, UnknownServerError(f"internal error: {e}"))
         elif isinstance(event, ProtocolErrorEvent):
-            log.info("client pid %d: %s", conn.pid, event.error)
+            self.malformed_log.frame(conn, conn.malformed, event.error)
 
     def reply(self, conn, correlation_id, result, fds=()):
         """Send a response (or an OdradekError) to a client, if it is still there. The
@@ -339,6 +441,7 @@ class Broker:
         if conn.closed:
             return
         conn.closed = True
+        self.malformed_log.closed(conn, conn.malformed)
         self.clients.pop(conn.sock.fileno(), None)
         data_plane.detach_conn(self, conn)
         if self.groups is not None and not self.stopping:
@@ -358,12 +461,36 @@ class Broker:
                           cleaner_backoff_ms=self.config.cleaner_backoff_ms)
 
     def _start_worker(self, topic, p):
+        """Queue the first worker of partition `p` (forked by _spawn_some); its shared
+        memory exists from now on, so consumers can map it while it starts."""
         handle = WorkerHandle(self._spec(topic, p))
         handle.shm = data_plane.PartitionShm(self.config.descriptor_slots)
-        handle.spec.shm = handle.shm
-        self.supervisor.start(handle)
-        self._register_worker(handle)
+        self._queue(handle)
         return handle
+
+    def _queue(self, handle):
+        handle.state, handle.restart_at, handle.retire = "starting", None, False
+        self.supervisor.workers[handle.key] = handle
+        self._spawn_queue.append(handle)
+
+    def _spawn_some(self):
+        """Fork queued workers for SPAWN_BUDGET_S, each with its partition's current
+        spec (configs may have changed while it waited)."""
+        until = time.monotonic() + SPAWN_BUDGET_S
+        while self._spawn_queue and time.monotonic() < until:
+            handle = self._spawn_queue.popleft()
+            if handle.retire or self.supervisor.workers.get(handle.key) is not handle:
+                continue   # stopped or forgotten (its topic deleted) while queued
+            topic = self.metadata.topics.get(handle.spec.topic)
+            if topic is None or handle.spec.partition >= len(topic.partitions):
+                self.supervisor.forget(handle)
+                self.release_partition(handle)
+                continue
+            handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+            handle.spec.shm = handle.shm
+            self.supervisor.start(handle)
+            self._register_worker(handle)
+            data_plane.reattach_all(self, handle.key)
 
     def partition_shm(self, topic, partition):
         """The PartitionShm of a partition (its worker may be dead; the memory stays)."""
@@ -378,15 +505,7 @@ class Broker:
         self.sel.register(handle.pidfd, selectors.EVENT_READ, ("pidfd", handle))
 
     def _restart(self, handle):
-        topic = self.metadata.topics.get(handle.spec.topic)
-        if topic is None or handle.spec.partition >= len(topic.partitions):
-            self.supervisor.forget(handle)
-            return
-        handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
-        handle.spec.shm = handle.shm
-        self.supervisor.start(handle)
-        self._register_worker(handle)
-        data_plane.reattach_all(self, handle.key)
+        self._queue(handle)
 
     def _worker_io(self, handle, mask):
         try:
@@ -420,7 +539,9 @@ class Broker:
         """Relay `message` (and `fds`, closed once sent) to the worker leading partition
         `key`; `callback(result)`, or `callback(result, fds)` when with_fds."""
         handle = self.supervisor.workers.get(key)
-        unavailable = LeaderNotAvailable(f"partition {key[0]}-{key[1]} has no running leader now; retry")
+        unavailable = LeaderNotAvailable(
+            f"topic {key[0]} is offline: its partitions are above the broker's limits (see the broker log)"
+            if key[0] in self.offline else f"partition {key[0]}-{key[1]} has no running leader now; retry")
         # a worker that just died can still look alive here: its link closed, but its
         # pidfd is handled later in this round
         if handle is None or not handle.alive or handle.state != "running" or not handle.channel.wants_read:
@@ -451,11 +572,11 @@ class Broker:
             callback(error, []) if with_fds else callback(error)
         if handle.retire:
             self.supervisor.forget(handle)
-            admin.worker_retired(self, handle)   # may start it again (a config change)
-            if not handle.alive:
-                self._release_partition(handle)
+            admin.worker_retired(self, handle)   # may queue it again (a config change)
+            if self.supervisor.workers.get(handle.key) is not handle:
+                self.release_partition(handle)
 
-    def _release_partition(self, handle):
+    def release_partition(self, handle):
         """The partition's worker is gone for good: fence its state (readers wake and
         ask), drop its producers' attachments, free its shared memory."""
         self.attachments.remove_partition(handle.key)
@@ -466,27 +587,6 @@ class Broker:
 
     def stop_worker(self, handle):
         self.supervisor.stop(handle)
-
-    def _fds_for_child(self, child):
-        fds = [self._signal_r, self._signal_w]
-        if self.listener is not None:
-            fds.append(self.listener.fileno())
-        fds += [c.sock.fileno() for c in self.clients.values()]
-        for h in self.supervisor.workers.values():
-            if h.alive:
-                fds += [h.sock.fileno(), h.pidfd]
-            if h.shm is not None and h is not child:
-                fds += list(h.shm.fds)
-        for atts in self.attachments.by_key.values():
-            for att in atts.values():
-                fds += att.fds
-        if self.locks is not None:
-            fds += self.locks.fds
-        try:
-            fds.append(self.sel.fileno())
-        except (AttributeError, ValueError):
-            pass
-        return fds
 
     # == for admin and status ======================================================
     def _partition_count(self):

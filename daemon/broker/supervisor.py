@@ -6,7 +6,12 @@ readable, the moment the kernel knows, not by a timeout. Restarts back off
 exponentially (0, 0.1, 0.2, ... up to 5 s) while a worker keeps dying young.
 
 Children are forked from the already-imported broker, so a worker costs a fork and the
-pages it writes (copy-on-write), not an interpreter start.
+pages it writes (copy-on-write), not an interpreter start. The child keeps only stdin,
+stdout, stderr, its link and its partition's shared memory and closes every other fd
+the broker held (one close_range, whatever the number of partitions): no worker holds
+another partition's memory, a client's socket or the listener. It takes the default
+action for SIGTERM until the worker installs its own handler, so a worker stopped right
+after the fork dies at once instead of writing to the broker's signal pipe.
 """
 import logging
 import os
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 HEALTHY_AFTER_S = 10.0  # a worker that lived this long resets its backoff
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class WorkerHandle:
@@ -62,11 +68,7 @@ class WorkerHandle:
 
 
 class Supervisor:
-    def __init__(self, fds_to_close_in_child):
-        """`fds_to_close_in_child(handle)` returns every fd the broker holds that the
-        worker of `handle` must not keep (listener, client sockets, other workers' links,
-        pidfds and shared memory)."""
-        self._fds_to_close = fds_to_close_in_child
+    def __init__(self):
         self.workers = {}         # (topic, partition) -> WorkerHandle
 
     def start(self, handle):
@@ -75,17 +77,23 @@ class Supervisor:
         parent_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # blocked across the fork: a SIGTERM for the child before it has reset the
+        # broker's handler would be swallowed by it (or written to the broker's pipe)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                parent_sock.close()
-                for fd in self._fds_to_close(handle):
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
                 signal.set_wakeup_fd(-1)
+                for sig in _STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)   # a pending SIGTERM ends it here
+                _close_fds_except({0, 1, 2, child_sock.fileno(), *(handle.spec.shm.fds if handle.spec.shm else ())})
                 code = leader.run(child_sock, handle.spec, parent_pid)
             except BaseException:
                 traceback.print_exc()
@@ -136,3 +144,13 @@ class Supervisor:
 
     def forget(self, handle):
         self.workers.pop(handle.key, None)
+
+
+def _close_fds_except(keep):
+    """Close every fd of this process but those in `keep` (close_range between them)."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))

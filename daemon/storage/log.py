@@ -187,25 +187,24 @@ class PartitionLog:
         try:
             segment.load()
             return segment
-        except (InvalidSegment, CorruptRecord) as e:
-            log.info("%s: rebuilding segment %d: %s", self.directory, base, e)
-            segment.close()
-            return None
+        except InvalidSegment as e:   # the indexes do not match the log
+            log.info("%s: rebuilding the indexes of segment %d: %s", self.directory, base, e)
+        except CorruptRecord:
+            pass   # the batches after the last index entry: recovery says what it cut, once
+        segment.close()
+        return None
 
     def _recover_segment(self, base, last):
         """Scan a segment, cut it after its last valid batch, rebuild its indexes.
         Returns (segment, whether the whole file was valid up to its data)."""
         segment = LogSegment(self.directory, base, self.config, writable=True, create=True, index_entries=0)
-        file_size = segment.size
-        result, zero_tail = segment.recover(max_batch_size=0)
-        if result.status != native.Status.OK:
-            if not zero_tail:
-                log.warning("%s: segment %d: %s at position %d (expected %s, found %s); truncated %d bytes",
-                            self.directory, base, result.status_name, result.valid_bytes,
-                            result.expected, result.found, file_size - result.valid_bytes)
-            ok = zero_tail
-        else:
-            ok = True
+        result, cut = segment.recover(max_batch_size=0)
+        ok = result.status == native.Status.OK or not cut   # zeros after the batches: unwritten space
+        if not ok:
+            last = f"offset {segment.next_offset - 1}" if segment.next_offset > base else "no batch"
+            log.warning("partition %s-%d: segment %d cut at position %d (after %s): %s (expected %s, "
+                        "found %s); truncated %d bytes", self.topic, self.partition, base, result.valid_bytes,
+                        last, result.status_name, result.expected, result.found, cut)
         if not last and ok:
             segment.seal()
         return segment, ok

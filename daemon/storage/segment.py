@@ -316,8 +316,9 @@ class LogSegment:
 
         Scans every batch (lengths, magic, CRC, increasing offsets) from the start of the
         file. Returns (the native.ScanResult of the scan's stop: status OK, or where
-        and why it stopped; whether everything after the valid prefix was zero, the
-        normal tail of a preallocated file). Bytes after the prefix are removed and zeroed.
+        and why it stopped; how many bytes after the valid prefix were written, up to the
+        last non-zero one: 0 for a tail of zeros, the normal end of a preallocated file,
+        else the torn or corrupt bytes cut). Bytes after the prefix are removed and zeroed.
         """
         self._native_reset()
         try:
@@ -339,10 +340,25 @@ class LogSegment:
             if result.status != native.Status.MORE:
                 break
         result.valid_bytes = pos
-        zero_tail = self.log.is_zero(pos, self.log.size)
+        cut = self._written_after(pos)
         if pos < self.log.size:
             self.log.truncate(pos)
-        return result, zero_tail
+        return result, cut
+
+    def _written_after(self, pos):
+        """Bytes from `pos` to the end of the written data (its last non-zero byte): a
+        binary search, since 'all zero from q on' only turns true as q grows."""
+        size = self.log.size
+        if self.log.is_zero(pos, size):
+            return 0
+        low, high = pos, size   # not all zero from low; all zero from high
+        while high - low > 1:
+            mid = (low + high) // 2
+            if self.log.is_zero(mid, size):
+                high = mid
+            else:
+                low = mid
+        return high - pos
 
     def load(self):
         """Open a segment trusted to be whole (below the recovery point, or cleanly

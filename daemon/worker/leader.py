@@ -63,7 +63,7 @@ class WorkerSpec:
     broker's PartitionShm (doorbell, partition state, wake page), mappings inherited by
     the fork: the state is sealed against new writable mappings."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms")
+                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
                  retention_check_ms=300_000, checkpoint_ms=60_000, shm=None, cleaner_backoff_ms=15_000):
@@ -72,6 +72,9 @@ class WorkerSpec:
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
         self.shm = shm            # a PartitionShm, or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
+        # open the log (recovering what a crash left) and close it (trimmed), then exit:
+        # the broker's clean stop, for a partition whose worker was not running
+        self.tidy_only = False
 
     @property
     def partition_dir(self):
@@ -99,7 +102,8 @@ def run(sock, spec, parent_pid):
     worker = LeaderWorker(sock, spec)
     try:
         worker.open()
-        worker.serve(stop_r)
+        if not spec.tidy_only:
+            worker.serve(stop_r)
     finally:
         worker.close()
     return 0
@@ -461,12 +465,10 @@ class LeaderWorker:
         if self.log is not None:
             self.log.close()
             self.log = None
-        if self.state is not None:
-            self.state.close()
-            self.state = None
-        if self.doorbell is not None:
-            self.doorbell.close()
-            self.doorbell = None
+        # the state and doorbell mappings are the broker's, inherited by the fork: not
+        # ours to close (the fds their mmaps held were closed at the fork), they go
+        # with the process
+        self.state = self.doorbell = None
         self.channel.close()
         try:
             self.sock.close()

@@ -2,6 +2,8 @@
 import os
 import signal
 import struct
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -186,5 +188,34 @@ def test_producer_ids_are_unique_across_restarts_and_epochs_bump(tmp_path):
         b.start()
         assert init() == (2, 0)  # never an id handed out before the restart
         assert b.stop() == 0, b.stderr()
+    finally:
+        b.kill()
+
+
+def test_a_clean_stop_closes_the_log_of_a_partition_whose_worker_is_dead(tmp_path):
+    from odradek.client import Producer
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with Admin(b.socket_path) as admin:
+            admin.create_topic("t", 1)
+            with Producer({"socket": b.socket_path}) as producer:
+                for i in range(200):
+                    producer.produce("t", b"v%d" % i)
+                assert producer.flush(10) == 0
+
+            def worker():
+                w = next(w for w in admin.status().workers if w.topic == "t")
+                return w if w.state == "running" and w.pid else None
+            for _ in range(5):   # each death of a young worker doubles its restart backoff
+                os.kill(wait_until(worker, what="the worker of t-0").pid, signal.SIGKILL)
+                wait_until(lambda: next(w for w in admin.status().workers if w.topic == "t").state == "dead",
+                           what="the broker to notice")
+        assert b.stop() == 0, b.stderr()   # while it waits out its backoff (1.6 s)
+        dump = subprocess.run([sys.executable, "-m", "odradek.daemon.cli", "dump-log", "--verify",
+                               str(tmp_path / "data" / "t-0")], capture_output=True, text=True, timeout=60)
+        assert dump.returncode == 0, dump.stdout + dump.stderr
+        assert "zero padding" not in dump.stdout and "200 records" in dump.stdout, dump.stdout
+        with open(b.stderr_path) as f:
+            assert "closing the log of t-0, whose worker was not running" in f.read()
     finally:
         b.kill()

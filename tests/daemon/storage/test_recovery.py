@@ -211,3 +211,37 @@ def test_an_untrimmed_index_of_zeros_is_not_trusted(tmp_path):
         offset, position = log.active.index.entry(slot)
         assert log.active.batch_at(position).last_offset == offset
     log.close()
+
+
+def recovery_lines(caplog):
+    return [r for r in caplog.records if r.name.startswith("odradek.daemon.storage")]
+
+
+def test_a_torn_tail_is_reported_in_one_line_with_position_offset_and_bytes_cut(tmp_path, caplog):
+    sizes = build_log(tmp_path, batches=3)          # crashed: untrimmed, zeros after the data
+    path = active_log_file(tmp_path)
+    end = sum(sizes)
+    with open(path, "r+b") as f:                    # the last batch's end never written: its CRC fails
+        f.seek(end - 10)
+        f.write(bytes(10))
+    with caplog.at_level("INFO", logger="odradek.daemon.storage"):
+        log = reopen(tmp_path)
+    (line,) = recovery_lines(caplog)
+    start = end - sizes[-1]
+    message = line.getMessage()
+    assert line.levelname == "WARNING"
+    assert message.startswith(f"partition t-0: segment 0 cut at position {start} (after offset 1): BAD_CRC "
+                              f"(expected "), message
+    assert message.endswith(f"; truncated {sizes[-1] - 10} bytes"), message
+    assert log.log_end_offset == 2
+    log.close()
+    assert os.path.getsize(path) == start
+
+
+def test_zeros_after_the_last_batch_of_a_crashed_log_are_recovered_without_a_line(tmp_path, caplog):
+    build_log(tmp_path, batches=3)
+    with caplog.at_level("INFO", logger="odradek.daemon.storage"):
+        log = reopen(tmp_path)
+    assert recovery_lines(caplog) == []
+    assert log.log_end_offset == 3
+    log.close()
