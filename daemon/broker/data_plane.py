@@ -1,8 +1,7 @@
 """The broker's part in the data plane: it hands out shared memory and file descriptors,
 and never touches a record byte.
 
-- Each partition has a PartitionShm (its leader's doorbell, its partition state and wake
-  page), created by the broker when the partition's first worker starts and kept across
+- Each partition has a PartitionShm (its leader's doorbell and its partition state), created by the broker when the partition's first worker starts and kept across
   worker restarts, so producers and consumers keep their mappings when a worker dies.
   The worker inherits the fds over fork.
 - OpenProducer: the producer passes its rings and doorbell; the broker keeps its own
@@ -10,7 +9,7 @@ and never touches a record byte.
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
-- OpenFetch: answered here: the state read-only and the wake page.
+- OpenFetch: answered here: the state read-only.
 - GetSegment: relayed to the worker, which opens the segment read-only; the fd travels
   worker -> broker -> consumer.
 Every check of who may do what happens here, on the peer's SO_PEERCRED identity: today
@@ -43,8 +42,8 @@ class PartitionShm:
 
     @property
     def worker_fds(self):
-        """(doorbell, state, wake) for the worker, inherited over fork."""
-        return (self.doorbell_fd, self.state_fds.state, self.state_fds.wake)
+        """(doorbell, state) for the worker, inherited over fork."""
+        return (self.doorbell_fd, self.state_fds.state)
 
     def fence(self):
         """The partition is gone (topic deleted): wake every reader, tell them to ask."""
@@ -160,10 +159,9 @@ def open_fetch(broker, conn, req, fds, reply):
     reader = shm.state_fds.for_readers()
     reply(m.OpenFetchResponse(
         topic=req.topic, partition=req.partition, leader_epoch=p.leader_epoch,
-        fds=[m.PassedFd(kind=m.FdKind.PARTITION_STATE, size=os.fstat(reader.state).st_size, layout_version=1),
-             m.PassedFd(kind=m.FdKind.WAKE_PAGE, size=os.fstat(reader.wake).st_size, layout_version=1,
-                        writable=True)]),
-          [reader.state, reader.wake])
+        fds=[m.PassedFd(kind=m.FdKind.PARTITION_STATE, size=os.fstat(reader.state).st_size,
+                        layout_version=1)]),
+          [reader.state])
 
 
 def get_segment(broker, conn, req, fds, reply):

@@ -9,11 +9,13 @@ DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exi
 SIGTERM after closing the log (flushed, trimmed, checkpointed: the next open is instant).
 
 Theory of operation
-- The main thread does all the work and sleeps on one futex, the partition's doorbell,
-  which every producer rings after a commit. A small thread (LinkWatcher) blocks in
-  poll() on the broker link and the signal pipe, and rings the same doorbell when
-  either is readable; it never touches the link's bytes. So one sleep covers rings,
-  broker requests and signals, and an idle worker sleeps until its next timer.
+- The main thread does all the work and sleeps in one futex_waitv (wakeups.py): on the
+  partition's doorbell, which every producer rings after a commit, on each producer
+  ring's tail (so a hostile producer rewriting the doorbell loses no one's wake-up),
+  and on its own bell. A small thread (LinkWatcher) blocks in poll() on the broker
+  link and the signal pipe, and rings that bell when either is readable; it never
+  touches the link's bytes. So one sleep covers rings, broker requests and signals,
+  and an idle worker sleeps until its next timer.
 - Single replica: the high watermark is the log end, published with each batch.
 - The broker is the only control peer. If the link closes (the broker died), the worker
   closes its log and exits; PR_SET_PDEATHSIG makes the kernel kill it if the broker
@@ -43,6 +45,7 @@ from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import ProducerAttachment
+from odradek.daemon.worker.wakeups import Wakeups
 
 __all__ = ["WorkerSpec", "run", "LeaderWorker"]
 
@@ -60,7 +63,7 @@ CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the
 
 class WorkerSpec:
     """What a worker needs to know, decided by the broker before the fork. The shm fds
-    (doorbell, partition state, wake page) are the broker's, inherited by the fork."""
+    (doorbell, partition state) are the broker's, inherited by the fork."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
                  "retention_check_ms", "checkpoint_ms", "shm_fds", "cleaner_backoff_ms")
 
@@ -69,7 +72,7 @@ class WorkerSpec:
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
-        self.shm_fds = shm_fds    # (doorbell, state, wake) or None (no data plane: tests)
+        self.shm_fds = shm_fds    # (doorbell, state) or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
 
     @property
@@ -149,6 +152,7 @@ class LeaderWorker:
         self.channel = Channel()
         self.started = time.time()
         self.doorbell = None
+        self.wakeups = None
         self.state = None
         self.producers = {}      # attach_id -> ProducerAttachment
         self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
@@ -161,9 +165,9 @@ class LeaderWorker:
         self._max_message_bytes = self.log.config.max_message_bytes
         lg = self.log
         if self.spec.shm_fds is not None:
-            doorbell_fd, state_fd, wake_fd = self.spec.shm_fds
+            doorbell_fd, state_fd = self.spec.shm_fds
             self.doorbell = Doorbell.attach(doorbell_fd)
-            self.state = PartitionState.attach(state_fd, wake_fd)
+            self.state = PartitionState.attach(state_fd)
             # a predecessor's descriptors may describe a tail recovery cut: start the
             # window empty (readers ask for older batches with GetSegment)
             self.state.truncate(lg.log_end_offset)
@@ -171,7 +175,9 @@ class LeaderWorker:
                               log_end_offset=lg.log_end_offset, leader_epoch=self.spec.leader_epoch,
                               active_segment_base=lg.active.base_offset)
         else:
-            self.doorbell, _ = Doorbell.create()
+            self.doorbell, fd = Doorbell.create()
+            os.close(fd)
+        self.wakeups = Wakeups(self.doorbell)
         self._rebuild_producer_state()
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
@@ -195,15 +201,15 @@ class LeaderWorker:
     # == the loop =================================================================
     def serve(self, stop_fd):
         self.sock.setblocking(False)
-        watcher = LinkWatcher(self.sock, stop_fd, self.doorbell)
+        wakeups = self.wakeups
+        watcher = LinkWatcher(self.sock, stop_fd, wakeups.bell)
         watcher.start()
         now = self.clock()
         next_retention = now + self.spec.retention_check_ms / 1000
         next_clean = now if self.cleaner is not None else None
         flush_every = min(self.log.config.flush_ms, 1000) / 1000 if self.log.config.flush_ms < NO_LIMIT else None
-        doorbell = self.doorbell
         while True:
-            seen = doorbell.value
+            seen = wakeups.snapshot(att.requests for att in self.producers.values() if not att.broken)
             if watcher.stop:
                 self._finish_appends()
                 return
@@ -230,7 +236,7 @@ class LeaderWorker:
                 timeout = min(timeout, flush_every)
             if blocked:
                 timeout = min(timeout, BACKPRESSURE_WAIT_S)
-            doorbell.wait(seen, max(0.0, timeout))
+            wakeups.wait(seen, max(0.0, timeout))
 
     def _finish_appends(self, rounds=1000):
         """SIGTERM: append what producers committed before we go (bounded)."""
@@ -464,6 +470,9 @@ class LeaderWorker:
         if self.state is not None:
             self.state.close()
             self.state = None
+        if self.wakeups is not None:
+            self.wakeups.close()
+            self.wakeups = None
         if self.doorbell is not None:
             self.doorbell.close()
             self.doorbell = None

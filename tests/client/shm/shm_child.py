@@ -80,7 +80,7 @@ def idle_wait(kind, timeout, *fds):
         seen = obj.value
         wait = lambda: obj.wait(seen, timeout)                              # noqa: E731
     else:
-        obj = PartitionState.attach(int(fds[0]), int(fds[1]))
+        obj = PartitionState.attach(int(fds[0]))
         seen = obj.read().change
         wait = lambda: obj.wait_for_change(seen, timeout)                   # noqa: E731
     say("waiting")
@@ -110,6 +110,18 @@ def doorbell_ringer(fd, count):
     say("done")
 
 
+def doorbell_ring_forever(fd):
+    """Ring as fast as it can until killed (or ORPHAN_TIMEOUT)."""
+    from odradek.client.shm import Doorbell
+    bell = Doorbell.attach(int(fd))
+    ring = bell.ring
+    say("ready")
+    deadline = time.monotonic() + ORPHAN_TIMEOUT
+    while time.monotonic() < deadline:
+        for _ in range(4096):
+            ring()
+
+
 def fetch_add(fd, count):
     """Add 1 to the u64 at offset 64 and to the u32 at 72, count times each."""
     import mmap
@@ -125,11 +137,11 @@ def fetch_add(fd, count):
     say("done")
 
 
-def pstate_writer(state_fd, wake_fd):
+def pstate_writer(state_fd):
     """Publish state n = 1, 2, 3, ... as fast as it can, every field a function of n
     (see consistent_state in the tests), until killed."""
     from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
+    ps = PartitionState.attach(int(state_fd))
     n = 1
     ps.update(log_start_offset=n, high_watermark=2 * n, log_end_offset=3 * n,
               leader_epoch=n, active_segment_base=5 * n)
@@ -143,11 +155,11 @@ def pstate_writer(state_fd, wake_fd):
             return
 
 
-def pstate_appender(state_fd, wake_fd):
+def pstate_appender(state_fd):
     """Append batch i = 0, 1, 2, ... (offsets [10i, 10i+9], the other fields functions
     of i, see descriptor_for in the tests) as fast as it can, until killed."""
     from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
+    ps = PartitionState.attach(int(state_fd))
     say("ready")
     deadline = time.monotonic() + ORPHAN_TIMEOUT
     i = 0
@@ -159,10 +171,10 @@ def pstate_appender(state_fd, wake_fd):
             return
 
 
-def pstate_wait_change(state_fd, wake_fd):
+def pstate_wait_change(state_fd):
     """Sleep until the state changes; report the snapshot then."""
     from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
+    ps = PartitionState.attach(int(state_fd))
     seen = ps.read().change
     say("waiting", seen)
     got = ps.wait_for_change(seen, ORPHAN_TIMEOUT)
@@ -176,6 +188,7 @@ COMMANDS = {
     "idle-wait": idle_wait,
     "doorbell-wait": doorbell_wait,
     "doorbell-ringer": doorbell_ringer,
+    "doorbell-ring-forever": doorbell_ring_forever,
     "fetch-add": fetch_add,
     "pstate-writer": pstate_writer,
     "pstate-appender": pstate_appender,
