@@ -125,12 +125,15 @@ class LinkWatcher(threading.Thread):
     def run(self):
         while not self.stop:
             events = self._poll.poll()
+            # clear before link_ready turns True: the main thread may see the flag, serve
+            # the link and resume() at once, and a clear() after that would undo its
+            # set() and leave us waiting for a resume() that already came (issue 8.9)
+            self._resume.clear()
             for fd, _ in events:
                 if fd == self._stop_fd:
                     self.stop = True
                 else:
                     self.link_ready = True
-            self._resume.clear()
             self._doorbell.ring()
             if self.stop:
                 return
