@@ -119,7 +119,7 @@ from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
 from odradek.client.records._layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
                                             HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
 from odradek.client.shm import PartitionState, wait_for_any
-from odradek.client.shm.partition_state import WAIT_MANY_MAX
+from odradek.client.shm.waiting import WAIT_MANY_MAX
 
 __all__ = ["Consumer", "MaxPollIntervalExceeded", "OffsetAndMetadata", "GroupMetadata"]
 
@@ -460,7 +460,7 @@ class Consumer:
                 self._next_liveness = 0.0     # try the whole thing again next round
                 continue
             try:
-                state = PartitionState.attach(fds[0], fds[1])
+                state = PartitionState.attach(fds[0])
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -475,7 +475,7 @@ class Consumer:
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
         try:
-            state = PartitionState.attach(fds[0], fds[1])
+            state = PartitionState.attach(fds[0])
         finally:
             for fd in fds:
                 os.close(fd)

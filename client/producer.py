@@ -257,7 +257,7 @@ class Producer:
                     raise
                 time.sleep(_RETRY_S)
         try:
-            leader = Doorbell.attach(fds[0])
+            leader = Doorbell.attach(fds[0], shared=True)   # every producer of it can write it
         finally:
             for fd in fds:
                 os.close(fd)

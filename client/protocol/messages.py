@@ -102,7 +102,6 @@ class FdKind:
     COMPLETION_RING = "completion-ring"    # memfd Ring: completions, leader -> producer
     DOORBELL = "doorbell"                  # memfd Doorbell: its owner sleeps on it
     PARTITION_STATE = "partition-state"    # memfd, read-only: log start, HW, LEO, epoch, descriptors
-    WAKE_PAGE = "wake-page"                # memfd, read-write: the partition state's waiter flag
     SEGMENT = "segment"                    # O_RDONLY fd of a .log segment file
 
 
@@ -539,7 +538,7 @@ class OpenFetchResponse(Struct):
         ("topic",             STRING,              "",  0),
         ("partition",         INT32,               0,   0),
         ("leader_epoch",      INT32,               -1,  0),
-        ("fds",               Array(PassedFd),     [],  0),   # PARTITION_STATE (read-only), WAKE_PAGE
+        ("fds",               Array(PassedFd),     [],  0),   # PARTITION_STATE (read-only)
     ]
 
 

@@ -5,9 +5,8 @@ Full layout and the futex protocol: LAYOUT.md beside this file.
     Doorbell memfd (one page, native little-endian):
       off size type field
         0   4  u32  magic "ODKD"      creator
-        4   4  u32  version (1)       creator
+        4   4  u32  version (2)       creator
        64   4  u32  counter           every ringer (+1, atomic); the futex word
-       68   4  u32  waiting           the sleeper sets it, a ringer clears it and wakes
 
 A partition worker sleeps on one doorbell for all its producer rings; a producer sleeps
 on one doorbell for all its completion rings. The pattern that loses no wake-up:
@@ -16,10 +15,14 @@ on one doorbell for all its completion rings. The pattern that loses no wake-up:
     ...drain every ring...       # 2. look at all the work
     bell.wait(seen, timeout)     # 3. sleep unless someone rang since 1.
 
-ring() is an atomic increment and a load when nobody sleeps: no system call.
+ring() is an atomic increment and a FUTEX_WAKE, always: no flag a ringer could clear,
+so no ring is ever lost to another ringer (LAYOUT.md, "Waiting"). Every party that
+maps a doorbell can also write its counter, so a hostile one could put back a value a
+sleeper saw: a sleeper that must not depend on such a party also sleeps on words only
+its polite peers write (waiting.WaitSet), as the partition worker does.
 
-Ownership: any number of processes may ring; sleepers are normally one process (the
-protocol stays correct with several). Safe to share between threads.
+Ownership: any number of processes may ring; any number may sleep. Safe to share
+between threads.
 """
 import os
 import struct
@@ -28,21 +31,18 @@ from odradek.client.shm._lib import lib, wait_until
 from odradek.client.shm._memfd import Mapping, create_memfd
 from odradek.client.errors import BadLayout
 
-__all__ = ["Doorbell", "MAGIC", "VERSION", "OFF_MAGIC", "OFF_VERSION", "OFF_COUNTER",
-           "OFF_WAITING", "SIZE"]
+__all__ = ["Doorbell", "MAGIC", "VERSION", "OFF_MAGIC", "OFF_VERSION", "OFF_COUNTER", "SIZE"]
 
 MAGIC = struct.unpack("<I", b"ODKD")[0]
-VERSION = 1
+VERSION = 2
 OFF_MAGIC = 0
 OFF_VERSION = OFF_MAGIC + 4
 OFF_COUNTER = 64
-OFF_WAITING = OFF_COUNTER + 4
 SIZE = 4096
 
 _ring = lib.odk_doorbell_ring
 _value = lib.odk_doorbell_value
 _wait = lib.odk_doorbell_wait
-_load_u32 = lib.odk_atomic_load_u32
 
 
 class Doorbell:
@@ -51,11 +51,11 @@ class Doorbell:
 
     __slots__ = ("_map", "_ptr")
 
-    def __init__(self, mapping):
+    def __init__(self, mapping, check_layout=True):
         """Use Doorbell.create or Doorbell.attach."""
         if not mapping.writable:
             raise BadLayout("a doorbell needs a writable mapping (ringers and sleepers write it)")
-        if lib.odk_doorbell_check(mapping.ptr, mapping.size):
+        if mapping.size < SIZE or (check_layout and lib.odk_doorbell_check(mapping.ptr, mapping.size)):
             raise BadLayout(f"not an odradek doorbell (version {VERSION})")
         self._map = mapping
         self._ptr = mapping.ptr
@@ -74,9 +74,13 @@ class Doorbell:
             raise
 
     @classmethod
-    def attach(cls, fd):
-        """Map the doorbell behind fd; the caller closes fd."""
-        return cls(Mapping(fd, writable=True))
+    def attach(cls, fd, shared=False):
+        """Map the doorbell behind fd; the caller closes fd. `shared`: a doorbell that
+        other, untrusted processes can write too (a partition leader's, which every
+        producer rings), taken from the broker: its magic and version prove nothing
+        (any ringer could have zeroed them), so only its size is checked; a hostile
+        ringer then costs wake-ups, and cannot make later producers refuse it."""
+        return cls(Mapping(fd, writable=True), check_layout=not shared)
 
     @property
     def value(self):
@@ -84,7 +88,7 @@ class Doorbell:
         return _value(self._ptr)
 
     def ring(self):
-        """Count one ring; wake the sleepers only if one is waiting."""
+        """Count one ring and wake every sleeper."""
         _ring(self._ptr)
 
     def wait(self, seen, timeout=None):
@@ -96,10 +100,9 @@ class Doorbell:
             return _wait(ptr, seen, ns)
         return wait_until(step, timeout)
 
-    @property
-    def waiting(self):
-        """True while a sleeper announces it sleeps (or is about to)."""
-        return bool(_load_u32(self._ptr, OFF_WAITING))
+    def _futex_word(self):
+        """(mmap, offset) of the counter, the futex word (for waiting.WaitSet)."""
+        return self._map.mm, OFF_COUNTER
 
     def close(self):
         """Unmap. A ring that rings this doorbell must drop it first (set_doorbell(None))."""

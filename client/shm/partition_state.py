@@ -15,12 +15,12 @@ Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
                                             124   4  u32  flags (1 = fenced)
      4096 + 64*k: descriptor slot k: u64 stamp | i64 base_offset | i64 last_offset |
                   i64 segment_base | i64 position | i64 max_timestamp | i32 size | pad
-    Wake memfd (one page, every party maps it writable): u32 waiting at 64.
 
 One writer, the partition's leader worker, publishes the state with a seqlock and
 appends one descriptor per batch; any number of readers (consumers) take consistent
-snapshots, sleep until the state changes, and find the batch holding an offset among
-the last slots-1 batches without reading index files.
+snapshots, sleep until the state changes (the writer FUTEX_WAKEs seq after every
+publish: readers leave no mark it could trust), and find the batch holding an offset
+among the last slots-1 batches without reading index files.
 
 Ownership: the writer methods (update, append, truncate, fence) belong to one thread of
 one process: the creator, or a child it forked, which inherits the creator's writable
@@ -38,15 +38,14 @@ from odradek.client.shm._memfd import (F_SEAL_FUTURE_WRITE, Mapping, create_memf
                                         seal_writes)
 from odradek.client.errors import BadLayout, NotInWindow, TornState
 
-__all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor", "wait_for_any",
-           "MAGIC", "VERSION", "WAKE_MAGIC", "WAKE_VERSION", "HEADER_SIZE", "DESC_SIZE",
+__all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDescriptor",
+           "MAGIC", "VERSION", "HEADER_SIZE", "DESC_SIZE",
            "OFF_MAGIC", "OFF_VERSION", "OFF_SLOTS", "OFF_SLOT_SIZE", "OFF_DESC_OFFSET",
            "OFF_SEQ", "OFF_LOG_START", "OFF_HIGH_WATERMARK", "OFF_LOG_END",
            "OFF_ACTIVE_SEGMENT", "OFF_WINDOW_FIRST", "OFF_WINDOW_END", "OFF_LEADER_EPOCH",
            "OFF_FLAGS", "DESC_OFF_STAMP", "DESC_OFF_BASE_OFFSET", "DESC_OFF_LAST_OFFSET",
            "DESC_OFF_SEGMENT_BASE", "DESC_OFF_POSITION", "DESC_OFF_MAX_TIMESTAMP",
-           "DESC_OFF_SIZE", "WAKE_OFF_MAGIC", "WAKE_OFF_VERSION", "WAKE_OFF_WAITING",
-           "WAKE_SIZE", "FLAG_FENCED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
+           "DESC_OFF_SIZE", "FLAG_FENCED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
 
 # ---- Layout (checked against odradek.h and LAYOUT.md by tests/client/shm/test_layout.py)
 MAGIC = struct.unpack("<I", b"ODKP")[0]
@@ -74,12 +73,6 @@ DESC_OFF_SEGMENT_BASE = DESC_OFF_LAST_OFFSET + 8
 DESC_OFF_POSITION = DESC_OFF_SEGMENT_BASE + 8
 DESC_OFF_MAX_TIMESTAMP = DESC_OFF_POSITION + 8
 DESC_OFF_SIZE = DESC_OFF_MAX_TIMESTAMP + 8
-WAKE_MAGIC = struct.unpack("<I", b"ODKW")[0]
-WAKE_VERSION = 1
-WAKE_OFF_MAGIC = 0
-WAKE_OFF_VERSION = WAKE_OFF_MAGIC + 4
-WAKE_OFF_WAITING = 64
-WAKE_SIZE = 4096
 FLAG_FENCED = 1
 DEFAULT_SLOTS = 1024
 MIN_SLOTS = 2
@@ -99,20 +92,17 @@ BatchDescriptor.__doc__ = """Where a batch lives: segment `segment_base`, bytes
 
 
 class PartitionStateFds(NamedTuple):
-    """The two fds of a partition state: `state` (sealed against writes: no fd of it
-    can write it, whatever its access mode) and `wake` (read-write: readers set its flag).
-    The holder closes them."""
+    """The fd of a partition state: `state`, sealed against writes (no fd of it can
+    write it, whatever its access mode). The holder closes it."""
     state: int
-    wake: int
 
     def for_readers(self):
-        """New fds to hand a consumer: the state read-only, the wake page shared. The
-        caller closes them once sent."""
-        return PartitionStateFds(readonly_fd(self.state), os.dup(self.wake))
+        """A new fd to hand a consumer: the state read-only. The caller closes it once
+        sent."""
+        return PartitionStateFds(readonly_fd(self.state))
 
     def close(self):
         os.close(self.state)
-        os.close(self.wake)
 
 
 # odk_pstate and odk_batch_desc as struct formats, field order as in odradek.h.
@@ -161,20 +151,16 @@ class PartitionState:
     fds); hand readers fds.for_readers(); they map them with PartitionState.attach.
     The creator's object is the only writer; a child it forks takes it over."""
 
-    __slots__ = ("_map", "_wake", "_ptr", "_wptr", "_st", "slots")
+    __slots__ = ("_map", "_ptr", "_st", "slots")
 
-    def __init__(self, mapping, wake):
+    def __init__(self, mapping):
         """Use PartitionState.create or PartitionState.attach."""
         slots = ffi.new("uint32_t *")
         if lib.odk_pstate_check(mapping.ptr, mapping.size, slots):
             raise BadLayout(f"not an odradek partition state (version {VERSION}) that fits "
                             f"its {mapping.size}-byte memfd")
-        if not wake.writable:
-            raise BadLayout("the wake page must be mapped writable (readers set its flag)")
-        if lib.odk_wake_check(wake.ptr, wake.size):
-            raise BadLayout(f"not an odradek wake page (version {WAKE_VERSION})")
-        self._map, self._wake = mapping, wake
-        self._ptr, self._wptr = mapping.ptr, wake.ptr
+        self._map = mapping
+        self._ptr = mapping.ptr
         self.slots = slots[0]
         self._st = None   # the writer's copy of the state, loaded on first write
 
@@ -190,40 +176,30 @@ class PartitionState:
             raise ValueError(f"slots must be from {MIN_SLOTS} to {MAX_SLOTS}, not {slots}")
         state_fd = create_memfd("odradek-partition-state", HEADER_SIZE + slots * DESC_SIZE,
                                 final=False)
-        wake_fd = -1
         try:
-            wake_fd = create_memfd("odradek-partition-wake", WAKE_SIZE)
-            mapping, wake = Mapping(state_fd, writable=True), Mapping(wake_fd, writable=True)
+            mapping = Mapping(state_fd, writable=True)
             seal_writes(state_fd)
             assert lib.odk_pstate_format(mapping.ptr, mapping.size, slots) == 0
-            assert lib.odk_wake_format(wake.ptr, wake.size) == 0
-            ps = cls(mapping, wake)
+            ps = cls(mapping)
             ps.update(log_start_offset=log_start_offset, high_watermark=high_watermark,
                       log_end_offset=log_end_offset, leader_epoch=leader_epoch,
                       active_segment_base=active_segment_base)
-            return ps, PartitionStateFds(state_fd, wake_fd)
+            return ps, PartitionStateFds(state_fd)
         except BaseException:
             os.close(state_fd)
-            if wake_fd >= 0:
-                os.close(wake_fd)
             raise
 
     @classmethod
-    def attach(cls, state_fd, wake_fd):
-        """Map a partition state from its fds, read-only (only the reader methods work).
+    def attach(cls, state_fd):
+        """Map a partition state from its fd, read-only (only the reader methods work).
         Refuses a state not sealed against writes: any reader could forge it for the
-        others. The caller closes the fds."""
+        others. The caller closes the fd."""
         mapping = Mapping(state_fd, writable=False)
         if not mapping.seals & F_SEAL_FUTURE_WRITE:
             mapping.close()
             raise BadLayout(f"partition state memfd {state_fd} is not sealed against writes "
                             f"(F_SEAL_FUTURE_WRITE): any reader could forge it for the others")
-        try:
-            wake = Mapping(wake_fd, writable=True)
-        except BaseException:
-            mapping.close()
-            raise
-        return cls(mapping, wake)
+        return cls(mapping)
 
     def take_over(self):
         """Become the writer afresh: a worker forked from the creator, or the creator
@@ -256,10 +232,10 @@ class PartitionState:
         """Sleep until the change counter differs from last_seen (a snapshot's `change`):
         True, or False after `timeout` seconds. A writer that died mid-update leaves the
         counter changed: this returns True and read() then raises TornState."""
-        ptr, wptr = self._ptr, self._wptr
+        ptr = self._ptr
 
         def step(ns):
-            return _wait(ptr, wptr, last_seen, ns)
+            return _wait(ptr, last_seen, ns)
         return wait_until(step, timeout)
 
     def find(self, offset, max_retries=_RETRIES):
@@ -316,7 +292,7 @@ class PartitionState:
             st.leader_epoch = leader_epoch
         if active_segment_base is not None:
             st.active_segment_base = active_segment_base
-        return _publish(self._ptr, self._wptr, st)
+        return _publish(self._ptr, st)
 
     def append(self, base_offset, last_offset, segment_base, position, size, max_timestamp,
                *, high_watermark=None):
@@ -329,7 +305,7 @@ class PartitionState:
                              f"end offset {st.log_end_offset}")
         if high_watermark is not None:
             st.high_watermark = high_watermark
-        return _append(self._ptr, self._wptr, self.slots, st, base_offset, last_offset,
+        return _append(self._ptr, self.slots, st, base_offset, last_offset,
                        segment_base, position, size, max_timestamp)
 
     def truncate(self, log_end_offset):
@@ -340,7 +316,7 @@ class PartitionState:
         st.window_first = st.window_end
         st.log_end_offset = log_end_offset
         st.high_watermark = min(st.high_watermark, log_end_offset)
-        return _publish(self._ptr, self._wptr, st)
+        return _publish(self._ptr, st)
 
     def fence(self):
         """Mark this state abandoned (leadership moved; or the broker, as a stand-in
@@ -348,41 +324,22 @@ class PartitionState:
         Completes a dead writer's half update. Returns the new change counter."""
         st = self._writer_state()
         st.flags |= FLAG_FENCED
-        return _publish(self._ptr, self._wptr, st)
+        return _publish(self._ptr, st)
+
+    def _futex_word(self):
+        """(mmap, offset) of seq, the readers' futex word (for waiting.WaitSet)."""
+        return self._map.mm, OFF_SEQ
 
     # ---- lifetime --------------------------------------------------------------------
 
     def close(self):
-        """Unmap both pages (the memory goes when every holder has closed and unmapped)."""
+        """Unmap (the memory goes when every holder has closed and unmapped)."""
         if self._map is not None:
             self._map.close()
-            self._wake.close()
-            self._map = self._wake = self._ptr = self._wptr = None
+            self._map = self._ptr = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-
-WAIT_MANY_MAX = lib.ODK_WAIT_MANY_MAX
-
-
-def wait_for_any(states, last_seen, timeout=None):
-    """Sleep until the change counter of any of `states` differs from its entry in
-    last_seen (True), or `timeout` seconds pass (False): one futex_waitv over all of
-    them (at most WAIT_MANY_MAX), so a consumer of many partitions sleeps without polling."""
-    n = len(states)
-    if n == 0 or n > WAIT_MANY_MAX:
-        raise ValueError(f"wait_for_any takes 1..{WAIT_MANY_MAX} partition states, not {n}")
-    bases = ffi.new("uint8_t *[]", [st._ptr for st in states])
-    wakes = ffi.new("uint8_t *[]", [st._wptr for st in states])
-    seen = ffi.new("uint32_t[]", list(last_seen))
-
-    def step(ns):
-        return _wait_many(bases, wakes, seen, n, ns) == 1
-    return wait_until(step, timeout)
-
-
-_wait_many = lib.odk_pstate_wait_many

@@ -5,9 +5,9 @@ Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
     Ring memfd (native little-endian), data area one page in:
       off  size type field           written by
         0    4  u32  magic "ODKR"     creator        64   8  u64  tail    writer
-        4    4  u32  version (1)      creator        72   4  u32  data_waiter  reader sets
+        4    4  u32  version (2)      creator        72   4  u32  data_waiter  reader only
         8    8  u64  capacity (2^k)   creator       128   8  u64  head    reader
-       16    8  u64  data_offset      creator       136   4  u32  space_waiter writer sets
+       16    8  u64  data_offset      creator       136   4  u32  space_waiter writer only
      4096  cap       data: entries    writer
     Entry: u32 length | u32 tag | payload, padded to 8; length 0xFFFFFFFF = wrap marker.
 
@@ -21,6 +21,7 @@ one ring, in one process or two, corrupt it.
 """
 import os
 import struct
+import sys
 from collections import namedtuple
 
 from odradek.client.errors import MessageTooLarge
@@ -35,7 +36,7 @@ __all__ = ["Ring", "Completion", "COMPLETION_SIZE", "MAGIC", "VERSION", "HEADER_
 
 # ---- Layout (checked against odradek.h and LAYOUT.md by tests/client/shm/test_layout.py)
 MAGIC = struct.unpack("<I", b"ODKR")[0]
-VERSION = 1
+VERSION = 2
 OFF_MAGIC = 0
 OFF_VERSION = OFF_MAGIC + 4
 OFF_CAPACITY = OFF_VERSION + 4
@@ -326,6 +327,10 @@ class Ring:
     def tail(self):
         """Bytes committed by the writer since creation (a shared cursor)."""
         return _load_u64(self._map.ptr, OFF_TAIL)
+
+    def _futex_word(self):
+        """(mmap, offset) of tail's low half, the reader's futex word (waiting.WaitSet)."""
+        return self._map.mm, OFF_TAIL + (4 if sys.byteorder == "big" else 0)
 
     @property
     def reader_waiting(self):

@@ -1,8 +1,8 @@
 """The broker's part in the data plane: it hands out shared memory and file descriptors,
 and never touches a record byte.
 
-- Each partition has a PartitionShm (its leader's doorbell, its partition state and wake
-  page), created by the broker when the partition's first worker starts and kept across
+- Each partition has a PartitionShm (its leader's doorbell and its partition state),
+  created by the broker when the partition's first worker starts and kept across
   worker restarts, so producers and consumers keep their mappings when a worker dies.
   The broker maps them itself and seals the state against writes (client/shm/LAYOUT.md):
   a worker writes through the broker's mapping, which it inherits over fork; nobody,
@@ -12,8 +12,7 @@ and never touches a record byte.
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
-- OpenFetch: answered here: the state (a read-only fd of a write-sealed memfd) and the
-  wake page (read-write: consumers set its waiter flag).
+- OpenFetch: answered here: the state, as a read-only fd of a write-sealed memfd.
 - GetSegment: relayed to the worker, which opens the segment read-only; the fd travels
   worker -> broker -> consumer. The file is 0640 (storage/modes.py): a consumer of
   another uid cannot reopen it for writing through /proc/self/fd; one with the broker's
@@ -55,7 +54,7 @@ class PartitionShm:
     @property
     def fds(self):
         """Every fd the broker holds for the partition (other partitions' workers close them)."""
-        return (self.doorbell_fd, self.state_fds.state, self.state_fds.wake)
+        return (self.doorbell_fd, self.state_fds.state)
 
     def fence(self):
         """The partition is gone (topic deleted), its worker dead: as its writer again,
@@ -173,10 +172,9 @@ def open_fetch(broker, conn, req, fds, reply):
     reader = shm.state_fds.for_readers()
     reply(m.OpenFetchResponse(
         topic=req.topic, partition=req.partition, leader_epoch=p.leader_epoch,
-        fds=[m.PassedFd(kind=m.FdKind.PARTITION_STATE, size=os.fstat(reader.state).st_size, layout_version=1),
-             m.PassedFd(kind=m.FdKind.WAKE_PAGE, size=os.fstat(reader.wake).st_size, layout_version=1,
-                        writable=True)]),
-          [reader.state, reader.wake])
+        fds=[m.PassedFd(kind=m.FdKind.PARTITION_STATE, size=os.fstat(reader.state).st_size,
+                        layout_version=1)]),
+          [reader.state])
 
 
 def get_segment(broker, conn, req, fds, reply):

@@ -599,9 +599,9 @@ class Broker:
 
 def _raise_fd_limit():
     """Raise the soft limit on open files to the hard one, as the Go runtime does: each
-    partition costs the broker about five descriptors (worker link, pidfd, doorbell,
-    partition state, wake page) and each producer attachment three, so a shell's
-    default soft limit of 1024 would stop a broker at ~200 partitions. The systemd unit
+    partition costs the broker about four descriptors (worker link, pidfd, doorbell,
+    partition state) and each producer attachment three, so a shell's
+    default soft limit of 1024 would stop a broker at ~250 partitions. The systemd unit
     sets LimitNOFILE itself."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:

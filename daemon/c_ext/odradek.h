@@ -146,9 +146,10 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
  *    trusted afterwards.
  *  - No function here holds a lock. Waiting is FUTEX_WAIT on a shared (not PRIVATE)
  *    futex, with a relative CLOCK_MONOTONIC timeout in nanoseconds (< 0: no timeout).
- *    A writer calls FUTEX_WAKE only when a waiter flag says someone sleeps: the flag is
- *    set by a waiter before it sleeps and cleared (atomic exchange) by the waker, so a
- *    waiter killed while asleep costs at most one needless wake-up, never a lost one.
+ *    No waker ever clears state a sleeper relies on (LAYOUT.md, "Waiting"): a word
+ *    several parties write (doorbell counter) or a word many parties sleep on
+ *    (partition state seq) is its own futex word and every update is followed by
+ *    FUTEX_WAKE; a ring's waiter flags are written only by their sleeper.
  *  - Return values: functions returning int64_t give an offset (>= 0) or minus an
  *    ODK_SHM_* status; functions returning int give an ODK_SHM_* status (0 = OK),
  *    except the waits (documented at each) and the raw futex calls.
@@ -186,27 +187,36 @@ uint32_t odk_atomic_cas_u32(uint8_t *base, size_t off, uint32_t expected, uint32
  *   or -errno (-EINTR when a signal arrived: the caller re-checks and waits again).
  *   Works on a read-only mapping (FUTEX_WAIT only reads the word).
  * odk_futex_wake: wakes up to n sleepers on addr; returns how many, or -errno.
+ * odk_futex_wait_any: sleeps until some *words[i] != seen[i] (one futex_waitv(2), Linux
+ *   5.16+, over n <= ODK_WAIT_MANY_MAX words, each in a MAP_SHARED mapping, read-only
+ *   ones included). Returns 1 if a word differs on return, 0 (timed out or a signal:
+ *   the caller loops to its deadline), -EINVAL for a bad n. Without futex_waitv (ENOSYS)
+ *   it sleeps on words[0] for at most 1 ms and returns: a bounded poll, only on kernels
+ *   older than 5.16. A wake-up on any of the words wakes it: the wakers of each word
+ *   follow that word's protocol (LAYOUT.md).
  */
+#define ODK_WAIT_MANY_MAX 128
 int odk_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 int odk_futex_wake(uint32_t *addr, int n);
+int odk_futex_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
+                       int64_t timeout_ns);
 
 /* ---- Doorbell: a counter many processes ring and one (or more) sleeps on -----------
  *   off size type field
  *     0   4  u32  magic (1145783375, the bytes "ODKD")
- *     4   4  u32  version (1)
+ *     4   4  u32  version (2)
  *    64   4  u32  counter: +1 per ring(), wraps; the futex word
- *    68   4  u32  waiting: 1 while a sleeper may be in FUTEX_WAIT; the ringer clears it
- * odk_doorbell_ring: counter += 1 (seq_cst), then FUTEX_WAKE all only if waiting was set.
+ * odk_doorbell_ring: counter += 1 (seq_cst), then FUTEX_WAKE all, always (a waiter flag
+ *   any ringer could clear is what lost wake-ups: LAYOUT.md, "Waiting").
  * odk_doorbell_wait: returns 1 if the counter differs from seen on return, else 0 (timed
  *   out, or woken by a signal); the caller loops until its own deadline.
  * Use: seen = value(); look at every source of work; nothing? wait(seen, timeout).
  */
 #define ODK_DOORBELL_MAGIC       1145783375
-#define ODK_DOORBELL_VERSION     1
+#define ODK_DOORBELL_VERSION     2
 #define ODK_DOORBELL_OFF_MAGIC   0
 #define ODK_DOORBELL_OFF_VERSION 4
 #define ODK_DOORBELL_OFF_COUNTER 64
-#define ODK_DOORBELL_OFF_WAITING 68
 #define ODK_DOORBELL_SIZE        4096
 
 int      odk_doorbell_format(uint8_t *base, size_t size);      /* ODK_SHM_OK or BAD_LAYOUT */
@@ -219,13 +229,13 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  * Header (the data area starts at ODK_RING_HEADER_SIZE, one page in):
  *   off size type field                written by
  *     0   4  u32  magic (1380664399, "ODKR")   creator
- *     4   4  u32  version (1)                  creator
+ *     4   4  u32  version (2)                  creator
  *     8   8  u64  capacity: data bytes, 2^k    creator
  *    16   8  u64  data_offset (= 4096)         creator
  *    64   8  u64  tail: bytes committed, ever  writer (release); reader's futex: low half
- *    72   4  u32  data_waiter                  reader sets, writer clears
+ *    72   4  u32  data_waiter                  reader only: 1 around its sleep
  *   128   8  u64  head: bytes released, ever   reader (release); writer's futex: low half
- *   136   4  u32  space_waiter                 writer sets, reader clears
+ *   136   4  u32  space_waiter                 writer only: 1 around its sleep
  * An entry at data[pos % capacity]: u32 length | u32 tag | payload, padded to 8 bytes.
  * An entry never straddles the end: if it does not fit before it, the writer puts a
  * wrap marker (length ODK_RING_WRAP) there and the entry starts at data[0]. Entries,
@@ -240,8 +250,9 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  * Writer: odk_ring_reserve -> offset (from base) of len payload bytes to fill, or
  *   -FULL / -TOO_BIG / -MISUSE (a reservation is pending); odk_ring_commit(len'), with
  *   len' <= the reserved len (the entry may shrink), publishes it; odk_ring_cancel drops
- *   it; odk_ring_write = reserve + memcpy + commit. Commit wakes a sleeping reader
- *   (data_waiter) and, if r->doorbell is set, rings that doorbell.
+ *   it; odk_ring_write = reserve + memcpy + commit. Commit wakes the reader if
+ *   data_waiter is set and, if r->doorbell is set, rings that doorbell. A reader that
+ *   sleeps on several rings at once (odk_futex_wait_any) waits on each tail's low half.
  * Reader: odk_ring_peek -> offset of the next entry's payload (entry_len, entry_tag
  *   set in r), or -EMPTY / -CORRUPT; peek again returns the same entry until
  *   odk_ring_release, which frees its space and wakes a writer waiting for space.
@@ -249,7 +260,7 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  *   by a signal, or spuriously), or -TOO_BIG.
  */
 #define ODK_RING_MAGIC            1380664399
-#define ODK_RING_VERSION          1
+#define ODK_RING_VERSION          2
 #define ODK_RING_OFF_MAGIC        0
 #define ODK_RING_OFF_VERSION      4
 #define ODK_RING_OFF_CAPACITY     8
@@ -299,7 +310,7 @@ int     odk_ring_release(odk_ring *r);
 int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
 
 /* ---- Partition state: one writer (the leader worker), many readers ------------------
- * Two memfds. The state (readers may map it read-only):
+ * One memfd (readers map it read-only):
  *   off size type field                  off size type field
  *     0   4  u32  magic (1347109967,"ODKP")  72   8  i64  log_start_offset
  *     4   4  u32  version (1)                80   8  i64  high_watermark
@@ -313,23 +324,19 @@ int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
  *     0 u64 stamp (i + 1 once written, 0 while being written) | 8 i64 base_offset |
  *    16 i64 last_offset | 24 i64 segment_base | 32 i64 position | 40 i64 max_timestamp |
  *    48 i32 size | 52..64 reserved
- * The wake page (every reader maps it writable; nothing in it is trusted):
- *     0 u32 magic (1464550479, "ODKW") | 4 u32 version (1) | 64 u32 waiting
  * The live window is indices [max(window_first, window_end - (slots - 1)), window_end):
  * the last slots-1 batches; the slot the next append overwrites is never in it.
  *
  * odk_pstate_read: a consistent snapshot (seq even and unchanged around the copy), or
  *   ODK_SHM_TORN after max_retries tries (spinning first, then sched_yield between).
  * odk_pstate_publish: the writer's whole state in one seqlock write (st->change is
- *   ignored); returns the new seq. Also ends a dead writer's half update (seq odd).
+ *   ignored); returns the new seq, then FUTEX_WAKEs every reader asleep on seq (always:
+ *   readers cannot leave a mark the writer could trust). Also ends a dead writer's
+ *   half update (seq odd).
  * odk_pstate_append: writes descriptor st->window_end, then window_end += 1 and
  *   log_end_offset = last_offset + 1 in *st, then publishes *st; returns the new seq.
- * odk_pstate_wait: 1 if seq != last_seen on return, else 0 (timed out or signal).
- * odk_pstate_wait_many: the same over n partition states at once (a consumer of several
- *   partitions): 1 if any seq differs from its last_seen on return, else 0. One
- *   futex_waitv(2) (Linux 5.16+) sleeps on every seq word; n <= ODK_WAIT_MANY_MAX.
- *   Without futex_waitv (ENOSYS) it sleeps on the first state for at most 1 ms and
- *   returns: a bounded poll, only on kernels older than 5.16.
+ * odk_pstate_wait: 1 if seq != last_seen on return, else 0 (timed out or signal). Over
+ *   several partitions: odk_futex_wait_any on their seq words.
  * odk_pstate_find: the first live descriptor with last_offset >= offset, into *out:
  *   ODK_SHM_OK; ODK_SHM_NOT_YET (no such batch appended yet); ODK_SHM_NOT_IN_WINDOW
  *   (offset is before the window's first batch: ask the broker); ODK_SHM_TORN.
@@ -362,12 +369,6 @@ int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
 #define ODK_DESC_OFF_POSITION      32
 #define ODK_DESC_OFF_MAX_TIMESTAMP 40
 #define ODK_DESC_OFF_SIZE          48
-#define ODK_WAKE_MAGIC             1464550479
-#define ODK_WAKE_VERSION           1
-#define ODK_WAKE_OFF_MAGIC         0
-#define ODK_WAKE_OFF_VERSION       4
-#define ODK_WAKE_OFF_WAITING       64
-#define ODK_WAKE_SIZE              4096
 #define ODK_SEQLOCK_SPINS          64     /* tries before sched_yield between tries */
 #define ODK_SEQLOCK_RETRIES        10000  /* default max_retries: ~1-10 ms in all */
 
@@ -396,20 +397,14 @@ typedef struct odk_batch_desc {  /* one descriptor, in process-local memory */
 
 int      odk_pstate_format(uint8_t *base, size_t size, uint32_t slots);
 int      odk_pstate_check(const uint8_t *base, size_t size, uint32_t *slots);
-int      odk_wake_format(uint8_t *wake, size_t size);
-int      odk_wake_check(const uint8_t *wake, size_t size);
 int      odk_pstate_read(const uint8_t *base, odk_pstate *out, uint32_t max_retries);
-uint32_t odk_pstate_publish(uint8_t *base, uint8_t *wake, const odk_pstate *st);
-uint32_t odk_pstate_append(uint8_t *base, uint8_t *wake, uint32_t slots, odk_pstate *st,
+uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st);
+uint32_t odk_pstate_append(uint8_t *base, uint32_t slots, odk_pstate *st,
                            int64_t base_offset, int64_t last_offset, int64_t segment_base,
                            int64_t position, int32_t size, int64_t max_timestamp);
-int      odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen,
-                         int64_t timeout_ns);
+int      odk_pstate_wait(const uint8_t *base, uint32_t last_seen, int64_t timeout_ns);
 int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
                          uint32_t max_retries, odk_batch_desc *out);
-#define ODK_WAIT_MANY_MAX 128
-int      odk_pstate_wait_many(uint8_t *const *bases, uint8_t *const *wakes,
-                              const uint32_t *last_seen, uint32_t n, int64_t timeout_ns);
 
 /* =====================================================================================
  * Fused append (odradek.c): one call per PartitionLog append on the active segment.

@@ -9,12 +9,15 @@
  *    store (ring tail/head, descriptor stamp, seqlock seq), so a reader sees either the
  *    state before or the state after, and a writer killed before that store leaves only
  *    unpublished scratch behind.
- *  - Sleeping uses the "flag, fence, re-check" protocol on both sides:
- *        waiter: flag = 1; fence(seq_cst); if (word != seen) return; futex_wait(word, seen)
- *        waker:  word = new (release); fence(seq_cst); if (flag && xchg(flag, 0)) wake
- *    The two seq_cst fences forbid "waiter reads the old word AND waker reads flag 0"
- *    (the store-buffering case), and FUTEX_WAIT re-compares the word in the kernel, so
- *    no wake-up is lost; with no sleeper the waker pays a fence and a load, no syscall.
+ *  - No waker ever clears state a sleeper relies on. Two schemes (LAYOUT.md, "Waiting",
+ *    has the argument; tests/client/shm/test_wait_model.py checks every interleaving):
+ *      counter: the futex word is the counter itself; the waker updates it, then
+ *               always FUTEX_WAKEs (doorbell, partition state seq: many parties);
+ *      flag:    waiter: flag = 1; fence(seq_cst); if (word != seen) {flag = 0; return}
+ *                       futex_wait(word, seen); flag = 0
+ *               waker:  word = new; fence(seq_cst); if (flag) futex_wake(word)
+ *               The flag is written by its one sleeper only (ring: two parties). The
+ *               fences forbid "waiter reads the old word AND waker reads flag 0".
  *  - Values a peer writes are validated before they become indexes (see odradek.h).
  *
  * Plain C11 atomics through casts of the mapped bytes to _Atomic pointers: the fields
@@ -143,27 +146,91 @@ int odk_futex_wake(uint32_t *addr, int n)
     return rc < 0 ? -errno : (int)rc;
 }
 
-/* The waker's half of the protocol; call right after publishing the futex word. */
-static void wake_if_waiting(_Atomic uint32_t *flag, uint32_t *word)
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449   /* the same number on every architecture (generic table) */
+#endif
+#ifndef FUTEX2_SIZE_U32
+#define FUTEX2_SIZE_U32 0x02
+#endif
+
+/* struct futex_waitv of <linux/futex.h> (5.16+), spelled out for older headers. */
+struct odk_futex_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+static int any_differs(uint32_t *const *words, const uint32_t *seen, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (atomic_load_explicit((_Atomic uint32_t *)words[i], ACQ) != seen[i])
+            return 1;
+    return 0;
+}
+
+int odk_futex_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
+                       int64_t timeout_ns)
+{
+    if (n == 0 || n > ODK_WAIT_MANY_MAX)
+        return -EINVAL;
+    if (any_differs(words, seen, n))
+        return 1;
+    if (timeout_ns == 0)
+        return 0;
+    struct odk_futex_waitv w[ODK_WAIT_MANY_MAX];
+    for (uint32_t i = 0; i < n; i++) {
+        w[i].val = seen[i];
+        w[i].uaddr = (uint64_t)(uintptr_t)words[i];
+        w[i].flags = FUTEX2_SIZE_U32;   /* shared: no FUTEX2_PRIVATE */
+        w[i].reserved = 0;
+    }
+    struct timespec ts, *tp = NULL;
+    if (timeout_ns > 0) {   /* futex_waitv takes an absolute time */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + timeout_ns % 1000000000;
+        ts.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        tp = &ts;
+    }
+    long rc = syscall(SYS_futex_waitv, w, n, 0, tp, CLOCK_MONOTONIC);
+    if (rc < 0 && errno == ENOSYS) {
+        int64_t cap = 1000000;
+        odk_futex_wait(words[0], seen[0], timeout_ns < 0 || timeout_ns > cap ? cap : timeout_ns);
+    }
+    return any_differs(words, seen, n);
+}
+
+/* The counter scheme's waker: after updating the word, wake whoever sleeps on it. With
+ * nobody asleep this is one system call that finds an empty hash bucket (perf/
+ * futex_wake.py measures it); no flag is read, so nobody can talk us out of it. */
+static inline void wake_all(uint32_t *word)
+{
+    odk_futex_wake(word, INT_MAX);
+}
+
+/* The flag scheme's waker (call right after publishing the word): the flag is the
+ * sleeper's alone; we only read it. */
+static void wake_if_flagged(_Atomic uint32_t *flag, uint32_t *word)
 {
     atomic_thread_fence(SEQ);
-    if (atomic_load_explicit(flag, RLX) && atomic_exchange_explicit(flag, 0, RLX))
+    if (atomic_load_explicit(flag, RLX))
         odk_futex_wake(word, INT_MAX);
 }
 
-/* The waiter's half: announce, re-check, sleep while *word == seen. Returns nothing:
- * callers re-read their condition afterwards, whatever woke them. A zero timeout is a
- * poll: no flag (which would cost the other side a needless wake), no system call. */
-static void sleep_unless_changed(_Atomic uint32_t *flag, uint32_t *word, uint32_t seen,
-                                 int64_t timeout_ns)
+/* The flag scheme's sleeper: announce, re-check, sleep while *word == seen, withdraw.
+ * Returns nothing: callers re-read their condition afterwards, whatever woke them. A
+ * zero timeout is a poll: no flag, no system call. */
+static void sleep_flagged(_Atomic uint32_t *flag, uint32_t *word, uint32_t seen,
+                          int64_t timeout_ns)
 {
     if (timeout_ns == 0)
         return;
     atomic_store_explicit(flag, 1, RLX);
     atomic_thread_fence(SEQ);
-    if (atomic_load_explicit((_Atomic uint32_t *)word, RLX) != seen)
-        return;
-    odk_futex_wait(word, seen, timeout_ns);
+    if (atomic_load_explicit((_Atomic uint32_t *)word, RLX) == seen)
+        odk_futex_wait(word, seen, timeout_ns);
+    atomic_store_explicit(flag, 0, RLX);
 }
 
 /* ---- Doorbell ----------------------------------------------------------------------- */
@@ -194,11 +261,10 @@ uint32_t odk_doorbell_value(const uint8_t *base)
 
 void odk_doorbell_ring(uint8_t *base)
 {
-    /* seq_cst RMW: orders the ringer's earlier stores (a ring's tail) before the count,
-     * and the count before the load of the waiting flag. */
+    /* seq_cst RMW: orders the ringer's earlier stores (a ring's tail) before the count;
+     * the system call orders the count before the kernel looks for sleepers. */
     atomic_fetch_add_explicit(a32(base, ODK_DOORBELL_OFF_COUNTER), 1, SEQ);
-    wake_if_waiting(a32(base, ODK_DOORBELL_OFF_WAITING),
-                    (uint32_t *)(uintptr_t)(base + ODK_DOORBELL_OFF_COUNTER));
+    wake_all((uint32_t *)(uintptr_t)(base + ODK_DOORBELL_OFF_COUNTER));
 }
 
 int odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns)
@@ -206,8 +272,8 @@ int odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns)
     _Atomic uint32_t *counter = a32(base, ODK_DOORBELL_OFF_COUNTER);
     if (atomic_load_explicit(counter, ACQ) != seen)
         return 1;
-    sleep_unless_changed(a32(base, ODK_DOORBELL_OFF_WAITING),
-                         (uint32_t *)(uintptr_t)counter, seen, timeout_ns);
+    if (timeout_ns != 0)
+        odk_futex_wait((uint32_t *)(uintptr_t)counter, seen, timeout_ns);
     return atomic_load_explicit(counter, ACQ) != seen;
 }
 
@@ -312,7 +378,7 @@ int odk_ring_commit(odk_ring *r, uint32_t len)
     /* The one publishing store: the entry, its header and any wrap marker become
      * visible to a reader that loads this tail with acquire. */
     atomic_store_explicit(a64(r->base, ODK_RING_OFF_TAIL), r->tail, REL);
-    wake_if_waiting(a32(r->base, ODK_RING_OFF_DATA_WAITER), low_half(r->base, ODK_RING_OFF_TAIL));
+    wake_if_flagged(a32(r->base, ODK_RING_OFF_DATA_WAITER), low_half(r->base, ODK_RING_OFF_TAIL));
     if (r->doorbell)
         odk_doorbell_ring(r->doorbell);
     return ODK_SHM_OK;
@@ -344,8 +410,8 @@ int odk_ring_wait_writable(odk_ring *r, uint32_t len, int64_t timeout_ns)
     uint64_t h = atomic_load_explicit(head, ACQ);
     if (r->tail + span - h <= r->capacity)
         goto ready;
-    sleep_unless_changed(a32(r->base, ODK_RING_OFF_SPACE_WAITER),
-                         low_half(r->base, ODK_RING_OFF_HEAD), (uint32_t)h, timeout_ns);
+    sleep_flagged(a32(r->base, ODK_RING_OFF_SPACE_WAITER),
+                  low_half(r->base, ODK_RING_OFF_HEAD), (uint32_t)h, timeout_ns);
     h = atomic_load_explicit(head, ACQ);
     if (r->tail + span - h <= r->capacity)
         goto ready;
@@ -403,7 +469,7 @@ int odk_ring_release(odk_ring *r)
     r->head = r->entry_end;
     /* release: the reader is done with the bytes before the writer may reuse them */
     atomic_store_explicit(a64(r->base, ODK_RING_OFF_HEAD), r->head, REL);
-    wake_if_waiting(a32(r->base, ODK_RING_OFF_SPACE_WAITER), low_half(r->base, ODK_RING_OFF_HEAD));
+    wake_if_flagged(a32(r->base, ODK_RING_OFF_SPACE_WAITER), low_half(r->base, ODK_RING_OFF_HEAD));
     return ODK_SHM_OK;
 }
 
@@ -414,8 +480,8 @@ int odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns)
     _Atomic uint64_t *tail = a64(r->base, ODK_RING_OFF_TAIL);
     uint64_t t = atomic_load_explicit(tail, ACQ);
     if (t == r->head) {
-        sleep_unless_changed(a32(r->base, ODK_RING_OFF_DATA_WAITER),
-                             low_half(r->base, ODK_RING_OFF_TAIL), (uint32_t)t, timeout_ns);
+        sleep_flagged(a32(r->base, ODK_RING_OFF_DATA_WAITER),
+                      low_half(r->base, ODK_RING_OFF_TAIL), (uint32_t)t, timeout_ns);
         t = atomic_load_explicit(tail, ACQ);
     }
     r->tail_seen = t;
@@ -459,25 +525,6 @@ int odk_pstate_check(const uint8_t *base, size_t size, uint32_t *slots)
     return ODK_SHM_OK;
 }
 
-int odk_wake_format(uint8_t *wake, size_t size)
-{
-    if (size < ODK_WAKE_SIZE)
-        return ODK_SHM_BAD_LAYOUT;
-    memset(wake, 0, ODK_WAKE_SIZE);
-    atomic_store_explicit(a32(wake, ODK_WAKE_OFF_VERSION), ODK_WAKE_VERSION, RLX);
-    atomic_store_explicit(a32(wake, ODK_WAKE_OFF_MAGIC), ODK_WAKE_MAGIC, REL);
-    return ODK_SHM_OK;
-}
-
-int odk_wake_check(const uint8_t *wake, size_t size)
-{
-    if (size < ODK_WAKE_SIZE
-        || atomic_load_explicit(a32(wake, ODK_WAKE_OFF_MAGIC), ACQ) != ODK_WAKE_MAGIC
-        || atomic_load_explicit(a32(wake, ODK_WAKE_OFF_VERSION), RLX) != ODK_WAKE_VERSION)
-        return ODK_SHM_BAD_LAYOUT;
-    return ODK_SHM_OK;
-}
-
 static inline void backoff(uint32_t attempt)
 {
     if (attempt >= ODK_SEQLOCK_SPINS)
@@ -509,7 +556,7 @@ int odk_pstate_read(const uint8_t *base, odk_pstate *out, uint32_t max_retries)
     return ODK_SHM_TORN;
 }
 
-uint32_t odk_pstate_publish(uint8_t *base, uint8_t *wake, const odk_pstate *st)
+uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st)
 {
     _Atomic uint32_t *seq = a32(base, ODK_PSTATE_OFF_SEQ);
     /* odd = "being written". Already odd if a previous writer died mid-update: this
@@ -526,11 +573,11 @@ uint32_t odk_pstate_publish(uint8_t *base, uint8_t *wake, const odk_pstate *st)
     atomic_store_explicit(a32(base, ODK_PSTATE_OFF_LEADER_EPOCH), (uint32_t)st->leader_epoch, RLX);
     atomic_store_explicit(a32(base, ODK_PSTATE_OFF_FLAGS), st->flags, RLX);
     atomic_store_explicit(seq, s + 1, REL);
-    wake_if_waiting(a32(wake, ODK_WAKE_OFF_WAITING), (uint32_t *)(uintptr_t)seq);
+    wake_all((uint32_t *)(uintptr_t)seq);
     return s + 1;
 }
 
-uint32_t odk_pstate_append(uint8_t *base, uint8_t *wake, uint32_t slots, odk_pstate *st,
+uint32_t odk_pstate_append(uint8_t *base, uint32_t slots, odk_pstate *st,
                            int64_t base_offset, int64_t last_offset, int64_t segment_base,
                            int64_t position, int32_t size, int64_t max_timestamp)
 {
@@ -549,74 +596,17 @@ uint32_t odk_pstate_append(uint8_t *base, uint8_t *wake, uint32_t slots, odk_pst
     atomic_store_explicit(a64(d, ODK_DESC_OFF_STAMP), index + 1, REL);
     st->window_end = (int64_t)(index + 1);
     st->log_end_offset = last_offset + 1;
-    return odk_pstate_publish(base, wake, st);
+    return odk_pstate_publish(base, st);
 }
 
-int odk_pstate_wait(const uint8_t *base, uint8_t *wake, uint32_t last_seen, int64_t timeout_ns)
+int odk_pstate_wait(const uint8_t *base, uint32_t last_seen, int64_t timeout_ns)
 {
     _Atomic uint32_t *seq = a32(base, ODK_PSTATE_OFF_SEQ);
     if (atomic_load_explicit(seq, ACQ) != last_seen)
         return 1;
-    sleep_unless_changed(a32(wake, ODK_WAKE_OFF_WAITING), (uint32_t *)(uintptr_t)seq,
-                         last_seen, timeout_ns);
+    if (timeout_ns != 0)
+        odk_futex_wait((uint32_t *)(uintptr_t)seq, last_seen, timeout_ns);
     return atomic_load_explicit(seq, ACQ) != last_seen;
-}
-
-#ifndef SYS_futex_waitv
-#define SYS_futex_waitv 449   /* the same number on every architecture (generic table) */
-#endif
-#ifndef FUTEX2_SIZE_U32
-#define FUTEX2_SIZE_U32 0x02
-#endif
-
-/* struct futex_waitv of <linux/futex.h> (5.16+), spelled out for older headers. */
-struct odk_futex_waitv {
-    uint64_t val;
-    uint64_t uaddr;
-    uint32_t flags;
-    uint32_t reserved;
-};
-
-int odk_pstate_wait_many(uint8_t *const *bases, uint8_t *const *wakes,
-                         const uint32_t *last_seen, uint32_t n, int64_t timeout_ns)
-{
-    if (n == 0 || n > ODK_WAIT_MANY_MAX)
-        return -EINVAL;
-    for (uint32_t i = 0; i < n; i++)
-        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), ACQ) != last_seen[i])
-            return 1;
-    if (timeout_ns == 0)
-        return 0;
-    struct odk_futex_waitv w[ODK_WAIT_MANY_MAX];
-    for (uint32_t i = 0; i < n; i++) {
-        atomic_store_explicit(a32(wakes[i], ODK_WAKE_OFF_WAITING), 1, RLX);
-        w[i].val = last_seen[i];
-        w[i].uaddr = (uint64_t)(uintptr_t)(bases[i] + ODK_PSTATE_OFF_SEQ);
-        w[i].flags = FUTEX2_SIZE_U32;   /* shared: no FUTEX2_PRIVATE */
-        w[i].reserved = 0;
-    }
-    atomic_thread_fence(SEQ);
-    for (uint32_t i = 0; i < n; i++)
-        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), RLX) != last_seen[i])
-            return 1;
-    struct timespec ts, *tp = NULL;
-    if (timeout_ns > 0) {   /* futex_waitv takes an absolute time */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + timeout_ns % 1000000000;
-        ts.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        tp = &ts;
-    }
-    long rc = syscall(SYS_futex_waitv, w, n, 0, tp, CLOCK_MONOTONIC);
-    if (rc < 0 && errno == ENOSYS) {
-        int64_t cap = 1000000;
-        odk_futex_wait((uint32_t *)(uintptr_t)(bases[0] + ODK_PSTATE_OFF_SEQ), last_seen[0],
-                       timeout_ns < 0 || timeout_ns > cap ? cap : timeout_ns);
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if (atomic_load_explicit(a32(bases[i], ODK_PSTATE_OFF_SEQ), ACQ) != last_seen[i])
-            return 1;
-    return 0;
 }
 
 /* last_offset of descriptor `index`, if its slot still holds that index (stamp). */

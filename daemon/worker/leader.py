@@ -9,11 +9,13 @@ DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exi
 SIGTERM after closing the log (flushed, trimmed, checkpointed: the next open is instant).
 
 Theory of operation
-- The main thread does all the work and sleeps on one futex, the partition's doorbell,
-  which every producer rings after a commit. A small thread (LinkWatcher) blocks in
-  poll() on the broker link and the signal pipe, and rings the same doorbell when
-  either is readable; it never touches the link's bytes. So one sleep covers rings,
-  broker requests and signals, and an idle worker sleeps until its next timer.
+- The main thread does all the work and sleeps in one futex_waitv (wakeups.py): on the
+  partition's doorbell, which every producer rings after a commit, on each producer
+  ring's tail (so a hostile producer rewriting the doorbell loses no one's wake-up),
+  and on its own bell. A small thread (LinkWatcher) blocks in poll() on the broker
+  link and the signal pipe, and rings that bell when either is readable; it never
+  touches the link's bytes. So one sleep covers rings, broker requests and signals,
+  and an idle worker sleeps until its next timer.
 - Single replica: the high watermark is the log end, published with each batch.
 - The broker is the only control peer. If the link closes (the broker died), the worker
   closes its log and exits; PR_SET_PDEATHSIG makes the kernel kill it if the broker
@@ -43,6 +45,7 @@ from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import ProducerAttachment
+from odradek.daemon.worker.wakeups import Wakeups
 
 __all__ = ["WorkerSpec", "run", "LeaderWorker"]
 
@@ -60,7 +63,7 @@ CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the
 
 class WorkerSpec:
     """What a worker needs to know, decided by the broker before the fork. `shm` is the
-    broker's PartitionShm (doorbell, partition state, wake page), mappings inherited by
+    broker's PartitionShm (doorbell, partition state), mappings inherited by
     the fork: the state is sealed against new writable mappings."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
                  "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only")
@@ -127,12 +130,15 @@ class LinkWatcher(threading.Thread):
     def run(self):
         while not self.stop:
             events = self._poll.poll()
+            # clear before link_ready turns True: the main thread may see the flag, serve
+            # the link and resume() at once, and a clear() after that would undo its
+            # set() and leave us waiting for a resume() that already came (issue 8.9)
+            self._resume.clear()
             for fd, _ in events:
                 if fd == self._stop_fd:
                     self.stop = True
                 else:
                     self.link_ready = True
-            self._resume.clear()
             self._doorbell.ring()
             if self.stop:
                 return
@@ -154,6 +160,7 @@ class LeaderWorker:
         self.channel = Channel()
         self.started = time.time()
         self.doorbell = None
+        self.wakeups = None
         self.state = None
         self.producers = {}      # attach_id -> ProducerAttachment
         self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
@@ -175,7 +182,9 @@ class LeaderWorker:
                               log_end_offset=lg.log_end_offset, leader_epoch=self.spec.leader_epoch,
                               active_segment_base=lg.active.base_offset)
         else:
-            self.doorbell, _ = Doorbell.create()
+            self.doorbell, fd = Doorbell.create()
+            os.close(fd)
+        self.wakeups = Wakeups(self.doorbell)
         self._rebuild_producer_state()
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
@@ -199,15 +208,15 @@ class LeaderWorker:
     # == the loop =================================================================
     def serve(self, stop_fd):
         self.sock.setblocking(False)
-        watcher = LinkWatcher(self.sock, stop_fd, self.doorbell)
+        wakeups = self.wakeups
+        watcher = LinkWatcher(self.sock, stop_fd, wakeups.bell)
         watcher.start()
         now = self.clock()
         next_retention = now + self.spec.retention_check_ms / 1000
         next_clean = now if self.cleaner is not None else None
         flush_every = min(self.log.config.flush_ms, 1000) / 1000 if self.log.config.flush_ms < NO_LIMIT else None
-        doorbell = self.doorbell
         while True:
-            seen = doorbell.value
+            seen = wakeups.snapshot(att.requests for att in self.producers.values() if not att.broken)
             if watcher.stop:
                 self._finish_appends()
                 return
@@ -234,7 +243,7 @@ class LeaderWorker:
                 timeout = min(timeout, flush_every)
             if blocked:
                 timeout = min(timeout, BACKPRESSURE_WAIT_S)
-            doorbell.wait(seen, max(0.0, timeout))
+            wakeups.wait(seen, max(0.0, timeout))
 
     def _finish_appends(self, rounds=1000):
         """SIGTERM: append what producers committed before we go (bounded)."""
@@ -465,6 +474,9 @@ class LeaderWorker:
         if self.log is not None:
             self.log.close()
             self.log = None
+        if self.wakeups is not None:
+            self.wakeups.close()
+            self.wakeups = None
         # the state and doorbell mappings are the broker's, inherited by the fork: not
         # ours to close (the fds their mmaps held were closed at the fork), they go
         # with the process

@@ -593,7 +593,6 @@ def decode_new(data, pos, check_crcs=True, fetched=0):
     consumer._buffer, consumer._faults, consumer._check_crcs = deque(), 0, check_crcs
     state, fds = PartitionState.create(16, high_watermark=1 << 40, log_end_offset=1 << 40)
     os.close(fds.state)
-    os.close(fds.wake)
     view = memoryview(data)
     part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched, state=state, run=None, resume=None,
                            stopped=False, extent=(SimpleNamespace(view=view), 0, len(view), None))

@@ -23,7 +23,6 @@ def state():
     """A real partition state with an empty descriptor window (the batches here are older)."""
     ps, fds = PartitionState.create(16, high_watermark=HW, log_end_offset=HW)
     os.close(fds.state)
-    os.close(fds.wake)
     yield ps
     ps.close()
 

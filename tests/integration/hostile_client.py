@@ -1,17 +1,16 @@
 """A hostile client, run by test_fd_write_attempts.py as its own process:
 `python hostile_client.py SOCKET TOPIC [--as-uid UID] KIND...`.
 
-It asks the broker for every fd a client can get (OpenFetch: partition state and wake
-page; GetSegment: a segment; OpenProducer: the leader's doorbell, for rings and a
+It asks the broker for every fd a client can get (OpenFetch: the partition state;
+GetSegment: a segment; OpenProducer: the leader's doorbell, for rings and a
 doorbell of its own), then, as uid UID if given (a client that is not the broker's
 user; needs root to switch), tries every way it knows to write each fd of the KINDs
 named, and prints one JSON object: the kinds of the fds the broker passed, and for each
 fd attacked {attack: "wrote" | "private" | "denied ERRNO"}. A write that lands puts
 forged bytes where they hurt most (the partition state's log start, a segment's first
-batch); on the pages that are writable by design (wake page, doorbell, its own rings)
-it writes into bytes no one reads, to show the write is possible without breaking them,
-and it leaves out MADV_REMOVE on the shared ones (wake page, doorbell), which would zero
-the whole page, magic included: LAYOUT.md, "Trust", says what that costs others.
+batch); on the pages that are writable by design (the leader's doorbell, its own
+rings) it writes into bytes no one reads, and MADV_REMOVE zeroes the whole page,
+magic included: LAYOUT.md, "Trust", says why that costs others nothing.
 """
 import ctypes
 import errno
@@ -116,12 +115,10 @@ def outcome(attack, fd):
         return f"denied {errno.errorcode[e.errno]}"
 
 
-def attack_fd(fd, size, off, forged, spare_page):
+def attack_fd(fd, size, off, forged):
     """Every attack on fd, then every attack again on a read-write reopen of it."""
     def each(f, prefix):
         for name, attack in attacks(f, size, off, forged).items():
-            if spare_page and name == "madvise-remove":
-                continue
             results[prefix + name] = outcome(attack, f)
     results = {}
     each(fd, "")
@@ -153,8 +150,8 @@ def main():
         passed.extend(p.kind for p in response.fds)
         return response, fds
 
-    _, (state_fd, wake_fd) = ask(m.OpenFetchRequest(topic=topic, partition=0))
-    got["partition-state"], got["wake-page"] = state_fd, wake_fd
+    _, (state_fd,) = ask(m.OpenFetchRequest(topic=topic, partition=0))
+    got["partition-state"] = state_fd
     _, (segment_fd,) = ask(m.GetSegmentRequest(topic=topic, partition=0, offset=0))
     got["segment"] = segment_fd
     own = {"own-produce-ring": Ring.create(1 << 16), "own-completion-ring": Ring.create(1 << 16),
@@ -166,7 +163,7 @@ def main():
     # hand the partition state back, reopened read-write, as if it were our rings
     state_rw = os.open(f"/proc/self/fd/{state_fd}", os.O_RDWR)
     try:
-        client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=1), [state_rw, state_rw, wake_fd])
+        client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=1), [state_rw, state_rw, own["own-doorbell"][1]])
         hand_back = "accepted"
     except OdradekError as e:
         hand_back = e.name
@@ -189,7 +186,7 @@ def main():
             off, forged = 0, b"\xff" * 64
         else:
             off, forged = UNUSED, b"hostile!"
-        results[name] = attack_fd(fd, size, off, forged, name in ("wake-page", "doorbell"))
+        results[name] = attack_fd(fd, size, off, forged)
     print(json.dumps({"passed": passed, "hand_back": hand_back, "uid": os.getuid(),
                       "results": results}))
     client.close()

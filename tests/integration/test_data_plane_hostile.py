@@ -136,3 +136,38 @@ def test_a_producer_that_never_reads_completions_stalls_only_itself(broker, topi
         good_producer_still_works(broker, topic, b"other")
     finally:
         raw.close()
+
+
+def test_a_hostile_ringer_does_not_slow_a_polite_producer(broker, topic):
+    """Issue 8's standing scenario: a producer process rings the partition's doorbell in
+    a tight loop and rewrites its words (hostile_ringer.py) while a polite producer
+    sends one record at a time for 3 s: every record is acknowledged, p99 under 50 ms."""
+    import subprocess
+    import sys
+    import time
+    script = os.path.join(os.path.dirname(__file__), "hostile_ringer.py")
+    hostile = subprocess.Popen([sys.executable, script, broker.socket_path, topic, "30"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert hostile.stdout.readline().split() == ["ready"], hostile.stderr.read()
+        latencies, errors = [], []
+        with Producer({"socket": broker.socket_path, "linger.ms": 0, "acks": 1}) as p:
+            end = time.monotonic() + 3.0
+            for i in range(20_000):   # bounded by the 3 s as well
+                if time.monotonic() >= end:
+                    break
+                t0 = time.perf_counter()
+                p.produce(topic, b"polite %d" % i, on_delivery=lambda err, rec: errors.append(err))
+                assert p.flush(5) == 0, f"record {i} not acknowledged within 5 s"
+                latencies.append(time.perf_counter() - t0)
+        assert hostile.poll() is None, "the hostile ringer stopped early"
+    finally:
+        hostile.kill()
+        hostile.communicate(timeout=10)
+    assert errors == [None] * len(latencies)
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(f"polite acks beside a hostile ringer: {len(latencies)} records, "
+          f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, max {latencies[-1] * 1e3:.2f} ms")
+    assert len(latencies) > 100
+    assert p99 < 0.050

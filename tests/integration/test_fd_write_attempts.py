@@ -1,12 +1,13 @@
 """A client trying to write every fd the broker gave it (issue 8, defect 2, and the
 standing fault-injection suite). hostile_client.py, a process of its own, takes the
-partition state, the wake page, a segment, the leader's doorbell and its own rings and
+partition state, a segment, the leader's doorbell and its own rings and
 tries write, pwrite, a shared writable mmap, mprotect, MADV_REMOVE, ftruncate, a hole
 punch, F_SETFL, and all of them again on a read-write reopen through /proc/self/fd.
 
 What is shared and read-only (state, segments) must refuse every one; what is writable
-by design (wake page, doorbell: flags and counters, LAYOUT.md) and its own rings may
-take writes; and afterwards every other client sees the partition as it was.
+by design (the leader's doorbell: a counter, LAYOUT.md) and its own rings may take
+writes, even a MADV_REMOVE that zeroes the doorbell's magic; and afterwards every other
+client sees the partition as it was, and a new producer attaches and produces.
 
 The memfd seal holds against any uid, root included: the first test runs the attacker
 as the broker's own user. Segment files are protected by their mode (0640, whatever the
@@ -29,7 +30,7 @@ HOSTILE = os.path.join(os.path.dirname(__file__), "hostile_client.py")
 TOPIC = "shared"
 RECORDS = 30
 SHARED_READ_ONLY = {"partition-state", "segment"}
-WRITABLE_BY_DESIGN = {"wake-page", "doorbell"}
+WRITABLE_BY_DESIGN = {"doorbell"}
 OWN = {"own-produce-ring", "own-completion-ring", "own-doorbell"}
 NOBODY = 65534
 
@@ -78,7 +79,7 @@ def landed(results):
 
 
 def check_the_attack_failed(report, kinds):
-    assert set(report["passed"]) <= {"partition-state", "wake-page", "segment", "doorbell"}, \
+    assert set(report["passed"]) <= {"partition-state", "segment", "doorbell"}, \
         f"the broker passed a client something else (another producer's ring?): {report['passed']}"
     assert report["hand_back"] == "SHM_BAD_LAYOUT"     # the state reopened rw, offered as a ring
     results = report["results"]

@@ -154,6 +154,27 @@ def wait_for(condition, timeout=DEADLINE, what="condition"):
             pytest.fail(f"{what} not reached within {timeout} s")
 
 
+def wait_for_futex_sleep(pid, tid=None, timeout=DEADLINE):
+    """Until a thread of process pid (thread tid, if given) sleeps in a futex wait, as
+    its /proc wchan says: the moment a wake-up can no longer be caught by a re-check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in [tid] if tid is not None else os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/wchan") as f:
+                    if "futex" in f.read():
+                        return
+            except OSError:
+                pass
+    pytest.fail(f"process {pid} never slept in a futex wait within {timeout} s")
+
+
+@pytest.fixture(name="futex_sleep")
+def futex_sleep_fixture():
+    """The wait_for_futex_sleep function above, for tests."""
+    return wait_for_futex_sleep
+
+
 @pytest.fixture
 def fds_to_close():
     """A list: fds appended to it are closed at teardown."""

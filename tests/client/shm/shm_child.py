@@ -80,7 +80,7 @@ def idle_wait(kind, timeout, *fds):
         seen = obj.value
         wait = lambda: obj.wait(seen, timeout)                              # noqa: E731
     else:
-        obj = PartitionState.attach(int(fds[0]), int(fds[1]))
+        obj = PartitionState.attach(int(fds[0]))
         seen = obj.read().change
         wait = lambda: obj.wait_for_change(seen, timeout)                   # noqa: E731
     say("waiting")
@@ -110,6 +110,18 @@ def doorbell_ringer(fd, count):
     say("done")
 
 
+def doorbell_ring_forever(fd):
+    """Ring as fast as it can until killed (or ORPHAN_TIMEOUT)."""
+    from odradek.client.shm import Doorbell
+    bell = Doorbell.attach(int(fd))
+    ring = bell.ring
+    say("ready")
+    deadline = time.monotonic() + ORPHAN_TIMEOUT
+    while time.monotonic() < deadline:
+        for _ in range(4096):
+            ring()
+
+
 def fetch_add(fd, count):
     """Add 1 to the u64 at offset 64 and to the u32 at 72, count times each."""
     import mmap
@@ -125,10 +137,10 @@ def fetch_add(fd, count):
     say("done")
 
 
-def pstate_wait_change(state_fd, wake_fd):
+def pstate_wait_change(state_fd):
     """Sleep until the state changes; report the snapshot then."""
     from odradek.client.shm import PartitionState
-    ps = PartitionState.attach(int(state_fd), int(wake_fd))
+    ps = PartitionState.attach(int(state_fd))
     seen = ps.read().change
     say("waiting", seen)
     got = ps.wait_for_change(seen, ORPHAN_TIMEOUT)
@@ -142,6 +154,7 @@ COMMANDS = {
     "idle-wait": idle_wait,
     "doorbell-wait": doorbell_wait,
     "doorbell-ringer": doorbell_ringer,
+    "doorbell-ring-forever": doorbell_ring_forever,
     "fetch-add": fetch_add,
     "pstate-wait-change": pstate_wait_change,
 }

@@ -6,7 +6,7 @@ import odradek.client.shm as shm
 from odradek.client.errors import OdradekError
 
 EXPECTED = {"Ring", "Completion", "Doorbell", "PartitionState", "PartitionStateFds",
-            "PartitionSnapshot", "BatchDescriptor", "readonly_fd", "wait_for_any",
+            "PartitionSnapshot", "BatchDescriptor", "readonly_fd", "WaitSet", "wait_for_any",
             "TornState", "ShmCorrupt", "RingFull", "NotInWindow", "BadLayout", "SealUnsupported"}
 
 METHODS = {

@@ -19,7 +19,6 @@ TABLES = [
      {"log_start_offset": "LOG_START", "log_end_offset": "LOG_END",
       "active_segment_base": "ACTIVE_SEGMENT"}),
     ("### Batch descriptor", partition_state, "DESC_OFF_", "ODK_DESC_OFF_", {}),
-    ("### Wake page", partition_state, "WAKE_OFF_", "ODK_WAKE_OFF_", {}),
 ]
 
 
@@ -71,14 +70,12 @@ def test_magics_versions_and_sizes_agree_with_the_header():
         (lib.ODK_PSTATE_MAGIC, lib.ODK_PSTATE_VERSION, lib.ODK_PSTATE_HEADER_SIZE,
          lib.ODK_DESC_SIZE, lib.ODK_PSTATE_FLAG_FENCED, lib.ODK_PSTATE_MIN_SLOTS,
          lib.ODK_PSTATE_MAX_SLOTS)
-    assert (ps.WAKE_MAGIC, ps.WAKE_VERSION, ps.WAKE_SIZE) == \
-        (lib.ODK_WAKE_MAGIC, lib.ODK_WAKE_VERSION, lib.ODK_WAKE_SIZE)
 
 
 def test_magics_are_the_four_ascii_bytes_layout_md_names():
     for name, value in re.findall(r'`"(ODK\w)"` = (\d+)', LAYOUT_MD):
         assert int.from_bytes(name.encode(), "little") == int(value)
-    assert {m.MAGIC for m in (ring, doorbell, partition_state)} | {partition_state.WAKE_MAGIC} == \
+    assert {m.MAGIC for m in (ring, doorbell, partition_state)} == \
         {int(v) for _, v in re.findall(r'`"(ODK\w)"` = (\d+)', LAYOUT_MD)}
 
 

@@ -124,7 +124,7 @@ def test_no_fd_of_the_state_can_write_it_not_even_one_reopened_read_write(state,
             mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE)
     with pytest.raises(BadLayout, match="sealed against writes"):
         Mapping(rw, writable=True)
-    other = PartitionState.attach(rw, ro.wake)
+    other = PartitionState.attach(rw)
     assert not other.writable
     other.close()
     assert reader.read().log_start_offset == 3
@@ -139,7 +139,7 @@ def test_attach_refuses_a_state_not_sealed_against_writes(state, fds_to_close):
     fds_to_close.append(copy)
     os.pwrite(copy, os.pread(fds.state, size, 0), 0)
     with pytest.raises(BadLayout, match="not sealed against writes"):
-        PartitionState.attach(copy, fds.wake)
+        PartitionState.attach(copy)
 
 
 def test_a_kernel_that_refuses_the_write_seal_is_a_named_error(fds_to_close):
@@ -208,28 +208,25 @@ def test_wait_for_change_times_out_when_nothing_changes(state):
     assert time.monotonic() - t0 >= 0.05
 
 
-def test_a_consumer_in_another_process_is_woken_by_an_append(state, spawn, wait_for):
+def test_a_consumer_in_another_process_is_woken_by_an_append(state, spawn, futex_sleep):
     writer, reader, fds = state()
     rfds = fds.for_readers()
     child = spawn("pstate-wait-change", *rfds, fds=tuple(rfds))
     rfds.close()
     child.expect("waiting")
-    wait_for(lambda: writer._wake.view[ps_module.WAKE_OFF_WAITING] == 1,
-             what="consumer asleep")
+    futex_sleep(child.pid)
     writer.append(0, 9, 0, 0, 100, 1, high_watermark=10)
     got, hw, fenced = child.expect("done")
     assert (got, hw, fenced) == ("True", "10", "0")
-    assert writer._wake.view[ps_module.WAKE_OFF_WAITING] == 0
 
 
-def test_fencing_wakes_sleeping_consumers(state, spawn, wait_for):
+def test_fencing_wakes_sleeping_consumers(state, spawn, futex_sleep):
     writer, _, fds = state()
     rfds = fds.for_readers()
     child = spawn("pstate-wait-change", *rfds, fds=tuple(rfds))
     rfds.close()
     child.expect("waiting")
-    wait_for(lambda: writer._wake.view[ps_module.WAKE_OFF_WAITING] == 1,
-             what="consumer asleep")
+    futex_sleep(child.pid)
     writer.fence()
     assert child.expect("done") == ["True", "0", "1"]
 
@@ -352,16 +349,16 @@ def test_attach_checks_the_layout(fds_to_close):
     ps, fds = PartitionState.create(4)
     fds_to_close.extend((ring_fd, bell_fd, *fds))
     with pytest.raises(BadLayout):
-        PartitionState.attach(ring_fd, fds.wake)
+        PartitionState.attach(ring_fd)
     with pytest.raises(BadLayout):
-        PartitionState.attach(fds.state, bell_fd)
+        PartitionState.attach(bell_fd)
     with pytest.raises(ValueError):
         PartitionState.create(1)
     for obj in (ring, bell, ps):
         obj.close()
 
 
-def test_wait_for_any_wakes_on_a_change_of_any_of_several_states(state):
+def test_wait_for_any_wakes_on_a_change_of_any_of_several_states(state, futex_sleep):
     import threading
     from odradek.client.shm import wait_for_any
     states = [state() for _ in range(3)]
@@ -372,12 +369,17 @@ def test_wait_for_any_wakes_on_a_change_of_any_of_several_states(state):
     assert wait_for_any(readers, seen, 0.05) is False
     assert time.monotonic() - t0 >= 0.04
     woke = []
-    t = threading.Thread(target=lambda: woke.append(wait_for_any(readers, seen, DEADLINE)))
+    tids = []
+
+    def sleeper():
+        tids.append(threading.get_native_id())
+        woke.append(wait_for_any(readers, seen, DEADLINE))
+    t = threading.Thread(target=sleeper)
     t.start()
-    for _ in range(1000):          # until the sleeper announced itself (bounded)
-        if any(r._wake.view[ps_module.WAKE_OFF_WAITING] for r in readers):
-            break
-        time.sleep(0.001)
+    deadline = time.monotonic() + DEADLINE
+    while not tids and time.monotonic() < deadline:
+        pass
+    futex_sleep(os.getpid(), tids[0])
     states[2][0].update(high_watermark=5)
     t.join(DEADLINE)
     assert woke == [True]

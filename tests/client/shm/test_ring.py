@@ -210,7 +210,7 @@ def test_a_full_ring_blocks_the_writer_until_the_reader_makes_room(pair, wait_fo
     reader.release()                      # 48 bytes free: enough for the 48-byte entry
     assert done.wait(DEADLINE)
     t.join(DEADLINE)
-    assert not writer.writer_waiting      # the waker cleared the flag
+    assert not writer.writer_waiting      # the sleeper withdrew its flag once awake
     assert [tag for tag, _ in drain(reader)] == [1, 2, 3, 4, 99]
 
 
@@ -240,7 +240,7 @@ def test_a_blocked_reader_is_woken_by_a_writer_in_another_process(spawn, fds_to_
     assert woke_ns >= int(sent_ns)   # the latency itself is measured by perf/shm_ring.py
     reader.release()
     child.expect("written")
-    assert not reader.reader_waiting                  # the writer cleared the flag
+    assert not reader.reader_waiting                  # the sleeper withdrew its flag
     reader.close()
 
 
