@@ -29,12 +29,15 @@ def mounted_tmpfs(path, size):
 def fill(directory, name="filler", chunk=1 << 20):
     """Write zeros into directory/name until the filesystem is full; returns its path."""
     path = os.path.join(directory, name)
-    block = bytes(chunk)
-    with open(path, "wb") as f:
-        try:
-            for _ in range(1 << 20):   # bounded: 1 TiB of 1 MiB chunks
-                f.write(block)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (chunk, 4096, 1):   # big chunks, then the last pages and bytes
+            view = memoryview(bytes(size))
+            for _ in range(1 << 20):    # bounded: 1 TiB of 1 MiB chunks
+                try:
+                    os.write(fd, view)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
     return path
