@@ -37,16 +37,15 @@ _I32 = struct.Struct(">i")
 _FRAME = struct.Struct(">qi")
 _SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
 PREFAULT_AHEAD = 2 << 20  # bytes of the active segment kept faulted in ahead of appends
-# Bytes of log whose blocks are confirmed (fallocate) at a time, ahead of the appends,
-# with the index entries that much log can need. The prefault thread runs further ahead
-# and its populate already gives the pages blocks (a hole it cannot fill is an error to
-# madvise, never a signal), so the confirmation, right behind it, mostly finds them
-# allocated: perf/log_append.py, 16 KiB batches on tmpfs, ~0.67x a raw mmap copy when
-# this call allocated 8 MiB at a time itself (zeroing pages in the appender), ~1.0x, as
-# before, this way; on ext4 either is ~1-2 us per MiB. At most PREFAULT_AHEAD bytes are
-# allocated and unused per active segment: a 1 GiB segment is never allocated whole
-# (a host has hundreds of partitions).
-ALLOCATE_AHEAD = 1 << 20
+# Bytes of log given disk blocks (fallocate) at a time, ahead of the appends, with the
+# index entries that much log can need: one call per ~2 MiB appended, allocation kept
+# at least PREFAULT_AHEAD ahead so the prefault thread (which only populates allocated
+# bytes) never waits on it. At most this much is allocated and unused per active
+# segment: a 1 GiB segment is never allocated whole (a host has hundreds of partitions).
+# Cost, 16 KiB appends (perf/log_append.py and the calls timed): ext4 ~0.1 us an append
+# (unwritten extents); tmpfs ~2.5 us (fallocate zeroes the pages there, in the appender,
+# where the prefault thread's populate used to do it in the background).
+ALLOCATE_AHEAD = 4 << 20
 _OK = native.Status.OK
 _new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
 
@@ -262,15 +261,15 @@ class LogSegment:
         for index, extra in ((self.index, 0), (self.time_index, 1)):
             need = (index.entries + new_entries + extra) * index.entry_size
             index.allocate(need)
-        self._allocated_mark = max(end, log.allocated - ALLOCATE_AHEAD // 2)
+        # reached with PREFAULT_AHEAD still allocated: the prefault thread never waits
+        self._allocated_mark = max(end, log.allocated - PREFAULT_AHEAD)
 
     def _prefault_ahead(self, position):
         """Keep PREFAULT_AHEAD bytes past `position` faulted in by the process's prefault
         thread (native.prefault), so appends copy into pages that exist: first-touch
-        faults of the sparse file were about half the cost of a 16 KiB append. It runs
-        past the allocated bytes: on a full filesystem its populate fails (EFAULT to the
-        thread, no signal) and the append's own allocation reports the error."""
-        end = min(position + PREFAULT_AHEAD, self.log.capacity)
+        faults of the sparse file were about half the cost of a 16 KiB append. Only
+        allocated bytes: populating a hole would take a block nobody checked for."""
+        end = min(position + PREFAULT_AHEAD, self.log.allocated)
         start = max(self._prefaulted, position)
         if start < end and native.prefault(self._native_target, start, end) == 0:
             self._prefaulted = end
