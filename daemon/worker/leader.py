@@ -313,7 +313,8 @@ class LeaderWorker:
             self._storage_failed("appends", e)
             raise
         if self._storage_error is not None:
-            log.info("%s-%d: appends succeed again", self.spec.topic, self.spec.partition)
+            log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
+                     self._storage_error)
             self._storage_error = None
         if self.state is not None:
             segment = lg.active
