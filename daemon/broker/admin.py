@@ -299,7 +299,8 @@ def init_producer_id(broker, req, reply):
         pid, epoch = req.producer_id, req.producer_epoch + 1
         if epoch > MAX_PRODUCER_EPOCH:  # exhausted: a fresh id, as Kafka does
             pid, epoch = md.allocate_producer_id(), 0
-    md.save()
+    # no save here: allocate_producer_id saves once per block of ids, and an epoch bump
+    # changes nothing saved
     return m.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
 
 

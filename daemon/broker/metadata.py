@@ -11,6 +11,11 @@ found wins, so losing a disk does not lose the metadata.
 
 replicas, leader and isr name log dirs by their index in log.dirs (one host: a replica
 is a directory on a disk, not a broker). This module does no I/O except load/save.
+
+Producer ids are reserved in blocks of PRODUCER_ID_BLOCK, as Kafka's controller does:
+the saved next_producer_id is the end of the block being handed out, so the file is
+written once per PRODUCER_ID_BLOCK new producers, not once each, and after a restart
+the ids start past every id the old block could have handed out.
 """
 import json
 import os
@@ -27,6 +32,7 @@ from odradek.daemon.storage.config import LogConfig
 __all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME"]
 
 MAX_TOPIC_NAME = 249
+PRODUCER_ID_BLOCK = 1000   # ids reserved per metadata write (Kafka's ProducerIdsBlock size)
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -71,6 +77,7 @@ class Metadata:
         self.version = version
         self.topics = topics or {}
         self.next_producer_id = next_producer_id  # ids below it were handed out
+        self.producer_id_limit = next_producer_id  # ids below it are reserved (saved)
 
     # -- persistence ----------------------------------------------------------------
     @classmethod
@@ -100,7 +107,7 @@ class Metadata:
     def save(self):
         """Bump the version and write it to every log dir (atomically each)."""
         self.version += 1
-        doc = {"version": self.version, "next_producer_id": self.next_producer_id,
+        doc = {"version": self.version, "next_producer_id": self.producer_id_limit,
                "topics": {name: {"topic_id": t.topic_id, "configs": t.configs,
                                  "partitions": [asdict(p) for p in t.partitions]}
                           for name, t in sorted(self.topics.items())}}
@@ -206,10 +213,19 @@ class Metadata:
         return t
 
     def allocate_producer_id(self):
-        """A producer id never handed out before (the caller saves before answering, so
-        a crash cannot hand the same id out twice)."""
+        """A producer id never handed out before. When the reserved block is used up the
+        next one is reserved and saved first, so a crash cannot hand the same id out
+        twice; if that save fails (StorageError: a full disk, retriable) no id is
+        handed out and nothing changes."""
         pid = self.next_producer_id
-        self.next_producer_id += 1
+        if pid >= self.producer_id_limit:
+            self.producer_id_limit = pid + PRODUCER_ID_BLOCK
+            try:
+                self.save()
+            except StorageError:
+                self.producer_id_limit = pid
+                raise
+        self.next_producer_id = pid + 1
         return pid
 
     def bump_leader_epoch(self, name, partition, leader=None):

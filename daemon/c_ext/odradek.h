@@ -532,7 +532,10 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
  * Returns at once: 0 queued, 1 queue full (dropped: the appender faults as before),
  * 2 unavailable (the kernel lacks MADV_POPULATE_WRITE, or no thread could start).
  * Harmless if the range is unmapped meanwhile (madvise fails with ENOMEM) and never
- * changes memory contents. Pure-Python twin: a no-op returning 2.
+ * changes memory contents. A hole the filesystem cannot fill (full) makes madvise fail
+ * with EFAULT, where a store would raise SIGBUS; callers still ask only for ranges they
+ * allocated (fallocate: storage/segment.py), so populating never takes blocks nobody
+ * checked for. Pure-Python twin: a no-op returning 2.
  */
 int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto);
 

@@ -32,18 +32,30 @@ def fsync_dir(path):
 
 
 def write_atomically(path, data):
-    """Replace `path` with `data` (bytes) so that a crash leaves the old or the new file."""
+    """Replace `path` with `data` (bytes) so that a crash leaves the old or the new file.
+    A failed write (ENOSPC, EIO) raises StorageError naming the file, removes the temp
+    file and leaves the old file as it was."""
     tmp = tmp_file(path)
-    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+        fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StorageError(f"cannot write {path}: {e.strerror or e}; the previous version is kept") from e
+    try:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except OSError as e:
+        raise StorageError(f"wrote {path}, but the directory's fsync failed: {e.strerror or e}") from e
 
 
 def write_offsets(path, offsets):

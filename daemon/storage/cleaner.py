@@ -87,7 +87,9 @@ Pass `max_offset` to keep the cleaner below the offsets descriptors still descri
 Errors: maybe_clean drops the pass and raises StorageError for a segment it cannot
 frame (a damaged disk; nothing is dropped) or a swap whose renames failed (reopen the
 log); the worker logs it and carries on without cleaning that log (Kafka marks such a
-partition uncleanable).
+partition uncleanable). A failed write of the output (ENOSPC, EIO) also drops the pass
+(its .cleaned files deleted) and raises StorageError; the log is unchanged and the
+worker tries again after log.cleaner.backoff.ms.
 
 Crash safety: output is written as *.cleaned, fsynced, then committed by renames
 (PartitionLog.replace_segments); PartitionLog's open completes or drops what a crash
@@ -619,6 +621,10 @@ class LogCleaner:
                     budget -= self._map_step(p, budget, stats)
                 else:
                     budget -= self._clean_step(p, budget, stats)
+        except OSError as e:   # a write of the cleaned output failed: a full disk, EIO
+            self.abort()
+            raise StorageError(f"{log.directory}: compaction stopped: {e.strerror or e}; the log is "
+                               f"unchanged and the next pass starts over") from e
         except BaseException:
             self.abort()
             raise

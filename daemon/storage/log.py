@@ -131,6 +131,7 @@ class PartitionLog:
         self._roll_anchor_ms = None  # see _time_to_roll
         self._closed = False
         self.truncations = 0         # counts truncate_to calls; a compaction pass restarts on a change
+        self._checkpoint_failed = False  # the last recovery-point checkpoint write failed (logged once)
         self._open_segments()
 
     # == opening and recovery ==================================================
@@ -407,7 +408,21 @@ class PartitionLog:
 
     def _set_recovery_point(self, offset):
         self.recovery_point = offset
-        self._checkpoints.update((self.topic, self.partition), recovery_point=offset)
+        self._checkpoint_recovery_point(offset)
+
+    def _checkpoint_recovery_point(self, offset, **also):
+        """Write the recovery point (and `also`: log_start_offset) to the checkpoint. A
+        failed write (a full disk) is logged, not raised: the file keeps an older
+        recovery point, and an older one only makes the next open recover more."""
+        try:
+            self._checkpoints.update((self.topic, self.partition), recovery_point=offset, **also)
+        except StorageError as e:
+            if not self._checkpoint_failed:
+                log.warning("%s: cannot checkpoint the recovery point, recovery will scan more after a "
+                            "crash: %s", self.directory, e)
+            self._checkpoint_failed = True
+        else:
+            self._checkpoint_failed = False
 
     # == reading =================================================================
     def _segment_index(self, offset):
@@ -513,12 +528,14 @@ class PartitionLog:
         return doomed
 
     def _delete_oldest(self, count):
+        # checkpoint the new start before the files go: a crash in between leaves
+        # files below the log start, which the next open ignores and deletes. If the
+        # checkpoint cannot be written (StorageError: a full disk), nothing changes.
+        start = max(self.log_start_offset, self._segments[count].base_offset)
+        self._checkpoints.update((self.topic, self.partition), log_start_offset=start)
         gone, self._segments = self._segments[:count], self._segments[count:]
         self._bases = self._bases[count:]
-        self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
-        # checkpoint the new start before the files go: a crash in between leaves
-        # files below the log start, which the next open ignores and deletes
-        self._checkpoints.update((self.topic, self.partition), log_start_offset=self.log_start_offset)
+        self.log_start_offset = start
         for segment in gone:
             log.info("%s: deleting segment %d (offsets %d..%d, %d bytes)", self.directory,
                      segment.base_offset, segment.base_offset, segment.next_offset - 1, segment.size)
@@ -685,8 +702,7 @@ class PartitionLog:
             return
         self.flush()
         self.active.seal()
-        self._checkpoints.update((self.topic, self.partition), recovery_point=self.log_end_offset,
-                                 log_start_offset=self.log_start_offset)
+        self._checkpoint_recovery_point(self.log_end_offset, log_start_offset=self.log_start_offset)
         for segment in self._segments:
             segment.close()
         self._closed = True

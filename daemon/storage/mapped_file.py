@@ -7,6 +7,14 @@ that has exported buffers, so the map is never resized. `trim()` cuts the file t
 data when it stops being written (roll or clean close); the map keeps its length, and
 nobody reads past `size`.
 
+Space is a checked error, never a signal. A store into a hole of a shared mapping must
+find a block, and when the filesystem has none the kernel can only answer with SIGBUS.
+So nothing is written past `allocated`: blocks are allocated for real (fallocate) ahead
+of the data, a few MiB at a time (`allocate`), and a full filesystem surfaces as
+StorageError from that call, before any byte is copied. It is not sticky: the next
+append tries again, so the file takes appends again as soon as space is freed.
+Allocated blocks past `size` read as zeros; the file's length stays `capacity`.
+
 After a crash the file can be longer than its data (the capacity) with zeros or a torn
 batch after it; recovery finds the real size and calls `truncate(size)`, which also
 zeroes whatever stood past it, so stale bytes can never be mistaken for data later.
@@ -24,6 +32,7 @@ __all__ = ["MappedFile", "PAGE_SIZE"]
 
 PAGE_SIZE = mmap.PAGESIZE
 _ZERO_CHUNK = bytes(1 << 20)
+ALLOCATE_AHEAD = 64 << 10  # default bytes allocated past an append that needs more (indexes)
 
 
 class MappedFile:
@@ -55,6 +64,9 @@ class MappedFile:
             raise StorageError(f"cannot map {path}: {e.strerror}") from e
         self._view = memoryview(self._map) if self._map is not None else memoryview(b"")
         self._flushed = self.size
+        # bytes [0, allocated) are known to have blocks: the data (written), and what
+        # allocate() got. What lies past the data of a reopened file is not known.
+        self.allocated = self.size
         if not writable:
             self._release_fd()  # the map keeps the pages; a partition may have thousands
 
@@ -100,6 +112,28 @@ class MappedFile:
         return self._view
 
     # -- writing ------------------------------------------------------------------
+    def allocate(self, need, want=None):
+        """Make sure bytes [0, need) have blocks on disk, and up to `want` (>= need) if
+        the filesystem has room for them (both capped at the capacity): fallocate,
+        mode 0, so the blocks are real and the file's length does not change. Raises
+        StorageError (KAFKA_STORAGE_ERROR, retriable) when even `need` does not fit;
+        nothing changes then, and a later call may succeed (space freed meanwhile)."""
+        need = min(need, self.capacity)
+        if need <= self.allocated:
+            return
+        self._check_writable()
+        start = self.allocated
+        for end in (min(max(want or need, need), self.capacity), need):
+            try:
+                os.posix_fallocate(self._fd, start, end - start)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) and end > need:
+                    continue   # not room for the run-ahead: try what this append needs
+                raise StorageError(f"{self.path}: cannot allocate {end - start} bytes at {start}: "
+                                   f"{e.strerror}") from e
+            self.allocated = end
+            return
+
     def append(self, data):
         """Copy `data` after the current data; returns its position. One memcpy."""
         if self._sticky_error is not None or not self.writable:
@@ -109,6 +143,8 @@ class MappedFile:
         pos = self.size
         if pos + n > self.capacity:
             raise StorageError(f"{self.path}: append of {n} bytes at {pos} passes capacity {self.capacity}")
+        if pos + n > self.allocated:
+            self.allocate(pos + n, pos + n + ALLOCATE_AHEAD)
         self._view[pos:pos + n] = data
         self.size = pos + n
         return pos
@@ -124,6 +160,7 @@ class MappedFile:
         except OSError as e:
             self._fail(e)
         self.size = size
+        self.allocated = size                     # the blocks past it went with them
         self._flushed = min(self._flushed, size)
 
     def flush(self):
@@ -154,7 +191,7 @@ class MappedFile:
             os.fsync(self._fd)
         except OSError as e:
             self._fail(e)
-        self.capacity = self.size
+        self.capacity = self.allocated = self.size
         self.writable = False
         self._release_fd()
 

@@ -6,14 +6,18 @@ except baseOffset (assigned here), partitionLeaderEpoch and, for LogAppendTime t
 the timestamp fields (then the CRC is recomputed). See storage/FORMAT.md.
 
 While active the segment is mapped at segment.bytes capacity and appended to by copy
-into the map; once rolled it is trimmed and read-only. Owned by the partition's worker
-process; not thread-safe.
+into the map; once rolled it is trimmed and read-only. The three files get disk blocks
+ahead of the appends, ALLOCATE_AHEAD bytes of log at a time and the index entries that
+many bytes can need (_allocate_ahead): a full filesystem is a StorageError before the
+copy, never a SIGBUS in it (mapped_file.py). Owned by the partition's worker process;
+not thread-safe.
 """
+import logging
 import os
 import struct
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, InvalidSegment
+from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
 from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
                                     MAX_TIMESTAMP_OFFSET, write_log_append_time,
                                     write_partition_leader_epoch)
@@ -24,6 +28,8 @@ from odradek.daemon.storage.time_index import ENTRY_SIZE as TIME_ENTRY_SIZE, Tim
 
 __all__ = ["LogSegment", "BatchPosition"]
 
+log = logging.getLogger(__name__)
+
 _I64 = struct.Struct(">q")
 _pack_i64 = _I64.pack_into
 _I32 = struct.Struct(">i")
@@ -31,6 +37,15 @@ _I32 = struct.Struct(">i")
 _FRAME = struct.Struct(">qi")
 _SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
 PREFAULT_AHEAD = 2 << 20  # bytes of the active segment kept faulted in ahead of appends
+# Bytes of log given disk blocks (fallocate) at a time, ahead of the appends, with the
+# index entries that much log can need: one call per ~2 MiB appended, allocation kept
+# at least PREFAULT_AHEAD ahead so the prefault thread (which only populates allocated
+# bytes) never waits on it. At most this much is allocated and unused per active
+# segment: a 1 GiB segment is never allocated whole (a host has hundreds of partitions).
+# Cost, 16 KiB appends (perf/log_append.py and the calls timed): ext4 ~0.1 us an append
+# (unwritten extents); tmpfs ~2.5 us (fallocate zeroes the pages there, in the appender,
+# where the prefault thread's populate used to do it in the background).
+ALLOCATE_AHEAD = 4 << 20
 _OK = native.Status.OK
 _new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
 
@@ -84,6 +99,7 @@ class LogSegment:
         self._bytes_since_index = 0
         self._native_state = self._native_target = None  # see append_native
         self._prefaulted = self._prefault_mark = 0         # see _prefault_ahead
+        self._allocated_mark = 0                           # see _allocate_ahead
         self._native_args = None                           # (assign, epoch, append time, max size) set in st
         self._native_fields = self._native_call = self._native_index_files = None
         self.appended = None     # after an OK append_native: (first offset, last offset, max timestamp, batches, records)
@@ -135,6 +151,8 @@ class LogSegment:
         log = self.log
         if not log.size and len(data) > log.capacity:
             raise InvalidSegment(f"{log.path}: batch of {len(data)} bytes exceeds segment capacity")
+        if log.size + len(data) > self._allocated_mark:
+            self._allocate_ahead(log.size + len(data))
         start = log.append(data)
         buf = log.buffer
         written = []
@@ -192,6 +210,8 @@ class LogSegment:
             # the two index files and their entry limits, for the mirror below
             self._native_index_files = (self.index._file, self.time_index._file,
                                         self.index.max_entries, self.time_index.max_entries)
+        if self.log.size + len(data) > self._allocated_mark:
+            self._allocate_ahead(self.log.size + len(data))   # raises StorageError when full
         epoch = -1 if leader_epoch is None else leader_epoch
         if self._native_args != (assign, epoch, append_time, max_batch_size):
             # per-call settings change rarely: each cffi field store costs ~0.15 us
@@ -228,11 +248,28 @@ class LogSegment:
         refused append."""
         return self._native_state
 
+    def _allocate_ahead(self, end):
+        """Give log bytes [0, end) disk blocks, ALLOCATE_AHEAD more if there is room, and
+        both indexes blocks for every entry that many log bytes can add (_track's rule:
+        at most one per batch, of at least BATCH_HEADER_SIZE bytes, and one per more
+        than index.interval.bytes), plus the time entry seal() adds. Raises StorageError
+        (nothing written) when the filesystem has no room for `end`."""
+        log = self.log
+        log.allocate(end, end + ALLOCATE_AHEAD)
+        span = log.allocated - log.size
+        new_entries = min(span // BATCH_HEADER_SIZE, span // (self._index_interval_bytes + 1) + 1) + 1
+        for index, extra in ((self.index, 0), (self.time_index, 1)):
+            need = (index.entries + new_entries + extra) * index.entry_size
+            index.allocate(need)
+        # reached with PREFAULT_AHEAD still allocated: the prefault thread never waits
+        self._allocated_mark = max(end, log.allocated - PREFAULT_AHEAD)
+
     def _prefault_ahead(self, position):
         """Keep PREFAULT_AHEAD bytes past `position` faulted in by the process's prefault
         thread (native.prefault), so appends copy into pages that exist: first-touch
-        faults of the sparse file were about half the cost of a 16 KiB append."""
-        end = min(position + PREFAULT_AHEAD, self.log.capacity)
+        faults of the sparse file were about half the cost of a 16 KiB append. Only
+        allocated bytes: populating a hole would take a block nobody checked for."""
+        end = min(position + PREFAULT_AHEAD, self.log.allocated)
         start = max(self._prefaulted, position)
         if start < end and native.prefault(self._native_target, start, end) == 0:
             self._prefaulted = end
@@ -243,6 +280,7 @@ class LogSegment:
         if self._native_target is not None:
             native.release_target(self._native_target)
         self._native_state = self._native_target = None
+        self._allocated_mark = 0  # truncations free blocks: the next append checks again
 
     def _track(self, position, last_offset, size, max_timestamp):
         """Account for a batch now in the log: end offset, timestamps, sparse indexes."""
@@ -406,7 +444,14 @@ class LogSegment:
         self._native_reset()  # the maps must not be exported when the files shrink or close
         if self.log.writable:
             if self.max_timestamp >= 0:
-                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+                try:
+                    self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+                except StorageError as e:
+                    # no block for the entry (appends allocate it; a segment opened and
+                    # sealed without one may not have it): the index stays valid without
+                    # it, lookups past its last entry only scan further (load() finds the
+                    # largest timestamp by walking the batches after the last entry)
+                    log.warning("%s: sealed without its last time-index entry: %s", self.log.path, e)
             # indexes first: a crash between leaves the log untrimmed, which recovery
             # notices (zero tail) and repairs; the reverse order could leave stale
             # zero entries in an index that a trimmed, valid-looking log vouches for

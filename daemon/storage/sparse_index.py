@@ -70,6 +70,12 @@ class SparseIndex:
         self._file.size = count * self.entry_size
         self._last = None
 
+    def allocate(self, nbytes):
+        """Disk blocks for the first `nbytes` of the file (MappedFile.allocate): the
+        native append writes entries into the map, where a hole on a full filesystem
+        would be a SIGBUS. Raises StorageError when there is no room."""
+        self._file.allocate(nbytes)
+
     def _relative(self, offset):
         rel = offset - self.base_offset
         if not 0 <= rel <= 0xFFFFFFFF:

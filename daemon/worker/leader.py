@@ -35,7 +35,7 @@ import threading
 import time
 
 from odradek.client import native
-from odradek.client.errors import InvalidRecord, InvalidRequest, OdradekError, UnknownTopicOrPartition
+from odradek.client.errors import InvalidRecord, InvalidRequest, OdradekError, StorageError, UnknownTopicOrPartition
 from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
@@ -166,6 +166,7 @@ class LeaderWorker:
         self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
         self._max_message_bytes = 0
         self.cleaner = None          # a LogCleaner when the topic is compacted
+        self._storage_error = None   # what last met a StorageError (logged once), until an append succeeds
 
     # == opening ==================================================================
     def open(self):
@@ -227,7 +228,7 @@ class LeaderWorker:
             taken, blocked = self._drain_producers()
             now = self.clock()
             if flush_every is not None:
-                self.log.maybe_flush()
+                self._storage_step("flush", self.log.maybe_flush)
             if now >= next_retention:
                 self._retention()
                 next_retention = now + self.spec.retention_check_ms / 1000
@@ -312,9 +313,22 @@ class LeaderWorker:
         return info.first_offset
 
     def _append_local(self, data):
-        """Append batches as the leader and publish them to consumers; AppendInfo."""
+        """Append batches as the leader and publish them to consumers; AppendInfo.
+
+        A full log dir raises StorageError (KAFKA_STORAGE_ERROR, retriable) at once:
+        the log allocates blocks ahead of its appends and nothing is written when that
+        fails (storage/mapped_file.py). Every append tries again, so the partition takes
+        produces again as soon as space is freed; meanwhile reads go on as before."""
         lg = self.log
-        info = lg.append(data, leader_epoch=self.spec.leader_epoch)
+        try:
+            info = lg.append(data, leader_epoch=self.spec.leader_epoch)
+        except StorageError as e:
+            self._storage_failed("appends", e)
+            raise
+        if self._storage_error is not None:
+            log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
+                     self._storage_error)
+            self._storage_error = None
         if self.state is not None:
             segment = lg.active
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
@@ -342,9 +356,25 @@ class LeaderWorker:
 
     def _retention(self):
         before = self.log.log_start_offset
-        self.log.delete_old_segments()
+        self._storage_step("retention", self.log.delete_old_segments)
         if self.state is not None and self.log.log_start_offset != before:
             self.state.update(log_start_offset=self.log.log_start_offset)
+
+    def _storage_step(self, what, step):
+        """Run a timer's log work (flush, retention); a StorageError it meets is logged
+        and the worker goes on (the next turn tries again), as for appends."""
+        try:
+            step()
+        except StorageError as e:
+            self._storage_failed(what, e)
+
+    def _storage_failed(self, what, error):
+        """Log a storage error once, not once per batch refused (a full disk refuses
+        every produce until space is freed)."""
+        if what != self._storage_error:
+            log.warning("%s-%d: %s stopped by a storage error, retried until it succeeds: %s",
+                        self.spec.topic, self.spec.partition, what, error)
+            self._storage_error = what
 
     # == broker requests ============================================================
     def _handle(self, event):

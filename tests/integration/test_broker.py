@@ -12,6 +12,7 @@ from odradek.client import Admin
 from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidTopic,
                                    TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.client.protocol import ControlClient, messages as m
+from odradek.daemon.broker.metadata import PRODUCER_ID_BLOCK
 from support.broker import INTERNAL_PARTITIONS, BrokerProcess, raw_socket, wait_until
 
 
@@ -186,7 +187,7 @@ def test_producer_ids_are_unique_across_restarts_and_epochs_bump(tmp_path):
             init(transactional_id="tx")
         assert b.stop() == 0, b.stderr()
         b.start()
-        assert init() == (2, 0)  # never an id handed out before the restart
+        assert init() == (PRODUCER_ID_BLOCK, 0)  # past the block reserved before the restart
         assert b.stop() == 0, b.stderr()
     finally:
         b.kill()

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
-                                   TopicAlreadyExists, UnknownTopicOrPartition)
-from odradek.daemon.broker.metadata import Metadata, validate_topic_name
+                                   StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
+from odradek.daemon.broker.metadata import PRODUCER_ID_BLOCK, Metadata, validate_topic_name
 from odradek.daemon.storage import LogConfig
 
 
@@ -116,8 +116,29 @@ def test_alter_configs_sets_and_deletes_and_validates_first(dirs):
     assert md.topic("orders").configs == {"segment.bytes": "4096"}
 
 
-def test_producer_ids_survive_a_reload(dirs):
+def test_producer_ids_after_a_reload_start_past_the_reserved_block(dirs):
     md = Metadata(dirs)
     assert [md.allocate_producer_id() for _ in range(3)] == [0, 1, 2]
-    md.save()
-    assert Metadata.load(dirs).allocate_producer_id() == 3
+    assert Metadata.load(dirs).allocate_producer_id() == PRODUCER_ID_BLOCK
+
+
+def test_producer_ids_are_saved_once_per_block_not_once_per_producer(dirs):
+    md = Metadata(dirs)
+    ids = [md.allocate_producer_id() for _ in range(PRODUCER_ID_BLOCK)]
+    assert ids == list(range(PRODUCER_ID_BLOCK)) and md.version == 1
+    assert md.allocate_producer_id() == PRODUCER_ID_BLOCK and md.version == 2
+    assert Metadata.load(dirs).allocate_producer_id() == 2 * PRODUCER_ID_BLOCK
+
+
+def test_a_failed_reservation_hands_out_no_id_and_the_next_try_can_succeed(dirs):
+    md = Metadata(dirs)
+    md.allocate_producer_id()
+    md.next_producer_id = md.producer_id_limit           # the block is used up
+    os.rename(dirs[0], dirs[0] + ".gone")                 # the next save cannot be written
+    with pytest.raises(StorageError, match="cannot write"):
+        md.allocate_producer_id()
+    assert md.next_producer_id == md.producer_id_limit == PRODUCER_ID_BLOCK
+    assert not os.path.exists(dirs[0])                    # a missing dir is not recreated
+    os.rename(dirs[0] + ".gone", dirs[0])
+    assert md.allocate_producer_id() == PRODUCER_ID_BLOCK
+    assert Metadata.load(dirs).allocate_producer_id() == 2 * PRODUCER_ID_BLOCK
