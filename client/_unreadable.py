@@ -32,7 +32,7 @@ from odradek.client.records._layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE
                                             CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
                                             MAGIC_OFFSET)
 
-__all__ = ["unreadable", "SCAN_BYTES"]
+__all__ = ["unreadable", "next_whole_batch", "SCAN_BYTES"]
 
 SCAN_BYTES = 16 << 20    # bytes after a batch with a damaged length searched for the next one
 _I64 = struct.Struct(">q")
@@ -67,6 +67,14 @@ def unreadable(error_class, tp, reason, view, at, limit, floor, high_watermark, 
             f"delivered. The next readable offset is {nxt} ({how}): seek() to it to skip the batch")
     err.topic, err.partition, err.offset, err.next_offset = tp.topic, tp.partition, first, nxt
     return err, resume
+
+
+def next_whole_batch(view, at, limit, below_offset):
+    """(base offset, position) of the first whole, CRC-valid batch that starts in
+    view[at + 1:at + SCAN_BYTES] and ends by `limit`, with a base offset below
+    `below_offset`, else None: where reading can go on after a batch at `at` whose
+    framing is damaged. The broker uses it to walk past such a batch."""
+    return _scan(view, at + 1, min(limit, at + SCAN_BYTES), limit, -1, below_offset)
 
 
 def _base_offset(view, at, limit, floor, high_watermark):

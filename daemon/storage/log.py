@@ -472,7 +472,13 @@ class PartitionLog:
         i = self._segment_index(offset)
         while i < len(self._segments):
             segment = self._segments[i]
-            first = segment.find(offset) if offset < limit else None
+            first = segment.find_for_reader(offset) if offset < limit else None
+            if first is not None and first.damaged:
+                # the rest of the segment: the reader's decoder names the damage and
+                # finds the next whole batch itself (client/_unreadable.py)
+                after = segment.next_offset if segment is self.active else max(segment.next_offset,
+                                                                                 self._bases[i + 1])
+                return Location(segment, first.position, segment.size, after)
             if first is not None and first.base_offset < limit:
                 break
             if segment is self.active or self._bases[i + 1] >= limit:

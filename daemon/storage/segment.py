@@ -17,6 +17,7 @@ import os
 import struct
 
 from odradek.client import native
+from odradek.client._unreadable import next_whole_batch
 from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
 from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
                                     MAX_TIMESTAMP_OFFSET, write_log_append_time,
@@ -65,6 +66,7 @@ class BatchPosition(tuple):
     last_offset = property(lambda self: self[2])
     size = property(lambda self: self[3])
     max_timestamp = property(lambda self: self[4])
+    damaged = property(lambda self: len(self) > 5)   # see LogSegment.find_for_reader
 
 
 class LogSegment:
@@ -310,7 +312,8 @@ class LogSegment:
             # only a wrong index entry leads here (appends and recovery validate batches):
             # refuse rather than walk garbage, or loop on a length of 0
             raise InvalidSegment(f"{self.log.path}: no batch at position {position} (batchLength {length}, "
-                                 f"data size {self.log.size}); delete the segment's .index to have it rebuilt")
+                                 f"data size {self.log.size}): the segment is damaged there, or its index is; "
+                                 f"'odradek dump-log --verify' on the partition dir names what is wrong")
         delta = _I32.unpack_from(buf, position + LAST_OFFSET_DELTA_OFFSET)[0]
         max_ts = _I64.unpack_from(buf, position + MAX_TIMESTAMP_OFFSET)[0]
         return BatchPosition((position, base, base + delta, length + LOG_OVERHEAD, max_ts))
@@ -331,6 +334,34 @@ class LogSegment:
         for b in self.batches_from(position):
             if b.last_offset >= offset:
                 return b
+        return None
+
+    def find_for_reader(self, offset):
+        """find(offset) for a consumer, who names damage itself: a batch whose frame
+        is broken on disk (its batchLength no longer leads to a batch: a bit flipped
+        after the append, which validated it) does not end the walk with InvalidSegment.
+        The walk goes on from the first whole, CRC-valid batch after it; if that batch
+        starts above `offset`, the damaged bytes may hold it, and the answer is a
+        BatchPosition with `damaged` set, from them to the end of the data (offsets
+        unknown: `offset` for both), so that the reader reads them, and its decoder
+        raises CORRUPT_MESSAGE
+        with the partition, the offsets and where to read on (client/_unreadable.py)."""
+        if offset >= self.next_offset:
+            return None
+        _, position = self.index.lookup(offset)
+        end = self.size
+        while position < end:
+            try:
+                b = self.batch_at(position)
+            except InvalidSegment:
+                found = next_whole_batch(self.log.buffer, position, end, self.next_offset)
+                if found is None or found[0] > offset:
+                    return BatchPosition((position, offset, offset, end - position, -1, True))
+                position = found[1]
+                continue
+            if b.last_offset >= offset:
+                return b
+            position += b.size
         return None
 
     def find_by_timestamp(self, timestamp):
