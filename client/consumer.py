@@ -190,7 +190,7 @@ class _Segment:
 
 class _Partition:
     __slots__ = ("tp", "state", "position", "fetched", "paused", "segments", "run", "retry_at",
-                 "change", "extent", "stopped", "resume")
+                 "change", "extent", "stopped", "resume", "start_at")
 
     def __init__(self, tp, state):
         self.tp = tp
@@ -211,6 +211,9 @@ class _Partition:
         # (offset, run) after an unreadable batch: a seek() to offset reads on from there
         # in the segment (the broker walks from its index and cannot pass a broken length)
         self.resume = None
+        # OFFSET_BEGINNING / OFFSET_END asked for before the leader published the log's
+        # offsets: resolved at the first fetch that sees them (then position is None)
+        self.start_at = None
 
     def close(self):
         for seg in self.segments.values():
@@ -500,12 +503,15 @@ class Consumer:
 
     def _seek(self, part, offset):
         snap = part.state.read()
-        if offset == OFFSET_BEGINNING:
+        part.start_at = None
+        if not snap.loaded and offset in (OFFSET_BEGINNING, OFFSET_END):
+            part.start_at, offset = offset, None    # no log offsets to go by yet
+        elif offset == OFFSET_BEGINNING:
             offset = snap.log_start_offset
         elif offset == OFFSET_END:
             offset = snap.high_watermark
         elif offset is None or offset < 0:
-            offset = None     # auto.offset.reset, at the first fetch
+            offset = None     # start_at or auto.offset.reset, at the first fetch
         part.position = part.fetched = offset
         resume, part.resume = part.resume, None
         part.run = None
@@ -698,6 +704,10 @@ class Consumer:
         if snap.fenced:
             raise UnknownTopicOrPartition(f"{part.tp.topic}-{part.tp.partition} no longer exists "
                                           f"(its topic was deleted)")
+        if not snap.loaded:
+            # no leader has published the log's offsets yet (its worker is starting):
+            # zeros here are not an empty log, and must not reset the position
+            return 0
         if part.fetched is None:
             self._reset_position(part, snap, None)
         pos = part.fetched
@@ -715,6 +725,11 @@ class Consumer:
         return n
 
     def _reset_position(self, part, snap, bad):
+        if bad is None and part.start_at is not None:     # a seek made before the log was loaded
+            offset = snap.log_start_offset if part.start_at == OFFSET_BEGINNING else snap.high_watermark
+            part.position = part.fetched = offset
+            part.start_at = part.run = None
+            return
         if self._reset == "error":
             where = "no position" if bad is None else f"offset {bad} is out of range " \
                 f"({snap.log_start_offset}..{snap.log_end_offset})"

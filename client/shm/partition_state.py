@@ -12,7 +12,7 @@ Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
        16   8  u64  desc_offset (4096)      104   8  i64  window_first
        64   4  u32  seq (seqlock, change    112   8  i64  window_end
                     counter, futex word)    120   4  i32  leader_epoch
-                                            124   4  u32  flags (1 = fenced)
+                                            124   4  u32  flags (1 = fenced, 2 = loaded)
      4096 + 64*k: descriptor slot k: u64 stamp | i64 base_offset | i64 last_offset |
                   i64 segment_base | i64 position | i64 max_timestamp | i32 size | pad
 
@@ -45,7 +45,7 @@ __all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDes
            "OFF_ACTIVE_SEGMENT", "OFF_WINDOW_FIRST", "OFF_WINDOW_END", "OFF_LEADER_EPOCH",
            "OFF_FLAGS", "DESC_OFF_STAMP", "DESC_OFF_BASE_OFFSET", "DESC_OFF_LAST_OFFSET",
            "DESC_OFF_SEGMENT_BASE", "DESC_OFF_POSITION", "DESC_OFF_MAX_TIMESTAMP",
-           "DESC_OFF_SIZE", "FLAG_FENCED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
+           "DESC_OFF_SIZE", "FLAG_FENCED", "FLAG_LOADED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
 
 # ---- Layout (checked against odradek.h and LAYOUT.md by tests/client/shm/test_layout.py)
 MAGIC = struct.unpack("<I", b"ODKP")[0]
@@ -74,16 +74,20 @@ DESC_OFF_POSITION = DESC_OFF_SEGMENT_BASE + 8
 DESC_OFF_MAX_TIMESTAMP = DESC_OFF_POSITION + 8
 DESC_OFF_SIZE = DESC_OFF_MAX_TIMESTAMP + 8
 FLAG_FENCED = 1
+FLAG_LOADED = 2     # a leader opened the log and published its offsets
 DEFAULT_SLOTS = 1024
 MIN_SLOTS = 2
 MAX_SLOTS = 1 << 20
 
 PartitionSnapshot = namedtuple(
     "PartitionSnapshot", "log_start_offset high_watermark log_end_offset leader_epoch "
-                         "active_segment_base fenced change")
+                         "active_segment_base fenced change loaded")
 PartitionSnapshot.__doc__ = """One consistent reading of the partition state. `change` is
 the change counter it was read at (pass it to wait_for_change); `fenced` means the
-writer is gone for good (leadership moved, worker dead): ask the broker."""
+writer is gone for good (leadership moved, worker dead): ask the broker. `loaded` is
+false until a leader has opened the log and published its offsets (a partition whose
+first worker has not started yet, say after a broker restart): until then the offsets
+are zeros that say nothing about the log, and a reader waits for a change."""
 
 BatchDescriptor = namedtuple(
     "BatchDescriptor", "base_offset last_offset segment_base position size max_timestamp")
@@ -226,7 +230,8 @@ class PartitionState:
         finally:
             _free_states.append((raw, out))
         return _make_snapshot(PartitionSnapshot,
-                              (ls, hw, leo, epoch, seg, bool(flags & FLAG_FENCED), change))
+                              (ls, hw, leo, epoch, seg, bool(flags & FLAG_FENCED), change,
+                               bool(flags & FLAG_LOADED)))
 
     def wait_for_change(self, last_seen, timeout=None):
         """Sleep until the change counter differs from last_seen (a snapshot's `change`):
@@ -278,10 +283,14 @@ class PartitionState:
         return st
 
     def update(self, *, log_start_offset=None, high_watermark=None, log_end_offset=None,
-               leader_epoch=None, active_segment_base=None):
+               leader_epoch=None, active_segment_base=None, loaded=None):
         """Publish the given fields (the others unchanged) in one seqlock write, waking
-        readers that wait for a change. Returns the new change counter."""
+        readers that wait for a change. `loaded=True`: these are the offsets of the log,
+        as its leader opened it (readers act on them from then on). Returns the new
+        change counter."""
         st = self._writer_state()
+        if loaded:
+            st.flags |= FLAG_LOADED
         if log_start_offset is not None:
             st.log_start_offset = log_start_offset
         if high_watermark is not None:

@@ -181,7 +181,7 @@ class LeaderWorker:
             self.state.truncate(lg.log_end_offset)
             self.state.update(log_start_offset=lg.log_start_offset, high_watermark=lg.log_end_offset,
                               log_end_offset=lg.log_end_offset, leader_epoch=self.spec.leader_epoch,
-                              active_segment_base=lg.active.base_offset)
+                              active_segment_base=lg.active.base_offset, loaded=True)
         else:
             self.doorbell, fd = Doorbell.create()
             os.close(fd)

@@ -93,7 +93,8 @@ def test_a_full_filesystem_fails_produces_cleanly_and_recovers_when_space_is_fre
     started = time.monotonic()
     create(b, "fill")
     create(b, "other")
-    workers = sorted(b.workers())
+    # the offsets topic's worker and one for each partition (they start a few per loop turn)
+    workers = sorted(wait_until(lambda: len(b.workers()) == 3 and b.workers(), what="3 workers"))
     with open(small_fs / "filler", "wb") as f:
         f.write(bytes(FILLER_BYTES))
     fill, other, errors = {}, {}, []

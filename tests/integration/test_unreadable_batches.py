@@ -135,6 +135,27 @@ def test_an_unreadable_batch_in_an_old_segment_hides_no_record_before_or_after_i
         check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, check_crcs=False)
 
 
+def test_a_new_consumer_starting_at_or_after_a_batch_with_a_damaged_length_is_told_or_reads_on(broker):
+    # The broker walks a segment from its sparse index to find where a consumer starts;
+    # a damaged batchLength used to stop that walk with INVALID_SEGMENT (and advice to
+    # delete the index), for a consumer starting at the batch or anywhere after it up to
+    # the next index entry.
+    fill(broker)
+    first, last = damage(broker, "length")
+    for start in (first, (first + last) // 2):   # at the batch, inside it: named, as from the start
+        with consumer(broker, True) as c:
+            c.assign([TopicPartition(TOPIC, 0, start)])
+            got, err = read_until(c, CorruptRecord)
+            # (from inside it, the position is the first offset the consumer can name)
+            assert got == [] and (err.offset, err.next_offset) == (start, last + 1), str(err)
+    for start in (last + 1, last + 3):           # after it: nothing to say, records come
+        with consumer(broker, True) as c:
+            c.assign([TopicPartition(TOPIC, 0, start)])
+            got = read_n(c, RECORDS - start)
+            assert [r.offset for r in got] == list(range(start, RECORDS))
+            assert c.poll(0.1) is None
+
+
 def test_a_torn_tail_is_cut_at_start_and_consumers_and_producers_carry_on(broker):
     fill(broker)
     assert broker.stop() == 0
