@@ -31,7 +31,7 @@ import resource
 __all__ = ["PartitionLimits", "derive", "WORKER_MEMORY_BYTES", "BROKER_FDS_PER_PARTITION", "TASKS_PER_WORKER"]
 
 WORKER_MEMORY_BYTES = 4 << 20
-BROKER_FDS_PER_PARTITION = 7   # link, pidfd, doorbell, state and wake (worker's and readers')
+BROKER_FDS_PER_PARTITION = 7   # link, pidfd, doorbell, state, fds in flight: measured 7, before the wake page went (kept: a margin)
 TASKS_PER_WORKER = 3
 
 

@@ -20,6 +20,8 @@ from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.tools.dump_log import dump
 from support.records import assert_nothing_past_the_recovered_end, batches_in, read_all
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 CHILD = os.path.join(os.path.dirname(__file__), "log_compactor.py")
 _spec = importlib.util.spec_from_file_location("log_compactor", CHILD)
 compactor = importlib.util.module_from_spec(_spec)

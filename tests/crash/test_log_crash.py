@@ -14,6 +14,8 @@ import pytest
 from odradek.daemon.storage import LogConfig, PartitionLog
 from support.records import assert_nothing_past_the_recovered_end, batches_in, read_all
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 APPENDER = os.path.join(os.path.dirname(__file__), "log_appender.py")
 CONFIGS = {
     "replication-durability": {"segment.bytes": 16384, "index.interval.bytes": 256},

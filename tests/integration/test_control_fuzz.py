@@ -15,9 +15,13 @@ import time
 
 import psutil
 
+import pytest
+
 from odradek.client import Admin
 from odradek.client.protocol import CLIENT, Connection, messages as m
 from support.broker import wait_until
+
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
 
 FUZZ_S = 3.0
 FUZZERS = 4

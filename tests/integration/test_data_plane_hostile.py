@@ -15,6 +15,8 @@ from odradek.client.shm.ring import OFF_TAIL
 from support.broker import wait_until
 from support.records import make_batch
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 
 @pytest.fixture
 def topic(broker):

@@ -19,6 +19,8 @@ from odradek.client.errors import StorageError
 from support.broker import BrokerProcess, wait_until
 from support.small_fs import mounted_tmpfs
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 FS_BYTES = 48 << 20
 FILLER_BYTES = 12 << 20          # deleted to free space
 VALUE = 16000                    # one record per 16 KiB batch

@@ -26,6 +26,8 @@ from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.shm import PartitionState
 from support.broker import BrokerProcess
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 HOSTILE = os.path.join(os.path.dirname(__file__), "hostile_client.py")
 TOPIC = "shared"
 RECORDS = 30

@@ -12,6 +12,8 @@ from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, CRC_OFFSET,
                                     Compression, iter_batches)
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 TOPIC = "rot"
 RECORDS = 1000
 TP = TopicPartition(TOPIC, 0)

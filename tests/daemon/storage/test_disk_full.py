@@ -23,6 +23,8 @@ from support.compaction import Model, check_log, fill as fill_keyed
 from support.records import read_all, value_batch
 from support.small_fs import fill, mounted_tmpfs
 
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
 FS_BYTES = 4 << 20
 
 
