@@ -16,7 +16,7 @@ import pytest
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import StorageError
-from support.broker import BrokerProcess, wait_until
+from support.broker import BrokerProcess, consume_n, wait_until
 from support.small_fs import mounted_tmpfs
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
@@ -53,15 +53,6 @@ def full_broker(small_fs):
 def create(broker, name):
     with Admin(broker.socket_path) as admin:
         admin.create_topic(name, num_partitions=1)
-
-
-def consume_n(c, n, timeout=10.0):
-    out, deadline = [], time.monotonic() + timeout
-    while len(out) < n:
-        left = deadline - time.monotonic()
-        assert left > 0, f"got {len(out)} of {n} records"
-        out += c.consume(n - len(out), left)
-    return out
 
 
 def _value(i):

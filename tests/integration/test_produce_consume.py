@@ -14,7 +14,7 @@ from odradek.client import (OFFSET_BEGINNING, OFFSET_END, Admin, Consumer, Produ
 from odradek.client.errors import (InvalidConfig, MessageTooLarge, OffsetOutOfRange, RequestTimedOut,
                                    RingFull, UnknownTopicOrPartition)
 from odradek.client.partitioner import partition_for_key
-from support.broker import wait_until
+from support.broker import consume_n, wait_until
 
 
 def producer(broker, **config):
@@ -28,16 +28,6 @@ def consumer(broker, **config):
 def create(broker, name, partitions=1, **configs):
     with Admin(broker.socket_path) as admin:
         admin.create_topic(name, num_partitions=partitions, config=configs)
-
-
-def consume_n(c, n, timeout=10.0):
-    """Exactly n records (fails on timeout), waiting on the consumer, not sleeping."""
-    out, deadline = [], time.monotonic() + timeout
-    while len(out) < n:
-        left = deadline - time.monotonic()
-        assert left > 0, f"got {len(out)} of {n} records"
-        out += c.consume(n - len(out), left)
-    return out
 
 
 def test_round_trip_keeps_order_keys_values_headers_timestamps(broker):

@@ -27,6 +27,16 @@ def wait_until(predicate, timeout=10.0, interval=0.005, what="condition"):
         time.sleep(interval)
 
 
+def consume_n(consumer, n, timeout=10.0):
+    """Exactly n records from `consumer` (fails on timeout), waiting on it, not sleeping."""
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, f"got {len(out)} of {n} records"
+        out += consumer.consume(n - len(out), left)
+    return out
+
+
 class BrokerProcess:
     def __init__(self, data_dir, env=None, args=(), umask=None):
         self.data_dir = str(data_dir)
