@@ -75,7 +75,17 @@ class Supervisor:
         parent_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # The broker's signals stay blocked in the child until leader.run has installed
+        # the worker's handlers and unblocks them. One sent to the child in between (a
+        # topic deleted as its workers start) would run the broker's inherited handler:
+        # written into the broker's own signal pipe (the broker stopped or reloaded) and
+        # lost to the worker (it ran on, and its files stayed).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, leader.BROKER_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # the child: never returns
             code = 1
             try:
@@ -92,6 +102,7 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child_sock.close()
         parent_sock.setblocking(False)
         handle.pid = pid
