@@ -766,7 +766,7 @@ class Consumer:
                 break
             end += d2.size
             nxt = d2.last_offset + 1
-        seg = self._segment(part, d.segment_base, end, pos)
+        seg = self._segment(part, d, end, pos)
         if seg is None:
             return None   # the descriptors went stale under us (a compaction swap): look again
         part.extent = (seg, start, end, None)
@@ -809,7 +809,10 @@ class Consumer:
         part.run = (seg, res.position, res.size, pos, res.next_offset)
         return self._from_run(part, part.run)
 
-    def _segment(self, part, base, need_end, pos):
+    def _segment(self, part, d, need_end, pos):
+        """The map of the segment descriptor `d` (of the batch holding `pos`) points
+        into, at least need_end bytes long; None if `d` went stale meanwhile."""
+        base = d.segment_base
         seg = part.segments.get(base)
         if seg is None or len(seg.view) < need_end:
             tp = part.tp
@@ -822,10 +825,13 @@ class Consumer:
             finally:
                 for fd in fds:
                     os.close(fd)
-            if res.base_offset != base or len(seg.view) < need_end:
-                # The descriptor was read just before the log cleaner swapped this segment
-                # for a smaller file (the worker then empties the window, which changes the
-                # state's counter, so the caller's next round looks again at once).
+            if res.base_offset != base or len(seg.view) < need_end or not _still_found(part.state, pos, d):
+                # `d` was read just before the log cleaner swapped this segment for a new
+                # file whose batches sit at other positions (reading `d`'s bytes there
+                # would give another batch, or half of one). The worker empties the
+                # window after a swap and before it answers any request, so `d` still
+                # found after this answer describes the file just opened. The emptying
+                # changed the state's counter: the caller's next round looks again at once.
                 return None
         return seg
 
@@ -952,6 +958,13 @@ def _why(error, codec):
     if codec > Compression.ZSTD:
         return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
     return f"has records that cannot be decoded ({error.message})"
+
+
+def _still_found(state, pos, d):
+    try:
+        return state.find(pos) == d
+    except NotInWindow:
+        return False
 
 
 def _inode(fd):

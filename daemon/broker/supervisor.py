@@ -9,9 +9,10 @@ Children are forked from the already-imported broker, so a worker costs a fork a
 pages it writes (copy-on-write), not an interpreter start. The child keeps only stdin,
 stdout, stderr, its link and its partition's shared memory and closes every other fd
 the broker held (one close_range, whatever the number of partitions): no worker holds
-another partition's memory, a client's socket or the listener. It takes the default
-action for SIGTERM until the worker installs its own handler, so a worker stopped right
-after the fork dies at once instead of writing to the broker's signal pipe.
+another partition's memory, a client's socket or the listener (another partition's
+mappings stay mapped, fd-less). The broker's signals are blocked across the fork and
+stay blocked in the child until the worker has installed its own handlers: a worker
+stopped right after the fork gets its SIGTERM then, and none reaches the broker's pipe.
 """
 import logging
 import os
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 HEALTHY_AFTER_S = 10.0  # a worker that lived this long resets its backoff
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class WorkerHandle:
@@ -77,22 +77,21 @@ class Supervisor:
         parent_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        # blocked across the fork: a SIGTERM for the child before it has reset the
-        # broker's handler would be swallowed by it (or written to the broker's pipe)
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        pid = -1
+        # The broker's signals stay blocked in the child until leader.run has installed
+        # the worker's handlers and unblocks them. One sent to the child in between (a
+        # topic deleted as its workers start) would run the broker's inherited handler:
+        # written into the broker's own signal pipe (the broker stopped or reloaded) and
+        # lost to the worker (it ran on, and its files stayed).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, leader.BROKER_SIGNALS)
         try:
             pid = os.fork()
-        finally:
-            if pid != 0:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in _STOP_SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)   # a pending SIGTERM ends it here
+                signal.set_wakeup_fd(-1)   # the broker's pipe: leader.run sets its own
                 _close_fds_except({0, 1, 2, child_sock.fileno(), *(handle.spec.shm.fds if handle.spec.shm else ())})
                 code = leader.run(child_sock, handle.spec, parent_pid)
             except BaseException:
@@ -100,6 +99,7 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child_sock.close()
         parent_sock.setblocking(False)
         handle.pid = pid

@@ -59,6 +59,7 @@ REBUILD_BYTES = 64 << 20     # log tail scanned at open to rebuild producer stat
 REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
+BROKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the broker and by run()
 
 
 class WorkerSpec:
@@ -102,6 +103,8 @@ def run(sock, spec, parent_pid):
     signal.signal(signal.SIGTERM, lambda *_: None)  # the wake-up fd carries it
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C goes to the broker, which stops us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # blocked since the fork (Supervisor.start): one sent meanwhile comes now, to these
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, BROKER_SIGNALS)
     worker = LeaderWorker(sock, spec)
     try:
         worker.open()
