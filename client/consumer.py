@@ -603,7 +603,7 @@ class Consumer:
                 break     # an unreadable batch: the records before it, or its error, at once
             fetched_bytes += got
             now = time.monotonic()
-            if got and not self._buffer:
+            if got and not self._buffer and (deadline is None or now < deadline):
                 continue   # only empty or control batches (compaction keeps some): read on
             if self._buffer:
                 if fetched_bytes >= self._min_bytes:

@@ -27,19 +27,21 @@ PARTITIONS = 3
 PRODUCERS = 2
 KILLS = int(os.environ.get("ODRADEK_FAULT_KILLS", "8"))   # about a third hit the broker
 PROGRESS_TIMEOUT_S = 30    # for progress of every producer between two kills
+PRODUCER_SECONDS = (KILLS + 2) * PROGRESS_TIMEOUT_S   # producers stop by themselves after this
 
 PRODUCER = textwrap.dedent("""
     import os, sys, time
     from odradek.client import Producer
     from odradek.client.errors import OdradekError
-    sock, ident, stop_file, acked_path = sys.argv[1:5]
+    sock, ident, stop_file, acked_path, seconds = sys.argv[1:6]
+    deadline = time.monotonic() + float(seconds)   # bounded even if the test never stops us
     out = open(acked_path, "w", buffering=1)
     def on_delivery(err, rec):
         if err is None:
             out.write("%s %d %d\\n" % (rec.value.decode(), rec.partition, rec.offset))
     p = Producer({"socket": sock, "acks": "all", "linger.ms": 2, "max.block.ms": 60000})
     i = 0
-    while not os.path.exists(stop_file) and i < 1_000_000:
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
         try:
             p.produce("load", b"%s-%d" % (ident.encode(), i), key=b"%d" % i, on_delivery=on_delivery)
             i += 1
@@ -115,7 +117,8 @@ def test_random_sigkills_of_workers_and_the_broker_lose_and_duplicate_nothing_ac
         for n in range(PRODUCERS):   # output to files: a full pipe would stall a producer
             with open(tmp_path / f"producer-{n}.out", "wb") as out:
                 procs.append(subprocess.Popen([sys.executable, "-c", PRODUCER, broker.socket_path, f"p{n}",
-                                               stop_file, acked_paths[n]], stdout=out, stderr=out))
+                                               stop_file, acked_paths[n], str(PRODUCER_SECONDS)],
+                                              stdout=out, stderr=out))
         for k in range(KILLS):
             progress(f"before kill {k + 1}")
             if rng.random() < 0.35:
