@@ -70,6 +70,25 @@ def _acked(paths):
     return acked
 
 
+class _AckCount:
+    """Lines (acknowledged records) in a producer's file so far, read incrementally."""
+
+    def __init__(self, path):
+        self.path, self.pos, self.lines = path, 0, 0
+
+    def __call__(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        whole = data.rfind(b"\n") + 1      # a line being written is counted next time
+        self.pos += whole
+        self.lines += data.count(b"\n", 0, whole)
+        return self.lines
+
+
 def _worker_pids(broker):
     with Admin(broker.socket_path) as admin:
         st = admin.status(["load"])
@@ -104,10 +123,12 @@ def test_random_sigkills_of_workers_and_the_broker_lose_and_duplicate_nothing_ac
     acked_paths = [str(tmp_path / f"acked-{n}") for n in range(PRODUCERS)]
     procs, kills = [], []
 
+    counts = [_AckCount(path) for path in acked_paths]
+
     def progress(what, timeout=PROGRESS_TIMEOUT_S):
         """Each producer has 150 more records acknowledged (so each is up and running)."""
-        before = [len(_acked([path])) for path in acked_paths]
-        wait_until(lambda: all(len(_acked([path])) >= n + 150 for path, n in zip(acked_paths, before)),
+        before = [count() for count in counts]
+        wait_until(lambda: all(count() >= n + 150 for count, n in zip(counts, before)),
                    timeout, interval=0.02, what=f"150 more acknowledged records per producer {what}, "
                                                 f"after kills {kills}")
     try:
