@@ -147,7 +147,9 @@ def test_random_sigkills_of_workers_and_the_broker_lose_and_duplicate_nothing_ac
                 kills.append("broker")
                 broker.start()
             else:
-                pid = rng.choice(_worker_pids(broker))
+                pids = wait_until(lambda: len(_worker_pids(broker)) == PARTITIONS and _worker_pids(broker),
+                                  PROGRESS_TIMEOUT_S, what="every partition's worker running")
+                pid = rng.choice(pids)
                 os.kill(pid, signal.SIGKILL)   # a worker of the broker we started
                 kills.append("worker")
         progress("after the last kill")
