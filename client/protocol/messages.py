@@ -605,6 +605,17 @@ class PartitionStatus(Struct):
     ]
 
 
+class LogDirStatus(Struct):
+    FIELDS = [
+        ("path",          STRING,           "",    0),
+        ("directory_id",  NULLABLE_STRING,  None,  0),   # meta.properties' directory.id (null: unknown)
+        ("state",         STRING,           "",    0),   # "online" or "offline"
+        ("reason",        STRING,           "",    0),   # why it is offline ("" when online)
+        ("size_bytes",    INT64,            -1,    0),   # bytes under it (-1: offline)
+        ("partitions",    INT32,            0,     0),   # partitions whose leader lives there
+    ]
+
+
 class StatusResponse(Struct):
     API_KEY = ApiKey.STATUS
     FIELDS = [
@@ -614,6 +625,7 @@ class StatusResponse(Struct):
         ("log_dirs",    Array(STRING),           [],  0),   # index = replica id
         ("workers",     Array(WorkerStatus),     [],  0),
         ("partitions",  Array(PartitionStatus),  [],  0),
+        ("log_dir_states",  Array(LogDirStatus),  [],  0),   # one per log_dirs entry
     ]
 
 

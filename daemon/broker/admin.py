@@ -55,10 +55,13 @@ def handle(broker, conn, request):
 
 
 # -- metadata ------------------------------------------------------------------------
-def _partition_metadata(broker, p):
+def _partition_metadata(broker, topic, p):
+    offline = broker.dir_offline_error(topic, p)
     return m.MetadataResponsePartition(
-        partition_index=p.partition, leader_id=p.leader, leader_epoch=p.leader_epoch,
-        replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
+        **(_error_fields(offline) if offline is not None else {}),
+        partition_index=p.partition, leader_id=-1 if offline is not None else p.leader,
+        leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
+        offline_replicas=[r for r in p.replicas if r in broker.metadata.offline_dirs],
         log_dirs=[broker.config.log_dirs[r] for r in p.replicas])
 
 
@@ -82,8 +85,8 @@ def metadata(broker, req, reply):
             continue
         topics.append(m.MetadataResponseTopic(
             name=name, is_internal=name.startswith("__"),
-            partitions=[_partition_metadata(broker, p) for p in t.partitions]))
-    return m.MetadataResponse(cluster_id=None, topics=topics)
+            partitions=[_partition_metadata(broker, t.name, p) for p in t.partitions]))
+    return m.MetadataResponse(cluster_id=broker.metadata.cluster_id, topics=topics)
 
 
 # -- topics --------------------------------------------------------------------------
@@ -163,7 +166,7 @@ def worker_retired(broker, handle):
 
 def _remove_partition_files(broker, name, partition):
     """Rename the partition dirs out of the way (atomic), then delete them."""
-    for log_dir in broker.config.log_dirs:
+    for log_dir in broker.online_log_dirs():
         path = os.path.join(log_dir, filenames.partition_dir_name(name, partition))
         if not os.path.isdir(path):
             continue
@@ -177,7 +180,7 @@ def _remove_partition_files(broker, name, partition):
 def _remove_topic_files(broker, name):
     """Remove every partition dir of topic `name`, whatever its partition count says
     (one listing per log dir)."""
-    for log_dir in broker.config.log_dirs:
+    for log_dir in broker.online_log_dirs():
         for entry in os.listdir(log_dir):
             tp = filenames.parse_partition_dir(entry)
             if tp is not None and tp[0] == name:
@@ -386,11 +389,32 @@ def status(broker, req, reply):
                                                     high_watermark=-1, size_bytes=-1, segments=0))
         reply(m.StatusResponse(broker_pid=os.getpid(), uptime_ms=int((time.time() - broker.started) * 1000),
                                version=VERSION, log_dirs=list(broker.config.log_dirs),
-                               workers=workers, partitions=partitions))
+                               workers=workers, partitions=partitions, log_dir_states=_log_dir_states(broker)))
 
     gather = _Gather(len(keys), finish)
     for key in keys:
         broker.worker_request(key, m.StatusRequest(), gather.add(key))
+
+
+def _log_dir_states(broker):
+    leaders = [0] * len(broker.dirs)
+    for t in broker.metadata.topics.values():
+        for p in t.partitions:
+            leaders[p.leader] += 1
+    return [m.LogDirStatus(path=st.path, directory_id=st.directory_id, state=st.state, reason=st.reason,
+                           size_bytes=_tree_size(st.path) if st.online else -1, partitions=leaders[st.index])
+            for st in broker.dirs]
+
+
+def _tree_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass   # removed meanwhile
+    return total
 
 
 _HANDLERS = {

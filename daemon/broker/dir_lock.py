@@ -8,7 +8,7 @@ import os
 
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import filenames
-from odradek.daemon.storage.modes import make_dirs, open_file
+from odradek.daemon.storage.modes import open_file
 
 __all__ = ["DirLocks"]
 
@@ -17,8 +17,7 @@ class DirLocks:
     def __init__(self, log_dirs):
         self._fds = []
         try:
-            for d in log_dirs:
-                make_dirs(d)
+            for d in log_dirs:   # existing dirs (a missing one is offline, not created: log_dirs.py)
                 path = os.path.join(d, filenames.BROKER_LOCK)
                 fd = open_file(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
                 try:

@@ -55,6 +55,10 @@ class GroupShell:
         them to the coordinator."""
         topic = self.broker.metadata.topics[OFFSETS_TOPIC]
         p = topic.partitions[0]
+        if p.leader in self.broker.metadata.offline_dirs:
+            log.error("%s is offline (its log dir is): consumer groups start with no committed offsets",
+                      OFFSETS_TOPIC)
+            return
         directory = os.path.join(self.broker.config.log_dirs[p.leader], filenames.partition_dir_name(OFFSETS_TOPIC, 0))
         plog = PartitionLog(directory, LogConfig(topic.log_config(self.broker.config.topic_defaults).to_dict()))
         records = []

@@ -5,12 +5,16 @@ Persisted as JSON in every log dir (`cluster-metadata.json`, written atomically)
 copy stamped with a version that grows with every change; at start the highest version
 found wins, so losing a disk does not lose the metadata.
 
-    {"version": 7, "next_producer_id": 12, "topics": {"orders": {"topic_id": "9f2c...", "configs": {"retention.ms": "3600000"},
+    {"version": 7, "next_producer_id": 12, "cluster_id": "pZS3B7tBQ2CNm0C1NI-KjA",
+     "directory_ids": ["bxyOnSlGR_OYgGbjyUeNXQ", ...], "topics": {"orders": {"topic_id": "9f2c...", "configs": {"retention.ms": "3600000"},
       "partitions": [{"partition": 0, "replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0,
                       "isr": [0, 1, 2]}]}}}
 
 replicas, leader and isr name log dirs by their index in log.dirs (one host: a replica
-is a directory on a disk, not a broker). This module does no I/O except load/save.
+is a directory on a disk, not a broker). directory_ids[i] is the directory.id in the
+meta.properties of log dir i (null: not known yet, a copy written by an older odradek);
+a dir whose identity differs is offline (broker/log_dirs.py), and no copy is written
+to an offline dir. This module does no I/O except load/save.
 
 Producer ids are reserved in blocks of PRODUCER_ID_BLOCK, as Kafka's controller does:
 the saved next_producer_id is the end of the block being handed out, so the file is
@@ -72,8 +76,13 @@ class TopicMeta:
 class Metadata:
     """The broker's view of every topic. Not thread-safe: the broker loop owns it."""
 
-    def __init__(self, log_dirs, version=0, topics=None, next_producer_id=0):
+    def __init__(self, log_dirs, version=0, topics=None, next_producer_id=0, cluster_id=None,
+                 directory_ids=None, found=False):
         self.log_dirs = list(log_dirs)
+        self.found = found            # a copy was found on disk (False: a brand-new cluster)
+        self.cluster_id = cluster_id
+        self.directory_ids = (list(directory_ids or []) + [None] * len(self.log_dirs))[:len(self.log_dirs)]
+        self.offline_dirs = set()     # indexes of log dirs not written to (broker/log_dirs.py)
         self.version = version
         self.topics = topics or {}
         self.next_producer_id = next_producer_id  # ids below it were handed out
@@ -89,7 +98,7 @@ class Metadata:
             try:
                 with open(path, "rb") as f:
                     doc = json.load(f)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except (ValueError, OSError) as e:
                 raise StorageError(f"{path} cannot be read ({e}); move it away to fall back on the copy in "
@@ -102,17 +111,21 @@ class Metadata:
         for name, t in best.get("topics", {}).items():
             parts = [PartitionMeta(**p) for p in t["partitions"]]
             topics[name] = TopicMeta(name, t["topic_id"], parts, dict(t.get("configs", {})))
-        return cls(log_dirs, best.get("version", 0), topics, best.get("next_producer_id", 0))
+        return cls(log_dirs, best.get("version", 0), topics, best.get("next_producer_id", 0),
+                   best.get("cluster_id"), best.get("directory_ids"), found=True)
 
     def save(self):
-        """Bump the version and write it to every log dir (atomically each)."""
+        """Bump the version and write it to every online log dir (atomically each)."""
         self.version += 1
         doc = {"version": self.version, "next_producer_id": self.producer_id_limit,
+               "cluster_id": self.cluster_id, "directory_ids": self.directory_ids,
                "topics": {name: {"topic_id": t.topic_id, "configs": t.configs,
                                  "partitions": [asdict(p) for p in t.partitions]}
                           for name, t in sorted(self.topics.items())}}
         data = json.dumps(doc, indent=1, sort_keys=True).encode()
-        for d in self.log_dirs:
+        for i, d in enumerate(self.log_dirs):
+            if i in self.offline_dirs:
+                continue
             write_atomically(os.path.join(d, filenames.CLUSTER_METADATA), data)
 
     # -- queries --------------------------------------------------------------------

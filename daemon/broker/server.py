@@ -3,8 +3,9 @@ single-threaded selector loop (the I/O shell; decisions live in metadata.py and 
 handlers in admin.py).
 
 Theory of operation
-- Start: lock every log dir (a second broker fails at once), load the metadata (newest
-  copy among the log dirs), derive the partition limits (limits.py; a topic above them
+- Start: load the metadata (newest copy among the log dirs), check every log dir's
+  identity (log_dirs.py: a missing, empty or foreign dir is offline, never recreated;
+  its partitions get no worker), lock the online dirs (a second broker fails at once), derive the partition limits (limits.py; a topic above them
   stays offline), remove what interrupted creates and deletes left, queue one worker per
   partition leader, bind the control socket (mode from socket.mode), tell systemd READY=1.
 - Workers are forked from the loop, for at most SPAWN_BUDGET_S per turn, so that while
@@ -37,7 +38,7 @@ import time
 from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.broker import admin, data_plane, limits
+from odradek.daemon.broker import admin, data_plane, limits, log_dirs
 from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell, group_config
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
@@ -83,6 +84,7 @@ class Broker:
         self.started = time.time()
         self.metadata = None
         self.locks = None
+        self.dirs = []            # a log_dirs.LogDirState per configured log dir
         self.listener = None
         self.clients = {}         # fd -> ClientConn
         self.sel = selectors.DefaultSelector()
@@ -102,9 +104,20 @@ class Broker:
         _raise_fd_limit()
         self.limits = limits.derive(self.config.max_partitions, self.config.max_partitions_per_topic)
         log.info("partition limits: %s (%s)", self.limits, self.limits.derived_from)
-        self.notifier.status("locking log dirs")
-        self.locks = DirLocks(self.config.log_dirs)
+        self.notifier.status("checking log dirs")
         self.metadata = Metadata.load(self.config.log_dirs)
+        self.dirs = log_dirs.assess(self.config.log_dirs, self.metadata)
+        if not any(st.online for st in self.dirs):
+            raise StorageError("every log dir is offline (" + "; ".join(f"{st.path}: {st.reason}" for st in self.dirs)
+                               + "); put the disks back, or see 'odradek log-dirs forget-data --help'")
+        log_dirs.create_missing(self.dirs)
+        self.notifier.status("locking log dirs")
+        self.locks = DirLocks(self.online_log_dirs())
+        if log_dirs.format_dirs(self.dirs, self.metadata):
+            self.metadata.save()
+        for st in self.dirs:
+            if not st.online:
+                log.error("%s", log_dirs.offline_message(st))
         self.notifier.status("loading consumer groups")
         self.groups = GroupShell(self, group_config(self.config))
         self.groups.ensure_offsets_topic()
@@ -143,13 +156,14 @@ class Broker:
                 continue
             total += count
             for p in topic.partitions:
-                self._start_worker(topic, p)
+                if p.leader not in self.metadata.offline_dirs:
+                    self._start_worker(topic, p)
 
     def _remove_strays(self):
         """Partition dirs of no topic in the metadata: empty ones are what a create
         interrupted before its metadata was saved leaves (removed); a dir being deleted
         (-delete) is finished; one holding data is left alone, with a warning."""
-        for log_dir in self.config.log_dirs:
+        for log_dir in self.online_log_dirs():
             for name in os.listdir(log_dir):
                 path = os.path.join(log_dir, name)
                 if name.endswith(filenames.DELETE_SUFFIX) and os.path.isdir(path):
@@ -174,6 +188,9 @@ class Broker:
         the metadata naming them is saved, so a saved partition always has its dir."""
         touched = set()
         for p in partitions:
+            offline = self.dir_offline_error(topic.name, p)
+            if offline is not None:
+                raise offline
             log_dir = self.config.log_dirs[p.leader]
             make_dirs(os.path.join(log_dir, filenames.partition_dir_name(topic.name, p.partition)))
             touched.add(log_dir)
@@ -496,6 +513,9 @@ class Broker:
         """The PartitionShm of a partition (its worker may be dead; the memory stays)."""
         handle = self.supervisor.workers.get((topic, partition))
         if handle is None or handle.shm is None:
+            offline = self.dir_offline_error(topic, partition)
+            if offline is not None:
+                raise offline
             raise LeaderNotAvailable(f"partition {topic}-{partition} has no leader now; retry")
         return handle.shm
 
@@ -539,7 +559,7 @@ class Broker:
         """Relay `message` (and `fds`, closed once sent) to the worker leading partition
         `key`; `callback(result)`, or `callback(result, fds)` when with_fds."""
         handle = self.supervisor.workers.get(key)
-        unavailable = LeaderNotAvailable(
+        unavailable = self.dir_offline_error(*key) or LeaderNotAvailable(
             f"topic {key[0]} is offline: its partitions are above the broker's limits (see the broker log)"
             if key[0] in self.offline else f"partition {key[0]}-{key[1]} has no running leader now; retry")
         # a worker that just died can still look alive here: its link closed, but its
@@ -589,12 +609,37 @@ class Broker:
         self.supervisor.stop(handle)
 
     # == for admin and status ======================================================
+    def online_log_dirs(self):
+        return [st.path for st in self.dirs if st.online]
+
+    def dir_offline_error(self, topic, partition):
+        """KAFKA_STORAGE_ERROR for a partition (number or PartitionMeta) whose leader's
+        log dir is offline; None otherwise."""
+        if isinstance(partition, int):
+            t = self.metadata.topics.get(topic)
+            if t is None or not 0 <= partition < len(t.partitions):
+                return None
+            partition = t.partitions[partition]
+        if partition.leader not in self.metadata.offline_dirs:
+            return None
+        st = self.dirs[partition.leader]
+        return StorageError(f"partition {topic}-{partition.partition} is offline: its log dir {st.path} is "
+                            f"offline ({st.reason}); " + log_dirs.RECOVERY.format(path=st.path))
+
+    def offline_partitions(self):
+        return [(t.name, p.partition) for t in self.metadata.topics.values() for p in t.partitions
+                if p.leader in self.metadata.offline_dirs]
+
     def _partition_count(self):
         return sum(len(t.partitions) for t in self.metadata.topics.values())
 
     def _status_line(self):
         running = sum(1 for h in self.supervisor.workers.values() if h.alive)
-        return f"{len(self.metadata.topics)} topics, {self._partition_count()} partitions, {running} workers running"
+        line = f"{len(self.metadata.topics)} topics, {self._partition_count()} partitions, {running} workers running"
+        if self.metadata.offline_dirs:
+            line += (f", {len(self.metadata.offline_dirs)} log dirs offline, "
+                     f"{len(self.offline_partitions())} partitions offline")
+        return line
 
 
 def _raise_fd_limit():

@@ -42,13 +42,27 @@ def render(status, group_offsets=None):
              else -1, human_bytes(p.size_bytes), p.segments) for p in status.partitions]
     lines += format_table(["PARTITION", "LEADER", "EPOCH", "ISR", "LOG-START", "LOG-END", "RECORDS", "SIZE",
                            "SEGMENTS"], rows)
-    under = [p for p in status.partitions if len(p.isr_nodes) < len(p.replica_nodes)]
     lines.append("")
-    lines.append(f"{len(status.partitions)} partitions, {len(under)} under-replicated")
+    lines += _log_dirs(status)
+    under = [p for p in status.partitions if len(p.isr_nodes) < len(p.replica_nodes)]
+    offline_dirs = {i for i, d in enumerate(status.log_dir_states) if d.state != "online"}
+    offline = [f"{p.topic}-{p.partition}" for p in status.partitions if p.leader_id in offline_dirs]
+    lines.append("")
+    if offline:
+        lines.append(f"offline partitions (their log dir is offline): {', '.join(offline)}")
+    lines.append(f"{len(status.partitions)} partitions, {len(under)} under-replicated, {len(offline)} offline; "
+                 f"{len(offline_dirs)} of {len(status.log_dir_states)} log dirs offline")
     if group_offsets:
         lines.append("")
         lines += _group_lag(status, group_offsets)
     return lines
+
+
+def _log_dirs(status):
+    rows = [(i, d.path, d.directory_id or "-", d.state if not d.reason else f"{d.state}: {d.reason}",
+             human_bytes(d.size_bytes) if d.size_bytes >= 0 else "-", d.partitions)
+            for i, d in enumerate(status.log_dir_states)]
+    return format_table(["DIR", "PATH", "DIRECTORY-ID", "STATE", "USAGE", "PARTITIONS"], rows)
 
 
 def _group_lag(status, group_offsets):

@@ -1,0 +1,167 @@
+"""Log dir identity (meta.properties) against the real broker with three log dirs: a
+dir moved away, replaced by an empty one, or carrying another identity is offline at
+start (not recreated, not written), only its partitions are offline with
+KAFKA_STORAGE_ERROR naming it, the others keep their data; put back, all is online."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from odradek.client import Admin, Consumer, Producer, TopicPartition
+from odradek.client.consumer import OFFSET_BEGINNING
+from odradek.client.errors import StorageError
+from odradek.daemon.storage import meta_properties
+from support.broker import BrokerProcess, consume_n
+
+RECORDS = 12
+PARTITIONS = 3
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A broker serving log dirs a, b, c (config file); killed and checked after the test."""
+    dirs = [str(tmp_path / n) for n in "abc"]
+    run = tmp_path / "run"
+    run.mkdir()
+    config = tmp_path / "odradek.toml"
+    config.write_text("log.dirs = [" + ", ".join(f'"{d}"' for d in dirs) + "]\n"
+                      f'socket.path = "{run}/odradek.sock"\n')
+    b = BrokerProcess(run, config=config)
+    b.dirs = dirs
+    yield b
+    b.kill()
+    assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
+
+
+def fill(b):
+    """Topic t, one partition led from each dir, RECORDS records each: {partition: leader dir}."""
+    with Admin(b.socket_path) as admin:
+        admin.create_topic("t", PARTITIONS, replication_factor=1)
+        leaders = {p.partition: p.leader for p in admin.describe_topic("t").partitions}
+    assert sorted(leaders.values()) == [0, 1, 2]
+    p = Producer({"socket": b.socket_path})
+    try:
+        for part in range(PARTITIONS):
+            for i in range(RECORDS):
+                p.produce("t", value=f"{part}-{i}".encode(), partition=part)
+        assert p.flush(10) == 0
+    finally:
+        p.close()
+    return leaders
+
+
+def read_all(b, partition):
+    c = Consumer({"socket": b.socket_path})
+    try:
+        c.assign([TopicPartition("t", partition, OFFSET_BEGINNING)])
+        return [r.value for r in consume_n(c, RECORDS)]
+    finally:
+        c.close()
+
+
+def expected(partition):
+    return [f"{partition}-{i}".encode() for i in range(RECORDS)]
+
+
+def move_away(path):
+    os.rename(path, path + ".away")
+
+
+def replace_with_empty(path):
+    move_away(path)
+    os.mkdir(path)
+
+
+def replace_with_foreign(path):
+    move_away(path)
+    os.mkdir(path)
+    meta_properties.write(path, meta_properties.MetaProperties(meta_properties.new_uuid(), meta_properties.new_uuid()))
+
+
+@pytest.mark.parametrize("damage, reason", [(move_away, "missing"),
+                                            (replace_with_empty, "no meta.properties"),
+                                            (replace_with_foreign, "cluster.id")])
+def test_a_lost_log_dir_is_offline_not_recreated_and_comes_back_when_put_back(cluster, damage, reason):
+    b = cluster
+    b.start()
+    leaders = fill(b)
+    ids = {}
+    for i, d in enumerate(b.dirs):
+        props = meta_properties.read(d)
+        assert props is not None and len(props.directory_id) == 22
+        ids[i] = props.directory_id
+    assert b.stop() == 0
+
+    lost = 1
+    lost_part = next(p for p, d in leaders.items() if d == lost)
+    damage(b.dirs[lost])
+    before = sorted(os.listdir(b.dirs[lost])) if os.path.isdir(b.dirs[lost]) else None
+    b.start()
+    with Admin(b.socket_path) as admin:
+        states = admin.status().log_dir_states
+        assert [s.state for s in states] == ["online", "offline", "online"], states
+        assert reason in states[lost].reason and states[lost].path == b.dirs[lost]
+        with pytest.raises(StorageError, match=f"log dir {b.dirs[lost]} is offline"):
+            admin.list_offsets("t", lost_part)
+        for part, d in leaders.items():
+            if d != lost:
+                assert admin.list_offsets("t", part)[0] == RECORDS
+                assert read_all(b, part) == expected(part)
+    out = subprocess.run([sys.executable, "-m", "odradek.daemon.cli", "status", "--socket", b.socket_path],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"offline partitions (their log dir is offline): t-{lost_part}" in out.stdout
+    assert "1 of 3 log dirs offline" in out.stdout
+    assert f"log dir {b.dirs[lost]} is offline" in b.stderr()
+    assert b.stop() == 0
+    after = sorted(os.listdir(b.dirs[lost])) if os.path.isdir(b.dirs[lost]) else None
+    assert after == before, "the offline dir was written to"
+
+    if os.path.isdir(b.dirs[lost]):
+        shutil.rmtree(b.dirs[lost])
+    os.rename(b.dirs[lost] + ".away", b.dirs[lost])
+    b.start()
+    with Admin(b.socket_path) as admin:
+        assert [s.state for s in admin.status().log_dir_states] == ["online"] * 3
+        assert [s.directory_id for s in admin.status().log_dir_states] == [ids[0], ids[1], ids[2]]
+    for part in range(PARTITIONS):
+        assert read_all(b, part) == expected(part)
+    assert b.stop() == 0
+
+
+def test_with_every_log_dir_offline_the_broker_refuses_to_start_in_one_line(cluster):
+    b = cluster
+    b.start()
+    fill(b)
+    assert b.stop() == 0
+    text = b.config.read_text()
+    a, bb, c = b.dirs
+    b.config.write_text(text.replace(f'"{a}", "{bb}"', f'"{bb}", "{a}"'))   # log.dirs reordered
+    move_away(c)
+    b.start(wait=False)
+    assert b.proc.wait(30) != 0
+    b.stop()
+    lines = [ln for ln in b.stderr().splitlines() if "every log dir is offline" in ln]
+    assert len(lines) == 1 and "log.dirs reordered" in lines[0] and f"{c}: missing" in lines[0], b.stderr()
+    assert not os.path.exists(c)
+    b.config.write_text(text)
+    os.rename(c + ".away", c)
+    b.start()
+    for part in range(PARTITIONS):
+        assert read_all(b, part) == expected(part)
+    assert b.stop() == 0
+
+
+def test_a_fresh_data_dir_is_formatted_and_starts(tmp_path):
+    b = BrokerProcess(tmp_path / "new" / "data").start()
+    try:
+        props = meta_properties.read(b.data_dir)
+        assert props is not None and len(props.directory_id) == 22 and len(props.cluster_id) == 22
+        with Admin(b.socket_path) as admin:
+            (state,) = admin.status().log_dir_states
+            assert (state.state, state.directory_id) == ("online", props.directory_id)
+        assert b.stop() == 0
+    finally:
+        b.kill()
