@@ -234,6 +234,40 @@ def serve(config_path, data_dir, log_level, overrides):
     return Broker(config, config_path=config_path).run()
 
 
+@cli.group("log-dirs")
+def log_dirs_group():
+    """Manage the broker's log dirs (run while the broker is stopped)."""
+
+
+@log_dirs_group.command("forget-data")
+@click.argument("log_dir", type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="The broker's TOML config file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dev mode: the broker's --data-dir.")
+@click.option("--accept-data-loss", is_flag=True,
+              help="Required: the partitions led from LOG_DIR lose their data and start empty.")
+def log_dirs_forget_data(log_dir, config_path, data_dir, accept_data_loss):
+    """Give up an offline log dir's data (a disk that is gone or was replaced) and
+    format it anew, so the broker takes it online at its next start.
+
+    The partitions led from LOG_DIR have no other copy yet: they start empty at offset
+    0. LOG_DIR must be missing or empty; a dir still holding files may be the old disk:
+    put it back and restart instead. The broker must be stopped.
+
+    \b
+    Example:
+      systemctl stop odradek
+      odradek log-dirs forget-data /srv/disk2/odradek --config /etc/odradek/odradek.toml --accept-data-loss
+      systemctl start odradek
+    """
+    from odradek.daemon.broker import config as broker_config
+    from odradek.daemon.tools.log_dirs import forget_data
+    if bool(config_path) == bool(data_dir):
+        raise click.UsageError("give exactly one of --config PATH or --data-dir DIR")
+    config = (broker_config.load(config_path) if config_path else broker_config.BrokerConfig.for_data_dir(data_dir))
+    for line in forget_data(config, log_dir, accept_data_loss):
+        click.echo(line)
+
+
 def _socket_option(f):
     return click.option("--socket", "socket_path", metavar="PATH", envvar="ODRADEK_SOCKET",
                         help="The broker's control socket (default: $ODRADEK_SOCKET, else "

@@ -165,3 +165,48 @@ def test_a_fresh_data_dir_is_formatted_and_starts(tmp_path):
         assert b.stop() == 0
     finally:
         b.kill()
+
+
+def forget(b, path, *flags):
+    return subprocess.run([sys.executable, "-m", "odradek.daemon.cli", "log-dirs", "forget-data", path,
+                           "--config", str(b.config), *flags], capture_output=True, text=True, timeout=30)
+
+
+def test_forget_data_formats_a_replaced_dir_only_when_asked_and_with_the_broker_stopped(cluster):
+    b = cluster
+    b.start()
+    leaders = fill(b)
+    lost = 2
+    lost_part = next(p for p, d in leaders.items() if d == lost)
+    refused = forget(b, b.dirs[lost], "--accept-data-loss")
+    assert refused.returncode == 1 and "is online" in refused.stderr   # not lost yet
+    assert b.stop() == 0
+    replace_with_foreign(b.dirs[lost])
+    b.start()
+    for args, words in [((), f"discards the data of 1 partitions led there (t-{lost_part})"),
+                        (("--accept-data-loss",), "holds 1 entries")]:   # a foreign dir: empty it first
+        r = forget(b, b.dirs[lost], *args)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and words in r.stderr, r.stderr
+    os.unlink(os.path.join(b.dirs[lost], meta_properties.META_PROPERTIES))
+    r = forget(b, b.dirs[lost], "--accept-data-loss")
+    assert r.returncode == 1 and "in use by another odradek broker" in r.stderr, r.stderr   # running
+    assert os.listdir(b.dirs[lost]) == []
+    assert b.stop() == 0
+    r = forget(b, b.dirs[lost], "--accept-data-loss")
+    assert r.returncode == 0 and f"start empty at offset 0 at the next broker start: t-{lost_part}" in r.stdout, r
+    b.start()
+    with Admin(b.socket_path) as admin:
+        assert [s.state for s in admin.status().log_dir_states] == ["online"] * 3
+        assert admin.list_offsets("t", lost_part)[0] == 0
+        for part in range(PARTITIONS):
+            if part != lost_part:
+                assert read_all(b, part) == expected(part)
+    p = Producer({"socket": b.socket_path})
+    try:
+        p.produce("t", value=b"again", partition=lost_part)
+        assert p.flush(10) == 0
+    finally:
+        p.close()
+    with Admin(b.socket_path) as admin:
+        assert admin.list_offsets("t", lost_part)[0] == 1
+    assert b.stop() == 0
