@@ -105,6 +105,9 @@ def test_a_lost_log_dir_is_offline_not_recreated_and_comes_back_when_put_back(cl
         assert reason in states[lost].reason and states[lost].path == b.dirs[lost]
         with pytest.raises(StorageError, match=f"log dir {b.dirs[lost]} is offline"):
             admin.list_offsets("t", lost_part)
+        with pytest.raises(StorageError, match=f"log dir {b.dirs[lost]} is offline"):
+            admin.create_topic("u", PARTITIONS, replication_factor=1)   # a leader would go there
+        assert "u" not in admin.list_topics()
         for part, d in leaders.items():
             if d != lost:
                 assert admin.list_offsets("t", part)[0] == RECORDS
