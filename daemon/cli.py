@@ -236,7 +236,12 @@ def serve(config_path, data_dir, log_level, overrides):
 
 @cli.group("log-dirs")
 def log_dirs_group():
-    """Manage the broker's log dirs (run while the broker is stopped)."""
+    """Manage the broker's log dirs (run while the broker is stopped).
+
+    \b
+    Example:
+      odradek log-dirs forget-data /srv/disk2/odradek --config /etc/odradek/odradek.toml --accept-data-loss
+    """
 
 
 @log_dirs_group.command("forget-data")
