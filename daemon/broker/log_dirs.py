@@ -11,8 +11,9 @@ records every dir's directory.id and the cluster.id. At start:
   back silently empty: put the disk back (same identity) and restart, or give it up
   with 'odradek log-dirs forget-data DIR --accept-data-loss';
 - a dir the metadata has no id for (a dir added to log.dirs, or metadata written by an
-  odradek before meta.properties) is adopted: created if missing, formatted if it has no
-  meta.properties, its id recorded.
+  odradek before meta.properties) is adopted if it exists: formatted if it has no
+  meta.properties, its id recorded. A missing one is offline even then (create an
+  added dir empty first).
 """
 import os
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def _one(index, path, metadata):
     recorded = metadata.directory_ids[index] if metadata.found else None
     st = LogDirState(index, path)
     if not os.path.isdir(path):
-        if recorded is not None or (metadata.found and os.path.lexists(path)):
+        if metadata.found:   # a lost disk, never recreated (a new one added to log.dirs: create it empty)
             st.online, st.reason = False, ("missing" if not os.path.lexists(path) else "not a directory")
         else:
             st.to_format = True
