@@ -38,8 +38,11 @@ def consume_n(consumer, n, timeout=10.0):
 
 
 class BrokerProcess:
-    def __init__(self, data_dir, env=None, args=(), umask=None):
+    def __init__(self, data_dir, env=None, args=(), umask=None, config=None):
+        """config: a TOML file to serve with (`serve --config`) instead of `--data-dir
+        data_dir`; it must put socket.path at data_dir/odradek.sock."""
         self.data_dir = str(data_dir)
+        self.config = config
         self.umask = -1 if umask is None else umask   # the broker's umask (-1: the test's)
         self.socket_path = os.path.join(self.data_dir, "odradek.sock")
         self.env = dict(os.environ, **(env or {}))
@@ -52,8 +55,9 @@ class BrokerProcess:
     def start(self, wait=True):
         os.makedirs(os.path.dirname(self.stderr_path), exist_ok=True)   # the broker makes the data dir
         self._stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir",
-                                      self.data_dir, *self.args], stdout=subprocess.DEVNULL,
+        where = ["--config", str(self.config)] if self.config else ["--data-dir", self.data_dir]
+        self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", *where,
+                                      *self.args], stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=self.env, umask=self.umask)
         if wait:
             self.wait_ready()
