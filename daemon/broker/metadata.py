@@ -16,6 +16,13 @@ meta.properties of log dir i (null: not known yet, a copy written by an older od
 a dir whose identity differs is offline (broker/log_dirs.py), and no copy is written
 to an offline dir. This module does no I/O except load/save.
 
+Replication across log dirs is not built yet: a partition's data lives in its leader's
+dir only, so a new topic has one replica (MAX_REPLICATION_FACTOR) and every isr is
+[leader]. Topics saved by earlier versions with several replicas still load: their
+replica lists are kept (they are what was asked for), their isr is set to [leader] at
+load (written back with the next save), so they count as under-replicated, and acks=all
+is refused when min.insync.replicas exceeds that one replica.
+
 Producer ids are reserved in blocks of PRODUCER_ID_BLOCK, as Kafka's controller does:
 the saved next_producer_id is the end of the block being handed out, so the file is
 written once per PRODUCER_ID_BLOCK new producers, not once each, and after a restart
@@ -33,10 +40,14 @@ from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import write_atomically
 from odradek.daemon.storage.config import LogConfig
 
-__all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME"]
+__all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME",
+           "MAX_REPLICATION_FACTOR", "REPLICATION_NOT_BUILT"]
 
 MAX_TOPIC_NAME = 249
 PRODUCER_ID_BLOCK = 1000   # ids reserved per metadata write (Kafka's ProducerIdsBlock size)
+MAX_REPLICATION_FACTOR = 1   # until follower replicas exist (issue 9)
+REPLICATION_NOT_BUILT = ("replication across log dirs is not built yet: a partition is kept in one log dir, "
+                         f"so the replication factor is at most {MAX_REPLICATION_FACTOR}")
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -110,6 +121,8 @@ class Metadata:
         topics = {}
         for name, t in best.get("topics", {}).items():
             parts = [PartitionMeta(**p) for p in t["partitions"]]
+            for p in parts:   # only the leader's dir holds the data (see the module docstring)
+                p.isr = [p.leader]
             topics[name] = TopicMeta(name, t["topic_id"], parts, dict(t.get("configs", {})))
         return cls(log_dirs, best.get("version", 0), topics, best.get("next_producer_id", 0),
                    best.get("cluster_id"), best.get("directory_ids"), found=True)
@@ -184,10 +197,12 @@ class Metadata:
             raise InvalidReplicationFactor(
                 f"replication factor {replication_factor} needs as many log.dirs; there are "
                 f"{len(self.log_dirs)} (replicas of a partition live in different dirs)")
+        if replication_factor > MAX_REPLICATION_FACTOR:
+            raise InvalidReplicationFactor(f"replication factor {replication_factor}: {REPLICATION_NOT_BUILT}")
         configs = {k: str(v) for k, v in (configs or {}).items()}
         defaults.with_overrides(configs)  # raises InvalidConfig naming a bad key or value
         placement = self._place(0, num_partitions, replication_factor, len(self.topics))
-        parts = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
+        parts = [PartitionMeta(p, replicas, replicas[0], 0, [replicas[0]])
                  for p, replicas in enumerate(placement)]
         topic = TopicMeta(name, uuid.uuid4().hex, parts, configs)
         self.topics[name] = topic
@@ -204,7 +219,10 @@ class Metadata:
                                     f"be larger (partitions cannot be removed)")
         self._check_limits(name, total, total - len(t.partitions), limits)
         rf = len(t.partitions[0].replicas)
-        added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
+        if rf > MAX_REPLICATION_FACTOR:
+            raise InvalidReplicationFactor(f"topic {name!r} has replication factor {rf}, saved by an earlier "
+                                           f"version; new partitions cannot have it: {REPLICATION_NOT_BUILT}")
+        added = [PartitionMeta(p, replicas, replicas[0], 0, [replicas[0]])
                  for p, replicas in zip(range(len(t.partitions), total),
                                         self._place(len(t.partitions), total - len(t.partitions), rf,
                                                     list(self.topics).index(name)))]

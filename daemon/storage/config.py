@@ -94,7 +94,8 @@ TOPIC_CONFIGS = (
     ConfigKey("retention.bytes", int, -1, -1, NO_LIMIT,
               doc="delete oldest segments while the partition is larger (-1: no limit)"),
     ConfigKey("flush.messages", int, NO_LIMIT, 1, NO_LIMIT,
-              doc="fsync after this many records (default: never; replication gives durability)"),
+              doc="fsync after this many records (default: never, as Kafka, which relies on replication; "
+                  "replication across log dirs is not built yet)"),
     ConfigKey("flush.ms", int, NO_LIMIT, 0, NO_LIMIT,
               doc="fsync when this long has passed since the last fsync (default: never)"),
     ConfigKey("max.message.bytes", int, 1048588, 0, MAX_SEGMENT_BYTES,

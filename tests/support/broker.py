@@ -39,8 +39,8 @@ def consume_n(consumer, n, timeout=10.0):
 
 class BrokerProcess:
     def __init__(self, data_dir, env=None, args=(), umask=None, config=None):
-        """config: a TOML file to serve with (--config) instead of --data-dir; its
-        socket.path must then be data_dir/odradek.sock."""
+        """config: a TOML file to serve with (`serve --config`) instead of `--data-dir
+        data_dir`; it must put socket.path at data_dir/odradek.sock."""
         self.data_dir = str(data_dir)
         self.config = config
         self.umask = -1 if umask is None else umask   # the broker's umask (-1: the test's)
@@ -56,7 +56,8 @@ class BrokerProcess:
         os.makedirs(os.path.dirname(self.stderr_path), exist_ok=True)   # the broker makes the data dir
         self._stderr = open(self.stderr_path, "ab")
         where = ["--config", str(self.config)] if self.config else ["--data-dir", self.data_dir]
-        self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", *where, *self.args], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", *where,
+                                      *self.args], stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=self.env, umask=self.umask)
         if wait:
             self.wait_ready()

@@ -33,23 +33,40 @@ def test_illegal_topic_names_are_refused(name, message):
         validate_topic_name(name)
 
 
-def test_replicas_of_a_partition_go_to_different_dirs_and_leaders_spread(dirs):
+def test_leaders_spread_and_a_factor_above_one_is_refused_until_replication_exists(dirs):
     md = Metadata(dirs)
-    t = md.create_topic("orders", 6, 3, {}, LogConfig())
-    for p in t.partitions:
-        assert len(set(p.replicas)) == 3 and p.leader == p.replicas[0] and p.isr == p.replicas
+    t = md.create_topic("orders", 6, 1, {}, LogConfig())
+    assert all(p.replicas == [p.leader] and p.isr == [p.leader] for p in t.partitions)
     assert sorted(p.leader for p in t.partitions) == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(InvalidReplicationFactor, match="replication across log dirs is not built yet"):
+        md.create_topic("copies", 1, 3, {}, LogConfig())
+    assert "copies" not in md.topics
 
 
 def test_metadata_survives_a_reload_from_any_log_dir(dirs):
     md = Metadata(dirs)
-    md.create_topic("orders", 2, 2, {"retention.ms": 1000}, LogConfig())
+    md.create_topic("orders", 2, 1, {"retention.ms": 1000}, LogConfig())
     md.save()
     os.unlink(os.path.join(dirs[0], "cluster-metadata.json"))  # a lost disk
     again = Metadata.load(dirs)
     assert again.topic("orders").configs == {"retention.ms": "1000"}
     assert [p.replicas for p in again.topic("orders").partitions] == \
         [p.replicas for p in md.topic("orders").partitions]
+
+
+def test_a_topic_saved_with_three_replicas_loads_with_isr_its_leader(dirs):
+    doc = {"version": 2, "next_producer_id": 0, "topics": {"old": {"topic_id": "ab" * 16, "configs": {}, "partitions": [
+        {"partition": 0, "replicas": [1, 2, 0], "leader": 1, "leader_epoch": 4, "isr": [1, 2, 0]}]}}}
+    with open(os.path.join(dirs[0], "cluster-metadata.json"), "w") as f:
+        json.dump(doc, f)
+    md = Metadata.load(dirs)
+    (p,) = md.topic("old").partitions
+    assert (p.replicas, p.leader, p.leader_epoch, p.isr) == ([1, 2, 0], 1, 4, [1])
+    with pytest.raises(InvalidReplicationFactor, match="not built yet"):
+        md.create_partitions("old", 2)
+    md.save()   # the correction is written with the next save
+    saved = json.load(open(os.path.join(dirs[2], "cluster-metadata.json")))
+    assert saved["topics"]["old"]["partitions"][0]["isr"] == [1]
 
 
 def test_the_newest_copy_wins(dirs):
@@ -89,10 +106,10 @@ def test_topics_colliding_on_dot_and_underscore_are_refused(dirs):
 
 def test_partitions_only_grow(dirs):
     md = Metadata(dirs)
-    md.create_topic("orders", 2, 2, {}, LogConfig())
+    md.create_topic("orders", 2, 1, {}, LogConfig())
     added = md.create_partitions("orders", 5)
     assert [p.partition for p in added] == [2, 3, 4]
-    assert all(len(set(p.replicas)) == 2 for p in added)
+    assert all(p.replicas == p.isr == [p.leader] for p in added)
     with pytest.raises(InvalidPartitions, match="must be larger"):
         md.create_partitions("orders", 5)
 
