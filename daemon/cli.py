@@ -356,8 +356,9 @@ def topics_list(socket_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @_socket_option
 def topics_describe(names, socket_path):
-    """Show each partition (leader, replicas, in-sync replicas, offsets, size) and the
-    configs set on the topic.
+    """Show each partition (leader, replicas, in-sync replicas, offsets, size), the
+    topic's min.insync.replicas (flagged when above a partition's ISR) and the configs
+    set on the topic.
 
     \b
     Example:
@@ -372,8 +373,13 @@ def topics_describe(names, socket_path):
     for name in names:
         t = described[name]
         overrides = ", ".join(f"{k}={v}" for k, (v, src) in sorted(configs[name].items()) if src == "topic")
+        min_isr = int(configs[name]["min.insync.replicas"][0])
+        under = sum(len(p.isr) < min_isr for p in t.partitions)
+        warn = (f" (above the ISR of {under} partition{'s' if under > 1 else ''}: acks=all gets "
+                f"NOT_ENOUGH_REPLICAS)" if under else "")
         click.echo(f"Topic: {name}  PartitionCount: {len(t.partitions)}  ReplicationFactor: "
-                   f"{len(t.partitions[0].replicas)}  Configs: {overrides or '(defaults)'}")
+                   f"{len(t.partitions[0].replicas)}  MinInSyncReplicas: {min_isr}{warn}  "
+                   f"Configs: {overrides or '(defaults)'}")
         rows = []
         for p in t.partitions:
             s = by_key.get((name, p.partition))

@@ -226,15 +226,14 @@ def describe_configs(broker, req, reply):
             if res.resource_type != ConfigResourceType.TOPIC:
                 raise InvalidRequest("only topic configs can be described")
             topic = broker.metadata.topic(res.resource_name)
-            effective = topic.log_config(broker.config.topic_defaults).to_dict()
+            effective = topic.log_config(broker.config.defaults_for(topic.replication_factor)).to_dict()
             keys = res.configuration_keys or [k.name for k in TOPIC_CONFIGS]
             entries = []
             for key in keys:
                 if key not in effective:
                     raise InvalidRequest(f"unknown topic config {key!r}")
                 source = (ConfigSource.TOPIC_CONFIG if key in topic.configs else
-                          ConfigSource.STATIC_BROKER_CONFIG
-                          if effective[key] != next(k.default for k in TOPIC_CONFIGS if k.name == key)
+                          ConfigSource.STATIC_BROKER_CONFIG if broker.config.sets_topic_default(key)
                           else ConfigSource.DEFAULT_CONFIG)
                 doc = next(k.doc for k in TOPIC_CONFIGS if k.name == key) if req.include_documentation else None
                 entries.append(m.DescribeConfigsResourceResult(name=key, value=str(effective[key]),

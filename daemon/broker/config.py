@@ -71,8 +71,8 @@ BROKER_CONFIGS = (
               doc="replicas of a new topic; 0 picks 1, the only factor until replication across log.dirs "
                   "is built (then min(3, number of log.dirs))"),
     ConfigKey("min.insync.replicas", int, 0, 0, 100,
-              doc="with acks=all, in-sync replicas a partition needs to take a batch; 0 picks 2 for a topic "
-                  "of 3+ replicas, else 1"),
+              doc="default of the topic config min.insync.replicas; 0 picks 2 for a topic of 3+ replicas, "
+                  "else 1"),
     ConfigKey("auto.create.topics.enable", bool, False,
               doc="create a topic on first produce or metadata request for it"),
     ConfigKey("log.retention.check.interval.ms", int, 300_000, 1, 2 ** 62,
@@ -180,6 +180,19 @@ class BrokerConfig:
     def min_insync_for(self, replication_factor):
         """min.insync.replicas for a topic of `replication_factor` replicas (0: 2 when it has 3+)."""
         return self._min_insync_setting or (2 if replication_factor >= 3 else 1)
+
+    def defaults_for(self, replication_factor):
+        """The topic defaults (a LogConfig) of a topic of `replication_factor` replicas: the
+        log.* defaults, and min.insync.replicas from min_insync_for."""
+        return self.topic_defaults.with_overrides(
+            {"min.insync.replicas": self.min_insync_for(replication_factor)})
+
+    def sets_topic_default(self, key):
+        """Whether the broker's config sets the default of topic config `key` (describe_configs'
+        STATIC_BROKER_CONFIG), rather than leaving Kafka's (DEFAULT_CONFIG)."""
+        if key == "min.insync.replicas":
+            return self._min_insync_setting != 0
+        return getattr(self.topic_defaults, key.replace(".", "_")) != _TOPIC_KEYS[key].default
 
     @classmethod
     def for_data_dir(cls, data_dir, values=None):

@@ -12,8 +12,9 @@ and never touches a record byte.
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
-  With acks=all it is refused (NOT_ENOUGH_REPLICAS) when the partition's ISR is smaller
-  than min.insync.replicas, so no batch of that producer is taken (_check_min_insync).
+  acks=all against min.insync.replicas is checked by the worker per batch (its spec
+  carries the ISR size and the topic's configs), so the error reaches each batch's
+  delivery callback and a producer attached before an alter follows the new value.
 - OpenFetch: answered here: the state, as a read-only fd of a write-sealed memfd.
 - GetSegment: relayed to the worker, which opens the segment read-only; the fd travels
   worker -> broker -> consumer. The file is 0640 (storage/modes.py): a consumer of
@@ -26,7 +27,7 @@ import itertools
 import logging
 import os
 
-from odradek.client.errors import InvalidRequest, InvalidRequiredAcks, NotEnoughReplicas
+from odradek.client.errors import InvalidRequest, InvalidRequiredAcks
 from odradek.client.protocol import messages as m
 from odradek.client.protocol.transport import close_fds
 from odradek.client.shm import Doorbell, PartitionState
@@ -128,9 +129,7 @@ def open_producer(broker, conn, req, fds, reply):
         close_fds(fds)
         raise InvalidRequiredAcks(f"acks must be 0, 1 or all (-1), not {req.acks}")
     try:
-        p = broker.metadata.partition(req.topic, req.partition)
-        if req.acks == m.ACKS_ALL:
-            _check_min_insync(broker, req.topic, p)
+        broker.metadata.partition(req.topic, req.partition)
     except BaseException:
         close_fds(fds)
         raise
@@ -144,19 +143,6 @@ def open_producer(broker, conn, req, fds, reply):
             broker.attachments.remove(att)
         reply(result, out_fds)
     attach(broker, att, done)
-
-
-def _check_min_insync(broker, topic, p):
-    """acks=all needs min.insync.replicas in the ISR (Kafka's NOT_ENOUGH_REPLICAS). Checked
-    here, once per producer, not per batch: until replication exists the ISR is [leader]
-    and min.insync.replicas a broker setting, so neither changes while a producer is
-    attached, and refusing OpenProducer means no batch of it is ever taken."""
-    needed = broker.config.min_insync_for(len(p.replicas))
-    if len(p.isr) < needed:
-        raise NotEnoughReplicas(
-            f"{topic}-{p.partition} has {len(p.isr)} in-sync replica (ISR {p.isr} of replicas {p.replicas}); "
-            f"acks=all needs min.insync.replicas={needed}. Replication across log dirs is not built yet: "
-            f"produce with acks=1, or set min.insync.replicas=1")
 
 
 def attach(broker, att, callback):

@@ -80,6 +80,10 @@ class TopicMeta:
     partitions: list        # PartitionMeta, index == partition number
     configs: dict = field(default_factory=dict)   # overrides only, Kafka's dotted names
 
+    @property
+    def replication_factor(self):
+        return len(self.partitions[0].replicas)
+
     def log_config(self, defaults):
         return defaults.with_overrides(self.configs)
 

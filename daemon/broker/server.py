@@ -473,9 +473,10 @@ class Broker:
     # == workers ===================================================================
     def _spec(self, topic, p):
         return WorkerSpec(topic.name, p.partition, p.leader, self.config.log_dirs[p.leader],
-                          topic.log_config(self.config.topic_defaults).to_dict(), p.leader_epoch,
-                          self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms,
-                          cleaner_backoff_ms=self.config.cleaner_backoff_ms)
+                          topic.log_config(self.config.defaults_for(topic.replication_factor)).to_dict(),
+                          p.leader_epoch, self.config.retention_check_interval_ms,
+                          self.config.checkpoint_interval_ms, cleaner_backoff_ms=self.config.cleaner_backoff_ms,
+                          isr_size=len(p.isr))
 
     def _start_worker(self, topic, p):
         """Queue the first worker of partition `p` (forked by _spawn_some); its shared

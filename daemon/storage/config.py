@@ -102,7 +102,11 @@ TOPIC_CONFIGS = (
               doc="largest record batch accepted, header included"),
     ConfigKey("message.timestamp.type", str, "CreateTime", choices=("CreateTime", "LogAppendTime"),
               doc="keep the producer's timestamps, or stamp batches with the broker's clock"),
-    # Only what the log implements is accepted: min.insync.replicas comes with replication.
+    # Kafka's bounds: at least 1, and a value above the replication factor is accepted (acks=all
+    # produces to the topic then fail); the broker's min.insync.replicas is its default.
+    ConfigKey("min.insync.replicas", int, 1, 1, 2 ** 31 - 1,
+              doc="with acks=all, in-sync replicas a partition needs to take a batch, else "
+                  "NOT_ENOUGH_REPLICAS (until replication is built the ISR is the leader alone)"),
     ConfigKey("cleanup.policy", str, "delete", choices=("compact", "delete"),
               doc="delete: drop old segments (retention.*); compact: keep the latest record per "
                   "key (storage/cleaner.py); compact,delete: both"),

@@ -35,7 +35,8 @@ import threading
 import time
 
 from odradek.client import native
-from odradek.client.errors import InvalidRecord, InvalidRequest, OdradekError, StorageError, UnknownTopicOrPartition
+from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, OdradekError, StorageError,
+                                   UnknownTopicOrPartition)
 from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
@@ -67,15 +68,17 @@ class WorkerSpec:
     broker's PartitionShm (doorbell, partition state), mappings inherited by
     the fork: the state is sealed against new writable mappings."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only")
+                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only", "isr_size")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
-                 retention_check_ms=300_000, checkpoint_ms=60_000, shm=None, cleaner_backoff_ms=15_000):
+                 retention_check_ms=300_000, checkpoint_ms=60_000, shm=None, cleaner_backoff_ms=15_000,
+                 isr_size=1):
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
         self.shm = shm            # a PartitionShm, or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
+        self.isr_size = isr_size  # in-sync replicas (today the leader alone), for acks=all
         # open the log (recovering what a crash left) and close it (trimmed), then exit:
         # the broker's clean stop, for a partition whose worker was not running
         self.tidy_only = False
@@ -280,13 +283,26 @@ class LeaderWorker:
         for att in list(self.producers.values()):
             if att.broken:
                 continue
-            n, full = att.drain(self._append, DRAIN_BUDGET)
+            n, full = att.drain(self._append_acks_all if att.acks == m.ACKS_ALL else self._append, DRAIN_BUDGET)
             taken += n
             blocked |= full
         return taken, blocked
 
-    def _append(self, view, header):
+    def _append_acks_all(self, view, header):
+        """An acks=all batch: refused before append (NOT_ENOUGH_REPLICAS) while the ISR is
+        smaller than min.insync.replicas, checked per batch as Kafka's
+        Partition.appendRecordsToLeader does."""
+        needed = self.log.config.min_insync_replicas
+        refusal = None
+        if self.spec.isr_size < needed:
+            refusal = (f"{self.spec.topic}-{self.spec.partition} has {self.spec.isr_size} in-sync replica; "
+                       f"acks=all needs min.insync.replicas={needed}. Replication across log dirs is not "
+                       f"built yet: produce with acks=1, or set the topic's min.insync.replicas to 1")
+        return self._append(view, header, refusal)
+
+    def _append(self, view, header, refusal=None):
         """Append one producer batch (header: BATCH_HEADER fields); returns its base offset.
+        `refusal`: why the batch is refused with NOT_ENOUGH_REPLICAS (None: it is not).
 
         Sequences: a batch the log refuses (invalid, too large, a null key on a
         compacted topic) still uses up its sequence range, recorded with offset -1, so
@@ -303,6 +319,8 @@ class LeaderWorker:
             if verdict.outcome is not Outcome.APPEND:
                 raise verdict.exception()
         try:
+            if refusal is not None:
+                raise NotEnoughReplicas(refusal)
             if self.cleaner is not None and _has_null_key(view):
                 raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
                                     f"record needs a key")

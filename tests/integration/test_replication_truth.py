@@ -54,15 +54,12 @@ def run(broker, *args):
 
 
 def produce_one(broker, topic, acks):
-    """(the error produce() raised or None, the delivery reports)."""
+    """The delivery reports, (error, offset), of one record produced to partition 0."""
     reports = []
     with Producer({"socket": broker.socket_path, "acks": acks}) as p:
-        try:
-            p.produce(topic, b"v", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
-        except NotEnoughReplicas as e:
-            return e, reports
+        p.produce(topic, b"v", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
         assert p.flush(10) == 0
-    return None, reports
+    return reports
 
 
 def test_new_topics_have_one_replica_and_a_larger_factor_is_refused(start):
@@ -76,7 +73,7 @@ def test_new_topics_have_one_replica_and_a_larger_factor_is_refused(start):
     assert sorted(p.leader for p in parts) == [0, 1, 2]   # leaders still spread over the dirs
     assert all(p.replicas == [p.leader] and p.isr == [p.leader] for p in parts)
     assert f"{3 + INTERNAL_PARTITIONS} partitions, 0 under-replicated" in run(broker, "status")
-    assert produce_one(broker, "orders", "all") == (None, [(None, 0)])   # min.insync.replicas 1
+    assert produce_one(broker, "orders", "all") == [(None, 0)]   # min.insync.replicas 1
 
 
 def write_old_metadata(dirs, topic, placements):
@@ -103,6 +100,8 @@ def test_a_topic_saved_with_three_replicas_reports_isr_leader_only_and_refuses_a
         assert [p.isr for p in admin.list_topics(["old"])["old"].partitions] == [[0], [1]]
         with pytest.raises(InvalidReplicationFactor, match="not built yet"):
             admin.create_partitions("old", 3)
-    err, reports = produce_one(broker, "old", "all")
-    assert "min.insync.replicas=2" in str(err) and reports == []
-    assert produce_one(broker, "old", 1) == (None, [(None, 0)])
+    with Admin(broker.socket_path) as admin:   # the default for 3 replicas, from the broker's 0
+        assert admin.describe_configs("old")["min.insync.replicas"] == ("2", "default")
+    [(err, _)] = produce_one(broker, "old", "all")   # refused before append, on the callback
+    assert isinstance(err, NotEnoughReplicas)
+    assert produce_one(broker, "old", 1) == [(None, 0)]

@@ -75,3 +75,16 @@ def test_describe_lists_every_broker_key(tmp_path):
     described = BrokerConfig.for_data_dir(str(tmp_path)).describe()
     assert all(k.name in described for k in BROKER_CONFIGS)
     assert described["log.segment.bytes"] == 1 << 30
+
+
+def test_broker_min_insync_replicas_is_the_topic_default(tmp_path):
+    derived = BrokerConfig.for_data_dir(str(tmp_path))      # 0: 2 for 3+ replicas, else 1
+    assert derived.defaults_for(1).min_insync_replicas == 1
+    assert derived.defaults_for(3).min_insync_replicas == 2
+    assert not derived.sets_topic_default("min.insync.replicas")  # DEFAULT_CONFIG in describe_configs
+    assert derived.defaults_for(3).segment_bytes == derived.topic_defaults.segment_bytes
+    set_ = BrokerConfig.for_data_dir(str(tmp_path), {"min.insync.replicas": 3, "log.segment.bytes": 4096})
+    assert set_.defaults_for(1).min_insync_replicas == set_.defaults_for(3).min_insync_replicas == 3
+    assert set_.defaults_for(1).segment_bytes == 4096
+    assert set_.sets_topic_default("min.insync.replicas") and set_.sets_topic_default("segment.bytes")
+    assert not set_.sets_topic_default("retention.ms")

@@ -50,8 +50,21 @@ def test_overrides_make_a_new_config_and_leave_the_old_one():
 def test_the_readme_lists_every_topic_config_with_its_default():
     import pathlib
     readme = (pathlib.Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("## Topic configuration", 1)[1].split("\n## ", 1)[0]  # min.insync.replicas: both tables
     for key in TOPIC_CONFIGS:
-        row = next((line for line in readme.splitlines() if line.startswith(f"| `{key.name}` |")), None)
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{key.name}` |")), None)
         assert row is not None, f"README has no row for {key.name}"
         default = "never" if key.default == NO_LIMIT else str(key.default)
         assert f"| {default} |" in row or f"| {default} " in row, f"README default of {key.name}: {row}"
+
+
+def test_min_insync_replicas_is_a_topic_config_of_at_least_one():
+    assert LogConfig().min_insync_replicas == 1            # Kafka's default
+    assert LogConfig({"min.insync.replicas": "3"}).min_insync_replicas == 3
+    # above any replication factor is accepted, as Kafka does: acks=all produces then fail
+    assert LogConfig({"min.insync.replicas": 1000}).min_insync_replicas == 1000
+    for bad, message in ((0, "min.insync.replicas=0 is out of range; expected an integer >= 1"),
+                         (-1, "out of range"), ("two", "min.insync.replicas='two' is not valid"),
+                         (1.5, "not valid"), (True, "not valid")):
+        with pytest.raises(InvalidConfig, match=re.escape(message)):
+            LogConfig({"min.insync.replicas": bad})
