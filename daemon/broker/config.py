@@ -187,6 +187,13 @@ class BrokerConfig:
         return self.topic_defaults.with_overrides(
             {"min.insync.replicas": self.min_insync_for(replication_factor)})
 
+    def take_topic_defaults(self, new):
+        """SIGHUP: the topic defaults of `new`, the config file reread, from now on
+        (min.insync.replicas among them)."""
+        self.topic_defaults = new.topic_defaults
+        self._min_insync_setting = new._min_insync_setting
+        self.min_insync_replicas = new.min_insync_replicas
+
     def sets_topic_default(self, key):
         """Whether the broker's config sets the default of topic config `key` (describe_configs'
         STATIC_BROKER_CONFIG), rather than leaving Kafka's (DEFAULT_CONFIG)."""

@@ -370,7 +370,7 @@ class Broker:
             return
         if new.log_dirs != self.config.log_dirs or new.socket_path != self.config.socket_path:
             log.warning("SIGHUP: log.dirs and socket.path change only with a restart")
-        self.config.topic_defaults = new.topic_defaults
+        self.config.take_topic_defaults(new)
         log.info("SIGHUP: reloaded topic defaults from %s", self.config_path)
 
     # == clients ===================================================================

@@ -1,12 +1,16 @@
 """min.insync.replicas is a topic config (Kafka's name and semantics): set at create or
 by alter, shown by describe_configs with its source, and checked by the leader per
 acks=all batch, so a producer attached before an alter follows the new value."""
+import json
+import os
+import signal
+
 from click.testing import CliRunner
 
 from odradek.client import Admin, Producer
 from odradek.client.errors import InvalidConfig, NotEnoughReplicas
 from odradek.daemon.cli import cli
-from support.broker import wait_until
+from support.broker import BrokerProcess, wait_until
 
 
 def deliver(producer, topic):
@@ -74,3 +78,25 @@ def test_bad_min_insync_replicas_is_refused_by_name_and_topics_describe_shows_it
     run("topics", "alter", "t", "--set", "min.insync.replicas=1")
     head = run("topics", "describe", "t").splitlines()[0]
     assert "MinInSyncReplicas: 1 " in head and "above" not in head
+
+
+def test_the_brokers_min_insync_replicas_is_the_default_and_sighup_rereads_it(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "odradek.toml"
+    settings = (f"log.dirs = {json.dumps([str(data)])}\n"
+                f"socket.path = {json.dumps(str(data / 'odradek.sock'))}\n")
+    config.write_text(settings + "min.insync.replicas = 2\n")
+    b = BrokerProcess(data, config=config).start()
+    try:
+        with Admin(b.socket_path) as admin:
+            admin.create_topic("t", 1)
+            assert admin.describe_configs("t")["min.insync.replicas"] == ("2", "broker")
+            config.write_text(settings)   # back to 0: 1 for a topic of one replica
+            os.kill(b.pid, signal.SIGHUP)
+            wait_until(lambda: "SIGHUP: reloaded topic defaults" in b.stderr(), what="the reload")
+            assert admin.describe_configs("t")["min.insync.replicas"] == ("1", "default")
+        assert b.stop() == 0, b.stderr()
+        assert not b.leftovers()
+    finally:
+        b.kill()
