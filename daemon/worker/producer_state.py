@@ -218,6 +218,28 @@ class ProducerState:
             batches.popitem(last=False)
         p.last_seq = last_seq
 
+    def last_batches(self):
+        """Each producer's state as Kafka's snapshot holds it: (producer_id, epoch,
+        last_seq, last_offset, offset_delta) of its last batch, offset_delta being
+        last_seq - first_seq (= last_offset - first_offset); last_offset -1 for a refused
+        batch. In producer id order."""
+        out = []
+        for producer_id in sorted(self._producers):
+            p = self._producers[producer_id]
+            (first_seq, last_seq), (_, last_offset) = next(reversed(p.batches.items()))
+            out.append((producer_id, p.epoch, last_seq, last_offset, (last_seq - first_seq) & MAX_SEQUENCE))
+        return out
+
+    def load(self, entries):
+        """Replace the state by a snapshot's: entries as last_batches() gives them (extra
+        fields after the fifth are ignored). Each producer remembers its last batch."""
+        self._producers.clear()
+        for producer_id, epoch, last_seq, last_offset, offset_delta, *_ in entries:
+            p = self._producers[producer_id] = _Producer(epoch)
+            first_offset = last_offset - offset_delta if last_offset >= 0 else -1
+            p.batches[((last_seq - offset_delta) & MAX_SEQUENCE, last_seq)] = (first_offset, last_offset)
+            p.last_seq = last_seq
+
     def rebuild(self, batches):
         """Replace the state by that of the given batches, recorded in order.
 
@@ -225,6 +247,11 @@ class ProducerState:
         last_offset) from the log, in offset order (batches_from_buffer gives them).
         Returns how many were idempotent batches (recorded)."""
         self._producers.clear()
+        return self.replay(batches)
+
+    def replay(self, batches):
+        """Record the given batches (as for rebuild) on top of the present state, e.g.
+        the log from a snapshot's offset on. Returns how many were recorded."""
         record = self.record
         n = 0
         for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:

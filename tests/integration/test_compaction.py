@@ -165,3 +165,24 @@ def test_a_compacted_topic_refuses_records_without_a_key(fast_cleaner_broker):
     assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None
     recs = read_all(b.socket_path, "keyed-only")
     assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
+
+
+def test_a_producer_carries_on_after_a_restart_that_follows_a_refused_batch(fast_cleaner_broker):
+    """The refused batch used up sequence 1, which the log does not hold: the state must
+    come back from the producer-state snapshot written at close, not from the log alone."""
+    from odradek.client.errors import InvalidRecord
+    b = fast_cleaner_broker
+    with Admin(b.socket_path) as admin:
+        admin.create_topic("keyed-restart", 1, config={"cleanup.policy": "compact"})
+    reports = []
+    with Producer({"socket": b.socket_path, "linger.ms": 0}) as p:   # idempotent: sequences 0, 1, 2
+        for key, value in ((b"k", b"v1"), (None, b"no key")):
+            p.produce("keyed-restart", value, key=key, on_delivery=lambda err, rec: reports.append(err))
+            p.flush(10)
+        assert b.stop() == 0, b.stderr()
+        b.start()
+        p.produce("keyed-restart", b"v2", key=b"k", on_delivery=lambda err, rec: reports.append(err))
+        p.flush(30)
+    assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None, reports
+    recs = read_all(b.socket_path, "keyed-restart")
+    assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
