@@ -6,7 +6,8 @@ and keeps across worker restarts). It appends what producers put in their rings
 (daemon/worker/producers.py), publishes offsets and batch descriptors for consumers,
 serves the broker's requests for its partition (ListOffsets, Status, OpenProducer,
 DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exits 0 on
-SIGTERM after closing the log (flushed, trimmed, checkpointed: the next open is instant).
+SIGTERM after closing the log (flushed, trimmed, checkpointed, producer state snapshotted:
+the next open is instant).
 
 Theory of operation
 - The main thread does all the work and sleeps in one futex_waitv (wakeups.py): on the
@@ -22,8 +23,9 @@ Theory of operation
   dies first without closing anything (SIGKILL).
 - Killed at any instant, it leaves nothing wedged: rings keep the entries it had not
   released, and its successor takes them again; the idempotence check
-  (daemon/worker/producer_state.py, rebuilt from the log tail at open) turns any it had
-  already appended into duplicates acknowledged with their original offsets.
+  (daemon/worker/producer_state.py, loaded at open from the newest producer-state
+  snapshot plus the log after it) turns any it had already appended into duplicates
+  acknowledged with their original offsets.
 """
 import ctypes
 import logging
@@ -55,7 +57,7 @@ EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 _PR_SET_PDEATHSIG = 1
 DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
-REBUILD_BYTES = 64 << 20     # log tail scanned at open to rebuild producer state
+REBUILD_BYTES = 64 << 20     # log tail scanned at open when no producer-state snapshot is usable
 REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
