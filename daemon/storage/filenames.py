@@ -3,6 +3,7 @@
     <log.dir>/<topic>-<partition>/00000000000000000000.log        record batches
                                   00000000000000000000.index      offset -> position
                                   00000000000000000000.timeindex  timestamp -> offset
+                                  00000000000000000042.snapshot   producer state at offset 42
     <log.dir>/recovery-point-offset-checkpoint, log-start-offset-checkpoint,
               .checkpoint.lock, .lock, cluster-metadata.json
 
@@ -13,7 +14,7 @@ import os
 import re
 
 __all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
-           "DELETED_SUFFIX", "TMP_SUFFIX", "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT",
+           "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file", "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT",
            "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX", "segment_name", "log_file", "index_file", "timeindex_file",
            "partition_dir_name", "parse_partition_dir", "parse_segment_file", "tmp_file"]
 
@@ -24,6 +25,7 @@ CLEANED_SUFFIX = ".cleaned"  # compaction output being written
 SWAP_SUFFIX = ".swap"        # compaction output ready to replace its source
 DELETED_SUFFIX = ".deleted"  # a segment on its way out
 TMP_SUFFIX = ".tmp"          # a checkpoint being written
+SNAPSHOT_SUFFIX = ".snapshot"  # producer state up to an offset (producer_snapshot.py)
 
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
@@ -33,6 +35,7 @@ CLUSTER_METADATA = "cluster-metadata.json"  # topics, partitions, placement (eve
 DELETE_SUFFIX = "-delete"             # a partition dir of a deleted topic, being removed
 
 _SEGMENT_RE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+_SNAPSHOT_RE = re.compile(r"^(\d{20})\.snapshot$")
 _PARTITION_RE = re.compile(r"^(.+)-(\d+)$")
 
 
@@ -53,6 +56,17 @@ def index_file(partition_dir, base_offset):
 
 def timeindex_file(partition_dir, base_offset):
     return os.path.join(partition_dir, segment_name(base_offset) + TIMEINDEX_SUFFIX)
+
+
+def snapshot_file(partition_dir, offset):
+    """The producer-state snapshot covering the log up to `offset` (exclusive)."""
+    return os.path.join(partition_dir, segment_name(offset) + SNAPSHOT_SUFFIX)
+
+
+def parse_snapshot_file(name):
+    """The offset of '00000000000000000042.snapshot'; None for anything else."""
+    m = _SNAPSHOT_RE.match(name)
+    return int(m.group(1)) if m else None
 
 
 def tmp_file(path):

@@ -41,7 +41,7 @@ from odradek.client import native
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidSegment, MessageTooLarge,
                                    OffsetOutOfRange, StorageError, UnsupportedCompression)
 from odradek.client.records import Compression, RecordBatch
-from odradek.daemon.storage import filenames
+from odradek.daemon.storage import filenames, producer_snapshot
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.cleaner import CleanerCheckpoint
 from odradek.daemon.storage.modes import make_dirs
@@ -550,7 +550,8 @@ class PartitionLog:
 
     def truncate_to(self, offset):
         """Remove every batch holding an offset >= `offset` (a follower diverging from
-        its leader). Batches are removed whole."""
+        its leader). Batches are removed whole, and producer-state snapshots above the
+        new log end with them (the caller reloads its producer state)."""
         self._check_open()
         if offset >= self.log_end_offset:
             return
@@ -574,6 +575,8 @@ class PartitionLog:
         # LogCleanerManager.maybeTruncateCheckpoint)
         self.truncations += 1
         CleanerCheckpoint(self.log_dir).truncate((self.topic, self.partition), offset)
+        # producer-state snapshots of batches now gone (Kafka's truncateAndReload)
+        producer_snapshot.delete_above(self.directory, self.log_end_offset)
 
     # == compaction: swapping cleaned segments in (storage/cleaner.py) ===============
     def replace_segments(self, old_segments):

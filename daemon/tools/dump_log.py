@@ -9,8 +9,11 @@ What it reads (names: storage/filenames.py):
   <base>.index      one line per entry ("offset: N position: P"), each checked against
                     <base>.log beside it
   <base>.timeindex  one line per entry ("timestamp: T offset: N"), checked the same way
+  <offset>.snapshot producer-state snapshot (storage/producer_snapshot.py): one line per
+                    producer, in the style of Kafka's tool; a bad version, CRC or length
+                    is a problem
   partition dir     every segment in offset order: each .log printed, its two indexes
-                    checked against it (not printed)
+                    checked against it (not printed); then each .snapshot printed
 
 Problems (each printed as "WARNING: <file>: position <byte>: <what>", saying what was
 expected and what was found; the CLI's --verify turns any of them into a failure):
@@ -47,7 +50,7 @@ from odradek.client.records import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL
                                     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH,
                                     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
                                     Compression, RecordBatch)
-from odradek.daemon.storage import filenames
+from odradek.daemon.storage import filenames, producer_snapshot
 
 __all__ = ["dump", "Report", "LogWalk", "show_bytes"]
 
@@ -539,6 +542,8 @@ def dump(paths, out, print_records=False, quiet=False):
             _dump_partition(path, base, report, print_records, quiet)
         elif kind == filenames.LOG_SUFFIX:
             _dump_log(path, base, report, print_records, quiet)
+        elif kind == filenames.SNAPSHOT_SUFFIX:
+            _dump_snapshot(path, report, quiet)
         else:
             _dump_index(path, base, kind, report, quiet)
     return report
@@ -557,13 +562,15 @@ def _classify(path):
     parsed = filenames.parse_segment_file(name)
     if parsed:
         return parsed[1], path, parsed[0]
+    if filenames.parse_snapshot_file(name) is not None:
+        return filenames.SNAPSHOT_SUFFIX, path, filenames.parse_snapshot_file(name)
     if name.endswith(filenames.LOG_SUFFIX):
         return filenames.LOG_SUFFIX, path, 0   # Kafka's tool takes any *.log; offsets from 0
     if name.endswith((filenames.INDEX_SUFFIX, filenames.TIMEINDEX_SUFFIX)):
         raise InvalidSegment(f"cannot tell the base offset of {path}: index files are named by "
                              f"it, as 00000000000000000000.index is")
-    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index or .timeindex "
-                         f"file, or a partition directory such as data/orders-0")
+    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index, .timeindex or "
+                         f".snapshot file, or a partition directory such as data/orders-0")
 
 
 def _example_partition(path):
@@ -685,3 +692,29 @@ def _dump_partition(directory, bases, report, print_records, quiet):
             report.files += 1
             out(f"{path}: {_index_summary(index, 'checked against the log')}")
         min_offset = walk.next_offset
+    for offset in producer_snapshot.offsets(directory):
+        _dump_snapshot(filenames.snapshot_file(directory, offset), report, quiet)
+
+
+def _dump_snapshot(path, report, quiet):
+    """Print a producer-state snapshot, one line per producer; a damaged one is a problem."""
+    out = report.out
+    report.files += 1
+    out(f"Dumping {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        entries = producer_snapshot.decode(data, path)
+    except producer_snapshot.CorruptSnapshot as e:
+        report.problem(path, 0, e.message)
+        return
+    if not quiet:
+        for e in entries:
+            first_seq = (e.last_seq - e.offset_delta) % _SEQUENCE_WRAP
+            out(f"producerId: {e.producer_id} producerEpoch: {e.epoch} coordinatorEpoch: "
+                f"{e.coordinator_epoch} currentTxnFirstOffset: {e.current_txn_first_offset} "
+                f"firstSequence: {first_seq} lastSequence: {e.last_seq} lastOffset: {e.last_offset} "
+                f"offsetDelta: {e.offset_delta} timestamp: {e.timestamp}"
+                + (" (a refused batch: its sequences are used up, it is not in the log)"
+                   if e.last_offset < 0 else ""))
+    out(f"{_plural(len(entries), 'producer', 'producers')}")

@@ -6,7 +6,8 @@ and keeps across worker restarts). It appends what producers put in their rings
 (daemon/worker/producers.py), publishes offsets and batch descriptors for consumers,
 serves the broker's requests for its partition (ListOffsets, Status, OpenProducer,
 DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exits 0 on
-SIGTERM after closing the log (flushed, trimmed, checkpointed: the next open is instant).
+SIGTERM after closing the log (flushed, trimmed, checkpointed, producer state snapshotted:
+the next open is instant).
 
 Theory of operation
 - The main thread does all the work and sleeps in one futex_waitv (wakeups.py): on the
@@ -22,8 +23,9 @@ Theory of operation
   dies first without closing anything (SIGKILL).
 - Killed at any instant, it leaves nothing wedged: rings keep the entries it had not
   released, and its successor takes them again; the idempotence check
-  (daemon/worker/producer_state.py, rebuilt from the log tail at open) turns any it had
-  already appended into duplicates acknowledged with their original offsets.
+  (daemon/worker/producer_state.py, loaded at open from the newest producer-state
+  snapshot plus the log after it) turns any it had already appended into duplicates
+  acknowledged with their original offsets.
 """
 import ctypes
 import logging
@@ -41,7 +43,7 @@ from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.storage import LogConfig, PartitionLog
+from odradek.daemon.storage import LogConfig, PartitionLog, producer_snapshot
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
@@ -56,7 +58,7 @@ EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 _PR_SET_PDEATHSIG = 1
 DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
-REBUILD_BYTES = 64 << 20     # log tail scanned at open to rebuild producer state
+REBUILD_BYTES = 64 << 20     # log tail scanned at open when no producer-state snapshot is usable
 REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
@@ -173,6 +175,7 @@ class LeaderWorker:
         self._max_message_bytes = 0
         self.cleaner = None          # a LogCleaner when the topic is compacted
         self._storage_error = None   # what last met a StorageError (logged once), until an append succeeds
+        self._state_loaded = False   # producer_state reflects the log: it may be snapshotted
 
     # == opening ==================================================================
     def open(self):
@@ -199,18 +202,59 @@ class LeaderWorker:
                  lg.log_start_offset, lg.log_end_offset)
 
     def _rebuild_producer_state(self):
-        """Idempotence state from the last REBUILD_BYTES of the log, so that entries a
-        killed predecessor appended but never released are recognised as duplicates."""
-        tail, budget = [], REBUILD_BYTES
-        for segment in reversed(self.log.segments):
-            tail.append(segment)
-            budget -= segment.size
-            if budget <= 0:
-                break
+        """Idempotence state: the newest producer-state snapshot at or below the log end
+        plus the batches from its offset on; without one, the last REBUILD_BYTES of the
+        log. Either way every entry a killed predecessor appended but never released is
+        recognised as a duplicate (producer_state.py says why)."""
+        lg, pdir = self.log, self.spec.partition_dir
+        leo = lg.log_end_offset
+        cut = producer_snapshot.delete_above(pdir, leo)
+        if cut:
+            log.warning("%s-%d: deleted producer-state snapshots above the log end %d: %s",
+                        self.spec.topic, self.spec.partition, leo, cut)
+        found = producer_snapshot.load_latest(pdir, lg.log_start_offset, leo)
+        if found is None:
+            tail, budget = [], REBUILD_BYTES
+            for segment in reversed(lg.segments):
+                tail.append(segment)
+                budget -= segment.size
+                if budget <= 0:
+                    break
+            tail.reverse()
+            start, position, how = tail[0].base_offset, 0, "no snapshot, rebuilt from the log tail"
+        else:
+            start, entries = found
+            self.producer_state.load(entries)
+            tail = [s for s in lg.segments if s.next_offset > start or s is lg.active]
+            position = lg.locate(start).position if start < leo else tail[0].size
+            tail, how = (tail if start < leo else []), f"snapshot {start} loaded ({len(entries)} producers)"
+        replayed = [0]
+
         def batches():
-            for segment in reversed(tail):
-                yield from batches_from_buffer(segment.view(0, segment.size))
-        self.producer_state.rebuild(batches())
+            for i, segment in enumerate(tail):
+                pos = position if i == 0 else 0
+                replayed[0] += segment.size - pos
+                yield from batches_from_buffer(segment.view(0, segment.size), pos)
+        n = self.producer_state.replay(batches())
+        self._state_loaded = True
+        log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
+                 self.spec.topic, self.spec.partition, how, n, replayed[0], start)
+
+    def _snapshot_producer_state(self, why, offset=None):
+        """Write the producer-state snapshot for `offset` (default the log end): at segment
+        roll, clean close, a refused batch. A failure is logged: an older snapshot or the
+        log tail stands in."""
+        if not self._state_loaded:
+            return
+        now = int(time.time() * 1000)
+        entries = [producer_snapshot.SnapshotEntry(*e, timestamp=now)
+                   for e in self.producer_state.last_batches()]
+        try:
+            producer_snapshot.write(self.spec.partition_dir,
+                                    self.log.log_end_offset if offset is None else offset, entries)
+        except StorageError as e:
+            log.warning("%s-%d: no producer-state snapshot at %s: %s", self.spec.topic, self.spec.partition,
+                        why, e)
 
     # == the loop =================================================================
     def serve(self, stop_fd):
@@ -325,9 +369,11 @@ class LeaderWorker:
                 raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
                                     f"record needs a key")
             info = self._append_local(view)
-        except OdradekError:
+        except OdradekError as e:
             if producer_id >= 0:
                 self.producer_state.record(producer_id, epoch, base_seq, last_seq, -1, -1)
+                if not isinstance(e, StorageError):   # the log does not hold what it used up
+                    self._snapshot_producer_state("a refused batch")
             raise
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
@@ -341,11 +387,16 @@ class LeaderWorker:
         fails (storage/mapped_file.py). Every append tries again, so the partition takes
         produces again as soon as space is freed; meanwhile reads go on as before."""
         lg = self.log
+        active = lg.active
         try:
             info = lg.append(data, leader_epoch=self.spec.leader_epoch)
         except StorageError as e:
             self._storage_failed("appends", e)
             raise
+        if lg.active is not active:
+            # rolled: the state (this batch not recorded yet) is that of the log below
+            # the new segment's base. Kafka snapshots at every roll too.
+            self._snapshot_producer_state("segment roll", lg.active.base_offset)
         if self._storage_error is not None:
             log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
                      self._storage_error)
@@ -523,6 +574,7 @@ class LeaderWorker:
             att.close()
         self.producers.clear()
         if self.log is not None:
+            self._snapshot_producer_state("clean close")
             self.log.close()
             self.log = None
         if self.wakeups is not None:

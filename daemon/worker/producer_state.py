@@ -16,10 +16,13 @@ batches in flight per partition, so a retried batch is always among them).
     else:
         raise verdict.exception()                                # OutOfOrderSequenceNumber, ...
 
-    # at open: replay the log tail's batch headers, remembering more than 5 per producer
+    # at open: load the newest snapshot (storage/producer_snapshot.py), then replay the
+    # batch headers of the log from its offset on, remembering more than 5 per producer
     # so batches re-delivered after a crash are still recognised as duplicates
     state = ProducerState(remember=4096)
-    state.rebuild(batches_from_buffer(segment_view))
+    state.load(entries)                                           # or nothing: no snapshot
+    state.replay(batches_from_buffer(segment_view, position))     # rebuild() = clear + replay
+    state.last_batches()                                          # what a snapshot holds
 
 Rules of check (Kafka's UnifiedLog.analyzeAndValidateProducerState and
 ProducerAppendInfo.checkProducerEpoch / checkSequence):
@@ -34,7 +37,27 @@ Sequences are int32 >= 0 and wrap from 2^31-1 to 0, as Kafka's do. A batch that 
 a producer id but no sequence (-1) is INVALID_RECORD, as Kafka's LogValidator says.
 Batches with no sequence (non-idempotent ones, transaction markers) are not recorded.
 
-Not here: transactions, producer-id expiry (producer.id.expiration.ms), snapshots.
+Snapshots hold one batch per producer, as Kafka's do, and that is enough. A duplicate
+after a crash is a ring entry the killed leader appended but never released; the leader
+takes, appends and releases one entry at a time (worker/producers.py), so at any instant
+at most the entry being appended is such an entry. A snapshot is written between
+entries (at a refusal, at close) or at a roll, before the entry that rolled is
+recorded and with that entry's batch in the new segment: either way every batch a
+successor can be handed again lies at or above the snapshot's offset, and the replay
+from that offset (with remember=4096) recognises it. Batches below the offset are
+answered from the snapshot's last batch (a retry of it is a DUPLICATE) or, older, are
+OUT_OF_ORDER as at a live leader that remembers 5.
+
+Refused batches: a batch the log refuses uses up its sequences (recorded with offsets
+-1, in snapshots as last_offset -1). The log does not hold it, so the leader writes a
+snapshot right after a refusal, before releasing the entry: killed before the snapshot
+is renamed into place, the successor is handed the same entry and refuses it again.
+Only a snapshot that cannot be written (a full or failing disk, logged) loses the
+refusal; after a restart the producer's next batch is then OUT_OF_ORDER_SEQUENCE_NUMBER,
+and odradek's producer (which, unlike Kafka's since KIP-360, does not bump its epoch)
+keeps failing on that partition until a new Producer instance takes a new producer id.
+
+Not here: transactions, producer-id expiry (producer.id.expiration.ms).
 """
 import struct
 from collections import OrderedDict
@@ -218,6 +241,28 @@ class ProducerState:
             batches.popitem(last=False)
         p.last_seq = last_seq
 
+    def last_batches(self):
+        """Each producer's state as Kafka's snapshot holds it: (producer_id, epoch,
+        last_seq, last_offset, offset_delta) of its last batch, offset_delta being
+        last_seq - first_seq (= last_offset - first_offset); last_offset -1 for a refused
+        batch. In producer id order."""
+        out = []
+        for producer_id in sorted(self._producers):
+            p = self._producers[producer_id]
+            (first_seq, last_seq), (_, last_offset) = next(reversed(p.batches.items()))
+            out.append((producer_id, p.epoch, last_seq, last_offset, (last_seq - first_seq) & MAX_SEQUENCE))
+        return out
+
+    def load(self, entries):
+        """Replace the state by a snapshot's: entries as last_batches() gives them (extra
+        fields after the fifth are ignored). Each producer remembers its last batch."""
+        self._producers.clear()
+        for producer_id, epoch, last_seq, last_offset, offset_delta, *_ in entries:
+            p = self._producers[producer_id] = _Producer(epoch)
+            first_offset = last_offset - offset_delta if last_offset >= 0 else -1
+            p.batches[((last_seq - offset_delta) & MAX_SEQUENCE, last_seq)] = (first_offset, last_offset)
+            p.last_seq = last_seq
+
     def rebuild(self, batches):
         """Replace the state by that of the given batches, recorded in order.
 
@@ -225,6 +270,11 @@ class ProducerState:
         last_offset) from the log, in offset order (batches_from_buffer gives them).
         Returns how many were idempotent batches (recorded)."""
         self._producers.clear()
+        return self.replay(batches)
+
+    def replay(self, batches):
+        """Record the given batches (as for rebuild) on top of the present state, e.g.
+        the log from a snapshot's offset on. Returns how many were recorded."""
         record = self.record
         n = 0
         for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:

@@ -445,3 +445,50 @@ def test_a_producer_and_a_consumer_carry_on_across_a_broker_restart(broker, how)
         assert c.poll(0.3) is None
     assert not errors and len(acked) == 200
     assert sorted(r.value for r in got) == sorted(acked)
+
+
+def _state_lines(broker, topic):
+    """The workers' 'producer state' lines for partition 0 of `topic`, oldest first."""
+    with open(broker.stderr_path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    return [line for line in text.splitlines() if f"{topic}-0: producer state:" in line]
+
+
+def test_open_after_a_clean_stop_loads_the_snapshot_and_replays_nothing(broker):
+    create(broker, "snap", **{"segment.bytes": "16384"})
+    with producer(broker, **{"linger.ms": 0}) as p:
+        for i in range(400):
+            p.produce("snap", b"v%04d" % i + b"x" * 200)
+        assert p.flush(10) == 0
+        assert broker.stop() == 0
+        pdir = os.path.join(broker.data_dir, "snap-0")
+        snaps = sorted(n for n in os.listdir(pdir) if n.endswith(".snapshot"))
+        assert snaps[-1] == "%020d.snapshot" % 400 and len(snaps) == 2   # the close's and a roll's
+        opened = len(_state_lines(broker, "snap"))
+        broker.start()
+        wait_until(lambda: len(_state_lines(broker, "snap")) > opened, 10, what="the worker to open")
+        assert "snapshot 400 loaded (1 producers), replayed 0 batches (0 bytes)" in _state_lines(broker, "snap")[-1]
+        p.produce("snap", b"after")     # the producer's sequence 400 follows the snapshot's 399
+        assert p.flush(10) == 0
+
+
+def test_a_killed_worker_replays_only_the_log_after_the_last_roll(broker):
+    create(broker, "snapkill", **{"segment.bytes": "16384"})
+    with producer(broker, **{"linger.ms": 0}) as p:
+        for i in range(400):
+            p.produce("snapkill", b"v%04d" % i + b"x" * 200)
+        assert p.flush(10) == 0
+        pid = _worker_of(broker, "snapkill", 0)
+        opened = len(_state_lines(broker, "snapkill"))
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _worker_of(broker, "snapkill", 0) not in (0, pid), 20, what="a new worker")
+        wait_until(lambda: len(_state_lines(broker, "snapkill")) > opened, 10, what="the new worker to open")
+        line = _state_lines(broker, "snapkill")[-1]
+        assert "loaded (1 producers)" in line, line
+        replayed = int(line.split("replayed ")[1].split(" ")[0])
+        assert 0 < replayed < 100, line               # the active segment's batches, not 400
+        p.produce("snapkill", b"after")
+        assert p.flush(10) == 0
+    with consumer(broker) as c:
+        c.assign([TopicPartition("snapkill", 0, OFFSET_BEGINNING)])
+        assert [r.offset for r in consume_n(c, 401)] == list(range(401))

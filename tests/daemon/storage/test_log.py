@@ -282,6 +282,17 @@ def test_truncate_to_removes_whole_batches_across_segments(open_log):
     assert [r.offset for r in read_all(log)] == list(range(8))
 
 
+def test_truncate_to_deletes_producer_state_snapshots_above_the_new_log_end(open_log):
+    from odradek.daemon.storage import producer_snapshot
+    log = open_log(**{"segment.bytes": 512})
+    for i in range(20):
+        log.append(value_batch(i, 1, size=100))
+    for offset in (5, 7, 12):
+        producer_snapshot.write(log.directory, offset, [], keep=3)
+    log.truncate_to(7)
+    assert producer_snapshot.offsets(log.directory) == [5, 7]
+
+
 # -- retention -----------------------------------------------------------------------
 
 def test_retention_bytes_deletes_oldest_segments_but_never_the_active_one(open_log, tmp_path):

@@ -285,3 +285,25 @@ def test_without_verify_problems_are_warnings_and_the_exit_status_is_zero(tmp_pa
     result = run(path)
     assert result.exit_code == 0 and result.stderr == ""
     assert f"WARNING: {path}: position {sizes[0] + sizes[1]}: torn tail" in result.stdout
+
+
+def test_snapshot_files_are_printed_and_a_corrupt_one_is_a_problem(tmp_path):
+    from odradek.daemon.storage import producer_snapshot
+    from odradek.daemon.storage.producer_snapshot import SnapshotEntry
+    directory, _ = write_log(tmp_path, batches=3)
+    producer_snapshot.write(directory, 6, [SnapshotEntry(7, 0, 5, 5, 2, T0)])
+    producer_snapshot.write(directory, 9, [SnapshotEntry(7, 0, 8, 8, 2, T0), SnapshotEntry(8, 1, 3, -1, 0, T0)])
+    result = run(directory, "--verify")
+    assert result.exit_code == 0, result.output
+    dumped = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("Dumping")]
+    assert dumped[-2:] == [filenames.snapshot_file(directory, 6), filenames.snapshot_file(directory, 9)]
+    assert "producerId: 7 producerEpoch: 0 coordinatorEpoch: -1 currentTxnFirstOffset: -1 firstSequence: 6 " \
+           "lastSequence: 8 lastOffset: 8 offsetDelta: 2 timestamp: %d" % T0 in result.stdout
+    assert "lastOffset: -1 offsetDelta: 0 timestamp: %d (a refused batch" % T0 in result.stdout
+    path = filenames.snapshot_file(directory, 9)
+    with open(path, "r+b") as f:
+        f.seek(20)
+        f.write(b"\x55")
+    result = run(path, "--verify")
+    assert result.exit_code != 0
+    assert "CRC-32C" in result.output and path in result.output

@@ -8,7 +8,7 @@ from support.records import make_batch
 from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, OutOfOrderSequenceNumber
 from odradek.client.records import write_base_offset
 from odradek.daemon.worker.producer_state import (
-    MAX_SEQUENCE, NUM_BATCHES_TO_RETAIN, Outcome, ProducerEntry, ProducerState,
+    MAX_SEQUENCE, NUM_BATCHES_TO_RETAIN, Outcome, ProducerEntry, ProducerState, Verdict,
     batches_from_buffer, next_sequence)
 
 PID = 7
@@ -283,3 +283,43 @@ def test_rebuild_from_buffer_recognises_redelivered_batches():
         (Outcome.DUPLICATE, 0, 2)
     assert state.check(7, 1, 1, 1).outcome is Outcome.APPEND      # after the wrap to 0
     assert state.check(8, 0, 42, 42).outcome is Outcome.APPEND
+
+
+# ---- snapshots: last_batches / load -------------------------------------------------
+
+def test_last_batches_and_load_carry_the_last_batch_and_a_refused_one():
+    state = ProducerState()
+    fill(state, batches=3)                                     # seqs 0..8 at offsets 0..8
+    append(state, 8, 2, 10, 4, 20)                             # producer 8: seqs 10..13 at 20..23
+    state.record(8, 2, 14, 15, -1, -1)                         # refused: used up 14..15
+    assert state.last_batches() == [(PID, 0, 8, 8, 2), (8, 2, 15, -1, 1)]
+    loaded = ProducerState()
+    loaded.load(state.last_batches())
+    assert loaded.last_batches() == state.last_batches()
+    assert loaded.check(PID, 0, 9, 9).outcome is Outcome.APPEND
+    dup = loaded.check(PID, 0, 6, 8)
+    assert (dup.outcome, dup.first_offset, dup.last_offset) == (Outcome.DUPLICATE, 6, 8)
+    assert loaded.check(8, 2, 16, 16).outcome is Outcome.APPEND            # after the refused one
+    assert loaded.check(8, 2, 14, 15) == Verdict(Outcome.DUPLICATE, -1, -1)  # refused again
+    assert loaded.check(PID, 0, 3, 5).outcome is Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+def test_load_then_replay_equals_recording_everything():
+    whole, part = ProducerState(remember=4096), ProducerState(remember=4096)
+    fill(whole, batches=4)
+    fill(part, batches=2)
+    snap = part.last_batches()
+    part.load(snap)
+    part.replay([(PID, 0, 6, 8, 6, 8), (PID, 0, 9, 11, 9, 11)])
+    assert part.entry(PID).last_seq == whole.entry(PID).last_seq == 11
+    assert part.entry(PID).batches == ((3, 5, 3, 5), (6, 8, 6, 8), (9, 11, 9, 11))
+
+
+def test_a_snapshot_entry_spanning_the_sequence_wrap_loads():
+    state = ProducerState()
+    append(state, PID, 0, MAX_SEQUENCE - 1, 4, 100)            # seqs 2^31-2 .. 1
+    assert state.last_batches() == [(PID, 0, 1, 103, 3)]
+    loaded = ProducerState()
+    loaded.load(state.last_batches())
+    assert loaded.check(PID, 0, MAX_SEQUENCE - 1, 1) == Verdict(Outcome.DUPLICATE, 100, 103)
+    assert loaded.check(PID, 0, 2, 2).outcome is Outcome.APPEND
