@@ -50,13 +50,17 @@ def test_acks_all_follows_the_topics_min_insync_replicas_per_batch(broker):
             assert deliver(all_, "t") == (None, 1)             # the same producer, re-attached
 
             admin.alter_configs("t", {"min.insync.replicas": 2})
-            restarted_worker(admin, "t", worker)
+            worker = restarted_worker(admin, "t", worker)
             err, _ = deliver(all_, "t")                        # attached before: refused now
             assert isinstance(err, NotEnoughReplicas)
             assert deliver(one, "t") == (None, 2)
 
             admin.alter_configs("t", delete=["min.insync.replicas"])
             assert admin.describe_configs("t")["min.insync.replicas"] == ("1", "default")
+            # appended, refused, then lowered: the refusal used up the batch's sequences,
+            # and the restarted worker knows it from its producer-state snapshot
+            restarted_worker(admin, "t", worker)
+            assert deliver(all_, "t") == (None, 3)
 
 
 def test_bad_min_insync_replicas_is_refused_by_name_and_topics_describe_shows_it(broker):
