@@ -5,6 +5,8 @@
         admin.create_topic("orders", num_partitions=6, config={"retention.ms": 3600000})
         admin.list_topics()                      # {"orders": TopicDescription, ...}
         admin.list_offsets("orders", 0, "earliest")
+        admin.describe_log_dirs()                # [LogDirDescription(path, ..., replicas)]
+        admin.partition_health()                 # PartitionHealth(partitions, under_replicated, ...)
         admin.list_groups()                      # [GroupListing("billing", "Stable", "consumer")]
         admin.describe_group("billing")          # GroupDescription: state, assignor, members
         admin.list_group_offsets("billing")      # {("orders", 0): (42, ""), ...}
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from odradek.client.errors import NonEmptyGroup, UnknownMemberId
+from odradek.client.log_dirs import from_status
+from odradek.client.partition_health import health
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol._errors import raise_for_error
 
@@ -222,6 +226,18 @@ class Admin:
     def status(self, topics=None):
         """The broker's StatusResponse: broker pid and uptime, workers, partitions."""
         return self._call(m.StatusRequest(topics=None if topics is None else list(topics)))
+
+    def partition_health(self, topics=None):
+        """PartitionHealth(partitions, under_replicated, under_min_isr, offline): the count
+        of partitions and the "topic-partition" names of those in each state."""
+        return health(self.status(topics))
+
+    def describe_log_dirs(self, topics=None):
+        """Kafka's DescribeLogDirs: [LogDirDescription] in log.dirs order (path,
+        directory_id, error and error_message, total_bytes, usable_bytes, replicas of
+        `topics` or of every topic: [ReplicaInfo(topic, partition, size, offset_lag,
+        is_future)]). An offline dir has error KAFKA_STORAGE_ERROR and no replicas."""
+        return from_status(self.status(topics))
 
     # -- consumer groups ----------------------------------------------------------------
     def list_groups(self, states=()):

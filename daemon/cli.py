@@ -234,14 +234,63 @@ def serve(config_path, data_dir, log_level, overrides):
     return Broker(config, config_path=config_path).run()
 
 
+def _socket_option(f):
+    return click.option("--socket", "socket_path", metavar="PATH", envvar="ODRADEK_SOCKET",
+                        help="The broker's control socket (default: $ODRADEK_SOCKET, else "
+                             "/run/odradek/odradek.sock).")(f)
+
+
+def _admin(socket_path):
+    from odradek.client.admin import Admin
+    return Admin(socket_path)
+
+
 @cli.group("log-dirs")
 def log_dirs_group():
-    """Manage the broker's log dirs (run while the broker is stopped).
+    """Describe the broker's log dirs, or give an offline one's data up (forget-data:
+    run while the broker is stopped).
 
     \b
-    Example:
+    Examples:
+      odradek log-dirs describe --topic orders
       odradek log-dirs forget-data /srv/disk2/odradek --config /etc/odradek/odradek.toml --accept-data-loss
     """
+
+
+@log_dirs_group.command("describe")
+@click.option("--topic", "topics", multiple=True, metavar="TOPIC", help="Only these topics' replicas; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="kafka-log-dirs.sh --describe's JSON shape.")
+@_socket_option
+def log_dirs_describe(topics, as_json, socket_path):
+    """Show each log dir (path, directory.id, online or the storage error, its
+    filesystem's total and usable bytes) and the partition replicas in it with their
+    size (the log's data bytes), offset lag and whether they are future replicas
+    (Kafka's DescribeLogDirs). Asks the running broker.
+
+    \b
+    Examples:
+      odradek log-dirs describe
+      odradek log-dirs describe --topic orders --json
+    """
+    import json
+    from odradek.client.log_dirs import kafka_json
+    from odradek.daemon.tools.table import format_table, human_bytes
+    with _admin(socket_path) as admin:
+        dirs = admin.describe_log_dirs(topics or None)
+    if as_json:
+        click.echo(json.dumps(kafka_json(0, dirs)))
+        return
+    size = lambda n: human_bytes(n) if n >= 0 else "-"   # noqa: E731
+    rows = [(i, d.path, d.directory_id or "-", "online" if d.error is None else f"{d.error}: {d.error_message}",
+             size(d.total_bytes), size(d.usable_bytes), len(d.replicas), size(sum(max(r.size, 0) for r in d.replicas)))
+            for i, d in enumerate(dirs)]
+    for line in format_table(["DIR", "PATH", "DIRECTORY-ID", "STATE", "TOTAL", "USABLE", "REPLICAS", "SIZE"], rows):
+        click.echo(line)
+    rows = [(i, f"{r.topic}-{r.partition}", r.size, r.offset_lag, str(r.is_future).lower())
+            for i, d in enumerate(dirs) for r in d.replicas]
+    click.echo("")
+    for line in format_table(["DIR", "PARTITION", "SIZE-BYTES", "OFFSET-LAG", "FUTURE"], rows):
+        click.echo(line)
 
 
 @log_dirs_group.command("forget-data")
@@ -271,17 +320,6 @@ def log_dirs_forget_data(log_dir, config_path, data_dir, accept_data_loss):
     config = (broker_config.load(config_path) if config_path else broker_config.BrokerConfig.for_data_dir(data_dir))
     for line in forget_data(config, log_dir, accept_data_loss):
         click.echo(line)
-
-
-def _socket_option(f):
-    return click.option("--socket", "socket_path", metavar="PATH", envvar="ODRADEK_SOCKET",
-                        help="The broker's control socket (default: $ODRADEK_SOCKET, else "
-                             "/run/odradek/odradek.sock).")(f)
-
-
-def _admin(socket_path):
-    from odradek.client.admin import Admin
-    return Admin(socket_path)
 
 
 def _key_values(pairs, what):
@@ -356,14 +394,15 @@ def topics_list(socket_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @_socket_option
 def topics_describe(names, socket_path):
-    """Show each partition (leader, replicas, in-sync replicas, offsets, size), the
-    topic's min.insync.replicas (flagged when above a partition's ISR) and the configs
-    set on the topic.
+    """Show each partition (leader, replicas, in-sync replicas, offsets, size, flags:
+    under-replicated, under-min-ISR), the topic's min.insync.replicas (flagged when above
+    a partition's ISR) and the configs set on the topic.
 
     \b
     Example:
       odradek topics describe orders
     """
+    from odradek.client.partition_health import is_under_min_isr
     from odradek.daemon.tools.table import format_table, human_bytes
     with _admin(socket_path) as admin:
         described = admin.list_topics(names)
@@ -383,10 +422,14 @@ def topics_describe(names, socket_path):
         rows = []
         for p in t.partitions:
             s = by_key.get((name, p.partition))
+            marks = [flag for flag, on in (("under-replicated", len(p.isr) < len(p.replicas)),
+                                     ("under-min-ISR", s is not None and is_under_min_isr(s))) if on]
             rows.append((p.partition, p.leader, p.leader_epoch, ",".join(map(str, p.replicas)),
                          ",".join(map(str, p.isr)), s.log_start_offset if s else -1,
-                         s.log_end_offset if s else -1, human_bytes(s.size_bytes) if s else "-"))
-        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "END", "SIZE"], rows):
+                         s.log_end_offset if s else -1, human_bytes(s.size_bytes) if s else "-",
+                         ",".join(marks) or "-"))
+        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "END", "SIZE",
+                                  "FLAGS"], rows):
             click.echo("  " + line)
 
 

@@ -602,6 +602,7 @@ class PartitionStatus(Struct):
         ("high_watermark",    INT64,         0,   0),
         ("size_bytes",        INT64,         0,   0),
         ("segments",          INT32,         0,   0),
+        ("min_insync_replicas",  INT32,      0,   0),   # the topic's effective min.insync.replicas
     ]
 
 
@@ -613,6 +614,8 @@ class LogDirStatus(Struct):
         ("reason",        STRING,           "",    0),   # why it is offline ("" when online)
         ("size_bytes",    INT64,            -1,    0),   # bytes under it (-1: offline)
         ("partitions",    INT32,            0,     0),   # partitions whose leader lives there
+        ("total_bytes",   INT64,            -1,    0),   # its filesystem's size (statvfs; -1: offline)
+        ("usable_bytes",  INT64,            -1,    0),   # bytes an unprivileged writer may still use there
     ]
 
 

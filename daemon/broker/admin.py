@@ -362,6 +362,7 @@ def status(broker, req, reply):
     for name in names:
         md.topic(name)  # unknown topic: the whole request fails, naming it
     keys = [(name, p.partition) for name in names for p in md.topics[name].partitions]
+    min_isr = {name: broker.min_insync_replicas(md.topics[name]) for name in names}
 
     def finish(results):
         by_key = dict(results)
@@ -376,7 +377,7 @@ def status(broker, req, reply):
                     uptime_ms=int((time.monotonic() - handle.started_at) * 1000) if handle.alive else 0))
             result = by_key.get(key)
             base = dict(topic=key[0], partition=key[1], leader_id=p.leader, leader_epoch=p.leader_epoch,
-                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr))
+                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr), min_insync_replicas=min_isr[key[0]])
             if isinstance(result, m.StatusResponse) and result.partitions:
                 s = result.partitions[0]
                 partitions.append(m.PartitionStatus(**base, log_start_offset=s.log_start_offset,
@@ -401,8 +402,20 @@ def _log_dir_states(broker):
         for p in t.partitions:
             leaders[p.leader] += 1
     return [m.LogDirStatus(path=st.path, directory_id=st.directory_id, state=st.state, reason=st.reason,
-                           size_bytes=_tree_size(st.path) if st.online else -1, partitions=leaders[st.index])
+                           size_bytes=_tree_size(st.path) if st.online else -1, partitions=leaders[st.index],
+                           **_fs_bytes(st.path if st.online else None))
             for st in broker.dirs]
+
+
+def _fs_bytes(path):
+    """total_bytes and usable_bytes of the filesystem holding path (-1 when offline or unreadable)."""
+    try:
+        vfs = os.statvfs(path) if path else None
+    except OSError:
+        vfs = None
+    if vfs is None:
+        return dict(total_bytes=-1, usable_bytes=-1)
+    return dict(total_bytes=vfs.f_blocks * vfs.f_frsize, usable_bytes=vfs.f_bavail * vfs.f_frsize)
 
 
 def _tree_size(path):

@@ -637,10 +637,22 @@ class Broker:
     def _status_line(self):
         running = sum(1 for h in self.supervisor.workers.values() if h.alive)
         line = f"{len(self.metadata.topics)} topics, {self._partition_count()} partitions, {running} workers running"
+        under = self.under_min_isr_partitions()
+        if under:
+            line += f", {under} under min ISR (acks=all refused)"
         if self.metadata.offline_dirs:
             line += (f", {len(self.metadata.offline_dirs)} log dirs offline, "
                      f"{len(self.offline_partitions())} partitions offline")
         return line
+
+    def min_insync_replicas(self, topic):
+        """The topic's effective min.insync.replicas (its config, else the broker's default)."""
+        return topic.log_config(self.config.defaults_for(topic.replication_factor)).min_insync_replicas
+
+    def under_min_isr_partitions(self):
+        """How many partitions have an ISR smaller than their topic's min.insync.replicas."""
+        return sum(len(p.isr) < self.min_insync_replicas(t) for t in self.metadata.topics.values()
+                   for p in t.partitions)
 
 
 def _raise_fd_limit():

@@ -3,6 +3,7 @@ of every consumer group with committed offsets (computed here, from the partitio
 end offsets in the same StatusResponse)."""
 import psutil
 
+from odradek.client.partition_health import health
 from odradek.daemon.tools.table import format_table, human_bytes
 
 __all__ = ["render"]
@@ -44,14 +45,16 @@ def render(status, group_offsets=None):
                            "SEGMENTS"], rows)
     lines.append("")
     lines += _log_dirs(status)
-    under = [p for p in status.partitions if len(p.isr_nodes) < len(p.replica_nodes)]
-    offline_dirs = {i for i, d in enumerate(status.log_dir_states) if d.state != "online"}
-    offline = [f"{p.topic}-{p.partition}" for p in status.partitions if p.leader_id in offline_dirs]
+    h = health(status)
+    offline_dirs = sum(d.state != "online" for d in status.log_dir_states)
     lines.append("")
-    if offline:
-        lines.append(f"offline partitions (their log dir is offline): {', '.join(offline)}")
-    lines.append(f"{len(status.partitions)} partitions, {len(under)} under-replicated, {len(offline)} offline; "
-                 f"{len(offline_dirs)} of {len(status.log_dir_states)} log dirs offline")
+    if h.offline:
+        lines.append(f"offline partitions (their log dir is offline): {', '.join(h.offline)}")
+    if h.under_min_isr:
+        lines.append(f"under min ISR (ISR below min.insync.replicas: acks=all refused): {', '.join(h.under_min_isr)}")
+    lines.append(f"{h.partitions} partitions, {len(h.under_replicated)} under-replicated, "
+                 f"{len(h.under_min_isr)} under min ISR, {len(h.offline)} offline; "
+                 f"{offline_dirs} of {len(status.log_dir_states)} log dirs offline")
     if group_offsets:
         lines.append("")
         lines += _group_lag(status, group_offsets)
