@@ -90,6 +90,14 @@ def _headers(headers):
     return [(str(k), _as_bytes(v, "a header value")) for k, v in items]
 
 
+def _completion_error(link, code):
+    """The error of a batch the leader refused: a completion carries only the code, so
+    the message is what the code means, and where."""
+    cls = error_for_code(code)
+    return cls(f"{link.topic}-{link.partition}: {cls.__doc__.rstrip('.').lower()} "
+               f"(the partition leader refused the batch)")
+
+
 class _Link:
     """One partition: our rings to its leader, the open batch, batches in flight."""
     __slots__ = ("topic", "partition", "requests", "completions", "builder", "pending",
@@ -392,7 +400,7 @@ class Producer:
                 if pending is None:
                     log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
                     continue
-                error = error_for_code(c.error_code)() if c.error_code else None
+                error = _completion_error(link, c.error_code) if c.error_code else None
                 self._report(link, pending, c.base_offset, error)
 
     def _linger_due(self):
