@@ -34,6 +34,7 @@ import bisect
 import logging
 import mmap
 import os
+import struct
 import time
 from collections import namedtuple
 
@@ -44,6 +45,7 @@ from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames, producer_snapshot
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.cleaner import CleanerCheckpoint
+from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
 
@@ -52,6 +54,8 @@ __all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms
 log = logging.getLogger(__name__)
 
 _OK = native.Status.OK
+_PARTITION_LEADER_EPOCH = struct.Struct(">i")  # at byte 12 of a v2 batch (FORMAT.md)
+_EPOCH_AT = 12
 _ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.OUT_OF_RANGE)
 
 
@@ -133,6 +137,8 @@ class PartitionLog:
         self.truncations = 0         # counts truncate_to calls; a compaction pass restarts on a change
         self._checkpoint_failed = False  # the last recovery-point checkpoint write failed (logged once)
         self._open_segments()
+        self._epoch_file = LeaderEpochFile(self.directory)
+        self.epochs = self._open_epochs()
 
     # == opening and recovery ==================================================
     def _open_segments(self):
@@ -230,6 +236,52 @@ class PartitionLog:
     def _add(self, segment):
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
+
+    # == the leader-epoch cache (leader_epoch.py) ==================================
+    def _open_epochs(self):
+        """The cache from leader-epoch-checkpoint, cut to the recovered log. Without a
+        usable file (none, or damaged: logged) and with batches in the log, it is rebuilt
+        from the batches' partitionLeaderEpoch fields, as Kafka's segment recovery does
+        (one header read per batch, only then)."""
+        try:
+            entries = self._epoch_file.read()
+        except CorruptEpochFile as e:
+            log.warning("%s: rebuilding the leader-epoch cache from the log: %s", self.directory, e)
+            entries = None
+        changed = entries is None and self.log_end_offset > self.log_start_offset
+        cache = LeaderEpochCache(entries or ())
+        if changed:
+            for segment in self._segments:
+                buf = segment.log.buffer
+                for b in segment.batches_from():
+                    epoch = _PARTITION_LEADER_EPOCH.unpack_from(buf, b.position + _EPOCH_AT)[0]
+                    latest = cache.latest_epoch
+                    if epoch >= 0 and (latest is None or epoch > latest):
+                        cache.assign(epoch, b.base_offset)
+        changed = cache.truncate_from_end(self.log_end_offset) | changed
+        changed = cache.truncate_from_start(self.log_start_offset) | changed
+        if changed:
+            self._write_epochs(cache)
+        return cache
+
+    def _write_epochs(self, cache=None):
+        """Write the cache. A failure (a full disk) is logged: the file keeps older
+        entries, which the next open cuts to the log or extends again."""
+        try:
+            self._epoch_file.write((cache or self.epochs).entries)
+        except StorageError as e:
+            log.warning("%s: cannot write the leader-epoch checkpoint: %s", self.directory, e)
+
+    def assign_epoch(self, epoch):
+        """The leader of `epoch` appends from the log end on (Kafka's
+        maybeAssignEpochStartOffset at becoming leader). Written when it is news."""
+        self._check_open()
+        if self.epochs.assign(epoch, self.log_end_offset):
+            self._write_epochs()
+
+    def end_offset_for_epoch(self, epoch):
+        """(epoch, end offset): OffsetsForLeaderEpoch's answer (LeaderEpochCache.end_offset_for)."""
+        return self.epochs.end_offset_for(epoch, self.log_end_offset)
 
     # == state ===================================================================
     @property
@@ -542,6 +594,8 @@ class PartitionLog:
         gone, self._segments = self._segments[:count], self._segments[count:]
         self._bases = self._bases[count:]
         self.log_start_offset = start
+        if self.epochs.truncate_from_start(start):
+            self._write_epochs()
         for segment in gone:
             log.info("%s: deleting segment %d (offsets %d..%d, %d bytes)", self.directory,
                      segment.base_offset, segment.base_offset, segment.next_offset - 1, segment.size)
@@ -570,6 +624,8 @@ class PartitionLog:
             self.log_start_offset = self.log_end_offset
         self._unflushed_records = 0
         self.flush()
+        if self.epochs.truncate_from_end(self.log_end_offset):
+            self._write_epochs()
         # the records above `offset` are gone: no compaction pass may go on with an offset
         # map that saw them, and the cleaned point must not claim new ones (Kafka's
         # LogCleanerManager.maybeTruncateCheckpoint)

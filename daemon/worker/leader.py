@@ -182,6 +182,8 @@ class LeaderWorker:
         self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
         self._max_message_bytes = self.log.config.max_message_bytes
         lg = self.log
+        if not self.spec.tidy_only:
+            lg.assign_epoch(self.spec.leader_epoch)  # this epoch's batches start at the log end
         if self.spec.shm is not None:
             self.doorbell = self.spec.shm.doorbell
             self.state = self.spec.shm.state.take_over()

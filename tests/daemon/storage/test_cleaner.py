@@ -647,7 +647,8 @@ def test_open_drops_uncommitted_output_and_orphan_swaps(open_log, tmp_path):
     (d / "00000000000000000000.index.swap").write_bytes(b"")
     (d / "00000000000000000000.timeindex.cleaned").write_bytes(b"")
     log = open_log()
-    assert sorted(os.listdir(d)) == sorted(n for n in os.listdir(d) if filenames.parse_segment_file(n))
+    assert sorted(os.listdir(d)) == sorted(n for n in os.listdir(d) if filenames.parse_segment_file(n)
+                                           or n == filenames.LEADER_EPOCH_CHECKPOINT)
     records = check_log(log, model)
     assert [r.offset for r in records] == list(range(61))
 
