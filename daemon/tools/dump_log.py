@@ -12,8 +12,13 @@ What it reads (names: storage/filenames.py):
   <offset>.snapshot producer-state snapshot (storage/producer_snapshot.py): one line per
                     producer, in the style of Kafka's tool; a bad version, CRC or length
                     is a problem
+  leader-epoch-checkpoint
+                    the leader-epoch cache (storage/leader_epoch.py): one line per
+                    entry; a file that does not parse, or whose epochs or start offsets
+                    do not increase, is a problem
   partition dir     every segment in offset order: each .log printed, its two indexes
-                    checked against it (not printed); then each .snapshot printed
+                    checked against it (not printed); then each .snapshot printed; then
+                    the leader-epoch-checkpoint, checked against the batches
 
 Problems (each printed as "WARNING: <file>: position <byte>: <what>", saying what was
 expected and what was found; the CLI's --verify turns any of them into a failure):
@@ -28,6 +33,9 @@ expected and what was found; the CLI's --verify turns any of them into a failure
     (what segment.py writes, as Kafka does); a time index entry out of order, whose
     offset is past the log end or in no batch, or whose timestamp is not the
     maxTimestamp of the batch holding its offset.
+  - in a partition dir, a leader-epoch-checkpoint entry outside the log (below the first
+    segment's base offset or above the log end), or a batch whose partitionLeaderEpoch
+    is not the epoch the checkpoint gives its base offset (batches with -1 are skipped).
 Not a problem: zeros after the last batch or the last index entry. Active segments are
 preallocated (mapped_file.py) and left untrimmed by a crash; recovery drops the zeros.
 They are reported as "N bytes of zero padding". (So an index whose only entry is all
@@ -50,7 +58,7 @@ from odradek.client.records import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL
                                     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH,
                                     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
                                     Compression, RecordBatch)
-from odradek.daemon.storage import filenames, producer_snapshot
+from odradek.daemon.storage import filenames, leader_epoch, producer_snapshot
 
 __all__ = ["dump", "Report", "LogWalk", "show_bytes"]
 
@@ -544,6 +552,8 @@ def dump(paths, out, print_records=False, quiet=False):
             _dump_log(path, base, report, print_records, quiet)
         elif kind == filenames.SNAPSHOT_SUFFIX:
             _dump_snapshot(path, report, quiet)
+        elif kind == filenames.LEADER_EPOCH_CHECKPOINT:
+            _dump_epochs(path, report, quiet)
         else:
             _dump_index(path, base, kind, report, quiet)
     return report
@@ -564,13 +574,16 @@ def _classify(path):
         return parsed[1], path, parsed[0]
     if filenames.parse_snapshot_file(name) is not None:
         return filenames.SNAPSHOT_SUFFIX, path, filenames.parse_snapshot_file(name)
+    if name == filenames.LEADER_EPOCH_CHECKPOINT:
+        return name, path, None
     if name.endswith(filenames.LOG_SUFFIX):
         return filenames.LOG_SUFFIX, path, 0   # Kafka's tool takes any *.log; offsets from 0
     if name.endswith((filenames.INDEX_SUFFIX, filenames.TIMEINDEX_SUFFIX)):
         raise InvalidSegment(f"cannot tell the base offset of {path}: index files are named by "
                              f"it, as 00000000000000000000.index is")
-    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index, .timeindex or "
-                         f".snapshot file, or a partition directory such as data/orders-0")
+    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index, .timeindex, "
+                         f".snapshot or leader-epoch-checkpoint file, or a partition directory "
+                         f"such as data/orders-0")
 
 
 def _example_partition(path):
@@ -672,6 +685,8 @@ def _dump_partition(directory, bases, report, print_records, quiet):
     """Every segment in offset order: the .log printed, its indexes checked."""
     out = report.out
     min_offset = None
+    epochs_path = os.path.join(directory, filenames.LEADER_EPOCH_CHECKPOINT)
+    epoch_check = _EpochCheck(epochs_path, report) if os.path.exists(epochs_path) else None
     for base in bases:
         log_path = filenames.log_file(directory, base)
         indexes = [(filenames.index_file(directory, base), filenames.INDEX_SUFFIX),
@@ -687,13 +702,68 @@ def _dump_partition(directory, bases, report, print_records, quiet):
                 index, check_class = _open_index(path, base, kind, report)
                 opened.append((path, index, check_class(index, report)))
         walk = _dump_log(log_path, base, report, print_records, quiet,
-                         [c for _, _, c in opened], min_offset)
+                         [c for _, _, c in opened] + ([epoch_check] if epoch_check else []), min_offset)
         for path, index, _ in opened:
             report.files += 1
             out(f"{path}: {_index_summary(index, 'checked against the log')}")
         min_offset = walk.next_offset
     for offset in producer_snapshot.offsets(directory):
         _dump_snapshot(filenames.snapshot_file(directory, offset), report, quiet)
+    if epoch_check is not None:
+        entries = _dump_epochs(epochs_path, report, quiet)
+        if entries:
+            epoch_check.check_range(entries, bases[0], min_offset)
+
+
+class _EpochCheck:
+    """Each batch's partitionLeaderEpoch against the leader-epoch-checkpoint's epoch for
+    its base offset (fed in offset order); then check_range: the entries lie in the log."""
+
+    def __init__(self, path, report):
+        self.path, self.report = path, report
+        try:
+            self.cache = leader_epoch.LeaderEpochCache(leader_epoch.LeaderEpochFile(
+                os.path.dirname(path)).read() or ())
+        except leader_epoch.CorruptEpochFile:
+            self.cache = None   # _dump_epochs reports it
+
+    def feed(self, h):
+        if self.cache is None or h.leader_epoch < 0 or not h.sane_offsets:
+            return
+        expected = self.cache.epoch_for_offset(h.base_offset)
+        if expected is not None and expected != h.leader_epoch:
+            self.report.problem(self.path, 0, f"the batch at offset {h.base_offset} has "
+                                              f"partitionLeaderEpoch {h.leader_epoch}, the checkpoint "
+                                              f"expects {expected} there")
+
+    def finish(self, walk):
+        pass
+
+    def check_range(self, entries, first_base, log_end):
+        for i, (epoch, start) in enumerate(entries):
+            if not first_base <= start <= log_end:
+                self.report.problem(self.path, 0, f"entry {i} (epoch {epoch}): start offset expected "
+                                                  f"within the log, {first_base}..{log_end}, found {start}")
+
+
+def _dump_epochs(path, report, quiet):
+    """Print a leader-epoch-checkpoint, one line per entry; returns its entries, or None
+    if it does not parse (a problem)."""
+    out = report.out
+    report.files += 1
+    out(f"Dumping {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        entries = leader_epoch.decode(data, path)
+    except leader_epoch.CorruptEpochFile as e:
+        report.problem(path, 0, e.message)
+        return None
+    if not quiet:
+        for epoch, start in entries:
+            out(f"leaderEpoch: {epoch} startOffset: {start}")
+    out(_plural(len(entries), "leader epoch", "leader epochs"))
+    return entries
 
 
 def _dump_snapshot(path, report, quiet):
