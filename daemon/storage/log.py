@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 _OK = native.Status.OK
 _PARTITION_LEADER_EPOCH = struct.Struct(">i")  # at byte 12 of a v2 batch (FORMAT.md)
-_EPOCH_AT = 12
+_EPOCH_AT = 12                                 # = LOG_OVERHEAD, the frame before batchLength's count
+_FOLLOWER_HEADER = struct.Struct(">qii")       # baseOffset, batchLength, partitionLeaderEpoch
 _ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.OUT_OF_RANGE)
 
 
@@ -279,6 +280,19 @@ class PartitionLog:
         if self.epochs.assign(epoch, self.log_end_offset):
             self._write_epochs()
 
+    def _assign_epochs_of(self, data):
+        """A follower's append: each batch whose partitionLeaderEpoch is above the latest
+        epoch starts that epoch (one header read per batch of the appended buffer)."""
+        changed, pos, view = False, 0, memoryview(data)
+        while pos + _EPOCH_AT + 4 <= len(view):
+            base, length, epoch = _FOLLOWER_HEADER.unpack_from(view, pos)
+            latest = self.epochs.latest_epoch
+            if epoch >= 0 and (latest is None or epoch > latest):
+                changed = self.epochs.assign(epoch, base) or changed
+            pos += length + _EPOCH_AT
+        if changed:
+            self._write_epochs()
+
     def end_offset_for_epoch(self, epoch):
         """(epoch, end offset): OffsetsForLeaderEpoch's answer (LeaderEpochCache.end_offset_for)."""
         return self.epochs.end_offset_for(epoch, self.log_end_offset)
@@ -327,8 +341,10 @@ class PartitionLog:
         on any invalid batch.
 
         assign_offsets=True (a leader taking a producer's batches): offsets are assigned
-        from log_end_offset. False (a follower copying its leader): batches keep their
-        offsets, which must start at or after log_end_offset.
+        from log_end_offset, and `leader_epoch` stamped into each batch (the leader has
+        called assign_epoch). False (a follower copying its leader): batches keep their
+        offsets, which must start at or after log_end_offset, and their epochs, which
+        extend the leader-epoch cache (Kafka's appendAsFollower).
         """
         # The hot path: one C call does the copy, the validation (of the copy), the
         # offset/epoch/LogAppendTime rewrites and the sparse indexes (see
@@ -363,6 +379,8 @@ class PartitionLog:
             self._roll_anchor_ms = now
         first, last, max_ts, batches, records = segment.appended
         self._unflushed_records += records
+        if not assign_offsets:
+            self._assign_epochs_of(data)
         info = _new_info(AppendInfo, (first, last, max_ts, batches, records, len(data),
                                       None if append_time < 0 else append_time))
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:

@@ -162,3 +162,17 @@ def test_an_empty_log_without_a_file_writes_none_until_an_epoch_is_assigned(tmp_
     assert log.epochs.entries == []
     assert not os.path.exists(tmp_path / "t-0" / "leader-epoch-checkpoint")
     log.close()
+
+
+def test_a_follower_append_extends_the_cache_from_the_batches_epochs(tmp_path):
+    leader = open_log(tmp_path, {})
+    for epoch, first in ((1, 0), (1, 2), (4, 4), (6, 6)):
+        leader.assign_epoch(epoch)
+        leader.append(value_batch(first, 2), leader_epoch=epoch)
+    data = bytes(leader.read(0, 1 << 20).view)
+    leader.close()
+    follower = PartitionLog(str(tmp_path / "t-1"), LogConfig({}), FakeClock())
+    follower.append(data, assign_offsets=False)
+    assert follower.epochs.entries == [(1, 0), (4, 4), (6, 6)]
+    assert (tmp_path / "t-1" / "leader-epoch-checkpoint").read_bytes() == b"0\n3\n1 0\n4 4\n6 6\n"
+    follower.close()
