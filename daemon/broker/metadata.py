@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
                                    PolicyViolation, StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
-from odradek.daemon.storage import filenames
+from odradek.daemon.storage import filenames, meta_properties
 from odradek.daemon.storage.checkpoint import write_atomically
 from odradek.daemon.storage.config import LogConfig
 
@@ -106,9 +106,17 @@ class Metadata:
     # -- persistence ----------------------------------------------------------------
     @classmethod
     def load(cls, log_dirs):
-        """The newest copy found in any log dir; an empty Metadata if there is none."""
-        best = None
-        for d in log_dirs:
+        """The newest copy found in the log dirs; an empty Metadata if there is none.
+
+        A copy that records directory ids vouches for itself only in the dir whose
+        meta.properties carries the cluster id and directory id it records for that
+        position of log.dirs. When some copies vouch for themselves, the cluster with
+        the most such dirs wins and its newest copy is taken: a disk from another
+        cluster must not win by a higher version (two clusters with as many dirs each:
+        StorageError). When none does (log.dirs reordered), the newest copy is taken and
+        the dirs that do not match it are offline (daemon/broker/log_dirs.py)."""
+        copies = []
+        for i, d in enumerate(log_dirs):
             path = os.path.join(d, filenames.CLUSTER_METADATA)
             try:
                 with open(path, "rb") as f:
@@ -118,6 +126,21 @@ class Metadata:
             except (ValueError, OSError) as e:
                 raise StorageError(f"{path} cannot be read ({e}); move it away to fall back on the copy in "
                                    f"another log dir") from None
+            copies.append((doc, _copy_is_of(doc, i, d)))
+        votes = {}
+        for doc, vouched in copies:
+            if vouched:
+                votes[doc.get("cluster_id")] = votes.get(doc.get("cluster_id"), 0) + 1
+        if votes:
+            most = max(votes.values())
+            winners = [c for c, n in votes.items() if n == most]
+            if len(winners) > 1:
+                raise StorageError(f"the log dirs hold the metadata of {len(winners)} clusters "
+                                   f"({', '.join(map(str, winners))}), {most} dir(s) each: move the disks of "
+                                   f"the other cluster out of log.dirs")
+            copies = [(doc, v) for doc, v in copies if v and doc.get("cluster_id") == winners[0]]
+        best = None
+        for doc, _ in copies:
             if best is None or doc.get("version", 0) > best.get("version", 0):
                 best = doc
         if best is None:
@@ -269,3 +292,17 @@ class Metadata:
             p.leader = leader
         p.leader_epoch += 1
         return p
+
+
+def _copy_is_of(doc, index, log_dir):
+    """Whether the metadata copy `doc`, found in log_dir (position `index` of log.dirs),
+    belongs there: a copy from before directory ids (none recorded) always does."""
+    ids = doc.get("directory_ids") or []
+    recorded = ids[index] if index < len(ids) else None
+    if recorded is None:
+        return True
+    try:
+        props = meta_properties.read(log_dir)
+    except (ValueError, OSError):
+        return False
+    return props is not None and props.cluster_id == doc.get("cluster_id") and props.directory_id == recorded

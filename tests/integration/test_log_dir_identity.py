@@ -2,6 +2,7 @@
 dir moved away, replaced by an empty one, or carrying another identity is offline at
 start (not recreated, not written), only its partitions are offline with
 KAFKA_STORAGE_ERROR naming it, the others keep their data; put back, all is online."""
+import json
 import os
 import shutil
 import subprocess
@@ -80,9 +81,20 @@ def replace_with_foreign(path):
     meta_properties.write(path, meta_properties.MetaProperties(meta_properties.new_uuid(), meta_properties.new_uuid()))
 
 
+def replace_with_another_clusters_dir(path):
+    """A log dir of another cluster, its metadata copy newer than ours (version 1000, no
+    topics): it must not win over our copies by its version."""
+    replace_with_foreign(path)
+    props = meta_properties.read(path)
+    with open(os.path.join(path, "cluster-metadata.json"), "w") as f:
+        json.dump({"version": 1000, "next_producer_id": 0, "cluster_id": props.cluster_id,
+                   "directory_ids": [None, props.directory_id, None], "topics": {}}, f)
+
+
 @pytest.mark.parametrize("damage, reason", [(move_away, "missing"),
                                             (replace_with_empty, "no meta.properties"),
-                                            (replace_with_foreign, "cluster.id")])
+                                            (replace_with_foreign, "cluster.id"),
+                                            (replace_with_another_clusters_dir, "cluster.id")])
 def test_a_lost_log_dir_is_offline_not_recreated_and_comes_back_when_put_back(cluster, damage, reason):
     b = cluster
     b.start()
