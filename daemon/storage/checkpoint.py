@@ -17,7 +17,8 @@ from odradek.daemon.storage import filenames
 from odradek.daemon.storage.filenames import tmp_file
 from odradek.daemon.storage.modes import open_file
 
-__all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "LogDirCheckpoints"]
+__all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "LogDirCheckpoints",
+           "encode_entries", "decode_entries"]
 
 VERSION = 0
 
@@ -31,10 +32,11 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def write_atomically(path, data):
+def write_atomically(path, data, durable=True):
     """Replace `path` with `data` (bytes) so that a crash leaves the old or the new file.
     A failed write (ENOSPC, EIO) raises StorageError naming the file, removes the temp
-    file and leaves the old file as it was."""
+    file and leaves the old file as it was. durable=False skips both fsyncs: the rename
+    still survives a process crash (the page cache keeps it), not a power loss."""
     tmp = tmp_file(path)
     try:
         fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
@@ -42,7 +44,8 @@ def write_atomically(path, data):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -52,32 +55,25 @@ def write_atomically(path, data):
         except OSError:
             pass
         raise StorageError(f"cannot write {path}: {e.strerror or e}; the previous version is kept") from e
+    if not durable:
+        return
     try:
         fsync_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as e:
         raise StorageError(f"wrote {path}, but the directory's fsync failed: {e.strerror or e}") from e
 
 
-def write_offsets(path, offsets):
-    """Write {(topic, partition): offset} to the checkpoint file at `path`."""
-    lines = [str(VERSION), str(len(offsets))]
-    for (topic, partition), offset in sorted(offsets.items()):
-        lines.append(f"{topic} {partition} {offset}")
-    write_atomically(path, ("\n".join(lines) + "\n").encode())
+def encode_entries(entries):
+    """Kafka's checkpoint text: the version line, the count line, one line per entry
+    (each entry a sequence of values joined by spaces)."""
+    lines = [str(VERSION), str(len(entries))] + [" ".join(map(str, e)) for e in entries]
+    return ("\n".join(lines) + "\n").encode()
 
 
-def read_offsets(path):
-    """{(topic, partition): offset} from the checkpoint at `path`; {} if there is none."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return {}
-    lines = text.splitlines()
-
-    def bad(lineno, why):
-        return StorageError(f"checkpoint {path} line {lineno}: {why}")
-
+def decode_entries(data, bad):
+    """[(line number, line)] of the entries of checkpoint text `data`, after checking
+    its version and count lines; `bad(line number, why)` makes the error raised."""
+    lines = data.decode("utf-8", "replace").splitlines()
     if len(lines) < 2:
         raise bad(len(lines) + 1, "expected a version line and a count line")
     if lines[0].strip() != str(VERSION):
@@ -88,8 +84,27 @@ def read_offsets(path):
         raise bad(2, f"expected an entry count, found {lines[1]!r}") from None
     if count != len(lines) - 2:
         raise bad(2, f"count says {count} entries, file has {len(lines) - 2}")
+    return list(enumerate(lines[2:], start=3))
+
+
+def write_offsets(path, offsets):
+    """Write {(topic, partition): offset} to the checkpoint file at `path`."""
+    write_atomically(path, encode_entries([(t, p, o) for (t, p), o in sorted(offsets.items())]))
+
+
+def read_offsets(path):
+    """{(topic, partition): offset} from the checkpoint at `path`; {} if there is none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+
+    def bad(lineno, why):
+        return StorageError(f"checkpoint {path} line {lineno}: {why}")
+
     offsets = {}
-    for lineno, line in enumerate(lines[2:], start=3):
+    for lineno, line in decode_entries(data, bad):
         parts = line.split()
         if len(parts) != 3:
             raise bad(lineno, f"expected 'topic partition offset', found {line!r}")

@@ -22,14 +22,14 @@ import os
 
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import filenames
-from odradek.daemon.storage.checkpoint import write_atomically
+from odradek.daemon.storage.checkpoint import VERSION as CHECKPOINT_VERSION, decode_entries, encode_entries, write_atomically
 
 __all__ = ["LeaderEpochCache", "LeaderEpochFile", "CorruptEpochFile", "encode", "decode",
            "UNDEFINED_EPOCH", "UNDEFINED_OFFSET", "VERSION"]
 
 log = logging.getLogger(__name__)
 
-VERSION = 0            # LeaderEpochCheckpointFile.CURRENT_VERSION
+VERSION = CHECKPOINT_VERSION   # LeaderEpochCheckpointFile.CURRENT_VERSION: the text format of every checkpoint
 UNDEFINED_EPOCH = -1   # Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET
 UNDEFINED_OFFSET = -1
 
@@ -119,30 +119,17 @@ class LeaderEpochCache:
 # == the file =================================================================================
 def encode(entries):
     """The bytes of a leader-epoch-checkpoint holding `entries`."""
-    lines = [str(VERSION), str(len(entries))] + [f"{e} {o}" for e, o in entries]
-    return ("\n".join(lines) + "\n").encode()
+    return encode_entries(entries)
 
 
 def decode(data, name="leader-epoch-checkpoint"):
     """The entries of a file's bytes; CorruptEpochFile naming `name` and the line if it
     does not parse, its count is wrong, or epochs or offsets do not increase."""
-    lines = data.decode("utf-8", "replace").splitlines()
-
     def bad(lineno, why):
         return CorruptEpochFile(f"{name} line {lineno}: {why}")
 
-    if len(lines) < 2:
-        raise bad(len(lines) + 1, "expected a version line and a count line")
-    if lines[0].strip() != str(VERSION):
-        raise bad(1, f"expected version {VERSION}, found {lines[0]!r}")
-    try:
-        count = int(lines[1])
-    except ValueError:
-        raise bad(2, f"expected an entry count, found {lines[1]!r}") from None
-    if count != len(lines) - 2:
-        raise bad(2, f"count says {count} entries, file has {len(lines) - 2}")
     entries = []
-    for lineno, line in enumerate(lines[2:], start=3):
+    for lineno, line in decode_entries(data, bad):
         parts = line.split()
         try:
             epoch, offset = (int(p) for p in parts) if len(parts) == 2 else (None, None)

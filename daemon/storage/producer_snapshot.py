@@ -87,12 +87,12 @@ def offsets(partition_dir):
     return sorted(o for o in map(filenames.parse_snapshot_file, os.listdir(partition_dir)) if o is not None)
 
 
-def write(partition_dir, offset, entries, keep=KEEP):
-    """Write the snapshot for `offset` atomically (temp, fsync, rename, fsync dir), then
-    delete all but the newest `keep` (the log end only grows while a leader writes, and
-    open deleted any above it, so the new one is the newest). StorageError if it cannot
-    be written."""
-    write_atomically(filenames.snapshot_file(partition_dir, offset), encode(entries))
+def write(partition_dir, offset, entries, keep=KEEP, durable=True):
+    """Write the snapshot for `offset` atomically (temp, fsync, rename, fsync dir; no
+    fsyncs unless `durable`), then delete all but the newest `keep` (the log end only
+    grows while a leader writes, and open deleted any above it, so the new one is the
+    newest). StorageError if it cannot be written."""
+    write_atomically(filenames.snapshot_file(partition_dir, offset), encode(entries), durable)
     _delete(partition_dir, offsets(partition_dir)[:-keep])
 
 

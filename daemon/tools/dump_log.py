@@ -746,18 +746,26 @@ class _EpochCheck:
                                                   f"within the log, {first_base}..{log_end}, found {start}")
 
 
+def _decoded(path, report, decode, damaged):
+    """Start dumping the small file at `path`: decode(data, path), or None after
+    reporting its `damaged` error as a problem."""
+    report.files += 1
+    report.out(f"Dumping {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return decode(data, path)
+    except damaged as e:
+        report.problem(path, 0, e.message)
+        return None
+
+
 def _dump_epochs(path, report, quiet):
     """Print a leader-epoch-checkpoint, one line per entry; returns its entries, or None
     if it does not parse (a problem)."""
     out = report.out
-    report.files += 1
-    out(f"Dumping {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        entries = leader_epoch.decode(data, path)
-    except leader_epoch.CorruptEpochFile as e:
-        report.problem(path, 0, e.message)
+    entries = _decoded(path, report, leader_epoch.decode, leader_epoch.CorruptEpochFile)
+    if entries is None:
         return None
     if not quiet:
         for epoch, start in entries:
@@ -769,14 +777,8 @@ def _dump_epochs(path, report, quiet):
 def _dump_snapshot(path, report, quiet):
     """Print a producer-state snapshot, one line per producer; a damaged one is a problem."""
     out = report.out
-    report.files += 1
-    out(f"Dumping {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        entries = producer_snapshot.decode(data, path)
-    except producer_snapshot.CorruptSnapshot as e:
-        report.problem(path, 0, e.message)
+    entries = _decoded(path, report, producer_snapshot.decode, producer_snapshot.CorruptSnapshot)
+    if entries is None:
         return
     if not quiet:
         for e in entries:

@@ -242,10 +242,13 @@ class LeaderWorker:
         log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
                  self.spec.topic, self.spec.partition, how, n, replayed[0], start)
 
-    def _snapshot_producer_state(self, why, offset=None):
+    def _snapshot_producer_state(self, why, offset=None, durable=True):
         """Write the producer-state snapshot for `offset` (default the log end): at segment
         roll, clean close, a refused batch. A failure is logged: an older snapshot or the
-        log tail stands in."""
+        log tail stands in. durable=False (a refused batch) writes it without fsyncs: it
+        is there for a successor after this process dies, and a producer whose every
+        batch is refused (acks=all below min.insync.replicas) must not cost the
+        partition two fsyncs a batch."""
         if not self._state_loaded:
             return
         now = int(time.time() * 1000)
@@ -253,7 +256,8 @@ class LeaderWorker:
                    for e in self.producer_state.last_batches()]
         try:
             producer_snapshot.write(self.spec.partition_dir,
-                                    self.log.log_end_offset if offset is None else offset, entries)
+                                    self.log.log_end_offset if offset is None else offset, entries,
+                                    durable=durable)
         except StorageError as e:
             log.warning("%s-%d: no producer-state snapshot at %s: %s", self.spec.topic, self.spec.partition,
                         why, e)
@@ -375,7 +379,7 @@ class LeaderWorker:
             if producer_id >= 0:
                 self.producer_state.record(producer_id, epoch, base_seq, last_seq, -1, -1)
                 if not isinstance(e, StorageError):   # the log does not hold what it used up
-                    self._snapshot_producer_state("a refused batch")
+                    self._snapshot_producer_state("a refused batch", durable=False)
             raise
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)

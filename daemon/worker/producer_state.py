@@ -52,8 +52,9 @@ Refused batches: a batch the log refuses uses up its sequences (recorded with of
 -1, in snapshots as last_offset -1). The log does not hold it, so the leader writes a
 snapshot right after a refusal, before releasing the entry: killed before the snapshot
 is renamed into place, the successor is handed the same entry and refuses it again.
-Only a snapshot that cannot be written (a full or failing disk, logged) loses the
-refusal; after a restart the producer's next batch is then OUT_OF_ORDER_SEQUENCE_NUMBER,
+That snapshot is written without fsyncs (a process crash keeps it; a power loss may
+not). Only a snapshot that cannot be written (a full or failing disk, logged), or a
+power loss before the page cache reached the disk, loses the refusal; after a restart the producer's next batch is then OUT_OF_ORDER_SEQUENCE_NUMBER,
 and odradek's producer (which, unlike Kafka's since KIP-360, does not bump its epoch)
 keeps failing on that partition until a new Producer instance takes a new producer id.
 

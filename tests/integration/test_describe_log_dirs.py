@@ -16,21 +16,14 @@ from click.testing import CliRunner
 from odradek.client import Admin, Producer
 from odradek.daemon.cli import cli
 from odradek.daemon.storage import filenames
-from support.broker import BrokerProcess
+from support.broker import multi_dir_broker
 
 PARTITIONS = 4
 
 
 @pytest.fixture
 def two_dirs(tmp_path):
-    dirs = [str(tmp_path / n) for n in "ab"]
-    run = tmp_path / "run"
-    run.mkdir()
-    config = tmp_path / "odradek.toml"
-    config.write_text("log.dirs = [" + ", ".join(f'"{d}"' for d in dirs) + "]\n"
-                      f'socket.path = "{run}/odradek.sock"\n')
-    b = BrokerProcess(run, config=config)
-    b.dirs = dirs
+    b = multi_dir_broker(tmp_path, "ab")
     yield b
     b.kill()
     assert not b.leftovers(), f"processes left behind: {b.leftovers()}"

@@ -14,7 +14,7 @@ from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import OFFSET_BEGINNING
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import meta_properties
-from support.broker import BrokerProcess, consume_n
+from support.broker import BrokerProcess, consume_n, multi_dir_broker
 
 RECORDS = 12
 PARTITIONS = 3
@@ -23,14 +23,7 @@ PARTITIONS = 3
 @pytest.fixture
 def cluster(tmp_path):
     """A broker serving log dirs a, b, c (config file); killed and checked after the test."""
-    dirs = [str(tmp_path / n) for n in "abc"]
-    run = tmp_path / "run"
-    run.mkdir()
-    config = tmp_path / "odradek.toml"
-    config.write_text("log.dirs = [" + ", ".join(f'"{d}"' for d in dirs) + "]\n"
-                      f'socket.path = "{run}/odradek.sock"\n')
-    b = BrokerProcess(run, config=config)
-    b.dirs = dirs
+    b = multi_dir_broker(tmp_path, "abc")
     yield b
     b.kill()
     assert not b.leftovers(), f"processes left behind: {b.leftovers()}"

@@ -137,6 +137,20 @@ class BrokerProcess:
         return alive
 
 
+def multi_dir_broker(tmp_path, names):
+    """A BrokerProcess (not started) serving the log dirs tmp_path/<name> for each of
+    `names` from a config file, its socket in tmp_path/run; `.dirs` lists the dirs."""
+    dirs = [str(tmp_path / n) for n in names]
+    run = tmp_path / "run"
+    run.mkdir()
+    config = tmp_path / "odradek.toml"
+    config.write_text("log.dirs = [" + ", ".join(f'"{d}"' for d in dirs) + "]\n"
+                      f'socket.path = "{run}/odradek.sock"\n')
+    b = BrokerProcess(run, config=config)
+    b.dirs = dirs
+    return b
+
+
 def raw_socket(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
