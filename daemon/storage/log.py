@@ -135,7 +135,8 @@ class PartitionLog:
         self._last_flush_ms = clock()
         self._roll_anchor_ms = None  # see _time_to_roll
         self._closed = False
-        self.truncations = 0         # counts truncate_to calls; a compaction pass restarts on a change
+        self.truncations = 0         # counts truncate_to / truncate_fully_and_start_at calls; a compaction
+        #                              pass restarts on a change
         self._checkpoint_failed = False  # the last recovery-point checkpoint write failed (logged once)
         self._open_segments()
         self._epoch_file = LeaderEpochFile(self.directory)
@@ -336,7 +337,7 @@ class PartitionLog:
                 f"{self.log_end_offset}, {len(self._segments)} segments, {self.size_in_bytes} bytes)")
 
     # == appending ===============================================================
-    def append(self, data, assign_offsets=True, leader_epoch=None):
+    def append(self, data, assign_offsets=True, leader_epoch=None, roll=True):
         """Append a buffer of v2 batches; returns AppendInfo. Raises (and writes nothing)
         on any invalid batch.
 
@@ -345,6 +346,9 @@ class PartitionLog:
         called assign_epoch). False (a follower copying its leader): batches keep their
         offsets, which must start at or after log_end_offset, and their epochs, which
         extend the leader-epoch cache (Kafka's appendAsFollower).
+        roll=False: never roll on this log's policy (segment.ms, segment.bytes, full
+        indexes); what does not fit the active segment raises StorageError. Used by
+        append_as_follower, which rolls where the leader did.
         """
         # The hot path: one C call does the copy, the validation (of the copy), the
         # offset/epoch/LogAppendTime rewrites and the sparse indexes (see
@@ -359,13 +363,17 @@ class PartitionLog:
         segment = self._segments[-1]
         anchor = self._roll_anchor_ms
         was_empty = not segment.log.size
-        if not was_empty and (anchor is None or now - anchor > self._segment_ms) \
+        if roll and not was_empty and (anchor is None or now - anchor > self._segment_ms) \
                 and self._time_to_roll(segment, now):
             segment = self.roll()
             was_empty = not segment.log.size
         append_time = now if self._log_append_time else -1
         status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
         if status != _OK:
+            if status in _ROLL_FIRST and not roll:
+                raise StorageError(f"{self.directory}: an append of {len(data)} bytes does not fit segment "
+                                   f"{segment.base_offset} ({native.Status.NAMES.get(status, status)}) and "
+                                   f"this append may not roll")
             if status in _ROLL_FIRST:
                 # no room in this segment (segment.bytes, an index, 32-bit relative offsets):
                 # roll, or give an empty segment the capacity this append needs, and retry
@@ -455,6 +463,85 @@ class PartitionLog:
         self._unflushed_records = 0
         self._set_recovery_point(old.next_offset)
         return segment
+
+    # == following a leader (replication) ============================================
+    def append_as_follower(self, data, segment_base):
+        """Append whole v2 batches copied from the leader (offsets and partitionLeaderEpoch
+        kept: append(assign_offsets=False) validates them and extends the epoch cache),
+        where `segment_base` is the base offset of the leader segment they came from.
+        Returns AppendInfo.
+
+        The follower's .log files stay byte-identical to the leader's: it rolls where the
+        leader rolled and nowhere else. segment_base above the active segment's base
+        starts a new segment there, which must be the log end offset (else
+        InvalidSegment, nothing changes); segment_base at or below it appends to the
+        active segment (below: the log was started mid-segment by
+        truncate_fully_and_start_at, and that segment cannot match the leader's anyway).
+        segment.bytes and segment.ms never roll: data larger than the active segment's
+        room gets a larger mapping of that segment (_make_room), as the leader gave a
+        segment holding one append above segment.bytes. flush.messages / flush.ms apply.
+        """
+        self._check_open()
+        segment = self.active
+        if segment_base > segment.base_offset:
+            if segment_base != self.log_end_offset:
+                raise InvalidSegment(f"{self.directory}: the leader's segment {segment_base} cannot start here: "
+                                     f"the log ends at offset {self.log_end_offset} (active segment "
+                                     f"{segment.base_offset}); segments would not line up with the leader's")
+            segment = self.roll(capacity=max(len(data), self.config.segment_bytes))
+        if segment.log.size + len(data) > segment.log.capacity:
+            self._make_room(len(data))
+        return self.append(data, assign_offsets=False, roll=False)
+
+    def _make_room(self, nbytes):
+        """Map the active segment with room for `nbytes` more, without rolling: the
+        files are flushed, closed and the segment reopened at the larger capacity
+        (recovered: a scan of its batches, rebuilding its indexes; rare, only when a
+        leader segment outgrew this log's segment.bytes)."""
+        old = self.active
+        capacity = old.log.size + nbytes
+        self.flush()
+        self._segments.pop()
+        self._bases.pop()
+        if not old.log.size:
+            old.delete()   # reopened, its file's length (the old capacity) would pass for data
+            segment = self._new_segment(old.base_offset, capacity=capacity)
+        else:
+            old.close()
+            segment = LogSegment(self.directory, old.base_offset, self.config, writable=True, create=True,
+                                 index_entries=0, capacity=capacity)
+            segment.recover()
+        self._add(segment)
+
+    def truncate_fully_and_start_at(self, offset):
+        """Delete every segment and start empty at `offset` (Kafka's
+        truncateFullyAndStartAt: a follower whose log end fell below the leader's log
+        start). The log start, log end and recovery point become `offset`; the
+        leader-epoch cache is cleared and every producer-state snapshot deleted.
+
+        Crash-safe as truncate_to is: segments go newest first (a crash leaves a
+        prefix of the old log, or none: an empty log at the old log start), then the
+        new empty segment is created, then the checkpoints moved (a crash before that
+        opens at the new segment's base all the same: open takes the log start up to
+        the first segment)."""
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRange(f"cannot start the log of {self.topic}-{self.partition} at offset {offset}")
+        while self._segments:
+            self._segments.pop().delete()
+            self._bases.pop()
+        fsync_dir(self.directory)
+        self._add(self._new_segment(offset))
+        self._checkpoints.update((self.topic, self.partition), recovery_point=offset, log_start_offset=offset)
+        self.recovery_point = self.log_start_offset = offset
+        self._unflushed_records = 0
+        self._last_flush_ms = self.clock()
+        self._roll_anchor_ms = None
+        self.epochs = LeaderEpochCache()
+        self._write_epochs()
+        self.truncations += 1   # as truncate_to: no compaction pass goes on with the old records
+        CleanerCheckpoint(self.log_dir).truncate((self.topic, self.partition), offset)
+        producer_snapshot.delete_above(self.directory, -1)
 
     # == flushing ================================================================
     def _maybe_flush(self, now):
