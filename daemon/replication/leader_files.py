@@ -173,9 +173,7 @@ class LeaderFiles:
             return Chunk(segment_base, position, b"", offset, offset)
         if len(buf) < first.size:
             if position + first.size > os.fstat(fd).st_size:
-                raise CorruptRecord(f"{path}: the batch at position {position} (offsets {first.base}.."
-                                    f"{first.last}) has batchLength {first.size - LOG_OVERHEAD}, past the "
-                                    f"end of the file")
+                raise _past_the_end(path, position, first)
             buf += os.pread(fd, first.size - len(buf), position + len(buf))
             if len(buf) < first.size:
                 raise CorruptRecord(f"{path}: the batch at position {position} is cut short by the end "
@@ -206,6 +204,7 @@ class LeaderFiles:
         i = bisect.bisect_right(bases, offset) - 1
         self._use(bases[i], fresh=True)
         position, expect = self._index_floor(bases[i], offset)
+        file_size = os.fstat(self._fd).st_size
         while True:
             path = filenames.log_file(self.directory, bases[i])
             b = _header(os.pread(self._fd, _HEAD, position), 0, path, position)
@@ -214,12 +213,14 @@ class LeaderFiles:
                 if i == len(bases):
                     return None
                 self._use(bases[i], fresh=True)
-                position, expect = 0, bases[i]
+                position, expect, file_size = 0, bases[i], os.fstat(self._fd).st_size
                 continue
             if b.base < expect:
                 raise _backwards(path, position, b.base, expect - 1)
             if b.last >= offset:
                 return bases[i], position
+            if position + b.size > file_size:
+                raise _past_the_end(path, position, b)
             position, expect = position + b.size, b.last + 1
 
     def _index_floor(self, base, offset):
@@ -313,3 +314,8 @@ def _header(buf, at, path, position):
 def _backwards(path, position, base, previous_last):
     return CorruptRecord(f"{path}: the batch at position {position} has baseOffset {base}, not above the "
                          f"previous batch's last offset {previous_last}")
+
+
+def _past_the_end(path, position, b):
+    return CorruptRecord(f"{path}: the batch at position {position} (offsets {b.base}..{b.last}) has "
+                         f"batchLength {b.size - LOG_OVERHEAD}, past the end of the file")
