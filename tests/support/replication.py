@@ -1,12 +1,10 @@
 """A leader and a follower PartitionLog in two log dirs, and the follower's copy loop
 (LeaderFiles + append_as_follower), for the replication storage tests."""
-import os
-
 from odradek.daemon.replication.leader_files import LeaderFiles
-from odradek.daemon.storage import LogConfig, PartitionLog, filenames
+from odradek.daemon.storage import LogConfig, PartitionLog
 from support.records import value_batch
 
-__all__ = ["Pair", "copy_all", "assert_identical", "log_files"]
+__all__ = ["Pair", "copy_all", "assert_identical"]
 
 
 class Pair:
@@ -54,10 +52,6 @@ def copy_all(pair, max_bytes=1 << 20, hints=True, limit=10_000):
         chunks.append(chunk)
         hint = chunk.next_hint
     raise AssertionError(f"no end to copying after {limit} chunks")
-
-
-def log_files(directory):
-    return sorted(n for n in os.listdir(directory) if n.endswith(filenames.LOG_SUFFIX))
 
 
 def assert_identical(pair, from_offset=None):
