@@ -124,7 +124,7 @@ class LeaderFiles:
         empty = Chunk(*(hint or (None, None)), b"", offset, offset)
         if offset >= end_offset:
             return empty
-        if hint is not None:
+        if hint is not None and hint[1] >= 0:
             chunk = self._read_hinted(offset, end_offset, max_bytes, *hint)
             if chunk is not None:
                 return chunk

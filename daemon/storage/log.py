@@ -5,6 +5,7 @@
     view = log.read(offset, max_bytes=1 << 20) # memoryview straight into the mmap
     log.offset_for_timestamp(ts)               # (offset, timestamp) or None
     log.delete_old_segments()                  # retention.ms / retention.bytes
+    log.append_as_follower(data, segment_base) # a follower copying its leader's batches
     log.close()
 
 Theory of operation
@@ -22,6 +23,9 @@ Theory of operation
   the log dir. On open, every segment from the one holding the recovery point on is
   scanned and cut after its last valid batch (see _open_segments).
 - Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
+- Follower mode (append_as_follower, truncate_fully_and_start_at): batches copied from
+  the leader keep their offsets and epochs, and segments roll where the leader's did, so
+  the .log files are byte-identical to the leader's (FORMAT.md).
 - Compaction (cleanup.policy=compact) is storage/cleaner.py; this class gives it two hooks:
   replace_segments (swap cleaned segments in by atomic renames) and, on open,
   _finish_interrupted_swaps (complete or drop a swap a crash interrupted). See FORMAT.md,

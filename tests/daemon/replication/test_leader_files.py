@@ -103,6 +103,7 @@ def test_a_hint_is_used_when_it_holds_the_offset_and_ignored_when_wrong(make_pai
     for wrong in [(first.segment_base, first.next_hint[1] + 5),   # inside a batch
                   (first.segment_base, 0),                          # another batch
                   (first.segment_base, 10 ** 6),                    # past the file
+                  (first.segment_base, -1),                         # no position at all
                   (12345, 0)]:                                      # no such segment
         assert pair.files.read(first.next_offset, leo, 300, hint=wrong) == expected
 
@@ -235,3 +236,21 @@ def test_an_empty_or_missing_partition_dir_reads_nothing(tmp_path):
     os.mkdir(tmp_path / "orders-0")
     assert files.read(0, 10, 100) == (None, None, b"", 0, 0)
     files.close()
+
+
+def test_a_segment_deleted_under_an_open_descriptor_reads_on_then_goes_out_of_range(make_pair):
+    pair = make_pair({**SMALL, "retention.bytes": 2000})
+    pair.produce(batches=60)
+    leo = pair.leader.log_end_offset
+    chunk = pair.files.read(0, leo, 200)
+    first_segment_end = pair.leader.segments[0].next_offset
+    assert pair.leader.delete_old_segments() > 0 and pair.leader.log_start_offset > first_segment_end
+    got = batches(chunk.data)
+    for _ in range(100):   # the open descriptor keeps the deleted file's bytes: still whole batches
+        if chunk.next_offset >= first_segment_end:
+            break
+        chunk = pair.files.read(chunk.next_offset, leo, 200, hint=chunk.next_hint)
+        got += batches(chunk.data)
+    assert [b[0] for b in got] == list(range(first_segment_end)) and all(b[2] for b in got)
+    with pytest.raises(OffsetBelowLogStart):   # its end: the hint finds no batch, locating finds no file
+        pair.files.read(first_segment_end, leo, 200, hint=chunk.next_hint)
