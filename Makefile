@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 DATA   ?= ./data
-SOURCES := setup.py $(shell find client daemon -name '*.py' -o -name '*.c' -o -name '*.h' 2>/dev/null)
+SOURCES := setup.py $(shell find client daemon -name '*.py' -o -name '*.c' -o -name '*.h' -o -name '*.md' 2>/dev/null)
 
 .PHONY: run test install perf clean
 

@@ -55,9 +55,11 @@ class ApiKey(IntEnum):
     STATUS = 1003
     DETACH_PRODUCER = 1004
     APPEND_RECORDS = 1005
+    ISR_PROPOSAL = 1006
+    UPDATE_ISR = 1007
 
 
-LATEST_TIMESTAMP = -1      # ListOffsets: the log end offset (the next offset to be written)
+LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)
 EARLIEST_TIMESTAMP = -2    # ListOffsets: the log start offset
 ACKS_ALL = -1              # OpenProducer.acks: every in-sync replica (also 0 and 1)
 
@@ -522,6 +524,46 @@ class AppendRecordsResponse(Struct):
     ]
 
 
+# ---- IsrProposal (1006), UpdateIsr (1007): broker <-> partition leader, internal ---------
+# The ISR is the broker's (saved in the cluster metadata before it takes effect), the
+# leader's to propose, as Kafka's AlterPartition: the broker keeps one IsrProposal in
+# flight at each leader, which the leader answers when it wants the ISR changed (a
+# follower caught up, or one fell behind replica.lag.time.max.ms). The broker checks it
+# against the partition's epochs, saves it and sends UpdateIsr; it also sends UpdateIsr
+# when it changes the ISR itself (a follower process died), and after refusing a stale
+# proposal. The leader uses a proposed ISR only in the safe direction until UpdateIsr
+# names it: a follower it wants to add already counts for the high watermark, one it
+# wants to drop still does.
+
+class IsrProposalRequest(Struct):
+    API_KEY = ApiKey.ISR_PROPOSAL
+    FIELDS = []
+
+
+class IsrProposalResponse(Struct):
+    API_KEY = ApiKey.ISR_PROPOSAL
+    FIELDS = [
+        ("leader_epoch",     INT32,         -1,  0),
+        ("partition_epoch",  INT32,         -1,  0),   # the ISR version the proposal is based on
+        ("isr",              Array(INT32),  [],  0),
+        ("reason",           STRING,        "",  0),   # for the log: who caught up or fell behind
+    ]
+
+
+class UpdateIsrRequest(Struct):
+    API_KEY = ApiKey.UPDATE_ISR
+    FIELDS = [
+        ("leader_epoch",     INT32,         -1,  0),
+        ("partition_epoch",  INT32,         -1,  0),
+        ("isr",              Array(INT32),  [],  0),
+    ]
+
+
+class UpdateIsrResponse(Struct):
+    API_KEY = ApiKey.UPDATE_ISR
+    FIELDS = []
+
+
 # ---- OpenFetch (1001): a partition's shared state, fds alongside -----------------------
 
 class OpenFetchRequest(Struct):
@@ -589,6 +631,16 @@ class WorkerStatus(Struct):
     ]
 
 
+class FollowerStatus(Struct):
+    FIELDS = [
+        ("replica_id",        INT32,   -1,  0),
+        ("state",             STRING,  "",  0),   # "running", "starting", "dead", "offline" (its log dir)
+        ("log_end_offset",    INT64,   -1,  0),   # -1: not known (not running)
+        ("lag_records",       INT64,   -1,  0),   # leader's log end - this one's (-1: not known)
+        ("caught_up_ms",      INT64,   0,   0),   # wall-clock ms it was last caught up (0: never)
+    ]
+
+
 class PartitionStatus(Struct):
     FIELDS = [
         ("topic",             STRING,        "",  0),
@@ -603,6 +655,7 @@ class PartitionStatus(Struct):
         ("size_bytes",        INT64,         0,   0),
         ("segments",          INT32,         0,   0),
         ("min_insync_replicas",  INT32,      0,   0),   # the topic's effective min.insync.replicas
+        ("followers",         Array(FollowerStatus),  [],  0),   # one per follower replica
     ]
 
 
@@ -962,6 +1015,8 @@ APIS = ApiTable([
     Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  0),
     Api(ApiKey.DETACH_PRODUCER,              DetachProducerRequest,           DetachProducerResponse,           0,  0),
     Api(ApiKey.APPEND_RECORDS,               AppendRecordsRequest,            AppendRecordsResponse,            0,  0),
+    Api(ApiKey.ISR_PROPOSAL,                 IsrProposalRequest,              IsrProposalResponse,              0,  0),
+    Api(ApiKey.UPDATE_ISR,                   UpdateIsrRequest,                UpdateIsrResponse,                0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

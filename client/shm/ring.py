@@ -70,6 +70,8 @@ _commit = lib.odk_ring_commit
 _write = lib.odk_ring_write
 _peek = lib.odk_ring_peek
 _release = lib.odk_ring_release
+_take = lib.odk_ring_take
+_release_to = lib.odk_ring_release_to
 _wait_readable = lib.odk_ring_wait_readable
 _wait_writable = lib.odk_ring_wait_writable
 _load_u64 = lib.odk_atomic_load_u64
@@ -286,6 +288,26 @@ class Ring:
         self._rview = None
         _drop(view)   # before the head moves: the caller cannot read reused bytes
         _release(self._r)
+
+    def take(self):
+        """Done with the peeked entry (its view is released), but keep its space: the
+        next peek() returns the entry after it, while the shared head stays, so a reader
+        that dies now leaves this entry to its successor. Returns the ring position to
+        pass to release_to() once the entry is done for good (in order: positions
+        grow)."""
+        view = self._rview
+        if view is None:
+            raise RuntimeError("take() without peek()")
+        self._rview = None
+        _drop(view)
+        _take(self._r)
+        return self._r.head
+
+    def release_to(self, position):
+        """Give back the space of every entry taken up to `position` (from take())."""
+        if _release_to(self._r, position) != 0:
+            raise ValueError(f"release_to({position}): outside the taken entries "
+                             f"(released {self.head}, taken up to {self._r.head})")
 
     def wait(self, timeout=None):
         """Block until an entry is committed (True) or `timeout` seconds pass (False)."""

@@ -24,7 +24,8 @@ from odradek.daemon.storage.config import TOPIC_CONFIGS
 __all__ = ["handle", "worker_retired", "SERVED_APIS"]
 
 # (DetachProducer is the broker's to send to its workers, never a client's)
-SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS)
+SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS, m.ApiKey.ISR_PROPOSAL,
+                           m.ApiKey.UPDATE_ISR)
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,17 @@ def delete_topics(broker, req, reply):
             broker.offline.discard(name)
             _remove_topic_files(broker, name)
         for p in ([] if offline else topic.partitions):
-            handle = broker.supervisor.workers.get((name, p.partition))
-            if handle is not None and handle.alive:
-                broker.stop_worker(handle)  # its files go when it has exited: worker_retired
-            else:
-                if handle is not None:   # queued, or dead and waiting for its restart
+            handles = [h for h in [broker.supervisor.workers.get((name, p.partition)),
+                                   *(broker.supervisor.workers.get((name, p.partition, r)) for r in p.followers)]
+                       if h is not None]
+            for handle in handles:
+                if handle.alive:
+                    broker.stop_worker(handle)  # the files go when the last has exited: worker_retired
+                else:   # queued, or dead and waiting for its restart
                     broker.supervisor.forget(handle)
-                    broker.release_partition(handle)
+                    if not handle.is_follower:
+                        broker.release_partition(handle)
+            if not any(h.alive for h in handles):
                 _remove_partition_files(broker, name, p.partition)
         results.append(m.DeletableTopicResult(name=name))
     return m.DeleteTopicsResponse(responses=results)
@@ -159,7 +164,9 @@ def worker_retired(broker, handle):
     """A stopped worker has exited: if its topic is gone, remove the partition's files."""
     topic = broker.metadata.topics.get(handle.spec.topic)
     if topic is None and not broker.stopping:
-        _remove_partition_files(broker, handle.spec.topic, handle.spec.partition)
+        key = (handle.spec.topic, handle.spec.partition)
+        if not any(h.alive for k, h in broker.supervisor.workers.items() if k[:2] == key):
+            _remove_partition_files(broker, handle.spec.topic, handle.spec.partition)
     elif topic is not None and not broker.stopping:
         broker._restart(handle)  # stopped for a config change: start it again
 
@@ -269,10 +276,11 @@ def alter_configs(broker, req, reply):
             elif topic.configs != before:
                 md.save()
                 log.info("topic %s configs: %s", res.resource_name, topic.configs)
-                for p in topic.partitions:  # workers restart with the new config
-                    handle = broker.supervisor.workers.get((topic.name, p.partition))
-                    if handle is not None and handle.alive:
-                        broker.stop_worker(handle)
+                for p in topic.partitions:  # workers and followers restart with the new config
+                    for key in [(topic.name, p.partition), *((topic.name, p.partition, r) for r in p.followers)]:
+                        handle = broker.supervisor.workers.get(key)
+                        if handle is not None and handle.alive:
+                            broker.stop_worker(handle)
             results.append(m.AlterConfigsResourceResponse(resource_type=res.resource_type,
                                                           resource_name=res.resource_name))
         except OdradekError as e:
@@ -375,10 +383,20 @@ def status(broker, req, reply):
                     pid=handle.pid or 0, topic=key[0], partition=key[1], replica_id=p.leader, role="leader",
                     state=handle.state, restarts=handle.restarts,
                     uptime_ms=int((time.monotonic() - handle.started_at) * 1000) if handle.alive else 0))
+            for r in p.followers:
+                fh = broker.supervisor.workers.get((*key, r))
+                if fh is not None:
+                    workers.append(m.WorkerStatus(
+                        pid=fh.pid or 0, topic=key[0], partition=key[1], replica_id=r, role="follower",
+                        state=fh.state, restarts=fh.restarts,
+                        uptime_ms=int((time.monotonic() - fh.started_at) * 1000) if fh.alive else 0))
             result = by_key.get(key)
+            ok = isinstance(result, m.StatusResponse) and result.partitions
+            leader_end = result.partitions[0].log_end_offset if ok else -1
             base = dict(topic=key[0], partition=key[1], leader_id=p.leader, leader_epoch=p.leader_epoch,
-                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr), min_insync_replicas=min_isr[key[0]])
-            if isinstance(result, m.StatusResponse) and result.partitions:
+                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr), min_insync_replicas=min_isr[key[0]],
+                        followers=_followers(broker, key, p, handle, leader_end))
+            if ok:
                 s = result.partitions[0]
                 partitions.append(m.PartitionStatus(**base, log_start_offset=s.log_start_offset,
                                                     log_end_offset=s.log_end_offset,
@@ -394,6 +412,23 @@ def status(broker, req, reply):
     gather = _Gather(len(keys), finish)
     for key in keys:
         broker.worker_request(key, m.StatusRequest(), gather.add(key))
+
+
+def _followers(broker, key, p, leader_handle, leader_end):
+    """FollowerStatus of each follower replica: its process, and its progress as its
+    leader sees it (the replica progress page)."""
+    progress = leader_handle.shm.progress if leader_handle is not None and leader_handle.shm is not None else None
+    out = []
+    for r in p.followers:
+        fh = broker.supervisor.workers.get((*key, r))
+        state = ("offline" if r in broker.metadata.offline_dirs else
+                 "dead" if fh is None or fh.state == "dead" else fh.state)
+        leo = progress.log_end_offset(r) if progress is not None and fh is not None and fh.alive else -1
+        out.append(m.FollowerStatus(
+            replica_id=r, state=state, log_end_offset=leo,
+            lag_records=max(0, leader_end - leo) if leo >= 0 and leader_end >= 0 else -1,
+            caught_up_ms=progress.caught_up_ms(r) if progress is not None else 0))
+    return out
 
 
 def _log_dir_states(broker):

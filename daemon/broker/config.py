@@ -17,7 +17,6 @@ import tomllib
 from dataclasses import dataclass
 
 from odradek.client.errors import InvalidConfig
-from odradek.daemon.broker.metadata import MAX_REPLICATION_FACTOR, REPLICATION_NOT_BUILT
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
@@ -68,11 +67,12 @@ BROKER_CONFIGS = (
     ConfigKey("socket.mode", str, "0660", doc="permission bits of the control socket (octal)"),
     ConfigKey("num.partitions", int, 8, 1, 100_000, doc="partitions of a topic created without a count"),
     ConfigKey("default.replication.factor", int, 0, 0, 100,
-              doc="replicas of a new topic; 0 picks 1, the only factor until replication across log.dirs "
-                  "is built (then min(3, number of log.dirs))"),
+              doc="replicas of a new topic, each in its own log dir; 0 picks min(3, number of log.dirs)"),
     ConfigKey("min.insync.replicas", int, 0, 0, 100,
               doc="default of the topic config min.insync.replicas; 0 picks 2 for a topic of 3+ replicas, "
                   "else 1"),
+    ConfigKey("replica.lag.time.max.ms", int, 30_000, 1, 2 ** 62,
+              doc="a follower that has not caught up with its leader for this long leaves the ISR"),
     ConfigKey("auto.create.topics.enable", bool, False,
               doc="create a topic on first produce or metadata request for it"),
     ConfigKey("log.retention.check.interval.ms", int, 300_000, 1, 2 ** 62,
@@ -151,19 +151,18 @@ class BrokerConfig:
             raise InvalidConfig(f"{source}: log.dirs lists a directory twice: {list(settings['log.dirs'])}")
         self.socket_path = os.path.abspath(settings["socket.path"])
         self.num_partitions = settings["num.partitions"]
-        factor = settings["default.replication.factor"] or 1
+        factor = settings["default.replication.factor"] or min(3, len(self.log_dirs))
         if factor > len(self.log_dirs):
             raise InvalidConfig(f"{source}: default.replication.factor={factor} needs at least {factor} "
                                 f"log.dirs (replicas of a partition go to different dirs); there are "
                                 f"{len(self.log_dirs)}")
-        if factor > MAX_REPLICATION_FACTOR:
-            raise InvalidConfig(f"{source}: default.replication.factor={factor}: {REPLICATION_NOT_BUILT}")
         self.default_replication_factor = factor
         self._min_insync_setting = settings["min.insync.replicas"]
         self.min_insync_replicas = self.min_insync_for(factor)
         self.auto_create_topics = settings["auto.create.topics.enable"]
         self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
         self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
+        self.replica_lag_time_max_ms = settings["replica.lag.time.max.ms"]
         self.descriptor_slots = settings["fetch.descriptor.slots"]
         self.max_partitions = settings["max.partitions"]
         self.max_partitions_per_topic = settings["max.partitions.per.topic"]

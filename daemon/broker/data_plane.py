@@ -31,6 +31,7 @@ from odradek.client.errors import InvalidRequest, InvalidRequiredAcks
 from odradek.client.protocol import messages as m
 from odradek.client.protocol.transport import close_fds
 from odradek.client.shm import Doorbell, PartitionState
+from odradek.daemon.replication.progress import ReplicaProgress
 
 __all__ = ["PartitionShm", "Attachments", "open_producer", "open_fetch", "get_segment"]
 
@@ -43,9 +44,11 @@ class PartitionShm:
     """The shared memory of one partition, owned by the broker. Its worker, forked from
     the broker, uses these very objects: their mappings are the only writable ones of
     the state (sealed against writes at create)."""
-    __slots__ = ("doorbell", "doorbell_fd", "state", "state_fds")
+    __slots__ = ("doorbell", "doorbell_fd", "state", "state_fds", "progress")
 
-    def __init__(self, slots):
+    def __init__(self, slots, replicas=1):
+        """slots: descriptor slots of the state; replicas: slots of the replica progress
+        page (daemon/replication/progress.py), one per log dir."""
         self.doorbell, self.doorbell_fd = Doorbell.create()
         try:
             self.state, self.state_fds = PartitionState.create(slots)
@@ -53,6 +56,7 @@ class PartitionShm:
             self.doorbell.close()
             os.close(self.doorbell_fd)
             raise
+        self.progress = ReplicaProgress(replicas)   # anonymous: no fd, forks inherit it
 
     @property
     def fds(self):
@@ -65,6 +69,7 @@ class PartitionShm:
         self.state.take_over().fence()
 
     def close(self):
+        self.progress.close()
         self.state.close()
         self.state_fds.close()
         self.doorbell.close()

@@ -16,12 +16,13 @@ meta.properties of log dir i (null: not known yet, a copy written by an older od
 a dir whose identity differs is offline (broker/log_dirs.py), and no copy is written
 to an offline dir. This module does no I/O except load/save.
 
-Replication across log dirs is not built yet: a partition's data lives in its leader's
-dir only, so a new topic has one replica (MAX_REPLICATION_FACTOR) and every isr is
-[leader]. Topics saved by earlier versions with several replicas still load: their
-replica lists are kept (they are what was asked for), their isr is set to [leader] at
-load (written back with the next save), so they count as under-replicated, and acks=all
-is refused when min.insync.replicas exceeds that one replica.
+Each replica is a process: the leader's worker and one follower per other replica
+(daemon/worker/follower.py), each writing its own log dir. isr is the in-sync replicas
+(Kafka's ISR), changed as Kafka's AlterPartition does: partition_epoch counts its
+changes, and a change is saved here before the leader counts on it
+(daemon/broker/replication.py). A copy saved before replication existed has no
+partition_epoch: its data lives in the leader's dir only, so its isr is read as
+[leader] (the followers then catch up and rejoin).
 
 Producer ids are reserved in blocks of PRODUCER_ID_BLOCK, as Kafka's controller does:
 the saved next_producer_id is the end of the block being handed out, so the file is
@@ -40,14 +41,10 @@ from odradek.daemon.storage import filenames, meta_properties
 from odradek.daemon.storage.checkpoint import write_atomically
 from odradek.daemon.storage.config import LogConfig
 
-__all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME",
-           "MAX_REPLICATION_FACTOR", "REPLICATION_NOT_BUILT"]
+__all__ = ["PartitionMeta", "TopicMeta", "Metadata", "validate_topic_name", "MAX_TOPIC_NAME"]
 
 MAX_TOPIC_NAME = 249
 PRODUCER_ID_BLOCK = 1000   # ids reserved per metadata write (Kafka's ProducerIdsBlock size)
-MAX_REPLICATION_FACTOR = 1   # until follower replicas exist (issue 9)
-REPLICATION_NOT_BUILT = ("replication across log dirs is not built yet: a partition is kept in one log dir, "
-                         f"so the replication factor is at most {MAX_REPLICATION_FACTOR}")
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -71,6 +68,11 @@ class PartitionMeta:
     leader: int
     leader_epoch: int = 0
     isr: list = field(default_factory=list)
+    partition_epoch: int = 0   # +1 at every isr or leader change (Kafka's partitionEpoch)
+
+    @property
+    def followers(self):
+        return [r for r in self.replicas if r != self.leader]
 
 
 @dataclass
@@ -147,9 +149,12 @@ class Metadata:
             return cls(log_dirs)
         topics = {}
         for name, t in best.get("topics", {}).items():
-            parts = [PartitionMeta(**p) for p in t["partitions"]]
-            for p in parts:   # only the leader's dir holds the data (see the module docstring)
-                p.isr = [p.leader]
+            parts = []
+            for p in t["partitions"]:
+                meta = PartitionMeta(**p)
+                if "partition_epoch" not in p:   # saved before replication: the leader's dir alone has data
+                    meta.isr = [meta.leader]
+                parts.append(meta)
             topics[name] = TopicMeta(name, t["topic_id"], parts, dict(t.get("configs", {})))
         return cls(log_dirs, best.get("version", 0), topics, best.get("next_producer_id", 0),
                    best.get("cluster_id"), best.get("directory_ids"), found=True)
@@ -202,10 +207,15 @@ class Metadata:
                                   f"{added}); the limit is {limits.total} (max.partitions)")
 
     def _place(self, first_partition, count, replication_factor, salt):
-        """Replica lists spreading leaders and replicas evenly over the log dirs."""
-        n = len(self.log_dirs)
+        """Replica lists spreading leaders and replicas evenly over the online log dirs."""
+        dirs = [i for i in range(len(self.log_dirs)) if i not in self.offline_dirs]
+        if replication_factor > len(dirs):
+            raise InvalidReplicationFactor(
+                f"replication factor {replication_factor} needs as many online log.dirs; {len(dirs)} of "
+                f"{len(self.log_dirs)} are online (odradek status names the offline ones)")
+        n = len(dirs)
         start = salt % n
-        return [[(start + p + r) % n for r in range(replication_factor)]
+        return [[dirs[(start + p + r) % n] for r in range(replication_factor)]
                 for p in range(first_partition, first_partition + count)]
 
     def create_topic(self, name, num_partitions, replication_factor, configs, defaults, limits=None):
@@ -224,12 +234,10 @@ class Metadata:
             raise InvalidReplicationFactor(
                 f"replication factor {replication_factor} needs as many log.dirs; there are "
                 f"{len(self.log_dirs)} (replicas of a partition live in different dirs)")
-        if replication_factor > MAX_REPLICATION_FACTOR:
-            raise InvalidReplicationFactor(f"replication factor {replication_factor}: {REPLICATION_NOT_BUILT}")
         configs = {k: str(v) for k, v in (configs or {}).items()}
         defaults.with_overrides(configs)  # raises InvalidConfig naming a bad key or value
         placement = self._place(0, num_partitions, replication_factor, len(self.topics))
-        parts = [PartitionMeta(p, replicas, replicas[0], 0, [replicas[0]])
+        parts = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
                  for p, replicas in enumerate(placement)]
         topic = TopicMeta(name, uuid.uuid4().hex, parts, configs)
         self.topics[name] = topic
@@ -246,10 +254,7 @@ class Metadata:
                                     f"be larger (partitions cannot be removed)")
         self._check_limits(name, total, total - len(t.partitions), limits)
         rf = len(t.partitions[0].replicas)
-        if rf > MAX_REPLICATION_FACTOR:
-            raise InvalidReplicationFactor(f"topic {name!r} has replication factor {rf}, saved by an earlier "
-                                           f"version; new partitions cannot have it: {REPLICATION_NOT_BUILT}")
-        added = [PartitionMeta(p, replicas, replicas[0], 0, [replicas[0]])
+        added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
                  for p, replicas in zip(range(len(t.partitions), total),
                                         self._place(len(t.partitions), total - len(t.partitions), rf,
                                                     list(self.topics).index(name)))]
@@ -291,6 +296,14 @@ class Metadata:
         if leader is not None:
             p.leader = leader
         p.leader_epoch += 1
+        p.partition_epoch += 1
+        return p
+
+    def set_isr(self, name, partition, isr):
+        """A new ISR for the partition (the caller checked it and saves): partition_epoch + 1."""
+        p = self.partition(name, partition)
+        p.isr = sorted(set(isr), key=p.replicas.index)
+        p.partition_epoch += 1
         return p
 
 

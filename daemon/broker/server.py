@@ -48,6 +48,7 @@ from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import fsync_dir
 from odradek.daemon.storage.modes import make_dirs
+from odradek.daemon.broker import replication
 from odradek.daemon.worker.leader import WorkerSpec
 
 __all__ = ["Broker"]
@@ -113,7 +114,7 @@ class Broker:
         log_dirs.create_missing(self.dirs)
         self.notifier.status("locking log dirs")
         self.locks = DirLocks(self.online_log_dirs())
-        if log_dirs.format_dirs(self.dirs, self.metadata):
+        if log_dirs.format_dirs(self.dirs, self.metadata) | replication.drop_offline_replicas(self.metadata):
             self.metadata.save()
         for st in self.dirs:
             if not st.online:
@@ -191,9 +192,12 @@ class Broker:
             offline = self.dir_offline_error(topic.name, p)
             if offline is not None:
                 raise offline
-            log_dir = self.config.log_dirs[p.leader]
-            make_dirs(os.path.join(log_dir, filenames.partition_dir_name(topic.name, p.partition)))
-            touched.add(log_dir)
+            for r in p.replicas:
+                if r in self.metadata.offline_dirs:
+                    continue
+                log_dir = self.config.log_dirs[r]
+                make_dirs(os.path.join(log_dir, filenames.partition_dir_name(topic.name, p.partition)))
+                touched.add(log_dir)
         for log_dir in touched:
             fsync_dir(log_dir)
 
@@ -268,8 +272,8 @@ class Broker:
         topic = self.metadata.topics.get(handle.spec.topic)
         if topic is None or handle.spec.partition >= len(topic.partitions) or handle.shm is None:
             return
-        log.info("stopping: closing the log of %s-%d, whose worker was not running", *handle.key)
-        handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+        log.info("stopping: closing the log of %s, whose worker was not running", "-".join(map(str, handle.key)))
+        handle.spec = self._spec_of(handle, topic)
         handle.spec.shm = handle.shm
         handle.spec.tidy_only = True
         self.supervisor.start(handle)
@@ -472,18 +476,29 @@ class Broker:
 
     # == workers ===================================================================
     def _spec(self, topic, p):
-        return WorkerSpec(topic.name, p.partition, p.leader, self.config.log_dirs[p.leader],
-                          topic.log_config(self.config.defaults_for(topic.replication_factor)).to_dict(),
-                          p.leader_epoch, self.config.retention_check_interval_ms,
-                          self.config.checkpoint_interval_ms, cleaner_backoff_ms=self.config.cleaner_backoff_ms,
-                          isr_size=len(p.isr))
+        cfg = self.config
+        return WorkerSpec(topic.name, p.partition, p.leader, cfg.log_dirs[p.leader],
+                          topic.log_config(cfg.defaults_for(topic.replication_factor)).to_dict(),
+                          p.leader_epoch, cfg.retention_check_interval_ms,
+                          cfg.checkpoint_interval_ms, cleaner_backoff_ms=cfg.cleaner_backoff_ms,
+                          replicas=p.replicas, isr=p.isr, partition_epoch=p.partition_epoch,
+                          replica_lag_time_max_ms=cfg.replica_lag_time_max_ms)
+
+    def _spec_of(self, handle, topic):
+        """The current spec of `handle`'s worker: leader or follower."""
+        p = topic.partitions[handle.spec.partition]
+        if handle.is_follower:
+            return replication.follower_spec(self, topic, p, handle.spec.replica_id)
+        return self._spec(topic, p)
 
     def _start_worker(self, topic, p):
-        """Queue the first worker of partition `p` (forked by _spawn_some); its shared
-        memory exists from now on, so consumers can map it while it starts."""
+        """Queue the first worker of partition `p` (forked by _spawn_some), and its
+        followers; its shared memory exists from now on, so consumers can map it while
+        it starts."""
         handle = WorkerHandle(self._spec(topic, p))
-        handle.shm = data_plane.PartitionShm(self.config.descriptor_slots)
+        handle.shm = data_plane.PartitionShm(self.config.descriptor_slots, len(self.config.log_dirs))
         self._queue(handle)
+        replication.start_followers(self, topic, p, handle.shm)
         return handle
 
     def _queue(self, handle):
@@ -504,11 +519,16 @@ class Broker:
                 self.supervisor.forget(handle)
                 self.release_partition(handle)
                 continue
-            handle.spec = self._spec(topic, topic.partitions[handle.spec.partition])
+            if handle.is_follower and handle.spec.replica_id == topic.partitions[handle.spec.partition].leader:
+                self.supervisor.forget(handle)   # it leads now
+                continue
+            handle.spec = self._spec_of(handle, topic)
             handle.spec.shm = handle.shm
             self.supervisor.start(handle)
             self._register_worker(handle)
-            data_plane.reattach_all(self, handle.key)
+            if not handle.is_follower:
+                data_plane.reattach_all(self, handle.key)
+                replication.poll_isr(self, handle.key)
 
     def partition_shm(self, topic, partition):
         """The PartitionShm of a partition (its worker may be dead; the memory stays)."""
@@ -591,10 +611,12 @@ class Broker:
         for callback, with_fds in pending.values():
             error = LeaderNotAvailable(f"the leader of {handle.spec.topic}-{handle.spec.partition} restarted; retry")
             callback(error, []) if with_fds else callback(error)
+        if handle.is_follower and not handle.retire and not self.stopping:
+            replication.follower_died(self, handle)
         if handle.retire:
             self.supervisor.forget(handle)
             admin.worker_retired(self, handle)   # may queue it again (a config change)
-            if self.supervisor.workers.get(handle.key) is not handle:
+            if self.supervisor.workers.get(handle.key) is not handle and not handle.is_follower:
                 self.release_partition(handle)
 
     def release_partition(self, handle):

@@ -37,7 +37,9 @@ class WorkerHandle:
 
     def __init__(self, spec):
         self.spec = spec
-        self.key = (spec.topic, spec.partition)
+        # a leader's key is its partition; a follower's adds its replica id
+        self.key = ((spec.topic, spec.partition) if spec.role == "leader"
+                    else (spec.topic, spec.partition, spec.replica_id))
         self.pid = None
         self.pidfd = None
         self.sock = None
@@ -53,6 +55,10 @@ class WorkerHandle:
         self.linked = False       # its link socket is registered with the broker's selector
 
     @property
+    def is_follower(self):
+        return self.spec.role == "follower"
+
+    @property
     def alive(self):
         return self.pid is not None
 
@@ -64,7 +70,7 @@ class WorkerHandle:
         self.pending[cid] = (callback, with_fds)
 
     def __repr__(self):
-        return f"Worker({self.spec.topic}-{self.spec.partition}, pid={self.pid}, {self.state})"
+        return f"Worker({'-'.join(map(str, self.key))}, {self.spec.role}, pid={self.pid}, {self.state})"
 
 
 class Supervisor:
@@ -111,7 +117,9 @@ class Supervisor:
         handle.restart_at = None
         handle.retire = False
         self.workers[handle.key] = handle
-        log.info("started worker %d for %s-%d", pid, handle.spec.topic, handle.spec.partition)
+        log.info("started %s %d for %s-%d%s", "worker" if handle.spec.role == "leader" else "follower", pid,
+                 handle.spec.topic, handle.spec.partition,
+                 f" replica {handle.spec.replica_id}" if handle.spec.role != "leader" else "")
         return pid
 
     def reap(self, handle):

@@ -256,6 +256,11 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  * Reader: odk_ring_peek -> offset of the next entry's payload (entry_len, entry_tag
  *   set in r), or -EMPTY / -CORRUPT; peek again returns the same entry until
  *   odk_ring_release, which frees its space and wakes a writer waiting for space.
+ *   Or odk_ring_take: done with the entry, the next peek returns the next one, but its
+ *   space stays held (the shared head does not move) until odk_ring_release_to(pos)
+ *   with pos = r->head after that take: a reader killed meanwhile leaves the held
+ *   entries to the next reader (a leader holding acks=all produces until they are
+ *   replicated). release_to(pos) needs shared head <= pos <= r->head, else MISUSE.
  * Waits return 1 when ready (readable / room for len), 0 when not (timed out, woken
  *   by a signal, or spuriously), or -TOO_BIG.
  */
@@ -307,6 +312,8 @@ int     odk_ring_write(odk_ring *r, const uint8_t *data, uint32_t len, uint32_t 
 int     odk_ring_wait_writable(odk_ring *r, uint32_t len, int64_t timeout_ns);
 int64_t odk_ring_peek(odk_ring *r);
 int     odk_ring_release(odk_ring *r);
+int     odk_ring_take(odk_ring *r);
+int     odk_ring_release_to(odk_ring *r, uint64_t pos);
 int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
 
 /* ---- Partition state: one writer (the leader worker), many readers ------------------

@@ -461,16 +461,31 @@ int64_t odk_ring_peek(odk_ring *r)
     return r->entry_offset;
 }
 
-int odk_ring_release(odk_ring *r)
+int odk_ring_take(odk_ring *r)
 {
     if (!r->entry_pending)
         return ODK_SHM_MISUSE;
     r->entry_pending = 0;
-    r->head = r->entry_end;
+    r->head = r->entry_end;     /* the private read cursor; the shared head stays */
+    return ODK_SHM_OK;
+}
+
+int odk_ring_release_to(odk_ring *r, uint64_t pos)
+{
+    _Atomic uint64_t *head = a64(r->base, ODK_RING_OFF_HEAD);
+    uint64_t released = atomic_load_explicit(head, RLX);   /* only this reader stores it */
+    if (pos < released || pos > r->head || (pos & 7))
+        return ODK_SHM_MISUSE;
     /* release: the reader is done with the bytes before the writer may reuse them */
-    atomic_store_explicit(a64(r->base, ODK_RING_OFF_HEAD), r->head, REL);
+    atomic_store_explicit(head, pos, REL);
     wake_if_flagged(a32(r->base, ODK_RING_OFF_SPACE_WAITER), low_half(r->base, ODK_RING_OFF_HEAD));
     return ODK_SHM_OK;
+}
+
+int odk_ring_release(odk_ring *r)
+{
+    int rc = odk_ring_take(r);
+    return rc != ODK_SHM_OK ? rc : odk_ring_release_to(r, r->head);
 }
 
 int odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns)

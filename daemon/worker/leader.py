@@ -17,7 +17,15 @@ Theory of operation
   link and the signal pipe, and rings that bell when either is readable; it never
   touches the link's bytes. So one sleep covers rings, broker requests and signals,
   and an idle worker sleeps until its next timer.
-- Single replica: the high watermark is the log end, published with each batch.
+- Replicas: each follower (daemon/worker/follower.py) copies our batches into its own
+  log dir and publishes its log end offset in the partition's replica progress page
+  (daemon/replication/progress.py), whose counter we also sleep on. The high watermark
+  is the smallest log end over the ISR (daemon/worker/isr.py, Kafka's rules), published
+  in the partition state: consumers read below it only. acks=all produces are held (the
+  ring entry taken, not released: producers.py) until it passes them. ISR changes are
+  proposed to the broker, which saves them first (IsrProposal/UpdateIsr on the link).
+  Alone (replication factor 1), the high watermark is the log end, published with each
+  batch.
 - The broker is the only control peer. If the link closes (the broker died), the worker
   closes its log and exits; PR_SET_PDEATHSIG makes the kernel kill it if the broker
   dies first without closing anything (SIGKILL).
@@ -37,8 +45,8 @@ import threading
 import time
 
 from odradek.client import native
-from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, OdradekError, StorageError,
-                                   UnknownTopicOrPartition)
+from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, NotEnoughReplicasAfterAppend,
+                                   OdradekError, StorageError, UnknownTopicOrPartition)
 from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
@@ -46,6 +54,8 @@ from odradek.client.protocol.transport import close_fds
 from odradek.daemon.storage import LogConfig, PartitionLog, producer_snapshot
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
+from odradek.daemon.storage.log import wall_clock_ms
+from odradek.daemon.worker.isr import InSyncReplicas
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import ProducerAttachment
 from odradek.daemon.worker.wakeups import Wakeups
@@ -70,17 +80,25 @@ class WorkerSpec:
     broker's PartitionShm (doorbell, partition state), mappings inherited by
     the fork: the state is sealed against new writable mappings."""
     __slots__ = ("topic", "partition", "replica_id", "log_dir", "configs", "leader_epoch",
-                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only", "isr_size")
+                 "retention_check_ms", "checkpoint_ms", "shm", "cleaner_backoff_ms", "tidy_only", "replicas",
+                 "isr", "partition_epoch", "replica_lag_time_max_ms", "role", "leader_dir", "leader_id")
 
     def __init__(self, topic, partition, replica_id, log_dir, configs, leader_epoch,
                  retention_check_ms=300_000, checkpoint_ms=60_000, shm=None, cleaner_backoff_ms=15_000,
-                 isr_size=1):
+                 replicas=None, isr=None, partition_epoch=0, replica_lag_time_max_ms=30_000, role="leader",
+                 leader_dir=None, leader_id=None):
         self.topic, self.partition, self.replica_id = topic, partition, replica_id
         self.log_dir, self.configs, self.leader_epoch = log_dir, dict(configs), leader_epoch
         self.retention_check_ms, self.checkpoint_ms = retention_check_ms, checkpoint_ms
         self.shm = shm            # a PartitionShm, or None (no data plane: tests)
         self.cleaner_backoff_ms = cleaner_backoff_ms  # log.cleaner.backoff.ms
-        self.isr_size = isr_size  # in-sync replicas (today the leader alone), for acks=all
+        self.replicas = list(replicas) if replicas is not None else [replica_id]
+        self.isr = list(isr) if isr is not None else [replica_id]   # as the broker saved it
+        self.partition_epoch = partition_epoch
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
+        self.role = role                  # "leader", or "follower" (daemon/worker/follower.py)
+        self.leader_dir = leader_dir      # a follower's: the leader's log dir, whose files it copies
+        self.leader_id = replica_id if leader_id is None else leader_id
         # open the log (recovering what a crash left) and close it (trimmed), then exit:
         # the broker's clean stop, for a partition whose worker was not running
         self.tidy_only = False
@@ -88,6 +106,10 @@ class WorkerSpec:
     @property
     def partition_dir(self):
         return os.path.join(self.log_dir, f"{self.topic}-{self.partition}")
+
+    @property
+    def isr_size(self):
+        return len(self.isr)
 
 
 def _die_with_parent():
@@ -110,7 +132,11 @@ def run(sock, spec, parent_pid):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # blocked since the fork (Supervisor.start): one sent meanwhile comes now, to these
     signal.pthread_sigmask(signal.SIG_UNBLOCK, BROKER_SIGNALS)
-    worker = LeaderWorker(sock, spec)
+    if spec.role == "follower":
+        from odradek.daemon.worker.follower import FollowerWorker
+        worker = FollowerWorker(sock, spec)
+    else:
+        worker = LeaderWorker(sock, spec)
     try:
         worker.open()
         if not spec.tidy_only:
@@ -176,6 +202,9 @@ class LeaderWorker:
         self.cleaner = None          # a LogCleaner when the topic is compacted
         self._storage_error = None   # what last met a StorageError (logged once), until an append succeeds
         self._state_loaded = False   # producer_state reflects the log: it may be snapshotted
+        self.replication = None      # an InSyncReplicas when the partition has followers
+        self.progress = None         # their ReplicaProgress page
+        self._isr_poll = None        # correlation id of the broker's IsrProposal we hold
 
     # == opening ==================================================================
     def open(self):
@@ -184,19 +213,29 @@ class LeaderWorker:
         lg = self.log
         if not self.spec.tidy_only:
             lg.assign_epoch(self.spec.leader_epoch)  # this epoch's batches start at the log end
+        high_watermark = lg.log_end_offset
         if self.spec.shm is not None:
             self.doorbell = self.spec.shm.doorbell
+            before = self.spec.shm.state.read()
+            if len(self.spec.replicas) > 1 and not self.spec.tidy_only:
+                # a predecessor's high watermark stands (never above our log end); the
+                # followers' published log ends move it on
+                high_watermark = min(lg.log_end_offset, before.high_watermark if before.loaded else 0)
+                self.progress = self.spec.shm.progress
+                self.replication = InSyncReplicas(
+                    self.spec.replica_id, self.spec.replicas, self.spec.isr, self.spec.partition_epoch,
+                    self.spec.replica_lag_time_max_ms, lg.log_end_offset, high_watermark, wall_clock_ms())
             self.state = self.spec.shm.state.take_over()
             # a predecessor's descriptors may describe a tail recovery cut: start the
             # window empty (readers ask for older batches with GetSegment)
             self.state.truncate(lg.log_end_offset)
-            self.state.update(log_start_offset=lg.log_start_offset, high_watermark=lg.log_end_offset,
+            self.state.update(log_start_offset=lg.log_start_offset, high_watermark=high_watermark,
                               log_end_offset=lg.log_end_offset, leader_epoch=self.spec.leader_epoch,
                               active_segment_base=lg.active.base_offset, loaded=True)
         else:
             self.doorbell, fd = Doorbell.create()
             os.close(fd)
-        self.wakeups = Wakeups(self.doorbell)
+        self.wakeups = Wakeups(self.doorbell, [self.progress] if self.progress is not None else [])
         self._rebuild_producer_state()
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
@@ -282,6 +321,8 @@ class LeaderWorker:
                     return
                 watcher.resume()
             taken, blocked = self._drain_producers()
+            if self.replication is not None:
+                self._replicate()
             now = self.clock()
             if flush_every is not None:
                 self._storage_step("flush", self.log.maybe_flush)
@@ -300,6 +341,8 @@ class LeaderWorker:
                 timeout = min(timeout, flush_every)
             if blocked:
                 timeout = min(timeout, BACKPRESSURE_WAIT_S)
+            if self.replication is not None:   # a follower may fall behind with no word from it
+                timeout = min(timeout, self.spec.replica_lag_time_max_ms / 2000)
             wakeups.wait(seen, max(0.0, timeout))
 
     def _finish_appends(self, rounds=1000):
@@ -330,13 +373,20 @@ class LeaderWorker:
 
     def _drain_producers(self):
         taken, blocked = 0, False
+        replicated = self.replication is not None
         for att in list(self.producers.values()):
             if att.broken:
                 continue
-            n, full = att.drain(self._append_acks_all if att.acks == m.ACKS_ALL else self._append, DRAIN_BUDGET)
+            acks_all = att.acks == m.ACKS_ALL
+            n, full = att.drain(self._append_acks_all if acks_all else self._append, DRAIN_BUDGET,
+                                hold=acks_all and replicated)
             taken += n
             blocked |= full
         return taken, blocked
+
+    @property
+    def _isr(self):
+        return self.replication.isr if self.replication is not None else self.spec.isr
 
     def _append_acks_all(self, view, header):
         """An acks=all batch: refused before append (NOT_ENOUGH_REPLICAS) while the ISR is
@@ -344,11 +394,64 @@ class LeaderWorker:
         Partition.appendRecordsToLeader does."""
         needed = self.log.config.min_insync_replicas
         refusal = None
-        if self.spec.isr_size < needed:
-            refusal = (f"{self.spec.topic}-{self.spec.partition} has {self.spec.isr_size} in-sync replica; "
-                       f"acks=all needs min.insync.replicas={needed}. Replication across log dirs is not "
-                       f"built yet: produce with acks=1, or set the topic's min.insync.replicas to 1")
+        isr = self._isr
+        if len(isr) < needed:
+            refusal = (f"{self.spec.topic}-{self.spec.partition} has {len(isr)} in-sync replica(s) "
+                       f"({', '.join(map(str, isr))}); acks=all needs min.insync.replicas={needed}. "
+                       + ("Followers rejoin once they catch up (odradek status shows their lag)"
+                          if len(self.spec.replicas) >= needed else
+                          "The topic has fewer replicas than that: lower its min.insync.replicas"))
         return self._append(view, header, refusal)
+
+    # == replication ================================================================
+    def _replicate(self):
+        """Read the followers' progress: move the high watermark (completing the acks=all
+        produces below it), and propose an ISR change when Kafka's rules want one."""
+        rep, progress = self.replication, self.progress
+        now_ms = wall_clock_ms()
+        before = rep.high_watermark
+        leos = {r: progress.log_end_offset(r) for r in rep.followers}
+        hw = rep.observe(now_ms, self.log.log_end_offset, leos)
+        for r in rep.followers:
+            progress.set_caught_up_ms(r, rep.caught_up_ms[r])
+        if hw > before:
+            self.state.update(high_watermark=hw)
+            self._complete_held(hw)
+        if self._isr_poll is not None and rep.proposed is None:
+            wanted = rep.wanted(now_ms)
+            if wanted is not None:
+                isr, reason = wanted
+                rep.propose(isr)
+                cid, self._isr_poll = self._isr_poll, None
+                log.info("%s-%d: proposing ISR %s (was %s): %s", self.spec.topic, self.spec.partition, isr,
+                         rep.isr, reason)
+                self.channel.respond(cid, m.IsrProposalResponse(
+                    leader_epoch=self.spec.leader_epoch, partition_epoch=rep.partition_epoch, isr=isr,
+                    reason=reason))
+                self._flush_link()
+                # a proposal dropping a follower does not move the high watermark; one
+                # adding a follower can only hold it: nothing to recompute
+
+    def _complete_held(self, hw):
+        """Complete the acks=all produces below the high watermark; with the ISR below
+        min.insync.replicas by then, as NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's
+        DelayedProduce)."""
+        short = len(self._isr) < self.log.config.min_insync_replicas
+        for att in self.producers.values():
+            if att.held and not att.broken:
+                att.complete_held(hw, NotEnoughReplicasAfterAppend.code if short else 0)
+
+    def _update_isr(self, request):
+        """UpdateIsr: the ISR the broker saved (ours, or its own change)."""
+        rep = self.replication
+        if rep is None:
+            self.spec.isr = list(request.isr)
+            return
+        if request.isr != rep.isr:
+            log.info("%s-%d: ISR is now %s (partition epoch %d)", self.spec.topic, self.spec.partition,
+                     request.isr, request.partition_epoch)
+        rep.update(request.isr, request.partition_epoch)
+        self.spec.isr = list(request.isr)
 
     def _append(self, view, header, refusal=None):
         """Append one producer batch (header: BATCH_HEADER fields); returns its base offset.
@@ -411,7 +514,7 @@ class LeaderWorker:
             segment = lg.active
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
                               segment.size - len(data), len(data), info.max_timestamp,
-                              high_watermark=info.last_offset + 1)
+                              high_watermark=info.last_offset + 1 if self.replication is None else None)
         return info
 
     def _clean_step(self):
@@ -419,7 +522,7 @@ class LeaderWorker:
         are swapped, batch positions changed: the descriptor window restarts empty, so
         consumers ask GetSegment (which answers from the new files) for older batches."""
         try:
-            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.log.log_end_offset)
+            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.high_watermark)
         except OdradekError as e:
             log.error("%s-%d: compaction failed: %s", self.spec.topic, self.spec.partition, e)
             return False
@@ -461,6 +564,10 @@ class LeaderWorker:
         if isinstance(event, ProtocolErrorEvent):
             log.warning("broker link: %s", event.error)
             return not event.fatal
+        if isinstance(event, Request) and isinstance(event.message, m.IsrProposalRequest):
+            close_fds(event.fds)
+            self._isr_poll = event.correlation_id   # answered when an ISR change is wanted
+            return True
         if isinstance(event, Request):
             fds = list(event.fds)
             try:
@@ -497,6 +604,9 @@ class LeaderWorker:
             return self._list_offsets(request), []
         if isinstance(request, m.StatusRequest):
             return self._status(), []
+        if isinstance(request, m.UpdateIsrRequest):
+            self._update_isr(request)
+            return m.UpdateIsrResponse(), []
         raise UnknownTopicOrPartition(f"a partition worker does not serve {type(request).__name__}")
 
     def _open_producer(self, request, fds):
@@ -553,10 +663,12 @@ class LeaderWorker:
         if timestamp == EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
                                                   leader_epoch=epoch)
-        if timestamp == LATEST_TIMESTAMP:
-            return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_end_offset,
+        if timestamp == LATEST_TIMESTAMP:   # Kafka's read_uncommitted answer: the high watermark
+            return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.high_watermark,
                                                   leader_epoch=epoch)
         found = self.log.offset_for_timestamp(timestamp)
+        if found is not None and found[0] >= self.high_watermark:
+            found = None    # not committed yet: consumers do not see it
         if found is None:
             return m.ListOffsetsPartitionResponse(partition_index=partition, leader_epoch=epoch)
         return m.ListOffsetsPartitionResponse(partition_index=partition, offset=found[0], timestamp=found[1],
@@ -569,8 +681,12 @@ class LeaderWorker:
             partitions=[m.PartitionStatus(
                 topic=self.spec.topic, partition=self.spec.partition, leader_id=self.spec.replica_id,
                 leader_epoch=self.spec.leader_epoch, log_start_offset=lg.log_start_offset,
-                log_end_offset=lg.log_end_offset, high_watermark=lg.log_end_offset,
+                log_end_offset=lg.log_end_offset, high_watermark=self.high_watermark,
                 size_bytes=lg.size_in_bytes, segments=len(lg.segments))])
+
+    @property
+    def high_watermark(self):
+        return self.replication.high_watermark if self.replication is not None else self.log.log_end_offset
 
     def close(self):
         if self.cleaner is not None:

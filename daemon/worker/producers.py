@@ -15,6 +15,11 @@ Rules
   take again, since the crashed worker never released it) is acknowledged with its
   original offsets and not appended again.
 - acks=0: no completions are written.
+- acks=all on a replicated partition (`hold`): an appended entry is taken, not released
+  (client/shm/LAYOUT.md, "Reader holding entries"), and its completion waits until the
+  high watermark passes its last offset (complete_held, in order). A leader killed
+  meanwhile leaves the held entries in the ring: its successor takes them again, finds
+  them duplicates and acknowledges them with their original offsets once replicated.
 - Backpressure: an entry is taken only when its completion fits, so a producer that
   stops reading completions stalls only itself. Its ring then fills and it blocks.
 - Fairness: `drain(budget)` takes at most `budget` entries, so the leader's loop goes
@@ -22,6 +27,7 @@ Rules
 """
 import logging
 import struct
+from collections import deque
 
 from odradek.client.errors import CorruptRecord, InvalidProducerEpoch, OdradekError, ShmCorrupt
 from odradek.client.records import LOG_OVERHEAD
@@ -44,7 +50,7 @@ class ProducerAttachment:
     """The leader's end of one producer's rings. Owned by the worker's main thread."""
 
     __slots__ = ("attach_id", "acks", "producer_id", "producer_epoch", "requests",
-                 "completions", "doorbell", "broken")
+                 "completions", "doorbell", "broken", "held")
 
     def __init__(self, attach_id, request, fds):
         """`fds`: produce ring, completion ring, producer doorbell (ours to close)."""
@@ -54,6 +60,8 @@ class ProducerAttachment:
         self.producer_epoch = request.producer_epoch
         self.requests = self.completions = self.doorbell = None
         self.broken = None       # why we stopped serving it (a corrupt ring)
+        # taken, not yet completed: (tag, base offset, last offset, error code, ring position)
+        self.held = deque()
         try:
             self.requests = Ring.attach(fds[0])
             self.completions = Ring.attach(fds[1])
@@ -63,16 +71,17 @@ class ProducerAttachment:
             self.close()
             raise
 
-    def drain(self, append, budget):
-        """Take up to `budget` entries. `append(view, producer_id, epoch)` appends one
-        batch and returns its base offset, raising OdradekError to refuse it. Returns
-        (entries taken, blocked on completion space)."""
-        requests, completions = self.requests, self.completions
+    def drain(self, append, budget, hold=False):
+        """Take up to `budget` entries. `append(view, header)` appends one batch and
+        returns its base offset, raising OdradekError to refuse it. hold: keep the
+        completions of appended entries (and of any entry behind one) until
+        complete_held. Returns (entries taken, blocked on completion space)."""
+        requests, completions, held = self.requests, self.completions, self.held
         acks = self.acks
         taken = 0
         while taken < budget:
-            if acks and not _has_room(completions):
-                return taken, True
+            if acks and not _has_room(completions, len(held)):
+                return taken, not held   # held ones free room when replicated: that wakes us
             try:
                 got = requests.peek()
             except ShmCorrupt as e:
@@ -83,14 +92,33 @@ class ProducerAttachment:
                 return taken, False
             tag, view = got
             try:
-                base_offset, code = self._append_one(view, append), 0
+                (base_offset, last_offset), code = self._append_one(view, append), 0
             except OdradekError as e:
-                base_offset, code = -1, e.code
-            requests.release()
-            if acks:
-                completions.write_completion(tag, base_offset, code)
+                base_offset, last_offset, code = -1, -1, e.code
+            if hold and (held or not code):
+                held.append((tag, base_offset, last_offset, code, requests.take()))
+            else:
+                requests.release()
+                if acks:
+                    completions.write_completion(tag, base_offset, code)
             taken += 1
         return taken, False
+
+    def complete_held(self, high_watermark, error_code=0):
+        """Complete the held entries whose last offset is below `high_watermark`, in
+        order (a refused one as soon as those before it are), and give their ring space
+        back. error_code: what an appended one gets instead of success (Kafka's
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND: the ISR shrank below min.insync.replicas).
+        Returns how many."""
+        held, n = self.held, 0
+        while held and held[0][2] < high_watermark:
+            tag, base_offset, _, code, position = held.popleft()
+            if not code and error_code:
+                base_offset, code = -1, error_code
+            self.requests.release_to(position)
+            self.completions.write_completion(tag, base_offset, code)
+            n += 1
+        return n
 
     def _append_one(self, view, append):
         if len(view) < BATCH_HEADER.size:
@@ -103,7 +131,8 @@ class ProducerAttachment:
         if producer_id != self.producer_id or (producer_id >= 0 and epoch != self.producer_epoch):
             raise InvalidProducerEpoch(f"batch of producer {producer_id} epoch {epoch} on the rings of "
                                        f"producer {self.producer_id} epoch {self.producer_epoch}")
-        return append(view, header)
+        base_offset = append(view, header)
+        return base_offset, base_offset + header[6]   # + lastOffsetDelta
 
     def close(self):
         for ring in (self.requests, self.completions):
@@ -114,6 +143,7 @@ class ProducerAttachment:
         self.requests = self.completions = self.doorbell = None
 
 
-def _has_room(ring):
-    # the writer's own view of the free space: capacity - (tail - head)
-    return ring.capacity - (ring.tail - ring.head) >= 2 * _COMPLETION_ENTRY
+def _has_room(ring, held):
+    # the writer's own view of the free space: capacity - (tail - head), with room kept
+    # for the completions of the held entries
+    return ring.capacity - (ring.tail - ring.head) >= (held + 2) * _COMPLETION_ENTRY

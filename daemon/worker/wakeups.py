@@ -2,6 +2,8 @@
 
     its own bell       a Doorbell nobody else maps, rung by the LinkWatcher thread when
                        the broker link or the signal pipe is readable
+    trusted words      others only the broker's processes write: the replica progress
+                       counter its followers ring (daemon/replication/progress.py)
     the doorbell       the partition's, which every producer rings after a commit
     each ring's tail   the low half of every served producer ring's tail
 
@@ -14,8 +16,8 @@ hostile producer costs needless wake-ups, never a lost one. The argument, and th
 check of every interleaving: client/shm/LAYOUT.md, "The worker's sleep";
 tests/client/shm/test_wait_model.py.
 
-futex_waitv takes at most WAIT_MANY_MAX words: the bell, the doorbell and the first
-WAIT_MANY_MAX - 2 rings. Rings past those rely on the doorbell alone; while there are
+futex_waitv takes at most WAIT_MANY_MAX words: the bell, the trusted words, the
+doorbell and the first rings (RINGS_IN_WAIT of them when there is one trusted word). Rings past those rely on the doorbell alone; while there are
 any, the worker sleeps at most SHARED_DOORBELL_BACKSTOP_S at a time, which bounds what a
 hostile producer can cost them.
 
@@ -29,7 +31,7 @@ from odradek.client.shm.waiting import WAIT_MANY_MAX
 __all__ = ["Wakeups", "SHARED_DOORBELL_BACKSTOP_S", "RINGS_IN_WAIT"]
 
 SHARED_DOORBELL_BACKSTOP_S = 0.05
-RINGS_IN_WAIT = WAIT_MANY_MAX - 2
+RINGS_IN_WAIT = WAIT_MANY_MAX - 3    # the bell, the doorbell and a replica progress counter
 
 
 class Wakeups:
@@ -40,8 +42,11 @@ class Wakeups:
         wakeups.wait(snap, timeout)
     """
 
-    def __init__(self, doorbell):
+    def __init__(self, doorbell, trusted=()):
         self.doorbell = doorbell
+        self.trusted = list(trusted)
+        if len(self.trusted) > WAIT_MANY_MAX - 2 - RINGS_IN_WAIT:
+            raise ValueError(f"at most {WAIT_MANY_MAX - 2 - RINGS_IN_WAIT} trusted words")
         self.bell, fd = Doorbell.create()
         os.close(fd)
 
@@ -49,7 +54,8 @@ class Wakeups:
         """The words to sleep on and their values now. It keeps their mappings alive,
         so a ring detached before the wait costs at most a needless wake-up."""
         rings = list(rings)
-        return WaitSet([self.bell, self.doorbell, *rings[:RINGS_IN_WAIT]]), len(rings) > RINGS_IN_WAIT
+        return (WaitSet([self.bell, *self.trusted, self.doorbell, *rings[:RINGS_IN_WAIT]]),
+                len(rings) > RINGS_IN_WAIT)
 
     def wait(self, snapshot, timeout):
         """Sleep until a word of the snapshot changes or `timeout` seconds pass."""

@@ -88,10 +88,12 @@ class BrokerProcess:
         self._descendants.update(k.pid for k in kids)
         return [k.pid for k in kids]
 
-    def stderr(self):
+    def stderr(self, tail=4000):
+        """The broker's log (stderr) so far: its last `tail` characters (None: all)."""
         try:
             with open(self.stderr_path, "rb") as f:
-                return f.read().decode(errors="replace")[-4000:]
+                text = f.read().decode(errors="replace")
+                return text if tail is None else text[-tail:]
         except OSError:
             return ""
 

@@ -18,13 +18,16 @@ def test_dev_mode_puts_the_socket_inside_the_data_dir(tmp_path):
     assert c.default_replication_factor == 1 and c.min_insync_replicas == 1
 
 
-def test_three_log_dirs_default_to_one_replica_until_replication_exists(tmp_path):
-    dirs = f'log.dirs = ["{tmp_path}/a", "{tmp_path}/b", "{tmp_path}/c"]\n'
+def test_the_default_replication_factor_is_three_where_three_log_dirs_exist(tmp_path):
+    dirs = f'log.dirs = ["{tmp_path}/a", "{tmp_path}/b", "{tmp_path}/c", "{tmp_path}/d"]\n'
     c = load(write(tmp_path, dirs))
-    assert c.default_replication_factor == 1 and c.min_insync_replicas == 1
-    assert c.min_insync_for(3) == 2   # a topic saved with three replicas by an earlier version
-    with pytest.raises(InvalidConfig, match="default.replication.factor=3: replication across log dirs is not built"):
-        load(write(tmp_path, dirs + "default.replication.factor = 3\n"))
+    assert c.default_replication_factor == 3 and c.min_insync_replicas == 2   # Kafka operators' advice
+    assert load(write(tmp_path, f'log.dirs = ["{tmp_path}/a", "{tmp_path}/b"]\n')).default_replication_factor == 2
+    one = load(write(tmp_path, f'log.dirs = ["{tmp_path}/a"]\n'))
+    assert one.default_replication_factor == 1 and one.min_insync_replicas == 1
+    assert load(write(tmp_path, dirs + "default.replication.factor = 1\n")).min_insync_replicas == 1
+    with pytest.raises(InvalidConfig, match="default.replication.factor=5 needs at least 5 log.dirs"):
+        load(write(tmp_path, dirs + "default.replication.factor = 5\n"))
 
 
 def test_dotted_keys_and_tables_mean_the_same(tmp_path):

@@ -33,14 +33,34 @@ def test_illegal_topic_names_are_refused(name, message):
         validate_topic_name(name)
 
 
-def test_leaders_spread_and_a_factor_above_one_is_refused_until_replication_exists(dirs):
+def test_leaders_and_replicas_spread_over_distinct_dirs_and_the_isr_starts_full(dirs):
     md = Metadata(dirs)
-    t = md.create_topic("orders", 6, 1, {}, LogConfig())
-    assert all(p.replicas == [p.leader] and p.isr == [p.leader] for p in t.partitions)
+    t = md.create_topic("orders", 6, 3, {}, LogConfig())
+    assert all(sorted(p.replicas) == [0, 1, 2] and p.isr == p.replicas and p.leader == p.replicas[0]
+               for p in t.partitions)
     assert sorted(p.leader for p in t.partitions) == [0, 0, 1, 1, 2, 2]
-    with pytest.raises(InvalidReplicationFactor, match="replication across log dirs is not built yet"):
-        md.create_topic("copies", 1, 3, {}, LogConfig())
+    with pytest.raises(InvalidReplicationFactor, match="replication factor 4 needs as many log.dirs; there are 3"):
+        md.create_topic("copies", 1, 4, {}, LogConfig())
     assert "copies" not in md.topics
+
+
+def test_replicas_go_to_online_dirs_only(dirs):
+    md = Metadata(dirs)
+    md.offline_dirs = {1}
+    t = md.create_topic("orders", 4, 2, {}, LogConfig())
+    assert all(1 not in p.replicas and sorted(p.replicas) == [0, 2] for p in t.partitions)
+    with pytest.raises(InvalidReplicationFactor, match="2 of 3 are online"):
+        md.create_topic("copies", 1, 3, {}, LogConfig())
+
+
+def test_an_isr_change_bumps_the_partition_epoch_and_is_saved(dirs):
+    md = Metadata(dirs)
+    md.create_topic("orders", 1, 3, {}, LogConfig())
+    p = md.set_isr("orders", 0, [2, 0])
+    assert (p.isr, p.partition_epoch) == ([0, 2], 1)   # in replica order
+    md.save()
+    (again,) = Metadata.load(dirs).topic("orders").partitions
+    assert (again.isr, again.partition_epoch) == ([0, 2], 1)
 
 
 def test_metadata_survives_a_reload_from_any_log_dir(dirs):
@@ -54,16 +74,16 @@ def test_metadata_survives_a_reload_from_any_log_dir(dirs):
         [p.replicas for p in md.topic("orders").partitions]
 
 
-def test_a_topic_saved_with_three_replicas_loads_with_isr_its_leader(dirs):
+def test_a_topic_saved_before_replication_loads_with_isr_its_leader(dirs):
     doc = {"version": 2, "next_producer_id": 0, "topics": {"old": {"topic_id": "ab" * 16, "configs": {}, "partitions": [
         {"partition": 0, "replicas": [1, 2, 0], "leader": 1, "leader_epoch": 4, "isr": [1, 2, 0]}]}}}
     with open(os.path.join(dirs[0], "cluster-metadata.json"), "w") as f:
         json.dump(doc, f)
     md = Metadata.load(dirs)
     (p,) = md.topic("old").partitions
-    assert (p.replicas, p.leader, p.leader_epoch, p.isr) == ([1, 2, 0], 1, 4, [1])
-    with pytest.raises(InvalidReplicationFactor, match="not built yet"):
-        md.create_partitions("old", 2)
+    assert (p.replicas, p.leader, p.leader_epoch, p.isr) == ([1, 2, 0], 1, 4, [1])   # the leader alone had data
+    (added,) = md.create_partitions("old", 2)
+    assert sorted(added.replicas) == [0, 1, 2] and added.isr == added.replicas
     md.save()   # the correction is written with the next save
     saved = json.load(open(os.path.join(dirs[2], "cluster-metadata.json")))
     assert saved["topics"]["old"]["partitions"][0]["isr"] == [1]

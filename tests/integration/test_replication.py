@@ -1,0 +1,231 @@
+"""Replication across log dirs against the real broker with three log dirs: each replica
+is a process writing its own dir, the follower logs are byte-identical to the leader's,
+the ISR follows Kafka's rules (a dead follower leaves at once, a stopped one after
+replica.lag.time.max.ms, a caught-up one rejoins), acks=all is acknowledged only once
+the in-sync replicas have the batch, and consumers never see above the high watermark."""
+import filecmp
+import json
+import os
+import signal
+
+import pytest
+from click.testing import CliRunner
+
+from odradek.client import Admin, Consumer, Producer, TopicPartition
+from odradek.client.consumer import OFFSET_BEGINNING
+from odradek.client.errors import InvalidReplicationFactor, NotEnoughReplicas, NotEnoughReplicasAfterAppend
+from odradek.daemon.cli import cli
+from odradek.daemon.storage import filenames
+from support.broker import INTERNAL_PARTITIONS, BrokerProcess, consume_n, wait_until
+
+LAG_MS = 600   # replica.lag.time.max.ms here: a stopped follower leaves the ISR after it
+
+
+@pytest.fixture
+def three_dirs(tmp_path):
+    """(data dir holding the socket, [three log dirs], config path); the broker is
+    started by the test (after it wrote what it wants found)."""
+    data = tmp_path / "data"
+    dirs = [tmp_path / f"disk{i}" for i in range(3)]
+    for d in (data, *dirs):
+        d.mkdir()
+    config = tmp_path / "odradek.toml"
+    config.write_text(f"log.dirs = {json.dumps([str(d) for d in dirs])}\n"
+                      f"socket.path = {json.dumps(str(data / 'odradek.sock'))}\n"
+                      f"replica.lag.time.max.ms = {LAG_MS}\n")
+    return data, dirs, config
+
+
+@pytest.fixture
+def start(three_dirs):
+    started, stopped = [], []
+
+    def start():
+        data, _, config = three_dirs
+        started.append(BrokerProcess(data, config=config).start())
+        return started[-1]
+    yield start
+    for pid in stopped:
+        os.kill(pid, signal.SIGCONT)
+    for b in started:
+        try:
+            code = b.stop()
+            assert code == 0, f"broker exit status {code}: {b.stderr()}"
+            assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
+        finally:
+            b.kill()
+
+
+def run(broker, *args):
+    r = CliRunner().invoke(cli, [str(a) for a in args] + ["--socket", broker.socket_path])
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def produce(broker, topic, values, acks="all", partition=0, timeout=10):
+    """The delivery reports, (error, offset), of `values` produced to one partition."""
+    reports = []
+    with Producer({"socket": broker.socket_path, "acks": acks}) as p:
+        for v in values:
+            p.produce(topic, v, partition=partition, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+        assert p.flush(timeout) == 0
+    return reports
+
+
+def partition_of(broker, topic, partition=0):
+    with Admin(broker.socket_path) as admin:
+        return admin.describe_topic(topic).partitions[partition]
+
+
+def status_of(broker, topic, partition=0):
+    with Admin(broker.socket_path) as admin:
+        st = admin.status()
+    (p,) = [p for p in st.partitions if (p.topic, p.partition) == (topic, partition)]
+    followers = {w.replica_id: w.pid for w in st.workers
+                 if (w.topic, w.partition, w.role) == (topic, partition, "follower")}
+    return p, followers
+
+
+def wait_isr(broker, topic, isr, partition=0, timeout=10):
+    wait_until(lambda: sorted(partition_of(broker, topic, partition).isr) == sorted(isr), timeout,
+               what=f"ISR {isr}")
+
+
+def log_files(dirs, topic, partition):
+    """{log dir index: sorted .log file names} of the partition's dir in each log dir."""
+    out = {}
+    for i, d in enumerate(dirs):
+        pd = d / filenames.partition_dir_name(topic, partition)
+        out[i] = sorted(f for f in os.listdir(pd) if f.endswith(".log")) if pd.is_dir() else None
+    return out
+
+
+def assert_identical_logs(dirs, topic, partition, replicas):
+    files = log_files(dirs, topic, partition)
+    names = files[replicas[0]]
+    assert names, files
+    for r in replicas[1:]:
+        assert files[r] == names, files
+        for name in names:
+            a = dirs[replicas[0]] / filenames.partition_dir_name(topic, partition) / name
+            b = dirs[r] / filenames.partition_dir_name(topic, partition) / name
+            assert filecmp.cmp(a, b, shallow=False), f"{name} differs between replicas {replicas[0]} and {r}"
+
+
+def test_three_replicas_each_a_process_in_its_own_dir_with_byte_identical_logs(three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        assert admin.create_topic("orders", 3, config={"segment.bytes": 4096}) == (3, 3)   # default: min(3, dirs)
+        with pytest.raises(InvalidReplicationFactor, match="replication factor 4 needs as many log.dirs"):
+            admin.create_topic("copies", 1, replication_factor=4)
+        parts = admin.describe_topic("orders").partitions
+        assert admin.describe_configs("orders")["min.insync.replicas"] == ("2", "default")
+    assert sorted(p.leader for p in parts) == [0, 1, 2]
+    assert all(sorted(p.replicas) == [0, 1, 2] and sorted(p.isr) == [0, 1, 2] for p in parts)
+    values = [b"v%04d" % i + b"x" * 100 for i in range(300)]   # several 4 KiB segments
+    reports = produce(broker, "orders", values)
+    assert reports == [(None, i) for i in range(300)]
+    st, followers = status_of(broker, "orders")
+    assert sorted(followers) == sorted(r for r in parts[0].replicas if r != parts[0].leader)
+    assert all(pid > 0 for pid in followers.values())
+    assert st.high_watermark == st.log_end_offset == 300
+    assert [(f.state, f.lag_records) for f in st.followers] == [("running", 0), ("running", 0)]
+    out = run(broker, "status")
+    assert f"{3 + INTERNAL_PARTITIONS} partitions, 0 under-replicated" in out
+    c = Consumer({"socket": broker.socket_path})
+    try:
+        c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])
+        assert [r.value for r in consume_n(c, 300)] == values
+    finally:
+        c.close()
+    assert broker.stop() == 0
+    assert len(log_files(dirs, "orders", 0)[0]) >= 3
+    assert_identical_logs(dirs, "orders", 0, parts[0].replicas)
+
+
+def test_a_killed_follower_leaves_the_isr_at_once_and_rejoins_after_its_restart(three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)
+    p = partition_of(broker, "t")
+    assert produce(broker, "t", [b"a"] * 10) == [(None, i) for i in range(10)]
+    _, followers = status_of(broker, "t")
+    victim, pid = sorted(followers.items())[0]
+    os.kill(pid, signal.SIGKILL)   # a follower the broker we started forked
+    # out of the ISR at once (its process died), back once restarted and caught up
+    wait_until(lambda: victim not in partition_of(broker, "t").isr or status_of(broker, "t")[1][victim] != pid,
+               10, what="the follower to leave the ISR or restart")
+    assert f"replica {victim} left, its follower process ended" in broker.stderr(tail=None)
+    assert produce(broker, "t", [b"b"] * 10) == [(None, 10 + i) for i in range(10)]   # min.insync 2 of 3
+    wait_isr(broker, "t", p.replicas)
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "t", 0, p.replicas)
+
+
+def test_stopped_followers_hold_the_high_watermark_then_leave_the_isr_and_acks_all_gets_not_enough_replicas(
+        three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)
+    p = partition_of(broker, "t")
+    assert produce(broker, "t", [b"before"] * 5) == [(None, i) for i in range(5)]
+    _, followers = status_of(broker, "t")
+    stopped = list(followers.values())
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)   # alive, but copying nothing
+    try:
+        c = Consumer({"socket": broker.socket_path})
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        assert len(consume_n(c, 5)) == 5
+        # acks=1 is appended at once but stays above the high watermark: not visible
+        assert produce(broker, "t", [b"unreplicated"], acks=1) == [(None, 5)]
+        st, _ = status_of(broker, "t")
+        assert (st.log_end_offset, st.high_watermark) == (6, 5)
+        assert c.consume(1, 0.2) == []
+        # acks=all waits for the ISR; when it shrinks below min.insync.replicas=2 the
+        # batch is answered NOT_ENOUGH_REPLICAS_AFTER_APPEND, and the next one is refused
+        [(err, offset)] = produce(broker, "t", [b"waits"], timeout=20)
+        assert isinstance(err, NotEnoughReplicasAfterAppend) and offset < 0, err
+        assert partition_of(broker, "t").isr == [p.leader]
+        assert "not caught up for" in broker.stderr(tail=None)
+        # the ISR is the leader alone: the high watermark moved, the records are visible
+        assert [r.value for r in consume_n(c, 2)] == [b"unreplicated", b"waits"]
+        [(err, _)] = produce(broker, "t", [b"refused"])
+        assert isinstance(err, NotEnoughReplicas), err
+        assert "1 under min ISR" in run(broker, "status")
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    wait_isr(broker, "t", p.replicas)   # caught up: back in the ISR
+    assert produce(broker, "t", [b"after"]) == [(None, 7)]   # the refused batch took no offset
+    c.close()
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "t", 0, p.replicas)
+
+
+def write_old_metadata(dirs, topic, placements):
+    """cluster-metadata.json as a version before replication saved it (no partition
+    epochs; isr = every replica though only the leader's dir had data)."""
+    parts = [{"partition": i, "replicas": r, "leader": r[0], "leader_epoch": 0, "isr": list(r)}
+             for i, r in enumerate(placements)]
+    doc = {"version": 3, "next_producer_id": 1000,
+           "topics": {topic: {"topic_id": "9f2c" * 8, "configs": {}, "partitions": parts}}}
+    for d in dirs:
+        (d / filenames.CLUSTER_METADATA).write_text(json.dumps(doc, indent=1, sort_keys=True))
+    for i, r in enumerate(placements):
+        os.mkdir(dirs[r[0]] / filenames.partition_dir_name(topic, i))
+
+
+def test_a_topic_saved_before_replication_gets_its_followers_which_catch_up_and_join(three_dirs, start):
+    _, dirs, _ = three_dirs
+    write_old_metadata(dirs, "old", [[0, 1, 2], [1, 2, 0]])
+    broker = start()
+    wait_isr(broker, "old", [0, 1, 2], partition=0)
+    wait_isr(broker, "old", [0, 1, 2], partition=1)
+    assert produce(broker, "old", [b"x"] * 3) == [(None, i) for i in range(3)]
+    assert f"{2 + INTERNAL_PARTITIONS} partitions, 0 under-replicated" in run(broker, "status")
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "old", 0, [0, 1, 2])
