@@ -57,6 +57,7 @@ class ApiKey(IntEnum):
     APPEND_RECORDS = 1005
     ISR_PROPOSAL = 1006
     UPDATE_ISR = 1007
+    LEADER_AND_ISR = 1008
 
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)
@@ -564,6 +565,30 @@ class UpdateIsrResponse(Struct):
     FIELDS = []
 
 
+# ---- LeaderAndIsr (1008): broker -> follower, internal -------------------------------------
+# Kafka's LeaderAndIsr: the partition has a new leader (epoch). The follower it names
+# becomes the leader in place (its open log, its producer state; the broker then moves
+# the partition's producers to it); the others follow it from now on, first cutting
+# what the leader's epoch cache says diverges (daemon/replication/truncation.py).
+
+class LeaderAndIsrRequest(Struct):
+    API_KEY = ApiKey.LEADER_AND_ISR
+    FIELDS = [
+        ("leader_id",        INT32,         -1,  0),
+        ("leader_epoch",     INT32,         -1,  0),
+        ("partition_epoch",  INT32,         -1,  0),
+        ("isr",              Array(INT32),  [],  0),
+        ("leader_dir",       STRING,        "",  0),   # the new leader's log dir
+    ]
+
+
+class LeaderAndIsrResponse(Struct):
+    API_KEY = ApiKey.LEADER_AND_ISR
+    FIELDS = [
+        ("log_end_offset",  INT64,  -1,  0),
+    ]
+
+
 # ---- OpenFetch (1001): a partition's shared state, fds alongside -----------------------
 
 class OpenFetchRequest(Struct):
@@ -1017,6 +1042,7 @@ APIS = ApiTable([
     Api(ApiKey.APPEND_RECORDS,               AppendRecordsRequest,            AppendRecordsResponse,            0,  0),
     Api(ApiKey.ISR_PROPOSAL,                 IsrProposalRequest,              IsrProposalResponse,              0,  0),
     Api(ApiKey.UPDATE_ISR,                   UpdateIsrRequest,                UpdateIsrResponse,                0,  0),
+    Api(ApiKey.LEADER_AND_ISR,               LeaderAndIsrRequest,             LeaderAndIsrResponse,             0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

@@ -282,6 +282,11 @@ class PartitionState:
             self._st = st
         return st
 
+    def raw_high_watermark(self):
+        """The writer's view of the high watermark, as the page holds it even mid-update
+        (a predecessor killed while publishing): for a writer taking over."""
+        return self._writer_state().high_watermark
+
     def update(self, *, log_start_offset=None, high_watermark=None, log_end_offset=None,
                leader_epoch=None, active_segment_base=None, loaded=None):
         """Publish the given fields (the others unchanged) in one seqlock write, waking

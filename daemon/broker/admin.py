@@ -25,7 +25,7 @@ __all__ = ["handle", "worker_retired", "SERVED_APIS"]
 
 # (DetachProducer is the broker's to send to its workers, never a client's)
 SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS, m.ApiKey.ISR_PROPOSAL,
-                           m.ApiKey.UPDATE_ISR)
+                           m.ApiKey.UPDATE_ISR, m.ApiKey.LEADER_AND_ISR)
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,30 @@
     the high watermark, which only holds it back: safe.
   - A save that fails (a full disk) changes nothing: the leader keeps the ISR it has
     and proposes again.
+- Election (Kafka's, on leader failure): when a leader's process dies unasked, the broker
+  at once picks the first in-sync replica, in replica order, whose follower is running,
+  and saves leader, leader epoch + 1 and the ISR without the old leader (as Kafka's
+  controller drops a fenced broker) before anyone acts on them. It sends that follower
+  LeaderAndIsr: it becomes the leader in its own process, its log and producer state
+  already open; the broker then moves the partition's key, producers and IsrProposal to
+  it, and starts the old leader's replica again as a follower, which first cuts what
+  diverges by leader epoch. The partition's shared memory stays: consumers keep their
+  mappings and producers their rings (the held acks=all entries in them are taken again
+  by the new leader). The other followers get LeaderAndIsr and follow the new leader.
+  With no such replica the partition waits for its leader to restart, unless the topic
+  has unclean.leader.election.enable: then the first running follower leads, and the
+  records only the old leader had are lost (logged).
 """
 import logging
 
 from odradek.client.errors import OdradekError, StorageError
 from odradek.client.protocol import messages as m
+from odradek.daemon.broker import data_plane
 from odradek.daemon.broker.supervisor import WorkerHandle
 from odradek.daemon.worker.leader import WorkerSpec
 
-__all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "follower_died", "drop_offline_replicas"]
+__all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "follower_died", "leader_died",
+           "drop_offline_replicas"]
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +169,109 @@ def _remove(broker, name, p, replica, why):
 
 
 def drop_offline_replicas(metadata):
-    """At start: a replica in an offline log dir leaves the ISR (the leader stays: its
-    partition is offline). Returns whether anything changed (the caller saves)."""
+    """At start: a replica in an offline log dir leaves the ISR, and a partition led from
+    one gets the first in-sync replica on an online dir as its leader (leader epoch + 1);
+    with none, it stays offline under its old leader. Returns whether anything changed
+    (the caller saves)."""
     changed = False
     for t in metadata.topics.values():
         for p in t.partitions:
-            gone = [r for r in p.isr if r in metadata.offline_dirs and r != p.leader]
-            if gone:
-                metadata.set_isr(t.name, p.partition, [r for r in p.isr if r not in gone])
-                log.warning("%s-%d: replicas %s left the ISR: their log dirs are offline", t.name, p.partition, gone)
-                changed = True
+            gone = [r for r in p.isr if r in metadata.offline_dirs]
+            if not gone:
+                continue
+            left = [r for r in p.isr if r not in gone]
+            if p.leader in gone and left:
+                old = p.leader
+                metadata.bump_leader_epoch(t.name, p.partition, leader=left[0])
+                log.warning("%s-%d: leader %d is in an offline log dir; replica %d leads in epoch %d",
+                            t.name, p.partition, old, p.leader, p.leader_epoch)
+            elif p.leader in gone:
+                continue   # no other copy in sync: offline, and its leader keeps its place
+            metadata.set_isr(t.name, p.partition, left)
+            log.warning("%s-%d: replicas %s left the ISR: their log dirs are offline", t.name, p.partition, gone)
+            changed = True
     return changed
+
+def _running_follower(broker, name, partition, r):
+    h = broker.supervisor.workers.get((name, partition, r))
+    return h is not None and h.alive and h.state == "running" and r not in broker.metadata.offline_dirs
+
+
+def leader_died(broker, handle):
+    """The leader of partition handle.key died unasked: elect its successor (module
+    docstring). True when an election is under way: the caller does not restart the
+    old leader in place."""
+    name, partition = handle.key
+    t = broker.metadata.topics.get(name)
+    if t is None or partition >= len(t.partitions) or broker.stopping:
+        return False
+    p = t.partitions[partition]
+    old = p.leader
+    candidates = [r for r in p.isr if r != old and _running_follower(broker, name, partition, r)]
+    unclean = False
+    if not candidates and t.log_config(broker.config.defaults_for(t.replication_factor)).unclean_leader_election_enable:
+        candidates = [r for r in p.followers if _running_follower(broker, name, partition, r)]
+        unclean = bool(candidates)
+    if not candidates:
+        if len(p.replicas) > 1:
+            log.error("%s-%d: no in-sync replica to take over from leader %d (ISR %s); waiting for it to "
+                      "restart (unclean.leader.election.enable=false)", name, partition, old, p.isr)
+        return False
+    new = candidates[0]
+    before = (p.leader, p.leader_epoch, list(p.isr), p.partition_epoch)
+    p.leader, p.leader_epoch, p.partition_epoch = new, p.leader_epoch + 1, p.partition_epoch + 1
+    p.isr = [new] if unclean else [r for r in p.isr if r != old]
+    try:
+        broker.metadata.save()
+    except StorageError as e:
+        p.leader, p.leader_epoch, p.isr, p.partition_epoch = before
+        log.error("%s-%d: cannot save the election of replica %d: %s; restarting leader %d", name, partition,
+                  new, e, old)
+        return False
+    if unclean:
+        log.error("%s-%d: UNCLEAN election: replica %d (out of sync) leads in epoch %d; records only leader %d "
+                  "had are lost", name, partition, new, p.leader_epoch, old)
+    else:
+        log.warning("%s-%d: leader %d died; replica %d leads in epoch %d, ISR %s", name, partition, old, new,
+                    p.leader_epoch, p.isr)
+    handle.restart_at = None        # it comes back as a follower, once the new leader leads
+    handle.state = "dead"
+    request = m.LeaderAndIsrRequest(leader_id=new, leader_epoch=p.leader_epoch, partition_epoch=p.partition_epoch,
+                                    isr=list(p.isr), leader_dir=broker.config.log_dirs[new])
+    successor = broker.supervisor.workers[(name, partition, new)]
+    broker.worker_request(successor.key, request,
+                          lambda result: _promoted(broker, handle, successor, old, result))
+    for r in p.followers:
+        if r != new and _running_follower(broker, name, partition, r):
+            broker.worker_request((name, partition, r), request, lambda _r: None)
+    return True
+
+
+def _promoted(broker, old_handle, successor, old, result):
+    """The successor answered LeaderAndIsr: it leads. Its handle takes the partition's
+    key; the old leader's handle becomes the follower of replica `old`."""
+    name, partition = old_handle.spec.topic, old_handle.spec.partition
+    t = broker.metadata.topics.get(name)
+    if t is None or partition >= len(t.partitions):
+        return
+    p = t.partitions[partition]
+    workers = broker.supervisor.workers
+    if isinstance(result, OdradekError) or not successor.alive:
+        # it died before it could lead: start a leader worker for the elected replica
+        log.warning("%s-%d: replica %d did not take over (%s); starting a leader worker for it", name, partition,
+                    p.leader, result)
+        if workers.get((name, partition)) is old_handle:
+            broker._queue(old_handle)
+        return
+    workers.pop(successor.key, None)
+    successor.key = (name, partition)
+    successor.spec = broker._spec(t, p)
+    successor.spec.shm = successor.shm
+    workers[successor.key] = successor
+    old_handle.key = (name, partition, old)
+    old_handle.spec = follower_spec(broker, t, p, old)
+    workers[old_handle.key] = old_handle
+    if old not in broker.metadata.offline_dirs:
+        broker._queue(old_handle)
+    data_plane.reattach_all(broker, successor.key)
+    poll_isr(broker, successor.key)

@@ -580,7 +580,7 @@ class Broker:
         """Relay `message` (and `fds`, closed once sent) to the worker leading partition
         `key`; `callback(result)`, or `callback(result, fds)` when with_fds."""
         handle = self.supervisor.workers.get(key)
-        unavailable = self.dir_offline_error(*key) or LeaderNotAvailable(
+        unavailable = self.dir_offline_error(*key[:2]) or LeaderNotAvailable(
             f"topic {key[0]} is offline: its partitions are above the broker's limits (see the broker log)"
             if key[0] in self.offline else f"partition {key[0]}-{key[1]} has no running leader now; retry")
         # a worker that just died can still look alive here: its link closed, but its
@@ -606,8 +606,12 @@ class Broker:
         handle.pending = {}
         how = self.supervisor.reap(handle)
         level = logging.INFO if handle.retire else logging.WARNING
-        log.log(level, "worker %d for %s-%d ended: %s%s", pid, handle.spec.topic, handle.spec.partition,
-                how, "" if handle.retire else f"; restarting in {handle.backoff:.1f}s")
+        what = (f"follower {pid} for {handle.spec.topic}-{handle.spec.partition} replica {handle.spec.replica_id}"
+                if handle.is_follower else f"worker {pid} for {handle.spec.topic}-{handle.spec.partition}")
+        elected = not handle.is_follower and not handle.retire and replication.leader_died(self, handle)
+        log.log(level, "%s ended: %s%s", what, how,
+                "" if handle.retire else "; a new leader was elected" if elected
+                else f"; restarting in {handle.backoff:.1f}s")
         for callback, with_fds in pending.values():
             error = LeaderNotAvailable(f"the leader of {handle.spec.topic}-{handle.spec.partition} restarted; retry")
             callback(error, []) if with_fds else callback(error)

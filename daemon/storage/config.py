@@ -94,8 +94,8 @@ TOPIC_CONFIGS = (
     ConfigKey("retention.bytes", int, -1, -1, NO_LIMIT,
               doc="delete oldest segments while the partition is larger (-1: no limit)"),
     ConfigKey("flush.messages", int, NO_LIMIT, 1, NO_LIMIT,
-              doc="fsync after this many records (default: never, as Kafka, which relies on replication; "
-                  "replication across log dirs is not built yet)"),
+              doc="fsync after this many records (default: never, as Kafka, which relies on replication "
+                  "across log dirs)"),
     ConfigKey("flush.ms", int, NO_LIMIT, 0, NO_LIMIT,
               doc="fsync when this long has passed since the last fsync (default: never)"),
     ConfigKey("max.message.bytes", int, 1048588, 0, MAX_SEGMENT_BYTES,
@@ -106,7 +106,11 @@ TOPIC_CONFIGS = (
     # produces to the topic then fail); the broker's min.insync.replicas is its default.
     ConfigKey("min.insync.replicas", int, 1, 1, 2 ** 31 - 1,
               doc="with acks=all, in-sync replicas a partition needs to take a batch, else "
-                  "NOT_ENOUGH_REPLICAS (until replication is built the ISR is the leader alone)"),
+                  "NOT_ENOUGH_REPLICAS"),
+    ConfigKey("unclean.leader.election.enable", bool, False,
+              doc="when the leader dies with no other in-sync replica running, let an out-of-sync one "
+                  "lead (the records it lacks are lost, and logged); false: the partition waits for "
+                  "its leader"),
     ConfigKey("cleanup.policy", str, "delete", choices=("compact", "delete"),
               doc="delete: drop old segments (retention.*); compact: keep the latest record per "
                   "key (storage/cleaner.py); compact,delete: both"),

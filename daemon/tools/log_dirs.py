@@ -1,14 +1,17 @@
 """`odradek log-dirs forget-data DIR`: give up the data of an offline log dir (a disk
 that is gone or was replaced) and format it anew, with the broker stopped.
 
-Until replication exists a partition has its only replica in its leader's dir, so the
-partitions led from that dir lose their data: they start empty at offset 0 at the next
-start (consumers with committed offsets above it reset by auto.offset.reset). The dir
-must be missing or empty (a dir holding files may be the old disk: put it back, or
-empty it first). The edit: lock every online dir (a running broker holds them: refused),
-create the dir, write a new meta.properties (new directory.id, this cluster's id),
-create the empty partition dirs, record the new id in the cluster metadata (saved to
-every online dir and this one).
+Each replica in that dir leaves the ISR. A partition led from it moves its leadership to
+an in-sync replica on another online dir (leader epoch + 1), as the broker itself does
+at start; its replica in the new dir is then an empty follower, which copies the log
+from the leader and rejoins the ISR once caught up: the disk is re-replicated. Only a
+partition with no other in-sync copy loses its data: it starts empty at offset 0 at the
+next start (consumers with committed offsets above it reset by auto.offset.reset), and
+that needs --accept-data-loss. The dir must be missing or empty (a dir holding files may
+be the old disk: put it back, or empty it first). The edit: lock every online dir (a
+running broker holds them: refused), create the dir, write a new meta.properties (new
+directory.id, this cluster's id), create the empty partition dirs, record the new id
+and the ISR changes in the cluster metadata (saved to every online dir and this one).
 """
 import os
 
@@ -37,12 +40,16 @@ def forget_data(config, path, accept_data_loss):
     if st.online or st.to_format:
         raise InvalidRequest(f"log dir {path} is online (directory.id {st.directory_id or 'to be assigned'}); "
                              f"nothing to forget")
-    led = sorted(f"{t.name}-{p.partition}" for t in md.topics.values() for p in t.partitions if p.leader == st.index)
-    if not accept_data_loss:
+    online = {s.index for s in states if s.online}
+    hosted = [(t, p) for t in md.topics.values() for p in t.partitions if st.index in p.replicas]
+    lost = sorted(f"{t.name}-{p.partition}" for t, p in hosted
+                  if p.leader == st.index and not [r for r in p.isr if r != st.index and r in online])
+    copied = len(hosted) - len(lost)
+    if lost and not accept_data_loss:
         raise InvalidRequest(f"log dir {path} is offline ({st.reason}); forgetting it discards the data of "
-                             f"{len(led)} partitions led there ({', '.join(led) or 'none'}): they start empty at "
-                             f"offset 0. If the disk can come back, put it back and restart instead; otherwise "
-                             f"add --accept-data-loss")
+                             f"{len(lost)} partitions with no other in-sync copy ({', '.join(lost)}): they start "
+                             f"empty at offset 0. If the disk can come back, put it back and restart instead; "
+                             f"otherwise add --accept-data-loss")
     if os.path.isdir(path) and os.listdir(path):
         raise InvalidRequest(f"log dir {path} holds {len(os.listdir(path))} entries ({st.reason}); if it is the "
                              f"old disk, put its meta.properties back (directory.id="
@@ -53,10 +60,13 @@ def forget_data(config, path, accept_data_loss):
         locks.add(path)
         st.directory_id = meta_properties.new_uuid()
         meta_properties.write(path, meta_properties.MetaProperties(md.cluster_id, st.directory_id))
-        for t in md.topics.values():
-            for p in t.partitions:
-                if p.leader == st.index:
-                    make_dirs(os.path.join(path, filenames.partition_dir_name(t.name, p.partition)))
+        for t, p in hosted:
+            make_dirs(os.path.join(path, filenames.partition_dir_name(t.name, p.partition)))
+            others = [r for r in p.isr if r != st.index and r in online]
+            if p.leader == st.index and others:
+                md.bump_leader_epoch(t.name, p.partition, leader=others[0])
+            if others:
+                md.set_isr(t.name, p.partition, others)
         fsync_dir(path)
         md.directory_ids[st.index] = st.directory_id
         md.offline_dirs = {s.index for s in states if not s.online and s is not st}
@@ -66,5 +76,6 @@ def forget_data(config, path, accept_data_loss):
     finally:
         locks.release()
     return [f"log dir {path} formatted: directory.id {st.directory_id}, cluster.id {md.cluster_id}",
-            f"{len(led)} partitions led there start empty at offset 0 at the next broker start"
-            + (f": {', '.join(led)}" if led else "")]
+            f"{copied} replicas there are copied again from their leaders after the next broker start",
+            f"{len(lost)} partitions with no other in-sync copy start empty at offset 0 at the next broker start"
+            + (f": {', '.join(lost)}" if lost else "")]

@@ -21,9 +21,14 @@ Theory of operation
   publish) and on its own bell (the broker link, signals): no polling.
 - Behind the leader's log start (retention removed what it had not copied): its log is
   emptied and starts again at the leader's log start (Kafka's truncateFullyAndStartAt).
-- Ahead of the leader (the leader restarted with less: it is the leader's log that
-  counts): cut to the leader's log end. Truncation by leader epoch for leader changes
-  comes with elections.
+- A new leader (LeaderAndIsr from the broker, after an election): before copying from
+  it, the follower cuts what diverges from it by leader epoch
+  (daemon/replication/truncation.py, reading the new leader's leader-epoch-checkpoint),
+  and copies only once the partition state shows the new leader's epoch. The follower
+  the broker names leader becomes the leader in this same process, with its open log
+  and producer state (serve returns them to run()).
+- Producer state: kept up with every batch copied and snapshotted at rolls and close,
+  as the leader does, so a promoted follower checks idempotence at once.
 - Retention and compaction run on its own log with the topic's configs, as Kafka's
   followers do (compaction only below the leader's high watermark).
 - Killed at any instant: the next follower recovers the log like any worker and goes on
@@ -40,10 +45,14 @@ from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEven
 from odradek.client.protocol.transport import close_fds
 from odradek.client.shm import Doorbell, WaitSet
 from odradek.daemon.replication.leader_files import LeaderFiles, OffsetBelowLogStart
+from odradek.daemon.replication.truncation import divergence
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
-from odradek.daemon.worker.leader import CLEANER_STEP_BYTES, LinkWatcher
+from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochFile
+from odradek.daemon.worker.leader import CLEANER_STEP_BYTES, LinkWatcher, WorkerSpec
+from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
+from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
 
 __all__ = ["FollowerWorker"]
 
@@ -54,7 +63,7 @@ COPY_BUDGET = 16 << 20       # bytes copied per loop turn, between looks at the 
 STALL_RETRY_S = 0.05         # after an error reading or appending, look again this soon
 
 
-class FollowerWorker:
+class FollowerWorker(ProducerStateKeeping):
     """The loop of one follower replica. Owned by its process's main thread."""
 
     def __init__(self, sock, spec):
@@ -70,6 +79,10 @@ class FollowerWorker:
         self.cleaner = None
         self._hint = None          # (segment base, position) in the leader's files of our log end
         self._error = None         # what last stopped the copy (logged once)
+        self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
+        self._state_loaded = False
+        self._checked_epoch = None  # the leader epoch our log was checked against (truncation)
+        self._promotion = None      # the LeaderAndIsr naming us leader, once received
 
     @property
     def name(self):
@@ -80,9 +93,10 @@ class FollowerWorker:
         self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
         if self.spec.tidy_only:
             return
+        self._rebuild_producer_state()
         self.state = self.spec.shm.state
         self.progress = self.spec.shm.progress
-        self.files = LeaderFiles(os.path.join(self.spec.leader_dir, f"{self.spec.topic}-{self.spec.partition}"))
+        self.files = LeaderFiles(self._leader_partition_dir())
         self.bell, fd = Doorbell.create()
         os.close(fd)
         if self.log.config.compact:
@@ -90,6 +104,9 @@ class FollowerWorker:
         self._publish()
         log.info("%s: following replica %d from offset %d (log start %d)", self.name, self.spec.leader_id,
                  self.log.log_end_offset, self.log.log_start_offset)
+
+    def _leader_partition_dir(self):
+        return os.path.join(self.spec.leader_dir, f"{self.spec.topic}-{self.spec.partition}")
 
     def _publish(self):
         self.progress.publish(self.spec.replica_id, self.log.log_end_offset, self.log.log_start_offset,
@@ -103,6 +120,7 @@ class FollowerWorker:
             self.files.close()
             self.files = None
         if self.log is not None:
+            self._snapshot_producer_state("clean close")
             self.log.close()
             self.log = None
         if self.bell is not None:
@@ -131,6 +149,10 @@ class FollowerWorker:
             if watcher.link_ready:
                 if not self._serve_link():
                     return
+                if self._promotion is not None:
+                    watcher.stop = True    # the leader's loop starts its own watcher
+                    watcher.resume()
+                    return self._hand_over()
                 watcher.resume()
             copied, stalled = self._copy()
             now = time.monotonic()
@@ -159,10 +181,12 @@ class FollowerWorker:
             snap = self.state.read()
         except TornState:
             return 0, True      # the leader died mid-update: the broker fences or restarts it
-        if not snap.loaded or snap.fenced:
-            return 0, False
+        if not snap.loaded or snap.fenced or snap.leader_epoch != self.spec.leader_epoch:
+            return 0, False     # no leader, or not yet the one we follow: its offsets say nothing to us
         lg = self.log
         leader_end = snap.log_end_offset
+        if self._checked_epoch != self.spec.leader_epoch and not self._truncate_by_epoch(leader_end):
+            return 0, True
         if lg.log_end_offset > leader_end:
             log.warning("%s: our log ends at %d, the leader's at %d: cutting ours to the leader's",
                         self.name, lg.log_end_offset, leader_end)
@@ -185,7 +209,11 @@ class FollowerWorker:
                     continue
                 if not chunk.data:
                     break
+                rolled = chunk.segment_base > lg.active.base_offset
+                if rolled:   # as the leader does: the state below the new segment
+                    self._snapshot_producer_state("segment roll", lg.log_end_offset)
                 lg.append_as_follower(chunk.data, chunk.segment_base)
+                self.producer_state.replay(batches_from_buffer(memoryview(chunk.data), 0))
                 self._hint = (chunk.segment_base, chunk.position + len(chunk.data))
                 copied += len(chunk.data)
                 self._publish()
@@ -200,6 +228,52 @@ class FollowerWorker:
             log.info("%s: copying again", self.name)
             self._error = None
         return copied, False
+
+    def _truncate_by_epoch(self, leader_end):
+        """Cut what diverges from the leader we follow now (its epoch cache against
+        ours); True once done. The leader wrote its cache before it published its epoch."""
+        try:
+            entries = LeaderEpochFile(self._leader_partition_dir()).read()
+        except (CorruptEpochFile, OSError) as e:
+            log.warning("%s: cannot read the leader's epoch cache: %s", self.name, e)
+            return False
+        lg = self.log
+        cut = divergence(lg.epochs.entries, lg.log_end_offset, entries or [], leader_end)
+        if cut is not None:
+            log.warning("%s: cutting our log from %d to %d: it diverges from leader %d's (epoch %d) there",
+                        self.name, lg.log_end_offset, cut, self.spec.leader_id, self.spec.leader_epoch)
+            lg.truncate_to(cut)
+            self._hint = None
+            self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
+            self._rebuild_producer_state()
+            self._publish()
+        self._checked_epoch = self.spec.leader_epoch
+        return True
+
+    def _hand_over(self):
+        """We are the leader now: (leader spec, open log, producer state) for run()."""
+        req, spec = self._promotion, self.spec
+        new = WorkerSpec(spec.topic, spec.partition, spec.replica_id, spec.log_dir, spec.configs, req.leader_epoch,
+                         spec.retention_check_ms, spec.checkpoint_ms, spec.shm, spec.cleaner_backoff_ms,
+                         replicas=spec.replicas, isr=req.isr, partition_epoch=req.partition_epoch,
+                         replica_lag_time_max_ms=spec.replica_lag_time_max_ms)
+        handed = (new, self.log, self.producer_state)
+        self.log = None
+        log.info("%s: leading from offset %d in epoch %d", self.name, handed[1].log_end_offset, req.leader_epoch)
+        return handed
+
+    def _follow(self, req):
+        """LeaderAndIsr naming another replica: follow it from now on."""
+        spec = self.spec
+        if req.leader_epoch < spec.leader_epoch:
+            return
+        log.info("%s: following replica %d in epoch %d", self.name, req.leader_id, req.leader_epoch)
+        spec.leader_id, spec.leader_epoch, spec.leader_dir = req.leader_id, req.leader_epoch, req.leader_dir
+        spec.isr, spec.partition_epoch = list(req.isr), req.partition_epoch
+        self.files.close()
+        self.files = LeaderFiles(self._leader_partition_dir())
+        self._hint = None
+        self._checked_epoch = None
 
     def _where(self, offset):
         """Where the batch holding `offset` is in the leader's files, if we know: from
@@ -267,6 +341,12 @@ class FollowerWorker:
             select.select([], [self.sock], [], left)
 
     def _dispatch(self, request):
+        if isinstance(request, m.LeaderAndIsrRequest):
+            if request.leader_id == self.spec.replica_id:
+                self._promotion = request   # answered now; run() makes us the leader after this batch
+            else:
+                self._follow(request)
+            return m.LeaderAndIsrResponse(log_end_offset=self.log.log_end_offset)
         if isinstance(request, m.StatusRequest):
             lg = self.log
             return m.StatusResponse(

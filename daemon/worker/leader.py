@@ -46,17 +46,18 @@ import time
 
 from odradek.client import native
 from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, NotEnoughReplicasAfterAppend,
-                                   OdradekError, StorageError, UnknownTopicOrPartition)
+                                   OdradekError, StorageError, TornState, UnknownTopicOrPartition)
 from odradek.client.records import Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.storage import LogConfig, PartitionLog, producer_snapshot
+from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
-from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
+from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
+from odradek.daemon.worker.producer_state import Outcome, ProducerState
 from odradek.daemon.worker.producers import ProducerAttachment
 from odradek.daemon.worker.wakeups import Wakeups
 
@@ -68,8 +69,6 @@ EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 _PR_SET_PDEATHSIG = 1
 DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
-REBUILD_BYTES = 64 << 20     # log tail scanned at open when no producer-state snapshot is usable
-REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
 BROKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the broker and by run()
@@ -140,7 +139,12 @@ def run(sock, spec, parent_pid):
     try:
         worker.open()
         if not spec.tidy_only:
-            worker.serve(stop_r)
+            promoted = worker.serve(stop_r)
+            if promoted is not None:   # a follower named leader (LeaderAndIsr): lead, in place
+                new_spec, partition_log, producer_state = promoted
+                worker = LeaderWorker(sock, new_spec)
+                worker.open(partition_log, producer_state)
+                worker.serve(stop_r)
     finally:
         worker.close()
     return 0
@@ -183,7 +187,7 @@ class LinkWatcher(threading.Thread):
         self._resume.set()
 
 
-class LeaderWorker:
+class LeaderWorker(ProducerStateKeeping):
     """The loop of one partition leader. Owned by the worker process's main thread."""
 
     def __init__(self, sock, spec, clock=time.monotonic):
@@ -207,8 +211,11 @@ class LeaderWorker:
         self._isr_poll = None        # correlation id of the broker's IsrProposal we hold
 
     # == opening ==================================================================
-    def open(self):
-        self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
+    def open(self, partition_log=None, producer_state=None):
+        """Open the log (recovering it), or take `partition_log` and `producer_state`
+        over from the follower this process was until now (it was promoted: nothing to
+        recover or rebuild)."""
+        self.log = partition_log or PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
         self._max_message_bytes = self.log.config.max_message_bytes
         lg = self.log
         if not self.spec.tidy_only:
@@ -216,11 +223,10 @@ class LeaderWorker:
         high_watermark = lg.log_end_offset
         if self.spec.shm is not None:
             self.doorbell = self.spec.shm.doorbell
-            before = self.spec.shm.state.read()
             if len(self.spec.replicas) > 1 and not self.spec.tidy_only:
                 # a predecessor's high watermark stands (never above our log end); the
                 # followers' published log ends move it on
-                high_watermark = min(lg.log_end_offset, before.high_watermark if before.loaded else 0)
+                high_watermark = min(lg.log_end_offset, _published_high_watermark(self.spec.shm.state))
                 self.progress = self.spec.shm.progress
                 self.replication = InSyncReplicas(
                     self.spec.replica_id, self.spec.replicas, self.spec.isr, self.spec.partition_epoch,
@@ -236,70 +242,14 @@ class LeaderWorker:
             self.doorbell, fd = Doorbell.create()
             os.close(fd)
         self.wakeups = Wakeups(self.doorbell, [self.progress] if self.progress is not None else [])
-        self._rebuild_producer_state()
+        if producer_state is not None:
+            self.producer_state, self._state_loaded = producer_state, True
+        else:
+            self._rebuild_producer_state()
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
                  lg.log_start_offset, lg.log_end_offset)
-
-    def _rebuild_producer_state(self):
-        """Idempotence state: the newest producer-state snapshot at or below the log end
-        plus the batches from its offset on; without one, the last REBUILD_BYTES of the
-        log. Either way every entry a killed predecessor appended but never released is
-        recognised as a duplicate (producer_state.py says why)."""
-        lg, pdir = self.log, self.spec.partition_dir
-        leo = lg.log_end_offset
-        cut = producer_snapshot.delete_above(pdir, leo)
-        if cut:
-            log.warning("%s-%d: deleted producer-state snapshots above the log end %d: %s",
-                        self.spec.topic, self.spec.partition, leo, cut)
-        found = producer_snapshot.load_latest(pdir, lg.log_start_offset, leo)
-        if found is None:
-            tail, budget = [], REBUILD_BYTES
-            for segment in reversed(lg.segments):
-                tail.append(segment)
-                budget -= segment.size
-                if budget <= 0:
-                    break
-            tail.reverse()
-            start, position, how = tail[0].base_offset, 0, "no snapshot, rebuilt from the log tail"
-        else:
-            start, entries = found
-            self.producer_state.load(entries)
-            tail = [s for s in lg.segments if s.next_offset > start or s is lg.active]
-            position = lg.locate(start).position if start < leo else tail[0].size
-            tail, how = (tail if start < leo else []), f"snapshot {start} loaded ({len(entries)} producers)"
-        replayed = [0]
-
-        def batches():
-            for i, segment in enumerate(tail):
-                pos = position if i == 0 else 0
-                replayed[0] += segment.size - pos
-                yield from batches_from_buffer(segment.view(0, segment.size), pos)
-        n = self.producer_state.replay(batches())
-        self._state_loaded = True
-        log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
-                 self.spec.topic, self.spec.partition, how, n, replayed[0], start)
-
-    def _snapshot_producer_state(self, why, offset=None, durable=True):
-        """Write the producer-state snapshot for `offset` (default the log end): at segment
-        roll, clean close, a refused batch. A failure is logged: an older snapshot or the
-        log tail stands in. durable=False (a refused batch) writes it without fsyncs: it
-        is there for a successor after this process dies, and a producer whose every
-        batch is refused (acks=all below min.insync.replicas) must not cost the
-        partition two fsyncs a batch."""
-        if not self._state_loaded:
-            return
-        now = int(time.time() * 1000)
-        entries = [producer_snapshot.SnapshotEntry(*e, timestamp=now)
-                   for e in self.producer_state.last_batches()]
-        try:
-            producer_snapshot.write(self.spec.partition_dir,
-                                    self.log.log_end_offset if offset is None else offset, entries,
-                                    durable=durable)
-        except StorageError as e:
-            log.warning("%s-%d: no producer-state snapshot at %s: %s", self.spec.topic, self.spec.partition,
-                        why, e)
 
     # == the loop =================================================================
     def serve(self, stop_fd):
@@ -714,6 +664,16 @@ class LeaderWorker:
 
 
 _SEQ_MOD = 1 << 31
+
+
+def _published_high_watermark(state):
+    """The high watermark the partition's previous leader published (0 if none did):
+    read whole even if that leader died in the middle of an update."""
+    try:
+        snap = state.read()
+    except TornState:
+        return state.take_over().raw_high_watermark()
+    return snap.high_watermark if snap.loaded else 0
 
 
 def _has_null_key(batch_view):

@@ -192,7 +192,7 @@ def test_forget_data_formats_a_replaced_dir_only_when_asked_and_with_the_broker_
     assert b.stop() == 0
     replace_with_foreign(b.dirs[lost])
     b.start()
-    for args, words in [((), f"discards the data of 1 partitions led there (t-{lost_part})"),
+    for args, words in [((), f"discards the data of 1 partitions with no other in-sync copy (t-{lost_part})"),
                         (("--accept-data-loss",), "holds 1 entries")]:   # a foreign dir: empty it first
         r = forget(b, b.dirs[lost], *args)
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and words in r.stderr, r.stderr

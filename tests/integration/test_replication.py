@@ -229,3 +229,103 @@ def test_a_topic_saved_before_replication_gets_its_followers_which_catch_up_and_
     assert f"{2 + INTERNAL_PARTITIONS} partitions, 0 under-replicated" in run(broker, "status")
     assert broker.stop() == 0
     assert_identical_logs(dirs, "old", 0, [0, 1, 2])
+
+
+def leader_pid(broker, topic, partition=0):
+    with Admin(broker.socket_path) as admin:
+        st = admin.status()
+    (w,) = [w for w in st.workers if (w.topic, w.partition, w.role) == (topic, partition, "leader")]
+    return w.pid
+
+
+def test_a_killed_leader_is_replaced_by_an_in_sync_follower_and_rejoins_as_a_follower(three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)
+    before = partition_of(broker, "t")
+    c = Consumer({"socket": broker.socket_path})
+    try:
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        with Producer({"socket": broker.socket_path, "acks": "all"}) as p:
+            reports = []
+            for i in range(20):
+                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            assert p.flush(10) == 0
+            pid = leader_pid(broker, "t")
+            os.kill(pid, signal.SIGKILL)   # the leader worker the broker we started forked
+            wait_until(lambda: partition_of(broker, "t").leader != before.leader, 10, what="a new leader")
+            # the same producer and consumer carry on, with no code of theirs
+            for i in range(20, 40):
+                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            assert p.flush(10) == 0
+        assert reports == [(None, i) for i in range(40)]
+        assert [r.value for r in consume_n(c, 40)] == [b"%d" % i for i in range(40)]
+    finally:
+        c.close()
+    after = partition_of(broker, "t")
+    assert after.leader_epoch == before.leader_epoch + 1 and after.leader in before.isr
+    assert f"leader {before.leader} died; replica {after.leader} leads in epoch {after.leader_epoch}" in \
+        broker.stderr(tail=None)
+    wait_isr(broker, "t", before.replicas)   # the old leader caught up as a follower
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "t", 0, before.replicas)
+
+
+def test_a_lost_log_dir_moves_leadership_to_an_in_sync_replica_and_its_replicas_rejoin_when_put_back(
+        three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 3)
+    leaders = {p.partition: p.leader for p in (partition_of(broker, "t", i) for i in range(3))}
+    for part in range(3):
+        assert produce(broker, "t", [b"%d" % part] * 5, partition=part) == [(None, i) for i in range(5)]
+    assert broker.stop() == 0
+    lost = 1
+    os.rename(dirs[lost], str(dirs[lost]) + ".away")
+    broker = start()
+    moved = [part for part, d in leaders.items() if d == lost]
+    for part in range(3):
+        p = partition_of(broker, "t", part)
+        assert p.leader != lost and lost not in p.isr and len(p.isr) == 2, p
+        # min.insync.replicas 2 of the 2 left: acks=all still goes through, on every partition
+        assert produce(broker, "t", [b"more"], partition=part) == [(None, 5)]
+    assert [partition_of(broker, "t", part).leader_epoch for part in moved] == [1] * len(moved)
+    assert "3 under-replicated" in run(broker, "status")
+    assert broker.stop() == 0
+    os.rename(str(dirs[lost]) + ".away", dirs[lost])
+    broker = start()
+    for part in range(3):
+        wait_isr(broker, "t", [0, 1, 2], partition=part)
+    assert broker.stop() == 0
+    for part in range(3):
+        assert_identical_logs(dirs, "t", part, [0, 1, 2])
+
+
+def test_a_replaced_disk_is_re_replicated_after_forget_data_without_losing_a_record(three_dirs, start):
+    import shutil
+    import subprocess
+    import sys
+    _, dirs, config = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 3)
+    for part in range(3):
+        assert produce(broker, "t", [b"%d" % part] * 5, partition=part) == [(None, i) for i in range(5)]
+    assert broker.stop() == 0
+    lost = 2
+    shutil.rmtree(dirs[lost])   # the disk died
+    dirs[lost].mkdir()          # ... and an empty one took its place
+    r = subprocess.run([sys.executable, "-m", "odradek.daemon.cli", "log-dirs", "forget-data", str(dirs[lost]),
+                        "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr   # every partition has another in-sync copy: no data loss to accept
+    assert "3 replicas there are copied again from their leaders" in r.stdout, r.stdout
+    assert "0 partitions with no other in-sync copy" in r.stdout
+    broker = start()
+    for part in range(3):
+        wait_isr(broker, "t", [0, 1, 2], partition=part)
+        assert produce(broker, "t", [b"more"], partition=part) == [(None, 5)]
+    assert broker.stop() == 0
+    for part in range(3):
+        assert_identical_logs(dirs, "t", part, [0, 1, 2])

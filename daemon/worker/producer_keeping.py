@@ -1,0 +1,83 @@
+"""A replica's producer (idempotence) state, loaded at open and snapshotted: shared by
+the leader worker, which checks every batch against it, and the follower, which keeps
+it up with what it copies so that it can lead at once (daemon/worker/producer_state.py
+holds the state itself; storage/producer_snapshot.py the snapshot files).
+
+A mixin: the class using it has `log` (a PartitionLog), `spec` (a WorkerSpec),
+`producer_state` (a ProducerState) and `_state_loaded` (whether producer_state reflects
+the log, so that it may be snapshotted).
+"""
+import logging
+import time
+
+from odradek.client.errors import StorageError
+from odradek.daemon.storage import producer_snapshot
+from odradek.daemon.worker.producer_state import batches_from_buffer
+
+__all__ = ["ProducerStateKeeping", "REBUILD_BYTES", "REMEMBER_BATCHES"]
+
+log = logging.getLogger(__name__)
+
+REBUILD_BYTES = 64 << 20     # log tail scanned at open when no producer-state snapshot is usable
+REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entries are found
+
+
+class ProducerStateKeeping:
+    def _rebuild_producer_state(self):
+        """Idempotence state: the newest producer-state snapshot at or below the log end
+        plus the batches from its offset on; without one, the last REBUILD_BYTES of the
+        log. Either way every entry a killed predecessor appended but never released is
+        recognised as a duplicate (producer_state.py says why)."""
+        lg, pdir = self.log, self.spec.partition_dir
+        leo = lg.log_end_offset
+        cut = producer_snapshot.delete_above(pdir, leo)
+        if cut:
+            log.warning("%s-%d: deleted producer-state snapshots above the log end %d: %s",
+                        self.spec.topic, self.spec.partition, leo, cut)
+        found = producer_snapshot.load_latest(pdir, lg.log_start_offset, leo)
+        if found is None:
+            tail, budget = [], REBUILD_BYTES
+            for segment in reversed(lg.segments):
+                tail.append(segment)
+                budget -= segment.size
+                if budget <= 0:
+                    break
+            tail.reverse()
+            start, position, how = tail[0].base_offset, 0, "no snapshot, rebuilt from the log tail"
+        else:
+            start, entries = found
+            self.producer_state.load(entries)
+            tail = [s for s in lg.segments if s.next_offset > start or s is lg.active]
+            position = lg.locate(start).position if start < leo else tail[0].size
+            tail, how = (tail if start < leo else []), f"snapshot {start} loaded ({len(entries)} producers)"
+        replayed = [0]
+
+        def batches():
+            for i, segment in enumerate(tail):
+                pos = position if i == 0 else 0
+                replayed[0] += segment.size - pos
+                yield from batches_from_buffer(segment.view(0, segment.size), pos)
+        n = self.producer_state.replay(batches())
+        self._state_loaded = True
+        log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
+                 self.spec.topic, self.spec.partition, how, n, replayed[0], start)
+
+    def _snapshot_producer_state(self, why, offset=None, durable=True):
+        """Write the producer-state snapshot for `offset` (default the log end): at segment
+        roll, clean close, a refused batch. A failure is logged: an older snapshot or the
+        log tail stands in. durable=False (a refused batch) writes it without fsyncs: it
+        is there for a successor after this process dies, and a producer whose every
+        batch is refused (acks=all below min.insync.replicas) must not cost the
+        partition two fsyncs a batch."""
+        if not self._state_loaded:
+            return
+        now = int(time.time() * 1000)
+        entries = [producer_snapshot.SnapshotEntry(*e, timestamp=now)
+                   for e in self.producer_state.last_batches()]
+        try:
+            producer_snapshot.write(self.spec.partition_dir,
+                                    self.log.log_end_offset if offset is None else offset, entries,
+                                    durable=durable)
+        except StorageError as e:
+            log.warning("%s-%d: no producer-state snapshot at %s: %s", self.spec.topic, self.spec.partition,
+                        why, e)
