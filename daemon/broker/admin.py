@@ -11,6 +11,8 @@ import os
 import shutil
 import time
 
+import psutil
+
 from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 # How long Status waits for follower processes' answers (their log sizes): a follower
-# stopped or stuck is what status must show, not wait for.
+# stuck is what status must show, not wait for (a stopped one is not asked at all).
 FOLLOWER_STATUS_WAIT_S = 1.0
 
 
@@ -373,7 +375,8 @@ def status(broker, req, reply):
     for name in names:
         md.topic(name)  # unknown topic: the whole request fails, naming it
     keys = [(name, p.partition) for name in names for p in md.topics[name].partitions]
-    follower_keys = [(*key, r) for key in keys for r in md.topics[key[0]].partitions[key[1]].followers]
+    follower_keys = [(*key, r) for key in keys for r in md.topics[key[0]].partitions[key[1]].followers
+                     if not _stopped(broker.supervisor.workers.get((*key, r)))]
     min_isr = {name: broker.min_insync_replicas(md.topics[name]) for name in names}
 
     def finish(by_key):
@@ -412,18 +415,33 @@ def status(broker, req, reply):
                                version=VERSION, log_dirs=list(broker.config.log_dirs),
                                workers=workers, partitions=partitions, log_dir_states=_log_dir_states(broker)))
 
-    gather = _StatusGather(keys, follower_keys, finish)
+    gather = _StatusGather(broker, keys, follower_keys, finish)
     for key in keys + follower_keys:
         broker.worker_request(key, m.StatusRequest(), gather.add(key))
     if not gather.done:
         broker.call_later(FOLLOWER_STATUS_WAIT_S, gather.expire)
 
 
+def _stopped(handle):
+    """Whether the kernel has the process of `handle` stopped (SIGSTOP, a debugger): it
+    cannot answer, so Status does not ask it."""
+    if handle is None or not handle.pid:
+        return False
+    try:
+        return psutil.Process(handle.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
 class _StatusGather:
     """The answers of a Status request's leaders, all waited for, and of its followers,
-    waited for until expire(): finish({key: result}) once."""
+    waited for until expire(): finish({key: result}) once, from the loop's timers, not
+    from within whatever answered last (a worker's death answers its pending requests
+    before the broker has taken the replica out of the ISR: the status would show it
+    dead yet in sync)."""
 
-    def __init__(self, leader_keys, follower_keys, finish):
+    def __init__(self, broker, leader_keys, follower_keys, finish):
+        self.broker = broker
         self.waiting = set(leader_keys) | set(follower_keys)
         self.results = {}
         self.finish = finish
@@ -447,7 +465,7 @@ class _StatusGather:
         if self.done or (self.waiting and not (self.expired and all(len(k) == 3 for k in self.waiting))):
             return
         self.done = True
-        self.finish(self.results)
+        self.broker.call_later(0, lambda: self.finish(self.results))
 
 
 def _followers(broker, key, p, leader_handle, leader_end, answers):

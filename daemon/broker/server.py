@@ -19,8 +19,9 @@ Theory of operation
 - Requests that need a partition's log (ListOffsets, Status) are relayed to the
   worker without blocking: the reply is sent when the worker answers, or with an error
   if it dies first. A slow or dead worker stalls only the requests waiting on it.
-  Status asks follower processes too, for at most admin.FOLLOWER_STATUS_WAIT_S: a
-  stopped follower (the case status must show) does not stall it.
+  Status asks follower processes too (their log sizes), for at most
+  admin.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
+  follower (the case status must show) does not stall it.
 - One client's garbage, silence or disappearance costs only its own connection.
 - SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
   wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.

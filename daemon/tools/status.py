@@ -35,9 +35,9 @@ def render(status, group_offsets=None):
     rows = []
     for w in status.workers:
         cpu, rss = _process(w.pid) if w.pid else ("-", "-")
-        rows.append((f"{w.topic}-{w.partition}", w.role, w.pid or "-", w.state, cpu, rss, w.restarts,
-                     _uptime(w.uptime_ms)))
-    lines += format_table(["PARTITION", "ROLE", "PID", "STATE", "CPU%", "RSS", "RESTARTS", "UP"], rows)
+        rows.append((f"{w.topic}-{w.partition}", w.role, w.replica_id, w.pid or "-", _process_state(w.pid, w.state),
+                     cpu, rss, w.restarts, _uptime(w.uptime_ms)))
+    lines += format_table(["PARTITION", "ROLE", "REPLICA", "PID", "STATE", "CPU%", "RSS", "RESTARTS", "UP"], rows)
     lines.append("")
     flags = flags_by_partition(status)
     rows = [(f"{p.topic}-{p.partition}", p.leader_id, p.leader_epoch, _ids(p.replica_nodes), _ids(p.isr_nodes),
