@@ -1,12 +1,14 @@
 """Kafka's DescribeLogDirs, derived from the broker's StatusResponse (no API of its own):
 per log dir its path, directory.id, error (KAFKA_STORAGE_ERROR with the reason for an
-offline dir), its filesystem's total and usable bytes (statvfs), and the partition
-replicas it holds with their size (the log's data bytes: the sum of its segments' data,
-not their preallocated files), offset lag and is_future.
+offline dir), its filesystem's total and usable bytes (statvfs), and every partition
+replica it holds, leaders and followers (a replica's id is its dir's index), with its
+size (the log's data bytes: the sum of its segments' data, not their preallocated
+files), offset lag and is_future.
 
-Replication is not built yet: a partition's only replica with a log is its leader's (in
-the leader's dir); replicas a topic was saved with in other dirs hold no data and are not
-listed. So offset_lag is 0 and is_future False for every replica."""
+offset_lag is Kafka's for a current replica: max(high watermark - the replica's log end,
+0), so 0 for a leader; -1 (Kafka's INVALID_OFFSET_LAG) for a follower whose log end is
+not known (its process is not running). is_future is False: moving a replica between
+dirs is not built yet. An offline dir lists no replicas."""
 from dataclasses import dataclass, field
 
 __all__ = ["LogDirDescription", "ReplicaInfo", "from_status", "kafka_json"]
@@ -18,9 +20,10 @@ KAFKA_STORAGE_ERROR = "KAFKA_STORAGE_ERROR"
 class ReplicaInfo:
     topic: str
     partition: int
-    size: int            # the log's data bytes (-1: its worker did not answer)
-    offset_lag: int = 0  # 0 for a leader
+    size: int            # the log's data bytes (-1: its process did not answer)
+    offset_lag: int = 0  # max(high watermark - its log end, 0); 0 for a leader; -1: not known
     is_future: bool = False
+    role: str = "leader"  # "leader" or "follower" (not in Kafka's response)
 
 
 @dataclass
@@ -44,6 +47,11 @@ def from_status(status):
     for p in sorted(status.partitions, key=lambda p: (p.topic, p.partition)):
         if 0 <= p.leader_id < len(out) and out[p.leader_id].error is None:
             out[p.leader_id].replicas.append(ReplicaInfo(p.topic, p.partition, p.size_bytes))
+        for f in p.followers:
+            if 0 <= f.replica_id < len(out) and out[f.replica_id].error is None:
+                lag = max(p.high_watermark - f.log_end_offset, 0) if f.log_end_offset >= 0 else -1
+                out[f.replica_id].replicas.append(ReplicaInfo(p.topic, p.partition, f.size_bytes, lag,
+                                                              role="follower"))
     return out
 
 

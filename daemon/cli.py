@@ -263,9 +263,10 @@ def log_dirs_group():
 @_socket_option
 def log_dirs_describe(topics, as_json, socket_path):
     """Show each log dir (path, directory.id, online or the storage error, its
-    filesystem's total and usable bytes) and the partition replicas in it with their
-    size (the log's data bytes), offset lag and whether they are future replicas
-    (Kafka's DescribeLogDirs). Asks the running broker.
+    filesystem's total and usable bytes) and every partition replica in it, leaders and
+    followers, with its size (the log's data bytes; -1: its process did not answer),
+    offset lag (the high watermark minus its log end; -1: not known) and whether it is a
+    future replica (Kafka's DescribeLogDirs). Asks the running broker.
 
     \b
     Examples:
@@ -286,10 +287,10 @@ def log_dirs_describe(topics, as_json, socket_path):
             for i, d in enumerate(dirs)]
     for line in format_table(["DIR", "PATH", "DIRECTORY-ID", "STATE", "TOTAL", "USABLE", "REPLICAS", "SIZE"], rows):
         click.echo(line)
-    rows = [(i, f"{r.topic}-{r.partition}", r.size, r.offset_lag, str(r.is_future).lower())
+    rows = [(i, f"{r.topic}-{r.partition}", r.size, r.offset_lag, str(r.is_future).lower(), r.role)
             for i, d in enumerate(dirs) for r in d.replicas]
     click.echo("")
-    for line in format_table(["DIR", "PARTITION", "SIZE-BYTES", "OFFSET-LAG", "FUTURE"], rows):
+    for line in format_table(["DIR", "PARTITION", "SIZE-BYTES", "OFFSET-LAG", "FUTURE", "ROLE"], rows):
         click.echo(line)
 
 
@@ -394,21 +395,23 @@ def topics_list(socket_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @_socket_option
 def topics_describe(names, socket_path):
-    """Show each partition (leader, replicas, in-sync replicas, offsets, size, flags:
-    under-replicated, under-min-ISR), the topic's min.insync.replicas (flagged when above
-    a partition's ISR) and the configs set on the topic.
+    """Show each partition (leader, replicas, in-sync replicas, offsets, high watermark,
+    size, flags: under-replicated, under-min-ISR, offline; each follower's lag in
+    records as REPLICA:LAG, '-' when not known), the topic's min.insync.replicas (flagged
+    when above a partition's ISR) and the configs set on the topic.
 
     \b
     Example:
       odradek topics describe orders
     """
-    from odradek.client.partition_health import is_under_min_isr
+    from odradek.client.partition_health import flags_by_partition
     from odradek.daemon.tools.table import format_table, human_bytes
     with _admin(socket_path) as admin:
         described = admin.list_topics(names)
         status = admin.status(names)
         configs = {n: admin.describe_configs(n) for n in names}
     by_key = {(p.topic, p.partition): p for p in status.partitions}
+    flags = flags_by_partition(status)
     for name in names:
         t = described[name]
         overrides = ", ".join(f"{k}={v}" for k, (v, src) in sorted(configs[name].items()) if src == "topic")
@@ -422,14 +425,15 @@ def topics_describe(names, socket_path):
         rows = []
         for p in t.partitions:
             s = by_key.get((name, p.partition))
-            marks = [flag for flag, on in (("under-replicated", len(p.isr) < len(p.replicas)),
-                                     ("under-min-ISR", s is not None and is_under_min_isr(s))) if on]
+            lag = ",".join(f"{f.replica_id}:{f.lag_records if f.lag_records >= 0 else '-'}"
+                           for f in sorted(s.followers, key=lambda f: f.replica_id)) if s else ""
             rows.append((p.partition, p.leader, p.leader_epoch, ",".join(map(str, p.replicas)),
-                         ",".join(map(str, p.isr)), s.log_start_offset if s else -1,
-                         s.log_end_offset if s else -1, human_bytes(s.size_bytes) if s else "-",
-                         ",".join(marks) or "-"))
-        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "END", "SIZE",
-                                  "FLAGS"], rows):
+                         ",".join(map(str, p.isr)) or "-", s.log_start_offset if s else -1,
+                         s.high_watermark if s else -1, s.log_end_offset if s else -1,
+                         human_bytes(s.size_bytes) if s else "-", lag or "-",
+                         ",".join(flags.get((name, p.partition), [])) or "-"))
+        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "HW", "END", "SIZE",
+                                  "FOLLOWER-LAG", "FLAGS"], rows):
             click.echo("  " + line)
 
 
@@ -600,11 +604,15 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout, pri
 @cli.command()
 @_socket_option
 def status(socket_path):
-    """Show the broker, its workers, every partition (offsets, size) and the lag of every
-    consumer group with committed offsets, as tables.
+    """Show the broker, its processes (leaders and followers), every partition (replicas,
+    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline),
+    every follower replica with its lag, the log dirs, and the lag of every consumer group
+    with committed offsets, as tables.
 
-    LAG is the partition's log end offset minus the group's committed offset: the
-    records the group has yet to read.
+    A follower's LAG-RECORDS is the leader's log end minus its own; LAG-TIME is how long
+    ago the leader last found it caught up (0 while it is); past replica.lag.time.max.ms
+    it leaves the ISR. A group's LAG is the partition's log end offset minus the group's
+    committed offset: the records the group has yet to read.
 
     \b
     Examples:

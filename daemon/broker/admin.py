@@ -11,6 +11,8 @@ import os
 import shutil
 import time
 
+import psutil
+
 from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
@@ -30,6 +32,9 @@ SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS, m.
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+# How long Status waits for follower processes' answers (their log sizes): a follower
+# stuck is what status must show, not wait for (a stopped one is not asked at all).
+FOLLOWER_STATUS_WAIT_S = 1.0
 
 
 def _error_fields(exc):
@@ -370,10 +375,11 @@ def status(broker, req, reply):
     for name in names:
         md.topic(name)  # unknown topic: the whole request fails, naming it
     keys = [(name, p.partition) for name in names for p in md.topics[name].partitions]
+    follower_keys = [(*key, r) for key in keys for r in md.topics[key[0]].partitions[key[1]].followers
+                     if not _stopped(broker.supervisor.workers.get((*key, r)))]
     min_isr = {name: broker.min_insync_replicas(md.topics[name]) for name in names}
 
-    def finish(results):
-        by_key = dict(results)
+    def finish(by_key):
         workers, partitions = [], []
         for key in keys:
             p = md.topics[key[0]].partitions[key[1]]
@@ -395,7 +401,7 @@ def status(broker, req, reply):
             leader_end = result.partitions[0].log_end_offset if ok else -1
             base = dict(topic=key[0], partition=key[1], leader_id=p.leader, leader_epoch=p.leader_epoch,
                         replica_nodes=list(p.replicas), isr_nodes=list(p.isr), min_insync_replicas=min_isr[key[0]],
-                        followers=_followers(broker, key, p, handle, leader_end))
+                        followers=_followers(broker, key, p, handle, leader_end, by_key))
             if ok:
                 s = result.partitions[0]
                 partitions.append(m.PartitionStatus(**base, log_start_offset=s.log_start_offset,
@@ -409,14 +415,63 @@ def status(broker, req, reply):
                                version=VERSION, log_dirs=list(broker.config.log_dirs),
                                workers=workers, partitions=partitions, log_dir_states=_log_dir_states(broker)))
 
-    gather = _Gather(len(keys), finish)
-    for key in keys:
+    gather = _StatusGather(broker, keys, follower_keys, finish)
+    for key in keys + follower_keys:
         broker.worker_request(key, m.StatusRequest(), gather.add(key))
+    if not gather.done:
+        broker.call_later(FOLLOWER_STATUS_WAIT_S, gather.expire)
 
 
-def _followers(broker, key, p, leader_handle, leader_end):
-    """FollowerStatus of each follower replica: its process, and its progress as its
-    leader sees it (the replica progress page)."""
+def _stopped(handle):
+    """Whether the kernel has the process of `handle` stopped (SIGSTOP, a debugger): it
+    cannot answer, so Status does not ask it."""
+    if handle is None or not handle.pid:
+        return False
+    try:
+        return psutil.Process(handle.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
+class _StatusGather:
+    """The answers of a Status request's leaders, all waited for, and of its followers,
+    waited for until expire(): finish({key: result}) once, from the loop's timers, not
+    from within whatever answered last (a worker's death answers its pending requests
+    before the broker has taken the replica out of the ISR: the status would show it
+    dead yet in sync)."""
+
+    def __init__(self, broker, leader_keys, follower_keys, finish):
+        self.broker = broker
+        self.waiting = set(leader_keys) | set(follower_keys)
+        self.results = {}
+        self.finish = finish
+        self.expired = False
+        self.done = False
+        self._maybe_finish()
+
+    def add(self, key):
+        def callback(result):
+            if not self.done:
+                self.results[key] = result
+                self.waiting.discard(key)
+                self._maybe_finish()
+        return callback
+
+    def expire(self):
+        self.expired = True
+        self._maybe_finish()
+
+    def _maybe_finish(self):
+        if self.done or (self.waiting and not (self.expired and all(len(k) == 3 for k in self.waiting))):
+            return
+        self.done = True
+        self.broker.call_later(0, lambda: self.finish(self.results))
+
+
+def _followers(broker, key, p, leader_handle, leader_end, answers):
+    """FollowerStatus of each follower replica: its process, its progress as its leader
+    sees it (the replica progress page), and the size of its log as it answered (-1 if
+    it did not in time)."""
     progress = leader_handle.shm.progress if leader_handle is not None and leader_handle.shm is not None else None
     out = []
     for r in p.followers:
@@ -424,10 +479,13 @@ def _followers(broker, key, p, leader_handle, leader_end):
         state = ("offline" if r in broker.metadata.offline_dirs else
                  "dead" if fh is None or fh.state == "dead" else fh.state)
         leo = progress.log_end_offset(r) if progress is not None and fh is not None and fh.alive else -1
+        answer = answers.get((*key, r))
+        size = (answer.partitions[0].size_bytes if isinstance(answer, m.StatusResponse) and answer.partitions
+                else -1)
         out.append(m.FollowerStatus(
             replica_id=r, state=state, log_end_offset=leo,
             lag_records=max(0, leader_end - leo) if leo >= 0 and leader_end >= 0 else -1,
-            caught_up_ms=progress.caught_up_ms(r) if progress is not None else 0))
+            caught_up_ms=progress.caught_up_ms(r) if progress is not None else 0, size_bytes=size))
     return out
 
 

@@ -14,10 +14,14 @@ Theory of operation
   LEADER_NOT_AVAILABLE (retriable), as a Kafka partition coming online does.
 - The loop waits on: the listening socket, each client connection, each worker link,
   each worker's pidfd (death noticed at once), and the signal wake-up fd. Its timeout
-  is the next timer (watchdog ping, a worker restart that is due); idle, it sleeps.
+  is the next timer (watchdog ping, a worker restart that is due, call_later: a
+  request's deadline); idle, it sleeps.
 - Requests that need a partition's log (ListOffsets, Status) are relayed to the
   worker without blocking: the reply is sent when the worker answers, or with an error
   if it dies first. A slow or dead worker stalls only the requests waiting on it.
+  Status asks follower processes too (their log sizes), for at most
+  admin.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
+  follower (the case status must show) does not stall it.
 - One client's garbage, silence or disappearance costs only its own connection.
 - SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
   wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.
@@ -25,6 +29,8 @@ Theory of operation
 """
 import collections
 import errno
+import heapq
+import itertools
 import logging
 import os
 import resource
@@ -99,6 +105,8 @@ class Broker:
         self.groups = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
+        self._timers = []         # heap of (monotonic due time, seq, callable): call_later
+        self._timer_seq = itertools.count()
 
     # == start and stop ============================================================
     def start(self):
@@ -315,6 +323,8 @@ class Broker:
             due.append(self.malformed_log.summary_due)
         if self.stopping:
             due.append(self._stop_deadline)
+        if self._timers:
+            due.append(self._timers[0][0])
         return max(0.0, min(due) - now) if due else None
 
     def _tick(self, timeout):
@@ -334,6 +344,8 @@ class Broker:
             elif kind == "signal":
                 self._signals()
         now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            heapq.heappop(self._timers)[2]()
         for handle in list(self.supervisor.workers.values()):
             if handle.restart_at is not None and now >= handle.restart_at and not self.stopping:
                 self._restart(handle)
@@ -576,9 +588,14 @@ class Broker:
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if handle.channel.wants_write else 0)
         self.sel.modify(handle.sock, want, ("worker", handle))
 
+    def call_later(self, delay_s, fn):
+        """Call fn() from the loop once delay_s has passed."""
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._timer_seq), fn))
+
     def worker_request(self, key, message, callback, fds=(), with_fds=False):
         """Relay `message` (and `fds`, closed once sent) to the worker leading partition
-        `key`; `callback(result)`, or `callback(result, fds)` when with_fds."""
+        `key` (topic, partition), or to the follower process of `key` (topic, partition,
+        replica); `callback(result)`, or `callback(result, fds)` when with_fds."""
         handle = self.supervisor.workers.get(key)
         unavailable = self.dir_offline_error(*key[:2]) or LeaderNotAvailable(
             f"topic {key[0]} is offline: its partitions are above the broker's limits (see the broker log)"

@@ -93,7 +93,7 @@ def test_describe_log_dirs_gives_each_dirs_replicas_with_their_data_size(two_dir
     assert table[0].split() == ["DIR", "PATH", "DIRECTORY-ID", "STATE", "TOTAL", "USABLE", "REPLICAS", "SIZE"]
     for p in range(PARTITIONS):
         row = next(line.split() for line in table if f" t-{p} " in f" {line} ")
-        assert row == [str(leaders[p]), f"t-{p}", str(sizes[p]), "0", "false"]
+        assert row == [str(leaders[p]), f"t-{p}", str(sizes[p]), "0", "false", "leader"]
     assert any(" other-0 " in f" {line} " for line in table)   # no --topic: every topic
     assert b.stop() == 0
 
