@@ -6,7 +6,8 @@ parsing, and the machine's memcpy rate to compare against.
         ...
 
 broker_socket: --socket if given, else $ODRADEK_SOCKET, else a throwaway broker
-(`python -m odradek.daemon.cli serve --data-dir TMP`, TMP under $TMPDIR) started here,
+(`python -m odradek.daemon.cli serve --data-dir TMP`, TMP under $TMPDIR; with
+log_dirs=N, N log dirs TMP, TMP-1, ... as `--override log.dirs=...`) started here,
 waited for until its socket answers, and stopped with SIGTERM (its dir removed) at the
 end, so a bare checkout with the venv can run any benchmark with no set-up.
 """
@@ -48,9 +49,10 @@ def _answers(path, proc=None):
 
 
 @contextlib.contextmanager
-def broker_socket(socket_path=None, overrides=()):
+def broker_socket(socket_path=None, overrides=(), log_dirs=1):
     """Yield the control socket of a running broker (see the module doc). `overrides`:
-    KEY=VALUE broker configs for a throwaway broker (serve --override)."""
+    KEY=VALUE broker configs for a throwaway broker (serve --override); `log_dirs`: how
+    many log dirs it gets (replicas go to distinct dirs, so this bounds their number)."""
     path = socket_path or os.environ.get("ODRADEK_SOCKET")
     if path:
         if not _answers(path):
@@ -62,6 +64,9 @@ def broker_socket(socket_path=None, overrides=()):
     data = os.path.join(base, "data")
     path = os.path.join(data, "odradek.sock")
     err_path = os.path.join(base, "broker.err")
+    if log_dirs > 1:
+        dirs = [data] + [f"{data}-{i}" for i in range(1, log_dirs)]
+        overrides = (f"log.dirs={','.join(dirs)}", *overrides)
     with open(err_path, "wb") as err:
         extra = [a for kv in overrides for a in ("--override", kv)]
         proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
@@ -72,7 +77,8 @@ def broker_socket(socket_path=None, overrides=()):
             if time.monotonic() > deadline:
                 raise SystemExit(f"the throwaway broker did not answer within {START_TIMEOUT_S} s")
             time.sleep(0.01)
-        log(f"started a throwaway broker (pid {proc.pid}) on {data}")
+        log(f"started a throwaway broker (pid {proc.pid}) on {data}"
+            + (f" and {log_dirs - 1} more log dirs beside it" if log_dirs > 1 else ""))
         yield path
     finally:
         if proc.poll() is None:
@@ -90,25 +96,27 @@ def broker_socket(socket_path=None, overrides=()):
 
 
 @contextlib.contextmanager
-def topic(socket_path, name=None, partitions=None, prefix="perf"):
+def topic(socket_path, name=None, partitions=None, prefix="perf", replication_factor=None, configs=None):
     """Yield a topic name: `name` (created with `partitions` partitions, default the
     broker's num.partitions, if it does not exist), or a temporary topic created now and
-    deleted at the end."""
+    deleted at the end. A topic created here gets `replication_factor` (default the
+    broker's default.replication.factor) and the topic `configs` ({key: value})."""
     count = -1 if partitions is None else partitions
+    factor = -1 if replication_factor is None else replication_factor
     with Admin(socket_path, timeout=120) as admin:
         if name is not None:
             try:
                 admin.describe_topic(name)
             except UnknownTopicOrPartition:
                 try:
-                    admin.create_topic(name, count)
+                    admin.create_topic(name, count, factor, configs)
                     log(f"created topic {name} ({partitions or 'default'} partitions)")
                 except TopicAlreadyExists:
                     pass
             yield name
             return
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        admin.create_topic(name, count)
+        admin.create_topic(name, count, factor, configs)
         try:
             yield name
         finally:
