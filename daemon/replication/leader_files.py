@@ -84,7 +84,7 @@ class OffsetBelowLogStart(OffsetOutOfRange):
         self.earliest_offset = earliest_offset
 
 
-class Chunk(namedtuple("Chunk", "segment_base position data first_offset next_offset")):
+class Chunk(namedtuple("Chunk", "segment_base position data first_offset next_offset")):  # data: bytes-like
     """Whole batches `data` (bytes) read from position `position` of the leader's segment
     `segment_base`; first_offset is the first batch's baseOffset, next_offset the offset
     to read next (the last batch's lastOffset + 1). Empty data: nothing readable yet
@@ -188,7 +188,7 @@ class LeaderFiles:
             if b.last >= end_offset or stop + b.size > len(buf):
                 break
             stop, last = stop + b.size, b.last
-        data = buf if stop == len(buf) else buf[:stop]
+        data = buf if stop == len(buf) else memoryview(buf)[:stop]   # no copy of what was read
         return Chunk(segment_base, position, data, first.base, last + 1)
 
     # == locating from scratch ========================================================

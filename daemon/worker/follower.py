@@ -197,8 +197,10 @@ class FollowerWorker(ProducerStateKeeping):
         try:
             while copied < COPY_BUDGET and lg.log_end_offset < leader_end:
                 offset = lg.log_end_offset
+                hint, published = self._where(offset, leader_end)
                 try:
-                    chunk = self.files.read(offset, leader_end, CHUNK_BYTES, hint=self._where(offset))
+                    chunk = self.files.read(offset, leader_end, min(CHUNK_BYTES, published or CHUNK_BYTES),
+                                            hint=hint)
                 except OffsetBelowLogStart as e:
                     start = e.earliest_offset
                     log.warning("%s: the leader's log starts at %d, past our log end %d: starting again "
@@ -275,16 +277,22 @@ class FollowerWorker(ProducerStateKeeping):
         self._hint = None
         self._checked_epoch = None
 
-    def _where(self, offset):
-        """Where the batch holding `offset` is in the leader's files, if we know: from
-        the descriptors in shared memory, else where the last chunk ended."""
+    def _where(self, offset, leader_end):
+        """(hint, bytes): where the batch holding `offset` is in the leader's files, if
+        we know (from the descriptors in shared memory, else where the last chunk
+        ended), and how many bytes from there the leader has published in that segment
+        (None: not known), so a read takes what is new and no more."""
         try:
-            desc = self.state.find(offset)
+            first = self.state.find(offset)
+            last = self.state.find(leader_end - 1) if first is not None else None
         except (NotInWindow, TornState):
-            desc = None
-        if desc is not None and desc.base_offset <= offset:
-            return desc.segment_base, desc.position
-        return self._hint
+            return self._hint, None
+        if first is None or first.base_offset > offset:
+            return self._hint, None
+        hint = (first.segment_base, first.position)
+        if last is None or last.segment_base != first.segment_base:
+            return hint, None
+        return hint, last.position + last.size - first.position
 
     def _retention(self):
         self._storage_step("retention", self.log.delete_old_segments)
