@@ -14,6 +14,7 @@ its own topic (--partitions, default 1) created at the start and deleted at the 
     RF=1 acks=all   1                    all     the latency reference for acks=all
     RF=3 acks=1     3                    1
     RF=3 acks=all   3                    all     min.insync.replicas 2 (the default for 3)
+    RF=3 acks=all fsync  3               all     acks.all.fsync=true: acknowledged once fsynced
 
 Each run sends --num-records records of --record-size bytes through one Producer per
 case (perf/producer_perf.py's loop: produce, poll(0), flush; latency from produce() to
@@ -59,7 +60,8 @@ class Case(NamedTuple):
 RF1_ACKS1 = Case("RF=1 acks=1", 1, 1)
 RF1_ACKS_ALL = Case("RF=1 acks=all", 1, "all")
 RF3_ACKS_ALL = Case("RF=3 acks=all", 3, "all")
-CASES = (RF1_ACKS1, RF1_ACKS_ALL, Case("RF=3 acks=1", 3, 1), RF3_ACKS_ALL)   # run in this order
+RF3_DURABLE = Case("RF=3 acks=all fsync", 3, "all", (("acks.all.fsync", "true"),))
+CASES = (RF1_ACKS1, RF1_ACKS_ALL, Case("RF=3 acks=1", 3, 1), RF3_ACKS_ALL, RF3_DURABLE)   # run in this order
 BASELINE = RF1_ACKS1
 LATENCY_PAIR = (RF3_ACKS_ALL, RF1_ACKS_ALL)     # acks=all with three replicas against one
 GOAL = (RF3_ACKS_ALL, 0.6)                      # issue 9: at least 0.6x the baseline
@@ -111,10 +113,10 @@ def report(results, memcpy, args, props):
           f"{'unthrottled' if args.throughput <= 0 else f'at most {args.throughput:.0f} records/sec'}, "
           f"{args.partitions} partition{'s' if args.partitions > 1 else ''} per topic, "
           f"props {props or 'default'}:")
-    print(f"{'case':<16}{'MB/sec':>9}{'records/sec':>14}{'x ' + BASELINE.name:>16}   (range over runs)")
+    print(f"{'case':<22}{'MB/sec':>9}{'records/sec':>14}{'x ' + BASELINE.name:>16}   (range over runs)")
     for case, runs in results.items():
         ratios = [r["mbps"] / b["mbps"] for r, b in zip(runs, base)]
-        print(f"{case.name:<16}{statistics.median(r['mbps'] for r in runs):>9.2f}"
+        print(f"{case.name:<22}{statistics.median(r['mbps'] for r in runs):>9.2f}"
               f"{statistics.median(r['rps'] for r in runs):>14.0f}{statistics.median(ratios):>16.2f}"
               f"   ({min(ratios):.2f}-{max(ratios):.2f})")
     slow, fast = LATENCY_PAIR

@@ -664,6 +664,7 @@ class FollowerStatus(Struct):
         ("lag_records",       INT64,   -1,  0),   # leader's log end - this one's (-1: not known)
         ("caught_up_ms",      INT64,   0,   0),   # wall-clock ms it was last caught up (0: never)
         ("size_bytes",        INT64,   -1,  0),   # its log's data bytes (-1: it did not answer in time)
+        ("synced_offset",     INT64,   -1,  0),   # below it its log is fsynced (-1: not known)
     ]
 
 

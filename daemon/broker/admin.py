@@ -485,7 +485,8 @@ def _followers(broker, key, p, leader_handle, leader_end, answers):
         out.append(m.FollowerStatus(
             replica_id=r, state=state, log_end_offset=leo,
             lag_records=max(0, leader_end - leo) if leo >= 0 and leader_end >= 0 else -1,
-            caught_up_ms=progress.caught_up_ms(r) if progress is not None else 0, size_bytes=size))
+            caught_up_ms=progress.caught_up_ms(r) if progress is not None else 0, size_bytes=size,
+            synced_offset=progress.synced_offset(r) if progress is not None and leo >= 0 else -1))
     return out
 
 

@@ -25,6 +25,8 @@ no client can ever map it: only the broker's own processes read or write it.
                                         found replica r caught up (Kafka's
                                         lastCaughtUpTimeMs), for status; 0: never
        24   4  i32  pid                 follower r: its pid (0: none)
+       32   8  i64  synced_offset       follower r: below it its log is fsynced (acks.all.fsync
+                                        topics only; -1 otherwise)
 
 Each field has one writer and is read and written whole with C11 atomics; no field
 depends on another, so there is no seqlock. The counter follows the counter scheme of
@@ -39,7 +41,7 @@ import struct
 from odradek.client.shm._lib import BYTES, ffi, lib
 
 __all__ = ["ReplicaProgress", "MAGIC", "VERSION", "OFF_COUNTER", "SLOT_BASE", "SLOT_SIZE",
-           "SLOT_LOG_END", "SLOT_LOG_START", "SLOT_CAUGHT_UP_MS", "SLOT_PID", "UNKNOWN"]
+           "SLOT_LOG_END", "SLOT_LOG_START", "SLOT_CAUGHT_UP_MS", "SLOT_PID", "SLOT_SYNCED", "UNKNOWN"]
 
 MAGIC = struct.unpack("<I", b"ODKF")[0]
 VERSION = 1
@@ -47,7 +49,7 @@ OFF_MAGIC, OFF_VERSION, OFF_SLOTS = 0, 4, 8
 OFF_COUNTER = 64
 SLOT_BASE = 128
 SLOT_SIZE = 64
-SLOT_LOG_END, SLOT_LOG_START, SLOT_CAUGHT_UP_MS, SLOT_PID = 0, 8, 16, 24
+SLOT_LOG_END, SLOT_LOG_START, SLOT_CAUGHT_UP_MS, SLOT_PID, SLOT_SYNCED = 0, 8, 16, 24, 32
 UNKNOWN = -1
 
 _load64, _store64 = lib.odk_atomic_load_u64, lib.odk_atomic_store_u64
@@ -75,6 +77,7 @@ class ReplicaProgress:
         for r in range(slots):
             _store64(self.ptr, self._off(r, SLOT_LOG_END), UNKNOWN & _MASK64)
             _store64(self.ptr, self._off(r, SLOT_LOG_START), UNKNOWN & _MASK64)
+            _store64(self.ptr, self._off(r, SLOT_SYNCED), UNKNOWN & _MASK64)
 
     def _off(self, replica, field):
         if not 0 <= replica < self.slots:
@@ -82,8 +85,10 @@ class ReplicaProgress:
         return SLOT_BASE + SLOT_SIZE * replica + field
 
     # -- a follower -------------------------------------------------------------------
-    def publish(self, replica, log_end_offset, log_start_offset, pid=None):
+    def publish(self, replica, log_end_offset, log_start_offset, pid=None, synced_offset=None):
         """Follower `replica` is at these offsets now: store them, then ring the counter."""
+        if synced_offset is not None:
+            _store64(self.ptr, self._off(replica, SLOT_SYNCED), synced_offset & _MASK64)
         _store64(self.ptr, self._off(replica, SLOT_LOG_START), log_start_offset & _MASK64)
         _store64(self.ptr, self._off(replica, SLOT_LOG_END), log_end_offset & _MASK64)
         if pid is not None:
@@ -105,6 +110,9 @@ class ReplicaProgress:
 
     def log_start_offset(self, replica):
         return _signed(_load64(self.ptr, self._off(replica, SLOT_LOG_START)))
+
+    def synced_offset(self, replica):
+        return _signed(_load64(self.ptr, self._off(replica, SLOT_SYNCED)))
 
     def pid(self, replica):
         return _load32(self.ptr, self._off(replica, SLOT_PID))

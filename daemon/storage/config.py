@@ -107,6 +107,10 @@ TOPIC_CONFIGS = (
     ConfigKey("min.insync.replicas", int, 1, 1, 2 ** 31 - 1,
               doc="with acks=all, in-sync replicas a partition needs to take a batch, else "
                   "NOT_ENOUGH_REPLICAS"),
+    ConfigKey("acks.all.fsync", bool, False,
+              doc="acknowledge an acks=all produce only once every in-sync replica has fsynced it "
+                  "(group commit: one fsync per replica covers every batch since its last), so it "
+                  "survives a power loss; false: once they have it in memory, as Kafka does"),
     ConfigKey("unclean.leader.election.enable", bool, False,
               doc="when the leader dies with no other in-sync replica running, let an out-of-sync one "
                   "lead (the records it lacks are lost, and logged); false: the partition waits for "

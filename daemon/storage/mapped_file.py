@@ -163,8 +163,10 @@ class MappedFile:
         self.allocated = size                     # the blocks past it went with them
         self._flushed = min(self._flushed, size)
 
-    def flush(self):
-        """msync the bytes written since the last flush and fsync the file."""
+    def flush(self, data_only=False):
+        """msync the bytes written since the last flush and fsync the file (data_only:
+        fdatasync, which skips metadata the data does not need: the file's length is
+        its capacity already)."""
         if not self.writable or self._map is None:
             return
         self._check_writable()
@@ -172,7 +174,7 @@ class MappedFile:
         try:
             if self.size > start:
                 self._map.flush(start, self.size - start)
-            os.fsync(self._fd)
+            (os.fdatasync if data_only else os.fsync)(self._fd)
         except OSError as e:
             self._fail(e)
         self._flushed = self.size

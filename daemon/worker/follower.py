@@ -29,6 +29,9 @@ Theory of operation
   and producer state (serve returns them to run()).
 - Producer state: kept up with every batch copied and snapshotted at rolls and close,
   as the leader does, so a promoted follower checks idempotence at once.
+- acks.all.fsync topics: after each round of copying, one fdatasync covers all it copied
+  (group commit), and its synced offset is published beside its log end: the leader
+  acknowledges acks=all produces below the smallest synced offset of the ISR.
 - Retention and compaction run on its own log with the topic's configs, as Kafka's
   followers do (compaction only below the leader's high watermark).
 - Killed at any instant: the next follower recovers the log like any worker and goes on
@@ -109,8 +112,9 @@ class FollowerWorker(ProducerStateKeeping):
         return os.path.join(self.spec.leader_dir, f"{self.spec.topic}-{self.spec.partition}")
 
     def _publish(self):
-        self.progress.publish(self.spec.replica_id, self.log.log_end_offset, self.log.log_start_offset,
-                              pid=os.getpid())
+        lg = self.log
+        self.progress.publish(self.spec.replica_id, lg.log_end_offset, lg.log_start_offset, pid=os.getpid(),
+                              synced_offset=lg.synced_offset)
 
     def close(self):
         if self.cleaner is not None:
@@ -229,6 +233,13 @@ class FollowerWorker(ProducerStateKeeping):
         if copied and self._error is not None:
             log.info("%s: copying again", self.name)
             self._error = None
+        if copied and lg.config.acks_all_fsync:   # group commit: one fsync for all copied this turn
+            try:
+                lg.sync_data()
+            except StorageError as e:
+                log.warning("%s: fsync failed: %s", self.name, e)
+                return copied, True
+            self._publish()
         return copied, False
 
     def _truncate_by_epoch(self, leader_end):

@@ -271,8 +271,7 @@ class LeaderWorker(ProducerStateKeeping):
                     return
                 watcher.resume()
             taken, blocked = self._drain_producers()
-            if self.replication is not None:
-                self._replicate()
+            self._acknowledge()
             now = self.clock()
             if flush_every is not None:
                 self._storage_step("flush", self.log.maybe_flush)
@@ -323,13 +322,13 @@ class LeaderWorker(ProducerStateKeeping):
 
     def _drain_producers(self):
         taken, blocked = 0, False
-        replicated = self.replication is not None
+        hold = self.replication is not None or self.log.config.acks_all_fsync
         for att in list(self.producers.values()):
             if att.broken:
                 continue
             acks_all = att.acks == m.ACKS_ALL
             n, full = att.drain(self._append_acks_all if acks_all else self._append, DRAIN_BUDGET,
-                                hold=acks_all and replicated)
+                                hold=acks_all and hold)
             taken += n
             blocked |= full
         return taken, blocked
@@ -353,10 +352,32 @@ class LeaderWorker(ProducerStateKeeping):
                           "The topic has fewer replicas than that: lower its min.insync.replicas"))
         return self._append(view, header, refusal)
 
-    # == replication ================================================================
+    # == acknowledging and replication ===================================================
+    def _acknowledge(self):
+        """Complete the held acks=all produces below what they wait for: the high
+        watermark (moved here from the followers' progress when replicated), and with
+        acks.all.fsync also the smallest synced offset over the ISR, after one fdatasync
+        of ours covering every batch appended since the last (group commit)."""
+        target = self._replicate() if self.replication is not None else self.log.log_end_offset
+        if not any(att.held for att in self.producers.values()):
+            return
+        if self.log.config.acks_all_fsync:
+            try:
+                synced = self.log.sync_data()
+            except StorageError as e:
+                self._storage_failed("fsync", e)
+                return
+            if self.replication is not None:
+                for r in self.replication.maximal:
+                    if r != self.spec.replica_id:
+                        synced = min(synced, self.progress.synced_offset(r))
+            target = min(target, synced)
+        self._complete_held(target)
+
     def _replicate(self):
-        """Read the followers' progress: move the high watermark (completing the acks=all
-        produces below it), and propose an ISR change when Kafka's rules want one."""
+        """Read the followers' progress: move the high watermark (published for
+        consumers), propose an ISR change when Kafka's rules want one; returns the high
+        watermark."""
         rep, progress = self.replication, self.progress
         now_ms = wall_clock_ms()
         before = rep.high_watermark
@@ -366,7 +387,6 @@ class LeaderWorker(ProducerStateKeeping):
             progress.set_caught_up_ms(r, rep.caught_up_ms[r])
         if hw > before:
             self.state.update(high_watermark=hw)
-            self._complete_held(hw)
         if self._isr_poll is not None and rep.proposed is None:
             wanted = rep.wanted(now_ms)
             if wanted is not None:
@@ -381,6 +401,7 @@ class LeaderWorker(ProducerStateKeeping):
                 self._flush_link()
                 # a proposal dropping a follower does not move the high watermark; one
                 # adding a follower can only hold it: nothing to recompute
+        return hw
 
     def _complete_held(self, hw):
         """Complete the acks=all produces below the high watermark; with the ISR below

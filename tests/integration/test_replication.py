@@ -329,3 +329,18 @@ def test_a_replaced_disk_is_re_replicated_after_forget_data_without_losing_a_rec
     assert broker.stop() == 0
     for part in range(3):
         assert_identical_logs(dirs, "t", part, [0, 1, 2])
+
+
+def test_acks_all_fsync_acknowledges_only_what_every_in_sync_replica_has_fsynced(three_dirs, start):
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("durable", 1, config={"acks.all.fsync": "true"})
+        admin.create_topic("memory", 1)
+    for topic in ("durable", "memory"):
+        assert produce(broker, topic, [b"x"] * 10) == [(None, i) for i in range(10)]
+    durable, _ = status_of(broker, "durable")
+    memory, _ = status_of(broker, "memory")
+    # acknowledged means fsynced on the followers too (group commit), ...
+    assert [f.synced_offset >= 10 for f in durable.followers] == [True, True], durable.followers
+    # ... where without the setting nothing was fsynced yet (no roll, no flush.ms)
+    assert [f.synced_offset for f in memory.followers] == [0, 0], memory.followers
