@@ -58,7 +58,7 @@ from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
 from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import Outcome, ProducerState
-from odradek.daemon.worker.producers import ProducerAttachment
+from odradek.daemon.worker.producers import Abdication, ProducerAttachment
 from odradek.daemon.worker.wakeups import Wakeups
 
 __all__ = ["WorkerSpec", "run", "LeaderWorker"]
@@ -72,6 +72,8 @@ DRAIN_BUDGET = 64            # entries per producer per round: fairness between 
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
 BROKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the broker and by run()
+ABDICATED = "abdicated"
+EXIT_ABDICATED = 75   # EX_TEMPFAIL: the leader gave up leadership (its log dir failed); the broker elects
 
 
 class WorkerSpec:
@@ -139,12 +141,14 @@ def run(sock, spec, parent_pid):
     try:
         worker.open()
         if not spec.tidy_only:
-            promoted = worker.serve(stop_r)
-            if promoted is not None:   # a follower named leader (LeaderAndIsr): lead, in place
-                new_spec, partition_log, producer_state = promoted
+            outcome = worker.serve(stop_r)
+            if isinstance(outcome, tuple):   # a follower named leader (LeaderAndIsr): lead, in place
+                new_spec, partition_log, producer_state = outcome
                 worker = LeaderWorker(sock, new_spec)
                 worker.open(partition_log, producer_state)
-                worker.serve(stop_r)
+                outcome = worker.serve(stop_r)
+            if outcome == ABDICATED:
+                return EXIT_ABDICATED
     finally:
         worker.close()
     return 0
@@ -270,7 +274,12 @@ class LeaderWorker(ProducerStateKeeping):
                 if not self._serve_link():
                     return
                 watcher.resume()
-            taken, blocked = self._drain_producers()
+            try:
+                taken, blocked = self._drain_producers()
+            except Abdication as e:
+                log.error("%s-%d: giving up leadership: %s; an in-sync replica on another log dir takes over",
+                          self.spec.topic, self.spec.partition, e)
+                return ABDICATED
             self._acknowledge()
             now = self.clock()
             if flush_every is not None:
@@ -465,12 +474,18 @@ class LeaderWorker(ProducerStateKeeping):
         A full log dir raises StorageError (KAFKA_STORAGE_ERROR, retriable) at once:
         the log allocates blocks ahead of its appends and nothing is written when that
         fails (storage/mapped_file.py). Every append tries again, so the partition takes
-        produces again as soon as space is freed; meanwhile reads go on as before."""
+        produces again as soon as space is freed; meanwhile reads go on as before. A
+        replicated leader with another in-sync replica gives up leadership instead
+        (Abdication: the entry stays in its ring for the next leader), as Kafka takes a
+        failed log dir's leaders elsewhere; it comes back as a follower, which catches up
+        once its dir takes writes again."""
         lg = self.log
         active = lg.active
         try:
             info = lg.append(data, leader_epoch=self.spec.leader_epoch)
         except StorageError as e:
+            if self.replication is not None and len(self.replication.isr) > 1:
+                raise Abdication(f"an append failed: {e}") from e   # failover beats a failing disk
             self._storage_failed("appends", e)
             raise
         if lg.active is not active:

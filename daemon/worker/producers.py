@@ -34,7 +34,7 @@ from odradek.client.records import LOG_OVERHEAD
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm.ring import COMPLETION_SIZE, ENTRY_HEADER_SIZE
 
-__all__ = ["ProducerAttachment", "BATCH_HEADER"]
+__all__ = ["ProducerAttachment", "BATCH_HEADER", "Abdication"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
 _unpack_header = BATCH_HEADER.unpack_from
 _COMPLETION_ENTRY = ENTRY_HEADER_SIZE + COMPLETION_SIZE
+
+
+class Abdication(Exception):
+    """Raised by an append when the leader gives up leadership (its log dir failed and
+    another in-sync replica can lead): drain stops with the entry neither released nor
+    completed, so the next leader takes it from the ring as if this one had never seen it."""
 
 
 class ProducerAttachment:

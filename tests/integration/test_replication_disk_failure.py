@@ -1,0 +1,78 @@
+"""A log dir that fills up under a replicated partition's leader: the leader gives up
+leadership (its failing append's entry stays in the producer's ring), an in-sync replica
+on another dir leads, and the producer sees no error at all; the replica in the full dir
+stays out of the ISR until it has room again. The dir is a size-limited tmpfs the test
+mounts (skipped where it cannot)."""
+import json
+
+import pytest
+
+from odradek.client import Admin, Consumer, Producer, TopicPartition
+from odradek.client.consumer import OFFSET_BEGINNING
+from support.broker import BrokerProcess, consume_n
+from support.small_fs import fill, mounted_tmpfs
+
+pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
+
+FS_BYTES = 48 << 20
+VALUE = 16000            # one record per 16 KiB batch
+RECORDS = 100
+MAX_RECORDS = (FS_BYTES // VALUE) * 2   # bounds the filling loop
+
+
+@pytest.fixture
+def broker(tmp_path):
+    data = tmp_path / "data"
+    dirs = [tmp_path / f"disk{i}" for i in range(3)]
+    for d in (data, *dirs):
+        d.mkdir()
+    config = tmp_path / "odradek.toml"
+    config.write_text(f"log.dirs = {json.dumps([str(d) for d in dirs])}\n"
+                      f"socket.path = {json.dumps(str(data / 'odradek.sock'))}\n")
+    with mounted_tmpfs(dirs[1], FS_BYTES):
+        b = BrokerProcess(data, config=config).start()
+        b.dirs = dirs
+        try:
+            yield b
+            code = b.stop()
+            assert code == 0, f"broker exit status {code}: {b.stderr()}"
+            assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
+        finally:
+            b.kill()
+
+
+def test_a_leader_whose_dir_fills_up_hands_leadership_to_an_in_sync_replica_and_no_produce_fails(broker):
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)       # its leader lands in disk1 (the second topic: placement salt 1)
+        before = admin.describe_topic("t").partitions[0]
+    assert before.leader == 1, before
+    reports = []
+
+    def produce(p, n):
+        for _ in range(n):
+            i = next(numbers)
+            p.produce("t", i.to_bytes(4, "big") * (VALUE // 4), partition=0,
+                      on_delivery=lambda err, rec: reports.append((err, rec.offset, rec.value)))
+        assert p.flush(30) == 0
+
+    def leader():
+        with Admin(broker.socket_path) as admin:
+            return admin.describe_topic("t").partitions[0]
+    numbers = iter(range(MAX_RECORDS))
+    with Producer({"socket": broker.socket_path, "acks": "all"}) as p:
+        produce(p, RECORDS)
+        fill(str(broker.dirs[1]))           # the disk is full now (the log has blocks ahead of it)
+        for _ in range(MAX_RECORDS // RECORDS - 2):   # bounded: until the leader moves
+            produce(p, RECORDS)
+            if leader().leader != 1:
+                break
+        produce(p, RECORDS)                 # and on the new leader
+    assert [err for err, _, _ in reports if err is not None] == []
+    assert sorted(o for _, o, _ in reports) == list(range(len(reports)))
+    after = leader()
+    assert after.leader != 1 and after.leader_epoch > before.leader_epoch and 1 not in after.isr, after
+    assert "giving up leadership: an append failed" in broker.stderr(tail=None)
+    with Consumer({"socket": broker.socket_path}) as c:
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        got = {r.offset: r.value for r in consume_n(c, len(reports))}
+    assert got == {o: v for _, o, v in reports}
