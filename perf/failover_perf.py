@@ -13,22 +13,30 @@ value is i) every --interval-ms (0: back to back), serving its delivery callback
 between with poll() until the next is due, so each callback's time is taken when the
 report arrives. The produce and callback times are CLOCK_MONOTONIC.
 
-For each of --kills kills: wait until every replica is in the ISR, its follower is
-running and the stream has an acknowledgement newer than that; then SIGKILL the
-partition's leader worker (its pid from Admin.status(): the running worker with role
-"leader"; only a child of the broker started here) and wait for the first delivery
-report without error of a record produced after the kill. Its callback time minus the
-kill time is the failover time. From the broker's log (ms timestamps, wall clock) two
-parts of it: kill -> "leader N died; replica M leads" (the broker saw the death and
-saved the election) and election -> "leading from offset" (the follower took over);
-the rest, leading -> first ack, is the new leader taking the rings and the producer
-hearing of it.
+First, as the reference, the delivery latency (produce() -> report) of the records
+produced over one second with every replica in sync. Then for each of --kills kills:
+wait until every replica is in the ISR, its follower is running and the stream has an
+acknowledgement newer than that; then SIGKILL the partition's leader worker (its pid
+from Admin.status(): the running worker with role "leader"; only a child of the broker
+started here) and wait for the first delivery report without error of a record
+produced after the kill. Its callback time minus the kill time is the failover time.
+From the broker's log (ms timestamps, wall clock; matched by leader epoch) its parts:
+  kill -> "leader N died; replica M leads"   the broker saw the death and saved the
+                                             election (metadata in every log dir)
+  -> the follower's "leading from offset"    it got LeaderAndIsr and hands over
+  -> the same process's "open at offsets"    it leads: epoch assigned, state taken over
+  -> first ack                               the broker re-attaches the producers'
+                                             rings, the new leader takes them, the other
+                                             follower follows it and copies, the high
+                                             watermark passes the record, the producer
+                                             gets the completion
+--broker-log FILE keeps the log for a closer look.
 
 At the end the producer is flushed and closed and the partition is read from its start
 to its high watermark: every acknowledged record must be there at the offset its
 report gave, with its value, once. Per-kill lines, then median, p90 and max of each
-time. A lost or duplicated record makes the exit status 1. Set-up chatter goes to
-stderr. A benchmark, not a test.
+time, the reference and the record counts. A lost or duplicated record makes the exit
+status 1. Set-up chatter goes to stderr. A benchmark, not a test.
 """
 import argparse
 import os
@@ -51,8 +59,10 @@ GOAL_MS = 100.0
 IN_SYNC_TIMEOUT_S = 60.0
 FAILOVER_TIMEOUT_S = 30.0
 READ_IDLE_TIMEOUT_S = 10.0
+STEADY_S = 1.0              # the reference: delivery latency over this long before the first kill
 ELECTED = re.compile(r"^(\S+ \S+) WARNING .*: (\S+)-0: leader (\d+) died; replica (\d+) leads in epoch (\d+)")
-LEADING = re.compile(r"^(\S+ \S+) INFO .*: (\S+)-0 replica \d+: leading from offset (\d+) in epoch (\d+)")
+LEADING = re.compile(r"^(\S+ \S+) INFO .*\[(\d+)\]: (\S+)-0 replica \d+: leading from offset (\d+) in epoch (\d+)")
+OPEN = re.compile(r"^(\S+ \S+) INFO .*\[(\d+)\]: (\S+)-0: open at offsets")
 
 
 class Stream(threading.Thread):
@@ -166,22 +176,31 @@ def log_time(stamp):
 
 
 def add_log_times(kills, name, err_path):
-    """Give each kill 'elected' (kill -> election logged) and 'leading' (election ->
-    'leading from offset' logged) in ms, from the broker's log, matched by leader epoch."""
-    elected, leading = {}, {}
+    """Give each kill, in ms from the broker's log (matched by leader epoch), 'elected'
+    (kill -> election logged), 'leading' (election -> the follower's 'leading from
+    offset') and 'open' (that -> the same process's leader 'open at offsets': ready to
+    take the rings)."""
+    elected, leading, opened, pid_epoch = {}, {}, {}, {}
     with open(err_path, errors="replace") as f:
         for line in f:
             if (mt := ELECTED.match(line)) and mt.group(2) == name:
                 elected.setdefault(int(mt.group(5)), (log_time(mt.group(1)), int(mt.group(4))))
-            elif (mt := LEADING.match(line)) and mt.group(2) == name:
-                leading.setdefault(int(mt.group(4)), log_time(mt.group(1)))
+            elif (mt := LEADING.match(line)) and mt.group(3) == name:
+                leading.setdefault(int(mt.group(5)), log_time(mt.group(1)))
+                pid_epoch[mt.group(2)] = int(mt.group(5))
+            elif (mt := OPEN.match(line)) and mt.group(3) == name and mt.group(2) in pid_epoch:
+                opened.setdefault(pid_epoch.pop(mt.group(2)), log_time(mt.group(1)))
     for k in kills:
         e = elected.get(k["epoch"])
-        if e is not None:
-            k["new"] = e[1]
-            k["elected"] = (e[0] - k["wall"]) * 1e3
-            if k["epoch"] in leading:
-                k["leading"] = (leading[k["epoch"]] - e[0]) * 1e3
+        if e is None:
+            continue
+        k["new"] = e[1]
+        k["elected"] = (e[0] - k["wall"]) * 1e3
+        if k["epoch"] in leading:
+            k["leading"] = (leading[k["epoch"]] - e[0]) * 1e3
+            if k["epoch"] in opened:
+                k["open"] = (opened[k["epoch"]] - leading[k["epoch"]]) * 1e3
+                k["ack"] = k["failover"] - k["elected"] - k["leading"] - k["open"]
 
 
 def read_back(sock, name, end):
@@ -223,21 +242,21 @@ def fmt(k, key):
     return f"{k[key]:.1f} ms" if key in k else "?"
 
 
-def report(kills, args, produced, acked, failed, lost, dup):
+def report(kills, args, latencies, produced, acked, failed, lost, dup):
     for n, k in enumerate(kills, 1):
-        rest = k["failover"] - k["elected"] - k["leading"] if "leading" in k and "elected" in k else None
         print(f"kill {n:>2}: leader {k['leader']} (pid {k['pid']}) -> replica {k.get('new', '?')} in epoch "
               f"{k['epoch']}: failover {k['failover']:.1f} ms (kill -> elected {fmt(k, 'elected')}, "
-              f"-> leading {fmt(k, 'leading')}, -> first ack "
-              f"{'?' if rest is None else f'{rest:.1f} ms'})")
+              f"-> leading {fmt(k, 'leading')}, -> open {fmt(k, 'open')}, -> first ack {fmt(k, 'ack')})")
     rate = "back to back" if args.interval_ms == 0 else f"one record every {args.interval_ms:g} ms"
     print(f"\n{len(kills)} leader kills, RF={REPLICATION_FACTOR} min.insync.replicas={MIN_INSYNC}, idempotent "
           f"acks=all linger.ms=0, {rate}:")
     print(f"failover (SIGKILL -> first ack of a record produced after it): {stats(k['failover'] for k in kills)}")
-    print(f"  kill -> election logged:              {stats(k['elected'] for k in kills if 'elected' in k)}")
-    print(f"  election -> 'leading from offset':    {stats(k['leading'] for k in kills if 'leading' in k)}")
-    print(f"  leading -> first ack:                 "
-          f"{stats(k['failover'] - k['elected'] - k['leading'] for k in kills if 'leading' in k and 'elected' in k)}")
+    print(f"  kill -> election logged:               {stats(k['elected'] for k in kills if 'elected' in k)}")
+    print(f"  election -> 'leading from offset':     {stats(k['leading'] for k in kills if 'leading' in k)}")
+    print(f"  'leading' -> leader 'open at offsets': {stats(k['open'] for k in kills if 'open' in k)}")
+    print(f"  'open at offsets' -> first ack:        {stats(k['ack'] for k in kills if 'ack' in k)}")
+    print(f"reference: delivery latency (produce() -> report) over {STEADY_S:g} s before the first kill: "
+          f"{stats(latencies)}")
     print(f"records: {produced} produced, {acked} acknowledged, {failed} failed; acknowledged and lost: {lost}, "
           f"duplicated: {dup}")
     med = statistics.median(k["failover"] for k in kills)
@@ -271,6 +290,11 @@ def main():
             stream.start()
             kills = []
             try:
+                wait_in_sync(admin, name, stream)
+                t0 = time.monotonic()
+                time.sleep(STEADY_S)
+                steady = [(t - stream.sent[i]) * 1e3 for i, (_off, t) in list(stream.acked.items())
+                          if t0 <= stream.sent[i] < t0 + STEADY_S]
                 for n in range(args.kills):
                     kills.append(kill_leader(admin, name, stream))
                     log(f"kill {n + 1}: {kills[-1]['failover']:.1f} ms")
@@ -282,7 +306,7 @@ def main():
             records = read_back(sock, name, p.high_watermark)
             lost, dup = check(stream, records)
             add_log_times(kills, name, err_path)
-        report(kills, args, len(stream.sent), len(stream.acked), len(stream.failed), len(lost), dup)
+        report(kills, args, steady, len(stream.sent), len(stream.acked), len(stream.failed), len(lost), dup)
         for i, err in stream.failed[:3]:
             log(f"record {i} failed: {err}")
         if lost or dup:
