@@ -49,10 +49,12 @@ def _answers(path, proc=None):
 
 
 @contextlib.contextmanager
-def broker_socket(socket_path=None, overrides=(), log_dirs=1):
+def broker_socket(socket_path=None, overrides=(), log_dirs=1, log_level="warning", stderr_path=None):
     """Yield the control socket of a running broker (see the module doc). `overrides`:
     KEY=VALUE broker configs for a throwaway broker (serve --override); `log_dirs`: how
-    many log dirs it gets (replicas go to distinct dirs, so this bounds their number)."""
+    many log dirs it gets (replicas go to distinct dirs, so this bounds their number);
+    `log_level`: its --log-level; `stderr_path`: a file its stderr (the log of the broker
+    and its workers) goes to and stays in (default: one removed with its dir)."""
     path = socket_path or os.environ.get("ODRADEK_SOCKET")
     if path:
         if not _answers(path):
@@ -63,14 +65,14 @@ def broker_socket(socket_path=None, overrides=(), log_dirs=1):
     base = tempfile.mkdtemp(prefix="odradek-perf-")
     data = os.path.join(base, "data")
     path = os.path.join(data, "odradek.sock")
-    err_path = os.path.join(base, "broker.err")
+    err_path = stderr_path or os.path.join(base, "broker.err")
     if log_dirs > 1:
         dirs = [data] + [f"{data}-{i}" for i in range(1, log_dirs)]
         overrides = (f"log.dirs={','.join(dirs)}", *overrides)
     with open(err_path, "wb") as err:
         extra = [a for kv in overrides for a in ("--override", kv)]
         proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
-                                 "--log-level", "warning", *extra], stdout=subprocess.DEVNULL, stderr=err)
+                                 "--log-level", log_level, *extra], stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(path, proc):
