@@ -161,5 +161,5 @@ class LeaderEpochFile:
             return None
         return decode(data, self.path)
 
-    def write(self, entries):
-        write_atomically(self.path, encode(entries))
+    def write(self, entries, durable=True):
+        write_atomically(self.path, encode(entries), durable=durable)

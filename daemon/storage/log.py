@@ -257,6 +257,12 @@ class PartitionLog:
             entries = None
         changed = entries is None and self.log_end_offset > self.log_start_offset
         cache = LeaderEpochCache(entries or ())
+        if not changed and self._last_batch_epoch() > (cache.latest_epoch or -1):
+            # the file lags the log (assign_epoch writes it without fsync: a power loss
+            # can keep the old one): rebuild from the batches
+            log.warning("%s: the leader-epoch checkpoint lacks the last batch's epoch: rebuilding it from "
+                        "the log", self.directory)
+            cache, changed = LeaderEpochCache(), True
         if changed:
             for segment in self._segments:
                 buf = segment.log.buffer
@@ -271,20 +277,31 @@ class PartitionLog:
             self._write_epochs(cache)
         return cache
 
-    def _write_epochs(self, cache=None):
+    def _last_batch_epoch(self):
+        """partitionLeaderEpoch of the log's last batch (-1: no batch)."""
+        for segment in reversed(self._segments):
+            last = segment.find(segment.next_offset - 1) if segment.size else None   # index + a short walk
+            if last is not None:
+                return _PARTITION_LEADER_EPOCH.unpack_from(segment.log.buffer, last.position + _EPOCH_AT)[0]
+        return -1
+
+    def _write_epochs(self, cache=None, durable=True):
         """Write the cache. A failure (a full disk) is logged: the file keeps older
         entries, which the next open cuts to the log or extends again."""
         try:
-            self._epoch_file.write((cache or self.epochs).entries)
+            self._epoch_file.write((cache or self.epochs).entries, durable=durable)
         except StorageError as e:
             log.warning("%s: cannot write the leader-epoch checkpoint: %s", self.directory, e)
 
     def assign_epoch(self, epoch):
         """The leader of `epoch` appends from the log end on (Kafka's
-        maybeAssignEpochStartOffset at becoming leader). Written when it is news."""
+        maybeAssignEpochStartOffset at becoming leader). Written when it is news, without
+        fsync (as Kafka since KAFKA-15046: a new leader must not wait for the disk): a
+        process crash keeps it, and after a power loss open finds the file behind the
+        last batch's epoch and rebuilds it from the batches."""
         self._check_open()
         if self.epochs.assign(epoch, self.log_end_offset):
-            self._write_epochs()
+            self._write_epochs(durable=False)
 
     def _assign_epochs_of(self, data):
         """A follower's append: each batch whose partitionLeaderEpoch is above the latest

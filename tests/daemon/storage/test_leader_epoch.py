@@ -157,6 +157,20 @@ def test_a_damaged_or_missing_file_is_rebuilt_from_the_batches(tmp_path, damage)
     log.close()
 
 
+def test_a_file_behind_the_last_batchs_epoch_is_rebuilt(tmp_path):
+    # assign_epoch writes the file without fsync: after a power loss it can be the old one
+    log = open_log(tmp_path, {})
+    for epoch, first in ((2, 0), (5, 2)):
+        log.assign_epoch(epoch)
+        log.append(value_batch(first, 2), leader_epoch=epoch)
+    log.close()
+    LeaderEpochFile(str(tmp_path / "t-0")).write([(2, 0)])   # the rename of epoch 5's entry was lost
+    log = open_log(tmp_path, {})
+    assert log.epochs.entries == [(2, 0), (5, 2)]
+    assert epoch_file(tmp_path) == b"0\n2\n2 0\n5 2\n"
+    log.close()
+
+
 def test_an_empty_log_without_a_file_writes_none_until_an_epoch_is_assigned(tmp_path):
     log = open_log(tmp_path, {})
     assert log.epochs.entries == []
