@@ -46,7 +46,10 @@ class GroupShell:
         """Create __consumer_offsets (metadata only; its worker starts with the others)."""
         md, cfg = self.broker.metadata, self.broker.config
         if OFFSETS_TOPIC not in md.topics:
-            md.create_topic(OFFSETS_TOPIC, 1, 1, dict(OFFSETS_TOPIC_CONFIGS), cfg.topic_defaults)
+            # replicated as data is (Kafka's offsets.topic.replication.factor, 3, capped
+            # at the online dirs): the leader answers each append once the ISR has it
+            factor = min(cfg.default_replication_factor, len(md.log_dirs) - len(md.offline_dirs))
+            md.create_topic(OFFSETS_TOPIC, 1, max(1, factor), dict(OFFSETS_TOPIC_CONFIGS), cfg.topic_defaults)
             md.save()
             log.info("created the internal topic %s", OFFSETS_TOPIC)
 

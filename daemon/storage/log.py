@@ -44,7 +44,7 @@ from collections import namedtuple
 
 from odradek.client import native
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidSegment, MessageTooLarge,
-                                   OffsetOutOfRange, StorageError, UnsupportedCompression)
+                                   OdradekError, OffsetOutOfRange, StorageError, UnsupportedCompression)
 from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames, producer_snapshot
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
@@ -257,32 +257,53 @@ class PartitionLog:
             entries = None
         changed = entries is None and self.log_end_offset > self.log_start_offset
         cache = LeaderEpochCache(entries or ())
-        if not changed and self._last_batch_epoch() > (cache.latest_epoch or -1):
-            # the file lags the log (assign_epoch writes it without fsync: a power loss
-            # can keep the old one): rebuild from the batches
-            log.warning("%s: the leader-epoch checkpoint lacks the last batch's epoch: rebuilding it from "
-                        "the log", self.directory)
-            cache, changed = LeaderEpochCache(), True
         if changed:
-            for segment in self._segments:
-                buf = segment.log.buffer
-                for b in segment.batches_from():
-                    epoch = _PARTITION_LEADER_EPOCH.unpack_from(buf, b.position + _EPOCH_AT)[0]
-                    latest = cache.latest_epoch
-                    if epoch >= 0 and (latest is None or epoch > latest):
-                        cache.assign(epoch, b.base_offset)
+            self._extend_epochs(cache, self.log_start_offset)
+        elif self._last_batch_epoch() > (cache.latest_epoch if cache.entries else -1):
+            # the file lags the log (assign_epoch writes it without fsync: a power loss
+            # can keep the old one): extend it from the batches after its last entry
+            log.warning("%s: the leader-epoch checkpoint lacks the last batch's epoch: extending it from "
+                        "the log", self.directory)
+            changed = self._extend_epochs(cache, cache.entries[-1][1] if cache.entries else self.log_start_offset)
         changed = cache.truncate_from_end(self.log_end_offset) | changed
         changed = cache.truncate_from_start(self.log_start_offset) | changed
         if changed:
             self._write_epochs(cache)
         return cache
 
+    def _extend_epochs(self, cache, from_offset):
+        """Add an entry for each batch from `from_offset` on whose partitionLeaderEpoch is
+        above the latest (one header read per batch). A segment with a damaged batch is
+        read up to it (consumers are told of the damage when they get there). Returns
+        whether anything was added."""
+        changed = False
+        for segment in self._segments:
+            if segment.next_offset <= from_offset:
+                continue
+            buf = segment.log.buffer
+            try:
+                for b in segment.batches_from():
+                    epoch = _PARTITION_LEADER_EPOCH.unpack_from(buf, b.position + _EPOCH_AT)[0]
+                    latest = cache.latest_epoch
+                    if b.last_offset >= from_offset and epoch >= 0 and (latest is None or epoch > latest):
+                        changed = cache.assign(epoch, b.base_offset) or changed
+            except OdradekError as e:
+                log.warning("%s: leader epochs read up to a damaged batch of segment %d: %s", self.directory,
+                            segment.base_offset, e)
+        return changed
+
     def _last_batch_epoch(self):
-        """partitionLeaderEpoch of the log's last batch (-1: no batch)."""
+        """partitionLeaderEpoch of the log's last batch (-1: no batch, or unreadable)."""
         for segment in reversed(self._segments):
-            last = segment.find(segment.next_offset - 1) if segment.size else None   # index + a short walk
-            if last is not None:
-                return _PARTITION_LEADER_EPOCH.unpack_from(segment.log.buffer, last.position + _EPOCH_AT)[0]
+            if not segment.size:
+                continue
+            try:
+                last = segment.find(segment.next_offset - 1)   # the index and a short walk
+            except OdradekError:
+                return -1
+            if last is None or not last.base_offset <= segment.next_offset - 1 <= last.last_offset:
+                return -1
+            return _PARTITION_LEADER_EPOCH.unpack_from(segment.log.buffer, last.position + _EPOCH_AT)[0]
         return -1
 
     def _write_epochs(self, cache=None, durable=True):

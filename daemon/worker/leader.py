@@ -213,6 +213,7 @@ class LeaderWorker(ProducerStateKeeping):
         self.replication = None      # an InSyncReplicas when the partition has followers
         self.progress = None         # their ReplicaProgress page
         self._isr_poll = None        # correlation id of the broker's IsrProposal we hold
+        self._broker_appends = []    # (correlation id, AppendInfo): AppendRecords waiting for the ISR
 
     # == opening ==================================================================
     def open(self, partition_log=None, producer_state=None):
@@ -368,6 +369,8 @@ class LeaderWorker(ProducerStateKeeping):
         acks.all.fsync also the smallest synced offset over the ISR, after one fdatasync
         of ours covering every batch appended since the last (group commit)."""
         target = self._replicate() if self.replication is not None else self.log.log_end_offset
+        if self._broker_appends and self._broker_appends[0][1].last_offset < target:
+            self._answer_broker_appends(target)
         if not any(att.held for att in self.producers.values()):
             return
         if self.log.config.acks_all_fsync:
@@ -382,6 +385,26 @@ class LeaderWorker(ProducerStateKeeping):
                         synced = min(synced, self.progress.synced_offset(r))
             target = min(target, synced)
         self._complete_held(target)
+
+    def _append_for_broker(self, correlation_id, request):
+        """AppendRecords on a replicated partition (the group coordinator's committed
+        offsets): appended now, answered once the high watermark passes it, as Kafka's
+        coordinator appends with acks=all, so a commit survives a change of leader."""
+        try:
+            self._check_partition(request.topic, request.partition)
+            info = self._append_local(request.records)
+        except (OdradekError, Abdication) as e:
+            self.channel.respond_error(correlation_id, e if isinstance(e, OdradekError) else StorageError(str(e)))
+            return
+        self._broker_appends.append((correlation_id, info))
+
+    def _answer_broker_appends(self, high_watermark):
+        waiting = self._broker_appends
+        while waiting and waiting[0][1].last_offset < high_watermark:
+            cid, info = waiting.pop(0)
+            self.channel.respond(cid, m.AppendRecordsResponse(base_offset=info.first_offset,
+                                                              last_offset=info.last_offset))
+        self._flush_link()
 
     def _replicate(self):
         """Read the followers' progress: move the high watermark (published for
@@ -553,6 +576,11 @@ class LeaderWorker(ProducerStateKeeping):
         if isinstance(event, Request) and isinstance(event.message, m.IsrProposalRequest):
             close_fds(event.fds)
             self._isr_poll = event.correlation_id   # answered when an ISR change is wanted
+            return True
+        if isinstance(event, Request) and isinstance(event.message, m.AppendRecordsRequest) \
+                and self.replication is not None:
+            close_fds(event.fds)
+            self._append_for_broker(event.correlation_id, event.message)
             return True
         if isinstance(event, Request):
             fds = list(event.fds)

@@ -292,7 +292,7 @@ def test_a_lost_log_dir_moves_leadership_to_an_in_sync_replica_and_its_replicas_
         # min.insync.replicas 2 of the 2 left: acks=all still goes through, on every partition
         assert produce(broker, "t", [b"more"], partition=part) == [(None, 5)]
     assert [partition_of(broker, "t", part).leader_epoch for part in moved] == [1] * len(moved)
-    assert "3 under-replicated" in run(broker, "status")
+    assert f"{3 + INTERNAL_PARTITIONS} under-replicated" in run(broker, "status")   # __consumer_offsets too
     assert broker.stop() == 0
     os.rename(str(dirs[lost]) + ".away", dirs[lost])
     broker = start()
@@ -320,7 +320,7 @@ def test_a_replaced_disk_is_re_replicated_after_forget_data_without_losing_a_rec
     r = subprocess.run([sys.executable, "-m", "odradek.daemon.cli", "log-dirs", "forget-data", str(dirs[lost]),
                         "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr   # every partition has another in-sync copy: no data loss to accept
-    assert "3 replicas there are copied again from their leaders" in r.stdout, r.stdout
+    assert f"{3 + INTERNAL_PARTITIONS} replicas there are copied again from their leaders" in r.stdout, r.stdout
     assert "0 partitions with no other in-sync copy" in r.stdout
     broker = start()
     for part in range(3):
