@@ -371,7 +371,9 @@ class PartitionLog:
                 and self._time_to_roll(segment, now):
             segment = self.roll()
             was_empty = not segment.log.size
-        append_time = now if self._log_append_time else -1
+        # a follower stores the leader's timestamps as they are (Kafka's appendAsFollower
+        # never stamps): stamping its own clock would break the byte-identical copy
+        append_time = now if self._log_append_time and assign_offsets else -1
         status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
         if status != _OK:
             if status in _ROLL_FIRST and not roll:

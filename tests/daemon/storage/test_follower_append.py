@@ -175,3 +175,16 @@ def test_a_crash_inside_truncate_fully_opens_a_consistent_log(tmp_path, clock):
         assert log.log_end_offset == 501
     finally:
         log.close()
+
+
+def test_a_log_append_time_follower_keeps_the_leaders_timestamps(make_pair, clock):
+    # Kafka's appendAsFollower never stamps: the leader's LogAppendTime (and the CRC
+    # over it) is what the follower stores, whatever its own clock says
+    config = {**SMALL, "message.timestamp.type": "LogAppendTime"}
+    pair = make_pair(config)
+    pair.produce(batches=5)
+    clock.advance(5_000)
+    copy_all(pair)
+    assert_identical(pair)
+    assert [b.max_timestamp for b in pair.follower.active.batches_from()] == \
+        [b.max_timestamp for b in pair.leader.active.batches_from()]
