@@ -28,7 +28,8 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timein
            "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "append_check", "append_commit", "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
+           "append_fields_reader", "append_call", "append_check", "append_commit", "decode_records",
+           "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 
 def _load():
