@@ -31,7 +31,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS",
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 _from_buffer = ffi.from_buffer
@@ -49,6 +49,8 @@ _index_lookup = lib.odk_index_lookup
 _timeindex_lookup = lib.odk_timeindex_lookup
 _scan_batches = lib.odk_scan_batches
 _append = lib.odk_append
+_append_check = lib.odk_append_check
+_append_commit = lib.odk_append_commit
 _new = ffi.new
 _STATE_PTR = ffi.typeof("odk_append_state *")
 AppendState = _STATE_PTR   # what append_state() returns: isinstance(st, ffi.CData) holds
@@ -218,6 +220,29 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(s, len(s), d, dn, i, ic, t, tc, st)
+
+
+def append_check(src, target, st):
+    """odk_append_check: validate a follower's batches where they are, for the segment
+    bound in target (append_target), writing nothing; returns st.status. On Status.OK
+    write src at st.position of the .log (pwrite), then append_commit(src, target, st)."""
+    s = _from_buffer(_BYTES, src)
+    try:
+        d, dn, i, ic, t, tc = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    return _append_check(s, len(s), dn, t, ic, tc, st)
+
+
+def append_commit(src, target, st):
+    """odk_append_commit: after an OK append_check of src and its write, add its index
+    entries and advance st (Status.OK), or Status.BAD_STATE and nothing written."""
+    s = _from_buffer(_BYTES, src)
+    try:
+        d, dn, i, ic, t, tc = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    return _append_commit(s, len(s), i, ic, t, tc, st)
 
 
 # odk_append_state from `position` (byte 40) to the end, in field order (odradek.h)

@@ -13,7 +13,7 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS",
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 BATCH_HEADER_SIZE = 61
@@ -375,18 +375,18 @@ def release_target(target):
     target.clear()
 
 
-def _append(src, d, ix, tx, st):
-    dst_size, index_cap, time_cap = len(d), len(ix) // 8, len(tx) // 12
+def _refuse(n, dst_size, tx, index_cap, time_cap, st):
+    """odk_append's step 1: Status.OK, or the refusal before anything is written.
+    Reads the last time entry into st.last_time_timestamp."""
     st.reserved = 0
-    last_time_ts = last_time_rel = -1
+    last_time_ts = -1
     if 0 < st.time_entries <= time_cap:
-        last_time_ts, last_time_rel = _TIMEIDX.unpack_from(tx, (st.time_entries - 1) * 12)
+        last_time_ts = _TIMEIDX.unpack_from(tx, (st.time_entries - 1) * 12)[0]
     st.last_time_timestamp = last_time_ts
     position = st.position
     if not (0 <= position <= dst_size and 0 <= st.index_entries <= index_cap
             and 0 <= st.time_entries <= time_cap):
         return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
-    n = memoryview(src).nbytes
     if n == 0:
         return _append_fail(st, Status.EMPTY, 0, 0, 0, 0)
     if n > dst_size - position:
@@ -395,18 +395,25 @@ def _append(src, d, ix, tx, st):
         return _append_fail(st, Status.INDEX_FULL, 0, 0, 0, 1)
     if position + n > _U32_LIMIT + 1:
         return _append_fail(st, Status.OUT_OF_RANGE, 0, 0, _U32_LIMIT + 1, position + n)
+    return Status.OK
 
-    d[position:position + n] = memoryview(src).cast("B")   # the only read of src
-    mv = d[position:position + n]
 
+def _last_time_rel(tx, st):
+    return _U32.unpack_from(tx, (st.time_entries - 1) * 12 + 8)[0] if st.time_entries > 0 else -1
+
+
+def _validate(mv, index_cap, time_cap, st, last_time_rel):
+    """odk_append's step 3 on mv (read only): the result fields, in/out unchanged."""
+    n = len(mv)
     assign = st.assign != 0
     max_batch, seg_base, append_time = st.max_batch_size, st.segment_base, st.append_time
+    position = st.position
     pos = batches = records = 0
     next_offset = st.next_offset
     first = last = maxts = first_ts = -1
     status, expected, found = Status.OK, 0, 0
     lfail = rfail = None
-    t = _Track(st, last_time_ts, last_time_rel)
+    t = _Track(st, st.last_time_timestamp, last_time_rel)
     while pos < n:
         status, header, size = _check_batch(mv, pos, n, 0)
         if status != Status.OK:
@@ -436,7 +443,7 @@ def _append(src, d, ix, tx, st):
         last_offset = base + last_delta
         if lfail is None and rfail is None:
             ts = append_time if append_time >= 0 else max_ts
-            t.track(st, position + pos, last_offset, size, ts, ix, tx, False)
+            t.track(st, position + pos, last_offset, size, ts, None, None, False)
             if batches == 0:
                 first_ts = ts
             maxts = max(maxts, ts)
@@ -457,12 +464,20 @@ def _append(src, d, ix, tx, st):
             status, batches, pos = Status.INDEX_FULL, 0, 0
             expected, found = (free_i, need_i) if need_i > free_i else (free_t, need_t)
     if status != Status.OK:
-        mv[:] = bytes(n)
         return _append_fail(st, status, batches, pos, expected, found)
+    st.status, st.batches, st.valid_bytes, st.expected, st.found = Status.OK, batches, n, 0, 0
+    st.first_offset, st.last_offset, st.records = first, last, records
+    st.append_max_timestamp, st.first_max_timestamp = maxts, first_ts
+    return Status.OK
 
-    t = _Track(st, last_time_ts, last_time_rel)
+
+def _commit(mv, ix, tx, st):
+    """odk_append's step 4 on validated batches: rewrites (in mv), index entries, state."""
+    n = len(mv)
+    assign, append_time, epoch = st.assign != 0, st.append_time, st.leader_epoch
+    t = _Track(st, st.last_time_timestamp, _last_time_rel(tx, st))
     next_offset = st.next_offset
-    epoch = st.leader_epoch
+    position = st.position
     pos = 0
     while pos < n:
         size = _I32.unpack_from(mv, pos + 8)[0] + LOG_OVERHEAD
@@ -485,15 +500,81 @@ def _append(src, d, ix, tx, st):
         t.track(st, position + pos, last_offset, size, ts, ix, tx, True)
         next_offset = last_offset + 1
         pos += size
-
     st.position = position + n
     st.next_offset = next_offset
     st.index_entries, st.time_entries = t.index_entries, t.time_entries
     st.bytes_since_index, st.max_timestamp, st.offset_of_max = t.bytes_since_index, t.max_ts, t.offset_of_max
     st.last_time_timestamp = t.last_time_ts
-    st.status, st.batches, st.valid_bytes, st.expected, st.found = Status.OK, batches, n, 0, 0
-    st.first_offset, st.last_offset, st.records = first, last, records
-    st.append_max_timestamp, st.first_max_timestamp = maxts, first_ts
+
+
+def _append(src, d, ix, tx, st):
+    dst_size, index_cap, time_cap = len(d), len(ix) // 8, len(tx) // 12
+    n = memoryview(src).nbytes
+    status = _refuse(n, dst_size, tx, index_cap, time_cap, st)
+    if status != Status.OK:
+        return status
+    position = st.position
+    d[position:position + n] = memoryview(src).cast("B")   # the only read of src
+    mv = d[position:position + n]
+    status = _validate(mv, index_cap, time_cap, st, _last_time_rel(tx, st))
+    if status != Status.OK:
+        mv[:] = bytes(n)
+        return status
+    _commit(mv, ix, tx, st)
+    return Status.OK
+
+
+def _stores_as_is(st):
+    return st.assign == 0 and st.leader_epoch < 0 and st.append_time < 0
+
+
+def _target(target):
+    try:
+        d, ix, tx = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    return d, ix, tx
+
+
+def append_check(src, target, st):
+    """odk_append_check's twin: validate a follower's batches where they are, for the
+    segment bound in target, writing nothing; returns st.status (see odradek.h)."""
+    d, ix, tx = _target(target)
+    if not _stores_as_is(st):
+        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
+    mv = memoryview(src).cast("B")
+    status = _refuse(len(mv), len(d), tx, len(ix) // 8, len(tx) // 12, st)
+    if status != Status.OK:
+        return status
+    return _validate(mv, len(ix) // 8, len(tx) // 12, st, _last_time_rel(tx, st))
+
+
+def append_commit(src, target, st):
+    """odk_append_commit's twin: after an OK append_check of src and its write, add its
+    index entries and advance st; Status.BAD_STATE (nothing written) on a caller bug."""
+    d, ix, tx = _target(target)
+    mv = memoryview(src).cast("B")
+    n, index_cap, time_cap = len(mv), len(ix) // 8, len(tx) // 12
+    ok = (_stores_as_is(st) and st.status == Status.OK and st.valid_bytes == n and n > 0
+          and 0 <= st.index_entries <= index_cap and 0 <= st.time_entries <= time_cap)
+    if ok:
+        t = _Track(st, st.last_time_timestamp, _last_time_rel(tx, st))
+        pos = batches = 0
+        while ok and pos < n:
+            if n - pos < BATCH_HEADER_SIZE:
+                ok = False
+                break
+            size = _I32.unpack_from(mv, pos + 8)[0] + LOG_OVERHEAD
+            ok = BATCH_HEADER_SIZE <= size <= n - pos
+            if ok:
+                last = _I64.unpack_from(mv, pos)[0] + _I32.unpack_from(mv, pos + 23)[0]
+                t.track(st, st.position + pos, last, size, _I64.unpack_from(mv, pos + 35)[0], None, None, False)
+            pos += size
+            batches += 1
+        ok = ok and batches == st.batches and t.index_entries <= index_cap and t.time_entries <= time_cap
+    if not ok:
+        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
+    _commit(mv, ix, tx, st)   # stores as is: nothing written to src
     return Status.OK
 
 

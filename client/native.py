@@ -7,6 +7,8 @@
     native.append(batches, log_map, index_map, timeindex_map, st)  # Status; st advanced
     target = native.append_target(log_map, index_map, timeindex_map)  # bound once per segment
     native.append_into(batches, target, st)  # the same, ~1.5 us less glue
+    native.append_check(batches, target, st)  # a follower's: validate in place, no copy;
+    native.append_commit(batches, target, st) # after writing them at st.position: index
     native.prefault(target, start, end)      # a background thread faults those pages in
     native.release_target(target)            # before closing the maps
     res = native.decode_records(batch)     # DecodeResult: every record's fields, 8 int64
@@ -26,7 +28,8 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup", "timein
            "scan_batches", "ScanResult", "BatchInfo", "Status", "IMPLEMENTATION",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
+           "append_fields_reader", "append_call", "append_check", "append_commit", "decode_records",
+           "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
 
 
 def _load():
@@ -58,11 +61,14 @@ if _lib is None:
     prefault = _ref.prefault
     append_fields_reader = _ref.append_fields_reader
     append_call = _ref.append_call
+    append_check = _ref.append_check
+    append_commit = _ref.append_commit
     decode_records = _ref.decode_records
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
                                              index_lookup, timeindex_lookup, scan_batches,
                                              append, append_state, AppendState, append_target,
                                              append_into, release_target, prefault, decode_records,
-                                             append_fields_reader, append_call)
+                                             append_fields_reader, append_call, append_check,
+                                             append_commit)
     IMPLEMENTATION = "c"

@@ -1,6 +1,6 @@
 """How fast does PartitionLog.append take batches, next to a raw copy of the same bytes?
 
-    python perf/log_append.py [--mib 256] [--batch-size 16384] [--runs 5] [--dir DIR]
+    python perf/log_append.py [--mib 256] [--batch-size 16384] [--runs 5] [--dir DIR] [--follower]
 
     e.g.  python perf/log_append.py --batch-size 1024 --mib 64 --runs 7 --dir /data/odradek
 
@@ -13,7 +13,14 @@ the same filesystem, the same byte sequence goes through the baselines:
                  the total size, nothing else: the target is ours >= 0.5x this;
   (sparse file)  the same into a file only extended by ftruncate, as the log's active
                  segment is (MappedFile: extended sparsely to segment.bytes);
-  os.write       one write() syscall per batch to a fresh file.
+  os.write       one write() syscall per batch to a fresh file;
+  os.pwrite      one pwrite() per batch into a file preallocated (fallocate) to the
+                 total size: the raw cost of writing without the map.
+--follower appends as a follower does (PartitionLog.append_as_follower: batches with
+their offsets, stored as they are; LogSegment.append_written, pwrite) instead of as a
+leader (offsets assigned, copied into the map). CPU seconds (process_time: this
+process's every thread, the prefault thread included) are printed beside the wall
+times: on a shared box they move less than wall time.
 Each path runs --runs times, interleaved in a rotating order, each time on a fresh file
 (first-touch page faults included, as for a fresh segment) and after recycling as much
 page cache (see recycle_page_cache); the MEDIAN is printed, with the median per-run
@@ -37,7 +44,7 @@ import tempfile
 import time
 
 from odradek.client import native
-from odradek.client.records import BATCH_HEADER_SIZE, BatchBuilder, size_of_record
+from odradek.client.records import BATCH_HEADER_SIZE, BatchBuilder, size_of_record, write_base_offset
 from odradek.daemon.storage import LogConfig, PartitionLog
 
 MiB = 1 << 20
@@ -86,6 +93,11 @@ def build_appends(args):
     nbatches = max(1, (args.mib * MiB) // args.batch_size)
     payload = os.urandom(4 * MiB)
     batches = [build_batch(lengths, _TS + i, payload, (i * 7919) % (3 * MiB)) for i in range(nbatches)]
+    if args.follower:   # as a leader stored them: dense offsets from 0
+        batches = [bytearray(b) for b in batches]
+        for i, b in enumerate(batches):
+            write_base_offset(b, 0, i * len(lengths))
+        batches = [bytes(b) for b in batches]
     appends, records = [], []
     for i in range(0, nbatches, args.per_append):
         group = batches[i:i + args.per_append]
@@ -95,20 +107,22 @@ def build_appends(args):
 
 
 # == the three paths: each returns elapsed seconds (and latencies for ours) ============
-def run_log(base, appends, lat):
+def run_log(base, appends, lat, follower=False):
     d = tempfile.mkdtemp(prefix="odradek-bench-", dir=base)
     try:
         log = PartitionLog(os.path.join(d, "bench-0"), LogConfig())
         append = log.append
+        if follower:
+            append = lambda data: log.append_as_follower(data, 0)   # noqa: E731 (one segment)
         clock = time.perf_counter_ns
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         prev = clock()
         for data in appends:
             append(data)
             now = clock()
             lat.append(now - prev)
             prev = now
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0, time.process_time() - c0
         assert log.log_end_offset > 0
         for segment in log.segments:  # not log.close(): that would fsync what we delete
             segment.close()
@@ -125,13 +139,13 @@ def run_mmap(base, appends, nbytes, preallocate=True):
             os.posix_fallocate(fd, 0, nbytes)
         m = mmap.mmap(fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         view = memoryview(m)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         pos = 0
         for data in appends:
             n = len(data)
             view[pos:pos + n] = data
             pos += n
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0, time.process_time() - c0
         view.release()
         m.close()
         return elapsed
@@ -144,10 +158,26 @@ def run_write(base, appends):
     fd, path = tempfile.mkstemp(prefix="odradek-bench-", suffix=".write", dir=base)
     try:
         write = os.write
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for data in appends:
             write(fd, data)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def run_pwrite(base, appends, nbytes):
+    fd, path = tempfile.mkstemp(prefix="odradek-bench-", suffix=".pwrite", dir=base)
+    try:
+        os.ftruncate(fd, nbytes)
+        os.posix_fallocate(fd, 0, nbytes)
+        pwrite = os.pwrite
+        c0, t0 = time.process_time(), time.perf_counter()
+        pos = 0
+        for data in appends:
+            pos += pwrite(fd, data, pos)
+        return time.perf_counter() - t0, time.process_time() - c0
     finally:
         os.close(fd)
         os.unlink(path)
@@ -195,6 +225,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="timed runs per path; median shown (default 5)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run's times")
     ap.add_argument("--dir", default=None, help="where the temp dir goes (default: the system temp dir)")
+    ap.add_argument("--follower", action="store_true",
+                    help="append as a follower (append_as_follower: pwrite) instead of as a leader")
     args = ap.parse_args()
     if args.batch_size < 128:
         ap.error("--batch-size must be at least 128")
@@ -207,46 +239,58 @@ def main():
         nrecords = sum(records)
         # one untimed warm-up of each path (imports, allocator, first segment files)
         warm = appends[:max(1, len(appends) // 16)]
-        run_log(base, warm, [])
+        run_log(base, warm, [], args.follower)
         run_mmap(base, warm, sum(len(a) for a in warm))
         run_write(base, warm)
+        run_pwrite(base, warm, sum(len(a) for a in warm))
 
         lat = []
-        paths = {"log": lambda: run_log(base, appends, lat),
+        paths = {"log": lambda: run_log(base, appends, lat, args.follower),
                  "mmap": lambda: run_mmap(base, appends, nbytes),
                  "sparse": lambda: run_mmap(base, appends, nbytes, preallocate=False),
-                 "write": lambda: run_write(base, appends)}
+                 "write": lambda: run_write(base, appends),
+                 "pwrite": lambda: run_pwrite(base, appends, nbytes)}
         times = {name: [] for name in paths}
+        cpu = {name: [] for name in paths}
         order = list(paths)
         for run in range(args.runs):
             # rotate the order each run: no path always follows the same one
             for name in order[run % len(order):] + order[:run % len(order)]:
                 recycle_page_cache(base, nbytes)
-                times[name].append(paths[name]())
+                wall, cpu_s = paths[name]()
+                times[name].append(wall)
+                cpu[name].append(cpu_s)
         ratios = [m / t for m, t in zip(times["mmap"], times["log"])]
         t_log, t_mmap, t_sparse, t_write = times["log"], times["mmap"], times["sparse"], times["write"]
+        t_pwrite = times["pwrite"]
         crc = crc_gbps(args.runs)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     fs = os.statvfs(args.dir or tempfile.gettempdir())
-    print(f"log append: {nbytes / MiB:.0f} MiB as {nbatches} batches of {args.batch_size} B "
+    print(f"log append{' as a follower' if args.follower else ''}: {nbytes / MiB:.0f} MiB as {nbatches} "
+          f"batches of {args.batch_size} B "
           f"({nrecords // nbatches} records of {value_size} B values), {args.per_append} "
           f"batch(es)/append, native={native.IMPLEMENTATION}, runs={args.runs} (median), "
           f"dir={args.dir or tempfile.gettempdir()} (bsize {fs.f_bsize})")
-    print(f"  {'path':22s} {'MiB/s':>9s} {'batches/s':>11s} {'appends/s':>11s} {'us/append':>10s}")
-    for name, times in (("PartitionLog.append", t_log), ("raw mmap memcpy", t_mmap),
-                        ("  (sparse file)", t_sparse), ("os.write", t_write)):
-        t = statistics.median(times)
+    print(f"  {'path':22s} {'MiB/s':>9s} {'batches/s':>11s} {'appends/s':>11s} {'us/append':>10s} "
+          f"{'CPU-s':>7s}")
+    ours = "append_as_follower" if args.follower else "PartitionLog.append"
+    for name, key in ((ours, "log"), ("raw mmap memcpy", "mmap"), ("  (sparse file)", "sparse"),
+                      ("os.write", "write"), ("os.pwrite", "pwrite")):
+        t = statistics.median(times[key])
         print(f"  {name:22s} {nbytes / MiB / t:9.0f} {nbatches / t:11.0f} {len(appends) / t:11.0f} "
-              f"{t / len(appends) * 1e6:10.2f}")
+              f"{t / len(appends) * 1e6:10.2f} {statistics.median(cpu[key]):7.3f}")
     if args.verbose:
-        for name, times in (("log", t_log), ("mmap", t_mmap), ("sparse", t_sparse), ("write", t_write)):
-            print(f"  {name:8s} us/append by run: " + " ".join(f"{t / len(appends) * 1e6:6.2f}" for t in times))
+        for name in paths:
+            print(f"  {name:8s} us/append by run: " +
+                  " ".join(f"{t / len(appends) * 1e6:6.2f}" for t in times[name]) +
+                  "   CPU-s: " + " ".join(f"{c:.3f}" for c in cpu[name]))
     ratio = statistics.median(ratios)
     print(f"  ours / raw mmap = {ratio:.2f} (median of per-run ratios; min {min(ratios):.2f}, "
           f"max {max(ratios):.2f})   ours / os.write = "
-          f"{statistics.median(t_write) / statistics.median(t_log):.2f}")
+          f"{statistics.median(t_write) / statistics.median(t_log):.2f}   raw pwrite / raw mmap = "
+          f"{statistics.median(t_mmap) / statistics.median(t_pwrite):.2f}")
     hw = native.crc32c_hw_available()
     print(f"  crc32c: {crc:.2f} GB/s over 64 MiB ({'SSE4.2 crc32 instruction' if hw else 'table, no SSE4.2'})")
     lat.sort()

@@ -536,22 +536,21 @@ static int append_fail(odk_append_state *st, int status, int64_t batches, int64_
     return status;
 }
 
-int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
-               uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
-               odk_append_state *st)
+/* Step 1 of an append: the refusals before anything is written. Also reads the last
+ * time-index entry into t (and st->last_time_timestamp). */
+static int append_refuse(size_t len, size_t dst_size, const uint8_t *timeindex, size_t index_cap,
+                         size_t time_cap, odk_append_state *st, track_state *t)
 {
-    track_state t;
-    t.last_time_ts = -1;
-    t.last_time_rel = -1;
+    t->last_time_ts = -1;
+    t->last_time_rel = -1;
     st->reserved = 0;
     if (st->time_entries > 0 && (uint64_t)st->time_entries <= time_cap) {
         const uint8_t *e = timeindex + (st->time_entries - 1) * ODK_TIMEINDEX_ENTRY_SIZE;
-        t.last_time_ts = as_i64(load_be64(e));
-        t.last_time_rel = load_be32(e + 8);
+        t->last_time_ts = as_i64(load_be64(e));
+        t->last_time_rel = load_be32(e + 8);
     }
-    st->last_time_timestamp = t.last_time_ts;
+    st->last_time_timestamp = t->last_time_ts;
 
-    /* 1. refusals before copying */
     if (st->position < 0 || (uint64_t)st->position > dst_size || st->index_entries < 0 ||
         (uint64_t)st->index_entries > index_cap || st->time_entries < 0 ||
         (uint64_t)st->time_entries > time_cap)
@@ -568,12 +567,24 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     if ((uint64_t)st->position + len > (uint64_t)U32_LIMIT + 1)
         return append_fail(st, ODK_OUT_OF_RANGE, 0, 0, U32_LIMIT + 1,
                            st->position + (int64_t)len);
+    return ODK_OK;
+}
 
-    /* 2. the copy: the only read of src */
-    uint8_t *d = dst + st->position;
-    memcpy(d, src, len);
+static inline void track_start(track_state *t, const odk_append_state *st)
+{
+    t->bytes_since_index = st->bytes_since_index;
+    t->max_ts = st->max_timestamp;
+    t->offset_of_max = st->offset_of_max;
+    t->index_entries = st->index_entries;
+    t->time_entries = st->time_entries;
+}
 
-    /* 3. validate the copy */
+/* Step 3: validate the batches at d (read only) and count the index entries they need;
+ * t holds the last time entry (append_refuse). On failure append_fail; on OK the result
+ * fields are set. The in/out fields are never changed here. */
+static int append_validate(const uint8_t *d, size_t len, size_t index_cap, size_t time_cap,
+                           odk_append_state *st, track_state *t)
+{
     const int assign = st->assign != 0;
     const int64_t max_batch = st->max_batch_size;
     const int64_t seg_base = st->segment_base;
@@ -588,14 +599,9 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     int64_t lbatch = 0, lpos = 0, lexp = 0, lfound = 0;
     int64_t rbatch = 0, rpos = 0, rexp = 0, rfound = 0;
 
-    t.bytes_since_index = st->bytes_since_index;
-    t.max_ts = st->max_timestamp;
-    t.offset_of_max = st->offset_of_max;
-    t.index_entries = st->index_entries;
-    t.time_entries = st->time_entries;
-
+    track_start(t, st);
     while (pos < len) {
-        uint8_t *b = d + pos;
+        const uint8_t *b = d + pos;
         size_t rem = len - pos;
         int64_t size;
         status = check_batch(b, rem, 0, &size, &expected, &found);
@@ -643,7 +649,7 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
         int64_t last_offset = base + last_delta;
         if (lstatus == ODK_OK && rstatus == ODK_OK) {
             int64_t ts = append_time >= 0 ? append_time : as_i64(load_be64(b + OFF_MAX_TS));
-            track(&t, st, st->position + (int64_t)pos, last_offset, size, ts, index, timeindex, 0);
+            track(t, st, st->position + (int64_t)pos, last_offset, size, ts, NULL, NULL, 0);
             if (batches == 0)
                 first_ts = ts;
             if (ts > maxts)
@@ -663,8 +669,8 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     } else if (status == ODK_OK && rstatus != ODK_OK) {
         status = rstatus; batches = rbatch; pos = (size_t)rpos; expected = rexp; found = rfound;
     } else if (status == ODK_OK) {
-        int64_t need_i = t.index_entries - st->index_entries;
-        int64_t need_t = t.time_entries - st->time_entries;
+        int64_t need_i = t->index_entries - st->index_entries;
+        int64_t need_t = t->time_entries - st->time_entries;
         int64_t free_i = (int64_t)index_cap - st->index_entries;
         int64_t free_t = (int64_t)time_cap - st->time_entries;
         if (need_i > free_i || need_t > free_t) {
@@ -675,23 +681,37 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
             pos = 0;
         }
     }
-    if (status != ODK_OK) {
-        memset(d, 0, len);
+    if (status != ODK_OK)
         return append_fail(st, status, batches, (int64_t)pos, expected, found);
-    }
+    st->status = ODK_OK;
+    st->batches = batches;
+    st->valid_bytes = (int64_t)len;
+    st->expected = 0;
+    st->found = 0;
+    st->first_offset = first;
+    st->last_offset = last;
+    st->records = records;
+    st->append_max_timestamp = maxts;
+    st->first_max_timestamp = first_ts;
+    return ODK_OK;
+}
 
-    /* 4. rewrite and index, on the trusted copy */
-    t.bytes_since_index = st->bytes_since_index;
-    t.max_ts = st->max_timestamp;
-    t.offset_of_max = st->offset_of_max;
-    t.index_entries = st->index_entries;
-    t.time_entries = st->time_entries;
+/* Step 4, on batches validated by append_validate: the rewrites st asks for (in d:
+ * none when !assign, leader_epoch < 0 and append_time < 0), the index entries, and
+ * the in/out fields advanced. */
+static void append_commit(uint8_t *d, size_t len, uint8_t *index, uint8_t *timeindex,
+                          odk_append_state *st)
+{
+    track_state t;
+    track_start(&t, st);
     t.last_time_ts = st->last_time_timestamp;
     t.last_time_rel = st->time_entries > 0
         ? (int64_t)load_be32(timeindex + (st->time_entries - 1) * ODK_TIMEINDEX_ENTRY_SIZE + 8) : -1;
-    next_offset = st->next_offset;
+    const int assign = st->assign != 0;
+    const int64_t append_time = st->append_time;
+    int64_t next_offset = st->next_offset;
     const int32_t epoch = st->leader_epoch;
-    for (pos = 0; pos < len;) {
+    for (size_t pos = 0; pos < len;) {
         uint8_t *b = d + pos;
         int64_t size = (int64_t)as_i32(load_be32(b + OFF_LENGTH)) + ODK_BATCH_OVERHEAD;
         int32_t last_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
@@ -732,16 +752,85 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     st->max_timestamp = t.max_ts;
     st->offset_of_max = t.offset_of_max;
     st->last_time_timestamp = t.last_time_ts;
-    st->status = ODK_OK;
-    st->batches = batches;
-    st->valid_bytes = (int64_t)len;
-    st->expected = 0;
-    st->found = 0;
-    st->first_offset = first;
-    st->last_offset = last;
-    st->records = records;
-    st->append_max_timestamp = maxts;
-    st->first_max_timestamp = first_ts;
+}
+
+int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
+               uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
+               odk_append_state *st)
+{
+    track_state t;
+    /* 1. refusals before copying */
+    int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
+    if (status != ODK_OK)
+        return status;
+    /* 2. the copy: the only read of src */
+    uint8_t *d = dst + st->position;
+    memcpy(d, src, len);
+    /* 3. validate the copy */
+    status = append_validate(d, len, index_cap, time_cap, st, &t);
+    if (status != ODK_OK) {
+        memset(d, 0, len);
+        return status;
+    }
+    /* 4. rewrite and index, on the trusted copy */
+    append_commit(d, len, index, timeindex, st);
+    return ODK_OK;
+}
+
+/* Settings under which the batches are stored as they are (a follower's). */
+static inline int stores_as_is(const odk_append_state *st)
+{
+    return st->assign == 0 && st->leader_epoch < 0 && st->append_time < 0;
+}
+
+int odk_append_check(const uint8_t *src, size_t len, size_t dst_size,
+                     const uint8_t *timeindex, size_t index_cap, size_t time_cap,
+                     odk_append_state *st)
+{
+    track_state t;
+    if (!stores_as_is(st))
+        return append_fail(st, ODK_BAD_STATE, 0, 0, 0, 0);
+    int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
+    if (status != ODK_OK)
+        return status;
+    return append_validate(src, len, index_cap, time_cap, st, &t);
+}
+
+int odk_append_commit(const uint8_t *src, size_t len, uint8_t *index, size_t index_cap,
+                      uint8_t *timeindex, size_t time_cap, odk_append_state *st)
+{
+    /* a caller bug (not the batches odk_append_check passed) must not write outside
+     * the indexes: walk the frames and count the entries first */
+    int ok = stores_as_is(st) && st->status == ODK_OK && st->valid_bytes == (int64_t)len && len > 0 &&
+             st->index_entries >= 0 && (uint64_t)st->index_entries <= index_cap &&
+             st->time_entries >= 0 && (uint64_t)st->time_entries <= time_cap;
+    if (ok) {
+        track_state t;
+        track_start(&t, st);
+        t.last_time_ts = st->last_time_timestamp;
+        t.last_time_rel = st->time_entries > 0
+            ? (int64_t)load_be32(timeindex + (st->time_entries - 1) * ODK_TIMEINDEX_ENTRY_SIZE + 8) : -1;
+        int64_t batches = 0;
+        for (size_t pos = 0; ok && pos < len; batches++) {
+            if (len - pos < ODK_BATCH_HEADER_SIZE) {
+                ok = 0;
+                break;
+            }
+            const uint8_t *b = src + pos;
+            int64_t size = (int64_t)as_i32(load_be32(b + OFF_LENGTH)) + ODK_BATCH_OVERHEAD;
+            ok = size >= ODK_BATCH_HEADER_SIZE && (uint64_t)size <= len - pos;
+            if (ok)
+                track(&t, st, st->position + (int64_t)pos,
+                      as_i64(load_be64(b + OFF_BASE_OFFSET)) + as_i32(load_be32(b + OFF_LAST_DELTA)),
+                      size, as_i64(load_be64(b + OFF_MAX_TS)), NULL, NULL, 0);
+            pos += (size_t)size;
+        }
+        ok = ok && batches == st->batches && (uint64_t)t.index_entries <= index_cap &&
+             (uint64_t)t.time_entries <= time_cap;
+    }
+    if (!ok)
+        return append_fail(st, ODK_BAD_STATE, 0, 0, 0, 0);
+    append_commit((uint8_t *)src, len, index, timeindex, st);   /* stores_as_is: no write to src */
     return ODK_OK;
 }
 

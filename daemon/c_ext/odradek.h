@@ -531,6 +531,35 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
                odk_append_state *st);
 
+/* ---- The same append without the copy: a follower's, written by the caller ------------
+ * A follower's batches are stored as they are (assign 0, leader_epoch < 0, append_time
+ * < 0; other settings: ODK_BAD_STATE) and sit in a buffer private to it, so they can be
+ * validated where they are and written to the .log with pwrite(2) instead of a copy
+ * into the mapping (stores into fresh pages of a MAP_SHARED mapping make the kernel
+ * zero each page first: perf/log_append.py --follower). Two calls around the write:
+ *
+ * int odk_append_check(src, len, dst_size, timeindex, index_cap, time_cap, st)
+ *   Steps 1 and 3 of odk_append on src itself (read only): every refusal, check and
+ *   status odk_append would give for src (dst_size: the segment's capacity, as
+ *   odk_append's). Writes nothing but st's result fields: on ODK_OK they say what
+ *   odk_append would report (batches, valid_bytes = len, first/last offset, records,
+ *   timestamps; last_time_timestamp is the last entry as it stands); the in/out
+ *   fields are unchanged. Nothing to zero on failure: nothing was written.
+ * Then the caller writes src's len bytes to the .log at st->position.
+ * int odk_append_commit(src, len, index, index_cap, timeindex, time_cap, st)
+ *   Step 4 for the same src and st, right after an ODK_OK check (no call on st in
+ *   between): the index entries, exactly as odk_append writes them, and the in/out
+ *   fields advanced (position += len). The CRCs are not checked again. ODK_BAD_STATE
+ *   (nothing written) if st does not come from an ODK_OK check of len bytes, or src's
+ *   frames do not walk to len in st->batches batches within the indexes: a caller
+ *   bug, caught before any write.
+ */
+int odk_append_check(const uint8_t *src, size_t len, size_t dst_size,
+                     const uint8_t *timeindex, size_t index_cap, size_t time_cap,
+                     odk_append_state *st);
+int odk_append_commit(const uint8_t *src, size_t len, uint8_t *index, size_t index_cap,
+                      uint8_t *timeindex, size_t time_cap, odk_append_state *st);
+
 /* ---- Prefault ahead of an appender ----------------------------------------------------
  * odk_prefault_async(base, from, upto): ask a background thread (one per process,
  * started on first use) to populate pages [base + from, base + upto) of a MAP_SHARED

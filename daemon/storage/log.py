@@ -25,7 +25,9 @@ Theory of operation
 - Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
 - Follower mode (append_as_follower, truncate_fully_and_start_at): batches copied from
   the leader keep their offsets and epochs, and segments roll where the leader's did, so
-  the .log files are byte-identical to the leader's (FORMAT.md).
+  the .log files are byte-identical to the leader's (FORMAT.md). They sit in the
+  follower's own buffer, so they are validated there and written with pwrite, not
+  copied into the map (LogSegment.append_written): same checks, bytes and indexes.
 - Compaction (cleanup.policy=compact) is storage/cleaner.py; this class gives it two hooks:
   replace_segments (swap cleaned segments in by atomic renames) and, on open,
   _finish_interrupted_swaps (complete or drop a swap a crash interrupted). See FORMAT.md,
@@ -410,8 +412,16 @@ class PartitionLog:
                 and self._time_to_roll(segment, now):
             segment = self.roll()
             was_empty = not segment.log.size
-        append_time = now if self._log_append_time else -1
-        status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
+        # a follower stores the leader's timestamps as they are (Kafka's appendAsFollower
+        # never stamps): stamping its own clock would break the byte-identical copy
+        append_time = now if self._log_append_time and assign_offsets else -1
+        # batches stored as they are (a follower's, from its own buffer): written with
+        # pwrite, not copied into the map (LogSegment.append_written)
+        as_is = not assign_offsets and leader_epoch is None
+        if as_is:
+            status = segment.append_written(data, self._max_message_bytes)
+        else:
+            status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
         if status != _OK:
             if status in _ROLL_FIRST and not roll:
                 raise StorageError(f"{self.directory}: an append of {len(data)} bytes does not fit segment "
@@ -422,8 +432,11 @@ class PartitionLog:
                 # roll, or give an empty segment the capacity this append needs, and retry
                 segment = self._segment_for_append(len(data), now, force_roll=True)
                 was_empty = True
-                status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
-                                               self._max_message_bytes)
+                if as_is:
+                    status = segment.append_written(data, self._max_message_bytes)
+                else:
+                    status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
+                                                   self._max_message_bytes)
             if status != _OK:
                 raise self._refused(segment.native_state, len(data))
         if was_empty:

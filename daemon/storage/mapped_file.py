@@ -1,7 +1,8 @@
 """A file mapped into memory at a fixed capacity, holding `size` bytes of data.
 
 The segment log and both indexes are MappedFiles. The file is extended (sparsely) to
-its capacity when opened for writing, so appends are plain copies into the map and a
+its capacity when opened for writing, so appends are plain copies into the map (or
+pwrites at the data's end, `write`, which the map sees: the same page cache) and a
 reader's memoryview stays valid while the file grows: Python cannot resize an mmap
 that has exported buffers, so the map is never resized. `trim()` cuts the file to its
 data when it stops being written (roll or clean close); the map keeps its length, and
@@ -147,6 +148,30 @@ class MappedFile:
             self.allocate(pos + n, pos + n + ALLOCATE_AHEAD)
         self._view[pos:pos + n] = data
         self.size = pos + n
+        return pos
+
+    def write(self, data):
+        """Write `data` after the current data with pwrite(2), not through the map;
+        returns its position. The map shows it at once (MAP_SHARED: the same page
+        cache), and whole pages written so are not zeroed first, as pages a store into
+        the map faults in are. The caller allocates first (allocate): this writes only
+        allocated bytes, so ENOSPC here is as unexpected as EIO. A failed write leaves
+        the file's state unknown: StorageError, and writes refused from then on."""
+        if self._sticky_error is not None or not self.writable:
+            self._check_writable()  # raises
+        view = memoryview(data).cast("B")
+        n = len(view)
+        pos = self.size
+        if pos + n > self.capacity:
+            raise StorageError(f"{self.path}: write of {n} bytes at {pos} passes capacity {self.capacity}")
+        done = 0
+        try:
+            while done < n:   # a regular file's pwrite is short only when interrupted
+                done += os.pwrite(self._fd, view[done:], pos + done)
+        except OSError as e:
+            self._fail(e)
+        self.size = pos + n
+        self.allocated = max(self.allocated, self.size)
         return pos
 
     def truncate(self, size):

@@ -6,7 +6,9 @@ except baseOffset (assigned here), partitionLeaderEpoch and, for LogAppendTime t
 the timestamp fields (then the CRC is recomputed). See storage/FORMAT.md.
 
 While active the segment is mapped at segment.bytes capacity and appended to by copy
-into the map; once rolled it is trimmed and read-only. The three files get disk blocks
+into the map (a leader: append_native), or by pwrite of the follower's own buffer
+(append_written: no page zeroing of fresh map pages); once rolled it is trimmed and
+read-only. The three files get disk blocks
 ahead of the appends, ALLOCATE_AHEAD bytes of log at a time and the index entries that
 many bytes can need (_allocate_ahead): a full filesystem is a StorageError before the
 copy, never a SIGBUS in it (mapped_file.py). Owned by the partition's worker process;
@@ -197,21 +199,7 @@ class LogSegment:
         """
         st = self._native_state
         if st is None:
-            st = self._native_state = native.append_state(
-                segment_base=self.base_offset, index_interval=self._index_interval_bytes,
-                next_offset=self.next_offset, position=self.log.size, index_entries=self.index.entries,
-                time_entries=self.time_index.entries, bytes_since_index=self._bytes_since_index,
-                max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
-            self._native_target = native.append_target(self.log.buffer, self.index.buffer,
-                                                       self.time_index.buffer)
-            self._native_entries = (self.index.entries, self.time_index.entries)
-            self._prefaulted = self._prefault_mark = st.position
-            self._native_args = None
-            self._native_fields = native.append_fields_reader(st)
-            self._native_call = native.append_call(self._native_target, st)
-            # the two index files and their entry limits, for the mirror below
-            self._native_index_files = (self.index._file, self.time_index._file,
-                                        self.index.max_entries, self.time_index.max_entries)
+            st = self._native_begin()
         if self.log.size + len(data) > self._allocated_mark:
             self._allocate_ahead(self.log.size + len(data))   # raises StorageError when full
         epoch = -1 if leader_epoch is None else leader_epoch
@@ -221,28 +209,83 @@ class LogSegment:
             self._native_args = (assign, epoch, append_time, max_batch_size)
         status = self._native_call(data)
         if status == _OK:
-            # mirror what the C call moved into the fields the rest of the segment reads
-            # (one unpack of the state: see native.append_fields_reader)
-            (position, self.next_offset, entries, time_entries, self._bytes_since_index, self.max_timestamp,
-             self.offset_of_max_timestamp, _, _, batches, _, _, _, first, last, records, max_ts, first_max_ts,
-             _) = self._native_fields()
-            self.log.size = position
-            if entries != self._native_entries[0] or time_entries != self._native_entries[1]:
-                # SparseIndex.set_entries for both, and their is_full, inlined: with
-                # 16 KiB batches every append adds an index entry, and the four calls
-                # cost ~1 us of a ~15 us append
-                self._native_entries = (entries, time_entries)
-                ixf, txf, ix_max, tx_max = self._native_index_files
-                ixf.size = entries * OFFSET_ENTRY_SIZE
-                txf.size = time_entries * TIME_ENTRY_SIZE
-                self.index._last = self.time_index._last = None
-                self._indexes_full = entries >= ix_max or time_entries >= tx_max
-            if self.first_batch_timestamp is None:
-                self.first_batch_timestamp = first_max_ts
+            position = self._native_mirror()
             if position >= self._prefault_mark:
                 self._prefault_ahead(position)
-            self.appended = (first, last, max_ts, batches, records)
         return status
+
+    def append_written(self, data, max_batch_size):
+        """A follower's append: append_native(data, False, None, -1, max_batch_size) (the
+        same checks, statuses, .log bytes, index entries and state) without the copy
+        into the map. `data` is the follower's own buffer, which nobody else changes, so
+        it is validated where it lies (native.append_check), written after the data with
+        pwrite (MappedFile.write: the same page cache the map reads) and then indexed
+        (native.append_commit). Stores into fresh pages of the shared mapping made the
+        kernel zero every page first: ~35-50% of a follower's CPU with 1 KiB records
+        (issue 9's profile); a pwrite of whole pages skips that. Returns the status; a
+        failed write raises StorageError (MappedFile.write)."""
+        st = self._native_state
+        if st is None:
+            st = self._native_begin()
+        end = self.log.size + len(data)
+        if end > self._allocated_mark:
+            self._allocate_ahead(end)   # the blocks, as for the map: a full disk fails here
+        if self._native_args != (False, -1, -1, max_batch_size):
+            st.assign, st.leader_epoch, st.append_time, st.max_batch_size = False, -1, -1, max_batch_size
+            self._native_args = (False, -1, -1, max_batch_size)
+        target = self._native_target
+        status = native.append_check(data, target, st)
+        if status != _OK:
+            return status
+        position = self.log.write(data)
+        if native.append_commit(data, target, st) != _OK:   # only if data changed since the check
+            self.log.truncate(position)
+            raise StorageError(f"{self.log.path}: the batches written at {position} changed before "
+                               f"they were indexed; the write was undone")
+        self._native_mirror()
+        return _OK
+
+    def _native_begin(self):
+        """The C append state and bound buffers, from the segment's Python fields."""
+        st = self._native_state = native.append_state(
+            segment_base=self.base_offset, index_interval=self._index_interval_bytes,
+            next_offset=self.next_offset, position=self.log.size, index_entries=self.index.entries,
+            time_entries=self.time_index.entries, bytes_since_index=self._bytes_since_index,
+            max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
+        self._native_target = native.append_target(self.log.buffer, self.index.buffer,
+                                                   self.time_index.buffer)
+        self._native_entries = (self.index.entries, self.time_index.entries)
+        self._prefaulted = self._prefault_mark = st.position
+        self._native_args = None
+        self._native_fields = native.append_fields_reader(st)
+        self._native_call = native.append_call(self._native_target, st)
+        # the two index files and their entry limits, for the mirror below
+        self._native_index_files = (self.index._file, self.time_index._file,
+                                    self.index.max_entries, self.time_index.max_entries)
+        return st
+
+    def _native_mirror(self):
+        """After an OK append: what the C call moved, into the fields the rest of the
+        segment reads (one unpack of the state: see native.append_fields_reader).
+        Returns the new data size."""
+        (position, self.next_offset, entries, time_entries, self._bytes_since_index, self.max_timestamp,
+         self.offset_of_max_timestamp, _, _, batches, _, _, _, first, last, records, max_ts, first_max_ts,
+         _) = self._native_fields()
+        self.log.size = position
+        if entries != self._native_entries[0] or time_entries != self._native_entries[1]:
+            # SparseIndex.set_entries for both, and their is_full, inlined: with
+            # 16 KiB batches every append adds an index entry, and the four calls
+            # cost ~1 us of a ~15 us append
+            self._native_entries = (entries, time_entries)
+            ixf, txf, ix_max, tx_max = self._native_index_files
+            ixf.size = entries * OFFSET_ENTRY_SIZE
+            txf.size = time_entries * TIME_ENTRY_SIZE
+            self.index._last = self.time_index._last = None
+            self._indexes_full = entries >= ix_max or time_entries >= tx_max
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = first_max_ts
+        self.appended = (first, last, max_ts, batches, records)
+        return position
 
     @property
     def native_state(self):

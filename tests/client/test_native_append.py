@@ -1,6 +1,7 @@
 """native.append (odk_append, daemon/c_ext/odradek.h): the fused copy + validate +
-rewrite + index of one PartitionLog append, run against both implementations (the
-CFFI wrapper and the pure-Python reference), like tests/client/test_native.py.
+rewrite + index of one PartitionLog append, and its follower variant without the copy
+(append_check + append_commit), run against both implementations (the CFFI wrapper and
+the pure-Python reference), like tests/client/test_native.py.
 
 The oracle is twofold: a straightforward Python model built from client/records (copy,
 write_base_offset, write_partition_leader_epoch, write_log_append_time, then
@@ -556,6 +557,108 @@ def test_any_single_byte_corruption_is_either_refused_unchanged_or_accepted_as_s
         if scan.status != Status.OK:
             assert (status, t.st.valid_bytes, t.st.expected, t.st.found) == \
                 (scan.status, scan.valid_bytes, scan.expected, scan.found)
+
+
+# ---- append_check + append_commit: a follower's append without the copy -------------------
+# (odk_append_check / odk_append_commit). The oracle is append itself: check, a write of
+# the bytes at st.position by hand (as LogSegment does with pwrite), then commit leave
+# the log, both indexes and the state exactly as append does, and refuse what append
+# refuses, writing nothing.
+
+class Follower(Target):
+    """A Target appended to by check, a write of the bytes, then commit."""
+
+    def __init__(self, impl, **kw):
+        super().__init__(impl, **kw)
+        self.st.assign = 0
+        self.target = impl.append_target(self.log, self.index, self.timeindex)
+
+    def append(self, data):
+        st = self.st
+        status = self.impl.append_check(data, self.target, st)
+        if status != Status.OK:
+            return status
+        self.log[st.position:st.position + len(data)] = data
+        return self.impl.append_commit(data, self.target, st)
+
+
+RESULT_FIELDS = ("status", "batches", "valid_bytes", "expected", "found", "first_offset", "last_offset",
+                 "records", "append_max_timestamp", "first_max_timestamp", "last_time_timestamp")
+
+
+def state(t):
+    return {f: getattr(t.st, f) for f in SEGMENT_FIELDS + RESULT_FIELDS}
+
+
+@quick
+@given(appends=st.lists(st.lists(batch_spec, min_size=1, max_size=4), min_size=1, max_size=8),
+       interval=st.integers(0, 700), base=st.integers(0, 2 ** 40), skip=st.integers(0, 3))
+def test_check_write_commit_equals_append(impl, appends, interval, base, skip):
+    f, a = Follower(impl, base=base, interval=interval), Target(impl, base=base, interval=interval)
+    for specs in appends:
+        data = b"".join(with_offsets([build(records=n, ts=ts, value_size=v) for n, ts, v in specs],
+                                     a.st.next_offset + skip))
+        assert a.append(data, assign=False) == Status.OK
+        assert f.append(data) == Status.OK
+        assert f.snapshot() == a.snapshot() and state(f) == state(a)
+
+
+@quick
+@given(flip=st.integers(0, 10_000), value=st.integers(1, 255), interval=st.integers(0, 300),
+       max_batch_size=st.sampled_from([0, 150]))
+def test_a_refusal_is_appends_and_writes_nothing(impl, flip, value, interval, max_batch_size):
+    f = Follower(impl, interval=interval, max_batch_size=max_batch_size)
+    a = Target(impl, interval=interval, max_batch_size=max_batch_size)
+    first = b"".join(with_offsets([build(records=2), build(records=3)], 0))
+    assert f.append(first) == a.append(first, assign=False) == Status.OK
+    data = bytearray(b"".join(with_offsets([build(records=3, value_size=40), build(records=1)], 5)))
+    data[flip % len(data)] ^= value
+    data = bytes(data)
+    before = f.snapshot()
+    status = a.append(data, assign=False)
+    assert impl.append_check(data, f.target, f.st) == status
+    # (last_time_timestamp: the last entry now; a check adds none, the commit does)
+    compared = RESULT_FIELDS[:-1] if status == Status.OK else RESULT_FIELDS
+    assert {k: getattr(f.st, k) for k in compared} == {k: getattr(a.st, k) for k in compared}
+    assert f.snapshot() == before
+
+
+@pytest.mark.parametrize("field,value", [("assign", 1), ("leader_epoch", 0), ("append_time", 0)])
+def test_settings_that_rewrite_batches_are_a_bad_state(impl, field, value):
+    f = Follower(impl)
+    setattr(f.st, field, value)
+    data = with_offsets([build()], 0)[0]
+    assert impl.append_check(data, f.target, f.st) == Status.BAD_STATE
+    assert impl.append_commit(data, f.target, f.st) == Status.BAD_STATE
+
+
+def test_the_up_front_refusals_are_appends(impl):
+    f = Follower(impl, log_cap=100)
+    assert f.append(b"") == Status.EMPTY
+    assert f.append(with_offsets([build(value_size=60)], 0)[0]) == Status.NO_SPACE
+    assert (f.st.expected, f.st.found) == (100, len(build(value_size=60)))
+
+
+def test_commit_without_a_matching_check_writes_nothing(impl):
+    f = Follower(impl, interval=0)
+    one, two = with_offsets([build(), build(records=2)], 0)
+    before = f.snapshot()
+    assert impl.append_commit(one, f.target, f.st) == Status.BAD_STATE       # no check yet
+    assert impl.append_check(one, f.target, f.st) == Status.OK
+    assert impl.append_commit(one + two, f.target, f.st) == Status.BAD_STATE  # other bytes
+    assert impl.append_check(one, f.target, f.st) == Status.OK
+    assert impl.append_commit(raw_batch(length=10 ** 6)[:len(one)], f.target, f.st) == Status.BAD_STATE
+    assert f.snapshot() == before
+    assert f.append(one) == Status.OK and f.st.next_offset == 1
+
+
+def test_a_released_target_is_refused(impl):
+    f = Follower(impl)
+    impl.release_target(f.target)
+    with pytest.raises(ValueError, match="released"):
+        impl.append_check(build(), f.target, f.st)
+    with pytest.raises(ValueError, match="released"):
+        impl.append_commit(build(), f.target, f.st)
 
 
 # ---- micro benchmark (not a test) ---------------------------------------------------------

@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from odradek.client.errors import StorageError
+from odradek.client.records import write_base_offset
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import read_offsets, write_offsets
@@ -40,24 +41,34 @@ def offsets(log):
     return [r.offset for r in read_all(log)]
 
 
+def batch(first, value_size, leader):
+    """4 records; a follower's carry their offsets from `first` (a leader assigns them)."""
+    data = value_batch(first, 4, size=value_size)
+    if not leader:
+        data = bytearray(data)
+        write_base_offset(data, 0, first)
+    return data
+
+
 @pytest.mark.parametrize("interval, value_size", [(4096, 1000), (0, 20)],
                          ids=["default index interval", "every batch indexed"])
+@pytest.mark.parametrize("leader", [True, False], ids=["leader (map)", "follower (pwrite)"])
 def test_a_full_filesystem_refuses_appends_with_storage_error_and_takes_them_again_when_freed(
-        small_fs, interval, value_size):
+        small_fs, interval, value_size, leader):
     filler = small_fs / "filler"
     filler.write_bytes(bytes(1 << 20))
     config = LogConfig({"index.interval.bytes": interval})
     log = PartitionLog(str(small_fs / "t-0"), config)
     with pytest.raises(StorageError, match="No space left on device"):
         for i in range(FS_BYTES // value_size):   # bounded: more than the filesystem holds
-            log.append(value_batch(4 * i, 4, size=value_size))
+            log.append(batch(4 * i, value_size, leader), assign_offsets=leader)
     end = log.log_end_offset
     assert end > 0 and offsets(log) == list(range(end))
     with pytest.raises(StorageError):             # still full: refused again, nothing written
-        log.append(value_batch(end, 4, size=value_size))
+        log.append(batch(end, value_size, leader), assign_offsets=leader)
     assert log.log_end_offset == end and offsets(log) == list(range(end))
     os.unlink(filler)
-    info = log.append(value_batch(end, 4, size=value_size))   # back, without reopening
+    info = log.append(batch(end, value_size, leader), assign_offsets=leader)   # back, without reopening
     assert (info.first_offset, log.log_end_offset) == (end, end + 4)
     log.close()
     reopened = PartitionLog(str(small_fs / "t-0"), config)

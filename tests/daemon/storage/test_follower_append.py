@@ -175,3 +175,59 @@ def test_a_crash_inside_truncate_fully_opens_a_consistent_log(tmp_path, clock):
         assert log.log_end_offset == 501
     finally:
         log.close()
+
+
+def test_a_log_append_time_follower_keeps_the_leaders_timestamps(make_pair, clock):
+    # Kafka's appendAsFollower never stamps: the leader's LogAppendTime (and the CRC
+    # over it) is what the follower stores, whatever its own clock says
+    config = {**SMALL, "message.timestamp.type": "LogAppendTime"}
+    pair = make_pair(config)
+    pair.produce(batches=5)
+    clock.advance(5_000)
+    copy_all(pair)
+    assert_identical(pair)
+    assert [b.max_timestamp for b in pair.follower.active.batches_from()] == \
+        [b.max_timestamp for b in pair.leader.active.batches_from()]
+
+
+def test_a_follower_that_becomes_leader_appends_through_the_map_after_its_pwrites(make_pair):
+    # the follower's appends are pwrites, a leader's are copies into the map: the same
+    # PartitionLog object goes on from where the pwrites ended, and its indexes agree
+    pair = make_pair({**SMALL, "segment.bytes": 1 << 16})
+    pair.produce(batches=20, records=2)
+    copy_all(pair, max_bytes=300)
+    follower = pair.follower
+    segment = follower.active
+    end, size = follower.log_end_offset, segment.size
+    assert segment.native_state.position == size        # pwrites moved the C state along
+    follower.assign_epoch(4)
+    info = follower.append(value_batch(end, 3), leader_epoch=4)
+    assert (info.first_offset, follower.log_end_offset) == (end, end + 3)
+    assert bytes(segment.view(0, size)) == bytes(pair.leader.active.view(0, size))
+    values = [r.value for r in read_all(pair.leader)] + [r.value for r in read_all(follower, end)]
+    assert [r.value for r in read_all(follower)] == values
+    assert [r.offset for r in read_all(follower)] == list(range(end + 3))
+    for offset in range(end + 3):   # every offset found through the index entries both paths made
+        assert segment.find(offset).base_offset <= offset <= segment.find(offset).last_offset
+    entries = segment.index.entries
+    pair.reopen_follower()          # a clean close trims: the indexes are trusted as written
+    assert pair.follower.active.index.entries == entries
+    assert [r.value for r in read_all(pair.follower)] == values
+
+
+def test_a_crashed_follower_recovers_its_pwritten_batches_and_cuts_a_torn_tail(make_pair):
+    pair = make_pair({**SMALL, "segment.bytes": 1 << 16})
+    pair.produce(batches=12)
+    copy_all(pair, max_bytes=200)
+    segment = pair.follower.active
+    torn = pair.files.read(0, pair.leader.log_end_offset, 1 << 20).data[:50]
+    with open(segment.log.path, "r+b") as f:        # half a batch past the data, as a
+        f.seek(segment.size)                          # pwrite cut short by a crash leaves
+        f.write(torn)
+    for s in pair.follower.segments:
+        s.close()   # as a SIGKILL: no flush, trim or checkpoint
+    pair.follower._closed = True
+    pair.reopen_follower()
+    assert pair.follower.log_end_offset == 12
+    assert_identical(pair)
+    assert pair.follower.active.log.is_zero(pair.follower.active.size, pair.follower.active.log.capacity)
