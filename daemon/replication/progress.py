@@ -19,7 +19,8 @@ no client can ever map it: only the broker's own processes read or write it.
                                         publishing its slot; the leader's futex word
       128 + 64*r: the slot of replica r (r = its log dir's index in log.dirs)
         0   8  i64  log_end_offset      follower r: after each append or truncation
-                                        (-1: not published since the broker started)
+                                        (-1: not published since the broker started, or
+                                        its process died: the broker resets it)
         8   8  i64  log_start_offset    follower r
        16   8  i64  caught_up_ms        the leader: the last time (CLOCK_REALTIME ms) it
                                         found replica r caught up (Kafka's
@@ -96,8 +97,11 @@ class ReplicaProgress:
         self.ring()
 
     def forget(self, replica):
-        """Replica `replica` has no running follower (the broker, after it died)."""
+        """Replica `replica` has no running follower (the broker, after it died): its log
+        end is not known any more (the leader must not find it caught up)."""
         _store32(self.ptr, self._off(replica, SLOT_PID), 0)
+        _store64(self.ptr, self._off(replica, SLOT_LOG_END), UNKNOWN & _MASK64)
+        _store64(self.ptr, self._off(replica, SLOT_SYNCED), UNKNOWN & _MASK64)
         self.ring()
 
     def ring(self):
