@@ -73,6 +73,11 @@ BROKER_CONFIGS = (
                   "else 1"),
     ConfigKey("replica.lag.time.max.ms", int, 30_000, 1, 2 ** 62,
               doc="a follower that has not caught up with its leader for this long leaves the ISR"),
+    ConfigKey("auto.leader.rebalance.enable", bool, True,
+              doc="give leadership back to each partition's preferred replica (the first listed) once it "
+                  "is in sync again"),
+    ConfigKey("leader.imbalance.check.interval.seconds", int, 300, 1, 2 ** 31,
+              doc="how often the preferred replicas are checked"),
     ConfigKey("auto.create.topics.enable", bool, False,
               doc="create a topic on first produce or metadata request for it"),
     ConfigKey("log.retention.check.interval.ms", int, 300_000, 1, 2 ** 62,
@@ -163,6 +168,8 @@ class BrokerConfig:
         self.retention_check_interval_ms = settings["log.retention.check.interval.ms"]
         self.checkpoint_interval_ms = settings["log.flush.offset.checkpoint.interval.ms"]
         self.replica_lag_time_max_ms = settings["replica.lag.time.max.ms"]
+        self.auto_leader_rebalance = settings["auto.leader.rebalance.enable"]
+        self.leader_imbalance_check_s = settings["leader.imbalance.check.interval.seconds"]
         self.descriptor_slots = settings["fetch.descriptor.slots"]
         self.max_partitions = settings["max.partitions"]
         self.max_partitions_per_topic = settings["max.partitions.per.topic"]

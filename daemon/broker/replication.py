@@ -32,17 +32,25 @@
   With no such replica the partition waits for its leader to restart, unless the topic
   has unclean.leader.election.enable: then the first running follower leads, and the
   records only the old leader had are lost (logged).
+- Preferred leaders (auto.leader.rebalance.enable): every
+  leader.imbalance.check.interval.seconds, a partition led by another replica than its
+  first (the preferred one, which placement spreads evenly over the dirs) whose
+  preferred replica is in sync and caught up hands leadership over: its leader is asked
+  to stop (SIGTERM: it appends what producers committed and closes its log), and when
+  it has exited the election above makes the preferred replica the leader.
 """
 import logging
+import os
+import signal
 
-from odradek.client.errors import OdradekError, StorageError
+from odradek.client.errors import OdradekError, StorageError, TornState
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker import data_plane
 from odradek.daemon.broker.supervisor import WorkerHandle
 from odradek.daemon.worker.leader import WorkerSpec
 
 __all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "follower_died", "leader_died",
-           "drop_offline_replicas"]
+           "drop_offline_replicas", "prefer_leaders"]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +216,11 @@ def leader_died(broker, handle):
     p = t.partitions[partition]
     old = p.leader
     candidates = [r for r in p.isr if r != old and _running_follower(broker, name, partition, r)]
+    prefer = handle.handover_to
+    handle.handover_to = None
+    if prefer in candidates:
+        candidates.remove(prefer)
+        candidates.insert(0, prefer)
     unclean = False
     if not candidates and t.log_config(broker.config.defaults_for(t.replication_factor)).unclean_leader_election_enable:
         candidates = [r for r in p.followers if _running_follower(broker, name, partition, r)]
@@ -231,6 +244,9 @@ def leader_died(broker, handle):
     if unclean:
         log.error("%s-%d: UNCLEAN election: replica %d (out of sync) leads in epoch %d; records only leader %d "
                   "had are lost", name, partition, new, p.leader_epoch, old)
+    elif new == prefer:
+        log.info("%s-%d: leader %d handed over to the preferred replica %d, epoch %d, ISR %s", name, partition,
+                 old, new, p.leader_epoch, p.isr)
     else:
         log.warning("%s-%d: leader %d died; replica %d leads in epoch %d, ISR %s", name, partition, old, new,
                     p.leader_epoch, p.isr)
@@ -275,3 +291,32 @@ def _promoted(broker, old_handle, successor, old, result):
         broker._queue(old_handle)
     data_plane.reattach_all(broker, successor.key)
     poll_isr(broker, successor.key)
+
+
+def prefer_leaders(broker):
+    """auto.leader.rebalance.enable: ask each leader whose preferred replica is in sync
+    and caught up to hand over (module docstring). Returns how many were asked."""
+    asked = 0
+    for t in broker.metadata.topics.values():
+        for p in t.partitions:
+            preferred = p.replicas[0]
+            if p.leader == preferred or preferred not in p.isr:
+                continue
+            handle = broker.supervisor.workers.get((t.name, p.partition))
+            if handle is None or not handle.alive or handle.state != "running" or handle.shm is None:
+                continue
+            if not _running_follower(broker, t.name, p.partition, preferred):
+                continue
+            try:
+                end = handle.shm.state.read().log_end_offset
+            except TornState:
+                continue
+            if handle.shm.progress.log_end_offset(preferred) < end:
+                continue   # not caught up yet: next time
+            log.info("%s-%d: asking leader %d to hand over to the preferred replica %d", t.name, p.partition,
+                     p.leader, preferred)
+            handle.handover_to = preferred
+            handle.state = "stopping"
+            os.kill(handle.pid, signal.SIGTERM)   # our own child, not yet reaped
+            asked += 1
+    return asked

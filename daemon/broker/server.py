@@ -105,6 +105,7 @@ class Broker:
         self.groups = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
+        self._next_rebalance = None   # auto.leader.rebalance.enable: the next preferred-leader check
         self._timers = []         # heap of (monotonic due time, seq, callable): call_later
         self._timer_seq = itertools.count()
 
@@ -141,6 +142,8 @@ class Broker:
         self._listen()
         if self.notifier.watchdog_interval_s:
             self._next_watchdog = time.monotonic()
+        if self.config.auto_leader_rebalance:
+            self._next_rebalance = time.monotonic() + self.config.leader_imbalance_check_s
         log.info("odradek broker %d ready on %s: %d topics, %d partitions (workers starting), log dirs %s",
                  os.getpid(), self.config.socket_path, len(self.metadata.topics), self._partition_count(),
                  ", ".join(self.config.log_dirs))
@@ -319,6 +322,8 @@ class Broker:
             due.append(group_due)
         if self._next_watchdog is not None:
             due.append(self._next_watchdog)
+        if self._next_rebalance is not None and not self.stopping:
+            due.append(self._next_rebalance)
         if self.malformed_log.summary_due is not None:
             due.append(self.malformed_log.summary_due)
         if self.stopping:
@@ -351,6 +356,9 @@ class Broker:
                 self._restart(handle)
         if self.groups is not None and not self.stopping:
             self.groups.tick()
+        if self._next_rebalance is not None and now >= self._next_rebalance and not self.stopping:
+            replication.prefer_leaders(self)
+            self._next_rebalance = now + self.config.leader_imbalance_check_s
         self.malformed_log.tick()
         if self._next_watchdog is not None and now >= self._next_watchdog:
             self.notifier.watchdog()

@@ -53,6 +53,7 @@ class WorkerHandle:
         self.restart_at = None    # monotonic time of the next start, when dead
         self.retire = False       # do not restart (topic deleted, broker stopping)
         self.linked = False       # its link socket is registered with the broker's selector
+        self.handover_to = None   # a leader asked to stop for this replica to lead (preferred leader)
 
     @property
     def is_follower(self):

@@ -344,3 +344,32 @@ def test_acks_all_fsync_acknowledges_only_what_every_in_sync_replica_has_fsynced
     assert [f.synced_offset >= 10 for f in durable.followers] == [True, True], durable.followers
     # ... where without the setting nothing was fsynced yet (no roll, no flush.ms)
     assert [f.synced_offset for f in memory.followers] == [0, 0], memory.followers
+
+
+def test_the_preferred_replica_gets_leadership_back_once_it_is_in_sync(three_dirs, start):
+    _, dirs, config = three_dirs
+    with open(config, "a") as f:
+        f.write("leader.imbalance.check.interval.seconds = 1\n")
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)
+    before = partition_of(broker, "t")
+    preferred = before.replicas[0]
+    assert before.leader == preferred
+    assert produce(broker, "t", [b"a"] * 5) == [(None, i) for i in range(5)]
+    os.kill(leader_pid(broker, "t"), signal.SIGKILL)   # another replica leads ...
+    wait_until(lambda: partition_of(broker, "t").leader != preferred, 10, what="a new leader")
+    assert produce(broker, "t", [b"b"] * 5) == [(None, 5 + i) for i in range(5)]
+    # ... until the preferred one is back in sync: then it leads again, losing nothing
+    wait_until(lambda: partition_of(broker, "t").leader == preferred, 15, what="the preferred leader back")
+    assert f"handed over to the preferred replica {preferred}" in broker.stderr(tail=None)
+    wait_isr(broker, "t", before.replicas)
+    assert produce(broker, "t", [b"c"] * 5) == [(None, 10 + i) for i in range(5)]
+    c = Consumer({"socket": broker.socket_path})
+    try:
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        assert [r.value for r in consume_n(c, 15)] == [b"a"] * 5 + [b"b"] * 5 + [b"c"] * 5
+    finally:
+        c.close()
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "t", 0, before.replicas)
