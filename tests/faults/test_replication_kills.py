@@ -16,7 +16,7 @@ Afterwards:
 - after a clean stop, the .log files of the replicas in the final ISR are byte-identical;
 - no process of the broker is left.
 
-Bounded: at least ODRADEK_REPLICATION_KILLS processes killed (24 by default), picked by
+Bounded: at least ODRADEK_REPLICATION_KILLS processes killed (40 by default), picked by
 ODRADEK_FAULT_SEED; each cycle starts only after every partition had a random number of
 records acknowledged since the last one, which must come within PROGRESS_TIMEOUT_S (a
 partition that stalls fails the test). Producers and the consumer are separate processes
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m
 TOPIC = "repl"
 PARTITIONS = 3
 PRODUCERS = 2
-KILLS = int(os.environ.get("ODRADEK_REPLICATION_KILLS", "24"))
+KILLS = int(os.environ.get("ODRADEK_REPLICATION_KILLS", "40"))
 PROGRESS_TIMEOUT_S = 30    # for progress of every partition between two kill cycles
 CLIENT_SECONDS = KILLS * 10 + 120   # producers and the consumer stop by themselves after this
 SEGMENT_BYTES = 64 * 1024  # followers copy across many segment rolls
