@@ -54,10 +54,13 @@ def resume_followers(broker):
 
 def produce(broker, topic, values, acks):
     reports = []
-    with Producer({"socket": broker.socket_path, "acks": acks}) as p:
+    p = Producer({"socket": broker.socket_path, "acks": acks})
+    try:
         for v in values:
             p.produce(topic, v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
         assert p.flush(10) == 0
+    finally:
+        p.close(5)      # bounded: close() alone waits for every record
     return reports
 
 
@@ -93,7 +96,8 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
     stop_followers(broker, followers)    # in the ISR still (replica.lag.time.max.ms is 30 s): acks=all waits
     reports = []
     values = [b"v%03d" % i + b"x" * 200 for i in range(60)]   # ~12 KiB: the leader rolls twice
-    with Producer({"socket": broker.socket_path, "acks": "all", "linger.ms": 0}) as p:
+    p = Producer({"socket": broker.socket_path, "acks": "all", "linger.ms": 0})
+    try:
         for v in values:
             p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
             p.poll(0)
@@ -108,6 +112,8 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
         os.kill(leader, signal.SIGKILL)  # the leader worker of the broker we started, holding them
         resume_followers(broker)
         assert p.flush(20) == 0
+    finally:
+        p.close(5)      # bounded: close() alone waits for every record
     # the successor takes the held entries again: duplicates, acknowledged where written
     assert sorted(reports, key=lambda r: r[1]) == [(None, 3 + i) for i in range(len(values))], \
         [r for r in reports if r[0] is not None][:3]
