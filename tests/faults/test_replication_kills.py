@@ -20,7 +20,10 @@ Bounded: at least ODRADEK_REPLICATION_KILLS processes killed (40 by default), pi
 ODRADEK_FAULT_SEED; each cycle starts only after every partition had a random number of
 records acknowledged since the last one, which must come within PROGRESS_TIMEOUT_S (a
 partition that stalls fails the test). Producers and the consumer are separate processes
-(as users' programs are) writing what they saw to files.
+(as users' programs are) writing what they saw to files. A longer soak:
+
+    ODRADEK_REPLICATION_KILLS=200 ODRADEK_FAULT_SEED=7 .venv/bin/python -m pytest -q -s -m fault \
+        tests/faults/test_replication_kills.py
 """
 import filecmp
 import os
