@@ -190,7 +190,7 @@ class _Segment:
 
 class _Partition:
     __slots__ = ("tp", "state", "position", "fetched", "paused", "segments", "run", "retry_at",
-                 "change", "extent", "stopped", "resume", "start_at")
+                 "change", "extent", "stopped", "resume", "start_at", "leader_epoch")
 
     def __init__(self, tp, state):
         self.tp = tp
@@ -214,6 +214,15 @@ class _Partition:
         # OFFSET_BEGINNING / OFFSET_END asked for before the leader published the log's
         # offsets: resolved at the first fetch that sees them (then position is None)
         self.start_at = None
+        # the leader epoch the segments were mapped under: another leader's files are
+        # other files (the old leader, a follower now, cuts and rewrites its tail)
+        self.leader_epoch = None
+
+    def forget_segments(self):
+        for seg in self.segments.values():
+            seg.close()
+        self.segments.clear()
+        self.run = self.resume = self.extent = None
 
     def close(self):
         for seg in self.segments.values():
@@ -470,10 +479,7 @@ class Consumer:
             part.state.close()
             part.state = state
             part.change = 0
-            for seg in part.segments.values():
-                seg.close()
-            part.segments.clear()
-            part.run = part.resume = None
+            part.forget_segments()
 
     def _open(self, topic, partition):
         res, fds = self._client.call(m.OpenFetchRequest(topic=topic, partition=partition))
@@ -701,6 +707,10 @@ class Consumer:
         state = part.state
         snap = state.read()
         part.change = snap.change
+        if snap.leader_epoch != part.leader_epoch:
+            if part.leader_epoch is not None:
+                part.forget_segments()   # mapped from the previous leader's files
+            part.leader_epoch = snap.leader_epoch
         if snap.fenced:
             raise UnknownTopicOrPartition(f"{part.tp.topic}-{part.tp.partition} no longer exists "
                                           f"(its topic was deleted)")
@@ -854,6 +864,7 @@ class Consumer:
         new = object.__new__
         next_offset = pos
         end = 0
+        stop = len(data)
         for position, batch in iter_batches(data):
             view = batch.buffer
             (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
@@ -865,6 +876,13 @@ class Consumer:
                 return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
                                         f"lastOffsetDelta {last_delta}, recordsCount {count})",
                                         position, next_offset, high_watermark, len(data))
+            if base_offset >= high_watermark and base_offset >= (next_offset if end else pos):
+                # in order but above the high watermark this fetch read (a GetSegment
+                # answer can reach a newer one): the end of this fetch, and of the run
+                # (the next fetch reads from this batch again)
+                part.run = None
+                stop = position
+                break
             if base_offset < (next_offset if end else 0) or base_offset + last_delta < pos or \
                     base_offset >= high_watermark:
                 return self._unreadable(part, CorruptRecord, f"has a damaged baseOffset ({base_offset}, "
@@ -902,7 +920,7 @@ class Consumer:
                 return self._unreadable(part, type(e), _why(e, attrs & COMPRESSION_MASK), position,
                                         base_offset, high_watermark, len(data))
             out.extend(records)
-        if end < len(data):
+        if end < stop:
             return self._unreadable(part, CorruptRecord, "has a damaged length (batchLength) or is cut short",
                                     end, next_offset, high_watermark, len(data))
         part.fetched = max(next_offset, part.fetched)

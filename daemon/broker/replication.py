@@ -136,7 +136,7 @@ def _check(broker, key, p, proposal):
     for r in proposal.isr:
         if r not in p.replicas:
             return f"{r} is not a replica ({p.replicas})"
-        if r not in p.isr:
+        if r not in p.isr and r != p.leader:
             h = broker.supervisor.workers.get((*key, r))
             if h is None or not h.alive or r in broker.metadata.offline_dirs:
                 return f"replica {r} has no running follower"
@@ -155,6 +155,8 @@ def follower_died(broker, handle):
         p = broker.metadata.partition(name, partition)
     except OdradekError:
         return
+    if replica == p.leader:
+        return   # elected meanwhile (its death came after the election): a leader worker starts there
     if handle.shm is not None:
         handle.shm.progress.forget(replica)
     if replica not in p.isr:
@@ -252,6 +254,8 @@ def leader_died(broker, handle):
                     p.leader_epoch, p.isr)
     handle.restart_at = None        # it comes back as a follower, once the new leader leads
     handle.state = "dead"
+    if handle.shm is not None:      # what its slot says is from its last life as a follower
+        handle.shm.progress.forget(old)
     request = m.LeaderAndIsrRequest(leader_id=new, leader_epoch=p.leader_epoch, partition_epoch=p.partition_epoch,
                                     isr=list(p.isr), leader_dir=broker.config.log_dirs[new])
     successor = broker.supervisor.workers[(name, partition, new)]
@@ -278,6 +282,10 @@ def _promoted(broker, old_handle, successor, old, result):
                     p.leader, result)
         if workers.get((name, partition)) is old_handle:
             broker._queue(old_handle)
+            if old not in broker.metadata.offline_dirs and (name, partition, old) not in workers:
+                follower = WorkerHandle(follower_spec(broker, t, p, old))   # the old leader follows
+                follower.shm = old_handle.shm
+                broker._queue(follower)
         return
     workers.pop(successor.key, None)
     successor.key = (name, partition)

@@ -30,6 +30,7 @@ __all__ = ["InSyncReplicas", "UNKNOWN"]
 
 UNKNOWN = -1
 SAMPLE_EVERY_MS = 5      # leader log end samples kept at most this often
+REFUSED_RETRY_MS = 200   # a proposal the broker refused is not made again sooner
 
 
 class InSyncReplicas:
@@ -45,6 +46,7 @@ class InSyncReplicas:
         self.start_offset = start_offset
         self.high_watermark = high_watermark
         self.proposed = None                    # an ISR sent to the broker, not yet saved
+        self.refused = None                     # (isr, time ms) of the last proposal the broker did not take
         self.caught_up_ms = {r: (now_ms if r in self.isr else 0) for r in self.followers}
         self.log_end = {r: UNKNOWN for r in self.followers}
         self.history = deque([(now_ms, start_offset)])
@@ -106,13 +108,18 @@ class InSyncReplicas:
                 why.append(f"replica {r} joins: caught up at offset {self.log_end[r]}")
         if sorted(want) == sorted(self.isr):
             return None
+        if self.refused is not None and sorted(self.refused[0]) == sorted(want) and \
+                now_ms - self.refused[1] < REFUSED_RETRY_MS:
+            return None   # the broker just said no to this one (a follower not running yet): not again at once
         return want, "; ".join(why)
 
     def propose(self, isr):
         self.proposed = list(isr)
 
-    def update(self, isr, partition_epoch):
+    def update(self, isr, partition_epoch, now_ms=None):
         """The broker saved (or stands by) this ISR: it is the committed one now."""
+        if self.proposed is not None and sorted(self.proposed) != sorted(isr):
+            self.refused = (self.proposed, self.history[-1][0] if now_ms is None else now_ms)
         self.isr = list(isr)
         self.partition_epoch = partition_epoch
         self.proposed = None

@@ -56,8 +56,8 @@ from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
-from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
-from odradek.daemon.worker.producer_state import Outcome, ProducerState
+from odradek.daemon.worker.producer_keeping import REBUILD_BYTES, REMEMBER_BATCHES, ProducerStateKeeping
+from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import Abdication, ProducerAttachment
 from odradek.daemon.worker.wakeups import Wakeups
 
@@ -214,6 +214,8 @@ class LeaderWorker(ProducerStateKeeping):
         self.progress = None         # their ReplicaProgress page
         self._isr_poll = None        # correlation id of the broker's IsrProposal we hold
         self._broker_appends = []    # (correlation id, AppendInfo): AppendRecords waiting for the ISR
+        self._unacked_floor = None   # the high watermark at open: entries above it may come back
+        self._unacked = None         # {(producer id, epoch, first seq): (first, last offset)} above it
 
     # == opening ==================================================================
     def open(self, partition_log=None, producer_state=None):
@@ -226,12 +228,14 @@ class LeaderWorker(ProducerStateKeeping):
         if not self.spec.tidy_only:
             lg.assign_epoch(self.spec.leader_epoch)  # this epoch's batches start at the log end
         high_watermark = lg.log_end_offset
+        self._unacked_floor = max(lg.log_start_offset, lg.log_end_offset - 1)
         if self.spec.shm is not None:
             self.doorbell = self.spec.shm.doorbell
             if len(self.spec.replicas) > 1 and not self.spec.tidy_only:
                 # a predecessor's high watermark stands (never above our log end); the
                 # followers' published log ends move it on
                 high_watermark = min(lg.log_end_offset, _published_high_watermark(self.spec.shm.state))
+                self._unacked_floor = high_watermark
                 self.progress = self.spec.shm.progress
                 self.replication = InSyncReplicas(
                     self.spec.replica_id, self.spec.replicas, self.spec.isr, self.spec.partition_epoch,
@@ -251,6 +255,8 @@ class LeaderWorker(ProducerStateKeeping):
             self.producer_state, self._state_loaded = producer_state, True
         else:
             self._rebuild_producer_state()
+        if lg.config.acks_all_fsync:   # held until synced: entries above the last sync may come back
+            self._unacked_floor = min(self._unacked_floor, lg.recovery_point)
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
@@ -453,7 +459,7 @@ class LeaderWorker(ProducerStateKeeping):
         if request.isr != rep.isr:
             log.info("%s-%d: ISR is now %s (partition epoch %d)", self.spec.topic, self.spec.partition,
                      request.isr, request.partition_epoch)
-        rep.update(request.isr, request.partition_epoch)
+        rep.update(request.isr, request.partition_epoch, wall_clock_ms())
         self.spec.isr = list(request.isr)
 
     def _append(self, view, header, refusal=None):
@@ -472,6 +478,10 @@ class LeaderWorker(ProducerStateKeeping):
                 if verdict.first_offset < 0:
                     raise InvalidRecord(f"this batch (sequence {base_seq}) was refused before")
                 return verdict.first_offset
+            if verdict.outcome is Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER:
+                written = self._written_unacked(producer_id, epoch, base_seq)
+                if written is not None:
+                    return written
             if verdict.outcome is not Outcome.APPEND:
                 raise verdict.exception()
         try:
@@ -490,6 +500,26 @@ class LeaderWorker(ProducerStateKeeping):
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
         return info.first_offset
+
+    def _written_unacked(self, producer_id, epoch, base_seq):
+        """The first offset of this producer's batch if it is in the log above the high
+        watermark this leader started at, else None. A predecessor held acks=all entries
+        there without completing them; they come back from the rings, and the producer
+        state (from a snapshot taken above some of them) may know only their producer's
+        last batch and call them out of order. Found once by a header walk of that tail
+        (at most REBUILD_BYTES), kept for this leader's life."""
+        if self._unacked is None:
+            lg, floor = self.log, self._unacked_floor
+            found, budget = {}, REBUILD_BYTES
+            for segment in reversed(lg.segments):
+                if segment.next_offset <= floor or budget <= 0:
+                    break
+                budget -= segment.size
+                for pid, ep, seq, _, first, last in batches_from_buffer(segment.view(0, segment.size)):
+                    if last >= floor and pid >= 0:
+                        found[(pid, ep, seq)] = first
+            self._unacked = found
+        return self._unacked.get((producer_id, epoch, base_seq))
 
     def _append_local(self, data):
         """Append batches as the leader and publish them to consumers; AppendInfo.
@@ -642,7 +672,8 @@ class LeaderWorker(ProducerStateKeeping):
 
     def _get_segment(self, request):
         self._check_partition(request.topic, request.partition)
-        loc = self.log.locate(request.offset)
+        # committed batches only: a consumer must not see what a change of leader could remove
+        loc = self.log.locate(request.offset, max_offset=self.high_watermark)
         segment = loc.segment
         fds, passed = [], []
         if request.want_fd:

@@ -104,9 +104,9 @@ class ProducerAttachment:
             if hold and (held or not code):
                 held.append((tag, base_offset, last_offset, code, requests.take()))
             else:
+                if acks:   # before the release: a worker killed between them leaves the entry
+                    completions.write_completion(tag, base_offset, code)   # to its successor
                 requests.release()
-                if acks:
-                    completions.write_completion(tag, base_offset, code)
             taken += 1
         return taken, False
 
@@ -121,8 +121,8 @@ class ProducerAttachment:
             tag, base_offset, _, code, position = held.popleft()
             if not code and error_code:
                 base_offset, code = -1, error_code
+            self.completions.write_completion(tag, base_offset, code)   # then the release, as in drain
             self.requests.release_to(position)
-            self.completions.write_completion(tag, base_offset, code)
             n += 1
         return n
 

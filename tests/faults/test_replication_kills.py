@@ -4,8 +4,9 @@ workers while idempotent producers write with acks=all and a consumer reads.
 A broker with three log dirs; a topic of PARTITIONS partitions, replication factor 3,
 min.insync.replicas=2 (leaders spread over the dirs). Each cycle picks a partition and
 kills, at a random point: (a) one of its followers, (b) its leader worker, or (c) a
-follower and then the leader. The broker restarts each on the same replica (no leader
-failover yet); a dead follower leaves the ISR at once and rejoins once caught up.
+follower and then the leader. A killed leader is replaced at once by an in-sync follower
+(leader epoch + 1) and comes back as a follower, cutting what diverges; a dead follower
+leaves the ISR at once and rejoins once caught up.
 
 Afterwards:
 - every acknowledged record is in the log exactly once, at the offset its delivery report
@@ -16,13 +17,13 @@ Afterwards:
 - after a clean stop, the .log files of the replicas in the final ISR are byte-identical;
 - no process of the broker is left.
 
-Bounded: at least ODRADEK_REPLICATION_KILLS processes killed (40 by default), picked by
-ODRADEK_FAULT_SEED; each cycle starts only after every partition had a random number of
+Bounded: cycles go on until ODRADEK_LEADER_KILLS leader workers were killed (50 by
+default; followers are killed besides), picked by ODRADEK_FAULT_SEED; each cycle starts only after every partition had a random number of
 records acknowledged since the last one, which must come within PROGRESS_TIMEOUT_S (a
 partition that stalls fails the test). Producers and the consumer are separate processes
 (as users' programs are) writing what they saw to files. A longer soak:
 
-    ODRADEK_REPLICATION_KILLS=200 ODRADEK_FAULT_SEED=7 .venv/bin/python -m pytest -q -s -m fault \
+    ODRADEK_LEADER_KILLS=200 ODRADEK_FAULT_SEED=7 .venv/bin/python -m pytest -q -s -m fault \
         tests/faults/test_replication_kills.py
 """
 import filecmp
@@ -46,9 +47,9 @@ pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m
 TOPIC = "repl"
 PARTITIONS = 3
 PRODUCERS = 2
-KILLS = int(os.environ.get("ODRADEK_REPLICATION_KILLS", "40"))
+LEADER_KILLS = int(os.environ.get("ODRADEK_LEADER_KILLS", "50"))
 PROGRESS_TIMEOUT_S = 30    # for progress of every partition between two kill cycles
-CLIENT_SECONDS = KILLS * 10 + 120   # producers and the consumer stop by themselves after this
+CLIENT_SECONDS = LEADER_KILLS * 20 + 120   # producers and the consumer stop by themselves after this
 SEGMENT_BYTES = 64 * 1024  # followers copy across many segment rolls
 
 PRODUCER = textwrap.dedent("""
@@ -298,7 +299,7 @@ def test_sigkills_of_followers_and_leaders_under_acks_all_lose_nothing_acknowled
                 [sys.executable, "-c", CONSUMER, broker.socket_path, TOPIC, str(PARTITIONS), stop_file, read_path,
                  str(CLIENT_SECONDS)], stdout=out, stderr=out))
 
-        while len(kills) < KILLS:
+        while sum(k.endswith(":leader") for k in kills) < LEADER_KILLS:
             progress(f"before kill {len(kills) + 1}")
             partition = rng.randrange(PARTITIONS)
             procs_of = running(partition)

@@ -1,9 +1,12 @@
 """Defects of the replicated partition leader (daemon/worker/leader.py) that
 tests/faults/test_replication_kills.py found, each pinned by a deterministic test.
 
-They are strict xfails until leader.py is fixed (its owner is changing it now): each
-test passes once its defect is fixed, and then strict fails the run, to say the marker
-goes. The proposed fixes are in each reason."""
+- GetSegment answered batches above the high watermark (a consumer catching up through
+  it then read what a change of leader could remove, or called it corrupt): it answers
+  committed batches only.
+- A producer-state snapshot written at a roll lay above held acks=all entries a successor
+  took again, so its duplicate check called written, replicated records out of order: the
+  leader looks such an entry up in the log above the high watermark it started at."""
 import os
 import signal
 
@@ -64,9 +67,6 @@ def produce(broker, topic, values, acks):
     return reports
 
 
-@pytest.mark.xfail(strict=True, reason="leader.py _get_segment calls self.log.locate(request.offset) with no "
-                                       "max_offset: proposed fix locate(request.offset, max_offset="
-                                       "self.high_watermark)")
 def test_get_segment_answers_no_batch_at_or_above_the_high_watermark(broker):
     with Admin(broker.socket_path) as admin:
         admin.create_topic("t", 1)
@@ -85,10 +85,6 @@ def test_get_segment_answers_no_batch_at_or_above_the_high_watermark(broker):
     resume_followers(broker)
 
 
-@pytest.mark.xfail(strict=True, reason="leader.py: the producer-state snapshot written at a roll (or a refusal) "
-                                       "lies above the held acks=all entries a successor takes again, so its "
-                                       "duplicate check no longer knows them: OUT_OF_ORDER_SEQUENCE_NUMBER for "
-                                       "records that are written and replicated")
 def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_their_offsets(broker):
     with Admin(broker.socket_path) as admin:
         admin.create_topic("t", 1, config={"segment.bytes": 4096})
