@@ -373,3 +373,43 @@ def test_the_preferred_replica_gets_leadership_back_once_it_is_in_sync(three_dir
         c.close()
     assert broker.stop() == 0
     assert_identical_logs(dirs, "t", 0, before.replicas)
+
+
+@pytest.mark.parametrize("unclean", [False, True])
+def test_with_no_in_sync_follower_a_dead_leader_waits_unless_unclean_election_is_enabled(three_dirs, start, unclean):
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1, config={"unclean.leader.election.enable": str(unclean).lower(),
+                                           "min.insync.replicas": "1"})
+    before = partition_of(broker, "t")
+    assert produce(broker, "t", [b"both"] * 3) == [(None, i) for i in range(3)]
+    _, followers = status_of(broker, "t")
+    for pid in followers.values():
+        os.kill(pid, signal.SIGSTOP)   # alive but copying nothing: out of the ISR after LAG_MS
+    try:
+        assert produce(broker, "t", [b"leader only"] * 2, acks=1) == [(None, 3), (None, 4)]
+        wait_isr(broker, "t", [before.leader])   # behind for LAG_MS: out
+        os.kill(leader_pid(broker, "t"), signal.SIGKILL)
+    finally:
+        for pid in followers.values():
+            os.kill(pid, signal.SIGCONT)
+    if unclean:   # an out-of-sync follower leads: what only the old leader had may be lost, and is said
+        wait_until(lambda: partition_of(broker, "t").leader != before.leader, 10, what="an unclean election")
+        assert "UNCLEAN election" in broker.stderr(tail=None)
+        # (on one host the follower may still copy the old leader's last records from its
+        # files before it takes over: then nothing is lost)
+        hw = wait_until(lambda: status_of(broker, "t")[0].high_watermark >= 3 and status_of(broker, "t")[0].high_watermark,
+                        10, what="the high watermark")
+        expected = ([b"both"] * 3 + [b"leader only"] * 2)[:hw]
+    else:         # the partition waits for its leader, the last in-sync replica, and loses nothing
+        wait_until(lambda: leader_pid(broker, "t"), 10, what="the leader restarted")
+        assert partition_of(broker, "t").leader == before.leader
+        assert "no in-sync replica to take over" in broker.stderr(tail=None)
+        expected = [b"both"] * 3 + [b"leader only"] * 2
+    c = Consumer({"socket": broker.socket_path})
+    try:
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        wait_until(lambda: status_of(broker, "t")[0].high_watermark == len(expected), 10, what="the high watermark")
+        assert [r.value for r in consume_n(c, len(expected))] == expected
+    finally:
+        c.close()
