@@ -428,7 +428,8 @@ def topics_list(socket_path):
 @_socket_option
 def topics_describe(names, socket_path):
     """Show each partition (leader, replicas, in-sync replicas, offsets, high watermark,
-    size, flags: under-replicated, under-min-ISR, offline; each follower's lag in
+    size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
+    moved to another log dir: 'odradek log-dirs move'); each follower's lag in
     records as REPLICA:LAG, '-' when not known), the topic's min.insync.replicas (flagged
     when above a partition's ISR) and the configs set on the topic.
 
@@ -451,8 +452,10 @@ def topics_describe(names, socket_path):
         under = sum(len(p.isr) < min_isr for p in t.partitions)
         warn = (f" (above the ISR of {under} partition{'s' if under > 1 else ''}: acks=all gets "
                 f"NOT_ENOUGH_REPLICAS)" if under else "")
+        first = by_key.get((name, 0))
+        rf = len(t.partitions[0].replicas) - (len(first.adding_replicas) if first else 0)   # a move adds one
         click.echo(f"Topic: {name}  PartitionCount: {len(t.partitions)}  ReplicationFactor: "
-                   f"{len(t.partitions[0].replicas)}  MinInSyncReplicas: {min_isr}{warn}  "
+                   f"{rf}  MinInSyncReplicas: {min_isr}{warn}  "
                    f"Configs: {overrides or '(defaults)'}")
         rows = []
         for p in t.partitions:
@@ -637,7 +640,8 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout, pri
 @_socket_option
 def status(socket_path):
     """Show the broker, its processes (leaders and followers), every partition (replicas,
-    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline),
+    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline,
+    moving),
     every follower replica with its lag, the log dirs, and the lag of every consumer group
     with committed offsets, as tables.
 

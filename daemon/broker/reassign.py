@@ -193,6 +193,9 @@ def _check_all(broker):
     broker.moves_watched = False
     moving = [(t.name, p.partition) for t in broker.metadata.topics.values() for p in t.partitions if p.moving]
     for name, partition in moving:
-        advance(broker, name, partition)
+        try:
+            advance(broker, name, partition)
+        except Exception:   # a bug here must not take the broker down: logged, tried again
+            log.exception("%s-%d: the replica move could not go on", name, partition)
     if moving:
         watch(broker)
