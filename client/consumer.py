@@ -844,7 +844,9 @@ class Consumer:
         test_native_records.py pins the slot names). A batch that cannot be read (CRC,
         when check.crcs; a damaged header, length or record; offsets out of place; a
         codec odradek does not read) ends the fetch: the records of the batches before
-        it are buffered, then a _Fault whose error names it (_unreadable)."""
+        it are buffered, then a _Fault whose error names it (_unreadable). A batch past
+        `high_watermark` after others ends the fetch quietly: it may be committed by now,
+        or not; the next fetch reads the state again."""
         tp = part.tp
         topic, partition = tp.topic, tp.partition
         out = self._buffer
@@ -865,6 +867,13 @@ class Consumer:
                 return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
                                         f"lastOffsetDelta {last_delta}, recordsCount {count})",
                                         position, next_offset, high_watermark, len(data))
+            if end and base_offset >= high_watermark and base_offset >= next_offset:
+                # a GetSegment answer reaches past the high watermark this fetch read (the
+                # leader's log end or its newer high watermark): stop before this batch;
+                # the next fetch reads the state again (and names a batch that is damaged)
+                part.fetched = max(next_offset, part.fetched)
+                part.run = None
+                return end
             if base_offset < (next_offset if end else 0) or base_offset + last_delta < pos or \
                     base_offset >= high_watermark:
                 return self._unreadable(part, CorruptRecord, f"has a damaged baseOffset ({base_offset}, "

@@ -53,10 +53,11 @@ class KeepProducing:
                 self._producer.flush(10)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(30)
-        assert self._producer.flush(10) == 0
-        self._producer.close()
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(30)
+            assert self._producer.flush(10) == 0
+            self._producer.close()
         return sorted(self.acked)
 
 
@@ -70,7 +71,8 @@ def read_all(broker, topic, n):
 
 
 def move_under_load(broker, dirs, src, dst, topic="t"):
-    """Move replica `src` to `dst` while producing and consuming; returns the acked records."""
+    """Move replica `src` to `dst` while producing and consuming; returns the acked
+    records, once the consumer, reading all along, has read every one of them."""
     load = KeepProducing(broker, topic)
     c = Consumer({"socket": broker.socket_path})
     try:
@@ -82,12 +84,14 @@ def move_under_load(broker, dirs, src, dst, topic="t"):
         wait_until(lambda: moving(broker, topic) == ([], []), 15, what="the move to end")
         acked = len(load.acked)
         wait_until(lambda: len(load.acked) >= acked + 200, 10, what="records acknowledged after the move")
+        records = load.stop()
+        seen += consume_n(c, len(records) - len(seen))
     finally:
         c.close()
-        records = load.stop()
-    assert load.errors == [] and seen
+        load.stop()
+    assert load.errors == []
     assert [o for o, _ in records] == list(range(len(records)))   # nothing acknowledged went missing
-    assert read_all(broker, topic, len(records)) == records
+    assert [(r.offset, r.value) for r in seen] == records
     return records
 
 
@@ -194,6 +198,21 @@ def test_a_move_under_way_when_the_broker_stops_finishes_after_its_restart(three
     assert [v for _, v in read_all(broker, "t", len(values))] == values
     assert broker.stop() == 0
     assert_identical_logs(dirs, "t", 0, [before.leader, free])
+
+
+def test_a_partition_dir_left_in_a_dir_without_a_replica_is_removed_at_start(three_dirs, start):
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1, replication_factor=2)
+    free = ({0, 1, 2} - set(partition_of(broker, "t").replicas)).pop()
+    assert broker.stop() == 0
+    left = partition_dir(dirs, free, "t")   # what a move that ended as the broker stopped leaves
+    left.mkdir()
+    (left / "00000000000000000000.log").write_bytes(b"old")
+    broker = start()
+    assert not left.exists()
+    assert f"removing {left}: no replica of t-0 is in this log dir" in broker.stderr(tail=None)
 
 
 def test_move_wait_shows_progress_until_done_and_status_flags_the_partition(three_dirs, start):
