@@ -860,13 +860,6 @@ class Consumer:
             view = batch.buffer
             (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
              count) = unpack_header(view)
-            if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
-                return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
-                                        position, next_offset, high_watermark, len(data))
-            if magic != MAGIC or last_delta < 0 or not 0 <= count <= last_delta + 1:
-                return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
-                                        f"lastOffsetDelta {last_delta}, recordsCount {count})",
-                                        position, next_offset, high_watermark, len(data))
             if end and base_offset >= high_watermark and base_offset >= next_offset:
                 # a GetSegment answer reaches past the high watermark this fetch read (the
                 # leader's log end or its newer high watermark): stop before this batch;
@@ -874,6 +867,13 @@ class Consumer:
                 part.fetched = max(next_offset, part.fetched)
                 part.run = None
                 return end
+            if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
+                return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
+                                        position, next_offset, high_watermark, len(data))
+            if magic != MAGIC or last_delta < 0 or not 0 <= count <= last_delta + 1:
+                return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
+                                        f"lastOffsetDelta {last_delta}, recordsCount {count})",
+                                        position, next_offset, high_watermark, len(data))
             if base_offset < (next_offset if end else 0) or base_offset + last_delta < pos or \
                     base_offset >= high_watermark:
                 return self._unreadable(part, CorruptRecord, f"has a damaged baseOffset ({base_offset}, "
