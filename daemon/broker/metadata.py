@@ -352,7 +352,7 @@ class Metadata:
         p = self.partition(name, partition)
         gone = set(p.removing_replicas)
         p.replicas = p.target_replicas
-        p.isr = [r for r in p.isr if r not in gone]
+        p.isr = sorted((r for r in p.isr if r not in gone), key=p.replicas.index)
         p.adding_replicas, p.removing_replicas = [], []
         p.partition_epoch += 1
         return p

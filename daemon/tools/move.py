@@ -18,8 +18,12 @@ def progress_line(p):
     new, old = p.adding_replicas[0], p.removing_replicas[0]
     if new not in p.isr_nodes:
         f = next((f for f in p.followers if f.replica_id == new), None)
-        copied = (f"{f.log_end_offset} of {p.log_end_offset} offsets copied (lag {f.lag_records} records)"
-                  if f is not None and f.log_end_offset >= 0 else f"starting ({f.state if f else 'queued'})")
+        if f is None or f.log_end_offset < 0:
+            copied = f"starting ({f.state if f else 'queued'})"
+        elif p.log_end_offset < 0:   # the leader did not answer (it restarts to count the new replica)
+            copied = f"copied up to offset {f.log_end_offset}"
+        else:
+            copied = f"copied up to offset {f.log_end_offset} of {p.log_end_offset} (lag {f.lag_records} records)"
         return f"replica {new}: {copied}"
     if p.leader_id == old:
         return f"replica {new}: in sync; leader {old} hands leadership over"

@@ -201,7 +201,7 @@ def test_a_move_adds_the_new_replica_then_puts_it_in_the_old_ones_place(dirs):
     md.set_isr("orders", 0, p.replicas)
     assert p.move_in_sync
     md.finish_move("orders", 0)
-    assert (p.replicas, p.isr, p.moving, p.partition_epoch) == ([free] + first[1:], first[1:] + [free], False,
+    assert (p.replicas, p.isr, p.moving, p.partition_epoch) == ([free] + first[1:], [free] + first[1:], False,
                                                                  epoch + 3)
 
 
