@@ -60,7 +60,10 @@ def move_replicas(broker, req):
 def _dir_index(broker, path):
     """The index in log.dirs of the log dir at `path`, which must be online."""
     dirs = broker.config.log_dirs
-    wanted = os.path.realpath(path) if path else None
+    try:
+        wanted = os.path.realpath(path) if path else None
+    except ValueError:   # a NUL byte: no path at all
+        wanted = None
     found = [i for i, d in enumerate(dirs) if os.path.realpath(d) == wanted]
     if not found:
         raise LogDirNotFound(f"{path!r} is not one of log.dirs ({', '.join(dirs)})")

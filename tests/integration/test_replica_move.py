@@ -146,14 +146,16 @@ def test_refused_moves_change_nothing(three_dirs, start):
     with Admin(broker.socket_path) as admin:
         errors = admin.alter_replica_log_dirs([
             ("t", 0, dirs[a], str(dirs[0]) + "-nowhere"),   # not in log.dirs
+            ("t", 0, dirs[a], "a\x00b"),                    # no path at all
             ("t", 0, dirs[a], dirs[b]),                     # already a replica there
             ("t", 0, dirs[free], dirs[free]),               # no replica there to move
             ("t", 7, dirs[a], dirs[free]),                  # no such partition
             ("nope", 0, dirs[a], dirs[free]),
         ])
-    assert [type(e) for e in errors] == [LogDirNotFound, InvalidReplicaAssignment, InvalidReplicaAssignment,
-                                         UnknownTopicOrPartition, UnknownTopicOrPartition], errors
-    assert "is not one of log.dirs" in errors[0].message and "already has a replica" in errors[1].message
+    assert [type(e) for e in errors] == [LogDirNotFound, LogDirNotFound, InvalidReplicaAssignment,
+                                         InvalidReplicaAssignment, UnknownTopicOrPartition,
+                                         UnknownTopicOrPartition], errors
+    assert "is not one of log.dirs" in errors[0].message and "already has a replica" in errors[2].message
     assert partition_of(broker, "t") == before and moving(broker, "t") == ([], [])
     assert not partition_dir(dirs, free, "t").exists()
     # a second move of a partition whose first is under way (same request: deterministic)
