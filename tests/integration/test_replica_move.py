@@ -231,3 +231,34 @@ def test_move_wait_shows_progress_until_done_and_status_flags_the_partition(thre
     lines = r.stdout.splitlines()
     assert lines[0].startswith("moving t-0 from") and lines[-1] == \
         f"done: t-0 replicas {before.leader},{free}, ISR {before.leader},{free}, leader {before.leader}", lines
+
+
+def test_a_move_saved_in_sync_with_its_old_replica_leading_finishes_at_start(three_dirs, start):
+    """The broker stopped after the new replica joined the ISR, before the leader handed
+    over: the saved metadata as it was then, and the new replica's dir as it had copied it."""
+    import shutil
+    _, dirs, _ = three_dirs
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1, replication_factor=2)
+    assert produce(broker, "t", [b"%d" % i for i in range(30)]) == [(None, i) for i in range(30)]
+    before = partition_of(broker, "t")
+    leader, other = before.replicas
+    free = ({0, 1, 2} - {leader, other}).pop()
+    assert broker.stop() == 0
+    shutil.copytree(partition_dir(dirs, leader, "t"), partition_dir(dirs, free, "t"))
+    doc = json.loads((dirs[0] / filenames.CLUSTER_METADATA).read_text())
+    doc["version"] += 1
+    p = doc["topics"]["t"]["partitions"][0]
+    p.update(replicas=[leader, other, free], isr=[leader, other, free], adding_replicas=[free],
+             removing_replicas=[leader], partition_epoch=p["partition_epoch"] + 2)
+    for d in dirs:
+        (d / filenames.CLUSTER_METADATA).write_text(json.dumps(doc))
+    broker = start()
+    wait_until(lambda: moving(broker, "t") == ([], []), 15, what="the move to end after the restart")
+    after = partition_of(broker, "t")
+    assert after.replicas == [free, other] and after.leader != leader and sorted(after.isr) == sorted([free, other])
+    assert not partition_dir(dirs, leader, "t").exists()
+    assert [v for _, v in read_all(broker, "t", 30)] == [b"%d" % i for i in range(30)]
+    assert broker.stop() == 0
+    assert_identical_logs(dirs, "t", 0, after.replicas)
