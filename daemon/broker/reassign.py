@@ -119,7 +119,7 @@ def advance(broker, name, partition):
     p = t.partitions[partition]
     if not p.move_in_sync:
         return   # nothing under way, or the new replica is still catching up
-    (gone,) = p.removing_replicas
+    gone = p.removing_replicas[0]   # one move per partition at a time (ReassignmentInProgress)
     if p.leader == gone:
         _hand_over(broker, t, p)
         return
