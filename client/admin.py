@@ -6,6 +6,7 @@
         admin.list_topics()                      # {"orders": TopicDescription, ...}
         admin.list_offsets("orders", 0, "earliest")
         admin.describe_log_dirs()                # [LogDirDescription(path, ..., replicas)]
+        admin.alter_replica_log_dirs([("orders", 0, "/srv/disk1/odradek", "/srv/disk3/odradek")])   # [None]
         admin.partition_health()                 # PartitionHealth(partitions, under_replicated, ...)
         admin.list_groups()                      # [GroupListing("billing", "Stable", "consumer")]
         admin.describe_group("billing")          # GroupDescription: state, assignor, members
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from odradek.client.errors import NonEmptyGroup, UnknownMemberId
+from odradek.client.errors import NonEmptyGroup, UnknownMemberId, error_for_code
 from odradek.client.log_dirs import from_status
 from odradek.client.partition_health import health
 from odradek.client.protocol import ControlClient, messages as m
@@ -238,6 +239,21 @@ class Admin:
         `topics` or of every topic: [ReplicaInfo(topic, partition, size, offset_lag,
         is_future)]). An offline dir has error KAFKA_STORAGE_ERROR and no replicas."""
         return from_status(self.status(topics))
+
+    # -- log dirs ------------------------------------------------------------------------
+    def alter_replica_log_dirs(self, moves):
+        """Move replicas to other log dirs, online (Kafka's alterReplicaLogDirs):
+        `moves` is [(topic, partition, from_dir, to_dir)], dirs as paths in the broker's
+        log.dirs. Returns one entry per move, in order: None when the move has started,
+        else the OdradekError that refused it (nothing changed): UnknownTopicOrPartition,
+        LogDirNotFound (not in log.dirs, or offline), InvalidReplicaAssignment (no replica
+        in from_dir, or one in to_dir already), ReassignmentInProgress. A move under way
+        shows in status() as the partition's adding_replicas and removing_replicas; it is
+        done when both are empty."""
+        res = self._call(m.MoveReplicasRequest(moves=[
+            m.ReplicaMove(topic=t, partition=p, from_dir=str(src), to_dir=str(dst)) for t, p, src, dst in moves]))
+        return [None if r.error_code == 0 else error_for_code(r.error_code)(r.error_message)
+                for r in res.results]
 
     # -- consumer groups ----------------------------------------------------------------
     def list_groups(self, states=()):

@@ -854,7 +854,9 @@ class Consumer:
         test_native_records.py pins the slot names). A batch that cannot be read (CRC,
         when check.crcs; a damaged header, length or record; offsets out of place; a
         codec odradek does not read) ends the fetch: the records of the batches before
-        it are buffered, then a _Fault whose error names it (_unreadable)."""
+        it are buffered, then a _Fault whose error names it (_unreadable). A batch past
+        `high_watermark` after others ends the fetch quietly: it may be committed by now,
+        or not; the next fetch reads the state again."""
         tp = part.tp
         topic, partition = tp.topic, tp.partition
         out = self._buffer
@@ -869,6 +871,13 @@ class Consumer:
             view = batch.buffer
             (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
              count) = unpack_header(view)
+            if end and base_offset >= high_watermark and base_offset >= next_offset:
+                # a GetSegment answer reaches past the high watermark this fetch read (the
+                # leader's log end or its newer high watermark): stop before this batch;
+                # the next fetch reads the state again (and names a batch that is damaged)
+                part.fetched = max(next_offset, part.fetched)
+                part.run = None
+                return end
             if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
                 return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
                                         position, next_offset, high_watermark, len(data))

@@ -7,8 +7,9 @@ files), offset lag and is_future.
 
 offset_lag is Kafka's for a current replica: max(high watermark - the replica's log end,
 0), so 0 for a leader; -1 (Kafka's INVALID_OFFSET_LAG) for a follower whose log end is
-not known (its process is not running). is_future is False: moving a replica between
-dirs is not built yet. An offline dir lists no replicas."""
+not known (its process is not running). is_future is True for the replica a move to
+another dir is adding (Kafka's future replica) until it is done. An offline dir lists no
+replicas."""
 from dataclasses import dataclass, field
 
 __all__ = ["LogDirDescription", "ReplicaInfo", "from_status", "kafka_json"]
@@ -51,7 +52,7 @@ def from_status(status):
             if 0 <= f.replica_id < len(out) and out[f.replica_id].error is None:
                 lag = max(p.high_watermark - f.log_end_offset, 0) if f.log_end_offset >= 0 else -1
                 out[f.replica_id].replicas.append(ReplicaInfo(p.topic, p.partition, f.size_bytes, lag,
-                                                              role="follower"))
+                                                              f.replica_id in p.adding_replicas, "follower"))
     return out
 
 

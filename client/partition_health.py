@@ -1,9 +1,11 @@
 """Partitions that need attention and how far each follower is behind, from a
 StatusResponse, computed one way for `odradek status`, `topics describe` and Admin:
-- under-replicated: ISR smaller than the replica list;
+- under-replicated: ISR smaller than the replica list, not counting a replica being
+  added by a move (Kafka's KIP-352);
 - under min ISR: ISR smaller than the topic's effective min.insync.replicas (acks=all
   produces to it are refused with NOT_ENOUGH_REPLICAS);
 - offline: no leader, or the leader's log dir is offline;
+- moving: a replica is being moved to another log dir (adding and removing replicas);
 - follower lag: in records (the leader's log end minus the follower's) and in time (now
   minus the last time the leader found it caught up, Kafka's lastCaughtUpTimeMs; 0 while
   it is at the leader's log end)."""
@@ -12,7 +14,7 @@ from typing import NamedTuple
 
 __all__ = ["PartitionHealth", "FollowerLag", "health", "flags_by_partition", "follower_lags", "is_under_min_isr"]
 
-UNDER_REPLICATED, UNDER_MIN_ISR, OFFLINE = "under-replicated", "under-min-ISR", "offline"
+UNDER_REPLICATED, UNDER_MIN_ISR, OFFLINE, MOVING = "under-replicated", "under-min-ISR", "offline", "moving"
 
 
 class FollowerLag(NamedTuple):
@@ -33,6 +35,7 @@ class PartitionHealth(NamedTuple):
     under_min_isr: list
     offline: list
     followers: list          # [FollowerLag] of every follower replica, by partition then replica
+    moving: list = []        # partitions with a replica move under way
 
 
 def is_under_min_isr(p):
@@ -44,13 +47,14 @@ def _offline_dirs(status):
 
 
 def _flags(p, offline_dirs):
-    return [flag for flag, on in ((UNDER_REPLICATED, len(p.isr_nodes) < len(p.replica_nodes)),
+    return [flag for flag, on in ((UNDER_REPLICATED, len(p.isr_nodes) < len(p.replica_nodes) - len(p.adding_replicas)),
                                   (UNDER_MIN_ISR, is_under_min_isr(p)),
-                                  (OFFLINE, p.leader_id < 0 or p.leader_id in offline_dirs)) if on]
+                                  (OFFLINE, p.leader_id < 0 or p.leader_id in offline_dirs),
+                                  (MOVING, bool(p.adding_replicas or p.removing_replicas))) if on]
 
 
 def flags_by_partition(status):
-    """{(topic, partition): flags}, each a sublist of [under-replicated, under-min-ISR, offline]."""
+    """{(topic, partition): flags}, each a sublist of [under-replicated, under-min-ISR, offline, moving]."""
     offline_dirs = _offline_dirs(status)
     return {(p.topic, p.partition): _flags(p, offline_dirs) for p in status.partitions}
 
@@ -70,9 +74,9 @@ def follower_lags(status, now_ms=None):
 
 
 def health(status, now_ms=None):
-    flagged = {flag: [] for flag in (UNDER_REPLICATED, UNDER_MIN_ISR, OFFLINE)}
+    flagged = {flag: [] for flag in (UNDER_REPLICATED, UNDER_MIN_ISR, OFFLINE, MOVING)}
     for (topic, partition), flags in flags_by_partition(status).items():
         for flag in flags:
             flagged[flag].append(f"{topic}-{partition}")
     return PartitionHealth(len(status.partitions), flagged[UNDER_REPLICATED], flagged[UNDER_MIN_ISR],
-                           flagged[OFFLINE], follower_lags(status, now_ms))
+                           flagged[OFFLINE], follower_lags(status, now_ms), flagged[MOVING])

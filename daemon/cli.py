@@ -247,12 +247,13 @@ def _admin(socket_path):
 
 @cli.group("log-dirs")
 def log_dirs_group():
-    """Describe the broker's log dirs, or give an offline one's data up (forget-data:
-    run while the broker is stopped).
+    """Describe the broker's log dirs, move a replica to another one online, or give an
+    offline one's data up (forget-data: run while the broker is stopped).
 
     \b
     Examples:
       odradek log-dirs describe --topic orders
+      odradek log-dirs move orders 0 --from /srv/disk1/odradek --to /srv/disk3/odradek --wait
       odradek log-dirs forget-data /srv/disk2/odradek --config /etc/odradek/odradek.toml --accept-data-loss
     """
 
@@ -292,6 +293,37 @@ def log_dirs_describe(topics, as_json, socket_path):
     click.echo("")
     for line in format_table(["DIR", "PARTITION", "SIZE-BYTES", "OFFSET-LAG", "FUTURE", "ROLE"], rows):
         click.echo(line)
+
+
+@log_dirs_group.command("move")
+@click.argument("topic")
+@click.argument("partition", type=click.IntRange(min=0))
+@click.option("--from", "from_dir", required=True, metavar="DIR", help="The log dir holding the replica to move.")
+@click.option("--to", "to_dir", required=True, metavar="DIR",
+              help="An online log dir holding no replica of the partition.")
+@click.option("--wait", is_flag=True, help="Show the new replica's progress until the move is done.")
+@_socket_option
+def log_dirs_move(topic, partition, from_dir, to_dir, wait, socket_path):
+    """Move the replica of TOPIC's PARTITION in log dir --from to log dir --to, online
+    (what kafka-reassign-partitions does with log dirs): a replica is added in --to and
+    copies the log; once it is in sync (in the ISR) the one in --from is dropped and its
+    files removed; if it led, leadership is handed over first. Producers and consumers
+    carry on. `status` flags the partition 'moving' until it is done.
+
+    \b
+    Example:
+      odradek log-dirs move orders 0 --from /srv/disk1/odradek --to /srv/disk3/odradek --wait
+    """
+    from odradek.daemon.tools.move import follow
+    with _admin(socket_path) as admin:
+        (error,) = admin.alter_replica_log_dirs([(topic, partition, os.path.abspath(from_dir),
+                                                  os.path.abspath(to_dir))])
+        if error is not None:
+            raise error
+        click.echo(f"moving {topic}-{partition} from {from_dir} to {to_dir}")
+        if wait:
+            for line in follow(admin, topic, partition):
+                click.echo(line)
 
 
 @log_dirs_group.command("forget-data")
@@ -396,7 +428,8 @@ def topics_list(socket_path):
 @_socket_option
 def topics_describe(names, socket_path):
     """Show each partition (leader, replicas, in-sync replicas, offsets, high watermark,
-    size, flags: under-replicated, under-min-ISR, offline; each follower's lag in
+    size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
+    moved to another log dir: 'odradek log-dirs move'); each follower's lag in
     records as REPLICA:LAG, '-' when not known), the topic's min.insync.replicas (flagged
     when above a partition's ISR) and the configs set on the topic.
 
@@ -419,8 +452,10 @@ def topics_describe(names, socket_path):
         under = sum(len(p.isr) < min_isr for p in t.partitions)
         warn = (f" (above the ISR of {under} partition{'s' if under > 1 else ''}: acks=all gets "
                 f"NOT_ENOUGH_REPLICAS)" if under else "")
+        first = by_key.get((name, 0))
+        rf = len(t.partitions[0].replicas) - (len(first.adding_replicas) if first else 0)   # a move adds one
         click.echo(f"Topic: {name}  PartitionCount: {len(t.partitions)}  ReplicationFactor: "
-                   f"{len(t.partitions[0].replicas)}  MinInSyncReplicas: {min_isr}{warn}  "
+                   f"{rf}  MinInSyncReplicas: {min_isr}{warn}  "
                    f"Configs: {overrides or '(defaults)'}")
         rows = []
         for p in t.partitions:
@@ -605,7 +640,8 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout, pri
 @_socket_option
 def status(socket_path):
     """Show the broker, its processes (leaders and followers), every partition (replicas,
-    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline),
+    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline,
+    moving),
     every follower replica with its lag, the log dirs, and the lag of every consumer group
     with committed offsets, as tables.
 

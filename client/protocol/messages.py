@@ -58,6 +58,7 @@ class ApiKey(IntEnum):
     ISR_PROPOSAL = 1006
     UPDATE_ISR = 1007
     LEADER_AND_ISR = 1008
+    MOVE_REPLICAS = 1009
 
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)
@@ -589,6 +590,44 @@ class LeaderAndIsrResponse(Struct):
     ]
 
 
+# ---- MoveReplicas (1009): move a replica to another log dir, online -----------------------
+# Kafka's AlterReplicaLogDirs, as kafka-reassign-partitions carries it out: the broker
+# adds a replica in the new dir, and once it is in sync drops the one in the old dir
+# (daemon/broker/reassign.py). Answered when each move has started or been refused;
+# Status shows a move under way (adding_replicas, removing_replicas).
+
+class ReplicaMove(Struct):
+    FIELDS = [
+        ("topic",      STRING,  "",  0),
+        ("partition",  INT32,   0,   0),
+        ("from_dir",   STRING,  "",  0),   # a log dir path as in log.dirs: the replica to move
+        ("to_dir",     STRING,  "",  0),   # an online log dir holding no replica of the partition
+    ]
+
+
+class MoveReplicasRequest(Struct):
+    API_KEY = ApiKey.MOVE_REPLICAS
+    FIELDS = [
+        ("moves",  Array(ReplicaMove),  [],  0),
+    ]
+
+
+class ReplicaMoveResult(Struct):
+    FIELDS = [
+        ("topic",          STRING,           "",    0),
+        ("partition",      INT32,            0,     0),
+        ("error_code",     INT16,            0,     0),   # 0: the move has started
+        ("error_message",  NULLABLE_STRING,  None,  0),
+    ]
+
+
+class MoveReplicasResponse(Struct):
+    API_KEY = ApiKey.MOVE_REPLICAS
+    FIELDS = [
+        ("results",  Array(ReplicaMoveResult),  [],  0),   # one per move, in order
+    ]
+
+
 # ---- OpenFetch (1001): a partition's shared state, fds alongside -----------------------
 
 class OpenFetchRequest(Struct):
@@ -683,6 +722,8 @@ class PartitionStatus(Struct):
         ("segments",          INT32,         0,   0),
         ("min_insync_replicas",  INT32,      0,   0),   # the topic's effective min.insync.replicas
         ("followers",         Array(FollowerStatus),  [],  0),   # one per follower replica
+        ("adding_replicas",   Array(INT32),  [],  0),   # a move under way: the replica being added
+        ("removing_replicas", Array(INT32),  [],  0),   # ... and the one it replaces, once in sync
     ]
 
 
@@ -1045,6 +1086,7 @@ APIS = ApiTable([
     Api(ApiKey.ISR_PROPOSAL,                 IsrProposalRequest,              IsrProposalResponse,              0,  0),
     Api(ApiKey.UPDATE_ISR,                   UpdateIsrRequest,                UpdateIsrResponse,                0,  0),
     Api(ApiKey.LEADER_AND_ISR,               LeaderAndIsrRequest,             LeaderAndIsrResponse,             0,  0),
+    Api(ApiKey.MOVE_REPLICAS,                MoveReplicasRequest,             MoveReplicasResponse,             0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

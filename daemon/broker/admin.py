@@ -17,13 +17,13 @@ from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, Po
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.broker import data_plane
+from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.groups import OFFSETS_TOPIC
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.config import TOPIC_CONFIGS
 
-__all__ = ["handle", "worker_retired", "SERVED_APIS"]
+__all__ = ["handle", "worker_retired", "remove_partition_dir", "SERVED_APIS"]
 
 # (DetachProducer is the broker's to send to its workers, never a client's)
 SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS, m.ApiKey.ISR_PROPOSAL,
@@ -172,21 +172,28 @@ def worker_retired(broker, handle):
         key = (handle.spec.topic, handle.spec.partition)
         if not any(h.alive for k, h in broker.supervisor.workers.items() if k[:2] == key):
             _remove_partition_files(broker, handle.spec.topic, handle.spec.partition)
-    elif topic is not None and not broker.stopping:
+    elif topic is not None and not broker.stopping and not reassign.replica_left(broker, handle):
         broker._restart(handle)  # stopped for a config change: start it again
 
 
 def _remove_partition_files(broker, name, partition):
-    """Rename the partition dirs out of the way (atomic), then delete them."""
+    """Remove the partition's dir from every online log dir."""
     for log_dir in broker.online_log_dirs():
-        path = os.path.join(log_dir, filenames.partition_dir_name(name, partition))
-        if not os.path.isdir(path):
-            continue
-        doomed = f"{path}.{int(time.time() * 1000)}{filenames.DELETE_SUFFIX}"
-        os.rename(path, doomed)
-        fsync_dir(log_dir)
-        shutil.rmtree(doomed, ignore_errors=True)
-        LogDirCheckpoints(log_dir).remove((name, partition))
+        remove_partition_dir(log_dir, name, partition)
+
+
+def remove_partition_dir(log_dir, name, partition):
+    """Rename the partition's dir in `log_dir` out of the way (atomic), then delete it
+    and its entries in the log dir's checkpoints (what a stop leaves half-done is
+    finished at the next start)."""
+    path = os.path.join(log_dir, filenames.partition_dir_name(name, partition))
+    if not os.path.isdir(path):
+        return
+    doomed = f"{path}.{int(time.time() * 1000)}{filenames.DELETE_SUFFIX}"
+    os.rename(path, doomed)
+    fsync_dir(log_dir)
+    shutil.rmtree(doomed, ignore_errors=True)
+    LogDirCheckpoints(log_dir).remove((name, partition))
 
 
 def _remove_topic_files(broker, name):
@@ -401,6 +408,7 @@ def status(broker, req, reply):
             leader_end = result.partitions[0].log_end_offset if ok else -1
             base = dict(topic=key[0], partition=key[1], leader_id=p.leader, leader_epoch=p.leader_epoch,
                         replica_nodes=list(p.replicas), isr_nodes=list(p.isr), min_insync_replicas=min_isr[key[0]],
+                        adding_replicas=list(p.adding_replicas), removing_replicas=list(p.removing_replicas),
                         followers=_followers(broker, key, p, handle, leader_end, by_key))
             if ok:
                 s = result.partitions[0]
@@ -534,6 +542,7 @@ _HANDLERS = {
     m.ListOffsetsRequest: list_offsets,
     m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
+    m.MoveReplicasRequest: lambda broker, req, reply: reassign.move_replicas(broker, req),
 }
 
 _DATA_PLANE = {

@@ -10,6 +10,11 @@ found wins, so losing a disk does not lose the metadata.
       "partitions": [{"partition": 0, "replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0,
                       "isr": [0, 1, 2]}]}}}
 
+A partition whose replica is being moved to another log dir (daemon/broker/reassign.py)
+also has "adding_replicas": [new] and "removing_replicas": [old], and replicas = the old
+list + [new] until the move is done (Kafka's PartitionRegistration); a copy without
+them has no move under way.
+
 replicas, leader and isr name log dirs by their index in log.dirs (one host: a replica
 is a directory on a disk, not a broker). directory_ids[i] is the directory.id in the
 meta.properties of log dir i (null: not known yet, a copy written by an older odradek);
@@ -35,8 +40,9 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
-                                   PolicyViolation, StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
+from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicaAssignment,
+                                   InvalidReplicationFactor, InvalidTopic, PolicyViolation, ReassignmentInProgress,
+                                   StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.daemon.storage import filenames, meta_properties
 from odradek.daemon.storage.checkpoint import write_atomically
 from odradek.daemon.storage.config import LogConfig
@@ -68,11 +74,31 @@ class PartitionMeta:
     leader: int
     leader_epoch: int = 0
     isr: list = field(default_factory=list)
-    partition_epoch: int = 0   # +1 at every isr or leader change (Kafka's partitionEpoch)
+    partition_epoch: int = 0   # +1 at every isr, leader or replicas change (Kafka's partitionEpoch)
+    adding_replicas: list = field(default_factory=list)     # a move under way (Kafka's addingReplicas)
+    removing_replicas: list = field(default_factory=list)   # ... and what it replaces (removingReplicas)
 
     @property
     def followers(self):
         return [r for r in self.replicas if r != self.leader]
+
+    @property
+    def moving(self):
+        return bool(self.adding_replicas or self.removing_replicas)
+
+    @property
+    def move_in_sync(self):
+        """A move is under way and its new replica is in the ISR: the old one may go."""
+        return self.moving and all(r in self.isr for r in self.adding_replicas)
+
+    @property
+    def target_replicas(self):
+        """The replicas once the move under way is done: each removing replica's place
+        taken by the adding one, so the preferred leader keeps its position."""
+        out = [r for r in self.replicas if r not in self.adding_replicas]
+        for gone, new in zip(self.removing_replicas, self.adding_replicas):
+            out[out.index(gone)] = new
+        return out
 
 
 @dataclass
@@ -84,7 +110,8 @@ class TopicMeta:
 
     @property
     def replication_factor(self):
-        return len(self.partitions[0].replicas)
+        p = self.partitions[0]
+        return len(p.replicas) - len(p.adding_replicas)
 
     def log_config(self, defaults):
         return defaults.with_overrides(self.configs)
@@ -253,7 +280,7 @@ class Metadata:
             raise InvalidPartitions(f"topic {name!r} has {len(t.partitions)} partitions; the new count must "
                                     f"be larger (partitions cannot be removed)")
         self._check_limits(name, total, total - len(t.partitions), limits)
-        rf = len(t.partitions[0].replicas)
+        rf = t.replication_factor
         added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
                  for p, replicas in zip(range(len(t.partitions), total),
                                         self._place(len(t.partitions), total - len(t.partitions), rf,
@@ -296,6 +323,37 @@ class Metadata:
         if leader is not None:
             p.leader = leader
         p.leader_epoch += 1
+        p.partition_epoch += 1
+        return p
+
+    def start_move(self, name, partition, from_replica, to_replica):
+        """Begin moving replica `from_replica` of a partition to log dir `to_replica` (the
+        caller checked both dirs are online and saves): replicas + [to], adding [to],
+        removing [from], partition_epoch + 1."""
+        p = self.partition(name, partition)
+        if p.moving:
+            raise ReassignmentInProgress(
+                f"{name}-{partition} is already moving replica {p.removing_replicas} to {p.adding_replicas}; "
+                f"wait until it is done ('odradek log-dirs move --help')")
+        if from_replica not in p.replicas:
+            raise InvalidReplicaAssignment(f"{name}-{partition} has no replica in log dir {from_replica} "
+                                           f"(its replicas: {p.replicas})")
+        if to_replica in p.replicas:
+            raise InvalidReplicaAssignment(f"{name}-{partition} already has a replica in log dir {to_replica} "
+                                           f"(its replicas: {p.replicas}); pick a dir without one")
+        p.replicas = p.replicas + [to_replica]
+        p.adding_replicas, p.removing_replicas = [to_replica], [from_replica]
+        p.partition_epoch += 1
+        return p
+
+    def finish_move(self, name, partition):
+        """The adding replica is in sync and the removing one has stopped: replicas = the
+        target list, the removing one out of the ISR, partition_epoch + 1 (the caller saves)."""
+        p = self.partition(name, partition)
+        gone = set(p.removing_replicas)
+        p.replicas = p.target_replicas
+        p.isr = sorted((r for r in p.isr if r not in gone), key=p.replicas.index)
+        p.adding_replicas, p.removing_replicas = [], []
         p.partition_epoch += 1
         return p
 

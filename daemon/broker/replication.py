@@ -38,6 +38,9 @@
   preferred replica is in sync and caught up hands leadership over: its leader is asked
   to stop (SIGTERM: it appends what producers committed and closes its log), and when
   it has exited the election above makes the preferred replica the leader.
+- Moving a replica to another log dir (daemon/broker/reassign.py) adds a replica, whose
+  follower joins the ISR as above, then drops the old one: by the same hand-over first
+  when it leads.
 """
 import logging
 import os
@@ -45,12 +48,12 @@ import signal
 
 from odradek.client.errors import OdradekError, StorageError, TornState
 from odradek.client.protocol import messages as m
-from odradek.daemon.broker import data_plane
+from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.supervisor import WorkerHandle
 from odradek.daemon.worker.leader import WorkerSpec
 
-__all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "follower_died", "leader_died",
-           "drop_offline_replicas", "prefer_leaders"]
+__all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "push_isr", "follower_died",
+           "leader_died", "drop_offline_replicas", "prefer_leaders", "hand_over"]
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +124,9 @@ def _proposal(broker, key, pid, result):
         else:
             log.info("%s-%d: ISR %s -> %s (partition epoch %d): %s", name, partition, before, p.isr,
                      p.partition_epoch, result.reason)
-    _push(broker, key, p)
+    push_isr(broker, key, p)
     poll_isr(broker, key)
+    reassign.advance(broker, name, partition)   # a replica being moved in may be in sync now
 
 
 def _check(broker, key, p, proposal):
@@ -143,7 +147,8 @@ def _check(broker, key, p, proposal):
     return None
 
 
-def _push(broker, key, p):
+def push_isr(broker, key, p):
+    """Tell the leader the ISR that is saved (UpdateIsr)."""
     broker.worker_request(key, m.UpdateIsrRequest(leader_epoch=p.leader_epoch, partition_epoch=p.partition_epoch,
                                                   isr=list(p.isr)), lambda _r: None)
 
@@ -175,7 +180,7 @@ def _remove(broker, name, p, replica, why):
         return
     log.warning("%s-%d: ISR %s -> %s (partition epoch %d): replica %d left, %s", name, p.partition, before, p.isr,
                 p.partition_epoch, replica, why)
-    _push(broker, (name, p.partition), p)
+    push_isr(broker, (name, p.partition), p)
 
 
 def drop_offline_replicas(metadata):
@@ -295,10 +300,11 @@ def _promoted(broker, old_handle, successor, old, result):
     old_handle.key = (name, partition, old)
     old_handle.spec = follower_spec(broker, t, p, old)
     workers[old_handle.key] = old_handle
-    if old not in broker.metadata.offline_dirs:
+    if old not in broker.metadata.offline_dirs and not (old in p.removing_replicas and p.move_in_sync):
         broker._queue(old_handle)
     data_plane.reattach_all(broker, successor.key)
     poll_isr(broker, successor.key)
+    reassign.advance(broker, name, partition)   # a replica moved away from the leader: it is dropped now
 
 
 def prefer_leaders(broker):
@@ -308,23 +314,31 @@ def prefer_leaders(broker):
     for t in broker.metadata.topics.values():
         for p in t.partitions:
             preferred = p.replicas[0]
-            if p.leader == preferred or preferred not in p.isr:
-                continue
+            if p.leader == preferred or preferred not in p.isr or p.moving:
+                continue   # (a move hands over itself: daemon/broker/reassign.py)
             handle = broker.supervisor.workers.get((t.name, p.partition))
-            if handle is None or not handle.alive or handle.state != "running" or handle.shm is None:
-                continue
-            if not _running_follower(broker, t.name, p.partition, preferred):
-                continue
-            try:
-                end = handle.shm.state.read().log_end_offset
-            except TornState:
-                continue
-            if handle.shm.progress.log_end_offset(preferred) < end:
-                continue   # not caught up yet: next time
-            log.info("%s-%d: asking leader %d to hand over to the preferred replica %d", t.name, p.partition,
-                     p.leader, preferred)
-            handle.handover_to = preferred
-            handle.state = "stopping"
-            os.kill(handle.pid, signal.SIGTERM)   # our own child, not yet reaped
-            asked += 1
+            if handle is not None and hand_over(broker, t, p, handle, preferred, "the preferred replica"):
+                asked += 1
     return asked
+
+
+def hand_over(broker, t, p, handle, to, what):
+    """Ask the leader `handle` to stop (SIGTERM: it appends what producers committed and
+    closes its log) so that the election makes replica `to` the leader, if `to` is in
+    sync, running and caught up (its published log end at the leader's). Returns whether
+    it was asked; if not, ask again later."""
+    if not handle.alive or handle.state != "running" or handle.shm is None or to not in p.isr:
+        return False
+    if not _running_follower(broker, t.name, p.partition, to):
+        return False
+    try:
+        end = handle.shm.state.read().log_end_offset
+    except TornState:
+        return False
+    if handle.shm.progress.log_end_offset(to) < end:
+        return False   # not caught up yet: next time
+    log.info("%s-%d: asking leader %d to hand over to %s %d", t.name, p.partition, p.leader, what, to)
+    handle.handover_to = to
+    handle.state = "stopping"
+    os.kill(handle.pid, signal.SIGTERM)   # our own child, not yet reaped
+    return True

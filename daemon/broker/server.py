@@ -54,7 +54,7 @@ from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import fsync_dir
 from odradek.daemon.storage.modes import make_dirs
-from odradek.daemon.broker import replication
+from odradek.daemon.broker import reassign, replication
 from odradek.daemon.worker.leader import WorkerSpec
 
 __all__ = ["Broker"]
@@ -108,6 +108,7 @@ class Broker:
         self._next_rebalance = None   # auto.leader.rebalance.enable: the next preferred-leader check
         self._timers = []         # heap of (monotonic due time, seq, callable): call_later
         self._timer_seq = itertools.count()
+        self.moves_watched = False    # reassign.watch: a check of the replica moves is due
 
     # == start and stop ============================================================
     def start(self):
@@ -139,6 +140,7 @@ class Broker:
             signal.signal(sig, lambda *_: None)  # delivered through the wake-up fd
         self.sel.register(self._signal_r, selectors.EVENT_READ, ("signal", None))
         self._take_topics_online()
+        reassign.watch(self)   # moves saved under way go on
         self._listen()
         if self.notifier.watchdog_interval_s:
             self._next_watchdog = time.monotonic()
@@ -174,8 +176,13 @@ class Broker:
     def _remove_strays(self):
         """Partition dirs of no topic in the metadata: empty ones are what a create
         interrupted before its metadata was saved leaves (removed); a dir being deleted
-        (-delete) is finished; one holding data is left alone, with a warning."""
-        for log_dir in self.online_log_dirs():
+        (-delete) is finished; one holding data is left alone, with a warning. A
+        partition's dir in a log dir that holds none of its replicas is what a replica
+        move left (reassign.py): removed."""
+        for st in self.dirs:
+            if not st.online:
+                continue
+            index, log_dir = st.index, st.path
             for name in os.listdir(log_dir):
                 path = os.path.join(log_dir, name)
                 if name.endswith(filenames.DELETE_SUFFIX) and os.path.isdir(path):
@@ -184,6 +191,12 @@ class Broker:
                     continue
                 tp = filenames.parse_partition_dir(name)
                 topic = self.metadata.topics.get(tp[0]) if tp else None
+                if topic is not None and tp[1] < len(topic.partitions) and os.path.isdir(path) \
+                        and index not in topic.partitions[tp[1]].replicas:
+                    log.warning("removing %s: no replica of %s-%d is in this log dir any more (a move that "
+                                "ended as the broker stopped)", path, *tp)
+                    admin.remove_partition_dir(log_dir, *tp)
+                    continue
                 if tp is None or not os.path.isdir(path) or (topic is not None and tp[1] < len(topic.partitions)):
                     continue
                 if not os.listdir(path):

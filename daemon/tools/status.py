@@ -60,6 +60,10 @@ def render(status, group_offsets=None):
         lines.append(f"under-replicated (ISR smaller than the replicas): {', '.join(h.under_replicated)}")
     if h.under_min_isr:
         lines.append(f"under min ISR (ISR below min.insync.replicas: acks=all refused): {', '.join(h.under_min_isr)}")
+    moves = [f"{p.topic}-{p.partition} ({_ids(p.removing_replicas)} -> {_ids(p.adding_replicas)})"
+             for p in status.partitions if p.adding_replicas or p.removing_replicas]
+    if moves:
+        lines.append(f"moving a replica to another log dir: {', '.join(moves)}")
     lines.append(f"{h.partitions} partitions, {len(h.under_replicated)} under-replicated, "
                  f"{len(h.under_min_isr)} under min ISR, {len(h.offline)} offline; "
                  f"{offline_dirs} of {len(status.log_dir_states)} log dirs offline")

@@ -34,6 +34,15 @@ def test_flags_and_counts_agree():
         (4, ["t-1", "t-3"], ["t-1", "t-3"], ["t-2", "t-3"])
 
 
+def test_a_replica_being_added_by_a_move_is_not_under_replication_and_the_partition_is_flagged_moving():
+    st = status()
+    st.partitions[0].replica_nodes, st.partitions[0].adding_replicas = [0, 1, 2], [2]
+    st.partitions[0].removing_replicas = [1]
+    assert flags_by_partition(st)[("t", 0)] == ["moving"]
+    h = health(st, NOW)
+    assert (h.under_replicated, h.moving) == (["t-1", "t-3"], ["t-0"])
+
+
 def test_follower_lag_in_records_and_time():
     assert health(status(), NOW).followers == [
         FollowerLag("t", 0, 1, "running", True, 5, 0, 0, 10),          # caught up now: 0 ms, however old

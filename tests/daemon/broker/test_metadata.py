@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicationFactor, InvalidTopic,
+from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidReplicaAssignment, InvalidReplicationFactor,
+                                   InvalidTopic, ReassignmentInProgress,
                                    StorageError, TopicAlreadyExists, UnknownTopicOrPartition)
 from odradek.daemon.broker.metadata import PRODUCER_ID_BLOCK, Metadata, validate_topic_name
 from odradek.daemon.storage import LogConfig
@@ -179,3 +180,39 @@ def test_a_failed_reservation_hands_out_no_id_and_the_next_try_can_succeed(dirs)
     os.rename(dirs[0] + ".gone", dirs[0])
     assert md.allocate_producer_id() == PRODUCER_ID_BLOCK
     assert Metadata.load(dirs).allocate_producer_id() == 2 * PRODUCER_ID_BLOCK
+
+
+def test_a_move_adds_the_new_replica_then_puts_it_in_the_old_ones_place(dirs):
+    md = Metadata([*dirs, dirs[0] + "-d"])
+    os.makedirs(dirs[0] + "-d")
+    md.create_topic("orders", 1, 3, {}, LogConfig())
+    (p,) = md.topic("orders").partitions
+    first, epoch = list(p.replicas), p.partition_epoch
+    free = ({0, 1, 2, 3} - set(first)).pop()
+    md.start_move("orders", 0, first[0], free)
+    assert (p.replicas, p.adding_replicas, p.removing_replicas) == (first + [free], [free], [first[0]])
+    assert p.partition_epoch == epoch + 1 and md.topic("orders").replication_factor == 3
+    assert p.target_replicas == [free] + first[1:]   # the preferred leader's place is kept
+    md.save()
+    (saved,) = Metadata.load(md.log_dirs).topic("orders").partitions
+    assert (saved.adding_replicas, saved.removing_replicas, saved.moving) == ([free], [first[0]], True)
+    with pytest.raises(ReassignmentInProgress):
+        md.start_move("orders", 0, first[1], first[0])
+    md.set_isr("orders", 0, p.replicas)
+    assert p.move_in_sync
+    md.finish_move("orders", 0)
+    assert (p.replicas, p.isr, p.moving, p.partition_epoch) == ([free] + first[1:], [free] + first[1:], False,
+                                                                 epoch + 3)
+
+
+def test_a_move_from_a_dir_without_a_replica_or_to_one_with_a_replica_changes_nothing(dirs):
+    md = Metadata([*dirs, dirs[0] + "-d"])
+    md.create_topic("orders", 1, 2, {}, LogConfig())
+    (p,) = md.topic("orders").partitions
+    before = (list(p.replicas), p.partition_epoch)
+    free = ({0, 1, 2, 3} - set(p.replicas)).pop()
+    with pytest.raises(InvalidReplicaAssignment, match="has no replica in log dir"):
+        md.start_move("orders", 0, free, free)
+    with pytest.raises(InvalidReplicaAssignment, match="already has a replica"):
+        md.start_move("orders", 0, p.replicas[0], p.replicas[1])
+    assert (p.replicas, p.partition_epoch, p.moving) == (*before, False)
