@@ -871,13 +871,6 @@ class Consumer:
             view = batch.buffer
             (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
              count) = unpack_header(view)
-            if end and base_offset >= high_watermark and base_offset >= next_offset:
-                # a GetSegment answer reaches past the high watermark this fetch read (the
-                # leader's log end or its newer high watermark): stop before this batch;
-                # the next fetch reads the state again (and names a batch that is damaged)
-                part.fetched = max(next_offset, part.fetched)
-                part.run = None
-                return end
             if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
                 return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
                                         position, next_offset, high_watermark, len(data))
