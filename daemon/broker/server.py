@@ -52,7 +52,7 @@ from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
 from odradek.daemon.broker.supervisor import Supervisor, WorkerHandle
 from odradek.daemon.storage import filenames
-from odradek.daemon.storage.checkpoint import fsync_dir
+from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.broker import reassign, replication
 from odradek.daemon.worker.leader import WorkerSpec
@@ -177,8 +177,10 @@ class Broker:
         """Partition dirs of no topic in the metadata: empty ones are what a create
         interrupted before its metadata was saved leaves (removed); a dir being deleted
         (-delete) is finished; one holding data is left alone, with a warning. A
-        partition's dir in a log dir that holds none of its replicas is what a replica
-        move left (reassign.py): removed."""
+        partition's dir in a log dir that holds none of its replicas (what a replica move
+        that ended as the broker stopped leaves: reassign.py) is renamed aside with
+        STRAY_SUFFIX, as Kafka does with stray logs, not deleted: if the metadata were an
+        older copy than the data, deleting would lose records."""
         for st in self.dirs:
             if not st.online:
                 continue
@@ -193,9 +195,12 @@ class Broker:
                 topic = self.metadata.topics.get(tp[0]) if tp else None
                 if topic is not None and tp[1] < len(topic.partitions) and os.path.isdir(path) \
                         and index not in topic.partitions[tp[1]].replicas:
-                    log.warning("removing %s: no replica of %s-%d is in this log dir any more (a move that "
-                                "ended as the broker stopped)", path, *tp)
-                    admin.remove_partition_dir(log_dir, *tp)
+                    stray = f"{path}.{int(time.time() * 1000)}{filenames.STRAY_SUFFIX}"
+                    log.warning("%s: no replica of %s-%d is in this log dir (a move that ended as the broker "
+                                "stopped?): renamed to %s; delete it once you know it is not needed",
+                                path, *tp, stray)
+                    os.rename(path, stray)
+                    LogDirCheckpoints(log_dir).remove(tp)
                     continue
                 if tp is None or not os.path.isdir(path) or (topic is not None and tp[1] < len(topic.partitions)):
                     continue

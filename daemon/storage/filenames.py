@@ -35,6 +35,7 @@ CHECKPOINT_LOCK = ".checkpoint.lock"  # flock'd by whoever updates the two above
 BROKER_LOCK = ".lock"                 # flock'd by the broker that owns the log dir
 CLUSTER_METADATA = "cluster-metadata.json"  # topics, partitions, placement (every log dir)
 DELETE_SUFFIX = "-delete"             # a partition dir of a deleted topic, being removed
+STRAY_SUFFIX = "-stray"               # a partition dir where its partition has no replica: kept aside
 
 _SEGMENT_RE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
 _SNAPSHOT_RE = re.compile(r"^(\d{20})\.snapshot$")

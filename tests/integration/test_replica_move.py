@@ -5,6 +5,7 @@ joins the ISR, then the old one is dropped and its dir removed, while a producer
 acks=all and a consumer carry on; a leader's replica hands leadership over first; a
 refused move changes nothing; a move saved under way finishes after a broker restart."""
 import json
+import os
 import threading
 
 from click.testing import CliRunner
@@ -202,7 +203,7 @@ def test_a_move_under_way_when_the_broker_stops_finishes_after_its_restart(three
     assert_identical_logs(dirs, "t", 0, [before.leader, free])
 
 
-def test_a_partition_dir_left_in_a_dir_without_a_replica_is_removed_at_start(three_dirs, start):
+def test_a_partition_dir_left_in_a_dir_without_a_replica_is_put_aside_at_start(three_dirs, start):
     _, dirs, _ = three_dirs
     broker = start()
     with Admin(broker.socket_path) as admin:
@@ -214,7 +215,9 @@ def test_a_partition_dir_left_in_a_dir_without_a_replica_is_removed_at_start(thr
     (left / "00000000000000000000.log").write_bytes(b"old")
     broker = start()
     assert not left.exists()
-    assert f"removing {left}: no replica of t-0 is in this log dir" in broker.stderr(tail=None)
+    (stray,) = [d for d in os.listdir(dirs[free]) if d.startswith("t-0.") and d.endswith("-stray")]
+    assert (dirs[free] / stray / "00000000000000000000.log").read_bytes() == b"old"   # kept, aside
+    assert f"{left}: no replica of t-0 is in this log dir" in broker.stderr(tail=None)
 
 
 def test_move_wait_shows_progress_until_done_and_status_flags_the_partition(three_dirs, start):
