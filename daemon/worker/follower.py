@@ -39,7 +39,6 @@ Theory of operation
 """
 import logging
 import os
-import select
 import time
 
 from odradek.client.errors import CorruptRecord, NotInWindow, OdradekError, StorageError, TornState
@@ -51,9 +50,9 @@ from odradek.daemon.replication.leader_files import LeaderFiles, OffsetBelowLogS
 from odradek.daemon.replication.truncation import divergence
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
-from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochFile
-from odradek.daemon.worker.leader import CLEANER_STEP_BYTES, LinkWatcher, WorkerSpec
+from odradek.daemon.worker.leader import CLEANER_STEP_BYTES, LinkWatcher, WorkerSpec, flush_link
+from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
 
@@ -141,11 +140,7 @@ class FollowerWorker(ProducerStateKeeping):
         self.sock.setblocking(False)
         watcher = LinkWatcher(self.sock, stop_fd, self.bell)
         watcher.start()
-        now = time.monotonic()
-        next_retention = now + self.spec.retention_check_ms / 1000
-        next_clean = now if self.cleaner is not None else None
-        cfg = self.log.config
-        flush_every = min(cfg.flush_ms, 1000) / 1000 if cfg.flush_ms < NO_LIMIT else None
+        timers = LogTimers(self.spec, self.log.config, self.cleaner is not None, time.monotonic())
         while True:
             seen = WaitSet([self.bell, self.state])
             if watcher.stop:
@@ -160,20 +155,9 @@ class FollowerWorker(ProducerStateKeeping):
                 watcher.resume()
             copied, stalled = self._copy()
             now = time.monotonic()
-            if flush_every is not None:
-                self._storage_step("flush", self.log.maybe_flush)
-            if now >= next_retention:
-                self._retention()
-                next_retention = now + self.spec.retention_check_ms / 1000
-            if next_clean is not None and now >= next_clean:
-                next_clean = now if self._clean_step() else now + self.spec.cleaner_backoff_ms / 1000
-            if copied or next_clean == now:
+            if timers.run(self, now) or copied:
                 continue
-            timeout = next_retention - now
-            if next_clean is not None:
-                timeout = min(timeout, next_clean - now)
-            if flush_every is not None:
-                timeout = min(timeout, flush_every)
+            timeout = timers.timeout(now)
             if stalled:
                 timeout = min(timeout, STALL_RETRY_S)
             seen.wait(max(0.0, timeout))
@@ -351,13 +335,8 @@ class FollowerWorker(ProducerStateKeeping):
             return False
         return not self.channel.should_close
 
-    def _flush_link(self, timeout_s=5.0):
-        deadline = time.monotonic() + timeout_s
-        while not self.channel.flush(self.sock):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise OSError("the broker does not read its link")
-            select.select([], [self.sock], [], left)
+    def _flush_link(self):
+        flush_link(self.channel, self.sock)
 
     def _dispatch(self, request):
         if isinstance(request, m.LeaderAndIsrRequest):

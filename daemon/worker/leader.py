@@ -53,9 +53,9 @@ from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
-from odradek.daemon.storage.config import NO_LIMIT
 from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
+from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REBUILD_BYTES, REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
 from odradek.daemon.worker.producers import Abdication, ProducerAttachment
@@ -268,10 +268,7 @@ class LeaderWorker(ProducerStateKeeping):
         wakeups = self.wakeups
         watcher = LinkWatcher(self.sock, stop_fd, wakeups.bell)
         watcher.start()
-        now = self.clock()
-        next_retention = now + self.spec.retention_check_ms / 1000
-        next_clean = now if self.cleaner is not None else None
-        flush_every = min(self.log.config.flush_ms, 1000) / 1000 if self.log.config.flush_ms < NO_LIMIT else None
+        timers = LogTimers(self.spec, self.log.config, self.cleaner is not None, self.clock())
         while True:
             seen = wakeups.snapshot(att.requests for att in self.producers.values() if not att.broken)
             if watcher.stop:
@@ -289,21 +286,9 @@ class LeaderWorker(ProducerStateKeeping):
                 return ABDICATED
             self._acknowledge()
             now = self.clock()
-            if flush_every is not None:
-                self._storage_step("flush", self.log.maybe_flush)
-            if now >= next_retention:
-                self._retention()
-                next_retention = now + self.spec.retention_check_ms / 1000
-            if next_clean is not None and now >= next_clean:
-                # one bounded step; while a pass is under way, the next turn continues it
-                next_clean = now if self._clean_step() else now + self.spec.cleaner_backoff_ms / 1000
-            if taken or next_clean == now:
+            if timers.run(self, now) or taken:
                 continue
-            timeout = next_retention - now
-            if next_clean is not None:
-                timeout = min(timeout, next_clean - now)
-            if flush_every is not None:
-                timeout = min(timeout, flush_every)
+            timeout = timers.timeout(now)
             if blocked:
                 timeout = min(timeout, BACKPRESSURE_WAIT_S)
             if self.replication is not None:   # a follower may fall behind with no word from it
@@ -328,13 +313,8 @@ class LeaderWorker(ProducerStateKeeping):
             return False
         return not self.channel.should_close
 
-    def _flush_link(self, timeout_s=5.0):
-        deadline = time.monotonic() + timeout_s
-        while not self.channel.flush(self.sock):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise OSError("the broker does not read its link")
-            select.select([], [self.sock], [], left)
+    def _flush_link(self):
+        flush_link(self.channel, self.sock)
 
     def _drain_producers(self):
         taken, blocked = 0, False
@@ -759,6 +739,17 @@ class LeaderWorker(ProducerStateKeeping):
 
 
 _SEQ_MOD = 1 << 31
+
+
+def flush_link(channel, sock, timeout_s=5.0):
+    """Write what the channel holds to the broker link (non-blocking socket), waiting for
+    room at most timeout_s in all: OSError if the broker does not read."""
+    deadline = time.monotonic() + timeout_s
+    while not channel.flush(sock):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OSError("the broker does not read its link")
+        select.select([], [sock], [], left)
 
 
 def _published_high_watermark(state):
