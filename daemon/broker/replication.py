@@ -29,6 +29,8 @@
   diverges by leader epoch. The partition's shared memory stays: consumers keep their
   mappings and producers their rings (the held acks=all entries in them are taken again
   by the new leader). The other followers get LeaderAndIsr and follow the new leader.
+  An elected follower that has not taken over within PROMOTION_TIMEOUT_S (stopped or
+  stuck) is killed, and a leader worker starts on its replica instead.
   With no such replica the partition waits for its leader to restart, unless the topic
   has unclean.leader.election.enable: then the first running follower leads, and the
   records only the old leader had are lost (logged).
@@ -56,6 +58,8 @@ __all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "push
            "leader_died", "drop_offline_replicas", "prefer_leaders", "hand_over"]
 
 log = logging.getLogger(__name__)
+
+PROMOTION_TIMEOUT_S = 3.0   # an elected follower that has not taken over by then is killed
 
 
 def follower_spec(broker, topic, p, replica):
@@ -266,10 +270,22 @@ def leader_died(broker, handle):
     successor = broker.supervisor.workers[(name, partition, new)]
     broker.worker_request(successor.key, request,
                           lambda result: _promoted(broker, handle, successor, old, result))
+    broker.call_later(PROMOTION_TIMEOUT_S, lambda: _promotion_overdue(broker, successor, successor.pid))
     for r in p.followers:
         if r != new and _running_follower(broker, name, partition, r):
             broker.worker_request((name, partition, r), request, lambda _r: None)
     return True
+
+
+def _promotion_overdue(broker, successor, pid):
+    """The follower elected did not answer LeaderAndIsr in PROMOTION_TIMEOUT_S (stopped,
+    or stuck): SIGKILL it (our own child); its pending request then fails and _promoted
+    starts a leader worker on its replica, whose log it held."""
+    if successor.pid == pid and successor.alive and successor.is_follower:
+        log.error("%s-%d: replica %d did not take over within %.0f s: killing its follower process %d",
+                  successor.spec.topic, successor.spec.partition, successor.spec.replica_id, PROMOTION_TIMEOUT_S,
+                  pid)
+        os.kill(pid, signal.SIGKILL)
 
 
 def _promoted(broker, old_handle, successor, old, result):

@@ -234,8 +234,8 @@ def test_a_topic_saved_before_replication_gets_its_followers_which_catch_up_and_
 def leader_pid(broker, topic, partition=0):
     with Admin(broker.socket_path) as admin:
         st = admin.status()
-    (w,) = [w for w in st.workers if (w.topic, w.partition, w.role) == (topic, partition, "leader")]
-    return w.pid
+    running = [w.pid for w in st.workers if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid]
+    return running[0] if running else None
 
 
 def test_a_killed_leader_is_replaced_by_an_in_sync_follower_and_rejoins_as_a_follower(three_dirs, start):
@@ -413,3 +413,25 @@ def test_with_no_in_sync_follower_a_dead_leader_waits_unless_unclean_election_is
         assert [r.value for r in consume_n(c, len(expected))] == expected
     finally:
         c.close()
+
+
+def test_an_elected_follower_that_does_not_take_over_is_replaced_by_a_leader_worker_on_its_replica(three_dirs, start):
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)
+    before = partition_of(broker, "t")
+    assert produce(broker, "t", [b"a"] * 5) == [(None, i) for i in range(5)]
+    _, followers = status_of(broker, "t")
+    first = next(r for r in before.isr if r != before.leader)   # the one the election picks
+    os.kill(followers[first], signal.SIGSTOP)   # alive, in the ISR (idle: caught up), but stuck
+    try:
+        os.kill(leader_pid(broker, "t"), signal.SIGKILL)
+        wait_until(lambda: "did not take over within" in broker.stderr(tail=None), 10, what="the promotion timeout")
+    finally:
+        try:
+            os.kill(followers[first], signal.SIGCONT)
+        except ProcessLookupError:
+            pass   # killed by the broker, as it should be
+    wait_until(lambda: leader_pid(broker, "t"), 10, what="a leader worker")
+    assert partition_of(broker, "t").leader == first
+    assert produce(broker, "t", [b"b"] * 5) == [(None, 5 + i) for i in range(5)]
