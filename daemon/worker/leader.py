@@ -108,10 +108,6 @@ class WorkerSpec:
     def partition_dir(self):
         return os.path.join(self.log_dir, f"{self.topic}-{self.partition}")
 
-    @property
-    def isr_size(self):
-        return len(self.isr)
-
 
 def _die_with_parent():
     try:
