@@ -29,6 +29,8 @@ Theory of operation
   and producer state (serve returns them to run()).
 - Producer state: kept up with every batch copied and snapshotted at rolls and close,
   as the leader does, so a promoted follower checks idempotence at once.
+- Its own dir failing an append (full, EIO): it exits (status 75) and the broker takes
+  it out of the ISR at once, then restarts it with backoff.
 - acks.all.fsync topics: after each round of copying, one fdatasync covers all it copied
   (group commit), and its synced offset is published beside its log end: the leader
   acknowledges acks=all produces below the smallest synced offset of the ISR.
@@ -51,7 +53,7 @@ from odradek.daemon.replication.truncation import divergence
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochFile
-from odradek.daemon.worker.leader import CLEANER_STEP_BYTES, LinkWatcher, WorkerSpec, flush_link
+from odradek.daemon.worker.leader import ABDICATED, CLEANER_STEP_BYTES, LinkWatcher, WorkerSpec, flush_link
 from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
@@ -63,6 +65,13 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20        # bytes read from the leader's files per append
 COPY_BUDGET = 16 << 20       # bytes copied per loop turn, between looks at the link
 STALL_RETRY_S = 0.05         # after an error reading or appending, look again this soon
+
+
+class DirFailed(Exception):
+    """An append to our own log dir failed (full, failing): the follower stops, so the
+    broker takes it out of the ISR at once (a follower that cannot write must not hold
+    the high watermark until replica.lag.time.max.ms passes), and restarts it with
+    backoff until its dir takes writes again."""
 
 
 class FollowerWorker(ProducerStateKeeping):
@@ -153,7 +162,11 @@ class FollowerWorker(ProducerStateKeeping):
                     watcher.resume()
                     return self._hand_over()
                 watcher.resume()
-            copied, stalled = self._copy()
+            try:
+                copied, stalled = self._copy()
+            except DirFailed as e:
+                log.error("%s: stopping: an append failed: %s; out of the ISR until it runs again", self.name, e)
+                return ABDICATED
             now = time.monotonic()
             if timers.run(self, now) or copied:
                 continue
@@ -202,7 +215,10 @@ class FollowerWorker(ProducerStateKeeping):
                 rolled = chunk.segment_base > lg.active.base_offset
                 if rolled:   # as the leader does: the state below the new segment
                     self._snapshot_producer_state("segment roll", lg.log_end_offset)
-                lg.append_as_follower(chunk.data, chunk.segment_base)
+                try:
+                    lg.append_as_follower(chunk.data, chunk.segment_base)
+                except StorageError as e:
+                    raise DirFailed(str(e)) from e
                 self.producer_state.replay(batches_from_buffer(memoryview(chunk.data), 0))
                 self._hint = (chunk.segment_base, chunk.position + len(chunk.data))
                 copied += len(chunk.data)
