@@ -12,9 +12,11 @@ and never touches a record byte.
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
-  acks=all against min.insync.replicas is checked by the worker per batch (its spec
-  carries the ISR size and the topic's configs), so the error reaches each batch's
-  delivery callback and a producer attached before an alter follows the new value.
+  acks=all against min.insync.replicas is checked by the worker per batch (against the
+  ISR the broker saved and told it, and the topic's configs), so the error reaches each
+  batch's delivery callback and a producer attached before an alter follows the new
+  value. Each PartitionShm also holds the partition's replica progress page
+  (daemon/replication/progress.py), which its leader and followers share.
 - OpenFetch: answered here: the state, as a read-only fd of a write-sealed memfd.
 - GetSegment: relayed to the worker, which opens the segment read-only; the fd travels
   worker -> broker -> consumer. The file is 0640 (storage/modes.py): a consumer of
