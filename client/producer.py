@@ -46,8 +46,7 @@ from odradek.client.message import Record
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol._errors import raise_for_error
-from odradek.client.records import BatchBuilder
-from odradek.client.records._layout import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
+from odradek.client.records import MAX_SEQUENCE, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, BatchBuilder
 from odradek.client.shm import Doorbell, Ring
 
 __all__ = ["Producer"]
@@ -65,7 +64,6 @@ _SCHEMA = {
     "compression.type": (cfg.one_of("none", "gzip"), "none"),
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
 }
-_SEQ_MOD = 1 << 31
 _TAG_MOD = 1 << 32
 _time_ns = time.time_ns
 _BATCH_OVERHEAD = 61 + 8    # the v2 batch header, and the ring entry's
@@ -342,7 +340,7 @@ class Producer:
         count = len(builder)
         link.next_tag = (tag + 1) % _TAG_MOD
         if self._pid >= 0:
-            link.next_seq = (link.next_seq + count) % _SEQ_MOD
+            link.next_seq = (link.next_seq + count) & MAX_SEQUENCE
         link.builder, link.pending, link.deadline = None, [], None
         if self._acks == 0:
             self._report(link, link.inflight.pop(tag), -1, None)

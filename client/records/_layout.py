@@ -38,7 +38,7 @@ __all__ = [
     "MAGIC", "COMPRESSION_MASK", "TIMESTAMP_TYPE_MASK", "TRANSACTIONAL_MASK",
     "CONTROL_MASK", "DELETE_HORIZON_MASK",
     "Compression", "TimestampType",
-    "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
+    "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     "HEADER_STRUCT",
 ]
 
@@ -93,6 +93,7 @@ DELETE_HORIZON_MASK = 0x40   # bit 6: baseTimestamp is the compaction delete hor
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 NO_SEQUENCE = -1
+MAX_SEQUENCE = 0x7fffffff   # Integer.MAX_VALUE: sequences wrap from it to 0 (Kafka's DefaultRecordBatch)
 NO_PARTITION_LEADER_EPOCH = -1
 
 

@@ -8,7 +8,7 @@ and never touches a record byte.
   a worker writes through the broker's mapping, which it inherits over fork; nobody,
   worker included, can make a new writable mapping of the state.
 - OpenProducer: the producer passes its rings and doorbell; the broker keeps its own
-  copies (ProducerAttachment here) and relays them to the partition's worker. When
+  copies (a ProducerRegistration here) and relays them to the partition's worker. When
   that worker is replaced, the broker attaches them to the new one, which takes the
   ring from where the dead one left it. When the producer's control connection closes,
   the broker detaches them (the worker drains what was committed) and closes its copies.
@@ -78,7 +78,7 @@ class PartitionShm:
         os.close(self.doorbell_fd)
 
 
-class ProducerAttachment:
+class ProducerRegistration:
     __slots__ = ("attach_id", "conn", "key", "request", "fds")
 
     def __init__(self, conn, key, request, fds):
@@ -92,8 +92,8 @@ class Attachments:
     """Every producer attachment, by partition and by connection."""
 
     def __init__(self):
-        self.by_key = {}       # (topic, partition) -> {attach_id: ProducerAttachment}
-        self.by_conn = {}      # ClientConn -> [ProducerAttachment]
+        self.by_key = {}       # (topic, partition) -> {attach_id: ProducerRegistration}
+        self.by_conn = {}      # ClientConn -> [ProducerRegistration]
 
     def add(self, att):
         self.by_key.setdefault(att.key, {})[att.attach_id] = att
@@ -140,7 +140,7 @@ def open_producer(broker, conn, req, fds, reply):
     except BaseException:
         close_fds(fds)
         raise
-    att = ProducerAttachment(conn, (req.topic, req.partition), req, fds)
+    att = ProducerRegistration(conn, (req.topic, req.partition), req, fds)
     broker.attachments.add(att)
     log.debug("producer pid %d attached to %s-%d as %d", conn.pid, req.topic, req.partition, att.attach_id)
 

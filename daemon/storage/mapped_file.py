@@ -204,10 +204,6 @@ class MappedFile:
             self._fail(e)
         self._flushed = self.size
 
-    @property
-    def unflushed_bytes(self):
-        return self.size - self._flushed
-
     def trim(self):
         """Cut the file to its data (on roll or clean close); the map stays as it is."""
         if not self.writable:

@@ -47,7 +47,7 @@ import time
 from odradek.client import native
 from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, NotEnoughReplicasAfterAppend,
                                    OdradekError, StorageError, TornState, UnknownTopicOrPartition)
-from odradek.client.records import Compression, RecordBatch
+from odradek.client.records import MAX_SEQUENCE, Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
@@ -65,8 +65,6 @@ __all__ = ["WorkerSpec", "run", "LeaderWorker"]
 
 log = logging.getLogger(__name__)
 
-EARLIEST_TIMESTAMP = -2
-LATEST_TIMESTAMP = -1
 _PR_SET_PDEATHSIG = 1
 DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
@@ -681,10 +679,10 @@ class LeaderWorker(ProducerStateKeeping):
         """ListOffsets semantics: -2 earliest, -1 latest, else the first record at or
         after `timestamp` (offset -1 if there is none)."""
         epoch = self.spec.leader_epoch
-        if timestamp == EARLIEST_TIMESTAMP:
+        if timestamp == m.EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
                                                   leader_epoch=epoch)
-        if timestamp == LATEST_TIMESTAMP:   # Kafka's read_uncommitted answer: the high watermark
+        if timestamp == m.LATEST_TIMESTAMP:   # Kafka's read_uncommitted answer: the high watermark
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.high_watermark,
                                                   leader_epoch=epoch)
         found = self.log.offset_for_timestamp(timestamp)
@@ -734,7 +732,6 @@ class LeaderWorker(ProducerStateKeeping):
             pass
 
 
-_SEQ_MOD = 1 << 31
 
 
 def flush_link(channel, sock, timeout_s=5.0):
@@ -774,7 +771,7 @@ def _has_null_key(batch_view):
 
 def _last_seq(base_seq, delta):
     """Kafka's sequence arithmetic: sequences wrap from 2^31 - 1 to 0."""
-    return (base_seq + delta) % _SEQ_MOD if base_seq >= 0 else base_seq
+    return (base_seq + delta) & MAX_SEQUENCE if base_seq >= 0 else base_seq
 
 
 def socketpair():

@@ -68,14 +68,13 @@ from typing import NamedTuple, Optional
 from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, OutOfOrderSequenceNumber
 from odradek.client.records import (
     BASE_SEQUENCE_OFFSET, BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
-    MAGIC_OFFSET, MIN_BATCH_LENGTH, NO_PRODUCER_EPOCH, NO_SEQUENCE, PRODUCER_EPOCH_OFFSET,
+    MAGIC_OFFSET, MAX_SEQUENCE, MIN_BATCH_LENGTH, NO_PRODUCER_EPOCH, NO_SEQUENCE, PRODUCER_EPOCH_OFFSET,
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET)
 
 __all__ = ["ProducerState", "Outcome", "Verdict", "ProducerEntry", "batches_from_buffer",
            "next_sequence", "NUM_BATCHES_TO_RETAIN", "MAX_SEQUENCE"]
 
 NUM_BATCHES_TO_RETAIN = 5        # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
-MAX_SEQUENCE = 0x7fffffff        # Integer.MAX_VALUE: the sequence after it is 0
 
 
 def next_sequence(sequence, increment=1):
