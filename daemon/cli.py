@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from odradek.client.admin import DEFAULT_SOCKET
 from odradek.client.errors import InvalidSegment, OdradekError
 
 __all__ = ["cli", "main"]
@@ -236,8 +237,8 @@ def serve(config_path, data_dir, log_level, overrides):
 
 def _socket_option(f):
     return click.option("--socket", "socket_path", metavar="PATH", envvar="ODRADEK_SOCKET",
-                        help="The broker's control socket (default: $ODRADEK_SOCKET, else "
-                             "/run/odradek/odradek.sock).")(f)
+                        help=f"The broker's control socket (default: $ODRADEK_SOCKET, else "
+                             f"{DEFAULT_SOCKET}).")(f)
 
 
 def _admin(socket_path):

@@ -16,12 +16,12 @@ import os
 import tomllib
 from dataclasses import dataclass
 
+from odradek.client.admin import DEFAULT_SOCKET
 from odradek.client.errors import InvalidConfig
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
 
-DEFAULT_SOCKET = "/run/odradek/odradek.sock"
 DEFAULT_DATA_DIR = "/var/lib/odradek"
 
 # Kafka's broker-level names for the topic-level defaults (server.properties style).
