@@ -539,6 +539,9 @@ class PartitionLog:
         """
         self._check_open()
         segment = self.active
+        if segment_base < segment.base_offset and segment.is_empty and len(self._segments) > 1 \
+                and self._segments[-2].base_offset == segment_base:
+            segment = self._take_back_roll()
         if segment_base > segment.base_offset:
             if segment_base != self.log_end_offset:
                 raise InvalidSegment(f"{self.directory}: the leader's segment {segment_base} cannot start here: "
@@ -548,6 +551,22 @@ class PartitionLog:
         if segment.log.size + len(data) > segment.log.capacity:
             self._make_room(len(data))
         return self.append(data, assign_offsets=False, roll=False)
+
+    def _take_back_roll(self):
+        """Drop the empty active segment and append to the one before it again: this
+        replica rolled there as a leader just before it died, and the leader it follows
+        now did not (its batches from here are in its segment that began before), so
+        its files would otherwise stop lining up with the leader's."""
+        empty = self._segments.pop()
+        self._bases.pop()
+        empty.delete()
+        previous = self._segments.pop()
+        self._bases.pop()
+        previous.close()
+        segment, _ = self._recover_segment(previous.base_offset, last=True)   # writable again
+        self._add(segment)
+        self._roll_anchor_ms = None
+        return segment
 
     def _make_room(self, nbytes):
         """Map the active segment with room for `nbytes` more, without rolling: the

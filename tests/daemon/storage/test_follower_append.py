@@ -97,6 +97,23 @@ def test_a_follower_restarted_midway_resumes_identical(make_pair, clock):
     assert pair.follower.log_end_offset == pair.leader.log_end_offset
 
 
+def test_a_follower_that_rolled_as_a_leader_before_dying_takes_the_empty_segment_back(make_pair, clock):
+    # found by tests/faults/test_replication_kills.py: the old leader had rolled (an empty
+    # segment at its log end) just before it died; its successor went on in the segment
+    # before, and the old leader, a follower now, appended the successor's batches into
+    # its empty segment: the same offsets, but files that no longer lined up
+    pair = make_pair({**SMALL, "segment.ms": 60_000})
+    pair.produce(batches=5, records=2)
+    copy_all(pair)
+    pair.follower.roll()      # its roll as a leader, with nothing appended after it
+    pair.reopen_follower()    # it died and came back as a follower
+    assert pair.follower.active.base_offset == pair.leader.log_end_offset
+    pair.produce(batches=3, records=2)   # the new leader's batches, in its segment that began before
+    copy_all(pair)
+    assert_identical(pair)
+    assert [s.base_offset for s in pair.follower.segments] == [s.base_offset for s in pair.leader.segments]
+
+
 def test_a_segment_base_that_does_not_line_up_is_refused_and_changes_nothing(make_pair):
     pair = make_pair()
     pair.produce(batches=3)
