@@ -54,7 +54,7 @@ from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.supervisor import WorkerHandle
 from odradek.daemon.worker.leader import WorkerSpec
 
-__all__ = ["follower_spec", "start_followers", "followers_of", "poll_isr", "push_isr", "follower_died",
+__all__ = ["follower_spec", "start_followers", "poll_isr", "push_isr", "follower_died",
            "leader_died", "drop_offline_replicas", "prefer_leaders", "hand_over"]
 
 log = logging.getLogger(__name__)
@@ -80,15 +80,6 @@ def start_followers(broker, topic, p, shm):
         handle = WorkerHandle(follower_spec(broker, topic, p, r))
         handle.shm = shm
         broker._queue(handle)
-
-
-def followers_of(broker, name, partition):
-    """The WorkerHandles of the partition's followers (any state)."""
-    t = broker.metadata.topics.get(name)
-    if t is None or partition >= len(t.partitions):
-        return [h for k, h in broker.supervisor.workers.items() if k[:2] == (name, partition) and len(k) == 3]
-    return [h for r in t.partitions[partition].followers
-            if (h := broker.supervisor.workers.get((name, partition, r))) is not None]
 
 
 def poll_isr(broker, key):
@@ -118,16 +109,7 @@ def _proposal(broker, key, pid, result):
     if refusal is not None:
         log.warning("%s-%d: ISR proposal %s refused: %s", name, partition, result.isr, refusal)
     else:
-        before = list(p.isr)
-        broker.metadata.set_isr(name, partition, result.isr)
-        try:
-            broker.metadata.save()
-        except StorageError as e:
-            p.isr, p.partition_epoch = before, p.partition_epoch - 1
-            log.error("%s-%d: ISR %s not saved, kept %s: %s", name, partition, result.isr, before, e)
-        else:
-            log.info("%s-%d: ISR %s -> %s (partition epoch %d): %s", name, partition, before, p.isr,
-                     p.partition_epoch, result.reason)
+        _save_isr(broker, name, p, result.isr, result.reason, logging.INFO)
     push_isr(broker, key, p)
     poll_isr(broker, key)
     reassign.advance(broker, name, partition)   # a replica being moved in may be in sync now
@@ -170,21 +152,29 @@ def follower_died(broker, handle):
         handle.shm.progress.forget(replica)
     if replica not in p.isr:
         return
-    _remove(broker, name, p, replica, f"its follower process ended")
+    _remove(broker, name, p, replica, "its follower process ended")
 
 
 def _remove(broker, name, p, replica, why):
-    before = list(p.isr)
-    broker.metadata.set_isr(name, p.partition, [r for r in p.isr if r != replica])
+    if _save_isr(broker, name, p, [r for r in p.isr if r != replica], f"replica {replica} left, {why}",
+                 logging.WARNING):
+        push_isr(broker, (name, p.partition), p)
+
+
+def _save_isr(broker, name, p, isr, why, level):
+    """Set and save a new ISR (partition epoch + 1); True if saved. A save that fails
+    (a full disk) changes nothing: the ISR and epoch are put back, and it is logged."""
+    before = (list(p.isr), p.partition_epoch)
+    broker.metadata.set_isr(name, p.partition, isr)
     try:
         broker.metadata.save()
     except StorageError as e:
-        p.isr, p.partition_epoch = before, p.partition_epoch - 1
-        log.error("%s-%d: cannot save the ISR without replica %d (%s): %s", name, p.partition, replica, why, e)
-        return
-    log.warning("%s-%d: ISR %s -> %s (partition epoch %d): replica %d left, %s", name, p.partition, before, p.isr,
-                p.partition_epoch, replica, why)
-    push_isr(broker, (name, p.partition), p)
+        p.isr, p.partition_epoch = before
+        log.error("%s-%d: ISR %s not saved, kept %s (%s): %s", name, p.partition, isr, before[0], why, e)
+        return False
+    log.log(level, "%s-%d: ISR %s -> %s (partition epoch %d): %s", name, p.partition, before[0], p.isr,
+            p.partition_epoch, why)
+    return True
 
 
 def drop_offline_replicas(metadata):
@@ -210,6 +200,7 @@ def drop_offline_replicas(metadata):
             log.warning("%s-%d: replicas %s left the ISR: their log dirs are offline", t.name, p.partition, gone)
             changed = True
     return changed
+
 
 def _running_follower(broker, name, partition, r):
     h = broker.supervisor.workers.get((name, partition, r))

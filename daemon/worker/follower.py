@@ -43,8 +43,7 @@ import logging
 import os
 import time
 
-from odradek.client.errors import CorruptRecord, NotInWindow, OdradekError, StorageError, TornState
-from odradek.client.errors import UnknownTopicOrPartition
+from odradek.client.errors import NotInWindow, OdradekError, StorageError, TornState, UnknownTopicOrPartition
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.protocol.transport import close_fds
 from odradek.client.shm import Doorbell, WaitSet
@@ -223,7 +222,7 @@ class FollowerWorker(ProducerStateKeeping):
                 self._hint = (chunk.segment_base, chunk.position + len(chunk.data))
                 copied += len(chunk.data)
                 self._publish()
-        except (StorageError, CorruptRecord, OdradekError) as e:
+        except OdradekError as e:   # a read of the leader's files, or a batch refused
             if str(e) != self._error:
                 log.warning("%s: copying from the leader stopped at offset %d, retried until it succeeds: %s",
                             self.name, lg.log_end_offset, e)
