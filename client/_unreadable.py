@@ -28,7 +28,7 @@ import struct
 
 from odradek.client import native
 from odradek.client.errors import NotInWindow, TornState
-from odradek.client.records._layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
+from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
                                             CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
                                             MAGIC_OFFSET)
 

@@ -25,7 +25,7 @@ from odradek.client.errors import NonEmptyGroup, UnknownMemberId, error_for_code
 from odradek.client.log_dirs import from_status
 from odradek.client.partition_health import health
 from odradek.client.protocol import ControlClient, messages as m
-from odradek.client.protocol._errors import raise_for_error
+from odradek.client.protocol import raise_for_error
 
 __all__ = ["Admin", "TopicDescription", "PartitionDescription", "GroupListing", "GroupDescription",
            "MemberDescription", "resolve_socket", "DEFAULT_SOCKET", "EARLIEST", "LATEST"]

@@ -114,9 +114,9 @@ from odradek.client.group_member import (GroupLink, GroupMember, GroupMetadata, 
 from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record,
                                     TopicPartition)
 from odradek.client.protocol import ControlClient, messages as m
-from odradek.client.protocol._errors import raise_for_error
+from odradek.client.protocol import raise_for_error
 from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
-from odradek.client.records._layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
+from odradek.client.records.layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
                                             HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.waiting import WAIT_MANY_MAX

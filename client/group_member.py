@@ -66,7 +66,7 @@ from odradek.client.errors import (
     RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError)
 from odradek.client.message import OFFSET_INVALID, TopicPartition
 from odradek.client.protocol import ControlClient, RemoteProtocolError, close_fds, messages as m
-from odradek.client.protocol._errors import error_from_wire
+from odradek.client.protocol import error_from_wire
 from odradek.client.shm import PartitionState
 from odradek.client.shm.partition_state import MIN_SLOTS
 

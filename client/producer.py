@@ -45,7 +45,7 @@ from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageToo
 from odradek.client.message import Record
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek.client.protocol import ControlClient, messages as m
-from odradek.client.protocol._errors import raise_for_error
+from odradek.client.protocol import raise_for_error
 from odradek.client.records import MAX_SEQUENCE, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, BatchBuilder
 from odradek.client.shm import Doorbell, Ring
 

@@ -15,8 +15,8 @@ CRC coverage and reader rules are in FORMAT.md beside this file.
 from odradek.client.records._batch import (
     RecordBatch, iter_batches, read_base_offset, read_batch_length, write_base_offset,
     write_log_append_time, write_partition_leader_epoch)
-from odradek.client.records._builder import BatchBuilder
-from odradek.client.records._layout import (
+from odradek.client.records._builder import GZIP_DEFAULT_LEVEL, BatchBuilder
+from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
     BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
     DELETE_HORIZON_MASK, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC, MAGIC_OFFSET,
@@ -25,7 +25,7 @@ from odradek.client.records._layout import (
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK, Compression, TimestampType)
 from odradek.client.records._record import MAX_RECORD_OVERHEAD, Record, size_of_record
-from odradek.client.records import varint
+from odradek.client.records import layout, varint
 
 __all__ = [
     # layout
@@ -38,11 +38,13 @@ __all__ = [
     "DELETE_HORIZON_MASK", "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     # records and batches
-    "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
+    "Record", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
     "MAX_RECORD_OVERHEAD",
     # in-place header access
     "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time",
     # zigzag varints
     "varint",
+    # the v2 header layout as a module (layout.HEADER_STRUCT and the constants above)
+    "layout",
 ]

@@ -25,7 +25,7 @@ import zlib
 
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
-from odradek.client.records._layout import (
+from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
     BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
     DELETE_HORIZON_MASK, HEADER_STRUCT, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,

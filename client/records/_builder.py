@@ -22,7 +22,7 @@ import zlib
 
 from odradek.client import native
 from odradek.client.errors import UnsupportedCompression
-from odradek.client.records._layout import (
+from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, CONTROL_MASK, CRC_OFFSET, HEADER_STRUCT,
     LOG_OVERHEAD, MAGIC, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType)

@@ -39,7 +39,7 @@ leader the caught_up_ms fields, anyone of them reads.
 import mmap
 import struct
 
-from odradek.client.shm._lib import BYTES, ffi, lib
+from odradek._native import ffi, lib
 
 __all__ = ["ReplicaProgress", "MAGIC", "VERSION", "OFF_COUNTER", "SLOT_BASE", "SLOT_SIZE",
            "SLOT_LOG_END", "SLOT_LOG_START", "SLOT_CAUGHT_UP_MS", "SLOT_PID", "SLOT_SYNCED", "UNKNOWN"]
@@ -53,6 +53,7 @@ SLOT_SIZE = 64
 SLOT_LOG_END, SLOT_LOG_START, SLOT_CAUGHT_UP_MS, SLOT_PID, SLOT_SYNCED = 0, 8, 16, 24, 32
 UNKNOWN = -1
 
+BYTES = ffi.typeof("uint8_t[]")
 _load64, _store64 = lib.odk_atomic_load_u64, lib.odk_atomic_store_u64
 _load32, _store32 = lib.odk_atomic_load_u32, lib.odk_atomic_store_u32
 _MASK64 = (1 << 64) - 1

@@ -122,8 +122,8 @@ from odradek.client.records import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK, Compression)
-from odradek.client.records._builder import GZIP_DEFAULT_LEVEL
-from odradek.client.records._layout import HEADER_STRUCT
+from odradek.client.records import GZIP_DEFAULT_LEVEL
+from odradek.client.records.layout import HEADER_STRUCT
 from odradek.client.records.varint import decode_varint, decode_varlong, encode_varint, encode_varlong
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import read_offsets, write_offsets

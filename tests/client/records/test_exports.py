@@ -12,7 +12,7 @@ EXPECTED = {
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
-    "write_partition_leader_epoch", "write_log_append_time", "varint",
+    "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
 }
 
 RECORD_BATCH_PROPERTIES = [

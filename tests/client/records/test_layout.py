@@ -4,7 +4,7 @@ from pathlib import Path
 
 import odradek.client.records as records
 from odradek.client import native
-from odradek.client.records import BatchBuilder, RecordBatch, _layout
+from odradek.client.records import BatchBuilder, RecordBatch, layout
 
 FORMAT_MD = Path(records.__file__).with_name("FORMAT.md").read_text()
 
@@ -35,9 +35,9 @@ def test_format_md_header_table_matches_the_layout_constants():
     assert [r[3] for r in rows] == list(FIELD_CONSTANTS)
     for offset, size, type_, field in rows:
         name = FIELD_CONSTANTS[field]
-        assert getattr(_layout, name + "_OFFSET") == offset, field
+        assert getattr(layout, name + "_OFFSET") == offset, field
         if size is not None:
-            assert getattr(_layout, name + "_LENGTH") == size == TYPE_SIZES[type_], field
+            assert getattr(layout, name + "_LENGTH") == size == TYPE_SIZES[type_], field
 
 
 def test_each_offset_is_the_previous_offset_plus_its_size():
@@ -53,7 +53,7 @@ def test_layout_constants_have_the_values_kafka_defines():
             r.BASE_TIMESTAMP_OFFSET, r.MAX_TIMESTAMP_OFFSET, r.PRODUCER_ID_OFFSET,
             r.PRODUCER_EPOCH_OFFSET, r.BASE_SEQUENCE_OFFSET, r.RECORDS_COUNT_OFFSET,
             r.RECORDS_OFFSET) == (0, 8, 12, 16, 17, 21, 23, 27, 35, 43, 51, 53, 57, 61)
-    assert r.BATCH_HEADER_SIZE == r.RECORDS_OFFSET == _layout.HEADER_STRUCT.size == 61
+    assert r.BATCH_HEADER_SIZE == r.RECORDS_OFFSET == layout.HEADER_STRUCT.size == 61
     assert r.LOG_OVERHEAD == 12 and r.MIN_BATCH_LENGTH == 49 and r.MAGIC == 2
     assert (r.COMPRESSION_MASK, r.TIMESTAMP_TYPE_MASK, r.TRANSACTIONAL_MASK, r.CONTROL_MASK,
             r.DELETE_HORIZON_MASK) == (0x07, 0x08, 0x10, 0x20, 0x40)
