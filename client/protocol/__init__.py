@@ -26,7 +26,7 @@ from odradek.client.protocol._framing import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_ERROR, FLAG_FDS, FLAG_RESPONSE, HEADER_SIZE)
 from odradek.client.protocol._schema import (
     BOOL, BYTES, INT8, INT16, INT32, INT64, NULLABLE_BYTES, NULLABLE_STRING, STRING, Api,
-    ApiTable, Array, Map, Struct)
+    ApiTable, Array, Map, Struct, read_version)
 from odradek.client.protocol.messages import APIS, GROUP_API_KEYS, ApiKey
 from odradek.client.protocol.transport import DEFAULT_TIMEOUT, Channel, ControlClient, close_fds
 
@@ -38,7 +38,7 @@ __all__ = [
     "messages", "APIS", "GROUP_API_KEYS", "ApiKey", "Api", "ApiTable",
     # the type system, for declaring messages
     "Struct", "INT8", "INT16", "INT32", "INT64", "BOOL", "STRING", "NULLABLE_STRING",
-    "BYTES", "NULLABLE_BYTES", "Array", "Map",
+    "BYTES", "NULLABLE_BYTES", "Array", "Map", "read_version",
     # framing constants
     "DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FLAG_RESPONSE", "FLAG_ERROR", "FLAG_FDS",
     # errors and the wire mapping

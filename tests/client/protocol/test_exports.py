@@ -9,7 +9,7 @@ EXPECTED = {
     "ProtocolErrorEvent", "ConnectionClosed", "MAX_FDS_PER_FRAME",
     "messages", "APIS", "GROUP_API_KEYS", "ApiKey", "Api", "ApiTable",
     "Struct", "INT8", "INT16", "INT32", "INT64", "BOOL", "STRING", "NULLABLE_STRING",
-    "BYTES", "NULLABLE_BYTES", "Array", "Map",
+    "BYTES", "NULLABLE_BYTES", "Array", "Map", "read_version",
     "DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FLAG_RESPONSE", "FLAG_ERROR", "FLAG_FDS",
     "ProtocolError", "LocalProtocolError", "RemoteProtocolError", "Truncated", "BadLength",
     "InvalidUtf8", "TrailingBytes", "InvalidValue", "BadFrame", "FrameTooLarge",
