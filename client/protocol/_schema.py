@@ -31,6 +31,7 @@ Pure code: no I/O, no clock, no global state.
 """
 import struct
 from types import MappingProxyType
+from typing import Any, ClassVar
 
 from odradek.client.protocol._errors import (
     BadLength, InvalidUtf8, InvalidValue, LocalProtocolError, ProtocolError,
@@ -463,7 +464,8 @@ class Struct(metaclass=_StructMeta):
     mutate while another thread encodes them.
     """
 
-    _fields = ()
+    FIELDS: ClassVar[list[tuple[Any, ...]]]   # declared by each subclass
+    _fields: tuple[Field, ...] = ()
 
     def __init__(self, **values):
         for f in self._fields:
@@ -479,7 +481,7 @@ class Struct(metaclass=_StructMeta):
             return NotImplemented
         return all(getattr(self, f.name) == getattr(other, f.name) for f in self._fields)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable values: unhashable, like a list
 
     def __repr__(self):
         inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self._fields)
