@@ -53,8 +53,18 @@ class MalformedConsumerProtocol(ValueError):
 
 # ---- values and their bytes (declared in odradek.client.protocol.consumer_protocol) -------
 
-def _malformed(error):
-    return MalformedConsumerProtocol(str(error))
+def _write(wire, version):
+    try:
+        return wire.encode_versioned(version)
+    except LocalProtocolError as e:
+        raise ValueError(str(e)) from None
+
+
+def _read(cls, versions, data):
+    try:
+        return cp.decode_versioned(cls, versions, data)[1]
+    except RemoteProtocolError as e:
+        raise MalformedConsumerProtocol(str(e)) from None
 
 
 def _topic_partitions(partitions):
@@ -86,20 +96,13 @@ class Subscription:
     def encode(self, version=SUBSCRIPTION_VERSION):
         if version not in cp.SUBSCRIPTION_VERSIONS:
             raise ValueError(f"Subscription version {version} is not written here (0-2)")
-        wire = cp.ConsumerProtocolSubscription(
+        return _write(cp.ConsumerProtocolSubscription(
             topics=list(self.topics), user_data=self.user_data,
-            owned_partitions=_topic_partitions(self.owned_partitions), generation_id=self.generation_id)
-        try:
-            return wire.encode_versioned(version)
-        except LocalProtocolError as e:
-            raise ValueError(str(e)) from None
+            owned_partitions=_topic_partitions(self.owned_partitions), generation_id=self.generation_id), version)
 
     @classmethod
     def decode(cls, data, group_instance_id=None):
-        try:
-            _, wire = cp.decode_versioned(cp.ConsumerProtocolSubscription, cp.SUBSCRIPTION_VERSIONS, data)
-        except RemoteProtocolError as e:
-            raise _malformed(e) from None
+        wire = _read(cp.ConsumerProtocolSubscription, cp.SUBSCRIPTION_VERSIONS, data)
         return cls(wire.topics, _flat(wire.owned_partitions), wire.user_data, wire.generation_id,
                    group_instance_id)
 
@@ -114,12 +117,8 @@ class Assignment:
         object.__setattr__(self, "partitions", tuple(sorted(tuple(tp) for tp in self.partitions)))
 
     def encode(self, version=ASSIGNMENT_VERSION):
-        wire = cp.ConsumerProtocolAssignment(assigned_partitions=_topic_partitions(self.partitions),
-                                             user_data=self.user_data)
-        try:
-            return wire.encode_versioned(version)
-        except LocalProtocolError as e:
-            raise ValueError(str(e)) from None
+        return _write(cp.ConsumerProtocolAssignment(
+            assigned_partitions=_topic_partitions(self.partitions), user_data=self.user_data), version)
 
     @classmethod
     def decode(cls, data):
@@ -127,10 +126,7 @@ class Assignment:
         out) are an empty assignment."""
         if not data:
             return cls()
-        try:
-            _, wire = cp.decode_versioned(cp.ConsumerProtocolAssignment, cp.ASSIGNMENT_VERSIONS, data)
-        except RemoteProtocolError as e:
-            raise _malformed(e) from None
+        wire = _read(cp.ConsumerProtocolAssignment, cp.ASSIGNMENT_VERSIONS, data)
         return cls(_flat(wire.assigned_partitions), wire.user_data)
 
 

@@ -5,7 +5,8 @@ ids, error responses, and file descriptors passed alongside (SCM_RIGHTS). The gr
 tables, rules and a worked example are in PROTOCOL.md beside this file.
 
 Sans-IO core (no sockets, clocks or fds inside): Connection, the message Structs in
-`messages`, the type system. I/O shells in `transport`: ControlClient (blocking, for
+`messages`, the type system, and Kafka's consumer-protocol records (the Subscription and
+Assignment bytes inside JoinGroup and SyncGroup) in `consumer_protocol`. I/O shells in `transport`: ControlClient (blocking, for
 programs and the CLI) and Channel (non-blocking, for the broker's selector loop).
 
     from odradek.client.protocol import ControlClient, messages as m
