@@ -21,19 +21,24 @@ def packages_under(top, prefix):
     return found
 
 
-package_dir = {}
-package_dir.update(packages_under("client", "odradek.client"))
-package_dir.update(packages_under("daemon", "odradek.daemon"))
+packages = {}
+packages.update(packages_under("client", "odradek.client"))
+packages.update(packages_under("daemon", "odradek.daemon"))
+# The top-level `odradek` is not a package of ours (it is not in `packages`, so nothing
+# is installed from that folder); its entry says where odradek._native is built in place.
+# An editable install (pip install -e .) builds the extension beside its sources, as
+# daemon/c_ext/_native.abi3.so, and its import finder resolves odradek._native there.
+package_dir = {**packages, "odradek": "daemon/c_ext"}
 
 setup(
     name="odradek",
     version="0.1.0",
     description="Kafka's durable, partitioned, replicated commit log for one Linux host",
     python_requires=">=3.11",
-    packages=sorted(package_dir),
+    packages=sorted(packages),
     package_dir=package_dir,
     # every FORMAT.md / PROTOCOL.md / LAYOUT.md ships beside its code (tests read them)
-    package_data={**{name: ["*.md"] for name in package_dir},
+    package_data={**{name: ["*.md"] for name in packages},
                   "odradek.daemon.c_ext": ["*.h", "*.c", "*.md"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],

@@ -1,24 +1,10 @@
 """Partition assignors: how a consumer group's leader shares partitions among members.
 
-The coordinator never looks inside these bytes; the group's members agree on them. They
-are Kafka's consumer protocol, so the same bytes mean the same thing to a Kafka client:
-
-    Subscription (JoinGroup metadata), ConsumerProtocolSubscription v1, big-endian:
-        version       int16   1 (v0 and v2+ are read too; see decode)
-        topics        int32 count, then count x (int16 length, UTF-8 bytes)
-        user_data     int32 length (-1 = null), then bytes
-        owned         int32 count, then count x (topic: int16 length + UTF-8,
-                                                 partitions: int32 count + count x int32)
-      (v2 adds generation_id int32 after `owned`; a newer version is read as v2 and any
-      later fields are ignored, as Kafka's clients do.)
-
-    Assignment (SyncGroup assignment), ConsumerProtocolAssignment v1, big-endian:
-        version       int16   1
-        assigned      int32 count, then count x (topic string, int32 count + int32 partitions)
-        user_data     int32 length (-1 = null), then bytes
-
-    Example: Subscription(["orders"], owned_partitions=[("orders", 2)]).encode() ==
-        00 01 | 00000001 0006 "orders" | ffffffff | 00000001 0006 "orders" 00000001 00000002
+The coordinator never looks inside a member's Subscription or Assignment; the group's
+members agree on them. Their bytes are Kafka's consumer protocol, declared field for
+field in odradek.client.protocol.consumer_protocol (which draws the layout), so the same
+bytes mean the same thing to a Kafka client. A Subscription is written as v1 (v0-v2 on
+request) and read in any version; an Assignment is written as v1 and read in any version.
 
 Partitions are (topic, partition) tuples throughout. Every assignor has
 `assign(members, partitions_per_topic) -> {member_id: Assignment}` where members maps
@@ -48,6 +34,9 @@ assignment lacks, and if it revoked anything joins again at once.
 import struct
 from dataclasses import dataclass, field
 
+from odradek.client.protocol import LocalProtocolError, RemoteProtocolError
+from odradek.client.protocol import consumer_protocol as cp
+
 __all__ = ["Subscription", "Assignment", "MalformedConsumerProtocol", "RangeAssignor",
            "RoundRobinAssignor", "CooperativeStickyAssignor", "ASSIGNORS", "get_assignor",
            "EAGER", "COOPERATIVE"]
@@ -62,85 +51,32 @@ class MalformedConsumerProtocol(ValueError):
     """Subscription or assignment bytes that are not Kafka's consumer protocol."""
 
 
-# ---- bytes ------------------------------------------------------------------------------
+# ---- values and their bytes (declared in odradek.client.protocol.consumer_protocol) -------
 
-def _put_string(out, s):
-    b = s.encode("utf-8")
-    if len(b) > 0x7FFF:
-        raise ValueError(f"topic name of {len(b)} bytes is too long")
-    out += struct.pack(">h", len(b)) + b
-
-
-def _put_nullable_bytes(out, b):
-    if b is None:
-        out += b"\xff\xff\xff\xff"
-    else:
-        out += struct.pack(">i", len(b)) + bytes(b)
+def _write(wire, version):
+    try:
+        return wire.encode_versioned(version)
+    except LocalProtocolError as e:
+        raise ValueError(str(e)) from None
 
 
-def _put_topic_partitions(out, partitions):
+def _read(cls, versions, data):
+    try:
+        return cp.decode_versioned(cls, versions, data)[1]
+    except RemoteProtocolError as e:
+        raise MalformedConsumerProtocol(str(e)) from None
+
+
+def _topic_partitions(partitions):
+    """Sorted (topic, partition) tuples as the wire's per-topic lists."""
     by_topic = {}
     for topic, partition in sorted(partitions):
         by_topic.setdefault(topic, []).append(partition)
-    out += struct.pack(">i", len(by_topic))
-    for topic, parts in by_topic.items():
-        _put_string(out, topic)
-        out += struct.pack(">i", len(parts)) + struct.pack(f">{len(parts)}i", *parts)
+    return [cp.TopicPartition(topic=t, partitions=ps) for t, ps in by_topic.items()]
 
 
-class _Reader:
-    def __init__(self, data, what):
-        self.buf = bytes(data)
-        self.pos = 0
-        self.what = what
-
-    def take(self, n):
-        if n < 0 or self.pos + n > len(self.buf):
-            raise MalformedConsumerProtocol(f"{self.what}: truncated at byte {self.pos}")
-        b = self.buf[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def int16(self):
-        return struct.unpack(">h", self.take(2))[0]
-
-    def int32(self):
-        return struct.unpack(">i", self.take(4))[0]
-
-    def count(self):
-        n = self.int32()
-        if n < 0 or n > len(self.buf) - self.pos:
-            raise MalformedConsumerProtocol(f"{self.what}: bad count {n} at byte {self.pos - 4}")
-        return n
-
-    def string(self):
-        n = self.int16()
-        if n < 0:
-            raise MalformedConsumerProtocol(f"{self.what}: bad string length {n}")
-        try:
-            return self.take(n).decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedConsumerProtocol(f"{self.what}: a topic name is not UTF-8") from None
-
-    def nullable_bytes(self):
-        n = self.int32()
-        if n == -1:
-            return None
-        if n < 0:
-            raise MalformedConsumerProtocol(f"{self.what}: bad bytes length {n}")
-        return self.take(n)
-
-    def topic_partitions(self):
-        out = []
-        for _ in range(self.count()):
-            topic = self.string()
-            for _ in range(self.count()):
-                out.append((topic, self.int32()))
-        return out
-
-    def end(self, strict):
-        if strict and self.pos != len(self.buf):
-            raise MalformedConsumerProtocol(f"{self.what}: {len(self.buf) - self.pos} bytes after the end")
+def _flat(topic_partitions):
+    return [(tp.topic, p) for tp in topic_partitions for p in tp.partitions]
 
 
 @dataclass(frozen=True)
@@ -158,31 +94,17 @@ class Subscription:
         object.__setattr__(self, "owned_partitions", tuple(sorted(tuple(tp) for tp in self.owned_partitions)))
 
     def encode(self, version=SUBSCRIPTION_VERSION):
-        if version not in (0, 1, 2):
+        if version not in cp.SUBSCRIPTION_VERSIONS:
             raise ValueError(f"Subscription version {version} is not written here (0-2)")
-        out = bytearray(struct.pack(">h", version))
-        out += struct.pack(">i", len(self.topics))
-        for topic in self.topics:
-            _put_string(out, topic)
-        _put_nullable_bytes(out, self.user_data)
-        if version >= 1:
-            _put_topic_partitions(out, self.owned_partitions)
-        if version >= 2:
-            out += struct.pack(">i", self.generation_id)
-        return bytes(out)
+        return _write(cp.ConsumerProtocolSubscription(
+            topics=list(self.topics), user_data=self.user_data,
+            owned_partitions=_topic_partitions(self.owned_partitions), generation_id=self.generation_id), version)
 
     @classmethod
     def decode(cls, data, group_instance_id=None):
-        r = _Reader(data, "ConsumerProtocolSubscription")
-        version = r.int16()
-        if version < 0:
-            raise MalformedConsumerProtocol(f"ConsumerProtocolSubscription: version {version}")
-        topics = [r.string() for _ in range(r.count())]
-        user_data = r.nullable_bytes()
-        owned = r.topic_partitions() if version >= 1 else []
-        generation = r.int32() if version >= 2 else -1
-        r.end(strict=version <= 2)
-        return cls(topics, owned, user_data, generation, group_instance_id)
+        wire = _read(cp.ConsumerProtocolSubscription, cp.SUBSCRIPTION_VERSIONS, data)
+        return cls(wire.topics, _flat(wire.owned_partitions), wire.user_data, wire.generation_id,
+                   group_instance_id)
 
 
 @dataclass(frozen=True)
@@ -195,10 +117,8 @@ class Assignment:
         object.__setattr__(self, "partitions", tuple(sorted(tuple(tp) for tp in self.partitions)))
 
     def encode(self, version=ASSIGNMENT_VERSION):
-        out = bytearray(struct.pack(">h", version))
-        _put_topic_partitions(out, self.partitions)
-        _put_nullable_bytes(out, self.user_data)
-        return bytes(out)
+        return _write(cp.ConsumerProtocolAssignment(
+            assigned_partitions=_topic_partitions(self.partitions), user_data=self.user_data), version)
 
     @classmethod
     def decode(cls, data):
@@ -206,14 +126,8 @@ class Assignment:
         out) are an empty assignment."""
         if not data:
             return cls()
-        r = _Reader(data, "ConsumerProtocolAssignment")
-        version = r.int16()
-        if version < 0:
-            raise MalformedConsumerProtocol(f"ConsumerProtocolAssignment: version {version}")
-        partitions = r.topic_partitions()
-        user_data = r.nullable_bytes()
-        r.end(strict=version <= 2)
-        return cls(partitions, user_data)
+        wire = _read(cp.ConsumerProtocolAssignment, cp.ASSIGNMENT_VERSIONS, data)
+        return cls(_flat(wire.assigned_partitions), wire.user_data)
 
 
 # ---- assignors --------------------------------------------------------------------------

@@ -5,7 +5,8 @@ ids, error responses, and file descriptors passed alongside (SCM_RIGHTS). The gr
 tables, rules and a worked example are in PROTOCOL.md beside this file.
 
 Sans-IO core (no sockets, clocks or fds inside): Connection, the message Structs in
-`messages`, the type system. I/O shells in `transport`: ControlClient (blocking, for
+`messages`, the type system, and Kafka's consumer-protocol records (the Subscription and
+Assignment bytes inside JoinGroup and SyncGroup) in `consumer_protocol`. I/O shells in `transport`: ControlClient (blocking, for
 programs and the CLI) and Channel (non-blocking, for the broker's selector loop).
 
     from odradek.client.protocol import ControlClient, messages as m
@@ -26,7 +27,7 @@ from odradek.client.protocol._framing import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_ERROR, FLAG_FDS, FLAG_RESPONSE, HEADER_SIZE)
 from odradek.client.protocol._schema import (
     BOOL, BYTES, INT8, INT16, INT32, INT64, NULLABLE_BYTES, NULLABLE_STRING, STRING, Api,
-    ApiTable, Array, Map, Struct)
+    ApiTable, Array, Map, Struct, read_version)
 from odradek.client.protocol.messages import APIS, GROUP_API_KEYS, ApiKey
 from odradek.client.protocol.transport import DEFAULT_TIMEOUT, Channel, ControlClient, close_fds
 
@@ -38,7 +39,7 @@ __all__ = [
     "messages", "APIS", "GROUP_API_KEYS", "ApiKey", "Api", "ApiTable",
     # the type system, for declaring messages
     "Struct", "INT8", "INT16", "INT32", "INT64", "BOOL", "STRING", "NULLABLE_STRING",
-    "BYTES", "NULLABLE_BYTES", "Array", "Map",
+    "BYTES", "NULLABLE_BYTES", "Array", "Map", "read_version",
     # framing constants
     "DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FLAG_RESPONSE", "FLAG_ERROR", "FLAG_FDS",
     # errors and the wire mapping

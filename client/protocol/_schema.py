@@ -15,9 +15,14 @@ Array(T, nullable=True)); elsewhere -1 is garbage on the way in and a LocalProto
 on the way out. Full description: PROTOCOL.md beside this file.
 
 A message is a Struct subclass whose FIELDS table lists (name, type, default,
-since_version). Codecs are generated from that table: nothing is written per message.
-A field is on the wire at version v if since_version <= v; at older versions it is
-skipped when writing and takes its default when reading.
+since_version[, until_version]). Codecs are generated from that table: nothing is
+written per message. A field is on the wire at version v if since_version <= v (and
+v <= until_version, when given); at other versions it is skipped when writing and takes
+its default when reading.
+
+Kafka's data records outside a request (the consumer protocol's Subscription and
+Assignment, the keys and values of __consumer_offsets) are version-prefixed: an int16
+version, then the struct at that version (Struct.encode_versioned, read_version).
 
 Decoding is total over garbage: every read is bounds-checked first, every count is
 bounded by the bytes left (count * smallest element size <= bytes left) before anything
@@ -26,6 +31,7 @@ Pure code: no I/O, no clock, no global state.
 """
 import struct
 from types import MappingProxyType
+from typing import Any, ClassVar
 
 from odradek.client.protocol._errors import (
     BadLength, InvalidUtf8, InvalidValue, LocalProtocolError, ProtocolError,
@@ -34,6 +40,7 @@ from odradek.client.protocol._errors import (
 __all__ = [
     "Type", "INT8", "INT16", "INT32", "INT64", "BOOL", "STRING", "NULLABLE_STRING",
     "BYTES", "NULLABLE_BYTES", "Array", "Map", "Struct", "Field", "Api", "ApiTable",
+    "read_version",
 ]
 
 _I16 = struct.Struct(">h")
@@ -337,7 +344,7 @@ class StructType(Type):
         self.name = cls.__name__
 
     def min_size(self, version):
-        return sum(f.type.min_size(version) for f in self.cls._fields if f.since <= version)
+        return sum(f.type.min_size(version) for f in self.cls._fields if f.present(version))
 
     def encode(self, value, out, version):
         if not isinstance(value, self.cls):
@@ -345,7 +352,7 @@ class StructType(Type):
         name = None
         try:
             for f in self.cls._fields:
-                if f.since <= version:
+                if f.present(version):
                     name = f.name
                     f.type.encode(getattr(value, name), out, version)
         except ProtocolError as e:
@@ -359,7 +366,7 @@ class StructType(Type):
         try:
             for f in cls._fields:
                 name = f.name
-                if f.since <= version:
+                if f.present(version):
                     value, pos = f.type.decode(buf, pos, end, version)
                 else:
                     value = _fresh(f.default)
@@ -394,15 +401,22 @@ def _fresh(default):
 # ---- Struct: a message declared as a table ---------------------------------------------
 
 class Field:
-    """One row of a FIELDS table: name, type, default, since_version."""
+    """One row of a FIELDS table: name, type, default, since_version and, for a field
+    that a later version dropped (Kafka's "versions": "1"), until_version (None: still
+    on the wire at every version from since_version on)."""
 
-    __slots__ = ("name", "type", "default", "since")
+    __slots__ = ("name", "type", "default", "since", "until")
 
-    def __init__(self, name, type, default, since):
-        self.name, self.type, self.default, self.since = name, type, default, since
+    def __init__(self, name, type, default, since, until=None):
+        self.name, self.type, self.default, self.since, self.until = name, type, default, since, until
+
+    def present(self, version):
+        """Is this field on the wire at `version`?"""
+        return self.since <= version and (self.until is None or version <= self.until)
 
     def __repr__(self):
-        return f"Field({self.name!r}, {self.type!r}, {self.default!r}, {self.since})"
+        until = "" if self.until is None else f", {self.until}"
+        return f"Field({self.name!r}, {self.type!r}, {self.default!r}, {self.since}{until})"
 
 
 class _StructMeta(type):
@@ -416,12 +430,14 @@ class _StructMeta(type):
             return super().__new__(mcls, name, bases, ns)
         fields = []
         for row in raw:
-            fname, ftype, default, since = row
+            fname, ftype, default, since, *until = row
             if not fname.isidentifier() or fname.startswith("_") or hasattr(Struct, fname):
                 raise TypeError(f"{name}: bad field name {fname!r}")
             if not isinstance(since, int) or since < 0:
                 raise TypeError(f"{name}.{fname}: since_version must be an int >= 0")
-            fields.append(Field(fname, as_type(ftype), default, since))
+            if len(until) > 1 or until and not (isinstance(until[0], int) and until[0] >= since):
+                raise TypeError(f"{name}.{fname}: until_version must be one int >= since_version")
+            fields.append(Field(fname, as_type(ftype), default, since, *until))
         names = [f.name for f in fields]
         if len(set(names)) != len(names):
             raise TypeError(f"{name}: a field name appears twice in {names}")
@@ -429,8 +445,8 @@ class _StructMeta(type):
         ns["_fields"] = tuple(fields)
         cls = super().__new__(mcls, name, bases, ns)
         cls._type = StructType(cls)
-        top = max((f.since for f in fields), default=0)
-        cls().encode(top)  # every default must be encodable, or the table is wrong
+        for version in {f.since for f in fields} | {0}:
+            cls().encode(version)  # every default must be encodable, or the table is wrong
         return cls
 
 
@@ -448,7 +464,8 @@ class Struct(metaclass=_StructMeta):
     mutate while another thread encodes them.
     """
 
-    _fields = ()
+    FIELDS: ClassVar[list[tuple[Any, ...]]]   # declared by each subclass
+    _fields: tuple[Field, ...] = ()
 
     def __init__(self, **values):
         for f in self._fields:
@@ -464,7 +481,7 @@ class Struct(metaclass=_StructMeta):
             return NotImplemented
         return all(getattr(self, f.name) == getattr(other, f.name) for f in self._fields)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable values: unhashable, like a list
 
     def __repr__(self):
         inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self._fields)
@@ -484,18 +501,39 @@ class Struct(metaclass=_StructMeta):
             raise e.locate(type(self).__name__) from None
         return bytes(out)
 
+    def encode_versioned(self, version):
+        """Kafka's version-prefixed form (MessageUtil.toVersionPrefixedBytes): int16
+        `version`, then this struct's bytes at that version."""
+        if not 0 <= version <= INT16_MAX:
+            raise LocalProtocolError(f"{type(self).__name__}: version {version} does not fit an int16")
+        return _I16.pack(version) + self.encode(version)
+
     @classmethod
-    def decode(cls, data, version):
+    def decode(cls, data, version, ignore_trailing=False):
         """A message from exactly `data` (bytes-like) at `version`: RemoteProtocolError
-        for anything else (truncated, trailing bytes, bad length, invalid UTF-8 ...)."""
+        for anything else (truncated, trailing bytes, bad length, invalid UTF-8 ...).
+        With `ignore_trailing`, bytes after the last field are allowed and dropped (how
+        Kafka reads a record of a newer version than it knows with its newest layout)."""
         buf = data if isinstance(data, bytes) else bytes(data)
         try:
             obj, pos = cls._type.decode(buf, 0, len(buf), version)
-            if pos != len(buf):
+            if pos != len(buf) and not ignore_trailing:
                 raise TrailingBytes(f"{len(buf) - pos} bytes after the last field")
         except RemoteProtocolError as e:
             raise e.locate(cls.__name__) from None
         return obj
+
+
+def read_version(data):
+    """The int16 version that starts a version-prefixed record and the bytes after it:
+    Truncated for fewer than 2 bytes, InvalidValue for a negative version."""
+    buf = data if isinstance(data, bytes) else bytes(data)
+    if len(buf) < 2:
+        raise Truncated(f"version needs 2 bytes, {len(buf)} left")
+    version = _I16.unpack_from(buf, 0)[0]
+    if version < 0:
+        raise InvalidValue(f"version {version} is negative")
+    return version, buf[2:]
 
 
 def _plain(value):

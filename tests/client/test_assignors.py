@@ -296,3 +296,10 @@ def test_cooperative_conflicting_claims_go_to_the_later_generation():
     assert result["new"].partitions in ((("t", 0),), (("t", 1),), (("t", 0), ("t", 1)))
     assert result["old"].partitions == ()
     assert struct.unpack(">i", members["new"].user_data) == (4,)
+
+
+def test_a_topic_name_too_long_for_the_consumer_protocol_is_a_value_error():
+    with pytest.raises(ValueError, match="exceeds"):
+        Subscription(["t" * 40000]).encode()
+    with pytest.raises(ValueError, match="exceeds"):
+        Assignment([("t" * 40000, 0)]).encode()

@@ -11,10 +11,16 @@ OffsetCommitValue v3, GroupMetadataKey v2 and GroupMetadataValue v3, and reads e
 non-flexible version (values 0-3), so a __consumer_offsets log written by Kafka's
 classic coordinator loads here. FORMAT.md beside this file draws every layout.
 
-Pure functions over bytes: no I/O.
+The layouts are declared below as Structs of the body type system (odradek.client.
+protocol), field for field as Kafka's OffsetCommitKey/Value.json and GroupMetadataKey/
+Value.json; the coordinator works with the frozen values OffsetKey, GroupKey,
+OffsetValue, GroupValue and MemberValue. Pure functions over bytes: no I/O.
 """
-import struct
 from dataclasses import dataclass, field
+
+from odradek.client.protocol import (
+    BYTES, INT32, INT64, NULLABLE_STRING, STRING, Array, LocalProtocolError, RemoteProtocolError,
+    Struct, read_version)
 
 __all__ = [
     "OffsetKey", "GroupKey", "OffsetValue", "GroupValue", "MemberValue", "FormatError",
@@ -27,11 +33,70 @@ OFFSET_KEY_VERSION = 1
 OFFSET_VALUE_VERSION = 3
 GROUP_KEY_VERSION = 2
 GROUP_VALUE_VERSION = 3
+VALUE_VERSIONS = range(0, 4)    # non-flexible; v4+ is Kafka's tagged-field form
 
 
 class FormatError(ValueError):
     """A key or value that is not a record of __consumer_offsets in a known version."""
 
+
+# ---- the wire layouts ----------------------------------------------------------------
+
+class OffsetCommitKey(Struct):
+    """Key versions 0 and 1 (one layout)."""
+    FIELDS = [
+        # name        type    default  since
+        ("group",     STRING, "",      0),
+        ("topic",     STRING, "",      0),
+        ("partition", INT32,  0,       0),
+    ]
+
+
+class GroupMetadataKey(Struct):
+    """Key version 2."""
+    FIELDS = [
+        ("group",     STRING, "",      0),
+    ]
+
+
+class OffsetCommitValue(Struct):
+    FIELDS = [
+        # name               type    default  since  until
+        ("offset",           INT64,  0,       0),
+        ("leader_epoch",     INT32,  -1,      3),
+        ("metadata",         STRING, "",      0),
+        ("commit_timestamp", INT64,  -1,      0),
+        ("expire_timestamp", INT64,  -1,      1,     1),
+    ]
+
+
+class MemberMetadata(Struct):
+    FIELDS = [
+        # name                type             default  since
+        ("member_id",         STRING,          "",      0),
+        ("group_instance_id", NULLABLE_STRING, None,    3),
+        ("client_id",         STRING,          "",      0),
+        ("client_host",       STRING,          "",      0),
+        ("rebalance_timeout", INT32,           -1,      1),   # v0: the session timeout
+        ("session_timeout",   INT32,           0,       0),
+        ("subscription",      BYTES,           b"",     0),
+        ("assignment",        BYTES,           b"",     0),
+    ]
+
+
+class GroupMetadataValue(Struct):
+    FIELDS = [
+        # name                      type                   default  since
+        ("protocol_type",           STRING,                "",      0),
+        ("generation",              INT32,                 0,       0),
+        ("protocol",                NULLABLE_STRING,       None,    0),
+        ("leader",                  NULLABLE_STRING,       None,    0),
+        ("current_state_timestamp", INT64,                 -1,      2),
+        ("members",                 Array(MemberMetadata), [],      0),
+    ]
+
+
+# ---- the values the coordinator keeps --------------------------------------------------
 
 @dataclass(frozen=True)
 class OffsetKey:
@@ -78,173 +143,84 @@ class GroupValue:
 
 # ---- writing ------------------------------------------------------------------------
 
-def _string(out, s):
-    b = s.encode("utf-8")
-    if len(b) > 0x7FFF:
-        raise FormatError(f"string of {len(b)} bytes does not fit an int16 length")
-    out += struct.pack(">h", len(b))
-    out += b
-
-
-def _nullable_string(out, s):
-    if s is None:
-        out += b"\xff\xff"
-    else:
-        _string(out, s)
-
-
-def _bytes(out, b):
-    out += struct.pack(">i", len(b))
-    out += b
+def _write(record, version):
+    try:
+        return record.encode_versioned(version)
+    except LocalProtocolError as e:
+        raise FormatError(str(e)) from None
 
 
 def encode_offset_key(group, topic, partition):
     """OffsetCommitKey v1: version, group, topic, partition."""
-    out = bytearray(struct.pack(">h", OFFSET_KEY_VERSION))
-    _string(out, group)
-    _string(out, topic)
-    out += struct.pack(">i", partition)
-    return bytes(out)
+    return _write(OffsetCommitKey(group=group, topic=topic, partition=partition), OFFSET_KEY_VERSION)
 
 
 def encode_offset_value(value):
     """OffsetCommitValue v3: version, offset, leader_epoch, metadata, commit_timestamp."""
-    out = bytearray(struct.pack(">hqi", OFFSET_VALUE_VERSION, value.offset, value.leader_epoch))
-    _string(out, value.metadata or "")
-    out += struct.pack(">q", value.commit_timestamp)
-    return bytes(out)
+    return _write(OffsetCommitValue(offset=value.offset, leader_epoch=value.leader_epoch,
+                                    metadata=value.metadata or "", commit_timestamp=value.commit_timestamp),
+                  OFFSET_VALUE_VERSION)
 
 
 def encode_group_key(group):
     """GroupMetadataKey v2: version, group."""
-    out = bytearray(struct.pack(">h", GROUP_KEY_VERSION))
-    _string(out, group)
-    return bytes(out)
+    return _write(GroupMetadataKey(group=group), GROUP_KEY_VERSION)
 
 
 def encode_group_value(value):
     """GroupMetadataValue v3: version, protocol_type, generation, protocol, leader,
     current_state_timestamp, members (MemberMetadata v3 each)."""
-    out = bytearray(struct.pack(">h", GROUP_VALUE_VERSION))
-    _string(out, value.protocol_type or "")
-    out += struct.pack(">i", value.generation)
-    _nullable_string(out, value.protocol)
-    _nullable_string(out, value.leader)
-    out += struct.pack(">qi", value.current_state_timestamp, len(value.members))
-    for m in value.members:
-        _string(out, m.member_id)
-        _nullable_string(out, m.group_instance_id)
-        _string(out, m.client_id)
-        _string(out, m.client_host)
-        out += struct.pack(">ii", m.rebalance_timeout, m.session_timeout)
-        _bytes(out, m.subscription)
-        _bytes(out, m.assignment)
-    return bytes(out)
+    members = [MemberMetadata(
+        member_id=m.member_id, group_instance_id=m.group_instance_id, client_id=m.client_id,
+        client_host=m.client_host, rebalance_timeout=m.rebalance_timeout, session_timeout=m.session_timeout,
+        subscription=m.subscription, assignment=m.assignment) for m in value.members]
+    return _write(GroupMetadataValue(
+        protocol_type=value.protocol_type or "", generation=value.generation, protocol=value.protocol,
+        leader=value.leader, current_state_timestamp=value.current_state_timestamp, members=members),
+        GROUP_VALUE_VERSION)
 
 
 # ---- reading ------------------------------------------------------------------------
 
-class _Reader:
-    __slots__ = ("buf", "pos", "what")
+KEY_LAYOUTS = {0: OffsetCommitKey, 1: OffsetCommitKey, GROUP_KEY_VERSION: GroupMetadataKey}
 
-    def __init__(self, buf, what):
-        self.buf = memoryview(bytes(buf))
-        self.pos = 0
-        self.what = what
 
-    def _take(self, n):
-        if n < 0 or self.pos + n > len(self.buf):
-            raise FormatError(f"{self.what}: truncated at byte {self.pos} (needs {n} more)")
-        b = self.buf[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def int16(self):
-        return struct.unpack(">h", self._take(2))[0]
-
-    def int32(self):
-        return struct.unpack(">i", self._take(4))[0]
-
-    def int64(self):
-        return struct.unpack(">q", self._take(8))[0]
-
-    def string(self, nullable=False):
-        n = self.int16()
-        if n == -1 and nullable:
-            return None
-        if n < 0:
-            raise FormatError(f"{self.what}: string length {n} at byte {self.pos - 2}")
-        try:
-            return bytes(self._take(n)).decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormatError(f"{self.what}: a string is not UTF-8") from None
-
-    def bytes_(self):
-        n = self.int32()
-        if n < 0:
-            raise FormatError(f"{self.what}: bytes length {n} at byte {self.pos - 4}")
-        return bytes(self._take(n))
-
-    def end(self):
-        if self.pos != len(self.buf):
-            raise FormatError(f"{self.what}: {len(self.buf) - self.pos} bytes after the last field")
+def _read(data, layouts, what):
+    """(version, struct) from a version-prefixed record whose layout per known version is
+    `layouts`; FormatError for an unknown version or bytes that do not fit the layout."""
+    try:
+        version, body = read_version(data)
+    except RemoteProtocolError as e:
+        raise FormatError(str(e.locate(what))) from None
+    cls = layouts.get(version)
+    if cls is None:
+        raise FormatError(f"{what} version {version} is not known")
+    try:
+        return version, cls.decode(body, version)
+    except RemoteProtocolError as e:
+        raise FormatError(str(e)) from None
 
 
 def decode_key(key):
     """An OffsetKey or a GroupKey; FormatError for anything else (e.g. a transaction
     marker key or a flexible-version key this reader does not know)."""
-    r = _Reader(key, "__consumer_offsets key")
-    version = r.int16()
-    if version in (0, 1):
-        k = OffsetKey(r.string(), r.string(), r.int32())
-    elif version == 2:
-        k = GroupKey(r.string())
-    else:
-        raise FormatError(f"__consumer_offsets key version {version} is not known")
-    r.end()
-    return k
+    _, k = _read(key, KEY_LAYOUTS, "__consumer_offsets key")
+    if isinstance(k, OffsetCommitKey):
+        return OffsetKey(k.group, k.topic, k.partition)
+    return GroupKey(k.group)
 
 
 def decode_offset_value(value):
     """An OffsetValue from OffsetCommitValue v0-v3."""
-    r = _Reader(value, "OffsetCommitValue")
-    version = r.int16()
-    if version not in (0, 1, 2, 3):
-        raise FormatError(f"OffsetCommitValue version {version} is not known")
-    offset = r.int64()
-    leader_epoch = r.int32() if version >= 3 else -1
-    metadata = r.string()
-    commit_timestamp = r.int64()
-    expire_timestamp = r.int64() if version == 1 else -1
-    r.end()
-    return OffsetValue(offset, leader_epoch, metadata, commit_timestamp, expire_timestamp)
+    _, v = _read(value, dict.fromkeys(VALUE_VERSIONS, OffsetCommitValue), "OffsetCommitValue")
+    return OffsetValue(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
 
 
 def decode_group_value(value):
     """A GroupValue from GroupMetadataValue v0-v3."""
-    r = _Reader(value, "GroupMetadataValue")
-    version = r.int16()
-    if version not in (0, 1, 2, 3):
-        raise FormatError(f"GroupMetadataValue version {version} is not known")
-    protocol_type = r.string()
-    generation = r.int32()
-    protocol = r.string(nullable=True)
-    leader = r.string(nullable=True)
-    timestamp = r.int64() if version >= 2 else -1
-    count = r.int32()
-    if count < 0 or count > len(r.buf):
-        raise FormatError(f"GroupMetadataValue: member count {count}")
-    members = []
-    for _ in range(count):
-        member_id = r.string()
-        instance = r.string(nullable=True) if version >= 3 else None
-        client_id = r.string()
-        client_host = r.string()
-        rebalance_timeout = r.int32() if version >= 1 else None
-        session_timeout = r.int32()
-        if rebalance_timeout is None:
-            rebalance_timeout = session_timeout
-        members.append(MemberValue(member_id, instance, client_id, client_host, rebalance_timeout,
-                                   session_timeout, r.bytes_(), r.bytes_()))
-    r.end()
-    return GroupValue(protocol_type, generation, protocol, leader, timestamp, tuple(members))
+    version, v = _read(value, dict.fromkeys(VALUE_VERSIONS, GroupMetadataValue), "GroupMetadataValue")
+    members = tuple(MemberValue(
+        m.member_id, m.group_instance_id, m.client_id, m.client_host,
+        m.rebalance_timeout if version >= 1 else m.session_timeout, m.session_timeout,
+        m.subscription, m.assignment) for m in v.members)
+    return GroupValue(v.protocol_type, v.generation, v.protocol, v.leader, v.current_state_timestamp, members)

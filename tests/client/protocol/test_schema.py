@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from odradek.client.protocol import (
     BOOL, BYTES, INT8, INT16, INT32, INT64, NULLABLE_BYTES, NULLABLE_STRING, STRING, Array,
     BadLength, InvalidUtf8, InvalidValue, LocalProtocolError, Map, RemoteProtocolError,
-    Struct, TrailingBytes, Truncated)
+    Struct, TrailingBytes, Truncated, read_version)
 
 
 class Inner(Struct):
@@ -76,6 +76,58 @@ def test_a_field_is_on_the_wire_only_from_its_since_version():
     assert len(new) == len(old) + 4
     assert Inner.decode(old, 0).added == 7    # the default, not the 9 that was not sent
     assert Inner.decode(new, 1).added == 9
+
+
+class Dropped(Struct):
+    FIELDS = [
+        ("kept",     INT16,  0,   0),
+        ("only_v1",  INT32,  -1,  1,  1),    # like Kafka's OffsetCommitValue.expireTimestamp
+        ("added",    INT8,   0,   2),
+    ]
+
+
+def test_a_field_with_an_until_version_is_on_the_wire_only_in_its_range():
+    value = Dropped(kept=1, only_v1=5, added=3)
+    assert value.encode(0) == b"\x00\x01"
+    assert value.encode(1) == b"\x00\x01\x00\x00\x00\x05"
+    assert value.encode(2) == b"\x00\x01\x03"
+    assert Dropped.decode(b"\x00\x01\x03", 2) == Dropped(kept=1, only_v1=-1, added=3)
+    assert Dropped.decode(value.encode(1), 1) == Dropped(kept=1, only_v1=5, added=0)
+
+
+def test_an_until_version_must_be_one_int_not_before_the_since_version():
+    for row in [("x", INT8, 0, 2, 1), ("x", INT8, 0, 0, 1, 2), ("x", INT8, 0, 0, "1")]:
+        with pytest.raises(TypeError, match="until_version"):
+            class Bad(Struct):
+                FIELDS = [row]
+
+
+def test_a_default_that_only_an_older_version_writes_is_checked_at_declaration():
+    with pytest.raises(LocalProtocolError):
+        class Bad(Struct):
+            FIELDS = [("x", INT8, 0, 0), ("gone", INT8, 1000, 0, 0), ("y", INT8, 0, 1)]
+
+
+def test_a_version_prefixed_record_is_an_int16_version_then_the_struct():
+    data = Inner(name="ab", added=1).encode_versioned(1)
+    assert data == b"\x00\x01" + b"\x00\x02ab" + b"\xff\xff\xff\xff" + b"\x00\x00\x00\x01"
+    version, body = read_version(data)
+    assert version == 1 and Inner.decode(body, version) == Inner(name="ab", added=1)
+    with pytest.raises(LocalProtocolError, match="version 70000"):
+        Inner().encode_versioned(70000)
+
+
+@pytest.mark.parametrize("data, error", [(b"", Truncated), (b"\x00", Truncated), (b"\xff\xfe", InvalidValue)])
+def test_a_record_without_a_valid_version_is_garbage(data, error):
+    with pytest.raises(error):
+        read_version(data)
+
+
+def test_ignore_trailing_reads_a_prefix_and_drops_the_rest():
+    data = Inner(name="z").encode(1) + b"later fields"
+    assert Inner.decode(data, 1, ignore_trailing=True) == Inner(name="z")
+    with pytest.raises(TrailingBytes):
+        Inner.decode(data, 1)
 
 
 def test_defaults_are_fresh_for_each_instance():

@@ -104,3 +104,73 @@ def test_every_record_reads_back_as_written(group, offset, g, t, p):
     assert fmt.decode_offset_value(fmt.encode_offset_value(offset)) == offset
     assert fmt.decode_key(fmt.encode_offset_key(g, t, p)) == fmt.OffsetKey(g, t, p)
     assert fmt.decode_key(fmt.encode_group_key(g)) == fmt.GroupKey(g)
+
+
+# ---- golden bytes, written out by hand from Kafka's OffsetCommitKey/Value.json and
+# GroupMetadataKey/Value.json (non-flexible versions; fields in declaration order) ----
+
+GRP, ORD = b"grp".hex(), b"orders".hex()
+GOLDEN_OFFSET_VALUE = {   # offset 42, leaderEpoch 7 (3+), metadata "m", commitTimestamp 99, expireTimestamp 5 (1 only)
+    0: "0000" "000000000000002a" "0001" "6d" "0000000000000063",
+    1: "0001" "000000000000002a" "0001" "6d" "0000000000000063" "0000000000000005",
+    2: "0002" "000000000000002a" "0001" "6d" "0000000000000063",
+    3: "0003" "000000000000002a" "00000007" "0001" "6d" "0000000000000063",
+}
+MEMBER = {   # memberId "m", groupInstanceId "i" (3+), clientId "c", clientHost "h",
+             # rebalanceTimeout 9000 (1+), sessionTimeout 6000, subscription "S", assignment "A"
+    0: "0001" "6d" + "0001" "63" "0001" "68" + "00001770" + "00000001" "53" "00000001" "41",
+    1: "0001" "6d" + "0001" "63" "0001" "68" + "00002328" "00001770" + "00000001" "53" "00000001" "41",
+    3: "0001" "6d" + "0001" "69" + "0001" "63" "0001" "68" + "00002328" "00001770" + "00000001" "53" "00000001" "41",
+}
+MEMBER[2] = MEMBER[1]
+GROUP_HEAD = "0008" + b"consumer".hex() + "00000005" + "0005" + b"range".hex() + "0001" "6d"
+GOLDEN_GROUP_VALUE = {   # protocolType, generation, protocol, leader, currentStateTimestamp (2+), members
+    v: f"000{v}" + GROUP_HEAD + ("0000000000000063" if v >= 2 else "") + "00000001" + MEMBER[v] for v in range(4)
+}
+
+
+def test_keys_are_kafkas_bytes():
+    assert fmt.encode_offset_key("grp", "orders", 3).hex() == "0001" "0003" + GRP + "0006" + ORD + "00000003"
+    assert fmt.encode_group_key("grp").hex() == "0002" "0003" + GRP
+
+
+@pytest.mark.parametrize("version", range(4))
+def test_offset_commit_values_of_every_version_are_kafkas_bytes(version):
+    wire = fmt.OffsetCommitValue(offset=42, leader_epoch=7, metadata="m", commit_timestamp=99, expire_timestamp=5)
+    assert wire.encode_versioned(version).hex() == GOLDEN_OFFSET_VALUE[version]
+    assert fmt.decode_offset_value(bytes.fromhex(GOLDEN_OFFSET_VALUE[version])) == fmt.OffsetValue(
+        42, 7 if version >= 3 else -1, "m", 99, 5 if version == 1 else -1)
+
+
+def test_odradek_writes_offset_commit_value_v3():
+    value = fmt.OffsetValue(42, 7, "m", 99, expire_timestamp=5)
+    assert fmt.encode_offset_value(value).hex() == GOLDEN_OFFSET_VALUE[3]
+
+
+@pytest.mark.parametrize("version", range(4))
+def test_group_metadata_values_of_every_version_are_kafkas_bytes(version):
+    wire = fmt.GroupMetadataValue(
+        protocol_type="consumer", generation=5, protocol="range", leader="m", current_state_timestamp=99,
+        members=[fmt.MemberMetadata(member_id="m", group_instance_id="i", client_id="c", client_host="h",
+                                    rebalance_timeout=9000, session_timeout=6000, subscription=b"S",
+                                    assignment=b"A")])
+    assert wire.encode_versioned(version).hex() == GOLDEN_GROUP_VALUE[version]
+    member = fmt.MemberValue("m", "i" if version >= 3 else None, "c", "h", 9000 if version >= 1 else 6000, 6000,
+                             b"S", b"A")
+    assert fmt.decode_group_value(bytes.fromhex(GOLDEN_GROUP_VALUE[version])) == fmt.GroupValue(
+        "consumer", 5, "range", "m", 99 if version >= 2 else -1, (member,))
+    if version == fmt.GROUP_VALUE_VERSION:
+        assert fmt.encode_group_value(fmt.decode_group_value(bytes.fromhex(GOLDEN_GROUP_VALUE[3]))).hex() \
+            == GOLDEN_GROUP_VALUE[3]
+
+
+def test_a_flexible_value_version_is_not_known():
+    with pytest.raises(fmt.FormatError, match="OffsetCommitValue version 4 is not known"):
+        fmt.decode_offset_value(b"\x00\x04" + bytes.fromhex(GOLDEN_OFFSET_VALUE[3])[2:])
+    with pytest.raises(fmt.FormatError, match="GroupMetadataValue version 4 is not known"):
+        fmt.decode_group_value(b"\x00\x04" + bytes.fromhex(GOLDEN_GROUP_VALUE[3])[2:])
+
+
+def test_a_string_too_long_for_an_int16_length_is_a_format_error_on_write():
+    with pytest.raises(fmt.FormatError, match="exceeds"):
+        fmt.encode_group_key("g" * 40000)
