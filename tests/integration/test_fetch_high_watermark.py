@@ -7,7 +7,7 @@ and must be neither delivered nor reported as damaged (they were, as CorruptReco
 import os
 import signal
 
-from integration.test_replication import start, status_of, three_dirs  # noqa: F401
+from integration.test_replication import status_of
 from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import OFFSET_BEGINNING
 from support.broker import consume_n

@@ -10,8 +10,7 @@ import threading
 
 from click.testing import CliRunner
 
-from integration.test_replication import (assert_identical_logs, partition_of, produce, start,  # noqa: F401
-                                          three_dirs)
+from integration.test_replication import assert_identical_logs, partition_of, produce
 from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import OFFSET_BEGINNING
 from odradek.client.errors import (InvalidReplicaAssignment, LogDirNotFound, ReassignmentInProgress,

@@ -13,7 +13,8 @@ from odradek.client import Admin
 from odradek.daemon.storage import filenames
 from support.broker import wait_until
 from integration.test_describe_log_dirs import batch_bytes
-from integration.test_replication import LAG_MS, partition_of, produce, run, start, status_of, three_dirs, wait_isr  # noqa: F401
+from integration.conftest import LAG_MS
+from integration.test_replication import partition_of, produce, run, status_of, wait_isr
 
 
 def table(out, header):
