@@ -19,7 +19,6 @@ from odradek.daemon.storage import filenames
 from support.broker import INTERNAL_PARTITIONS, consume_n, wait_until
 
 
-
 def run(broker, *args):
     r = CliRunner().invoke(cli, [str(a) for a in args] + ["--socket", broker.socket_path])
     assert r.exit_code == 0, r.output
