@@ -45,7 +45,7 @@ from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import admin, data_plane, limits, log_dirs
-from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell, group_config
+from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
@@ -130,7 +130,7 @@ class Broker:
             if not st.online:
                 log.error("%s", log_dirs.offline_message(st))
         self.notifier.status("loading consumer groups")
-        self.groups = GroupShell(self, group_config(self.config))
+        self.groups = GroupShell(self)
         self.groups.ensure_offsets_topic()
         self._remove_strays()
         self.groups.load()
