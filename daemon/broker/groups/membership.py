@@ -442,13 +442,22 @@ class Membership:
         self.ctx.maybe_forget(group)
 
     # == SyncGroup ====================================================================
-    def sync_group(self, peer, handle, req, now):
+    def _named_group(self, peer, handle, req, what):
+        """The existing group a SyncGroup or Heartbeat names; None once the error (no
+        group id, or no such group) is answered."""
         if not req.group_id:
-            return self.ctx.reply(peer.conn, handle, InvalidGroupId("SyncGroup needs a non-empty group id"))
+            self.ctx.reply(peer.conn, handle, InvalidGroupId(f"{what} needs a non-empty group id"))
+            return None
         group = self.ctx.groups.get(req.group_id)
         if group is None:
-            return self.ctx.reply(peer.conn, handle, UnknownMemberId(
+            self.ctx.reply(peer.conn, handle, UnknownMemberId(
                 f"group {req.group_id} does not exist; rejoin with an empty member id"))
+        return group
+
+    def sync_group(self, peer, handle, req, now):
+        group = self._named_group(peer, handle, req, "SyncGroup")
+        if group is None:
+            return
         error = self._validate_sync(group, req)
         if error is not None:
             return self.ctx.reply(peer.conn, handle, error)
@@ -503,12 +512,9 @@ class Membership:
 
     # == Heartbeat ====================================================================
     def heartbeat(self, peer, handle, req, now):
-        if not req.group_id:
-            return self.ctx.reply(peer.conn, handle, InvalidGroupId("Heartbeat needs a non-empty group id"))
-        group = self.ctx.groups.get(req.group_id)
+        group = self._named_group(peer, handle, req, "Heartbeat")
         if group is None:
-            return self.ctx.reply(peer.conn, handle, UnknownMemberId(
-                f"group {req.group_id} does not exist; rejoin with an empty member id"))
+            return
         if group.is_(_S.DEAD):
             return self.ctx.reply(peer.conn, handle, CoordinatorNotAvailable(
                 f"group {group.group_id} is being deleted; retry"))
