@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from odradek.client.admin import DEFAULT_SOCKET
 from odradek.client.errors import InvalidConfig
+from odradek.daemon.broker.groups.config import GROUP_CONFIGS, GroupConfig
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
@@ -86,15 +87,7 @@ BROKER_CONFIGS = (
               doc="how often recovery points are checkpointed"),
     ConfigKey("log.cleaner.backoff.ms", int, 15_000, 1, 2 ** 62,
               doc="how often a partition with cleanup.policy=compact checks whether to compact"),
-    ConfigKey("group.initial.rebalance.delay.ms", int, 3000, 0, 2 ** 31 - 1,
-              doc="how long the first rebalance of an empty group waits for more members"),
-    ConfigKey("group.min.session.timeout.ms", int, 6000, 1, 2 ** 31 - 1,
-              doc="smallest session.timeout.ms a consumer may ask for"),
-    ConfigKey("group.max.session.timeout.ms", int, 1_800_000, 1, 2 ** 31 - 1,
-              doc="largest session.timeout.ms a consumer may ask for"),
-    ConfigKey("group.max.size", int, 2 ** 31 - 1, 1, 2 ** 31 - 1, doc="most members in one group"),
-    ConfigKey("offset.metadata.max.bytes", int, 4096, 0, 2 ** 31 - 1,
-              doc="longest metadata string of a committed offset"),
+    *GROUP_CONFIGS,   # the group coordinator's keys: daemon/broker/groups/config.py
     ConfigKey("max.partitions", int, 0, 0, 2 ** 31 - 1,
               doc="most partitions the broker takes in all (one worker process each); 0 derives it at "
                   "start: min(MemTotal/2 / 4 MiB, RLIMIT_NOFILE/2 / 7, tasks/2 / 3), see daemon/broker/limits.py"),
@@ -174,13 +167,10 @@ class BrokerConfig:
         self.max_partitions = settings["max.partitions"]
         self.max_partitions_per_topic = settings["max.partitions.per.topic"]
         self.cleaner_backoff_ms = settings["log.cleaner.backoff.ms"]
-        self.group_initial_rebalance_delay_ms = settings["group.initial.rebalance.delay.ms"]
-        self.group_min_session_timeout_ms = settings["group.min.session.timeout.ms"]
-        self.group_max_session_timeout_ms = settings["group.max.session.timeout.ms"]
-        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
-            raise InvalidConfig(f"{source}: group.min.session.timeout.ms is above group.max.session.timeout.ms")
-        self.group_max_size = settings["group.max.size"]
-        self.offset_metadata_max_bytes = settings["offset.metadata.max.bytes"]
+        try:
+            self.group = GroupConfig.from_mapping(settings)
+        except InvalidConfig as e:
+            raise InvalidConfig(f"{source}: {e.message}") from None
         self._settings = settings
 
     def min_insync_for(self, replication_factor):

@@ -18,10 +18,10 @@ import time
 from odradek.client.errors import OdradekError
 from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder, iter_batches
-from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, Note, Peer, Persist, Reply
+from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupCoordinator, Note, Peer, Persist, Reply
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 
-__all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS", "group_config"]
+__all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ def now_ms():
 
 
 class GroupShell:
-    def __init__(self, broker, config):
+    def __init__(self, broker):
+        """The coordinator of `broker`, with the group settings of its config."""
         self.broker = broker
-        self.coordinator = GroupCoordinator(config, partition_exists=self._partition_exists)
+        self.coordinator = GroupCoordinator(broker.config.group, partition_exists=self._partition_exists)
 
     def _partition_exists(self, topic, partition):
         t = self.broker.metadata.topics.get(topic)
@@ -129,10 +130,3 @@ class GroupShell:
             self.apply(self.coordinator.persisted(token, now_ms(), error))
         self.broker.worker_request((OFFSETS_TOPIC, 0), request, done)
 
-
-def group_config(broker_config):
-    return GroupConfig(initial_rebalance_delay_ms=broker_config.group_initial_rebalance_delay_ms,
-                       min_session_timeout_ms=broker_config.group_min_session_timeout_ms,
-                       max_session_timeout_ms=broker_config.group_max_session_timeout_ms,
-                       max_size=broker_config.group_max_size,
-                       offset_metadata_max_bytes=broker_config.offset_metadata_max_bytes)

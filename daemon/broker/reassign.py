@@ -31,7 +31,7 @@ import os
 
 from odradek.client.errors import LogDirNotFound, OdradekError, PolicyViolation, StorageError
 from odradek.client.protocol import messages as m
-from odradek.daemon.broker import admin, replication
+from odradek.daemon.broker import handlers, replication
 from odradek.daemon.broker.supervisor import WorkerHandle
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import fsync_dir
@@ -89,7 +89,7 @@ def _start(broker, mv):
     md.start_move(topic.name, p.partition, src, dst)   # refusals raise before any change
     try:   # its dir first, as for a new partition: a saved replica always has its dir
         log_dir = broker.config.log_dirs[dst]
-        admin.remove_partition_dir(log_dir, topic.name, p.partition)   # a crash's leftover: not a replica
+        handlers.remove_partition_dir(log_dir, topic.name, p.partition)   # a crash's leftover: not a replica
         make_dirs(os.path.join(log_dir, filenames.partition_dir_name(topic.name, p.partition)))
         fsync_dir(log_dir)
         md.save()
@@ -101,9 +101,9 @@ def _start(broker, mv):
              src, broker.config.log_dirs[src], dst, broker.config.log_dirs[dst], p.replicas, p.partition_epoch)
     handle = WorkerHandle(replication.follower_spec(broker, topic, p, dst))
     handle.shm = shm
-    broker._queue(handle)
+    broker.queue_worker(handle)
     # the leader must count the new replica, and a successor must know it: they restart
-    # with the new replica list, as for a config change (admin.worker_retired)
+    # with the new replica list, as for a config change (handlers.worker_retired)
     for key in [(topic.name, p.partition), *((topic.name, p.partition, r) for r in p.followers if r != dst)]:
         h = broker.supervisor.workers.get(key)
         if h is not None and h.alive:
@@ -178,7 +178,7 @@ def _finish(broker, t, p, gone):
     replication.push_isr(broker, (t.name, p.partition), p)
     if gone not in broker.metadata.offline_dirs:
         try:
-            admin.remove_partition_dir(broker.config.log_dirs[gone], t.name, p.partition)
+            handlers.remove_partition_dir(broker.config.log_dirs[gone], t.name, p.partition)
         except OSError as e:   # the next start removes it (server._remove_strays)
             log.error("%s-%d: cannot remove the moved replica's dir in %s: %s", t.name, p.partition,
                       broker.config.log_dirs[gone], e)

@@ -79,7 +79,7 @@ def start_followers(broker, topic, p, shm):
             continue
         handle = WorkerHandle(follower_spec(broker, topic, p, r))
         handle.shm = shm
-        broker._queue(handle)
+        broker.queue_worker(handle)
 
 
 def poll_isr(broker, key):
@@ -293,22 +293,22 @@ def _promoted(broker, old_handle, successor, old, result):
         log.warning("%s-%d: replica %d did not take over (%s); starting a leader worker for it", name, partition,
                     p.leader, result)
         if workers.get((name, partition)) is old_handle:
-            broker._queue(old_handle)
+            broker.queue_worker(old_handle)
             if old not in broker.metadata.offline_dirs and (name, partition, old) not in workers:
                 follower = WorkerHandle(follower_spec(broker, t, p, old))   # the old leader follows
                 follower.shm = old_handle.shm
-                broker._queue(follower)
+                broker.queue_worker(follower)
         return
     workers.pop(successor.key, None)
     successor.key = (name, partition)
-    successor.spec = broker._spec(t, p)
+    successor.spec = broker.leader_spec(t, p)
     successor.spec.shm = successor.shm
     workers[successor.key] = successor
     old_handle.key = (name, partition, old)
     old_handle.spec = follower_spec(broker, t, p, old)
     workers[old_handle.key] = old_handle
     if old not in broker.metadata.offline_dirs and not (old in p.removing_replicas and p.move_in_sync):
-        broker._queue(old_handle)
+        broker.queue_worker(old_handle)
     data_plane.reattach_all(broker, successor.key)
     poll_isr(broker, successor.key)
     reassign.advance(broker, name, partition)   # a replica moved away from the leader: it is dropped now

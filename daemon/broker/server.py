@@ -1,6 +1,6 @@
 """The broker: `odradek serve`. Supervisor, controller and control-plane server in one
 single-threaded selector loop (the I/O shell; decisions live in metadata.py and the
-handlers in admin.py).
+request handlers in handlers.py, which reach it through server_api.ServerAPI).
 
 Theory of operation
 - Start: load the metadata (newest copy among the log dirs), check every log dir's
@@ -20,7 +20,7 @@ Theory of operation
   worker without blocking: the reply is sent when the worker answers, or with an error
   if it dies first. A slow or dead worker stalls only the requests waiting on it.
   Status asks follower processes too (their log sizes), for at most
-  admin.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
+  handlers.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
   follower (the case status must show) does not stall it.
 - One client's garbage, silence or disappearance costs only its own connection.
 - SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
@@ -44,8 +44,8 @@ import time
 from odradek.client.errors import LeaderNotAvailable, OdradekError, StorageError, UnknownServerError
 from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEvent, Request, Response
 from odradek.client.protocol.transport import close_fds
-from odradek.daemon.broker import admin, data_plane, limits, log_dirs
-from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell, group_config
+from odradek.daemon.broker import data_plane, handlers, limits, log_dirs
+from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
@@ -61,7 +61,7 @@ __all__ = ["Broker"]
 
 log = logging.getLogger(__name__)
 
-SERVED_APIS = admin.SERVED_APIS
+SERVED_APIS = handlers.SERVED_APIS
 STOP_DEADLINE_S = 30.0
 MAX_CLIENTS = 10_000
 # Forking time per loop turn while workers start (at least one fork a turn). A fork of
@@ -84,6 +84,9 @@ class ClientConn:
 
 
 class Broker:
+    """The broker process's loop; its public methods and attributes are the ServerAPI
+    (server_api.py) the request handlers use."""
+
     def __init__(self, config, config_path=None, notifier=None):
         self.config = config
         self.config_path = config_path
@@ -130,7 +133,7 @@ class Broker:
             if not st.online:
                 log.error("%s", log_dirs.offline_message(st))
         self.notifier.status("loading consumer groups")
-        self.groups = GroupShell(self, group_config(self.config))
+        self.groups = GroupShell(self)
         self.groups.ensure_offsets_topic()
         self._remove_strays()
         self.groups.load()
@@ -171,7 +174,7 @@ class Broker:
             total += count
             for p in topic.partitions:
                 if p.leader not in self.metadata.offline_dirs:
-                    self._start_worker(topic, p)
+                    self.start_worker(topic, p)
 
     def _remove_strays(self):
         """Partition dirs of no topic in the metadata: empty ones are what a create
@@ -371,7 +374,7 @@ class Broker:
             heapq.heappop(self._timers)[2]()
         for handle in list(self.supervisor.workers.values()):
             if handle.restart_at is not None and now >= handle.restart_at and not self.stopping:
-                self._restart(handle)
+                self.queue_worker(handle)
         if self.groups is not None and not self.stopping:
             self.groups.tick()
         if self._next_rebalance is not None and now >= self._next_rebalance and not self.stopping:
@@ -465,7 +468,7 @@ class Broker:
     def _client_event(self, conn, event):
         if isinstance(event, Request):
             try:
-                admin.handle(self, conn, event)
+                handlers.handle(self, conn, event)
             except OdradekError as e:
                 conn.channel.respond_error(event.correlation_id, e)
             except Exception as e:  # a bug in a handler must not take the broker down
@@ -513,7 +516,8 @@ class Broker:
         conn.sock.close()
 
     # == workers ===================================================================
-    def _spec(self, topic, p):
+    def leader_spec(self, topic, p):
+        """The WorkerSpec of partition `p`'s leader, from the metadata and config as of now."""
         cfg = self.config
         return WorkerSpec(topic.name, p.partition, p.leader, cfg.log_dirs[p.leader],
                           topic.log_config(cfg.defaults_for(topic.replication_factor)).to_dict(),
@@ -527,19 +531,20 @@ class Broker:
         p = topic.partitions[handle.spec.partition]
         if handle.is_follower:
             return replication.follower_spec(self, topic, p, handle.spec.replica_id)
-        return self._spec(topic, p)
+        return self.leader_spec(topic, p)
 
-    def _start_worker(self, topic, p):
+    def start_worker(self, topic, p):
         """Queue the first worker of partition `p` (forked by _spawn_some), and its
         followers; its shared memory exists from now on, so consumers can map it while
         it starts."""
-        handle = WorkerHandle(self._spec(topic, p))
+        handle = WorkerHandle(self.leader_spec(topic, p))
         handle.shm = data_plane.PartitionShm(self.config.descriptor_slots, len(self.config.log_dirs))
-        self._queue(handle)
+        self.queue_worker(handle)
         replication.start_followers(self, topic, p, handle.shm)
         return handle
 
-    def _queue(self, handle):
+    def queue_worker(self, handle):
+        """Queue `handle`'s worker to be forked with its partition's current spec."""
         handle.state, handle.restart_at, handle.retire = "starting", None, False
         self.supervisor.workers[handle.key] = handle
         self._spawn_queue.append(handle)
@@ -582,9 +587,6 @@ class Broker:
         self.sel.register(handle.sock, selectors.EVENT_READ, ("worker", handle))
         handle.linked = True
         self.sel.register(handle.pidfd, selectors.EVENT_READ, ("pidfd", handle))
-
-    def _restart(self, handle):
-        self._queue(handle)
 
     def _worker_io(self, handle, mask):
         try:
@@ -662,7 +664,7 @@ class Broker:
             replication.follower_died(self, handle)
         if handle.retire:
             self.supervisor.forget(handle)
-            admin.worker_retired(self, handle)   # may queue it again (a config change)
+            handlers.worker_retired(self, handle)   # may queue it again (a config change)
             if self.supervisor.workers.get(handle.key) is not handle and not handle.is_follower:
                 self.release_partition(handle)
 
@@ -678,7 +680,7 @@ class Broker:
     def stop_worker(self, handle):
         self.supervisor.stop(handle)
 
-    # == for admin and status ======================================================
+    # == for the handlers and status ===============================================
     def online_log_dirs(self):
         return [st.path for st in self.dirs if st.online]
 

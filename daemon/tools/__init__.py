@@ -4,5 +4,5 @@
     demo       write a small partition log and show what happened (`make run` for now)
 
 Each tool is a module of plain functions that write lines to a callable it is given;
-daemon/cli.py parses arguments and turns errors into one line, nothing more.
+the daemon/cli package parses arguments and turns errors into one line, nothing more.
 """

@@ -10,7 +10,7 @@ members (Empty, or no group yet); --to-offset and --shift-by are clamped to
 [log start, log end]; --to-datetime / --by-duration take the first record at or after
 the time, or the log end if there is none; --to-current keeps the committed offset (the
 log end for a partition with none); --all-topics means every partition the group has a
-committed offset for. The CLI (daemon/cli.py) parses options; this module talks to the
+committed offset for. The CLI (daemon/cli/groups.py) parses options; this module talks to the
 broker through an Admin and returns lines.
 """
 import re

@@ -2,6 +2,7 @@
 with the key named, served while hundreds of workers start, stopped promptly by SIGTERM
 mid-create, consistent after a SIGKILL mid-create, and a saved topic above the limits
 loaded offline and deletable."""
+import json
 import os
 import subprocess
 import sys
@@ -13,11 +14,13 @@ import pytest
 from odradek.client import Admin
 from odradek.client.errors import InvalidPartitions, LeaderNotAvailable, PolicyViolation
 from odradek.client.protocol import CLIENT, Connection, ControlClient, messages as m
+from odradek.daemon.storage.filenames import CLUSTER_METADATA
 from support.broker import INTERNAL_PARTITIONS, BrokerProcess, raw_socket, wait_until
 
 LARGE = 300                  # partitions of a "large" create: a few seconds of forks here
 MAX_ANSWER_S = 0.5           # longest a request may wait while they start
 STOP_WITHIN_S = 10.0
+PROBE_INTERVAL_S = 0.005     # between two requests of the answer-time probe
 
 
 def limits(total, per_topic):
@@ -86,7 +89,10 @@ def test_a_large_create_leaves_the_broker_answering_and_sigterm_stops_it_promptl
                 t0 = time.monotonic()
                 c.call(m.ApiVersionsRequest())
                 latencies.append(time.monotonic() - t0)
-                time.sleep(0.005)
+                # pacing, not waiting for time to pass: the probe samples the broker's answer
+                # time and must not become a load of its own (~200 requests a second, one in
+                # flight); stop.wait ends at once when the test is done
+                stop.wait(PROBE_INTERVAL_S)
     asker = threading.Thread(target=ask)
     asker.start()
     try:
@@ -108,15 +114,30 @@ def test_a_large_create_leaves_the_broker_answering_and_sigterm_stops_it_promptl
     assert "workers not started" in full_log(b)
 
 
+def saved_topics(data_dir):
+    """The topics of the metadata saved in `data_dir` (replaced atomically: never torn)."""
+    try:
+        with open(os.path.join(data_dir, CLUSTER_METADATA)) as f:
+            return json.load(f).get("topics", {})
+    except FileNotFoundError:
+        return {}
+
+
 def test_sigkill_mid_create_comes_back_with_the_whole_topic_or_none_of_it(tmp_path, started):
     b = started(tmp_path / "data")
-    for attempt, delay in enumerate((0.0, 0.005, 0.05)):
+    # where the kill lands: before the broker reads the request; once the topic's first
+    # partition dir is made (before or after the metadata naming it is saved: dirs come
+    # first); once the saved metadata names it (its workers still starting)
+    kill_points = [lambda name: True,
+                   lambda name: partition_dirs(b.data_dir, name),
+                   lambda name: name in saved_topics(b.data_dir)]
+    for attempt, reached in enumerate(kill_points):
         name = f"t{attempt}"
         s = raw_socket(b.socket_path)
         try:   # the request, and no wait for its answer
             s.sendall(Connection(CLIENT).send_request(m.CreateTopicsRequest(topics=[m.CreatableTopic(
                 name=name, num_partitions=LARGE // 3, replication_factor=-1, configs={})])))
-            time.sleep(delay)
+            wait_until(lambda: reached(name), timeout=30, what=f"kill point {attempt} of the create of {name}")
             b.kill()
         finally:
             s.close()
@@ -128,6 +149,7 @@ def test_sigkill_mid_create_comes_back_with_the_whole_topic_or_none_of_it(tmp_pa
                 wait_until(lambda: running_workers(admin, name) == LARGE // 3, timeout=60, what="its workers")
                 assert len(partition_dirs(b.data_dir, name)) == LARGE // 3
             else:
+                assert attempt < 2, "the metadata named the topic before the kill"
                 assert partition_dirs(b.data_dir, name) == []
     assert b.stop() == 0, b.stderr()
 

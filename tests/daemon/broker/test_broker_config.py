@@ -3,6 +3,7 @@ import pytest
 
 from odradek.client.errors import InvalidConfig
 from odradek.daemon.broker.config import BROKER_CONFIGS, BrokerConfig, load
+from odradek.daemon.broker.groups import GroupConfig
 
 
 def write(tmp_path, text):
@@ -91,3 +92,12 @@ def test_broker_min_insync_replicas_is_the_topic_default(tmp_path):
     assert set_.defaults_for(1).segment_bytes == 4096
     assert set_.sets_topic_default("min.insync.replicas") and set_.sets_topic_default("segment.bytes")
     assert not set_.sets_topic_default("retention.ms")
+
+
+def test_the_group_settings_come_from_the_one_table_of_group_keys(tmp_path):
+    assert BrokerConfig.for_data_dir(str(tmp_path)).group == GroupConfig()   # the same defaults
+    c = load(write(tmp_path, "group.initial.rebalance.delay.ms = 0\ngroup.max.size = 7\n"))
+    assert (c.group.initial_rebalance_delay_ms, c.group.max_size) == (0, 7)
+    assert c.describe()["group.max.size"] == 7
+    with pytest.raises(InvalidConfig, match="odradek.toml: group.min.session.timeout.ms is above"):
+        load(write(tmp_path, "group.min.session.timeout.ms = 10\ngroup.max.session.timeout.ms = 5\n"))

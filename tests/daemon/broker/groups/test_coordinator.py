@@ -1,6 +1,8 @@
 """The group coordinator's membership protocol, driven with a fake clock: every state and
 transition of Kafka's classic groups (Empty, PreparingRebalance, CompletingRebalance,
 Stable, Dead), joins, syncs, heartbeats, leaves, timeouts, static members, connections."""
+import dataclasses
+
 import pytest
 
 from odradek.client.errors import (
@@ -10,6 +12,7 @@ from odradek.client.errors import (
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import GroupConfig, GroupState
 from odradek.daemon.broker.groups import offsets_log as fmt
+from odradek.daemon.broker.groups.config import GROUP_CONFIGS
 
 
 def group_records(h, group="g"):
@@ -638,6 +641,13 @@ def test_group_config_reads_kafkas_setting_names():
                                     "group.min.session.timeout.ms": 100, "unrelated": "x"})
     assert (cfg.initial_rebalance_delay_ms, cfg.max_size, cfg.min_session_timeout_ms) == (0, 5, 100)
     assert GroupConfig().initial_rebalance_delay_ms == 3000        # Kafka's default
+
+
+def test_group_config_has_a_field_for_each_group_key():
+    names = {f.name for f in dataclasses.fields(GroupConfig)}
+    assert set(GroupConfig.KAFKA_NAMES) == {k.name for k in GROUP_CONFIGS}
+    assert set(GroupConfig.KAFKA_NAMES.values()) <= names
+    assert all(getattr(GroupConfig(), GroupConfig.KAFKA_NAMES[k.name]) == k.default for k in GROUP_CONFIGS)
 
 
 @pytest.mark.parametrize("bad", [{"group.max.size": "many"}, {"group.max.size": 0},

@@ -1,6 +1,9 @@
 """Request handlers of the broker: metadata, topic admin, configs, offsets, status.
 
-`handle(broker, conn, request)` answers at once (admin changes decided in metadata.py,
+`handle(broker, conn, request)` is the one entry: a table maps each request type to its
+handler (data-plane requests to data_plane.py, group requests to the GroupShell). The
+handlers reach the server only through `broker`, a ServerAPI (server_api.py). Each
+answers at once (admin changes decided in metadata.py,
 then persisted) or relays to partition workers and answers when they do. Per-item
 failures go in the response body, as Kafka does (a topic that does not exist gets its
 own error_code); a failure of the whole request raises an OdradekError, which the loop
@@ -19,6 +22,7 @@ from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.groups import OFFSETS_TOPIC
+from odradek.daemon.broker.server_api import ServerAPI
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.config import TOPIC_CONFIGS
@@ -41,7 +45,7 @@ def _error_fields(exc):
     return {"error_code": exc.code, "error_message": exc.message}
 
 
-def handle(broker, conn, request):
+def handle(broker: ServerAPI, conn, request):
     message = request.message
     data_handler = _DATA_PLANE.get(type(message))
     if data_handler is not None:   # these take the connection and pass fds both ways
@@ -112,7 +116,7 @@ def _create(broker, name, num_partitions, replication_factor, configs, validate_
         del md.topics[name]
         raise
     for p in topic.partitions:
-        broker._start_worker(topic, p)
+        broker.start_worker(topic, p)
     log.info("created topic %s: %d partitions, replication factor %d%s", name, n, rf,
              f", configs {topic.configs}" if topic.configs else "")
     return topic
@@ -165,7 +169,7 @@ def delete_topics(broker, req, reply):
     return m.DeleteTopicsResponse(responses=results)
 
 
-def worker_retired(broker, handle):
+def worker_retired(broker: ServerAPI, handle):
     """A stopped worker has exited: if its topic is gone, remove the partition's files."""
     topic = broker.metadata.topics.get(handle.spec.topic)
     if topic is None and not broker.stopping:
@@ -173,7 +177,7 @@ def worker_retired(broker, handle):
         if not any(h.alive for k, h in broker.supervisor.workers.items() if k[:2] == key):
             _remove_partition_files(broker, handle.spec.topic, handle.spec.partition)
     elif topic is not None and not broker.stopping and not reassign.replica_left(broker, handle):
-        broker._restart(handle)  # stopped for a config change: start it again
+        broker.queue_worker(handle)  # stopped for a config change: start it again
 
 
 def _remove_partition_files(broker, name, partition):
@@ -225,7 +229,7 @@ def create_partitions(broker, req, reply):
                     del topic.partitions[len(topic.partitions) - len(added):]
                     raise
                 for p in added:
-                    broker._start_worker(topic, p)
+                    broker.start_worker(topic, p)
                 log.warning("topic %s now has %d partitions: keyed records map to other partitions from "
                             "now on (murmur2(key) %% partitions)", t.name, t.count)
             else:

@@ -1,0 +1,4 @@
+"""`python -m odradek.daemon.cli`: the odradek command."""
+from odradek.daemon.cli import main
+
+main()
