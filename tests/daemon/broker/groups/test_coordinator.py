@@ -274,7 +274,7 @@ def test_a_member_joining_a_stable_group_makes_everyone_rejoin(h):
 def test_dynamic_members_that_do_not_rejoin_in_time_are_removed(h):
     members, gen = h.stable_group(3, rebalance=15_000, session=60_000)
     a = h.join("c0", member_id=members[0][1], rebalance=15_000, session=60_000)
-    b = h.join("c1", member_id=members[1][1], rebalance=15_000, session=60_000)
+    h.join("c1", member_id=members[1][1], rebalance=15_000, session=60_000)
     h.tick(14_999)
     assert not a.done
     h.tick(1)
@@ -561,7 +561,7 @@ def test_absent_static_members_stay_in_the_group_through_a_rebalance(h):
     (c0, a, _), (c1, b, _), (c2, c, _) = members
     h.close(c2)
     ja = h.join(c0, member_id=a, instance="i0")          # leader rejoins: rebalance
-    jb = h.join(c1, member_id=b, instance="i1")
+    h.join(c1, member_id=b, instance="i1")
     h.tick(30_000)                                      # rebalance timeout: c never rejoined
     assert ja.ok().generation_id == gen + 1
     assert {x.member_id for x in ja.ok().members} == {a, b, c}   # c keeps its place

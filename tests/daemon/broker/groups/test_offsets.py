@@ -69,7 +69,8 @@ def test_members_commit_in_stable_and_preparing_rebalance_but_not_completing(h):
     h.join_new("c9")                                         # PreparingRebalance
     # a member revoking its partitions commits before it rejoins: allowed
     h.commit(c1, "g", gen, b, {("t", 1): 2}).ok()
-    ja, jb = h.join(c0, member_id=a), h.join(c1, member_id=b)
+    h.join(c0, member_id=a)
+    h.join(c1, member_id=b)
     assert h.state() == "CompletingRebalance"
     assert h.commit(c0, "g", gen + 1, a, {("t", 0): 3}).error() is RebalanceInProgress
     assert h.fetch("c", "g") == {("t", 0): (1, ""), ("t", 1): (2, "")}
