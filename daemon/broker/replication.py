@@ -294,7 +294,7 @@ def _promoted(broker, old_handle, successor, old, result):
                     p.leader, result)
         if workers.get((name, partition)) is old_handle:
             broker.queue_worker(old_handle)
-            if old not in broker.metadata.offline_dirs and (name, partition, old) not in workers:
+            if old in p.replicas and old not in broker.metadata.offline_dirs and (name, partition, old) not in workers:
                 follower = WorkerHandle(follower_spec(broker, t, p, old))   # the old leader follows
                 follower.shm = old_handle.shm
                 broker.queue_worker(follower)
@@ -305,10 +305,13 @@ def _promoted(broker, old_handle, successor, old, result):
     successor.spec.shm = successor.shm
     workers[successor.key] = successor
     old_handle.key = (name, partition, old)
-    old_handle.spec = follower_spec(broker, t, p, old)
-    workers[old_handle.key] = old_handle
-    if old not in broker.metadata.offline_dirs and not (old in p.removing_replicas and p.move_in_sync):
-        broker.queue_worker(old_handle)
+    # A replica moved away while the election ran (reassign.advance may finish the move
+    # then) is not followed any more: its dir is gone, a follower would make it again.
+    if old in p.replicas:
+        old_handle.spec = follower_spec(broker, t, p, old)
+        workers[old_handle.key] = old_handle
+        if old not in broker.metadata.offline_dirs and not (old in p.removing_replicas and p.move_in_sync):
+            broker.queue_worker(old_handle)
     data_plane.reattach_all(broker, successor.key)
     poll_isr(broker, successor.key)
     reassign.advance(broker, name, partition)   # a replica moved away from the leader: it is dropped now
