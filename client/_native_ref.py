@@ -9,15 +9,18 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 
+# The records package imports the native module, which imports this one: nothing in it
+# may use the native module while it loads (records/_batch.py reads it only when called).
+from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
+                                            COMPRESSION_MASK, HEADER_STRUCT, LOG_OVERHEAD, MAGIC,
+                                            MIN_BATCH_LENGTH, read_header)
+
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
            "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
-
-BATCH_HEADER_SIZE = 61
-LOG_OVERHEAD = 12
 
 
 class Status:
@@ -146,7 +149,6 @@ class ScanResult:
 
 
 _INT64_MAX = (1 << 63) - 1
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte v2 batch header
 
 
 def _check_batch(mv, pos, n, max_batch_size):
@@ -156,23 +158,24 @@ def _check_batch(mv, pos, n, max_batch_size):
     Returns (Status.OK, header fields, size) or (status, (expected, found), None)."""
     if n - pos < LOG_OVERHEAD:
         return Status.TRUNCATED, (LOG_OVERHEAD, n - pos), None
-    length = struct.unpack_from(">i", mv, pos + 8)[0]
+    length = struct.unpack_from(">i", mv, pos + BATCH_LENGTH_OFFSET)[0]
     size = length + LOG_OVERHEAD
-    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-        return Status.BAD_LENGTH, (BATCH_HEADER_SIZE - LOG_OVERHEAD, length), None
+    if length < MIN_BATCH_LENGTH:
+        return Status.BAD_LENGTH, (MIN_BATCH_LENGTH, length), None
     if max_batch_size > 0 and size > max_batch_size:
         return Status.BAD_LENGTH, (max_batch_size - LOG_OVERHEAD, length), None
     if n - pos < size:
         return Status.TRUNCATED, (size, n - pos), None
-    header = _HEADER.unpack_from(mv, pos)
-    base_offset, magic, crc, last_delta, count = header[0], header[3], header[4], header[6], header[12]
-    if magic != 2:
-        return Status.BAD_MAGIC, (2, magic), None
+    header = read_header(mv, pos)
+    base_offset, magic, crc, last_delta, count = (header.base_offset, header.magic, header.crc,
+                                                  header.last_offset_delta, header.records_count)
+    if magic != MAGIC:
+        return Status.BAD_MAGIC, (MAGIC, magic), None
     if last_delta < 0 or count < 0:
         return Status.BAD_LENGTH, (0, min(last_delta, count)), None
     if base_offset + last_delta > _INT64_MAX - 1:  # lastOffset + 1 must fit in int64
         return Status.BAD_LENGTH, (_INT64_MAX - 1 - base_offset, last_delta), None
-    computed = crc32c(mv[pos + 21:pos + size])
+    computed = crc32c(mv[pos + ATTRIBUTES_OFFSET:pos + size])
     if computed != crc:
         return Status.BAD_CRC, (computed, crc), None
     return Status.OK, header, size
@@ -685,17 +688,16 @@ def decode_records(batch):
     rows = array("q")
     if n < BATCH_HEADER_SIZE:
         return DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows)
-    (_, length, _, magic, _, attrs, _, _, _, _, _, _, count) = _HEADER.unpack_from(b)
-    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-        return DecodeResult(Status.BAD_LENGTH, 0, 0, 0, BATCH_HEADER_SIZE - LOG_OVERHEAD,
-                            length, rows)
+    (_, length, _, magic, _, attrs, _, _, _, _, _, _, count) = HEADER_STRUCT.unpack_from(b)
+    if length < MIN_BATCH_LENGTH:
+        return DecodeResult(Status.BAD_LENGTH, 0, 0, 0, MIN_BATCH_LENGTH, length, rows)
     size = length + LOG_OVERHEAD
     if size > n:
         return DecodeResult(Status.TRUNCATED, 0, 0, 0, size, n, rows)
-    if magic != 2:
-        return DecodeResult(Status.BAD_MAGIC, 0, 0, 0, 2, magic, rows)
-    if attrs & 7:
-        return DecodeResult(Status.BAD_CODEC, 0, 0, 0, 0, attrs & 7, rows)
+    if magic != MAGIC:
+        return DecodeResult(Status.BAD_MAGIC, 0, 0, 0, MAGIC, magic, rows)
+    if attrs & COMPRESSION_MASK:
+        return DecodeResult(Status.BAD_CODEC, 0, 0, 0, 0, attrs & COMPRESSION_MASK, rows)
     most = (size - BATCH_HEADER_SIZE) // 7
     if count < 0 or count > most:
         return DecodeResult(Status.BAD_COUNT, 0, 0, 0, most, count, rows)

@@ -23,7 +23,7 @@ from odradek.client.records.layout import (
     MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
     MAX_SEQUENCE, NO_PRODUCER_ID, NO_SEQUENCE, PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET,
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
-    TRANSACTIONAL_MASK, Compression, TimestampType)
+    TRANSACTIONAL_MASK, BatchHeader, Compression, TimestampType, read_header)
 from odradek.client.records._record import MAX_RECORD_OVERHEAD, Record, size_of_record
 from odradek.client.records import layout, varint
 
@@ -37,6 +37,7 @@ __all__ = [
     "COMPRESSION_MASK", "TIMESTAMP_TYPE_MASK", "TRANSACTIONAL_MASK", "CONTROL_MASK",
     "DELETE_HORIZON_MASK", "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
+    "BatchHeader", "read_header",
     # records and batches
     "Record", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
     "MAX_RECORD_OVERHEAD",

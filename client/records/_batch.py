@@ -317,7 +317,7 @@ class RecordBatch:
         data = bytes(self._view)
         res = native.decode_records(data)
         if res[0]:
-            if res[0] == _BAD_CODEC and res[5] == Compression.GZIP:
+            if res[0] == native.Status.BAD_CODEC and res[5] == Compression.GZIP:
                 raise ValueError(f"batch at base offset {self.base_offset} is gzip-compressed: "
                                  f"record_fields() reads uncompressed batches; use records()")
             self.records()
@@ -338,7 +338,6 @@ class RecordBatch:
 
 
 _iter_rows = struct.Struct("@8q").iter_unpack   # native.decode_records' rows, one a record
-_BAD_CODEC = native.Status.BAD_CODEC
 
 
 def _rejected(data, res, count, base_offset, base_ts, where):
