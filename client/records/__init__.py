@@ -13,8 +13,8 @@ CRC coverage and reader rules are in FORMAT.md beside this file.
             print(record.offset, record.key, record.value)
 """
 from odradek.client.records._batch import (
-    RecordBatch, iter_batches, read_base_offset, read_batch_length, write_base_offset,
-    write_log_append_time, write_partition_leader_epoch)
+    SCAN_BYTES, RecordBatch, iter_batches, next_whole_batch, read_base_offset, read_batch_length,
+    whole_batch_at, write_base_offset, write_log_append_time, write_partition_leader_epoch)
 from odradek.client.records._builder import GZIP_DEFAULT_LEVEL, BatchBuilder
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
@@ -41,6 +41,8 @@ __all__ = [
     # records and batches
     "Record", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
     "MAX_RECORD_OVERHEAD",
+    # whole batches after damaged bytes
+    "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
     # in-place header access
     "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time",

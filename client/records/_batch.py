@@ -20,6 +20,7 @@ Rules for bad input (FORMAT.md, "Reading garbage"): iter_batches stops quietly w
 framing stops making sense; validate() and records() raise CorruptRecord saying what was
 expected and what was found; nothing loops on garbage or returns a half-decoded record.
 """
+import re
 import struct
 import zlib
 
@@ -35,8 +36,9 @@ from odradek.client.records.layout import (
 from odradek.client.records._record import Record
 from odradek.client.records.varint import INT32_MAX, decode_varint, decode_varlong
 
-__all__ = ["RecordBatch", "iter_batches", "write_base_offset", "write_partition_leader_epoch",
-           "write_log_append_time", "read_base_offset", "read_batch_length"]
+__all__ = ["RecordBatch", "iter_batches", "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
+           "write_base_offset", "write_partition_leader_epoch", "write_log_append_time",
+           "read_base_offset", "read_batch_length"]
 
 _I8 = struct.Struct(">b")
 _I16 = struct.Struct(">h")
@@ -584,6 +586,47 @@ def iter_batches(buffer, position=0):
         yield position, RecordBatch(view[position:end])
         position = end
     return position
+
+
+# ---- finding whole batches again after damaged bytes ------------------------------------
+SCAN_BYTES = 16 << 20    # bytes after a batch with a damaged length searched for the next one
+# magic, then crc (4 bytes) and the attributes' high byte, 0: where a batch header may be
+_CANDIDATE = re.compile(b"%s(?=.{%d}\\x00)" % (re.escape(bytes([MAGIC])), ATTRIBUTES_OFFSET - MAGIC_OFFSET - 1),
+                        re.DOTALL)
+
+
+def whole_batch_at(buffer, position, limit):
+    """(base offset, size) of the batch at buffer[position:] if it is whole by `limit`
+    (framed: at least a header, its batchLength ending by `limit`) with magic 2 and a
+    CRC-32C that holds, else None."""
+    view = _byte_view(buffer)
+    if limit - position < BATCH_HEADER_SIZE:
+        return None
+    size = _I32.unpack_from(view, position + BATCH_LENGTH_OFFSET)[0] + LOG_OVERHEAD
+    if not BATCH_HEADER_SIZE <= size <= limit - position or view[position + MAGIC_OFFSET] != MAGIC:
+        return None
+    if native.crc32c(view[position + ATTRIBUTES_OFFSET:position + size]) != \
+            _U32.unpack_from(view, position + CRC_OFFSET)[0]:
+        return None
+    return _I64.unpack_from(view, position + BASE_OFFSET_OFFSET)[0], size
+
+
+def next_whole_batch(buffer, position, limit, below_offset, above_offset=-1):
+    """(base offset, position) of the first whole, CRC-valid batch (whole_batch_at) that
+    starts in buffer[position + 1:position + SCAN_BYTES] and ends by `limit`, with
+    above_offset < base offset < below_offset, else None: where reading can go on after
+    a batch at `position` whose framing is damaged (the broker walks past such a batch
+    with it, the consumer names the offsets it skips). A regular expression (C, fast
+    over bytes without a 2) finds the candidates, magic 2 with the high byte of the
+    attributes 0 (bits 8-15 are unused); each is then framed and its CRC checked."""
+    view = _byte_view(buffer)
+    start, stop = position + 1, min(limit, position + SCAN_BYTES)
+    data = bytes(view[start + MAGIC_OFFSET:stop + MAGIC_OFFSET])
+    for m in _CANDIDATE.finditer(data):
+        whole = whole_batch_at(view, start + m.start(), limit)
+        if whole is not None and above_offset < whole[0] < below_offset:
+            return whole[0], start + m.start()
+    return None
 
 
 # ---- fields the broker rewrites in place ----------------------------------------------

@@ -7,8 +7,8 @@ import pytest
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, MessageTooLarge
 from odradek.client.records import (
-    BatchBuilder, Compression, Record, RecordBatch, TimestampType, iter_batches,
-    read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
+    SCAN_BYTES, BatchBuilder, Compression, Record, RecordBatch, TimestampType, iter_batches,
+    next_whole_batch, whole_batch_at, read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
     write_partition_leader_epoch)
 
 T0 = 1_700_000_000_000
@@ -236,3 +236,22 @@ def test_gzip_records_in_several_members_are_all_read():
     data[21:23] = (1).to_bytes(2, "big")
     data[17:21] = native.crc32c(bytes(data[21:])).to_bytes(4, "big")
     assert [r.value for r in RecordBatch(data).validate().records()] == [b"a", b"b", b"c"]
+
+
+def test_whole_batch_at_and_next_whole_batch_find_the_batches_after_damaged_bytes():
+    a, b = batch_bytes([b"x" * 40], base_offset=5), batch_bytes([b"y", b"z"], base_offset=9)
+    data = bytearray(b"\x02" * 30 + a + b)          # a run of magic-like bytes before them
+    n = len(data)
+    assert whole_batch_at(data, 30, n) == (5, len(a))
+    assert whole_batch_at(data, 30, n - 1) == (5, len(a))             # b need not fit
+    assert whole_batch_at(data, 30 + len(a), n - 1) is None            # torn by the limit
+    assert next_whole_batch(data, 0, n, below_offset=100) == (5, 30)
+    data[30 + 8:30 + 12] = (10**6).to_bytes(4, "big")                  # a's batchLength damaged
+    assert whole_batch_at(data, 30, n) is None
+    assert next_whole_batch(data, 30, n, below_offset=100) == (9, 30 + len(a))
+    assert next_whole_batch(data, 30, n, below_offset=9) is None        # offsets out of range
+    assert next_whole_batch(data, 30, n, below_offset=100, above_offset=9) is None
+    assert next_whole_batch(data, 30, 30 + len(a) + 1, below_offset=100) is None
+    data[-3] ^= 1                                                       # b's CRC fails
+    assert next_whole_batch(data, 30, n, below_offset=100) is None
+    assert SCAN_BYTES == 16 << 20

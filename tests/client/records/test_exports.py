@@ -19,6 +19,7 @@ EXPECTED = {
     "BatchHeader", "read_header", "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
+    "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
 }
 
 RECORD_BATCH_PROPERTIES = [
