@@ -24,7 +24,7 @@ from odradek.client.records.layout import (
     MAX_SEQUENCE, NO_PRODUCER_ID, NO_SEQUENCE, PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET,
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK, BatchHeader, Compression, TimestampType, read_header)
-from odradek.client.records._record import MAX_RECORD_OVERHEAD, Record, size_of_record
+from odradek.client.records._record import MAX_RECORD_OVERHEAD, BatchRecord, size_of_record
 from odradek.client.records import layout, varint
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     "BatchHeader", "read_header",
     # records and batches
-    "Record", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
+    "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
     "MAX_RECORD_OVERHEAD",
     # whole batches after damaged bytes
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",

@@ -33,7 +33,7 @@ from odradek.client.records.layout import (
     MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH, NO_SEQUENCE,
     PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
     RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType)
-from odradek.client.records._record import Record
+from odradek.client.records._record import BatchRecord
 from odradek.client.records.varint import INT32_MAX, decode_varint, decode_varlong
 
 __all__ = ["RecordBatch", "iter_batches", "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
@@ -250,7 +250,7 @@ class RecordBatch:
 
     # ---- records ----------------------------------------------------------------------
     def records(self):
-        """An iterator of Record, with absolute offsets. Decodes the whole batch first,
+        """An iterator of BatchRecord, with absolute offsets. Decodes the whole batch first,
         so a corrupt batch raises CorruptRecord before yielding anything. Does not check
         the CRC (call validate() for that). gzip is decompressed; snappy, lz4 and zstd
         raise UnsupportedCompression."""
@@ -371,8 +371,8 @@ def _read_headers(data, pos, count, _varint=decode_varint):
 
 
 def _records_from_rows(data, res, base_offset, base_ts, append_time,
-                       _new=tuple.__new__, _Record=Record):
-    """Record namedtuples from a successful native.decode_records over the batch `data`."""
+                       _new=tuple.__new__, _Record=BatchRecord):
+    """BatchRecord tuples from a successful native.decode_records over the batch `data`."""
     if append_time is None:
         return [_new(_Record, (base_offset + od, base_ts + td,
                                data[kp:kp + kl] if kl >= 0 else None,
@@ -403,7 +403,7 @@ def _gunzip(data, where):
 
 
 def _decode_records(data, count, base_offset, base_ts, where, append_time=None,
-                    _new=tuple.__new__, _Record=Record, _varint=decode_varint,
+                    _new=tuple.__new__, _Record=BatchRecord, _varint=decode_varint,
                     _varlong=decode_varlong):
     """Decode `count` records filling `data` exactly; CorruptRecord otherwise. With
     append_time (LogAppendTime batches) every record gets that timestamp.

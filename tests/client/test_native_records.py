@@ -26,7 +26,7 @@ from odradek.client import native
 from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
-from odradek.client.records import (BatchBuilder, Compression, Record, RecordBatch, iter_batches,
+from odradek.client.records import (BatchBuilder, BatchRecord, Compression, RecordBatch, iter_batches,
                                     write_base_offset, write_log_append_time)
 from odradek.client.records._batch import _decode_records
 from odradek.client.shm import PartitionState
@@ -142,7 +142,7 @@ def rows_of(res):
 
 
 def old_decode(data):
-    """The Python decoder records() used before: list of Record, or the CorruptRecord."""
+    """The Python decoder records() used before: list of BatchRecord, or the CorruptRecord."""
     base_offset, length = struct.unpack_from(">qi", data)
     base_ts, max_ts = struct.unpack_from(">qq", data, 27)
     attrs = struct.unpack_from(">h", data, 21)[0]
@@ -155,7 +155,7 @@ def old_decode(data):
 
 
 def expected_records(records, base_offset=0, base_ts=T0, append_time=None):
-    return [Record(base_offset + od, base_ts + td if append_time is None else append_time,
+    return [BatchRecord(base_offset + od, base_ts + td if append_time is None else append_time,
                    key, value, tuple(headers))
             for od, td, key, value, headers in records]
 
@@ -307,7 +307,7 @@ def test_batches_built_by_kafka_python(impl, case):
     data = bytes(data)
     res = impl.decode_records(data)
     assert res.ok and res.records == len(KP_CASES[case])
-    theirs = [Record(r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
+    theirs = [BatchRecord(r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
               for r in DefaultRecordBatch(data)]
     assert list(RecordBatch(data).records()) == theirs
     assert old_decode(data) == theirs
@@ -542,7 +542,7 @@ def test_record_fields_gives_what_records_gives():
     assert type(buf) is bytes
     got = []
     for od, td, kp, kl, vp, vl, hp, hc in rows:
-        got.append(Record(100 + od, T0 + td, buf[kp:kp + kl] if kl >= 0 else None,
+        got.append(BatchRecord(100 + od, T0 + td, buf[kp:kp + kl] if kl >= 0 else None,
                           buf[vp:vp + vl] if vl >= 0 else None,
                           tuple(batch.read_headers(buf, hp, hc)) if hc else ()))
     assert got == list(batch.records()) == expected_records(records, 100)

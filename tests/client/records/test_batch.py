@@ -7,7 +7,7 @@ import pytest
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, MessageTooLarge
 from odradek.client.records import (
-    SCAN_BYTES, BatchBuilder, Compression, Record, RecordBatch, TimestampType, iter_batches,
+    SCAN_BYTES, BatchBuilder, BatchRecord, Compression, RecordBatch, TimestampType, iter_batches,
     next_whole_batch, whole_batch_at, read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
     write_partition_leader_epoch)
 
@@ -45,21 +45,21 @@ def test_header_properties_read_what_the_builder_wrote():
 
 def test_records_have_absolute_offsets_and_timestamps():
     batch = RecordBatch(batch_bytes([b"x", b"y"], base_offset=41))
-    assert list(batch.records()) == [Record(41, T0, b"k0", b"x", ()), Record(42, T0 + 1, b"k1", b"y", ())]
+    assert list(batch.records()) == [BatchRecord(41, T0, b"k0", b"x", ()), BatchRecord(42, T0 + 1, b"k1", b"y", ())]
     assert list(batch) == list(batch.records())
 
 
 def test_record_is_an_immutable_value_compared_by_fields():
-    r = Record(1, 2, b"k", None, (("h", None),))
-    assert r == Record(offset=1, timestamp=2, key=b"k", value=None, headers=(("h", None),))
+    r = BatchRecord(1, 2, b"k", None, (("h", None),))
+    assert r == BatchRecord(offset=1, timestamp=2, key=b"k", value=None, headers=(("h", None),))
     assert r != r._replace(value=b"")
-    assert Record(1, 2, None, b"v").headers == ()
-    assert hash(r) == hash(Record(1, 2, b"k", None, (("h", None),)))
+    assert BatchRecord(1, 2, None, b"v").headers == ()
+    assert hash(r) == hash(BatchRecord(1, 2, b"k", None, (("h", None),)))
     with pytest.raises(AttributeError):
         r.offset = 5
     with pytest.raises(AttributeError):
         r.extra = 1
-    assert "..." in repr(Record(0, 0, None, b"v" * 1000))
+    assert "..." in repr(BatchRecord(0, 0, None, b"v" * 1000))
 
 
 def test_last_sequence_wraps_past_int32_max_as_kafka_does():

@@ -13,7 +13,7 @@ from odradek.client import native
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.records import (
     ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET,
-    MAGIC_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, BatchBuilder, Compression, Record,
+    MAGIC_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, BatchBuilder, BatchRecord, Compression,
     RecordBatch)
 from odradek.client.records.varint import encode_varint
 
@@ -185,7 +185,7 @@ def test_a_corrupt_batch_yields_no_records_at_all():
 def test_a_well_formed_hand_written_record_decodes():
     region = record_bytes(b"\x00", v(0), v(0), v(1), b"k", v(-1), v(1), v(1), b"h", v(-1))
     assert list(RecordBatch(with_records(region, 1)).records()) == [
-        Record(0, T0, b"k", None, (("h", None),))]
+        BatchRecord(0, T0, b"k", None, (("h", None),))]
 
 
 @pytest.mark.parametrize("region,match", [
@@ -243,7 +243,7 @@ def test_arbitrary_records_bytes_decode_or_raise_corrupt_record_only(region, cou
         out = list(RecordBatch(with_records(region, count)).records())
     except CorruptRecord:
         return
-    assert len(out) == count and all(type(r) is Record for r in out)
+    assert len(out) == count and all(type(r) is BatchRecord for r in out)
 
 
 @settings(max_examples=300)

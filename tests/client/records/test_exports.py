@@ -16,7 +16,7 @@ EXPECTED = {
     "COMPRESSION_MASK", "TIMESTAMP_TYPE_MASK", "TRANSACTIONAL_MASK", "CONTROL_MASK",
     "DELETE_HORIZON_MASK", "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
-    "BatchHeader", "read_header", "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
+    "BatchHeader", "read_header", "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
