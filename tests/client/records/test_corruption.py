@@ -198,8 +198,9 @@ def test_a_well_formed_hand_written_record_decodes():
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(1), v(0), v(-3)), "header value length"),
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(1), v(0), v(9), b"x"), "header value length"),
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(0), b"extra"), "its fields take"),
-    (v(3) + b"\x00\x00\x00", "declares 3 bytes"),
-    (v(-1), "declares -1 bytes"),
+    (v(3) + b"\x00" * 6, "declares 3 bytes"),
+    (v(-1) + b"\x00" * 6, "declares -1 bytes"),
+    (v(3) + b"\x00" * 3, "at most 0 records fit"),   # recordsCount is checked first
     (v(100) + b"\x00" * 10, "declares 100 bytes"),
     (record_bytes(b"\x00", v(0), v(0), v(50), b"k", v(0), v(0)), "its fields take|runs past"),
     (record_bytes(b"\x00", b"\x80" * 10 + b"\x00", v(0), v(0), v(0), v(0)), "longer than 10 bytes"),
