@@ -246,9 +246,30 @@ class RecordBatch:
         so a corrupt batch raises CorruptRecord before yielding anything. Does not check
         the CRC (call validate() for that). gzip is decompressed; snappy, lz4 and zstd
         raise UnsupportedCompression."""
+        data = self.uncompressed()
+        (base_offset, _, _, _, _, attrs, _, base_ts, max_ts, _, _, _,
+         _) = HEADER_STRUCT.unpack_from(data)
+        where = f"batch at base offset {base_offset}"
+        # LogAppendTime: every record's timestamp is the batch's maxTimestamp.
+        append_time = max_ts if attrs & TIMESTAMP_TYPE_MASK else None
+        res = native.decode_records(data)
+        if res[0]:
+            _rejected(data, res, where)
+        try:
+            return iter(_records_from_rows(data, res, base_offset, base_ts, append_time))
+        except UnicodeDecodeError:   # a header key: name the record
+            _rejected(data, res, where)
+
+    def uncompressed(self):
+        """The batch as bytes with its records uncompressed, for native.decode_records:
+        a copy of an uncompressed batch; for a gzip one, its header with batchLength and
+        the codec bits changed (the CRC, which covers the compressed bytes, as it was),
+        then the records decompressed (concatenated gzip members too, as Kafka's reader
+        takes them). CorruptRecord for a torn batch, a magic other than 2 or gzip data
+        that does not decompress; UnsupportedCompression for snappy, lz4 and zstd."""
         view = self._view
-        (base_offset, length, _, magic, _, attrs, _, base_ts, max_ts, _, _, _,
-         count) = HEADER_STRUCT.unpack_from(view)
+        (base_offset, length, _, magic, _, attrs, _, _, _, _, _, _,
+         _) = HEADER_STRUCT.unpack_from(view)
         where = f"batch at base offset {base_offset}"
         size = length + LOG_OVERHEAD
         if length < MIN_BATCH_LENGTH or len(view) < size:
@@ -257,28 +278,18 @@ class RecordBatch:
         if magic != MAGIC:
             raise CorruptRecord(f"{where}: magic expected {MAGIC}, found {magic}")
         codec = attrs & COMPRESSION_MASK
-        # LogAppendTime: every record's timestamp is the batch's maxTimestamp.
-        append_time = max_ts if attrs & TIMESTAMP_TYPE_MASK else None
         if codec == Compression.NONE:
             # One copy of the batch, decoded in C, then sliced: slicing bytes is about
             # twice as fast per record as bytes(memoryview[a:b]).
-            data = bytes(view[:size])
-        elif codec == Compression.GZIP:
-            data = _gunzipped_batch(view, size, where)
-        elif codec <= Compression.ZSTD:
+            return bytes(view[:size])
+        if codec == Compression.GZIP:
+            return _gunzipped_batch(view, size, where)
+        if codec <= Compression.ZSTD:
             name = Compression(codec).label
             raise UnsupportedCompression(f"{where} is {name}-compressed; odradek reads only "
                                          f"none and gzip (produce with compression.type "
                                          f"gzip or none)")
-        else:
-            raise CorruptRecord(f"{where}: compression id expected 0-4, found {codec}")
-        res = native.decode_records(data)
-        if res[0]:
-            _rejected(data, res, where)
-        try:
-            return iter(_records_from_rows(data, res, base_offset, base_ts, append_time))
-        except UnicodeDecodeError:   # a header key: name the record
-            _rejected(data, res, where)
+        raise CorruptRecord(f"{where}: compression id expected 0-4, found {codec}")
 
     __iter__ = records
 
@@ -390,9 +401,8 @@ def _records_from_rows(data, res, base_offset, base_ts, append_time,
 
 
 def _gunzipped_batch(view, size, where):
-    """The gzip batch view[:size] as an uncompressed one: its header, with batchLength
-    and the codec bits changed (CRC not recomputed), then the records decompressed.
-    Kafka's reader (GZIPInputStream) accepts concatenated gzip members; so do we."""
+    """RecordBatch.uncompressed of the gzip batch view[:size]. Kafka's reader
+    (GZIPInputStream) accepts concatenated gzip members; so do we."""
     data = view[BATCH_HEADER_SIZE:size]
     parts = []
     while True:

@@ -5,7 +5,7 @@ import mmap
 import pytest
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, MessageTooLarge
+from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
 from odradek.client.records import (
     SCAN_BYTES, BatchBuilder, BatchRecord, Compression, RecordBatch, TimestampType, iter_batches,
     next_whole_batch, whole_batch_at, read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
@@ -255,3 +255,31 @@ def test_whole_batch_at_and_next_whole_batch_find_the_batches_after_damaged_byte
     data[-3] ^= 1                                                       # b's CRC fails
     assert next_whole_batch(data, 30, n, below_offset=100) is None
     assert SCAN_BYTES == 16 << 20
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.GZIP])
+def test_uncompressed_is_the_batch_with_plain_records_that_decode_to_the_same(compression):
+    b = BatchBuilder(compression=compression, base_offset=7, producer_id=3, producer_epoch=1, base_sequence=5)
+    for i in range(20):
+        b.append(T0 + i, b"k%d" % i, b"v" * i, [("h", b"%d" % i)])
+    batch = RecordBatch(b.build())
+    data = batch.uncompressed()
+    plain = RecordBatch(data)
+    assert plain.compression == Compression.NONE and plain.size == len(data)
+    assert (plain.base_offset, plain.producer_id, plain.base_sequence, plain.records_count) == (7, 3, 5, 20)
+    assert list(plain.records()) == list(batch.records())
+    assert native.decode_records(data).ok
+    if compression == Compression.NONE:
+        assert data == bytes(batch.buffer)
+
+
+def test_uncompressed_refuses_what_records_refuses():
+    data = bytearray(batch_bytes([b"x"], compression=Compression.GZIP))
+    with pytest.raises(CorruptRecord, match="does not fit"):
+        RecordBatch(bytes(data[:-1])).uncompressed()
+    data[-12:-4] = bytes(8)   # inside the gzip stream's deflate data or trailer
+    with pytest.raises(CorruptRecord, match="gzip"):
+        RecordBatch(bytes(data)).uncompressed()
+    data[22] = 3
+    with pytest.raises(UnsupportedCompression, match="lz4"):
+        RecordBatch(bytes(data)).uncompressed()
