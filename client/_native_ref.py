@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 # The records package imports the native module, which imports this one: nothing in it
 # may use the native module while it loads (records/_batch.py reads it only when called).
 from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
-                                            COMPRESSION_MASK, HEADER_STRUCT, LOG_OVERHEAD, MAGIC,
+                                            COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
                                             MIN_BATCH_LENGTH, read_header)
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
