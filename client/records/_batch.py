@@ -42,7 +42,6 @@ _U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
 
 
-
 def _byte_view(buffer):
     view = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
     if view.format != "B" or view.ndim != 1:
