@@ -26,6 +26,7 @@ from odradek._native import ffi, lib
 from odradek.client._native_ref import (APPEND_STATE_FIELDS, APPEND_TAIL_FIELDS, BATCH_HEADER_SIZE,  # noqa: F401
                                         LOG_OVERHEAD, RECORD_FIELDS, BatchInfo, DecodeResult,
                                         RecordsFlag, ScanResult, Status)
+from odradek.client.records.layout import RECORDS_COUNT_OFFSET
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
@@ -307,7 +308,7 @@ assert len(RECORD_FIELDS) == lib.ODK_RECORD_FIELDS, "ODK_RECORD_FIELDS changed"
 _DECODE_PTR = ffi.typeof("odk_decode_result *")
 _I64_ARRAY = ffi.typeof("int64_t[]")
 _unpack_decode = _DECODE.unpack_from
-_count_at = struct.Struct(">i").unpack_from
+_count_at = struct.Struct(">i").unpack_from      # recordsCount
 _ZERO_ROW = array("q", bytes(8 * lib.ODK_RECORD_FIELDS))
 _free_decodes = []
 _take_decode = _free_decodes.pop
@@ -324,7 +325,7 @@ def decode_records(batch):
     p = batch if type(batch) is bytes else _from_buffer(_BYTES, batch)
     n = len(p)
     # rows for recordsCount records, when that many can fit; else C fails before any
-    count = _count_at(batch, 57)[0] if n >= BATCH_HEADER_SIZE else 0
+    count = _count_at(batch, RECORDS_COUNT_OFFSET)[0] if n >= BATCH_HEADER_SIZE else 0
     if count < 0 or count > (n - BATCH_HEADER_SIZE) // 7:
         count = 0
     rows = _ZERO_ROW * count

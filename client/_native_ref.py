@@ -3,11 +3,18 @@
 Slow and obviously correct: it is the definition the C code is tested against, and the
 fallback when odradek._native is missing or ODRADEK_PURE=1 is set. Keep each function's
 behaviour identical to its C twin, edge cases included; tests/client/test_native.py runs
-one suite against both.
+one suite against both. Its record decoder is also the one Python parser of the record
+format: refusal_words (no C twin) gives RecordBatch.records() the words of its errors.
 """
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
+
+# The records package imports the native module, which imports this one: nothing in it
+# may use the native module while it loads (records/_batch.py reads it only when called).
+from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
+                                            COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
+                                            MIN_BATCH_LENGTH, read_header)
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
@@ -15,9 +22,6 @@ __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
            "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
-
-BATCH_HEADER_SIZE = 61
-LOG_OVERHEAD = 12
 
 
 class Status:
@@ -146,7 +150,6 @@ class ScanResult:
 
 
 _INT64_MAX = (1 << 63) - 1
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte v2 batch header
 
 
 def _check_batch(mv, pos, n, max_batch_size):
@@ -156,23 +159,24 @@ def _check_batch(mv, pos, n, max_batch_size):
     Returns (Status.OK, header fields, size) or (status, (expected, found), None)."""
     if n - pos < LOG_OVERHEAD:
         return Status.TRUNCATED, (LOG_OVERHEAD, n - pos), None
-    length = struct.unpack_from(">i", mv, pos + 8)[0]
+    length = struct.unpack_from(">i", mv, pos + BATCH_LENGTH_OFFSET)[0]
     size = length + LOG_OVERHEAD
-    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-        return Status.BAD_LENGTH, (BATCH_HEADER_SIZE - LOG_OVERHEAD, length), None
+    if length < MIN_BATCH_LENGTH:
+        return Status.BAD_LENGTH, (MIN_BATCH_LENGTH, length), None
     if max_batch_size > 0 and size > max_batch_size:
         return Status.BAD_LENGTH, (max_batch_size - LOG_OVERHEAD, length), None
     if n - pos < size:
         return Status.TRUNCATED, (size, n - pos), None
-    header = _HEADER.unpack_from(mv, pos)
-    base_offset, magic, crc, last_delta, count = header[0], header[3], header[4], header[6], header[12]
-    if magic != 2:
-        return Status.BAD_MAGIC, (2, magic), None
+    header = read_header(mv, pos)
+    base_offset, magic, crc, last_delta, count = (header.base_offset, header.magic, header.crc,
+                                                  header.last_offset_delta, header.records_count)
+    if magic != MAGIC:
+        return Status.BAD_MAGIC, (MAGIC, magic), None
     if last_delta < 0 or count < 0:
         return Status.BAD_LENGTH, (0, min(last_delta, count)), None
     if base_offset + last_delta > _INT64_MAX - 1:  # lastOffset + 1 must fit in int64
         return Status.BAD_LENGTH, (_INT64_MAX - 1 - base_offset, last_delta), None
-    computed = crc32c(mv[pos + 21:pos + size])
+    computed = crc32c(mv[pos + ATTRIBUTES_OFFSET:pos + size])
     if computed != crc:
         return Status.BAD_CRC, (computed, crc), None
     return Status.OK, header, size
@@ -627,7 +631,13 @@ class DecodeResult(tuple):
 
 
 class _DecodeError(Exception):
-    """Ends the twin's walk with the result fields: (status, position, expected, found)."""
+    """Ends the twin's walk: (status, position, expected, found) for the DecodeResult,
+    then the words RecordBatch.records() raises (refusal_words)."""
+
+
+def _at(pos):
+    """Words for a position of the batch, as from the start of its records region."""
+    return f"at byte {pos - BATCH_HEADER_SIZE} of the records"
 
 
 def _varint(b, pos, lim, maxb):
@@ -651,103 +661,162 @@ def _varint(b, pos, lim, maxb):
     return (z >> 1) ^ -(z & 1), pos
 
 
-def _field(b, pos, e, maxb):
-    """A varint field of a record whose declared end is e, failing as odradek.h says."""
+def _bad_varint(value, pos, maxb, after, i, what):
+    if value == "long":
+        return _DecodeError(Status.BAD_VARINT, pos, maxb, maxb + 1,
+                            f"record {i} {what} {_at(pos)} is longer than {maxb} bytes")
+    return _DecodeError(Status.BAD_VARINT, pos, 0x0F if maxb == 5 else 0x01, after,
+                        f"record {i} {what} {_at(pos)} holds a value wider than "
+                        f"{32 if maxb == 5 else 64} bits (last byte {after:#x})")
+
+
+def _field(b, pos, e, maxb, i, what):
+    """A varint field (`what`, in words) of record i whose declared end is e, failing
+    as odradek.h says."""
     value, after = _varint(b, pos, e, maxb)
     if value == "short":
-        raise _DecodeError(Status.BAD_RECORD, pos, e, e + 1)
-    if value == "long":
-        raise _DecodeError(Status.BAD_VARINT, pos, maxb, maxb + 1)
-    if value == "wide":
-        raise _DecodeError(Status.BAD_VARINT, pos, 0x0F if maxb == 5 else 0x01, after)
+        raise _DecodeError(Status.BAD_RECORD, pos, e, e + 1,
+                           f"record {i} {what} {_at(pos)} runs past the end of the record "
+                           f"({_at(e)})")
+    if isinstance(value, str):
+        raise _bad_varint(value, pos, maxb, after, i, what)
     return value, after
 
 
-def _bytes_field(b, pos, e, flags, null_flag):
-    """A length varint and its bytes (key, value): (pos of the bytes, length, pos after,
-    flags)."""
-    length, start = _field(b, pos, e, 5)
+def _bytes_field(b, pos, e, flags, null_flag, i, what):
+    """A length varint and its bytes (key, value, header value): (pos of the bytes,
+    length, pos after, flags)."""
+    length, start = _field(b, pos, e, 5, i, f"{what} length")
     if length < 0:
         if length != -1:
-            raise _DecodeError(Status.BAD_RECORD, pos, -1, length)
+            raise _DecodeError(Status.BAD_RECORD, pos, -1, length,
+                               f"record {i} {what} length expected >= -1, found {length}")
         return start, length, start, flags | null_flag
     if length > e - start:
-        raise _DecodeError(Status.BAD_RECORD, pos, e, start + length)
+        raise _DecodeError(Status.BAD_RECORD, pos, e, start + length,
+                           f"record {i} {what} length {length} runs past the end of the record "
+                           f"({e - start} bytes remain)")
     return start, length, start + length, flags
 
 
-def decode_records(batch):
-    """Decode every record of one uncompressed v2 batch: odk_decode_records (see
-    odradek.h for each check, its order and its expected/found). Returns a DecodeResult
-    whose rows hold the records decoded before any failure."""
+def _batch_refusal(header, n):
+    """decode_records' checks of a batch's header (n bytes present): None, or
+    (status, expected, found, words)."""
+    (_, length, _, magic, _, attrs, _, _, _, _, _, _, count) = header
+    if length < MIN_BATCH_LENGTH:
+        return (Status.BAD_LENGTH, MIN_BATCH_LENGTH, length,
+                f"batchLength expected >= {MIN_BATCH_LENGTH}, found {length}")
+    size = length + LOG_OVERHEAD
+    if size > n:
+        return Status.TRUNCATED, size, n, f"batchLength {length} does not fit the {n} bytes present"
+    if magic != MAGIC:
+        return Status.BAD_MAGIC, MAGIC, magic, f"magic expected {MAGIC}, found {magic}"
+    if attrs & COMPRESSION_MASK:
+        return (Status.BAD_CODEC, 0, attrs & COMPRESSION_MASK,
+                f"compression id {attrs & COMPRESSION_MASK}: only uncompressed records decode here")
+    most = (size - BATCH_HEADER_SIZE) // 7
+    if count < 0:
+        return Status.BAD_COUNT, most, count, f"recordsCount expected >= 0, found {count}"
+    if count > most:
+        return (Status.BAD_COUNT, most, count,
+                f"recordsCount {count} runs past the end of the {size - BATCH_HEADER_SIZE}-byte "
+                f"records region (at most {most} records fit: each takes 7 bytes or more)")
+    return None
+
+
+def _runs_past(i, size, count):
+    return (f"record {i} runs past the end of the {size - BATCH_HEADER_SIZE}-byte records region "
+            f"(recordsCount says {count} records)")
+
+
+def _decode(batch):
+    """decode_records' walk: (DecodeResult, words of the refusal or None)."""
     b = memoryview(batch).cast("B")
     n = len(b)
     rows = array("q")
     if n < BATCH_HEADER_SIZE:
-        return DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows)
-    (_, length, _, magic, _, attrs, _, _, _, _, _, _, count) = _HEADER.unpack_from(b)
-    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-        return DecodeResult(Status.BAD_LENGTH, 0, 0, 0, BATCH_HEADER_SIZE - LOG_OVERHEAD,
-                            length, rows)
-    size = length + LOG_OVERHEAD
-    if size > n:
-        return DecodeResult(Status.TRUNCATED, 0, 0, 0, size, n, rows)
-    if magic != 2:
-        return DecodeResult(Status.BAD_MAGIC, 0, 0, 0, 2, magic, rows)
-    if attrs & 7:
-        return DecodeResult(Status.BAD_CODEC, 0, 0, 0, 0, attrs & 7, rows)
-    most = (size - BATCH_HEADER_SIZE) // 7
-    if count < 0 or count > most:
-        return DecodeResult(Status.BAD_COUNT, 0, 0, 0, most, count, rows)
+        return (DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows),
+                f"a batch needs at least its {BATCH_HEADER_SIZE}-byte header; found {n} bytes")
+    header = read_header(b)
+    refused = _batch_refusal(header, n)
+    if refused is not None:
+        status, expected, found, words = refused
+        return DecodeResult(status, 0, 0, 0, expected, found, rows), words
+    size, count = header.batch_length + LOG_OVERHEAD, header.records_count
     flags = 0
     pos = BATCH_HEADER_SIZE
     i = 0
     try:
         for i in range(count):
             if pos >= size:
-                raise _DecodeError(Status.BAD_COUNT, pos, count, i)
+                raise _DecodeError(Status.BAD_COUNT, pos, count, i, _runs_past(i, size, count))
+            start = pos
             length, after = _varint(b, pos, size, 5)
             if length == "short":
-                raise _DecodeError(Status.TRUNCATED, pos, size - pos + 1, size - pos)
-            if length == "long":
-                raise _DecodeError(Status.BAD_VARINT, pos, 5, 6)
-            if length == "wide":
-                raise _DecodeError(Status.BAD_VARINT, pos, 0x0F, after)
+                raise _DecodeError(Status.TRUNCATED, pos, size - pos + 1, size - pos,
+                                   _runs_past(i, size, count))
+            if isinstance(length, str):
+                raise _bad_varint(length, pos, 5, after, i, "length")
             if length < 6 or length > size - after:
-                raise _DecodeError(Status.BAD_RECORD, pos, size - after, length)
+                raise _DecodeError(Status.BAD_RECORD, pos, size - after, length,
+                                   f"record {i} {_at(start)} declares {length} bytes; expected "
+                                   f"6..{size - after} (what remains)")
             e = after + length
             pos = after + 1                                 # attributes: no bits defined
-            ts_delta, pos = _field(b, pos, e, 10)
-            offset_delta, pos = _field(b, pos, e, 5)
+            ts_delta, pos = _field(b, pos, e, 10, i, "timestampDelta")
+            offset_delta, pos = _field(b, pos, e, 5, i, "offsetDelta")
             if offset_delta != i:
                 flags |= RecordsFlag.SPARSE
-            key_pos, key_len, pos, flags = _bytes_field(b, pos, e, flags, RecordsFlag.NULL_KEY)
-            value_pos, value_len, pos, flags = _bytes_field(b, pos, e, flags,
-                                                            RecordsFlag.NULL_VALUE)
+            key_pos, key_len, pos, flags = _bytes_field(b, pos, e, flags, RecordsFlag.NULL_KEY, i, "key")
+            value_pos, value_len, pos, flags = _bytes_field(b, pos, e, flags, RecordsFlag.NULL_VALUE,
+                                                            i, "value")
             f = pos
-            h_count, pos = _field(b, pos, e, 5)
+            h_count, pos = _field(b, pos, e, 5, i, "headers count")
             if h_count < 0 or h_count > (e - pos) // 2:
-                raise _DecodeError(Status.BAD_RECORD, f, (e - pos) // 2, h_count)
+                raise _DecodeError(Status.BAD_RECORD, f, (e - pos) // 2, h_count,
+                                   f"record {i} headers count expected 0..{(e - pos) // 2}, "
+                                   f"found {h_count}")
             headers_pos = pos
             if h_count:
                 flags |= RecordsFlag.HEADERS
             for _ in range(h_count):
                 f = pos
-                k_len, pos = _field(b, pos, e, 5)
-                if k_len < 0:
-                    raise _DecodeError(Status.BAD_RECORD, f, 0, k_len)
-                if k_len > e - pos:
-                    raise _DecodeError(Status.BAD_RECORD, f, e, pos + k_len)
+                k_len, pos = _field(b, pos, e, 5, i, "header key length")
+                if k_len < 0 or k_len > e - pos:
+                    words = f"record {i} header key length expected 0..{e - pos}, found {k_len}"
+                    if k_len < 0:
+                        raise _DecodeError(Status.BAD_RECORD, f, 0, k_len, words)
+                    raise _DecodeError(Status.BAD_RECORD, f, e, pos + k_len, words)
                 pos += k_len
-                _, _, pos, _ = _bytes_field(b, pos, e, 0, 0)  # a null value is fine here
+                _, _, pos, _ = _bytes_field(b, pos, e, 0, 0, i, "header value")  # null is fine
             if pos != e:
-                raise _DecodeError(Status.BAD_RECORD, pos, e, pos)
+                raise _DecodeError(Status.BAD_RECORD, pos, e, pos,
+                                   f"record {i} {_at(start)} declares {length} bytes after its "
+                                   f"length; its fields take {pos - after}")
             rows.extend((offset_delta, ts_delta, key_pos, key_len, value_pos, value_len,
                          headers_pos, h_count))
         if pos != size:
             i = count
-            raise _DecodeError(Status.BAD_COUNT, pos, size, pos)
+            raise _DecodeError(Status.BAD_COUNT, pos, size, pos,
+                               f"{size - pos} bytes follow the last of the {count} records "
+                               f"recordsCount declares")
     except _DecodeError as err:
-        status, position, expected, found = err.args
-        return DecodeResult(status, flags, i, position, expected, found, rows)
-    return DecodeResult(Status.OK, flags, count, size, 0, 0, rows)
+        status, position, expected, found, words = err.args
+        return DecodeResult(status, flags, i, position, expected, found, rows), words
+    return DecodeResult(Status.OK, flags, count, size, 0, 0, rows), None
+
+
+def decode_records(batch):
+    """Decode every record of one uncompressed v2 batch: odk_decode_records (see
+    odradek.h for each check, its order and its expected/found). Returns a DecodeResult
+    whose rows hold the records decoded before any failure."""
+    return _decode(batch)[0]
+
+
+def refusal_words(batch):
+    """Why decode_records refuses `batch`, in the words RecordBatch.records() raises
+    (record, field, expected, found; positions from the start of the records region),
+    or None when it decodes. Not in the C twin, which reports only the status: this is
+    the one Python parser of the record format, so records() asks it. Header keys are
+    not decoded (as UTF-8) here: that is the caller's, as in C."""
+    return _decode(batch)[1]

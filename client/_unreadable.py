@@ -23,24 +23,11 @@ Where the next readable offset comes from, most trusted first:
      SCAN_BYTES; its batchLength was damaged, so it does not say where it ends);
   5. the end of what the broker said is readable in that segment (the next segment).
 """
-import re
-import struct
-
-from odradek.client import native
 from odradek.client.errors import NotInWindow, TornState
-from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET,
-                                            CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
-                                            MAGIC_OFFSET)
+from odradek.client.records import (LOG_OVERHEAD, SCAN_BYTES, iter_batches, next_whole_batch, read_base_offset,
+                                    read_header, whole_batch_at)
 
-__all__ = ["unreadable", "next_whole_batch", "SCAN_BYTES"]
-
-SCAN_BYTES = 16 << 20    # bytes after a batch with a damaged length searched for the next one
-_I64 = struct.Struct(">q")
-_I32 = struct.Struct(">i")
-_U32 = struct.Struct(">I")
-# magic, then crc (4 bytes) and the attributes' high byte, 0: where a batch header may be
-_CANDIDATE = re.compile(b"%s(?=.{%d}\\x00)" % (re.escape(bytes([MAGIC])), ATTRIBUTES_OFFSET - MAGIC_OFFSET - 1),
-                        re.DOTALL)
+__all__ = ["unreadable"]
 
 
 def unreadable(error_class, tp, reason, view, at, limit, floor, high_watermark, state, after):
@@ -69,20 +56,12 @@ def unreadable(error_class, tp, reason, view, at, limit, floor, high_watermark, 
     return err, resume
 
 
-def next_whole_batch(view, at, limit, below_offset):
-    """(base offset, position) of the first whole, CRC-valid batch that starts in
-    view[at + 1:at + SCAN_BYTES] and ends by `limit`, with a base offset below
-    `below_offset`, else None: where reading can go on after a batch at `at` whose
-    framing is damaged. The broker uses it to walk past such a batch."""
-    return _scan(view, at + 1, min(limit, at + SCAN_BYTES), limit, -1, below_offset)
-
-
 def _base_offset(view, at, limit, floor, high_watermark):
     """The batch's baseOffset, unless it cannot be right (not CRC-covered, so a flipped
     bit there shows only as an offset out of place): then `floor`."""
     if limit - at < LOG_OVERHEAD:
         return floor
-    base = _I64.unpack_from(view, at)[0]
+    base = read_base_offset(view, at)
     return base if floor <= base < high_watermark else floor
 
 
@@ -95,16 +74,16 @@ def _next_readable(view, at, limit, first, high_watermark, state, after):
         return d.last_offset + 1, "by the partition's batch descriptors", None
     size = _framed_size(view, at, limit)
     if size is not None:
-        if _crc_holds(view, at, size):
-            delta = _I32.unpack_from(view, at + LAST_OFFSET_DELTA_OFFSET)[0]
+        if whole_batch_at(view, at, limit) is not None:
+            delta = read_header(view, at).last_offset_delta
             if 0 <= delta and first + delta < high_watermark:
                 return first + delta + 1, "by the batch's header", at + size
         if at + size == limit and after is not None:
             return after, "where the readable part of its segment ends", limit
-        nxt = _whole_batch_at(view, at + size, limit, first, high_watermark)
-        if nxt is not None:
-            return nxt, "the base offset of the batch after it", at + size
-    found = _scan(view, at + 1, min(limit, at + SCAN_BYTES), limit, first, high_watermark)
+        whole = whole_batch_at(view, at + size, limit)
+        if whole is not None and first < whole[0] < high_watermark:
+            return whole[0], "the base offset of the batch after it", at + size
+    found = next_whole_batch(view, at, limit, high_watermark, first)
     if found is not None:
         return found[0], "the first whole batch found after it", found[1]
     if limit - at <= SCAN_BYTES and after is not None:
@@ -113,36 +92,7 @@ def _next_readable(view, at, limit, first, high_watermark, state, after):
 
 
 def _framed_size(view, at, limit):
-    if limit - at < BATCH_HEADER_SIZE:
-        return None
-    size = _I32.unpack_from(view, at + BATCH_LENGTH_OFFSET)[0] + LOG_OVERHEAD
-    return size if BATCH_HEADER_SIZE <= size <= limit - at else None
-
-
-def _crc_holds(view, at, size):
-    stored = _U32.unpack_from(view, at + CRC_OFFSET)[0]
-    return view[at + MAGIC_OFFSET] == MAGIC and \
-        native.crc32c(view[at + ATTRIBUTES_OFFSET:at + size]) == stored
-
-
-def _whole_batch_at(view, at, limit, first, high_watermark):
-    """The base offset of a whole, CRC-valid batch at view[at:] with an offset after
-    `first` and below the high watermark, else None."""
-    size = _framed_size(view, at, limit)
-    if size is None or not _crc_holds(view, at, size):
-        return None
-    base = _I64.unpack_from(view, at)[0]
-    return base if first < base < high_watermark else None
-
-
-def _scan(view, start, stop, limit, first, high_watermark):
-    """(base offset, position) of the first whole, CRC-valid batch starting in
-    [start, stop) and ending by `limit`, else None. A regular expression (C, fast over
-    bytes without a 2) finds the candidates, magic 2 with the high byte of the
-    attributes 0 (bits 8-15 are unused); each is then framed and its CRC checked."""
-    data = bytes(view[start + MAGIC_OFFSET:stop + MAGIC_OFFSET])
-    for m in _CANDIDATE.finditer(data):
-        base = _whole_batch_at(view, start + m.start(), limit, first, high_watermark)
-        if base is not None:
-            return base, start + m.start()
+    """The size of the batch at view[at:] if its framing holds by `limit`, else None."""
+    for _, batch in iter_batches(memoryview(view)[:limit], at):
+        return batch.size
     return None

@@ -13,8 +13,8 @@ CRC coverage and reader rules are in FORMAT.md beside this file.
             print(record.offset, record.key, record.value)
 """
 from odradek.client.records._batch import (
-    RecordBatch, iter_batches, read_base_offset, read_batch_length, write_base_offset,
-    write_log_append_time, write_partition_leader_epoch)
+    SCAN_BYTES, RecordBatch, iter_batches, next_whole_batch, read_base_offset, read_batch_length,
+    whole_batch_at, write_base_offset, write_log_append_time, write_partition_leader_epoch)
 from odradek.client.records._builder import GZIP_DEFAULT_LEVEL, BatchBuilder
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
@@ -23,8 +23,8 @@ from odradek.client.records.layout import (
     MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
     MAX_SEQUENCE, NO_PRODUCER_ID, NO_SEQUENCE, PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET,
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
-    TRANSACTIONAL_MASK, Compression, TimestampType)
-from odradek.client.records._record import MAX_RECORD_OVERHEAD, Record, size_of_record
+    TRANSACTIONAL_MASK, BatchHeader, Compression, TimestampType, read_header)
+from odradek.client.records._record import MAX_RECORD_OVERHEAD, BatchRecord, size_of_record
 from odradek.client.records import layout, varint
 
 __all__ = [
@@ -37,9 +37,12 @@ __all__ = [
     "COMPRESSION_MASK", "TIMESTAMP_TYPE_MASK", "TRANSACTIONAL_MASK", "CONTROL_MASK",
     "DELETE_HORIZON_MASK", "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
+    "BatchHeader", "read_header",
     # records and batches
-    "Record", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
+    "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
     "MAX_RECORD_OVERHEAD",
+    # whole batches after damaged bytes
+    "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
     # in-place header access
     "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time",

@@ -1,29 +1,24 @@
-"""Reading v2 batches: RecordBatch (a view over one batch), iter_batches, in-place writes.
-
-    off size field                  off size field            (big-endian; FORMAT.md)
-      0   8  baseOffset              35   8  maxTimestamp
-      8   4  batchLength (= size-12) 43   8  producerId
-     12   4  partitionLeaderEpoch    51   2  producerEpoch
-     16   1  magic (= 2)             53   4  baseSequence
-     17   4  crc (CRC-32C of 21..end)57   4  recordsCount
-     21   2  attributes              61      records...
-     23   4  lastOffsetDelta
-     27   8  baseTimestamp
+"""Reading v2 batches: RecordBatch (a view over one batch), iter_batches, finding whole
+batches again after damaged bytes, in-place writes. The header layout is layout.py's
+(BatchHeader, the *_OFFSET constants; FORMAT.md draws it).
 
 Nothing here copies a batch to look at it: RecordBatch holds a memoryview and reads each
 header field from the bytes when asked (so it sees baseOffset rewritten in place), and
 iter_batches slices views. Only records() and record_fields() copy, once, the batch they
-decode. Uncompressed records are decoded by native.decode_records (C: one call walks
-and checks every record of the batch; only the Python objects are made here); gzip'd
-ones, and the error message of any batch it rejects, by _decode_records below.
+decode. Records are decoded by native.decode_records (C: one call walks and checks every
+record of the batch; only the Python objects are made here); a gzip batch is first
+decompressed into an uncompressed one. The words of the error for a batch it refuses
+come from its Python reference (_native_ref.refusal_words), the one Python parser of the
+record format.
 Rules for bad input (FORMAT.md, "Reading garbage"): iter_batches stops quietly where the
 framing stops making sense; validate() and records() raise CorruptRecord saying what was
 expected and what was found; nothing loops on garbage or returns a half-decoded record.
 """
+import re
 import struct
 import zlib
 
-from odradek.client import native
+from odradek.client import _native_ref, native
 from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
@@ -31,22 +26,20 @@ from odradek.client.records.layout import (
     DELETE_HORIZON_MASK, HEADER_STRUCT, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
     MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH, NO_SEQUENCE,
     PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
-    RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType)
-from odradek.client.records._record import Record
-from odradek.client.records.varint import INT32_MAX, decode_varint, decode_varlong
+    RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType,
+    read_header)
+from odradek.client.records._record import BatchRecord
+from odradek.client.records.varint import INT32_MAX, decode_varint
 
-__all__ = ["RecordBatch", "iter_batches", "write_base_offset", "write_partition_leader_epoch",
-           "write_log_append_time", "read_base_offset", "read_batch_length"]
+__all__ = ["RecordBatch", "iter_batches", "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
+           "write_base_offset", "write_partition_leader_epoch", "write_log_append_time",
+           "read_base_offset", "read_batch_length"]
 
 _I8 = struct.Struct(">b")
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
-
-# The smallest possible record: length, attributes, timestampDelta, offsetDelta,
-# keyLength, valueLength, headersCount, one byte each; `length` counts all but itself.
-_MIN_RECORD_BODY = 6
 
 
 def _byte_view(buffer):
@@ -248,13 +241,34 @@ class RecordBatch:
 
     # ---- records ----------------------------------------------------------------------
     def records(self):
-        """An iterator of Record, with absolute offsets. Decodes the whole batch first,
+        """An iterator of BatchRecord, with absolute offsets. Decodes the whole batch first,
         so a corrupt batch raises CorruptRecord before yielding anything. Does not check
         the CRC (call validate() for that). gzip is decompressed; snappy, lz4 and zstd
         raise UnsupportedCompression."""
+        data = self.uncompressed()
+        (base_offset, _, _, _, _, attrs, _, base_ts, max_ts, _, _, _,
+         _) = HEADER_STRUCT.unpack_from(data)
+        where = f"batch at base offset {base_offset}"
+        # LogAppendTime: every record's timestamp is the batch's maxTimestamp.
+        append_time = max_ts if attrs & TIMESTAMP_TYPE_MASK else None
+        res = native.decode_records(data)
+        if res[0]:
+            _rejected(data, res, where)
+        try:
+            return iter(_records_from_rows(data, res, base_offset, base_ts, append_time))
+        except UnicodeDecodeError:   # a header key: name the record
+            _rejected(data, res, where)
+
+    def uncompressed(self):
+        """The batch as bytes with its records uncompressed, for native.decode_records:
+        a copy of an uncompressed batch; for a gzip one, its header with batchLength and
+        the codec bits changed (the CRC, which covers the compressed bytes, as it was),
+        then the records decompressed (concatenated gzip members too, as Kafka's reader
+        takes them). CorruptRecord for a torn batch, a magic other than 2 or gzip data
+        that does not decompress; UnsupportedCompression for snappy, lz4 and zstd."""
         view = self._view
-        (base_offset, length, _, magic, _, attrs, _, base_ts, max_ts, _, _, _,
-         count) = HEADER_STRUCT.unpack_from(view)
+        (base_offset, length, _, magic, _, attrs, _, _, _, _, _, _,
+         _) = HEADER_STRUCT.unpack_from(view)
         where = f"batch at base offset {base_offset}"
         size = length + LOG_OVERHEAD
         if length < MIN_BATCH_LENGTH or len(view) < size:
@@ -263,29 +277,18 @@ class RecordBatch:
         if magic != MAGIC:
             raise CorruptRecord(f"{where}: magic expected {MAGIC}, found {magic}")
         codec = attrs & COMPRESSION_MASK
-        # LogAppendTime: every record's timestamp is the batch's maxTimestamp.
-        append_time = max_ts if attrs & TIMESTAMP_TYPE_MASK else None
         if codec == Compression.NONE:
             # One copy of the batch, decoded in C, then sliced: slicing bytes is about
             # twice as fast per record as bytes(memoryview[a:b]).
-            data = bytes(view[:size])
-            res = native.decode_records(data)
-            if res[0]:
-                _rejected(data, res, count, base_offset, base_ts, where)
-            try:
-                return iter(_records_from_rows(data, res, base_offset, base_ts, append_time))
-            except UnicodeDecodeError:   # a header key: let the Python decoder name it
-                _rejected(data, res, count, base_offset, base_ts, where)
+            return bytes(view[:size])
         if codec == Compression.GZIP:
-            data = _gunzip(view[BATCH_HEADER_SIZE:size], where)
-        elif codec <= Compression.ZSTD:
+            return _gunzipped_batch(view, size, where)
+        if codec <= Compression.ZSTD:
             name = Compression(codec).label
             raise UnsupportedCompression(f"{where} is {name}-compressed; odradek reads only "
                                          f"none and gzip (produce with compression.type "
                                          f"gzip or none)")
-        else:
-            raise CorruptRecord(f"{where}: compression id expected 0-4, found {codec}")
-        return iter(_decode_records(data, count, base_offset, base_ts, where, append_time))
+        raise CorruptRecord(f"{where}: compression id expected 0-4, found {codec}")
 
     __iter__ = records
 
@@ -317,7 +320,7 @@ class RecordBatch:
         data = bytes(self._view)
         res = native.decode_records(data)
         if res[0]:
-            if res[0] == _BAD_CODEC and res[5] == Compression.GZIP:
+            if res[0] == native.Status.BAD_CODEC and res[5] == Compression.GZIP:
                 raise ValueError(f"batch at base offset {self.base_offset} is gzip-compressed: "
                                  f"record_fields() reads uncompressed batches; use records()")
             self.records()
@@ -338,18 +341,29 @@ class RecordBatch:
 
 
 _iter_rows = struct.Struct("@8q").iter_unpack   # native.decode_records' rows, one a record
-_BAD_CODEC = native.Status.BAD_CODEC
 
 
-def _rejected(data, res, count, base_offset, base_ts, where):
+def _rejected(data, res, where):
     """native.decode_records refused the batch `data` (or a header key is not UTF-8):
-    raise the CorruptRecord the Python decoder raises for it, which names the record
-    and field in words (they accept exactly the same batches)."""
-    _decode_records(data[BATCH_HEADER_SIZE:], count, base_offset, base_ts, where)
+    raise the CorruptRecord that names the record and field in words, which the Python
+    reference of decode_records gives (the two accept exactly the same batches)."""
+    words = _native_ref.refusal_words(data) if res[0] else _header_key_refusal(data, res)
+    if words is not None:
+        raise CorruptRecord(f"{where}: {words}")
     status, _, records, position, expected, found, _ = res   # they disagree: a bug
     raise CorruptRecord(f"{where}: record decoding stopped with "
                         f"{native.Status.NAMES.get(status, status)} at record {records}, "
                         f"byte {position} of the batch (expected {expected}, found {found})")
+
+
+def _header_key_refusal(data, res):
+    """Words for the first header key that is not UTF-8 in a batch that decoded."""
+    for i, (_, _, _, _, _, _, hp, hc) in enumerate(_iter_rows(res[6])):
+        try:
+            _read_headers(data, hp, hc)
+        except UnicodeDecodeError as e:
+            return f"record {i} header key is not UTF-8: {e}"
+    return None
 
 
 def _read_headers(data, pos, count, _varint=decode_varint):
@@ -370,8 +384,8 @@ def _read_headers(data, pos, count, _varint=decode_varint):
 
 
 def _records_from_rows(data, res, base_offset, base_ts, append_time,
-                       _new=tuple.__new__, _Record=Record):
-    """Record namedtuples from a successful native.decode_records over the batch `data`."""
+                       _new=tuple.__new__, _Record=BatchRecord):
+    """BatchRecord tuples from a successful native.decode_records over the batch `data`."""
     if append_time is None:
         return [_new(_Record, (base_offset + od, base_ts + td,
                                data[kp:kp + kl] if kl >= 0 else None,
@@ -385,8 +399,10 @@ def _records_from_rows(data, res, base_offset, base_ts, append_time,
             for od, _, kp, kl, vp, vl, hp, hc in _iter_rows(res[6])]
 
 
-def _gunzip(data, where):
-    # Kafka's reader (GZIPInputStream) accepts concatenated gzip members; so do we.
+def _gunzipped_batch(view, size, where):
+    """RecordBatch.uncompressed of the gzip batch view[:size]. Kafka's reader
+    (GZIPInputStream) accepts concatenated gzip members; so do we."""
+    data = view[BATCH_HEADER_SIZE:size]
     parts = []
     while True:
         d = zlib.decompressobj(wbits=31)
@@ -398,171 +414,13 @@ def _gunzip(data, where):
             raise CorruptRecord(f"{where}: gzip records are truncated")
         data = d.unused_data
         if not data:
-            return b"".join(parts)
-
-
-def _decode_records(data, count, base_offset, base_ts, where, append_time=None,
-                    _new=tuple.__new__, _Record=Record, _varint=decode_varint,
-                    _varlong=decode_varlong):
-    """Decode `count` records filling `data` exactly; CorruptRecord otherwise. With
-    append_time (LogAppendTime batches) every record gets that timestamp.
-
-    The hot loop of every consumer. Varints of one byte (-64..63) and two bytes
-    (-8192..8191) are decoded inline: they cover the record length, the deltas, and key
-    and value lengths up to 8 KB. Calling decode_varint for those instead made this loop
-    2x slower: 7.3 us against 3.6 us a record on the dev box for 100-byte values
-    (kafka-python's decoder: 9.9 us). Longer varints go through decode_varint and
-    decode_varlong, which check their limits. Each record's declared length bounds it:
-    a record whose fields end anywhere else is corrupt, so garbage cannot shift the
-    next record.
-    """
-    if count < 0:
-        raise CorruptRecord(f"{where}: recordsCount expected >= 0, found {count}")
-    n = len(data)
-    out = []
-    append = out.append
-    pos = 0
-    i = 0
-    try:
-        for i in range(count):
-            start = pos
-            b = data[pos]
-            if b < 0x80:
-                length = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                z = (b & 0x7F) | (data[pos + 1] << 7)
-                length = (z >> 1) ^ -(z & 1)
-                pos += 2
-            else:
-                length, pos = _varint(data, pos)
-            end = pos + length
-            if length < _MIN_RECORD_BODY or end > n:
-                raise CorruptRecord(f"{where}: record {i} at byte {start} of the records "
-                                    f"declares {length} bytes; expected {_MIN_RECORD_BODY}.."
-                                    f"{n - pos} (what remains)")
-            pos += 1  # the record attributes byte: Kafka defines no bits in it
-            b = data[pos]
-            if b < 0x80:
-                ts_delta = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                z = (b & 0x7F) | (data[pos + 1] << 7)
-                ts_delta = (z >> 1) ^ -(z & 1)
-                pos += 2
-            else:
-                ts_delta, pos = _varlong(data, pos)
-            b = data[pos]
-            if b < 0x80:
-                offset_delta = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                z = (b & 0x7F) | (data[pos + 1] << 7)
-                offset_delta = (z >> 1) ^ -(z & 1)
-                pos += 2
-            else:
-                offset_delta, pos = _varint(data, pos)
-            b = data[pos]
-            if b < 0x80:
-                klen = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                z = (b & 0x7F) | (data[pos + 1] << 7)
-                klen = (z >> 1) ^ -(z & 1)
-                pos += 2
-            else:
-                klen, pos = _varint(data, pos)
-            if klen >= 0:
-                key = data[pos:pos + klen]
-                pos += klen
-            elif klen == -1:
-                key = None
-            else:
-                raise CorruptRecord(f"{where}: record {i} key length expected >= -1, "
-                                    f"found {klen}")
-            b = data[pos]
-            if b < 0x80:
-                vlen = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                z = (b & 0x7F) | (data[pos + 1] << 7)
-                vlen = (z >> 1) ^ -(z & 1)
-                pos += 2
-            else:
-                vlen, pos = _varint(data, pos)
-            if vlen >= 0:
-                value = data[pos:pos + vlen]
-                pos += vlen
-            elif vlen == -1:
-                value = None
-            else:
-                raise CorruptRecord(f"{where}: record {i} value length expected >= -1, "
-                                    f"found {vlen}")
-            if data[pos] == 0:
-                headers = ()
-                pos += 1
-            else:
-                headers, pos = _decode_headers(data, pos, end, where, i)
-            if pos != end:
-                raise CorruptRecord(f"{where}: record {i} at byte {start} of the records "
-                                    f"declares {length} bytes after its length; its fields "
-                                    f"take {pos - (end - length)}")
-            append(_new(_Record, (base_offset + offset_delta,
-                                  base_ts + ts_delta if append_time is None else append_time,
-                                  key, value, headers)))
-    except IndexError:
-        raise CorruptRecord(f"{where}: record {i} runs past the end of the {n}-byte records "
-                            f"region (recordsCount says {count} records)") from None
-    if pos != n:
-        raise CorruptRecord(f"{where}: {n - pos} bytes follow the last of the {count} "
-                            f"records recordsCount declares")
-    return out
-
-
-def _decode_headers(data, pos, end, where, i, _varint=decode_varint):
-    # Header keys and values are usually short: one-byte lengths are decoded inline
-    # (a third off the per-header cost), anything longer goes through decode_varint.
-    count, pos = _varint(data, pos)
-    # Each header takes at least 2 bytes (two length varints): a count that cannot fit
-    # in the record is garbage, rejected before looping on it.
-    if count < 0 or 2 * count > end - pos:
-        raise CorruptRecord(f"{where}: record {i} headers count expected 0..{(end - pos) // 2}, "
-                            f"found {count}")
-    headers = []
-    for _ in range(count):
-        b = data[pos]
-        if b < 0x80:
-            klen = (b >> 1) ^ -(b & 1)
-            pos += 1
-        else:
-            klen, pos = _varint(data, pos)
-        if klen < 0 or pos + klen > end:
-            raise CorruptRecord(f"{where}: record {i} header key length expected "
-                                f"0..{end - pos}, found {klen}")
-        try:
-            h_key = data[pos:pos + klen].decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise CorruptRecord(f"{where}: record {i} header key is not UTF-8: {e}") from None
-        pos += klen
-        b = data[pos]
-        if b < 0x80:
-            vlen = (b >> 1) ^ -(b & 1)
-            pos += 1
-        else:
-            vlen, pos = _varint(data, pos)
-        if vlen >= 0:
-            if pos + vlen > end:
-                raise CorruptRecord(f"{where}: record {i} header value length expected "
-                                    f"<= {end - pos}, found {vlen}")
-            h_value = data[pos:pos + vlen]
-            pos += vlen
-        elif vlen == -1:
-            h_value = None
-        else:
-            raise CorruptRecord(f"{where}: record {i} header value length expected >= -1, "
-                                f"found {vlen}")
-        headers.append((h_key, h_value))
-    return tuple(headers), pos
+            break
+    records = b"".join(parts)
+    header = read_header(view)
+    head = bytearray(BATCH_HEADER_SIZE)
+    HEADER_STRUCT.pack_into(head, 0, *header._replace(
+        batch_length=MIN_BATCH_LENGTH + len(records), attributes=header.attributes & ~COMPRESSION_MASK))
+    return bytes(head) + records
 
 
 # ---- walking a buffer of batches ------------------------------------------------------
@@ -585,6 +443,47 @@ def iter_batches(buffer, position=0):
         yield position, RecordBatch(view[position:end])
         position = end
     return position
+
+
+# ---- finding whole batches again after damaged bytes ------------------------------------
+SCAN_BYTES = 16 << 20    # bytes after a batch with a damaged length searched for the next one
+# magic, then crc (4 bytes) and the attributes' high byte, 0: where a batch header may be
+_CANDIDATE = re.compile(b"%s(?=.{%d}\\x00)" % (re.escape(bytes([MAGIC])), ATTRIBUTES_OFFSET - MAGIC_OFFSET - 1),
+                        re.DOTALL)
+
+
+def whole_batch_at(buffer, position, limit):
+    """(base offset, size) of the batch at buffer[position:] if it is whole by `limit`
+    (framed: at least a header, its batchLength ending by `limit`) with magic 2 and a
+    CRC-32C that holds, else None."""
+    view = _byte_view(buffer)
+    if limit - position < BATCH_HEADER_SIZE:
+        return None
+    size = _I32.unpack_from(view, position + BATCH_LENGTH_OFFSET)[0] + LOG_OVERHEAD
+    if not BATCH_HEADER_SIZE <= size <= limit - position or view[position + MAGIC_OFFSET] != MAGIC:
+        return None
+    if native.crc32c(view[position + ATTRIBUTES_OFFSET:position + size]) != \
+            _U32.unpack_from(view, position + CRC_OFFSET)[0]:
+        return None
+    return _I64.unpack_from(view, position + BASE_OFFSET_OFFSET)[0], size
+
+
+def next_whole_batch(buffer, position, limit, below_offset, above_offset=-1):
+    """(base offset, position) of the first whole, CRC-valid batch (whole_batch_at) that
+    starts in buffer[position + 1:position + SCAN_BYTES] and ends by `limit`, with
+    above_offset < base offset < below_offset, else None: where reading can go on after
+    a batch at `position` whose framing is damaged (the broker walks past such a batch
+    with it, the consumer names the offsets it skips). A regular expression (C, fast
+    over bytes without a 2) finds the candidates, magic 2 with the high byte of the
+    attributes 0 (bits 8-15 are unused); each is then framed and its CRC checked."""
+    view = _byte_view(buffer)
+    start, stop = position + 1, min(limit, position + SCAN_BYTES)
+    data = bytes(view[start + MAGIC_OFFSET:stop + MAGIC_OFFSET])
+    for m in _CANDIDATE.finditer(data):
+        whole = whole_batch_at(view, start + m.start(), limit)
+        if whole is not None and above_offset < whole[0] < below_offset:
+            return whole[0], start + m.start()
+    return None
 
 
 # ---- fields the broker rewrites in place ----------------------------------------------

@@ -1,6 +1,7 @@
-"""One record as users see it (Record), and how many bytes a record takes in a batch.
+"""One record of a v2 batch as decoded (BatchRecord), and how many bytes a record takes
+in a batch. (The user-facing record, with topic and partition, is odradek.client.Record.)
 
-    Record (inside a batch, see FORMAT.md):
+    record (inside a batch, see FORMAT.md):
       length varint | attributes int8 | timestampDelta varlong | offsetDelta varint |
       keyLength varint | key | valueLength varint | value |
       headersCount varint | (headerKeyLength varint | headerKey utf-8 |
@@ -11,7 +12,7 @@ from collections import namedtuple
 
 from odradek.client.records.varint import size_of_varint, size_of_varlong
 
-__all__ = ["Record", "size_of_record", "MAX_RECORD_OVERHEAD"]
+__all__ = ["BatchRecord", "size_of_record", "MAX_RECORD_OVERHEAD"]
 
 # The most a record adds beyond key, value and headers bytes: length (5) + attributes
 # (1) + timestampDelta (10) + offsetDelta (5) + keyLength (5) + valueLength (5) +
@@ -19,8 +20,8 @@ __all__ = ["Record", "size_of_record", "MAX_RECORD_OVERHEAD"]
 MAX_RECORD_OVERHEAD = 36
 
 
-class Record(namedtuple("Record", "offset timestamp key value headers", defaults=((),))):
-    """A decoded record: absolute offset, timestamp (ms), key and value (bytes or None),
+class BatchRecord(namedtuple("BatchRecord", "offset timestamp key value headers", defaults=((),))):
+    """A record decoded from a batch (RecordBatch.records()): absolute offset, timestamp (ms), key and value (bytes or None),
     headers (a tuple of (str, bytes or None) pairs).
 
     An immutable value (a tuple underneath: equality and hashing by fields, and
@@ -30,7 +31,7 @@ class Record(namedtuple("Record", "offset timestamp key value headers", defaults
     __slots__ = ()
 
     def __repr__(self):
-        return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={_short(self.key)}, "
+        return (f"BatchRecord(offset={self.offset}, timestamp={self.timestamp}, key={_short(self.key)}, "
                 f"value={_short(self.value)}, headers={self.headers!r})")
 
 

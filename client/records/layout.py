@@ -15,9 +15,11 @@ Full description, worked example and reader rules: FORMAT.md beside this file.
 
 Each offset is derived from the one before it (offset + size), so the table above and
 the numbers below cannot drift apart silently; tests/client/records/test_layout.py checks
-both against the table in FORMAT.md. Pure constants: no I/O, no state.
+both against the table in FORMAT.md. BatchHeader names the fields of one header as
+read_header copies them out (one unpack_from). Pure constants: no I/O, no state.
 """
 import struct
+from collections import namedtuple
 from enum import IntEnum
 
 __all__ = [
@@ -39,7 +41,7 @@ __all__ = [
     "CONTROL_MASK", "DELETE_HORIZON_MASK",
     "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
-    "HEADER_STRUCT",
+    "HEADER_STRUCT", "BatchHeader", "read_header",
 ]
 
 # ---- Header field offsets, each derived from the one before -------------------------
@@ -81,6 +83,22 @@ MAGIC = 2
 
 # One struct for the whole header, in field order: a single unpack_from per batch.
 HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
+
+
+class BatchHeader(namedtuple("BatchHeader", "base_offset batch_length partition_leader_epoch magic crc "
+                                            "attributes last_offset_delta base_timestamp max_timestamp "
+                                            "producer_id producer_epoch base_sequence records_count")):
+    """The 13 header fields of one batch, in HEADER_STRUCT's (and the table's) order: a
+    plain tuple with names, copied out of the bytes by read_header. To write one back:
+    HEADER_STRUCT.pack_into(buffer, position, *header)."""
+
+    __slots__ = ()
+
+
+def read_header(buffer, position=0, _new=tuple.__new__, _unpack=HEADER_STRUCT.unpack_from):
+    """The BatchHeader of the batch at buffer[position:] (61 bytes must be there:
+    struct.error otherwise). One unpack_from; fields checked by no one here."""
+    return _new(BatchHeader, _unpack(buffer, position))
 
 # ---- Attribute bits (int16 at ATTRIBUTES_OFFSET) -------------------------------------
 COMPRESSION_MASK = 0x07      # bits 0-2: Compression
@@ -129,5 +147,5 @@ class TimestampType(IntEnum):
     LOG_APPEND_TIME = 1
 
 
-assert HEADER_STRUCT.size == BATCH_HEADER_SIZE == 61
+assert HEADER_STRUCT.size == BATCH_HEADER_SIZE == 61 and len(BatchHeader._fields) == 13
 assert LOG_OVERHEAD == 12 and MIN_BATCH_LENGTH == 49

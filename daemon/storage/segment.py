@@ -19,7 +19,7 @@ import os
 import struct
 
 from odradek.client import native
-from odradek.client._unreadable import next_whole_batch
+from odradek.client.records import next_whole_batch
 from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
 from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
                                     MAX_TIMESTAMP_OFFSET, write_log_append_time,

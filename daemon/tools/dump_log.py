@@ -57,7 +57,7 @@ from odradek.client.errors import CorruptRecord, InvalidSegment, UnsupportedComp
 from odradek.client.records import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
                                     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH,
                                     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
-                                    Compression, RecordBatch)
+                                    Compression, RecordBatch, read_batch_length, read_header)
 from odradek.daemon.storage import filenames, leader_epoch, producer_snapshot
 
 __all__ = ["dump", "Report", "LogWalk", "show_bytes"]
@@ -66,8 +66,6 @@ _WINDOW = 8 << 20       # bytes of .log read at a time
 _SCAN_CAP = 1024        # BatchInfo per native.scan_batches call
 _ZERO_CHUNK = 1 << 20   # bytes read at a time when looking for the end of zero padding
 _ENTRY_CHUNK = 8192     # index entries read at a time
-_HEADER = struct.Struct(">qiibIhiqqqhii")   # the 61-byte v2 batch header, in field order
-_I32 = struct.Struct(">i")
 _INDEX_ENTRY = struct.Struct(">II")          # relativeOffset, position
 _TIMEINDEX_ENTRY = struct.Struct(">qI")      # timestamp, relativeOffset
 _INT64_MAX = (1 << 63) - 1
@@ -93,7 +91,7 @@ class Header(namedtuple("Header", "position base_offset last_offset count size c
     @classmethod
     def from_bytes(cls, buf, at, position):
         (base, length, epoch, magic, crc, attrs, last_delta, base_ts, max_ts, pid, pepoch, base_seq,
-         count) = _HEADER.unpack_from(buf, at)
+         count) = read_header(buf, at)
         return cls(position, base, base + last_delta, count, length + LOG_OVERHEAD, crc, magic,
                    attrs, base_ts, max_ts, pid, pepoch, base_seq, epoch)
 
@@ -153,7 +151,7 @@ class LogWalk:
                 if r.status in (_S.OK, _S.MORE):
                     continue
                 rest = len(view) - p
-                length = _I32.unpack_from(view, p + 8)[0] if rest >= LOG_OVERHEAD else None
+                length = read_batch_length(view, p) if rest >= LOG_OVERHEAD else None
                 if length is not None and MIN_BATCH_LENGTH <= length <= rest - LOG_OVERHEAD:
                     # its framing holds: show the batch, say what is wrong, go on after it
                     h = Header.from_bytes(view, p, pos + p)

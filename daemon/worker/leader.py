@@ -437,14 +437,15 @@ class LeaderWorker(ProducerStateKeeping):
         self.spec.isr = list(request.isr)
 
     def _append(self, view, header, refusal=None):
-        """Append one producer batch (header: BATCH_HEADER fields); returns its base offset.
+        """Append one producer batch (header: its BatchHeader); returns its base offset.
         `refusal`: why the batch is refused with NOT_ENOUGH_REPLICAS (None: it is not).
 
         Sequences: a batch the log refuses (invalid, too large, a null key on a
         compacted topic) still uses up its sequence range, recorded with offset -1, so
         the producer's next batches (already in its ring, numbered after it) are in
         order; the same batch seen again is refused again, not acknowledged."""
-        producer_id, epoch, base_seq, delta = header[9], header[10], header[11], header[6]
+        producer_id, epoch, base_seq = header.producer_id, header.producer_epoch, header.base_sequence
+        delta = header.last_offset_delta
         last_seq = _last_seq(base_seq, delta)
         if producer_id >= 0:
             verdict = self.producer_state.check(producer_id, epoch, base_seq, last_seq)

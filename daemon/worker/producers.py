@@ -26,23 +26,17 @@ Rules
   round every producer and its broker link between rounds.
 """
 import logging
-import struct
 from collections import deque
 
 from odradek.client.errors import CorruptRecord, InvalidProducerEpoch, OdradekError, ShmCorrupt
-from odradek.client.records import LOG_OVERHEAD
+from odradek.client.records import BATCH_HEADER_SIZE, LOG_OVERHEAD, read_header
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm.ring import COMPLETION_SIZE, ENTRY_HEADER_SIZE
 
-__all__ = ["ProducerAttachment", "BATCH_HEADER", "Abdication"]
+__all__ = ["ProducerAttachment", "Abdication"]
 
 log = logging.getLogger(__name__)
 
-# The fixed v2 batch header up to recordsCount (client/records/FORMAT.md), big-endian:
-# baseOffset batchLength partitionLeaderEpoch magic crc attributes lastOffsetDelta
-# baseTimestamp maxTimestamp producerId producerEpoch baseSequence recordsCount
-BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
-_unpack_header = BATCH_HEADER.unpack_from
 _COMPLETION_ENTRY = ENTRY_HEADER_SIZE + COMPLETION_SIZE
 
 
@@ -78,7 +72,8 @@ class ProducerAttachment:
             raise
 
     def drain(self, append, budget, hold=False):
-        """Take up to `budget` entries. `append(view, header)` appends one batch and
+        """Take up to `budget` entries. `append(view, header)` appends one batch (header:
+        its BatchHeader) and
         returns its base offset, raising OdradekError to refuse it. hold: keep the
         completions of appended entries (and of any entry behind one) until
         complete_held. Returns (entries taken, blocked on completion space)."""
@@ -127,18 +122,18 @@ class ProducerAttachment:
         return n
 
     def _append_one(self, view, append):
-        if len(view) < BATCH_HEADER.size:
+        if len(view) < BATCH_HEADER_SIZE:
             raise CorruptRecord(f"a produce entry of {len(view)} bytes is shorter than a batch header")
-        header = _unpack_header(view)
-        if header[1] + LOG_OVERHEAD != len(view):
-            raise CorruptRecord(f"a produce entry holds exactly one batch: batchLength {header[1]} "
+        header = read_header(view)
+        if header.batch_length + LOG_OVERHEAD != len(view):
+            raise CorruptRecord(f"a produce entry holds exactly one batch: batchLength {header.batch_length} "
                                 f"+ {LOG_OVERHEAD} != entry size {len(view)}")
-        producer_id, epoch = header[9], header[10]
+        producer_id, epoch = header.producer_id, header.producer_epoch
         if producer_id != self.producer_id or (producer_id >= 0 and epoch != self.producer_epoch):
             raise InvalidProducerEpoch(f"batch of producer {producer_id} epoch {epoch} on the rings of "
                                        f"producer {self.producer_id} epoch {self.producer_epoch}")
         base_offset = append(view, header)
-        return base_offset, base_offset + header[6]   # + lastOffsetDelta
+        return base_offset, base_offset + header.last_offset_delta
 
     def close(self):
         for ring in (self.requests, self.completions):

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from odradek.client import TopicPartition
-from odradek.client._unreadable import SCAN_BYTES, unreadable
+from odradek.client._unreadable import unreadable
+from odradek.client.records import SCAN_BYTES
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, Compression,
                                     iter_batches, write_base_offset)

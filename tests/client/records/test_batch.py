@@ -5,10 +5,10 @@ import mmap
 import pytest
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, MessageTooLarge
+from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
 from odradek.client.records import (
-    BatchBuilder, Compression, Record, RecordBatch, TimestampType, iter_batches,
-    read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
+    SCAN_BYTES, BatchBuilder, BatchRecord, Compression, RecordBatch, TimestampType, iter_batches,
+    next_whole_batch, whole_batch_at, read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
     write_partition_leader_epoch)
 
 T0 = 1_700_000_000_000
@@ -45,21 +45,21 @@ def test_header_properties_read_what_the_builder_wrote():
 
 def test_records_have_absolute_offsets_and_timestamps():
     batch = RecordBatch(batch_bytes([b"x", b"y"], base_offset=41))
-    assert list(batch.records()) == [Record(41, T0, b"k0", b"x", ()), Record(42, T0 + 1, b"k1", b"y", ())]
+    assert list(batch.records()) == [BatchRecord(41, T0, b"k0", b"x", ()), BatchRecord(42, T0 + 1, b"k1", b"y", ())]
     assert list(batch) == list(batch.records())
 
 
 def test_record_is_an_immutable_value_compared_by_fields():
-    r = Record(1, 2, b"k", None, (("h", None),))
-    assert r == Record(offset=1, timestamp=2, key=b"k", value=None, headers=(("h", None),))
+    r = BatchRecord(1, 2, b"k", None, (("h", None),))
+    assert r == BatchRecord(offset=1, timestamp=2, key=b"k", value=None, headers=(("h", None),))
     assert r != r._replace(value=b"")
-    assert Record(1, 2, None, b"v").headers == ()
-    assert hash(r) == hash(Record(1, 2, b"k", None, (("h", None),)))
+    assert BatchRecord(1, 2, None, b"v").headers == ()
+    assert hash(r) == hash(BatchRecord(1, 2, b"k", None, (("h", None),)))
     with pytest.raises(AttributeError):
         r.offset = 5
     with pytest.raises(AttributeError):
         r.extra = 1
-    assert "..." in repr(Record(0, 0, None, b"v" * 1000))
+    assert "..." in repr(BatchRecord(0, 0, None, b"v" * 1000))
 
 
 def test_last_sequence_wraps_past_int32_max_as_kafka_does():
@@ -236,3 +236,50 @@ def test_gzip_records_in_several_members_are_all_read():
     data[21:23] = (1).to_bytes(2, "big")
     data[17:21] = native.crc32c(bytes(data[21:])).to_bytes(4, "big")
     assert [r.value for r in RecordBatch(data).validate().records()] == [b"a", b"b", b"c"]
+
+
+def test_whole_batch_at_and_next_whole_batch_find_the_batches_after_damaged_bytes():
+    a, b = batch_bytes([b"x" * 40], base_offset=5), batch_bytes([b"y", b"z"], base_offset=9)
+    data = bytearray(b"\x02" * 30 + a + b)          # a run of magic-like bytes before them
+    n = len(data)
+    assert whole_batch_at(data, 30, n) == (5, len(a))
+    assert whole_batch_at(data, 30, n - 1) == (5, len(a))             # b need not fit
+    assert whole_batch_at(data, 30 + len(a), n - 1) is None            # torn by the limit
+    assert next_whole_batch(data, 0, n, below_offset=100) == (5, 30)
+    data[30 + 8:30 + 12] = (10**6).to_bytes(4, "big")                  # a's batchLength damaged
+    assert whole_batch_at(data, 30, n) is None
+    assert next_whole_batch(data, 30, n, below_offset=100) == (9, 30 + len(a))
+    assert next_whole_batch(data, 30, n, below_offset=9) is None        # offsets out of range
+    assert next_whole_batch(data, 30, n, below_offset=100, above_offset=9) is None
+    assert next_whole_batch(data, 30, 30 + len(a) + 1, below_offset=100) is None
+    data[-3] ^= 1                                                       # b's CRC fails
+    assert next_whole_batch(data, 30, n, below_offset=100) is None
+    assert SCAN_BYTES == 16 << 20
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.GZIP])
+def test_uncompressed_is_the_batch_with_plain_records_that_decode_to_the_same(compression):
+    b = BatchBuilder(compression=compression, base_offset=7, producer_id=3, producer_epoch=1, base_sequence=5)
+    for i in range(20):
+        b.append(T0 + i, b"k%d" % i, b"v" * i, [("h", b"%d" % i)])
+    batch = RecordBatch(b.build())
+    data = batch.uncompressed()
+    plain = RecordBatch(data)
+    assert plain.compression == Compression.NONE and plain.size == len(data)
+    assert (plain.base_offset, plain.producer_id, plain.base_sequence, plain.records_count) == (7, 3, 5, 20)
+    assert list(plain.records()) == list(batch.records())
+    assert native.decode_records(data).ok
+    if compression == Compression.NONE:
+        assert data == bytes(batch.buffer)
+
+
+def test_uncompressed_refuses_what_records_refuses():
+    data = bytearray(batch_bytes([b"x"], compression=Compression.GZIP))
+    with pytest.raises(CorruptRecord, match="does not fit"):
+        RecordBatch(bytes(data[:-1])).uncompressed()
+    data[-12:-4] = bytes(8)   # inside the gzip stream's deflate data or trailer
+    with pytest.raises(CorruptRecord, match="gzip"):
+        RecordBatch(bytes(data)).uncompressed()
+    data[22] = 3
+    with pytest.raises(UnsupportedCompression, match="lz4"):
+        RecordBatch(bytes(data)).uncompressed()

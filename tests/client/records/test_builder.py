@@ -3,7 +3,7 @@ import pytest
 
 from odradek.client.errors import UnsupportedCompression
 from odradek.client.records import (
-    BATCH_HEADER_SIZE, MAX_RECORD_OVERHEAD, BatchBuilder, Compression, Record, RecordBatch,
+    BATCH_HEADER_SIZE, MAX_RECORD_OVERHEAD, BatchBuilder, BatchRecord, Compression, RecordBatch,
     TimestampType, size_of_record)
 
 T0 = 1_700_000_000_000
@@ -85,9 +85,9 @@ def test_fast_and_slow_encodings_give_identical_records():
     b.append(T0, b"k", None)                          # null value: slow path
     b.append(T0, b"k", b"v", [("h", None)])           # headers: slow path
     assert decode(b.build()) == [
-        Record(0, T0, b"k", b"v"), Record(1, T0 + 10_000, b"k" * 8192, b"v"),
-        Record(2, T0 - 1, b"k", b"v"), Record(3, T0, b"k", None),
-        Record(4, T0, b"k", b"v", (("h", None),))]
+        BatchRecord(0, T0, b"k", b"v"), BatchRecord(1, T0 + 10_000, b"k" * 8192, b"v"),
+        BatchRecord(2, T0 - 1, b"k", b"v"), BatchRecord(3, T0, b"k", None),
+        BatchRecord(4, T0, b"k", b"v", (("h", None),))]
 
 
 def test_array_values_are_written_as_their_bytes():
@@ -117,7 +117,7 @@ def test_a_bad_later_record_leaves_the_builder_unchanged():
         assert (len(b), b.estimated_size(), b.max_timestamp) == snapshot
     with pytest.raises(ValueError):
         b.append(2**63, None, b"v")
-    assert decode(b.build()) == [Record(0, T0, None, b"v")]
+    assert decode(b.build()) == [BatchRecord(0, T0, None, b"v")]
 
 
 def test_a_timestamp_too_far_from_the_first_is_a_value_error():
@@ -150,7 +150,7 @@ def test_build_can_be_called_again_after_more_appends():
     assert b.build() == one
     b.append(T0, None, b"b")
     assert [r.value for r in decode(b.build())] == [b"a", b"b"]
-    assert decode(one) == [Record(0, T0, None, b"a")]
+    assert decode(one) == [BatchRecord(0, T0, None, b"a")]
 
 
 def test_gzip_output_is_deterministic_and_level_is_configurable():

@@ -13,7 +13,7 @@ from odradek.client import native
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.records import (
     ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET,
-    MAGIC_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, BatchBuilder, Compression, Record,
+    MAGIC_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, BatchBuilder, BatchRecord, Compression,
     RecordBatch)
 from odradek.client.records.varint import encode_varint
 
@@ -185,7 +185,7 @@ def test_a_corrupt_batch_yields_no_records_at_all():
 def test_a_well_formed_hand_written_record_decodes():
     region = record_bytes(b"\x00", v(0), v(0), v(1), b"k", v(-1), v(1), v(1), b"h", v(-1))
     assert list(RecordBatch(with_records(region, 1)).records()) == [
-        Record(0, T0, b"k", None, (("h", None),))]
+        BatchRecord(0, T0, b"k", None, (("h", None),))]
 
 
 @pytest.mark.parametrize("region,match", [
@@ -198,8 +198,9 @@ def test_a_well_formed_hand_written_record_decodes():
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(1), v(0), v(-3)), "header value length"),
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(1), v(0), v(9), b"x"), "header value length"),
     (record_bytes(b"\x00", v(0), v(0), v(0), v(0), v(0), b"extra"), "its fields take"),
-    (v(3) + b"\x00\x00\x00", "declares 3 bytes"),
-    (v(-1), "declares -1 bytes"),
+    (v(3) + b"\x00" * 6, "declares 3 bytes"),
+    (v(-1) + b"\x00" * 6, "declares -1 bytes"),
+    (v(3) + b"\x00" * 3, "at most 0 records fit"),   # recordsCount is checked first
     (v(100) + b"\x00" * 10, "declares 100 bytes"),
     (record_bytes(b"\x00", v(0), v(0), v(50), b"k", v(0), v(0)), "its fields take|runs past"),
     (record_bytes(b"\x00", b"\x80" * 10 + b"\x00", v(0), v(0), v(0), v(0)), "longer than 10 bytes"),
@@ -243,7 +244,7 @@ def test_arbitrary_records_bytes_decode_or_raise_corrupt_record_only(region, cou
         out = list(RecordBatch(with_records(region, count)).records())
     except CorruptRecord:
         return
-    assert len(out) == count and all(type(r) is Record for r in out)
+    assert len(out) == count and all(type(r) is BatchRecord for r in out)
 
 
 @settings(max_examples=300)

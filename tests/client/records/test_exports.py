@@ -1,4 +1,10 @@
 """The public surface of odradek.client.records, pinned: others code against these names."""
+import os
+import subprocess
+import sys
+
+import pytest
+
 import odradek.client.records as records
 
 EXPECTED = {
@@ -10,9 +16,10 @@ EXPECTED = {
     "COMPRESSION_MASK", "TIMESTAMP_TYPE_MASK", "TRANSACTIONAL_MASK", "CONTROL_MASK",
     "DELETE_HORIZON_MASK", "Compression", "TimestampType",
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
-    "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
+    "BatchHeader", "read_header", "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
+    "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
 }
 
 RECORD_BATCH_PROPERTIES = [
@@ -44,3 +51,12 @@ def test_varint_module_exposes_its_codec():
     for name in ["encode_varint", "decode_varint", "size_of_varint", "encode_varlong",
                  "decode_varlong", "size_of_varlong"]:
         assert callable(getattr(records.varint, name)), name
+
+
+@pytest.mark.parametrize("module", ["odradek.client.native", "odradek.client._native_ref",
+                                    "odradek.client.records", "odradek.client.records.layout"])
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_each_module_of_the_import_cycle_can_be_imported_first(module, pure):
+    # native -> _native_ref -> records.layout (so the records package) -> _batch -> native
+    env = dict(os.environ, ODRADEK_PURE=pure)
+    subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True, timeout=60)

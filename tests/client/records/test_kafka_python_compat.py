@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from odradek.client.records import (
-    RECORDS_OFFSET, BatchBuilder, Compression, Record, RecordBatch, write_base_offset,
+    RECORDS_OFFSET, BatchBuilder, BatchRecord, Compression, RecordBatch, write_base_offset,
     write_log_append_time)
 
 with warnings.catch_warnings():
@@ -60,14 +60,14 @@ def theirs(records, compression=Compression.NONE, producer_id=-1, producer_epoch
 
 
 def expected(records, base_offset=0):
-    return [Record(base_offset + i, ts, key, value, tuple(headers))
+    return [BatchRecord(base_offset + i, ts, key, value, tuple(headers))
             for i, (ts, key, value, headers) in enumerate(records)]
 
 
 def read_with_kafka_python(data):
     batch = DefaultRecordBatch(data)
     assert batch.validate_crc()
-    return [Record(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch]
+    return [BatchRecord(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch]
 
 
 # Every case without producer state, and every producer state on a small case (one

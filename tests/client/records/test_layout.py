@@ -108,3 +108,23 @@ def test_format_md_worked_example_crc_is_confirmed_by_kafka_python():
     assert kb.validate_crc()
     (rec,) = list(kb)
     assert (rec.key, rec.value, rec.headers) == (b"k1", b"hello", [("h", b"v")])
+
+
+def test_batch_header_names_the_fields_of_the_format_md_table_in_order():
+    snake = [re.sub(r"(?<!^)([A-Z])", r"_\1", field).lower() for *_, field in header_table()]
+    assert list(layout.BatchHeader._fields) == snake[:-1]     # all but the records themselves
+
+
+def test_read_header_gives_each_field_of_the_batch_at_a_position():
+    b = BatchBuilder(producer_id=7, producer_epoch=3, base_sequence=11)
+    b.append(1700000000000, b"k1", b"hello")
+    b.append(1700000000005, None, b"x")
+    data = b"\x00" * 5 + b.build()
+    header = layout.read_header(data, 5)
+    batch = RecordBatch(data[5:])
+    assert type(header) is layout.BatchHeader
+    assert header._asdict() == {name: getattr(batch, name) for name in layout.BatchHeader._fields}
+    assert (header.records_count, header.last_offset_delta, header.producer_id) == (2, 1, 7)
+    out = bytearray(len(data) - 5)
+    layout.HEADER_STRUCT.pack_into(out, 0, *header)
+    assert bytes(out[:61]) == data[5:66]

@@ -5,7 +5,7 @@ import warnings
 from hypothesis import given, settings, strategies as st
 
 from odradek.client.records import (
-    BatchBuilder, Compression, Record, RecordBatch, iter_batches, size_of_record)
+    BatchBuilder, BatchRecord, Compression, RecordBatch, iter_batches, size_of_record)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -39,7 +39,7 @@ def test_encode_then_decode_gives_the_same_records(records, compression, base_of
     data = build(records, compression, base_offset, pid)
     batch = RecordBatch(data).validate()
     assert list(batch.records()) == [
-        Record(base_offset + i, ts, key, value, tuple(hdrs))
+        BatchRecord(base_offset + i, ts, key, value, tuple(hdrs))
         for i, (ts, key, value, hdrs) in enumerate(records)]
     assert (batch.producer_id, batch.producer_epoch, batch.base_sequence) == pid
     assert batch.max_timestamp == max(r[0] for r in records)
