@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from odradek.client import OFFSET_BEGINNING, OFFSET_INVALID, Admin, Consumer, Producer, TopicPartition
-from odradek.client.consumer import MaxPollIntervalExceeded, OffsetAndMetadata
+from odradek.client import (OFFSET_BEGINNING, OFFSET_INVALID, Admin, Consumer, MaxPollIntervalExceeded,
+                            OffsetAndMetadata, Producer, TopicPartition)
 from support.broker import wait_until
 
 FAST = {"heartbeat.interval.ms": 100, "session.timeout.ms": 6000, "auto.offset.reset": "earliest"}
