@@ -49,7 +49,8 @@ client/_unreadable.py.
 
 Consumer groups (group.id): subscribe() shares topics among the members of a group,
 each partition owned by one member at a time, positions committed to the broker
-(__consumer_offsets). Protocol, threads and rebalances: client/group_member.py.
+(__consumer_offsets). Protocol and rebalances: client/group_membership.py; the thread:
+client/group_member.py.
 
     c = Consumer({"group.id": "billing", "auto.offset.reset": "earliest"})
     c.subscribe(["orders"],                         # or a regex: "^orders-.*"
