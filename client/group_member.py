@@ -37,9 +37,9 @@ import threading
 import time
 
 from odradek.client.errors import NetworkException, OdradekError
-from odradek.client.group_membership import (
-    CONNECTION_ERRORS, REQUEST_TIMEOUT_MS, Assign, Backoff, Call, Callback, Lose, Membership, RaiseCallbackError,
-    ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
+                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_membership import CONNECTION_ERRORS, REQUEST_TIMEOUT_MS, Membership
 from odradek.client.message import GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, close_fds
 from odradek.client.shm import PartitionState

@@ -58,27 +58,11 @@ A job is a generator of actions. Prime it with send(None); run each action it yi
 send back (value, error, now): the action's result or the exception it raised, and the
 time after it. The job raises what it does not handle, and returns its result.
 
-Poll-thread actions (GroupMember runs them against the Consumer's PartitionHost):
-    Call(request, timeout_ms)   on the consumer's own control connection -> the response
-    ReadPositions(keys)         -> {(topic, partition): next offset} for those it holds
-    ReadAssigned()              -> the keys of the consumer's manual assignment
-    Assign(keys, offsets)       open and position partitions (a committed offset, or None:
-                                auto.offset.reset decides)
-    Revoke(keys)                close them, then on_revoke(keys)
-    Lose(keys)                  close them, then on_lost(keys) (on_revoke without one)
-    Callback(name, keys)        call the application's `name` callback (on_assign)
-    ReportCommit(error, parts)  the on_commit config callback (an auto commit failed)
-    Backoff(ms)                 wait that long before the job goes on
-    WakeLink()                  the group thread has a job (start it the first time)
-    RaiseCallbackError()        the step is done: raise what a callback raised, if anything
-Group-thread actions:
-    Send(request, timeout_ms)   on the group connection -> the response
-    WakePoll()                  ring the Waker: step() has news
+The actions, and what the shell does for each: client/group_actions.py.
 """
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from odradek.client.assignors import (COOPERATIVE, EAGER, Assignment, MalformedConsumerProtocol, Subscription,
                                       get_assignor)
@@ -86,11 +70,12 @@ from odradek.client.errors import (
     CoordinatorNotAvailable, FencedInstanceId, GroupMaxSizeReached, IllegalGeneration, InconsistentGroupProtocol,
     InvalidGroupId, InvalidRequest, InvalidSessionTimeout, MaxPollIntervalExceeded, MemberIdRequired,
     NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
+                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import RemoteProtocolError, error_from_wire, messages as m
 
-__all__ = ["Membership", "CONNECTION_ERRORS", "Call", "ReadPositions", "ReadAssigned", "Assign", "Revoke", "Lose",
-           "Callback", "ReportCommit", "Backoff", "WakeLink", "RaiseCallbackError", "Send", "WakePoll"]
+__all__ = ["Membership", "CONNECTION_ERRORS"]
 
 log = logging.getLogger("odradek.client.group_member")
 
@@ -103,77 +88,6 @@ CONNECTION_ERRORS = (NetworkException, RequestTimedOut, RemoteProtocolError)
 # errors a join cannot get past by trying again at once: the application hears of them
 _CONFIG_ERRORS = (InconsistentGroupProtocol, InvalidSessionTimeout, GroupMaxSizeReached, InvalidGroupId,
                   InvalidRequest)
-
-
-# ---- actions ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Call:
-    request: Any
-    timeout_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class ReadPositions:
-    keys: list
-
-
-@dataclass(frozen=True)
-class ReadAssigned:
-    pass
-
-
-@dataclass(frozen=True)
-class Assign:
-    keys: list
-    offsets: dict
-
-
-@dataclass(frozen=True)
-class Revoke:
-    keys: list
-
-
-@dataclass(frozen=True)
-class Lose:
-    keys: list
-
-
-@dataclass(frozen=True)
-class Callback:
-    name: str
-    keys: list
-
-
-@dataclass(frozen=True)
-class ReportCommit:
-    error: Any
-    partitions: list
-
-
-@dataclass(frozen=True)
-class Backoff:
-    ms: int
-
-
-@dataclass(frozen=True)
-class WakeLink:
-    pass
-
-
-@dataclass(frozen=True)
-class RaiseCallbackError:
-    pass
-
-
-@dataclass(frozen=True)
-class Send:
-    request: Any
-    timeout_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class WakePoll:
-    pass
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ import itertools
 import pytest
 from support.clock import FakeClock
 
+from odradek.client.assignors import Assignment
 from odradek.client.errors import (CoordinatorNotAvailable, FencedInstanceId, IllegalGeneration, InvalidGroupId,
                                    MaxPollIntervalExceeded, NetworkException, RebalanceInProgress,
                                    UnknownMemberId)
-from odradek.client.group_membership import (
-    CONNECTION_ERRORS, RETRY_BACKOFF_MS, Assign, Backoff, Call, Callback, Lose, Membership, RaiseCallbackError, ReadAssigned,
-    ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
+                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_membership import CONNECTION_ERRORS, RETRY_BACKOFF_MS, Membership
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups.coordinator import GroupConfig, GroupCoordinator
@@ -554,18 +555,22 @@ def answers(job, *replies, now=0):
 
 
 def joined(**config):
-    """A Membership in generation 1 owning t-0 and t-1."""
-    from odradek.client.assignors import Assignment
-    from odradek.client.group_membership import _JoinResult
+    """A Membership that joined generation 1 as a follower and was given t-0 and t-1
+    (its step has not applied that yet)."""
     mb = Membership({**CONFIG, **config}, 0)
     answers(mb.subscribe(["t"], 0))
-    answers(mb.step(0))
-    mb.link_job(0)
-    answers(mb._post_join(mb._epoch, _JoinResult(1, "m-1", "m-1", "range", Assignment([("t", 0), ("t", 1)]), {})))
+    assert [type(a) for a in answers(mb.step(0))] == [WakeLink, RaiseCallbackError]
+    job, _ = mb.link_job(0)
+    acts = answers(job, m.JoinGroupResponse(generation_id=1, protocol_name="range", leader="m-0", member_id="m-1"),
+                   m.SyncGroupResponse(assignment=Assignment([("t", 0), ("t", 1)]).encode()))
+    assert [type(a) for a in acts] == [Send, Send, WakePoll] and mb.identity() == (1, "m-1")
     return mb
 
 
 NOTHING_COMMITTED = m.OffsetFetchResponse(topics=[])
+
+
+HB = CONFIG["heartbeat.interval.ms"]
 
 
 def test_an_eager_rejoin_commits_then_revokes_then_asks_the_group_thread_to_join():
@@ -573,34 +578,32 @@ def test_an_eager_rejoin_commits_then_revokes_then_asks_the_group_thread_to_join
     acts = answers(mb.step(0), NOTHING_COMMITTED)
     assert [type(a) for a in acts] == [Call, Assign, Callback, RaiseCallbackError]
     assert acts[1].keys == [("t", 0), ("t", 1)] and acts[2] == Callback("on_assign", [("t", 0), ("t", 1)])
-    mb._request_rejoin_local("a test")
-    acts = answers(mb.step(10), {("t", 0): 4}, m.OffsetCommitResponse(topics=[m.OffsetCommitResponseTopic(
+    job, _ = mb.link_job(HB)
+    answers(job, RebalanceInProgress(), now=HB)       # the heartbeat hears of a rebalance
+    acts = answers(mb.step(HB), {("t", 0): 4}, m.OffsetCommitResponse(topics=[m.OffsetCommitResponseTopic(
         name="t", partitions=[m.OffsetCommitResponsePartition(partition_index=0)])]))
     assert [type(a) for a in acts] == [ReadPositions, Call, Revoke, WakeLink, RaiseCallbackError]
     assert acts[1].request.topics[0].partitions[0].committed_offset == 4
     assert acts[2] == Revoke([("t", 0), ("t", 1)]) and mb.joining and mb.assignment() == []
-    job, _ = mb.link_job(10)
-    assert type(job.send(None)) is Send
+    job, _ = mb.link_job(HB)
+    assert isinstance(job.send(None).request, m.JoinGroupRequest)
 
 
 def test_heartbeats_come_every_interval_and_a_rebalance_wakes_the_poll_thread():
-    mb = joined()
-    hb = CONFIG["heartbeat.interval.ms"]
-    mb._next_hb = 100
-    assert mb.link_job(50) == (None, 100)
-    job, _ = mb.link_job(100)
-    assert [type(a) for a in answers(job, m.HeartbeatResponse(), now=101)] == [Send]
-    assert mb.link_job(102) == (None, 101 + hb)
-    job, _ = mb.link_job(101 + hb)
-    assert [type(a) for a in answers(job, RebalanceInProgress(), now=140)] == [Send, WakePoll]
+    mb = joined()                             # joined at 0: the first heartbeat is due at HB
+    assert mb.link_job(HB - 1) == (None, HB)
+    job, _ = mb.link_job(HB)
+    assert [type(a) for a in answers(job, m.HeartbeatResponse(), now=HB + 1)] == [Send]
+    assert mb.link_job(HB + 2) == (None, 2 * HB + 1)
+    job, _ = mb.link_job(2 * HB + 1)
+    assert [type(a) for a in answers(job, RebalanceInProgress(), now=2 * HB + 2)] == [Send, WakePoll]
     assert mb.rejoin_wanted
 
 
 def test_no_poll_for_max_poll_interval_sends_leave_group_then_tells_the_poll_thread():
-    mb = joined(**{"max.poll.interval.ms": 300})
+    mb = joined(**{"max.poll.interval.ms": 300, "heartbeat.interval.ms": 1000})
     mb.poll_ended(0)
-    mb._next_hb = 10_000
-    assert mb.link_job(200) == (None, 301)
+    assert mb.link_job(200) == (None, 301)    # before the heartbeat at 1000: the poll interval
     job, _ = mb.link_job(301)
     acts = answers(job, m.LeaveGroupResponse(), now=302)
     assert [type(a) for a in acts] == [Send, WakePoll] and isinstance(acts[0].request, m.LeaveGroupRequest)
