@@ -134,15 +134,23 @@ class AssignedPartition:
         self.extent = (seg, start, end, after)
         return view[start:stop]
 
+    def _ask_segment(self, client, pos):
+        """GetSegment for `pos`: (the answer, the fds it passed: the caller closes them)."""
+        return client.call(m.GetSegmentRequest(topic=self.tp.topic, partition=self.tp.partition, offset=pos))
+
+    def _remap(self, old, base, fd):
+        """Map `fd` as the segment at `base` in place of `old` (closed)."""
+        if old is not None:
+            old.close()
+        seg = self.segments[base] = MappedSegment(fd)
+        return seg
+
     def _locate(self, client, pos, max_bytes):
-        tp = self.tp
-        res, fds = client.call(m.GetSegmentRequest(topic=tp.topic, partition=tp.partition, offset=pos))
+        res, fds = self._ask_segment(client, pos)
         try:
             seg = self.segments.get(res.base_offset)
             if fds and (seg is None or len(seg.view) < res.size or seg.inode != _inode(fds[0])):
-                if seg is not None:
-                    seg.close()
-                seg = self.segments[res.base_offset] = MappedSegment(fds[0])
+                seg = self._remap(seg, res.base_offset, fds[0])
         finally:
             for fd in fds:
                 os.close(fd)
@@ -157,13 +165,9 @@ class AssignedPartition:
         base = d.segment_base
         seg = self.segments.get(base)
         if seg is None or len(seg.view) < need_end:
-            tp = self.tp
-            res, fds = client.call(m.GetSegmentRequest(topic=tp.topic, partition=tp.partition,
-                                                             offset=pos))
+            res, fds = self._ask_segment(client, pos)
             try:
-                if seg is not None:
-                    seg.close()
-                seg = self.segments[res.base_offset] = MappedSegment(fds[0])
+                seg = self._remap(seg, res.base_offset, fds[0])
             finally:
                 for fd in fds:
                     os.close(fd)
