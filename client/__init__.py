@@ -5,10 +5,10 @@ format lives in its clients jar; the daemon imports this package, never the reve
 """
 from odradek.client import errors
 from odradek.client.admin import Admin
-from odradek.client.consumer import Consumer, GroupMetadata, OffsetAndMetadata
-from odradek.client.group_member import MaxPollIntervalExceeded
-from odradek.client.errors import OdradekError
-from odradek.client.message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record, TopicPartition
+from odradek.client.consumer import Consumer
+from odradek.client.errors import MaxPollIntervalExceeded, OdradekError
+from odradek.client.message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, GroupMetadata, OffsetAndMetadata,
+                                    Record, TopicPartition)
 from odradek.client.producer import Producer
 
 __all__ = ["errors", "OdradekError", "Admin", "Producer", "Consumer", "Record", "TopicPartition",

@@ -49,7 +49,8 @@ client/_unreadable.py.
 
 Consumer groups (group.id): subscribe() shares topics among the members of a group,
 each partition owned by one member at a time, positions committed to the broker
-(__consumer_offsets). Protocol, threads and rebalances: client/group_member.py.
+(__consumer_offsets). Protocol and rebalances: client/group_membership.py; the thread:
+client/group_member.py.
 
     c = Consumer({"group.id": "billing", "auto.offset.reset": "earliest"})
     c.subscribe(["orders"],                         # or a regex: "^orders-.*"
@@ -97,31 +98,30 @@ Delivery guarantees (commit = where the group resumes after a crash or a rebalan
   on_commit(err, partitions), instead of raising (the local round trip is ~100 us, so it
   completes before returning).
 """
-import mmap
 import os
 import time
 from collections import deque
 
 from odradek.client import _config as cfg
 from odradek.client import native
+from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
+from odradek.client._partition_read import AssignedPartition, Fault
 from odradek.client._unreadable import unreadable
 from odradek.client.admin import resolve_socket
-from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, NotInWindow,
-                                   OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition,
-                                   UnsupportedCompression)
-from odradek.client.group_member import (GroupLink, GroupMember, GroupMetadata, MaxPollIntervalExceeded,
-                                         OffsetAndMetadata)
-from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Record,
-                                    TopicPartition)
+from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError,
+                                   OffsetOutOfRange, TornState, UnknownTopicOrPartition, UnsupportedCompression)
+from odradek.client.group_member import GroupLink, GroupMember
+from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OffsetAndMetadata,
+                                    Record, TopicPartition)
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
-from odradek.client.records.layout import (BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
-                                            HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK, Compression)
+from odradek.client.records.layout import (COMPRESSION_MASK, CONTROL_MASK, HEADER_STRUCT, MAGIC, TIMESTAMP_TYPE_MASK,
+                                            Compression)
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.waiting import WAIT_MANY_MAX
 
-__all__ = ["Consumer", "MaxPollIntervalExceeded", "OffsetAndMetadata", "GroupMetadata"]
+__all__ = ["Consumer"]
 
 
 def _strategies(raw):
@@ -163,81 +163,52 @@ _SCHEMA = {
     "on_commit": (_callable_or_none, None),
 }
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
-LIVENESS_CHECK_S = 0.5   # how often a consumer looks whether the broker is still there
-RECONNECT_S = 0.5        # how long one attempt to reconnect to a restarted broker waits
+RECONNECT_S = 0.5    # how long one attempt to reconnect to a restarted broker waits
 
 
-class _Segment:
-    """A segment file mapped read-only. `inode` tells the file apart from the one the
-    log cleaner swaps in under the same name (same base offset, other positions)."""
-    __slots__ = ("mm", "view", "inode")
+class _GroupPartitions:
+    """The Consumer as its GroupMember's PartitionHost (client/group_member.py): the
+    calls the group's decisions need, on the Consumer's thread."""
 
-    def __init__(self, fd):
-        st = os.fstat(fd)
-        size = st.st_size
-        self.inode = (st.st_dev, st.st_ino)
-        self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) if size else None
-        self.view = memoryview(self.mm) if size else memoryview(b"")
+    def __init__(self, consumer):
+        self.consumer = consumer
 
-    def close(self):
-        self.view.release()
-        if self.mm is not None:
-            try:
-                self.mm.close()
-            except BufferError:
-                pass   # a record view still refers to it; the map goes with the last one
+    def call(self, request, timeout=None):
+        res, fds = self.consumer._client.call(request, timeout=timeout)
+        for fd in fds:
+            os.close(fd)
+        return res
 
+    def assign(self, keys, offsets):
+        c = self.consumer
+        for key in keys:
+            offset = offsets.get(key)
+            part = c._parts.get(key)
+            if part is None:
+                try:
+                    part = c._open(*key)
+                except (LeaderNotAvailable, TornState):
+                    c._pending_open[key] = offset      # opened by a later fetch round
+                    continue
+            c._seek(part, offset)
 
-class _Partition:
-    __slots__ = ("tp", "state", "position", "fetched", "paused", "segments", "run", "retry_at",
-                 "change", "extent", "stopped", "resume", "start_at", "leader_epoch")
+    def unassign(self, keys):
+        c = self.consumer
+        for key in keys:
+            c._pending_open.pop(key, None)
+            if key in c._parts:
+                c._drop(key)
 
-    def __init__(self, tp, state):
-        self.tp = tp
-        self.state = state
-        self.position = None    # next offset to hand to the application
-        self.fetched = None     # next offset to fetch (ahead of position by what is buffered)
-        self.paused = False
-        self.segments = {}      # base offset -> _Segment
-        # (segment, start, end, continues at, offset after end): whole committed batches
-        # GetSegment pointed at, read on from `start` while fetched stays at "continues at"
-        self.run = None
-        self.retry_at = 0.0
-        self.change = 0
-        # (segment, start, readable end, offset after it or None) of the last read: where
-        # an unreadable batch in it is looked at (client/_unreadable.py)
-        self.extent = None
-        self.stopped = False    # an unreadable batch's _Fault is in the buffer: no fetching
-        # (offset, run) after an unreadable batch: a seek() to offset reads on from there
-        # in the segment (the broker walks from its index and cannot pass a broken length)
-        self.resume = None
-        # OFFSET_BEGINNING / OFFSET_END asked for before the leader published the log's
-        # offsets: resolved at the first fetch that sees them (then position is None)
-        self.start_at = None
-        # the leader epoch the segments were mapped under: another leader's files are
-        # other files (the old leader, a follower now, cuts and rewrites its tail)
-        self.leader_epoch = None
+    def positions(self, keys):
+        out = {}
+        for key in keys:
+            part = self.consumer._parts.get(tuple(key))
+            if part is not None and part.position is not None:
+                out[tuple(key)] = part.position
+        return out
 
-    def forget_segments(self):
-        for seg in self.segments.values():
-            seg.close()
-        self.segments.clear()
-        self.run = self.resume = self.extent = None
-
-    def close(self):
-        for seg in self.segments.values():
-            seg.close()
-        self.segments.clear()
-        self.state.close()
-
-
-class _Fault:
-    """In the buffer after the last good record before an unreadable batch: taking it
-    raises `error` (client/_unreadable.py) and leaves the position at the batch."""
-    __slots__ = ("topic", "partition", "error")
-
-    def __init__(self, tp, error):
-        self.topic, self.partition, self.error = tp.topic, tp.partition, error
+    def assigned(self):
+        return list(self.consumer._parts)
 
 
 class Consumer:
@@ -261,10 +232,10 @@ class Consumer:
         self._check_crcs = c["check.crcs"]
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
-        self._next_liveness = 0.0
+        self._liveness = Liveness()
         self._parts = {}          # (topic, partition) -> _Partition
-        self._buffer = deque()    # Records fetched, not yet returned (and _Faults)
-        self._faults = 0          # _Faults in the buffer
+        self._buffer = deque()    # Records fetched, not yet returned (and Faults)
+        self._faults = 0          # Faults in the buffer
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
         self._pending_retry_at = 0.0
         self._closed = False
@@ -272,7 +243,7 @@ class Consumer:
         if c["group.id"] is not None:
             path = resolve_socket(c["socket"])
             try:
-                self._group = GroupMember(self, c, lambda: GroupLink(path))
+                self._group = GroupMember(_GroupPartitions(self), c, lambda: GroupLink(path))
             except BaseException:
                 self._client.close()
                 raise
@@ -343,39 +314,7 @@ class Consumer:
         Returns the committed TopicPartitions; raises on failure (RebalanceInProgress,
         IllegalGeneration, UnknownMemberId when the group moved on). asynchronous=True:
         returns None and reports the outcome to on_commit instead of raising."""
-        g = self._require_group("commit()")
-        if message is None and isinstance(offsets, Record):
-            message, offsets = offsets, None
-        metas = {}
-        if message is not None:
-            todo = {(message.topic, message.partition): message.offset + 1}
-        elif offsets is not None:
-            todo = {}
-            for tp in offsets:
-                if tp.offset is None or tp.offset < 0:
-                    raise ValueError(f"commit: {tp.topic}-{tp.partition} has no offset to commit ({tp.offset})")
-                todo[(tp.topic, tp.partition)] = tp.offset
-                if getattr(tp, "metadata", ""):
-                    metas[(tp.topic, tp.partition)] = tp.metadata
-        else:
-            keys = g.assignment() if g.subscribed else list(self._parts)
-            todo = {k: v for k, v in self._group_positions(keys).items() if v is not None}
-        if metadata:
-            metas = {k: metas.get(k, metadata) for k in todo}
-        if not todo:
-            return None if asynchronous else []
-        on_commit = self.config["on_commit"]
-        try:
-            done = g.commit_offsets(todo, metas)
-        except OdradekError as e:
-            if not asynchronous:
-                raise
-            if on_commit is not None:
-                on_commit(e, [TopicPartition(t, p, o) for (t, p), o in sorted(todo.items())])
-            return None
-        if on_commit is not None:
-            on_commit(None, done)
-        return None if asynchronous else done
+        return self._require_group("commit()").commit(offsets, asynchronous, message, metadata)
 
     def committed(self, partitions, timeout=None):
         """The group's committed offsets: OffsetAndMetadata per partition, in order
@@ -402,42 +341,6 @@ class Consumer:
             raise InvalidGroupId(f"{what} needs a group.id in the consumer config")
         return self._group
 
-    # the GroupMember's view of this consumer (its poll-thread side)
-    def _group_call(self, request, timeout=None):
-        res, fds = self._client.call(request, timeout=timeout)
-        for fd in fds:
-            os.close(fd)
-        return res
-
-    def _group_assign(self, keys, offsets):
-        for key in keys:
-            offset = offsets.get(key)
-            part = self._parts.get(key)
-            if part is None:
-                try:
-                    part = self._open(*key)
-                except (LeaderNotAvailable, TornState):
-                    self._pending_open[key] = offset      # opened by a later fetch round
-                    continue
-            self._seek(part, offset)
-
-    def _group_unassign(self, keys):
-        for key in keys:
-            self._pending_open.pop(key, None)
-            if key in self._parts:
-                self._drop(key)
-
-    def _group_positions(self, keys):
-        out = {}
-        for key in keys:
-            part = self._parts.get(tuple(key))
-            if part is not None and part.position is not None:
-                out[tuple(key)] = part.position
-        return out
-
-    def _group_assigned(self):
-        return list(self._parts)
-
     def _open_pending(self, now):
         self._pending_retry_at = now + _RETRY_S
         for key, offset in list(self._pending_open.items()):
@@ -453,15 +356,9 @@ class Consumer:
         RECONNECT_S, then let the next round try again) and map every assigned
         partition's new shared state. Positions and buffered records are kept; segment
         maps are dropped (the files may have changed meanwhile)."""
-        deadline = time.monotonic() + RECONNECT_S
-        for _ in range(100_000):   # bounded by the deadline
-            try:
-                client = ControlClient(self._socket_path)
-                break
-            except (OSError, OdradekError):
-                if time.monotonic() >= deadline:
-                    return
-                time.sleep(_RETRY_S * 5)
+        client = connect_again(self._socket_path, time.monotonic() + RECONNECT_S, _RETRY_S * 5)
+        if client is None:
+            return
         self._client.close()
         self._client = client
         for key, part in list(self._parts.items()):
@@ -469,7 +366,7 @@ class Consumer:
                 res, fds = client.call(m.OpenFetchRequest(topic=key[0], partition=key[1]))
             except (LeaderNotAvailable, TornState):
                 part.retry_at = time.monotonic() + _RETRY_S
-                self._next_liveness = 0.0     # try the whole thing again next round
+                self._liveness.look_again_soon()     # try the whole thing again next round
                 continue
             try:
                 state = PartitionState.attach(fds[0])
@@ -488,7 +385,7 @@ class Consumer:
         finally:
             for fd in fds:
                 os.close(fd)
-        part = self._parts[(topic, partition)] = _Partition(TopicPartition(topic, partition), state)
+        part = self._parts[(topic, partition)] = AssignedPartition(TopicPartition(topic, partition), state)
         return part
 
     def _drop(self, key):
@@ -499,7 +396,7 @@ class Consumer:
     def _unbuffer(self, key):
         if self._buffer:
             self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != key)
-            self._faults = sum(type(r) is _Fault for r in self._buffer) if self._faults else 0
+            self._faults = sum(type(r) is Fault for r in self._buffer) if self._faults else 0
 
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
@@ -642,7 +539,7 @@ class Consumer:
         return out
 
     def _take_to_fault(self, n):
-        """_take with a _Fault in the buffer: the records before it; the fault's error
+        """_take with a Fault in the buffer: the records before it; the fault's error
         when it comes first. The fault goes back to the end of the buffer and its
         partition stays stopped, its position at the unreadable batch: each poll raises
         the error again (after the records of other partitions fetched meanwhile) until
@@ -651,7 +548,7 @@ class Consumer:
         buf = self._buffer
         while buf and len(out) < n:
             rec = buf.popleft()
-            if type(rec) is _Fault:
+            if type(rec) is Fault:
                 if out:
                     buf.appendleft(rec)
                     break
@@ -688,10 +585,8 @@ class Consumer:
         """Fetch from each fetchable partition once; returns bytes fetched."""
         total = 0
         now = time.monotonic()
-        if now >= self._next_liveness:
-            self._next_liveness = now + LIVENESS_CHECK_S
-            if self._client.peer_closed():
-                self._reconnect()
+        if self._liveness.broker_gone(self._client, now):
+            self._reconnect()
         if self._pending_open and now >= self._pending_retry_at:
             self._open_pending(now)
         for part in list(self._parts.values()):
@@ -726,7 +621,7 @@ class Consumer:
             pos = part.fetched
         if pos >= snap.high_watermark:
             return 0
-        data = self._bytes_at(part, pos, snap.high_watermark)
+        data = part.bytes_at(self._client, pos, snap.high_watermark, self._max_bytes)
         if data is None:
             return 0
         n = self._decode(part, data, pos, snap.high_watermark)
@@ -749,102 +644,6 @@ class Consumer:
         part.position = part.fetched = offset
         part.run = None
 
-    def _bytes_at(self, part, pos, hw):
-        """A memoryview of whole batches from the one holding `pos`, below hw."""
-        run = part.run
-        if run is not None and run[1] < run[2] and run[3] == pos:
-            return self._from_run(part, run)
-        part.run = None
-        try:
-            d = part.state.find(pos)
-        except NotInWindow:
-            return self._locate(part, pos)
-        if d is None or d.base_offset >= hw:
-            return None
-        limit, start, end = self._max_bytes, d.position, d.position + d.size
-        # the following descriptors too, while they are contiguous and fit the limit
-        nxt = d.last_offset + 1
-        for _ in range(256):
-            if end - start >= limit or nxt >= hw:
-                break
-            try:
-                d2 = part.state.find(nxt)
-            except NotInWindow:
-                break
-            if d2 is None or d2.segment_base != d.segment_base or d2.position != end or \
-                    d2.base_offset >= hw or end + d2.size - start > limit:
-                break
-            end += d2.size
-            nxt = d2.last_offset + 1
-        seg = self._segment(part, d, end, pos)
-        if seg is None:
-            return None   # the descriptors went stale under us (a compaction swap): look again
-        part.extent = (seg, start, end, None)
-        return seg.view[start:end]
-
-    def _from_run(self, part, run):
-        seg, start, end, _, after = run
-        stop = start
-        limit = start + self._max_bytes
-        view = seg.view
-        # whole batches up to the limit (at least one)
-        for _ in range(1 << 20):
-            if stop >= end:
-                break
-            length = int.from_bytes(view[stop + BATCH_LENGTH_OFFSET:stop + LOG_OVERHEAD], "big") + LOG_OVERHEAD
-            if length < BATCH_HEADER_SIZE or stop + length > end:
-                stop = end    # a damaged length: the rest of the run, for _decode to name
-                break
-            if stop > start and stop + length > limit:
-                break
-            stop += length
-        part.run = None if stop >= end else (seg, stop, end, None, after)
-        part.extent = (seg, start, end, after)
-        return view[start:stop]
-
-    def _locate(self, part, pos):
-        tp = part.tp
-        res, fds = self._client.call(m.GetSegmentRequest(topic=tp.topic, partition=tp.partition, offset=pos))
-        try:
-            seg = part.segments.get(res.base_offset)
-            if fds and (seg is None or len(seg.view) < res.size or seg.inode != _inode(fds[0])):
-                if seg is not None:
-                    seg.close()
-                seg = part.segments[res.base_offset] = _Segment(fds[0])
-        finally:
-            for fd in fds:
-                os.close(fd)
-        if res.position >= res.size:
-            return None
-        part.run = (seg, res.position, res.size, pos, res.next_offset)
-        return self._from_run(part, part.run)
-
-    def _segment(self, part, d, need_end, pos):
-        """The map of the segment descriptor `d` (of the batch holding `pos`) points
-        into, at least need_end bytes long; None if `d` went stale meanwhile."""
-        base = d.segment_base
-        seg = part.segments.get(base)
-        if seg is None or len(seg.view) < need_end:
-            tp = part.tp
-            res, fds = self._client.call(m.GetSegmentRequest(topic=tp.topic, partition=tp.partition,
-                                                             offset=pos))
-            try:
-                if seg is not None:
-                    seg.close()
-                seg = part.segments[res.base_offset] = _Segment(fds[0])
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            if res.base_offset != base or len(seg.view) < need_end or not _still_found(part.state, pos, d):
-                # `d` was read just before the log cleaner swapped this segment for a new
-                # file whose batches sit at other positions (reading `d`'s bytes there
-                # would give another batch, or half of one). The worker empties the
-                # window after a swap and before it answers any request, so `d` still
-                # found after this answer describes the file just opened. The emptying
-                # changed the state's counter: the caller's next round looks again at once.
-                return None
-        return seg
-
     def _decode(self, part, data, pos, high_watermark):
         """Buffer the records of the whole batches in `data` (a view of the segment) with
         offsets >= pos. An uncompressed batch is decoded by one C call
@@ -854,7 +653,7 @@ class Consumer:
         test_native_records.py pins the slot names). A batch that cannot be read (CRC,
         when check.crcs; a damaged header, length or record; offsets out of place; a
         codec odradek does not read) ends the fetch: the records of the batches before
-        it are buffered, then a _Fault whose error names it (_unreadable). A batch past
+        it are buffered, then a Fault whose error names it (_unreadable). A batch past
         `high_watermark` after others ends the fetch quietly: it may be committed by now,
         or not; the next fetch reads the state again."""
         tp = part.tp
@@ -929,14 +728,14 @@ class Consumer:
         return len(data)
 
     def _unreadable(self, part, error_class, reason, position, floor, high_watermark, nbytes):
-        """Stop fetching `part` at the batch at data[position]: a _Fault goes into the
+        """Stop fetching `part` at the batch at data[position]: a Fault goes into the
         buffer after the records already there. Returns nbytes (what the fetch read)."""
         seg, start, limit, after = part.extent
         err, resume = unreadable(error_class, part.tp, reason, seg.view, start + position, limit, floor,
                                  high_watermark, part.state, after)
         if resume is not None:
             part.resume = (err.next_offset, (seg, resume, limit, err.next_offset, after))
-        self._buffer.append(_Fault(part.tp, err))
+        self._buffer.append(Fault(part.tp, err))
         self._faults += 1
         part.fetched = err.offset
         part.stopped = True
@@ -978,15 +777,3 @@ def _why(error, codec):
     if codec > Compression.ZSTD:
         return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
     return f"has records that cannot be decoded ({error.message})"
-
-
-def _still_found(state, pos, d):
-    try:
-        return state.find(pos) == d
-    except NotInWindow:
-        return False
-
-
-def _inode(fd):
-    st = os.fstat(fd)
-    return (st.st_dev, st.st_ino)

@@ -104,3 +104,15 @@ del _code, _name, _cls, _retriable, _doc, _klass
 def error_for_code(code):
     """The error class for a numeric code (UnknownServerError for an unknown code)."""
     return ERRORS.get(code, ERRORS[-1])
+
+
+class MaxPollIntervalExceeded(OdradekError):
+    """The application did not call poll() within max.poll.interval.ms: the member left
+    the group and its partitions went to others. A client-side error, never on the wire
+    (code -147 is librdkafka's _MAX_POLL_EXCEEDED), so not in ERRORS."""
+    code = -147
+    name = "MAX_POLL_INTERVAL_EXCEEDED"
+    retriable = True
+
+
+__all__.append("MaxPollIntervalExceeded")

@@ -1,14 +1,16 @@
-"""What producers and consumers hand to applications: Record and TopicPartition.
+"""What producers and consumers hand to applications.
 
-    Record            one record as a consumer returns it (and a delivery report passes
-                      it to on_delivery): topic, partition, offset, key, value, headers,
-                      timestamp (ms), timestamp_type (0 CreateTime, 1 LogAppendTime)
-    TopicPartition    (topic, partition, offset): assign, seek, position, offsets_for_times
+    Record             one record as a consumer returns it (and a delivery report passes
+                       it to on_delivery): topic, partition, offset, key, value, headers,
+                       timestamp (ms), timestamp_type (0 CreateTime, 1 LogAppendTime)
+    TopicPartition     (topic, partition, offset): assign, seek, position, offsets_for_times
+    OffsetAndMetadata  a TopicPartition with a commit's metadata string: committed(), commit()
+    GroupMetadata      (group_id, generation_id, member_id, group_instance_id): group_metadata()
 """
 from collections import namedtuple
 
-__all__ = ["Record", "TopicPartition", "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID",
-           "CREATE_TIME", "LOG_APPEND_TIME"]
+__all__ = ["Record", "TopicPartition", "OffsetAndMetadata", "GroupMetadata", "OFFSET_BEGINNING", "OFFSET_END",
+           "OFFSET_INVALID", "CREATE_TIME", "LOG_APPEND_TIME"]
 
 OFFSET_BEGINNING = -2    # the log start offset (confluent-kafka's value)
 OFFSET_END = -1          # the log end offset: only records produced from now on
@@ -20,6 +22,26 @@ class TopicPartition(namedtuple("TopicPartition", "topic partition offset", defa
     """A partition of a topic, with an offset where one is meant (a position, a seek
     target, a timestamp for offsets_for_times)."""
     __slots__ = ()
+
+
+class OffsetAndMetadata(TopicPartition):
+    """A TopicPartition that carries a commit metadata string: what committed() returns,
+    and what commit(offsets=[...]) accepts to give each partition its own metadata.
+    Compares equal to the plain TopicPartition(topic, partition, offset)."""
+    metadata = ""     # no __slots__: an instance keeps its own metadata
+
+    def __new__(cls, topic, partition, offset=OFFSET_INVALID, metadata=""):
+        self = super().__new__(cls, topic, partition, offset)
+        self.metadata = metadata or ""
+        return self
+
+    def __repr__(self):
+        return (f"OffsetAndMetadata(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+                f"metadata={self.metadata!r})")
+
+
+GroupMetadata = namedtuple("GroupMetadata", "group_id generation_id member_id group_instance_id")
+GroupMetadata.__doc__ = "Where a member stands in its group: Consumer.group_metadata()."
 
 
 class Record:

@@ -39,6 +39,7 @@ import time
 from collections import deque
 
 from odradek.client import _config as cfg
+from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageTooLarge, OdradekError,
                                    RequestTimedOut, RingFull, error_for_code)
@@ -67,7 +68,6 @@ _SCHEMA = {
 _TAG_MOD = 1 << 32
 _time_ns = time.time_ns
 _BATCH_OVERHEAD = 61 + 8    # the v2 batch header, and the ring entry's
-LIVENESS_CHECK_S = 0.5      # how often the sender looks whether the broker is still there
 _RETRY_S = 0.05
 
 
@@ -129,7 +129,7 @@ class Producer:
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
         self._client_lock = threading.Lock()   # the control connection: produce() and the sender
-        self._next_liveness = 0.0
+        self._liveness = Liveness()
         self._pid, self._epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
         if c["enable.idempotence"]:
             res, _ = self._client.call(m.InitProducerIdRequest())
@@ -278,28 +278,20 @@ class Producer:
         committed in them and not yet acknowledged is taken by the new leaders; the
         idempotence check turns any batch already written into a duplicate."""
         now = time.monotonic()
-        if now < self._next_liveness or not self._client_lock.acquire(blocking=False):
+        if not self._liveness.due(now) or not self._client_lock.acquire(blocking=False):
             return
         try:
-            self._next_liveness = now + LIVENESS_CHECK_S
-            if self._client.peer_closed():
+            if self._liveness.broker_gone(self._client, now):
                 self._reconnect()
         finally:
             self._client_lock.release()
 
     def _reconnect(self):
         deadline = time.monotonic() + self._max_block_s
-        client = None
-        for _ in range(100_000):   # bounded by the deadline
-            try:
-                client = ControlClient(self._socket_path)
-                break
-            except (OSError, OdradekError):
-                if time.monotonic() >= deadline or self._closed:
-                    log.warning("producer: the broker at %s did not come back within max.block.ms",
-                                self._socket_path)
-                    return
-                time.sleep(_RETRY_S * 4)
+        client = connect_again(self._socket_path, deadline, _RETRY_S * 4, give_up=lambda: self._closed)
+        if client is None:
+            log.warning("producer: the broker at %s did not come back within max.block.ms", self._socket_path)
+            return
         self._client.close()
         self._client = client
         log.info("producer: reconnected to the broker at %s; re-attaching %d partitions",

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from odradek.client import OFFSET_BEGINNING, OFFSET_INVALID, Admin, Consumer, Producer, TopicPartition
-from odradek.client.consumer import MaxPollIntervalExceeded, OffsetAndMetadata
+from odradek.client import (OFFSET_BEGINNING, OFFSET_INVALID, Admin, Consumer, MaxPollIntervalExceeded,
+                            OffsetAndMetadata, Producer, TopicPartition)
 from support.broker import wait_until
 
 FAST = {"heartbeat.interval.ms": 100, "session.timeout.ms": 6000, "auto.offset.reset": "earliest"}
@@ -93,7 +93,7 @@ def owned(c):
 # ---- consumers in subprocesses ---------------------------------------------------------
 
 CONSUMER = textwrap.dedent("""
-    import json, signal, sys, time
+    import json, signal, sys, threading, time
     from odradek.client import Consumer
     args = json.loads(sys.argv[1])
     out = open(args["out"], "a", buffering=1)
@@ -110,8 +110,10 @@ CONSUMER = textwrap.dedent("""
     emit(ev="ready")
     while not stop:
         for r in c.consume(20, 0.1):
-            time.sleep(args.get("work_s", 0))          # handling the record...
-            emit(ev="rec", p=r.partition, o=r.offset)  # ...done: auto commit may count it now
+            if r.offset >= args.get("hang_at", float("inf")):
+                emit(ev="hung", p=r.partition, o=r.offset)
+                threading.Event().wait()               # a handler that never returns: killed here
+            emit(ev="rec", p=r.partition, o=r.offset)  # handled: auto commit may count it now
     c.close()
     emit(ev="closed")
 """)
@@ -121,8 +123,10 @@ class Proc:
     def __init__(self, broker, tmp_path, name, topics, **config):
         self.name = name
         self.out = str(tmp_path / f"{name}.jsonl")
-        args = {"out": self.out, "name": name, "topics": topics, "work_s": config.pop("work_s", 0),
-                "config": {"socket": broker.socket_path, **FAST, **config}}
+        args = {"out": self.out, "name": name, "topics": topics, "config": {"socket": broker.socket_path, **FAST}}
+        if "hang_at" in config:
+            args["hang_at"] = config.pop("hang_at")
+        args["config"].update(config)
         self.proc = subprocess.Popen([sys.executable, "-c", CONSUMER, json.dumps(args)])
         self.killed_at = None
 
@@ -165,22 +169,27 @@ class Proc:
 
 def test_three_members_share_six_partitions_and_a_sigkilled_members_partitions_move(broker, tmp_path):
     create(broker, "orders", 6)
-    conf = {"group.id": "billing", "auto.commit.interval.ms": 100, "work_s": 0.003}
-    procs = [Proc(broker, tmp_path, f"c{i}", ["orders"], **conf) for i in range(3)]
+    conf = {"group.id": "billing", "auto.commit.interval.ms": 100}
+    # the victim's handler hangs at offset 150 (mid-way through the second 600 records)
+    procs = [Proc(broker, tmp_path, f"c{i}", ["orders"], **conf, **({"hang_at": 150} if i == 2 else {}))
+             for i in range(3)]
     try:
         # one generation in which each of the three holds two partitions
         wait_until(lambda: [len(p.owned()) for p in procs] == [2, 2, 2], 20, 0.02, "2 partitions each")
         t_stable = time.monotonic()
-        produce(broker, "orders", 600, 6)
         victim = procs[2]
         moved = victim.owned()
-        wait_until(lambda: len(victim.records()) >= 40, 10, 0.01, "the victim to handle 40 records")
+        produce(broker, "orders", 600, 6)
+        with Admin(broker.socket_path) as admin:     # the victim auto-committed all it handled
+            wait_until(lambda: all(admin.list_group_offsets("billing").get(tp, (0,))[0] == 100 for tp in moved),
+                       10, 0.01, "the victim's commit of offset 100")
+        produce(broker, "orders", 600, 6, start=600)
+        wait_until(lambda: any(e["ev"] == "hung" for e in victim.events()), 10, 0.01, "the victim to hang")
         victim.kill()
         survivors = procs[:2]
         wait_until(lambda: set().union(*(p.owned() for p in survivors)) == {("orders", i) for i in range(6)},
                    10, 0.005, "the victim's partitions to move")
         took = time.monotonic() - victim.killed_at
-        produce(broker, "orders", 600, 6, start=600)
 
         def all_handled():
             seen = set().union(*(set(p.records()) for p in procs))
@@ -238,9 +247,8 @@ def test_slow_member_exceeding_max_poll_interval_is_removed_and_told(broker):
         poll_all([fast], lambda: len(owned(fast)) == 4, what="the slow member's partitions to move")
         took = time.monotonic() - t0
         assert 1.0 <= took < 3.0
-        time.sleep(0.3)
-        with pytest.raises(MaxPollIntervalExceeded) as err:
-            slow.poll(0)
+        with pytest.raises(MaxPollIntervalExceeded) as err:    # the poll wakes at the news
+            slow.poll(10)
         msg = str(err.value)
         assert "max.poll.interval.ms exceeded: processing between polls took" in msg
         assert "reduce the work per poll or raise max.poll.interval.ms" in msg
@@ -299,7 +307,8 @@ def test_static_member_restart_within_the_session_timeout_causes_no_rebalance(br
         a = Recorder(events, "a").subscribe(consumer(broker, **{"group.id": "s", "group.instance.id": "a"}),
                                             ["static"])
         poll_all([a, b], lambda: owned(a) == a_had, what="a to come back")   # ...and gets its partitions back
-        time.sleep(0.4)                             # several heartbeats of b
+        with Admin(broker.socket_path) as admin:    # no rebalance under way: b has nothing to hear
+            assert admin.describe_group("s").state == "Stable"
         for c in (a, b):
             c.poll(0.05)
         assert b.group_metadata().generation_id == generation == a.group_metadata().generation_id
