@@ -107,7 +107,6 @@ process above peaked at 57 MiB. Record decoding is native.decode_records; the re
 Python.
 Owned by the partition's worker; not thread-safe.
 """
-import fcntl
 import hashlib
 import logging
 import os
@@ -126,17 +125,15 @@ from odradek.client.records import GZIP_DEFAULT_LEVEL
 from odradek.client.records.layout import HEADER_STRUCT
 from odradek.client.records.varint import decode_varint, decode_varlong, encode_varint, encode_varlong
 from odradek.daemon.storage import filenames
-from odradek.daemon.storage.checkpoint import read_offsets, write_offsets
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint
 from odradek.daemon.storage.modes import open_file
 from odradek.daemon.storage.offset_index import OffsetIndex
 from odradek.daemon.storage.time_index import TimeIndex
 
-__all__ = ["LogCleaner", "CleanerStats", "Cleanable", "CleanerCheckpoint", "CLEANER_CHECKPOINT",
-           "DEFAULT_STEP_BYTES", "DEFAULT_MAP_ENTRIES"]
+__all__ = ["LogCleaner", "CleanerStats", "Cleanable", "DEFAULT_STEP_BYTES", "DEFAULT_MAP_ENTRIES"]
 
 logger = logging.getLogger(__name__)
 
-CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"  # Kafka's LogCleanerManager.OFFSET_CHECKPOINT_FILE
 DEFAULT_STEP_BYTES = 1 << 20      # log bytes of work per maybe_clean call (<= ~0.16 s measured)
 DEFAULT_MAP_ENTRIES = 1 << 20     # distinct keys per pass (Kafka: log.cleaner.dedupe.buffer.size)
 HEADER_WALK_WEIGHT = 16           # a header-only visit of N bytes is charged N / 16
@@ -147,57 +144,6 @@ _NO_TIMESTAMP = -1
 _CONTROL_ABORT, _CONTROL_COMMIT = 0, 1   # ControlRecordType: key = version int16, type int16
 _I64 = struct.Struct(">q")
 _U32 = struct.Struct(">I")
-
-
-# ==== the checkpoint =====================================================================
-class CleanerCheckpoint:
-    """cleaner-offset-checkpoint of one log dir: per partition, the first offset the
-    cleaner has not cleaned. Kafka's format and atomic write (checkpoint.py); updated
-    with a read-modify-write under the log dir's .checkpoint.lock, as the other
-    checkpoints, since the worker processes of a log dir share the file."""
-
-    def __init__(self, log_dir):
-        self.path = os.path.join(log_dir, CLEANER_CHECKPOINT)
-        self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
-
-    def _update(self, change):
-        fd = open_file(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            offsets = read_offsets(self.path)
-            if change(offsets):
-                write_offsets(self.path, offsets)
-        finally:
-            os.close(fd)  # releases the flock
-
-    def read(self, tp):
-        """The checkpointed first dirty offset of tp=(topic, partition), or None."""
-        return read_offsets(self.path).get(tp)
-
-    def update(self, tp, offset):
-        def change(offsets):
-            if offsets.get(tp) == offset:
-                return False
-            offsets[tp] = offset
-            return True
-        self._update(change)
-
-    def truncate(self, tp, offset):
-        """The log was cut at `offset`: a checkpoint past it comes down to it."""
-        if not os.path.exists(self.path):
-            return
-
-        def change(offsets):
-            if offsets.get(tp, 0) > offset:
-                offsets[tp] = offset
-                return True
-            return False
-        self._update(change)
-
-    def remove(self, tp):
-        """Forget tp (its partition was deleted)."""
-        if os.path.exists(self.path):
-            self._update(lambda offsets: offsets.pop(tp, None) is not None)
 
 
 # ==== results ============================================================================

@@ -49,8 +49,7 @@ from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, 
                                    OdradekError, OffsetOutOfRange, StorageError, UnsupportedCompression)
 from odradek.client.records import Compression, RecordBatch
 from odradek.daemon.storage import filenames, producer_snapshot
-from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
-from odradek.daemon.storage.cleaner import CleanerCheckpoint
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
