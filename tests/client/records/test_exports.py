@@ -13,6 +13,7 @@ EXPECTED = {
     "Record", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
+    "filter_batch", "decode_batch", "DecodedBatch", "BatchRetention", "FilterResult",
 }
 
 RECORD_BATCH_PROPERTIES = [
