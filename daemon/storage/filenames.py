@@ -15,8 +15,10 @@ import os
 import re
 
 __all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
-           "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file", "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT", "CLEANER_CHECKPOINT",
-           "LEADER_EPOCH_CHECKPOINT", "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX", "segment_name", "log_file", "index_file", "timeindex_file",
+           "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file",
+           "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT", "CLEANER_CHECKPOINT",
+           "LEADER_EPOCH_CHECKPOINT", "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX",
+           "segment_name", "log_file", "index_file", "timeindex_file", "segment_files",
            "partition_dir_name", "parse_partition_dir", "parse_segment_file", "tmp_file"]
 
 LOG_SUFFIX = ".log"
@@ -60,6 +62,12 @@ def index_file(partition_dir, base_offset):
 
 def timeindex_file(partition_dir, base_offset):
     return os.path.join(partition_dir, segment_name(base_offset) + TIMEINDEX_SUFFIX)
+
+
+def segment_files(partition_dir, base_offset):
+    """(.log, .index, .timeindex) paths of the segment at `base_offset`."""
+    return (log_file(partition_dir, base_offset), index_file(partition_dir, base_offset),
+            timeindex_file(partition_dir, base_offset))
 
 
 def snapshot_file(partition_dir, offset):

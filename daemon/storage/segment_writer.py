@@ -32,9 +32,7 @@ class SegmentWriter(SparseIndexing):
 
     def __init__(self, directory, base, index_interval):
         self.base = base
-        self.paths = [p + filenames.CLEANED_SUFFIX for p in
-                      (filenames.log_file(directory, base), filenames.index_file(directory, base),
-                       filenames.timeindex_file(directory, base))]
+        self.paths = [p + filenames.CLEANED_SUFFIX for p in filenames.segment_files(directory, base)]
         for p in self.paths:   # a pass dropped before its swap (the process went on)
             try:
                 os.unlink(p)
