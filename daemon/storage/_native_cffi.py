@@ -11,6 +11,7 @@ import functools
 import struct
 
 from odradek._native import ffi, lib
+from odradek.daemon.storage import _native_ref as _ref
 from odradek.daemon.storage._native_ref import APPEND_STATE_FIELDS, APPEND_TAIL_FIELDS  # noqa: F401
 
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
@@ -69,36 +70,18 @@ assert set(APPEND_STATE_FIELDS) == {f for f, _ in _STATE_PTR.item.fields}, \
     "odk_append_state fields changed: update _native_ref.APPEND_STATE_FIELDS"
 
 
-def append_state(segment_base=0, index_interval=4096, max_batch_size=0, next_offset=None,
-                 position=0, index_entries=0, time_entries=0, bytes_since_index=0,
-                 max_timestamp=-1, offset_of_max=None, assign=True, leader_epoch=-1,
-                 append_time=-1):
+def append_state(*args, **kwargs):
     """A new odk_append_state (an `odk_append_state *` cdata owning its memory) for
-    `append`; defaults describe an empty segment at segment_base. Read and set its
-    fields as attributes (~40 ns each); keep one per segment and reuse it."""
-    st = _new(_STATE_PTR)
-    st.segment_base, st.index_interval, st.max_batch_size = segment_base, index_interval, max_batch_size
-    st.next_offset = segment_base if next_offset is None else next_offset
-    st.offset_of_max = segment_base if offset_of_max is None else offset_of_max
-    st.position, st.index_entries, st.time_entries = position, index_entries, time_entries
-    st.bytes_since_index, st.max_timestamp = bytes_since_index, max_timestamp
-    st.assign, st.leader_epoch, st.append_time = int(bool(assign)), leader_epoch, append_time
-    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
-    st.last_time_timestamp = -1
-    return st
+    `append`, filled as the reference's append_state (same arguments and defaults: an
+    empty segment at segment_base). Read and set its fields as attributes (~40 ns each);
+    keep one per segment and reuse it."""
+    return _ref.append_state(*args, state=_new(_STATE_PTR), **kwargs)
 
 
 def append(src, dst, index, timeindex, st):
-    """Copy, validate, rewrite and index a buffer of v2 batches at the end of a segment:
-    odk_append (see odradek.h for every rule and status). Returns st.status.
-
-    src: the batches (any buffer; read once, by the copy). dst: the segment's mapping,
-    writable, its whole capacity (MappedFile.buffer); the copy goes to st.position.
-    index, timeindex: the mapped index files, writable, whole capacity (entries that fit
-    = len // 8 and len // 12). st: from append_state(); its segment fields advance on
-    Status.OK only, its result fields are set by every call. No allocation per call: the
-    four buffers are borrowed (ffi.from_buffer) for the call only, and st is the caller's.
-    """
+    """odk_append: the reference's append (its docstring says what each argument is),
+    in C. Returns st.status. No allocation per call: the four buffers are borrowed
+    (ffi.from_buffer) for the call only, and st is the caller's."""
     s = _from_buffer(_BYTES, src)
     d = _from_buffer(_BYTES, dst, True)
     i = _from_buffer(_BYTES, index, True)

@@ -74,11 +74,12 @@ class AppendState:
 def append_state(segment_base=0, index_interval=4096, max_batch_size=0, next_offset=None,
                  position=0, index_entries=0, time_entries=0, bytes_since_index=0,
                  max_timestamp=-1, offset_of_max=None, assign=True, leader_epoch=-1,
-                 append_time=-1):
+                 append_time=-1, *, state=None):
     """A new state for `append` (an odk_append_state): defaults describe an empty
     segment at segment_base. Attributes are read and set directly afterwards (the C
-    twin returns an `odk_append_state *` cdata, whose fields read like attributes)."""
-    st = AppendState()
+    twin returns an `odk_append_state *` cdata, whose fields read like attributes).
+    state: the object to fill (default a new AppendState; the C face passes a cdata)."""
+    st = AppendState() if state is None else state
     st.segment_base, st.index_interval, st.max_batch_size = segment_base, index_interval, max_batch_size
     st.next_offset = segment_base if next_offset is None else next_offset
     st.offset_of_max = segment_base if offset_of_max is None else offset_of_max

@@ -14,24 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek.client import _native_ref as ref
+from support.native import impl_fixture
 
 HEADER_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "daemon", "c_ext", "odradek.h")
 
-try:
-    _c_impl = importlib.import_module("odradek.client._native_cffi")
-    _c_skip = None
-except ImportError as e:   # odradek._native not built
-    _c_impl, _c_skip = None, f"odradek._native cannot be imported ({e}); build it first"
-
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def impl(request):
-    """Each implementation of the native API in turn: C (via cffi), then the reference."""
-    if request.param == "c":
-        if _c_impl is None:
-            pytest.skip(_c_skip)
-        return _c_impl
-    return ref
+impl = impl_fixture("odradek.client._native_cffi", ref)
 
 
 def is_c(impl):

@@ -9,38 +9,25 @@ sparse-index rule of daemon/storage/index_policy.py, its one Python owner), and 
 LogSegment writing real files. So this is also the twin test of the rule: C's track()
 in odradek.c against index_policy.SparseIndexing.
 
-`python tests/client/test_native_append.py` prints a micro benchmark of the C call.
+`python tests/daemon/storage/test_native_append.py` prints a micro benchmark of the C call.
 """
-import importlib
 import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek.client import _native_ref as client_ref
-from odradek.daemon.storage import _native_ref as ref
-from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
 from odradek.client.records import (BatchBuilder, RecordBatch, TimestampType, write_base_offset,
                                     write_log_append_time, write_partition_leader_epoch)
-
-try:
-    _c_impl = importlib.import_module("odradek.daemon.storage._native_cffi")
-    _c_skip = None
-except ImportError as e:   # odradek._native not built
-    _c_impl, _c_skip = None, f"odradek._native cannot be imported ({e}); build it first"
+from odradek.daemon.storage import _native_ref as ref
+from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
+from support.native import impl_fixture
 
 Status = client_ref.Status
 SEGMENT_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
                   "max_timestamp", "offset_of_max")
 
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def impl(request):
-    if request.param == "c":
-        if _c_impl is None:
-            pytest.skip(_c_skip)
-        return _c_impl
-    return ref
+impl = impl_fixture("odradek.daemon.storage._native_cffi", ref)
 
 
 quick = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,21 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek.daemon.storage import _native_ref as ref
+from support.native import impl_fixture
 
-try:
-    _c_impl = importlib.import_module("odradek.daemon.storage._native_cffi")
-    _c_skip = None
-except ImportError as e:   # odradek._native not built
-    _c_impl, _c_skip = None, f"odradek._native cannot be imported ({e}); build it first"
-
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def impl(request):
-    if request.param == "c":
-        if _c_impl is None:
-            pytest.skip(_c_skip)
-        return _c_impl
-    return ref
+impl = impl_fixture("odradek.daemon.storage._native_cffi", ref)
 
 
 quick = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
