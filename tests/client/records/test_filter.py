@@ -3,8 +3,8 @@ A filter here keeps the records whose keys it is told to keep; the output is rea
 with RecordBatch, the independent reader."""
 import pytest
 
-from odradek.client.records import (ATTRIBUTES_OFFSET, BatchBuilder, BatchRetention, Compression, RecordBatch, decode_batch,
-                                    filter_batch)
+from odradek.client.records import (ATTRIBUTES_OFFSET, BatchBuilder, BatchRetention, Compression, RecordBatch,
+                                    decode_batch, filter_batch)
 from odradek.client.records.filter import COPIED, DROPPED, REWRITTEN, UNREADABLE
 
 HORIZON = 9_000_000
