@@ -222,10 +222,10 @@ class LogSegment(SparseIndexing):
         """A follower's append: append_native(data, False, None, -1, max_batch_size) (the
         same checks, statuses, .log bytes, index entries and state) without the copy
         into the map. `data` is the follower's own buffer, which nobody else changes, so
-        it is validated where it lies (storage_native.append_check), written after the data with
-        pwrite (MappedFile.write: the same page cache the map reads) and then indexed
-        (storage_native.append_commit). Stores into fresh pages of the shared mapping made the
-        kernel zero every page first: ~35-50% of a follower's CPU with 1 KiB records
+        it is validated where it lies (storage_native.append_check), written after the
+        data with pwrite (MappedFile.write: the same page cache the map reads) and then
+        indexed (storage_native.append_commit). Stores into fresh pages of the shared
+        mapping made the kernel zero every page first: ~35-50% of a follower's CPU with 1 KiB records
         (issue 9's profile); a pwrite of whole pages skips that. Returns the status; a
         failed write raises StorageError (MappedFile.write)."""
         st = self._native_state
@@ -257,7 +257,7 @@ class LogSegment(SparseIndexing):
             time_entries=self.time_index.entries, bytes_since_index=self._bytes_since_index,
             max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
         self._native_target = storage_native.append_target(self.log.buffer, self.index.buffer,
-                                                   self.time_index.buffer)
+                                                           self.time_index.buffer)
         self._native_entries = (self.index.entries, self.time_index.entries)
         self._prefaulted = self._prefault_mark = st.position
         self._native_args = None
