@@ -1,4 +1,6 @@
-"""Pure-Python reference of every function in the native module (daemon/c_ext/odradek.h).
+"""Pure-Python reference of the client's native functions (daemon/c_ext/odradek.h):
+CRC-32C, the batch scan and the record decoder. The storage-only ones (index lookups,
+the fused append) have theirs beside the daemon's storage: daemon/storage/_native_ref.py.
 
 Slow and obviously correct: it is the definition the C code is tested against, and the
 fallback when odradek._native is missing or ODRADEK_PURE=1 is set. Keep each function's
@@ -8,7 +10,6 @@ format: refusal_words (no C twin) gives RecordBatch.records() the words of its e
 """
 import struct
 from array import array
-from bisect import bisect_left, bisect_right
 
 # The records package imports the native module, which imports this one: nothing in it
 # may use the native module while it loads (records/_batch.py reads it only when called).
@@ -16,12 +17,9 @@ from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE,
                                             COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
                                             MIN_BATCH_LENGTH, read_header)
 
-__all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "index_lookup",
-           "timeindex_lookup", "scan_batches", "ScanResult", "BatchInfo", "Status",
-           "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "append", "append_state", "AppendState",
-           "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
-           "decode_records", "DecodeResult", "RECORD_FIELDS", "RecordsFlag"]
+__all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "check_batch", "ScanResult",
+           "BatchInfo", "Status", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records", "DecodeResult",
+           "RECORD_FIELDS", "RecordsFlag"]
 
 
 class Status:
@@ -82,27 +80,6 @@ def crc32c_hw_available():
     return False
 
 
-def _check_entries(index, entries, entry_size):
-    # The C functions take no buffer length: the wrappers check this bound for them.
-    if entries < 0 or entries * entry_size > memoryview(index).nbytes:
-        raise ValueError(f"{entries} index entries of {entry_size} bytes do not fit in "
-                         f"a buffer of {memoryview(index).nbytes} bytes")
-
-
-def index_lookup(index, entries, target):
-    """Slot of the last offset-index entry with relativeOffset <= target, else -1."""
-    _check_entries(index, entries, 8)
-    keys = [struct.unpack_from(">I", index, 8 * i)[0] for i in range(entries)]
-    return bisect_right(keys, target) - 1
-
-
-def timeindex_lookup(index, entries, target):
-    """Slot of the first time-index entry with timestamp >= target, else `entries`."""
-    _check_entries(index, entries, 12)
-    keys = [struct.unpack_from(">q", index, 12 * i)[0] for i in range(entries)]
-    return bisect_left(keys, target)
-
-
 class BatchInfo(tuple):
     """One valid batch found by scan_batches (odk_batch_info)."""
     __slots__ = ()
@@ -152,7 +129,7 @@ class ScanResult:
 _INT64_MAX = (1 << 63) - 1
 
 
-def _check_batch(mv, pos, n, max_batch_size):
+def check_batch(mv, pos, n, max_batch_size):
     """The batch at mv[pos:], n bytes in all: framing, batchLength (and max_batch_size
     when > 0), magic, lastOffsetDelta/recordsCount, int64 room for the next offset,
     CRC-32C; the twin of check_batch in odradek.c, shared by scan_batches and _append.
@@ -202,7 +179,7 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
         if cap and len(infos) >= cap:
             status = Status.MORE
             break
-        status, header, size = _check_batch(mv, pos, n, max_batch_size)
+        status, header, size = check_batch(mv, pos, n, max_batch_size)
         if status != Status.OK:
             expected, found = header
             break
@@ -224,362 +201,6 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
         next_offset = last_offset + 1
         pos += size
     return ScanResult(status, batches, pos, first, last, maxts, records, expected, found, infos)
-
-
-# ---- Fused append (odk_append) -------------------------------------------------------
-
-# Field names of odk_append_state, in header order: configuration, the segment's state
-# (advanced only on OK), results.
-APPEND_STATE_FIELDS = (
-    "segment_base", "index_interval", "max_batch_size", "append_time", "leader_epoch", "assign",
-    "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
-    "max_timestamp", "offset_of_max",
-    "status", "reserved", "batches", "valid_bytes", "expected", "found", "first_offset",
-    "last_offset", "records", "append_max_timestamp", "first_max_timestamp",
-    "last_time_timestamp")
-
-
-class AppendState:
-    """The pure-Python odk_append_state: plain attributes, all ints, same names."""
-    __slots__ = APPEND_STATE_FIELDS
-
-    def __init__(self):
-        for name in APPEND_STATE_FIELDS:
-            setattr(self, name, 0)
-
-    def __repr__(self):
-        return "AppendState(" + ", ".join(f"{n}={getattr(self, n)}" for n in APPEND_STATE_FIELDS) + ")"
-
-
-def append_state(segment_base=0, index_interval=4096, max_batch_size=0, next_offset=None,
-                 position=0, index_entries=0, time_entries=0, bytes_since_index=0,
-                 max_timestamp=-1, offset_of_max=None, assign=True, leader_epoch=-1,
-                 append_time=-1):
-    """A new state for `append` (an odk_append_state): defaults describe an empty
-    segment at segment_base. Attributes are read and set directly afterwards (the C
-    twin returns an `odk_append_state *` cdata, whose fields read like attributes)."""
-    st = AppendState()
-    st.segment_base, st.index_interval, st.max_batch_size = segment_base, index_interval, max_batch_size
-    st.next_offset = segment_base if next_offset is None else next_offset
-    st.offset_of_max = segment_base if offset_of_max is None else offset_of_max
-    st.position, st.index_entries, st.time_entries = position, index_entries, time_entries
-    st.bytes_since_index, st.max_timestamp = bytes_since_index, max_timestamp
-    st.assign, st.leader_epoch, st.append_time = int(bool(assign)), leader_epoch, append_time
-    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
-    st.last_time_timestamp = -1
-    return st
-
-
-_U32_LIMIT = 0xFFFFFFFF
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
-_U32 = struct.Struct(">I")
-_H16 = struct.Struct(">H")
-_OFFIDX = struct.Struct(">II")
-_TIMEIDX = struct.Struct(">qI")
-
-
-def _append_fail(st, status, batches, pos, expected, found):
-    st.status, st.batches, st.valid_bytes, st.expected, st.found = status, batches, pos, expected, found
-    st.first_offset = st.last_offset = st.append_max_timestamp = st.first_max_timestamp = -1
-    st.records = 0
-    return status
-
-
-class _Track:
-    """LogSegment._track on locals (see odk_append): count, then write."""
-    __slots__ = ("bytes_since_index", "max_ts", "offset_of_max", "index_entries",
-                 "time_entries", "last_time_ts", "last_time_rel")
-
-    def __init__(self, st, last_time_ts, last_time_rel):
-        self.bytes_since_index, self.max_ts = st.bytes_since_index, st.max_timestamp
-        self.offset_of_max = st.offset_of_max
-        self.index_entries, self.time_entries = st.index_entries, st.time_entries
-        self.last_time_ts, self.last_time_rel = last_time_ts, last_time_rel
-
-    def track(self, st, pos, last, size, ts, index, timeindex, write):
-        if ts > self.max_ts:
-            self.max_ts, self.offset_of_max = ts, last
-        if self.bytes_since_index > st.index_interval:
-            if write:
-                _OFFIDX.pack_into(index, self.index_entries * 8, last - st.segment_base, pos)
-            self.index_entries += 1
-            rel = self.offset_of_max - st.segment_base
-            if self.max_ts > self.last_time_ts and (self.time_entries == 0 or rel > self.last_time_rel):
-                if write:
-                    _TIMEIDX.pack_into(timeindex, self.time_entries * 12, self.max_ts, rel)
-                self.time_entries += 1
-                self.last_time_ts, self.last_time_rel = self.max_ts, rel
-            self.bytes_since_index = 0
-        self.bytes_since_index += size
-
-
-def append(src, dst, index, timeindex, st):
-    """Copy, validate, rewrite and index a buffer of v2 batches at the end of a segment:
-    odk_append (see odradek.h for every rule and status). Returns st.status.
-
-    src: the batches (any buffer; read once, by the copy). dst: the segment's mapping,
-    writable, its whole capacity (MappedFile.buffer); the copy goes to st.position.
-    index, timeindex: the mapped index files, writable, whole capacity (entries that fit
-    = len // 8 and len // 12). st: from append_state(); its segment fields advance on
-    Status.OK only, its result fields are set by every call.
-    """
-    d, ix, tx = memoryview(dst).cast("B"), memoryview(index).cast("B"), memoryview(timeindex).cast("B")
-    if d.readonly or ix.readonly or tx.readonly:
-        raise BufferError("append needs writable dst, index and timeindex buffers")  # as cffi
-    return _append(src, d, ix, tx, st)
-
-
-def append_target(dst, index, timeindex):
-    """The three segment buffers of `append`, bound once (per segment) for append_into,
-    which then skips taking them per call. Holds them exported (an mmap cannot be closed
-    meanwhile): release_target(target) before closing the files."""
-    views = [memoryview(dst).cast("B"), memoryview(index).cast("B"), memoryview(timeindex).cast("B")]
-    if any(v.readonly for v in views):
-        raise BufferError("append_target needs writable dst, index and timeindex buffers")
-    return views
-
-
-def append_into(src, target, st):
-    """append(src, *buffers bound in target, st). ValueError after release_target."""
-    try:
-        d, ix, tx = target
-    except ValueError:
-        raise ValueError("append target was released") from None
-    return _append(src, d, ix, tx, st)
-
-
-APPEND_TAIL_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
-                      "max_timestamp", "offset_of_max", "status", "reserved", "batches", "valid_bytes",
-                      "expected", "found", "first_offset", "last_offset", "records", "append_max_timestamp",
-                      "first_max_timestamp", "last_time_timestamp")
-
-
-def append_call(target, st):
-    """A function of one argument, `data`: append_into(data, target, st)."""
-    return lambda data: append_into(data, target, st)
-
-
-def append_fields_reader(st):
-    """A function returning the state's fields APPEND_TAIL_FIELDS as one tuple (the C
-    facade's reads them with one unpack)."""
-    return lambda: tuple(getattr(st, name) for name in APPEND_TAIL_FIELDS)
-
-
-def prefault(target, start, end):
-    """odk_prefault_async's twin: Python has no thread that could fault pages without
-    the GIL, so it does nothing and says so (2: unavailable)."""
-    return 2
-
-
-def release_target(target):
-    """Let go of the buffers append_target took (idempotent); the target is then dead."""
-    for view in target:
-        view.release()
-    target.clear()
-
-
-def _refuse(n, dst_size, tx, index_cap, time_cap, st):
-    """odk_append's step 1: Status.OK, or the refusal before anything is written.
-    Reads the last time entry into st.last_time_timestamp."""
-    st.reserved = 0
-    last_time_ts = -1
-    if 0 < st.time_entries <= time_cap:
-        last_time_ts = _TIMEIDX.unpack_from(tx, (st.time_entries - 1) * 12)[0]
-    st.last_time_timestamp = last_time_ts
-    position = st.position
-    if not (0 <= position <= dst_size and 0 <= st.index_entries <= index_cap
-            and 0 <= st.time_entries <= time_cap):
-        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
-    if n == 0:
-        return _append_fail(st, Status.EMPTY, 0, 0, 0, 0)
-    if n > dst_size - position:
-        return _append_fail(st, Status.NO_SPACE, 0, 0, dst_size - position, n)
-    if st.index_entries >= index_cap or st.time_entries >= time_cap:
-        return _append_fail(st, Status.INDEX_FULL, 0, 0, 0, 1)
-    if position + n > _U32_LIMIT + 1:
-        return _append_fail(st, Status.OUT_OF_RANGE, 0, 0, _U32_LIMIT + 1, position + n)
-    return Status.OK
-
-
-def _last_time_rel(tx, st):
-    return _U32.unpack_from(tx, (st.time_entries - 1) * 12 + 8)[0] if st.time_entries > 0 else -1
-
-
-def _validate(mv, index_cap, time_cap, st, last_time_rel):
-    """odk_append's step 3 on mv (read only): the result fields, in/out unchanged."""
-    n = len(mv)
-    assign = st.assign != 0
-    max_batch, seg_base, append_time = st.max_batch_size, st.segment_base, st.append_time
-    position = st.position
-    pos = batches = records = 0
-    next_offset = st.next_offset
-    first = last = maxts = first_ts = -1
-    status, expected, found = Status.OK, 0, 0
-    lfail = rfail = None
-    t = _Track(st, st.last_time_timestamp, last_time_rel)
-    while pos < n:
-        status, header, size = _check_batch(mv, pos, n, 0)
-        if status != Status.OK:
-            expected, found = header
-            break
-        (base_offset, length, epoch, magic, crc, attrs, last_delta, base_ts, max_ts,
-         pid, pepoch, base_seq, count) = header
-        if not assign and base_offset < next_offset:
-            status, expected, found = Status.BAD_OFFSET, next_offset, base_offset
-            break
-        if lfail is None:
-            codec = attrs & 7
-            if max_batch > 0 and size > max_batch:
-                lfail = (Status.TOO_LARGE, batches, pos, max_batch, size)
-            elif assign and (count < 1 or last_delta != count - 1):
-                lfail = (Status.BAD_RECORDS, batches, pos, count, last_delta)
-            elif assign and codec > 1:
-                lfail = (Status.BAD_CODEC, batches, pos, 1, codec)
-        base = next_offset if assign else base_offset
-        if rfail is None:
-            if base > _INT64_MAX - 1 - last_delta:
-                rfail = (Status.OUT_OF_RANGE, batches, pos, _INT64_MAX - 1 - last_delta, base)
-            elif base < seg_base:
-                rfail = (Status.OUT_OF_RANGE, batches, pos, seg_base, base)
-            elif base + last_delta - seg_base > _U32_LIMIT:
-                rfail = (Status.OUT_OF_RANGE, batches, pos, seg_base + _U32_LIMIT, base + last_delta)
-        last_offset = base + last_delta
-        if lfail is None and rfail is None:
-            ts = append_time if append_time >= 0 else max_ts
-            t.track(st, position + pos, last_offset, size, ts, None, None, False)
-            if batches == 0:
-                first_ts = ts
-            maxts = max(maxts, ts)
-        if batches == 0:
-            first = base
-        last = last_offset
-        records += count
-        batches += 1
-        next_offset = last_offset + 1
-        pos += size
-
-    if status == Status.OK and (lfail or rfail):
-        status, batches, pos, expected, found = lfail or rfail
-    elif status == Status.OK:
-        need_i, need_t = t.index_entries - st.index_entries, t.time_entries - st.time_entries
-        free_i, free_t = index_cap - st.index_entries, time_cap - st.time_entries
-        if need_i > free_i or need_t > free_t:
-            status, batches, pos = Status.INDEX_FULL, 0, 0
-            expected, found = (free_i, need_i) if need_i > free_i else (free_t, need_t)
-    if status != Status.OK:
-        return _append_fail(st, status, batches, pos, expected, found)
-    st.status, st.batches, st.valid_bytes, st.expected, st.found = Status.OK, batches, n, 0, 0
-    st.first_offset, st.last_offset, st.records = first, last, records
-    st.append_max_timestamp, st.first_max_timestamp = maxts, first_ts
-    return Status.OK
-
-
-def _commit(mv, ix, tx, st):
-    """odk_append's step 4 on validated batches: rewrites (in mv), index entries, state."""
-    n = len(mv)
-    assign, append_time, epoch = st.assign != 0, st.append_time, st.leader_epoch
-    t = _Track(st, st.last_time_timestamp, _last_time_rel(tx, st))
-    next_offset = st.next_offset
-    position = st.position
-    pos = 0
-    while pos < n:
-        size = _I32.unpack_from(mv, pos + 8)[0] + LOG_OVERHEAD
-        last_delta = _I32.unpack_from(mv, pos + 23)[0]
-        if assign:
-            base = next_offset
-            _I64.pack_into(mv, pos, base)
-        else:
-            base = _I64.unpack_from(mv, pos)[0]
-        last_offset = base + last_delta
-        if epoch >= 0:
-            _I32.pack_into(mv, pos + 12, epoch)
-        if append_time >= 0:
-            ts = append_time
-            _H16.pack_into(mv, pos + 21, _H16.unpack_from(mv, pos + 21)[0] | 0x08)
-            _I64.pack_into(mv, pos + 35, ts)
-            _U32.pack_into(mv, pos + 17, crc32c(mv[pos + 21:pos + size]))
-        else:
-            ts = _I64.unpack_from(mv, pos + 35)[0]
-        t.track(st, position + pos, last_offset, size, ts, ix, tx, True)
-        next_offset = last_offset + 1
-        pos += size
-    st.position = position + n
-    st.next_offset = next_offset
-    st.index_entries, st.time_entries = t.index_entries, t.time_entries
-    st.bytes_since_index, st.max_timestamp, st.offset_of_max = t.bytes_since_index, t.max_ts, t.offset_of_max
-    st.last_time_timestamp = t.last_time_ts
-
-
-def _append(src, d, ix, tx, st):
-    dst_size, index_cap, time_cap = len(d), len(ix) // 8, len(tx) // 12
-    n = memoryview(src).nbytes
-    status = _refuse(n, dst_size, tx, index_cap, time_cap, st)
-    if status != Status.OK:
-        return status
-    position = st.position
-    d[position:position + n] = memoryview(src).cast("B")   # the only read of src
-    mv = d[position:position + n]
-    status = _validate(mv, index_cap, time_cap, st, _last_time_rel(tx, st))
-    if status != Status.OK:
-        mv[:] = bytes(n)
-        return status
-    _commit(mv, ix, tx, st)
-    return Status.OK
-
-
-def _stores_as_is(st):
-    return st.assign == 0 and st.leader_epoch < 0 and st.append_time < 0
-
-
-def _target(target):
-    try:
-        d, ix, tx = target
-    except ValueError:
-        raise ValueError("append target was released") from None
-    return d, ix, tx
-
-
-def append_check(src, target, st):
-    """odk_append_check's twin: validate a follower's batches where they are, for the
-    segment bound in target, writing nothing; returns st.status (see odradek.h)."""
-    d, ix, tx = _target(target)
-    if not _stores_as_is(st):
-        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
-    mv = memoryview(src).cast("B")
-    status = _refuse(len(mv), len(d), tx, len(ix) // 8, len(tx) // 12, st)
-    if status != Status.OK:
-        return status
-    return _validate(mv, len(ix) // 8, len(tx) // 12, st, _last_time_rel(tx, st))
-
-
-def append_commit(src, target, st):
-    """odk_append_commit's twin: after an OK append_check of src and its write, add its
-    index entries and advance st; Status.BAD_STATE (nothing written) on a caller bug."""
-    d, ix, tx = _target(target)
-    mv = memoryview(src).cast("B")
-    n, index_cap, time_cap = len(mv), len(ix) // 8, len(tx) // 12
-    ok = (_stores_as_is(st) and st.status == Status.OK and st.valid_bytes == n and n > 0
-          and 0 <= st.index_entries <= index_cap and 0 <= st.time_entries <= time_cap)
-    if ok:
-        t = _Track(st, st.last_time_timestamp, _last_time_rel(tx, st))
-        pos = batches = 0
-        while ok and pos < n:
-            if n - pos < BATCH_HEADER_SIZE:
-                ok = False
-                break
-            size = _I32.unpack_from(mv, pos + 8)[0] + LOG_OVERHEAD
-            ok = BATCH_HEADER_SIZE <= size <= n - pos
-            if ok:
-                last = _I64.unpack_from(mv, pos)[0] + _I32.unpack_from(mv, pos + 23)[0]
-                t.track(st, st.position + pos, last, size, _I64.unpack_from(mv, pos + 35)[0], None, None, False)
-            pos += size
-            batches += 1
-        ok = ok and batches == st.batches and t.index_entries <= index_cap and t.time_entries <= time_cap
-    if not ok:
-        return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
-    _commit(mv, ix, tx, st)   # stores as is: nothing written to src
-    return Status.OK
 
 
 # ---- Record decode (odk_decode_records) ------------------------------------------------

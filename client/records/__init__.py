@@ -25,6 +25,7 @@ from odradek.client.records.layout import (
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK, BatchHeader, Compression, TimestampType, read_header)
 from odradek.client.records._record import MAX_RECORD_OVERHEAD, BatchRecord, size_of_record
+from odradek.client.records.filter import BatchRetention, DecodedBatch, FilterResult, decode_batch, filter_batch
 from odradek.client.records import layout, varint
 
 __all__ = [
@@ -50,4 +51,6 @@ __all__ = [
     "varint",
     # the v2 header layout as a module (layout.HEADER_STRUCT and the constants above)
     "layout",
+    # Kafka's MemoryRecords.filterTo for one batch (records/filter.py; compaction)
+    "filter_batch", "decode_batch", "DecodedBatch", "BatchRetention", "FilterResult",
 ]

@@ -1,6 +1,8 @@
 /*
  * odradek.c — the native hot loops of odradek (see odradek.h for the contract; every
- * function has a pure-Python twin in client/_native_ref.py, tested against this file).
+ * function has a pure-Python twin, tested against this file: client/_native_ref.py for
+ * the CRC, the batch scan and the record decoder, daemon/storage/_native_ref.py for the
+ * index lookups and the fused append).
  *
  * CRC-32C
  *   - Software: slicing-by-8 (8 tables of 256 entries, 8 KiB), ~1.5-2 GB/s.
@@ -481,8 +483,12 @@ static inline void store_be64(uint8_t *p, uint64_t v)
 
 #define U32_LIMIT 0xFFFFFFFFll
 
-/* LogSegment._track's bookkeeping, on locals: run once to count the index entries an
- * append needs (write == 0), once more to write them. */
+/* The sparse-index rule, on locals: run once to count the index entries an append needs
+ * (write == 0), once more to write them. This is the C twin of the rule's one Python
+ * owner, daemon/storage/index_policy.py (SparseIndexing._index_batch and time_entry_due):
+ * an offset entry for a batch once more than index_interval bytes were written since
+ * the last one, a time entry beside it when the largest timestamp grew at a larger
+ * offset. Change both together; tests/daemon/storage/test_native_append.py pins them. */
 typedef struct track_state {
     int64_t bytes_since_index, max_ts, offset_of_max;
     int64_t index_entries, time_entries;

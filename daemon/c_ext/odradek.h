@@ -2,8 +2,10 @@
  * odradek.h — the whole C API of odradek._native (built by _build.py with CFFI).
  *
  * Small, dependency-free C for the per-byte and per-batch hot loops; everything else
- * is Python. Every function here has a pure-Python twin in odradek/client/_native_ref.py
- * and the same tests run against both (set ODRADEK_PURE=1 to force the twin).
+ * is Python. Every function here has a pure-Python twin, and the same tests run against
+ * both (set ODRADEK_PURE=1 to force the twins): CRC-32C, the batch scan and the record
+ * decode in client/_native_ref.py; the index lookups and the fused append, which only
+ * the daemon's storage uses, in daemon/storage/_native_ref.py.
  *
  * Conventions
  *  - Buffers are (pointer, length) pairs; nothing is retained after a call returns.

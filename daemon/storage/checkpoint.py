@@ -17,8 +17,8 @@ from odradek.daemon.storage import filenames
 from odradek.daemon.storage.filenames import tmp_file
 from odradek.daemon.storage.modes import open_file
 
-__all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "LogDirCheckpoints",
-           "encode_entries", "decode_entries"]
+__all__ = ["read_offsets", "write_offsets", "write_atomically", "fsync_dir", "update_locked",
+           "LogDirCheckpoints", "CleanerCheckpoint", "encode_entries", "decode_entries"]
 
 VERSION = 0
 
@@ -115,14 +115,27 @@ def read_offsets(path):
     return offsets
 
 
-class LogDirCheckpoints:
-    """The per-log-dir checkpoint files, shared by every partition in the dir.
+def update_locked(lock_path, paths, change):
+    """The read-modify-write of checkpoint files shared by the worker processes of a
+    log dir, the one place it is written: under an exclusive flock on `lock_path`
+    (.checkpoint.lock, a file that is never replaced, unlike the checkpoints), each
+    file at `paths` is read, given to change(path, offsets), and written back when
+    that returns true. Safe across processes and threads."""
+    fd = open_file(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for path in paths:
+            offsets = read_offsets(path)
+            if change(path, offsets):
+                write_offsets(path, offsets)
+    finally:
+        os.close(fd)  # releases the flock
 
-    Several worker processes (one per partition) update the same files, so each update
-    is a read-modify-write under an exclusive flock on `.checkpoint.lock` (a file that
-    is never replaced, unlike the checkpoints themselves). Safe across processes and
-    threads; each call opens and closes what it needs.
-    """
+
+class LogDirCheckpoints:
+    """The per-log-dir checkpoint files, shared by every partition in the dir:
+    recovery-point-offset-checkpoint and log-start-offset-checkpoint. Each update is
+    update_locked's read-modify-write; each call opens and closes what it needs."""
 
     def __init__(self, log_dir):
         self.log_dir = log_dir
@@ -130,35 +143,55 @@ class LogDirCheckpoints:
         self.log_start_path = os.path.join(log_dir, filenames.LOG_START_CHECKPOINT)
         self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
 
-    def _locked(self):
-        fd = open_file(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
     def read(self, tp):
         """(recovery point, log start offset) of partition tp=(topic, partition); 0 if unknown."""
         return read_offsets(self.recovery_path).get(tp, 0), read_offsets(self.log_start_path).get(tp, 0)
 
     def update(self, tp, recovery_point=None, log_start_offset=None):
         """Record new offsets for tp (None: leave that file alone)."""
-        fd = self._locked()
-        try:
-            for path, value in ((self.recovery_path, recovery_point), (self.log_start_path, log_start_offset)):
-                if value is not None:
-                    offsets = read_offsets(path)
-                    if offsets.get(tp) != value:
-                        offsets[tp] = value
-                        write_offsets(path, offsets)
-        finally:
-            os.close(fd)  # releases the flock
+        values = {self.recovery_path: recovery_point, self.log_start_path: log_start_offset}
+        update_locked(self._lock_path, [p for p, v in values.items() if v is not None],
+                      lambda path, offsets: _set(offsets, tp, values[path]))
 
     def remove(self, tp):
         """Forget tp (its partition was deleted)."""
-        fd = self._locked()
-        try:
-            for path in (self.recovery_path, self.log_start_path):
-                offsets = read_offsets(path)
-                if offsets.pop(tp, None) is not None:
-                    write_offsets(path, offsets)
-        finally:
-            os.close(fd)
+        update_locked(self._lock_path, (self.recovery_path, self.log_start_path),
+                      lambda path, offsets: offsets.pop(tp, None) is not None)
+
+
+class CleanerCheckpoint:
+    """cleaner-offset-checkpoint of one log dir: per partition, the first offset the
+    cleaner has not cleaned (Kafka's LogCleanerManager). Updated as the other
+    checkpoints (update_locked), since the worker processes of a log dir share it."""
+
+    def __init__(self, log_dir):
+        self.path = os.path.join(log_dir, filenames.CLEANER_CHECKPOINT)
+        self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
+
+    def _update(self, change):
+        update_locked(self._lock_path, (self.path,), lambda path, offsets: change(offsets))
+
+    def read(self, tp):
+        """The checkpointed first dirty offset of tp=(topic, partition), or None."""
+        return read_offsets(self.path).get(tp)
+
+    def update(self, tp, offset):
+        self._update(lambda offsets: _set(offsets, tp, offset))
+
+    def truncate(self, tp, offset):
+        """The log was cut at `offset`: a checkpoint past it comes down to it."""
+        if os.path.exists(self.path):
+            self._update(lambda offsets: offsets.get(tp, 0) > offset and _set(offsets, tp, offset))
+
+    def remove(self, tp):
+        """Forget tp (its partition was deleted)."""
+        if os.path.exists(self.path):
+            self._update(lambda offsets: offsets.pop(tp, None) is not None)
+
+
+def _set(offsets, tp, value):
+    """offsets[tp] = value; whether that changed anything."""
+    if offsets.get(tp) == value:
+        return False
+    offsets[tp] = value
+    return True

@@ -13,19 +13,13 @@ of log work and returns; a pass (one "cleaning round") takes as many calls as it
 
 Theory of operation (Kafka's LogCleaner, Cleaner, LogCleanerManager, LogToClean and
 MemoryRecords.filterTo; the names below are theirs)
-- The log is a clean head [log start, first dirty) and a dirty tail [first dirty, first
-  uncleanable). first dirty is the cleaner checkpoint (file cleaner-offset-checkpoint in
-  the log dir, Kafka's format), reset to the log start when it is missing, below the log
-  start or past the log end. first uncleanable is the smallest of: the active segment's
-  base (never cleaned), `max_offset` (the worker's high watermark, and the first offset
-  its shared-memory descriptors still describe), and the first dirty segment with a
-  record newer than min.compaction.lag.ms; rounded down to a segment base.
+- What a pass cleans (the dirty range [first dirty, first uncleanable) from the cleaner
+  checkpoint, its bytes and ratio, the groups of segments) is cleaning_plan.py; the
+  checkpoint (cleaner-offset-checkpoint in the log dir) is checkpoint.CleanerCheckpoint.
 - A pass starts when dirty bytes / (clean + dirty bytes) > min.cleanable.dirty.ratio
   (strictly, as Kafka's grabFilthiestCompactedLog), or when the first batch of a dirty
   segment is older than max.compaction.lag.ms (and there are dirty bytes), or when asked
-  (force=True). Bytes are whole segments: clean = the segments before the one holding
-  first dirty, dirty = that one up to first uncleanable (Kafka counts that segment in
-  both when first dirty falls inside it, which only a full offset map leads to).
+  (force=True).
 - Phase 1, producers: the last batch of every producer id in the log is found by a
   header walk (or given by `active_producers`), so it can be kept (below). A producer
   whose last batch's maxTimestamp is older than producer_expiration_ms (Kafka's
@@ -36,13 +30,14 @@ MemoryRecords.filterTo; the names below are theirs)
   the next pass. Keys of 16 bytes or more are stored as their 16-byte BLAKE2b digest
   (Kafka stores MD5 digests of every key).
 - Phase 3, cleaning: every inactive segment below the end offset, from the log start,
-  grouped as Kafka's groupSegmentsBySize does (consecutive segments whose sizes add up
-  to at most segment.bytes and index sizes to segment.index.bytes, offsets within 2^31),
-  each group rewritten into one new segment named by the group's first base offset and
-  swapped in by PartitionLog.replace_segments (renames; FORMAT.md, "Compaction").
+  in groups (cleaning_plan.next_group), each group's batches filtered
+  (odradek.client.records.filter, Kafka's MemoryRecords.filterTo, with this module's
+  _CompactionFilter deciding) into one new segment (segment_writer.SegmentWriter) named
+  by the group's first base offset and swapped in by PartitionLog.replace_segments
+  (renames; FORMAT.md, "Compaction").
 - Then the checkpoint moves to the end offset.
 
-Which records survive (Cleaner.shouldRetainRecord and the batch filter; per batch):
+Which records survive (_CompactionFilter: Cleaner.shouldRetainRecord and checkBatchRetention):
 - A record past the end offset of the map: kept.
 - A keyed record: kept when it is the latest of its key (offset >= the map's offset,
   or the key is not in the map: it was last written in the clean head) and either has
@@ -61,21 +56,14 @@ Which records survive (Cleaner.shouldRetainRecord and the batch filter; per batc
   change). A later pass that starts at or after the horizon drops the tombstone. So a
   tombstone lives at least delete.retention.ms after the cleaner first saw it, which is
   after it was appended.
-Per batch: if every record is kept and no horizon is to be set, the batch is copied
-byte for byte (CRC unchanged). Otherwise it is rebuilt as MemoryRecordsBuilder does:
-same baseOffset, lastOffsetDelta (so the batch's next offset and the producer's last
-sequence stay), partitionLeaderEpoch, producer id/epoch, baseSequence, attributes and
-codec (gzip re-compressed); records keep their offsetDelta (gaps inside a batch are
-legal in v2) and timestamps; baseTimestamp is the first kept record's timestamp (or the
-horizon), maxTimestamp the largest kept one (LogAppendTime batches keep theirs); CRC
-recomputed. A batch left with no record is dropped, except (Kafka's RETAIN_EMPTY,
-written as DefaultRecordBatch.writeEmptyHeader does: 61 bytes, recordsCount 0, same
-offsets, producer fields and maxTimestamp, baseTimestamp -1) when it is the last batch
-of its producer id in the log (idempotence state is rebuilt from batch headers) or the
-last batch of its group (Kafka keeps the last batch of the cleaning round; odradek also
-keeps each group's, so a cleaned segment ends at the same offset as what it replaces
-and is never empty). Batches that cannot be decoded (snappy, lz4, zstd, or records that
-do not parse) are copied as they are and their keys are not mapped.
+How a batch is then written (copied byte for byte, rebuilt, kept as an empty header,
+or dropped) is filter.py's. A batch left with no record is dropped, except (Kafka's
+RETAIN_EMPTY) when it is the last batch of its producer id in the log (idempotence state
+is rebuilt from batch headers) or the last batch of its group (Kafka keeps the last
+batch of the cleaning round; odradek also keeps each group's, so a cleaned segment ends
+at the same offset as what it replaces and is never empty). Batches that cannot be
+decoded (snappy, lz4, zstd, or records that do not parse) are copied as they are and
+their keys are not mapped.
 
 Readers: cleaned segments are new files (created with O_EXCL, renamed into place), never
 rewritten in place, so a reader that mapped an old segment or holds its descriptor keeps
@@ -107,116 +95,34 @@ process above peaked at 57 MiB. Record decoding is native.decode_records; the re
 Python.
 Owned by the partition's worker; not thread-safe.
 """
-import fcntl
 import hashlib
 import logging
-import os
-import struct
 import time
-import zlib
 from dataclasses import dataclass, field
 
-from odradek.client import native
 from odradek.client.errors import StorageError
-from odradek.client.records import (
-    ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
-    DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_MASK,
-    TRANSACTIONAL_MASK, Compression)
-from odradek.client.records import GZIP_DEFAULT_LEVEL
-from odradek.client.records.layout import HEADER_STRUCT
-from odradek.client.records.varint import decode_varint, decode_varlong, encode_varint, encode_varlong
-from odradek.daemon.storage import filenames
-from odradek.daemon.storage.checkpoint import read_offsets, write_offsets
-from odradek.daemon.storage.modes import open_file
-from odradek.daemon.storage.offset_index import OffsetIndex
-from odradek.daemon.storage.time_index import TimeIndex
+from odradek.client.records import TRANSACTIONAL_MASK
+from odradek.client.records.filter import (DROPPED, REWRITTEN, UNREADABLE, BatchRetention, decode_batch,
+                                           filter_batch)
+from odradek.client.records.layout import BATCH_HEADER_SIZE, CONTROL_MASK, LOG_OVERHEAD, MIN_BATCH_LENGTH, read_header
+from odradek.daemon.storage import cleaning_plan
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint
+from odradek.daemon.storage.cleaning_plan import floor_index
+from odradek.daemon.storage.segment_writer import SegmentWriter
 
-__all__ = ["LogCleaner", "CleanerStats", "Cleanable", "CleanerCheckpoint", "CLEANER_CHECKPOINT",
-           "DEFAULT_STEP_BYTES", "DEFAULT_MAP_ENTRIES"]
+__all__ = ["LogCleaner", "CleanerStats", "DEFAULT_STEP_BYTES", "DEFAULT_MAP_ENTRIES"]
 
 logger = logging.getLogger(__name__)
 
-CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"  # Kafka's LogCleanerManager.OFFSET_CHECKPOINT_FILE
 DEFAULT_STEP_BYTES = 1 << 20      # log bytes of work per maybe_clean call (<= ~0.16 s measured)
 DEFAULT_MAP_ENTRIES = 1 << 20     # distinct keys per pass (Kafka: log.cleaner.dedupe.buffer.size)
 HEADER_WALK_WEIGHT = 16           # a header-only visit of N bytes is charged N / 16
 PRODUCER_EXPIRATION_MS = 86_400_000   # Kafka's producer.id.expiration.ms default
-_INT_MAX = 2 ** 31 - 1
 _INT64_MAX = 2 ** 63 - 1
-_NO_TIMESTAMP = -1
 _CONTROL_ABORT, _CONTROL_COMMIT = 0, 1   # ControlRecordType: key = version int16, type int16
-_I64 = struct.Struct(">q")
-_U32 = struct.Struct(">I")
-
-
-# ==== the checkpoint =====================================================================
-class CleanerCheckpoint:
-    """cleaner-offset-checkpoint of one log dir: per partition, the first offset the
-    cleaner has not cleaned. Kafka's format and atomic write (checkpoint.py); updated
-    with a read-modify-write under the log dir's .checkpoint.lock, as the other
-    checkpoints, since the worker processes of a log dir share the file."""
-
-    def __init__(self, log_dir):
-        self.path = os.path.join(log_dir, CLEANER_CHECKPOINT)
-        self._lock_path = os.path.join(log_dir, filenames.CHECKPOINT_LOCK)
-
-    def _update(self, change):
-        fd = open_file(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            offsets = read_offsets(self.path)
-            if change(offsets):
-                write_offsets(self.path, offsets)
-        finally:
-            os.close(fd)  # releases the flock
-
-    def read(self, tp):
-        """The checkpointed first dirty offset of tp=(topic, partition), or None."""
-        return read_offsets(self.path).get(tp)
-
-    def update(self, tp, offset):
-        def change(offsets):
-            if offsets.get(tp) == offset:
-                return False
-            offsets[tp] = offset
-            return True
-        self._update(change)
-
-    def truncate(self, tp, offset):
-        """The log was cut at `offset`: a checkpoint past it comes down to it."""
-        if not os.path.exists(self.path):
-            return
-
-        def change(offsets):
-            if offsets.get(tp, 0) > offset:
-                offsets[tp] = offset
-                return True
-            return False
-        self._update(change)
-
-    def remove(self, tp):
-        """Forget tp (its partition was deleted)."""
-        if os.path.exists(self.path):
-            self._update(lambda offsets: offsets.pop(tp, None) is not None)
 
 
 # ==== results ============================================================================
-@dataclass
-class Cleanable:
-    """What a pass would clean now (LogCleanerManager.cleanableOffsets and LogToClean)."""
-    first_dirty: int          # first offset not yet cleaned
-    first_uncleanable: int    # a segment base: nothing at or after it is cleaned
-    clean_bytes: int
-    dirty_bytes: int
-    need_compaction_now: bool  # max.compaction.lag.ms has passed for a dirty record
-    checkpoint_reset: bool     # the checkpoint was missing or out of the log's range
-
-    @property
-    def ratio(self):
-        total = self.clean_bytes + self.dirty_bytes
-        return self.dirty_bytes / total if total else 0.0
-
-
 @dataclass
 class CleanerStats:
     """What one maybe_clean call did. state: 'idle' (nothing to clean, no pass),
@@ -276,104 +182,6 @@ class _Pass:
         self.totals = dict.fromkeys(_COUNTERS, 0)
 
 
-# ==== writing a cleaned segment ===========================================================
-class _CleanedWriter:
-    """<base>.log.cleaned and its two indexes, written with plain writes (no capacity to
-    outgrow: a rebuilt batch can be a few bytes longer than the original). Index entries
-    follow LogSegment._track's rule exactly (an offset-index entry for a batch once more
-    than index.interval.bytes were written since the last one, never for the first
-    batch; a time-index entry beside it when the largest timestamp grew; one more when
-    sealed), so the result is what an append of the same batches would have indexed."""
-
-    _FLUSH = 1 << 20
-
-    def __init__(self, directory, base, index_interval):
-        self.base = base
-        self.paths = [p + filenames.CLEANED_SUFFIX for p in
-                      (filenames.log_file(directory, base), filenames.index_file(directory, base),
-                       filenames.timeindex_file(directory, base))]
-        for p in self.paths:   # a pass dropped before its swap (the process went on)
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-        self._fd = open_file(self.paths[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
-        self._pending = []
-        self._pending_bytes = 0
-        self.size = 0
-        self._interval = index_interval
-        self._since_index = 0
-        self._index = []
-        self._time_index = []
-        self._last_time = None          # (timestamp, offset) of the last time-index entry
-        self.max_timestamp = -1
-        self._offset_of_max = base
-
-    def append(self, data, last_offset, max_timestamp):
-        position = self.size
-        if max_timestamp > self.max_timestamp:
-            self.max_timestamp, self._offset_of_max = max_timestamp, last_offset
-        if self._since_index > self._interval:
-            rel = last_offset - self.base
-            if not 0 <= rel <= 0xFFFFFFFF or position > 0xFFFFFFFF:
-                raise StorageError(f"{self.paths[0]}: offset {last_offset} or position {position} "
-                                   f"does not fit a segment based at {self.base}")
-            self._index.append(OffsetIndex.ENTRY.pack(rel, position))
-            self._maybe_time_entry()
-            self._since_index = 0
-        self._since_index += len(data)
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        self.size += len(data)
-        if self._pending_bytes >= self._FLUSH:
-            self._write_pending()
-
-    def _maybe_time_entry(self):
-        # TimeIndex.maybe_append: only a larger timestamp, at a larger offset
-        ts, off = self.max_timestamp, self._offset_of_max
-        if ts < 0:
-            return
-        if self._last_time is not None and (ts <= self._last_time[0] or off <= self._last_time[1]):
-            return
-        self._time_index.append(TimeIndex.ENTRY.pack(ts, off - self.base))
-        self._last_time = (ts, off)
-
-    def _write_pending(self):
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_bytes = 0
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-
-    def finish(self):
-        """Seal: the last time-index entry, every byte written and fsynced, files closed."""
-        self._write_pending()
-        self._maybe_time_entry()
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
-        for path, entries in ((self.paths[1], self._index), (self.paths[2], self._time_index)):
-            fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
-            try:
-                view = memoryview(b"".join(entries))
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def abort(self):
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        for p in self.paths:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-
-
 # ==== batches ============================================================================
 def _key_id(key):
     """The offset map's key: the key itself if short, else its 16-byte digest (longer
@@ -381,123 +189,79 @@ def _key_id(key):
     return key if len(key) < 16 else hashlib.blake2b(key, digest_size=16).digest()
 
 
-def _decoded(view, header):
-    """(data, rows) of a batch whose records odradek can read: data is the batch with
-    its records uncompressed (a gzip batch's header with the codec bits cleared, then
-    the records), rows the RECORD_FIELDS of each record, positions into data. None for
-    a batch that cannot be read (snappy, lz4, zstd, or records that do not parse)."""
-    attrs, count = header[5], header[12]
-    codec = attrs & COMPRESSION_MASK
-    if codec == Compression.NONE:
-        data = bytes(view)
-    elif codec == Compression.GZIP:
-        try:
-            d = zlib.decompressobj(wbits=31)
-            parts = [d.decompress(view[BATCH_HEADER_SIZE:])]
-            while d.eof and d.unused_data:   # concatenated gzip members, as Kafka reads them
-                rest = d.unused_data
-                d = zlib.decompressobj(wbits=31)
-                parts.append(d.decompress(rest))
-            if not d.eof:
-                return None
-        except zlib.error:
-            return None
-        records = b"".join(parts)
-        head = bytearray(view[:BATCH_HEADER_SIZE])
-        HEADER_STRUCT.pack_into(head, 0, header[0], BATCH_HEADER_SIZE + len(records) - LOG_OVERHEAD,
-                                header[2], header[3], header[4], attrs & ~COMPRESSION_MASK,
-                                *header[6:])
-        data = bytes(head) + records
-    else:
-        return None
-    res = native.decode_records(data)
-    if res[0] != native.Status.OK or res[2] != count:
-        return None
-    it = iter(res[6].tolist())
-    return data, list(zip(it, it, it, it, it, it, it, it))
-
-
-def _record_spans(data, n):
-    """[start, end) of each of the n records of an uncompressed batch `data`."""
-    spans = []
-    pos = BATCH_HEADER_SIZE
-    for _ in range(n):
-        length, after = decode_varint(data, pos)
-        spans.append((pos, after + length))
-        pos = after + length
-    return spans
-
-
-def _with_crc(buf):
-    _U32.pack_into(buf, CRC_OFFSET, native.crc32c(memoryview(buf)[ATTRIBUTES_OFFSET:]))
-    return bytes(buf)
-
-
-def _empty_batch(header):
-    """DefaultRecordBatch.writeEmptyHeader: the batch's header, no records."""
-    (base, _, epoch, _, _, attrs, delta, _, max_ts, pid, pepoch, bseq, _) = header
-    buf = bytearray(BATCH_HEADER_SIZE)
-    keep = attrs & (TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK | CONTROL_MASK)
-    HEADER_STRUCT.pack_into(buf, 0, base, BATCH_HEADER_SIZE - LOG_OVERHEAD, epoch, MAGIC, 0, keep,
-                            delta, _NO_TIMESTAMP, max_ts, pid, pepoch, bseq, 0)
-    return _with_crc(buf)
-
-
-def _rebuilt(header, data, rows, kept, horizon):
-    """MemoryRecordsBuilder over the kept records (indexes into rows) of a decoded batch:
-    same header fields but baseTimestamp (the horizon if any, else the first kept record's
-    timestamp), maxTimestamp (the largest kept one; LogAppendTime: unchanged), attribute
-    bit 6 (set with a horizon), recordsCount and CRC; same codec."""
-    (base, _, epoch, _, _, attrs, delta, base_ts, max_ts, pid, pepoch, bseq, _) = header
-    spans = _record_spans(data, len(rows))
-    new_base = horizon if horizon is not None else base_ts + rows[kept[0]][1]
-    parts = []
-    largest = _NO_TIMESTAMP
-    for i in kept:
-        ts = base_ts + rows[i][1]
-        if ts > largest:
-            largest = ts
-        start, end = spans[i]
-        if new_base == base_ts:
-            parts.append(data[start:end])       # the record's bytes as they were
-            continue
-        _, after = decode_varint(data, start)
-        _, ts_end = decode_varlong(data, after + 1)
-        body = data[after:after + 1] + encode_varlong(ts - new_base) + data[ts_end:end]
-        parts.append(encode_varint(len(body)))
-        parts.append(body)
-    records = b"".join(parts)
-    if attrs & COMPRESSION_MASK == Compression.GZIP:
-        records = zlib.compress(records, GZIP_DEFAULT_LEVEL, 31)
-    new_attrs = attrs | DELETE_HORIZON_MASK if horizon is not None else attrs & ~DELETE_HORIZON_MASK
-    if not attrs & TIMESTAMP_TYPE_MASK:
-        max_ts = largest
-    buf = bytearray(BATCH_HEADER_SIZE) + records
-    HEADER_STRUCT.pack_into(buf, 0, base, len(buf) - LOG_OVERHEAD, epoch, MAGIC, 0, new_attrs, delta,
-                            new_base, max_ts, pid, pepoch, bseq, len(kept))
-    return _with_crc(buf)
-
-
-def _control_type(data, rows):
-    """ControlRecordType of a control batch's first record (None: unknown or none)."""
-    if not rows:
-        return None
-    kp, kl = rows[0][2], rows[0][3]
-    if kl < 4:
-        return None
-    return int.from_bytes(data[kp + 2:kp + 4], "big", signed=True)
-
-
 def _walk_headers(view, position, end):
-    """Yield (position, size, header tuple) of each whole batch in view[position:end]."""
-    unpack = HEADER_STRUCT.unpack_from
+    """Yield (position, size, BatchHeader) of each whole batch in view[position:end]."""
     while position + BATCH_HEADER_SIZE <= end:
-        header = unpack(view, position)
-        size = header[1] + LOG_OVERHEAD
-        if header[1] < BATCH_HEADER_SIZE - LOG_OVERHEAD or position + size > end:
+        header = read_header(view, position)
+        size = header.batch_length + LOG_OVERHEAD
+        if header.batch_length < MIN_BATCH_LENGTH or position + size > end:
             return
         yield position, size, header
         position += size
+
+
+class _CompactionFilter:
+    """The cleaner's RecordFilter for filter.filter_batch (Kafka's Cleaner: its
+    checkBatchRetention and shouldRetainRecord), over the pass `p`; counts the
+    tombstones it drops in `stats`. Set group_last before each batch: whether it is the
+    last batch of its group."""
+
+    def __init__(self, p, stats, delete_retention_ms):
+        self.p, self.stats = p, stats
+        self.delete_horizon_ms = min(p.now + delete_retention_ms, _INT64_MAX)
+        self.group_last = False
+        self._discard = False   # this batch's records all go (a marker past its horizon)
+
+    def check_batch_retention(self, batch):
+        p = self.p
+        pid, horizon = batch.producer_id, batch.delete_horizon
+        control = batch.is_control
+        if control:
+            # CleanedTransactionMetadata.onControlBatchRead: an empty control batch was
+            # cleaned already; a COMMIT or ABORT marker can go once no batch of its
+            # transaction was seen (odradek keeps aborted data: no transaction index yet)
+            if not batch.rows:
+                can_discard = True
+            elif batch.control_type in (_CONTROL_ABORT, _CONTROL_COMMIT):
+                can_discard = pid not in p.ongoing_txn
+                p.ongoing_txn.discard(pid)
+            else:
+                can_discard = False
+            self._discard = can_discard and horizon is not None and horizon <= p.now
+        else:
+            if batch.attributes & TRANSACTIONAL_MASK:
+                p.ongoing_txn.add(pid)
+            can_discard = self._discard = False
+        if (pid >= 0 and p.producer_last.get(pid) == batch.last_offset) or self.group_last:
+            retention = BatchRetention.RETAIN_EMPTY
+        elif self._discard:
+            retention = BatchRetention.DELETE
+        else:
+            retention = BatchRetention.DELETE_EMPTY
+        return retention, can_discard and control
+
+    def retained_records(self, batch):
+        rows = batch.rows
+        if self._discard:
+            return []
+        if batch.is_control:
+            return list(range(len(rows)))
+        p = self.p
+        the_map, latest, now, horizon = p.map, p.latest, p.now, batch.delete_horizon
+        base, data = batch.base_offset, batch.data
+        kept = []
+        for i, (delta, _, key_pos, key_len, _, value_len, _, _) in enumerate(rows):
+            offset = base + delta
+            if offset > latest or key_len < 0:
+                keep = True
+            else:
+                found = the_map.get(_key_id(data[key_pos:key_pos + key_len]), -1)
+                keep = offset >= found and (value_len >= 0 or horizon is None or now < horizon)
+                if offset >= found and not keep:
+                    self.stats.tombstones_dropped += 1
+            if keep:
+                kept.append(i)
+        return kept
 
 
 # ==== the cleaner ========================================================================
@@ -531,41 +295,9 @@ class LogCleaner:
 
     # -- what is cleanable ----------------------------------------------------------------
     def cleanable(self, max_offset=None, now=None):
-        """A Cleanable: the dirty range and its bytes now (LogCleanerManager.cleanableOffsets,
-        calculateCleanableBytes, maxCompactionDelay; LogToClean)."""
-        log = self.log
-        cfg = log.config
+        """A cleaning_plan.Cleanable: the dirty range and its bytes now."""
         now = self.clock() if now is None else now
-        segments = log.segments
-        active, inactive = segments[-1], segments[:-1]
-        start, end = log.log_start_offset, log.log_end_offset
-        checkpointed = self.checkpoint.read(self.tp)
-        first_dirty, reset = (start, True) if checkpointed is None else (checkpointed, False)
-        if first_dirty < start or first_dirty > end:
-            if not (cfg.delete and first_dirty < start):   # retention moves the start: normal
-                logger.warning("%s: cleaner checkpoint %d is outside the log (%d..%d); cleaning from "
-                               "the log start", log.directory, first_dirty, start, end)
-            first_dirty, reset = start, True
-        # the segments wholly below first dirty are the clean head
-        dirty_from = _floor_index(segments, first_dirty)
-        limits = [active.base_offset]
-        if max_offset is not None:
-            limits.append(max_offset)
-        if cfg.min_compaction_lag_ms > 0:
-            young = next((s.base_offset for s in inactive[dirty_from:]
-                          if s.max_timestamp > now - cfg.min_compaction_lag_ms), None)
-            if young is not None:
-                limits.append(young)
-        uncleanable = max(first_dirty, min(limits))
-        first_uncleanable = min(segments[_floor_index(segments, uncleanable)].base_offset,
-                                active.base_offset)
-        clean_bytes = sum(s.size for s in inactive[:dirty_from])
-        dirty = [s for s in inactive[dirty_from:] if s.base_offset < first_uncleanable]
-        dirty_bytes = sum(s.size for s in dirty)
-        firsts = [s.first_batch_timestamp for s in inactive[dirty_from:]
-                  if s.first_batch_timestamp is not None and s.first_batch_timestamp > 0]
-        need_now = bool(firsts) and min(firsts) < now - cfg.max_compaction_lag_ms
-        return Cleanable(first_dirty, first_uncleanable, clean_bytes, dirty_bytes, need_now, reset)
+        return cleaning_plan.cleanable(self.log, self.checkpoint.read(self.tp), max_offset, now)
 
     def dirty_ratio(self, max_offset=None):
         """Dirty bytes / all bytes of the inactive segments (0.0 for an empty log)."""
@@ -670,7 +402,7 @@ class LogCleaner:
         if p.walk_base is None:
             i, p.walk_pos = 0, 0
         else:
-            i = _floor_index(segments, p.walk_base)
+            i = floor_index(segments, p.walk_base)
             if segments[i].base_offset != p.walk_base:   # retention took it: the next one
                 p.walk_pos = 0
                 if segments[i].base_offset < p.walk_base:
@@ -680,8 +412,8 @@ class LogCleaner:
             segment = segments[i]
             p.walk_base = segment.base_offset
             for pos, size, header in _walk_headers(segment.log.buffer, p.walk_pos, segment.size):
-                if header[9] >= 0:
-                    last[header[9]] = (header[0] + header[6], header[8])
+                if header.producer_id >= 0:
+                    last[header.producer_id] = (header.base_offset + header.last_offset_delta, header.max_timestamp)
                 used += max(1, size // HEADER_WALK_WEIGHT)
                 p.walk_pos = pos + size
                 if used >= budget:
@@ -703,10 +435,10 @@ class LogCleaner:
         used = 0
         segments = self.log.segments[:-1]
         if p.map_base is None:   # the first call: the batch holding first dirty
-            i = _floor_index(segments, p.first_dirty)
+            i = floor_index(segments, p.first_dirty)
             p.map_pos = segments[i].index.lookup(p.first_dirty)[1] if segments else 0
         else:
-            i = _floor_index(segments, p.map_base)
+            i = floor_index(segments, p.map_base)
             if segments and segments[i].base_offset != p.map_base:   # retention took it
                 p.map_pos = 0
                 if segments[i].base_offset < p.map_base:
@@ -717,17 +449,19 @@ class LogCleaner:
             p.map_base = segment.base_offset
             view = segment.log.buffer
             for pos, size, header in _walk_headers(view, p.map_pos, segment.size):
-                last = header[0] + header[6]
+                base = header.base_offset
+                last = base + header.last_offset_delta
                 if last < first_dirty:
                     used += max(1, size // HEADER_WALK_WEIGHT)
-                elif not header[5] & CONTROL_MASK:
-                    decoded = _decoded(view[pos:pos + size], header)
-                    if decoded is None:
+                elif not header.attributes & CONTROL_MASK:
+                    batch = decode_batch(view[pos:pos + size], header)
+                    if batch is None:
                         stats.batches_unreadable += 1
                     else:
-                        data, rows = decoded
-                        keys = [(_key_id(data[r[2]:r[2] + r[3]]), header[0] + r[0]) for r in rows
-                                if r[3] >= 0 and header[0] + r[0] >= first_dirty]
+                        data, rows = batch.data, batch.rows
+                        keys = [(_key_id(data[key_pos:key_pos + key_len]), base + offset_delta)
+                                for offset_delta, _, key_pos, key_len, *_ in rows
+                                if key_len >= 0 and base + offset_delta >= first_dirty]
                         new = len({k for k, _ in keys if k not in the_map})
                         if new and the_map and len(the_map) + new > cap:
                             # full: this batch stays out, past the map's latest offset
@@ -764,33 +498,6 @@ class LogCleaner:
         p.phase = "clean"
 
     # -- phase 3: rewriting groups ----------------------------------------------------------------
-    def _next_group(self, p):
-        """The next group of inactive segments below the end offset (groupSegmentsBySize)."""
-        log = self.log
-        cfg = log.config
-        stop = min(p.end_offset, p.upper)
-        segments = [s for s in log.segments[:-1] if p.clean_from < s.base_offset < stop]
-        if not segments:
-            return None
-        group = [segments[0]]
-        size = segments[0].size
-        index_bytes = segments[0].index.entries * OffsetIndex.ENTRY.size
-        time_bytes = segments[0].time_index.entries * TimeIndex.ENTRY.size
-        for k in range(1, len(segments)):
-            s = segments[k]
-            last_estimate = (segments[k + 1].base_offset if k + 1 < len(segments) else p.upper) - 1
-            s_index = s.index.entries * OffsetIndex.ENTRY.size
-            s_time = s.time_index.entries * TimeIndex.ENTRY.size
-            if not (size + s.size <= cfg.segment_bytes and index_bytes + s_index <= cfg.segment_index_bytes
-                    and time_bytes + s_time <= cfg.segment_index_bytes
-                    and (s.size == 0 or last_estimate - group[0].base_offset <= _INT_MAX)):
-                break
-            group.append(s)
-            size += s.size
-            index_bytes += s_index
-            time_bytes += s_time
-        return group
-
     def _clean_step(self, p, budget, stats):
         log = self.log
         used = 0
@@ -801,12 +508,12 @@ class LogCleaner:
                     p.writer.abort()
                     p.writer, p.group = None, None
             if p.group is None:
-                group = self._next_group(p)
+                group = cleaning_plan.next_group(log, p.clean_from, min(p.end_offset, p.upper), p.upper)
                 if group is None:
                     p.phase = "done"
                     return max(used, 1)
                 p.group, p.group_at, p.group_pos = group, 0, 0
-                p.writer = _CleanedWriter(log.directory, group[0].base_offset, log.config.index_interval_bytes)
+                p.writer = SegmentWriter(log.directory, group[0].base_offset, log.config.index_interval_bytes)
             used += self._clean_group(p, budget - used, stats)
             if p.group_at >= len(p.group):
                 self._swap(p, stats)
@@ -816,15 +523,21 @@ class LogCleaner:
         """Filter the group's batches from its cursor into the writer, within the budget."""
         used = 0
         group, writer = p.group, p.writer
+        record_filter = _CompactionFilter(p, stats, self.log.config.delete_retention_ms)
         while p.group_at < len(group):
             segment = group[p.group_at]
             view = segment.log.buffer
             end = segment.size
             last_segment = p.group_at == len(group) - 1
             for pos, size, header in _walk_headers(view, p.group_pos, end):
-                out = self._filter(p, view[pos:pos + size], header, last_segment and pos + size == end, stats)
+                record_filter.group_last = last_segment and pos + size == end
+                result = filter_batch(view[pos:pos + size], record_filter, header)
+                stats.records_read += result.records_read
+                stats.records_kept += result.records_kept
+                _count(stats, result.kind)
+                out = result.output
                 if out is not None:
-                    writer.append(out, header[0] + header[6], _I64.unpack_from(out, MAX_TIMESTAMP_OFFSET)[0])
+                    writer.append(out, header.base_offset + header.last_offset_delta, read_header(out).max_timestamp)
                     stats.bytes_written += len(out)
                 used += size
                 p.group_pos = pos + size
@@ -850,85 +563,12 @@ class LogCleaner:
         p.group = None
         stats.segments_swapped += 1
 
-    # -- one batch (Kafka's checkBatchRetention, shouldRetainRecord, filterTo) -----------
-    def _filter(self, p, view, header, group_last, stats):
-        """The bytes to write for this batch, or None to drop it."""
-        (base, _, _, _, _, attrs, delta, base_ts, _, pid, _, _, count) = header
-        last = base + delta
-        decoded = _decoded(view, header)
-        if decoded is None:
-            stats.batches_unreadable += 1
-            return bytes(view)
-        data, rows = decoded
-        stats.records_read += len(rows)
-        control = attrs & CONTROL_MASK
-        horizon = base_ts if attrs & DELETE_HORIZON_MASK else None
-        now = p.now
-        if control:
-            # CleanedTransactionMetadata.onControlBatchRead: an empty control batch was
-            # cleaned already; a COMMIT or ABORT marker can go once no batch of its
-            # transaction was seen (odradek keeps aborted data: no transaction index yet)
-            kind = _control_type(data, rows)
-            if not rows:
-                can_discard = True
-            elif kind in (_CONTROL_ABORT, _CONTROL_COMMIT):
-                can_discard = pid not in p.ongoing_txn
-                p.ongoing_txn.discard(pid)
-            else:
-                can_discard = False
-            discard_records = can_discard and horizon is not None and horizon <= now
-        else:
-            if attrs & TRANSACTIONAL_MASK:
-                p.ongoing_txn.add(pid)
-            can_discard = discard_records = False
-        retain_empty = (pid >= 0 and p.producer_last.get(pid) == last) or group_last
-        if discard_records and not retain_empty:
-            stats.batches_dropped += 1
-            return None
-        kept = []
-        tombstones = False
-        the_map, latest = p.map, p.latest
-        for i, r in enumerate(rows):
-            if discard_records:
-                continue
-            if control:
-                kept.append(i)
-                continue
-            offset = base + r[0]
-            null_value = r[5] < 0
-            if offset > latest or r[3] < 0:
-                keep = True
-            else:
-                found = the_map.get(_key_id(data[r[2]:r[2] + r[3]]), -1)
-                keep = offset >= found and (not null_value or horizon is None or now < horizon)
-                if offset >= found and not keep:
-                    stats.tombstones_dropped += 1
-            if keep:
-                kept.append(i)
-                tombstones = tombstones or null_value
-        stats.records_kept += len(kept)
-        if kept:
-            need_horizon = (tombstones or (can_discard and control)) and horizon is None
-            if len(kept) == len(rows) and not need_horizon:
-                return bytes(view)
-            stats.batches_rewritten += 1
-            new_horizon = min(now + self.log.config.delete_retention_ms, _INT64_MAX) if need_horizon \
-                else horizon
-            return _rebuilt(header, data, rows, kept, new_horizon)
-        if retain_empty:
-            stats.batches_rewritten += 1
-            return _empty_batch(header)
-        stats.batches_dropped += 1
-        return None
+
+_COUNTED = {REWRITTEN: "batches_rewritten", DROPPED: "batches_dropped", UNREADABLE: "batches_unreadable"}
 
 
-def _floor_index(segments, offset):
-    """Index of the last segment whose base offset <= offset (0 if none)."""
-    lo, hi = 0, len(segments)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if segments[mid].base_offset <= offset:
-            lo = mid + 1
-        else:
-            hi = mid
-    return max(lo - 1, 0)
+def _count(stats, kind):
+    """A filtered batch's kind, into the stats (a copied batch counts nowhere)."""
+    name = _COUNTED.get(kind)
+    if name is not None:
+        setattr(stats, name, getattr(stats, name) + 1)

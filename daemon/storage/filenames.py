@@ -6,7 +6,7 @@
                                   00000000000000000042.snapshot   producer state at offset 42
                                   leader-epoch-checkpoint         epoch -> start offset
     <log.dir>/recovery-point-offset-checkpoint, log-start-offset-checkpoint,
-              .checkpoint.lock, .lock, cluster-metadata.json
+              cleaner-offset-checkpoint, .checkpoint.lock, .lock, cluster-metadata.json
 
 Names follow Apache Kafka's (LogFileUtils): a segment is named by its base offset as 20
 zero-padded decimal digits, so `ls` sorts segments in offset order.
@@ -15,8 +15,10 @@ import os
 import re
 
 __all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
-           "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file", "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT",
-           "LEADER_EPOCH_CHECKPOINT", "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX", "segment_name", "log_file", "index_file", "timeindex_file",
+           "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file",
+           "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT", "CLEANER_CHECKPOINT",
+           "LEADER_EPOCH_CHECKPOINT", "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX",
+           "segment_name", "log_file", "index_file", "timeindex_file", "segment_files",
            "partition_dir_name", "parse_partition_dir", "parse_segment_file", "tmp_file"]
 
 LOG_SUFFIX = ".log"
@@ -30,6 +32,7 @@ SNAPSHOT_SUFFIX = ".snapshot"  # producer state up to an offset (producer_snapsh
 
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
+CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"  # Kafka's LogCleanerManager.OFFSET_CHECKPOINT_FILE
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"  # per partition dir (leader_epoch.py)
 CHECKPOINT_LOCK = ".checkpoint.lock"  # flock'd by whoever updates the two above
 BROKER_LOCK = ".lock"                 # flock'd by the broker that owns the log dir
@@ -59,6 +62,12 @@ def index_file(partition_dir, base_offset):
 
 def timeindex_file(partition_dir, base_offset):
     return os.path.join(partition_dir, segment_name(base_offset) + TIMEINDEX_SUFFIX)
+
+
+def segment_files(partition_dir, base_offset):
+    """(.log, .index, .timeindex) paths of the segment at `base_offset`."""
+    return (log_file(partition_dir, base_offset), index_file(partition_dir, base_offset),
+            timeindex_file(partition_dir, base_offset))
 
 
 def snapshot_file(partition_dir, offset):

@@ -29,28 +29,25 @@ Theory of operation
   follower's own buffer, so they are validated there and written with pwrite, not
   copied into the map (LogSegment.append_written): same checks, bytes and indexes.
 - Compaction (cleanup.policy=compact) is storage/cleaner.py; this class gives it two hooks:
-  replace_segments (swap cleaned segments in by atomic renames) and, on open,
-  _finish_interrupted_swaps (complete or drop a swap a crash interrupted). See FORMAT.md,
-  "Compaction".
+  replace_segments (swap cleaned segments in by atomic renames, segment_swap.py) and, on
+  open, segment_swap.finish_interrupted_swaps (complete or drop a swap a crash
+  interrupted). See FORMAT.md, "Compaction".
 
 Owned by the partition's worker process; not thread-safe: one thread calls it, or the
 caller holds a lock around every call.
 """
 import bisect
 import logging
-import mmap
 import os
-import struct
 import time
 from collections import namedtuple
 
 from odradek.client import native
-from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidSegment, MessageTooLarge,
-                                   OdradekError, OffsetOutOfRange, StorageError, UnsupportedCompression)
-from odradek.client.records import Compression, RecordBatch
-from odradek.daemon.storage import filenames, producer_snapshot
-from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
-from odradek.daemon.storage.cleaner import CleanerCheckpoint
+from odradek.client.errors import CorruptRecord, InvalidSegment, OffsetOutOfRange, StorageError
+from odradek.client.records import RecordBatch
+from odradek.daemon.storage import batch_epochs, filenames, producer_snapshot, segment_swap
+from odradek.daemon.storage.append_errors import append_error
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
@@ -60,9 +57,6 @@ __all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms
 log = logging.getLogger(__name__)
 
 _OK = native.Status.OK
-_PARTITION_LEADER_EPOCH = struct.Struct(">i")  # at byte 12 of a v2 batch (FORMAT.md)
-_EPOCH_AT = 12                                 # = LOG_OVERHEAD, the frame before batchLength's count
-_FOLLOWER_HEADER = struct.Struct(">qii")       # baseOffset, batchLength, partitionLeaderEpoch
 _ROLL_FIRST = (native.Status.NO_SPACE, native.Status.INDEX_FULL, native.Status.OUT_OF_RANGE)
 
 
@@ -106,18 +100,6 @@ class FetchData:
         return len(self.view)
 
 
-def _bad_count(position, records, delta):
-    return InvalidRecord(f"batch at position {position} has {records} records but lastOffsetDelta "
-                         f"{delta}; expected records - 1 (and at least one record)")
-
-
-def _unreadable(position, codec):
-    name = Compression(codec).name.lower() if codec in Compression._value2member_map_ \
-        else f"unknown codec {codec}"
-    return UnsupportedCompression(f"batch at position {position} is compressed with {name}; "
-                                  f"odradek takes uncompressed or gzip batches")
-
-
 class PartitionLog:
     def __init__(self, directory, config, clock=wall_clock_ms):
         """Open the log in `directory` (named <topic>-<partition> inside a log dir),
@@ -151,7 +133,7 @@ class PartitionLog:
 
     # == opening and recovery ==================================================
     def _open_segments(self):
-        self._finish_interrupted_swaps()
+        segment_swap.finish_interrupted_swaps(self.directory)
         bases = set()
         for name in os.listdir(self.directory):
             if name.endswith(filenames.TMP_SUFFIX):
@@ -230,8 +212,7 @@ class PartitionLog:
         contiguous): delete the later segments, as Kafka does."""
         for b in later_bases:
             log.warning("%s: deleting segment %d, which follows a corrupt one", self.directory, b)
-            for path in (filenames.log_file(self.directory, b), filenames.index_file(self.directory, b),
-                         filenames.timeindex_file(self.directory, b)):
+            for path in filenames.segment_files(self.directory, b):
                 if os.path.exists(path):
                     os.unlink(path)
         fsync_dir(self.directory)
@@ -250,8 +231,8 @@ class PartitionLog:
     def _open_epochs(self):
         """The cache from leader-epoch-checkpoint, cut to the recovered log. Without a
         usable file (none, or damaged: logged) and with batches in the log, it is rebuilt
-        from the batches' partitionLeaderEpoch fields, as Kafka's segment recovery does
-        (one header read per batch, only then)."""
+        from the batches' partitionLeaderEpoch fields (batch_epochs.py), as Kafka's segment
+        recovery does (one header read per batch, only then)."""
         try:
             entries = self._epoch_file.read()
         except CorruptEpochFile as e:
@@ -260,53 +241,19 @@ class PartitionLog:
         changed = entries is None and self.log_end_offset > self.log_start_offset
         cache = LeaderEpochCache(entries or ())
         if changed:
-            self._extend_epochs(cache, self.log_start_offset)
-        elif self._last_batch_epoch() > (cache.latest_epoch if cache.entries else -1):
+            batch_epochs.extend_from_segments(cache, self._segments, self.log_start_offset, self.directory)
+        elif batch_epochs.last_batch_epoch(self._segments) > (cache.latest_epoch if cache.entries else -1):
             # the file lags the log (assign_epoch writes it without fsync: a power loss
             # can keep the old one): extend it from the batches after its last entry
             log.warning("%s: the leader-epoch checkpoint lacks the last batch's epoch: extending it from "
                         "the log", self.directory)
-            changed = self._extend_epochs(cache, cache.entries[-1][1] if cache.entries else self.log_start_offset)
+            start = cache.entries[-1][1] if cache.entries else self.log_start_offset
+            changed = batch_epochs.extend_from_segments(cache, self._segments, start, self.directory)
         changed = cache.truncate_from_end(self.log_end_offset) | changed
         changed = cache.truncate_from_start(self.log_start_offset) | changed
         if changed:
             self._write_epochs(cache)
         return cache
-
-    def _extend_epochs(self, cache, from_offset):
-        """Add an entry for each batch from `from_offset` on whose partitionLeaderEpoch is
-        above the latest (one header read per batch). A segment with a damaged batch is
-        read up to it (consumers are told of the damage when they get there). Returns
-        whether anything was added."""
-        changed = False
-        for segment in self._segments:
-            if segment.next_offset <= from_offset:
-                continue
-            buf = segment.log.buffer
-            try:
-                for b in segment.batches_from():
-                    epoch = _PARTITION_LEADER_EPOCH.unpack_from(buf, b.position + _EPOCH_AT)[0]
-                    latest = cache.latest_epoch
-                    if b.last_offset >= from_offset and epoch >= 0 and (latest is None or epoch > latest):
-                        changed = cache.assign(epoch, b.base_offset) or changed
-            except OdradekError as e:
-                log.warning("%s: leader epochs read up to a damaged batch of segment %d: %s", self.directory,
-                            segment.base_offset, e)
-        return changed
-
-    def _last_batch_epoch(self):
-        """partitionLeaderEpoch of the log's last batch (-1: no batch, or unreadable)."""
-        for segment in reversed(self._segments):
-            if not segment.size:
-                continue
-            try:
-                last = segment.find(segment.next_offset - 1)   # the index and a short walk
-            except OdradekError:
-                return -1
-            if last is None or not last.base_offset <= segment.next_offset - 1 <= last.last_offset:
-                return -1
-            return _PARTITION_LEADER_EPOCH.unpack_from(segment.log.buffer, last.position + _EPOCH_AT)[0]
-        return -1
 
     def _write_epochs(self, cache=None, durable=True):
         """Write the cache. A failure (a full disk) is logged: the file keeps older
@@ -325,19 +272,6 @@ class PartitionLog:
         self._check_open()
         if self.epochs.assign(epoch, self.log_end_offset):
             self._write_epochs(durable=False)
-
-    def _assign_epochs_of(self, data):
-        """A follower's append: each batch whose partitionLeaderEpoch is above the latest
-        epoch starts that epoch (one header read per batch of the appended buffer)."""
-        changed, pos, view = False, 0, memoryview(data)
-        while pos + _EPOCH_AT + 4 <= len(view):
-            base, length, epoch = _FOLLOWER_HEADER.unpack_from(view, pos)
-            latest = self.epochs.latest_epoch
-            if epoch >= 0 and (latest is None or epoch > latest):
-                changed = self.epochs.assign(epoch, base) or changed
-            pos += length + _EPOCH_AT
-        if changed:
-            self._write_epochs()
 
     def end_offset_for_epoch(self, epoch):
         """(epoch, end offset): OffsetsForLeaderEpoch's answer (LeaderEpochCache.end_offset_for)."""
@@ -438,52 +372,18 @@ class PartitionLog:
                     status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
                                                    self._max_message_bytes)
             if status != _OK:
-                raise self._refused(segment.native_state, len(data))
+                raise append_error(segment.native_state, len(data))
         if was_empty:
             self._roll_anchor_ms = now
         first, last, max_ts, batches, records = segment.appended
         self._unflushed_records += records
-        if not assign_offsets:
-            self._assign_epochs_of(data)
+        if not assign_offsets and batch_epochs.extend_from_buffer(self.epochs, data):
+            self._write_epochs()
         info = _new_info(AppendInfo, (first, last, max_ts, batches, records, len(data),
                                       None if append_time < 0 else append_time))
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
             self.flush()  # _maybe_flush(now)
         return info
-
-    @staticmethod
-    def _refused(st, nbytes):
-        """The OdradekError for an append the native call refused (st: its state)."""
-        status, where = st.status, f"batch at position {st.valid_bytes}"
-        if status == native.Status.TOO_LARGE:
-            return MessageTooLarge(f"{where} is {st.found} bytes; max.message.bytes is {st.expected}")
-        if status == native.Status.BAD_RECORDS:
-            return _bad_count(st.valid_bytes, st.expected, st.found)
-        if status == native.Status.BAD_CODEC:
-            return _unreadable(st.valid_bytes, st.found)
-        if status == native.Status.EMPTY:
-            return CorruptRecord("no record batches in an empty buffer")
-        if status in (native.Status.TRUNCATED, native.Status.BAD_LENGTH, native.Status.BAD_MAGIC,
-                      native.Status.BAD_CRC, native.Status.BAD_OFFSET):
-            return PartitionLog._invalid(st, nbytes)
-        if status == native.Status.INDEX_FULL:
-            return InvalidConfig(f"an append of {nbytes} bytes needs more offset-index entries than a whole "
-                                 f"segment index holds; raise segment.index.bytes or index.interval.bytes")
-        return StorageError(f"append of {nbytes} bytes refused by a fresh segment: "
-                            f"{native.Status.NAMES.get(status, status)}")
-
-    @staticmethod
-    def _invalid(result, nbytes):
-        if result.batches == 0 and nbytes == 0:
-            return CorruptRecord("no record batches in an empty buffer")
-        what = {
-            native.Status.TRUNCATED: "is truncated: expected {e} bytes, found {f}",
-            native.Status.BAD_LENGTH: "has an impossible length: expected at least {e}, found {f}",
-            native.Status.BAD_MAGIC: "has magic {f}; expected {e} (Kafka v2 record batches)",
-            native.Status.BAD_CRC: "fails its CRC-32C: computed {e:#010x}, stored {f:#010x}",
-            native.Status.BAD_OFFSET: "has baseOffset {f}; expected at least {e}",
-        }[result.status].format(e=result.expected, f=result.found)
-        return CorruptRecord(f"batch {result.batches} at position {result.valid_bytes} {what}")
 
     def _segment_for_append(self, nbytes, now, force_roll=False):
         segment = self._segments[-1]
@@ -837,15 +737,9 @@ class PartitionLog:
         old_segments: consecutive segments of this log, not the active one. The cleaner has
         written, fsynced and closed <base>.log.cleaned, <base>.index.cleaned and
         <base>.timeindex.cleaned (base: the first old segment's base offset), holding
-        only offsets the old segments held. Kafka's replaceSegments, one output segment
-        (FORMAT.md, "Compaction", steps 2-4):
-          1. rename the three .cleaned files to .swap, the .log last: once
-             <base>.log.swap exists the output is committed (fsync of the directory);
-          2. unlink the other old segments (a .log before its indexes);
-          3. rename the .swap files over the final names, indexes first, the .log last.
-        Renames and unlinks only: the new files are new inodes, and a reader that mapped
-        or holds a descriptor of an old file keeps reading the old bytes. A crash at any
-        point is finished by _finish_interrupted_swaps on the next open.
+        only offsets the old segments held. The files are swapped by
+        segment_swap.commit_cleaned (renames; a crash at any point is finished by
+        segment_swap.finish_interrupted_swaps on the next open), then the segment list.
         """
         self._check_open()
         first = old_segments[0]
@@ -857,12 +751,8 @@ class PartitionLog:
                                f"{[s.base_offset for s in old_segments]}: not consecutive inactive "
                                f"segments of this log")
         base = first.base_offset
-        paths = self._segment_paths(base)
         try:
-            for path in (paths[1], paths[2], paths[0]):
-                os.rename(path + filenames.CLEANED_SUFFIX, path + filenames.SWAP_SUFFIX)
-            fsync_dir(self.directory)
-            self._complete_swap(base, [s.base_offset for s in old_segments[1:]])
+            segment_swap.commit_cleaned(self.directory, base, [s.base_offset for s in old_segments[1:]])
         except OSError as e:
             # the files are half swapped; the next open finishes the job. Until then the
             # old maps still serve reads, but nothing more should be written: say so loudly
@@ -875,86 +765,6 @@ class PartitionLog:
         self._segments[i:i + n] = [segment]
         self._bases[i:i + n] = [base]
         return segment
-
-    def _segment_paths(self, base):
-        d = self.directory
-        return filenames.log_file(d, base), filenames.index_file(d, base), filenames.timeindex_file(d, base)
-
-    def _complete_swap(self, base, doomed_bases):
-        """Steps 2 and 3 above (3 and 4 in FORMAT.md): unlink the segments at `doomed_bases`, then
-        rename <base>.*.swap over <base>.*. If an index .swap is missing (a crash between
-        step 3's renames) the index files at the final names may be the old segment's:
-        they are deleted and rebuilt from the log on open."""
-        for b in doomed_bases:
-            for path in self._segment_paths(b):  # the .log first: indexes alone are litter
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        log_path, index_path, time_path = self._segment_paths(base)
-        swap = filenames.SWAP_SUFFIX
-        if os.path.exists(index_path + swap) and os.path.exists(time_path + swap):
-            os.rename(index_path + swap, index_path)
-            os.rename(time_path + swap, time_path)
-        else:
-            for path in (index_path + swap, time_path + swap, index_path, time_path):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        os.rename(log_path + swap, log_path)
-        fsync_dir(self.directory)
-
-    def _finish_interrupted_swaps(self):
-        """On open, before anything else: what a crash inside replace_segments left.
-        *.cleaned files were never committed: deleted (the old segments are whole).
-        A <base>.log.swap is committed output: the old segments whose base offsets lie in
-        (base, the swap's next offset) are deleted and the swap renamed into place
-        (_complete_swap). Index .swap files without their .log.swap were never committed:
-        deleted. Costs one scan of each committed .log.swap (only after such a crash)."""
-        d = self.directory
-        names = os.listdir(d)
-        litter = [n for n in names if n.endswith(filenames.CLEANED_SUFFIX)]
-        swaps = sorted(n for n in names if n.endswith(filenames.LOG_SUFFIX + filenames.SWAP_SUFFIX))
-        for name in litter:
-            os.unlink(os.path.join(d, name))
-        for name in swaps:
-            parsed = filenames.parse_segment_file(name[:-len(filenames.SWAP_SUFFIX)])
-            if parsed is None:
-                continue
-            base = parsed[0]
-            next_offset, whole = self._swap_next_offset(os.path.join(d, name), base)
-            if not whole:  # fsynced before its commit, so only a damaged disk does this:
-                for path in self._segment_paths(base)[1:]:  # no indexes: recovered on open
-                    for p in (path + filenames.SWAP_SUFFIX, path):
-                        if os.path.exists(p):
-                            os.unlink(p)
-            doomed = sorted(p[0] for p in map(filenames.parse_segment_file, os.listdir(d))
-                            if p and p[1] == filenames.LOG_SUFFIX and base < p[0] < next_offset)
-            log.warning("%s: completing an interrupted compaction swap of segment %d (replacing "
-                        "segments %s)", self.directory, base, [base] + doomed)
-            self._complete_swap(base, doomed)
-        leftovers = [n for n in os.listdir(d) if n.endswith(filenames.SWAP_SUFFIX)]
-        for name in leftovers:
-            os.unlink(os.path.join(d, name))
-        if litter or leftovers:
-            fsync_dir(d)
-
-    @staticmethod
-    def _swap_next_offset(path, base):
-        """(the offset after the last valid batch of a .log.swap file, base if none;
-        whether every byte of it is valid batches)."""
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            if not size:
-                return base, True
-            with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as m:
-                with memoryview(m) as view:
-                    result = native.scan_batches(view, 0, True, base)
-        finally:
-            os.close(fd)
-        return (result.last_offset + 1 if result.batches else base), result.status == native.Status.OK
 
     # == closing =================================================================
     def close(self):

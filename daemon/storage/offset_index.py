@@ -15,7 +15,7 @@ Owned by the partition's worker process; not thread-safe.
 """
 import struct
 
-from odradek.client import native
+from odradek.daemon.storage import native
 from odradek.client.errors import InvalidSegment
 from odradek.daemon.storage.sparse_index import SparseIndex
 

@@ -24,7 +24,8 @@ from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
 from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
                                     MAX_TIMESTAMP_OFFSET, write_log_append_time,
                                     write_partition_leader_epoch)
-from odradek.daemon.storage import filenames
+from odradek.daemon.storage import filenames, native as storage_native
+from odradek.daemon.storage.index_policy import SparseIndexing, max_new_entries
 from odradek.daemon.storage.mapped_file import MappedFile
 from odradek.daemon.storage.offset_index import ENTRY_SIZE as OFFSET_ENTRY_SIZE, OffsetIndex
 from odradek.daemon.storage.time_index import ENTRY_SIZE as TIME_ENTRY_SIZE, TimeIndex
@@ -71,7 +72,10 @@ class BatchPosition(tuple):
     damaged = property(lambda self: len(self) > 5)   # see LogSegment.find_for_reader
 
 
-class LogSegment:
+class LogSegment(SparseIndexing):
+    """The segment's files and its state; its sparse indexes follow index_policy.py's rule
+    (SparseIndexing: _track in Python, odk_append in C)."""
+
     def __init__(self, directory, base_offset, config, writable, create=False, index_entries=None,
                  capacity=None):
         """Open (or create) the segment's files. `index_entries` None: trust the index
@@ -144,7 +148,7 @@ class LogSegment:
 
     def append(self, data, infos, assign_from=None, leader_epoch=None, append_time_ms=None):
         """Copy validated batches into the log and index them, in Python: the reference
-        append_native is tested against (tests/client/test_native_append.py).
+        append_native is tested against (tests/daemon/storage/test_native_append.py).
 
         `infos`: native.BatchInfo of each batch in `data` (positions relative to it).
         `assign_from`: first offset to assign, batch by batch (None: keep baseOffsets, as a
@@ -185,7 +189,7 @@ class LogSegment:
 
     # -- the native append (the hot path) -----------------------------------------
     def append_native(self, data, assign, leader_epoch, append_time, max_batch_size):
-        """Append a buffer of batches with one C call (native.append_into; odradek.h,
+        """Append a buffer of batches with one C call (storage_native.append_into; odradek.h,
         odk_append): copy after the data, validate the copy (never the source, which a
         producer may still change), rewrite baseOffset, epoch and LogAppendTime, add
         index entries. Returns the status: Status.OK, or why nothing changed (the copied
@@ -218,10 +222,10 @@ class LogSegment:
         """A follower's append: append_native(data, False, None, -1, max_batch_size) (the
         same checks, statuses, .log bytes, index entries and state) without the copy
         into the map. `data` is the follower's own buffer, which nobody else changes, so
-        it is validated where it lies (native.append_check), written after the data with
-        pwrite (MappedFile.write: the same page cache the map reads) and then indexed
-        (native.append_commit). Stores into fresh pages of the shared mapping made the
-        kernel zero every page first: ~35-50% of a follower's CPU with 1 KiB records
+        it is validated where it lies (storage_native.append_check), written after the
+        data with pwrite (MappedFile.write: the same page cache the map reads) and then
+        indexed (storage_native.append_commit). Stores into fresh pages of the shared
+        mapping made the kernel zero every page first: ~35-50% of a follower's CPU with 1 KiB records
         (issue 9's profile); a pwrite of whole pages skips that. Returns the status; a
         failed write raises StorageError (MappedFile.write)."""
         st = self._native_state
@@ -234,11 +238,11 @@ class LogSegment:
             st.assign, st.leader_epoch, st.append_time, st.max_batch_size = False, -1, -1, max_batch_size
             self._native_args = (False, -1, -1, max_batch_size)
         target = self._native_target
-        status = native.append_check(data, target, st)
+        status = storage_native.append_check(data, target, st)
         if status != _OK:
             return status
         position = self.log.write(data)
-        if native.append_commit(data, target, st) != _OK:   # only if data changed since the check
+        if storage_native.append_commit(data, target, st) != _OK:   # only if data changed since the check
             self.log.truncate(position)
             raise StorageError(f"{self.log.path}: the batches written at {position} changed before "
                                f"they were indexed; the write was undone")
@@ -247,18 +251,18 @@ class LogSegment:
 
     def _native_begin(self):
         """The C append state and bound buffers, from the segment's Python fields."""
-        st = self._native_state = native.append_state(
+        st = self._native_state = storage_native.append_state(
             segment_base=self.base_offset, index_interval=self._index_interval_bytes,
             next_offset=self.next_offset, position=self.log.size, index_entries=self.index.entries,
             time_entries=self.time_index.entries, bytes_since_index=self._bytes_since_index,
             max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
-        self._native_target = native.append_target(self.log.buffer, self.index.buffer,
-                                                   self.time_index.buffer)
+        self._native_target = storage_native.append_target(self.log.buffer, self.index.buffer,
+                                                           self.time_index.buffer)
         self._native_entries = (self.index.entries, self.time_index.entries)
         self._prefaulted = self._prefault_mark = st.position
         self._native_args = None
-        self._native_fields = native.append_fields_reader(st)
-        self._native_call = native.append_call(self._native_target, st)
+        self._native_fields = storage_native.append_fields_reader(st)
+        self._native_call = storage_native.append_call(self._native_target, st)
         # the two index files and their entry limits, for the mirror below
         self._native_index_files = (self.index._file, self.time_index._file,
                                     self.index.max_entries, self.time_index.max_entries)
@@ -266,7 +270,7 @@ class LogSegment:
 
     def _native_mirror(self):
         """After an OK append: what the C call moved, into the fields the rest of the
-        segment reads (one unpack of the state: see native.append_fields_reader).
+        segment reads (one unpack of the state: see storage_native.append_fields_reader).
         Returns the new data size."""
         (position, self.next_offset, entries, time_entries, self._bytes_since_index, self.max_timestamp,
          self.offset_of_max_timestamp, _, _, batches, _, _, _, first, last, records, max_ts, first_max_ts,
@@ -295,14 +299,13 @@ class LogSegment:
 
     def _allocate_ahead(self, end):
         """Give log bytes [0, end) disk blocks, ALLOCATE_AHEAD more if there is room, and
-        both indexes blocks for every entry that many log bytes can add (_track's rule:
-        at most one per batch, of at least BATCH_HEADER_SIZE bytes, and one per more
-        than index.interval.bytes), plus the time entry seal() adds. Raises StorageError
+        both indexes blocks for every entry that many log bytes can add (index_policy's
+        max_new_entries), plus the time entry seal() adds. Raises StorageError
         (nothing written) when the filesystem has no room for `end`."""
         log = self.log
         log.allocate(end, end + ALLOCATE_AHEAD)
         span = log.allocated - log.size
-        new_entries = min(span // BATCH_HEADER_SIZE, span // (self._index_interval_bytes + 1) + 1) + 1
+        new_entries = max_new_entries(span, self._index_interval_bytes) + 1
         for index, extra in ((self.index, 0), (self.time_index, 1)):
             need = (index.entries + new_entries + extra) * index.entry_size
             index.allocate(need)
@@ -311,40 +314,38 @@ class LogSegment:
 
     def _prefault_ahead(self, position):
         """Keep PREFAULT_AHEAD bytes past `position` faulted in by the process's prefault
-        thread (native.prefault), so appends copy into pages that exist: first-touch
+        thread (storage_native.prefault), so appends copy into pages that exist: first-touch
         faults of the sparse file were about half the cost of a 16 KiB append. Only
         allocated bytes: populating a hole would take a block nobody checked for."""
         end = min(position + PREFAULT_AHEAD, self.log.allocated)
         start = max(self._prefaulted, position)
-        if start < end and native.prefault(self._native_target, start, end) == 0:
+        if start < end and storage_native.prefault(self._native_target, start, end) == 0:
             self._prefaulted = end
         self._prefault_mark = position + PREFAULT_AHEAD // 2
 
     def _native_reset(self):
         """Forget the C append state (Python changed the segment) and let go of the maps."""
         if self._native_target is not None:
-            native.release_target(self._native_target)
+            storage_native.release_target(self._native_target)
         self._native_state = self._native_target = None
         self._allocated_mark = 0  # truncations free blocks: the next append checks again
 
     def _track(self, position, last_offset, size, max_timestamp):
-        """Account for a batch now in the log: end offset, timestamps, sparse indexes."""
+        """Account for a batch now in the log: end offset, timestamps, sparse indexes.
+        A full index takes no more entries (the log rolls before the next append; within
+        one multi-batch append the last batches just go unindexed: sparse)."""
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = max_timestamp
-        if max_timestamp > self.max_timestamp:
-            self.max_timestamp = max_timestamp
-            self.offset_of_max_timestamp = last_offset
-        if self._bytes_since_index > self._index_interval_bytes and not self._indexes_full:
-            # a full index takes no more entries (the log rolls before the next append;
-            # within one multi-batch append the last batches just go unindexed: sparse)
-            try:
-                self.index.append(last_offset, position)
-                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
-            finally:  # _check_index_room(), inlined: this runs for every indexed batch
-                self._indexes_full = self.index.is_full or self.time_index.is_full
-            self._bytes_since_index = 0
-        self._bytes_since_index += size
+        self._index_batch(position, last_offset, size, max_timestamp, not self._indexes_full)
         self.next_offset = last_offset + 1
+
+    def _add_index_entry(self, last_offset, position):
+        """SparseIndexing's entry, into both index files."""
+        try:
+            self.index.append(last_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        finally:  # _check_index_room(), inlined: this runs for every indexed batch
+            self._indexes_full = self.index.is_full or self.time_index.is_full
 
     # -- reading ------------------------------------------------------------------
     def batch_at(self, position):

@@ -5,7 +5,8 @@ Layout (Kafka's .timeindex): a packed array of 12-byte entries, no header.
       0   8  timestamp       i64 BE  (largest record timestamp so far in the segment)
       8   4  relativeOffset  u32 BE  (the offset that carries that timestamp, - base)
 An entry is added beside each offset-index entry, only when the segment's largest
-timestamp has grown since the last entry, so timestamps strictly increase. Because
+timestamp has grown since the last entry, so timestamps strictly increase (the rule:
+index_policy.py). Because
 entry i holds the largest timestamp up to its offset, every record up to offset_i has a
 timestamp <= timestamp_i. The first record with timestamp >= T therefore lies after the
 offset of the last entry below T: `scan_start(T)` returns that offset + 1.
@@ -14,7 +15,8 @@ Owned by the partition's worker process; not thread-safe.
 """
 import struct
 
-from odradek.client import native
+from odradek.daemon.storage import native
+from odradek.daemon.storage.index_policy import time_entry_due
 from odradek.client.errors import InvalidSegment
 from odradek.daemon.storage.sparse_index import SparseIndex
 
@@ -35,9 +37,9 @@ class TimeIndex(SparseIndex):
         return ts, self.base_offset + rel
 
     def maybe_append(self, timestamp, offset):
-        """Add (timestamp, offset) if the timestamp is larger than the last entry's."""
+        """Add (timestamp, offset) if index_policy.time_entry_due says so and there is room."""
         last_ts, last_off = self.last_entry
-        if timestamp <= last_ts or (self._file.size and offset <= last_off) or self.is_full:
+        if self.is_full or not time_entry_due(timestamp, offset, last_ts, last_off, self._file.size > 0):
             return False
         self._append(_ENTRY.pack(timestamp, self._relative(offset)), (timestamp, offset))
         return True

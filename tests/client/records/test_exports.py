@@ -20,6 +20,7 @@ EXPECTED = {
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
+    "filter_batch", "decode_batch", "DecodedBatch", "BatchRetention", "FilterResult",
 }
 
 RECORD_BATCH_PROPERTIES = [
@@ -54,7 +55,8 @@ def test_varint_module_exposes_its_codec():
 
 
 @pytest.mark.parametrize("module", ["odradek.client.native", "odradek.client._native_ref",
-                                    "odradek.client.records", "odradek.client.records.layout"])
+                                    "odradek.client.records", "odradek.client.records.layout",
+                                    "odradek.client.records.filter", "odradek.daemon.storage.native"])
 @pytest.mark.parametrize("pure", ["0", "1"])
 def test_each_module_of_the_import_cycle_can_be_imported_first(module, pure):
     # native -> _native_ref -> records.layout (so the records package) -> _batch -> native

@@ -17,7 +17,9 @@ from odradek.client.errors import InvalidConfig, StorageError
 from odradek.client.records import ATTRIBUTES_OFFSET, COMPRESSION_MASK, CRC_OFFSET, BatchBuilder, Compression
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 from odradek.daemon.storage import log as log_module
-from odradek.daemon.storage.cleaner import CLEANER_CHECKPOINT, CleanerCheckpoint, LogCleaner
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint
+from odradek.daemon.storage.cleaner import LogCleaner
+from odradek.daemon.storage.filenames import CLEANER_CHECKPOINT
 from odradek.daemon.storage.config import NO_LIMIT
 from support.clock import FakeClock
 from support.compaction import Model, append, check_latest_present, check_log, fill

@@ -1,42 +1,33 @@
-"""native.append (odk_append, daemon/c_ext/odradek.h): the fused copy + validate +
+"""storage native.append (odk_append, daemon/c_ext/odradek.h): the fused copy + validate +
 rewrite + index of one PartitionLog append, and its follower variant without the copy
 (append_check + append_commit), run against both implementations (the CFFI wrapper and
-the pure-Python reference), like tests/client/test_native.py.
+the pure-Python reference in daemon/storage), like tests/client/test_native.py.
 
 The oracle is twofold: a straightforward Python model built from client/records (copy,
-write_base_offset, write_partition_leader_epoch, write_log_append_time, then
-LogSegment._track's index rules), and the real LogSegment writing real files.
+write_base_offset, write_partition_leader_epoch, write_log_append_time, then the
+sparse-index rule of daemon/storage/index_policy.py, its one Python owner), and the real
+LogSegment writing real files. So this is also the twin test of the rule: C's track()
+in odradek.c against index_policy.SparseIndexing.
 
-`python tests/client/test_native_append.py` prints a micro benchmark of the C call.
+`python tests/daemon/storage/test_native_append.py` prints a micro benchmark of the C call.
 """
-import importlib
 import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from odradek.client import _native_ref as ref
+from odradek.client import _native_ref as client_ref
 from odradek.client.records import (BatchBuilder, RecordBatch, TimestampType, write_base_offset,
                                     write_log_append_time, write_partition_leader_epoch)
+from odradek.daemon.storage import _native_ref as ref
+from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
+from support.native import impl_fixture
 
-try:
-    _c_impl = importlib.import_module("odradek.client._native_cffi")
-    _c_skip = None
-except ImportError as e:   # odradek._native not built
-    _c_impl, _c_skip = None, f"odradek._native cannot be imported ({e}); build it first"
-
-Status = ref.Status
+Status = client_ref.Status
 SEGMENT_FIELDS = ("position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
                   "max_timestamp", "offset_of_max")
 
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def impl(request):
-    if request.param == "c":
-        if _c_impl is None:
-            pytest.skip(_c_skip)
-        return _c_impl
-    return ref
+impl = impl_fixture("odradek.daemon.storage._native_cffi", ref)
 
 
 quick = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,7 +50,7 @@ def raw_batch(base_offset=0, records=1, last_offset_delta=None, max_timestamp=1_
         last_offset_delta = records - 1
     body = struct.pack(">hiqqqhii", attributes, last_offset_delta, 1_000, max_timestamp, -1, -1, -1,
                        records) + payload
-    crc = ref.crc32c(body) if crc is None else crc
+    crc = client_ref.crc32c(body) if crc is None else crc
     length = 9 + len(body) if length is None else length
     return struct.pack(">qiibI", base_offset, length, -1, magic, crc) + body
 
@@ -75,21 +66,24 @@ def with_offsets(batches, start):
     return out
 
 
-# ---- the oracle: a Python loop over client/records, with LogSegment._track's rules -----
+# ---- the oracle: a Python loop over client/records, with index_policy's rule -----------
 
-class Model:
+class Model(SparseIndexing):
     def __init__(self, base=0, interval=300, log_cap=1 << 16, index_cap=64, time_cap=64):
-        self.base, self.interval = base, interval
+        self.base, self._index_interval_bytes = base, interval
         self.log, self.index, self.timeindex = bytearray(log_cap), bytearray(8 * index_cap), \
             bytearray(12 * time_cap)
         self.position, self.next_offset = 0, base
-        self.max_timestamp, self.offset_of_max = -1, base
-        self.bytes_since_index = self.index_entries = self.time_entries = 0
+        self.max_timestamp, self.offset_of_max_timestamp = -1, base
+        self._bytes_since_index = self.index_entries = self.time_entries = 0
         self.last_time = (-1, base)
         self.first_batch_timestamp = None
 
+    bytes_since_index = property(lambda self: self._bytes_since_index)
+    offset_of_max = property(lambda self: self.offset_of_max_timestamp)
+
     def append(self, data, assign=True, epoch=None, append_time=None):
-        infos = ref.scan_batches(data, 0, not assign, self.next_offset, cap=10_000).infos
+        infos = client_ref.scan_batches(data, 0, not assign, self.next_offset, cap=10_000).infos
         start = self.position
         self.log[start:start + len(data)] = data
         self.position += len(data)
@@ -113,20 +107,17 @@ class Model:
     def track(self, position, last_offset, size, ts):
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = ts
-        if ts > self.max_timestamp:
-            self.max_timestamp, self.offset_of_max = ts, last_offset
-        if self.bytes_since_index > self.interval:
-            struct.pack_into(">II", self.index, 8 * self.index_entries, last_offset - self.base, position)
-            self.index_entries += 1
-            last_ts, last_off = self.last_time
-            if self.max_timestamp > last_ts and (not self.time_entries or self.offset_of_max > last_off):
-                struct.pack_into(">qI", self.timeindex, 12 * self.time_entries, self.max_timestamp,
-                                 self.offset_of_max - self.base)
-                self.time_entries += 1
-                self.last_time = (self.max_timestamp, self.offset_of_max)
-            self.bytes_since_index = 0
-        self.bytes_since_index += size
+        self._index_batch(position, last_offset, size, ts)
         self.next_offset = last_offset + 1
+
+    def _add_index_entry(self, last_offset, position):
+        struct.pack_into(">II", self.index, 8 * self.index_entries, last_offset - self.base, position)
+        self.index_entries += 1
+        ts, offset = self.max_timestamp, self.offset_of_max_timestamp
+        if time_entry_due(ts, offset, *self.last_time, self.time_entries > 0):
+            struct.pack_into(">qI", self.timeindex, 12 * self.time_entries, ts, offset - self.base)
+            self.time_entries += 1
+            self.last_time = (ts, offset)
 
 
 class Target:
@@ -223,7 +214,7 @@ def test_log_append_time_sets_bit_3_and_max_timestamp_with_a_valid_crc(impl):
     data = build(records=3, ts=10) + build(records=2, ts=20)
     assert t.append(data, append_time=1_234_567) == Status.OK
     stored = bytes(t.log[:t.st.position])
-    scan = ref.scan_batches(stored, 0, True, 0, cap=10)
+    scan = client_ref.scan_batches(stored, 0, True, 0, cap=10)
     assert scan.status == Status.OK and scan.batches == 2
     for info in scan.infos:
         batch = RecordBatch(stored[info.position:info.position + info.size])
@@ -339,7 +330,7 @@ def test_files_match_what_log_segment_append_writes(impl, tmp_path, assign, epoc
             if not assign:
                 batches = with_offsets(batches, seg.next_offset)
             data = b"".join(batches)
-            infos = ref.scan_batches(data, 0, not assign, seg.next_offset, cap=100).infos
+            infos = client_ref.scan_batches(data, 0, not assign, seg.next_offset, cap=100).infos
             seg.append(data, infos, seg.next_offset if assign else None, epoch, append_time)
             status = impl.append(data, mine.log.buffer, mine.index._file.buffer,
                                  mine.time_index._file.buffer, st)
@@ -404,7 +395,7 @@ def test_scan_failures_report_what_scan_batches_reports(impl, name, assign):
     if not assign:
         good = with_offsets([good], t.st.next_offset)[0]
     data = SCAN_FAILURES[name](good)
-    want = ref.scan_batches(data, 0, not assign, t.st.next_offset)
+    want = client_ref.scan_batches(data, 0, not assign, t.st.next_offset)
     st = assert_refused(t, data, want.status, assign=assign, epoch=4, append_time=99)
     assert want.status not in (Status.OK, Status.MORE)
     assert (st.batches, st.valid_bytes, st.expected, st.found) == \
@@ -548,7 +539,7 @@ def test_any_single_byte_corruption_is_either_refused_unchanged_or_accepted_as_s
     data[flip % len(data)] ^= value
     data = bytes(data)
     before = t.snapshot()
-    scan = ref.scan_batches(data, 0, False, t.st.next_offset)
+    scan = client_ref.scan_batches(data, 0, False, t.st.next_offset)
     status = t.append(data)
     if status == Status.OK:
         assert scan.status == Status.OK   # the corrupted byte was baseOffset/epoch (not CRC'd)
@@ -665,7 +656,7 @@ def test_a_released_target_is_refused(impl):
 
 def _bench():
     import time
-    from odradek.client import _native_cffi as c
+    from odradek.daemon.storage import _native_cffi as c
     data = build(records=16, value_size=(16 << 10) // 16 - 30)
     print(f"batch: {len(data)} bytes")
     cap = 256 << 20

@@ -1,0 +1,45 @@
+"""The error an append refused by the native call raises: from the append state's status,
+expected and found fields (odradek.h, odk_append) to the OdradekError with Kafka's name
+(CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD, UNSUPPORTED_COMPRESSION_TYPE, ...)
+and a message naming the batch. Pure: no I/O.
+"""
+from odradek.client import native
+from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, MessageTooLarge, StorageError,
+                                   UnsupportedCompression)
+from odradek.client.records import Compression
+
+__all__ = ["append_error"]
+
+_CORRUPT = {
+    native.Status.TRUNCATED: "is truncated: expected {e} bytes, found {f}",
+    native.Status.BAD_LENGTH: "has an impossible length: expected at least {e}, found {f}",
+    native.Status.BAD_MAGIC: "has magic {f}; expected {e} (Kafka v2 record batches)",
+    native.Status.BAD_CRC: "fails its CRC-32C: computed {e:#010x}, stored {f:#010x}",
+    native.Status.BAD_OFFSET: "has baseOffset {f}; expected at least {e}",
+}
+
+
+def append_error(st, nbytes):
+    """The OdradekError for an append of `nbytes` the native call refused (st: its state)."""
+    status, where = st.status, f"batch at position {st.valid_bytes}"
+    if status == native.Status.TOO_LARGE:
+        return MessageTooLarge(f"{where} is {st.found} bytes; max.message.bytes is {st.expected}")
+    if status == native.Status.BAD_RECORDS:
+        return InvalidRecord(f"{where} has {st.expected} records but lastOffsetDelta {st.found}; "
+                             f"expected records - 1 (and at least one record)")
+    if status == native.Status.BAD_CODEC:
+        codec = st.found
+        name = Compression(codec).name.lower() if codec in Compression._value2member_map_ \
+            else f"unknown codec {codec}"
+        return UnsupportedCompression(f"{where} is compressed with {name}; "
+                                      f"odradek takes uncompressed or gzip batches")
+    if status == native.Status.EMPTY or (status in _CORRUPT and st.batches == 0 and nbytes == 0):
+        return CorruptRecord("no record batches in an empty buffer")
+    if status in _CORRUPT:
+        what = _CORRUPT[status].format(e=st.expected, f=st.found)
+        return CorruptRecord(f"batch {st.batches} at position {st.valid_bytes} {what}")
+    if status == native.Status.INDEX_FULL:
+        return InvalidConfig(f"an append of {nbytes} bytes needs more offset-index entries than a whole "
+                             f"segment index holds; raise segment.index.bytes or index.interval.bytes")
+    return StorageError(f"append of {nbytes} bytes refused by a fresh segment: "
+                        f"{native.Status.NAMES.get(status, status)}")
