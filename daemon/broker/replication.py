@@ -261,7 +261,8 @@ def leader_died(broker, handle):
     successor = broker.supervisor.workers[(name, partition, new)]
     broker.worker_request(successor.key, request,
                           lambda result: _promoted(broker, handle, successor, old, result))
-    broker.call_later(PROMOTION_TIMEOUT_S, lambda: _promotion_overdue(broker, successor, successor.pid))
+    pid = successor.pid   # now: by the deadline the handle may hold another process of the replica
+    broker.call_later(PROMOTION_TIMEOUT_S, lambda: _promotion_overdue(broker, successor, pid))
     for r in p.followers:
         if r != new and _running_follower(broker, name, partition, r):
             broker.worker_request((name, partition, r), request, lambda _r: None)

@@ -114,3 +114,27 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
     # the successor takes the held entries again: duplicates, acknowledged where written
     assert sorted(reports, key=lambda r: r[1]) == [(None, 3 + i) for i in range(len(values))], \
         [r for r in reports if r[0] is not None][:3]
+
+
+def test_a_successor_killed_after_it_took_over_is_not_killed_again_as_a_follower(broker):
+    # The promotion deadline (PROMOTION_TIMEOUT_S after an election) read the successor's
+    # pid when it fired, not when it was set: a successor that led, died and came back as
+    # a follower within that time was SIGKILLed again, as "did not take over".
+    from odradek.daemon.broker.replication import PROMOTION_TIMEOUT_S
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1, replication_factor=3)
+    assert produce(broker, "t", [b"x"] * 5, "all") == [(None, i) for i in range(5)]
+    first, _ = processes(broker, "t")
+    os.kill(first, signal.SIGKILL)          # a leader the broker we started forked
+    successor, _ = processes(broker, "t")   # it took over: all three run again
+    assert successor != first
+    os.kill(successor, signal.SIGKILL)      # within PROMOTION_TIMEOUT_S of its election
+    processes(broker, "t")
+    overdue = "did not take over"
+    try:
+        wait_until(lambda: overdue in broker.stderr(tail=None), PROMOTION_TIMEOUT_S + 1,
+                   what="a promotion deadline to fire (it must not)")
+    except AssertionError:
+        pass   # timed out: no deadline fired, as it should be
+    assert overdue not in broker.stderr(tail=None)
+    assert produce(broker, "t", [b"y"] * 5, "all") == [(None, 5 + i) for i in range(5)]
