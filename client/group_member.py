@@ -275,7 +275,8 @@ class GroupMember:
             self.host.unassign(action.keys)
             self._callback(self._on_lost or self._on_revoke, action.keys)
         elif kind is Callback:
-            self._callback(getattr(self, "_" + action.name), action.keys)
+            callbacks = {"on_assign": self._on_assign, "on_revoke": self._on_revoke, "on_lost": self._on_lost}
+            self._callback(callbacks[action.name], action.keys)
         elif kind is ReportCommit:
             if self.on_commit is not None:
                 self.on_commit(action.error, action.partitions)

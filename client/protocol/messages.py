@@ -108,8 +108,8 @@ APIS = ApiTable([
     Api(ApiKey.DELETE_GROUPS,                DeleteGroupsRequest,             DeleteGroupsResponse,             0,  0),
 ])
 
-# The consumer-group APIs, declared now and served from the consumer-group milestone on:
-# a broker without a coordinator serves APIS.without(*GROUP_API_KEYS).
+# The consumer-group APIs: the broker hands these requests to its group coordinator
+# (daemon/broker/handlers.py).
 GROUP_API_KEYS = (
     ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
     ApiKey.LEAVE_GROUP, ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.LIST_GROUPS,
