@@ -10,7 +10,7 @@ state --runs times each way and prints the median:
   snapshot    as a restart after a clean stop: load the snapshot, replay nothing;
   tail scan   the .snapshot files deleted: replay the last 64 MiB of the log, as every
               open did before snapshots (and as an open still does without one).
-Only the producer-state step is timed (LeaderWorker._rebuild_producer_state), not the
+Only the producer-state step is timed (LeaderWorker.rebuild_producer_state), not the
 log's own open.
 """
 import argparse
@@ -46,10 +46,10 @@ def open_state(log_dir, snapshot=False):
     worker = LeaderWorker(a, WorkerSpec("perf", 0, 0, log_dir, {}, 0))
     worker.log = PartitionLog(worker.spec.partition_dir, LogConfig({}))
     started = time.perf_counter()
-    worker._rebuild_producer_state()
+    worker.rebuild_producer_state()
     took = time.perf_counter() - started
     if snapshot:
-        worker._snapshot_producer_state("a clean close")
+        worker.snapshot_producer_state("a clean close")
     worker.log.close()
     a.close()
     b.close()

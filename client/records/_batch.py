@@ -8,7 +8,7 @@ iter_batches slices views. Only records() and record_fields() copy, once, the ba
 decode. Records are decoded by native.decode_records (C: one call walks and checks every
 record of the batch; only the Python objects are made here); a gzip batch is first
 decompressed into an uncompressed one. The words of the error for a batch it refuses
-come from its Python reference (_native_ref.refusal_words), the one Python parser of the
+come from its Python reference (native.reference.refusal_words), the one Python parser of the
 record format.
 Rules for bad input (FORMAT.md, "Reading garbage"): iter_batches stops quietly where the
 framing stops making sense; validate() and records() raise CorruptRecord saying what was
@@ -18,7 +18,7 @@ import re
 import struct
 import zlib
 
-from odradek.client import _native_ref, native
+from odradek.client import native
 from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
@@ -347,7 +347,7 @@ def _rejected(data, res, where):
     """native.decode_records refused the batch `data` (or a header key is not UTF-8):
     raise the CorruptRecord that names the record and field in words, which the Python
     reference of decode_records gives (the two accept exactly the same batches)."""
-    words = _native_ref.refusal_words(data) if res[0] else _header_key_refusal(data, res)
+    words = native.reference.refusal_words(data) if res[0] else _header_key_refusal(data, res)
     if words is not None:
         raise CorruptRecord(f"{where}: {words}")
     status, _, records, position, expected, found, _ = res   # they disagree: a bug

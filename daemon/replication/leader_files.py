@@ -21,8 +21,8 @@ Theory of operation
   located from scratch: list the *.log files, take the greatest base <= offset, floor
   the position by a binary search of the leader's sparse .index (each probe an 8-byte
   pread; the found entry is checked against the batch header it points to, else the
-  walk starts at 0), then walk batch headers (baseOffset, batchLength, lastOffsetDelta:
-  27 bytes a pread) forward. Where a segment's data ends (a zero header, or the end of
+  walk starts at 0), then walk batch headers (read_header: the 61-byte header, one
+  pread each) forward. Where a segment's data ends (a zero header, or the end of
   the file) with offset still below end_offset, the leader has rolled: the next file.
 - Files come and go under the reader: retention unlinks old segments, compaction renames
   new inodes over old names, a roll trims one file and creates the next. A file missing
@@ -61,15 +61,13 @@ import struct
 from collections import namedtuple
 
 from odradek.client.errors import CorruptRecord, OffsetOutOfRange, StorageError
-from odradek.client.records import BATCH_HEADER_SIZE, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD
+from odradek.client.records import BATCH_HEADER_SIZE, LOG_OVERHEAD, read_header
 from odradek.daemon.storage import filenames
 
 __all__ = ["LeaderFiles", "Chunk", "OffsetBelowLogStart", "RETRIES"]
 
 RETRIES = 8                                  # relists of the dir per read
-_FRAME = struct.Struct(">qi")                # baseOffset, batchLength (bytes 0..11)
-_DELTA = struct.Struct(">i")                 # lastOffsetDelta (bytes 23..26)
-_HEAD = LAST_OFFSET_DELTA_OFFSET + 4         # bytes of header the walk reads: 27
+_HEAD = BATCH_HEADER_SIZE                    # bytes of header the walk reads (read_header)
 _ZERO_FRAME = bytes(LOG_OVERHEAD)
 _ENTRY = struct.Struct(">II")                # .index: relativeOffset, position
 _MIN_LENGTH = BATCH_HEADER_SIZE - LOG_OVERHEAD
@@ -300,11 +298,11 @@ def _header(buf, at, path, position):
     or the end of the buffer/file). CorruptRecord for an impossible header."""
     if len(buf) - at < LOG_OVERHEAD or buf[at:at + LOG_OVERHEAD] == _ZERO_FRAME:
         return None
-    base, length = _FRAME.unpack_from(buf, at)
     if len(buf) - at < _HEAD:
         raise CorruptRecord(f"{path}: the batch at position {position} is cut short by the end of the file "
                             f"({len(buf) - at} bytes)")
-    delta = _DELTA.unpack_from(buf, at + LAST_OFFSET_DELTA_OFFSET)[0]
+    header = read_header(buf, at)
+    base, length, delta = header.base_offset, header.batch_length, header.last_offset_delta
     if length < _MIN_LENGTH or base < 0 or delta < 0:
         raise CorruptRecord(f"{path}: impossible batch header at position {position}: baseOffset {base}, "
                             f"batchLength {length}, lastOffsetDelta {delta}")

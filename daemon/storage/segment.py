@@ -19,10 +19,9 @@ import os
 import struct
 
 from odradek.client import native
-from odradek.client.records import next_whole_batch
 from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
-from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
-                                    MAX_TIMESTAMP_OFFSET, write_log_append_time,
+from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LOG_OVERHEAD, MIN_BATCH_LENGTH,
+                                    next_whole_batch, read_header, write_log_append_time,
                                     write_partition_leader_epoch)
 from odradek.daemon.storage import filenames, native as storage_native
 from odradek.daemon.storage.index_policy import SparseIndexing, max_new_entries
@@ -36,9 +35,6 @@ log = logging.getLogger(__name__)
 
 _I64 = struct.Struct(">q")
 _pack_i64 = _I64.pack_into
-_I32 = struct.Struct(">i")
-# baseOffset, batchLength; then lastOffsetDelta; maxTimestamp: enough to walk and search
-_FRAME = struct.Struct(">qi")
 _SCAN_CHUNK = 4096  # BatchInfo entries per native scan call during recovery
 PREFAULT_AHEAD = 2 << 20  # bytes of the active segment kept faulted in ahead of appends
 # Bytes of log given disk blocks (fallocate) at a time, ahead of the appends, with the
@@ -350,17 +346,18 @@ class LogSegment(SparseIndexing):
     # -- reading ------------------------------------------------------------------
     def batch_at(self, position):
         """BatchPosition of the batch starting at `position` (header fields only)."""
-        buf = self.log.buffer
-        base, length = _FRAME.unpack_from(buf, position)
-        if length < BATCH_HEADER_SIZE - LOG_OVERHEAD or position + length + LOG_OVERHEAD > self.log.size:
+        fits = position + BATCH_HEADER_SIZE <= self.log.size
+        header = read_header(self.log.buffer, position) if fits else None
+        length = header.batch_length if fits else -1
+        if length < MIN_BATCH_LENGTH or position + length + LOG_OVERHEAD > self.log.size:
             # only a wrong index entry leads here (appends and recovery validate batches):
             # refuse rather than walk garbage, or loop on a length of 0
             raise InvalidSegment(f"{self.log.path}: no batch at position {position} (batchLength {length}, "
                                  f"data size {self.log.size}): the segment is damaged there, or its index is; "
                                  f"'odradek dump-log --verify' on the partition dir names what is wrong")
-        delta = _I32.unpack_from(buf, position + LAST_OFFSET_DELTA_OFFSET)[0]
-        max_ts = _I64.unpack_from(buf, position + MAX_TIMESTAMP_OFFSET)[0]
-        return BatchPosition((position, base, base + delta, length + LOG_OVERHEAD, max_ts))
+        base = header.base_offset
+        return BatchPosition((position, base, base + header.last_offset_delta, length + LOG_OVERHEAD,
+                              header.max_timestamp))
 
     def batches_from(self, position=0, end=None):
         """Yield each BatchPosition from `position` up to `end` (default: the data size)."""

@@ -103,7 +103,7 @@ class FollowerWorker(ProducerStateKeeping):
         self.log = PartitionLog(self.spec.partition_dir, LogConfig(self.spec.configs))
         if self.spec.tidy_only:
             return
-        self._rebuild_producer_state()
+        self.rebuild_producer_state()
         self.state = self.spec.shm.state
         self.progress = self.spec.shm.progress
         self.files = LeaderFiles(self._leader_partition_dir())
@@ -131,7 +131,7 @@ class FollowerWorker(ProducerStateKeeping):
             self.files.close()
             self.files = None
         if self.log is not None:
-            self._snapshot_producer_state("clean close")
+            self.snapshot_producer_state("clean close")
             self.log.close()
             self.log = None
         if self.bell is not None:
@@ -213,7 +213,7 @@ class FollowerWorker(ProducerStateKeeping):
                     break
                 rolled = chunk.segment_base > lg.active.base_offset
                 if rolled:   # as the leader does: the state below the new segment
-                    self._snapshot_producer_state("segment roll", lg.log_end_offset)
+                    self.snapshot_producer_state("segment roll", lg.log_end_offset)
                 try:
                     lg.append_as_follower(chunk.data, chunk.segment_base)
                 except StorageError as e:
@@ -257,7 +257,7 @@ class FollowerWorker(ProducerStateKeeping):
             lg.truncate_to(cut)
             self._hint = None
             self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
-            self._rebuild_producer_state()
+            self.rebuild_producer_state()
             self._publish()
         self._checked_epoch = self.spec.leader_epoch
         return True

@@ -248,7 +248,7 @@ class LeaderWorker(ProducerStateKeeping):
         if producer_state is not None:
             self.producer_state, self._state_loaded = producer_state, True
         else:
-            self._rebuild_producer_state()
+            self.rebuild_producer_state()
         if lg.config.acks_all_fsync:   # held until synced: entries above the last sync may come back
             self._unacked_floor = min(self._unacked_floor, lg.recovery_point)
         if lg.config.compact:
@@ -470,7 +470,7 @@ class LeaderWorker(ProducerStateKeeping):
             if producer_id >= 0:
                 self.producer_state.record(producer_id, epoch, base_seq, last_seq, -1, -1)
                 if not isinstance(e, StorageError):   # the log does not hold what it used up
-                    self._snapshot_producer_state("a refused batch", durable=False)
+                    self.snapshot_producer_state("a refused batch", durable=False)
             raise
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
@@ -519,7 +519,7 @@ class LeaderWorker(ProducerStateKeeping):
         if lg.active is not active:
             # rolled: the state (this batch not recorded yet) is that of the log below
             # the new segment's base. Kafka snapshots at every roll too.
-            self._snapshot_producer_state("segment roll", lg.active.base_offset)
+            self.snapshot_producer_state("segment roll", lg.active.base_offset)
         if self._storage_error is not None:
             log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
                      self._storage_error)
@@ -716,7 +716,7 @@ class LeaderWorker(ProducerStateKeeping):
             att.close()
         self.producers.clear()
         if self.log is not None:
-            self._snapshot_producer_state("clean close")
+            self.snapshot_producer_state("clean close")
             self.log.close()
             self.log = None
         if self.wakeups is not None:

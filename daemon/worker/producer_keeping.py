@@ -23,7 +23,7 @@ REMEMBER_BATCHES = 4096      # per producer, after a rebuild: re-delivered entri
 
 
 class ProducerStateKeeping:
-    def _rebuild_producer_state(self):
+    def rebuild_producer_state(self):
         """Idempotence state: the newest producer-state snapshot at or below the log end
         plus the batches from its offset on; without one, the last REBUILD_BYTES of the
         log. Either way every entry a killed predecessor appended but never released is
@@ -62,7 +62,7 @@ class ProducerStateKeeping:
         log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
                  self.spec.topic, self.spec.partition, how, n, replayed[0], start)
 
-    def _snapshot_producer_state(self, why, offset=None, durable=True):
+    def snapshot_producer_state(self, why, offset=None, durable=True):
         """Write the producer-state snapshot for `offset` (default the log end): at segment
         roll, clean close, a refused batch. A failure is logged: an older snapshot or the
         log tail stands in. durable=False (a refused batch) writes it without fsyncs: it
