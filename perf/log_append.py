@@ -261,7 +261,7 @@ def main():
                 times[name].append(wall)
                 cpu[name].append(cpu_s)
         ratios = [m / t for m, t in zip(times["mmap"], times["log"])]
-        t_log, t_mmap, t_sparse, t_write = times["log"], times["mmap"], times["sparse"], times["write"]
+        t_log, t_mmap, t_write = times["log"], times["mmap"], times["write"]
         t_pwrite = times["pwrite"]
         crc = crc_gbps(args.runs)
     finally:

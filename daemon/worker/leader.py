@@ -57,7 +57,7 @@ from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
 from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REBUILD_BYTES, REMEMBER_BATCHES, ProducerStateKeeping
-from odradek.daemon.worker.producer_state import Outcome, ProducerState, batches_from_buffer
+from odradek.daemon.worker.producer_state import Outcome, ProducerState, Verdict, batches_from_buffer
 from odradek.daemon.worker.producers import Abdication, ProducerAttachment
 from odradek.daemon.worker.wakeups import Wakeups
 
@@ -210,6 +210,7 @@ class LeaderWorker(ProducerStateKeeping):
         self._broker_appends = []    # (correlation id, AppendInfo): AppendRecords waiting for the ISR
         self._unacked_floor = None   # the high watermark at open: entries above it may come back
         self._unacked = None         # {(producer id, epoch, first seq): (first, last offset)} above it
+        self._producers_seen = set()  # producer ids that sent a batch in this process's tenure
 
     # == opening ==================================================================
     def open(self, partition_log=None, producer_state=None):
@@ -449,6 +450,8 @@ class LeaderWorker(ProducerStateKeeping):
         last_seq = _last_seq(base_seq, delta)
         if producer_id >= 0:
             verdict = self.producer_state.check(producer_id, epoch, base_seq, last_seq)
+            first_here = producer_id not in self._producers_seen
+            self._producers_seen.add(producer_id)
             if verdict.outcome is Outcome.DUPLICATE:
                 if verdict.first_offset < 0:
                     raise InvalidRecord(f"this batch (sequence {base_seq}) was refused before")
@@ -457,6 +460,12 @@ class LeaderWorker(ProducerStateKeeping):
                 written = self._written_unacked(producer_id, epoch, base_seq)
                 if written is not None:
                     return written
+                if first_here and self.producer_state.is_gap_ahead(producer_id, epoch, base_seq):
+                    # the sequences skipped were refused by a previous leader (or process),
+                    # which alone knew it: the producer was answered with an error for them
+                    log.info("%s-%d: producer %d resumes at sequence %d, past sequences a previous leader "
+                             "refused", self.spec.topic, self.spec.partition, producer_id, base_seq)
+                    verdict = Verdict(Outcome.APPEND)
             if verdict.outcome is not Outcome.APPEND:
                 raise verdict.exception()
         try:

@@ -54,9 +54,13 @@ snapshot right after a refusal, before releasing the entry: killed before the sn
 is renamed into place, the successor is handed the same entry and refuses it again.
 That snapshot is written without fsyncs (a process crash keeps it; a power loss may
 not). Only a snapshot that cannot be written (a full or failing disk, logged), or a
-power loss before the page cache reached the disk, loses the refusal; after a restart the producer's next batch is then OUT_OF_ORDER_SEQUENCE_NUMBER,
-and odradek's producer (which, unlike Kafka's since KIP-360, does not bump its epoch)
-keeps failing on that partition until a new Producer instance takes a new producer id.
+power loss before the page cache reached the disk, loses the refusal; so does a change
+of leader, since a refusal is never replicated. The producer's next batch then comes
+with a forward gap in its sequence, and check() calls it OUT_OF_ORDER_SEQUENCE_NUMBER;
+odradek's producer does not bump its epoch (unlike Kafka's since KIP-360), so the leader
+decides (worker/leader.py): the first batch a producer sends a new leader (a new
+process, or a new tenure) may skip ahead (is_gap_ahead), because the only sequences a
+producer's ring can skip are ones a previous leader answered with an error.
 
 Not here: transactions, producer-id expiry (producer.id.expiration.ms).
 """
@@ -75,6 +79,7 @@ __all__ = ["ProducerState", "Outcome", "Verdict", "ProducerEntry", "batches_from
            "next_sequence", "NUM_BATCHES_TO_RETAIN", "MAX_SEQUENCE"]
 
 NUM_BATCHES_TO_RETAIN = 5        # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+_GAP_AHEAD_LIMIT = 1 << 30       # a sequence this far ahead or more counts as behind (wrap)
 
 
 def next_sequence(sequence, increment=1):
@@ -222,6 +227,15 @@ class ProducerState:
         return _error(Outcome.OUT_OF_ORDER_SEQUENCE_NUMBER,
                       f"producer {producer_id} started new epoch {epoch} (was {p.epoch}) at "
                       f"sequence {first_seq}; a new epoch must start at sequence 0")
+
+    def is_gap_ahead(self, producer_id, epoch, first_seq):
+        """Whether first_seq lies ahead of the producer's next sequence in its current
+        epoch (a forward gap, wrap included), not behind it."""
+        p = self._producers.get(producer_id)
+        if p is None or epoch != p.epoch or p.last_seq == NO_SEQUENCE:
+            return False
+        ahead = (first_seq - next_sequence(p.last_seq)) & MAX_SEQUENCE
+        return 0 < ahead < _GAP_AHEAD_LIMIT
 
     def record(self, producer_id, epoch, first_seq, last_seq, first_offset, last_offset):
         """Note a batch appended at first_offset..last_offset. A new epoch forgets the

@@ -398,3 +398,46 @@ def test_an_elected_follower_that_does_not_take_over_is_replaced_by_a_leader_wor
     wait_until(lambda: leader_pid(broker, "t"), 10, what="a leader worker")
     assert partition_of(broker, "t").leader == first
     assert produce(broker, "t", [b"b"] * 5) == [(None, 5 + i) for i in range(5)]
+
+
+def test_a_producer_goes_on_after_a_new_leader_that_never_saw_its_refused_batch(three_dirs, start):
+    # A batch refused with NOT_ENOUGH_REPLICAS uses up its sequence numbers at the leader
+    # that refused it, and only there: the producer's next batches are numbered after it.
+    # A successor elected later saw none of that, and answered every later batch of the
+    # producer with OUT_OF_ORDER_SEQUENCE_NUMBER, for good (seen in the replication fault
+    # suite). It now takes a forward gap in the first batch a producer sends it.
+    broker = start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("t", 1)   # 3 replicas, min.insync.replicas 2
+    reports = []
+    p = Producer({"socket": broker.socket_path, "acks": "all", "enable.idempotence": True})
+    stopped = []
+    try:
+        def send(values):
+            del reports[:]
+            for v in values:
+                p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            assert p.flush(10) == 0
+            return list(reports)
+
+        assert send([b"a", b"b"]) == [(None, 0), (None, 1)]
+        leader = partition_of(broker, "t").leader
+        _, followers = status_of(broker, "t")
+        for pid in followers.values():
+            os.kill(pid, signal.SIGSTOP)   # followers the broker we started forked
+            stopped.append(pid)
+        (shrunk,) = send([b"x"])   # appended, held until the stopped followers leave the ISR
+        assert isinstance(shrunk[0], NotEnoughReplicasAfterAppend), shrunk
+        wait_isr(broker, "t", [leader])
+        (refused,) = send([b"refused"])   # refused before the append: its sequence is used up
+        assert isinstance(refused[0], NotEnoughReplicas), refused
+        while stopped:
+            os.kill(stopped.pop(), signal.SIGCONT)
+        wait_isr(broker, "t", [0, 1, 2])
+        os.kill(leader_pid(broker, "t"), signal.SIGKILL)   # the one that refused it
+        wait_until(lambda: partition_of(broker, "t").leader != leader, 10, what="a new leader")
+        assert send([b"c", b"d"]) == [(None, 3), (None, 4)]   # after x, which the followers copied
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        p.close(5)

@@ -323,3 +323,16 @@ def test_a_snapshot_entry_spanning_the_sequence_wrap_loads():
     loaded.load(state.last_batches())
     assert loaded.check(PID, 0, MAX_SEQUENCE - 1, 1) == Verdict(Outcome.DUPLICATE, 100, 103)
     assert loaded.check(PID, 0, 2, 2).outcome is Outcome.APPEND
+
+
+def test_is_gap_ahead_tells_a_forward_gap_from_an_old_or_wrapped_sequence():
+    s = ProducerState()
+    assert not s.is_gap_ahead(7, 0, 5)                 # never seen: no gap to speak of
+    s.record(7, 0, 0, 4, 100, 104)                     # sequences 0..4: next is 5
+    assert not s.is_gap_ahead(7, 0, 5)                 # in order
+    assert s.is_gap_ahead(7, 0, 9)                     # 5..8 skipped (refused elsewhere)
+    assert not s.is_gap_ahead(7, 0, 2)                 # behind: an old batch
+    assert not s.is_gap_ahead(7, 1, 9)                 # another epoch: check() decides
+    s.record(7, 0, MAX_SEQUENCE - 1, MAX_SEQUENCE, 105, 106)   # next wraps to 0
+    assert s.is_gap_ahead(7, 0, 3)
+    assert not s.is_gap_ahead(7, 0, MAX_SEQUENCE - 5)
