@@ -50,9 +50,9 @@ PRODUCER = textwrap.dedent("""
             continue
         if i % 50 == 0:
             p.poll(0)
-        # At most 2,000 records in flight: past that, wait for acknowledgements (an event,
+        # At most 20,000 records in flight: past that, wait for acknowledgements (an event,
         # not a sleep), which also leaves the two cores some room for the broker.
-        while len(p) > 2000 and time.monotonic() < deadline:
+        while len(p) > 20000 and time.monotonic() < deadline:
             p.poll(0.05)
     left = p.flush(60)
     print("sent", i, "unflushed", left, flush=True)
