@@ -29,6 +29,7 @@ from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, Topi
 from odradek.client.records import (BatchBuilder, BatchRecord, Compression, RecordBatch, iter_batches,
                                     write_base_offset, write_log_append_time)
 from odradek.client.shm import PartitionState
+from support.native import impl_fixture
 
 HEADER_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "daemon", "c_ext", "odradek.h")
 
@@ -42,15 +43,7 @@ Status = ref.Status
 Flag = ref.RecordsFlag
 T0 = 1_700_000_000_000
 
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def impl(request):
-    """Each implementation of decode_records in turn: C (via cffi), then the twin."""
-    if request.param == "c":
-        if _c_impl is None:
-            pytest.skip(_c_skip)
-        return _c_impl
-    return ref
+impl = impl_fixture("odradek.client._native_cffi", ref)   # decode_records in C, then the twin
 
 
 def both(data):

@@ -3,13 +3,13 @@ leadership (its failing append's entry stays in the producer's ring), an in-sync
 on another dir leads, and the producer sees no error at all; the replica in the full dir
 stays out of the ISR until it has room again. The dir is a size-limited tmpfs the test
 mounts (skipped where it cannot)."""
-import json
+import os
 
 import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import OFFSET_BEGINNING
-from support.broker import BrokerProcess, consume_n
+from support.broker import consume_n, multi_dir_broker
 from support.small_fs import fill, mounted_tmpfs
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
@@ -22,16 +22,11 @@ MAX_RECORDS = (FS_BYTES // VALUE) * 2   # bounds the filling loop
 
 @pytest.fixture
 def broker(tmp_path):
-    data = tmp_path / "data"
-    dirs = [tmp_path / f"disk{i}" for i in range(3)]
-    for d in (data, *dirs):
-        d.mkdir()
-    config = tmp_path / "odradek.toml"
-    config.write_text(f"log.dirs = {json.dumps([str(d) for d in dirs])}\n"
-                      f"socket.path = {json.dumps(str(data / 'odradek.sock'))}\n")
-    with mounted_tmpfs(dirs[1], FS_BYTES):
-        b = BrokerProcess(data, config=config).start()
-        b.dirs = dirs
+    b = multi_dir_broker(tmp_path, ["disk0", "disk1", "disk2"])
+    for d in b.dirs:
+        os.mkdir(d)
+    with mounted_tmpfs(b.dirs[1], FS_BYTES):
+        b.start()
         try:
             yield b
             code = b.stop()
