@@ -51,12 +51,14 @@ LEADER_KILLS = int(os.environ.get("ODRADEK_LEADER_KILLS", "50"))
 PROGRESS_TIMEOUT_S = 30    # for progress of every partition between two kill cycles
 CLIENT_SECONDS = LEADER_KILLS * 20 + 120   # producers and the consumer stop by themselves after this
 SEGMENT_BYTES = 64 * 1024  # followers copy across many segment rolls
+PRODUCER_RATE = 15_000     # records/s per producer at most: the final read-back stays well under a minute
 
 PRODUCER = textwrap.dedent("""
     import os, sys, time
     from odradek.client import Producer
     from odradek.client.errors import OdradekError
-    sock, topic, ident, stop_file, reports_path, seconds = sys.argv[1:7]
+    sock, topic, ident, stop_file, reports_path, seconds, rate = sys.argv[1:8]
+    RATE = float(rate)
     deadline = time.monotonic() + float(seconds)   # bounded even if the test never stops us
     out = open(reports_path, "w", buffering=1)
     def on_delivery(err, rec):
@@ -66,7 +68,7 @@ PRODUCER = textwrap.dedent("""
             out.write("err %s %d %s\\n" % (rec.value.decode(), rec.partition, type(err).__name__))
     p = Producer({"socket": sock, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
                   "max.block.ms": 60000})
-    i = 0
+    i, started = 0, time.monotonic()
     while not os.path.exists(stop_file) and time.monotonic() < deadline:
         try:
             p.produce(topic, b"%s-%d" % (ident.encode(), i), key=b"%d" % i, on_delivery=on_delivery)
@@ -80,6 +82,11 @@ PRODUCER = textwrap.dedent("""
         # not a sleep), which also leaves the two cores some room for the broker.
         while len(p) > 2000 and time.monotonic() < deadline:
             p.poll(0.05)
+        # At most RATE records a second: the kill cycles need steady progress, not volume
+        # (unpaced, a run wrote 5 million records that then took over a minute to read back).
+        ahead = i / RATE - (time.monotonic() - started)
+        if ahead > 0:
+            p.poll(ahead)       # serves delivery reports while it waits
     left = p.flush(60)
     print("sent", i, "unflushed", left, flush=True)
     sys.exit(0 if left == 0 else 3)
@@ -223,7 +230,7 @@ def _read_log(broker):
         ends = [admin.list_offsets(TOPIC, p)[0] for p in range(PARTITIONS)]
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + sum(ends) / 20_000   # bounded, and room for a slow machine
         while got < sum(ends) and time.monotonic() < deadline:
             for rec in c.consume(10_000, 1.0):
                 got += 1
@@ -296,7 +303,7 @@ def test_sigkills_of_followers_and_leaders_under_acks_all_lose_nothing_acknowled
             with open(tmp_path / f"producer-{n}.out", "wb") as out:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-c", PRODUCER, broker.socket_path, TOPIC, f"p{n}", stop_file,
-                     report_paths[n], str(CLIENT_SECONDS)], stdout=out, stderr=out))
+                     report_paths[n], str(CLIENT_SECONDS), str(PRODUCER_RATE)], stdout=out, stderr=out))
         with open(tmp_path / "consumer.out", "wb") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", CONSUMER, broker.socket_path, TOPIC, str(PARTITIONS), stop_file, read_path,

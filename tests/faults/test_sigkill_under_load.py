@@ -105,7 +105,7 @@ def _read_all(broker):
         total = sum(admin.list_offsets("load", p)[0] for p in range(PARTITIONS))
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition("load", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + total / 20_000   # bounded, and room for a slow machine
         while got < total and time.monotonic() < deadline:
             for rec in c.consume(10_000, 1.0):
                 got += 1
