@@ -1,12 +1,13 @@
 """odradek: Kafka's commit log for one Linux host.
 
 Layout (fixed by the design card): daemon/ installs as odradek.daemon, client/ as
-odradek.client, and the CFFI module built from daemon/c_ext/ as odradek._native, so that
-the client can import the native code without importing the daemon.
+odradek.client, and the native modules built from daemon/c_ext/ as odradek._native (CFFI)
+and odradek._hotpath (CPython C API), so that the client can import the native code
+without importing the daemon.
 """
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 
 def packages_under(top, prefix):
@@ -30,6 +31,18 @@ packages.update(packages_under("daemon", "odradek.daemon"))
 # daemon/c_ext/_native.abi3.so, and its import finder resolves odradek._native there.
 package_dir = {**packages, "odradek": "daemon/c_ext"}
 
+# odradek._hotpath: the client's per-record paths against the CPython C API (why a second
+# native module: daemon/c_ext/hotpath.h). It links the same C sources as odradek._native.
+_C_EXT = "daemon/c_ext"
+hotpath = Extension(
+    "odradek._hotpath",
+    sources=[f"{_C_EXT}/{name}" for name in ("hotpath.c", "hp_producer.c", "hp_consumer.c", "odradek.c", "shm.c")],
+    include_dirs=[_C_EXT],
+    depends=[f"{_C_EXT}/{name}" for name in ("hotpath.h", "odradek.h")],
+    extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-pthread"],
+    extra_link_args=["-pthread"],
+)
+
 setup(
     name="odradek",
     version="0.1.0",
@@ -42,6 +55,7 @@ setup(
                   "odradek.daemon.c_ext": ["*.h", "*.c", "*.md"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],
+    ext_modules=[hotpath],
     install_requires=["cffi>=1.15", "posix_ipc>=1.1", "sysv_ipc>=1.1", "psutil>=5.9", "click>=8.1"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
