@@ -2,6 +2,7 @@
 #   make run    create .venv, install odradek, run the broker on the embedded default config
 #   make test   create .venv, install odradek and the test tools, lint, run the whole suite
 #   make lint   ruff on everything, mypy on MYPY_FILES (configuration: pyproject.toml)
+#   make perf-compare   issue 11's figures as ratios to the previous version (BASE=rev), Redis and memcpy
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -16,7 +17,7 @@ MYPY_FILES := client/protocol/_connection.py client/protocol/_schema.py client/p
               client/protocol/consumer_protocol.py daemon/broker/groups \
               client/group_membership.py client/group_actions.py
 
-.PHONY: run test lint install perf clean
+.PHONY: run test lint install perf perf-deps perf-compare clean
 
 # The venv and its tools: setuptools and cffi are installed first so that the package
 # builds without build isolation (no second download of them for every install).
@@ -51,6 +52,20 @@ test: lint install
 
 perf: install
 	$(PY) perf/log_append.py
+
+# What perf/redis_streams.py and perf/compare.py need besides odradek: redis-server (the
+# Debian package; we run as root) and redis-py with its hiredis parser in the venv.
+# `make test` does not need them.
+perf-deps: $(VENV)/.tools
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
+	$(PIP) install 'redis[hiredis]>=5'
+
+# This odradek against BASE (a git revision, built once under /tmp/odradek-perf-cache),
+# Redis Streams and memcpy: medians of RUNS interleaved runs, one table (perf/compare.py).
+BASE ?= f806826
+RUNS ?= 3
+perf-compare: install perf-deps
+	$(PY) perf/compare.py --base $(BASE) --runs $(RUNS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache daemon/c_ext/_native.*.so
