@@ -442,6 +442,11 @@ def main():
     print("(up): higher is better, ratios above 1 favour odradek; (down): lower is better, ratios below 1 "
           "favour odradek. MB = 2**20 bytes, GB = 1024 MB. memcpy: the same total bytes copied in one process "
           "(latency rows: the time to copy one record).")
+    print("runs, in order (odradek | previous | redis): the spread is the noise floor")
+    for r in rows:
+        runs = " | ".join(" ".join(fmt(v, r["unit"]) for v in r["runs"][v]) or "-"
+                          for v in ("ours", "previous", "redis"))
+        print(f"  {r['workload']:<26} {runs}")
     for note in notes:
         print(f"note: {note}")
     print(f"took {seconds:.0f} s")

@@ -70,7 +70,7 @@ def require_redis():
     except ImportError:
         redis = None
     missing = [what for what, ok in (("redis-server (apt-get install -y redis-server)", server),
-                                     (f"redis-py ({sys.executable} -m pip install redis)", redis)) if not ok]
+                                     (f"redis-py ({sys.executable} -m pip install 'redis[hiredis]')", redis)) if not ok]
     if missing:
         print(f"redis_streams.py: missing {' and '.join(missing)}; `make perf-deps` installs both",
               file=sys.stderr)
@@ -85,10 +85,9 @@ def free_port():
 
 
 @contextlib.contextmanager
-def redis_server():
-    """Yield the port of a redis-server started here (see the module doc)."""
+def redis_server(binary):
+    """Yield the port of a redis-server (`binary`) started here (see the module doc)."""
     import redis
-    binary = require_redis()
     workdir = tempfile.mkdtemp(prefix="odradek-perf-redis-")
     port = free_port()
     with open(os.path.join(workdir, "redis.log"), "wb") as out:
@@ -109,7 +108,9 @@ def redis_server():
             if time.monotonic() > deadline:
                 raise SystemExit(f"redis-server (pid {proc.pid}) did not answer within {START_TIMEOUT_S:.0f} s")
             time.sleep(0.01)
-        log(f"started redis-server (pid {proc.pid}) on {HOST}:{port}, no persistence, in {workdir}")
+        parser = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "pure-Python (pip install hiredis: faster)"
+        log(f"started redis-server (pid {proc.pid}) on {HOST}:{port}, no persistence, in {workdir}; "
+            f"redis-py {redis.__version__} with the {parser} parser")
         yield port
     finally:
         if proc.poll() is None:
@@ -359,8 +360,7 @@ def main():
         ap.error("counts and sizes must be at least 1")
     if args.workload == "latency" and (args.record_size < STAMP.size or args.rate <= 0):
         ap.error(f"--record-size must be at least {STAMP.size} and --rate positive")
-    require_redis()
-    with redis_server() as port:
+    with redis_server(require_redis()) as port:
         figures = {"produce": cmd_produce, "consume": cmd_consume, "latency": cmd_latency}[args.workload](args, port)
     if args.json:
         print(json.dumps(figures))
