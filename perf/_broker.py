@@ -25,7 +25,8 @@ import uuid
 from odradek.client import Admin
 from odradek.client.errors import TopicAlreadyExists, UnknownTopicOrPartition
 
-__all__ = ["broker_socket", "topic", "parse_props", "memcpy_mb_per_s", "percentile", "run", "MB", "log"]
+__all__ = ["broker_socket", "topic", "parse_props", "memcpy_mb_per_s", "percentile", "run", "MB", "log",
+           "stop_process", "join_or_terminate"]
 
 MB = 1024 * 1024          # Kafka's perf tools divide bytes by 1024*1024 and call it MB
 START_TIMEOUT_S = 60
@@ -83,18 +84,35 @@ def broker_socket(socket_path=None, overrides=(), log_dirs=1, log_level="warning
             + (f" and {log_dirs - 1} more log dirs beside it" if log_dirs > 1 else ""))
         yield path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc, STOP_TIMEOUT_S)
         if proc.returncode not in (0, None):
             with open(err_path, "rb") as f:
                 tail = f.read()[-2000:].decode(errors="replace")
             log(f"the throwaway broker exited with status {proc.returncode}:\n{tail}")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_process(proc, timeout_s):
+    """Stop a subprocess.Popen started here, by its pid: SIGTERM, then SIGKILL after
+    `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def join_or_terminate(procs, timeout_s=30):
+    """Wait for multiprocessing children that were told to finish; terminate any still
+    alive after `timeout_s`."""
+    for p in procs:
+        p.join(timeout_s)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join(10)
 
 
 @contextlib.contextmanager

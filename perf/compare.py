@@ -47,9 +47,10 @@ import sys
 import tarfile
 import time
 
+from _broker import MB, log, run
+
 PERF = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(PERF)
-MB = 1024 * 1024
 DEFAULT_BASE = "f806826"     # main just before issue 11's hot path work
 JOB_TIMEOUT_S = 900
 BUILD_TIMEOUT_S = 1800
@@ -86,10 +87,6 @@ ROWS = [
 PRODUCER_LINE = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).*99\.9th\.$")
 LATENCY_LINE = re.compile(r"^end-to-end latency: avg ([\d.]+) us, p50 ([\d.]+) us, p99 ([\d.]+) us, "
                           r"p99\.9 ([\d.]+) us, max ([\d.]+) us")
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- running a script ---------------------------------------------------------------------------
@@ -406,7 +403,7 @@ def main():
         variants["redis"] = Redis()
 
     results = {j["job"]: {v: [] for v in ("ours", "previous", "redis", "memcpy")} for j in JOBS}
-    for run in range(args.runs):
+    for i in range(args.runs):
         for job in jobs:
             n = job["records"][1 if args.quick else 0]
             for name, variant in variants.items():
@@ -417,7 +414,7 @@ def main():
                 results[job["job"]][name].append(figures)
                 shown = ", ".join(f"{k} {v:,.1f}" for k, v in (figures or {}).items() if k in ("rps", "mbps", "p50",
                                                                                                "p99", "p999"))
-                log(f"[run {run + 1}/{args.runs}] {job['job']:<23} {name:<8} {shown or why} "
+                log(f"[run {i + 1}/{args.runs}] {job['job']:<23} {name:<8} {shown or why} "
                     f"({time.monotonic() - t0:.1f} s)")
                 if why and why not in notes:
                     notes.append(why)
@@ -453,8 +450,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run(main)

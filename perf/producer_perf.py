@@ -37,7 +37,7 @@ import sys
 import time
 from array import array
 
-from _broker import MB, broker_socket, memcpy_mb_per_s, parse_props, percentile, run, topic
+from _broker import MB, broker_socket, join_or_terminate, memcpy_mb_per_s, parse_props, percentile, run, topic
 
 REPORT_INTERVAL_S = 5.0
 FLUSH_TIMEOUT_S = 120.0
@@ -205,13 +205,8 @@ def run_processes(n, socket_path, topic_name, num_records, record_size, throughp
                 if windows[k][0] < n - len(done):
                     break
                 print(window_line(*windows.pop(k)[1:]), flush=True)
-        for p in procs:
-            p.join(30)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(10)
+        join_or_terminate(procs)
     latencies = array("q")
     errors = []
     for count, nbytes, seconds, lat, errs in done.values():

@@ -39,7 +39,6 @@ import os
 import queue
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -48,7 +47,7 @@ import tempfile
 import time
 from array import array
 
-from _broker import MB, log, percentile
+from _broker import MB, join_or_terminate, log, percentile, run, stop_process
 
 HOST = "127.0.0.1"
 KEY = "perf"
@@ -113,13 +112,7 @@ def redis_server(binary):
             f"redis-py {redis.__version__} with the {parser} parser")
         yield port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc, STOP_TIMEOUT_S)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -193,13 +186,8 @@ def produce_processes(n, port, num_records, record_size, batch_bytes):
                     deadline = time.monotonic() + RUN_TIMEOUT_S
             else:
                 done.append(res)
-        for p in procs:
-            p.join(30)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(10)
+        join_or_terminate(procs)
     return sum(d[0] for d in done), sum(d[1] for d in done), max(d[2] for d in done)
 
 
@@ -367,8 +355,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run(main)
