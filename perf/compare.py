@@ -87,6 +87,8 @@ ROWS = [
 PRODUCER_LINE = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).*99\.9th\.$")
 LATENCY_LINE = re.compile(r"^end-to-end latency: avg ([\d.]+) us, p50 ([\d.]+) us, p99 ([\d.]+) us, "
                           r"p99\.9 ([\d.]+) us, max ([\d.]+) us")
+RATE_LINE = re.compile(r" sent at ([\d.]+) records/s ")
+PACE_SHORTFALL = 0.95        # a latency run whose producer fell below this share of the rate is flagged
 
 
 # -- running a script ---------------------------------------------------------------------------
@@ -142,7 +144,11 @@ def parse_latency(out):
     if not found:
         return None
     avg, p50, p99, p999, mx = map(float, found[-1].groups())
-    return {"avg": avg, "p50": p50, "p99": p99, "p999": p999, "max": mx}
+    figures = {"avg": avg, "p50": p50, "p99": p99, "p999": p999, "max": mx}
+    rate = [m for m in map(RATE_LINE.search, out.splitlines()) if m]
+    if rate:
+        figures["rate"] = float(rate[-1].group(1))
+    return figures
 
 
 class Odradek:
@@ -390,6 +396,7 @@ def main():
             sys.exit(2)
 
     started = time.monotonic()
+    load_before = os.getloadavg()
     notes = []
     variants = {"ours": Odradek("this odradek", sys.executable, dict.fromkeys(SCRIPTS, PERF))}
     base_info = None
@@ -419,6 +426,9 @@ def main():
                     f"({time.monotonic() - t0:.1f} s)")
                 if why and why not in notes:
                     notes.append(why)
+                if figures and figures.get("rate", LATENCY_RATE) < PACE_SHORTFALL * LATENCY_RATE:
+                    notes.append(f"run {i + 1}: {name}'s paced producer reached only {figures['rate']:,.0f} of "
+                                 f"{LATENCY_RATE:,} records/s (the machine was overloaded; its latency is suspect)")
             results[job["job"]]["memcpy"].append(memcpy_figures(job, n))
     for job in jobs:
         if job.get("redis_as") in selected:
@@ -426,7 +436,9 @@ def main():
             notes.append(f"redis for {job['job']}: the {job['redis_as']} runs (Redis has no zero-copy read)")
     rows = build_rows(results, selected)
     seconds = time.monotonic() - started
-    config = {"runs": args.runs, "quick": args.quick, "base": base_info, "producer_props": PRODUCER_PROPS,
+    load = f"load average {' '.join(f'{x:.2f}' for x in load_before)} at the start, " \
+           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end on {os.cpu_count()} CPUs"
+    config = {"runs": args.runs, "quick": args.quick, "load": load, "base": base_info, "producer_props": PRODUCER_PROPS,
               "redis_batch_bytes": BATCH_BYTES, "latency_rate": LATENCY_RATE,
               "records": {j["job"]: j["records"][1 if args.quick else 0] for j in jobs}}
     if args.json:
@@ -447,7 +459,7 @@ def main():
         print(f"  {r['workload']:<26} {runs}")
     for note in notes:
         print(f"note: {note}")
-    print(f"took {seconds:.0f} s")
+    print(f"took {seconds:.0f} s; {load}")
 
 
 if __name__ == "__main__":
