@@ -178,6 +178,9 @@ _SCHEMA = {
     "metadata.max.age.ms": (cfg.positive_int, 300000),
     "on_commit": (_callable_or_none, None),
 }
+# decode_fetch's largest high watermark: offsets below it leave room for a batch's
+# lastOffsetDelta in int64 (a broker that publishes a larger one is broken)
+_HIGH_WATERMARK_MAX = (1 << 63) - 1 - (1 << 32)
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
 RECONNECT_S = 0.5    # how long one attempt to reconnect to a restarted broker waits
 
@@ -682,9 +685,10 @@ class Consumer:
         tp = part.tp
         topic, partition = tp.topic, tp.partition
         at, next_offset = 0, pos
+        hw = min(high_watermark, _HIGH_WATERMARK_MAX)
         for _ in range(len(data) + 1):    # each round passes at least one batch
             records, status, at, next_offset, a, b, c = decode_fetch(
-                data, at, pos, next_offset, high_watermark, topic, partition, self._check_crcs, self._zero_copy)
+                data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy)
             if records:
                 self._buffer.append(_Fetched(part, records))
                 self._buffered += len(records)
