@@ -87,6 +87,10 @@ typedef struct {
 static PyTypeObject RecordType;
 static PyObject *create_time;       /* 0 */
 static PyObject *log_append_time;   /* 1 */
+/* In f[F_HEADERS] of a Record decode_fetch made for a record without headers: the empty
+ * list it reads as is made on first access (most records have none, and the list would
+ * be one more allocation and one more object for the garbage collector per record). */
+static PyObject *no_headers_yet;
 
 static int record_traverse(RecordObject *self, visitproc visit, void *arg)
 {
@@ -161,13 +165,54 @@ done:
     return obj;
 }
 
-/* The field, or AttributeError when it was deleted (as a Python slot does). */
+/* The field (borrowed), or NULL with AttributeError when it was deleted (as a Python slot
+ * does). Headers not made yet are made now: an empty list. */
 static PyObject *field(RecordObject *self, int i)
 {
+    if (self->f[i] == no_headers_yet) {
+        PyObject *list = PyList_New(0);
+        if (list == NULL)
+            return NULL;
+        Py_SETREF(self->f[i], list);
+        if (!PyObject_GC_IsTracked((PyObject *)self))
+            PyObject_GC_Track(self);     /* it holds a container now */
+    }
     if (self->f[i] == NULL)
         PyErr_Format(PyExc_AttributeError, "'Record' object has no attribute '%s'", field_names[i]);
     return self->f[i];
 }
+
+static PyObject *record_get_headers(RecordObject *self, void *Py_UNUSED(closure))
+{
+    return Py_XNewRef(field(self, F_HEADERS));
+}
+
+static int record_set_headers(RecordObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL && (self->f[F_HEADERS] == NULL)) {
+        PyErr_SetString(PyExc_AttributeError, "'Record' object has no attribute 'headers'");
+        return -1;
+    }
+    Py_XSETREF(self->f[F_HEADERS], Py_XNewRef(value));
+    return 0;
+}
+
+/* A Record decode_fetch made holds only atomic objects (str, int, bytes, memoryview,
+ * None) and is not tracked by the garbage collector; setting any attribute may give it a
+ * container, so from then on it is. */
+static int record_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    int rc = PyObject_GenericSetAttr(self, name, value);
+    if (rc == 0 && !PyObject_GC_IsTracked(self))
+        PyObject_GC_Track(self);
+    return rc;
+}
+
+static PyGetSetDef record_getset[] = {
+    {"headers", (getter)record_get_headers, (setter)record_set_headers,
+     "a list of (str, bytes or None)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 /* client/message.py's _short: repr of the first 32 bytes, "..." when there are more. */
 static PyObject *short_repr(PyObject *b)
@@ -239,7 +284,7 @@ static PyObject *record_reduce(RecordObject *self, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(ON)", (PyObject *)Py_TYPE(self), args);
 }
 
-static PyMemberDef record_members[N_FIELDS + 1];
+static PyMemberDef record_members[N_FIELDS];   /* all but headers (record_getset), then the end */
 
 static PyMethodDef record_methods[] = {
     {"__reduce__", (PyCFunction)record_reduce, METH_NOARGS, "Pickled as Record(*its eight fields)."},
@@ -269,6 +314,8 @@ static PyTypeObject RecordType = {
     .tp_hash = PyObject_HashNotImplemented,
     .tp_methods = record_methods,
     .tp_members = record_members,
+    .tp_getset = record_getset,
+    .tp_setattro = record_setattro,
     .tp_init = (initproc)record_init,
     .tp_new = PyType_GenericNew,
     .tp_vectorcall = record_vectorcall,
@@ -424,8 +471,16 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
     int refused = 0;
     for (int64_t i = 0; i < res.records; i++) {
         const int64_t *row = cx->rows + i * ODK_RECORD_FIELDS;
-        if (row[ODK_REC_OFFSET_DELTA] < skip)
+        if (row[ODK_REC_OFFSET_DELTA] < skip) {
+            /* before pos: not delivered, but its header keys are checked all the same, so
+             * that a batch is refused or not whatever the position (as records() does) */
+            PyObject *unused = row[ODK_REC_HEADERS_COUNT] == 0 ? NULL :
+                read_headers(b, (size_t)row[ODK_REC_HEADERS_POS], size, row[ODK_REC_HEADERS_COUNT], &refused);
+            if (unused == NULL && PyErr_Occurred())
+                goto fail;
+            Py_XDECREF(unused);
             continue;
+        }
         RecordObject *r = PyObject_GC_New(RecordObject, &RecordType);
         if (r == NULL)
             goto fail;
@@ -434,7 +489,7 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
         if ((r->f[F_OFFSET] = PyLong_FromLongLong(h->base_offset + row[ODK_REC_OFFSET_DELTA])) == NULL ||
             (r->f[F_KEY] = field_bytes(cx, at + (size_t)row[ODK_REC_KEY_POS], row[ODK_REC_KEY_LEN])) == NULL ||
             (r->f[F_VALUE] = field_bytes(cx, at + (size_t)row[ODK_REC_VALUE_POS], row[ODK_REC_VALUE_LEN])) == NULL ||
-            (r->f[F_HEADERS] = hc == 0 ? PyList_New(0)
+            (r->f[F_HEADERS] = hc == 0 ? Py_NewRef(no_headers_yet)
                                         : read_headers(b, (size_t)row[ODK_REC_HEADERS_POS], size, hc,
                                                        &refused)) == NULL ||
             (r->f[F_TIMESTAMP] = append_time ? timestamp_of(cx, h->max_timestamp, 0)
@@ -446,7 +501,8 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
         r->f[F_TOPIC] = Py_NewRef(cx->topic);
         r->f[F_PARTITION] = Py_NewRef(cx->partition);
         r->f[F_TIMESTAMP_TYPE] = Py_NewRef(ts_type);
-        PyObject_GC_Track(r);
+        if (hc)
+            PyObject_GC_Track(r);     /* a list of headers: a container (record_setattro) */
         int appended = PyList_Append(out, (PyObject *)r);
         Py_DECREF(r);
         if (appended < 0)
@@ -590,13 +646,16 @@ static PyMethodDef consumer_functions[] = {
 
 int odk_hp_add_consumer(PyObject *module)
 {
+    int m = 0;
     for (int i = 0; i < N_FIELDS; i++)
-        record_members[i] = (PyMemberDef){field_names[i], T_OBJECT_EX,
-                                          (Py_ssize_t)(offsetof(RecordObject, f) + i * sizeof(PyObject *)), 0,
-                                          NULL};
+        if (i != F_HEADERS)
+            record_members[m++] = (PyMemberDef){field_names[i], T_OBJECT_EX,
+                                                (Py_ssize_t)(offsetof(RecordObject, f) + i * sizeof(PyObject *)),
+                                                0, NULL};
     create_time = PyLong_FromLong(0);
     log_append_time = PyLong_FromLong(1);
-    if (create_time == NULL || log_append_time == NULL || PyType_Ready(&RecordType) < 0)
+    no_headers_yet = PyTuple_New(0);
+    if (create_time == NULL || log_append_time == NULL || no_headers_yet == NULL || PyType_Ready(&RecordType) < 0)
         return -1;
     if (PyModule_AddObject(module, "Record", Py_NewRef(&RecordType)) < 0) {
         Py_DECREF(&RecordType);

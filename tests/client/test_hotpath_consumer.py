@@ -357,3 +357,38 @@ def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_
     with pytest.raises(CorruptRecord):
         consumer._take(1)
     assert consumer._buffered == 0 and len(consumer._buffer) == 1
+
+
+def test_a_decoded_record_without_headers_makes_its_list_when_asked_and_is_collected_in_a_cycle():
+    log = build_log([([(0, b"k", b"v", []), (0, b"k", b"w", [("h", None)])], "none", 0)], 0)[0]
+    plain, with_headers = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0]
+    assert not gc.is_tracked(plain) and gc.is_tracked(with_headers)     # only atomic fields: untracked
+    assert plain.headers == [] and plain.headers is plain.headers and gc.is_tracked(plain)
+    assert with_headers.headers == [("h", None)]
+    other = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
+    assert other == plain and pickle.loads(pickle.dumps(other)).headers == []
+    other.key = b"changed"                                              # any attribute set: tracked
+    assert gc.is_tracked(other)
+    last = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
+    del last.headers
+    with pytest.raises(AttributeError):
+        last.headers
+    last.headers = [last]                                               # a cycle: collected
+    gone = weakref.ref(build_log)                                       # (a sentinel that stays)
+    del last
+    gc.collect()
+    assert gone() is build_log
+
+
+def test_a_bad_header_key_before_pos_still_refuses_the_batch_as_records_does():
+    # found by the random test: the records before pos are not delivered, but records()
+    # decodes every header key of the batch, so the batch is refused all the same
+    b = BatchBuilder()
+    for key in ("ok", "xy", "ok"):
+        b.append(T0, None, None, [(key, None)])
+    data = bytearray(b.build())
+    data[data.index(b"xy")] = 0xC2
+    struct.pack_into(">I", data, CRC_OFFSET, native.crc32c(bytes(data[ATTRIBUTES_OFFSET:])))
+    records, stop, _ = consumer_decode(bytes(data), 2, HW_LIMIT, True)
+    assert records == [] and "record 1 header key is not UTF-8" in stop[1]
+    assert (records, stop, None) == reference(bytes(data), 2, HW_LIMIT, True)

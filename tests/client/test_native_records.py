@@ -590,10 +590,13 @@ def test_a_header_key_that_is_not_utf8_is_refused_with_records_words():
 
 def test_the_record_type_has_the_eight_writable_attributes_the_consumer_sets():
     # Record is a C type (daemon/c_ext/hp_consumer.c): decode_fetch fills these eight
-    members = [name for name, v in vars(ClientRecord).items() if type(v).__name__ == "member_descriptor"]
-    assert members == ["topic", "partition", "offset", "key", "value", "headers", "timestamp", "timestamp_type"]
+    names = ["topic", "partition", "offset", "key", "value", "headers", "timestamp", "timestamp_type"]
+    attributes = [name for name, v in vars(ClientRecord).items()
+                  if type(v).__name__ in ("member_descriptor", "getset_descriptor") and not name.startswith("__")]
+    assert sorted(attributes) == sorted(names)
     r = ClientRecord("t", 0, 1, b"k", b"v", [], 2)
-    for name in members:
+    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, 0)      # the constructor's order
+    for name in names:
         setattr(r, name, "x")
         assert getattr(r, name) == "x"
 
