@@ -292,7 +292,7 @@ static PyMethodDef record_methods[] = {
 };
 
 PyDoc_STRVAR(record_doc,
-"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=CREATE_TIME)\n"
+"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=0)\n"
 "--\n\n"
 "One record of a partition: what a Consumer returns and a delivery report carries.\n"
 "`offset` is -1 in a delivery report of a failed record or of one sent with acks=0.\n"
