@@ -121,7 +121,7 @@ from odradek._hotpath import (FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_BASE_OFFSET,
                               FETCH_END, FETCH_IN_PYTHON, decode_fetch)
 from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
-from odradek.client._partition_read import AssignedPartition, Fault
+from odradek.client._partition_read import AssignedPartition, Fault, Fetched
 from odradek.client._unreadable import unreadable
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError,
@@ -254,7 +254,7 @@ class Consumer:
         self._client = ControlClient(self._socket_path)
         self._liveness = Liveness()
         self._parts = {}          # (topic, partition) -> _Partition
-        self._buffer = deque()    # _Fetched runs of Records not yet returned, and Faults
+        self._buffer = deque()    # Fetched runs of Records not yet returned, and Faults
         self._buffered = 0        # Records in the buffer
         self._faults = 0          # Faults in the buffer
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
@@ -418,7 +418,7 @@ class Consumer:
         if self._buffer:
             self._buffer = deque(x for x in self._buffer if (x.topic, x.partition) != key)
             self._faults = sum(type(x) is Fault for x in self._buffer)
-            self._buffered = sum(len(x.records) - x.taken for x in self._buffer if type(x) is _Fetched)
+            self._buffered = sum(len(x.records) - x.taken for x in self._buffer if type(x) is Fetched)
 
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
@@ -690,7 +690,7 @@ class Consumer:
             records, status, at, next_offset, a, b, c = decode_fetch(
                 data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy)
             if records:
-                self._buffer.append(_Fetched(part, records))
+                self._buffer.append(Fetched(part, records))
                 self._buffered += len(records)
             if status == FETCH_END:
                 break
@@ -708,7 +708,7 @@ class Consumer:
                     return self._unreadable(part, type(e), _why(e, batch.attributes & COMPRESSION_MASK), at,
                                             batch.base_offset, high_watermark, len(data))
                 if records:
-                    self._buffer.append(_Fetched(part, records))
+                    self._buffer.append(Fetched(part, records))
                     self._buffered += len(records)
                 at += batch.size
                 continue
@@ -764,16 +764,6 @@ class Consumer:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class _Fetched:
-    """Records of one fetch of one partition in the buffer; the first `taken` of them
-    were returned already."""
-    __slots__ = ("part", "topic", "partition", "records", "taken")
-
-    def __init__(self, part, records):
-        self.part, self.records, self.taken = part, records, 0
-        self.topic, self.partition = part.tp.topic, part.tp.partition
 
 
 def _b(v):

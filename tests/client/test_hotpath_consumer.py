@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek import _hotpath
 from odradek.client import Record, native
-from odradek.client._partition_read import Fault
-from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer, _Fetched, _why
+from odradek.client._partition_read import Fault, Fetched
+from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer, _why
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
@@ -345,8 +345,8 @@ def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_
     recs = [[Record("t", p, o, None, b"", [], 0) for o in range(5)] for p in (0, 1)]
     error = CorruptRecord("bad")
     error.offset = 5
-    consumer._buffer = deque([_Fetched(parts["t", 0], list(recs[0])), Fault(TopicPartition("t", 0), error),
-                              _Fetched(parts["t", 1], list(recs[1]))])
+    consumer._buffer = deque([Fetched(parts["t", 0], list(recs[0])), Fault(TopicPartition("t", 0), error),
+                              Fetched(parts["t", 1], list(recs[1]))])
     consumer._buffered, consumer._faults = 10, 1
     assert consumer._take(3) == recs[0][:3] and parts["t", 0].position == 3
     assert consumer._take(10) == recs[0][3:] and parts["t", 0].position == 5   # stops before the fault
