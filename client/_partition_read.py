@@ -13,7 +13,7 @@ from odradek.client.errors import NotInWindow
 from odradek.client.protocol import messages as m
 from odradek.client.records.layout import BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, LOG_OVERHEAD
 
-__all__ = ["MappedSegment", "AssignedPartition", "Fault"]
+__all__ = ["MappedSegment", "AssignedPartition", "Fetched", "Fault"]
 
 
 class MappedSegment:
@@ -180,6 +180,16 @@ class AssignedPartition:
                 # changed the state's counter: the caller's next round looks again at once.
                 return None
         return seg
+
+
+class Fetched:
+    """In the Consumer's buffer: the Records of one fetch of one partition (a list made
+    by one decode_fetch call), of which the first `taken` were returned already."""
+    __slots__ = ("part", "topic", "partition", "records", "taken")
+
+    def __init__(self, part, records):
+        self.part, self.records, self.taken = part, records, 0
+        self.topic, self.partition = part.tp.topic, part.tp.partition
 
 
 class Fault:

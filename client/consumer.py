@@ -13,10 +13,13 @@ Theory of operation
   high watermark, log end, and descriptors of the last batches; client/shm/LAYOUT.md).
 - A fetch reads a consistent snapshot, then finds the batch holding the position among
   the descriptors and reads its bytes straight out of the segment file, which it maps
-  read-only from an fd the broker passed (GetSegment). Nothing is copied until a record's
-  key and value become Python bytes. Positions older than the descriptor window
-  (catching up, replay) ask GetSegment where to read: it answers with a run of whole
-  committed batches in one segment, read with no further round trips.
+  read-only from an fd the broker passed (GetSegment). Positions older than the
+  descriptor window (catching up, replay) ask GetSegment where to read: it answers with
+  a run of whole committed batches in one segment, read with no further round trips.
+- One C call per fetch (odradek._hotpath.decode_fetch: daemon/c_ext/hp_consumer.c)
+  checks its batches, decodes their records and makes the Records; nothing is copied
+  until a record's key and value become bytes (with zero.copy, not even then).
+  consume(n) hands over a fetch's list of Records whole (a slice where n cuts it).
 - Only batches below the high watermark are read; their bytes never change.
 - Waiting is a futex sleep on the change counters of every assigned partition at once
   (futex_waitv): no polling (the sleep ends at least every 0.5 s to check that the
@@ -26,6 +29,18 @@ Theory of operation
   does: a poll waits up to fetch.max.wait.ms for that many bytes, then returns what it has.
 - Not thread-safe: one thread uses a Consumer (as with Kafka's). With a group.id the
   Consumer has one helper thread of its own (heartbeats; client/group_member.py).
+
+zero.copy=true (default false): key and value are read-only memoryviews of the mapped
+segment instead of bytes copies (gzip batches: of their decompressed bytes; headers stay
+bytes). A view is valid until the next poll()/consume() or close() of this consumer: use
+it or copy it (bytes(rec.value)) before then. A view kept longer never crashes the
+process: it keeps the segment's mapping alive (even after retention deleted the file or
+the consumer closed), but what it shows then is not promised.
+
+    with Consumer({"auto.offset.reset": "earliest", "zero.copy": True}) as c:
+        c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])
+        for rec in c.consume(1000, 1.0):
+            handle(rec.value)               # a memoryview: valid until the next consume()
 
 A batch that cannot be read (a flipped bit on disk: CRC-32C, a damaged length, header or
 record; a codec odradek does not read: snappy, lz4, zstd) hides nothing before it: poll()
@@ -102,22 +117,22 @@ import os
 import time
 from collections import deque
 
+from odradek._hotpath import (FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER,
+                              FETCH_END, FETCH_IN_PYTHON, decode_fetch)
 from odradek.client import _config as cfg
-from odradek.client import native
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
-from odradek.client._partition_read import AssignedPartition, Fault
+from odradek.client._partition_read import AssignedPartition, Fault, Fetched
 from odradek.client._unreadable import unreadable
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError,
                                    OffsetOutOfRange, TornState, UnknownTopicOrPartition, UnsupportedCompression)
 from odradek.client.group_member import GroupLink, GroupMember
-from odradek.client.message import (LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OffsetAndMetadata,
-                                    Record, TopicPartition)
+from odradek.client.message import (CREATE_TIME, LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID,
+                                    OffsetAndMetadata, Record, TopicPartition)
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
-from odradek.client.records import ATTRIBUTES_OFFSET, iter_batches
-from odradek.client.records.layout import (COMPRESSION_MASK, CONTROL_MASK, HEADER_STRUCT, MAGIC, TIMESTAMP_TYPE_MASK,
-                                            Compression)
+from odradek.client.records import RecordBatch
+from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK, Compression
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.waiting import WAIT_MANY_MAX
 
@@ -150,6 +165,7 @@ _SCHEMA = {
     "fetch.max.wait.ms": (cfg.non_negative_int, 500),
     "max.partition.fetch.bytes": (cfg.positive_int, 1 << 20),
     "check.crcs": (cfg.boolean, True),
+    "zero.copy": (cfg.boolean, False),
     "client.id": (str, "odradek-consumer"),
     "group.id": (str, None),
     "group.instance.id": (str, None),
@@ -162,6 +178,9 @@ _SCHEMA = {
     "metadata.max.age.ms": (cfg.positive_int, 300000),
     "on_commit": (_callable_or_none, None),
 }
+# decode_fetch's largest high watermark: offsets below it leave room for a batch's
+# lastOffsetDelta in int64 (a broker that publishes a larger one is broken)
+_HIGH_WATERMARK_MAX = (1 << 63) - 1 - (1 << 32)
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
 RECONNECT_S = 0.5    # how long one attempt to reconnect to a restarted broker waits
 
@@ -230,11 +249,13 @@ class Consumer:
         self._max_wait_s = c["fetch.max.wait.ms"] / 1000
         self._max_bytes = c["max.partition.fetch.bytes"]
         self._check_crcs = c["check.crcs"]
+        self._zero_copy = c["zero.copy"]
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
         self._liveness = Liveness()
         self._parts = {}          # (topic, partition) -> _Partition
-        self._buffer = deque()    # Records fetched, not yet returned (and Faults)
+        self._buffer = deque()    # Fetched runs of Records not yet returned, and Faults
+        self._buffered = 0        # Records in the buffer
         self._faults = 0          # Faults in the buffer
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
         self._pending_retry_at = 0.0
@@ -395,8 +416,9 @@ class Consumer:
 
     def _unbuffer(self, key):
         if self._buffer:
-            self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != key)
-            self._faults = sum(type(r) is Fault for r in self._buffer) if self._faults else 0
+            self._buffer = deque(x for x in self._buffer if (x.topic, x.partition) != key)
+            self._faults = sum(type(x) is Fault for x in self._buffer)
+            self._buffered = sum(len(x.records) - x.taken for x in self._buffer if type(x) is Fetched)
 
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
@@ -499,7 +521,7 @@ class Consumer:
             if g is not None:
                 wake_seen = g.waker.seen()     # before looking: a ring after this wakes the wait
                 g.step()
-            if len(self._buffer) >= num_messages:
+            if self._buffered >= num_messages:
                 break
             got = self._fetch_round()
             if self._faults:
@@ -528,36 +550,40 @@ class Consumer:
         return self._take(num_messages)
 
     def _take(self, n):
-        out = []
+        """Up to n buffered records, whole fetches handed over as they are (or sliced),
+        each partition's position moved past its last record taken. A Fault in the
+        buffer: the records before it; its error when it comes first. The fault goes
+        back to the end of the buffer and its partition stays stopped, its position at
+        the unreadable batch: each poll raises the error again (after the records of
+        other partitions fetched meanwhile) until seek(), pause() or a new assignment
+        moves the partition on."""
         buf = self._buffer
-        if self._faults:
-            return self._take_to_fault(n)
-        while buf and len(out) < n:
-            rec = buf.popleft()
-            self._parts[(rec.topic, rec.partition)].position = rec.offset + 1
-            out.append(rec)
-        return out
-
-    def _take_to_fault(self, n):
-        """_take with a Fault in the buffer: the records before it; the fault's error
-        when it comes first. The fault goes back to the end of the buffer and its
-        partition stays stopped, its position at the unreadable batch: each poll raises
-        the error again (after the records of other partitions fetched meanwhile) until
-        seek(), pause() or a new assignment moves the partition on."""
-        out = []
-        buf = self._buffer
-        while buf and len(out) < n:
-            rec = buf.popleft()
-            if type(rec) is Fault:
-                if out:
-                    buf.appendleft(rec)
+        out = None
+        while buf and n > 0:
+            item = buf[0]
+            if type(item) is Fault:
+                if out is not None:
                     break
-                buf.append(rec)
-                part = self._parts[(rec.topic, rec.partition)]
-                part.position = part.fetched = max(rec.error.offset, part.position)
-                raise rec.error.with_traceback(None)   # not a traceback that grows each poll
-            self._parts[(rec.topic, rec.partition)].position = rec.offset + 1
-            out.append(rec)
+                buf.rotate(-1)
+                part = self._parts[(item.topic, item.partition)]
+                part.position = part.fetched = max(item.error.offset, part.position)
+                raise item.error.with_traceback(None)   # not a traceback that grows each poll
+            records, taken = item.records, item.taken
+            if taken + n >= len(records):
+                buf.popleft()
+                piece = records[taken:] if taken else records
+            else:
+                piece = records[taken:taken + n]
+                item.taken = taken + n
+            n -= len(piece)
+            item.part.position = piece[-1].offset + 1
+            if out is None:
+                out = piece
+            else:
+                out += piece
+        if out is None:
+            return []
+        self._buffered -= len(out)
         return out
 
     def _wait(self, timeout, wake_seen=None):
@@ -646,86 +672,61 @@ class Consumer:
 
     def _decode(self, part, data, pos, high_watermark):
         """Buffer the records of the whole batches in `data` (a view of the segment) with
-        offsets >= pos. An uncompressed batch is decoded by one C call
-        (RecordBatch.record_fields) and each Record made straight from its row: made by
-        object.__new__ with its eight slots stored inline, which skips the call of
-        Record.__init__ (~0.25 us a record on the dev VM; tests/client/
-        test_native_records.py pins the slot names). A batch that cannot be read (CRC,
-        when check.crcs; a damaged header, length or record; offsets out of place; a
-        codec odradek does not read) ends the fetch: the records of the batches before
-        it are buffered, then a Fault whose error names it (_unreadable). A batch past
-        `high_watermark` after others ends the fetch quietly: it may be committed by now,
-        or not; the next fetch reads the state again."""
+        offsets >= pos. One C call (_hotpath.decode_fetch) checks every batch header,
+        decodes the records and makes the Records; it returns those of the batches it
+        passed and says where and why it stopped. A batch whose records are for Python
+        (gzip; or records the C decoder refuses, whose error Python words) is decoded
+        here, then C goes on after it. A batch that cannot be read (CRC, when check.crcs;
+        a damaged header, length or record; offsets out of place; a codec odradek does
+        not read) ends the fetch: the records of the batches before it are buffered,
+        then a Fault whose error names it (_unreadable). A batch past `high_watermark`
+        after others ends the fetch quietly: it may be committed by now, or not; the
+        next fetch reads the state again."""
         tp = part.tp
         topic, partition = tp.topic, tp.partition
-        out = self._buffer
-        check_crcs = self._check_crcs
-        crc = native.crc32c
-        unpack_header = HEADER_STRUCT.unpack_from
-        new = object.__new__
-        next_offset = pos
-        end = 0
-        stop = len(data)
-        for position, batch in iter_batches(data):
-            view = batch.buffer
-            (base_offset, _, _, magic, stored_crc, attrs, last_delta, base_ts, max_ts, _, _, _,
-             count) = unpack_header(view)
-            if check_crcs and crc(view[ATTRIBUTES_OFFSET:]) != stored_crc:
-                return self._unreadable(part, CorruptRecord, "fails its CRC-32C check (check.crcs)",
-                                        position, next_offset, high_watermark, len(data))
-            if magic != MAGIC or last_delta < 0 or not 0 <= count <= last_delta + 1:
-                return self._unreadable(part, CorruptRecord, f"has a damaged header (magic {magic}, "
-                                        f"lastOffsetDelta {last_delta}, recordsCount {count})",
-                                        position, next_offset, high_watermark, len(data))
-            if base_offset >= high_watermark and base_offset >= (next_offset if end else pos):
+        at, next_offset = 0, pos
+        hw = min(high_watermark, _HIGH_WATERMARK_MAX)
+        for _ in range(len(data) + 1):    # each round passes at least one batch
+            records, status, at, next_offset, a, b, c = decode_fetch(
+                data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy)
+            if records:
+                self._buffer.append(Fetched(part, records))
+                self._buffered += len(records)
+            if status == FETCH_END:
+                break
+            if status == FETCH_ABOVE_HIGH_WATERMARK:
                 # in order but above the high watermark this fetch read (a GetSegment
                 # answer can reach a newer one): the end of this fetch, and of the run
                 # (the next fetch reads from this batch again)
                 part.run = None
-                stop = position
                 break
-            if base_offset < (next_offset if end else 0) or base_offset + last_delta < pos or \
-                    base_offset >= high_watermark:
-                return self._unreadable(part, CorruptRecord, f"has a damaged baseOffset ({base_offset}, "
-                                        f"after offset {next_offset - 1})", position, next_offset,
-                                        high_watermark, len(data))
-            end = position + len(view)
-            next_offset = base_offset + last_delta + 1
-            if attrs & CONTROL_MASK:
+            if status == FETCH_IN_PYTHON:
+                batch = RecordBatch(data[at:])
+                try:
+                    records = self._decode_in_python(batch, topic, partition, pos)
+                except (CorruptRecord, UnsupportedCompression) as e:
+                    return self._unreadable(part, type(e), _why(e, batch.attributes & COMPRESSION_MASK), at,
+                                            batch.base_offset, high_watermark, len(data))
+                if records:
+                    self._buffer.append(Fetched(part, records))
+                    self._buffered += len(records)
+                at += batch.size
                 continue
-            append_time = attrs & TIMESTAMP_TYPE_MASK
-            ts_type = LOG_APPEND_TIME if append_time else 0
-            try:
-                if attrs & COMPRESSION_MASK:     # gzip (the others raise): through records()
-                    records = [Record(topic, partition, r.offset, _b(r.key), _b(r.value),
-                                      [(k, _b(v)) for k, v in r.headers] if r.headers else [],
-                                      r.timestamp, ts_type) for r in batch.records() if r.offset >= pos]
-                else:
-                    buf, rows = batch.record_fields()
-                    skip = pos - base_offset         # records with offset_delta < skip are before pos
-                    records = []
-                    append = records.append
-                    for od, td, kp, kl, vp, vl, hp, hc in rows:
-                        if od >= skip:
-                            r = new(Record)
-                            r.topic = topic
-                            r.partition = partition
-                            r.offset = base_offset + od
-                            r.key = buf[kp:kp + kl] if kl >= 0 else None
-                            r.value = buf[vp:vp + vl] if vl >= 0 else None
-                            r.headers = batch.read_headers(buf, hp, hc) if hc else []
-                            r.timestamp = max_ts if append_time else base_ts + td
-                            r.timestamp_type = ts_type
-                            append(r)
-            except (CorruptRecord, UnsupportedCompression) as e:
-                return self._unreadable(part, type(e), _why(e, attrs & COMPRESSION_MASK), position,
-                                        base_offset, high_watermark, len(data))
-            out.extend(records)
-        if end < stop:
-            return self._unreadable(part, CorruptRecord, "has a damaged length (batchLength) or is cut short",
-                                    end, next_offset, high_watermark, len(data))
+            return self._unreadable(part, CorruptRecord, _stop_reason(status, next_offset, a, b, c), at,
+                                    next_offset, high_watermark, len(data))
         part.fetched = max(next_offset, part.fetched)
         return len(data)
+
+    def _decode_in_python(self, batch, topic, partition, pos):
+        """Records of a batch decode_fetch leaves to Python: through records() (gzip is
+        decompressed; others raise CorruptRecord or UnsupportedCompression). Keys and
+        values are bytes of the decompressed batch (memoryviews of them with zero.copy)."""
+        ts_type = LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else CREATE_TIME
+        field = memoryview if self._zero_copy else _b
+        return [Record(topic, partition, r.offset, None if r.key is None else field(r.key),
+                       None if r.value is None else field(r.value),
+                       [(k, _b(v)) for k, v in r.headers] if r.headers else [], r.timestamp, ts_type)
+                for r in batch.records() if r.offset >= pos]
 
     def _unreadable(self, part, error_class, reason, position, floor, high_watermark, nbytes):
         """Stop fetching `part` at the batch at data[position]: a Fault goes into the
@@ -767,6 +768,17 @@ class Consumer:
 
 def _b(v):
     return v if v is None or type(v) is bytes else bytes(v)
+
+
+def _stop_reason(status, next_offset, a, b, c):
+    """The words _unreadable gives for a batch decode_fetch stopped at (status, a, b, c)."""
+    if status == FETCH_BAD_CRC:
+        return "fails its CRC-32C check (check.crcs)"
+    if status == FETCH_BAD_HEADER:
+        return f"has a damaged header (magic {a}, lastOffsetDelta {b}, recordsCount {c})"
+    if status == FETCH_BAD_BASE_OFFSET:
+        return f"has a damaged baseOffset ({a}, after offset {next_offset - 1})"
+    return "has a damaged length (batchLength) or is cut short"
 
 
 def _why(error, codec):

@@ -9,6 +9,13 @@
 """
 from collections import namedtuple
 
+# Record is a C type (odradek._hotpath; daemon/c_ext/hp_consumer.c), so that a consumer's
+# fetch is made into Records in one C call. Record(topic, partition, offset, key, value,
+# headers, timestamp, timestamp_type=CREATE_TIME): eight writable attributes, == compares
+# all eight, not hashable, pickles. `offset` is -1 in a delivery report of a failed record
+# or of one sent with acks=0.
+from odradek._hotpath import Record
+
 __all__ = ["Record", "TopicPartition", "OffsetAndMetadata", "GroupMetadata", "OFFSET_BEGINNING", "OFFSET_END",
            "OFFSET_INVALID", "CREATE_TIME", "LOG_APPEND_TIME"]
 
@@ -42,34 +49,3 @@ class OffsetAndMetadata(TopicPartition):
 
 GroupMetadata = namedtuple("GroupMetadata", "group_id generation_id member_id group_instance_id")
 GroupMetadata.__doc__ = "Where a member stands in its group: Consumer.group_metadata()."
-
-
-class Record:
-    """One record of a partition. `offset` is -1 in a delivery report of a failed
-    record or of one sent with acks=0."""
-    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp",
-                 "timestamp_type")
-
-    def __init__(self, topic, partition, offset, key, value, headers, timestamp,
-                 timestamp_type=CREATE_TIME):
-        self.topic, self.partition, self.offset = topic, partition, offset
-        self.key, self.value, self.headers = key, value, headers
-        self.timestamp, self.timestamp_type = timestamp, timestamp_type
-
-    def __repr__(self):
-        return (f"Record({self.topic}-{self.partition}@{self.offset}, key={_short(self.key)}, "
-                f"value={_short(self.value)}, timestamp={self.timestamp})")
-
-    def __eq__(self, other):
-        if not isinstance(other, Record):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
-
-    __hash__ = None
-
-
-def _short(b, limit=32):
-    if b is None:
-        return "None"
-    r = repr(bytes(b[:limit]))
-    return r + ("..." if len(b) > limit else "")

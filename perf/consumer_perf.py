@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--num-partitions", type=int, help="partitions of a topic created here")
     ap.add_argument("--consumer-props", nargs="*", default=[], metavar="KEY=VALUE",
                     help="Consumer config, e.g. max.partition.fetch.bytes=4194304")
+    ap.add_argument("--zero-copy", action="store_true",
+                    help="zero.copy=true: keys and values are memoryviews of the segment, not bytes")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="give up after this many seconds without a record (default 10)")
     ap.add_argument("--runs", type=int, default=1, help="repeat K times and print the median")
@@ -141,6 +143,8 @@ def main():
     if args.messages < 1 or args.record_size < 1 or args.runs < 1:
         ap.error("--messages, --record-size and --runs must be at least 1")
     props = parse_props(args.consumer_props)
+    if args.zero_copy:
+        props["zero.copy"] = True
 
     from odradek.client import Admin
     with broker_socket(args.socket) as sock, topic(sock, args.topic, args.num_partitions, "perf-consumer") as name:

@@ -1,8 +1,674 @@
-/* Fetch decoding into record objects (odradek._hotpath): see hotpath.h. */
+/* odradek._hotpath, the consumer's part (see hotpath.h): the Record type, and
+ * decode_fetch, which turns a whole fetch (a buffer of v2 batches read in place from a
+ * mapped segment) into Records in one call.
+ *
+ * Record
+ *   The record object of odradek.client (client/message.py exports it): eight writable
+ *   attributes (topic, partition, offset, key, value, headers, timestamp,
+ *   timestamp_type), the constructor Record(topic, partition, offset, key, value,
+ *   headers, timestamp, timestamp_type=CREATE_TIME), == comparing all eight (no hash),
+ *   the repr and the pickling of the Python class it replaces. A GC container (headers
+ *   is a list, and attributes take any object). Calls with seven or eight positional
+ *   arguments take a vectorcall path (the producer's delivery reports); other calls and
+ *   subclasses go through tp_new and tp_init as a Python class would.
+ *
+ * decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition,
+ *              check_crcs, zero_copy)
+ *     -> (records, status, position, next_offset, a, b, c)
+ *   Walks data[start:] batch by batch with exactly the checks and outcomes of the
+ *   consumer's Python loop it replaces (client/consumer.py _decode, which drives it
+ *   and keeps the error paths): the framing of iter_batches (a batchLength of at least
+ *   49 whose bytes fit), then in this order the CRC-32C (when check_crcs), magic,
+ *   lastOffsetDelta and recordsCount, a batch at or above the high watermark (the end
+ *   of the fetch), the baseOffset order (not below the previous batch's next offset, nor
+ *   below 0 for the first; not wholly before pos; below the high watermark). Control
+ *   batches are skipped. The records of an uncompressed batch are decoded by
+ *   odk_decode_records (odradek.c, the one record decoder) and made into Records here,
+ *   skipping offsets below pos; headers become a list of (str, bytes or None).
+ *   It stops at the first batch it does not deliver and says why (status, position =
+ *   the batch's byte in data, and a, b, c):
+ *     FETCH_END                  every byte of data was read (position = len(data))
+ *     FETCH_ABOVE_HIGH_WATERMARK the batch at position starts at or above the high
+ *                                watermark: the fetch ends quietly there
+ *     FETCH_BAD_LENGTH           the framing stops at position before the end
+ *     FETCH_BAD_CRC              the batch at position fails its CRC-32C
+ *     FETCH_BAD_HEADER           its magic, lastOffsetDelta, recordsCount are (a, b, c)
+ *     FETCH_BAD_BASE_OFFSET      its baseOffset (a) is out of place
+ *     FETCH_IN_PYTHON            the batch at position passed the header checks but its
+ *                                records are for Python: compressed (gzip is decoded
+ *                                there; other codecs raise there), or records that
+ *                                odk_decode_records refuses or a header key that is not
+ *                                UTF-8 (Python raises the error with its words).
+ *                                next_offset is already past it; continue at position
+ *                                + its size with that next_offset.
+ *   records holds the Records of every batch before position. next_offset: the offset
+ *   after the last batch passed (the value given, if none). `start` is 0 at the fetch's
+ *   first byte, else where the previous call stopped (a batch was passed before it:
+ *   the baseOffset order then starts from next_offset).
+ *
+ * Zero-copy (zero_copy true): key and value are read-only memoryviews of data's bytes,
+ *   not bytes copies. Each is registered on the managed buffer of `data` (a memoryview
+ *   of the mapped segment), so it pins the mapping as any view does: mmap.close()
+ *   raises BufferError while one exists (client/_partition_read.py MappedSegment.close
+ *   takes that as "the map goes with the last view"), and reading one never touches
+ *   unmapped memory. One buffer export per fetch: a view is made by copying the fetch's
+ *   view (PyMemoryView_FromObject on a memoryview shares its managed buffer) and
+ *   narrowing buf/len/shape to the field, as memoryview slicing does.
+ *
+ * Invariants: every byte read is inside data (positions come from checked batchLength
+ * and from odk_decode_records, whose rows lie inside their batch); offsets and
+ * timestamps are computed without signed overflow (high_watermark is at most
+ * INT64_MAX - 2^32, so base offsets below it leave room for a delta; a timestamp sum
+ * that would overflow is made by Python's int addition). Reference counts: every path
+ * out releases what it took; on an exception (MemoryError) nothing is returned.
+ * Threading: called with the GIL held, which it keeps (no waits, no syscalls: the bytes
+ * are in memory); nothing static is written after module init.
+ */
 #include "hotpath.h"
+#include "odradek.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <structmember.h>
+
+/* ---- Record ------------------------------------------------------------------------- */
+
+enum { F_TOPIC, F_PARTITION, F_OFFSET, F_KEY, F_VALUE, F_HEADERS, F_TIMESTAMP, F_TIMESTAMP_TYPE,
+       N_FIELDS };
+
+static char *field_names[] = {"topic", "partition", "offset", "key", "value", "headers", "timestamp",
+                              "timestamp_type", NULL};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *f[N_FIELDS];
+} RecordObject;
+
+static PyTypeObject RecordType;
+static PyObject *create_time;       /* 0 */
+static PyObject *log_append_time;   /* 1 */
+/* In f[F_HEADERS] of a Record decode_fetch made for a record without headers: the empty
+ * list it reads as is made on first access (most records have none, and the list would
+ * be one more allocation and one more object for the garbage collector per record). */
+static PyObject *no_headers_yet;
+
+static int record_traverse(RecordObject *self, visitproc visit, void *arg)
+{
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_VISIT(self->f[i]);
+    return 0;
+}
+
+static int record_clear(RecordObject *self)
+{
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_CLEAR(self->f[i]);
+    return 0;
+}
+
+static void record_dealloc(RecordObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    record_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int record_init(RecordObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *v[N_FIELDS] = {NULL};
+    v[F_TIMESTAMP_TYPE] = create_time;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO|O:Record", field_names, &v[0], &v[1], &v[2],
+                                     &v[3], &v[4], &v[5], &v[6], &v[7]))
+        return -1;
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_XSETREF(self->f[i], Py_NewRef(v[i]));
+    return 0;
+}
+
+/* Record(...) with 7 or 8 positional arguments: no argument tuple, no parsing. Anything
+ * else (keywords, a subclass) is what type.__call__ does: tp_new, then tp_init. */
+static PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (n == N_FIELDS - 1 || n == N_FIELDS) && type == (PyObject *)&RecordType) {
+        RecordObject *r = PyObject_GC_New(RecordObject, &RecordType);
+        if (r == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++)
+            r->f[i] = Py_NewRef(args[i]);
+        if (n == N_FIELDS - 1)
+            r->f[F_TIMESTAMP_TYPE] = Py_NewRef(create_time);
+        PyObject_GC_Track(r);
+        return (PyObject *)r;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *tuple = PyTuple_New(n), *kwds = NULL, *obj = NULL;
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    if (nkw) {
+        kwds = PyDict_New();
+        if (kwds == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < nkw; i++)
+            if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0)
+                goto done;
+    }
+    PyTypeObject *tp = (PyTypeObject *)type;
+    obj = tp->tp_new(tp, tuple, kwds);
+    if (obj != NULL && PyObject_TypeCheck(obj, tp) && Py_TYPE(obj)->tp_init(obj, tuple, kwds) < 0)
+        Py_CLEAR(obj);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwds);
+    return obj;
+}
+
+/* The field (borrowed), or NULL with AttributeError when it was deleted (as a Python slot
+ * does). Headers not made yet are made now: an empty list. */
+static PyObject *field(RecordObject *self, int i)
+{
+    if (self->f[i] == no_headers_yet) {
+        PyObject *list = PyList_New(0);
+        if (list == NULL)
+            return NULL;
+        Py_SETREF(self->f[i], list);
+        if (!PyObject_GC_IsTracked((PyObject *)self))
+            PyObject_GC_Track(self);     /* it holds a container now */
+    }
+    if (self->f[i] == NULL)
+        PyErr_Format(PyExc_AttributeError, "'Record' object has no attribute '%s'", field_names[i]);
+    return self->f[i];
+}
+
+static PyObject *record_get_headers(RecordObject *self, void *Py_UNUSED(closure))
+{
+    return Py_XNewRef(field(self, F_HEADERS));
+}
+
+static int record_set_headers(RecordObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL && (self->f[F_HEADERS] == NULL)) {
+        PyErr_SetString(PyExc_AttributeError, "'Record' object has no attribute 'headers'");
+        return -1;
+    }
+    Py_XSETREF(self->f[F_HEADERS], Py_XNewRef(value));
+    return 0;
+}
+
+/* A Record decode_fetch made holds only atomic objects (str, int, bytes, memoryview,
+ * None) and is not tracked by the garbage collector; setting any attribute may give it a
+ * container, so from then on it is. */
+static int record_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    int rc = PyObject_GenericSetAttr(self, name, value);
+    if (rc == 0 && !PyObject_GC_IsTracked(self))
+        PyObject_GC_Track(self);
+    return rc;
+}
+
+static PyGetSetDef record_getset[] = {
+    {"headers", (getter)record_get_headers, (setter)record_set_headers,
+     "a list of (str, bytes or None)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+/* client/message.py's _short: repr of the first 32 bytes, "..." when there are more. */
+static PyObject *short_repr(PyObject *b)
+{
+    if (b == Py_None)
+        return PyUnicode_FromString("None");
+    PyObject *head = PySequence_GetSlice(b, 0, 32), *bytes = NULL, *r = NULL;
+    if (head == NULL)
+        return NULL;
+    Py_ssize_t n = PyObject_Length(b);
+    if (n >= 0 && (bytes = PyBytes_FromObject(head)) != NULL)
+        r = PyObject_Repr(bytes);
+    Py_DECREF(head);
+    Py_XDECREF(bytes);
+    if (r != NULL && n > 32)
+        Py_SETREF(r, PyUnicode_FromFormat("%U...", r));
+    return r;
+}
+
+static PyObject *record_repr(RecordObject *self)
+{
+    for (int i = 0; i < N_FIELDS; i++)
+        if (i != F_HEADERS && i != F_TIMESTAMP_TYPE && field(self, i) == NULL)
+            return NULL;
+    PyObject *key = short_repr(self->f[F_KEY]), *value = NULL, *r = NULL;
+    if (key != NULL && (value = short_repr(self->f[F_VALUE])) != NULL)
+        r = PyUnicode_FromFormat("Record(%S-%S@%S, key=%U, value=%U, timestamp=%S)", self->f[F_TOPIC],
+                                 self->f[F_PARTITION], self->f[F_OFFSET], key, value, self->f[F_TIMESTAMP]);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return r;
+}
+
+/* Equal when every field is (==, no identity shortcut, as the Python class compared). */
+static PyObject *record_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(a, &RecordType) ||
+        !PyObject_TypeCheck(b, &RecordType))
+        Py_RETURN_NOTIMPLEMENTED;
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *x = field((RecordObject *)a, i), *y = x == NULL ? NULL : field((RecordObject *)b, i);
+        if (y == NULL)
+            return NULL;
+        PyObject *eq = PyObject_RichCompare(x, y, Py_EQ);
+        if (eq == NULL)
+            return NULL;
+        int t = PyObject_IsTrue(eq);
+        Py_DECREF(eq);
+        if (t < 0)
+            return NULL;
+        if (!t)
+            return PyBool_FromLong(op == Py_NE);
+    }
+    return PyBool_FromLong(op == Py_EQ);
+}
+
+static PyObject *record_reduce(RecordObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *args = PyTuple_New(N_FIELDS);
+    if (args == NULL)
+        return NULL;
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (field(self, i) == NULL) {
+            Py_DECREF(args);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(args, i, Py_NewRef(self->f[i]));
+    }
+    return Py_BuildValue("(ON)", (PyObject *)Py_TYPE(self), args);
+}
+
+static PyMemberDef record_members[N_FIELDS];   /* all but headers (record_getset), then the end */
+
+static PyMethodDef record_methods[] = {
+    {"__reduce__", (PyCFunction)record_reduce, METH_NOARGS, "Pickled as Record(*its eight fields)."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(record_doc,
+"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=0)\n"
+"--\n\n"
+"One record of a partition: what a Consumer returns and a delivery report carries.\n"
+"`offset` is -1 in a delivery report of a failed record or of one sent with acks=0.\n"
+"key and value: bytes or None (memoryviews with the consumer's zero.copy); headers: a\n"
+"list of (str, bytes or None); timestamp in ms; timestamp_type 0 CreateTime, 1\n"
+"LogAppendTime. Attributes are writable; == compares all eight; not hashable.");
+
+static PyTypeObject RecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "odradek.client.message.Record",
+    .tp_basicsize = sizeof(RecordObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = record_doc,
+    .tp_dealloc = (destructor)record_dealloc,
+    .tp_traverse = (traverseproc)record_traverse,
+    .tp_clear = (inquiry)record_clear,
+    .tp_repr = (reprfunc)record_repr,
+    .tp_richcompare = record_richcompare,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_methods = record_methods,
+    .tp_members = record_members,
+    .tp_getset = record_getset,
+    .tp_setattro = record_setattro,
+    .tp_init = (initproc)record_init,
+    .tp_new = PyType_GenericNew,
+    .tp_vectorcall = record_vectorcall,
+};
+
+/* ---- decode_fetch ------------------------------------------------------------------- */
+
+enum { FETCH_END, FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_LENGTH, FETCH_BAD_CRC, FETCH_BAD_HEADER,
+       FETCH_BAD_BASE_OFFSET, FETCH_IN_PYTHON };
+
+/* base offsets below the high watermark leave room for any lastOffsetDelta + 1 */
+#define MAX_HIGH_WATERMARK (INT64_MAX - ((int64_t)1 << 32))
+
+/* A zigzag varint of at most 5 bytes at p[*pos], before end (client/records/varint.py).
+ * -1 if it does not fit: never for rows odk_decode_records accepted. */
+static int read_varint32(const uint8_t *p, size_t *pos, size_t end, int64_t *value)
+{
+    uint64_t z = 0;
+    for (int k = 0; k < 5 && *pos < end; k++) {
+        uint8_t b = p[(*pos)++];
+        z |= (uint64_t)(b & 0x7F) << (7 * k);
+        if (b < 0x80) {
+            *value = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The `count` headers at batch[pos] (lengths checked by odk_decode_records) as a list of
+ * (str, bytes or None): the C twin of client/records/_batch.py _read_headers. NULL with an
+ * exception; *refused set when it is about the bytes (a key that is not UTF-8; lengths that
+ * do not fit, which the decoder rules out): the caller hands such a batch to Python. */
+static PyObject *read_headers(const uint8_t *batch, size_t pos, size_t end, int64_t count, int *refused)
+{
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i++) {
+        int64_t klen, vlen;
+        if (read_varint32(batch, &pos, end, &klen) < 0 || klen < 0 || (uint64_t)klen > end - pos)
+            goto bad;
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)batch + pos, (Py_ssize_t)klen, NULL);
+        if (key == NULL) {
+            *refused = PyErr_ExceptionMatches(PyExc_UnicodeDecodeError);
+            goto fail;
+        }
+        pos += (size_t)klen;
+        PyObject *value;
+        if (read_varint32(batch, &pos, end, &vlen) < 0 || vlen < -1 ||
+            (vlen > 0 && (uint64_t)vlen > end - pos)) {
+            Py_DECREF(key);
+            goto bad;
+        }
+        if (vlen < 0) {
+            value = Py_NewRef(Py_None);
+        } else {
+            value = PyBytes_FromStringAndSize((const char *)batch + pos, (Py_ssize_t)vlen);
+            pos += (size_t)vlen;
+        }
+        PyObject *pair = value == NULL ? NULL : PyTuple_Pack(2, key, value);
+        Py_DECREF(key);
+        Py_XDECREF(value);
+        if (pair == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, pair);
+    }
+    return list;
+bad:
+    PyErr_SetString(PyExc_ValueError, "header lengths do not fit the record");
+    *refused = 1;
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* What one call works with. */
+typedef struct {
+    PyObject *base;          /* memoryview of data: the one export; zero-copy views share it */
+    const uint8_t *buf;
+    PyObject *topic, *partition;
+    int zero_copy;
+    int64_t pos;             /* the fetch position: offsets below it are skipped */
+    int64_t *rows;           /* odk_decode_records' rows, grown as batches need */
+    size_t rows_cap;
+    int64_t ts_value;        /* the last timestamp made, and its int, shared by records */
+    PyObject *ts;
+} fetch_ctx;
+
+/* key or value bytes at buf[at:at+len] (len -1: None) */
+static PyObject *field_bytes(fetch_ctx *cx, size_t at, int64_t len)
+{
+    if (len < 0)
+        return Py_NewRef(Py_None);
+    if (!cx->zero_copy)
+        return PyBytes_FromStringAndSize((const char *)cx->buf + at, (Py_ssize_t)len);
+    PyObject *mv = PyMemoryView_FromObject(cx->base);   /* a view on the same managed buffer */
+    if (mv == NULL)
+        return NULL;
+    Py_buffer *v = PyMemoryView_GET_BUFFER(mv);
+    v->buf = (char *)cx->buf + at;
+    v->len = (Py_ssize_t)len;
+    v->shape[0] = (Py_ssize_t)len;
+    v->readonly = 1;
+    return mv;
+}
+
+static PyObject *timestamp_of(fetch_ctx *cx, int64_t base, int64_t delta)
+{
+    int64_t t;
+    if (__builtin_add_overflow(base, delta, &t)) {    /* Python's int has no limit */
+        PyObject *a = PyLong_FromLongLong(base), *b = PyLong_FromLongLong(delta), *sum = NULL;
+        if (a != NULL && b != NULL)
+            sum = PyNumber_Add(a, b);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return sum;
+    }
+    if (cx->ts == NULL || cx->ts_value != t) {
+        PyObject *obj = PyLong_FromLongLong(t);
+        if (obj == NULL)
+            return NULL;
+        Py_XSETREF(cx->ts, obj);
+        cx->ts_value = t;
+    }
+    return Py_NewRef(cx->ts);
+}
+
+/* Records of the uncompressed batch at buf[at:at+size] with offsets >= pos, appended to
+ * out. 0; 1 when the batch is for Python (refused by the decoder, a header it cannot
+ * read), with nothing appended; -1 with an exception. */
+static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_header *h, PyObject *out)
+{
+    const uint8_t *b = cx->buf + at;
+    int64_t most = (int64_t)(size - ODK_BATCH_HEADER_SIZE) / 7;   /* as odk_decode_records bounds it */
+    size_t cap = (size_t)(h->records_count < most ? h->records_count : most);
+    if (cap > cx->rows_cap) {
+        int64_t *rows = PyMem_Realloc(cx->rows, cap * ODK_RECORD_FIELDS * sizeof(int64_t));
+        if (rows == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cx->rows = rows;
+        cx->rows_cap = cap;
+    }
+    odk_decode_result res;
+    if (odk_decode_records(b, size, cx->rows, cap, &res) != 0)
+        return 1;
+    Py_ssize_t mark = PyList_GET_SIZE(out);
+    int append_time = (h->attributes & ODK_ATTR_TIMESTAMP_TYPE_MASK) != 0;
+    PyObject *ts_type = append_time ? log_append_time : create_time;
+    int64_t skip = cx->pos - h->base_offset;    /* records whose offsetDelta is below it are before pos */
+    int refused = 0;
+    for (int64_t i = 0; i < res.records; i++) {
+        const int64_t *row = cx->rows + i * ODK_RECORD_FIELDS;
+        if (row[ODK_REC_OFFSET_DELTA] < skip) {
+            /* before pos: not delivered, but its header keys are checked all the same, so
+             * that a batch is refused or not whatever the position (as records() does) */
+            PyObject *unused = row[ODK_REC_HEADERS_COUNT] == 0 ? NULL :
+                read_headers(b, (size_t)row[ODK_REC_HEADERS_POS], size, row[ODK_REC_HEADERS_COUNT], &refused);
+            if (unused == NULL && PyErr_Occurred())
+                goto fail;
+            Py_XDECREF(unused);
+            continue;
+        }
+        RecordObject *r = PyObject_GC_New(RecordObject, &RecordType);
+        if (r == NULL)
+            goto fail;
+        memset(r->f, 0, sizeof r->f);
+        int64_t hc = row[ODK_REC_HEADERS_COUNT];
+        if ((r->f[F_OFFSET] = PyLong_FromLongLong(h->base_offset + row[ODK_REC_OFFSET_DELTA])) == NULL ||
+            (r->f[F_KEY] = field_bytes(cx, at + (size_t)row[ODK_REC_KEY_POS], row[ODK_REC_KEY_LEN])) == NULL ||
+            (r->f[F_VALUE] = field_bytes(cx, at + (size_t)row[ODK_REC_VALUE_POS], row[ODK_REC_VALUE_LEN])) == NULL ||
+            (r->f[F_HEADERS] = hc == 0 ? Py_NewRef(no_headers_yet)
+                                        : read_headers(b, (size_t)row[ODK_REC_HEADERS_POS], size, hc,
+                                                       &refused)) == NULL ||
+            (r->f[F_TIMESTAMP] = append_time ? timestamp_of(cx, h->max_timestamp, 0)
+                                             : timestamp_of(cx, h->base_timestamp,
+                                                            row[ODK_REC_TIMESTAMP_DELTA])) == NULL) {
+            Py_DECREF(r);
+            goto fail;
+        }
+        r->f[F_TOPIC] = Py_NewRef(cx->topic);
+        r->f[F_PARTITION] = Py_NewRef(cx->partition);
+        r->f[F_TIMESTAMP_TYPE] = Py_NewRef(ts_type);
+        if (hc)
+            PyObject_GC_Track(r);     /* a list of headers: a container (record_setattro) */
+        int appended = PyList_Append(out, (PyObject *)r);
+        Py_DECREF(r);
+        if (appended < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    if (!refused)
+        return -1;          /* the caller drops `out` */
+    PyErr_Clear();          /* a header key that is not UTF-8: Python names it */
+    return PyList_SetSlice(out, mark, PyList_GET_SIZE(out), NULL) < 0 ? -1 : 1;
+}
+
+static int arg_int64(PyObject *o, const char *name, int64_t *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "decode_fetch: %s must be an int, not %.100s", name, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static PyObject *decode_fetch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "decode_fetch takes 9 arguments (data, start, pos, next_offset, "
+                     "high_watermark, topic, partition, check_crcs, zero_copy), %zd given", nargs);
+        return NULL;
+    }
+    int64_t start, pos, next_offset, hw;
+    if (arg_int64(args[1], "start", &start) < 0 || arg_int64(args[2], "pos", &pos) < 0 ||
+        arg_int64(args[3], "next_offset", &next_offset) < 0 || arg_int64(args[4], "high_watermark", &hw) < 0)
+        return NULL;
+    if (!PyUnicode_Check(args[5]) || !PyLong_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "decode_fetch: topic must be a str and partition an int");
+        return NULL;
+    }
+    int check_crcs = PyObject_IsTrue(args[7]), zero_copy = PyObject_IsTrue(args[8]);
+    if (check_crcs < 0 || zero_copy < 0)
+        return NULL;
+    if (pos < 0 || next_offset < pos || hw < 0 || hw > MAX_HIGH_WATERMARK) {
+        PyErr_Format(PyExc_ValueError, "decode_fetch: offsets out of range (pos %lld, next_offset %lld, "
+                     "high_watermark %lld)", (long long)pos, (long long)next_offset, (long long)hw);
+        return NULL;
+    }
+    PyObject *base = PyMemoryView_FromObject(args[0]);
+    if (base == NULL)
+        return NULL;
+    Py_buffer *view = PyMemoryView_GET_BUFFER(base);
+    if (view->ndim != 1 || view->itemsize != 1 || view->suboffsets != NULL ||
+        (view->strides != NULL && view->strides[0] != 1) || (view->format != NULL && strcmp(view->format, "B"))) {
+        Py_DECREF(base);
+        PyErr_SetString(PyExc_ValueError, "decode_fetch: data must be a contiguous buffer of bytes");
+        return NULL;
+    }
+    int64_t n = view->len;
+    if (start < 0 || start > n) {
+        Py_DECREF(base);
+        PyErr_Format(PyExc_ValueError, "decode_fetch: start %lld is outside the %lld bytes of data",
+                     (long long)start, (long long)n);
+        return NULL;
+    }
+    fetch_ctx cx = {.base = base, .buf = view->buf, .topic = args[5], .partition = args[6],
+                    .zero_copy = zero_copy, .pos = pos};
+    PyObject *out = PyList_New(0), *result = NULL;
+    if (out == NULL)
+        goto done;
+    int status = FETCH_END;
+    int64_t at = start, a = 0, b = 0, c = 0;
+    for (;;) {
+        if (n - at < ODK_BATCH_HEADER_SIZE) {   /* no room for a batch: where iter_batches stops */
+            status = at < n ? FETCH_BAD_LENGTH : FETCH_END;
+            break;
+        }
+        odk_batch_header h;
+        odk_read_batch_header(cx.buf + at, &h);
+        if (h.batch_length < ODK_BATCH_HEADER_SIZE - ODK_BATCH_OVERHEAD ||
+            h.batch_length > n - at - ODK_BATCH_OVERHEAD) {
+            status = FETCH_BAD_LENGTH;
+            break;
+        }
+        size_t size = (size_t)h.batch_length + ODK_BATCH_OVERHEAD;
+        if (check_crcs && odk_batch_crc(cx.buf + at, size) != h.crc) {
+            status = FETCH_BAD_CRC;
+            break;
+        }
+        if (h.magic != 2 || h.last_offset_delta < 0 || h.records_count < 0 ||
+            (int64_t)h.records_count > (int64_t)h.last_offset_delta + 1) {
+            status = FETCH_BAD_HEADER;
+            a = h.magic, b = h.last_offset_delta, c = h.records_count;
+            break;
+        }
+        if (h.base_offset >= hw && h.base_offset >= next_offset) {
+            status = FETCH_ABOVE_HIGH_WATERMARK;
+            break;
+        }
+        if (h.base_offset < (at > 0 ? next_offset : 0) || h.base_offset < pos - h.last_offset_delta ||
+            h.base_offset >= hw) {
+            status = FETCH_BAD_BASE_OFFSET;
+            a = h.base_offset;
+            break;
+        }
+        next_offset = h.base_offset + h.last_offset_delta + 1;
+        if (h.attributes & ODK_ATTR_CONTROL_MASK) {
+            at += (int64_t)size;
+            continue;
+        }
+        int r = h.attributes & ODK_ATTR_COMPRESSION_MASK ? 1 : decode_batch(&cx, (size_t)at, size, &h, out);
+        if (r < 0)
+            goto done;
+        if (r > 0) {
+            status = FETCH_IN_PYTHON;
+            break;
+        }
+        at += (int64_t)size;
+    }
+    result = Py_BuildValue("(OiLLLLL)", out, status, (long long)at, (long long)next_offset, (long long)a,
+                           (long long)b, (long long)c);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(cx.ts);
+    PyMem_Free(cx.rows);
+    Py_DECREF(base);
+    return result;
+}
+
+PyDoc_STRVAR(decode_fetch_doc,
+"decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition, check_crcs, zero_copy)\n"
+"--\n\n"
+"The Records of the whole v2 batches in data[start:] with offsets >= pos, and where and why it\n"
+"stopped: (records, status, position, next_offset, a, b, c). See daemon/c_ext/hp_consumer.c.");
+
+static PyMethodDef consumer_functions[] = {
+    {"decode_fetch", (PyCFunction)(void (*)(void))decode_fetch, METH_FASTCALL, decode_fetch_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 int odk_hp_add_consumer(PyObject *module)
 {
-    (void)module;
-    return 0;
+    int m = 0;
+    for (int i = 0; i < N_FIELDS; i++)
+        if (i != F_HEADERS)
+            record_members[m++] = (PyMemberDef){field_names[i], T_OBJECT_EX,
+                                                (Py_ssize_t)(offsetof(RecordObject, f) + i * sizeof(PyObject *)),
+                                                0, NULL};
+    create_time = PyLong_FromLong(0);
+    log_append_time = PyLong_FromLong(1);
+    no_headers_yet = PyTuple_New(0);
+    if (create_time == NULL || log_append_time == NULL || no_headers_yet == NULL || PyType_Ready(&RecordType) < 0)
+        return -1;
+    if (PyModule_AddObject(module, "Record", Py_NewRef(&RecordType)) < 0) {
+        Py_DECREF(&RecordType);
+        return -1;
+    }
+    static const struct { const char *name; int value; } codes[] = {
+        {"FETCH_END", FETCH_END}, {"FETCH_ABOVE_HIGH_WATERMARK", FETCH_ABOVE_HIGH_WATERMARK},
+        {"FETCH_BAD_LENGTH", FETCH_BAD_LENGTH}, {"FETCH_BAD_CRC", FETCH_BAD_CRC},
+        {"FETCH_BAD_HEADER", FETCH_BAD_HEADER}, {"FETCH_BAD_BASE_OFFSET", FETCH_BAD_BASE_OFFSET},
+        {"FETCH_IN_PYTHON", FETCH_IN_PYTHON},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (PyModule_AddIntConstant(module, codes[i].name, codes[i].value) < 0)
+            return -1;
+    return PyModule_AddFunctions(module, consumer_functions);
 }

@@ -1079,3 +1079,29 @@ int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto)
     pthread_mutex_unlock(&pf_lock);
     return rc;
 }
+
+/* ---- Batch header fields, for the other C files (odradek.h) --------------------------
+ * Added for issue 11: odradek._hotpath's fetch decoder reads headers through this, so
+ * the OFF_* offsets above stay the one C copy of the header layout. */
+
+void odk_read_batch_header(const uint8_t *b, odk_batch_header *out)
+{
+    out->base_offset = as_i64(load_be64(b + OFF_BASE_OFFSET));
+    out->batch_length = as_i32(load_be32(b + OFF_LENGTH));
+    out->partition_leader_epoch = as_i32(load_be32(b + OFF_LEADER_EPOCH));
+    out->magic = b[OFF_MAGIC] < 128 ? b[OFF_MAGIC] : b[OFF_MAGIC] - 256;
+    out->crc = load_be32(b + OFF_CRC);
+    out->attributes = as_i16(load_be16(b + OFF_ATTRIBUTES));
+    out->last_offset_delta = as_i32(load_be32(b + OFF_LAST_DELTA));
+    out->base_timestamp = as_i64(load_be64(b + OFF_BASE_TS));
+    out->max_timestamp = as_i64(load_be64(b + OFF_MAX_TS));
+    out->producer_id = as_i64(load_be64(b + OFF_PRODUCER_ID));
+    out->producer_epoch = as_i16(load_be16(b + OFF_PRODUCER_EPOCH));
+    out->base_sequence = as_i32(load_be32(b + OFF_BASE_SEQ));
+    out->records_count = as_i32(load_be32(b + OFF_RECORDS));
+}
+
+uint32_t odk_batch_crc(const uint8_t *b, size_t size)
+{
+    return odk_crc32c(0, b + OFF_ATTRIBUTES, size - OFF_ATTRIBUTES);
+}

@@ -673,4 +673,41 @@ typedef struct odk_decode_result {
 int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t cap,
                        odk_decode_result *out);
 
+/* =====================================================================================
+ * Batch header fields (odradek.c), for readers in other C files (odradek._hotpath's
+ * fetch decoder, hp_consumer.c), so the header layout keeps its one C owner: the
+ * OFF_* offsets beside odk_scan_batches. Added for issue 11 (the consumer's hot path).
+ *
+ * odk_read_batch_header(b, out): the 13 fields of the ODK_BATCH_HEADER_SIZE-byte header
+ * at b, decoded from big-endian into out. The caller checks that the 61 bytes are
+ * there; nothing is validated (magic, lengths, CRC: the caller's rules).
+ * The attribute bits (int16 attributes), as client/records/layout.py names them:
+ */
+#define ODK_ATTR_COMPRESSION_MASK    7    /* codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd */
+#define ODK_ATTR_TIMESTAMP_TYPE_MASK 8    /* set: LogAppendTime (every record: maxTimestamp) */
+#define ODK_ATTR_CONTROL_MASK        32   /* a control batch (transaction marker) */
+
+typedef struct odk_batch_header {
+    int64_t base_offset;
+    int32_t batch_length;
+    int32_t partition_leader_epoch;
+    int32_t magic;           /* the signed byte */
+    uint32_t crc;
+    int32_t attributes;      /* the signed int16 */
+    int32_t last_offset_delta;
+    int64_t base_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int32_t producer_epoch;  /* the signed int16 */
+    int32_t base_sequence;
+    int32_t records_count;
+} odk_batch_header;
+
+void odk_read_batch_header(const uint8_t *b, odk_batch_header *out);
+
+/* odk_batch_crc(b, size): the CRC-32C of the whole batch at b (size bytes: batchLength +
+ * 12) over the bytes the crc field covers (attributes to the end); size must be at least
+ * ODK_BATCH_HEADER_SIZE. Compare with the stored odk_batch_header.crc. */
+uint32_t odk_batch_crc(const uint8_t *b, size_t size);
+
 #endif

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek.client import _native_ref as ref
 from odradek.client import native
+from odradek.client._partition_read import Fault
 from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
@@ -587,17 +588,25 @@ def test_a_header_key_that_is_not_utf8_is_refused_with_records_words():
 
 # ---- Consumer._decode ------------------------------------------------------------------------
 
-def test_the_consumer_sets_every_slot_of_its_record():
-    # Consumer._decode makes Records with object.__new__ and stores these slots inline
-    assert ClientRecord.__slots__ == ("topic", "partition", "offset", "key", "value", "headers",
-                                      "timestamp", "timestamp_type")
+def test_the_record_type_has_the_eight_writable_attributes_the_consumer_sets():
+    # Record is a C type (daemon/c_ext/hp_consumer.c): decode_fetch fills these eight
+    names = ["topic", "partition", "offset", "key", "value", "headers", "timestamp", "timestamp_type"]
+    attributes = [name for name, v in vars(ClientRecord).items()
+                  if type(v).__name__ in ("member_descriptor", "getset_descriptor") and not name.startswith("__")]
+    assert sorted(attributes) == sorted(names)
+    r = ClientRecord("t", 0, 1, b"k", b"v", [], 2)
+    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, 0)      # the constructor's order
+    for name in names:
+        setattr(r, name, "x")
+        assert getattr(r, name) == "x"
 
 
-def decode_new(data, pos, check_crcs=True, fetched=0):
+def decode_new(data, pos, check_crcs=True, fetched=0, zero_copy=False):
     """Consumer._decode over `data` as a fetch at `pos`: (the Records it buffered, where
     the next fetch starts, the error of the _Fault it buffered after them or None)."""
     consumer = Consumer.__new__(Consumer)
-    consumer._buffer, consumer._faults, consumer._check_crcs = deque(), 0, check_crcs
+    consumer._buffer, consumer._buffered, consumer._faults = deque(), 0, 0
+    consumer._check_crcs, consumer._zero_copy = check_crcs, zero_copy
     state, fds = PartitionState.create(16, high_watermark=1 << 40, log_end_offset=1 << 40)
     os.close(fds.state)
     view = memoryview(data)
@@ -607,8 +616,9 @@ def decode_new(data, pos, check_crcs=True, fetched=0):
         Consumer._decode(consumer, part, view, pos, 1 << 40)
     finally:
         state.close()
-    got = list(consumer._buffer)
-    error = got.pop().error if consumer._faults else None
+    got = [r for item in consumer._buffer if type(item) is not Fault for r in item.records]
+    assert len(got) == consumer._buffered
+    error = consumer._buffer[-1].error if consumer._faults else None
     assert all(type(r) is ClientRecord for r in got)
     return got, part.fetched, error
 
