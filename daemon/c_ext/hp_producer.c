@@ -354,7 +354,7 @@ static int rec_set(Rec *r, PyObject *key, PyObject *value, PyObject *headers, in
 static inline uint64_t rec_size(const Rec *r, int64_t ts_delta, int32_t offset_delta)
 {
     uint64_t body = r->body_wo_delta + varint_size(zigzag(ts_delta)) + varint_size(zigzag(offset_delta));
-    return varint_size(body) + body;
+    return varint_size(zigzag((int64_t)body)) + body;
 }
 
 static inline uint8_t *put_bytes(uint8_t *p, const uint8_t *b, Py_ssize_t n)
