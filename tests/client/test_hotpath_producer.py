@@ -141,3 +141,142 @@ def test_the_accumulator_refuses_bad_arguments_before_any_link_exists():
     with pytest.raises(ValueError, match="out of range"):
         acc.produce("t", b"v", partition=1 << 40)
     assert acc.queued == 0
+
+
+# ---- The accumulator over a ring of this process (no broker: we play the leader) ---------
+
+class _Rig:
+    """An Accumulator with one link to a ring this test reads."""
+
+    def __init__(self, batch_size=16384, linger_ms=10_000, acks=1, producer_id=-1, producer_epoch=-1,
+                 capacity=1 << 20):
+        from odradek.client.shm import Ring
+        from odradek.client.shm._lib import ffi
+        self.ring, self.fd = Ring.create(capacity)
+        self.acc = _hotpath.Accumulator(batch_size, linger_ms, acks, producer_id, producer_epoch)
+        self.acc.set_partition_count("t", 1)
+        self.link = self.acc.add_link("t", 0, int(ffi.cast("uintptr_t", self.ring._r)), self.ring,
+                                      self.ring.max_payload)
+
+    def batches(self):
+        """(tag, RecordBatch) of every committed entry, released."""
+        out = []
+        for _ in range(100_000):
+            got = self.ring.peek()
+            if got is None:
+                return out
+            tag, view = got
+            out.append((tag, RecordBatch(bytes(view))))
+            self.ring.release()
+        raise AssertionError("the ring never ran dry")
+
+    def close(self):
+        import os
+        self.acc.close()
+        self.ring.close()
+        os.close(self.fd)
+
+
+@pytest.fixture
+def rig():
+    made = []
+
+    def make(**kwargs):
+        made.append(_Rig(**kwargs))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(fields=st.lists(st.tuples(_maybe_blob, _maybe_blob, _headers), min_size=1, max_size=40),
+       deltas=st.lists(_deltas, min_size=40, max_size=40), batch_size=st.sampled_from([200, 4096, 30_000]))
+def test_sealed_batches_in_the_ring_are_batchbuilders_with_sequences_and_tags(fields, deltas, batch_size):
+    r = _Rig(batch_size=batch_size, producer_id=9, producer_epoch=3)
+    try:
+        records = _records(1_700_000_000_000, deltas, fields)
+        for ts, k, v, h in records:
+            assert r.acc.produce("t", v, k, h, None, ts) is None
+        r.acc.seal_all()
+        batches = r.batches()
+        assert [tag for tag, _ in batches] == list(range(len(batches)))
+        done = 0
+        for _, batch in batches:
+            n = batch.records_count
+            expected = _reference(records[done:done + n], producer_id=9, producer_epoch=3, base_sequence=done)
+            assert bytes(batch.buffer) == expected
+            done += n
+        assert done == len(records) == r.acc.queued
+        assert all(r.acc.complete(r.link, tag)[0] == b.records_count for tag, b in batches)
+        assert r.acc.complete(r.link, len(batches)) is None
+    finally:
+        r.close()
+
+
+def test_a_full_ring_queues_nothing_until_space_comes(rig):
+    r = rig(batch_size=16384, capacity=1 << 16)
+    value = b"x" * 1000
+    for sent in range(1000):
+        res = r.acc.produce("t", value)
+        if res is not None:
+            break
+    code, partition, nbytes, limit = res
+    assert (code, partition) == (_hotpath.PRODUCE_FULL, 0) and nbytes == 16384 and limit == r.ring.max_payload
+    assert r.acc.queued == sent
+    assert r.acc.wait_space(r.link, nbytes, 0.01) is False      # nobody reads: still full
+    assert r.acc.produce("t", value) == res and r.acc.queued == sent
+    first = r.batches()                                          # the leader takes what was sealed
+    assert r.acc.wait_space(r.link, nbytes, 1.0) is True
+    assert r.acc.produce("t", value) is None and r.acc.queued == sent + 1
+    r.acc.seal_all()
+    assert sum(b.records_count for _, b in first + r.batches()) == sent + 1
+
+
+def test_callbacks_are_kept_per_record_only_in_batches_that_have_one(rig):
+    r = rig()
+
+    def cb(err, rec):
+        pass
+    r.acc.produce("t", b"a", None, None, None, 10)
+    r.acc.produce("t", b"b", b"k", [("h", None)], None, 11, cb)
+    r.acc.produce("t", b"c", None, None, None, 12)
+    r.acc.seal_all()
+    r.acc.produce("t", b"d", None, None, None, 13)
+    r.acc.seal_all()
+    count, pending = r.acc.complete(r.link, 0)
+    assert count == 3 and pending == [None, (cb, b"k", b"b", [("h", None)], 11), None]
+    assert r.acc.take_sealed(r.link) == [(1, None)]
+    assert r.acc.take_open(r.link) == []
+
+
+def test_produce_from_threads_and_the_sender_never_tear_a_batch(rig):
+    import threading
+    r = rig(batch_size=2048, linger_ms=0.2, capacity=1 << 22)
+    stop = threading.Event()
+
+    def sender():
+        while not stop.is_set():
+            r.acc.seal_due(0.001)
+
+    def producer(n):
+        for i in range(2000):
+            assert r.acc.produce("t", b"%d-%d" % (n, i), None, None, 0) is None
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(3)]
+    s = threading.Thread(target=sender)
+    s.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    stop.set()
+    s.join(30)
+    r.acc.seal_all()
+    values = []
+    for _, batch in r.batches():
+        batch.validate()
+        values += [rec.value for rec in batch.records()]
+    assert sorted(values) == sorted(b"%d-%d" % (n, i) for n in range(3) for i in range(2000))
+    for n in range(3):   # each thread's records in its order
+        mine = [v for v in values if v.startswith(b"%d-" % n)]
+        assert mine == [b"%d-%d" % (n, i) for i in range(2000)]
