@@ -535,6 +535,14 @@ static Link *link_arg(Accumulator *a, Py_ssize_t id)
     return a->links[id];
 }
 
+static Link *link_of_arg(Accumulator *a, PyObject *arg)
+{
+    Py_ssize_t id = PyLong_AsSsize_t(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    return link_arg(a, id);
+}
+
 static PyObject *Accumulator_set_partition_count(Accumulator *a, PyObject *args)
 {
     PyObject *name;
@@ -741,10 +749,7 @@ static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
  * (acks=0 reports, and the failures of close()). */
 static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
 {
-    Py_ssize_t id = PyLong_AsSsize_t(arg);
-    if (id == -1 && PyErr_Occurred())
-        return NULL;
-    Link *l = link_arg(a, id);
+    Link *l = link_of_arg(a, arg);
     if (l == NULL)
         return NULL;
     PyObject *out = PyList_New(0);
@@ -774,10 +779,7 @@ static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
  * cancelled: no reader ever sees it), or [] (close() reports such records failed). */
 static PyObject *Accumulator_take_open(Accumulator *a, PyObject *arg)
 {
-    Py_ssize_t id = PyLong_AsSsize_t(arg);
-    if (id == -1 && PyErr_Occurred())
-        return NULL;
-    Link *l = link_arg(a, id);
+    Link *l = link_of_arg(a, arg);
     if (l == NULL)
         return NULL;
     Sealed s = {0, 0, NULL};
