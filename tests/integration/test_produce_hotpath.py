@@ -125,3 +125,27 @@ def test_a_producer_killed_with_an_open_batch_leaves_nothing_partial(broker):
             proc.wait(10)
     values = [r.value for r in read_all(broker, "torn", 0, 52)]
     assert values == [b"sent-%d" % i for i in range(50)] + [b"other-0", b"other-1"]
+
+
+@pytest.mark.parametrize("acks", [1, 0])
+def test_gzip_batches_take_the_python_path_with_the_same_semantics(broker, acks):
+    create(broker, "zipped", partitions=2)
+    reports = []
+    config = {"compression.type": "gzip", "linger.ms": 2, "batch.size": 4096, "acks": acks}
+    with producer(broker, **config) as p:
+        for i in range(200):
+            p.produce("zipped", b"v%d" % i * 20, key=b"k%d" % (i % 5), headers=[("h", None)],
+                      on_delivery=lambda err, rec: reports.append((err, rec)))
+        with pytest.raises(TypeError, match="value"):
+            p.produce("zipped", 5)
+        with pytest.raises(MessageTooLarge):
+            p.produce("zipped", b"x" * (4 << 20))
+        assert p.flush(10) == 0 and len(p) == 0
+    assert len(reports) == 200 and all(err is None for err, _ in reports)
+    assert all(rec.offset == -1 for _, rec in reports) if acks == 0 else \
+        len({(rec.partition, rec.offset) for _, rec in reports}) == 200
+    with Consumer({"socket": broker.socket_path}) as c:
+        c.assign([TopicPartition("zipped", i, OFFSET_BEGINNING) for i in range(2)])
+        recs = consume_n(c, 200)
+    assert sorted(r.value for r in recs) == sorted(b"v%d" % i * 20 for i in range(200))
+    assert all(r.headers == [("h", None)] for r in recs)
