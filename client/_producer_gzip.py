@@ -16,7 +16,7 @@ from odradek.client.errors import RingFull
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek.client.records import MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
 
-__all__ = ["GzipAccumulator", "as_bytes", "headers_of"]
+__all__ = ["GzipAccumulator"]
 
 PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_FULL, PRODUCE_TOO_LARGE = 1, 2, 3, 4
 _TAG_MOD = 1 << 32
