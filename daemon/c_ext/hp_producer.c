@@ -564,10 +564,12 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     int partition;
     unsigned long long ring_addr;
     unsigned int limit;
-    if (!PyArg_ParseTuple(args, "UiKOI:add_link", &name, &partition, &ring_addr, &owner, &limit))
+    int next_seq = 0;
+    if (!PyArg_ParseTuple(args, "UiKOI|i:add_link", &name, &partition, &ring_addr, &owner, &limit,
+                          &next_seq))
         return NULL;
-    if (partition < 0 || partition >= MAX_PARTITION || ring_addr == 0)
-        return PyErr_Format(PyExc_ValueError, "bad partition %d or ring", partition);
+    if (partition < 0 || partition >= MAX_PARTITION || ring_addr == 0 || next_seq < 0)
+        return PyErr_Format(PyExc_ValueError, "bad partition %d, ring or sequence", partition);
     odk_ring *ring = (odk_ring *)(uintptr_t)ring_addr;
     if (limit > ring->capacity / 2 - ODK_RING_ENTRY_HEADER || limit <= ODK_BATCH_HEADER_SIZE)
         return PyErr_Format(PyExc_ValueError, "batch limit %u does not fit the ring", limit);
@@ -596,6 +598,7 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     l->partition = partition;
     l->limit = limit;
     l->ring = ring;
+    l->next_seq = next_seq;
     Py_INCREF(owner);
     l->owner = owner;
     t->links[partition] = l;
@@ -890,7 +893,8 @@ static PyMethodDef Accumulator_methods[] = {
     {"set_partition_count", (PyCFunction)Accumulator_set_partition_count, METH_VARARGS,
      "set_partition_count(topic, count)"},
     {"add_link", (PyCFunction)Accumulator_add_link, METH_VARARGS,
-     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes) -> link id"},
+     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0)"
+     " -> link id"},
     {"wait_space", (PyCFunction)Accumulator_wait_space, METH_VARARGS,
      "wait_space(link, nbytes, timeout_s) -> bool (sleeps at most 50 ms, GIL released)"},
     {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from odradek import _hotpath
 from odradek._native import lib
 from odradek.client.partitioner import partition_for_key
-from odradek.client.records import BatchBuilder, RecordBatch, layout
+from odradek.client.records import MAX_SEQUENCE, BatchBuilder, RecordBatch, layout
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -149,14 +149,14 @@ class _Rig:
     """An Accumulator with one link to a ring this test reads."""
 
     def __init__(self, batch_size=16384, linger_ms=10_000, acks=1, producer_id=-1, producer_epoch=-1,
-                 capacity=1 << 20):
+                 capacity=1 << 20, next_sequence=0):
         from odradek.client.shm import Ring
         from odradek.client.shm._lib import ffi
         self.ring, self.fd = Ring.create(capacity)
         self.acc = _hotpath.Accumulator(batch_size, linger_ms, acks, producer_id, producer_epoch)
         self.acc.set_partition_count("t", 1)
         self.link = self.acc.add_link("t", 0, int(ffi.cast("uintptr_t", self.ring._r)), self.ring,
-                                      self.ring.max_payload)
+                                      self.ring.max_payload, next_sequence)
 
     def batches(self):
         """(tag, RecordBatch) of every committed entry, released."""
@@ -212,6 +212,20 @@ def test_sealed_batches_in_the_ring_are_batchbuilders_with_sequences_and_tags(fi
         assert r.acc.complete(r.link, len(batches)) is None
     finally:
         r.close()
+
+
+def test_base_sequences_wrap_after_max_sequence_as_kafkas(rig):
+    r = rig(batch_size=61 + 2 * 12, producer_id=5, producer_epoch=1, next_sequence=MAX_SEQUENCE - 2)
+    for i in range(8):                      # two records a batch
+        assert r.acc.produce("t", b"v%d" % i, None, None, None, 1000 + i) is None
+    r.acc.seal_all()
+    batches = [b for _, b in r.batches()]
+    assert [len(b) for b in batches] == [2, 2, 2, 2]
+    assert [b.base_sequence for b in batches] == [MAX_SEQUENCE - 2, MAX_SEQUENCE, 1, 3]
+    for i, b in enumerate(batches):
+        records = [(1000 + j, None, b"v%d" % j, []) for j in (2 * i, 2 * i + 1)]
+        assert bytes(b.buffer) == _reference(records, producer_id=5, producer_epoch=1,
+                                             base_sequence=b.base_sequence)
 
 
 def test_a_full_ring_queues_nothing_until_space_comes(rig):
