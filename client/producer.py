@@ -8,23 +8,25 @@ partition's leader; delivery reports back.
         p.flush()
 
 Theory of operation
-- produce() encodes the record into the open batch of its partition (client/records
-  BatchBuilder) under one lock. A batch is sealed (built, CRC'd, written into the
-  partition's produce ring, one copy) when it reaches batch.size, when linger.ms has
-  passed since its first record, or on flush().
+- produce() is one C call (odradek._hotpath.Accumulator, daemon/c_ext/hp_producer.c):
+  argument checks, the partition, the record encoded straight into the open batch, which
+  lives in a reservation of the partition's produce ring, and the seal (header, CRC-32C,
+  commit) when the batch reaches batch.size or linger.ms is 0. What it cannot do comes
+  back here as a code (_produce_slow): learn a topic's partition count, open a
+  partition's rings, wait for ring space (max.block.ms), refuse a record too large.
+  compression.type=gzip batches are built in Python instead (client/_producer_gzip.py).
 - Partitions: the one given; else murmur2(key) % partitions, exactly Kafka's default
   partitioner; keyless records stick to one partition until its batch is sealed (KIP-480).
 - Per partition the producer creates a produce ring, a completion ring, and shares one
   doorbell of its own; OpenProducer hands all three to the broker, which attaches them to
   the partition's leader worker (and to its successor if that worker dies: the rings
   outlive it, and the idempotence check turns a re-taken entry into a duplicate with its
-  original offset). The leader's answer carries its doorbell, which our ring rings on
-  each commit.
+  original offset). The leader's answer carries its doorbell, which each commit rings.
 - A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
-  the on_delivery callbacks in the caller's thread, as confluent-kafka does. The sender
-  never waits for the lock produce() holds, so completions flow even while produce()
-  blocks on a full ring (max.block.ms).
+  the on_delivery callbacks in the caller's thread, as confluent-kafka does. A batch
+  holds its ring space from its first record, so sealing never waits; produce() waits
+  (max.block.ms, GIL released) only for the space of a new batch.
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
   epoch; each batch carries them and its first sequence number.
 - A stuck broker (its ring stays full): produce() blocks up to max.block.ms, then
@@ -38,17 +40,19 @@ import threading
 import time
 from collections import deque
 
+from odradek._hotpath import (PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, Accumulator)
 from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
+from odradek.client._producer_gzip import GzipAccumulator
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageTooLarge, OdradekError,
                                    RequestTimedOut, RingFull, error_for_code)
 from odradek.client.message import Record
-from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
-from odradek.client.records import MAX_SEQUENCE, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, BatchBuilder
+from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from odradek.client.shm import Doorbell, Ring
+from odradek.client.shm._lib import ffi
 
 __all__ = ["Producer"]
 
@@ -65,27 +69,12 @@ _SCHEMA = {
     "compression.type": (cfg.one_of("none", "gzip"), "none"),
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
 }
-_TAG_MOD = 1 << 32
-_time_ns = time.time_ns
-_BATCH_OVERHEAD = 61 + 8    # the v2 batch header, and the ring entry's
 _RETRY_S = 0.05
+_SLOW_TURNS = 1_000_000   # bounds _produce_slow's loop; the deadline ends it first
 
 
-def _as_bytes(value, what):
-    if value is None or type(value) is bytes:
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"{what} must be bytes, str or None, not {type(value).__name__}")
-
-
-def _headers(headers):
-    if not headers:
-        return ()
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(str(k), _as_bytes(v, "a header value")) for k, v in items]
+def _address(cdata):
+    return int(ffi.cast("uintptr_t", cdata))
 
 
 def _completion_error(link, code):
@@ -96,23 +85,21 @@ def _completion_error(link, code):
                f"(the partition leader refused the batch)")
 
 
-class _Link:
-    """One partition: our rings to its leader, the open batch, batches in flight."""
-    __slots__ = ("topic", "partition", "requests", "completions", "builder", "pending",
-                 "deadline", "next_seq", "next_tag", "inflight", "ring_fds", "limit")
+def _ring_full(topic, partition, max_block_s):
+    return RingFull(f"the ring to {topic}-{partition} stayed full for {max_block_s:.1f} s "
+                    f"(max.block.ms): the broker is not keeping up or is down")
 
-    def __init__(self, topic, partition, requests, completions, max_batch_bytes, ring_fds):
+
+class _Link:
+    """One partition: our rings to its leader. Its open batch and batches in flight are
+    the accumulator's, under `id`."""
+    __slots__ = ("topic", "partition", "requests", "completions", "ring_fds", "id")
+
+    def __init__(self, topic, partition, requests, completions, ring_fds):
         self.topic, self.partition = topic, partition
         self.requests, self.completions = requests, completions
         self.ring_fds = ring_fds   # kept open: a restarted broker is given the same rings
-        # the largest batch: max.message.bytes of the topic, or what the ring takes
-        self.limit = min(requests.max_payload, max_batch_bytes or requests.max_payload)
-        self.builder = None
-        self.pending = []        # (on_delivery, key, value, headers, timestamp) of the open batch
-        self.deadline = None     # linger deadline of the open batch (monotonic s)
-        self.next_seq = 0
-        self.next_tag = 0
-        self.inflight = {}       # tag -> pending list of a sealed batch
+        self.id = None
 
 
 class Producer:
@@ -122,13 +109,10 @@ class Producer:
         if ring_bytes & (ring_bytes - 1) or ring_bytes < 1 << 16:
             raise InvalidConfig(f"produce.ring.bytes={ring_bytes} must be a power of two >= 65536")
         self._acks = c["acks"]
-        self._linger_s = c["linger.ms"] / 1000
-        self._batch_size = c["batch.size"]
         self._max_block_s = c["max.block.ms"] / 1000
-        self._compression = c["compression.type"]
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
-        self._client_lock = threading.Lock()   # the control connection: produce() and the sender
+        self._client_lock = threading.Lock()   # the control connection, and opening links
         self._liveness = Liveness()
         self._pid, self._epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
         if c["enable.idempotence"]:
@@ -137,12 +121,13 @@ class Producer:
         self._doorbell, self._doorbell_fd = Doorbell.create()
         self._leader_doorbells = []
         self._links = {}          # (topic, partition) -> _Link
-        self._partition_counts = {}
-        self._sticky = StickyPartitioner()
-        self._lock = threading.Lock()          # produce side: builders, links, the control client
+        self._link_list = []      # by accumulator link id
+        accumulator = GzipAccumulator if c["compression.type"] == "gzip" else Accumulator
+        self._acc = accumulator(c["batch.size"], c["linger.ms"], self._acks, self._pid, self._epoch,
+                                _address(self._doorbell._ptr), self._doorbell)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
         self._reported = threading.Condition()
-        self._undelivered = 0                  # produced, not yet reported
+        self._settled = 0                      # records reported (delivered or failed)
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="odradek-producer-sender", daemon=True)
         self._sender.start()
@@ -153,100 +138,78 @@ class Producer:
         """Queue one record. Returns at once, unless the partition's ring is full (then it
         blocks up to max.block.ms and raises RingFull). The outcome reaches
         on_delivery(err, record) from poll() or flush()."""
-        # The hot path (~3 us a record on the dev box, half of it the BatchBuilder):
-        # exact bytes and no headers skip every conversion.
-        if self._closed:
-            raise RuntimeError("produce() on a closed Producer")
-        if value is not None and type(value) is not bytes:
-            value = _as_bytes(value, "value")
-        if key is not None and type(key) is not bytes:
-            key = _as_bytes(key, "key")
-        headers = _headers(headers) if headers else ()
-        if timestamp is None:
-            timestamp = _time_ns() // 1_000_000
-        # what the record adds to a batch, at most (record framing is <= 21 bytes, and
-        # each header <= 10 more than its bytes)
-        need = 21 + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-        if headers:
-            need += sum(14 + len(k) + (len(v) if v is not None else 0) for k, v in headers)
-        with self._lock:
-            sticky = False
-            if partition is None or partition < 0:
-                count = self._partition_count(topic)
-                if key is not None:
-                    partition = partition_for_key(key, count)
-                else:
-                    partition = self._sticky.partition(topic, count)
-                    sticky = True
-            link = self._links.get((topic, partition)) or self._open_link(topic, partition)
-            if need + _BATCH_OVERHEAD > link.limit:
-                raise MessageTooLarge(f"a record of about {need} bytes is too large for {topic}-{partition}: "
-                                      f"a batch may have {link.limit} bytes (max.message.bytes, or half the ring)")
-            builder = link.builder
-            # Make room before the record joins a batch, so that a RingFull (after
-            # max.block.ms) or MessageTooLarge leaves nothing of it queued.
-            if builder is not None and builder.estimated_size() + need > self._batch_size:
-                self._seal_or_refuse(link)
-                if sticky:   # the sticky batch is full: this record starts the next partition's
-                    partition = self._sticky.new_batch(topic, self._partition_counts[topic], partition)
-                    link = self._links.get((topic, partition)) or self._open_link(topic, partition)
-                    if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
-                        self._seal_or_refuse(link)
-                builder = link.builder
-            if builder is None:
-                if need + _BATCH_OVERHEAD >= self._batch_size or not self._linger_s:
-                    # sent as soon as it holds this record: the ring must take it now
-                    if not link.requests.wait_for_space(need + _BATCH_OVERHEAD, self._max_block_s):
-                        raise RingFull(f"the ring to {topic}-{partition} stayed full for "
-                                       f"{self._max_block_s:.1f} s (max.block.ms): the broker is not "
-                                       f"keeping up or is down")
-                builder = link.builder = self._new_builder(link)
-                link.deadline = time.monotonic() + self._linger_s
-                if self._linger_s:
-                    self._doorbell.ring()   # the sender learns of the new deadline
-            builder.append(timestamp, key, value, headers)
-            link.pending.append((on_delivery, key, value, headers, timestamp))
-            self._undelivered += 1
-            # The record is queued now: a full ring leaves its batch open (the sender seals
-            # it when there is room; the next produce() to it waits for that first).
-            if (builder.estimated_size() >= self._batch_size or not self._linger_s) and \
-                    self._seal(link, 0) and sticky:
-                self._sticky.new_batch(topic, self._partition_counts[topic], partition)
+        res = self._acc.produce(topic, value, key, headers, partition, timestamp, on_delivery)
+        if res is not None:
+            self._produce_slow(res, topic, value, key, headers, partition, timestamp, on_delivery)
 
-    def _new_builder(self, link):
-        return BatchBuilder(compression=self._compression, producer_id=self._pid, producer_epoch=self._epoch,
-                            base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE)
+    def _produce_slow(self, res, *args):
+        """What the accumulator's one call could not do, then the call again: learn the
+        partition count, open the partition's rings, wait for ring space (up to
+        max.block.ms, then RingFull), or refuse a record too large. Nothing of the
+        record is queued unless the call finally returns None."""
+        topic = args[0]
+        deadline = None
+        for _ in range(_SLOW_TURNS):
+            code, partition, nbytes, limit = res
+            if code == PRODUCE_NEED_COUNT:
+                self._acc.set_partition_count(topic, self._partition_count(topic))
+            elif code == PRODUCE_NEED_LINK:
+                self._open_link(topic, partition)
+            elif code == PRODUCE_FULL:
+                if deadline is None:
+                    deadline = time.monotonic() + self._max_block_s
+                if not self._wait_space(self._links[(topic, partition)], nbytes, deadline):
+                    raise _ring_full(topic, partition, self._max_block_s)
+            else:
+                raise MessageTooLarge(f"a record of {nbytes} bytes (as a batch) is too large for "
+                                      f"{topic}-{partition}: a batch may have {limit} bytes "
+                                      f"(max.message.bytes, or half the ring)")
+            res = self._acc.produce(*args)
+            if res is None:
+                return
+        raise _ring_full(topic, res[1], self._max_block_s)
+
+    def _wait_space(self, link, nbytes, deadline):
+        for _ in range(_SLOW_TURNS):   # each wait is <= 50 ms: signal handlers run between
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._acc.wait_space(link.id, nbytes, left):
+                return True
+        return False
 
     def _partition_count(self, topic):
-        count = self._partition_counts.get(topic)
-        if count is None:
-            with self._client_lock:
-                res, _ = self._client.call(m.MetadataRequest(topics=[topic]))
-            (t,) = res.topics
-            raise_for_error(t.error_code, t.error_message)
-            count = self._partition_counts[topic] = len(t.partitions)
-        return count
+        with self._client_lock:
+            res, _ = self._client.call(m.MetadataRequest(topics=[topic]))
+        (t,) = res.topics
+        raise_for_error(t.error_code, t.error_message)
+        return len(t.partitions)
 
     def _open_link(self, topic, partition):
         """Create the rings for a partition and attach them to its leader (retrying while
         the partition has no leader, up to max.block.ms)."""
         ring_bytes = self.config["produce.ring.bytes"]
-        requests, req_fd = Ring.create(ring_bytes)
-        completions, comp_fd = Ring.create(max(ring_bytes // 2, 1 << 16))
-        try:
-            with self._client_lock:
+        with self._client_lock:
+            if (topic, partition) in self._links:   # another thread opened it meanwhile
+                return
+            requests, req_fd = Ring.create(ring_bytes)
+            completions, comp_fd = Ring.create(max(ring_bytes // 2, 1 << 16))
+            try:
                 max_batch_bytes, leader = self._attach(topic, partition, (req_fd, comp_fd),
                                                        time.monotonic() + self._max_block_s)
-        except BaseException:
-            requests.close()
-            completions.close()
-            os.close(req_fd)
-            os.close(comp_fd)
-            raise
-        requests.set_doorbell(leader)
-        link = _Link(topic, partition, requests, completions, max_batch_bytes, (req_fd, comp_fd))
-        self._links[(topic, partition)] = link
-        return link
+            except BaseException:
+                requests.close()
+                completions.close()
+                os.close(req_fd)
+                os.close(comp_fd)
+                raise
+            requests.set_doorbell(leader)
+            link = _Link(topic, partition, requests, completions, (req_fd, comp_fd))
+            # the largest batch: max.message.bytes of the topic, or what the ring takes
+            limit = min(requests.max_payload, max_batch_bytes or requests.max_payload)
+            link.id = self._acc.add_link(topic, partition, _address(requests._r), requests, limit)
+            self._link_list.append(link)
+            self._links[(topic, partition)] = link
 
     def _attach(self, topic, partition, ring_fds, deadline):
         """OpenProducer for our rings (with the control lock held); returns the topic's
@@ -305,69 +268,35 @@ class Producer:
             link.requests.set_doorbell(leader)
             leader.ring()    # take what waited in the ring meanwhile
 
-    def _seal_or_refuse(self, link):
-        if not self._seal(link, self._max_block_s):
-            raise RingFull(f"the ring to {link.topic}-{link.partition} stayed full for "
-                           f"{self._max_block_s:.1f} s (max.block.ms): the broker is not keeping up "
-                           f"or is down")
-
-    def _seal(self, link, timeout):
-        """Write the open batch into the ring (called with the lock held), waiting up to
-        `timeout` s for room. Returns False if the ring stayed full: the batch stays open."""
-        builder = link.builder
-        data = builder.build()
-        size = len(data)
-        if size > link.limit:
-            self._fail_batch(link, MessageTooLarge(
-                f"a batch of {size} bytes for {link.topic}-{link.partition} exceeds {link.limit} bytes; "
-                f"make records smaller"))
-            return True
-        tag = link.next_tag
-        link.inflight[tag] = link.pending
-        try:
-            link.requests.write(data, tag, timeout)
-        except RingFull:
-            del link.inflight[tag]
-            return False
-        count = len(builder)
-        link.next_tag = (tag + 1) % _TAG_MOD
-        if self._pid >= 0:
-            link.next_seq = (link.next_seq + count) & MAX_SEQUENCE
-        link.builder, link.pending, link.deadline = None, [], None
-        if self._acks == 0:
-            self._report(link, link.inflight.pop(tag), -1, None)
-        return True
-
     def _fail_undelivered(self):
-        with self._lock:
-            for link in self._links.values():
-                where = f"{link.topic}-{link.partition}"
-                for pending in link.inflight.values():
-                    self._report(link, pending, -1, RequestTimedOut(
-                        f"the producer closed before {where}'s leader acknowledged the record "
-                        f"(close timeout); it was in the ring, so the leader may still write it"))
-                link.inflight.clear()
-                if link.pending:
-                    self._fail_batch(link, RequestTimedOut(
-                        f"the producer closed before the record was sent to {where} (close "
-                        f"timeout; the ring stayed full); it was not written"))
-
-    def _fail_batch(self, link, error):
-        pending = link.pending
-        link.builder, link.pending, link.deadline = None, [], None
-        self._report(link, pending, -1, error)
+        """close(): every record not acknowledged gets RequestTimedOut, saying whether it
+        reached the ring (a leader may still write it) or never left this process."""
+        for link in self._link_list:
+            where = f"{link.topic}-{link.partition}"
+            for count, pending in self._acc.take_sealed(link.id):
+                self._report(link, count, pending, -1, RequestTimedOut(
+                    f"the producer closed before {where}'s leader acknowledged the record "
+                    f"(close timeout); it was in the ring, so the leader may still write it"))
+            for count, pending in self._acc.take_open(link.id):
+                self._report(link, count, pending, -1, RequestTimedOut(
+                    f"the producer closed before the record was sent to {where} (close "
+                    f"timeout; the ring stayed full); it was not written"))
 
     # == delivery reports ============================================================
-    def _report(self, link, pending, base_offset, error):
+    def _report(self, link, count, pending, base_offset, error):
+        """Queue the delivery reports of a batch of `count` records; `pending` holds, per
+        record, None or what its on_delivery report needs (None: no record has one)."""
         items = []
-        for i, (callback, key, value, headers, ts) in enumerate(pending):
-            if callback is not None:
-                offset = -1 if base_offset < 0 else base_offset + i
-                items.append((callback, error, Record(link.topic, link.partition, offset, key, value,
-                                                      list(headers), ts)))
+        if pending is not None:
+            for i, p in enumerate(pending):
+                if p is not None:
+                    callback, key, value, headers, ts = p
+                    offset = -1 if base_offset < 0 else base_offset + i
+                    items.append((callback, error, Record(link.topic, link.partition, offset, key, value,
+                                                          list(headers), ts)))
         with self._reported:
             self._reports.extend(items)
-            self._undelivered -= len(pending)
+            self._settled += count
             self._reported.notify_all()
 
     def _send_loop(self):
@@ -375,51 +304,34 @@ class Producer:
         while not self._closed:
             seen = doorbell.value
             self._take_completions()
-            timeout = self._linger_due()
+            timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
-            doorbell.wait(seen, min(timeout, LIVENESS_CHECK_S))
+            doorbell.wait(seen, timeout)
 
     def _take_completions(self):
-        """Queue a delivery report for every batch the leaders have acknowledged."""
-        for link in list(self._links.values()):
+        """Queue a delivery report for every batch the leaders have acknowledged (with
+        acks=0: every batch sealed)."""
+        for link in list(self._link_list):
+            if self._acks == 0:
+                for count, pending in self._acc.take_sealed(link.id):
+                    self._report(link, count, pending, -1, None)
+                continue
             for _ in range(1 << 16):    # bounded: the ring holds fewer completions
                 c = link.completions.read_completion()
                 if c is None:
                     break
-                pending = link.inflight.pop(c.tag, None)
-                if pending is None:
+                done = self._acc.complete(link.id, c.tag)
+                if done is None:
                     log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
                     continue
                 error = _completion_error(link, c.error_code) if c.error_code else None
-                self._report(link, pending, c.base_offset, error)
-
-    def _linger_due(self):
-        """Seal batches whose linger.ms ran out; returns seconds until the next is due."""
-        if not self._lock.acquire(blocking=False):
-            return 0.0005      # produce() holds it: completions first, linger a moment later
-        try:
-            now = time.monotonic()
-            nearest = None
-            for link in self._links.values():
-                if link.deadline is None:
-                    continue
-                if link.deadline <= now:
-                    if not self._seal(link, 0):
-                        nearest = 0.001    # ring full: try again shortly
-                        continue
-                    count = self._partition_counts.get(link.topic)
-                    if count:   # keyless records move on to another partition (KIP-480)
-                        self._sticky.new_batch(link.topic, count, link.partition)
-                else:
-                    left = link.deadline - now
-                    nearest = left if nearest is None else min(nearest, left)
-            return nearest if nearest is not None else 1.0
-        finally:
-            self._lock.release()
+                self._report(link, *done, c.base_offset, error)
 
     def poll(self, timeout=0):
         """Run delivery callbacks that are due; wait up to `timeout` seconds (None:
         forever) for one if none is. Returns how many ran."""
+        if not self._reports and timeout == 0:
+            return 0
         with self._reported:
             if not self._reports and timeout != 0:
                 self._reported.wait_for(lambda: self._reports, timeout)
@@ -433,29 +345,27 @@ class Producer:
         """Send every open batch and wait until every record is delivered (or failed),
         running callbacks, for up to `timeout` seconds (None: until then). Returns how
         many records are still undelivered (0: all), as confluent-kafka's flush does; a
-        stuck broker makes that count non-zero, never an exception. A batch whose ring
-        stays full stays open, and the sender hands it over when there is room."""
+        stuck broker makes that count non-zero, never an exception. (A gzip batch whose
+        ring stays full stays open, and the sender hands it over when there is room.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            for link in self._links.values():
-                if link.builder is not None:
-                    left = self._max_block_s if deadline is None else max(0.0, deadline - time.monotonic())
-                    self._seal(link, left)
+        self._acc.seal_all()
+        self._doorbell.ring()   # the sender retries what could not be sealed
         for _ in range(10_000_000):   # bounded by the deadline or by delivery
             self.poll(0)
-            if self._undelivered == 0:
+            if len(self) == 0:
                 break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
             with self._reported:
-                self._reported.wait_for(lambda: self._reports or self._undelivered == 0,
+                self._reported.wait_for(lambda: self._reports or len(self) == 0,
                                         0.1 if left is None else min(0.1, left))
         self.poll(0)
-        return self._undelivered
+        return len(self)
 
     def __len__(self):
-        return self._undelivered
+        """Records produced and not yet reported (delivered or failed)."""
+        return self._acc.queued - self._settled
 
     # == lifetime ====================================================================
     def close(self, timeout=None):
@@ -468,10 +378,12 @@ class Producer:
             return
         left = self.flush(timeout)
         self._closed = True
+        self._acc.close()         # no produce() from here on, none waits in a ring
         self._doorbell.ring()
         self._sender.join(5)
-        if left and not self._sender.is_alive():
-            self._take_completions()     # acknowledged since flush() looked
+        if not self._sender.is_alive():
+            if left:
+                self._take_completions()     # acknowledged since flush() looked
             self._fail_undelivered()
         self.poll(0)
         self._client.close()      # the broker detaches our rings from the leaders

@@ -52,9 +52,9 @@ class Window:
         self.count = self.bytes = self.lat_sum = self.lat_max = 0
         self.start = start
 
-    def add(self, size, lat_ns):
-        self.count += 1
-        self.bytes += size
+    def add(self, size, lat_ns, weight=1):
+        self.count += weight
+        self.bytes += size * weight
         self.lat_sum += lat_ns
         if lat_ns > self.lat_max:
             self.lat_max = lat_ns
@@ -69,10 +69,12 @@ def window_line(count, nbytes, lat_sum, lat_max, seconds):
             f"{lat_sum / max(count, 1) / 1e6:.3f} ms avg latency, {lat_max / 1e6:.3f} ms max latency.")
 
 
-def run_producer(socket_path, topic_name, num_records, record_size, throughput, props, on_window):
+def run_producer(socket_path, topic_name, num_records, record_size, throughput, props, on_window,
+                 latency_every=1):
     """Send the records; call on_window(count, bytes, lat_sum_ns, lat_max_ns, seconds)
     about every REPORT_INTERVAL_S. Returns (records, bytes, seconds, latencies_ns array,
-    errors)."""
+    errors). latency_every=K: only every K-th record has a delivery callback (latency
+    sampled); the records delivered are then counted from len(producer)."""
     from odradek.client import Producer
     payload = bytes(random.choices(range(ord("A"), ord("Z") + 1), k=record_size))
     latencies = array("q")
@@ -97,7 +99,7 @@ def run_producer(socket_path, topic_name, num_records, record_size, throughput, 
                     return
                 lat = now() - t0
                 latencies.append(lat)
-                window.add(record_size, lat)
+                window.add(record_size, lat, latency_every)
             return on_delivery
 
         for i in range(num_records):
@@ -109,7 +111,10 @@ def run_producer(socket_path, topic_name, num_records, record_size, throughput, 
                 while t < due:
                     producer.poll((due - t) / 1e9)
                     t = now()
-            producer.produce(topic_name, payload, on_delivery=delivered(t))
+            if i % latency_every == 0:
+                producer.produce(topic_name, payload, on_delivery=delivered(t))
+            else:
+                producer.produce(topic_name, payload)
             producer.poll(0)
             if t - window.start >= interval_ns:
                 on_window(*window.as_tuple(), (t - window.start) / 1e9)
@@ -123,7 +128,8 @@ def run_producer(socket_path, topic_name, num_records, record_size, throughput, 
             errors.append(f"{left} records still undelivered after {FLUSH_TIMEOUT_S:.0f} s")
     finally:
         producer.close(timeout=5)
-    return len(latencies), len(latencies) * record_size, elapsed, latencies, errors
+    count = len(latencies) if latency_every == 1 else num_records - left - len(errors) * latency_every
+    return count, count * record_size, elapsed, latencies, errors
 
 
 def summary(count, nbytes, seconds, latencies):
@@ -144,27 +150,29 @@ def summary_line(s):
 
 # -- several processes ----------------------------------------------------------------------
 
-def _child(index, go, results, socket_path, topic_name, num_records, record_size, throughput, props):
+def _child(index, go, results, socket_path, topic_name, num_records, record_size, throughput, props,
+           latency_every=1):
     try:
         results.put(("ready", index, None))
         if not go.wait(60):
             return
         windows = iter(range(1 << 30))   # numbered, so the parent adds up the same windows
         res = run_producer(socket_path, topic_name, num_records, record_size, throughput, props,
-                           lambda *w: results.put(("window", index, (next(windows),) + w)))
+                           lambda *w: results.put(("window", index, (next(windows),) + w)), latency_every)
         count, nbytes, seconds, lat, errors = res
         results.put(("done", index, (count, nbytes, seconds, lat.tobytes(), errors)))
     except BaseException as e:     # report, don't hang the parent
         results.put(("failed", index, f"{type(e).__name__}: {e}"))
 
 
-def run_processes(n, socket_path, topic_name, num_records, record_size, throughput, props, timeout_s):
+def run_processes(n, socket_path, topic_name, num_records, record_size, throughput, props, timeout_s,
+                  latency_every=1):
     ctx = mp.get_context("spawn")  # children start clean: no inherited sockets or producer state
     go, results = ctx.Event(), ctx.Queue()
     shares = [num_records // n + (1 if i < num_records % n else 0) for i in range(n)]
     rate = throughput / n if throughput > 0 else throughput
     procs = [ctx.Process(target=_child, args=(i, go, results, socket_path, topic_name, shares[i], record_size,
-                                              rate, props), daemon=True) for i in range(n)]
+                                              rate, props, latency_every), daemon=True) for i in range(n)]
     for p in procs:
         p.start()
     try:
@@ -234,12 +242,15 @@ def main():
                     help="Producer config, e.g. acks=1 linger.ms=5 batch.size=65536")
     ap.add_argument("--partitions", type=int, help="partitions of a topic created here")
     ap.add_argument("--processes", type=int, default=1, choices=[1, 2], help="producer processes (1 or 2)")
+    ap.add_argument("--latency-every", type=int, default=1, metavar="K",
+                    help="a delivery callback (and a latency sample) on every K-th record only "
+                         "(default 1: every record, as kafka-producer-perf-test)")
     ap.add_argument("--runs", type=int, default=1, help="repeat K times and print the median")
     ap.add_argument("--socket", help="the broker's control socket (default: $ODRADEK_SOCKET, else a "
                                      "throwaway broker started for the run)")
     args = ap.parse_args()
-    if args.num_records < 1 or args.record_size < 1 or args.runs < 1:
-        ap.error("--num-records, --record-size and --runs must be at least 1")
+    if args.num_records < 1 or args.record_size < 1 or args.runs < 1 or args.latency_every < 1:
+        ap.error("--num-records, --record-size, --runs and --latency-every must be at least 1")
     props = parse_props(args.producer_props)
     # bound the whole run: generous for the throttled rate, and for a slow box
     expected = args.num_records / args.throughput if args.throughput > 0 else 0
@@ -253,10 +264,10 @@ def main():
                 print(f"run {i + 1} of {args.runs}:", flush=True)
             if args.processes == 1:
                 res = run_producer(sock, name, args.num_records, args.record_size, args.throughput, props,
-                                   lambda *w: print(window_line(*w), flush=True))
+                                   lambda *w: print(window_line(*w), flush=True), args.latency_every)
             else:
                 res = run_processes(args.processes, sock, name, args.num_records, args.record_size,
-                                    args.throughput, props, timeout_s)
+                                    args.throughput, props, timeout_s, args.latency_every)
             count, nbytes, seconds, latencies, errors = res
             for e in [e for e in errors if e is not None]:
                 print(f"error: {e}", file=sys.stderr)

@@ -1,8 +1,955 @@
-/* The Producer's record accumulator (odradek._hotpath): see hotpath.h. */
+/* The Producer's record accumulator (odradek._hotpath): one C call per produce().
+ *
+ * What it owns
+ *   Accumulator holds, per partition the Producer has opened (a "link"), the open batch
+ *   and the batches sent but not yet acknowledged. The open batch is built in place, in
+ *   a reservation of the partition's produce ring (odk_ring_reserve): records are
+ *   encoded straight into shared memory, and sealing fills the v2 header (offsets
+ *   ODK_BATCH_OFF_*, the twin of client/records/layout.py), computes the CRC-32C and
+ *   commits the entry shrunk to the batch's size (odk_ring_commit, which wakes the
+ *   leader and rings its doorbell). Nothing is copied after the record's own bytes, and
+ *   a batch never waits for ring space once open: its space was taken when it opened.
+ *   A process killed mid-batch leaves an uncommitted reservation, which no reader sees.
+ *
+ * The record's bytes and the batch header come from hp_record.h (with the twin tests'
+ * module functions, encode_batch and partition_for_key).
+ *
+ * Per record (Accumulator.produce, METH_FASTCALL, confluent-kafka's argument order):
+ *   argument checks (bytes, str as UTF-8, bytearray/memoryview as their bytes, None;
+ *   anything else TypeError naming the argument, before anything changes), the
+ *   timestamp (now, ms, when None), the partition (explicit; toPositive(murmur2(key)) %
+ *   count for keyed records, exactly client/partitioner.py; keyless records stick to a
+ *   partition until its batch is sealed, KIP-480), the record's encoding (zigzag
+ *   varints, as client/records/_builder.py's BatchBuilder writes it: byte-identical,
+ *   tests/client/test_hotpath_producer.py), sealing when batch.size is reached or
+ *   linger.ms is 0. Returns None, or for what it cannot do a tuple (code, partition,
+ *   bytes, limit) for the Python slow path (client/producer.py): PRODUCE_NEED_COUNT
+ *   (the topic's partition count is unknown), PRODUCE_NEED_LINK (the partition has no
+ *   rings yet), PRODUCE_FULL (the ring lacks `bytes` of room: wait_space, retry),
+ *   PRODUCE_TOO_LARGE (the record's batch would exceed `limit`). With any of these the
+ *   record is not queued (a batch sealed on the way stays sealed: it was complete).
+ *
+ * Completion bookkeeping: per sealed batch (tag, record count, and only when some
+ *   record of it has on_delivery, a list with one entry per record: None, or the
+ *   (callback, key, value, headers, timestamp) tuple its delivery report needs). No
+ *   Python object is kept for a record without a callback.
+ *
+ * Threading and locks
+ *   - Each link has its own mutex (per partition, never per producer), held only while
+ *     its open batch, cursors or in-flight queue change, never across a call that can
+ *     block (the ring commit's futex wake does not block), and never while Python code
+ *     can run: every Python object a record needs is made before the lock is taken, and
+ *     released after (an allocation can run the garbage collector, hence finalizers).
+ *   - produce() (any thread), seal_due() and complete() (the sender thread), seal_all()
+ *     (flush) all hold the GIL; wait_space() releases it while it sleeps on the ring's
+ *     head futex (taking the link mutex only to read the cursor and set the waiter flag).
+ *   - The topic table (topics, partition counts, links, sticky partitions) changes only
+ *     with the GIL held, from the calls above and set_partition_count / add_link.
+ *   - The rings' memory belongs to the Python Ring objects (the cffi odk_ring struct and
+ *     the mapping); each link keeps a reference to its Ring, and close() waits for every
+ *     wait_space() to leave before the Producer unmaps them.
+ */
+#define _GNU_SOURCE
 #include "hotpath.h"
+#include "odradek.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+enum {
+    PRODUCE_NEED_COUNT = 1,
+    PRODUCE_NEED_LINK = 2,
+    PRODUCE_FULL = 3,
+    PRODUCE_TOO_LARGE = 4
+};
+
+#define MAX_SEQUENCE 0x7fffffffu   /* records.MAX_SEQUENCE: sequences wrap to 0 after it */
+#define NO_SEQUENCE (-1)
+#define WAIT_CHUNK_NS 50000000LL   /* wait_space returns at least this often: signals */
+#define MAX_PARTITION 1000000      /* links are kept in an array indexed by partition */
+
+#include "hp_record.h"
+
+/* ---- The accumulator ------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t tag;
+    int32_t count;
+    PyObject *pending;   /* list (one entry per record) or NULL: no callbacks */
+} Sealed;
+
+typedef struct Topic Topic;
+
+typedef struct {
+    pthread_mutex_t lock;
+    Topic *topic;
+    int32_t partition;
+    uint32_t limit;          /* the largest batch: max.message.bytes, or the ring's max */
+    odk_ring *ring;          /* the Ring's cffi struct (owner keeps it alive) */
+    PyObject *owner;
+    /* the open batch (batch != NULL): a reservation of cap bytes in the ring */
+    uint8_t *batch;
+    uint32_t used, cap;
+    int32_t count, base_seq;
+    int64_t base_ts, max_ts, deadline_ns;
+    PyObject *pending;       /* as Sealed.pending */
+    /* across batches */
+    int32_t next_seq;
+    uint32_t next_tag;
+    int sleepers;            /* wait_space callers asleep (the ring's space_waiter flag) */
+    Sealed *inflight;        /* sealed, unacknowledged: a circular queue in seal order */
+    size_t in_first, in_len, in_cap;
+} Link;
+
+struct Topic {
+    PyObject *name;
+    int32_t count;           /* partitions; -1 unknown */
+    int32_t sticky;          /* keyless records' partition; -1 none */
+    Link **links;            /* by partition; NULL where none is open */
+    int32_t nlinks;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *topics;        /* name -> capsule of a Topic */
+    Topic **all_topics;
+    Py_ssize_t ntopics;
+    Topic *last;             /* the topic of the previous produce() */
+    Link **links;            /* by link id */
+    Py_ssize_t nlinks;
+    uint32_t batch_size;
+    int64_t linger_ns;
+    int acks;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    uint8_t *doorbell;       /* ours: the sender sleeps on it */
+    PyObject *doorbell_owner;
+    int64_t sender_wake_ns;  /* when the sender next looks at linger deadlines */
+    long long queued;        /* records accepted, ever */
+    int closed;
+    atomic_int waiters;      /* threads inside wait_space */
+    uint64_t rng;
+} Accumulator;
+
+static uint32_t rand_below(Accumulator *a, uint32_t n)
+{
+    uint64_t x = a->rng;   /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    a->rng = x;
+    return (uint32_t)(((x * 0x2545F4914F6CDD1DULL) >> 32) % n);
+}
+
+/* StickyPartitioner.partition / new_batch (client/partitioner.py), per topic. */
+static int32_t sticky_choose(Accumulator *a, Topic *t, int32_t old)
+{
+    int32_t n = t->count;
+    int32_t p;
+    if (old < 0 || old >= n || n == 1)
+        p = (int32_t)rand_below(a, (uint32_t)n);
+    else {
+        p = (int32_t)rand_below(a, (uint32_t)n - 1);
+        if (p >= old)
+            p++;
+    }
+    t->sticky = p;
+    return p;
+}
+
+static int32_t sticky_partition(Accumulator *a, Topic *t)
+{
+    if (t->sticky < 0 || t->sticky >= t->count)
+        return sticky_choose(a, t, t->sticky);
+    return t->sticky;
+}
+
+static int32_t sticky_new_batch(Accumulator *a, Topic *t, int32_t prev)
+{
+    if (t->count <= 0)
+        return prev;
+    if (t->sticky < 0 || t->sticky == prev || t->sticky >= t->count)
+        return sticky_choose(a, t, t->sticky);
+    return t->sticky;
+}
+
+static inline Link *link_of(Topic *t, int32_t p)
+{
+    return (t != NULL && p < t->nlinks) ? t->links[p] : NULL;
+}
+
+static Topic *find_topic(Accumulator *a, PyObject *name)
+{
+    if (a->last != NULL && a->last->name == name)
+        return a->last;
+    PyObject *cap = PyDict_GetItemWithError(a->topics, name);   /* borrowed */
+    if (cap == NULL)
+        return NULL;
+    a->last = PyCapsule_GetPointer(cap, NULL);
+    return a->last;
+}
+
+static Topic *topic_for(Accumulator *a, PyObject *name)
+{
+    Topic *t = find_topic(a, name);
+    if (t != NULL || PyErr_Occurred())
+        return t;
+    Topic **grown = PyMem_Realloc(a->all_topics, (size_t)(a->ntopics + 1) * sizeof *grown);
+    if (grown == NULL)
+        return (Topic *)PyErr_NoMemory();
+    a->all_topics = grown;
+    t = PyMem_Calloc(1, sizeof *t);
+    if (t == NULL)
+        return (Topic *)PyErr_NoMemory();
+    PyObject *cap = PyCapsule_New(t, NULL, NULL);
+    if (cap == NULL || PyDict_SetItem(a->topics, name, cap) < 0) {
+        Py_XDECREF(cap);
+        PyMem_Free(t);
+        return NULL;
+    }
+    Py_DECREF(cap);
+    Py_INCREF(name);
+    t->name = name;
+    t->count = -1;
+    t->sticky = -1;
+    a->all_topics[a->ntopics++] = t;
+    return t;
+}
+
+static int inflight_reserve(Link *l)
+{
+    if (l->in_len < l->in_cap)
+        return 0;
+    size_t cap = l->in_cap ? l->in_cap * 2 : 16;
+    Sealed *q = malloc(cap * sizeof *q);
+    if (q == NULL)
+        return -1;
+    for (size_t i = 0; i < l->in_len; i++)
+        q[i] = l->inflight[(l->in_first + i) % l->in_cap];
+    free(l->inflight);
+    l->inflight = q;
+    l->in_first = 0;
+    l->in_cap = cap;
+    return 0;
+}
+
+/* Seal the open batch (link locked): header, CRC, commit, into the in-flight queue.
+ * An empty one is dropped (its reservation cancelled). -1 (MemoryError set) if the
+ * in-flight queue cannot grow: the batch stays open. */
+static int seal_locked(Accumulator *a, Link *l)
+{
+    if (l->batch == NULL)
+        return 0;
+    if (l->count == 0) {
+        odk_ring_cancel(l->ring);
+        l->batch = NULL;
+        Py_CLEAR(l->pending);   /* an empty list (no record): no finalizer runs */
+        return 0;
+    }
+    if (inflight_reserve(l) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    fill_header(l->batch, l->used, l->count, l->base_ts, l->max_ts, a->producer_id,
+                a->producer_epoch, l->base_seq);
+    odk_ring_commit(l->ring, l->used);
+    Sealed *s = &l->inflight[(l->in_first + l->in_len) % l->in_cap];
+    s->tag = l->next_tag - 1;
+    s->count = l->count;
+    s->pending = l->pending;
+    l->in_len++;
+    l->pending = NULL;
+    if (a->producer_id >= 0)
+        l->next_seq = (int32_t)(((uint32_t)l->next_seq + (uint32_t)l->count) & MAX_SEQUENCE);
+    l->batch = NULL;
+    return 0;
+}
+
+/* Open a batch for a record of `bytes` (with the header) in l (locked). Returns 0,
+ * or PRODUCE_FULL / PRODUCE_TOO_LARGE with *want the reservation it needs. */
+static int open_locked(Accumulator *a, Link *l, uint64_t bytes, uint32_t *want)
+{
+    uint64_t cap = bytes > a->batch_size ? bytes : a->batch_size;
+    if (cap > l->limit)
+        cap = l->limit;
+    *want = (uint32_t)cap;
+    int64_t off = odk_ring_reserve(l->ring, (uint32_t)cap, l->next_tag);
+    if (off == -ODK_SHM_FULL)
+        return PRODUCE_FULL;
+    if (off < 0)
+        return PRODUCE_TOO_LARGE;   /* TOO_BIG: limit above the ring's max payload */
+    l->batch = l->ring->base + off;
+    l->cap = (uint32_t)cap;
+    l->used = ODK_BATCH_HEADER_SIZE;
+    l->count = 0;
+    l->base_seq = a->producer_id >= 0 ? l->next_seq : NO_SEQUENCE;
+    l->next_tag++;
+    l->deadline_ns = now_ns(CLOCK_MONOTONIC) + a->linger_ns;
+    return 0;
+}
+
+static inline int fits(Accumulator *a, Link *l, const Rec *r)
+{
+    int64_t d = 0;
+    if (l->count > 0 && __builtin_sub_overflow(r->timestamp, l->base_ts, &d))
+        return 0;
+    uint64_t end = l->used + rec_size(r, d, l->count);
+    return end <= l->cap && end <= a->batch_size;
+}
+
+static PyObject *slow(int code, int32_t partition, uint64_t bytes, uint32_t limit)
+{
+    return Py_BuildValue("(iiKI)", code, (int)partition, (unsigned long long)bytes, (unsigned)limit);
+}
+
+/* ---- produce() --------------------------------------------------------------------------- */
+
+static const char *const produce_kwlist[] = {"topic", "value", "key", "headers", "partition",
+                                             "timestamp", "on_delivery"};
+#define PRODUCE_NARGS 7
+
+static int parse_produce_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                              PyObject **out)
+{
+    if (nargs > PRODUCE_NARGS) {
+        PyErr_Format(PyExc_TypeError, "produce() takes at most %d arguments (%zd given)",
+                     PRODUCE_NARGS, nargs);
+        return -1;
+    }
+    int given;
+    for (int i = 0; i < PRODUCE_NARGS; i++)
+        out[i] = i < nargs ? args[i] : Py_None;
+    given = (1 << nargs) - 1;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int k = 0;
+        while (k < PRODUCE_NARGS && PyUnicode_CompareWithASCIIString(name, produce_kwlist[k]) != 0)
+            k++;
+        if (k == PRODUCE_NARGS) {
+            PyErr_Format(PyExc_TypeError, "produce() got an unexpected keyword argument '%U'", name);
+            return -1;
+        }
+        if (given & (1 << k)) {
+            PyErr_Format(PyExc_TypeError, "produce() got multiple values for argument '%s'",
+                         produce_kwlist[k]);
+            return -1;
+        }
+        given |= 1 << k;
+        out[k] = args[nargs + j];
+    }
+    if (!(given & 1)) {
+        PyErr_SetString(PyExc_TypeError, "produce() missing required argument 'topic'");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *argv[PRODUCE_NARGS];
+    if (parse_produce_args(args, nargs, kwnames, argv) < 0)
+        return NULL;
+    PyObject *topic = argv[0], *callback = argv[6];
+    if (a->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "produce() on a closed Producer");
+        return NULL;
+    }
+    if (!PyUnicode_Check(topic)) {
+        PyErr_Format(PyExc_TypeError, "topic must be str, not %.100s", Py_TYPE(topic)->tp_name);
+        return NULL;
+    }
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError, "on_delivery must be callable or None, not %.100s",
+                     Py_TYPE(callback)->tp_name);
+        return NULL;
+    }
+    int32_t partition = -1;
+    if (argv[4] != Py_None) {
+        if (!PyLong_Check(argv[4]) || PyBool_Check(argv[4])) {
+            PyErr_Format(PyExc_TypeError, "partition must be an int or None, not %.100s",
+                         Py_TYPE(argv[4])->tp_name);
+            return NULL;
+        }
+        int overflow;
+        long long p = PyLong_AsLongLongAndOverflow(argv[4], &overflow);
+        if (overflow > 0 || (overflow == 0 && p > MAX_PARTITION)) {
+            PyErr_Format(PyExc_ValueError, "partition %R is out of range", argv[4]);
+            return NULL;
+        }
+        partition = (overflow < 0 || p < 0) ? -1 : (int32_t)p;   /* negative: choose one */
+    }
+    Rec r;
+    if (timestamp_of(argv[5], &r.timestamp) < 0)
+        return NULL;
+    int64_t timestamp = r.timestamp;
+    int keep = callback != Py_None;
+    if (rec_set(&r, argv[2], argv[1], argv[3], keep) < 0)
+        return NULL;
+    r.timestamp = timestamp;
+
+    /* Python objects of the delivery report: made before any lock */
+    PyObject *item = NULL, *spare = NULL, *result = NULL;
+    if (keep) {
+        PyObject *hl = PyList_New(r.nheaders);
+        if (hl == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < r.nheaders; i++) {
+            PyObject *v = r.headers[i].value ? r.headers[i].value : Py_None;
+            PyObject *pair = PyTuple_Pack(2, r.headers[i].key, v);
+            if (pair == NULL) {
+                Py_DECREF(hl);
+                goto done;
+            }
+            PyList_SET_ITEM(hl, i, pair);
+        }
+        item = Py_BuildValue("(OOONL)", callback, r.key.obj ? r.key.obj : Py_None,
+                             r.value.obj ? r.value.obj : Py_None, hl, (long long)timestamp);
+        spare = PyList_New(0);
+        if (item == NULL || spare == NULL)
+            goto done;
+    }
+
+    Topic *t = find_topic(a, topic);
+    if (t == NULL && PyErr_Occurred())
+        goto done;
+    int sticky = 0;
+    if (partition < 0) {
+        if (t == NULL || t->count <= 0) {
+            result = slow(PRODUCE_NEED_COUNT, -1, 0, 0);
+            goto done;
+        }
+        if (r.key.n >= 0)
+            partition = (int32_t)((murmur2(r.key.p, (size_t)r.key.n) & 0x7fffffffu) % (uint32_t)t->count);
+        else {
+            partition = sticky_partition(a, t);
+            sticky = 1;
+        }
+    }
+    Link *l = link_of(t, partition);
+    if (l == NULL) {
+        result = slow(PRODUCE_NEED_LINK, partition, 0, 0);
+        goto done;
+    }
+    uint64_t alone = ODK_BATCH_HEADER_SIZE + rec_size(&r, 0, 0);
+    if (alone > l->limit) {
+        result = slow(PRODUCE_TOO_LARGE, partition, alone, l->limit);
+        goto done;
+    }
+    int ring_ours = 0;
+    pthread_mutex_lock(&l->lock);
+    if (l->batch != NULL && !fits(a, l, &r)) {
+        if (seal_locked(a, l) < 0)
+            goto unlock_fail;
+        ring_ours = a->acks == 0;
+        if (sticky) {
+            pthread_mutex_unlock(&l->lock);
+            partition = sticky_new_batch(a, t, partition);
+            l = link_of(t, partition);
+            if (l == NULL) {
+                result = slow(PRODUCE_NEED_LINK, partition, 0, 0);
+                goto done;
+            }
+            if (alone > l->limit) {
+                result = slow(PRODUCE_TOO_LARGE, partition, alone, l->limit);
+                goto done;
+            }
+            pthread_mutex_lock(&l->lock);
+            if (l->batch != NULL && !fits(a, l, &r) && seal_locked(a, l) < 0)
+                goto unlock_fail;
+        }
+    }
+    if (l->batch == NULL) {
+        uint32_t want;
+        int rc = open_locked(a, l, alone, &want);
+        if (rc) {
+            pthread_mutex_unlock(&l->lock);
+            result = slow(rc, partition, want, l->limit);
+            goto done;
+        }
+        if (a->linger_ns && l->deadline_ns < a->sender_wake_ns) {
+            a->sender_wake_ns = l->deadline_ns;
+            ring_ours = 1;   /* the sender learns of the nearer deadline */
+        }
+    }
+    if (keep) {
+        if (l->pending == NULL) {
+            for (int32_t i = 0; i < l->count; i++)
+                if (PyList_Append(spare, Py_None) < 0)
+                    goto unlock_fail;
+            l->pending = spare;
+            spare = NULL;
+        }
+        if (PyList_Append(l->pending, item) < 0)
+            goto unlock_fail;
+    } else if (l->pending != NULL && PyList_Append(l->pending, Py_None) < 0)
+        goto unlock_fail;
+    if (l->count == 0)
+        l->base_ts = l->max_ts = timestamp;
+    int64_t ts_delta = timestamp - l->base_ts;   /* fits() checked it */
+    uint8_t *end = write_record(l->batch + l->used, &r, ts_delta, l->count);
+    l->used = (uint32_t)(end - l->batch);
+    l->count++;
+    if (timestamp > l->max_ts)
+        l->max_ts = timestamp;
+    a->queued++;
+    int sealed_full = 0;
+    if (l->used >= a->batch_size || a->linger_ns == 0) {
+        if (seal_locked(a, l) == 0)
+            sealed_full = 1;
+        else
+            PyErr_Clear();   /* queued: the sender seals it at linger.ms */
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (sealed_full && sticky)
+        sticky_new_batch(a, t, partition);
+    if ((ring_ours || (sealed_full && a->acks == 0)) && a->doorbell != NULL)   /* see seal_due */
+        odk_doorbell_ring(a->doorbell);
+    Py_INCREF(Py_None);
+    result = Py_None;
+    goto done;
+
+unlock_fail:
+    pthread_mutex_unlock(&l->lock);
+done:
+    rec_clear(&r);
+    Py_XDECREF(item);
+    Py_XDECREF(spare);
+    return result;
+}
+
+/* ---- The Python side's calls --------------------------------------------------------------- */
+
+static Link *link_arg(Accumulator *a, Py_ssize_t id)
+{
+    if (id < 0 || id >= a->nlinks || a->links[id] == NULL) {
+        PyErr_Format(PyExc_ValueError, "no link %zd", id);
+        return NULL;
+    }
+    return a->links[id];
+}
+
+static Link *link_of_arg(Accumulator *a, PyObject *arg)
+{
+    Py_ssize_t id = PyLong_AsSsize_t(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    return link_arg(a, id);
+}
+
+static PyObject *Accumulator_set_partition_count(Accumulator *a, PyObject *args)
+{
+    PyObject *name;
+    int count;
+    if (!PyArg_ParseTuple(args, "Ui:set_partition_count", &name, &count))
+        return NULL;
+    if (count <= 0 || count > MAX_PARTITION)
+        return PyErr_Format(PyExc_ValueError, "partition count %d out of range", count);
+    Topic *t = topic_for(a, name);
+    if (t == NULL)
+        return NULL;
+    t->count = count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
+{
+    PyObject *name, *owner;
+    int partition;
+    unsigned long long ring_addr;
+    unsigned int limit;
+    int next_seq = 0;
+    if (!PyArg_ParseTuple(args, "UiKOI|i:add_link", &name, &partition, &ring_addr, &owner, &limit,
+                          &next_seq))
+        return NULL;
+    if (partition < 0 || partition >= MAX_PARTITION || ring_addr == 0 || next_seq < 0)
+        return PyErr_Format(PyExc_ValueError, "bad partition %d, ring or sequence", partition);
+    odk_ring *ring = (odk_ring *)(uintptr_t)ring_addr;
+    if (limit > ring->capacity / 2 - ODK_RING_ENTRY_HEADER || limit <= ODK_BATCH_HEADER_SIZE)
+        return PyErr_Format(PyExc_ValueError, "batch limit %u does not fit the ring", limit);
+    Topic *t = topic_for(a, name);
+    if (t == NULL)
+        return NULL;
+    if (link_of(t, partition) != NULL)
+        return PyErr_Format(PyExc_ValueError, "%U-%d has a link already", name, partition);
+    if (partition >= t->nlinks) {
+        Link **grown = PyMem_Realloc(t->links, (size_t)(partition + 1) * sizeof *grown);
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        memset(grown + t->nlinks, 0, (size_t)(partition + 1 - t->nlinks) * sizeof *grown);
+        t->links = grown;
+        t->nlinks = partition + 1;
+    }
+    Link **all = PyMem_Realloc(a->links, (size_t)(a->nlinks + 1) * sizeof *all);
+    if (all == NULL)
+        return PyErr_NoMemory();
+    a->links = all;
+    Link *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return PyErr_NoMemory();
+    pthread_mutex_init(&l->lock, NULL);
+    l->topic = t;
+    l->partition = partition;
+    l->limit = limit;
+    l->ring = ring;
+    l->next_seq = next_seq;
+    Py_INCREF(owner);
+    l->owner = owner;
+    t->links[partition] = l;
+    a->links[a->nlinks] = l;
+    return PyLong_FromSsize_t(a->nlinks++);
+}
+
+/* wait_space(link, nbytes, timeout_s): sleep (GIL released) until an entry of nbytes
+ * fits in the link's ring, at most timeout_s and at most WAIT_CHUNK_NS (the caller
+ * loops to its deadline, running signal handlers in between). True if it fits. */
+static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
+{
+    Py_ssize_t id;
+    unsigned int nbytes;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "nId:wait_space", &id, &nbytes, &timeout))
+        return NULL;
+    Link *l = link_arg(a, id);
+    if (l == NULL)
+        return NULL;
+    if (a->closed)
+        Py_RETURN_FALSE;
+    int64_t left = timeout <= 0 ? 0 : (int64_t)(timeout * 1e9);
+    if (left > WAIT_CHUNK_NS)
+        left = WAIT_CHUNK_NS;
+    uint8_t *base = l->ring->base;
+    uint64_t cap = l->ring->capacity, need = ODK_RING_ENTRY_HEADER + ((nbytes + 7u) & ~7ull);
+    uint32_t *head_low = (uint32_t *)(base + ODK_RING_OFF_HEAD
+                                      + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0));
+    int ok = 0;
+    atomic_fetch_add(&a->waiters, 1);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&l->lock);
+    uint64_t tail = l->ring->tail;
+    if (l->sleepers++ == 0)
+        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
+    pthread_mutex_unlock(&l->lock);
+    uint64_t room = cap - (tail & (cap - 1));
+    uint64_t span = need <= room ? need : room + need;
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t h = odk_atomic_load_u64(base, ODK_RING_OFF_HEAD);
+    ok = tail + span - h <= cap;
+    if (!ok && left > 0) {
+        odk_futex_wait(head_low, (uint32_t)h, left);
+        h = odk_atomic_load_u64(base, ODK_RING_OFF_HEAD);
+        ok = tail + span - h <= cap;
+    }
+    pthread_mutex_lock(&l->lock);
+    if (--l->sleepers == 0)
+        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
+    pthread_mutex_unlock(&l->lock);
+    Py_END_ALLOW_THREADS
+    atomic_fetch_sub(&a->waiters, 1);
+    return PyBool_FromLong(ok);
+}
+
+/* seal_due(max_s): seal every batch whose linger.ms ran out; seconds until the next
+ * deadline (at most max_s: the sender's wake-up). */
+static PyObject *Accumulator_seal_due(Accumulator *a, PyObject *arg)
+{
+    double max_s = PyFloat_AsDouble(arg);
+    if (max_s == -1.0 && PyErr_Occurred())
+        return NULL;
+    int64_t now = now_ns(CLOCK_MONOTONIC), next = now + (int64_t)(max_s * 1e9);
+    int acked0 = 0;
+    for (Py_ssize_t i = 0; i < a->nlinks; i++) {
+        Link *l = a->links[i];
+        int sealed = 0;
+        pthread_mutex_lock(&l->lock);
+        if (l->batch != NULL) {
+            if (l->deadline_ns <= now) {
+                if (seal_locked(a, l) == 0)
+                    sealed = 1;
+                else {
+                    PyErr_Clear();
+                    next = now + 1000000;   /* no memory now: again in a millisecond */
+                }
+            } else if (l->deadline_ns < next)
+                next = l->deadline_ns;
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (sealed) {   /* keyless records move on to another partition (KIP-480) */
+            sticky_new_batch(a, l->topic, l->partition);
+            acked0 |= a->acks == 0;
+        }
+    }
+    a->sender_wake_ns = next;
+    if (acked0 && a->doorbell != NULL)
+        odk_doorbell_ring(a->doorbell);
+    return PyFloat_FromDouble((double)(next - now) / 1e9);
+}
+
+/* seal_all(): seal every open batch (flush). Never waits: each has its ring space. */
+static PyObject *Accumulator_seal_all(Accumulator *a, PyObject *Py_UNUSED(ignored))
+{
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < a->nlinks && rc == 0; i++) {
+        Link *l = a->links[i];
+        pthread_mutex_lock(&l->lock);
+        rc = seal_locked(a, l);
+        pthread_mutex_unlock(&l->lock);
+    }
+    if (rc < 0)
+        return NULL;
+    if (a->acks == 0 && a->doorbell != NULL)
+        odk_doorbell_ring(a->doorbell);
+    Py_RETURN_NONE;
+}
+
+static PyObject *sealed_tuple(Sealed s)
+{
+    PyObject *pending = s.pending ? s.pending : Py_None;
+    if (!s.pending)
+        Py_INCREF(Py_None);
+    return Py_BuildValue("(iN)", (int)s.count, pending);
+}
+
+/* complete(link, tag): (count, pending) of the sealed batch with that tag, removed from
+ * the in-flight queue; None if there is none (a stray completion). */
+static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
+{
+    Py_ssize_t id;
+    unsigned int tag;
+    if (!PyArg_ParseTuple(args, "nI:complete", &id, &tag))
+        return NULL;
+    Link *l = link_arg(a, id);
+    if (l == NULL)
+        return NULL;
+    Sealed s = {0, 0, NULL};
+    int found = 0;
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->in_len; i++) {
+        size_t at = (l->in_first + i) % l->in_cap;
+        if (l->inflight[at].tag != tag)
+            continue;
+        s = l->inflight[at];
+        found = 1;
+        for (size_t j = i; j > 0; j--)   /* close the gap (i is 0 when in order) */
+            l->inflight[(l->in_first + j) % l->in_cap] = l->inflight[(l->in_first + j - 1) % l->in_cap];
+        l->in_first = (l->in_first + 1) % l->in_cap;
+        l->in_len--;
+        break;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!found)
+        Py_RETURN_NONE;
+    return sealed_tuple(s);
+}
+
+/* take_sealed(link): [(count, pending), ...] of every sealed batch in flight, removed
+ * (acks=0 reports, and the failures of close()). */
+static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
+{
+    Link *l = link_of_arg(a, arg);
+    if (l == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        if (l->in_len == 0) {
+            pthread_mutex_unlock(&l->lock);
+            return out;
+        }
+        Sealed s = l->inflight[l->in_first];
+        l->in_first = (l->in_first + 1) % l->in_cap;
+        l->in_len--;
+        pthread_mutex_unlock(&l->lock);
+        PyObject *t = sealed_tuple(s);
+        if (t == NULL || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+}
+
+/* take_open(link): [(count, pending)] of the open batch, dropped (its reservation
+ * cancelled: no reader ever sees it), or [] (close() reports such records failed). */
+static PyObject *Accumulator_take_open(Accumulator *a, PyObject *arg)
+{
+    Link *l = link_of_arg(a, arg);
+    if (l == NULL)
+        return NULL;
+    Sealed s = {0, 0, NULL};
+    pthread_mutex_lock(&l->lock);
+    if (l->batch != NULL) {
+        odk_ring_cancel(l->ring);
+        l->batch = NULL;
+        s.count = l->count;
+        s.pending = l->pending;
+        l->pending = NULL;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (s.count == 0) {
+        Py_XDECREF(s.pending);
+        return PyList_New(0);
+    }
+    PyObject *t = sealed_tuple(s);
+    if (t == NULL)
+        return NULL;
+    return Py_BuildValue("[N]", t);
+}
+
+/* close(): no more produce(); returns once no wait_space is inside the rings, so the
+ * Producer may unmap them (after take_sealed / take_open). */
+static PyObject *Accumulator_close(Accumulator *a, PyObject *Py_UNUSED(ignored))
+{
+    a->closed = 1;
+    Py_BEGIN_ALLOW_THREADS
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 1000 && atomic_load(&a->waiters) > 0; i++)   /* <= WAIT_CHUNK_NS */
+        nanosleep(&ms, NULL);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *Accumulator_get_queued(Accumulator *a, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(a->queued);
+}
+
+static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"batch_size", "linger_ms", "acks", "producer_id", "producer_epoch",
+                             "doorbell", "doorbell_owner", NULL};
+    unsigned int batch_size;
+    double linger_ms;
+    int acks, epoch;
+    long long pid;
+    unsigned long long doorbell = 0;
+    PyObject *owner = Py_None;
+    if (a->topics != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Accumulator.__init__ called twice");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "IdiLi|KO:Accumulator", kwlist, &batch_size,
+                                     &linger_ms, &acks, &pid, &epoch, &doorbell, &owner))
+        return -1;
+    if (batch_size == 0 || linger_ms < 0 || epoch < -32768 || epoch > 32767) {
+        PyErr_SetString(PyExc_ValueError, "batch_size > 0, linger_ms >= 0, an int16 epoch");
+        return -1;
+    }
+    a->topics = PyDict_New();
+    if (a->topics == NULL)
+        return -1;
+    a->batch_size = batch_size;
+    a->linger_ns = (int64_t)(linger_ms * 1e6);
+    a->acks = acks;
+    a->producer_id = pid;
+    a->producer_epoch = (int16_t)epoch;
+    a->doorbell = (uint8_t *)(uintptr_t)doorbell;
+    Py_INCREF(owner);
+    a->doorbell_owner = owner;
+    a->sender_wake_ns = INT64_MAX;
+    if (getrandom(&a->rng, sizeof a->rng, 0) != sizeof a->rng)
+        a->rng = (uint64_t)now_ns(CLOCK_MONOTONIC);
+    a->rng |= 1;
+    return 0;
+}
+
+static void Accumulator_dealloc(Accumulator *a)
+{
+    for (Py_ssize_t i = 0; i < a->nlinks; i++) {
+        Link *l = a->links[i];
+        Py_XDECREF(l->pending);
+        for (size_t j = 0; j < l->in_len; j++)
+            Py_XDECREF(l->inflight[(l->in_first + j) % l->in_cap].pending);
+        free(l->inflight);
+        Py_XDECREF(l->owner);
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+    }
+    PyMem_Free(a->links);
+    for (Py_ssize_t i = 0; i < a->ntopics; i++) {
+        Py_XDECREF(a->all_topics[i]->name);
+        PyMem_Free(a->all_topics[i]->links);
+        PyMem_Free(a->all_topics[i]);
+    }
+    PyMem_Free(a->all_topics);
+    Py_XDECREF(a->topics);
+    Py_XDECREF(a->doorbell_owner);
+    Py_TYPE(a)->tp_free((PyObject *)a);
+}
+
+static PyMethodDef Accumulator_methods[] = {
+    {"produce", (PyCFunction)(void (*)(void))Accumulator_produce, METH_FASTCALL | METH_KEYWORDS,
+     "produce(topic, value=None, key=None, headers=None, partition=None, timestamp=None, "
+     "on_delivery=None) -> None, or (code, partition, bytes, limit) for the slow path"},
+    {"set_partition_count", (PyCFunction)Accumulator_set_partition_count, METH_VARARGS,
+     "set_partition_count(topic, count)"},
+    {"add_link", (PyCFunction)Accumulator_add_link, METH_VARARGS,
+     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0)"
+     " -> link id"},
+    {"wait_space", (PyCFunction)Accumulator_wait_space, METH_VARARGS,
+     "wait_space(link, nbytes, timeout_s) -> bool (sleeps at most 50 ms, GIL released)"},
+    {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,
+     "seal_due(max_s) -> seconds until the next linger deadline"},
+    {"seal_all", (PyCFunction)Accumulator_seal_all, METH_NOARGS, "seal every open batch"},
+    {"complete", (PyCFunction)Accumulator_complete, METH_VARARGS,
+     "complete(link, tag) -> (count, pending or None), or None"},
+    {"take_sealed", (PyCFunction)Accumulator_take_sealed, METH_O,
+     "take_sealed(link) -> [(count, pending or None), ...]"},
+    {"take_open", (PyCFunction)Accumulator_take_open, METH_O,
+     "take_open(link) -> [(count, pending or None)] of the open batch, dropped, or []"},
+    {"close", (PyCFunction)Accumulator_close, METH_NOARGS, "no more produce(); waits out wait_space"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef Accumulator_getset[] = {
+    {"queued", (getter)Accumulator_get_queued, NULL, "records accepted by produce(), ever", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyTypeObject AccumulatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "odradek._hotpath.Accumulator",
+    .tp_basicsize = sizeof(Accumulator),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The Producer's open batches, built in its produce rings (hp_producer.c).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Accumulator_init,
+    .tp_dealloc = (destructor)Accumulator_dealloc,
+    .tp_methods = Accumulator_methods,
+    .tp_getset = Accumulator_getset,
+};
+
+static PyMethodDef producer_functions[] = {
+    {"encode_batch", (PyCFunction)(void (*)(void))hp_encode_batch, METH_VARARGS | METH_KEYWORDS,
+     "encode_batch(records, producer_id=-1, producer_epoch=-1, base_sequence=-1) -> bytes"},
+    {"partition_for_key", hp_partition_for_key, METH_VARARGS,
+     "partition_for_key(key, n): toPositive(murmur2(key)) % n"},
+    {NULL, NULL, 0, NULL}
+};
 
 int odk_hp_add_producer(PyObject *module)
 {
-    (void)module;
+    if (PyType_Ready(&AccumulatorType) < 0)
+        return -1;
+    Py_INCREF(&AccumulatorType);
+    if (PyModule_AddObject(module, "Accumulator", (PyObject *)&AccumulatorType) < 0) {
+        Py_DECREF(&AccumulatorType);
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, producer_functions) < 0
+        || PyModule_AddIntConstant(module, "PRODUCE_NEED_COUNT", PRODUCE_NEED_COUNT) < 0
+        || PyModule_AddIntConstant(module, "PRODUCE_NEED_LINK", PRODUCE_NEED_LINK) < 0
+        || PyModule_AddIntConstant(module, "PRODUCE_FULL", PRODUCE_FULL) < 0
+        || PyModule_AddIntConstant(module, "PRODUCE_TOO_LARGE", PRODUCE_TOO_LARGE) < 0)
+        return -1;
     return 0;
 }

@@ -318,12 +318,15 @@ int64_t odk_timeindex_lookup(const uint8_t *index, size_t entries, int64_t targe
 
 /* ---- Batch scan ----------------------------------------------------------------------- */
 
-/* v2 header field offsets (odradek.h) */
+/* v2 header field offsets: the ODK_BATCH_OFF_* of odradek.h (their one C spelling) */
 enum {
-    OFF_BASE_OFFSET = 0, OFF_LENGTH = 8, OFF_LEADER_EPOCH = 12, OFF_MAGIC = 16,
-    OFF_CRC = 17, OFF_ATTRIBUTES = 21, OFF_LAST_DELTA = 23, OFF_BASE_TS = 27,
-    OFF_MAX_TS = 35, OFF_PRODUCER_ID = 43, OFF_PRODUCER_EPOCH = 51, OFF_BASE_SEQ = 53,
-    OFF_RECORDS = 57
+    OFF_BASE_OFFSET = ODK_BATCH_OFF_BASE_OFFSET, OFF_LENGTH = ODK_BATCH_OFF_LENGTH,
+    OFF_LEADER_EPOCH = ODK_BATCH_OFF_LEADER_EPOCH, OFF_MAGIC = ODK_BATCH_OFF_MAGIC,
+    OFF_CRC = ODK_BATCH_OFF_CRC, OFF_ATTRIBUTES = ODK_BATCH_OFF_ATTRIBUTES,
+    OFF_LAST_DELTA = ODK_BATCH_OFF_LAST_DELTA, OFF_BASE_TS = ODK_BATCH_OFF_BASE_TS,
+    OFF_MAX_TS = ODK_BATCH_OFF_MAX_TS, OFF_PRODUCER_ID = ODK_BATCH_OFF_PRODUCER_ID,
+    OFF_PRODUCER_EPOCH = ODK_BATCH_OFF_PRODUCER_EPOCH, OFF_BASE_SEQ = ODK_BATCH_OFF_BASE_SEQ,
+    OFF_RECORDS = ODK_BATCH_OFF_RECORDS
 };
 
 /* One batch at b, with rem bytes left in the buffer: framing, batchLength (and

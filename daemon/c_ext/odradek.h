@@ -674,6 +674,25 @@ int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t c
                        odk_decode_result *out);
 
 /* =====================================================================================
+ * v2 batch header field offsets, for C code outside odradek.c that writes headers
+ * (hp_producer.c) and odradek.c itself. The twin of client/records/layout.py's *_OFFSET constants (checked by
+ * tests/client/test_hotpath_producer.py); the table at the top of this file shows them.
+ * ===================================================================================== */
+#define ODK_BATCH_OFF_BASE_OFFSET     0
+#define ODK_BATCH_OFF_LENGTH          8
+#define ODK_BATCH_OFF_LEADER_EPOCH   12
+#define ODK_BATCH_OFF_MAGIC          16
+#define ODK_BATCH_OFF_CRC            17
+#define ODK_BATCH_OFF_ATTRIBUTES     21
+#define ODK_BATCH_OFF_LAST_DELTA     23
+#define ODK_BATCH_OFF_BASE_TS        27
+#define ODK_BATCH_OFF_MAX_TS         35
+#define ODK_BATCH_OFF_PRODUCER_ID    43
+#define ODK_BATCH_OFF_PRODUCER_EPOCH 51
+#define ODK_BATCH_OFF_BASE_SEQ       53
+#define ODK_BATCH_OFF_RECORDS        57
+
+/* =====================================================================================
  * Batch header fields (odradek.c), for readers in other C files (odradek._hotpath's
  * fetch decoder, hp_consumer.c), so the header layout keeps its one C owner: the
  * OFF_* offsets beside odk_scan_batches. Added for issue 11 (the consumer's hot path).

@@ -1,0 +1,222 @@
+"""The Producer's open batches when compression.type=gzip, in Python.
+
+odradek._hotpath.Accumulator (daemon/c_ext/hp_producer.c) builds uncompressed batches in
+place, inside a reservation of the ring; a gzip batch's size is known only once it is
+compressed, so gzip batches stay on the Python BatchBuilder, built in private memory and
+copied into the ring when sealed. GzipAccumulator has the C Accumulator's interface
+(produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
+take_sealed, take_open, close, queued), so the Producer drives either alike. Differences:
+sealing can find the ring full (the batch then stays open and the sender retries it),
+and one lock covers every partition (gzip costs far more than the locking).
+"""
+import threading
+import time
+
+from odradek.client.errors import RingFull
+from odradek.client.partitioner import StickyPartitioner, partition_for_key
+from odradek.client.records import MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
+
+__all__ = ["GzipAccumulator"]
+
+PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_FULL, PRODUCE_TOO_LARGE = 1, 2, 3, 4
+_TAG_MOD = 1 << 32
+_RETRY_S = 0.001
+
+
+def as_bytes(value, what):
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, str or None, not {type(value).__name__}")
+
+
+def headers_of(headers):
+    if headers is None:
+        return []
+    if isinstance(headers, dict):
+        items = list(headers.items())
+    elif isinstance(headers, (list, tuple)):
+        items = list(headers)
+    else:
+        raise TypeError(f"headers must be a dict or a list of (str, bytes) pairs, not {type(headers).__name__}")
+    out = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"each header must be a (str, bytes) pair, not {type(item).__name__}")
+        k, v = item
+        if not isinstance(k, str):
+            raise TypeError(f"a header key must be str, not {type(k).__name__}")
+        out.append((k, as_bytes(v, "a header value")))
+    return out
+
+
+class _Link:
+    __slots__ = ("topic", "partition", "ring", "limit", "builder", "pending", "deadline",
+                 "next_seq", "next_tag", "inflight")
+
+    def __init__(self, topic, partition, ring, limit):
+        self.topic, self.partition, self.ring, self.limit = topic, partition, ring, limit
+        self.builder = None
+        self.pending = []         # (callback, key, value, headers, timestamp) or None, per record
+        self.deadline = None      # linger deadline of the open batch (monotonic s)
+        self.next_seq = 0
+        self.next_tag = 0
+        self.inflight = {}        # tag -> (count, pending or None)
+
+
+class GzipAccumulator:
+    def __init__(self, batch_size, linger_ms, acks, producer_id, producer_epoch, doorbell=0,
+                 doorbell_owner=None):
+        self._batch_size = batch_size
+        self._linger_s = linger_ms / 1000
+        self._acks = acks
+        self._pid, self._epoch = producer_id, producer_epoch
+        self._doorbell = doorbell_owner
+        self._lock = threading.Lock()
+        self._links = []
+        self._by_partition = {}    # (topic, partition) -> _Link
+        self._counts = {}
+        self._sticky = StickyPartitioner()
+        self._closed = False
+        self.queued = 0
+
+    def set_partition_count(self, topic, count):
+        self._counts[topic] = count
+
+    def add_link(self, topic, partition, _ring_addr, ring, limit):
+        link = _Link(topic, partition, ring, limit)
+        self._links.append(link)
+        self._by_partition[(topic, partition)] = link
+        return len(self._links) - 1
+
+    def produce(self, topic, value=None, key=None, headers=None, partition=None, timestamp=None,
+                on_delivery=None):
+        if self._closed:
+            raise RuntimeError("produce() on a closed Producer")
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be str, not {type(topic).__name__}")
+        if on_delivery is not None and not callable(on_delivery):
+            raise TypeError(f"on_delivery must be callable or None, not {type(on_delivery).__name__}")
+        if partition is not None and (type(partition) is not int):
+            raise TypeError(f"partition must be an int or None, not {type(partition).__name__}")
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        elif type(timestamp) is not int:
+            raise TypeError(f"timestamp must be an int (ms) or None, not {type(timestamp).__name__}")
+        value, key = as_bytes(value, "value"), as_bytes(key, "key")
+        headers = headers_of(headers)
+        need = 21 + len(value or b"") + len(key or b"") + sum(14 + len(k) + len(v or b"") for k, v in headers)
+        with self._lock:
+            sticky = False
+            if partition is None or partition < 0:
+                count = self._counts.get(topic)
+                if count is None:
+                    return PRODUCE_NEED_COUNT, -1, 0, 0
+                if key is not None:
+                    partition = partition_for_key(key, count)
+                else:
+                    partition, sticky = self._sticky.partition(topic, count), True
+            link = self._by_partition.get((topic, partition))
+            if link is None:
+                return PRODUCE_NEED_LINK, partition, 0, 0
+            if need + 61 > link.limit:
+                return PRODUCE_TOO_LARGE, partition, need + 61, link.limit
+            if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
+                full = self._seal(link)
+                if full:
+                    return PRODUCE_FULL, partition, full, link.limit
+                if sticky:
+                    partition = self._sticky.new_batch(topic, self._counts[topic], partition)
+                    link = self._by_partition.get((topic, partition))
+                    if link is None:
+                        return PRODUCE_NEED_LINK, partition, 0, 0
+                    if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
+                        full = self._seal(link)
+                        if full:
+                            return PRODUCE_FULL, partition, full, link.limit
+            if link.builder is None:
+                link.builder = BatchBuilder(compression="gzip", producer_id=self._pid, producer_epoch=self._epoch,
+                                            base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE)
+                link.deadline = time.monotonic() + self._linger_s
+                if self._linger_s:
+                    self._doorbell.ring()   # the sender learns of the new deadline
+            link.builder.append(timestamp, key, value, headers)
+            link.pending.append(None if on_delivery is None else (on_delivery, key, value, headers, timestamp))
+            self.queued += 1
+            if (link.builder.estimated_size() >= self._batch_size or not self._linger_s) \
+                    and not self._seal(link) and sticky:
+                self._sticky.new_batch(topic, self._counts[topic], partition)
+        return None
+
+    def _seal(self, link):
+        """Write the open batch into the ring (lock held). Returns 0, or the batch's size
+        if the ring is full (the batch stays open)."""
+        data = link.builder.build()
+        tag = link.next_tag
+        try:
+            link.ring.write(data, tag, 0)
+        except RingFull:
+            return len(data)
+        count = len(link.builder)
+        link.next_tag = (tag + 1) % _TAG_MOD
+        if self._pid >= 0:
+            link.next_seq = (link.next_seq + count) & MAX_SEQUENCE
+        pending = link.pending if any(p is not None for p in link.pending) else None
+        link.inflight[tag] = (count, pending)
+        link.builder, link.pending, link.deadline = None, [], None
+        if self._acks == 0:
+            self._doorbell.ring()
+        return 0
+
+    def wait_space(self, link_id, nbytes, timeout):
+        return self._links[link_id].ring.wait_for_space(nbytes, max(0.0, min(timeout, 0.05)))
+
+    def seal_due(self, max_s):
+        now = time.monotonic()
+        nearest = max_s
+        with self._lock:
+            for link in self._links:
+                if link.deadline is None:
+                    continue
+                if link.deadline <= now:
+                    if self._seal(link):
+                        nearest = min(nearest, _RETRY_S)   # ring full: again shortly
+                        continue
+                    count = self._counts.get(link.topic)
+                    if count:   # keyless records move on to another partition (KIP-480)
+                        self._sticky.new_batch(link.topic, count, link.partition)
+                else:
+                    nearest = min(nearest, link.deadline - now)
+        return nearest
+
+    def seal_all(self):
+        with self._lock:
+            for link in self._links:
+                if link.builder is not None:
+                    self._seal(link)
+
+    def complete(self, link_id, tag):
+        with self._lock:
+            return self._links[link_id].inflight.pop(tag, None)
+
+    def take_sealed(self, link_id):
+        with self._lock:
+            link = self._links[link_id]
+            out = list(link.inflight.values())
+            link.inflight.clear()
+            return out
+
+    def take_open(self, link_id):
+        with self._lock:
+            link = self._links[link_id]
+            if link.builder is None:
+                return []
+            out = [(len(link.builder), link.pending)]
+            link.builder, link.pending, link.deadline = None, [], None
+            return out
+
+    def close(self):
+        self._closed = True
