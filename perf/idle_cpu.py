@@ -113,8 +113,11 @@ def main():
     print(f"CPU, % of one core, over {args.seconds:.0f} s windows (consumer received {got} records):")
     print(f"{'process':<34} {'idle':>8} {'after a burst':>14}")
     for label in procs:
-        fmt = lambda v: "gone" if v is None else f"{v:.2f}"   # noqa: E731
-        print(f"{label:<34} {fmt(idle[label]):>8} {fmt(after[label]):>14}")
+        print(f"{label:<34} {_percent(idle[label]):>8} {_percent(after[label]):>14}")
+
+
+def _percent(value):
+    return "gone" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":
