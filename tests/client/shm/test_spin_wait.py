@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from odradek.client.shm import Doorbell, WaitSet
+from odradek.client.shm import WaitSet
 from odradek.client.shm._lib import ffi, lib
 from odradek.client.shm.waiting import Spinner, wait_for_any
 
@@ -17,14 +17,6 @@ MS = 1_000_000
 # a spin reads the clock every 16 pause instructions: it may overrun its budget by that
 # much, and by however long the machine (2 shared cores) deschedules the spinner
 SLACK_NS = 20 * MS
-
-
-@pytest.fixture
-def bell(fds_to_close):
-    bell, fd = Doorbell.create()
-    fds_to_close.append(fd)
-    yield bell, fd
-    bell.close()
 
 
 def spin_wait(waitset, spin_ns, timeout_ns):
