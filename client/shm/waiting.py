@@ -21,7 +21,10 @@ only if nothing changed by then. The budget follows the gaps the waiter sees bet
 SPIN_MAX_NS) sets the budget just above it; a longer gap or a timeout halves it, down
 to zero. So a waiter spins only while changes keep coming within SPIN_MAX_NS of each
 other, and an idle one spins at most a few times after its last change, then only
-sleeps (~0% CPU). SPIN_MAX_NS is short (the VM has 2 cores shared by producer, worker
+sleeps (~0% CPU). A spinner that loses its CPU while spinning (the machine is busier
+than its cores: then spinning only delays the process it waits for, and sleepers get
+the CPU first when woken) stops at once and does not spin for
+QUIET_AFTER_PREEMPTION_NS. SPIN_MAX_NS is short (the VM has 2 cores shared by producer, worker
 and consumer): the environment variable ODRADEK_SPIN_US sets it (0 turns spinning off).
 
 Ownership: a WaitSet belongs to the thread that made it. While it lives it keeps each
@@ -51,10 +54,11 @@ def _spin_max_ns():
 
 SPIN_MAX_NS = _spin_max_ns()
 
+QUIET_AFTER_PREEMPTION_NS = 100_000_000
+
 _wait_any = lib.odk_futex_wait_any
 _spin_wait_any = lib.odk_futex_spin_wait_any
 _monotonic_ns = time.monotonic_ns
-_NULL = ffi.NULL
 _load_u32 = lib.odk_atomic_load_u32
 _from_buffer = ffi.from_buffer
 _cast = ffi.cast
@@ -110,15 +114,19 @@ class Spinner:
     """The adaptive spin budget of one waiting thread (the module's docstring has the
     rule). budget_ns: how long the next wait spins before it sleeps."""
 
-    __slots__ = ("budget_ns", "max_ns")
+    __slots__ = ("budget_ns", "max_ns", "_spun", "_quiet_until")
 
     def __init__(self, max_ns=None):
         self.max_ns = SPIN_MAX_NS if max_ns is None else max(0, min(int(max_ns), lib.ODK_SPIN_MAX_NS))
         self.budget_ns = 0
+        self._spun = ffi.new("int64_t *")
+        self._quiet_until = 0    # monotonic ns: no spinning before (the CPU was contended)
 
-    def observe(self, gap_ns):
+    def observe(self, gap_ns, now_ns=None):
         """A wait ended: the change came gap_ns after it began (None: it timed out)."""
-        if gap_ns is not None and gap_ns <= self.max_ns:
+        if now_ns is not None and now_ns < self._quiet_until:
+            self.budget_ns = 0
+        elif gap_ns is not None and gap_ns <= self.max_ns:
             self.budget_ns = min(self.max_ns, gap_ns + (gap_ns >> 1) + 2000)   # just past it
         else:
             self.budget_ns >>= 1
@@ -128,14 +136,18 @@ class Spinner:
     def wait(self, words, seen, n, timeout):
         """odk_futex_spin_wait_any over the words (a WaitSet's): spin the budget, then
         sleep as WaitSet.wait. True if a word changed."""
-        spin = [self.budget_ns]
+        spin, spun = [self.budget_ns], self._spun
+        spun[0] = 0
 
         def step(ns):
             budget, spin[0] = spin[0], 0     # the first call spins; later ones only sleep
-            return _spin_wait_any(words, seen, n, budget, ns, _NULL) == 1
+            return _spin_wait_any(words, seen, n, budget, ns, spun) == 1
         start = _monotonic_ns()
         changed = wait_until(step, timeout)
-        self.observe(_monotonic_ns() - start if changed else None)
+        end = _monotonic_ns()
+        if spun[0] < 0:    # descheduled while spinning: leave the CPU to the others a while
+            self._quiet_until = end + QUIET_AFTER_PREEMPTION_NS
+        self.observe(end - start if changed else None, end)
         return changed
 
 

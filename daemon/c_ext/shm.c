@@ -234,17 +234,19 @@ int odk_futex_spin_wait_any(uint32_t *const *words, const uint32_t *seen, uint32
     if (timeout_ns >= 0 && spin_ns > timeout_ns)
         spin_ns = timeout_ns;
     if (spin_ns > 0) {
-        int64_t start = monotonic_ns(), now = start;
-        int found = 0;
-        while (!found && now - start < spin_ns) {
+        int64_t start = monotonic_ns(), now = start, before = start;
+        int found = 0, preempted = 0;
+        while (!found && !preempted && now - start < spin_ns) {
             for (int i = 0; i < 16 && !found; i++) {   /* ~16 pauses between clock reads */
                 cpu_relax();
                 found = any_differs(words, seen, n);
             }
+            before = now;
             now = monotonic_ns();
+            preempted = now - before > ODK_SPIN_PREEMPTED_NS;
         }
         if (spun_ns)
-            *spun_ns = now - start;
+            *spun_ns = preempted ? -(now - start) : now - start;
         if (found)
             return 1;
         if (timeout_ns >= 0)

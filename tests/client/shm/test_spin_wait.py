@@ -140,3 +140,16 @@ def test_an_idle_waiter_stops_spinning_and_costs_no_cpu(bell):
     cpu = time.thread_time_ns()
     assert wait_for_any([bell], [bell.value], 0.2, spinner) is False
     assert time.thread_time_ns() - cpu < 20 * MS   # it slept: no 200 ms of spinning
+
+
+def test_after_losing_its_cpu_while_spinning_a_waiter_does_not_spin_for_a_while():
+    from odradek.client.shm.waiting import QUIET_AFTER_PREEMPTION_NS
+    spinner = Spinner(max_ns=50_000)
+    spinner.observe(10_000)
+    assert spinner.budget_ns > 0
+    now = time.monotonic_ns()
+    spinner._quiet_until = now + QUIET_AFTER_PREEMPTION_NS     # as Spinner.wait sets it
+    spinner.observe(10_000, now)
+    assert spinner.budget_ns == 0
+    spinner.observe(10_000, now + QUIET_AFTER_PREEMPTION_NS)   # the quiet time is over
+    assert spinner.budget_ns > 0

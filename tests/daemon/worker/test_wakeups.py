@@ -19,12 +19,14 @@ def parts():
     rings, fds = [], [bell_fd]
     for _ in range(2):
         ring, fd = Ring.create(1 << 16)
+        ring.set_doorbell(doorbell)              # as a producer's ring rings the leader's
         rings.append(ring)
         fds.append(fd)
     wakeups = Wakeups(doorbell)
     yield wakeups, doorbell, rings
     wakeups.close()
     for ring in rings:
+        ring.set_doorbell(None)
         ring.close()
     doorbell.close()
     for fd in fds:
@@ -48,6 +50,7 @@ def test_another_set_of_rings_gets_its_own_waitset(parts):
     both = wakeups.snapshot(rings)
     one = wakeups.snapshot(rings[:1])
     assert one[0] is not both[0]
+    rings[1].set_doorbell(None)                    # its tail alone: not among the words now
     rings[1].write(b"not watched any more")
     assert wakeups.wait(one, 0) is False
     rings[0].write(b"watched")
