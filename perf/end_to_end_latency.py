@@ -34,6 +34,10 @@ import time
 from array import array
 
 from _broker import broker_socket, log, parse_props, percentile, run, topic
+try:
+    from odradek.client.shm.waiting import SPIN_MAX_NS
+except ImportError:     # an odradek from before spinning (to compare against)
+    SPIN_MAX_NS = 0
 
 STAMP = struct.Struct("<q")
 IDLE_TIMEOUT_S = 10.0       # the consumer gives up after this long without a record
@@ -172,7 +176,8 @@ def main():
         received.frombytes(payload)     # in the order sent (one partition)
         achieved = args.num_records / sent if sent > 0 else float("inf")
         print(f"{args.num_records} records of {args.record_size} B sent at {achieved:.1f} records/s "
-              f"(target {args.rate:.0f}), props {props}; {len(received)} received")
+              f"(target {args.rate:.0f}), props {props}; {len(received)} received; waiters spin up to "
+              f"{SPIN_MAX_NS / 1000:g} us (ODRADEK_SPIN_US)")
         print(f"end-to-end latency, full run:                {summary(received)}")
         print(f"end-to-end latency, after the first {args.warmup_records} records: "
               f"{summary(received[args.warmup_records:])}")
