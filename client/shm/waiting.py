@@ -12,9 +12,9 @@ here, each the word its wakers wake (LAYOUT.md, "Waiting"):
 So a sleeper can wait on words that only its polite peers write, next to shared ones
 a hostile peer may rewrite (the partition worker: LAYOUT.md, "The worker's sleep").
 
-Spin, then sleep: waking a sleeping process costs tens of microseconds (the futex wake,
-the scheduler, on a VM an inter-processor interrupt), more than the work a record needs.
-So a waiter with a Spinner first re-reads its words for a short, adaptive time
+Spin, then sleep: waking a sleeping process costs microseconds, tens when the machine
+is busy (the futex wake, the scheduler, on a VM an inter-processor interrupt;
+perf/spin_wait.py measures a round trip). So a waiter with a Spinner first re-reads its words for a short, adaptive time
 (odk_futex_spin_wait_any: a pause instruction between reads, no system call) and sleeps
 only if nothing changed by then. The budget follows the gaps the waiter sees between
 "started waiting" and "a word changed": a gap the budget could have covered (at most
@@ -23,9 +23,10 @@ to zero. So a waiter spins only while changes keep coming within SPIN_MAX_NS of 
 other, and an idle one spins at most a few times after its last change, then only
 sleeps (~0% CPU). A spinner that loses its CPU while spinning (the machine is busier
 than its cores: then spinning only delays the process it waits for, and sleepers get
-the CPU first when woken) stops at once and does not spin for
-QUIET_AFTER_PREEMPTION_NS. SPIN_MAX_NS is short (the VM has 2 cores shared by producer, worker
-and consumer): the environment variable ODRADEK_SPIN_US sets it (0 turns spinning off).
+the CPU first when woken) stops at once and does not spin for the next
+QUIET_AFTER_PREEMPTION_NS. SPIN_MAX_NS is short (the dev VM has 2 cores for producer,
+worker and consumer): the environment variable ODRADEK_SPIN_US sets it in microseconds
+(default 50; 0 turns spinning off).
 
 Ownership: a WaitSet belongs to the thread that made it. While it lives it keeps each
 mapping it refers to mapped (a buffer export), so a structure closed meanwhile cannot
