@@ -17,11 +17,11 @@ is busy (the futex wake, the scheduler, on a VM an inter-processor interrupt;
 perf/spin_wait.py measures a round trip). So a waiter with a Spinner first re-reads its words for a short, adaptive time
 (odk_futex_spin_wait_any: a pause instruction between reads, no system call) and sleeps
 only if nothing changed by then. The budget follows the gaps the waiter sees between
-"started waiting" and "a word changed": a gap the budget could have covered (at most
-SPIN_MAX_NS) sets the budget just above it; a longer gap or a timeout halves it, down
-to zero. So a waiter spins only while changes keep coming within SPIN_MAX_NS of each
-other, and an idle one spins at most a few times after its last change, then only
-sleeps (~0% CPU). A spinner that loses its CPU while spinning (the machine is busier
+"started waiting" and "a word changed": a change the spin caught (or, when not
+spinning, one within SPIN_MAX_NS, which a spin could catch) sets the budget just past
+its gap; a spin that missed, or a timeout, halves it, down to zero. So a waiter spins
+only while its spins keep finding changes, and an idle one spins at most a few times
+after its last change, then only sleeps (~0% CPU). A spinner that loses its CPU while spinning (the machine is busier
 than its cores: then spinning only delays the process it waits for, and sleepers get
 the CPU first when woken) stops at once and does not spin for the next
 QUIET_AFTER_PREEMPTION_NS. SPIN_MAX_NS is short (the dev VM has 2 cores for producer,
@@ -124,11 +124,14 @@ class Spinner:
         self._quiet_until = 0    # monotonic ns: no spinning before (the CPU was contended)
 
     def observe(self, gap_ns, now_ns=None):
-        """A wait ended: the change came gap_ns after it began (None: it timed out)."""
+        """A wait that spun budget_ns ended: the change came gap_ns after it began (None:
+        it timed out). A change the spin caught, or one a first spin could catch, sets
+        the budget just past its gap (never lower); a miss or a timeout halves it."""
+        budget = self.budget_ns
         if now_ns is not None and now_ns < self._quiet_until:
             self.budget_ns = 0
-        elif gap_ns is not None and gap_ns <= self.max_ns:
-            self.budget_ns = min(self.max_ns, gap_ns + (gap_ns >> 1) + 2000)   # just past it
+        elif gap_ns is not None and gap_ns <= self.max_ns and (budget == 0 or gap_ns <= budget):
+            self.budget_ns = max(budget, min(self.max_ns, gap_ns + (gap_ns >> 1) + 2000))
         else:
             self.budget_ns >>= 1
             if self.budget_ns < 1000:

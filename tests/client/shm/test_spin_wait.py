@@ -110,10 +110,14 @@ def test_the_budget_follows_gaps_it_could_cover_and_drops_to_zero_without_them()
     assert spinner.budget_ns == 0                  # a new waiter does not spin
     spinner.observe(20_000)                        # a change 20 us after the wait began
     assert 20_000 < spinner.budget_ns <= 50_000
+    spinner.observe(30_000)                        # caught by the spin: just past it
+    assert 30_000 < spinner.budget_ns <= 50_000
     spinner.observe(40_000)
     assert spinner.budget_ns == 50_000             # never past max_ns
     spinner.observe(5 * MS)                        # too far apart for a spin to catch
-    assert spinner.budget_ns < 50_000
+    assert spinner.budget_ns == 25_000
+    spinner.observe(30_000)                        # missed by the 25 us spin: halved again
+    assert spinner.budget_ns == 12_500
     for _ in range(8):
         spinner.observe(None)                      # timed out: idle
     assert spinner.budget_ns == 0
