@@ -202,6 +202,22 @@ int odk_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 int odk_futex_wake(uint32_t *addr, int n);
 int odk_futex_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
                        int64_t timeout_ns);
+/* odk_futex_spin_wait_any: odk_futex_wait_any after a spin: for up to spin_ns (capped
+ *   at ODK_SPIN_MAX_NS and at timeout_ns when that is >= 0) it re-reads the words, with a
+ *   pause instruction between reads, and returns 1 as soon as one differs, without a
+ *   system call; then it sleeps as odk_futex_wait_any for the time left. *spun_ns (if
+ *   not NULL) gets how long it spun (0 when a word differed on entry or spin_ns <= 0).
+ *   The spin stops early when the spinner lost its CPU meanwhile (two of its clock
+ *   reads, normally a microsecond apart, more than ODK_SPIN_PREEMPTED_NS apart): the
+ *   CPU is contended and spinning on would only take it from the process it waits for;
+ *   *spun_ns is then the time spun, negated. Same results as odk_futex_wait_any. The
+ *   spin is bounded: an idle caller passes 0 (waiting.py's Spinner does), so it costs
+ *   no CPU. Releasing the GIL around it is the caller's business (CFFI does).
+ */
+#define ODK_SPIN_MAX_NS 1000000
+#define ODK_SPIN_PREEMPTED_NS 20000
+int odk_futex_spin_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
+                            int64_t spin_ns, int64_t timeout_ns, int64_t *spun_ns);
 
 /* ---- Doorbell: a counter many processes ring and one (or more) sleeps on -----------
  *   off size type field

@@ -201,6 +201,60 @@ int odk_futex_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
     return any_differs(words, seen, n);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);   /* vDSO: no system call */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Reads only: the words may be in read-only mappings, and nothing here writes shared
+ * memory, so a spinner follows each word's wait protocol exactly as a sleeper that has
+ * not yet called futex_waitv (LAYOUT.md, "Waiting"). */
+int odk_futex_spin_wait_any(uint32_t *const *words, const uint32_t *seen, uint32_t n,
+                            int64_t spin_ns, int64_t timeout_ns, int64_t *spun_ns)
+{
+    if (spun_ns)
+        *spun_ns = 0;
+    if (n == 0 || n > ODK_WAIT_MANY_MAX)
+        return -EINVAL;
+    if (any_differs(words, seen, n))
+        return 1;
+    if (spin_ns > ODK_SPIN_MAX_NS)
+        spin_ns = ODK_SPIN_MAX_NS;
+    if (timeout_ns >= 0 && spin_ns > timeout_ns)
+        spin_ns = timeout_ns;
+    if (spin_ns > 0) {
+        int64_t start = monotonic_ns(), now = start, before = start;
+        int found = 0, preempted = 0;
+        while (!found && !preempted && now - start < spin_ns) {
+            for (int i = 0; i < 16 && !found; i++) {   /* ~16 pauses between clock reads */
+                cpu_relax();
+                found = any_differs(words, seen, n);
+            }
+            before = now;
+            now = monotonic_ns();
+            preempted = now - before > ODK_SPIN_PREEMPTED_NS;
+        }
+        if (spun_ns)
+            *spun_ns = preempted ? -(now - start) : now - start;
+        if (found)
+            return 1;
+        if (timeout_ns >= 0)
+            timeout_ns = timeout_ns > now - start ? timeout_ns - (now - start) : 0;
+    }
+    return odk_futex_wait_any(words, seen, n, timeout_ns);
+}
+
 /* The counter scheme's waker: after updating the word, wake whoever sleeps on it. With
  * nobody asleep this is one system call that finds an empty hash bucket (perf/
  * futex_wake.py measures it); no flag is read, so nobody can talk us out of it. */

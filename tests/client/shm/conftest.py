@@ -187,6 +187,16 @@ def fds_to_close():
             pass
 
 
+@pytest.fixture
+def bell(fds_to_close):
+    """(a new Doorbell, its fd): closed at teardown."""
+    from odradek.client.shm import Doorbell
+    bell, fd = Doorbell.create()
+    fds_to_close.append(fd)
+    yield bell, fd
+    bell.close()
+
+
 @pytest.fixture(name="wait_for")
 def wait_for_fixture():
     """The wait_for function above, for tests (conftest is not importable by name)."""

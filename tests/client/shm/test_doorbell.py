@@ -10,14 +10,6 @@ from odradek.client.shm import doorbell as doorbell_module
 DEADLINE = 30.0
 
 
-@pytest.fixture
-def bell(fds_to_close):
-    bell, fd = Doorbell.create()
-    fds_to_close.append(fd)
-    yield bell, fd
-    bell.close()
-
-
 def test_each_ring_adds_one_and_a_waiter_returns_at_once_after_it(bell):
     bell, _ = bell
     seen = bell.value
