@@ -47,11 +47,11 @@ READY_TIMEOUT_S = 60.0
 
 
 def consumer_process(conn, sock, name, partition, num_records):
-    """Assign at the end, report ready, then collect (receive - send) ns per record and
-    send them back as bytes of an array('q')."""
+    """Assign at the end, report ready, then collect the send time and (receive - send) ns
+    per record and send them back as bytes of two arrays('q')."""
     from odradek.client import OFFSET_END, Consumer, TopicPartition
     try:
-        latencies = array("q")
+        latencies, sent = array("q"), array("q")
         with Consumer({"socket": sock, "auto.offset.reset": "latest", "fetch.min.bytes": 1}) as consumer:
             consumer.assign([TopicPartition(name, partition, OFFSET_END)])
             consumer.position([TopicPartition(name, partition)])     # resolve the end offset now
@@ -68,8 +68,10 @@ def consumer_process(conn, sock, name, partition, num_records):
                     continue
                 last = time.monotonic()
                 for r in batch:
-                    latencies.append(t - unpack(r.value)[0])
-        conn.send(("done", latencies.tobytes()))
+                    stamp = unpack(r.value)[0]
+                    sent.append(stamp)
+                    latencies.append(t - stamp)
+        conn.send(("done", (latencies.tobytes(), sent.tobytes())))
     except BaseException as e:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
 
@@ -83,6 +85,15 @@ def summary(latencies_ns):
     return (f"avg {sum(lat) / len(lat) / us:.1f} us, p50 {percentile(lat, 0.5) / us:.1f} us, "
             f"p99 {percentile(lat, 0.99) / us:.1f} us, p99.9 {percentile(lat, 0.999) / us:.1f} us, "
             f"max {lat[-1] / us:.1f} us")
+
+
+def show_slow(latencies, sent_at, k):
+    """The k slowest records, in the order sent."""
+    first = sent_at[0] if sent_at else 0
+    slow = sorted(sorted(range(len(latencies)), key=latencies.__getitem__)[-k:])
+    for i in slow:
+        print(f"slow: record {i} sent at +{(sent_at[i] - first) / 1e6:.3f} ms "
+              f"(monotonic {sent_at[i]} ns): {latencies[i] / 1e3:.1f} us")
 
 
 def produce_paced(sock, name, partition, num_records, rate, record_size, props, attach=True):
@@ -141,6 +152,9 @@ def main():
                     help="more Producer config, e.g. linger.ms=1")
     ap.add_argument("--attach-on-first-record", action="store_true",
                     help="do not attach before the first record (its attach stall is then in the full run)")
+    ap.add_argument("--show-slow", type=int, default=0, metavar="K",
+                    help="also print the K slowest records: index, send time (ms after the first "
+                         "send, and CLOCK_MONOTONIC ns, to correlate with other processes) and latency")
     ap.add_argument("--socket", help="the broker's control socket (default: $ODRADEK_SOCKET, else a "
                                      "throwaway broker started for the run)")
     args = ap.parse_args()
@@ -179,8 +193,9 @@ def main():
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
-        received = array("q")
-        received.frombytes(payload)     # in the order sent (one partition)
+        received, sent_at = array("q"), array("q")
+        received.frombytes(payload[0])     # in the order sent (one partition)
+        sent_at.frombytes(payload[1])
         achieved = args.num_records / sent if sent > 0 else float("inf")
         print(f"{args.num_records} records of {args.record_size} B sent at {achieved:.1f} records/s "
               f"(target {args.rate:.0f}), props {props}; {len(received)} received; waiters spin up to "
@@ -188,6 +203,8 @@ def main():
         print(f"end-to-end latency, full run:                {summary(received)}")
         print(f"end-to-end latency, after the first {args.warmup_records} records: "
               f"{summary(received[args.warmup_records:])}")
+        if args.show_slow:
+            show_slow(received, sent_at, args.show_slow)
         if errors:
             print(f"{len(errors)} delivery errors; the first: {errors[0]}", file=sys.stderr)
         if len(received) < args.num_records or errors:
