@@ -764,6 +764,21 @@ static void append_commit(uint8_t *d, size_t len, uint8_t *index, uint8_t *timei
     st->last_time_timestamp = t.last_time_ts;
 }
 
+/* Steps 3 and 4 of odk_append on the copy at d (dst + position). */
+static int append_copied(uint8_t *d, size_t len, uint8_t *index, size_t index_cap, uint8_t *timeindex,
+                         size_t time_cap, odk_append_state *st, track_state *t)
+{
+    /* 3. validate the copy */
+    int status = append_validate(d, len, index_cap, time_cap, st, t);
+    if (status != ODK_OK) {
+        memset(d, 0, len);
+        return status;
+    }
+    /* 4. rewrite and index, on the trusted copy */
+    append_commit(d, len, index, timeindex, st);
+    return ODK_OK;
+}
+
 int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
                odk_append_state *st)
@@ -776,15 +791,21 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     /* 2. the copy: the only read of src */
     uint8_t *d = dst + st->position;
     memcpy(d, src, len);
-    /* 3. validate the copy */
-    status = append_validate(d, len, index_cap, time_cap, st, &t);
+    return append_copied(d, len, index, index_cap, timeindex, time_cap, st, &t);
+}
+
+int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *index, size_t index_cap,
+                        uint8_t *timeindex, size_t time_cap, odk_append_state *st)
+{
+    track_state t;
+    int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
     if (status != ODK_OK) {
-        memset(d, 0, len);
+        /* the caller's copy is there (when it fitted): zero it, as a failed append does */
+        if (st->position >= 0 && (uint64_t)st->position <= dst_size && len <= dst_size - (size_t)st->position)
+            memset(dst + st->position, 0, len);
         return status;
     }
-    /* 4. rewrite and index, on the trusted copy */
-    append_commit(d, len, index, timeindex, st);
-    return ODK_OK;
+    return append_copied(dst + st->position, len, index, index_cap, timeindex, time_cap, st, &t);
 }
 
 /* Settings under which the batches are stored as they are (a follower's). */
