@@ -276,6 +276,11 @@ class LogSegment(SparseIndexing):
             max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
         self._native_target = storage_native.append_target(self.log.buffer, self.index.buffer,
                                                            self.time_index.buffer)
+        # no readahead on faults in this map: a read fault (the validation's, right after
+        # a pwrite) would read ahead into the fresh pages past the data, zero-filling
+        # pages the next appends overwrite whole: most of a 1 KiB producer's leader CPU
+        # (perf, 600k records into one partition), ~20% more throughput without it
+        self.log.advise_no_readahead()
         self._native_entries = (self.index.entries, self.time_index.entries)
         self._prefaulted = self._prefault_mark = st.position
         self._native_args = None
