@@ -22,8 +22,9 @@ Theory of operation
   the partition's leader worker (and to its successor if that worker dies: the rings
   outlive it, and the idempotence check turns a re-taken entry into a duplicate with its
   original offset). The leader's answer carries its doorbell, which each commit rings.
-- A background thread (the sender) waits on our doorbell (spinning first while
-  completions come close together: client/shm/waiting.py), reads completions, seals
+  produce() does this on a partition's first record (milliseconds, which the records
+  produced meanwhile wait); attach(topic) does it beforehand.
+- A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
   the on_delivery callbacks in the caller's thread, as confluent-kafka does. A batch
   holds its ring space from its first record, so sealing never waits; produce() waits
@@ -55,7 +56,6 @@ from odradek.client.protocol import raise_for_error
 from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm._lib import ffi
-from odradek.client.shm.waiting import Spinner, WaitSet
 
 __all__ = ["Producer"]
 
@@ -333,15 +333,13 @@ class Producer:
             self._reported.notify_all()
 
     def _send_loop(self):
-        # spin, then sleep (waiting.py): while completions come close together the
-        # sender catches them spinning, so a leader's ring costs no wake-up of it
-        bell, spinner = WaitSet([self._doorbell]), Spinner()
+        doorbell = self._doorbell
         while not self._closed:
-            bell.retake()
+            seen = doorbell.value
             self._take_completions()
             timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
-            bell.wait(timeout, spinner)
+            doorbell.wait(seen, timeout)
 
     def _take_completions(self):
         """Queue a delivery report for every batch the leaders have acknowledged (with
