@@ -6,18 +6,7 @@ import pytest
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import UnknownTopicOrPartition
-from support.broker import BrokerProcess, consume_n
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = BrokerProcess(tmp_path / "data").start()
-    yield b
-    try:
-        assert b.stop() == 0, b.stderr()
-        assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
-    finally:
-        b.kill()
+from support.broker import consume_n
 
 
 def create(broker, name, partitions):
