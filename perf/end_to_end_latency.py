@@ -19,8 +19,9 @@ default rate). The producer attaches to the partition before the first timed rec
 which on the first produce() stalled the records sent meanwhile), so the full run shows
 no attach stall; --attach-on-first-record measures it the old way (an odradek from
 before attach() always does). The full run still holds the first record's one-time
-costs: the leader's first append to the partition (~3 ms: its append state, the
-segment's first disk blocks) and the consumer's first read of it (~1.5 ms).
+costs, printed on their own line: the leader's first produce request (~2-4 ms: its
+append state, the segment's first disk blocks, the prefault thread) and the consumer's
+first read of the partition (~1.5 ms); 6-12 ms in all on the busy 2-core dev box.
 
 Both processes gc.freeze() what their set-up made before the timed records (as a
 latency-sensitive program does; --no-gc-freeze: not), and the Python GC's pauses in
@@ -262,6 +263,8 @@ def main():
         print(f"end-to-end latency, full run:                {summary(received)}")
         print(f"end-to-end latency, after the first {args.warmup_records} records: "
               f"{summary(received[args.warmup_records:])}")
+        if received:
+            print(f"the first record: {received[0] / 1e3:.1f} us (the one-time costs: the docstring)")
         print(f"Python GC while sending, {gc_summary('producer', producer_gc)}; "
               f"{gc_summary('consumer', payload[2])}")
         if args.show_slow:

@@ -1047,8 +1047,9 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
 #endif
 #define PREFAULT_QUEUE 16
 /* Populated per madvise call: a request is split into steps this long, so one call
- * holds the kernel (page zeroing, the filesystem's block mapping) for ~50 us, not the
- * ~0.5 ms (up to 2.5 ms) of a whole 1 MiB request (dev box, ext4, fallocated file). */
+ * holds the kernel (page zeroing, the filesystem's block mapping) a quarter as long as
+ * a whole 1 MiB request (dev box, ext4, fallocated file: ~0.05-0.6 ms a step, the most
+ * on memory the VM never touched before; 0.5-2.5 ms a 1 MiB request). */
 #define PREFAULT_STEP (256 * 1024)
 
 static pthread_mutex_t pf_lock = PTHREAD_MUTEX_INITIALIZER;
