@@ -22,6 +22,8 @@ Theory of operation
   the partition's leader worker (and to its successor if that worker dies: the rings
   outlive it, and the idempotence check turns a re-taken entry into a duplicate with its
   original offset). The leader's answer carries its doorbell, which each commit rings.
+  produce() does this on a partition's first record (milliseconds, which the records
+  produced meanwhile wait); attach(topic) does it beforehand.
 - A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
   the on_delivery callbacks in the caller's thread, as confluent-kafka does. A batch
@@ -46,7 +48,8 @@ from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._producer_gzip import GzipAccumulator
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageTooLarge, OdradekError,
-                                   RequestTimedOut, RingFull, error_for_code)
+                                   RequestTimedOut, RingFull, UnknownTopicOrPartition,
+                                   error_for_code)
 from odradek.client.message import Record
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
@@ -141,6 +144,36 @@ class Producer:
         res = self._acc.produce(topic, value, key, headers, partition, timestamp, on_delivery)
         if res is not None:
             self._produce_slow(res, topic, value, key, headers, partition, timestamp, on_delivery)
+
+    def attach(self, topic, partitions=None):
+        """Attach to `topic`'s partitions now (all of them, or the ids in `partitions`),
+        before the first record: learn the partition count and create and hand over each
+        partition's rings, which produce() otherwise does on its first record for that
+        partition (a control round trip to the broker and its leader worker: milliseconds,
+        during which the records produced meanwhile wait). After it, produce() to those
+        partitions makes no control call. The warm-up Kafka users do with the Java
+        producer's partitionsFor(topic), carried through to the partition leaders.
+        Idempotent; returns the partitions attached, in order. Raises
+        UnknownTopicOrPartition for a topic or partition id that does not exist, and
+        LeaderNotAvailable if a partition has no leader within max.block.ms."""
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+        if partitions is not None:
+            partitions = list(partitions)
+            if not all(type(p) is int for p in partitions):
+                raise TypeError("partitions must be ints (partition ids)")
+        if self._closed:
+            raise RuntimeError("the producer is closed")
+        count = self._partition_count(topic)
+        wanted = range(count) if partitions is None else sorted(set(partitions))
+        bad = [p for p in wanted if not 0 <= p < count]
+        if bad:
+            raise UnknownTopicOrPartition(f"{topic} has {count} partitions (0..{count - 1}), "
+                                          f"not {bad[0]}")
+        self._acc.set_partition_count(topic, count)
+        for partition in wanted:
+            self._open_link(topic, partition)
+        return list(wanted)
 
     def _produce_slow(self, res, *args):
         """What the accumulator's one call could not do, then the call again: learn the

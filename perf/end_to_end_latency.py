@@ -4,8 +4,8 @@ record? Apache Kafka's EndToEndLatency tool, for odradek, with a paced producer.
     python perf/end_to_end_latency.py
     python perf/end_to_end_latency.py --rate 2000 --num-records 20000 --record-size 1024 --acks 1
 
-A consumer process assigns itself the partition at its end (OFFSET_END, position
-resolved) and says so; only then does this process start producing --num-records
+A consumer process assigns itself the partition at its end (OFFSET_END, the position
+resolved by a first fetch: position() alone does not) and says so; only then does this process start producing --num-records
 records of --record-size bytes at --rate records/s: record i is due at start + i/rate,
 the producer sleeps (time.sleep) when it is ahead and sends at once when it is behind
 (a deadline loop: the achieved rate is printed). Each value starts with the
@@ -14,9 +14,19 @@ just before produce(); the consumer subtracts it from the time its consume() cal
 returned with the record. Printed in microseconds: avg, p50, p99, p99.9, max, as
 EndToEndLatency prints avg and percentiles, twice: over the full run, and after the
 warm-up, without the first --warmup-records records (default 1,000: 100 ms at the
-default rate). The full run includes the producer's attach to the partition on its
-first produce() (an OpenProducer round trip to the broker and the worker: milliseconds),
-which stalls the records sent meanwhile; a long-running producer pays it once.
+default rate). The producer attaches to the partition before the first timed record
+(Producer.attach: the OpenProducer round trip to the broker and the worker, ~2-17 ms,
+which on the first produce() stalled the records sent meanwhile), so the full run shows
+no attach stall; --attach-on-first-record measures it the old way (an odradek from
+before attach() always does). The full run still holds the first record's one-time
+costs, printed on their own line: the leader's first produce request (~2-4 ms: its
+append state, the segment's first disk blocks, the prefault thread) and the consumer's
+first read of the partition (~1.5 ms); 6-12 ms in all on the busy 2-core dev box.
+
+Both processes gc.freeze() what their set-up made before the timed records (as a
+latency-sensitive program does; --no-gc-freeze: not), and the Python GC's pauses in
+each while sending are printed; --show-slow K lists the K slowest records with their
+send times and the GC pauses that began meanwhile.
 
 The producer sends with linger.ms=0 (as EndToEndLatency does) and --acks (default 1)
 unless --producer-props say otherwise, and serves its delivery callbacks with poll(0)
@@ -27,6 +37,7 @@ on a temp dir (perf/_broker.py). Set-up chatter goes to stderr.
 A benchmark, not a test.
 """
 import argparse
+import gc
 import multiprocessing as mp
 import struct
 import sys
@@ -44,16 +55,58 @@ IDLE_TIMEOUT_S = 10.0       # the consumer gives up after this long without a re
 READY_TIMEOUT_S = 60.0
 
 
-def consumer_process(conn, sock, name, partition, num_records):
-    """Assign at the end, report ready, then collect (receive - send) ns per record and
-    send them back as bytes of an array('q')."""
+class GcPauses:
+    """The Python GC's collections in this process while started: (start ns
+    CLOCK_MONOTONIC, duration ns, generation) each, through gc.callbacks. With freeze,
+    first collect and move every object made so far (the imports, the set-up) to the
+    permanent generation (gc.freeze), as a latency-sensitive program does after its
+    set-up: otherwise the first collections go through them (~1 ms, in the first
+    seconds)."""
+
+    def __init__(self, freeze):
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        self.pauses, self._start = [], None
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._start = time.monotonic_ns()
+        elif self._start is not None:
+            self.pauses.append((self._start, time.monotonic_ns() - self._start, info["generation"]))
+            self._start = None
+
+    def stop(self):
+        gc.callbacks.remove(self._callback)
+        return self.pauses
+
+
+def gc_summary(who, pauses):
+    if not pauses:
+        return f"{who}: no collection"
+    return (f"{who}: {len(pauses)} collections ({sum(g == 2 for _, _, g in pauses)} full), "
+            f"{sum(d for _, d, _ in pauses) / 1e3:.0f} us in all, the longest {max(d for _, d, _ in pauses) / 1e3:.0f} us")
+
+
+def consumer_process(conn, sock, name, partition, num_records, gc_freeze):
+    """Assign at the end, report ready, then collect the send time and (receive - send) ns
+    per record and send them back as bytes of two arrays('q')."""
     from odradek.client import OFFSET_END, Consumer, TopicPartition
     try:
-        latencies = array("q")
+        latencies, sent = array("q"), array("q")
         with Consumer({"socket": sock, "auto.offset.reset": "latest", "fetch.min.bytes": 1}) as consumer:
             consumer.assign([TopicPartition(name, partition, OFFSET_END)])
-            consumer.position([TopicPartition(name, partition)])     # resolve the end offset now
+            # resolve the end offset now: position() only reports it, the first fetch decides
+            # it; if that fetch came after the first records it would skip them
+            here = [TopicPartition(name, partition)]
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while consumer.position(here)[0].offset < 0 and time.monotonic() < deadline:
+                consumer.consume(num_messages=1, timeout=0.05)
+            if consumer.position(here)[0].offset < 0:
+                raise RuntimeError("the consumer could not resolve the end offset")
             conn.send(("ready", None))
+            pauses = GcPauses(gc_freeze)
             now = time.monotonic_ns
             unpack = STAMP.unpack_from
             last = time.monotonic()
@@ -66,8 +119,10 @@ def consumer_process(conn, sock, name, partition, num_records):
                     continue
                 last = time.monotonic()
                 for r in batch:
-                    latencies.append(t - unpack(r.value)[0])
-        conn.send(("done", latencies.tobytes()))
+                    stamp = unpack(r.value)[0]
+                    sent.append(stamp)
+                    latencies.append(t - stamp)
+        conn.send(("done", (latencies.tobytes(), sent.tobytes(), pauses.stop())))
     except BaseException as e:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
 
@@ -83,8 +138,22 @@ def summary(latencies_ns):
             f"max {lat[-1] / us:.1f} us")
 
 
-def produce_paced(sock, name, partition, num_records, rate, record_size, props):
-    """Send at `rate` records/s; returns (seconds from first to last send, errors)."""
+def show_slow(latencies, sent_at, k, gc_pauses):
+    """The k slowest records, in the order sent, each with the GC pauses (of either
+    process) that began while it was on its way."""
+    first = sent_at[0] if sent_at else 0
+    slow = sorted(sorted(range(len(latencies)), key=latencies.__getitem__)[-k:])
+    for i in slow:
+        t0, t1 = sent_at[i], sent_at[i] + latencies[i]
+        during = [f"gen{g} {d / 1e3:.0f} us" for start, d, g in gc_pauses if t0 <= start <= t1]
+        print(f"slow: record {i} sent at +{(sent_at[i] - first) / 1e6:.3f} ms "
+              f"(monotonic {sent_at[i]} ns): {latencies[i] / 1e3:.1f} us"
+              + (f"; GC meanwhile: {', '.join(during)}" if during else ""))
+
+
+def produce_paced(sock, name, partition, num_records, rate, record_size, props, attach, gc_freeze):
+    """Send at `rate` records/s, attached first (attach); returns (seconds from first to
+    last send, errors, the GC's pauses while sending)."""
     from odradek.client import Producer
     config = {"socket": sock}
     config.update(props)
@@ -100,6 +169,9 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props):
     pack = STAMP.pack_into
     producer = Producer(config)
     try:
+        if attach and hasattr(producer, "attach"):
+            producer.attach(name, [partition])
+        pauses = GcPauses(gc_freeze)
         start = now()
         for i in range(num_records):
             due = start + int(i * interval)
@@ -110,6 +182,7 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props):
             producer.produce(name, bytes(buf), partition=partition, on_delivery=on_delivery)
             producer.poll(0)
         sent = (now() - start) / 1e9
+        pauses = pauses.stop()
         deadline = time.monotonic() + 60
         while producer.flush(1.0) and time.monotonic() < deadline:
             pass
@@ -117,7 +190,7 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props):
             errors.append(f"{len(producer)} records undelivered after 60 s")
     finally:
         producer.close(timeout=5)
-    return sent, errors
+    return sent, errors, pauses
 
 
 def main():
@@ -134,6 +207,13 @@ def main():
     ap.add_argument("--acks", default="1", choices=["0", "1", "all", "-1"], help="producer acks (default 1)")
     ap.add_argument("--producer-props", nargs="*", default=[], metavar="KEY=VALUE",
                     help="more Producer config, e.g. linger.ms=1")
+    ap.add_argument("--attach-on-first-record", action="store_true",
+                    help="do not attach before the first record (its attach stall is then in the full run)")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="do not gc.freeze() the set-up's objects before the timed records")
+    ap.add_argument("--show-slow", type=int, default=0, metavar="K",
+                    help="also print the K slowest records: index, send time (ms after the first "
+                         "send, and CLOCK_MONOTONIC ns, to correlate with other processes) and latency")
     ap.add_argument("--socket", help="the broker's control socket (default: $ODRADEK_SOCKET, else a "
                                      "throwaway broker started for the run)")
     args = ap.parse_args()
@@ -150,8 +230,8 @@ def main():
                                                    "perf-e2e") as name:
         ctx = mp.get_context("spawn")       # the consumer starts clean: nothing inherited from here
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=consumer_process, args=(child, sock, name, args.partition, args.num_records),
-                           daemon=True)
+        proc = ctx.Process(target=consumer_process, daemon=True,
+                           args=(child, sock, name, args.partition, args.num_records, not args.no_gc_freeze))
         proc.start()
         try:
             if not parent.poll(READY_TIMEOUT_S):
@@ -159,8 +239,9 @@ def main():
             kind, payload = parent.recv()
             if kind != "ready":
                 raise SystemExit(f"the consumer process failed: {payload}")
-            sent, errors = produce_paced(sock, name, args.partition, args.num_records, args.rate,
-                                         args.record_size, props)
+            sent, errors, producer_gc = produce_paced(sock, name, args.partition, args.num_records, args.rate,
+                                         args.record_size, props, not args.attach_on_first_record,
+                                                      not args.no_gc_freeze)
             expected = args.num_records / args.rate
             if not parent.poll(IDLE_TIMEOUT_S + 30 + expected):
                 raise SystemExit("the consumer process did not report")
@@ -172,8 +253,9 @@ def main():
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
-        received = array("q")
-        received.frombytes(payload)     # in the order sent (one partition)
+        received, sent_at = array("q"), array("q")
+        received.frombytes(payload[0])     # in the order sent (one partition)
+        sent_at.frombytes(payload[1])
         achieved = args.num_records / sent if sent > 0 else float("inf")
         print(f"{args.num_records} records of {args.record_size} B sent at {achieved:.1f} records/s "
               f"(target {args.rate:.0f}), props {props}; {len(received)} received; waiters spin up to "
@@ -181,6 +263,12 @@ def main():
         print(f"end-to-end latency, full run:                {summary(received)}")
         print(f"end-to-end latency, after the first {args.warmup_records} records: "
               f"{summary(received[args.warmup_records:])}")
+        if received:
+            print(f"the first record: {received[0] / 1e3:.1f} us (the one-time costs: the docstring)")
+        print(f"Python GC while sending, {gc_summary('producer', producer_gc)}; "
+              f"{gc_summary('consumer', payload[2])}")
+        if args.show_slow:
+            show_slow(received, sent_at, args.show_slow, producer_gc + payload[2])
         if errors:
             print(f"{len(errors)} delivery errors; the first: {errors[0]}", file=sys.stderr)
         if len(received) < args.num_records or errors:

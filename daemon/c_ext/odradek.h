@@ -549,6 +549,18 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                uint8_t *index, size_t index_cap, uint8_t *timeindex, size_t time_cap,
                odk_append_state *st);
 
+/* ---- The same append on a copy the caller made: a leader's large appends -------------
+ * int odk_append_in_place(len, dst, dst_size, index, index_cap, timeindex, time_cap, st)
+ *   odk_append for the len bytes the caller already copied to dst + st->position (with
+ *   pwrite(2) of the producer's batches to the .log: whole pages so written are not
+ *   zeroed first, as pages a store into the mapping faults in are). Steps 1, 3 and 4 of
+ *   odk_append, the same statuses, rewrites, index entries and state; every failure,
+ *   the step-1 refusals too, zeroes those len bytes again (when they lie inside dst).
+ *   The copy is the caller's private bytes from then on: nobody else changes them.
+ */
+int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *index, size_t index_cap,
+                        uint8_t *timeindex, size_t time_cap, odk_append_state *st);
+
 /* ---- The same append without the copy: a follower's, written by the caller ------------
  * A follower's batches are stored as they are (assign 0, leader_epoch < 0, append_time
  * < 0; other settings: ODK_BAD_STATE) and sit in a buffer private to it, so they can be

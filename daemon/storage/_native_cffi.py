@@ -16,7 +16,8 @@ from odradek.daemon.storage._native_ref import APPEND_STATE_FIELDS, APPEND_TAIL_
 
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit"]
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
+           "append_in_place"]
 
 _from_buffer = ffi.from_buffer
 _BYTES = ffi.typeof("uint8_t[]")
@@ -25,6 +26,7 @@ _index_lookup = lib.odk_index_lookup
 _timeindex_lookup = lib.odk_timeindex_lookup
 _append = lib.odk_append
 _append_check = lib.odk_append_check
+_append_in_place = lib.odk_append_in_place
 _append_commit = lib.odk_append_commit
 _new = ffi.new
 _release = ffi.release
@@ -109,6 +111,19 @@ def append_into(src, target, st):
     except ValueError:
         raise ValueError("append target was released") from None
     return _append(s, len(s), d, dn, i, ic, t, tc, st)
+
+
+def append_in_place(length, target, st):
+    """odk_append_in_place: append_into for the `length` bytes the caller already wrote
+    at st.position of the target's .log (pwrite); every failure zeroes them again.
+    Returns st.status."""
+    try:
+        d, dn, i, ic, t, tc = target
+    except ValueError:
+        raise ValueError("append target was released") from None
+    if length < 0:
+        raise ValueError(f"length must be >= 0, not {length}")
+    return _append_in_place(length, d, dn, i, ic, t, tc, st)
 
 
 def append_check(src, target, st):

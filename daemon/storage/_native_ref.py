@@ -1,7 +1,7 @@
 """Pure-Python reference of the storage-only functions of the native module
 (daemon/c_ext/odradek.h): the index lookups and the fused append (odk_append,
-odk_append_check, odk_append_commit). Slow and obviously correct: the definition the C
-code is tested against (tests/daemon/storage/test_native_append.py and
+odk_append_in_place, odk_append_check, odk_append_commit). Slow and obviously correct:
+the definition the C code is tested against (tests/daemon/storage/test_native_append.py and
 test_native_index.py run one suite against both), and the fallback when
 odradek._native is missing or ODRADEK_PURE=1 is set. Import through
 odradek.daemon.storage.native. The batch checks it shares with scan_batches are the
@@ -20,7 +20,8 @@ from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
 
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit"]
+           "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
+           "append_in_place"]
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -351,6 +352,23 @@ def _append(src, d, ix, tx, st):
         return status
     _commit(mv, ix, tx, st)
     return Status.OK
+
+
+def append_in_place(length, target, st):
+    """odk_append_in_place's twin: append_into for the `length` bytes the caller already
+    wrote at st.position of the target's .log (pwrite); every failure zeroes them again
+    (when they lie inside the map). Returns st.status."""
+    d, ix, tx = _target(target)
+    position = st.position
+    if length < 0:
+        raise ValueError(f"length must be >= 0, not {length}")
+    fits = 0 <= position <= len(d) and length <= len(d) - position
+    if not fits:
+        return _refuse(length, len(d), tx, len(ix) // 8, len(tx) // 12, st)
+    status = _append(bytes(d[position:position + length]), d, ix, tx, st)
+    if status != Status.OK:
+        d[position:position + length] = bytes(length)
+    return status
 
 
 def _stores_as_is(st):

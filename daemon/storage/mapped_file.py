@@ -112,6 +112,12 @@ class MappedFile:
         """The whole map (capacity bytes), for code that scans or searches in place."""
         return self._view
 
+    def advise_no_readahead(self):
+        """No readahead around page faults in this map (madvise MADV_RANDOM): for an
+        appender, whose faults are on the pages it just wrote or is about to write."""
+        if self._map is not None:
+            self._map.madvise(mmap.MADV_RANDOM)
+
     # -- writing ------------------------------------------------------------------
     def allocate(self, need, want=None):
         """Make sure bytes [0, need) have blocks on disk, and up to `want` (>= need) if

@@ -9,6 +9,7 @@ reference (_native_ref.py). ODRADEK_PURE=1 forces the reference for both.
     native.append(batches, log_map, index_map, timeindex_map, st)  # Status; st advanced
     target = native.append_target(log_map, index_map, timeindex_map)  # bound once per segment
     native.append_into(batches, target, st)  # the same, ~1.5 us less glue
+    native.append_in_place(length, target, st)  # the same for bytes already pwritten at st.position
     native.append_check(batches, target, st)  # a follower's: validate in place, no copy;
     native.append_commit(batches, target, st) # after writing them at st.position: index
     native.prefault(target, start, end)      # a background thread faults those pages in
@@ -21,17 +22,18 @@ from odradek.client import native as _client
 
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
-           "append_fields_reader", "append_call", "append_check", "append_commit", "IMPLEMENTATION"]
+           "append_fields_reader", "append_call", "append_check", "append_commit", "append_in_place",
+           "IMPLEMENTATION"]
 
 IMPLEMENTATION = _client.IMPLEMENTATION
 
 if IMPLEMENTATION == "c":
     from odradek.daemon.storage._native_cffi import (  # noqa: F401
-        APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit,
+        APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit, append_in_place,
         append_fields_reader, append_into, append_state, append_target, index_lookup, prefault,
         release_target, timeindex_lookup)
 else:
     from odradek.daemon.storage._native_ref import (  # noqa: F401
-        APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit,
+        APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit, append_in_place,
         append_fields_reader, append_into, append_state, append_target, index_lookup, prefault,
         release_target, timeindex_lookup)

@@ -46,6 +46,12 @@ PREFAULT_AHEAD = 2 << 20  # bytes of the active segment kept faulted in ahead of
 # (unwritten extents); tmpfs ~2.5 us (fallocate zeroes the pages there, in the appender,
 # where the prefault thread's populate used to do it in the background).
 ALLOCATE_AHEAD = 4 << 20
+# A leader's append of at least this many bytes is written with pwrite, not copied
+# into the map (_append_pwritten): one system call more, no zeroing of the fresh pages
+# it fills whole. Measured on the dev box (ext4, 256 KiB writes into a fallocated file):
+# ~6 GB/s by pwrite, ~4.7 GB/s with the validating read and rewrite through the map,
+# against ~3 GB/s copied into the map (each fresh page zeroed first).
+PWRITE_MIN = 32 << 10
 _OK = native.Status.OK
 _new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
 
@@ -207,11 +213,27 @@ class LogSegment(SparseIndexing):
             # per-call settings change rarely: each cffi field store costs ~0.15 us
             st.assign, st.leader_epoch, st.append_time, st.max_batch_size = assign, epoch, append_time, max_batch_size
             self._native_args = (assign, epoch, append_time, max_batch_size)
-        status = self._native_call(data)
+        if len(data) >= PWRITE_MIN and self.log.size + len(data) <= self.log.capacity:   # else NO_SPACE
+            status = self._append_pwritten(data)
+        else:
+            status = self._native_call(data)
         if status == _OK:
             position = self._native_mirror()
             if position >= self._prefault_mark:
                 self._prefault_ahead(position)
+        return status
+
+    def _append_pwritten(self, data):
+        """append_native's copy for a large buffer: pwrite it after the data (the whole
+        pages it covers are not zeroed first, as the pages a store into the map faults
+        in are), then the C call validates, rewrites and indexes that copy where it lies
+        (storage_native.append_in_place; a failure zeroes it again). The copy is read
+        only there, so a producer changing `data` meanwhile changes nothing checked."""
+        log = self.log
+        position = log.write(data)     # raises StorageError (nothing appended) if it fails
+        status = storage_native.append_in_place(len(data), self._native_target, self._native_state)
+        if status != _OK:
+            log.size = position
         return status
 
     def append_written(self, data, max_batch_size):
@@ -254,6 +276,11 @@ class LogSegment(SparseIndexing):
             max_timestamp=self.max_timestamp, offset_of_max=self.offset_of_max_timestamp)
         self._native_target = storage_native.append_target(self.log.buffer, self.index.buffer,
                                                            self.time_index.buffer)
+        # no readahead on faults in this map: a read fault (the validation's, right after
+        # a pwrite) would read ahead into the fresh pages past the data, zero-filling
+        # pages the next appends overwrite whole: most of a 1 KiB producer's leader CPU
+        # (perf, 600k records into one partition), ~20% more throughput without it
+        self.log.advise_no_readahead()
         self._native_entries = (self.index.entries, self.time_index.entries)
         self._prefaulted = self._prefault_mark = st.position
         self._native_args = None

@@ -2,20 +2,7 @@
 against a real broker (stopped and started again), and against a socket nobody serves."""
 import time
 
-import pytest
-from support.broker import BrokerProcess
-
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = BrokerProcess(tmp_path / "data").start()
-    yield b
-    try:
-        assert b.stop() == 0, b.stderr()
-    finally:
-        b.kill()
 
 
 def test_a_look_happens_at_most_once_per_check_interval_and_sees_a_stopped_broker(broker):

@@ -720,3 +720,60 @@ def _bench():
 
 if __name__ == "__main__":
     _bench()
+
+
+# ---- append_in_place: a leader's large append, copied by the caller (pwrite) -----------
+# (odk_append_in_place). The oracle is append: the bytes written at st.position by hand,
+# then append_in_place, leave the log, indexes and state exactly as append does; every
+# refusal or failure zeroes the written bytes, so the log is as append leaves it.
+
+class InPlace(Target):
+    """A Target whose appends are a write of the bytes at st.position, then append_in_place."""
+
+    def __init__(self, impl, **kw):
+        super().__init__(impl, **kw)
+        self.target = impl.append_target(self.log, self.index, self.timeindex)
+
+    def append(self, data, assign=True, epoch=None, append_time=None):
+        st = self.st
+        st.assign = assign
+        st.leader_epoch = -1 if epoch is None else epoch
+        st.append_time = -1 if append_time is None else append_time
+        end = st.position + len(data)
+        if end <= len(self.log):
+            self.log[st.position:end] = data
+        return self.impl.append_in_place(len(data), self.target, st)
+
+
+@quick
+@given(appends=st.lists(st.lists(batch_spec, min_size=1, max_size=4), min_size=1, max_size=6),
+       interval=st.integers(0, 700), base=st.integers(0, 2 ** 40),
+       epoch=st.one_of(st.none(), st.integers(0, 2 ** 31 - 1)),
+       append_time=st.one_of(st.none(), st.integers(0, 2 ** 62)), flip=st.integers(-1, 5_000),
+       value=st.integers(1, 255))
+def test_in_place_equals_append(impl, appends, interval, base, epoch, append_time, flip, value):
+    p, a = InPlace(impl, base=base, interval=interval), Target(impl, base=base, interval=interval)
+    for n, specs in enumerate(appends):
+        data = bytearray(b"".join(build(records=r, ts=ts, value_size=v) for r, ts, v in specs))
+        if n == len(appends) - 1 and flip >= 0:      # the last one damaged: refused, zeroed
+            data[flip % len(data)] ^= value
+        data = bytes(data)
+        status = a.append(data, epoch=epoch, append_time=append_time)
+        assert p.append(data, epoch=epoch, append_time=append_time) == status
+        assert p.snapshot() == a.snapshot() and state(p) == state(a)
+
+
+def test_in_place_refusals_are_appends_and_zero_the_copy(impl):
+    p, a = InPlace(impl, log_cap=400, index_cap=1), Target(impl, log_cap=400, index_cap=1)
+    one = build(value_size=60)
+    assert p.append(b"") == a.append(b"") == Status.EMPTY
+    assert p.append(one * 5) == a.append(one * 5) == Status.NO_SPACE      # never written: too long
+    assert p.snapshot() == a.snapshot() and state(p) == state(a)
+    p.st.index_entries = a.st.index_entries = 1                          # the index is full
+    assert p.append(one) == a.append(one) == Status.INDEX_FULL
+    assert p.snapshot() == a.snapshot() and bytes(p.log) == bytes(400)   # the written copy zeroed
+    with pytest.raises(ValueError):
+        impl.append_in_place(-1, p.target, p.st)
+    impl.release_target(p.target)
+    with pytest.raises(ValueError, match="released"):
+        impl.append_in_place(len(one), p.target, p.st)
