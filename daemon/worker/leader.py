@@ -465,10 +465,10 @@ class LeaderWorker(ProducerStateKeeping):
         compacted topic) still uses up its sequence range, recorded with offset -1, so
         the producer's next batches (already in its ring, numbered after it) are in
         order; the same batch seen again is refused again, not acknowledged."""
-        producer_id, epoch, base_seq = header.producer_id, header.producer_epoch, header.base_sequence
-        delta = header.last_offset_delta
-        last_seq = _last_seq(base_seq, delta)
+        producer_id = header.producer_id
         if producer_id >= 0:
+            epoch, base_seq = header.producer_epoch, header.base_sequence
+            last_seq = _last_seq(base_seq, header.last_offset_delta)
             verdict = self.producer_state.check(producer_id, epoch, base_seq, last_seq)
             first_here = producer_id not in self._producers_seen
             self._producers_seen.add(producer_id)
@@ -554,9 +554,9 @@ class LeaderWorker(ProducerStateKeeping):
                      self._storage_error)
             self._storage_error = None
         if self.state is not None:
-            segment = lg.active
+            segment, size = lg.active, len(data)
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
-                              segment.size - len(data), len(data), info.max_timestamp,
+                              segment.size - size, size, info.max_timestamp,
                               high_watermark=info.last_offset + 1 if self.replication is None else None)
         return info
 
