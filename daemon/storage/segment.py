@@ -326,7 +326,16 @@ class LogSegment(SparseIndexing):
         max_new_entries), plus the time entry seal() adds. Raises StorageError
         (nothing written) when the filesystem has no room for `end`."""
         log = self.log
-        log.allocate(end, end + ALLOCATE_AHEAD)
+        if end <= log.allocated < min(end + PREFAULT_AHEAD, log.capacity):
+            # this append has its blocks, the run-ahead ran short: extend it (allocate()
+            # does nothing for a `need` already allocated, which left the mark at `end`
+            # and brought every append here until the next append past the blocks)
+            try:
+                log.allocate(log.allocated + 1, end + ALLOCATE_AHEAD)
+            except StorageError:
+                pass   # no room for more: this append fits; the next one asks again
+        else:
+            log.allocate(end, end + ALLOCATE_AHEAD)
         span = log.allocated - log.size
         new_entries = max_new_entries(span, self._index_interval_bytes) + 1
         for index, extra in ((self.index, 0), (self.time_index, 1)):

@@ -204,6 +204,10 @@ class LeaderWorker(ProducerStateKeeping):
         self.wakeups = None
         self.state = None
         self.producers = {}      # attach_id -> ProducerAttachment
+        # (attachments served, their produce rings): rebuilt when one attaches, detaches
+        # or breaks, not per loop turn (the loop turns once per batch at low rates)
+        self._served = None
+        self._hold = False           # acks=all entries are held (replicated, or acks.all.fsync)
         self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
         self._max_message_bytes = 0
         self.cleaner = None          # a LogCleaner when the topic is compacted
@@ -255,6 +259,7 @@ class LeaderWorker(ProducerStateKeeping):
             self.producer_state, self._state_loaded = producer_state, True
         else:
             self.rebuild_producer_state()
+        self._hold = self.replication is not None or lg.config.acks_all_fsync
         if lg.config.acks_all_fsync:   # held until synced: entries above the last sync may come back
             self._unacked_floor = min(self._unacked_floor, lg.recovery_point)
         if lg.config.compact:
@@ -270,7 +275,7 @@ class LeaderWorker(ProducerStateKeeping):
         watcher.start()
         timers = LogTimers(self.spec, self.log.config, self.cleaner is not None, self.clock())
         while True:
-            seen = wakeups.snapshot(att.requests for att in self.producers.values() if not att.broken)
+            seen = wakeups.snapshot(self._serving()[1])
             if watcher.stop:
                 self._finish_appends()
                 return
@@ -316,15 +321,25 @@ class LeaderWorker(ProducerStateKeeping):
     def _flush_link(self):
         flush_link(self.channel, self.sock)
 
+    def _serving(self):
+        """(the attachments served, their produce rings), the same tuples until one
+        attaches, detaches or breaks."""
+        served = self._served
+        if served is None:
+            atts = tuple(att for att in self.producers.values() if not att.broken)
+            served = self._served = (atts, tuple(att.requests for att in atts))
+        return served
+
     def _drain_producers(self):
         taken, blocked = 0, False
-        hold = self.replication is not None or self.log.config.acks_all_fsync
-        for att in list(self.producers.values()):
+        hold = self._hold
+        for att in self._serving()[0]:
+            if att.acks == m.ACKS_ALL:
+                n, full = att.drain(self._append_acks_all, DRAIN_BUDGET, hold=hold)
+            else:
+                n, full = att.drain(self._append, DRAIN_BUDGET)
             if att.broken:
-                continue
-            acks_all = att.acks == m.ACKS_ALL
-            n, full = att.drain(self._append_acks_all if acks_all else self._append, DRAIN_BUDGET,
-                                hold=acks_all and hold)
+                self._served = None
             taken += n
             blocked |= full
         return taken, blocked
@@ -357,7 +372,7 @@ class LeaderWorker(ProducerStateKeeping):
         target = self._replicate() if self.replication is not None else self.log.log_end_offset
         if self._broker_appends and self._broker_appends[0][1].last_offset < target:
             self._answer_broker_appends(target)
-        if not any(att.held for att in self.producers.values()):
+        if not self._hold or not any(att.held for att in self.producers.values()):
             return
         if self.log.config.acks_all_fsync:
             try:
@@ -450,10 +465,10 @@ class LeaderWorker(ProducerStateKeeping):
         compacted topic) still uses up its sequence range, recorded with offset -1, so
         the producer's next batches (already in its ring, numbered after it) are in
         order; the same batch seen again is refused again, not acknowledged."""
-        producer_id, epoch, base_seq = header.producer_id, header.producer_epoch, header.base_sequence
-        delta = header.last_offset_delta
-        last_seq = _last_seq(base_seq, delta)
+        producer_id = header.producer_id
         if producer_id >= 0:
+            epoch, base_seq = header.producer_epoch, header.base_sequence
+            last_seq = _last_seq(base_seq, header.last_offset_delta)
             verdict = self.producer_state.check(producer_id, epoch, base_seq, last_seq)
             first_here = producer_id not in self._producers_seen
             self._producers_seen.add(producer_id)
@@ -539,9 +554,9 @@ class LeaderWorker(ProducerStateKeeping):
                      self._storage_error)
             self._storage_error = None
         if self.state is not None:
-            segment = lg.active
+            segment, size = lg.active, len(data)
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
-                              segment.size - len(data), len(data), info.max_timestamp,
+                              segment.size - size, size, info.max_timestamp,
                               high_watermark=info.last_offset + 1 if self.replication is None else None)
         return info
 
@@ -623,6 +638,7 @@ class LeaderWorker(ProducerStateKeeping):
         close_fds(fds)
         if isinstance(request, m.DetachProducerRequest):
             att = self.producers.pop(request.attach_id, None)
+            self._served = None
             if att is not None:
                 att.drain(self._append, 1 << 30)   # what it committed before it went
                 att.close()
@@ -654,6 +670,7 @@ class LeaderWorker(ProducerStateKeeping):
         if old is not None:
             old.close()
         self.producers[request.attach_id] = att
+        self._served = None
         return m.OpenProducerResponse(
             topic=self.spec.topic, partition=self.spec.partition, leader_epoch=self.spec.leader_epoch,
             max_batch_bytes=self._max_message_bytes,
@@ -729,6 +746,7 @@ class LeaderWorker(ProducerStateKeeping):
         for att in self.producers.values():
             att.close()
         self.producers.clear()
+        self._served = None
         if self.log is not None:
             self.snapshot_producer_state("clean close")
             self.log.close()

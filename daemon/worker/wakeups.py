@@ -59,10 +59,14 @@ class Wakeups:
 
     def snapshot(self, rings):
         """The words to sleep on and their values now. It keeps their mappings alive,
-        so a ring detached before the wait costs at most a needless wake-up."""
-        rings = list(rings)
+        so a ring detached before the wait costs at most a needless wake-up. `rings`: a
+        sequence; passing the same tuple as last time skips the comparison."""
         last = self._rings
-        if last is not None and len(last) == len(rings) and all(a is b for a, b in zip(last, rings)):
+        if rings is not last:
+            rings = tuple(rings)
+            if last is not None and len(last) == len(rings) and all(a is b for a, b in zip(last, rings)):
+                rings = last
+        if rings is last:
             waitset = self._waitset.retake()   # the same words: no new mappings, buffers (per batch)
         else:
             waitset = WaitSet([self.bell, *self.trusted, self.doorbell, *rings[:RINGS_IN_WAIT]])

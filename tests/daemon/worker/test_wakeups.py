@@ -57,6 +57,21 @@ def test_another_set_of_rings_gets_its_own_waitset(parts):
     assert wakeups.wait(one, 0) is True
 
 
+def test_the_same_tuple_is_retaken_and_a_list_changed_since_its_snapshot_is_not(parts):
+    wakeups, _, rings = parts
+    served = tuple(rings)                          # what the leader passes while nobody (de)attaches
+    first = wakeups.snapshot(served)
+    assert wakeups.snapshot(served)[0] is first[0]
+    words = [rings[0]]
+    one = wakeups.snapshot(words)
+    words.append(rings[1])                         # the caller's list changed after its snapshot
+    both = wakeups.snapshot(words)
+    assert both[0] is not one[0]
+    rings[1].set_doorbell(None)                    # only its tail tells now
+    rings[1].write(b"seen by the new words")
+    assert wakeups.wait(both, 0) is True
+
+
 def test_a_sleeping_worker_is_woken_by_a_commit_from_another_thread(parts):
     wakeups, _, rings = parts
     snap = wakeups.snapshot(rings)
