@@ -7,7 +7,8 @@ memcpy, with the issue's target beside it.
     python perf/compare.py --base f806826 --json > figures.json
 
 Workloads (one partition, acks=1; the producers with linger.ms=5 batch.size=262144
-produce.ring.bytes=16777216, Redis pipelining as many bytes): produce 100 B records
+produce.ring.bytes=16777216 and a delivery callback on every 1,000th record, Redis
+pipelining as many bytes): produce 100 B records
 (records/sec) and 1 KiB records (MB/sec), two producer processes together, each to its
 own partition (MB/sec per broker), consume 1 KiB records as Record objects and in zero-copy mode
 (consumer config zero.copy=True) (MB/sec), consume 100 B records (records/sec), and the
@@ -56,6 +57,9 @@ REPO = os.path.dirname(PERF)
 DEFAULT_BASE = "f806826"     # main just before issue 11's hot path work
 JOB_TIMEOUT_S = 900
 BUILD_TIMEOUT_S = 1800
+# a delivery callback (a latency sample) on every 1,000th record, as a throughput run
+# would; on every record the Python callbacks, not the producer, set the pace
+LATENCY_EVERY = 1000
 PRODUCER_PROPS = ["acks=1", "linger.ms=5", "batch.size=262144", "produce.ring.bytes=16777216"]
 BATCH_BYTES = 262144         # the Redis pipeline, as batch.size above
 LATENCY_RATE = 10000
@@ -177,7 +181,8 @@ class Odradek:
         if job["kind"] == "produce":
             return [self.python, os.path.join(self.script_dirs["producer_perf.py"], "producer_perf.py"),
                     "--num-records", str(n), "--record-size", size, "--partitions", str(job.get("partitions", 1)),
-                    "--processes", str(job["processes"]), "--producer-props", *PRODUCER_PROPS]
+                    "--processes", str(job["processes"]), "--latency-every", str(LATENCY_EVERY),
+                    "--producer-props", *PRODUCER_PROPS]
         if job["kind"] == "consume":
             props = job.get("props", [])
             return [self.python, os.path.join(self.script_dirs["consumer_perf.py"], "consumer_perf.py"),
