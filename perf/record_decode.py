@@ -11,8 +11,8 @@ leader assigns them), then times, in the same run, over the same bytes:
            consumer's path for gzip batches)
   rows     iter_batches, CRC-32C, RecordBatch.record_fields() (native.decode_records:
            one C call per batch), then a plain tuple of the same fields made straight
-           from each row, as the consumer makes its Records for uncompressed batches
-           (it stores them in a Record's slots instead: ~0.25 us a record more)
+           from each row (the consumer's path before it decoded whole fetches in C,
+           odradek._hotpath.decode_fetch: perf/consumer_perf.py measures that one)
   memcpy   a bytearray slice assignment of the same bytes: the floor for touching them
 
 and prints records/s, MB/s (MB = 2**20 bytes of keys and values, as Kafka's perf tools
