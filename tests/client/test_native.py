@@ -148,23 +148,46 @@ def test_hardware_and_table_paths_agree_at_any_length_and_alignment(impl, data, 
     assert impl.crc32c(view) == impl.crc32c_sw(view) == impl.crc32c_sw(data)
 
 
-# The hardware path interleaves three streams of 256 or 8192 bytes: lengths around
-# every multiple of those, plus odd heads (misalignment) and tails.
-BOUNDARY_LENGTHS = sorted({n + d for n in (0, 8, 768, 1536, 24576, 2 * 24576 + 768)
-                           for d in (-9, -8, -1, 0, 1, 7, 8, 13) if n + d >= 0})
+# The hardware path runs one chain below 72 bytes, and from there three equal streams
+# of up to 8192 bytes (a round of 3 * 8192 = 24576 bytes, then the rest split evenly):
+# every length from 0 to one full round + 17, a second and third round, odd heads
+# (misalignment) and tails, and a non-zero starting crc.
+INTERLEAVE_MIN, STREAM_MAX = 72, 8192
+ROUND = 3 * STREAM_MAX
+EVERY_LENGTH = range(ROUND + 18)
+LONG_LENGTHS = sorted({n + d for n in (ROUND, 2 * ROUND, 3 * ROUND)
+                       for d in (-25, -1, 0, 1, 17, INTERLEAVE_MIN - 1, INTERLEAVE_MIN,
+                                 INTERLEAVE_MIN + 23)})
 
 
 @pytest.mark.parametrize("shift", [0, 3])
 def test_hardware_and_table_paths_agree_across_interleaving_block_boundaries(impl, shift):
+    if not is_c(impl):
+        pytest.skip("the reference has one path (and checks 24k lengths at a few MB/s)")
     rng = random.Random(shift)
-    data = bytearray(rng.randbytes(BOUNDARY_LENGTHS[-1] + shift))
-    for n in BOUNDARY_LENGTHS:
+    data = bytearray(rng.randbytes(LONG_LENGTHS[-1] + shift))
+    start = rng.getrandbits(32)
+    for n in [*EVERY_LENGTH, *LONG_LENGTHS]:
         view = memoryview(data)[shift:shift + n]
         hw, sw = impl.crc32c(view), impl.crc32c_sw(view)
         assert hw == sw, f"length {n}"
+        assert impl.crc32c(view, start) == impl.crc32c_sw(view, start), f"length {n} from crc"
+    for n in LONG_LENGTHS[::4]:
         # and split anywhere, the continuation still agrees
+        view = memoryview(data)[shift:shift + n]
         cut = rng.randrange(n + 1)
-        assert impl.crc32c(view[cut:], impl.crc32c(view[:cut])) == hw, f"length {n} cut {cut}"
+        assert impl.crc32c(view[cut:], impl.crc32c(view[:cut])) == impl.crc32c(view), \
+            f"length {n} cut {cut}"
+
+
+@pytest.mark.parametrize("n", [INTERLEAVE_MIN - 1, INTERLEAVE_MIN, INTERLEAVE_MIN + 23, 1024,
+                               ROUND - 1, ROUND + 17, ROUND + INTERLEAVE_MIN])
+def test_crc32c_agrees_with_the_reference_around_the_interleaving_thresholds(impl, n):
+    data = random.Random(n).randbytes(n + 5)
+    for shift in (0, 5):
+        view = memoryview(data)[shift:shift + n]
+        assert impl.crc32c(view) == ref.crc32c(view), f"shift {shift}"
+        assert impl.crc32c(view, 0xDEADBEEF) == ref.crc32c(view, 0xDEADBEEF), f"shift {shift}"
 
 
 def test_crc32c_agrees_with_the_reference_on_a_long_random_buffer(impl):
