@@ -19,9 +19,16 @@
  *     Polynomial Using CRC32 Instruction" and Linux's crc32c-pcl-intel. ~8 bytes a cycle
  *     from 16 KiB, ~2x the single chain at 1 KiB; shorter buffers, and CPUs without
  *     PCLMULQDQ, take the single chain.
+ *   - Hardware with AVX-512 VPCLMULQDQ, from 256 bytes: no crc32 chain at all but
+ *     "folding" (the 128-bit scheme of Intel's "Fast CRC Computation for Generic
+ *     Polynomials Using PCLMULQDQ", on 512-bit registers): 256 bytes per loop in four
+ *     registers, each multiplied forward by a constant and xored onto the next data,
+ *     reduced to 32 bits at the end by the crc32 instruction. ~3x the interleaved loop
+ *     (~8 bytes a cycle), more than the memory bandwidth beyond the L2 cache.
  *   Runtime dispatch: odk_init(), a load-time constructor, builds the tables and asks
- *   the CPU for SSE4.2 and PCLMULQDQ; odk_crc32c() then picks the path with predictable
- *   branches.
+ *   the CPU for SSE4.2, PCLMULQDQ, AVX-512F and VPCLMULQDQ (libgcc checks the OS saves
+ *   the registers); odk_crc32c() then picks the path with predictable branches, and
+ *   odk_crc32c_via() runs a named one for the tests.
  *
  * Everything else is plain C11; the GCC/Clang extensions used are the constructor and
  * target attributes, __builtin_cpu_supports and __builtin_bswap*. The prefault thread
@@ -40,7 +47,7 @@
 /* Build with -DODK_NO_HW to compile only the software path, as on non-x86 hosts. */
 #if defined(__x86_64__) && !defined(ODK_NO_HW)
 #include <nmmintrin.h>
-#include <wmmintrin.h>
+#include <immintrin.h>
 #define ODK_HAVE_X86 1
 #else
 #define ODK_HAVE_X86 0
@@ -253,7 +260,7 @@ static inline uint32_t crc_shift(uint32_t c, uint32_t k)
 __attribute__((target("sse4.2,pclmul")))
 static uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t *p, size_t len)
 {
-    size_t head = (size_t)(-(uintptr_t)p & 7);
+    size_t head = (size_t)(-(uintptr_t)p & 7) < len ? (size_t)(-(uintptr_t)p & 7) : len;
     uint32_t c0 = crc32c_hw1_raw(crc, p, head);
 
     p += head;
@@ -277,6 +284,97 @@ static uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t *p, size_t len)
     return crc32c_hw1_raw(c0, p, len);
 }
 
+/* ---- CRC-32C: hardware, folding with 512-bit carry-less multiplies ----------------- */
+
+/* With AVX-512 and VPCLMULQDQ, long buffers skip the crc32 instruction's 8 bytes a
+ * cycle: 256 bytes sit in sixteen 128-bit lanes, and each lane is "folded" 256 bytes
+ * forward onto the data found there,
+ *     X * x^D + Y (mod P),  X = XL * x^64 + XH,  D = 2048 bits,
+ * by two carry-less 64x32-bit multiplies, XL * (x^(D+64) mod P) and XH * (x^D mod P),
+ * which keeps the polynomial's residue mod P while reading 64 bytes an instruction. At
+ * the end the lanes are folded into one (distances 512, then 384/256/128 bits) and its
+ * 16 bytes, fed to the crc32 instruction from a zero register, give the CRC (the crc32
+ * instruction computes M * x^32 mod P, the CRC of anything congruent to M). The start
+ * register is xored into the first 4 bytes, as a CRC register stands for them.
+ * A lane's bit i is the coefficient of x^(127-i) (reflected), and a 64x64 carry-less
+ * product comes out multiplied by one extra x, hence the constants x^(D+63), x^(D-1). */
+#define CRC_FOLD_MIN 256   /* measured: from 256 bytes (its minimum) ~3x the interleaved loop */
+
+struct fold_k { uint64_t lo, hi; };   /* multiplies a lane's low and high 64 bits */
+static struct fold_k fold_2048, fold_512, fold_384, fold_256, fold_128;
+static int fold_available;
+
+static struct fold_k fold_constants(size_t bits)
+{
+    struct fold_k k = { (uint64_t)xnmodp(bits + 63) << 32, (uint64_t)xnmodp(bits - 1) << 32 };
+    return k;
+}
+
+static void build_fold_constants(void)
+{
+    fold_2048 = fold_constants(2048);
+    fold_512 = fold_constants(512);
+    fold_384 = fold_constants(384);
+    fold_256 = fold_constants(256);
+    fold_128 = fold_constants(128);
+}
+
+#define FOLD_TARGET __attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
+
+FOLD_TARGET static inline __m512i fold512(__m512i x, __m512i k, __m512i y)
+{
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                     _mm512_clmulepi64_epi128(x, k, 0x11), y, 0x96);
+}
+
+FOLD_TARGET static inline __m128i fold128(__m128i x, struct fold_k k)
+{
+    __m128i kk = _mm_set_epi64x((long long)k.hi, (long long)k.lo);
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, kk, 0x00), _mm_clmulepi64_si128(x, kk, 0x11));
+}
+
+FOLD_TARGET static inline __m512i broadcast_k(struct fold_k k)
+{
+    return _mm512_set_epi64((long long)k.hi, (long long)k.lo, (long long)k.hi, (long long)k.lo,
+                            (long long)k.hi, (long long)k.lo, (long long)k.hi, (long long)k.lo);
+}
+
+/* len >= CRC_FOLD_MIN: the four registers start full. */
+FOLD_TARGET static uint32_t crc32c_fold_raw(uint32_t crc, const uint8_t *p, size_t len)
+{
+    __m512i x0 = _mm512_loadu_si512(p), x1 = _mm512_loadu_si512(p + 64);
+    __m512i x2 = _mm512_loadu_si512(p + 128), x3 = _mm512_loadu_si512(p + 192);
+    __m512i k = broadcast_k(fold_2048);
+
+    x0 = _mm512_xor_si512(x0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)crc)));
+    p += 256;
+    len -= 256;
+    while (len >= 256) {
+        x0 = fold512(x0, k, _mm512_loadu_si512(p));
+        x1 = fold512(x1, k, _mm512_loadu_si512(p + 64));
+        x2 = fold512(x2, k, _mm512_loadu_si512(p + 128));
+        x3 = fold512(x3, k, _mm512_loadu_si512(p + 192));
+        p += 256;
+        len -= 256;
+    }
+    k = broadcast_k(fold_512);
+    x0 = fold512(x0, k, x1);
+    x0 = fold512(x0, k, x2);
+    x0 = fold512(x0, k, x3);
+    while (len >= 64) {
+        x0 = fold512(x0, k, _mm512_loadu_si512(p));
+        p += 64;
+        len -= 64;
+    }
+    __m128i x = _mm_xor_si128(fold128(_mm512_extracti32x4_epi32(x0, 0), fold_384),
+                              fold128(_mm512_extracti32x4_epi32(x0, 1), fold_256));
+    x = _mm_xor_si128(x, fold128(_mm512_extracti32x4_epi32(x0, 2), fold_128));
+    x = _mm_xor_si128(x, _mm512_extracti32x4_epi32(x0, 3));
+    uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+    c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
+    return crc32c_hw1_raw((uint32_t)c, p, len);
+}
+
 #endif /* ODK_HAVE_X86 */
 
 __attribute__((constructor))
@@ -285,16 +383,21 @@ static void odk_init(void)
     build_crc_tables();
 #if ODK_HAVE_X86
     build_shift_constants();
+    build_fold_constants();
     /* constructors may run before libgcc's own CPU detection: initialise it first */
     __builtin_cpu_init();
     hw_available = __builtin_cpu_supports("sse4.2") ? 1 : 0;
     pclmul_available = hw_available && __builtin_cpu_supports("pclmul");
+    fold_available = pclmul_available && __builtin_cpu_supports("avx512f") &&
+                     __builtin_cpu_supports("vpclmulqdq");
 #endif
 }
 
 uint32_t odk_crc32c(uint32_t crc, const uint8_t *buf, size_t len)
 {
 #if ODK_HAVE_X86
+    if (fold_available && len >= CRC_FOLD_MIN)
+        return ~crc32c_fold_raw(~crc, buf, len);
     if (pclmul_available && len >= CRC_INTERLEAVE_MIN)
         return ~crc32c_hw3_raw(~crc, buf, len);
     if (hw_available)
@@ -306,6 +409,27 @@ uint32_t odk_crc32c(uint32_t crc, const uint8_t *buf, size_t len)
 int odk_crc32c_hw_available(void)
 {
     return hw_available;
+}
+
+int odk_crc32c_via(int path, uint32_t crc, const uint8_t *buf, size_t len, uint32_t *out)
+{
+#if ODK_HAVE_X86
+    if (path == ODK_CRC_ONE_CHAIN && hw_available) {
+        *out = ~crc32c_hw1_raw(~crc, buf, len);
+        return 1;
+    }
+    if (path == ODK_CRC_INTERLEAVED && pclmul_available) {
+        *out = ~crc32c_hw3_raw(~crc, buf, len);
+        return 1;
+    }
+    if (path == ODK_CRC_FOLD && fold_available) {
+        *out = len >= CRC_FOLD_MIN ? ~crc32c_fold_raw(~crc, buf, len) : ~crc32c_hw1_raw(~crc, buf, len);
+        return 1;
+    }
+#else
+    (void)path, (void)crc, (void)buf, (void)len, (void)out;
+#endif
+    return 0;
 }
 
 /* ---- Sparse index search ----------------------------------------------------------- */
