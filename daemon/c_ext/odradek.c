@@ -260,7 +260,9 @@ static inline uint32_t crc_shift(uint32_t c, uint32_t k)
 __attribute__((target("sse4.2,pclmul")))
 static uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t *p, size_t len)
 {
-    size_t head = (size_t)(-(uintptr_t)p & 7) < len ? (size_t)(-(uintptr_t)p & 7) : len;
+    size_t head = (size_t)(-(uintptr_t)p & 7);  /* bytes to the next 8-byte boundary */
+    if (head > len)
+        head = len;
     uint32_t c0 = crc32c_hw1_raw(crc, p, head);
 
     p += head;
