@@ -46,6 +46,17 @@ uint32_t odk_crc32c(uint32_t crc, const uint8_t *buf, size_t len);   /* fastest 
 uint32_t odk_crc32c_sw(uint32_t crc, const uint8_t *buf, size_t len); /* table (slicing-by-8) */
 int      odk_crc32c_hw_available(void);  /* 1 if odk_crc32c uses the SSE4.2 instruction */
 
+/* odk_crc32c picks, by length and CPU, one of these hardware paths (odradek.c explains
+ * them). odk_crc32c_via runs the named one, so tests cover every path on any CPU that
+ * has it: it sets *out to the CRC and returns 1, or returns 0 (and leaves *out) when the
+ * CPU lacks the path's instructions. Buffers too short for a path take the one chain. */
+enum odk_crc_path {
+    ODK_CRC_ONE_CHAIN,        /* SSE4.2 crc32, one dependency chain */
+    ODK_CRC_INTERLEAVED,      /* three crc32 chains, combined with PCLMULQDQ */
+    ODK_CRC_FOLD,             /* AVX-512 VPCLMULQDQ folding */
+};
+int odk_crc32c_via(int path, uint32_t crc, const uint8_t *buf, size_t len, uint32_t *out);
+
 /* ---- Sparse index search, straight over the mmap'd index bytes ----------------------
  * odk_index_lookup: slot of the last entry whose relativeOffset <= target, or -1 when
  *   the first entry is already past target (or entries == 0).

@@ -148,23 +148,67 @@ def test_hardware_and_table_paths_agree_at_any_length_and_alignment(impl, data, 
     assert impl.crc32c(view) == impl.crc32c_sw(view) == impl.crc32c_sw(data)
 
 
-# The hardware path interleaves three streams of 256 or 8192 bytes: lengths around
-# every multiple of those, plus odd heads (misalignment) and tails.
-BOUNDARY_LENGTHS = sorted({n + d for n in (0, 8, 768, 1536, 24576, 2 * 24576 + 768)
-                           for d in (-9, -8, -1, 0, 1, 7, 8, 13) if n + d >= 0})
+# odk_crc32c runs one crc32 chain below 72 bytes; from there three equal chains of up to
+# 8192 bytes (a round of 3 * 8192 = 24576 bytes, then the rest split evenly); with
+# AVX-512 VPCLMULQDQ, from 256 bytes, folding (256 bytes a loop, then 64, then a chain
+# for the last < 64). Each path (odk_crc32c_via) against the table: every length from 0
+# to one interleaved round + 17, further rounds, odd heads (misalignment) and tails, and
+# a non-zero starting crc.
+INTERLEAVE_MIN, STREAM_MAX, FOLD_MIN = 72, 8192, 256
+ROUND = 3 * STREAM_MAX
+EVERY_LENGTH = range(ROUND + 18)
+LONG_LENGTHS = sorted({n + d for n in (ROUND, 2 * ROUND, 3 * ROUND)
+                       for d in (-25, -1, 0, 1, 17, 63, 64, INTERLEAVE_MIN - 1, INTERLEAVE_MIN,
+                                 INTERLEAVE_MIN + 23, FOLD_MIN + 1)})
+HW_PATHS = ["ODK_CRC_ONE_CHAIN", "ODK_CRC_INTERLEAVED", "ODK_CRC_FOLD"]
+
+
+def crc32c_via(path, data, crc=0):
+    """odk_crc32c through the named hardware path, or None if this CPU lacks it."""
+    from odradek._native import ffi, lib
+    out = ffi.new("uint32_t *")
+    if not lib.odk_crc32c_via(getattr(lib, path), crc, ffi.from_buffer(data), len(data), out):
+        return None
+    return out[0]
 
 
 @pytest.mark.parametrize("shift", [0, 3])
-def test_hardware_and_table_paths_agree_across_interleaving_block_boundaries(impl, shift):
+@pytest.mark.parametrize("path", HW_PATHS)
+def test_every_hardware_path_agrees_with_the_table_across_its_block_boundaries(impl, path,
+                                                                               shift):
+    if not is_c(impl):
+        pytest.skip("the reference has one path (and checks 24k lengths at a few MB/s)")
+    if crc32c_via(path, b"") is None:
+        pytest.skip(f"this CPU lacks {path}")
     rng = random.Random(shift)
-    data = bytearray(rng.randbytes(BOUNDARY_LENGTHS[-1] + shift))
-    for n in BOUNDARY_LENGTHS:
+    data = bytearray(rng.randbytes(LONG_LENGTHS[-1] + shift))
+    start = rng.getrandbits(32)
+    for n in [*EVERY_LENGTH, *LONG_LENGTHS]:
         view = memoryview(data)[shift:shift + n]
-        hw, sw = impl.crc32c(view), impl.crc32c_sw(view)
-        assert hw == sw, f"length {n}"
-        # and split anywhere, the continuation still agrees
+        assert crc32c_via(path, view) == impl.crc32c_sw(view), f"length {n}"
+        assert crc32c_via(path, view, start) == impl.crc32c_sw(view, start), f"length {n} from crc"
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_crc32c_continues_across_any_cut_of_a_long_buffer(impl, shift):
+    rng = random.Random(shift)
+    data = memoryview(rng.randbytes(LONG_LENGTHS[-1] + shift))[shift:]
+    for n in LONG_LENGTHS[::4]:
+        view = data[:n]
         cut = rng.randrange(n + 1)
-        assert impl.crc32c(view[cut:], impl.crc32c(view[:cut])) == hw, f"length {n} cut {cut}"
+        assert impl.crc32c(view[cut:], impl.crc32c(view[:cut])) == impl.crc32c_sw(view), \
+            f"length {n} cut {cut}"
+
+
+@pytest.mark.parametrize("n", [INTERLEAVE_MIN - 1, INTERLEAVE_MIN, INTERLEAVE_MIN + 23,
+                               FOLD_MIN - 1, FOLD_MIN, FOLD_MIN + 64 + 17, 1024,
+                               ROUND - 1, ROUND + 17, ROUND + INTERLEAVE_MIN])
+def test_crc32c_agrees_with_the_reference_around_the_interleaving_thresholds(impl, n):
+    data = random.Random(n).randbytes(n + 5)
+    for shift in (0, 5):
+        view = memoryview(data)[shift:shift + n]
+        assert impl.crc32c(view) == ref.crc32c(view), f"shift {shift}"
+        assert impl.crc32c(view, 0xDEADBEEF) == ref.crc32c(view, 0xDEADBEEF), f"shift {shift}"
 
 
 def test_crc32c_agrees_with_the_reference_on_a_long_random_buffer(impl):
