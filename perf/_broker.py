@@ -185,6 +185,36 @@ def memcpy_mb_per_s(size=64 << 20, repeat=5):
     return len(src) / MB / statistics.median(times)
 
 
+def with_reader_process(target, args, produce, ready_timeout_s, done_timeout_s):
+    """The latency tools' two-process run: start `target(conn, *args)` in a fresh (spawn)
+    process, wait up to ready_timeout_s for it to send ("ready", _), call produce(), wait
+    up to done_timeout_s for ("done", payload). Returns (what produce() returned, payload);
+    SystemExit with the reader's complaint if it fails or says nothing. The reader is
+    terminated (by its pid) if it is still there at the end."""
+    import multiprocessing as mp
+    parent, child = mp.get_context("spawn").Pipe()
+    proc = mp.get_context("spawn").Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(ready_timeout_s):
+            raise SystemExit(f"the consumer process did not get ready within {ready_timeout_s:.0f} s")
+        kind, payload = parent.recv()
+        if kind != "ready":
+            raise SystemExit(f"the consumer process failed: {payload}")
+        produced = produce()
+        if not parent.poll(done_timeout_s):
+            raise SystemExit("the consumer process did not report")
+        kind, payload = parent.recv()
+        if kind != "done":
+            raise SystemExit(f"the consumer process failed: {payload}")
+        proc.join(30)
+        return produced, payload
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+
+
 def percentile(sorted_values, p):
     """Kafka's ProducerPerformance percentile: the value at index int(p * n)."""
     if not sorted_values:

@@ -38,13 +38,12 @@ A benchmark, not a test.
 """
 import argparse
 import gc
-import multiprocessing as mp
 import struct
 import sys
 import time
 from array import array
 
-from _broker import broker_socket, log, parse_props, percentile, run, topic
+from _broker import broker_socket, log, parse_props, percentile, run, topic, with_reader_process
 try:
     from odradek.client.shm.waiting import SPIN_MAX_NS
 except ImportError:     # an odradek from before spinning (to compare against)
@@ -228,31 +227,12 @@ def main():
 
     with broker_socket(args.socket) as sock, topic(sock, args.topic, 1 if args.topic is None else None,
                                                    "perf-e2e") as name:
-        ctx = mp.get_context("spawn")       # the consumer starts clean: nothing inherited from here
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=consumer_process, daemon=True,
-                           args=(child, sock, name, args.partition, args.num_records, not args.no_gc_freeze))
-        proc.start()
-        try:
-            if not parent.poll(READY_TIMEOUT_S):
-                raise SystemExit(f"the consumer process did not get ready within {READY_TIMEOUT_S:.0f} s")
-            kind, payload = parent.recv()
-            if kind != "ready":
-                raise SystemExit(f"the consumer process failed: {payload}")
-            sent, errors, producer_gc = produce_paced(sock, name, args.partition, args.num_records, args.rate,
-                                         args.record_size, props, not args.attach_on_first_record,
-                                                      not args.no_gc_freeze)
-            expected = args.num_records / args.rate
-            if not parent.poll(IDLE_TIMEOUT_S + 30 + expected):
-                raise SystemExit("the consumer process did not report")
-            kind, payload = parent.recv()
-            if kind != "done":
-                raise SystemExit(f"the consumer process failed: {payload}")
-            proc.join(30)
-        finally:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(10)
+        # the consumer starts clean (spawn): nothing inherited from here
+        (sent, errors, producer_gc), payload = with_reader_process(
+            consumer_process, (sock, name, args.partition, args.num_records, not args.no_gc_freeze),
+            lambda: produce_paced(sock, name, args.partition, args.num_records, args.rate, args.record_size,
+                                  props, not args.attach_on_first_record, not args.no_gc_freeze),
+            READY_TIMEOUT_S, IDLE_TIMEOUT_S + 30 + args.num_records / args.rate)
         received, sent_at = array("q"), array("q")
         received.frombytes(payload[0])     # in the order sent (one partition)
         sent_at.frombytes(payload[1])

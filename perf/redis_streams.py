@@ -47,7 +47,7 @@ import tempfile
 import time
 from array import array
 
-from _broker import MB, join_or_terminate, log, percentile, run, stop_process
+from _broker import MB, join_or_terminate, log, percentile, run, stop_process, with_reader_process
 
 HOST = "127.0.0.1"
 KEY = "perf"
@@ -287,27 +287,10 @@ def produce_paced(port, num_records, rate, record_size):
 
 
 def cmd_latency(args, port):
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=latency_consumer, args=(child, port, args.num_records), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(READY_TIMEOUT_S):
-            raise SystemExit(f"the consumer process did not get ready within {READY_TIMEOUT_S:.0f} s")
-        kind, payload_ = parent.recv()
-        if kind != "ready":
-            raise SystemExit(f"the consumer process failed: {payload_}")
-        sent = produce_paced(port, args.num_records, args.rate, args.record_size)
-        if not parent.poll(IDLE_TIMEOUT_S + 30 + args.num_records / args.rate):
-            raise SystemExit("the consumer process did not report")
-        kind, payload_ = parent.recv()
-        if kind != "done":
-            raise SystemExit(f"the consumer process failed: {payload_}")
-        proc.join(30)
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(10)
+    sent, payload_ = with_reader_process(
+        latency_consumer, (port, args.num_records),
+        lambda: produce_paced(port, args.num_records, args.rate, args.record_size),
+        READY_TIMEOUT_S, IDLE_TIMEOUT_S + 30 + args.num_records / args.rate)
     lat = array("q")
     lat.frombytes(payload_)
     lat = sorted(lat)
