@@ -185,6 +185,21 @@ def memcpy_mb_per_s(size=64 << 20, repeat=5):
     return len(src) / MB / statistics.median(times)
 
 
+def paced(num_records, rate):
+    """Yield 0 .. num_records-1, i no sooner than start + i/rate (CLOCK_MONOTONIC): it
+    sleeps when ahead and yields at once when behind (a deadline loop, as the latency
+    tools pace their producers)."""
+    interval = 1e9 / rate
+    now = time.monotonic_ns
+    start = now()
+    for i in range(num_records):
+        due = start + int(i * interval)
+        t = now()
+        if t < due:
+            time.sleep((due - t) / 1e9)
+        yield i
+
+
 def with_reader_process(target, args, produce, ready_timeout_s, done_timeout_s):
     """The latency tools' two-process run: start `target(conn, *args)` in a fresh (spawn)
     process, wait up to ready_timeout_s for it to send ("ready", _), call produce(), wait

@@ -43,7 +43,7 @@ import sys
 import time
 from array import array
 
-from _broker import broker_socket, log, parse_props, percentile, run, topic, with_reader_process
+from _broker import broker_socket, log, paced, parse_props, percentile, run, topic, with_reader_process
 try:
     from odradek.client.shm.waiting import SPIN_MAX_NS
 except ImportError:     # an odradek from before spinning (to compare against)
@@ -163,7 +163,6 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props, 
             errors.append(err)
 
     buf = bytearray(b"x" * record_size)
-    interval = 1e9 / rate
     now = time.monotonic_ns
     pack = STAMP.pack_into
     producer = Producer(config)
@@ -172,11 +171,7 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props, 
             producer.attach(name, [partition])
         pauses = GcPauses(gc_freeze)
         start = now()
-        for i in range(num_records):
-            due = start + int(i * interval)
-            t = now()
-            if t < due:
-                time.sleep((due - t) / 1e9)
+        for _ in paced(num_records, rate):
             pack(buf, 0, now())
             producer.produce(name, bytes(buf), partition=partition, on_delivery=on_delivery)
             producer.poll(0)

@@ -47,7 +47,7 @@ import tempfile
 import time
 from array import array
 
-from _broker import MB, join_or_terminate, log, percentile, run, stop_process, with_reader_process
+from _broker import MB, join_or_terminate, log, percentile, run, paced, stop_process, with_reader_process
 
 HOST = "127.0.0.1"
 KEY = "perf"
@@ -270,15 +270,10 @@ def produce_paced(port, num_records, rate, record_size):
     """XADD one record at a time at `rate` records/s; seconds from first to last send."""
     client = connect(port)
     buf = bytearray(b"x" * record_size)
-    interval = 1e9 / rate
     now = time.monotonic_ns
     pack = STAMP.pack_into
     start = now()
-    for i in range(num_records):
-        due = start + int(i * interval)
-        t = now()
-        if t < due:
-            time.sleep((due - t) / 1e9)
+    for _ in paced(num_records, rate):
         pack(buf, 0, now())
         client.xadd(KEY, {FIELD: bytes(buf)})
     sent = (now() - start) / 1e9
