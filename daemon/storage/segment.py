@@ -223,6 +223,22 @@ class LogSegment(SparseIndexing):
                 self._prefault_ahead(position)
         return status
 
+    def prepare_appends(self):
+        """What the first append_native would do first, done now: the C append state, the
+        blocks ahead, the first prefault. A leader calls it at open, so that its first
+        record does not wait for them (milliseconds, the prefault thread's start among
+        them). A full disk is left for an append to meet (StorageError there)."""
+        if self._native_state is None:
+            self._native_begin()
+        if self.log.size >= self.log.capacity:
+            return
+        try:
+            if self.log.size + 1 > self._allocated_mark:
+                self._allocate_ahead(self.log.size + 1)
+        except StorageError:
+            return
+        self._prefault_ahead(self.log.size)
+
     def _append_pwritten(self, data):
         """append_native's copy for a large buffer: pwrite it after the data (the whole
         pages it covers are not zeroed first, as the pages a store into the map faults

@@ -264,6 +264,8 @@ class LeaderWorker(ProducerStateKeeping):
             self._unacked_floor = min(self._unacked_floor, lg.recovery_point)
         if lg.config.compact:
             self.cleaner = LogCleaner(lg)
+        if not self.spec.tidy_only:
+            lg.active.prepare_appends()   # not on the first record's time
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
                  lg.log_start_offset, lg.log_end_offset)
 
