@@ -10,6 +10,8 @@
  *
  * Each part registers its types and functions from its own file:
  *   hp_producer.c   odk_hp_add_producer(module)   the Producer's record accumulator
+ *                   (its structs and batch core in hp_accumulator.h, the record
+ *                   encoding in hp_record.h: headers included by it alone)
  *   hp_consumer.c   odk_hp_add_consumer(module)   fetch decoding into record objects
  * Each returns 0, or -1 with a Python exception set.
  */
