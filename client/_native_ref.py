@@ -262,7 +262,7 @@ def _at(pos):
 
 
 def _varint(b, pos, lim, maxb):
-    """read_varint of odradek.c: (value, position after) of the zigzag varint of at most
+    """read_varint of record_decode.c: (value, position after) of the zigzag varint of at most
     maxb bytes at b[pos], every byte before lim; else ("short" | "long" | "wide", last
     byte read), a str first to tell it apart."""
     z = 0

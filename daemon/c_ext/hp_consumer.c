@@ -23,7 +23,7 @@
  *   of the fetch), the baseOffset order (not below the previous batch's next offset, nor
  *   below 0 for the first; not wholly before pos; below the high watermark). Control
  *   batches are skipped. The records of an uncompressed batch are decoded by
- *   odk_decode_records (odradek.c, the one record decoder) and made into Records here,
+ *   odk_decode_records (record_decode.c, the one record decoder) and made into Records here,
  *   skipping offsets below pos; headers become a list of (str, bytes or None).
  *   It stops at the first batch it does not deliver and says why (status, position =
  *   the batch's byte in data, and a, b, c):

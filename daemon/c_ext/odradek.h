@@ -46,7 +46,7 @@ uint32_t odk_crc32c(uint32_t crc, const uint8_t *buf, size_t len);   /* fastest 
 uint32_t odk_crc32c_sw(uint32_t crc, const uint8_t *buf, size_t len); /* table (slicing-by-8) */
 int      odk_crc32c_hw_available(void);  /* 1 if odk_crc32c uses the SSE4.2 instruction */
 
-/* odk_crc32c picks, by length and CPU, one of these hardware paths (odradek.c explains
+/* odk_crc32c picks, by length and CPU, one of these hardware paths (crc32c.c explains
  * them). odk_crc32c_via runs the named one, so tests cover every path on any CPU that
  * has it: it sets *out to the CRC and returns 1, or returns 0 (and leaves *out) when the
  * CPU lacks the path's instructions. Buffers too short for a path take the one chain. */
@@ -618,7 +618,7 @@ int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto);
 
 
 /* =====================================================================================
- * Record decode (odradek.c): every record of one UNCOMPRESSED v2 batch in one call.
+ * Record decode (record_decode.c): every record of one UNCOMPRESSED v2 batch in one call.
  *
  * int odk_decode_records(batch, len, rows, cap, out)
  *   batch/len  one batch from its first byte (baseOffset); bytes past its batchLength
@@ -714,7 +714,7 @@ int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t c
 
 /* =====================================================================================
  * v2 batch header field offsets, for C code outside odradek.c that writes headers
- * (hp_producer.c) and odradek.c itself. The twin of client/records/layout.py's *_OFFSET constants (checked by
+ * (hp_producer.c) and odradek.c (byte_order.h) itself. The twin of client/records/layout.py's *_OFFSET constants (checked by
  * tests/client/test_hotpath_producer.py); the table at the top of this file shows them.
  * ===================================================================================== */
 #define ODK_BATCH_OFF_BASE_OFFSET     0
