@@ -42,7 +42,6 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
 
 from odradek.client import native
@@ -56,6 +55,7 @@ from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.log import wall_clock_ms
 from odradek.daemon.worker.isr import InSyncReplicas
+from odradek.daemon.worker.link_watcher import LinkWatcher
 from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REBUILD_BYTES, REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, Verdict, batches_from_buffer
@@ -151,43 +151,6 @@ def run(sock, spec, parent_pid):
     finally:
         worker.close()
     return 0
-
-
-class LinkWatcher(threading.Thread):
-    """Rings the doorbell when the broker link or the signal pipe is readable, then waits
-    until the main thread has read (resume()). Never reads the link itself."""
-
-    def __init__(self, sock, stop_fd, doorbell):
-        super().__init__(name="link-watcher", daemon=True)
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN)
-        self._poll.register(stop_fd, select.POLLIN)
-        self._stop_fd = stop_fd
-        self._doorbell = doorbell
-        self._resume = threading.Event()
-        self.link_ready = False
-        self.stop = False
-
-    def run(self):
-        while not self.stop:
-            events = self._poll.poll()
-            # clear before link_ready turns True: the main thread may see the flag, serve
-            # the link and resume() at once, and a clear() after that would undo its
-            # set() and leave us waiting for a resume() that already came (issue 8.9)
-            self._resume.clear()
-            for fd, _ in events:
-                if fd == self._stop_fd:
-                    self.stop = True
-                else:
-                    self.link_ready = True
-            self._doorbell.ring()
-            if self.stop:
-                return
-            self._resume.wait()
-
-    def resume(self):
-        self.link_ready = False
-        self._resume.set()
 
 
 class LeaderWorker(ProducerStateKeeping):

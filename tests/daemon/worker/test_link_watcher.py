@@ -7,7 +7,7 @@ import time
 import pytest
 
 from odradek.client.shm import Doorbell
-from odradek.daemon.worker.leader import LinkWatcher
+from odradek.daemon.worker.link_watcher import LinkWatcher
 
 DEADLINE = 10.0
 
