@@ -14,13 +14,20 @@ import time
 
 from odradek.client.errors import RingFull
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
-from odradek.client.records import MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
+from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_TOO_LARGE
+from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
 
 __all__ = ["GzipAccumulator"]
 
-PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_FULL, PRODUCE_TOO_LARGE = 1, 2, 3, 4
 _TAG_MOD = 1 << 32
 _RETRY_S = 0.001
+
+
+def gzip_bound(size):
+    """The most bytes gzip can make of `size` bytes: zlib's compressBound for deflate, plus
+    the gzip header and trailer. A batch whose uncompressed size passes this check fits
+    its partition's limit however incompressible its records are."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 18
 
 
 def as_bytes(value, what):
@@ -122,9 +129,9 @@ class GzipAccumulator:
             link = self._by_partition.get((topic, partition))
             if link is None:
                 return PRODUCE_NEED_LINK, partition, 0, 0
-            if need + 61 > link.limit:
-                return PRODUCE_TOO_LARGE, partition, need + 61, link.limit
-            if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
+            if gzip_bound(need + BATCH_HEADER_SIZE) > link.limit:
+                return PRODUCE_TOO_LARGE, partition, need + BATCH_HEADER_SIZE, link.limit
+            if not self._has_room(link, need):
                 full = self._seal(link)
                 if full:
                     return PRODUCE_FULL, partition, full, link.limit
@@ -133,7 +140,7 @@ class GzipAccumulator:
                     link = self._by_partition.get((topic, partition))
                     if link is None:
                         return PRODUCE_NEED_LINK, partition, 0, 0
-                    if link.builder is not None and link.builder.estimated_size() + need > self._batch_size:
+                    if not self._has_room(link, need):
                         full = self._seal(link)
                         if full:
                             return PRODUCE_FULL, partition, full, link.limit
@@ -150,6 +157,15 @@ class GzipAccumulator:
                     and not self._seal(link) and sticky:
                 self._sticky.new_batch(topic, self._counts[topic], partition)
         return None
+
+    def _has_room(self, link, need):
+        """Can the open batch (if any) take `need` more bytes? Within batch.size, and
+        within the partition's limit (max.message.bytes, or what the ring takes) once
+        compressed, however badly (the C path caps its batches at the limit likewise)."""
+        if link.builder is None:
+            return True
+        size = link.builder.estimated_size() + need
+        return size <= self._batch_size and gzip_bound(size) <= link.limit
 
     def _seal(self, link):
         """Write the open batch into the ring (lock held). Returns 0, or the batch's size

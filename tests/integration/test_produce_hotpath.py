@@ -3,6 +3,7 @@ arguments change nothing, records too large for the ring are refused whole, head
 None values and delivery reports round-trip, keyless records stick, and a producer
 killed with an open batch (records written into its ring reservation, never committed)
 leaves nothing a consumer could read."""
+import os
 import signal
 import subprocess
 import sys
@@ -149,3 +150,16 @@ def test_gzip_batches_take_the_python_path_with_the_same_semantics(broker, acks)
         recs = consume_n(c, 200)
     assert sorted(r.value for r in recs) == sorted(b"v%d" % i * 20 for i in range(200))
     assert all(r.headers == [("h", None)] for r in recs)
+
+
+def test_gzip_batches_stay_within_the_topics_max_message_bytes(broker):
+    """A gzip batch closes before it could outgrow what the partition takes (the topic's
+    max.message.bytes), as the C path's batches do, even with a larger batch.size: no
+    record of it is refused for its batch's size."""
+    create(broker, "zipcap", **{"max.message.bytes": "4096"})
+    reports = []
+    with producer(broker, **{"compression.type": "gzip", "linger.ms": 50, "batch.size": 65536}) as p:
+        for i in range(100):   # incompressible values: a 64 KiB batch would stay near 64 KiB
+            p.produce("zipcap", os.urandom(300), partition=0, on_delivery=lambda err, rec: reports.append(err))
+        assert p.flush(10) == 0
+    assert reports == [None] * 100
