@@ -35,7 +35,9 @@ segment instead of bytes copies (gzip batches: of their decompressed bytes; head
 bytes). A view is valid until the next poll()/consume() or close() of this consumer: use
 it or copy it (bytes(rec.value)) before then. A view kept longer never crashes the
 process: it keeps the segment's mapping alive (even after retention deleted the file or
-the consumer closed), but what it shows then is not promised.
+the consumer closed), but what it shows then is not promised. The one exception: a view
+read while a leader cuts committed data from that file (only after an unclean change of
+leader) can meet a page the cut removed, and the process gets SIGBUS.
 
     with Consumer({"auto.offset.reset": "earliest", "zero.copy": True}) as c:
         c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])

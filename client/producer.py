@@ -406,7 +406,9 @@ class Producer:
         close() waits), then detach from every partition and free the rings. Each record
         still undelivered then gets its on_delivery callback, run here, with
         RequestTimedOut (REQUEST_TIMED_OUT) saying whether it reached the broker's ring
-        (then a leader may still write it) or never left this process."""
+        (then a leader may still write it) or never left this process; unless the sender
+        thread is still reconnecting 5 s later (then their outcomes are not reported, and
+        the rings stay mapped until the process exits)."""
         if self._closed:
             return
         left = self.flush(timeout)
@@ -419,6 +421,13 @@ class Producer:
                 self._take_completions()     # acknowledged since flush() looked
             self._fail_undelivered()
         self.poll(0)
+        if self._sender.is_alive():
+            # still inside a reconnect (up to max.block.ms), where it may yet seal into a
+            # ring or ring a doorbell: unmapping them under it would crash the process.
+            # They stay mapped (and the connection open) until the process ends.
+            log.warning("producer: closed while the sender thread was still reconnecting; its rings stay "
+                        "mapped until the process exits")
+            return
         self._client.close()      # the broker detaches our rings from the leaders
         for link in self._links.values():
             link.requests.close()

@@ -145,7 +145,9 @@ class Spinner:
 
         def step(ns):
             budget, spin[0] = spin[0], 0     # the first call spins; later ones only sleep
-            return _spin_wait_any(words, seen, n, budget, ns, spun) == 1
+            # (and must not overwrite what the first said of its spin: a later call's 0
+            # would hide a spin cut short by losing the CPU)
+            return _spin_wait_any(words, seen, n, budget, ns, spun if budget else ffi.NULL) == 1
         start = _monotonic_ns()
         changed = wait_until(step, timeout)
         end = _monotonic_ns()

@@ -23,7 +23,7 @@ typedef struct {
     Topic *topic;
     int32_t partition;
     uint32_t limit;          /* the largest batch: max.message.bytes, or the ring's max */
-    odk_ring *ring;          /* the Ring's cffi struct (owner keeps it alive) */
+    odk_ring *ring;          /* the Ring's cffi struct: mapped until the Producer closes the Ring, after close() */
     PyObject *owner;
     /* the open batch (batch != NULL): a reservation of cap bytes in the ring */
     uint8_t *batch;

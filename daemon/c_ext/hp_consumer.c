@@ -654,7 +654,7 @@ int odk_hp_add_consumer(PyObject *module)
                                                 0, NULL};
     create_time = PyLong_FromLong(0);
     log_append_time = PyLong_FromLong(1);
-    no_headers_yet = PyTuple_New(0);
+    no_headers_yet = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);   /* held by nothing else */
     if (create_time == NULL || log_append_time == NULL || no_headers_yet == NULL || PyType_Ready(&RecordType) < 0)
         return -1;
     if (PyModule_AddObject(module, "Record", Py_NewRef(&RecordType)) < 0) {

@@ -44,6 +44,9 @@
  *   - produce() (any thread), seal_due() and complete() (the sender thread), seal_all()
  *     (flush) all hold the GIL; wait_space() releases it while it sleeps on the ring's
  *     head futex (taking the link mutex only to read the cursor and set the waiter flag).
+ *     So under the GIL these calls run one at a time whatever the partition: today the
+ *     mutex is what a wait_space (GIL released) and its partition's other calls contend
+ *     on; no call ever waits for another partition's.
  *   - The topic table (topics, partition counts, links, sticky partitions) changes only
  *     with the GIL held, from the calls above and set_partition_count / add_link.
  *   - The rings' memory belongs to the Python Ring objects (the cffi odk_ring struct and
@@ -232,8 +235,11 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
                 goto done;
             }
             pthread_mutex_lock(&l->lock);
-            if (l->batch != NULL && !fits(a, l, &r) && seal_locked(a, l) < 0)
-                goto unlock_fail;
+            if (l->batch != NULL && !fits(a, l, &r)) {
+                if (seal_locked(a, l) < 0)
+                    goto unlock_fail;
+                ring_ours |= a->acks == 0;   /* its reports are due at once too */
+            }
         }
     }
     if (l->batch == NULL) {
@@ -576,8 +582,9 @@ static PyObject *Accumulator_take_open(Accumulator *a, PyObject *arg)
     return Py_BuildValue("[N]", t);
 }
 
-/* close(): no more produce(); returns once no wait_space is inside the rings, so the
- * Producer may unmap them (after take_sealed / take_open). */
+/* close(): no more produce(); returns once no wait_space is inside the rings (which
+ * leave within WAIT_CHUNK_NS; it gives up after about 1 s), so the Producer may unmap
+ * them (after take_sealed / take_open). */
 static PyObject *Accumulator_close(Accumulator *a, PyObject *Py_UNUSED(ignored))
 {
     a->closed = 1;

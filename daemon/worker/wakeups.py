@@ -21,9 +21,11 @@ doorbell and the first rings (RINGS_IN_WAIT of them when there is one trusted wo
 any, the worker sleeps at most SHARED_DOORBELL_BACKSTOP_S at a time, which bounds what a
 hostile producer can cost them.
 
-The worker spins before it sleeps while producers keep committing within a short time of
-each other (a Spinner: client/shm/waiting.py), so a busy partition's batches are taken
-without a futex wake-up, and an idle one sleeps at ~0% CPU.
+The worker spins before it sleeps while the words it sleeps on keep changing within a
+short time of each other (a Spinner: client/shm/waiting.py; commits, but also the shared
+doorbell, which a hostile producer can write: each spin stays within the Spinner's cap),
+so a busy partition's batches are taken without a futex wake-up, and an idle one sleeps
+at ~0% CPU.
 
 Ownership: the worker's main thread; the bell may be rung from any thread.
 """

@@ -392,3 +392,12 @@ def test_a_bad_header_key_before_pos_still_refuses_the_batch_as_records_does():
     records, stop, _ = consumer_decode(bytes(data), 2, HW_LIMIT, True)
     assert records == [] and "record 1 header key is not UTF-8" in stop[1]
     assert (records, stop, None) == reference(bytes(data), 2, HW_LIMIT, True)
+
+
+def test_an_empty_tuple_of_headers_stays_a_tuple():
+    """The marker of a decoded record's headers-not-made-yet is an object nobody else
+    holds: a Record given () (the interpreter's one empty tuple) keeps it."""
+    rec = Record("t", 0, 5, None, b"v", (), 1)
+    assert rec.headers == () and type(rec.headers) is tuple
+    rec.headers = ()
+    assert type(rec.headers) is tuple

@@ -11,6 +11,7 @@ import pytest
 from odradek.client.shm import WaitSet
 from odradek.client.shm._lib import ffi, lib
 from odradek.client.shm.waiting import Spinner, wait_for_any
+from support.broker import wait_until
 
 DEADLINE = 30.0
 MS = 1_000_000
@@ -78,6 +79,12 @@ def test_the_spin_never_outlasts_its_cap_or_the_timeout(bell, spin_ns, timeout_n
     assert took >= timeout_ns
 
 
+def _thread_state(tid):
+    """The scheduler state of one of this process's threads (R running, S asleep, ...)."""
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_a_sleeper_in_the_futex_after_its_spin_is_woken_from_another_process(bell, spawn):
     """The spin does not replace the sleep: a ring after it is over still wakes the waiter."""
     bell, fd = bell
@@ -86,10 +93,18 @@ def test_a_sleeper_in_the_futex_after_its_spin_is_woken_from_another_process(bel
     waitset = WaitSet([bell])
     spinner = Spinner(max_ns=200_000)
     spinner.budget_ns = 200_000
-    woke = []
-    waiter = threading.Thread(target=lambda: woke.append(waitset.wait(DEADLINE, spinner)))
+    woke, tid = [], []
+
+    def wait():
+        tid.append(threading.get_native_id())
+        woke.append(waitset.wait(DEADLINE, spinner))
+
+    waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.05)    # let the spin end: the ring then has to come through the futex
+    # the spin is over once the thread sleeps (state S): the ring then has to come
+    # through the futex
+    wait_until(lambda: tid and _thread_state(tid[0]) == "S", DEADLINE, interval=0.001,
+               what="the waiter asleep in the futex after its spin")
     child.send("go\n")
     child.expect("done")
     waiter.join(DEADLINE)
