@@ -1,6 +1,6 @@
-/* Big-endian loads, two's-complement reinterpretation and the v2 header offsets, for
- * the C files that read batches (odradek.c, record_decode.c): static inline, so each
- * file gets its own copy and nothing here is exported.
+/* Big-endian loads and stores, two's-complement reinterpretation and the v2 header
+ * offsets, for the C files that read or write batches (odradek.c, record_decode.c,
+ * hp_record.h): static inline, so each file gets its own copy and nothing is exported.
  */
 #ifndef ODRADEK_BYTE_ORDER_H
 #define ODRADEK_BYTE_ORDER_H
@@ -69,5 +69,27 @@ enum {
     OFF_PRODUCER_EPOCH = ODK_BATCH_OFF_PRODUCER_EPOCH, OFF_BASE_SEQ = ODK_BATCH_OFF_BASE_SEQ,
     OFF_RECORDS = ODK_BATCH_OFF_RECORDS
 };
+
+static inline void store_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline void store_be32(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, sizeof v);
+}
+
+static inline void store_be64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, sizeof v);
+}
 
 #endif

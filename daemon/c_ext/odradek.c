@@ -196,22 +196,6 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
 
 /* ---- Fused append ----------------------------------------------------------------------- */
 
-static inline void store_be32(uint8_t *p, uint32_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    memcpy(p, &v, sizeof v);
-}
-
-static inline void store_be64(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, sizeof v);
-}
-
 #define U32_LIMIT 0xFFFFFFFFll
 
 /* The sparse-index rule, on locals: run once to count the index entries an append needs
