@@ -40,6 +40,7 @@ class ApiKey(IntEnum):
     UPDATE_ISR = 1007
     LEADER_AND_ISR = 1008
     MOVE_REPLICAS = 1009
+    WRITE_TXN_MARKER = 1010
 
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)

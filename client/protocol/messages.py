@@ -9,6 +9,7 @@ the tables live beside it, one module per family:
                         DetachProducer, AppendRecords
     _messages_replicas  IsrProposal, UpdateIsr, LeaderAndIsr, MoveReplicas
     _messages_groups    the consumer-group APIs
+    _messages_txn       the transaction APIs (KIP-98), WriteTxnMarker
 
 and this module holds the APIS table that pairs them with their versions.
 
@@ -59,6 +60,7 @@ from odradek.client.protocol._messages_replicas import (
     IsrProposalRequest, IsrProposalResponse, UpdateIsrRequest, UpdateIsrResponse,
     LeaderAndIsrRequest, LeaderAndIsrResponse, ReplicaMove, MoveReplicasRequest,
     ReplicaMoveResult, MoveReplicasResponse)
+from odradek.client.protocol._messages_txn import WriteTxnMarkerRequest, WriteTxnMarkerResponse
 from odradek.client.protocol._messages_groups import (
     FindCoordinatorRequest, FindCoordinatorResponse, JoinGroupRequestProtocol,
     JoinGroupRequest, JoinGroupResponseMember, JoinGroupResponse,
@@ -96,6 +98,7 @@ APIS = ApiTable([
     Api(ApiKey.UPDATE_ISR,                   UpdateIsrRequest,                UpdateIsrResponse,                0,  0),
     Api(ApiKey.LEADER_AND_ISR,               LeaderAndIsrRequest,             LeaderAndIsrResponse,             0,  0),
     Api(ApiKey.MOVE_REPLICAS,                MoveReplicasRequest,             MoveReplicasResponse,             0,  0),
+    Api(ApiKey.WRITE_TXN_MARKER,             WriteTxnMarkerRequest,           WriteTxnMarkerResponse,           0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
     Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),

@@ -60,7 +60,7 @@ def test_api_keys_mirror_kafka_and_our_own_start_at_1000():
              "DescribeConfigs": 32, "CreatePartitions": 37, "DeleteGroups": 42,
              "IncrementalAlterConfigs": 44}
     ours = {"OpenProducer", "OpenFetch", "GetSegment", "Status", "DetachProducer", "AppendRecords",
-            "IsrProposal", "UpdateIsr", "LeaderAndIsr", "MoveReplicas"}
+            "IsrProposal", "UpdateIsr", "LeaderAndIsr", "MoveReplicas", "WriteTxnMarker"}
     assert {a.name for a in APIS} == set(kafka) | ours
     for api in APIS:
         assert api.key == kafka[api.name] if api.name in kafka else api.key >= 1000
@@ -72,7 +72,7 @@ def test_every_api_key_enum_member_is_in_the_table():
 
 def test_the_group_apis_are_declared_and_can_be_left_out_by_a_broker():
     without = APIS.without(*GROUP_API_KEYS)
-    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 19
+    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 20
     assert ApiKey.JOIN_GROUP not in without and ApiKey.METADATA in without
 
 
