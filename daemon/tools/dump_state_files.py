@@ -50,13 +50,14 @@ def dump_snapshot(path, report, quiet):
         return
     if not quiet:
         for e in entries:
-            first_seq = (e.last_seq - e.offset_delta) % SEQUENCE_WRAP
+            first_seq = (e.last_seq - e.offset_delta) % SEQUENCE_WRAP if e.last_seq >= 0 else -1
+            note = (" (no batch in this epoch: known by its transaction markers)" if e.last_seq < 0 else
+                    " (a refused batch: its sequences are used up, it is not in the log)" if e.last_offset < 0
+                    else "")
             out(f"producerId: {e.producer_id} producerEpoch: {e.epoch} coordinatorEpoch: "
                 f"{e.coordinator_epoch} currentTxnFirstOffset: {e.current_txn_first_offset} "
                 f"firstSequence: {first_seq} lastSequence: {e.last_seq} lastOffset: {e.last_offset} "
-                f"offsetDelta: {e.offset_delta} timestamp: {e.timestamp}"
-                + (" (a refused batch: its sequences are used up, it is not in the log)"
-                   if e.last_offset < 0 else ""))
+                f"offsetDelta: {e.offset_delta} timestamp: {e.timestamp}{note}")
     out(f"{plural(len(entries), 'producer', 'producers')}")
 
 
