@@ -1,39 +1,13 @@
 """The aborted-transaction index of one segment: `<20-digit base offset>.txnindex`, in
 Apache Kafka's format (TransactionIndex / AbortedTxn), so Kafka's tools read it.
 
-One entry per transaction aborted by an ABORT marker written in this segment (the
-transaction's data may start in earlier segments), in marker order; no header. Each
-entry is 34 bytes, big-endian:
+Layout, life (written after the marker, fsynced and deleted with its segment, carried
+through a compaction swap), recovery and the lookup for a fetch: FORMAT.md beside this
+file, "Aborted-transaction index" (34-byte entries, no header).
 
-    off size type   field
-      0   2  int16  version (0)
-      2   8  int64  producer_id
-     10   8  int64  first_offset         the transaction's first data offset in the partition
-     18   8  int64  last_offset          the ABORT marker's offset
-     26   8  int64  last_stable_offset   the partition's LSO once the marker completed it:
-                                         the first offset of the next undecided transaction
-                                         (of another producer), else last_offset + 1
-
-Example: producer 7 aborts a transaction that began at offset 100 with a marker at 105,
-no other transaction open: `00 00 | 00..07 | 00..64 | 00..69 | 00..6a` (version 0, 7,
-100, 105, 106).
-
-Rules (Kafka's):
-- The file exists only once an entry is written (most segments never have one).
-- last_offset strictly increases along the file; an entry with version above 0 is refused
-  (CorruptIndex) by readers.
-- It is written after the marker is in the segment, fsynced whenever the segment is
-  flushed, and goes with its segment: deleted by retention, cut by truncation (entries
-  with last_offset >= the cut), replaced at a compaction swap.
-- Recovery: a file whose length is not a multiple of 34 (a crash cut an append) loses the
-  partial entry at open; entries past the segment's end (a torn log tail) are cut too. An
-  entry missing altogether (the crash came between the marker and its entry) is written
-  again by the producer-state replay at the worker's open, which meets the marker again
-  (daemon/worker/producer_keeping.py).
-- Lookup for a fetch (Kafka's collectAbortedTxns): the entries with last_offset >=
-  fetch_offset and first_offset < upper_bound; the search goes on into the next segment
-  unless an entry's last_stable_offset reaches upper_bound. A read_committed reader skips
-  the records of those producers from first_offset to last_offset.
+    index = TransactionIndex(filenames.txnindex_file(partition_dir, base))
+    index.append(AbortedTxn(7, 100, 105, 106))
+    index.collect(fetch_offset, upper_bound)   # ([AbortedTxn], search complete)
 """
 import os
 import struct
