@@ -4,6 +4,7 @@ EndTransactionMarker value) and FORMAT.md's worked example."""
 from pathlib import Path
 
 import pytest
+from support.records import bitwise_crc32c as crc32c
 
 from odradek.client.errors import CorruptRecord
 from odradek.client.records import (
@@ -11,16 +12,6 @@ from odradek.client.records import (
     encode_control_key, encode_end_txn_marker, marker_batch)
 
 FORMAT_MD = (Path(__file__).resolve().parents[3] / "client" / "records" / "FORMAT.md").read_text()
-
-
-def crc32c(data):
-    """Bitwise CRC-32C (Castagnoli, reflected 0x82F63B78): independent of odradek's."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
 
 
 def golden_marker(control_type, producer_id, producer_epoch, coordinator_epoch, timestamp):

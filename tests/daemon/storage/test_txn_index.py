@@ -69,37 +69,28 @@ def test_recover_cuts_a_partial_entry_and_entries_past_the_log(tmp_path):
 
 # ==== with the log ==========================================================================
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def open_log(tmp_path, clock):
-    opened = []
-
-    def _open(**config):
-        log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 600, **config}), clock)
-        opened.append(log)
-        return log
-
-    yield _open
-    for log in opened:
+def open_log(tmp_path):
+    """open_log(**config): the log t-0 (segment.bytes 600 unless given), closed after the test."""
+    logs = []
+    yield lambda **config: logs.append(PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 600, **config}),
+                                                    FakeClock())) or logs[-1]
+    for log in logs:
         if not log._closed:
             log.close()
 
 
-def fill_with_aborts(log, batches=30):
-    """Batches of 1 record; an ABORT marker of producer 5 every 4th, indexed as the
-    worker does. Returns the AbortedTxn entries."""
+def fill_with_aborts(log, batches=30, every=4, data=lambda i: value_batch(i, 1, size=100)):
+    """data(i) for each batch i, but an ABORT marker of producer 5 for every `every`-th,
+    indexed as the worker does. Returns the AbortedTxn entries."""
     out = []
     for i in range(batches):
-        if i % 4 == 3:
+        if i % every == every - 1:
             info = log.append(marker_batch(ControlRecordType.ABORT, 5, 0, 1, 1_700_000_000_000))
-            txn = AbortedTxn(5, info.first_offset - 2, info.first_offset, info.first_offset + 1)
+            txn = AbortedTxn(5, info.first_offset - 1, info.first_offset, info.first_offset + 1)
             log.append_aborted_txn(txn)
             out.append(txn)
         else:
-            log.append(value_batch(i, 1, size=100))
+            log.append(data(i))
     return out
 
 
@@ -157,23 +148,14 @@ def test_a_torn_index_is_cut_at_open(open_log):
     assert path is None or os.path.exists(path)
 
 
-def test_compaction_swap_carries_the_indexes_of_the_segments_it_replaces(open_log, clock):
+def test_compaction_swap_carries_the_indexes_of_the_segments_it_replaces(open_log):
     log = open_log(**{"cleanup.policy": "compact", "segment.bytes": 2048})
-    txns = []
-
-    def fill(n):
-        for i in range(n):
-            if i % 5 == 4:
-                info = log.append(marker_batch(ControlRecordType.ABORT, 5, 0, 1, clock.now))
-                txn = AbortedTxn(5, info.first_offset - 1, info.first_offset, info.first_offset + 1)
-                log.append_aborted_txn(txn)
-                txns.append(txn)
-            else:
-                log.append(make_batch([b"v%d" % i], keys=[b"k%d" % (i % 3)]))
-    fill(200)
+    def keyed(i):
+        return make_batch([b"v%d" % i], keys=[b"k%d" % (i % 3)])
+    txns = fill_with_aborts(log, 200, 5, keyed)
     cleaner = LogCleaner(log)
     assert cleaner.clean().state == "done"      # each segment shrinks, in place
-    fill(200)                                   # dirty again: the next pass groups the small ones
+    txns += fill_with_aborts(log, 200, 5, keyed)   # dirty again: the next pass groups the small ones
     before = len(log.segments)
     assert cleaner.clean().state == "done" and len(log.segments) < before
     assert any(len(s.txn_index.entries()) > 3 for s in log.segments)   # merged from several
