@@ -194,6 +194,8 @@ class FollowerWorker(ProducerStateKeeping):
                         self.name, lg.log_end_offset, leader_end)
             lg.truncate_to(leader_end)
             self._hint = None
+            self.producer_state = ProducerState(remember=REMEMBER_BATCHES)   # nothing above the cut
+            self.rebuild_producer_state()
             self._publish()
         copied = 0
         try:

@@ -46,14 +46,22 @@ _TXN_BITS = TRANSACTIONAL_MASK | CONTROL_MASK     # both in the attributes' low 
 _LENGTH = struct.Struct(">i")
 
 
-def holds_transactions(data):
+def holds_transactions(data, _attributes=ATTRIBUTES_OFFSET + 1, _bits=_TXN_BITS, _length=_LENGTH.unpack_from):
     """Whether any batch in `data` (whole batches) is transactional or a control batch:
-    one byte looked at per batch."""
+    one byte looked at per batch (~0.3 us for one batch, on every leader append)."""
+    if len(data) < BATCH_HEADER_SIZE:
+        return False                 # not a batch: the append refuses it
+    if not data[_attributes] & _bits:
+        size = LOG_OVERHEAD + _length(data, BATCH_LENGTH_OFFSET)[0]
+        if size == len(data):        # one batch, not transactional: the common case
+            return False
+    else:
+        return True
     position, end = 0, len(data)
     while position + BATCH_HEADER_SIZE <= end:
-        if data[position + ATTRIBUTES_OFFSET + 1] & _TXN_BITS:
+        if data[position + _attributes] & _bits:
             return True
-        length = _LENGTH.unpack_from(data, position + BATCH_LENGTH_OFFSET)[0]
+        length = _length(data, position + BATCH_LENGTH_OFFSET)[0]
         if length < MIN_BATCH_LENGTH:
             return False
         position += LOG_OVERHEAD + length
