@@ -74,7 +74,12 @@ class ProducerStateKeeping:
             segment = self.log.segments[self.log.segment_index(txn.last_offset)]
             if only_missing and segment.txn_index.has(txn.last_offset):
                 continue
-            self.log.append_aborted_txn(txn)
+            try:
+                self.log.append_aborted_txn(txn)
+            except ValueError as e:   # a later entry is there and this one is not: a disk lost it
+                log.warning("%s-%d: aborted transaction %s not indexed: %s", self.spec.topic,
+                            self.spec.partition, txn, e)
+                continue
             written += 1
         return written
 
