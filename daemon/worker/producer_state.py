@@ -69,6 +69,7 @@ current_txn_first_offset (Kafka's) reopens a transaction at load.
 
 Not here: producer-id expiry (producer.id.expiration.ms).
 """
+import itertools
 import struct
 from collections import OrderedDict
 from enum import Enum
@@ -336,14 +337,25 @@ class ProducerState:
         AbortedTxn of each ABORT marker met. sequences=False: transactions only (the
         leader records a produced batch's sequences itself). Returns how many batches
         were recorded."""
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return 0
+        batches = itertools.chain((first,), batches)
         record, txns = self.record, self.txns
         n = 0
-        for producer_id, epoch, first_seq, last_seq, first_offset, last_offset, *txn in batches:
+        if len(first) == 6:
+            for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:
+                if sequences and producer_id >= 0 and first_seq >= 0:
+                    record(producer_id, epoch, first_seq, last_seq, first_offset, last_offset)
+                    n += 1
+            return n
+        for producer_id, epoch, first_seq, last_seq, first_offset, last_offset, attributes, marker in batches:
             if sequences and producer_id >= 0 and first_seq >= 0:
                 record(producer_id, epoch, first_seq, last_seq, first_offset, last_offset)
                 n += 1
-            if txn and txn[0] & (TRANSACTIONAL_MASK | CONTROL_MASK):
-                done = txns.apply(producer_id, epoch, first_offset, txn[0], txn[1])
+            if attributes & _TXN_BITS:
+                done = txns.apply(producer_id, epoch, first_offset, attributes, marker)
                 if done is not None and aborted is not None:
                     aborted.append(done)
         return n
@@ -359,7 +371,14 @@ _FIELDS = struct.Struct(
 assert PRODUCER_EPOCH_OFFSET == PRODUCER_ID_OFFSET + 8
 assert BASE_SEQUENCE_OFFSET == PRODUCER_EPOCH_OFFSET + 2
 assert _FIELDS.size == RECORDS_COUNT_OFFSET
-_ATTRIBUTES = struct.Struct(">h")
+# The same and the attributes, for batches_from_buffer(..., transactions=True).
+_TXN_FIELDS = struct.Struct(
+    ">qi%dxb%dxhi%dxqhi" % (
+        MAGIC_OFFSET - (BATCH_LENGTH_OFFSET + 4),
+        ATTRIBUTES_OFFSET - (MAGIC_OFFSET + 1),
+        PRODUCER_ID_OFFSET - (LAST_OFFSET_DELTA_OFFSET + 4)))
+assert LAST_OFFSET_DELTA_OFFSET == ATTRIBUTES_OFFSET + 2 and _TXN_FIELDS.size == RECORDS_COUNT_OFFSET
+_TXN_BITS = TRANSACTIONAL_MASK | CONTROL_MASK
 
 
 def batches_from_buffer(view, start_position=0, transactions=False):
@@ -378,6 +397,9 @@ def batches_from_buffer(view, start_position=0, transactions=False):
     """
     with memoryview(view) as whole:
         end = whole.nbytes
+    if transactions:
+        yield from _txn_batches(view, start_position, end)
+        return
     pos = start_position
     unpack = _FIELDS.unpack_from
     size = _FIELDS.size
@@ -387,16 +409,26 @@ def batches_from_buffer(view, start_position=0, transactions=False):
                 or magic != MAGIC or last_delta < 0:
             return
         last_seq = (base_seq + last_delta) & MAX_SEQUENCE if base_seq >= 0 else NO_SEQUENCE
-        if transactions:
-            attributes = _ATTRIBUTES.unpack_from(view, pos + ATTRIBUTES_OFFSET)[0]
-            marker = None
-            if attributes & CONTROL_MASK:
-                try:
-                    marker = RecordBatch(view[pos:pos + LOG_OVERHEAD + length]).end_txn_marker()
-                except CorruptRecord:
-                    marker = None
-            yield (producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta,
-                   attributes, marker)
-        else:
-            yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta
+        yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta
+        pos += LOG_OVERHEAD + length
+
+
+def _txn_batches(view, pos, end):
+    """batches_from_buffer(..., transactions=True): one unpack a batch, the marker's
+    record decoded only for a control batch."""
+    unpack = _TXN_FIELDS.unpack_from
+    size = _TXN_FIELDS.size
+    while pos + size <= end:
+        base_offset, length, magic, attributes, last_delta, producer_id, epoch, base_seq = unpack(view, pos)
+        if length < MIN_BATCH_LENGTH or pos + LOG_OVERHEAD + length > end \
+                or magic != MAGIC or last_delta < 0:
+            return
+        last_seq = (base_seq + last_delta) & MAX_SEQUENCE if base_seq >= 0 else NO_SEQUENCE
+        marker = None
+        if attributes & CONTROL_MASK:
+            try:
+                marker = RecordBatch(view[pos:pos + LOG_OVERHEAD + length]).end_txn_marker()
+            except CorruptRecord:
+                marker = None
+        yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta, attributes, marker
         pos += LOG_OVERHEAD + length
