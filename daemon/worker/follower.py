@@ -192,10 +192,8 @@ class FollowerWorker(ProducerStateKeeping):
         if lg.log_end_offset > leader_end:
             log.warning("%s: our log ends at %d, the leader's at %d: cutting ours to the leader's",
                         self.name, lg.log_end_offset, leader_end)
-            lg.truncate_to(leader_end)
+            self.truncate_log_to(leader_end)
             self._hint = None
-            self.producer_state = ProducerState(remember=REMEMBER_BATCHES)   # nothing above the cut
-            self.rebuild_producer_state()
             self._publish()
         copied = 0
         try:
@@ -258,10 +256,8 @@ class FollowerWorker(ProducerStateKeeping):
         if cut is not None:
             log.warning("%s: cutting our log from %d to %d: it diverges from leader %d's (epoch %d) there",
                         self.name, lg.log_end_offset, cut, self.spec.leader_id, self.spec.leader_epoch)
-            lg.truncate_to(cut)
+            self.truncate_log_to(cut)
             self._hint = None
-            self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
-            self.rebuild_producer_state()
             self._publish()
         self._checked_epoch = self.spec.leader_epoch
         return True

@@ -12,7 +12,7 @@ import time
 
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import producer_snapshot
-from odradek.daemon.worker.producer_state import batches_from_buffer
+from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
 
 __all__ = ["ProducerStateKeeping", "REBUILD_BYTES", "REMEMBER_BATCHES"]
 
@@ -64,6 +64,15 @@ class ProducerStateKeeping:
         log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d; %d open "
                  "transaction(s), %d aborted one(s) indexed again", self.spec.topic, self.spec.partition, how, n,
                  replayed[0], start, len(self.producer_state.txns.ongoing()), restored)
+
+    def truncate_log_to(self, offset):
+        """Cut the log at `offset` (its .txnindex entries past it go too) and rebuild the
+        producer state from what is left: batches and open transactions above the cut
+        must not outlive it (a promoted replica would hold the LSO at a transaction it no
+        longer has)."""
+        self.log.truncate_to(offset)
+        self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
+        self.rebuild_producer_state()
 
     def index_aborted_txns(self, aborted, only_missing=False):
         """Add AbortedTxn entries to the .txnindex of their marker's segment (only those

@@ -83,3 +83,28 @@ def test_open_rebuilds_a_missing_txn_index_entry_and_open_transactions(pair, tmp
         assert reopened.collect_aborted_txns(0, 100) == [AbortedTxn(7, 0, 3, 2)]   # not twice
     finally:
         reopened.close()
+
+
+def test_a_cut_replica_forgets_the_transactions_above_the_cut(pair):
+    leader_appends(pair)
+    replica = Replica(pair.follower)
+    replica.rebuild_producer_state()
+    for chunk in copy_all(pair):
+        replica.follow_copied(chunk.data, high_watermark=pair.follower.log_end_offset)
+    assert replica.producer_state.txns.ongoing() == [(7, 12)]
+    replica.truncate_log_to(12)          # the leader's log ends below 7's second transaction
+    assert replica.producer_state.txns.ongoing() == [(8, 2)]   # 8's COMMIT (13) is gone too
+    replica.truncate_log_to(3)           # and below 7's ABORT: its entry goes with it
+    assert replica.producer_state.txns.ongoing() == [(7, 0), (8, 2)]
+    assert pair.follower.collect_aborted_txns(0, 100) == []
+
+
+def test_an_entry_that_cannot_go_in_order_is_logged_not_fatal_at_open(pair, caplog):
+    leader_appends(pair)
+    lg = pair.leader
+    lg.append_aborted_txn(AbortedTxn(9, 4, 5, 6))      # a later entry is there, 7's (at 3) is not
+    assert lg.segment_index(5) == lg.segment_index(3)
+    replica = Replica(lg)
+    replica.rebuild_producer_state()
+    assert "not indexed" in caplog.text
+    assert replica.producer_state.txns.ongoing() == [(7, 12)]
