@@ -24,6 +24,9 @@ from odradek.client.records.layout import (
     MAX_SEQUENCE, NO_PRODUCER_ID, NO_SEQUENCE, PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET,
     PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK, BatchHeader, Compression, TimestampType, read_header)
+from odradek.client.records.control import (
+    ControlRecordType, EndTxnMarker, decode_control_key, decode_end_txn_marker, encode_control_key,
+    encode_end_txn_marker, marker_batch)
 from odradek.client.records._record import MAX_RECORD_OVERHEAD, BatchRecord, size_of_record
 from odradek.client.records.filter import BatchRetention, DecodedBatch, FilterResult, decode_batch, filter_batch
 from odradek.client.records import layout, varint
@@ -47,6 +50,9 @@ __all__ = [
     # in-place header access
     "read_base_offset", "read_batch_length", "write_base_offset",
     "write_partition_leader_epoch", "write_log_append_time",
+    # control records: transaction markers (control.py)
+    "ControlRecordType", "EndTxnMarker", "encode_control_key", "decode_control_key", "encode_end_txn_marker",
+    "decode_end_txn_marker", "marker_batch",
     # zigzag varints
     "varint",
     # the v2 header layout as a module (layout.HEADER_STRUCT and the constants above)

@@ -29,6 +29,7 @@ from odradek.client.records.layout import (
     RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType,
     read_header)
 from odradek.client.records._record import BatchRecord
+from odradek.client.records.control import decode_end_txn_marker
 from odradek.client.records.varint import INT32_MAX, decode_varint
 
 __all__ = ["RecordBatch", "iter_batches", "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
@@ -129,7 +130,18 @@ class RecordBatch:
 
     @property
     def is_control(self):
+        """A control batch: its records are transaction markers (end_txn_marker())."""
         return bool(self.attributes & CONTROL_MASK)
+
+    def end_txn_marker(self):
+        """The EndTxnMarker (control.py: COMMIT or ABORT, coordinator epoch) of a control
+        batch; None for a data batch or a control batch left empty by compaction.
+        CorruptRecord if its first record is not a transaction marker."""
+        if not self.attributes & CONTROL_MASK or self.records_count <= 0:
+            return None
+        for record in self.records():
+            return decode_end_txn_marker(record.key, record.value)
+        return None
 
     @property
     def delete_horizon(self):

@@ -40,6 +40,7 @@ from odradek.client import native
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.records._batch import RecordBatch
 from odradek.client.records._builder import GZIP_DEFAULT_LEVEL
+from odradek.client.records.control import decode_control_key
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET, DELETE_HORIZON_MASK,
     HEADER_STRUCT, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression,
@@ -97,14 +98,15 @@ class DecodedBatch:
 
     @property
     def control_type(self):
-        """ControlRecordType of a control batch's first record (None: unknown or none);
-        a control record's key is version int16, type int16."""
+        """ControlRecordType of a control batch's first record (control.py); None when it
+        has none or its key is not a control key."""
         if not self.rows:
             return None
         _, _, key_pos, key_len, *_ = self.rows[0]
-        if key_len < 4:
+        try:
+            return decode_control_key(self.data[key_pos:key_pos + key_len] if key_len >= 0 else None)
+        except CorruptRecord:
             return None
-        return int.from_bytes(self.data[key_pos + 2:key_pos + 4], "big", signed=True)
 
 
 def decode_batch(view, header=None):

@@ -10,9 +10,10 @@ Full layout, ordering rules and crash behaviour: LAYOUT.md beside this file.
         8   4  u32  slots                    88   8  i64  log_end_offset
        12   4  u32  slot_size (64)           96   8  i64  active_segment_base
        16   8  u64  desc_offset (4096)      104   8  i64  window_first
-       64   4  u32  seq (seqlock, change    112   8  i64  window_end
-                    counter, futex word)    120   4  i32  leader_epoch
-                                            124   4  u32  flags (1 = fenced, 2 = loaded)
+       24   4  u32  minor_version (1)       112   8  i64  window_end
+       64   4  u32  seq (seqlock, change    120   4  i32  leader_epoch
+                    counter, futex word)    124   4  u32  flags (1 = fenced, 2 = loaded)
+                                            128   8  i64  first_unstable_offset (-1: none)
      4096 + 64*k: descriptor slot k: u64 stamp | i64 base_offset | i64 last_offset |
                   i64 segment_base | i64 position | i64 max_timestamp | i32 size | pad
 
@@ -27,6 +28,13 @@ one process: the creator, or a child it forked, which inherits the creator's wri
 mapping and takes it over (take_over). Nobody else can map the state writable: create()
 seals it (F_SEAL_FUTURE_WRITE). The reader methods (read, wait_for_change, find) are
 safe from any thread and any number of processes.
+
+The last stable offset (transactions, KIP-98): the writer stores the first offset of the
+partition's undecided transactions in first_unstable_offset (-1 when there is none), by
+itself, not under the seqlock, before any publish lets the high watermark pass it;
+last_stable_offset(snapshot) = min(that, snapshot.high_watermark). A state whose
+minor_version is 0 (made before the field existed) has no transactions: its LSO is the
+high watermark.
 """
 import os
 import struct
@@ -43,7 +51,7 @@ __all__ = ["PartitionState", "PartitionStateFds", "PartitionSnapshot", "BatchDes
            "OFF_MAGIC", "OFF_VERSION", "OFF_SLOTS", "OFF_SLOT_SIZE", "OFF_DESC_OFFSET",
            "OFF_SEQ", "OFF_LOG_START", "OFF_HIGH_WATERMARK", "OFF_LOG_END",
            "OFF_ACTIVE_SEGMENT", "OFF_WINDOW_FIRST", "OFF_WINDOW_END", "OFF_LEADER_EPOCH",
-           "OFF_FLAGS", "DESC_OFF_STAMP", "DESC_OFF_BASE_OFFSET", "DESC_OFF_LAST_OFFSET",
+           "OFF_FLAGS", "OFF_MINOR_VERSION", "MINOR_VERSION", "OFF_FIRST_UNSTABLE", "NO_OFFSET", "DESC_OFF_STAMP", "DESC_OFF_BASE_OFFSET", "DESC_OFF_LAST_OFFSET",
            "DESC_OFF_SEGMENT_BASE", "DESC_OFF_POSITION", "DESC_OFF_MAX_TIMESTAMP",
            "DESC_OFF_SIZE", "FLAG_FENCED", "FLAG_LOADED", "DEFAULT_SLOTS", "MIN_SLOTS", "MAX_SLOTS"]
 
@@ -64,6 +72,10 @@ OFF_WINDOW_FIRST = OFF_ACTIVE_SEGMENT + 8
 OFF_WINDOW_END = OFF_WINDOW_FIRST + 8
 OFF_LEADER_EPOCH = OFF_WINDOW_END + 8
 OFF_FLAGS = OFF_LEADER_EPOCH + 4
+OFF_MINOR_VERSION = OFF_DESC_OFFSET + 8      # fields added within version 1 (LAYOUT.md)
+MINOR_VERSION = 1                            # 1: first_unstable_offset
+OFF_FIRST_UNSTABLE = OFF_FLAGS + 4           # outside the seqlock: one aligned 8-byte store
+NO_OFFSET = -1
 HEADER_SIZE = 4096                           # descriptors start one page in
 DESC_SIZE = 64                               # one cache line per descriptor
 DESC_OFF_STAMP = 0
@@ -113,6 +125,8 @@ class PartitionStateFds(NamedTuple):
 _PSTATE = struct.Struct("@qqqqqqiIII")
 _DESC = struct.Struct("@qqqqqii")
 _RAW_STATE = struct.Struct("<qqqqqqiI")      # the seqlocked fields, straight from the page
+_U32 = struct.Struct("=I")
+_I64 = struct.Struct("=q")
 assert _PSTATE.size == ffi.sizeof("odk_pstate"), "odk_pstate layout changed"
 assert _DESC.size == ffi.sizeof("odk_batch_desc"), "odk_batch_desc layout changed"
 _unpack_state = _PSTATE.unpack_from
@@ -185,6 +199,8 @@ class PartitionState:
             seal_writes(state_fd)
             assert lib.odk_pstate_format(mapping.ptr, mapping.size, slots) == 0
             ps = cls(mapping)
+            _I64.pack_into(mapping.view, OFF_FIRST_UNSTABLE, NO_OFFSET)
+            _U32.pack_into(mapping.view, OFF_MINOR_VERSION, MINOR_VERSION)
             ps.update(log_start_offset=log_start_offset, high_watermark=high_watermark,
                       log_end_offset=log_end_offset, leader_epoch=leader_epoch,
                       active_segment_base=active_segment_base)
@@ -232,6 +248,22 @@ class PartitionState:
         return _make_snapshot(PartitionSnapshot,
                               (ls, hw, leo, epoch, seg, bool(flags & FLAG_FENCED), change,
                                bool(flags & FLAG_LOADED)))
+
+    def first_unstable_offset(self):
+        """The first offset of the partition's undecided transactions, or None: none, or
+        a state made before the field existed (minor_version 0)."""
+        view = self._map.view
+        if _U32.unpack_from(view, OFF_MINOR_VERSION)[0] < 1:
+            return None
+        first = _I64.unpack_from(view, OFF_FIRST_UNSTABLE)[0]
+        return None if first < 0 else first
+
+    def last_stable_offset(self, snapshot):
+        """Where a read_committed reader stops, for a snapshot read just before: the
+        first unstable offset, or the snapshot's high watermark if lower or there is none
+        (read after the snapshot, the field is never behind it: LAYOUT.md)."""
+        first = self.first_unstable_offset()
+        return snapshot.high_watermark if first is None else min(first, snapshot.high_watermark)
 
     def wait_for_change(self, last_seen, timeout=None):
         """Sleep until the change counter differs from last_seen (a snapshot's `change`):
@@ -321,6 +353,14 @@ class PartitionState:
             st.high_watermark = high_watermark
         return _append(self._ptr, self.slots, st, base_offset, last_offset,
                        segment_base, position, size, max_timestamp)
+
+    def set_first_unstable_offset(self, offset):
+        """Store the first offset of the undecided transactions (None or -1: none). Not a
+        publish: store it before the publish that moves the high watermark past it, and
+        publish (update()) after raising it, so that sleeping readers learn of it."""
+        if not self._map.writable:
+            raise PermissionError("this partition state is mapped read-only: only its writer may change it")
+        _I64.pack_into(self._map.view, OFF_FIRST_UNSTABLE, NO_OFFSET if offset is None else offset)
 
     def truncate(self, log_end_offset):
         """The log was truncated to log_end_offset: the window restarts empty (its

@@ -104,6 +104,7 @@ from odradek.client.errors import StorageError
 from odradek.client.records import TRANSACTIONAL_MASK
 from odradek.client.records.filter import (DROPPED, REWRITTEN, UNREADABLE, BatchRetention, decode_batch,
                                            filter_batch)
+from odradek.client.records.control import ControlRecordType
 from odradek.client.records.layout import BATCH_HEADER_SIZE, CONTROL_MASK, LOG_OVERHEAD, MIN_BATCH_LENGTH, read_header
 from odradek.daemon.storage import cleaning_plan
 from odradek.daemon.storage.checkpoint import CleanerCheckpoint
@@ -119,7 +120,6 @@ DEFAULT_MAP_ENTRIES = 1 << 20     # distinct keys per pass (Kafka: log.cleaner.d
 HEADER_WALK_WEIGHT = 16           # a header-only visit of N bytes is charged N / 16
 PRODUCER_EXPIRATION_MS = 86_400_000   # Kafka's producer.id.expiration.ms default
 _INT64_MAX = 2 ** 63 - 1
-_CONTROL_ABORT, _CONTROL_COMMIT = 0, 1   # ControlRecordType: key = version int16, type int16
 
 
 # ==== results ============================================================================
@@ -222,7 +222,7 @@ class _CompactionFilter:
             # transaction was seen (odradek keeps aborted data: no transaction index yet)
             if not batch.rows:
                 can_discard = True
-            elif batch.control_type in (_CONTROL_ABORT, _CONTROL_COMMIT):
+            elif batch.control_type in (ControlRecordType.ABORT, ControlRecordType.COMMIT):
                 can_discard = pid not in p.ongoing_txn
                 p.ongoing_txn.discard(pid)
             else:

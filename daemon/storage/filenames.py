@@ -14,16 +14,17 @@ zero-padded decimal digits, so `ls` sorts segments in offset order.
 import os
 import re
 
-__all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
+__all__ = ["LOG_SUFFIX", "INDEX_SUFFIX", "TIMEINDEX_SUFFIX", "TXNINDEX_SUFFIX", "CLEANED_SUFFIX", "SWAP_SUFFIX",
            "DELETED_SUFFIX", "TMP_SUFFIX", "SNAPSHOT_SUFFIX", "snapshot_file", "parse_snapshot_file",
            "RECOVERY_POINT_CHECKPOINT", "LOG_START_CHECKPOINT", "CLEANER_CHECKPOINT",
            "LEADER_EPOCH_CHECKPOINT", "CHECKPOINT_LOCK", "BROKER_LOCK", "CLUSTER_METADATA", "DELETE_SUFFIX",
-           "segment_name", "log_file", "index_file", "timeindex_file", "segment_files",
+           "segment_name", "log_file", "index_file", "timeindex_file", "txnindex_file", "segment_files",
            "partition_dir_name", "parse_partition_dir", "parse_segment_file", "tmp_file"]
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
+TXNINDEX_SUFFIX = ".txnindex"  # aborted transactions whose marker is in the segment (txn_index.py)
 CLEANED_SUFFIX = ".cleaned"  # compaction output being written
 SWAP_SUFFIX = ".swap"        # compaction output ready to replace its source
 DELETED_SUFFIX = ".deleted"  # a segment on its way out
@@ -40,7 +41,7 @@ CLUSTER_METADATA = "cluster-metadata.json"  # topics, partitions, placement (eve
 DELETE_SUFFIX = "-delete"             # a partition dir of a deleted topic, being removed
 STRAY_SUFFIX = "-stray"               # a partition dir where its partition has no replica: kept aside
 
-_SEGMENT_RE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+_SEGMENT_RE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex|\.txnindex)$")
 _SNAPSHOT_RE = re.compile(r"^(\d{20})\.snapshot$")
 _PARTITION_RE = re.compile(r"^(.+)-(\d+)$")
 
@@ -62,6 +63,11 @@ def index_file(partition_dir, base_offset):
 
 def timeindex_file(partition_dir, base_offset):
     return os.path.join(partition_dir, segment_name(base_offset) + TIMEINDEX_SUFFIX)
+
+
+def txnindex_file(partition_dir, base_offset):
+    """The segment's aborted-transaction index; it exists only once an entry is written."""
+    return os.path.join(partition_dir, segment_name(base_offset) + TXNINDEX_SUFFIX)
 
 
 def segment_files(partition_dir, base_offset):

@@ -45,9 +45,9 @@ from collections import namedtuple
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, InvalidSegment, OffsetOutOfRange, StorageError
 from odradek.client.records import RecordBatch
-from odradek.daemon.storage import batch_epochs, filenames, producer_snapshot, segment_swap
+from odradek.daemon.storage import batch_epochs, filenames, producer_snapshot, segment_swap, txn_index
 from odradek.daemon.storage.append_errors import append_error
-from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir
+from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir, write_atomically
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
@@ -212,7 +212,7 @@ class PartitionLog:
         contiguous): delete the later segments, as Kafka does."""
         for b in later_bases:
             log.warning("%s: deleting segment %d, which follows a corrupt one", self.directory, b)
-            for path in filenames.segment_files(self.directory, b):
+            for path in filenames.segment_files(self.directory, b) + (filenames.txnindex_file(self.directory, b),):
                 if os.path.exists(path):
                     os.unlink(path)
         fsync_dir(self.directory)
@@ -572,7 +572,7 @@ class PartitionLog:
             self._checkpoint_failed = False
 
     # == reading =================================================================
-    def _segment_index(self, offset):
+    def segment_index(self, offset):
         return max(bisect.bisect_right(self._bases, offset) - 1, 0)
 
     def read(self, offset, max_bytes, max_offset=None):
@@ -584,7 +584,7 @@ class PartitionLog:
         if offset < self.log_start_offset or offset > self.log_end_offset:
             raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
                                    f"valid offsets are {self.log_start_offset}..{self.log_end_offset}")
-        i = self._segment_index(offset)
+        i = self.segment_index(offset)
         while i < len(self._segments):
             segment = self._segments[i]
             first = segment.find(offset)
@@ -616,7 +616,7 @@ class PartitionLog:
         if offset < self.log_start_offset or offset > leo:
             raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
                                    f"valid offsets are {self.log_start_offset}..{leo}")
-        i = self._segment_index(offset)
+        i = self.segment_index(offset)
         while i < len(self._segments):
             segment = self._segments[i]
             first = segment.find_for_reader(offset) if offset < limit else None
@@ -752,6 +752,7 @@ class PartitionLog:
                                f"segments of this log")
         base = first.base_offset
         try:
+            txn_index.merge_for_swap(self.directory, base, old_segments, write_atomically)
             segment_swap.commit_cleaned(self.directory, base, [s.base_offset for s in old_segments[1:]])
         except OSError as e:
             # the files are half swapped; the next open finishes the job. Until then the
@@ -760,11 +761,24 @@ class PartitionLog:
                                f"reopen the log to complete or undo the swap") from e
         for s in old_segments:
             s.close()  # maps only; a reader's view keeps its pages (MappedFile.close)
+            if s is not first:
+                s.txn_index.delete()
         segment = LogSegment(self.directory, base, self.config, writable=False)
         segment.load()
         self._segments[i:i + n] = [segment]
         self._bases[i:i + n] = [base]
         return segment
+
+    # == aborted transactions (txn_index.py) ==========================================
+    def append_aborted_txn(self, txn):
+        """Index an aborted transaction (an AbortedTxn) in the segment holding its marker."""
+        self._segments[self.segment_index(txn.last_offset)].txn_index.append(txn)
+
+    def collect_aborted_txns(self, fetch_offset, upper_bound):
+        """The aborted transactions overlapping [fetch_offset, upper_bound), for a
+        read_committed fetch (Kafka's collectAbortedTransactions)."""
+        i = self.segment_index(max(fetch_offset, self.log_start_offset))
+        return txn_index.collect_aborted_txns(self._segments[i:], fetch_offset, upper_bound)
 
     # == closing =================================================================
     def close(self):

@@ -28,6 +28,7 @@ from odradek.daemon.storage.index_policy import SparseIndexing, max_new_entries
 from odradek.daemon.storage.mapped_file import MappedFile
 from odradek.daemon.storage.offset_index import ENTRY_SIZE as OFFSET_ENTRY_SIZE, OffsetIndex
 from odradek.daemon.storage.time_index import ENTRY_SIZE as TIME_ENTRY_SIZE, TimeIndex
+from odradek.daemon.storage.txn_index import TransactionIndex
 
 __all__ = ["LogSegment", "BatchPosition"]
 
@@ -102,6 +103,7 @@ class LogSegment(SparseIndexing):
             self.log.close()
             raise
         self._check_index_room()
+        self.txn_index = TransactionIndex(filenames.txnindex_file(directory, base_offset))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -505,7 +507,15 @@ class LogSegment(SparseIndexing):
         cut = self._written_after(pos)
         if pos < self.log.size:
             self.log.truncate(pos)
+        self._recover_txn_index()
         return result, cut
+
+    def _recover_txn_index(self):
+        """Cut a partial .txnindex entry and those past the log's end (txn_index.py)."""
+        cut = self.txn_index.recover(self.next_offset)
+        if cut:
+            log.warning("%s: cut %d bytes of its aborted-transaction index (a partial entry, or markers "
+                        "past the log's end)", self.txn_index.path, cut)
 
     def _written_after(self, pos):
         """Bytes from `pos` to the end of the written data (its last non-zero byte): a
@@ -544,6 +554,7 @@ class LogSegment(SparseIndexing):
                     self.max_timestamp, self.offset_of_max_timestamp = b.max_timestamp, b.last_offset
         self.first_batch_timestamp = None if self.is_empty else self.batch_at(0).max_timestamp
         self._bytes_since_index = self.size - pos if self.index.entries else self.size
+        self._recover_txn_index()
 
     # -- lifecycle ----------------------------------------------------------------
     def truncate_to(self, offset):
@@ -559,6 +570,7 @@ class LogSegment(SparseIndexing):
         finally:
             self._check_index_room()
         self.log.truncate(b.position)
+        self.txn_index.truncate_to(offset)
         self.load()  # cheap: walks only the batches after the last index entry
         return removed
 
@@ -590,6 +602,7 @@ class LogSegment(SparseIndexing):
         self.log.flush()
         self.index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self):
         self._native_reset()
@@ -605,3 +618,4 @@ class LogSegment(SparseIndexing):
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        self.txn_index.delete()

@@ -9,6 +9,10 @@ What it reads (names: storage/filenames.py):
   <base>.index      one line per entry ("offset: N position: P"), each checked against
                     <base>.log beside it
   <base>.timeindex  one line per entry ("timestamp: T offset: N"), checked the same way
+  <base>.txnindex   aborted transactions (storage/txn_index.py), one line per entry in
+                    Kafka's style ("version: 0 producerId: P firstOffset: F lastOffset: L
+                    lastStableOffset: S"); in a partition dir each marker offset is checked
+                    to lie in its segment and to increase (dump_state_files.py)
   <offset>.snapshot producer-state snapshot (storage/producer_snapshot.py): one line per
                     producer, in the style of Kafka's tool; a bad version, CRC or length
                     is a problem
@@ -57,8 +61,12 @@ from odradek.client.errors import CorruptRecord, InvalidSegment, UnsupportedComp
 from odradek.client.records import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
                                     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH,
                                     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
-                                    Compression, RecordBatch, read_batch_length, read_header)
+                                    Compression, RecordBatch, decode_end_txn_marker, read_batch_length,
+                                    read_header)
 from odradek.daemon.storage import filenames, leader_epoch, producer_snapshot
+from odradek.daemon.tools.dump_state_files import (SEQUENCE_WRAP as _SEQUENCE_WRAP, dump_epochs as _dump_epochs,
+                                                   dump_snapshot as _dump_snapshot, dump_txn_index as _dump_txn_index,
+                                                   plural as _plural)
 
 __all__ = ["dump", "Report", "LogWalk", "show_bytes"]
 
@@ -69,7 +77,6 @@ _ENTRY_CHUNK = 8192     # index entries read at a time
 _INDEX_ENTRY = struct.Struct(">II")          # relativeOffset, position
 _TIMEINDEX_ENTRY = struct.Struct(">qI")      # timestamp, relativeOffset
 _INT64_MAX = (1 << 63) - 1
-_SEQUENCE_WRAP = 1 << 31
 _S = native.Status
 
 
@@ -492,16 +499,13 @@ def batch_line(h, valid):
 
 
 def _control_marker(record):
-    """' endTxnMarker: COMMIT coordinatorEpoch: N' for a transaction marker record (key:
-    version int16, type int16; value: version int16, coordinatorEpoch int32)."""
-    if record.key is None or len(record.key) < 4:
-        return ""
-    kind = int.from_bytes(record.key[2:4], "big", signed=True)
-    name = {0: "ABORT", 1: "COMMIT"}.get(kind, f"UNKNOWN({kind})")
-    epoch = "?"
-    if record.value is not None and len(record.value) >= 6:
-        epoch = int.from_bytes(record.value[2:6], "big", signed=True)
-    return f" endTxnMarker: {name} coordinatorEpoch: {epoch}"
+    """' endTxnMarker: COMMIT coordinatorEpoch: N' for a transaction marker record
+    (client/records/control.py), or what its key holds if it is not one."""
+    try:
+        marker = decode_end_txn_marker(record.key, record.value)
+    except CorruptRecord as e:
+        return f" controlRecord: not a transaction marker ({e.message})"
+    return f" endTxnMarker: {marker.control_type.name} coordinatorEpoch: {marker.coordinator_epoch}"
 
 
 def _record_lines(h, data):
@@ -538,7 +542,7 @@ class Report:
 
 
 def dump(paths, out, print_records=False, quiet=False):
-    """Print every path (a .log, .index or .timeindex file, or a partition directory)
+    """Print every path (a .log, .index, .timeindex or .txnindex file, or a partition directory)
     with `out(line)`; returns the Report. Raises InvalidSegment, before printing
     anything, for a path that is none of those. quiet: only problems and summaries."""
     targets = [_classify(p) for p in paths]
@@ -552,6 +556,8 @@ def dump(paths, out, print_records=False, quiet=False):
             _dump_snapshot(path, report, quiet)
         elif kind == filenames.LEADER_EPOCH_CHECKPOINT:
             _dump_epochs(path, report, quiet)
+        elif kind == filenames.TXNINDEX_SUFFIX:
+            _dump_txn_index(path, base, report, quiet)
         else:
             _dump_index(path, base, kind, report, quiet)
     return report
@@ -579,7 +585,7 @@ def _classify(path):
     if name.endswith((filenames.INDEX_SUFFIX, filenames.TIMEINDEX_SUFFIX)):
         raise InvalidSegment(f"cannot tell the base offset of {path}: index files are named by "
                              f"it, as 00000000000000000000.index is")
-    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index, .timeindex, "
+    raise InvalidSegment(f"{path} is not a segment file; give a .log, .index, .timeindex, .txnindex, "
                          f".snapshot or leader-epoch-checkpoint file, or a partition directory "
                          f"such as data/orders-0")
 
@@ -636,10 +642,6 @@ def _dump_log(path, base, report, print_records, quiet, checks=(), min_offset=No
     return walk
 
 
-def _plural(n, one, many):
-    return f"{n} {one if n == 1 else many}"
-
-
 def _index_summary(index, what):
     parts = [f"{_plural(index.entries, 'entry', 'entries')} {what}"]
     if index.padding:
@@ -689,8 +691,9 @@ def _dump_partition(directory, bases, report, print_records, quiet):
         log_path = filenames.log_file(directory, base)
         indexes = [(filenames.index_file(directory, base), filenames.INDEX_SUFFIX),
                    (filenames.timeindex_file(directory, base), filenames.TIMEINDEX_SUFFIX)]
+        txn_path = filenames.txnindex_file(directory, base)
         if not os.path.exists(log_path):
-            for path, _ in indexes:
+            for path, _ in indexes + [(txn_path, None)]:
                 if os.path.exists(path):
                     out(f"{path} has no .log beside it (a leftover; opening the log deletes it)")
             continue
@@ -704,6 +707,8 @@ def _dump_partition(directory, bases, report, print_records, quiet):
         for path, index, _ in opened:
             report.files += 1
             out(f"{path}: {_index_summary(index, 'checked against the log')}")
+        if os.path.exists(txn_path):
+            _dump_txn_index(txn_path, base, report, quiet, walk.next_offset)
         min_offset = walk.next_offset
     for offset in producer_snapshot.offsets(directory):
         _dump_snapshot(filenames.snapshot_file(directory, offset), report, quiet)
@@ -742,49 +747,3 @@ class _EpochCheck:
             if not first_base <= start <= log_end:
                 self.report.problem(self.path, 0, f"entry {i} (epoch {epoch}): start offset expected "
                                                   f"within the log, {first_base}..{log_end}, found {start}")
-
-
-def _decoded(path, report, decode, damaged):
-    """Start dumping the small file at `path`: decode(data, path), or None after
-    reporting its `damaged` error as a problem."""
-    report.files += 1
-    report.out(f"Dumping {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return decode(data, path)
-    except damaged as e:
-        report.problem(path, 0, e.message)
-        return None
-
-
-def _dump_epochs(path, report, quiet):
-    """Print a leader-epoch-checkpoint, one line per entry; returns its entries, or None
-    if it does not parse (a problem)."""
-    out = report.out
-    entries = _decoded(path, report, leader_epoch.decode, leader_epoch.CorruptEpochFile)
-    if entries is None:
-        return None
-    if not quiet:
-        for epoch, start in entries:
-            out(f"leaderEpoch: {epoch} startOffset: {start}")
-    out(_plural(len(entries), "leader epoch", "leader epochs"))
-    return entries
-
-
-def _dump_snapshot(path, report, quiet):
-    """Print a producer-state snapshot, one line per producer; a damaged one is a problem."""
-    out = report.out
-    entries = _decoded(path, report, producer_snapshot.decode, producer_snapshot.CorruptSnapshot)
-    if entries is None:
-        return
-    if not quiet:
-        for e in entries:
-            first_seq = (e.last_seq - e.offset_delta) % _SEQUENCE_WRAP
-            out(f"producerId: {e.producer_id} producerEpoch: {e.epoch} coordinatorEpoch: "
-                f"{e.coordinator_epoch} currentTxnFirstOffset: {e.current_txn_first_offset} "
-                f"firstSequence: {first_seq} lastSequence: {e.last_seq} lastOffset: {e.last_offset} "
-                f"offsetDelta: {e.offset_delta} timestamp: {e.timestamp}"
-                + (" (a refused batch: its sequences are used up, it is not in the log)"
-                   if e.last_offset < 0 else ""))
-    out(f"{_plural(len(entries), 'producer', 'producers')}")

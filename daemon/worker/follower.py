@@ -28,7 +28,8 @@ Theory of operation
   the broker names leader becomes the leader in this same process, with its open log
   and producer state (serve returns them to run()).
 - Producer state: kept up with every batch copied and snapshotted at rolls and close,
-  as the leader does, so a promoted follower checks idempotence at once.
+  as the leader does, so a promoted follower checks idempotence at once; so are its
+  open transactions and its .txnindex (an ABORT marker copied is indexed here too).
 - Its own dir failing an append (full, EIO): it exits (status 75) and the broker takes
   it out of the ISR at once, then restarts it with backoff.
 - acks.all.fsync topics: after each round of copying, one fdatasync covers all it copied
@@ -56,7 +57,7 @@ from odradek.daemon.worker.leader import ABDICATED, CLEANER_STEP_BYTES, WorkerSp
 from odradek.daemon.worker.link_watcher import LinkWatcher
 from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping
-from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
+from odradek.daemon.worker.producer_state import ProducerState
 
 __all__ = ["FollowerWorker"]
 
@@ -191,7 +192,7 @@ class FollowerWorker(ProducerStateKeeping):
         if lg.log_end_offset > leader_end:
             log.warning("%s: our log ends at %d, the leader's at %d: cutting ours to the leader's",
                         self.name, lg.log_end_offset, leader_end)
-            lg.truncate_to(leader_end)
+            self.truncate_log_to(leader_end)
             self._hint = None
             self._publish()
         copied = 0
@@ -219,7 +220,7 @@ class FollowerWorker(ProducerStateKeeping):
                     lg.append_as_follower(chunk.data, chunk.segment_base)
                 except StorageError as e:
                     raise DirFailed(str(e)) from e
-                self.producer_state.replay(batches_from_buffer(memoryview(chunk.data), 0))
+                self.follow_copied(chunk.data, snap.high_watermark)
                 self._hint = (chunk.segment_base, chunk.position + len(chunk.data))
                 copied += len(chunk.data)
                 self._publish()
@@ -255,10 +256,8 @@ class FollowerWorker(ProducerStateKeeping):
         if cut is not None:
             log.warning("%s: cutting our log from %d to %d: it diverges from leader %d's (epoch %d) there",
                         self.name, lg.log_end_offset, cut, self.spec.leader_id, self.spec.leader_epoch)
-            lg.truncate_to(cut)
+            self.truncate_log_to(cut)
             self._hint = None
-            self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
-            self.rebuild_producer_state()
             self._publish()
         self._checked_epoch = self.spec.leader_epoch
         return True

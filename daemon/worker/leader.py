@@ -47,7 +47,7 @@ import time
 from odradek.client import native
 from odradek.client.errors import (InvalidRecord, InvalidRequest, NotEnoughReplicas, NotEnoughReplicasAfterAppend,
                                    OdradekError, StorageError, TornState, UnknownTopicOrPartition)
-from odradek.client.records import MAX_SEQUENCE, Compression, RecordBatch
+from odradek.client.records import CONTROL_MASK, MAX_SEQUENCE, Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
@@ -60,6 +60,7 @@ from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REBUILD_BYTES, REMEMBER_BATCHES, ProducerStateKeeping
 from odradek.daemon.worker.producer_state import Outcome, ProducerState, Verdict, batches_from_buffer
 from odradek.daemon.worker.producers import Abdication, ProducerAttachment
+from odradek.daemon.worker.txn_markers import LeaderTransactions
 from odradek.daemon.worker.wakeups import Wakeups
 
 __all__ = ["WorkerSpec", "run", "LeaderWorker"]
@@ -183,6 +184,7 @@ class LeaderWorker(ProducerStateKeeping):
         self._unacked_floor = None   # the high watermark at open: entries above it may come back
         self._unacked = None         # {(producer id, epoch, first seq): (first, last offset)} above it
         self._producers_seen = set()  # producer ids that sent a batch in this process's tenure
+        self.txn_markers = LeaderTransactions(self)   # markers, open transactions, the LSO (txn_markers.py)
 
     # == opening ==================================================================
     def open(self, partition_log=None, producer_state=None):
@@ -229,6 +231,7 @@ class LeaderWorker(ProducerStateKeeping):
             self.cleaner = LogCleaner(lg)
         if not self.spec.tidy_only:
             lg.active.prepare_appends()   # not on the first record's time
+            self.txn_markers.opened()
         log.info("%s-%d: open at offsets %d..%d", self.spec.topic, self.spec.partition,
                  lg.log_start_offset, lg.log_end_offset)
 
@@ -337,6 +340,8 @@ class LeaderWorker(ProducerStateKeeping):
         target = self._replicate() if self.replication is not None else self.log.log_end_offset
         if self._broker_appends and self._broker_appends[0][1].last_offset < target:
             self._answer_broker_appends(target)
+        if self.txn_markers.waiting:
+            self.txn_markers.on_high_watermark(target)
         if not self._hold or not any(att.held for att in self.producers.values()):
             return
         if self.log.config.acks_all_fsync:
@@ -430,6 +435,8 @@ class LeaderWorker(ProducerStateKeeping):
         compacted topic) still uses up its sequence range, recorded with offset -1, so
         the producer's next batches (already in its ring, numbered after it) are in
         order; the same batch seen again is refused again, not acknowledged."""
+        if header.attributes & CONTROL_MASK:   # Kafka's LogValidator: markers are the coordinator's
+            raise InvalidRecord("clients may not write control batches (transaction markers)")
         producer_id = header.producer_id
         if producer_id >= 0:
             epoch, base_seq = header.producer_epoch, header.base_sequence
@@ -503,6 +510,7 @@ class LeaderWorker(ProducerStateKeeping):
         once its dir takes writes again."""
         lg = self.log
         active = lg.active
+        txn = self.txn_markers.before_append(data)
         try:
             info = lg.append(data, leader_epoch=self.spec.leader_epoch)
         except StorageError as e:
@@ -518,6 +526,8 @@ class LeaderWorker(ProducerStateKeeping):
             log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
                      self._storage_error)
             self._storage_error = None
+        if txn:
+            self.txn_markers.after_append(lg.active, lg.active.size - len(data), len(data))
         if self.state is not None:
             segment, size = lg.active, len(data)
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
@@ -580,6 +590,10 @@ class LeaderWorker(ProducerStateKeeping):
                 and self.replication is not None:
             close_fds(event.fds)
             self._append_for_broker(event.correlation_id, event.message)
+            return True
+        if isinstance(event, Request) and isinstance(event.message, m.WriteTxnMarkerRequest):
+            close_fds(event.fds)
+            self.txn_markers.write_marker(event.correlation_id, event.message)   # answered past the HW
             return True
         if isinstance(event, Request):
             fds = list(event.fds)

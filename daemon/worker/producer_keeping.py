@@ -12,7 +12,7 @@ import time
 
 from odradek.client.errors import StorageError
 from odradek.daemon.storage import producer_snapshot
-from odradek.daemon.worker.producer_state import batches_from_buffer
+from odradek.daemon.worker.producer_state import ProducerState, batches_from_buffer
 
 __all__ = ["ProducerStateKeeping", "REBUILD_BYTES", "REMEMBER_BATCHES"]
 
@@ -56,11 +56,50 @@ class ProducerStateKeeping:
             for i, segment in enumerate(tail):
                 pos = position if i == 0 else 0
                 replayed[0] += segment.size - pos
-                yield from batches_from_buffer(segment.view(0, segment.size), pos)
-        n = self.producer_state.replay(batches())
+                yield from batches_from_buffer(segment.view(0, segment.size), pos, transactions=True)
+        aborted = []
+        n = self.producer_state.replay(batches(), aborted)
         self._state_loaded = True
-        log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d",
-                 self.spec.topic, self.spec.partition, how, n, replayed[0], start)
+        restored = self.index_aborted_txns(aborted, only_missing=True)
+        log.info("%s-%d: producer state: %s, replayed %d batches (%d bytes) from offset %d; %d open "
+                 "transaction(s), %d aborted one(s) indexed again", self.spec.topic, self.spec.partition, how, n,
+                 replayed[0], start, len(self.producer_state.txns.ongoing()), restored)
+
+    def truncate_log_to(self, offset):
+        """Cut the log at `offset` (its .txnindex entries past it go too) and rebuild the
+        producer state from what is left: batches and open transactions above the cut
+        must not outlive it (a promoted replica would hold the LSO at a transaction it no
+        longer has)."""
+        self.log.truncate_to(offset)
+        self.producer_state = ProducerState(remember=REMEMBER_BATCHES)
+        self.rebuild_producer_state()
+
+    def index_aborted_txns(self, aborted, only_missing=False):
+        """Add AbortedTxn entries to the .txnindex of their marker's segment (only those
+        it lacks: the replay at open meets markers whose entry a crash may or may not have
+        let us write). Returns how many were written."""
+        written = 0
+        for txn in aborted:
+            segment = self.log.segments[self.log.segment_index(txn.last_offset)]
+            if only_missing and segment.txn_index.has(txn.last_offset):
+                continue
+            try:
+                self.log.append_aborted_txn(txn)
+            except ValueError as e:   # a later entry is there and this one is not: a disk lost it
+                log.warning("%s-%d: aborted transaction %s not indexed: %s", self.spec.topic,
+                            self.spec.partition, txn, e)
+                continue
+            written += 1
+        return written
+
+    def follow_copied(self, data, high_watermark):
+        """A replica copied `data` (whole batches, offsets assigned) into its log: its
+        producer state and .txnindex follow, as the leader's did when it wrote them, so
+        that it can lead at once. `high_watermark`: the leader's, published."""
+        aborted = []
+        self.producer_state.replay(batches_from_buffer(memoryview(data), 0, transactions=True), aborted)
+        self.index_aborted_txns(aborted)
+        self.producer_state.txns.on_high_watermark(high_watermark)
 
     def snapshot_producer_state(self, why, offset=None, durable=True):
         """Write the producer-state snapshot for `offset` (default the log end): at segment
@@ -72,8 +111,7 @@ class ProducerStateKeeping:
         if not self._state_loaded:
             return
         now = int(time.time() * 1000)
-        entries = [producer_snapshot.SnapshotEntry(*e, timestamp=now)
-                   for e in self.producer_state.last_batches()]
+        entries = [producer_snapshot.SnapshotEntry(*e) for e in self.producer_state.snapshot_entries(now)]
         try:
             producer_snapshot.write(self.spec.partition_dir,
                                     self.log.log_end_offset if offset is None else offset, entries,

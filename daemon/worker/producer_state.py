@@ -62,18 +62,25 @@ decides (worker/leader.py): the first batch a producer sends a new leader (a new
 process, or a new tenure) may skip ahead (is_gap_ahead), because the only sequences a
 producer's ring can skip are ones a previous leader answered with an error.
 
-Not here: transactions, producer-id expiry (producer.id.expiration.ms).
+Transactions (KIP-98): `state.txns` (producer_txns.py) follows each producer's open
+transaction, the markers that end them and the last stable offset; replay() feeds it the
+transaction fields of batches_from_buffer(..., transactions=True), and a snapshot entry's
+current_txn_first_offset (Kafka's) reopens a transaction at load.
+
+Not here: producer-id expiry (producer.id.expiration.ms).
 """
+import itertools
 import struct
 from collections import OrderedDict
 from enum import Enum
 from typing import NamedTuple, Optional
 
-from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, OutOfOrderSequenceNumber
+from odradek.client.errors import CorruptRecord, InvalidProducerEpoch, InvalidRecord, OutOfOrderSequenceNumber
 from odradek.client.records import (
-    BASE_SEQUENCE_OFFSET, BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC,
-    MAGIC_OFFSET, MAX_SEQUENCE, MIN_BATCH_LENGTH, NO_PRODUCER_EPOCH, NO_SEQUENCE, PRODUCER_EPOCH_OFFSET,
-    PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET)
+    ATTRIBUTES_OFFSET, BASE_SEQUENCE_OFFSET, BATCH_LENGTH_OFFSET, CONTROL_MASK, LAST_OFFSET_DELTA_OFFSET,
+    LOG_OVERHEAD, MAGIC, MAGIC_OFFSET, MAX_SEQUENCE, MIN_BATCH_LENGTH, NO_PRODUCER_EPOCH, NO_SEQUENCE,
+    PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, RECORDS_COUNT_OFFSET, TRANSACTIONAL_MASK, RecordBatch)
+from odradek.daemon.worker.producer_txns import NO_OFFSET, Transactions
 
 __all__ = ["ProducerState", "Outcome", "Verdict", "ProducerEntry", "batches_from_buffer",
            "next_sequence", "NUM_BATCHES_TO_RETAIN", "MAX_SEQUENCE"]
@@ -147,14 +154,18 @@ def _error(outcome, message):
 
 
 class _Producer:
-    """Mutable per-producer state: epoch, last sequence, remembered batches in order."""
+    """Mutable per-producer state: epoch, last sequence, remembered batches in order, and
+    its transaction on this partition (the first offset of the open one, -1 if none; the
+    epoch of the coordinator that wrote its last marker, -1 if none)."""
 
-    __slots__ = ("epoch", "last_seq", "batches")
+    __slots__ = ("epoch", "last_seq", "batches", "txn_first_offset", "coordinator_epoch")
 
     def __init__(self, epoch):
         self.epoch = epoch
         self.last_seq = NO_SEQUENCE
         self.batches = OrderedDict()   # (first_seq, last_seq) -> (first_offset, last_offset)
+        self.txn_first_offset = NO_OFFSET
+        self.coordinator_epoch = NO_OFFSET
 
 
 class ProducerState:
@@ -165,13 +176,21 @@ class ProducerState:
     owner (the partition's worker loop); not thread-safe.
     """
 
-    __slots__ = ("_remember", "_producers")
+    __slots__ = ("_remember", "_producers", "txns")
 
     def __init__(self, remember=NUM_BATCHES_TO_RETAIN):
         if remember < 1:
             raise ValueError(f"remember must be at least 1, not {remember}")
         self._remember = remember
         self._producers = {}   # producer id -> _Producer
+        # open and decided transactions, the last stable offset (producer_txns.py)
+        self.txns = Transactions(self._producers, self._producer_for)
+
+    def _producer_for(self, producer_id, epoch):
+        p = self._producers.get(producer_id)
+        if p is None:
+            p = self._producers[producer_id] = _Producer(epoch)
+        return p
 
     @property
     def remember(self):
@@ -259,42 +278,86 @@ class ProducerState:
         """Each producer's state as Kafka's snapshot holds it: (producer_id, epoch,
         last_seq, last_offset, offset_delta) of its last batch, offset_delta being
         last_seq - first_seq (= last_offset - first_offset); last_offset -1 for a refused
-        batch. In producer id order."""
+        batch; last_seq and last_offset -1, offset_delta 0 for a producer known only by its
+        transaction markers. In producer id order."""
         out = []
         for producer_id in sorted(self._producers):
             p = self._producers[producer_id]
+            if not p.batches:
+                out.append((producer_id, p.epoch, NO_SEQUENCE, NO_OFFSET, 0))
+                continue
             (first_seq, last_seq), (_, last_offset) = next(reversed(p.batches.items()))
             out.append((producer_id, p.epoch, last_seq, last_offset, (last_seq - first_seq) & MAX_SEQUENCE))
         return out
 
-    def load(self, entries):
-        """Replace the state by a snapshot's: entries as last_batches() gives them (extra
-        fields after the fifth are ignored). Each producer remembers its last batch."""
-        self._producers.clear()
-        for producer_id, epoch, last_seq, last_offset, offset_delta, *_ in entries:
-            p = self._producers[producer_id] = _Producer(epoch)
-            first_offset = last_offset - offset_delta if last_offset >= 0 else -1
-            p.batches[((last_seq - offset_delta) & MAX_SEQUENCE, last_seq)] = (first_offset, last_offset)
-            p.last_seq = last_seq
+    def snapshot_entries(self, timestamp):
+        """last_batches() with the fields of Kafka's snapshot entry after them: timestamp,
+        coordinator_epoch, current_txn_first_offset (storage/producer_snapshot.py's
+        SnapshotEntry order)."""
+        producers = self._producers
+        return [e + (timestamp, producers[e[0]].coordinator_epoch, producers[e[0]].txn_first_offset)
+                for e in self.last_batches()]
 
-    def rebuild(self, batches):
+    def load(self, entries):
+        """Replace the state by a snapshot's: entries as last_batches() or
+        snapshot_entries() give them. Each producer remembers its last batch; one whose
+        current_txn_first_offset is set has that transaction open again. A snapshot
+        written before transactions existed carries -1 there (no transaction)."""
+        self._producers.clear()
+        self.txns.clear()
+        for producer_id, epoch, last_seq, last_offset, offset_delta, *rest in entries:
+            p = self._producers[producer_id] = _Producer(epoch)
+            if last_seq != NO_SEQUENCE:
+                first_offset = last_offset - offset_delta if last_offset >= 0 else -1
+                p.batches[((last_seq - offset_delta) & MAX_SEQUENCE, last_seq)] = (first_offset, last_offset)
+                p.last_seq = last_seq
+            if len(rest) >= 3:
+                p.coordinator_epoch = rest[1]
+                if rest[2] >= 0:
+                    self.txns.reopen(producer_id, rest[2])
+        self.txns.sort()
+
+    def rebuild(self, batches, aborted=None):
         """Replace the state by that of the given batches, recorded in order.
 
         batches: iterable of (producer_id, epoch, first_seq, last_seq, first_offset,
-        last_offset) from the log, in offset order (batches_from_buffer gives them).
+        last_offset) from the log, in offset order (batches_from_buffer gives them), or
+        with their (attributes, marker) after them (batches_from_buffer(...,
+        transactions=True)): then transactions are followed too (replay).
         Returns how many were idempotent batches (recorded)."""
         self._producers.clear()
-        return self.replay(batches)
+        self.txns.clear()
+        return self.replay(batches, aborted)
 
-    def replay(self, batches):
+    def replay(self, batches, aborted=None, sequences=True):
         """Record the given batches (as for rebuild) on top of the present state, e.g.
-        the log from a snapshot's offset on. Returns how many were recorded."""
-        record = self.record
+        the log from a snapshot's offset on, or what a follower copied. Batches with
+        transaction fields open and complete transactions as a replica does (a stale
+        epoch is taken, not refused: the leader decided); `aborted`, a list, receives the
+        AbortedTxn of each ABORT marker met. sequences=False: transactions only (the
+        leader records a produced batch's sequences itself). Returns how many batches
+        were recorded."""
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return 0
+        batches = itertools.chain((first,), batches)
+        record, txns = self.record, self.txns
         n = 0
-        for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:
-            if producer_id >= 0 and first_seq >= 0:
+        if len(first) == 6:
+            for producer_id, epoch, first_seq, last_seq, first_offset, last_offset in batches:
+                if sequences and producer_id >= 0 and first_seq >= 0:
+                    record(producer_id, epoch, first_seq, last_seq, first_offset, last_offset)
+                    n += 1
+            return n
+        for producer_id, epoch, first_seq, last_seq, first_offset, last_offset, attributes, marker in batches:
+            if sequences and producer_id >= 0 and first_seq >= 0:
                 record(producer_id, epoch, first_seq, last_seq, first_offset, last_offset)
                 n += 1
+            if attributes & _TXN_BITS:
+                done = txns.apply(producer_id, epoch, first_offset, attributes, marker)
+                if done is not None and aborted is not None:
+                    aborted.append(done)
         return n
 
 
@@ -308,11 +371,22 @@ _FIELDS = struct.Struct(
 assert PRODUCER_EPOCH_OFFSET == PRODUCER_ID_OFFSET + 8
 assert BASE_SEQUENCE_OFFSET == PRODUCER_EPOCH_OFFSET + 2
 assert _FIELDS.size == RECORDS_COUNT_OFFSET
+# The same and the attributes, for batches_from_buffer(..., transactions=True).
+_TXN_FIELDS = struct.Struct(
+    ">qi%dxb%dxhi%dxqhi" % (
+        MAGIC_OFFSET - (BATCH_LENGTH_OFFSET + 4),
+        ATTRIBUTES_OFFSET - (MAGIC_OFFSET + 1),
+        PRODUCER_ID_OFFSET - (LAST_OFFSET_DELTA_OFFSET + 4)))
+assert LAST_OFFSET_DELTA_OFFSET == ATTRIBUTES_OFFSET + 2 and _TXN_FIELDS.size == RECORDS_COUNT_OFFSET
+_TXN_BITS = TRANSACTIONAL_MASK | CONTROL_MASK
 
 
-def batches_from_buffer(view, start_position=0):
+def batches_from_buffer(view, start_position=0, transactions=False):
     """Yield (producer_id, epoch, first_seq, last_seq, first_offset, last_offset) of each
     v2 batch in `view` (concatenated batches, e.g. a segment), reading headers only.
+    transactions=True: each tuple also has (attributes, marker) after those, marker being
+    the EndTxnMarker of a control batch (None for others, and for a control batch whose
+    record is not a marker: nothing to end).
 
     Starts at byte start_position; stops at the end, or at the first header that cannot
     be a batch: a batch length of zero (preallocated space) or below the minimum, one
@@ -323,6 +397,9 @@ def batches_from_buffer(view, start_position=0):
     """
     with memoryview(view) as whole:
         end = whole.nbytes
+    if transactions:
+        yield from _txn_batches(view, start_position, end)
+        return
     pos = start_position
     unpack = _FIELDS.unpack_from
     size = _FIELDS.size
@@ -333,4 +410,25 @@ def batches_from_buffer(view, start_position=0):
             return
         last_seq = (base_seq + last_delta) & MAX_SEQUENCE if base_seq >= 0 else NO_SEQUENCE
         yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta
+        pos += LOG_OVERHEAD + length
+
+
+def _txn_batches(view, pos, end):
+    """batches_from_buffer(..., transactions=True): one unpack a batch, the marker's
+    record decoded only for a control batch."""
+    unpack = _TXN_FIELDS.unpack_from
+    size = _TXN_FIELDS.size
+    while pos + size <= end:
+        base_offset, length, magic, attributes, last_delta, producer_id, epoch, base_seq = unpack(view, pos)
+        if length < MIN_BATCH_LENGTH or pos + LOG_OVERHEAD + length > end \
+                or magic != MAGIC or last_delta < 0:
+            return
+        last_seq = (base_seq + last_delta) & MAX_SEQUENCE if base_seq >= 0 else NO_SEQUENCE
+        marker = None
+        if attributes & CONTROL_MASK:
+            try:
+                marker = RecordBatch(view[pos:pos + LOG_OVERHEAD + length]).end_txn_marker()
+            except CorruptRecord:
+                marker = None
+        yield producer_id, epoch, base_seq, last_seq, base_offset, base_offset + last_delta, attributes, marker
         pos += LOG_OVERHEAD + length

@@ -5,6 +5,17 @@ from odradek.client.records import BatchBuilder, iter_batches
 from odradek.daemon.cli import cli
 
 
+def bitwise_crc32c(data):
+    """CRC-32C (Castagnoli, reflected 0x82F63B78), bit by bit: independent of the C core,
+    for bytes derived by hand from Kafka's schemas."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
 def make_batch(values, timestamp=1_700_000_000_000, keys=None, headers=(), **builder_args):
     """One v2 batch holding `values` (bytes each), timestamps `timestamp`, +1, +2, ..."""
     b = BatchBuilder(**builder_args)

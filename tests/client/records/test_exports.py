@@ -21,6 +21,8 @@ EXPECTED = {
     "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
     "filter_batch", "decode_batch", "DecodedBatch", "BatchRetention", "FilterResult",
+    "ControlRecordType", "EndTxnMarker", "encode_control_key", "decode_control_key", "encode_end_txn_marker",
+    "decode_end_txn_marker", "marker_batch",
 }
 
 RECORD_BATCH_PROPERTIES = [

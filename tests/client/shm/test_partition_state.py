@@ -385,3 +385,44 @@ def test_wait_for_any_wakes_on_a_change_of_any_of_several_states(state, futex_sl
     assert woke == [True]
     with pytest.raises(ValueError):
         wait_for_any([], [], 0)
+
+
+# ---- the first unstable offset (transactions; LAYOUT.md "fields added within version 1") ----
+
+def test_the_version_1_additions_table_matches_the_python_constants():
+    from pathlib import Path
+    layout = (Path(__file__).resolve().parents[3] / "client" / "shm" / "LAYOUT.md").read_text()
+    section = layout.split("### Partition state: fields added within version 1\n", 1)[1].split("\n\n**", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("|") and line.split("|")[1].strip().isdigit()]
+    assert [(int(r[0]), int(r[1]), r[3]) for r in rows] == [
+        (ps_module.OFF_MINOR_VERSION, 4, "minor_version"), (ps_module.OFF_FIRST_UNSTABLE, 8, "first_unstable_offset")]
+    # outside the seqlocked block C reads and writes, and inside the header page
+    assert ps_module.OFF_FIRST_UNSTABLE >= ps_module.OFF_FLAGS + 4 and ps_module.OFF_FIRST_UNSTABLE % 8 == 0
+    assert ps_module.OFF_MINOR_VERSION + 4 <= ps_module.OFF_SEQ
+
+
+def test_the_last_stable_offset_is_the_high_watermark_until_a_transaction_is_undecided(state):
+    writer, reader, _ = state(high_watermark=10, log_end_offset=10)
+    snap = reader.read()
+    assert reader.first_unstable_offset() is None and reader.last_stable_offset(snap) == 10
+    writer.set_first_unstable_offset(12)            # a transaction begins at the log end, 12
+    writer.update(high_watermark=15, log_end_offset=15)
+    snap = reader.read()
+    assert reader.first_unstable_offset() == 12 and reader.last_stable_offset(snap) == 12
+    assert reader.last_stable_offset(snap._replace(high_watermark=11)) == 11   # min with the HW
+    change = snap.change
+    writer.set_first_unstable_offset(None)          # decided and replicated: raised, then published
+    writer.update()
+    assert reader.wait_for_change(change, timeout=DEADLINE)
+    assert reader.last_stable_offset(reader.read()) == 15
+    with pytest.raises(PermissionError):
+        reader.set_first_unstable_offset(3)
+
+
+def test_a_state_made_before_the_field_existed_reads_as_having_no_transactions(state):
+    writer, reader, _ = state(high_watermark=7, log_end_offset=7)
+    view = writer._map.view
+    struct.pack_into("=I", view, ps_module.OFF_MINOR_VERSION, 0)     # as C alone formats it
+    struct.pack_into("=q", view, ps_module.OFF_FIRST_UNSTABLE, 0)
+    assert reader.first_unstable_offset() is None and reader.last_stable_offset(reader.read()) == 7

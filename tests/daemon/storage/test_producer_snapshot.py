@@ -3,19 +3,10 @@ codec against bytes built by hand from Kafka's schema, and the files in a partit
 import os
 
 import pytest
+from support.records import bitwise_crc32c as crc32c
 
 from odradek.daemon.storage import filenames, producer_snapshot as ps
 from odradek.daemon.storage.producer_snapshot import CorruptSnapshot, SnapshotEntry
-
-
-def crc32c(data):
-    """CRC-32C (Castagnoli, reflected 0x82F63B78), bit by bit: independent of the C core."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
 
 
 ENTRY = SnapshotEntry(producer_id=7, epoch=0, last_seq=4, last_offset=104, offset_delta=4,
