@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek import _hotpath
+from odradek._hotpath import BytesView
 from odradek.client import Record, native
 from odradek.client._partition_read import Fault, Fetched
 from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer, _why
@@ -86,7 +87,7 @@ def consumer_decode(data, pos, hw, check_crcs, zero_copy=False):
     assert len(records) == consumer._buffered and all(type(r) is Record for r in records)
     for r in records:
         for field in (r.key, r.value):
-            assert field is None or (type(field) is memoryview and field.readonly if zero_copy
+            assert field is None or (type(field) is BytesView and memoryview(field).readonly if zero_copy
                                      else type(field) is bytes)
     if stopped:
         return records, stopped[0], None
@@ -222,7 +223,8 @@ def test_zero_copy_views_share_one_export_and_pin_the_buffer():
     whole = memoryview(mm)
     records, _, _, _, _, _, _ = _hotpath.decode_fetch(whole[0:len(log)], 0, 0, 0, HW_LIMIT, "t", 0, True, True)
     assert [bytes(r.value) for r in records] == [b"value%d" % i for i in range(4)]
-    assert all(r.value.readonly and r.key.obj is mm for r in records)
+    assert all(type(r.value) is BytesView and memoryview(r.key).readonly for r in records)
+    assert not any(gc.is_tracked(x) for r in records for x in (r, r.key, r.value))   # no container: untracked
     with pytest.raises(TypeError):
         records[0].value[0] = 1
     whole.release()
@@ -378,6 +380,21 @@ def test_a_decoded_record_without_headers_makes_its_list_when_asked_and_is_colle
     del last
     gc.collect()
     assert gone() is build_log
+
+
+def test_a_decoded_record_given_new_fields_by_init_is_collected_in_a_cycle():
+    class Payload:
+        pass
+    log = build_log([([(0, b"k", b"v", [])], "none", 0)], 0)[0]
+    r = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
+    assert not gc.is_tracked(r)
+    p = Payload()
+    gone = weakref.ref(p)
+    r.__init__("t", 0, 0, None, p, [], 0)
+    p.record = r
+    del r, p
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_bad_header_key_before_pos_still_refuses_the_batch_as_records_does():
