@@ -361,22 +361,6 @@ enum { FETCH_END, FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_LENGTH, FETCH_BAD_CRC, F
 /* base offsets below the high watermark leave room for any lastOffsetDelta + 1 */
 #define MAX_HIGH_WATERMARK (INT64_MAX - ((int64_t)1 << 32))
 
-/* A zigzag varint of at most 5 bytes at p[*pos], before end (client/records/varint.py).
- * -1 if it does not fit: never for rows odk_decode_records accepted. */
-static int read_varint32(const uint8_t *p, size_t *pos, size_t end, int64_t *value)
-{
-    uint64_t z = 0;
-    for (int k = 0; k < 5 && *pos < end; k++) {
-        uint8_t b = p[(*pos)++];
-        z |= (uint64_t)(b & 0x7F) << (7 * k);
-        if (b < 0x80) {
-            *value = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* The `count` headers at batch[pos] (lengths checked by odk_decode_records) as a list of
  * (str, bytes or None): the C twin of client/records/_batch.py _read_headers. NULL with an
  * exception; *refused set when it is about the bytes (a key that is not UTF-8; lengths that
@@ -388,7 +372,7 @@ static PyObject *read_headers(const uint8_t *batch, size_t pos, size_t end, int6
         return NULL;
     for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i++) {
         int64_t klen, vlen;
-        if (read_varint32(batch, &pos, end, &klen) < 0 || klen < 0 || (uint64_t)klen > end - pos)
+        if (odk_read_varint(batch, &pos, end, 5, &klen) != 0 || klen < 0 || (uint64_t)klen > end - pos)
             goto bad;
         PyObject *key = PyUnicode_DecodeUTF8((const char *)batch + pos, (Py_ssize_t)klen, NULL);
         if (key == NULL) {
@@ -397,7 +381,7 @@ static PyObject *read_headers(const uint8_t *batch, size_t pos, size_t end, int6
         }
         pos += (size_t)klen;
         PyObject *value;
-        if (read_varint32(batch, &pos, end, &vlen) < 0 || vlen < -1 ||
+        if (odk_read_varint(batch, &pos, end, 5, &vlen) != 0 || vlen < -1 ||
             (vlen > 0 && (uint64_t)vlen > end - pos)) {
             Py_DECREF(key);
             goto bad;
