@@ -84,6 +84,10 @@ def test_a_view_keeps_its_owners_buffer_and_is_not_tracked():
         mm.close()
     m.release()
     mm.close()                                         # the last view gone: the map goes
+    source = memoryview(b"still here")
+    kept = BytesView(source)[6:]
+    source.release()                                   # the view's owner is its own memoryview
+    assert bytes(kept) == b"here"
     grow = bytearray(b"abc")
     w = BytesView(grow)
     with pytest.raises(BufferError):
