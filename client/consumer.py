@@ -30,10 +30,13 @@ Theory of operation
 - Not thread-safe: one thread uses a Consumer (as with Kafka's). With a group.id the
   Consumer has one helper thread of its own (heartbeats; client/group_member.py).
 
-zero.copy=true (default false): key and value are read-only memoryviews of the mapped
-segment instead of bytes copies (gzip batches: of their decompressed bytes; headers stay
-bytes). A view is valid until the next poll()/consume() or close() of this consumer: use
-it or copy it (bytes(rec.value)) before then. A view kept longer never crashes the
+zero.copy=true (default false): key and value are read-only views of the mapped segment
+instead of bytes copies (gzip batches: of their decompressed bytes; headers stay bytes):
+odradek._hotpath.BytesView, which has the buffer protocol (memoryview(v), bytes(v), any
+call that takes a bytes-like object; writes refused), len(v), v[i] and v[i:j], and ==
+and hash like bytes (daemon/c_ext/hp_bytes_view.c). A view is valid until the next
+poll()/consume() or close() of this consumer: use it or copy it (bytes(rec.value))
+before then. A view kept longer never crashes the
 process: it keeps the segment's mapping alive (even after retention deleted the file or
 the consumer closed), but what it shows then is not promised. The one exception: a view
 read while a leader cuts committed data from that file (only after an unclean change of
@@ -42,7 +45,7 @@ leader) can meet a page the cut removed, and the process gets SIGBUS.
     with Consumer({"auto.offset.reset": "earliest", "zero.copy": True}) as c:
         c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])
         for rec in c.consume(1000, 1.0):
-            handle(rec.value)               # a memoryview: valid until the next consume()
+            handle(rec.value)               # a read-only view: valid until the next consume()
 
 A batch that cannot be read (a flipped bit on disk: CRC-32C, a damaged length, header or
 record; a codec odradek does not read: snappy, lz4, zstd) hides nothing before it: poll()
@@ -120,7 +123,7 @@ import time
 from collections import deque
 
 from odradek._hotpath import (FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER,
-                              FETCH_END, FETCH_IN_PYTHON, decode_fetch)
+                              FETCH_END, FETCH_IN_PYTHON, BytesView, decode_fetch)
 from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._partition_read import AssignedPartition, Fault, Fetched
@@ -722,9 +725,9 @@ class Consumer:
     def _decode_in_python(self, batch, topic, partition, pos):
         """Records of a batch decode_fetch leaves to Python: through records() (gzip is
         decompressed; others raise CorruptRecord or UnsupportedCompression). Keys and
-        values are bytes of the decompressed batch (memoryviews of them with zero.copy)."""
+        values are bytes of the decompressed batch (BytesViews of them with zero.copy)."""
         ts_type = LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else CREATE_TIME
-        field = memoryview if self._zero_copy else _b
+        field = BytesView if self._zero_copy else _b
         return [Record(topic, partition, r.offset, None if r.key is None else field(r.key),
                        None if r.value is None else field(r.value),
                        [(k, _b(v)) for k, v in r.headers] if r.headers else [], r.timestamp, ts_type)

@@ -45,12 +45,20 @@ WAIT_MANY_MAX = lib.ODK_WAIT_MANY_MAX
 
 
 def _spin_max_ns():
+    """ODRADEK_SPIN_US in ns, within 0..ODK_SPIN_MAX_NS; a value that is no number warns
+    (RuntimeWarning) and leaves the default: a typo must not stop every import."""
+    default_us = 50.0
     value = os.environ.get("ODRADEK_SPIN_US", "").strip()
     try:
-        us = float(value) if value else 50.0
+        us = float(value) if value else default_us
+        if us != us:
+            raise ValueError("NaN")
     except ValueError:
-        raise ValueError(f"ODRADEK_SPIN_US must be a number of microseconds, not {value!r}") from None
-    return max(0, min(int(us * 1000), lib.ODK_SPIN_MAX_NS))
+        import warnings
+        warnings.warn(f"ODRADEK_SPIN_US must be a number of microseconds, not {value!r}: using "
+                      f"{default_us:g}", RuntimeWarning, stacklevel=2)
+        us = default_us
+    return int(max(0.0, min(us * 1000, lib.ODK_SPIN_MAX_NS)))
 
 
 SPIN_MAX_NS = _spin_max_ns()

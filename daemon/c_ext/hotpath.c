@@ -13,7 +13,7 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     PyObject *m = PyModule_Create(&hotpath_module);
     if (m == NULL)
         return NULL;
-    if (odk_hp_add_producer(m) < 0 || odk_hp_add_consumer(m) < 0) {
+    if (odk_hp_add_producer(m) < 0 || odk_hp_add_consumer(m) < 0 || odk_hp_add_bytes_view(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -13,6 +13,7 @@
  *                   (its structs and batch core in hp_accumulator.h, the record
  *                   encoding in hp_record.h: headers included by it alone)
  *   hp_consumer.c   odk_hp_add_consumer(module)   fetch decoding into record objects
+ *   hp_bytes_view.c odk_hp_add_bytes_view(module) BytesView, a zero-copy key or value
  * Each returns 0, or -1 with a Python exception set.
  */
 #ifndef ODRADEK_HOTPATH_H
@@ -23,5 +24,13 @@
 
 int odk_hp_add_producer(PyObject *module);
 int odk_hp_add_consumer(PyObject *module);
+int odk_hp_add_bytes_view(PyObject *module);
+
+/* A private memoryview of obj, a C-contiguous buffer of bytes (else NULL with ValueError
+ * naming `who`, or the error of the buffer protocol): the owner of BytesViews. */
+PyObject *odk_hp_byte_buffer(PyObject *obj, const char *who);
+/* A new BytesView of [buf, buf + len), which lies inside owner's buffer (owner from
+ * odk_hp_byte_buffer); NULL with MemoryError. */
+PyObject *odk_hp_bytes_view(PyObject *owner, const char *buf, Py_ssize_t len);
 
 #endif

@@ -49,10 +49,8 @@ struct Topic {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *topics;        /* name -> capsule of a Topic */
-    Topic **all_topics;
-    Py_ssize_t ntopics;
-    Topic *last;             /* the topic of the previous produce() */
+    PyObject *topics;        /* name -> capsule of a Topic (the capsule owns it): the topic set */
+    Topic *last;             /* the topic of the previous produce(), in topics */
     Link **links;            /* by link id */
     Py_ssize_t nlinks;
     uint32_t batch_size;
@@ -127,31 +125,34 @@ static Topic *find_topic(Accumulator *a, PyObject *name)
     return a->last;
 }
 
+static void topic_free(PyObject *capsule)
+{
+    Topic *t = PyCapsule_GetPointer(capsule, NULL);
+    Py_XDECREF(t->name);
+    PyMem_Free(t->links);
+    PyMem_Free(t);
+}
+
 static Topic *topic_for(Accumulator *a, PyObject *name)
 {
     Topic *t = find_topic(a, name);
     if (t != NULL || PyErr_Occurred())
         return t;
-    Topic **grown = PyMem_Realloc(a->all_topics, (size_t)(a->ntopics + 1) * sizeof *grown);
-    if (grown == NULL)
-        return (Topic *)PyErr_NoMemory();
-    a->all_topics = grown;
     t = PyMem_Calloc(1, sizeof *t);
     if (t == NULL)
         return (Topic *)PyErr_NoMemory();
-    PyObject *cap = PyCapsule_New(t, NULL, NULL);
-    if (cap == NULL || PyDict_SetItem(a->topics, name, cap) < 0) {
-        Py_XDECREF(cap);
+    t->name = Py_NewRef(name);
+    t->count = -1;
+    t->sticky = -1;
+    PyObject *cap = PyCapsule_New(t, NULL, topic_free);
+    if (cap == NULL) {
+        Py_DECREF(name);
         PyMem_Free(t);
         return NULL;
     }
-    Py_DECREF(cap);
-    Py_INCREF(name);
-    t->name = name;
-    t->count = -1;
-    t->sticky = -1;
-    a->all_topics[a->ntopics++] = t;
-    return t;
+    int rc = PyDict_SetItem(a->topics, name, cap);
+    Py_DECREF(cap);                  /* on failure, topic_free frees t */
+    return rc < 0 ? NULL : t;
 }
 
 static int inflight_reserve(Link *l)
@@ -204,7 +205,9 @@ static int seal_locked(Accumulator *a, Link *l)
 }
 
 /* Open a batch for a record of `bytes` (with the header) in l (locked). Returns 0,
- * or PRODUCE_FULL / PRODUCE_TOO_LARGE with *want the reservation it needs. */
+ * PRODUCE_FULL / PRODUCE_TOO_LARGE with *want the reservation it needs, or -1 when the
+ * ring refuses as misused (a reservation already open: a bug, the caller raises
+ * SystemError once the lock is released). */
 static int open_locked(Accumulator *a, Link *l, uint64_t bytes, uint32_t *want)
 {
     uint64_t cap = bytes > a->batch_size ? bytes : a->batch_size;
@@ -214,8 +217,10 @@ static int open_locked(Accumulator *a, Link *l, uint64_t bytes, uint32_t *want)
     int64_t off = odk_ring_reserve(l->ring, (uint32_t)cap, l->next_tag);
     if (off == -ODK_SHM_FULL)
         return PRODUCE_FULL;
+    if (off == -ODK_SHM_TOO_BIG)
+        return PRODUCE_TOO_LARGE;   /* limit above the ring's max payload */
     if (off < 0)
-        return PRODUCE_TOO_LARGE;   /* TOO_BIG: limit above the ring's max payload */
+        return -1;
     l->batch = l->ring->base + off;
     l->cap = (uint32_t)cap;
     l->used = ODK_BATCH_HEADER_SIZE;

@@ -46,14 +46,14 @@
  *   first byte, else where the previous call stopped (a batch was passed before it:
  *   the baseOffset order then starts from next_offset).
  *
- * Zero-copy (zero_copy true): key and value are read-only memoryviews of data's bytes,
- *   not bytes copies. Each is registered on the managed buffer of `data` (a memoryview
- *   of the mapped segment), so it pins the mapping as any view does: mmap.close()
+ * Zero-copy (zero_copy true): key and value are BytesViews (hp_bytes_view.c) of data's
+ *   bytes, not bytes copies. One buffer export per fetch: the call's own memoryview of
+ *   `data` (a view of the mapped segment, sharing its managed buffer), which every view
+ *   of the fetch holds, so the views pin the mapping as a memoryview does: mmap.close()
  *   raises BufferError while one exists (client/_partition_read.py MappedSegment.close
  *   takes that as "the map goes with the last view"), and reading one never touches
- *   unmapped memory. One buffer export per fetch: a view is made by copying the fetch's
- *   view (PyMemoryView_FromObject on a memoryview shares its managed buffer) and
- *   narrowing buf/len/shape to the field, as memoryview slicing does.
+ *   unmapped memory. A BytesView is neither a GC container nor tracked, so a zero-copy
+ *   Record without headers is not tracked either.
  *
  * Invariants: every byte read is inside data (positions come from checked batchLength
  * and from odk_decode_records, whose rows lie inside their batch); offsets and
@@ -106,10 +106,40 @@ static int record_clear(RecordObject *self)
     return 0;
 }
 
+/* Records freed, for reuse (a fetch makes and frees a thousand at a time; a reused one
+ * also skips the allocation count that starts a garbage collection): untracked, fields
+ * cleared, chained through f[0]. Only exact Records; touched with the GIL held only. */
+#define FREE_RECORDS_MAX 4096
+static RecordObject *free_records;
+static int n_free_records;
+
+/* A new Record, untracked, every field NULL; NULL with MemoryError. */
+static RecordObject *record_alloc(void)
+{
+    RecordObject *r = free_records;
+    if (r == NULL) {
+        r = PyObject_GC_New(RecordObject, &RecordType);
+        if (r != NULL)
+            memset(r->f, 0, sizeof r->f);
+        return r;
+    }
+    free_records = (RecordObject *)r->f[0];
+    n_free_records--;
+    r->f[0] = NULL;
+    PyObject_Init((PyObject *)r, &RecordType);
+    return r;
+}
+
 static void record_dealloc(RecordObject *self)
 {
     PyObject_GC_UnTrack(self);
     record_clear(self);
+    if (Py_TYPE(self) == &RecordType && n_free_records < FREE_RECORDS_MAX) {
+        self->f[0] = (PyObject *)free_records;
+        free_records = self;
+        n_free_records++;
+        return;
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -122,6 +152,8 @@ static int record_init(RecordObject *self, PyObject *args, PyObject *kwds)
         return -1;
     for (int i = 0; i < N_FIELDS; i++)
         Py_XSETREF(self->f[i], Py_NewRef(v[i]));
+    if (!PyObject_GC_IsTracked((PyObject *)self))
+        PyObject_GC_Track(self);     /* one decode_fetch made: its fields may be containers now */
     return 0;
 }
 
@@ -131,7 +163,7 @@ static PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t
 {
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
     if (kwnames == NULL && (n == N_FIELDS - 1 || n == N_FIELDS) && type == (PyObject *)&RecordType) {
-        RecordObject *r = PyObject_GC_New(RecordObject, &RecordType);
+        RecordObject *r = record_alloc();
         if (r == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < n; i++)
@@ -197,9 +229,9 @@ static int record_set_headers(RecordObject *self, PyObject *value, void *Py_UNUS
     return 0;
 }
 
-/* A Record decode_fetch made holds only atomic objects (str, int, bytes, memoryview,
+/* A Record decode_fetch made holds only atomic objects (str, int, bytes, BytesView,
  * None) and is not tracked by the garbage collector; setting any attribute may give it a
- * container, so from then on it is. */
+ * container, so from then on it is (as after __init__). */
 static int record_setattro(PyObject *self, PyObject *name, PyObject *value)
 {
     int rc = PyObject_GenericSetAttr(self, name, value);
@@ -296,9 +328,9 @@ PyDoc_STRVAR(record_doc,
 "--\n\n"
 "One record of a partition: what a Consumer returns and a delivery report carries.\n"
 "`offset` is -1 in a delivery report of a failed record or of one sent with acks=0.\n"
-"key and value: bytes or None (memoryviews with the consumer's zero.copy); headers: a\n"
-"list of (str, bytes or None); timestamp in ms; timestamp_type 0 CreateTime, 1\n"
-"LogAppendTime. Attributes are writable; == compares all eight; not hashable.");
+"key and value: bytes or None (read-only BytesViews with the consumer's zero.copy);\n"
+"headers: a list of (str, bytes or None); timestamp in ms; timestamp_type 0 CreateTime,\n"
+"1 LogAppendTime. Attributes are writable; == compares all eight; not hashable.");
 
 static PyTypeObject RecordType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -329,22 +361,6 @@ enum { FETCH_END, FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_LENGTH, FETCH_BAD_CRC, F
 /* base offsets below the high watermark leave room for any lastOffsetDelta + 1 */
 #define MAX_HIGH_WATERMARK (INT64_MAX - ((int64_t)1 << 32))
 
-/* A zigzag varint of at most 5 bytes at p[*pos], before end (client/records/varint.py).
- * -1 if it does not fit: never for rows odk_decode_records accepted. */
-static int read_varint32(const uint8_t *p, size_t *pos, size_t end, int64_t *value)
-{
-    uint64_t z = 0;
-    for (int k = 0; k < 5 && *pos < end; k++) {
-        uint8_t b = p[(*pos)++];
-        z |= (uint64_t)(b & 0x7F) << (7 * k);
-        if (b < 0x80) {
-            *value = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* The `count` headers at batch[pos] (lengths checked by odk_decode_records) as a list of
  * (str, bytes or None): the C twin of client/records/_batch.py _read_headers. NULL with an
  * exception; *refused set when it is about the bytes (a key that is not UTF-8; lengths that
@@ -356,7 +372,7 @@ static PyObject *read_headers(const uint8_t *batch, size_t pos, size_t end, int6
         return NULL;
     for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i++) {
         int64_t klen, vlen;
-        if (read_varint32(batch, &pos, end, &klen) < 0 || klen < 0 || (uint64_t)klen > end - pos)
+        if (odk_read_varint(batch, &pos, end, 5, &klen) != 0 || klen < 0 || (uint64_t)klen > end - pos)
             goto bad;
         PyObject *key = PyUnicode_DecodeUTF8((const char *)batch + pos, (Py_ssize_t)klen, NULL);
         if (key == NULL) {
@@ -365,7 +381,7 @@ static PyObject *read_headers(const uint8_t *batch, size_t pos, size_t end, int6
         }
         pos += (size_t)klen;
         PyObject *value;
-        if (read_varint32(batch, &pos, end, &vlen) < 0 || vlen < -1 ||
+        if (odk_read_varint(batch, &pos, end, 5, &vlen) != 0 || vlen < -1 ||
             (vlen > 0 && (uint64_t)vlen > end - pos)) {
             Py_DECREF(key);
             goto bad;
@@ -412,15 +428,7 @@ static PyObject *field_bytes(fetch_ctx *cx, size_t at, int64_t len)
         return Py_NewRef(Py_None);
     if (!cx->zero_copy)
         return PyBytes_FromStringAndSize((const char *)cx->buf + at, (Py_ssize_t)len);
-    PyObject *mv = PyMemoryView_FromObject(cx->base);   /* a view on the same managed buffer */
-    if (mv == NULL)
-        return NULL;
-    Py_buffer *v = PyMemoryView_GET_BUFFER(mv);
-    v->buf = (char *)cx->buf + at;
-    v->len = (Py_ssize_t)len;
-    v->shape[0] = (Py_ssize_t)len;
-    v->readonly = 1;
-    return mv;
+    return odk_hp_bytes_view(cx->base, (const char *)cx->buf + at, (Py_ssize_t)len);
 }
 
 static PyObject *timestamp_of(fetch_ctx *cx, int64_t base, int64_t delta)
@@ -481,10 +489,9 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
             Py_XDECREF(unused);
             continue;
         }
-        RecordObject *r = PyObject_GC_New(RecordObject, &RecordType);
+        RecordObject *r = record_alloc();
         if (r == NULL)
             goto fail;
-        memset(r->f, 0, sizeof r->f);
         int64_t hc = row[ODK_REC_HEADERS_COUNT];
         if ((r->f[F_OFFSET] = PyLong_FromLongLong(h->base_offset + row[ODK_REC_OFFSET_DELTA])) == NULL ||
             (r->f[F_KEY] = field_bytes(cx, at + (size_t)row[ODK_REC_KEY_POS], row[ODK_REC_KEY_LEN])) == NULL ||
@@ -552,16 +559,10 @@ static PyObject *decode_fetch(PyObject *Py_UNUSED(module), PyObject *const *args
                      "high_watermark %lld)", (long long)pos, (long long)next_offset, (long long)hw);
         return NULL;
     }
-    PyObject *base = PyMemoryView_FromObject(args[0]);
+    PyObject *base = odk_hp_byte_buffer(args[0], "decode_fetch");
     if (base == NULL)
         return NULL;
     Py_buffer *view = PyMemoryView_GET_BUFFER(base);
-    if (view->ndim != 1 || view->itemsize != 1 || view->suboffsets != NULL ||
-        (view->strides != NULL && view->strides[0] != 1) || (view->format != NULL && strcmp(view->format, "B"))) {
-        Py_DECREF(base);
-        PyErr_SetString(PyExc_ValueError, "decode_fetch: data must be a contiguous buffer of bytes");
-        return NULL;
-    }
     int64_t n = view->len;
     if (start < 0 || start > n) {
         Py_DECREF(base);

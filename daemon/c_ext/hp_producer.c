@@ -245,6 +245,12 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
     if (l->batch == NULL) {
         uint32_t want;
         int rc = open_locked(a, l, alone, &want);
+        if (rc < 0) {
+            pthread_mutex_unlock(&l->lock);
+            PyErr_Format(PyExc_SystemError, "odradek: the ring of partition %d already has a reservation "
+                         "open (a second writer in this process?)", (int)partition);
+            goto done;
+        }
         if (rc) {
             pthread_mutex_unlock(&l->lock);
             result = slow(rc, partition, want, l->limit);
@@ -402,33 +408,23 @@ static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
     if (left > WAIT_CHUNK_NS)
         left = WAIT_CHUNK_NS;
     uint8_t *base = l->ring->base;
-    uint64_t cap = l->ring->capacity, need = ODK_RING_ENTRY_HEADER + ((nbytes + 7u) & ~7ull);
-    uint32_t *head_low = (uint32_t *)(base + ODK_RING_OFF_HEAD
-                                      + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0));
-    int ok = 0;
+    int ok;
     atomic_fetch_add(&a->waiters, 1);
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&l->lock);
     uint64_t tail = l->ring->tail;
-    if (l->sleepers++ == 0)
+    if (l->sleepers++ == 0)     /* the flag is shared by this process's sleepers */
         odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
     pthread_mutex_unlock(&l->lock);
-    uint64_t room = cap - (tail & (cap - 1));
-    uint64_t span = need <= room ? need : room + need;
-    atomic_thread_fence(memory_order_seq_cst);
-    uint64_t h = odk_atomic_load_u64(base, ODK_RING_OFF_HEAD);
-    ok = tail + span - h <= cap;
-    if (!ok && left > 0) {
-        odk_futex_wait(head_low, (uint32_t)h, left);
-        h = odk_atomic_load_u64(base, ODK_RING_OFF_HEAD);
-        ok = tail + span - h <= cap;
-    }
+    ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, left);
     pthread_mutex_lock(&l->lock);
     if (--l->sleepers == 0)
         odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
     pthread_mutex_unlock(&l->lock);
     Py_END_ALLOW_THREADS
     atomic_fetch_sub(&a->waiters, 1);
+    if (ok < 0)
+        return PyErr_Format(PyExc_ValueError, "wait_space: an entry of %u bytes never fits the ring", nbytes);
     return PyBool_FromLong(ok);
 }
 
@@ -493,6 +489,29 @@ static PyObject *sealed_tuple(Sealed s)
     return Py_BuildValue("(iN)", (int)s.count, pending);
 }
 
+/* The in-flight entry with that tag removed from l's queue (locked) into *out; 0 if there
+ * is none. */
+static int remove_inflight_locked(Link *l, uint32_t tag, Sealed *out)
+{
+    for (size_t i = 0; i < l->in_len; i++) {
+        if (l->inflight[(l->in_first + i) % l->in_cap].tag != tag)
+            continue;
+        *out = l->inflight[(l->in_first + i) % l->in_cap];
+        for (size_t j = i; j > 0; j--)   /* close the gap (i is 0 when in order) */
+            l->inflight[(l->in_first + j) % l->in_cap] = l->inflight[(l->in_first + j - 1) % l->in_cap];
+        l->in_first = (l->in_first + 1) % l->in_cap;
+        l->in_len--;
+        return 1;
+    }
+    return 0;
+}
+
+/* The reports of complete() and take_sealed() are made before their entries leave the
+ * queue (each holding its own reference to the pending list), so that a MemoryError
+ * changes nothing: the records stay in flight, to be taken again (close() reports them),
+ * and are never lost to len(producer). Building runs with the lock released (it can run
+ * the garbage collector); an entry that left the queue meanwhile is not reported here. */
+
 /* complete(link, tag): (count, pending) of the sealed batch with that tag, removed from
  * the in-flight queue; None if there is none (a stray completion). */
 static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
@@ -507,22 +526,27 @@ static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
     Sealed s = {0, 0, NULL};
     int found = 0;
     pthread_mutex_lock(&l->lock);
-    for (size_t i = 0; i < l->in_len; i++) {
-        size_t at = (l->in_first + i) % l->in_cap;
-        if (l->inflight[at].tag != tag)
-            continue;
-        s = l->inflight[at];
-        found = 1;
-        for (size_t j = i; j > 0; j--)   /* close the gap (i is 0 when in order) */
-            l->inflight[(l->in_first + j) % l->in_cap] = l->inflight[(l->in_first + j - 1) % l->in_cap];
-        l->in_first = (l->in_first + 1) % l->in_cap;
-        l->in_len--;
-        break;
-    }
+    for (size_t i = 0; i < l->in_len && !found; i++)
+        if (l->inflight[(l->in_first + i) % l->in_cap].tag == tag) {
+            s = l->inflight[(l->in_first + i) % l->in_cap];
+            Py_XINCREF(s.pending);       /* the report's own reference */
+            found = 1;
+        }
     pthread_mutex_unlock(&l->lock);
     if (!found)
         Py_RETURN_NONE;
-    return sealed_tuple(s);
+    PyObject *report = sealed_tuple(s);
+    if (report == NULL)
+        return NULL;
+    pthread_mutex_lock(&l->lock);
+    found = remove_inflight_locked(l, tag, &s);
+    pthread_mutex_unlock(&l->lock);
+    if (!found) {
+        Py_DECREF(report);
+        Py_RETURN_NONE;
+    }
+    Py_XDECREF(s.pending);              /* the queue's reference */
+    return report;
 }
 
 /* take_sealed(link): [(count, pending), ...] of every sealed batch in flight, removed
@@ -532,27 +556,44 @@ static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
     Link *l = link_of_arg(a, arg);
     if (l == NULL)
         return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    for (;;) {
-        pthread_mutex_lock(&l->lock);
-        if (l->in_len == 0) {
-            pthread_mutex_unlock(&l->lock);
-            return out;
-        }
-        Sealed s = l->inflight[l->in_first];
-        l->in_first = (l->in_first + 1) % l->in_cap;
-        l->in_len--;
-        pthread_mutex_unlock(&l->lock);
-        PyObject *t = sealed_tuple(s);
-        if (t == NULL || PyList_Append(out, t) < 0) {
-            Py_XDECREF(t);
-            Py_DECREF(out);
+    pthread_mutex_lock(&l->lock);
+    size_t n = l->in_len;
+    Sealed *taken = n ? PyMem_RawMalloc(n * sizeof *taken) : NULL;
+    for (size_t i = 0; taken != NULL && i < n; i++) {
+        taken[i] = l->inflight[(l->in_first + i) % l->in_cap];
+        Py_XINCREF(taken[i].pending);
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (n && taken == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; i < n; i++) {
+        PyObject *t = out == NULL ? NULL : sealed_tuple(taken[i]);   /* takes the reference */
+        if (t == NULL) {
+            for (size_t j = i + (out != NULL); j < n; j++)
+                Py_XDECREF(taken[j].pending);
+            Py_XDECREF(out);
+            PyMem_RawFree(taken);
             return NULL;
         }
-        Py_DECREF(t);
+        PyList_SET_ITEM(out, (Py_ssize_t)i, t);
     }
+    Py_ssize_t gone = 0;
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < n; i++)
+        if (!remove_inflight_locked(l, taken[i].tag, &taken[i]))
+            taken[i].count = -1;        /* it left the queue meanwhile */
+    pthread_mutex_unlock(&l->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (taken[i].count < 0) {
+            if (PySequence_DelItem(out, (Py_ssize_t)i - gone++) < 0)
+                PyErr_Clear();          /* cannot fail for an index in range */
+        } else {
+            Py_XDECREF(taken[i].pending);   /* the queue's reference */
+        }
+    }
+    PyMem_RawFree(taken);
+    return out;
 }
 
 /* take_open(link): [(count, pending)] of the open batch, dropped (its reservation
@@ -653,13 +694,7 @@ static void Accumulator_dealloc(Accumulator *a)
         free(l);
     }
     PyMem_Free(a->links);
-    for (Py_ssize_t i = 0; i < a->ntopics; i++) {
-        Py_XDECREF(a->all_topics[i]->name);
-        PyMem_Free(a->all_topics[i]->links);
-        PyMem_Free(a->all_topics[i]);
-    }
-    PyMem_Free(a->all_topics);
-    Py_XDECREF(a->topics);
+    Py_XDECREF(a->topics);          /* its capsules free the Topics */
     Py_XDECREF(a->doorbell_owner);
     Py_TYPE(a)->tp_free((PyObject *)a);
 }

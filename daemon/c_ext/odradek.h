@@ -768,4 +768,19 @@ void odk_read_batch_header(const uint8_t *b, odk_batch_header *out);
  * ODK_BATCH_HEADER_SIZE. Compare with the stored odk_batch_header.crc. */
 uint32_t odk_batch_crc(const uint8_t *b, size_t size);
 
+/* ---- Issue 11's hot paths (daemon/c_ext/hp_*.c) ----------------------------------------
+ * odk_ring_wait_writable_at(r, tail, len, timeout_ns): odk_ring_wait_writable for a
+ *   writer whose odk_ring several threads share (the Producer's accumulator): `tail` is
+ *   r->tail as read under the caller's lock, r is only read, and the space-waiter flag is
+ *   the caller's to set before and clear after (it counts its own sleepers). Sleeps at most
+ *   timeout_ns (0: a look, no sleep) on the head. 1 if an entry of len bytes fits after
+ *   tail, 0 if not yet, -ODK_SHM_TOO_BIG if it never can.
+ * odk_read_varint(p, pos, lim, maxb, value): the zigzag varint at p[*pos], of at most
+ *   maxb bytes (5: int32, 10: int64) before lim, as odk_decode_records reads them
+ *   (record_decode.c, the one varint reader in C). 0 with *value and *pos past it, else
+ *   non-zero (cut short by lim, too long, or wider than 32 / 64 bits).
+ */
+int odk_ring_wait_writable_at(const odk_ring *r, uint64_t tail, uint32_t len, int64_t timeout_ns);
+int odk_read_varint(const uint8_t *p, size_t *pos, size_t lim, int maxb, int64_t *value);
+
 #endif

@@ -2,7 +2,8 @@
  * record_decode.c — odk_decode_records (see odradek.h for the contract; its pure-Python
  * twin is client/_native_ref.py decode_records, tested against this file by
  * tests/client/test_native_records.py): one uncompressed v2 batch's records into rows of
- * ODK_RECORD_FIELDS int64 each, every varint and length checked.
+ * ODK_RECORD_FIELDS int64 each, every varint and length checked. Its varint reader is the
+ * only one in C (exported as odk_read_varint for the consumer's headers, hp_consumer.c).
  */
 #include "odradek.h"
 #include "byte_order.h"
@@ -45,6 +46,12 @@ static inline int read_varint(const uint8_t *p, size_t *pos, size_t lim, int max
     *value = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
     *pos = i;
     return 0;
+}
+
+int odk_read_varint(const uint8_t *p, size_t *pos, size_t lim, int maxb, int64_t *value)
+{
+    int last;
+    return read_varint(p, pos, lim, maxb, value, &last);
 }
 
 static int decode_fail(odk_decode_result *out, int status, int64_t records, int flags,

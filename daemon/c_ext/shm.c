@@ -750,3 +750,20 @@ int odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
     }
     return ODK_SHM_TORN;
 }
+
+/* ---- For writers that share one ring struct between threads (issue 11) --------------- */
+
+int odk_ring_wait_writable_at(const odk_ring *r, uint64_t tail, uint32_t len, int64_t timeout_ns)
+{
+    if (len > ring_max_payload(r))
+        return -ODK_SHM_TOO_BIG;
+    uint64_t span = ring_span(r, tail, ODK_RING_ENTRY_HEADER + align8(len));
+    _Atomic uint64_t *head = a64(r->base, ODK_RING_OFF_HEAD);
+    atomic_thread_fence(SEQ);   /* the caller's space-waiter flag, before the head is read */
+    uint64_t h = atomic_load_explicit(head, ACQ);
+    if (tail + span - h > r->capacity && timeout_ns > 0) {
+        odk_futex_wait(low_half(r->base, ODK_RING_OFF_HEAD), (uint32_t)h, timeout_ns);
+        h = atomic_load_explicit(head, ACQ);
+    }
+    return tail + span - h <= r->capacity;
+}

@@ -162,7 +162,8 @@ class MappedFile:
         cache), and whole pages written so are not zeroed first, as pages a store into
         the map faults in are. The caller allocates first (allocate): this writes only
         allocated bytes, so ENOSPC here is as unexpected as EIO. A failed write leaves
-        the file's state unknown: StorageError, and writes refused from then on."""
+        the file's state unknown: StorageError, and writes refused from then on; what
+        it wrote before it failed is zeroed (_cut_failed_write)."""
         if self._sticky_error is not None or not self.writable:
             self._check_writable()  # raises
         view = memoryview(data).cast("B")
@@ -175,6 +176,7 @@ class MappedFile:
             while done < n:   # a regular file's pwrite is short only when interrupted
                 done += os.pwrite(self._fd, view[done:], pos + done)
         except OSError as e:
+            self._cut_failed_write(pos, n)
             self._fail(e)
         self.size = pos + n
         self.allocated = max(self.allocated, self.size)
@@ -239,6 +241,17 @@ class MappedFile:
         self._release_fd()
 
     # -- errors -------------------------------------------------------------------
+    def _cut_failed_write(self, pos, n):
+        """After a write of n bytes at `pos` failed partway: the bytes it did write lie past
+        the data, unvalidated (a leader's batches are checked only once written:
+        odk_append_in_place; a follower's were, but only some landed), where a recovery
+        would read on into them. They are zeroed through the map (the same page cache),
+        as a refused append's copy is: no system call that could fail again, and the
+        blocks stay allocated, so a later store into the map there cannot meet a full
+        disk (SIGBUS) as it could after a cut with ftruncate."""
+        if self._view is not None:
+            self._view[pos:pos + n] = bytes(n)
+
     def _check_writable(self):
         if self._sticky_error is not None:
             raise StorageError(f"{self.path}: refusing writes after an earlier I/O error: {self._sticky_error}")

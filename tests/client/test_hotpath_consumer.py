@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from odradek import _hotpath
+from odradek._hotpath import BytesView
 from odradek.client import Record, native
 from odradek.client._partition_read import Fault, Fetched
 from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer, _why
@@ -23,7 +24,8 @@ from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
 from odradek.client.records.layout import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
-                                            HEADER_STRUCT, MAGIC, TIMESTAMP_TYPE_MASK)
+                                            HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK)
+from odradek.client.records.varint import encode_varint, encode_varlong
 
 T0 = 1_700_000_000_000
 HW_LIMIT = _HIGH_WATERMARK_MAX
@@ -86,7 +88,7 @@ def consumer_decode(data, pos, hw, check_crcs, zero_copy=False):
     assert len(records) == consumer._buffered and all(type(r) is Record for r in records)
     for r in records:
         for field in (r.key, r.value):
-            assert field is None or (type(field) is memoryview and field.readonly if zero_copy
+            assert field is None or (type(field) is BytesView and memoryview(field).readonly if zero_copy
                                      else type(field) is bytes)
     if stopped:
         return records, stopped[0], None
@@ -163,6 +165,46 @@ def test_decode_fetch_gives_what_the_reference_gives(batches, first, pos_at, hw_
     assert got[1:] == want[1:]
 
 
+# ---- the C header reader (read_headers) on malformed headers ---------------------------------
+
+def raw_batch(records):
+    """One uncompressed v2 batch at offset 0 of `records`, each (value, header section
+    bytes: the headers count varint and what follows, as is), CRC-32C right."""
+    body = bytearray()
+    for i, (value, headers) in enumerate(records):
+        rec = (b"\0" + encode_varlong(i) + encode_varint(i) + encode_varint(-1) + encode_varint(len(value))
+               + value + headers)
+        body += encode_varint(len(rec)) + rec
+    head = bytearray(HEADER_STRUCT.pack(0, HEADER_STRUCT.size - LOG_OVERHEAD + len(body), 0, MAGIC, 0, 0,
+                                        len(records) - 1, T0, T0 + len(records), -1, -1, -1, len(records)))
+    data = head + body
+    struct.pack_into(">I", data, CRC_OFFSET, native.crc32c(bytes(data[ATTRIBUTES_OFFSET:])))
+    return bytes(data)
+
+
+header_key_st = st.binary(max_size=5) | st.text(max_size=3).map(str.encode)      # often not UTF-8
+framed_headers_st = st.lists(st.tuples(header_key_st, st.none() | st.binary(max_size=4)), max_size=3).map(
+    lambda hs: encode_varint(len(hs)) + b"".join(
+        encode_varint(len(k)) + k + (encode_varint(-1) if v is None else encode_varint(len(v)) + v)
+        for k, v in hs))
+header_section_st = st.one_of(
+    # well-framed headers whose keys may not be UTF-8 and values may be null (twice as often)
+    framed_headers_st, framed_headers_st,
+    # a count and lengths that need not fit: any varints and bytes
+    st.lists(st.integers(-3, 6).map(encode_varint) | st.binary(min_size=1, max_size=3), max_size=6).map(b"".join),
+    # a varint longer than 5 bytes, or wider than 32 bits
+    st.sampled_from([b"\x01\x80\x80\x80\x80\x80\x01", b"\x01\xff\xff\xff\xff\x1f"]))
+
+
+@quick
+@given(records=st.lists(st.tuples(st.binary(max_size=6), header_section_st), min_size=1, max_size=4),
+       pos=st.integers(0, 3), zero_copy=st.booleans())
+def test_the_c_header_reader_gives_what_the_reference_gives_on_malformed_headers(records, pos, zero_copy):
+    data = raw_batch(records)
+    pos = min(pos, len(records) - 1)
+    assert consumer_decode(data, pos, HW_LIMIT, True, zero_copy) == reference(data, pos, HW_LIMIT, True)
+
+
 def test_every_stop_of_decode_fetch_is_met():
     """The random test's ingredients reach every way decode_fetch stops (a check on the
     test, with fixed inputs)."""
@@ -222,7 +264,8 @@ def test_zero_copy_views_share_one_export_and_pin_the_buffer():
     whole = memoryview(mm)
     records, _, _, _, _, _, _ = _hotpath.decode_fetch(whole[0:len(log)], 0, 0, 0, HW_LIMIT, "t", 0, True, True)
     assert [bytes(r.value) for r in records] == [b"value%d" % i for i in range(4)]
-    assert all(r.value.readonly and r.key.obj is mm for r in records)
+    assert all(type(r.value) is BytesView and memoryview(r.key).readonly for r in records)
+    assert not any(gc.is_tracked(x) for r in records for x in (r, r.key, r.value))   # no container: untracked
     with pytest.raises(TypeError):
         records[0].value[0] = 1
     whole.release()
@@ -378,6 +421,21 @@ def test_a_decoded_record_without_headers_makes_its_list_when_asked_and_is_colle
     del last
     gc.collect()
     assert gone() is build_log
+
+
+def test_a_decoded_record_given_new_fields_by_init_is_collected_in_a_cycle():
+    class Payload:
+        pass
+    log = build_log([([(0, b"k", b"v", [])], "none", 0)], 0)[0]
+    r = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
+    assert not gc.is_tracked(r)
+    p = Payload()
+    gone = weakref.ref(p)
+    r.__init__("t", 0, 0, None, p, [], 0)
+    p.record = r
+    del r, p
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_bad_header_key_before_pos_still_refuses_the_batch_as_records_does():

@@ -294,3 +294,73 @@ def test_produce_from_threads_and_the_sender_never_tear_a_batch(rig):
     for n in range(3):   # each thread's records in its order
         mine = [v for v in values if v.startswith(b"%d-" % n)]
         assert mine == [b"%d-%d" % (n, i) for i in range(2000)]
+
+
+def test_wait_space_sleeps_until_the_reader_frees_room_and_refuses_what_never_fits(rig):
+    import threading
+    r = rig(batch_size=16384, capacity=1 << 16)
+    for _ in range(1000):
+        res = r.acc.produce("t", b"x" * 1000)
+        if res is not None:
+            break
+    nbytes = res[2]
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(r.acc.wait_space(r.link, nbytes, 0.04)
+                                                         or r.acc.wait_space(r.link, nbytes, 5.0)))
+    waiter.start()
+    for _ in range(5000):                       # until it announces its sleep on the head
+        if r.ring.writer_waiting or not waiter.is_alive():
+            break
+        waiter.join(0.001)
+    assert r.ring.writer_waiting
+    r.batches()                                 # the leader takes the entries: the head moves
+    waiter.join(5)
+    assert got == [True] and not r.ring.writer_waiting
+    with pytest.raises(ValueError, match="never fits"):
+        r.acc.wait_space(r.link, r.ring.max_payload + 1, 0.0)
+
+
+def test_a_reservation_left_open_in_the_ring_is_a_system_error_not_a_size(rig):
+    r = rig()
+    r.ring.reserve(100)                         # a second writer of the link's ring
+    with pytest.raises(SystemError, match="reservation"):
+        r.acc.produce("t", b"v")
+    assert r.acc.queued == 0
+    r.ring.cancel()
+    assert r.acc.produce("t", b"v") is None and r.acc.queued == 1
+
+
+def _with_allocations_failing(call):
+    """call()'s result, run with every allocation from the n-th on failing (MemoryError),
+    for n = 0, 1, ... until it succeeds."""
+    import _testcapi
+    for n in range(500):
+        _testcapi.set_nomemory(n, 0)
+        try:
+            return call()
+        except MemoryError:
+            pass
+        finally:
+            _testcapi.remove_mem_hooks()
+    raise AssertionError("call() never succeeded")
+
+
+def test_out_of_memory_in_complete_or_take_sealed_leaves_the_batches_in_flight(rig):
+    def cb(err, rec):
+        pass
+    r = rig(batch_size=200)
+    for i in range(12):                         # several batches, callbacks on some records
+        r.acc.produce("t", b"v%d" % i * 10, None, None, None, 1000 + i, cb if i % 2 else None)
+    r.acc.seal_all()
+    batches = r.batches()
+    assert len(batches) >= 3
+    tag, batch = batches[1]
+    # each failed call took nothing: the one that succeeds finds its batch, then the rest
+    count, pending = _with_allocations_failing(lambda: r.acc.complete(r.link, tag))
+    first = sum(b.records_count for _, b in batches[:1])
+    assert count == batch.records_count and \
+        pending == [(cb, None, b"v%d" % i * 10, [], 1000 + i) if i % 2 else None
+                    for i in range(first, first + count)]
+    rest = _with_allocations_failing(lambda: r.acc.take_sealed(r.link))
+    assert [c for c, _ in rest] == [b.records_count for t, b in batches if t != tag]
+    assert r.acc.take_sealed(r.link) == [] and r.acc.complete(r.link, tag) is None

@@ -1,4 +1,4 @@
-"""Consumer zero.copy against the real broker: keys and values are read-only memoryviews
+"""Consumer zero.copy against the real broker: keys and values are read-only views (BytesView)
 of the mapped segment, and a view kept past its documented lifetime (the next poll)
 never crashes the process: it keeps the mapping, across many polls, retention deleting
 its segment, and close()."""
@@ -6,6 +6,7 @@ import gc
 
 import pytest
 
+from odradek._hotpath import BytesView
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import InvalidConfig, LeaderNotAvailable
 from support.broker import BrokerProcess, consume_n, wait_until
@@ -36,7 +37,7 @@ def test_zero_copy_views_outlive_polls_retention_and_close(tmp_path):
             consumer = Consumer({"socket": b.socket_path, "zero.copy": True})
             consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
             kept = consume_n(consumer, 5)
-            assert all(type(r.value) is memoryview and r.value.readonly for r in kept)
+            assert all(type(r.value) is BytesView and memoryview(r.value).readonly for r in kept)
             assert [(bytes(r.key), bytes(r.value[:3])) for r in kept] == [(b"k%d" % i, b"v%d-" % i) for i in range(5)]
             with pytest.raises(TypeError):
                 kept[0].value[0] = 0

@@ -68,3 +68,41 @@ def test_a_refused_large_append_leaves_nothing(tmp_path):
         assert tail == bytes(len(tail))                      # the pwritten copy was zeroed
     finally:
         log.close()
+
+
+def test_a_pwrite_failing_partway_leaves_none_of_its_bytes_for_recovery(tmp_path, monkeypatch):
+    import errno
+
+    from odradek.client.errors import StorageError
+    from odradek.daemon.storage import mapped_file
+    directory = tmp_path / "t-0"
+    real_pwrite, calls = os.pwrite, []
+
+    def half_then_eio(fd, data, offset):
+        calls.append(offset)
+        if len(calls) == 1:
+            return real_pwrite(fd, bytes(data[:len(data) // 2]), offset)
+        raise OSError(errno.EIO, "Input/output error")
+
+    log = PartitionLog(str(directory), LogConfig(CONFIG), FakeClock())
+    try:
+        log.append(value_batch(0, 2))
+        end = log.active.size
+        monkeypatch.setattr(mapped_file.os, "pwrite", half_then_eio)
+        with pytest.raises(StorageError, match="Input/output error"):
+            log.append(big_buffer(2))
+        monkeypatch.undo()
+        assert len(calls) == 2 and log.active.size == end
+        with open(filenames.log_file(str(directory), 0), "rb") as f:
+            tail = f.read()[end:]
+        assert tail == bytes(len(tail))          # the half written is gone
+    finally:
+        with pytest.raises(StorageError):
+            log.close()                          # its flush refuses after the I/O error
+        for seg in log.segments:                 # (and close() stops there)
+            seg.close()
+    log = PartitionLog(str(directory), LogConfig(CONFIG), FakeClock())   # recovery
+    try:
+        assert log.log_end_offset == 2 and len(read_all(log)) == 2
+    finally:
+        log.close()
