@@ -74,6 +74,18 @@ _TABLE = [
     (81, "GROUP_MAX_SIZE_REACHED", "GroupMaxSizeReached", False, "the group already has group.max.size members"),
     (82, "FENCED_INSTANCE_ID", "FencedInstanceId", False, "another member has this group.instance.id"),
     (87, "INVALID_RECORD", "InvalidRecord", False, "a record in the batch is not valid"),
+    # transactions (KIP-98)
+    (14, "COORDINATOR_LOAD_IN_PROGRESS", "CoordinatorLoadInProgress", True, "the coordinator is still loading its state"),
+    (16, "NOT_COORDINATOR", "NotCoordinator", True, "this broker is not the coordinator asked for"),
+    (48, "INVALID_TXN_STATE", "InvalidTxnState", False, "the transactional request is not valid in the transaction's state"),
+    (49, "INVALID_PRODUCER_ID_MAPPING", "InvalidProducerIdMapping", False, "the producer id is not the one assigned to the transactional id"),
+    (50, "INVALID_TRANSACTION_TIMEOUT", "InvalidTransactionTimeout", False, "transaction.timeout.ms is not above 0 and at most the broker's transaction.max.timeout.ms"),
+    (51, "CONCURRENT_TRANSACTIONS", "ConcurrentTransactions", True, "another operation on the same transaction is under way; retry"),
+    (52, "TRANSACTION_COORDINATOR_FENCED", "TransactionCoordinatorFenced", False, "the coordinator that sent the marker is no longer the producer's"),
+    (55, "OPERATION_NOT_ATTEMPTED", "OperationNotAttempted", False, "not attempted because another part of the request failed"),
+    (59, "UNKNOWN_PRODUCER_ID", "UnknownProducerId", False, "the partition holds no state for the producer id"),
+    (90, "PRODUCER_FENCED", "ProducerFenced", False, "a newer producer with the same transactional.id fenced this one"),
+    (105, "TRANSACTIONAL_ID_NOT_FOUND", "TransactionalIdNotFound", False, "no transactional id of that name is known"),
     (1000, "INVALID_SEGMENT", "InvalidSegment", False, "a segment or index file is inconsistent"),
     # 1100-1199: the shared-memory data plane (client/shm/LAYOUT.md)
     (1100, "SHM_TORN_STATE", "TornState", True,
