@@ -12,24 +12,16 @@ created at the first start. Its records are read once at start, before any worke
 and loaded into the coordinator.
 """
 import logging
-import os
 import time
 
 from odradek.client.errors import OdradekError
-from odradek.client.protocol import messages as m
-from odradek.client.records import BatchBuilder, iter_batches
+from odradek.daemon.broker import internal_topics
 from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupCoordinator, Note, Peer, Persist, Reply
-from odradek.daemon.storage import LogConfig, PartitionLog, filenames
+from odradek.daemon.broker.internal_topics import now_ms
 
-__all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS"]
+__all__ = ["GroupShell", "OFFSETS_TOPIC"]
 
 log = logging.getLogger(__name__)
-
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
-
-
-def now_ms():
-    return time.time_ns() // 1_000_000
 
 
 class GroupShell:
@@ -45,37 +37,16 @@ class GroupShell:
     # == start ============================================================================
     def ensure_offsets_topic(self):
         """Create __consumer_offsets (metadata only; its worker starts with the others)."""
-        md, cfg = self.broker.metadata, self.broker.config
-        if OFFSETS_TOPIC not in md.topics:
-            # replicated as data is (Kafka's offsets.topic.replication.factor, 3, capped
-            # at the online dirs): the leader answers each append once the ISR has it
-            factor = min(cfg.default_replication_factor, len(md.log_dirs) - len(md.offline_dirs))
-            md.create_topic(OFFSETS_TOPIC, 1, max(1, factor), dict(OFFSETS_TOPIC_CONFIGS), cfg.topic_defaults)
-            md.save()
-            log.info("created the internal topic %s", OFFSETS_TOPIC)
+        internal_topics.ensure(self.broker, OFFSETS_TOPIC)
 
     def load(self):
         """Read every record of __consumer_offsets (before its worker starts) and give
         them to the coordinator."""
-        topic = self.broker.metadata.topics[OFFSETS_TOPIC]
-        p = topic.partitions[0]
-        if p.leader in self.broker.metadata.offline_dirs:
+        records = internal_topics.read_records(self.broker, OFFSETS_TOPIC)
+        if records is None:
             log.error("%s is offline (its log dir is): consumer groups start with no committed offsets",
                       OFFSETS_TOPIC)
             return
-        directory = os.path.join(self.broker.config.log_dirs[p.leader], filenames.partition_dir_name(OFFSETS_TOPIC, 0))
-        plog = PartitionLog(directory, LogConfig(topic.log_config(self.broker.config.topic_defaults).to_dict()))
-        records = []
-        try:
-            for segment in plog.segments:
-                for _, batch in iter_batches(segment.view(0, segment.size)):
-                    if batch.is_control:
-                        continue
-                    for r in batch.records():
-                        if r.key is not None:
-                            records.append((bytes(r.key), None if r.value is None else bytes(r.value)))
-        finally:
-            plog.close()
         self.apply(self.coordinator.load(records, now_ms()))
         log.info("loaded %d records of %s: %d groups", len(records), OFFSETS_TOPIC,
                  len(self.coordinator.groups))
@@ -114,11 +85,6 @@ class GroupShell:
                 log.info("group %s: %s", effect.group_id, effect.text)
 
     def _persist(self, effect):
-        builder = BatchBuilder()
-        ts = now_ms()
-        for key, value in effect.records:
-            builder.append(ts, key, value)
-        request = m.AppendRecordsRequest(topic=OFFSETS_TOPIC, partition=0, records=builder.build())
         token = effect.token
 
         def done(result):
@@ -128,5 +94,4 @@ class GroupShell:
                 return
             error = result if isinstance(result, OdradekError) else None
             self.apply(self.coordinator.persisted(token, now_ms(), error))
-        self.broker.worker_request((OFFSETS_TOPIC, 0), request, done)
-
+        internal_topics.append(self.broker, OFFSETS_TOPIC, effect.records, done)

@@ -1,0 +1,70 @@
+"""The broker's internal compacted topics (__consumer_offsets, __transaction_state): one
+partition each, created at the first start, replicated as data is (Kafka's
+offsets.topic.replication.factor and transaction.state.log.replication.factor, 3,
+capped at the online log dirs), read once at start before their workers run, and
+appended to through their leader's worker (AppendRecords over its link, FIFO), which
+answers once the ISR has the records. The coordinators' shells (group_shell.py,
+txn_shell.py) own what goes in them.
+"""
+import logging
+import os
+import time
+
+from odradek.client.protocol import messages as m
+from odradek.client.records import BatchBuilder, iter_batches
+from odradek.daemon.storage import LogConfig, PartitionLog, filenames
+
+__all__ = ["ensure", "read_records", "append", "now_ms", "INTERNAL_TOPIC_CONFIGS"]
+
+log = logging.getLogger(__name__)
+
+INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+def ensure(broker, name):
+    """Create the internal topic `name` if it does not exist (metadata only; its worker
+    starts with the others)."""
+    md, cfg = broker.metadata, broker.config
+    if name not in md.topics:
+        factor = min(cfg.default_replication_factor, len(md.log_dirs) - len(md.offline_dirs))
+        md.create_topic(name, 1, max(1, factor), dict(INTERNAL_TOPIC_CONFIGS), cfg.topic_defaults)
+        md.save()
+        log.info("created the internal topic %s", name)
+
+
+def read_records(broker, name):
+    """Every (key, value or None) record of the internal topic `name`, oldest first, read
+    from its leader's files (call before its worker starts); control batches are
+    skipped. None if its log dir is offline."""
+    topic = broker.metadata.topics[name]
+    p = topic.partitions[0]
+    if p.leader in broker.metadata.offline_dirs:
+        return None
+    directory = os.path.join(broker.config.log_dirs[p.leader], filenames.partition_dir_name(name, 0))
+    plog = PartitionLog(directory, LogConfig(topic.log_config(broker.config.topic_defaults).to_dict()))
+    records = []
+    try:
+        for segment in plog.segments:
+            for _, batch in iter_batches(segment.view(0, segment.size)):
+                if batch.is_control:
+                    continue
+                for r in batch.records():
+                    if r.key is not None:
+                        records.append((bytes(r.key), None if r.value is None else bytes(r.value)))
+    finally:
+        plog.close()
+    return records
+
+
+def append(broker, name, records, done):
+    """Append (key, value or None) records to the internal topic `name` as one v2 batch;
+    done(result) with the worker's AppendRecordsResponse or an OdradekError."""
+    builder = BatchBuilder()
+    ts = now_ms()
+    for key, value in records:
+        builder.append(ts, key, value)
+    broker.worker_request((name, 0), m.AppendRecordsRequest(topic=name, partition=0, records=builder.build()), done)
