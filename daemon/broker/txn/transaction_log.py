@@ -84,7 +84,7 @@ def encode_key(transactional_id):
 def encode_value(record, empty):
     """TransactionLogValue v0 of `record`; `empty` (the Empty state) writes null
     partitions. Topics and partitions in sorted order, so equal states write equal bytes."""
-    by_topic: dict = {}
+    by_topic = {}
     for topic, partition in sorted(record.partitions):
         by_topic.setdefault(topic, []).append(partition)
     value = TransactionLogValue(

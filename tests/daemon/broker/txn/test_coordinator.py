@@ -2,7 +2,7 @@
 InitProducerId and fencing, AddPartitionsToTxn / AddOffsetsToTxn, EndTxn and its markers,
 failed writes, and the answers to bad input."""
 import pytest
-from support.txn import TIMEOUT_MS, Harness, partition_errors
+from support.txn import Harness, partition_errors
 
 from odradek.client.errors import (
     ConcurrentTransactions, CoordinatorNotAvailable, InvalidGroupId, InvalidProducerIdMapping, InvalidRequest,
