@@ -1,0 +1,117 @@
+"""The transaction coordinator in a real broker: InitProducerId with a transactional id,
+AddPartitionsToTxn, AddOffsetsToTxn, Describe/ListTransactions, fencing, the state kept
+in __transaction_state across a restart, and the internal topic itself. (EndTxn's
+markers need the partition leaders' side: test_txn_end.py.)"""
+import pytest
+from support.broker import BrokerProcess
+from support.txn_client import add, call, describe, init, listed
+
+from odradek.client.admin import Admin
+from odradek.client.errors import (
+    ConcurrentTransactions, InvalidProducerIdMapping, InvalidRequest, InvalidTopic, InvalidTransactionTimeout, ProducerFenced,
+    UnknownTopicOrPartition)
+from odradek.client.protocol import ControlClient, messages as m
+
+
+@pytest.fixture
+def client(broker):
+    with ControlClient(broker.socket_path, timeout=10) as c:
+        c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=3, replication_factor=1)]))
+        yield c
+
+
+def test_a_transaction_is_opened_and_shown(client):
+    r = init(client, "app-1", 30_000)
+    assert r.producer_epoch == 0
+    errors = add(client, "app-1", r.producer_id, r.producer_epoch, [("t", 0), ("t", 2)])
+    assert set(errors.values()) == {0}
+    call(client, m.AddOffsetsToTxnRequest(transactional_id="app-1", producer_id=r.producer_id,
+                                          producer_epoch=r.producer_epoch, group_id="g"))
+    d = describe(client, "app-1")
+    assert (d.error_code, d.transaction_state, d.producer_id, d.producer_epoch, d.transaction_timeout_ms) == \
+        (0, "Ongoing", r.producer_id, 0, 30_000)
+    assert sorted((t.name, p) for t in d.topics for p in t.partition_indexes) == [
+        ("__consumer_offsets", 0), ("t", 0), ("t", 2)]
+    init(client, "idle")
+    assert listed(client) == {"app-1": "Ongoing", "idle": "Empty"}
+    assert listed(client, state_filters=["Ongoing"]) == {"app-1": "Ongoing"}
+    assert listed(client, producer_id_filters=[r.producer_id]) == {"app-1": "Ongoing"}
+    assert describe(client, "nobody").error_code == 105     # TRANSACTIONAL_ID_NOT_FOUND
+
+
+def test_bad_requests_get_kafkas_errors_and_change_nothing(client):
+    with pytest.raises(InvalidTransactionTimeout):
+        call(client, m.InitProducerIdRequest(transactional_id="x", transaction_timeout_ms=900_001))
+    with pytest.raises(InvalidRequest):
+        call(client, m.InitProducerIdRequest(transactional_id="", transaction_timeout_ms=1000))
+    r = init(client, "x")
+    assert add(client, "x", r.producer_id, r.producer_epoch, [("t", 7)]) == {("t", 7): UnknownTopicOrPartition.code}
+    assert add(client, "x", r.producer_id + 1, r.producer_epoch, [("t", 0)]) == {
+        ("t", 0): InvalidProducerIdMapping.code}
+    assert describe(client, "x").transaction_state == "Empty"
+
+
+def test_a_second_instance_fences_the_first(client):
+    first = init(client, "app")
+    second = init(client, "app")
+    assert (second.producer_id, second.producer_epoch) == (first.producer_id, 1)
+    assert add(client, "app", first.producer_id, first.producer_epoch, [("t", 0)]) == {("t", 0): ProducerFenced.code}
+    assert add(client, "app", second.producer_id, second.producer_epoch, [("t", 0)]) == {("t", 0): 0}
+    # a third instance finds the transaction open: it is aborted under a bumped epoch first
+    with pytest.raises(ConcurrentTransactions):
+        client.call(m.InitProducerIdRequest(transactional_id="app", transaction_timeout_ms=60_000))
+    d = describe(client, "app")
+    assert (d.transaction_state, d.producer_epoch) == ("PrepareAbort", 2)
+    with pytest.raises(ProducerFenced):
+        client.call(m.EndTxnRequest(transactional_id="app", producer_id=second.producer_id,
+                                    producer_epoch=second.producer_epoch, committed=True))
+
+
+def test_the_idempotent_path_is_unchanged(client):
+    r, _ = client.call(m.InitProducerIdRequest())
+    assert r.producer_epoch == 0
+    again, _ = client.call(m.InitProducerIdRequest(producer_id=r.producer_id, producer_epoch=0))
+    assert (again.producer_id, again.producer_epoch) == (r.producer_id, 1)
+    t = init(client, "tx")
+    assert t.producer_id != r.producer_id                      # one allocator for both
+
+
+def test_transaction_state_survives_a_restart(tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=2, replication_factor=1)]))
+            r = init(c, "open")
+            add(c, "open", r.producer_id, r.producer_epoch, [("t", 1)])
+            idle = init(c, "idle")
+            before = describe(c, "open")
+        assert b.stop() == 0
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:
+            after = describe(c, "open")
+            assert after == before
+            bumped = init(c, "idle")
+            assert (bumped.producer_id, bumped.producer_epoch) == (idle.producer_id, idle.producer_epoch + 1)
+            fresh = init(c, "new")
+            assert fresh.producer_id > max(r.producer_id, idle.producer_id)   # ids are never handed out twice
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
+
+
+def test_the_internal_topic_is_created_compacted_and_cannot_be_deleted(client, broker):
+    md, _ = client.call(m.MetadataRequest(topics=["__transaction_state"]))
+    assert md.topics[0].is_internal and len(md.topics[0].partitions) == 1
+    configs, _ = client.call(m.DescribeConfigsRequest(resources=[m.DescribeConfigsResource(
+        resource_type=m.ConfigResourceType.TOPIC, resource_name="__transaction_state",
+        configuration_keys=["cleanup.policy"])]))
+    assert configs.results[0].configs[0].value == "compact"
+    with Admin(socket_path=broker.socket_path) as admin:
+        with pytest.raises(InvalidTopic):
+            admin.delete_topic("__transaction_state")
+    found, _ = client.call(m.FindCoordinatorRequest(key="app", key_type=m.CoordinatorType.TRANSACTION))
+    assert found.node_id == 0
+    versions, _ = client.call(m.ApiVersionsRequest())
+    served = {v.api_key for v in versions.api_keys}
+    assert {24, 25, 26, 65, 66} <= served and 28 not in served and 1010 not in served

@@ -1,0 +1,44 @@
+"""Transaction requests to a real broker, for integration tests: each call retried while
+the answer is a retriable error (the coordinator's __transaction_state worker still
+starting, CONCURRENT_TRANSACTIONS while a previous end is written), as a producer would."""
+from support.broker import wait_until
+
+from odradek.client.errors import OdradekError
+from odradek.client.protocol import messages as m
+
+
+def call(client, request, timeout=15.0, until=None):
+    """The response to `request`, retried on retriable errors (and while `until(response)`
+    is false, if given); a non-retriable error is raised."""
+    def attempt():
+        try:
+            response, _ = client.call(request)
+        except OdradekError as e:
+            if e.retriable:
+                return None
+            raise
+        return response if until is None or until(response) else None
+    return wait_until(attempt, timeout, interval=0.02, what=f"an answer to {type(request).__name__}")
+
+
+def init(client, tid, timeout_ms=60_000, **kw):
+    return call(client, m.InitProducerIdRequest(transactional_id=tid, transaction_timeout_ms=timeout_ms, **kw))
+
+
+def add(client, tid, pid, epoch, partitions):
+    topics = {}
+    for t, p in partitions:
+        topics.setdefault(t, []).append(p)
+    response = call(client, m.AddPartitionsToTxnRequest(
+        transactional_id=tid, producer_id=pid, producer_epoch=epoch,
+        topics=[m.AddPartitionsToTxnTopic(name=t, partitions=ps) for t, ps in topics.items()]))
+    return {(t.name, r.partition_index): r.error_code for t in response.results for r in t.results}
+
+
+def describe(client, tid):
+    return call(client, m.DescribeTransactionsRequest(transactional_ids=[tid])).transaction_states[0]
+
+
+def listed(client, **filters):
+    return {t.transactional_id: t.transaction_state
+            for t in call(client, m.ListTransactionsRequest(**filters)).transaction_states}
