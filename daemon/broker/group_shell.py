@@ -31,8 +31,7 @@ class GroupShell:
         self.coordinator = GroupCoordinator(broker.config.group, partition_exists=self._partition_exists)
 
     def _partition_exists(self, topic, partition):
-        t = self.broker.metadata.topics.get(topic)
-        return t is not None and 0 <= partition < len(t.partitions)
+        return internal_topics.partition_exists(self.broker, topic, partition)
 
     # == start ============================================================================
     def ensure_offsets_topic(self):

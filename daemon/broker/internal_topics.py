@@ -14,7 +14,7 @@ from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder, iter_batches
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 
-__all__ = ["ensure", "read_records", "append", "now_ms", "INTERNAL_TOPIC_CONFIGS"]
+__all__ = ["ensure", "read_records", "append", "now_ms", "partition_exists", "INTERNAL_TOPIC_CONFIGS"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,13 @@ INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 
 
 def now_ms():
     return time.time_ns() // 1_000_000
+
+
+def partition_exists(broker, topic, partition):
+    """Whether the broker's metadata has partition `partition` of `topic` (what the
+    coordinators ask before they accept or write to a partition)."""
+    t = broker.metadata.topics.get(topic)
+    return t is not None and 0 <= partition < len(t.partitions)
 
 
 def ensure(broker, name):

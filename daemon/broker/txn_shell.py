@@ -38,8 +38,7 @@ class TxnShell:
         self._timer_due = None      # ms: the earliest tick the loop has been asked for
 
     def _partition_exists(self, topic, partition):
-        t = self.broker.metadata.topics.get(topic)
-        return t is not None and 0 <= partition < len(t.partitions)
+        return internal_topics.partition_exists(self.broker, topic, partition)
 
     # == start ============================================================================
     def ensure_topic(self):

@@ -5,37 +5,13 @@ once, or held (auto_persist / auto_markers off) until flush() / answer()."""
 import itertools
 
 from support.clock import FakeClock
+from support.replies import Call, record
 
-from odradek.client.errors import OdradekError
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.txn import Note, Persist, Reply, TransactionCoordinator, TxnConfig, WriteMarkers
 
 TIMEOUT_MS = 60_000
 CONFIG = TxnConfig()
-
-
-class Call:
-    def __init__(self, h, conn, handle):
-        self.h, self.conn, self.handle = h, conn, handle
-
-    @property
-    def done(self):
-        return (self.conn, self.handle) in self.h.replies
-
-    @property
-    def result(self):
-        assert self.done, "no reply (yet)"
-        return self.h.replies[(self.conn, self.handle)]
-
-    def ok(self):
-        result = self.result
-        assert not isinstance(result, OdradekError), f"expected a response, got {result!r}"
-        return result
-
-    def error(self):
-        result = self.result
-        assert isinstance(result, OdradekError), f"expected an error, got {result!r}"
-        return type(result)
 
 
 class Harness:
@@ -63,11 +39,7 @@ class Harness:
     def apply(self, effects):
         for e in effects:
             if isinstance(e, Reply):
-                key = (e.conn, e.handle)
-                assert key not in self.replies, f"request {key} answered twice: {self.replies[key]!r}, {e.result!r}"
-                if not isinstance(e.result, OdradekError):   # it must go on the wire as it is
-                    assert type(e.result).decode(e.result.encode(0), 0) == e.result
-                self.replies[key] = e.result
+                record(self.replies, e)
             elif isinstance(e, Persist):
                 self.log.extend(e.records)
                 if self.auto_persist:
@@ -147,12 +119,15 @@ class Harness:
     # ---- scenarios ------------------------------------------------------------------
     def producer(self, tid="tx", timeout=TIMEOUT_MS):
         """(producer id, epoch) of a freshly initialised transactional producer."""
-        r = self.init(tid, timeout).ok()
+        call = self.init(tid, timeout)
+        self.flush()
+        r = call.ok()
         return r.producer_id, r.producer_epoch
 
     def ongoing(self, partitions=(("t", 0), ("t", 1)), tid="tx", timeout=TIMEOUT_MS):
         pid, epoch = self.producer(tid, timeout)
         call = self.add(pid, epoch, partitions, tid)
+        self.flush()
         assert all(r.error_code == 0 for t in call.ok().results for r in t.results)
         return pid, epoch
 

@@ -118,11 +118,7 @@ def test_a_new_instance_aborts_the_open_transaction_first_and_is_told_to_retry()
 
 def test_a_fence_whose_record_fails_reuses_its_bumped_epoch_next_time():
     h = Harness(auto_persist=False)
-    h.init()
-    h.flush()
-    pid, epoch = h.meta().producer_id, h.meta().producer_epoch
-    h.add(pid, epoch, [("t", 0)])
-    h.flush()
+    pid, epoch = h.ongoing([("t", 0)])
     call = h.init()
     h.flush(LeaderNotAvailable("no leader"))
     assert call.error() is CoordinatorNotAvailable
@@ -190,9 +186,7 @@ def test_adding_to_a_transaction_that_is_ending_is_concurrent_and_to_a_completed
 
 def test_a_failed_write_answers_retriably_and_changes_nothing():
     h = Harness(auto_persist=False)
-    h.init()
-    h.flush()
-    pid, epoch = h.meta().producer_id, h.meta().producer_epoch
+    pid, epoch = h.producer()
     call = h.add(pid, epoch, [("t", 0)])
     h.flush(NotLeaderOrFollower("moved"))
     assert set(partition_errors(call.ok()).values()) == {NotCoordinator.code}
@@ -204,9 +198,7 @@ def test_a_failed_write_answers_retriably_and_changes_nothing():
 
 def test_a_request_while_a_write_is_under_way_is_concurrent():
     h = Harness(auto_persist=False)
-    h.init()
-    h.flush()
-    pid, epoch = h.meta().producer_id, h.meta().producer_epoch
+    pid, epoch = h.producer()
     first = h.add(pid, epoch, [("t", 0)])
     second = h.add(pid, epoch, [("t", 1)])
     assert set(partition_errors(second.ok()).values()) == {ConcurrentTransactions.code}
@@ -258,11 +250,7 @@ def test_end_with_bad_identity_is_refused(h):
 
 def test_a_failed_prepare_write_leaves_the_transaction_open():
     h = Harness(auto_persist=False)
-    h.init()
-    h.flush()
-    pid, epoch = h.meta().producer_id, h.meta().producer_epoch
-    h.add(pid, epoch, [("t", 0)])
-    h.flush()
+    pid, epoch = h.ongoing([("t", 0)])
     call = h.end(pid, epoch)
     h.flush(LeaderNotAvailable("restarting"))
     assert call.error() is CoordinatorNotAvailable
@@ -274,11 +262,7 @@ def test_a_failed_prepare_write_leaves_the_transaction_open():
 
 def test_a_failed_complete_write_is_retried_until_it_is_written():
     h = Harness(auto_persist=False)
-    h.init()
-    h.flush()
-    pid, epoch = h.meta().producer_id, h.meta().producer_epoch
-    h.add(pid, epoch, [("t", 0)])
-    h.flush()
+    pid, epoch = h.ongoing([("t", 0)])
     h.end(pid, epoch)
     h.flush()                                            # Prepare durable; the marker answered at once
     assert h.pending, "the Complete record is being written"
