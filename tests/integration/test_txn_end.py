@@ -4,6 +4,10 @@ These tests need both halves of issue 12's first step: the transaction coordinat
 (daemon/broker/txn, txn_shell.py) and the leader workers' WriteTxnMarker handling (a
 control batch per partition). Until both are merged, the leaders answer WriteTxnMarker
 with UNKNOWN_TOPIC_OR_PARTITION and the coordinator keeps retrying: these fail."""
+import os
+import signal
+
+import psutil
 import pytest
 from support.broker import BrokerProcess, wait_until
 from support.txn_client import add, call, describe, init
@@ -79,6 +83,41 @@ def test_an_abandoned_transaction_is_aborted_after_its_timeout(tmp_path):
             add(c, "app", r.producer_id, r.producer_epoch, [("t", 0)])
             wait_state(c, "app", "CompleteAbort")
             assert describe(c, "app").producer_epoch == r.producer_epoch + 1
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
+
+
+def leader_pid(client, topic, partition):
+    status, _ = client.call(m.StatusRequest(topics=[topic]))
+    return next(w.pid for w in status.workers
+                if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid)
+
+
+def test_a_commit_cut_by_a_broker_crash_is_completed_after_the_restart(tmp_path):
+    """PrepareCommit is durable, the marker is not (the partition's leader is stopped):
+    SIGKILL the broker; the restarted coordinator finds PrepareCommit and completes it."""
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=1, replication_factor=1)]))
+            r = init(c, "app")
+            add(c, "app", r.producer_id, r.producer_epoch, [("t", 0)])
+            before = wait_until(lambda: end_offsets(c, [("t", 0)]), what="t-0's offsets")[("t", 0)]
+            b.workers()                                    # the test's record of them, to reap
+            stuck = leader_pid(c, "t", 0)
+            os.kill(stuck, signal.SIGSTOP)                 # it cannot write the marker
+            call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                    producer_epoch=r.producer_epoch, committed=True))
+            assert describe(c, "app").transaction_state == "PrepareCommit"
+        b.kill()                                           # its workers die with it (PDEATHSIG)
+        wait_until(lambda: not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == psutil.STATUS_ZOMBIE,
+                   10, what="the stopped leader to die with the broker")
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:
+            wait_state(c, "app", "CompleteCommit")
+            assert end_offsets(c, [("t", 0)])[("t", 0)] == before + 1
         assert b.stop() == 0
         assert not b.leftovers()
     finally:
