@@ -1,0 +1,88 @@
+"""Random interleavings of transactional producers (two instances per id, so zombies),
+timeouts, expiry, slow or failing writes and markers: the coordinator never answers a
+request twice, answers every request once writes finish, keeps at most one change
+under way per id, and its log rebuilds exactly the state it holds."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.txn import Harness
+
+from odradek.client.errors import LeaderNotAvailable
+from odradek.daemon.broker.txn import TxnConfig
+from odradek.daemon.broker.txn.state import OPEN_STATES, TxnState
+
+IDS = ("a", "b")
+PRODUCERS = 4          # producer i uses transactional id IDS[i % 2]
+CONFIG = TxnConfig(id_expiration_ms=50_000)
+
+step = st.tuples(st.just("step"), st.integers(0, 1))   # producers 0 and 1 go on; 2 and 3 come and go
+writes = st.tuples(st.just("persist"), st.sampled_from([True, True, True, False]))      # False: the write fails
+markers = st.tuples(st.just("markers"), st.sampled_from([True, True, False]))           # False: the leader fails
+actions = st.lists(st.one_of(
+    *[step] * 8, *[writes] * 5, *[markers] * 3,
+    st.tuples(st.just("init"), st.integers(0, PRODUCERS - 1)),
+    st.tuples(st.just("add"), st.integers(0, PRODUCERS - 1), st.sampled_from([("t", 0), ("t", 1), ("u", 0)])),
+    st.tuples(st.just("offsets"), st.integers(0, PRODUCERS - 1)),
+    st.tuples(st.just("end"), st.integers(0, PRODUCERS - 1), st.booleans()),
+    st.tuples(st.just("tick"), st.sampled_from([0, 100, 1_000, 20_000, 70_000])),
+), min_size=5, max_size=80)
+
+
+def snapshot(coord):
+    """What the log must rebuild: every id with no change under way."""
+    return {tid: (t.state, t.producer_id, t.producer_epoch, t.timeout_ms, frozenset(t.partitions), t.start_ms)
+            for tid, t in coord.txns.items() if t.pending is None}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(actions)
+def test_random_transactions(steps):
+    h = Harness(CONFIG, auto_persist=False, auto_markers=False)
+    producers = [None] * PRODUCERS       # (pid, epoch) each instance was given
+    calls = []
+    for kind, *args in steps:
+        if kind == "step":
+            i = args[0]
+            tid = IDS[i % 2]
+            meta = h.coord.txns.get(tid)
+            kind, args = ("init", [i]) if producers[i] is None else \
+                ("add", [i, ("t", i % 2)]) if meta is None or meta.state is not TxnState.ONGOING else \
+                ("end", [i, i < 2])
+        if kind == "init":
+            calls.append((args[0], "init", h.init(IDS[args[0] % 2], timeout=30_000)))
+        elif kind in ("add", "offsets", "end") and producers[args[0]] is not None:
+            i = args[0]
+            pid, epoch = producers[i]
+            tid = IDS[i % 2]
+            call = h.add(pid, epoch, [args[1]], tid) if kind == "add" else \
+                h.add_offsets(pid, epoch, tid=tid) if kind == "offsets" else h.end(pid, epoch, args[1], tid)
+            calls.append((i, kind, call))
+        elif kind == "tick":
+            h.tick(args[0])
+        elif kind == "persist":
+            h.flush(None if args[0] else LeaderNotAvailable("restarting"))
+        elif kind == "markers":
+            h.answer(None if args[0] else LeaderNotAvailable("restarting"))
+        for i, what, call in calls:
+            if what == "init" and call.done and not hasattr(call, "seen"):
+                call.seen = True
+                if not isinstance(call.result, Exception):
+                    producers[i] = (call.result.producer_id, call.result.producer_epoch)
+        for t in h.coord.txns.values():
+            assert t.state not in (TxnState.DEAD, TxnState.PREPARE_EPOCH_FENCE)
+            assert t.partitions or t.state not in (TxnState.ONGOING,), t
+            if t.state not in OPEN_STATES:
+                assert not t.partitions, t
+    # let every write and marker finish, and time run on: every request is answered
+    for _ in range(40):
+        h.flush()
+        h.answer()
+        due = h.coord.next_deadline()
+        if not h.pending and not h.markers and (due is None or due > h.now + 10 ** 6):
+            break
+        h.tick(max(0, (due or h.now) - h.now))
+    assert all(call.done for _, _, call in calls), [w for _, w, c in calls if not c.done]
+    assert all(t.pending is None for t in h.coord.txns.values())
+    reloaded = Harness(CONFIG)
+    reloaded.clock.now = h.now
+    reloaded.apply(reloaded.coord.load(list(h.log), h.now))
+    assert snapshot(reloaded.coord) == snapshot(h.coord)
