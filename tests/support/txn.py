@@ -22,7 +22,7 @@ class Harness:
         self.coord = TransactionCoordinator(config, lambda: next(self._pids), self._exists)
         self.replies = {}
         self.log = []            # (key, value) records appended to __transaction_state
-        self.pending = []        # Persist tokens not yet acknowledged
+        self.pending = []        # Persists held: written to the log by flush()
         self.markers = []        # (token, WriteTxnMarkerRequest) not yet answered
         self.written = []        # every WriteTxnMarkerRequest answered with success
         self.notes = []
@@ -41,11 +41,11 @@ class Harness:
             if isinstance(e, Reply):
                 record(self.replies, e)
             elif isinstance(e, Persist):
-                self.log.extend(e.records)
                 if self.auto_persist:
+                    self.log.extend(e.records)
                     self.apply(self.coord.persisted(e.token, self.now))
                 else:
-                    self.pending.append(e.token)
+                    self.pending.append(e)
             elif isinstance(e, WriteMarkers):
                 self.markers.extend((e.token, marker) for marker in e.markers)
                 if self.auto_markers:
@@ -65,9 +65,12 @@ class Harness:
         self.apply(self.coord.tick(self.now))
 
     def flush(self, error=None):
-        tokens, self.pending = self.pending, []
-        for token in tokens:
-            self.apply(self.coord.persisted(token, self.now, error))
+        """Finish every held Persist: written (its records join the log), or failed."""
+        held, self.pending = self.pending, []
+        for persist in held:
+            if error is None:
+                self.log.extend(persist.records)
+            self.apply(self.coord.persisted(persist.token, self.now, error))
 
     def answer(self, error=None, only=None):
         """Answer the markers sent (those of partitions in `only`, if given)."""

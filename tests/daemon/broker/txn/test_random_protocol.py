@@ -28,9 +28,10 @@ actions = st.lists(st.one_of(
 
 
 def snapshot(coord):
-    """What the log must rebuild: every id with no change under way."""
+    """What the log must rebuild: every id with no change under way, but those whose
+    first write failed (epoch -1: kept in memory for the retry, as Kafka keeps them)."""
     return {tid: (t.state, t.producer_id, t.producer_epoch, t.timeout_ms, frozenset(t.partitions), t.start_ms)
-            for tid, t in coord.txns.items() if t.pending is None}
+            for tid, t in coord.txns.items() if t.pending is None and t.producer_epoch >= 0}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
