@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.txn import Harness
 
-from odradek.client.errors import LeaderNotAvailable
+from odradek.client.errors import InvalidProducerIdMapping, LeaderNotAvailable, ProducerFenced
 from odradek.daemon.broker.txn import TxnConfig
 from odradek.daemon.broker.txn.state import OPEN_STATES, TxnState
 
@@ -14,17 +14,21 @@ IDS = ("a", "b")
 PRODUCERS = 4          # producer i uses transactional id IDS[i % 2]
 CONFIG = TxnConfig(id_expiration_ms=50_000)
 
-step = st.tuples(st.just("step"), st.integers(0, 1))   # producers 0 and 1 go on; 2 and 3 come and go
-writes = st.tuples(st.just("persist"), st.sampled_from([True, True, True, False]))      # False: the write fails
-markers = st.tuples(st.just("markers"), st.sampled_from([True, True, False]))           # False: the leader fails
-actions = st.lists(st.one_of(
-    *[step] * 8, *[writes] * 5, *[markers] * 3,
-    st.tuples(st.just("init"), st.integers(0, PRODUCERS - 1)),
-    st.tuples(st.just("add"), st.integers(0, PRODUCERS - 1), st.sampled_from([("t", 0), ("t", 1), ("u", 0)])),
-    st.tuples(st.just("offsets"), st.integers(0, PRODUCERS - 1)),
-    st.tuples(st.just("end"), st.integers(0, PRODUCERS - 1), st.booleans()),
-    st.tuples(st.just("tick"), st.sampled_from([0, 100, 1_000, 20_000, 70_000])),
-), min_size=5, max_size=80)
+# (what, producer, flag, partition, ms): "step" is producer 0's or 1's natural next request;
+# producers 2 and 3 (the same ids) come and go, fencing them; a False flag fails a write
+# or a marker, and is the outcome of an explicit EndTxn
+KINDS = ["step"] * 10 + ["persist"] * 6 + ["markers"] * 3 + ["init", "add", "offsets", "end", "tick"]
+actions = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, PRODUCERS - 1), st.sampled_from([True, True, False]),
+                             st.sampled_from([("t", 0), ("t", 1), ("u", 0)]),
+                             st.sampled_from([0, 100, 1_000, 20_000, 70_000])),
+                   min_size=20, max_size=100)
+
+
+def fenced(result):
+    codes = {ProducerFenced.code, InvalidProducerIdMapping.code}
+    if isinstance(result, (ProducerFenced, InvalidProducerIdMapping)):
+        return True
+    return hasattr(result, "results") and any(r.error_code in codes for t in result.results for r in t.results)
 
 
 def snapshot(coord):
@@ -40,34 +44,34 @@ def test_random_transactions(steps):
     h = Harness(CONFIG, auto_persist=False, auto_markers=False)
     producers = [None] * PRODUCERS       # (pid, epoch) each instance was given
     calls = []
-    for kind, *args in steps:
+    for kind, i, flag, partition, ms in steps:
         if kind == "step":
-            i = args[0]
-            tid = IDS[i % 2]
-            meta = h.coord.txns.get(tid)
-            kind, args = ("init", [i]) if producers[i] is None else \
-                ("add", [i, ("t", i % 2)]) if meta is None or meta.state is not TxnState.ONGOING else \
-                ("end", [i, i < 2])
+            i %= 2
+            meta = h.coord.txns.get(IDS[i])
+            kind = "init" if producers[i] is None else \
+                "add" if meta is None or meta.state is not TxnState.ONGOING else "end"
+        tid = IDS[i % 2]
         if kind == "init":
-            calls.append((args[0], "init", h.init(IDS[args[0] % 2], timeout=30_000)))
-        elif kind in ("add", "offsets", "end") and producers[args[0]] is not None:
-            i = args[0]
+            calls.append((i, "init", h.init(tid, timeout=30_000)))
+        elif kind in ("add", "offsets", "end") and producers[i] is not None:
             pid, epoch = producers[i]
-            tid = IDS[i % 2]
-            call = h.add(pid, epoch, [args[1]], tid) if kind == "add" else \
-                h.add_offsets(pid, epoch, tid=tid) if kind == "offsets" else h.end(pid, epoch, args[1], tid)
+            call = h.add(pid, epoch, [partition], tid) if kind == "add" else \
+                h.add_offsets(pid, epoch, tid=tid) if kind == "offsets" else h.end(pid, epoch, flag, tid)
             calls.append((i, kind, call))
         elif kind == "tick":
-            h.tick(args[0])
+            h.tick(ms)
         elif kind == "persist":
-            h.flush(None if args[0] else LeaderNotAvailable("restarting"))
+            h.flush(None if flag else LeaderNotAvailable("restarting"))
         elif kind == "markers":
-            h.answer(None if args[0] else LeaderNotAvailable("restarting"))
+            h.answer(None if flag else LeaderNotAvailable("restarting"))
         for i, what, call in calls:
-            if what == "init" and call.done and not hasattr(call, "seen"):
+            if call.done and not hasattr(call, "seen"):
                 call.seen = True
-                if not isinstance(call.result, Exception):
-                    producers[i] = (call.result.producer_id, call.result.producer_epoch)
+                result = call.result
+                if what == "init" and not isinstance(result, Exception):
+                    producers[i] = (result.producer_id, result.producer_epoch)
+                elif fenced(result):
+                    producers[i] = None       # a fenced producer is done: a new instance starts
         for t in h.coord.txns.values():
             assert t.state not in (TxnState.DEAD, TxnState.PREPARE_EPOCH_FENCE)
             assert t.partitions or t.state not in (TxnState.ONGOING,), t
