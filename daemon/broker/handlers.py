@@ -19,8 +19,7 @@ import psutil
 
 from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
-from odradek.client.protocol.messages import TXN_API_KEYS
-from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
+from odradek.client.protocol.messages import TXN_API_KEYS, ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.groups import OFFSETS_TOPIC
