@@ -3,7 +3,7 @@ AddPartitionsToTxn, AddOffsetsToTxn, Describe/ListTransactions, fencing, the sta
 in __transaction_state across a restart, and the internal topic itself. (EndTxn's
 markers need the partition leaders' side: test_txn_end.py.)"""
 import pytest
-from support.broker import BrokerProcess
+from support.broker import BrokerProcess, wait_until
 from support.txn_client import add, call, describe, init, listed
 
 from odradek.client.admin import Admin
@@ -115,3 +115,25 @@ def test_the_internal_topic_is_created_compacted_and_cannot_be_deleted(client, b
     versions, _ = client.call(m.ApiVersionsRequest())
     served = {v.api_key for v in versions.api_keys}
     assert {24, 25, 26, 65, 66} <= served and 28 not in served and 1010 not in served
+
+
+def test_the_brokers_timers_abort_timed_out_transactions_and_expire_idle_ids(tmp_path):
+    b = BrokerProcess(tmp_path / "data", args=[
+        "--override", "transaction.abort.timed.out.transaction.cleanup.interval.ms=100",
+        "--override", "transactional.id.expiration.ms=1000",
+        "--override", "transaction.remove.expired.transaction.cleanup.interval.ms=100"]).start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=1, replication_factor=1)]))
+            r = init(c, "abandoned", timeout_ms=300)
+            add(c, "abandoned", r.producer_id, r.producer_epoch, [("t", 0)])
+            init(c, "idle")
+            # the abort is decided and written (its markers need the leaders' side: test_txn_end.py)
+            aborted = wait_until(lambda: describe(c, "abandoned").transaction_state in ("PrepareAbort", "CompleteAbort")
+                                 and describe(c, "abandoned"), 10, what="the timed-out transaction to be aborted")
+            assert aborted.producer_epoch == r.producer_epoch + 1
+            wait_until(lambda: describe(c, "idle").error_code == 105, 10, what="the idle id to expire")
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
