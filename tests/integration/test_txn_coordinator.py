@@ -4,7 +4,7 @@ in __transaction_state across a restart, and the internal topic itself. (EndTxn'
 markers need the partition leaders' side: test_txn_end.py.)"""
 import pytest
 from support.broker import BrokerProcess, wait_until
-from support.txn_client import add, call, describe, init, listed
+from support.txn_client import add, begin, call, create_topic, describe, init, listed
 
 from odradek.client.admin import Admin
 from odradek.client.errors import (
@@ -16,7 +16,7 @@ from odradek.client.protocol import ControlClient, messages as m
 @pytest.fixture
 def client(broker):
     with ControlClient(broker.socket_path, timeout=10) as c:
-        c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=3, replication_factor=1)]))
+        create_topic(c, "t", 3)
         yield c
 
 
@@ -80,9 +80,8 @@ def test_transaction_state_survives_a_restart(tmp_path):
     b = BrokerProcess(tmp_path / "data").start()
     try:
         with ControlClient(b.socket_path, timeout=10) as c:
-            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=2, replication_factor=1)]))
-            r = init(c, "open")
-            add(c, "open", r.producer_id, r.producer_epoch, [("t", 1)])
+            create_topic(c, "t", 2)
+            r = begin(c, "open", [("t", 1)])
             idle = init(c, "idle")
             before = describe(c, "open")
         assert b.stop() == 0
@@ -124,9 +123,8 @@ def test_the_brokers_timers_abort_timed_out_transactions_and_expire_idle_ids(tmp
         "--override", "transaction.remove.expired.transaction.cleanup.interval.ms=100"]).start()
     try:
         with ControlClient(b.socket_path, timeout=10) as c:
-            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=1, replication_factor=1)]))
-            r = init(c, "abandoned", timeout_ms=300)
-            add(c, "abandoned", r.producer_id, r.producer_epoch, [("t", 0)])
+            create_topic(c, "t", 1)
+            r = begin(c, "abandoned", [("t", 0)], timeout_ms=300)
             init(c, "idle")
             # the abort is decided and written (its markers need the leaders' side: test_txn_end.py)
             aborted = wait_until(lambda: describe(c, "abandoned").transaction_state in ("PrepareAbort", "CompleteAbort")

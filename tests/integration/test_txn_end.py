@@ -10,7 +10,7 @@ import signal
 import psutil
 import pytest
 from support.broker import BrokerProcess, wait_until
-from support.txn_client import add, call, describe, init
+from support.txn_client import add, begin, call, create_topic, describe, init
 
 from odradek.client.errors import ConcurrentTransactions, InvalidTxnState, ProducerFenced
 from odradek.client.protocol import ControlClient, messages as m
@@ -36,7 +36,7 @@ def wait_state(client, tid, state):
 @pytest.fixture
 def client(broker):
     with ControlClient(broker.socket_path, timeout=10) as c:
-        c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=2, replication_factor=1)]))
+        create_topic(c, "t", 2)
         yield c
 
 
@@ -78,9 +78,8 @@ def test_an_abandoned_transaction_is_aborted_after_its_timeout(tmp_path):
         "--override", "transaction.abort.timed.out.transaction.cleanup.interval.ms=100"]).start()
     try:
         with ControlClient(b.socket_path, timeout=10) as c:
-            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=1, replication_factor=1)]))
-            r = init(c, "app", timeout_ms=300)
-            add(c, "app", r.producer_id, r.producer_epoch, [("t", 0)])
+            create_topic(c, "t", 1)
+            r = begin(c, "app", [("t", 0)], timeout_ms=300)
             wait_state(c, "app", "CompleteAbort")
             assert describe(c, "app").producer_epoch == r.producer_epoch + 1
         assert b.stop() == 0
@@ -101,9 +100,8 @@ def test_a_commit_cut_by_a_broker_crash_is_completed_after_the_restart(tmp_path)
     b = BrokerProcess(tmp_path / "data").start()
     try:
         with ControlClient(b.socket_path, timeout=10) as c:
-            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name="t", num_partitions=1, replication_factor=1)]))
-            r = init(c, "app")
-            add(c, "app", r.producer_id, r.producer_epoch, [("t", 0)])
+            create_topic(c, "t", 1)
+            r = begin(c, "app", [("t", 0)])
             before = wait_until(lambda: end_offsets(c, [("t", 0)]), what="t-0's offsets")[("t", 0)]
             b.workers()                                    # the test's record of them, to reap
             stuck = leader_pid(c, "t", 0)

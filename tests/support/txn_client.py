@@ -42,3 +42,15 @@ def describe(client, tid):
 def listed(client, **filters):
     return {t.transactional_id: t.transaction_state
             for t in call(client, m.ListTransactionsRequest(**filters)).transaction_states}
+
+
+def create_topic(client, name, partitions):
+    client.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(name=name, num_partitions=partitions,
+                                                               replication_factor=1)]))
+
+
+def begin(client, tid, partitions, timeout_ms=60_000):
+    """A new instance of `tid` with a transaction open on `partitions`: its InitProducerId answer."""
+    r = init(client, tid, timeout_ms)
+    assert set(add(client, tid, r.producer_id, r.producer_epoch, partitions).values()) == {0}
+    return r
