@@ -85,6 +85,7 @@ _TABLE = [
     (55, "OPERATION_NOT_ATTEMPTED", "OperationNotAttempted", False, "not attempted because another part of the request failed"),
     (59, "UNKNOWN_PRODUCER_ID", "UnknownProducerId", False, "the partition holds no state for the producer id"),
     (90, "PRODUCER_FENCED", "ProducerFenced", False, "a newer producer with the same transactional.id fenced this one"),
+    (88, "UNSTABLE_OFFSET_COMMIT", "UnstableOffsetCommit", True, "an offset of the partition is committed in a transaction still open; retry"),
     (105, "TRANSACTIONAL_ID_NOT_FOUND", "TransactionalIdNotFound", False, "no transactional id of that name is known"),
     (1000, "INVALID_SEGMENT", "InvalidSegment", False, "a segment or index file is inconsistent"),
     # 1100-1199: the shared-memory data plane (client/shm/LAYOUT.md)

@@ -132,12 +132,12 @@ APIS = ApiTable([
 GROUP_API_KEYS = (
     ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
     ApiKey.LEAVE_GROUP, ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.LIST_GROUPS,
-    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS,
+    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.TXN_OFFSET_COMMIT,
 )
 
 # The transaction APIs the broker hands to its transaction coordinator (handlers.py), with
-# InitProducerId when it carries a transactional id. TxnOffsetCommit is declared, not
-# served yet (the group coordinator will take it).
+# InitProducerId when it carries a transactional id. (TxnOffsetCommit goes to the group
+# coordinator, with the group APIs.)
 TXN_API_KEYS = (
     ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN,
     ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS,

@@ -2,7 +2,8 @@
 
 The broker's loop calls in here; this module turns the coordinator's effects into I/O:
     Reply    -> Broker.reply on the client's connection (dropped if it closed)
-    Persist  -> one v2 batch of the (key, value) records, appended to __consumer_offsets
+    Persist  -> one v2 batch of the (key, value) records (a transactional one for a
+                TxnOffsetCommit), appended to __consumer_offsets
                 by that partition's worker (AppendRecords over its link, FIFO, so
                 persists land in the order they were emitted); persisted(token) follows
                 the worker's answer, and the replies that waited for it go out then
@@ -55,6 +56,10 @@ class GroupShell:
         peer = Peer(conn, getattr(request.message, "client_id", ""), conn.pid, conn.uid)
         self.apply(self.coordinator.handle(peer, request.correlation_id, request.message, now_ms()))
 
+    def txn_completed(self, producer_id, commit):
+        """A transaction's marker is written to __consumer_offsets (txn_shell.py)."""
+        self.apply(self.coordinator.txn_completed(producer_id, commit, now_ms()))
+
     def connection_closed(self, conn):
         self.apply(self.coordinator.connection_closed(conn, now_ms()))
 
@@ -93,4 +98,4 @@ class GroupShell:
                 return
             error = result if isinstance(result, OdradekError) else None
             self.apply(self.coordinator.persisted(token, now_ms(), error))
-        internal_topics.append(self.broker, OFFSETS_TOPIC, effect.records, done)
+        internal_topics.append(self.broker, OFFSETS_TOPIC, effect.records, done, effect.producer)

@@ -31,10 +31,9 @@ from odradek.daemon.storage.config import TOPIC_CONFIGS
 
 __all__ = ["handle", "worker_retired", "remove_partition_dir", "SERVED_APIS"]
 
-# (the broker's requests to its workers, never a client's; TxnOffsetCommit: not yet)
+# (the broker's requests to its workers, never a client's)
 SERVED_APIS = APIS.without(m.ApiKey.DETACH_PRODUCER, m.ApiKey.APPEND_RECORDS, m.ApiKey.ISR_PROPOSAL,
-                           m.ApiKey.UPDATE_ISR, m.ApiKey.LEADER_AND_ISR, m.ApiKey.WRITE_TXN_MARKER,
-                           m.ApiKey.TXN_OFFSET_COMMIT)
+                           m.ApiKey.UPDATE_ISR, m.ApiKey.LEADER_AND_ISR, m.ApiKey.WRITE_TXN_MARKER)
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ import time
 
 from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder, iter_batches
+from odradek.client.records.filter import decode_batch
+from odradek.daemon.broker.groups.txn_offsets import TransactionalRecord, TransactionMarker
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 
 __all__ = ["ensure", "read_records", "append", "now_ms", "partition_exists", "INTERNAL_TOPIC_CONFIGS"]
@@ -19,6 +21,7 @@ __all__ = ["ensure", "read_records", "append", "now_ms", "partition_exists", "IN
 log = logging.getLogger(__name__)
 
 INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
+_CONTROL_COMMIT = 1   # ControlRecordType of a COMMIT marker (the WriteTxnMarker contract, _messages_txn.py)
 
 
 def now_ms():
@@ -44,9 +47,11 @@ def ensure(broker, name):
 
 
 def read_records(broker, name):
-    """Every (key, value or None) record of the internal topic `name`, oldest first, read
-    from its leader's files (call before its worker starts); control batches are
-    skipped. None if its log dir is offline."""
+    """Every record of the internal topic `name`, oldest first, read from its leader's
+    files (call before its worker starts): (key, value or None) for a plain batch's
+    records; a TransactionalRecord for a transactional batch's (the coordinators' writes
+    in a transaction: TxnOffsetCommit) and a TransactionMarker for a control batch (the
+    end of that producer's transaction). None if its log dir is offline."""
     topic = broker.metadata.topics[name]
     p = topic.partitions[0]
     if p.leader in broker.metadata.offline_dirs:
@@ -58,19 +63,27 @@ def read_records(broker, name):
         for segment in plog.segments:
             for _, batch in iter_batches(segment.view(0, segment.size)):
                 if batch.is_control:
+                    decoded = decode_batch(batch.buffer)
+                    if decoded is not None and decoded.control_type is not None:
+                        records.append(TransactionMarker(batch.producer_id, decoded.control_type == _CONTROL_COMMIT))
                     continue
                 for r in batch.records():
-                    if r.key is not None:
-                        records.append((bytes(r.key), None if r.value is None else bytes(r.value)))
+                    if r.key is None:
+                        continue
+                    key, value = bytes(r.key), None if r.value is None else bytes(r.value)
+                    records.append(TransactionalRecord(batch.producer_id, key, value) if batch.is_transactional
+                                   else (key, value))
     finally:
         plog.close()
     return records
 
 
-def append(broker, name, records, done):
-    """Append (key, value or None) records to the internal topic `name` as one v2 batch;
-    done(result) with the worker's AppendRecordsResponse or an OdradekError."""
-    builder = BatchBuilder()
+def append(broker, name, records, done, producer=None):
+    """Append (key, value or None) records to the internal topic `name` as one v2 batch
+    (the transactional batch of `producer`, (id, epoch), if given); done(result) with the
+    worker's AppendRecordsResponse or an OdradekError."""
+    builder = BatchBuilder() if producer is None else \
+        BatchBuilder(producer_id=producer[0], producer_epoch=producer[1], transactional=True)
     ts = now_ms()
     for key, value in records:
         builder.append(ts, key, value)

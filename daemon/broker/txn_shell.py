@@ -8,7 +8,9 @@ The broker's loop calls in here; this module turns the coordinator's effects int
     WriteMarkers -> one WriteTxnMarkerRequest to the leader worker of each partition
                     (worker_request); marker_written(token, ...) follows each answer: an
                     error if the partition has no running leader (it restarts, or a new
-                    one is being elected) or its topic is gone; the coordinator retries
+                    one is being elected) or its topic is gone; the coordinator retries.
+                    A marker written to __consumer_offsets also tells the group
+                    coordinator (txn_completed: the offsets committed in the transaction)
     Note         -> the broker's log
 and its deadlines (timeouts, expiry, retries) into the loop's timers (call_later).
 __transaction_state is an internal topic with one partition and cleanup.policy=compact,
@@ -20,6 +22,7 @@ import logging
 
 from odradek.client.errors import OdradekError, UnknownTopicOrPartition
 from odradek.daemon.broker import internal_topics
+from odradek.daemon.broker.groups import OFFSETS_TOPIC
 from odradek.daemon.broker.internal_topics import now_ms
 from odradek.daemon.broker.txn import TXN_TOPIC, Note, Persist, Reply, TransactionCoordinator, WriteMarkers
 
@@ -52,6 +55,7 @@ class TxnShell:
         if records is None:
             log.error("%s is offline (its log dir is): transactions start with no state", TXN_TOPIC)
             return
+        records = [r for r in records if isinstance(r, tuple)]   # nobody writes it in transactions
         epoch = self.broker.metadata.topics[TXN_TOPIC].partitions[0].leader_epoch
         self.apply(self.coordinator.load(records, now_ms(), epoch))
         log.info("loaded %d records of %s: %d transactional ids", len(records), TXN_TOPIC,
@@ -96,6 +100,8 @@ class TxnShell:
     def _write_marker(self, token, marker):
         def done(result):
             error = result if isinstance(result, OdradekError) else None
+            if error is None and marker.topic == OFFSETS_TOPIC:   # the group coordinator's turn
+                self.broker.groups.txn_completed(marker.producer_id, marker.committed)
             self.apply(self.coordinator.marker_written(token, marker.topic, marker.partition, now_ms(), error))
         if not self._partition_exists(marker.topic, marker.partition):
             done(UnknownTopicOrPartition(f"partition {marker.topic}-{marker.partition} does not exist"))

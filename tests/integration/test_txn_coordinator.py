@@ -4,12 +4,13 @@ in __transaction_state across a restart, and the internal topic itself. (EndTxn'
 markers need the partition leaders' side: test_txn_end.py.)"""
 import pytest
 from support.broker import BrokerProcess, wait_until
-from support.txn_client import add, begin, call, create_topic, describe, init, listed
+from support.txn_client import (
+    add, begin, call, create_topic, describe, fetch_offsets, init, listed, txn_commit_offsets)
 
 from odradek.client.admin import Admin
 from odradek.client.errors import (
-    ConcurrentTransactions, InvalidProducerIdMapping, InvalidRequest, InvalidTopic, InvalidTransactionTimeout, ProducerFenced,
-    UnknownTopicOrPartition)
+    ConcurrentTransactions, InvalidProducerIdMapping, InvalidRequest, InvalidTopic, InvalidTransactionTimeout,
+    ProducerFenced, UnknownTopicOrPartition, UnstableOffsetCommit)
 from odradek.client.protocol import ControlClient, messages as m
 
 
@@ -113,7 +114,7 @@ def test_the_internal_topic_is_created_compacted_and_cannot_be_deleted(client, b
     assert found.node_id == 0
     versions, _ = client.call(m.ApiVersionsRequest())
     served = {v.api_key for v in versions.api_keys}
-    assert {24, 25, 26, 65, 66} <= served and 28 not in served and 1010 not in served
+    assert {24, 25, 26, 28, 65, 66} <= served and 1010 not in served
 
 
 def test_the_brokers_timers_abort_timed_out_transactions_and_expire_idle_ids(tmp_path):
@@ -131,6 +132,27 @@ def test_the_brokers_timers_abort_timed_out_transactions_and_expire_idle_ids(tmp
                                  and describe(c, "abandoned"), 10, what="the timed-out transaction to be aborted")
             assert aborted.producer_epoch == r.producer_epoch + 1
             wait_until(lambda: describe(c, "idle").error_code == 105, 10, what="the idle id to expire")
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
+
+
+def test_offsets_committed_in_an_open_transaction_stay_apart_across_a_restart(tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            create_topic(c, "t", 2)
+            r = begin(c, "app", [("t", 0)])
+            call(c, m.AddOffsetsToTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                             producer_epoch=r.producer_epoch, group_id="g"))
+            assert txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 42}) == {("t", 1): 0}
+            assert fetch_offsets(c, "g", "t", [1]) == {("t", 1): (-1, 0)}
+            assert fetch_offsets(c, "g", "t", [1], require_stable=True) == {("t", 1): (-1, UnstableOffsetCommit.code)}
+        assert b.stop() == 0
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:   # loaded as a transaction still open
+            assert fetch_offsets(c, "g", "t", [1], require_stable=True) == {("t", 1): (-1, UnstableOffsetCommit.code)}
         assert b.stop() == 0
         assert not b.leftovers()
     finally:

@@ -10,7 +10,7 @@ import signal
 import psutil
 import pytest
 from support.broker import BrokerProcess, wait_until
-from support.txn_client import add, begin, call, create_topic, describe, init
+from support.txn_client import add, begin, call, create_topic, describe, fetch_offsets, init, txn_commit_offsets
 
 from odradek.client.errors import ConcurrentTransactions, InvalidTxnState, ProducerFenced
 from odradek.client.protocol import ControlClient, messages as m
@@ -116,6 +116,31 @@ def test_a_commit_cut_by_a_broker_crash_is_completed_after_the_restart(tmp_path)
         with ControlClient(b.socket_path, timeout=10) as c:
             wait_state(c, "app", "CompleteCommit")
             assert end_offsets(c, [("t", 0)])[("t", 0)] == before + 1
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_offsets_sent_in_a_transaction_count_only_if_it_commits_and_after_a_restart_too(tmp_path, commit):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            create_topic(c, "t", 2)
+            r = begin(c, "app", [("t", 0)])
+            call(c, m.AddOffsetsToTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                             producer_epoch=r.producer_epoch, group_id="g"))
+            txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 42})
+            call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                    producer_epoch=r.producer_epoch, committed=commit))
+            wait_state(c, "app", "CompleteCommit" if commit else "CompleteAbort")
+            expected = {("t", 1): (42 if commit else -1, 0)}
+            assert fetch_offsets(c, "g", "t", [1], require_stable=True) == expected
+        assert b.stop() == 0
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:     # the marker in __consumer_offsets decides
+            assert fetch_offsets(c, "g", "t", [1], require_stable=True) == expected
         assert b.stop() == 0
         assert not b.leftovers()
     finally:

@@ -54,3 +54,22 @@ def begin(client, tid, partitions, timeout_ms=60_000):
     r = init(client, tid, timeout_ms)
     assert set(add(client, tid, r.producer_id, r.producer_epoch, partitions).values()) == {0}
     return r
+
+
+def txn_commit_offsets(client, tid, pid, epoch, group, offsets):
+    """TxnOffsetCommit of {(topic, partition): offset}: {(topic, partition): error code}."""
+    topics = {}
+    for (t, p), offset in sorted(offsets.items()):
+        topics.setdefault(t, []).append(m.TxnOffsetCommitRequestPartition(partition_index=p, committed_offset=offset))
+    response = call(client, m.TxnOffsetCommitRequest(
+        transactional_id=tid, group_id=group, producer_id=pid, producer_epoch=epoch,
+        topics=[m.TxnOffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in topics.items()]))
+    return {(t.name, p.partition_index): p.error_code for t in response.topics for p in t.partitions}
+
+
+def fetch_offsets(client, group, topic, partitions, require_stable=False):
+    """{(topic, partition): (committed offset, error code)} from OffsetFetch."""
+    response, _ = client.call(m.OffsetFetchRequest(group_id=group, require_stable=require_stable, topics=[
+        m.OffsetFetchRequestTopic(name=topic, partition_indexes=partitions)]))
+    return {(t.name, p.partition_index): (p.committed_offset, p.error_code) for t in response.topics
+            for p in t.partitions}

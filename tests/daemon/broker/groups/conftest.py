@@ -22,6 +22,7 @@ class Harness:
                                       partition_exists=partition_exists)
         self.replies = {}
         self.log = []          # (key, value) records appended to __consumer_offsets
+        self.persists = []     # every Persist effect, in order
         self.pending = []      # Persist tokens not yet acknowledged
         self.notes = []
         self.auto_persist = auto_persist
@@ -36,6 +37,7 @@ class Harness:
             if isinstance(e, Reply):
                 record(self.replies, e)
             elif isinstance(e, Persist):
+                self.persists.append(e)
                 self.log.extend(e.records)
                 if e.token is not None:
                     if self.auto_persist:
