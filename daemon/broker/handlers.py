@@ -62,6 +62,10 @@ def handle(broker: ServerAPI, conn, request):
     if type(message) is m.FindCoordinatorRequest and message.key_type == m.CoordinatorType.TRANSACTION:
         broker.reply(conn, request.correlation_id, m.FindCoordinatorResponse(node_id=0))   # this broker
         return
+    if type(message) is m.TxnOffsetCommitRequest:   # the transaction must hold the offsets partition
+        error = broker.txn.verify(message)
+        if error is not None:
+            raise error
     if type(message) in _GROUP_REQUESTS:
         broker.groups.handle(conn, request)   # the coordinator answers (now or later)
         return

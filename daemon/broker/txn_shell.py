@@ -65,6 +65,12 @@ class TxnShell:
     def handle(self, conn, request):
         self.apply(self.coordinator.handle(conn, request.correlation_id, request.message, now_ms()))
 
+    def verify(self, request):
+        """The error for a TxnOffsetCommit whose producer is not current or whose
+        transaction does not hold the offsets partition (AddOffsetsToTxn), else None."""
+        return self.coordinator.verify(request.transactional_id, request.producer_id, request.producer_epoch,
+                                       (OFFSETS_TOPIC, 0))
+
     def _tick(self):
         self._timer_due = None
         if not self.broker.stopping:

@@ -10,7 +10,7 @@ from support.txn_client import (
 from odradek.client.admin import Admin
 from odradek.client.errors import (
     ConcurrentTransactions, InvalidProducerIdMapping, InvalidRequest, InvalidTopic, InvalidTransactionTimeout,
-    ProducerFenced, UnknownTopicOrPartition, UnstableOffsetCommit)
+    InvalidTxnState, ProducerFenced, UnknownTopicOrPartition, UnstableOffsetCommit)
 from odradek.client.protocol import ControlClient, messages as m
 
 
@@ -157,3 +157,14 @@ def test_offsets_committed_in_an_open_transaction_stay_apart_across_a_restart(tm
         assert not b.leftovers()
     finally:
         b.kill()
+
+
+def test_offsets_are_refused_outside_the_transaction_and_from_a_zombie(client):
+    r = begin(client, "app", [("t", 0)])
+    with pytest.raises(InvalidTxnState):                       # AddOffsetsToTxn first
+        txn_commit_offsets(client, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 1})
+    init(client, "idle")
+    newer = init(client, "idle")
+    with pytest.raises(ProducerFenced):
+        txn_commit_offsets(client, "idle", newer.producer_id, newer.producer_epoch - 1, "g", {("t", 1): 1})
+    assert fetch_offsets(client, "g", "t", [1], require_stable=True) == {("t", 1): (-1, 0)}

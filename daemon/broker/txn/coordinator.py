@@ -153,6 +153,21 @@ class TransactionCoordinator:
                                     self.config.remove_expired_transaction_cleanup_interval_ms))
         return min(dues) if dues else None
 
+    def verify(self, tid, producer_id, producer_epoch, partition):
+        """None if `partition` (topic, partition) is in the open transaction of this
+        producer (its current id and epoch), else the error to answer: how a write in
+        the transaction is checked before it is made (TxnOffsetCommit: KIP-890's
+        verification), so a fenced producer cannot write."""
+        meta = self.txns.get(tid)
+        try:
+            self._check_producer(meta, tid, producer_id, producer_epoch)
+        except OdradekError as e:
+            return e
+        if meta.state is not _S.ONGOING or partition not in meta.partitions:
+            return InvalidTxnState(f"{partition[0]}-{partition[1]} is not in an open transaction of {tid} "
+                                   f"({meta.state.display}); add it first")
+        return None
+
     def load(self, records, now, coordinator_epoch=0):
         """Rebuild every transactional id from the records of __transaction_state, oldest
         first: (key bytes, value bytes or None). Replaces all state; call before serving.

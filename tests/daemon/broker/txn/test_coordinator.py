@@ -283,3 +283,16 @@ def test_a_transaction_with_offsets_writes_a_marker_to_the_offsets_partition(h):
     h.add_offsets(pid, epoch)
     h.end(pid, epoch).ok()
     assert {(mk.topic, mk.partition) for mk in h.written} == {("t", 2), ("__consumer_offsets", 0)}
+
+
+def test_verify_accepts_only_a_current_producer_whose_transaction_holds_the_partition(h):
+    pid, epoch = h.producer()
+    offsets = ("__consumer_offsets", 0)
+    assert h.coord.verify("tx", pid, epoch, offsets).__class__ is InvalidTxnState       # nothing open
+    h.add_offsets(pid, epoch).ok()
+    assert h.coord.verify("tx", pid, epoch, offsets) is None
+    assert h.coord.verify("tx", pid, epoch, ("t", 0)).__class__ is InvalidTxnState     # not added
+    assert h.coord.verify("tx", pid + 1, epoch, offsets).__class__ is InvalidProducerIdMapping
+    assert h.coord.verify("nope", pid, epoch, offsets).__class__ is InvalidProducerIdMapping
+    h.init()                                                   # a new instance: the old one is a zombie
+    assert h.coord.verify("tx", pid, epoch, offsets).__class__ is ProducerFenced
