@@ -5,7 +5,7 @@ markers need the partition leaders' side: test_txn_end.py.)"""
 import pytest
 from support.broker import BrokerProcess, wait_until
 from support.txn_client import (
-    add, begin, call, create_topic, describe, fetch_offsets, init, listed, txn_commit_offsets)
+    add, add_offsets, begin, call, create_topic, describe, fetch_offsets, init, listed, txn_commit_offsets)
 
 from odradek.client.admin import Admin
 from odradek.client.errors import (
@@ -26,8 +26,7 @@ def test_a_transaction_is_opened_and_shown(client):
     assert r.producer_epoch == 0
     errors = add(client, "app-1", r.producer_id, r.producer_epoch, [("t", 0), ("t", 2)])
     assert set(errors.values()) == {0}
-    call(client, m.AddOffsetsToTxnRequest(transactional_id="app-1", producer_id=r.producer_id,
-                                          producer_epoch=r.producer_epoch, group_id="g"))
+    add_offsets(client, "app-1", r, "g")
     d = describe(client, "app-1")
     assert (d.error_code, d.transaction_state, d.producer_id, d.producer_epoch, d.transaction_timeout_ms) == \
         (0, "Ongoing", r.producer_id, 0, 30_000)
@@ -144,8 +143,7 @@ def test_offsets_committed_in_an_open_transaction_stay_apart_across_a_restart(tm
         with ControlClient(b.socket_path, timeout=10) as c:
             create_topic(c, "t", 2)
             r = begin(c, "app", [("t", 0)])
-            call(c, m.AddOffsetsToTxnRequest(transactional_id="app", producer_id=r.producer_id,
-                                             producer_epoch=r.producer_epoch, group_id="g"))
+            add_offsets(c, "app", r, "g")
             assert txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 42}) == {("t", 1): 0}
             assert fetch_offsets(c, "g", "t", [1]) == {("t", 1): (-1, 0)}
             assert fetch_offsets(c, "g", "t", [1], require_stable=True) == {("t", 1): (-1, UnstableOffsetCommit.code)}

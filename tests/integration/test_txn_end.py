@@ -10,7 +10,8 @@ import signal
 import psutil
 import pytest
 from support.broker import BrokerProcess, wait_until
-from support.txn_client import add, begin, call, create_topic, describe, fetch_offsets, init, txn_commit_offsets
+from support.txn_client import (
+    add, add_offsets, begin, call, create_topic, describe, fetch_offsets, init, txn_commit_offsets)
 
 from odradek.client.errors import ConcurrentTransactions, InvalidTxnState, ProducerFenced
 from odradek.client.protocol import ControlClient, messages as m
@@ -45,8 +46,7 @@ def test_end_writes_a_marker_to_every_partition_then_completes(client, commit):
     r = init(client, "app")
     parts = [("t", 0), ("t", 1), ("__consumer_offsets", 0)]
     add(client, "app", r.producer_id, r.producer_epoch, [("t", 0), ("t", 1)])
-    call(client, m.AddOffsetsToTxnRequest(transactional_id="app", producer_id=r.producer_id,
-                                          producer_epoch=r.producer_epoch, group_id="g"))
+    add_offsets(client, "app", r, "g")
     before = wait_until(lambda: end_offsets(client, parts), what="the partitions' offsets")
     call(client, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
                                  producer_epoch=r.producer_epoch, committed=commit))
@@ -129,8 +129,7 @@ def test_offsets_sent_in_a_transaction_count_only_if_it_commits_and_after_a_rest
         with ControlClient(b.socket_path, timeout=10) as c:
             create_topic(c, "t", 2)
             r = begin(c, "app", [("t", 0)])
-            call(c, m.AddOffsetsToTxnRequest(transactional_id="app", producer_id=r.producer_id,
-                                             producer_epoch=r.producer_epoch, group_id="g"))
+            add_offsets(c, "app", r, "g")
             txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 42})
             call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
                                     producer_epoch=r.producer_epoch, committed=commit))

@@ -35,6 +35,12 @@ def add(client, tid, pid, epoch, partitions):
     return {(t.name, r.partition_index): r.error_code for t in response.results for r in t.results}
 
 
+def add_offsets(client, tid, producer, group):
+    """AddOffsetsToTxn for `producer` (an InitProducerId answer)."""
+    call(client, m.AddOffsetsToTxnRequest(transactional_id=tid, producer_id=producer.producer_id,
+                                          producer_epoch=producer.producer_epoch, group_id=group))
+
+
 def describe(client, tid):
     return call(client, m.DescribeTransactionsRequest(transactional_ids=[tid])).transaction_states[0]
 
