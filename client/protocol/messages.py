@@ -9,7 +9,9 @@ the tables live beside it, one module per family:
                         DetachProducer, AppendRecords
     _messages_replicas  IsrProposal, UpdateIsr, LeaderAndIsr, MoveReplicas
     _messages_groups    the consumer-group APIs
-    _messages_txn       the transaction APIs (KIP-98), WriteTxnMarker
+    _messages_txn       the transaction APIs (KIP-98): AddPartitionsToTxn, AddOffsetsToTxn,
+                        EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions;
+                        WriteTxnMarker (broker -> partition leader)
 
 and this module holds the APIS table that pairs them with their versions.
 
@@ -60,7 +62,15 @@ from odradek.client.protocol._messages_replicas import (
     IsrProposalRequest, IsrProposalResponse, UpdateIsrRequest, UpdateIsrResponse,
     LeaderAndIsrRequest, LeaderAndIsrResponse, ReplicaMove, MoveReplicasRequest,
     ReplicaMoveResult, MoveReplicasResponse)
-from odradek.client.protocol._messages_txn import WriteTxnMarkerRequest, WriteTxnMarkerResponse
+from odradek.client.protocol._messages_txn import (
+    WriteTxnMarkerRequest, WriteTxnMarkerResponse, AddPartitionsToTxnTopic,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnResponse, AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, EndTxnRequest,
+    EndTxnResponse, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    TxnOffsetCommitResponse, DescribeTransactionsRequest, DescribeTransactionsTopicData,
+    DescribedTransaction, DescribeTransactionsResponse, ListTransactionsRequest, ListedTransaction,
+    ListTransactionsResponse)
 from odradek.client.protocol._messages_groups import (
     FindCoordinatorRequest, FindCoordinatorResponse, JoinGroupRequestProtocol,
     JoinGroupRequest, JoinGroupResponseMember, JoinGroupResponse,
@@ -109,6 +119,12 @@ APIS = ApiTable([
     Api(ApiKey.LIST_GROUPS,                  ListGroupsRequest,               ListGroupsResponse,               0,  0),
     Api(ApiKey.DESCRIBE_GROUPS,              DescribeGroupsRequest,           DescribeGroupsResponse,           0,  0),
     Api(ApiKey.DELETE_GROUPS,                DeleteGroupsRequest,             DeleteGroupsResponse,             0,  0),
+    Api(ApiKey.ADD_PARTITIONS_TO_TXN,        AddPartitionsToTxnRequest,       AddPartitionsToTxnResponse,       0,  0),
+    Api(ApiKey.ADD_OFFSETS_TO_TXN,           AddOffsetsToTxnRequest,          AddOffsetsToTxnResponse,          0,  0),
+    Api(ApiKey.END_TXN,                      EndTxnRequest,                   EndTxnResponse,                   0,  0),
+    Api(ApiKey.TXN_OFFSET_COMMIT,            TxnOffsetCommitRequest,          TxnOffsetCommitResponse,          0,  0),
+    Api(ApiKey.DESCRIBE_TRANSACTIONS,        DescribeTransactionsRequest,     DescribeTransactionsResponse,     0,  0),
+    Api(ApiKey.LIST_TRANSACTIONS,            ListTransactionsRequest,         ListTransactionsResponse,         0,  0),
 ])
 
 # The consumer-group APIs: the broker hands these requests to its group coordinator
@@ -116,7 +132,15 @@ APIS = ApiTable([
 GROUP_API_KEYS = (
     ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
     ApiKey.LEAVE_GROUP, ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.LIST_GROUPS,
-    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS,
+    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.TXN_OFFSET_COMMIT,
+)
+
+# The transaction APIs the broker hands to its transaction coordinator (handlers.py), with
+# InitProducerId when it carries a transactional id. (TxnOffsetCommit goes to the group
+# coordinator, with the group APIs.)
+TXN_API_KEYS = (
+    ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN,
+    ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS,
 )
 
 

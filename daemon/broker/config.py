@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from odradek.client.admin import DEFAULT_SOCKET
 from odradek.client.errors import InvalidConfig
 from odradek.daemon.broker.groups.config import GROUP_CONFIGS, GroupConfig
+from odradek.daemon.broker.txn.config import TXN_CONFIGS, TxnConfig
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
@@ -88,6 +89,7 @@ BROKER_CONFIGS = (
     ConfigKey("log.cleaner.backoff.ms", int, 15_000, 1, 2 ** 62,
               doc="how often a partition with cleanup.policy=compact checks whether to compact"),
     *GROUP_CONFIGS,   # the group coordinator's keys: daemon/broker/groups/config.py
+    *TXN_CONFIGS,     # the transaction coordinator's keys: daemon/broker/txn/config.py
     ConfigKey("max.partitions", int, 0, 0, 2 ** 31 - 1,
               doc="most partitions the broker takes in all (one worker process each); 0 derives it at "
                   "start: min(MemTotal/2 / 4 MiB, RLIMIT_NOFILE/2 / 7, tasks/2 / 3), see daemon/broker/limits.py"),
@@ -169,6 +171,7 @@ class BrokerConfig:
         self.cleaner_backoff_ms = settings["log.cleaner.backoff.ms"]
         try:
             self.group = GroupConfig.from_mapping(settings)
+            self.txn = TxnConfig.from_mapping(settings)
         except InvalidConfig as e:
             raise InvalidConfig(f"{source}: {e.message}") from None
         self._settings = settings

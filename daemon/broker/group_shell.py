@@ -2,7 +2,8 @@
 
 The broker's loop calls in here; this module turns the coordinator's effects into I/O:
     Reply    -> Broker.reply on the client's connection (dropped if it closed)
-    Persist  -> one v2 batch of the (key, value) records, appended to __consumer_offsets
+    Persist  -> one v2 batch of the (key, value) records (a transactional one for a
+                TxnOffsetCommit), appended to __consumer_offsets
                 by that partition's worker (AppendRecords over its link, FIFO, so
                 persists land in the order they were emitted); persisted(token) follows
                 the worker's answer, and the replies that waited for it go out then
@@ -12,24 +13,16 @@ created at the first start. Its records are read once at start, before any worke
 and loaded into the coordinator.
 """
 import logging
-import os
 import time
 
 from odradek.client.errors import OdradekError
-from odradek.client.protocol import messages as m
-from odradek.client.records import BatchBuilder, iter_batches
+from odradek.daemon.broker import internal_topics
 from odradek.daemon.broker.groups import OFFSETS_TOPIC, GroupCoordinator, Note, Peer, Persist, Reply
-from odradek.daemon.storage import LogConfig, PartitionLog, filenames
+from odradek.daemon.broker.internal_topics import now_ms
 
-__all__ = ["GroupShell", "OFFSETS_TOPIC", "OFFSETS_TOPIC_CONFIGS"]
+__all__ = ["GroupShell", "OFFSETS_TOPIC"]
 
 log = logging.getLogger(__name__)
-
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
-
-
-def now_ms():
-    return time.time_ns() // 1_000_000
 
 
 class GroupShell:
@@ -39,43 +32,21 @@ class GroupShell:
         self.coordinator = GroupCoordinator(broker.config.group, partition_exists=self._partition_exists)
 
     def _partition_exists(self, topic, partition):
-        t = self.broker.metadata.topics.get(topic)
-        return t is not None and 0 <= partition < len(t.partitions)
+        return internal_topics.partition_exists(self.broker, topic, partition)
 
     # == start ============================================================================
     def ensure_offsets_topic(self):
         """Create __consumer_offsets (metadata only; its worker starts with the others)."""
-        md, cfg = self.broker.metadata, self.broker.config
-        if OFFSETS_TOPIC not in md.topics:
-            # replicated as data is (Kafka's offsets.topic.replication.factor, 3, capped
-            # at the online dirs): the leader answers each append once the ISR has it
-            factor = min(cfg.default_replication_factor, len(md.log_dirs) - len(md.offline_dirs))
-            md.create_topic(OFFSETS_TOPIC, 1, max(1, factor), dict(OFFSETS_TOPIC_CONFIGS), cfg.topic_defaults)
-            md.save()
-            log.info("created the internal topic %s", OFFSETS_TOPIC)
+        internal_topics.ensure(self.broker, OFFSETS_TOPIC)
 
     def load(self):
         """Read every record of __consumer_offsets (before its worker starts) and give
         them to the coordinator."""
-        topic = self.broker.metadata.topics[OFFSETS_TOPIC]
-        p = topic.partitions[0]
-        if p.leader in self.broker.metadata.offline_dirs:
+        records = internal_topics.read_records(self.broker, OFFSETS_TOPIC)
+        if records is None:
             log.error("%s is offline (its log dir is): consumer groups start with no committed offsets",
                       OFFSETS_TOPIC)
             return
-        directory = os.path.join(self.broker.config.log_dirs[p.leader], filenames.partition_dir_name(OFFSETS_TOPIC, 0))
-        plog = PartitionLog(directory, LogConfig(topic.log_config(self.broker.config.topic_defaults).to_dict()))
-        records = []
-        try:
-            for segment in plog.segments:
-                for _, batch in iter_batches(segment.view(0, segment.size)):
-                    if batch.is_control:
-                        continue
-                    for r in batch.records():
-                        if r.key is not None:
-                            records.append((bytes(r.key), None if r.value is None else bytes(r.value)))
-        finally:
-            plog.close()
         self.apply(self.coordinator.load(records, now_ms()))
         log.info("loaded %d records of %s: %d groups", len(records), OFFSETS_TOPIC,
                  len(self.coordinator.groups))
@@ -84,6 +55,10 @@ class GroupShell:
     def handle(self, conn, request):
         peer = Peer(conn, getattr(request.message, "client_id", ""), conn.pid, conn.uid)
         self.apply(self.coordinator.handle(peer, request.correlation_id, request.message, now_ms()))
+
+    def txn_completed(self, producer_id, commit):
+        """A transaction's marker is written to __consumer_offsets (txn_shell.py)."""
+        self.apply(self.coordinator.txn_completed(producer_id, commit, now_ms()))
 
     def connection_closed(self, conn):
         self.apply(self.coordinator.connection_closed(conn, now_ms()))
@@ -114,11 +89,6 @@ class GroupShell:
                 log.info("group %s: %s", effect.group_id, effect.text)
 
     def _persist(self, effect):
-        builder = BatchBuilder()
-        ts = now_ms()
-        for key, value in effect.records:
-            builder.append(ts, key, value)
-        request = m.AppendRecordsRequest(topic=OFFSETS_TOPIC, partition=0, records=builder.build())
         token = effect.token
 
         def done(result):
@@ -128,5 +98,4 @@ class GroupShell:
                 return
             error = result if isinstance(result, OdradekError) else None
             self.apply(self.coordinator.persisted(token, now_ms(), error))
-        self.broker.worker_request((OFFSETS_TOPIC, 0), request, done)
-
+        internal_topics.append(self.broker, OFFSETS_TOPIC, effect.records, done, effect.producer)

@@ -1,10 +1,11 @@
 """Request handlers of the broker: metadata, topic admin, configs, offsets, status.
 
 `handle(broker, conn, request)` is the one entry: a table maps each request type to its
-handler (data-plane requests to data_plane.py, group requests to the GroupShell). The
-handlers reach the server only through `broker`, a ServerAPI (server_api.py). Each
-answers at once (admin changes decided in metadata.py,
-then persisted) or relays to partition workers and answers when they do. Per-item
+handler (data-plane requests to data_plane.py, group requests to the GroupShell,
+transaction requests, InitProducerId with a transactional id among them, to the
+TxnShell). The handlers reach the server only through `broker`, a ServerAPI
+(server_api.py). Each answers at once (admin changes decided in metadata.py, then
+persisted) or relays to partition workers and answers when they do. Per-item
 failures go in the response body, as Kafka does (a topic that does not exist gets its
 own error_code); a failure of the whole request raises an OdradekError, which the loop
 turns into an error response.
@@ -18,11 +19,12 @@ import psutil
 
 from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
-from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
+from odradek.client.protocol.messages import TXN_API_KEYS, ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.groups import OFFSETS_TOPIC
 from odradek.daemon.broker.server_api import ServerAPI
+from odradek.daemon.broker.txn import TXN_TOPIC
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.config import TOPIC_CONFIGS
@@ -53,6 +55,17 @@ def handle(broker: ServerAPI, conn, request):
                      lambda res, fds=(): broker.reply(conn, request.correlation_id, res, fds))
         return
     close_fds(request.fds)
+    if type(message) in _TXN_REQUESTS or (type(message) is m.InitProducerIdRequest
+                                          and message.transactional_id is not None):
+        broker.txn.handle(conn, request)      # the transaction coordinator answers (now or later)
+        return
+    if type(message) is m.FindCoordinatorRequest and message.key_type == m.CoordinatorType.TRANSACTION:
+        broker.reply(conn, request.correlation_id, m.FindCoordinatorResponse(node_id=0))   # this broker
+        return
+    if type(message) is m.TxnOffsetCommitRequest:   # the transaction must hold the offsets partition
+        error = broker.txn.verify(message)
+        if error is not None:
+            raise error
     if type(message) in _GROUP_REQUESTS:
         broker.groups.handle(conn, request)   # the coordinator answers (now or later)
         return
@@ -139,8 +152,8 @@ def delete_topics(broker, req, reply):
     results = []
     for name in req.topic_names:
         try:
-            if name == OFFSETS_TOPIC:
-                raise InvalidTopic(f"{name} is internal: it holds the consumer groups' committed offsets")
+            if name in _INTERNAL_TOPICS:
+                raise InvalidTopic(f"{name} is internal: it holds {_INTERNAL_TOPICS[name]}")
             topic = broker.metadata.delete_topic(name)
         except OdradekError as e:
             results.append(m.DeletableTopicResult(name=name, **_error_fields(e)))
@@ -312,9 +325,7 @@ MAX_PRODUCER_EPOCH = 32767
 def init_producer_id(broker, req, reply):
     """An idempotent producer's id and epoch (Kafka's InitProducerId): a new id, or the
     same id with the next epoch when the producer re-initialises (fencing the old one).
-    Transactional ids come with transactions."""
-    if req.transactional_id is not None:
-        raise InvalidRequest("transactional producers are not supported yet; leave transactional.id unset")
+    With a transactional id, the transaction coordinator answers instead (handle())."""
     md = broker.metadata
     if req.producer_id < 0:
         pid, epoch = md.allocate_producer_id(), 0
@@ -555,4 +566,6 @@ _DATA_PLANE = {
     m.GetSegmentRequest: data_plane.get_segment,
 }
 
+_INTERNAL_TOPICS = {OFFSETS_TOPIC: "the consumer groups' committed offsets", TXN_TOPIC: "the transactions' state"}
 _GROUP_REQUESTS = frozenset(api.request for api in APIS if api.key in GROUP_API_KEYS)
+_TXN_REQUESTS = frozenset(api.request for api in APIS if api.key in TXN_API_KEYS)

@@ -46,6 +46,7 @@ from odradek.client.protocol import Channel, LocalProtocolError, ProtocolErrorEv
 from odradek.client.protocol.transport import close_fds
 from odradek.daemon.broker import data_plane, handlers, limits, log_dirs
 from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell
+from odradek.daemon.broker.txn_shell import TXN_TOPIC, TxnShell
 from odradek.daemon.broker.dir_lock import DirLocks
 from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
@@ -106,6 +107,7 @@ class Broker:
         self.stopping = False
         self.malformed_log = MalformedLog()
         self.groups = None
+        self.txn = None
         self._signal_r = self._signal_w = None
         self._next_watchdog = None
         self._next_rebalance = None   # auto.leader.rebalance.enable: the next preferred-leader check
@@ -132,11 +134,14 @@ class Broker:
         for st in self.dirs:
             if not st.online:
                 log.error("%s", log_dirs.offline_message(st))
-        self.notifier.status("loading consumer groups")
+        self.notifier.status("loading consumer groups and transactions")
         self.groups = GroupShell(self)
         self.groups.ensure_offsets_topic()
+        self.txn = TxnShell(self)
+        self.txn.ensure_topic()
         self._remove_strays()
         self.groups.load()
+        self.txn.load()
         self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._signal_w)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -155,10 +160,10 @@ class Broker:
         self.notifier.ready(self._status_line())
 
     def _take_topics_online(self):
-        """Queue the workers of every topic within the limits (the internal offsets topic
-        first, then by name); a topic above them stays offline, with one ERROR line."""
+        """Queue the workers of every topic within the limits (the internal topics first,
+        then by name); a topic above them stays offline, with one ERROR line."""
         total = 0
-        names = sorted(self.metadata.topics, key=lambda n: (n != OFFSETS_TOPIC, n))
+        names = sorted(self.metadata.topics, key=lambda n: (n not in (OFFSETS_TOPIC, TXN_TOPIC), n))
         for name in names:
             topic = self.metadata.topics[name]
             count = len(topic.partitions)

@@ -14,7 +14,8 @@ State the handlers read (and the few they change, as noted):
     supervisor    Supervisor (supervisor.py): `workers`, key -> WorkerHandle, where a
                   key is (topic, partition) for a leader and (topic, partition, replica)
                   for a follower; forget(handle) for a worker that will not run again
-    groups        the GroupShell (group_shell.py): the coordinator's I/O shell
+    groups        the GroupShell (group_shell.py): the group coordinator's I/O shell
+    txn           the TxnShell (txn_shell.py): the transaction coordinator's I/O shell
     attachments   data_plane.Attachments: producers' rings, per partition
     offline       names of topics kept offline (above the limits at start); a deleted
                   topic's name is discarded from it
@@ -34,6 +35,7 @@ class ServerAPI(Protocol):
     limits: Any
     supervisor: Any
     groups: Any
+    txn: Any
     attachments: Any
     offline: set
     dirs: list

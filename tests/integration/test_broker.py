@@ -16,6 +16,7 @@ from odradek.client.errors import (InvalidConfig, InvalidPartitions, InvalidTopi
 from odradek.client.protocol import CLIENT, Channel, ControlClient, Response, messages as m
 from odradek.daemon.broker.metadata import PRODUCER_ID_BLOCK
 from support.broker import INTERNAL_PARTITIONS, BrokerProcess, raw_socket, wait_until
+from support.txn_client import init as txn_init
 
 
 def test_topics_can_be_created_described_altered_and_deleted(broker):
@@ -219,8 +220,8 @@ def test_producer_ids_are_unique_across_restarts_and_epochs_bump(tmp_path):
         assert init(producer_id=0, producer_epoch=0) == (0, 1)  # re-init fences the old epoch
         with pytest.raises(Exception, match="was not issued by this broker"):
             init(producer_id=99, producer_epoch=0)
-        with pytest.raises(Exception, match="transactional producers are not supported"):
-            init(transactional_id="tx")
+        with ControlClient(b.socket_path, timeout=10) as c:   # a transactional id: the same allocator
+            assert txn_init(c, "tx").producer_id == 2
         assert b.stop() == 0, b.stderr()
         b.start()
         assert init() == (PRODUCER_ID_BLOCK, 0)  # past the block reserved before the restart

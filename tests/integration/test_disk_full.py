@@ -16,7 +16,7 @@ import pytest
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import StorageError
-from support.broker import BrokerProcess, consume_n, wait_until
+from support.broker import INTERNAL_PARTITIONS, BrokerProcess, consume_n, wait_until
 from support.small_fs import mounted_tmpfs
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
@@ -86,8 +86,9 @@ def test_a_full_filesystem_fails_produces_cleanly_and_recovers_when_space_is_fre
     started = time.monotonic()
     create(b, "fill")
     create(b, "other")
-    # the offsets topic's worker and one for each partition (they start a few per loop turn)
-    workers = sorted(wait_until(lambda: len(b.workers()) == 3 and b.workers(), what="3 workers"))
+    # the internal topics' workers and one for each partition (they start a few per loop turn)
+    workers = sorted(wait_until(lambda: len(b.workers()) == 2 + INTERNAL_PARTITIONS and b.workers(),
+                                what="the workers"))
     with open(small_fs / "filler", "wb") as f:
         f.write(bytes(FILLER_BYTES))
     fill, other, errors = {}, {}, []

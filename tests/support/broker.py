@@ -12,7 +12,7 @@ import psutil
 from odradek.client.protocol import ControlClient, messages as m
 
 START_TIMEOUT_S = 30
-INTERNAL_PARTITIONS = 1   # __consumer_offsets: its worker runs beside the topics' ones
+INTERNAL_PARTITIONS = 2   # __consumer_offsets, __transaction_state: their workers run beside the topics' ones
 
 
 def wait_until(predicate, timeout=10.0, interval=0.005, what="condition"):

@@ -4,6 +4,7 @@ records it keeps in the internal topic __consumer_offsets.
     coordinator.py  GroupCoordinator: the sans-IO state machine, its dispatch table
     membership.py   join, sync, heartbeat, leave: the group state machine and its deadlines
     offsets.py      offset commit and fetch; loading __consumer_offsets
+    txn_offsets.py  offsets committed in a transaction (TxnOffsetCommit)
     admin.py        find coordinator; list, describe and delete groups
     context.py      what those three share, and the effects they emit
     config.py       GroupConfig and GROUP_CONFIGS: the coordinator's broker settings

@@ -53,13 +53,14 @@ class Context:
     def note(self, group_id, text):
         self._out.append(Note(group_id, text))
 
-    def persist(self, records, continuation=None):
-        """Emit a Persist; `continuation(now, error)` is called when it is acknowledged."""
+    def persist(self, records, continuation=None, producer=None):
+        """Emit a Persist (a transactional one of `producer`, (id, epoch), if given);
+        `continuation(now, error)` is called when it is acknowledged."""
         token = None
         if continuation is not None:
             token = next(self._tokens)
             self._continuations[token] = continuation
-        self._out.append(Persist(tuple(records), token))
+        self._out.append(Persist(tuple(records), token, producer))
         return token
 
     def persisted(self, token, now, error):
@@ -77,6 +78,7 @@ class Context:
         Kafka's periodic cleanup would remove it): no record was ever written for it."""
         if (group.is_(GroupState.EMPTY) and group.generation_id == 0 and not group.members
                 and not group.pending_members and not group.offsets and not group.commits_in_flight
+                and not group.pending_txn_offsets
                 and self.groups.get(group.group_id) is group):
             del self.groups[group.group_id]
 

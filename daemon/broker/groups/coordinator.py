@@ -36,10 +36,14 @@ Semantics are those of Kafka's GroupCoordinator (the classic protocol, Kafka 3.x
 - OffsetCommit (from a member of the current generation, or standalone with generation
   -1 while the group is Empty) is answered once its records are durable; OffsetFetch
   answers from memory.
+- TxnOffsetCommit (KIP-98, checked as an OffsetCommit) writes the offsets as the
+  producer's transactional batch and holds them apart until txn_completed() says how the
+  transaction ended (txn_offsets.py).
 
 The parts, each behind the dispatch table (request type -> the part's handler):
     membership.py  JoinGroup, SyncGroup, Heartbeat, LeaveGroup; rebalances, sessions, deadlines
     offsets.py     OffsetCommit, OffsetFetch; a deleted topic's offsets; loading __consumer_offsets
+    txn_offsets.py TxnOffsetCommit: offsets committed in a transaction
     admin.py       FindCoordinator, ListGroups, DescribeGroups, DeleteGroups
     context.py     what they share: the groups, the settings (config.py), the effects of a call
 
@@ -56,6 +60,7 @@ from odradek.daemon.broker.groups.config import GroupConfig
 from odradek.daemon.broker.groups.context import Context
 from odradek.daemon.broker.groups.membership import Membership
 from odradek.daemon.broker.groups.offsets import Offsets
+from odradek.daemon.broker.groups.txn_offsets import TxnOffsets
 
 __all__ = ["GroupCoordinator", "GroupConfig"]
 
@@ -75,6 +80,7 @@ class GroupCoordinator:
         self.membership = Membership(self._ctx)
         self.offsets = Offsets(self._ctx, self.membership)
         self.admin = GroupAdmin(self._ctx)
+        self.txn_offsets = TxnOffsets(self._ctx, self.offsets)
         self._dispatch = {
             m.JoinGroupRequest: self.membership.join_group,
             m.SyncGroupRequest: self.membership.sync_group,
@@ -82,6 +88,7 @@ class GroupCoordinator:
             m.LeaveGroupRequest: self.membership.leave_group,
             m.OffsetCommitRequest: self.offsets.offset_commit,
             m.OffsetFetchRequest: self.offsets.offset_fetch,
+            m.TxnOffsetCommitRequest: self.txn_offsets.txn_offset_commit,
             m.FindCoordinatorRequest: self.admin.find_coordinator,
             m.ListGroupsRequest: self.admin.list_groups,
             m.DescribeGroupsRequest: self.admin.describe_groups,
@@ -124,6 +131,11 @@ class GroupCoordinator:
         """The Persist carrying `token` is durable (error None) or failed (an
         OdradekError). Returns the effects that waited for it."""
         return self._ctx.run(self._ctx.persisted, token, now, error)
+
+    def txn_completed(self, producer_id, commit, now):
+        """The transaction coordinator wrote `producer_id`'s marker to __consumer_offsets:
+        the offsets it committed in that transaction take effect (commit) or are dropped."""
+        return self._ctx.run(self.txn_offsets.txn_completed, producer_id, commit, now)
 
     def load(self, records, now):
         """Rebuild every group from the records of __consumer_offsets, oldest first:

@@ -14,7 +14,9 @@ effects; the broker loop applies them in order:
                                   now, error) once the append is durable (error=None) or
                                   has failed (error=the OdradekError): replies that depend
                                   on the write are held until then. Persists must be
-                                  appended in the order they were emitted.
+                                  appended in the order they were emitted. `producer`,
+                                  if not None, is (producer id, epoch): append them as
+                                  that producer's transactional batch (TxnOffsetCommit).
     Note(group_id, text)          something an operator may want in the log (a rebalance
                                   and its reason, a member removed and why).
 """
@@ -51,6 +53,7 @@ class Reply:
 class Persist:
     records: tuple       # ((key: bytes, value: bytes | None), ...)
     token: int | None = None
+    producer: tuple | None = None   # (producer id, epoch): a transactional batch of theirs
 
 
 @dataclass(frozen=True)

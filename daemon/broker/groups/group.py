@@ -130,6 +130,9 @@ class Group:
         self.new_member_added = False
         self.offsets = {}            # (topic, partition) -> CommittedOffset
         self.commits_in_flight = 0   # OffsetCommits waiting for their Persist
+        # producer id -> {(topic, partition): CommittedOffset}: offsets committed in a
+        # transaction still open (TxnOffsetCommit), taken when it commits, dropped if it aborts
+        self.pending_txn_offsets = {}
         # timers: tokens of the currently armed join / sync deadlines
         self.join_timer = None
         self.join_initial = False    # the join timer is the initial-delay kind

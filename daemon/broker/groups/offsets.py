@@ -8,11 +8,12 @@ from functools import partial
 
 from odradek.client.errors import (
     CoordinatorNotAvailable, IllegalGeneration, OffsetMetadataTooLarge, RebalanceInProgress, UnknownMemberId,
-    UnknownTopicOrPartition)
+    UnknownTopicOrPartition, UnstableOffsetCommit)
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import offsets_log as fmt
 from odradek.daemon.broker.groups.context import store_error
 from odradek.daemon.broker.groups.group import CommittedOffset, Group, GroupState, Waiter
+from odradek.daemon.broker.groups.txn_offsets import TransactionalRecord, TransactionMarker, TxnOffsets
 
 __all__ = ["Offsets"]
 
@@ -28,46 +29,18 @@ class Offsets:
         self.membership = membership
 
     def offset_commit(self, peer, handle, req, now):
-        group = self.ctx.groups.get(req.group_id)
-        if group is None:
-            if req.generation_id >= 0:
-                return self.ctx.reply(peer.conn, handle, IllegalGeneration(
-                    f"group {req.group_id} does not exist, so generation {req.generation_id} is not "
-                    "current; rejoin"))
-            group = self.ctx.groups[req.group_id] = Group(req.group_id, now)
-        error = self._validate_commit(group, req)
+        group, error = self.group_for_commit(req, now)
         if error is None and group.is_(_S.COMPLETING_REBALANCE):
             error = RebalanceInProgress(f"group {group.group_id} is completing a rebalance; commit after "
                                         "SyncGroup")
         if error is not None:
-            self.ctx.maybe_forget(group)
+            if group is not None:
+                self.ctx.maybe_forget(group)
             return self.ctx.reply(peer.conn, handle, error)
         if group.state in (_S.STABLE, _S.PREPARING_REBALANCE):
             self.membership.arm_session(group, group.members[req.member_id], now)
-        records, offsets, topics = [], {}, []
-        limit = self.ctx.config.offset_metadata_max_bytes
-        for topic in req.topics:
-            parts = []
-            for p in topic.partitions:
-                code, message = 0, None
-                metadata = p.committed_metadata or ""
-                if len(metadata.encode("utf-8")) > limit:
-                    e = OffsetMetadataTooLarge(f"metadata of {len(metadata.encode())} bytes is over "
-                                               f"offset.metadata.max.bytes ({limit})")
-                    code, message = e.code, e.message
-                elif self.ctx.partition_exists is not None and not self.ctx.partition_exists(topic.name,
-                                                                                       p.partition_index):
-                    e = UnknownTopicOrPartition(f"{topic.name}-{p.partition_index} does not exist")
-                    code, message = e.code, e.message
-                else:
-                    value = CommittedOffset(p.committed_offset, p.committed_leader_epoch, metadata, now)
-                    offsets[(topic.name, p.partition_index)] = value
-                    records.append((fmt.encode_offset_key(group.group_id, topic.name, p.partition_index),
-                                    fmt.encode_offset_value(fmt.OffsetValue(
-                                        value.offset, value.leader_epoch, value.metadata, now))))
-                parts.append(m.OffsetCommitResponsePartition(partition_index=p.partition_index,
-                                                             error_code=code, error_message=message))
-            topics.append(m.OffsetCommitResponseTopic(name=topic.name, partitions=parts))
+        records, offsets, topics = self.staged(group, req, now, m.OffsetCommitResponsePartition,
+                                               m.OffsetCommitResponseTopic)
         response = m.OffsetCommitResponse(topics=topics)
         if not records:
             self.ctx.maybe_forget(group)
@@ -75,6 +48,45 @@ class Offsets:
         group.commits_in_flight += 1
         self.ctx.persist(records, partial(self._commit_stored, group, offsets, Waiter(peer.conn, handle),
                                           response))
+
+    def group_for_commit(self, req, now):
+        """(group, error) for an OffsetCommit or TxnOffsetCommit: a standalone commit
+        (generation -1) creates the group, Empty; otherwise the commit must come from a
+        member of the current generation (validate_commit)."""
+        group = self.ctx.groups.get(req.group_id)
+        if group is None:
+            if req.generation_id >= 0:
+                return None, IllegalGeneration(f"group {req.group_id} does not exist, so generation "
+                                               f"{req.generation_id} is not current; rejoin")
+            group = self.ctx.groups[req.group_id] = Group(req.group_id, now)
+        return group, self.validate_commit(group, req)
+
+    def staged(self, group, req, now, partition_cls, topic_cls):
+        """(records, {(topic, partition): CommittedOffset}, response topics) of a commit's
+        partitions: each written unless its metadata is too long or it does not exist."""
+        records, offsets, topics = [], {}, []
+        limit = self.ctx.config.offset_metadata_max_bytes
+        for topic in req.topics:
+            parts = []
+            for p in topic.partitions:
+                metadata = p.committed_metadata or ""
+                e = None
+                if len(metadata.encode("utf-8")) > limit:
+                    e = OffsetMetadataTooLarge(f"metadata of {len(metadata.encode())} bytes is over "
+                                               f"offset.metadata.max.bytes ({limit})")
+                elif self.ctx.partition_exists is not None and not self.ctx.partition_exists(topic.name,
+                                                                                       p.partition_index):
+                    e = UnknownTopicOrPartition(f"{topic.name}-{p.partition_index} does not exist")
+                else:
+                    value = CommittedOffset(p.committed_offset, p.committed_leader_epoch, metadata, now)
+                    offsets[(topic.name, p.partition_index)] = value
+                    records.append((fmt.encode_offset_key(group.group_id, topic.name, p.partition_index),
+                                    fmt.encode_offset_value(fmt.OffsetValue(
+                                        value.offset, value.leader_epoch, value.metadata, now))))
+                parts.append(partition_cls(partition_index=p.partition_index, error_code=e.code if e else 0,
+                                           error_message=e.message if e else None))
+            topics.append(topic_cls(name=topic.name, partitions=parts))
+        return records, offsets, topics
 
     def _commit_stored(self, group, offsets, waiter, response, now, error):
         """The commit's records are durable (or failed): take the offsets, answer."""
@@ -86,8 +98,8 @@ class Offsets:
             group.offsets.update(offsets)
         self.ctx.answer(waiter, response)
 
-    def _validate_commit(self, group, req):
-        """Kafka's validateOffsetCommit."""
+    def validate_commit(self, group, req):
+        """Kafka's validateOffsetCommit (of an OffsetCommit or a TxnOffsetCommit)."""
         if group.is_(_S.DEAD):
             return CoordinatorNotAvailable(f"group {group.group_id} is being deleted; retry")
         if req.generation_id < 0 and group.is_(_S.EMPTY):
@@ -115,6 +127,13 @@ class Offsets:
             for t in req.topics:
                 topics.append(m.OffsetFetchResponseTopic(name=t.name, partitions=[
                     self._fetched(p, offsets.get((t.name, p))) for p in t.partition_indexes]))
+        if req.require_stable:   # Kafka: partitions whose offset a transaction still holds
+            for t in topics:
+                for p in t.partitions:
+                    if TxnOffsets.unstable(group, t.name, p.partition_index):
+                        e = UnstableOffsetCommit(f"a transaction of group {req.group_id} holds an offset of "
+                                                 f"{t.name}-{p.partition_index}; retry once it ends")
+                        p.error_code, p.error_message = e.code, e.message
         self.ctx.reply(peer.conn, handle, m.OffsetFetchResponse(topics=topics))
 
     @staticmethod
@@ -138,20 +157,27 @@ class Offsets:
             self.ctx.persist(records)
 
     def load(self, records, now):
+        """Rebuild the groups from __consumer_offsets: (key, value) records, and the
+        TransactionalRecord / TransactionMarker items of transactions (txn_offsets.py),
+        in log order. A transaction's records count once its COMMIT marker comes; those of
+        a transaction still open come back as its pending offsets."""
         self.ctx.reset()
         self.membership.reset()
         offsets = defaultdict(dict)
         metadata = {}
+        open_txns = defaultdict(list)      # producer id -> [(key, value)] of its open transaction
         skipped = 0
-        for key, value in records:
+
+        def apply(key, value, into):
+            nonlocal skipped
             try:
                 k = fmt.decode_key(key)
                 if isinstance(k, fmt.OffsetKey):
                     if value is None:
-                        offsets[k.group].pop((k.topic, k.partition), None)
+                        into[k.group].pop((k.topic, k.partition), None)
                     else:
                         v = fmt.decode_offset_value(value)
-                        offsets[k.group][(k.topic, k.partition)] = CommittedOffset(
+                        into[k.group][(k.topic, k.partition)] = CommittedOffset(
                             v.offset, v.leader_epoch, v.metadata, v.commit_timestamp)
                 else:
                     metadata[k.group] = fmt.decode_group_value(value) if value is not None else None
@@ -159,12 +185,28 @@ class Offsets:
                 skipped += 1
                 if skipped <= 10:
                     self.ctx.note("", f"__consumer_offsets: skipped a record: {e}")
-        for group_id in sorted(set(offsets) | set(metadata)):
+        for record in records:
+            if isinstance(record, TransactionalRecord):
+                open_txns[record.producer_id].append((record.key, record.value))
+            elif isinstance(record, TransactionMarker):
+                for key, value in open_txns.pop(record.producer_id, ()):
+                    if record.commit:
+                        apply(key, value, offsets)
+            else:
+                apply(*record, offsets)
+        pending = {}
+        for producer_id, txn_records in open_txns.items():
+            pending[producer_id] = defaultdict(dict)
+            for key, value in txn_records:
+                apply(key, value, pending[producer_id])
+        for group_id in sorted(set(offsets) | set(metadata) | {g for p in pending.values() for g in p}):
             value = metadata.get(group_id)
-            if value is None and not offsets.get(group_id):
+            held = {pid: dict(by_group[group_id]) for pid, by_group in pending.items() if by_group.get(group_id)}
+            if value is None and not offsets.get(group_id) and not held:
                 continue  # deleted
             group = Group(group_id, now)
             group.offsets = offsets.get(group_id, {})
+            group.pending_txn_offsets = held
             if value is not None:
                 self.membership.restore(group, value, now)
             self.ctx.groups[group_id] = group

@@ -58,7 +58,8 @@ def test_api_keys_mirror_kafka_and_our_own_start_at_1000():
              "SyncGroup": 14, "DescribeGroups": 15, "ListGroups": 16, "ApiVersions": 18,
              "CreateTopics": 19, "DeleteTopics": 20, "InitProducerId": 22,
              "DescribeConfigs": 32, "CreatePartitions": 37, "DeleteGroups": 42,
-             "IncrementalAlterConfigs": 44}
+             "IncrementalAlterConfigs": 44, "AddPartitionsToTxn": 24, "AddOffsetsToTxn": 25,
+             "EndTxn": 26, "TxnOffsetCommit": 28, "DescribeTransactions": 65, "ListTransactions": 66}
     ours = {"OpenProducer", "OpenFetch", "GetSegment", "Status", "DetachProducer", "AppendRecords",
             "IsrProposal", "UpdateIsr", "LeaderAndIsr", "MoveReplicas", "WriteTxnMarker"}
     assert {a.name for a in APIS} == set(kafka) | ours
@@ -72,7 +73,7 @@ def test_every_api_key_enum_member_is_in_the_table():
 
 def test_the_group_apis_are_declared_and_can_be_left_out_by_a_broker():
     without = APIS.without(*GROUP_API_KEYS)
-    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 20
+    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 25
     assert ApiKey.JOIN_GROUP not in without and ApiKey.METADATA in without
 
 
@@ -103,3 +104,13 @@ def test_every_nested_struct_in_messages_is_a_struct():
 def test_list_offsets_special_timestamps_are_kafkas():
     assert (m.LATEST_TIMESTAMP, m.EARLIEST_TIMESTAMP) == (-1, -2)
     assert m.ListOffsetsPartition().timestamp == m.LATEST_TIMESTAMP
+
+
+def test_transaction_messages_use_kafkas_field_names():
+    assert [f.name for f in m.AddPartitionsToTxnRequest._fields] == [
+        "transactional_id", "producer_id", "producer_epoch", "topics"]
+    assert [f.name for f in m.EndTxnRequest._fields] == [
+        "transactional_id", "producer_id", "producer_epoch", "committed"]
+    assert [f.name for f in m.ListTransactionsRequest._fields] == [
+        "state_filters", "producer_id_filters", "duration_filter"]
+    assert set(m.TXN_API_KEYS) <= {a.key for a in APIS} and ApiKey.TXN_OFFSET_COMMIT in GROUP_API_KEYS

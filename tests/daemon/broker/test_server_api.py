@@ -21,7 +21,8 @@ def test_the_broker_has_every_method_and_attribute_of_the_server_api(tmp_path):
 
 
 def test_the_handlers_call_no_private_method_of_the_broker():
-    from odradek.daemon.broker import data_plane, group_shell, handlers, reassign, replication
-    for module in (handlers, reassign, replication, data_plane, group_shell):
+    from odradek.daemon.broker import (
+        data_plane, group_shell, handlers, internal_topics, reassign, replication, txn_shell)
+    for module in (handlers, reassign, replication, data_plane, group_shell, txn_shell, internal_topics):
         source = inspect.getsource(module)
         assert "broker._" not in source, f"{module.__name__} reaches into the broker's private parts"

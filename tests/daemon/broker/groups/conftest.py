@@ -5,38 +5,13 @@ import itertools
 
 import pytest
 from support.clock import FakeClock
+from support.replies import Call, record
 
-from odradek.client.errors import MemberIdRequired, OdradekError
+from odradek.client.errors import MemberIdRequired
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import GroupConfig, GroupCoordinator, Note, Peer, Persist, Reply
 
 TEST_CONFIG = GroupConfig(initial_rebalance_delay_ms=0, min_session_timeout_ms=1)
-
-
-class Call:
-    """One request sent: its reply, once there is one."""
-
-    def __init__(self, h, conn, handle):
-        self.h, self.conn, self.handle = h, conn, handle
-
-    @property
-    def done(self):
-        return (self.conn, self.handle) in self.h.replies
-
-    @property
-    def result(self):
-        assert self.done, "no reply (yet)"
-        return self.h.replies[(self.conn, self.handle)]
-
-    def ok(self):
-        result = self.result
-        assert not isinstance(result, OdradekError), f"expected a response, got {result!r}"
-        return result
-
-    def error(self):
-        result = self.result
-        assert isinstance(result, OdradekError), f"expected an error, got {result!r}"
-        return type(result)
 
 
 class Harness:
@@ -47,6 +22,7 @@ class Harness:
                                       partition_exists=partition_exists)
         self.replies = {}
         self.log = []          # (key, value) records appended to __consumer_offsets
+        self.persists = []     # every Persist effect, in order
         self.pending = []      # Persist tokens not yet acknowledged
         self.notes = []
         self.auto_persist = auto_persist
@@ -59,12 +35,9 @@ class Harness:
     def apply(self, effects):
         for e in effects:
             if isinstance(e, Reply):
-                key = (e.conn, e.handle)
-                assert key not in self.replies, f"request {key} answered twice: {self.replies[key]!r}, {e.result!r}"
-                if not isinstance(e.result, OdradekError):   # it must go on the wire as it is
-                    assert type(e.result).decode(e.result.encode(0), 0) == e.result
-                self.replies[key] = e.result
+                record(self.replies, e)
             elif isinstance(e, Persist):
+                self.persists.append(e)
                 self.log.extend(e.records)
                 if e.token is not None:
                     if self.auto_persist:

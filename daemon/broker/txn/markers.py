@@ -1,0 +1,126 @@
+"""Ending a transaction on its partitions (Kafka's TransactionMarkerChannelManager): once
+PrepareCommit/PrepareAbort is durable, a WriteTxnMarker goes to the leader of every
+partition of the transaction; each partition leaves the transaction when its marker is
+written; when none is left, the CompleteCommit/CompleteAbort record is written (retried
+until it is).
+
+A marker that fails is sent again after a backoff that doubles from RETRY_BACKOFF_MS to
+MAX_RETRY_BACKOFF_MS (a leader restarting, a follower behind: the partition's worker
+answers once it can); a partition that no longer exists (its topic was deleted) is
+skipped, as Kafka skips it. A leader that refuses the marker's epoch
+(INVALID_PRODUCER_EPOCH: it holds a newer epoch of the producer, so this transaction is
+over there) counts as done, with a note.
+"""
+import itertools
+from dataclasses import dataclass, field
+
+from odradek.client.errors import InvalidProducerEpoch, TransactionCoordinatorFenced, UnknownTopicOrPartition
+from odradek.client.protocol import messages as m
+from odradek.daemon.broker.txn.effects import WriteMarkers
+from odradek.daemon.broker.txn.state import TxnState
+
+__all__ = ["Markers", "RETRY_BACKOFF_MS", "MAX_RETRY_BACKOFF_MS"]
+
+RETRY_BACKOFF_MS = 100
+MAX_RETRY_BACKOFF_MS = 10_000
+
+
+@dataclass
+class _Round:
+    """The markers of one transaction's end, and its Complete record."""
+    meta: object                 # the TxnMetadata (its state is PrepareCommit/PrepareAbort)
+    complete: object             # the TxnTransit to CompleteCommit/CompleteAbort, pending
+    waiting: set                 # (topic, partition) whose marker is not written yet
+    in_flight: set = field(default_factory=set)
+    retry_at: dict = field(default_factory=dict)     # (topic, partition) -> ms
+    backoff: dict = field(default_factory=dict)      # (topic, partition) -> ms
+    complete_retry_at: int | None = None
+    complete_backoff: int = RETRY_BACKOFF_MS
+    writing_complete: bool = False
+
+
+class Markers:
+    def __init__(self, coordinator):
+        self.coord = coordinator
+        self.rounds = {}                 # token -> _Round
+        self._tokens = itertools.count(1)
+
+    def reset(self):
+        self.rounds.clear()
+
+    def send(self, meta, complete):
+        """Write the markers of `meta`'s transaction (PrepareCommit/PrepareAbort, durable),
+        then `complete`, the pending transit to CompleteCommit/CompleteAbort."""
+        token = next(self._tokens)
+        rnd = _Round(meta, complete, set(meta.partitions))
+        self.rounds[token] = rnd
+        if rnd.waiting:
+            self._write(token, rnd, sorted(rnd.waiting))
+        else:
+            self._write_complete(token, rnd)
+
+    def _write(self, token, rnd, partitions):
+        meta = rnd.meta
+        commit = meta.state is TxnState.PREPARE_COMMIT
+        rnd.in_flight.update(partitions)
+        for tp in partitions:
+            rnd.retry_at.pop(tp, None)
+        self.coord.emit(WriteMarkers(tuple(
+            m.WriteTxnMarkerRequest(topic=topic, partition=partition, producer_id=meta.producer_id,
+                                    producer_epoch=meta.producer_epoch, committed=commit,
+                                    coordinator_epoch=self.coord.coordinator_epoch)
+            for topic, partition in partitions), token))
+
+    def answered(self, token, tp, now, error):
+        rnd = self.rounds.get(token)
+        if rnd is None or tp not in rnd.in_flight:
+            return   # an answer for a round reloaded away
+        rnd.in_flight.discard(tp)
+        tid = rnd.meta.transactional_id
+        if error is not None:
+            if isinstance(error, UnknownTopicOrPartition) and not self.coord.partition_exists(*tp):
+                self.coord.note(tid, f"{tp[0]}-{tp[1]} no longer exists: its marker is skipped")
+            elif isinstance(error, (InvalidProducerEpoch, TransactionCoordinatorFenced)):
+                self.coord.note(tid, f"{tp[0]}-{tp[1]} refused the marker ({error}): it holds a newer epoch, "
+                                     f"the transaction is over there")
+            else:
+                backoff = rnd.backoff.get(tp, RETRY_BACKOFF_MS)
+                rnd.retry_at[tp] = now + backoff
+                rnd.backoff[tp] = min(backoff * 2, MAX_RETRY_BACKOFF_MS)
+                if backoff == RETRY_BACKOFF_MS:   # the first failure of this partition only
+                    self.coord.note(tid, f"writing the marker to {tp[0]}-{tp[1]} failed ({error}); retrying")
+                return
+        rnd.waiting.discard(tp)
+        rnd.meta.partitions.discard(tp)
+        if not rnd.waiting:
+            self._write_complete(token, rnd)
+
+    def _write_complete(self, token, rnd):
+        rnd.writing_complete = True
+        rnd.complete_retry_at = None
+
+        def written(now, error):
+            rnd.writing_complete = False
+            tid = rnd.meta.transactional_id
+            if error is None:
+                self.rounds.pop(token, None)
+                self.coord.note(tid, f"{rnd.complete.state.display}: producer {rnd.meta.producer_id} epoch "
+                                     f"{rnd.meta.producer_epoch}")
+            elif self.rounds.get(token) is rnd and rnd.meta.pending is rnd.complete.state:
+                rnd.complete_retry_at = now + rnd.complete_backoff
+                rnd.complete_backoff = min(rnd.complete_backoff * 2, MAX_RETRY_BACKOFF_MS)
+                self.coord.note(tid, f"writing {rnd.complete.state.display} failed ({error}); retrying")
+        self.coord.persist_transit(rnd.meta, rnd.complete, written, retry_on_error=True)
+
+    def next_retry(self):
+        dues = [t for rnd in self.rounds.values() for t in rnd.retry_at.values()]
+        dues += [rnd.complete_retry_at for rnd in self.rounds.values() if rnd.complete_retry_at is not None]
+        return min(dues) if dues else None
+
+    def retry_due(self, now):
+        for token, rnd in list(self.rounds.items()):
+            due = sorted(tp for tp, at in rnd.retry_at.items() if at <= now)
+            if due:
+                self._write(token, rnd, due)
+            if rnd.complete_retry_at is not None and rnd.complete_retry_at <= now and not rnd.writing_complete:
+                self._write_complete(token, rnd)
