@@ -10,9 +10,10 @@ import logging
 import os
 import time
 
+from odradek.client.errors import CorruptRecord
 from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder, iter_batches
-from odradek.client.records.filter import decode_batch
+from odradek.client.records.control import ControlRecordType
 from odradek.daemon.broker.groups.txn_offsets import TransactionalRecord, TransactionMarker
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
 
@@ -21,7 +22,6 @@ __all__ = ["ensure", "read_records", "append", "now_ms", "partition_exists", "IN
 log = logging.getLogger(__name__)
 
 INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 << 20)}
-_CONTROL_COMMIT = 1   # ControlRecordType of a COMMIT marker (the WriteTxnMarker contract, _messages_txn.py)
 
 
 def now_ms():
@@ -63,9 +63,15 @@ def read_records(broker, name):
         for segment in plog.segments:
             for _, batch in iter_batches(segment.view(0, segment.size)):
                 if batch.is_control:
-                    decoded = decode_batch(batch.buffer)
-                    if decoded is not None and decoded.control_type is not None:
-                        records.append(TransactionMarker(batch.producer_id, decoded.control_type == _CONTROL_COMMIT))
+                    try:
+                        marker = batch.end_txn_marker()
+                    except CorruptRecord as e:
+                        log.warning("%s: skipping an unreadable control batch at offset %d: %s", name,
+                                    batch.base_offset, e)
+                        continue
+                    if marker is not None:
+                        records.append(TransactionMarker(batch.producer_id,
+                                                         marker.control_type == ControlRecordType.COMMIT))
                     continue
                 for r in batch.records():
                     if r.key is None:
