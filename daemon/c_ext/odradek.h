@@ -768,4 +768,9 @@ void odk_read_batch_header(const uint8_t *b, odk_batch_header *out);
  * ODK_BATCH_HEADER_SIZE. Compare with the stored odk_batch_header.crc. */
 uint32_t odk_batch_crc(const uint8_t *b, size_t size);
 
+/* odk_futex_words_load (shm.c): seen[i] = *words[i] (acquire) for i < n: a sleeper's
+ * snapshot, in one call, of the words it will pass to odk_futex_wait_any (words as
+ * there: each in a MAP_SHARED mapping the caller keeps mapped). */
+void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n);
+
 #endif

@@ -255,6 +255,13 @@ int odk_futex_spin_wait_any(uint32_t *const *words, const uint32_t *seen, uint32
     return odk_futex_wait_any(words, seen, n, timeout_ns);
 }
 
+/* A sleeper's snapshot of its words in one call (waiting.py, WaitSet.retake). */
+void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        seen[i] = atomic_load_explicit((_Atomic uint32_t *)words[i], ACQ);
+}
+
 /* The counter scheme's waker: after updating the word, wake whoever sleeps on it. With
  * nobody asleep this is one system call that finds an empty hash bucket (perf/
  * futex_wake.py measures it); no flag is read, so nobody can talk us out of it. */
