@@ -773,4 +773,19 @@ uint32_t odk_batch_crc(const uint8_t *b, size_t size);
  * there: each in a MAP_SHARED mapping the caller keeps mapped). */
 void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n);
 
+/* The partition leader's per-entry calls on a producer's two rings (shm.c;
+ * daemon/worker/producers.py, client/shm/LAYOUT.md "Ring entry"):
+ * odk_ring_free: the bytes a writer could still commit: capacity - (its tail - the
+ *   shared head, acquire); 0 if that head is past its tail (a broken reader).
+ * odk_ring_complete_release: write the completion of the entry peeked from `requests`
+ *   (its tag; payload base_offset:i64 error_code:i32 0:u32, little-endian) into
+ *   `completions`, then release that entry: odk_ring_write then odk_ring_release, in
+ *   that order (a reader killed between them leaves the entry to its successor).
+ *   ODK_SHM_MISUSE if no entry is peeked; odk_ring_write's code (nothing released) if
+ *   the completion does not fit. */
+#define ODK_RING_COMPLETION_SIZE 16
+uint64_t odk_ring_free(const odk_ring *r);
+int odk_ring_complete_release(odk_ring *requests, odk_ring *completions, int64_t base_offset,
+                              int32_t error_code);
+
 #endif
