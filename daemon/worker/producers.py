@@ -104,13 +104,14 @@ class ProducerAttachment:
                 if got is None:
                     return taken, False
                 tag, view = got
+                size = len(view)
                 try:
-                    if len(view) < BATCH_HEADER_SIZE:
-                        raise CorruptRecord(f"a produce entry of {len(view)} bytes is shorter than a batch header")
+                    if size < BATCH_HEADER_SIZE:
+                        raise CorruptRecord(f"a produce entry of {size} bytes is shorter than a batch header")
                     header = read_header(view)
-                    if header.batch_length + LOG_OVERHEAD != len(view):
+                    if header.batch_length + LOG_OVERHEAD != size:
                         raise CorruptRecord(f"a produce entry holds exactly one batch: batchLength "
-                                            f"{header.batch_length} + {LOG_OVERHEAD} != entry size {len(view)}")
+                                            f"{header.batch_length} + {LOG_OVERHEAD} != entry size {size}")
                     if header.producer_id != producer_id or (producer_id >= 0
                                                              and header.producer_epoch != producer_epoch):
                         raise InvalidProducerEpoch(
