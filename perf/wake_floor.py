@@ -21,7 +21,11 @@ Ways of waiting (--spin-us, each in the same interleaved runs), as a Spinner wit
   200     (say) a cap above the gap between stamps (100 us at 10,000/s): the spin catches
           every stamp, so no hop sleeps, at the price of a CPU kept busy by each waiter
 and two topologies: one hop (A -> B, the time B has the stamp) and two (A -> B -> C,
-producer -> leader worker -> consumer). Printed: p50/p99/p99.9 in microseconds, the
+producer -> leader worker -> consumer). --relay-work-us gives B work per stamp (a leader's
+append, ~15 us of Python); --pipelined adds A => B => C: B rings C a heads-up (a second
+doorbell) as soon as it wakes, before its work, and C, woken by that alone, spins (up to
+CATCH_NS) for the stamp instead of sleeping again, so C's wake-up overlaps B's work (what
+a leader could do for its consumers; odradek does not). Printed: p50/p99/p99.9 in microseconds, the
 median of --runs runs each, after dropping the first --warmup-records records of each
 run (as end_to_end_latency.py's "after warm-up" row). Divide end_to_end_latency.py's
 figures by the two-hop row to get odradek's latency as a multiple of its floor.
@@ -39,12 +43,14 @@ import struct
 import time
 
 from _broker import paced, percentile
-from odradek.client.shm import Doorbell
+from odradek.client.shm import Doorbell, WaitSet
+from odradek.client.shm._lib import ffi, lib
 from odradek.client.shm.waiting import SPIN_MAX_NS, Spinner, wait_for_any
 
 STAMP = struct.Struct("<q")
 WAIT_S = 5.0          # a peer silent this long has failed: the run stops
 JOIN_S = 10.0
+CATCH_NS = 200_000    # pipelined: how long C spins after a heads-up for the stamp itself
 
 
 def _waiter(inbox, seen, max_ns, count, handle):
@@ -64,42 +70,74 @@ def _waiter(inbox, seen, max_ns, count, handle):
     return True
 
 
-def relay(inbox_fd, seen, outbox_fd, slots, max_ns, count):
-    """B: take each stamp from slots[0] and pass it on in slots[1] (ringing outbox)."""
+def relay(inbox_fd, seen, outbox_fd, slots, max_ns, count, work_ns, headsup_fd):
+    """B: take each stamp from slots[0] and pass it on in slots[1] (ringing outbox),
+    after work_ns of busy work per stamp (a leader's append). With a heads-up doorbell,
+    ring it first, as soon as a stamp is there, so that C wakes while B works."""
     inbox, outbox = Doorbell.attach(inbox_fd), Doorbell.attach(outbox_fd)
+    headsup = Doorbell.attach(headsup_fd) if headsup_fd is not None else None
     src, dst = slots
-    unpack, pack = STAMP.unpack_from, STAMP.pack_into
+    unpack, pack, now = STAMP.unpack_from, STAMP.pack_into, time.monotonic_ns
 
     def handle(i):
+        if headsup is not None:
+            headsup.ring()
+        until = now() + work_ns
+        while now() < until:
+            pass
         pack(dst, i * 8, unpack(src, i * 8)[0])
         outbox.ring()
     _waiter(inbox, seen, max_ns, count, handle)
 
 
-def sink(inbox_fd, seen, slots, results, max_ns, count):
+def sink(inbox_fd, seen, slots, results, max_ns, count, headsup_fd, headsup_seen):
     """The last process: latency = its clock when it has the stamp - the stamp (ns),
-    written to `results`."""
+    written to `results`. With a heads-up doorbell it sleeps on both, and after a
+    heads-up alone spins (up to CATCH_NS) for the stamp instead of sleeping again."""
     inbox = Doorbell.attach(inbox_fd)
     src = slots[-1]
     unpack, now = STAMP.unpack_from, time.monotonic_ns
 
     def handle(i):
         STAMP.pack_into(results, i * 8, now() - unpack(src, i * 8)[0])
-    _waiter(inbox, seen, max_ns, count, handle)
+    if headsup_fd is None:
+        _waiter(inbox, seen, max_ns, count, handle)
+        return
+    headsup, spinner, done = Doorbell.attach(headsup_fd), Spinner(max_ns), 0
+    both, mine = WaitSet([headsup, inbox], [headsup_seen, seen]), WaitSet([inbox], [seen])
+    while done < count:
+        if not both.wait(WAIT_S, spinner):
+            return
+        if inbox.value == seen:     # a heads-up alone: the stamp is on its way
+            mine.set_seen([seen])
+            if not lib.odk_futex_spin_wait_any(mine._words, mine._seen, 1, CATCH_NS, int(WAIT_S * 1e9),
+                                               ffi.NULL) == 1:
+                return
+        now_seen = inbox.value
+        arrived = (now_seen - seen) & 0xFFFFFFFF
+        seen = now_seen
+        for i in range(done, min(count, done + arrived)):
+            handle(i)
+        done += arrived
+        both.set_seen([headsup.value, seen])
 
 
-def one_run(hops, max_ns, count, rate):
-    """Latencies (ns) of one paced run of `count` stamps over `hops` hops (1 or 2)."""
-    bells = [Doorbell.create() for _ in range(hops)]
+def one_run(hops, max_ns, count, rate, work_ns=0, pipelined=False):
+    """Latencies (ns) of one paced run of `count` stamps over `hops` hops (1 or 2); B
+    works work_ns per stamp; pipelined: B rings C a heads-up first (two hops only)."""
+    bells = [Doorbell.create() for _ in range(hops + pipelined)]
     slots = [mmap.mmap(-1, count * 8) for _ in range(hops)]    # shared, inherited by the fork
     results = mmap.mmap(-1, count * 8)
     ctx = mp.get_context("fork")
     procs = []
     try:
-        (first, first_fd), (last, last_fd) = bells[0], bells[-1]
+        (first, first_fd), (last, last_fd) = bells[0], bells[hops - 1]
+        headsup, headsup_fd = bells[2] if pipelined else (None, None)
         if hops == 2:
-            procs.append(ctx.Process(target=relay, args=(first_fd, first.value, last_fd, slots, max_ns, count)))
-        procs.append(ctx.Process(target=sink, args=(last_fd, last.value, slots, results, max_ns, count)))
+            procs.append(ctx.Process(target=relay, args=(first_fd, first.value, last_fd, slots, max_ns, count,
+                                                         work_ns, headsup_fd)))
+        procs.append(ctx.Process(target=sink, args=(last_fd, last.value, slots, results, max_ns, count, headsup_fd,
+                                                    None if headsup is None else headsup.value)))
         for p in procs:
             p.start()
         time.sleep(0.2)      # the children are attached and waiting (a hint only: no record is lost before)
@@ -134,6 +172,11 @@ def main():
     ap.add_argument("--spin-us", default=f"0,{SPIN_MAX_NS / 1000:g}",
                     help="the waiters' spin caps to compare, us, comma-separated (default 0 and "
                          "ODRADEK_SPIN_US's, 50 unless set); 0 = futex only")
+    ap.add_argument("--relay-work-us", type=float, default=0.0,
+                    help="busy work B does per stamp before passing it on (a leader's append; default 0)")
+    ap.add_argument("--pipelined", action="store_true",
+                    help="also two hops where B rings C a heads-up as soon as it wakes, and C, woken by "
+                         "it, spins for the stamp: C's wake-up overlaps B's work")
     args = ap.parse_args()
     if not 0 <= args.warmup_records < args.num_records:
         ap.error("--warmup-records must be at least 0 and below --num-records")
@@ -141,18 +184,22 @@ def main():
         caps = [float(x) for x in args.spin_us.split(",")]
     except ValueError:
         ap.error(f"--spin-us takes microseconds separated by commas, not {args.spin_us!r}")
-    cases = [(hops, cap) for hops in (1, 2) for cap in caps]
+    cases = [(hops, cap, False) for hops in (1, 2) for cap in caps]
+    cases += [(2, cap, True) for cap in caps if args.pipelined]
     results = {case: [] for case in cases}
-    load = os.getloadavg()[0]
+    load, work_ns = os.getloadavg()[0], int(args.relay_work_us * 1000)
     for _ in range(args.runs):        # interleaved: the machine's noise hits every case alike
-        for hops, cap in cases:
-            lat = sorted(one_run(hops, int(cap * 1000), args.num_records, args.rate)[args.warmup_records:])
-            results[hops, cap].append([percentile(lat, p) / 1e3 for p in (0.5, 0.99, 0.999)])
-    print(f"{args.num_records} stamps at {args.rate:.0f}/s, first {args.warmup_records} left out, median of "
-          f"{args.runs} runs; load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
-    for hops, cap in cases:
-        p50, p99, p999 = (statistics.median(r[i] for r in results[hops, cap]) for i in range(3))
-        path = "A -> B     " if hops == 1 else "A -> B -> C"
+        for hops, cap, pipelined in cases:
+            lat = sorted(one_run(hops, int(cap * 1000), args.num_records, args.rate, work_ns,
+                                 pipelined)[args.warmup_records:])
+            results[hops, cap, pipelined].append([percentile(lat, p) / 1e3 for p in (0.5, 0.99, 0.999)])
+    print(f"{args.num_records} stamps at {args.rate:.0f}/s, first {args.warmup_records} left out, B works "
+          f"{args.relay_work_us:g} us a stamp, median of {args.runs} runs; load average {load:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end")
+    for case in cases:
+        hops, cap, pipelined = case
+        p50, p99, p999 = (statistics.median(r[i] for r in results[case]) for i in range(3))
+        path = "A -> B     " if hops == 1 else "A => B => C" if pipelined else "A -> B -> C"
         how = "futex" if cap == 0 else f"spin <= {cap:g} us"
         print(f"{path} {how:<16}: p50 {p50:.1f} us, p99 {p99:.1f} us, p99.9 {p999:.1f} us")
 
