@@ -774,7 +774,7 @@ uint32_t odk_batch_crc(const uint8_t *b, size_t size);
 void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n);
 
 /* The partition leader's per-entry calls on a producer's two rings (shm.c;
- * daemon/worker/producers.py, client/shm/LAYOUT.md "Ring entry"):
+ * daemon/worker/producers.py; client/shm/LAYOUT.md, "Ordering, crashes, futexes (ring)"):
  * odk_ring_free: the bytes a writer could still commit: capacity - (its tail - the
  *   shared head, acquire); 0 if that head is past its tail (a broken reader).
  * odk_ring_complete_release: write the completion of the entry peeked from `requests`
