@@ -53,6 +53,16 @@ JOIN_S = 10.0
 CATCH_NS = 200_000    # pipelined: how long C spins after a heads-up for the stamp itself
 
 
+def _handle_arrived(inbox, seen, done, count, handle):
+    """handle(i) for each record rung on `inbox` since its counter was `seen` (records
+    done.. of count); returns (the counter now, records done)."""
+    now_seen = inbox.value
+    arrived = (now_seen - seen) & 0xFFFFFFFF
+    for i in range(done, min(count, done + arrived)):
+        handle(i)
+    return now_seen, done + arrived
+
+
 def _waiter(inbox, seen, max_ns, count, handle):
     """Wait on doorbell `inbox` (its counter at `seen` before the first record) and call
     handle(i) for records 0..count-1 as they arrive; False if a wait timed out."""
@@ -61,12 +71,7 @@ def _waiter(inbox, seen, max_ns, count, handle):
     while done < count:
         if not wait_for_any([inbox], [seen], WAIT_S, spinner):
             return False
-        now_seen = inbox.value
-        arrived = (now_seen - seen) & 0xFFFFFFFF
-        seen = now_seen
-        for i in range(done, min(count, done + arrived)):
-            handle(i)
-        done += arrived
+        seen, done = _handle_arrived(inbox, seen, done, count, handle)
     return True
 
 
@@ -113,12 +118,7 @@ def sink(inbox_fd, seen, slots, results, max_ns, count, headsup_fd, headsup_seen
             if not lib.odk_futex_spin_wait_any(mine._words, mine._seen, 1, CATCH_NS, int(WAIT_S * 1e9),
                                                ffi.NULL) == 1:
                 return
-        now_seen = inbox.value
-        arrived = (now_seen - seen) & 0xFFFFFFFF
-        seen = now_seen
-        for i in range(done, min(count, done + arrived)):
-            handle(i)
-        done += arrived
+        seen, done = _handle_arrived(inbox, seen, done, count, handle)
         both.set_seen([headsup.value, seen])
 
 
