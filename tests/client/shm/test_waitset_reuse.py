@@ -108,3 +108,30 @@ def test_a_closed_sleeper_keeps_no_mapping_of_a_closed_source():
     assert _maps_of("odradek-doorbell") == before
     sleeper.close()
     assert _maps_of("odradek-doorbell") == before - 1
+
+
+@pytest.mark.parametrize("timeout", [None, DEADLINE])
+def test_a_wake_up_that_changed_nothing_sends_the_waiter_back_to_sleep(bell, futex_sleep, timeout):
+    """FUTEX_WAKE on the word with its value unchanged (a peer's needless wake, or one
+    for an earlier change): Spinner.wait sleeps again for the time left and returns
+    only once the word changes."""
+    bell, _ = bell
+    waitset = WaitSet([bell])
+    tid, woke, started = [], [], threading.Event()
+
+    def sleeper():
+        tid.append(threading.get_native_id())
+        started.set()
+        woke.append(waitset.wait(timeout, Spinner(0)))
+    t = threading.Thread(target=sleeper)
+    t.start()
+    try:
+        assert started.wait(DEADLINE)
+        futex_sleep(os.getpid(), tid[0])
+        assert lib.odk_futex_wake(waitset._words[0], 1) == 1   # woken, nothing changed
+        t.join(0.2)                                             # it would return at once
+        assert t.is_alive() and woke == []
+        bell.ring()
+    finally:
+        t.join(DEADLINE)
+    assert woke == [True]
