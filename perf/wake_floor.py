@@ -18,8 +18,9 @@ it waits again, ringing once per record as the worker publishes once per batch.
 Ways of waiting (--spin-us, each in the same interleaved runs), as a Spinner with that cap:
   0       no budget: straight to futex_waitv (ODRADEK_SPIN_US=0)
   50      the Spinner odradek uses by default (SPIN_MAX_NS): an adaptive spin, then futex_waitv
-  200     (say) a cap above the gap between stamps (100 us at 10,000/s): the spin catches
-          every stamp, so no hop sleeps, at the price of a CPU kept busy by each waiter
+  200     (say) a cap above the gap between stamps (100 us at 10,000/s): the spin can catch
+          every stamp, so that no hop sleeps, at the price of a CPU kept busy by each waiter
+          (on a busy 2-core box it loses its CPU instead, and stops spinning a while)
 and two topologies: one hop (A -> B, the time B has the stamp) and two (A -> B -> C,
 producer -> leader worker -> consumer). --relay-work-us gives B work per stamp (a leader's
 append, ~15 us of Python); --pipelined adds A => B => C: B rings C a heads-up (a second
@@ -27,8 +28,8 @@ doorbell) as soon as it wakes, before its work, and C, woken by that alone, spin
 CATCH_NS) for the stamp instead of sleeping again, so C's wake-up overlaps B's work (what
 a leader could do for its consumers; odradek does not). Printed: p50/p99/p99.9 in microseconds, the
 median of --runs runs each, after dropping the first --warmup-records records of each
-run (as end_to_end_latency.py's "after warm-up" row). Divide end_to_end_latency.py's
-figures by the two-hop row to get odradek's latency as a multiple of its floor.
+run (as end_to_end_latency.py's "after warm-up" row). odradek's latency as a multiple
+of the two-hop row: end_to_end_latency.py --floor (measured right after, same load).
 
 The waiters and the hand-off are Python calling odradek._native's atomics and futexes,
 as odradek's own waiters are: the ~1-2 us of Python per hop is in the floor, as it is in
