@@ -138,8 +138,8 @@ from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import RecordBatch
 from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK, Compression
-from odradek.client.shm import PartitionState, wait_for_any
-from odradek.client.shm.waiting import WAIT_MANY_MAX
+from odradek.client.shm import PartitionState
+from odradek.client.shm.waiting import WAIT_MANY_MAX, Sleeper
 
 __all__ = ["Consumer"]
 
@@ -265,6 +265,7 @@ class Consumer:
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
         self._pending_retry_at = 0.0
         self._closed = False
+        self._sleeper = Sleeper()   # _wait's WaitSet, made again only when the partitions change
         self._group = None
         if c["group.id"] is not None:
             path = resolve_socket(c["socket"])
@@ -610,7 +611,7 @@ class Consumer:
         if not states:
             time.sleep(timeout)   # nothing to wait on
             return
-        wait_for_any(states, seen, timeout)
+        self._sleeper.wait(states, seen, timeout)
 
     def _fetch_round(self):
         """Fetch from each fetchable partition once; returns bytes fetched."""
@@ -762,6 +763,7 @@ class Consumer:
             for key in list(self._parts):
                 self._drop(key)
             self._pending_open.clear()
+            self._sleeper.close()
             self._client.close()
 
     def __enter__(self):

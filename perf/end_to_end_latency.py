@@ -34,6 +34,12 @@ after each record. Without --topic a temporary one-partition topic is created an
 deleted at the end; without --socket and $ODRADEK_SOCKET a throwaway broker is started
 on a temp dir (perf/_broker.py). Set-up chatter goes to stderr.
 
+--floor also measures, right after, the floor under these figures on this machine as it
+is now: perf/wake_floor.py's A -> B -> C (a timestamp handed through two processes by
+shared memory and futex wake-ups alone, the waiters spinning as ODRADEK_SPIN_US says),
+with the same record count, rate and warm-up, and prints the after-warm-up figures as
+multiples of it. On a shared machine only such ratios compare across runs.
+
 A benchmark, not a test.
 """
 import argparse
@@ -187,6 +193,19 @@ def produce_paced(sock, name, partition, num_records, rate, record_size, props, 
     return sent, errors, pauses
 
 
+def floor_ratios(latencies, args):
+    """Measure the two-hop wake-up floor now and print the latencies as multiples of it."""
+    from wake_floor import one_run
+    floor = sorted(one_run(2, SPIN_MAX_NS, args.num_records, args.rate)[args.warmup_records:])
+    ps = (0.5, 0.99, 0.999)
+    ours = [percentile(latencies, p) for p in ps]
+    base = [percentile(floor, p) for p in ps]
+    print("wake-up floor now (perf/wake_floor.py, A -> B -> C): "
+          + ", ".join(f"p{p * 100:g} {b / 1e3:.1f} us" for p, b in zip(ps, base)))
+    print("after warm-up, as multiples of the floor: "
+          + ", ".join(f"p{p * 100:g} {o / b:.2f}x" if b else f"p{p * 100:g} n/a" for p, o, b in zip(ps, ours, base)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -208,6 +227,8 @@ def main():
     ap.add_argument("--show-slow", type=int, default=0, metavar="K",
                     help="also print the K slowest records: index, send time (ms after the first "
                          "send, and CLOCK_MONOTONIC ns, to correlate with other processes) and latency")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure the wake-up floor (perf/wake_floor.py, two hops) and print the ratios")
     ap.add_argument("--socket", help="the broker's control socket (default: $ODRADEK_SOCKET, else a "
                                      "throwaway broker started for the run)")
     args = ap.parse_args()
@@ -244,6 +265,8 @@ def main():
               f"{gc_summary('consumer', payload[2])}")
         if args.show_slow:
             show_slow(received, sent_at, args.show_slow, producer_gc + payload[2])
+        if args.floor and len(received) > args.warmup_records:
+            floor_ratios(sorted(received[args.warmup_records:]), args)
         if errors:
             print(f"{len(errors)} delivery errors; the first: {errors[0]}", file=sys.stderr)
         if len(received) < args.num_records or errors:

@@ -72,6 +72,8 @@ _peek = lib.odk_ring_peek
 _release = lib.odk_ring_release
 _take = lib.odk_ring_take
 _release_to = lib.odk_ring_release_to
+_free = lib.odk_ring_free
+_complete_release = lib.odk_ring_complete_release
 _wait_readable = lib.odk_ring_wait_readable
 _wait_writable = lib.odk_ring_wait_writable
 _load_u64 = lib.odk_atomic_load_u64
@@ -279,6 +281,21 @@ class Ring:
         self._rtag = tag = r.entry_tag
         return tag, view
 
+    def release_completing(self, completions, base_offset, error_code=0):
+        """completions.write_completion(tag of the peeked entry, base_offset,
+        error_code), then release(), in one C call (a partition leader's, per produce
+        entry). Raises RingFull (and releases nothing) if the completion does not fit."""
+        view = self._rview
+        if view is None:
+            raise RuntimeError("release_completing() without peek()")
+        self._rview = None
+        _drop(view)
+        rc = _complete_release(self._r, completions._r, base_offset, error_code)
+        if rc:
+            if rc == -_FULL:
+                raise RingFull(f"no room for a completion in the {completions.capacity}-byte completion ring")
+            raise ValueError(f"release_completing: error code {rc}")
+
     def release(self):
         """Done with the peeked entry: its view is released, then its space given back
         (waking a writer that waits for room)."""
@@ -339,6 +356,13 @@ class Ring:
                           f"{self.max_payload}): the writer is broken; drop this ring")
 
     # ---- state and lifetime --------------------------------------------------------
+
+    @property
+    def free(self):
+        """The bytes this ring's writer could still commit (entry headers, padding and
+        wrap markers included): capacity - (tail - head), 0 if the reader's head is
+        broken (past the tail)."""
+        return _free(self._r)
 
     @property
     def head(self):

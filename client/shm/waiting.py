@@ -31,7 +31,9 @@ worker and consumer): the environment variable ODRADEK_SPIN_US sets it in micros
 Ownership: a WaitSet belongs to the thread that made it. While it lives it keeps each
 mapping it refers to mapped (a buffer export), so a structure closed meanwhile cannot
 turn its pointers into a fault: waiting on it then merely costs a needless wake-up.
-A Spinner belongs to one waiting thread (wait_for_any keeps one per thread).
+A Spinner belongs to one waiting thread (wait_for_any keeps one per thread). A Sleeper
+(wait_for_any with its WaitSet kept for the next wait on the same sources: a consumer's)
+belongs to one thread too, and keeps those mappings until its sources change or it closes.
 """
 import os
 import threading
@@ -39,7 +41,7 @@ import time
 
 from odradek.client.shm._lib import BYTES, ffi, lib, wait_until
 
-__all__ = ["WaitSet", "Spinner", "wait_for_any", "WAIT_MANY_MAX", "SPIN_MAX_NS"]
+__all__ = ["WaitSet", "Spinner", "Sleeper", "wait_for_any", "WAIT_MANY_MAX", "SPIN_MAX_NS"]
 
 WAIT_MANY_MAX = lib.ODK_WAIT_MANY_MAX
 
@@ -69,8 +71,10 @@ _wait_any = lib.odk_futex_wait_any
 _spin_wait_any = lib.odk_futex_spin_wait_any
 _monotonic_ns = time.monotonic_ns
 _load_u32 = lib.odk_atomic_load_u32
+_load_words = lib.odk_futex_words_load
 _from_buffer = ffi.from_buffer
 _cast = ffi.cast
+_NULL = ffi.NULL
 
 
 class WaitSet:
@@ -78,22 +82,21 @@ class WaitSet:
     WAIT_MANY_MAX), each with its value in `seen`, or with its value now when seen is
     None. Take it before looking at the work; wait() after finding none."""
 
-    __slots__ = ("_keep", "_offsets", "_words", "_seen", "_n")
+    __slots__ = ("_keep", "_words", "_seen", "_n")
 
     def __init__(self, sources, seen=None):
         n = len(sources)
         if not 1 <= n <= WAIT_MANY_MAX:
             raise ValueError(f"a WaitSet holds 1..{WAIT_MANY_MAX} futex words, not {n}")
-        keep, offsets, words, now = [], [], [], []
+        keep, words, now = [], [], []
         for source in sources:
             mm, off = source._futex_word()
             buf = _from_buffer(BYTES, mm)
             keep.append(buf)
-            offsets.append(off)
             words.append(_cast("uint32_t *", buf + off))
             if seen is None:
                 now.append(_load_u32(buf, off))
-        self._keep, self._offsets = keep, offsets
+        self._keep = keep
         self._words = ffi.new("uint32_t *[]", words)
         self._seen = ffi.new("uint32_t[]", now if seen is None else list(seen))
         self._n = n
@@ -101,9 +104,14 @@ class WaitSet:
     def retake(self):
         """Take each word's value now as its seen value: a new snapshot of the same
         words, without mapping them again. Returns self."""
-        seen = self._seen
-        for i, (buf, off) in enumerate(zip(self._keep, self._offsets)):
-            seen[i] = _load_u32(buf, off)
+        _load_words(self._words, self._seen, self._n)
+        return self
+
+    def set_seen(self, seen):
+        """New seen values for the same words (one per word, in order). Returns self."""
+        if len(seen) != self._n:
+            raise ValueError(f"{len(seen)} seen values for {self._n} futex words")
+        self._seen[0:self._n] = seen
         return self
 
     def wait(self, timeout=None, spinner=None):
@@ -148,21 +156,50 @@ class Spinner:
     def wait(self, words, seen, n, timeout):
         """odk_futex_spin_wait_any over the words (a WaitSet's): spin the budget, then
         sleep as WaitSet.wait. True if a word changed."""
-        spin, spun = [self.budget_ns], self._spun
+        spun, budget = self._spun, self.budget_ns
         spun[0] = 0
-
-        def step(ns):
-            budget, spin[0] = spin[0], 0     # the first call spins; later ones only sleep
-            # (and must not overwrite what the first said of its spin: a later call's 0
-            # would hide a spin cut short by losing the CPU)
-            return _spin_wait_any(words, seen, n, budget, ns, spun if budget else ffi.NULL) == 1
         start = _monotonic_ns()
-        changed = wait_until(step, timeout)
+        ns = -1 if timeout is None else max(0, int(timeout * 1e9))
+        changed = _spin_wait_any(words, seen, n, budget, ns, spun if budget else _NULL) == 1
+        if not changed and ns:
+            # woken early (for an earlier change, by a signal) or timed out: sleep out what
+            # is left, without spinning again (nor overwriting what the spin said of itself:
+            # a later call's 0 would hide a spin cut short by losing the CPU)
+            left = None if timeout is None else timeout - (_monotonic_ns() - start) / 1e9
+            if left is None or left > 0:
+                changed = wait_until(lambda ns: _wait_any(words, seen, n, ns) == 1, left)
         end = _monotonic_ns()
         if spun[0] < 0:    # descheduled while spinning: leave the CPU to the others a while
             self._quiet_until = end + QUIET_AFTER_PREEMPTION_NS
         self.observe(end - start if changed else None, end)
         return changed
+
+
+class Sleeper:
+    """wait_for_any for one thread that sleeps again and again on (mostly) the same
+    sources, a consumer's partition states: their WaitSet is made once and reused while
+    the sources are the same objects, with only the seen values new (making one costs
+    microseconds a wait). It keeps those mappings mapped until the sources change or
+    close() (WaitSet's ownership rule). Owned by one thread."""
+
+    __slots__ = ("_sources", "_waitset")
+
+    def __init__(self):
+        self._sources = self._waitset = None
+
+    def wait(self, sources, seen, timeout=None, spinner=None):
+        """wait_for_any(sources, seen, timeout, spinner)."""
+        waitset, last = self._waitset, self._sources
+        if last is not None and len(last) == len(sources) and all(a is b for a, b in zip(last, sources)):
+            waitset.set_seen(seen)
+        else:
+            waitset = self._waitset = WaitSet(sources, seen)
+            self._sources = tuple(sources)
+        return waitset.wait(timeout, _thread_spinner() if spinner is None else spinner)
+
+    def close(self):
+        """Let go of the WaitSet (and so of the mappings it kept)."""
+        self._sources = self._waitset = None
 
 
 _per_thread = threading.local()

@@ -783,4 +783,24 @@ uint32_t odk_batch_crc(const uint8_t *b, size_t size);
 int odk_ring_wait_writable_at(const odk_ring *r, uint64_t tail, uint32_t len, int64_t timeout_ns);
 int odk_read_varint(const uint8_t *p, size_t *pos, size_t lim, int maxb, int64_t *value);
 
+/* odk_futex_words_load (shm.c): seen[i] = *words[i] (acquire) for i < n: a sleeper's
+ * snapshot, in one call, of the words it will pass to odk_futex_wait_any (words as
+ * there: each in a MAP_SHARED mapping the caller keeps mapped). */
+void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n);
+
+/* The partition leader's per-entry calls on a producer's two rings (shm.c;
+ * daemon/worker/producers.py; client/shm/LAYOUT.md, "Ordering, crashes, futexes (ring)"):
+ * odk_ring_free: the bytes a writer could still commit: capacity - (its tail - the
+ *   shared head, acquire); 0 if that head is past its tail (a broken reader).
+ * odk_ring_complete_release: write the completion of the entry peeked from `requests`
+ *   (its tag; payload base_offset:i64 error_code:i32 0:u32, little-endian) into
+ *   `completions`, then release that entry: odk_ring_write then odk_ring_release, in
+ *   that order (a reader killed between them leaves the entry to its successor).
+ *   ODK_SHM_MISUSE if no entry is peeked; odk_ring_write's code (nothing released) if
+ *   the completion does not fit. */
+#define ODK_RING_COMPLETION_SIZE 16
+uint64_t odk_ring_free(const odk_ring *r);
+int odk_ring_complete_release(odk_ring *requests, odk_ring *completions, int64_t base_offset,
+                              int32_t error_code);
+
 #endif

@@ -255,6 +255,13 @@ int odk_futex_spin_wait_any(uint32_t *const *words, const uint32_t *seen, uint32
     return odk_futex_wait_any(words, seen, n, timeout_ns);
 }
 
+/* A sleeper's snapshot of its words in one call (waiting.py, WaitSet.retake). */
+void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        seen[i] = atomic_load_explicit((_Atomic uint32_t *)words[i], ACQ);
+}
+
 /* The counter scheme's waker: after updating the word, wake whoever sleeps on it. With
  * nobody asleep this is one system call that finds an empty hash bucket (perf/
  * futex_wake.py measures it); no flag is read, so nobody can talk us out of it. */
@@ -540,6 +547,27 @@ int odk_ring_release(odk_ring *r)
 {
     int rc = odk_ring_take(r);
     return rc != ODK_SHM_OK ? rc : odk_ring_release_to(r, r->head);
+}
+
+uint64_t odk_ring_free(const odk_ring *r)
+{
+    uint64_t head = atomic_load_explicit(a64(r->base, ODK_RING_OFF_HEAD), ACQ);
+    uint64_t used = r->tail - head;   /* a head past our tail (a broken reader): "full" */
+    return used > r->capacity ? 0 : r->capacity - used;
+}
+
+int odk_ring_complete_release(odk_ring *requests, odk_ring *completions, int64_t base_offset,
+                              int32_t error_code)
+{
+    if (!requests->entry_pending)
+        return ODK_SHM_MISUSE;
+    uint8_t c[ODK_RING_COMPLETION_SIZE] = {0};    /* base_offset:i64 error_code:i32 0:u32, LE */
+    for (int i = 0; i < 8; i++)
+        c[i] = (uint8_t)((uint64_t)base_offset >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        c[8 + i] = (uint8_t)((uint32_t)error_code >> (8 * i));
+    int rc = odk_ring_write(completions, c, sizeof c, requests->entry_tag);
+    return rc != ODK_SHM_OK ? rc : odk_ring_release(requests);
 }
 
 int odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns)

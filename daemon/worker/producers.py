@@ -86,15 +86,14 @@ class ProducerAttachment:
         acks = self.acks
         # bound once per round, not per entry: the loop runs once per one-record batch
         # at low rates, where each attribute lookup is a measurable share of its cost
-        peek, release, complete = requests.peek, requests.release, completions.write_completion
+        peek, release, complete = requests.peek, requests.release, requests.release_completing
         producer_id, producer_epoch = self.producer_id, self.producer_epoch
         taken = written = 0
         try:
             while taken < budget:
                 # the writer's own view of the free space: capacity - (tail - head), with
                 # room kept for the completions of the held entries
-                if acks and completions.capacity - (completions.tail - completions.head) \
-                        < (len(held) + 2) * _COMPLETION_ENTRY:
+                if acks and completions.free < (len(held) + 2) * _COMPLETION_ENTRY:
                     return taken, not held   # held ones free room when replicated: that wakes us
                 try:
                     got = peek()
@@ -105,13 +104,14 @@ class ProducerAttachment:
                 if got is None:
                     return taken, False
                 tag, view = got
+                size = len(view)
                 try:
-                    if len(view) < BATCH_HEADER_SIZE:
-                        raise CorruptRecord(f"a produce entry of {len(view)} bytes is shorter than a batch header")
+                    if size < BATCH_HEADER_SIZE:
+                        raise CorruptRecord(f"a produce entry of {size} bytes is shorter than a batch header")
                     header = read_header(view)
-                    if header.batch_length + LOG_OVERHEAD != len(view):
+                    if header.batch_length + LOG_OVERHEAD != size:
                         raise CorruptRecord(f"a produce entry holds exactly one batch: batchLength "
-                                            f"{header.batch_length} + {LOG_OVERHEAD} != entry size {len(view)}")
+                                            f"{header.batch_length} + {LOG_OVERHEAD} != entry size {size}")
                     if header.producer_id != producer_id or (producer_id >= 0
                                                              and header.producer_epoch != producer_epoch):
                         raise InvalidProducerEpoch(
@@ -123,10 +123,10 @@ class ProducerAttachment:
                 if hold and (held or not code):
                     last_offset = base_offset + header.last_offset_delta if not code else -1
                     held.append((tag, base_offset, last_offset, code, requests.take()))
+                elif acks:   # the completion, then the release: a worker killed between
+                    complete(completions, base_offset, code)   # them leaves the entry to its successor
+                    written += 1
                 else:
-                    if acks:   # before the release: a worker killed between them leaves the entry
-                        complete(tag, base_offset, code)   # to its successor
-                        written += 1
                     release()
                 taken += 1
             return taken, False
