@@ -243,7 +243,10 @@ def test_slow_member_exceeding_max_poll_interval_is_removed_and_told(broker):
     try:
         poll_all([slow, fast], lambda: len(owned(slow)) == 2 and len(owned(fast)) == 2 and
                  slow.group_metadata().generation_id == fast.group_metadata().generation_id)
-        t0 = time.monotonic()            # the slow one "processes" from here on, without polling
+        # the slow one "processes" from its last poll on, without polling; its interval runs
+        # from that poll's start (taken after t0, so the move comes at least 1 s after t0)
+        t0 = time.monotonic()
+        slow.poll(0)
         poll_all([fast], lambda: len(owned(fast)) == 4, what="the slow member's partitions to move")
         took = time.monotonic() - t0
         assert 1.0 <= took < 3.0

@@ -9,7 +9,7 @@ import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.consumer import OFFSET_BEGINNING
-from support.broker import consume_n, multi_dir_broker
+from support.broker import INTERNAL_PARTITIONS, consume_n, multi_dir_broker
 from support.small_fs import fill, mounted_tmpfs
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
@@ -18,6 +18,9 @@ FS_BYTES = 48 << 20
 VALUE = 16000            # one record per 16 KiB batch
 RECORDS = 100
 MAX_RECORDS = (FS_BYTES // VALUE) * 2   # bounds the filling loop
+# the dir the test's topic leads from: leaders go round the dirs in creation order, and
+# the internal topics (one partition each) were created first
+FULL = INTERNAL_PARTITIONS % 3
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def broker(tmp_path):
     b = multi_dir_broker(tmp_path, ["disk0", "disk1", "disk2"])
     for d in b.dirs:
         os.mkdir(d)
-    with mounted_tmpfs(b.dirs[1], FS_BYTES):
+    with mounted_tmpfs(b.dirs[FULL], FS_BYTES):
         b.start()
         try:
             yield b
@@ -38,9 +41,9 @@ def broker(tmp_path):
 
 def test_a_leader_whose_dir_fills_up_hands_leadership_to_an_in_sync_replica_and_no_produce_fails(broker):
     with Admin(broker.socket_path) as admin:
-        admin.create_topic("t", 1)       # its leader lands in disk1 (the second topic: placement salt 1)
+        admin.create_topic("t", 1)       # its leader lands in dirs[FULL]
         before = admin.describe_topic("t").partitions[0]
-    assert before.leader == 1, before
+    assert before.leader == FULL, before
     reports = []
 
     def produce(p, n):
@@ -56,16 +59,16 @@ def test_a_leader_whose_dir_fills_up_hands_leadership_to_an_in_sync_replica_and_
     numbers = iter(range(MAX_RECORDS))
     with Producer({"socket": broker.socket_path, "acks": "all"}) as p:
         produce(p, RECORDS)
-        fill(str(broker.dirs[1]))           # the disk is full now (the log has blocks ahead of it)
+        fill(str(broker.dirs[FULL]))           # the disk is full now (the log has blocks ahead of it)
         for _ in range(MAX_RECORDS // RECORDS - 2):   # bounded: until the leader moves
             produce(p, RECORDS)
-            if leader().leader != 1:
+            if leader().leader != FULL:
                 break
         produce(p, RECORDS)                 # and on the new leader
     assert [err for err, _, _ in reports if err is not None] == []
     assert sorted(o for _, o, _ in reports) == list(range(len(reports)))
     after = leader()
-    assert after.leader != 1 and after.leader_epoch > before.leader_epoch and 1 not in after.isr, after
+    assert after.leader != FULL and after.leader_epoch > before.leader_epoch and FULL not in after.isr, after
     assert "giving up leadership: an append failed" in broker.stderr(tail=None)
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])

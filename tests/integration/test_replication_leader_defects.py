@@ -33,13 +33,15 @@ def broker(tmp_path):
         b.kill()
 
 
-def processes(broker, topic):
-    """(leader pid, [follower pids]) of partition 0, once all three run."""
+def processes(broker, topic, killed=None):
+    """(leader pid, [follower pids]) of partition 0, once all three run (and, after we
+    SIGKILLed `killed`, once the broker has seen it die: until it reaps it, status still
+    lists it as running)."""
     def running():
         with Admin(broker.socket_path) as admin:
             st = admin.status([topic])
         mine = [w for w in st.workers if (w.topic, w.partition) == (topic, 0) and w.pid and w.state == "running"]
-        return mine if len(mine) == 3 else None
+        return mine if len(mine) == 3 and killed not in (w.pid for w in mine) else None
     mine = wait_until(running, 10, what=f"the three replica processes of {topic}-0")
     return ([w.pid for w in mine if w.role == "leader"][0], [w.pid for w in mine if w.role == "follower"])
 
@@ -126,10 +128,10 @@ def test_a_successor_killed_after_it_took_over_is_not_killed_again_as_a_follower
     assert produce(broker, "t", [b"x"] * 5, "all") == [(None, i) for i in range(5)]
     first, _ = processes(broker, "t")
     os.kill(first, signal.SIGKILL)          # a leader the broker we started forked
-    successor, _ = processes(broker, "t")   # it took over: all three run again
+    successor, _ = processes(broker, "t", killed=first)   # it took over: all three run again
     assert successor != first
     os.kill(successor, signal.SIGKILL)      # within PROMOTION_TIMEOUT_S of its election
-    processes(broker, "t")
+    processes(broker, "t", killed=successor)
     overdue = "did not take over"
     try:
         wait_until(lambda: overdue in broker.stderr(tail=None), PROMOTION_TIMEOUT_S + 1,
