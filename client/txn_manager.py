@@ -50,11 +50,11 @@ from odradek.client.protocol import messages as m
 
 __all__ = ["TxnState", "TxnManager", "Request", "Flush", "Purge", "Wait", "Done", "backoff"]
 
-# Retry backoff: 1 ms, doubling to 20 ms (Kafka's producer retries CONCURRENT_TRANSACTIONS
+# Retry backoff: 0.25 ms, doubling to 20 ms (Kafka's producer retries CONCURRENT_TRANSACTIONS
 # after 20 ms). A transaction's first AddPartitionsToTxn meets CONCURRENT_TRANSACTIONS
 # while the previous commit's markers are written (a few ms): a flat 20 ms would cost
 # each transaction of a busy producer ~20 ms (perf/transactions_perf.py).
-RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.001, 0.02
+RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.00025, 0.02
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
 _GROUP_FENCED = (UnknownMemberId, IllegalGeneration, FencedInstanceId, RebalanceInProgress)
 

@@ -125,7 +125,7 @@ def test_retriable_answers_are_retried_after_a_backoff_until_the_timeout(d):
     for _ in range(7):
         waits.append(d.step(ConcurrentTransactions("aborting the previous instance's")).seconds)
         assert isinstance(d.step(None, after_ms=waits[-1] * 1000), Request)
-    assert waits == [0.001, 0.002, 0.004, 0.008, 0.016, RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_MAX_S]
+    assert waits == [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016]
     with pytest.raises(RequestTimedOut) as e:
         d.step(CoordinatorLoadInProgress("loading"), after_ms=1000)
     assert e.value.retriable and not e.value.fatal and d.txn.state is S.INITIALIZING
@@ -235,6 +235,6 @@ def test_a_partition_the_coordinator_refuses_is_fatal_and_not_added(d):
 def test_a_retriable_add_is_retried_then_the_partition_joins(d):
     d.in_txn()
     d.txn.start_add([("t", 0)], d.now, 5)
-    assert d.step(added(("t", 0), code=ConcurrentTransactions.code)) == Wait(0.001)
+    assert d.step(added(("t", 0), code=ConcurrentTransactions.code)) == Wait(0.00025)
     assert isinstance(d.step(None, after_ms=20), Request)
     assert d.step(added(("t", 0))) == Done() and d.txn.partitions == {("t", 0)}
