@@ -8,7 +8,7 @@ from odradek.client.errors import (ConcurrentTransactions, CoordinatorLoadInProg
                                    ProducerFenced, RequestTimedOut)
 from odradek.client.message import GroupMetadata, TopicPartition
 from odradek.client.protocol import messages as m
-from odradek.client.txn_manager import RETRY_BACKOFF_MAX_S, Done, Flush, Purge, Request, TxnManager, TxnState, Wait
+from odradek.client.txn_manager import Done, Flush, Purge, Request, TxnManager, TxnState, Wait
 
 S = TxnState
 GROUP = GroupMetadata("g", 3, "member-1", None)
