@@ -10,7 +10,7 @@ from support.broker import BrokerProcess, consume_n, wait_until
 from support.txn_client import create_topic, describe, fetch_offsets
 
 from odradek.client import Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
-from odradek.client.errors import InvalidConfig, InvalidProducerEpoch, ProducerFenced
+from odradek.client.errors import InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, ProducerFenced
 from odradek.client.protocol import ControlClient
 from odradek.client.records import ControlRecordType, iter_batches
 
@@ -120,14 +120,21 @@ def test_offsets_sent_to_the_transaction_are_committed_only_when_it_commits(brok
     assert fetch_offsets(client, "g", "t", [1])[("t", 1)][0] == -1
 
 
-def test_a_second_instance_fences_the_first_whose_next_call_is_fatal(broker, client, producers):
+def _fenced(producers, value):
+    """(first, second): `first` wrote `value` to t-0 in a transaction, then `second`, a new
+    instance of its transactional.id, fenced it (aborting that transaction)."""
     first = producers()
     first.init_transactions(WAIT_S)
     first.begin_transaction()
-    first.produce("t", b"zombie", partition=0)
+    first.produce("t", value, partition=0)
     assert first.flush(WAIT_S) == 0
     second = producers()
     second.init_transactions(WAIT_S)        # aborts the first's transaction, bumps the epoch
+    return first, second
+
+
+def test_a_second_instance_fences_the_first_whose_next_call_is_fatal(broker, client, producers):
+    first, second = _fenced(producers, b"zombie")
     wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.ABORT), WAIT_S, what="the abort")
     with pytest.raises((ProducerFenced, InvalidProducerEpoch)) as e:
         first.commit_transaction(WAIT_S)
@@ -143,12 +150,7 @@ def test_a_second_instance_fences_the_first_whose_next_call_is_fatal(broker, cli
 
 
 def test_a_zombies_records_after_the_fence_are_refused_and_fatal(broker, client, producers):
-    first = producers()
-    first.init_transactions(WAIT_S)
-    first.begin_transaction()
-    first.produce("t", b"before", partition=0)
-    assert first.flush(WAIT_S) == 0
-    producers().init_transactions(WAIT_S)
+    first, _ = _fenced(producers, b"before")
     reports = []
     first.produce("t", b"after", partition=0, on_delivery=lambda err, rec: reports.append(err))
     first.flush(WAIT_S)
@@ -254,3 +256,12 @@ def test_transactional_id_implies_idempotence_and_acks_all(broker, producers):
     assert p.config["enable.idempotence"] is True and p.config["acks"] == -1
     with pytest.raises(InvalidConfig, match="empty"):
         Producer({"socket": broker.socket_path, "transactional.id": ""})
+
+
+def test_a_transaction_timeout_above_the_brokers_maximum_fails_init_as_fatal(broker, producers):
+    p = producers(**{"transaction.timeout.ms": 10_000_000})
+    with pytest.raises(InvalidTransactionTimeout) as e:
+        p.init_transactions(WAIT_S)
+    assert e.value.fatal
+    with pytest.raises(InvalidTransactionTimeout):
+        p.begin_transaction()
