@@ -1,6 +1,7 @@
 """The transactional Producer against a real broker: markers after commit and abort,
 offsets committed only with the transaction, fencing, a killed producer's transaction
 aborted, and misuse refused with nothing changed."""
+import mmap
 import os
 import subprocess
 import sys
@@ -9,10 +10,11 @@ import pytest
 from support.broker import BrokerProcess, consume_n, wait_until
 from support.txn_client import create_topic, describe, fetch_offsets
 
-from odradek.client import Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
-from odradek.client.errors import InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, ProducerFenced
+from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
+from odradek.client.errors import (InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, NotEnoughReplicas,
+                                   ProducerFenced)
 from odradek.client.protocol import ControlClient
-from odradek.client.records import ControlRecordType, iter_batches
+from odradek.client.records import ControlRecordType, RecordBatch, iter_batches
 
 WAIT_S = 15
 CHILD = os.path.join(os.path.dirname(__file__), "txn_producer_child.py")
@@ -38,11 +40,14 @@ def producers(broker):
 
 
 def log_batches(broker, topic, partition):
-    """Every RecordBatch in the partition's first segment, read from the file."""
+    """Every RecordBatch in the partition's first segment, read from the file (mapped: the
+    leader preallocates it, and the batches end at the first zero-filled length)."""
     path = os.path.join(broker.data_dir, f"{topic}-{partition}", f"{0:020d}.log")
     with open(path, "rb") as f:
-        data = f.read()
-    return [b for _, b in iter_batches(data)]
+        if os.fstat(f.fileno()).st_size == 0:
+            return []
+        with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as data:
+            return [RecordBatch(bytes(b.buffer)) for _, b in iter_batches(data)]
 
 
 def ends_with_marker(broker, topic, partition, marker):
@@ -265,3 +270,28 @@ def test_a_transaction_timeout_above_the_brokers_maximum_fails_init_as_fatal(bro
     assert e.value.fatal
     with pytest.raises(InvalidTransactionTimeout):
         p.begin_transaction()
+
+
+def test_a_refused_batch_makes_the_transaction_abortable_and_abort_recovers(broker, client, producers):
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("strict", 1, config={"min.insync.replicas": "2"})   # above RF 1: acks=all refused
+    p = producers()
+    p.init_transactions(WAIT_S)
+    p.begin_transaction()
+    p.produce("t", b"fine", partition=0)
+    assert p.flush(WAIT_S) == 0
+    reports = []
+    p.produce("strict", b"refused", partition=0, on_delivery=lambda err, rec: reports.append(err))
+    with pytest.raises(NotEnoughReplicas) as e:
+        p.commit_transaction(WAIT_S)
+    assert e.value.txn_requires_abort and not e.value.fatal and not e.value.retriable
+    assert len(reports) == 1 and reports[0] is e.value
+    with pytest.raises(NotEnoughReplicas):
+        p.produce("t", b"more", partition=0)          # nothing more until the abort
+    p.abort_transaction(WAIT_S)
+    batches = wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.ABORT), WAIT_S, what="abort")
+    assert [r.value for b in batches if not b.is_control for r in b.records()] == [b"fine"]
+    p.begin_transaction()                              # usable again
+    p.produce("t", b"after", partition=0)
+    p.commit_transaction(WAIT_S)
+    wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.COMMIT), WAIT_S, what="the commit")
