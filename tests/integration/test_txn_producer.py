@@ -11,7 +11,7 @@ from support.broker import BrokerProcess, consume_n, wait_until
 from support.txn_client import create_topic, describe, fetch_offsets
 
 from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
-from odradek.client.errors import (InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, NotEnoughReplicas,
+from odradek.client.errors import (IllegalGeneration, InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, NotEnoughReplicas,
                                    ProducerFenced)
 from odradek.client.protocol import ControlClient
 from odradek.client.records import ControlRecordType, RecordBatch, iter_batches
@@ -295,3 +295,37 @@ def test_a_refused_batch_makes_the_transaction_abortable_and_abort_recovers(brok
     p.produce("t", b"after", partition=0)
     p.commit_transaction(WAIT_S)
     wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.COMMIT), WAIT_S, what="the commit")
+
+
+def test_a_group_members_positions_commit_with_the_transaction_and_a_stale_generation_is_abortable(
+        broker, client, producers):
+    """consume-transform-produce's commit step, with a real group member's metadata."""
+    seed = producers("seed")
+    seed.init_transactions(WAIT_S)
+    seed.begin_transaction()
+    for i in range(4):
+        seed.produce("t", b"in-%d" % i, partition=0)
+    seed.commit_transaction(WAIT_S)
+    c = Consumer({"socket": broker.socket_path, "group.id": "g", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    try:
+        c.subscribe(["t"])
+        got = consume_n(c, 4, WAIT_S)
+        meta = c.group_metadata()
+        assert meta.generation_id >= 1 and meta.member_id
+        p = producers()
+        p.init_transactions(WAIT_S)
+        p.begin_transaction()
+        p.produce("t", b"out", partition=1)
+        p.send_offsets_to_transaction(c.position(c.assignment()), meta, WAIT_S)
+        p.commit_transaction(WAIT_S)
+        wait_until(lambda: fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == got[-1].offset + 1, WAIT_S,
+                   what="the group's offset committed with the transaction")
+        p.begin_transaction()
+        with pytest.raises(IllegalGeneration) as e:
+            p.send_offsets_to_transaction([TopicPartition("t", 0, 1)], meta._replace(generation_id=99), WAIT_S)
+        assert e.value.txn_requires_abort
+        p.abort_transaction(WAIT_S)
+        assert fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == got[-1].offset + 1
+    finally:
+        c.close()
