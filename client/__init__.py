@@ -6,11 +6,11 @@ format lives in its clients jar; the daemon imports this package, never the reve
 from odradek.client import errors
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer
-from odradek.client.errors import MaxPollIntervalExceeded, OdradekError
+from odradek.client.errors import IllegalState, MaxPollIntervalExceeded, OdradekError, TransactionAborted
 from odradek.client.message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, GroupMetadata, OffsetAndMetadata,
                                     Record, TopicPartition)
 from odradek.client.producer import Producer
 
 __all__ = ["errors", "OdradekError", "Admin", "Producer", "Consumer", "Record", "TopicPartition",
-           "OffsetAndMetadata", "GroupMetadata", "MaxPollIntervalExceeded",
+           "OffsetAndMetadata", "GroupMetadata", "MaxPollIntervalExceeded", "IllegalState", "TransactionAborted",
            "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID"]

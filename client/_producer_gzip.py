@@ -5,7 +5,8 @@ place, inside a reservation of the ring; a gzip batch's size is known only once 
 compressed, so gzip batches stay on the Python BatchBuilder, built in private memory and
 copied into the ring when sealed. GzipAccumulator has the C Accumulator's interface
 (produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
-take_sealed, take_open, close, queued), so the Producer drives either alike. Differences:
+take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
+transactional flag for transactions), so the Producer drives either alike. Differences:
 sealing can find the ring full (the batch then stays open and the sender retries it),
 and one lock covers every partition (gzip costs far more than the locking).
 """
@@ -14,7 +15,7 @@ import time
 
 from odradek.client.errors import RingFull
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
-from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_TOO_LARGE
+from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, PRODUCE_TOO_LARGE
 from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
 
 __all__ = ["GzipAccumulator"]
@@ -62,7 +63,7 @@ def headers_of(headers):
 
 class _Link:
     __slots__ = ("topic", "partition", "ring", "limit", "builder", "pending", "deadline",
-                 "next_seq", "next_tag", "inflight")
+                 "next_seq", "next_tag", "inflight", "in_txn")
 
     def __init__(self, topic, partition, ring, limit):
         self.topic, self.partition, self.ring, self.limit = topic, partition, ring, limit
@@ -72,15 +73,17 @@ class _Link:
         self.next_seq = 0
         self.next_tag = 0
         self.inflight = {}        # tag -> (count, pending or None)
+        self.in_txn = False       # in the open transaction (transactional accumulators)
 
 
 class GzipAccumulator:
     def __init__(self, batch_size, linger_ms, acks, producer_id, producer_epoch, doorbell=0,
-                 doorbell_owner=None):
+                 doorbell_owner=None, transactional=False):
         self._batch_size = batch_size
         self._linger_s = linger_ms / 1000
         self._acks = acks
         self._pid, self._epoch = producer_id, producer_epoch
+        self._transactional = bool(transactional)
         self._doorbell = doorbell_owner
         self._lock = threading.Lock()
         self._links = []
@@ -92,6 +95,21 @@ class GzipAccumulator:
 
     def set_partition_count(self, topic, count):
         self._counts[topic] = count
+
+    def set_producer(self, producer_id, producer_epoch):
+        if self._links:
+            raise ValueError("set_producer() after a link was added: its sequences are the producer's")
+        self._pid, self._epoch = producer_id, producer_epoch
+
+    def txn_add(self, link_id):
+        if self._pid < 0:
+            raise ValueError("a transactional batch needs a producer id: set_producer() first")
+        self._links[link_id].in_txn = True
+
+    def txn_clear(self):
+        with self._lock:
+            for link in self._links:
+                link.in_txn = False
 
     def add_link(self, topic, partition, _ring_addr, ring, limit):
         link = _Link(topic, partition, ring, limit)
@@ -129,6 +147,8 @@ class GzipAccumulator:
             link = self._by_partition.get((topic, partition))
             if link is None:
                 return PRODUCE_NEED_LINK, partition, 0, 0
+            if self._transactional and not link.in_txn:
+                return PRODUCE_NEED_TXN, partition, 0, 0
             if gzip_bound(need + BATCH_HEADER_SIZE) > link.limit:
                 return PRODUCE_TOO_LARGE, partition, need + BATCH_HEADER_SIZE, link.limit
             if not self._has_room(link, need):
@@ -140,13 +160,16 @@ class GzipAccumulator:
                     link = self._by_partition.get((topic, partition))
                     if link is None:
                         return PRODUCE_NEED_LINK, partition, 0, 0
+                    if self._transactional and not link.in_txn:
+                        return PRODUCE_NEED_TXN, partition, 0, 0
                     if not self._has_room(link, need):
                         full = self._seal(link)
                         if full:
                             return PRODUCE_FULL, partition, full, link.limit
             if link.builder is None:
                 link.builder = BatchBuilder(compression="gzip", producer_id=self._pid, producer_epoch=self._epoch,
-                                            base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE)
+                                            base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE,
+                                            transactional=self._transactional)
                 link.deadline = time.monotonic() + self._linger_s
                 if self._linger_s:
                     self._doorbell.ring()   # the sender learns of the new deadline

@@ -7,6 +7,13 @@ with `error_for_code`; raise with a human message that says what to do next.
 
     raise UnknownTopicOrPartition("topic 'orders' does not exist; create it with "
                                   "'odradek topics create orders'")
+
+What a caller does about an error is in three flags, confluent-kafka's KafkaError
+classification (retriable(), fatal(), txn_requires_abort()) as attributes beside the
+class's `retriable`: `retriable` (the same call may succeed if made again), `fatal` (the
+client is unusable: a transactional producer fenced by a newer instance), and
+`txn_requires_abort` (the transaction failed: call abort_transaction(), then start
+again). A transactional producer (client/txn_manager.py) sets them per instance.
 """
 
 __all__ = ["OdradekError", "error_for_code", "ERRORS"]
@@ -18,10 +25,18 @@ class OdradekError(Exception):
     code = -1
     name = "UNKNOWN_SERVER_ERROR"
     retriable = False
+    fatal = False
+    txn_requires_abort = False
 
-    def __init__(self, message=""):
+    def __init__(self, message="", *, retriable=None, fatal=None, txn_requires_abort=None):
         super().__init__(message or self.name)
         self.message = message or self.name
+        if retriable is not None:
+            self.retriable = retriable
+        if fatal is not None:
+            self.fatal = fatal
+        if txn_requires_abort is not None:
+            self.txn_requires_abort = txn_requires_abort
 
     def __str__(self):
         return f"{self.name}: {self.message}" if self.message != self.name else self.name
@@ -129,3 +144,23 @@ class MaxPollIntervalExceeded(OdradekError):
 
 
 __all__.append("MaxPollIntervalExceeded")
+
+
+class IllegalState(OdradekError):
+    """A call not valid in the client's state: a transactional producer's produce() with no
+    transaction open, begin_transaction() twice, commit_transaction() with none begun. It
+    changes nothing. Client-side only, never on the wire (code -172 is librdkafka's
+    _STATE; Kafka's clients throw IllegalStateException), so not in ERRORS."""
+    code = -172
+    name = "ILLEGAL_STATE"
+
+
+class TransactionAborted(OdradekError):
+    """The delivery report of a record that abort_transaction() purged before it reached
+    its partition: it was never written. Client-side only (Kafka's
+    TransactionAbortedException; code -152 is librdkafka's _PURGE_QUEUE), not in ERRORS."""
+    code = -152
+    name = "TRANSACTION_ABORTED"
+
+
+__all__ += ["IllegalState", "TransactionAborted"]

@@ -31,6 +31,24 @@ Theory of operation
   (max.block.ms, GIL released) only for the space of a new batch.
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
   epoch; each batch carries them and its first sequence number.
+- Transactions (transactional.id; KIP-98, confluent-kafka's API): init_transactions,
+  begin_transaction, produce..., send_offsets_to_transaction, commit_transaction,
+  abort_transaction. The state machine and the error classification are
+  client/txn_manager.py (sans-IO); this file performs its actions. A partition joins the
+  transaction (AddPartitionsToTxn) synchronously, from produce(), on its first record in
+  each transaction: the accumulator gates every link on a flag (txn_add), so the record
+  that meets a closed gate takes the slow path, which adds the partition and opens the
+  gate; every later record of that partition and transaction is the one C call again.
+  Why not the sender, as Kafka's Java producer does it: a batch here is sealed straight
+  into the ring, which the leader reads at once, so nothing could hold a batch back until
+  its partition is added. The cost is one control round trip per partition per
+  transaction: 0.6 ms on the dev VM (the coordinator writes __transaction_state first),
+  next to ~0.8 ms for the commit's EndTxn and ~1.5 ms until the previous transaction's
+  markers are written, which the first AddPartitionsToTxn of the next one waits for
+  (CONCURRENT_TRANSACTIONS, retried); the Java producer's sender-side add costs a batch
+  the same round trip before it is sent (perf/transactions_perf.py). When the
+  transaction ends (or fails) every gate closes (txn_clear), so a record produced
+  outside a transaction is refused with IllegalState and never reaches a ring.
 - A stuck broker (its ring stays full): produce() blocks up to max.block.ms, then
   raises RingFull and queues nothing of the record; flush(timeout) returns how many
   records are still undelivered; close(timeout) runs the callback of each of them with
@@ -42,20 +60,21 @@ import threading
 import time
 from collections import deque
 
-from odradek._hotpath import (PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, Accumulator)
+from odradek._hotpath import (PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, Accumulator)
 from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._producer_gzip import GzipAccumulator
 from odradek.client.admin import resolve_socket
-from odradek.client.errors import (InvalidConfig, LeaderNotAvailable, MessageTooLarge, OdradekError,
-                                   RequestTimedOut, RingFull, UnknownTopicOrPartition,
-                                   error_for_code)
-from odradek.client.message import Record
+from odradek.client.errors import (IllegalState, InvalidConfig, LeaderNotAvailable, MessageTooLarge,
+                                   OdradekError, RequestTimedOut, RingFull, TransactionAborted,
+                                   UnknownTopicOrPartition, error_for_code)
+from odradek.client.message import GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm._lib import ffi
+from odradek.client.txn_manager import Done, Flush, Purge, Request, TxnManager, TxnState, Wait
 
 __all__ = ["Producer"]
 
@@ -71,7 +90,10 @@ _SCHEMA = {
     "client.id": (str, "odradek-producer"),
     "compression.type": (cfg.one_of("none", "gzip"), "none"),
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
+    "transactional.id": (str, None),
+    "transaction.timeout.ms": (cfg.positive_int, 60_000),
 }
+_TXN_TURNS = 1_000_000    # bounds a transactional operation's steps; its deadline ends it first
 _RETRY_S = 0.05
 _SLOW_TURNS = 1_000_000   # bounds _produce_slow's loop; the deadline ends it first
 
@@ -86,6 +108,22 @@ def _completion_error(link, code):
     cls = error_for_code(code)
     return cls(f"{link.topic}-{link.partition}: {cls.__doc__.rstrip('.').lower()} "
                f"(the partition leader refused the batch)")
+
+
+def _transactional_config(c, given):
+    """transactional.id implies enable.idempotence=true and acks=all, as in Kafka; either
+    given explicitly otherwise is refused."""
+    if not c["transactional.id"]:
+        if "transactional.id" in given:
+            raise InvalidConfig("producer config transactional.id must not be empty")
+        return
+    if "enable.idempotence" in given and not c["enable.idempotence"]:
+        raise InvalidConfig("transactional.id needs enable.idempotence=true (a transactional producer is "
+                            "idempotent); remove enable.idempotence=false")
+    if "acks" in given and c["acks"] != -1:
+        raise InvalidConfig(f"transactional.id needs acks=all (-1), not acks={given['acks']}; remove it or set "
+                            f"acks=all")
+    c["enable.idempotence"], c["acks"] = True, -1
 
 
 def _ring_full(topic, partition, max_block_s):
@@ -108,6 +146,7 @@ class _Link:
 class Producer:
     def __init__(self, config=None):
         self.config = c = cfg.parse_config(config, _SCHEMA, "producer")
+        _transactional_config(c, config or {})
         ring_bytes = c["produce.ring.bytes"]
         if ring_bytes & (ring_bytes - 1) or ring_bytes < 1 << 16:
             raise InvalidConfig(f"produce.ring.bytes={ring_bytes} must be a power of two >= 65536")
@@ -118,7 +157,12 @@ class Producer:
         self._client_lock = threading.Lock()   # the control connection, and opening links
         self._liveness = Liveness()
         self._pid, self._epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
-        if c["enable.idempotence"]:
+        self._txn = None
+        if c["transactional.id"]:    # the producer id comes from init_transactions()
+            self._txn = TxnManager(c["transactional.id"], c["transaction.timeout.ms"])
+            self._txn_lock = threading.Lock()      # the TxnManager: one call at a time
+            self._txn_op_lock = threading.Lock()   # one transactional operation at a time
+        elif c["enable.idempotence"]:
             res, _ = self._client.call(m.InitProducerIdRequest())
             self._pid, self._epoch = res.producer_id, res.producer_epoch
         self._doorbell, self._doorbell_fd = Doorbell.create()
@@ -127,7 +171,7 @@ class Producer:
         self._link_list = []      # by accumulator link id
         accumulator = GzipAccumulator if c["compression.type"] == "gzip" else Accumulator
         self._acc = accumulator(c["batch.size"], c["linger.ms"], self._acks, self._pid, self._epoch,
-                                _address(self._doorbell._ptr), self._doorbell)
+                                _address(self._doorbell._ptr), self._doorbell, transactional=self._txn is not None)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
         self._reported = threading.Condition()
         self._settled = 0                      # records reported (delivered or failed)
@@ -164,6 +208,8 @@ class Producer:
                 raise TypeError("partitions must be ints (partition ids)")
         if self._closed:
             raise RuntimeError("the producer is closed")
+        if self._txn is not None and self._pid == NO_PRODUCER_ID:
+            raise IllegalState("attach() on a transactional producer: call init_transactions() first")
         count = self._partition_count(topic)
         wanted = range(count) if partitions is None else sorted(set(partitions))
         bad = [p for p in wanted if not 0 <= p < count]
@@ -182,9 +228,14 @@ class Producer:
         record is queued unless the call finally returns None."""
         topic = args[0]
         deadline = None
+        if self._txn is not None:
+            with self._txn_lock:
+                self._txn.check_produce()
         for _ in range(_SLOW_TURNS):
             code, partition, nbytes, limit = res
-            if code == PRODUCE_NEED_COUNT:
+            if code == PRODUCE_NEED_TXN:
+                self._add_to_transaction(topic, partition)
+            elif code == PRODUCE_NEED_COUNT:
                 self._acc.set_partition_count(topic, self._partition_count(topic))
             elif code == PRODUCE_NEED_LINK:
                 self._open_link(topic, partition)
@@ -315,6 +366,135 @@ class Producer:
                     f"the producer closed before the record was sent to {where} (close "
                     f"timeout; the ring stayed full); it was not written"))
 
+    # == transactions ================================================================
+    def init_transactions(self, timeout=None):
+        """Register transactional.id with the transaction coordinator (InitProducerId):
+        get the producer id and a new epoch, which fences any previous instance with the
+        same transactional.id and aborts a transaction it left open. Call once, before
+        any other transactional call. Retries retriable answers for up to `timeout`
+        seconds (None: max.block.ms), then raises RequestTimedOut (retriable: call it
+        again). Raises IllegalState on a producer without transactional.id."""
+        self._require_txn("init_transactions()")
+        pid, epoch = self._txn_run(lambda now: self._txn.start_init(now, self._timeout(timeout)))
+        self._acc.set_producer(pid, epoch)
+        self._pid, self._epoch = pid, epoch
+
+    def begin_transaction(self):
+        """Open a transaction: records produced from here on belong to it, until
+        commit_transaction() or abort_transaction(). Local: no request is sent (each
+        partition joins the transaction on its first record, with AddPartitionsToTxn).
+        IllegalState before init_transactions() or while a transaction is open."""
+        self._require_txn("begin_transaction()")
+        with self._txn_lock:
+            self._txn_call(self._txn.begin)
+
+    def send_offsets_to_transaction(self, positions, group_metadata, timeout=None):
+        """Commit a consumer group's offsets as part of the transaction: `positions` are
+        TopicPartitions with the next offset to consume (Consumer.position()), and
+        `group_metadata` the Consumer's group_metadata(). They become the group's
+        committed offsets only if the transaction commits. IllegalState outside a
+        transaction; a group that moved on (UnknownMemberId, IllegalGeneration, ...)
+        makes the transaction abortable (txn_requires_abort)."""
+        self._require_txn("send_offsets_to_transaction()")
+        positions = list(positions)
+        if not all(isinstance(tp, TopicPartition) for tp in positions):
+            raise TypeError("positions must be TopicPartitions (topic, partition, next offset to consume)")
+        bad = [tp for tp in positions if type(tp.offset) is not int or tp.offset < 0]
+        if bad:
+            raise ValueError(f"{bad[0].topic}-{bad[0].partition}: offset {bad[0].offset!r} is not a position "
+                             f"(an int >= 0)")
+        if not isinstance(group_metadata, GroupMetadata) or not group_metadata.group_id:
+            raise TypeError("group_metadata must be the GroupMetadata of a Consumer with a group.id "
+                            "(Consumer.group_metadata())")
+        if positions:
+            self._txn_run(lambda now: self._txn.start_send_offsets(positions, group_metadata, now,
+                                                                   self._timeout(timeout)))
+
+    def commit_transaction(self, timeout=None):
+        """Flush every record of the transaction, then commit it (EndTxn): its records
+        and offsets become visible to read_committed consumers together. Retries
+        retriable answers for up to `timeout` seconds (None: max.block.ms), then raises
+        RequestTimedOut (retriable: call it again). A record that failed makes it raise
+        that error with txn_requires_abort (call abort_transaction()); a fenced producer
+        raises with fatal set."""
+        self._require_txn("commit_transaction()")
+        self._txn_run(lambda now: self._txn.start_commit(now, self._timeout(timeout)))
+
+    def abort_transaction(self, timeout=None):
+        """Abort the transaction: records not yet sent to their partitions are dropped
+        (their on_delivery gets TransactionAborted), those sent are waited for, then the
+        coordinator writes ABORT markers (EndTxn), so no read_committed consumer sees any
+        of them. `timeout` as commit_transaction's."""
+        self._require_txn("abort_transaction()")
+        self._txn_run(lambda now: self._txn.start_abort(now, self._timeout(timeout)))
+
+    def _require_txn(self, what):
+        if self._txn is None:
+            raise IllegalState(f"{what} needs transactional.id in the producer config")
+        if self._closed:
+            raise RuntimeError(f"{what} on a closed Producer")
+
+    def _timeout(self, timeout):
+        return self._max_block_s if timeout is None else timeout
+
+    def _txn_call(self, fn, *args):
+        """fn(*args) on the TxnManager (its lock held); whenever the transaction is no
+        longer open, the accumulator's gates close, so no record enters a ring outside it."""
+        try:
+            return fn(*args)
+        finally:
+            if self._txn.state is not TxnState.IN_TRANSACTION:
+                self._acc.txn_clear()
+
+    def _txn_run(self, start):
+        """One transactional operation: start(now) gives the first action; perform each
+        and hand its outcome to the TxnManager, until Done (whose result is returned)."""
+        with self._txn_op_lock:
+            with self._txn_lock:
+                action = self._txn_call(start, time.monotonic())
+            for _ in range(_TXN_TURNS):
+                if isinstance(action, Done):
+                    return action.result
+                outcome = self._perform(action)
+                with self._txn_lock:
+                    action = self._txn_call(self._txn.step, outcome, time.monotonic())
+            raise RequestTimedOut("the transactional operation did not finish")
+
+    def _perform(self, action):
+        if isinstance(action, Request):
+            try:
+                with self._client_lock:
+                    res, _ = self._client.call(action.request)
+                return res
+            except OdradekError as e:
+                return e
+        if isinstance(action, Flush):
+            return self.flush(action.timeout)
+        if isinstance(action, Purge):
+            self._purge()
+            return None
+        assert isinstance(action, Wait), action
+        time.sleep(action.seconds)   # a retry's backoff (the operation's deadline bounds the retries)
+        return None
+
+    def _purge(self):
+        """abort_transaction(): drop every open batch (never sent) and report its records
+        failed with TransactionAborted."""
+        for link in self._link_list:
+            for count, pending in self._acc.take_open(link.id):
+                self._report(link, count, pending, -1, TransactionAborted(
+                    f"abort_transaction() dropped the record before it was sent to {link.topic}-{link.partition}; "
+                    f"it was not written"))
+
+    def _add_to_transaction(self, topic, partition):
+        """produce()'s slow path: add the partition to the transaction (AddPartitionsToTxn,
+        up to max.block.ms), then open its gate in the accumulator."""
+        self._txn_run(lambda now: self._txn.start_add([(topic, partition)], now, self._max_block_s))
+        with self._txn_lock:   # still in this transaction (a failure closes the gates)
+            self._txn.check_produce()
+            if (topic, partition) in self._txn.partitions:
+                self._acc.txn_add(self._links[(topic, partition)].id)
+
     # == delivery reports ============================================================
     def _report(self, link, count, pending, base_offset, error):
         """Queue the delivery reports of a batch of `count` records; `pending` holds, per
@@ -358,6 +538,9 @@ class Producer:
                     log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
                     continue
                 error = _completion_error(link, c.error_code) if c.error_code else None
+                if error is not None and self._txn is not None:
+                    with self._txn_lock:   # fenced: fatal; else the transaction must abort
+                        self._txn_call(self._txn.batch_failed, error)
                 self._report(link, *done, c.base_offset, error)
 
     def poll(self, timeout=0):

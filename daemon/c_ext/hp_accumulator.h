@@ -34,6 +34,7 @@ typedef struct {
     /* across batches */
     int32_t next_seq;
     uint32_t next_tag;
+    int in_txn;              /* added to the open transaction (AddPartitionsToTxn): txn_add */
     int sleepers;            /* wait_space callers asleep (the ring's space_waiter flag) */
     Sealed *inflight;        /* sealed, unacknowledged: a circular queue in seal order */
     size_t in_first, in_len, in_cap;
@@ -58,6 +59,7 @@ typedef struct {
     int acks;
     int64_t producer_id;
     int16_t producer_epoch;
+    uint16_t attributes;     /* of every batch: ODK_ATTR_TRANSACTIONAL_MASK or 0 */
     uint8_t *doorbell;       /* ours: the sender sleeps on it */
     PyObject *doorbell_owner;
     int64_t sender_wake_ns;  /* when the sender next looks at linger deadlines */
@@ -112,6 +114,13 @@ static int32_t sticky_new_batch(Accumulator *a, Topic *t, int32_t prev)
 static inline Link *link_of(Topic *t, int32_t p)
 {
     return (t != NULL && p < t->nlinks) ? t->links[p] : NULL;
+}
+
+/* Whether a record may enter l's batch now: a transactional accumulator's link must be
+ * in the open transaction (else produce() returns PRODUCE_NEED_TXN). */
+static inline int txn_ready(const Accumulator *a, const Link *l)
+{
+    return !a->attributes || l->in_txn;
 }
 
 static Topic *find_topic(Accumulator *a, PyObject *name)
@@ -190,7 +199,7 @@ static int seal_locked(Accumulator *a, Link *l)
         return -1;
     }
     fill_header(l->batch, l->used, l->count, l->base_ts, l->max_ts, a->producer_id,
-                a->producer_epoch, l->base_seq);
+                a->producer_epoch, l->base_seq, a->attributes);
     odk_ring_commit(l->ring, l->used);
     Sealed *s = &l->inflight[(l->in_first + l->in_len) % l->in_cap];
     s->tag = l->next_tag - 1;

@@ -27,8 +27,19 @@
  *   bytes, limit) for the Python slow path (client/producer.py): PRODUCE_NEED_COUNT
  *   (the topic's partition count is unknown), PRODUCE_NEED_LINK (the partition has no
  *   rings yet), PRODUCE_FULL (the ring lacks `bytes` of room: wait_space, retry),
- *   PRODUCE_TOO_LARGE (the record's batch would exceed `limit`). With any of these the
- *   record is not queued (a batch sealed on the way stays sealed: it was complete).
+ *   PRODUCE_TOO_LARGE (the record's batch would exceed `limit`), PRODUCE_NEED_TXN (a
+ *   transactional accumulator's partition is not in the open transaction: the Producer
+ *   adds it with AddPartitionsToTxn, then txn_add(link), or refuses the record when no
+ *   transaction is open). With any of these the record is not queued (a batch sealed on
+ *   the way stays sealed: it was complete).
+ *
+ * Transactions (KIP-98): Accumulator(..., transactional=True) sets isTransactional in
+ *   every batch's attributes and gates each link on its in_txn flag: txn_add(link) opens
+ *   it once the partition is in the transaction, txn_clear() closes every link when the
+ *   transaction ends (commit or abort begins, or an abortable error), so that a record
+ *   produced outside a transaction never reaches a ring. The gate is one int read on the
+ *   path a record takes anyway; set_producer(id, epoch) gives the id InitProducerId
+ *   returned, before any link exists.
  *
  * Completion bookkeeping: per sealed batch (tag, record count, and only when some
  *   record of it has on_delivery, a list with one entry per record: None, or the
@@ -69,7 +80,8 @@ enum {
     PRODUCE_NEED_COUNT = 1,
     PRODUCE_NEED_LINK = 2,
     PRODUCE_FULL = 3,
-    PRODUCE_TOO_LARGE = 4
+    PRODUCE_TOO_LARGE = 4,
+    PRODUCE_NEED_TXN = 5
 };
 
 #define MAX_SEQUENCE 0x7fffffffu   /* records.MAX_SEQUENCE: sequences wrap to 0 after it */
@@ -207,8 +219,8 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
         }
     }
     Link *l = link_of(t, partition);
-    if (l == NULL) {
-        result = slow(PRODUCE_NEED_LINK, partition, 0, 0);
+    if (l == NULL || !txn_ready(a, l)) {
+        result = slow(l == NULL ? PRODUCE_NEED_LINK : PRODUCE_NEED_TXN, partition, 0, 0);
         goto done;
     }
     uint64_t alone = ODK_BATCH_HEADER_SIZE + rec_size(&r, 0, 0);
@@ -226,8 +238,8 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
             pthread_mutex_unlock(&l->lock);
             partition = sticky_new_batch(a, t, partition);
             l = link_of(t, partition);
-            if (l == NULL) {
-                result = slow(PRODUCE_NEED_LINK, partition, 0, 0);
+            if (l == NULL || !txn_ready(a, l)) {
+                result = slow(l == NULL ? PRODUCE_NEED_LINK : PRODUCE_NEED_TXN, partition, 0, 0);
                 goto done;
             }
             if (alone > l->limit) {
@@ -637,6 +649,43 @@ static PyObject *Accumulator_close(Accumulator *a, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* set_producer(id, epoch): the producer id and epoch of every batch, before any link. */
+static PyObject *Accumulator_set_producer(Accumulator *a, PyObject *args)
+{
+    long long pid;
+    int epoch;
+    if (!PyArg_ParseTuple(args, "Li:set_producer", &pid, &epoch))
+        return NULL;
+    if (epoch < -32768 || epoch > 32767)
+        return PyErr_Format(PyExc_ValueError, "producer epoch %d is not an int16", epoch);
+    if (a->nlinks > 0)
+        return PyErr_Format(PyExc_ValueError, "set_producer() after a link was added: its sequences are "
+                            "the producer's");
+    a->producer_id = pid;
+    a->producer_epoch = (int16_t)epoch;
+    Py_RETURN_NONE;
+}
+
+/* txn_add(link): the link's partition is in the open transaction; its records go through. */
+static PyObject *Accumulator_txn_add(Accumulator *a, PyObject *arg)
+{
+    Link *l = link_of_arg(a, arg);
+    if (l == NULL)
+        return NULL;
+    if (a->producer_id < 0)
+        return PyErr_Format(PyExc_ValueError, "a transactional batch needs a producer id: set_producer() first");
+    l->in_txn = 1;
+    Py_RETURN_NONE;
+}
+
+/* txn_clear(): no link is in a transaction any more (records get PRODUCE_NEED_TXN). */
+static PyObject *Accumulator_txn_clear(Accumulator *a, PyObject *Py_UNUSED(ignored))
+{
+    for (Py_ssize_t i = 0; i < a->nlinks; i++)
+        a->links[i]->in_txn = 0;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Accumulator_get_queued(Accumulator *a, void *Py_UNUSED(closure))
 {
     return PyLong_FromLongLong(a->queued);
@@ -645,10 +694,10 @@ static PyObject *Accumulator_get_queued(Accumulator *a, void *Py_UNUSED(closure)
 static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"batch_size", "linger_ms", "acks", "producer_id", "producer_epoch",
-                             "doorbell", "doorbell_owner", NULL};
+                             "doorbell", "doorbell_owner", "transactional", NULL};
     unsigned int batch_size;
     double linger_ms;
-    int acks, epoch;
+    int acks, epoch, transactional = 0;
     long long pid;
     unsigned long long doorbell = 0;
     PyObject *owner = Py_None;
@@ -656,8 +705,8 @@ static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Accumulator.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "IdiLi|KO:Accumulator", kwlist, &batch_size,
-                                     &linger_ms, &acks, &pid, &epoch, &doorbell, &owner))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "IdiLi|KOp:Accumulator", kwlist, &batch_size,
+                                     &linger_ms, &acks, &pid, &epoch, &doorbell, &owner, &transactional))
         return -1;
     if (batch_size == 0 || linger_ms < 0 || epoch < -32768 || epoch > 32767) {
         PyErr_SetString(PyExc_ValueError, "batch_size > 0, linger_ms >= 0, an int16 epoch");
@@ -671,6 +720,7 @@ static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
     a->acks = acks;
     a->producer_id = pid;
     a->producer_epoch = (int16_t)epoch;
+    a->attributes = transactional ? ODK_ATTR_TRANSACTIONAL_MASK : 0;
     a->doorbell = (uint8_t *)(uintptr_t)doorbell;
     Py_INCREF(owner);
     a->doorbell_owner = owner;
@@ -720,6 +770,10 @@ static PyMethodDef Accumulator_methods[] = {
     {"take_open", (PyCFunction)Accumulator_take_open, METH_O,
      "take_open(link) -> [(count, pending or None)] of the open batch, dropped, or []"},
     {"close", (PyCFunction)Accumulator_close, METH_NOARGS, "no more produce(); waits out wait_space"},
+    {"set_producer", (PyCFunction)Accumulator_set_producer, METH_VARARGS,
+     "set_producer(producer_id, producer_epoch), before any link"},
+    {"txn_add", (PyCFunction)Accumulator_txn_add, METH_O, "txn_add(link): its partition is in the transaction"},
+    {"txn_clear", (PyCFunction)Accumulator_txn_clear, METH_NOARGS, "txn_clear(): no partition is"},
     {NULL, NULL, 0, NULL}
 };
 
@@ -743,7 +797,7 @@ static PyTypeObject AccumulatorType = {
 
 static PyMethodDef producer_functions[] = {
     {"encode_batch", (PyCFunction)(void (*)(void))hp_encode_batch, METH_VARARGS | METH_KEYWORDS,
-     "encode_batch(records, producer_id=-1, producer_epoch=-1, base_sequence=-1) -> bytes"},
+     "encode_batch(records, producer_id=-1, producer_epoch=-1, base_sequence=-1, transactional=False) -> bytes"},
     {"partition_for_key", hp_partition_for_key, METH_VARARGS,
      "partition_for_key(key, n): toPositive(murmur2(key)) % n"},
     {NULL, NULL, 0, NULL}
@@ -762,7 +816,8 @@ int odk_hp_add_producer(PyObject *module)
         || PyModule_AddIntConstant(module, "PRODUCE_NEED_COUNT", PRODUCE_NEED_COUNT) < 0
         || PyModule_AddIntConstant(module, "PRODUCE_NEED_LINK", PRODUCE_NEED_LINK) < 0
         || PyModule_AddIntConstant(module, "PRODUCE_FULL", PRODUCE_FULL) < 0
-        || PyModule_AddIntConstant(module, "PRODUCE_TOO_LARGE", PRODUCE_TOO_LARGE) < 0)
+        || PyModule_AddIntConstant(module, "PRODUCE_TOO_LARGE", PRODUCE_TOO_LARGE) < 0
+        || PyModule_AddIntConstant(module, "PRODUCE_NEED_TXN", PRODUCE_NEED_TXN) < 0)
         return -1;
     return 0;
 }

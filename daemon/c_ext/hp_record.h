@@ -329,15 +329,16 @@ static uint8_t *write_record(uint8_t *p, const Rec *r, int64_t ts_delta, int32_t
     return p;
 }
 
-/* The v2 header of a batch of `size` bytes at b (records already in place), and its CRC. */
+/* The v2 header of a batch of `size` bytes at b (records already in place), and its CRC.
+ * attributes: 0, or ODK_ATTR_TRANSACTIONAL_MASK for a transactional producer's batch. */
 static void fill_header(uint8_t *b, uint32_t size, int32_t count, int64_t base_ts, int64_t max_ts,
-                        int64_t producer_id, int16_t producer_epoch, int32_t base_seq)
+                        int64_t producer_id, int16_t producer_epoch, int32_t base_seq, uint16_t attributes)
 {
     store_be64(b + ODK_BATCH_OFF_BASE_OFFSET, 0);
     store_be32(b + ODK_BATCH_OFF_LENGTH, size - ODK_BATCH_OVERHEAD);
     store_be32(b + ODK_BATCH_OFF_LEADER_EPOCH, (uint32_t)-1);
     b[ODK_BATCH_OFF_MAGIC] = 2;
-    store_be16(b + ODK_BATCH_OFF_ATTRIBUTES, 0);
+    store_be16(b + ODK_BATCH_OFF_ATTRIBUTES, attributes);
     store_be32(b + ODK_BATCH_OFF_LAST_DELTA, (uint32_t)(count - 1));
     store_be64(b + ODK_BATCH_OFF_BASE_TS, (uint64_t)base_ts);
     store_be64(b + ODK_BATCH_OFF_MAX_TS, (uint64_t)max_ts);
@@ -378,13 +379,16 @@ static int timestamp_of(PyObject *o, int64_t *out)
  * records, through the same record and header code (BatchBuilder's twin). */
 static PyObject *hp_encode_batch(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"records", "producer_id", "producer_epoch", "base_sequence", NULL};
+    static char *kwlist[] = {"records", "producer_id", "producer_epoch", "base_sequence", "transactional",
+                             NULL};
     PyObject *records;
     long long pid = -1;
-    int epoch = -1, base_seq = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|Lii:encode_batch", kwlist, &PyList_Type,
-                                     &records, &pid, &epoch, &base_seq))
+    int epoch = -1, base_seq = -1, transactional = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|Liip:encode_batch", kwlist, &PyList_Type,
+                                     &records, &pid, &epoch, &base_seq, &transactional))
         return NULL;
+    if (transactional && pid < 0)
+        return PyErr_Format(PyExc_ValueError, "a transactional batch needs a producer id (got %lld)", pid);
     Py_ssize_t n = PyList_GET_SIZE(records);
     if (n == 0)
         return PyErr_Format(PyExc_ValueError, "cannot build a batch with no records");
@@ -429,7 +433,8 @@ static PyObject *hp_encode_batch(PyObject *Py_UNUSED(m), PyObject *args, PyObjec
     uint8_t *b = (uint8_t *)PyBytes_AS_STRING(out), *p = b + ODK_BATCH_HEADER_SIZE;
     for (Py_ssize_t i = 0; i < n; i++)
         p = write_record(p, &recs[i], recs[i].timestamp - base_ts, (int32_t)i);
-    fill_header(b, (uint32_t)size, (int32_t)n, base_ts, max_ts, pid, (int16_t)epoch, base_seq);
+    fill_header(b, (uint32_t)size, (int32_t)n, base_ts, max_ts, pid, (int16_t)epoch, base_seq,
+                transactional ? ODK_ATTR_TRANSACTIONAL_MASK : 0);
 fail:
     for (Py_ssize_t i = 0; i < done; i++)
         rec_clear(&recs[i]);

@@ -743,6 +743,7 @@ int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t c
  */
 #define ODK_ATTR_COMPRESSION_MASK    7    /* codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd */
 #define ODK_ATTR_TIMESTAMP_TYPE_MASK 8    /* set: LogAppendTime (every record: maxTimestamp) */
+#define ODK_ATTR_TRANSACTIONAL_MASK  16   /* part of a transaction (KIP-98) */
 #define ODK_ATTR_CONTROL_MASK        32   /* a control batch (transaction marker) */
 
 typedef struct odk_batch_header {

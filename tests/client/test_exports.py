@@ -5,7 +5,7 @@ from odradek.client import consumer, errors, message, producer
 
 EXPECTED = [
     "errors", "OdradekError", "Admin", "Producer", "Consumer", "Record", "TopicPartition",
-    "OffsetAndMetadata", "GroupMetadata", "MaxPollIntervalExceeded",
+    "OffsetAndMetadata", "GroupMetadata", "MaxPollIntervalExceeded", "IllegalState", "TransactionAborted",
     "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID",
 ]
 
@@ -23,8 +23,9 @@ def test_each_public_type_is_defined_where_users_look_for_it():
     for name in ["Record", "TopicPartition", "OffsetAndMetadata", "GroupMetadata"]:
         assert getattr(client, name) is getattr(message, name), name
         assert name in message.__all__
-    assert client.MaxPollIntervalExceeded is errors.MaxPollIntervalExceeded
-    assert "MaxPollIntervalExceeded" in errors.__all__
+    for name in ["MaxPollIntervalExceeded", "IllegalState", "TransactionAborted"]:
+        assert getattr(client, name) is getattr(errors, name), name
+        assert name in errors.__all__
     assert client.Consumer is consumer.Consumer and client.Producer is producer.Producer
 
 
@@ -38,3 +39,17 @@ def test_offset_and_metadata_compares_equal_to_its_topic_partition():
     om = client.OffsetAndMetadata("t", 1, 5, "ckpt")
     assert om == client.TopicPartition("t", 1, 5) and om.metadata == "ckpt"
     assert client.GroupMetadata("g", 3, "m-1", None).generation_id == 3
+
+
+def test_client_side_transaction_errors_never_go_on_the_wire():
+    for cls in (client.IllegalState, client.TransactionAborted):
+        e = cls("misused")
+        assert isinstance(e, client.OdradekError) and not (e.retriable or e.fatal or e.txn_requires_abort)
+        assert errors.error_for_code(e.code) is errors.UnknownServerError
+
+
+def test_an_errors_classification_flags_default_to_its_class_and_can_be_set_per_instance():
+    fenced = errors.ProducerFenced("newer instance", fatal=True)
+    assert fenced.fatal and not errors.ProducerFenced("x").fatal and not errors.ProducerFenced.fatal
+    timed_out = errors.RequestTimedOut("commit", retriable=False, txn_requires_abort=True)
+    assert not timed_out.retriable and timed_out.txn_requires_abort and errors.RequestTimedOut("x").retriable

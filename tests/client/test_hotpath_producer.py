@@ -51,7 +51,7 @@ def test_the_c_header_offsets_are_the_layouts():
        fields=st.lists(st.tuples(_maybe_blob, _maybe_blob, _headers), min_size=12, max_size=12),
        ids=st.one_of(st.just({}), st.fixed_dictionaries({
            "producer_id": st.integers(0, INT64_MAX), "producer_epoch": st.integers(0, 32767),
-           "base_sequence": st.integers(0, 0x7fffffff)})))
+           "base_sequence": st.integers(0, 0x7fffffff), "transactional": st.booleans()})))
 def test_c_batches_are_byte_identical_to_batchbuilders(base, deltas, fields, ids):
     deltas[0] = 0
     records = _records(base, deltas, fields)
@@ -120,6 +120,13 @@ def test_the_c_partitioner_is_kafkas(key, n):
     assert _hotpath.partition_for_key(key, n) == partition_for_key(key, n)
 
 
+def test_a_transactional_batch_needs_a_producer_id_in_c_as_in_batchbuilder():
+    with pytest.raises(ValueError, match="producer id"):
+        _hotpath.encode_batch([(1, b"k", b"v", None)], transactional=True)
+    with pytest.raises(ValueError, match="producer id"):
+        BatchBuilder(transactional=True)
+
+
 def test_the_accumulator_refuses_bad_arguments_before_any_link_exists():
     acc = _hotpath.Accumulator(16384, 5, 1, -1, -1)
     for args, kwargs, message in [((1,), {}, "topic"), (("t", 1), {}, "value"), (("t",), {"key": [1]}, "key"),
@@ -149,11 +156,12 @@ class _Rig:
     """An Accumulator with one link to a ring this test reads."""
 
     def __init__(self, batch_size=16384, linger_ms=10_000, acks=1, producer_id=-1, producer_epoch=-1,
-                 capacity=1 << 20, next_sequence=0):
+                 capacity=1 << 20, next_sequence=0, transactional=False):
         from odradek.client.shm import Ring
         from odradek.client.shm._lib import ffi
         self.ring, self.fd = Ring.create(capacity)
-        self.acc = _hotpath.Accumulator(batch_size, linger_ms, acks, producer_id, producer_epoch)
+        self.acc = _hotpath.Accumulator(batch_size, linger_ms, acks, producer_id, producer_epoch,
+                                        transactional=transactional)
         self.acc.set_partition_count("t", 1)
         self.link = self.acc.add_link("t", 0, int(ffi.cast("uintptr_t", self.ring._r)), self.ring,
                                       self.ring.max_payload, next_sequence)
@@ -364,3 +372,71 @@ def test_out_of_memory_in_complete_or_take_sealed_leaves_the_batches_in_flight(r
     rest = _with_allocations_failing(lambda: r.acc.take_sealed(r.link))
     assert [c for c, _ in rest] == [b.records_count for t, b in batches if t != tag]
     assert r.acc.take_sealed(r.link) == [] and r.acc.complete(r.link, tag) is None
+
+
+def test_a_transactional_accumulator_lets_records_through_only_for_partitions_in_the_transaction(rig):
+    r = rig(producer_id=9, producer_epoch=4, transactional=True)
+    assert r.acc.produce("t", b"early", None, None, 0, 1000)[:2] == (_hotpath.PRODUCE_NEED_TXN, 0)
+    assert r.acc.produce("t", b"early", None, None, None, 1000)[:2] == (_hotpath.PRODUCE_NEED_TXN, 0)   # sticky
+    assert r.acc.queued == 0 and r.batches() == []
+    r.acc.txn_add(r.link)
+    for i in range(3):
+        assert r.acc.produce("t", b"v%d" % i, None, None, 0, 1000 + i) is None
+    r.acc.seal_all()
+    (_, batch), = r.batches()
+    records = [(1000 + i, None, b"v%d" % i, []) for i in range(3)]
+    assert batch.is_transactional and not batch.is_control
+    assert bytes(batch.buffer) == _reference(records, producer_id=9, producer_epoch=4, base_sequence=0,
+                                             transactional=True)
+    r.acc.txn_clear()                        # the transaction ended: the gate closes again
+    assert r.acc.produce("t", b"late", None, None, 0, 2000)[0] == _hotpath.PRODUCE_NEED_TXN
+    assert r.acc.queued == 3
+
+
+def test_set_producer_comes_before_any_link_and_txn_add_after_it():
+    acc = _hotpath.Accumulator(16384, 5, -1, -1, -1, transactional=True)
+    with pytest.raises(ValueError, match="int16"):
+        acc.set_producer(1, 1 << 15)
+    acc.set_producer(11, 0)
+    with pytest.raises(ValueError, match="no link"):
+        acc.txn_add(0)
+
+
+def test_set_producer_after_a_link_is_refused(rig):
+    r = rig(transactional=True)
+    with pytest.raises(ValueError, match="set_producer\\(\\) first"):
+        r.acc.txn_add(r.link)                # no producer id yet: a transactional batch needs one
+    with pytest.raises(ValueError, match="after a link"):
+        r.acc.set_producer(3, 1)
+
+
+def test_the_gzip_accumulator_gates_and_marks_transactional_batches_alike():
+    import os
+    from odradek.client._producer_gzip import GzipAccumulator
+    from odradek.client.shm import Doorbell, Ring
+    ring, fd = Ring.create(1 << 20)
+    doorbell, doorbell_fd = Doorbell.create()
+    try:
+        acc = GzipAccumulator(16384, 10_000, 1, -1, -1, 0, doorbell, transactional=True)
+        acc.set_partition_count("t", 1)
+        with pytest.raises(ValueError, match="producer id"):
+            acc.txn_add(0)
+        acc.set_producer(9, 4)
+        link = acc.add_link("t", 0, 0, ring, ring.max_payload)
+        with pytest.raises(ValueError, match="after a link"):
+            acc.set_producer(3, 1)
+        assert acc.produce("t", b"early", partition=0)[:2] == (_hotpath.PRODUCE_NEED_TXN, 0)
+        acc.txn_add(link)
+        assert acc.produce("t", b"v", partition=0, timestamp=1000) is None
+        acc.seal_all()
+        _, view = ring.peek()
+        batch = RecordBatch(bytes(view))
+        assert batch.is_transactional and (batch.producer_id, batch.producer_epoch) == (9, 4)
+        assert [r.value for r in batch.records()] == [b"v"]
+        acc.txn_clear()
+        assert acc.produce("t", b"late", partition=0)[0] == _hotpath.PRODUCE_NEED_TXN
+    finally:
+        ring.close()
+        doorbell.close()
+        os.close(fd)
+        os.close(doorbell_fd)
