@@ -81,7 +81,9 @@ def test_commit_writes_transactional_batches_then_a_commit_marker_on_each_partit
         assert {(b.producer_id, b.producer_epoch) for b in batches} == {(data[0].producer_id, 0)}
         assert batches[-1].is_transactional
         assert read_values(broker, "t", partition, 5) == [b"v%d" % i for i in range(partition, 10, 2)]
-    assert describe(client, "app").transaction_state == "CompleteCommit"
+    # the coordinator writes CompleteCommit once every marker is answered: a moment later
+    wait_until(lambda: describe(client, "app").transaction_state == "CompleteCommit", WAIT_S,
+               what="the coordinator's CompleteCommit")
 
 
 def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not_sent(broker, client, producers):
@@ -99,7 +101,8 @@ def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not
                          what="t-0's ABORT marker")
     assert len(batches) == 2 and batches[0].is_transactional
     assert [r.value for r in batches[0].records()] == [b"sent"]
-    assert describe(client, "app").transaction_state == "CompleteAbort"
+    wait_until(lambda: describe(client, "app").transaction_state == "CompleteAbort", WAIT_S,
+               what="the coordinator's CompleteAbort")
     p.begin_transaction()                   # the producer goes on with a new transaction
     p.produce("t", b"next", partition=0)
     p.commit_transaction(WAIT_S)
