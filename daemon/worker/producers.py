@@ -91,10 +91,6 @@ class ProducerAttachment:
         taken = written = 0
         try:
             while taken < budget:
-                # the writer's own view of the free space: capacity - (tail - head), with
-                # room kept for the completions of the held entries
-                if acks and completions.free < (len(held) + 2) * _COMPLETION_ENTRY:
-                    return taken, not held   # held ones free room when replicated: that wakes us
                 try:
                     got = peek()
                 except ShmCorrupt as e:
@@ -103,6 +99,12 @@ class ProducerAttachment:
                     return taken, False
                 if got is None:
                     return taken, False
+                # the writer's own view of the free space: capacity - (tail - head), with
+                # room kept for the completions of the held entries. Asked once there is
+                # an entry (peeked, not taken: the next round peeks it again), so that
+                # the round that finds the ring empty makes one C call, not two.
+                if acks and completions.free < (len(held) + 2) * _COMPLETION_ENTRY:
+                    return taken, not held   # held ones free room when replicated: that wakes us
                 tag, view = got
                 size = len(view)
                 try:
