@@ -122,12 +122,13 @@ import os
 import time
 from collections import deque
 
-from odradek._hotpath import (FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER,
-                              FETCH_END, FETCH_IN_PYTHON, BytesView, decode_fetch)
+from odradek._hotpath import FETCH_ABOVE_HIGH_WATERMARK, FETCH_END, FETCH_IN_PYTHON, FETCH_NEED_ABORTED, BytesView, \
+    decode_fetch
 from odradek.client import _config as cfg
+from odradek.client._committed_read import AbortedTxns
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._partition_read import AssignedPartition, Fault, Fetched
-from odradek.client._unreadable import unreadable
+from odradek.client._unreadable import stop_reason, unreadable, why_unreadable
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError,
                                    OffsetOutOfRange, TornState, UnknownTopicOrPartition, UnsupportedCompression)
@@ -137,7 +138,7 @@ from odradek.client.message import (CREATE_TIME, LOG_APPEND_TIME, OFFSET_BEGINNI
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import RecordBatch
-from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK, Compression
+from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK
 from odradek.client.shm import PartitionState, wait_for_any
 from odradek.client.shm.waiting import WAIT_MANY_MAX
 
@@ -171,6 +172,7 @@ _SCHEMA = {
     "max.partition.fetch.bytes": (cfg.positive_int, 1 << 20),
     "check.crcs": (cfg.boolean, True),
     "zero.copy": (cfg.boolean, False),
+    "isolation.level": (cfg.one_of("read_uncommitted", "read_committed"), "read_uncommitted"),
     "client.id": (str, "odradek-consumer"),
     "group.id": (str, None),
     "group.instance.id": (str, None),
@@ -255,6 +257,7 @@ class Consumer:
         self._max_bytes = c["max.partition.fetch.bytes"]
         self._check_crcs = c["check.crcs"]
         self._zero_copy = c["zero.copy"]
+        self._committed = c["isolation.level"] == "read_committed"
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
         self._liveness = Liveness()
@@ -412,6 +415,8 @@ class Consumer:
             for fd in fds:
                 os.close(fd)
         part = self._parts[(topic, partition)] = AssignedPartition(TopicPartition(topic, partition), state)
+        if self._committed:
+            part.aborted = AbortedTxns()
         return part
 
     def _drop(self, key):
@@ -420,6 +425,9 @@ class Consumer:
         part.close()
 
     def _unbuffer(self, key):
+        part = self._parts.get(key)
+        if part is not None:
+            part.last_item = None
         if self._buffer:
             self._buffer = deque(x for x in self._buffer if (x.topic, x.partition) != key)
             self._faults = sum(type(x) is Fault for x in self._buffer)
@@ -439,7 +447,7 @@ class Consumer:
         elif offset == OFFSET_BEGINNING:
             offset = snap.log_start_offset
         elif offset == OFFSET_END:
-            offset = snap.high_watermark
+            offset = self._end(part, snap)
         elif offset is None or offset < 0:
             offset = None     # start_at or auto.offset.reset, at the first fetch
         part.position = part.fetched = offset
@@ -449,6 +457,8 @@ class Consumer:
                 any(seg is resume[1][0] for seg in part.segments.values()):   # still mapped
             part.run = resume[1]
         part.stopped = False
+        if part.aborted is not None:
+            part.aborted.forget()
         self._unbuffer((part.tp.topic, part.tp.partition))
 
     def seek(self, partition):
@@ -577,11 +587,13 @@ class Consumer:
             if taken + n >= len(records):
                 buf.popleft()
                 piece = records[taken:] if taken else records
+                item.taken = len(records)
+                item.part.position = item.end      # past the control and aborted batches after it too
             else:
                 piece = records[taken:taken + n]
                 item.taken = taken + n
+                item.part.position = piece[-1].offset + 1
             n -= len(piece)
-            item.part.position = piece[-1].offset + 1
             if out is None:
                 out = piece
             else:
@@ -650,19 +662,20 @@ class Consumer:
         if pos < snap.log_start_offset or pos > snap.log_end_offset:
             self._reset_position(part, snap, pos)
             pos = part.fetched
-        if pos >= snap.high_watermark:
+        limit = state.last_stable_offset(snap) if self._committed else snap.high_watermark
+        if pos >= limit:
             return 0
-        data = part.bytes_at(self._client, pos, snap.high_watermark, self._max_bytes)
+        data = part.bytes_at(self._client, pos, limit, self._max_bytes)
         if data is None:
             return 0
-        n = self._decode(part, data, pos, snap.high_watermark)
+        n = self._decode(part, data, pos, limit)
         if part.run is not None:
             part.run = part.run[:3] + (part.fetched,) + part.run[4:]
         return n
 
     def _reset_position(self, part, snap, bad):
         if bad is None and part.start_at is not None:     # a seek made before the log was loaded
-            offset = snap.log_start_offset if part.start_at == OFFSET_BEGINNING else snap.high_watermark
+            offset = snap.log_start_offset if part.start_at == OFFSET_BEGINNING else self._end(part, snap)
             part.position = part.fetched = offset
             part.start_at = part.run = None
             return
@@ -671,9 +684,13 @@ class Consumer:
                 f"({snap.log_start_offset}..{snap.log_end_offset})"
             raise OffsetOutOfRange(f"{part.tp.topic}-{part.tp.partition}: {where} and auto.offset.reset "
                                    f"is 'error'; seek() to a valid offset")
-        offset = snap.log_start_offset if self._reset == "earliest" else snap.high_watermark
+        offset = snap.log_start_offset if self._reset == "earliest" else self._end(part, snap)
         part.position = part.fetched = offset
         part.run = None
+
+    def _end(self, part, snap):
+        """Where OFFSET_END / "latest" is: the high watermark, read_committed the LSO."""
+        return part.state.last_stable_offset(snap) if self._committed else snap.high_watermark
 
     def _decode(self, part, data, pos, high_watermark):
         """Buffer the records of the whole batches in `data` (a view of the segment) with
@@ -685,18 +702,22 @@ class Consumer:
         a damaged header, length or record; offsets out of place; a codec odradek does
         not read) ends the fetch: the records of the batches before it are buffered,
         then a Fault whose error names it (_unreadable). A batch past `high_watermark`
-        after others ends the fetch quietly: it may be committed by now, or not; the
-        next fetch reads the state again."""
+        (read_committed: the last stable offset) after others ends the fetch quietly: it
+        may be committed by now, or not; the next fetch reads the state again.
+        read_committed: aborted transactions' batches are skipped (client/_committed_read.py).
+        Control and skipped batches move the position on once the records before them
+        are taken (Fetched.end)."""
         tp = part.tp
         topic, partition = tp.topic, tp.partition
         at, next_offset = 0, pos
         hw = min(high_watermark, _HIGH_WATERMARK_MAX)
-        for _ in range(len(data) + 1):    # each round passes at least one batch
+        aborted = part.aborted
+        extra = () if aborted is None else (aborted.packed, aborted.known_upto)
+        for _ in range(len(data) + 2):    # each round passes at least one batch, or learns once
             records, status, at, next_offset, a, b, c = decode_fetch(
-                data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy)
+                data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy, *extra)
             if records:
-                self._buffer.append(Fetched(part, records))
-                self._buffered += len(records)
+                self._buffer_records(part, records, records[-1].offset + 1)
             if status == FETCH_END:
                 break
             if status == FETCH_ABOVE_HIGH_WATERMARK:
@@ -705,22 +726,52 @@ class Consumer:
                 # (the next fetch reads from this batch again)
                 part.run = None
                 break
+            if status == FETCH_NEED_ABORTED:
+                self._learn_aborted(part, a, high_watermark, next_offset)
+                extra = (aborted.packed, aborted.known_upto)
+                continue
             if status == FETCH_IN_PYTHON:
                 batch = RecordBatch(data[at:])
                 try:
                     records = self._decode_in_python(batch, topic, partition, pos)
                 except (CorruptRecord, UnsupportedCompression) as e:
-                    return self._unreadable(part, type(e), _why(e, batch.attributes & COMPRESSION_MASK), at,
-                                            batch.base_offset, high_watermark, len(data))
+                    return self._unreadable(part, type(e), why_unreadable(e, batch.attributes & COMPRESSION_MASK),
+                                            at, batch.base_offset, high_watermark, len(data))
                 if records:
-                    self._buffer.append(Fetched(part, records))
-                    self._buffered += len(records)
+                    self._buffer_records(part, records, records[-1].offset + 1)
                 at += batch.size
                 continue
-            return self._unreadable(part, CorruptRecord, _stop_reason(status, next_offset, a, b, c), at,
+            return self._unreadable(part, CorruptRecord, stop_reason(status, next_offset, a, b, c), at,
                                     next_offset, high_watermark, len(data))
-        part.fetched = max(next_offset, part.fetched)
+        self._passed(part, next_offset)
         return len(data)
+
+    def _buffer_records(self, part, records, end):
+        part.last_item = item = Fetched(part, records, end)
+        self._buffer.append(item)
+        self._buffered += len(records)
+
+    def _passed(self, part, next_offset):
+        """The fetch passed every batch below next_offset: what follows the last record
+        buffered (control batches, aborted ones) is passed too, and with nothing
+        buffered the position moves there at once (commits and lag count it)."""
+        part.fetched = max(next_offset, part.fetched)
+        last = part.last_item
+        if last is not None and last.taken < len(last.records):
+            last.end = max(last.end, next_offset)
+        elif part.position is not None and part.position < next_offset:
+            part.position = next_offset
+
+    def _learn_aborted(self, part, offset, last_stable_offset, next_offset):
+        """decode_fetch met a transactional batch at `offset` that the aborted
+        transactions known do not cover: ask the leader. If that fails, what this fetch
+        buffered stays (the next fetch starts after it)."""
+        try:
+            part.aborted.learn(self._client, part.tp, offset, last_stable_offset)
+        except BaseException:
+            self._passed(part, next_offset)
+            part.run = None
+            raise
 
     def _decode_in_python(self, batch, topic, partition, pos):
         """Records of a batch decode_fetch leaves to Python: through records() (gzip is
@@ -773,24 +824,3 @@ class Consumer:
 
 def _b(v):
     return v if v is None or type(v) is bytes else bytes(v)
-
-
-def _stop_reason(status, next_offset, a, b, c):
-    """The words _unreadable gives for a batch decode_fetch stopped at (status, a, b, c)."""
-    if status == FETCH_BAD_CRC:
-        return "fails its CRC-32C check (check.crcs)"
-    if status == FETCH_BAD_HEADER:
-        return f"has a damaged header (magic {a}, lastOffsetDelta {b}, recordsCount {c})"
-    if status == FETCH_BAD_BASE_OFFSET:
-        return f"has a damaged baseOffset ({a}, after offset {next_offset - 1})"
-    return "has a damaged length (batchLength) or is cut short"
-
-
-def _why(error, codec):
-    """The reason _unreadable gives for a batch whose records raised `error`."""
-    if isinstance(error, UnsupportedCompression):
-        return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
-                f"and gzip; a Kafka client with that codec can)")
-    if codec > Compression.ZSTD:
-        return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
-    return f"has records that cannot be decoded ({error.message})"
