@@ -2,6 +2,9 @@
 (support/txn_client.py) and transactional batches written into the leader's ring
 (support/raw_producer.py): read_committed stops at the last stable offset, never returns
 an aborted record, and neither isolation level returns a control record."""
+import os
+import signal
+
 import pytest
 from support.broker import BrokerProcess, consume_n, wait_until
 from support.raw_producer import RawProducer
@@ -117,3 +120,45 @@ def test_interleaved_transactions_one_committed_one_aborted_across_segment_rolls
 def test_an_unknown_isolation_level_is_a_config_error(broker):
     with pytest.raises(InvalidConfig, match="isolation.level"):
         Consumer({"socket": broker.socket_path, "isolation.level": "read_some"})
+
+
+def leader_pid(client, topic, partition):
+    status, _ = client.call(m.StatusRequest(topics=[topic]))
+    return next((w.pid for w in status.workers
+                 if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid and w.state == "running"),
+                None)
+
+
+def test_a_leader_killed_after_an_abort_marker_with_its_index_entry_lost_still_hides_the_aborted(tmp_path):
+    """SIGKILL the leader as if between the ABORT marker's append and its .txnindex entry
+    (the entry is gone): its successor rebuilds the entry from the log, and a
+    read_committed consumer (attached before the kill) still skips the aborted records."""
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            create_topic(c, "t", 1)
+            bad = begin(c, "bad", [("t", 0)])
+            with RawProducer(c, "t", 0, bad.producer_id, bad.producer_epoch) as x, RawProducer(c, "t", 0) as plain:
+                plain.send([b"p0"])
+                x.send([b"x0", b"x1"], transactional=True)
+                plain.send([b"p1"])
+            end_txn(c, "bad", bad, commit=False)
+            with consumer(b, "read_committed") as rc:
+                assert values(consume_n(rc, 2)) == [b"p0", b"p1"]
+                indexes = list((tmp_path / "data").glob("t-0/*.txnindex"))
+                assert indexes and all(p.stat().st_size == 34 for p in indexes[-1:])
+                for p in indexes:
+                    p.unlink()
+                b.workers()                                      # the test's record of them, to reap
+                old = leader_pid(c, "t", 0)
+                os.kill(old, signal.SIGKILL)
+                wait_until(lambda: leader_pid(c, "t", 0) not in (None, old), 15, what="a new leader")
+                assert [p.stat().st_size for p in (tmp_path / "data").glob("t-0/*.txnindex")] == [34]
+                with RawProducer(c, "t", 0) as plain:
+                    plain.send([b"p2"])
+                rc.seek(TopicPartition("t", 0, OFFSET_BEGINNING))   # read it all again, from the new leader
+                assert values(consume_n(rc, 3)) == [b"p0", b"p1", b"p2"]
+                assert drain(rc) == []
+        assert b.stop() == 0
+    finally:
+        b.kill()
