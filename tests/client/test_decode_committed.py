@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from odradek import _hotpath
 from odradek._hotpath import FETCH_END, FETCH_NEED_ABORTED
-from odradek.client.consumer import _HIGH_WATERMARK_MAX
+from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
 from odradek.client.records import (BatchBuilder, Compression, ControlRecordType, RecordBatch, marker_batch,
                                    write_base_offset)
 

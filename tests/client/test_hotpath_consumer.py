@@ -20,7 +20,8 @@ from odradek._hotpath import BytesView
 from odradek.client import Record, native
 from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import why_unreadable as _why
-from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer
+from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
+from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
