@@ -540,7 +540,7 @@ class LeaderWorker(ProducerStateKeeping):
         are swapped, batch positions changed: the descriptor window restarts empty, so
         consumers ask GetSegment (which answers from the new files) for older batches."""
         try:
-            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.high_watermark)
+            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.txn_markers.last_stable_offset())
         except OdradekError as e:
             log.error("%s-%d: compaction failed: %s", self.spec.topic, self.spec.partition, e)
             return False
