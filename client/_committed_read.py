@@ -31,15 +31,21 @@ _TRIPLE = struct.Struct("=qqq")
 
 class AbortedTxns:
     """The aborted transactions of a partition known to its reader, valid for batches
-    whose baseOffset is in [the offset asked from, known_upto). A seek forgets them."""
-    __slots__ = ("packed", "known_upto")
+    whose baseOffset is in [known_from, known_upto). A fetch from below known_from (a
+    seek back, a pause) forgets them first (`covering`)."""
+    __slots__ = ("packed", "known_from", "known_upto")
 
     def __init__(self):
-        self.packed = b""
-        self.known_upto = 0     # nothing known: the first transactional batch asks
+        self.forget()
 
     def forget(self):
-        self.packed, self.known_upto = b"", 0
+        self.packed, self.known_from, self.known_upto = b"", 0, 0   # the first transactional batch asks
+
+    def covering(self, position):
+        """The (packed, known_upto) decode_fetch takes for a fetch from `position`."""
+        if position < self.known_from:
+            self.forget()
+        return self.packed, self.known_upto
 
     def learn(self, client, tp, offset, last_stable_offset):
         """Ask the leader for the aborted transactions overlapping [offset, last_stable_offset)."""
@@ -49,4 +55,4 @@ class AbortedTxns:
             os.close(fd)
         self.packed = b"".join(_TRIPLE.pack(t.producer_id, t.first_offset, t.last_offset)
                                for t in res.aborted_transactions)
-        self.known_upto = last_stable_offset
+        self.known_from, self.known_upto = offset, last_stable_offset

@@ -45,7 +45,7 @@ class FetchDecoder:
         at, next_offset = 0, pos
         hw = min(high_watermark, HIGH_WATERMARK_MAX)
         aborted = part.aborted
-        extra = () if aborted is None else (aborted.packed, aborted.known_upto)
+        extra = () if aborted is None else aborted.covering(pos)
         for _ in range(len(data) + 2):    # each round passes at least one batch, or learns once
             records, status, at, next_offset, a, b, c = decode_fetch(
                 data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy, *extra)

@@ -460,8 +460,6 @@ class Consumer(FetchDecoder):
                 any(seg is resume[1][0] for seg in part.segments.values()):   # still mapped
             part.run = resume[1]
         part.stopped = False
-        if part.aborted is not None:
-            part.aborted.forget()
         self._unbuffer((part.tp.topic, part.tp.partition))
 
     def seek(self, partition):
