@@ -8,7 +8,7 @@ import signal
 import pytest
 from support.broker import BrokerProcess, consume_n, wait_until
 from support.raw_producer import RawProducer
-from support.txn_client import begin, call, create_topic, describe
+from support.txn_client import begin, call, create_topic, describe, leader_pid
 
 from odradek.client import OFFSET_BEGINNING, Consumer, TopicPartition
 from odradek.client.errors import InvalidConfig
@@ -120,13 +120,6 @@ def test_interleaved_transactions_one_committed_one_aborted_across_segment_rolls
 def test_an_unknown_isolation_level_is_a_config_error(broker):
     with pytest.raises(InvalidConfig, match="isolation.level"):
         Consumer({"socket": broker.socket_path, "isolation.level": "read_some"})
-
-
-def leader_pid(client, topic, partition):
-    status, _ = client.call(m.StatusRequest(topics=[topic]))
-    return next((w.pid for w in status.workers
-                 if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid and w.state == "running"),
-                None)
 
 
 def test_a_leader_killed_after_an_abort_marker_with_its_index_entry_lost_still_hides_the_aborted(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from support.broker import BrokerProcess, wait_until
 from support.raw_producer import RawProducer
-from support.txn_client import begin, call, create_topic, describe
+from support.txn_client import begin, call, create_topic, describe, leader_pid
 
 from odradek.client import Admin
 from odradek.client.errors import TransactionalIdNotFound
@@ -32,12 +32,6 @@ def quick_reaper(tmp_path):
         assert not b.leftovers()
     finally:
         b.kill()
-
-
-def leader_pid(client, topic, partition):
-    status, _ = client.call(m.StatusRequest(topics=[topic]))
-    return next(w.pid for w in status.workers
-                if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid)
 
 
 def test_admin_and_cli_show_open_done_and_hanging_transactions(quick_reaper):
