@@ -261,6 +261,7 @@ class Consumer(FetchDecoder):
         self._check_crcs = c["check.crcs"]
         self._zero_copy = c["zero.copy"]
         self._committed = c["isolation.level"] == "read_committed"
+        self._isolation = m.IsolationLevel.READ_COMMITTED if self._committed else m.IsolationLevel.READ_UNCOMMITTED
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
         self._liveness = Liveness()
@@ -498,12 +499,14 @@ class Consumer(FetchDecoder):
 
     def offsets_for_times(self, partitions, timeout=None):
         """For each TopicPartition(topic, partition, timestamp_ms): the earliest offset
-        whose record timestamp is >= it (offset -1 if there is none)."""
+        whose record timestamp is >= it (offset -1 if there is none; read_committed:
+        none at or above the last stable offset)."""
         out = []
         for tp in partitions:
-            res, _ = self._client.call(m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(
-                name=tp.topic, partitions=[m.ListOffsetsPartition(partition_index=tp.partition,
-                                                                  timestamp=tp.offset)])]), timeout=timeout)
+            one = m.ListOffsetsTopic(name=tp.topic, partitions=[m.ListOffsetsPartition(partition_index=tp.partition,
+                                                                                     timestamp=tp.offset)])
+            res, _ = self._client.call(m.ListOffsetsRequest(isolation_level=self._isolation, topics=[one]),
+                                       timeout=timeout)
             p = res.topics[0].partitions[0]
             raise_for_error(p.error_code, p.error_message)
             out.append(TopicPartition(tp.topic, tp.partition, p.offset))

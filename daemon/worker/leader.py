@@ -698,13 +698,14 @@ class LeaderWorker(ProducerStateKeeping):
         if timestamp == m.EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
                                                   leader_epoch=epoch)
-        if timestamp == m.LATEST_TIMESTAMP:   # Kafka's: the high watermark, or read_committed the LSO
-            latest = self.txn_markers.last_stable_offset() \
-                if isolation_level == m.IsolationLevel.READ_COMMITTED else self.high_watermark
+        # Kafka's: below the high watermark, or read_committed the last stable offset
+        latest = self.txn_markers.last_stable_offset() \
+            if isolation_level == m.IsolationLevel.READ_COMMITTED else self.high_watermark
+        if timestamp == m.LATEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=latest, leader_epoch=epoch)
         found = self.log.offset_for_timestamp(timestamp)
-        if found is not None and found[0] >= self.high_watermark:
-            found = None    # not committed yet: consumers do not see it
+        if found is not None and found[0] >= latest:
+            found = None    # not readable yet: consumers do not see it
         if found is None:
             return m.ListOffsetsPartitionResponse(partition_index=partition, leader_epoch=epoch)
         return m.ListOffsetsPartitionResponse(partition_index=partition, offset=found[0], timestamp=found[1],

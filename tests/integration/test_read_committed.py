@@ -71,6 +71,10 @@ def test_read_committed_stops_at_an_open_transaction_and_resumes_after_its_commi
             with consumer(broker, "read_committed") as rc, consumer(broker, "read_uncommitted") as ru:
                 assert values(drain(rc)) == [b"before"]
                 assert rc.position([TopicPartition("t", 0)])[0].offset == first
+                at = [TopicPartition("t", 0, 1_700_000_000_000)]     # every record's time (make_batch)
+                assert rc.offsets_for_times(at)[0].offset == 0
+                assert ru.offsets_for_times([TopicPartition("t", 0, 1_700_000_000_001)])[0].offset == first + 1   # t2
+                assert rc.offsets_for_times([TopicPartition("t", 0, 1_700_000_000_001)])[0].offset == -1
                 assert values(consume_n(ru, 4)) == [b"before", b"t1", b"t2", b"after-open"]
                 tp.send([b"t3"], transactional=True)
                 end_txn(client, "app", txn, commit=True)
