@@ -37,9 +37,9 @@ def latest(client, topic, partition, committed):
     return res.topics[0].partitions[0].offset
 
 
-def consumer(broker, level, **config):
+def consumer(broker, level, topic="t", **config):
     c = Consumer({"socket": broker.socket_path, "isolation.level": level, "fetch.max.wait.ms": 10, **config})
-    c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     return c
 
 
@@ -156,6 +156,50 @@ def test_a_leader_killed_after_an_abort_marker_with_its_index_entry_lost_still_h
                 rc.seek(TopicPartition("t", 0, OFFSET_BEGINNING))   # read it all again, from the new leader
                 assert values(consume_n(rc, 3)) == [b"p0", b"p1", b"p2"]
                 assert drain(rc) == []
+        assert b.stop() == 0
+    finally:
+        b.kill()
+
+
+def test_compaction_waits_for_an_open_transaction_and_then_drops_only_its_aborted_records(tmp_path):
+    """The leader cleans below the last stable offset: an open transaction's record of key
+    a is not mapped while it is undecided (it would hide the committed a=v1, which its
+    abort would then leave with no value at all); once aborted, it goes, a=v1 stays."""
+    b = BrokerProcess(tmp_path / "data", args=["--override", "log.cleaner.backoff.ms=100"]).start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            c.call(m.CreateTopicsRequest(topics=[m.CreatableTopic(
+                name="table", num_partitions=1, replication_factor=1,
+                configs={"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01"})]))
+            with RawProducer(c, "table", 0) as plain:
+                for i in range(60):                                     # many segments of k0..k4
+                    plain.send([b"v%d" % i], keys=[b"k%d" % (i % 5)])
+                plain.send([b"v1"], keys=[b"a"])
+                bad = begin(c, "bad", [("table", 0)])
+                with RawProducer(c, "table", 0, bad.producer_id, bad.producer_epoch) as x:
+                    x.send([b"aborted"], transactional=True, keys=[b"a"])
+                for i in range(60, 120):
+                    plain.send([b"v%d" % i], keys=[b"k%d" % (i % 5)])
+
+            def everything(level):
+                with consumer(b, level, "table") as rc:
+                    return drain(rc, 0.5)
+
+            def compacted_below_the_open_transaction():
+                recs = everything("read_uncommitted")
+                return len([r for r in recs if r.key.startswith(b"k") and int(r.value[1:]) < 60]) < 20 and recs
+            recs = wait_until(compacted_below_the_open_transaction, 30, interval=0.2, what="a pass while it is open")
+            assert [r.value for r in recs if r.key == b"a"] == [b"v1", b"aborted"]   # at and above the LSO
+            end_txn(c, "bad", bad, commit=False)
+
+            def aborted_gone():
+                recs = everything("read_uncommitted")
+                return all(r.value != b"aborted" for r in recs) and recs
+            recs = wait_until(aborted_gone, 30, interval=0.2, what="a pass after the abort")
+            assert [r.value for r in recs if r.key == b"a"] == [b"v1"]
+            assert values(everything("read_committed")) == values(recs)
+            latest = {bytes(r.key): bytes(r.value) for r in recs}
+            assert latest == {b"a": b"v1", **{b"k%d" % k: b"v%d" % (115 + k) for k in range(5)}}
         assert b.stop() == 0
     finally:
         b.kill()

@@ -55,11 +55,11 @@ class RawProducer:
         """The next Completion the leader wrote (fails after `timeout` seconds)."""
         return wait_until(lambda: self.completions.read_completion(), timeout, what="a completion")
 
-    def send(self, values, transactional=False, timeout=10):
-        """One batch of `values` (the next sequence numbers when the producer is
-        idempotent), and its base offset once completed (an error code raises it)."""
+    def send(self, values, transactional=False, timeout=10, keys=None):
+        """One batch of `values` (and `keys`; the next sequence numbers when the producer
+        is idempotent), and its base offset once completed (an error code raises it)."""
         idempotent = self.producer_id >= 0
-        batch = make_batch(values, producer_id=self.producer_id, producer_epoch=self.producer_epoch,
+        batch = make_batch(values, keys=keys, producer_id=self.producer_id, producer_epoch=self.producer_epoch,
                            base_sequence=self.sequence if idempotent else -1, transactional=transactional)
         if idempotent:
             self.sequence += len(values)
