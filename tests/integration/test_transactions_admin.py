@@ -121,6 +121,10 @@ def test_status_and_group_lag_under_read_committed_go_to_the_last_stable_offset(
     assert "Total lag: 1" in r.stdout
     r = run(sock, "groups", "describe", "g")
     assert r.exit_code == 0 and "Total lag: 5" in r.stdout, r.output
+    r = run(sock, "consume", "t", "--from-beginning", "--timeout", "0.5", "--isolation-level", "read_committed")
+    assert r.exit_code == 0 and r.stdout.splitlines() == ["a", "b"], r.output      # stops at the open one
+    r = run(sock, "consume", "t", "--from-beginning", "--timeout", "0.5")
+    assert r.exit_code == 0 and r.stdout.splitlines() == ["a", "b", "t1", "t2", "t3", "c"], r.output
     r = run(sock, "topics", "describe", "t")
     assert r.exit_code == 0, r.output
     header, row = [ln.split() for ln in r.stdout.splitlines()[1:3]]
