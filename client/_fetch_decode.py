@@ -89,8 +89,8 @@ class FetchDecoder:
         buffered (control batches, aborted ones) is passed too, and with nothing
         buffered the position moves there at once (commits and lag count it)."""
         part.fetched = max(next_offset, part.fetched)
-        last = part.last_item
-        if last is not None and last.taken < len(last.records):
+        last = part.last_item       # still buffered (_take forgets it once taken whole)
+        if last is not None:
             last.end = max(last.end, next_offset)
         elif part.position is not None and part.position < next_offset:
             part.position = next_offset

@@ -70,8 +70,8 @@ class AssignedPartition:
         self.leader_epoch = None
         # read_committed: the aborted transactions known (client/_committed_read.py)
         self.aborted = None
-        # the last Fetched buffered: control and aborted batches after its records move
-        # its `end` on (or the position, once it was taken)
+        # the last Fetched buffered, until taken whole: control and aborted batches after
+        # its records move its `end` on (with none buffered, the position itself)
         self.last_item = None
 
     def forget_segments(self):

@@ -591,8 +591,10 @@ class Consumer(FetchDecoder):
             if taken + n >= len(records):
                 buf.popleft()
                 piece = records[taken:] if taken else records
-                item.taken = len(records)
-                item.part.position = item.end      # past the control and aborted batches after it too
+                part = item.part
+                part.position = item.end           # past the control and aborted batches after it too
+                if part.last_item is item:
+                    part.last_item = None          # not kept alive: its Records can be freed (and reused)
             else:
                 piece = records[taken:taken + n]
                 item.taken = taken + n

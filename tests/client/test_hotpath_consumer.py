@@ -386,7 +386,8 @@ def test_a_cycle_through_a_record_is_collected():
 
 def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_the_records_before_it():
     consumer = Consumer.__new__(Consumer)
-    parts = {("t", p): SimpleNamespace(tp=TopicPartition("t", p), position=0, fetched=0) for p in (0, 1)}
+    parts = {("t", p): SimpleNamespace(tp=TopicPartition("t", p), position=0, fetched=0, last_item=None)
+             for p in (0, 1)}
     consumer._parts = parts
     recs = [[Record("t", p, o, None, b"", [], 0) for o in range(5)] for p in (0, 1)]
     error = CorruptRecord("bad")
