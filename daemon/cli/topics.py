@@ -67,7 +67,8 @@ def topics_list(socket_path):
 @socket_option
 def topics_describe(names, socket_path):
     """Show each partition (leader, replicas, in-sync replicas, offsets, high watermark,
-    size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
+    last stable offset (LSO: where read_committed consumers stop; below HW while a
+    transaction is open), size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
     moved to another log dir: 'odradek log-dirs move'); each follower's lag in
     records as REPLICA:LAG, '-' when not known), the topic's min.insync.replicas (flagged
     when above a partition's ISR) and the configs set on the topic.
