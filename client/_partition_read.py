@@ -41,7 +41,7 @@ class AssignedPartition:
     """One partition a Consumer reads: its shared state (read-only), the positions, the
     segments mapped, and where the last read was."""
     __slots__ = ("tp", "state", "position", "fetched", "paused", "segments", "run", "retry_at",
-                 "change", "extent", "stopped", "resume", "start_at", "leader_epoch")
+                 "change", "extent", "stopped", "resume", "start_at", "leader_epoch", "aborted", "last_item")
 
     def __init__(self, tp, state):
         self.tp = tp
@@ -68,6 +68,11 @@ class AssignedPartition:
         # the leader epoch the segments were mapped under: another leader's files are
         # other files (the old leader, a follower now, cuts and rewrites its tail)
         self.leader_epoch = None
+        # read_committed: the aborted transactions known (client/_committed_read.py)
+        self.aborted = None
+        # the last Fetched buffered, until taken whole: control and aborted batches after
+        # its records move its `end` on (with none buffered, the position itself)
+        self.last_item = None
 
     def forget_segments(self):
         for seg in self.segments.values():
@@ -184,11 +189,12 @@ class AssignedPartition:
 
 class Fetched:
     """In the Consumer's buffer: the Records of one fetch of one partition (a list made
-    by one decode_fetch call), of which the first `taken` were returned already."""
-    __slots__ = ("part", "topic", "partition", "records", "taken")
+    by one decode_fetch call), of which the first `taken` were returned already; `end`:
+    the position once all are (past the control or aborted batches that follow them)."""
+    __slots__ = ("part", "topic", "partition", "records", "taken", "end")
 
-    def __init__(self, part, records):
-        self.part, self.records, self.taken = part, records, 0
+    def __init__(self, part, records, end):
+        self.part, self.records, self.taken, self.end = part, records, 0, end
         self.topic, self.partition = part.tp.topic, part.tp.partition
 
 

@@ -23,11 +23,13 @@ Where the next readable offset comes from, most trusted first:
      SCAN_BYTES; its batchLength was damaged, so it does not say where it ends);
   5. the end of what the broker said is readable in that segment (the next segment).
 """
-from odradek.client.errors import NotInWindow, TornState
+from odradek._hotpath import FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER
+from odradek.client.errors import NotInWindow, TornState, UnsupportedCompression
 from odradek.client.records import (LOG_OVERHEAD, SCAN_BYTES, iter_batches, next_whole_batch, read_base_offset,
                                     read_header, whole_batch_at)
+from odradek.client.records.layout import Compression
 
-__all__ = ["unreadable"]
+__all__ = ["unreadable", "stop_reason", "why_unreadable"]
 
 
 def unreadable(error_class, tp, reason, view, at, limit, floor, high_watermark, state, after):
@@ -96,3 +98,24 @@ def _framed_size(view, at, limit):
     for _, batch in iter_batches(memoryview(view)[:limit], at):
         return batch.size
     return None
+
+
+def stop_reason(status, next_offset, a, b, c):
+    """The words unreadable() gets for a batch decode_fetch stopped at (status, a, b, c)."""
+    if status == FETCH_BAD_CRC:
+        return "fails its CRC-32C check (check.crcs)"
+    if status == FETCH_BAD_HEADER:
+        return f"has a damaged header (magic {a}, lastOffsetDelta {b}, recordsCount {c})"
+    if status == FETCH_BAD_BASE_OFFSET:
+        return f"has a damaged baseOffset ({a}, after offset {next_offset - 1})"
+    return "has a damaged length (batchLength) or is cut short"
+
+
+def why_unreadable(error, codec):
+    """The reason unreadable() gets for a batch whose records raised `error`."""
+    if isinstance(error, UnsupportedCompression):
+        return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
+                f"and gzip; a Kafka client with that codec can)")
+    if codec > Compression.ZSTD:
+        return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
+    return f"has records that cannot be decoded ({error.message})"

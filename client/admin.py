@@ -11,6 +11,8 @@
         admin.list_groups()                      # [GroupListing("billing", "Stable", "consumer")]
         admin.describe_group("billing")          # GroupDescription: state, assignor, members
         admin.list_group_offsets("billing")      # {("orders", 0): (42, ""), ...}
+        admin.list_transactions()                # [TransactionListing("app-1", 1000, "Ongoing")]
+        admin.describe_transactions(["app-1"])   # {"app-1": TransactionDescription}
 
 Each method returns plain values or raises the OdradekError the broker named (for
 example UnknownTopicOrPartition, TopicAlreadyExists, InvalidConfig). Not thread-safe:
@@ -28,7 +30,8 @@ from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 
 __all__ = ["Admin", "TopicDescription", "PartitionDescription", "GroupListing", "GroupDescription",
-           "MemberDescription", "resolve_socket", "DEFAULT_SOCKET", "EARLIEST", "LATEST"]
+           "MemberDescription", "TransactionListing", "TransactionDescription", "resolve_socket",
+           "DEFAULT_SOCKET", "EARLIEST", "LATEST"]
 
 DEFAULT_SOCKET = "/run/odradek/odradek.sock"
 EARLIEST, LATEST = -2, -1
@@ -90,6 +93,39 @@ class GroupDescription:
     protocol_type: str
     protocol: str                   # the chosen assignor, e.g. "range"; "" unless Stable
     members: list                   # MemberDescription, in the coordinator's order
+
+
+class TransactionListing(NamedTuple):
+    """One transactional id of list_transactions() (Kafka's TransactionListing)."""
+    transactional_id: str
+    producer_id: int
+    state: str            # Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, ...
+
+
+@dataclass
+class TransactionDescription:
+    """A transactional id as DescribeTransactions shows it (Kafka's TransactionDescription)."""
+    transactional_id: str
+    state: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    start_time_ms: int | None     # when the open transaction began; None: none open
+    partitions: list              # [(topic, partition)] in the transaction (still to mark, while Prepare*)
+
+    @property
+    def is_open(self):
+        """Begun and not yet complete: Ongoing, or decided with its markers being written."""
+        return self.state in ("Ongoing", "PrepareCommit", "PrepareAbort")
+
+    def age_ms(self, now_ms):
+        """How long the open transaction has been open at now_ms (None: none open)."""
+        return None if self.start_time_ms is None or not self.is_open else max(0, now_ms - self.start_time_ms)
+
+    def hanging(self, now_ms):
+        """Open longer than its timeout: the coordinator should have aborted it by now."""
+        age = self.age_ms(now_ms)
+        return age is not None and age > self.timeout_ms
 
 
 def _host_field(host, name):
@@ -194,17 +230,18 @@ class Admin:
         raise_for_error(r.error_code, r.error_message)
 
     # -- offsets and status ------------------------------------------------------------
-    def list_offsets(self, topic, partition, spec="latest"):
+    def list_offsets(self, topic, partition, spec="latest", isolation_level="read_uncommitted"):
         """(offset, timestamp) for 'earliest', 'latest', or a timestamp in ms (the first
-        record at or after it; offset -1 when there is none)."""
+        record at or after it; offset -1 when there is none). isolation_level
+        "read_committed": 'latest' is the last stable offset (KIP-98), not the high watermark."""
         ts = {"earliest": EARLIEST, "latest": LATEST}.get(spec, spec)
-        res = self._call(m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(
+        res = self._call(m.ListOffsetsRequest(isolation_level=_isolation(isolation_level), topics=[m.ListOffsetsTopic(
             name=topic, partitions=[m.ListOffsetsPartition(partition_index=partition, timestamp=int(ts))])]))
         p = res.topics[0].partitions[0]
         raise_for_error(p.error_code, p.error_message)
         return p.offset, p.timestamp
 
-    def list_offsets_batch(self, specs):
+    def list_offsets_batch(self, specs, isolation_level="read_uncommitted"):
         """{(topic, partition): (offset, timestamp)} for {(topic, partition): spec}, each spec
         as in list_offsets ('earliest', 'latest' or a timestamp in ms), in one request.
         The first partition that fails raises its error."""
@@ -215,7 +252,8 @@ class Admin:
                 m.ListOffsetsPartition(partition_index=partition, timestamp=int(ts)))
         if not by_topic:
             return {}
-        res = self._call(m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(name=t, partitions=ps)
+        res = self._call(m.ListOffsetsRequest(isolation_level=_isolation(isolation_level),
+                                              topics=[m.ListOffsetsTopic(name=t, partitions=ps)
                                                       for t, ps in by_topic.items()]))
         out = {}
         for t in res.topics:
@@ -325,3 +363,39 @@ class Admin:
         res = self._call(m.DeleteGroupsRequest(groups_names=[group_id]))
         (r,) = res.results
         raise_for_error(r.error_code, r.error_message)
+
+    # -- transactions (KIP-98) ----------------------------------------------------------
+    def list_transactions(self, states=(), producer_ids=(), min_duration_ms=None):
+        """[TransactionListing(transactional_id, producer_id, state)] the transaction
+        coordinator knows, by transactional id; filters (all must match): `states` (e.g.
+        ["Ongoing"]), `producer_ids`, `min_duration_ms` (open at least that long).
+        An unknown state name raises ValueError."""
+        res = self._call(m.ListTransactionsRequest(
+            state_filters=list(states), producer_id_filters=[int(p) for p in producer_ids],
+            duration_filter=-1 if min_duration_ms is None else int(min_duration_ms)))
+        if res.unknown_state_filters:
+            raise ValueError(f"unknown transaction state {', '.join(res.unknown_state_filters)} (the states are "
+                             f"Kafka's: Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, ...)")
+        return sorted(TransactionListing(t.transactional_id, t.producer_id, t.transaction_state)
+                      for t in res.transaction_states)
+
+    def describe_transactions(self, transactional_ids):
+        """{transactional_id: TransactionDescription}, in one request. An unknown id
+        raises TransactionalIdNotFound."""
+        res = self._call(m.DescribeTransactionsRequest(transactional_ids=list(transactional_ids)))
+        out = {}
+        for t in res.transaction_states:
+            raise_for_error(t.error_code, t.error_message)
+            out[t.transactional_id] = TransactionDescription(
+                t.transactional_id, t.transaction_state, t.producer_id, t.producer_epoch, t.transaction_timeout_ms,
+                None if t.transaction_start_time_ms < 0 else t.transaction_start_time_ms,
+                [(d.name, p) for d in t.topics for p in d.partition_indexes])
+        return out
+
+
+def _isolation(level):
+    try:
+        return {"read_uncommitted": m.IsolationLevel.READ_UNCOMMITTED,
+                "read_committed": m.IsolationLevel.READ_COMMITTED}[level]
+    except KeyError:
+        raise ValueError(f"isolation_level is 'read_uncommitted' or 'read_committed', not {level!r}") from None

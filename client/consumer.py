@@ -67,6 +67,17 @@ delivered as it is (as Kafka does); a damaged length, header or record, or an un
 codec, still stops the reader. How the next readable offset is found:
 client/_unreadable.py.
 
+isolation.level (KIP-98): "read_uncommitted" (the default, as Kafka's) returns every
+record below the high watermark, transactional or not; "read_committed" returns only
+committed ones: nothing at or above the partition's last stable offset (the first offset
+of a transaction still open: the consumer waits there as it waits for the high watermark,
+and OFFSET_END / "latest" mean the LSO), and no record of an aborted transaction. Control
+records (transaction markers) are never returned in either level, and the position moves
+past them and past aborted batches, so commits and lag count them. How the aborted
+transactions are known: client/_committed_read.py.
+
+    with Consumer({"group.id": "billing", "isolation.level": "read_committed"}) as c: ...
+
 Consumer groups (group.id): subscribe() shares topics among the members of a group,
 each partition owned by one member at a time, positions committed to the broker
 (__consumer_offsets). Protocol and rebalances: client/group_membership.py; the thread:
@@ -122,22 +133,18 @@ import os
 import time
 from collections import deque
 
-from odradek._hotpath import (FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER,
-                              FETCH_END, FETCH_IN_PYTHON, BytesView, decode_fetch)
 from odradek.client import _config as cfg
+from odradek.client._committed_read import AbortedTxns
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
+from odradek.client._fetch_decode import FetchDecoder
 from odradek.client._partition_read import AssignedPartition, Fault, Fetched
-from odradek.client._unreadable import unreadable
 from odradek.client.admin import resolve_socket
-from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError,
-                                   OffsetOutOfRange, TornState, UnknownTopicOrPartition, UnsupportedCompression)
+from odradek.client.errors import (InvalidConfig, InvalidGroupId, LeaderNotAvailable, OdradekError, OffsetOutOfRange,
+                                   TornState, UnknownTopicOrPartition)
 from odradek.client.group_member import GroupLink, GroupMember
-from odradek.client.message import (CREATE_TIME, LOG_APPEND_TIME, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID,
-                                    OffsetAndMetadata, Record, TopicPartition)
+from odradek.client.message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
-from odradek.client.records import RecordBatch
-from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK, Compression
 from odradek.client.shm import PartitionState
 from odradek.client.shm.waiting import WAIT_MANY_MAX, Sleeper
 
@@ -171,6 +178,7 @@ _SCHEMA = {
     "max.partition.fetch.bytes": (cfg.positive_int, 1 << 20),
     "check.crcs": (cfg.boolean, True),
     "zero.copy": (cfg.boolean, False),
+    "isolation.level": (cfg.one_of("read_uncommitted", "read_committed"), "read_uncommitted"),
     "client.id": (str, "odradek-consumer"),
     "group.id": (str, None),
     "group.instance.id": (str, None),
@@ -183,9 +191,6 @@ _SCHEMA = {
     "metadata.max.age.ms": (cfg.positive_int, 300000),
     "on_commit": (_callable_or_none, None),
 }
-# decode_fetch's largest high watermark: offsets below it leave room for a batch's
-# lastOffsetDelta in int64 (a broker that publishes a larger one is broken)
-_HIGH_WATERMARK_MAX = (1 << 63) - 1 - (1 << 32)
 _RETRY_S = 0.02      # a partition whose leader is restarting: look again this soon
 RECONNECT_S = 0.5    # how long one attempt to reconnect to a restarted broker waits
 
@@ -235,7 +240,7 @@ class _GroupPartitions:
         return list(self.consumer._parts)
 
 
-class Consumer:
+class Consumer(FetchDecoder):
     def __init__(self, config=None):
         self.config = c = cfg.parse_config(config, _SCHEMA, "consumer")
         if c["group.id"] is not None:
@@ -255,6 +260,8 @@ class Consumer:
         self._max_bytes = c["max.partition.fetch.bytes"]
         self._check_crcs = c["check.crcs"]
         self._zero_copy = c["zero.copy"]
+        self._committed = c["isolation.level"] == "read_committed"
+        self._isolation = m.IsolationLevel.READ_COMMITTED if self._committed else m.IsolationLevel.READ_UNCOMMITTED
         self._socket_path = resolve_socket(c["socket"])
         self._client = ControlClient(self._socket_path)
         self._liveness = Liveness()
@@ -356,6 +363,11 @@ class Consumer:
         (generation -1 while not in a generation); None without a group.id."""
         return self._group.metadata() if self._group is not None else None
 
+    def consumer_group_metadata(self):
+        """confluent-kafka's name for group_metadata(): what
+        Producer.send_offsets_to_transaction takes."""
+        return self.group_metadata()
+
     def memberid(self):
         """This member's id in the group (confluent-kafka's name), None before it joined."""
         g = self._group
@@ -413,6 +425,8 @@ class Consumer:
             for fd in fds:
                 os.close(fd)
         part = self._parts[(topic, partition)] = AssignedPartition(TopicPartition(topic, partition), state)
+        if self._committed:
+            part.aborted = AbortedTxns()
         return part
 
     def _drop(self, key):
@@ -421,6 +435,9 @@ class Consumer:
         part.close()
 
     def _unbuffer(self, key):
+        part = self._parts.get(key)
+        if part is not None:
+            part.last_item = None
         if self._buffer:
             self._buffer = deque(x for x in self._buffer if (x.topic, x.partition) != key)
             self._faults = sum(type(x) is Fault for x in self._buffer)
@@ -440,7 +457,7 @@ class Consumer:
         elif offset == OFFSET_BEGINNING:
             offset = snap.log_start_offset
         elif offset == OFFSET_END:
-            offset = snap.high_watermark
+            offset = self._end(part, snap)
         elif offset is None or offset < 0:
             offset = None     # start_at or auto.offset.reset, at the first fetch
         part.position = part.fetched = offset
@@ -488,12 +505,14 @@ class Consumer:
 
     def offsets_for_times(self, partitions, timeout=None):
         """For each TopicPartition(topic, partition, timestamp_ms): the earliest offset
-        whose record timestamp is >= it (offset -1 if there is none)."""
+        whose record timestamp is >= it (offset -1 if there is none; read_committed:
+        none at or above the last stable offset)."""
         out = []
         for tp in partitions:
-            res, _ = self._client.call(m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(
-                name=tp.topic, partitions=[m.ListOffsetsPartition(partition_index=tp.partition,
-                                                                  timestamp=tp.offset)])]), timeout=timeout)
+            one = m.ListOffsetsTopic(name=tp.topic, partitions=[m.ListOffsetsPartition(partition_index=tp.partition,
+                                                                                     timestamp=tp.offset)])
+            res, _ = self._client.call(m.ListOffsetsRequest(isolation_level=self._isolation, topics=[one]),
+                                       timeout=timeout)
             p = res.topics[0].partitions[0]
             raise_for_error(p.error_code, p.error_message)
             out.append(TopicPartition(tp.topic, tp.partition, p.offset))
@@ -578,11 +597,15 @@ class Consumer:
             if taken + n >= len(records):
                 buf.popleft()
                 piece = records[taken:] if taken else records
+                part = item.part
+                part.position = item.end           # past the control and aborted batches after it too
+                if part.last_item is item:
+                    part.last_item = None          # not kept alive: its Records can be freed (and reused)
             else:
                 piece = records[taken:taken + n]
                 item.taken = taken + n
+                item.part.position = piece[-1].offset + 1
             n -= len(piece)
-            item.part.position = piece[-1].offset + 1
             if out is None:
                 out = piece
             else:
@@ -651,19 +674,20 @@ class Consumer:
         if pos < snap.log_start_offset or pos > snap.log_end_offset:
             self._reset_position(part, snap, pos)
             pos = part.fetched
-        if pos >= snap.high_watermark:
+        limit = state.last_stable_offset(snap) if self._committed else snap.high_watermark
+        if pos >= limit:
             return 0
-        data = part.bytes_at(self._client, pos, snap.high_watermark, self._max_bytes)
+        data = part.bytes_at(self._client, pos, limit, self._max_bytes)
         if data is None:
             return 0
-        n = self._decode(part, data, pos, snap.high_watermark)
+        n = self._decode(part, data, pos, limit)
         if part.run is not None:
             part.run = part.run[:3] + (part.fetched,) + part.run[4:]
         return n
 
     def _reset_position(self, part, snap, bad):
         if bad is None and part.start_at is not None:     # a seek made before the log was loaded
-            offset = snap.log_start_offset if part.start_at == OFFSET_BEGINNING else snap.high_watermark
+            offset = snap.log_start_offset if part.start_at == OFFSET_BEGINNING else self._end(part, snap)
             part.position = part.fetched = offset
             part.start_at = part.run = None
             return
@@ -672,82 +696,13 @@ class Consumer:
                 f"({snap.log_start_offset}..{snap.log_end_offset})"
             raise OffsetOutOfRange(f"{part.tp.topic}-{part.tp.partition}: {where} and auto.offset.reset "
                                    f"is 'error'; seek() to a valid offset")
-        offset = snap.log_start_offset if self._reset == "earliest" else snap.high_watermark
+        offset = snap.log_start_offset if self._reset == "earliest" else self._end(part, snap)
         part.position = part.fetched = offset
         part.run = None
 
-    def _decode(self, part, data, pos, high_watermark):
-        """Buffer the records of the whole batches in `data` (a view of the segment) with
-        offsets >= pos. One C call (_hotpath.decode_fetch) checks every batch header,
-        decodes the records and makes the Records; it returns those of the batches it
-        passed and says where and why it stopped. A batch whose records are for Python
-        (gzip; or records the C decoder refuses, whose error Python words) is decoded
-        here, then C goes on after it. A batch that cannot be read (CRC, when check.crcs;
-        a damaged header, length or record; offsets out of place; a codec odradek does
-        not read) ends the fetch: the records of the batches before it are buffered,
-        then a Fault whose error names it (_unreadable). A batch past `high_watermark`
-        after others ends the fetch quietly: it may be committed by now, or not; the
-        next fetch reads the state again."""
-        tp = part.tp
-        topic, partition = tp.topic, tp.partition
-        at, next_offset = 0, pos
-        hw = min(high_watermark, _HIGH_WATERMARK_MAX)
-        for _ in range(len(data) + 1):    # each round passes at least one batch
-            records, status, at, next_offset, a, b, c = decode_fetch(
-                data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy)
-            if records:
-                self._buffer.append(Fetched(part, records))
-                self._buffered += len(records)
-            if status == FETCH_END:
-                break
-            if status == FETCH_ABOVE_HIGH_WATERMARK:
-                # in order but above the high watermark this fetch read (a GetSegment
-                # answer can reach a newer one): the end of this fetch, and of the run
-                # (the next fetch reads from this batch again)
-                part.run = None
-                break
-            if status == FETCH_IN_PYTHON:
-                batch = RecordBatch(data[at:])
-                try:
-                    records = self._decode_in_python(batch, topic, partition, pos)
-                except (CorruptRecord, UnsupportedCompression) as e:
-                    return self._unreadable(part, type(e), _why(e, batch.attributes & COMPRESSION_MASK), at,
-                                            batch.base_offset, high_watermark, len(data))
-                if records:
-                    self._buffer.append(Fetched(part, records))
-                    self._buffered += len(records)
-                at += batch.size
-                continue
-            return self._unreadable(part, CorruptRecord, _stop_reason(status, next_offset, a, b, c), at,
-                                    next_offset, high_watermark, len(data))
-        part.fetched = max(next_offset, part.fetched)
-        return len(data)
-
-    def _decode_in_python(self, batch, topic, partition, pos):
-        """Records of a batch decode_fetch leaves to Python: through records() (gzip is
-        decompressed; others raise CorruptRecord or UnsupportedCompression). Keys and
-        values are bytes of the decompressed batch (BytesViews of them with zero.copy)."""
-        ts_type = LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else CREATE_TIME
-        field = BytesView if self._zero_copy else _b
-        return [Record(topic, partition, r.offset, None if r.key is None else field(r.key),
-                       None if r.value is None else field(r.value),
-                       [(k, _b(v)) for k, v in r.headers] if r.headers else [], r.timestamp, ts_type)
-                for r in batch.records() if r.offset >= pos]
-
-    def _unreadable(self, part, error_class, reason, position, floor, high_watermark, nbytes):
-        """Stop fetching `part` at the batch at data[position]: a Fault goes into the
-        buffer after the records already there. Returns nbytes (what the fetch read)."""
-        seg, start, limit, after = part.extent
-        err, resume = unreadable(error_class, part.tp, reason, seg.view, start + position, limit, floor,
-                                 high_watermark, part.state, after)
-        if resume is not None:
-            part.resume = (err.next_offset, (seg, resume, limit, err.next_offset, after))
-        self._buffer.append(Fault(part.tp, err))
-        self._faults += 1
-        part.fetched = err.offset
-        part.stopped = True
-        part.run = None
-        return nbytes
+    def _end(self, part, snap):
+        """Where OFFSET_END / "latest" is: the high watermark, read_committed the LSO."""
+        return part.state.last_stable_offset(snap) if self._committed else snap.high_watermark
 
     # == lifetime ==========================================================================
     def close(self):
@@ -771,28 +726,3 @@ class Consumer:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _b(v):
-    return v if v is None or type(v) is bytes else bytes(v)
-
-
-def _stop_reason(status, next_offset, a, b, c):
-    """The words _unreadable gives for a batch decode_fetch stopped at (status, a, b, c)."""
-    if status == FETCH_BAD_CRC:
-        return "fails its CRC-32C check (check.crcs)"
-    if status == FETCH_BAD_HEADER:
-        return f"has a damaged header (magic {a}, lastOffsetDelta {b}, recordsCount {c})"
-    if status == FETCH_BAD_BASE_OFFSET:
-        return f"has a damaged baseOffset ({a}, after offset {next_offset - 1})"
-    return "has a damaged length (batchLength) or is cut short"
-
-
-def _why(error, codec):
-    """The reason _unreadable gives for a batch whose records raised `error`."""
-    if isinstance(error, UnsupportedCompression):
-        return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
-                f"and gzip; a Kafka client with that codec can)")
-    if codec > Compression.ZSTD:
-        return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
-    return f"has records that cannot be decoded ({error.message})"

@@ -312,6 +312,7 @@ class PartitionStatus(Struct):
         ("log_start_offset",  INT64,         0,   0),
         ("log_end_offset",    INT64,         0,   0),
         ("high_watermark",    INT64,         0,   0),
+        ("last_stable_offset",  INT64,       -1,  0),   # KIP-98: read_committed reads below it
         ("size_bytes",        INT64,         0,   0),
         ("segments",          INT32,         0,   0),
         ("min_insync_replicas",  INT32,      0,   0),   # the topic's effective min.insync.replicas

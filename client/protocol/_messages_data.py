@@ -177,6 +177,18 @@ class GetSegmentRequest(Struct):
         ("partition",    INT32,   0,     0),
         ("offset",       INT64,   0,     0),     # the segment holding this offset
         ("want_fd",      BOOL,    True,  0),     # False: the caller has it mapped already
+        # >= 0 (read_committed): also the aborted transactions overlapping [offset, this)
+        ("aborted_upper_bound",  INT64,  -1,  0),
+    ]
+
+
+class AbortedTransaction(Struct):
+    """Kafka's FetchResponse AbortedTransaction, with the ABORT marker's offset: the
+    producer's transactional batches in [first_offset, last_offset] are aborted."""
+    FIELDS = [
+        ("producer_id",   INT64,  -1,  0),
+        ("first_offset",  INT64,  -1,  0),
+        ("last_offset",   INT64,  -1,  0),   # the ABORT marker's
     ]
 
 
@@ -190,4 +202,5 @@ class GetSegmentResponse(Struct):
         ("size",              INT64,            0,   0),   # bytes readable: whole batches below the high watermark
         ("next_offset",       INT64,            0,   0),   # the offset after the last readable batch
         ("fds",               Array(PassedFd),  [],  0),   # SEGMENT, if want_fd
+        ("aborted_transactions",  Array(AbortedTransaction),  [],  0),   # if aborted_upper_bound >= 0
     ]

@@ -57,7 +57,7 @@ from odradek.client.protocol._messages_data import (
     InitProducerIdRequest, InitProducerIdResponse, OpenProducerRequest,
     OpenProducerResponse, DetachProducerRequest, DetachProducerResponse,
     AppendRecordsRequest, AppendRecordsResponse, OpenFetchRequest, OpenFetchResponse,
-    GetSegmentRequest, GetSegmentResponse)
+    GetSegmentRequest, GetSegmentResponse, AbortedTransaction)
 from odradek.client.protocol._messages_replicas import (
     IsrProposalRequest, IsrProposalResponse, UpdateIsrRequest, UpdateIsrResponse,
     LeaderAndIsrRequest, LeaderAndIsrResponse, ReplicaMove, MoveReplicasRequest,

@@ -387,7 +387,8 @@ def list_offsets(broker, req, reply):
 
     gather = _Gather(len(wanted), finish)
     for name, p in wanted:
-        one = m.ListOffsetsRequest(topics=[m.ListOffsetsTopic(name=name, partitions=[p])])
+        one = m.ListOffsetsRequest(isolation_level=req.isolation_level,
+                                   topics=[m.ListOffsetsTopic(name=name, partitions=[p])])
         broker.worker_request((name, p.partition_index), one, gather.add((name, p)))
 
 
@@ -429,7 +430,8 @@ def status(broker, req, reply):
                 s = result.partitions[0]
                 partitions.append(m.PartitionStatus(**base, log_start_offset=s.log_start_offset,
                                                     log_end_offset=s.log_end_offset,
-                                                    high_watermark=s.high_watermark, size_bytes=s.size_bytes,
+                                                    high_watermark=s.high_watermark,
+                                                    last_stable_offset=s.last_stable_offset, size_bytes=s.size_bytes,
                                                     segments=s.segments))
             else:
                 partitions.append(m.PartitionStatus(**base, log_start_offset=-1, log_end_offset=-1,

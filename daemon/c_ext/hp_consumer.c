@@ -13,7 +13,7 @@
  *   subclasses go through tp_new and tp_init as a Python class would.
  *
  * decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition,
- *              check_crcs, zero_copy)
+ *              check_crcs, zero_copy[, aborted, known_upto])
  *     -> (records, status, position, next_offset, a, b, c)
  *   Walks data[start:] batch by batch with exactly the checks and outcomes of the
  *   consumer's Python loop it replaces (client/consumer.py _decode, which drives it
@@ -22,7 +22,13 @@
  *   lastOffsetDelta and recordsCount, a batch at or above the high watermark (the end
  *   of the fetch), the baseOffset order (not below the previous batch's next offset, nor
  *   below 0 for the first; not wholly before pos; below the high watermark). Control
- *   batches are skipped. The records of an uncompressed batch are decoded by
+ *   batches are skipped (never the application's, in either isolation level). With
+ *   `aborted` and `known_upto` (read_committed: the caller passes the last stable offset
+ *   as high_watermark), a transactional data batch of an aborted transaction is skipped
+ *   too: `aborted` is bytes of native int64 triples (producer id, first offset, marker
+ *   offset), and a batch of that producer with its baseOffset in [first, marker] is
+ *   aborted (Kafka's abort ranges, opened at the first offset, closed by the ABORT
+ *   marker); they are complete for batches below known_upto. The records of an uncompressed batch are decoded by
  *   odk_decode_records (record_decode.c, the one record decoder) and made into Records here,
  *   skipping offsets below pos; headers become a list of (str, bytes or None).
  *   It stops at the first batch it does not deliver and says why (status, position =
@@ -41,6 +47,10 @@
  *                                UTF-8 (Python raises the error with its words).
  *                                next_offset is already past it; continue at position
  *                                + its size with that next_offset.
+ *     FETCH_NEED_ABORTED         (read_committed) the batch at position is transactional
+ *                                and at or above known_upto (a = its baseOffset): call
+ *                                again from position with the aborted transactions from
+ *                                there up to the last stable offset.
  *   records holds the Records of every batch before position. next_offset: the offset
  *   after the last batch passed (the value given, if none). `start` is 0 at the fetch's
  *   first byte, else where the previous call stopped (a batch was passed before it:
@@ -356,7 +366,29 @@ static PyTypeObject RecordType = {
 /* ---- decode_fetch ------------------------------------------------------------------- */
 
 enum { FETCH_END, FETCH_ABOVE_HIGH_WATERMARK, FETCH_BAD_LENGTH, FETCH_BAD_CRC, FETCH_BAD_HEADER,
-       FETCH_BAD_BASE_OFFSET, FETCH_IN_PYTHON };
+       FETCH_BAD_BASE_OFFSET, FETCH_IN_PYTHON, FETCH_NEED_ABORTED };
+
+#define ATTR_TRANSACTIONAL_MASK 16   /* a transactional batch (client/records/layout.py) */
+
+/* read_committed: the aborted transactions known, as (producer id, first offset, marker
+ * offset) triples of native int64, valid for batches below known_upto. */
+typedef struct {
+    const int64_t *ranges;
+    Py_ssize_t n;
+    int64_t known_upto;
+} aborted_set;
+
+/* 1: the transactional batch of producer_id at base_offset belongs to an aborted
+ * transaction (Kafka's abort ranges: opened at its first offset, closed by its marker) */
+static int is_aborted(const aborted_set *ab, int64_t producer_id, int64_t base_offset)
+{
+    for (Py_ssize_t i = 0; i < ab->n; i++) {
+        const int64_t *r = ab->ranges + 3 * i;
+        if (r[0] == producer_id && r[1] <= base_offset && base_offset <= r[2])
+            return 1;
+    }
+    return 0;
+}
 
 /* base offsets below the high watermark leave room for any lastOffsetDelta + 1 */
 #define MAX_HIGH_WATERMARK (INT64_MAX - ((int64_t)1 << 32))
@@ -538,38 +570,60 @@ static int arg_int64(PyObject *o, const char *name, int64_t *out)
 
 static PyObject *decode_fetch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_Format(PyExc_TypeError, "decode_fetch takes 9 arguments (data, start, pos, next_offset, "
-                     "high_watermark, topic, partition, check_crcs, zero_copy), %zd given", nargs);
+    if (nargs != 9 && nargs != 11) {
+        PyErr_Format(PyExc_TypeError, "decode_fetch takes 9 or 11 arguments (data, start, pos, next_offset, "
+                     "high_watermark, topic, partition, check_crcs, zero_copy[, aborted, known_upto]), "
+                     "%zd given", nargs);
         return NULL;
+    }
+    aborted_set ab = {NULL, 0, 0};
+    Py_buffer ranges = {0};
+    int committed = nargs == 11;
+    if (committed) {
+        if (arg_int64(args[10], "known_upto", &ab.known_upto) < 0)
+            return NULL;
+        if (!PyBytes_Check(args[9])) {
+            PyErr_Format(PyExc_TypeError, "decode_fetch: aborted must be bytes, not %.100s",
+                         Py_TYPE(args[9])->tp_name);
+            return NULL;
+        }
+        if (PyBytes_GET_SIZE(args[9]) % (3 * (Py_ssize_t)sizeof(int64_t))) {
+            PyErr_Format(PyExc_ValueError, "decode_fetch: aborted holds %zd bytes, not whole (producer id, "
+                         "first offset, last offset) int64 triples", PyBytes_GET_SIZE(args[9]));
+            return NULL;
+        }
+        if (PyObject_GetBuffer(args[9], &ranges, PyBUF_SIMPLE) < 0)
+            return NULL;
+        ab.n = ranges.len / (3 * (Py_ssize_t)sizeof(int64_t));
     }
     int64_t start, pos, next_offset, hw;
     if (arg_int64(args[1], "start", &start) < 0 || arg_int64(args[2], "pos", &pos) < 0 ||
         arg_int64(args[3], "next_offset", &next_offset) < 0 || arg_int64(args[4], "high_watermark", &hw) < 0)
-        return NULL;
+        goto fail;
     if (!PyUnicode_Check(args[5]) || !PyLong_Check(args[6])) {
         PyErr_SetString(PyExc_TypeError, "decode_fetch: topic must be a str and partition an int");
-        return NULL;
+        goto fail;
     }
     int check_crcs = PyObject_IsTrue(args[7]), zero_copy = PyObject_IsTrue(args[8]);
     if (check_crcs < 0 || zero_copy < 0)
-        return NULL;
+        goto fail;
     if (pos < 0 || next_offset < pos || hw < 0 || hw > MAX_HIGH_WATERMARK) {
         PyErr_Format(PyExc_ValueError, "decode_fetch: offsets out of range (pos %lld, next_offset %lld, "
                      "high_watermark %lld)", (long long)pos, (long long)next_offset, (long long)hw);
-        return NULL;
+        goto fail;
     }
     PyObject *base = odk_hp_byte_buffer(args[0], "decode_fetch");
     if (base == NULL)
-        return NULL;
+        goto fail;
     Py_buffer *view = PyMemoryView_GET_BUFFER(base);
     int64_t n = view->len;
     if (start < 0 || start > n) {
         Py_DECREF(base);
         PyErr_Format(PyExc_ValueError, "decode_fetch: start %lld is outside the %lld bytes of data",
                      (long long)start, (long long)n);
-        return NULL;
+        goto fail;
     }
+    ab.ranges = ranges.buf;
     fetch_ctx cx = {.base = base, .buf = view->buf, .topic = args[5], .partition = args[6],
                     .zero_copy = zero_copy, .pos = pos};
     PyObject *out = PyList_New(0), *result = NULL;
@@ -610,8 +664,21 @@ static PyObject *decode_fetch(PyObject *Py_UNUSED(module), PyObject *const *args
             a = h.base_offset;
             break;
         }
+        if (committed && (h.attributes & (ATTR_TRANSACTIONAL_MASK | ODK_ATTR_CONTROL_MASK)) ==
+                ATTR_TRANSACTIONAL_MASK) {
+            if (h.base_offset >= ab.known_upto) {
+                status = FETCH_NEED_ABORTED;
+                a = h.base_offset;
+                break;
+            }
+            if (is_aborted(&ab, h.producer_id, h.base_offset)) {
+                next_offset = h.base_offset + h.last_offset_delta + 1;
+                at += (int64_t)size;
+                continue;
+            }
+        }
         next_offset = h.base_offset + h.last_offset_delta + 1;
-        if (h.attributes & ODK_ATTR_CONTROL_MASK) {
+        if (h.attributes & ODK_ATTR_CONTROL_MASK) {   /* markers: never the application's */
             at += (int64_t)size;
             continue;
         }
@@ -631,11 +698,18 @@ done:
     Py_XDECREF(cx.ts);
     PyMem_Free(cx.rows);
     Py_DECREF(base);
+    if (committed)
+        PyBuffer_Release(&ranges);
     return result;
+fail:
+    if (committed)
+        PyBuffer_Release(&ranges);
+    return NULL;
 }
 
 PyDoc_STRVAR(decode_fetch_doc,
-"decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition, check_crcs, zero_copy)\n"
+"decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition, check_crcs, zero_copy\n"
+"             [, aborted, known_upto])\n"
 "--\n\n"
 "The Records of the whole v2 batches in data[start:] with offsets >= pos, and where and why it\n"
 "stopped: (records, status, position, next_offset, a, b, c). See daemon/c_ext/hp_consumer.c.");
@@ -666,7 +740,7 @@ int odk_hp_add_consumer(PyObject *module)
         {"FETCH_END", FETCH_END}, {"FETCH_ABOVE_HIGH_WATERMARK", FETCH_ABOVE_HIGH_WATERMARK},
         {"FETCH_BAD_LENGTH", FETCH_BAD_LENGTH}, {"FETCH_BAD_CRC", FETCH_BAD_CRC},
         {"FETCH_BAD_HEADER", FETCH_BAD_HEADER}, {"FETCH_BAD_BASE_OFFSET", FETCH_BAD_BASE_OFFSET},
-        {"FETCH_IN_PYTHON", FETCH_IN_PYTHON},
+        {"FETCH_IN_PYTHON", FETCH_IN_PYTHON}, {"FETCH_NEED_ABORTED", FETCH_NEED_ABORTED},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         if (PyModule_AddIntConstant(module, codes[i].name, codes[i].value) < 0)

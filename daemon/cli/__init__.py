@@ -8,11 +8,12 @@ One module per command group, each registering its commands on the root group:
     topics.py   topics create/list/describe/alter/delete
     data.py     produce, consume
     groups.py   groups list/describe/reset-offsets/delete
+    transactions.py  transactions list/describe
 
 The console script is odradek.daemon.cli:main (setup.py); `python -m odradek.daemon.cli`
 runs the same.
 """
-from odradek.daemon.cli import broker, data, files, groups, topics  # noqa: F401  (they register their commands)
+from odradek.daemon.cli import broker, data, files, groups, topics, transactions  # noqa: F401  (they register their commands)
 from odradek.daemon.cli.root import cli, main
 
 __all__ = ["cli", "main"]

@@ -49,7 +49,8 @@ def serve(config_path, data_dir, log_level, overrides):
 @socket_option
 def status(socket_path):
     """Show the broker, its processes (leaders and followers), every partition (replicas,
-    ISR, offsets, high watermark, size, flags: under-replicated, under-min-ISR, offline,
+    ISR, offsets, high watermark, last stable offset (LSO: below HW while a transaction is
+    open), size, flags: under-replicated, under-min-ISR, offline,
     moving),
     every follower replica with its lag, the log dirs, and the lag of every consumer group
     with committed offsets, as tables.

@@ -85,9 +85,12 @@ def produce(topic, key_separator, headers, acks, partition, socket_path):
 @click.option("--print-key", is_flag=True, help="Prefix the key (null if none).")
 @click.option("--key-separator", default="\t", show_default="tab", metavar="SEP",
               help="What follows each prefix.")
+@click.option("--isolation-level", type=click.Choice(["read_uncommitted", "read_committed"]),
+              default="read_uncommitted", show_default=True,
+              help="read_committed: only records of committed transactions (and none past an open one).")
 @socket_option
 def consume(topic, from_beginning, partition, offset, max_messages, timeout, print_timestamp,
-            print_partition, print_offset, print_headers, print_key, key_separator, socket_path):
+            print_partition, print_offset, print_headers, print_key, key_separator, isolation_level, socket_path):
     """Print the records of TOPIC, one value per line, as kafka-console-consumer.sh does.
 
     Values are written as stored (raw bytes) followed by a newline; a null value prints
@@ -106,6 +109,7 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout, pri
       odradek consume orders --from-beginning --max-messages 10 --print-key --print-offset
       odradek consume orders --partition 2 --offset 1000 --print-timestamp --print-partition
       odradek consume orders --timeout 5      # exit once no record came for 5 s
+      odradek consume payments --from-beginning --isolation-level read_committed
     """
     from odradek.daemon.tools import console
     offset = _offset(offset)
@@ -119,6 +123,6 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout, pri
     try:
         console.consume(socket_path, topic, sys.stdout.buffer, fmt, partition=partition,
                         offset=offset, from_beginning=from_beginning, max_messages=max_messages,
-                        timeout=timeout)
+                        timeout=timeout, isolation_level=isolation_level)
     except KeyboardInterrupt:
         return 130      # Ctrl-C is how a console consumer is stopped: no error line

@@ -40,8 +40,11 @@ def groups_list(socket_path):
 @click.argument("group")
 @click.option("--members", is_flag=True,
               help="Show the members instead (id, instance id, pid and uid, client id, assignment).")
+@click.option("--isolation-level", type=click.Choice(["read_uncommitted", "read_committed"]),
+              default="read_uncommitted", show_default=True,
+              help="The consumers' isolation.level: read_committed measures lag to the last stable offset.")
 @socket_option
-def groups_describe(group, members, socket_path):
+def groups_describe(group, members, isolation_level, socket_path):
     """Show GROUP as kafka-consumer-groups --describe does: its state, protocol type and
     assignor, then per partition the committed offset (CURRENT-OFFSET), the log end, the
     LAG between them and the member that owns it (CONSUMER-ID, HOST as pid:<pid>
@@ -55,10 +58,11 @@ def groups_describe(group, members, socket_path):
     Examples:
       odradek groups describe billing
       odradek groups describe billing --members
+      odradek groups describe billing --isolation-level read_committed
     """
     from odradek.daemon.tools import groups as tool
     with connect(socket_path) as admin:
-        lines = tool.members_lines(admin, group) if members else tool.describe_lines(admin, group)
+        lines = tool.members_lines(admin, group) if members else tool.describe_lines(admin, group, isolation_level)
     for line in lines:
         click.echo(line)
 

@@ -110,6 +110,7 @@ def cli():
       echo hello | odradek produce orders       send a record
       odradek consume orders --from-beginning   print the records
       odradek groups describe billing           a consumer group: members, offsets, lag
+      odradek transactions list                 transactional ids: state, partitions, age
       odradek status
     """
 

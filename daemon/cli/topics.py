@@ -67,7 +67,8 @@ def topics_list(socket_path):
 @socket_option
 def topics_describe(names, socket_path):
     """Show each partition (leader, replicas, in-sync replicas, offsets, high watermark,
-    size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
+    last stable offset (LSO: where read_committed consumers stop; below HW while a
+    transaction is open), size, flags: under-replicated, under-min-ISR, offline, moving (a replica is being
     moved to another log dir: 'odradek log-dirs move'); each follower's lag in
     records as REPLICA:LAG, '-' when not known), the topic's min.insync.replicas (flagged
     when above a partition's ISR) and the configs set on the topic.
@@ -103,11 +104,12 @@ def topics_describe(names, socket_path):
                            for f in sorted(s.followers, key=lambda f: f.replica_id)) if s else ""
             rows.append((p.partition, p.leader, p.leader_epoch, ",".join(map(str, p.replicas)),
                          ",".join(map(str, p.isr)) or "-", s.log_start_offset if s else -1,
-                         s.high_watermark if s else -1, s.log_end_offset if s else -1,
+                         s.high_watermark if s else -1, s.last_stable_offset if s else -1,
+                         s.log_end_offset if s else -1,
                          human_bytes(s.size_bytes) if s else "-", lag or "-",
                          ",".join(flags.get((name, p.partition), [])) or "-"))
-        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "HW", "END", "SIZE",
-                                  "FOLLOWER-LAG", "FLAGS"], rows):
+        for line in format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "HW", "LSO", "END",
+                                  "SIZE", "FOLLOWER-LAG", "FLAGS"], rows):
             click.echo("  " + line)
 
 

@@ -45,10 +45,17 @@ Which records survive (_CompactionFilter: Cleaner.shouldRetainRecord and checkBa
 - A record with a null key: kept. (Kafka's leader refuses null keys on compacted
   topics, and Kafka's cleaner drops any it finds as invalid; odradek keeps them rather
   than lose data a producer was allowed to write.)
+- Aborted transactions (KIP-98; CleanedTransactionMetadata): the pass collects the
+  aborted transactions below its upper bound from the segments' .txnindex
+  (PartitionLog.collect_aborted_txns) when it starts; a transactional data batch of an
+  aborted transaction (its producer's, with its baseOffset from the transaction's first
+  offset to its ABORT marker) is neither mapped nor kept (its last batch of the
+  producer, or of the group, stays as an empty header, as any emptied batch). The worker
+  passes the last stable offset as max_offset, so no undecided transaction is cleaned.
 - Records of control batches (transaction markers): kept, until the batch can go: a
-  marker whose transaction has no batch left in the log is given a delete horizon, and
-  dropped by a pass that runs after it (CleanedTransactionMetadata, simplified: odradek
-  has no transactions yet, so no aborted data is ever removed).
+  marker whose transaction has no batch left in the log (committed data superseded,
+  aborted data removed) is given a delete horizon, and dropped by a pass that runs after
+  it.
 - Tombstones (null value), Kafka >= 3.1 (KIP-534), per batch, not per segment mtime or
   record timestamp: the first pass that keeps a batch holding a tombstone rewrites it
   with attribute bit 6 set and baseTimestamp = the delete horizon = pass time +
@@ -173,13 +180,28 @@ class _Pass:
         self.map_pos = 0
         self.latest = self.first_dirty - 1   # Kafka's OffsetMap.latestOffset
         self.end_offset = None
-        self.ongoing_txn = set()             # CleanedTransactionMetadata.ongoingCommittedTxns
+        self.ongoing_txn = set()             # CleanedTransactionMetadata: a batch of pid's kept
+        self.aborted = {}                    # producer id -> [(first offset, ABORT marker offset)]
         self.clean_from = -1                 # cleaning: next group starts above this base
         self.group = None                    # the segments being rewritten
         self.group_at = 0                    # index in group, and byte position in it
         self.group_pos = 0
         self.writer = None
         self.totals = dict.fromkeys(_COUNTERS, 0)
+
+
+    def is_aborted(self, producer_id, base_offset, attributes):
+        """Whether the batch is transactional data of an aborted transaction."""
+        if attributes & (TRANSACTIONAL_MASK | CONTROL_MASK) != TRANSACTIONAL_MASK:
+            return False
+        return any(first <= base_offset <= last for first, last in self.aborted.get(producer_id, ()))
+
+
+def _aborted_ranges(txns):
+    out = {}
+    for t in txns:
+        out.setdefault(t.producer_id, []).append((t.first_offset, t.last_offset))
+    return out
 
 
 # ==== batches ============================================================================
@@ -229,9 +251,11 @@ class _CompactionFilter:
                 can_discard = False
             self._discard = can_discard and horizon is not None and horizon <= p.now
         else:
-            if batch.attributes & TRANSACTIONAL_MASK:
-                p.ongoing_txn.add(pid)
-            can_discard = self._discard = False
+            aborted = p.is_aborted(pid, batch.base_offset, batch.attributes)
+            retained = (pid >= 0 and p.producer_last.get(pid) == batch.last_offset) or self.group_last
+            if batch.attributes & TRANSACTIONAL_MASK and (retained or not aborted):
+                p.ongoing_txn.add(pid)          # a batch of its transaction stays: so does the marker
+            can_discard, self._discard = False, aborted
         if (pid >= 0 and p.producer_last.get(pid) == batch.last_offset) or self.group_last:
             retention = BatchRetention.RETAIN_EMPTY
         elif self._discard:
@@ -310,9 +334,10 @@ class LogCleaner:
         Starts a pass if none is under way and the log needs one (dirty ratio above
         min.cleanable.dirty.ratio, max.compaction.lag.ms passed, or force=True), then
         works on it until the budget is spent or the pass ends (checkpoint written).
-        max_offset: nothing at or above it is cleaned (the high watermark; the first
-        offset the worker's shared-memory descriptors still describe), rounded down to
-        a segment base; taken when a pass starts. Does nothing for a log whose
+        max_offset: nothing at or above it is cleaned (the last stable offset, which is
+        at most the high watermark; the first offset the worker's shared-memory
+        descriptors still describe), rounded down to a segment base; taken when a pass
+        starts. Does nothing for a log whose
         cleanup.policy has no 'compact' (an unfinished pass is dropped)."""
         started = time.monotonic()
         stats = CleanerStats()
@@ -336,6 +361,8 @@ class LogCleaner:
                 return stats
             producers = self.active_producers() if self.active_producers is not None else None
             self._pass = _Pass(c, now, log.truncations, producers)
+            self._pass.aborted = _aborted_ranges(log.collect_aborted_txns(log.log_start_offset,
+                                                                          c.first_uncleanable))
             logger.info("%s: cleaning from offset %d to %d (dirty ratio %.2f, %d dirty bytes)",
                         log.directory, c.first_dirty, c.first_uncleanable, c.ratio, c.dirty_bytes)
         p = self._pass
@@ -453,7 +480,8 @@ class LogCleaner:
                 last = base + header.last_offset_delta
                 if last < first_dirty:
                     used += max(1, size // HEADER_WALK_WEIGHT)
-                elif not header.attributes & CONTROL_MASK:
+                elif not header.attributes & CONTROL_MASK and \
+                        not p.is_aborted(header.producer_id, base, header.attributes):
                     batch = decode_batch(view[pos:pos + size], header)
                     if batch is None:
                         stats.batches_unreadable += 1

@@ -216,7 +216,7 @@ def _b(x):
 
 
 def consume(socket_path, topic, out, fmt=None, *, partition=None, offset=None, from_beginning=False,
-            max_messages=None, timeout=None):
+            max_messages=None, timeout=None, isolation_level="read_uncommitted"):
     """Write the records of `topic` to `out` (a binary stream), formatted by `fmt`, and
     return how many were written.
 
@@ -226,6 +226,7 @@ def consume(socket_path, topic, out, fmt=None, *, partition=None, offset=None, f
     seconds pass without a record; otherwise runs until interrupted (KeyboardInterrupt
     propagates, after what was received is written). Output is flushed after each
     group of records that arrived together, so a pipe sees each record promptly.
+    isolation_level: the Consumer's isolation.level (read_committed: committed records only).
     """
     from odradek.client import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
     fmt = fmt or Format()
@@ -239,7 +240,7 @@ def consume(socket_path, topic, out, fmt=None, *, partition=None, offset=None, f
     else:
         start = int(offset)
     config = {"socket": resolve_socket(socket_path), "client.id": "odradek-console-consumer",
-              "auto.offset.reset": "earliest" if from_beginning else "latest"}
+              "auto.offset.reset": "earliest" if from_beginning else "latest", "isolation.level": isolation_level}
     written = 0
     with Consumer(config) as consumer:
         consumer.assign([TopicPartition(topic, p, start) for p in numbers])

@@ -139,23 +139,25 @@ def lag_rows(committed, ends, owners=None):
             for t, p in sorted(set(committed) | set(owners))]
 
 
-def _log_ends(admin, partitions):
+def _log_ends(admin, partitions, isolation_level="read_uncommitted"):
     """{(t, p): log end offset} of the partitions that exist (a committed offset may
-    outlive a partition for a moment while its topic is deleted)."""
+    outlive a partition for a moment while its topic is deleted); read_committed: the
+    last stable offset, what a read_committed consumer can reach."""
     if not partitions:
         return {}
     topics = admin.list_topics()
     exist = {tp for tp in partitions if tp[0] in topics and tp[1] < len(topics[tp[0]].partitions)}
-    return {tp: offset for tp, (offset, _) in admin.list_offsets_batch(dict.fromkeys(exist, "latest")).items()}
+    return {tp: offset for tp, (offset, _) in
+            admin.list_offsets_batch(dict.fromkeys(exist, "latest"), isolation_level).items()}
 
 
-def describe_lines(admin, group_id):
+def describe_lines(admin, group_id, isolation_level="read_uncommitted"):
     """kafka-consumer-groups --describe: a header, then one row per partition the group
-    owns or has committed, then the total lag."""
+    owns or has committed, then the total lag (read_committed: to the last stable offset)."""
     d = _describe(admin, group_id)
     committed = {tp: offset for tp, (offset, _) in admin.list_group_offsets(group_id).items()}
     owners = {tp: member for member in d.members for tp in member.assignment}
-    rows = lag_rows(committed, _log_ends(admin, set(committed) | set(owners)), owners)
+    rows = lag_rows(committed, _log_ends(admin, set(committed) | set(owners), isolation_level), owners)
     lines = _header(d) + [""]
     lines += format_table(
         ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"],

@@ -41,10 +41,10 @@ def render(status, group_offsets=None):
     lines.append("")
     flags = flags_by_partition(status)
     rows = [(f"{p.topic}-{p.partition}", p.leader_id, p.leader_epoch, _ids(p.replica_nodes), _ids(p.isr_nodes),
-             p.log_start_offset, p.high_watermark, p.log_end_offset,
+             p.log_start_offset, p.high_watermark, p.last_stable_offset, p.log_end_offset,
              p.log_end_offset - p.log_start_offset if p.log_end_offset >= 0 else -1, human_bytes(p.size_bytes),
              p.segments, ",".join(flags[(p.topic, p.partition)]) or "-") for p in status.partitions]
-    lines += format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HW", "LOG-END",
+    lines += format_table(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HW", "LSO", "LOG-END",
                            "RECORDS", "SIZE", "SEGMENTS", "FLAGS"], rows)
     lines.append("")
     followers = _followers(status)

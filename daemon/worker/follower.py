@@ -311,7 +311,7 @@ class FollowerWorker(ProducerStateKeeping):
     def _clean_step(self):
         try:
             snap = self.state.read()
-            upto = min(snap.high_watermark, self.log.log_end_offset)
+            upto = min(self.state.last_stable_offset(snap), self.log.log_end_offset)   # decided only
             stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=upto)
         except (OdradekError, TornState) as e:
             log.error("%s: compaction failed: %s", self.name, e)

@@ -566,7 +566,7 @@ class LeaderWorker(ProducerStateKeeping):
         are swapped, batch positions changed: the descriptor window restarts empty, so
         consumers ask GetSegment (which answers from the new files) for older batches."""
         try:
-            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.high_watermark)
+            stats = self.cleaner.maybe_clean(CLEANER_STEP_BYTES, max_offset=self.txn_markers.last_stable_offset())
         except OdradekError as e:
             log.error("%s-%d: compaction failed: %s", self.spec.topic, self.spec.partition, e)
             return False
@@ -690,9 +690,14 @@ class LeaderWorker(ProducerStateKeeping):
         if request.want_fd:
             fds.append(os.open(segment.log.path, os.O_RDONLY | os.O_CLOEXEC))
             passed.append(m.PassedFd(kind=m.FdKind.SEGMENT, size=segment.size, base_offset=segment.base_offset))
+        aborted = []
+        if request.aborted_upper_bound >= 0:   # read_committed (client/_committed_read.py)
+            aborted = [m.AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset,
+                                            last_offset=t.last_offset)
+                       for t in self.log.collect_aborted_txns(request.offset, request.aborted_upper_bound)]
         return m.GetSegmentResponse(topic=request.topic, partition=request.partition,
                                     base_offset=segment.base_offset, position=loc.position, size=loc.end,
-                                    next_offset=loc.next_offset, fds=passed), fds
+                                    next_offset=loc.next_offset, fds=passed, aborted_transactions=aborted), fds
 
     def _check_partition(self, topic, partition):
         if topic != self.spec.topic or partition != self.spec.partition:
@@ -708,23 +713,25 @@ class LeaderWorker(ProducerStateKeeping):
                         partition_index=p.partition_index, error_code=UnknownTopicOrPartition.code,
                         error_message=f"this worker leads {self.spec.topic}-{self.spec.partition}"))
                     continue
-                parts.append(self.offsets_for(p.partition_index, p.timestamp))
+                parts.append(self.offsets_for(p.partition_index, p.timestamp, request.isolation_level))
             out.append(m.ListOffsetsTopicResponse(name=topic.name, partitions=parts))
         return m.ListOffsetsResponse(topics=out)
 
-    def offsets_for(self, partition, timestamp):
-        """ListOffsets semantics: -2 earliest, -1 latest, else the first record at or
-        after `timestamp` (offset -1 if there is none)."""
+    def offsets_for(self, partition, timestamp, isolation_level=m.IsolationLevel.READ_UNCOMMITTED):
+        """ListOffsets semantics: -2 earliest, -1 latest (read_committed: the last stable
+        offset), else the first record at or after `timestamp` (offset -1 if there is none)."""
         epoch = self.spec.leader_epoch
         if timestamp == m.EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
                                                   leader_epoch=epoch)
-        if timestamp == m.LATEST_TIMESTAMP:   # Kafka's read_uncommitted answer: the high watermark
-            return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.high_watermark,
-                                                  leader_epoch=epoch)
+        # Kafka's: below the high watermark, or read_committed the last stable offset
+        latest = self.txn_markers.last_stable_offset() \
+            if isolation_level == m.IsolationLevel.READ_COMMITTED else self.high_watermark
+        if timestamp == m.LATEST_TIMESTAMP:
+            return m.ListOffsetsPartitionResponse(partition_index=partition, offset=latest, leader_epoch=epoch)
         found = self.log.offset_for_timestamp(timestamp)
-        if found is not None and found[0] >= self.high_watermark:
-            found = None    # not committed yet: consumers do not see it
+        if found is not None and found[0] >= latest:
+            found = None    # not readable yet: consumers do not see it
         if found is None:
             return m.ListOffsetsPartitionResponse(partition_index=partition, leader_epoch=epoch)
         return m.ListOffsetsPartitionResponse(partition_index=partition, offset=found[0], timestamp=found[1],
@@ -738,6 +745,7 @@ class LeaderWorker(ProducerStateKeeping):
                 topic=self.spec.topic, partition=self.spec.partition, leader_id=self.spec.replica_id,
                 leader_epoch=self.spec.leader_epoch, log_start_offset=lg.log_start_offset,
                 log_end_offset=lg.log_end_offset, high_watermark=self.high_watermark,
+                last_stable_offset=self.txn_markers.last_stable_offset(),
                 size_bytes=lg.size_in_bytes, segments=len(lg.segments))])
 
     @property

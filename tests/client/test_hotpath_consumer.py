@@ -19,7 +19,9 @@ from odradek import _hotpath
 from odradek._hotpath import BytesView
 from odradek.client import Record, native
 from odradek.client._partition_read import Fault, Fetched
-from odradek.client.consumer import _HIGH_WATERMARK_MAX, Consumer, _why
+from odradek.client._unreadable import why_unreadable as _why
+from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
+from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord, UnsupportedCompression
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
@@ -82,7 +84,8 @@ def consumer_decode(data, pos, hw, check_crcs, zero_copy=False):
         return nbytes
 
     consumer._unreadable = unreadable
-    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=pos, run="a run")
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=pos, position=pos, run="a run", aborted=None,
+                           last_item=None)
     assert Consumer._decode(consumer, part, memoryview(data), pos, hw) == len(data)
     records = [r for item in consumer._buffer for r in item.records]
     assert len(records) == consumer._buffered and all(type(r) is Record for r in records)
@@ -383,13 +386,14 @@ def test_a_cycle_through_a_record_is_collected():
 
 def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_the_records_before_it():
     consumer = Consumer.__new__(Consumer)
-    parts = {("t", p): SimpleNamespace(tp=TopicPartition("t", p), position=0, fetched=0) for p in (0, 1)}
+    parts = {("t", p): SimpleNamespace(tp=TopicPartition("t", p), position=0, fetched=0, last_item=None)
+             for p in (0, 1)}
     consumer._parts = parts
     recs = [[Record("t", p, o, None, b"", [], 0) for o in range(5)] for p in (0, 1)]
     error = CorruptRecord("bad")
     error.offset = 5
-    consumer._buffer = deque([Fetched(parts["t", 0], list(recs[0])), Fault(TopicPartition("t", 0), error),
-                              Fetched(parts["t", 1], list(recs[1]))])
+    consumer._buffer = deque([Fetched(parts["t", 0], list(recs[0]), 5), Fault(TopicPartition("t", 0), error),
+                              Fetched(parts["t", 1], list(recs[1]), 5)])
     consumer._buffered, consumer._faults = 10, 1
     assert consumer._take(3) == recs[0][:3] and parts["t", 0].position == 3
     assert consumer._take(10) == recs[0][3:] and parts["t", 0].position == 5   # stops before the fault

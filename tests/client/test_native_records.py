@@ -610,8 +610,9 @@ def decode_new(data, pos, check_crcs=True, fetched=0, zero_copy=False):
     state, fds = PartitionState.create(16, high_watermark=1 << 40, log_end_offset=1 << 40)
     os.close(fds.state)
     view = memoryview(data)
-    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched, state=state, run=None, resume=None,
-                           stopped=False, extent=(SimpleNamespace(view=view), 0, len(view), None))
+    part = SimpleNamespace(tp=TopicPartition("t", 3), fetched=fetched, position=fetched, state=state, run=None,
+                           resume=None, stopped=False, extent=(SimpleNamespace(view=view), 0, len(view), None),
+                           aborted=None, last_item=None)
     try:
         Consumer._decode(consumer, part, view, pos, 1 << 40)
     finally:

@@ -10,9 +10,8 @@ import pytest
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import BadLayout, CorruptRecord, InvalidProducerEpoch, InvalidRequest
 from odradek.client.protocol import ControlClient, messages as m
-from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm.ring import OFF_TAIL
-from support.broker import wait_until
+from support.raw_producer import RawProducer
 from support.records import make_batch
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
@@ -23,41 +22,6 @@ def topic(broker):
     with Admin(broker.socket_path) as admin:
         admin.create_topic("shared", 1)
     return "shared"
-
-
-class RawProducer:
-    """A producer that speaks the data plane by hand, to misbehave."""
-
-    def __init__(self, broker, topic, producer_id=-1, epoch=-1):
-        self.client = ControlClient(broker.socket_path)
-        self.requests, req_fd = Ring.create(1 << 16)
-        self.completions, comp_fd = Ring.create(1 << 16)
-        self.doorbell, db_fd = Doorbell.create()
-        try:
-            res, fds = self.client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=1,
-                                                              producer_id=producer_id, producer_epoch=epoch),
-                                        [req_fd, comp_fd, db_fd])
-        finally:
-            for fd in (req_fd, comp_fd, db_fd):
-                os.close(fd)
-        self.leader = Doorbell.attach(fds[0])
-        for fd in fds:
-            os.close(fd)
-        self.requests.set_doorbell(self.leader)
-
-    def send(self, data, tag):
-        self.requests.write(data, tag)
-
-    def completion(self, timeout=10):
-        c = wait_until(lambda: self.completions.read_completion(), timeout, what="a completion")
-        return c
-
-    def close(self):
-        self.client.close()
-        self.requests.close()
-        self.completions.close()
-        self.leader.close()
-        self.doorbell.close()
 
 
 def good_producer_still_works(broker, topic, value=b"fine"):
@@ -84,21 +48,21 @@ def test_open_producer_with_wrong_fds_is_refused_by_name(broker, topic):
 
 
 def test_garbage_and_foreign_batches_get_error_completions_and_append_nothing(broker, topic):
-    raw = RawProducer(broker, topic)
+    raw = RawProducer(broker.socket_path, topic, acks=1)
     try:
-        raw.send(os.urandom(200), 1)
+        raw.write(os.urandom(200), 1)
         assert raw.completion().error_code == CorruptRecord.code
         batch = bytearray(make_batch([b"a", b"b"]))
         batch[-1] ^= 0xFF                                  # CRC no longer matches
-        raw.send(bytes(batch), 2)
+        raw.write(bytes(batch), 2)
         assert raw.completion().error_code == CorruptRecord.code
         two = make_batch([b"a"]) + make_batch([b"b"])      # one entry, two batches
-        raw.send(two, 3)
+        raw.write(two, 3)
         assert raw.completion().error_code == CorruptRecord.code
         forged = make_batch([b"x"], producer_id=77, producer_epoch=0, base_sequence=0)
-        raw.send(forged, 4)                                # another producer's id
+        raw.write(forged, 4)                                # another producer's id
         assert raw.completion().error_code == InvalidProducerEpoch.code
-        raw.send(make_batch([b"ok"]), 5)
+        raw.write(make_batch([b"ok"]), 5)
         c = raw.completion()
         assert (c.tag, c.error_code, c.base_offset) == (5, 0, 0)
     finally:
@@ -107,9 +71,9 @@ def test_garbage_and_foreign_batches_get_error_completions_and_append_nothing(br
 
 
 def test_impossible_ring_cursors_cost_only_that_producer(broker, topic):
-    raw = RawProducer(broker, topic)
+    raw = RawProducer(broker.socket_path, topic, acks=1)
     try:
-        raw.send(make_batch([b"before"]), 1)
+        raw.write(make_batch([b"before"]), 1)
         assert raw.completion().error_code == 0
         # a hostile writer publishes a tail far beyond what the ring can hold
         struct.pack_into("<Q", raw.requests._map.view, OFF_TAIL, 1 << 40)
@@ -125,7 +89,7 @@ def test_impossible_ring_cursors_cost_only_that_producer(broker, topic):
 
 
 def test_a_producer_that_never_reads_completions_stalls_only_itself(broker, topic):
-    raw = RawProducer(broker, topic)
+    raw = RawProducer(broker.socket_path, topic, acks=1)
     try:
         sent = 0
         for tag in range(100_000):      # until its own rings are full (bounded)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 from support.broker import BrokerProcess, wait_until
 from support.txn_client import (
-    add, add_offsets, begin, call, create_topic, describe, fetch_offsets, init, txn_commit_offsets)
+    add, add_offsets, begin, call, create_topic, describe, fetch_offsets, init, leader_pid, txn_commit_offsets)
 
 from odradek.client.errors import ConcurrentTransactions, InvalidTxnState, ProducerFenced
 from odradek.client.protocol import ControlClient, messages as m
@@ -86,12 +86,6 @@ def test_an_abandoned_transaction_is_aborted_after_its_timeout(tmp_path):
         assert not b.leftovers()
     finally:
         b.kill()
-
-
-def leader_pid(client, topic, partition):
-    status, _ = client.call(m.StatusRequest(topics=[topic]))
-    return next(w.pid for w in status.workers
-                if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid)
 
 
 def test_a_commit_cut_by_a_broker_crash_is_completed_after_the_restart(tmp_path):

@@ -79,3 +79,11 @@ def fetch_offsets(client, group, topic, partitions, require_stable=False):
         m.OffsetFetchRequestTopic(name=topic, partition_indexes=partitions)]))
     return {(t.name, p.partition_index): (p.committed_offset, p.error_code) for t in response.topics
             for p in t.partitions}
+
+
+def leader_pid(client, topic, partition):
+    """The pid of the partition's running leader worker, None while there is none."""
+    status, _ = client.call(m.StatusRequest(topics=[topic]))
+    return next((w.pid for w in status.workers
+                 if (w.topic, w.partition, w.role) == (topic, partition, "leader") and w.pid and w.state == "running"),
+                None)

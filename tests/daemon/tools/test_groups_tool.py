@@ -87,7 +87,8 @@ class FakeAdmin:
                 raise UnknownTopicOrPartition(f"topic {n} does not exist")
         return known
 
-    def list_offsets_batch(self, specs):
+    def list_offsets_batch(self, specs, isolation_level="read_uncommitted"):
+        assert isolation_level == "read_uncommitted"   # read_committed: test_transactions_admin.py, real broker
         out = {}
         for tp, spec in specs.items():
             if spec == "earliest":
