@@ -350,8 +350,9 @@ class LeaderWorker(ProducerStateKeeping):
         watermark (moved here from the followers' progress when replicated), and with
         acks.all.fsync also the smallest synced offset over the ISR, after one fdatasync
         of ours covering every batch appended since the last (group commit)."""
-        if self.replication is None and not self._hold:
-            return   # alone, nothing held: acks=1 and acks=all complete as they are appended
+        if self.replication is None and not self._hold and not self._broker_appends \
+                and not self.txn_markers.waiting:
+            return   # alone, nothing held or waiting: produces complete as they are appended
         target = self._replicate() if self.replication is not None else self.log.log_end_offset
         if self._broker_appends and self._broker_appends[0][1].last_offset < target:
             self._answer_broker_appends(target)

@@ -320,15 +320,19 @@ def test_a_group_members_positions_commit_with_the_transaction_and_a_stale_gener
         p.init_transactions(WAIT_S)
         p.begin_transaction()
         p.produce("t", b"out", partition=1)
-        p.send_offsets_to_transaction(c.position(c.assignment()), meta, WAIT_S)
+        positions = c.position(c.assignment())
+        # past the last record and the seed's COMMIT marker after it
+        (next_t0,) = [tp.offset for tp in positions if tp.partition == 0]
+        assert next_t0 == got[-1].offset + 2
+        p.send_offsets_to_transaction(positions, meta, WAIT_S)
         p.commit_transaction(WAIT_S)
-        wait_until(lambda: fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == got[-1].offset + 1, WAIT_S,
+        wait_until(lambda: fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == next_t0, WAIT_S,
                    what="the group's offset committed with the transaction")
         p.begin_transaction()
         with pytest.raises(IllegalGeneration) as e:
             p.send_offsets_to_transaction([TopicPartition("t", 0, 1)], meta._replace(generation_id=99), WAIT_S)
         assert e.value.txn_requires_abort
         p.abort_transaction(WAIT_S)
-        assert fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == got[-1].offset + 1
+        assert fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == next_t0
     finally:
         c.close()
