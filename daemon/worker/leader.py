@@ -350,9 +350,10 @@ class LeaderWorker(ProducerStateKeeping):
         watermark (moved here from the followers' progress when replicated), and with
         acks.all.fsync also the smallest synced offset over the ISR, after one fdatasync
         of ours covering every batch appended since the last (group commit)."""
-        if self.replication is None and not self._hold and not self._broker_appends \
-                and not self.txn_markers.waiting:
-            return   # alone, nothing held or waiting: produces complete as they are appended
+        if self.replication is None and not self._hold and not self.txn_markers.waiting:
+            # alone, nothing held (produces and broker appends are answered as they are
+            # appended) and no transaction decided above the high watermark
+            return
         target = self._replicate() if self.replication is not None else self.log.log_end_offset
         if self._broker_appends and self._broker_appends[0][1].last_offset < target:
             self._answer_broker_appends(target)
