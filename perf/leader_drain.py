@@ -36,7 +36,8 @@ from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder
 from odradek.client.shm import Doorbell, Ring
 from odradek.daemon.broker.data_plane import PartitionShm
-from odradek.daemon.worker.leader import LeaderWorker, WorkerSpec
+from odradek.daemon.worker.leader import LeaderWorker
+from odradek.daemon.worker.spec import WorkerSpec
 from odradek.daemon.worker.producers import ProducerAttachment
 
 PRODUCER_ID = 7

@@ -23,7 +23,8 @@ import time
 
 from odradek.client.records import BatchBuilder
 from odradek.daemon.storage import LogConfig, PartitionLog, producer_snapshot
-from odradek.daemon.worker.leader import LeaderWorker, WorkerSpec
+from odradek.daemon.worker.leader import LeaderWorker
+from odradek.daemon.worker.spec import WorkerSpec
 
 
 def build(partition_dir, mib, producers, records):

@@ -52,7 +52,7 @@ from odradek.client.errors import OdradekError, StorageError, TornState
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker import data_plane, reassign
 from odradek.daemon.broker.supervisor import WorkerHandle
-from odradek.daemon.worker.leader import WorkerSpec
+from odradek.daemon.worker.spec import WorkerSpec
 
 __all__ = ["follower_spec", "start_followers", "poll_isr", "push_isr", "follower_died",
            "leader_died", "drop_offline_replicas", "prefer_leaders", "hand_over"]

@@ -56,7 +56,7 @@ from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.broker import reassign, replication
-from odradek.daemon.worker.leader import WorkerSpec
+from odradek.daemon.worker.spec import WorkerSpec
 
 __all__ = ["Broker"]
 

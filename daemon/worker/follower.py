@@ -53,7 +53,8 @@ from odradek.daemon.replication.truncation import divergence
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochFile
-from odradek.daemon.worker.leader import ABDICATED, CLEANER_STEP_BYTES, WorkerSpec, flush_link
+from odradek.daemon.worker.leader import ABDICATED, CLEANER_STEP_BYTES, flush_link
+from odradek.daemon.worker.spec import WorkerSpec
 from odradek.daemon.worker.link_watcher import LinkWatcher
 from odradek.daemon.worker.log_timers import LogTimers
 from odradek.daemon.worker.producer_keeping import REMEMBER_BATCHES, ProducerStateKeeping

@@ -14,12 +14,13 @@ from odradek.client.protocol import CLIENT, Channel, Response
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.data_plane import PartitionShm
 from odradek.daemon.worker import leader
+from odradek.daemon.worker.spec import WorkerSpec
 
 
 class WorkerProcess:
     def __init__(self, log_dir, topic="t", partition=0, replicas=(0,), leader_epoch=1, configs=None, shm=None):
         self.shm = shm if shm is not None else PartitionShm(64, replicas=len(replicas))
-        self.spec = leader.WorkerSpec(topic, partition, 0, str(log_dir), configs or {}, leader_epoch,
+        self.spec = WorkerSpec(topic, partition, 0, str(log_dir), configs or {}, leader_epoch,
                                       shm=self.shm, replicas=list(replicas), isr=list(replicas))
         self.pid = self.sock = self.channel = None
         self.responses = {}

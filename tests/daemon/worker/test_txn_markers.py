@@ -14,7 +14,8 @@ from odradek.client.protocol import messages as m
 from odradek.client.records import ControlRecordType, EndTxnMarker, iter_batches, marker_batch, read_header
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.txn_index import AbortedTxn, TransactionIndex
-from odradek.daemon.worker.leader import LeaderWorker, WorkerSpec, socketpair
+from odradek.daemon.worker.leader import LeaderWorker, socketpair
+from odradek.daemon.worker.spec import WorkerSpec
 
 TOPIC = "t"
 
