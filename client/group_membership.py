@@ -69,7 +69,8 @@ from odradek.client.assignors import (COOPERATIVE, EAGER, Assignment, MalformedC
 from odradek.client.errors import (
     CoordinatorNotAvailable, FencedInstanceId, GroupMaxSizeReached, IllegalGeneration, InconsistentGroupProtocol,
     InvalidGroupId, InvalidRequest, InvalidSessionTimeout, MaxPollIntervalExceeded, MemberIdRequired,
-    NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError)
+    NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError,
+    UnstableOffsetCommit)
 from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
                                           ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
@@ -83,6 +84,10 @@ PROTOCOL_TYPE = "consumer"
 REQUEST_TIMEOUT_MS = 30_000    # Kafka's request.timeout.ms
 RETRY_BACKOFF_MS = 100         # Kafka's retry.backoff.ms
 MAX_BACKOFF_MS = 1000
+# how long a read_committed member waits for a transaction holding its committed offsets to end
+# (KIP-447): the coordinator ends every transaction within transaction.max.timeout.ms (900 s by
+# default, as Kafka's), aborting it if its producer is gone
+UNSTABLE_WAIT_MS = 900_000
 # the connection is gone or garbled: the shell drops it and connects again
 CONNECTION_ERRORS = (NetworkException, RequestTimedOut, RemoteProtocolError)
 # errors a join cannot get past by trying again at once: the application hears of them
@@ -129,6 +134,8 @@ class Membership:
         self.auto_commit = config["enable.auto.commit"]
         self.auto_commit_ms = config["auto.commit.interval.ms"]
         self.metadata_age_ms = config["metadata.max.age.ms"]
+        # KIP-447: a read_committed member asks for stable offsets only
+        self.require_stable = config.get("isolation.level") == "read_committed"
         self.assignors = [get_assignor(name) for name in config["partition.assignment.strategy"]]
         self.protocol_kind = (COOPERATIVE if all(a.rebalance_protocol == COOPERATIVE for a in self.assignors)
                               else EAGER)
@@ -411,16 +418,30 @@ class Membership:
             self._request_rejoin_local("partitions were revoked (cooperative rebalance)")
 
     def _fetch_committed_safely(self, keys):
-        for attempt in range(3):
+        """The committed offsets of `keys` for positions; {} leaves them to auto.offset.reset.
+        Other retriable errors are tried 3 times; UNSTABLE_OFFSET_COMMIT (read_committed: a
+        transaction still holds an offset of one of them, KIP-447) is retried, backing off up
+        to MAX_BACKOFF_MS, until the transaction ends or UNSTABLE_WAIT_MS passes: starting from
+        an older offset would process again what that transaction may commit."""
+        tries, backoff, give_up_at = 0, RETRY_BACKOFF_MS, self._now + UNSTABLE_WAIT_MS
+        while True:
             try:
                 return (yield from self.fetch_committed(keys))
+            except UnstableOffsetCommit as e:
+                if self._now >= give_up_at:
+                    log.warning("group %s: committed offsets still unstable after %d ms (%s): auto.offset.reset "
+                                "decides", self.group_id, UNSTABLE_WAIT_MS, e)
+                    return {}
+                log.info("group %s: %s; retrying in %d ms", self.group_id, e, backoff)
+                yield from self._do(Backoff(backoff))
+                backoff = min(2 * backoff, MAX_BACKOFF_MS)
             except OdradekError as e:
-                if attempt == 2 or not e.retriable:
+                tries += 1
+                if tries == 3 or not e.retriable:
                     log.warning("group %s: fetching committed offsets failed (%s): auto.offset.reset decides",
                                 self.group_id, e)
                     return {}
                 yield from self._do(Backoff(RETRY_BACKOFF_MS))
-        return {}
 
     # == revoking and losing (poll thread) ===================================================
     def _revoke_all(self, commit):
@@ -497,12 +518,14 @@ class Membership:
         return done
 
     def fetch_committed(self, keys, timeout_ms=None):
-        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch."""
+        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch (require_stable
+        for a read_committed member: UnstableOffsetCommit while a transaction holds one)."""
         by_topic = {}
         for topic, partition in sorted(keys):
             by_topic.setdefault(topic, []).append(partition)
         res = yield from self._do(Call(m.OffsetFetchRequest(group_id=self.group_id, topics=[
-            m.OffsetFetchRequestTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()]), timeout_ms))
+            m.OffsetFetchRequestTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()],
+            require_stable=self.require_stable), timeout_ms))
         out = {}
         for t in res.topics:
             for p in t.partitions:
