@@ -418,30 +418,19 @@ class Membership:
             self._request_rejoin_local("partitions were revoked (cooperative rebalance)")
 
     def _fetch_committed_safely(self, keys):
-        """The committed offsets of `keys` for positions; {} leaves them to auto.offset.reset.
-        Other retriable errors are tried 3 times; UNSTABLE_OFFSET_COMMIT (read_committed: a
-        transaction still holds an offset of one of them, KIP-447) is retried, backing off up
-        to MAX_BACKOFF_MS, until the transaction ends or UNSTABLE_WAIT_MS passes: starting from
-        an older offset would process again what that transaction may commit."""
-        tries, backoff, give_up_at = 0, RETRY_BACKOFF_MS, self._now + UNSTABLE_WAIT_MS
-        while True:
+        """The committed offsets of `keys` for positions; {} leaves them to auto.offset.reset
+        (after 3 tries of a retriable error; or, read_committed, after UNSTABLE_WAIT_MS of
+        UNSTABLE_OFFSET_COMMIT: fetch_committed waits that long for the transaction to end)."""
+        for attempt in range(3):
             try:
                 return (yield from self.fetch_committed(keys))
-            except UnstableOffsetCommit as e:
-                if self._now >= give_up_at:
-                    log.warning("group %s: committed offsets still unstable after %d ms (%s): auto.offset.reset "
-                                "decides", self.group_id, UNSTABLE_WAIT_MS, e)
-                    return {}
-                log.info("group %s: %s; retrying in %d ms", self.group_id, e, backoff)
-                yield from self._do(Backoff(backoff))
-                backoff = min(2 * backoff, MAX_BACKOFF_MS)
             except OdradekError as e:
-                tries += 1
-                if tries == 3 or not e.retriable:
+                if attempt == 2 or not e.retriable or isinstance(e, UnstableOffsetCommit):
                     log.warning("group %s: fetching committed offsets failed (%s): auto.offset.reset decides",
                                 self.group_id, e)
                     return {}
                 yield from self._do(Backoff(RETRY_BACKOFF_MS))
+        return {}
 
     # == revoking and losing (poll thread) ===================================================
     def _revoke_all(self, commit):
@@ -518,8 +507,26 @@ class Membership:
         return done
 
     def fetch_committed(self, keys, timeout_ms=None):
-        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch (require_stable
-        for a read_committed member: UnstableOffsetCommit while a transaction holds one)."""
+        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch. A read_committed
+        member asks for stable offsets only (KIP-447's require_stable): while a transaction
+        still holds an offset of one of `keys` the answer is UNSTABLE_OFFSET_COMMIT, and it
+        asks again, backing off up to MAX_BACKOFF_MS, for up to timeout_ms (None:
+        UNSTABLE_WAIT_MS), then raises UnstableOffsetCommit. Starting from an older offset
+        would process again what that transaction may commit."""
+        give_up_at = self._now + (UNSTABLE_WAIT_MS if timeout_ms is None else timeout_ms)
+        backoff = RETRY_BACKOFF_MS
+        while True:
+            try:
+                return (yield from self._offset_fetch(keys, None if timeout_ms is None else
+                                                      max(1, give_up_at - self._now)))
+            except UnstableOffsetCommit as e:
+                if self._now >= give_up_at:
+                    raise
+                log.info("group %s: %s; asking again in %d ms", self.group_id, e, backoff)
+                yield from self._do(Backoff(min(backoff, give_up_at - self._now)))
+                backoff = min(2 * backoff, MAX_BACKOFF_MS)
+
+    def _offset_fetch(self, keys, timeout_ms):
         by_topic = {}
         for topic, partition in sorted(keys):
             by_topic.setdefault(topic, []).append(partition)

@@ -682,6 +682,21 @@ def test_an_offset_unstable_past_the_longest_transaction_is_left_to_auto_offset_
     assert next(a for _, a in acts if isinstance(a, Assign)).offsets == {}
 
 
+def test_committed_with_a_timeout_waits_that_long_for_a_stable_offset_then_raises():
+    mb = joined(**{"isolation.level": "read_committed"})
+    asked = []
+
+    def still_open(req, now):
+        asked.append((now, req.require_stable))
+        return UnstableOffsetCommit("open")
+    with pytest.raises(UnstableOffsetCommit):
+        run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500), still_open)
+    assert asked[-1] == (2_500, True)           # 100 + 200 + 400 + 800 ms, then the 1,000 ms clipped to the timeout
+    stable = run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500),
+                                 lambda req, now: UnstableOffsetCommit("open") if now < 1_000 else committed_response(3))
+    assert stable[-1][0] == 1_500 and isinstance(stable[-1][1], Call)    # 100 + 200 + 400 + 800 ms of backoff
+
+
 def test_a_read_uncommitted_member_does_not_ask_for_stable_offsets():
     mb = joined()
     acts = answers(mb.step(0), NOTHING_COMMITTED)

@@ -4,10 +4,12 @@ commit, static member `proc`), and for each batch it polled writes transform(rec
 the same partition of topic `out` and commits the batch's input offsets in one
 transaction under the fixed transactional.id `proc`, so that each new instance fences
 the previous one. Prints "committed N" (records so far) after each commit, and "done"
-once its positions reach `end` on every input partition; then exits 0.
+once its positions reach `end` on every input partition; then exits 0. Its group
+membership's log goes to stdout too (the test counts the waits for a stable offset).
 
     python eos_processor_child.py SOCKET END_OFFSET SEED
 """
+import logging
 import random
 import sys
 
@@ -25,6 +27,8 @@ def transform(value):
 def main():
     socket, end, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(message)s")
+    logging.getLogger("odradek.client.group_member").setLevel(logging.INFO)   # the test counts KIP-447 waits
     p = Producer({"socket": socket, "transactional.id": "proc", "transaction.timeout.ms": 20_000, "linger.ms": 1})
     p.init_transactions(WAIT_S)       # fences the killed instance, aborts its open transaction
     c = Consumer({"socket": socket, "group.id": "g", "group.instance.id": "proc", "isolation.level": "read_committed",

@@ -67,6 +67,11 @@ class Processor:
         with open(self.out_path) as f:
             return sum(1 for line in f if line.startswith("committed "))
 
+    def unstable_waits(self):
+        """How many times this instance was told its group's offsets were unstable (KIP-447)."""
+        with open(self.out_path) as f:
+            return sum(1 for line in f if "UNSTABLE" in line.upper() or "holds an offset" in line)
+
     def output(self):
         with open(self.out_path) as f:
             return f.read()[-3000:]
@@ -105,8 +110,10 @@ def test_consume_transform_produce_is_exactly_once_through_kills(broker, tmp_pat
 
     started = time.monotonic()
     startup_kills = 0
+    instances = []
     for cycle in range(KILLS):
         proc = Processor(broker, tmp_path / f"proc-{cycle}.out", rng.randrange(1 << 30))
+        instances.append(proc)
         try:
             if rng.random() < 0.2:
                 startup_kills += 1
@@ -121,6 +128,7 @@ def test_consume_transform_produce_is_exactly_once_through_kills(broker, tmp_pat
     killing_s = time.monotonic() - started
 
     last = Processor(broker, tmp_path / "proc-last.out", rng.randrange(1 << 30))
+    instances.append(last)
     try:
         code = last.proc.wait(FINISH_TIMEOUT_S)
     finally:
@@ -136,6 +144,7 @@ def test_consume_transform_produce_is_exactly_once_through_kills(broker, tmp_pat
                              f"{next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}")
     uncommitted = read_all(broker, OUT, "read_uncommitted")
     aborted = sum(len(v) for v in uncommitted.values()) - PARTITIONS * PER_PARTITION
+    waits = sum(proc.unstable_waits() for proc in instances)
     print(f"{KILLS} kills ({startup_kills} during the start) in {killing_s:.1f} s; read_uncommitted sees "
-          f"{aborted} records of aborted transactions")
+          f"{aborted} records of aborted transactions; {waits} offset fetches answered UNSTABLE_OFFSET_COMMIT")
     assert aborted > 0, "no kill hit a transaction with records written"
