@@ -22,12 +22,11 @@ import time
 import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
-from support.broker import BrokerProcess, wait_until
+from faults.eos_processor_child import IN, OUT, transform   # the processor's own definitions
+from support.broker import BrokerProcess, stop_cleanly, wait_until
 
 pytestmark = pytest.mark.fault   # the standing fault-injection suite: pytest -m fault
 
-sys.path.insert(0, os.path.dirname(__file__))
-from eos_processor_child import IN, OUT, transform  # noqa: E402  (the processor's own definitions)
 
 CHILD = os.path.join(os.path.dirname(__file__), "eos_processor_child.py")
 PARTITIONS = 2
@@ -46,12 +45,7 @@ def value(partition, i):
 def broker(tmp_path):
     b = BrokerProcess(tmp_path / "data", args=["--override", "group.initial.rebalance.delay.ms=0"]).start()
     yield b
-    try:
-        code = b.stop()
-        assert code == 0, f"broker exit status {code}: {b.stderr()}"
-        assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
-    finally:
-        b.kill()
+    stop_cleanly(b)
 
 
 class Processor:
