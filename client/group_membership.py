@@ -69,7 +69,8 @@ from odradek.client.assignors import (COOPERATIVE, EAGER, Assignment, MalformedC
 from odradek.client.errors import (
     CoordinatorNotAvailable, FencedInstanceId, GroupMaxSizeReached, IllegalGeneration, InconsistentGroupProtocol,
     InvalidGroupId, InvalidRequest, InvalidSessionTimeout, MaxPollIntervalExceeded, MemberIdRequired,
-    NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError)
+    NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError,
+    UnstableOffsetCommit)
 from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
                                           ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
@@ -83,6 +84,10 @@ PROTOCOL_TYPE = "consumer"
 REQUEST_TIMEOUT_MS = 30_000    # Kafka's request.timeout.ms
 RETRY_BACKOFF_MS = 100         # Kafka's retry.backoff.ms
 MAX_BACKOFF_MS = 1000
+# how long a read_committed member waits for a transaction holding its committed offsets to end
+# (KIP-447): the coordinator ends every transaction within transaction.max.timeout.ms (900 s by
+# default, as Kafka's), aborting it if its producer is gone
+UNSTABLE_WAIT_MS = 900_000
 # the connection is gone or garbled: the shell drops it and connects again
 CONNECTION_ERRORS = (NetworkException, RequestTimedOut, RemoteProtocolError)
 # errors a join cannot get past by trying again at once: the application hears of them
@@ -129,6 +134,8 @@ class Membership:
         self.auto_commit = config["enable.auto.commit"]
         self.auto_commit_ms = config["auto.commit.interval.ms"]
         self.metadata_age_ms = config["metadata.max.age.ms"]
+        # KIP-447: a read_committed member asks for stable offsets only
+        self.require_stable = config.get("isolation.level") == "read_committed"
         self.assignors = [get_assignor(name) for name in config["partition.assignment.strategy"]]
         self.protocol_kind = (COOPERATIVE if all(a.rebalance_protocol == COOPERATIVE for a in self.assignors)
                               else EAGER)
@@ -411,11 +418,14 @@ class Membership:
             self._request_rejoin_local("partitions were revoked (cooperative rebalance)")
 
     def _fetch_committed_safely(self, keys):
+        """The committed offsets of `keys` for positions; {} leaves them to auto.offset.reset
+        (after 3 tries of a retriable error; or, read_committed, after UNSTABLE_WAIT_MS of
+        UNSTABLE_OFFSET_COMMIT: fetch_committed waits that long for the transaction to end)."""
         for attempt in range(3):
             try:
                 return (yield from self.fetch_committed(keys))
             except OdradekError as e:
-                if attempt == 2 or not e.retriable:
+                if attempt == 2 or not e.retriable or isinstance(e, UnstableOffsetCommit):
                     log.warning("group %s: fetching committed offsets failed (%s): auto.offset.reset decides",
                                 self.group_id, e)
                     return {}
@@ -497,12 +507,32 @@ class Membership:
         return done
 
     def fetch_committed(self, keys, timeout_ms=None):
-        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch."""
+        """Job: {(topic, partition): OffsetAndMetadata or None} by OffsetFetch. A read_committed
+        member asks for stable offsets only (KIP-447's require_stable): while a transaction
+        still holds an offset of one of `keys` the answer is UNSTABLE_OFFSET_COMMIT, and it
+        asks again, backing off up to MAX_BACKOFF_MS, for up to timeout_ms (None:
+        UNSTABLE_WAIT_MS), then raises UnstableOffsetCommit. Starting from an older offset
+        would process again what that transaction may commit."""
+        give_up_at = self._now + (UNSTABLE_WAIT_MS if timeout_ms is None else timeout_ms)
+        backoff = RETRY_BACKOFF_MS
+        while True:
+            try:
+                return (yield from self._offset_fetch(keys, None if timeout_ms is None else
+                                                      max(1, give_up_at - self._now)))
+            except UnstableOffsetCommit as e:
+                if self._now >= give_up_at:
+                    raise
+                log.info("group %s: %s; asking again in %d ms", self.group_id, e, backoff)
+                yield from self._do(Backoff(min(backoff, give_up_at - self._now)))
+                backoff = min(2 * backoff, MAX_BACKOFF_MS)
+
+    def _offset_fetch(self, keys, timeout_ms):
         by_topic = {}
         for topic, partition in sorted(keys):
             by_topic.setdefault(topic, []).append(partition)
         res = yield from self._do(Call(m.OffsetFetchRequest(group_id=self.group_id, topics=[
-            m.OffsetFetchRequestTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()]), timeout_ms))
+            m.OffsetFetchRequestTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()],
+            require_stable=self.require_stable), timeout_ms))
         out = {}
         for t in res.topics:
             for p in t.partitions:

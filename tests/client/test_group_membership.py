@@ -14,10 +14,11 @@ from support.clock import FakeClock
 from odradek.client.assignors import Assignment
 from odradek.client.errors import (CoordinatorNotAvailable, FencedInstanceId, IllegalGeneration, InvalidGroupId,
                                    MaxPollIntervalExceeded, NetworkException, RebalanceInProgress,
-                                   UnknownMemberId)
+                                   UnknownMemberId, UnstableOffsetCommit)
 from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
                                           ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
-from odradek.client.group_membership import CONNECTION_ERRORS, RETRY_BACKOFF_MS, Membership
+from odradek.client.group_membership import (CONNECTION_ERRORS, MAX_BACKOFF_MS, RETRY_BACKOFF_MS, UNSTABLE_WAIT_MS,
+                                             Membership)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups.coordinator import GroupConfig, GroupCoordinator
@@ -634,6 +635,72 @@ def test_fetching_committed_offsets_is_retried_then_left_to_auto_offset_reset():
                    CoordinatorNotAvailable())
     assert [type(a) for a in acts][:6] == [Call, Backoff, Call, Backoff, Call, Assign]
     assert acts[5].offsets == {}
+
+
+def run_on_a_fake_clock(job, reply):
+    """Run a job whose every Call is answered by reply(request, now) (an exception is
+    raised into it) and whose Backoffs move the clock; returns [(now, action)]."""
+    out, now, answer = [], 0, None
+    for _ in range(5000):
+        try:
+            action = job.send(answer)
+        except StopIteration:
+            return out
+        out.append((now, action))
+        if isinstance(action, Backoff):
+            now += action.ms
+        r = reply(action.request, now) if isinstance(action, Call) else {} if isinstance(action, ReadPositions) else None
+        answer = (None, r, now) if isinstance(r, Exception) else (r, None, now)
+    raise AssertionError("the job did not end")
+
+
+def committed_response(offset):
+    return m.OffsetFetchResponse(topics=[m.OffsetFetchResponseTopic(name="t", partitions=[
+        m.OffsetFetchResponsePartition(partition_index=p, committed_offset=offset) for p in (0, 1)])])
+
+
+def test_a_read_committed_member_waits_for_a_stable_committed_offset_kip_447():
+    mb = joined(**{"isolation.level": "read_committed"})
+    txn_ends_at = 7_000                       # longer than 3 tries: today's give-up point
+    acts = run_on_a_fake_clock(mb.step(0), lambda req, now: (
+        UnstableOffsetCommit("a transaction holds t-0") if now < txn_ends_at else committed_response(42)))
+    calls = [(now, a) for now, a in acts if isinstance(a, Call)]
+    assert all(a.request.require_stable for _, a in calls)
+    backoffs = [a.ms for _, a in acts if isinstance(a, Backoff)]
+    assert backoffs[:5] == [RETRY_BACKOFF_MS, 2 * RETRY_BACKOFF_MS, 4 * RETRY_BACKOFF_MS, 8 * RETRY_BACKOFF_MS,
+                            MAX_BACKOFF_MS] and max(backoffs) == MAX_BACKOFF_MS
+    assert txn_ends_at <= calls[-1][0] < txn_ends_at + MAX_BACKOFF_MS    # asked again within a backoff
+    assign = next(a for _, a in acts if isinstance(a, Assign))
+    assert assign.offsets == {("t", 0): 42, ("t", 1): 42}     # the stable offsets, not auto.offset.reset
+
+
+def test_an_offset_unstable_past_the_longest_transaction_is_left_to_auto_offset_reset():
+    mb = joined(**{"isolation.level": "read_committed"})
+    acts = run_on_a_fake_clock(mb.step(0), lambda req, now: UnstableOffsetCommit("a hanging transaction"))
+    calls = [now for now, a in acts if isinstance(a, Call)]
+    assert UNSTABLE_WAIT_MS <= calls[-1] < UNSTABLE_WAIT_MS + MAX_BACKOFF_MS
+    assert next(a for _, a in acts if isinstance(a, Assign)).offsets == {}
+
+
+def test_committed_with_a_timeout_waits_that_long_for_a_stable_offset_then_raises():
+    mb = joined(**{"isolation.level": "read_committed"})
+    asked = []
+
+    def still_open(req, now):
+        asked.append((now, req.require_stable))
+        return UnstableOffsetCommit("open")
+    with pytest.raises(UnstableOffsetCommit):
+        run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500), still_open)
+    assert asked[-1] == (2_500, True)           # 100 + 200 + 400 + 800 ms, then the 1,000 ms clipped to the timeout
+    stable = run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500),
+                                 lambda req, now: UnstableOffsetCommit("open") if now < 1_000 else committed_response(3))
+    assert stable[-1][0] == 1_500 and isinstance(stable[-1][1], Call)    # 100 + 200 + 400 + 800 ms of backoff
+
+
+def test_a_read_uncommitted_member_does_not_ask_for_stable_offsets():
+    mb = joined()
+    acts = answers(mb.step(0), NOTHING_COMMITTED)
+    assert isinstance(acts[0], Call) and acts[0].request.require_stable is False
 
 
 def test_empty_group_id_is_refused():

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from support.broker import BrokerProcess
+from support.broker import BrokerProcess, stop_cleanly
 
 GROUP_TEST_ARGS = ["--override", "group.initial.rebalance.delay.ms=0"]
 LAG_MS = 600   # replica.lag.time.max.ms of `three_dirs`: a stopped follower leaves the ISR after it
@@ -16,12 +16,7 @@ def broker(tmp_path):
     Groups rebalance without Kafka's 3 s initial delay, so tests run fast."""
     b = BrokerProcess(tmp_path / "data", args=GROUP_TEST_ARGS).start()
     yield b
-    try:
-        code = b.stop()
-        assert code == 0, f"broker exit status {code}: {b.stderr()}"
-        assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
-    finally:
-        b.kill()
+    stop_cleanly(b)
 
 
 @pytest.fixture
@@ -51,9 +46,4 @@ def start(three_dirs):
     for pid in stopped:
         os.kill(pid, signal.SIGCONT)
     for b in started:
-        try:
-            code = b.stop()
-            assert code == 0, f"broker exit status {code}: {b.stderr()}"
-            assert not b.leftovers(), f"processes left behind: {b.leftovers()}"
-        finally:
-            b.kill()
+        stop_cleanly(b)

@@ -139,6 +139,16 @@ class BrokerProcess:
         return alive
 
 
+def stop_cleanly(broker):
+    """A test's teardown: stop `broker`, which must exit 0 and leave no process behind."""
+    try:
+        code = broker.stop()
+        assert code == 0, f"broker exit status {code}: {broker.stderr()}"
+        assert not broker.leftovers(), f"processes left behind: {broker.leftovers()}"
+    finally:
+        broker.kill()
+
+
 def multi_dir_broker(tmp_path, names):
     """A BrokerProcess (not started) serving the log dirs tmp_path/<name> for each of
     `names` from a config file, its socket in tmp_path/run; `.dirs` lists the dirs."""
