@@ -352,7 +352,9 @@ class Consumer(FetchDecoder):
 
     def committed(self, partitions, timeout=None):
         """The group's committed offsets: OffsetAndMetadata per partition, in order
-        (offset OFFSET_INVALID where nothing is committed; .metadata the commit's string)."""
+        (offset OFFSET_INVALID where nothing is committed; .metadata the commit's string).
+        With isolation.level=read_committed, offsets an open transaction holds are waited
+        for (KIP-447) up to `timeout`, then UnstableOffsetCommit."""
         g = self._require_group("committed()")
         got = g.fetch_committed([(tp.topic, tp.partition) for tp in partitions], timeout)
         return [got.get((tp.topic, tp.partition)) or OffsetAndMetadata(tp.topic, tp.partition, OFFSET_INVALID)
