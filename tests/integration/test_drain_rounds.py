@@ -1,9 +1,9 @@
-"""The leader's loop round by round (daemon/worker/leader.py, serve): after a round that
-took entries it sleeps on the snapshot it took before the round, with no second round to
-find the rings empty. Two rounds leave entries that no futex word will announce (they
-were committed before that snapshot) and get another round at once: one that took a
-whole DRAIN_BUDGET, and one that held acks=all entries (the completions _acknowledge
-writes after it free the completion room it may have stopped for)."""
+"""The leader's loop round by round (daemon/worker/leader.py, serve): entries that no
+futex word will announce after a round are still taken: those left by a round that took
+a whole DRAIN_BUDGET, and those behind a round that held acks=all entries (the
+completions _acknowledge writes after it free the completion room it may have stopped
+for). The loop goes round again after any round that took entries; a variant that slept
+at once after such a round (tried for issue 11) needed a rule for each of these."""
 import os
 
 from odradek.client import Admin

@@ -11,7 +11,7 @@ from support.raw_producer import RawProducer
 from support.txn_client import begin, call, create_topic, describe, leader_pid
 
 from odradek.client import OFFSET_BEGINNING, Consumer, TopicPartition
-from odradek.client.errors import InvalidConfig
+from odradek.client.errors import InvalidConfig, InvalidTxnState
 from odradek.client.protocol import ControlClient, messages as m
 
 END_WAIT_S = 15
@@ -203,3 +203,21 @@ def test_compaction_waits_for_an_open_transaction_and_then_drops_only_its_aborte
         assert b.stop() == 0
     finally:
         b.kill()
+
+
+def test_a_producer_inside_a_transaction_may_write_only_transactionally(broker, client):
+    """Kafka's rule (ProducerAppendInfo): while a producer's transaction is open on a
+    partition, a non-transactional batch of that producer there is refused with
+    INVALID_TXN_STATE and written nowhere (an abort could not take it back); after the
+    marker it may write plainly again."""
+    create_topic(client, "t", 1)
+    p = begin(client, "app", [("t", 0)])
+    with RawProducer(client, "t", 0, p.producer_id, p.producer_epoch) as x:
+        x.send([b"in-txn"], transactional=True)
+        with pytest.raises(InvalidTxnState):
+            x.send([b"plain"])
+        end_txn(client, "app", p, commit=True)
+        x.send([b"after"])
+    with consumer(broker, "read_uncommitted") as c:
+        assert values(consume_n(c, 2)) == [b"in-txn", b"after"]
+        assert drain(c) == []
