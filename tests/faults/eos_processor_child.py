@@ -6,8 +6,11 @@ transaction under the fixed transactional.id `proc`, so that each new instance f
 the previous one. Prints "committed N" (records so far) after each commit, and "done"
 once its positions reach `end` on every input partition; then exits 0. Its group
 membership's log goes to stdout too (the test counts the waits for a stable offset).
+With HOLD (the test's sure mid-transaction kill), the transaction after its first commit
+flushes its records (they are in the log) and then prints "holding" and waits on stdin
+for the SIGKILL the test sends.
 
-    python eos_processor_child.py SOCKET END_OFFSET SEED
+    python eos_processor_child.py SOCKET END_OFFSET SEED [HOLD]
 """
 import logging
 import random
@@ -26,6 +29,7 @@ def transform(value):
 
 def main():
     socket, end, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    hold = sys.argv[4:] == ["HOLD"]
     rng = random.Random(seed)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(message)s")
     logging.getLogger("odradek.client.group_member").setLevel(logging.INFO)   # the test counts KIP-447 waits
@@ -45,6 +49,10 @@ def main():
         p.begin_transaction()
         for r in batch:
             p.produce(OUT, transform(r.value), key=r.key, partition=r.partition)
+        if hold and done:
+            p.flush(WAIT_S)              # written, in a transaction that will never end
+            print("holding", flush=True)
+            sys.stdin.read()             # until the test's SIGKILL
         read = [tp for tp in c.position() if tp.offset >= 0]
         p.send_offsets_to_transaction(read, c.consumer_group_metadata(), WAIT_S)
         p.commit_transaction(WAIT_S)

@@ -7,10 +7,13 @@ once: every record, none twice, in each partition's order. read_uncommitted sees
 killed transactions' aborted records too, which shows the kills hit mid-transaction.
 
 Bounded: KILLS (ODRADEK_EOS_KILLS, 30 by default) cycles; each kill comes at a random
-point (ODRADEK_EOS_SEED picks them): one cycle in five at a random moment of the start
-(init_transactions, the group join, the KIP-447 stable offset fetch), the others a
-random 0-150 ms after the instance's first commit, which must come within
-PROGRESS_TIMEOUT_S. The random delays are the faults' timing, not waits for events.
+point (ODRADEK_EOS_SEED picks them): every fifth cycle once the instance has written
+a transaction's records and holds it open (the child's HOLD mode: a sure mid-transaction
+kill, so some aborted records are always there to be hidden); of the others, one in five
+at a random moment of the start (init_transactions, the group join, the KIP-447 stable
+offset fetch), the rest a random 0-150 ms after the instance's first commit, which must
+come within PROGRESS_TIMEOUT_S. The random delays are the faults' timing, not waits for
+events.
 """
 import os
 import random
@@ -51,11 +54,16 @@ def broker(tmp_path):
 class Processor:
     """One instance of the processor child; its stdout goes to a file the test reads."""
 
-    def __init__(self, broker, out_path, seed):
+    def __init__(self, broker, out_path, seed, hold=False):
         self.out_path = out_path
         with open(out_path, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, CHILD, broker.socket_path, str(PER_PARTITION), str(seed)],
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([sys.executable, CHILD, broker.socket_path, str(PER_PARTITION), str(seed)]
+                                         + (["HOLD"] if hold else []),
+                                         stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+
+    def holding(self):
+        with open(self.out_path) as f:
+            return any(line.startswith("holding") for line in f)
 
     def commits(self):
         with open(self.out_path) as f:
@@ -73,6 +81,7 @@ class Processor:
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self.proc.stdin.close()
 
 
 def read_all(broker, topic, isolation):
@@ -106,10 +115,15 @@ def test_consume_transform_produce_is_exactly_once_through_kills(broker, tmp_pat
     startup_kills = 0
     instances = []
     for cycle in range(KILLS):
-        proc = Processor(broker, tmp_path / f"proc-{cycle}.out", rng.randrange(1 << 30))
+        hold = cycle % 5 == 4        # a sure mid-transaction kill: records written, no commit
+        proc = Processor(broker, tmp_path / f"proc-{cycle}.out", rng.randrange(1 << 30), hold)
         instances.append(proc)
         try:
-            if rng.random() < 0.2:
+            if hold:
+                wait_until(lambda: proc.holding() or proc.proc.poll() is not None, PROGRESS_TIMEOUT_S,
+                           interval=0.005, what=f"cycle {cycle}: a transaction written and held open")
+                assert proc.proc.poll() is None, f"the processor ended before its kill:\n{proc.output()}"
+            elif rng.random() < 0.2:
                 startup_kills += 1
                 time.sleep(rng.uniform(0, 1.0))          # somewhere in its start
             else:
@@ -128,6 +142,8 @@ def test_consume_transform_produce_is_exactly_once_through_kills(broker, tmp_pat
     finally:
         if last.proc.poll() is None:
             last.kill()
+        else:
+            last.proc.stdin.close()
     assert code == 0 and "done" in last.output(), last.output()
 
     committed = read_all(broker, OUT, "read_committed")
