@@ -661,9 +661,12 @@ class LeaderWorker(ProducerStateKeeping):
             passed.append(m.PassedFd(kind=m.FdKind.SEGMENT, size=segment.size, base_offset=segment.base_offset))
         aborted = []
         if request.aborted_upper_bound >= 0:   # read_committed (client/_committed_read.py)
+            # no further than the last stable offset, which a reader cannot pass: a client
+            # asking for more gets no bigger answer (nor a longer walk of the indexes)
+            upper = min(request.aborted_upper_bound, self.txn_markers.last_stable_offset())
             aborted = [m.AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset,
                                             last_offset=t.last_offset)
-                       for t in self.log.collect_aborted_txns(request.offset, request.aborted_upper_bound)]
+                       for t in self.log.collect_aborted_txns(request.offset, upper)]
         return m.GetSegmentResponse(topic=request.topic, partition=request.partition,
                                     base_offset=segment.base_offset, position=loc.position, size=loc.end,
                                     next_offset=loc.next_offset, fds=passed, aborted_transactions=aborted), fds
