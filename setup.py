@@ -56,7 +56,10 @@ setup(
     setup_requires=["cffi>=1.15"],
     cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],
     ext_modules=[hotpath],
-    install_requires=["cffi>=1.15", "posix_ipc>=1.1", "sysv_ipc>=1.1", "psutil>=5.9", "click>=8.1"],
+    install_requires=["cffi>=1.15", "posix_ipc>=1.1", "sysv_ipc>=1.1", "psutil>=5.9", "click>=8.1",
+                      # Kafka wire messages for the gateway (daemon/gateway/codec.py): generated from
+                      # Kafka's JSON specs, pre-1.0, so pinned exactly
+                      "kio==0.6.5"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
     zip_safe=False,

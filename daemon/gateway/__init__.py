@@ -1,0 +1,12 @@
+"""The gateway: Kafka's wire protocol on a loopback TCP listener, for every Kafka client.
+
+It is a data-plane client of the broker, in a process of its own (shared/DESIGN.md, "The
+Kafka protocol listener"): Produce goes into the partition leader's ring as the Python
+Producer's batches do; Fetch is answered from the segment files with sendfile; groups,
+offsets, metadata and admin go to the broker over its control socket.
+
+    codec.py        Kafka frames <-> kio entities (the only user of kio's serializers)
+    apis.py         the API table (what is served, at which versions), ApiVersions
+    server.py       the listener: a thread per connection, frames, answers in order
+    broker_link.py  pooled control connections to the broker
+"""

@@ -1,0 +1,86 @@
+"""The gateway's API table: which Kafka APIs it serves, at which versions, by which handler.
+
+A handler module declares `APIS = [Api(key, min_version, max_version, handler), ...]`
+and is listed in `HANDLER_MODULES`; `table()` collects them. ApiVersions (key 18)
+answers from the same table, so what the gateway advertises is exactly what it serves.
+
+A handler is `handler(ctx: RequestContext, request: codec.Request)` and returns one of:
+- a kio response entity of the request's api key and version (encoded and sent);
+- `NO_RESPONSE` (Produce with acks=0: Kafka sends nothing back);
+- a `Reply`: response bytes in parts, some of which may be `FileSlice`s that the
+  connection writes with sendfile (Fetch). The parts are sent in order, nothing between.
+A handler raises `codec.RequestError` (or returns an error entity) for bad input; any
+other exception is a gateway bug: the connection logs it and closes.
+"""
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from odradek.daemon.gateway.codec import build, response_class
+
+__all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLER_MODULES", "table",
+           "API_VERSIONS"]
+
+API_VERSIONS = 18
+# Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
+HANDLER_MODULES = ["odradek.daemon.gateway.apis"]
+
+
+@dataclass(frozen=True)
+class Api:
+    key: int
+    min_version: int
+    max_version: int
+    handler: Callable
+
+
+NO_RESPONSE = object()
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """`length` bytes of the file open as `fd` from `offset`, sent with sendfile. `owner`
+    keeps whatever owns the fd alive (and the fd open) until the slice is sent."""
+    fd: int
+    offset: int
+    length: int
+    owner: Any = None
+
+
+@dataclass
+class Reply:
+    """A response already framed, in parts (bytes or FileSlice), sent in order."""
+    parts: list
+
+
+@dataclass
+class RequestContext:
+    """What a handler may use besides the request itself.
+
+    `gateway` is the process-wide state (the broker link pool, caches), `conn` the
+    connection's own (peer address and uid, per-connection state a handler keeps)."""
+    gateway: Any
+    conn: Any
+    table: dict = field(default_factory=dict)
+
+
+def table(modules=None):
+    """{api_key: Api} from every handler module's APIS."""
+    out = {}
+    for name in modules or HANDLER_MODULES:
+        for api in importlib.import_module(name).APIS:
+            if api.key in out:
+                raise ValueError(f"api key {api.key} is served twice ({name})")
+            out[api.key] = api
+    return out
+
+
+def api_versions(ctx, request):
+    """ApiVersions: every key of the table with its version range."""
+    cls = response_class(API_VERSIONS, request.api_version)
+    return build(cls, error_code=0, throttle_time=0,
+                 api_keys=[dict(api_key=a.key, min_version=a.min_version, max_version=a.max_version)
+                           for a in sorted(ctx.table.values(), key=lambda a: a.key)])
+
+
+APIS = [Api(API_VERSIONS, 0, 4, api_versions)]
