@@ -78,7 +78,7 @@ class Connection:
 
     def __init__(self, gateway, sock, peer):
         self.gateway, self.sock, self.peer = gateway, sock, peer
-        self.state = {}           # what handlers keep per connection
+        self.state = {}           # what handlers keep per connection ("closer:*": closed with it)
         self.ctx = RequestContext(gateway=gateway, conn=self, table=gateway.table)
 
     def run(self):
@@ -96,10 +96,19 @@ class Connection:
             self.gateway.forget(self)
 
     def close(self):
+        """Close the socket, then whatever handlers left to close with the connection
+        (objects with .close() under `state` keys starting with "closer:")."""
         try:
             self.sock.close()
         except OSError:
             pass
+        for key in [k for k in self.state if k.startswith("closer:")]:
+            closer = self.state.pop(key, None)
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:      # a handler's cleanup failing must not stop the others
+                    log.exception("%s: closing %s", self.peer, key)
 
     # ---- one request -------------------------------------------------------------
 
