@@ -43,19 +43,16 @@ partition.assignment.strategy is (cooperative-sticky), else EAGER, as in Kafka.
   max.poll.interval.ms): on_lost(partitions) (on_revoke when no on_lost is given, as
   confluent-kafka does); nothing is committed, since another member may own them now.
 
-Positions of new partitions: their committed offsets, by one OffsetFetch in the step that
-applies the join (Assign, then on_assign). When that answer cannot be had yet, the
-partitions are assigned with no position (Assign with offsets None: not fetched, on_assign
-called all the same; a seek() there gives one) and later steps ask again, backing off from
-RETRY_BACKOFF_MS to MAX_BACKOFF_MS, until the answer gives their positions (Position), as
-Kafka's consumer does across polls (its partitions "initializing"). That is the case of:
-- a read_committed member (KIP-447: OffsetFetch with require_stable) whose committed
-  offset an open transaction holds (UNSTABLE_OFFSET_COMMIT): starting from an older offset
-  would process again what that transaction may commit. It is asked again until the
-  transaction's marker lands, up to UNSTABLE_WAIT_MS; then auto.offset.reset decides.
-- a retriable error (the coordinator loading, moving): asked again twice, then
-  auto.offset.reset decides (as at once for an error that is not retriable).
-A revocation, a loss or close() forgets the partitions, their question with them.
+Positions of new partitions: one OffsetFetch in the step applying the join gives their
+committed offsets (Assign, then on_assign). Without an answer yet, they are assigned with
+no position (Assign(keys, None): not fetched; on_assign all the same, a seek() there gives
+one) and later steps ask again, backing off RETRY_BACKOFF_MS..MAX_BACKOFF_MS, until
+Position gives them theirs, as Kafka's consumer does across polls. That is when:
+- read_committed (KIP-447, require_stable): an open transaction holds a committed offset
+  (UNSTABLE_OFFSET_COMMIT); starting from an older one would process again what it may
+  commit. Asked until its marker lands, up to UNSTABLE_WAIT_MS; then auto.offset.reset.
+- a retriable error: FETCH_TRIES tries, then auto.offset.reset (at once for other errors).
+Revoking, losing or closing forgets them.
 
 Errors a poll-thread job raises: MaxPollIntervalExceeded once after the poll interval
 ran out (the next step rejoins); FencedInstanceId (another process took this
@@ -104,7 +101,7 @@ MAX_BACKOFF_MS = 1000
 # (KIP-447): the coordinator ends every transaction within transaction.max.timeout.ms (900 s by
 # default, as Kafka's), aborting it if its producer is gone
 UNSTABLE_WAIT_MS = 900_000
-FETCH_TRIES = 3                # OffsetFetch tries for new partitions' positions on other retriable errors
+FETCH_TRIES = 3        # OffsetFetch tries for new partitions' positions on retriable errors but unstable
 # the connection is gone or garbled: the shell drops it and connects again
 CONNECTION_ERRORS = (NetworkException, RequestTimedOut, RemoteProtocolError)
 # errors a join cannot get past by trying again at once: the application hears of them
@@ -193,7 +190,7 @@ class Membership:
         self._unpositioned = set()
         self._fetch_at = float("inf")   # when to ask for their committed offsets again
         self._fetch_backoff = RETRY_BACKOFF_MS
-        self._fetch_failures = 0        # retriable errors but UNSTABLE_OFFSET_COMMIT, in a row
+        self._fetch_failures = 0        # other retriable errors since they were first asked for
         self._unstable_since = None     # the first UNSTABLE_OFFSET_COMMIT answer for them
 
     def _do(self, action):
@@ -333,7 +330,9 @@ class Membership:
             if (rejoin is not None or self._generation < 0) and now >= self._join_not_before:
                 yield from self._start_join(rejoin or "joining the group")     # eager: revokes them all
         if self._unpositioned and self._now >= self._fetch_at:
-            yield from self._position_unpositioned()
+            offsets = yield from self._fetch_positions(set(self._unpositioned))
+            if offsets is not None:
+                yield from self._do(Position(offsets))
         yield from self._do(RaiseCallbackError())
 
     def _next_due(self):
@@ -449,21 +448,17 @@ class Membership:
                 return None
             committed = {}
         self._forget_unpositioned(keys)
-        offsets = {}
+        offsets = {k: None if committed.get(k) is None else committed[k].offset for k in keys}
         for k in keys:
-            v = committed.get(k)
-            offsets[k] = None if v is None else v.offset
             self._committed.pop(k, None)
-            if v is not None:
-                self._committed[k] = v.offset
+        self._committed.update((k, offset) for k, offset in offsets.items() if offset is not None)
         return offsets
 
     def _ask_again_later(self, keys, e):
         """After a failed OffsetFetch for `keys`: True when it is to be asked again later."""
         now = self._now
         if isinstance(e, UnstableOffsetCommit):
-            if self._unstable_since is None:
-                self._unstable_since = now
+            self._unstable_since = now if self._unstable_since is None else self._unstable_since
             again = now - self._unstable_since < UNSTABLE_WAIT_MS
         else:
             self._fetch_failures += 1
@@ -477,11 +472,6 @@ class Membership:
         log.info("group %s: %s; asking again in %d ms", self.group_id, e, self._fetch_backoff)
         self._fetch_backoff = min(2 * self._fetch_backoff, MAX_BACKOFF_MS)
         return True
-
-    def _position_unpositioned(self):
-        offsets = yield from self._fetch_positions(set(self._unpositioned))
-        if offsets is not None:
-            yield from self._do(Position(offsets))
 
     def _forget_unpositioned(self, keys):
         self._unpositioned -= keys

@@ -791,6 +791,9 @@ def test_cooperative_members_wait_for_a_transaction_across_a_rebalance(group):
     assert a.positions == b.positions == {}
     group.run_for([a, b], 3_000)
     assert a.positions == b.positions == {}
+    for mb in (a, b):     # each asks again for what it holds now, nothing else
+        last = [x.request for x in mb.actions if isinstance(x, Call) and isinstance(x.request, m.OffsetFetchRequest)][-1]
+        assert {("t", p) for t in last.topics for p in t.partition_indexes} == mb.assigned
     group.apply(group.coord.txn_completed(pid, True, group.now))
     group.drive([a, b], lambda: len(a.positions) == len(b.positions) == 3, max_ms=MAX_BACKOFF_MS + 1)
     assert {**a.positions, **b.positions} == {("t", p): 10 + p for p in range(6)}
