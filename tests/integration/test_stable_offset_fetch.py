@@ -14,40 +14,43 @@ from odradek.client import OFFSET_INVALID, Admin, Consumer, GroupMetadata, Produ
 from odradek.client.errors import UnstableOffsetCommit
 
 WAIT_S = 15
+POLL_S = 0.5
+SLACK_S = 0.5       # a poll returns within POLL_S + SLACK_S: one OffsetFetch round trip, a fetch round
 
 
-def test_a_read_committed_member_starts_from_the_offset_an_open_transaction_commits(broker, caplog):
+def topic_with_records(broker, partitions):
+    """Topic t, each partition p holding values b"p-0".."p-9" at offsets 0..9."""
     with Admin(broker.socket_path) as admin:
-        admin.create_topic("t", 1)
+        admin.create_topic("t", partitions)
     with Producer({"socket": broker.socket_path, "linger.ms": 1}) as plain:
         for i in range(10):
-            plain.produce("t", b"%d" % i, partition=0)
+            for part in range(partitions):
+                plain.produce("t", b"%d-%d" % (part, i), partition=part)
         assert plain.flush(WAIT_S) == 0
-    caplog.set_level(logging.INFO, logger="odradek.client.group_member")
+
+
+def open_transaction(broker, offsets):
+    """A transactional producer whose open transaction holds group g's offsets of t
+    ({partition: offset})."""
     p = Producer({"socket": broker.socket_path, "transactional.id": "app", "linger.ms": 1})
-    c = Consumer({"socket": broker.socket_path, "group.id": "g", "isolation.level": "read_committed",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         p.init_transactions(WAIT_S)
         p.begin_transaction()
-        p.send_offsets_to_transaction([TopicPartition("t", 0, 6)], GroupMetadata("g", -1, "", None), WAIT_S)
-        c.subscribe(["t"])
-        got = []
-        reader = threading.Thread(target=lambda: got.extend(c.consume(1, WAIT_S)))
-        reader.start()
-        wait_until(lambda: any("; asking again in " in r.getMessage() for r in caplog.records), WAIT_S,
-                   what="the member told the offset is unstable")     # fetch_committed's log line
-        p.commit_transaction(WAIT_S)
-        reader.join(WAIT_S + 5)
-        assert not reader.is_alive()
-        assert [(r.offset, r.value) for r in got] == [(6, b"6")]
-    finally:
-        c.close()
+        p.send_offsets_to_transaction([TopicPartition("t", part, offset) for part, offset in offsets.items()],
+                                      GroupMetadata("g", -1, "", None), WAIT_S)
+    except BaseException:
         p.close(WAIT_S)
+        raise
+    return p
 
 
-POLL_S = 0.5
-SLACK_S = 0.5       # a poll returns within POLL_S + SLACK_S: one OffsetFetch round trip, a fetch round
+def member(broker, **config):
+    return Consumer({"socket": broker.socket_path, "group.id": "g", "isolation.level": "read_committed",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest", **config})
+
+
+def told_unstable(caplog):
+    return any("; asking again in " in r.getMessage() for r in caplog.records)   # the membership's log line
 
 
 def timed_poll(c):
@@ -58,27 +61,38 @@ def timed_poll(c):
     return rec
 
 
+def test_a_read_committed_member_starts_from_the_offset_an_open_transaction_commits(broker, caplog):
+    topic_with_records(broker, 1)
+    caplog.set_level(logging.INFO, logger="odradek.client.group_member")
+    p = open_transaction(broker, {0: 6})
+    c = member(broker)
+    try:
+        c.subscribe(["t"])
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(c.consume(1, WAIT_S)))
+        reader.start()
+        wait_until(lambda: told_unstable(caplog), WAIT_S, what="the member told the offset is unstable")
+        p.commit_transaction(WAIT_S)
+        reader.join(WAIT_S + 5)
+        assert not reader.is_alive()
+        assert [(r.offset, r.value) for r in got] == [(6, b"0-6")]
+    finally:
+        c.close()
+        p.close(WAIT_S)
+
+
 def test_poll_keeps_its_timeout_while_a_transaction_holds_the_groups_offset(broker, caplog):
     """The member is assigned t-0 with no position while the transaction is open: each
     poll(0.5) returns empty in time, and the first record after the commit is the one at
     the offset the transaction committed. (A member that waited inside poll() would stay
     there until the committer thread gives up on the test and commits, seconds later.)"""
-    with Admin(broker.socket_path) as admin:
-        admin.create_topic("t", 1)
-    with Producer({"socket": broker.socket_path, "linger.ms": 1}) as plain:
-        for i in range(10):
-            plain.produce("t", b"%d" % i, partition=0)
-        assert plain.flush(WAIT_S) == 0
+    topic_with_records(broker, 1)
     caplog.set_level(logging.INFO, logger="odradek.client.group_member")
-    p = Producer({"socket": broker.socket_path, "transactional.id": "app", "linger.ms": 1})
-    c = Consumer({"socket": broker.socket_path, "group.id": "g", "isolation.level": "read_committed",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    p = open_transaction(broker, {0: 6})
+    c = member(broker)
     go = threading.Event()
     committer = threading.Thread(target=lambda: (go.wait(WAIT_S / 3), p.commit_transaction(WAIT_S)))
     try:
-        p.init_transactions(WAIT_S)
-        p.begin_transaction()
-        p.send_offsets_to_transaction([TopicPartition("t", 0, 6)], GroupMetadata("g", -1, "", None), WAIT_S)
         assigned = []
         c.subscribe(["t"], on_assign=lambda consumer, parts: assigned.extend(parts))
         committer.start()
@@ -90,7 +104,7 @@ def test_poll_keeps_its_timeout_while_a_transaction_holds_the_groups_offset(brok
         for _ in range(4):         # the transaction still open: no position, nothing read, in time
             assert timed_poll(c) is None
             assert c.position([TopicPartition("t", 0)])[0].offset == OFFSET_INVALID
-        assert any("; asking again in " in r.getMessage() for r in caplog.records)   # told the offset is unstable
+        assert told_unstable(caplog)
         go.set()
         committer.join(WAIT_S)
         assert not committer.is_alive()
@@ -98,7 +112,7 @@ def test_poll_keeps_its_timeout_while_a_transaction_holds_the_groups_offset(brok
             rec = timed_poll(c)
             if rec is not None:
                 break
-        assert rec is not None and (rec.offset, rec.value) == (6, b"6")
+        assert rec is not None and (rec.offset, rec.value) == (6, b"0-6")
     finally:
         go.set()
         if committer.is_alive():
@@ -109,25 +123,15 @@ def test_poll_keeps_its_timeout_while_a_transaction_holds_the_groups_offset(brok
 
 def test_a_rebalance_and_a_close_while_positions_wait_for_a_transaction(broker):
     """Two read_committed members share t-0 and t-1, whose offsets an open transaction
-    holds; one closes (in time, nothing committed), the other is given both partitions,
+    holds; one closes (in time), the other is given both partitions,
     still with no positions, and starts each from the offset the transaction commits."""
-    with Admin(broker.socket_path) as admin:
-        admin.create_topic("t", 2)
-    with Producer({"socket": broker.socket_path, "linger.ms": 1}) as plain:
-        for i in range(10):
-            for part in (0, 1):
-                plain.produce("t", b"%d-%d" % (part, i), partition=part)
-        assert plain.flush(WAIT_S) == 0
-    p = Producer({"socket": broker.socket_path, "transactional.id": "app", "linger.ms": 1})
-    config = {"socket": broker.socket_path, "group.id": "g", "isolation.level": "read_committed",
-              "enable.auto.commit": True, "auto.offset.reset": "earliest", "heartbeat.interval.ms": 100}
-    a, b = Consumer(config), Consumer(config)
+    topic_with_records(broker, 2)
+    p = open_transaction(broker, {0: 3, 1: 7})
+    a = b = None
     closed = False
     try:
-        p.init_transactions(WAIT_S)
-        p.begin_transaction()
-        p.send_offsets_to_transaction([TopicPartition("t", 0, 3), TopicPartition("t", 1, 7)],
-                                      GroupMetadata("g", -1, "", None), WAIT_S)
+        a = member(broker, **{"enable.auto.commit": True, "heartbeat.interval.ms": 100})
+        b = member(broker, **{"enable.auto.commit": True, "heartbeat.interval.ms": 100})
         a.subscribe(["t"])
         b.subscribe(["t"])
         for _ in range(int(WAIT_S / POLL_S)):
@@ -158,7 +162,7 @@ def test_a_rebalance_and_a_close_while_positions_wait_for_a_transaction(broker):
                 break
         assert got == {0: b"0-3", 1: b"1-7"}
     finally:
-        if not closed:
-            a.close()
-        b.close()
+        for c in (a, b):
+            if c is not None and not (c is a and closed):
+                c.close()
         p.close(WAIT_S)
