@@ -95,7 +95,10 @@ client/group_member.py.
 
 - Callbacks run inside poll()/consume(), in the caller's thread: on_assign(consumer,
   partitions) once the partitions are positioned (committed offset, else
-  auto.offset.reset; seek() in it to start elsewhere), on_revoke(consumer, partitions)
+  auto.offset.reset; seek() in it to start elsewhere; read_committed, a partition whose
+  committed offset an open transaction holds has none yet: position() OFFSET_INVALID,
+  nothing read from it until the transaction ends, while poll() keeps its timeout),
+  on_revoke(consumer, partitions)
   before they go (commit there if you commit by hand), on_lost(consumer, partitions)
   when the member was thrown out and they already went (default: on_revoke).
 - partition.assignment.strategy: "range", "roundrobin", "cooperative-sticky" or a comma
@@ -211,20 +214,36 @@ class _GroupPartitions:
     def assign(self, keys, offsets):
         c = self.consumer
         for key in keys:
-            offset = offsets.get(key)
+            offset = None if offsets is None else offsets.get(key)
             part = c._parts.get(key)
             if part is None:
                 try:
                     part = c._open(*key)
                 except (LeaderNotAvailable, TornState):
                     c._pending_open[key] = offset      # opened by a later fetch round
-                    continue
-            c._seek(part, offset)
+                    part = None
+            if part is not None:
+                c._seek(part, offset)
+            if offsets is None:
+                c._awaiting.add(key)
+
+    def position(self, offsets):
+        c = self.consumer
+        for key, offset in offsets.items():
+            if key not in c._awaiting:
+                continue        # seek() gave it a position meanwhile, or it went
+            c._awaiting.discard(key)
+            part = c._parts.get(key)
+            if part is not None:
+                c._seek(part, offset)
+            elif key in c._pending_open:
+                c._pending_open[key] = offset
 
     def unassign(self, keys):
         c = self.consumer
         for key in keys:
             c._pending_open.pop(key, None)
+            c._awaiting.discard(key)
             if key in c._parts:
                 c._drop(key)
 
@@ -270,6 +289,9 @@ class Consumer(FetchDecoder):
         self._buffered = 0        # Records in the buffer
         self._faults = 0          # Faults in the buffer
         self._pending_open = {}   # (topic, partition) -> offset: assigned by the group, no leader yet
+        # (topic, partition) the group assigned whose committed offset is still to come: no
+        # position, not fetched or waited on (client/group_membership.py: positions of new partitions)
+        self._awaiting = set()
         self._pending_retry_at = 0.0
         self._closed = False
         self._sleeper = Sleeper()   # _wait's WaitSet, made again only when the partitions change
@@ -390,7 +412,8 @@ class Consumer(FetchDecoder):
             except (LeaderNotAvailable, TornState):
                 continue
             del self._pending_open[key]
-            self._seek(part, offset)
+            if key not in self._awaiting:
+                self._seek(part, offset)
 
     def _reconnect(self):
         """The broker went away (a restart, a crash): connect again (for up to
@@ -433,6 +456,7 @@ class Consumer(FetchDecoder):
 
     def _drop(self, key):
         part = self._parts.pop(key)
+        self._awaiting.discard(key)
         self._unbuffer(key)
         part.close()
 
@@ -452,6 +476,7 @@ class Consumer(FetchDecoder):
         return part
 
     def _seek(self, part, offset):
+        self._awaiting.discard((part.tp.topic, part.tp.partition))
         snap = part.state.read()
         part.start_at = None
         if not snap.loaded and offset in (OFFSET_BEGINNING, OFFSET_END):
@@ -620,7 +645,8 @@ class Consumer(FetchDecoder):
     def _wait(self, timeout, wake_seen=None):
         waker = self._group.waker.state if wake_seen is not None else None
         limit = WAIT_MANY_MAX - (waker is not None)
-        parts = [p for p in self._parts.values() if not p.paused][:limit]
+        awaiting = self._awaiting
+        parts = [p for key, p in self._parts.items() if not p.paused and key not in awaiting][:limit]
         now = time.monotonic()
         retry = [p.retry_at for p in parts if p.retry_at > now]
         if self._pending_open:
@@ -646,8 +672,9 @@ class Consumer(FetchDecoder):
             self._reconnect()
         if self._pending_open and now >= self._pending_retry_at:
             self._open_pending(now)
-        for part in list(self._parts.values()):
-            if part.paused or part.stopped or part.retry_at > now:
+        awaiting = self._awaiting
+        for key, part in list(self._parts.items()):
+            if part.paused or part.stopped or part.retry_at > now or key in awaiting:
                 continue
             try:
                 total += self._fetch(part)

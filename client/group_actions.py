@@ -7,7 +7,10 @@ Poll-thread actions (GroupMember runs them against the Consumer's PartitionHost)
     ReadPositions(keys)         -> {(topic, partition): next offset} for those it holds
     ReadAssigned()              -> the keys of the consumer's manual assignment
     Assign(keys, offsets)       open and position partitions (a committed offset, or None:
-                                auto.offset.reset decides)
+                                auto.offset.reset decides); offsets None: open them with no
+                                position, not fetched until Position (or a seek()) gives one
+    Position(offsets)           give partitions Assign opened with no position theirs (as in
+                                Assign); one that has a position since (a seek()) keeps it
     Revoke(keys)                close them, then on_revoke(keys)
     Lose(keys)                  close them, then on_lost(keys) (on_revoke without one)
     Callback(name, keys)        call the application's `name` callback (on_assign)
@@ -22,8 +25,8 @@ Group-thread actions:
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Call", "ReadPositions", "ReadAssigned", "Assign", "Revoke", "Lose", "Callback", "ReportCommit",
-           "Backoff", "WakeLink", "RaiseCallbackError", "Send", "WakePoll"]
+__all__ = ["Call", "ReadPositions", "ReadAssigned", "Assign", "Position", "Revoke", "Lose", "Callback",
+           "ReportCommit", "Backoff", "WakeLink", "RaiseCallbackError", "Send", "WakePoll"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class ReadAssigned:
 @dataclass(frozen=True)
 class Assign:
     keys: list
+    offsets: dict | None
+
+
+@dataclass(frozen=True)
+class Position:
     offsets: dict
 
 

@@ -26,7 +26,9 @@ PartitionHost: what the Consumer gives its GroupMember (client/consumer.py
 _GroupPartitions), all called on the poll thread:
     consumer                     the object the callbacks receive
     call(request, timeout=None)  a request on the Consumer's control connection -> response
-    assign(keys, offsets)        open and position (offset None: auto.offset.reset)
+    assign(keys, offsets)        open and position (offset None: auto.offset.reset; offsets
+                                 None: no position, not fetched until position() gives one)
+    position(offsets)            position those assign() left with none (a seek() since wins)
     unassign(keys)               close and forget
     positions(keys)              {key: next offset} of the partitions it holds
     assigned()                   the keys of its manual assignment
@@ -37,8 +39,8 @@ import threading
 import time
 
 from odradek.client.errors import NetworkException, OdradekError
-from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
-                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, Position, RaiseCallbackError,
+                                          ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.group_membership import CONNECTION_ERRORS, REQUEST_TIMEOUT_MS, Membership
 from odradek.client.message import GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, close_fds
@@ -268,6 +270,8 @@ class GroupMember:
             return self.host.assigned()
         if kind is Assign:
             self.host.assign(action.keys, action.offsets)
+        elif kind is Position:
+            self.host.position(action.offsets)
         elif kind is Revoke:
             self.host.unassign(action.keys)
             self._callback(self._on_revoke, action.keys)

@@ -14,6 +14,8 @@ Two threads drive one Membership (the shell serializes every call into it with o
   produced (committed offsets -> positions, callbacks), auto-commits, and re-reads
   metadata every metadata.max.age.ms. A member that does not poll does not rejoin: the
   group waits for it up to its rebalance timeout (max.poll.interval.ms), as in Kafka.
+  A step never waits: what is to be tried again later is due at a time next_deadline()
+  gives, and poll() sleeps no longer than that or its own timeout.
 - The group thread runs link_job(): the JoinGroup / SyncGroup exchange the poll thread
   asked for (the MEMBER_ID_REQUIRED round trip; the leader decodes the members'
   Subscriptions, reads partition counts with a MetadataRequest, runs the group's chosen
@@ -40,6 +42,17 @@ partition.assignment.strategy is (cooperative-sticky), else EAGER, as in Kafka.
 - Lost (the member was removed: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID,
   max.poll.interval.ms): on_lost(partitions) (on_revoke when no on_lost is given, as
   confluent-kafka does); nothing is committed, since another member may own them now.
+
+Positions of new partitions: one OffsetFetch in the step applying the join gives their
+committed offsets (Assign, then on_assign). Without an answer yet, they are assigned with
+no position (Assign(keys, None): not fetched; on_assign all the same, a seek() there gives
+one) and later steps ask again, backing off RETRY_BACKOFF_MS..MAX_BACKOFF_MS, until
+Position gives them theirs, as Kafka's consumer does across polls. That is when:
+- read_committed (KIP-447, require_stable): an open transaction holds a committed offset
+  (UNSTABLE_OFFSET_COMMIT); starting from an older one would process again what it may
+  commit. Asked until its marker lands, up to UNSTABLE_WAIT_MS; then auto.offset.reset.
+- a retriable error: FETCH_TRIES tries, then auto.offset.reset (at once for other errors).
+Revoking, losing or closing forgets them.
 
 Errors a poll-thread job raises: MaxPollIntervalExceeded once after the poll interval
 ran out (the next step rejoins); FencedInstanceId (another process took this
@@ -71,8 +84,8 @@ from odradek.client.errors import (
     InvalidGroupId, InvalidRequest, InvalidSessionTimeout, MaxPollIntervalExceeded, MemberIdRequired,
     NetworkException, OdradekError, RebalanceInProgress, RequestTimedOut, UnknownMemberId, UnknownServerError,
     UnstableOffsetCommit)
-from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
-                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, Position, RaiseCallbackError,
+                                          ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import RemoteProtocolError, error_from_wire, messages as m
 
@@ -88,6 +101,7 @@ MAX_BACKOFF_MS = 1000
 # (KIP-447): the coordinator ends every transaction within transaction.max.timeout.ms (900 s by
 # default, as Kafka's), aborting it if its producer is gone
 UNSTABLE_WAIT_MS = 900_000
+FETCH_TRIES = 3        # OffsetFetch tries for new partitions' positions on retriable errors but unstable
 # the connection is gone or garbled: the shell drops it and connects again
 CONNECTION_ERRORS = (NetworkException, RequestTimedOut, RemoteProtocolError)
 # errors a join cannot get past by trying again at once: the application hears of them
@@ -172,6 +186,12 @@ class Membership:
         self._next_metadata = None
         self._join_not_before = 0
         self._committed = {}        # key -> offset we last committed (auto commit skips those)
+        # owned partitions with no position yet (module docstring: Positions of new partitions)
+        self._unpositioned = set()
+        self._fetch_at = float("inf")   # when to ask for their committed offsets again
+        self._fetch_backoff = RETRY_BACKOFF_MS
+        self._fetch_failures = 0        # other retriable errors since they were first asked for
+        self._unstable_since = None     # the first UNSTABLE_OFFSET_COMMIT answer for them
 
     def _do(self, action):
         """Yield one action; return its result (raise its error). Every answer carries `now`."""
@@ -308,17 +328,21 @@ class Membership:
                 yield from self._check_metadata()
             rejoin = self._rejoin or rejoin
             if (rejoin is not None or self._generation < 0) and now >= self._join_not_before:
-                yield from self._start_join(rejoin or "joining the group")
+                yield from self._start_join(rejoin or "joining the group")     # eager: revokes them all
+        if self._unpositioned and self._now >= self._fetch_at:
+            offsets = yield from self._fetch_positions(set(self._unpositioned))
+            if offsets is not None:
+                yield from self._do(Position(offsets))
         yield from self._do(RaiseCallbackError())
 
     def _next_due(self):
         if self._topics is None:
             return self._next_commit if self.auto_commit else float("inf")
         if self._joining:
-            return float("inf")
+            return self._fetch_at     # partitions kept through a cooperative rebalance may await theirs
         if self._rejoin is not None or self._generation < 0:
-            return self._join_not_before
-        due = self._next_metadata
+            return min(self._join_not_before, self._fetch_at)
+        due = min(self._next_metadata, self._fetch_at)
         if self.auto_commit and self._owned:
             due = min(due, self._next_commit)
         return due
@@ -400,12 +424,7 @@ class Membership:
         if revoked:
             yield from self._revoke(revoked, commit=self.auto_commit)
         if added:
-            committed = yield from self._fetch_committed_safely(added)
-            offsets = {k: (v.offset if v is not None else None) for k, v in committed.items()}
-            for k in added:
-                self._committed.pop(k, None)
-                if offsets.get(k) is not None:
-                    self._committed[k] = offsets[k]
+            offsets = yield from self._fetch_positions(added)
             yield from self._do(Assign(sorted(added), offsets))
             self._owned |= added
         self._next_commit = now + self.auto_commit_ms
@@ -417,20 +436,50 @@ class Membership:
             # the partitions we gave up go to their new owners in the next generation
             self._request_rejoin_local("partitions were revoked (cooperative rebalance)")
 
-    def _fetch_committed_safely(self, keys):
-        """The committed offsets of `keys` for positions; {} leaves them to auto.offset.reset
-        (after 3 tries of a retriable error; or, read_committed, after UNSTABLE_WAIT_MS of
-        UNSTABLE_OFFSET_COMMIT: fetch_committed waits that long for the transaction to end)."""
-        for attempt in range(3):
-            try:
-                return (yield from self.fetch_committed(keys))
-            except OdradekError as e:
-                if attempt == 2 or not e.retriable or isinstance(e, UnstableOffsetCommit):
-                    log.warning("group %s: fetching committed offsets failed (%s): auto.offset.reset decides",
-                                self.group_id, e)
-                    return {}
-                yield from self._do(Backoff(RETRY_BACKOFF_MS))
-        return {}
+    # == positions of new partitions (poll thread; module docstring) ===========================
+    def _fetch_positions(self, keys):
+        """{key: committed offset, or None: auto.offset.reset decides} for `keys` by one
+        OffsetFetch, or None when it cannot be known yet: then `keys` join the unpositioned
+        partitions, asked for again at _fetch_at."""
+        try:
+            committed = yield from self._offset_fetch(keys, None)
+        except OdradekError as e:
+            if self._ask_again_later(keys, e):
+                return None
+            committed = {}
+        self._forget_unpositioned(keys)
+        offsets = {k: None if committed.get(k) is None else committed[k].offset for k in keys}
+        for k in keys:
+            self._committed.pop(k, None)
+        self._committed.update((k, offset) for k, offset in offsets.items() if offset is not None)
+        return offsets
+
+    def _ask_again_later(self, keys, e):
+        """After a failed OffsetFetch for `keys`: True when it is to be asked again later."""
+        now = self._now
+        if isinstance(e, UnstableOffsetCommit):
+            self._unstable_since = now if self._unstable_since is None else self._unstable_since
+            again = now - self._unstable_since < UNSTABLE_WAIT_MS
+        else:
+            self._fetch_failures += 1
+            again = e.retriable and self._fetch_failures < FETCH_TRIES
+        if not again:
+            log.warning("group %s: fetching committed offsets failed (%s): auto.offset.reset decides",
+                        self.group_id, e)
+            return False
+        self._unpositioned |= keys
+        self._fetch_at = now + self._fetch_backoff
+        log.info("group %s: %s; asking again in %d ms", self.group_id, e, self._fetch_backoff)
+        self._fetch_backoff = min(2 * self._fetch_backoff, MAX_BACKOFF_MS)
+        return True
+
+    def _forget_unpositioned(self, keys):
+        self._unpositioned -= keys
+        if not self._unpositioned:
+            self._fetch_at = float("inf")
+            self._fetch_backoff = RETRY_BACKOFF_MS
+            self._fetch_failures = 0
+            self._unstable_since = None
 
     # == revoking and losing (poll thread) ===================================================
     def _revoke_all(self, commit):
@@ -441,6 +490,7 @@ class Membership:
         if commit:
             yield from self._auto_commit(keys, before_revoke=True)
         self._owned -= keys
+        self._forget_unpositioned(keys)
         for k in keys:
             self._committed.pop(k, None)
         yield from self._do(Revoke(sorted(keys)))
@@ -451,6 +501,7 @@ class Membership:
         keys = set(self._owned)
         log.info("group %s: partitions lost (%s): %s", self.group_id, why, show(keys))
         self._owned.clear()
+        self._forget_unpositioned(keys)
         for k in keys:
             self._committed.pop(k, None)
         yield from self._do(Lose(sorted(keys)))

@@ -15,8 +15,8 @@ from odradek.client.assignors import Assignment
 from odradek.client.errors import (CoordinatorNotAvailable, FencedInstanceId, IllegalGeneration, InvalidGroupId,
                                    MaxPollIntervalExceeded, NetworkException, RebalanceInProgress,
                                    UnknownMemberId, UnstableOffsetCommit)
-from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, RaiseCallbackError, ReadAssigned,
-                                          ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
+from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, Position, RaiseCallbackError,
+                                          ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
 from odradek.client.group_membership import (CONNECTION_ERRORS, MAX_BACKOFF_MS, RETRY_BACKOFF_MS, UNSTABLE_WAIT_MS,
                                              Membership)
 from odradek.client.message import OffsetAndMetadata, TopicPartition
@@ -129,7 +129,8 @@ class Member:
     def __init__(self, group, name, **config):
         self.group, self.name = group, name
         self.m = Membership({**CONFIG, **config}, group.now)
-        self.positions = {}
+        self.positions = {}          # of the partitions in `assigned` that have one
+        self.assigned = set()
         self.poll_conn = Conn(f"{name}/poll")
         self.link_conn = None
         self.links = 0
@@ -174,11 +175,15 @@ class Member:
         if isinstance(a, ReadAssigned):
             return []
         if isinstance(a, Assign):
-            for k in a.keys:
-                self.positions[k] = a.offsets.get(k) if a.offsets.get(k) is not None else 0
+            self.assigned.update(a.keys)
+            if a.offsets is not None:     # else no position until a Position action
+                self.do(Position({k: a.offsets.get(k) for k in a.keys}))
+        elif isinstance(a, Position):
+            self.positions.update({k: 0 if o is None else o for k, o in a.offsets.items() if k in self.assigned})
         elif isinstance(a, (Revoke, Lose)):
             for k in a.keys:
-                del self.positions[k]
+                self.assigned.remove(k)
+                self.positions.pop(k, None)
             self.callback("revoke" if isinstance(a, Revoke) else "lost", a.keys)
         elif isinstance(a, Callback):
             assert a.name == "on_assign"
@@ -629,14 +634,6 @@ def test_a_failed_auto_commit_is_reported_to_on_commit():
     assert isinstance(report.error, RebalanceInProgress) and report.partitions == [TopicPartition("t", 0, 3)]
 
 
-def test_fetching_committed_offsets_is_retried_then_left_to_auto_offset_reset():
-    mb = joined()
-    acts = answers(mb.step(0), CoordinatorNotAvailable(), None, CoordinatorNotAvailable(), None,
-                   CoordinatorNotAvailable())
-    assert [type(a) for a in acts][:6] == [Call, Backoff, Call, Backoff, Call, Assign]
-    assert acts[5].offsets == {}
-
-
 def run_on_a_fake_clock(job, reply):
     """Run a job whose every Call is answered by reply(request, now) (an exception is
     raised into it) and whose Backoffs move the clock; returns [(now, action)]."""
@@ -659,27 +656,150 @@ def committed_response(offset):
         m.OffsetFetchResponsePartition(partition_index=p, committed_offset=offset) for p in (0, 1)])])
 
 
-def test_a_read_committed_member_waits_for_a_stable_committed_offset_kip_447():
+def step_at(mb, now, reply):
+    """Run mb.step(now) on a fake clock that does not move: a step must not wait (Backoff).
+    Every Call is answered by reply(request, now); ReadPositions by {} (no partition has a
+    position). Returns [its actions]."""
+    job, out, answer = mb.step(now), [], None
+    for _ in range(100):
+        if job is None:
+            return out
+        try:
+            action = job.send(answer)
+        except StopIteration:
+            return out
+        assert not isinstance(action, Backoff), f"a step waited ({action}) inside the poll"
+        out.append(action)
+        r = reply(action.request, now) if isinstance(action, Call) else {} if isinstance(action, ReadPositions) else None
+        answer = (None, r, now) if isinstance(r, Exception) else (r, None, now)
+    raise AssertionError("the step did not end")
+
+
+def polls_on_a_fake_clock(mb, reply, start, until_ms, poll_ms=500):
+    """A Consumer polling back to back with poll(poll_ms / 1000) from `start`: it steps
+    whenever mb.next_deadline() comes and at the start of each poll (steps take no time:
+    step_at). Returns [(now, action)] of every step up to until_ms."""
+    now, out = start, []
+    for _ in range(100_000):
+        if now >= until_ms:
+            return out
+        out += [(now, a) for a in step_at(mb, now, reply)]
+        due = mb.next_deadline()
+        next_poll = (now // poll_ms + 1) * poll_ms
+        now = next_poll if due is None or due <= now else min(due, next_poll)
+    raise AssertionError("the polls did not end")
+
+
+def offset_fetches(steps):
+    return [(now, a) for now, a in steps if isinstance(a, Call) and isinstance(a.request, m.OffsetFetchRequest)]
+
+
+def test_a_read_committed_member_polls_on_while_a_transaction_holds_its_committed_offsets_kip_447():
+    """KIP-447 without blocking poll(): the partitions are assigned with no position, and
+    later polls ask again, backing off, until the transaction ends (as Kafka's consumer)."""
     mb = joined(**{"isolation.level": "read_committed"})
-    txn_ends_at = 7_000                       # longer than 3 tries: today's give-up point
-    acts = run_on_a_fake_clock(mb.step(0), lambda req, now: (
-        UnstableOffsetCommit("a transaction holds t-0") if now < txn_ends_at else committed_response(42)))
-    calls = [(now, a) for now, a in acts if isinstance(a, Call)]
-    assert all(a.request.require_stable for _, a in calls)
-    backoffs = [a.ms for _, a in acts if isinstance(a, Backoff)]
-    assert backoffs[:5] == [RETRY_BACKOFF_MS, 2 * RETRY_BACKOFF_MS, 4 * RETRY_BACKOFF_MS, 8 * RETRY_BACKOFF_MS,
-                            MAX_BACKOFF_MS] and max(backoffs) == MAX_BACKOFF_MS
-    assert txn_ends_at <= calls[-1][0] < txn_ends_at + MAX_BACKOFF_MS    # asked again within a backoff
-    assign = next(a for _, a in acts if isinstance(a, Assign))
-    assert assign.offsets == {("t", 0): 42, ("t", 1): 42}     # the stable offsets, not auto.offset.reset
+    txn_ends_at = 7_000
+
+    def reply(req, now):
+        return UnstableOffsetCommit("a transaction holds t-0") if now < txn_ends_at else committed_response(42)
+    acts = step_at(mb, 0, reply)
+    assert [type(a) for a in acts] == [Call, Assign, Callback, RaiseCallbackError]
+    assert acts[1] == Assign([("t", 0), ("t", 1)], None)              # assigned, no position yet
+    assert acts[2] == Callback("on_assign", [("t", 0), ("t", 1)])
+    assert mb.next_deadline() == RETRY_BACKOFF_MS                     # the poll sleeps until then at most
+    steps = polls_on_a_fake_clock(mb, reply, 1, 20_000)
+    fetches = offset_fetches(steps)
+    assert all(a.request.require_stable for _, a in fetches)
+    assert [now for now, _ in fetches][:6] == [100, 300, 700, 1_500, 2_500, 3_500]   # backing off to 1 s
+    assert txn_ends_at <= fetches[-1][0] < txn_ends_at + MAX_BACKOFF_MS            # asked within a backoff
+    assert [a for _, a in steps if isinstance(a, Position)] == [Position({("t", 0): 42, ("t", 1): 42})]
+    assert not [a for _, a in steps if isinstance(a, Assign)]          # the partitions stayed assigned
 
 
 def test_an_offset_unstable_past_the_longest_transaction_is_left_to_auto_offset_reset():
     mb = joined(**{"isolation.level": "read_committed"})
-    acts = run_on_a_fake_clock(mb.step(0), lambda req, now: UnstableOffsetCommit("a hanging transaction"))
-    calls = [now for now, a in acts if isinstance(a, Call)]
-    assert UNSTABLE_WAIT_MS <= calls[-1] < UNSTABLE_WAIT_MS + MAX_BACKOFF_MS
-    assert next(a for _, a in acts if isinstance(a, Assign)).offsets == {}
+    steps = polls_on_a_fake_clock(mb, lambda req, now: UnstableOffsetCommit("a hanging transaction"), 0,
+                                  UNSTABLE_WAIT_MS + 10_000, poll_ms=1_000)
+    fetches = offset_fetches(steps)
+    assert UNSTABLE_WAIT_MS <= fetches[-1][0] < UNSTABLE_WAIT_MS + MAX_BACKOFF_MS
+    assert [a for _, a in steps if isinstance(a, Position)] == [Position({("t", 0): None, ("t", 1): None})]
+
+
+def test_fetching_committed_offsets_is_retried_by_later_polls_then_left_to_auto_offset_reset():
+    mb = joined()
+    steps = polls_on_a_fake_clock(mb, lambda req, now: CoordinatorNotAvailable(), 0, 10_000)
+    assert [now for now, _ in offset_fetches(steps)] == [0, 100, 300]
+    assert [a for _, a in steps if isinstance(a, (Assign, Position))] == [
+        Assign([("t", 0), ("t", 1)], None), Position({("t", 0): None, ("t", 1): None})]
+
+
+def unpositioned(**config):
+    """A read_committed member given t-0 and t-1, whose committed offsets a transaction holds."""
+    mb = joined(**{"isolation.level": "read_committed", **config})
+    acts = step_at(mb, 0, lambda req, now: UnstableOffsetCommit("open"))
+    assert Assign([("t", 0), ("t", 1)], None) in acts
+    return mb
+
+
+def test_an_eager_rebalance_while_positions_are_unknown_forgets_them_and_asks_afresh():
+    mb = unpositioned()
+    job, _ = mb.link_job(HB)
+    answers(job, RebalanceInProgress(), now=HB)
+    acts = step_at(mb, 200, lambda req, now: AssertionError(f"{req} while rejoining"))   # its fetch was due at 100
+    assert [type(a) for a in acts] == [ReadPositions, Revoke, WakeLink, RaiseCallbackError]
+    assert mb.next_deadline() is None                      # nothing to ask again for
+    job, _ = mb.link_job(300)
+    answers(job, m.JoinGroupResponse(generation_id=2, protocol_name="range", leader="m-0", member_id="m-1"),
+            m.SyncGroupResponse(assignment=Assignment([("t", 1)]).encode()), now=300)
+    acts = step_at(mb, 400, lambda req, now: committed_response(9))
+    assert offset_fetches([(400, a) for a in acts])[0][1].request.topics[0].partition_indexes == [1]
+    assert Assign([("t", 1)], {("t", 1): 9}) in acts
+
+
+def test_partitions_lost_while_positions_are_unknown_are_not_asked_for_again():
+    mb = unpositioned()
+    job, _ = mb.link_job(HB)
+    answers(job, UnknownMemberId(), now=HB)
+    acts = step_at(mb, 200, lambda req, now: AssertionError(f"{req} after the loss"))
+    assert [type(a) for a in acts] == [Lose, WakeLink, RaiseCallbackError] and mb.next_deadline() is None
+
+
+def test_close_while_positions_are_unknown_commits_nothing_and_does_not_wait():
+    mb = unpositioned()
+    acts = run_on_a_fake_clock(mb.close(50), lambda req, now: m.LeaveGroupResponse())
+    assert [type(a) for _, a in acts] == [ReadPositions, Revoke, Call]
+    assert isinstance(acts[-1][1].request, m.LeaveGroupRequest) and acts[-1][0] == 0
+
+
+def test_cooperative_members_wait_for_a_transaction_across_a_rebalance(group):
+    """Against the real coordinator: a transaction holds the offsets of t-0..5; a joins,
+    then b; the partitions that move are forgotten by a and asked for by b, those a keeps
+    are asked for again during the rebalance; when the transaction's marker lands, both
+    start from the offsets it committed, and nobody from auto.offset.reset."""
+    pid = 4000
+    producer = Conn("producer")
+    res = group.send(producer, m.TxnOffsetCommitRequest(
+        transactional_id="tx", group_id="g", producer_id=pid, producer_epoch=0, generation_id=-1, member_id="",
+        topics=[m.TxnOffsetCommitRequestTopic(name="t", partitions=[
+            m.TxnOffsetCommitRequestPartition(partition_index=p, committed_offset=10 + p) for p in range(6)])]))
+    assert all(p.error_code == 0 for t in group.replies.pop((producer, res)).topics for p in t.partitions)
+    cfg = {"partition.assignment.strategy": ["cooperative-sticky"], "isolation.level": "read_committed"}
+    a = group.member("a", **cfg)
+    group.drive([a], lambda: len(a.assigned) == 6)
+    b = group.member("b", **cfg)
+    group.drive([a, b], lambda: len(a.assigned) == len(b.assigned) == 3 and not a.m.joining and not b.m.joining)
+    assert a.positions == b.positions == {}
+    group.run_for([a, b], 3_000)
+    assert a.positions == b.positions == {}
+    for mb in (a, b):     # each asks again for what it holds now, nothing else
+        last = [x.request for x in mb.actions if isinstance(x, Call) and isinstance(x.request, m.OffsetFetchRequest)][-1]
+        assert {("t", p) for t in last.topics for p in t.partition_indexes} == mb.assigned
+    group.apply(group.coord.txn_completed(pid, True, group.now))
+    group.drive([a, b], lambda: len(a.positions) == len(b.positions) == 3, max_ms=MAX_BACKOFF_MS + 1)
+    assert {**a.positions, **b.positions} == {("t", p): 10 + p for p in range(6)}
+    assert not [x for mb in (a, b) for x in mb.actions if isinstance(x, Backoff)]
+    assert all(x.offsets is None for mb in (a, b) for x in mb.actions if isinstance(x, Assign))
+    check_no_double_ownership(group.events)
 
 
 def test_committed_with_a_timeout_waits_that_long_for_a_stable_offset_then_raises():
