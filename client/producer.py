@@ -392,17 +392,21 @@ class Producer:
         """Commit a consumer group's offsets as part of the transaction: `positions` are
         TopicPartitions with the next offset to consume (Consumer.position()), and
         `group_metadata` the Consumer's group_metadata(). They become the group's
-        committed offsets only if the transaction commits. IllegalState outside a
+        committed offsets only if the transaction commits; partitions whose offset is
+        negative (no position yet) are skipped. IllegalState outside a
         transaction; a group that moved on (UnknownMemberId, IllegalGeneration, ...)
         makes the transaction abortable (txn_requires_abort)."""
         self._require_txn("send_offsets_to_transaction()")
         positions = list(positions)
         if not all(isinstance(tp, TopicPartition) for tp in positions):
             raise TypeError("positions must be TopicPartitions (topic, partition, next offset to consume)")
-        bad = [tp for tp in positions if type(tp.offset) is not int or tp.offset < 0]
+        bad = [tp for tp in positions if type(tp.offset) is not int]
         if bad:
-            raise ValueError(f"{bad[0].topic}-{bad[0].partition}: offset {bad[0].offset!r} is not a position "
-                             f"(an int >= 0)")
+            raise TypeError(f"{bad[0].topic}-{bad[0].partition}: offset {bad[0].offset!r} is not a position "
+                            f"(an int)")
+        # A partition with no position yet (OFFSET_INVALID, while its committed offset is
+        # still unstable) has nothing to commit: skipped, as librdkafka does.
+        positions = [tp for tp in positions if tp.offset >= 0]
         if not isinstance(group_metadata, GroupMetadata) or not group_metadata.group_id:
             raise TypeError("group_metadata must be the GroupMetadata of a Consumer with a group.id "
                             "(Consumer.group_metadata())")

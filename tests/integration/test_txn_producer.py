@@ -233,8 +233,10 @@ def test_calls_out_of_order_raise_illegal_state_and_change_nothing(broker, clien
         p.begin_transaction()
     with pytest.raises(TypeError, match="GroupMetadata"):
         p.send_offsets_to_transaction([TopicPartition("t", 0, 1)], None)
-    with pytest.raises(ValueError, match="offset"):
-        p.send_offsets_to_transaction([TopicPartition("t", 0, -5)], GroupMetadata("g", -1, "", None))
+    with pytest.raises(TypeError, match="offset"):
+        p.send_offsets_to_transaction([TopicPartition("t", 0, "5")], GroupMetadata("g", -1, "", None))
+    # no position yet (OFFSET_INVALID): skipped, as librdkafka does; nothing reaches the coordinator
+    p.send_offsets_to_transaction([TopicPartition("t", 0, -1001)], GroupMetadata("g", -1, "", None))
     assert describe(client, "app").transaction_state == "Empty"     # nothing reached the coordinator
     assert log_batches(broker, "t", 0) == [] and len(p) == 0
     assert fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == -1
