@@ -321,22 +321,29 @@ class Consumer(FetchDecoder):
                     self._seek(part, tp.offset)
             return
         wanted = {(tp.topic, tp.partition): tp for tp in partitions}
-        if g is not None:   # with a group.id, partitions given no offset start at the committed one
-            unset = [key for key, tp in wanted.items() if tp.offset is None or tp.offset == OFFSET_INVALID]
-            if unset:
-                for key, v in g.fetch_committed(unset).items():
-                    if v is not None:
-                        wanted[key] = TopicPartition(key[0], key[1], v.offset)
-        for key in list(self._parts):
-            if key not in wanted:
-                self._drop(key)
+        # with a group.id, partitions given no offset start at the committed one: asked for
+        # below, and until it is known (read_committed: while a transaction holds it) they
+        # have no position and are not fetched; poll() asks again (Kafka's rule: assign()
+        # never waits)
+        unset = [] if g is None else [key for key, tp in wanted.items()
+                                      if tp.offset is None or tp.offset == OFFSET_INVALID]
+        gone = [key for key in self._parts if key not in wanted]
+        for key in gone:
+            self._drop(key)
+        if g is not None:
+            g.forget_positions(gone + unset)
         for key, tp in wanted.items():
             part = self._parts.get(key) or self._open(tp.topic, tp.partition)
             self._seek(part, tp.offset)
+        if unset:
+            self._awaiting.update(unset)
+            g.position_assigned(unset)
 
     def unassign(self):
         if self._group is not None and self._group.subscribed:
             raise OdradekError("unassign() on a subscribed consumer: use unsubscribe()")
+        if self._group is not None:
+            self._group.forget_positions(list(self._parts))
         for key in list(self._parts):
             self._drop(key)
 

@@ -183,6 +183,15 @@ class GroupMember:
             job = self._m.step(self._now())
         self._run(job, self._poll_action)
 
+    def position_assigned(self, keys):
+        """Partitions assign()ed by hand with no offset start at their committed offsets,
+        known now or by a later poll (Membership.position_assigned)."""
+        self._run(self._m.position_assigned(keys, self._now()), self._poll_action)
+
+    def forget_positions(self, keys):
+        with self._cv:
+            self._m.forget_positions(keys)
+
     def fetch_committed(self, keys, timeout=None):
         """{(topic, partition): OffsetAndMetadata or None} by OffsetFetch."""
         return self._run(self._m.fetch_committed(keys, None if timeout is None else timeout * 1000),

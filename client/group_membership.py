@@ -299,10 +299,11 @@ class Membership:
             yield from self._lose_all(str(fatal))
             yield from self._do(RaiseCallbackError())
             raise fatal
-        if self._topics is None:
+        if self._topics is None:     # assign()ed by hand: commits, and positions still to come
             if self.auto_commit and now >= self._next_commit:
                 keys = yield from self._do(ReadAssigned())
                 yield from self._auto_commit(keys)
+            yield from self._position_unpositioned()
             return
         if expired is not None:
             self._joining = False
@@ -329,15 +330,18 @@ class Membership:
             rejoin = self._rejoin or rejoin
             if (rejoin is not None or self._generation < 0) and now >= self._join_not_before:
                 yield from self._start_join(rejoin or "joining the group")     # eager: revokes them all
+        yield from self._position_unpositioned()
+        yield from self._do(RaiseCallbackError())
+
+    def _position_unpositioned(self):
         if self._unpositioned and self._now >= self._fetch_at:
             offsets = yield from self._fetch_positions(set(self._unpositioned))
             if offsets is not None:
                 yield from self._do(Position(offsets))
-        yield from self._do(RaiseCallbackError())
 
     def _next_due(self):
         if self._topics is None:
-            return self._next_commit if self.auto_commit else float("inf")
+            return min(self._next_commit, self._fetch_at) if self.auto_commit else self._fetch_at
         if self._joining:
             return self._fetch_at     # partitions kept through a cooperative rebalance may await theirs
         if self._rejoin is not None or self._generation < 0:
@@ -437,6 +441,20 @@ class Membership:
             self._request_rejoin_local("partitions were revoked (cooperative rebalance)")
 
     # == positions of new partitions (poll thread; module docstring) ===========================
+    def position_assigned(self, keys, now):
+        """Job, for partitions assign()ed by hand with no offset: their committed offsets by
+        one OffsetFetch (a Position action), or, while they cannot be known yet (an open
+        transaction holds them, a retriable error), asked again by later steps, as for the
+        partitions the group assigns. Never waits."""
+        self._now = now
+        offsets = yield from self._fetch_positions(set(keys))
+        if offsets is not None:
+            yield from self._do(Position(offsets))
+
+    def forget_positions(self, keys):
+        """Partitions no longer assigned by hand: stop asking for their positions."""
+        self._forget_unpositioned(set(keys))
+
     def _fetch_positions(self, keys):
         """{key: committed offset, or None: auto.offset.reset decides} for `keys` by one
         OffsetFetch, or None when it cannot be known yet: then `keys` join the unpositioned

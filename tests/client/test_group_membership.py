@@ -716,6 +716,27 @@ def test_a_read_committed_member_polls_on_while_a_transaction_holds_its_committe
     assert not [a for _, a in steps if isinstance(a, Assign)]          # the partitions stayed assigned
 
 
+def test_partitions_assigned_by_hand_get_their_positions_from_later_polls_not_a_wait():
+    """assign() by hand (no subscription) with no offsets under read_committed: one
+    OffsetFetch, no Backoff; while unstable, later steps ask again on the same schedule as
+    the group's own partitions, until a Position; forget_positions (unassign) stops it."""
+    mb = Membership({**CONFIG, "isolation.level": "read_committed", "enable.auto.commit": False}, 0)
+    txn_ends_at = 3_000
+
+    def reply(req, now):
+        return UnstableOffsetCommit("a transaction holds t-0") if now < txn_ends_at else committed_response(5)
+    acts = answers(mb.position_assigned([("t", 0), ("t", 1)], 0), UnstableOffsetCommit("open"))
+    assert [type(a) for a in acts] == [Call]                          # asked once, did not wait
+    assert mb.next_deadline() == RETRY_BACKOFF_MS
+    steps = polls_on_a_fake_clock(mb, reply, 1, 6_000)
+    assert [now for now, _ in offset_fetches(steps)][:4] == [100, 300, 700, 1_500]
+    assert [a for _, a in steps if isinstance(a, Position)] == [Position({("t", 0): 5, ("t", 1): 5})]
+    assert mb.next_deadline() is None
+    answers(mb.position_assigned([("t", 0)], 7_000), UnstableOffsetCommit("open again"))
+    mb.forget_positions([("t", 0)])
+    assert mb.next_deadline() is None and not offset_fetches(polls_on_a_fake_clock(mb, reply, 7_001, 12_000))
+
+
 def test_an_offset_unstable_past_the_longest_transaction_is_left_to_auto_offset_reset():
     mb = joined(**{"isolation.level": "read_committed"})
     steps = polls_on_a_fake_clock(mb, lambda req, now: UnstableOffsetCommit("a hanging transaction"), 0,

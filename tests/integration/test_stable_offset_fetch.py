@@ -166,3 +166,41 @@ def test_a_rebalance_and_a_close_while_positions_wait_for_a_transaction(broker):
             if c is not None and not (c is a and closed):
                 c.close()
         p.close(WAIT_S)
+
+
+def test_assign_by_hand_does_not_wait_for_a_transaction_either(broker, caplog):
+    """assign() with a group.id and no offsets, under read_committed, while a transaction
+    holds the group's offset of t-0: assign() returns at once, and the partitions have no
+    position and polls keep their timeout until the transaction ends (t-1 too: its
+    committed offset comes in the same OffsetFetch, failed as a whole while one partition
+    is unstable, as Kafka's consumer does); then t-0 starts from the committed offset and
+    t-1 (nothing committed) from auto.offset.reset. (assign() used to wait up to 15
+    minutes for the transaction inside OffsetFetch.)"""
+    topic_with_records(broker, 2)
+    caplog.set_level(logging.INFO, logger="odradek.client.group_member")
+    p = open_transaction(broker, {0: 6})
+    c = member(broker)
+    try:
+        t0 = time.monotonic()
+        c.assign([TopicPartition("t", 0), TopicPartition("t", 1)])
+        assert time.monotonic() - t0 < SLACK_S
+        for _ in range(4):
+            assert timed_poll(c) is None
+            assert [tp.offset for tp in c.position(c.assignment())] == [OFFSET_INVALID] * 2
+        assert told_unstable(caplog)
+        p.commit_transaction(WAIT_S)
+        firsts = {}
+        for _ in range(int(WAIT_S / POLL_S) + 20):
+            rec = timed_poll(c)
+            if rec is not None:
+                firsts.setdefault(rec.partition, (rec.offset, rec.value))
+            if len(firsts) == 2:
+                break
+        assert firsts == {0: (6, b"0-6"), 1: (0, b"1-0")}
+        c.unassign()
+        c.assign([TopicPartition("t", 0, 2)])                       # an offset given: no question asked
+        rec = wait_until(lambda: c.poll(POLL_S), timeout=WAIT_S, what="a record of t-0")
+        assert (rec.partition, rec.offset) == (0, 2)
+    finally:
+        c.close()
+        p.close(WAIT_S)
