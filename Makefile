@@ -15,7 +15,7 @@ LINT_TOOLS := ruff==0.8.4 mypy==1.13.0
 # The modules mypy checks: the sans-IO cores. Add a module (or a folder) here once it passes.
 MYPY_FILES := client/protocol/_connection.py client/protocol/_schema.py client/protocol/_framing.py \
               client/protocol/consumer_protocol.py daemon/broker/groups daemon/broker/txn \
-              client/group_membership.py client/group_actions.py client/txn_manager.py
+              client/group_membership.py client/group_offsets.py client/group_actions.py client/txn_manager.py
 
 .PHONY: run test lint install perf perf-deps perf-compare clean
 

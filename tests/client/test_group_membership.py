@@ -17,8 +17,8 @@ from odradek.client.errors import (CoordinatorNotAvailable, FencedInstanceId, Il
                                    UnknownMemberId, UnstableOffsetCommit)
 from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, Position, RaiseCallbackError,
                                           ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
-from odradek.client.group_membership import (CONNECTION_ERRORS, MAX_BACKOFF_MS, RETRY_BACKOFF_MS, UNSTABLE_WAIT_MS,
-                                             Membership)
+from odradek.client.group_membership import CONNECTION_ERRORS, Membership
+from odradek.client.group_offsets import MAX_BACKOFF_MS, RETRY_BACKOFF_MS, UNSTABLE_WAIT_MS
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups.coordinator import GroupConfig, GroupCoordinator
