@@ -1,0 +1,213 @@
+"""Consumer groups through the gateway with unmodified Kafka clients (kafka-python and
+confluent-kafka): two members share a topic and rebalance, a group commits and a new
+member resumes from the commit, and a Kafka consumer shares a group with odradek's own
+Consumer. The records come from odradek's Producer on the Unix socket, the committed
+offsets are checked with odradek's Admin: one set of groups for both kinds of client.
+
+These clients need Metadata, ListOffsets and Fetch besides the group APIs."""
+import threading
+import uuid
+
+import pytest
+
+from odradek.client import Admin, Consumer, Producer
+from support.broker import BrokerProcess, stop_cleanly, wait_until
+from support.gateway import GatewayProcess
+
+for _module in ("metadata_api", "offsets_api", "fetch"):     # gw-data's part of issue 13
+    pytest.importorskip(f"odradek.daemon.gateway.{_module}", reason=f"the gateway has no {_module} yet")
+
+kafka = pytest.importorskip("kafka")
+
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gw")
+    broker = BrokerProcess(tmp / "data", args=["--override", "group.initial.rebalance.delay.ms=0"]).start()
+    gw = GatewayProcess(broker.socket_path, tmp).start()
+    gw.broker = broker
+    yield gw
+    gw.stop()
+    stop_cleanly(broker)
+
+
+@pytest.fixture
+def topic(gateway):
+    """A new topic of PARTITIONS partitions with 10 records in each (values p<partition>-<i>)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    with Admin(gateway.broker.socket_path) as admin:
+        admin.create_topic(name, num_partitions=PARTITIONS)
+    produce(gateway, name, range(10))
+    return name
+
+
+def produce(gateway, topic, numbers):
+    with Producer({"socket": gateway.broker.socket_path, "linger.ms": 1}) as p:
+        for i in numbers:
+            for partition in range(PARTITIONS):
+                p.produce(topic, b"p%d-%d" % (partition, i), partition=partition)
+        assert p.flush(10) == 0
+
+
+def committed(gateway, group):
+    with Admin(gateway.broker.socket_path) as admin:
+        return {tp: value[0] for tp, value in admin.list_group_offsets(group).items()}
+
+
+class Poller:
+    """Polls a consumer on a thread of its own (a Kafka consumer is single-threaded) and
+    keeps its assignment and every value it got; `run(fn)` calls fn(consumer) on that thread."""
+
+    def __init__(self, consumer, poll, assignment):
+        self.consumer, self._poll, self._assignment = consumer, poll, assignment
+        self.owned, self.values = set(), []
+        self._calls, self._stop = [], threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.values.extend(self._poll(self.consumer))
+            self.owned = self._assignment(self.consumer)
+            while self._calls:
+                fn, done, out = self._calls.pop(0)
+                out.append(fn(self.consumer))
+                done.set()
+
+    def run(self, fn, timeout=10):
+        done, out = threading.Event(), []
+        self._calls.append((fn, done, out))
+        assert done.wait(timeout), "the consumer thread did not run the call"
+        return out[0]
+
+    def stop(self, close):
+        self._stop.set()
+        self.thread.join(10)
+        close(self.consumer)
+
+
+# ---- kafka-python --------------------------------------------------------------------------
+
+
+def kp_consumer(gateway, group, topic):
+    c = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=group, auto_offset_reset="earliest",
+                            enable_auto_commit=False, session_timeout_ms=10_000, heartbeat_interval_ms=200,
+                            client_id=f"kp-{group}")
+    c.subscribe([topic])
+    return Poller(c, lambda c: [r.value for rs in c.poll(100).values() for r in rs],
+                  lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
+
+
+def kp_stop(poller):
+    poller.stop(lambda c: c.close())
+
+
+def test_kafka_python_two_members_rebalance_and_share_the_records(gateway, topic):
+    group = f"kp-pair-{topic}"
+    first = kp_consumer(gateway, group, topic)
+    second = None
+    try:
+        wait_until(lambda: len(first.owned) == PARTITIONS, 20, 0.05, "the first member to own every partition")
+        second = kp_consumer(gateway, group, topic)
+        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
+        assert first.owned.isdisjoint(second.owned)
+        wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
+                   "every record")
+    finally:
+        for p in (first, second):
+            if p is not None:
+                kp_stop(p)
+
+
+def test_kafka_python_commits_and_a_new_member_resumes(gateway, topic):
+    group = f"kp-resume-{topic}"
+    first = kp_consumer(gateway, group, topic)
+    try:
+        wait_until(lambda: len(first.values) == 10 * PARTITIONS, 20, 0.05, "the first 10 records of each partition")
+        first.run(lambda c: c.commit())
+    finally:
+        kp_stop(first)
+    assert committed(gateway, group) == {(topic, p): 10 for p in range(PARTITIONS)}
+    produce(gateway, topic, range(10, 15))
+    second = kp_consumer(gateway, group, topic)
+    try:
+        wait_until(lambda: len(second.values) == 5 * PARTITIONS, 20, 0.05, "the 5 new records of each partition")
+        assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
+    finally:
+        kp_stop(second)
+
+
+def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, topic):
+    group = f"mixed-{topic}"
+    ours = Consumer({"socket": gateway.broker.socket_path, "group.id": group, "heartbeat.interval.ms": 100,
+                     "session.timeout.ms": 10_000, "auto.offset.reset": "earliest",
+                     "partition.assignment.strategy": "range"})
+    ours.subscribe([topic])
+    odradek = Poller(ours, lambda c: [bytes(r.value) for r in filter(None, [c.poll(0.05)])],
+                     lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
+    theirs = None
+    try:
+        wait_until(lambda: len(odradek.owned) == PARTITIONS, 20, 0.05, "the odradek Consumer to own every partition")
+        theirs = kp_consumer(gateway, group, topic)
+        wait_until(lambda: len(odradek.owned) == len(theirs.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
+        assert odradek.owned.isdisjoint(theirs.owned)
+    finally:
+        if theirs is not None:
+            kp_stop(theirs)
+        odradek.stop(lambda c: c.close())
+
+
+# ---- confluent-kafka -----------------------------------------------------------------------
+
+def ck_consumer(gateway, group, topic):
+    ck = pytest.importorskip("confluent_kafka")
+    c = ck.Consumer({"bootstrap.servers": gateway.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "session.timeout.ms": 10_000, "heartbeat.interval.ms": 200,
+                     "client.id": f"ck-{group}"})
+    c.subscribe([topic])
+
+    def poll(c):
+        m = c.poll(0.1)
+        return [m.value()] if m is not None and m.error() is None else []
+    return Poller(c, poll, lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
+
+
+def ck_stop(poller):
+    poller.stop(lambda c: c.close())
+
+
+def test_confluent_kafka_two_members_rebalance_and_share_the_records(gateway, topic):
+    group = f"ck-pair-{topic}"
+    first = ck_consumer(gateway, group, topic)
+    second = None
+    try:
+        wait_until(lambda: len(first.owned) == PARTITIONS, 30, 0.05, "the first member to own every partition")
+        second = ck_consumer(gateway, group, topic)
+        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 30, 0.05, "a rebalance")
+        assert first.owned.isdisjoint(second.owned)
+        wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
+                   "every record")
+    finally:
+        for p in (first, second):
+            if p is not None:
+                ck_stop(p)
+
+
+def test_confluent_kafka_commits_and_a_new_member_resumes(gateway, topic):
+    group = f"ck-resume-{topic}"
+    first = ck_consumer(gateway, group, topic)
+    try:
+        wait_until(lambda: len(first.values) == 10 * PARTITIONS, 30, 0.05, "the first 10 records of each partition")
+        first.run(lambda c: c.commit(asynchronous=False))
+    finally:
+        ck_stop(first)
+    assert committed(gateway, group) == {(topic, p): 10 for p in range(PARTITIONS)}
+    produce(gateway, topic, range(10, 15))
+    second = ck_consumer(gateway, group, topic)
+    try:
+        wait_until(lambda: len(second.values) == 5 * PARTITIONS, 30, 0.05, "the 5 new records of each partition")
+        assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
+    finally:
+        ck_stop(second)
