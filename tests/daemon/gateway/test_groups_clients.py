@@ -211,3 +211,37 @@ def test_confluent_kafka_commits_and_a_new_member_resumes(gateway, topic):
         assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
     finally:
         ck_stop(second)
+
+
+# ---- admin clients -------------------------------------------------------------------------
+
+def test_kafka_admin_clients_see_and_change_odradek_groups(gateway, topic):
+    """Offsets committed by odradek's Admin are listed, altered and deleted through
+    kafka-python's KafkaAdminClient and confluent-kafka's AdminClient, and the reverse."""
+    from kafka.structs import OffsetAndMetadata as KafkaOffset
+    from kafka.structs import TopicPartition as KafkaTP
+    group = f"admin-{topic}"
+    with Admin(gateway.broker.socket_path) as admin:
+        admin.alter_group_offsets(group, {(topic, 0): 5})
+    kp = kafka.KafkaAdminClient(bootstrap_servers=gateway.bootstrap)
+    try:
+        listed = {g["group_id"]: g for g in kp.list_groups(states_filter=["Empty"])}
+        assert listed[group]["group_state"] == "Empty"
+        assert kp.describe_groups([group])[group]["group_state"] == "Empty"
+        assert {tp.partition: o.offset for tp, o in kp.list_group_offsets({group: None})[group].items()} == {0: 5}
+        kp.alter_group_offsets(group, {KafkaTP(topic, 1): KafkaOffset(9, "", -1)})
+        assert committed(gateway, group) == {(topic, 0): 5, (topic, 1): 9}
+        kp.delete_group_offsets(group, [KafkaTP(topic, 0)])            # OffsetDelete
+        assert committed(gateway, group) == {(topic, 1): 9}
+    finally:
+        kp.close()
+    ck = pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
+    offsets = admin.list_consumer_group_offsets([ck.ConsumerGroupTopicPartitions(group)])[group].result()
+    assert [(tp.partition, tp.offset) for tp in offsets.topic_partitions] == [(1, 9)]
+    assert admin.describe_consumer_groups([group])[group].result().state == ck.ConsumerGroupState.EMPTY
+    admin.delete_consumer_groups([group], request_timeout=10)[group].result()
+    assert committed(gateway, group) == {}
+    with pytest.raises(ck.KafkaException, match="GROUP_ID_NOT_FOUND"):
+        admin.delete_consumer_groups([group], request_timeout=10)[group].result()
