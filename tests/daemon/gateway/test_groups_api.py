@@ -219,6 +219,24 @@ def test_a_dropped_connection_removes_its_member_at_once(gateway):
         assert again.generation_id == 3 and [x.member_id for x in again.members] == [first.member_id]
 
 
+def test_a_static_member_keeps_its_place_when_its_connection_drops(gateway):
+    """As in Kafka, a static member (group.instance.id) stays until its session times out;
+    back on a new connection it gets a new member id and its assignment, no rebalance."""
+    group = "static"
+    with KafkaWire(gateway.port) as a:
+        joined = join(a, group, instance="instance-1")            # static members need no KIP-394 round trip
+        assert joined.error_code == ErrorCode.none and joined.generation_id == 1
+        sync(a, group, 1, joined.member_id, [(joined.member_id, b"kept")], version=3)
+    with KafkaWire(gateway.port) as b:
+        g = describe(b, group)
+        assert (g.group_state, [x.member_id for x in g.members]) == ("Stable", [joined.member_id])
+        back = join(b, group, instance="instance-1")
+        assert back.error_code == ErrorCode.none and back.generation_id == 1
+        assert back.member_id != joined.member_id
+        assert sync(b, group, 1, back.member_id, version=3).assignment == b"kept"
+        assert heartbeat(b, group, 1, joined.member_id) == ErrorCode.unknown_member_id     # the old id is gone
+
+
 # ---- offsets -------------------------------------------------------------------------------
 
 def commit(wire, group, offsets, version=9, generation=-1, member_id=""):
