@@ -15,8 +15,9 @@ from odradek.client import Admin, Consumer
 from odradek.client.protocol.consumer_protocol import (
     ASSIGNMENT_VERSIONS, ConsumerProtocolAssignment, ConsumerProtocolSubscription, decode_versioned)
 from odradek.daemon.gateway.codec import build
-from support.broker import BrokerProcess, stop_cleanly, wait_until
-from support.gateway import GatewayProcess, KafkaWire
+from support.broker import wait_until
+from support.gateway import KafkaWire
+from support.group_gateway import group_gateway
 
 FIND_COORDINATOR, JOIN, HEARTBEAT, LEAVE, SYNC = 10, 11, 12, 13, 14
 COMMIT, FETCH, DESCRIBE, LIST, DELETE, OFFSET_DELETE = 8, 9, 15, 16, 42, 47
@@ -34,16 +35,8 @@ def req(api_key, version, **values):
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gw")
-    broker = BrokerProcess(tmp / "data", args=["--override", "group.initial.rebalance.delay.ms=0"]).start()
-    with Admin(broker.socket_path) as admin:     # commits to unknown partitions are refused
-        for name, partitions in TOPICS.items():
-            admin.create_topic(name, num_partitions=partitions)
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    gw.broker = broker
-    yield gw
-    gw.stop()
-    stop_cleanly(broker)
+    with group_gateway(tmp_path_factory.mktemp("gw"), TOPICS) as gw:    # commits to unknown partitions fail
+        yield gw
 
 
 @pytest.fixture

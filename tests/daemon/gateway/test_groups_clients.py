@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from odradek.client import Admin, Consumer, Producer
-from support.broker import BrokerProcess, stop_cleanly, wait_until
-from support.gateway import GatewayProcess
+from support.broker import wait_until
+from support.group_gateway import group_gateway
 
 for _module in ("metadata_api", "offsets_api", "fetch"):     # gw-data's part of issue 13
     pytest.importorskip(f"odradek.daemon.gateway.{_module}", reason=f"the gateway has no {_module} yet")
@@ -24,13 +24,8 @@ PARTITIONS = 4
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gw")
-    broker = BrokerProcess(tmp / "data", args=["--override", "group.initial.rebalance.delay.ms=0"]).start()
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    gw.broker = broker
-    yield gw
-    gw.stop()
-    stop_cleanly(broker)
+    with group_gateway(tmp_path_factory.mktemp("gw")) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -88,10 +83,10 @@ class Poller:
         close(self.consumer)
 
 
-# ---- kafka-python --------------------------------------------------------------------------
+# ---- kafka-python and confluent-kafka consumers --------------------------------------------
 
-
-def kp_consumer(gateway, group, topic):
+def kafka_python(gateway, group, topic):
+    """A kafka-python KafkaConsumer in `group`, subscribed to `topic`, on a Poller."""
     c = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=group, auto_offset_reset="earliest",
                             enable_auto_commit=False, session_timeout_ms=10_000, heartbeat_interval_ms=200,
                             client_id=f"kp-{group}")
@@ -100,43 +95,66 @@ def kp_consumer(gateway, group, topic):
                   lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
 
 
-def kp_stop(poller):
+def confluent(gateway, group, topic):
+    """A confluent-kafka Consumer in `group`, subscribed to `topic`, on a Poller."""
+    ck = pytest.importorskip("confluent_kafka")
+    c = ck.Consumer({"bootstrap.servers": gateway.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "session.timeout.ms": 10_000, "heartbeat.interval.ms": 200,
+                     "client.id": f"ck-{group}"})
+    c.subscribe([topic])
+
+    def poll(c):
+        m = c.poll(0.1)
+        return [m.value()] if m is not None and m.error() is None else []
+    return Poller(c, poll, lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
+
+
+# (make a consumer on a Poller, commit what it consumed: a call for Poller.run)
+CLIENTS = {"kafka-python": (kafka_python, lambda c: c.commit()),
+           "confluent-kafka": (confluent, lambda c: c.commit(asynchronous=False))}
+
+
+def close(poller):
     poller.stop(lambda c: c.close())
 
 
-def test_kafka_python_two_members_rebalance_and_share_the_records(gateway, topic):
-    group = f"kp-pair-{topic}"
-    first = kp_consumer(gateway, group, topic)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_two_members_rebalance_and_share_the_records(gateway, topic, client):
+    make, _ = CLIENTS[client]
+    group = f"pair-{topic}"
+    first = make(gateway, group, topic)
     second = None
     try:
-        wait_until(lambda: len(first.owned) == PARTITIONS, 20, 0.05, "the first member to own every partition")
-        second = kp_consumer(gateway, group, topic)
-        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
+        wait_until(lambda: len(first.owned) == PARTITIONS, 30, 0.05, "the first member to own every partition")
+        second = make(gateway, group, topic)
+        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 30, 0.05, "a rebalance")
         assert first.owned.isdisjoint(second.owned)
         wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
                    "every record")
     finally:
         for p in (first, second):
             if p is not None:
-                kp_stop(p)
+                close(p)
 
 
-def test_kafka_python_commits_and_a_new_member_resumes(gateway, topic):
-    group = f"kp-resume-{topic}"
-    first = kp_consumer(gateway, group, topic)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_group_commits_and_a_new_member_resumes(gateway, topic, client):
+    make, commit = CLIENTS[client]
+    group = f"resume-{topic}"
+    first = make(gateway, group, topic)
     try:
-        wait_until(lambda: len(first.values) == 10 * PARTITIONS, 20, 0.05, "the first 10 records of each partition")
-        first.run(lambda c: c.commit())
+        wait_until(lambda: len(first.values) == 10 * PARTITIONS, 30, 0.05, "the first 10 records of each partition")
+        first.run(commit)
     finally:
-        kp_stop(first)
+        close(first)
     assert committed(gateway, group) == {(topic, p): 10 for p in range(PARTITIONS)}
     produce(gateway, topic, range(10, 15))
-    second = kp_consumer(gateway, group, topic)
+    second = make(gateway, group, topic)
     try:
-        wait_until(lambda: len(second.values) == 5 * PARTITIONS, 20, 0.05, "the 5 new records of each partition")
+        wait_until(lambda: len(second.values) == 5 * PARTITIONS, 30, 0.05, "the 5 new records of each partition")
         assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
     finally:
-        kp_stop(second)
+        close(second)
 
 
 def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, topic):
@@ -150,67 +168,13 @@ def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, 
     theirs = None
     try:
         wait_until(lambda: len(odradek.owned) == PARTITIONS, 20, 0.05, "the odradek Consumer to own every partition")
-        theirs = kp_consumer(gateway, group, topic)
+        theirs = kafka_python(gateway, group, topic)
         wait_until(lambda: len(odradek.owned) == len(theirs.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
         assert odradek.owned.isdisjoint(theirs.owned)
     finally:
         if theirs is not None:
-            kp_stop(theirs)
-        odradek.stop(lambda c: c.close())
-
-
-# ---- confluent-kafka -----------------------------------------------------------------------
-
-def ck_consumer(gateway, group, topic):
-    ck = pytest.importorskip("confluent_kafka")
-    c = ck.Consumer({"bootstrap.servers": gateway.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                     "enable.auto.commit": False, "session.timeout.ms": 10_000, "heartbeat.interval.ms": 200,
-                     "client.id": f"ck-{group}"})
-    c.subscribe([topic])
-
-    def poll(c):
-        m = c.poll(0.1)
-        return [m.value()] if m is not None and m.error() is None else []
-    return Poller(c, poll, lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
-
-
-def ck_stop(poller):
-    poller.stop(lambda c: c.close())
-
-
-def test_confluent_kafka_two_members_rebalance_and_share_the_records(gateway, topic):
-    group = f"ck-pair-{topic}"
-    first = ck_consumer(gateway, group, topic)
-    second = None
-    try:
-        wait_until(lambda: len(first.owned) == PARTITIONS, 30, 0.05, "the first member to own every partition")
-        second = ck_consumer(gateway, group, topic)
-        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 30, 0.05, "a rebalance")
-        assert first.owned.isdisjoint(second.owned)
-        wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
-                   "every record")
-    finally:
-        for p in (first, second):
-            if p is not None:
-                ck_stop(p)
-
-
-def test_confluent_kafka_commits_and_a_new_member_resumes(gateway, topic):
-    group = f"ck-resume-{topic}"
-    first = ck_consumer(gateway, group, topic)
-    try:
-        wait_until(lambda: len(first.values) == 10 * PARTITIONS, 30, 0.05, "the first 10 records of each partition")
-        first.run(lambda c: c.commit(asynchronous=False))
-    finally:
-        ck_stop(first)
-    assert committed(gateway, group) == {(topic, p): 10 for p in range(PARTITIONS)}
-    produce(gateway, topic, range(10, 15))
-    second = ck_consumer(gateway, group, topic)
-    try:
-        wait_until(lambda: len(second.values) == 5 * PARTITIONS, 30, 0.05, "the 5 new records of each partition")
-        assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
-    finally:
-        ck_stop(second)
+            close(theirs)
+        close(odradek)
 
 
 # ---- admin clients -------------------------------------------------------------------------
