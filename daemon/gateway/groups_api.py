@@ -237,10 +237,17 @@ def _fetch_group(ctx, group_id, topics, require_stable):
                                             for t in topics]))
     if error is not None:
         return [], error
-    return [dict(name=t.name, partitions=[dict(
-        partition_index=p.partition_index, committed_offset=p.committed_offset,
-        committed_leader_epoch=p.committed_leader_epoch, metadata=p.metadata, error_code=p.error_code)
-        for p in t.partitions]) for t in response.topics], None
+    return [dict(name=t.name, partitions=[_fetched(p) for p in t.partitions]) for t in response.topics], None
+
+
+def _fetched(p):
+    """A partition of an OffsetFetch answer; one in error carries no offset (Kafka's -1 and
+    "": the coordinator also gives the last committed one with UNSTABLE_OFFSET_COMMIT)."""
+    if p.error_code:
+        return dict(partition_index=p.partition_index, committed_offset=-1, committed_leader_epoch=-1,
+                    metadata="", error_code=p.error_code)
+    return dict(partition_index=p.partition_index, committed_offset=p.committed_offset,
+                committed_leader_epoch=p.committed_leader_epoch, metadata=p.metadata, error_code=0)
 
 
 def offset_fetch(ctx, request):

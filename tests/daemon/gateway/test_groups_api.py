@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from kio.schema.errors import ErrorCode
 
 from odradek.daemon.cli import cli
-from odradek.client import Admin, Consumer
+from odradek.client import Admin, Consumer, GroupMetadata, Producer, TopicPartition
 from odradek.client.protocol.consumer_protocol import (
     ASSIGNMENT_VERSIONS, ConsumerProtocolAssignment, ConsumerProtocolSubscription, decode_versioned)
 from odradek.daemon.gateway.codec import build
@@ -273,6 +273,36 @@ def test_offset_fetch_of_one_group(wire, version):
     if version >= 2:          # topics null: everything committed
         r = wire.call(req(FETCH, version, group_id=group, topics=None))
         assert fetched(r.topics) == {("t", 0): (5, "m5", 0), ("u", 1): (6, "m6", 0)}
+
+
+@pytest.mark.parametrize("version", [7, 9])
+def test_require_stable_reports_an_offset_an_open_transaction_holds(gateway, version):
+    """KIP-447: with require_stable (v7+), a partition whose offset an open transaction
+    commits is UNSTABLE_OFFSET_COMMIT until the transaction ends; without it, the last
+    committed offset."""
+    group = f"stable-v{version}"
+
+    def fetch(wire, require_stable):
+        topics = [dict(name="t", partition_indexes=[0])]
+        if version >= 8:
+            r = wire.call(req(FETCH, version, require_stable=require_stable,
+                              groups=[dict(group_id=group, member_epoch=-1, topics=topics)]))
+            return fetched(r.groups[0].topics)[("t", 0)]
+        return fetched(wire.call(req(FETCH, version, group_id=group, topics=topics,
+                                     require_stable=require_stable)).topics)[("t", 0)]
+    producer = Producer({"socket": gateway.broker.socket_path, "transactional.id": f"txn-{group}", "linger.ms": 1})
+    try:
+        with KafkaWire(gateway.port) as w:
+            commit(w, group, {("t", 0): 3})
+            producer.init_transactions(10)
+            producer.begin_transaction()
+            producer.send_offsets_to_transaction([TopicPartition("t", 0, 8)], GroupMetadata(group, -1, "", None), 10)
+            assert fetch(w, True) == (-1, "", ErrorCode.unstable_offset_commit)
+            assert fetch(w, False) == (3, "m3", ErrorCode.none)
+            producer.commit_transaction(10)           # its markers follow: the offset is stable once they land
+            wait_until(lambda: fetch(w, True) == (8, "", ErrorCode.none), 10, 0.02, "the committed offset")
+    finally:
+        producer.close(10)
 
 
 @pytest.mark.parametrize("version", [8, 9])
