@@ -47,6 +47,9 @@ class JoinGroupRequest(Struct):
         # Kafka carries client.id in every request header; odradek's frame header has no
         # such field, so the member says it here (member ids are <client.id>-<uuid>)
         ("client_id",             STRING,                          "",          0),
+        # where a member that is not this connection's process is (the Kafka gateway's TCP
+        # client: "/127.0.0.1:54321"); DescribeGroups shows it with the connection's pid/uid
+        ("client_host",           NULLABLE_STRING,                 None,        1),
     ]
 
 

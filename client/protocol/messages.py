@@ -111,7 +111,7 @@ APIS = ApiTable([
     Api(ApiKey.MOVE_REPLICAS,                MoveReplicasRequest,             MoveReplicasResponse,             0,  0),
     Api(ApiKey.WRITE_TXN_MARKER,             WriteTxnMarkerRequest,           WriteTxnMarkerResponse,           0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
-    Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
+    Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  1),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),
     Api(ApiKey.HEARTBEAT,                    HeartbeatRequest,                HeartbeatResponse,                0,  0),
     Api(ApiKey.LEAVE_GROUP,                  LeaveGroupRequest,               LeaveGroupResponse,               0,  0),

@@ -135,6 +135,12 @@ def find_coordinator(ctx, request):
 
 # ---- membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ------------------------------
 
+def _client_host(ctx):
+    """Where the Kafka client is, as DescribeGroups shows it ("/127.0.0.1:54321")."""
+    host, port = ctx.conn.peer[:2]
+    return f"/{host}:{port}"
+
+
 def join_group(ctx, request):
     body, version = request.body, request.api_version
     session_ms = _ms(body.session_timeout)
@@ -144,7 +150,7 @@ def join_group(ctx, request):
     join = dict(group_id=body.group_id, session_timeout_ms=session_ms, rebalance_timeout_ms=rebalance_ms,
                 member_id=body.member_id, group_instance_id=getattr(body, "group_instance_id", None),
                 protocol_type=body.protocol_type, reason=getattr(body, "reason", None),
-                client_id=request.client_id or "",
+                client_id=request.client_id or "", client_host=_client_host(ctx),
                 protocols=[m.JoinGroupRequestProtocol(name=p.name, metadata=bytes(p.metadata))
                            for p in body.protocols])
     response, error = _ask(link.call, m.JoinGroupRequest(**join), link.wait_ms)

@@ -136,6 +136,8 @@ def test_one_member_joins_syncs_heartbeats_and_leaves(wire, versions):
         ErrorCode.none, "Stable", "consumer", "range")
     assert [(x.member_id, x.client_id, x.member_metadata, x.member_assignment) for x in g.members] == [
         (joined.member_id, "odradek-tests", b"\x00\x01meta", b"\x00\x02assigned")]
+    local_port = wire.sock.getsockname()[1]            # the member's TCP address, then the gateway's pid/uid
+    assert g.members[0].client_host.startswith(f"/127.0.0.1:{local_port} via pid:")
     if versions["leave"] >= 3:
         r = wire.call(req(LEAVE, versions["leave"], group_id=group,
                           members=[dict(member_id=joined.member_id), dict(member_id="stranger")]))
