@@ -28,6 +28,10 @@ and its id. JoinGroup v4+ clients get that answer and join again, as in Kafka; b
 (clients that do not know the error) the gateway joins again for them at once with the
 given id, on the same control connection.
 
+A member joined through the gateway tells the coordinator its TCP address (JoinGroup v1's
+client_host), so DescribeGroups shows "/127.0.0.1:54321 via pid:<gateway> uid:<uid>".
+An OffsetFetch partition in error carries offset -1 and no metadata, as in Kafka.
+
 Not carried: OffsetCommit v2-v4's retention_time (the coordinator keeps offsets until
 deleted: no offsets.retention.minutes); DescribeGroups' authorized_operations (no ACLs:
 Kafka's "not provided", INT32_MIN). A broker that cannot be reached is
