@@ -48,7 +48,7 @@ class JoinGroupRequest(Struct):
         # such field, so the member says it here (member ids are <client.id>-<uuid>)
         ("client_id",             STRING,                          "",          0),
         # where a member that is not this connection's process is (the Kafka gateway's TCP
-        # client: "/127.0.0.1:54321"); DescribeGroups shows it with the connection's pid/uid
+        # client: "/127.0.0.1:54321"); DescribeGroups shows it instead of the pid and uid
         ("client_host",           NULLABLE_STRING,                 None,        1),
     ]
 

@@ -29,7 +29,7 @@ and its id. JoinGroup v4+ clients get that answer and join again, as in Kafka; b
 given id, on the same control connection.
 
 A member joined through the gateway tells the coordinator its TCP address (JoinGroup v1's
-client_host), so DescribeGroups shows "/127.0.0.1:54321 via pid:<gateway> uid:<uid>".
+client_host), so DescribeGroups shows "/127.0.0.1:54321" (Kafka shows "/127.0.0.1").
 An OffsetFetch partition in error carries offset -1 and no metadata, as in Kafka.
 
 Not carried: OffsetCommit v2-v4's retention_time (the coordinator keeps offsets until

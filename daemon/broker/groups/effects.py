@@ -40,8 +40,7 @@ class Peer:
 
     @property
     def client_host(self):
-        who = f"pid:{self.pid} uid:{self.uid}"
-        return who if self.host is None else f"{self.host} via {who}"
+        return f"pid:{self.pid} uid:{self.uid}" if self.host is None else self.host
 
 
 @dataclass(frozen=True)
