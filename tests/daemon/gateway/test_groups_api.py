@@ -391,3 +391,16 @@ def test_an_odradek_consumer_and_a_kafka_member_share_a_group(gateway):
         stop.set()
         poller.join(10)
         consumer.close()
+
+
+def test_a_broker_that_is_gone_is_coordinator_not_available(tmp_path):
+    """Clients look for the coordinator again on COORDINATOR_NOT_AVAILABLE; the connection
+    stays open."""
+    with group_gateway(tmp_path) as gw, KafkaWire(gw.port) as w:
+        stable_member(w, "orphan")
+        gw.broker.stop()
+        r = w.call(req(FIND_COORDINATOR, 3, key="orphan", key_type=0))
+        assert (r.error_code, r.node_id) == (ErrorCode.coordinator_not_available, -1)
+        assert join(w, "orphan").error_code == ErrorCode.coordinator_not_available
+        assert heartbeat(w, "orphan", 1, "m") == ErrorCode.coordinator_not_available
+        assert commit(w, "orphan", {("t", 0): 1}) == {("t", 0): ErrorCode.coordinator_not_available}
