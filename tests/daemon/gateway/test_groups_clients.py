@@ -53,7 +53,8 @@ def committed(gateway, group):
 
 class Poller:
     """Polls a consumer on a thread of its own (a Kafka consumer is single-threaded) and
-    keeps its assignment and every value it got; `run(fn)` calls fn(consumer) on that thread."""
+    keeps its assignment and every value it got; `run(fn)` calls fn(consumer) on that thread.
+    Leaving its `with` block closes the consumer."""
 
     def __init__(self, consumer, poll, assignment):
         self.consumer, self._poll, self._assignment = consumer, poll, assignment
@@ -77,10 +78,14 @@ class Poller:
         assert done.wait(timeout), "the consumer thread did not run the call"
         return out[0]
 
-    def stop(self, close):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Stop polling, close the consumer."""
         self._stop.set()
         self.thread.join(10)
-        close(self.consumer)
+        self.consumer.close()
 
 
 # ---- kafka-python and confluent-kafka consumers --------------------------------------------
@@ -114,47 +119,31 @@ CLIENTS = {"kafka-python": (kafka_python, lambda c: c.commit()),
            "confluent-kafka": (confluent, lambda c: c.commit(asynchronous=False))}
 
 
-def close(poller):
-    poller.stop(lambda c: c.close())
-
-
 @pytest.mark.parametrize("client", CLIENTS)
 def test_two_members_rebalance_and_share_the_records(gateway, topic, client):
     make, _ = CLIENTS[client]
     group = f"pair-{topic}"
-    first = make(gateway, group, topic)
-    second = None
-    try:
+    with make(gateway, group, topic) as first:
         wait_until(lambda: len(first.owned) == PARTITIONS, 30, 0.05, "the first member to own every partition")
-        second = make(gateway, group, topic)
-        wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 30, 0.05, "a rebalance")
-        assert first.owned.isdisjoint(second.owned)
-        wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
-                   "every record")
-    finally:
-        for p in (first, second):
-            if p is not None:
-                close(p)
+        with make(gateway, group, topic) as second:
+            wait_until(lambda: len(first.owned) == len(second.owned) == PARTITIONS // 2, 30, 0.05, "a rebalance")
+            assert first.owned.isdisjoint(second.owned)
+            wait_until(lambda: len(set(first.values) | set(second.values)) == 10 * PARTITIONS, 20, 0.05,
+                       "every record")
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_group_commits_and_a_new_member_resumes(gateway, topic, client):
     make, commit = CLIENTS[client]
     group = f"resume-{topic}"
-    first = make(gateway, group, topic)
-    try:
+    with make(gateway, group, topic) as first:
         wait_until(lambda: len(first.values) == 10 * PARTITIONS, 30, 0.05, "the first 10 records of each partition")
         first.run(commit)
-    finally:
-        close(first)
     assert committed(gateway, group) == {(topic, p): 10 for p in range(PARTITIONS)}
     produce(gateway, topic, range(10, 15))
-    second = make(gateway, group, topic)
-    try:
+    with make(gateway, group, topic) as second:
         wait_until(lambda: len(second.values) == 5 * PARTITIONS, 30, 0.05, "the 5 new records of each partition")
         assert sorted(second.values) == sorted(b"p%d-%d" % (p, i) for p in range(PARTITIONS) for i in range(10, 15))
-    finally:
-        close(second)
 
 
 def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, topic):
@@ -163,18 +152,12 @@ def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, 
                      "session.timeout.ms": 10_000, "auto.offset.reset": "earliest",
                      "partition.assignment.strategy": "range"})
     ours.subscribe([topic])
-    odradek = Poller(ours, lambda c: [bytes(r.value) for r in filter(None, [c.poll(0.05)])],
-                     lambda c: {(tp.topic, tp.partition) for tp in c.assignment()})
-    theirs = None
-    try:
+    with Poller(ours, lambda c: [bytes(r.value) for r in filter(None, [c.poll(0.05)])],
+                lambda c: {(tp.topic, tp.partition) for tp in c.assignment()}) as odradek:
         wait_until(lambda: len(odradek.owned) == PARTITIONS, 20, 0.05, "the odradek Consumer to own every partition")
-        theirs = kafka_python(gateway, group, topic)
-        wait_until(lambda: len(odradek.owned) == len(theirs.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
-        assert odradek.owned.isdisjoint(theirs.owned)
-    finally:
-        if theirs is not None:
-            close(theirs)
-        close(odradek)
+        with kafka_python(gateway, group, topic) as theirs:
+            wait_until(lambda: len(odradek.owned) == len(theirs.owned) == PARTITIONS // 2, 20, 0.05, "a rebalance")
+            assert odradek.owned.isdisjoint(theirs.owned)
 
 
 # ---- admin clients -------------------------------------------------------------------------
