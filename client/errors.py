@@ -88,6 +88,7 @@ _TABLE = [
     (79, "MEMBER_ID_REQUIRED", "MemberIdRequired", False, "join again with the member id given"),
     (81, "GROUP_MAX_SIZE_REACHED", "GroupMaxSizeReached", False, "the group already has group.max.size members"),
     (82, "FENCED_INSTANCE_ID", "FencedInstanceId", False, "another member has this group.instance.id"),
+    (86, "GROUP_SUBSCRIBED_TO_TOPIC", "GroupSubscribedToTopic", False, "a member of the group subscribes to the topic, so its offsets cannot be deleted"),
     (87, "INVALID_RECORD", "InvalidRecord", False, "a record in the batch is not valid"),
     # transactions (KIP-98)
     (14, "COORDINATOR_LOAD_IN_PROGRESS", "CoordinatorLoadInProgress", True, "the coordinator is still loading its state"),

@@ -1,6 +1,6 @@
 """Consumer-group messages: Kafka's classic group protocol (FindCoordinator, JoinGroup,
 SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
-DescribeGroups, DeleteGroups). The bytes members exchange inside JoinGroup and SyncGroup
+DescribeGroups, DeleteGroups, OffsetDelete). The bytes members exchange inside JoinGroup and SyncGroup
 are in `consumer_protocol`. Declared as tables (see `messages` for the rules); import
 them from `messages`.
 """
@@ -47,6 +47,9 @@ class JoinGroupRequest(Struct):
         # Kafka carries client.id in every request header; odradek's frame header has no
         # such field, so the member says it here (member ids are <client.id>-<uuid>)
         ("client_id",             STRING,                          "",          0),
+        # where a member that is not this connection's process is (the Kafka gateway's TCP
+        # client: "/127.0.0.1:54321"); DescribeGroups shows it instead of the pid and uid
+        ("client_host",           NULLABLE_STRING,                 None,        1),
     ]
 
 
@@ -317,4 +320,44 @@ class DeleteGroupsResponse(Struct):
     API_KEY = ApiKey.DELETE_GROUPS
     FIELDS = [
         ("results",  Array(DeletableGroupResult),  [],  0),
+    ]
+
+
+class OffsetDeleteRequestTopic(Struct):
+    FIELDS = [
+        ("name",        STRING,        "",  0),
+        ("partitions",  Array(INT32),  [],  0),
+    ]
+
+
+class OffsetDeleteRequest(Struct):
+    """Delete a group's committed offsets of some partitions (Kafka's OffsetDelete, key
+    47): all of them while the group is Empty; while it has members, only those of
+    topics no member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC for the others)."""
+    API_KEY = ApiKey.OFFSET_DELETE
+    FIELDS = [
+        ("group_id",  STRING,                           "",  0),
+        ("topics",    Array(OffsetDeleteRequestTopic),  [],  0),
+    ]
+
+
+class OffsetDeleteResponsePartition(Struct):
+    FIELDS = [
+        ("partition_index",  INT32,            0,     0),
+        ("error_code",       INT16,            0,     0),
+        ("error_message",    NULLABLE_STRING,  None,  0),
+    ]
+
+
+class OffsetDeleteResponseTopic(Struct):
+    FIELDS = [
+        ("name",        STRING,                                "",  0),
+        ("partitions",  Array(OffsetDeleteResponsePartition),  [],  0),
+    ]
+
+
+class OffsetDeleteResponse(Struct):
+    API_KEY = ApiKey.OFFSET_DELETE
+    FIELDS = [
+        ("topics",  Array(OffsetDeleteResponseTopic),  [],  0),
     ]

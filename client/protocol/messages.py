@@ -82,7 +82,8 @@ from odradek.client.protocol._messages_groups import (
     OffsetFetchResponsePartition, OffsetFetchResponseTopic, OffsetFetchResponse,
     ListGroupsRequest, ListedGroup, ListGroupsResponse, DescribeGroupsRequest,
     DescribedGroupMember, DescribedGroup, DescribeGroupsResponse, DeleteGroupsRequest,
-    DeletableGroupResult, DeleteGroupsResponse)
+    DeletableGroupResult, DeleteGroupsResponse, OffsetDeleteRequestTopic, OffsetDeleteRequest,
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic, OffsetDeleteResponse)
 
 
 # ---- The table of APIs -----------------------------------------------------------------
@@ -110,7 +111,7 @@ APIS = ApiTable([
     Api(ApiKey.MOVE_REPLICAS,                MoveReplicasRequest,             MoveReplicasResponse,             0,  0),
     Api(ApiKey.WRITE_TXN_MARKER,             WriteTxnMarkerRequest,           WriteTxnMarkerResponse,           0,  0),
     Api(ApiKey.FIND_COORDINATOR,             FindCoordinatorRequest,          FindCoordinatorResponse,          0,  0),
-    Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  0),
+    Api(ApiKey.JOIN_GROUP,                   JoinGroupRequest,                JoinGroupResponse,                0,  1),
     Api(ApiKey.SYNC_GROUP,                   SyncGroupRequest,                SyncGroupResponse,                0,  0),
     Api(ApiKey.HEARTBEAT,                    HeartbeatRequest,                HeartbeatResponse,                0,  0),
     Api(ApiKey.LEAVE_GROUP,                  LeaveGroupRequest,               LeaveGroupResponse,               0,  0),
@@ -119,6 +120,7 @@ APIS = ApiTable([
     Api(ApiKey.LIST_GROUPS,                  ListGroupsRequest,               ListGroupsResponse,               0,  0),
     Api(ApiKey.DESCRIBE_GROUPS,              DescribeGroupsRequest,           DescribeGroupsResponse,           0,  0),
     Api(ApiKey.DELETE_GROUPS,                DeleteGroupsRequest,             DeleteGroupsResponse,             0,  0),
+    Api(ApiKey.OFFSET_DELETE,                OffsetDeleteRequest,             OffsetDeleteResponse,             0,  0),
     Api(ApiKey.ADD_PARTITIONS_TO_TXN,        AddPartitionsToTxnRequest,       AddPartitionsToTxnResponse,       0,  0),
     Api(ApiKey.ADD_OFFSETS_TO_TXN,           AddOffsetsToTxnRequest,          AddOffsetsToTxnResponse,          0,  0),
     Api(ApiKey.END_TXN,                      EndTxnRequest,                   EndTxnResponse,                   0,  0),
@@ -132,7 +134,7 @@ APIS = ApiTable([
 GROUP_API_KEYS = (
     ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
     ApiKey.LEAVE_GROUP, ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.LIST_GROUPS,
-    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.TXN_OFFSET_COMMIT,
+    ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.TXN_OFFSET_COMMIT, ApiKey.OFFSET_DELETE,
 )
 
 # The transaction APIs the broker hands to its transaction coordinator (handlers.py), with

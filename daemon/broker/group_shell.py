@@ -53,7 +53,8 @@ class GroupShell:
 
     # == the loop's calls =================================================================
     def handle(self, conn, request):
-        peer = Peer(conn, getattr(request.message, "client_id", ""), conn.pid, conn.uid)
+        message = request.message
+        peer = Peer(conn, getattr(message, "client_id", ""), conn.pid, conn.uid, getattr(message, "client_host", None))
         self.apply(self.coordinator.handle(peer, request.correlation_id, request.message, now_ms()))
 
     def txn_completed(self, producer_id, commit):

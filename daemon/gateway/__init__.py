@@ -9,4 +9,5 @@ offsets, metadata and admin go to the broker over its control socket.
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
+    groups_api.py   consumer groups and committed offsets, from the broker's group coordinator
 """

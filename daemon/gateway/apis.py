@@ -23,7 +23,7 @@ __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLE
 
 API_VERSIONS = 18
 # Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
-HANDLER_MODULES = ["odradek.daemon.gateway.apis"]
+HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.groups_api"]
 
 
 @dataclass(frozen=True)

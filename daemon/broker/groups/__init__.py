@@ -6,6 +6,7 @@ records it keeps in the internal topic __consumer_offsets.
     offsets.py      offset commit and fetch; loading __consumer_offsets
     txn_offsets.py  offsets committed in a transaction (TxnOffsetCommit)
     admin.py        find coordinator; list, describe and delete groups
+    offset_delete.py  OffsetDelete: delete some committed offsets of a group
     context.py      what those three share, and the effects they emit
     config.py       GroupConfig and GROUP_CONFIGS: the coordinator's broker settings
     group.py        Group, Member, GroupState: one group's state

@@ -45,6 +45,7 @@ The parts, each behind the dispatch table (request type -> the part's handler):
     offsets.py     OffsetCommit, OffsetFetch; a deleted topic's offsets; loading __consumer_offsets
     txn_offsets.py TxnOffsetCommit: offsets committed in a transaction
     admin.py       FindCoordinator, ListGroups, DescribeGroups, DeleteGroups
+    offset_delete.py  OffsetDelete: some committed offsets of a group
     context.py     what they share: the groups, the settings (config.py), the effects of a call
 
 Error answers: a failure of the whole request is an error response (Reply.result is an
@@ -59,6 +60,7 @@ from odradek.daemon.broker.groups.admin import GroupAdmin
 from odradek.daemon.broker.groups.config import GroupConfig
 from odradek.daemon.broker.groups.context import Context
 from odradek.daemon.broker.groups.membership import Membership
+from odradek.daemon.broker.groups.offset_delete import OffsetDelete
 from odradek.daemon.broker.groups.offsets import Offsets
 from odradek.daemon.broker.groups.txn_offsets import TxnOffsets
 
@@ -93,6 +95,7 @@ class GroupCoordinator:
             m.ListGroupsRequest: self.admin.list_groups,
             m.DescribeGroupsRequest: self.admin.describe_groups,
             m.DeleteGroupsRequest: self.admin.delete_groups,
+            m.OffsetDeleteRequest: OffsetDelete(self._ctx).offset_delete,
         }
 
     @property

@@ -36,10 +36,11 @@ class Peer:
     client_id: str = ""
     pid: int = 0
     uid: int = 0
+    host: str | None = None     # a member behind the connection says where it is (JoinGroup v1)
 
     @property
     def client_host(self):
-        return f"pid:{self.pid} uid:{self.uid}"
+        return f"pid:{self.pid} uid:{self.uid}" if self.host is None else self.host
 
 
 @dataclass(frozen=True)

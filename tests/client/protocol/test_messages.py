@@ -58,7 +58,7 @@ def test_api_keys_mirror_kafka_and_our_own_start_at_1000():
              "SyncGroup": 14, "DescribeGroups": 15, "ListGroups": 16, "ApiVersions": 18,
              "CreateTopics": 19, "DeleteTopics": 20, "InitProducerId": 22,
              "DescribeConfigs": 32, "CreatePartitions": 37, "DeleteGroups": 42,
-             "IncrementalAlterConfigs": 44, "AddPartitionsToTxn": 24, "AddOffsetsToTxn": 25,
+             "IncrementalAlterConfigs": 44, "OffsetDelete": 47, "AddPartitionsToTxn": 24, "AddOffsetsToTxn": 25,
              "EndTxn": 26, "TxnOffsetCommit": 28, "DescribeTransactions": 65, "ListTransactions": 66}
     ours = {"OpenProducer", "OpenFetch", "GetSegment", "Status", "DetachProducer", "AppendRecords",
             "IsrProposal", "UpdateIsr", "LeaderAndIsr", "MoveReplicas", "WriteTxnMarker"}
