@@ -4,7 +4,8 @@ publishes.
 
 - WriteTxnMarker (client/protocol/_messages_txn.py, the contract with the broker's
   coordinator): the leader checks the producer epoch (below the producer's: refused with
-  INVALID_PRODUCER_EPOCH, nothing written), builds the control batch
+  INVALID_PRODUCER_EPOCH, nothing written) and the coordinator epoch (below the one of
+  the producer's last marker: TRANSACTION_COORDINATOR_FENCED, nothing written), builds the control batch
   (client/records/control.py) and appends it as any leader append (the same log path,
   _append_local, and so the same producer-state and .txnindex bookkeeping as below);
   the answer (the marker's offset) waits until the high watermark passes the marker, as
@@ -29,7 +30,7 @@ import logging
 import struct
 from collections import deque
 
-from odradek.client.errors import InvalidProducerEpoch, OdradekError, StorageError
+from odradek.client.errors import OdradekError, StorageError
 from odradek.client.protocol import messages as m
 from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, CONTROL_MASK,
                                     LOG_OVERHEAD, MIN_BATCH_LENGTH, TRANSACTIONAL_MASK, ControlRecordType,
@@ -122,9 +123,10 @@ class LeaderTransactions:
         w = self.worker
         try:
             w._check_partition(request.topic, request.partition)
-            why = w.producer_state.txns.check_marker(request.producer_id, request.producer_epoch)
-            if why is not None:
-                raise InvalidProducerEpoch(why)
+            refused = w.producer_state.txns.check_marker(request.producer_id, request.producer_epoch,
+                                                         request.coordinator_epoch)
+            if refused is not None:
+                raise refused
             kind = ControlRecordType.COMMIT if request.committed else ControlRecordType.ABORT
             data = marker_batch(kind, request.producer_id, request.producer_epoch, request.coordinator_epoch,
                                 wall_clock_ms())

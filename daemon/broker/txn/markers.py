@@ -9,7 +9,13 @@ MAX_RETRY_BACKOFF_MS (a leader restarting, a follower behind: the partition's wo
 answers once it can); a partition that no longer exists (its topic was deleted) is
 skipped, as Kafka skips it. A leader that refuses the marker's epoch
 (INVALID_PRODUCER_EPOCH: it holds a newer epoch of the producer, so this transaction is
-over there) counts as done, with a note.
+over there) counts as done, with a note. A leader that answers
+TRANSACTION_COORDINATOR_FENCED has a marker of this producer from a coordinator of a
+newer epoch: this coordinator is a zombie for the transaction and stops ending it, as
+Kafka's TransactionMarkerRequestCompletionHandler does (removeMarkersForTxn): no marker
+of the round is sent or retried again and no Complete record is written; the
+transaction stays Prepare* here until a coordinator of a newer epoch loads
+__transaction_state and completes it (load() sends its markers again).
 """
 import itertools
 from dataclasses import dataclass, field
@@ -80,7 +86,12 @@ class Markers:
         if error is not None:
             if isinstance(error, UnknownTopicOrPartition) and not self.coord.partition_exists(*tp):
                 self.coord.note(tid, f"{tp[0]}-{tp[1]} no longer exists: its marker is skipped")
-            elif isinstance(error, (InvalidProducerEpoch, TransactionCoordinatorFenced)):
+            elif isinstance(error, TransactionCoordinatorFenced):
+                del self.rounds[token]
+                self.coord.note(tid, f"{tp[0]}-{tp[1]} refused the marker ({error}): a coordinator of a newer "
+                                     f"epoch ends this transaction; this one stops sending its markers")
+                return
+            elif isinstance(error, InvalidProducerEpoch):
                 self.coord.note(tid, f"{tp[0]}-{tp[1]} refused the marker ({error}): it holds a newer epoch, "
                                      f"the transaction is over there")
             else:
