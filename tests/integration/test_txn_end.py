@@ -138,3 +138,39 @@ def test_offsets_sent_in_a_transaction_count_only_if_it_commits_and_after_a_rest
         assert not b.leftovers()
     finally:
         b.kill()
+
+
+def plain_commit(client, group, offsets):
+    """A standalone OffsetCommit of {(topic, partition): offset}."""
+    topics = {}
+    for (t, p), offset in sorted(offsets.items()):
+        topics.setdefault(t, []).append(m.OffsetCommitRequestPartition(partition_index=p, committed_offset=offset))
+    response = call(client, m.OffsetCommitRequest(group_id=group, topics=[
+        m.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in topics.items()]))
+    assert {p.error_code for t in response.topics for p in t.partitions} == {0}
+
+
+def test_a_transactional_offset_counts_only_if_no_plain_commit_came_after_it_in_the_log_and_after_a_restart(
+        tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            create_topic(c, "t", 2)
+            r = begin(c, "app", [("t", 0)])
+            add_offsets(c, "app", r, "g")
+            plain_commit(c, "g", {("t", 0): 7})                           # before the transaction's offsets
+            txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 0): 9, ("t", 1): 42})
+            plain_commit(c, "g", {("t", 1): 50})                          # after them, before the marker
+            call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                    producer_epoch=r.producer_epoch, committed=True))
+            wait_state(c, "app", "CompleteCommit")
+            expected = {("t", 0): (9, 0), ("t", 1): (50, 0)}
+            assert {**fetch_offsets(c, "g", "t", [0]), **fetch_offsets(c, "g", "t", [1])} == expected
+        assert b.stop() == 0
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:     # replayed from __consumer_offsets
+            assert {**fetch_offsets(c, "g", "t", [0]), **fetch_offsets(c, "g", "t", [1])} == expected
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
