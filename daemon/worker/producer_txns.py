@@ -21,8 +21,10 @@ Kafka's ProducerStateManager and ProducerAppendInfo, for transactions:
   its marker (Kafka's unreplicatedTxns): a change of leader before then could lose the
   marker and reopen it.
 - The first unstable offset is the smallest first offset of the open and the
-  unreplicated transactions; the last stable offset is that, or the high watermark when
-  it is lower or there is none. A read_committed consumer reads below it.
+  unreplicated transactions, raised to the log start if retention removed that offset
+  (Kafka's UnifiedLog.maybeIncrementFirstUnstableOffset); the last stable offset is that,
+  or the high watermark when it is lower or there is none. A read_committed consumer
+  reads below it.
 - The leader refuses a marker whose producer epoch is below the producer's
   (check_marker: INVALID_PRODUCER_EPOCH), or whose coordinator epoch is below the one of
   the producer's last marker (TRANSACTION_COORDINATOR_FENCED: a coordinator that lost its
@@ -148,14 +150,15 @@ class Transactions:
         return len(decided) != n
 
     # ---- readers -----------------------------------------------------------------------
-    def first_unstable_offset(self):
-        """The smallest first offset of the open and unreplicated transactions, or None."""
+    def first_unstable_offset(self, log_start_offset=0):
+        """The smallest first offset of the open and unreplicated transactions, not below
+        `log_start_offset`; None if there is no such transaction."""
         first = next(iter(self._ongoing.values()), None)
         for d in self._unreplicated:
             if first is None or d.first_offset < first:
                 first = d.first_offset
-        return first
+        return first if first is None else max(first, log_start_offset)
 
-    def last_stable_offset(self, high_watermark):
-        first = self.first_unstable_offset()
+    def last_stable_offset(self, high_watermark, log_start_offset=0):
+        first = self.first_unstable_offset(log_start_offset)
         return high_watermark if first is None else min(first, high_watermark)

@@ -18,6 +18,10 @@ publishes.
 - The high watermark moving: transactions decided below it leave the first unstable
   offset, which is raised and published (client/shm/LAYOUT.md, "Last stable offset"),
   and markers below it are answered.
+- The log start moving (retention) past an open transaction's first offset: the first
+  unstable offset published, and so the last stable offset everywhere (partition state,
+  ListOffsets read_committed, status), is never below the log start (Kafka's
+  UnifiedLog.maybeIncrementFirstUnstableOffset); the transaction stays open.
 - Killed between a marker's append and its answer: the coordinator retries (it has no
   answer); the successor's replay of the log reopens what was open and writes the
   .txnindex entry again if it was lost (daemon/worker/producer_keeping.py); a retried
@@ -158,14 +162,20 @@ class LeaderTransactions:
             w._flush_link()
 
     def last_stable_offset(self):
-        return self.worker.producer_state.txns.last_stable_offset(self.worker.high_watermark)
+        w = self.worker
+        return w.producer_state.txns.last_stable_offset(w.high_watermark, w.log.log_start_offset)
+
+    def log_start_moved(self):
+        """Retention moved the log start: the first unstable offset follows it up (stored
+        before the caller publishes the new log start, which wakes the readers)."""
+        self._publish(wake=False)
 
     def _publish(self, wake):
         w = self.worker
         self._provisional = False
         if w.state is None:
             return
-        first = w.producer_state.txns.first_unstable_offset()
+        first = w.producer_state.txns.first_unstable_offset(w.log.log_start_offset)
         if first == self._published:
             return
         raised = self._published is False or first is None or \

@@ -35,6 +35,16 @@ def test_a_transaction_holds_the_lso_at_its_first_offset_until_its_commit_is_rep
     assert txns.first_unstable_offset() is None and txns.last_stable_offset(16) == 16
 
 
+def test_the_first_unstable_offset_is_never_below_the_log_start():
+    state = ProducerState()
+    txns = state.txns
+    assert txns.first_unstable_offset(5) is None and txns.last_stable_offset(9, 5) == 9
+    txn_data(state, 7, 0, 0, 2, 3)
+    assert txns.first_unstable_offset(0) == 3 and txns.first_unstable_offset(6) == 6
+    assert txns.last_stable_offset(9, 6) == 6 and txns.last_stable_offset(9, 2) == 3
+    assert txns.ongoing() == [(7, 3)]                # still open, from its own first offset
+
+
 def test_an_abort_gives_the_aborted_entry_with_kafkas_last_stable_offset():
     state = ProducerState()
     txn_data(state, 7, 0, 0, 2, 0)

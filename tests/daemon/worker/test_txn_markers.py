@@ -191,3 +191,34 @@ def test_a_control_batch_from_a_producer_ring_is_refused(tmp_path):
     finally:
         worker.close()
         other.close()
+
+
+def list_offset(worker, isolation_level):
+    (topic,) = worker.call(m.ListOffsetsRequest(isolation_level=isolation_level, topics=[m.ListOffsetsTopic(
+        name=TOPIC, partitions=[m.ListOffsetsPartition(partition_index=0, timestamp=m.LATEST_TIMESTAMP)])])).topics
+    return topic.partitions[0].offset
+
+
+def test_retention_past_an_open_transactions_first_offset_raises_the_lso_to_the_log_start(tmp_path, workers):
+    # a segment per batch (each ~80 bytes); retention keeps the newest ~3 segments
+    w = workers(tmp_path, configs={"segment.bytes": "100", "retention.bytes": "250"})
+    w.spec.retention_check_ms = 50
+    w.start()
+    args, values = txn(6, 0)
+    answered(w, [append(w, values, **args)])                       # open at 0
+    answered(w, [append(w, [b"plain %d" % i]) for i in range(6)])  # 1..6, one segment each
+    w.wait_for(lambda: w.shm.state.read().log_start_offset > 0, what="retention to move the log start")
+    start = w.shm.state.read().log_start_offset
+    assert w.offsets() == (start, 7, 7)                            # not 0: below the log start
+    assert list_offset(w, m.IsolationLevel.READ_COMMITTED) == start
+    assert list_offset(w, m.IsolationLevel.READ_UNCOMMITTED) == 7
+    (status,) = w.call(m.StatusRequest()).partitions
+    assert (status.log_start_offset, status.last_stable_offset) == (start, start)
+    assert w.stop() == 0
+    w = workers(tmp_path, configs={"segment.bytes": "100", "retention.bytes": "250"}, shm=w.shm).start()
+    w.wait_for(lambda: w.offsets() == (start, 7, 7), what="the same LSO after a restart")
+    # still open: its abort is indexed from its first offset, and ends the hold on the LSO
+    assert answered(w, [marker(w, 6, committed=False)])[0].offset == 7
+    w.wait_for(lambda: w.offsets() == (8, 8, 8), what="the transaction aborted")
+    assert txn_index(tmp_path)[-1] == AbortedTxn(6, 0, 7, 8)
+    assert w.stop() == 0
