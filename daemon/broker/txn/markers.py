@@ -17,6 +17,7 @@ of the round is sent or retried again and no Complete record is written; the
 transaction stays Prepare* here until a coordinator of a newer epoch loads
 __transaction_state and completes it (load() sends its markers again).
 """
+import heapq
 import itertools
 from dataclasses import dataclass, field
 
@@ -48,11 +49,15 @@ class _Round:
 class Markers:
     def __init__(self, coordinator):
         self.coord = coordinator
-        self.rounds = {}                 # token -> _Round
+        self.rounds = {}                 # token -> _Round (in token order: the order they began)
         self._tokens = itertools.count(1)
+        # (ms, token, (topic, partition) or None for the Complete record): the retries, valid
+        # while the round still has that retry time for it (lazy invalidation)
+        self._retries = []
 
     def reset(self):
         self.rounds.clear()
+        self._retries.clear()
 
     def send(self, meta, complete):
         """Write the markers of `meta`'s transaction (PrepareCommit/PrepareAbort, durable),
@@ -97,6 +102,7 @@ class Markers:
             else:
                 backoff = rnd.backoff.get(tp, RETRY_BACKOFF_MS)
                 rnd.retry_at[tp] = now + backoff
+                heapq.heappush(self._retries, (now + backoff, token, tp))
                 rnd.backoff[tp] = min(backoff * 2, MAX_RETRY_BACKOFF_MS)
                 if backoff == RETRY_BACKOFF_MS:   # the first failure of this partition only
                     self.coord.note(tid, f"writing the marker to {tp[0]}-{tp[1]} failed ({error}); retrying")
@@ -119,19 +125,36 @@ class Markers:
                                      f"{rnd.meta.producer_epoch}")
             elif self.rounds.get(token) is rnd and rnd.meta.pending is rnd.complete.state:
                 rnd.complete_retry_at = now + rnd.complete_backoff
+                heapq.heappush(self._retries, (rnd.complete_retry_at, token, None))
                 rnd.complete_backoff = min(rnd.complete_backoff * 2, MAX_RETRY_BACKOFF_MS)
                 self.coord.note(tid, f"writing {rnd.complete.state.display} failed ({error}); retrying")
         self.coord.persist_transit(rnd.meta, rnd.complete, written, retry_on_error=True)
 
+    def _is_due(self, entry):
+        at, token, tp = entry
+        rnd = self.rounds.get(token)
+        return rnd is not None and (rnd.complete_retry_at if tp is None else rnd.retry_at.get(tp)) == at
+
     def next_retry(self):
-        dues = [t for rnd in self.rounds.values() for t in rnd.retry_at.values()]
-        dues += [rnd.complete_retry_at for rnd in self.rounds.values() if rnd.complete_retry_at is not None]
-        return min(dues) if dues else None
+        """The earliest retry time (ms), or None; O(1) amortized."""
+        retries = self._retries
+        while retries and not self._is_due(retries[0]):
+            heapq.heappop(retries)
+        return retries[0][0] if retries else None
 
     def retry_due(self, now):
-        for token, rnd in list(self.rounds.items()):
-            due = sorted(tp for tp, at in rnd.retry_at.items() if at <= now)
-            if due:
-                self._write(token, rnd, due)
-            if rnd.complete_retry_at is not None and rnd.complete_retry_at <= now and not rnd.writing_complete:
+        """Send again what is due at `now`: per round, in the order the rounds began, its
+        partitions' markers (one WriteMarkers), then its Complete record."""
+        due = {}
+        retries = self._retries
+        while retries and retries[0][0] <= now:
+            entry = heapq.heappop(retries)
+            if self._is_due(entry):
+                due.setdefault(entry[1], set()).add(entry[2])
+        for token in sorted(due):
+            rnd = self.rounds[token]
+            partitions = sorted(tp for tp in due[token] if tp is not None)
+            if partitions:
+                self._write(token, rnd, partitions)
+            if None in due[token] and not rnd.writing_complete:
                 self._write_complete(token, rnd)
