@@ -51,9 +51,10 @@ class Markers:
         self.coord = coordinator
         self.rounds = {}                 # token -> _Round (in token order: the order they began)
         self._tokens = itertools.count(1)
-        # (ms, token, (topic, partition) or None for the Complete record): the retries, valid
-        # while the round still has that retry time for it (lazy invalidation)
+        # (ms, seq, token, (topic, partition) or None for the Complete record): the retries,
+        # valid while the round still has that retry time for it (lazy invalidation)
         self._retries = []
+        self._seq = itertools.count()
 
     def reset(self):
         self.rounds.clear()
@@ -102,7 +103,7 @@ class Markers:
             else:
                 backoff = rnd.backoff.get(tp, RETRY_BACKOFF_MS)
                 rnd.retry_at[tp] = now + backoff
-                heapq.heappush(self._retries, (now + backoff, token, tp))
+                heapq.heappush(self._retries, (now + backoff, next(self._seq), token, tp))
                 rnd.backoff[tp] = min(backoff * 2, MAX_RETRY_BACKOFF_MS)
                 if backoff == RETRY_BACKOFF_MS:   # the first failure of this partition only
                     self.coord.note(tid, f"writing the marker to {tp[0]}-{tp[1]} failed ({error}); retrying")
@@ -125,13 +126,13 @@ class Markers:
                                      f"{rnd.meta.producer_epoch}")
             elif self.rounds.get(token) is rnd and rnd.meta.pending is rnd.complete.state:
                 rnd.complete_retry_at = now + rnd.complete_backoff
-                heapq.heappush(self._retries, (rnd.complete_retry_at, token, None))
+                heapq.heappush(self._retries, (rnd.complete_retry_at, next(self._seq), token, None))
                 rnd.complete_backoff = min(rnd.complete_backoff * 2, MAX_RETRY_BACKOFF_MS)
                 self.coord.note(tid, f"writing {rnd.complete.state.display} failed ({error}); retrying")
         self.coord.persist_transit(rnd.meta, rnd.complete, written, retry_on_error=True)
 
     def _is_due(self, entry):
-        at, token, tp = entry
+        at, _, token, tp = entry
         rnd = self.rounds.get(token)
         return rnd is not None and (rnd.complete_retry_at if tp is None else rnd.retry_at.get(tp)) == at
 
@@ -150,7 +151,7 @@ class Markers:
         while retries and retries[0][0] <= now:
             entry = heapq.heappop(retries)
             if self._is_due(entry):
-                due.setdefault(entry[1], set()).add(entry[2])
+                due.setdefault(entry[2], set()).add(entry[3])
         for token in sorted(due):
             rnd = self.rounds[token]
             partitions = sorted(tp for tp in due[token] if tp is not None)
