@@ -6,7 +6,8 @@ The broker's loop calls in here; this module turns the coordinator's effects int
                 TxnOffsetCommit), appended to __consumer_offsets
                 by that partition's worker (AppendRecords over its link, FIFO, so
                 persists land in the order they were emitted); persisted(token) follows
-                the worker's answer, and the replies that waited for it go out then
+                the worker's answer (with the batch's offset), and the replies that waited
+                for it go out then
     Note     -> the broker's log
 __consumer_offsets is an internal topic with one partition and cleanup.policy=compact,
 created at the first start. Its records are read once at start, before any worker runs,
@@ -97,6 +98,8 @@ class GroupShell:
                 if isinstance(result, OdradekError):
                     log.error("appending to %s failed: %s", OFFSETS_TOPIC, result)
                 return
-            error = result if isinstance(result, OdradekError) else None
-            self.apply(self.coordinator.persisted(token, now_ms(), error))
+            if isinstance(result, OdradekError):
+                self.apply(self.coordinator.persisted(token, now_ms(), result))
+            else:   # where the batch landed: the order of offsets committed (groups/txn_offsets.py)
+                self.apply(self.coordinator.persisted(token, now_ms(), None, result.base_offset))
         internal_topics.append(self.broker, OFFSETS_TOPIC, effect.records, done, effect.producer)

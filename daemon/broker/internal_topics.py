@@ -48,10 +48,11 @@ def ensure(broker, name):
 
 def read_records(broker, name):
     """Every record of the internal topic `name`, oldest first, read from its leader's
-    files (call before its worker starts): (key, value or None) for a plain batch's
-    records; a TransactionalRecord for a transactional batch's (the coordinators' writes
-    in a transaction: TxnOffsetCommit) and a TransactionMarker for a control batch (the
-    end of that producer's transaction). None if its log dir is offline."""
+    files (call before its worker starts): (key, value or None, the batch's base offset)
+    for a plain batch's records; a TransactionalRecord for a transactional batch's (the
+    coordinators' writes in a transaction: TxnOffsetCommit) and a TransactionMarker for a
+    control batch (the end of that producer's transaction). None if its log dir is
+    offline."""
     topic = broker.metadata.topics[name]
     p = topic.partitions[0]
     if p.leader in broker.metadata.offline_dirs:
@@ -77,8 +78,8 @@ def read_records(broker, name):
                     if r.key is None:
                         continue
                     key, value = bytes(r.key), None if r.value is None else bytes(r.value)
-                    records.append(TransactionalRecord(batch.producer_id, key, value) if batch.is_transactional
-                                   else (key, value))
+                    records.append(TransactionalRecord(batch.producer_id, key, value, batch.base_offset)
+                                   if batch.is_transactional else (key, value, batch.base_offset))
     finally:
         plog.close()
     return records

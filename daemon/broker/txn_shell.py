@@ -55,7 +55,7 @@ class TxnShell:
         if records is None:
             log.error("%s is offline (its log dir is): transactions start with no state", TXN_TOPIC)
             return
-        records = [r for r in records if isinstance(r, tuple)]   # nobody writes it in transactions
+        records = [r[:2] for r in records if isinstance(r, tuple)]   # nobody writes it in transactions
         epoch = self.broker.metadata.topics[TXN_TOPIC].partitions[0].leader_epoch
         self.apply(self.coordinator.load(records, now_ms(), epoch))
         log.info("loaded %d records of %s: %d transactional ids", len(records), TXN_TOPIC,

@@ -127,6 +127,7 @@ class PartitionLog:
         self.truncations = 0         # counts truncate_to / truncate_fully_and_start_at calls; a compaction
         #                              pass restarts on a change
         self._checkpoint_failed = False  # the last recovery-point checkpoint write failed (logged once)
+        self.epochs = None               # opened after the segments, cut to their log start then
         self._open_segments()
         self._epoch_file = LeaderEpochFile(self.directory)
         self.epochs = self._open_epochs()
@@ -689,7 +690,7 @@ class PartitionLog:
         gone, self._segments = self._segments[:count], self._segments[count:]
         self._bases = self._bases[count:]
         self.log_start_offset = start
-        if self.epochs.truncate_from_start(start):
+        if self.epochs is not None and self.epochs.truncate_from_start(start):
             self._write_epochs()
         for segment in gone:
             log.info("%s: deleting segment %d (offsets %d..%d, %d bytes)", self.directory,
@@ -776,8 +777,10 @@ class PartitionLog:
 
     def collect_aborted_txns(self, fetch_offset, upper_bound):
         """The aborted transactions overlapping [fetch_offset, upper_bound), for a
-        read_committed fetch (Kafka's collectAbortedTransactions)."""
-        i = self.segment_index(max(fetch_offset, self.log_start_offset))
+        read_committed fetch (Kafka's collectAbortedTransactions); none that ended below
+        the log start (a log start inside a segment leaves them in its .txnindex)."""
+        fetch_offset = max(fetch_offset, self.log_start_offset)
+        i = self.segment_index(fetch_offset)
         return txn_index.collect_aborted_txns(self._segments[i:], fetch_offset, upper_bound)
 
     # == closing =================================================================

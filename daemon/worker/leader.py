@@ -551,8 +551,10 @@ class LeaderWorker(ProducerStateKeeping):
     def _retention(self):
         before = self.log.log_start_offset
         self._storage_step("retention", self.log.delete_old_segments)
-        if self.state is not None and self.log.log_start_offset != before:
-            self.state.update(log_start_offset=self.log.log_start_offset)
+        if self.log.log_start_offset != before:
+            self.txn_markers.log_start_moved()     # the LSO never below the log start, before:
+            if self.state is not None:             # this publish wakes the readers
+                self.state.update(log_start_offset=self.log.log_start_offset)
 
     def _storage_step(self, what, step):
         """Run a timer's log work (flush, retention); a StorageError it meets is logged

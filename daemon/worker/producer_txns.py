@@ -21,14 +21,19 @@ Kafka's ProducerStateManager and ProducerAppendInfo, for transactions:
   its marker (Kafka's unreplicatedTxns): a change of leader before then could lose the
   marker and reopen it.
 - The first unstable offset is the smallest first offset of the open and the
-  unreplicated transactions; the last stable offset is that, or the high watermark when
-  it is lower or there is none. A read_committed consumer reads below it.
+  unreplicated transactions, raised to the log start if retention removed that offset
+  (Kafka's UnifiedLog.maybeIncrementFirstUnstableOffset); the last stable offset is that,
+  or the high watermark when it is lower or there is none. A read_committed consumer
+  reads below it.
 - The leader refuses a marker whose producer epoch is below the producer's
-  (check_marker: INVALID_PRODUCER_EPOCH); a replica takes what the leader wrote.
+  (check_marker: INVALID_PRODUCER_EPOCH), or whose coordinator epoch is below the one of
+  the producer's last marker (TRANSACTION_COORDINATOR_FENCED: a coordinator that lost its
+  place); a refused marker is written nowhere. A replica takes what the leader wrote.
 """
 from collections import deque
 from typing import NamedTuple
 
+from odradek.client.errors import InvalidProducerEpoch, TransactionCoordinatorFenced
 from odradek.client.records import CONTROL_MASK, ControlRecordType, NO_SEQUENCE
 from odradek.daemon.storage.txn_index import AbortedTxn
 
@@ -89,13 +94,22 @@ class Transactions:
     def sort(self):
         self._ongoing = dict(sorted(self._ongoing.items(), key=lambda kv: kv[1]))
 
-    def check_marker(self, producer_id, epoch):
-        """Why a marker for (producer_id, epoch) must be refused (INVALID_PRODUCER_EPOCH),
-        or None."""
+    def check_marker(self, producer_id, epoch, coordinator_epoch):
+        """The error refusing a marker for (producer_id, epoch) sent by the coordinator of
+        `coordinator_epoch`, or None (Kafka's ProducerAppendInfo.appendEndTxnMarker): an
+        epoch below the producer's is INVALID_PRODUCER_EPOCH; a coordinator epoch below
+        the one of the producer's last marker here is TRANSACTION_COORDINATOR_FENCED (a
+        newer coordinator has written for this producer: the sender is a zombie)."""
         p = self._producers.get(producer_id)
-        if p is not None and epoch < p.epoch:
-            return (f"transaction marker for producer {producer_id} epoch {epoch} is fenced: epoch {p.epoch} "
-                    f"has written since")
+        if p is None:
+            return None
+        if epoch < p.epoch:
+            return InvalidProducerEpoch(f"transaction marker for producer {producer_id} epoch {epoch} is fenced: "
+                                        f"epoch {p.epoch} has written since")
+        if coordinator_epoch < p.coordinator_epoch:
+            return TransactionCoordinatorFenced(
+                f"transaction marker for producer {producer_id} from coordinator epoch {coordinator_epoch} is "
+                f"fenced: a coordinator of epoch {p.coordinator_epoch} has written a marker since")
         return None
 
     def complete(self, producer_id, epoch, marker, offset):
@@ -136,14 +150,15 @@ class Transactions:
         return len(decided) != n
 
     # ---- readers -----------------------------------------------------------------------
-    def first_unstable_offset(self):
-        """The smallest first offset of the open and unreplicated transactions, or None."""
+    def first_unstable_offset(self, log_start_offset=0):
+        """The smallest first offset of the open and unreplicated transactions, not below
+        `log_start_offset`; None if there is no such transaction."""
         first = next(iter(self._ongoing.values()), None)
         for d in self._unreplicated:
             if first is None or d.first_offset < first:
                 first = d.first_offset
-        return first
+        return first if first is None else max(first, log_start_offset)
 
-    def last_stable_offset(self, high_watermark):
-        first = self.first_unstable_offset()
+    def last_stable_offset(self, high_watermark, log_start_offset=0):
+        first = self.first_unstable_offset(log_start_offset)
         return high_watermark if first is None else min(first, high_watermark)

@@ -4,7 +4,8 @@ publishes.
 
 - WriteTxnMarker (client/protocol/_messages_txn.py, the contract with the broker's
   coordinator): the leader checks the producer epoch (below the producer's: refused with
-  INVALID_PRODUCER_EPOCH, nothing written), builds the control batch
+  INVALID_PRODUCER_EPOCH, nothing written) and the coordinator epoch (below the one of
+  the producer's last marker: TRANSACTION_COORDINATOR_FENCED, nothing written), builds the control batch
   (client/records/control.py) and appends it as any leader append (the same log path,
   _append_local, and so the same producer-state and .txnindex bookkeeping as below);
   the answer (the marker's offset) waits until the high watermark passes the marker, as
@@ -17,6 +18,10 @@ publishes.
 - The high watermark moving: transactions decided below it leave the first unstable
   offset, which is raised and published (client/shm/LAYOUT.md, "Last stable offset"),
   and markers below it are answered.
+- The log start moving (retention) past an open transaction's first offset: the first
+  unstable offset published, and so the last stable offset everywhere (partition state,
+  ListOffsets read_committed, status), is never below the log start (Kafka's
+  UnifiedLog.maybeIncrementFirstUnstableOffset); the transaction stays open.
 - Killed between a marker's append and its answer: the coordinator retries (it has no
   answer); the successor's replay of the log reopens what was open and writes the
   .txnindex entry again if it was lost (daemon/worker/producer_keeping.py); a retried
@@ -29,7 +34,7 @@ import logging
 import struct
 from collections import deque
 
-from odradek.client.errors import InvalidProducerEpoch, OdradekError, StorageError
+from odradek.client.errors import OdradekError, StorageError
 from odradek.client.protocol import messages as m
 from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, CONTROL_MASK,
                                     LOG_OVERHEAD, MIN_BATCH_LENGTH, TRANSACTIONAL_MASK, ControlRecordType,
@@ -122,9 +127,10 @@ class LeaderTransactions:
         w = self.worker
         try:
             w._check_partition(request.topic, request.partition)
-            why = w.producer_state.txns.check_marker(request.producer_id, request.producer_epoch)
-            if why is not None:
-                raise InvalidProducerEpoch(why)
+            refused = w.producer_state.txns.check_marker(request.producer_id, request.producer_epoch,
+                                                         request.coordinator_epoch)
+            if refused is not None:
+                raise refused
             kind = ControlRecordType.COMMIT if request.committed else ControlRecordType.ABORT
             data = marker_batch(kind, request.producer_id, request.producer_epoch, request.coordinator_epoch,
                                 wall_clock_ms())
@@ -156,14 +162,20 @@ class LeaderTransactions:
             w._flush_link()
 
     def last_stable_offset(self):
-        return self.worker.producer_state.txns.last_stable_offset(self.worker.high_watermark)
+        w = self.worker
+        return w.producer_state.txns.last_stable_offset(w.high_watermark, w.log.log_start_offset)
+
+    def log_start_moved(self):
+        """Retention moved the log start: the first unstable offset follows it up (stored
+        before the caller publishes the new log start, which wakes the readers)."""
+        self._publish(wake=False)
 
     def _publish(self, wake):
         w = self.worker
         self._provisional = False
         if w.state is None:
             return
-        first = w.producer_state.txns.first_unstable_offset()
+        first = w.producer_state.txns.first_unstable_offset(w.log.log_start_offset)
         if first == self._published:
             return
         raised = self._published is False or first is None or \

@@ -116,14 +116,21 @@ def test_a_commit_cut_by_a_broker_crash_is_completed_after_the_restart(tmp_path)
         b.kill()
 
 
+def offsets_transaction(client):
+    """Topic t (2 partitions) and a transaction of "app" open on t-0 that may commit
+    offsets of group g: its InitProducerId answer."""
+    create_topic(client, "t", 2)
+    r = begin(client, "app", [("t", 0)])
+    add_offsets(client, "app", r, "g")
+    return r
+
+
 @pytest.mark.parametrize("commit", [True, False])
 def test_offsets_sent_in_a_transaction_count_only_if_it_commits_and_after_a_restart_too(tmp_path, commit):
     b = BrokerProcess(tmp_path / "data").start()
     try:
         with ControlClient(b.socket_path, timeout=10) as c:
-            create_topic(c, "t", 2)
-            r = begin(c, "app", [("t", 0)])
-            add_offsets(c, "app", r, "g")
+            r = offsets_transaction(c)
             txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 1): 42})
             call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
                                     producer_epoch=r.producer_epoch, committed=commit))
@@ -134,6 +141,40 @@ def test_offsets_sent_in_a_transaction_count_only_if_it_commits_and_after_a_rest
         b = BrokerProcess(tmp_path / "data").start()
         with ControlClient(b.socket_path, timeout=10) as c:     # the marker in __consumer_offsets decides
             assert fetch_offsets(c, "g", "t", [1], require_stable=True) == expected
+        assert b.stop() == 0
+        assert not b.leftovers()
+    finally:
+        b.kill()
+
+
+def plain_commit(client, group, offsets):
+    """A standalone OffsetCommit of {(topic, partition): offset}."""
+    topics = {}
+    for (t, p), offset in sorted(offsets.items()):
+        topics.setdefault(t, []).append(m.OffsetCommitRequestPartition(partition_index=p, committed_offset=offset))
+    response = call(client, m.OffsetCommitRequest(group_id=group, topics=[
+        m.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in topics.items()]))
+    assert {p.error_code for t in response.topics for p in t.partitions} == {0}
+
+
+def test_a_transactional_offset_counts_only_if_no_plain_commit_came_after_it_in_the_log_and_after_a_restart(
+        tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        with ControlClient(b.socket_path, timeout=10) as c:
+            r = offsets_transaction(c)
+            plain_commit(c, "g", {("t", 0): 7})                           # before the transaction's offsets
+            txn_commit_offsets(c, "app", r.producer_id, r.producer_epoch, "g", {("t", 0): 9, ("t", 1): 42})
+            plain_commit(c, "g", {("t", 1): 50})                          # after them, before the marker
+            call(c, m.EndTxnRequest(transactional_id="app", producer_id=r.producer_id,
+                                    producer_epoch=r.producer_epoch, committed=True))
+            wait_state(c, "app", "CompleteCommit")
+            expected = {("t", 0): (9, 0), ("t", 1): (50, 0)}
+            assert {**fetch_offsets(c, "g", "t", [0]), **fetch_offsets(c, "g", "t", [1])} == expected
+        assert b.stop() == 0
+        b = BrokerProcess(tmp_path / "data").start()
+        with ControlClient(b.socket_path, timeout=10) as c:     # replayed from __consumer_offsets
+            assert {**fetch_offsets(c, "g", "t", [0]), **fetch_offsets(c, "g", "t", [1])} == expected
         assert b.stop() == 0
         assert not b.leftovers()
     finally:

@@ -9,6 +9,7 @@ from support.replies import Call, record
 
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.txn import Note, Persist, Reply, TransactionCoordinator, TxnConfig, WriteMarkers
+from odradek.daemon.broker.txn.state import EXPIRABLE_STATES, TxnState
 
 TIMEOUT_MS = 60_000
 CONFIG = TxnConfig()
@@ -138,3 +139,42 @@ class Harness:
 def partition_errors(response):
     """{(topic, partition): error code} of an AddPartitionsToTxnResponse."""
     return {(t.name, r.partition_index): r.error_code for t in response.results for r in t.results}
+
+
+def deadline_by_scan(coord):
+    """coord.next_deadline() computed as it was before the deadline heaps: by looking at
+    every transactional id and every marker round (the tests' brute-force reference, and
+    perf/txn_deadlines.py's "before")."""
+    config = coord.config
+
+    def not_before(due, last_scan, every):      # the next scan after `last_scan` finds it
+        return due if last_scan is None else max(due, last_scan + every)
+    dues = [t for rnd in coord.markers.rounds.values() for t in rnd.retry_at.values()]
+    dues += [rnd.complete_retry_at for rnd in coord.markers.rounds.values() if rnd.complete_retry_at is not None]
+    open_due = [t.start_ms + t.timeout_ms + 1 for t in coord.txns.values()
+                if t.state is TxnState.ONGOING and t.pending is None]
+    if open_due:
+        dues.append(not_before(min(open_due), coord._last_abort_scan,
+                               config.abort_timed_out_transaction_cleanup_interval_ms))
+    idle_due = [t.update_ms + config.id_expiration_ms for t in coord.txns.values()
+                if t.state in EXPIRABLE_STATES and t.pending is None]
+    if idle_due:
+        dues.append(not_before(min(idle_due), coord._last_expiry_scan,
+                               config.remove_expired_transaction_cleanup_interval_ms))
+    return min(dues) if dues else None
+
+
+def due_by_scan(coord, now):
+    """The ids a tick at `now` must abort (timed out) and expire, by looking at every id:
+    ({ids}, {ids}); an empty set for a kind whose cleanup interval has not passed."""
+    config = coord.config
+
+    def allowed(last, every):
+        return last is None or now >= last + every
+    timed_out = {tid for tid, t in coord.txns.items()
+                 if t.state is TxnState.ONGOING and t.pending is None and t.start_ms + t.timeout_ms < now} \
+        if allowed(coord._last_abort_scan, config.abort_timed_out_transaction_cleanup_interval_ms) else set()
+    idle = {tid for tid, t in coord.txns.items() if t.state in EXPIRABLE_STATES and t.pending is None
+            and t.update_ms <= now - config.id_expiration_ms} \
+        if allowed(coord._last_expiry_scan, config.remove_expired_transaction_cleanup_interval_ms) else set()
+    return timed_out, idle

@@ -53,21 +53,25 @@ class Context:
     def note(self, group_id, text):
         self._out.append(Note(group_id, text))
 
-    def persist(self, records, continuation=None, producer=None):
+    def persist(self, records, continuation=None, producer=None, positioned=False):
         """Emit a Persist (a transactional one of `producer`, (id, epoch), if given);
-        `continuation(now, error)` is called when it is acknowledged."""
+        `continuation(now, error)` is called when it is acknowledged, with the batch's
+        offset in __consumer_offsets after them if `positioned`."""
         token = None
         if continuation is not None:
             token = next(self._tokens)
-            self._continuations[token] = continuation
+            self._continuations[token] = (continuation, positioned)
         self._out.append(Persist(tuple(records), token, producer))
         return token
 
-    def persisted(self, token, now, error):
-        continuation = self._continuations.pop(token, None)
+    def persisted(self, token, now, error, offset=-1):
+        continuation, positioned = self._continuations.pop(token, (None, False))
         if continuation is None:
             raise KeyError(f"no Persist is waiting with token {token}")
-        continuation(now, error)
+        if positioned:
+            continuation(now, error, offset)
+        else:
+            continuation(now, error)
 
     # ---- groups -----------------------------------------------------------------------
     def bind(self, group, conn):

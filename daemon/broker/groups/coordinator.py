@@ -7,7 +7,7 @@ Driving it (the broker loop does this; tests do it with a FakeClock):
     effects = coord.handle(Peer(conn, client_id, pid, uid), correlation_id, request, now)
     effects = coord.tick(now)             # whenever now >= coord.next_deadline()
     effects = coord.connection_closed(conn, now)
-    effects = coord.persisted(token, now, error)          # when a Persist with a token is done
+    effects = coord.persisted(token, now, error, offset)  # when a Persist with a token is done
 
 and apply each effect in order (effects.py: Reply, Persist, Note). Nothing here reads a
 clock, sleeps, or touches a socket or a file: `now` (ms) is always given.
@@ -130,10 +130,11 @@ class GroupCoordinator:
         rebalances); static members keep their place until their session times out."""
         return self._ctx.run(self.membership.connection_closed, conn, now)
 
-    def persisted(self, token, now, error=None):
-        """The Persist carrying `token` is durable (error None) or failed (an
-        OdradekError). Returns the effects that waited for it."""
-        return self._ctx.run(self._ctx.persisted, token, now, error)
+    def persisted(self, token, now, error=None, offset=-1):
+        """The Persist carrying `token` is durable (error None; `offset`: its batch's base
+        offset in __consumer_offsets) or failed (an OdradekError). Returns the effects
+        that waited for it."""
+        return self._ctx.run(self._ctx.persisted, token, now, error, offset)
 
     def txn_completed(self, producer_id, commit, now):
         """The transaction coordinator wrote `producer_id`'s marker to __consumer_offsets:

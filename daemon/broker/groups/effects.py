@@ -11,8 +11,9 @@ effects; the broker loop applies them in order:
     Persist(records, token)       append `records` — (key bytes, value bytes or None for a
                                   tombstone), in this order — to __consumer_offsets. When
                                   `token` is not None, call coordinator.persisted(token,
-                                  now, error) once the append is durable (error=None) or
-                                  has failed (error=the OdradekError): replies that depend
+                                  now, error, offset) once the append is durable
+                                  (error=None, offset=the batch's base offset in the log)
+                                  or has failed (error=the OdradekError): replies that depend
                                   on the write are held until then. Persists must be
                                   appended in the order they were emitted. `producer`,
                                   if not None, is (producer id, epoch): append them as

@@ -4,10 +4,11 @@ belong to the group itself (state transitions, the protocol vote, who leads); th
 coordinator drives it. No I/O, no clock: times are given.
 """
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-__all__ = ["GroupState", "Group", "Member", "Waiter", "PendingMember", "CommittedOffset"]
+__all__ = ["GroupState", "Group", "Member", "Waiter", "PendingMember", "CommittedOffset", "take_newer",
+           "at_record"]
 
 
 class GroupState(Enum):
@@ -35,10 +36,33 @@ VALID_PREVIOUS = {
 
 @dataclass(frozen=True)
 class CommittedOffset:
+    """A committed offset, and where its record is: the base offset of its batch in
+    __consumer_offsets (Kafka's appendedBatchOffset; -1 while not known). Of two offsets
+    for one partition, the one whose record is later in the log wins (is_newer_than)."""
     offset: int
     leader_epoch: int = -1
     metadata: str = ""
     commit_timestamp: int = -1
+    record_offset: int = -1
+
+    def is_newer_than(self, current):
+        """Whether this offset replaces `current` (a CommittedOffset or None): Kafka's
+        CommitRecordMetadataAndOffset.olderThan, seen from the newcomer. Positions not
+        known (-1) count as newest."""
+        return current is None or self.record_offset < 0 or current.record_offset < self.record_offset
+
+
+def take_newer(committed, offsets):
+    """Put each of `offsets` ({(topic, partition): CommittedOffset}) in `committed` unless
+    the one there has a later record in __consumer_offsets (CommittedOffset.is_newer_than)."""
+    for tp, value in offsets.items():
+        if value.is_newer_than(committed.get(tp)):
+            committed[tp] = value
+
+
+def at_record(offsets, record_offset):
+    """`offsets` with the position of their record (the batch's base offset) filled in."""
+    return {tp: replace(value, record_offset=record_offset) for tp, value in offsets.items()}
 
 
 class Waiter:

@@ -12,7 +12,7 @@ from odradek.client.errors import (
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import offsets_log as fmt
 from odradek.daemon.broker.groups.context import store_error
-from odradek.daemon.broker.groups.group import CommittedOffset, Group, GroupState, Waiter
+from odradek.daemon.broker.groups.group import CommittedOffset, Group, GroupState, Waiter, at_record, take_newer
 from odradek.daemon.broker.groups.txn_offsets import TransactionalRecord, TransactionMarker, TxnOffsets
 
 __all__ = ["Offsets"]
@@ -47,7 +47,7 @@ class Offsets:
             return self.ctx.reply(peer.conn, handle, response)
         group.commits_in_flight += 1
         self.ctx.persist(records, partial(self._commit_stored, group, offsets, Waiter(peer.conn, handle),
-                                          response))
+                                          response), positioned=True)
 
     def group_for_commit(self, req, now):
         """(group, error) for an OffsetCommit or TxnOffsetCommit: a standalone commit
@@ -88,14 +88,15 @@ class Offsets:
             topics.append(topic_cls(name=topic.name, partitions=parts))
         return records, offsets, topics
 
-    def _commit_stored(self, group, offsets, waiter, response, now, error):
-        """The commit's records are durable (or failed): take the offsets, answer."""
+    def _commit_stored(self, group, offsets, waiter, response, now, error, record_offset):
+        """The commit's records are durable at `record_offset` (or failed): take the
+        offsets, answer."""
         group.commits_in_flight -= 1
         if error is not None:
             self.ctx.maybe_forget(group)
             return self.ctx.answer(waiter, store_error(error, group.group_id, commit=True))
         if self.ctx.groups.get(group.group_id) is group:  # not deleted meanwhile
-            group.offsets.update(offsets)
+            take_newer(group.offsets, at_record(offsets, record_offset))
         self.ctx.answer(waiter, response)
 
     def validate_commit(self, group, req):
@@ -157,18 +158,22 @@ class Offsets:
             self.ctx.persist(records)
 
     def load(self, records, now):
-        """Rebuild the groups from __consumer_offsets: (key, value) records, and the
-        TransactionalRecord / TransactionMarker items of transactions (txn_offsets.py),
-        in log order. A transaction's records count once its COMMIT marker comes; those of
-        a transaction still open come back as its pending offsets."""
+        """Rebuild the groups from __consumer_offsets, in log order: (key, value,
+        batch offset) records, and the TransactionalRecord / TransactionMarker items of
+        transactions (txn_offsets.py); a record without its batch offset ((key, value),
+        or a TransactionalRecord's -1) is placed by its index in `records`. As Kafka's
+        GroupMetadataManager loads: a plain record replaces the committed offset; a
+        transaction's offsets are held until its COMMIT marker, then each replaces the
+        committed one only if its record is the later one in the log (ABORT drops them);
+        those of a transaction still open come back as its pending offsets."""
         self.ctx.reset()
         self.membership.reset()
-        offsets = defaultdict(dict)
+        offsets = defaultdict(dict)        # group -> {(topic, partition): CommittedOffset}
         metadata = {}
-        open_txns = defaultdict(list)      # producer id -> [(key, value)] of its open transaction
+        open_txns = defaultdict(lambda: defaultdict(dict))   # producer id -> the same, its open transaction
         skipped = 0
 
-        def apply(key, value, into):
+        def apply(key, value, position, into):
             nonlocal skipped
             try:
                 k = fmt.decode_key(key)
@@ -178,30 +183,28 @@ class Offsets:
                     else:
                         v = fmt.decode_offset_value(value)
                         into[k.group][(k.topic, k.partition)] = CommittedOffset(
-                            v.offset, v.leader_epoch, v.metadata, v.commit_timestamp)
-                else:
+                            v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, position)
+                elif into is offsets:
                     metadata[k.group] = fmt.decode_group_value(value) if value is not None else None
             except fmt.FormatError as e:
                 skipped += 1
                 if skipped <= 10:
                     self.ctx.note("", f"__consumer_offsets: skipped a record: {e}")
-        for record in records:
+        for index, record in enumerate(records):
             if isinstance(record, TransactionalRecord):
-                open_txns[record.producer_id].append((record.key, record.value))
+                position = record.offset if record.offset >= 0 else index
+                apply(record.key, record.value, position, open_txns[record.producer_id])
             elif isinstance(record, TransactionMarker):
-                for key, value in open_txns.pop(record.producer_id, ()):
-                    if record.commit:
-                        apply(key, value, offsets)
+                held = open_txns.pop(record.producer_id, {})
+                if record.commit:
+                    for group_id, group_offsets in held.items():
+                        take_newer(offsets[group_id], group_offsets)
             else:
-                apply(*record, offsets)
-        pending = {}
-        for producer_id, txn_records in open_txns.items():
-            pending[producer_id] = defaultdict(dict)
-            for key, value in txn_records:
-                apply(key, value, pending[producer_id])
-        for group_id in sorted(set(offsets) | set(metadata) | {g for p in pending.values() for g in p}):
+                key, value, *position = record
+                apply(key, value, position[0] if position else index, offsets)
+        for group_id in sorted(set(offsets) | set(metadata) | {g for p in open_txns.values() for g in p}):
             value = metadata.get(group_id)
-            held = {pid: dict(by_group[group_id]) for pid, by_group in pending.items() if by_group.get(group_id)}
+            held = {pid: dict(by_group[group_id]) for pid, by_group in open_txns.items() if by_group.get(group_id)}
             if value is None and not offsets.get(group_id) and not held:
                 continue  # deleted
             group = Group(group_id, now)

@@ -49,8 +49,10 @@ The rules are Kafka's:
   failover in Kafka; one found Ongoing keeps its start time, so its timeout runs on.
 
 The parts: state.py (TxnMetadata, the transitions), transaction_log.py (the record
-bytes), markers.py (writing markers, then the Complete record), views.py
-(DescribeTransactions, ListTransactions).
+bytes), markers.py (writing markers, then the Complete record), deadlines.py (when
+transactions time out and ids expire, without a scan of every id), views.py
+(DescribeTransactions, ListTransactions). Of several transactions timed out (or ids
+expired) at one tick, the earliest due is handled first.
 """
 import itertools
 
@@ -62,10 +64,11 @@ from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import OFFSETS_TOPIC
 from odradek.daemon.broker.txn import transaction_log as tlog
 from odradek.daemon.broker.txn.config import TxnConfig
+from odradek.daemon.broker.txn.deadlines import TxnDeadlines
 from odradek.daemon.broker.txn.effects import Note, Persist, Reply
 from odradek.daemon.broker.txn.markers import Markers
 from odradek.daemon.broker.txn.state import (
-    EXPIRABLE_STATES, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, IllegalTransition, TxnMetadata, TxnState,
+    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, IllegalTransition, TxnMetadata, TxnState,
     is_epoch_exhausted)
 from odradek.daemon.broker.txn.views import describe_transactions, list_transactions
 
@@ -98,6 +101,7 @@ class TransactionCoordinator:
         self.txns = {}                     # transactional id -> TxnMetadata
         self.coordinator_epoch = 0
         self.markers = Markers(self)
+        self.deadlines = TxnDeadlines(self.txns, self.config.id_expiration_ms)   # timeouts, expiry
         self._continuations = {}           # Persist token -> continuation(now, error)
         self._tokens = itertools.count(1)
         self._last_abort_scan = None
@@ -136,20 +140,19 @@ class TransactionCoordinator:
         return self._run(self._tick, now)
 
     def next_deadline(self):
-        """The earliest time (ms) at which tick() has something to do; None if nothing."""
+        """The earliest time (ms) at which tick() has something to do; None if nothing.
+        O(1) amortized (deadlines.py, and the markers' retry heap)."""
         dues = []
         retry = self.markers.next_retry()
         if retry is not None:
             dues.append(retry)
-        open_due = [t.start_ms + t.timeout_ms + 1 for t in self.txns.values()
-                    if t.state is _S.ONGOING and t.pending is None]
-        if open_due:
-            dues.append(_not_before(min(open_due), self._last_abort_scan,
+        open_due = self.deadlines.first_timeout()
+        if open_due is not None:
+            dues.append(_not_before(open_due, self._last_abort_scan,
                                     self.config.abort_timed_out_transaction_cleanup_interval_ms))
-        idle_due = [t.update_ms + self.config.id_expiration_ms for t in self.txns.values()
-                    if t.state in EXPIRABLE_STATES and t.pending is None]
-        if idle_due:
-            dues.append(_not_before(min(idle_due), self._last_expiry_scan,
+        idle_due = self.deadlines.first_expiry()
+        if idle_due is not None:
+            dues.append(_not_before(idle_due, self._last_expiry_scan,
                                     self.config.remove_expired_transaction_cleanup_interval_ms))
         return min(dues) if dues else None
 
@@ -232,7 +235,7 @@ class TransactionCoordinator:
         if meta is None:
             meta = TxnMetadata(tid, self.allocate_producer_id(), NO_PRODUCER_EPOCH, req.transaction_timeout_ms,
                                _S.EMPTY, now)
-            self.txns[tid] = meta
+            self._adopt(meta)
         expected = (req.producer_id, req.producer_epoch) if req.producer_id != NO_PRODUCER_ID else None
         try:
             transit = self._init_transit(meta, req.transaction_timeout_ms, expected, now)
@@ -392,16 +395,14 @@ class TransactionCoordinator:
         self.markers.retry_due(now)
         every = self.config.abort_timed_out_transaction_cleanup_interval_ms
         if self._last_abort_scan is None or now >= self._last_abort_scan + every:
-            timed_out = [t for t in self.txns.values()
-                         if t.state is _S.ONGOING and t.pending is None and t.start_ms + t.timeout_ms < now]
+            timed_out = self.deadlines.timed_out(now)   # start_ms + timeout_ms < now
             if timed_out:
                 self._last_abort_scan = now
             for meta in timed_out:
                 self._abort_timed_out(meta, now)
         every = self.config.remove_expired_transaction_cleanup_interval_ms
         if self._last_expiry_scan is None or now >= self._last_expiry_scan + every:
-            idle = [t for t in self.txns.values() if t.state in EXPIRABLE_STATES and t.pending is None
-                    and t.update_ms <= now - self.config.id_expiration_ms]
+            idle = self.deadlines.expired(now)          # update_ms <= now - transactional.id.expiration.ms
             if idle:
                 self._last_expiry_scan = now
             for meta in idle:
@@ -427,8 +428,15 @@ class TransactionCoordinator:
         self.persist_transit(meta, meta.prepare_dead(), expired)
 
     # == load ===========================================================================
+    def _adopt(self, meta):
+        """`meta` joins the ids: its deadlines are followed from now on."""
+        self.txns[meta.transactional_id] = meta
+        meta.watcher = self.deadlines.watch
+        self.deadlines.watch(meta)
+
     def _load(self, records, now, coordinator_epoch):
         self.txns.clear()
+        self.deadlines.clear()
         self._continuations.clear()
         self.markers.reset()
         self.coordinator_epoch = coordinator_epoch
@@ -445,7 +453,7 @@ class TransactionCoordinator:
                 if record is not None:
                     self.note(tid, f"skipped: status {record.status} is not a state written to the log")
                 continue
-            self.txns[tid] = meta
+            self._adopt(meta)
         for meta in self.txns.values():
             if meta.state in (_S.PREPARE_COMMIT, _S.PREPARE_ABORT):
                 self.note(meta.transactional_id, f"found {meta.state.display}: writing its markers again")

@@ -9,8 +9,15 @@ MAX_RETRY_BACKOFF_MS (a leader restarting, a follower behind: the partition's wo
 answers once it can); a partition that no longer exists (its topic was deleted) is
 skipped, as Kafka skips it. A leader that refuses the marker's epoch
 (INVALID_PRODUCER_EPOCH: it holds a newer epoch of the producer, so this transaction is
-over there) counts as done, with a note.
+over there) counts as done, with a note. A leader that answers
+TRANSACTION_COORDINATOR_FENCED has a marker of this producer from a coordinator of a
+newer epoch: this coordinator is a zombie for the transaction and stops ending it, as
+Kafka's TransactionMarkerRequestCompletionHandler does (removeMarkersForTxn): no marker
+of the round is sent or retried again and no Complete record is written; the
+transaction stays Prepare* here until a coordinator of a newer epoch loads
+__transaction_state and completes it (load() sends its markers again).
 """
+import heapq
 import itertools
 from dataclasses import dataclass, field
 
@@ -42,11 +49,16 @@ class _Round:
 class Markers:
     def __init__(self, coordinator):
         self.coord = coordinator
-        self.rounds = {}                 # token -> _Round
+        self.rounds = {}                 # token -> _Round (in token order: the order they began)
         self._tokens = itertools.count(1)
+        # (ms, seq, token, (topic, partition) or None for the Complete record): the retries,
+        # valid while the round still has that retry time for it (lazy invalidation)
+        self._retries = []
+        self._seq = itertools.count()
 
     def reset(self):
         self.rounds.clear()
+        self._retries.clear()
 
     def send(self, meta, complete):
         """Write the markers of `meta`'s transaction (PrepareCommit/PrepareAbort, durable),
@@ -80,12 +92,18 @@ class Markers:
         if error is not None:
             if isinstance(error, UnknownTopicOrPartition) and not self.coord.partition_exists(*tp):
                 self.coord.note(tid, f"{tp[0]}-{tp[1]} no longer exists: its marker is skipped")
-            elif isinstance(error, (InvalidProducerEpoch, TransactionCoordinatorFenced)):
+            elif isinstance(error, TransactionCoordinatorFenced):
+                del self.rounds[token]
+                self.coord.note(tid, f"{tp[0]}-{tp[1]} refused the marker ({error}): a coordinator of a newer "
+                                     f"epoch ends this transaction; this one stops sending its markers")
+                return
+            elif isinstance(error, InvalidProducerEpoch):
                 self.coord.note(tid, f"{tp[0]}-{tp[1]} refused the marker ({error}): it holds a newer epoch, "
                                      f"the transaction is over there")
             else:
                 backoff = rnd.backoff.get(tp, RETRY_BACKOFF_MS)
                 rnd.retry_at[tp] = now + backoff
+                heapq.heappush(self._retries, (now + backoff, next(self._seq), token, tp))
                 rnd.backoff[tp] = min(backoff * 2, MAX_RETRY_BACKOFF_MS)
                 if backoff == RETRY_BACKOFF_MS:   # the first failure of this partition only
                     self.coord.note(tid, f"writing the marker to {tp[0]}-{tp[1]} failed ({error}); retrying")
@@ -108,19 +126,36 @@ class Markers:
                                      f"{rnd.meta.producer_epoch}")
             elif self.rounds.get(token) is rnd and rnd.meta.pending is rnd.complete.state:
                 rnd.complete_retry_at = now + rnd.complete_backoff
+                heapq.heappush(self._retries, (rnd.complete_retry_at, next(self._seq), token, None))
                 rnd.complete_backoff = min(rnd.complete_backoff * 2, MAX_RETRY_BACKOFF_MS)
                 self.coord.note(tid, f"writing {rnd.complete.state.display} failed ({error}); retrying")
         self.coord.persist_transit(rnd.meta, rnd.complete, written, retry_on_error=True)
 
+    def _is_due(self, entry):
+        at, _, token, tp = entry
+        rnd = self.rounds.get(token)
+        return rnd is not None and (rnd.complete_retry_at if tp is None else rnd.retry_at.get(tp)) == at
+
     def next_retry(self):
-        dues = [t for rnd in self.rounds.values() for t in rnd.retry_at.values()]
-        dues += [rnd.complete_retry_at for rnd in self.rounds.values() if rnd.complete_retry_at is not None]
-        return min(dues) if dues else None
+        """The earliest retry time (ms), or None; O(1) amortized."""
+        retries = self._retries
+        while retries and not self._is_due(retries[0]):
+            heapq.heappop(retries)
+        return retries[0][0] if retries else None
 
     def retry_due(self, now):
-        for token, rnd in list(self.rounds.items()):
-            due = sorted(tp for tp, at in rnd.retry_at.items() if at <= now)
-            if due:
-                self._write(token, rnd, due)
-            if rnd.complete_retry_at is not None and rnd.complete_retry_at <= now and not rnd.writing_complete:
+        """Send again what is due at `now`: per round, in the order the rounds began, its
+        partitions' markers (one WriteMarkers), then its Complete record."""
+        due = {}
+        retries = self._retries
+        while retries and retries[0][0] <= now:
+            entry = heapq.heappop(retries)
+            if self._is_due(entry):
+                due.setdefault(entry[2], set()).add(entry[3])
+        for token in sorted(due):
+            rnd = self.rounds[token]
+            partitions = sorted(tp for tp in due[token] if tp is not None)
+            if partitions:
+                self._write(token, rnd, partitions)
+            if None in due[token] and not rnd.writing_complete:
                 self._write_complete(token, rnd)

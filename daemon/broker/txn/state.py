@@ -115,6 +115,7 @@ class TxnMetadata:
         self.update_ms = update_ms
         self.pending = None              # the TxnState a change under way leads to
         self.failed_epoch_fence = False  # a fence's record failed: its bumped epoch is reused
+        self.watcher = None              # called with self once a change is taken or dropped
 
     @classmethod
     def from_record(cls, transactional_id, record):
@@ -213,6 +214,7 @@ class TxnMetadata:
         self.pending = None
         self.producer_epoch = epoch
         self.last_producer_epoch = NO_PRODUCER_EPOCH
+        self._changed()
 
     def complete(self, transit):
         """The record of `transit` is durable: take its state."""
@@ -228,7 +230,13 @@ class TxnMetadata:
         self.update_ms = transit.update_ms
         self.state = transit.state
         self.pending = None
+        self._changed()
 
     def abandon(self):
         """The change under way will not happen (its record failed)."""
         self.pending = None
+        self._changed()
+
+    def _changed(self):
+        if self.watcher is not None:
+            self.watcher(self)

@@ -309,6 +309,21 @@ def test_retention_bytes_deletes_oldest_segments_but_never_the_active_one(open_l
         log.read(0, 100)
 
 
+def test_retention_cut_between_its_checkpoint_and_the_unlinks_is_finished_at_the_next_open(open_log, tmp_path):
+    log = open_log(**{"segment.bytes": 300})
+    for i in range(10):
+        log.append(value_batch(i, 1, size=100))
+    bases = [s.base_offset for s in log.segments]
+    log.close()
+    # the log start checkpointed past two whole segments, their files still there (a crash
+    # in _delete_oldest between the checkpoint and the unlinks)
+    LogDirCheckpoints(str(tmp_path)).update(("orders", 0), log_start_offset=bases[2])
+    log = open_log(**{"segment.bytes": 300})
+    assert [s.base_offset for s in log.segments] == bases[2:] and log.log_start_offset == bases[2]
+    assert not any(n.startswith(f"{bases[0]:020d}.") for n in os.listdir(log.directory))
+    assert read_all(log)[0].offset == bases[2]
+
+
 def test_retention_ms_deletes_segments_whose_newest_record_is_older(open_log, clock):
     log = open_log(**{"segment.bytes": 300, "retention.ms": 10_000})
     for i in range(10):

@@ -7,6 +7,7 @@ import pytest
 
 from odradek.client.records import ControlRecordType, marker_batch
 from odradek.daemon.storage import LogConfig, PartitionLog, filenames
+from odradek.daemon.storage.checkpoint import LogDirCheckpoints
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.txn_index import (ENTRY_SIZE, AbortedTxn, CorruptIndex, TransactionIndex,
                                               decode_entries, encode_entry)
@@ -125,6 +126,22 @@ def test_retention_and_truncation_delete_the_index_with_its_segment(open_log, tm
     log.truncate_to(cut)                           # the marker at `cut` goes, and its entry
     assert log.collect_aborted_txns(0, cut + 10) == [t for t in txns[:-2] if t.last_offset >= log.log_start_offset]
     assert all(int(n[:20]) in {s.base_offset for s in log.segments} for n in txnindex_files(log))
+
+
+def test_aborted_transactions_ended_below_a_log_start_inside_a_segment_are_not_collected(open_log, tmp_path):
+    log = open_log()
+    txns = fill_with_aborts(log, every=3)       # markers inside segments, not only at their ends
+    # a log start inside a segment, after an aborted transaction's marker there (the state
+    # a DeleteRecords leaves): that entry stays in the segment's .txnindex
+    t = next(t for t in txns[1:] if log.segment_index(t.last_offset) == log.segment_index(t.last_offset + 1))
+    start = t.last_offset + 1
+    log.close()
+    LogDirCheckpoints(str(tmp_path)).update(("t", 0), log_start_offset=start)
+    log = open_log()
+    assert log.log_start_offset == start and t in log.segments[0].txn_index.entries()
+    later = [x for x in txns if x.last_offset >= start]
+    assert log.collect_aborted_txns(0, log.log_end_offset) == later
+    assert log.collect_aborted_txns(start, log.log_end_offset) == later
 
 
 def test_a_segment_recreated_at_a_deleted_base_does_not_inherit_an_index(open_log):

@@ -3,6 +3,7 @@ abort, the last stable offset, replay from log bytes, snapshots (Kafka's
 CurrentTxnFirstOffset), Kafka's rules for markers."""
 from support.records import make_batch
 
+from odradek.client.errors import InvalidProducerEpoch, TransactionCoordinatorFenced
 from odradek.client.records import ControlRecordType, EndTxnMarker, marker_batch, write_base_offset
 from odradek.daemon.storage import producer_snapshot
 from odradek.daemon.storage.txn_index import AbortedTxn
@@ -34,6 +35,16 @@ def test_a_transaction_holds_the_lso_at_its_first_offset_until_its_commit_is_rep
     assert txns.first_unstable_offset() is None and txns.last_stable_offset(16) == 16
 
 
+def test_the_first_unstable_offset_is_never_below_the_log_start():
+    state = ProducerState()
+    txns = state.txns
+    assert txns.first_unstable_offset(5) is None and txns.last_stable_offset(9, 5) == 9
+    txn_data(state, 7, 0, 0, 2, 3)
+    assert txns.first_unstable_offset(0) == 3 and txns.first_unstable_offset(6) == 6
+    assert txns.last_stable_offset(9, 6) == 6 and txns.last_stable_offset(9, 2) == 3
+    assert txns.ongoing() == [(7, 3)]                # still open, from its own first offset
+
+
 def test_an_abort_gives_the_aborted_entry_with_kafkas_last_stable_offset():
     state = ProducerState()
     txn_data(state, 7, 0, 0, 2, 0)
@@ -62,13 +73,30 @@ def test_a_marker_with_no_open_transaction_changes_only_epochs():
 def test_a_marker_with_a_bumped_epoch_forgets_the_old_epochs_batches_and_fences_old_markers():
     state = ProducerState()
     txn_data(state, 7, 0, 0, 3, 0)
-    assert state.txns.check_marker(7, 0) is None
+    assert state.txns.check_marker(7, 0, 0) is None
     assert state.txns.complete(7, 1, ABORT, 3) == AbortedTxn(7, 0, 3, 4)   # the coordinator bumped it
     assert state.entry(7).epoch == 1 and state.entry(7).batches == ()
-    assert "fenced" in state.txns.check_marker(7, 0)
-    assert state.txns.check_marker(7, 1) is None and state.txns.check_marker(99, 0) is None
+    assert isinstance(state.txns.check_marker(7, 0, 0), InvalidProducerEpoch)
+    assert state.txns.check_marker(7, 1, 0) is None and state.txns.check_marker(99, 0, 0) is None
     # the bumped epoch's first batch starts at sequence 0
     assert state.check(7, 1, 0, 0).outcome.name == "APPEND"
+
+
+def test_a_marker_from_an_older_coordinator_epoch_is_fenced_even_with_the_current_producer_epoch():
+    state = ProducerState()
+    txn_data(state, 7, 0, 0, 2, 0)
+    assert state.txns.check_marker(7, 0, 0) is None                  # nothing recorded yet: any coordinator
+    state.txns.complete(7, 0, EndTxnMarker(ControlRecordType.COMMIT, 4), 2)
+    refused = state.txns.check_marker(7, 0, 3)
+    assert isinstance(refused, TransactionCoordinatorFenced) and refused.code == 52
+    assert "coordinator epoch 3" in str(refused) and "epoch 4" in str(refused)
+    assert state.txns.check_marker(7, 0, 4) is None and state.txns.check_marker(7, 0, 5) is None
+    # the producer epoch is checked first, as Kafka's appendEndTxnMarker does
+    assert isinstance(state.txns.check_marker(7, -1, 3), InvalidProducerEpoch)
+    # the coordinator epoch survives a snapshot
+    loaded = ProducerState()
+    loaded.load(state.snapshot_entries(1700000000000))
+    assert isinstance(loaded.txns.check_marker(7, 0, 3), TransactionCoordinatorFenced)
 
 
 def built(data, offset):

@@ -9,7 +9,7 @@ import pytest
 from support.records import make_batch
 from support.worker import WorkerProcess
 
-from odradek.client.errors import InvalidProducerEpoch, InvalidRecord
+from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, TransactionCoordinatorFenced
 from odradek.client.protocol import messages as m
 from odradek.client.records import ControlRecordType, EndTxnMarker, iter_batches, marker_batch, read_header
 from odradek.daemon.storage import filenames
@@ -58,13 +58,18 @@ def answered(worker, cids, timeout=10.0):
 
 
 def txn_index(log_dir):
-    return TransactionIndex(filenames.txnindex_file(os.path.join(str(log_dir), f"{TOPIC}-0"), 0)).entries()
+    """The entries of every segment's .txnindex, oldest segment first."""
+    directory = os.path.join(str(log_dir), f"{TOPIC}-0")
+    return [t for name in sorted(n for n in os.listdir(directory) if n.endswith(".txnindex"))
+            for t in TransactionIndex(os.path.join(directory, name)).entries()]
 
 
 def markers_in_log(log_dir):
-    path = filenames.log_file(os.path.join(str(log_dir), f"{TOPIC}-0"), 0)
-    with open(path, "rb") as f:
-        data = f.read()
+    directory = os.path.join(str(log_dir), f"{TOPIC}-0")
+    data = b""
+    for name in sorted(n for n in os.listdir(directory) if n.endswith(".log")):   # every segment
+        with open(os.path.join(directory, name), "rb") as f:
+            data += f.read()
     return [(b.base_offset, b.producer_id, b.producer_epoch, b.end_txn_marker())
             for _, b in iter_batches(data) if b.is_control]
 
@@ -141,6 +146,29 @@ def test_a_leader_killed_between_a_marker_and_its_answer_recovers_transactions_a
     assert third.stop() == 0
 
 
+def test_a_marker_from_a_fenced_coordinator_is_refused_and_written_nowhere(tmp_path, workers):
+    w = workers(tmp_path).start()
+    args, values = txn(4, 0)
+    answered(w, [append(w, values, **args)])
+    assert answered(w, [marker(w, 4, committed=True, coordinator_epoch=6)])[0].offset == 1
+    args, values = txn(4, 1)
+    answered(w, [append(w, values, **args)])            # the next transaction at 2
+    with pytest.raises(TransactionCoordinatorFenced, match="coordinator epoch 5"):
+        answered(w, [marker(w, 4, committed=False, coordinator_epoch=5)])
+    w.wait_for(lambda: w.offsets() == (2, 3, 3), what="the transaction still open")
+    assert txn_index(tmp_path) == []
+    assert w.stop() == 0                                # the coordinator epoch goes into the snapshot
+    again = workers(tmp_path, shm=w.shm).start()
+    with pytest.raises(TransactionCoordinatorFenced):
+        answered(again, [marker(again, 4, committed=False, coordinator_epoch=5)])
+    assert answered(again, [marker(again, 4, committed=False, coordinator_epoch=7)])[0].offset == 3
+    again.wait_for(lambda: again.offsets() == (4, 4, 4), what="aborted by the newer coordinator")
+    assert again.stop() == 0
+    assert [(o, mk) for o, _, _, mk in markers_in_log(tmp_path)] == [
+        (1, EndTxnMarker(ControlRecordType.COMMIT, 6)), (3, EndTxnMarker(ControlRecordType.ABORT, 7))]
+    assert txn_index(tmp_path) == [AbortedTxn(4, 2, 3, 4)]
+
+
 def test_alone_a_marker_is_answered_at_once(tmp_path, workers):
     w = workers(tmp_path).start()
     args, values = txn(3, 0)
@@ -163,3 +191,34 @@ def test_a_control_batch_from_a_producer_ring_is_refused(tmp_path):
     finally:
         worker.close()
         other.close()
+
+
+def list_offset(worker, isolation_level):
+    (topic,) = worker.call(m.ListOffsetsRequest(isolation_level=isolation_level, topics=[m.ListOffsetsTopic(
+        name=TOPIC, partitions=[m.ListOffsetsPartition(partition_index=0, timestamp=m.LATEST_TIMESTAMP)])])).topics
+    return topic.partitions[0].offset
+
+
+def test_retention_past_an_open_transactions_first_offset_raises_the_lso_to_the_log_start(tmp_path, workers):
+    # a segment per batch (each ~80 bytes); retention keeps the newest ~3 segments
+    w = workers(tmp_path, configs={"segment.bytes": "100", "retention.bytes": "250"})
+    w.spec.retention_check_ms = 50
+    w.start()
+    args, values = txn(6, 0)
+    answered(w, [append(w, values, **args)])                       # open at 0
+    answered(w, [append(w, [b"plain %d" % i]) for i in range(6)])  # 1..6, one segment each
+    w.wait_for(lambda: w.shm.state.read().log_start_offset > 0, what="retention to move the log start")
+    start = w.shm.state.read().log_start_offset
+    assert w.offsets() == (start, 7, 7)                            # not 0: below the log start
+    assert list_offset(w, m.IsolationLevel.READ_COMMITTED) == start
+    assert list_offset(w, m.IsolationLevel.READ_UNCOMMITTED) == 7
+    (status,) = w.call(m.StatusRequest()).partitions
+    assert (status.log_start_offset, status.last_stable_offset) == (start, start)
+    assert w.stop() == 0
+    w = workers(tmp_path, configs={"segment.bytes": "100", "retention.bytes": "250"}, shm=w.shm).start()
+    w.wait_for(lambda: w.offsets() == (start, 7, 7), what="the same LSO after a restart")
+    # still open: its abort is indexed from its first offset, and ends the hold on the LSO
+    assert answered(w, [marker(w, 6, committed=False)])[0].offset == 7
+    w.wait_for(lambda: w.offsets() == (8, 8, 8), what="the transaction aborted")
+    assert txn_index(tmp_path)[-1] == AbortedTxn(6, 0, 7, 8)
+    assert w.stop() == 0

@@ -23,7 +23,7 @@ class Harness:
         self.replies = {}
         self.log = []          # (key, value) records appended to __consumer_offsets
         self.persists = []     # every Persist effect, in order
-        self.pending = []      # Persist tokens not yet acknowledged
+        self.pending = []      # (Persist token, its batch's offset) not yet acknowledged
         self.notes = []
         self.auto_persist = auto_persist
         self._handles = itertools.count(1)
@@ -38,12 +38,13 @@ class Harness:
                 record(self.replies, e)
             elif isinstance(e, Persist):
                 self.persists.append(e)
+                offset = len(self.log)     # the batch's base offset: a record's index in the log
                 self.log.extend(e.records)
                 if e.token is not None:
                     if self.auto_persist:
-                        self.apply(self.coord.persisted(e.token, self.now))
+                        self.apply(self.coord.persisted(e.token, self.now, None, offset))
                     else:
-                        self.pending.append(e.token)
+                        self.pending.append((e.token, offset))
             else:
                 assert isinstance(e, Note), e
                 self.notes.append(e)
@@ -62,9 +63,9 @@ class Harness:
         self.apply(self.coord.connection_closed(conn, self.now))
 
     def flush(self, error=None):
-        tokens, self.pending = self.pending, []
-        for token in tokens:
-            self.apply(self.coord.persisted(token, self.now, error))
+        held, self.pending = self.pending, []
+        for token, offset in held:
+            self.apply(self.coord.persisted(token, self.now, error, offset))
 
     def state(self, group="g"):
         state = self.coord.group_state(group)

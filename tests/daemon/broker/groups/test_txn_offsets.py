@@ -99,3 +99,52 @@ def test_load_counts_committed_transactions_drops_aborted_ones_and_holds_open_on
     assert set(h2.group().pending_txn_offsets) == {3}
     h2.apply(h2.coord.txn_completed(3, True, h2.now))
     assert h2.fetch("c", "g")[("orders", 2)] == (70, "")
+
+
+def test_at_commit_a_transactional_offset_yields_to_a_plain_commit_written_after_it(h):
+    h.commit("c", "g", -1, "", {("orders", 0): 5}).ok()                 # before the transaction's offsets
+    txn_commit(h, {("orders", 0): 10, ("orders", 1): 20}).ok()
+    h.commit("c", "g", -1, "", {("orders", 1): 30}).ok()                # after them, before the marker
+    h.apply(h.coord.txn_completed(PID, True, h.now))
+    assert h.fetch("c", "g") == {("orders", 0): (10, ""), ("orders", 1): (30, "")}
+
+
+def test_a_plain_commit_answered_after_the_marker_does_not_undo_a_later_transactional_offset(make_harness):
+    h = make_harness(auto_persist=False)
+    h.commit("c", "g", -1, "", {("orders", 0): 5})                     # written first, answered last
+    txn_commit(h, {("orders", 0): 10})
+    held = h.pending
+    h.pending = held[1:]
+    h.flush()                                                           # the TxnOffsetCommit's answer
+    h.apply(h.coord.txn_completed(PID, True, h.now))
+    h.pending = held[:1]
+    h.flush()
+    assert h.fetch("c", "g") == {("orders", 0): (10, "")}
+
+
+def offsets_log(h, pids):
+    """h's __consumer_offsets as the shell reads it: the batches of `pids` ({index of a
+    Persist: producer id}) transactional, every record with its batch's offset."""
+    out, offset = [], 0
+    for i, persist in enumerate(h.persists):
+        for key, value in persist.records:
+            out.append(TransactionalRecord(pids[i], key, value, offset) if i in pids else (key, value, offset))
+        offset += len(persist.records)
+    return out
+
+
+def test_a_reload_orders_committed_transactional_offsets_by_their_place_in_the_log(h, make_harness):
+    h.commit("c", "g", -1, "", {("orders", 0): 5}).ok()                 # persist 0
+    txn_commit(h, {("orders", 0): 10, ("orders", 1): 20}, pid=1).ok()  # persist 1
+    h.commit("c", "g", -1, "", {("orders", 1): 30}).ok()                # persist 2
+    txn_commit(h, {("orders", 1): 40, ("orders", 2): 50}, pid=2).ok()  # persist 3: open at the restart
+    h.commit("c", "g", -1, "", {("orders", 2): 60}).ok()                # persist 4
+    log = offsets_log(h, {1: 1, 3: 2})
+    log.insert(len(log) - 1, TransactionMarker(1, True))               # 1 commits before persist 4
+    h2 = make_harness()
+    h2.apply(h2.coord.load(log, h2.now))
+    assert h2.fetch("c", "g") == {("orders", 0): (10, ""), ("orders", 1): (30, ""), ("orders", 2): (60, "")}
+    assert set(h2.group().pending_txn_offsets) == {2}
+    # 2 commits after the restart: its orders-1 record is later than 30's, its orders-2 one earlier than 60's
+    h2.apply(h2.coord.txn_completed(2, True, h2.now))
+    assert h2.fetch("c", "g") == {("orders", 0): (10, ""), ("orders", 1): (40, ""), ("orders", 2): (60, "")}

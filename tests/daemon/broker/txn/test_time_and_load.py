@@ -4,7 +4,8 @@ from __transaction_state, completing what a crash left half ended."""
 from support.txn import Harness
 
 from odradek.client.errors import (
-    ConcurrentTransactions, InvalidProducerEpoch, LeaderNotAvailable, ProducerFenced, UnknownTopicOrPartition)
+    ConcurrentTransactions, InvalidProducerEpoch, LeaderNotAvailable, ProducerFenced, TransactionCoordinatorFenced,
+    UnknownTopicOrPartition)
 from odradek.daemon.broker.txn import TxnConfig
 from odradek.daemon.broker.txn import transaction_log as tlog
 from odradek.daemon.broker.txn.markers import MAX_RETRY_BACKOFF_MS, RETRY_BACKOFF_MS
@@ -124,6 +125,24 @@ def test_a_deleted_partition_is_skipped_and_a_refused_epoch_counts_as_done():
     h.answer(InvalidProducerEpoch("newer epoch"), only={("t", 0)})
     assert h.state() == "CompleteAbort"
     assert any("no longer exists" in n.text for n in h.notes)
+
+
+def test_a_fenced_coordinator_stops_sending_the_transactions_markers_and_never_completes_it():
+    h = Harness(auto_markers=False)
+    pid, epoch = h.ongoing([("t", 0), ("t", 1), ("u", 0)])
+    h.end(pid, epoch).ok()
+    h.answer(LeaderNotAvailable("electing"), only={("t", 1)})        # t-1 to be retried after a backoff
+    h.answer(TransactionCoordinatorFenced("coordinator epoch 9 wrote since"), only={("t", 0)})
+    h.answer(only={("u", 0)})                                         # an answer still in flight: ignored
+    assert h.markers == [] and h.coord.next_deadline() is None        # nothing more to send or retry
+    h.tick(MAX_RETRY_BACKOFF_MS)
+    assert h.markers == [] and h.state() == "PrepareCommit"           # no Complete record: not ours to write
+    assert any("stops sending" in n.text for n in h.notes)
+    fresh = reloaded(h, auto_markers=False)                           # a coordinator of a newer epoch
+    assert {(mk.topic, mk.partition, mk.coordinator_epoch) for _, mk in fresh.markers} == {
+        ("t", 0, 3), ("t", 1, 3), ("u", 0, 3)}
+    fresh.answer()
+    assert fresh.state() == "CompleteCommit"
 
 
 def test_an_answer_for_a_partition_that_exists_is_retried_even_if_it_says_unknown():
