@@ -1,0 +1,200 @@
+"""The four codecs of a v2 batch's records region (attribute bits 0-2): compress and
+decompress each in the framing Apache Kafka writes and reads, through one library,
+cramjam (Rust bindings to flate2, snap, lz4 and zstd; one dependency with wheels for
+every platform instead of python-snappy + lz4 + zstandard). FORMAT.md ("Compression")
+draws the framings; this module is their one owner.
+
+    compressed = compress(Compression.ZSTD, records, level=None)    # Kafka's default level
+    records = decompress(Compression.ZSTD, compressed)               # bytearray
+
+  gzip    one gzip stream (RFC 1952, mtime 0, so the same records give the same bytes);
+          concatenated members are read too, as GZIPInputStream does.
+  snappy  xerial's framing (Kafka's SnappyOutputStream): the 16-byte header
+          82 'SNAPPY' 00 | version int32 1 | compatible int32 1, then per 32 KiB of input
+          a block: length int32 (big-endian) | raw snappy of that input. A region without
+          the header is read as one raw snappy block, as xerial's SnappyInputStream does.
+  lz4     one LZ4 frame (magic 04 22 4d 18): FLG 0x70 (version 1, independent blocks,
+          block checksums, no content size or checksum), BD 0x40 (64 KiB blocks), the
+          header checksum byte computed correctly (Kafka >= 0.10 checks it, and refuses
+          linked blocks: Lz4BlockInputStream). Any valid frame is read.
+  zstd    zstd frames (Kafka's ZstdOutputStream); several frames are read as one.
+
+Decompression is bounded: output past `limit` bytes (DECOMPRESSED_LIMIT unless the caller
+gives its own) makes the region corrupt (CorruptRecord), never an allocation of what a
+hostile batch claims. Pure functions: no I/O, no state.
+"""
+import struct
+
+import cramjam
+
+from odradek.client.errors import CorruptRecord, InvalidConfig
+from odradek.client.records.layout import Compression
+
+__all__ = ["compress", "decompress", "compressed_bound", "LEVEL_CONFIGS", "configured_level", "DECOMPRESSED_LIMIT",
+           "XERIAL_HEADER", "XERIAL_BLOCK"]
+
+# The most bytes one batch's records may decompress to: librdkafka's cap for the same
+# case (receive.message.max.bytes, 100 MB by default). Far above any batch a producer
+# builds (Kafka's and ours stop a batch near batch.size, a record at max.request.size /
+# max.message.bytes, uncompressed) and small enough to allocate on any host.
+DECOMPRESSED_LIMIT = 100_000_000
+
+XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
+XERIAL_BLOCK = 32 * 1024          # input bytes per snappy block (xerial's default, Kafka's)
+_XERIAL_MAGIC = XERIAL_HEADER[:8]
+_I32 = struct.Struct(">i")
+
+# Kafka's level configs (KIP-390): name, allowed range, default. The default means the
+# codec's usual setting: zlib's 6 for gzip (-1: Deflater.DEFAULT_COMPRESSION), LZ4's fast
+# compressor for lz4 (Kafka uses lz4-java's fast compressor at its default 9 and the high
+# compressor at any other level), zstd's 3.
+_LEVELS = {
+    Compression.GZIP: ("compression.gzip.level", 1, 9, -1),
+    Compression.LZ4: ("compression.lz4.level", 1, 17, 9),
+    Compression.ZSTD: ("compression.zstd.level", -131072, 22, 3),
+}
+_GZIP_DEFAULT = 6
+_WHOLE_BUFFER = "whole buffer"    # cramjam's words when the output buffer is full
+_FIRST_GUESS = 8                  # output buffer, first try: this times the input (grown x8)
+
+
+def _level_parser(low, high, default):
+    def parse(raw):
+        value = int(raw)
+        if value != default and not low <= value <= high:
+            raise ValueError(f"must be {low}..{high} (default {default})")
+        return value
+    return parse
+
+
+# {config name: (parse, default)}: Kafka's level configs, for a client's config schema
+# (client/_config.py)
+LEVEL_CONFIGS = {name: (_level_parser(low, high, default), default) for name, low, high, default in _LEVELS.values()}
+
+
+def configured_level(codec, config):
+    """The level a parsed client config gives `codec` (None: snappy and none have none)."""
+    spec = _LEVELS.get(Compression(codec))
+    return None if spec is None else config[spec[0]]
+
+
+def _level(codec, level):
+    if level is None or level == _LEVELS[codec][3]:
+        return None
+    name, low, high, default = _LEVELS[codec]
+    if not low <= level <= high:
+        raise InvalidConfig(f"{name}={level} is out of range: {low}..{high} (default {default})")
+    return level
+
+
+def compress(codec, data, level=None):
+    """The records region for the uncompressed records `data` (bytes-like) in `codec`
+    (GZIP, SNAPPY, LZ4 or ZSTD), as bytes. level: Kafka's level for the codec (None or
+    Kafka's default: the codec's default); snappy has none."""
+    codec = Compression(codec)
+    if codec == Compression.GZIP:
+        return bytes(cramjam.gzip.compress(data, level=_level(codec, level) or _GZIP_DEFAULT))
+    if codec == Compression.SNAPPY:
+        view = memoryview(data).cast("B")
+        parts = [XERIAL_HEADER]
+        for start in range(0, len(view), XERIAL_BLOCK):
+            block = cramjam.snappy.compress_raw(view[start:start + XERIAL_BLOCK])
+            parts.append(_I32.pack(len(block)))
+            parts.append(bytes(block))
+        return b"".join(parts)
+    if codec == Compression.LZ4:
+        c = cramjam.lz4.Compressor(level=_level(codec, level) or 0, content_checksum=False, block_linked=False)
+        c.compress(data)
+        return bytes(c.finish())
+    if codec == Compression.ZSTD:
+        chosen = _level(codec, level)
+        return bytes(cramjam.zstd.compress(data, level=_LEVELS[codec][3] if chosen is None else chosen))
+    raise ValueError(f"compress() takes gzip, snappy, lz4 or zstd, not {codec.label}")
+
+
+def compressed_bound(codec, size):
+    """The most bytes compress(codec, x) can return for `size` bytes of x, however
+    incompressible: so a batch whose uncompressed size passes a limit check through this
+    fits the limit once compressed."""
+    codec = Compression(codec)
+    if codec == Compression.NONE:
+        return size
+    if codec == Compression.GZIP:      # zlib's compressBound, the gzip header and trailer
+        return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 18
+    blocks = -(-size // XERIAL_BLOCK) if codec == Compression.SNAPPY else -(-size // 65536)
+    if codec == Compression.SNAPPY:    # snappy's MaxCompressedLength per block, framed
+        return len(XERIAL_HEADER) + size + blocks * (4 + 32) + size // 6 + blocks
+    if codec == Compression.LZ4:       # header, per block a length and a checksum, end mark
+        return 7 + size + blocks * 8 + 4
+    # ZSTD_compressBound, and room for the frame header
+    return size + (size >> 8) + (((128 << 10) - size) >> 11 if size < 128 << 10 else 0) + 32
+
+
+def decompress(codec, data, limit=DECOMPRESSED_LIMIT, head=0):
+    """The records region `data` (bytes-like, in `codec`) decompressed, as a bytearray
+    that starts with `head` zero bytes (room for a caller's header: no second copy).
+    CorruptRecord when it does not decompress (naming the codec and why), has bytes after
+    its end, or would pass `limit` bytes; ValueError for NONE."""
+    codec = Compression(codec)
+    try:
+        if codec == Compression.SNAPPY:
+            return _snappy(memoryview(data).cast("B"), limit, head)
+        if codec == Compression.NONE:
+            raise ValueError("decompress() of an uncompressed region")
+        module = {Compression.GZIP: cramjam.gzip, Compression.LZ4: cramjam.lz4, Compression.ZSTD: cramjam.zstd}[codec]
+        return _grown(module, data, limit, head, codec)
+    except cramjam.DecompressionError as e:
+        raise CorruptRecord(f"{codec.label} records do not decompress: {e}") from None
+
+
+def _grown(module, data, limit, head, codec):
+    """decompress_into a buffer, tried at 8x the input (at least 64 KiB), then 8x that,
+    up to `limit` (as librdkafka grows its zstd buffer): memory follows what the data
+    really holds; the work wasted on retries is under a seventh of the last try."""
+    size = min(limit, max(64 << 10, _FIRST_GUESS * len(data)))
+    for _ in range(64):    # each round grows size 8x until it reaches limit
+        out = bytearray(head + size)
+        try:
+            n = module.decompress_into(data, memoryview(out)[head:])
+        except cramjam.DecompressionError as e:
+            if _WHOLE_BUFFER not in str(e):
+                raise
+            if size >= limit:
+                raise CorruptRecord(f"{codec.label} records decompress to more than {limit} bytes "
+                                    f"(the limit of one batch)") from None
+            size = min(limit, size * 8)
+            continue
+        del out[head + n:]
+        return out
+    raise AssertionError("unreachable: the buffer reaches limit within 64 rounds")
+
+
+def _snappy(view, limit, head):
+    """xerial-framed blocks, or one raw block: each block's length is read from its
+    header first, so nothing is allocated beyond `limit`."""
+    if bytes(view[:len(_XERIAL_MAGIC)]) == _XERIAL_MAGIC and len(view) >= len(XERIAL_HEADER):
+        blocks, pos = [], len(XERIAL_HEADER)      # version and compat are not checked, as Kafka
+        while pos < len(view):
+            if len(view) - pos < 4:
+                raise CorruptRecord(f"snappy records end inside a block length at byte {pos}")
+            n = _I32.unpack_from(view, pos)[0]
+            if n < 0 or n > len(view) - pos - 4:
+                raise CorruptRecord(f"snappy block at byte {pos} claims {n} bytes; "
+                                    f"{len(view) - pos - 4} follow")
+            blocks.append(view[pos + 4:pos + 4 + n])
+            pos += 4 + n
+    else:
+        blocks = [view]
+    sizes = [cramjam.snappy.decompress_raw_len(b) for b in blocks]
+    total = sum(sizes)
+    if total > limit:
+        raise CorruptRecord(f"snappy records decompress to {total} bytes, more than {limit} "
+                            f"(the limit of one batch)")
+    out = bytearray(head + total)
+    mv, at = memoryview(out), head
+    for block, size in zip(blocks, sizes):
+        n = cramjam.snappy.decompress_raw_into(block, mv[at:at + size])
+        if n != size:
+            raise CorruptRecord(f"snappy block decompressed to {n} bytes; its header says {size}")
+        at += size
+    return out
