@@ -13,10 +13,12 @@ draws the framings; this module is their one owner.
           82 'SNAPPY' 00 | version int32 1 | compatible int32 1, then per 32 KiB of input
           a block: length int32 (big-endian) | raw snappy of that input. A region without
           the header is read as one raw snappy block, as xerial's SnappyInputStream does.
-  lz4     one LZ4 frame (magic 04 22 4d 18): FLG 0x70 (version 1, independent blocks,
-          block checksums, no content size or checksum), BD 0x40 (64 KiB blocks), the
-          header checksum byte computed correctly (Kafka >= 0.10 checks it, and refuses
-          linked blocks: Lz4BlockInputStream). Any valid frame is read.
+  lz4     one LZ4 frame as Kafka's Lz4BlockOutputStream writes it: magic 04 22 4d 18,
+          FLG 0x60 (version 1, independent blocks, no checksums or content size), BD 0x40
+          (64 KiB blocks), header checksum 0x82 (the correct one: Kafka >= 0.10 checks it,
+          and refuses linked blocks); per 64 KiB of input a block: length uint32
+          little-endian, high bit set when stored uncompressed | LZ4 block; end mark
+          00 00 00 00. Any valid frame is read (checksums, linked blocks, content size).
   zstd    zstd frames (Kafka's ZstdOutputStream); several frames are read as one.
 
 Decompression is bounded: output past `limit` bytes (DECOMPRESSED_LIMIT unless the caller
@@ -31,7 +33,7 @@ from odradek.client.errors import CorruptRecord, InvalidConfig
 from odradek.client.records.layout import Compression
 
 __all__ = ["compress", "decompress", "compressed_bound", "LEVEL_CONFIGS", "configured_level", "DECOMPRESSED_LIMIT",
-           "XERIAL_HEADER", "XERIAL_BLOCK"]
+           "XERIAL_HEADER", "XERIAL_BLOCK", "LZ4_HEADER", "LZ4_BLOCK"]
 
 # The most bytes one batch's records may decompress to: librdkafka's cap for the same
 # case (receive.message.max.bytes, 100 MB by default). Far above any batch a producer
@@ -43,6 +45,12 @@ XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
 XERIAL_BLOCK = 32 * 1024          # input bytes per snappy block (xerial's default, Kafka's)
 _XERIAL_MAGIC = XERIAL_HEADER[:8]
 _I32 = struct.Struct(">i")
+# magic, FLG, BD, then the header checksum: (xxh32(FLG BD, seed 0) >> 8) & 0xff
+LZ4_HEADER = bytes.fromhex("04224d18" "60" "40" "82")
+LZ4_BLOCK = 64 * 1024             # input bytes per LZ4 block (BD 0x40)
+_LZ4_STORED = 0x80000000          # block length bit: the block is stored uncompressed
+_LZ4_END = bytes(4)
+_U32LE = struct.Struct("<I")
 
 # Kafka's level configs (KIP-390): name, allowed range, default. The default means the
 # codec's usual setting: zlib's 6 for gzip (-1: Deflater.DEFAULT_COMPRESSION), LZ4's fast
@@ -103,13 +111,29 @@ def compress(codec, data, level=None):
             parts.append(bytes(block))
         return b"".join(parts)
     if codec == Compression.LZ4:
-        c = cramjam.lz4.Compressor(level=_level(codec, level) or 0, content_checksum=False, block_linked=False)
-        c.compress(data)
-        return bytes(c.finish())
+        return _lz4_frame(memoryview(data).cast("B"), _level(codec, level))
     if codec == Compression.ZSTD:
         chosen = _level(codec, level)
         return bytes(cramjam.zstd.compress(data, level=_LEVELS[codec][3] if chosen is None else chosen))
     raise ValueError(f"compress() takes gzip, snappy, lz4 or zstd, not {codec.label}")
+
+
+def _lz4_frame(view, level):
+    """Kafka's LZ4 frame of `view`: LZ4's fast compressor, or its high-compression one
+    at `level` (as Kafka: the fast one at its default level)."""
+    options = {} if level is None else {"mode": "high_compression", "compression": level}
+    parts = [LZ4_HEADER]
+    for start in range(0, len(view), LZ4_BLOCK):
+        chunk = view[start:start + LZ4_BLOCK]
+        block = cramjam.lz4.compress_block(chunk, store_size=False, **options)
+        if len(block) < len(chunk):
+            parts.append(_U32LE.pack(len(block)))
+            parts.append(bytes(block))
+        else:                                   # incompressible: stored as it is
+            parts.append(_U32LE.pack(len(chunk) | _LZ4_STORED))
+            parts.append(bytes(chunk))
+    parts.append(_LZ4_END)
+    return b"".join(parts)
 
 
 def compressed_bound(codec, size):
@@ -121,11 +145,11 @@ def compressed_bound(codec, size):
         return size
     if codec == Compression.GZIP:      # zlib's compressBound, the gzip header and trailer
         return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 18
-    blocks = -(-size // XERIAL_BLOCK) if codec == Compression.SNAPPY else -(-size // 65536)
     if codec == Compression.SNAPPY:    # snappy's MaxCompressedLength per block, framed
+        blocks = -(-size // XERIAL_BLOCK)
         return len(XERIAL_HEADER) + size + blocks * (4 + 32) + size // 6 + blocks
-    if codec == Compression.LZ4:       # header, per block a length and a checksum, end mark
-        return 7 + size + blocks * 8 + 4
+    if codec == Compression.LZ4:       # header, blocks (never above their input), end mark
+        return len(LZ4_HEADER) + size + -(-size // LZ4_BLOCK) * 4 + len(_LZ4_END)
     # ZSTD_compressBound, and room for the frame header
     return size + (size >> 8) + (((128 << 10) - size) >> 11 if size < 128 << 10 else 0) + 32
 
