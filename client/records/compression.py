@@ -18,7 +18,9 @@ draws the framings; this module is their one owner.
           (64 KiB blocks), header checksum 0x82 (the correct one: Kafka >= 0.10 checks it,
           and refuses linked blocks); per 64 KiB of input a block: length uint32
           little-endian, high bit set when stored uncompressed | LZ4 block; end mark
-          00 00 00 00. Any valid frame is read (checksums, linked blocks, content size).
+          00 00 00 00. With compression.lz4.level set (not 9), liblz4's frame at that
+          level instead: FLG 0x70 (the same, plus block checksums), BD 0x40. Any valid
+          frame is read (checksums, linked blocks, content size).
   zstd    zstd frames (Kafka's ZstdOutputStream); several frames are read as one.
 
 Decompression is bounded: output past `limit` bytes (DECOMPRESSED_LIMIT unless the caller
@@ -119,13 +121,17 @@ def compress(codec, data, level=None):
 
 
 def _lz4_frame(view, level):
-    """Kafka's LZ4 frame of `view`: LZ4's fast compressor, or its high-compression one
-    at `level` (as Kafka: the fast one at its default level)."""
-    options = {} if level is None else {"mode": "high_compression", "compression": level}
+    """Kafka's LZ4 frame of `view` from LZ4's fast block compressor (as Kafka at its
+    default level); at another level, liblz4's frame compressor at that level (cramjam's
+    block compressor has one level only; its frame compressor takes bytes, one copy)."""
+    if level is not None:
+        c = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
+        c.compress(bytes(view))
+        return bytes(c.finish())
     parts = [LZ4_HEADER]
     for start in range(0, len(view), LZ4_BLOCK):
         chunk = view[start:start + LZ4_BLOCK]
-        block = cramjam.lz4.compress_block(chunk, store_size=False, **options)
+        block = cramjam.lz4.compress_block(chunk, store_size=False)
         if len(block) < len(chunk):
             parts.append(_U32LE.pack(len(block)))
             parts.append(bytes(block))
@@ -148,8 +154,9 @@ def compressed_bound(codec, size):
     if codec == Compression.SNAPPY:    # snappy's MaxCompressedLength per block, framed
         blocks = -(-size // XERIAL_BLOCK)
         return len(XERIAL_HEADER) + size + blocks * (4 + 32) + size // 6 + blocks
-    if codec == Compression.LZ4:       # header, blocks (never above their input), end mark
-        return len(LZ4_HEADER) + size + -(-size // LZ4_BLOCK) * 4 + len(_LZ4_END)
+    if codec == Compression.LZ4:       # header, blocks (never above their input) with a
+        # length and (at a set level) a checksum each, end mark
+        return len(LZ4_HEADER) + size + -(-size // LZ4_BLOCK) * 8 + len(_LZ4_END)
     # ZSTD_compressBound, and room for the frame header
     return size + (size >> 8) + (((128 << 10) - size) >> 11 if size < 128 << 10 else 0) + 32
 
