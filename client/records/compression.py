@@ -1,27 +1,13 @@
 """The four codecs of a v2 batch's records region (attribute bits 0-2): compress and
 decompress each in the framing Apache Kafka writes and reads, through one library,
 cramjam (Rust bindings to flate2, snap, lz4 and zstd; one dependency with wheels for
-every platform instead of python-snappy + lz4 + zstandard). FORMAT.md ("Compression")
-draws the framings; this module is their one owner.
+every platform instead of python-snappy + lz4 + zstandard). FORMAT.md beside this file,
+"Compression", draws each framing (gzip stream; snappy in xerial's framing; one LZ4 frame
+as Kafka's Lz4BlockOutputStream writes it; zstd frames) and what is read besides; the
+constants below are its bytes.
 
-    compressed = compress(Compression.ZSTD, records, level=None)    # Kafka's default level
-    records = decompress(Compression.ZSTD, compressed)               # bytearray
-
-  gzip    one gzip stream (RFC 1952, mtime 0, so the same records give the same bytes);
-          concatenated members are read too, as GZIPInputStream does.
-  snappy  xerial's framing (Kafka's SnappyOutputStream): the 16-byte header
-          82 'SNAPPY' 00 | version int32 1 | compatible int32 1, then per 32 KiB of input
-          a block: length int32 (big-endian) | raw snappy of that input. A region without
-          the header is read as one raw snappy block, as xerial's SnappyInputStream does.
-  lz4     one LZ4 frame as Kafka's Lz4BlockOutputStream writes it: magic 04 22 4d 18,
-          FLG 0x60 (version 1, independent blocks, no checksums or content size), BD 0x40
-          (64 KiB blocks), header checksum 0x82 (the correct one: Kafka >= 0.10 checks it,
-          and refuses linked blocks); per 64 KiB of input a block: length uint32
-          little-endian, high bit set when stored uncompressed | LZ4 block; end mark
-          00 00 00 00. With compression.lz4.level set (not 9), liblz4's frame at that
-          level instead: FLG 0x70 (the same, plus block checksums), BD 0x40. Any valid
-          frame is read (checksums, linked blocks, content size).
-  zstd    zstd frames (Kafka's ZstdOutputStream); several frames are read as one.
+    region = compress(Compression.ZSTD, records, level=None)    # Kafka's default level
+    records = decompress(Compression.ZSTD, region)               # bytearray
 
 Decompression is bounded: output past `limit` bytes (DECOMPRESSED_LIMIT unless the caller
 gives its own) makes the region corrupt (CorruptRecord), never an allocation of what a
