@@ -104,7 +104,8 @@ headers_st = st.lists(st.tuples(st.text(max_size=4), st.none() | st.binary(max_s
 record_st = st.tuples(st.integers(-3, 3), st.none() | st.binary(max_size=12), st.none() | st.binary(max_size=30),
                       headers_st)
 batch_st = st.tuples(st.lists(record_st, min_size=1, max_size=5),
-                     st.sampled_from(["none", "none", "none", "gzip", "control", "append_time"]),
+                     st.sampled_from(["none", "none", "none", "gzip", "snappy", "lz4", "zstd", "control",
+                                      "append_time"]),
                      st.integers(0, 2))                                  # offsets skipped before it
 damage_st = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255), st.booleans()), max_size=3)
 
@@ -113,7 +114,8 @@ def build_log(batches, first_offset):
     out, offset, spans = bytearray(), first_offset, []
     for records, kind, gap in batches:
         offset += gap
-        b = BatchBuilder(compression=Compression.GZIP if kind == "gzip" else Compression.NONE,
+        b = BatchBuilder(compression=Compression.from_name(kind) if kind in ("gzip", "snappy", "lz4", "zstd")
+                         else Compression.NONE,
                          producer_id=9 if kind == "control" else -1, producer_epoch=0 if kind == "control" else -1,
                          transactional=kind == "control", control=kind == "control")
         for td, key, value, headers in records:
