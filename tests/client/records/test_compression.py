@@ -1,6 +1,8 @@
 """client/records/compression.py: Kafka's framing of each codec, reading what other
-writers write (python-snappy, lz4 and zstandard: not cramjam), bounded decompression,
-the size bound the producer relies on, and the level configs."""
+writers write (lz4 and zstandard, over liblz4 and libzstd; for snappy, whose Python
+binding is cramjam itself, a decoder and a literal-only encoder written here from the
+format's description), bounded decompression, the size bound the producer relies on, and
+the level configs."""
 import gzip
 import os
 import struct
@@ -43,6 +45,62 @@ def xxh32(data, seed=0):
     return h ^ (h >> 16)
 
 
+def snappy_varint(data, pos):
+    value = shift = 0
+    while True:
+        b = data[pos]
+        value |= (b & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if b < 0x80:
+            return value, pos
+
+
+def snappy_block_decode(block):
+    """Snappy's raw block format: the uncompressed length (varint), then elements whose
+    tag's low two bits say literal (0), copy with a 1-, 2- or 4-byte offset (1, 2, 3)."""
+    n, pos = snappy_varint(block, 0)
+    out = bytearray()
+    while pos < len(block):
+        tag = block[pos]
+        pos += 1
+        kind = tag & 3
+        if kind == 0:
+            length = tag >> 2
+            if length >= 60:
+                extra = length - 59
+                length = int.from_bytes(block[pos:pos + extra], "little")
+                pos += extra
+            out += block[pos:pos + length + 1]
+            pos += length + 1
+            continue
+        if kind == 1:
+            length, offset = 4 + ((tag >> 2) & 7), ((tag >> 5) << 8) | block[pos]
+            pos += 1
+        else:
+            width = 2 if kind == 2 else 4
+            length, offset = (tag >> 2) + 1, int.from_bytes(block[pos:pos + width], "little")
+            pos += width
+        for _ in range(length):     # copies may overlap what they produce
+            out.append(out[-offset])
+    assert len(out) == n
+    return bytes(out)
+
+
+def snappy_literal_block(data):
+    """A valid raw snappy block holding `data` as literals only (60-byte-tag form)."""
+    n, head = len(data), bytearray()
+    while True:
+        head.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    parts = [bytes(head)]
+    for start in range(0, len(data), 65536):
+        chunk = data[start:start + 65536]
+        parts.append(bytes([61 << 2]) + (len(chunk) - 1).to_bytes(2, "little") + chunk)
+    return b"".join(parts)
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_every_codec_round_trips_and_compresses(codec):
     for data in (b"", b"x", TEXT, os.urandom(100_000)):
@@ -63,17 +121,20 @@ def test_gzip_is_one_stream_with_mtime_0_and_concatenated_members_are_read():
 
 
 def test_snappy_is_xerial_framed_in_32_kib_blocks_and_raw_snappy_is_read():
-    import snappy   # python-snappy: the raw blocks, read by another implementation
     region = compress(Compression.SNAPPY, TEXT)
     assert region[:16] == XERIAL_HEADER == bytes.fromhex("82534e415050590000000001 00000001".replace(" ", ""))
     pos, blocks = 16, []
     while pos < len(region):
         (n,) = struct.unpack_from(">i", region, pos)
-        blocks.append(snappy.uncompress(region[pos + 4:pos + 4 + n]))
+        blocks.append(snappy_block_decode(region[pos + 4:pos + 4 + n]))
         pos += 4 + n
     assert pos == len(region) and b"".join(blocks) == TEXT
     assert [len(b) for b in blocks[:-1]] == [XERIAL_BLOCK] * (len(blocks) - 1) == [32768] * (len(blocks) - 1)
-    assert decompress(Compression.SNAPPY, snappy.compress(TEXT)) == TEXT        # no framing: raw
+    raw = snappy_literal_block(TEXT)
+    assert decompress(Compression.SNAPPY, raw) == TEXT                           # no framing: raw
+    framed = XERIAL_HEADER + b"".join(struct.pack(">i", len(b)) + b for b in (
+        snappy_literal_block(TEXT[i:i + XERIAL_BLOCK]) for i in range(0, len(TEXT), XERIAL_BLOCK)))
+    assert decompress(Compression.SNAPPY, framed) == TEXT
     assert decompress(Compression.SNAPPY, XERIAL_HEADER) == b""
 
 

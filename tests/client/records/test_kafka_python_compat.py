@@ -5,8 +5,9 @@ the field is not CRC-covered), so ours is built with partition_leader_epoch=0 wh
 bytes are compared. Its gzip header carries the current time and its lz4 and zstd
 framings differ in options Kafka leaves free (checksums, content size), so compressed
 batches are compared by their decompressed records region, each side's region read by
-the other side's decoder (kafka-python's kafka.codec: python-snappy, lz4 and zstandard,
-not cramjam).
+the other side's decoder (kafka-python's kafka.codec: its own xerial framing over
+python-snappy, whose raw blocks are cramjam's too, so test_compression.py checks those
+with a decoder of its own; lz4 and zstandard over liblz4 and libzstd).
 """
 import warnings
 
