@@ -22,7 +22,7 @@ from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import why_unreadable as _why
 from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
 from odradek.client.consumer import Consumer
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
 from odradek.client.records.layout import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
@@ -65,7 +65,7 @@ def reference(data, pos, hw, check_crcs):
         try:
             out += [Record("t", 3, r.offset, r.key, r.value, list(r.headers), r.timestamp, ts_type)
                     for r in batch.records() if r.offset >= pos]
-        except (CorruptRecord, UnsupportedCompression) as e:
+        except CorruptRecord as e:
             return out, (type(e), _why(e, attrs & COMPRESSION_MASK), position, base), None
     if end < stop:
         return out, (CorruptRecord, "has a damaged length (batchLength) or is cut short", end, next_offset), None
