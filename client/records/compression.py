@@ -1,7 +1,7 @@
 """The four codecs of a v2 batch's records region (attribute bits 0-2): compress and
 decompress each in the framing Apache Kafka writes and reads, through one library,
-cramjam (Rust bindings to flate2, snap, lz4 and zstd; one dependency with wheels for
-every platform instead of python-snappy + lz4 + zstandard). FORMAT.md beside this file,
+cramjam (one native extension with all four codecs and wheels for every platform,
+instead of python-snappy + lz4 + zstandard). FORMAT.md beside this file,
 "Compression", draws each framing (gzip stream; snappy in xerial's framing; one LZ4 frame
 as Kafka's Lz4BlockOutputStream writes it; zstd frames) and what is read besides; the
 constants below are its bytes.
