@@ -57,10 +57,16 @@ setup(
     cffi_modules=["daemon/c_ext/_build.py:ffibuilder"],
     ext_modules=[hotpath],
     install_requires=["cffi>=1.15", "posix_ipc>=1.1", "sysv_ipc>=1.1", "psutil>=5.9", "click>=8.1",
+                      # every Kafka codec (snappy, lz4, zstd; gzip too) from one maintained library:
+                      # client/records/compression.py
+                      "cramjam>=2.8,<3",
                       # Kafka wire messages for the gateway (daemon/gateway/codec.py): generated from
                       # Kafka's JSON specs, pre-1.0, so pinned exactly
                       "kio==0.6.5"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2"]},
+    # kafka-python's codecs (python-snappy, lz4, zstandard): the other side of the codec
+    # interop tests (tests/client/records/test_codec_interop.py)
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2",
+                             "python-snappy>=0.7", "lz4>=4", "zstandard>=0.22"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
     zip_safe=False,
 )

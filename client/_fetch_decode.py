@@ -1,6 +1,7 @@
 """How a Consumer turns the bytes of one fetch into buffered Records: FetchDecoder, the
 Consumer's part that calls the C decoder (odradek._hotpath.decode_fetch,
-daemon/c_ext/hp_consumer.c) and handles what it leaves: gzip batches decoded in Python,
+daemon/c_ext/hp_consumer.c) and handles what it leaves: compressed batches (gzip, snappy,
+lz4, zstd: client/records/compression.py) decoded in Python,
 an unreadable batch (a Fault, client/_unreadable.py), read_committed's aborted
 transactions (client/_committed_read.py), and the position past control and skipped
 batches. Runs on the Consumer's thread; its state is the Consumer's (client/consumer.py).
@@ -9,7 +10,7 @@ from odradek._hotpath import FETCH_ABOVE_HIGH_WATERMARK, FETCH_END, FETCH_IN_PYT
     decode_fetch
 from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import stop_reason, unreadable, why_unreadable
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, Record
 from odradek.client.records import RecordBatch
 from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK
@@ -30,10 +31,10 @@ class FetchDecoder:
         offsets >= pos. One C call (_hotpath.decode_fetch) checks every batch header,
         decodes the records and makes the Records; it returns those of the batches it
         passed and says where and why it stopped. A batch whose records are for Python
-        (gzip; or records the C decoder refuses, whose error Python words) is decoded
+        (compressed; or records the C decoder refuses, whose error Python words) is decoded
         here, then C goes on after it. A batch that cannot be read (CRC, when check.crcs;
-        a damaged header, length or record; offsets out of place; a codec odradek does
-        not read) ends the fetch: the records of the batches before it are buffered,
+        a damaged header, length or record; offsets out of place; a compression id 5-7 or
+        records that do not decompress) ends the fetch: the records of the batches before it are buffered,
         then a Fault whose error names it (_unreadable). A batch past `high_watermark`
         (read_committed: the last stable offset) after others ends the fetch quietly: it
         may be committed by now, or not; the next fetch reads the state again.
@@ -67,8 +68,8 @@ class FetchDecoder:
                 batch = RecordBatch(data[at:])
                 try:
                     records = self._decode_in_python(batch, topic, partition, pos)
-                except (CorruptRecord, UnsupportedCompression) as e:
-                    return self._unreadable(part, type(e), why_unreadable(e, batch.attributes & COMPRESSION_MASK),
+                except CorruptRecord as e:
+                    return self._unreadable(part, CorruptRecord, why_unreadable(e, batch.attributes & COMPRESSION_MASK),
                                             at, batch.base_offset, high_watermark, len(data))
                 if records:
                     self._buffer_records(part, records, records[-1].offset + 1)
@@ -107,9 +108,10 @@ class FetchDecoder:
             raise
 
     def _decode_in_python(self, batch, topic, partition, pos):
-        """Records of a batch decode_fetch leaves to Python: through records() (gzip is
-        decompressed; others raise CorruptRecord or UnsupportedCompression). Keys and
-        values are bytes of the decompressed batch (BytesViews of them with zero.copy)."""
+        """Records of a batch decode_fetch leaves to Python: through records() (compressed
+        records are decompressed; an unknown codec or records that do not decompress or
+        decode raise CorruptRecord). Keys and values are bytes of the decompressed batch
+        (BytesViews of them with zero.copy)."""
         ts_type = LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else CREATE_TIME
         field = BytesView if self._zero_copy else _b
         return [Record(topic, partition, r.offset, None if r.key is None else field(r.key),

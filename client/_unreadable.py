@@ -1,10 +1,10 @@
 """Naming a batch the consumer cannot read: its offsets, and where reading can go on.
 
 A batch can be unreadable because a bit flipped on disk (CRC-32C, framing, records that
-do not decode) or because it is compressed with a codec odradek does not read. The
+do not decode) or because its attributes name no codec (ids 5-7) or its records do not
+decompress (or would decompress past records/compression.py's DECOMPRESSED_LIMIT). The
 consumer hands out every record before it, then raises the error made here, as Kafka's
-consumer raises CorruptRecordException (CORRUPT_MESSAGE) or UNSUPPORTED_COMPRESSION_TYPE
-for the record at its position. The error says which offsets the batch holds and the
+consumer raises CorruptRecordException (CORRUPT_MESSAGE) for the record at its position. The error says which offsets the batch holds and the
 next offset that can be read; the consumer's position stays at the batch, and seek() to
 that offset skips it.
 
@@ -24,7 +24,7 @@ Where the next readable offset comes from, most trusted first:
   5. the end of what the broker said is readable in that segment (the next segment).
 """
 from odradek._hotpath import FETCH_BAD_BASE_OFFSET, FETCH_BAD_CRC, FETCH_BAD_HEADER
-from odradek.client.errors import NotInWindow, TornState, UnsupportedCompression
+from odradek.client.errors import NotInWindow, TornState
 from odradek.client.records import (LOG_OVERHEAD, SCAN_BYTES, iter_batches, next_whole_batch, read_base_offset,
                                     read_header, whole_batch_at)
 from odradek.client.records.layout import Compression
@@ -112,10 +112,8 @@ def stop_reason(status, next_offset, a, b, c):
 
 
 def why_unreadable(error, codec):
-    """The reason unreadable() gets for a batch whose records raised `error`."""
-    if isinstance(error, UnsupportedCompression):
-        return (f"is {Compression(codec).label}-compressed, which odradek does not read (it reads none "
-                f"and gzip; a Kafka client with that codec can)")
+    """The reason unreadable() gets for a batch whose records raised `error` (a
+    CorruptRecord)."""
     if codec > Compression.ZSTD:
         return f"names compression id {codec}, which is no codec (0-4: none, gzip, snappy, lz4, zstd)"
     return f"has records that cannot be decoded ({error.message})"

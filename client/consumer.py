@@ -31,7 +31,7 @@ Theory of operation
   Consumer has one helper thread of its own (heartbeats; client/group_member.py).
 
 zero.copy=true (default false): key and value are read-only views of the mapped segment
-instead of bytes copies (gzip batches: of their decompressed bytes; headers stay bytes):
+instead of bytes copies (compressed batches: of the decompressed bytes; headers stay bytes):
 odradek._hotpath.BytesView, which has the buffer protocol (memoryview(v), bytes(v), any
 call that takes a bytes-like object; writes refused), len(v), v[i] and v[i:j], and ==
 and hash like bytes (daemon/c_ext/hp_bytes_view.c). A view is valid until the next
@@ -48,12 +48,13 @@ leader) can meet a page the cut removed, and the process gets SIGBUS.
             handle(rec.value)               # a read-only view: valid until the next consume()
 
 A batch that cannot be read (a flipped bit on disk: CRC-32C, a damaged length, header or
-record; a codec odradek does not read: snappy, lz4, zstd) hides nothing before it: poll()
-and consume() return every record up to it, then raise CorruptRecord (CORRUPT_MESSAGE) or
-UnsupportedCompression (UNSUPPORTED_COMPRESSION_TYPE), as Kafka's consumer does. The
-error names the partition (err.topic, err.partition), the batch's offsets (err.offset,
-the first) and the next readable offset (err.next_offset; None when nothing says where a
-batch with a damaged length ends: then seek further). The position stays at the batch
+record; records in gzip, snappy, lz4 or zstd that do not decompress, or inflate past the
+bound of records/compression.py; a compression id 5-7, which is no codec) hides nothing
+before it: poll() and consume() return every record up to it, then raise CorruptRecord
+(CORRUPT_MESSAGE), as Kafka's consumer does. The error names the partition (err.topic,
+err.partition), the batch's offsets (err.offset, the first) and the next readable offset
+(err.next_offset; None when nothing says where a batch with a damaged length ends: then
+seek further). The position stays at the batch
 and each poll raises again (other partitions go on) until seek() moves past it:
 
     try:

@@ -14,7 +14,8 @@ Theory of operation
   commit) when the batch reaches batch.size or linger.ms is 0. What it cannot do comes
   back here as a code (_produce_slow): learn a topic's partition count, open a
   partition's rings, wait for ring space (max.block.ms), refuse a record too large.
-  compression.type=gzip batches are built in Python instead (client/_producer_gzip.py).
+  Compressed batches (compression.type gzip, snappy, lz4 or zstd) are built in Python
+  instead (client/_producer_compressed.py).
 - Partitions: the one given; else murmur2(key) % partitions, exactly Kafka's default
   partitioner; keyless records stick to one partition until its batch is sealed (KIP-480).
 - Per partition the producer creates a produce ring, a completion ring, and shares one
@@ -63,7 +64,7 @@ from collections import deque
 from odradek._hotpath import (PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, Accumulator)
 from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
-from odradek.client._producer_gzip import GzipAccumulator
+from odradek.client._producer_compressed import compressed_accumulator
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (IllegalState, InvalidConfig, LeaderNotAvailable, MessageTooLarge,
                                    OdradekError, RequestTimedOut, RingFull, TransactionAborted,
@@ -72,6 +73,7 @@ from odradek.client.message import GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
+from odradek.client.records.compression import LEVEL_CONFIGS
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm._lib import ffi
 from odradek.client.txn_manager import Done, Flush, Purge, Request, TxnManager, TxnState, Wait
@@ -88,7 +90,8 @@ _SCHEMA = {
     "enable.idempotence": (cfg.boolean, True),
     "max.block.ms": (cfg.non_negative_int, 60_000),
     "client.id": (str, "odradek-producer"),
-    "compression.type": (cfg.one_of("none", "gzip"), "none"),
+    "compression.type": (cfg.one_of("none", "gzip", "snappy", "lz4", "zstd"), "none"),
+    **LEVEL_CONFIGS,   # compression.gzip.level, compression.lz4.level, compression.zstd.level
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
     "transactional.id": (str, None),
     "transaction.timeout.ms": (cfg.positive_int, 60_000),
@@ -169,7 +172,7 @@ class Producer:
         self._leader_doorbells = []
         self._links = {}          # (topic, partition) -> _Link
         self._link_list = []      # by accumulator link id
-        accumulator = GzipAccumulator if c["compression.type"] == "gzip" else Accumulator
+        accumulator = Accumulator if c["compression.type"] == "none" else compressed_accumulator(c)
         self._acc = accumulator(c["batch.size"], c["linger.ms"], self._acks, self._pid, self._epoch,
                                 _address(self._doorbell._ptr), self._doorbell, transactional=self._txn is not None)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
@@ -565,7 +568,7 @@ class Producer:
         """Send every open batch and wait until every record is delivered (or failed),
         running callbacks, for up to `timeout` seconds (None: until then). Returns how
         many records are still undelivered (0: all), as confluent-kafka's flush does; a
-        stuck broker makes that count non-zero, never an exception. (A gzip batch whose
+        stuck broker makes that count non-zero, never an exception. (A compressed batch whose
         ring stays full stays open, and the sender hands it over when there is room.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._acc.seal_all()

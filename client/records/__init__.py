@@ -15,7 +15,7 @@ CRC coverage and reader rules are in FORMAT.md beside this file.
 from odradek.client.records._batch import (
     SCAN_BYTES, RecordBatch, iter_batches, next_whole_batch, read_base_offset, read_batch_length,
     whole_batch_at, write_base_offset, write_log_append_time, write_partition_leader_epoch)
-from odradek.client.records._builder import GZIP_DEFAULT_LEVEL, BatchBuilder
+from odradek.client.records._builder import BatchBuilder
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
     BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
@@ -43,7 +43,7 @@ __all__ = [
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     "BatchHeader", "read_header",
     # records and batches
-    "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "GZIP_DEFAULT_LEVEL", "size_of_record",
+    "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD",
     # whole batches after damaged bytes
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",

@@ -6,8 +6,8 @@ Nothing here copies a batch to look at it: RecordBatch holds a memoryview and re
 header field from the bytes when asked (so it sees baseOffset rewritten in place), and
 iter_batches slices views. Only records() and record_fields() copy, once, the batch they
 decode. Records are decoded by native.decode_records (C: one call walks and checks every
-record of the batch; only the Python objects are made here); a gzip batch is first
-decompressed into an uncompressed one. The words of the error for a batch it refuses
+record of the batch; only the Python objects are made here); a compressed batch is
+first decompressed into an uncompressed one (compression.py: every Kafka codec). The words of the error for a batch it refuses
 come from its Python reference (native.reference.refusal_words), the one Python parser of the
 record format.
 Rules for bad input (FORMAT.md, "Reading garbage"): iter_batches stops quietly where the
@@ -16,10 +16,9 @@ expected and what was found; nothing loops on garbage or returns a half-decoded 
 """
 import re
 import struct
-import zlib
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
+from odradek.client.errors import CorruptRecord, MessageTooLarge
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
     BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
@@ -29,6 +28,7 @@ from odradek.client.records.layout import (
     RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK, Compression, TimestampType,
     read_header)
 from odradek.client.records._record import BatchRecord
+from odradek.client.records.compression import decompress
 from odradek.client.records.control import decode_end_txn_marker
 from odradek.client.records.varint import INT32_MAX, decode_varint
 
@@ -255,8 +255,8 @@ class RecordBatch:
     def records(self):
         """An iterator of BatchRecord, with absolute offsets. Decodes the whole batch first,
         so a corrupt batch raises CorruptRecord before yielding anything. Does not check
-        the CRC (call validate() for that). gzip is decompressed; snappy, lz4 and zstd
-        raise UnsupportedCompression."""
+        the CRC (call validate() for that). gzip, snappy, lz4 and zstd are decompressed
+        (compression.py; past DECOMPRESSED_LIMIT bytes is CorruptRecord)."""
         data = self.uncompressed()
         (base_offset, _, _, _, _, attrs, _, base_ts, max_ts, _, _, _,
          _) = HEADER_STRUCT.unpack_from(data)
@@ -273,11 +273,11 @@ class RecordBatch:
 
     def uncompressed(self):
         """The batch as bytes with its records uncompressed, for native.decode_records:
-        a copy of an uncompressed batch; for a gzip one, its header with batchLength and
-        the codec bits changed (the CRC, which covers the compressed bytes, as it was),
-        then the records decompressed (concatenated gzip members too, as Kafka's reader
-        takes them). CorruptRecord for a torn batch, a magic other than 2 or gzip data
-        that does not decompress; UnsupportedCompression for snappy, lz4 and zstd."""
+        a copy of an uncompressed batch; for a compressed one, its header with batchLength
+        and the codec bits changed (the CRC, which covers the compressed bytes, as it was),
+        then the records decompressed (compression.decompress: Kafka's framings, bounded
+        by DECOMPRESSED_LIMIT). CorruptRecord for a torn batch, a magic other than 2, a
+        compression id 5-7 or records that do not decompress."""
         view = self._view
         (base_offset, length, _, magic, _, attrs, _, _, _, _, _, _,
          _) = HEADER_STRUCT.unpack_from(view)
@@ -293,13 +293,8 @@ class RecordBatch:
             # One copy of the batch, decoded in C, then sliced: slicing bytes is about
             # twice as fast per record as bytes(memoryview[a:b]).
             return bytes(view[:size])
-        if codec == Compression.GZIP:
-            return _gunzipped_batch(view, size, where)
         if codec <= Compression.ZSTD:
-            name = Compression(codec).label
-            raise UnsupportedCompression(f"{where} is {name}-compressed; odradek reads only "
-                                         f"none and gzip (produce with compression.type "
-                                         f"gzip or none)")
+            return _decompressed_batch(view, size, where, codec)
         raise CorruptRecord(f"{where}: compression id expected 0-4, found {codec}")
 
     __iter__ = records
@@ -320,7 +315,7 @@ class RecordBatch:
         gives them. Same checks, errors and order as records(), all made before this
         returns, except that header keys are only decoded (and so checked as UTF-8) by
         read_headers, which then raises the CorruptRecord records() raises.
-        ValueError for a gzip batch: use records() for those.
+        ValueError for a compressed batch: use records() for those.
 
         Deltas rather than absolute values because a reader adds them inline in its own
         loop for less than zip and map would cost (the rows are struct.iter_unpack's
@@ -332,9 +327,10 @@ class RecordBatch:
         data = bytes(self._view)
         res = native.decode_records(data)
         if res[0]:
-            if res[0] == native.Status.BAD_CODEC and res[5] == Compression.GZIP:
-                raise ValueError(f"batch at base offset {self.base_offset} is gzip-compressed: "
-                                 f"record_fields() reads uncompressed batches; use records()")
+            if res[0] == native.Status.BAD_CODEC and Compression.GZIP <= res[5] <= Compression.ZSTD:
+                raise ValueError(f"batch at base offset {self.base_offset} is "
+                                 f"{Compression(res[5]).label}-compressed: record_fields() reads "
+                                 f"uncompressed batches; use records()")
             self.records()
             raise AssertionError(f"records() accepted a batch decode_records refuses: {res}")
         return data, _iter_rows(res[6])
@@ -411,28 +407,18 @@ def _records_from_rows(data, res, base_offset, base_ts, append_time,
             for od, _, kp, kl, vp, vl, hp, hc in _iter_rows(res[6])]
 
 
-def _gunzipped_batch(view, size, where):
-    """RecordBatch.uncompressed of the gzip batch view[:size]. Kafka's reader
-    (GZIPInputStream) accepts concatenated gzip members; so do we."""
-    data = view[BATCH_HEADER_SIZE:size]
-    parts = []
-    while True:
-        d = zlib.decompressobj(wbits=31)
-        try:
-            parts.append(d.decompress(data))
-        except zlib.error as e:
-            raise CorruptRecord(f"{where}: gzip records do not decompress: {e}") from None
-        if not d.eof:
-            raise CorruptRecord(f"{where}: gzip records are truncated")
-        data = d.unused_data
-        if not data:
-            break
-    records = b"".join(parts)
+def _decompressed_batch(view, size, where, codec):
+    """RecordBatch.uncompressed of the compressed batch view[:size]: one buffer, the
+    header written into the room decompress() leaves before the records."""
+    try:
+        out = decompress(codec, view[BATCH_HEADER_SIZE:size], head=BATCH_HEADER_SIZE)
+    except CorruptRecord as e:
+        raise CorruptRecord(f"{where}: {e.message}") from None
     header = read_header(view)
-    head = bytearray(BATCH_HEADER_SIZE)
-    HEADER_STRUCT.pack_into(head, 0, *header._replace(
-        batch_length=MIN_BATCH_LENGTH + len(records), attributes=header.attributes & ~COMPRESSION_MASK))
-    return bytes(head) + records
+    HEADER_STRUCT.pack_into(out, 0, *header._replace(
+        batch_length=MIN_BATCH_LENGTH + len(out) - BATCH_HEADER_SIZE,
+        attributes=header.attributes & ~COMPRESSION_MASK))
+    return bytes(out)
 
 
 # ---- walking a buffer of batches ------------------------------------------------------

@@ -15,13 +15,12 @@
             headersCount varint | headers...
 
 Records are encoded straight into one bytearray behind a 61-byte gap; build() fills the
-header into the gap, computes the CRC-32C over bytes 21..end and returns the bytes. The
-codec reads no clock: every timestamp is given by the caller.
+header into the gap (compressing the records first if asked: compression.py), computes
+the CRC-32C over bytes 21..end and returns the bytes. The codec reads no clock: every
+timestamp is given by the caller.
 """
-import zlib
-
 from odradek.client import native
-from odradek.client.errors import UnsupportedCompression
+from odradek.client.records.compression import compress
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, CONTROL_MASK, CRC_OFFSET, HEADER_STRUCT,
     LOG_OVERHEAD, MAGIC, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
@@ -34,9 +33,6 @@ __all__ = ["BatchBuilder"]
 _NULL = b"\x01"         # varint -1: a null key, value or header value
 _NO_HEADERS = b"\x00"   # headersCount 0
 _ATTRIBUTES = b"\x00"   # the record attributes byte; Kafka defines no bits in it
-
-# Kafka's compression.gzip.level default (-1) means zlib's default, 6.
-GZIP_DEFAULT_LEVEL = 6
 
 
 class BatchBuilder:
@@ -62,14 +58,11 @@ class BatchBuilder:
         if isinstance(compression, str):
             compression = Compression.from_name(compression)
         compression = Compression(compression)
-        if compression not in (Compression.NONE, Compression.GZIP):
-            raise UnsupportedCompression(f"odradek writes only none and gzip batches, not "
-                                         f"{compression.label}")
         if transactional and producer_id < 0:
             raise ValueError("a transactional batch needs a producer id (got "
                              f"{producer_id})")
         self._compression = compression
-        self._level = GZIP_DEFAULT_LEVEL if compression_level is None else compression_level
+        self._level = compression_level     # Kafka's level for the codec; None: its default
         self._base_offset = base_offset
         self._partition_leader_epoch = partition_leader_epoch
         self._producer_id = producer_id
@@ -99,7 +92,8 @@ class BatchBuilder:
 
     def estimated_size(self):
         """Bytes build() would return now without compression (exact for NONE, an
-        estimate for gzip, whose output is usually smaller)."""
+        estimate for a codec, whose output is usually smaller: compression.compressed_bound
+        says how much larger it can be)."""
         return len(self._buf)
 
     def append(self, timestamp, key, value, headers=(),
@@ -171,16 +165,16 @@ class BatchBuilder:
         return encode_varint(len(body)), body
 
     def build(self):
-        """The batch as bytes: header filled, records (gzip-compressed if asked), CRC-32C
-        over bytes 21..end. May be called again after more appends."""
+        """The batch as bytes: header filled, records (compressed if asked: gzip,
+        snappy, lz4 or zstd in Kafka's framing), CRC-32C over bytes 21..end. May be
+        called again after more appends."""
         count = self._count
         if not count:
             raise ValueError("cannot build a batch with no records")
         buf = self._buf
-        if self._compression == Compression.GZIP:
-            # mtime 0 (zlib's own gzip header): the same records give the same bytes.
-            compressed = zlib.compress(memoryview(buf)[BATCH_HEADER_SIZE:], self._level, 31)
-            buf = bytearray(BATCH_HEADER_SIZE) + compressed
+        if self._compression != Compression.NONE:
+            buf = bytearray(BATCH_HEADER_SIZE) + compress(self._compression, memoryview(buf)[BATCH_HEADER_SIZE:],
+                                                          self._level)
         HEADER_STRUCT.pack_into(
             buf, 0, self._base_offset, len(buf) - LOG_OVERHEAD, self._partition_leader_epoch,
             MAGIC, 0, self._attributes, count - 1, self._base_ts, self._max_ts,

@@ -14,15 +14,15 @@ The filter (Kafka's MemoryRecords.RecordFilter) is any object with
 called in that order, once per batch (a filter may keep state between the two calls).
 
 Per batch, as filterTo does:
-- A batch that cannot be read (snappy, lz4, zstd, or records that do not parse) is
-  copied as it is (UNREADABLE); the filter is not asked.
+- A batch that cannot be read (records that do not decompress or parse, a compression
+  id 5-7) is copied as it is (UNREADABLE); the filter is not asked.
 - BatchRetention.DELETE: dropped whole.
 - Otherwise the kept records decide. All kept and no delete horizon to set: the batch is
   copied byte for byte (CRC unchanged). Some kept, or a horizon to set (the batch keeps a
   tombstone, a null-value record of a non-control batch, or holds a marker for an empty
   transaction, and has no horizon yet): rebuilt as MemoryRecordsBuilder does: same
   baseOffset, lastOffsetDelta, partitionLeaderEpoch, producer id/epoch, baseSequence,
-  attributes and codec (gzip re-compressed); records keep their offsetDelta and
+  attributes and codec (re-compressed with it at its default level); records keep their offsetDelta and
   timestamps; baseTimestamp is the horizon (attribute bit 6 set) or else the first kept
   record's timestamp; maxTimestamp the largest kept one (LogAppendTime batches keep
   theirs); CRC recomputed.
@@ -32,14 +32,13 @@ Per batch, as filterTo does:
 The byte layout: FORMAT.md beside this file, and daemon/storage/FORMAT.md, "Compaction".
 """
 import struct
-import zlib
 from collections import namedtuple
 from enum import Enum
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.records._batch import RecordBatch
-from odradek.client.records._builder import GZIP_DEFAULT_LEVEL
+from odradek.client.records.compression import compress
 from odradek.client.records.control import decode_control_key
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET, DELETE_HORIZON_MASK,
@@ -74,8 +73,8 @@ class FilterResult(namedtuple("FilterResult", "output kind records_read records_
 
 class DecodedBatch:
     """A readable batch: `header` (HEADER_STRUCT's fields), `data` (the batch with its
-    records uncompressed: a gzip batch's header with the codec bits cleared, then the
-    records) and `rows` (native.RECORD_FIELDS of each record, positions into data), with
+    records uncompressed: a compressed batch's header with the codec bits cleared, then
+    the records) and `rows` (native.RECORD_FIELDS of each record, positions into data), with
     the header fields a filter asks for by name."""
     __slots__ = ("header", "data", "rows", "base_offset", "last_offset", "attributes", "producer_id",
                  "delete_horizon")
@@ -111,13 +110,13 @@ class DecodedBatch:
 
 def decode_batch(view, header=None):
     """The DecodedBatch of the whole batch `view`, or None for one whose records cannot
-    be read (snappy, lz4, zstd, or records that do not parse). header: its
+    be read (records that do not decompress or parse, a compression id 5-7). header: its
     BatchHeader, if already read."""
     if header is None:
         header = read_header(view)
     try:
         data = RecordBatch(view).uncompressed()
-    except (CorruptRecord, UnsupportedCompression):
+    except CorruptRecord:
         return None
     res = native.decode_records(data)
     if res.status != native.Status.OK or res.records != header.records_count:
@@ -202,8 +201,8 @@ def _rebuilt(batch, kept, horizon):
         parts.append(encode_varint(len(body)))
         parts.append(body)
     records = b"".join(parts)
-    if attrs & COMPRESSION_MASK == Compression.GZIP:
-        records = zlib.compress(records, GZIP_DEFAULT_LEVEL, 31)
+    if attrs & COMPRESSION_MASK != Compression.NONE:
+        records = compress(attrs & COMPRESSION_MASK, records)
     new_attrs = attrs | DELETE_HORIZON_MASK if horizon is not None else attrs & ~DELETE_HORIZON_MASK
     if not attrs & TIMESTAMP_TYPE_MASK:
         max_ts = largest

@@ -116,7 +116,7 @@ NO_PARTITION_LEADER_EPOCH = -1
 
 
 class Compression(IntEnum):
-    """Codec ids of attribute bits 0-2. Only NONE and GZIP are implemented here."""
+    """Codec ids of attribute bits 0-2 (compression.py compresses and decompresses each)."""
 
     NONE = 0
     GZIP = 1

@@ -41,8 +41,8 @@
  *     FETCH_BAD_HEADER           its magic, lastOffsetDelta, recordsCount are (a, b, c)
  *     FETCH_BAD_BASE_OFFSET      its baseOffset (a) is out of place
  *     FETCH_IN_PYTHON            the batch at position passed the header checks but its
- *                                records are for Python: compressed (gzip is decoded
- *                                there; other codecs raise there), or records that
+ *                                records are for Python: compressed (every codec is
+ *                                decoded there), or records that
  *                                odk_decode_records refuses or a header key that is not
  *                                UTF-8 (Python raises the error with its words).
  *                                next_offset is already past it; continue at position

@@ -344,8 +344,8 @@ static int append_validate(const uint8_t *d, size_t len, size_t index_cap, size_
                 lstatus = ODK_TOO_LARGE; lexp = max_batch; lfound = size;
             } else if (assign && (count < 1 || last_delta != count - 1)) {
                 lstatus = ODK_BAD_RECORDS; lexp = count; lfound = last_delta;
-            } else if (assign && codec > 1) {
-                lstatus = ODK_BAD_CODEC; lexp = 1; lfound = codec;
+            } else if (assign && codec > 4) {               /* 0-4: none, gzip, snappy, lz4, zstd */
+                lstatus = ODK_BAD_CODEC; lexp = 4; lfound = codec;
             }
             if (lstatus != ODK_OK) {
                 lbatch = batches;

@@ -469,7 +469,7 @@ int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
  *     order and for each batch in this order, PartitionLog.append's leader checks:
  *     size > max_batch_size (> 0) -> ODK_TOO_LARGE (always); when assign:
  *     recordsCount < 1 or lastOffsetDelta != recordsCount - 1 -> ODK_BAD_RECORDS, codec
- *     (attributes & 7) not 0 (none) or 1 (gzip) -> ODK_BAD_CODEC. A scan failure
+ *     (attributes & 7) above 4 (0-4: none, gzip, snappy, lz4, zstd) -> ODK_BAD_CODEC. A scan failure
  *     anywhere wins over a leader-check failure (Python scanned the whole buffer first).
  *     Then ODK_OUT_OF_RANGE if an offset as stored falls outside [segment_base,
  *     segment_base + 2^32 - 1] (the indexes' u32 relativeOffset) or overflows int64,
@@ -505,8 +505,8 @@ enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
                               max_batch_size, found = the batch's size */
     ODK_BAD_RECORDS = 8,   /* assign: recordsCount < 1 or lastOffsetDelta != records-1:
                               InvalidRecord. expected = recordsCount, found = delta */
-    ODK_BAD_CODEC = 9,     /* assign: codec not none/gzip: UnsupportedCompression.
-                              expected = 1 (the largest codec taken), found = codec */
+    ODK_BAD_CODEC = 9,     /* assign: codec id 5-7, no codec: UnsupportedCompression.
+                              expected = 4 (the largest codec, zstd), found = codec */
     ODK_EMPTY = 10,        /* len == 0: no batches to append (CorruptRecord) */
     ODK_NO_SPACE = 11,     /* position + len > dst_size. expected = free bytes,
                               found = len: roll (or map a larger segment) and retry */

@@ -258,8 +258,8 @@ def _validate(mv, index_cap, time_cap, st, last_time_rel):
                 lfail = (Status.TOO_LARGE, batches, pos, max_batch, size)
             elif assign and (count < 1 or last_delta != count - 1):
                 lfail = (Status.BAD_RECORDS, batches, pos, count, last_delta)
-            elif assign and codec > Compression.GZIP:
-                lfail = (Status.BAD_CODEC, batches, pos, Compression.GZIP, codec)
+            elif assign and codec > Compression.ZSTD:
+                lfail = (Status.BAD_CODEC, batches, pos, Compression.ZSTD, codec)
         base = next_offset if assign else base_offset
         if rfail is None:
             if base > _INT64_MAX - 1 - last_delta:

@@ -28,11 +28,8 @@ def append_error(st, nbytes):
         return InvalidRecord(f"{where} has {st.expected} records but lastOffsetDelta {st.found}; "
                              f"expected records - 1 (and at least one record)")
     if status == native.Status.BAD_CODEC:
-        codec = st.found
-        name = Compression(codec).name.lower() if codec in Compression._value2member_map_ \
-            else f"unknown codec {codec}"
-        return UnsupportedCompression(f"{where} is compressed with {name}; "
-                                      f"odradek takes uncompressed or gzip batches")
+        return UnsupportedCompression(f"{where} names compression id {st.found}, which is no codec; "
+                                      f"expected 0-{st.expected} ({', '.join(c.label for c in Compression)})")
     if status == native.Status.EMPTY or (status in _CORRUPT and st.batches == 0 and nbytes == 0):
         return CorruptRecord("no record batches in an empty buffer")
     if status in _CORRUPT:

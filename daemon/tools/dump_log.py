@@ -57,7 +57,7 @@ import struct
 from collections import namedtuple
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, InvalidSegment, UnsupportedCompression
+from odradek.client.errors import CorruptRecord, InvalidSegment
 from odradek.client.records import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK,
                                     DELETE_HORIZON_MASK, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH,
                                     NO_SEQUENCE, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
@@ -509,7 +509,8 @@ def _control_marker(record):
 
 
 def _record_lines(h, data):
-    """One '| offset: ...' line per record; CorruptRecord / UnsupportedCompression escape."""
+    """One '| offset: ...' line per record (a compressed batch's decompressed: every
+    Kafka codec); CorruptRecord escapes."""
     ts_type = "LogAppendTime" if h.attributes & TIMESTAMP_TYPE_MASK else "CreateTime"
     control = h.attributes & CONTROL_MASK
     for r in RecordBatch(data).records():
@@ -620,8 +621,6 @@ def _dump_log(path, base, report, print_records, quiet, checks=(), min_offset=No
                 try:
                     for line in _record_lines(h, item.data):
                         out(line)
-                except UnsupportedCompression as e:
-                    out(f"| records not shown: {e.message}")
                 except CorruptRecord as e:
                     report.problem(path, h.position, f"records cannot be decoded: {e.message}")
         elif isinstance(item, Padding):

@@ -22,7 +22,7 @@ from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import why_unreadable as _why
 from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
 from odradek.client.consumer import Consumer
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
 from odradek.client.records.layout import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
@@ -65,7 +65,7 @@ def reference(data, pos, hw, check_crcs):
         try:
             out += [Record("t", 3, r.offset, r.key, r.value, list(r.headers), r.timestamp, ts_type)
                     for r in batch.records() if r.offset >= pos]
-        except (CorruptRecord, UnsupportedCompression) as e:
+        except CorruptRecord as e:
             return out, (type(e), _why(e, attrs & COMPRESSION_MASK), position, base), None
     if end < stop:
         return out, (CorruptRecord, "has a damaged length (batchLength) or is cut short", end, next_offset), None
@@ -104,7 +104,8 @@ headers_st = st.lists(st.tuples(st.text(max_size=4), st.none() | st.binary(max_s
 record_st = st.tuples(st.integers(-3, 3), st.none() | st.binary(max_size=12), st.none() | st.binary(max_size=30),
                       headers_st)
 batch_st = st.tuples(st.lists(record_st, min_size=1, max_size=5),
-                     st.sampled_from(["none", "none", "none", "gzip", "control", "append_time"]),
+                     st.sampled_from(["none", "none", "none", "gzip", "snappy", "lz4", "zstd", "control",
+                                      "append_time"]),
                      st.integers(0, 2))                                  # offsets skipped before it
 damage_st = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255), st.booleans()), max_size=3)
 
@@ -113,7 +114,8 @@ def build_log(batches, first_offset):
     out, offset, spans = bytearray(), first_offset, []
     for records, kind, gap in batches:
         offset += gap
-        b = BatchBuilder(compression=Compression.GZIP if kind == "gzip" else Compression.NONE,
+        b = BatchBuilder(compression=Compression.from_name(kind) if kind in ("gzip", "snappy", "lz4", "zstd")
+                         else Compression.NONE,
                          producer_id=9 if kind == "control" else -1, producer_epoch=0 if kind == "control" else -1,
                          transactional=kind == "control", control=kind == "control")
         for td, key, value, headers in records:

@@ -410,14 +410,17 @@ def test_set_producer_after_a_link_is_refused(rig):
         r.acc.set_producer(3, 1)
 
 
-def test_the_gzip_accumulator_gates_and_marks_transactional_batches_alike():
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_the_compressed_accumulator_gates_and_marks_transactional_batches_alike(codec):
     import os
-    from odradek.client._producer_gzip import GzipAccumulator
+    from odradek.client._producer_compressed import CompressedAccumulator
+    from odradek.client.records import Compression
     from odradek.client.shm import Doorbell, Ring
     ring, fd = Ring.create(1 << 20)
     doorbell, doorbell_fd = Doorbell.create()
     try:
-        acc = GzipAccumulator(16384, 10_000, 1, -1, -1, 0, doorbell, transactional=True)
+        acc = CompressedAccumulator(16384, 10_000, 1, -1, -1, 0, doorbell, transactional=True,
+                                    codec=Compression.from_name(codec))
         acc.set_partition_count("t", 1)
         with pytest.raises(ValueError, match="producer id"):
             acc.txn_add(0)
@@ -431,6 +434,7 @@ def test_the_gzip_accumulator_gates_and_marks_transactional_batches_alike():
         acc.seal_all()
         _, view = ring.peek()
         batch = RecordBatch(bytes(view))
+        assert batch.compression == Compression.from_name(codec)
         assert batch.is_transactional and (batch.producer_id, batch.producer_epoch) == (9, 4)
         assert [r.value for r in batch.records()] == [b"v"]
         acc.txn_clear()

@@ -25,7 +25,7 @@ from odradek.client import _native_ref as ref
 from odradek.client import native
 from odradek.client._partition_read import Fault
 from odradek.client.consumer import Consumer
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
 from odradek.client.records import (BatchBuilder, BatchRecord, Compression, RecordBatch, iter_batches,
                                     write_base_offset, write_log_append_time)
@@ -464,7 +464,7 @@ def check_damaged(data):
             # the one check left to Python: header keys are decoded (as UTF-8) by the caller
             assert "header key is not UTF-8" in str(e), (res, e)
     else:
-        with pytest.raises((CorruptRecord, UnsupportedCompression)) as err:
+        with pytest.raises(CorruptRecord) as err:
             RecordBatch(data).records()
         # a batch-level refusal (header) is found by records() first, in its own words
         if res.status not in (Status.TRUNCATED, Status.BAD_LENGTH, Status.BAD_MAGIC,
@@ -556,14 +556,15 @@ def test_record_fields_gives_what_records_gives():
     assert got == list(batch.records()) == expected_records(records, 100)
 
 
-def test_record_fields_refuses_a_gzip_batch_and_raises_what_records_raises_otherwise():
-    b = BatchBuilder(compression=Compression.GZIP)
-    b.append(T0, b"k", b"v")
-    with pytest.raises(ValueError, match="gzip"):
-        RecordBatch(b.build()).record_fields()
+def test_record_fields_refuses_a_compressed_batch_and_raises_what_records_raises_otherwise():
+    for codec in (Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD):
+        b = BatchBuilder(compression=codec)
+        b.append(T0, b"k", b"v")
+        with pytest.raises(ValueError, match=f"{codec.label}-compressed"):
+            RecordBatch(b.build()).record_fields()
     data = bytearray(encode([(0, 0, b"k", b"v", [])])[0])
-    data[22] = 2
-    with pytest.raises(UnsupportedCompression, match="snappy"):
+    data[22] = 6
+    with pytest.raises(CorruptRecord, match="compression id expected 0-4, found 6"):
         RecordBatch(bytes(data)).record_fields()
     with pytest.raises(CorruptRecord, match="does not fit"):
         RecordBatch(encode([(0, 0, b"k", b"v", [])])[0][:-1]).record_fields()
@@ -702,7 +703,9 @@ def test_the_consumer_buffers_the_batches_before_a_bad_crc_or_corrupt_records_th
 
 
 @pytest.mark.parametrize("codec, error_class, words", [
-    (Compression.ZSTD, UnsupportedCompression, "is zstd-compressed, which odradek does not read"),
+    (Compression.ZSTD, CorruptRecord, "has records that cannot be decoded (batch at base offset 1: zstd records "
+                                      "do not decompress"),
+    (Compression.SNAPPY, CorruptRecord, "has records that cannot be decoded (batch at base offset 1: snappy "),
     (7, CorruptRecord, "names compression id 7, which is no codec")])
 def test_the_consumer_names_a_codec_it_cannot_read_after_the_batches_before_it(codec, error_class, words):
     good = build([(T0, b"k", b"v", [])], 0)
@@ -733,8 +736,9 @@ def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
     assert fetched == 60
 
 
-def test_gzip_batches_still_decode_through_records():
-    data = build([(T0, b"k", b"v" * 1000, [("h", b"x")])] * 5, 7, compression=Compression.GZIP)
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_compressed_batches_decode_through_records(codec):
+    data = build([(T0, b"k", b"v" * 1000, [("h", b"x")])] * 5, 7, compression=codec)
     got, _, _ = decode_new(data, 0)
     assert [r.offset for r in got] == [7, 8, 9, 10, 11]
     assert got[0].headers == [("h", b"x")] and got[0].value == b"v" * 1000

@@ -13,6 +13,7 @@ import pytest
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import MessageTooLarge
+from odradek.client.records import iter_batches
 from support.broker import consume_n
 
 
@@ -128,11 +129,23 @@ def test_a_producer_killed_with_an_open_batch_leaves_nothing_partial(broker):
     assert values == [b"sent-%d" % i for i in range(50)] + [b"other-0", b"other-1"]
 
 
-@pytest.mark.parametrize("acks", [1, 0])
-def test_gzip_batches_take_the_python_path_with_the_same_semantics(broker, acks):
+def stored_codecs(broker, topic, partitions):
+    """The compression of every batch on disk in `topic`'s partitions."""
+    codecs = set()
+    for p in range(partitions):
+        folder = os.path.join(broker.data_dir, f"{topic}-{p}")
+        for name in os.listdir(folder):
+            if name.endswith(".log"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    codecs |= {batch.compression.label for _, batch in iter_batches(f.read())}
+    return codecs
+
+
+@pytest.mark.parametrize("codec,acks", [("gzip", 1), ("gzip", 0), ("snappy", 1), ("lz4", 0), ("zstd", 1)])
+def test_compressed_batches_take_the_python_path_with_the_same_semantics(broker, codec, acks):
     create(broker, "zipped", partitions=2)
     reports = []
-    config = {"compression.type": "gzip", "linger.ms": 2, "batch.size": 4096, "acks": acks}
+    config = {"compression.type": codec, "linger.ms": 2, "batch.size": 4096, "acks": acks}
     with producer(broker, **config) as p:
         for i in range(200):
             p.produce("zipped", b"v%d" % i * 20, key=b"k%d" % (i % 5), headers=[("h", None)],
@@ -150,15 +163,17 @@ def test_gzip_batches_take_the_python_path_with_the_same_semantics(broker, acks)
         recs = consume_n(c, 200)
     assert sorted(r.value for r in recs) == sorted(b"v%d" % i * 20 for i in range(200))
     assert all(r.headers == [("h", None)] for r in recs)
+    assert stored_codecs(broker, "zipped", 2) == {codec}
 
 
-def test_gzip_batches_stay_within_the_topics_max_message_bytes(broker):
-    """A gzip batch closes before it could outgrow what the partition takes (the topic's
-    max.message.bytes), as the C path's batches do, even with a larger batch.size: no
-    record of it is refused for its batch's size."""
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_stay_within_the_topics_max_message_bytes(broker, codec):
+    """A compressed batch closes before it could outgrow what the partition takes (the
+    topic's max.message.bytes), as the C path's batches do, even with a larger
+    batch.size: no record of it is refused for its batch's size."""
     create(broker, "zipcap", **{"max.message.bytes": "4096"})
     reports = []
-    with producer(broker, **{"compression.type": "gzip", "linger.ms": 50, "batch.size": 65536}) as p:
+    with producer(broker, **{"compression.type": codec, "linger.ms": 50, "batch.size": 65536}) as p:
         for i in range(100):   # incompressible values: a 64 KiB batch would stay near 64 KiB
             p.produce("zipcap", os.urandom(300), partition=0, on_delivery=lambda err, rec: reports.append(err))
         assert p.flush(10) == 0

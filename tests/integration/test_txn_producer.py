@@ -64,7 +64,7 @@ def read_values(broker, topic, partition, n):
         c.close()
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
 def test_commit_writes_transactional_batches_then_a_commit_marker_on_each_partition(broker, client, producers,
                                                                                     compression):
     p = producers(**{"compression.type": compression})

@@ -1,5 +1,6 @@
-"""Bit flips, codecs odradek does not read and torn tails on disk, seen by a consumer of the
-real broker: every record before an unreadable batch is delivered, then an error names
+"""Bit flips, records that do not decompress, compression ids that are no codec and torn
+tails on disk, seen by a consumer of the real broker: every record before an unreadable
+batch is delivered, then an error names
 the partition, the batch's offsets and the next readable offset; seek() there reads on."""
 import os
 import time
@@ -8,7 +9,7 @@ import pytest
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, UnsupportedCompression
+from odradek.client.errors import CorruptRecord
 from odradek.client.records import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, CRC_OFFSET,
                                     Compression, iter_batches)
 
@@ -23,11 +24,15 @@ def value(i):
     return (b"v%04d-" % i).ljust(100, b".")
 
 
-def fill(broker):
-    """RECORDS records in batches of ~9 (batch.size 1024), 7 segments of ~17 batches."""
+def fill(broker, compression="none"):
+    """RECORDS records in batches of ~9 (batch.size 1024), 7 segments of ~17 batches
+    (compressed: ~10 times smaller, so in smaller segments with denser indexes)."""
+    sizes = {"segment.bytes": "16384"} if compression == "none" else \
+        {"segment.bytes": "2048", "index.interval.bytes": "256"}
     with Admin(broker.socket_path) as admin:
-        admin.create_topic(TOPIC, num_partitions=1, config={"segment.bytes": "16384"})
-    with Producer({"socket": broker.socket_path, "linger.ms": 1000, "batch.size": 1024}) as p:
+        admin.create_topic(TOPIC, num_partitions=1, config=sizes)
+    with Producer({"socket": broker.socket_path, "linger.ms": 1000, "batch.size": 1024,
+                   "compression.type": compression}) as p:
         for i in range(RECORDS):
             p.produce(TOPIC, value(i), partition=0)
         assert p.flush(10) == 0
@@ -53,17 +58,21 @@ def damage(broker, how):
     candidates = [(pos, b) for pos, b in iter_batches(data) if 0 < pos < last_indexed]
     pos, batch = candidates[len(candidates) // 2]
     first, last = batch.base_offset, batch.last_offset
+    end = pos + batch.size
     if how == "bit flip":                  # inside a record's value: CRC-bad, structure intact
         data[pos + BATCH_HEADER_SIZE + 40] ^= 0x04
-    elif how == "codec":                   # marked snappy, CRC made right again
+    elif how in ("codec", "no codec"):     # marked snappy, or 6 (no codec); CRC made right again
         attrs = int.from_bytes(data[pos + ATTRIBUTES_OFFSET:pos + ATTRIBUTES_OFFSET + 2], "big")
         data[pos + ATTRIBUTES_OFFSET:pos + ATTRIBUTES_OFFSET + 2] = \
-            (attrs | Compression.SNAPPY).to_bytes(2, "big")
-        end = pos + batch.size
-        data[pos + CRC_OFFSET:pos + CRC_OFFSET + 4] = \
-            native.crc32c(bytes(data[pos + ATTRIBUTES_OFFSET:end])).to_bytes(4, "big")
+            (attrs | (Compression.SNAPPY if how == "codec" else 6)).to_bytes(2, "big")
+    elif how == "zstd cut":                # a zstd batch's frame zeroed from its middle
+        middle = (pos + BATCH_HEADER_SIZE + end) // 2
+        data[middle:end] = bytes(end - middle)
     elif how == "length":                  # batchLength grows by 16 MiB: the framing is lost
         data[pos + BATCH_LENGTH_OFFSET] ^= 0x01
+    if how in ("codec", "no codec", "zstd cut"):
+        data[pos + CRC_OFFSET:pos + CRC_OFFSET + 4] = \
+            native.crc32c(bytes(data[pos + ATTRIBUTES_OFFSET:end])).to_bytes(4, "big")
     open(path, "wb").write(bytes(data))
     broker.start()
     return first, last
@@ -114,15 +123,19 @@ def check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, che
         c.assign([TopicPartition(TOPIC, 0, first - 5)])
         got, err = read_until(c, error_class)
         assert [r.offset for r in got] == list(range(first - 5, first)) and err.offset == first
+    return err
 
 
-@pytest.mark.parametrize("how, error_class", [("bit flip", CorruptRecord), ("codec", UnsupportedCompression),
+@pytest.mark.parametrize("how, error_class", [("bit flip", CorruptRecord), ("codec", CorruptRecord),
+                                              ("no codec", CorruptRecord), ("zstd cut", CorruptRecord),
                                               ("length", CorruptRecord)])
 def test_an_unreadable_batch_in_an_old_segment_hides_no_record_before_or_after_it(broker, how, error_class):
-    fill(broker)
+    fill(broker, "zstd" if how == "zstd cut" else "none")
     first, last = damage(broker, how)
     assert first > 136 and last < RECORDS - 1      # inside an older segment, records after it
-    check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, check_crcs=True)
+    err = check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, check_crcs=True)
+    assert {"codec": "snappy records do not decompress", "no codec": "names compression id 6, which is no codec",
+            "zstd cut": "zstd records do not decompress"}.get(how, "") in str(err)
     if how == "bit flip":
         # check.crcs=false: the batch's structure is intact, so its records come too, as
         # Kafka delivers them (one value carries the flipped bit)
@@ -133,7 +146,8 @@ def test_an_unreadable_batch_in_an_old_segment_hides_no_record_before_or_after_i
         changed = [r.offset for r in got if r.value != value(r.offset)]
         assert len(changed) == 1 and first <= changed[0] <= last
     else:
-        # a codec or a framing damage stops the reader whatever check.crcs says
+        # records that do not decompress, no codec or a framing damage stop the reader
+        # whatever check.crcs says
         check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, check_crcs=False)
 
 

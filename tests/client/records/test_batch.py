@@ -5,7 +5,7 @@ import mmap
 import pytest
 
 from odradek.client import native
-from odradek.client.errors import CorruptRecord, MessageTooLarge, UnsupportedCompression
+from odradek.client.errors import CorruptRecord, MessageTooLarge
 from odradek.client.records import (
     SCAN_BYTES, BatchBuilder, BatchRecord, Compression, RecordBatch, TimestampType, iter_batches,
     next_whole_batch, whole_batch_at, read_base_offset, read_batch_length, write_base_offset, write_log_append_time,
@@ -257,7 +257,7 @@ def test_whole_batch_at_and_next_whole_batch_find_the_batches_after_damaged_byte
     assert SCAN_BYTES == 16 << 20
 
 
-@pytest.mark.parametrize("compression", [Compression.NONE, Compression.GZIP])
+@pytest.mark.parametrize("compression", list(Compression))
 def test_uncompressed_is_the_batch_with_plain_records_that_decode_to_the_same(compression):
     b = BatchBuilder(compression=compression, base_offset=7, producer_id=3, producer_epoch=1, base_sequence=5)
     for i in range(20):
@@ -280,6 +280,9 @@ def test_uncompressed_refuses_what_records_refuses():
     data[-12:-4] = bytes(8)   # inside the gzip stream's deflate data or trailer
     with pytest.raises(CorruptRecord, match="gzip"):
         RecordBatch(bytes(data)).uncompressed()
-    data[22] = 3
-    with pytest.raises(UnsupportedCompression, match="lz4"):
+    data[22] = 3   # gzip bytes marked lz4
+    with pytest.raises(CorruptRecord, match="lz4 records do not decompress"):
+        RecordBatch(bytes(data)).uncompressed()
+    data[22] = 5
+    with pytest.raises(CorruptRecord, match="compression id expected 0-4, found 5"):
         RecordBatch(bytes(data)).uncompressed()

@@ -18,7 +18,7 @@ EXPECTED = {
     "NO_PRODUCER_ID", "NO_PRODUCER_EPOCH", "NO_SEQUENCE", "MAX_SEQUENCE", "NO_PARTITION_LEADER_EPOCH",
     "BatchHeader", "read_header", "BatchRecord", "RecordBatch", "iter_batches", "BatchBuilder", "size_of_record",
     "MAX_RECORD_OVERHEAD", "read_base_offset", "read_batch_length", "write_base_offset",
-    "write_partition_leader_epoch", "write_log_append_time", "varint", "layout", "GZIP_DEFAULT_LEVEL",
+    "write_partition_leader_epoch", "write_log_append_time", "varint", "layout",
     "whole_batch_at", "next_whole_batch", "SCAN_BYTES",
     "filter_batch", "decode_batch", "DecodedBatch", "BatchRetention", "FilterResult",
     "ControlRecordType", "EndTxnMarker", "encode_control_key", "decode_control_key", "encode_end_txn_marker",

@@ -2,10 +2,13 @@
 
 kafka-python's builder writes partitionLeaderEpoch 0 (Kafka's Java producer writes -1;
 the field is not CRC-covered), so ours is built with partition_leader_epoch=0 where
-bytes are compared. Its gzip header carries the current time, so gzip batches are
-compared by their decompressed records region instead.
+bytes are compared. Its gzip header carries the current time and its lz4 and zstd
+framings differ in options Kafka leaves free (checksums, content size), so compressed
+batches are compared by their decompressed records region, each side's region read by
+the other side's decoder (kafka-python's kafka.codec: its own xerial framing over
+python-snappy, whose raw blocks are cramjam's too, so test_compression.py checks those
+with a decoder of its own; lz4 and zstandard over liblz4 and libzstd).
 """
-import gzip
 import warnings
 
 import pytest
@@ -16,6 +19,7 @@ from odradek.client.records import (
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import codec as kafka_codec
     from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 T0 = 1_700_000_000_000
@@ -102,7 +106,7 @@ def test_producer_fields_and_flags_read_the_same_on_both_sides():
         (kb.crc, kb.attributes, kb.last_offset_delta, kb.first_timestamp, kb.max_timestamp)
 
 
-GZIP_CASES = {  # kafka-python sends a batch uncompressed when gzip does not shrink it
+COMPRESSED_CASES = {  # kafka-python sends a batch uncompressed when compressing does not shrink it
     "1000 records": CASES["1000 records"],
     "repetitive with headers and nulls": [
         (T0 + i, None if i % 3 else b"key", None if i % 7 == 0 else b"payload " * 8,
@@ -112,16 +116,41 @@ GZIP_CASES = {  # kafka-python sends a batch uncompressed when gzip does not shr
 }
 
 
-@pytest.mark.parametrize("case", GZIP_CASES)
-def test_gzip_batches_cross_read_and_hold_identical_records_bytes(case):
-    records = GZIP_CASES[case]
-    mine = ours(records, Compression.GZIP)
-    other = theirs(records, Compression.GZIP)
-    assert DefaultRecordBatch(other).compression_type == RecordBatch(mine).compression == Compression.GZIP
+KAFKA_PYTHON_DECODE = {Compression.GZIP: kafka_codec.gzip_decode, Compression.SNAPPY: kafka_codec.snappy_decode,
+                       Compression.LZ4: kafka_codec.lz4_decode, Compression.ZSTD: kafka_codec.zstd_decode}
+
+
+@pytest.mark.parametrize("codec", list(KAFKA_PYTHON_DECODE))
+@pytest.mark.parametrize("case", COMPRESSED_CASES)
+def test_compressed_batches_cross_read_and_hold_identical_records_bytes(case, codec):
+    records = COMPRESSED_CASES[case]
+    mine = ours(records, codec)
+    other = theirs(records, codec)
+    assert DefaultRecordBatch(other).compression_type == RecordBatch(mine).compression == codec
     assert read_with_kafka_python(mine) == expected(records)
     assert list(RecordBatch(other).validate().records()) == expected(records)
-    assert gzip.decompress(mine[RECORDS_OFFSET:]) == gzip.decompress(other[RECORDS_OFFSET:]) \
-        == ours(records)[RECORDS_OFFSET:]
+    plain = ours(records)[RECORDS_OFFSET:]
+    assert KAFKA_PYTHON_DECODE[codec](mine[RECORDS_OFFSET:]) == plain
+    assert RecordBatch(other).uncompressed()[RECORDS_OFFSET:] == plain
+
+
+def test_snappy_batches_are_framed_as_kafka_python_frames_them():
+    """xerial's framing on both sides: the same 16-byte header and 32 KiB blocks."""
+    records = [(T0 + i, None, b"%d " % i * 40, []) for i in range(2000)]      # ~3 blocks
+    mine, other = ours(records, Compression.SNAPPY), theirs(records, Compression.SNAPPY)
+    assert mine[RECORDS_OFFSET:RECORDS_OFFSET + 16] == other[RECORDS_OFFSET:RECORDS_OFFSET + 16] == \
+        bytes.fromhex("82534e41505059000000000100000001")
+    plain = len(ours(records)) - RECORDS_OFFSET
+    assert xerial_blocks(mine[RECORDS_OFFSET:]) == xerial_blocks(other[RECORDS_OFFSET:]) == -(-plain // 32768)
+
+
+def xerial_blocks(region):
+    count, pos = 0, 16
+    while pos < len(region):
+        pos += 4 + int.from_bytes(region[pos:pos + 4], "big")
+        count += 1
+    assert pos == len(region)
+    return count
 
 
 def test_kafka_python_sees_offsets_assigned_in_place():

@@ -2,7 +2,7 @@
 
 A workload is a list of operations on one compacted log driven by a FakeClock: appends
 of batches of keyed records (keys from a small set, values, tombstones, a few null keys,
-gzip or not), clock moves, rolls, single bounded cleaner steps (a pass left half done
+uncompressed or in any codec), clock moves, rolls, single bounded cleaner steps (a pass left half done
 while appends go on), whole passes, truncations and reopenings. After every operation
 that cleans (or reopens), the log is checked against a model of every record appended. Cleaning stays below a
 high watermark (moved to the log end by "replicated" appends), and truncations never go
@@ -33,9 +33,10 @@ key_index = st.integers(0, len(KEYS) - 1)
 keyed_record = st.tuples(st.one_of(key_index, key_index, key_index, key_index, st.none()),
                          st.one_of(st.binary(min_size=0, max_size=24), st.binary(min_size=0, max_size=24),
                                    st.none()))
-# (kind, records, gzip?, replicated?: the high watermark moves to the log end)
-append_op = st.tuples(st.just("append"), st.lists(keyed_record, min_size=1, max_size=6), st.booleans(),
-                      st.booleans())
+# (kind, records, codec, replicated?: the high watermark moves to the log end)
+append_op = st.tuples(st.just("append"), st.lists(keyed_record, min_size=1, max_size=6),
+                      st.sampled_from([Compression.NONE, Compression.NONE, Compression.GZIP, Compression.SNAPPY,
+                                       Compression.LZ4, Compression.ZSTD]), st.booleans())
 others = [
     st.tuples(st.just("advance"), st.sampled_from([1, 100, 999, 1000, 5000])),
     st.tuples(st.just("roll")),
@@ -77,7 +78,7 @@ class Harness:
         kind = op[0]
         log = self.log
         if kind == "append":
-            b = BatchBuilder(compression=Compression.GZIP if op[2] else Compression.NONE)
+            b = BatchBuilder(compression=op[2])
             now = self.clock()
             for k, value in op[1]:
                 b.append(now, None if k is None else KEYS[k], value)

@@ -5,7 +5,7 @@ import pytest
 
 from odradek.client.errors import (CorruptRecord, InvalidRecord, MessageTooLarge, OffsetOutOfRange,
                                    UnsupportedCompression)
-from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET, iter_batches
+from odradek.client.records import CRC_OFFSET, MAGIC_OFFSET, Compression, iter_batches
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints
@@ -245,14 +245,21 @@ def test_a_batch_whose_count_disagrees_with_its_last_offset_delta_is_refused(ope
         log.append(bytes(data))
 
 
-def test_a_snappy_batch_is_refused_with_unsupported_compression(open_log):
+def test_batches_of_every_codec_are_taken_and_a_compression_id_that_is_no_codec_is_refused(open_log):
     log = open_log()
+    for i, codec in enumerate((Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD)):
+        log.append(make_batch([b"%s %d" % (codec.label.encode(), i) * 20], compression=codec))
+    assert [r.value for r in read_all(log)] == [b"%s %d" % (c.encode(), i) * 20
+                                                for i, c in enumerate(("gzip", "snappy", "lz4", "zstd"))]
+    assert [b.compression for b in batches_in(log)] == [1, 2, 3, 4]
     data = bytearray(value_batch(0, 1))
-    data[22] |= 2  # attributes low byte: codec 2 = snappy
+    data[22] |= 5  # attributes low byte: compression id 5, no codec
     from odradek.client import native
     data[17:21] = native.crc32c(bytes(data[21:])).to_bytes(4, "big")
-    with pytest.raises(UnsupportedCompression, match="snappy"):
+    with pytest.raises(UnsupportedCompression, match="compression id 5, which is no codec; expected 0-4 "
+                                                     "\\(none, gzip, snappy, lz4, zstd\\)"):
         log.append(bytes(data))
+    assert log.log_end_offset == 4
 
 
 # -- follower appends and truncation -----------------------------------------------

@@ -3,6 +3,7 @@ import os
 import struct
 import warnings
 
+import pytest
 from click.testing import CliRunner
 
 from odradek.daemon.cli import cli
@@ -164,6 +165,24 @@ def test_a_segment_written_by_kafka_python_dumps_correctly(tmp_path):
     assert "key: null value: 0x0102" in records[1]
     assert f"| offset: 4 CreateTime: {T0 + 102} keySize: 2 valueSize: 12 sequence: 19 key: g2 " \
            f"value: gzip value 2" in records[4]
+
+
+@pytest.mark.parametrize("codec,name", [(2, "snappy"), (3, "lz4"), (4, "zstd")])
+def test_kafka_python_batches_in_every_codec_dump_their_records(tmp_path, codec, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, batch_size=1 << 20)
+    for i in range(20):
+        b.append(i, T0 + i, b"k%d" % i, b"%s value %d " % (name.encode(), i) * 10, [])
+    path = tmp_path / filenames.log_file("", 0)
+    path.write_bytes(bytes(b.build()))
+    result = run("--print-records", "--verify", path)
+    assert result.exit_code == 0, result.output
+    (batch,) = batch_lines(result.stdout)
+    assert fields(batch, "baseOffset lastOffset count compresscodec isValid") == ("0", "19", "20", name, "true")
+    records = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(records) == 20 and records[19].endswith("value: " + f"{name} value 19 " * 10 + " headers: []")
 
 
 def test_batches_larger_than_the_read_window_are_read_whole(tmp_path, monkeypatch):

@@ -1,34 +1,38 @@
-"""The Producer's open batches when compression.type=gzip, in Python.
+"""The Producer's open batches when compression.type is gzip, snappy, lz4 or zstd, in
+Python.
 
 odradek._hotpath.Accumulator (daemon/c_ext/hp_producer.c) builds uncompressed batches in
-place, inside a reservation of the ring; a gzip batch's size is known only once it is
-compressed, so gzip batches stay on the Python BatchBuilder, built in private memory and
-copied into the ring when sealed. GzipAccumulator has the C Accumulator's interface
+place, inside a reservation of the ring; a compressed batch's size is known only once it
+is compressed, so compressed batches stay on the Python BatchBuilder, built in private
+memory, compressed when sealed (records/compression.py) and copied into the ring.
+CompressedAccumulator has the C Accumulator's interface
 (produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
 take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
 transactional flag for transactions), so the Producer drives either alike. Differences:
 sealing can find the ring full (the batch then stays open and the sender retries it),
-and one lock covers every partition (gzip costs far more than the locking).
+and one lock covers every partition (compressing costs far more than the locking).
 """
+import functools
 import threading
 import time
 
 from odradek.client.errors import RingFull
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, PRODUCE_TOO_LARGE
-from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder
+from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder, Compression
+from odradek.client.records.compression import compressed_bound, configured_level
 
-__all__ = ["GzipAccumulator"]
+__all__ = ["CompressedAccumulator", "compressed_accumulator"]
 
 _TAG_MOD = 1 << 32
 _RETRY_S = 0.001
 
 
-def gzip_bound(size):
-    """The most bytes gzip can make of `size` bytes: zlib's compressBound for deflate, plus
-    the gzip header and trailer. A batch whose uncompressed size passes this check fits
-    its partition's limit however incompressible its records are."""
-    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 18
+def compressed_accumulator(config):
+    """A CompressedAccumulator maker with the C Accumulator's arguments, for the codec and
+    level a producer config (compression.type, compression.<codec>.level) names."""
+    codec = Compression.from_name(config["compression.type"])
+    return functools.partial(CompressedAccumulator, codec=codec, level=configured_level(codec, config))
 
 
 def as_bytes(value, what):
@@ -76,9 +80,10 @@ class _Link:
         self.in_txn = False       # in the open transaction (transactional accumulators)
 
 
-class GzipAccumulator:
+class CompressedAccumulator:
     def __init__(self, batch_size, linger_ms, acks, producer_id, producer_epoch, doorbell=0,
-                 doorbell_owner=None, transactional=False):
+                 doorbell_owner=None, transactional=False, *, codec, level=None):
+        self._codec, self._level = Compression(codec), level
         self._batch_size = batch_size
         self._linger_s = linger_ms / 1000
         self._acks = acks
@@ -149,7 +154,7 @@ class GzipAccumulator:
                 return PRODUCE_NEED_LINK, partition, 0, 0
             if self._transactional and not link.in_txn:
                 return PRODUCE_NEED_TXN, partition, 0, 0
-            if gzip_bound(need + BATCH_HEADER_SIZE) > link.limit:
+            if compressed_bound(self._codec, need) + BATCH_HEADER_SIZE > link.limit:
                 return PRODUCE_TOO_LARGE, partition, need + BATCH_HEADER_SIZE, link.limit
             if not self._has_room(link, need):
                 full = self._seal(link)
@@ -167,7 +172,8 @@ class GzipAccumulator:
                         if full:
                             return PRODUCE_FULL, partition, full, link.limit
             if link.builder is None:
-                link.builder = BatchBuilder(compression="gzip", producer_id=self._pid, producer_epoch=self._epoch,
+                link.builder = BatchBuilder(compression=self._codec, compression_level=self._level,
+                                            producer_id=self._pid, producer_epoch=self._epoch,
                                             base_sequence=link.next_seq if self._pid >= 0 else NO_SEQUENCE,
                                             transactional=self._transactional)
                 link.deadline = time.monotonic() + self._linger_s
@@ -188,7 +194,8 @@ class GzipAccumulator:
         if link.builder is None:
             return True
         size = link.builder.estimated_size() + need
-        return size <= self._batch_size and gzip_bound(size) <= link.limit
+        return (size <= self._batch_size
+                and compressed_bound(self._codec, size - BATCH_HEADER_SIZE) + BATCH_HEADER_SIZE <= link.limit)
 
     def _seal(self, link):
         """Write the open batch into the ring (lock held). Returns 0, or the batch's size
