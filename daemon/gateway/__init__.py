@@ -9,4 +9,8 @@ offsets, metadata and admin go to the broker over its control socket.
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
+    broker_errors.py  our broker's errors as Kafka error codes
+    admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs
+    configs_api.py  DescribeConfigs, AlterConfigs, IncrementalAlterConfigs
+    txn_api.py      the transaction APIs (AddPartitionsToTxn ... ListTransactions)
 """
