@@ -192,6 +192,8 @@ def build(cls, values=None, **kw):
             v = values[name]
             if isinstance(kind, EntityField):
                 v = build(kind.type_, v) if isinstance(v, dict) else v
+            elif v is None:      # a nullable array or struct
+                pass
             elif isinstance(kind, EntityTupleField):
                 v = tuple(build(kind.type_, x) if isinstance(x, dict) else x for x in v)
             elif isinstance(kind, PrimitiveTupleField):
