@@ -9,7 +9,7 @@ offsets, metadata and admin go to the broker over its control socket.
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
-    broker_errors.py  our broker's errors as Kafka error codes
+    broker_errors.py  admin, config and transaction calls to the broker; their errors as fields
     admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs
     configs_api.py  DescribeConfigs, AlterConfigs, IncrementalAlterConfigs
     txn_api.py      the transaction APIs (AddPartitionsToTxn ... ListTransactions)

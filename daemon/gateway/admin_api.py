@@ -20,7 +20,8 @@ from odradek.client.log_dirs import from_status
 from odradek.client.protocol import messages as m
 from odradek.client.errors import OdradekError
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.broker_errors import call, error_fields, kafka_code
+from odradek.daemon.gateway.broker_errors import call, error_fields
+from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.codec import build, response_class
 
 __all__ = ["APIS", "topic_uuid"]

@@ -1,21 +1,9 @@
-"""Our broker's errors as Kafka's error codes, for the gateway's answers.
-
-odradek's errors carry Kafka's numbers (client/errors.py), so a code passes through as
-it is; odradek's own codes (1000 and up) have no Kafka name and go out as
-UNKNOWN_SERVER_ERROR (-1), their message kept where the response has one.
-"""
-from kio.schema.errors import ErrorCode
-
+"""Calls to our broker for the admin, config and transaction APIs, and its errors as the
+error fields of Kafka's responses (codes: error_codes.py)."""
 from odradek.client.errors import OdradekError
+from odradek.daemon.gateway.error_codes import kafka_code
 
-__all__ = ["kafka_code", "error_fields", "call"]
-
-_KAFKA_CODES = frozenset(e.value for e in ErrorCode)
-
-
-def kafka_code(code):
-    """Kafka's error code for one of ours."""
-    return code if code in _KAFKA_CODES else ErrorCode.unknown_server_error.value
+__all__ = ["error_fields", "call"]
 
 
 def error_fields(error, message=None):

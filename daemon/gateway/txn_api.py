@@ -21,7 +21,8 @@ from kio.schema.errors import ErrorCode
 from odradek.client.errors import OdradekError
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.broker_errors import call, kafka_code
+from odradek.daemon.gateway.broker_errors import call
+from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.codec import build, response_class
 
 __all__ = ["APIS"]
