@@ -71,7 +71,8 @@ def _add_partitions(ctx, transactional_id, producer_id, producer_epoch, topics):
             transactional_id=transactional_id, producer_id=producer_id, producer_epoch=producer_epoch,
             topics=[m.AddPartitionsToTxnTopic(name=t.name, partitions=list(t.partitions)) for t in topics]))
     except OdradekError as e:
-        return _by_partition(topics, lambda name, p: kafka_code(e.code))
+        code = kafka_code(e)
+        return _by_partition(topics, lambda name, p: code)
     codes = {(t.name, r.partition_index): r.error_code for t in answer.results for r in t.results}
     return _by_partition(topics, lambda name, p: kafka_code(codes.get((name, p), ErrorCode.unknown_server_error.value)))
 
@@ -81,7 +82,8 @@ def _verify_partitions(ctx, transactional_id, producer_id, producer_epoch, topic
     try:
         (t,) = call(ctx, m.DescribeTransactionsRequest(transactional_ids=[transactional_id])).transaction_states
     except OdradekError as e:
-        return _by_partition(topics, lambda name, p: kafka_code(e.code))
+        code = kafka_code(e)
+        return _by_partition(topics, lambda name, p: code)
     if t.error_code or t.producer_id != producer_id:
         error = ErrorCode.invalid_producer_id_mapping.value
     elif t.producer_epoch != producer_epoch:
