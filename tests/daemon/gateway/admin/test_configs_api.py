@@ -2,15 +2,10 @@
 served: DescribeConfigs (topics, the broker, synonyms, documentation), AlterConfigs
 (full replacement), IncrementalAlterConfigs (SET, DELETE, APPEND/SUBTRACT on list
 configs); what they change is what Admin sees, and the reverse."""
-import kio.index
 import pytest
 from kio.schema.errors import ErrorCode
 
-from odradek.client import Admin
-from odradek.daemon.gateway.apis import table
-from odradek.daemon.gateway.codec import build
-from support.broker import BrokerProcess, stop_cleanly
-from support.gateway import GatewayProcess, KafkaWire
+from support.admin_gateway import request, versions
 
 DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 44
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
@@ -18,36 +13,7 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gwconfigs")
-    broker = BrokerProcess(tmp / "data", args=["--override", "log.retention.ms=7200000"]).start()
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    broker.gateway = gw
-    yield broker
-    gw.stop()
-    stop_cleanly(broker)
-
-
-@pytest.fixture
-def wire(broker):
-    with KafkaWire(broker.gateway.port) as w:
-        yield w
-
-
-@pytest.fixture
-def admin(broker):
-    with Admin(broker.socket_path) as a:
-        yield a
-
-
-def versions(key):
-    api = table()[key]
-    return [api.min_version, api.max_version]
-
-
-def request(key, version, **values):
-    return build(kio.index.load_request_schema(key, version), values)
+BROKER_ARGS = ["--override", "log.retention.ms=7200000"]
 
 
 def describe(wire, version, *resources, synonyms=False, documentation=False):

@@ -14,31 +14,13 @@ from kafka.admin import ConfigResource as KConfigResource, ConfigResourceType  #
 from kafka.admin import NewPartitions as KNewPartitions, NewTopic as KNewTopic  # noqa: E402
 from kafka.errors import TopicAlreadyExistsError  # noqa: E402
 
-from odradek.client import Admin, Producer  # noqa: E402
+from odradek.client import Producer  # noqa: E402
 from odradek.client.errors import OdradekError  # noqa: E402
-from support.broker import BrokerProcess, stop_cleanly, wait_until  # noqa: E402
-from support.gateway import GatewayProcess  # noqa: E402
+from support.broker import wait_until  # noqa: E402
 from support.txn_client import begin  # noqa: E402
 from odradek.client.protocol import ControlClient  # noqa: E402
 
 TIMEOUT = 15
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gwclients")
-    broker = BrokerProcess(tmp / "data").start()
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    broker.gateway = gw
-    yield broker
-    gw.stop()
-    stop_cleanly(broker)
-
-
-@pytest.fixture
-def admin(broker):
-    with Admin(broker.socket_path) as a:
-        yield a
 
 
 @pytest.fixture

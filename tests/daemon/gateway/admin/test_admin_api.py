@@ -4,53 +4,16 @@ DescribeLogDirs; what they make is what Admin and `odradek topics describe` see,
 reverse."""
 import uuid
 
-import kio.index
 import pytest
 from click.testing import CliRunner
 from kio.schema.errors import ErrorCode
 
-from odradek.client import Admin, Producer
+from odradek.client import Producer
 from odradek.daemon.cli import cli
-from odradek.daemon.gateway.apis import table
-from odradek.daemon.gateway.codec import build
-from support.broker import BrokerProcess, stop_cleanly
-from support.gateway import GatewayProcess, KafkaWire
+from support.admin_gateway import request, versions
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, CREATE_PARTITIONS = 19, 20, 21, 35, 37
 ZERO = uuid.UUID(int=0)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gwadmin")
-    broker = BrokerProcess(tmp / "data").start()
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    broker.gateway = gw
-    yield broker
-    gw.stop()
-    stop_cleanly(broker)
-
-
-@pytest.fixture
-def wire(broker):
-    with KafkaWire(broker.gateway.port) as w:
-        yield w
-
-
-@pytest.fixture
-def admin(broker):
-    with Admin(broker.socket_path) as a:
-        yield a
-
-
-def versions(key):
-    api = table()[key]
-    return [api.min_version, api.max_version]
-
-
-def request(key, version, **values):
-    """kio's request entity of `key` at `version` from plain values (nested dicts)."""
-    return build(kio.index.load_request_schema(key, version), values)
 
 
 def create(wire, version, *topics, validate_only=False):

@@ -5,39 +5,19 @@ protocol, at the lowest and the highest version served; Admin sees the same
 transaction, and the offsets committed in it."""
 import struct
 
-import kio.index
 import pytest
 from kio.schema.errors import ErrorCode
 
 from odradek.client import Admin
 from odradek.client.protocol import ControlClient
 from odradek.daemon.gateway.apis import table
-from odradek.daemon.gateway.codec import build
-from support.broker import BrokerProcess, stop_cleanly, wait_until
-from support.gateway import GatewayProcess, KafkaWire
+from support.admin_gateway import request
+from support.broker import wait_until
 from support.txn_client import init
 
 ADD_PARTITIONS, ADD_OFFSETS, END_TXN, TXN_OFFSET_COMMIT, DESCRIBE_TXNS, LIST_TXNS = 24, 25, 26, 28, 65, 66
 KEYS = (ADD_PARTITIONS, ADD_OFFSETS, END_TXN, TXN_OFFSET_COMMIT, DESCRIBE_TXNS, LIST_TXNS)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gwtxn")
-    broker = BrokerProcess(tmp / "data").start()
-    gw = GatewayProcess(broker.socket_path, tmp).start()
-    broker.gateway = gw
-    with Admin(broker.socket_path) as admin:
-        admin.create_topic("txn-out", 2)
-    yield broker
-    gw.stop()
-    stop_cleanly(broker)
-
-
-@pytest.fixture
-def wire(broker):
-    with KafkaWire(broker.gateway.port) as w:
-        yield w
+TOPICS = {"txn-out": 2}
 
 
 @pytest.fixture
@@ -45,10 +25,6 @@ def control(broker):
     client = ControlClient(broker.socket_path)
     yield client
     client.close()
-
-
-def request(key, version, **values):
-    return build(kio.index.load_request_schema(key, version), values)
 
 
 def lowest():
