@@ -418,16 +418,18 @@ class _Gather:
         return callback
 
 
-def _relay_by_partition(broker, topics, one, part_error, done):
+def _relay_by_partition(broker, topics, one, part_error, done, check=None):
     """Send `one(name, p)` to the leader worker of each partition p of `topics` (a
     request's topic entries: .name, .partitions of .partition_index), then call
-    done({name: [partition result]}) once all have answered; an unknown partition or a
-    worker's error becomes part_error(p, error)."""
+    done({name: [partition result]}) once all have answered; an unknown partition, one
+    `check(name)` raises for, or a worker's error becomes part_error(p, error)."""
     wanted, errors = [], []
     for t in topics:
         for p in t.partitions:
             try:
                 broker.metadata.partition(t.name, p.partition_index)
+                if check is not None:
+                    check(t.name)
                 wanted.append((t.name, p))
             except OdradekError as e:
                 errors.append((t.name, part_error(p, e)))
@@ -457,13 +459,18 @@ def list_offsets(broker, req, reply):
 
 
 def delete_records(broker, req, reply):
-    """Kafka's DeleteRecords: each partition's leader moves its log start offset up."""
+    """Kafka's DeleteRecords: each partition's leader moves its log start offset up
+    (not on an internal topic, as in Kafka)."""
+    def check(name):
+        if name in _INTERNAL_TOPICS:
+            raise InvalidTopic(f"{name} is internal: it holds {_INTERNAL_TOPICS[name]}; its records are not deleted")
+
     _relay_by_partition(
         broker, req.topics,
         lambda name, p: m.DeleteRecordsRequest(topics=[m.DeleteRecordsTopic(name=name, partitions=[p])]),
         lambda p, e: m.DeleteRecordsPartitionResult(partition_index=p.partition_index, **_error_fields(e)),
         lambda by_topic: reply(m.DeleteRecordsResponse(topics=[m.DeleteRecordsTopicResult(name=n, partitions=ps)
-                                                               for n, ps in by_topic.items()])))
+                                                               for n, ps in by_topic.items()])), check)
 
 
 def status(broker, req, reply):

@@ -151,12 +151,14 @@ def test_delete_records_moves_the_log_start_offset(wire, admin, broker, version)
     results = wire.call(request(DELETE_RECORDS, version, timeout=5000, topics=[
         dict(name=name, partitions=[dict(partition_index=0, offset=4), dict(partition_index=1, offset=1),
                                     dict(partition_index=7, offset=0)]),
-        dict(name="never-was", partitions=[dict(partition_index=0, offset=0)])])).topics
+        dict(name="never-was", partitions=[dict(partition_index=0, offset=0)]),
+        dict(name="__consumer_offsets", partitions=[dict(partition_index=0, offset=0)])])).topics
     got = {(t.name, p.partition_index): (p.low_watermark, p.error_code) for t in results for p in t.partitions}
     assert got == {(name, 0): (4, ErrorCode.none),
                    (name, 1): (-1, ErrorCode.offset_out_of_range),          # above its high watermark (0)
                    (name, 7): (-1, ErrorCode.unknown_topic_or_partition),
-                   ("never-was", 0): (-1, ErrorCode.unknown_topic_or_partition)}
+                   ("never-was", 0): (-1, ErrorCode.unknown_topic_or_partition),
+                   ("__consumer_offsets", 0): (-1, ErrorCode.invalid_topic_exception)}   # internal, as in Kafka
     assert admin.list_offsets(name, 0, "earliest")[0] == 4
     (t,) = wire.call(request(DELETE_RECORDS, version, timeout=5000, topics=[
         dict(name=name, partitions=[dict(partition_index=0, offset=-1)])])).topics    # -1: the high watermark
