@@ -78,12 +78,21 @@ class MetadataResponse(Struct):
 
 # ---- CreateTopics (19) -----------------------------------------------------------------
 
+class CreatableReplicaAssignment(Struct):
+    FIELDS = [
+        ("partition_index",  INT32,         0,   0),
+        ("broker_ids",       Array(INT32),  [],  0),   # its replicas' log dir ids; the first leads
+    ]
+
+
 class CreatableTopic(Struct):
     FIELDS = [
         ("name",                STRING,                         "",  0),
         ("num_partitions",      INT32,                          -1,  0),  # -1: broker default
         ("replication_factor",  INT16,                          -1,  0),  # -1: broker default
         ("configs",             Map(STRING, NULLABLE_STRING),   {},  0),  # Kafka's dotted names
+        # the replicas of each partition, chosen (num_partitions, replication_factor -1); []: the broker places them
+        ("assignments",         Array(CreatableReplicaAssignment),  [],  1),
     ]
 
 

@@ -42,7 +42,7 @@ from odradek.client.protocol._messages_base import (
     ErrorBody)
 from odradek.client.protocol._messages_admin import (
     ApiVersionsRequest, ApiVersion, ApiVersionsResponse, MetadataRequest,
-    MetadataResponsePartition, MetadataResponseTopic, MetadataResponse, CreatableTopic,
+    MetadataResponsePartition, MetadataResponseTopic, MetadataResponse, CreatableReplicaAssignment, CreatableTopic,
     CreateTopicsRequest, CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse, DeleteTopicsRequest,
     DeletableTopicResult, DeleteTopicsResponse, DescribeConfigsResource,
     DescribeConfigsRequest, DescribeConfigsResourceResult, DescribeConfigsResult,

@@ -17,7 +17,8 @@ import time
 
 import psutil
 
-from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
+from odradek.client.errors import (InvalidReplicaAssignment, InvalidRequest, InvalidTopic, OdradekError,
+                                   PolicyViolation, UnknownTopicOrPartition)
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import TXN_API_KEYS, ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
@@ -114,12 +115,13 @@ def metadata(broker, req, reply):
 
 
 # -- topics --------------------------------------------------------------------------
-def _create(broker, name, num_partitions, replication_factor, configs, validate_only=False):
+def _create(broker, name, num_partitions, replication_factor, configs, validate_only=False, placement=None):
     cfg = broker.config
     n = cfg.num_partitions if num_partitions in (-1, None) else num_partitions
     rf = cfg.default_replication_factor if replication_factor in (-1, None) else replication_factor
     md = broker.metadata
-    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults, broker.limits)
+    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults, broker.limits, placement)
+    n, rf = len(topic.partitions), topic.replication_factor
     if validate_only:
         del md.topics[name]
         return topic
@@ -141,7 +143,8 @@ def create_topics(broker, req, reply):
     for t in req.topics:
         configs = {k: v for k, v in t.configs.items() if v is not None}
         try:
-            topic = _create(broker, t.name, t.num_partitions, t.replication_factor, configs, req.validate_only)
+            topic = _create(broker, t.name, t.num_partitions, t.replication_factor, configs, req.validate_only,
+                            _placement(t))
             results.append(m.CreatableTopicResult(
                 name=t.name, num_partitions=len(topic.partitions), replication_factor=len(topic.partitions[0].replicas),
                 topic_id="" if req.validate_only else topic.topic_id,
@@ -150,6 +153,20 @@ def create_topics(broker, req, reply):
         except OdradekError as e:
             results.append(m.CreatableTopicResult(name=t.name, **_error_fields(e)))
     return m.CreateTopicsResponse(topics=results)
+
+
+def _placement(t):
+    """The replica lists a CreatableTopic's assignments give (None: the broker places)."""
+    if not t.assignments:
+        return None
+    if t.num_partitions != -1 or t.replication_factor != -1:
+        raise InvalidRequest("with replica assignments, num_partitions and replication_factor are -1: "
+                             "the assignments give both")
+    by_index = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+    if sorted(by_index) != list(range(len(t.assignments))):
+        raise InvalidReplicaAssignment(f"the assignments name partitions {sorted(a.partition_index for a in t.assignments)}"
+                                       f"; they must name 0..{len(t.assignments) - 1} once each")
+    return [by_index[i] for i in range(len(by_index))]
 
 
 def delete_topics(broker, req, reply):
@@ -234,12 +251,12 @@ def create_partitions(broker, req, reply):
     results = []
     for t in req.topics:
         try:
-            if t.assignments is not None:
-                raise InvalidRequest("manual replica assignment is not supported; omit assignments")
             if t.name in broker.offline:
                 raise PolicyViolation(f"topic {t.name!r} is offline (above the partition limits); delete it "
                                       f"or raise the limit and restart the broker")
-            added = broker.metadata.create_partitions(t.name, t.count, broker.limits)
+            added = broker.metadata.create_partitions(
+                t.name, t.count, broker.limits,
+                None if t.assignments is None else [list(a.broker_ids) for a in t.assignments])
             if not req.validate_only:
                 topic = broker.metadata.topic(t.name)
                 try:   # dirs first, as for a new topic

@@ -3,9 +3,12 @@ CreatePartitions, DeleteRecords and DescribeLogDirs, answered by our broker over
 control socket, so a topic made through Kafka's protocol is the one `odradek` and the
 Unix-socket clients see, and the reverse. (Configs: configs_api.py.)
 
+Replicas are log dirs on this one broker: the replica ids Metadata shows, and those that
+replica assignments (CreateTopics, CreatePartitions) name, are log dir ids (their place
+in log.dirs); an assignment naming a dir that is not there, or one twice, is
+INVALID_REPLICA_ASSIGNMENT.
+
 What differs from Kafka, and why:
-- Replica assignments (CreateTopics, CreatePartitions) are refused with INVALID_REQUEST:
-  our replicas are log dirs, placed by the broker.
 - DescribeLogDirs answers for this broker's log dirs; a partition has one replica per
   dir it lives in, so with several dirs it is listed under each (Admin.describe_log_dirs).
 - DeleteRecords moves the leader's log start offset at once; followers follow at their
@@ -28,8 +31,6 @@ __all__ = ["APIS", "topic_uuid"]
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, CREATE_PARTITIONS = 19, 20, 21, 35, 37
 ZERO_UUID = uuid.UUID(int=0)
-_NO_ASSIGNMENTS = ("replica assignments are not supported: odradek's replicas are log dirs, placed by the "
-                   "broker; leave assignments empty (and give num_partitions, replication_factor or -1)")
 
 
 def topic_uuid(topic_id):
@@ -51,12 +52,12 @@ def create_topics(ctx, request):
         if counts[t.name] > 1:
             refused[t.name] = error_fields(ErrorCode.invalid_request.value,
                                            f"topic {t.name!r} is named {counts[t.name]} times in the request")
-        elif t.assignments:
-            refused[t.name] = error_fields(ErrorCode.invalid_request.value, _NO_ASSIGNMENTS)
         else:
-            asked.append(m.CreatableTopic(name=t.name, num_partitions=t.num_partitions,
-                                          replication_factor=t.replication_factor,
-                                          configs={c.name: c.value for c in t.configs}))
+            asked.append(m.CreatableTopic(
+                name=t.name, num_partitions=t.num_partitions, replication_factor=t.replication_factor,
+                configs={c.name: c.value for c in t.configs},
+                assignments=[m.CreatableReplicaAssignment(partition_index=a.partition_index,
+                                                          broker_ids=list(a.broker_ids)) for a in t.assignments]))
     created = {}
     if asked:
         try:

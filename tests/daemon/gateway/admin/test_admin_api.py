@@ -58,7 +58,8 @@ def test_create_topics_errors_per_topic_with_messages(wire, admin, version):
                      topic(f"no-partitions-v{version}", 0),
                      topic(f"too-many-replicas-v{version}", 1, 5),
                      topic("bad/name", 1),
-                     topic(f"assigned-v{version}", -1, -1, assignments=[dict(partition_index=0, broker_ids=[0])]),
+                     topic(f"assigned-v{version}", 1, -1, assignments=[dict(partition_index=0, broker_ids=[0])]),
+                     topic(f"no-such-dir-v{version}", assignments=[dict(partition_index=0, broker_ids=[1])]),
                      topic(f"twice-v{version}", 1), topic(f"twice-v{version}", 1),
                      topic(f"fine-v{version}", 1))
     codes = {r.name: r.error_code for r in results}
@@ -68,7 +69,8 @@ def test_create_topics_errors_per_topic_with_messages(wire, admin, version):
                      f"no-partitions-v{version}": ErrorCode.invalid_partitions,
                      f"too-many-replicas-v{version}": ErrorCode.invalid_replication_factor,
                      "bad/name": ErrorCode.invalid_topic_exception,
-                     f"assigned-v{version}": ErrorCode.invalid_request,
+                     f"assigned-v{version}": ErrorCode.invalid_request,     # a count and assignments
+                     f"no-such-dir-v{version}": ErrorCode.invalid_replica_assignment,
                      f"twice-v{version}": ErrorCode.invalid_request,
                      f"fine-v{version}": ErrorCode.none}
     assert all(r.error_message for r in results if r.error_code != ErrorCode.none)
@@ -77,6 +79,19 @@ def test_create_topics_errors_per_topic_with_messages(wire, admin, version):
     created = admin.list_topics()
     assert f"fine-v{version}" in created
     assert not any(n in created for n in codes if n not in (f"exists-v{version}", f"fine-v{version}"))
+
+
+@pytest.mark.parametrize("version", versions(CREATE_TOPICS))
+def test_create_topics_with_replica_assignments(wire, admin, version):
+    """Replica ids are log dir ids (this broker has one: 0); the assignments give the count."""
+    (r,) = create(wire, version, topic(f"placed-v{version}", assignments=[
+        dict(partition_index=1, broker_ids=[0]), dict(partition_index=0, broker_ids=[0])]))
+    assert r.error_code == ErrorCode.none
+    assert [(p.partition, p.replicas) for p in admin.describe_topic(f"placed-v{version}").partitions] == [
+        (0, [0]), (1, [0])]
+    (r,) = create(wire, version, topic(f"gap-v{version}", assignments=[
+        dict(partition_index=0, broker_ids=[0]), dict(partition_index=2, broker_ids=[0])]))
+    assert r.error_code == ErrorCode.invalid_replica_assignment and "0..1" in r.error_message
 
 
 @pytest.mark.parametrize("version", versions(DELETE_TOPICS))
@@ -132,12 +147,15 @@ def test_create_partitions_grows_a_topic_and_refuses_bad_counts(wire, admin, ver
         dict(name=name, count=2, assignments=None)])).results
     assert r.error_code == ErrorCode.invalid_partitions and r.error_message
     (r,) = wire.call(request(CREATE_PARTITIONS, version, timeout=5000, validate_only=False, topics=[
+        dict(name=name, count=5, assignments=[dict(broker_ids=[0])])])).results
+    assert r.error_code == ErrorCode.invalid_replica_assignment                # 2 new partitions, 1 assignment
+    (r,) = wire.call(request(CREATE_PARTITIONS, version, timeout=5000, validate_only=False, topics=[
         dict(name=name, count=4, assignments=[dict(broker_ids=[0])])])).results
-    assert r.error_code == ErrorCode.invalid_request
+    assert r.error_code == ErrorCode.none
     (r,) = wire.call(request(CREATE_PARTITIONS, version, timeout=5000, validate_only=True, topics=[
         dict(name=name, count=9, assignments=None)])).results
     assert r.error_code == ErrorCode.none
-    assert len(admin.describe_topic(name).partitions) == 3
+    assert len(admin.describe_topic(name).partitions) == 4
 
 
 @pytest.mark.parametrize("version", versions(DELETE_RECORDS))
