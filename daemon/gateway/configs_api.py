@@ -61,6 +61,10 @@ def _ours(resource_type, resource_name):
         return ConfigResourceType.TOPIC, resource_name
     if resource_type == ConfigResourceType.BROKER and resource_name == str(BROKER_NODE_ID):
         return ConfigResourceType.BROKER, ""
+    if resource_type == ConfigResourceType.BROKER and resource_name == "":
+        return error_fields(ErrorCode.invalid_request.value,
+                            "there are no cluster-wide dynamic configs: the broker reads its settings from its "
+                            "config file at start (odradek serve --config, --override)")
     if resource_type == ConfigResourceType.BROKER:
         return error_fields(ErrorCode.invalid_request.value,
                             f"no broker {resource_name!r} here: this broker is node {BROKER_NODE_ID}")
