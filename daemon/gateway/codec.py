@@ -190,10 +190,10 @@ def build(cls, values=None, **kw):
     for name, kind, required in _plan(cls):
         if name in values:
             v = values[name]
-            if isinstance(kind, EntityField):
-                v = build(kind.type_, v) if isinstance(v, dict) else v
-            elif v is None:      # a nullable array or struct
+            if v is None:       # a nullable field or array: null on the wire
                 pass
+            elif isinstance(kind, EntityField):
+                v = build(kind.type_, v) if isinstance(v, dict) else v
             elif isinstance(kind, EntityTupleField):
                 v = tuple(build(kind.type_, x) if isinstance(x, dict) else x for x in v)
             elif isinstance(kind, PrimitiveTupleField):
