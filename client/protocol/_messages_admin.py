@@ -1,5 +1,5 @@
 """Admin and cluster messages: ApiVersions, Metadata, CreateTopics, DeleteTopics,
-DescribeConfigs, IncrementalAlterConfigs, CreatePartitions and odradek's Status. Declared
+DescribeConfigs, IncrementalAlterConfigs, CreatePartitions, DeleteRecords and odradek's Status. Declared
 as tables (see `messages` for the rules); import them from `messages`.
 """
 from odradek.client.protocol._schema import (
@@ -64,6 +64,7 @@ class MetadataResponseTopic(Struct):
         ("name",           STRING,                            "",     0),
         ("is_internal",    BOOL,                              False,  0),
         ("partitions",     Array(MetadataResponsePartition),  [],     0),
+        ("topic_id",       STRING,                            "",     1),   # 32 hex digits, the same forever
     ]
 
 
@@ -77,12 +78,21 @@ class MetadataResponse(Struct):
 
 # ---- CreateTopics (19) -----------------------------------------------------------------
 
+class CreatableReplicaAssignment(Struct):
+    FIELDS = [
+        ("partition_index",  INT32,         0,   0),
+        ("broker_ids",       Array(INT32),  [],  0),   # its replicas' log dir ids; the first leads
+    ]
+
+
 class CreatableTopic(Struct):
     FIELDS = [
         ("name",                STRING,                         "",  0),
         ("num_partitions",      INT32,                          -1,  0),  # -1: broker default
         ("replication_factor",  INT16,                          -1,  0),  # -1: broker default
         ("configs",             Map(STRING, NULLABLE_STRING),   {},  0),  # Kafka's dotted names
+        # the replicas of each partition, chosen (num_partitions, replication_factor -1); []: the broker places them
+        ("assignments",         Array(CreatableReplicaAssignment),  [],  1),
     ]
 
 
@@ -95,6 +105,17 @@ class CreateTopicsRequest(Struct):
     ]
 
 
+class CreatableTopicConfigs(Struct):
+    """One config of a created topic, as DescribeConfigs would show it."""
+    FIELDS = [
+        ("name",           STRING,           "",                           0),
+        ("value",          NULLABLE_STRING,  None,                         0),
+        ("read_only",      BOOL,             False,                        0),
+        ("config_source",  INT8,             ConfigSource.DEFAULT_CONFIG,  0),
+        ("is_sensitive",   BOOL,             False,                        0),
+    ]
+
+
 class CreatableTopicResult(Struct):
     FIELDS = [
         ("name",                STRING,           "",    0),
@@ -102,6 +123,8 @@ class CreatableTopicResult(Struct):
         ("error_message",       NULLABLE_STRING,  None,  0),
         ("num_partitions",      INT32,            -1,    0),
         ("replication_factor",  INT16,            -1,    0),
+        ("topic_id",            STRING,           "",    1),   # "" with validate_only or an error
+        ("configs",             Array(CreatableTopicConfigs),  [],  1),   # every config, with its source
     ]
 
 
@@ -119,6 +142,7 @@ class DeleteTopicsRequest(Struct):
     FIELDS = [
         ("topic_names",  Array(STRING),  [],     0),
         ("timeout_ms",   INT32,          30000,  0),
+        ("topic_ids",    Array(STRING),  [],     1),   # topics named by id (32 hex digits) instead
     ]
 
 
@@ -127,6 +151,7 @@ class DeletableTopicResult(Struct):
         ("name",           STRING,           "",    0),
         ("error_code",     INT16,            0,     0),
         ("error_message",  NULLABLE_STRING,  None,  0),
+        ("topic_id",       STRING,           "",    1),   # "" for a name that named no topic
     ]
 
 
@@ -265,6 +290,57 @@ class CreatePartitionsResponse(Struct):
         ("results",  Array(CreatePartitionsTopicResult),  [],  0),
     ]
 
+
+
+# ---- DeleteRecords (21): move partitions' log start offsets up ------------------------
+# Kafka's DeleteRecords: every record below `offset` of the partition becomes unreadable
+# at once (its log start offset moves up to it, checkpointed); the segments wholly below
+# it are deleted. offset -1 is the high watermark; an offset above the high watermark is
+# OFFSET_OUT_OF_RANGE. low_watermark is the log start offset afterwards.
+
+class DeleteRecordsPartition(Struct):
+    FIELDS = [
+        ("partition_index",  INT32,  0,   0),
+        ("offset",           INT64,  -1,  0),
+    ]
+
+
+class DeleteRecordsTopic(Struct):
+    FIELDS = [
+        ("name",        STRING,                         "",  0),
+        ("partitions",  Array(DeleteRecordsPartition),  [],  0),
+    ]
+
+
+class DeleteRecordsRequest(Struct):
+    API_KEY = ApiKey.DELETE_RECORDS
+    FIELDS = [
+        ("topics",      Array(DeleteRecordsTopic),  [],     0),
+        ("timeout_ms",  INT32,                      30000,  0),
+    ]
+
+
+class DeleteRecordsPartitionResult(Struct):
+    FIELDS = [
+        ("partition_index",  INT32,            0,     0),
+        ("low_watermark",    INT64,            -1,    0),
+        ("error_code",       INT16,            0,     0),
+        ("error_message",    NULLABLE_STRING,  None,  0),
+    ]
+
+
+class DeleteRecordsTopicResult(Struct):
+    FIELDS = [
+        ("name",        STRING,                               "",  0),
+        ("partitions",  Array(DeleteRecordsPartitionResult),  [],  0),
+    ]
+
+
+class DeleteRecordsResponse(Struct):
+    API_KEY = ApiKey.DELETE_RECORDS
+    FIELDS = [
+        ("topics",  Array(DeleteRecordsTopicResult),  [],  0),
+    ]
 
 
 # ---- Status (1003) ---------------------------------------------------------------------

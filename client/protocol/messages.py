@@ -4,7 +4,8 @@ This module is the import point (`from odradek.client.protocol import messages a
 the tables live beside it, one module per family:
 
     _messages_base      api keys, enumerated values, PassedFd, ErrorBody
-    _messages_admin     ApiVersions, Metadata, topics, configs, partitions, Status
+    _messages_admin     ApiVersions, Metadata, topics, configs, partitions, DeleteRecords,
+                        Status
     _messages_data      ListOffsets, InitProducerId, OpenProducer, OpenFetch, GetSegment,
                         DetachProducer, AppendRecords
     _messages_replicas  IsrProposal, UpdateIsr, LeaderAndIsr, MoveReplicas
@@ -41,15 +42,16 @@ from odradek.client.protocol._messages_base import (
     ErrorBody)
 from odradek.client.protocol._messages_admin import (
     ApiVersionsRequest, ApiVersion, ApiVersionsResponse, MetadataRequest,
-    MetadataResponsePartition, MetadataResponseTopic, MetadataResponse, CreatableTopic,
-    CreateTopicsRequest, CreatableTopicResult, CreateTopicsResponse, DeleteTopicsRequest,
+    MetadataResponsePartition, MetadataResponseTopic, MetadataResponse, CreatableReplicaAssignment, CreatableTopic,
+    CreateTopicsRequest, CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse, DeleteTopicsRequest,
     DeletableTopicResult, DeleteTopicsResponse, DescribeConfigsResource,
     DescribeConfigsRequest, DescribeConfigsResourceResult, DescribeConfigsResult,
     DescribeConfigsResponse, AlterableConfig, AlterConfigsResource,
     IncrementalAlterConfigsRequest, AlterConfigsResourceResponse,
     IncrementalAlterConfigsResponse, CreatePartitionsAssignment, CreatePartitionsTopic,
     CreatePartitionsRequest, CreatePartitionsTopicResult, CreatePartitionsResponse,
-    StatusRequest, WorkerStatus, FollowerStatus, PartitionStatus, LogDirStatus,
+    DeleteRecordsPartition, DeleteRecordsTopic, DeleteRecordsRequest, DeleteRecordsPartitionResult,
+    DeleteRecordsTopicResult, DeleteRecordsResponse, StatusRequest, WorkerStatus, FollowerStatus, PartitionStatus, LogDirStatus,
     StatusResponse)
 from odradek.client.protocol._messages_data import (
     ListOffsetsPartition, ListOffsetsTopic, ListOffsetsRequest,
@@ -91,9 +93,10 @@ from odradek.client.protocol._messages_groups import (
 APIS = ApiTable([
     #   key                                  request                          response                          min max
     Api(ApiKey.API_VERSIONS,                 ApiVersionsRequest,              ApiVersionsResponse,              0,  0),
-    Api(ApiKey.METADATA,                     MetadataRequest,                 MetadataResponse,                 0,  0),
-    Api(ApiKey.CREATE_TOPICS,                CreateTopicsRequest,             CreateTopicsResponse,             0,  0),
-    Api(ApiKey.DELETE_TOPICS,                DeleteTopicsRequest,             DeleteTopicsResponse,             0,  0),
+    Api(ApiKey.METADATA,                     MetadataRequest,                 MetadataResponse,                 0,  1),
+    Api(ApiKey.CREATE_TOPICS,                CreateTopicsRequest,             CreateTopicsResponse,             0,  1),
+    Api(ApiKey.DELETE_TOPICS,                DeleteTopicsRequest,             DeleteTopicsResponse,             0,  1),
+    Api(ApiKey.DELETE_RECORDS,               DeleteRecordsRequest,            DeleteRecordsResponse,            0,  0),
     Api(ApiKey.DESCRIBE_CONFIGS,             DescribeConfigsRequest,          DescribeConfigsResponse,          0,  0),
     Api(ApiKey.INCREMENTAL_ALTER_CONFIGS,    IncrementalAlterConfigsRequest,  IncrementalAlterConfigsResponse,  0,  0),
     Api(ApiKey.CREATE_PARTITIONS,            CreatePartitionsRequest,         CreatePartitionsResponse,         0,  0),

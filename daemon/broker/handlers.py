@@ -17,7 +17,8 @@ import time
 
 import psutil
 
-from odradek.client.errors import InvalidRequest, InvalidTopic, OdradekError, PolicyViolation, UnknownTopicOrPartition
+from odradek.client.errors import (InvalidReplicaAssignment, InvalidRequest, InvalidTopic, OdradekError,
+                                   PolicyViolation, UnknownTopicOrPartition)
 from odradek.client.protocol import APIS, GROUP_API_KEYS, messages as m
 from odradek.client.protocol.messages import TXN_API_KEYS, ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.client.protocol.transport import close_fds
@@ -27,7 +28,8 @@ from odradek.daemon.broker.server_api import ServerAPI
 from odradek.daemon.broker.txn import TXN_TOPIC
 from odradek.daemon.storage import filenames
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints, fsync_dir
-from odradek.daemon.storage.config import TOPIC_CONFIGS
+from odradek.daemon.broker.config import BROKER_CONFIGS, BROKER_TO_TOPIC
+from odradek.daemon.storage.config import LIST_CONFIGS, TOPIC_CONFIGS
 
 __all__ = ["handle", "worker_retired", "remove_partition_dir", "SERVED_APIS"]
 
@@ -107,18 +109,19 @@ def metadata(broker, req, reply):
                 topics.append(m.MetadataResponseTopic(name=name, **_error_fields(e)))
             continue
         topics.append(m.MetadataResponseTopic(
-            name=name, is_internal=name.startswith("__"),
+            name=name, is_internal=name.startswith("__"), topic_id=t.topic_id,
             partitions=[_partition_metadata(broker, t.name, p) for p in t.partitions]))
     return m.MetadataResponse(cluster_id=broker.metadata.cluster_id, topics=topics)
 
 
 # -- topics --------------------------------------------------------------------------
-def _create(broker, name, num_partitions, replication_factor, configs, validate_only=False):
+def _create(broker, name, num_partitions, replication_factor, configs, validate_only=False, placement=None):
     cfg = broker.config
     n = cfg.num_partitions if num_partitions in (-1, None) else num_partitions
     rf = cfg.default_replication_factor if replication_factor in (-1, None) else replication_factor
     md = broker.metadata
-    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults, broker.limits)
+    topic = md.create_topic(name, n, rf, configs, cfg.topic_defaults, broker.limits, placement)
+    n, rf = len(topic.partitions), topic.replication_factor
     if validate_only:
         del md.topics[name]
         return topic
@@ -140,23 +143,44 @@ def create_topics(broker, req, reply):
     for t in req.topics:
         configs = {k: v for k, v in t.configs.items() if v is not None}
         try:
-            topic = _create(broker, t.name, t.num_partitions, t.replication_factor, configs, req.validate_only)
-            results.append(m.CreatableTopicResult(name=t.name, num_partitions=len(topic.partitions),
-                                                  replication_factor=len(topic.partitions[0].replicas)))
+            topic = _create(broker, t.name, t.num_partitions, t.replication_factor, configs, req.validate_only,
+                            _placement(t))
+            results.append(m.CreatableTopicResult(
+                name=t.name, num_partitions=len(topic.partitions), replication_factor=len(topic.partitions[0].replicas),
+                topic_id="" if req.validate_only else topic.topic_id,
+                configs=[m.CreatableTopicConfigs(name=c.name, value=c.value, config_source=c.config_source)
+                         for c in _topic_config_entries(broker, topic, None, False)]))
         except OdradekError as e:
             results.append(m.CreatableTopicResult(name=t.name, **_error_fields(e)))
     return m.CreateTopicsResponse(topics=results)
 
 
+def _placement(t):
+    """The replica lists a CreatableTopic's assignments give (None: the broker places)."""
+    if not t.assignments:
+        return None
+    if t.num_partitions != -1 or t.replication_factor != -1:
+        raise InvalidRequest("with replica assignments, num_partitions and replication_factor are -1: "
+                             "the assignments give both")
+    by_index = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+    if sorted(by_index) != list(range(len(t.assignments))):
+        raise InvalidReplicaAssignment(f"the assignments name partitions {sorted(a.partition_index for a in t.assignments)}"
+                                       f"; they must name 0..{len(t.assignments) - 1} once each")
+    return [by_index[i] for i in range(len(by_index))]
+
+
 def delete_topics(broker, req, reply):
     results = []
-    for name in req.topic_names:
+    by_id = {t.topic_id: name for name, t in broker.metadata.topics.items()}
+    for name, topic_id in [*((n, "") for n in req.topic_names), *((by_id.get(i, i), i) for i in req.topic_ids)]:
         try:
+            if topic_id and topic_id not in by_id:
+                raise UnknownTopicOrPartition(f"no topic has id {topic_id}")
             if name in _INTERNAL_TOPICS:
                 raise InvalidTopic(f"{name} is internal: it holds {_INTERNAL_TOPICS[name]}")
             topic = broker.metadata.delete_topic(name)
         except OdradekError as e:
-            results.append(m.DeletableTopicResult(name=name, **_error_fields(e)))
+            results.append(m.DeletableTopicResult(name=name, topic_id=topic_id, **_error_fields(e)))
             continue
         broker.metadata.save()
         broker.groups.topic_deleted(name)
@@ -178,7 +202,7 @@ def delete_topics(broker, req, reply):
                         broker.release_partition(handle)
             if not any(h.alive for h in handles):
                 _remove_partition_files(broker, name, p.partition)
-        results.append(m.DeletableTopicResult(name=name))
+        results.append(m.DeletableTopicResult(name=name, topic_id=topic.topic_id))
     return m.DeleteTopicsResponse(responses=results)
 
 
@@ -227,12 +251,12 @@ def create_partitions(broker, req, reply):
     results = []
     for t in req.topics:
         try:
-            if t.assignments is not None:
-                raise InvalidRequest("manual replica assignment is not supported; omit assignments")
             if t.name in broker.offline:
                 raise PolicyViolation(f"topic {t.name!r} is offline (above the partition limits); delete it "
                                       f"or raise the limit and restart the broker")
-            added = broker.metadata.create_partitions(t.name, t.count, broker.limits)
+            added = broker.metadata.create_partitions(
+                t.name, t.count, broker.limits,
+                None if t.assignments is None else [list(a.broker_ids) for a in t.assignments])
             if not req.validate_only:
                 topic = broker.metadata.topic(t.name)
                 try:   # dirs first, as for a new topic
@@ -255,25 +279,57 @@ def create_partitions(broker, req, reply):
 
 
 # -- configs -------------------------------------------------------------------------
+def _config_text(value):
+    """A config value as Kafka writes it: true/false, lists comma-separated."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _topic_config_entries(broker, topic, keys, include_documentation):
+    """DescribeConfigsResourceResult of `keys` (None: every topic config) of `topic`."""
+    effective = topic.log_config(broker.config.defaults_for(topic.replication_factor)).to_dict()
+    entries = []
+    for key in keys or [k.name for k in TOPIC_CONFIGS]:
+        if key not in effective:
+            raise InvalidRequest(f"unknown topic config {key!r}")
+        source = (ConfigSource.TOPIC_CONFIG if key in topic.configs else
+                  ConfigSource.STATIC_BROKER_CONFIG if broker.config.sets_topic_default(key)
+                  else ConfigSource.DEFAULT_CONFIG)
+        doc = next(k.doc for k in TOPIC_CONFIGS if k.name == key) if include_documentation else None
+        entries.append(m.DescribeConfigsResourceResult(name=key, value=_config_text(effective[key]),
+                                                       config_source=source, documentation=doc))
+    return entries
+
+
+def _broker_config_entries(broker, keys, include_documentation):
+    """The broker's own settings (static: read-only; the resource name is ""), as
+    `odradek status` shows them, with whether the config file set each."""
+    values = broker.config.describe()
+    entries = []
+    for key in keys or sorted(values):
+        if key not in values:
+            raise InvalidRequest(f"unknown broker config {key!r}")
+        value = values[key]
+        default = BROKER_DEFAULTS.get(key)
+        entries.append(m.DescribeConfigsResourceResult(
+            name=key, value=_config_text(value), read_only=True,
+            config_source=ConfigSource.DEFAULT_CONFIG if default == value else ConfigSource.STATIC_BROKER_CONFIG,
+            documentation=BROKER_DOCS.get(key) if include_documentation else None))
+    return entries
+
+
 def describe_configs(broker, req, reply):
     results = []
     for res in req.resources:
         try:
-            if res.resource_type != ConfigResourceType.TOPIC:
-                raise InvalidRequest("only topic configs can be described")
-            topic = broker.metadata.topic(res.resource_name)
-            effective = topic.log_config(broker.config.defaults_for(topic.replication_factor)).to_dict()
-            keys = res.configuration_keys or [k.name for k in TOPIC_CONFIGS]
-            entries = []
-            for key in keys:
-                if key not in effective:
-                    raise InvalidRequest(f"unknown topic config {key!r}")
-                source = (ConfigSource.TOPIC_CONFIG if key in topic.configs else
-                          ConfigSource.STATIC_BROKER_CONFIG if broker.config.sets_topic_default(key)
-                          else ConfigSource.DEFAULT_CONFIG)
-                doc = next(k.doc for k in TOPIC_CONFIGS if k.name == key) if req.include_documentation else None
-                entries.append(m.DescribeConfigsResourceResult(name=key, value=str(effective[key]),
-                                                               config_source=source, documentation=doc))
+            if res.resource_type == ConfigResourceType.BROKER and res.resource_name == "":
+                entries = _broker_config_entries(broker, res.configuration_keys, req.include_documentation)
+            elif res.resource_type == ConfigResourceType.TOPIC:
+                entries = _topic_config_entries(broker, broker.metadata.topic(res.resource_name),
+                                                res.configuration_keys, req.include_documentation)
+            else:
+                raise InvalidRequest("only topic configs and this broker's (broker resource \"\") can be described")
             results.append(m.DescribeConfigsResult(resource_type=res.resource_type,
                                                    resource_name=res.resource_name, configs=entries))
         except OdradekError as e:
@@ -294,9 +350,13 @@ def alter_configs(broker, req, reply):
                     sets[c.name] = c.value
                 elif c.config_operation == ConfigOperation.DELETE:
                     deletes.append(c.name)
+                elif c.config_operation in (ConfigOperation.APPEND, ConfigOperation.SUBTRACT) \
+                        and c.name in LIST_CONFIGS:
+                    sets[c.name] = _list_op(broker, res.resource_name, c, sets.get(c.name))
                 else:
-                    raise InvalidRequest(f"{ConfigOperation(c.config_operation).name} applies to list "
-                                         f"configs; topic configs take SET or DELETE")
+                    raise InvalidRequest(f"operation {c.config_operation} on {c.name!r}: APPEND and SUBTRACT "
+                                         f"apply to list configs ({', '.join(LIST_CONFIGS)}); others take "
+                                         f"SET or DELETE")
             md = broker.metadata
             before = dict(md.topic(res.resource_name).configs)
             topic = md.alter_configs(res.resource_name, sets, deletes, broker.config.topic_defaults)
@@ -316,6 +376,20 @@ def alter_configs(broker, req, reply):
             results.append(m.AlterConfigsResourceResponse(resource_type=res.resource_type,
                                                           resource_name=res.resource_name, **_error_fields(e)))
     return m.IncrementalAlterConfigsResponse(responses=results)
+
+
+def _list_op(broker, name, op, pending):
+    """The value of list config `op.name` after APPEND (values not yet there, at the
+    end) or SUBTRACT (every value given) on `pending` (an earlier operation of the same
+    request), else on the topic's effective value."""
+    if pending is None:
+        topic = broker.metadata.topic(name)
+        pending = str(topic.log_config(broker.config.defaults_for(topic.replication_factor)).to_dict()[op.name])
+    have = [v for v in pending.split(",") if v]
+    given = [v.strip() for v in (op.value or "").split(",") if v.strip()]
+    if op.config_operation == ConfigOperation.APPEND:
+        return ",".join(have + [v for v in dict.fromkeys(given) if v not in have])
+    return ",".join(v for v in have if v not in given)
 
 
 # -- producer ids ----------------------------------------------------------------------------
@@ -361,35 +435,59 @@ class _Gather:
         return callback
 
 
-def list_offsets(broker, req, reply):
+def _relay_by_partition(broker, topics, one, part_error, done, check=None):
+    """Send `one(name, p)` to the leader worker of each partition p of `topics` (a
+    request's topic entries: .name, .partitions of .partition_index), then call
+    done({name: [partition result]}) once all have answered; an unknown partition, one
+    `check(name)` raises for, or a worker's error becomes part_error(p, error)."""
     wanted, errors = [], []
-    for t in req.topics:
+    for t in topics:
         for p in t.partitions:
             try:
                 broker.metadata.partition(t.name, p.partition_index)
+                if check is not None:
+                    check(t.name)
                 wanted.append((t.name, p))
             except OdradekError as e:
-                errors.append((t.name, m.ListOffsetsPartitionResponse(partition_index=p.partition_index,
-                                                                      **_error_fields(e))))
+                errors.append((t.name, part_error(p, e)))
 
     def finish(results):
         by_topic = {}
         for name, part in errors:
             by_topic.setdefault(name, []).append(part)
         for (name, p), result in results:
-            if isinstance(result, OdradekError):
-                part = m.ListOffsetsPartitionResponse(partition_index=p.partition_index, **_error_fields(result))
-            else:
-                part = result.topics[0].partitions[0]
+            part = part_error(p, result) if isinstance(result, OdradekError) else result.topics[0].partitions[0]
             by_topic.setdefault(name, []).append(part)
-        reply(m.ListOffsetsResponse(topics=[m.ListOffsetsTopicResponse(name=n, partitions=ps)
-                                            for n, ps in by_topic.items()]))
+        done(by_topic)
 
     gather = _Gather(len(wanted), finish)
     for name, p in wanted:
-        one = m.ListOffsetsRequest(isolation_level=req.isolation_level,
-                                   topics=[m.ListOffsetsTopic(name=name, partitions=[p])])
-        broker.worker_request((name, p.partition_index), one, gather.add((name, p)))
+        broker.worker_request((name, p.partition_index), one(name, p), gather.add((name, p)))
+
+
+def list_offsets(broker, req, reply):
+    _relay_by_partition(
+        broker, req.topics,
+        lambda name, p: m.ListOffsetsRequest(isolation_level=req.isolation_level,
+                                             topics=[m.ListOffsetsTopic(name=name, partitions=[p])]),
+        lambda p, e: m.ListOffsetsPartitionResponse(partition_index=p.partition_index, **_error_fields(e)),
+        lambda by_topic: reply(m.ListOffsetsResponse(topics=[m.ListOffsetsTopicResponse(name=n, partitions=ps)
+                                                             for n, ps in by_topic.items()])))
+
+
+def delete_records(broker, req, reply):
+    """Kafka's DeleteRecords: each partition's leader moves its log start offset up
+    (not on an internal topic, as in Kafka)."""
+    def check(name):
+        if name in _INTERNAL_TOPICS:
+            raise InvalidTopic(f"{name} is internal: it holds {_INTERNAL_TOPICS[name]}; its records are not deleted")
+
+    _relay_by_partition(
+        broker, req.topics,
+        lambda name, p: m.DeleteRecordsRequest(topics=[m.DeleteRecordsTopic(name=name, partitions=[p])]),
+        lambda p, e: m.DeleteRecordsPartitionResult(partition_index=p.partition_index, **_error_fields(e)),
+        lambda by_topic: reply(m.DeleteRecordsResponse(topics=[m.DeleteRecordsTopicResult(name=n, partitions=ps)
+                                                               for n, ps in by_topic.items()])), check)
 
 
 def status(broker, req, reply):
@@ -557,6 +655,7 @@ _HANDLERS = {
     m.DescribeConfigsRequest: describe_configs,
     m.IncrementalAlterConfigsRequest: alter_configs,
     m.ListOffsetsRequest: list_offsets,
+    m.DeleteRecordsRequest: delete_records,
     m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
     m.MoveReplicasRequest: lambda broker, req, reply: reassign.move_replicas(broker, req),
@@ -567,6 +666,14 @@ _DATA_PLANE = {
     m.OpenFetchRequest: data_plane.open_fetch,
     m.GetSegmentRequest: data_plane.get_segment,
 }
+
+_TOPIC_KEYS = {k.name: k for k in TOPIC_CONFIGS}
+# What DescribeConfigs says of a broker setting: its default (a value equal to it is
+# DEFAULT_CONFIG, another STATIC_BROKER_CONFIG) and its documentation.
+BROKER_DEFAULTS = {**{k.name: list(k.default) if isinstance(k.default, tuple) else k.default for k in BROKER_CONFIGS},
+                   **{b: _TOPIC_KEYS[t].default for b, t in BROKER_TO_TOPIC.items()}}
+BROKER_DOCS = {**{k.name: k.doc for k in BROKER_CONFIGS},
+               **{b: _TOPIC_KEYS[t].doc + f" (the default of topic config {t})" for b, t in BROKER_TO_TOPIC.items()}}
 
 _INTERNAL_TOPICS = {OFFSETS_TOPIC: "the consumer groups' committed offsets", TXN_TOPIC: "the transactions' state"}
 _GROUP_REQUESTS = frozenset(api.request for api in APIS if api.key in GROUP_API_KEYS)

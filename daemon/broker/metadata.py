@@ -245,8 +245,29 @@ class Metadata:
         return [[dirs[(start + p + r) % n] for r in range(replication_factor)]
                 for p in range(first_partition, first_partition + count)]
 
-    def create_topic(self, name, num_partitions, replication_factor, configs, defaults, limits=None):
-        """Add a topic (validated, within `limits`; nothing changes on error). Returns its TopicMeta."""
+    def _check_placement(self, placement, count, replication_factor):
+        """Replica lists a caller chose (Kafka's replica assignments: replicas named by log
+        dir index, the first the preferred leader): `count` of them, each of
+        `replication_factor` different online log dirs."""
+        if len(placement) != count:
+            raise InvalidReplicaAssignment(f"{len(placement)} replica assignments for {count} new partitions")
+        for i, replicas in enumerate(placement):
+            if len(replicas) != replication_factor or len(set(replicas)) != len(replicas):
+                raise InvalidReplicaAssignment(
+                    f"assignment {i} {list(replicas)}: each partition needs {replication_factor} different "
+                    f"log dirs (the replication factor)")
+            missing = [r for r in replicas if not 0 <= r < len(self.log_dirs) or r in self.offline_dirs]
+            if missing:
+                raise InvalidReplicaAssignment(f"assignment {i}: there is no online log dir {missing[0]} (log dirs "
+                                               f"are 0..{len(self.log_dirs) - 1}, by their place in log.dirs)")
+        return [list(r) for r in placement]
+
+    def create_topic(self, name, num_partitions, replication_factor, configs, defaults, limits=None, placement=None):
+        """Add a topic (validated, within `limits`; nothing changes on error). Returns its
+        TopicMeta. `placement`: each partition's replica list, chosen by the caller (it
+        gives num_partitions and replication_factor)."""
+        if placement is not None:
+            num_partitions, replication_factor = len(placement), len(placement[0]) if placement else 0
         validate_topic_name(name)
         if name in self.topics:
             raise TopicAlreadyExists(f"topic {name!r} already exists")
@@ -263,7 +284,8 @@ class Metadata:
                 f"{len(self.log_dirs)} (replicas of a partition live in different dirs)")
         configs = {k: str(v) for k, v in (configs or {}).items()}
         defaults.with_overrides(configs)  # raises InvalidConfig naming a bad key or value
-        placement = self._place(0, num_partitions, replication_factor, len(self.topics))
+        placement = self._place(0, num_partitions, replication_factor, len(self.topics)) if placement is None \
+            else self._check_placement(placement, num_partitions, replication_factor)
         parts = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
                  for p, replicas in enumerate(placement)]
         topic = TopicMeta(name, uuid.uuid4().hex, parts, configs)
@@ -273,18 +295,19 @@ class Metadata:
     def delete_topic(self, name):
         return self.topics.pop(self.topic(name).name)
 
-    def create_partitions(self, name, total, limits=None):
-        """Grow a topic to `total` partitions (within `limits`); returns the new PartitionMetas."""
+    def create_partitions(self, name, total, limits=None, placement=None):
+        """Grow a topic to `total` partitions (within `limits`); returns the new PartitionMetas.
+        `placement`: the new partitions' replica lists, chosen by the caller."""
         t = self.topic(name)
         if not isinstance(total, int) or total <= len(t.partitions):
             raise InvalidPartitions(f"topic {name!r} has {len(t.partitions)} partitions; the new count must "
                                     f"be larger (partitions cannot be removed)")
         self._check_limits(name, total, total - len(t.partitions), limits)
-        rf = t.replication_factor
+        rf, new = t.replication_factor, total - len(t.partitions)
+        placement = self._place(len(t.partitions), new, rf, list(self.topics).index(name)) if placement is None \
+            else self._check_placement(placement, new, rf)
         added = [PartitionMeta(p, replicas, replicas[0], 0, list(replicas))
-                 for p, replicas in zip(range(len(t.partitions), total),
-                                        self._place(len(t.partitions), total - len(t.partitions), rf,
-                                                    list(self.topics).index(name)))]
+                 for p, replicas in zip(range(len(t.partitions), total), placement)]
         t.partitions.extend(added)
         return added
 

@@ -10,4 +10,8 @@ offsets, metadata and admin go to the broker over its control socket.
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
     groups_api.py   consumer groups and committed offsets, from the broker's group coordinator
+    broker_errors.py  admin, config and transaction calls to the broker; their errors as fields
+    admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs
+    configs_api.py  DescribeConfigs, AlterConfigs, IncrementalAlterConfigs
+    txn_api.py      the transaction APIs (AddPartitionsToTxn ... ListTransactions)
 """

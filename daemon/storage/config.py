@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from odradek.client.errors import InvalidConfig
 
-__all__ = ["LogConfig", "TOPIC_CONFIGS", "ConfigKey", "NO_LIMIT"]
+__all__ = ["LogConfig", "TOPIC_CONFIGS", "LIST_CONFIGS", "ConfigKey", "NO_LIMIT"]
 
 NO_LIMIT = 2 ** 63 - 1  # Kafka's Long.MAX_VALUE: "never" for flush.messages and flush.ms
 MAX_SEGMENT_BYTES = 2 ** 31 - 1  # index positions are 32-bit, as in Kafka
@@ -129,6 +129,9 @@ TOPIC_CONFIGS = (
               doc="a record stays uncompacted at most this long (cleans below the dirty ratio; rolls)"),
 )
 _BY_NAME = {k.name: k for k in TOPIC_CONFIGS}
+# Keys whose value is a comma-separated list (Kafka's type LIST): IncrementalAlterConfigs'
+# APPEND and SUBTRACT apply to them only.
+LIST_CONFIGS = ("cleanup.policy",)
 
 
 class LogConfig:

@@ -681,6 +681,26 @@ class PartitionLog:
             self._delete_oldest(doomed)
         return doomed
 
+    def delete_records_before(self, offset):
+        """Kafka's DeleteRecords: records below `offset` (at most the log end) become
+        unreadable at once: the log start offset moves up to it, checkpointed, and the
+        segments wholly below it are deleted. A lower offset changes nothing."""
+        self._check_open()
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRange(f"offset {offset} is past the log end {self.log_end_offset} of "
+                                   f"{self.topic}-{self.partition}")
+        if offset <= self.log_start_offset:
+            return
+        self._checkpoints.update((self.topic, self.partition), log_start_offset=offset)
+        self.log_start_offset = offset
+        below = 0
+        while below + 1 < len(self._segments) and self._bases[below + 1] <= offset:
+            below += 1
+        if below:
+            self._delete_oldest(below)
+        elif self.epochs.truncate_from_start(offset):
+            self._write_epochs()
+
     def _delete_oldest(self, count):
         # checkpoint the new start before the files go: a crash in between leaves
         # files below the log start, which the next open ignores and deletes. If the

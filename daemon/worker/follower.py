@@ -307,7 +307,17 @@ class FollowerWorker(ProducerStateKeeping):
 
     def _retention(self):
         self._storage_step("retention", self.log.delete_old_segments)
+        self._storage_step("deleting records", self._follow_log_start)
         self._publish()
+
+    def _follow_log_start(self):
+        """What DeleteRecords made unreadable on the leader goes here too (Kafka's
+        followers take the leader's log start offset from each fetch; ours at retention)."""
+        try:
+            start = self.state.read().log_start_offset
+        except TornState:
+            return   # the next turn
+        self.log.delete_records_before(min(start, self.log.log_end_offset))
 
     def _clean_step(self):
         try:

@@ -46,7 +46,8 @@ import time
 
 from odradek.client import native
 from odradek.client.errors import (InvalidRecord, InvalidRequest, InvalidTxnState, NotEnoughReplicas,
-                                   NotEnoughReplicasAfterAppend, OdradekError, StorageError, TornState,
+                                   NotEnoughReplicasAfterAppend, OdradekError, OffsetOutOfRange, StorageError,
+                                   TornState,
                                    UnknownTopicOrPartition)
 from odradek.client.records import CONTROL_MASK, MAX_SEQUENCE, TRANSACTIONAL_MASK, Compression, RecordBatch
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
@@ -629,6 +630,8 @@ class LeaderWorker(ProducerStateKeeping):
             return self._list_offsets(request), []
         if isinstance(request, m.StatusRequest):
             return self._status(), []
+        if isinstance(request, m.DeleteRecordsRequest):
+            return self._delete_records(request), []
         if isinstance(request, m.UpdateIsrRequest):
             self._update_isr(request)
             return m.UpdateIsrResponse(), []
@@ -710,6 +713,23 @@ class LeaderWorker(ProducerStateKeeping):
             return m.ListOffsetsPartitionResponse(partition_index=partition, leader_epoch=epoch)
         return m.ListOffsetsPartitionResponse(partition_index=partition, offset=found[0], timestamp=found[1],
                                               leader_epoch=epoch)
+
+    def _delete_records(self, request):
+        """Kafka's DeleteRecords on this partition: the log start offset moves up to the
+        offset asked (-1: the high watermark; above it: OFFSET_OUT_OF_RANGE)."""
+        (topic,) = request.topics
+        (p,) = topic.partitions
+        self._check_partition(topic.name, p.partition_index)
+        offset = self.high_watermark if p.offset == -1 else p.offset
+        if not 0 <= offset <= self.high_watermark:
+            raise OffsetOutOfRange(f"cannot delete records of {topic.name}-{p.partition_index} below offset "
+                                   f"{p.offset}: the high watermark is {self.high_watermark}")
+        self.log.delete_records_before(offset)
+        if self.state is not None:
+            self.state.update(log_start_offset=self.log.log_start_offset)
+        return m.DeleteRecordsResponse(topics=[m.DeleteRecordsTopicResult(name=topic.name, partitions=[
+            m.DeleteRecordsPartitionResult(partition_index=p.partition_index,
+                                           low_watermark=self.log.log_start_offset)])])
 
     def _status(self):
         lg = self.log
