@@ -50,7 +50,7 @@ from odradek.client.protocol._messages_admin import (
     IncrementalAlterConfigsResponse, CreatePartitionsAssignment, CreatePartitionsTopic,
     CreatePartitionsRequest, CreatePartitionsTopicResult, CreatePartitionsResponse,
     StatusRequest, WorkerStatus, FollowerStatus, PartitionStatus, LogDirStatus,
-    StatusResponse)
+    ListenerStatus, StatusResponse)
 from odradek.client.protocol._messages_data import (
     ListOffsetsPartition, ListOffsetsTopic, ListOffsetsRequest,
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse, ListOffsetsResponse,
@@ -101,7 +101,7 @@ APIS = ApiTable([
     Api(ApiKey.OPEN_PRODUCER,                OpenProducerRequest,             OpenProducerResponse,             0,  0),
     Api(ApiKey.OPEN_FETCH,                   OpenFetchRequest,                OpenFetchResponse,                0,  0),
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),
-    Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  0),
+    Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  1),
     Api(ApiKey.DETACH_PRODUCER,              DetachProducerRequest,           DetachProducerResponse,           0,  0),
     Api(ApiKey.APPEND_RECORDS,               AppendRecordsRequest,            AppendRecordsResponse,            0,  0),
     Api(ApiKey.ISR_PROPOSAL,                 IsrProposalRequest,              IsrProposalResponse,              0,  0),

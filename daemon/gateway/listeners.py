@@ -1,0 +1,142 @@
+"""The Kafka listener's settings: Kafka's `listeners` / `advertised.listeners` syntax, checked.
+
+    listeners = "PLAINTEXT://127.0.0.1:9092"
+    advertised.listeners = "PLAINTEXT://localhost:9092"     # what Metadata tells clients
+
+One listener, security protocol PLAINTEXT (odradek has no SASL or TLS yet), a literal
+host (an IPv4 or IPv6 address, IPv6 in brackets, or a name resolving to one) and a port
+(0: an ephemeral one, what tests use). `listeners = ""` turns the listener off.
+
+Who may connect (auth.py): a peer on a loopback address must be a user who may open
+the broker's control socket (the peer uid check). A peer on another address has no
+identity the gateway can check, so binding a non-loopback address is refused unless
+`listener.allow.remote = true` says the operator accepts that anyone who reaches the
+port is a client.
+"""
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+
+from odradek.client.errors import InvalidConfig
+
+__all__ = ["Listener", "ListenerConfig", "parse_listeners", "listener_config", "bind", "is_loopback", "hostport"]
+
+_LISTENER = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)://(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/\[\]]*)):(?P<port>\d+)$")
+SECURITY_PROTOCOLS = ("PLAINTEXT",)
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str          # the listener (and security protocol) name: PLAINTEXT
+    host: str
+    port: int
+
+    @property
+    def uri(self):
+        return f"{self.name}://{hostport(self.host, self.port)}"
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """Everything the broker needs to run the gateway."""
+    listener: Listener
+    advertised: Listener | None       # None: the bound address
+    max_request_bytes: int
+    max_connections: int
+    idle_ms: int
+    processes: int
+    uid_check: bool
+    allow_remote: bool
+
+
+def parse_listeners(key, raw):
+    """The Listener of `raw` (Kafka's `NAME://host:port`), None for "", or InvalidConfig
+    naming `key`."""
+    if not isinstance(raw, str):
+        raise InvalidConfig(f"{key}={raw!r} is not valid; expected a string like PLAINTEXT://127.0.0.1:9092")
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:
+        return None
+    if len(parts) > 1:
+        raise InvalidConfig(f"{key}={raw!r}: odradek serves one listener; give one NAME://host:port")
+    m = _LISTENER.match(parts[0])
+    if m is None:
+        raise InvalidConfig(f"{key}={raw!r} is not valid; expected NAME://host:port like PLAINTEXT://127.0.0.1:9092 "
+                            f"(an IPv6 host in brackets)")
+    name, host, port = m["name"].upper(), m["v6"] or m["host"], int(m["port"])
+    if name not in SECURITY_PROTOCOLS:
+        raise InvalidConfig(f"{key}={raw!r}: listener {name} is not supported; odradek speaks "
+                            f"{', '.join(SECURITY_PROTOCOLS)} only (no SASL or TLS yet)")
+    if not host:
+        raise InvalidConfig(f"{key}={raw!r}: give the host to bind (127.0.0.1 for this host only)")
+    if port > 65535:
+        raise InvalidConfig(f"{key}={raw!r}: port {port} is above 65535")
+    return Listener(name, host, port)
+
+
+def listener_config(settings, source):
+    """The ListenerConfig of the broker's settings ({dotted key: parsed value}), None when
+    `listeners` is empty; InvalidConfig names the key."""
+    try:
+        listener = parse_listeners("listeners", settings["listeners"])
+        advertised = parse_listeners("advertised.listeners", settings["advertised.listeners"])
+    except InvalidConfig as e:
+        raise InvalidConfig(f"{source}: {e.message}") from None
+    if listener is None:
+        if advertised is not None:
+            raise InvalidConfig(f"{source}: advertised.listeners is set but listeners is empty (no listener)")
+        return None
+    if advertised is not None and advertised.name != listener.name:
+        raise InvalidConfig(f"{source}: advertised.listeners names {advertised.name}, listeners {listener.name}")
+    if not is_loopback(listener.host) and not settings["listener.allow.remote"]:
+        raise InvalidConfig(
+            f"{source}: listeners={listener.uri} accepts clients from other hosts, and odradek cannot tell "
+            f"who they are (no SASL or TLS yet): bind 127.0.0.1, or set listener.allow.remote=true to let "
+            f"anyone who reaches the port use the broker")
+    if _wildcard(listener.host) and (advertised is None or _wildcard(advertised.host)):
+        raise InvalidConfig(f"{source}: listeners={listener.uri} binds every address; set advertised.listeners "
+                            f"to the host:port clients should use")
+    return ListenerConfig(listener, advertised, settings["socket.request.max.bytes"], settings["max.connections"],
+                          settings["connections.max.idle.ms"], settings["listener.processes"],
+                          settings["listener.peer.uid.check"], settings["listener.allow.remote"])
+
+
+def is_loopback(host):
+    """Whether `host` (an address or a name) is only this host: 127.0.0.0/8, ::1, localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _wildcard(host):
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def bind(listener, backlog=1024):
+    """A listening TCP socket on the listener's host and port (inheritable: the gateway
+    processes take it); OSError as socket.bind raises it."""
+    infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def hostport(host, port):
+    """`host:port` as clients write it in bootstrap.servers (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
