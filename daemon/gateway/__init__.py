@@ -9,4 +9,9 @@ offsets, metadata and admin go to the broker over its control socket.
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
+    listeners.py    the listener's config (listeners, advertised.listeners, limits)
+    auth.py         who may connect: the control socket's rule, by the peer's uid
+    error_response.py  Kafka's error response to a request that failed as a whole
+    stats.py        each gateway process's connection counters, for odradek status
+    cluster_api.py  DescribeCluster
 """
