@@ -53,8 +53,6 @@ class ListenerConfig:
 def parse_listeners(key, raw):
     """The Listener of `raw` (Kafka's `NAME://host:port`), None for "", or InvalidConfig
     naming `key`."""
-    if not isinstance(raw, str):
-        raise InvalidConfig(f"{key}={raw!r} is not valid; expected a string like PLAINTEXT://127.0.0.1:9092")
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     if not parts:
         return None

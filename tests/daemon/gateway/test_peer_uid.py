@@ -1,0 +1,107 @@
+"""The listener's door: a loopback TCP peer is admitted only if its uid may open the
+control socket (auth.py), checked with real sockets and, as root, a real other user."""
+import os
+import socket
+import stat
+
+import pytest
+
+from odradek.daemon.gateway.auth import PeerRule, peer_uid
+from support.broker import stop_cleanly, wait_until
+from support.gateway import answers, frame, gateways, listener_broker
+
+NOBODY = 65534
+as_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another uid (setuid, chown)")
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_peer_uid_finds_the_connecting_sockets_owner(family, host):
+    try:
+        listen = socket.create_server((host, 0), family=family)
+    except OSError as e:
+        pytest.skip(f"no {host} here: {e}")
+    with listen, socket.create_connection((host, listen.getsockname()[1]), timeout=5) as client:
+        accepted, peer = listen.accept()
+        with accepted:
+            assert peer[:2] == client.getsockname()[:2]
+            assert peer_uid(accepted, peer) == os.getuid()
+    with socket.socket(family) as other:      # a socket of no connection: no row
+        other.bind((host, 0))
+        other.listen()
+        with socket.create_connection((host, other.getsockname()[1]), timeout=5) as c2, other.accept()[0] as a2:
+            assert peer_uid(a2, (host, c2.getsockname()[1] ^ 1)) is None
+
+
+def _unix_socket(path, mode, uid=None, gid=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    os.chmod(path, mode)
+    if uid is not None:
+        os.chown(path, uid, gid)
+    return s
+
+
+def test_the_rule_is_the_socket_files_mode(tmp_path):
+    me = os.getuid()
+    with _unix_socket(tmp_path / "a.sock", 0o600):
+        rule = PeerRule(str(tmp_path / "a.sock"))
+        assert rule.allows(me) and rule.allows(0)
+        assert rule.allows(NOBODY) == (me == NOBODY)
+    with _unix_socket(tmp_path / "b.sock", 0o666):
+        assert PeerRule(str(tmp_path / "b.sock")).allows(NOBODY)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a socket"):
+        PeerRule(str(tmp_path / "file"))
+
+
+@as_root
+def test_the_owner_bits_decide_for_the_owner(tmp_path):
+    with _unix_socket(tmp_path / "c.sock", 0o066, NOBODY, NOBODY):   # as for the kernel: owner bits first
+        rule = PeerRule(str(tmp_path / "c.sock"))
+        assert stat.S_IMODE(os.stat(tmp_path / "c.sock").st_mode) == 0o066
+        assert not rule.allows(NOBODY)
+        assert rule.allows(1)        # "others" (daemon, uid 1, is in no group of the file)
+
+
+def _connect_as(uid, port):
+    """In a child running as `uid`: connect, send ApiVersions; its exit status says what
+    came back: 0 closed without an answer, 1 an answer, 2 something else."""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(frame(18, 0, 1))
+                try:
+                    code = 1 if s.recv(4) else 0
+                except ConnectionResetError:
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@as_root
+def test_another_user_is_refused_and_the_broker_user_is_not(tmp_path):
+    broker = listener_broker(tmp_path / "data")      # socket.mode 0660, owned by root:root
+    try:
+        assert _connect_as(NOBODY, broker.port) == 0
+        wait_until(lambda: gateways(broker)[0].refused == 1, what="the refusal to be counted")
+        assert f"uid {NOBODY} is not among the users who may open {broker.socket_path}" in broker.stderr(None)
+        assert answers(broker.port)               # root (the broker's user) is let in
+        assert gateways(broker)[0].refused == 1
+    finally:
+        stop_cleanly(broker)
+
+
+@as_root
+def test_without_the_uid_check_another_user_is_admitted(tmp_path):
+    broker = listener_broker(tmp_path / "data", **{"listener.peer.uid.check": "false"})
+    try:
+        assert _connect_as(NOBODY, broker.port) == 1
+    finally:
+        stop_cleanly(broker)
