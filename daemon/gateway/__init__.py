@@ -12,6 +12,7 @@ offsets, metadata and admin go to the broker over its control socket.
     listeners.py    the listener's config (listeners, advertised.listeners, limits)
     auth.py         who may connect: the control socket's rule, by the peer's uid
     error_response.py  Kafka's error response to a request that failed as a whole
+    tagged_fields.py   unknown tagged fields dropped from a request kio refused
     stats.py        each gateway process's connection counters, for odradek status
     cluster_api.py  DescribeCluster
 """

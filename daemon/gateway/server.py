@@ -21,8 +21,9 @@ on in silence, where an answer can be built (error_response.py):
 - a handler raising RequestError (bad input): its response with INVALID_REQUEST, then close;
 - a handler raising anything else (a gateway bug): logged, answered with
   UNKNOWN_SERVER_ERROR, the connection goes on;
-- bytes that do not decode (garbage, or a tagged field kio's schema lacks: Kafka says
-  skip it, kio refuses it): the response with INVALID_REQUEST (top-level error code,
+- a tagged field kio's schema lacks (Kafka says skip it, kio refuses it): the frame is
+  read again without it (tagged_fields.py) and served;
+- bytes that do not decode: the response with INVALID_REQUEST (top-level error code,
   where the API has one), then close. A key kio does not know at all: close.
 
 The listening socket may be shared by several gateway processes (listener.processes,
@@ -42,6 +43,7 @@ from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
 from odradek.daemon.gateway.error_response import error_response
+from odradek.daemon.gateway.tagged_fields import MalformedTags, strip_unknown_tags
 
 __all__ = ["Gateway", "Connection", "DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_IDLE_S"]
 
@@ -213,6 +215,10 @@ class Connection:
         """Answer one frame; False when the connection must close."""
         try:
             request = decode_request(frame)
+        except MalformedRequest as e:
+            request = self._without_unknown_tags(frame)
+            if request is None:
+                return self._refuse(frame, e)
         except RequestError as e:
             return self._refuse(frame, e)
         api = self.gateway.table.get(request.api_key)
@@ -238,6 +244,21 @@ class Connection:
         else:
             self.sock.sendall(encode_response(request.correlation_id, answer))
         return True
+
+    def _without_unknown_tags(self, frame):
+        """The request of a frame kio refused, read again without the tagged fields its
+        schema lacks (tagged_fields.py); None if that was not why, or it still fails."""
+        api_key, api_version, _ = peek_header(frame)
+        try:
+            stripped, dropped = strip_unknown_tags(frame, request_class(api_key, api_version))
+            if not dropped:
+                return None
+            request = decode_request(stripped)
+        except (MalformedTags, RequestError):
+            return None
+        log.debug("%s: api key %d v%d: skipped %d unknown tagged fields", _addr(self.peer), api_key, api_version,
+                  dropped)
+        return request
 
     def _refuse(self, frame, error, request=None):
         """A request the gateway does not serve or cannot read. ApiVersions at a version
