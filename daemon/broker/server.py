@@ -23,7 +23,10 @@ Theory of operation
   handlers.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
   follower (the case status must show) does not stall it.
 - One client's garbage, silence or disappearance costs only its own connection.
-- SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
+- The Kafka listener (config `listeners`; gateways.py): the broker binds it first thing
+  at start and runs its gateway processes, watched through their pidfds like workers
+  and restarted with backoff; Kafka clients never reach this loop.
+- SIGTERM/SIGINT: stop accepting, SIGTERM the gateways and every worker (each closes its log cleanly),
   wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.
   SIGHUP: reload the topic defaults from the config file.
 """
@@ -439,6 +442,8 @@ class Broker:
             return
         if new.log_dirs != self.config.log_dirs or new.socket_path != self.config.socket_path:
             log.warning("SIGHUP: log.dirs and socket.path change only with a restart")
+        if new.listener != self.config.listener:
+            log.warning("SIGHUP: the Kafka listener's settings change only with a restart")
         self.config.take_topic_defaults(new)
         log.info("SIGHUP: reloaded topic defaults from %s", self.config_path)
 

@@ -24,11 +24,17 @@ def serve(config_path, data_dir, log_level, overrides):
     leader), then serves the control socket. Under systemd it reports READY, STATUS and
     watchdog pings itself (Type=notify). Logs go to stderr.
 
+    Kafka clients: with --data-dir the Kafka listener is on PLAINTEXT://127.0.0.1:9092
+    (the log line 'bootstrap.servers=...' says where; if the port is taken the broker runs
+    without it); with --config only when the file sets `listeners`. A loopback client
+    must be a user who may open the control socket.
+
     \b
     Examples:
       odradek serve --data-dir ./data
       odradek serve --config /etc/odradek/odradek.toml
       odradek serve --data-dir ./data --override group.initial.rebalance.delay.ms=0
+      odradek serve --data-dir ./data --override listeners=PLAINTEXT://127.0.0.1:19092
     """
     import logging
     from odradek.daemon.broker import config as broker_config
