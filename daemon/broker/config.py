@@ -113,8 +113,7 @@ BROKER_CONFIGS = (
     ConfigKey("connections.max.idle.ms", int, 600_000, 100, 2 ** 62,
               doc="a Kafka connection that sends nothing, or takes none of its answer, for this long is closed"),
     ConfigKey("listener.processes", int, 1, 1, 64,
-              doc="gateway processes serving the listener (they share its socket; max.connections is split "
-                  "among them)"),
+              doc="gateway processes serving the listener (they share its socket, and max.connections)"),
     ConfigKey("listener.peer.uid.check", bool, True,
               doc="a loopback TCP client must be a user who may open the control socket (its uid, from "
                   "/proc/net/tcp)"),

@@ -99,17 +99,17 @@ class Gateways:
     def start(self, handle):
         """Run gateway process `handle`; its pidfd is for the broker's selector."""
         cfg = self.config
-        per_process = -(-cfg.max_connections // cfg.processes)
         args = [sys.executable, "-m", "odradek.daemon.gateway", "--socket", self.socket_path,
                 "--listen-fd", str(self.sock.fileno()), "--advertised", self.bootstrap,
-                "--max-request-bytes", str(cfg.max_request_bytes), "--max-connections", str(per_process),
+                "--max-request-bytes", str(cfg.max_request_bytes), "--max-connections", str(cfg.max_connections),
                 "--idle-ms", str(cfg.idle_ms), "--stats-fd", str(self.counters.fd),
-                "--stats-slot", str(handle.index), "--parent-pid", str(os.getpid())]
+                "--stats-slot", str(handle.index), "--stats-slots", str(len(self.handles)),
+                "--parent-pid", str(os.getpid())]
         if not cfg.uid_check:
             args.append("--no-uid-check")
         if cfg.allow_remote:
             args.append("--allow-remote")
-        self.counters.write(handle.index, 0, 0, 0)
+        self.counters.reset(handle.index)
         handle.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, pass_fds=(self.sock.fileno(),
                                                                                  self.counters.fd))
         handle.pidfd = os.pidfd_open(handle.proc.pid)
@@ -125,7 +125,7 @@ class Gateways:
         lived = time.monotonic() - handle.started_at
         pid = handle.proc.pid
         handle.proc = handle.pidfd = None
-        self.counters.write(handle.index, 0, 0, 0)
+        self.counters.reset(handle.index)
         how = f"killed by signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
         if handle.retire:
             return f"gateway {pid} ended: {how}"

@@ -41,12 +41,14 @@ def main(argv=None):
     where.add_argument("--listen-fd", type=int, help="a listening TCP socket to serve (the broker's)")
     ap.add_argument("--advertised", type=_hostport, help="HOST:PORT Metadata returns (default: the bound one)")
     ap.add_argument("--max-request-bytes", type=int, default=server.DEFAULT_MAX_REQUEST_BYTES)
-    ap.add_argument("--max-connections", type=int, default=server.DEFAULT_MAX_CONNECTIONS)
+    ap.add_argument("--max-connections", type=int, default=server.DEFAULT_MAX_CONNECTIONS,
+                    help="connections open at once in all the listener's processes")
     ap.add_argument("--idle-ms", type=int, default=int(server.DEFAULT_IDLE_S * 1000))
     ap.add_argument("--no-uid-check", action="store_true", help="admit every loopback peer")
     ap.add_argument("--allow-remote", action="store_true", help="admit peers on non-loopback addresses")
-    ap.add_argument("--stats-fd", type=int)
-    ap.add_argument("--stats-slot", type=int, default=0)
+    ap.add_argument("--stats-fd", type=int, help="the listener's connection counters (stats.py)")
+    ap.add_argument("--stats-slot", type=int, default=0, help="this process's slot in --stats-fd")
+    ap.add_argument("--stats-slots", type=int, default=1, help="the slots in --stats-fd (listener.processes)")
     ap.add_argument("--parent-pid", type=int, help="exit when this process (the broker) does")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -59,11 +61,11 @@ def main(argv=None):
         sock = socket.socket(fileno=args.listen_fd)
     else:
         sock = socket.create_server(args.listen, family=socket.AF_INET6 if ":" in args.listen[0] else socket.AF_INET)
-    stats = Counters(1 + args.stats_slot, args.stats_fd).slot(args.stats_slot) if args.stats_fd is not None else None
+    counters = Counters(args.stats_slots, args.stats_fd) if args.stats_fd is not None else None
     admit = Admission(PeerRule(args.socket), uid_check=not args.no_uid_check, allow_remote=args.allow_remote)
     gateway = Gateway(sock, BrokerLinks(args.socket), max_request_bytes=args.max_request_bytes,
                       max_connections=args.max_connections, idle_s=args.idle_ms / 1000, admit=admit,
-                      advertised=args.advertised, stats=stats)
+                      advertised=args.advertised, counters=counters, slot=args.stats_slot)
     signal.signal(signal.SIGTERM, lambda *_: gateway.stop())
     signal.signal(signal.SIGINT, lambda *_: gateway.stop())
     bound = hostport(*sock.getsockname()[:2])

@@ -5,8 +5,9 @@ A connection thread reads one request frame at a time, hands it to its API's han
 order, as Kafka's do (a long-polling Fetch holds its own connection only). A thread
 waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
-- at most `max_connections` at once: one more is closed as it is accepted;
 - `admit` (auth.py) decides who may connect, before a byte is read;
+- at most `max_connections` at once in all the listener's processes (stats.py): one
+  more is closed as it is accepted;
 - a connection that sends nothing, or takes nothing of its answer, for `idle_s`
   (connections.max.idle.ms) is closed: both directions run with SO_RCVTIMEO and
   SO_SNDTIMEO, so a client that never reads its responses ends its own thread only.
@@ -43,6 +44,7 @@ from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
 from odradek.daemon.gateway.error_response import error_response
+from odradek.daemon.gateway.stats import Counters
 from odradek.daemon.gateway.tagged_fields import MalformedTags, strip_unknown_tags
 
 __all__ = ["Gateway", "Connection", "DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_IDLE_S"]
@@ -62,7 +64,7 @@ class Gateway:
 
     def __init__(self, listen_sock, links, *, table=None, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
                  max_connections=DEFAULT_MAX_CONNECTIONS, idle_s=DEFAULT_IDLE_S, admit=None, advertised=None,
-                 stats=None):
+                 counters=None, slot=0):
         self.sock = listen_sock
         self.links = links
         self.table = table if table is not None else apis_mod.table()
@@ -71,8 +73,8 @@ class Gateway:
         self.idle_s = idle_s
         self.admit = admit            # admit(sock, peer) -> (ok, uid, why); None: everyone
         self.advertised = advertised or listen_sock.getsockname()[:2]
-        self.stats = stats            # stats.set(open, accepted, refused), or None
-        self.accepted = self.refused = 0
+        # connections open in every process of the listener (stats.py): max.connections
+        self.counters, self.slot = counters or Counters(1), slot
         self.stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._conns = set()
@@ -98,51 +100,30 @@ class Gateway:
                         log.error("accept: %s", e)   # EMFILE and the like: the others go on
                         break
                     self._take(sock, peer)
+                    break            # one per wake-up: siblings polling the socket get their share
         finally:
             self._close_all()
 
     def _take(self, sock, peer):
         sock.setblocking(True)
-        with self._lock:
-            full = len(self._conns) >= self.max_connections
-        if full:
-            self._refuse(sock, peer, f"max.connections={self.max_connections} reached")
-            return
         uid = None
         if self.admit is not None:
             ok, uid, why = self.admit(sock, peer)
             if not ok:
-                self._refuse(sock, peer, why)
-                return
+                self.counters.refuse(self.slot)
+                return _refuse(sock, peer, why)
+        if not self.counters.try_open(self.slot, self.max_connections):
+            return _refuse(sock, peer, f"max.connections={self.max_connections} reached")
         _set_timeouts(sock, self.idle_s)
         conn = Connection(self, sock, peer, uid)
         with self._lock:
             self._conns.add(conn)
-            self.accepted += 1
-        self._publish()
         threading.Thread(target=conn.run, name=f"kafka-conn-{peer[1]}", daemon=True).start()
-
-    def _refuse(self, sock, peer, why):
-        log.warning("%s: connection refused: %s", _addr(peer), why)
-        sock.close()
-        with self._lock:
-            self.refused += 1
-        self._publish()
 
     def forget(self, conn):
         with self._lock:
             self._conns.discard(conn)
-        self._publish()
-
-    def _publish(self):
-        if self.stats is not None:
-            with self._lock:
-                self.stats.set(len(self._conns), self.accepted, self.refused)
-
-    @property
-    def connections(self):
-        with self._lock:
-            return len(self._conns)
+        self.counters.close_one(self.slot)
 
     def stop(self):
         """Stop accepting and close every connection; safe from a signal handler."""
@@ -332,6 +313,11 @@ class Connection:
                     left -= sent
             else:
                 self.sock.sendall(part)
+
+
+def _refuse(sock, peer, why):
+    log.warning("%s: connection refused: %s", _addr(peer), why)
+    sock.close()
 
 
 def _set_timeouts(sock, idle_s):

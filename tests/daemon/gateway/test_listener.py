@@ -138,3 +138,22 @@ def test_a_handler_that_raises_is_answered_and_the_connection_goes_on(tmp_path):
         gateway.stop()
         t.join(10)
     assert not t.is_alive()
+
+
+def test_several_processes_share_the_one_socket(tmp_path):
+    b = listener_broker(tmp_path / "data", **{"listener.processes": 2, "max.connections": 8})
+    try:
+        rows = gateways(b)
+        assert len(rows) == 2 and len({g.pid for g in rows}) == 2
+        assert {g.address for g in rows} == {f"127.0.0.1:{b.port}"}
+        wires = [KafkaWire(b.port) for _ in range(6)]
+        for w in wires:
+            assert w.call(ApiVersionsV0()).error_code == ErrorCode.none
+        assert sum(g.connections for g in gateways(b)) == 6
+        os.kill(rows[0].pid, signal.SIGKILL)       # one dies: the other serves new clients meanwhile
+        assert answers(b.port)
+        wait_until(lambda: all(g.state == "running" for g in gateways(b)), timeout=30, what="the restart")
+        for w in wires:
+            w.close()
+    finally:
+        stop_cleanly(b)
