@@ -116,7 +116,7 @@ BROKER_CONFIGS = (
               doc="gateway processes serving the listener (they share its socket, and max.connections)"),
     ConfigKey("listener.peer.uid.check", bool, True,
               doc="a loopback TCP client must be a user who may open the control socket (its uid, from "
-                  "/proc/net/tcp)"),
+                  "the kernel's sock_diag)"),
     ConfigKey("listener.allow.remote", bool, False,
               doc="let listeners bind a non-loopback address: clients from other hosts are not checked"),
 )

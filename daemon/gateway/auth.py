@@ -3,9 +3,11 @@
 The Unix control socket is guarded by its file: connect(2) needs write permission on
 it (socket.mode, 0660 by default; its owner and group are the broker's), so the broker
 serves exactly the users the file lets in. A TCP port has no such guard, so the gateway
-asks the kernel who owns the connecting socket: for a peer on a loopback address, the
-row of /proc/net/tcp (or tcp6) whose local address is the peer's and whose remote one
-is ours carries the uid of the process that opened it. That uid is then judged as the
+asks the kernel who owns the connecting socket: for a peer on a loopback address,
+sock_diag (netlink, what `ss -e` uses) looks up the socket whose local address is the
+peer's and whose remote one is ours, by that 4-tuple, and gives the uid of the process
+that opened it (an exact lookup: it costs the same however many sockets the host has,
+where reading /proc/net/tcp walks them all). That uid is then judged as the
 kernel would judge its connect(2) to the socket file (PeerRule):
 - root may always connect;
 - the file's owner: the owner's w bit; a member of the file's group (its primary
@@ -16,7 +18,7 @@ A connection refused is closed at once, before a byte is read, and logged with t
 Limits (README "The Kafka listener"): the uid is the socket's creator's (a socket
 passed to another process keeps it); groups come from the group database, not the
 peer process's own list (a `newgrp` or setgroups() is not seen); the permissions of
-the directory holding the socket are not checked; a peer whose row cannot be found
+the directory holding the socket are not checked; a peer whose socket cannot be found
 (it closed already, another network namespace) is refused. Peers on other addresses
 have no uid to read: they are admitted only when listener.allow.remote is set, and
 then anyone who reaches the port is a client.
@@ -25,12 +27,11 @@ import grp
 import ipaddress
 import os
 import pwd
+import socket
 import stat
 import struct
 
 __all__ = ["PeerRule", "peer_uid", "Admission"]
-
-_TCP_FILES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
 class PeerRule:
@@ -63,43 +64,46 @@ def _groups_of(uid):
     return {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
 
 
-def _proc_address(host, port):
-    """The `ADDR:PORT` spelling of /proc/net/tcp{,6}: the address as 32-bit words in host
-    byte order, in hex, then the port in hex. Both spellings an IPv4 address may have
-    (tcp, and tcp6 as ::ffff:a.b.c.d for a dual-stack socket)."""
-    ip = ipaddress.ip_address(host.split("%")[0])
-    out = []
-    if ip.version == 4:
-        out.append("%08X:%04X" % (struct.unpack("=I", ip.packed)[0], port))
-        ip = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed)
-    elif ip.ipv4_mapped is not None:
-        out.append("%08X:%04X" % (struct.unpack("=I", ip.ipv4_mapped.packed)[0], port))
-    out.append("".join("%08X" % w for w in struct.unpack("=4I", ip.packed)) + ":%04X" % port)
-    return out
+# sock_diag (linux/sock_diag.h, linux/inet_diag.h): one socket looked up by its 4-tuple
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NLMSG = struct.Struct("=IHHII")                    # len, type, flags, seq, pid
+_DIAG_REQ = struct.Struct("=BBBxI")                 # family, protocol, ext, pad, states
+_SOCKID = struct.Struct(">HH16s16s")                # sport, dport (network order), src, dst
+_SOCKID_TAIL = struct.Struct("=III")                # interface, cookie[2]
+_DIAG_MSG = struct.Struct("=BBBB48sIIIII")          # family, state, timer, retrans, id, expires, rq, wq, uid, inode
+_NO_COOKIE = 0xFFFFFFFF
+_ALL_STATES = 0xFFFFFFFF
+
+
+def _diag_uid(family, local, remote):
+    """The uid of the TCP socket whose local address is `local` and remote one `remote`
+    ((packed address, port) each, in `family`), from the kernel's exact lookup; None if
+    there is none."""
+    request = (_DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, _ALL_STATES)
+               + _SOCKID.pack(local[1], remote[1], local[0].ljust(16, b"\0"), remote[0].ljust(16, b"\0"))
+               + _SOCKID_TAIL.pack(0, _NO_COOKIE, _NO_COOKIE))
+    message = _NLMSG.pack(_NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + request
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(5)
+        nl.sendto(message, (0, 0))
+        reply = nl.recv(8192)
+    _, kind, _, _, _ = _NLMSG.unpack_from(reply, 0)
+    if kind == _NLMSG_ERROR or len(reply) < _NLMSG.size + _DIAG_MSG.size:
+        return None         # ENOENT: no such socket
+    return _DIAG_MSG.unpack_from(reply, _NLMSG.size)[8]
 
 
 def peer_uid(sock, peer):
     """The uid owning the other end of the loopback TCP connection `sock` (accepted from
-    `peer`), or None when no row of /proc/net/tcp{,6} has it."""
+    `peer`), or None when the kernel has no such socket (any more)."""
     ours = sock.getsockname()
-    for theirs_key in _proc_address(peer[0], peer[1]):
-        for our_key in _proc_address(ours[0], ours[1]):
-            if len(our_key) != len(theirs_key):
-                continue
-            needle = f" {theirs_key} {our_key} "
-            path = _TCP_FILES[0] if len(our_key) == 13 else _TCP_FILES[1]
-            try:
-                with open(path) as f:
-                    table = f.read()
-            except OSError:
-                continue
-            at = table.find(needle)
-            if at < 0:
-                continue
-            line = table[at:table.find("\n", at)].split()
-            # sl local rem st tx:rx tr:when retrnsmt uid ...: the needle starts at "local"
-            return int(line[6])
-    return None
+    family = sock.family
+    theirs = (socket.inet_pton(family, peer[0].split("%")[0]), peer[1])
+    mine = (socket.inet_pton(family, ours[0].split("%")[0]), ours[1])
+    return _diag_uid(family, theirs, mine)     # a dual-stack client's (::ffff:a.b.c.d) too
 
 
 class Admission:
@@ -117,7 +121,7 @@ class Admission:
             return True, None, ""
         uid = peer_uid(sock, peer)
         if uid is None:
-            return False, None, "its socket's owner is not in /proc/net/tcp (gone already?)"
+            return False, None, "the kernel has no socket of that address (gone already?)"
         if not self.rule.allows(uid):
             return False, uid, f"uid {uid} is not among {self.rule.describe()}"
         return True, uid, ""
