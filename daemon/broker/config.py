@@ -118,7 +118,11 @@ BROKER_CONFIGS = (
               doc="a loopback TCP client must be a user who may open the control socket (its uid, from "
                   "the kernel's sock_diag)"),
     ConfigKey("listener.allow.remote", bool, False,
-              doc="let listeners bind a non-loopback address: clients from other hosts are not checked"),
+              doc="let a PLAINTEXT listener bind a non-loopback address: clients from other hosts are not "
+                  "checked"),
+    ConfigKey("sasl.enabled.mechanisms", str, "PLAIN", doc="SASL mechanisms of a SASL_PLAINTEXT listener: PLAIN"),
+    ConfigKey("sasl.plain.users.file", str, "",
+              doc="a SASL_PLAINTEXT listener's users, USER:HASH lines ('odradek sasl-password USER')"),
 )
 _BROKER_KEYS = {k.name: k for k in BROKER_CONFIGS}
 

@@ -105,6 +105,8 @@ class Gateways:
                 "--idle-ms", str(cfg.idle_ms), "--stats-fd", str(self.counters.fd),
                 "--stats-slot", str(handle.index), "--stats-slots", str(len(self.handles)),
                 "--parent-pid", str(os.getpid())]
+        if cfg.sasl:     # every client authenticates, from wherever it is
+            args += ["--sasl-plain-users", cfg.sasl_users_file, "--no-uid-check", "--allow-remote"]
         if not cfg.uid_check:
             args.append("--no-uid-check")
         if cfg.allow_remote:

@@ -51,6 +51,28 @@ def serve(config_path, data_dir, log_level, overrides):
     return Broker(config, config_path=config_path).run()
 
 
+@cli.command("sasl-password")
+@click.argument("user")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line, not a prompt.")
+def sasl_password(user, password_stdin):
+    """Print the line of sasl.plain.users.file for USER: USER:HASH (a salted
+    PBKDF2-SHA256 hash of the password). Append it to the file and restart the broker.
+
+    \b
+    Examples:
+      odradek sasl-password alice >> /etc/odradek/kafka-users
+      echo "$PASSWORD" | odradek sasl-password alice --password-stdin >> users
+    """
+    from odradek.daemon.gateway.sasl_users import hash_password
+    if not user or any(c in user for c in ":#") or user != user.strip() or len(user.split()) != 1:
+        raise click.BadParameter("a user name has no ':', '#' or whitespace", param_hint="USER")
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True))
+    if not password:
+        raise click.BadParameter("the password is empty", param_hint="password")
+    click.echo(f"{user}:{hash_password(password)}")
+
+
 @cli.command()
 @socket_option
 def status(socket_path):

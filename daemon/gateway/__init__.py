@@ -15,4 +15,6 @@ offsets, metadata and admin go to the broker over its control socket.
     tagged_fields.py   unknown tagged fields dropped from a request kio refused
     stats.py        each gateway process's connection counters, for odradek status
     cluster_api.py  DescribeCluster
+    sasl.py         SASL/PLAIN (SaslHandshake, SaslAuthenticate) on a SASL_PLAINTEXT listener
+    sasl_users.py   its users file (password hashes)
 """

@@ -18,6 +18,7 @@ from odradek.daemon.gateway import server
 from odradek.daemon.gateway.auth import Admission, PeerRule
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.listeners import hostport
+from odradek.daemon.gateway.sasl_users import PlainUsers
 from odradek.daemon.gateway.server import Gateway
 from odradek.daemon.gateway.stats import Counters
 
@@ -46,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--idle-ms", type=int, default=int(server.DEFAULT_IDLE_S * 1000))
     ap.add_argument("--no-uid-check", action="store_true", help="admit every loopback peer")
     ap.add_argument("--allow-remote", action="store_true", help="admit peers on non-loopback addresses")
+    ap.add_argument("--sasl-plain-users", metavar="FILE",
+                    help="SASL_PLAINTEXT: clients authenticate (SASL/PLAIN) as a user of FILE (sasl_users.py)")
     ap.add_argument("--stats-fd", type=int, help="the listener's connection counters (stats.py)")
     ap.add_argument("--stats-slot", type=int, default=0, help="this process's slot in --stats-fd")
     ap.add_argument("--stats-slots", type=int, default=1, help="the slots in --stats-fd (listener.processes)")
@@ -62,10 +65,11 @@ def main(argv=None):
     else:
         sock = socket.create_server(args.listen, family=socket.AF_INET6 if ":" in args.listen[0] else socket.AF_INET)
     counters = Counters(args.stats_slots, args.stats_fd) if args.stats_fd is not None else None
+    users = PlainUsers.load(args.sasl_plain_users) if args.sasl_plain_users else None
     admit = Admission(PeerRule(args.socket), uid_check=not args.no_uid_check, allow_remote=args.allow_remote)
     gateway = Gateway(sock, BrokerLinks(args.socket), max_request_bytes=args.max_request_bytes,
                       max_connections=args.max_connections, idle_s=args.idle_ms / 1000, admit=admit,
-                      advertised=args.advertised, counters=counters, slot=args.stats_slot)
+                      advertised=args.advertised, counters=counters, slot=args.stats_slot, sasl=users)
     signal.signal(signal.SIGTERM, lambda *_: gateway.stop())
     signal.signal(signal.SIGINT, lambda *_: gateway.stop())
     bound = hostport(*sock.getsockname()[:2])

@@ -24,7 +24,8 @@ __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLE
 
 API_VERSIONS = 18
 # Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
-HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.cluster_api"]
+HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.cluster_api",
+                   "odradek.daemon.gateway.sasl"]
 
 
 @dataclass(frozen=True)

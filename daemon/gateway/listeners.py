@@ -3,15 +3,16 @@
     listeners = "PLAINTEXT://127.0.0.1:9092"
     advertised.listeners = "PLAINTEXT://localhost:9092"     # what Metadata tells clients
 
-One listener, security protocol PLAINTEXT (odradek has no SASL or TLS yet), a literal
-host (an IPv4 or IPv6 address, IPv6 in brackets, or a name resolving to one) and a port
-(0: an ephemeral one, what tests use). `listeners = ""` turns the listener off.
+One listener, security protocol PLAINTEXT or SASL_PLAINTEXT (no TLS yet), a host (an
+IPv4 or IPv6 address, IPv6 in brackets, or a name resolving to one) and a port (0: an
+ephemeral one, what tests use). `listeners = ""` turns the listener off.
 
-Who may connect (auth.py): a peer on a loopback address must be a user who may open
-the broker's control socket (the peer uid check). A peer on another address has no
-identity the gateway can check, so binding a non-loopback address is refused unless
-`listener.allow.remote = true` says the operator accepts that anyone who reaches the
-port is a client.
+Who may connect: on PLAINTEXT, a peer on a loopback address must be a user who may
+open the broker's control socket (auth.py, the peer uid check); a peer on another
+address has no identity the gateway can check, so binding a non-loopback address is
+refused unless `listener.allow.remote = true` says the operator accepts that anyone who
+reaches the port is a client. On SASL_PLAINTEXT every client authenticates with a user
+and password of `sasl.plain.users.file` (sasl.py), on any address.
 """
 import ipaddress
 import re
@@ -19,11 +20,12 @@ import socket
 from dataclasses import dataclass
 
 from odradek.client.errors import InvalidConfig
+from odradek.daemon.gateway.sasl_users import PlainUsers
 
 __all__ = ["Listener", "ListenerConfig", "parse_listeners", "listener_config", "bind", "is_loopback", "hostport"]
 
 _LISTENER = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)://(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/\[\]]*)):(?P<port>\d+)$")
-SECURITY_PROTOCOLS = ("PLAINTEXT",)
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class ListenerConfig:
     processes: int
     uid_check: bool
     allow_remote: bool
+    sasl_users_file: str | None       # SASL_PLAINTEXT: the users (sasl.py)
+
+    @property
+    def sasl(self):
+        return self.listener.name == "SASL_PLAINTEXT"
 
 
 def parse_listeners(key, raw):
@@ -65,7 +72,7 @@ def parse_listeners(key, raw):
     name, host, port = m["name"].upper(), m["v6"] or m["host"], int(m["port"])
     if name not in SECURITY_PROTOCOLS:
         raise InvalidConfig(f"{key}={raw!r}: listener {name} is not supported; odradek speaks "
-                            f"{', '.join(SECURITY_PROTOCOLS)} only (no SASL or TLS yet)")
+                            f"{', '.join(SECURITY_PROTOCOLS)} only (no TLS yet)")
     if not host:
         raise InvalidConfig(f"{key}={raw!r}: give the host to bind (127.0.0.1 for this host only)")
     if port > 65535:
@@ -87,17 +94,33 @@ def listener_config(settings, source):
         return None
     if advertised is not None and advertised.name != listener.name:
         raise InvalidConfig(f"{source}: advertised.listeners names {advertised.name}, listeners {listener.name}")
-    if not is_loopback(listener.host) and not settings["listener.allow.remote"]:
+    users_file = settings["sasl.plain.users.file"] or None
+    if listener.name == "SASL_PLAINTEXT":
+        mechanisms = {m.strip() for m in settings["sasl.enabled.mechanisms"].split(",") if m.strip()}
+        if mechanisms != {"PLAIN"}:
+            raise InvalidConfig(f"{source}: sasl.enabled.mechanisms={settings['sasl.enabled.mechanisms']!r}: "
+                                f"odradek offers PLAIN only")
+        if users_file is None:
+            raise InvalidConfig(f"{source}: listeners={listener.uri} needs sasl.plain.users.file (the users; "
+                                f"'odradek sasl-password USER' makes a line)")
+        try:
+            PlainUsers.load(users_file)
+        except InvalidConfig as e:
+            raise InvalidConfig(f"{source}: {e.message}") from None
+    elif users_file is not None:
+        raise InvalidConfig(f"{source}: sasl.plain.users.file is set but listeners={listener.uri} is not "
+                            f"SASL_PLAINTEXT")
+    if not is_loopback(listener.host) and listener.name == "PLAINTEXT" and not settings["listener.allow.remote"]:
         raise InvalidConfig(
             f"{source}: listeners={listener.uri} accepts clients from other hosts, and odradek cannot tell "
-            f"who they are (no SASL or TLS yet): bind 127.0.0.1, or set listener.allow.remote=true to let "
-            f"anyone who reaches the port use the broker")
+            f"who they are on PLAINTEXT: bind 127.0.0.1, use SASL_PLAINTEXT, or set listener.allow.remote=true "
+            f"to let anyone who reaches the port use the broker")
     if _wildcard(listener.host) and (advertised is None or _wildcard(advertised.host)):
         raise InvalidConfig(f"{source}: listeners={listener.uri} binds every address; set advertised.listeners "
                             f"to the host:port clients should use")
     return ListenerConfig(listener, advertised, settings["socket.request.max.bytes"], settings["max.connections"],
                           settings["connections.max.idle.ms"], settings["listener.processes"],
-                          settings["listener.peer.uid.check"], settings["listener.allow.remote"])
+                          settings["listener.peer.uid.check"], settings["listener.allow.remote"], users_file)
 
 
 def is_loopback(host):

@@ -5,7 +5,8 @@ A connection thread reads one request frame at a time, hands it to its API's han
 order, as Kafka's do (a long-polling Fetch holds its own connection only). A thread
 waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
-- `admit` (auth.py) decides who may connect, before a byte is read;
+- `admit` (auth.py) decides who may connect, before a byte is read; on a SASL_PLAINTEXT
+  listener a client must authenticate before any request but ApiVersions (sasl.py);
 - at most `max_connections` at once in all the listener's processes (stats.py): one
   more is closed as it is accepted;
 - a connection that sends nothing, or takes nothing of its answer, for `idle_s`
@@ -38,7 +39,7 @@ import socket
 import struct
 import threading
 
-from odradek.daemon.gateway import apis as apis_mod
+from odradek.daemon.gateway import apis as apis_mod, sasl
 from odradek.daemon.gateway.apis import NO_RESPONSE, FileSlice, Reply, RequestContext
 from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
@@ -64,7 +65,7 @@ class Gateway:
 
     def __init__(self, listen_sock, links, *, table=None, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
                  max_connections=DEFAULT_MAX_CONNECTIONS, idle_s=DEFAULT_IDLE_S, admit=None, advertised=None,
-                 counters=None, slot=0):
+                 counters=None, slot=0, sasl=None):
         self.sock = listen_sock
         self.links = links
         self.table = table if table is not None else apis_mod.table()
@@ -75,6 +76,7 @@ class Gateway:
         self.advertised = advertised or listen_sock.getsockname()[:2]
         # connections open in every process of the listener (stats.py): max.connections
         self.counters, self.slot = counters or Counters(1), slot
+        self.sasl = sasl              # sasl.PlainUsers on a SASL_PLAINTEXT listener, else None
         self.stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._conns = set()
@@ -150,6 +152,8 @@ class Connection:
     def __init__(self, gateway, sock, peer, uid=None):
         self.gateway, self.sock, self.peer, self.uid = gateway, sock, peer, uid
         self.state = {}           # what handlers keep per connection ("closer:*": closed with it)
+        self.principal = None     # the SASL user, once authenticated
+        self.close_after = False  # a handler's answer is the connection's last (sasl.py)
         self.ctx = RequestContext(gateway=gateway, conn=self, table=gateway.table)
         self._closed = False
 
@@ -207,6 +211,11 @@ class Connection:
             return self._refuse(frame, UnsupportedRequest(
                 f"api key {request.api_key} v{request.api_version} is not served",
                 request.api_key, request.api_version, request.correlation_id), request)
+        if not sasl.allowed(self.ctx, request):
+            log.info("%s: closing: api key %d before SASL authentication", _addr(self.peer), request.api_key)
+            self._answer_error(request.api_key, request.api_version, request.correlation_id,
+                               ErrorCode.illegal_sasl_state, request.body, "authenticate first (SASL)")
+            return False
         try:
             answer = api.handler(self.ctx, request)
         except RequestError as e:
@@ -224,7 +233,7 @@ class Connection:
             self._send_parts(answer.parts)
         else:
             self.sock.sendall(encode_response(request.correlation_id, answer))
-        return True
+        return not self.close_after
 
     def _without_unknown_tags(self, frame):
         """The request of a frame kio refused, read again without the tagged fields its
