@@ -91,18 +91,17 @@ class Gateway:
         try:
             while not self.stopping.is_set():
                 poller.poll()
-                while not self.stopping.is_set():
-                    try:
-                        sock, peer = self.sock.accept()
-                    except BlockingIOError:
-                        break        # none waiting (or a sibling process took it)
-                    except OSError as e:
-                        if self.stopping.is_set():
-                            return
-                        log.error("accept: %s", e)   # EMFILE and the like: the others go on
-                        break
-                    self._take(sock, peer)
-                    break            # one per wake-up: siblings polling the socket get their share
+                if self.stopping.is_set():
+                    break
+                try:
+                    sock, peer = self.sock.accept()   # one per wake-up: siblings get their share
+                except BlockingIOError:
+                    continue         # a sibling process took it
+                except OSError as e:
+                    log.error("accept: %s", e)   # EMFILE and the like: the open connections go on
+                    self.stopping.wait(0.1)
+                    continue
+                self._take(sock, peer)
         finally:
             self._close_all()
 
@@ -120,7 +119,12 @@ class Gateway:
         conn = Connection(self, sock, peer, uid)
         with self._lock:
             self._conns.add(conn)
-        threading.Thread(target=conn.run, name=f"kafka-conn-{peer[1]}", daemon=True).start()
+        try:
+            threading.Thread(target=conn.run, name=f"kafka-conn-{peer[1]}", daemon=True).start()
+        except RuntimeError as e:    # no thread to be had (the process's limits)
+            log.error("%s: closing: %s", _addr(peer), e)
+            conn.close()
+            self.forget(conn)
 
     def forget(self, conn):
         with self._lock:
