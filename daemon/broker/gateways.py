@@ -97,7 +97,8 @@ class Gateways:
                  self.bound, self.bootstrap, len(self.handles), "es" if len(self.handles) > 1 else "")
 
     def start(self, handle):
-        """Run gateway process `handle`; its pidfd is for the broker's selector."""
+        """Run gateway process `handle` (True; its pidfd is for the broker's selector), or
+        schedule another try (False)."""
         cfg = self.config
         args = [sys.executable, "-m", "odradek.daemon.gateway", "--socket", self.socket_path,
                 "--listen-fd", str(self.sock.fileno()), "--advertised", self.bootstrap,
@@ -112,13 +113,20 @@ class Gateways:
         if cfg.allow_remote:
             args.append("--allow-remote")
         self.counters.reset(handle.index)
-        handle.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, pass_fds=(self.sock.fileno(),
-                                                                                 self.counters.fd))
+        try:
+            handle.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, pass_fds=(self.sock.fileno(),
+                                                                                     self.counters.fd))
+        except OSError as e:         # no process to be had now (EAGAIN, ENOMEM): try again later
+            handle.backoff = min(MAX_BACKOFF_S, max(0.1, handle.backoff * 2))
+            handle.restart_at = time.monotonic() + handle.backoff
+            log.error("gateway not started: %s; again in %.1fs", e, handle.backoff)
+            return False
         handle.pidfd = os.pidfd_open(handle.proc.pid)
         handle.started_at = time.monotonic()
         handle.restart_at = None
         log.info("started gateway %d (listener process %d of %d)", handle.proc.pid, handle.index + 1,
                  len(self.handles))
+        return True
 
     def reap(self, handle):
         """`handle`'s pidfd is readable: collect it, schedule its restart; a description."""

@@ -546,13 +546,12 @@ class Broker:
 
     # == the Kafka listener's processes ===========================================
     def _start_gateway(self, handle):
-        self.gateways.start(handle)
-        self.sel.register(handle.pidfd, selectors.EVENT_READ, ("gateway", handle))
+        if self.gateways.start(handle):
+            self.sel.register(handle.pidfd, selectors.EVENT_READ, ("gateway", handle))
 
     def _gateway_died(self, handle):
         self.sel.unregister(handle.pidfd)
-        retired = handle.retire
-        log.log(logging.INFO if retired else logging.WARNING, "%s", self.gateways.reap(handle))
+        log.log(logging.INFO if handle.retire else logging.WARNING, "%s", self.gateways.reap(handle))
 
     # == workers ===================================================================
     def leader_spec(self, topic, p):
