@@ -15,7 +15,8 @@ hostile client costs its own thread, and a bounded one:
 
 Frames: `size:int32` then the request (codec.py). A size below 8 or above
 `socket.request.max.bytes` closes the connection before anything is allocated
-(Kafka's InvalidReceiveException). What cannot be served is answered, never hung up
+(Kafka's InvalidReceiveException); within it, memory follows the bytes that arrive
+(READ_CHUNK ahead at most), so announced sizes alone cost nothing. What cannot be served is answered, never hung up
 on in silence, where an answer can be built (error_response.py):
 - ApiVersions at a version kio does not know: KIP-511's v0 answer, connection kept;
 - a key and version kio knows but the gateway does not serve: that version's response
@@ -55,6 +56,7 @@ log = logging.getLogger("odradek.gateway")
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.bytes
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
+READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
 _SIZE = struct.Struct(">i")
 _TIMEVAL = struct.Struct("ll")
 
@@ -294,14 +296,22 @@ class Connection:
     # ---- bytes -----------------------------------------------------------------
 
     def _read_exact(self, n):
-        buf = bytearray(n)
-        view, got = memoryview(buf), 0
-        while got < n:
-            k = self.sock.recv_into(view[got:])
-            if k == 0:
-                return None
-            got += k
-        return bytes(buf)
+        """`n` bytes, or None at end of file. Memory is taken as the bytes arrive, a
+        READ_CHUNK at most ahead of them: a client announcing a 100 MiB request and
+        sending 10 bytes holds a chunk, not 100 MiB (the join is the one copy that
+        turning the buffer into bytes costs anyway)."""
+        chunks = []
+        while n > 0:
+            chunk = bytearray(min(n, READ_CHUNK))
+            view, got = memoryview(chunk), 0
+            while got < len(chunk):
+                k = self.sock.recv_into(view[got:])
+                if k == 0:
+                    return None
+                got += k
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
 
     def _read_frame(self):
         head = self._read_exact(4)

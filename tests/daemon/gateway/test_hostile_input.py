@@ -74,6 +74,24 @@ def test_sizes_out_of_bounds_close_before_any_allocation(broker, bystander, size
     assert gateway.memory_info().rss < rss + 64 * 1024 * 1024
 
 
+def test_announced_sizes_alone_take_no_memory(broker, bystander):
+    """Requests announced at the largest size allowed whose bytes never come: the gateway
+    holds what arrived (a chunk), not what was announced."""
+    gateway = psutil.Process(gateways(broker)[0].pid)
+    rss = gateway.memory_info().rss
+    socks = [connect(broker.port) for _ in range(8)]
+    try:
+        for s in socks:
+            s.sendall(struct.pack(">i", 100 * 2 ** 20) + frame(18, 0, 1)[4:])
+        wait_until(lambda: gateways(broker)[0].connections >= 9, what="the connections to be taken")
+        for s in socks:     # each is read: one more round trip on a fresh connection proves the reads ran
+            assert answers(broker.port)
+        assert gateway.memory_info().rss < rss + 100 * 2 ** 20
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_garbage_in_a_known_request_is_answered_invalid_request_then_closed(broker, bystander):
     with connect(broker.port) as sock:
         sock.sendall(frame(60, 1, 5, b"\xff\xff\xff", flexible=True))
