@@ -105,7 +105,7 @@ BROKER_CONFIGS = (
                   f"(dev mode, --data-dir: {DEV_LISTENERS})"),
     ConfigKey("advertised.listeners", str, "",
               doc="the host:port Metadata and FindCoordinator tell clients, as NAME://host:port; empty: the "
-                  "bound address"),
+                  "bound address; port 0: the bound port"),
     ConfigKey("socket.request.max.bytes", int, 100 * 1024 * 1024, 1024, 2 ** 31 - 1,
               doc="the largest Kafka request a client may send; a larger one closes its connection"),
     ConfigKey("max.connections", int, 1000, 1, 1_000_000,

@@ -82,14 +82,13 @@ class Gateways:
             why = "the port is taken" if e.errno == errno.EADDRINUSE else e.strerror
             if self.dev_mode:
                 log.warning("Kafka listener %s not started: %s (%s); the broker runs without it; set another "
-                            "port with --override listeners=PLAINTEXT://127.0.0.1:PORT", listener.uri, why, e)
+                            "port with --override listeners=%s://127.0.0.1:PORT", listener.uri, why, e, listener.name)
                 return
             raise InvalidConfig(f"listeners={listener.uri}: cannot bind: {why} ({e}); free it or choose "
                                 f"another port") from None
         host, port = self.sock.getsockname()[:2]
         advertised = self.config.advertised
-        self.advertised = (advertised.host, advertised.port or port) if advertised else (host, port)
-        self.bootstrap = hostport(*self.advertised)
+        self.bootstrap = hostport(advertised.host, advertised.port or port) if advertised else hostport(host, port)
         self.bound = hostport(host, port)
         self.counters = Counters(self.config.processes)
         self.handles = [GatewayHandle(i) for i in range(self.config.processes)]
@@ -154,7 +153,7 @@ class Gateways:
 
     def stop(self, sig=signal.SIGTERM):
         """Ask every gateway to stop (they are reaped through their pidfds) and close the
-        broker's descriptor of the listener: no new connection is queued."""
+        broker's descriptor of the listener (the socket closes with the last gateway)."""
         for handle in self.handles:
             handle.retire = True
             handle.restart_at = None
