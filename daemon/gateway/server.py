@@ -39,6 +39,7 @@ import select
 import socket
 import struct
 import threading
+import time
 
 from odradek.daemon.gateway import apis as apis_mod, sasl
 from odradek.daemon.gateway.apis import NO_RESPONSE, FileSlice, Reply, RequestContext
@@ -56,6 +57,7 @@ log = logging.getLogger("odradek.gateway")
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.bytes
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
+REFUSALS_LOG_S = 10.0                              # one line per this many seconds of refusals
 READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
 _SIZE = struct.Struct(">i")
 _TIMEVAL = struct.Struct("ll")
@@ -83,6 +85,7 @@ class Gateway:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._conns = set()
         self._lock = threading.Lock()
+        self._refusals, self._refusals_logged_at = 0, -REFUSALS_LOG_S     # accept thread only
 
     def serve_forever(self):
         """Accept connections until stop(); each runs on a daemon thread of its own."""
@@ -114,9 +117,9 @@ class Gateway:
             ok, uid, why = self.admit(sock, peer)
             if not ok:
                 self.counters.refuse(self.slot)
-                return _refuse(sock, peer, why)
+                return self._refuse(sock, peer, why)
         if not self.counters.try_open(self.slot, self.max_connections):
-            return _refuse(sock, peer, f"max.connections={self.max_connections} reached")
+            return self._refuse(sock, peer, f"max.connections={self.max_connections} reached")
         _set_timeouts(sock, self.idle_s)
         conn = Connection(self, sock, peer, uid)
         with self._lock:
@@ -127,6 +130,17 @@ class Gateway:
             log.error("%s: closing: %s", _addr(peer), e)
             conn.close()
             self.forget(conn)
+
+    def _refuse(self, sock, peer, why):
+        """Close a connection refused at the door; logged at most once per REFUSALS_LOG_S
+        (a flood of them is one line, with the number)."""
+        sock.close()
+        now = time.monotonic()
+        self._refusals += 1
+        if now >= self._refusals_logged_at + REFUSALS_LOG_S:
+            more = f" ({self._refusals - 1} more since the last line)" if self._refusals > 1 else ""
+            log.warning("%s: connection refused: %s%s", _addr(peer), why, more)
+            self._refusals, self._refusals_logged_at = 0, now
 
     def forget(self, conn):
         with self._lock:
@@ -336,11 +350,6 @@ class Connection:
                     left -= sent
             else:
                 self.sock.sendall(part)
-
-
-def _refuse(sock, peer, why):
-    log.warning("%s: connection refused: %s", _addr(peer), why)
-    sock.close()
 
 
 def _set_timeouts(sock, idle_s):
