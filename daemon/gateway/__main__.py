@@ -71,7 +71,8 @@ def main(argv=None):
                       max_connections=args.max_connections, idle_s=args.idle_ms / 1000, admit=admit,
                       advertised=args.advertised, counters=counters, slot=args.stats_slot, sasl=users)
     signal.signal(signal.SIGTERM, lambda *_: gateway.stop())
-    signal.signal(signal.SIGINT, lambda *_: gateway.stop())
+    # Ctrl-C reaches the whole process group; under a broker, the broker decides (SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if args.parent_pid is not None else lambda *_: gateway.stop())
     bound = hostport(*sock.getsockname()[:2])
     if args.listen_fd is None:
         print(f"gateway: Kafka clients: bootstrap.servers={bound}", file=sys.stderr, flush=True)

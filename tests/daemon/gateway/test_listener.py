@@ -160,3 +160,12 @@ def test_several_processes_share_the_one_socket(tmp_path):
             w.close()
     finally:
         stop_cleanly(b)
+
+
+def test_a_gateway_leaves_ctrl_c_to_its_broker(broker):
+    """Ctrl-C reaches the terminal's whole process group: the gateway ignores SIGINT and
+    stops when the broker tells it (SIGTERM), so a stop is one clean exit, not a race."""
+    (before,) = gateways(broker)
+    os.kill(before.pid, signal.SIGINT)
+    assert answers(broker.port)
+    assert gateways(broker)[0].pid == before.pid and psutil.Process(before.pid).status() != psutil.STATUS_ZOMBIE
