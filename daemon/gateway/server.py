@@ -5,8 +5,10 @@ A connection thread reads one request frame at a time, hands it to its API's han
 order, as Kafka's do (a long-polling Fetch holds its own connection only). A thread
 waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
-- `admit` (auth.py) decides who may connect, before a byte is read; on a SASL_PLAINTEXT
-  listener a client must authenticate before any request but ApiVersions (sasl.py);
+- `admit` (auth.py) decides who may connect, before a byte of a request is served (a
+  refused peer's first request is answered CLUSTER_AUTHORIZATION_FAILED, then closed);
+  on a SASL_PLAINTEXT listener a client must authenticate before any request but
+  ApiVersions (sasl.py);
 - at most `max_connections` at once in all the listener's processes (stats.py): one
   more is closed as it is accepted;
 - a connection that sends nothing, or takes nothing of its answer, for `idle_s`
@@ -58,6 +60,7 @@ DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
 REFUSALS_LOG_S = 10.0                              # one line per this many seconds of refusals
+TURNING_AWAY, TURN_AWAY_S, TURN_AWAY_MAX_BYTES = 16, 5.0, 64 * 1024   # refused peers answered: see _turn_away
 READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
 _SIZE = struct.Struct(">i")
 _TIMEVAL = struct.Struct("ll")
@@ -86,6 +89,7 @@ class Gateway:
         self._conns = set()
         self._lock = threading.Lock()
         self._refusals, self._refusals_logged_at = 0, -REFUSALS_LOG_S     # accept thread only
+        self._turning_away = 0        # refused peers being answered (_turn_away)
 
     def serve_forever(self):
         """Accept connections until stop(); each runs on a daemon thread of its own."""
@@ -117,9 +121,11 @@ class Gateway:
             ok, uid, why = self.admit(sock, peer)
             if not ok:
                 self.counters.refuse(self.slot)
-                return self._refuse(sock, peer, why)
+                self._log_refusal(peer, why)
+                return self._turn_away(sock)
         if not self.counters.try_open(self.slot, self.max_connections):
-            return self._refuse(sock, peer, f"max.connections={self.max_connections} reached")
+            self._log_refusal(peer, f"max.connections={self.max_connections} reached")
+            return sock.close()
         _set_timeouts(sock, self.idle_s)
         conn = Connection(self, sock, peer, uid)
         with self._lock:
@@ -131,10 +137,45 @@ class Gateway:
             conn.close()
             self.forget(conn)
 
-    def _refuse(self, sock, peer, why):
-        """Close a connection refused at the door; logged at most once per REFUSALS_LOG_S
-        (a flood of them is one line, with the number)."""
-        sock.close()
+    def _turn_away(self, sock):
+        """A peer the door refused gets an answer to its first request before the close:
+        that request's error response with CLUSTER_AUTHORIZATION_FAILED, so the client
+        says why (kcat: "Broker: Cluster authorization failed") instead of "disconnected".
+        At most TURNING_AWAY at once, each for TURN_AWAY_S; beyond that, closed at once."""
+        with self._lock:
+            busy = self._turning_away >= TURNING_AWAY
+            self._turning_away += not busy
+        if busy:
+            return sock.close()
+
+        def answer():
+            deadline = time.monotonic() + TURN_AWAY_S
+            try:
+                head = _recv_by(sock, 4, deadline)
+                size = _SIZE.unpack(head)[0] if head else 0
+                frame = _recv_by(sock, size, deadline) if 8 <= size <= TURN_AWAY_MAX_BYTES else None
+                if frame is not None:
+                    api_key, api_version, cid = peek_header(frame)
+                    request_class(api_key, api_version)       # a layout to answer in, or UnsupportedRequest
+                    sock.sendall(encode_response(cid, error_response(api_key, api_version,
+                                                                     ErrorCode.cluster_authorization_failed)))
+            except (OSError, RequestError):
+                pass
+            finally:
+                sock.close()
+                with self._lock:
+                    self._turning_away -= 1
+
+        try:
+            threading.Thread(target=answer, name="kafka-refused", daemon=True).start()
+        except RuntimeError:         # no thread to be had: closed without the answer
+            sock.close()
+            with self._lock:
+                self._turning_away -= 1
+
+    def _log_refusal(self, peer, why):
+        """Logged at most once per REFUSALS_LOG_S (a flood of refusals is one line, with
+        the number)."""
         now = time.monotonic()
         self._refusals += 1
         if now >= self._refusals_logged_at + REFUSALS_LOG_S:
@@ -350,6 +391,21 @@ class Connection:
                     left -= sent
             else:
                 self.sock.sendall(part)
+
+
+def _recv_by(sock, n, deadline):
+    """`n` bytes from `sock` before `deadline` (monotonic), or None."""
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
 
 
 def _set_timeouts(sock, idle_s):
