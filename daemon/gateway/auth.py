@@ -24,12 +24,13 @@ have no uid to read: they are admitted only when listener.allow.remote is set, a
 then anyone who reaches the port is a client.
 """
 import grp
-import ipaddress
 import os
 import pwd
 import socket
 import stat
 import struct
+
+from odradek.daemon.gateway.listeners import is_loopback
 
 __all__ = ["PeerRule", "peer_uid", "Admission"]
 
@@ -113,7 +114,7 @@ class Admission:
         self.rule, self.uid_check, self.allow_remote = rule, uid_check, allow_remote
 
     def __call__(self, sock, peer):
-        if not _is_loopback(peer[0]):
+        if not is_loopback(peer[0]):
             if self.allow_remote:
                 return True, None, ""
             return False, None, "a non-loopback peer, and listener.allow.remote is false"
@@ -125,12 +126,4 @@ class Admission:
         if not self.rule.allows(uid):
             return False, uid, f"uid {uid} is not among {self.rule.describe()}"
         return True, uid, ""
-
-
-def _is_loopback(host):
-    try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
 

@@ -124,13 +124,15 @@ def listener_config(settings, source):
 
 
 def is_loopback(host):
-    """Whether `host` (an address or a name) is only this host: 127.0.0.0/8, ::1, localhost."""
+    """Whether `host` (an address or a name) is only this host: 127.0.0.0/8, ::1 (with a
+    scope or not), ::ffff:127.x.y.z, localhost."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return False
+    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
 
 
 def _wildcard(host):

@@ -55,3 +55,11 @@ def test_wrong_values_are_named(tmp_path, key, value, message):
 def test_advertised_without_a_listener_is_an_error(tmp_path):
     with pytest.raises(InvalidConfig, match="advertised.listeners is set but listeners is empty"):
         BrokerConfig({"log.dirs": [str(tmp_path)], "advertised.listeners": "PLAINTEXT://h:1"})
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
+                                           ("::ffff:127.0.0.1", True), ("localhost", True), ("10.0.0.1", False),
+                                           ("::ffff:10.0.0.1", False), ("0.0.0.0", False), ("example.com", False)])
+def test_what_counts_as_loopback(host, loopback):
+    from odradek.daemon.gateway.listeners import is_loopback
+    assert is_loopback(host) == loopback
