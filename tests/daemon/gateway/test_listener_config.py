@@ -63,3 +63,13 @@ def test_advertised_without_a_listener_is_an_error(tmp_path):
 def test_what_counts_as_loopback(host, loopback):
     from odradek.daemon.gateway.listeners import is_loopback
     assert is_loopback(host) == loopback
+
+
+def test_serve_stops_at_start_naming_the_key(tmp_path):
+    from click.testing import CliRunner
+    from odradek.daemon.cli.root import cli
+    result = CliRunner().invoke(cli, ["serve", "--data-dir", str(tmp_path / "d"), "--override",
+                                      "listeners=PLAINTEXT://127.0.0.1:99999"])
+    assert result.exit_code == 1
+    assert "odradek: error: " in result.output and "listeners='PLAINTEXT://127.0.0.1:99999'" in result.output
+    assert not (tmp_path / "d").exists()       # nothing was started or created
