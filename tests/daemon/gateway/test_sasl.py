@@ -80,6 +80,29 @@ def test_unsupported_mechanism_lists_plain_and_a_second_handshake_is_illegal(bro
         assert closed_by_peer(wire.sock)
 
 
+def test_librdkafka_authenticates_unmodified(broker):
+    """confluent-kafka with Kafka's client settings: the right password gets past SASL (its
+    Metadata request is the next step), a wrong one is told why."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient
+    for password, refused in ((PASSWORD, False), ("wrong", True)):
+        errors = []
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.port}", "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": password,
+                             "error_cb": errors.append, "log_level": 0})
+        failures = broker.stderr(None).count("authentication failed for 'alice'")
+        try:
+            admin.list_topics(timeout=3)
+        except confluent_kafka.KafkaException:
+            pass           # without a Metadata handler (or with the wrong password)
+        admin.poll(0.5)
+        auth = [e for e in errors if e.code() == confluent_kafka.KafkaError._AUTHENTICATION]
+        assert bool(auth) == refused, errors
+        assert (broker.stderr(None).count("authentication failed for 'alice'") > failures) == refused
+        if refused:
+            assert "invalid username or password" in auth[0].str()
+
+
 def test_sasl_on_plaintext_is_illegal(tmp_path):
     b = listener_broker(tmp_path / "data")
     try:
