@@ -71,7 +71,8 @@ def broker_socket(socket_path=None, overrides=(), log_dirs=1, log_level="warning
         dirs = [data] + [f"{data}-{i}" for i in range(1, log_dirs)]
         overrides = (f"log.dirs={','.join(dirs)}", *overrides)
     with open(err_path, "wb") as err:
-        extra = [a for kv in overrides for a in ("--override", kv)]
+        # no Kafka listener unless asked for (dev mode's default): the figures are the broker's
+        extra = [a for kv in ("listeners=", *overrides) for a in ("--override", kv)]
         proc = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
                                  "--log-level", log_level, *extra], stdout=subprocess.DEVNULL, stderr=err)
     try:

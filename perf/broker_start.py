@@ -62,7 +62,8 @@ def mem_available():
 
 def start(data_dir):
     return subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data_dir,
-                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--log-level", "warning", "--override", "listeners="],   # no Kafka listener
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main():

@@ -411,6 +411,20 @@ class LogDirStatus(Struct):
     ]
 
 
+class ListenerStatus(Struct):
+    """One gateway process of the Kafka listener (v1)."""
+    FIELDS = [
+        ("address",       STRING,  "",  0),   # host:port bound
+        ("pid",           INT32,   0,   0),   # 0: not running
+        ("state",         STRING,  "",  0),   # "running", "restarting", "stopping"
+        ("connections",   INT32,   0,   0),   # Kafka connections open now
+        ("accepted",      INT64,   0,   0),   # since this process started
+        ("refused",       INT64,   0,   0),   # max.connections, peer uid check; since it started
+        ("restarts",      INT32,   0,   0),
+        ("uptime_ms",     INT64,   0,   0),
+    ]
+
+
 class StatusResponse(Struct):
     API_KEY = ApiKey.STATUS
     FIELDS = [
@@ -421,4 +435,5 @@ class StatusResponse(Struct):
         ("workers",     Array(WorkerStatus),     [],  0),
         ("partitions",  Array(PartitionStatus),  [],  0),
         ("log_dir_states",  Array(LogDirStatus),  [],  0),   # one per log_dirs entry
+        ("listeners",   Array(ListenerStatus),   [],  1),   # the Kafka listener's processes (none: off)
     ]

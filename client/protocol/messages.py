@@ -51,8 +51,8 @@ from odradek.client.protocol._messages_admin import (
     IncrementalAlterConfigsResponse, CreatePartitionsAssignment, CreatePartitionsTopic,
     CreatePartitionsRequest, CreatePartitionsTopicResult, CreatePartitionsResponse,
     DeleteRecordsPartition, DeleteRecordsTopic, DeleteRecordsRequest, DeleteRecordsPartitionResult,
-    DeleteRecordsTopicResult, DeleteRecordsResponse, StatusRequest, WorkerStatus, FollowerStatus, PartitionStatus, LogDirStatus,
-    StatusResponse)
+    DeleteRecordsTopicResult, DeleteRecordsResponse, StatusRequest, WorkerStatus, FollowerStatus, PartitionStatus,
+    LogDirStatus, ListenerStatus, StatusResponse)
 from odradek.client.protocol._messages_data import (
     ListOffsetsPartition, ListOffsetsTopic, ListOffsetsRequest,
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse, ListOffsetsResponse,
@@ -105,7 +105,7 @@ APIS = ApiTable([
     Api(ApiKey.OPEN_PRODUCER,                OpenProducerRequest,             OpenProducerResponse,             0,  0),
     Api(ApiKey.OPEN_FETCH,                   OpenFetchRequest,                OpenFetchResponse,                0,  0),
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),
-    Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  0),
+    Api(ApiKey.STATUS,                       StatusRequest,                   StatusResponse,                   0,  1),
     Api(ApiKey.DETACH_PRODUCER,              DetachProducerRequest,           DetachProducerResponse,           0,  0),
     Api(ApiKey.APPEND_RECORDS,               AppendRecordsRequest,            AppendRecordsResponse,            0,  0),
     Api(ApiKey.ISR_PROPOSAL,                 IsrProposalRequest,              IsrProposalResponse,              0,  0),

@@ -20,11 +20,13 @@ from odradek.client.admin import DEFAULT_SOCKET
 from odradek.client.errors import InvalidConfig
 from odradek.daemon.broker.groups.config import GROUP_CONFIGS, GroupConfig
 from odradek.daemon.broker.txn.config import TXN_CONFIGS, TxnConfig
+from odradek.daemon.gateway.listeners import listener_config
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
 
 DEFAULT_DATA_DIR = "/var/lib/odradek"
+DEV_LISTENERS = "PLAINTEXT://127.0.0.1:9092"   # dev mode's Kafka listener (--data-dir); off in a config file
 
 # Kafka's broker-level names for the topic-level defaults (server.properties style).
 BROKER_TO_TOPIC = {
@@ -97,6 +99,30 @@ BROKER_CONFIGS = (
               doc="most partitions of one topic; 0 takes max.partitions"),
     ConfigKey("fetch.descriptor.slots", int, 1024, 2, 1 << 20,
               doc="batch descriptors per partition in shared memory (consumers near the end read through them)"),
+    # The Kafka protocol listener (daemon/gateway/listeners.py; README "The Kafka listener")
+    ConfigKey("listeners", str, "",
+              doc="the Kafka protocol listener, NAME://host:port (PLAINTEXT://127.0.0.1:9092); empty: none "
+                  f"(dev mode, --data-dir: {DEV_LISTENERS})"),
+    ConfigKey("advertised.listeners", str, "",
+              doc="the host:port Metadata and FindCoordinator tell clients, as NAME://host:port; empty: the "
+                  "bound address; port 0: the bound port"),
+    ConfigKey("socket.request.max.bytes", int, 100 * 1024 * 1024, 1024, 2 ** 31 - 1,
+              doc="the largest Kafka request a client may send; a larger one closes its connection"),
+    ConfigKey("max.connections", int, 1000, 1, 1_000_000,
+              doc="Kafka connections open at once; one more is closed as it arrives"),
+    ConfigKey("connections.max.idle.ms", int, 600_000, 100, 2 ** 62,
+              doc="a Kafka connection that sends nothing, or takes none of its answer, for this long is closed"),
+    ConfigKey("listener.processes", int, 1, 1, 64,
+              doc="gateway processes serving the listener (they share its socket, and max.connections)"),
+    ConfigKey("listener.peer.uid.check", bool, True,
+              doc="a loopback TCP client must be a user who may open the control socket (its uid, from "
+                  "the kernel's sock_diag)"),
+    ConfigKey("listener.allow.remote", bool, False,
+              doc="let a PLAINTEXT listener bind a non-loopback address: clients from other hosts are not "
+                  "checked"),
+    ConfigKey("sasl.enabled.mechanisms", str, "PLAIN", doc="SASL mechanisms of a SASL_PLAINTEXT listener: PLAIN"),
+    ConfigKey("sasl.plain.users.file", str, "",
+              doc="a SASL_PLAINTEXT listener's users, USER:HASH lines ('odradek sasl-password USER')"),
 )
 _BROKER_KEYS = {k.name: k for k in BROKER_CONFIGS}
 
@@ -117,6 +143,7 @@ class BrokerConfig:
 
     def __init__(self, values=None, source="<defaults>"):
         self.source = source
+        self.dev_mode = False       # for_data_dir: a listener that cannot bind is a warning, not an error
         settings = {k.name: k.default for k in BROKER_CONFIGS}
         topic_overrides = {}
         for name, raw in (values or {}).items():
@@ -169,6 +196,7 @@ class BrokerConfig:
         self.max_partitions = settings["max.partitions"]
         self.max_partitions_per_topic = settings["max.partitions.per.topic"]
         self.cleaner_backoff_ms = settings["log.cleaner.backoff.ms"]
+        self.listener = listener_config(settings, source)   # None: no Kafka listener
         try:
             self.group = GroupConfig.from_mapping(settings)
             self.txn = TxnConfig.from_mapping(settings)
@@ -202,11 +230,15 @@ class BrokerConfig:
 
     @classmethod
     def for_data_dir(cls, data_dir, values=None):
-        """Dev mode: one log dir and the socket inside `data_dir` (what `make run` uses)."""
+        """Dev mode: one log dir and the socket inside `data_dir` (what `make run` uses),
+        the Kafka listener on DEV_LISTENERS."""
         data_dir = os.path.abspath(data_dir)
-        merged = {"log.dirs": [data_dir], "socket.path": os.path.join(data_dir, "odradek.sock")}
+        merged = {"log.dirs": [data_dir], "socket.path": os.path.join(data_dir, "odradek.sock"),
+                  "listeners": DEV_LISTENERS}
         merged.update(values or {})
-        return cls(merged, source=f"--data-dir {data_dir}")
+        config = cls(merged, source=f"--data-dir {data_dir}")
+        config.dev_mode = True
+        return config
 
     def describe(self):
         """Every setting, dotted names, for `odradek status` and the log at start."""

@@ -536,7 +536,10 @@ def status(broker, req, reply):
                                                     high_watermark=-1, size_bytes=-1, segments=0))
         reply(m.StatusResponse(broker_pid=os.getpid(), uptime_ms=int((time.time() - broker.started) * 1000),
                                version=VERSION, log_dirs=list(broker.config.log_dirs),
-                               workers=workers, partitions=partitions, log_dir_states=_log_dir_states(broker)))
+                               workers=workers, partitions=partitions, log_dir_states=_log_dir_states(broker),
+                               listeners=[m.ListenerStatus(address=a, pid=pid, state=st, connections=n, accepted=acc,
+                                                           refused=ref, restarts=r, uptime_ms=up)
+                                          for a, pid, st, n, acc, ref, r, up in broker.gateways.status()]))
 
     gather = _StatusGather(broker, keys, follower_keys, finish)
     for key in keys + follower_keys:

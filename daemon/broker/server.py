@@ -23,7 +23,10 @@ Theory of operation
   handlers.FOLLOWER_STATUS_WAIT_S, and not those the kernel has stopped: a wedged
   follower (the case status must show) does not stall it.
 - One client's garbage, silence or disappearance costs only its own connection.
-- SIGTERM/SIGINT: stop accepting, SIGTERM every worker (each closes its log cleanly),
+- The Kafka listener (config `listeners`; gateways.py): the broker binds it first thing
+  at start and runs its gateway processes, watched through their pidfds like workers
+  and restarted with backoff; Kafka clients never reach this loop.
+- SIGTERM/SIGINT: stop accepting, SIGTERM the gateways and every worker (each closes its log cleanly),
   wait for all of them (SIGKILL after a deadline), remove the socket, exit 0.
   SIGHUP: reload the topic defaults from the config file.
 """
@@ -48,6 +51,7 @@ from odradek.daemon.broker import data_plane, handlers, limits, log_dirs
 from odradek.daemon.broker.group_shell import OFFSETS_TOPIC, GroupShell
 from odradek.daemon.broker.txn_shell import TXN_TOPIC, TxnShell
 from odradek.daemon.broker.dir_lock import DirLocks
+from odradek.daemon.broker.gateways import Gateways
 from odradek.daemon.broker.malformed import MalformedCount, MalformedLog
 from odradek.daemon.broker.metadata import Metadata
 from odradek.daemon.broker.sd_notify import Notifier
@@ -100,6 +104,7 @@ class Broker:
         self.clients = {}         # fd -> ClientConn
         self.sel = selectors.DefaultSelector()
         self.supervisor = Supervisor()
+        self.gateways = Gateways(config, config.dev_mode)   # the Kafka listener's processes
         self.limits = None
         self.offline = set()      # topics above the partition limits at start: no workers
         self._spawn_queue = collections.deque()   # WorkerHandles to fork, in order
@@ -118,6 +123,7 @@ class Broker:
     # == start and stop ============================================================
     def start(self):
         _raise_fd_limit()
+        self.gateways.bind()    # first: a taken port stops a configured broker before it changes anything
         self.limits = limits.derive(self.config.max_partitions, self.config.max_partitions_per_topic)
         log.info("partition limits: %s (%s)", self.limits, self.limits.derived_from)
         self.notifier.status("checking log dirs")
@@ -150,6 +156,8 @@ class Broker:
         self._take_topics_online()
         reassign.watch(self)   # moves saved under way go on
         self._listen()
+        for handle in self.gateways.handles:    # after _listen: they check peers against the socket's mode
+            self._start_gateway(handle)
         if self.notifier.watchdog_interval_s:
             self._next_watchdog = time.monotonic()
         if self.config.auto_leader_rebalance:
@@ -274,7 +282,8 @@ class Broker:
         return 0
 
     def _stopped(self):
-        return self.stopping and not any(h.alive for h in self.supervisor.workers.values())
+        return (self.stopping and not any(h.alive for h in self.supervisor.workers.values())
+                and not self.gateways.any_alive())
 
     def begin_stop(self):
         if self.stopping:
@@ -283,6 +292,7 @@ class Broker:
         self._stop_deadline = time.monotonic() + STOP_DEADLINE_S
         self.notifier.stopping()
         log.info("stopping: closing the socket and stopping %d workers", len(self.supervisor.workers))
+        self.gateways.stop()    # Kafka clients go first
         if self.listener is not None:
             self.sel.unregister(self.listener)
             self.listener.close()
@@ -318,6 +328,7 @@ class Broker:
         self._register_worker(handle)
 
     def _cleanup(self):
+        self.gateways.kill_all()
         for handle in list(self.supervisor.workers.values()):
             if handle.alive:
                 os.kill(handle.pid, signal.SIGKILL)
@@ -356,13 +367,16 @@ class Broker:
             due.append(self._stop_deadline)
         if self._timers:
             due.append(self._timers[0][0])
+        gateway_due = self.gateways.next_restart()
+        if gateway_due is not None and not self.stopping:
+            due.append(gateway_due)
         return max(0.0, min(due) - now) if due else None
 
     def _tick(self, timeout):
         self._spawn_some()
         for key, mask in self.sel.select(timeout):
             kind, obj = key.data
-            if (kind in ("worker", "pidfd") and obj.pid is None) or (kind == "client" and obj.closed):
+            if (kind in ("worker", "pidfd", "gateway") and obj.pid is None) or (kind == "client" and obj.closed):
                 continue  # reaped or closed earlier in this same round
             if kind == "listen":
                 self._accept()
@@ -372,6 +386,8 @@ class Broker:
                 self._worker_io(obj, mask)
             elif kind == "pidfd":
                 self._worker_died(obj)
+            elif kind == "gateway":
+                self._gateway_died(obj)
             elif kind == "signal":
                 self._signals()
         now = time.monotonic()
@@ -380,6 +396,9 @@ class Broker:
         for handle in list(self.supervisor.workers.values()):
             if handle.restart_at is not None and now >= handle.restart_at and not self.stopping:
                 self.queue_worker(handle)
+        if not self.stopping:
+            for handle in self.gateways.due(now):
+                self._start_gateway(handle)
         if self.groups is not None and not self.stopping:
             self.groups.tick()
         if self._next_rebalance is not None and now >= self._next_rebalance and not self.stopping:
@@ -390,6 +409,9 @@ class Broker:
             self.notifier.watchdog()
             self._next_watchdog = now + self.notifier.watchdog_interval_s
         if self.stopping and now >= self._stop_deadline:
+            if self.gateways.any_alive():
+                log.warning("the Kafka listener's processes did not stop in %ds: SIGKILL", STOP_DEADLINE_S)
+                self.gateways.stop(signal.SIGKILL)
             for handle in self.supervisor.workers.values():
                 if handle.alive:
                     log.warning("worker %d for %s-%d did not stop in %ds: SIGKILL", handle.pid,
@@ -420,6 +442,8 @@ class Broker:
             return
         if new.log_dirs != self.config.log_dirs or new.socket_path != self.config.socket_path:
             log.warning("SIGHUP: log.dirs and socket.path change only with a restart")
+        if new.listener != self.config.listener:
+            log.warning("SIGHUP: the Kafka listener's settings change only with a restart")
         self.config.take_topic_defaults(new)
         log.info("SIGHUP: reloaded topic defaults from %s", self.config_path)
 
@@ -519,6 +543,15 @@ class Broker:
             pass
         conn.channel.close()
         conn.sock.close()
+
+    # == the Kafka listener's processes ===========================================
+    def _start_gateway(self, handle):
+        if self.gateways.start(handle):
+            self.sel.register(handle.pidfd, selectors.EVENT_READ, ("gateway", handle))
+
+    def _gateway_died(self, handle):
+        self.sel.unregister(handle.pidfd)
+        log.log(logging.INFO if handle.retire else logging.WARNING, "%s", self.gateways.reap(handle))
 
     # == workers ===================================================================
     def leader_spec(self, topic, p):

@@ -24,11 +24,17 @@ def serve(config_path, data_dir, log_level, overrides):
     leader), then serves the control socket. Under systemd it reports READY, STATUS and
     watchdog pings itself (Type=notify). Logs go to stderr.
 
+    Kafka clients: with --data-dir the Kafka listener is on PLAINTEXT://127.0.0.1:9092
+    (the log line 'bootstrap.servers=...' says where; if the port is taken the broker runs
+    without it); with --config only when the file sets `listeners`. A loopback client
+    must be a user who may open the control socket.
+
     \b
     Examples:
       odradek serve --data-dir ./data
       odradek serve --config /etc/odradek/odradek.toml
       odradek serve --data-dir ./data --override group.initial.rebalance.delay.ms=0
+      odradek serve --data-dir ./data --override listeners=PLAINTEXT://127.0.0.1:19092
     """
     import logging
     from odradek.daemon.broker import config as broker_config
@@ -43,6 +49,28 @@ def serve(config_path, data_dir, log_level, overrides):
     if data_dir:
         click.echo(f"export ODRADEK_SOCKET={config.socket_path}", err=True)
     return Broker(config, config_path=config_path).run()
+
+
+@cli.command("sasl-password")
+@click.argument("user")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line, not a prompt.")
+def sasl_password(user, password_stdin):
+    """Print the line of sasl.plain.users.file for USER: USER:HASH (a salted
+    PBKDF2-SHA256 hash of the password). Append it to the file and restart the broker.
+
+    \b
+    Examples:
+      odradek sasl-password alice >> /etc/odradek/kafka-users
+      echo "$PASSWORD" | odradek sasl-password alice --password-stdin >> users
+    """
+    from odradek.daemon.gateway.sasl_users import hash_password
+    if not user or any(c in user for c in ":#") or user != user.strip() or len(user.split()) != 1:
+        raise click.BadParameter("a user name has no ':', '#' or whitespace", param_hint="USER")
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True))
+    if not password:
+        raise click.BadParameter("the password is empty", param_hint="password")
+    click.echo(f"{user}:{hash_password(password)}")
 
 
 @cli.command()

@@ -14,4 +14,12 @@ offsets, metadata and admin go to the broker over its control socket.
     admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs
     configs_api.py  DescribeConfigs, AlterConfigs, IncrementalAlterConfigs
     txn_api.py      the transaction APIs (AddPartitionsToTxn ... ListTransactions)
+    listeners.py    the listener's config (listeners, advertised.listeners, limits)
+    auth.py         who may connect: the control socket's rule, by the peer's uid
+    error_response.py  Kafka's error response to a request that failed as a whole
+    tagged_fields.py   unknown tagged fields dropped from a request kio refused
+    stats.py        each gateway process's connection counters, for odradek status
+    cluster_api.py  DescribeCluster
+    sasl.py         SASL/PLAIN (SaslHandshake, SaslAuthenticate) on a SASL_PLAINTEXT listener
+    sasl_users.py   its users file (password hashes)
 """

@@ -9,8 +9,9 @@ A handler is `handler(ctx: RequestContext, request: codec.Request)` and returns 
 - `NO_RESPONSE` (Produce with acks=0: Kafka sends nothing back);
 - a `Reply`: response bytes in parts, some of which may be `FileSlice`s that the
   connection writes with sendfile (Fetch). The parts are sent in order, nothing between.
-A handler raises `codec.RequestError` (or returns an error entity) for bad input; any
-other exception is a gateway bug: the connection logs it and closes.
+A handler raises `codec.RequestError` (or returns an error entity) for bad input: the
+connection answers INVALID_REQUEST and closes; any other exception is a gateway bug: the
+connection logs it, answers UNKNOWN_SERVER_ERROR and goes on (server.py).
 """
 import importlib
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLE
 
 API_VERSIONS = 18
 # Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
-HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.groups_api",
+HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.cluster_api",
+                   "odradek.daemon.gateway.sasl", "odradek.daemon.gateway.groups_api",
                    "odradek.daemon.gateway.admin_api", "odradek.daemon.gateway.configs_api",
                    "odradek.daemon.gateway.txn_api"]
 

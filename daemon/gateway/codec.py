@@ -143,6 +143,8 @@ def _zero(t):
         return ErrorCode.none
     if isinstance(t, type) and issubclass(t, datetime.timedelta):
         return datetime.timedelta(0)
+    if isinstance(t, type) and issubclass(t, datetime.datetime):     # kio's TZAware: the epoch
+        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
     if t is uuid.UUID:
         return uuid.UUID(int=0)
     if isinstance(t, type) and issubclass(t, bool):

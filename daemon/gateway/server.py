@@ -4,82 +4,219 @@ A connection thread reads one request frame at a time, hands it to its API's han
 (apis.py) and writes the answer before reading the next, so answers leave in request
 order, as Kafka's do (a long-polling Fetch holds its own connection only). A thread
 waits on its own socket and on the broker, never on another connection: a slow or
-hostile client costs its own thread.
+hostile client costs its own thread, and a bounded one:
+- `admit` (auth.py) decides who may connect, before a byte of a request is served (a
+  refused peer's first request is answered CLUSTER_AUTHORIZATION_FAILED, then closed);
+  on a SASL_PLAINTEXT listener a client must authenticate before any request but
+  ApiVersions (sasl.py);
+- at most `max_connections` at once in all the listener's processes (stats.py): one
+  more is closed as it is accepted;
+- a connection that sends nothing, or takes nothing of its answer, for `idle_s`
+  (connections.max.idle.ms) is closed: both directions run with SO_RCVTIMEO and
+  SO_SNDTIMEO, so a client that never reads its responses ends its own thread only.
 
 Frames: `size:int32` then the request (codec.py). A size below 8 or above
-`socket.request.max.bytes` closes the connection (Kafka's InvalidReceiveException).
+`socket.request.max.bytes` closes the connection before anything is allocated
+(Kafka's InvalidReceiveException); within it, memory follows the bytes that arrive
+(READ_CHUNK ahead at most), so announced sizes alone cost nothing. What cannot be served is answered, never hung up
+on in silence, where an answer can be built (error_response.py):
+- ApiVersions at a version kio does not know: KIP-511's v0 answer, connection kept;
+- a key and version kio knows but the gateway does not serve: that version's response
+  with UNSUPPORTED_VERSION, then the connection closes (Kafka closes it too);
+- a handler raising RequestError (bad input): its response with INVALID_REQUEST, then close;
+- a handler raising anything else (a gateway bug): logged, answered with
+  UNKNOWN_SERVER_ERROR, the connection goes on;
+- a tagged field kio's schema lacks (Kafka says skip it, kio refuses it): the frame is
+  read again without it (tagged_fields.py) and served;
+- bytes that do not decode: the response with INVALID_REQUEST (top-level error code,
+  where the API has one), then close. A key kio does not know at all: close.
+
+The listening socket may be shared by several gateway processes (listener.processes,
+the broker binds it and passes it on): each polls it and accepts without blocking, so a
+connection taken by a sibling costs nothing and stop() never waits on accept.
 """
 import logging
 import os
+import select
 import socket
 import struct
 import threading
+import time
 
-from odradek.daemon.gateway import apis as apis_mod
+from odradek.daemon.gateway import apis as apis_mod, sasl
 from odradek.daemon.gateway.apis import NO_RESPONSE, FileSlice, Reply, RequestContext
 from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
-    encode_response, peek_header, response_class)
+    encode_response, peek_header, request_class, response_class)
+from odradek.daemon.gateway.error_response import error_response
+from odradek.daemon.gateway.stats import Counters
+from odradek.daemon.gateway.tagged_fields import MalformedTags, strip_unknown_tags
 
-__all__ = ["Gateway", "Connection", "DEFAULT_MAX_REQUEST_BYTES"]
+__all__ = ["Gateway", "Connection", "DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_IDLE_S"]
 
 log = logging.getLogger("odradek.gateway")
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.bytes
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
+REFUSALS_LOG_S = 10.0                              # one line per this many seconds of refusals
+TURNING_AWAY, TURN_AWAY_S, TURN_AWAY_MAX_BYTES = 16, 5.0, 64 * 1024   # refused peers answered: see _turn_away
+READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
 _SIZE = struct.Struct(">i")
+_TIMEVAL = struct.Struct("ll")
 
 
 class Gateway:
-    """The process-wide state: the listening socket, the broker links, the API table."""
+    """The process-wide state: the listening socket, the broker links, the API table, the
+    limits, `advertised` = (host, port) Metadata and FindCoordinator return."""
 
-    def __init__(self, listen_sock, links, *, table=None, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES):
+    def __init__(self, listen_sock, links, *, table=None, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
+                 max_connections=DEFAULT_MAX_CONNECTIONS, idle_s=DEFAULT_IDLE_S, admit=None, advertised=None,
+                 counters=None, slot=0, sasl=None):
         self.sock = listen_sock
         self.links = links
         self.table = table if table is not None else apis_mod.table()
         self.max_request_bytes = max_request_bytes
+        self.max_connections = max_connections
+        self.idle_s = idle_s
+        self.admit = admit            # admit(sock, peer) -> (ok, uid, why); None: everyone
+        self.advertised = advertised or listen_sock.getsockname()[:2]
+        # connections open in every process of the listener (stats.py): max.connections
+        self.counters, self.slot = counters or Counters(1), slot
+        self.sasl = sasl              # sasl.PlainUsers on a SASL_PLAINTEXT listener, else None
         self.stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._conns = set()
         self._lock = threading.Lock()
+        self._refusals, self._refusals_logged_at = 0, -REFUSALS_LOG_S     # accept thread only
+        self._turning_away = 0        # refused peers being answered (_turn_away)
 
     def serve_forever(self):
         """Accept connections until stop(); each runs on a daemon thread of its own."""
-        while not self.stopping.is_set():
-            try:
-                sock, peer = self.sock.accept()
-            except OSError:
+        self.sock.setblocking(False)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                poller.poll()
                 if self.stopping.is_set():
-                    return
-                raise
-            conn = Connection(self, sock, peer)
-            with self._lock:
-                self._conns.add(conn)
+                    break
+                try:
+                    sock, peer = self.sock.accept()   # one per wake-up: siblings get their share
+                except BlockingIOError:
+                    continue         # a sibling process took it
+                except OSError as e:
+                    log.error("accept: %s", e)   # EMFILE and the like: the open connections go on
+                    self.stopping.wait(0.1)
+                    continue
+                self._take(sock, peer)
+        finally:
+            self._close_all()
+
+    def _take(self, sock, peer):
+        sock.setblocking(True)
+        uid = None
+        if self.admit is not None:
+            ok, uid, why = self.admit(sock, peer)
+            if not ok:
+                self.counters.refuse(self.slot)
+                self._log_refusal(peer, why)
+                return self._turn_away(sock)
+        if not self.counters.try_open(self.slot, self.max_connections):
+            self._log_refusal(peer, f"max.connections={self.max_connections} reached")
+            return sock.close()
+        _set_timeouts(sock, self.idle_s)
+        conn = Connection(self, sock, peer, uid)
+        with self._lock:
+            self._conns.add(conn)
+        try:
             threading.Thread(target=conn.run, name=f"kafka-conn-{peer[1]}", daemon=True).start()
+        except RuntimeError as e:    # no thread to be had (the process's limits)
+            log.error("%s: closing: %s", _addr(peer), e)
+            conn.close()
+            self.forget(conn)
+
+    def _turn_away(self, sock):
+        """A peer the door refused gets an answer to its first request before the close:
+        that request's error response with CLUSTER_AUTHORIZATION_FAILED, so the client
+        says why (kcat: "Broker: Cluster authorization failed") instead of "disconnected".
+        At most TURNING_AWAY at once, each for TURN_AWAY_S; beyond that, closed at once."""
+        with self._lock:
+            busy = self._turning_away >= TURNING_AWAY
+            self._turning_away += not busy
+        if busy:
+            return sock.close()
+
+        def answer():
+            deadline = time.monotonic() + TURN_AWAY_S
+            try:
+                head = _recv_by(sock, 4, deadline)
+                size = _SIZE.unpack(head)[0] if head else 0
+                frame = _recv_by(sock, size, deadline) if 8 <= size <= TURN_AWAY_MAX_BYTES else None
+                if frame is not None:
+                    api_key, api_version, cid = peek_header(frame)
+                    request_class(api_key, api_version)       # a layout to answer in, or UnsupportedRequest
+                    sock.sendall(encode_response(cid, error_response(api_key, api_version,
+                                                                     ErrorCode.cluster_authorization_failed)))
+            except (OSError, RequestError):
+                pass
+            finally:
+                sock.close()
+                with self._lock:
+                    self._turning_away -= 1
+
+        try:
+            threading.Thread(target=answer, name="kafka-refused", daemon=True).start()
+        except RuntimeError:         # no thread to be had: closed without the answer
+            sock.close()
+            with self._lock:
+                self._turning_away -= 1
+
+    def _log_refusal(self, peer, why):
+        """Logged at most once per REFUSALS_LOG_S (a flood of refusals is one line, with
+        the number)."""
+        now = time.monotonic()
+        self._refusals += 1
+        if now >= self._refusals_logged_at + REFUSALS_LOG_S:
+            more = f" ({self._refusals - 1} more since the last line)" if self._refusals > 1 else ""
+            log.warning("%s: connection refused: %s%s", _addr(peer), why, more)
+            self._refusals, self._refusals_logged_at = 0, now
 
     def forget(self, conn):
         with self._lock:
             self._conns.discard(conn)
+        self.counters.close_one(self.slot)
 
     def stop(self):
+        """Stop accepting and close every connection; safe from a signal handler."""
         self.stopping.set()
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            os.write(self._wake_w, b"x")
         except OSError:
             pass
-        self.sock.close()
+
+    def _close_all(self):
+        self.sock.close()      # this process's descriptor only: siblings go on listening
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
             conn.close()
         self.links.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 class Connection:
     """One Kafka client connection: read a request, answer it, repeat."""
 
-    def __init__(self, gateway, sock, peer):
-        self.gateway, self.sock, self.peer = gateway, sock, peer
+    def __init__(self, gateway, sock, peer, uid=None):
+        self.gateway, self.sock, self.peer, self.uid = gateway, sock, peer, uid
         self.state = {}           # what handlers keep per connection ("closer:*": closed with it)
+        self.principal = None     # the SASL user, once authenticated
+        self.close_after = False  # a handler's answer is the connection's last (sasl.py)
         self.ctx = RequestContext(gateway=gateway, conn=self, table=gateway.table)
+        self._closed = False
 
     def run(self):
         try:
@@ -89,6 +226,9 @@ class Connection:
                     return
                 if not self._handle(frame):
                     return
+        except BlockingIOError:
+            log.info("%s: closing: idle or not reading its answers for %.0fs (connections.max.idle.ms)",
+                     _addr(self.peer), self.gateway.idle_s)
         except OSError:
             pass
         finally:
@@ -96,19 +236,24 @@ class Connection:
             self.gateway.forget(self)
 
     def close(self):
-        """Close the socket, then whatever handlers left to close with the connection
-        (objects with .close() under `state` keys starting with "closer:")."""
+        """Close the socket (waking this connection's thread), then whatever handlers left
+        to close with the connection (objects with .close() under `state` keys starting
+        with "closer:")."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.sock.close()
         for key in [k for k in self.state if k.startswith("closer:")]:
             closer = self.state.pop(key, None)
             if closer is not None:
                 try:
                     closer.close()
                 except Exception:      # a handler's cleanup failing must not stop the others
-                    log.exception("%s: closing %s", self.peer, key)
+                    log.exception("%s: closing %s", _addr(self.peer), key)
 
     # ---- one request -------------------------------------------------------------
 
@@ -116,34 +261,65 @@ class Connection:
         """Answer one frame; False when the connection must close."""
         try:
             request = decode_request(frame)
+        except MalformedRequest as e:
+            request = self._without_unknown_tags(frame)
+            if request is None:
+                return self._refuse(frame, e)
         except RequestError as e:
             return self._refuse(frame, e)
         api = self.gateway.table.get(request.api_key)
         if api is None or not api.min_version <= request.api_version <= api.max_version:
             return self._refuse(frame, UnsupportedRequest(
                 f"api key {request.api_key} v{request.api_version} is not served",
-                request.api_key, request.api_version, request.correlation_id))
+                request.api_key, request.api_version, request.correlation_id), request)
+        if not sasl.allowed(self.ctx, request):
+            log.info("%s: closing: api key %d before SASL authentication", _addr(self.peer), request.api_key)
+            self._answer_error(request.api_key, request.api_version, request.correlation_id,
+                               ErrorCode.illegal_sasl_state, request.body, "authenticate first (SASL)")
+            return False
         try:
             answer = api.handler(self.ctx, request)
         except RequestError as e:
-            log.info("%s: %s", self.peer, e)
+            log.info("%s: %s", _addr(self.peer), e)
+            self._answer_error(request.api_key, request.api_version, request.correlation_id,
+                               ErrorCode.invalid_request, request.body, str(e))
             return False
+        except Exception as e:     # a gateway bug: answered and logged; the process goes on
+            log.exception("%s: api key %d v%d", _addr(self.peer), request.api_key, request.api_version)
+            return self._answer_error(request.api_key, request.api_version, request.correlation_id,
+                                      ErrorCode.unknown_server_error, request.body, f"internal error: {e}")
         if answer is NO_RESPONSE:
             return True
         if isinstance(answer, Reply):
             self._send_parts(answer.parts)
         else:
             self.sock.sendall(encode_response(request.correlation_id, answer))
-        return True
+        return not self.close_after
 
-    def _refuse(self, frame, error):
-        """A request the gateway does not serve or cannot read. ApiVersions at a version it
-        does not know gets KIP-511's answer (a v0 body, UNSUPPORTED_VERSION and the table),
-        so a newer client learns what to use; anything else closes the connection, as
-        Kafka does, since its answer's layout is unknown."""
+    def _without_unknown_tags(self, frame):
+        """The request of a frame kio refused, read again without the tagged fields its
+        schema lacks (tagged_fields.py); None if that was not why, or it still fails."""
+        api_key, api_version, _ = peek_header(frame)
         try:
-            api_key, _, cid = peek_header(frame)
+            stripped, dropped = strip_unknown_tags(frame, request_class(api_key, api_version))
+            if not dropped:
+                return None
+            request = decode_request(stripped)
+        except (MalformedTags, RequestError):
+            return None
+        log.debug("%s: api key %d v%d: skipped %d unknown tagged fields", _addr(self.peer), api_key, api_version,
+                  dropped)
+        return request
+
+    def _refuse(self, frame, error, request=None):
+        """A request the gateway does not serve or cannot read. ApiVersions at a version
+        it does not know gets KIP-511's answer (a v0 body, UNSUPPORTED_VERSION and the
+        table), so a newer client learns what to use; any other gets its version's error
+        response where kio knows that version, then the connection closes, as Kafka's."""
+        try:
+            api_key, api_version, cid = peek_header(frame)
         except MalformedRequest:
+            log.info("%s: closing: %s", _addr(self.peer), error)
             return False
         if api_key == apis_mod.API_VERSIONS and isinstance(error, UnsupportedRequest):
             cls = response_class(apis_mod.API_VERSIONS, 0)
@@ -152,20 +328,45 @@ class Connection:
                                    for a in sorted(self.gateway.table.values(), key=lambda a: a.key)])
             self.sock.sendall(encode_response(cid, body))
             return True
-        log.info("%s: closing: %s", self.peer, error)
+        log.info("%s: closing: %s", _addr(self.peer), error)
+        code = ErrorCode.unsupported_version if isinstance(error, UnsupportedRequest) else ErrorCode.invalid_request
+        try:
+            request_class(api_key, api_version)
+        except UnsupportedRequest:
+            return False           # no layout to answer in
+        self._answer_error(api_key, api_version, cid, code, request.body if request is not None else None)
         return False
+
+    def _answer_error(self, api_key, api_version, cid, code, body, message=None):
+        """Send the error response of `api_key` v`api_version` (error_response.py); False
+        if none can be built."""
+        try:
+            data = encode_response(cid, error_response(api_key, api_version, code, body, message))
+        except Exception:
+            log.exception("%s: no error response for api key %d v%d", _addr(self.peer), api_key, api_version)
+            return False
+        self.sock.sendall(data)
+        return True
 
     # ---- bytes -----------------------------------------------------------------
 
     def _read_exact(self, n):
-        buf = bytearray(n)
-        view, got = memoryview(buf), 0
-        while got < n:
-            k = self.sock.recv_into(view[got:])
-            if k == 0:
-                return None
-            got += k
-        return bytes(buf)
+        """`n` bytes, or None at end of file. Memory is taken as the bytes arrive, a
+        READ_CHUNK at most ahead of them: a client announcing a 100 MiB request and
+        sending 10 bytes holds a chunk, not 100 MiB (the join is the one copy that
+        turning the buffer into bytes costs anyway)."""
+        chunks = []
+        while n > 0:
+            chunk = bytearray(min(n, READ_CHUNK))
+            view, got = memoryview(chunk), 0
+            while got < len(chunk):
+                k = self.sock.recv_into(view[got:])
+                if k == 0:
+                    return None
+                got += k
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
 
     def _read_frame(self):
         head = self._read_exact(4)
@@ -173,8 +374,8 @@ class Connection:
             return None
         (size,) = _SIZE.unpack(head)
         if size < 8 or size > self.gateway.max_request_bytes:
-            log.info("%s: closing: a request of %d bytes (allowed: 8 to %d)", self.peer, size,
-                     self.gateway.max_request_bytes)
+            log.info("%s: closing: a request of %d bytes (allowed: 8 to %d, socket.request.max.bytes)",
+                     _addr(self.peer), size, self.gateway.max_request_bytes)
             return None
         return self._read_exact(size)
 
@@ -190,3 +391,30 @@ class Connection:
                     left -= sent
             else:
                 self.sock.sendall(part)
+
+
+def _recv_by(sock, n, deadline):
+    """`n` bytes from `sock` before `deadline` (monotonic), or None."""
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _set_timeouts(sock, idle_s):
+    """Blocking calls on `sock` give up after `idle_s` without progress (BlockingIOError)."""
+    sec = int(idle_s)
+    tv = _TIMEVAL.pack(sec, int((idle_s - sec) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def _addr(peer):
+    return f"{peer[0]}:{peer[1]}"

@@ -39,6 +39,11 @@ def render(status, group_offsets=None):
                      cpu, rss, w.restarts, _uptime(w.uptime_ms)))
     lines += format_table(["PARTITION", "ROLE", "REPLICA", "PID", "STATE", "CPU%", "RSS", "RESTARTS", "UP"], rows)
     lines.append("")
+    if status.listeners:     # the Kafka listener's gateway processes
+        rows = [(g.address, g.pid or "-", g.state, g.connections, g.accepted, g.refused, g.restarts,
+                 _uptime(g.uptime_ms)) for g in status.listeners]
+        lines += format_table(["KAFKA-LISTENER", "PID", "STATE", "CONNECTIONS", "ACCEPTED", "REFUSED", "RESTARTS",
+                               "UP"], rows) + [""]
     flags = flags_by_partition(status)
     rows = [(f"{p.topic}-{p.partition}", p.leader_id, p.leader_epoch, _ids(p.replica_nodes), _ids(p.isr_nodes),
              p.log_start_offset, p.high_watermark, p.last_stable_offset, p.log_end_offset,

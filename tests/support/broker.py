@@ -1,6 +1,7 @@
 """The real broker in a subprocess, for integration tests: start, wait until it answers,
 stop with SIGTERM, and check that it left no process and no socket behind."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,15 +39,19 @@ def consume_n(consumer, n, timeout=10.0):
 
 
 class BrokerProcess:
-    def __init__(self, data_dir, env=None, args=(), umask=None, config=None):
+    def __init__(self, data_dir, env=None, args=(), umask=None, config=None, listener=False):
         """config: a TOML file to serve with (`serve --config`) instead of `--data-dir
-        data_dir`; it must put socket.path at data_dir/odradek.sock."""
+        data_dir`; it must put socket.path at data_dir/odradek.sock. listener: run the
+        Kafka listener on an ephemeral loopback port (`kafka_port()`); without it a
+        --data-dir broker runs none (dev mode's 9092 is for people, not tests)."""
         self.data_dir = str(data_dir)
         self.config = config
         self.umask = -1 if umask is None else umask   # the broker's umask (-1: the test's)
         self.socket_path = os.path.join(self.data_dir, "odradek.sock")
         self.env = dict(os.environ, **(env or {}))
         self.args = list(args)
+        if config is None:
+            self.args[:0] = ["--override", "listeners=PLAINTEXT://127.0.0.1:0" if listener else "listeners="]
         self.proc = None
         self.stderr_path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)),
                                         f"broker-{os.path.basename(self.data_dir)}.err")
@@ -74,6 +79,13 @@ class BrokerProcess:
             except Exception:
                 return False
         wait_until(answers, START_TIMEOUT_S, interval=0.01, what="the broker to answer")
+
+    def kafka_port(self, timeout=30):
+        """The Kafka listener's port, from the broker's last `bootstrap.servers=` line."""
+        def announced():
+            ports = re.findall(r"bootstrap\.servers=\S+:(\d+)", self.stderr(None))
+            return int(ports[-1]) if ports else None
+        return wait_until(announced, timeout, interval=0.02, what="the broker's bootstrap.servers line")
 
     @property
     def pid(self):

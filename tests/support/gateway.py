@@ -1,5 +1,6 @@
-"""The Kafka gateway in a subprocess beside a BrokerProcess, and a raw Kafka-protocol client
-(kio entities over one TCP connection) for tests that speak the wire themselves."""
+"""The Kafka gateway in a subprocess beside a BrokerProcess, a broker running its own
+listener (listener_broker), and a raw Kafka-protocol client (kio entities over one TCP
+connection) for tests that speak the wire themselves."""
 import io
 import os
 import re
@@ -11,8 +12,11 @@ import sys
 
 import kio.index
 import kio.serial
+from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
+from kio.schema.errors import ErrorCode
 
-from support.broker import wait_until
+from odradek.client.admin import Admin
+from support.broker import BrokerProcess, wait_until
 
 _SIZE = struct.Struct(">i")
 
@@ -128,3 +132,51 @@ class KafkaWire:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def listener_broker(data_dir, **overrides):
+    """A started BrokerProcess with the listener on an ephemeral port and `overrides`
+    (dotted keys as Python names are not possible: pass {"max.connections": 3})."""
+    args = []
+    for key, value in overrides.items():
+        args += ["--override", f"{key}={value}"]
+    broker = BrokerProcess(data_dir, args=args, listener=True).start()
+    broker.port = broker.kafka_port()
+    return broker
+
+
+def gateways(broker):
+    """The Status v1 rows of the broker's listener processes."""
+    with Admin(broker.socket_path) as admin:
+        return list(admin.status(topics=[]).listeners)
+
+
+def answers(port):
+    """Whether a new connection gets ApiVersions answered."""
+    with KafkaWire(port) as wire:
+        return wire.call(ApiVersionsV0()).error_code == ErrorCode.none
+
+
+def closed_by_peer(sock, timeout=10.0):
+    """Whether the gateway closed `sock` (end of file or reset) within `timeout`,
+    reading and dropping whatever it sent before."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def frame(api_key, api_version, correlation_id, body=b"", client_id=b"t", flexible=False):
+    """A request frame with a v1 header (v2 when `flexible`: no tagged fields) and `body`."""
+    head = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id
+    head += b"\0" if flexible else b""
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def connect(port):
+    return socket.create_connection(("127.0.0.1", port), timeout=10)

@@ -167,7 +167,7 @@ def test_a_client_refuses_a_message_that_is_not_a_request_of_its_table():
     with pytest.raises(LocalProtocolError, match="not a request"):
         Connection(CLIENT).send_request(m.StatusResponse())
     with pytest.raises(LocalProtocolError, match="outside v0..v0"):
-        Connection(CLIENT).send_request(m.StatusRequest(), version=1)
+        Connection(CLIENT).send_request(m.ApiVersionsRequest(), version=1)
 
 
 # ---- Fatal errors ----------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_a_response_body_that_does_not_decode_fails_only_its_own_request():
     client, server = pair()
     for _ in range(2):
         server.receive_data(client.send_request(m.StatusRequest()))
-    bad = encode_frame(1003, 0, 1, FLAG_RESPONSE, b"\x00")
+    bad = encode_frame(1003, 1, 1, FLAG_RESPONSE, b"\x00")
     event = only(client.receive_data(bad), ProtocolErrorEvent)
     assert isinstance(event.error, Truncated) and not event.fatal and event.correlation_id == 1
     assert client.state is State.OPEN and client.in_flight == 1
@@ -249,7 +249,7 @@ def test_a_response_echoing_another_api_fails_its_request():
 def test_an_error_response_with_error_code_zero_is_garbage():
     client, _ = pair()
     client.send_request(m.StatusRequest())
-    event = only(client.receive_data(encode_frame(1003, 0, 1, FLAG_RESPONSE | FLAG_ERROR,
+    event = only(client.receive_data(encode_frame(1003, 1, 1, FLAG_RESPONSE | FLAG_ERROR,
                                                   b"\x00\x00\xff\xff")))
     assert isinstance(event.error, InvalidValue)
 
@@ -275,8 +275,8 @@ def test_the_peer_closing_inside_a_frame_reports_the_truncated_frame():
 # ---- File descriptors (as plain ints: the Connection never touches them) -------------
 
 def fds_frame(cid, fds=True, body_size=0):
-    return encode_frame(1003, 0, cid, FLAG_RESPONSE | (FLAG_FDS if fds else 0),
-                        m.StatusResponse(version="v" * body_size).encode(0))
+    return encode_frame(1003, 1, cid, FLAG_RESPONSE | (FLAG_FDS if fds else 0),
+                        m.StatusResponse(version="v" * body_size).encode(1))
 
 
 def client_waiting(n):

@@ -229,7 +229,7 @@ def test_an_error_response_raises_its_class_and_the_client_stays_usable(sockets)
 
 def test_garbage_from_the_broker_raises_remote_protocol_error_and_closes(sockets):
     a, b = sockets
-    b.sendall(encode_frame(1003, 0, 1, FLAG_RESPONSE, b"\x01"))
+    b.sendall(encode_frame(1003, 1, 1, FLAG_RESPONSE, b"\x01"))
     client = ControlClient.from_socket(a, timeout=1)
     with pytest.raises(RemoteProtocolError, match="StatusResponse"):
         client.call(m.StatusRequest())
