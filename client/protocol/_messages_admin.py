@@ -64,6 +64,7 @@ class MetadataResponseTopic(Struct):
         ("name",           STRING,                            "",     0),
         ("is_internal",    BOOL,                              False,  0),
         ("partitions",     Array(MetadataResponsePartition),  [],     0),
+        ("topic_id",       STRING,                            "",     1),   # 32 hex digits, the same forever
     ]
 
 

@@ -60,6 +60,25 @@ class ListOffsetsResponse(Struct):
     ]
 
 
+# ---- OffsetForLeaderEpoch (23): where a leader epoch ended, from leader-epoch-checkpoint --
+
+class OffsetForLeaderEpochRequest(Struct):
+    API_KEY = ApiKey.OFFSET_FOR_LEADER_EPOCH
+    FIELDS = [
+        ("topic",         STRING,  "",  0),
+        ("partition",     INT32,   0,   0),
+        ("leader_epoch",  INT32,   -1,  0),
+    ]
+
+
+class OffsetForLeaderEpochResponse(Struct):
+    API_KEY = ApiKey.OFFSET_FOR_LEADER_EPOCH
+    FIELDS = [
+        ("leader_epoch",  INT32,  -1,  0),   # the largest epoch <= the one asked; -1: none known
+        ("end_offset",    INT64,  -1,  0),   # the start of the next epoch (the log end for the latest); -1: none
+    ]
+
+
 # ---- InitProducerId (22) ---------------------------------------------------------------
 
 class InitProducerIdRequest(Struct):

@@ -5,7 +5,7 @@ the tables live beside it, one module per family:
 
     _messages_base      api keys, enumerated values, PassedFd, ErrorBody
     _messages_admin     ApiVersions, Metadata, topics, configs, partitions, Status
-    _messages_data      ListOffsets, InitProducerId, OpenProducer, OpenFetch, GetSegment,
+    _messages_data      ListOffsets, OffsetForLeaderEpoch, InitProducerId, OpenProducer, OpenFetch, GetSegment,
                         DetachProducer, AppendRecords
     _messages_replicas  IsrProposal, UpdateIsr, LeaderAndIsr, MoveReplicas
     _messages_groups    the consumer-group APIs
@@ -54,6 +54,7 @@ from odradek.client.protocol._messages_admin import (
 from odradek.client.protocol._messages_data import (
     ListOffsetsPartition, ListOffsetsTopic, ListOffsetsRequest,
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
     InitProducerIdRequest, InitProducerIdResponse, OpenProducerRequest,
     OpenProducerResponse, DetachProducerRequest, DetachProducerResponse,
     AppendRecordsRequest, AppendRecordsResponse, OpenFetchRequest, OpenFetchResponse,
@@ -90,7 +91,7 @@ from odradek.client.protocol._messages_groups import (
 APIS = ApiTable([
     #   key                                  request                          response                          min max
     Api(ApiKey.API_VERSIONS,                 ApiVersionsRequest,              ApiVersionsResponse,              0,  0),
-    Api(ApiKey.METADATA,                     MetadataRequest,                 MetadataResponse,                 0,  0),
+    Api(ApiKey.METADATA,                     MetadataRequest,                 MetadataResponse,                 0,  1),
     Api(ApiKey.CREATE_TOPICS,                CreateTopicsRequest,             CreateTopicsResponse,             0,  0),
     Api(ApiKey.DELETE_TOPICS,                DeleteTopicsRequest,             DeleteTopicsResponse,             0,  0),
     Api(ApiKey.DESCRIBE_CONFIGS,             DescribeConfigsRequest,          DescribeConfigsResponse,          0,  0),
@@ -98,6 +99,7 @@ APIS = ApiTable([
     Api(ApiKey.CREATE_PARTITIONS,            CreatePartitionsRequest,         CreatePartitionsResponse,         0,  0),
     Api(ApiKey.LIST_OFFSETS,                 ListOffsetsRequest,              ListOffsetsResponse,              0,  0),
     Api(ApiKey.INIT_PRODUCER_ID,             InitProducerIdRequest,           InitProducerIdResponse,           0,  0),
+    Api(ApiKey.OFFSET_FOR_LEADER_EPOCH,      OffsetForLeaderEpochRequest,     OffsetForLeaderEpochResponse,     0,  0),
     Api(ApiKey.OPEN_PRODUCER,                OpenProducerRequest,             OpenProducerResponse,             0,  0),
     Api(ApiKey.OPEN_FETCH,                   OpenFetchRequest,                OpenFetchResponse,                0,  0),
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),

@@ -107,7 +107,7 @@ def metadata(broker, req, reply):
                 topics.append(m.MetadataResponseTopic(name=name, **_error_fields(e)))
             continue
         topics.append(m.MetadataResponseTopic(
-            name=name, is_internal=name.startswith("__"),
+            name=name, is_internal=name.startswith("__"), topic_id=t.topic_id,
             partitions=[_partition_metadata(broker, t.name, p) for p in t.partitions]))
     return m.MetadataResponse(cluster_id=broker.metadata.cluster_id, topics=topics)
 
@@ -392,6 +392,11 @@ def list_offsets(broker, req, reply):
         broker.worker_request((name, p.partition_index), one, gather.add((name, p)))
 
 
+def offset_for_leader_epoch(broker, req, reply):
+    broker.metadata.partition(req.topic, req.partition)   # unknown: UNKNOWN_TOPIC_OR_PARTITION
+    broker.worker_request((req.topic, req.partition), req, reply)
+
+
 def status(broker, req, reply):
     md = broker.metadata
     names = sorted(md.topics) if req.topics is None else req.topics
@@ -557,6 +562,7 @@ _HANDLERS = {
     m.DescribeConfigsRequest: describe_configs,
     m.IncrementalAlterConfigsRequest: alter_configs,
     m.ListOffsetsRequest: list_offsets,
+    m.OffsetForLeaderEpochRequest: offset_for_leader_epoch,
     m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
     m.MoveReplicasRequest: lambda broker, req, reply: reassign.move_replicas(broker, req),

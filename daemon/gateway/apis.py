@@ -23,7 +23,7 @@ __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLE
 
 API_VERSIONS = 18
 # Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
-HANDLER_MODULES = ["odradek.daemon.gateway.apis"]
+HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.metadata_api", "odradek.daemon.gateway.produce", "odradek.daemon.gateway.fetch", "odradek.daemon.gateway.offsets_api"]
 
 
 @dataclass(frozen=True)

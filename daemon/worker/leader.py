@@ -4,7 +4,7 @@ Forked by the broker (daemon/broker/supervisor.py) with one end of a socketpair 
 partition's shared memory (its doorbell and partition state, which the broker creates
 and keeps across worker restarts). It appends what producers put in their rings
 (daemon/worker/producers.py), publishes offsets and batch descriptors for consumers,
-serves the broker's requests for its partition (ListOffsets, Status, OpenProducer,
+serves the broker's requests for its partition (ListOffsets, OffsetForLeaderEpoch, Status, OpenProducer,
 DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exits 0 on
 SIGTERM after closing the log (flushed, trimmed, checkpointed, producer state snapshotted:
 the next open is instant).
@@ -625,6 +625,10 @@ class LeaderWorker(ProducerStateKeeping):
             return m.AppendRecordsResponse(base_offset=info.first_offset, last_offset=info.last_offset), []
         if isinstance(request, m.ListOffsetsRequest):
             return self._list_offsets(request), []
+        if isinstance(request, m.OffsetForLeaderEpochRequest):
+            self._check_partition(request.topic, request.partition)
+            epoch, end = self.log.end_offset_for_epoch(request.leader_epoch)
+            return m.OffsetForLeaderEpochResponse(leader_epoch=epoch, end_offset=end), []
         if isinstance(request, m.StatusRequest):
             return self._status(), []
         if isinstance(request, m.UpdateIsrRequest):

@@ -1,0 +1,147 @@
+"""Produce (key 0, v3-v13): each partition's batch into its leader's ring (produce_rings.py).
+
+Kafka's rules, checked here before a batch reaches a ring (the leader checks the rest:
+CRC, sizes, producer epoch, sequence, transaction state, exactly as for the Python
+Producer's batches), each an error of that partition alone:
+- exactly one v2 batch (magic 2) per partition: INVALID_RECORD otherwise (Kafka's
+  "exactly one record batch per partition" for v3+); CORRUPT_MESSAGE for bytes too short
+  to be a batch;
+- zstd only from v7 (UNSUPPORTED_COMPRESSION_TYPE);
+- transactional batches only in a request with a transactional_id
+  (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers);
+- acks 0, 1 or -1 (INVALID_REQUIRED_ACKS);
+- a batch larger than the topic's max.message.bytes or the ring: MESSAGE_TOO_LARGE;
+- unknown topic or partition: UNKNOWN_TOPIC_OR_PARTITION (v13, by id: UNKNOWN_TOPIC_ID);
+  a partition whose leader is gone: NOT_LEADER_OR_FOLLOWER (the client refreshes its
+  metadata and retries).
+Every batch is written first, then the completions are awaited together, up to the
+request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka.
+The answer per partition: the base offset the leader assigned, log_append_time -1 (the
+leader keeps the producer's CreateTime), the log start offset (from the partition's
+shared state, when the gateway has it mapped for Fetch; else -1), the leader's error code
+(our codes are Kafka's).
+"""
+import time
+
+from odradek.client.errors import LeaderNotAvailable, OdradekError, RingFull
+from odradek.client.records.layout import (
+    ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
+    MAGIC_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_MASK, Compression)
+from odradek.daemon.gateway.apis import NO_RESPONSE, Api
+from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.error_codes import kafka_code
+from odradek.daemon.gateway.fetch_views import known_log_start
+from odradek.daemon.gateway.produce_rings import Attachments
+from odradek.daemon.gateway.topics import directory
+
+__all__ = ["APIS"]
+
+PRODUCE = 0
+_MIN_WAIT_S = 0.5        # a timeout of 0 still lets the leader answer an append
+_CONN_KEY = "closer:produce-rings"
+
+
+def _shared(gateway):
+    att = gateway.__dict__.get("shared_produce_rings")
+    if att is None:
+        att = gateway.__dict__.setdefault("shared_produce_rings", Attachments(gateway.links))
+    return att
+
+
+def _own(conn, gateway):
+    att = conn.state.get(_CONN_KEY)
+    if att is None:
+        att = conn.state[_CONN_KEY] = Attachments(gateway.links)
+    return att
+
+
+def _check(records, version, transactional_id):
+    """(error code or None, producer id, producer epoch) of one partition's records."""
+    if records is None or len(records) < BATCH_HEADER_SIZE:
+        return ErrorCode.corrupt_message, -1, -1
+    if records[MAGIC_OFFSET] != MAGIC:
+        return ErrorCode.invalid_record, -1, -1
+    if int.from_bytes(records[BATCH_LENGTH_OFFSET:LOG_OVERHEAD], "big", signed=True) + LOG_OVERHEAD != len(records):
+        return ErrorCode.invalid_record, -1, -1
+    attributes = int.from_bytes(records[ATTRIBUTES_OFFSET:ATTRIBUTES_OFFSET + 2], "big")
+    if attributes & COMPRESSION_MASK == Compression.ZSTD and version < 7:
+        return ErrorCode.unsupported_compression_type, -1, -1
+    if attributes & TRANSACTIONAL_MASK and transactional_id is None:
+        return ErrorCode.transactional_id_authorization_failed, -1, -1
+    pid = int.from_bytes(records[PRODUCER_ID_OFFSET:PRODUCER_ID_OFFSET + 8], "big", signed=True)
+    epoch = int.from_bytes(records[PRODUCER_EPOCH_OFFSET:PRODUCER_EPOCH_OFFSET + 2], "big", signed=True)
+    return None, pid, epoch
+
+
+def produce(ctx, request):
+    body, version = request.body, request.api_version
+    acks = body.acks
+    timeout_s = max(body.timeout.total_seconds(), _MIN_WAIT_S)
+    deadline = time.monotonic() + timeout_s
+    gateway = ctx.gateway
+    by_id = version >= 13
+    results = []        # (topic key, name, [[index, code, base, log start, attachment, tag]])
+    for t in body.topic_data:
+        name = directory(gateway).name_of(t.topic_id) if by_id else t.name
+        parts = []
+        results.append((t.topic_id if by_id else t.name, name, parts))
+        for p in t.partition_data:
+            entry = [p.index, ErrorCode.none, -1, -1, None, None, None]
+            parts.append(entry)
+            if name is None:
+                entry[1] = ErrorCode.unknown_topic_id
+                continue
+            if acks not in (0, 1, -1):
+                entry[1] = ErrorCode.invalid_required_acks
+                continue
+            code, pid, epoch = _check(p.records, version, body.transactional_id)
+            if code is not None:
+                entry[1] = code
+                continue
+            owner = _own(ctx.conn, gateway) if pid >= 0 else _shared(gateway)
+            try:
+                att = owner.acquire(name, p.index, acks, pid, epoch)
+            except LeaderNotAvailable:
+                entry[1] = ErrorCode.not_leader_or_follower
+                continue
+            except OdradekError as e:
+                entry[1] = kafka_code(e)
+                continue
+            entry[4], entry[6] = att, owner
+            if len(p.records) > att.max_batch_bytes:
+                entry[1] = ErrorCode.message_too_large
+                continue
+            try:
+                entry[5] = att.submit(p.records, max(0.0, deadline - time.monotonic()))
+            except RingFull:
+                entry[1] = ErrorCode.request_timed_out
+    try:
+        if acks == 0:
+            return NO_RESPONSE
+        for _, name, parts in results:
+            for entry in parts:
+                att, tag = entry[4], entry[5]
+                if tag is None:
+                    continue
+                done = att.wait(tag, deadline)
+                if done is None:
+                    entry[1] = ErrorCode.request_timed_out
+                    entry[4] = None
+                    entry[6].release(att, broken=True)   # the next request attaches anew
+                    continue
+                entry[1], entry[2] = kafka_code(done.error_code), done.base_offset
+                entry[3] = known_log_start(gateway, name, entry[0])
+    finally:
+        for _, _, parts in results:
+            for entry in parts:
+                if entry[4] is not None:
+                    entry[6].release(entry[4])
+    key = "topic_id" if by_id else "name"
+    return build(response_class(PRODUCE, version), dict(throttle_time=0, responses=[
+        {key: k, "partition_responses": [
+            dict(index=e[0], error_code=e[1], base_offset=e[2], log_append_time=None, log_start_offset=e[3],
+                 record_errors=[], error_message=None) for e in parts]}
+        for k, _, parts in results]))
+
+
+APIS = [Api(PRODUCE, 3, 13, produce)]
