@@ -216,8 +216,8 @@ def _update_session(session, wants, forgotten, incremental):
 
 def _respond(request, cls, session, incremental, results, by_id):
     slices, topics, order = {}, {}, []
-    if session is not None:
-        session.advance()
+    if session is not None and incremental:
+        session.advance()     # a new session's first incremental fetch is epoch 1
     for want, answer, piece in results:
         if session is not None and want.name is not None:
             marks = (answer["high_watermark"], answer["last_stable_offset"], answer["log_start_offset"])
