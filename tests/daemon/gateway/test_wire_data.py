@@ -243,3 +243,23 @@ def _cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_read_committed_stops_at_an_open_transaction(wire, env):
+    broker, _ = env
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("txn-open", num_partitions=1)
+    produce(wire, batch(2), topic="txn-open")
+    with Producer({"socket": broker.socket_path, "transactional.id": "wire-open"}) as p:
+        p.init_transactions()
+        p.begin_transaction()
+        p.produce("txn-open", b"undecided", partition=0)
+        assert p.flush(10) == 0
+        committed = fetch(wire, 0, topic="txn-open", isolation=1).responses[0].partitions[0]
+        uncommitted = fetch(wire, 0, topic="txn-open", isolation=0).responses[0].partitions[0]
+        assert committed.last_stable_offset == 2 and committed.high_watermark == 3
+        assert len(committed.records) < len(uncommitted.records)     # the open transaction's batch is held back
+        p.abort_transaction()
+    after = fetch(wire, 0, topic="txn-open", isolation=1).responses[0].partitions[0]
+    assert after.last_stable_offset == after.high_watermark == 4
+    assert [a.first_offset for a in after.aborted_transactions] == [2]
