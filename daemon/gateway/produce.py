@@ -16,21 +16,26 @@ Producer's batches), each an error of that partition alone:
   metadata and retries).
 Every batch is written first, then the completions are awaited together, up to the
 request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka.
-The answer per partition: the base offset the leader assigned, log_append_time -1 (the
-leader keeps the producer's CreateTime), the log start offset (from the partition's
-shared state, when the gateway has it mapped for Fetch; else -1), the leader's error code
-(our codes are Kafka's).
+The answer per partition: the base offset the leader assigned; log_append_time -1, or on
+a topic with message.timestamp.type=LogAppendTime the time the leader wrote into the
+batch (its descriptor's max timestamp in the partition's shared state; the topic's type
+is asked with DescribeConfigs and kept TIMESTAMP_TYPE_TTL_S); the log start offset (from
+the partition's shared state, when the gateway has it mapped; else -1); the leader's
+error code (our codes are Kafka's).
 """
+import datetime
+import threading
 import time
 
-from odradek.client.errors import LeaderNotAvailable, OdradekError, RingFull
+from odradek.client.errors import LeaderNotAvailable, NotInWindow, OdradekError, RingFull, TornState
+from odradek.client.protocol import messages as m
 from odradek.client.records.layout import (
     ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
     MAGIC_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_MASK, Compression)
 from odradek.daemon.gateway.apis import NO_RESPONSE, Api
 from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
-from odradek.daemon.gateway.fetch_views import known_log_start
+from odradek.daemon.gateway.fetch_views import known_log_start, views
 from odradek.daemon.gateway.produce_rings import Attachments
 from odradek.daemon.gateway.topics import directory
 
@@ -39,6 +44,8 @@ __all__ = ["APIS"]
 PRODUCE = 0
 _MIN_WAIT_S = 0.5        # a timeout of 0 still lets the leader answer an append
 _CONN_KEY = "closer:produce-rings"
+TIMESTAMP_TYPE_TTL_S = 10.0
+_types_lock = threading.Lock()
 
 
 def _shared(gateway):
@@ -53,6 +60,39 @@ def _own(conn, gateway):
     if att is None:
         att = conn.state[_CONN_KEY] = Attachments(gateway.links)
     return att
+
+
+def _log_append_time_topic(gateway, topic):
+    """Whether `topic` has message.timestamp.type=LogAppendTime (asked at most every
+    TIMESTAMP_TYPE_TTL_S per topic)."""
+    known = gateway.__dict__.setdefault("timestamp_types", {})
+    now = time.monotonic()
+    hit = known.get(topic)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    try:
+        res, _ = gateway.links.call(m.DescribeConfigsRequest(resources=[m.DescribeConfigsResource(
+            resource_type=m.ConfigResourceType.TOPIC, resource_name=topic,
+            configuration_keys=["message.timestamp.type"])]))
+        configs = res.results[0].configs if res.results and not res.results[0].error_code else []
+        append_time = any(c.value == "LogAppendTime" for c in configs)
+    except OdradekError:
+        append_time = False
+    with _types_lock:
+        known[topic] = (append_time, now + TIMESTAMP_TYPE_TTL_S)
+    return append_time
+
+
+def _append_time(gateway, topic, partition, base_offset):
+    """The LogAppendTime the leader gave the batch at base_offset, as a datetime; None if
+    the partition state no longer describes it."""
+    try:
+        d = views(gateway).get(topic, partition).state.find(base_offset)
+    except (NotInWindow, TornState, OdradekError):
+        return None
+    if d is None or d.base_offset != base_offset:
+        return None
+    return datetime.datetime.fromtimestamp(d.max_timestamp / 1000, tz=datetime.timezone.utc)
 
 
 def _check(records, version, transactional_id):
@@ -80,13 +120,14 @@ def produce(ctx, request):
     deadline = time.monotonic() + timeout_s
     gateway = ctx.gateway
     by_id = version >= 13
-    results = []        # (topic key, name, [[index, code, base, log start, attachment, tag]])
+    results = []        # (topic key, name, [entry per partition])
     for t in body.topic_data:
         name = directory(gateway).name_of(t.topic_id) if by_id else t.name
         parts = []
         results.append((t.topic_id if by_id else t.name, name, parts))
         for p in t.partition_data:
-            entry = [p.index, ErrorCode.none, -1, -1, None, None, None]
+            # index, error, base offset, log start, attachment, tag, its owner, log append time
+            entry = [p.index, ErrorCode.none, -1, -1, None, None, None, None]
             parts.append(entry)
             if name is None:
                 entry[1] = ErrorCode.unknown_topic_id
@@ -131,6 +172,8 @@ def produce(ctx, request):
                     continue
                 entry[1], entry[2] = kafka_code(done.error_code), done.base_offset
                 entry[3] = known_log_start(gateway, name, entry[0])
+                if not done.error_code and _log_append_time_topic(gateway, name):
+                    entry[7] = _append_time(gateway, name, entry[0], done.base_offset)
     finally:
         for _, _, parts in results:
             for entry in parts:
@@ -139,7 +182,7 @@ def produce(ctx, request):
     key = "topic_id" if by_id else "name"
     return build(response_class(PRODUCE, version), dict(throttle_time=0, responses=[
         {key: k, "partition_responses": [
-            dict(index=e[0], error_code=e[1], base_offset=e[2], log_append_time=None, log_start_offset=e[3],
+            dict(index=e[0], error_code=e[1], base_offset=e[2], log_append_time=e[7], log_start_offset=e[3],
                  record_errors=[], error_message=None) for e in parts]}
         for k, _, parts in results]))
 

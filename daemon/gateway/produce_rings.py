@@ -32,7 +32,7 @@ from odradek.client.shm import Doorbell, Ring
 
 __all__ = ["RingAttachment", "Attachments", "RING_BYTES"]
 
-RING_BYTES = 8 << 20          # produce ring: batches up to 4 MiB (half of it)
+RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; Kafka's default limit is 1 MiB)
 COMPLETION_RING_BYTES = 256 << 10
 ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
 _TAG_MOD = 1 << 32
@@ -184,6 +184,8 @@ class Attachments:
             if att is not None:
                 self._users[att] = self._users.get(att, 0) + 1
                 return att
+        if producer_id >= 0:    # a new epoch of the producer: its older attachments are done
+            self._retire(lambda a: a.producer_id == producer_id and a.producer_epoch != producer_epoch)
         att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch)
         with self._lock:
             other = self._by_key.get(key)
@@ -199,6 +201,15 @@ class Attachments:
         if att is None:
             raise RingFull("the connection closed")
         return att
+
+    def _retire(self, which):
+        """Drop the attachments `which(att)` picks; each closes once unused."""
+        with self._lock:
+            old = [a for a in self._by_key.values() if which(a)]
+            for a in old:
+                self._users[a] = self._users.get(a, 0) + 1
+        for a in old:
+            self.release(a, broken=True)
 
     def release(self, att, broken=False):
         """Done with `att`; `broken`: it no longer works (drop it: the next acquire attaches anew)."""

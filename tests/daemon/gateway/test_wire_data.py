@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 from odradek.client import Admin, Producer
 from odradek.client.records import BatchBuilder
 from odradek.daemon.gateway.codec import build
-from support.broker import BrokerProcess, stop_cleanly
+from support.broker import BrokerProcess, stop_cleanly, wait_until
 from support.gateway import GatewayProcess, KafkaWire
 
 TOPIC = "wire"
@@ -138,12 +138,10 @@ def test_acks_zero_gets_no_response(wire):
     hw = fetch(wire, 0).responses[0].partitions[0].high_watermark
     wire.send(req(0, 9, acks=0, timeout=5000, transactional_id=None, topic_data=[
         dict(name=TOPIC, partition_data=[dict(index=0, records=batch(4))])]))
-    # the next answer on the connection is the next request's: none came for acks=0
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if fetch(wire, 0).responses[0].partitions[0].high_watermark == hw + 4:
-            break
-    assert fetch(wire, 0).responses[0].partitions[0].high_watermark == hw + 4
+    # each answer that follows on the connection is a Fetch's (KafkaWire checks the
+    # correlation id): none came for acks=0, and its records were written
+    wait_until(lambda: fetch(wire, 0).responses[0].partitions[0].high_watermark == hw + 4, timeout=10,
+               what="the acks=0 batch")
 
 
 def test_idempotent_producer_sequence_is_checked_by_the_leader(wire):
@@ -260,6 +258,21 @@ def test_read_committed_stops_at_an_open_transaction(wire, env):
         assert committed.last_stable_offset == 2 and committed.high_watermark == 3
         assert len(committed.records) < len(uncommitted.records)     # the open transaction's batch is held back
         p.abort_transaction()
-    after = fetch(wire, 0, topic="txn-open", isolation=1).responses[0].partitions[0]
-    assert after.last_stable_offset == after.high_watermark == 4
+    def decided():     # the ABORT marker is written after abort_transaction() returns
+        part = fetch(wire, 0, topic="txn-open", isolation=1).responses[0].partitions[0]
+        return part if part.last_stable_offset == part.high_watermark == 4 else None
+    after = wait_until(decided, timeout=10, what="the abort marker")
     assert [a.first_offset for a in after.aborted_transactions] == [2]
+
+
+def test_log_append_time_topics_answer_the_time_the_leader_gave(wire, env):
+    broker, _ = env
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("appended", num_partitions=1, config={"message.timestamp.type": "LogAppendTime"})
+    before = time.time()
+    p = produce(wire, batch(2, ts=1_000), topic="appended")
+    assert p.error_code == ErrorCode.none and p.log_append_time is not None
+    assert before - 5 < p.log_append_time.timestamp() < time.time() + 5
+    got = bytes(fetch(wire, p.base_offset, topic="appended").responses[0].partitions[0].records)
+    assert int.from_bytes(got[35:43], "big") == round(p.log_append_time.timestamp() * 1000)   # maxTimestamp
+    assert produce(wire, batch(1)).log_append_time is None                                    # CreateTime topic
