@@ -9,7 +9,9 @@ For each record size and each run, four timed legs, each on a fresh one-partitio
 of random bytes through the gateway (acks=1, linger.ms=5, batch.size=1 MiB, until
 flush() returns), then consumes them back with assign() from offset 0 (consume() in
 batches of 1000, until the last one); odradek's Producer and Consumer do the same
-through shared memory. MB/s is record bytes / 2**20 per second, as Kafka's tools count.
+through shared memory. MB/s is record bytes / 2**20 per second, as Kafka's tools count;
+the gateway's CPU use during each TCP leg (user + system, in % of one core) is printed
+beside it: where the TCP figures are bound by the client rather than the gateway.
 Prints each run, then per size the median of the runs and the ratios shared memory /
 TCP. With no --socket a throwaway broker is started (perf/_broker.py), and a gateway
 beside it (`python -m odradek.daemon.gateway`), stopped at the end.
@@ -118,17 +120,34 @@ def shm_consume(socket_path, name, n):
     return took
 
 
-def one_run(socket_path, bootstrap, size, n):
+def cpu_seconds(pid):
+    """User + system CPU seconds the process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(socket_path, bootstrap, gateway_pid, size, n):
     vals = values(size)
     mb = n * size / MB
     out = {}
     with topic(socket_path, partitions=1, prefix="gwperf") as name:
-        out["tcp produce"] = mb / tcp_produce(bootstrap, name, n, vals)
-        out["tcp consume"] = mb / tcp_consume(bootstrap, name, n)
+        cpu = cpu_seconds(gateway_pid)
+        took = tcp_produce(bootstrap, name, n, vals)
+        out["tcp produce"] = mb / took
+        out["gateway CPU% produce"] = 100 * (cpu_seconds(gateway_pid) - cpu) / took
+        cpu = cpu_seconds(gateway_pid)
+        took = tcp_consume(bootstrap, name, n)
+        out["tcp consume"] = mb / took
+        out["gateway CPU% consume"] = 100 * (cpu_seconds(gateway_pid) - cpu) / took
     with topic(socket_path, partitions=1, prefix="gwperf") as name:
         out["shm produce"] = mb / shm_produce(socket_path, name, n, vals)
         out["shm consume"] = mb / shm_consume(socket_path, name, n)
     return out
+
+
+def _figure(name, value):
+    return f"{name} {value:.0f}" if "CPU" in name else f"{name} {value:.1f} MB/s"
 
 
 def main(argv=None):
@@ -147,13 +166,13 @@ def main(argv=None):
                 n = args.records or min(500_000, (100 * MB) // size)
                 runs = []
                 for r in range(args.runs):
-                    res = one_run(sock, bootstrap, size, n)
+                    res = one_run(sock, bootstrap, gw.pid, size, n)
                     runs.append(res)
-                    print(f"size {size} B run {r + 1}: " + ", ".join(f"{k} {v:.1f} MB/s" for k, v in res.items())
+                    print(f"size {size} B run {r + 1}: " + ", ".join(_figure(k, v) for k, v in res.items())
                           + f" (load {os.getloadavg()[0]:.2f})", flush=True)
                 med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
                 print(f"size {size} B, {n} records, median of {args.runs}: "
-                      + ", ".join(f"{k} {v:.1f} MB/s" for k, v in med.items()))
+                      + ", ".join(_figure(k, v) for k, v in med.items()))
                 print(f"size {size} B ratios shm/tcp: produce {med['shm produce'] / med['tcp produce']:.2f}x, "
                       f"consume {med['shm consume'] / med['tcp consume']:.2f}x", flush=True)
         finally:

@@ -3,6 +3,8 @@
 keyed placement, headers, acks 0/1/all, the idempotent producer, read_committed against
 odradek's transactional Producer, the long poll; and records crossing between TCP and
 shared memory unchanged (keys, values, headers, timestamps, offsets)."""
+import os
+import signal
 import threading
 import time
 
@@ -208,3 +210,32 @@ def test_a_waiting_consumer_gets_a_later_record(env, topic):
         assert got - sent[0] < 0.5    # woken by the partition state, not at the end of fetch.wait.max.ms
     finally:
         c.close()
+
+
+def _leader_pid(broker, topic, partition):
+    with Admin(broker.socket_path) as admin:
+        st = admin.status([topic])
+    return next(w.pid for w in st.workers if w.topic == topic and w.partition == partition)
+
+
+def test_a_leader_killed_under_tcp_load_loses_and_duplicates_nothing(env, topic):
+    """The broker gives the gateway's rings to the restarted leader; the idempotence check
+    turns a batch taken twice into a duplicate; Fetch maps the new leader's state."""
+    broker, gw = env
+    delivered, errors = [], []
+    p = CKProducer({"bootstrap.servers": gw.bootstrap, "enable.idempotence": True, "linger.ms": 1})
+    killed = []
+    for i in range(3000):
+        p.produce(topic, value=b"%d" % i, partition=0,
+                  on_delivery=lambda err, msg: (errors if err else delivered).append(msg.value()))
+        p.poll(0)
+        if i == 1500:
+            assert p.flush(20) == 0
+            pid = _leader_pid(broker, topic, 0)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    assert p.flush(30) == 0 and errors == [] and len(delivered) == 3000
+    assert _leader_pid(broker, topic, 0) != killed[0]
+    got = ck_consume(gw.bootstrap, topic, 3000)
+    assert sorted(int(m.value()) for m in got) == list(range(3000))
+    assert [m.offset() for m in got] == list(range(3000))
