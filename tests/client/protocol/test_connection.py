@@ -77,7 +77,7 @@ def test_an_unknown_api_key_gets_invalid_request_and_the_connection_stays_open()
 
 
 def test_an_unsupported_version_gets_unsupported_version_which_the_client_raises():
-    # a newer client that knows Metadata v0..v5, talking to this v0-only server
+    # a newer client that knows Metadata v0..v5, talking to this v0..v1 server
     newer = Connection(CLIENT, apis=ApiTable([Api(3, m.MetadataRequest, m.MetadataResponse, 0, 5)]))
     server = Connection(SERVER)
     event = only(server.receive_data(newer.send_request(m.MetadataRequest())), ProtocolErrorEvent)
@@ -85,7 +85,7 @@ def test_an_unsupported_version_gets_unsupported_version_which_the_client_raises
     assert server.state is State.OPEN
     resp = only(newer.receive_data(server.data_to_send()), Response)
     assert type(resp.error) is errors.UnsupportedVersion
-    assert "Metadata v5 is not supported; this broker serves v0..v0" in str(resp.error)
+    assert "Metadata v5 is not supported; this broker serves v0..v1" in str(resp.error)
     with pytest.raises(errors.UnsupportedVersion):
         resp.result()
 

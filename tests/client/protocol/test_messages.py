@@ -56,7 +56,7 @@ def test_api_keys_mirror_kafka_and_our_own_start_at_1000():
     kafka = {"ListOffsets": 2, "Metadata": 3, "OffsetCommit": 8, "OffsetFetch": 9,
              "FindCoordinator": 10, "JoinGroup": 11, "Heartbeat": 12, "LeaveGroup": 13,
              "SyncGroup": 14, "DescribeGroups": 15, "ListGroups": 16, "ApiVersions": 18,
-             "CreateTopics": 19, "DeleteTopics": 20, "InitProducerId": 22,
+             "CreateTopics": 19, "DeleteTopics": 20, "InitProducerId": 22, "OffsetForLeaderEpoch": 23,
              "DescribeConfigs": 32, "CreatePartitions": 37, "DeleteGroups": 42,
              "IncrementalAlterConfigs": 44, "AddPartitionsToTxn": 24, "AddOffsetsToTxn": 25,
              "EndTxn": 26, "TxnOffsetCommit": 28, "DescribeTransactions": 65, "ListTransactions": 66}
@@ -73,7 +73,7 @@ def test_every_api_key_enum_member_is_in_the_table():
 
 def test_the_group_apis_are_declared_and_can_be_left_out_by_a_broker():
     without = APIS.without(*GROUP_API_KEYS)
-    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 25
+    assert len(without) == len(APIS) - len(GROUP_API_KEYS) == 26
     assert ApiKey.JOIN_GROUP not in without and ApiKey.METADATA in without
 
 
