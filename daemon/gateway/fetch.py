@@ -25,6 +25,7 @@ No other field holds a byte length around `records` in any version (arrays carry
 counts; tagged fields come after it), so the layout is Kafka's for every version.
 """
 import os
+import socket
 import struct
 import time
 
@@ -168,7 +169,20 @@ def _read_all(ctx, wants, isolation, max_bytes):
     return results, total, watch, error
 
 
+def _no_delay(conn):
+    """TCP_NODELAY on the connection, once: a Fetch answer leaves in parts (bytes, then
+    sendfile, then bytes), and Nagle's algorithm would hold each last small part until
+    the client's delayed ACK (40 ms on Linux). Kafka's broker sets it on every socket."""
+    if "fetch:nodelay" not in conn.state:
+        conn.state["fetch:nodelay"] = True
+        try:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 def fetch(ctx, request):
+    _no_delay(ctx.conn)
     body, version = request.body, request.api_version
     by_id = version >= 13
     isolation = getattr(body, "isolation_level", 0)

@@ -276,3 +276,56 @@ def test_log_append_time_topics_answer_the_time_the_leader_gave(wire, env):
     got = bytes(fetch(wire, p.base_offset, topic="appended").responses[0].partitions[0].records)
     assert int.from_bytes(got[35:43], "big") == round(p.log_append_time.timestamp() * 1000)   # maxTimestamp
     assert produce(wire, batch(1)).log_append_time is None                                    # CreateTime topic
+
+
+def test_produce_v13_names_topics_by_id(wire):
+    topic_id = metadata(wire, [dict(name=TOPIC)]).topics[0].topic_id
+    r = wire.call(req(0, 13, acks=-1, timeout=5000, transactional_id=None, topic_data=[
+        dict(topic_id=topic_id, partition_data=[dict(index=1, records=batch(1))])]))
+    assert r.responses[0].topic_id == topic_id
+    assert r.responses[0].partition_responses[0].error_code == ErrorCode.none
+    import uuid
+    r = wire.call(req(0, 13, acks=-1, timeout=5000, transactional_id=None, topic_data=[
+        dict(topic_id=uuid.uuid4(), partition_data=[dict(index=0, records=batch(1))])]))
+    assert r.responses[0].partition_responses[0].error_code == ErrorCode.unknown_topic_id
+
+
+def test_connections_sharing_a_ring_each_get_their_own_completions(env):
+    """Clients without a producer id share one ring per partition and acks: each
+    connection's answer carries the offset of its own batch."""
+    gw = env[1]
+    results, failures = [], []
+
+    def client(k):
+        try:
+            with KafkaWire(gw.port) as w:
+                for i in range(40):
+                    n = 1 + (k + i) % 3
+                    p = produce(w, batch(n, value=b"c%d-%d" % (k, i)), acks=1)
+                    assert p.error_code == ErrorCode.none
+                    results.append((p.base_offset, n, b"c%d-%d" % (k, i)))
+        except BaseException as e:
+            failures.append(e)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures and len(results) == 160
+    with KafkaWire(gw.port) as w:
+        for base, n, value in results:
+            got = bytes(fetch(w, base, max_bytes=1).responses[0].partitions[0].records)
+            assert int.from_bytes(got[:8], "big") == base and value in got
+            assert int.from_bytes(got[57:61], "big") == n          # recordsCount: this batch, no other
+
+
+def test_fetch_answers_leave_at_once(wire):
+    """A Fetch answer goes out in parts (bytes, sendfile, bytes): without TCP_NODELAY the
+    last part waited for the client's delayed ACK, 40 ms a fetch."""
+    base = produce(wire, batch(1)).base_offset
+    took = []
+    for _ in range(15):
+        start = time.monotonic()
+        assert fetch(wire, base).responses[0].partitions[0].records
+        took.append(time.monotonic() - start)
+    assert sorted(took)[len(took) // 2] < 0.02
