@@ -14,4 +14,5 @@ offsets, metadata and admin go to the broker over its control socket.
     fetch.py        Fetch with sendfile (fetch_views.py: states and segment fds; fetch_sessions.py: KIP-227)
     offsets_api.py  ListOffsets, OffsetForLeaderEpoch, InitProducerId
     error_codes.py  our error codes as Kafka's
+    gateway_state.py per-gateway objects of the handler modules, made on first use
 """

@@ -25,6 +25,7 @@ import threading
 from collections import OrderedDict
 
 from odradek.daemon.gateway.codec import ErrorCode
+from odradek.daemon.gateway.gateway_state import per_gateway
 
 __all__ = ["FetchSessions", "Session", "SessionPartition", "sessions", "MAX_SESSIONS"]
 
@@ -105,13 +106,6 @@ class FetchSessions:
         return session
 
 
-_lock = threading.Lock()
-
-
 def sessions(gateway):
     """The gateway's FetchSessions (made on first use)."""
-    s = gateway.__dict__.get("fetch_sessions")
-    if s is None:
-        with _lock:
-            s = gateway.__dict__.setdefault("fetch_sessions", FetchSessions())
-    return s
+    return per_gateway(gateway, "fetch_sessions", lambda g: FetchSessions())

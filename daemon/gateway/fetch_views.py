@@ -34,6 +34,7 @@ from odradek.client.protocol import messages as m
 from odradek.client.records.layout import LOG_OVERHEAD
 from odradek.client.shm import PartitionState
 from odradek.daemon.gateway.apis import FileSlice
+from odradek.daemon.gateway.gateway_state import per_gateway
 
 __all__ = ["PartitionView", "Views", "views", "known_log_start"]
 
@@ -254,16 +255,9 @@ class Views:
         return self._views.get((topic, partition))
 
 
-_lock = threading.Lock()
-
-
 def views(gateway):
     """The gateway's Views (made on first use)."""
-    v = gateway.__dict__.get("fetch_views")
-    if v is None:
-        with _lock:
-            v = gateway.__dict__.setdefault("fetch_views", Views(gateway.links))
-    return v
+    return per_gateway(gateway, "fetch_views", lambda g: Views(g.links))
 
 
 def known_log_start(gateway, topic, partition):

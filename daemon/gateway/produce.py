@@ -36,6 +36,7 @@ from odradek.daemon.gateway.apis import NO_RESPONSE, Api
 from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.fetch_views import known_log_start, views
+from odradek.daemon.gateway.gateway_state import per_gateway
 from odradek.daemon.gateway.produce_rings import Attachments
 from odradek.daemon.gateway.topics import directory
 
@@ -49,10 +50,7 @@ _types_lock = threading.Lock()
 
 
 def _shared(gateway):
-    att = gateway.__dict__.get("shared_produce_rings")
-    if att is None:
-        att = gateway.__dict__.setdefault("shared_produce_rings", Attachments(gateway.links))
-    return att
+    return per_gateway(gateway, "shared_produce_rings", lambda g: Attachments(g.links))
 
 
 def _own(conn, gateway):
@@ -65,7 +63,7 @@ def _own(conn, gateway):
 def _log_append_time_topic(gateway, topic):
     """Whether `topic` has message.timestamp.type=LogAppendTime (asked at most every
     TIMESTAMP_TYPE_TTL_S per topic)."""
-    known = gateway.__dict__.setdefault("timestamp_types", {})
+    known = per_gateway(gateway, "timestamp_types", lambda g: {})
     now = time.monotonic()
     hit = known.get(topic)
     if hit is not None and hit[1] > now:

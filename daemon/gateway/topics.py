@@ -12,6 +12,7 @@ import time
 import uuid
 
 from odradek.client.protocol import messages as m
+from odradek.daemon.gateway.gateway_state import per_gateway
 
 __all__ = ["TopicDirectory", "directory", "topic_uuid"]
 
@@ -75,13 +76,6 @@ class TopicDirectory:
         self.learn(res.topics)
 
 
-_lock = threading.Lock()
-
-
 def directory(gateway):
     """The gateway's TopicDirectory (made on first use)."""
-    d = gateway.__dict__.get("topic_directory")
-    if d is None:
-        with _lock:
-            d = gateway.__dict__.setdefault("topic_directory", TopicDirectory(gateway.links))
-    return d
+    return per_gateway(gateway, "topic_directory", lambda g: TopicDirectory(g.links))
