@@ -28,7 +28,8 @@ import time
 from collections import OrderedDict
 
 from odradek.client._committed_read import AbortedTxns
-from odradek.client.errors import NotInWindow, TornState
+from odradek.client._liveness import Liveness
+from odradek.client.errors import NotInWindow, OdradekError, TornState
 from odradek.client.message import TopicPartition
 from odradek.client.protocol import messages as m
 from odradek.client.records.layout import LOG_OVERHEAD
@@ -221,16 +222,36 @@ class PartitionView:
 
 
 class Views:
-    """The gateway's PartitionViews, by (topic, partition)."""
+    """The gateway's PartitionViews, by (topic, partition). A broker that restarted made
+    new states (the old ones, written by nobody now, would stay at their last offsets):
+    a control connection of the Views' own tells, when its end closes (looked at twice
+    a second at most, as the Consumer does: client/_liveness.py), and every view is then
+    opened anew."""
 
     def __init__(self, links):
         self._links = links
         self._views = OrderedDict()
         self._lock = threading.Lock()
+        self._watch = None
+        self._liveness = Liveness()
+
+    def _check_broker(self):
+        with self._lock:
+            if self._watch is not None:
+                if not self._liveness.broker_gone(self._watch, time.monotonic()):
+                    return
+                self._watch.close()
+                self._views.clear()
+                self._watch = None
+            try:
+                self._watch = self._links.open()
+            except (OSError, OdradekError):
+                pass      # the broker is not back yet: OpenFetch will say so
 
     def get(self, topic, partition):
         """The view of a partition, opened (OpenFetch) if needed or if its state is
         fenced; raises what OpenFetch raises (UnknownTopicOrPartition, ...)."""
+        self._check_broker()
         key = (topic, partition)
         with self._lock:
             view = self._views.get(key)
