@@ -19,7 +19,8 @@ passes through the gateway's memory.
   SWEEP_S those whose file was deleted (retention: no links left) are dropped, so that
   their disk space goes back. A SegmentFile's fd closes when the last reference goes: a
   FileSlice being sent keeps its own.
-- Views: at most MAX_VIEWS per gateway (least recently used dropped).
+- Views: at most MAX_VIEWS per gateway (least recently used dropped), and a view not
+  used for VIEW_IDLE_S is dropped (with its segment fds), looked for every SWEEP_S.
 """
 import os
 import struct
@@ -43,6 +44,7 @@ MAX_SEGMENTS = 8
 MAX_VIEWS = 4096
 MAX_RUNS = 8
 SWEEP_S = 1.0
+VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
@@ -86,7 +88,7 @@ class PartitionView:
         self._segments = OrderedDict()     # segment base offset -> SegmentFile
         self._runs = OrderedDict()         # next offset -> (SegmentFile, position, readable end)
         self._lock = threading.Lock()
-        self._swept = time.monotonic()
+        self._swept = self.used = time.monotonic()
         self.aborted = AbortedTxns()
         self.tp = TopicPartition(topic, partition)
 
@@ -97,7 +99,7 @@ class PartitionView:
         """A FileSlice of whole batches from the one holding `offset`, none with a base
         offset at or above `upper`, at most `max_bytes` long unless the first batch alone
         is longer and `at_least_one` (KIP-74); None if there is no such batch (yet)."""
-        self._sweep()
+        self._sweep()      # (and marks the view used)
         run = self._take_run(offset)
         if run is not None:
             return self._from_run(run, upper, max_bytes, at_least_one)
@@ -160,7 +162,7 @@ class PartitionView:
                 self._segments.popitem(last=False)
 
     def _sweep(self):
-        now = time.monotonic()
+        self.used = now = time.monotonic()
         if now - self._swept < SWEEP_S:
             return
         self._swept = now
@@ -234,6 +236,16 @@ class Views:
         self._lock = threading.Lock()
         self._watch = None
         self._liveness = Liveness()
+        self._swept = time.monotonic()
+
+    def _drop_idle(self):
+        now = time.monotonic()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        with self._lock:
+            for key in [k for k, v in self._views.items() if now - v.used > VIEW_IDLE_S]:
+                del self._views[key]
 
     def _check_broker(self):
         with self._lock:
@@ -252,6 +264,7 @@ class Views:
         """The view of a partition, opened (OpenFetch) if needed or if its state is
         fenced; raises what OpenFetch raises (UnknownTopicOrPartition, ...)."""
         self._check_broker()
+        self._drop_idle()
         key = (topic, partition)
         with self._lock:
             view = self._views.get(key)
