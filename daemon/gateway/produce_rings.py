@@ -36,7 +36,6 @@ RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; K
 COMPLETION_RING_BYTES = 256 << 10
 ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
 _TAG_MOD = 1 << 32
-_LIVENESS_SLICE_S = 0.5       # a waiter looks whether the broker is still there this often
 
 
 class RingAttachment:
@@ -122,9 +121,9 @@ class RingAttachment:
                         self._reading = reader = True
                 seen = self.doorbell.value
                 if not self._read_completions():
-                    self.doorbell.wait(seen, min(left, _LIVENESS_SLICE_S))
-                    with self._write_lock:
-                        self._check_broker()
+                    # no look at the broker from here: submit() does, under the write lock,
+                    # which a writer waiting for ring space may hold until its deadline
+                    self.doorbell.wait(seen, left)
         finally:
             if reader:
                 with self._cond:
