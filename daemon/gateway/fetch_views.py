@@ -78,13 +78,12 @@ class PartitionView:
     def __init__(self, links, topic, partition):
         self.topic, self.partition = topic, partition
         self._links = links
-        res, fds = links.call(m.OpenFetchRequest(topic=topic, partition=partition))
+        _, fds = links.call(m.OpenFetchRequest(topic=topic, partition=partition))
         try:
             self.state = PartitionState.attach(fds[0])
         finally:
             for fd in fds:
                 os.close(fd)
-        self.leader_epoch = res.leader_epoch
         self._segments = OrderedDict()     # segment base offset -> SegmentFile
         self._runs = OrderedDict()         # next offset -> (SegmentFile, position, readable end)
         self._lock = threading.Lock()

@@ -139,7 +139,7 @@ def produce(ctx, request):
                 continue
             owner = _own(ctx.conn, gateway) if pid >= 0 else _shared(gateway)
             try:
-                att = owner.acquire(name, p.index, acks, pid, epoch)
+                att = owner.acquire(name, p.index, acks, pid, epoch, deadline)
             except LeaderNotAvailable:
                 entry[1] = ErrorCode.not_leader_or_follower
                 continue

@@ -24,6 +24,7 @@ which the leader rings after it writes completions: no polling.
 import os
 import threading
 import time
+from collections import OrderedDict
 
 from odradek.client._liveness import Liveness, connect_again
 from odradek.client.errors import RingFull
@@ -35,13 +36,16 @@ __all__ = ["RingAttachment", "Attachments", "RING_BYTES"]
 RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; Kafka's default limit is 1 MiB)
 COMPLETION_RING_BYTES = 256 << 10
 ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
+MAX_ATTACHMENTS = 256         # per Attachments (a connection's own; the gateway's shared ones)
 _TAG_MOD = 1 << 32
 
 
 class RingAttachment:
     """One producer's rings to one partition leader (see the module docstring)."""
 
-    def __init__(self, links, topic, partition, acks, producer_id, producer_epoch):
+    def __init__(self, links, topic, partition, acks, producer_id, producer_epoch, deadline=None):
+        """Attach now, retrying while the partition has no leader until `deadline`
+        (time.monotonic(); default ATTACH_TIMEOUT_S from now): then LeaderNotAvailable."""
         self.topic, self.partition, self.acks = topic, partition, acks
         self.producer_id, self.producer_epoch = producer_id, producer_epoch
         self._links = links
@@ -56,7 +60,7 @@ class RingAttachment:
             self._fds.append(fd)
             self.doorbell, fd = Doorbell.create()
             self._fds.append(fd)
-            max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S)
+            max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S if deadline is None else deadline)
         except BaseException:
             self.close()
             raise
@@ -167,25 +171,31 @@ class RingAttachment:
 
 class Attachments:
     """RingAttachments by key, made on first use; close() closes them all. A broken one
-    (its partition gone) is dropped and closed once nobody uses it."""
+    (its partition gone) is dropped and closed once nobody uses it. At most
+    MAX_ATTACHMENTS: making one more retires the least recently used (a client naming
+    ever new producer ids or partitions costs rings and a connection each)."""
 
     def __init__(self, links):
         self._links = links
-        self._by_key = {}
+        self._by_key = OrderedDict()
         self._users = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def acquire(self, topic, partition, acks, producer_id, producer_epoch):
+    def acquire(self, topic, partition, acks, producer_id, producer_epoch, deadline=None):
         key = (topic, partition, acks, producer_id, producer_epoch)
         with self._lock:
             att = self._by_key.get(key)
             if att is not None:
+                self._by_key.move_to_end(key)
                 self._users[att] = self._users.get(att, 0) + 1
                 return att
+            oldest = next(iter(self._by_key.values())) if len(self._by_key) >= MAX_ATTACHMENTS else None
+        if oldest is not None:
+            self._retire(lambda a: a is oldest)
         if producer_id >= 0:    # a new epoch of the producer: its older attachments are done
             self._retire(lambda a: a.producer_id == producer_id and a.producer_epoch != producer_epoch)
-        att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch)
+        att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch, deadline)
         with self._lock:
             other = self._by_key.get(key)
             if other is not None or self._closed:
