@@ -329,3 +329,16 @@ def test_fetch_answers_leave_at_once(wire):
         assert fetch(wire, base).responses[0].partitions[0].records
         took.append(time.monotonic() - start)
     assert sorted(took)[len(took) // 2] < 0.02
+
+
+def test_init_producer_id_with_a_transactional_id_fences_the_previous_epoch(wire):
+    def init(version=4):
+        return wire.call(req(22, version, transactional_id="wire-tx", transaction_timeout=60000, producer_id=-1,
+                             producer_epoch=-1))
+    first = init()
+    assert first.error_code == ErrorCode.none and first.producer_id >= 0
+    # CONCURRENT_TRANSACTIONS is retriable while the coordinator settles the previous epoch
+    second = wait_until(lambda: (lambda r: r if r.error_code != ErrorCode.concurrent_transactions else None)(
+        init(version=0)), timeout=10, what="InitProducerId")
+    assert second.error_code == ErrorCode.none
+    assert (second.producer_id, second.producer_epoch) == (first.producer_id, first.producer_epoch + 1)
