@@ -29,7 +29,8 @@ def topic_uuid(hex_id):
 
 
 class TopicDirectory:
-    """name <-> UUID for the topics the broker has; thread-safe."""
+    """UUID -> name for the topics the broker has (and name -> UUID, to drop a
+    recreated topic's old id); thread-safe."""
 
     def __init__(self, links):
         self._links = links
@@ -47,14 +48,6 @@ class TopicDirectory:
                     if old is not None and old != tid:
                         self._by_id.pop(old, None)
                     self._by_name[t.name], self._by_id[tid] = tid, t.name
-
-    def id_of(self, name):
-        """The topic's UUID, or None if the broker has not named it (yet)."""
-        tid = self._by_name.get(name)
-        if tid is None:
-            self._refresh()
-            tid = self._by_name.get(name)
-        return tid
 
     def name_of(self, tid):
         """The name of the topic with UUID `tid`, or None (an unknown id)."""
