@@ -15,7 +15,9 @@ leader's).
 
 Long poll: while the response has fewer than min_bytes and no error, the thread sleeps
 on the partitions' state words (futex_waitv: every publish of the leader wakes it) until
-something changes or max_wait passes; never a sleep loop. Sessions: fetch_sessions.py.
+something changes or max_wait passes; never a sleep loop. (At most WAIT_MANY_MAX words,
+futex_waitv's limit: the first 128 partitions' of a larger request; the others are looked
+at whenever it wakes, at max_wait at the latest.) Sessions: fetch_sessions.py.
 
 Encoding: the response is built with kio, each partition's `records` a unique 16-byte
 placeholder; in the encoded bytes each placeholder (and its length prefix: int32 before

@@ -1,6 +1,7 @@
 """Fetch from older data through the gateway: offsets before the shared-memory window
 (GetSegment and runs read with pread), across segment files, and segment fds let go of
-once retention deleted their files."""
+once retention deleted their files; and Metadata's auto-creation, on this module's broker
+(auto.create.topics.enable=true)."""
 import os
 
 import kio.index
@@ -18,7 +19,8 @@ WINDOW = 1023      # the partition state's descriptors: DEFAULT_SLOTS - 1 batche
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gwsegs")
-    broker = BrokerProcess(tmp / "data", args=["--override", "log.retention.check.interval.ms=100"]).start()
+    broker = BrokerProcess(tmp / "data", args=["--override", "log.retention.check.interval.ms=100",
+                                                       "--override", "auto.create.topics.enable=true"]).start()
     gw = GatewayProcess(broker.socket_path, tmp).start()
     yield broker, gw
     gw.stop()
@@ -107,3 +109,17 @@ def test_segment_fds_are_let_go_once_retention_deleted_their_files(env):
         # a fetch after SWEEP_S looks at the fds it holds and lets go of deleted files
         wait_until(lambda: fetch(wire, "gone", fetch(wire, "gone", 0, 1).log_start_offset, 100).records is not None
                    and not _deleted_fds(gw.proc.pid), timeout=10, what="the deleted segments' fds closed")
+
+
+def test_metadata_creates_a_topic_when_the_client_and_the_broker_allow_it(env):
+    broker, gw = env
+    cls = kio.index.load_request_schema(3, 12)
+    with KafkaWire(gw.port) as wire:
+        made = wire.call(build(cls, topics=[dict(name="auto-made")], allow_auto_topic_creation=True,
+                               include_topic_authorized_operations=False)).topics[0]
+        assert made.error_code == ErrorCode.none and made.partitions
+        kept = wire.call(build(cls, topics=[dict(name="not-made")], allow_auto_topic_creation=False,
+                               include_topic_authorized_operations=False)).topics[0]
+        assert kept.error_code == ErrorCode.unknown_topic_or_partition
+    with Admin(broker.socket_path) as admin:
+        assert "auto-made" in admin.list_topics() and "not-made" not in admin.list_topics()
