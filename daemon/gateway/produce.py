@@ -30,8 +30,7 @@ import time
 from odradek.client.errors import LeaderNotAvailable, NotInWindow, OdradekError, RingFull, TornState
 from odradek.client.protocol import messages as m
 from odradek.client.records.layout import (
-    ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC,
-    MAGIC_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_MASK, Compression)
+    BATCH_HEADER_SIZE, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC, TRANSACTIONAL_MASK, Compression, read_header)
 from odradek.daemon.gateway.apis import NO_RESPONSE, Api
 from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
@@ -94,95 +93,108 @@ def _append_time(gateway, topic, partition, base_offset):
 
 
 def _check(records, version, transactional_id):
-    """(error code or None, producer id, producer epoch) of one partition's records."""
+    """(error code or None, the batch's header) of one partition's records."""
     if records is None or len(records) < BATCH_HEADER_SIZE:
-        return ErrorCode.corrupt_message, -1, -1
-    if records[MAGIC_OFFSET] != MAGIC:
-        return ErrorCode.invalid_record, -1, -1
-    if int.from_bytes(records[BATCH_LENGTH_OFFSET:LOG_OVERHEAD], "big", signed=True) + LOG_OVERHEAD != len(records):
-        return ErrorCode.invalid_record, -1, -1
-    attributes = int.from_bytes(records[ATTRIBUTES_OFFSET:ATTRIBUTES_OFFSET + 2], "big")
-    if attributes & COMPRESSION_MASK == Compression.ZSTD and version < 7:
-        return ErrorCode.unsupported_compression_type, -1, -1
-    if attributes & TRANSACTIONAL_MASK and transactional_id is None:
-        return ErrorCode.transactional_id_authorization_failed, -1, -1
-    pid = int.from_bytes(records[PRODUCER_ID_OFFSET:PRODUCER_ID_OFFSET + 8], "big", signed=True)
-    epoch = int.from_bytes(records[PRODUCER_EPOCH_OFFSET:PRODUCER_EPOCH_OFFSET + 2], "big", signed=True)
-    return None, pid, epoch
+        return ErrorCode.corrupt_message, None
+    h = read_header(records)
+    if h.magic != MAGIC or h.batch_length + LOG_OVERHEAD != len(records):
+        return ErrorCode.invalid_record, h
+    if h.attributes & COMPRESSION_MASK == Compression.ZSTD and version < 7:
+        return ErrorCode.unsupported_compression_type, h
+    if h.attributes & TRANSACTIONAL_MASK and transactional_id is None:
+        return ErrorCode.transactional_id_authorization_failed, h
+    return None, h
+
+
+class _Part:
+    """One partition of the request and its answer."""
+    __slots__ = ("index", "error", "base_offset", "log_start", "append_time", "att", "owner", "tag")
+
+    def __init__(self, index):
+        self.index, self.error, self.base_offset, self.log_start, self.append_time = index, ErrorCode.none, -1, -1, None
+        self.att = self.owner = self.tag = None     # the ring attachment, its registry, the batch's tag
+
+    def answer(self):
+        return dict(index=self.index, error_code=self.error, base_offset=self.base_offset,
+                    log_append_time=self.append_time, log_start_offset=self.log_start, record_errors=[],
+                    error_message=None)
 
 
 def produce(ctx, request):
     body, version = request.body, request.api_version
     acks = body.acks
-    timeout_s = max(body.timeout.total_seconds(), _MIN_WAIT_S)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + max(body.timeout.total_seconds(), _MIN_WAIT_S)
     gateway = ctx.gateway
     by_id = version >= 13
-    results = []        # (topic key, name, [entry per partition])
+    results = []        # (topic key, name, [_Part])
     for t in body.topic_data:
         name = directory(gateway).name_of(t.topic_id) if by_id else t.name
         parts = []
         results.append((t.topic_id if by_id else t.name, name, parts))
         for p in t.partition_data:
-            # index, error, base offset, log start, attachment, tag, its owner, log append time
-            entry = [p.index, ErrorCode.none, -1, -1, None, None, None, None]
-            parts.append(entry)
+            part = _Part(p.index)
+            parts.append(part)
             if name is None:
-                entry[1] = ErrorCode.unknown_topic_id
-                continue
-            if acks not in (0, 1, -1):
-                entry[1] = ErrorCode.invalid_required_acks
-                continue
-            code, pid, epoch = _check(p.records, version, body.transactional_id)
-            if code is not None:
-                entry[1] = code
-                continue
-            owner = _own(ctx.conn, gateway) if pid >= 0 else _shared(gateway)
-            try:
-                att = owner.acquire(name, p.index, acks, pid, epoch, deadline)
-            except LeaderNotAvailable:
-                entry[1] = ErrorCode.not_leader_or_follower
-                continue
-            except OdradekError as e:
-                entry[1] = kafka_code(e)
-                continue
-            entry[4], entry[6] = att, owner
-            if len(p.records) > att.max_batch_bytes:
-                entry[1] = ErrorCode.message_too_large
-                continue
-            try:
-                entry[5] = att.submit(p.records, max(0.0, deadline - time.monotonic()))
-            except RingFull:
-                entry[1] = ErrorCode.request_timed_out
+                part.error = ErrorCode.unknown_topic_id
+            elif acks not in (0, 1, -1):
+                part.error = ErrorCode.invalid_required_acks
+            else:
+                _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
     try:
         if acks == 0:
             return NO_RESPONSE
         for _, name, parts in results:
-            for entry in parts:
-                att, tag = entry[4], entry[5]
-                if tag is None:
-                    continue
-                done = att.wait(tag, deadline)
-                if done is None:
-                    entry[1] = ErrorCode.request_timed_out
-                    entry[4] = None
-                    entry[6].release(att, broken=True)   # the next request attaches anew
-                    continue
-                entry[1], entry[2] = kafka_code(done.error_code), done.base_offset
-                entry[3] = known_log_start(gateway, name, entry[0])
-                if not done.error_code and _log_append_time_topic(gateway, name):
-                    entry[7] = _append_time(gateway, name, entry[0], done.base_offset)
+            for part in parts:
+                if part.tag is not None:
+                    _complete(gateway, part, name, deadline)
     finally:
         for _, _, parts in results:
-            for entry in parts:
-                if entry[4] is not None:
-                    entry[6].release(entry[4])
+            for part in parts:
+                if part.att is not None:
+                    part.owner.release(part.att)
     key = "topic_id" if by_id else "name"
     return build(response_class(PRODUCE, version), dict(throttle_time=0, responses=[
-        {key: k, "partition_responses": [
-            dict(index=e[0], error_code=e[1], base_offset=e[2], log_append_time=e[7], log_start_offset=e[3],
-                 record_errors=[], error_message=None) for e in parts]}
-        for k, _, parts in results]))
+        {key: k, "partition_responses": [part.answer() for part in parts]} for k, _, parts in results]))
+
+
+def _submit(ctx, part, topic, records, acks, version, transactional_id, deadline):
+    """Check one partition's batch and write it into its leader's ring."""
+    code, header = _check(records, version, transactional_id)
+    if code is not None:
+        part.error = code
+        return
+    pid = header.producer_id
+    owner = _own(ctx.conn, ctx.gateway) if pid >= 0 else _shared(ctx.gateway)
+    try:
+        part.att = owner.acquire(topic, part.index, acks, pid, header.producer_epoch, deadline)
+    except LeaderNotAvailable:
+        part.error = ErrorCode.not_leader_or_follower
+        return
+    except OdradekError as e:
+        part.error = kafka_code(e)
+        return
+    part.owner = owner
+    if len(records) > part.att.max_batch_bytes:
+        part.error = ErrorCode.message_too_large
+        return
+    try:
+        part.tag = part.att.submit(records, max(0.0, deadline - time.monotonic()))
+    except RingFull:
+        part.error = ErrorCode.request_timed_out
+
+
+def _complete(gateway, part, topic, deadline):
+    """Wait for the leader's completion of the partition's batch."""
+    done = part.att.wait(part.tag, deadline)
+    if done is None:
+        part.error = ErrorCode.request_timed_out
+        part.owner.release(part.att, broken=True)   # the next request attaches anew
+        part.att = None
+        return
+    part.error, part.base_offset = kafka_code(done.error_code), done.base_offset
+    part.log_start = known_log_start(gateway, topic, part.index)
+    if not done.error_code and _log_append_time_topic(gateway, topic):
+        part.append_time = _append_time(gateway, topic, part.index, done.base_offset)
 
 
 APIS = [Api(PRODUCE, 3, 13, produce)]
