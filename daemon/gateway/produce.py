@@ -15,7 +15,9 @@ Producer's batches), each an error of that partition alone:
   a partition whose leader is gone: NOT_LEADER_OR_FOLLOWER (the client refreshes its
   metadata and retries).
 Every batch is written first, then the completions are awaited together, up to the
-request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka.
+request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka;
+and, as Kafka does, a batch refused by these checks closes the connection (the client's
+only way to learn of it).
 The answer per partition: the base offset the leader assigned; log_append_time -1, or on
 a topic with message.timestamp.type=LogAppendTime the time the leader wrote into the
 batch (its descriptor's max timestamp in the partition's shared state; the topic's type
@@ -32,7 +34,7 @@ from odradek.client.protocol import messages as m
 from odradek.client.records.layout import (
     BATCH_HEADER_SIZE, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC, TRANSACTIONAL_MASK, Compression, read_header)
 from odradek.daemon.gateway.apis import NO_RESPONSE, Api
-from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.codec import ErrorCode, RequestError, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.fetch_views import known_log_start, views
 from odradek.daemon.gateway.gateway_state import per_gateway
@@ -142,6 +144,11 @@ def produce(ctx, request):
                 _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
     try:
         if acks == 0:
+            refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
+                       if part.error != ErrorCode.none]
+            if refused:   # nothing answers acks=0: closing the connection is how the client learns
+                raise RequestError(f"acks=0 produce refused ({', '.join(refused[:5])}): closing the connection",
+                                   request.api_key, request.api_version, request.correlation_id)
             return NO_RESPONSE
         for _, name, parts in results:
             for part in parts:

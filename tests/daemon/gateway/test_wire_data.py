@@ -144,6 +144,14 @@ def test_acks_zero_gets_no_response(wire):
                what="the acks=0 batch")
 
 
+def test_acks_zero_refused_closes_the_connection(env):
+    """Kafka's way to tell an acks=0 producer its batch was refused."""
+    with KafkaWire(env[1].port) as wire:
+        wire.send(req(0, 9, acks=0, timeout=5000, transactional_id=None, topic_data=[
+            dict(name="no-such-topic", partition_data=[dict(index=0, records=batch(1))])]))
+        assert wire.receive_raw() is None
+
+
 def test_idempotent_producer_sequence_is_checked_by_the_leader(wire):
     init = wire.call(req(22, 4, transactional_id=None, transaction_timeout=60000, producer_id=-1,
                          producer_epoch=-1))
