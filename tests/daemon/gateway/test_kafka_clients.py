@@ -57,8 +57,8 @@ def ck_consume(bootstrap, topic, n, timeout=20, **config):
         c.close()
 
 
-def kp_consume(bootstrap, topic, n):
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+def kp_consume(bootstrap, topic, n, **config):
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000, **config)
     try:
         tps = [KPTopicPartition(topic, p) for p in range(PARTITIONS)]
         c.assign(tps)
@@ -185,6 +185,8 @@ def test_read_committed_skips_an_aborted_transaction(env, topic):
     assert sorted(m.value() for m in committed) == sorted([b"one"] * 5 + [b"three"] * 5)
     everything = ck_consume(gw.bootstrap, topic, 15, **{"isolation.level": "read_uncommitted"})
     assert sorted(m.value() for m in everything) == sorted([b"one"] * 5 + [b"two"] * 5 + [b"three"] * 5)
+    by_kafka_python = kp_consume(gw.bootstrap, topic, 15, isolation_level="read_committed")
+    assert sorted(r.value for r in by_kafka_python) == sorted([b"one"] * 5 + [b"three"] * 5)
 
 
 def test_a_waiting_consumer_gets_a_later_record(env, topic):
