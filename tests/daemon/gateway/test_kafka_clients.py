@@ -1,10 +1,12 @@
-"""Unmodified Kafka clients through the gateway: kafka-python and confluent-kafka
-(librdkafka) produce and consume (assign(): groups are tested with the group APIs),
-keyed placement, headers, acks 0/1/all, the idempotent producer, read_committed against
+"""Unmodified Kafka clients through the gateway: kafka-python, confluent-kafka (librdkafka)
+and kcat (where installed) produce and consume (assign(): groups are tested with the
+group APIs), keyed placement, headers, acks 0/1/all, the idempotent producer, read_committed against
 odradek's transactional Producer, the long poll; and records crossing between TCP and
 shared memory unchanged (keys, values, headers, timestamps, offsets)."""
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -241,3 +243,17 @@ def test_a_leader_killed_under_tcp_load_loses_and_duplicates_nothing(env, topic)
     got = ck_consume(gw.bootstrap, topic, 3000)
     assert sorted(int(m.value()) for m in got) == list(range(3000))
     assert [m.offset() for m in got] == list(range(3000))
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (Debian: apt-get install kcat)")
+def test_kcat_produces_and_consumes(env, topic):
+    """kcat bundles an older librdkafka (Debian's 2.0.2): Metadata v4, Produce v7, Fetch v11."""
+    broker, gw = env
+    lines = b"".join(b"k%d:v%d\n" % (i, i) for i in range(30))
+    subprocess.run(["kcat", "-b", gw.bootstrap, "-P", "-t", topic, "-K:", "-X", "partitioner=murmur2_random"],
+                   input=lines, check=True, timeout=60)
+    out = subprocess.run(["kcat", "-b", gw.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+                          "-f", "%k=%s@%p\n"], capture_output=True, check=True, timeout=60).stdout
+    got = sorted(out.decode().split())
+    assert got == sorted(f"k{i}=v{i}@{partition_for_key(b'k%d' % i, PARTITIONS)}" for i in range(30))
+    assert len(shm_consume(broker, topic, 30)) == 30
