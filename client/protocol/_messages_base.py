@@ -52,6 +52,7 @@ class ApiKey(IntEnum):
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)
 EARLIEST_TIMESTAMP = -2    # ListOffsets: the log start offset
+MAX_TIMESTAMP = -3         # ListOffsets: the first record with the largest timestamp (KIP-734)
 ACKS_ALL = -1              # OpenProducer.acks: every in-sync replica (also 0 and 1)
 
 

@@ -16,7 +16,7 @@ class ListOffsetsPartition(Struct):
     FIELDS = [
         ("partition_index",       INT32,  0,                 0),
         ("current_leader_epoch",  INT32,  -1,                0),  # -1: do not check
-        ("timestamp",             INT64,  LATEST_TIMESTAMP,  0),  # -1 latest, -2 earliest, >=0 ms
+        ("timestamp",             INT64,  LATEST_TIMESTAMP,  0),  # -1 latest, -2 earliest, -3 max, >=0 ms
     ]
 
 

@@ -36,7 +36,7 @@ Rules for editing this file (PROTOCOL.md, "Versioning"):
 """
 from odradek.client.protocol._schema import Api, ApiTable
 from odradek.client.protocol._messages_base import (
-    ApiKey, LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, ACKS_ALL, ConfigResourceType,
+    ApiKey, LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, MAX_TIMESTAMP, ACKS_ALL, ConfigResourceType,
     ConfigOperation, ConfigSource, IsolationLevel, CoordinatorType, FdKind, PassedFd,
     ErrorBody)
 from odradek.client.protocol._messages_admin import (

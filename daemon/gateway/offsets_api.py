@@ -2,11 +2,11 @@
 (key 22, v0-v5): forwarded to the broker's own APIs of the same names.
 
 - ListOffsets: -2 earliest (the log start), -1 latest (the high watermark; with
-  isolation_level 1, read_committed, the last stable offset), a timestamp >= 0 (the first
-  record at or after it, offset -1 if none), as the partition's leader answers them;
-  -4 (KIP-405's earliest local offset) is the earliest here, where nothing is tiered.
-  -3 (KIP-734's largest timestamp) is not kept by our leaders: UNSUPPORTED_VERSION for
-  that partition, as a broker answers a spec it does not serve.
+  isolation_level 1, read_committed, the last stable offset), -3 (KIP-734) the first
+  record with the largest timestamp, a timestamp >= 0 (the first record at or after it,
+  offset -1 if none), as the partition's leader answers them; -4 (KIP-405's earliest
+  local offset) is the earliest here, where nothing is tiered; anything below (-5,
+  KIP-1005's latest tiered offset) gets UNSUPPORTED_VERSION for that partition.
 - OffsetForLeaderEpoch: the leader's answer from its leader-epoch-checkpoint (the
   largest epoch <= the one asked and where it ended; for the leader's current epoch, the
   log end), one control request per partition; replica_id other than -1 (a follower of
@@ -24,7 +24,7 @@ from odradek.daemon.gateway.error_codes import kafka_code
 __all__ = ["APIS"]
 
 LIST_OFFSETS, INIT_PRODUCER_ID, OFFSET_FOR_LEADER_EPOCH = 2, 22, 23
-MAX_TIMESTAMP, EARLIEST_LOCAL = -3, -4
+EARLIEST_LOCAL = -4
 
 
 def list_offsets(ctx, request):
@@ -34,7 +34,7 @@ def list_offsets(ctx, request):
     for t in body.topics:
         for p in t.partitions:
             ts = m.EARLIEST_TIMESTAMP if p.timestamp == EARLIEST_LOCAL else p.timestamp
-            if ts < m.EARLIEST_TIMESTAMP or ts == MAX_TIMESTAMP:
+            if ts < m.MAX_TIMESTAMP:
                 refused.append((t.name, p.partition_index, ErrorCode.unsupported_version))
                 continue
             asked.append(m.ListOffsetsTopic(name=t.name, partitions=[m.ListOffsetsPartition(

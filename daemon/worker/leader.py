@@ -695,7 +695,8 @@ class LeaderWorker(ProducerStateKeeping):
 
     def offsets_for(self, partition, timestamp, isolation_level=m.IsolationLevel.READ_UNCOMMITTED):
         """ListOffsets semantics: -2 earliest, -1 latest (read_committed: the last stable
-        offset), else the first record at or after `timestamp` (offset -1 if there is none)."""
+        offset), -3 the first record with the largest timestamp, else the first record at
+        or after `timestamp` (offset -1 if there is none)."""
         epoch = self.spec.leader_epoch
         if timestamp == m.EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
@@ -705,7 +706,9 @@ class LeaderWorker(ProducerStateKeeping):
             if isolation_level == m.IsolationLevel.READ_COMMITTED else self.high_watermark
         if timestamp == m.LATEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=latest, leader_epoch=epoch)
-        found = self.log.offset_for_timestamp(timestamp)
+        if timestamp == m.MAX_TIMESTAMP:
+            timestamp = self.log.max_timestamp()
+        found = self.log.offset_for_timestamp(timestamp) if timestamp >= 0 else None
         if found is not None and found[0] >= latest:
             found = None    # not readable yet: consumers do not see it
         if found is None:

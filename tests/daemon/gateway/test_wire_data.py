@@ -233,7 +233,7 @@ def test_list_offsets_and_offset_for_leader_epoch(wire):
         return r.topics[0].partitions[0]
     assert offset_of(-2).offset == 0 and offset_of(-1).offset == hw
     assert offset_of(-4, version=8).offset == 0
-    assert offset_of(-3).error_code == ErrorCode.unsupported_version
+    assert offset_of(-5, version=9).error_code == ErrorCode.unsupported_version
     assert offset_of(1_700_000_000_000).offset == 0
     epoch = offset_of(-1).leader_epoch
     r = wire.call(req(23, 4, replica_id=-1, topics=[dict(topic=TOPIC, partitions=[
@@ -243,6 +243,10 @@ def test_list_offsets_and_offset_for_leader_epoch(wire):
     r = wire.call(req(23, 4, replica_id=-1, topics=[dict(topic="nope", partitions=[
         dict(partition=0, current_leader_epoch=-1, leader_epoch=0)])]))
     assert r.topics[0].partitions[0].error_code == ErrorCode.unknown_topic_or_partition
+    late = produce(wire, batch(1, ts=1_900_000_000_000)).base_offset
+    produce(wire, batch(1))                                   # an older timestamp after it
+    newest = offset_of(-3)
+    assert (newest.offset, newest.timestamp) == (late, 1_900_000_000_000)
 
 
 def _cpu_seconds(pid):
