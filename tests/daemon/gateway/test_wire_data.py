@@ -354,3 +354,20 @@ def test_init_producer_id_with_a_transactional_id_fences_the_previous_epoch(wire
         init(version=0)), timeout=10, what="InitProducerId")
     assert second.error_code == ErrorCode.none
     assert (second.producer_id, second.producer_epoch) == (first.producer_id, first.producer_epoch + 1)
+
+
+def test_fetch_checks_the_clients_leader_epoch_against_metadatas(wire):
+    """Clients send Metadata's leader_epoch as current_leader_epoch (KIP-320): the same
+    epoch is served, a newer one is UNKNOWN_LEADER_EPOCH (an older, FENCED_LEADER_EPOCH)."""
+    epoch = next(p.leader_epoch for p in metadata(wire, [dict(name=TOPIC)]).topics[0].partitions
+                 if p.partition_index == 0)
+
+    def fetch_at(leader_epoch):
+        return wire.call(req(1, 12, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=1 << 20, isolation_level=0,
+                             session_id=0, session_epoch=-1, topics=[dict(topic=TOPIC, partitions=[dict(
+                                 partition=0, fetch_offset=0, current_leader_epoch=leader_epoch,
+                                 last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=1 << 20)])],
+                             forgotten_topics_data=[], rack_id="")).responses[0].partitions[0].error_code
+    assert fetch_at(epoch) == ErrorCode.none
+    assert fetch_at(epoch + 1) == ErrorCode.unknown_leader_epoch
+    assert fetch_at(-1) == ErrorCode.none                    # -1: not checked
