@@ -64,9 +64,10 @@ setup(
                       # Kafka's JSON specs, pre-1.0, so pinned exactly
                       "kio==0.6.5"],
     # kafka-python's codecs (python-snappy, lz4, zstandard): the other side of the codec
-    # interop tests (tests/client/records/test_codec_interop.py)
+    # interop tests (tests/client/records/test_codec_interop.py); confluent-kafka (librdkafka,
+    # what most Kafka users run): a client of the gateway's tests
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2",
-                             "python-snappy>=0.7", "lz4>=4", "zstandard>=0.22"]},
+                             "python-snappy>=0.7", "lz4>=4", "zstandard>=0.22", "confluent-kafka>=2.16"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
     zip_safe=False,
 )

@@ -78,7 +78,7 @@ from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm._lib import ffi
 from odradek.client.txn_manager import Done, Flush, Purge, Request, TxnManager, TxnState, Wait
 
-__all__ = ["Producer"]
+__all__ = ["Producer", "attach_rings"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,31 @@ def _transactional_config(c, given):
 def _ring_full(topic, partition, max_block_s):
     return RingFull(f"the ring to {topic}-{partition} stayed full for {max_block_s:.1f} s "
                     f"(max.block.ms): the broker is not keeping up or is down")
+
+
+def attach_rings(client, topic, partition, acks, producer_id, producer_epoch, fds, deadline):
+    """OpenProducer on `client`: attach a producer's rings to the partition's leader. `fds`:
+    produce ring, completion ring, the producer's doorbell. Retries while the partition has
+    no leader, until `deadline` (time.monotonic()). Returns (the topic's max batch bytes,
+    the leader's Doorbell, to ring after each commit). The Producer and the Kafka gateway's
+    produce path (daemon/gateway/produce_rings.py) both attach, and re-attach after a
+    broker restart, with it."""
+    for _ in range(100_000):   # bounded by the deadline
+        try:
+            res, got = client.call(
+                m.OpenProducerRequest(topic=topic, partition=partition, acks=acks,
+                                      producer_id=producer_id, producer_epoch=producer_epoch), fds)
+            break
+        except LeaderNotAvailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_RETRY_S)
+    try:
+        leader = Doorbell.attach(got[0], shared=True)   # every producer of it can write it
+    finally:
+        for fd in got:
+            os.close(fd)
+    return res.max_batch_bytes, leader
 
 
 class _Link:
@@ -300,27 +325,13 @@ class Producer:
 
     def _attach(self, topic, partition, ring_fds, deadline):
         """OpenProducer for our rings (with the control lock held); returns the topic's
-        max batch size and the leader's doorbell. Retries while it has no leader."""
-        for _ in range(100_000):   # bounded by the deadline
-            try:
-                res, fds = self._client.call(
-                    m.OpenProducerRequest(topic=topic, partition=partition, acks=self._acks,
-                                          producer_id=self._pid, producer_epoch=self._epoch),
-                    [*ring_fds, self._doorbell_fd])
-                break
-            except LeaderNotAvailable:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(_RETRY_S)
-        try:
-            leader = Doorbell.attach(fds[0], shared=True)   # every producer of it can write it
-        finally:
-            for fd in fds:
-                os.close(fd)
+        max batch size and the leader's doorbell."""
+        max_batch_bytes, leader = attach_rings(self._client, topic, partition, self._acks, self._pid, self._epoch,
+                                               [*ring_fds, self._doorbell_fd], deadline)
         # kept until close(): a ring being committed on another thread may still ring
         # the previous one after a reconnect switched it
         self._leader_doorbells.append(leader)
-        return res.max_batch_bytes, leader
+        return max_batch_bytes, leader
 
     def _check_broker(self):
         """From the sender, twice a second at most: if the broker went away (a restart,

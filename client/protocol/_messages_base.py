@@ -27,6 +27,7 @@ class ApiKey(IntEnum):
     DELETE_TOPICS = 20
     DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
+    OFFSET_FOR_LEADER_EPOCH = 23
     ADD_PARTITIONS_TO_TXN = 24
     ADD_OFFSETS_TO_TXN = 25
     END_TXN = 26
@@ -53,6 +54,7 @@ class ApiKey(IntEnum):
 
 LATEST_TIMESTAMP = -1      # ListOffsets: the high watermark (the offset after the last committed record)
 EARLIEST_TIMESTAMP = -2    # ListOffsets: the log start offset
+MAX_TIMESTAMP = -3         # ListOffsets: the first record with the largest timestamp (KIP-734)
 ACKS_ALL = -1              # OpenProducer.acks: every in-sync replica (also 0 and 1)
 
 

@@ -16,7 +16,7 @@ class ListOffsetsPartition(Struct):
     FIELDS = [
         ("partition_index",       INT32,  0,                 0),
         ("current_leader_epoch",  INT32,  -1,                0),  # -1: do not check
-        ("timestamp",             INT64,  LATEST_TIMESTAMP,  0),  # -1 latest, -2 earliest, >=0 ms
+        ("timestamp",             INT64,  LATEST_TIMESTAMP,  0),  # -1 latest, -2 earliest, -3 max, >=0 ms
     ]
 
 
@@ -57,6 +57,25 @@ class ListOffsetsResponse(Struct):
     API_KEY = ApiKey.LIST_OFFSETS
     FIELDS = [
         ("topics",  Array(ListOffsetsTopicResponse),  [],  0),
+    ]
+
+
+# ---- OffsetForLeaderEpoch (23): where a leader epoch ended, from leader-epoch-checkpoint --
+
+class OffsetForLeaderEpochRequest(Struct):
+    API_KEY = ApiKey.OFFSET_FOR_LEADER_EPOCH
+    FIELDS = [
+        ("topic",         STRING,  "",  0),
+        ("partition",     INT32,   0,   0),
+        ("leader_epoch",  INT32,   -1,  0),
+    ]
+
+
+class OffsetForLeaderEpochResponse(Struct):
+    API_KEY = ApiKey.OFFSET_FOR_LEADER_EPOCH
+    FIELDS = [
+        ("leader_epoch",  INT32,  -1,  0),   # the largest epoch <= the one asked; -1: none known
+        ("end_offset",    INT64,  -1,  0),   # the start of the next epoch (the log end for the latest); -1: none
     ]
 
 

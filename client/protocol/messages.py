@@ -6,7 +6,7 @@ the tables live beside it, one module per family:
     _messages_base      api keys, enumerated values, PassedFd, ErrorBody
     _messages_admin     ApiVersions, Metadata, topics, configs, partitions, DeleteRecords,
                         Status
-    _messages_data      ListOffsets, InitProducerId, OpenProducer, OpenFetch, GetSegment,
+    _messages_data      ListOffsets, OffsetForLeaderEpoch, InitProducerId, OpenProducer, OpenFetch, GetSegment,
                         DetachProducer, AppendRecords
     _messages_replicas  IsrProposal, UpdateIsr, LeaderAndIsr, MoveReplicas
     _messages_groups    the consumer-group APIs
@@ -37,7 +37,7 @@ Rules for editing this file (PROTOCOL.md, "Versioning"):
 """
 from odradek.client.protocol._schema import Api, ApiTable
 from odradek.client.protocol._messages_base import (
-    ApiKey, LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, ACKS_ALL, ConfigResourceType,
+    ApiKey, LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, MAX_TIMESTAMP, ACKS_ALL, ConfigResourceType,
     ConfigOperation, ConfigSource, IsolationLevel, CoordinatorType, FdKind, PassedFd,
     ErrorBody)
 from odradek.client.protocol._messages_admin import (
@@ -56,6 +56,7 @@ from odradek.client.protocol._messages_admin import (
 from odradek.client.protocol._messages_data import (
     ListOffsetsPartition, ListOffsetsTopic, ListOffsetsRequest,
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
     InitProducerIdRequest, InitProducerIdResponse, OpenProducerRequest,
     OpenProducerResponse, DetachProducerRequest, DetachProducerResponse,
     AppendRecordsRequest, AppendRecordsResponse, OpenFetchRequest, OpenFetchResponse,
@@ -102,6 +103,7 @@ APIS = ApiTable([
     Api(ApiKey.CREATE_PARTITIONS,            CreatePartitionsRequest,         CreatePartitionsResponse,         0,  0),
     Api(ApiKey.LIST_OFFSETS,                 ListOffsetsRequest,              ListOffsetsResponse,              0,  0),
     Api(ApiKey.INIT_PRODUCER_ID,             InitProducerIdRequest,           InitProducerIdResponse,           0,  0),
+    Api(ApiKey.OFFSET_FOR_LEADER_EPOCH,      OffsetForLeaderEpochRequest,     OffsetForLeaderEpochResponse,     0,  0),
     Api(ApiKey.OPEN_PRODUCER,                OpenProducerRequest,             OpenProducerResponse,             0,  0),
     Api(ApiKey.OPEN_FETCH,                   OpenFetchRequest,                OpenFetchResponse,                0,  0),
     Api(ApiKey.GET_SEGMENT,                  GetSegmentRequest,               GetSegmentResponse,               0,  0),

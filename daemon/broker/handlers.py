@@ -490,6 +490,11 @@ def delete_records(broker, req, reply):
                                                                for n, ps in by_topic.items()])), check)
 
 
+def offset_for_leader_epoch(broker, req, reply):
+    broker.metadata.partition(req.topic, req.partition)   # unknown: UNKNOWN_TOPIC_OR_PARTITION
+    broker.worker_request((req.topic, req.partition), req, reply)
+
+
 def status(broker, req, reply):
     md = broker.metadata
     names = sorted(md.topics) if req.topics is None else req.topics
@@ -659,6 +664,7 @@ _HANDLERS = {
     m.IncrementalAlterConfigsRequest: alter_configs,
     m.ListOffsetsRequest: list_offsets,
     m.DeleteRecordsRequest: delete_records,
+    m.OffsetForLeaderEpochRequest: offset_for_leader_epoch,
     m.InitProducerIdRequest: init_producer_id,
     m.StatusRequest: status,
     m.MoveReplicasRequest: lambda broker, req, reply: reassign.move_replicas(broker, req),

@@ -9,6 +9,12 @@ offsets, metadata and admin go to the broker over its control socket.
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     broker_link.py  pooled control connections to the broker
+    metadata_api.py Metadata; topics.py: topic names <-> the broker's stable topic ids
+    produce.py      Produce into the leaders' rings (produce_rings.py: the attachments)
+    fetch.py        Fetch with sendfile (fetch_views.py: states and segment fds; fetch_sessions.py: KIP-227)
+    offsets_api.py  ListOffsets, OffsetForLeaderEpoch, InitProducerId
+    error_codes.py  our error codes as Kafka's
+    gateway_state.py per-gateway objects of the handler modules, made on first use
     groups_api.py   consumer groups and committed offsets, from the broker's group coordinator
     broker_errors.py  admin, config and transaction calls to the broker; their errors as fields
     admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs

@@ -25,7 +25,9 @@ __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLE
 API_VERSIONS = 18
 # Modules holding `APIS` lists. Each family of Kafka APIs has its own module.
 HANDLER_MODULES = ["odradek.daemon.gateway.apis", "odradek.daemon.gateway.cluster_api",
-                   "odradek.daemon.gateway.sasl", "odradek.daemon.gateway.groups_api",
+                   "odradek.daemon.gateway.sasl", "odradek.daemon.gateway.metadata_api",
+                   "odradek.daemon.gateway.produce", "odradek.daemon.gateway.fetch",
+                   "odradek.daemon.gateway.offsets_api", "odradek.daemon.gateway.groups_api",
                    "odradek.daemon.gateway.admin_api", "odradek.daemon.gateway.configs_api",
                    "odradek.daemon.gateway.txn_api"]
 

@@ -644,6 +644,11 @@ class PartitionLog:
                 end, next_offset = b.position + b.size, b.last_offset + 1
         return Location(segment, first.position, end, next_offset)
 
+    def max_timestamp(self):
+        """The largest timestamp of any batch in the log (-1: none)."""
+        self._check_open()
+        return max((segment.max_timestamp for segment in self._segments), default=-1)
+
     def offset_for_timestamp(self, timestamp):
         """(offset, timestamp) of the first record whose timestamp >= `timestamp`, or
         None if there is none (Kafka's ListOffsets by time)."""

@@ -4,7 +4,7 @@ Forked by the broker (daemon/broker/supervisor.py) with one end of a socketpair 
 partition's shared memory (its doorbell and partition state, which the broker creates
 and keeps across worker restarts). It appends what producers put in their rings
 (daemon/worker/producers.py), publishes offsets and batch descriptors for consumers,
-serves the broker's requests for its partition (ListOffsets, Status, OpenProducer,
+serves the broker's requests for its partition (ListOffsets, OffsetForLeaderEpoch, Status, OpenProducer,
 DetachProducer, GetSegment), runs the log's timers (flush.ms, retention) and exits 0 on
 SIGTERM after closing the log (flushed, trimmed, checkpointed, producer state snapshotted:
 the next open is instant).
@@ -628,6 +628,10 @@ class LeaderWorker(ProducerStateKeeping):
             return m.AppendRecordsResponse(base_offset=info.first_offset, last_offset=info.last_offset), []
         if isinstance(request, m.ListOffsetsRequest):
             return self._list_offsets(request), []
+        if isinstance(request, m.OffsetForLeaderEpochRequest):
+            self._check_partition(request.topic, request.partition)
+            epoch, end = self.log.end_offset_for_epoch(request.leader_epoch)
+            return m.OffsetForLeaderEpochResponse(leader_epoch=epoch, end_offset=end), []
         if isinstance(request, m.StatusRequest):
             return self._status(), []
         if isinstance(request, m.DeleteRecordsRequest):
@@ -696,7 +700,8 @@ class LeaderWorker(ProducerStateKeeping):
 
     def offsets_for(self, partition, timestamp, isolation_level=m.IsolationLevel.READ_UNCOMMITTED):
         """ListOffsets semantics: -2 earliest, -1 latest (read_committed: the last stable
-        offset), else the first record at or after `timestamp` (offset -1 if there is none)."""
+        offset), -3 the first record with the largest timestamp, else the first record at
+        or after `timestamp` (offset -1 if there is none)."""
         epoch = self.spec.leader_epoch
         if timestamp == m.EARLIEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=self.log.log_start_offset,
@@ -706,7 +711,9 @@ class LeaderWorker(ProducerStateKeeping):
             if isolation_level == m.IsolationLevel.READ_COMMITTED else self.high_watermark
         if timestamp == m.LATEST_TIMESTAMP:
             return m.ListOffsetsPartitionResponse(partition_index=partition, offset=latest, leader_epoch=epoch)
-        found = self.log.offset_for_timestamp(timestamp)
+        if timestamp == m.MAX_TIMESTAMP:
+            timestamp = self.log.max_timestamp()
+        found = self.log.offset_for_timestamp(timestamp) if timestamp >= 0 else None
         if found is not None and found[0] >= latest:
             found = None    # not readable yet: consumers do not see it
         if found is None:

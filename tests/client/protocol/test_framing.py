@@ -54,9 +54,9 @@ def test_the_api_table_in_protocol_md_matches_the_code():
 
 def test_the_worked_examples_in_protocol_md_are_what_the_code_sends():
     client = protocol.Connection(protocol.CLIENT)
-    request = client.send_request(m.MetadataRequest(topics=["orders"]), version=0)
-    assert "00000016 0003 0000 00000001 00 | 00000001 0006 6f7264657273 00" in PROTOCOL_MD
-    assert request.hex() == "000000160003000000000001000000000100066f726465727300"
+    request = client.send_request(m.MetadataRequest(topics=["orders"]))
+    assert "00000016 0003 0001 00000001 00 | 00000001 0006 6f7264657273 00" in PROTOCOL_MD
+    assert request.hex() == "000000160003000100000001000000000100066f726465727300"
 
     server = protocol.Connection(protocol.SERVER)
     server.receive_data(encode_frame(3, 7, 2, 0, m.MetadataRequest(topics=["orders"]).encode(0)))

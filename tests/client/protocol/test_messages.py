@@ -57,6 +57,7 @@ def test_api_keys_mirror_kafka_and_our_own_start_at_1000():
              "FindCoordinator": 10, "JoinGroup": 11, "Heartbeat": 12, "LeaveGroup": 13,
              "SyncGroup": 14, "DescribeGroups": 15, "ListGroups": 16, "ApiVersions": 18,
              "CreateTopics": 19, "DeleteTopics": 20, "DeleteRecords": 21, "InitProducerId": 22,
+             "OffsetForLeaderEpoch": 23,
              "DescribeConfigs": 32, "CreatePartitions": 37, "DeleteGroups": 42,
              "IncrementalAlterConfigs": 44, "OffsetDelete": 47, "AddPartitionsToTxn": 24, "AddOffsetsToTxn": 25,
              "EndTxn": 26, "TxnOffsetCommit": 28, "DescribeTransactions": 65, "ListTransactions": 66}

@@ -1,0 +1,304 @@
+"""Where the gateway's Fetch finds a partition's bytes: its shared state and segment fds.
+
+A PartitionView is one partition as a shared-memory Consumer sees it
+(client/shm/LAYOUT.md): the state the leader publishes (log start, high watermark, log
+end, last stable offset, the descriptors of the last batches; OpenFetch, mapped once per
+leader) and read-only fds of its segment files (GetSegment with want_fd), one per
+segment, cached. `read()` gives the bytes for an offset as a FileSlice of one segment
+(whole batches, from the one holding the offset, below a bound, within a byte limit but
+at least one batch), which the connection sends with sendfile: no byte of a record
+passes through the gateway's memory.
+
+- A position among the descriptors (the last DEFAULT_SLOTS-1 batches) costs no round
+  trip once its segment's fd is cached; an older one asks GetSegment once, which answers
+  with the readable extent of its segment, and is read on from there (a `run`: batch
+  lengths read with pread) until that extent is used up.
+- A view whose state is fenced (leadership moved, the worker restarted) is replaced: the
+  next leader's files are other files.
+- Segment fds: at most MAX_SEGMENTS per view (least recently used dropped), and every
+  SWEEP_S those whose file was deleted (retention: no links left) are dropped, so that
+  their disk space goes back. A SegmentFile's fd closes when the last reference goes: a
+  FileSlice being sent keeps its own.
+- Views: at most MAX_VIEWS per gateway (least recently used dropped), and a view not
+  used for VIEW_IDLE_S is dropped (with its segment fds), looked for every SWEEP_S.
+"""
+import os
+import struct
+import threading
+import time
+from collections import OrderedDict
+
+from odradek.client._committed_read import AbortedTxns
+from odradek.client._liveness import Liveness
+from odradek.client.errors import NotInWindow, OdradekError, TornState
+from odradek.client.message import TopicPartition
+from odradek.client.protocol import messages as m
+from odradek.client.records.layout import LOG_OVERHEAD
+from odradek.client.shm import PartitionState
+from odradek.daemon.gateway.apis import FileSlice
+from odradek.daemon.gateway.gateway_state import per_gateway
+
+__all__ = ["PartitionView", "Views", "views", "known_log_start"]
+
+MAX_SEGMENTS = 8
+MAX_VIEWS = 4096
+MAX_RUNS = 8
+SWEEP_S = 1.0
+VIEW_IDLE_S = 60.0
+_MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
+_MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
+_PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
+
+
+class SegmentFile:
+    """A read-only fd of one segment file; closed when the last reference goes."""
+    __slots__ = ("fd", "inode", "__weakref__")
+
+    def __init__(self, fd):
+        self.fd = fd
+        st = os.fstat(fd)
+        self.inode = (st.st_dev, st.st_ino)
+
+    def deleted(self):
+        try:
+            return os.fstat(self.fd).st_nlink == 0
+        except OSError:
+            return True
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class PartitionView:
+    """One partition's state and segment fds (see the module docstring). Thread-safe."""
+
+    def __init__(self, links, topic, partition):
+        self.topic, self.partition = topic, partition
+        self._links = links
+        _, fds = links.call(m.OpenFetchRequest(topic=topic, partition=partition))
+        try:
+            self.state = PartitionState.attach(fds[0])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._segments = OrderedDict()     # segment base offset -> SegmentFile
+        self._runs = OrderedDict()         # next offset -> (SegmentFile, position, readable end)
+        self._lock = threading.Lock()
+        self._swept = self.used = time.monotonic()
+        self.aborted = AbortedTxns()
+        self.tp = TopicPartition(topic, partition)
+
+    def snapshot(self):
+        return self.state.read()
+
+    def read(self, offset, upper, max_bytes, at_least_one=True):
+        """A FileSlice of whole batches from the one holding `offset`, none with a base
+        offset at or above `upper`, at most `max_bytes` long unless the first batch alone
+        is longer and `at_least_one` (KIP-74); None if there is no such batch (yet)."""
+        self._sweep()      # (and marks the view used)
+        run = self._take_run(offset)
+        if run is not None:
+            return self._from_run(run, upper, max_bytes, at_least_one)
+        try:
+            d = self.state.find(offset)
+        except NotInWindow:
+            return self._locate(offset, upper, max_bytes, at_least_one)
+        except TornState:
+            return None
+        if d is None or d.base_offset >= upper or (d.size > max_bytes and not at_least_one):
+            return None
+        start, end, nxt = d.position, d.position + d.size, d.last_offset + 1
+        for _ in range(_MAX_DESCRIPTORS):
+            if end - start >= max_bytes or nxt >= upper:
+                break
+            try:
+                d2 = self.state.find(nxt)
+            except (NotInWindow, TornState):
+                break
+            if d2 is None or d2.segment_base != d.segment_base or d2.position != end or \
+                    d2.base_offset >= upper or end + d2.size - start > max_bytes:
+                break
+            end += d2.size
+            nxt = d2.last_offset + 1
+        seg = self._segment(d, offset)
+        if seg is None:
+            return None
+        return FileSlice(seg.fd, start, end - start, seg)
+
+    # ---- segments -----------------------------------------------------------------
+
+    def _segment(self, d, offset):
+        """The fd of the segment descriptor `d` (of the batch holding `offset`) points
+        into; None if `d` went stale meanwhile (a compaction swapped the file)."""
+        with self._lock:
+            seg = self._segments.get(d.segment_base)
+            if seg is not None:
+                self._segments.move_to_end(d.segment_base)
+                return seg
+        res, fds = self._links.call(m.GetSegmentRequest(topic=self.topic, partition=self.partition, offset=offset))
+        if not fds:
+            return None
+        seg = SegmentFile(fds[0])
+        for fd in fds[1:]:
+            os.close(fd)
+        try:
+            still = self.state.find(offset) == d
+        except (NotInWindow, TornState):
+            still = False
+        if res.base_offset != d.segment_base or not still:
+            return None     # the caller's next round looks again (the state changed)
+        self._keep(res.base_offset, seg)
+        return seg
+
+    def _keep(self, base, seg):
+        with self._lock:
+            self._segments[base] = seg
+            self._segments.move_to_end(base)
+            while len(self._segments) > MAX_SEGMENTS:
+                self._segments.popitem(last=False)
+
+    def _sweep(self):
+        self.used = now = time.monotonic()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        with self._lock:
+            for base in [b for b, s in self._segments.items() if s.deleted()]:
+                del self._segments[base]
+            for key in [k for k, r in self._runs.items() if r[0].deleted()]:
+                del self._runs[key]
+
+    # ---- runs: older data, located with GetSegment ------------------------------------
+
+    def _take_run(self, offset):
+        with self._lock:
+            return self._runs.pop(offset, None)
+
+    def _locate(self, offset, upper, max_bytes, at_least_one):
+        res, fds = self._links.call(m.GetSegmentRequest(topic=self.topic, partition=self.partition, offset=offset))
+        if not fds:
+            return None
+        with self._lock:
+            seg = self._segments.get(res.base_offset)
+        fresh = SegmentFile(fds[0])
+        for fd in fds[1:]:
+            os.close(fd)
+        if seg is None or seg.inode != fresh.inode:
+            seg = fresh
+            self._keep(res.base_offset, seg)
+        if res.position >= res.size:
+            return None
+        return self._from_run((seg, res.position, res.size), upper, max_bytes, at_least_one)
+
+    def _from_run(self, run, upper, max_bytes, at_least_one):
+        """Whole batches of a run from its position, read with pread of their prefixes;
+        the rest of the run is kept under the offset of its first batch."""
+        seg, start, end = run
+        pos = start
+        for _ in range(_MAX_BATCHES):
+            if pos >= end:
+                break
+            head = os.pread(seg.fd, _PREFIX.size, pos)
+            if len(head) < _PREFIX.size:
+                break
+            base, length = _PREFIX.unpack(head)
+            size = length + LOG_OVERHEAD
+            if base >= upper or length < 0 or pos + size > end or \
+                    ((pos > start or not at_least_one) and pos + size - start > max_bytes):
+                break
+            pos += size
+        if pos < end:
+            nxt = os.pread(seg.fd, 8, pos)
+            if len(nxt) == 8:
+                with self._lock:
+                    self._runs[int.from_bytes(nxt, "big", signed=True)] = (seg, pos, end)
+                    while len(self._runs) > MAX_RUNS:
+                        self._runs.popitem(last=False)
+        if pos == start:
+            return None
+        return FileSlice(seg.fd, start, pos - start, seg)
+
+
+class Views:
+    """The gateway's PartitionViews, by (topic, partition). A broker that restarted made
+    new states (the old ones, written by nobody now, would stay at their last offsets):
+    a control connection of the Views' own tells, when its end closes (looked at twice
+    a second at most, as the Consumer does: client/_liveness.py), and every view is then
+    opened anew."""
+
+    def __init__(self, links):
+        self._links = links
+        self._views = OrderedDict()
+        self._lock = threading.Lock()
+        self._watch = None
+        self._liveness = Liveness()
+        self._swept = time.monotonic()
+
+    def _drop_idle(self):
+        now = time.monotonic()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        with self._lock:
+            for key in [k for k, v in self._views.items() if now - v.used > VIEW_IDLE_S]:
+                del self._views[key]
+
+    def _check_broker(self):
+        with self._lock:
+            if self._watch is not None:
+                if not self._liveness.broker_gone(self._watch, time.monotonic()):
+                    return
+                self._watch.close()
+                self._views.clear()
+                self._watch = None
+            try:
+                self._watch = self._links.open()
+            except (OSError, OdradekError):
+                pass      # the broker is not back yet: OpenFetch will say so
+
+    def get(self, topic, partition):
+        """The view of a partition, opened (OpenFetch) if needed or if its state is
+        fenced; raises what OpenFetch raises (UnknownTopicOrPartition, ...)."""
+        self._check_broker()
+        self._drop_idle()
+        key = (topic, partition)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+        if view is not None:
+            try:
+                if not view.snapshot().fenced:
+                    return view
+            except TornState:
+                pass
+        view = PartitionView(self._links, topic, partition)
+        with self._lock:
+            self._views[key] = view
+            self._views.move_to_end(key)
+            while len(self._views) > MAX_VIEWS:
+                self._views.popitem(last=False)
+        return view
+
+    def peek(self, topic, partition):
+        """The view if it is open, else None (no round trip)."""
+        return self._views.get((topic, partition))
+
+
+def views(gateway):
+    """The gateway's Views (made on first use)."""
+    return per_gateway(gateway, "fetch_views", lambda g: Views(g.links))
+
+
+def known_log_start(gateway, topic, partition):
+    """The partition's log start offset if the gateway has its state mapped, else -1."""
+    view = views(gateway).peek(topic, partition)
+    if view is None:
+        return -1
+    try:
+        return view.snapshot().log_start_offset
+    except TornState:
+        return -1

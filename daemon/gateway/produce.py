@@ -1,0 +1,207 @@
+"""Produce (key 0, v3-v13): each partition's batch into its leader's ring (produce_rings.py).
+
+Kafka's rules, checked here before a batch reaches a ring (the leader checks the rest:
+CRC, sizes, producer epoch, sequence, transaction state, exactly as for the Python
+Producer's batches), each an error of that partition alone:
+- exactly one v2 batch (magic 2) per partition: INVALID_RECORD otherwise (Kafka's
+  "exactly one record batch per partition" for v3+); CORRUPT_MESSAGE for bytes too short
+  to be a batch;
+- zstd only from v7 (UNSUPPORTED_COMPRESSION_TYPE);
+- transactional batches only in a request with a transactional_id
+  (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers);
+- acks 0, 1 or -1 (INVALID_REQUIRED_ACKS);
+- a batch larger than the topic's max.message.bytes or the ring: MESSAGE_TOO_LARGE;
+- unknown topic or partition: UNKNOWN_TOPIC_OR_PARTITION (v13, by id: UNKNOWN_TOPIC_ID);
+  a partition whose leader is gone: NOT_LEADER_OR_FOLLOWER (the client refreshes its
+  metadata and retries).
+Every batch is written first, then the completions are awaited together, up to the
+request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka;
+and, as Kafka does, a batch refused by these checks closes the connection (the client's
+only way to learn of it).
+The answer per partition: the base offset the leader assigned; log_append_time -1, or on
+a topic with message.timestamp.type=LogAppendTime the time the leader wrote into the
+batch (its descriptor's max timestamp in the partition's shared state; the topic's type
+is asked with DescribeConfigs and kept TIMESTAMP_TYPE_TTL_S); the log start offset (from
+the partition's shared state, when the gateway has it mapped; else -1); the leader's
+error code (our codes are Kafka's).
+"""
+import datetime
+import threading
+import time
+
+from odradek.client.errors import LeaderNotAvailable, NotInWindow, OdradekError, RingFull, TornState
+from odradek.client.protocol import messages as m
+from odradek.client.records.layout import (
+    BATCH_HEADER_SIZE, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC, TRANSACTIONAL_MASK, Compression, read_header)
+from odradek.daemon.gateway.apis import NO_RESPONSE, Api
+from odradek.daemon.gateway.codec import ErrorCode, RequestError, build, response_class
+from odradek.daemon.gateway.error_codes import kafka_code
+from odradek.daemon.gateway.fetch_views import known_log_start, views
+from odradek.daemon.gateway.gateway_state import per_gateway
+from odradek.daemon.gateway.produce_rings import Attachments
+from odradek.daemon.gateway.topics import directory
+
+__all__ = ["APIS"]
+
+PRODUCE = 0
+_MIN_WAIT_S = 0.5        # a timeout of 0 still lets the leader answer an append
+_CONN_KEY = "closer:produce-rings"
+TIMESTAMP_TYPE_TTL_S = 10.0
+_types_lock = threading.Lock()
+
+
+def _shared(gateway):
+    return per_gateway(gateway, "shared_produce_rings", lambda g: Attachments(g.links))
+
+
+def _own(conn, gateway):
+    att = conn.state.get(_CONN_KEY)
+    if att is None:
+        att = conn.state[_CONN_KEY] = Attachments(gateway.links)
+    return att
+
+
+def _log_append_time_topic(gateway, topic):
+    """Whether `topic` has message.timestamp.type=LogAppendTime (asked at most every
+    TIMESTAMP_TYPE_TTL_S per topic)."""
+    known = per_gateway(gateway, "timestamp_types", lambda g: {})
+    now = time.monotonic()
+    hit = known.get(topic)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    try:
+        res, _ = gateway.links.call(m.DescribeConfigsRequest(resources=[m.DescribeConfigsResource(
+            resource_type=m.ConfigResourceType.TOPIC, resource_name=topic,
+            configuration_keys=["message.timestamp.type"])]))
+        configs = res.results[0].configs if res.results and not res.results[0].error_code else []
+        append_time = any(c.value == "LogAppendTime" for c in configs)
+    except OdradekError:
+        append_time = False
+    with _types_lock:
+        known[topic] = (append_time, now + TIMESTAMP_TYPE_TTL_S)
+    return append_time
+
+
+def _append_time(gateway, topic, partition, base_offset):
+    """The LogAppendTime the leader gave the batch at base_offset, as a datetime; None if
+    the partition state no longer describes it."""
+    try:
+        d = views(gateway).get(topic, partition).state.find(base_offset)
+    except (NotInWindow, TornState, OdradekError):
+        return None
+    if d is None or d.base_offset != base_offset:
+        return None
+    return datetime.datetime.fromtimestamp(d.max_timestamp / 1000, tz=datetime.timezone.utc)
+
+
+def _check(records, version, transactional_id):
+    """(error code or None, the batch's header) of one partition's records."""
+    if records is None or len(records) < BATCH_HEADER_SIZE:
+        return ErrorCode.corrupt_message, None
+    h = read_header(records)
+    if h.magic != MAGIC or h.batch_length + LOG_OVERHEAD != len(records):
+        return ErrorCode.invalid_record, h
+    if h.attributes & COMPRESSION_MASK == Compression.ZSTD and version < 7:
+        return ErrorCode.unsupported_compression_type, h
+    if h.attributes & TRANSACTIONAL_MASK and transactional_id is None:
+        return ErrorCode.transactional_id_authorization_failed, h
+    return None, h
+
+
+class _Part:
+    """One partition of the request and its answer."""
+    __slots__ = ("index", "error", "base_offset", "log_start", "append_time", "att", "owner", "tag")
+
+    def __init__(self, index):
+        self.index, self.error, self.base_offset, self.log_start, self.append_time = index, ErrorCode.none, -1, -1, None
+        self.att = self.owner = self.tag = None     # the ring attachment, its registry, the batch's tag
+
+    def answer(self):
+        return dict(index=self.index, error_code=self.error, base_offset=self.base_offset,
+                    log_append_time=self.append_time, log_start_offset=self.log_start, record_errors=[],
+                    error_message=None)
+
+
+def produce(ctx, request):
+    body, version = request.body, request.api_version
+    acks = body.acks
+    deadline = time.monotonic() + max(body.timeout.total_seconds(), _MIN_WAIT_S)
+    gateway = ctx.gateway
+    by_id = version >= 13
+    results = []        # (topic key, name, [_Part])
+    for t in body.topic_data:
+        name = directory(gateway).name_of(t.topic_id) if by_id else t.name
+        parts = []
+        results.append((t.topic_id if by_id else t.name, name, parts))
+        for p in t.partition_data:
+            part = _Part(p.index)
+            parts.append(part)
+            if name is None:
+                part.error = ErrorCode.unknown_topic_id
+            elif acks not in (0, 1, -1):
+                part.error = ErrorCode.invalid_required_acks
+            else:
+                _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
+    try:
+        if acks == 0:
+            refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
+                       if part.error != ErrorCode.none]
+            if refused:   # nothing answers acks=0: closing the connection is how the client learns
+                raise RequestError(f"acks=0 produce refused ({', '.join(refused[:5])}): closing the connection",
+                                   request.api_key, request.api_version, request.correlation_id)
+            return NO_RESPONSE
+        for _, name, parts in results:
+            for part in parts:
+                if part.tag is not None:
+                    _complete(gateway, part, name, deadline)
+    finally:
+        for _, _, parts in results:
+            for part in parts:
+                if part.att is not None:
+                    part.owner.release(part.att)
+    key = "topic_id" if by_id else "name"
+    return build(response_class(PRODUCE, version), dict(throttle_time=0, responses=[
+        {key: k, "partition_responses": [part.answer() for part in parts]} for k, _, parts in results]))
+
+
+def _submit(ctx, part, topic, records, acks, version, transactional_id, deadline):
+    """Check one partition's batch and write it into its leader's ring."""
+    code, header = _check(records, version, transactional_id)
+    if code is not None:
+        part.error = code
+        return
+    pid = header.producer_id
+    owner = _own(ctx.conn, ctx.gateway) if pid >= 0 else _shared(ctx.gateway)
+    try:
+        part.att = owner.acquire(topic, part.index, acks, pid, header.producer_epoch, deadline)
+    except LeaderNotAvailable:
+        part.error = ErrorCode.not_leader_or_follower
+        return
+    except OdradekError as e:
+        part.error = kafka_code(e)
+        return
+    part.owner = owner
+    if len(records) > part.att.max_batch_bytes:
+        part.error = ErrorCode.message_too_large
+        return
+    try:
+        part.tag = part.att.submit(records, max(0.0, deadline - time.monotonic()))
+    except RingFull:
+        part.error = ErrorCode.request_timed_out
+
+
+def _complete(gateway, part, topic, deadline):
+    """Wait for the leader's completion of the partition's batch."""
+    done = part.att.wait(part.tag, deadline)
+    if done is None:
+        part.error = ErrorCode.request_timed_out
+        part.owner.release(part.att, broken=True)   # the next request attaches anew
+        part.att = None
+        return
+    part.error, part.base_offset = kafka_code(done.error_code), done.base_offset
+    part.log_start = known_log_start(gateway, topic, part.index)
+    if not done.error_code and _log_append_time_topic(gateway, topic):
+        part.append_time = _append_time(gateway, topic, part.index, done.base_offset)
+
+
+APIS = [Api(PRODUCE, 3, 13, produce)]

@@ -1,0 +1,249 @@
+"""The gateway's produce rings: Kafka Produce batches into partition leaders' rings, as the
+Python Producer's go (client/producer.py; layouts in client/shm/LAYOUT.md).
+
+A RingAttachment is one produce ring, one completion ring and one doorbell of ours,
+attached to a partition's leader for one (producer id, epoch, acks) with OpenProducer
+(`attach_rings`, shared with the Producer) over a control connection of its own: the
+broker keeps the attachment as long as that connection, and gives the same rings to the
+leader's successor when a worker dies. A batch is copied once, from the request into the
+ring; the leader validates it, checks its sequence, assigns its offsets and writes a
+completion (base offset, error code) unless acks=0. If the broker itself restarts, the
+next submit notices (client/_liveness.py, as the Producer's sender does), connects again
+and attaches the same rings; the idempotence check turns a batch taken twice into a
+duplicate with its first offsets.
+
+Who shares an attachment (Attachments): an idempotent or transactional client's batches
+carry its producer id and epoch, which the leader checks against the attachment's, so it
+gets attachments of its own, per TCP connection (closed with it); clients without a
+producer id share one per (partition, acks) per gateway process. Several connection
+threads may then write one ring (a lock makes them one writer) and wait on one
+completion ring: whichever waiter holds the reader role reads every completion and
+hands each to the thread waiting for its tag (a Condition), sleeping on our doorbell,
+which the leader rings after it writes completions: no polling.
+"""
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from odradek.client._liveness import Liveness, connect_again
+from odradek.client.errors import RingFull
+from odradek.client.producer import attach_rings
+from odradek.client.shm import Doorbell, Ring
+
+__all__ = ["RingAttachment", "Attachments", "RING_BYTES"]
+
+RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; Kafka's default limit is 1 MiB)
+COMPLETION_RING_BYTES = 256 << 10
+ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
+MAX_ATTACHMENTS = 256         # per Attachments (a connection's own; the gateway's shared ones)
+_TAG_MOD = 1 << 32
+
+
+class RingAttachment:
+    """One producer's rings to one partition leader (see the module docstring)."""
+
+    def __init__(self, links, topic, partition, acks, producer_id, producer_epoch, deadline=None):
+        """Attach now, retrying while the partition has no leader until `deadline`
+        (time.monotonic(); default ATTACH_TIMEOUT_S from now): then LeaderNotAvailable."""
+        self.topic, self.partition, self.acks = topic, partition, acks
+        self.producer_id, self.producer_epoch = producer_id, producer_epoch
+        self._links = links
+        self._client = links.open()
+        self._fds = []
+        self._leaders = []          # leader doorbells: kept until close (a ring may still ring one)
+        self.requests = self.completions = self.doorbell = None
+        try:
+            self.requests, fd = Ring.create(RING_BYTES)
+            self._fds.append(fd)
+            self.completions, fd = Ring.create(COMPLETION_RING_BYTES)
+            self._fds.append(fd)
+            self.doorbell, fd = Doorbell.create()
+            self._fds.append(fd)
+            max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S if deadline is None else deadline)
+        except BaseException:
+            self.close()
+            raise
+        self.max_batch_bytes = min(self.requests.max_payload, max_batch or self.requests.max_payload)
+        self._write_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._done = {}             # tag -> Completion, for its waiter
+        self._abandoned = set()     # tags whose waiter gave up: their completions are dropped
+        self._reading = False       # a waiter holds the reader role
+        self._next_tag = 0
+        self._liveness = Liveness()
+        self.broken = False
+
+    def _attach(self, deadline):
+        max_batch, leader = attach_rings(self._client, self.topic, self.partition, self.acks, self.producer_id,
+                                         self.producer_epoch, self._fds, deadline)
+        self._leaders.append(leader)
+        self.requests.set_doorbell(leader)
+        return max_batch, leader
+
+    def submit(self, batch, timeout):
+        """Write one batch into the ring (waiting up to `timeout` s for room: RingFull);
+        returns its tag."""
+        with self._write_lock:
+            self._check_broker()
+            tag = self._next_tag
+            self._next_tag = (tag + 1) % _TAG_MOD
+            self.requests.write(batch, tag, timeout)
+            return tag
+
+    def _check_broker(self):
+        """The broker restarted (our control connection's end closed): connect again and
+        give the new leader the same rings (the write lock held)."""
+        now = time.monotonic()
+        if not self._liveness.broker_gone(self._client, now):
+            return
+        client = connect_again(self._links.path, now + ATTACH_TIMEOUT_S, 0.2)
+        if client is None:
+            return
+        self._client.close()
+        self._client = client
+        _, leader = self._attach(now + ATTACH_TIMEOUT_S)
+        leader.ring()   # take what waited in the ring meanwhile
+
+    def wait(self, tag, deadline):
+        """The Completion of `tag`, or None at `deadline` (time.monotonic())."""
+        reader = False
+        try:
+            while True:
+                with self._cond:
+                    done = self._done.pop(tag, None)
+                    if done is not None:
+                        return done
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._abandoned.add(tag)
+                        return None
+                    if not reader:
+                        if self._reading:
+                            self._cond.wait(left)
+                            continue
+                        self._reading = reader = True
+                seen = self.doorbell.value
+                if not self._read_completions():
+                    # no look at the broker from here: submit() does, under the write lock,
+                    # which a writer waiting for ring space may hold until its deadline
+                    self.doorbell.wait(seen, left)
+        finally:
+            if reader:
+                with self._cond:
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read_completions(self):
+        """Hand out every completion in the ring (reader role held); True if any."""
+        got = []
+        for _ in range(1 << 16):
+            c = self.completions.read_completion()
+            if c is None:
+                break
+            got.append(c)
+        if got:
+            with self._cond:
+                for c in got:
+                    if c.tag in self._abandoned:
+                        self._abandoned.discard(c.tag)
+                    else:
+                        self._done[c.tag] = c
+                self._cond.notify_all()
+        return bool(got)
+
+    def close(self):
+        """Detach (our control connection closes) and unmap; callers are done with it."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        for ring in (self.requests, self.completions):
+            if ring is not None:
+                ring.close()
+        for d in (self.doorbell, *self._leaders):
+            if d is not None:
+                d.close()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds, self._leaders = [], []
+        self.requests = self.completions = self.doorbell = None
+
+
+class Attachments:
+    """RingAttachments by key, made on first use; close() closes them all. A broken one
+    (its partition gone) is dropped and closed once nobody uses it. At most
+    MAX_ATTACHMENTS: making one more retires the least recently used (a client naming
+    ever new producer ids or partitions costs rings and a connection each)."""
+
+    def __init__(self, links):
+        self._links = links
+        self._by_key = OrderedDict()
+        self._users = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self, topic, partition, acks, producer_id, producer_epoch, deadline=None):
+        key = (topic, partition, acks, producer_id, producer_epoch)
+        with self._lock:
+            att = self._by_key.get(key)
+            if att is not None:
+                self._by_key.move_to_end(key)
+                self._users[att] = self._users.get(att, 0) + 1
+                return att
+            oldest = next(iter(self._by_key.values())) if len(self._by_key) >= MAX_ATTACHMENTS else None
+        if oldest is not None:
+            self._retire(lambda a: a is oldest)
+        if producer_id >= 0:    # a new epoch of the producer: its older attachments are done
+            self._retire(lambda a: a.producer_id == producer_id and a.producer_epoch != producer_epoch)
+        att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch, deadline)
+        with self._lock:
+            other = self._by_key.get(key)
+            if other is not None or self._closed:
+                spare, att = att, other
+            else:
+                spare = None
+                self._by_key[key] = att
+            if att is not None:
+                self._users[att] = self._users.get(att, 0) + 1
+        if spare is not None:
+            spare.close()
+        if att is None:
+            raise RingFull("the connection closed")
+        return att
+
+    def _retire(self, which):
+        """Drop the attachments `which(att)` picks; each closes once unused."""
+        with self._lock:
+            old = [a for a in self._by_key.values() if which(a)]
+            for a in old:
+                self._users[a] = self._users.get(a, 0) + 1
+        for a in old:
+            self.release(a, broken=True)
+
+    def release(self, att, broken=False):
+        """Done with `att`; `broken`: it no longer works (drop it: the next acquire attaches anew)."""
+        with self._lock:
+            self._users[att] -= 1
+            if broken:
+                att.broken = True
+                key = (att.topic, att.partition, att.acks, att.producer_id, att.producer_epoch)
+                if self._by_key.get(key) is att:
+                    del self._by_key[key]
+            close = att.broken and self._users[att] == 0
+            if close:
+                del self._users[att]
+        if close:
+            att.close()
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            atts = list(self._by_key.values())
+            self._by_key.clear()
+            for att in atts:
+                att.broken = True
+            idle = [a for a in atts if not self._users.get(a)]
+            for a in idle:
+                self._users.pop(a, None)
+        for att in idle:
+            att.close()

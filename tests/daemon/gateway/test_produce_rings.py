@@ -1,0 +1,85 @@
+"""The gateway's ring attachments against a real broker, in this process: completions of
+a shared ring reach each waiter, a waiter that gave up leaves nothing behind, the number
+of attachments is bounded, a producer's new epoch retires the old ones."""
+import threading
+import time
+
+import pytest
+
+from odradek.client import Admin
+from odradek.client.protocol import messages as m
+from odradek.client.records import BatchBuilder
+from odradek.daemon.gateway import produce_rings
+from odradek.daemon.gateway.broker_link import BrokerLinks
+from odradek.daemon.gateway.produce_rings import Attachments
+from support.broker import BrokerProcess, stop_cleanly
+
+
+@pytest.fixture(scope="module")
+def links(tmp_path_factory):
+    broker = BrokerProcess(tmp_path_factory.mktemp("rings") / "data").start()
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("r", num_partitions=3)
+    links = BrokerLinks(broker.socket_path)
+    yield links
+    links.close()
+    stop_cleanly(broker)
+
+
+def batch(value, pid=-1, epoch=-1, seq=-1):
+    b = BatchBuilder(producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+    b.append(1_700_000_000_000, None, value)
+    return b.build()
+
+
+def test_waiters_of_one_ring_each_get_their_own_completion(links):
+    atts = Attachments(links)
+    att = atts.acquire("r", 0, 1, -1, -1)
+    tags = [att.submit(batch(b"%d" % i), 5) for i in range(20)]
+    got = {}
+
+    def wait(tag):
+        got[tag] = att.wait(tag, time.monotonic() + 10)
+    threads = [threading.Thread(target=wait, args=(t,)) for t in reversed(tags)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(got) == sorted(tags)
+    offsets = [got[t].base_offset for t in tags]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 20      # in ring order, one each
+    assert all(got[t].error_code == 0 and got[t].tag == t for t in tags)
+    atts.release(att)
+    atts.close()
+
+
+def test_a_completion_nobody_waits_for_any_more_is_dropped(links):
+    atts = Attachments(links)
+    att = atts.acquire("r", 1, 1, -1, -1)
+    tag = att.submit(batch(b"x"), 5)
+    assert att.wait(tag, time.monotonic()) is None          # gave up at once
+    later = att.submit(batch(b"y"), 5)
+    assert att.wait(later, time.monotonic() + 10).error_code == 0
+    assert att._done == {} and att._abandoned == set()       # the first one's completion went nowhere
+    atts.release(att)
+    atts.close()
+
+
+def test_attachments_are_bounded_and_a_new_epoch_retires_the_old(links, monkeypatch):
+    monkeypatch.setattr(produce_rings, "MAX_ATTACHMENTS", 2)
+    atts = Attachments(links)
+    first = atts.acquire("r", 0, 1, -1, -1)
+    atts.release(first)
+    second = atts.acquire("r", 1, 1, -1, -1)
+    atts.release(second)
+    third = atts.acquire("r", 2, 1, -1, -1)                   # retires `first`, the least recently used
+    atts.release(third)
+    assert first.requests is None and second.requests is not None
+    res, _ = links.call(m.InitProducerIdRequest())
+    old = atts.acquire("r", 0, -1, res.producer_id, res.producer_epoch)
+    atts.release(old)
+    new = atts.acquire("r", 0, -1, res.producer_id, res.producer_epoch + 1)   # fenced the old epoch
+    atts.release(new)
+    assert old.requests is None and new.requests is not None
+    atts.close()
+    assert new.requests is None and third.requests is None
