@@ -7,6 +7,7 @@ answers from the same table, so what the gateway advertises is exactly what it s
 A handler is `handler(ctx: RequestContext, request: codec.Request)` and returns one of:
 - a kio response entity of the request's api key and version (encoded and sent);
 - `NO_RESPONSE` (Produce with acks=0: Kafka sends nothing back);
+- `CLOSE_CONNECTION`: no answer, and the connection closes (a refused acks=0 Produce);
 - a `Reply`: response bytes in parts, some of which may be `FileSlice`s that the
   connection writes with sendfile (Fetch). The parts are sent in order, nothing between.
 A handler raises `codec.RequestError` (or returns an error entity) for bad input: the
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 from odradek.daemon.gateway.codec import build, response_class
 
-__all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "HANDLER_MODULES", "table",
+__all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "CLOSE_CONNECTION", "HANDLER_MODULES", "table",
            "API_VERSIONS"]
 
 API_VERSIONS = 18
@@ -41,6 +42,8 @@ class Api:
 
 
 NO_RESPONSE = object()
+# no answer, and the connection closes: how Kafka tells an acks=0 producer its batch was refused
+CLOSE_CONNECTION = object()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ the partition's shared state, when the gateway has it mapped; else -1); the lead
 error code (our codes are Kafka's).
 """
 import datetime
+import logging
 import threading
 import time
 
@@ -33,8 +34,8 @@ from odradek.client.errors import LeaderNotAvailable, NotInWindow, OdradekError,
 from odradek.client.protocol import messages as m
 from odradek.client.records.layout import (
     BATCH_HEADER_SIZE, COMPRESSION_MASK, LOG_OVERHEAD, MAGIC, TRANSACTIONAL_MASK, Compression, read_header)
-from odradek.daemon.gateway.apis import NO_RESPONSE, Api
-from odradek.daemon.gateway.codec import ErrorCode, RequestError, build, response_class
+from odradek.daemon.gateway.apis import CLOSE_CONNECTION, NO_RESPONSE, Api
+from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.fetch_views import known_log_start, views
 from odradek.daemon.gateway.gateway_state import per_gateway
@@ -48,6 +49,8 @@ _MIN_WAIT_S = 0.5        # a timeout of 0 still lets the leader answer an append
 _CONN_KEY = "closer:produce-rings"
 TIMESTAMP_TYPE_TTL_S = 10.0
 _types_lock = threading.Lock()
+
+log = logging.getLogger("odradek.gateway")
 
 
 def _shared(gateway):
@@ -147,8 +150,8 @@ def produce(ctx, request):
             refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
                        if part.error != ErrorCode.none]
             if refused:   # nothing answers acks=0: closing the connection is how the client learns
-                raise RequestError(f"acks=0 produce refused ({', '.join(refused[:5])}): closing the connection",
-                                   request.api_key, request.api_version, request.correlation_id)
+                log.info("acks=0 produce refused (%s): closing the connection", ", ".join(refused[:5]))
+                return CLOSE_CONNECTION
             return NO_RESPONSE
         for _, name, parts in results:
             for part in parts:

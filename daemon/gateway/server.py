@@ -44,7 +44,7 @@ import threading
 import time
 
 from odradek.daemon.gateway import apis as apis_mod, sasl
-from odradek.daemon.gateway.apis import NO_RESPONSE, FileSlice, Reply, RequestContext
+from odradek.daemon.gateway.apis import CLOSE_CONNECTION, NO_RESPONSE, FileSlice, Reply, RequestContext
 from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
@@ -290,6 +290,10 @@ class Connection:
                                       ErrorCode.unknown_server_error, request.body, f"internal error: {e}")
         if answer is NO_RESPONSE:
             return True
+        if answer is CLOSE_CONNECTION:
+            log.info("%s: closing: api key %d v%d asked for it", _addr(self.peer), request.api_key,
+                     request.api_version)
+            return False
         if isinstance(answer, Reply):
             self._send_parts(answer.parts)
         else:
