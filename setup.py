@@ -60,7 +60,10 @@ setup(
                       # Kafka wire messages for the gateway (daemon/gateway/codec.py): generated from
                       # Kafka's JSON specs, pre-1.0, so pinned exactly
                       "kio==0.6.5"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2"]},
+    # test: kafka-python, confluent-kafka (librdkafka) and aiokafka are Kafka clients the
+    # interop tests run unmodified against the gateway (tests/interop)
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2", "confluent-kafka>=2.6",
+                             "aiokafka>=0.11"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
     zip_safe=False,
 )
