@@ -2,6 +2,7 @@
 #   make run    create .venv, install odradek, run the broker on the embedded default config
 #   make test   create .venv, install odradek and the test tools, lint, run the whole suite
 #   make lint   ruff on everything, mypy on MYPY_FILES (configuration: pyproject.toml)
+#   make interop-tools   the non-Python Kafka clients the interop tests run (kcat, kafkajs, Kafka's Java tools)
 #   make perf-compare   issue 11's figures as ratios to the previous version (BASE=rev), Redis and memcpy
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,7 @@ MYPY_FILES := client/protocol/_connection.py client/protocol/_schema.py client/p
               client/protocol/consumer_protocol.py daemon/broker/groups daemon/broker/txn \
               client/group_membership.py client/group_offsets.py client/group_actions.py client/txn_manager.py
 
-.PHONY: run test lint install perf perf-deps perf-compare clean
+.PHONY: run test lint install interop-tools perf perf-deps perf-compare clean
 
 # The venv and its tools: setuptools and cffi are installed first so that the package
 # builds without build isolation (no second download of them for every install).
@@ -47,8 +48,25 @@ lint: $(VENV)/.lint-tools
 run: install
 	$(VENV)/bin/odradek serve --data-dir $(DATA)
 
-test: lint install
+test: lint install interop-tools
 	$(PY) -m pytest -q tests
+
+# Kafka clients that are not Python packages, for tests/interop: kcat (Debian's package),
+# kafkajs (npm, pinned by tests/interop/js/package-lock.json) and Apache Kafka's Java client
+# and CLI tools (Maven Central, pinned by tests/interop/java/pom.xml; needs a JDK 17+ and mvn).
+INTEROP := .cache/interop
+$(INTEROP)/.tools: tests/interop/java/pom.xml tests/interop/js/package-lock.json
+	@command -v kcat >/dev/null || { apt-get update -q && apt-get install -y -q kcat; } \
+	  || { echo "kcat is missing: install Debian's kcat package (apt-get install kcat)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ with npm" >&2; exit 1; }
+	npm ci --silent --no-audit --no-fund --prefix tests/interop/js
+	@command -v mvn >/dev/null && command -v java >/dev/null \
+	  || { echo "java or mvn is missing: install a JDK 17+ and Maven" >&2; exit 1; }
+	rm -rf $(INTEROP)/java
+	mvn -B -q -f tests/interop/java/pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(INTEROP))/java
+	@touch $@
+
+interop-tools: $(INTEROP)/.tools
 
 perf: install
 	$(PY) perf/log_append.py
@@ -68,4 +86,4 @@ perf-compare: install perf-deps
 	$(PY) perf/compare.py --base $(BASE) --runs $(RUNS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache daemon/c_ext/_native.*.so
+	rm -rf $(VENV) .cache tests/interop/js/node_modules build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache daemon/c_ext/_native.*.so

@@ -63,11 +63,13 @@ setup(
                       # Kafka wire messages for the gateway (daemon/gateway/codec.py): generated from
                       # Kafka's JSON specs, pre-1.0, so pinned exactly
                       "kio==0.6.5"],
-    # kafka-python's codecs (python-snappy, lz4, zstandard): the other side of the codec
-    # interop tests (tests/client/records/test_codec_interop.py); confluent-kafka (librdkafka,
-    # what most Kafka users run): a client of the gateway's tests
+    # test: kafka-python's codecs (python-snappy, lz4, zstandard), the other side of the codec
+    # interop tests (tests/client/records/test_codec_interop.py); kafka-python, confluent-kafka
+    # (librdkafka, what most Kafka users run) and aiokafka: Kafka clients the gateway's tests
+    # and tests/interop run unmodified
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "kafka-python>=2.0.2",
-                             "python-snappy>=0.7", "lz4>=4", "zstandard>=0.22", "confluent-kafka>=2.16"]},
+                             "python-snappy>=0.7", "lz4>=4", "zstandard>=0.22", "confluent-kafka>=2.16",
+                             "aiokafka>=0.11"]},
     entry_points={"console_scripts": ["odradek = odradek.daemon.cli:main"]},
     zip_safe=False,
 )
