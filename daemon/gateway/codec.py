@@ -51,13 +51,14 @@ class MalformedRequest(RequestError):
 
 class Request:
     """One decoded request: its header entity and body entity."""
-    __slots__ = ("api_key", "api_version", "correlation_id", "client_id", "header", "body")
+    __slots__ = ("api_key", "api_version", "correlation_id", "client_id", "header", "body", "trailing")
 
     def __init__(self, api_key, api_version, header, body):
         self.api_key, self.api_version = api_key, api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.header, self.body = header, body
+        self.trailing = 0         # bytes after the body, ignored (decode_request)
 
 
 def peek_header(frame):
@@ -113,10 +114,11 @@ def decode_request(frame):
     except Exception as e:    # kio's Rust and Python readers raise several types on garbage
         raise MalformedRequest(f"api key {api_key} v{api_version}: {type(e).__name__}: {e}",
                                api_key, api_version, cid) from None
-    if n + m != len(frame):
-        raise MalformedRequest(f"api key {api_key} v{api_version}: {len(frame) - n - m} bytes after the body",
-                               api_key, api_version, cid)
-    return Request(api_key, api_version, header, body)
+    request = Request(api_key, api_version, header, body)
+    # Bytes after the body are ignored, as Kafka's request parser does: librdkafka 2.x sends
+    # three after its Metadata v13 request's tagged fields, and Kafka answers it.
+    request.trailing = len(frame) - n - m
+    return request
 
 
 def encode_response(correlation_id, response):

@@ -14,8 +14,6 @@ import uuid
 import pytest
 
 from support.broker import BrokerProcess, stop_cleanly
-from support.gateway import GatewayProcess
-
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +24,10 @@ def bootstrap(tmp_path_factory):
         yield other
         return
     tmp = tmp_path_factory.mktemp("interop")
-    broker = BrokerProcess(tmp / "data").start()
-    gateway = GatewayProcess(broker.socket_path, tmp).start()
+    broker = BrokerProcess(tmp / "data", listener=True).start()
     try:
-        yield gateway.bootstrap
+        yield f"127.0.0.1:{broker.kafka_port()}"
     finally:
-        gateway.stop()
         stop_cleanly(broker)
 
 
@@ -39,4 +35,3 @@ def bootstrap(tmp_path_factory):
 def topic_name(request):
     """A topic name of this test's own."""
     return f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:8]}"
-
