@@ -141,7 +141,7 @@ def test_auto_offset_reset(broker):
         assert c.poll(5).offset == 0
     with consumer(broker, **{"auto.offset.reset": "latest"}) as c:
         c.assign([TopicPartition("reset", 0)])
-        assert c.poll(0.05) is None and c.position()[0].offset == 3
+        assert c.poll(0.05) is None and c.position(c.assignment())[0].offset == 3
     with consumer(broker, **{"auto.offset.reset": "error"}) as c:
         c.assign([TopicPartition("reset", 0)])
         with pytest.raises(OffsetOutOfRange, match="auto.offset.reset"):
