@@ -48,7 +48,7 @@ def main():
             continue
         p.begin_transaction()
         for r in batch:
-            p.produce(OUT, transform(r.value), key=r.key, partition=r.partition)
+            p.produce(OUT, transform(r.value()), key=r.key(), partition=r.partition())
         if hold and done:
             p.flush(WAIT_S)              # written, in a transaction that will never end
             print("holding", flush=True)

@@ -62,7 +62,7 @@ def produce(broker, topic, values, acks):
     p = Producer({"socket": broker.socket_path, "acks": acks})
     try:
         for v in values:
-            p.produce(topic, v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            p.produce(topic, v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
         assert p.flush(10) == 0
     finally:
         p.close(5)      # bounded: close() alone waits for every record
@@ -98,13 +98,13 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
     p = Producer({"socket": broker.socket_path, "acks": "all", "linger.ms": 0})
     try:
         for v in values:
-            p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
             p.poll(0)
 
         def appended():
             with Admin(broker.socket_path) as admin:
                 st = admin.status(["t"])
-            (part,) = [x for x in st.partitions if (x.topic, x.partition) == ("t", 0)]
+            (part,) = [x for x in st.partitions if (x.topic(), x.partition()) == ("t", 0)]
             return part.log_end_offset == 3 + len(values) and part.segments >= 3
         wait_until(appended, 10, what="the leader to append every batch, rolling its segment")
         assert reports == []             # held: the followers have none of it

@@ -59,7 +59,7 @@ def read_values(broker, topic, partition, n):
     c = Consumer({"socket": broker.socket_path})
     try:
         c.assign([TopicPartition(topic, partition, 0)])
-        return [r.value for r in consume_n(c, n, WAIT_S)]
+        return [r.value() for r in consume_n(c, n, WAIT_S)]
     finally:
         c.close()
 
@@ -93,7 +93,7 @@ def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not
     p.produce("t", b"sent", partition=0)
     assert p.flush(WAIT_S) == 0            # in the log, part of the transaction
     reports = []
-    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value)))
+    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value())))
     p.abort_transaction(WAIT_S)
     p.poll(0)
     assert len(reports) == 1 and isinstance(reports[0][0], TransactionAborted) and reports[0][1] == b"never"
@@ -325,7 +325,7 @@ def test_a_group_members_positions_commit_with_the_transaction_and_a_stale_gener
         positions = c.position(c.assignment())
         # past the last record and the seed's COMMIT marker after it
         (next_t0,) = [tp.offset for tp in positions if tp.partition == 0]
-        assert next_t0 == got[-1].offset + 2
+        assert next_t0 == got[-1].offset() + 2
         p.send_offsets_to_transaction(positions, meta, WAIT_S)
         p.commit_transaction(WAIT_S)
         wait_until(lambda: fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == next_t0, WAIT_S,
