@@ -95,6 +95,9 @@ _SCHEMA = {
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
     "transactional.id": (str, None),
     "transaction.timeout.ms": (cfg.positive_int, 60_000),
+    # librdkafka's name for the Java client's key hashing (murmur2), odradek's only one: a
+    # confluent-kafka program that sets it to agree with Java clients runs unchanged
+    "partitioner": (cfg.one_of("murmur2_random"), "murmur2_random"),
 }
 _TXN_TURNS = 1_000_000    # bounds a transactional operation's steps; its deadline ends it first
 _RETRY_S = 0.05
