@@ -91,3 +91,10 @@ def test_kafka_error_and_exception_have_confluent_kafkas_shape_and_codes():
             errors.TransactionAborted().args[0].code()] == [confluent.KafkaError._MAX_POLL_EXCEEDED,
                                                             confluent.KafkaError._STATE,
                                                             confluent.KafkaError._PURGE_QUEUE]
+
+
+def test_the_producer_takes_librdkafkas_name_for_its_key_hashing_and_refuses_the_others():
+    with pytest.raises(errors.InvalidConfig, match="partitioner='consistent_random'.*murmur2_random"):
+        client.Producer({"partitioner": "consistent_random", "socket": "/nonexistent"})
+    with pytest.raises(errors.NetworkException):     # murmur2_random is accepted: the missing socket fails
+        client.Producer({"partitioner": "murmur2_random", "socket": "/nonexistent"})
