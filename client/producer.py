@@ -211,11 +211,11 @@ class Producer:
         self._sender.start()
 
     # == producing ==================================================================
-    def produce(self, topic, value=None, key=None, headers=None, partition=None, timestamp=None,
-                on_delivery=None):
-        """Queue one record. Returns at once, unless the partition's ring is full (then it
-        blocks up to max.block.ms and raises RingFull). The outcome reaches
-        on_delivery(err, record) from poll() or flush()."""
+    def produce(self, topic, value=None, key=None, partition=None, on_delivery=None, timestamp=None,
+                headers=None):
+        """Queue one record (confluent-kafka's positional order). Returns at once, unless
+        the partition's ring is full (then it blocks up to max.block.ms and raises
+        RingFull). The outcome reaches on_delivery(err, record) from poll() or flush()."""
         res = self._acc.produce(topic, value, key, headers, partition, timestamp, on_delivery)
         if res is not None:
             self._produce_slow(res, topic, value, key, headers, partition, timestamp, on_delivery)
