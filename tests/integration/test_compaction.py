@@ -146,7 +146,7 @@ def test_a_batch_found_just_before_its_segment_was_swapped_is_read_from_where_it
         produce(20, b"k-dup")                    # offset 0 is now compactable
         for i in range(21, 60):                  # rolls the first segment
             produce(i, b"k%04d" % i)
-        wait_until(lambda: read_all(b.socket_path, "table3")[0].offset == 1, 30, interval=0.2,
+        wait_until(lambda: read_all(b.socket_path, "table3")[0].offset() == 1, 30, interval=0.2,
                    what="the cleaner to drop offset 0")
         part.state = FoundBeforeTheSwap(part.state, found)
         got = read_to(c, "table3", 10, 60)

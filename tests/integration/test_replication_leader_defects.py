@@ -104,7 +104,7 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
         def appended():
             with Admin(broker.socket_path) as admin:
                 st = admin.status(["t"])
-            (part,) = [x for x in st.partitions if (x.topic(), x.partition()) == ("t", 0)]
+            (part,) = [x for x in st.partitions if (x.topic, x.partition) == ("t", 0)]
             return part.log_end_offset == 3 + len(values) and part.segments >= 3
         wait_until(appended, 10, what="the leader to append every batch, rolling its segment")
         assert reports == []             # held: the followers have none of it
