@@ -69,7 +69,7 @@ from odradek.client.admin import resolve_socket
 from odradek.client.errors import (IllegalState, InvalidConfig, KafkaException, LeaderNotAvailable, MessageTooLarge,
                                    OdradekError, RequestTimedOut, RingFull, TransactionAborted,
                                    UnknownTopicOrPartition, error_for_code)
-from odradek.client.message import TIMESTAMP_CREATE_TIME, GroupMetadata, Record, TopicPartition
+from odradek.client.message import TIMESTAMP_CREATE_TIME, FailedDelivery, GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
@@ -527,9 +527,13 @@ class Producer:
                 if p is not None:
                     callback, key, value, headers, ts = p
                     offset = -1 if base_offset < 0 else base_offset + i
-                    items.append((callback, error, Record(link.topic, link.partition, offset, key, value,
-                                                          list(headers) if headers else None, ts,
-                                                          TIMESTAMP_CREATE_TIME, kafka_error)))
+                    headers = list(headers) if headers else None
+                    if error is None:
+                        rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
+                    else:
+                        rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
+                                             TIMESTAMP_CREATE_TIME, kafka_error)
+                    items.append((callback, error, rec))
         with self._reported:
             self._reports.extend(items)
             self._settled += count

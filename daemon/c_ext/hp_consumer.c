@@ -7,15 +7,17 @@
  *   confluent-kafka's Message methods, so that a confluent-kafka program reads it
  *   unchanged: topic(), partition(), offset(), key(), value(), headers() (None when the
  *   record has none), timestamp() -> (timestamp type, ms) with confluent's type values
- *   (1 CreateTime, 2 LogAppendTime), error() (None, or a failed delivery's KafkaError),
- *   latency() and leader_epoch() (None), len(record) (the value's size), set_topic/
- *   set_key/set_value/set_headers. The constructor Record(topic, partition, offset, key,
- *   value, headers, timestamp, timestamp_type=1, error=None), == comparing all nine
- *   fields (no hash), a repr and pickling. A GC container (headers is a list, and the
- *   setters take any object). Calls with seven to nine positional arguments take a
- *   vectorcall path (the producer's delivery reports); other calls and subclasses go
- *   through tp_new and tp_init as a Python class would. A method call costs a little
- *   more than the slot read of the attribute API it replaced (perf/consumer_perf.py).
+ *   (1 CreateTime, 2 LogAppendTime), error() (None: a failed delivery's record is
+ *   client/message.py's FailedDelivery subclass), latency() and leader_epoch() (None),
+ *   len(record) (the value's size), set_topic/set_key/set_value/set_headers. The
+ *   constructor Record(topic, partition, offset, key, value, headers, timestamp,
+ *   timestamp_type=1), == comparing all eight fields (no hash), a repr and pickling. A GC
+ *   container (headers is a list, and the setters take any object). Calls with seven or
+ *   eight positional arguments take a vectorcall path (the producer's delivery reports);
+ *   other calls and subclasses go through tp_new and tp_init as a Python class would.
+ *   Eight fields, no more: a ninth (the error) made every object of a fetch a pymalloc
+ *   size class larger and decode_fetch ~7% slower. A method call costs a little more
+ *   than the slot read of the attribute API it replaced (perf/consumer_perf.py).
  *
  * decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition,
  *              check_crcs, zero_copy[, aborted, known_upto])
@@ -88,13 +90,13 @@
 
 /* ---- Record ------------------------------------------------------------------------- */
 
-enum { F_TOPIC, F_PARTITION, F_OFFSET, F_KEY, F_VALUE, F_HEADERS, F_TIMESTAMP, F_TIMESTAMP_TYPE, F_ERROR,
+enum { F_TOPIC, F_PARTITION, F_OFFSET, F_KEY, F_VALUE, F_HEADERS, F_TIMESTAMP, F_TIMESTAMP_TYPE,
        N_FIELDS };
 
 static char *field_names[] = {"topic", "partition", "offset", "key", "value", "headers", "timestamp",
-                              "timestamp_type", "error", NULL};
+                              "timestamp_type", NULL};
 
-/* f[i] NULL reads as None (a Record made by Record.__new__ alone, or without an error). */
+/* f[i] NULL reads as None (a Record made by Record.__new__ alone). */
 typedef struct {
     PyObject_HEAD
     PyObject *f[N_FIELDS];
@@ -159,17 +161,17 @@ static int record_init(RecordObject *self, PyObject *args, PyObject *kwds)
 {
     PyObject *v[N_FIELDS] = {NULL};
     v[F_TIMESTAMP_TYPE] = create_time;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO|OO:Record", field_names, &v[0], &v[1], &v[2],
-                                     &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO|O:Record", field_names, &v[0], &v[1], &v[2],
+                                     &v[3], &v[4], &v[5], &v[6], &v[7]))
         return -1;
     for (int i = 0; i < N_FIELDS; i++)
-        Py_XSETREF(self->f[i], Py_XNewRef(v[i] == Py_None && i == F_ERROR ? NULL : v[i]));
+        Py_XSETREF(self->f[i], Py_NewRef(v[i]));
     if (!PyObject_GC_IsTracked((PyObject *)self))
         PyObject_GC_Track(self);     /* one decode_fetch made: its fields may be containers now */
     return 0;
 }
 
-/* Record(...) with 7 to 9 positional arguments: no argument tuple, no parsing. Anything
+/* Record(...) with 7 or 8 positional arguments: no argument tuple, no parsing. Anything
  * else (keywords, a subclass) is what type.__call__ does: tp_new, then tp_init. */
 static PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -179,7 +181,7 @@ static PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t
         if (r == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < n; i++)
-            r->f[i] = i == F_ERROR && args[i] == Py_None ? NULL : Py_NewRef(args[i]);
+            r->f[i] = Py_NewRef(args[i]);
         if (n == F_TIMESTAMP_TYPE)
             r->f[F_TIMESTAMP_TYPE] = Py_NewRef(create_time);
         PyObject_GC_Track(r);
@@ -228,7 +230,7 @@ FIELD_GETTER(offset, F_OFFSET)
 FIELD_GETTER(key, F_KEY)
 FIELD_GETTER(value, F_VALUE)
 FIELD_GETTER(headers, F_HEADERS)
-FIELD_GETTER(error, F_ERROR)
+
 #undef FIELD_GETTER
 
 static PyObject *record_none(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
@@ -346,15 +348,15 @@ static PyMethodDef record_methods[] = {
      "A list of (str, bytes or None) pairs, or None when the record has none."},
     {"timestamp", (PyCFunction)record_timestamp, METH_NOARGS,
      "(timestamp type, ms): TIMESTAMP_CREATE_TIME (1) or TIMESTAMP_LOG_APPEND_TIME (2)."},
-    {"error", (PyCFunction)record_error, METH_NOARGS,
-     "None for a record; the KafkaError of a failed delivery in its delivery report."},
+    {"error", (PyCFunction)record_none, METH_NOARGS,
+     "None: a record (a failed delivery's is a FailedDelivery, whose error() is its KafkaError)."},
     {"latency", (PyCFunction)record_none, METH_NOARGS, "None: not measured."},
     {"leader_epoch", (PyCFunction)record_none, METH_NOARGS, "None: not carried."},
     {"set_topic", (PyCFunction)record_set_topic, METH_O, "Set the topic."},
     {"set_key", (PyCFunction)record_set_key, METH_O, "Set the key."},
     {"set_value", (PyCFunction)record_set_value, METH_O, "Set the value."},
     {"set_headers", (PyCFunction)record_set_headers, METH_O, "Set the headers."},
-    {"__reduce__", (PyCFunction)record_reduce, METH_NOARGS, "Pickled as Record(*its nine fields)."},
+    {"__reduce__", (PyCFunction)record_reduce, METH_NOARGS, "Pickled as Record(*its eight fields)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -362,7 +364,7 @@ static PySequenceMethods record_as_sequence = {.sq_length = (lenfunc)record_len}
 static PyNumberMethods record_as_number = {.nb_bool = record_bool};
 
 PyDoc_STRVAR(record_doc,
-"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=1, error=None)\n"
+"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=1)\n"
 "--\n\n"
 "One record of a partition: what a Consumer returns and a delivery report carries, with\n"
 "confluent-kafka's Message methods: topic(), partition(), offset(), key(), value(),\n"
@@ -370,7 +372,7 @@ PyDoc_STRVAR(record_doc,
 "len(record) (the value's size), set_topic/set_key/set_value/set_headers.\n"
 "key and value: bytes or None (read-only BytesViews with the consumer's zero.copy);\n"
 "headers: a list of (str, bytes or None), or None; timestamp type 1 CreateTime,\n"
-"2 LogAppendTime. == compares all nine fields; not hashable; always true.");
+"2 LogAppendTime. == compares all eight fields; not hashable; always true.");
 
 static PyTypeObject RecordType = {
     PyVarObject_HEAD_INIT(NULL, 0)

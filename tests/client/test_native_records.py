@@ -597,7 +597,7 @@ def test_the_record_type_reads_through_confluent_kafkas_methods_and_no_attribute
                   if type(v).__name__ in ("member_descriptor", "getset_descriptor") and not name.startswith("__")]
     assert attributes == []
     r = ClientRecord("t", 0, 1, b"k", b"v", [], 2)
-    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, TIMESTAMP_CREATE_TIME, None)   # the constructor's order
+    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, TIMESTAMP_CREATE_TIME)   # the constructor's order
     with pytest.raises(AttributeError):
         r.value = b"x"
 

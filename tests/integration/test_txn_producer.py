@@ -10,7 +10,7 @@ import pytest
 from support.broker import BrokerProcess, consume_n, wait_until
 from support.txn_client import create_topic, describe, fetch_offsets
 
-from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
+from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, KafkaError, Producer, TopicPartition, TransactionAborted
 from odradek.client.errors import (IllegalGeneration, InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, NotEnoughReplicas,
                                    ProducerFenced)
 from odradek.client.protocol import ControlClient
@@ -93,10 +93,12 @@ def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not
     p.produce("t", b"sent", partition=0)
     assert p.flush(WAIT_S) == 0            # in the log, part of the transaction
     reports = []
-    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value())))
+    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value(), rec)))
     p.abort_transaction(WAIT_S)
     p.poll(0)
     assert len(reports) == 1 and isinstance(reports[0][0], TransactionAborted) and reports[0][1] == b"never"
+    failed = reports[0][2]                 # confluent-kafka's shape: the record's error() is err's KafkaError
+    assert failed.error() is reports[0][0].args[0] and failed.error().code() == KafkaError._PURGE_QUEUE and failed.offset() == -1
     batches = wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.ABORT), WAIT_S,
                          what="t-0's ABORT marker")
     assert len(batches) == 2 and batches[0].is_transactional
