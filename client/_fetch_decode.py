@@ -11,7 +11,7 @@ from odradek._hotpath import FETCH_ABOVE_HIGH_WATERMARK, FETCH_END, FETCH_IN_PYT
 from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import stop_reason, unreadable, why_unreadable
 from odradek.client.errors import CorruptRecord
-from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, Record
+from odradek.client.message import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Record
 from odradek.client.records import RecordBatch
 from odradek.client.records.layout import COMPRESSION_MASK, TIMESTAMP_TYPE_MASK
 
@@ -51,7 +51,7 @@ class FetchDecoder:
             records, status, at, next_offset, a, b, c = decode_fetch(
                 data, at, pos, next_offset, hw, topic, partition, self._check_crcs, self._zero_copy, *extra)
             if records:
-                self._buffer_records(part, records, records[-1].offset + 1)
+                self._buffer_records(part, records, records[-1].offset() + 1)
             if status == FETCH_END:
                 break
             if status == FETCH_ABOVE_HIGH_WATERMARK:
@@ -72,7 +72,7 @@ class FetchDecoder:
                     return self._unreadable(part, CorruptRecord, why_unreadable(e, batch.attributes & COMPRESSION_MASK),
                                             at, batch.base_offset, high_watermark, len(data))
                 if records:
-                    self._buffer_records(part, records, records[-1].offset + 1)
+                    self._buffer_records(part, records, records[-1].offset() + 1)
                 at += batch.size
                 continue
             return self._unreadable(part, CorruptRecord, stop_reason(status, next_offset, a, b, c), at,
@@ -112,11 +112,11 @@ class FetchDecoder:
         records are decompressed; an unknown codec or records that do not decompress or
         decode raise CorruptRecord). Keys and values are bytes of the decompressed batch
         (BytesViews of them with zero.copy)."""
-        ts_type = LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else CREATE_TIME
+        ts_type = TIMESTAMP_LOG_APPEND_TIME if batch.attributes & TIMESTAMP_TYPE_MASK else TIMESTAMP_CREATE_TIME
         field = BytesView if self._zero_copy else _b
         return [Record(topic, partition, r.offset, None if r.key is None else field(r.key),
                        None if r.value is None else field(r.value),
-                       [(k, _b(v)) for k, v in r.headers] if r.headers else [], r.timestamp, ts_type)
+                       [(k, _b(v)) for k, v in r.headers] if r.headers else None, r.timestamp, ts_type)
                 for r in batch.records() if r.offset >= pos]
 
     def _unreadable(self, part, error_class, reason, position, floor, high_watermark, nbytes):

@@ -6,7 +6,7 @@
         for _ in range(100):
             rec = c.poll(1.0)
             if rec is not None:
-                print(rec.offset, rec.key, rec.value)
+                print(rec.offset(), rec.key(), rec.value())
 
 Theory of operation
 - assign(): OpenFetch gives each partition's state (read-only shared memory: log start,
@@ -35,7 +35,7 @@ instead of bytes copies (compressed batches: of the decompressed bytes; headers 
 odradek._hotpath.BytesView, which has the buffer protocol (memoryview(v), bytes(v), any
 call that takes a bytes-like object; writes refused), len(v), v[i] and v[i:j], and ==
 and hash like bytes (daemon/c_ext/hp_bytes_view.c). A view is valid until the next
-poll()/consume() or close() of this consumer: use it or copy it (bytes(rec.value))
+poll()/consume() or close() of this consumer: use it or copy it (bytes(rec.value()))
 before then. A view kept longer never crashes the
 process: it keeps the segment's mapping alive (even after retention deleted the file or
 the consumer closed), but what it shows then is not promised. The one exception: a view
@@ -45,7 +45,7 @@ leader) can meet a page the cut removed, and the process gets SIGBUS.
     with Consumer({"auto.offset.reset": "earliest", "zero.copy": True}) as c:
         c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])
         for rec in c.consume(1000, 1.0):
-            handle(rec.value)               # a read-only view: valid until the next consume()
+            handle(rec.value())             # a read-only view: valid until the next consume()
 
 A batch that cannot be read (a flipped bit on disk: CRC-32C, a damaged length, header or
 record; records in gzip, snappy, lz4 or zstd that do not decompress, or inflate past the
@@ -516,11 +516,12 @@ class Consumer(FetchDecoder):
         for tp in partitions or self.assignment():
             self._seek(self._part(tp), OFFSET_END)
 
-    def position(self, partitions=None):
+    def position(self, partitions):
         """The offset of the next record poll() returns, per partition (OFFSET_INVALID
-        before the first fetch decides it)."""
+        before the first fetch decides it). partitions is required, as in
+        confluent-kafka: position(assignment()) for every assigned one."""
         out = []
-        for tp in partitions or self.assignment():
+        for tp in partitions:
             pos = self._part(tp).position
             out.append(TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if pos is None else pos))
         return out
@@ -639,7 +640,7 @@ class Consumer(FetchDecoder):
             else:
                 piece = records[taken:taken + n]
                 item.taken = taken + n
-                item.part.position = piece[-1].offset + 1
+                item.part.position = piece[-1].offset() + 1
             n -= len(piece)
             if out is None:
                 out = piece

@@ -1,26 +1,125 @@
 """Every odradek error: one base class, one class per error name, one table.
 
 Names and numeric codes are Apache Kafka's where Kafka has the error (so a person who
-knows Kafka reads them at once, and a future Kafka-protocol front end can return them
+knows Kafka reads them at once, and the Kafka-protocol listener returns them
 unchanged); odradek's own errors use codes from 1000 up. Look a class up from its code
 with `error_for_code`; raise with a human message that says what to do next.
 
     raise UnknownTopicOrPartition("topic 'orders' does not exist; create it with "
                                   "'odradek topics create orders'")
 
+confluent-kafka's shape, so that one program runs against odradek and against a Kafka
+cluster through confluent-kafka with only its import changed:
+
+    KafkaException   what confluent-kafka raises; OdradekError subclasses it, so
+                     `except KafkaException as e:` catches every odradek error.
+    KafkaError       e.args[0] of every KafkaException: code(), name(), str(),
+                     retriable(), fatal(), txn_requires_abort(), == to its code, and the
+                     constants (KafkaError.UNKNOWN_TOPIC_OR_PART, ._PARTITION_EOF, ...).
+                     A failed delivery's on_delivery(err, record) gets one, as
+                     record.error() does.
+
+The choice: an OdradekError IS a KafkaException whose args[0] is a KafkaError view of it
+(the view reads the exception's flags when called, so flags set after raising show), and
+keeps its own class per error name, so `except UnknownTopicOrPartition` and the boolean
+attributes below work as before for odradek's users. name() is Kafka's name (Java's
+Errors enum: UNKNOWN_TOPIC_OR_PARTITION), where librdkafka says UNKNOWN_TOPIC_OR_PART;
+compare code()s with the constants, which carry both spellings.
+
 What a caller does about an error is in three flags, confluent-kafka's KafkaError
-classification (retriable(), fatal(), txn_requires_abort()) as attributes beside the
-class's `retriable`: `retriable` (the same call may succeed if made again), `fatal` (the
-client is unusable: a transactional producer fenced by a newer instance), and
-`txn_requires_abort` (the transaction failed: call abort_transaction(), then start
-again). A transactional producer (client/txn_manager.py) sets them per instance.
+classification, as attributes of the exception (and methods of its KafkaError):
+`retriable` (the same call may succeed if made again), `fatal` (the client is unusable:
+a transactional producer fenced by a newer instance), and `txn_requires_abort` (the
+transaction failed: call abort_transaction(), then start again). A transactional
+producer (client/txn_manager.py) sets them per instance.
 """
 
-__all__ = ["OdradekError", "error_for_code", "ERRORS"]
+__all__ = ["KafkaError", "KafkaException", "OdradekError", "error_for_code", "ERRORS"]
 
 
-class OdradekError(Exception):
-    """Base of every odradek error. `code` and `name` identify it on the wire."""
+class KafkaError:
+    """An error's identity and classification, confluent-kafka's KafkaError:
+    KafkaError(code, reason=None, fatal=False, retriable=False, txn_requires_abort=False)."""
+
+    __slots__ = ("_code", "_str", "_fatal", "_retriable", "_txn_requires_abort")
+
+    def __init__(self, error, reason=None, fatal=False, retriable=False, txn_requires_abort=False):
+        self._code = int(error)
+        self._str = reason
+        self._fatal, self._retriable, self._txn_requires_abort = fatal, retriable, txn_requires_abort
+
+    def code(self):
+        return self._code
+
+    def name(self):
+        return _NAMES.get(self._code, f"ERR_{self._code}?")
+
+    def str(self):
+        return self._str or _WHAT.get(self._code, self.name())
+
+    def fatal(self):
+        return self._fatal
+
+    def retriable(self):
+        return self._retriable
+
+    def txn_requires_abort(self):
+        return self._txn_requires_abort
+
+    def __eq__(self, other):
+        if isinstance(other, KafkaError):
+            return self.code() == other.code()
+        return self.code() == other if isinstance(other, int) else NotImplemented
+
+    def __hash__(self):
+        return hash(self.code())
+
+    def __str__(self):
+        return f'KafkaError{{code={self.name()},val={self.code()},str="{self.str()}"}}'
+
+    __repr__ = __str__
+
+
+class _ErrorView(KafkaError):
+    """The KafkaError of an OdradekError (its args[0]): reads the exception when called."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error):
+        self._error = error
+
+    def code(self):
+        return self._error.code
+
+    def name(self):
+        return self._error.name
+
+    def str(self):
+        return self._error.message
+
+    def fatal(self):
+        return self._error.fatal
+
+    def retriable(self):
+        return self._error.retriable
+
+    def txn_requires_abort(self):
+        return self._error.txn_requires_abort
+
+
+class KafkaException(Exception):
+    """confluent-kafka's exception: args[0] is the KafkaError."""
+
+    def __init__(self, error=None, *args, **kwargs):
+        if not isinstance(error, KafkaError) and (error is not None or kwargs):
+            error = KafkaError(error if error is not None else -1, *args, **kwargs)
+            args = ()
+        super().__init__(error, *args)
+
+
+class OdradekError(KafkaException):
+    """Base of every odradek error. `code` and `name` identify it on the wire; args[0]
+    is its KafkaError (confluent-kafka's shape)."""
 
     code = -1
     name = "UNKNOWN_SERVER_ERROR"
@@ -29,7 +128,7 @@ class OdradekError(Exception):
     txn_requires_abort = False
 
     def __init__(self, message="", *, retriable=None, fatal=None, txn_requires_abort=None):
-        super().__init__(message or self.name)
+        Exception.__init__(self, _ErrorView(self))
         self.message = message or self.name
         if retriable is not None:
             self.retriable = retriable
@@ -40,6 +139,9 @@ class OdradekError(Exception):
 
     def __str__(self):
         return f"{self.name}: {self.message}" if self.message != self.name else self.name
+
+    def __reduce__(self):
+        return (type(self), (self.message,), self.__dict__)
 
 
 # (code, NAME, ClassName, retriable, what it means)
@@ -128,6 +230,30 @@ for _code, _name, _cls, _retriable, _doc in _TABLE:
     ERRORS[_code] = _klass
     __all__.append(_cls)
 del _code, _name, _cls, _retriable, _doc, _klass
+
+
+# KafkaError's constants: every name above, librdkafka's spelling where it differs, and the
+# client-side (negative) codes of librdkafka a program compares with
+_LIBRDKAFKA_NAMES = {-1: "UNKNOWN", 2: "INVALID_MSG", 3: "UNKNOWN_TOPIC_OR_PART", 4: "INVALID_MSG_SIZE",
+                     6: "NOT_LEADER_FOR_PARTITION", 10: "MSG_SIZE_TOO_LARGE", 17: "TOPIC_EXCEPTION"}
+_LOCAL = [(0, "NO_ERROR", "success"), (-199, "_BAD_MSG", "bad message format"),
+          (-198, "_BAD_COMPRESSION", "invalid compressed data"), (-195, "_TRANSPORT", "broker transport failure"),
+          (-192, "_MSG_TIMED_OUT", "message timed out"), (-191, "_PARTITION_EOF", "no more messages"),
+          (-190, "_UNKNOWN_PARTITION", "unknown partition"), (-188, "_UNKNOWN_TOPIC", "unknown topic"),
+          (-187, "_ALL_BROKERS_DOWN", "all broker connections are down"),
+          (-186, "_INVALID_ARG", "invalid argument or configuration"), (-185, "_TIMED_OUT", "timed out"),
+          (-184, "_QUEUE_FULL", "queue full"), (-172, "_STATE", "erroneous state"),
+          (-170, "_NOT_IMPLEMENTED", "not implemented"), (-168, "_NO_OFFSET", "no offset stored"),
+          (-152, "_PURGE_QUEUE", "purged in queue"), (-150, "_FATAL", "fatal error"),
+          (-147, "_MAX_POLL_EXCEEDED", "maximum application poll interval exceeded"),
+          (-144, "_FENCED", "this instance has been fenced by a newer instance")]
+_NAMES = {code: klass.name for code, klass in ERRORS.items()}
+_WHAT = {code: klass.__doc__.rstrip(".") for code, klass in ERRORS.items()}
+for _code, _name, _doc in _LOCAL:
+    _NAMES[_code], _WHAT[_code] = _name, _doc
+for _code, _name in [*_NAMES.items(), *_LIBRDKAFKA_NAMES.items()]:
+    setattr(KafkaError, _name, _code)
+del _code, _name, _doc
 
 
 def error_for_code(code):

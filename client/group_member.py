@@ -204,7 +204,7 @@ class GroupMember:
             message, offsets = offsets, None
         metas = {}
         if message is not None:
-            todo = {(message.topic, message.partition): message.offset + 1}
+            todo = {(message.topic(), message.partition()): message.offset() + 1}
         elif offsets is not None:
             todo = {}
             for tp in offsets:

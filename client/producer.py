@@ -4,7 +4,7 @@ partition's leader; delivery reports back.
     from odradek.client import Producer
     with Producer({"acks": "all", "linger.ms": 5}) as p:
         p.produce("orders", b"paid", key=b"order-17",
-                  on_delivery=lambda err, rec: print(err or f"at offset {rec.offset}"))
+                  on_delivery=lambda err, rec: print(err or f"at offset {rec.offset()}"))
         p.flush()
 
 Theory of operation
@@ -66,10 +66,10 @@ from odradek.client import _config as cfg
 from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._producer_compressed import compressed_accumulator
 from odradek.client.admin import resolve_socket
-from odradek.client.errors import (IllegalState, InvalidConfig, LeaderNotAvailable, MessageTooLarge,
+from odradek.client.errors import (IllegalState, InvalidConfig, KafkaException, LeaderNotAvailable, MessageTooLarge,
                                    OdradekError, RequestTimedOut, RingFull, TransactionAborted,
                                    UnknownTopicOrPartition, error_for_code)
-from odradek.client.message import GroupMetadata, Record, TopicPartition
+from odradek.client.message import TIMESTAMP_CREATE_TIME, FailedDelivery, GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.protocol import raise_for_error
 from odradek.client.records import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
@@ -95,6 +95,9 @@ _SCHEMA = {
     "produce.ring.bytes": (cfg.positive_int, 4 << 20),
     "transactional.id": (str, None),
     "transaction.timeout.ms": (cfg.positive_int, 60_000),
+    # librdkafka's name for the Java client's key hashing (murmur2), odradek's only one: a
+    # confluent-kafka program that sets it to agree with Java clients runs unchanged
+    "partitioner": (cfg.one_of("murmur2_random"), "murmur2_random"),
 }
 _TXN_TURNS = 1_000_000    # bounds a transactional operation's steps; its deadline ends it first
 _RETRY_S = 0.05
@@ -208,11 +211,11 @@ class Producer:
         self._sender.start()
 
     # == producing ==================================================================
-    def produce(self, topic, value=None, key=None, headers=None, partition=None, timestamp=None,
-                on_delivery=None):
-        """Queue one record. Returns at once, unless the partition's ring is full (then it
-        blocks up to max.block.ms and raises RingFull). The outcome reaches
-        on_delivery(err, record) from poll() or flush()."""
+    def produce(self, topic, value=None, key=None, partition=None, on_delivery=None, timestamp=None,
+                headers=None):
+        """Queue one record (confluent-kafka's positional order). Returns at once, unless
+        the partition's ring is full (then it blocks up to max.block.ms and raises
+        RingFull). The outcome reaches on_delivery(err, record) from poll() or flush()."""
         res = self._acc.produce(topic, value, key, headers, partition, timestamp, on_delivery)
         if res is not None:
             self._produce_slow(res, topic, value, key, headers, partition, timestamp, on_delivery)
@@ -404,7 +407,7 @@ class Producer:
 
     def send_offsets_to_transaction(self, positions, group_metadata, timeout=None):
         """Commit a consumer group's offsets as part of the transaction: `positions` are
-        TopicPartitions with the next offset to consume (Consumer.position()), and
+        TopicPartitions with the next offset to consume (Consumer.position(assignment())), and
         `group_metadata` the Consumer's group_metadata(). They become the group's
         committed offsets only if the transaction commits; partitions whose offset is
         negative (no position yet) are skipped. IllegalState outside a
@@ -518,13 +521,19 @@ class Producer:
         """Queue the delivery reports of a batch of `count` records; `pending` holds, per
         record, None or what its on_delivery report needs (None: no record has one)."""
         items = []
+        kafka_error = error.args[0] if isinstance(error, KafkaException) else None   # the record's error()
         if pending is not None:
             for i, p in enumerate(pending):
                 if p is not None:
                     callback, key, value, headers, ts = p
                     offset = -1 if base_offset < 0 else base_offset + i
-                    items.append((callback, error, Record(link.topic, link.partition, offset, key, value,
-                                                          list(headers), ts)))
+                    headers = list(headers) if headers else None
+                    if error is None:
+                        rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
+                    else:
+                        rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
+                                             TIMESTAMP_CREATE_TIME, kafka_error)
+                    items.append((callback, error, rec))
         with self._reported:
             self._reports.extend(items)
             self._settled += count

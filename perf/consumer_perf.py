@@ -104,8 +104,8 @@ def consume_once(sock, name, partitions, messages, props, timeout_s):
                 continue
             last = time.monotonic()
             records += len(batch)
-            for r in batch:     # each attribute read once
-                k, v = r.key, r.value
+            for r in batch:     # each accessor called once
+                k, v = r.key(), r.value()
                 if v is not None:
                     nbytes += len(v)
                 if k is not None:

@@ -124,7 +124,7 @@ def consumer_process(conn, sock, name, partition, num_records, gc_freeze):
                     continue
                 last = time.monotonic()
                 for r in batch:
-                    stamp = unpack(r.value)[0]
+                    stamp = unpack(r.value())[0]
                     sent.append(stamp)
                     latencies.append(t - stamp)
         conn.send(("done", (latencies.tobytes(), sent.tobytes(), pauses.stop())))

@@ -80,9 +80,9 @@ class Stream(threading.Thread):
 
     def _delivered(self, err, record):
         t = time.monotonic()
-        i = int(record.value)
+        i = int(record.value())
         if err is None:
-            self.acked[i] = (record.offset, t)
+            self.acked[i] = (record.offset(), t)
         else:
             self.failed.append((i, err))
 
@@ -217,7 +217,7 @@ def read_back(sock, name, end):
                 continue
             last = time.monotonic()
             for r in batch:
-                out[r.offset] = r.value
+                out[r.offset()] = r.value()
     return out
 
 

@@ -55,7 +55,7 @@ def _member(conn, sock, name, group, mode):
             else:
                 for r in got:
                     consumed[0] += 1
-                    consumed[1] += len(r.value)
+                    consumed[1] += len(r.value())
                 if got:
                     last = time.monotonic()
                 conn.send(("consumed", consumed[0], consumed[1], last))

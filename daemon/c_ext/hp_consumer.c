@@ -3,14 +3,21 @@
  * mapped segment) into Records in one call.
  *
  * Record
- *   The record object of odradek.client (client/message.py exports it): eight writable
- *   attributes (topic, partition, offset, key, value, headers, timestamp,
- *   timestamp_type), the constructor Record(topic, partition, offset, key, value,
- *   headers, timestamp, timestamp_type=CREATE_TIME), == comparing all eight (no hash),
- *   the repr and the pickling of the Python class it replaces. A GC container (headers
- *   is a list, and attributes take any object). Calls with seven or eight positional
- *   arguments take a vectorcall path (the producer's delivery reports); other calls and
- *   subclasses go through tp_new and tp_init as a Python class would.
+ *   The record object of odradek.client (client/message.py exports it), with
+ *   confluent-kafka's Message methods, so that a confluent-kafka program reads it
+ *   unchanged: topic(), partition(), offset(), key(), value(), headers() (None when the
+ *   record has none), timestamp() -> (timestamp type, ms) with confluent's type values
+ *   (1 CreateTime, 2 LogAppendTime), error() (None: a failed delivery's record is
+ *   client/message.py's FailedDelivery subclass), latency() and leader_epoch() (None),
+ *   len(record) (the value's size), set_topic/set_key/set_value/set_headers. The
+ *   constructor Record(topic, partition, offset, key, value, headers, timestamp,
+ *   timestamp_type=1), == comparing all eight fields (no hash), a repr and pickling. A GC
+ *   container (headers is a list, and the setters take any object). Calls with seven or
+ *   eight positional arguments take a vectorcall path (the producer's delivery reports);
+ *   other calls and subclasses go through tp_new and tp_init as a Python class would.
+ *   Eight fields, no more: a ninth (the error) made every object of a fetch a pymalloc
+ *   size class larger and decode_fetch ~7% slower. A method call costs a little more
+ *   than the slot read of the attribute API it replaced (perf/consumer_perf.py).
  *
  * decode_fetch(data, start, pos, next_offset, high_watermark, topic, partition,
  *              check_crcs, zero_copy[, aborted, known_upto])
@@ -30,7 +37,8 @@
  *   aborted (Kafka's abort ranges, opened at the first offset, closed by the ABORT
  *   marker); they are complete for batches below known_upto. The records of an uncompressed batch are decoded by
  *   odk_decode_records (record_decode.c, the one record decoder) and made into Records here,
- *   skipping offsets below pos; headers become a list of (str, bytes or None).
+ *   skipping offsets below pos; headers become a list of (str, bytes or None), or None
+ *   when the record has none.
  *   It stops at the first batch it does not deliver and says why (status, position =
  *   the batch's byte in data, and a, b, c):
  *     FETCH_END                  every byte of data was read (position = len(data))
@@ -79,7 +87,6 @@
 
 #include <stddef.h>
 #include <string.h>
-#include <structmember.h>
 
 /* ---- Record ------------------------------------------------------------------------- */
 
@@ -89,18 +96,15 @@ enum { F_TOPIC, F_PARTITION, F_OFFSET, F_KEY, F_VALUE, F_HEADERS, F_TIMESTAMP, F
 static char *field_names[] = {"topic", "partition", "offset", "key", "value", "headers", "timestamp",
                               "timestamp_type", NULL};
 
+/* f[i] NULL reads as None (a Record made by Record.__new__ alone). */
 typedef struct {
     PyObject_HEAD
     PyObject *f[N_FIELDS];
 } RecordObject;
 
 static PyTypeObject RecordType;
-static PyObject *create_time;       /* 0 */
-static PyObject *log_append_time;   /* 1 */
-/* In f[F_HEADERS] of a Record decode_fetch made for a record without headers: the empty
- * list it reads as is made on first access (most records have none, and the list would
- * be one more allocation and one more object for the garbage collector per record). */
-static PyObject *no_headers_yet;
+static PyObject *create_time;       /* TIMESTAMP_CREATE_TIME, 1 (confluent-kafka's value) */
+static PyObject *log_append_time;   /* TIMESTAMP_LOG_APPEND_TIME, 2 */
 
 static int record_traverse(RecordObject *self, visitproc visit, void *arg)
 {
@@ -172,13 +176,13 @@ static int record_init(RecordObject *self, PyObject *args, PyObject *kwds)
 static PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
-    if (kwnames == NULL && (n == N_FIELDS - 1 || n == N_FIELDS) && type == (PyObject *)&RecordType) {
+    if (kwnames == NULL && n >= F_TIMESTAMP_TYPE && n <= N_FIELDS && type == (PyObject *)&RecordType) {
         RecordObject *r = record_alloc();
         if (r == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < n; i++)
             r->f[i] = Py_NewRef(args[i]);
-        if (n == N_FIELDS - 1)
+        if (n == F_TIMESTAMP_TYPE)
             r->f[F_TIMESTAMP_TYPE] = Py_NewRef(create_time);
         PyObject_GC_Track(r);
         return (PyObject *)r;
@@ -207,54 +211,71 @@ done:
     return obj;
 }
 
-/* The field (borrowed), or NULL with AttributeError when it was deleted (as a Python slot
- * does). Headers not made yet are made now: an empty list. */
-static PyObject *field(RecordObject *self, int i)
+/* The field (borrowed; None for NULL). */
+static inline PyObject *field(RecordObject *self, int i)
 {
-    if (self->f[i] == no_headers_yet) {
-        PyObject *list = PyList_New(0);
-        if (list == NULL)
-            return NULL;
-        Py_SETREF(self->f[i], list);
-        if (!PyObject_GC_IsTracked((PyObject *)self))
-            PyObject_GC_Track(self);     /* it holds a container now */
+    return self->f[i] == NULL ? Py_None : self->f[i];
+}
+
+/* ---- confluent-kafka's Message methods: each a METH_NOARGS read of one field ---------- */
+
+#define FIELD_GETTER(fname, idx)                                                          \
+    static PyObject *record_##fname(RecordObject *self, PyObject *Py_UNUSED(ignored))     \
+    {                                                                                     \
+        return Py_NewRef(field(self, idx));                                               \
     }
-    if (self->f[i] == NULL)
-        PyErr_Format(PyExc_AttributeError, "'Record' object has no attribute '%s'", field_names[i]);
-    return self->f[i];
+FIELD_GETTER(topic, F_TOPIC)
+FIELD_GETTER(partition, F_PARTITION)
+FIELD_GETTER(offset, F_OFFSET)
+FIELD_GETTER(key, F_KEY)
+FIELD_GETTER(value, F_VALUE)
+FIELD_GETTER(headers, F_HEADERS)
+
+#undef FIELD_GETTER
+
+static PyObject *record_none(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_NONE;
 }
 
-static PyObject *record_get_headers(RecordObject *self, void *Py_UNUSED(closure))
+static PyObject *record_timestamp(RecordObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_XNewRef(field(self, F_HEADERS));
+    return PyTuple_Pack(2, field(self, F_TIMESTAMP_TYPE), field(self, F_TIMESTAMP));
 }
 
-static int record_set_headers(RecordObject *self, PyObject *value, void *Py_UNUSED(closure))
+/* set_key(v) etc.: any object (confluent-kafka checks nothing either); from then on the
+ * Record may hold a container, so the collector tracks it (as after __init__). */
+static PyObject *record_set(RecordObject *self, int i, PyObject *v)
 {
-    if (value == NULL && (self->f[F_HEADERS] == NULL)) {
-        PyErr_SetString(PyExc_AttributeError, "'Record' object has no attribute 'headers'");
-        return -1;
-    }
-    Py_XSETREF(self->f[F_HEADERS], Py_XNewRef(value));
-    return 0;
-}
-
-/* A Record decode_fetch made holds only atomic objects (str, int, bytes, BytesView,
- * None) and is not tracked by the garbage collector; setting any attribute may give it a
- * container, so from then on it is (as after __init__). */
-static int record_setattro(PyObject *self, PyObject *name, PyObject *value)
-{
-    int rc = PyObject_GenericSetAttr(self, name, value);
-    if (rc == 0 && !PyObject_GC_IsTracked(self))
+    Py_XSETREF(self->f[i], Py_NewRef(v));
+    if (!PyObject_GC_IsTracked((PyObject *)self))
         PyObject_GC_Track(self);
-    return rc;
+    Py_RETURN_NONE;
 }
 
-static PyGetSetDef record_getset[] = {
-    {"headers", (getter)record_get_headers, (setter)record_set_headers,
-     "a list of (str, bytes or None)", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
+#define FIELD_SETTER(fname, idx)                                                          \
+    static PyObject *record_set_##fname(RecordObject *self, PyObject *v)                  \
+    {                                                                                     \
+        return record_set(self, idx, v);                                                  \
+    }
+FIELD_SETTER(topic, F_TOPIC)
+FIELD_SETTER(key, F_KEY)
+FIELD_SETTER(value, F_VALUE)
+FIELD_SETTER(headers, F_HEADERS)
+#undef FIELD_SETTER
+
+/* len(record): the value's size in bytes (0 for None), as len(Message). */
+static Py_ssize_t record_len(RecordObject *self)
+{
+    PyObject *v = field(self, F_VALUE);
+    return v == Py_None ? 0 : PyObject_Length(v);
+}
+
+/* A Record is true whatever its value's length (a record is not a container). */
+static int record_bool(PyObject *Py_UNUSED(self))
+{
+    return 1;
+}
 
 /* client/message.py's _short: repr of the first 32 bytes, "..." when there are more. */
 static PyObject *short_repr(PyObject *b)
@@ -276,13 +297,11 @@ static PyObject *short_repr(PyObject *b)
 
 static PyObject *record_repr(RecordObject *self)
 {
-    for (int i = 0; i < N_FIELDS; i++)
-        if (i != F_HEADERS && i != F_TIMESTAMP_TYPE && field(self, i) == NULL)
-            return NULL;
-    PyObject *key = short_repr(self->f[F_KEY]), *value = NULL, *r = NULL;
-    if (key != NULL && (value = short_repr(self->f[F_VALUE])) != NULL)
-        r = PyUnicode_FromFormat("Record(%S-%S@%S, key=%U, value=%U, timestamp=%S)", self->f[F_TOPIC],
-                                 self->f[F_PARTITION], self->f[F_OFFSET], key, value, self->f[F_TIMESTAMP]);
+    PyObject *key = short_repr(field(self, F_KEY)), *value = NULL, *r = NULL;
+    if (key != NULL && (value = short_repr(field(self, F_VALUE))) != NULL)
+        r = PyUnicode_FromFormat("Record(%S-%S@%S, key=%U, value=%U, timestamp=%S)", field(self, F_TOPIC),
+                                 field(self, F_PARTITION), field(self, F_OFFSET), key, value,
+                                 field(self, F_TIMESTAMP));
     Py_XDECREF(key);
     Py_XDECREF(value);
     return r;
@@ -295,10 +314,7 @@ static PyObject *record_richcompare(PyObject *a, PyObject *b, int op)
         !PyObject_TypeCheck(b, &RecordType))
         Py_RETURN_NOTIMPLEMENTED;
     for (int i = 0; i < N_FIELDS; i++) {
-        PyObject *x = field((RecordObject *)a, i), *y = x == NULL ? NULL : field((RecordObject *)b, i);
-        if (y == NULL)
-            return NULL;
-        PyObject *eq = PyObject_RichCompare(x, y, Py_EQ);
+        PyObject *eq = PyObject_RichCompare(field((RecordObject *)a, i), field((RecordObject *)b, i), Py_EQ);
         if (eq == NULL)
             return NULL;
         int t = PyObject_IsTrue(eq);
@@ -316,31 +332,47 @@ static PyObject *record_reduce(RecordObject *self, PyObject *Py_UNUSED(ignored))
     PyObject *args = PyTuple_New(N_FIELDS);
     if (args == NULL)
         return NULL;
-    for (int i = 0; i < N_FIELDS; i++) {
-        if (field(self, i) == NULL) {
-            Py_DECREF(args);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(args, i, Py_NewRef(self->f[i]));
-    }
+    for (int i = 0; i < N_FIELDS; i++)
+        PyTuple_SET_ITEM(args, i, Py_NewRef(field(self, i)));
     return Py_BuildValue("(ON)", (PyObject *)Py_TYPE(self), args);
 }
 
-static PyMemberDef record_members[N_FIELDS];   /* all but headers (record_getset), then the end */
-
 static PyMethodDef record_methods[] = {
+    {"topic", (PyCFunction)record_topic, METH_NOARGS, "The topic's name."},
+    {"partition", (PyCFunction)record_partition, METH_NOARGS, "The partition number."},
+    {"offset", (PyCFunction)record_offset, METH_NOARGS,
+     "The offset (-1 in a delivery report of a failed record or of one sent with acks=0)."},
+    {"key", (PyCFunction)record_key, METH_NOARGS, "The key: bytes, a BytesView (zero.copy) or None."},
+    {"value", (PyCFunction)record_value, METH_NOARGS, "The value: bytes, a BytesView (zero.copy) or None."},
+    {"headers", (PyCFunction)record_headers, METH_NOARGS,
+     "A list of (str, bytes or None) pairs, or None when the record has none."},
+    {"timestamp", (PyCFunction)record_timestamp, METH_NOARGS,
+     "(timestamp type, ms): TIMESTAMP_CREATE_TIME (1) or TIMESTAMP_LOG_APPEND_TIME (2)."},
+    {"error", (PyCFunction)record_none, METH_NOARGS,
+     "None: a record (a failed delivery's is a FailedDelivery, whose error() is its KafkaError)."},
+    {"latency", (PyCFunction)record_none, METH_NOARGS, "None: not measured."},
+    {"leader_epoch", (PyCFunction)record_none, METH_NOARGS, "None: not carried."},
+    {"set_topic", (PyCFunction)record_set_topic, METH_O, "Set the topic."},
+    {"set_key", (PyCFunction)record_set_key, METH_O, "Set the key."},
+    {"set_value", (PyCFunction)record_set_value, METH_O, "Set the value."},
+    {"set_headers", (PyCFunction)record_set_headers, METH_O, "Set the headers."},
     {"__reduce__", (PyCFunction)record_reduce, METH_NOARGS, "Pickled as Record(*its eight fields)."},
     {NULL, NULL, 0, NULL},
 };
 
+static PySequenceMethods record_as_sequence = {.sq_length = (lenfunc)record_len};
+static PyNumberMethods record_as_number = {.nb_bool = record_bool};
+
 PyDoc_STRVAR(record_doc,
-"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=0)\n"
+"Record(topic, partition, offset, key, value, headers, timestamp, timestamp_type=1)\n"
 "--\n\n"
-"One record of a partition: what a Consumer returns and a delivery report carries.\n"
-"`offset` is -1 in a delivery report of a failed record or of one sent with acks=0.\n"
+"One record of a partition: what a Consumer returns and a delivery report carries, with\n"
+"confluent-kafka's Message methods: topic(), partition(), offset(), key(), value(),\n"
+"headers(), timestamp() -> (timestamp type, ms), error(), latency(), leader_epoch(),\n"
+"len(record) (the value's size), set_topic/set_key/set_value/set_headers.\n"
 "key and value: bytes or None (read-only BytesViews with the consumer's zero.copy);\n"
-"headers: a list of (str, bytes or None); timestamp in ms; timestamp_type 0 CreateTime,\n"
-"1 LogAppendTime. Attributes are writable; == compares all eight; not hashable.");
+"headers: a list of (str, bytes or None), or None; timestamp type 1 CreateTime,\n"
+"2 LogAppendTime. == compares all eight fields; not hashable; always true.");
 
 static PyTypeObject RecordType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -354,10 +386,9 @@ static PyTypeObject RecordType = {
     .tp_repr = (reprfunc)record_repr,
     .tp_richcompare = record_richcompare,
     .tp_hash = PyObject_HashNotImplemented,
+    .tp_as_sequence = &record_as_sequence,
+    .tp_as_number = &record_as_number,
     .tp_methods = record_methods,
-    .tp_members = record_members,
-    .tp_getset = record_getset,
-    .tp_setattro = record_setattro,
     .tp_init = (initproc)record_init,
     .tp_new = PyType_GenericNew,
     .tp_vectorcall = record_vectorcall,
@@ -528,7 +559,7 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
         if ((r->f[F_OFFSET] = PyLong_FromLongLong(h->base_offset + row[ODK_REC_OFFSET_DELTA])) == NULL ||
             (r->f[F_KEY] = field_bytes(cx, at + (size_t)row[ODK_REC_KEY_POS], row[ODK_REC_KEY_LEN])) == NULL ||
             (r->f[F_VALUE] = field_bytes(cx, at + (size_t)row[ODK_REC_VALUE_POS], row[ODK_REC_VALUE_LEN])) == NULL ||
-            (r->f[F_HEADERS] = hc == 0 ? Py_NewRef(no_headers_yet)
+            (r->f[F_HEADERS] = hc == 0 ? Py_NewRef(Py_None)
                                         : read_headers(b, (size_t)row[ODK_REC_HEADERS_POS], size, hc,
                                                        &refused)) == NULL ||
             (r->f[F_TIMESTAMP] = append_time ? timestamp_of(cx, h->max_timestamp, 0)
@@ -541,7 +572,7 @@ static int decode_batch(fetch_ctx *cx, size_t at, size_t size, const odk_batch_h
         r->f[F_PARTITION] = Py_NewRef(cx->partition);
         r->f[F_TIMESTAMP_TYPE] = Py_NewRef(ts_type);
         if (hc)
-            PyObject_GC_Track(r);     /* a list of headers: a container (record_setattro) */
+            PyObject_GC_Track(r);     /* a list of headers: a container */
         int appended = PyList_Append(out, (PyObject *)r);
         Py_DECREF(r);
         if (appended < 0)
@@ -721,16 +752,9 @@ static PyMethodDef consumer_functions[] = {
 
 int odk_hp_add_consumer(PyObject *module)
 {
-    int m = 0;
-    for (int i = 0; i < N_FIELDS; i++)
-        if (i != F_HEADERS)
-            record_members[m++] = (PyMemberDef){field_names[i], T_OBJECT_EX,
-                                                (Py_ssize_t)(offsetof(RecordObject, f) + i * sizeof(PyObject *)),
-                                                0, NULL};
-    create_time = PyLong_FromLong(0);
-    log_append_time = PyLong_FromLong(1);
-    no_headers_yet = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);   /* held by nothing else */
-    if (create_time == NULL || log_append_time == NULL || no_headers_yet == NULL || PyType_Ready(&RecordType) < 0)
+    create_time = PyLong_FromLong(1);
+    log_append_time = PyLong_FromLong(2);
+    if (create_time == NULL || log_append_time == NULL || PyType_Ready(&RecordType) < 0)
         return -1;
     if (PyModule_AddObject(module, "Record", Py_NewRef(&RecordType)) < 0) {
         Py_DECREF(&RecordType);

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from odradek.client.admin import Admin, resolve_socket
 from odradek.client.errors import InvalidRecord, OdradekError, RequestTimedOut, UnknownTopicOrPartition
+from odradek.client.message import TIMESTAMP_LOG_APPEND_TIME
 
 __all__ = ["produce", "consume", "Format", "partitions_of", "FLUSH_TIMEOUT_S"]
 
@@ -189,21 +190,22 @@ class Format:
         sep = self.separator
         parts = []
         if self.print_timestamp:
-            if record.timestamp is None or record.timestamp < 0:
+            ts_type, ts = record.timestamp()
+            if ts is None or ts < 0:
                 parts.append(b"NO_TIMESTAMP")
             else:
-                kind = b"LogAppendTime" if record.timestamp_type == 1 else b"CreateTime"
-                parts.append(b"%s:%d" % (kind, record.timestamp))
+                kind = b"LogAppendTime" if ts_type == TIMESTAMP_LOG_APPEND_TIME else b"CreateTime"
+                parts.append(b"%s:%d" % (kind, ts))
         if self.print_partition:
-            parts.append(b"Partition:%d" % record.partition)
+            parts.append(b"Partition:%d" % record.partition())
         if self.print_offset:
-            parts.append(b"Offset:%d" % record.offset)
+            parts.append(b"Offset:%d" % record.offset())
         if self.print_headers:
-            hs = record.headers or []
+            hs = record.headers()
             parts.append(b",".join(_b(k) + b":" + _b(v) for k, v in hs) if hs else b"NO_HEADERS")
         if self.print_key:
-            parts.append(_b(record.key))
-        parts.append(_b(record.value))
+            parts.append(_b(record.key()))
+        parts.append(_b(record.value()))
         return sep.join(parts) + b"\n"
 
 

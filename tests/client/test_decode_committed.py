@@ -95,13 +95,13 @@ INTERLEAVED = [("data", 7, 2, False), ("data", 8, 1, False), ("data", None, 1, F
 def test_aborted_batches_and_markers_are_skipped_and_the_rest_comes_in_order(zero_copy):
     data, layout = log_of(INTERLEAVED)
     records, status, at, next_offset, *_ = decode(data, True, pack(aborted_of(layout)), zero_copy=zero_copy)
-    assert [r.offset for r in records] == expected_offsets(layout, True) == [2, 3, 7, 8]
+    assert [r.offset() for r in records] == expected_offsets(layout, True) == [2, 3, 7, 8]
     assert (status, at, next_offset) == (FETCH_END, len(data), 9)
     records, status, at, *_ = decode(data, False, zero_copy=zero_copy)    # read_uncommitted: the gzip
-    assert [r.offset for r in records] == [0, 1, 2, 3] and status == _hotpath.FETCH_IN_PYTHON   # one is Python's
+    assert [r.offset() for r in records] == [0, 1, 2, 3] and status == _hotpath.FETCH_IN_PYTHON   # one is Python's
     records, status, *_ = _hotpath.decode_fetch(data, at + RecordBatch(data[at:]).size, 0, 5,
                                                 _HIGH_WATERMARK_MAX, "t", 0, True, zero_copy)
-    assert [r.offset for r in records] == [7, 8] and status == FETCH_END      # then on: no marker
+    assert [r.offset() for r in records] == [7, 8] and status == FETCH_END      # then on: no marker
     assert expected_offsets(layout, False) == [0, 1, 2, 3, 4, 7, 8]
 
 
@@ -110,10 +110,10 @@ def test_a_transactional_batch_not_covered_stops_the_call_where_it_starts():
     records, status, at, next_offset, a, _, _ = decode(data, True, b"", 0)
     assert (records, status, at, next_offset, a) == ([], FETCH_NEED_ABORTED, 0, 0, 0)
     records, status, at, next_offset, a, _, _ = decode(data, True, pack(aborted_of(layout)), 3)
-    assert [r.offset for r in records] == [2, 3] and (status, next_offset, a) == (FETCH_NEED_ABORTED, 4, 4)
+    assert [r.offset() for r in records] == [2, 3] and (status, next_offset, a) == (FETCH_NEED_ABORTED, 4, 4)
     rest = _hotpath.decode_fetch(data, at, 0, next_offset, _HIGH_WATERMARK_MAX, "t", 0, True, False,
                                  pack(aborted_of(layout)), _HIGH_WATERMARK_MAX)
-    assert [r.offset for r in rest[0]] == [7, 8] and rest[1] == FETCH_END
+    assert [r.offset() for r in rest[0]] == [7, 8] and rest[1] == FETCH_END
 
 
 def test_bad_aborted_arguments_are_named_errors():
@@ -148,11 +148,11 @@ def test_random_logs_give_what_kafkas_per_producer_abort_state_gives(steps):
     for zero_copy in (False, True):
         records, status, *_ = decode(data, True, packed, zero_copy=zero_copy)
         if status == FETCH_END:
-            assert [r.offset for r in records] == expected_offsets(layout, True)
+            assert [r.offset() for r in records] == expected_offsets(layout, True)
         else:   # a gzip batch not aborted: Python decodes it (the consumer's loop); up to there, the same
             assert status == _hotpath.FETCH_IN_PYTHON
             want = expected_offsets(layout, True)
-            assert [r.offset for r in records] == want[:len(records)]
+            assert [r.offset() for r in records] == want[:len(records)]
 
 
 def test_random_bytes_with_aborted_ranges_never_crash():

@@ -22,8 +22,8 @@ from odradek.client._partition_read import Fault, Fetched
 from odradek.client._unreadable import why_unreadable as _why
 from odradek.client._fetch_decode import HIGH_WATERMARK_MAX as _HIGH_WATERMARK_MAX
 from odradek.client.consumer import Consumer
-from odradek.client.errors import CorruptRecord
-from odradek.client.message import CREATE_TIME, LOG_APPEND_TIME, TopicPartition
+from odradek.client.errors import CorruptRecord, KafkaError
+from odradek.client.message import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, FailedDelivery, TopicPartition
 from odradek.client.records import BatchBuilder, Compression, iter_batches, write_base_offset, write_log_append_time
 from odradek.client.records.layout import (ATTRIBUTES_OFFSET, COMPRESSION_MASK, CONTROL_MASK, CRC_OFFSET,
                                             HEADER_STRUCT, LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_MASK)
@@ -61,9 +61,9 @@ def reference(data, pos, hw, check_crcs):
         next_offset = base + last_delta + 1
         if attrs & CONTROL_MASK:
             continue
-        ts_type = LOG_APPEND_TIME if attrs & TIMESTAMP_TYPE_MASK else CREATE_TIME
+        ts_type = TIMESTAMP_LOG_APPEND_TIME if attrs & TIMESTAMP_TYPE_MASK else TIMESTAMP_CREATE_TIME
         try:
-            out += [Record("t", 3, r.offset, r.key, r.value, list(r.headers), r.timestamp, ts_type)
+            out += [Record("t", 3, r.offset, r.key, r.value, list(r.headers) or None, r.timestamp, ts_type)
                     for r in batch.records() if r.offset >= pos]
         except CorruptRecord as e:
             return out, (type(e), _why(e, attrs & COMPRESSION_MASK), position, base), None
@@ -90,7 +90,7 @@ def consumer_decode(data, pos, hw, check_crcs, zero_copy=False):
     records = [r for item in consumer._buffer for r in item.records]
     assert len(records) == consumer._buffered and all(type(r) is Record for r in records)
     for r in records:
-        for field in (r.key, r.value):
+        for field in (r.key(), r.value()):
             assert field is None or (type(field) is BytesView and memoryview(field).readonly if zero_copy
                                      else type(field) is bytes)
     if stopped:
@@ -245,7 +245,7 @@ def test_a_header_key_that_is_not_utf8_goes_to_python_which_names_it():
     struct.pack_into(">I", data, len(data) - len(b.build()) + CRC_OFFSET,
                      native.crc32c(bytes(data[len(data) - len(b.build()) + ATTRIBUTES_OFFSET:])))
     records, stop, _ = consumer_decode(bytes(data), 0, HW_LIMIT, True)
-    assert [r.offset for r in records] == [0]          # the whole batch before it, none of its own
+    assert [r.offset() for r in records] == [0]          # the whole batch before it, none of its own
     assert stop[0] is CorruptRecord and "record 1 header key is not UTF-8" in stop[1]
     assert consumer_decode(bytes(data), 0, HW_LIMIT, True) == reference(bytes(data), 0, HW_LIMIT, True)
 
@@ -258,7 +258,7 @@ def test_a_timestamp_past_int64_is_pythons_sum():
     struct.pack_into(">q", data, 27, (1 << 63) - 5)                 # baseTimestamp
     struct.pack_into(">I", data, CRC_OFFSET, native.crc32c(bytes(data[ATTRIBUTES_OFFSET:])))
     records, stop, _ = consumer_decode(bytes(data), 0, HW_LIMIT, True)
-    assert stop is None and [r.timestamp for r in records] == [(1 << 63) - 5, (1 << 63) + 5]
+    assert stop is None and [r.timestamp()[1] for r in records] == [(1 << 63) - 5, (1 << 63) + 5]
 
 
 def test_zero_copy_views_share_one_export_and_pin_the_buffer():
@@ -268,15 +268,15 @@ def test_zero_copy_views_share_one_export_and_pin_the_buffer():
     mm[:] = log
     whole = memoryview(mm)
     records, _, _, _, _, _, _ = _hotpath.decode_fetch(whole[0:len(log)], 0, 0, 0, HW_LIMIT, "t", 0, True, True)
-    assert [bytes(r.value) for r in records] == [b"value%d" % i for i in range(4)]
-    assert all(type(r.value) is BytesView and memoryview(r.key).readonly for r in records)
-    assert not any(gc.is_tracked(x) for r in records for x in (r, r.key, r.value))   # no container: untracked
+    assert [bytes(r.value()) for r in records] == [b"value%d" % i for i in range(4)]
+    assert all(type(r.value()) is BytesView and memoryview(r.key()).readonly for r in records)
+    assert not any(gc.is_tracked(x) for r in records for x in (r, r.key(), r.value()))   # no container: untracked
     with pytest.raises(TypeError):
-        records[0].value[0] = 1
+        records[0].value()[0] = 1
     whole.release()
     with pytest.raises(BufferError):
         mm.close()                     # the record views keep the map
-    kept = records[2].value
+    kept = records[2].value()
     del records
     gc.collect()
     assert bytes(kept) == b"value2"
@@ -321,11 +321,11 @@ def test_decode_fetch_never_crashes_on_garbage(data, pos, hw, start, flags):
 
 def test_record_takes_the_constructor_signature_and_defaults_to_create_time():
     r = Record("t", 1, 2, b"k", b"v", [("h", None)], 3)
-    assert (r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp, r.timestamp_type) == \
-        ("t", 1, 2, b"k", b"v", [("h", None)], 3, CREATE_TIME)
-    assert Record(topic="t", partition=1, offset=2, key=None, value=None, headers=[], timestamp=3,
-                  timestamp_type=LOG_APPEND_TIME).timestamp_type == LOG_APPEND_TIME
-    assert Record("t", 1, 2, None, None, [], 3, timestamp_type=1) == Record("t", 1, 2, None, None, [], 3, 1)
+    assert (r.topic(), r.partition(), r.offset(), r.key(), r.value(), r.headers(), r.timestamp(), r.error()) == \
+        ("t", 1, 2, b"k", b"v", [("h", None)], (TIMESTAMP_CREATE_TIME, 3), None)
+    assert Record(topic="t", partition=1, offset=2, key=None, value=None, headers=None, timestamp=3,
+                  timestamp_type=TIMESTAMP_LOG_APPEND_TIME).timestamp() == (TIMESTAMP_LOG_APPEND_TIME, 3)
+    assert Record("t", 1, 2, None, None, None, 3, timestamp_type=1) == Record("t", 1, 2, None, None, None, 3, 1)
     for bad in [("t", 1, 2, None, None, []), ("t",) * 9]:
         with pytest.raises(TypeError):
             Record(*bad)
@@ -333,10 +333,28 @@ def test_record_takes_the_constructor_signature_and_defaults_to_create_time():
         Record("t", 1, 2, None, None, [], 3, nope=1)
 
 
+def test_record_reads_as_confluent_kafkas_message_does():
+    confluent = pytest.importorskip("confluent_kafka")
+    assert (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME) == (confluent.TIMESTAMP_CREATE_TIME,
+                                                                  confluent.TIMESTAMP_LOG_APPEND_TIME)
+    for headers in (None, [("h", b"x"), ("n", None)]):
+        ours = Record("t", 1, 2, b"k", b"value", headers, 3, TIMESTAMP_LOG_APPEND_TIME)
+        theirs = confluent.Message(topic="t", partition=1, offset=2, key=b"k", value=b"value", headers=headers,
+                                   timestamp=(TIMESTAMP_LOG_APPEND_TIME, 3))
+        for name in ("topic", "partition", "offset", "key", "value", "headers", "timestamp", "error", "latency",
+                     "leader_epoch"):
+            assert getattr(ours, name)() == getattr(theirs, name)(), name
+        assert len(ours) == len(theirs) == 5
+        for name, new in (("topic", "u"), ("key", b"k2"), ("value", b"v2"), ("headers", [("a", b"b")])):
+            assert getattr(ours, "set_" + name)(new) is getattr(theirs, "set_" + name)(new) is None
+            assert getattr(ours, name)() == getattr(theirs, name)() == new
+    assert len(Record("t", 1, 2, None, None, None, 3)) == 0 and Record("t", 1, 2, None, b"", None, 3)   # always true
+
+
 def test_record_compares_all_fields_and_is_not_hashable():
     a = Record("t", 1, 2, b"k", b"v", [], 3)
     for i in range(8):
-        fields = ["t", 1, 2, b"k", b"v", [], 3, 0]
+        fields = ["t", 1, 2, b"k", b"v", [], 3, 1]
         fields[i] = "other"
         assert a != Record(*fields) and not a == Record(*fields)
     assert a == Record("t", 1, 2, b"k", memoryview(b"v"), [], 3) and not a != Record("t", 1, 2, b"k", b"v", [], 3)
@@ -348,12 +366,16 @@ def test_record_compares_all_fields_and_is_not_hashable():
     assert Record("t", 1, 2, b"k", b"v", [], nan) != Record("t", 1, 2, b"k", b"v", [], nan)   # ==, not `is`
 
 
-def test_record_repr_pickle_subclass_and_deleted_attributes():
+def test_record_repr_pickle_subclass_and_a_record_never_initialised():
     r = Record("orders", 0, 7, b"k", b"x" * 40, [], 5)
     assert repr(r) == f"Record(orders-0@7, key=b'k', value={bytes(32)!r}..., timestamp=5)".replace(
         repr(bytes(32)), repr(b"x" * 32))
     assert repr(Record("t", 1, 2, None, memoryview(b"ab"), [], 3)) == "Record(t-1@2, key=None, value=b'ab', timestamp=3)"
     assert pickle.loads(pickle.dumps(r)) == r
+    failed = FailedDelivery("orders", 0, -1, b"k", b"v", None, 5, 1, KafkaError(KafkaError._MSG_TIMED_OUT))
+    again = pickle.loads(pickle.dumps(failed))
+    assert type(again) is FailedDelivery and again == failed and again.error() == KafkaError._MSG_TIMED_OUT
+    assert isinstance(failed, Record) and r.error() is None
     assert Record.__module__ == "odradek.client.message"
 
     class Mine(Record):
@@ -363,13 +385,11 @@ def test_record_repr_pickle_subclass_and_deleted_attributes():
 
     m = Mine("t", 1, 2, None, None, [], 3)
     assert type(m) is Mine and m.extra == 1 and m == Record("t", 1, 2, None, None, [], 3)
-    del r.value
-    with pytest.raises(AttributeError):
-        r.value
-    with pytest.raises(AttributeError):
-        repr(r)
-    with pytest.raises(AttributeError):
-        r == Record("orders", 0, 7, b"k", b"", [], 5)
+    empty = Record.__new__(Record)       # every field reads None, as a bare Message's do
+    assert (empty.topic(), empty.offset(), empty.value(), empty.timestamp(), len(empty)) == (None, None, None,
+                                                                                             (None, None), 0)
+    assert repr(empty) == "Record(None-None@None, key=None, value=None, timestamp=None)"
+    assert empty == Record.__new__(Record) and pickle.loads(pickle.dumps(empty)) == empty
 
 
 def test_a_cycle_through_a_record_is_collected():
@@ -378,7 +398,8 @@ def test_a_cycle_through_a_record_is_collected():
     p = Payload()
     gone = weakref.ref(p)
     r = Record("t", 1, 2, None, None, [("h", b"")], 3)
-    r.value, p.record = p, r
+    r.set_value(p)
+    p.record = r
     del r, p
     gc.collect()
     assert gone() is None
@@ -408,21 +429,18 @@ def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_
     assert consumer._buffered == 0 and len(consumer._buffer) == 1
 
 
-def test_a_decoded_record_without_headers_makes_its_list_when_asked_and_is_collected_in_a_cycle():
+def test_a_decoded_record_without_headers_reads_none_and_is_collected_in_a_cycle():
     log = build_log([([(0, b"k", b"v", []), (0, b"k", b"w", [("h", None)])], "none", 0)], 0)[0]
     plain, with_headers = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0]
     assert not gc.is_tracked(plain) and gc.is_tracked(with_headers)     # only atomic fields: untracked
-    assert plain.headers == [] and plain.headers is plain.headers and gc.is_tracked(plain)
-    assert with_headers.headers == [("h", None)]
+    assert plain.headers() is None and not gc.is_tracked(plain)        # confluent-kafka's None: no list made
+    assert with_headers.headers() == [("h", None)]
     other = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
-    assert other == plain and pickle.loads(pickle.dumps(other)).headers == []
-    other.key = b"changed"                                              # any attribute set: tracked
-    assert gc.is_tracked(other)
+    assert other == plain and pickle.loads(pickle.dumps(other)).headers() is None
+    other.set_key(b"changed")                                           # any field set: tracked
+    assert gc.is_tracked(other) and other.key() == b"changed"
     last = _hotpath.decode_fetch(bytes(log), 0, 0, 0, HW_LIMIT, "t", 0, True, False)[0][0]
-    del last.headers
-    with pytest.raises(AttributeError):
-        last.headers
-    last.headers = [last]                                               # a cycle: collected
+    last.set_headers([last])                                            # a cycle: collected
     gone = weakref.ref(build_log)                                       # (a sentinel that stays)
     del last
     gc.collect()
@@ -456,12 +474,3 @@ def test_a_bad_header_key_before_pos_still_refuses_the_batch_as_records_does():
     records, stop, _ = consumer_decode(bytes(data), 2, HW_LIMIT, True)
     assert records == [] and "record 1 header key is not UTF-8" in stop[1]
     assert (records, stop, None) == reference(bytes(data), 2, HW_LIMIT, True)
-
-
-def test_an_empty_tuple_of_headers_stays_a_tuple():
-    """The marker of a decoded record's headers-not-made-yet is an object nobody else
-    holds: a Record given () (the interpreter's one empty tuple) keeps it."""
-    rec = Record("t", 0, 5, None, b"v", (), 1)
-    assert rec.headers == () and type(rec.headers) is tuple
-    rec.headers = ()
-    assert type(rec.headers) is tuple

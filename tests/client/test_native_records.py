@@ -26,7 +26,8 @@ from odradek.client import native
 from odradek.client._partition_read import Fault
 from odradek.client.consumer import Consumer
 from odradek.client.errors import CorruptRecord
-from odradek.client.message import LOG_APPEND_TIME, Record as ClientRecord, TopicPartition
+from odradek.client.message import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Record as ClientRecord,
+                                    TopicPartition)
 from odradek.client.records import (BatchBuilder, BatchRecord, Compression, RecordBatch, iter_batches,
                                     write_base_offset, write_log_append_time)
 from odradek.client.shm import PartitionState
@@ -589,17 +590,16 @@ def test_a_header_key_that_is_not_utf8_is_refused_with_records_words():
 
 # ---- Consumer._decode ------------------------------------------------------------------------
 
-def test_the_record_type_has_the_eight_writable_attributes_the_consumer_sets():
-    # Record is a C type (daemon/c_ext/hp_consumer.c): decode_fetch fills these eight
-    names = ["topic", "partition", "offset", "key", "value", "headers", "timestamp", "timestamp_type"]
+def test_the_record_type_reads_through_confluent_kafkas_methods_and_no_attributes():
+    # Record is a C type (daemon/c_ext/hp_consumer.c): decode_fetch fills its fields, read
+    # through methods only (a Message's API), so no field is a writable attribute
     attributes = [name for name, v in vars(ClientRecord).items()
                   if type(v).__name__ in ("member_descriptor", "getset_descriptor") and not name.startswith("__")]
-    assert sorted(attributes) == sorted(names)
+    assert attributes == []
     r = ClientRecord("t", 0, 1, b"k", b"v", [], 2)
-    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, 0)      # the constructor's order
-    for name in names:
-        setattr(r, name, "x")
-        assert getattr(r, name) == "x"
+    assert r.__reduce__()[1] == ("t", 0, 1, b"k", b"v", [], 2, TIMESTAMP_CREATE_TIME)   # the constructor's order
+    with pytest.raises(AttributeError):
+        r.value = b"x"
 
 
 def decode_new(data, pos, check_crcs=True, fetched=0, zero_copy=False):
@@ -635,8 +635,8 @@ def decode_reference(data, pos):
         position += batch.size
         if batch.is_control:
             continue
-        ts_type = LOG_APPEND_TIME if batch.timestamp_type == 1 else 0
-        out += [ClientRecord("t", 3, r.offset, r.key, r.value, list(r.headers), r.timestamp, ts_type)
+        ts_type = TIMESTAMP_LOG_APPEND_TIME if batch.timestamp_type == 1 else TIMESTAMP_CREATE_TIME
+        out += [ClientRecord("t", 3, r.offset, r.key, r.value, list(r.headers) or None, r.timestamp, ts_type)
                 for r in batch.records() if r.offset >= pos]
     return out
 
@@ -674,13 +674,13 @@ def test_the_consumer_decode_makes_the_records_the_records_path_made():
         assert got == want, pos
         assert fetched == 118 and error is None
         assert all(type(r) is ClientRecord for r in got)
-        assert all(type(r.headers) is list for r in got)
-        assert all(r.key is None or type(r.key) is bytes for r in got)
+        assert all(r.headers() is None or type(r.headers()) is list for r in got)
+        assert all(r.key() is None or type(r.key()) is bytes for r in got)
     got, _, _ = decode_new(log, 0)
-    assert [r.offset for r in got] == list(range(100, 112)) + list(range(113, 118))
-    assert [r.timestamp_type for r in got[6:12]] == [LOG_APPEND_TIME] * 6
-    assert {r.timestamp for r in got[6:12]} == {T0 + 999}
-    assert got[0].headers == [("h0", b"x"), ("null", None)] and got[1].headers == []
+    assert [r.offset() for r in got] == list(range(100, 112)) + list(range(113, 118))
+    assert [r.timestamp()[0] for r in got[6:12]] == [TIMESTAMP_LOG_APPEND_TIME] * 6
+    assert {r.timestamp()[1] for r in got[6:12]} == {T0 + 999}
+    assert got[0].headers() == [("h0", b"x"), ("null", None)] and got[1].headers() is None
 
 
 def test_the_consumer_buffers_the_batches_before_a_bad_crc_or_corrupt_records_then_a_fault():
@@ -689,16 +689,16 @@ def test_the_consumer_buffers_the_batches_before_a_bad_crc_or_corrupt_records_th
     bad_crc[bad_crc.rindex(b"v")] ^= 0xFF                      # the value's byte
     after = build([(T0, b"k", b"w", [])], 2)
     got, fetched, error = decode_new(good + bad_crc + after, 0)
-    assert [r.offset for r in got] == [0] and fetched == 1
+    assert [r.offset() for r in got] == [0] and fetched == 1
     assert isinstance(error, CorruptRecord) and (error.offset, error.next_offset) == (1, 2)
     assert "t-3: the batch at offsets 1..1 fails its CRC-32C" in str(error)
     got, _, error = decode_new(good + bad_crc + after, 0, check_crcs=False)   # no CRC check: decodes
-    assert [r.value for r in got] == [b"v", b"\x89", b"w"] and error is None   # 'v' ^ 0xFF
+    assert [r.value() for r in got] == [b"v", b"\x89", b"w"] and error is None   # 'v' ^ 0xFF
     region, count = CHECKS["a key length below -1"][0]
     corrupt = bytearray(with_region(region, count))
     write_base_offset(corrupt, 0, 1)
     got, fetched, error = decode_new(good + corrupt, 0)
-    assert [r.offset for r in got] == [0] and fetched == 1      # the good batch only
+    assert [r.offset() for r in got] == [0] and fetched == 1      # the good batch only
     assert isinstance(error, CorruptRecord) and "key length expected >= -1, found -2" in str(error)
 
 
@@ -714,7 +714,7 @@ def test_the_consumer_names_a_codec_it_cannot_read_after_the_batches_before_it(c
     odd[17:21] = native.crc32c(bytes(odd[21:])).to_bytes(4, "big")
     for check_crcs in (True, False):
         got, fetched, error = decode_new(good + odd + build([(T0, b"k", b"w", [])], 4), 0, check_crcs)
-        assert [r.offset for r in got] == [0] and fetched == 1 and type(error) is error_class
+        assert [r.offset() for r in got] == [0] and fetched == 1 and type(error) is error_class
         assert (error.offset, error.next_offset) == (1, 4) and words in str(error)
         assert "offsets 1..3" in str(error) and "by the batch's header" in str(error)
 
@@ -731,7 +731,7 @@ def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
     records = [(0, 0, b"a", b"1", []), (4, 1, b"b", b"2", []), (9, 2, None, None, [])]
     data, _ = encode(records, base_offset=50)
     got, fetched, _ = decode_new(data, 54)
-    assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == \
+    assert [(r.offset(), r.key(), r.value(), r.timestamp()[1]) for r in got] == \
         [(54, b"b", b"2", T0 + 1), (59, None, None, T0 + 2)]
     assert fetched == 60
 
@@ -740,5 +740,5 @@ def test_the_consumer_skips_records_before_pos_in_a_sparse_batch():
 def test_compressed_batches_decode_through_records(codec):
     data = build([(T0, b"k", b"v" * 1000, [("h", b"x")])] * 5, 7, compression=codec)
     got, _, _ = decode_new(data, 0)
-    assert [r.offset for r in got] == [7, 8, 9, 10, 11]
-    assert got[0].headers == [("h", b"x")] and got[0].value == b"v" * 1000
+    assert [r.offset() for r in got] == [7, 8, 9, 10, 11]
+    assert got[0].headers() == [("h", b"x")] and got[0].value() == b"v" * 1000

@@ -57,8 +57,8 @@ def test_attach_to_some_partitions_leaves_the_others_to_the_first_record(broker)
         p.produce("some", b"zero", partition=0)       # not attached: opened now
         assert calls == ["OpenProducerRequest"]
         assert p.flush(10) == 0
-    assert [r.value for r in read_all(broker, "some", 0, 1)] == [b"zero"]
-    assert [r.value for r in read_all(broker, "some", 1, 1)] == [b"one"]
+    assert [r.value() for r in read_all(broker, "some", 0, 1)] == [b"zero"]
+    assert [r.value() for r in read_all(broker, "some", 1, 1)] == [b"one"]
 
 
 def test_bad_arguments_are_named_errors_and_attach_nothing(broker):

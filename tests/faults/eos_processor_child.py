@@ -42,18 +42,18 @@ def main():
     while True:
         batch = c.consume(num_messages=rng.randint(1, 20), timeout=0.2)
         if not batch:
-            positions = c.position()
+            positions = c.position(c.assignment())
             if len(positions) == 2 and all(tp.offset == end for tp in positions):
                 break
             continue
         p.begin_transaction()
         for r in batch:
-            p.produce(OUT, transform(r.value), key=r.key, partition=r.partition)
+            p.produce(OUT, transform(r.value()), key=r.key(), partition=r.partition())
         if hold and done:
             p.flush(WAIT_S)              # written, in a transaction that will never end
             print("holding", flush=True)
             sys.stdin.read()             # until the test's SIGKILL
-        read = [tp for tp in c.position() if tp.offset >= 0]
+        read = [tp for tp in c.position(c.assignment()) if tp.offset >= 0]
         p.send_offsets_to_transaction(read, c.consumer_group_metadata(), WAIT_S)
         p.commit_transaction(WAIT_S)
         done += len(batch)

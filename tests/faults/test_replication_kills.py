@@ -63,9 +63,9 @@ PRODUCER = textwrap.dedent("""
     out = open(reports_path, "w", buffering=1)
     def on_delivery(err, rec):
         if err is None:
-            out.write("ok %s %d %d\\n" % (rec.value.decode(), rec.partition, rec.offset))
+            out.write("ok %s %d %d\\n" % (rec.value().decode(), rec.partition(), rec.offset()))
         else:
-            out.write("err %s %d %s\\n" % (rec.value.decode(), rec.partition, type(err).__name__))
+            out.write("err %s %d %s\\n" % (rec.value().decode(), rec.partition(), type(err).__name__))
     p = Producer({"socket": sock, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
                   "max.block.ms": 60000})
     i, started = 0, time.monotonic()
@@ -103,7 +103,7 @@ CONSUMER = textwrap.dedent("""
     n = 0
     while not os.path.exists(stop_file) and time.monotonic() < deadline:
         for rec in c.consume(2000, 0.2):
-            out.write("%d %d %s\\n" % (rec.partition, rec.offset, rec.value.decode()))
+            out.write("%d %d %s\\n" % (rec.partition(), rec.offset(), rec.value().decode()))
             n += 1
         out.flush()
     c.close()
@@ -234,7 +234,7 @@ def _read_log(broker):
         while got < sum(ends) and time.monotonic() < deadline:
             for rec in c.consume(10_000, 1.0):
                 got += 1
-                log[(rec.partition, rec.offset)] = rec.value.decode()
+                log[(rec.partition(), rec.offset())] = rec.value().decode()
     assert got == sum(ends) == len(log), f"read {got} records ({len(log)} offsets) of the {sum(ends)} in the log"
     return log
 

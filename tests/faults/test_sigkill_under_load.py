@@ -38,7 +38,7 @@ PRODUCER = textwrap.dedent("""
     out = open(acked_path, "w", buffering=1)
     def on_delivery(err, rec):
         if err is None:
-            out.write("%s %d %d\\n" % (rec.value.decode(), rec.partition, rec.offset))
+            out.write("%s %d %d\\n" % (rec.value().decode(), rec.partition(), rec.offset()))
     p = Producer({"socket": sock, "acks": "all", "linger.ms": 2, "max.block.ms": 60000})
     i = 0
     while not os.path.exists(stop_file) and time.monotonic() < deadline:
@@ -109,7 +109,7 @@ def _read_all(broker):
         while got < total and time.monotonic() < deadline:
             for rec in c.consume(10_000, 1.0):
                 got += 1
-                seen.setdefault(rec.value.decode(), []).append((rec.partition, rec.offset))
+                seen.setdefault(rec.value().decode(), []).append((rec.partition(), rec.offset()))
     assert got == total, f"read {got} of the {total} records in the log"
     return seen
 

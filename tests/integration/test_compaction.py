@@ -56,7 +56,7 @@ def test_a_compacted_topic_keeps_the_latest_value_of_every_key(fast_cleaner_brok
         for i in range(600):
             key = b"k%d" % (i % 20)
             p.produce("table", b"v%d" % i, key=key,
-                      on_delivery=lambda err, rec: latest.__setitem__(rec.key, (rec.offset, rec.value)))
+                      on_delivery=lambda err, rec: latest.__setitem__(rec.key(), (rec.offset(), rec.value())))
         assert p.flush(20) == 0
 
     def compacted():
@@ -65,9 +65,9 @@ def test_a_compacted_topic_keeps_the_latest_value_of_every_key(fast_cleaner_brok
     recs = wait_until(compacted, 30, interval=0.2, what="the cleaner to compact the topic")
     by_key = {}
     for r in recs:
-        by_key[r.key] = (r.offset, r.value)
+        by_key[r.key()] = (r.offset(), r.value())
     assert by_key == latest                      # every key's latest value, at its offset
-    offsets = [r.offset for r in recs]
+    offsets = [r.offset() for r in recs]
     assert offsets == sorted(set(offsets))
 
 
@@ -86,7 +86,7 @@ def test_a_consumer_that_read_before_compaction_reads_the_new_files_after(fast_c
             p.produce("table2", b"a%d" % i, key=b"k%d" % (i % 10))
             assert p.flush(10) == 0
             first += c.consume(1, 10)
-        assert [r.offset for r in first] == list(range(300))
+        assert [r.offset() for r in first] == list(range(300))
         for i in range(300, 600):
             p.produce("table2", b"b%d" % i, key=b"k%d" % (i % 10))
         assert p.flush(20) == 0
@@ -96,11 +96,11 @@ def test_a_consumer_that_read_before_compaction_reads_the_new_files_after(fast_c
         wait_until(compacted, 30, interval=0.2, what="compaction")
         again = read_to(c, "table2", 0, 600)     # replay through files swapped meanwhile
     assert len(again) < 100
-    offsets = [r.offset for r in again]
+    offsets = [r.offset() for r in again]
     assert offsets == sorted(set(offsets))
-    assert all(r.key == b"k%d" % (r.offset % 10) and r.value in (b"a%d" % r.offset, b"b%d" % r.offset)
+    assert all(r.key() == b"k%d" % (r.offset() % 10) and r.value() in (b"a%d" % r.offset(), b"b%d" % r.offset())
                for r in again)                    # every record's own bytes
-    latest = {r.key: r.value for r in again}
+    latest = {r.key(): r.value() for r in again}
     assert latest == {b"k%d" % k: b"b%d" % (590 + k) for k in range(10)}
 
 
@@ -146,11 +146,11 @@ def test_a_batch_found_just_before_its_segment_was_swapped_is_read_from_where_it
         produce(20, b"k-dup")                    # offset 0 is now compactable
         for i in range(21, 60):                  # rolls the first segment
             produce(i, b"k%04d" % i)
-        wait_until(lambda: read_all(b.socket_path, "table3")[0].offset == 1, 30, interval=0.2,
+        wait_until(lambda: read_all(b.socket_path, "table3")[0].offset() == 1, 30, interval=0.2,
                    what="the cleaner to drop offset 0")
         part.state = FoundBeforeTheSwap(part.state, found)
         got = read_to(c, "table3", 10, 60)
-    assert [(r.offset, r.value) for r in got] == [(i, b"v%04d" % i) for i in range(10, 60)]
+    assert [(r.offset(), r.value()) for r in got] == [(i, b"v%04d" % i) for i in range(10, 60)]
 
 
 def test_a_compacted_topic_refuses_records_without_a_key(fast_cleaner_broker):
@@ -166,7 +166,7 @@ def test_a_compacted_topic_refuses_records_without_a_key(fast_cleaner_broker):
     # the refused batch used up its sequence: the next one is in order, not OUT_OF_ORDER
     assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None
     recs = read_all(b.socket_path, "keyed-only")
-    assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
+    assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
 
 
 def test_a_producer_carries_on_after_a_restart_that_follows_a_refused_batch(fast_cleaner_broker):
@@ -187,7 +187,7 @@ def test_a_producer_carries_on_after_a_restart_that_follows_a_refused_batch(fast
         p.flush(30)
     assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None, reports
     recs = read_all(b.socket_path, "keyed-restart")
-    assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
+    assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
 
 
 def test_a_producer_carries_on_after_its_worker_is_killed_right_after_a_refusal(fast_cleaner_broker):
@@ -210,4 +210,4 @@ def test_a_producer_carries_on_after_its_worker_is_killed_right_after_a_refusal(
         p.flush(30)
     assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None, reports
     recs = read_all(b.socket_path, "keyed-kill")
-    assert [(r.key, r.value) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
+    assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]

@@ -110,10 +110,10 @@ CONSUMER = textwrap.dedent("""
     emit(ev="ready")
     while not stop:
         for r in c.consume(20, 0.1):
-            if r.offset >= args.get("hang_at", float("inf")):
-                emit(ev="hung", p=r.partition, o=r.offset)
+            if r.offset() >= args.get("hang_at", float("inf")):
+                emit(ev="hung", p=r.partition(), o=r.offset())
                 threading.Event().wait()               # a handler that never returns: killed here
-            emit(ev="rec", p=r.partition, o=r.offset)  # handled: auto commit may count it now
+            emit(ev="rec", p=r.partition(), o=r.offset())  # handled: auto commit may count it now
     c.close()
     emit(ev="closed")
 """)
@@ -289,7 +289,7 @@ def test_committed_offsets_and_metadata_survive_a_broker_restart(broker):
         c.subscribe(["ledger"])
         firsts = {}
         poll_all([c], lambda: len(firsts) == 2,
-                 on_records=lambda _, recs: [firsts.setdefault(r.partition, r.offset) for r in recs])
+                 on_records=lambda _, recs: [firsts.setdefault(r.partition(), r.offset()) for r in recs])
         assert firsts == {0: 17, 1: 23}
         assert c.committed([TopicPartition("ledger", 0), TopicPartition("nope", 0)])[1].offset == OFFSET_INVALID
     finally:
@@ -332,7 +332,7 @@ def test_cooperative_sticky_never_revokes_partitions_that_stay(broker):
         poll_all(consumers, lambda: len(owned(a)) == 6)
         produce(broker, "coop", 600, 6)
         seen = {}
-        record = lambda c, recs: seen.setdefault(id(c), []).extend((r.partition, r.offset) for r in recs)  # noqa
+        record = lambda c, recs: seen.setdefault(id(c), []).extend((r.partition(), r.offset()) for r in recs)  # noqa
         for name in ("b", "c"):
             consumers.append(Recorder(events, name).subscribe(consumer(broker, **conf), ["coop"]))
             poll_all(consumers, lambda: sorted(len(owned(c)) for c in consumers) == [6 // len(consumers)] *
@@ -389,23 +389,23 @@ def test_at_most_once_and_at_least_once(broker):
 
     # at-least-once: handle, then commit. A crash before the commit repeats the record.
     c, rec = first_record("alo")
-    assert rec.offset == 0
+    assert rec.offset() == 0
     c.close()                              # "crashed" while handling record 0: nothing committed
     c, rec = first_record("alo")
-    assert rec.offset == 0                 # record 0 again: delivered at least once
+    assert rec.offset() == 0                 # record 0 again: delivered at least once
     c.commit(rec)                          # handled: commit its offset + 1
     c.close()
     c, rec = first_record("alo")
-    assert rec.offset == 1
+    assert rec.offset() == 1
     c.close()
 
     # at-most-once: commit, then handle. A crash while handling skips the record.
     c, rec = first_record("amo")
-    assert rec.offset == 0
+    assert rec.offset() == 0
     c.commit(rec)                          # committed before handling...
     c.close()                              # ...and "crashed" while handling record 0
     c, rec = first_record("amo")
-    assert rec.offset == 1                 # record 0 is not repeated: at most once
+    assert rec.offset() == 1                 # record 0 is not repeated: at most once
     c.close()
 
 
@@ -426,7 +426,7 @@ def test_on_assign_may_choose_where_partitions_start(broker):
         c.subscribe(["replay"], on_assign=from_beginning)
         first = []
         poll_all([c], lambda: first, on_records=lambda _, recs: first.extend(recs))
-        assert first[0].offset == 0
+        assert first[0].offset() == 0
         with pytest.raises(Exception, match="assign\\(\\) on a subscribed consumer"):
             c.assign([TopicPartition("replay", 0, 0)])
     finally:

@@ -37,10 +37,10 @@ def test_zero_copy_views_outlive_polls_retention_and_close(tmp_path):
             consumer = Consumer({"socket": b.socket_path, "zero.copy": True})
             consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
             kept = consume_n(consumer, 5)
-            assert all(type(r.value) is BytesView and memoryview(r.value).readonly for r in kept)
-            assert [(bytes(r.key), bytes(r.value[:3])) for r in kept] == [(b"k%d" % i, b"v%d-" % i) for i in range(5)]
+            assert all(type(r.value()) is BytesView and memoryview(r.value()).readonly for r in kept)
+            assert [(bytes(r.key()), bytes(r.value()[:3])) for r in kept] == [(b"k%d" % i, b"v%d-" % i) for i in range(5)]
             with pytest.raises(TypeError):
-                kept[0].value[0] = 0
+                kept[0].value()[0] = 0
             produce(b.socket_path, 20, 400)
             got = 5
             for _ in range(1000):            # many polls while the kept views live
@@ -53,7 +53,7 @@ def test_zero_copy_views_outlive_polls_retention_and_close(tmp_path):
             consumer.close()
         gc.collect()
         # the segment file is gone and the consumer closed: the views still read their bytes
-        assert [(bytes(r.key), bytes(r.value)) for r in kept] == \
+        assert [(bytes(r.key()), bytes(r.value())) for r in kept] == \
             [(b"k%d" % i, b"v%d-" % i + b"." * 90) for i in range(5)]
         assert b.stop() == 0, b.stderr()
     finally:
@@ -66,6 +66,6 @@ def test_zero_copy_is_off_by_default_and_must_be_a_boolean(broker):
     produce(broker.socket_path, 0, 3)
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
-        assert all(type(r.value) is bytes and type(r.key) is bytes for r in consume_n(c, 3))
+        assert all(type(r.value()) is bytes and type(r.key()) is bytes for r in consume_n(c, 3))
     with pytest.raises(InvalidConfig):
         Consumer({"socket": broker.socket_path, "zero.copy": "sometimes"})

@@ -27,7 +27,7 @@ def topic(broker):
 def good_producer_still_works(broker, topic, value=b"fine"):
     with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
         offsets = []
-        p.produce(topic, value, on_delivery=lambda err, rec: offsets.append((err, rec.offset)))
+        p.produce(topic, value, on_delivery=lambda err, rec: offsets.append((err, rec.offset())))
         assert p.flush(10) == 0
     assert offsets and offsets[0][0] is None
     return offsets[0][1]
@@ -85,7 +85,7 @@ def test_impossible_ring_cursors_cost_only_that_producer(broker, topic):
     assert psutil.Process(broker.pid).is_running()
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        assert [c.poll(5).value for _ in range(2)] == [b"before", b"fine"]
+        assert [c.poll(5).value() for _ in range(2)] == [b"before", b"fine"]
 
 
 def test_a_producer_that_never_reads_completions_stalls_only_itself(broker, topic):

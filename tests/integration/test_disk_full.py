@@ -64,7 +64,7 @@ def _produce(p, topic, n, acked, errors, numbers=itertools.count()):
     acked {offset: value} or errors."""
     def report(err, rec):
         if err is None:
-            acked[rec.offset] = rec.value
+            acked[rec.offset()] = rec.value()
         else:
             errors.append(err)
     for _ in range(n):
@@ -76,7 +76,7 @@ def _read_all(broker, topic, acked):
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         recs = consume_n(c, max(acked) + 1)
-    got = {r.offset: r.value for r in recs}
+    got = {r.offset(): r.value() for r in recs}
     missing = [o for o in acked if got.get(o) != acked[o]]
     assert not missing, f"{len(missing)} acknowledged records of {topic} unreadable, first {missing[:5]}"
 

@@ -108,17 +108,17 @@ def check_others_see_the_partition_as_it_was(broker, earlier):
     assert (snap.log_start_offset, snap.high_watermark, snap.fenced) == (0, RECORDS, False)
     produce(broker, [b"after"])
     want = [(i, b"r%d" % i) for i in range(RECORDS)] + [(RECORDS, b"after")]
-    got = [(r.offset, r.value) for r in (earlier.poll(10) for _ in range(RECORDS // 2 + 1))]
+    got = [(r.offset(), r.value()) for r in (earlier.poll(10) for _ in range(RECORDS // 2 + 1))]
     assert got == want[RECORDS // 2:]
     with Consumer({"socket": broker.socket_path}) as late:
         late.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
-        assert [(r.offset, r.value) for r in (late.poll(10) for _ in range(RECORDS + 1))] == want
+        assert [(r.offset(), r.value()) for r in (late.poll(10) for _ in range(RECORDS + 1))] == want
 
 
 def consumer_half_way(broker):
     c = Consumer({"socket": broker.socket_path})
     c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
-    assert [c.poll(10).offset for _ in range(RECORDS // 2)] == list(range(RECORDS // 2))
+    assert [c.poll(10).offset() for _ in range(RECORDS // 2)] == list(range(RECORDS // 2))
     return c
 
 

@@ -33,11 +33,11 @@ def test_a_fetch_through_get_segment_stops_quietly_at_the_high_watermark(three_d
             p.produce("t", b"uncommitted", partition=0)
             assert p.flush(10) == 0   # appended at offset 10, above the high watermark (10)
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
-        assert [r.value for r in consume_n(c, 10)] == [b"%d" % i for i in range(10)]
+        assert [r.value() for r in consume_n(c, 10)] == [b"%d" % i for i in range(10)]
         assert c.consume(1, 0.3) == []
     finally:
         os.kill(pid, signal.SIGCONT)
     try:
-        assert [r.value for r in consume_n(c, 1)] == [b"uncommitted"]   # once the follower has it
+        assert [r.value() for r in consume_n(c, 1)] == [b"uncommitted"]   # once the follower has it
     finally:
         c.close()

@@ -91,7 +91,7 @@ def test_a_group_member_carries_on_across_a_broker_restart(broker):
         def more():
             rec = c.poll(0.1)
             if rec is not None:
-                got.append(rec.value)
+                got.append(rec.value())
             return len(got) >= n
         wait_until(more, timeout, interval=0, what=f"{n} records")
 

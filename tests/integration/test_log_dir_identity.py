@@ -50,7 +50,7 @@ def read_all(b, partition):
     c = Consumer({"socket": b.socket_path})
     try:
         c.assign([TopicPartition("t", partition, OFFSET_BEGINNING)])
-        return [r.value for r in consume_n(c, RECORDS)]
+        return [r.value() for r in consume_n(c, RECORDS)]
     finally:
         c.close()
 

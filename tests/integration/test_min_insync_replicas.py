@@ -16,7 +16,7 @@ from support.broker import BrokerProcess, wait_until
 def deliver(producer, topic):
     """Produce one record to partition 0 and wait for its delivery report: (error, offset)."""
     reports = []
-    producer.produce(topic, b"v", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+    producer.produce(topic, b"v", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
     assert producer.flush(10) == 0
     assert len(reports) == 1
     return reports[0]

@@ -47,7 +47,7 @@ def test_hostile_arguments_are_named_type_errors_and_queue_nothing(broker):
             with pytest.raises(TypeError):
                 p.produce(*args, **kwargs)
         assert p.flush(10) == 0
-    assert [r.value for r in read_all(broker, "hostile", 0, 1)] == [b"ok"]
+    assert [r.value() for r in read_all(broker, "hostile", 0, 1)] == [b"ok"]
 
 
 def test_a_record_larger_than_the_ring_is_refused_whole(broker):
@@ -60,7 +60,7 @@ def test_a_record_larger_than_the_ring_is_refused_whole(broker):
         assert len(p) == 1
         p.produce("big", b"y" * 30_000)        # the largest batch a 64 KiB ring takes is 32760 B
         assert p.flush(10) == 0
-    assert [len(r.value) for r in read_all(broker, "big", 0, 2)] == [6, 30_000]
+    assert [len(r.value()) for r in read_all(broker, "big", 0, 2)] == [6, 30_000]
 
 
 def test_headers_with_none_values_and_delivery_reports_round_trip(broker):
@@ -73,15 +73,15 @@ def test_headers_with_none_values_and_delivery_reports_round_trip(broker):
                       headers={"h": None, "n": b"%d" % i}, timestamp=1_700_000_000_000 - i, on_delivery=cb)
         assert p.flush(10) == 0
     recs = read_all(broker, "hdrs", 0, 300)
-    assert [r.value for r in recs] == [("välue-%d" % i).encode() for i in range(300)]
-    assert [r.key for r in recs] == [b"k%d" % i if i % 2 else None for i in range(300)]
-    assert all(r.headers == [("h", None), ("n", b"%d" % i)] for i, r in enumerate(recs))
-    assert [r.timestamp for r in recs] == [1_700_000_000_000 - i for i in range(300)]
+    assert [r.value() for r in recs] == [("välue-%d" % i).encode() for i in range(300)]
+    assert [r.key() for r in recs] == [b"k%d" % i if i % 2 else None for i in range(300)]
+    assert all(r.headers() == [("h", None), ("n", b"%d" % i)] for i, r in enumerate(recs))
+    assert [r.timestamp()[1] for r in recs] == [1_700_000_000_000 - i for i in range(300)]
     assert len(reports) == 100 and all(err is None for err, _ in reports)
-    by_offset = {rec.offset: rec for _, rec in reports}
+    by_offset = {rec.offset(): rec for _, rec in reports}
     assert sorted(by_offset) == list(range(0, 300, 3))
-    assert by_offset[3].value == "välue-3".encode() and by_offset[3].key == b"k3"
-    assert by_offset[3].headers == [("h", None), ("n", b"3")] and by_offset[3].timestamp == 1_700_000_000_000 - 3
+    assert by_offset[3].value() == "välue-3".encode() and by_offset[3].key() == b"k3"
+    assert by_offset[3].headers() == [("h", None), ("n", b"3")] and by_offset[3].timestamp()[1] == 1_700_000_000_000 - 3
 
 
 def test_keyless_records_stick_to_a_partition_per_batch(broker):
@@ -95,7 +95,7 @@ def test_keyless_records_stick_to_a_partition_per_batch(broker):
         c.assign([TopicPartition("spread", i, OFFSET_BEGINNING) for i in range(4)])
         recs = consume_n(c, 400)
         for i in range(4):
-            counts.append(sum(r.partition == i for r in recs))
+            counts.append(sum(r.partition() == i for r in recs))
     assert sum(counts) == 400 and sum(1 for n in counts if n) >= 2
 
 
@@ -125,7 +125,7 @@ def test_a_producer_killed_with_an_open_batch_leaves_nothing_partial(broker):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    values = [r.value for r in read_all(broker, "torn", 0, 52)]
+    values = [r.value() for r in read_all(broker, "torn", 0, 52)]
     assert values == [b"sent-%d" % i for i in range(50)] + [b"other-0", b"other-1"]
 
 
@@ -156,13 +156,13 @@ def test_compressed_batches_take_the_python_path_with_the_same_semantics(broker,
             p.produce("zipped", b"x" * (4 << 20))
         assert p.flush(10) == 0 and len(p) == 0
     assert len(reports) == 200 and all(err is None for err, _ in reports)
-    assert all(rec.offset == -1 for _, rec in reports) if acks == 0 else \
-        len({(rec.partition, rec.offset) for _, rec in reports}) == 200
+    assert all(rec.offset() == -1 for _, rec in reports) if acks == 0 else \
+        len({(rec.partition(), rec.offset()) for _, rec in reports}) == 200
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition("zipped", i, OFFSET_BEGINNING) for i in range(2)])
         recs = consume_n(c, 200)
-    assert sorted(r.value for r in recs) == sorted(b"v%d" % i * 20 for i in range(200))
-    assert all(r.headers == [("h", None)] for r in recs)
+    assert sorted(r.value() for r in recs) == sorted(b"v%d" % i * 20 for i in range(200))
+    assert all(r.headers() == [("h", None)] for r in recs)
     assert stored_codecs(broker, "zipped", 2) == {codec}
 
 

@@ -44,7 +44,7 @@ def consumer(broker, level, topic="t", **config):
 
 
 def values(records):
-    return [bytes(r.value) for r in records]
+    return [bytes(r.value()) for r in records]
 
 
 def drain(c, timeout=0.3):
@@ -187,18 +187,18 @@ def test_compaction_waits_for_an_open_transaction_and_then_drops_only_its_aborte
 
             def compacted_below_the_open_transaction():
                 recs = everything("read_uncommitted")
-                return len([r for r in recs if r.key.startswith(b"k") and int(r.value[1:]) < 60]) < 20 and recs
+                return len([r for r in recs if r.key().startswith(b"k") and int(r.value()[1:]) < 60]) < 20 and recs
             recs = wait_until(compacted_below_the_open_transaction, 30, interval=0.2, what="a pass while it is open")
-            assert [r.value for r in recs if r.key == b"a"] == [b"v1", b"aborted"]   # at and above the LSO
+            assert [r.value() for r in recs if r.key() == b"a"] == [b"v1", b"aborted"]   # at and above the LSO
             end_txn(c, "bad", bad, commit=False)
 
             def aborted_gone():
                 recs = everything("read_uncommitted")
-                return all(r.value != b"aborted" for r in recs) and recs
+                return all(r.value() != b"aborted" for r in recs) and recs
             recs = wait_until(aborted_gone, 30, interval=0.2, what="a pass after the abort")
-            assert [r.value for r in recs if r.key == b"a"] == [b"v1"]
+            assert [r.value() for r in recs if r.key() == b"a"] == [b"v1"]
             assert values(everything("read_committed")) == values(recs)
-            latest = {bytes(r.key): bytes(r.value) for r in recs}
+            latest = {bytes(r.key()): bytes(r.value()) for r in recs}
             assert latest == {b"a": b"v1", **{b"k%d" % k: b"v%d" % (115 + k) for k in range(5)}}
         assert b.stop() == 0
     finally:

@@ -42,7 +42,7 @@ class KeepProducing:
         self._thread.start()
 
     def _report(self, err, rec):
-        (self.errors.append(err) if err is not None else self.acked.append((rec.offset, rec.value)))
+        (self.errors.append(err) if err is not None else self.acked.append((rec.offset(), rec.value())))
 
     def _run(self, topic):
         i = 0
@@ -65,7 +65,7 @@ def read_all(broker, topic, n):
     c = Consumer({"socket": broker.socket_path})
     try:
         c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        return [(r.offset, r.value) for r in consume_n(c, n)]
+        return [(r.offset(), r.value()) for r in consume_n(c, n)]
     finally:
         c.close()
 
@@ -91,7 +91,7 @@ def move_under_load(broker, dirs, src, dst, topic="t"):
         load.stop()
     assert load.errors == []
     assert [o for o, _ in records] == list(range(len(records)))   # nothing acknowledged went missing
-    assert [(r.offset, r.value) for r in seen] == records
+    assert [(r.offset(), r.value()) for r in seen] == records
     return records
 
 

@@ -30,7 +30,7 @@ def produce(broker, topic, values, acks="all", partition=0, timeout=10):
     reports = []
     with Producer({"socket": broker.socket_path, "acks": acks}) as p:
         for v in values:
-            p.produce(topic, v, partition=partition, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            p.produce(topic, v, partition=partition, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
         assert p.flush(timeout) == 0
     return reports
 
@@ -99,7 +99,7 @@ def test_three_replicas_each_a_process_in_its_own_dir_with_byte_identical_logs(t
     c = Consumer({"socket": broker.socket_path})
     try:
         c.assign([TopicPartition("orders", 0, OFFSET_BEGINNING)])
-        assert [r.value for r in consume_n(c, 300)] == values
+        assert [r.value() for r in consume_n(c, 300)] == values
     finally:
         c.close()
     assert broker.stop() == 0
@@ -155,7 +155,7 @@ def test_stopped_followers_hold_the_high_watermark_then_leave_the_isr_and_acks_a
         assert partition_of(broker, "t").isr == [p.leader]
         assert "not caught up for" in broker.stderr(tail=None)
         # the ISR is the leader alone: the high watermark moved, the records are visible
-        assert [r.value for r in consume_n(c, 2)] == [b"unreplicated", b"waits"]
+        assert [r.value() for r in consume_n(c, 2)] == [b"unreplicated", b"waits"]
         [(err, _)] = produce(broker, "t", [b"refused"])
         assert isinstance(err, NotEnoughReplicas), err
         assert "1 under min ISR" in run(broker, "status")
@@ -213,17 +213,17 @@ def test_a_killed_leader_is_replaced_by_an_in_sync_follower_and_rejoins_as_a_fol
         with Producer({"socket": broker.socket_path, "acks": "all"}) as p:
             reports = []
             for i in range(20):
-                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
             assert p.flush(10) == 0
             pid = leader_pid(broker, "t")
             os.kill(pid, signal.SIGKILL)   # the leader worker the broker we started forked
             wait_until(lambda: partition_of(broker, "t").leader != before.leader, 10, what="a new leader")
             # the same producer and consumer carry on, with no code of theirs
             for i in range(20, 40):
-                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+                p.produce("t", b"%d" % i, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
             assert p.flush(10) == 0
         assert reports == [(None, i) for i in range(40)]
-        assert [r.value for r in consume_n(c, 40)] == [b"%d" % i for i in range(40)]
+        assert [r.value() for r in consume_n(c, 40)] == [b"%d" % i for i in range(40)]
     finally:
         c.close()
     after = partition_of(broker, "t")
@@ -331,7 +331,7 @@ def test_the_preferred_replica_gets_leadership_back_once_it_is_in_sync(three_dir
     c = Consumer({"socket": broker.socket_path})
     try:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
-        assert [r.value for r in consume_n(c, 15)] == [b"a"] * 5 + [b"b"] * 5 + [b"c"] * 5
+        assert [r.value() for r in consume_n(c, 15)] == [b"a"] * 5 + [b"b"] * 5 + [b"c"] * 5
     finally:
         c.close()
     assert broker.stop() == 0
@@ -373,7 +373,7 @@ def test_with_no_in_sync_follower_a_dead_leader_waits_unless_unclean_election_is
     try:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
         wait_until(lambda: status_of(broker, "t")[0].high_watermark == len(expected), 10, what="the high watermark")
-        assert [r.value for r in consume_n(c, len(expected))] == expected
+        assert [r.value() for r in consume_n(c, len(expected))] == expected
     finally:
         c.close()
 
@@ -416,7 +416,7 @@ def test_a_producer_goes_on_after_a_new_leader_that_never_saw_its_refused_batch(
         def send(values):
             del reports[:]
             for v in values:
-                p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+                p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
             assert p.flush(10) == 0
             return list(reports)
 

@@ -50,7 +50,7 @@ def test_a_leader_whose_dir_fills_up_hands_leadership_to_an_in_sync_replica_and_
         for _ in range(n):
             i = next(numbers)
             p.produce("t", i.to_bytes(4, "big") * (VALUE // 4), partition=0,
-                      on_delivery=lambda err, rec: reports.append((err, rec.offset, rec.value)))
+                      on_delivery=lambda err, rec: reports.append((err, rec.offset(), rec.value())))
         assert p.flush(30) == 0
 
     def leader():
@@ -72,5 +72,5 @@ def test_a_leader_whose_dir_fills_up_hands_leadership_to_an_in_sync_replica_and_
     assert "giving up leadership: an append failed" in broker.stderr(tail=None)
     with Consumer({"socket": broker.socket_path}) as c:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
-        got = {r.offset: r.value for r in consume_n(c, len(reports))}
+        got = {r.offset(): r.value() for r in consume_n(c, len(reports))}
     assert got == {o: v for _, o, v in reports}

@@ -62,7 +62,7 @@ def produce(broker, topic, values, acks):
     p = Producer({"socket": broker.socket_path, "acks": acks})
     try:
         for v in values:
-            p.produce(topic, v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            p.produce(topic, v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
         assert p.flush(10) == 0
     finally:
         p.close(5)      # bounded: close() alone waits for every record
@@ -98,7 +98,7 @@ def test_held_acks_all_entries_taken_again_after_a_roll_are_acknowledged_at_thei
     p = Producer({"socket": broker.socket_path, "acks": "all", "linger.ms": 0})
     try:
         for v in values:
-            p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset)))
+            p.produce("t", v, partition=0, on_delivery=lambda err, rec: reports.append((err, rec.offset())))
             p.poll(0)
 
         def appended():

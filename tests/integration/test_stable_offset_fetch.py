@@ -75,7 +75,7 @@ def test_a_read_committed_member_starts_from_the_offset_an_open_transaction_comm
         p.commit_transaction(WAIT_S)
         reader.join(WAIT_S + 5)
         assert not reader.is_alive()
-        assert [(r.offset, r.value) for r in got] == [(6, b"0-6")]
+        assert [(r.offset(), r.value()) for r in got] == [(6, b"0-6")]
     finally:
         c.close()
         p.close(WAIT_S)
@@ -112,7 +112,7 @@ def test_poll_keeps_its_timeout_while_a_transaction_holds_the_groups_offset(brok
             rec = timed_poll(c)
             if rec is not None:
                 break
-        assert rec is not None and (rec.offset, rec.value) == (6, b"0-6")
+        assert rec is not None and (rec.offset(), rec.value()) == (6, b"0-6")
     finally:
         go.set()
         if committer.is_alive():
@@ -157,7 +157,7 @@ def test_a_rebalance_and_a_close_while_positions_wait_for_a_transaction(broker):
         for _ in range(int(WAIT_S / POLL_S)):
             rec = timed_poll(b)
             if rec is not None:
-                got.setdefault(rec.partition, rec.value)
+                got.setdefault(rec.partition(), rec.value())
             if len(got) == 2:
                 break
         assert got == {0: b"0-3", 1: b"1-7"}
@@ -193,14 +193,14 @@ def test_assign_by_hand_does_not_wait_for_a_transaction_either(broker, caplog):
         for _ in range(int(WAIT_S / POLL_S) + 20):
             rec = timed_poll(c)
             if rec is not None:
-                firsts.setdefault(rec.partition, (rec.offset, rec.value))
+                firsts.setdefault(rec.partition(), (rec.offset(), rec.value()))
             if len(firsts) == 2:
                 break
         assert firsts == {0: (6, b"0-6"), 1: (0, b"1-0")}
         c.unassign()
         c.assign([TopicPartition("t", 0, 2)])                       # an offset given: no question asked
         rec = wait_until(lambda: c.poll(POLL_S), timeout=WAIT_S, what="a record of t-0")
-        assert (rec.partition, rec.offset) == (0, 2)
+        assert (rec.partition(), rec.offset()) == (0, 2)
     finally:
         c.close()
         p.close(WAIT_S)

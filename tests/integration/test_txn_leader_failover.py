@@ -39,8 +39,8 @@ def read_to_end(broker, isolation, end):
         c.assign([TopicPartition("t", 0, 0)])
 
         def at_end():
-            values.extend(r.value for r in c.consume(100, 0.2))
-            return c.position()[0].offset >= end
+            values.extend(r.value() for r in c.consume(100, 0.2))
+            return c.position(c.assignment())[0].offset >= end
         wait_until(at_end, WAIT_S, interval=0, what=f"t-0 read to {end} ({isolation})")
     return values
 

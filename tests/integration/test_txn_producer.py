@@ -10,7 +10,7 @@ import pytest
 from support.broker import BrokerProcess, consume_n, wait_until
 from support.txn_client import create_topic, describe, fetch_offsets
 
-from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, Producer, TopicPartition, TransactionAborted
+from odradek.client import Admin, Consumer, GroupMetadata, IllegalState, KafkaError, Producer, TopicPartition, TransactionAborted
 from odradek.client.errors import (IllegalGeneration, InvalidConfig, InvalidProducerEpoch, InvalidTransactionTimeout, NotEnoughReplicas,
                                    ProducerFenced)
 from odradek.client.protocol import ControlClient
@@ -59,7 +59,7 @@ def read_values(broker, topic, partition, n):
     c = Consumer({"socket": broker.socket_path})
     try:
         c.assign([TopicPartition(topic, partition, 0)])
-        return [r.value for r in consume_n(c, n, WAIT_S)]
+        return [r.value() for r in consume_n(c, n, WAIT_S)]
     finally:
         c.close()
 
@@ -93,10 +93,12 @@ def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not
     p.produce("t", b"sent", partition=0)
     assert p.flush(WAIT_S) == 0            # in the log, part of the transaction
     reports = []
-    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value)))
+    p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value(), rec)))
     p.abort_transaction(WAIT_S)
     p.poll(0)
     assert len(reports) == 1 and isinstance(reports[0][0], TransactionAborted) and reports[0][1] == b"never"
+    failed = reports[0][2]                 # confluent-kafka's shape: the record's error() is err's KafkaError
+    assert failed.error() is reports[0][0].args[0] and failed.error().code() == KafkaError._PURGE_QUEUE and failed.offset() == -1
     batches = wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.ABORT), WAIT_S,
                          what="t-0's ABORT marker")
     assert len(batches) == 2 and batches[0].is_transactional
@@ -325,7 +327,7 @@ def test_a_group_members_positions_commit_with_the_transaction_and_a_stale_gener
         positions = c.position(c.assignment())
         # past the last record and the seed's COMMIT marker after it
         (next_t0,) = [tp.offset for tp in positions if tp.partition == 0]
-        assert next_t0 == got[-1].offset + 2
+        assert next_t0 == got[-1].offset() + 2
         p.send_offsets_to_transaction(positions, meta, WAIT_S)
         p.commit_transaction(WAIT_S)
         wait_until(lambda: fetch_offsets(client, "g", "t", [0])[("t", 0)][0] == next_t0, WAIT_S,

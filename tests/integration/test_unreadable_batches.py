@@ -106,8 +106,8 @@ def check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, che
     with consumer(broker, check_crcs) as c:
         c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
         got, err = read_until(c, error_class)
-        assert [r.offset for r in got] == list(range(first))
-        assert [r.value for r in got] == [value(i) for i in range(first)]
+        assert [r.offset() for r in got] == list(range(first))
+        assert [r.value() for r in got] == [value(i) for i in range(first)]
         assert (err.topic, err.partition, err.offset, err.next_offset) == (TOPIC, 0, first, last + 1)
         assert f"{TOPIC}-0" in str(err) and f"offsets {first}..{last}" in str(err)
         assert f"next readable offset is {last + 1}" in str(err)
@@ -116,13 +116,13 @@ def check_stops_at_the_batch_then_skips_it(broker, first, last, error_class, che
             c.poll(5)
         c.seek(TopicPartition(TOPIC, 0, last + 1))
         rest = read_n(c, RECORDS - last - 1)
-        assert [r.offset for r in rest] == list(range(last + 1, RECORDS))
-        assert [r.value for r in rest] == [value(i) for i in range(last + 1, RECORDS)]
+        assert [r.offset() for r in rest] == list(range(last + 1, RECORDS))
+        assert [r.value() for r in rest] == [value(i) for i in range(last + 1, RECORDS)]
         assert c.poll(0.1) is None
     with consumer(broker, check_crcs) as c:     # from any offset before it, too
         c.assign([TopicPartition(TOPIC, 0, first - 5)])
         got, err = read_until(c, error_class)
-        assert [r.offset for r in got] == list(range(first - 5, first)) and err.offset == first
+        assert [r.offset() for r in got] == list(range(first - 5, first)) and err.offset == first
     return err
 
 
@@ -142,8 +142,8 @@ def test_an_unreadable_batch_in_an_old_segment_hides_no_record_before_or_after_i
         with consumer(broker, False) as c:
             c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
             got = read_n(c, RECORDS)
-        assert [r.offset for r in got] == list(range(RECORDS))
-        changed = [r.offset for r in got if r.value != value(r.offset)]
+        assert [r.offset() for r in got] == list(range(RECORDS))
+        changed = [r.offset() for r in got if r.value() != value(r.offset())]
         assert len(changed) == 1 and first <= changed[0] <= last
     else:
         # records that do not decompress, no codec or a framing damage stop the reader
@@ -168,7 +168,7 @@ def test_a_new_consumer_starting_at_or_after_a_batch_with_a_damaged_length_is_to
         with consumer(broker, True) as c:
             c.assign([TopicPartition(TOPIC, 0, start)])
             got = read_n(c, RECORDS - start)
-            assert [r.offset for r in got] == list(range(start, RECORDS))
+            assert [r.offset() for r in got] == list(range(start, RECORDS))
             assert c.poll(0.1) is None
 
 
@@ -185,13 +185,13 @@ def test_a_torn_tail_is_cut_at_start_and_consumers_and_producers_carry_on(broker
     with consumer(broker, True) as c:
         c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
         got = read_n(c, RECORDS)
-        assert [r.offset for r in got] == list(range(RECORDS))
+        assert [r.offset() for r in got] == list(range(RECORDS))
         with Producer({"socket": broker.socket_path}) as p:
             for i in range(RECORDS, RECORDS + 10):
                 p.produce(TOPIC, value(i), partition=0)
             assert p.flush(10) == 0
         more = read_n(c, 10)
-        assert [(r.offset, r.value) for r in more] == [(i, value(i)) for i in range(RECORDS, RECORDS + 10)]
+        assert [(r.offset(), r.value()) for r in more] == [(i, value(i)) for i in range(RECORDS, RECORDS + 10)]
         assert c.poll(0.1) is None
 
 
@@ -213,7 +213,7 @@ def test_a_batch_damaged_under_a_running_broker_is_named_by_its_descriptor(broke
     with consumer(broker, True) as c:
         c.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
         got, err = read_until(c, CorruptRecord)
-        assert [r.offset for r in got] == list(range(first))
+        assert [r.offset() for r in got] == list(range(first))
         assert (err.offset, err.next_offset) == (first, last + 1) and "descriptors" in str(err)
         c.seek(TopicPartition(TOPIC, 0, last + 1))
-        assert [r.offset for r in read_n(c, RECORDS - last - 1)] == list(range(last + 1, RECORDS))
+        assert [r.offset() for r in read_n(c, RECORDS - last - 1)] == list(range(last + 1, RECORDS))

@@ -152,7 +152,7 @@ def test_a_kafka_python_consumer_and_an_odradek_consumer_share_a_group(gateway, 
                      "session.timeout.ms": 10_000, "auto.offset.reset": "earliest",
                      "partition.assignment.strategy": "range"})
     ours.subscribe([topic])
-    with Poller(ours, lambda c: [bytes(r.value) for r in filter(None, [c.poll(0.05)])],
+    with Poller(ours, lambda c: [bytes(r.value()) for r in filter(None, [c.poll(0.05)])],
                 lambda c: {(tp.topic, tp.partition) for tp in c.assignment()}) as odradek:
         wait_until(lambda: len(odradek.owned) == PARTITIONS, 20, 0.05, "the odradek Consumer to own every partition")
         with kafka_python(gateway, group, topic) as theirs:

@@ -146,11 +146,10 @@ def test_tcp_records_read_by_the_shm_consumer_unchanged(env, topic):
     shm = shm_consume(broker, topic, 100)
     assert len(tcp) == len(shm) == 100
     for r in shm:
-        m = tcp[(r.partition, r.offset)]
-        assert (r.key, r.value, r.timestamp) == (m.key(), m.value(), m.timestamp()[1])
-        assert [tuple(h) for h in r.headers] == (m.headers() or [])
-        i = len(r.value)
-        assert r.timestamp == 1_600_000_000_000 + i and r.partition == i % PARTITIONS
+        m = tcp[(r.partition(), r.offset())]
+        assert (r.key(), r.value(), r.timestamp(), r.headers()) == (m.key(), m.value(), m.timestamp(), m.headers())
+        i = len(r.value())
+        assert r.timestamp()[1] == 1_600_000_000_000 + i and r.partition() == i % PARTITIONS
 
 
 def test_shm_records_read_over_tcp_unchanged(env, topic):
@@ -159,7 +158,7 @@ def test_shm_records_read_over_tcp_unchanged(env, topic):
         for i in range(100):
             p.produce(topic, b"w" * i, key=b"k%d" % i, headers=[("x", b"%d" % i)], timestamp=1_650_000_000_000 + i)
         assert p.flush(10) == 0
-    shm = {(r.partition, r.offset): r for r in shm_consume(broker, topic, 100)}
+    shm = {(r.partition(), r.offset()): r for r in shm_consume(broker, topic, 100)}
     for consumed in (ck_consume(gw.bootstrap, topic, 100), kp_consume(gw.bootstrap, topic, 100)):
         assert len(consumed) == 100
         for m in consumed:
@@ -169,8 +168,8 @@ def test_shm_records_read_over_tcp_unchanged(env, topic):
             else:
                 key, value, headers, ts, part, off = m.key, m.value, m.headers, m.timestamp, m.partition, m.offset
             r = shm[(part, off)]
-            assert (key, value, ts) == (r.key, r.value, r.timestamp)
-            assert [tuple(h) for h in headers] == [tuple(h) for h in r.headers]
+            assert (key, value, ts) == (r.key(), r.value(), r.timestamp()[1])
+            assert [tuple(h) for h in headers] == [tuple(h) for h in r.headers()]
 
 
 def test_read_committed_skips_an_aborted_transaction(env, topic):
