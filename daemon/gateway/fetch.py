@@ -27,11 +27,11 @@ No other field holds a byte length around `records` in any version (arrays carry
 counts; tagged fields come after it), so the layout is Kafka's for every version.
 """
 import os
-import socket
 import struct
 import time
 
 from odradek.client.errors import LeaderNotAvailable, NotLeaderOrFollower, OdradekError, TornState, UnknownTopicOrPartition
+from odradek.client.records.varint import encode_uvarint
 from odradek.client.shm.waiting import WAIT_MANY_MAX, WaitSet
 from odradek.daemon.gateway.apis import Api, Reply
 from odradek.daemon.gateway.codec import ErrorCode, build, encode_response, response_class
@@ -48,15 +48,6 @@ _SIZE = struct.Struct(">i")
 _TRIPLES = struct.Struct("=qqq")
 
 
-def _uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def splice_records(framed, slices, flexible):
     """The parts of a framed response whose `records` placeholders ({placeholder:
     FileSlice}) become the slices (see the module docstring)."""
@@ -67,7 +58,7 @@ def splice_records(framed, slices, flexible):
             raise AssertionError("a records placeholder is missing from the encoded response")
         prefix = 1 if flexible else 4     # uvarint(17) is one byte; int32 is four
         parts.append(framed[pos:at - prefix])
-        head = _uvarint(piece.length + 1) if flexible else _SIZE.pack(piece.length)
+        head = encode_uvarint(piece.length + 1) if flexible else _SIZE.pack(piece.length)
         parts.append(head)
         parts.append(piece)
         total += len(head) + piece.length - prefix - len(marker)
@@ -171,20 +162,7 @@ def _read_all(ctx, wants, isolation, max_bytes):
     return results, total, watch, error
 
 
-def _no_delay(conn):
-    """TCP_NODELAY on the connection, once: a Fetch answer leaves in parts (bytes, then
-    sendfile, then bytes), and Nagle's algorithm would hold each last small part until
-    the client's delayed ACK (40 ms on Linux). Kafka's broker sets it on every socket."""
-    if "fetch:nodelay" not in conn.state:
-        conn.state["fetch:nodelay"] = True
-        try:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
 def fetch(ctx, request):
-    _no_delay(ctx.conn)
     body, version = request.body, request.api_version
     by_id = version >= 13
     isolation = getattr(body, "isolation_level", 0)
