@@ -11,8 +11,8 @@ INVALID_REPLICA_ASSIGNMENT.
 What differs from Kafka, and why:
 - DescribeLogDirs answers for this broker's log dirs; a partition has one replica per
   dir it lives in, so with several dirs it is listed under each (Admin.describe_log_dirs).
-- DeleteRecords moves the leader's log start offset at once; followers follow at their
-  next retention check.
+- DeleteRecords moves the leader's log start offset at once; its followers follow as
+  soon as they see it (daemon/worker/follower.py).
 """
 from collections import Counter
 

@@ -199,6 +199,10 @@ def leave_group(ctx, request):
 # ---- offsets: OffsetCommit, OffsetFetch, OffsetDelete --------------------------------------
 
 def offset_commit(ctx, request):
+    """OffsetCommit v2-v9. v2-v4's retention_time is ignored: the coordinator keeps a
+    committed offset until it is deleted (OffsetDelete, DeleteGroups) and has no
+    offsets.retention.minutes, so -1 (the broker's default) and any other value mean
+    the same; the commit succeeds as Kafka's does."""
     body = request.body
     response, error = _ask(ctx.gateway.links.ask, m.OffsetCommitRequest(
         group_id=body.group_id, generation_id=body.generation_id_or_member_epoch, member_id=body.member_id,
