@@ -13,12 +13,18 @@ from support.broker import multi_dir_broker, stop_cleanly, wait_until
 
 
 @pytest.fixture
-def broker(tmp_path):
+def broker(tmp_path, request):
+    """Two log dirs (a follower for replication factor 2), retention checks every 100 ms
+    or every `request.param` ms (indirect parametrization)."""
     b = multi_dir_broker(tmp_path, ["a", "b"])
-    b.args = ["--override", "log.retention.check.interval.ms=100"]
+    b.args = ["--override", f"log.retention.check.interval.ms={getattr(request, 'param', 100)}"]
     b.start()
     yield b
     stop_cleanly(b)
+
+
+# retention checks ten minutes apart: nothing these tests see happens at one
+rare_retention = pytest.mark.parametrize("broker", [600_000], indirect=True)
 
 
 def delete_records(socket_path, topic, partition, offset):
@@ -51,17 +57,6 @@ def test_delete_records_moves_the_log_start_of_leader_and_followers(broker):
     assert LogDirCheckpoints(broker.dirs[p.leader]).read(("trimmed", 0))[1] == 12
 
 
-@pytest.fixture
-def rare_retention(tmp_path):
-    """Two log dirs (a follower for replication factor 2) and retention checks ten
-    minutes apart: nothing a test sees happens at a retention check."""
-    b = multi_dir_broker(tmp_path, ["a", "b"])
-    b.args = ["--override", "log.retention.check.interval.ms=600000"]
-    b.start()
-    yield b
-    stop_cleanly(b)
-
-
 def _produce(socket_path, topic, count, partitions):
     with Producer({"socket": socket_path, "acks": "all"}) as producer:
         for i in range(count):
@@ -70,8 +65,9 @@ def _produce(socket_path, topic, count, partitions):
         assert producer.flush(10) == 0
 
 
-def test_a_follower_follows_the_leaders_log_start_at_once(rare_retention):
-    b = rare_retention
+@rare_retention
+def test_a_follower_follows_the_leaders_log_start_at_once(broker):
+    b = broker
     with Admin(b.socket_path) as admin:
         admin.create_topic("trimmed", 1, replication_factor=2)
         _produce(b.socket_path, "trimmed", 20, [0])
@@ -83,11 +79,18 @@ def test_a_follower_follows_the_leaders_log_start_at_once(rare_retention):
                what="the follower's log start offset to follow the leader's before any retention check")
 
 
-def test_admin_delete_records_asks_every_partition_then_raises_the_first_error(rare_retention):
-    b = rare_retention
-    with Admin(b.socket_path) as admin:
+@pytest.fixture
+def two(broker):
+    """Topic "two": two partitions of ten records each."""
+    with Admin(broker.socket_path) as admin:
         admin.create_topic("two", 2)
-        _produce(b.socket_path, "two", 10, [0, 1])
+    _produce(broker.socket_path, "two", 10, [0, 1])
+    return "two"
+
+
+@rare_retention
+def test_admin_delete_records_asks_every_partition_then_raises_the_first_error(broker, two):
+    with Admin(broker.socket_path) as admin:
         assert admin.delete_records({("two", 0): 4, ("two", 1): -1}) == {("two", 0): 4, ("two", 1): 10}
         with pytest.raises(OffsetOutOfRange):
             admin.delete_records({("two", 0): 6, ("two", 1): 11})
@@ -98,23 +101,19 @@ def test_admin_delete_records_asks_every_partition_then_raises_the_first_error(r
             admin.delete_records({("two", 0): 1, TopicPartition("two", 0): 2})
 
 
-def test_topics_delete_records_command(rare_retention):
-    b = rare_retention
-    with Admin(b.socket_path) as admin:
-        admin.create_topic("cli", 2)
-    _produce(b.socket_path, "cli", 10, [0, 1])
-
+@rare_retention
+def test_topics_delete_records_command(broker, two):
     def run(*args):
-        return CliRunner().invoke(cli, ["topics", "delete-records", *map(str, args), "--socket", b.socket_path])
-    r = run("cli", "--partition", 0, "--partition", 1, "--before", 7)
+        return CliRunner().invoke(cli, ["topics", "delete-records", *map(str, args), "--socket", broker.socket_path])
+    r = run("two", "--partition", 0, "--partition", 1, "--before", 7)
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.splitlines() == [f"cli-{p}: records below offset 7 deleted (the log start offset)"
+    assert r.stdout.splitlines() == [f"two-{p}: records below offset 7 deleted (the log start offset)"
                                      for p in (0, 1)]
-    with Admin(b.socket_path) as admin:
-        assert [admin.list_offsets("cli", p, "earliest")[0] for p in (0, 1)] == [7, 7]
-    for args, code, says in [(("cli", "--partition", 0, "--before", 11), 1, "high watermark"),
+    with Admin(broker.socket_path) as admin:
+        assert [admin.list_offsets("two", p, "earliest")[0] for p in (0, 1)] == [7, 7]
+    for args, code, says in [(("two", "--partition", 0, "--before", 11), 1, "high watermark"),
                              (("nope", "--partition", 0, "--before", 1), 1, "nope"),
-                             (("cli", "--partition", 0, "--before", -2), 2, "--before")]:
+                             (("two", "--partition", 0, "--before", -2), 2, "--before")]:
         r = run(*args)
         assert r.exit_code == code and r.stdout == "", (args, r.stdout, r.stderr)
         (line,) = r.stderr.splitlines()

@@ -1,5 +1,5 @@
 """The listener's own behaviour, on an in-process Gateway (no broker is asked: ApiVersions
-and the test's handlers answer): TCP_NODELAY at accept, request frames received whole
+and the test's handlers answer): a handler's bug answered, TCP_NODELAY at accept, request frames received whole
 into one buffer, and clients' errors logged at most once per connection per window with
 a budget for the process (client_log.py, also on a fake clock)."""
 import logging
@@ -36,6 +36,15 @@ def gateway(tmp_path):
     g.stop()
     t.join(10)
     assert not t.is_alive()
+
+
+def test_a_handler_that_raises_is_answered_and_the_connection_goes_on(gateway):
+    """A gateway bug: the client gets UNKNOWN_SERVER_ERROR for that request (top-level
+    error code) and its connection keeps being served."""
+    with KafkaWire(gateway.port) as wire:
+        r = wire.call(DescribeClusterV0(include_cluster_authorized_operations=False))
+        assert r.error_code == ErrorCode.unknown_server_error and "a bug" in r.error_message
+        assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
 
 
 def test_every_accepted_connection_has_tcp_nodelay(gateway):
