@@ -366,11 +366,19 @@ class Connection:
     # ---- bytes -----------------------------------------------------------------
 
     def _read_exact(self, n):
-        """`n` bytes as a read-only memoryview (what kio reads without a copy), or None
-        at end of file. They are received into one buffer, grown a READ_CHUNK at a time
-        as the bytes arrive: a client announcing a 100 MiB request and sending 10 bytes
-        holds a chunk, not 100 MiB; a request of a chunk or less is one allocation."""
-        buf, got = bytearray(min(n, READ_CHUNK)), 0
+        """`n` bytes, or None at end of file: bytes, or a read-only memoryview (kio reads
+        either without a copy). Most requests arrive in one recv, whose bytes are the
+        frame. Else they are received into one buffer, grown a READ_CHUNK at a time as
+        the bytes arrive: a client announcing a 100 MiB request and sending 10 bytes
+        holds a chunk, not 100 MiB."""
+        if n <= READ_CHUNK:
+            data = self.sock.recv(n)
+            if len(data) == n or not data:
+                return data or None
+            buf, got = bytearray(n), len(data)
+            buf[:got] = data
+        else:
+            buf, got = bytearray(READ_CHUNK), 0
         while True:
             with memoryview(buf) as view:
                 while got < len(buf):
