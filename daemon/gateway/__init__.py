@@ -8,6 +8,7 @@ offsets, metadata and admin go to the broker over its control socket.
     codec.py        Kafka frames <-> kio entities (the only user of kio's serializers); respond()
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
+    client_log.py   lines about clients' errors, rate-limited (per connection, per process)
     broker_link.py  pooled control connections to the broker (ask: a call's response)
     metadata_api.py Metadata, and NODE_ID (this broker's node id in every API);
                     topics.py: topic names <-> the broker's stable topic ids (topic_uuid)

@@ -68,6 +68,7 @@ DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
 TURNING_AWAY, TURN_AWAY_S, TURN_AWAY_MAX_BYTES = 16, 5.0, 64 * 1024   # refused peers answered: see _turn_away
 READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
+ONE_RECV_MAX = 64 * 1024                           # requests up to this size are tried in one recv
 _SIZE = struct.Struct(">i")
 _ZEROS = memoryview(bytes(READ_CHUNK))             # what a frame's buffer grows by
 _TIMEVAL = struct.Struct("ll")
@@ -367,18 +368,18 @@ class Connection:
 
     def _read_exact(self, n):
         """`n` bytes, or None at end of file: bytes, or a read-only memoryview (kio reads
-        either without a copy). Most requests arrive in one recv, whose bytes are the
-        frame. Else they are received into one buffer, grown a READ_CHUNK at a time as
+        either without a copy). A request of ONE_RECV_MAX or less usually arrives in
+        one recv, whose bytes are the frame. Else they are received into one buffer, grown a READ_CHUNK at a time as
         the bytes arrive: a client announcing a 100 MiB request and sending 10 bytes
         holds a chunk, not 100 MiB."""
-        if n <= READ_CHUNK:
+        if n <= ONE_RECV_MAX:
             data = self.sock.recv(n)
             if len(data) == n or not data:
                 return data or None
             buf, got = bytearray(n), len(data)
             buf[:got] = data
         else:
-            buf, got = bytearray(READ_CHUNK), 0
+            buf, got = bytearray(min(n, READ_CHUNK)), 0
         while True:
             with memoryview(buf) as view:
                 while got < len(buf):

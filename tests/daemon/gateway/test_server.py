@@ -54,7 +54,8 @@ def test_every_accepted_connection_has_tcp_nodelay(gateway):
         assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
-@pytest.mark.parametrize("size", [8, server.READ_CHUNK, server.READ_CHUNK + 1, 2 * server.READ_CHUNK + 12345])
+@pytest.mark.parametrize("size", [8, server.ONE_RECV_MAX, server.ONE_RECV_MAX + 1, server.READ_CHUNK,
+                                  server.READ_CHUNK + 1, 2 * server.READ_CHUNK + 12345])
 def test_a_frame_arrives_whole_in_one_read_only_buffer(tmp_path, size):
     """Sent in pieces smaller than a chunk, any size comes back byte for byte, as bytes
     or the read-only memoryview kio decodes without a copy."""
