@@ -50,8 +50,8 @@ import threading
 import time
 
 from odradek.daemon.gateway import apis as apis_mod, sasl
-from odradek.daemon.gateway.client_log import ClientLog, LogSource
 from odradek.daemon.gateway.apis import CLOSE_CONNECTION, NO_RESPONSE, FileSlice, Reply, RequestContext
+from odradek.daemon.gateway.client_log import ClientLog, LogSource
 from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
