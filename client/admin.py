@@ -1,6 +1,6 @@
 """Admin: topic administration, configs, offsets and broker status, over the control socket.
 
-    from odradek.client import Admin
+    from odradek.client import Admin, TopicPartition
     with Admin() as admin:                       # socket: ODRADEK_SOCKET or the system default
         admin.create_topic("orders", num_partitions=6, config={"retention.ms": 3600000})
         admin.list_topics()                      # {"orders": TopicDescription, ...}
@@ -11,6 +11,8 @@
         admin.list_groups()                      # [GroupListing("billing", "Stable", "consumer")]
         admin.describe_group("billing")          # GroupDescription: state, assignor, members
         admin.list_group_offsets("billing")      # {("orders", 0): (42, ""), ...}
+        admin.delete_group_offsets("billing", [("orders", 0)])
+        admin.delete_records({TopicPartition("orders", 0): 1000})   # {TopicPartition(...): 1000}
         admin.list_transactions()                # [TransactionListing("app-1", 1000, "Ongoing")]
         admin.describe_transactions(["app-1"])   # {"app-1": TransactionDescription}
 
@@ -262,6 +264,36 @@ class Admin:
                 out[(t.name, p.partition_index)] = (p.offset, p.timestamp)
         return out
 
+    def delete_records(self, offsets):
+        """Kafka's deleteRecords: {TopicPartition or (topic, partition): offset} makes every
+        record below `offset` unreadable at once (the partition's log start offset moves
+        up to it; offset -1: the high watermark). Returns {that key: the log start offset
+        afterwards} (a lower offset than the log start changes nothing). Every partition
+        is asked; then the first that failed raises its error: OffsetOutOfRange above
+        the high watermark, UnknownTopicOrPartition."""
+        asked, by_topic = {}, {}
+        for key, offset in offsets.items():
+            topic, partition = key[0], key[1]
+            if (topic, partition) in asked:
+                raise ValueError(f"{topic}-{partition} is named twice")
+            asked[(topic, partition)] = key
+            by_topic.setdefault(topic, []).append(m.DeleteRecordsPartition(partition_index=partition,
+                                                                           offset=int(offset)))
+        if not by_topic:
+            return {}
+        res = self._call(m.DeleteRecordsRequest(topics=[m.DeleteRecordsTopic(name=t, partitions=ps)
+                                                        for t, ps in by_topic.items()]))
+        out, failed = {}, None
+        for t in res.topics:
+            for p in t.partitions:
+                if p.error_code and failed is None:
+                    failed = p
+                elif not p.error_code:
+                    out[asked[(t.name, p.partition_index)]] = p.low_watermark
+        if failed is not None:
+            raise_for_error(failed.error_code, failed.error_message)
+        return out
+
     def status(self, topics=None):
         """The broker's StatusResponse: broker pid and uptime, workers, partitions."""
         return self._call(m.StatusRequest(topics=None if topics is None else list(topics)))
@@ -353,6 +385,23 @@ class Admin:
         except UnknownMemberId as e:   # what the coordinator answers a standalone commit to a live group
             raise NonEmptyGroup(f"group {group_id} has live members; its offsets can be altered only while "
                                 f"it is empty: stop its consumers first") from e
+        for t in res.topics:
+            for p in t.partitions:
+                raise_for_error(p.error_code, p.error_message)
+
+    def delete_group_offsets(self, group_id, partitions):
+        """Kafka's deleteConsumerGroupOffsets: forget the group's committed offsets of
+        `partitions` (TopicPartitions or (topic, partition) pairs). All of them while the
+        group is Empty; while it has members, only those of topics no member subscribes
+        to: GroupSubscribedToTopic for the others. Every partition is asked; then the
+        first that failed raises its error (GroupIdNotFound for an unknown group)."""
+        by_topic = {}
+        for tp in partitions:
+            by_topic.setdefault(tp[0], set()).add(tp[1])
+        if not by_topic:
+            return
+        res = self._call(m.OffsetDeleteRequest(group_id=group_id, topics=[
+            m.OffsetDeleteRequestTopic(name=t, partitions=sorted(ps)) for t, ps in by_topic.items()]))
         for t in res.topics:
             for p in t.partitions:
                 raise_for_error(p.error_code, p.error_message)

@@ -17,7 +17,7 @@ See FORMAT.md for where each varint sits in a record.
 """
 from odradek.client.errors import CorruptRecord
 
-__all__ = ["encode_varint", "encode_varlong", "decode_varint", "decode_varlong",
+__all__ = ["encode_varint", "encode_varlong", "encode_uvarint", "decode_varint", "decode_varlong",
            "size_of_varint", "size_of_varlong", "SMALL_VARINTS",
            "INT32_MIN", "INT32_MAX", "INT64_MIN", "INT64_MAX"]
 
@@ -60,6 +60,14 @@ def encode_varlong(n):
     if not INT64_MIN <= n <= INT64_MAX:
         raise ValueError(f"varlong value {n} is outside the int64 range")
     return _encode_zigzag((n << 1) ^ (n >> 63))
+
+
+def encode_uvarint(n):
+    """The unsigned varint bytes of n >= 0 (no zigzag): Kafka's flexible message
+    versions use them for compact lengths and tagged-field counts and sizes."""
+    if n < 0:
+        raise ValueError(f"unsigned varint value {n} is negative")
+    return _encode_zigzag(n)
 
 
 def _size_of_zigzag(z):

@@ -1,5 +1,5 @@
-"""`odradek groups`: list, describe, reset-offsets and delete consumer groups, as
-kafka-consumer-groups.sh does (daemon/tools/groups.py)."""
+"""`odradek groups`: list, describe, reset-offsets, delete-offsets and delete consumer
+groups, as kafka-consumer-groups.sh does (daemon/tools/groups.py)."""
 import click
 
 from odradek.daemon.cli.root import PROG, cli, connect, socket_option
@@ -7,14 +7,15 @@ from odradek.daemon.cli.root import PROG, cli, connect, socket_option
 
 @cli.group()
 def groups():
-    """List and describe consumer groups (members, committed offsets, lag), reset their
-    offsets, delete them: what kafka-consumer-groups.sh does.
+    """List and describe consumer groups (members, committed offsets, lag), reset or
+    delete their offsets, delete them: what kafka-consumer-groups.sh does.
 
     \b
     Examples:
       odradek groups list
       odradek groups describe billing
       odradek groups reset-offsets --group billing --topic orders --to-earliest --execute
+      odradek groups delete-offsets billing orders:0
       odradek groups delete billing
     """
 
@@ -168,3 +169,28 @@ def groups_delete(group, socket_path):
     with connect(socket_path) as admin:
         tool.delete(admin, group)
     click.echo(f"deleted group {group}")
+
+
+@groups.command("delete-offsets")
+@click.argument("group")
+@click.argument("topics", nargs=-1, required=True, metavar="TOPIC[:P,P...]...",
+                callback=_parsed("parse_topic"))
+@socket_option
+def groups_delete_offsets(group, topics, socket_path):
+    """Delete GROUP's committed offsets of some partitions, as kafka-consumer-groups
+    --delete-offsets does: a TOPIC alone is every partition of it. While the group has
+    members, only the offsets of topics none of them subscribes to can be deleted.
+
+    \b
+    Examples:
+      odradek groups delete-offsets billing orders
+      odradek groups delete-offsets billing orders:0,1 payments:3
+    """
+    with connect(socket_path) as admin:
+        names = sorted({t for t, ps in topics if ps is None})
+        whole = admin.list_topics(names) if names else {}
+        chosen = sorted({(t, p) for t, ps in topics
+                         for p in (ps if ps is not None else [d.partition for d in whole[t].partitions])})
+        admin.delete_group_offsets(group, chosen)
+    n = len(chosen)
+    click.echo(f"deleted the committed offsets of {n} partition{'' if n == 1 else 's'} for group {group}")

@@ -1,4 +1,4 @@
-"""`odradek topics`: create, list, describe, alter and delete topics."""
+"""`odradek topics`: create, list, describe, alter and delete topics, and delete their oldest records."""
 import click
 
 from odradek.daemon.cli.root import cli, connect, key_values, socket_option
@@ -6,13 +6,14 @@ from odradek.daemon.cli.root import cli, connect, key_values, socket_option
 
 @cli.group()
 def topics():
-    """Create, list, describe, alter and delete topics.
+    """Create, list, describe, alter and delete topics; delete their oldest records.
 
     \b
     Examples:
       odradek topics create orders --partitions 6 --config retention.ms=3600000
       odradek topics list
       odradek topics describe orders
+      odradek topics delete-records orders --partition 0 --before 1000
     """
 
 
@@ -156,3 +157,28 @@ def topics_delete(name, socket_path):
     with connect(socket_path) as admin:
         admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
+
+
+@topics.command("delete-records")
+@click.argument("name")
+@click.option("--partition", "partitions", type=click.IntRange(min=0), multiple=True, required=True, metavar="P",
+              help="The partition; repeatable.")
+@click.option("--before", type=click.IntRange(min=-1), required=True, metavar="OFFSET",
+              help="Delete every record below OFFSET (-1: below the high watermark, all there is).")
+@socket_option
+def topics_delete_records(name, partitions, before, socket_path):
+    """Delete the records of topic NAME below an offset, as kafka-delete-records does:
+    they become unreadable at once (the partition's log start offset moves up to
+    OFFSET; consumers' earliest offset with it) and the segment files wholly below it
+    are deleted. An offset below the log start changes nothing; one above the high
+    watermark is an error.
+
+    \b
+    Examples:
+      odradek topics delete-records orders --partition 0 --before 1000
+      odradek topics delete-records orders --partition 0 --partition 1 --before -1
+    """
+    with connect(socket_path) as admin:
+        starts = admin.delete_records({(name, p): before for p in partitions})
+    for (topic, partition), start in sorted(starts.items()):
+        click.echo(f"{topic}-{partition}: records below offset {start} deleted (the log start offset)")

@@ -5,18 +5,19 @@ Kafka protocol listener"): Produce goes into the partition leader's ring as the 
 Producer's batches do; Fetch is answered from the segment files with sendfile; groups,
 offsets, metadata and admin go to the broker over its control socket.
 
-    codec.py        Kafka frames <-> kio entities (the only user of kio's serializers)
+    codec.py        Kafka frames <-> kio entities (the only user of kio's serializers); respond()
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
-    broker_link.py  pooled control connections to the broker
-    metadata_api.py Metadata; topics.py: topic names <-> the broker's stable topic ids
+    client_log.py   lines about clients' errors, rate-limited (per connection, per process)
+    broker_link.py  pooled control connections to the broker (ask: a call's response)
+    metadata_api.py Metadata, and NODE_ID (this broker's node id in every API);
+                    topics.py: topic names <-> the broker's stable topic ids (topic_uuid)
     produce.py      Produce into the leaders' rings (produce_rings.py: the attachments)
     fetch.py        Fetch with sendfile (fetch_views.py: states and segment fds; fetch_sessions.py: KIP-227)
     offsets_api.py  ListOffsets, OffsetForLeaderEpoch, InitProducerId
-    error_codes.py  our error codes as Kafka's
+    error_codes.py  our errors as Kafka's: codes, and error_code/error_message fields
     gateway_state.py per-gateway objects of the handler modules, made on first use
     groups_api.py   consumer groups and committed offsets, from the broker's group coordinator
-    broker_errors.py  admin, config and transaction calls to the broker; their errors as fields
     admin_api.py    CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeLogDirs
     configs_api.py  DescribeConfigs, AlterConfigs, IncrementalAlterConfigs
     txn_api.py      the transaction APIs (AddPartitionsToTxn ... ListTransactions)

@@ -11,10 +11,9 @@ INVALID_REPLICA_ASSIGNMENT.
 What differs from Kafka, and why:
 - DescribeLogDirs answers for this broker's log dirs; a partition has one replica per
   dir it lives in, so with several dirs it is listed under each (Admin.describe_log_dirs).
-- DeleteRecords moves the leader's log start offset at once; followers follow at their
-  next retention check.
+- DeleteRecords moves the leader's log start offset at once; its followers follow as
+  soon as they see it (daemon/worker/follower.py).
 """
-import uuid
 from collections import Counter
 
 from kio.schema.errors import ErrorCode
@@ -23,23 +22,13 @@ from odradek.client.log_dirs import from_status
 from odradek.client.protocol import messages as m
 from odradek.client.errors import OdradekError
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.broker_errors import call, error_fields
-from odradek.daemon.gateway.error_codes import kafka_code
-from odradek.daemon.gateway.codec import build, response_class
+from odradek.daemon.gateway.error_codes import error_fields, kafka_code
+from odradek.daemon.gateway.codec import respond
+from odradek.daemon.gateway.topics import NO_TOPIC_ID, topic_uuid
 
-__all__ = ["APIS", "topic_uuid"]
+__all__ = ["APIS"]
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, CREATE_PARTITIONS = 19, 20, 21, 35, 37
-ZERO_UUID = uuid.UUID(int=0)
-
-
-def topic_uuid(topic_id):
-    """Kafka's UUID of one of our topic ids (32 hex digits; "": none)."""
-    return uuid.UUID(hex=topic_id) if topic_id else ZERO_UUID
-
-
-def _respond(request, **values):
-    return build(response_class(request.api_key, request.api_version), throttle_time=0, **values)
 
 
 # ---- CreateTopics ----------------------------------------------------------------------
@@ -61,7 +50,7 @@ def create_topics(ctx, request):
     created = {}
     if asked:
         try:
-            answer = call(ctx, m.CreateTopicsRequest(topics=asked, timeout_ms=_ms(body.timeout),
+            answer = ctx.gateway.links.ask(m.CreateTopicsRequest(topics=asked, timeout_ms=_ms(body.timeout),
                                                      validate_only=body.validate_only))
             created = {r.name: r for r in answer.topics}
         except OdradekError as e:
@@ -77,7 +66,7 @@ def create_topics(ctx, request):
             topic_id=topic_uuid(r.topic_id), **error_fields(r.error_code, r.error_message),
             configs=[dict(name=c.name, value=c.value, read_only=c.read_only, config_source=c.config_source,
                           is_sensitive=c.is_sensitive) for c in r.configs]))
-    return _respond(request, topics=results)
+    return respond(request, topics=results)
 
 
 def _ms(timeout):
@@ -92,7 +81,7 @@ def delete_topics(ctx, request):
     if request.api_version < 6:
         wanted = [(name, None) for name in body.topic_names]
     else:
-        wanted = [(t.name, t.topic_id if t.topic_id != ZERO_UUID else None) for t in body.topics]
+        wanted = [(t.name, t.topic_id if t.topic_id != NO_TOPIC_ID else None) for t in body.topics]
     refused, names, ids = {}, [], []
     for i, (name, topic_id) in enumerate(wanted):
         if (name is None) == (topic_id is None):
@@ -105,7 +94,7 @@ def delete_topics(ctx, request):
     answers = {}
     if names or ids:
         try:
-            answer = call(ctx, m.DeleteTopicsRequest(topic_names=[wanted[i][0] for i in names],
+            answer = ctx.gateway.links.ask(m.DeleteTopicsRequest(topic_names=[wanted[i][0] for i in names],
                                                      topic_ids=[wanted[i][1].hex for i in ids],
                                                      timeout_ms=_ms(body.timeout)))
             answers = dict(zip(names + ids, answer.responses))
@@ -114,7 +103,7 @@ def delete_topics(ctx, request):
     results = []
     for i, (name, topic_id) in enumerate(wanted):
         if i in refused:
-            results.append(dict(name=name, topic_id=topic_id or ZERO_UUID, **refused[i]))
+            results.append(dict(name=name, topic_id=topic_id or NO_TOPIC_ID, **refused[i]))
             continue
         r = answers[i]
         if topic_id is not None and r.error_code == ErrorCode.unknown_topic_or_partition.value:
@@ -123,7 +112,7 @@ def delete_topics(ctx, request):
             continue
         results.append(dict(name=r.name, topic_id=topic_uuid(r.topic_id), **error_fields(r.error_code,
                                                                                           r.error_message)))
-    return _respond(request, responses=results)
+    return respond(request, responses=results)
 
 
 # ---- CreatePartitions ------------------------------------------------------------------
@@ -136,12 +125,12 @@ def create_partitions(ctx, request):
                                                         for a in t.assignments])
         for t in body.topics]
     try:
-        answer = call(ctx, m.CreatePartitionsRequest(topics=asked, timeout_ms=_ms(body.timeout),
+        answer = ctx.gateway.links.ask(m.CreatePartitionsRequest(topics=asked, timeout_ms=_ms(body.timeout),
                                                      validate_only=body.validate_only))
         results = [dict(name=r.name, **error_fields(r.error_code, r.error_message)) for r in answer.results]
     except OdradekError as e:
         results = [dict(name=t.name, **error_fields(e)) for t in body.topics]
-    return _respond(request, results=results)
+    return respond(request, results=results)
 
 
 # ---- DeleteRecords ---------------------------------------------------------------------
@@ -152,7 +141,7 @@ def delete_records(ctx, request):
         m.DeleteRecordsPartition(partition_index=p.partition_index, offset=p.offset) for p in t.partitions])
         for t in body.topics]
     try:
-        answer = call(ctx, m.DeleteRecordsRequest(topics=asked, timeout_ms=_ms(body.timeout)))
+        answer = ctx.gateway.links.ask(m.DeleteRecordsRequest(topics=asked, timeout_ms=_ms(body.timeout)))
         topics = [dict(name=t.name, partitions=[
             dict(partition_index=p.partition_index, low_watermark=p.low_watermark, error_code=kafka_code(p.error_code))
             for p in t.partitions]) for t in answer.topics]
@@ -160,7 +149,7 @@ def delete_records(ctx, request):
         topics = [dict(name=t.name, partitions=[
             dict(partition_index=p.partition_index, low_watermark=-1, error_code=kafka_code(e.code))
             for p in t.partitions]) for t in body.topics]
-    return _respond(request, topics=topics)
+    return respond(request, topics=topics)
 
 
 # ---- DescribeLogDirs -------------------------------------------------------------------
@@ -171,9 +160,9 @@ def describe_log_dirs(ctx, request):
     wanted = None if request.body.topics is None else {
         (t.topic, p) for t in request.body.topics for p in t.partitions}
     try:
-        dirs = from_status(call(ctx, m.StatusRequest()))
+        dirs = from_status(ctx.gateway.links.ask(m.StatusRequest()))
     except OdradekError as e:
-        return _respond(request, error_code=kafka_code(e.code), results=[])
+        return respond(request, error_code=kafka_code(e.code), results=[])
     results = []
     for d in dirs:
         by_topic = {}
@@ -186,7 +175,7 @@ def describe_log_dirs(ctx, request):
             error_code=ErrorCode.none.value if d.error is None else ErrorCode.kafka_storage_error.value,
             log_dir=d.path, total_bytes=d.total_bytes, usable_bytes=d.usable_bytes,
             topics=[dict(name=name, partitions=parts) for name, parts in by_topic.items()]))
-    return _respond(request, error_code=0, results=results)
+    return respond(request, error_code=0, results=results)
 
 
 APIS = [

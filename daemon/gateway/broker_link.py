@@ -7,6 +7,7 @@ one) and gives it back; a connection that failed is dropped, not returned. A sta
 lives as long as a connection (a producer's ring attachment) takes a connection of its
 own with `open()` and closes it when done.
 """
+import os
 import threading
 
 from odradek.client.errors import NetworkException, RequestTimedOut
@@ -45,6 +46,14 @@ class BrokerLinks:
             raise
         self._give_back(client)
         return answer
+
+    def ask(self, request, *, timeout=None):
+        """The response to `request`, a call that passes no fds (any the broker sends are
+        closed); raises as call() does."""
+        response, fds = self.call(request, timeout=timeout)
+        for fd in fds:
+            os.close(fd)
+        return response
 
     def _give_back(self, client):
         if client.closed:

@@ -12,11 +12,11 @@ client may do everything (auth.py decides who is admitted).
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway.apis import Api
 from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.metadata_api import NODE_ID
 
-__all__ = ["APIS", "NODE_ID", "cluster_id"]
+__all__ = ["APIS", "cluster_id"]
 
 DESCRIBE_CLUSTER = 60
-NODE_ID = 0            # the broker's node id on the Kafka wire (Metadata's too)
 BROKERS = 1
 
 
@@ -24,7 +24,7 @@ def cluster_id(gateway):
     """The broker's cluster id, fetched once per gateway process."""
     cached = gateway.__dict__.get("cluster_id")
     if cached is None:
-        answer, _ = gateway.links.call(m.MetadataRequest(topics=[]))
+        answer = gateway.links.ask(m.MetadataRequest(topics=[]))
         cached = gateway.__dict__.setdefault("cluster_id", answer.cluster_id or "")
     return cached
 

@@ -27,7 +27,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial._introspect import EntityField, EntityTupleField, PrimitiveTupleField, classify_field
 
 __all__ = ["Request", "RequestError", "UnsupportedRequest", "MalformedRequest", "peek_header",
-           "decode_request", "encode_response", "response_class", "build", "ErrorCode", "HEADER_PREFIX"]
+           "decode_request", "encode_response", "response_class", "build", "respond", "ErrorCode", "HEADER_PREFIX"]
 
 HEADER_PREFIX = struct.Struct(">hhi")    # api_key, api_version, correlation_id: fixed in every header version
 _SIZE = struct.Struct(">i")
@@ -210,3 +210,9 @@ def build(cls, values=None, **kw):
                 build(kind.type_, {}) if isinstance(kind, EntityField) else _zero(kind.type_))
     return cls(**args)
 
+
+
+def respond(request, **values):
+    """The response to `request` at its version, built from `values` (build), with
+    throttle_time 0 where the version has one (the gateway never throttles)."""
+    return build(response_class(request.api_key, request.api_version), throttle_time=0, **values)

@@ -3,7 +3,7 @@ IncrementalAlterConfigs, answered by our broker's DescribeConfigs and
 IncrementalAlterConfigs, so a config set through Kafka's protocol is the one `odradek`
 and Admin.describe_configs see, and the reverse.
 
-Resources: topics, and this broker as Kafka node BROKER_NODE_ID (its settings are static:
+Resources: topics, and this broker as Kafka node NODE_ID (its settings are static:
 read-only; altering one is INVALID_REQUEST, as Kafka answers for a setting that is not
 dynamic). The broker resource "" (Kafka's cluster-wide dynamic defaults) has no configs.
 Other resource types (broker loggers, client metrics, groups) are INVALID_REQUEST.
@@ -26,14 +26,14 @@ from odradek.client.protocol import messages as m
 from odradek.client.protocol.messages import ConfigOperation, ConfigResourceType, ConfigSource
 from odradek.daemon.broker.config import BROKER_CONFIGS, BROKER_TO_TOPIC
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.broker_errors import call, error_fields
-from odradek.daemon.gateway.codec import build, response_class
+from odradek.daemon.gateway.codec import respond
+from odradek.daemon.gateway.error_codes import error_fields
+from odradek.daemon.gateway.metadata_api import NODE_ID
 from odradek.daemon.storage.config import LIST_CONFIGS, TOPIC_CONFIGS
 
-__all__ = ["APIS", "BROKER_NODE_ID"]
+__all__ = ["APIS"]
 
 DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 44
-BROKER_NODE_ID = 0          # this broker's node id in Kafka's eyes (Metadata names it the same)
 
 # Kafka's ConfigEntry types (DescribeConfigs v3+ config_type)
 _BOOLEAN, _STRING, _LONG, _DOUBLE, _LIST = 1, 2, 5, 6, 7
@@ -59,7 +59,7 @@ def _ours(resource_type, resource_name):
     """(our resource type, our name) of a Kafka resource, or an error_fields dict."""
     if resource_type == ConfigResourceType.TOPIC:
         return ConfigResourceType.TOPIC, resource_name
-    if resource_type == ConfigResourceType.BROKER and resource_name == str(BROKER_NODE_ID):
+    if resource_type == ConfigResourceType.BROKER and resource_name == str(NODE_ID):
         return ConfigResourceType.BROKER, ""
     if resource_type == ConfigResourceType.BROKER and resource_name == "":
         return error_fields(ErrorCode.invalid_request.value,
@@ -67,7 +67,7 @@ def _ours(resource_type, resource_name):
                             "config file at start (odradek serve --config, --override)")
     if resource_type == ConfigResourceType.BROKER:
         return error_fields(ErrorCode.invalid_request.value,
-                            f"no broker {resource_name!r} here: this broker is node {BROKER_NODE_ID}")
+                            f"no broker {resource_name!r} here: this broker is node {NODE_ID}")
     return error_fields(ErrorCode.invalid_request.value,
                         f"resource type {resource_type} is not served: configs of topics and brokers only")
 
@@ -77,10 +77,6 @@ def _duplicate(names):
     twice = sorted(n for n, c in counts.items() if c > 1)
     return error_fields(ErrorCode.invalid_request.value, f"duplicate config keys: {', '.join(twice)}") \
         if twice else None
-
-
-def _respond(request, **values):
-    return build(response_class(request.api_key, request.api_version), throttle_time=0, **values)
 
 
 # ---- DescribeConfigs -------------------------------------------------------------------
@@ -104,7 +100,7 @@ def describe_configs(ctx, request):
         if synonyms:                                 # the broker's settings behind topic defaults
             resources.append(m.DescribeConfigsResource(resource_type=ConfigResourceType.BROKER, resource_name=""))
         try:
-            answer = call(ctx, m.DescribeConfigsRequest(resources=resources,
+            answer = ctx.gateway.links.ask(m.DescribeConfigsRequest(resources=resources,
                                                         include_documentation=documentation))
             results = answer.results
             if synonyms:
@@ -124,7 +120,7 @@ def describe_configs(ctx, request):
         out.append(dict(base, **error_fields(r.error_code, r.error_message), configs=[
             _entry(c, res.resource_type, synonyms, broker_entries)
             for c in r.configs if keys is None or c.name in keys]))   # unknown keys: left out, as Kafka
-    return _respond(request, results=out)
+    return respond(request, results=out)
 
 
 def _entry(c, resource_type, synonyms, broker_entries):
@@ -196,7 +192,7 @@ def _overrides(ctx, topics):
     if not topics:
         return {}
     try:
-        answer = call(ctx, m.DescribeConfigsRequest(resources=[
+        answer = ctx.gateway.links.ask(m.DescribeConfigsRequest(resources=[
             m.DescribeConfigsResource(resource_type=t, resource_name=n) for _, (t, n) in topics]))
     except OdradekError as e:
         return {i: error_fields(e) for i, _ in topics}
@@ -212,13 +208,13 @@ def _alter(ctx, request, refused, asked):
     answers = dict(refused)
     if asked:
         try:
-            answer = call(ctx, m.IncrementalAlterConfigsRequest(resources=[r for _, r in asked],
+            answer = ctx.gateway.links.ask(m.IncrementalAlterConfigsRequest(resources=[r for _, r in asked],
                                                                 validate_only=body.validate_only))
             answers.update({i: error_fields(r.error_code, r.error_message)
                             for (i, _), r in zip(asked, answer.responses)})
         except OdradekError as e:
             answers.update({i: error_fields(e) for i, _ in asked})
-    return _respond(request, responses=[
+    return respond(request, responses=[
         dict(resource_type=res.resource_type, resource_name=res.resource_name, **answers[i])
         for i, res in enumerate(body.resources)])
 

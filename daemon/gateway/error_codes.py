@@ -1,11 +1,12 @@
-"""Our error codes as Kafka's: odradek's errors carry Kafka's codes where Kafka has the
-error (client/errors.py), so a code passes through; one of our own (1000 and up) has no
-Kafka name and becomes UNKNOWN_SERVER_ERROR (-1)."""
+"""Our errors as Kafka's: odradek's errors carry Kafka's codes where Kafka has the error
+(client/errors.py), so a code passes through; one of our own (1000 and up) has no Kafka
+name and becomes UNKNOWN_SERVER_ERROR (-1). error_fields: an error as the
+error_code/error_message fields of Kafka's responses."""
 from kio.schema.errors import ErrorCode
 
 from odradek.client.errors import OdradekError
 
-__all__ = ["kafka_code"]
+__all__ = ["kafka_code", "error_fields"]
 
 _KNOWN = {e.value for e in ErrorCode}
 
@@ -16,3 +17,10 @@ def kafka_code(error):
         return ErrorCode.none
     code = error.code if isinstance(error, OdradekError) else int(error)
     return ErrorCode(code) if code in _KNOWN else ErrorCode.unknown_server_error
+
+
+def error_fields(error, message=None):
+    """{error_code, error_message} of an OdradekError, or of a code and message."""
+    if isinstance(error, OdradekError):
+        error, message = error.code, error.message
+    return {"error_code": kafka_code(error), "error_message": message}

@@ -11,7 +11,13 @@ partition's shared state. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION (v13+
 id: UNKNOWN_TOPIC_ID), OFFSET_OUT_OF_RANGE (below the log start or past the log end),
 NOT_LEADER_OR_FOLLOWER (no leader now, or its log not loaded yet),
 FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (current_leader_epoch older / newer than the
-leader's).
+leader's; FENCED names the leader and its epoch in current_leader, and at v16+ its address
+in node_endpoints, KIP-951). NOT_LEADER_OR_FOLLOWER names none: it is answered only while
+there is no leader to name. KIP-320 (v12+): a fetch whose last_fetched_epoch ends, in
+this log, before its fetch_offset (or which this log knows only an older epoch for) is
+answered with diverging_epoch (that epoch and its end offset here) and no records, so the
+fetcher truncates; an epoch whose end is not known here (newer than the leader's) is
+OFFSET_OUT_OF_RANGE, as in Kafka.
 
 Long poll: while the response has fewer than min_bytes and no error, the thread sleeps
 on the partitions' state words (futex_waitv: every publish of the leader wakes it) until
@@ -27,17 +33,20 @@ No other field holds a byte length around `records` in any version (arrays carry
 counts; tagged fields come after it), so the layout is Kafka's for every version.
 """
 import os
-import socket
 import struct
 import time
 
-from odradek.client.errors import LeaderNotAvailable, NotLeaderOrFollower, OdradekError, TornState, UnknownTopicOrPartition
+from odradek.client.errors import (
+    LeaderNotAvailable, NotLeaderOrFollower, OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition)
+from odradek.client.protocol import messages as m
+from odradek.client.records.varint import encode_uvarint
 from odradek.client.shm.waiting import WAIT_MANY_MAX, WaitSet
 from odradek.daemon.gateway.apis import Api, Reply
 from odradek.daemon.gateway.codec import ErrorCode, build, encode_response, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.fetch_sessions import SessionPartition, sessions
 from odradek.daemon.gateway.fetch_views import views
+from odradek.daemon.gateway.metadata_api import NODE_ID
 from odradek.daemon.gateway.topics import directory
 
 __all__ = ["APIS", "splice_records"]
@@ -46,15 +55,6 @@ FETCH = 1
 FLEXIBLE_FROM = 12
 _SIZE = struct.Struct(">i")
 _TRIPLES = struct.Struct("=qqq")
-
-
-def _uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def splice_records(framed, slices, flexible):
@@ -67,7 +67,7 @@ def splice_records(framed, slices, flexible):
             raise AssertionError("a records placeholder is missing from the encoded response")
         prefix = 1 if flexible else 4     # uvarint(17) is one byte; int32 is four
         parts.append(framed[pos:at - prefix])
-        head = _uvarint(piece.length + 1) if flexible else _SIZE.pack(piece.length)
+        head = encode_uvarint(piece.length + 1) if flexible else _SIZE.pack(piece.length)
         parts.append(head)
         parts.append(piece)
         total += len(head) + piece.length - prefix - len(marker)
@@ -78,11 +78,13 @@ def splice_records(framed, slices, flexible):
 
 class _Want:
     """One partition to answer."""
-    __slots__ = ("topic_key", "name", "partition", "offset", "max_bytes", "leader_epoch", "error")
+    __slots__ = ("topic_key", "name", "partition", "offset", "max_bytes", "leader_epoch", "last_epoch", "error")
 
-    def __init__(self, topic_key, name, partition, offset, max_bytes, leader_epoch, error=ErrorCode.none):
+    def __init__(self, topic_key, name, partition, offset, max_bytes, leader_epoch, last_epoch,
+                 error=ErrorCode.none):
         self.topic_key, self.name, self.partition = topic_key, name, partition
         self.offset, self.max_bytes, self.leader_epoch, self.error = offset, max_bytes, leader_epoch, error
+        self.last_epoch = last_epoch      # last_fetched_epoch (v12+; -1: none)
 
 
 def _requested(ctx, body, by_id):
@@ -95,6 +97,7 @@ def _requested(ctx, body, by_id):
         for p in t.partitions:
             wants.append(_Want(key, name, p.partition, p.fetch_offset, p.partition_max_bytes,
                                p.current_leader_epoch if hasattr(p, "current_leader_epoch") else -1,
+                               getattr(p, "last_fetched_epoch", -1),
                                ErrorCode.none if name is not None else ErrorCode.unknown_topic_id))
     forgotten = []
     for t in getattr(body, "forgotten_topics_data", ()) or ():
@@ -128,10 +131,25 @@ def _read_partition(ctx, want, isolation, limit, min_one):
     lso = view.state.last_stable_offset(snap)
     out.update(high_watermark=snap.high_watermark, last_stable_offset=lso, log_start_offset=snap.log_start_offset)
     if want.leader_epoch >= 0 and want.leader_epoch != snap.leader_epoch:
-        out["error_code"] = ErrorCode.fenced_leader_epoch if want.leader_epoch < snap.leader_epoch \
-            else ErrorCode.unknown_leader_epoch
+        if want.leader_epoch < snap.leader_epoch:
+            out["error_code"] = ErrorCode.fenced_leader_epoch
+            out["current_leader"] = dict(leader_id=NODE_ID, leader_epoch=snap.leader_epoch)
+        else:
+            out["error_code"] = ErrorCode.unknown_leader_epoch
         return out, None, view, snap.change
-    if want.offset < snap.log_start_offset or want.offset > snap.log_end_offset:
+    if want.offset < snap.log_start_offset:
+        out["error_code"] = ErrorCode.offset_out_of_range
+        return out, None, view, snap.change
+    if want.last_epoch >= 0:
+        try:
+            diverging = _divergence(ctx, want, snap)
+        except OdradekError as e:
+            out["error_code"] = kafka_code(e)
+            return out, None, view, snap.change
+        if diverging is not None:
+            out["diverging_epoch"] = dict(epoch=diverging[0], end_offset=diverging[1])
+            return out, None, view, snap.change
+    if want.offset > snap.log_end_offset:
         out["error_code"] = ErrorCode.offset_out_of_range
         return out, None, view, snap.change
     upper = lso if isolation == 1 else snap.high_watermark
@@ -141,6 +159,23 @@ def _read_partition(ctx, want, isolation, limit, min_one):
     if piece is not None and isolation == 1:
         out["aborted_transactions"] = _aborted(ctx, view, want.offset, lso)
     return out, piece, view, snap.change
+
+
+def _divergence(ctx, want, snap):
+    """KIP-320: (epoch, end offset) where the fetcher's log leaves this one, or None. Its
+    last fetched epoch ends here where OffsetForLeaderEpoch says (the leader's epoch
+    cache; the current epoch ends at the log end, no round trip); the logs diverge when
+    that is before the fetch offset, or when this log has only an older epoch there."""
+    if want.last_epoch == snap.leader_epoch:
+        epoch, end = snap.leader_epoch, snap.log_end_offset
+    else:
+        res = ctx.gateway.links.ask(m.OffsetForLeaderEpochRequest(topic=want.name, partition=want.partition,
+                                                                  leader_epoch=want.last_epoch))
+        epoch, end = res.leader_epoch, res.end_offset
+        if epoch < 0 or end < 0:
+            raise OffsetOutOfRange(f"the end of epoch {want.last_epoch} (the last fetched) of {want.name}-"
+                                   f"{want.partition} is not known here")
+    return (epoch, end) if epoch < want.last_epoch or end < want.offset else None
 
 
 def _aborted(ctx, view, offset, lso):
@@ -171,20 +206,7 @@ def _read_all(ctx, wants, isolation, max_bytes):
     return results, total, watch, error
 
 
-def _no_delay(conn):
-    """TCP_NODELAY on the connection, once: a Fetch answer leaves in parts (bytes, then
-    sendfile, then bytes), and Nagle's algorithm would hold each last small part until
-    the client's delayed ACK (40 ms on Linux). Kafka's broker sets it on every socket."""
-    if "fetch:nodelay" not in conn.state:
-        conn.state["fetch:nodelay"] = True
-        try:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
 def fetch(ctx, request):
-    _no_delay(ctx.conn)
     body, version = request.body, request.api_version
     by_id = version >= 13
     isolation = getattr(body, "isolation_level", 0)
@@ -205,7 +227,7 @@ def fetch(ctx, request):
             break
         watch = watch[:WAIT_MANY_MAX]
         WaitSet([v.state for v, _ in watch], [c & 0xFFFFFFFF for _, c in watch]).wait(left)
-    return _respond(request, cls, session, incremental, results, by_id)
+    return _respond(ctx, request, cls, session, incremental, results, by_id)
 
 
 def _update_session(session, wants, forgotten, incremental):
@@ -223,15 +245,16 @@ def _update_session(session, wants, forgotten, incremental):
             key = (w.name, w.partition)
             p = parts.get(key)
             if p is None:
-                parts[key] = SessionPartition(w.topic_key, w.offset, w.max_bytes, w.leader_epoch)
+                parts[key] = SessionPartition(w.topic_key, w.offset, w.max_bytes, w.leader_epoch, w.last_epoch)
             else:
-                p.fetch_offset, p.max_bytes, p.leader_epoch = w.offset, w.max_bytes, w.leader_epoch
-        return unknown + [_Want(p.topic_key, name, part, p.fetch_offset, p.max_bytes, p.leader_epoch)
+                p.fetch_offset, p.max_bytes, p.leader_epoch, p.last_epoch = \
+                    w.offset, w.max_bytes, w.leader_epoch, w.last_epoch
+        return unknown + [_Want(p.topic_key, name, part, p.fetch_offset, p.max_bytes, p.leader_epoch, p.last_epoch)
                           for (name, part), p in parts.items()]
 
 
-def _respond(request, cls, session, incremental, results, by_id):
-    slices, topics, order = {}, {}, []
+def _respond(ctx, request, cls, session, incremental, results, by_id):
+    slices, topics, order, leader_named = {}, {}, [], False
     if session is not None and incremental:
         session.advance()     # a new session's first incremental fetch is epoch 1
     for want, answer, piece in results:
@@ -239,7 +262,8 @@ def _respond(request, cls, session, incremental, results, by_id):
             marks = (answer["high_watermark"], answer["last_stable_offset"], answer["log_start_offset"])
             with session.lock:
                 if (want.name, want.partition) in session.partitions:
-                    changed = session.changed((want.name, want.partition), answer["error_code"], piece, marks)
+                    news = piece is not None or "diverging_epoch" in answer
+                    changed = session.changed((want.name, want.partition), answer["error_code"], news, marks)
                     if incremental and not changed:
                         continue
         if piece is not None:
@@ -250,10 +274,13 @@ def _respond(request, cls, session, incremental, results, by_id):
             topics[want.topic_key] = []
             order.append(want.topic_key)
         topics[want.topic_key].append(answer)
+        leader_named = leader_named or "current_leader" in answer
     key = "topic_id" if by_id else "topic"
+    host, port = ctx.gateway.advertised      # v16+: where the leaders named in current_leader are
     response = build(cls, throttle_time=0, error_code=ErrorCode.none,
                      session_id=session.id if session is not None else 0,
-                     responses=[{key: k, "partitions": topics[k]} for k in order])
+                     responses=[{key: k, "partitions": topics[k]} for k in order],
+                     node_endpoints=[dict(node_id=NODE_ID, host=host, port=port, rack=None)] if leader_named else [])
     framed = encode_response(request.correlation_id, response)
     if not slices:
         return Reply([framed])

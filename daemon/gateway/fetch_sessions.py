@@ -35,11 +35,12 @@ _INT32_MAX = (1 << 31) - 1
 
 class SessionPartition:
     """One partition of a session: where its consumer fetches, and what it was last told."""
-    __slots__ = ("topic_key", "fetch_offset", "max_bytes", "leader_epoch", "sent")
+    __slots__ = ("topic_key", "fetch_offset", "max_bytes", "leader_epoch", "last_epoch", "sent")
 
-    def __init__(self, topic_key, fetch_offset, max_bytes, leader_epoch):
+    def __init__(self, topic_key, fetch_offset, max_bytes, leader_epoch, last_epoch=-1):
         self.topic_key = topic_key       # the topic as the request names it (name, or id at v13+)
         self.fetch_offset, self.max_bytes, self.leader_epoch = fetch_offset, max_bytes, leader_epoch
+        self.last_epoch = last_epoch     # last_fetched_epoch (KIP-320; -1: none)
         self.sent = None                 # (high watermark, last stable offset, log start) last answered
 
 

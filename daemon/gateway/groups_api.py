@@ -41,7 +41,8 @@ from odradek.client.errors import (
     CoordinatorNotAvailable, MemberIdRequired, NetworkException, OdradekError, RequestTimedOut)
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.codec import build, response_class
+from odradek.daemon.gateway.error_codes import kafka_code
 
 __all__ = ["APIS", "SESSION_KEY"]
 
@@ -49,14 +50,6 @@ SESSION_KEY = "closer:groups"
 AUTHORIZED_OPERATIONS_NOT_PROVIDED = -2 ** 31
 CLASSIC = "classic"               # ListGroups v5's group_type of every group here
 _REPLY_MARGIN_S = 30.0            # how much longer than the coordinator may take we wait
-
-
-def _code(error):
-    """Kafka's ErrorCode of an OdradekError (odradek's own codes, 1000+, have none)."""
-    try:
-        return ErrorCode(error.code)
-    except ValueError:
-        return ErrorCode.unknown_server_error
 
 
 def _ms(delta):
@@ -99,22 +92,7 @@ def _ask(call, request, *args):
         return None, e
 
 
-def _pooled(ctx):
-    return lambda request: ctx.gateway.links.call(request)[0]
-
-
 # ---- FindCoordinator -------------------------------------------------------------------
-
-def _advertised(ctx):
-    """(host, port) clients reach this gateway at."""
-    advertised = getattr(ctx.gateway, "advertised", None)
-    if advertised:
-        return advertised
-    host, port = ctx.gateway.sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::", ""):       # a wildcard bind: the address this client used
-        host = ctx.conn.sock.getsockname()[0]
-    return host, port
-
 
 def find_coordinator(ctx, request):
     """v0-v3: one key; v4+: a batch of coordinator_keys. Key type 0 groups, 1 transactions:
@@ -122,14 +100,14 @@ def find_coordinator(ctx, request):
     body, version = request.body, request.api_version
     key_type = body.key_type if version >= 1 else m.CoordinatorType.GROUP
     keys = body.coordinator_keys if version >= 4 else (body.key,)
-    host, port = _advertised(ctx)
+    host, port = ctx.gateway.advertised
     coordinators = []
     for key in keys:
-        response, error = _ask(_pooled(ctx), m.FindCoordinatorRequest(key=key, key_type=key_type))
+        response, error = _ask(ctx.gateway.links.ask, m.FindCoordinatorRequest(key=key, key_type=key_type))
         if error is None:
             coordinators.append(dict(key=key, node_id=response.node_id, host=host, port=port, error_code=0))
         else:
-            coordinators.append(dict(key=key, node_id=-1, host="", port=-1, error_code=_code(error),
+            coordinators.append(dict(key=key, node_id=-1, host="", port=-1, error_code=kafka_code(error),
                                      error_message=error.message))
     cls = response_class(request.api_key, version)
     if version >= 4:
@@ -164,7 +142,7 @@ def join_group(ctx, request):
     cls = response_class(request.api_key, version)
     no_name = "" if version < 7 else None
     if error is not None:
-        return build(cls, error_code=_code(error), generation_id=-1, protocol_name=no_name, leader="",
+        return build(cls, error_code=kafka_code(error), generation_id=-1, protocol_name=no_name, leader="",
                      member_id=body.member_id, members=[])
     return build(cls, error_code=response.error_code, generation_id=response.generation_id,
                  protocol_type=response.protocol_type,
@@ -185,7 +163,7 @@ def sync_group(ctx, request):
                      for a in body.assignments]), link.wait_ms)
     cls = response_class(request.api_key, version)
     if error is not None:
-        return build(cls, error_code=_code(error), assignment=b"")
+        return build(cls, error_code=kafka_code(error), assignment=b"")
     return build(cls, error_code=0, protocol_type=response.protocol_type, protocol_name=response.protocol_name,
                  assignment=response.assignment)
 
@@ -196,7 +174,7 @@ def heartbeat(ctx, request):
         group_id=body.group_id, generation_id=body.generation_id, member_id=body.member_id,
         group_instance_id=getattr(body, "group_instance_id", None)))
     return build(response_class(request.api_key, request.api_version),
-                 error_code=_code(error) if error is not None else 0)
+                 error_code=kafka_code(error) if error is not None else 0)
 
 
 def leave_group(ctx, request):
@@ -210,7 +188,7 @@ def leave_group(ctx, request):
     response, error = _ask(_member_link(ctx).call, m.LeaveGroupRequest(group_id=body.group_id, members=members))
     cls = response_class(request.api_key, version)
     if error is not None:
-        return build(cls, error_code=_code(error), members=[])
+        return build(cls, error_code=kafka_code(error), members=[])
     if version < 3:
         return build(cls, error_code=response.members[0].error_code)
     return build(cls, error_code=0, members=[
@@ -221,8 +199,12 @@ def leave_group(ctx, request):
 # ---- offsets: OffsetCommit, OffsetFetch, OffsetDelete --------------------------------------
 
 def offset_commit(ctx, request):
+    """OffsetCommit v2-v9. v2-v4's retention_time is ignored: the coordinator keeps a
+    committed offset until it is deleted (OffsetDelete, DeleteGroups) and has no
+    offsets.retention.minutes, so -1 (the broker's default) and any other value mean
+    the same; the commit succeeds as Kafka's does."""
     body = request.body
-    response, error = _ask(_pooled(ctx), m.OffsetCommitRequest(
+    response, error = _ask(ctx.gateway.links.ask, m.OffsetCommitRequest(
         group_id=body.group_id, generation_id=body.generation_id_or_member_epoch, member_id=body.member_id,
         group_instance_id=getattr(body, "group_instance_id", None),
         topics=[m.OffsetCommitRequestTopic(name=t.name, partitions=[m.OffsetCommitRequestPartition(
@@ -230,7 +212,7 @@ def offset_commit(ctx, request):
             committed_leader_epoch=getattr(p, "committed_leader_epoch", -1),
             committed_metadata=p.committed_metadata) for p in t.partitions]) for t in body.topics]))
     if error is not None:      # the whole request failed: every partition says so, as in Kafka
-        topics = [dict(name=t.name, partitions=[dict(partition_index=p.partition_index, error_code=_code(error))
+        topics = [dict(name=t.name, partitions=[dict(partition_index=p.partition_index, error_code=kafka_code(error))
                                                 for p in t.partitions]) for t in body.topics]
     else:
         topics = [dict(name=t.name, partitions=[dict(partition_index=p.partition_index, error_code=p.error_code)
@@ -240,7 +222,7 @@ def offset_commit(ctx, request):
 
 def _fetch_group(ctx, group_id, topics, require_stable):
     """(topics as dicts, error or None) of one group's OffsetFetch; `topics` None: all."""
-    response, error = _ask(_pooled(ctx), m.OffsetFetchRequest(
+    response, error = _ask(ctx.gateway.links.ask, m.OffsetFetchRequest(
         group_id=group_id, require_stable=require_stable,
         topics=None if topics is None else [m.OffsetFetchRequestTopic(name=t.name,
                                                                       partition_indexes=list(t.partition_indexes))
@@ -271,24 +253,24 @@ def offset_fetch(ctx, request):
         for group in body.groups:
             topics, error = _fetch_group(ctx, group.group_id, group.topics, require_stable)
             groups.append(dict(group_id=group.group_id, topics=topics,
-                               error_code=_code(error) if error is not None else 0))
+                               error_code=kafka_code(error) if error is not None else 0))
         return build(cls, groups=groups)
     topics, error = _fetch_group(ctx, body.group_id, body.topics, require_stable)
     if error is not None and version < 2:     # no top-level error code yet: each partition says it
         topics = [dict(name=t.name, partitions=[dict(partition_index=p, committed_offset=-1, metadata="",
-                                                     error_code=_code(error)) for p in t.partition_indexes])
+                                                     error_code=kafka_code(error)) for p in t.partition_indexes])
                   for t in body.topics]
-    return build(cls, topics=topics, error_code=_code(error) if error is not None else 0)
+    return build(cls, topics=topics, error_code=kafka_code(error) if error is not None else 0)
 
 
 def offset_delete(ctx, request):
     body = request.body
-    response, error = _ask(_pooled(ctx), m.OffsetDeleteRequest(group_id=body.group_id, topics=[
+    response, error = _ask(ctx.gateway.links.ask, m.OffsetDeleteRequest(group_id=body.group_id, topics=[
         m.OffsetDeleteRequestTopic(name=t.name, partitions=[p.partition_index for p in t.partitions])
         for t in body.topics]))
     cls = response_class(request.api_key, request.api_version)
     if error is not None:
-        return build(cls, error_code=_code(error), topics=[])
+        return build(cls, error_code=kafka_code(error), topics=[])
     return build(cls, error_code=0, topics=[
         dict(name=t.name, partitions=[dict(partition_index=p.partition_index, error_code=p.error_code)
                                       for p in t.partitions]) for t in response.topics])
@@ -299,9 +281,9 @@ def offset_delete(ctx, request):
 def describe_groups(ctx, request):
     body = request.body
     cls = response_class(request.api_key, request.api_version)
-    response, error = _ask(_pooled(ctx), m.DescribeGroupsRequest(groups=list(body.groups)))
+    response, error = _ask(ctx.gateway.links.ask, m.DescribeGroupsRequest(groups=list(body.groups)))
     if error is not None:
-        return build(cls, groups=[dict(group_id=g, error_code=_code(error), error_message=error.message,
+        return build(cls, groups=[dict(group_id=g, error_code=kafka_code(error), error_message=error.message,
                                        authorized_operations=AUTHORIZED_OPERATIONS_NOT_PROVIDED)
                                   for g in body.groups])
     return build(cls, groups=[dict(
@@ -322,9 +304,10 @@ def list_groups(ctx, request):
     types = {t.lower() for t in getattr(body, "types_filter", ())}
     if types and CLASSIC not in types:
         return build(cls, error_code=0, groups=[])
-    response, error = _ask(_pooled(ctx), m.ListGroupsRequest(states_filter=list(getattr(body, "states_filter", ()))))
+    response, error = _ask(ctx.gateway.links.ask,
+                           m.ListGroupsRequest(states_filter=list(getattr(body, "states_filter", ()))))
     if error is not None:
-        return build(cls, error_code=_code(error), groups=[])
+        return build(cls, error_code=kafka_code(error), groups=[])
     return build(cls, error_code=0, groups=[dict(group_id=g.group_id, protocol_type=g.protocol_type,
                                                  group_state=g.group_state, group_type=CLASSIC)
                                             for g in response.groups])
@@ -333,9 +316,9 @@ def list_groups(ctx, request):
 def delete_groups(ctx, request):
     body = request.body
     cls = response_class(request.api_key, request.api_version)
-    response, error = _ask(_pooled(ctx), m.DeleteGroupsRequest(groups_names=list(body.groups_names)))
+    response, error = _ask(ctx.gateway.links.ask, m.DeleteGroupsRequest(groups_names=list(body.groups_names)))
     if error is not None:
-        return build(cls, results=[dict(group_id=g, error_code=_code(error)) for g in body.groups_names])
+        return build(cls, results=[dict(group_id=g, error_code=kafka_code(error)) for g in body.groups_names])
     return build(cls, results=[dict(group_id=r.group_id, error_code=r.error_code) for r in response.results])
 
 

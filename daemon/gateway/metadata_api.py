@@ -1,7 +1,7 @@
 """Metadata (key 3, v0-v13): the broker's topics as Kafka clients expect them.
 
-One broker, node 0, at the gateway's advertised address (`gateway.advertised`, (host,
-port), when set; else the listening socket's). Every partition's leader is node 0 (the
+One broker, node NODE_ID (0), at the gateway's advertised address (`gateway.advertised`:
+advertised.listeners, else the bound address). Every partition's leader is node 0 (the
 only node a client can connect to; its leader worker is behind it); replica_nodes,
 isr_nodes and offline_replicas are our replica ids (the log dirs' indexes,
 `odradek topics describe`'s), so a describe shows the replication as it is. A partition
@@ -20,20 +20,11 @@ from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.topics import NO_TOPIC_ID, directory, topic_uuid
 
-__all__ = ["APIS", "NODE_ID", "advertised_address"]
+__all__ = ["APIS", "NODE_ID"]
 
-NODE_ID = 0
+NODE_ID = 0                     # this broker's node id on the Kafka wire (every API's)
 METADATA = 3
 _NO_OPERATIONS = -(1 << 31)     # Kafka's "authorized operations not asked for"
-
-
-def advertised_address(gateway):
-    """(host, port) clients are told to connect to."""
-    advertised = getattr(gateway, "advertised", None)
-    if advertised:
-        return advertised[0], int(advertised[1])
-    host, port = gateway.sock.getsockname()[:2]
-    return host, port
 
 
 def _wanted(request, tdir):
@@ -71,7 +62,7 @@ def metadata(ctx, request):
     auto_create = getattr(body, "allow_auto_topic_creation", True)
     topics = []
     if names is None or names:
-        res, _ = ctx.gateway.links.call(m.MetadataRequest(topics=names, allow_auto_topic_creation=auto_create))
+        res = ctx.gateway.links.ask(m.MetadataRequest(topics=names, allow_auto_topic_creation=auto_create))
         tdir.learn(res.topics)
         for t in res.topics:
             code = kafka_code(t.error_code)
@@ -84,7 +75,7 @@ def metadata(ctx, request):
         cluster_id = None
     topics += [dict(error_code=ErrorCode.unknown_topic_id, name=None, topic_id=tid, is_internal=False,
                     partitions=[], topic_authorized_operations=_NO_OPERATIONS) for tid in unknown_ids]
-    host, port = advertised_address(ctx.gateway)
+    host, port = ctx.gateway.advertised
     return build(response_class(METADATA, request.api_version), dict(
         throttle_time=0, brokers=[dict(node_id=NODE_ID, host=host, port=port, rack=None)],
         cluster_id=cluster_id, controller_id=NODE_ID, topics=topics,

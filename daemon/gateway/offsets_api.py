@@ -42,7 +42,7 @@ def list_offsets(ctx, request):
                 timestamp=ts)]))
     by_topic = {}
     if asked:
-        res, _ = ctx.gateway.links.call(m.ListOffsetsRequest(isolation_level=isolation, topics=asked))
+        res = ctx.gateway.links.ask(m.ListOffsetsRequest(isolation_level=isolation, topics=asked))
         for t in res.topics:
             for p in t.partitions:
                 by_topic.setdefault(t.name, []).append(dict(
@@ -61,7 +61,7 @@ def offset_for_leader_epoch(ctx, request):
         parts = []
         for p in t.partitions:
             try:
-                res, _ = ctx.gateway.links.call(m.OffsetForLeaderEpochRequest(
+                res = ctx.gateway.links.ask(m.OffsetForLeaderEpochRequest(
                     topic=t.topic, partition=p.partition, leader_epoch=p.leader_epoch))
                 parts.append(dict(error_code=ErrorCode.none, partition=p.partition, leader_epoch=res.leader_epoch,
                                   end_offset=res.end_offset))
@@ -75,7 +75,7 @@ def init_producer_id(ctx, request):
     body = request.body
     cls = response_class(INIT_PRODUCER_ID, request.api_version)
     try:
-        res, _ = ctx.gateway.links.call(m.InitProducerIdRequest(
+        res = ctx.gateway.links.ask(m.InitProducerIdRequest(
             transactional_id=body.transactional_id,
             transaction_timeout_ms=int(body.transaction_timeout.total_seconds() * 1000),
             producer_id=getattr(body, "producer_id", -1), producer_epoch=getattr(body, "producer_epoch", -1)))

@@ -26,7 +26,6 @@ the partition's shared state, when the gateway has it mapped; else -1); the lead
 error code (our codes are Kafka's).
 """
 import datetime
-import logging
 import threading
 import time
 
@@ -49,8 +48,6 @@ _MIN_WAIT_S = 0.5        # a timeout of 0 still lets the leader answer an append
 _CONN_KEY = "closer:produce-rings"
 TIMESTAMP_TYPE_TTL_S = 10.0
 _types_lock = threading.Lock()
-
-log = logging.getLogger("odradek.gateway")
 
 
 def _shared(gateway):
@@ -150,7 +147,7 @@ def produce(ctx, request):
             refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
                        if part.error != ErrorCode.none]
             if refused:   # nothing answers acks=0: closing the connection is how the client learns
-                log.info("acks=0 produce refused (%s): closing the connection", ", ".join(refused[:5]))
+                ctx.conn.note("acks=0 produce refused (%s): closing the connection", ", ".join(refused[:5]))
                 return CLOSE_CONNECTION
             return NO_RESPONSE
         for _, name, parts in results:

@@ -21,8 +21,6 @@ from odradek.daemon.gateway.sasl_users import MECHANISMS
 
 __all__ = ["APIS", "allowed"]
 
-log = logging.getLogger("odradek.gateway")
-
 SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
 _STATE = "sasl"          # ctx.conn.state key: None, "handshaken", or ("authenticated", user)
 
@@ -56,7 +54,7 @@ def authenticate(ctx, request):
     parts = bytes(request.body.auth_bytes).split(b"\0")
     user = parts[1].decode(errors="replace") if len(parts) == 3 else ""
     if len(parts) != 3 or parts[0] not in (b"", parts[1]) or not ctx.gateway.sasl.verify(user, parts[2]):
-        log.warning("%s:%d: SASL/PLAIN authentication failed for %r", *ctx.conn.peer[:2], user)
+        ctx.conn.note("SASL/PLAIN authentication failed for %r", user, level=logging.WARNING)
         ctx.conn.close_after = True
         return build(cls, error_code=ErrorCode.sasl_authentication_failed, auth_bytes=b"",
                      error_message="Authentication failed: invalid username or password")

@@ -31,6 +31,12 @@ on in silence, where an answer can be built (error_response.py):
 - bytes that do not decode: the response with INVALID_REQUEST (top-level error code,
   where the API has one), then close. A key kio does not know at all: close.
 
+Every accepted socket gets TCP_NODELAY (as Kafka's broker does: answers leave in parts).
+Lines about clients (a request refused, a connection closed on it, a refused peer, a
+request that hit a gateway bug) go through client_log.py: at most one per connection per
+10 s, and a budget for the process, so a hostile client cannot flood the log; the
+gateway's start is one line with its pid and address (__main__.py).
+
 The listening socket may be shared by several gateway processes (listener.processes,
 the broker binds it and passes it on): each polls it and accepts without blocking, so a
 connection taken by a sibling costs nothing and stop() never waits on accept.
@@ -45,6 +51,7 @@ import time
 
 from odradek.daemon.gateway import apis as apis_mod, sasl
 from odradek.daemon.gateway.apis import CLOSE_CONNECTION, NO_RESPONSE, FileSlice, Reply, RequestContext
+from odradek.daemon.gateway.client_log import ClientLog, LogSource
 from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
@@ -59,10 +66,11 @@ log = logging.getLogger("odradek.gateway")
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.bytes
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
-REFUSALS_LOG_S = 10.0                              # one line per this many seconds of refusals
 TURNING_AWAY, TURN_AWAY_S, TURN_AWAY_MAX_BYTES = 16, 5.0, 64 * 1024   # refused peers answered: see _turn_away
 READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
+ONE_RECV_MAX = 64 * 1024                           # requests up to this size are tried in one recv
 _SIZE = struct.Struct(">i")
+_ZEROS = memoryview(bytes(READ_CHUNK))             # what a frame's buffer grows by
 _TIMEVAL = struct.Struct("ll")
 
 
@@ -88,7 +96,8 @@ class Gateway:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._conns = set()
         self._lock = threading.Lock()
-        self._refusals, self._refusals_logged_at = 0, -REFUSALS_LOG_S     # accept thread only
+        self.client_log = ClientLog(log)        # clients' errors, rate-limited (client_log.py)
+        self._refused = LogSource()             # the refused peers' lines, together
         self._turning_away = 0        # refused peers being answered (_turn_away)
 
     def serve_forever(self):
@@ -127,13 +136,14 @@ class Gateway:
             self._log_refusal(peer, f"max.connections={self.max_connections} reached")
             return sock.close()
         _set_timeouts(sock, self.idle_s)
+        _no_delay(sock)
         conn = Connection(self, sock, peer, uid)
         with self._lock:
             self._conns.add(conn)
         try:
             threading.Thread(target=conn.run, name=f"kafka-conn-{peer[1]}", daemon=True).start()
         except RuntimeError as e:    # no thread to be had (the process's limits)
-            log.error("%s: closing: %s", _addr(peer), e)
+            self.client_log.line(self._refused, logging.ERROR, "%s: closing: %s", _addr(peer), e)
             conn.close()
             self.forget(conn)
 
@@ -174,14 +184,9 @@ class Gateway:
                 self._turning_away -= 1
 
     def _log_refusal(self, peer, why):
-        """Logged at most once per REFUSALS_LOG_S (a flood of refusals is one line, with
-        the number)."""
-        now = time.monotonic()
-        self._refusals += 1
-        if now >= self._refusals_logged_at + REFUSALS_LOG_S:
-            more = f" ({self._refusals - 1} more since the last line)" if self._refusals > 1 else ""
-            log.warning("%s: connection refused: %s%s", _addr(peer), why, more)
-            self._refusals, self._refusals_logged_at = 0, now
+        """One line for all refused peers per client_log.WINDOW_S (a flood of refusals is
+        one line, with the number held back)."""
+        self.client_log.line(self._refused, logging.WARNING, "%s: connection refused: %s", _addr(peer), why)
 
     def forget(self, conn):
         with self._lock:
@@ -216,7 +221,13 @@ class Connection:
         self.principal = None     # the SASL user, once authenticated
         self.close_after = False  # a handler's answer is the connection's last (sasl.py)
         self.ctx = RequestContext(gateway=gateway, conn=self, table=gateway.table)
+        self.logged_at = None     # when this connection's last line went out (note)
         self._closed = False
+
+    def note(self, fmt, *args, level=logging.INFO, exc_info=False):
+        """Log a line about this client (its address first), at most one per
+        client_log.WINDOW_S for this connection and a budget for the gateway's."""
+        self.gateway.client_log.line(self, level, "%s: " + fmt, _addr(self.peer), *args, exc_info=exc_info)
 
     def run(self):
         try:
@@ -227,8 +238,8 @@ class Connection:
                 if not self._handle(frame):
                     return
         except BlockingIOError:
-            log.info("%s: closing: idle or not reading its answers for %.0fs (connections.max.idle.ms)",
-                     _addr(self.peer), self.gateway.idle_s)
+            self.note("closing: idle or not reading its answers for %.0fs (connections.max.idle.ms)",
+                      self.gateway.idle_s)
         except OSError:
             pass
         finally:
@@ -253,7 +264,7 @@ class Connection:
                 try:
                     closer.close()
                 except Exception:      # a handler's cleanup failing must not stop the others
-                    log.exception("%s: closing %s", _addr(self.peer), key)
+                    self.note("closing %s", key, level=logging.ERROR, exc_info=True)
 
     # ---- one request -------------------------------------------------------------
 
@@ -273,26 +284,26 @@ class Connection:
                 f"api key {request.api_key} v{request.api_version} is not served",
                 request.api_key, request.api_version, request.correlation_id), request)
         if not sasl.allowed(self.ctx, request):
-            log.info("%s: closing: api key %d before SASL authentication", _addr(self.peer), request.api_key)
+            self.note("closing: api key %d before SASL authentication", request.api_key)
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
                                ErrorCode.illegal_sasl_state, request.body, "authenticate first (SASL)")
             return False
         try:
             answer = api.handler(self.ctx, request)
         except RequestError as e:
-            log.info("%s: %s", _addr(self.peer), e)
+            self.note("closing: %s", e)
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
                                ErrorCode.invalid_request, request.body, str(e))
             return False
         except Exception as e:     # a gateway bug: answered and logged; the process goes on
-            log.exception("%s: api key %d v%d", _addr(self.peer), request.api_key, request.api_version)
+            self.note("api key %d v%d: a gateway bug", request.api_key, request.api_version, level=logging.ERROR,
+                      exc_info=True)
             return self._answer_error(request.api_key, request.api_version, request.correlation_id,
                                       ErrorCode.unknown_server_error, request.body, f"internal error: {e}")
         if answer is NO_RESPONSE:
             return True
         if answer is CLOSE_CONNECTION:
-            log.info("%s: closing: api key %d v%d asked for it", _addr(self.peer), request.api_key,
-                     request.api_version)
+            self.note("closing: api key %d v%d asked for it", request.api_key, request.api_version)
             return False
         if isinstance(answer, Reply):
             self._send_parts(answer.parts)
@@ -323,7 +334,7 @@ class Connection:
         try:
             api_key, api_version, cid = peek_header(frame)
         except MalformedRequest:
-            log.info("%s: closing: %s", _addr(self.peer), error)
+            self.note("closing: %s", error)
             return False
         if api_key == apis_mod.API_VERSIONS and isinstance(error, UnsupportedRequest):
             cls = response_class(apis_mod.API_VERSIONS, 0)
@@ -332,7 +343,7 @@ class Connection:
                                    for a in sorted(self.gateway.table.values(), key=lambda a: a.key)])
             self.sock.sendall(encode_response(cid, body))
             return True
-        log.info("%s: closing: %s", _addr(self.peer), error)
+        self.note("closing: %s", error)
         code = ErrorCode.unsupported_version if isinstance(error, UnsupportedRequest) else ErrorCode.invalid_request
         try:
             request_class(api_key, api_version)
@@ -347,7 +358,8 @@ class Connection:
         try:
             data = encode_response(cid, error_response(api_key, api_version, code, body, message))
         except Exception:
-            log.exception("%s: no error response for api key %d v%d", _addr(self.peer), api_key, api_version)
+            self.note("no error response for api key %d v%d", api_key, api_version, level=logging.ERROR,
+                      exc_info=True)
             return False
         self.sock.sendall(data)
         return True
@@ -355,22 +367,29 @@ class Connection:
     # ---- bytes -----------------------------------------------------------------
 
     def _read_exact(self, n):
-        """`n` bytes, or None at end of file. Memory is taken as the bytes arrive, a
-        READ_CHUNK at most ahead of them: a client announcing a 100 MiB request and
-        sending 10 bytes holds a chunk, not 100 MiB (the join is the one copy that
-        turning the buffer into bytes costs anyway)."""
-        chunks = []
-        while n > 0:
-            chunk = bytearray(min(n, READ_CHUNK))
-            view, got = memoryview(chunk), 0
-            while got < len(chunk):
-                k = self.sock.recv_into(view[got:])
-                if k == 0:
-                    return None
-                got += k
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+        """`n` bytes, or None at end of file: bytes, or a read-only memoryview (kio reads
+        either without a copy). A request of ONE_RECV_MAX or less usually arrives in
+        one recv, whose bytes are the frame. Else they are received into one buffer, grown a READ_CHUNK at a time as
+        the bytes arrive: a client announcing a 100 MiB request and sending 10 bytes
+        holds a chunk, not 100 MiB."""
+        if n <= ONE_RECV_MAX:
+            data = self.sock.recv(n)
+            if len(data) == n or not data:
+                return data or None
+            buf, got = bytearray(n), len(data)
+            buf[:got] = data
+        else:
+            buf, got = bytearray(min(n, READ_CHUNK)), 0
+        while True:
+            with memoryview(buf) as view:
+                while got < len(buf):
+                    k = self.sock.recv_into(view[got:])
+                    if k == 0:
+                        return None
+                    got += k
+            if got == n:
+                return memoryview(buf).toreadonly()
+            buf += _ZEROS[:min(n - got, READ_CHUNK)]     # no export of buf is alive here
 
     def _read_frame(self):
         head = self._read_exact(4)
@@ -378,8 +397,8 @@ class Connection:
             return None
         (size,) = _SIZE.unpack(head)
         if size < 8 or size > self.gateway.max_request_bytes:
-            log.info("%s: closing: a request of %d bytes (allowed: 8 to %d, socket.request.max.bytes)",
-                     _addr(self.peer), size, self.gateway.max_request_bytes)
+            self.note("closing: a request of %d bytes (allowed: 8 to %d, socket.request.max.bytes)", size,
+                      self.gateway.max_request_bytes)
             return None
         return self._read_exact(size)
 
@@ -410,6 +429,16 @@ def _recv_by(sock, n, deadline):
             return None
         buf += chunk
     return buf
+
+
+def _no_delay(sock):
+    """TCP_NODELAY, as Kafka's broker sets on every socket: answers leave in parts (a
+    Fetch: bytes, then sendfile, then bytes), and Nagle's algorithm would hold each last
+    small part until the client's delayed ACK (40 ms on Linux)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
 
 
 def _set_timeouts(sock, idle_s):

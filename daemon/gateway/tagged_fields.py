@@ -21,6 +21,8 @@ from dataclasses import fields
 from kio.serial._introspect import (EntityField, EntityTupleField, PrimitiveTupleField, classify_field,
                                     get_field_tag, get_schema_field_type, is_optional)
 
+from odradek.client.records.varint import encode_uvarint
+
 __all__ = ["strip_unknown_tags", "MalformedTags"]
 
 _FIXED = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "error_code": 2, "int32": 4, "uint32": 4,
@@ -135,15 +137,7 @@ def _tags(walk, known):
         return
     walk.dropped += count - kept
     walk.flush_to(start)
-    walk.out.append(_uvarint(kept))
+    walk.out.append(encode_uvarint(kept))
     walk.out.extend(entries)
     walk.copied = walk.pos
 
-
-def _uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)

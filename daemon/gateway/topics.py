@@ -62,7 +62,7 @@ class TopicDirectory:
         if now - self._refreshed < REFRESH_S:
             return
         self._refreshed = now
-        res, _ = self._links.call(m.MetadataRequest(topics=None))
+        res = self._links.ask(m.MetadataRequest(topics=None))
         with self._lock:
             self._by_id.clear()
             self._by_name.clear()

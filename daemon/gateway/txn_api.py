@@ -21,9 +21,8 @@ from kio.schema.errors import ErrorCode
 from odradek.client.errors import OdradekError
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.broker_errors import call
 from odradek.daemon.gateway.error_codes import kafka_code
-from odradek.daemon.gateway.codec import build, response_class
+from odradek.daemon.gateway.codec import respond
 
 __all__ = ["APIS"]
 
@@ -31,14 +30,10 @@ ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 
 DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
 
 
-def _respond(request, **values):
-    return build(response_class(request.api_key, request.api_version), throttle_time=0, **values)
-
-
 def _code(ctx, our_request):
     """The error code of a request whose only answer is one (0: done)."""
     try:
-        call(ctx, our_request)
+        ctx.gateway.links.ask(our_request)
         return 0
     except OdradekError as e:
         return kafka_code(e.code)
@@ -49,7 +44,7 @@ def _code(ctx, our_request):
 def add_partitions_to_txn(ctx, request):
     body = request.body
     if request.api_version <= 3:
-        return _respond(request, results_by_topic_v3_and_below=_add_partitions(
+        return respond(request, results_by_topic_v3_and_below=_add_partitions(
             ctx, body.v3_and_below_transactional_id, body.v3_and_below_producer_id,
             body.v3_and_below_producer_epoch, body.v3_and_below_topics))
     results = []
@@ -57,7 +52,7 @@ def add_partitions_to_txn(ctx, request):
         add = _verify_partitions if txn.verify_only else _add_partitions
         results.append(dict(transactional_id=txn.transactional_id, topic_results=add(
             ctx, txn.transactional_id, txn.producer_id, txn.producer_epoch, txn.topics)))
-    return _respond(request, error_code=0, results_by_transaction=results)
+    return respond(request, error_code=0, results_by_transaction=results)
 
 
 def _by_partition(topics, code_of):
@@ -67,7 +62,7 @@ def _by_partition(topics, code_of):
 
 def _add_partitions(ctx, transactional_id, producer_id, producer_epoch, topics):
     try:
-        answer = call(ctx, m.AddPartitionsToTxnRequest(
+        answer = ctx.gateway.links.ask(m.AddPartitionsToTxnRequest(
             transactional_id=transactional_id, producer_id=producer_id, producer_epoch=producer_epoch,
             topics=[m.AddPartitionsToTxnTopic(name=t.name, partitions=list(t.partitions)) for t in topics]))
     except OdradekError as e:
@@ -80,7 +75,8 @@ def _add_partitions(ctx, transactional_id, producer_id, producer_epoch, topics):
 def _verify_partitions(ctx, transactional_id, producer_id, producer_epoch, topics):
     """Kafka's verify_only: none for a partition in the producer's ongoing transaction."""
     try:
-        (t,) = call(ctx, m.DescribeTransactionsRequest(transactional_ids=[transactional_id])).transaction_states
+        (t,) = ctx.gateway.links.ask(
+            m.DescribeTransactionsRequest(transactional_ids=[transactional_id])).transaction_states
     except OdradekError as e:
         code = kafka_code(e)
         return _by_partition(topics, lambda name, p: code)
@@ -99,7 +95,7 @@ def _verify_partitions(ctx, transactional_id, producer_id, producer_epoch, topic
 
 def add_offsets_to_txn(ctx, request):
     b = request.body
-    return _respond(request, error_code=_code(ctx, m.AddOffsetsToTxnRequest(
+    return respond(request, error_code=_code(ctx, m.AddOffsetsToTxnRequest(
         transactional_id=b.transactional_id, producer_id=b.producer_id, producer_epoch=b.producer_epoch,
         group_id=b.group_id)))
 
@@ -108,7 +104,7 @@ def end_txn(ctx, request):
     b = request.body
     code = _code(ctx, m.EndTxnRequest(transactional_id=b.transactional_id, producer_id=b.producer_id,
                                       producer_epoch=b.producer_epoch, committed=b.committed))
-    return _respond(request, error_code=code, producer_id=b.producer_id, producer_epoch=b.producer_epoch)
+    return respond(request, error_code=code, producer_id=b.producer_id, producer_epoch=b.producer_epoch)
 
 
 # ---- TxnOffsetCommit -------------------------------------------------------------------
@@ -125,11 +121,11 @@ def txn_offset_commit(ctx, request):
             committed_leader_epoch=getattr(p, "committed_leader_epoch", -1),
             committed_metadata=p.committed_metadata) for p in t.partitions]) for t in b.topics])
     try:
-        answer = call(ctx, ours)
+        answer = ctx.gateway.links.ask(ours)
         codes = {(t.name, p.partition_index): p.error_code for t in answer.topics for p in t.partitions}
     except OdradekError as e:
         codes = {(t.name, p.partition_index): e.code for t in b.topics for p in t.partitions}
-    return _respond(request, topics=[dict(name=t.name, partitions=[
+    return respond(request, topics=[dict(name=t.name, partitions=[
         dict(partition_index=p.partition_index,
              error_code=kafka_code(codes.get((t.name, p.partition_index), ErrorCode.unknown_server_error.value)))
         for p in t.partitions]) for t in b.topics])
@@ -145,10 +141,10 @@ def _ms_time(ms):
 def describe_transactions(ctx, request):
     ids = list(request.body.transactional_ids)
     try:
-        states = call(ctx, m.DescribeTransactionsRequest(transactional_ids=ids)).transaction_states
+        states = ctx.gateway.links.ask(m.DescribeTransactionsRequest(transactional_ids=ids)).transaction_states
     except OdradekError as e:
         states = [m.DescribedTransaction(transactional_id=i, error_code=e.code) for i in ids]
-    return _respond(request, transaction_states=[dict(
+    return respond(request, transaction_states=[dict(
         error_code=kafka_code(t.error_code), transactional_id=t.transactional_id,
         transaction_state=t.transaction_state, transaction_timeout=t.transaction_timeout_ms,
         transaction_start_time=_ms_time(t.transaction_start_time_ms), producer_id=t.producer_id,
@@ -162,15 +158,15 @@ def list_transactions(ctx, request):
     try:
         matcher = re.compile(pattern).fullmatch if pattern else None
     except re.error:
-        return _respond(request, error_code=ErrorCode.invalid_regular_expression.value, unknown_state_filters=[],
+        return respond(request, error_code=ErrorCode.invalid_regular_expression.value, unknown_state_filters=[],
                         transaction_states=[])
     try:
-        answer = call(ctx, m.ListTransactionsRequest(
+        answer = ctx.gateway.links.ask(m.ListTransactionsRequest(
             state_filters=list(b.state_filters), producer_id_filters=list(b.producer_id_filters),
             duration_filter=getattr(b, "duration_filter", -1)))
     except OdradekError as e:
-        return _respond(request, error_code=kafka_code(e.code), unknown_state_filters=[], transaction_states=[])
-    return _respond(request, error_code=0, unknown_state_filters=list(answer.unknown_state_filters),
+        return respond(request, error_code=kafka_code(e.code), unknown_state_filters=[], transaction_states=[])
+    return respond(request, error_code=0, unknown_state_filters=list(answer.unknown_state_filters),
                     transaction_states=[dict(transactional_id=t.transactional_id, producer_id=t.producer_id,
                                              transaction_state=t.transaction_state)
                                         for t in answer.transaction_states

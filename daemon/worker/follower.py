@@ -35,6 +35,8 @@ Theory of operation
 - acks.all.fsync topics: after each round of copying, one fdatasync covers all it copied
   (group commit), and its synced offset is published beside its log end: the leader
   acknowledges acks=all produces below the smallest synced offset of the ISR.
+- The leader's log start offset (DeleteRecords, its retention): followed as soon as the
+  copy sees it move up, as Kafka's followers take it from each fetch response.
 - Retention and compaction run on its own log with the topic's configs, as Kafka's
   followers do (compaction only below the leader's high watermark).
 - Killed at any instant: the next follower recovers the log like any worker and goes on
@@ -43,6 +45,7 @@ Theory of operation
 import logging
 import os
 import time
+from functools import partial
 
 from odradek.client.errors import NotInWindow, OdradekError, StorageError, TornState, UnknownTopicOrPartition
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
@@ -96,6 +99,7 @@ class FollowerWorker(ProducerStateKeeping):
         self._state_loaded = False
         self._checked_epoch = None  # the leader epoch our log was checked against (truncation)
         self._promotion = None      # the LeaderAndIsr naming us leader, once received
+        self._leader_start = None   # the leader's log start offset the copy last saw
 
     @property
     def name(self):
@@ -190,6 +194,11 @@ class FollowerWorker(ProducerStateKeeping):
         leader_end = snap.log_end_offset
         if self._checked_epoch != self.spec.leader_epoch and not self._truncate_by_epoch(leader_end):
             return 0, True
+        if snap.log_start_offset != self._leader_start:
+            self._leader_start = snap.log_start_offset
+            if snap.log_start_offset > lg.log_start_offset:
+                self._storage_step("deleting records", partial(self._follow_log_start, snap.log_start_offset))
+                self._publish()
         if lg.log_end_offset > leader_end:
             log.warning("%s: our log ends at %d, the leader's at %d: cutting ours to the leader's",
                         self.name, lg.log_end_offset, leader_end)
@@ -310,13 +319,16 @@ class FollowerWorker(ProducerStateKeeping):
         self._storage_step("deleting records", self._follow_log_start)
         self._publish()
 
-    def _follow_log_start(self):
-        """What DeleteRecords made unreadable on the leader goes here too (Kafka's
-        followers take the leader's log start offset from each fetch; ours at retention)."""
-        try:
-            start = self.state.read().log_start_offset
-        except TornState:
-            return   # the next turn
+    def _follow_log_start(self, start=None):
+        """What DeleteRecords (or the leader's retention) made unreadable on the leader
+        goes here too: at once when the copy sees the leader's log start offset move up
+        (Kafka's followers take it from each fetch), and again at each retention check
+        (`start` None: read now), a retry if our disk refused it."""
+        if start is None:
+            try:
+                start = self.state.read().log_start_offset
+            except TornState:
+                return   # the next turn
         self.log.delete_records_before(min(start, self.log.log_end_offset))
 
     def _clean_step(self):

@@ -65,6 +65,11 @@ MISTAKES = {
     "an unknown option": lambda tmp_path: ["dump-log", "--no-such-option", tmp_path],
     "an unknown command": lambda tmp_path: ["no-such-command"],
     "a missing required option": lambda tmp_path: ["demo"],
+    "delete-records without --before": lambda tmp_path: ["topics", "delete-records", "orders", "--partition", "0"],
+    "delete-records below offset -1": lambda tmp_path: ["topics", "delete-records", "orders", "--partition", "0",
+                                                        "--before", "-2"],
+    "delete-offsets without a topic": lambda tmp_path: ["groups", "delete-offsets", "billing"],
+    "delete-offsets with a bad partition": lambda tmp_path: ["groups", "delete-offsets", "billing", "orders:x"],
 }
 
 

@@ -1,21 +1,16 @@
 """The broker's Kafka listener: its gateway process supervised (restarted after a crash,
-stopped with the broker), shown in status, bounded by max.connections, and a handler's
-unexpected failure answered without ending the connection."""
+stopped with the broker), shown in status, bounded by max.connections. (A handler's
+unexpected failure: test_server.py.)"""
 import os
 import signal
 import socket
-import threading
 
 import psutil
 import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
-from kio.schema.describe_cluster.v0.request import DescribeClusterRequest as DescribeClusterV0
 from kio.schema.errors import ErrorCode
 
 from odradek.daemon.cli.root import cli
-from odradek.daemon.gateway import apis
-from odradek.daemon.gateway.broker_link import BrokerLinks
-from odradek.daemon.gateway.server import Gateway
 from support.broker import BrokerProcess, stop_cleanly, wait_until
 from support.gateway import KafkaWire, answers, closed_by_peer, connect, gateways, listener_broker
 
@@ -119,28 +114,6 @@ def test_a_configured_broker_with_the_port_taken_stops_with_the_reason(tmp_path)
     finally:
         taken.close()
         b.kill()
-
-
-def test_a_handler_that_raises_is_answered_and_the_connection_goes_on(tmp_path):
-    """A gateway bug: the client gets UNKNOWN_SERVER_ERROR for that request (top-level
-    error code) and its connection keeps being served; the bug is logged."""
-    def broken(ctx, request):
-        raise RuntimeError("a bug")
-    table = apis.table(["odradek.daemon.gateway.apis"])
-    table[60] = apis.Api(60, 0, 2, broken)
-    listen = socket.create_server(("127.0.0.1", 0))
-    gateway = Gateway(listen, BrokerLinks(str(tmp_path / "unused.sock")), table=table)
-    t = threading.Thread(target=gateway.serve_forever, daemon=True)
-    t.start()
-    try:
-        with KafkaWire(listen.getsockname()[1]) as wire:
-            r = wire.call(DescribeClusterV0(include_cluster_authorized_operations=False))
-            assert r.error_code == ErrorCode.unknown_server_error and "a bug" in r.error_message
-            assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
-    finally:
-        gateway.stop()
-        t.join(10)
-    assert not t.is_alive()
 
 
 def test_several_processes_share_the_one_socket(tmp_path):
