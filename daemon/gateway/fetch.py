@@ -4,7 +4,8 @@ Per partition (fetch_views.py finds the bytes): whole batches from the one holdi
 fetch_offset, none at or above the high watermark (read_uncommitted) or the last stable
 offset (read_committed, isolation_level 1, with the aborted transactions overlapping
 what is returned: GetSegment's, cached per partition as a shared-memory Consumer caches
-them, client/_committed_read.py); at most partition_max_bytes and, over the response,
+them, client/_committed_read.py, and asked for only when the slice holds a transactional
+batch past what is cached: PartitionView.transactional_from); at most partition_max_bytes and, over the response,
 max_bytes, except that the first partition with data gets at least one whole batch
 (KIP-74). high_watermark, last_stable_offset and log_start_offset come from the
 partition's shared state. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION (v13+, by
