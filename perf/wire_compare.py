@@ -17,9 +17,13 @@ Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
                                   batch.size=65536; then read back from the beginning
   ck_produce_100, ck_consume_100  the same with 1,000,000 x 100 B
   ck_latency                      end to end, producer (linger.ms=0, acks=1) at 2,000 records/s
-                                  for 20,000 records of 100 B, a consumer in another process;
+                                  for 20,000 records of 100 B, a consumer in another process
+                                  (fetch.wait.max.ms=100), both warmed up by one untimed record;
                                   p50 and p99 in ms (the consumer's clock minus the producer's
-                                  stamp in the value)
+                                  stamp in the value, CLOCK_MONOTONIC)
+  ck_roundtrip                    one 100 B record at a time, as Kafka's EndToEndLatency tool:
+                                  produce, flush (acks=1), poll until consumed; 2,000 records,
+                                  p50 and p99 in ms
   java_produce_1k, java_consume_1k   Kafka's ProducerPerformance / ConsumerPerformance
                                   (kafka-producer-perf-test / kafka-consumer-perf-test), 200,000 x
                                   1 KiB, acks=1 linger.ms=5 batch.size=65536 (.cache/interop/java:
@@ -55,6 +59,11 @@ JAVA_LIBS = os.path.join(ROOT, ".cache", "interop", "java")
 MB = 1024 * 1024
 PRODUCER = {"acks": 1, "linger.ms": 5, "batch.size": 65536, "compression.type": "none"}
 STAMP = struct.Struct(">d")
+# The Kafka peer's start.sh sets group.initial.rebalance.delay.ms=0 (as Kafka's own
+# config/server.properties does for development); odradek gets the same, else every group
+# consumer (ConsumerPerformance) waits 3 s more to join. Its dev-mode listener is off: the
+# gateway started here is the one measured.
+ODRADEK_OVERRIDES = ("group.initial.rebalance.delay.ms=0", "listeners=")
 
 
 def log(msg):
@@ -70,7 +79,8 @@ def odradek_broker(data_root):
     sock = os.path.join(data, "odradek.sock")
     err = open(os.path.join(data, "broker.err"), "wb")
     broker = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
-                               "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=err)
+                               "--log-level", "warning", *[a for kv in ODRADEK_OVERRIDES for a in ("--override", kv)]],
+                              stdout=subprocess.DEVNULL, stderr=err)
     gateway = None
     try:
         _wait(lambda: os.path.exists(sock), 60, "the odradek broker's socket")
@@ -189,44 +199,98 @@ def ck_consume(bootstrap, topic, n):
     return nbytes / MB / wall
 
 
+WARMUP = -1.0      # the stamp of a record that is not timed
+
+
 def _latency_consumer(bootstrap, topic, n, ready, out):
+    """ck_latency's consumer, a process of its own. It reads the producer's warm-up record
+    first, so that its connection, fetch position and long poll are up before anything is
+    timed (as EndToEndLatency's seekToEnd + position()), says so, then times `n` records:
+    its clock minus the stamp, both CLOCK_MONOTONIC (one clock for every process of the
+    host, and no NTP steps)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wire-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    c.poll(0.5)
-    ready.set()
     lat, deadline = [], time.monotonic() + 300
     while len(lat) < n and time.monotonic() < deadline:
         m = c.poll(0.2)        # not consume(k, t): it waits for k records or t, batching the times
-        if m is not None and m.error() is None:
-            lat.append((time.time() - STAMP.unpack_from(m.value())[0]) * 1000)
+        if m is None or m.error() is not None:
+            continue
+        now = time.monotonic()
+        stamp = STAMP.unpack_from(m.value())[0]
+        if stamp == WARMUP:
+            ready.set()
+        else:
+            lat.append((now - stamp) * 1000)
     c.close()
     out.put(lat)
 
 
+def _percentiles(lat, n, what):
+    if len(lat) < n:
+        raise RuntimeError(f"{what}: {len(lat)} of {n} records arrived")
+    lat = sorted(lat)
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+
 def ck_latency(bootstrap, topic, n, rate, size=100):
+    """A steady stream: `rate` records/s on a fixed schedule (a producer that fell behind
+    catches up, so a stall is not hidden by sending later), each stamped as it is handed
+    to produce(); the consumer is up before the first timed record (_latency_consumer)."""
     from confluent_kafka import Producer
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
     child = ctx.Process(target=_latency_consumer, args=(bootstrap, topic, n, ready, out))
     child.start()
-    ready.wait(60)
     p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0})
     pad = b"\0" * (size - STAMP.size)
-    t0 = time.perf_counter()
+    p.produce(topic, STAMP.pack(WARMUP) + pad)
+    p.flush(60)
+    if not ready.wait(120):
+        child.kill()
+        raise RuntimeError("the latency consumer did not read the warm-up record")
+    t0 = time.monotonic()
     for i in range(n):
-        wait = t0 + i / rate - time.perf_counter()
+        wait = t0 + i / rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        p.produce(topic, STAMP.pack(time.time()) + pad)
+        p.produce(topic, STAMP.pack(time.monotonic()) + pad)
         p.poll(0)
     p.flush(60)
-    lat = sorted(out.get(timeout=400))
+    lat = out.get(timeout=400)
     child.join(60)
-    if len(lat) < n:
-        raise RuntimeError(f"latency: {len(lat)} of {n} records arrived")
-    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+    return _percentiles(lat, n, "latency")
+
+
+def ck_roundtrip(bootstrap, topic, n, size=100):
+    """One record at a time, as Kafka's EndToEndLatency: produce, flush (acks=1), then poll
+    until the consumer (same process, long poll fetch.wait.max.ms=100) has it; the time of
+    the whole. After one untimed record (connections, fetch position)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wire-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    value = b"\0" * size
+    lat = []
+    try:
+        for i in range(n + 1):
+            t0 = time.monotonic()
+            p.produce(topic, value)
+            p.flush(30)
+            deadline = t0 + 30
+            while time.monotonic() < deadline:
+                m = c.poll(1.0)
+                if m is not None and m.error() is None:
+                    break
+            else:
+                raise RuntimeError(f"roundtrip: record {i} did not arrive")
+            if i:
+                lat.append((time.monotonic() - t0) * 1000)
+    finally:
+        c.close()
+    return _percentiles(lat, n, "roundtrip")
 
 
 # ---- Kafka's Java tools --------------------------------------------------------------------
@@ -299,6 +363,7 @@ def run_once(bootstrap, sock, args, skip):
             step(f"ck_consume_{tag}", ck_consume, bootstrap, t, n)
     if "lat" not in skip:
         step("ck_latency", ck_latency, bootstrap, new_topic(bootstrap), s(20_000), args.rate)
+        step("ck_roundtrip", ck_roundtrip, bootstrap, new_topic(bootstrap), s(2_000))
     if "java" not in skip and os.path.isdir(JAVA_LIBS):
         t = new_topic(bootstrap)
         step("java_produce_1k", java_produce, bootstrap, t, s(200_000), 1024)
@@ -327,15 +392,15 @@ def table(ours, theirs):
     lines = ["| workload | odradek (TCP) | Apache Kafka | odradek/Kafka | odradek shm | shm/odradek TCP | shm/Kafka |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in ("ck_produce_1k", "ck_consume_1k", "ck_produce_100", "ck_consume_100", "java_produce_1k",
-                "java_consume_1k", "ck_latency"):
+                "java_consume_1k", "ck_latency", "ck_roundtrip"):
         o, k = med(ours, key), med(theirs, key)
-        shm_key = key.replace("ck_", "shm_") if key.startswith("ck_") and key != "ck_latency" else None
+        shm_key = key.replace("ck_", "shm_") if key.startswith(("ck_produce", "ck_consume")) else None
         sh = med(ours, shm_key) if shm_key else None
         if isinstance(o, tuple) and isinstance(k, tuple):
             ratio = f"{o[0] / k[0]:.2f} / {o[1] / k[1]:.2f}"
         else:
             ratio = f"{o / k:.2f}" if o and k else "n/a"
-        unit = " (ms p50 / p99)" if key == "ck_latency" else " (MB/s)"
+        unit = " (ms p50 / p99)" if key in ("ck_latency", "ck_roundtrip") else " (MB/s)"
         lines.append(f"| {key}{unit} | {fmt(o)} | {fmt(k)} | {ratio} | {fmt(sh)} | "
                      f"{f'{sh / o:.1f}x' if sh and o else 'n/a'} | {f'{sh / k:.1f}x' if sh and k else 'n/a'} |")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from odradek.client._liveness import Liveness
 from odradek.client.errors import NotInWindow, OdradekError, TornState
 from odradek.client.message import TopicPartition
 from odradek.client.protocol import messages as m
-from odradek.client.records.layout import LOG_OVERHEAD
+from odradek.client.records.layout import ATTRIBUTES_LENGTH, ATTRIBUTES_OFFSET, LOG_OVERHEAD, TRANSACTIONAL_MASK
 from odradek.client.shm import PartitionState
 from odradek.daemon.gateway.apis import FileSlice
 from odradek.daemon.gateway.gateway_state import per_gateway
@@ -47,7 +47,10 @@ SWEEP_S = 1.0
 VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
+SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
+_ATTRIBUTES = struct.Struct(">h")
+_TXN_HEAD = ATTRIBUTES_OFFSET + ATTRIBUTES_LENGTH     # a batch's bytes up to its attributes
 
 
 class SegmentFile:
@@ -127,6 +130,24 @@ class PartitionView:
         if seg is None:
             return None
         return FileSlice(seg.fd, start, end - start, seg)
+
+    def transactional_from(self, piece, offset, max_batches=SCAN_MAX_BATCHES):
+        """Whether the slice `piece` (of read()) may hold a transactional batch (data or a
+        marker) with a base offset at or above `offset`: its batch headers, read with
+        pread up to the attributes; True also when it cannot tell (more than max_batches
+        batches, a short read), so that the caller asks the leader, as it would anyway."""
+        pos, end = piece.offset, piece.offset + piece.length
+        for _ in range(max_batches):
+            if pos >= end:
+                return False
+            head = os.pread(piece.fd, _TXN_HEAD, pos)
+            if len(head) < _TXN_HEAD:
+                return True
+            base, length = _PREFIX.unpack_from(head)
+            if base >= offset and _ATTRIBUTES.unpack_from(head, ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK:
+                return True
+            pos += length + LOG_OVERHEAD
+        return pos < end
 
     # ---- segments -----------------------------------------------------------------
 
