@@ -49,7 +49,7 @@ run: install
 	$(VENV)/bin/odradek serve --data-dir $(DATA)
 
 test: lint install interop-tools
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # Kafka clients that are not Python packages, for tests/interop: kcat (Debian's package),
 # kafkajs (npm, pinned by tests/interop/js/package-lock.json) and Apache Kafka's Java client
