@@ -16,6 +16,12 @@ import pytest
 from support.broker import BrokerProcess, stop_cleanly
 
 
+# A new group's first rebalance waits group.initial.rebalance.delay.ms (3 s) for more
+# members; these tests start one member at a time, so they run with none (as Kafka's
+# quickstart config does).
+NO_GROUP_DELAY = ["--override", "group.initial.rebalance.delay.ms=0"]
+
+
 @pytest.fixture(scope="session")
 def bootstrap(tmp_path_factory):
     """host:port of the Kafka listener under test."""
@@ -24,7 +30,7 @@ def bootstrap(tmp_path_factory):
         yield other
         return
     tmp = tmp_path_factory.mktemp("interop")
-    broker = BrokerProcess(tmp / "data", listener=True).start()
+    broker = BrokerProcess(tmp / "data", listener=True, args=NO_GROUP_DELAY).start()
     try:
         yield f"127.0.0.1:{broker.kafka_port()}"
     finally:

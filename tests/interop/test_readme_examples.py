@@ -104,7 +104,8 @@ class Run:
 
 
 def fresh_broker(tmp_path, name):
-    broker = BrokerProcess(tmp_path / name, listener=True).start()
+    broker = BrokerProcess(tmp_path / name, listener=True,
+                           args=["--override", "group.initial.rebalance.delay.ms=0"]).start()
     with Admin(broker.socket_path) as admin:
         admin.create_topic("orders", 3)
         admin.create_topic("orders-enriched", 3)
