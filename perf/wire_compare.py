@@ -30,7 +30,9 @@ Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
                                   `make interop-tools`)
 and odradek's own shared-memory clients on the same odradek broker (perf/producer_perf.py and
 consumer_perf.py, the same counts and producer settings): shm_produce_1k, shm_consume_1k,
-shm_produce_100, shm_consume_100.
+shm_produce_100, shm_consume_100. No producer runs a Python callback per record:
+confluent-kafka reports errors only (delivery.report.only.error), odradek's Producer calls
+back for every 1,000th record (producer_perf.py --latency-every 1000).
 
 --scale multiplies every count. The runs interleave (odradek, Kafka, odradek, ...); the table
 shows medians, and the ratios odradek/Kafka (above 1 is better for throughput, below 1 for
@@ -159,8 +161,8 @@ def ck_produce(bootstrap, topic, n, size):
     from confluent_kafka import Producer
     errors = []
     p = Producer({"bootstrap.servers": bootstrap, **PRODUCER, "queue.buffering.max.messages": 1_000_000,
-                  "queue.buffering.max.kbytes": 1_048_576,
-                  "on_delivery": lambda err, msg: errors.append(err) if err else None})
+                  "queue.buffering.max.kbytes": 1_048_576, "delivery.report.only.error": True,
+                  "on_delivery": lambda err, msg: errors.append(err)})
     value = os.urandom(size)
     t0 = time.perf_counter()
     for i in range(n):
@@ -332,7 +334,8 @@ def _perf(script, *args):
 
 def shm_produce(sock, n, size):
     out = _perf("producer_perf.py", "--socket", sock, "--partitions", "1", "--num-records", str(n),
-                "--record-size", str(size), "--producer-props", *[f"{k}={v}" for k, v in PRODUCER.items()])
+                "--record-size", str(size), "--latency-every", "1000",
+                "--producer-props", *[f"{k}={v}" for k, v in PRODUCER.items()])
     return float(re.findall(r"records/sec \(([\d.]+) MB/sec\)", out)[-1])
 
 
