@@ -6,7 +6,7 @@ beside both.
     python perf/wire_compare.py --runs 1 --scale 0.1 --skip java
     python perf/wire_compare.py --kafka-bootstrap 127.0.0.1:19092   # a Kafka already running
 
-Brokers: odradek, a throwaway broker on a temp dir with its listener; Apache Kafka, single
+Brokers: odradek, a throwaway broker on a temp dir with its own listener (port 0); Apache Kafka, single
 node (KRaft), started and stopped here with shared/tools/kafka-peer/start.sh and stop.sh
 (their setup.sh assembles it from Maven Central once; JDK 17), unless --kafka-bootstrap.
 Both keep their data under the same --data-root (default /var/tmp), one partition per topic,
@@ -63,9 +63,9 @@ PRODUCER = {"acks": 1, "linger.ms": 5, "batch.size": 65536, "compression.type": 
 STAMP = struct.Struct(">d")
 # The Kafka peer's start.sh sets group.initial.rebalance.delay.ms=0 (as Kafka's own
 # config/server.properties does for development); odradek gets the same, else every group
-# consumer (ConsumerPerformance) waits 3 s more to join. Its dev-mode listener is off: the
-# gateway started here is the one measured.
-ODRADEK_OVERRIDES = ("group.initial.rebalance.delay.ms=0", "listeners=")
+# consumer (ConsumerPerformance) waits 3 s more to join. Its listener is the broker's own, on
+# an ephemeral loopback port.
+ODRADEK_OVERRIDES = ("group.initial.rebalance.delay.ms=0", "listeners=PLAINTEXT://127.0.0.1:0")
 
 
 def log(msg):
@@ -76,35 +76,36 @@ def log(msg):
 
 @contextlib.contextmanager
 def odradek_broker(data_root):
-    """(bootstrap, control socket) of a throwaway odradek broker with a Kafka listener."""
+    """(bootstrap, control socket) of a throwaway odradek broker with its Kafka listener on an
+    ephemeral loopback port (learnt from the broker's status), as `make run` serves it."""
+    from odradek.client import Admin
     data = tempfile.mkdtemp(prefix="odradek-wire-", dir=data_root)
     sock = os.path.join(data, "odradek.sock")
     err = open(os.path.join(data, "broker.err"), "wb")
     broker = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
                                "--log-level", "warning", *[a for kv in ODRADEK_OVERRIDES for a in ("--override", kv)]],
                               stdout=subprocess.DEVNULL, stderr=err)
-    gateway = None
     try:
         _wait(lambda: os.path.exists(sock), 60, "the odradek broker's socket")
-        gerr = os.path.join(data, "gateway.err")
-        gateway = subprocess.Popen([sys.executable, "-m", "odradek.daemon.gateway", "--socket", sock,
-                                    "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=open(gerr, "wb"))
 
-        def port():
-            m = re.search(r"bootstrap\.servers=[\d.]+:(\d+)", open(gerr).read())
-            return m and int(m.group(1))
-        bootstrap = f"127.0.0.1:{_wait(port, 60, 'the gateway to listen')}"
+        def listening():
+            try:
+                with Admin(sock, timeout=5) as admin:
+                    rows = admin.status().listeners
+            except Exception:
+                return None
+            return rows and rows[0].pid and rows[0].address
+        bootstrap = _wait(listening, 60, "the broker's Kafka listener")
         _wait(lambda: _answers(bootstrap), 60, "the listener to answer")
         yield bootstrap, sock
     finally:
-        for proc in (gateway, broker):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        if broker.poll() is None:
+            broker.send_signal(signal.SIGTERM)
+            try:
+                broker.wait(60)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                broker.wait()
         err.close()
         shutil.rmtree(data, ignore_errors=True)
 
