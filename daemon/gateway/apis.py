@@ -10,6 +10,12 @@ A handler is `handler(ctx: RequestContext, request: codec.Request)` and returns 
 - `CLOSE_CONNECTION`: no answer, and the connection closes (a refused acks=0 Produce);
 - a `Reply`: response bytes in parts, some of which may be `FileSlice`s that the
   connection writes with sendfile (Fetch). The parts are sent in order, nothing between.
+An API may also have a `start(ctx, request)`: the part of its work that waits for
+nothing (Produce: its batches written into the leaders' rings). It returns `finish()`,
+which waits and returns what a handler returns; it may have an `abandon()`, called
+instead when the connection closes before the answer is due. A connection may start
+the next requests of such an API before finishing this one, and finishes them in
+order (server.py); `handler` must be `start(...)()`, for a request that is not started.
 A handler raises `codec.RequestError` (or returns an error entity) for bad input: the
 connection answers INVALID_REQUEST and closes; any other exception is a gateway bug: the
 connection logs it, answers UNKNOWN_SERVER_ERROR and goes on (server.py).
@@ -39,6 +45,7 @@ class Api:
     min_version: int
     max_version: int
     handler: Callable
+    start: Callable | None = None
 
 
 NO_RESPONSE = object()

@@ -14,8 +14,9 @@ Producer's batches), each an error of that partition alone:
 - unknown topic or partition: UNKNOWN_TOPIC_OR_PARTITION (v13, by id: UNKNOWN_TOPIC_ID);
   a partition whose leader is gone: NOT_LEADER_OR_FOLLOWER (the client refreshes its
   metadata and retries).
-Every batch is written first, then the completions are awaited together, up to the
-request's timeout (REQUEST_TIMED_OUT after it). acks=0: no response at all, as Kafka;
+Every batch is written first (start), then the completions are awaited together (its
+_Finish), up to the request's timeout (REQUEST_TIMED_OUT after it); between the two a
+connection may start the client's next Produce requests (pipelining, server.py). acks=0: no response at all, as Kafka;
 and, as Kafka does, a batch refused by these checks closes the connection (the client's
 only way to learn of it).
 The answer per partition: the base offset the leader assigned; log_append_time -1, or on
@@ -135,48 +136,85 @@ class _Part:
                     error_message=None)
 
 
-def produce(ctx, request):
+def start(ctx, request):
+    """Produce's first half (apis.py): every partition's batch checked and written into its
+    leader's ring; returns the second half, a _Finish."""
     body, version = request.body, request.api_version
     acks = body.acks
     deadline = time.monotonic() + max(body.timeout.total_seconds(), _MIN_WAIT_S)
     gateway = ctx.gateway
     by_id = version >= 13
     results = []        # (topic key, name, [_Part])
-    for t in body.topic_data:
-        name = directory(gateway).name_of(t.topic_id) if by_id else t.name
-        parts = []
-        results.append((t.topic_id if by_id else t.name, name, parts))
-        for p in t.partition_data:
-            part = _Part(p.index)
-            parts.append(part)
-            if name is None:
-                part.error = ErrorCode.unknown_topic_id
-            elif acks not in (0, 1, -1):
-                part.error = ErrorCode.invalid_required_acks
-            else:
-                _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
     try:
-        if acks == 0:
-            refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
-                       if part.error != ErrorCode.none]
-            if refused:   # nothing answers acks=0: closing the connection is how the client learns
-                ctx.conn.note("acks=0 produce refused (%s): closing the connection", ", ".join(refused[:5]))
-                return CLOSE_CONNECTION
-            return NO_RESPONSE
-        for _, name, parts in results:
+        for t in body.topic_data:
+            name = directory(gateway).name_of(t.topic_id) if by_id else t.name
+            parts = []
+            results.append((t.topic_id if by_id else t.name, name, parts))
+            for p in t.partition_data:
+                part = _Part(p.index)
+                parts.append(part)
+                if name is None:
+                    part.error = ErrorCode.unknown_topic_id
+                elif acks not in (0, 1, -1):
+                    part.error = ErrorCode.invalid_required_acks
+                else:
+                    _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
+    except BaseException:
+        _release(results)
+        raise
+    return _Finish(ctx, request.correlation_id, version, acks, results, deadline)
+
+
+class _Finish:
+    """Produce's second half: wait for the leaders' completions, answer."""
+    __slots__ = ("ctx", "correlation_id", "version", "acks", "results", "deadline")
+
+    def __init__(self, ctx, correlation_id, version, acks, results, deadline):
+        self.ctx, self.correlation_id, self.version, self.acks = ctx, correlation_id, version, acks
+        self.results, self.deadline = results, deadline
+
+    def __call__(self):
+        gateway, results = self.ctx.gateway, self.results
+        try:
+            if self.acks == 0:
+                refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
+                           if part.error != ErrorCode.none]
+                if refused:   # nothing answers acks=0: closing the connection is how the client learns
+                    self.ctx.conn.note("acks=0 produce refused (%s): closing the connection", ", ".join(refused[:5]))
+                    return CLOSE_CONNECTION
+                return NO_RESPONSE
+            for _, name, parts in results:
+                for part in parts:
+                    if part.tag is not None:
+                        _complete(gateway, part, name, self.deadline)
+        finally:
+            _release(results)
+        if all(part.error == ErrorCode.none and part.append_time is None for _, _, parts in results for part in parts):
+            framed = _answers(gateway).framed(self.correlation_id, self.version, results)
+            if framed is not None:
+                return Reply([framed])
+        return _answer(self.version, results)
+
+    def abandon(self):
+        """The connection closed before the answer: no wait; the completions to come are dropped."""
+        for _, _, parts in self.results:
             for part in parts:
-                if part.tag is not None:
-                    _complete(gateway, part, name, deadline)
-    finally:
-        for _, _, parts in results:
-            for part in parts:
-                if part.att is not None:
-                    part.owner.release(part.att)
-    if all(part.error == ErrorCode.none and part.append_time is None for _, _, parts in results for part in parts):
-        framed = _answers(gateway).framed(request.correlation_id, version, results)
-        if framed is not None:
-            return Reply([framed])
-    return _answer(version, results)
+                if part.tag is not None and part.att is not None and self.acks != 0:
+                    part.att.abandon(part.tag)
+        _release(self.results)
+
+
+def produce(ctx, request):
+    """Produce, started and finished at once."""
+    return start(ctx, request)()
+
+
+def _release(results):
+    for _, _, parts in results:
+        for part in parts:
+            if part.att is not None:
+                part.owner.release(part.att)
+                part.att = None
 
 
 def _answer(version, results):
@@ -286,4 +324,4 @@ def _complete(gateway, part, topic, deadline):
         part.append_time = _append_time(gateway, topic, part.index, done.base_offset)
 
 
-APIS = [Api(PRODUCE, 3, 13, produce)]
+APIS = [Api(PRODUCE, 3, 13, produce, start)]

@@ -134,6 +134,12 @@ class RingAttachment:
                     self._reading = False
                     self._cond.notify_all()
 
+    def abandon(self, tag):
+        """Nobody will wait for `tag`: its completion is dropped (now, or when it comes)."""
+        with self._cond:
+            if self._done.pop(tag, None) is None:
+                self._abandoned.add(tag)
+
     def _read_completions(self):
         """Hand out every completion in the ring (reader role held); True if any."""
         got = []

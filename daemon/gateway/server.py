@@ -1,8 +1,15 @@
 """The gateway's TCP listener: Kafka clients connect here, one thread per connection.
 
-A connection thread reads one request frame at a time, hands it to its API's handler
-(apis.py) and writes the answer before reading the next, so answers leave in request
-order, as Kafka's do (a long-polling Fetch holds its own connection only). A thread
+A connection thread reads a request frame, hands it to its API's handler (apis.py) and
+writes the answer before reading the next, so answers leave in request order, as Kafka's
+do (a long-polling Fetch holds its own connection only). The exception is an API with a
+`start` (Produce): a client that sends such requests back to back (librdkafka keeps many
+in flight, Kafka's Java producer five) has each one started (its batches written into
+the leaders' rings) as it is read, while another request is already here (frames.py's
+ready()) and fewer than PIPELINE_MAX wait, and their answers finished and sent oldest
+first as soon as nothing more is waiting; any other request first has every started one
+answered. So a burst costs one wait for the leaders, not one per request, and the order
+of the answers, and of the batches in each partition, is the order of the requests. A thread
 waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
 - `admit` (auth.py) decides who may connect, before a byte of a request is served (a
@@ -15,10 +22,10 @@ hostile client costs its own thread, and a bounded one:
   (connections.max.idle.ms) is closed: both directions run with SO_RCVTIMEO and
   SO_SNDTIMEO, so a client that never reads its responses ends its own thread only.
 
-Frames: `size:int32` then the request (codec.py). A size below 8 or above
+Frames (frames.py): `size:int32` then the request (codec.py). A size below 8 or above
 `socket.request.max.bytes` closes the connection before anything is allocated
-(Kafka's InvalidReceiveException); within it, memory follows the bytes that arrive
-(READ_CHUNK ahead at most), so announced sizes alone cost nothing. What cannot be served is answered, never hung up
+(Kafka's InvalidReceiveException); within it, memory follows the bytes that arrive, so
+announced sizes alone cost nothing. What cannot be served is answered, never hung up
 on in silence, where an answer can be built (error_response.py):
 - ApiVersions at a version kio does not know: KIP-511's v0 answer, connection kept;
 - a key and version kio knows but the gateway does not serve: that version's response
@@ -41,6 +48,7 @@ The listening socket may be shared by several gateway processes (listener.proces
 the broker binds it and passes it on): each polls it and accepts without blocking, so a
 connection taken by a sibling costs nothing and stop() never waits on accept.
 """
+import collections
 import logging
 import os
 import select
@@ -56,6 +64,7 @@ from odradek.daemon.gateway.codec import (
     ErrorCode, MalformedRequest, RequestError, UnsupportedRequest, build, decode_request,
     encode_response, peek_header, request_class, response_class)
 from odradek.daemon.gateway.error_response import error_response
+from odradek.daemon.gateway.frames import FrameReader, FrameSizeError
 from odradek.daemon.gateway.stats import Counters
 from odradek.daemon.gateway.tagged_fields import MalformedTags, strip_unknown_tags
 
@@ -67,10 +76,9 @@ DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024      # Kafka's socket.request.max.
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_IDLE_S = 600.0                             # Kafka's connections.max.idle.ms
 TURNING_AWAY, TURN_AWAY_S, TURN_AWAY_MAX_BYTES = 16, 5.0, 64 * 1024   # refused peers answered: see _turn_away
-READ_CHUNK = 1 << 20                               # memory a request takes ahead of its bytes
-ONE_RECV_MAX = 64 * 1024                           # requests up to this size are tried in one recv
 _SIZE = struct.Struct(">i")
-_ZEROS = memoryview(bytes(READ_CHUNK))             # what a frame's buffer grows by
+PIPELINE_MAX = 8              # started requests of a connection waiting for their answers
+PIPELINE_FRAME_MAX = 1 << 20  # a larger request is not started while others wait (memory held)
 _TIMEVAL = struct.Struct("ll")
 
 
@@ -223,6 +231,8 @@ class Connection:
         self.ctx = RequestContext(gateway=gateway, conn=self, table=gateway.table)
         self.logged_at = None     # when this connection's last line went out (note)
         self._closed = False
+        self._frames = FrameReader(sock, gateway.max_request_bytes)
+        self._started = collections.deque()    # (request, finish) of started requests, oldest first
 
     def note(self, fmt, *args, level=logging.INFO, exc_info=False):
         """Log a line about this client (its address first), at most one per
@@ -232,6 +242,10 @@ class Connection:
     def run(self):
         try:
             while True:
+                if self._started and not self._frames.ready():   # nothing more waiting: answer the oldest
+                    if not self._finish_oldest():
+                        return
+                    continue
                 frame = self._read_frame()
                 if frame is None:
                     return
@@ -258,6 +272,11 @@ class Connection:
         except OSError:
             pass
         self.sock.close()
+        while self._started:      # started, never to be answered: what they hold is let go
+            _, finish = self._started.popleft()
+            abandon = getattr(finish, "abandon", None)
+            if abandon is not None:
+                abandon()
         for key in [k for k in self.state if k.startswith("closer:")]:
             closer = self.state.pop(key, None)
             if closer is not None:
@@ -269,27 +288,51 @@ class Connection:
     # ---- one request -------------------------------------------------------------
 
     def _handle(self, frame):
-        """Answer one frame; False when the connection must close."""
+        """Answer one frame, or start it (see the module docstring); False when the
+        connection must close."""
         try:
             request = decode_request(frame)
         except MalformedRequest as e:
             request = self._without_unknown_tags(frame)
             if request is None:
-                return self._refuse(frame, e)
+                return self._answer_started() and self._refuse(frame, e)
         except RequestError as e:
-            return self._refuse(frame, e)
+            return self._answer_started() and self._refuse(frame, e)
         api = self.gateway.table.get(request.api_key)
         if api is None or not api.min_version <= request.api_version <= api.max_version:
-            return self._refuse(frame, UnsupportedRequest(
+            return self._answer_started() and self._refuse(frame, UnsupportedRequest(
                 f"api key {request.api_key} v{request.api_version} is not served",
                 request.api_key, request.api_version, request.correlation_id), request)
         if not sasl.allowed(self.ctx, request):
+            if not self._answer_started():
+                return False
             self.note("closing: api key %d before SASL authentication", request.api_key)
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
                                ErrorCode.illegal_sasl_state, request.body, "authenticate first (SASL)")
             return False
+        if api.start is not None and len(frame) <= PIPELINE_FRAME_MAX and len(self._started) < PIPELINE_MAX:
+            self._started.append((request, _started(api.start, self.ctx, request)))
+            return True
+        if not self._answer_started():
+            return False
+        return self._answer(request, lambda: api.handler(self.ctx, request))
+
+    def _answer_started(self):
+        """Answer every started request, oldest first; False when the connection must close."""
+        while self._started:
+            if not self._finish_oldest():
+                return False
+        return True
+
+    def _finish_oldest(self):
+        request, finish = self._started.popleft()
+        return self._answer(request, finish)
+
+    def _answer(self, request, call):
+        """Send the answer `call()` returns to `request` (or the error it raises);
+        False when the connection must close."""
         try:
-            answer = api.handler(self.ctx, request)
+            answer = call()
         except RequestError as e:
             self.note("closing: %s", e)
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
@@ -366,41 +409,13 @@ class Connection:
 
     # ---- bytes -----------------------------------------------------------------
 
-    def _read_exact(self, n):
-        """`n` bytes, or None at end of file: bytes, or a read-only memoryview (kio reads
-        either without a copy). A request of ONE_RECV_MAX or less usually arrives in
-        one recv, whose bytes are the frame. Else they are received into one buffer, grown a READ_CHUNK at a time as
-        the bytes arrive: a client announcing a 100 MiB request and sending 10 bytes
-        holds a chunk, not 100 MiB."""
-        if n <= ONE_RECV_MAX:
-            data = self.sock.recv(n)
-            if len(data) == n or not data:
-                return data or None
-            buf, got = bytearray(n), len(data)
-            buf[:got] = data
-        else:
-            buf, got = bytearray(min(n, READ_CHUNK)), 0
-        while True:
-            with memoryview(buf) as view:
-                while got < len(buf):
-                    k = self.sock.recv_into(view[got:])
-                    if k == 0:
-                        return None
-                    got += k
-            if got == n:
-                return memoryview(buf).toreadonly()
-            buf += _ZEROS[:min(n - got, READ_CHUNK)]     # no export of buf is alive here
-
     def _read_frame(self):
-        head = self._read_exact(4)
-        if head is None:
+        """The next request frame (frames.py); None at end of file or a size out of bounds."""
+        try:
+            return self._frames.next()
+        except FrameSizeError as e:
+            self.note("closing: %s (socket.request.max.bytes)", e)
             return None
-        (size,) = _SIZE.unpack(head)
-        if size < 8 or size > self.gateway.max_request_bytes:
-            self.note("closing: a request of %d bytes (allowed: 8 to %d, socket.request.max.bytes)", size,
-                      self.gateway.max_request_bytes)
-            return None
-        return self._read_exact(size)
 
     def _send_parts(self, parts):
         for part in parts:
@@ -414,6 +429,17 @@ class Connection:
                     left -= sent
             else:
                 self.sock.sendall(part)
+
+
+def _started(start, ctx, request):
+    """`start(ctx, request)`'s finish; if start raised, a finish that raises the same (so
+    the error is answered in its turn)."""
+    try:
+        return start(ctx, request)
+    except Exception as e:
+        def fail(error=e):
+            raise error
+        return fail
 
 
 def _recv_by(sock, n, deadline):

@@ -1,21 +1,24 @@
 """The listener's own behaviour, on an in-process Gateway (no broker is asked: ApiVersions
-and the test's handlers answer): a handler's bug answered, TCP_NODELAY at accept, request frames received whole
-into one buffer, and clients' errors logged at most once per connection per window with
+and the test's handlers answer): a handler's bug answered, TCP_NODELAY at accept, requests
+sent back to back started before the first is answered (pipelining) and answered in order, and clients' errors logged at most once per connection per window with
 a budget for the process (client_log.py, also on a fake clock)."""
 import logging
 import socket
 import struct
 import threading
 
+import kio.serial
 import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
 from kio.schema.describe_cluster.v0.request import DescribeClusterRequest as DescribeClusterV0
+from kio.schema.describe_cluster.v0.response import DescribeClusterResponse as DescribeClusterV0Response
 from kio.schema.errors import ErrorCode
 
 from odradek.daemon.gateway import apis, client_log, server
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.client_log import ClientLog, LogSource
-from odradek.daemon.gateway.server import Connection, Gateway
+from odradek.daemon.gateway.error_response import error_response
+from odradek.daemon.gateway.server import Gateway
 from support.broker import wait_until
 from support.gateway import KafkaWire, closed_by_peer, connect, frame
 
@@ -54,43 +57,109 @@ def test_every_accepted_connection_has_tcp_nodelay(gateway):
         assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
-@pytest.mark.parametrize("size", [8, server.ONE_RECV_MAX, server.ONE_RECV_MAX + 1, server.READ_CHUNK,
-                                  server.READ_CHUNK + 1, 2 * server.READ_CHUNK + 12345])
-def test_a_frame_arrives_whole_in_one_read_only_buffer(tmp_path, size):
-    """Sent in pieces smaller than a chunk, any size comes back byte for byte, as bytes
-    or the read-only memoryview kio decodes without a copy."""
-    listen = socket.create_server(("127.0.0.1", 0))
-    ours, theirs = socket.socketpair()
-    try:
-        conn = Connection(Gateway(listen, BrokerLinks(str(tmp_path / "unused.sock"))), ours, ("test", 0))
-        body = bytes(i % 251 for i in range(size))
-        data = struct.pack(">i", size) + body
-        sender = threading.Thread(target=lambda: [theirs.sendall(data[i:i + 100_000])
-                                                  for i in range(0, len(data), 100_000)], daemon=True)
-        sender.start()
-        got = conn._read_frame()
-        sender.join(10)
-        assert (isinstance(got, bytes) or got.readonly) and got == body
-    finally:
-        for s in (ours, theirs, listen):
-            s.close()
+class _Pipelined:
+    """DescribeCluster (key 60) as a pipelined API for the test: start() notes the request
+    and returns a finish that notes its wait for `go`, then its end, and answers with the request's
+    correlation id in the error message (a start on the client id "fail" raises)."""
+
+    def __init__(self):
+        self.events, self.go = [], threading.Event()
+
+    def start(self, ctx, request):
+        cid = request.correlation_id
+        if request.header.client_id == "fail":
+            raise RuntimeError(f"start {cid} broke")
+        self.events.append(("start", cid))
+
+        def finish():
+            self.events.append(("waiting", cid))
+            assert self.go.wait(10)
+            self.events.append(("finish", cid))
+            return error_response(60, 0, ErrorCode.none, request.body, f"answer {cid}")
+        return finish
+
+    def handler(self, ctx, request):
+        return self.start(ctx, request)()
 
 
-def test_a_client_that_closes_mid_frame_is_end_of_file(tmp_path):
+@pytest.fixture
+def pipelined(tmp_path):
+    api = _Pipelined()
+    table = apis.table(["odradek.daemon.gateway.apis"])
+    table[60] = apis.Api(60, 0, 2, api.handler, api.start)
     listen = socket.create_server(("127.0.0.1", 0))
-    ours, theirs = socket.socketpair()
-    try:
-        conn = Connection(Gateway(listen, BrokerLinks(str(tmp_path / "unused.sock"))), ours, ("test", 0))
-        def send_part_and_close():
-            theirs.sendall(struct.pack(">i", 3 * server.READ_CHUNK) + bytes(server.READ_CHUNK + 5))
-            theirs.close()
-        sender = threading.Thread(target=send_part_and_close, daemon=True)
-        sender.start()
-        assert conn._read_frame() is None
-        sender.join(10)
-    finally:
-        for s in (ours, theirs, listen):
-            s.close()
+    g = Gateway(listen, BrokerLinks(str(tmp_path / "unused.sock")), table=table)
+    t = threading.Thread(target=g.serve_forever, daemon=True)
+    t.start()
+    yield listen.getsockname()[1], api
+    api.go.set()
+    g.stop()
+    t.join(10)
+
+
+def _describe_cluster(cid, client_id=b"t"):
+    return frame(60, 0, cid, b"\0\0", client_id=client_id, flexible=True)     # v0 is flexible
+
+
+def _frame_body(sock):
+    """The next response frame's body (exactly its bytes: nothing after it is read)."""
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            assert chunk, "the gateway closed the connection"
+            buf += chunk
+        return buf
+    return exactly(struct.unpack(">i", exactly(4))[0])
+
+
+def _answers(sock, n):
+    """(correlation id, error code, error message) of the next `n` DescribeCluster v0 answers."""
+    out = []
+    for _ in range(n):
+        body = _frame_body(sock)
+        header, k = kio.serial.entity_reader(DescribeClusterV0Response.__header_schema__)(body, 0)
+        r, _ = kio.serial.entity_reader(DescribeClusterV0Response)(body, k)
+        out.append((header.correlation_id, r.error_code, r.error_message))
+    return out
+
+
+def test_requests_sent_back_to_back_are_all_started_before_the_first_is_answered(pipelined):
+    """Pipelining (server.py): while more requests are here, each is started; their
+    answers then leave oldest first. A request of another API waits for all of them."""
+    port, api = pipelined
+    with connect(port) as sock:
+        sock.sendall(b"".join(_describe_cluster(cid) for cid in range(1, 6)) + frame(18, 0, 6))
+        wait_until(lambda: ("waiting", 1) in api.events, 10, what="the first answer awaited")
+        assert api.events == [("start", cid) for cid in range(1, 6)] + [("waiting", 1)]
+        api.go.set()
+        assert _answers(sock, 5) == [(cid, ErrorCode.none, f"answer {cid}") for cid in range(1, 6)]
+        assert [e for e in api.events if e[0] == "finish"] == [("finish", cid) for cid in range(1, 6)]
+        assert struct.unpack(">ih", _frame_body(sock)[:6]) == (6, 0)     # the ApiVersions, last: no error
+
+
+def test_at_most_pipeline_max_requests_wait_at_once(pipelined):
+    port, api = pipelined
+    n = server.PIPELINE_MAX + 3
+    with connect(port) as sock:
+        sock.sendall(b"".join(_describe_cluster(cid) for cid in range(1, n + 1)))
+        wait_until(lambda: ("waiting", 1) in api.events, 10, what="the first answer awaited")
+        assert api.events == [("start", cid) for cid in range(1, server.PIPELINE_MAX + 1)] + [("waiting", 1)]
+        api.go.set()
+        assert [a[0] for a in _answers(sock, n)] == list(range(1, n + 1))
+
+
+def test_a_start_that_raises_is_answered_in_its_turn(pipelined):
+    """The error of request 2's start is its answer, after request 1's and before 3's; the
+    connection goes on (a gateway bug is answered UNKNOWN_SERVER_ERROR, as a handler's)."""
+    port, api = pipelined
+    api.go.set()
+    with connect(port) as sock:
+        sock.sendall(_describe_cluster(1) + _describe_cluster(2, b"fail") + _describe_cluster(3))
+        got = _answers(sock, 3)
+        assert [(cid, code) for cid, code, _ in got] == [(1, ErrorCode.none), (2, ErrorCode.unknown_server_error),
+                                                         (3, ErrorCode.none)]
+        assert "start 2 broke" in got[1][2]
 
 
 class _Clock:

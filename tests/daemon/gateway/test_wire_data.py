@@ -6,6 +6,7 @@ import threading
 import time
 
 import kio.index
+import kio.serial
 import pytest
 from kio.schema.errors import ErrorCode
 
@@ -107,6 +108,47 @@ def test_produce_then_fetch_returns_the_batch_byte_for_byte(wire):
     got = bytes(f.records)
     assert int.from_bytes(got[:8], "big") == p.base_offset
     assert got[16:len(sent)] == sent[16:]          # magic, CRC and everything after it unchanged
+
+
+def _decode(body, api_key, version):
+    """(correlation id, response entity) of a response frame's body."""
+    cls = kio.index.load_response_schema(api_key, version)
+    header, n = kio.serial.entity_reader(cls.__header_schema__)(body, 0)
+    return header.correlation_id, kio.serial.entity_reader(cls)(body, n)[0]
+
+
+def test_produce_requests_sent_back_to_back_are_answered_in_order(wire):
+    """Pipelining (server.py): 40 Produce requests in one send, alternating partitions, one
+    of them refused, then a Metadata request. Every answer comes in request order; each
+    partition's batches got their offsets in request order; the refused one changed
+    nothing for the others."""
+    bodies, plan = [], []
+    wire.send_raw = bodies.append             # collect the frames, then send them at once
+    for i in range(40):
+        records = batch(1, value=b"v%d" % i) if i != 17 else batch() + batch()      # 17: two batches
+        cid = wire.send(req(0, 9, acks=-1, timeout=5000, transactional_id=None, topic_data=[
+            dict(name=TOPIC, partition_data=[dict(index=i % 2, records=records)])]))
+        plan.append((cid, i % 2))
+    meta_cid = wire.send(req(3, 12, topics=[dict(name=TOPIC)], allow_auto_topic_creation=False,
+                             include_topic_authorized_operations=False))
+    del wire.send_raw
+    wire.sock.sendall(b"".join(len(b).to_bytes(4, "big") + b for b in bodies))
+    last = {0: None, 1: None}
+    for i, (cid, partition) in enumerate(plan):
+        got_cid, r = _decode(wire.receive_raw(), 0, 9)
+        assert got_cid == cid
+        part = r.responses[0].partition_responses[0]
+        if i == 17:
+            assert part.error_code == ErrorCode.invalid_record
+            continue
+        assert part.error_code == ErrorCode.none
+        if last[partition] is not None:
+            assert part.base_offset == last[partition] + 1       # request order, nothing between
+        last[partition] = part.base_offset
+    got_cid, meta = _decode(wire.receive_raw(), 3, 12)
+    assert got_cid == meta_cid and meta.topics[0].name == TOPIC
+    f = fetch(wire, last[1], partition=1).responses[0].partitions[0]
+    assert f.high_watermark == last[1] + 1 and b"v39" in bytes(f.records)
 
 
 @pytest.mark.parametrize("version", [4, 11, 12, 13, 16, 18])
