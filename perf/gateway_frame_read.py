@@ -1,4 +1,4 @@
-"""How fast the gateway's connection reads request frames (server.Connection._read_frame)
+"""How fast the gateway's connection reads request frames (server.Connection._read_frame, frames.py)
 over a Unix socketpair, against the way it read them before (chunks of READ_CHUNK, then
 one join into bytes), in the same run, as a ratio.
 
@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 
-from odradek.daemon.gateway import server
+from odradek.daemon.gateway import frames as frames_mod, server
 from odradek.daemon.gateway.broker_link import BrokerLinks
 
 SIZES = [(1 << 10, 50_000), (16 << 10, 20_000), (1 << 20, 1_000), (4 << 20, 250)]   # (bytes, frames)
@@ -23,7 +23,7 @@ def chunks_then_join(sock, n):
     """The reference: the read before this benchmark's change."""
     chunks = []
     while n > 0:
-        chunk = bytearray(min(n, server.READ_CHUNK))
+        chunk = bytearray(min(n, frames_mod.READ_CHUNK))
         view, got = memoryview(chunk), 0
         while got < len(chunk):
             k = sock.recv_into(view[got:])
