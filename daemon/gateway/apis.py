@@ -12,8 +12,9 @@ A handler is `handler(ctx: RequestContext, request: codec.Request)` and returns 
   connection writes with sendfile (Fetch). The parts are sent in order, nothing between.
 An API may also have a `start(ctx, request)`: the part of its work that waits for
 nothing (Produce: its batches written into the leaders' rings). It returns `finish()`,
-which waits and returns what a handler returns; it may have an `abandon()`, called
-instead when the connection closes before the answer is due. A connection may start
+which waits and returns what a handler returns; it may have a `ready()` (whether
+finish() would not wait: answers ready together leave in one send) and an `abandon()`,
+called instead of finish() when the connection closes before the answer is due. A connection may start
 the next requests of such an API before finishing this one, and finishes them in
 order (server.py); `handler` must be `start(...)()`, for a request that is not started.
 A handler raises `codec.RequestError` (or returns an error entity) for bad input: the

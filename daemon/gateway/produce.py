@@ -195,6 +195,11 @@ class _Finish:
                 return Reply([framed])
         return _answer(self.version, results)
 
+    def ready(self):
+        """Whether __call__ would answer without waiting (every completion is here)."""
+        return self.acks == 0 or all(part.att.completed(part.tag) for _, _, parts in self.results for part in parts
+                                     if part.tag is not None and part.att is not None)
+
     def abandon(self):
         """The connection closed before the answer: no wait; the completions to come are dropped."""
         for _, _, parts in self.results:

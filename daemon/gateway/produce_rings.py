@@ -134,6 +134,24 @@ class RingAttachment:
                     self._reading = False
                     self._cond.notify_all()
 
+    def completed(self, tag):
+        """Whether the completion of `tag` is here (reading the completion ring unless a
+        waiter holds the reader role); never waits."""
+        with self._cond:
+            if tag in self._done:
+                return True
+            if self._reading:
+                return False
+            self._reading = True
+        try:
+            self._read_completions()
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
+        with self._cond:
+            return tag in self._done
+
     def abandon(self, tag):
         """Nobody will wait for `tag`: its completion is dropped (now, or when it comes)."""
         with self._cond:

@@ -233,6 +233,7 @@ class Connection:
         self._closed = False
         self._frames = FrameReader(sock, gateway.max_request_bytes)
         self._started = collections.deque()    # (request, finish) of started requests, oldest first
+        self._held = None                      # answers held for one send (_finish_due), or None
 
     def note(self, fmt, *args, level=logging.INFO, exc_info=False):
         """Log a line about this client (its address first), at most one per
@@ -243,7 +244,7 @@ class Connection:
         try:
             while True:
                 if self._started and not self._frames.ready():   # nothing more waiting: answer the oldest
-                    if not self._finish_oldest():
+                    if not self._finish_due():
                         return
                     continue
                 frame = self._read_frame()
@@ -320,13 +321,24 @@ class Connection:
     def _answer_started(self):
         """Answer every started request, oldest first; False when the connection must close."""
         while self._started:
-            if not self._finish_oldest():
+            if not self._finish_due():
                 return False
         return True
 
-    def _finish_oldest(self):
-        request, finish = self._started.popleft()
-        return self._answer(request, finish)
+    def _finish_due(self):
+        """Answer the oldest started request (waiting for it), and after it every next one
+        whose answer is ready without a wait (its finish's ready()), in one send; False
+        when the connection must close."""
+        self._held = []
+        try:
+            ok = self._answer(*self._started.popleft())
+            while ok and self._started and getattr(self._started[0][1], "ready", _never)():
+                ok = self._answer(*self._started.popleft())
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self.sock.sendall(held[0] if len(held) == 1 else b"".join(held))
+        return ok
 
     def _answer(self, request, call):
         """Send the answer `call()` returns to `request` (or the error it raises);
@@ -351,7 +363,7 @@ class Connection:
         if isinstance(answer, Reply):
             self._send_parts(answer.parts)
         else:
-            self.sock.sendall(encode_response(request.correlation_id, answer))
+            self._send(encode_response(request.correlation_id, answer))
         return not self.close_after
 
     def _without_unknown_tags(self, frame):
@@ -384,7 +396,7 @@ class Connection:
             body = build(cls, error_code=ErrorCode.unsupported_version,
                          api_keys=[dict(api_key=a.key, min_version=a.min_version, max_version=a.max_version)
                                    for a in sorted(self.gateway.table.values(), key=lambda a: a.key)])
-            self.sock.sendall(encode_response(cid, body))
+            self._send(encode_response(cid, body))
             return True
         self.note("closing: %s", error)
         code = ErrorCode.unsupported_version if isinstance(error, UnsupportedRequest) else ErrorCode.invalid_request
@@ -404,7 +416,7 @@ class Connection:
             self.note("no error response for api key %d v%d", api_key, api_version, level=logging.ERROR,
                       exc_info=True)
             return False
-        self.sock.sendall(data)
+        self._send(data)
         return True
 
     # ---- bytes -----------------------------------------------------------------
@@ -417,9 +429,19 @@ class Connection:
             self.note("closing: %s (socket.request.max.bytes)", e)
             return None
 
+    def _send(self, data):
+        """Send `data`, or hold it for the one send of _finish_due."""
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self.sock.sendall(data)
+
     def _send_parts(self, parts):
         for part in parts:
             if isinstance(part, FileSlice):
+                if self._held:                   # what is held goes first
+                    self.sock.sendall(b"".join(self._held))
+                    self._held = []
                 offset, left = part.offset, part.length
                 while left > 0:
                     sent = os.sendfile(self.sock.fileno(), part.fd, offset, left)
@@ -428,7 +450,11 @@ class Connection:
                     offset += sent
                     left -= sent
             else:
-                self.sock.sendall(part)
+                self._send(part)
+
+
+def _never():
+    return False
 
 
 def _started(start, ctx, request):

@@ -12,7 +12,7 @@ from odradek.client.records import BatchBuilder
 from odradek.daemon.gateway import produce_rings
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.produce_rings import Attachments
-from support.broker import BrokerProcess, stop_cleanly
+from support.broker import BrokerProcess, stop_cleanly, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,24 @@ def test_a_completion_nobody_waits_for_any_more_is_dropped(links):
     later = att.submit(batch(b"y"), 5)
     assert att.wait(later, time.monotonic() + 10).error_code == 0
     assert att._done == {} and att._abandoned == set()       # the first one's completion went nowhere
+    atts.release(att)
+    atts.close()
+
+
+def test_completed_says_without_waiting_whether_a_completion_is_here(links):
+    """completed() (a pipelined Produce's ready()): False while the leader has not
+    answered, never waiting; True once it has, and then wait() returns it at once;
+    abandon() drops a completion already here or still to come."""
+    atts = Attachments(links)
+    att = atts.acquire("r", 2, 1, -1, -1)
+    tags = [att.submit(batch(b"%d" % i), 5) for i in range(3)]
+    wait_until(lambda: att.completed(tags[1]), 10, what="the second completion")
+    assert att.completed(tags[0])                              # the leader answers in ring order
+    assert att.wait(tags[1], time.monotonic()).error_code == 0     # a deadline of now: it is here
+    att.abandon(tags[0])
+    att.abandon(tags[2])
+    assert att.wait(att.submit(batch(b"z"), 5), time.monotonic() + 10).error_code == 0
+    assert att._done == {} and att._abandoned == set()
     atts.release(att)
     atts.close()
 

@@ -76,6 +76,7 @@ class _Pipelined:
             assert self.go.wait(10)
             self.events.append(("finish", cid))
             return error_response(60, 0, ErrorCode.none, request.body, f"answer {cid}")
+        finish.ready = self.go.is_set      # answers ready together leave in one send
         return finish
 
     def handler(self, ctx, request):
