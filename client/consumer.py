@@ -293,6 +293,9 @@ class Consumer(FetchDecoder):
         # (topic, partition) the group assigned whose committed offset is still to come: no
         # position, not fetched or waited on (client/group_membership.py: positions of new partitions)
         self._awaiting = set()
+        # (topic, partition) poll() returned a record of since its assign or seek: position()
+        # says OFFSET_INVALID for the others, as confluent-kafka does
+        self._returned = set()
         self._pending_retry_at = 0.0
         self._closed = False
         self._sleeper = Sleeper()   # _wait's WaitSet, made again only when the partitions change
@@ -465,6 +468,7 @@ class Consumer(FetchDecoder):
     def _drop(self, key):
         part = self._parts.pop(key)
         self._awaiting.discard(key)
+        self._returned.discard(key)
         self._unbuffer(key)
         part.close()
 
@@ -485,6 +489,7 @@ class Consumer(FetchDecoder):
 
     def _seek(self, part, offset):
         self._awaiting.discard((part.tp.topic, part.tp.partition))
+        self._returned.discard((part.tp.topic, part.tp.partition))
         snap = part.state.read()
         part.start_at = None
         if not snap.loaded and offset in (OFFSET_BEGINNING, OFFSET_END):
@@ -517,13 +522,17 @@ class Consumer(FetchDecoder):
             self._seek(self._part(tp), OFFSET_END)
 
     def position(self, partitions):
-        """The offset of the next record poll() returns, per partition (OFFSET_INVALID
-        before the first fetch decides it). partitions is required, as in
-        confluent-kafka: position(assignment()) for every assigned one."""
+        """The offset of the next record poll() returns, per partition: confluent-kafka's
+        position, the offset after the last record poll() or consume() returned since the
+        partition's assign() or seek() (or after the transaction markers and aborted
+        records that follow it), OFFSET_INVALID while none was returned. partitions is
+        required, as in confluent-kafka: position(assignment()) for every assigned one."""
         out = []
         for tp in partitions:
             pos = self._part(tp).position
-            out.append(TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if pos is None else pos))
+            if pos is None or (tp.topic, tp.partition) not in self._returned:
+                pos = OFFSET_INVALID
+            out.append(TopicPartition(tp.topic, tp.partition, pos))
         return out
 
     def pause(self, partitions):
@@ -641,6 +650,7 @@ class Consumer(FetchDecoder):
                 piece = records[taken:taken + n]
                 item.taken = taken + n
                 item.part.position = piece[-1].offset() + 1
+            self._returned.add((item.topic, item.partition))
             n -= len(piece)
             if out is None:
                 out = piece

@@ -16,8 +16,9 @@ cluster through confluent-kafka with only its import changed:
     KafkaError       e.args[0] of every KafkaException: code(), name(), str(),
                      retriable(), fatal(), txn_requires_abort(), == to its code, and the
                      constants (KafkaError.UNKNOWN_TOPIC_OR_PART, ._PARTITION_EOF, ...).
-                     A failed delivery's on_delivery(err, record) gets one, as
-                     record.error() does.
+                     A failed delivery's on_delivery(err, record) gets one as err,
+                     the same object as record.error(); err.exception is the
+                     OdradekError (err.exception.message, isinstance checks).
 
 The choice: an OdradekError IS a KafkaException whose args[0] is a KafkaError view of it
 (the view reads the exception's flags when called, so flags set after raising show), and
@@ -81,12 +82,18 @@ class KafkaError:
 
 
 class _ErrorView(KafkaError):
-    """The KafkaError of an OdradekError (its args[0]): reads the exception when called."""
+    """The KafkaError of an OdradekError (its args[0]): reads the exception when called.
+    `exception` is that OdradekError (odradek's addition to confluent-kafka's KafkaError):
+    its class, message and attributes, where a delivery report hands only the KafkaError."""
 
     __slots__ = ("_error",)
 
     def __init__(self, error):
         self._error = error
+
+    @property
+    def exception(self):
+        return self._error
 
     def code(self):
         return self._error.code

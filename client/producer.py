@@ -53,7 +53,9 @@ Theory of operation
 - A stuck broker (its ring stays full): produce() blocks up to max.block.ms, then
   raises RingFull and queues nothing of the record; flush(timeout) returns how many
   records are still undelivered; close(timeout) runs the callback of each of them with
-  RequestTimedOut. None of them raises for it.
+  REQUEST_TIMED_OUT. None of them raises for it.
+- on_delivery(err, record), confluent-kafka's: err is None, or a KafkaError (the same
+  object as record.error()); err.exception is the OdradekError behind it.
 """
 import logging
 import os
@@ -215,7 +217,11 @@ class Producer:
                 headers=None):
         """Queue one record (confluent-kafka's positional order). Returns at once, unless
         the partition's ring is full (then it blocks up to max.block.ms and raises
-        RingFull). The outcome reaches on_delivery(err, record) from poll() or flush()."""
+        RingFull). The outcome reaches on_delivery(err, record) from poll() or flush().
+        As in librdkafka: timestamp 0 (or None) is the current time, partition -1 (or None)
+        lets the partitioner choose."""
+        if timestamp is not None and timestamp == 0 and type(timestamp) is int:
+            timestamp = None
         res = self._acc.produce(topic, value, key, headers, partition, timestamp, on_delivery)
         if res is not None:
             self._produce_slow(res, topic, value, key, headers, partition, timestamp, on_delivery)
@@ -443,7 +449,7 @@ class Producer:
 
     def abort_transaction(self, timeout=None):
         """Abort the transaction: records not yet sent to their partitions are dropped
-        (their on_delivery gets TransactionAborted), those sent are waited for, then the
+        (their on_delivery's err.exception is TransactionAborted), those sent are waited for, then the
         coordinator writes ABORT markers (EndTxn), so no read_committed consumer sees any
         of them. `timeout` as commit_transaction's."""
         self._require_txn("abort_transaction()")
@@ -521,7 +527,9 @@ class Producer:
         """Queue the delivery reports of a batch of `count` records; `pending` holds, per
         record, None or what its on_delivery report needs (None: no record has one)."""
         items = []
-        kafka_error = error.args[0] if isinstance(error, KafkaException) else None   # the record's error()
+        # confluent-kafka's shape: on_delivery's err and the record's error() are one KafkaError
+        # (the OdradekError is its .exception)
+        kafka_error = error.args[0] if isinstance(error, KafkaException) else None
         if pending is not None:
             for i, p in enumerate(pending):
                 if p is not None:
@@ -533,7 +541,7 @@ class Producer:
                     else:
                         rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
                                              TIMESTAMP_CREATE_TIME, kafka_error)
-                    items.append((callback, error, rec))
+                    items.append((callback, kafka_error, rec))
         with self._reported:
             self._reports.extend(items)
             self._settled += count
@@ -615,7 +623,7 @@ class Producer:
         """Flush (up to `timeout` s; None: until every record is delivered, as Kafka's
         close() waits), then detach from every partition and free the rings. Each record
         still undelivered then gets its on_delivery callback, run here, with
-        RequestTimedOut (REQUEST_TIMED_OUT) saying whether it reached the broker's ring
+        REQUEST_TIMED_OUT (err.exception a RequestTimedOut) saying whether it reached the broker's ring
         (then a leader may still write it) or never left this process; unless the sender
         thread is still reconnecting 5 s later (then their outcomes are not reported, and
         the rings stay mapped until the process exits)."""

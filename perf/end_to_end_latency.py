@@ -4,8 +4,8 @@ record? Apache Kafka's EndToEndLatency tool, for odradek, with a paced producer.
     python perf/end_to_end_latency.py
     python perf/end_to_end_latency.py --rate 2000 --num-records 20000 --record-size 1024 --acks 1
 
-A consumer process assigns itself the partition at its end (OFFSET_END, the position
-resolved by a first fetch: position() alone does not) and says so; only then does this process start producing --num-records
+A consumer process assigns itself the partition at its end (the offset Admin.list_offsets
+gives, so no first fetch has to resolve OFFSET_END) and says so; only then does this process start producing --num-records
 records of --record-size bytes at --rate records/s: record i is due at start + i/rate,
 the producer sleeps (time.sleep) when it is ahead and sends at once when it is behind
 (a deadline loop: the achieved rate is printed). Each value starts with the
@@ -97,19 +97,15 @@ def gc_summary(who, pauses):
 def consumer_process(conn, sock, name, partition, num_records, gc_freeze):
     """Assign at the end, report ready, then collect the send time and (receive - send) ns
     per record and send them back as bytes of two arrays('q')."""
-    from odradek.client import OFFSET_END, Consumer, TopicPartition
+    from odradek.client import Admin, Consumer, TopicPartition
     try:
         latencies, sent = array("q"), array("q")
+        with Admin(sock) as admin:
+            # the end offset now: OFFSET_END would be resolved by the first fetch, which
+            # could come after the first records and skip them
+            end, _ = admin.list_offsets(name, partition, "latest")
         with Consumer({"socket": sock, "auto.offset.reset": "latest", "fetch.min.bytes": 1}) as consumer:
-            consumer.assign([TopicPartition(name, partition, OFFSET_END)])
-            # resolve the end offset now: position() only reports it, the first fetch decides
-            # it; if that fetch came after the first records it would skip them
-            here = [TopicPartition(name, partition)]
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while consumer.position(here)[0].offset < 0 and time.monotonic() < deadline:
-                consumer.consume(num_messages=1, timeout=0.05)
-            if consumer.position(here)[0].offset < 0:
-                raise RuntimeError("the consumer could not resolve the end offset")
+            consumer.assign([TopicPartition(name, partition, end)])
             conn.send(("ready", None))
             pauses = GcPauses(gc_freeze)
             now = time.monotonic_ns

@@ -21,6 +21,7 @@ from odradek.client.errors import InvalidConfig
 from odradek.daemon.broker.groups.config import GROUP_CONFIGS, GroupConfig
 from odradek.daemon.broker.txn.config import TXN_CONFIGS, TxnConfig
 from odradek.daemon.gateway.listeners import listener_config
+from odradek.daemon.gateway.produce_rings import DEFAULT_MAX_PRODUCE_RINGS
 from odradek.daemon.storage.config import TOPIC_CONFIGS, ConfigKey, LogConfig
 
 __all__ = ["BrokerConfig", "BROKER_CONFIGS", "BROKER_TO_TOPIC", "DEFAULT_SOCKET", "load"]
@@ -114,6 +115,10 @@ BROKER_CONFIGS = (
               doc="a Kafka connection that sends nothing, or takes none of its answer, for this long is closed"),
     ConfigKey("listener.processes", int, 1, 1, 64,
               doc="gateway processes serving the listener (they share its socket, and max.connections)"),
+    ConfigKey("listener.max.produce.rings", int, DEFAULT_MAX_PRODUCE_RINGS, 1, 1 << 20,
+              doc="produce ring attachments (an idempotent client's partition, or a partition and acks of "
+                  "the others) each gateway process holds at once; each costs 8 fds and up to 4.25 MiB of "
+                  "shared memory; beyond it a partition's batches get NOT_ENOUGH_REPLICAS (retried)"),
     ConfigKey("listener.peer.uid.check", bool, True,
               doc="a loopback TCP client must be a user who may open the control socket (its uid, from "
                   "the kernel's sock_diag)"),

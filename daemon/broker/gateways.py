@@ -102,7 +102,8 @@ class Gateways:
         args = [sys.executable, "-m", "odradek.daemon.gateway", "--socket", self.socket_path,
                 "--listen-fd", str(self.sock.fileno()), "--advertised", self.bootstrap,
                 "--max-request-bytes", str(cfg.max_request_bytes), "--max-connections", str(cfg.max_connections),
-                "--idle-ms", str(cfg.idle_ms), "--stats-fd", str(self.counters.fd),
+                "--idle-ms", str(cfg.idle_ms), "--max-produce-rings", str(cfg.max_produce_rings),
+                "--stats-fd", str(self.counters.fd),
                 "--stats-slot", str(handle.index), "--stats-slots", str(len(self.handles)),
                 "--parent-pid", str(os.getpid())]
         if cfg.sasl:     # every client authenticates, from wherever it is

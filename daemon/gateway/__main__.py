@@ -18,6 +18,7 @@ from odradek.daemon.gateway import server
 from odradek.daemon.gateway.auth import Admission, PeerRule
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.listeners import hostport
+from odradek.daemon.gateway.produce_rings import DEFAULT_MAX_PRODUCE_RINGS, ring_budget
 from odradek.daemon.gateway.sasl_users import PlainUsers
 from odradek.daemon.gateway.server import Gateway
 from odradek.daemon.gateway.stats import Counters
@@ -45,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--max-connections", type=int, default=server.DEFAULT_MAX_CONNECTIONS,
                     help="connections open at once in all the listener's processes")
     ap.add_argument("--idle-ms", type=int, default=int(server.DEFAULT_IDLE_S * 1000))
+    ap.add_argument("--max-produce-rings", type=int, default=DEFAULT_MAX_PRODUCE_RINGS,
+                    help="produce ring attachments this process holds at once (produce_rings.py)")
     ap.add_argument("--no-uid-check", action="store_true", help="admit every loopback peer")
     ap.add_argument("--allow-remote", action="store_true", help="admit peers on non-loopback addresses")
     ap.add_argument("--sasl-plain-users", metavar="FILE",
@@ -70,6 +73,7 @@ def main(argv=None):
     gateway = Gateway(sock, BrokerLinks(args.socket), max_request_bytes=args.max_request_bytes,
                       max_connections=args.max_connections, idle_s=args.idle_ms / 1000, admit=admit,
                       advertised=args.advertised, counters=counters, slot=args.stats_slot, sasl=users)
+    ring_budget(gateway, args.max_produce_rings)
     signal.signal(signal.SIGTERM, lambda *_: gateway.stop())
     # Ctrl-C reaches the whole process group; under a broker, the broker decides (SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN if args.parent_pid is not None else lambda *_: gateway.stop())

@@ -51,6 +51,7 @@ class ListenerConfig:
     uid_check: bool
     allow_remote: bool
     sasl_users_file: str | None       # SASL_PLAINTEXT: the users (sasl.py)
+    max_produce_rings: int            # per gateway process (produce_rings.py)
 
     @property
     def sasl(self):
@@ -120,7 +121,8 @@ def listener_config(settings, source):
                             f"to the host:port clients should use")
     return ListenerConfig(listener, advertised, settings["socket.request.max.bytes"], settings["max.connections"],
                           settings["connections.max.idle.ms"], settings["listener.processes"],
-                          settings["listener.peer.uid.check"], settings["listener.allow.remote"], users_file)
+                          settings["listener.peer.uid.check"], settings["listener.allow.remote"], users_file,
+                          settings["listener.max.produce.rings"])
 
 
 def is_loopback(host):

@@ -65,13 +65,13 @@ _CORRELATION = struct.Struct(">i")    # right after the frame's size, in every r
 
 
 def _shared(gateway):
-    return per_gateway(gateway, "shared_produce_rings", lambda g: Attachments(g.links))
+    return per_gateway(gateway, "shared_produce_rings", Attachments.of_gateway)
 
 
 def _own(conn, gateway):
     att = conn.state.get(_CONN_KEY)
     if att is None:
-        att = conn.state[_CONN_KEY] = Attachments(gateway.links)
+        att = conn.state[_CONN_KEY] = Attachments.of_gateway(gateway)
     return att
 
 

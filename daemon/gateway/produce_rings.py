@@ -20,23 +20,46 @@ threads may then write one ring (a lock makes them one writer) and wait on one
 completion ring: whichever waiter holds the reader role reads every completion and
 hands each to the thread waiting for its tag (a Condition), sleeping on our doorbell,
 which the leader rings after it writes completions: no polling.
+
+What they cost, and the cap (RingBudget): each RingAttachment holds 8 fds in the gateway
+(its control connection, its three memfds, and one per mapping: Python's mmap keeps a
+dup of its file) and 4 mappings (RING_BYTES + COMPLETION_RING_BYTES of shared memory,
+resident as far as batches were written, and two doorbell pages), one connection in the
+broker and 3 fds in the leader worker. So one gateway process holds at most
+`listener.max.produce.rings` of them in all (DEFAULT_MAX_PRODUCE_RINGS;
+`--max-produce-rings`), every connection's own and the shared ones together, besides
+MAX_ATTACHMENTS per registry. The cap bounds what 1000
+connections naming ever new partitions or producer ids can take; a partition that would
+need one more gets NOT_ENOUGH_REPLICAS: the one retriable Produce error that every Kafka
+client takes as "not written, nothing wrong with the metadata: retry the same batch after
+a backoff" (no metadata refresh storm as NOT_LEADER_OR_FOLLOWER or KAFKA_STORAGE_ERROR
+make, no "may be written" as REQUEST_TIMED_OUT says, which an idempotent producer must
+then resolve), so a client beyond the cap keeps its records, sequence numbers included,
+and delivers them once attachments are released (a connection closing releases all of
+its own), or fails them after its delivery.timeout.ms. Attachments already made are
+never taken away: the clients that hold them go on producing. Each refusal is counted,
+and one line per client_log.WINDOW_S says how many there were (the gateway's ClientLog).
 """
+import logging
 import os
 import threading
 import time
 from collections import OrderedDict
 
 from odradek.client._liveness import Liveness, connect_again
-from odradek.client.errors import RingFull
+from odradek.client.errors import NotEnoughReplicas, RingFull
 from odradek.client.producer import attach_rings
 from odradek.client.shm import Doorbell, Ring
+from odradek.daemon.gateway.client_log import LogSource
+from odradek.daemon.gateway.gateway_state import per_gateway
 
-__all__ = ["RingAttachment", "Attachments", "RING_BYTES"]
+__all__ = ["RingAttachment", "Attachments", "RingBudget", "ring_budget", "RING_BYTES", "DEFAULT_MAX_PRODUCE_RINGS"]
 
 RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; Kafka's default limit is 1 MiB)
 COMPLETION_RING_BYTES = 256 << 10
 ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
 MAX_ATTACHMENTS = 256         # per Attachments (a connection's own; the gateway's shared ones)
+DEFAULT_MAX_PRODUCE_RINGS = 1024   # RingAttachments per gateway process in all (listener.max.produce.rings)
 _TAG_MOD = 1 << 32
 
 
@@ -193,18 +216,73 @@ class RingAttachment:
         self.requests = self.completions = self.doorbell = None
 
 
+class RingBudget:
+    """How many RingAttachments one gateway process may hold at once, in all its
+    Attachments (the module docstring); thread-safe. `log`: the gateway's ClientLog, for
+    the refusals' line (None: not logged)."""
+
+    def __init__(self, limit, log=None):
+        self.limit = limit
+        self.in_use = 0
+        self._log, self._source = log, LogSource()
+        self._lock = threading.Lock()
+        self._refused = 0         # refusals since the last line that went out
+
+    def take(self):
+        """One attachment's share, if one is left (True)."""
+        with self._lock:
+            if self.in_use >= self.limit:
+                return False
+            self.in_use += 1
+            return True
+
+    def give_back(self):
+        with self._lock:
+            self.in_use -= 1
+
+    def refused(self, topic, partition, producer_id):
+        """The error for a partition that would need an attachment beyond the cap; counted,
+        and logged at most once per the ClientLog's window."""
+        with self._lock:
+            self._refused += 1
+            refused = self._refused
+        if self._log is not None and self._log.line(
+                self._source, logging.WARNING, "produce rings: all %d of listener.max.produce.rings are in use; "
+                "%d new attachments refused with NOT_ENOUGH_REPLICAS since the last such line (the latest: "
+                "%s-%d, producer id %d); the clients retry", self.limit, refused, topic, partition, producer_id):
+            with self._lock:
+                self._refused -= refused
+        return NotEnoughReplicas(f"{topic}-{partition}: the Kafka listener's produce rings are all in use "
+                                 f"({self.limit}, listener.max.produce.rings); retry later")
+
+
+def ring_budget(gateway, limit=None):
+    """The RingBudget of `gateway`, made on first use with `limit` (None:
+    DEFAULT_MAX_PRODUCE_RINGS): the gateway's main makes it with listener.max.produce.rings
+    before it serves."""
+    return per_gateway(gateway, "produce_ring_budget",
+                       lambda g: RingBudget(limit or DEFAULT_MAX_PRODUCE_RINGS, g.client_log))
+
+
 class Attachments:
     """RingAttachments by key, made on first use; close() closes them all. A broken one
     (its partition gone) is dropped and closed once nobody uses it. At most
     MAX_ATTACHMENTS: making one more retires the least recently used (a client naming
-    ever new producer ids or partitions costs rings and a connection each)."""
+    ever new producer ids or partitions costs rings and a connection each). `budget`: the
+    gateway's RingBudget every attachment made here counts in (None: no such cap);
+    of_gateway(gateway) makes one with the gateway's."""
 
-    def __init__(self, links):
+    def __init__(self, links, budget=None):
         self._links = links
+        self._budget = budget
         self._by_key = OrderedDict()
         self._users = {}
         self._lock = threading.Lock()
         self._closed = False
+
+    @classmethod
+    def of_gateway(cls, gateway):
+        return cls(gateway.links, budget=ring_budget(gateway))
 
     def acquire(self, topic, partition, acks, producer_id, producer_epoch, deadline=None):
         key = (topic, partition, acks, producer_id, producer_epoch)
@@ -219,7 +297,13 @@ class Attachments:
             self._retire(lambda a: a is oldest)
         if producer_id >= 0:    # a new epoch of the producer: its older attachments are done
             self._retire(lambda a: a.producer_id == producer_id and a.producer_epoch != producer_epoch)
-        att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch, deadline)
+        if self._budget is not None and not self._budget.take():
+            raise self._budget.refused(topic, partition, producer_id)
+        try:
+            att = RingAttachment(self._links, topic, partition, acks, producer_id, producer_epoch, deadline)
+        except BaseException:
+            self._give_back()
+            raise
         with self._lock:
             other = self._by_key.get(key)
             if other is not None or self._closed:
@@ -230,7 +314,7 @@ class Attachments:
             if att is not None:
                 self._users[att] = self._users.get(att, 0) + 1
         if spare is not None:
-            spare.close()
+            self._close(spare)
         if att is None:
             raise RingFull("the connection closed")
         return att
@@ -257,7 +341,15 @@ class Attachments:
             if close:
                 del self._users[att]
         if close:
-            att.close()
+            self._close(att)
+
+    def _close(self, att):
+        att.close()
+        self._give_back()
+
+    def _give_back(self):
+        if self._budget is not None:
+            self._budget.give_back()
 
     def close(self):
         with self._lock:
@@ -270,4 +362,4 @@ class Attachments:
             for a in idle:
                 self._users.pop(a, None)
         for att in idle:
-            att.close()
+            self._close(att)

@@ -72,7 +72,7 @@ class _Deliveries:
                 return
             self.failed += 1
             if self.first_error is None:
-                self.first_error, self.first_line = err, line_number
+                self.first_error, self.first_line = err.exception, line_number   # err: a KafkaError
         return on_delivery
 
     def raise_if_failed(self, produced):

@@ -65,7 +65,7 @@ PRODUCER = textwrap.dedent("""
         if err is None:
             out.write("ok %s %d %d\\n" % (rec.value().decode(), rec.partition(), rec.offset()))
         else:
-            out.write("err %s %d %s\\n" % (rec.value().decode(), rec.partition(), type(err).__name__))
+            out.write("err %s %d %s\\n" % (rec.value().decode(), rec.partition(), type(err.exception).__name__))
     p = Producer({"socket": sock, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
                   "max.block.ms": 60000})
     i, started = 0, time.monotonic()

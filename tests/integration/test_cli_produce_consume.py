@@ -161,6 +161,16 @@ def test_a_record_the_broker_refuses_is_one_error_line_naming_its_line(broker):
     assert re.search(r"MESSAGE_TOO_LARGE|too large|exceeds", line, re.IGNORECASE), line
 
 
+def test_a_failed_delivery_is_one_error_line_naming_its_line_and_error(broker):
+    """A record the leader refuses after the produce call (a keyless record to a compacted
+    topic): the delivery report's error, named, with the line it came from."""
+    r = run(broker, "topics", "create", "compacted", "--config", "cleanup.policy=compact")
+    assert r.exit_code == 0, r.output
+    line = one_error_line(run(broker, "produce", "compacted", input="no key\n"), "line 1", "not delivered",
+                          "INVALID_RECORD: ")
+    assert "bound method" not in line
+
+
 def test_usage_mistakes_exit_2_with_one_line(broker):
     for args in (["consume", "t", "--offset", "5"], ["consume", "t", "--partition", 0, "--offset", "-3"],
                  ["consume", "t", "--partition", 0, "--offset", 1, "--from-beginning"],

@@ -164,7 +164,7 @@ def test_a_compacted_topic_refuses_records_without_a_key(fast_cleaner_broker):
             p.produce("keyed-only", value, key=key, on_delivery=lambda err, rec: reports.append(err))
             p.flush(10)
     # the refused batch used up its sequence: the next one is in order, not OUT_OF_ORDER
-    assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None
+    assert reports[0] is None and isinstance(reports[1].exception, InvalidRecord) and reports[2] is None
     recs = read_all(b.socket_path, "keyed-only")
     assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
 
@@ -185,7 +185,7 @@ def test_a_producer_carries_on_after_a_restart_that_follows_a_refused_batch(fast
         b.start()
         p.produce("keyed-restart", b"v2", key=b"k", on_delivery=lambda err, rec: reports.append(err))
         p.flush(30)
-    assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None, reports
+    assert reports[0] is None and isinstance(reports[1].exception, InvalidRecord) and reports[2] is None, reports
     recs = read_all(b.socket_path, "keyed-restart")
     assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]
 
@@ -208,6 +208,6 @@ def test_a_producer_carries_on_after_its_worker_is_killed_right_after_a_refusal(
                                     if w.topic == "keyed-kill") not in (0, pid), 20, what="a new worker")
         p.produce("keyed-kill", b"v2", key=b"k", on_delivery=lambda err, rec: reports.append(err))
         p.flush(30)
-    assert reports[0] is None and isinstance(reports[1], InvalidRecord) and reports[2] is None, reports
+    assert reports[0] is None and isinstance(reports[1].exception, InvalidRecord) and reports[2] is None, reports
     recs = read_all(b.socket_path, "keyed-kill")
     assert [(r.key(), r.value()) for r in recs] == [(b"k", b"v1"), (b"k", b"v2")]

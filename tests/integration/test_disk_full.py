@@ -105,7 +105,7 @@ def test_a_full_filesystem_fails_produces_cleanly_and_recovers_when_space_is_fre
             if errors:
                 break
         assert errors, f"{len(fill)} records of {VALUE} bytes fit a {FS_BYTES >> 20} MiB filesystem"
-        assert all(isinstance(e, StorageError) for e in errors), errors[:3]
+        assert all(isinstance(e.exception, StorageError) for e in errors), errors[:3]
         # a full disk stays a prompt, named error, never a stall or a dead worker
         t0, before = time.monotonic(), len(errors)
         _produce(p, "fill", 20, fill, errors)

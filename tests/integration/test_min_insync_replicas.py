@@ -40,7 +40,7 @@ def test_acks_all_follows_the_topics_min_insync_replicas_per_batch(broker):
         with Producer({"socket": broker.socket_path, "acks": "all"}) as all_, \
                 Producer({"socket": broker.socket_path, "acks": 1}) as one:
             err, _ = deliver(all_, "t")
-            assert isinstance(err, NotEnoughReplicas)          # refused before append ...
+            assert isinstance(err.exception, NotEnoughReplicas)          # refused before append ...
             assert deliver(one, "t") == (None, 0)              # ... so acks=1 gets offset 0
             assert deliver(all_, "plain") == (None, 0)
 
@@ -52,7 +52,7 @@ def test_acks_all_follows_the_topics_min_insync_replicas_per_batch(broker):
             admin.alter_configs("t", {"min.insync.replicas": 2})
             worker = restarted_worker(admin, "t", worker)
             err, _ = deliver(all_, "t")                        # attached before: refused now
-            assert isinstance(err, NotEnoughReplicas)
+            assert isinstance(err.exception, NotEnoughReplicas)
             assert deliver(one, "t") == (None, 2)
 
             admin.alter_configs("t", delete=["min.insync.replicas"])

@@ -151,13 +151,13 @@ def test_stopped_followers_hold_the_high_watermark_then_leave_the_isr_and_acks_a
         # acks=all waits for the ISR; when it shrinks below min.insync.replicas=2 the
         # batch is answered NOT_ENOUGH_REPLICAS_AFTER_APPEND, and the next one is refused
         [(err, offset)] = produce(broker, "t", [b"waits"], timeout=20)
-        assert isinstance(err, NotEnoughReplicasAfterAppend) and offset < 0, err
+        assert isinstance(err.exception, NotEnoughReplicasAfterAppend) and offset < 0, err
         assert partition_of(broker, "t").isr == [p.leader]
         assert "not caught up for" in broker.stderr(tail=None)
         # the ISR is the leader alone: the high watermark moved, the records are visible
         assert [r.value() for r in consume_n(c, 2)] == [b"unreplicated", b"waits"]
         [(err, _)] = produce(broker, "t", [b"refused"])
-        assert isinstance(err, NotEnoughReplicas), err
+        assert isinstance(err.exception, NotEnoughReplicas), err
         assert "1 under min ISR" in run(broker, "status")
     finally:
         for pid in stopped:
@@ -427,10 +427,10 @@ def test_a_producer_goes_on_after_a_new_leader_that_never_saw_its_refused_batch(
             os.kill(pid, signal.SIGSTOP)   # followers the broker we started forked
             stopped.append(pid)
         (shrunk,) = send([b"x"])   # appended, held until the stopped followers leave the ISR
-        assert isinstance(shrunk[0], NotEnoughReplicasAfterAppend), shrunk
+        assert isinstance(shrunk[0].exception, NotEnoughReplicasAfterAppend), shrunk
         wait_isr(broker, "t", [leader])
         (refused,) = send([b"refused"])   # refused before the append: its sequence is used up
-        assert isinstance(refused[0], NotEnoughReplicas), refused
+        assert isinstance(refused[0].exception, NotEnoughReplicas), refused
         while stopped:
             os.kill(stopped.pop(), signal.SIGCONT)
         wait_isr(broker, "t", [0, 1, 2])

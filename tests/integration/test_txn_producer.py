@@ -96,9 +96,9 @@ def test_abort_writes_an_abort_marker_after_the_records_sent_and_drops_those_not
     p.produce("t", b"never", partition=0, on_delivery=lambda err, rec: reports.append((err, rec.value(), rec)))
     p.abort_transaction(WAIT_S)
     p.poll(0)
-    assert len(reports) == 1 and isinstance(reports[0][0], TransactionAborted) and reports[0][1] == b"never"
+    assert len(reports) == 1 and isinstance(reports[0][0].exception, TransactionAborted) and reports[0][1] == b"never"
     failed = reports[0][2]                 # confluent-kafka's shape: the record's error() is err's KafkaError
-    assert failed.error() is reports[0][0].args[0] and failed.error().code() == KafkaError._PURGE_QUEUE and failed.offset() == -1
+    assert failed.error() is reports[0][0] and failed.error().code() == KafkaError._PURGE_QUEUE and failed.offset() == -1
     batches = wait_until(lambda: ends_with_marker(broker, "t", 0, ControlRecordType.ABORT), WAIT_S,
                          what="t-0's ABORT marker")
     assert len(batches) == 2 and batches[0].is_transactional
@@ -164,7 +164,7 @@ def test_a_zombies_records_after_the_fence_are_refused_and_fatal(broker, client,
     reports = []
     first.produce("t", b"after", partition=0, on_delivery=lambda err, rec: reports.append(err))
     first.flush(WAIT_S)
-    assert len(reports) == 1 and isinstance(reports[0], InvalidProducerEpoch) and reports[0].fatal
+    assert len(reports) == 1 and isinstance(reports[0].exception, InvalidProducerEpoch) and reports[0].fatal()
     with pytest.raises(InvalidProducerEpoch):
         first.produce("t", b"again", partition=0)
 
@@ -292,7 +292,7 @@ def test_a_refused_batch_makes_the_transaction_abortable_and_abort_recovers(brok
     with pytest.raises(NotEnoughReplicas) as e:
         p.commit_transaction(WAIT_S)
     assert e.value.txn_requires_abort and not e.value.fatal and not e.value.retriable
-    assert len(reports) == 1 and reports[0] is e.value
+    assert len(reports) == 1 and reports[0].exception is e.value
     with pytest.raises(NotEnoughReplicas):
         p.produce("t", b"more", partition=0)          # nothing more until the abort
     p.abort_transaction(WAIT_S)

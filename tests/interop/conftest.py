@@ -23,18 +23,22 @@ NO_GROUP_DELAY = ["--override", "group.initial.rebalance.delay.ms=0"]
 
 
 @pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory):
+def odradek_broker(tmp_path_factory):
+    """The odradek broker, with its listener, that serves this folder."""
+    broker = BrokerProcess(tmp_path_factory.mktemp("interop") / "data", listener=True, args=NO_GROUP_DELAY).start()
+    try:
+        yield broker
+    finally:
+        stop_cleanly(broker)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(request):
     """host:port of the Kafka listener under test."""
     other = os.environ.get("ODRADEK_INTEROP_BOOTSTRAP")
     if other:
-        yield other
-        return
-    tmp = tmp_path_factory.mktemp("interop")
-    broker = BrokerProcess(tmp / "data", listener=True, args=NO_GROUP_DELAY).start()
-    try:
-        yield f"127.0.0.1:{broker.kafka_port()}"
-    finally:
-        stop_cleanly(broker)
+        return other
+    return f"127.0.0.1:{request.getfixturevalue('odradek_broker').kafka_port()}"
 
 
 @pytest.fixture

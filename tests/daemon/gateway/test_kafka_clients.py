@@ -3,11 +3,11 @@ and kcat (where installed) produce and consume (assign(): groups are tested with
 group APIs), keyed placement, headers, acks 0/1/all, the idempotent producer, read_committed against
 odradek's transactional Producer, the long poll; and records crossing between TCP and
 shared memory unchanged (keys, values, headers, timestamps, offsets)."""
+import json
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KPTopicPartiti
 
 from odradek.client import OFFSET_BEGINNING, Admin, Consumer, Producer, TopicPartition
 from odradek.client.partitioner import partition_for_key
-from support.broker import BrokerProcess, consume_n, stop_cleanly
+from support.broker import BrokerProcess, consume_n, stop_cleanly, wait_until
 from support.gateway import GatewayProcess
 
 PARTITIONS = 3
@@ -191,26 +191,30 @@ def test_read_committed_skips_an_aborted_transaction(env, topic):
 
 
 def test_a_waiting_consumer_gets_a_later_record(env, topic):
+    """A record produced while confluent-kafka's fetch waits in the gateway (a long poll of
+    fetch.wait.max.ms=5000) reaches the consumer at once: the gateway wakes on the
+    partition state, not at the end of the wait."""
     broker, gw = env
-    c = CKConsumer({"bootstrap.servers": gw.bootstrap, "group.id": "unused", "fetch.wait.max.ms": 5000})
+    stats = []
+    c = CKConsumer({"bootstrap.servers": gw.bootstrap, "group.id": "unused", "fetch.wait.max.ms": 5000,
+                    "statistics.interval.ms": 50, "stats_cb": stats.append})
     try:
         c.assign([CKTopicPartition(topic, 0, 0)])
-        assert c.poll(1.0) is None
-        sent = []
 
-        def later():
-            time.sleep(0.3)
-            with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
-                p.produce(topic, b"late", partition=0)
-                p.flush(10)
-            sent.append(time.monotonic())
-        t = threading.Thread(target=later)
-        t.start()
+        def fetch_waiting():     # librdkafka's statistics: a Fetch sent, its answer awaited
+            assert c.poll(0.05) is None
+            last = json.loads(stats[-1]) if stats else {}
+            brokers = [b for b in last.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+            return any(b["req"].get("Fetch", 0) >= 1 and b["waitresp_cnt"] >= 1 for b in brokers)
+        wait_until(fetch_waiting, 30, interval=0, what="the consumer's Fetch to wait in the gateway")
+        with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
+            p.produce(topic, b"late", partition=0)
+            assert p.flush(10) == 0
+        sent = time.monotonic()
         msg = c.poll(10)
         got = time.monotonic()
-        t.join()
         assert msg is not None and msg.value() == b"late"
-        assert got - sent[0] < 0.5    # woken by the partition state, not at the end of fetch.wait.max.ms
+        assert got - sent < 0.5    # woken by the partition state, not at the end of fetch.wait.max.ms
     finally:
         c.close()
 

@@ -1,6 +1,8 @@
 """The gateway's ring attachments against a real broker, in this process: completions of
 a shared ring reach each waiter, a waiter that gave up leaves nothing behind, the number
-of attachments is bounded, a producer's new epoch retires the old ones."""
+of attachments is bounded, a producer's new epoch retires the old ones, a RingBudget caps
+the attachments of several registries together and logs its refusals rate-limited."""
+import logging
 import threading
 import time
 
@@ -11,7 +13,9 @@ from odradek.client.protocol import messages as m
 from odradek.client.records import BatchBuilder
 from odradek.daemon.gateway import produce_rings
 from odradek.daemon.gateway.broker_link import BrokerLinks
-from odradek.daemon.gateway.produce_rings import Attachments
+from odradek.client.errors import NotEnoughReplicas, UnknownTopicOrPartition
+from odradek.daemon.gateway.client_log import ClientLog
+from odradek.daemon.gateway.produce_rings import Attachments, RingBudget
 from support.broker import BrokerProcess, stop_cleanly, wait_until
 
 
@@ -101,3 +105,43 @@ def test_attachments_are_bounded_and_a_new_epoch_retires_the_old(links, monkeypa
     assert old.requests is None and new.requests is not None
     atts.close()
     assert new.requests is None and third.requests is None
+
+
+def test_a_budget_caps_every_registry_sharing_it_and_each_close_gives_back(links):
+    budget = RingBudget(2)
+    mine, shared = Attachments(links, budget=budget), Attachments(links, budget=budget)
+    a = mine.acquire("r", 0, 1, -1, -1)
+    b = shared.acquire("r", 1, 1, -1, -1)
+    assert budget.in_use == 2
+    assert shared.acquire("r", 1, 1, -1, -1) is b                  # one it has costs nothing
+    shared.release(b)
+    with pytest.raises(NotEnoughReplicas, match=r"r-2: .*listener.max.produce.rings"):
+        mine.acquire("r", 2, 1, -1, -1)
+    assert budget.in_use == 2
+    mine.release(a)
+    mine.close()                                                   # a connection's close gives its share back
+    assert budget.in_use == 1
+    with pytest.raises(UnknownTopicOrPartition):                   # an attach that fails keeps no share
+        shared.acquire("r", 9, 1, -1, -1, deadline=time.monotonic() + 1)
+    assert budget.in_use == 1
+    c = shared.acquire("r", 2, 1, -1, -1)
+    assert budget.in_use == 2
+    shared.release(c)
+    shared.release(b, broken=True)                                 # a broken one gives back once unused
+    assert budget.in_use == 1
+    shared.close()
+    assert budget.in_use == 0
+
+
+def test_refusals_are_one_line_per_window_that_counts_them(caplog):
+    now = [1000.0]
+    budget = RingBudget(3, ClientLog(logging.getLogger("odradek.gateway"), clock=lambda: now[0]))
+    with caplog.at_level(logging.WARNING, logger="odradek.gateway"):
+        for i in range(50):
+            assert isinstance(budget.refused("t", i, 7), NotEnoughReplicas)
+        now[0] += 10.0                                             # client_log.WINDOW_S later
+        budget.refused("t", 99, 8)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "all 3 of listener.max.produce.rings" in lines[0] and "1 new attachments refused" in lines[0]
+    assert "50 new attachments refused" in lines[1] and "t-99, producer id 8" in lines[1]

@@ -2,6 +2,7 @@
 topic ids, Produce's per-partition rules, Fetch (versions, limits, errors, sessions,
 the long poll), ListOffsets, OffsetForLeaderEpoch, InitProducerId."""
 import os
+import select
 import threading
 import time
 
@@ -17,6 +18,8 @@ from support.broker import BrokerProcess, stop_cleanly, wait_until
 from support.gateway import GatewayProcess, KafkaWire
 
 TOPIC = "wire"
+QUIET_S = 0.3        # the long poll's quiet window (test_fetch_long_poll_wakes_on_a_record_without_spinning)
+CPU_QUIET_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -221,23 +224,28 @@ def test_fetch_errors_and_limits(wire):
 
 
 def test_fetch_long_poll_wakes_on_a_record_without_spinning(wire, env):
+    """A Fetch with min_bytes=1 and nothing to read waits (no answer, no CPU) and is
+    answered as soon as a record comes, not at its max_wait. The quiet window is the thing
+    under test: how much CPU the waiting gateway takes, which only a stretch of waiting
+    shows, and that nothing answers the fetch early; QUIET_S is the shortest in which a
+    polling gateway would burn several times CPU_QUIET_S."""
     broker, gw = env
     hw = fetch(wire, 0).responses[0].partitions[0].high_watermark
     cpu = _cpu_seconds(gw.proc.pid)
-
-    def later():
-        time.sleep(0.6)
-        with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
-            p.produce(TOPIC, b"late", partition=0)
-            p.flush(10)
-    t = threading.Thread(target=later)
-    start = time.monotonic()
-    t.start()
-    r = fetch(wire, hw, max_wait=10_000, min_bytes=1).responses[0].partitions[0]
-    took = time.monotonic() - start
-    t.join()
-    assert r.records and 0.5 < took < 5
-    assert _cpu_seconds(gw.proc.pid) - cpu < 0.3     # asleep on the partition state, not polling
+    fetch_cls = kio.index.load_request_schema(1, 12)
+    wire.send(req(1, 12, replica_id=-1, max_wait=10_000, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
+                  session_id=0, session_epoch=-1, topics=[dict(topic=TOPIC, partitions=[dict(
+                      partition=0, fetch_offset=hw, current_leader_epoch=-1, last_fetched_epoch=-1,
+                      log_start_offset=-1, partition_max_bytes=1 << 20)])], forgotten_topics_data=[], rack_id=""))
+    readable, _, _ = select.select([wire.sock], [], [], QUIET_S)
+    assert not readable, "the fetch was answered with nothing to read"
+    assert _cpu_seconds(gw.proc.pid) - cpu < CPU_QUIET_S     # asleep on the partition state, not polling
+    with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
+        p.produce(TOPIC, b"late", partition=0)
+        assert p.flush(10) == 0
+    sent = time.monotonic()
+    r = wire.receive(fetch_cls).responses[0].partitions[0]
+    assert r.records and time.monotonic() - sent < 2.0        # woken by the record, not at max_wait (10 s)
 
 
 def test_fetch_long_poll_ends_at_max_wait(wire):
