@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 
-from odradek.daemon.gateway import server
+from odradek.daemon.gateway import codec, server
 from odradek.daemon.gateway.auth import Admission, PeerRule
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.listeners import hostport
@@ -81,6 +81,7 @@ def main(argv=None):
     if args.listen_fd is None:
         print(f"gateway: Kafka clients: bootstrap.servers={bound}", file=sys.stderr, flush=True)
     logging.getLogger("odradek.gateway").info("serving Kafka clients on %s for %s", bound, args.socket)
+    codec.freeze_layouts()     # a full collection walks only what serving allocates (codec.py)
     gateway.serve_forever()
     return 0
 

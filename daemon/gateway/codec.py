@@ -17,6 +17,7 @@ connection answers (ApiVersions: KIP-511's v0 fallback) instead of crashing.
 """
 import datetime
 import functools
+import gc
 import io
 import struct
 import uuid
@@ -28,7 +29,8 @@ from kio.schema.errors import ErrorCode
 from kio.serial._introspect import EntityField, EntityTupleField, PrimitiveTupleField, classify_field
 
 __all__ = ["Request", "RequestError", "UnsupportedRequest", "MalformedRequest", "peek_header",
-           "decode_request", "encode_response", "response_class", "build", "respond", "ErrorCode", "HEADER_PREFIX"]
+           "decode_request", "encode_response", "response_class", "build", "respond", "freeze_layouts", "ErrorCode",
+           "HEADER_PREFIX"]
 
 HEADER_PREFIX = struct.Struct(">hhi")    # api_key, api_version, correlation_id: fixed in every header version
 _SIZE = struct.Struct(">i")
@@ -77,6 +79,7 @@ def _reader(cls):
     r = _readers.get(cls)
     if r is None:
         r = _readers[cls] = kio.serial.entity_reader(cls)
+        _made()
     return r
 
 
@@ -84,6 +87,7 @@ def _writer(cls):
     w = _writers.get(cls)
     if w is None:
         w = _writers[cls] = kio.serial.entity_writer(cls)
+        _made()
     return w
 
 
@@ -91,16 +95,20 @@ def _writer(cls):
 def request_class(api_key, api_version):
     """kio's request class, or UnsupportedRequest."""
     try:
-        return kio.index.load_request_schema(api_key, api_version)
+        cls = kio.index.load_request_schema(api_key, api_version)
     except (kio.index.KioIndexError, ModuleNotFoundError, KeyError) as e:
         raise UnsupportedRequest(f"no schema for api key {api_key} version {api_version}",
                                  api_key, api_version) from e
+    _made()
+    return cls
 
 
 @functools.lru_cache(maxsize=4096)
 def response_class(api_key, api_version):
     """kio's response class for a request class's key and version."""
-    return kio.index.load_response_schema(api_key, api_version)
+    cls = kio.index.load_response_schema(api_key, api_version)
+    _made()
+    return cls
 
 
 def decode_request(frame):
@@ -135,6 +143,29 @@ def encode_response(correlation_id, response):
     _SIZE.pack_into(buf, 0, len(buf) - 4)
     del buf
     return out.getvalue()
+
+
+def freeze_layouts():
+    """From now on, whatever this module loads or makes for a message layout (kio's
+    classes, readers, writers, build()'s plans) is frozen out of the cyclic collector's
+    way as soon as it exists (gc.freeze: the process's every object so far). The gateway
+    process calls it at start (__main__.py): a full collection of kio's ~100k objects
+    takes tens of milliseconds, a pause of every connection's answers, and they live as
+    long as the process. A layout is loaded once, so this happens some hundred times at
+    most; a garbage cycle that happens to exist at that moment is kept (refcounting
+    still frees everything else)."""
+    global _freeze
+    _freeze = True
+    gc.freeze()
+
+
+_freeze = False
+
+
+def _made():
+    """A layout's objects were made (freeze_layouts)."""
+    if _freeze:
+        gc.freeze()
 
 
 # ---- building entities across versions --------------------------------------------------
@@ -180,6 +211,7 @@ def _plan(cls):
             required = f.default is MISSING and f.default_factory is MISSING
             plan.append((f.name, kind, required))
         plan = _plans[cls] = tuple(plan)
+        _made()
     return plan
 
 
