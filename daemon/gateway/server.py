@@ -267,6 +267,7 @@ class Connection:
         """Close the socket (waking this connection's thread), then whatever handlers left
         to close with the connection (objects with .close() under `state` keys starting
         with "closer:")."""
+        self._abandon_started()
         if self._closed:
             return
         self._closed = True
@@ -275,11 +276,6 @@ class Connection:
         except OSError:
             pass
         self.sock.close()
-        while self._started:      # started, never to be answered: what they hold is let go
-            _, finish = self._started.popleft()
-            abandon = getattr(finish, "abandon", None)
-            if abandon is not None:
-                abandon()
         for key in [k for k in self.state if k.startswith("closer:")]:
             closer = self.state.pop(key, None)
             if closer is not None:
@@ -287,6 +283,19 @@ class Connection:
                     closer.close()
                 except Exception:      # a handler's cleanup failing must not stop the others
                     self.note("closing %s", key, level=logging.ERROR, exc_info=True)
+
+    def _abandon_started(self):
+        """Started requests never to be answered: what they hold is let go. Each close()
+        does it (Gateway.stop's, from another thread, and then the connection thread's
+        own, which catches one started meanwhile); an entry is popped by one thread only."""
+        while True:
+            try:
+                _, finish = self._started.popleft()
+            except IndexError:
+                return
+            abandon = getattr(finish, "abandon", None)
+            if abandon is not None:
+                abandon()
 
     # ---- one request -------------------------------------------------------------
 

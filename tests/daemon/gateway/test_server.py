@@ -64,6 +64,7 @@ class _Pipelined:
 
     def __init__(self):
         self.events, self.go = [], threading.Event()
+        self.coalesce = True         # a finish is ready() once `go` is set
 
     def start(self, ctx, request):
         cid = request.correlation_id
@@ -76,7 +77,8 @@ class _Pipelined:
             assert self.go.wait(10)
             self.events.append(("finish", cid))
             return error_response(60, 0, ErrorCode.none, request.body, f"answer {cid}")
-        finish.ready = self.go.is_set      # answers ready together leave in one send
+        finish.ready = lambda: self.coalesce and self.go.is_set()    # ready together: one send
+        finish.abandon = lambda: self.events.append(("abandon", cid))
         return finish
 
     def handler(self, ctx, request):
@@ -148,6 +150,18 @@ def test_at_most_pipeline_max_requests_wait_at_once(pipelined):
         assert api.events == [("start", cid) for cid in range(1, server.PIPELINE_MAX + 1)] + [("waiting", 1)]
         api.go.set()
         assert [a[0] for a in _answers(sock, n)] == list(range(1, n + 1))
+
+
+def test_started_requests_of_a_closed_connection_are_abandoned_not_finished(pipelined):
+    port, api = pipelined
+    api.coalesce = False
+    with connect(port) as sock:
+        sock.sendall(b"".join(_describe_cluster(cid) for cid in range(1, 4)))
+        wait_until(lambda: ("waiting", 1) in api.events, 10, what="the first answer awaited")
+    api.go.set()                     # the client is gone: answering 1 fails, 2 and 3 are let go
+    wait_until(lambda: ("abandon", 3) in api.events, 10, what="the started requests abandoned")
+    assert api.events[-2:] == [("abandon", 2), ("abandon", 3)]
+    assert ("finish", 2) not in api.events and ("finish", 3) not in api.events
 
 
 def test_a_start_that_raises_is_answered_in_its_turn(pipelined):
