@@ -44,10 +44,10 @@ class JavaApp:
     """A Java program from .cache/interop/java in the background, its output in a file;
     stopped with SIGTERM (its shutdown hooks run), killed if it does not stop in time."""
 
-    def __init__(self, tmp_path, main_class, *args):
+    def __init__(self, tmp_path, name, main_class, *args):
         if not os.path.isdir(JAVA_LIBS):
             raise AssertionError(f"{JAVA_LIBS} is missing: run `make interop-tools`")
-        self.log_path = tmp_path / f"{main_class.rsplit('.', 1)[-1]}.log"
+        self.log_path = tmp_path / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", f"-Djava.io.tmpdir={tmp_path}",
@@ -107,57 +107,75 @@ def consumer(bootstrap, **config):
                      "enable.auto.commit": False, "isolation.level": "read_committed", **config})
 
 
-def expected_counts(lines):
-    """What WordCountDemo emits for each word (its statestore cache is off: every update):
-    1, 2, ... up to the word's count, in order, as its line splitting makes words."""
-    words = collections.Counter(w for line in lines for w in re.split(r"\W+", line.lower()) if w)
-    return {w: list(range(1, n + 1)) for w, n in words.items()}
+def expected_counts(before, lines):
+    """What WordCountDemo emits for each word of `lines` after it has counted `before` (its
+    statestore cache is off: every update), the counts in order, as its line splitting makes words."""
+    def words(text):
+        return collections.Counter(w for line in text for w in re.split(r"\W+", line.lower()) if w)
+    counted, new = words(before), words(lines)
+    return {w: list(range(counted[w] + 1, counted[w] + n + 1)) for w, n in new.items()}
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once_v2"])
-def test_streams_wordcount_demo(bootstrap, tmp_path, guarantee):
+def test_streams_wordcount_demo_counts_and_restores(bootstrap, tmp_path, guarantee):
+    """Two runs of the demo: the second, with its local state gone, restores the counts from
+    the changelog topic and goes on from them."""
     ensure_topic(bootstrap, INPUT, 2)
     ensure_topic(bootstrap, OUTPUT, 1)
     app_id = f"wordcount-{guarantee}-{uuid.uuid4().hex[:8]}"
     check = consumer(bootstrap)
     try:
-        starts = ends(check, OUTPUT)
         with_group = consumer(bootstrap, **{"group.id": app_id})
         with_group.commit(offsets=[TopicPartition(INPUT, p, high) for p, (_, high) in ends(check, INPUT).items()],
                           asynchronous=False)
         with_group.close()
-        producer = Producer({"bootstrap.servers": bootstrap})
-        for line in LINES:
-            producer.produce(INPUT, line.encode())
-        assert producer.flush(30) == 0
-        config = properties(tmp_path / "wordcount.properties", {
-            "application.id": app_id, "bootstrap.servers": bootstrap, "state.dir": tmp_path / "state",
-            "processing.guarantee": guarantee, "num.stream.threads": 2, "commit.interval.ms": 100,
-            "repartition.purge.interval.ms": 100})
-        with JavaApp(tmp_path, WORDCOUNT, config) as app:
-            check.assign([TopicPartition(OUTPUT, p, high) for p, (_, high) in starts.items()])
-            want, got = expected_counts(LINES), collections.defaultdict(list)
-
-            def counted():
-                app.alive()
-                for msg in check.consume(100, 0.5):
-                    assert msg.error() is None, msg.error()
-                    got[msg.key().decode()].append(struct.unpack(">q", msg.value())[0])
-                return got == want or any(len(got[w]) > len(want.get(w, ())) for w in got)
-
-            wait_until(counted, timeout=WAIT_S, interval=0, what=f"the word counts (got {dict(got)})")
-            assert got == want
-            repartition = f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
-
-            def purged():     # Streams deletes the repartition records it has committed (DeleteRecords)
-                app.alive()
-                marks = ends(check, repartition).values()
-                return sum(high for _, high in marks) > 0 and all(low == high for low, high in marks)
-
-            wait_until(purged, timeout=WAIT_S, interval=0.1, what=f"{repartition} purged")
+        check.assign([TopicPartition(OUTPUT, p, high) for p, (_, high) in ends(check, OUTPUT).items()])
+        first, more = LINES, ["Kafka streams on odradek again"]
+        produce_lines(bootstrap, first)
+        run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-1", check, expected_counts([], first))
+        produce_lines(bootstrap, more)
+        run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-2", check, expected_counts(first, more))
         assert_changelog_compacted(bootstrap, f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-changelog")
     finally:
         check.close()
+
+
+def produce_lines(bootstrap, lines):
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for line in lines:
+        producer.produce(INPUT, line.encode())
+    assert producer.flush(30) == 0
+
+
+def run_wordcount(bootstrap, tmp_path, app_id, guarantee, state, check, want):
+    """Run WordCountDemo until `check` (assigned to the output topic) has read `want` from it
+    and the repartition topic is purged, then stop it."""
+    config = properties(tmp_path / f"{state}.properties", {
+        "application.id": app_id, "bootstrap.servers": bootstrap, "state.dir": tmp_path / state,
+        "processing.guarantee": guarantee, "num.stream.threads": 2, "commit.interval.ms": 100,
+        "repartition.purge.interval.ms": 100,
+        # Streams does not leave its group on close: a broker that keeps the members until
+        # their session times out (Kafka) lets the next run in after session.timeout.ms
+        "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+    got = collections.defaultdict(list)
+    with JavaApp(tmp_path, f"wordcount-{state}", WORDCOUNT, config) as app:
+        def counted():
+            app.alive()
+            for msg in check.consume(100, 0.5):
+                assert msg.error() is None, msg.error()
+                got[msg.key().decode()].append(struct.unpack(">q", msg.value())[0])
+            return got == want or any(len(got[w]) > len(want.get(w, ())) for w in got)
+
+        wait_until(counted, timeout=WAIT_S, interval=0, what=f"the word counts (got {dict(got)})")
+        assert got == want
+        repartition = f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
+
+        def purged():     # Streams deletes the repartition records it has committed (DeleteRecords)
+            app.alive()
+            marks = ends(check, repartition).values()
+            return sum(high for _, high in marks) > 0 and all(low == high for low, high in marks)
+
+        wait_until(purged, timeout=WAIT_S, interval=0.1, what=f"{repartition} purged")
 
 
 def assert_changelog_compacted(bootstrap, topic):
@@ -186,7 +204,7 @@ def test_connect_standalone_file_source_and_sink(bootstrap, tmp_path, topic_name
     sink = properties(tmp_path / "sink.properties", {
         "name": sink_name, "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
         "file": sink_file, "topics": topic_name})
-    with JavaApp(tmp_path, CONNECT_STANDALONE, worker, source, sink) as app:
+    with JavaApp(tmp_path, "connect-standalone", CONNECT_STANDALONE, worker, source, sink) as app:
         def sunk(n):
             app.alive()
             return sink_file.exists() and len(sink_file.read_text().splitlines()) >= n
