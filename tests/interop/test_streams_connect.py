@@ -13,12 +13,16 @@ long-lived broker): each run has an application id of its own and commits that g
 offsets at the input's end before it starts, so the demo counts this run's lines only.
 """
 import collections
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -33,6 +37,7 @@ pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="no JDK: in
 CONNECT_PLUGINS = os.path.join(ROOT, ".cache", "interop", "connect-plugins")
 WORDCOUNT = "org.apache.kafka.streams.examples.wordcount.WordCountDemo"
 CONNECT_STANDALONE = "org.apache.kafka.connect.cli.ConnectStandalone"
+CONNECT_DISTRIBUTED = "org.apache.kafka.connect.cli.ConnectDistributed"
 INPUT, OUTPUT = "streams-plaintext-input", "streams-wordcount-output"
 WAIT_S = 45            # for a JVM to start, join its group and do its work
 STOP_S = 30            # for it to close after SIGTERM
@@ -135,7 +140,7 @@ def test_streams_wordcount_demo_counts_and_restores(bootstrap, tmp_path, guarant
         run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-1", check, expected_counts([], first))
         produce_lines(bootstrap, more)
         run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-2", check, expected_counts(first, more))
-        assert_changelog_compacted(bootstrap, f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-changelog")
+        assert_compacted(bootstrap, f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-changelog")
     finally:
         check.close()
 
@@ -178,67 +183,145 @@ def run_wordcount(bootstrap, tmp_path, app_id, guarantee, state, check, want):
         wait_until(purged, timeout=WAIT_S, interval=0.1, what=f"{repartition} purged")
 
 
-def assert_changelog_compacted(bootstrap, topic):
+def assert_compacted(bootstrap, *topics):
+    """Each of `topics` has cleanup.policy=compact (DescribeConfigs)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    configs = admin.describe_configs([resource], request_timeout=30)[resource].result(timeout=30)
-    assert configs["cleanup.policy"].value == "compact"
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    for resource, future in admin.describe_configs(resources, request_timeout=30).items():
+        assert future.result(timeout=30)["cleanup.policy"].value == "compact", resource
+
+
+def connect_worker(bootstrap, **settings):
+    return {"bootstrap.servers": bootstrap,
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "offset.flush.interval.ms": 100, "plugin.path": CONNECT_PLUGINS,
+            # the plugins' ServiceLoader manifests, not a scan of every class (5 s here)
+            "plugin.discovery": "service_load", **settings}
+
+
+def file_source(name, path, topic):
+    return {"name": name, "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
+            "file": str(path), "topic": topic,
+            # the worker creates the topic (CreateTopics): one partition keeps the lines in order
+            "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "-1"}
+
+
+def file_sink(name, path, topic):
+    """FileStreamSink `name`: its consumer group is connect-<name>."""
+    return {"name": name, "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
+            "file": str(path), "topics": topic}
+
+
+def append_lines(path, lines):
+    with open(path, "a") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+
+
+def wait_sunk(app, path, lines):
+    """Wait until the sink file holds `lines`."""
+    def sunk():
+        app.alive()
+        return path.exists() and len(path.read_text().splitlines()) >= len(lines)
+
+    wait_until(sunk, timeout=WAIT_S, interval=0.1, what=f"{len(lines)} lines in {path.name}")
+    assert path.read_text().splitlines() == lines
+
+
+def assert_topic_and_sink_offsets(app, bootstrap, topic, sink_name, lines):
+    """`topic` holds `lines` (read committed) and the sink's group has committed past them."""
+    check = consumer(bootstrap, **{"group.id": f"connect-{sink_name}"})
+    try:
+        records = read_records(check, topic, len(lines))
+        assert [r.value().decode() for r in records] == lines
+
+        def sink_committed():     # the next offset after the last record it wrote
+            app.alive()
+            return check.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == records[-1].offset() + 1
+
+        wait_until(sink_committed, timeout=WAIT_S, interval=0.1, what="the sink's committed offsets")
+    finally:
+        check.close()
+
+
+def read_records(check, topic, n):
+    """`topic`'s first n records (one partition), and any more there are at once."""
+    check.assign([TopicPartition(topic, 0, 0)])
+    out = []
+
+    def read():
+        for msg in check.consume(100, 0.5):
+            assert msg.error() is None, msg.error()
+            out.append(msg)
+        return len(out) >= n
+
+    wait_until(read, timeout=WAIT_S, interval=0, what=f"{n} records of {topic}")
+    out.extend(check.consume(100, 0.5))
+    return out
 
 
 def test_connect_standalone_file_source_and_sink(bootstrap, tmp_path, topic_name):
     source_file, sink_file = tmp_path / "source.txt", tmp_path / "sink.txt"
     lines = [f"line {i} through Kafka Connect" for i in range(3)]
-    source_file.write_text("".join(f"{line}\n" for line in lines))
-    worker = properties(tmp_path / "worker.properties", {
-        "bootstrap.servers": bootstrap,
-        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
-        "value.converter": "org.apache.kafka.connect.storage.StringConverter",
-        "offset.storage.file.filename": tmp_path / "offsets", "offset.flush.interval.ms": 100,
-        "listeners": "http://127.0.0.1:0", "plugin.path": CONNECT_PLUGINS})
-    source = properties(tmp_path / "source.properties", {
-        "name": f"source-{topic_name}", "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
-        "file": source_file, "topic": topic_name,
-        # the worker creates the topic (CreateTopics): one partition keeps the lines in order
-        "topic.creation.default.partitions": 1, "topic.creation.default.replication.factor": -1})
-    sink_name = f"sink-{topic_name}"      # its consumer group: connect-<name>
-    sink = properties(tmp_path / "sink.properties", {
-        "name": sink_name, "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
-        "file": sink_file, "topics": topic_name})
+    append_lines(source_file, lines)
+    worker = properties(tmp_path / "worker.properties", connect_worker(
+        bootstrap, **{"offset.storage.file.filename": tmp_path / "offsets", "listeners": "http://127.0.0.1:0"}))
+    sink_name = f"sink-{topic_name}"
+    source = properties(tmp_path / "source.properties", file_source(f"source-{topic_name}", source_file, topic_name))
+    sink = properties(tmp_path / "sink.properties", file_sink(sink_name, sink_file, topic_name))
     with JavaApp(tmp_path, "connect-standalone", CONNECT_STANDALONE, worker, source, sink) as app:
-        def sunk(n):
-            app.alive()
-            return sink_file.exists() and len(sink_file.read_text().splitlines()) >= n
-
-        wait_until(lambda: sunk(3), timeout=WAIT_S, interval=0.1, what="the first lines in the sink file")
+        wait_sunk(app, sink_file, lines)
         more = ["a line appended while the worker runs", "and one more"]
-        with open(source_file, "a") as f:
-            f.write("".join(f"{line}\n" for line in more))
-        wait_until(lambda: sunk(5), timeout=WAIT_S, interval=0.1, what="the appended lines in the sink file")
-        assert sink_file.read_text().splitlines() == lines + more
-        check = consumer(bootstrap, **{"group.id": f"connect-{sink_name}"})
-        try:
-            assert [m.value().decode() for m in read_all(check, topic_name)] == lines + more
-
-            def sink_committed():   # the sink task's group commits what it has written
-                app.alive()
-                return check.committed([TopicPartition(topic_name, 0)], timeout=30)[0].offset == len(lines + more)
-
-            wait_until(sink_committed, timeout=WAIT_S, interval=0.1, what="the sink's committed offsets")
-        finally:
-            check.close()
+        append_lines(source_file, more)
+        wait_sunk(app, sink_file, lines + more)
+        assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
 
 
-def read_all(check, topic):
-    """Every record of `topic` (one partition) up to its end."""
-    (low, high), = ends(check, topic).values()
-    check.assign([TopicPartition(topic, 0, low)])
-    out = []
+def test_connect_distributed_exactly_once_source_and_restart(bootstrap, tmp_path, topic_name):
+    """A distributed worker (its configs, offsets and statuses in compacted topics it creates,
+    Connect's own group protocol) with exactly-once source support (the source task's
+    records in transactions; the worker fences its producers), connectors added through its
+    REST API; restarted, it carries on from its topics."""
+    source_file, sink_file = tmp_path / "source.txt", tmp_path / "sink.txt"
+    lines = [f"line {i} through Connect's distributed worker" for i in range(3)]
+    append_lines(source_file, lines)
+    rest = f"http://127.0.0.1:{free_port()}"
+    worker = properties(tmp_path / "worker.properties", connect_worker(bootstrap, **{
+        "group.id": f"connect-{topic_name}", "listeners": rest, "exactly.once.source.support": "enabled",
+        **{f"{kind}.storage.{key}": value for kind in ("config", "offset", "status")
+           for key, value in (("topic", f"{topic_name}-{kind}"), ("replication.factor", -1))},
+        "offset.storage.partitions": 1, "status.storage.partitions": 1}))
+    sink_name = f"sink-{topic_name}"
+    with JavaApp(tmp_path, "connect-distributed-1", CONNECT_DISTRIBUTED, worker) as app:
+        for config in (file_source(f"source-{topic_name}", source_file, topic_name),
+                       file_sink(sink_name, sink_file, topic_name)):
+            wait_until(lambda: app.alive() and rest_call(rest, "/connectors", {"name": config["name"], "config": config}),
+                       timeout=WAIT_S,
+                       interval=0.2, what="the worker's REST API")
+        wait_sunk(app, sink_file, lines)
+    assert_compacted(bootstrap, *(f"{topic_name}-{kind}" for kind in ("config", "offset", "status")))
+    more = ["a line appended while the worker was down"]
+    append_lines(source_file, more)
+    with JavaApp(tmp_path, "connect-distributed-2", CONNECT_DISTRIBUTED, worker) as app:
+        wait_sunk(app, sink_file, lines + more)
+        assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
 
-    def at_end():
-        for msg in check.consume(100, 0.5):
-            assert msg.error() is None, msg.error()
-            out.append(msg)
-        return out and out[-1].offset() == high - 1
 
-    wait_until(at_end, timeout=WAIT_S, interval=0, what=f"{topic} read to its end")
-    return out
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rest_call(base, path, body):
+    """POST `body` (JSON) to Connect's REST API; None while it is not ready for it yet."""
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+    except (ConnectionError, urllib.error.URLError) as e:
+        # 404: its resources are not there yet; 503: it is starting, or its group rebalancing
+        if isinstance(e, urllib.error.HTTPError) and e.code not in (404, 503):
+            raise AssertionError(f"POST {path}: {e.code} {e.read()[:500]}") from e
+        return None
