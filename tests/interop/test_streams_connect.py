@@ -67,6 +67,10 @@ class JavaApp:
     def output(self):
         return self.log_path.read_text(errors="replace")[-3000:]
 
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(STOP_S)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -101,10 +105,13 @@ def ensure_topic(bootstrap, name, partitions):
             raise
 
 
-def ends(consumer, topic):
-    """{partition: (low watermark, high watermark)} of `topic`."""
-    parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts}
+def ends(consumer, topic, wait=True):
+    """{partition: (low watermark, high watermark)} of `topic` (the high one: the last stable
+    offset for a read_committed consumer); without `wait`, {} while there is no such topic."""
+    meta = consumer.list_topics(topic, timeout=30).topics[topic]
+    if meta.error is not None and not wait:
+        return {}
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in meta.partitions}
 
 
 def consumer(bootstrap, **config):
@@ -125,24 +132,61 @@ def expected_counts(before, lines):
 def test_streams_wordcount_demo_counts_and_restores(bootstrap, tmp_path, guarantee):
     """Two runs of the demo: the second, with its local state gone, restores the counts from
     the changelog topic and goes on from them."""
+    app_id, check = new_wordcount_app(bootstrap, guarantee)
+    try:
+        first, more = LINES, ["Kafka streams on odradek again"]
+        produce_lines(bootstrap, first)
+        run_wordcount(tmp_path, "run-1", check, expected_counts([], first),
+                      wordcount_config(bootstrap, app_id, guarantee, tmp_path / "state-1"))
+        produce_lines(bootstrap, more)
+        run_wordcount(tmp_path, "run-2", check, expected_counts(first, more),
+                      wordcount_config(bootstrap, app_id, guarantee, tmp_path / "state-2"))
+        assert_compacted(bootstrap, f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-changelog")
+    finally:
+        check.close()
+
+
+def test_streams_exactly_once_through_a_kill(bootstrap, tmp_path):
+    """Exactly once v2 killed (SIGKILL) in the middle of a transaction: its records in the
+    repartition topic are written but not committed; the next run fences the old producers,
+    their transactions are aborted, and the counts are right: nothing counted twice."""
+    app_id, check = new_wordcount_app(bootstrap, "exactly_once_v2")
+    uncommitted = consumer(bootstrap, **{"isolation.level": "read_uncommitted"})
+    try:
+        produce_lines(bootstrap, LINES)
+        # one transaction for the whole first run: commit.interval.ms under its timeout
+        config = wordcount_config(bootstrap, app_id, "exactly_once_v2", tmp_path / "state", **{
+            "commit.interval.ms": 30000, "producer.transaction.timeout.ms": 60000})
+        repartition = f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
+        words = sum(len(counts) for counts in expected_counts([], LINES).values())
+        with JavaApp(tmp_path, "run-1", WORDCOUNT, properties(tmp_path / "run-1.properties", config)) as app:
+            def repartitioned():      # the high watermarks (read_uncommitted): all the words there
+                app.alive()
+                return sum(high for _, high in ends(uncommitted, repartition, wait=False).values()) >= words
+
+            wait_until(repartitioned, timeout=WAIT_S, interval=0.1, what=f"{words} records in {repartition}")
+            assert all(lso == 0 for _, lso in ends(check, repartition).values())   # read_committed: none stable
+            app.kill()
+        run_wordcount(tmp_path, "run-2", check, expected_counts([], LINES),
+                      wordcount_config(bootstrap, app_id, "exactly_once_v2", tmp_path / "state"))
+    finally:
+        uncommitted.close()
+        check.close()
+
+
+def new_wordcount_app(bootstrap, guarantee):
+    """An application id of its own, its group's offsets at the input's end; and a consumer
+    (read_committed) assigned to the output's end."""
     ensure_topic(bootstrap, INPUT, 2)
     ensure_topic(bootstrap, OUTPUT, 1)
     app_id = f"wordcount-{guarantee}-{uuid.uuid4().hex[:8]}"
     check = consumer(bootstrap)
-    try:
-        with_group = consumer(bootstrap, **{"group.id": app_id})
-        with_group.commit(offsets=[TopicPartition(INPUT, p, high) for p, (_, high) in ends(check, INPUT).items()],
-                          asynchronous=False)
-        with_group.close()
-        check.assign([TopicPartition(OUTPUT, p, high) for p, (_, high) in ends(check, OUTPUT).items()])
-        first, more = LINES, ["Kafka streams on odradek again"]
-        produce_lines(bootstrap, first)
-        run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-1", check, expected_counts([], first))
-        produce_lines(bootstrap, more)
-        run_wordcount(bootstrap, tmp_path, app_id, guarantee, "state-2", check, expected_counts(first, more))
-        assert_compacted(bootstrap, f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-changelog")
-    finally:
-        check.close()
+    with_group = consumer(bootstrap, **{"group.id": app_id})
+    with_group.commit(offsets=[TopicPartition(INPUT, p, high) for p, (_, high) in ends(check, INPUT).items()],
+                      asynchronous=False)
+    with_group.close()
+    check.assign([TopicPartition(OUTPUT, p, high) for p, (_, high) in ends(check, OUTPUT).items()])
+    return app_id, check
 
 
 def produce_lines(bootstrap, lines):
@@ -152,18 +196,20 @@ def produce_lines(bootstrap, lines):
     assert producer.flush(30) == 0
 
 
-def run_wordcount(bootstrap, tmp_path, app_id, guarantee, state, check, want):
+def wordcount_config(bootstrap, app_id, guarantee, state_dir, **settings):
+    return {"application.id": app_id, "bootstrap.servers": bootstrap, "state.dir": state_dir,
+            "processing.guarantee": guarantee, "num.stream.threads": 2, "commit.interval.ms": 100,
+            "repartition.purge.interval.ms": 100,
+            # Streams does not leave its group on close: a broker that keeps the members until
+            # their session times out (Kafka) lets the next run in after session.timeout.ms
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, **settings}
+
+
+def run_wordcount(tmp_path, run, check, want, config):
     """Run WordCountDemo until `check` (assigned to the output topic) has read `want` from it
     and the repartition topic is purged, then stop it."""
-    config = properties(tmp_path / f"{state}.properties", {
-        "application.id": app_id, "bootstrap.servers": bootstrap, "state.dir": tmp_path / state,
-        "processing.guarantee": guarantee, "num.stream.threads": 2, "commit.interval.ms": 100,
-        "repartition.purge.interval.ms": 100,
-        # Streams does not leave its group on close: a broker that keeps the members until
-        # their session times out (Kafka) lets the next run in after session.timeout.ms
-        "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
     got = collections.defaultdict(list)
-    with JavaApp(tmp_path, f"wordcount-{state}", WORDCOUNT, config) as app:
+    with JavaApp(tmp_path, run, WORDCOUNT, properties(tmp_path / f"{run}.properties", config)) as app:
         def counted():
             app.alive()
             for msg in check.consume(100, 0.5):
@@ -173,7 +219,7 @@ def run_wordcount(bootstrap, tmp_path, app_id, guarantee, state, check, want):
 
         wait_until(counted, timeout=WAIT_S, interval=0, what=f"the word counts (got {dict(got)})")
         assert got == want
-        repartition = f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
+        repartition = f"{config['application.id']}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
 
         def purged():     # Streams deletes the repartition records it has committed (DeleteRecords)
             app.alive()
