@@ -4,9 +4,10 @@ Streams: Kafka's own WordCountDemo (org.apache.kafka.streams.examples.wordcount,
 fixed topics streams-plaintext-input and writing streams-wordcount-output), at least once
 and exactly once (v2): its internal topics made with CreateTopics and their configs, the
 repartition topic purged with DeleteRecords, its own assignor over two stream threads of one
-group, transactions for exactly once. Connect: the standalone worker with the FileStream
-source and sink connectors, moving lines from a file into a topic it creates and from the
-topic into another file.
+group, its state restored from the changelog topic, transactions for exactly once, also
+through a SIGKILL. Connect: the standalone and the distributed worker (exactly-once source
+support) with the FileStream source and sink connectors, moving lines from a file into a
+topic the worker creates and from the topic into another file.
 
 The demo's topics are fixed and may hold earlier runs' lines (ODRADEK_INTEROP_BOOTSTRAP at a
 long-lived broker): each run has an application id of its own and commits that group's
@@ -26,7 +27,7 @@ import urllib.request
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from support.broker import wait_until
@@ -84,8 +85,12 @@ class JavaApp:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *_):
+        try:
+            self.stop()
+        except AssertionError:
+            if exc_type is None:      # else the test's own failure says more
+                raise
 
 
 def properties(path, settings):
@@ -100,18 +105,16 @@ def ensure_topic(bootstrap, name, partitions):
                                  operation_timeout=30, request_timeout=30)[name]
     try:
         future.result(timeout=30)
-    except Exception as e:
+    except KafkaException as e:
         if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
 
 
-def ends(consumer, topic, wait=True):
-    """{partition: (low watermark, high watermark)} of `topic` (the high one: the last stable
-    offset for a read_committed consumer); without `wait`, {} while there is no such topic."""
-    meta = consumer.list_topics(topic, timeout=30).topics[topic]
-    if meta.error is not None and not wait:
-        return {}
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in meta.partitions}
+def ends(consumer, topic):
+    """{partition: (low watermark, high watermark)} of `topic`, {} while there is no such topic.
+    The high one is the last stable offset for a read_committed consumer."""
+    parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts}
 
 
 def consumer(bootstrap, **config):
@@ -162,7 +165,7 @@ def test_streams_exactly_once_through_a_kill(bootstrap, tmp_path):
         with JavaApp(tmp_path, "run-1", WORDCOUNT, properties(tmp_path / "run-1.properties", config)) as app:
             def repartitioned():      # the high watermarks (read_uncommitted): all the words there
                 app.alive()
-                return sum(high for _, high in ends(uncommitted, repartition, wait=False).values()) >= words
+                return sum(high for _, high in ends(uncommitted, repartition).values()) >= words
 
             wait_until(repartitioned, timeout=WAIT_S, interval=0.1, what=f"{words} records in {repartition}")
             assert all(lso == 0 for _, lso in ends(check, repartition).values())   # read_committed: none stable
@@ -275,7 +278,8 @@ def wait_sunk(app, path, lines):
 
 
 def assert_topic_and_sink_offsets(app, bootstrap, topic, sink_name, lines):
-    """`topic` holds `lines` (read committed) and the sink's group has committed past them."""
+    """`topic` holds `lines` (read committed) and the sink's group has committed past them;
+    the records."""
     check = consumer(bootstrap, **{"group.id": f"connect-{sink_name}"})
     try:
         records = read_records(check, topic, len(lines))
@@ -286,6 +290,7 @@ def assert_topic_and_sink_offsets(app, bootstrap, topic, sink_name, lines):
             return check.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == records[-1].offset() + 1
 
         wait_until(sink_committed, timeout=WAIT_S, interval=0.1, what="the sink's committed offsets")
+        return records
     finally:
         check.close()
 
@@ -332,25 +337,28 @@ def test_connect_distributed_exactly_once_source_and_restart(bootstrap, tmp_path
     lines = [f"line {i} through Connect's distributed worker" for i in range(3)]
     append_lines(source_file, lines)
     rest = f"http://127.0.0.1:{free_port()}"
+    internal = [f"{topic_name}-{kind}" for kind in ("config", "offset", "status")]
     worker = properties(tmp_path / "worker.properties", connect_worker(bootstrap, **{
         "group.id": f"connect-{topic_name}", "listeners": rest, "exactly.once.source.support": "enabled",
-        **{f"{kind}.storage.{key}": value for kind in ("config", "offset", "status")
-           for key, value in (("topic", f"{topic_name}-{kind}"), ("replication.factor", -1))},
-        "offset.storage.partitions": 1, "status.storage.partitions": 1}))
+        "config.storage.topic": internal[0], "offset.storage.topic": internal[1], "status.storage.topic": internal[2],
+        "config.storage.replication.factor": -1, "offset.storage.replication.factor": -1,
+        "status.storage.replication.factor": -1, "offset.storage.partitions": 1, "status.storage.partitions": 1}))
     sink_name = f"sink-{topic_name}"
     with JavaApp(tmp_path, "connect-distributed-1", CONNECT_DISTRIBUTED, worker) as app:
-        for config in (file_source(f"source-{topic_name}", source_file, topic_name),
-                       file_sink(sink_name, sink_file, topic_name)):
-            wait_until(lambda: app.alive() and rest_call(rest, "/connectors", {"name": config["name"], "config": config}),
-                       timeout=WAIT_S,
-                       interval=0.2, what="the worker's REST API")
+        add_connector(app, rest, file_source(f"source-{topic_name}", source_file, topic_name))
+        add_connector(app, rest, file_sink(sink_name, sink_file, topic_name))
         wait_sunk(app, sink_file, lines)
-    assert_compacted(bootstrap, *(f"{topic_name}-{kind}" for kind in ("config", "offset", "status")))
+    assert_compacted(bootstrap, *internal)
     more = ["a line appended while the worker was down"]
     append_lines(source_file, more)
     with JavaApp(tmp_path, "connect-distributed-2", CONNECT_DISTRIBUTED, worker) as app:
         wait_sunk(app, sink_file, lines + more)
-        assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
+        records = assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
+    check = consumer(bootstrap)
+    try:      # a transaction's commit marker after the last record
+        assert ends(check, topic_name)[0][1] > records[-1].offset() + 1
+    finally:
+        check.close()
 
 
 def free_port():
@@ -359,15 +367,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rest_call(base, path, body):
-    """POST `body` (JSON) to Connect's REST API; None while it is not ready for it yet."""
-    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
-    except (ConnectionError, urllib.error.URLError) as e:
-        # 404: its resources are not there yet; 503: it is starting, or its group rebalancing
-        if isinstance(e, urllib.error.HTTPError) and e.code not in (404, 503):
-            raise AssertionError(f"POST {path}: {e.code} {e.read()[:500]}") from e
-        return None
+def add_connector(app, rest, config):
+    """POST the connector to the worker's REST API, as soon as it takes it."""
+    request = urllib.request.Request(f"{rest}/connectors", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"name": config["name"], "config": config}).encode())
+
+    def added():
+        app.alive()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status == 201
+        except (ConnectionError, urllib.error.URLError) as e:
+            # 404: its resources are not there yet; 503: it is starting, or its group rebalancing
+            if isinstance(e, urllib.error.HTTPError) and e.code not in (404, 503):
+                raise AssertionError(f"POST /connectors: {e.code} {e.read()[:500]}") from e
+            return False
+
+    wait_until(added, timeout=WAIT_S, interval=0.2, what=f"the worker's REST API to take {config['name']}")
