@@ -328,11 +328,12 @@ def test_connect_standalone_file_source_and_sink(bootstrap, tmp_path, topic_name
         assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
 
 
-def test_connect_distributed_exactly_once_source_and_restart(bootstrap, tmp_path, topic_name):
+def test_connect_distributed_exactly_once_restart_and_offset_reset(bootstrap, tmp_path, topic_name):
     """A distributed worker (its configs, offsets and statuses in compacted topics it creates,
     Connect's own group protocol) with exactly-once source support (the source task's
     records in transactions; the worker fences its producers), connectors added through its
-    REST API; restarted, it carries on from its topics."""
+    REST API; restarted, it carries on from its topics; the sink's offsets read and reset
+    through the REST API (KIP-875: its group's offsets, deleted), it writes every line again."""
     source_file, sink_file = tmp_path / "source.txt", tmp_path / "sink.txt"
     lines = [f"line {i} through Connect's distributed worker" for i in range(3)]
     append_lines(source_file, lines)
@@ -345,8 +346,9 @@ def test_connect_distributed_exactly_once_source_and_restart(bootstrap, tmp_path
         "status.storage.replication.factor": -1, "offset.storage.partitions": 1, "status.storage.partitions": 1}))
     sink_name = f"sink-{topic_name}"
     with JavaApp(tmp_path, "connect-distributed-1", CONNECT_DISTRIBUTED, worker) as app:
-        add_connector(app, rest, file_source(f"source-{topic_name}", source_file, topic_name))
-        add_connector(app, rest, file_sink(sink_name, sink_file, topic_name))
+        for config in (file_source(f"source-{topic_name}", source_file, topic_name),
+                       file_sink(sink_name, sink_file, topic_name)):
+            rest_call(app, "POST", f"{rest}/connectors", {"name": config["name"], "config": config})
         wait_sunk(app, sink_file, lines)
     assert_compacted(bootstrap, *internal)
     more = ["a line appended while the worker was down"]
@@ -354,6 +356,18 @@ def test_connect_distributed_exactly_once_source_and_restart(bootstrap, tmp_path
     with JavaApp(tmp_path, "connect-distributed-2", CONNECT_DISTRIBUTED, worker) as app:
         wait_sunk(app, sink_file, lines + more)
         records = assert_topic_and_sink_offsets(app, bootstrap, topic_name, sink_name, lines + more)
+        # KIP-875: the stopped sink's offsets (its group's), reset: it writes every line again
+        sink_url = f"{rest}/connectors/{sink_name}"
+        rest_call(app, "PUT", f"{sink_url}/stop")
+        wait_until(lambda: rest_call(app, "GET", f"{sink_url}/status")["connector"]["state"] == "STOPPED",
+                   timeout=WAIT_S, interval=0.2, what=f"{sink_name} stopped")
+        assert rest_call(app, "GET", f"{sink_url}/offsets") == {"offsets": [{
+            "partition": {"kafka_topic": topic_name, "kafka_partition": 0},
+            "offset": {"kafka_offset": records[-1].offset() + 1}}]}
+        rest_call(app, "DELETE", f"{sink_url}/offsets")
+        assert rest_call(app, "GET", f"{sink_url}/offsets") == {"offsets": []}
+        rest_call(app, "PUT", f"{sink_url}/resume")
+        wait_sunk(app, sink_file, (lines + more) * 2)
     check = consumer(bootstrap)
     try:      # a transaction's commit marker after the last record
         assert ends(check, topic_name)[0][1] > records[-1].offset() + 1
@@ -367,20 +381,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def add_connector(app, rest, config):
-    """POST the connector to the worker's REST API, as soon as it takes it."""
-    request = urllib.request.Request(f"{rest}/connectors", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"name": config["name"], "config": config}).encode())
+def rest_call(app, method, url, body=None):
+    """`method` `url` on a Connect worker's REST API (JSON), once it takes the request; the
+    answer's JSON, or None if it has none."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
+    answer = []
 
-    def added():
+    def answered():
         app.alive()
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status == 201
+                answer.append(response.read())
+                return True
         except (ConnectionError, urllib.error.URLError) as e:
-            # 404: its resources are not there yet; 503: it is starting, or its group rebalancing
-            if isinstance(e, urllib.error.HTTPError) and e.code not in (404, 503):
-                raise AssertionError(f"POST /connectors: {e.code} {e.read()[:500]}") from e
+            # 404: its resources are not there yet; 409: its group is rebalancing; 503: it is starting
+            if isinstance(e, urllib.error.HTTPError) and e.code not in (404, 409, 503):
+                raise AssertionError(f"{method} {url}: {e.code} {e.read()[:500]}") from e
             return False
 
-    wait_until(added, timeout=WAIT_S, interval=0.2, what=f"the worker's REST API to take {config['name']}")
+    wait_until(answered, timeout=WAIT_S, interval=0.2, what=f"{method} {url}")
+    return json.loads(answer[0]) if answer[0] else None
