@@ -241,6 +241,8 @@ def assert_compacted(bootstrap, *topics):
 
 
 def connect_worker(bootstrap, **settings):
+    if not os.path.isdir(CONNECT_PLUGINS):
+        raise AssertionError(f"{CONNECT_PLUGINS} is missing: run `make interop-tools`")
     return {"bootstrap.servers": bootstrap,
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.storage.StringConverter",
