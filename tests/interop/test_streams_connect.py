@@ -220,7 +220,10 @@ def run_wordcount(tmp_path, run, check, want, config):
                 got[msg.key().decode()].append(struct.unpack(">q", msg.value())[0])
             return got == want or any(len(got[w]) > len(want.get(w, ())) for w in got)
 
-        wait_until(counted, timeout=WAIT_S, interval=0, what=f"the word counts (got {dict(got)})")
+        try:
+            wait_until(counted, timeout=WAIT_S, interval=0, what="the word counts")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: got {dict(got)}, want {want}") from None
         assert got == want
         repartition = f"{config['application.id']}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition"
 
