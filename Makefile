@@ -53,7 +53,8 @@ test: lint install interop-tools
 
 # Kafka clients that are not Python packages, for tests/interop: kcat (Debian's package),
 # kafkajs (npm, pinned by tests/interop/js/package-lock.json) and Apache Kafka's Java client
-# and CLI tools (Maven Central, pinned by tests/interop/java/pom.xml; needs a JDK 17+ and mvn).
+# and CLI tools, Kafka Streams and Connect (Maven Central, pinned by tests/interop/java/pom.xml,
+# with Connect's FileStream plugin in a folder of its own; needs a JDK 17+ and mvn).
 INTEROP := .cache/interop
 $(INTEROP)/.tools: tests/interop/java/pom.xml tests/interop/js/package-lock.json
 	@command -v kcat >/dev/null || { apt-get update -q && apt-get install -y -q kcat; } \
@@ -62,8 +63,9 @@ $(INTEROP)/.tools: tests/interop/java/pom.xml tests/interop/js/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix tests/interop/js
 	@command -v mvn >/dev/null && command -v java >/dev/null \
 	  || { echo "java or mvn is missing: install a JDK 17+ and Maven" >&2; exit 1; }
-	rm -rf $(INTEROP)/java
-	mvn -B -q -f tests/interop/java/pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(INTEROP))/java
+	rm -rf $(INTEROP)/java $(INTEROP)/connect-plugins
+	mvn -B -q -f tests/interop/java/pom.xml dependency:copy-dependencies dependency:copy@connect-file-plugin \
+	  -DoutputDirectory=$(abspath $(INTEROP))/java -Dinterop.dir=$(abspath $(INTEROP))
 	@touch $@
 
 interop-tools: $(INTEROP)/.tools
