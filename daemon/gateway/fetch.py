@@ -26,7 +26,8 @@ something changes or max_wait passes; never a sleep loop. (At most WAIT_MANY_MAX
 futex_waitv's limit: the first 128 partitions' of a larger request; the others are looked
 at whenever it wakes, at max_wait at the latest.) Sessions: fetch_sessions.py.
 
-Encoding: the response is built with kio, each partition's `records` a unique 16-byte
+Encoding: fetch_answer.py writes an answer without tagged fields (the usual one) by hand.
+Any other is built with kio, each partition's `records` a unique 16-byte
 placeholder; in the encoded bytes each placeholder (and its length prefix: int32 before
 v12, an unsigned varint of length+1 from v12, the flexible versions) is replaced by the
 real length prefix and a FileSlice of the segment, and the frame's size is corrected.
@@ -48,6 +49,7 @@ from odradek.client.errors import (
 from odradek.client.protocol import messages as m
 from odradek.client.records.varint import encode_uvarint
 from odradek.client.shm.waiting import WAIT_MANY_MAX, WaitSet
+from odradek.daemon.gateway import fetch_answer
 from odradek.daemon.gateway.apis import Api, FileSlice, Reply
 from odradek.daemon.gateway.codec import ErrorCode, build, encode_response, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
@@ -65,6 +67,7 @@ _TRIPLES = struct.Struct("=qqq")
 INLINE_MAX = 32 * 1024
 _MARKER_PREFIX = os.urandom(8)
 _markers = itertools.count()
+_TAGGED = frozenset(("diverging_epoch", "current_leader", "snapshot_id"))   # answers kio encodes (fetch_answer.py)
 
 
 def splice_records(framed, slices, flexible):
@@ -307,6 +310,14 @@ def _respond(ctx, request, cls, session, incremental, results, by_id):
             order.append(want.topic_key)
         topics[want.topic_key].append(answer)
         leader_named = leader_named or "current_leader" in answer
+    if not leader_named and not any(_TAGGED.intersection(a) for k in order for a in topics[k]):
+        for answers in topics.values():
+            for a in answers:
+                if a["records"] in slices:
+                    a["records"] = slices[a["records"]]
+        session_id = session.id if session is not None else 0
+        return Reply(_inlined(fetch_answer.encode(request.correlation_id, request.api_version, session_id,
+                                                  ErrorCode.none, [(k, topics[k]) for k in order])))
     key = "topic_id" if by_id else "topic"
     host, port = ctx.gateway.advertised      # v16+: where the leaders named in current_leader are
     response = build(cls, throttle_time=0, error_code=ErrorCode.none,
