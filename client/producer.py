@@ -8,7 +8,8 @@ partition's leader; delivery reports back.
         p.flush()
 
 Theory of operation
-- produce() is one C call (odradek._hotpath.Accumulator, daemon/c_ext/hp_producer.c):
+- produce() is one C call (odradek._hotpath.Accumulator, daemon/c_ext/hp_producer.c;
+  each Producer's produce is the accumulator's bind_produce, no Python frame per record):
   argument checks, the partition, the record encoded straight into the open batch, which
   lives in a reservation of the partition's produce ring, and the seal (header, CRC-32C,
   commit) when the batch reaches batch.size or linger.ms is 0. What it cannot do comes
@@ -203,6 +204,10 @@ class Producer:
         accumulator = Accumulator if c["compression.type"] == "none" else compressed_accumulator(c)
         self._acc = accumulator(c["batch.size"], c["linger.ms"], self._acks, self._pid, self._epoch,
                                 _address(self._doorbell._ptr), self._doorbell, transactional=self._txn is not None)
+        if hasattr(self._acc, "bind_produce") and type(self).produce is Producer.produce:
+            # produce() as one C call, no Python frame per record (the method below, bound
+            # here: what it would do, for the C accumulator; a subclass's override stays)
+            self.produce = self._acc.bind_produce(self._produce_slow)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
         self._reported = threading.Condition()
         self._settled = 0                      # records reported (delivered or failed)

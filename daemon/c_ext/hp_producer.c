@@ -95,39 +95,46 @@ enum {
 
 /* ---- produce() --------------------------------------------------------------------------- */
 
+/* Accumulator.produce's argument order, which is also the order of the core's argv and of
+ * the Producer's _produce_slow(res, *argv) */
 static const char *const produce_kwlist[] = {"topic", "value", "key", "headers", "partition",
                                              "timestamp", "on_delivery"};
+static const int produce_order[] = {0, 1, 2, 3, 4, 5, 6};
+/* Producer.produce's (confluent-kafka's) order, and where each lands in argv */
+static const char *const confluent_kwlist[] = {"topic", "value", "key", "partition", "on_delivery",
+                                               "timestamp", "headers"};
+static const int confluent_order[] = {0, 1, 2, 4, 6, 5, 3};
 #define PRODUCE_NARGS 7
 
+/* Fills out[] (the core's order) from a vectorcall's arguments named by kwlist; `order`
+ * maps each kwlist position to its argv slot. */
 static int parse_produce_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                              PyObject **out)
+                              const char *const *kwlist, const int *order, PyObject **out)
 {
     if (nargs > PRODUCE_NARGS) {
         PyErr_Format(PyExc_TypeError, "produce() takes at most %d arguments (%zd given)",
                      PRODUCE_NARGS, nargs);
         return -1;
     }
-    int given;
     for (int i = 0; i < PRODUCE_NARGS; i++)
-        out[i] = i < nargs ? args[i] : Py_None;
-    given = (1 << nargs) - 1;
+        out[order[i]] = i < nargs ? args[i] : Py_None;
+    int given = (1 << nargs) - 1;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t j = 0; j < nkw; j++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, j);
         int k = 0;
-        while (k < PRODUCE_NARGS && PyUnicode_CompareWithASCIIString(name, produce_kwlist[k]) != 0)
+        while (k < PRODUCE_NARGS && PyUnicode_CompareWithASCIIString(name, kwlist[k]) != 0)
             k++;
         if (k == PRODUCE_NARGS) {
             PyErr_Format(PyExc_TypeError, "produce() got an unexpected keyword argument '%U'", name);
             return -1;
         }
         if (given & (1 << k)) {
-            PyErr_Format(PyExc_TypeError, "produce() got multiple values for argument '%s'",
-                         produce_kwlist[k]);
+            PyErr_Format(PyExc_TypeError, "produce() got multiple values for argument '%s'", kwlist[k]);
             return -1;
         }
         given |= 1 << k;
-        out[k] = args[nargs + j];
+        out[order[k]] = args[nargs + j];
     }
     if (!(given & 1)) {
         PyErr_SetString(PyExc_TypeError, "produce() missing required argument 'topic'");
@@ -136,12 +143,10 @@ static int parse_produce_args(PyObject *const *args, Py_ssize_t nargs, PyObject 
     return 0;
 }
 
-static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_ssize_t nargs,
-                                     PyObject *kwnames)
+/* The record of argv (produce_kwlist's order) into its batch: None, or the slow path's
+ * tuple. */
+static PyObject *produce_core(Accumulator *a, PyObject *const *argv)
 {
-    PyObject *argv[PRODUCE_NARGS];
-    if (parse_produce_args(args, nargs, kwnames, argv) < 0)
-        return NULL;
     PyObject *topic = argv[0], *callback = argv[6];
     if (a->closed) {
         PyErr_SetString(PyExc_RuntimeError, "produce() on a closed Producer");
@@ -317,6 +322,52 @@ done:
     Py_XDECREF(item);
     Py_XDECREF(spare);
     return result;
+}
+
+static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *argv[PRODUCE_NARGS];
+    if (parse_produce_args(args, nargs, kwnames, produce_kwlist, produce_order, argv) < 0)
+        return NULL;
+    return produce_core(a, argv);
+}
+
+/* The Producer's produce() as one C call (bind_produce): confluent-kafka's argument order;
+ * what the core cannot do goes to slow(res, *argv), the Producer's _produce_slow, whose
+ * result is returned. Its self is the tuple (accumulator, slow). */
+static PyObject *bound_produce(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *argv[1 + PRODUCE_NARGS];   /* argv[0]: the slow path's first argument */
+    if (parse_produce_args(args, nargs, kwnames, confluent_kwlist, confluent_order, argv + 1) < 0)
+        return NULL;
+    PyObject *res = produce_core((Accumulator *)PyTuple_GET_ITEM(self, 0), argv + 1);
+    if (res == NULL || res == Py_None)
+        return res;
+    argv[0] = res;
+    PyObject *out = PyObject_Vectorcall(PyTuple_GET_ITEM(self, 1), argv, 1 + PRODUCE_NARGS, NULL);
+    Py_DECREF(res);
+    return out;
+}
+
+static PyMethodDef bound_produce_def = {
+    "produce", (PyCFunction)(void (*)(void))bound_produce, METH_FASTCALL | METH_KEYWORDS,
+    "produce(topic, value=None, key=None, partition=None, on_delivery=None, timestamp=None, headers=None)\\n"
+    "Queue one record (odradek.client.Producer.produce, as one C call)."
+};
+
+/* bind_produce(slow) -> the Producer's produce(): see bound_produce. */
+static PyObject *Accumulator_bind_produce(Accumulator *a, PyObject *slow)
+{
+    if (!PyCallable_Check(slow))
+        return PyErr_Format(PyExc_TypeError, "bind_produce needs a callable, not %.100s", Py_TYPE(slow)->tp_name);
+    PyObject *self = PyTuple_Pack(2, (PyObject *)a, slow);
+    if (self == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_New(&bound_produce_def, self);
+    Py_DECREF(self);
+    return fn;
 }
 
 /* ---- The Python side's calls --------------------------------------------------------------- */
@@ -753,6 +804,10 @@ static PyMethodDef Accumulator_methods[] = {
     {"produce", (PyCFunction)(void (*)(void))Accumulator_produce, METH_FASTCALL | METH_KEYWORDS,
      "produce(topic, value=None, key=None, headers=None, partition=None, timestamp=None, "
      "on_delivery=None) -> None, or (code, partition, bytes, limit) for the slow path"},
+    {"bind_produce", (PyCFunction)Accumulator_bind_produce, METH_O,
+     "bind_produce(slow) -> produce(topic, value=None, key=None, partition=None, on_delivery=None, "
+     "timestamp=None, headers=None), one C call; slow(res, topic, value, key, headers, partition, "
+     "timestamp, on_delivery) serves what produce's tuple asks for"},
     {"set_partition_count", (PyCFunction)Accumulator_set_partition_count, METH_VARARGS,
      "set_partition_count(topic, count)"},
     {"add_link", (PyCFunction)Accumulator_add_link, METH_VARARGS,

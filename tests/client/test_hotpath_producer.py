@@ -255,6 +255,40 @@ def test_a_full_ring_queues_nothing_until_space_comes(rig):
     assert sum(b.records_count for _, b in first + r.batches()) == sent + 1
 
 
+def test_bind_produce_takes_confluent_kafkas_argument_order_and_calls_the_slow_path(rig):
+    r = rig()
+    asked = []
+
+    def slow(res, *argv):
+        asked.append((res[0], argv))
+        return "slow's result"
+    produce = r.acc.bind_produce(slow)
+
+    def cb(err, rec):
+        pass
+    # topic, value, key, partition, on_delivery, timestamp, headers (Producer.produce's order)
+    assert produce("t", b"a", b"k", 0, cb, 10, [("h", b"x")]) is None
+    assert produce("t", value=b"b", timestamp=11, headers={"h": None}, key=None, partition=None) is None
+    # the slow path gets the accumulator's tuple and the arguments in Accumulator.produce's order
+    assert produce("u", b"c", None, None, None, 12) == "slow's result"
+    assert asked == [(_hotpath.PRODUCE_NEED_COUNT, ("u", b"c", None, None, None, 12, None))]
+    assert produce("t", b"d", partition=1, on_delivery=cb) == "slow's result"
+    assert asked[1] == (_hotpath.PRODUCE_NEED_LINK, ("t", b"d", None, None, 1, None, cb))
+    for args, kwargs, message in [((), {}, "topic"), (("t",), {"colour": 1}, "colour"),
+                                  (("t", b"v"), {"value": b"w"}, "value"), (("t",) * 8, {}, "at most"),
+                                  (("t", b"v", None, None, 3), {}, "on_delivery")]:
+        with pytest.raises(TypeError, match=message):
+            produce(*args, **kwargs)
+    with pytest.raises(TypeError, match="callable"):
+        r.acc.bind_produce(3)
+    r.acc.seal_all()
+    (_, batch), = r.batches()
+    assert [(rec.timestamp, rec.key, rec.value, list(rec.headers)) for rec in batch.records()] == [
+        (10, b"k", b"a", [("h", b"x")]), (11, None, b"b", [("h", None)])]
+    count, pending = r.acc.complete(r.link, 0)
+    assert count == 2 and pending == [(cb, b"k", b"a", [("h", b"x")], 10), None]
+
+
 def test_callbacks_are_kept_per_record_only_in_batches_that_have_one(rig):
     r = rig()
 
