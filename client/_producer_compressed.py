@@ -7,7 +7,7 @@ is compressed, so compressed batches stay on the Python BatchBuilder, built in p
 memory, compressed when sealed (records/compression.py) and copied into the ring.
 CompressedAccumulator has the C Accumulator's interface
 (produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
-take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
+collect, take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
 transactional flag for transactions), so the Producer drives either alike. Differences:
 sealing can find the ring full (the batch then stays open and the sender retries it),
 and one lock covers every partition (compressing costs far more than the locking).
@@ -16,7 +16,7 @@ import functools
 import threading
 import time
 
-from odradek.client.errors import RingFull
+from odradek.client.errors import RingFull, ShmCorrupt
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, PRODUCE_TOO_LARGE
 from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder, Compression
@@ -66,11 +66,12 @@ def headers_of(headers):
 
 
 class _Link:
-    __slots__ = ("topic", "partition", "ring", "limit", "builder", "pending", "deadline",
+    __slots__ = ("topic", "partition", "ring", "limit", "completions", "builder", "pending", "deadline",
                  "next_seq", "next_tag", "inflight", "in_txn")
 
-    def __init__(self, topic, partition, ring, limit):
+    def __init__(self, topic, partition, ring, limit, completions):
         self.topic, self.partition, self.ring, self.limit = topic, partition, ring, limit
+        self.completions = completions   # the completion Ring collect() reads (None: not given)
         self.builder = None
         self.pending = []         # (callback, key, value, headers, timestamp) or None, per record
         self.deadline = None      # linger deadline of the open batch (monotonic s)
@@ -116,8 +117,9 @@ class CompressedAccumulator:
             for link in self._links:
                 link.in_txn = False
 
-    def add_link(self, topic, partition, _ring_addr, ring, limit):
-        link = _Link(topic, partition, ring, limit)
+    def add_link(self, topic, partition, _ring_addr, ring, limit, _next_seq=0, _completions_addr=0,
+                 completions=None):
+        link = _Link(topic, partition, ring, limit, completions)
         self._links.append(link)
         self._by_partition[(topic, partition)] = link
         return len(self._links) - 1
@@ -247,6 +249,39 @@ class CompressedAccumulator:
     def complete(self, link_id, tag):
         with self._lock:
             return self._links[link_id].inflight.pop(tag, None)
+
+    def collect(self):
+        """The C Accumulator's collect(): (doorbell seen, records settled, reports (link,
+        count, pending, base offset, error code), strays (link, tag), corrupt (link,
+        message) or None)."""
+        seen = self._doorbell.value if self._doorbell is not None else 0
+        settled, reports, strays = 0, [], []
+        for link_id, link in enumerate(self._links):
+            if self._acks == 0:
+                with self._lock:
+                    done, link.inflight = list(link.inflight.values()), {}
+                for count, pending in done:
+                    if pending is None:
+                        settled += count
+                    else:
+                        reports.append((link_id, count, pending, -1, 0))
+                continue
+            for _ in range(1 << 16):    # bounded: the ring holds fewer completions
+                try:
+                    c = link.completions.read_completion() if link.completions is not None else None
+                except ShmCorrupt as e:
+                    return seen, settled, reports, strays, (link_id, str(e))
+                if c is None:
+                    break
+                with self._lock:
+                    done = link.inflight.pop(c.tag, None)
+                if done is None:
+                    strays.append((link_id, c.tag))
+                elif done[1] is None and not c.error_code:
+                    settled += done[0]
+                else:
+                    reports.append((link_id, done[0], done[1], c.base_offset, c.error_code))
+        return seen, settled, reports, strays, None
 
     def take_sealed(self, link_id):
         with self._lock:

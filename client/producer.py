@@ -68,7 +68,7 @@ from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._producer_compressed import compressed_accumulator
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (IllegalState, InvalidConfig, KafkaException, LeaderNotAvailable, MessageTooLarge,
-                                   OdradekError, RequestTimedOut, RingFull, TransactionAborted,
+                                   OdradekError, RequestTimedOut, RingFull, ShmCorrupt, TransactionAborted,
                                    UnknownTopicOrPartition, error_for_code)
 from odradek.client.message import TIMESTAMP_CREATE_TIME, FailedDelivery, GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
@@ -327,7 +327,8 @@ class Producer:
             link = _Link(topic, partition, requests, completions, (req_fd, comp_fd))
             # the largest batch: max.message.bytes of the topic, or what the ring takes
             limit = min(requests.max_payload, max_batch_bytes or requests.max_payload)
-            link.id = self._acc.add_link(topic, partition, _address(requests._r), requests, limit)
+            link.id = self._acc.add_link(topic, partition, _address(requests._r), requests, limit, 0,
+                                         _address(completions._r), completions)
             self._link_list.append(link)
             self._links[(topic, partition)] = link
 
@@ -525,55 +526,68 @@ class Producer:
     def _report(self, link, count, pending, base_offset, error):
         """Queue the delivery reports of a batch of `count` records; `pending` holds, per
         record, None or what its on_delivery report needs (None: no record has one)."""
-        items = []
-        kafka_error = error.args[0] if isinstance(error, KafkaException) else None   # the record's error()
-        if pending is not None:
-            for i, p in enumerate(pending):
-                if p is not None:
-                    callback, key, value, headers, ts = p
-                    offset = -1 if base_offset < 0 else base_offset + i
-                    headers = list(headers) if headers else None
-                    if error is None:
-                        rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
-                    else:
-                        rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
-                                             TIMESTAMP_CREATE_TIME, kafka_error)
-                    items.append((callback, error, rec))
+        items = self._report_items(link, pending, base_offset, error)
         with self._reported:
             self._reports.extend(items)
             self._settled += count
             self._reported.notify_all()
 
+    @staticmethod
+    def _report_items(link, pending, base_offset, error):
+        """(on_delivery, error, Record) of each record of a batch that has a callback."""
+        items = []
+        if pending is None:
+            return items
+        kafka_error = error.args[0] if isinstance(error, KafkaException) else None   # the record's error()
+        for i, p in enumerate(pending):
+            if p is not None:
+                callback, key, value, headers, ts = p
+                offset = -1 if base_offset < 0 else base_offset + i
+                headers = list(headers) if headers else None
+                if error is None:
+                    rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
+                else:
+                    rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
+                                         TIMESTAMP_CREATE_TIME, kafka_error)
+                items.append((callback, error, rec))
+        return items
+
     def _send_loop(self):
         doorbell = self._doorbell
         while not self._closed:
-            seen = doorbell.value
-            self._take_completions()
+            seen = self._take_completions()
             timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
             doorbell.wait(seen, timeout)
 
     def _take_completions(self):
         """Queue a delivery report for every batch the leaders have acknowledged (with
-        acks=0: every batch sealed)."""
-        for link in list(self._link_list):
-            if self._acks == 0:
-                for count, pending in self._acc.take_sealed(link.id):
-                    self._report(link, count, pending, -1, None)
-                continue
-            for _ in range(1 << 16):    # bounded: the ring holds fewer completions
-                c = link.completions.read_completion()
-                if c is None:
-                    break
-                done = self._acc.complete(link.id, c.tag)
-                if done is None:
-                    log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
-                    continue
-                error = _completion_error(link, c.error_code) if c.error_code else None
-                if error is not None and self._txn is not None:
-                    with self._txn_lock:   # fenced: fatal; else the transaction must abort
-                        self._txn_call(self._txn.batch_failed, error)
-                self._report(link, *done, c.base_offset, error)
+        acks=0: every batch sealed); returns our doorbell's counter as it was before
+        looking (to sleep on). The accumulator reads every completion ring in one call
+        (collect), without letting go of the GIL: a batch with neither callbacks nor an
+        error only counts its records as settled, and the Condition is taken once a round."""
+        seen, settled, reports, strays, corrupt = self._acc.collect()
+        for link_id, tag in strays:
+            link = self._link_list[link_id]
+            log.warning("completion for unknown tag %d on %s-%d", tag, link.topic, link.partition)
+        items = []
+        for link_id, count, pending, base_offset, code in reports:
+            link = self._link_list[link_id]
+            error = _completion_error(link, code) if code else None
+            if error is not None and self._txn is not None:
+                with self._txn_lock:   # fenced: fatal; else the transaction must abort
+                    self._txn_call(self._txn.batch_failed, error)
+            items += self._report_items(link, pending, base_offset, error)
+            settled += count
+        if settled or items:
+            with self._reported:
+                self._reports.extend(items)
+                self._settled += settled
+                self._reported.notify_all()
+        if corrupt is not None:
+            link = self._link_list[corrupt[0]]
+            raise ShmCorrupt(f"{link.topic}-{link.partition}: {corrupt[1]}")
+        return seen
 
     def poll(self, timeout=0):
         """Run delivery callbacks that are due; wait up to `timeout` seconds (None:

@@ -25,6 +25,8 @@ typedef struct {
     uint32_t limit;          /* the largest batch: max.message.bytes, or the ring's max */
     odk_ring *ring;          /* the Ring's cffi struct: mapped until the Producer closes the Ring, after close() */
     PyObject *owner;
+    odk_ring *completions;   /* the completion ring's, read by collect(); NULL: none given */
+    PyObject *completions_owner;
     /* the open batch (batch != NULL): a reservation of cap bytes in the ring */
     uint8_t *batch;
     uint32_t used, cap;

@@ -411,8 +411,10 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     unsigned long long ring_addr;
     unsigned int limit;
     int next_seq = 0;
-    if (!PyArg_ParseTuple(args, "UiKOI|i:add_link", &name, &partition, &ring_addr, &owner, &limit,
-                          &next_seq))
+    unsigned long long completions_addr = 0;
+    PyObject *completions_owner = Py_None;
+    if (!PyArg_ParseTuple(args, "UiKOI|iKO:add_link", &name, &partition, &ring_addr, &owner, &limit,
+                          &next_seq, &completions_addr, &completions_owner))
         return NULL;
     if (partition < 0 || partition >= MAX_PARTITION || ring_addr == 0 || next_seq < 0)
         return PyErr_Format(PyExc_ValueError, "bad partition %d, ring or sequence", partition);
@@ -447,6 +449,9 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     l->next_seq = next_seq;
     Py_INCREF(owner);
     l->owner = owner;
+    l->completions = (odk_ring *)(uintptr_t)completions_addr;
+    Py_INCREF(completions_owner);
+    l->completions_owner = completions_owner;
     t->links[partition] = l;
     a->links[a->nlinks] = l;
     return PyLong_FromSsize_t(a->nlinks++);
@@ -569,7 +574,20 @@ static int remove_inflight_locked(Link *l, uint32_t tag, Sealed *out)
     return 0;
 }
 
-/* The reports of complete() and take_sealed() are made before their entries leave the
+/* A copy of the in-flight entry with that tag (locked) in *out, with a new reference to its
+ * pending list (the report's own); 0 if there is none. */
+static int find_inflight_locked(Link *l, uint32_t tag, Sealed *out)
+{
+    for (size_t i = 0; i < l->in_len; i++)
+        if (l->inflight[(l->in_first + i) % l->in_cap].tag == tag) {
+            *out = l->inflight[(l->in_first + i) % l->in_cap];
+            Py_XINCREF(out->pending);
+            return 1;
+        }
+    return 0;
+}
+
+/* The reports of complete(), take_sealed() and collect() are made before their entries leave the
  * queue (each holding its own reference to the pending list), so that a MemoryError
  * changes nothing: the records stay in flight, to be taken again (close() reports them),
  * and are never lost to len(producer). Building runs with the lock released (it can run
@@ -587,14 +605,8 @@ static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
     if (l == NULL)
         return NULL;
     Sealed s = {0, 0, NULL};
-    int found = 0;
     pthread_mutex_lock(&l->lock);
-    for (size_t i = 0; i < l->in_len && !found; i++)
-        if (l->inflight[(l->in_first + i) % l->in_cap].tag == tag) {
-            s = l->inflight[(l->in_first + i) % l->in_cap];
-            Py_XINCREF(s.pending);       /* the report's own reference */
-            found = 1;
-        }
+    int found = find_inflight_locked(l, tag, &s);
     pthread_mutex_unlock(&l->lock);
     if (!found)
         Py_RETURN_NONE;
@@ -657,6 +669,134 @@ static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
     }
     PyMem_RawFree(taken);
     return out;
+}
+
+/* collect()'s step for one batch done (acknowledged with base_offset and code, or with
+ * acks=0 committed): its report (link, count, pending or None, base offset, error code)
+ * appended to reports if it has a callback or an error, else its count added to *settled.
+ * 0 if no batch with that tag is in flight, 1 when done, -1 on error (nothing changed). */
+static int settle(Link *l, Py_ssize_t id, uint32_t tag, int64_t base_offset, int32_t code,
+                  long long *settled, PyObject *reports)
+{
+    Sealed s = {0, 0, NULL};
+    pthread_mutex_lock(&l->lock);
+    int found = find_inflight_locked(l, tag, &s);
+    pthread_mutex_unlock(&l->lock);
+    if (!found)
+        return 0;
+    int reported = 0;
+    if (s.pending != NULL || code != 0) {
+        PyObject *item = Py_BuildValue("(niOLi)", id, (int)s.count, s.pending ? s.pending : Py_None,
+                                       (long long)base_offset, (int)code);
+        Py_XDECREF(s.pending);
+        if (item == NULL)
+            return -1;
+        int rc = PyList_Append(reports, item);
+        Py_DECREF(item);
+        if (rc < 0)
+            return -1;
+        reported = 1;
+    }
+    pthread_mutex_lock(&l->lock);
+    found = remove_inflight_locked(l, tag, &s);
+    pthread_mutex_unlock(&l->lock);
+    if (!found) {   /* it left the queue meanwhile (take_sealed): not reported here */
+        Py_ssize_t n = PyList_GET_SIZE(reports);
+        if (reported && PyList_SetSlice(reports, n - 1, n, NULL) < 0)
+            return -1;
+        return 1;
+    }
+    Py_XDECREF(s.pending);              /* the queue's reference */
+    if (!reported)
+        *settled += s.count;
+    return 1;
+}
+
+/* One link's completions read and released into settled / reports / strays; *corrupt set
+ * to (link, message) at an impossible entry, where reading stops. */
+static int collect_completions(Link *l, Py_ssize_t id, long long *settled, PyObject *reports,
+                               PyObject *strays, PyObject **corrupt)
+{
+    odk_ring *cr = l->completions;
+    for (int i = 0; i < (1 << 16); i++) {   /* bounded: the ring holds fewer completions */
+        int64_t off = odk_ring_peek(cr);
+        if (off == -ODK_SHM_EMPTY)
+            return 0;
+        if (off < 0 || cr->entry_len != ODK_RING_COMPLETION_SIZE) {
+            *corrupt = off < 0
+                ? Py_BuildValue("(ns)", id, "a completion entry is impossible (bad cursor or length): the "
+                                "partition leader wrote a broken completion ring")
+                : Py_BuildValue("(nN)", id, PyUnicode_FromFormat("a completion entry is %d bytes, not %u",
+                                                                 ODK_RING_COMPLETION_SIZE, cr->entry_len));
+            return *corrupt == NULL ? -1 : 0;
+        }
+        const uint8_t *c = cr->base + off;   /* base_offset:i64 error_code:i32, little-endian */
+        uint64_t bo = 0;
+        uint32_t code = 0;
+        for (int b = 7; b >= 0; b--)
+            bo = bo << 8 | c[b];
+        for (int b = 11; b >= 8; b--)
+            code = code << 8 | c[b];
+        uint32_t tag = cr->entry_tag;
+        int rc = settle(l, id, tag, (int64_t)bo, (int32_t)code, settled, reports);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            PyObject *stray = Py_BuildValue("(nI)", id, (unsigned)tag);
+            if (stray == NULL || PyList_Append(strays, stray) < 0) {
+                Py_XDECREF(stray);
+                return -1;
+            }
+            Py_DECREF(stray);
+        }
+        odk_ring_release(cr);
+    }
+    return 0;
+}
+
+/* collect() -> (seen, settled, reports, strays, corrupt): the sender's round over every
+ * link in one call, holding the GIL throughout (a cffi call per completion gave the GIL
+ * away and took it back each time: with a producing thread busy, every take waited out
+ * the interpreter's switch interval and forced a switch). seen: our doorbell's counter,
+ * read first (the sender sleeps on it after the round). Each link's completions are
+ * read and released (with acks=0 every sealed batch counts as done): a batch done
+ * without error whose records have no on_delivery adds its record count to settled;
+ * the others are reports (link, count, pending or None, base offset, error code); a
+ * completion of no batch in flight is a stray (link, tag); corrupt is None or (link,
+ * message) of a completion ring holding an impossible entry (reading it stops there).
+ * A MemoryError leaves the completion it met in its ring, read again next time. */
+static PyObject *Accumulator_collect(Accumulator *a, PyObject *Py_UNUSED(ignored))
+{
+    uint32_t seen = a->doorbell != NULL ? odk_doorbell_value(a->doorbell) : 0;
+    long long settled = 0;
+    PyObject *reports = PyList_New(0), *strays = PyList_New(0), *corrupt = NULL;
+    if (reports == NULL || strays == NULL)
+        goto fail;
+    for (Py_ssize_t id = 0; id < a->nlinks && corrupt == NULL; id++) {
+        Link *l = a->links[id];
+        if (a->acks != 0) {
+            if (l->completions != NULL && collect_completions(l, id, &settled, reports, strays, &corrupt) < 0)
+                goto fail;
+            continue;
+        }
+        for (;;) {   /* acks=0: bounded by the queue, which produce() cannot grow meanwhile (the GIL) */
+            pthread_mutex_lock(&l->lock);
+            int some = l->in_len > 0;
+            uint32_t tag = some ? l->inflight[l->in_first].tag : 0;
+            pthread_mutex_unlock(&l->lock);
+            if (!some)
+                break;
+            if (settle(l, id, tag, -1, 0, &settled, reports) < 0)
+                goto fail;
+        }
+    }
+    return Py_BuildValue("(ILNNN)", (unsigned)seen, settled, reports, strays,
+                         corrupt != NULL ? corrupt : Py_NewRef(Py_None));
+fail:
+    Py_XDECREF(reports);
+    Py_XDECREF(strays);
+    Py_XDECREF(corrupt);
+    return NULL;
 }
 
 /* take_open(link): [(count, pending)] of the open batch, dropped (its reservation
@@ -791,6 +931,7 @@ static void Accumulator_dealloc(Accumulator *a)
             Py_XDECREF(l->inflight[(l->in_first + j) % l->in_cap].pending);
         free(l->inflight);
         Py_XDECREF(l->owner);
+        Py_XDECREF(l->completions_owner);
         pthread_mutex_destroy(&l->lock);
         free(l);
     }
@@ -811,8 +952,8 @@ static PyMethodDef Accumulator_methods[] = {
     {"set_partition_count", (PyCFunction)Accumulator_set_partition_count, METH_VARARGS,
      "set_partition_count(topic, count)"},
     {"add_link", (PyCFunction)Accumulator_add_link, METH_VARARGS,
-     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0)"
-     " -> link id"},
+     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0, "
+     "completion odk_ring address=0, its owner=None) -> link id"},
     {"wait_space", (PyCFunction)Accumulator_wait_space, METH_VARARGS,
      "wait_space(link, nbytes, timeout_s) -> bool (sleeps at most 50 ms, GIL released)"},
     {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,
@@ -820,6 +961,9 @@ static PyMethodDef Accumulator_methods[] = {
     {"seal_all", (PyCFunction)Accumulator_seal_all, METH_NOARGS, "seal every open batch"},
     {"complete", (PyCFunction)Accumulator_complete, METH_VARARGS,
      "complete(link, tag) -> (count, pending or None), or None"},
+    {"collect", (PyCFunction)Accumulator_collect, METH_NOARGS,
+     "collect() -> (doorbell seen, records settled, [(link, count, pending or None, base offset, error code)], "
+     "[(link, stray tag)], None or (link, corrupt message)): the sender's round"},
     {"take_sealed", (PyCFunction)Accumulator_take_sealed, METH_O,
      "take_sealed(link) -> [(count, pending or None), ...]"},
     {"take_open", (PyCFunction)Accumulator_take_open, METH_O,
