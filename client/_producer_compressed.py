@@ -6,8 +6,8 @@ place, inside a reservation of the ring; a compressed batch's size is known only
 is compressed, so compressed batches stay on the Python BatchBuilder, built in private
 memory, compressed when sealed (records/compression.py) and copied into the ring.
 CompressedAccumulator has the C Accumulator's interface
-(produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
-collect, take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
+(produce, set_partition_count, add_link, wait_space, seal_due, seal_all, collect,
+take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
 transactional flag for transactions), so the Producer drives either alike. Differences:
 sealing can find the ring full (the batch then stays open and the sender retries it),
 and one lock covers every partition (compressing costs far more than the locking).
@@ -73,7 +73,8 @@ class _Link:
         self.topic, self.partition, self.ring, self.limit = topic, partition, ring, limit
         self.completions = completions   # the completion Ring collect() reads (None: not given)
         self.builder = None
-        self.pending = []         # (callback, key, value, headers, timestamp) or None, per record
+        self.pending = []         # (index in the batch, callback, key, value, headers, timestamp) per record
+                                  # with a callback (the C Accumulator's pending list)
         self.deadline = None      # linger deadline of the open batch (monotonic s)
         self.next_seq = 0
         self.next_tag = 0
@@ -98,6 +99,7 @@ class CompressedAccumulator:
         self._sticky = StickyPartitioner()
         self._closed = False
         self.queued = 0
+        self.settled = 0   # as the C Accumulator's: records collect() found done with nothing to report
 
     def set_partition_count(self, topic, count):
         self._counts[topic] = count
@@ -182,7 +184,8 @@ class CompressedAccumulator:
                 if self._linger_s:
                     self._doorbell.ring()   # the sender learns of the new deadline
             link.builder.append(timestamp, key, value, headers)
-            link.pending.append(None if on_delivery is None else (on_delivery, key, value, headers, timestamp))
+            if on_delivery is not None:
+                link.pending.append((len(link.builder) - 1, on_delivery, key, value, headers, timestamp))
             self.queued += 1
             if (link.builder.estimated_size() >= self._batch_size or not self._linger_s) \
                     and not self._seal(link) and sticky:
@@ -212,8 +215,7 @@ class CompressedAccumulator:
         link.next_tag = (tag + 1) % _TAG_MOD
         if self._pid >= 0:
             link.next_seq = (link.next_seq + count) & MAX_SEQUENCE
-        pending = link.pending if any(p is not None for p in link.pending) else None
-        link.inflight[tag] = (count, pending)
+        link.inflight[tag] = (count, link.pending or None)
         link.builder, link.pending, link.deadline = None, [], None
         if self._acks == 0:
             self._doorbell.ring()
@@ -246,23 +248,19 @@ class CompressedAccumulator:
                 if link.builder is not None:
                     self._seal(link)
 
-    def complete(self, link_id, tag):
-        with self._lock:
-            return self._links[link_id].inflight.pop(tag, None)
-
     def collect(self):
-        """The C Accumulator's collect(): (doorbell seen, records settled, reports (link,
-        count, pending, base offset, error code), strays (link, tag), corrupt (link,
-        message) or None)."""
+        """The C Accumulator's collect(): (doorbell seen, reports (link, count, pending,
+        base offset, error code), strays (link, tag), corrupt (link, message) or None);
+        batches without callbacks or errors add to `settled`."""
         seen = self._doorbell.value if self._doorbell is not None else 0
-        settled, reports, strays = 0, [], []
+        reports, strays = [], []
         for link_id, link in enumerate(self._links):
             if self._acks == 0:
                 with self._lock:
                     done, link.inflight = list(link.inflight.values()), {}
                 for count, pending in done:
                     if pending is None:
-                        settled += count
+                        self.settled += count
                     else:
                         reports.append((link_id, count, pending, -1, 0))
                 continue
@@ -270,7 +268,7 @@ class CompressedAccumulator:
                 try:
                     c = link.completions.read_completion() if link.completions is not None else None
                 except ShmCorrupt as e:
-                    return seen, settled, reports, strays, (link_id, str(e))
+                    return seen, reports, strays, (link_id, str(e))
                 if c is None:
                     break
                 with self._lock:
@@ -278,10 +276,10 @@ class CompressedAccumulator:
                 if done is None:
                     strays.append((link_id, c.tag))
                 elif done[1] is None and not c.error_code:
-                    settled += done[0]
+                    self.settled += done[0]
                 else:
                     reports.append((link_id, done[0], done[1], c.base_offset, c.error_code))
-        return seen, settled, reports, strays, None
+        return seen, reports, strays, None
 
     def take_sealed(self, link_id):
         with self._lock:
@@ -295,7 +293,7 @@ class CompressedAccumulator:
             link = self._links[link_id]
             if link.builder is None:
                 return []
-            out = [(len(link.builder), link.pending)]
+            out = [(len(link.builder), link.pending or None)]
             link.builder, link.pending, link.deadline = None, [], None
             return out
 

@@ -524,8 +524,9 @@ class Producer:
 
     # == delivery reports ============================================================
     def _report(self, link, count, pending, base_offset, error):
-        """Queue the delivery reports of a batch of `count` records; `pending` holds, per
-        record, None or what its on_delivery report needs (None: no record has one)."""
+        """Queue the delivery reports of a batch of `count` records; `pending` holds, for
+        each record with an on_delivery callback, (its index in the batch, callback, key,
+        value, headers, timestamp); None: no record has one."""
         items = self._report_items(link, pending, base_offset, error)
         with self._reported:
             self._reports.extend(items)
@@ -539,17 +540,15 @@ class Producer:
         if pending is None:
             return items
         kafka_error = error.args[0] if isinstance(error, KafkaException) else None   # the record's error()
-        for i, p in enumerate(pending):
-            if p is not None:
-                callback, key, value, headers, ts = p
-                offset = -1 if base_offset < 0 else base_offset + i
-                headers = list(headers) if headers else None
-                if error is None:
-                    rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
-                else:
-                    rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
-                                         TIMESTAMP_CREATE_TIME, kafka_error)
-                items.append((callback, error, rec))
+        for i, callback, key, value, headers, ts in pending:
+            offset = -1 if base_offset < 0 else base_offset + i
+            headers = list(headers) if headers else None
+            if error is None:
+                rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
+            else:
+                rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
+                                     TIMESTAMP_CREATE_TIME, kafka_error)
+            items.append((callback, error, rec))
         return items
 
     def _send_loop(self):
@@ -564,13 +563,14 @@ class Producer:
         """Queue a delivery report for every batch the leaders have acknowledged (with
         acks=0: every batch sealed); returns our doorbell's counter as it was before
         looking (to sleep on). The accumulator reads every completion ring in one call
-        (collect), without letting go of the GIL: a batch with neither callbacks nor an
-        error only counts its records as settled, and the Condition is taken once a round."""
-        seen, settled, reports, strays, corrupt = self._acc.collect()
+        (collect), without letting go of the GIL; a batch with neither callbacks nor an
+        error only adds its records to the accumulator's settled count."""
+        settled = self._acc.settled
+        seen, reports, strays, corrupt = self._acc.collect()
         for link_id, tag in strays:
             link = self._link_list[link_id]
             log.warning("completion for unknown tag %d on %s-%d", tag, link.topic, link.partition)
-        items = []
+        items, reported = [], 0
         for link_id, count, pending, base_offset, code in reports:
             link = self._link_list[link_id]
             error = _completion_error(link, code) if code else None
@@ -578,11 +578,11 @@ class Producer:
                 with self._txn_lock:   # fenced: fatal; else the transaction must abort
                     self._txn_call(self._txn.batch_failed, error)
             items += self._report_items(link, pending, base_offset, error)
-            settled += count
-        if settled or items:
+            reported += count
+        if reported or self._acc.settled != settled:
             with self._reported:
                 self._reports.extend(items)
-                self._settled += settled
+                self._settled += reported
                 self._reported.notify_all()
         if corrupt is not None:
             link = self._link_list[corrupt[0]]
@@ -627,7 +627,8 @@ class Producer:
 
     def __len__(self):
         """Records produced and not yet reported (delivered or failed)."""
-        return self._acc.queued - self._settled
+        settled = self._settled + self._acc.settled   # before queued: never too low
+        return self._acc.queued - settled
 
     # == lifetime ====================================================================
     def close(self, timeout=None):

@@ -66,6 +66,7 @@ typedef struct {
     PyObject *doorbell_owner;
     int64_t sender_wake_ns;  /* when the sender next looks at linger deadlines */
     long long queued;        /* records accepted, ever */
+    long long settled;       /* records of batches collect() found done with no report to make, ever */
     int closed;
     atomic_int waiters;      /* threads inside wait_space */
     uint64_t rng;

@@ -42,17 +42,20 @@
  *   returned, before any link exists.
  *
  * Completion bookkeeping: per sealed batch (tag, record count, and only when some
- *   record of it has on_delivery, a list with one entry per record: None, or the
- *   (callback, key, value, headers, timestamp) tuple its delivery report needs). No
- *   Python object is kept for a record without a callback.
+ *   record of it has on_delivery, the "pending" list: for each such record, in order,
+ *   the (index in the batch, callback, key, value, headers, timestamp) tuple its
+ *   delivery report needs). No Python object is kept, and nothing is done, for a record
+ *   without a callback (a batch of 600 records with one callback reports one).
  *
  * Threading and locks
  *   - Each link has its own mutex (per partition, never per producer), held only while
  *     its open batch, cursors or in-flight queue change, never across a call that can
  *     block (the ring commit's futex wake does not block), and never while Python code
- *     can run: every Python object a record needs is made before the lock is taken, and
- *     released after (an allocation can run the garbage collector, hence finalizers).
- *   - produce() (any thread), seal_due() and complete() (the sender thread), seal_all()
+ *     can run: every container a record needs is made before the lock is taken, and
+ *     released after (allocating a tracked object can run the garbage collector, hence
+ *     finalizers; under the lock only an int and a list's growth are allocated, which
+ *     cannot).
+ *   - produce() (any thread), seal_due() and collect() (the sender thread), seal_all()
  *     (flush) all hold the GIL; wait_space() releases it while it sleeps on the ring's
  *     head futex (taking the link mutex only to read the cursor and set the waiter flag).
  *     So under the GIL these calls run one at a time whatever the partition: today the
@@ -61,7 +64,8 @@
  *   - The topic table (topics, partition counts, links, sticky partitions) changes only
  *     with the GIL held, from the calls above and set_partition_count / add_link.
  *   - The rings' memory belongs to the Python Ring objects (the cffi odk_ring struct and
- *     the mapping); each link keeps a reference to its Ring, and close() waits for every
+ *     the mapping); each link keeps a reference to its Ring (and to its completion Ring,
+ *     which collect() reads), and close() waits for every
  *     wait_space() to leave before the Producer unmaps them.
  */
 #define _GNU_SOURCE
@@ -200,7 +204,9 @@ static PyObject *produce_core(Accumulator *a, PyObject *const *argv)
             }
             PyList_SET_ITEM(hl, i, pair);
         }
-        item = Py_BuildValue("(OOONL)", callback, r.key.obj ? r.key.obj : Py_None,
+        /* (index in the batch, callback, key, value, headers, timestamp): the index is set
+         * under the lock, in this tuple nobody else has seen yet */
+        item = Py_BuildValue("(OOOONL)", Py_None, callback, r.key.obj ? r.key.obj : Py_None,
                              r.value.obj ? r.value.obj : Py_None, hl, (long long)timestamp);
         spare = PyList_New(0);
         if (item == NULL || spare == NULL)
@@ -278,18 +284,19 @@ static PyObject *produce_core(Accumulator *a, PyObject *const *argv)
             ring_ours = 1;   /* the sender learns of the nearer deadline */
         }
     }
-    if (keep) {
+    if (keep) {   /* an int and a list's growth: no object the collector tracks */
+        PyObject *index = PyLong_FromLong(l->count);
+        if (index == NULL)
+            goto unlock_fail;
+        PyTuple_SET_ITEM(item, 0, index);
+        Py_DECREF(Py_None);   /* the placeholder's reference */
         if (l->pending == NULL) {
-            for (int32_t i = 0; i < l->count; i++)
-                if (PyList_Append(spare, Py_None) < 0)
-                    goto unlock_fail;
             l->pending = spare;
             spare = NULL;
         }
         if (PyList_Append(l->pending, item) < 0)
             goto unlock_fail;
-    } else if (l->pending != NULL && PyList_Append(l->pending, Py_None) < 0)
-        goto unlock_fail;
+    }
     if (l->count == 0)
         l->base_ts = l->max_ts = timestamp;
     int64_t ts_delta = timestamp - l->base_ts;   /* fits() checked it */
@@ -587,42 +594,11 @@ static int find_inflight_locked(Link *l, uint32_t tag, Sealed *out)
     return 0;
 }
 
-/* The reports of complete(), take_sealed() and collect() are made before their entries leave the
+/* The reports of take_sealed() and collect() are made before their entries leave the
  * queue (each holding its own reference to the pending list), so that a MemoryError
  * changes nothing: the records stay in flight, to be taken again (close() reports them),
  * and are never lost to len(producer). Building runs with the lock released (it can run
  * the garbage collector); an entry that left the queue meanwhile is not reported here. */
-
-/* complete(link, tag): (count, pending) of the sealed batch with that tag, removed from
- * the in-flight queue; None if there is none (a stray completion). */
-static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
-{
-    Py_ssize_t id;
-    unsigned int tag;
-    if (!PyArg_ParseTuple(args, "nI:complete", &id, &tag))
-        return NULL;
-    Link *l = link_arg(a, id);
-    if (l == NULL)
-        return NULL;
-    Sealed s = {0, 0, NULL};
-    pthread_mutex_lock(&l->lock);
-    int found = find_inflight_locked(l, tag, &s);
-    pthread_mutex_unlock(&l->lock);
-    if (!found)
-        Py_RETURN_NONE;
-    PyObject *report = sealed_tuple(s);
-    if (report == NULL)
-        return NULL;
-    pthread_mutex_lock(&l->lock);
-    found = remove_inflight_locked(l, tag, &s);
-    pthread_mutex_unlock(&l->lock);
-    if (!found) {
-        Py_DECREF(report);
-        Py_RETURN_NONE;
-    }
-    Py_XDECREF(s.pending);              /* the queue's reference */
-    return report;
-}
 
 /* take_sealed(link): [(count, pending), ...] of every sealed batch in flight, removed
  * (acks=0 reports, and the failures of close()). */
@@ -673,10 +649,11 @@ static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
 
 /* collect()'s step for one batch done (acknowledged with base_offset and code, or with
  * acks=0 committed): its report (link, count, pending or None, base offset, error code)
- * appended to reports if it has a callback or an error, else its count added to *settled.
- * 0 if no batch with that tag is in flight, 1 when done, -1 on error (nothing changed). */
-static int settle(Link *l, Py_ssize_t id, uint32_t tag, int64_t base_offset, int32_t code,
-                  long long *settled, PyObject *reports)
+ * appended to reports if it has a callback or an error, else its count added to
+ * a->settled. 0 if no batch with that tag is in flight, 1 when done, -1 on error
+ * (nothing changed). */
+static int settle(Accumulator *a, Link *l, Py_ssize_t id, uint32_t tag, int64_t base_offset, int32_t code,
+                  PyObject *reports)
 {
     Sealed s = {0, 0, NULL};
     pthread_mutex_lock(&l->lock);
@@ -702,20 +679,21 @@ static int settle(Link *l, Py_ssize_t id, uint32_t tag, int64_t base_offset, int
     pthread_mutex_unlock(&l->lock);
     if (!found) {   /* it left the queue meanwhile (take_sealed): not reported here */
         Py_ssize_t n = PyList_GET_SIZE(reports);
-        if (reported && PyList_SetSlice(reports, n - 1, n, NULL) < 0)
-            return -1;
+        if (reported)   /* shrinking a list allocates nothing */
+            PyList_SetSlice(reports, n - 1, n, NULL);
         return 1;
     }
     Py_XDECREF(s.pending);              /* the queue's reference */
     if (!reported)
-        *settled += s.count;
+        a->settled += s.count;
     return 1;
 }
 
-/* One link's completions read and released into settled / reports / strays; *corrupt set
- * to (link, message) at an impossible entry, where reading stops. */
-static int collect_completions(Link *l, Py_ssize_t id, long long *settled, PyObject *reports,
-                               PyObject *strays, PyObject **corrupt)
+/* One link's completions read and released into a->settled / reports / strays; *corrupt
+ * set to (link, message) at an impossible entry, where reading stops. -1 on error: the
+ * completion it met stays in the ring. */
+static int collect_completions(Accumulator *a, Link *l, Py_ssize_t id, PyObject *reports, PyObject *strays,
+                               PyObject **corrupt)
 {
     odk_ring *cr = l->completions;
     for (int i = 0; i < (1 << 16); i++) {   /* bounded: the ring holds fewer completions */
@@ -738,7 +716,7 @@ static int collect_completions(Link *l, Py_ssize_t id, long long *settled, PyObj
         for (int b = 11; b >= 8; b--)
             code = code << 8 | c[b];
         uint32_t tag = cr->entry_tag;
-        int rc = settle(l, id, tag, (int64_t)bo, (int32_t)code, settled, reports);
+        int rc = settle(a, l, id, tag, (int64_t)bo, (int32_t)code, reports);
         if (rc < 0)
             return -1;
         if (rc == 0) {
@@ -754,29 +732,36 @@ static int collect_completions(Link *l, Py_ssize_t id, long long *settled, PyObj
     return 0;
 }
 
-/* collect() -> (seen, settled, reports, strays, corrupt): the sender's round over every
- * link in one call, holding the GIL throughout (a cffi call per completion gave the GIL
- * away and took it back each time: with a producing thread busy, every take waited out
- * the interpreter's switch interval and forced a switch). seen: our doorbell's counter,
- * read first (the sender sleeps on it after the round). Each link's completions are
- * read and released (with acks=0 every sealed batch counts as done): a batch done
- * without error whose records have no on_delivery adds its record count to settled;
- * the others are reports (link, count, pending or None, base offset, error code); a
- * completion of no batch in flight is a stray (link, tag); corrupt is None or (link,
- * message) of a completion ring holding an impossible entry (reading it stops there).
- * A MemoryError leaves the completion it met in its ring, read again next time. */
+/* collect() -> (seen, reports, strays, corrupt): the sender's round over every link in
+ * one call, holding the GIL throughout (a cffi call per completion gave the GIL away and
+ * took it back each time: with a producing thread busy, every take waited out the
+ * interpreter's switch interval and forced a switch). seen: our doorbell's counter, read
+ * first (the sender sleeps on it after the round). Each link's completions are read and
+ * released (with acks=0 every sealed batch counts as done): a batch done without error
+ * whose records have no on_delivery only adds its record count to `settled`; the others
+ * are reports (link, count, pending or None, base offset, error code); a completion of
+ * no batch in flight is a stray (link, tag); corrupt is None or (link, message) of a
+ * completion ring holding an impossible entry (reading it stops there). Out of memory
+ * before the first completion it raises MemoryError; after, it returns what it took and
+ * leaves the completion it met in its ring, to be read next time: nothing is lost. */
 static PyObject *Accumulator_collect(Accumulator *a, PyObject *Py_UNUSED(ignored))
 {
     uint32_t seen = a->doorbell != NULL ? odk_doorbell_value(a->doorbell) : 0;
-    long long settled = 0;
-    PyObject *reports = PyList_New(0), *strays = PyList_New(0), *corrupt = NULL;
-    if (reports == NULL || strays == NULL)
-        goto fail;
-    for (Py_ssize_t id = 0; id < a->nlinks && corrupt == NULL; id++) {
+    PyObject *out = PyTuple_New(4), *reports = PyList_New(0), *strays = PyList_New(0), *corrupt = NULL;
+    PyObject *seen_obj = PyLong_FromUnsignedLong(seen);
+    if (out == NULL || reports == NULL || strays == NULL || seen_obj == NULL) {
+        Py_XDECREF(out);
+        Py_XDECREF(reports);
+        Py_XDECREF(strays);
+        Py_XDECREF(seen_obj);
+        return NULL;
+    }
+    int rc = 0;
+    for (Py_ssize_t id = 0; id < a->nlinks && corrupt == NULL && rc == 0; id++) {
         Link *l = a->links[id];
         if (a->acks != 0) {
-            if (l->completions != NULL && collect_completions(l, id, &settled, reports, strays, &corrupt) < 0)
-                goto fail;
+            if (l->completions != NULL)
+                rc = collect_completions(a, l, id, reports, strays, &corrupt);
             continue;
         }
         for (;;) {   /* acks=0: bounded by the queue, which produce() cannot grow meanwhile (the GIL) */
@@ -784,19 +769,17 @@ static PyObject *Accumulator_collect(Accumulator *a, PyObject *Py_UNUSED(ignored
             int some = l->in_len > 0;
             uint32_t tag = some ? l->inflight[l->in_first].tag : 0;
             pthread_mutex_unlock(&l->lock);
-            if (!some)
+            if (!some || (rc = settle(a, l, id, tag, -1, 0, reports)) < 0)
                 break;
-            if (settle(l, id, tag, -1, 0, &settled, reports) < 0)
-                goto fail;
         }
     }
-    return Py_BuildValue("(ILNNN)", (unsigned)seen, settled, reports, strays,
-                         corrupt != NULL ? corrupt : Py_NewRef(Py_None));
-fail:
-    Py_XDECREF(reports);
-    Py_XDECREF(strays);
-    Py_XDECREF(corrupt);
-    return NULL;
+    if (rc < 0)
+        PyErr_Clear();   /* out of memory midway: what was taken is returned (see above) */
+    PyTuple_SET_ITEM(out, 0, seen_obj);
+    PyTuple_SET_ITEM(out, 1, reports);
+    PyTuple_SET_ITEM(out, 2, strays);
+    PyTuple_SET_ITEM(out, 3, corrupt != NULL ? corrupt : Py_NewRef(Py_None));
+    return out;
 }
 
 /* take_open(link): [(count, pending)] of the open batch, dropped (its reservation
@@ -882,6 +865,11 @@ static PyObject *Accumulator_get_queued(Accumulator *a, void *Py_UNUSED(closure)
     return PyLong_FromLongLong(a->queued);
 }
 
+static PyObject *Accumulator_get_settled(Accumulator *a, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(a->settled);
+}
+
 static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"batch_size", "linger_ms", "acks", "producer_id", "producer_epoch",
@@ -959,11 +947,9 @@ static PyMethodDef Accumulator_methods[] = {
     {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,
      "seal_due(max_s) -> seconds until the next linger deadline"},
     {"seal_all", (PyCFunction)Accumulator_seal_all, METH_NOARGS, "seal every open batch"},
-    {"complete", (PyCFunction)Accumulator_complete, METH_VARARGS,
-     "complete(link, tag) -> (count, pending or None), or None"},
     {"collect", (PyCFunction)Accumulator_collect, METH_NOARGS,
-     "collect() -> (doorbell seen, records settled, [(link, count, pending or None, base offset, error code)], "
-     "[(link, stray tag)], None or (link, corrupt message)): the sender's round"},
+     "collect() -> (doorbell seen, [(link, count, pending or None, base offset, error code)], "
+     "[(link, stray tag)], None or (link, corrupt message)): the sender's round (see settled)"},
     {"take_sealed", (PyCFunction)Accumulator_take_sealed, METH_O,
      "take_sealed(link) -> [(count, pending or None), ...]"},
     {"take_open", (PyCFunction)Accumulator_take_open, METH_O,
@@ -978,6 +964,9 @@ static PyMethodDef Accumulator_methods[] = {
 
 static PyGetSetDef Accumulator_getset[] = {
     {"queued", (getter)Accumulator_get_queued, NULL, "records accepted by produce(), ever", NULL},
+    {"settled", (getter)Accumulator_get_settled, NULL,
+     "records of batches collect() found done (acknowledged, or sealed with acks=0) that needed no report, ever",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 
