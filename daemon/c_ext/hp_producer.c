@@ -466,7 +466,18 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
 
 /* wait_space(link, nbytes, timeout_s): sleep (GIL released) until an entry of nbytes
  * fits in the link's ring, at most timeout_s and at most WAIT_CHUNK_NS (the caller
- * loops to its deadline, running signal handlers in between). True if it fits. */
+ * loops to its deadline, running signal handlers in between). True if it fits.
+ *
+ * First it polls, for up to SPACE_POLL_NS, sleeping SPACE_POLL_STEP_NS between looks and
+ * setting no flag; only then does it set the ring's space-waiter flag and sleep on the
+ * head futex. A producer ahead of its leader waits here once per batch: with the flag
+ * set, the leader would wake it (a futex wake, on a VM an inter-processor interrupt)
+ * for every entry it releases, in the leader's time, the bottleneck then. Polling costs
+ * the waiting producer's own timer wake-ups instead, and the full ring in front of the
+ * leader (many batches) keeps it busy meanwhile. A ring that stays full past the poll
+ * (a leader stuck or gone) costs no wake-ups: the futex sleep. */
+#define SPACE_POLL_NS 2000000LL
+#define SPACE_POLL_STEP_NS 100000L
 static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
 {
     Py_ssize_t id;
@@ -488,14 +499,25 @@ static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&l->lock);
     uint64_t tail = l->ring->tail;
-    if (l->sleepers++ == 0)     /* the flag is shared by this process's sleepers */
-        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
     pthread_mutex_unlock(&l->lock);
-    ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, left);
-    pthread_mutex_lock(&l->lock);
-    if (--l->sleepers == 0)
-        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
-    pthread_mutex_unlock(&l->lock);
+    int64_t start = now_ns(CLOCK_MONOTONIC), spent = 0;
+    struct timespec step = {0, SPACE_POLL_STEP_NS};
+    while ((ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, 0)) == 0 && spent < SPACE_POLL_NS
+           && spent < left) {
+        nanosleep(&step, NULL);
+        spent = now_ns(CLOCK_MONOTONIC) - start;
+    }
+    if (ok == 0 && spent < left) {
+        pthread_mutex_lock(&l->lock);
+        if (l->sleepers++ == 0)     /* the flag is shared by this process's sleepers */
+            odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
+        pthread_mutex_unlock(&l->lock);
+        ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, left - spent);
+        pthread_mutex_lock(&l->lock);
+        if (--l->sleepers == 0)
+            odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
+        pthread_mutex_unlock(&l->lock);
+    }
     Py_END_ALLOW_THREADS
     atomic_fetch_sub(&a->waiters, 1);
     if (ok < 0)
@@ -943,7 +965,7 @@ static PyMethodDef Accumulator_methods[] = {
      "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0, "
      "completion odk_ring address=0, its owner=None) -> link id"},
     {"wait_space", (PyCFunction)Accumulator_wait_space, METH_VARARGS,
-     "wait_space(link, nbytes, timeout_s) -> bool (sleeps at most 50 ms, GIL released)"},
+     "wait_space(link, nbytes, timeout_s) -> bool (polls up to 2 ms, then sleeps; at most 50 ms, GIL released)"},
     {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,
      "seal_due(max_s) -> seconds until the next linger deadline"},
     {"seal_all", (PyCFunction)Accumulator_seal_all, METH_NOARGS, "seal every open batch"},

@@ -308,6 +308,38 @@ def test_bind_produce_takes_confluent_kafkas_argument_order_and_calls_the_slow_p
     assert r.collect() == (0, [(r.link, 2, [(0, cb, b"k", b"a", [("h", b"x")], 10)], 40, 0)], [], None)
 
 
+def test_wait_space_polls_before_it_asks_the_leader_for_a_wake_up(rig):
+    import threading
+    import time
+    r = rig(batch_size=16384, capacity=1 << 16)
+    res = None
+    for _ in range(1000):
+        res = r.acc.produce("t", b"x" * 1000)
+        if res is not None:
+            break
+    nbytes = res[2]
+    got = []
+    started = time.monotonic()
+    def wait():                 # as the Producer does: again after an early wake-up, to a deadline
+        deadline = time.monotonic() + 5
+        while not r.acc.wait_space(r.link, nbytes, deadline - time.monotonic()):
+            if time.monotonic() > deadline:
+                return got.append(False)
+        got.append(True)
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    for _ in range(100_000):    # bounded: the flag comes after the 2 ms poll
+        if r.ring.writer_waiting:
+            break
+        time.sleep(0.0001)
+    # the space-waiter flag (which makes the leader wake us at each release) only after
+    # the poll found no room for 2 ms
+    assert r.ring.writer_waiting and time.monotonic() - started >= 0.002
+    r.batches()                 # the leader takes everything: the waiter wakes
+    waiter.join(5)
+    assert got == [True] and not r.ring.writer_waiting
+
+
 def test_callbacks_are_kept_per_record_only_in_batches_that_have_one(rig):
     r = rig()
 
