@@ -28,7 +28,10 @@ Theory of operation
   produced meanwhile wait); attach(topic) does it beforehand.
 - A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
-  the on_delivery callbacks in the caller's thread, as confluent-kafka does. A batch
+  the on_delivery callbacks in the caller's thread, as confluent-kafka does. Its rounds
+  are at least _ROUND_GAP_S apart: between two it sleeps on a timer, not on the
+  doorbell, so that a leader completing a batch every few tens of microseconds wakes
+  it (a futex wake, which the leader pays) once per gap, not once per batch. A batch
   holds its ring space from its first record, so sealing never waits; produce() waits
   (max.block.ms, GIL released) only for the space of a new batch.
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
@@ -103,6 +106,7 @@ _SCHEMA = {
 _TXN_TURNS = 1_000_000    # bounds a transactional operation's steps; its deadline ends it first
 _RETRY_S = 0.05
 _SLOW_TURNS = 1_000_000   # bounds _produce_slow's loop; the deadline ends it first
+_ROUND_GAP_S = 0.0005     # the sender's rounds at most this often (the module doc)
 
 
 def _address(cdata):
@@ -552,12 +556,17 @@ class Producer:
         return items
 
     def _send_loop(self):
-        doorbell = self._doorbell
+        doorbell, monotonic, sleep = self._doorbell, time.monotonic, time.sleep
         while not self._closed:
+            started = monotonic()
             seen = self._take_completions()
             timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
-            doorbell.wait(seen, timeout)
+            pause = min(started + _ROUND_GAP_S - monotonic(), timeout)
+            if pause > 0:    # the leaders' rings meanwhile find nobody asleep: no wake-up to pay
+                sleep(pause)
+                timeout -= pause
+            doorbell.wait(seen, max(timeout, 0.0))
 
     def _take_completions(self):
         """Queue a delivery report for every batch the leaders have acknowledged (with
