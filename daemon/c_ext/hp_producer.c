@@ -786,7 +786,10 @@ static PyObject *Accumulator_collect(Accumulator *a, PyObject *Py_UNUSED(ignored
                 rc = collect_completions(a, l, id, reports, strays, &corrupt);
             continue;
         }
-        for (;;) {   /* acks=0: bounded by the queue, which produce() cannot grow meanwhile (the GIL) */
+        pthread_mutex_lock(&l->lock);
+        size_t queued = l->in_len;   /* acks=0: these, not what a finalizer run meanwhile adds */
+        pthread_mutex_unlock(&l->lock);
+        for (size_t k = 0; k < queued; k++) {
             pthread_mutex_lock(&l->lock);
             int some = l->in_len > 0;
             uint32_t tag = some ? l->inflight[l->in_first].tag : 0;
