@@ -29,9 +29,10 @@ Theory of operation
 - A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
   the on_delivery callbacks in the caller's thread, as confluent-kafka does. Its rounds
-  are at least _ROUND_GAP_S apart: between two it sleeps on a timer, not on the
-  doorbell, so that a leader completing a batch every few tens of microseconds wakes
-  it (a futex wake, which the leader pays) once per gap, not once per batch. A batch
+  are at least _ROUND_GAP_S apart while no flush() waits: between two it sleeps on a
+  timer, not on the doorbell, so that a leader completing a batch every few tens of
+  microseconds wakes it (a futex wake, which the leader pays) once per gap, not once
+  per batch; a delivery callback may come that much later. A batch
   holds its ring space from its first record, so sealing never waits; produce() waits
   (max.block.ms, GIL released) only for the space of a new batch.
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
@@ -214,6 +215,8 @@ class Producer:
             self.produce = self._acc.bind_produce(self._produce_slow)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
         self._reported = threading.Condition()
+        self._flushing = 0                     # flush() calls under way (under _reported)
+        self._hurry = threading.Event()        # set while one is: the sender takes no pause
         self._settled = 0                      # records reported (delivered or failed)
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="odradek-producer-sender", daemon=True)
@@ -556,15 +559,17 @@ class Producer:
         return items
 
     def _send_loop(self):
-        doorbell, monotonic, sleep = self._doorbell, time.monotonic, time.sleep
+        doorbell, monotonic, hurry = self._doorbell, time.monotonic, self._hurry
         while not self._closed:
             started = monotonic()
             seen = self._take_completions()
             timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
             pause = min(started + _ROUND_GAP_S - monotonic(), timeout)
-            if pause > 0:    # the leaders' rings meanwhile find nobody asleep: no wake-up to pay
-                sleep(pause)
+            if pause > 0 and not hurry.is_set():
+                # the leaders' rings meanwhile find nobody asleep: no wake-up to pay; a
+                # flush() (a transaction's commit among them) ends the pause
+                hurry.wait(pause)
                 timeout -= pause
             doorbell.wait(seen, max(timeout, 0.0))
 
@@ -619,18 +624,27 @@ class Producer:
         stuck broker makes that count non-zero, never an exception. (A compressed batch whose
         ring stays full stays open, and the sender hands it over when there is room.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._acc.seal_all()
-        self._doorbell.ring()   # the sender retries what could not be sealed
-        for _ in range(10_000_000):   # bounded by the deadline or by delivery
-            self.poll(0)
-            if len(self) == 0:
-                break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
+        with self._reported:   # someone waits for the reports: the sender's rounds come at once
+            self._flushing += 1
+            self._hurry.set()
+        try:
+            self._acc.seal_all()
+            self._doorbell.ring()   # the sender retries what could not be sealed
+            for _ in range(10_000_000):   # bounded by the deadline or by delivery
+                self.poll(0)
+                if len(self) == 0:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                with self._reported:
+                    self._reported.wait_for(lambda: self._reports or len(self) == 0,
+                                            0.1 if left is None else min(0.1, left))
+        finally:
             with self._reported:
-                self._reported.wait_for(lambda: self._reports or len(self) == 0,
-                                        0.1 if left is None else min(0.1, left))
+                self._flushing -= 1
+                if not self._flushing:
+                    self._hurry.clear()
         self.poll(0)
         return len(self)
 
