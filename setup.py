@@ -38,7 +38,7 @@ hotpath = Extension(
     "odradek._hotpath",
     sources=[f"{_C_EXT}/{name}" for name in ("hotpath.c", "hp_producer.c", "hp_consumer.c", "hp_bytes_view.c", "odradek.c", "crc32c.c", "record_decode.c", "shm.c")],
     include_dirs=[_C_EXT],
-    depends=[f"{_C_EXT}/{name}" for name in ("hotpath.h", "hp_accumulator.h", "hp_record.h", "byte_order.h", "odradek.h")],
+    depends=[f"{_C_EXT}/{name}" for name in ("hotpath.h", "hp_accumulator.h", "hp_completions.h", "hp_record.h", "byte_order.h", "odradek.h")],
     extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-pthread"],
     extra_link_args=["-pthread"],
 )

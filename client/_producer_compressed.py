@@ -6,7 +6,7 @@ place, inside a reservation of the ring; a compressed batch's size is known only
 is compressed, so compressed batches stay on the Python BatchBuilder, built in private
 memory, compressed when sealed (records/compression.py) and copied into the ring.
 CompressedAccumulator has the C Accumulator's interface
-(produce, set_partition_count, add_link, wait_space, seal_due, seal_all, complete,
+(produce, set_partition_count, add_link, wait_space, seal_due, seal_all, collect,
 take_sealed, take_open, close, queued; set_producer, txn_add, txn_clear and the
 transactional flag for transactions), so the Producer drives either alike. Differences:
 sealing can find the ring full (the batch then stays open and the sender retries it),
@@ -16,7 +16,7 @@ import functools
 import threading
 import time
 
-from odradek.client.errors import RingFull
+from odradek.client.errors import RingFull, ShmCorrupt
 from odradek.client.partitioner import StickyPartitioner, partition_for_key
 from odradek._hotpath import PRODUCE_FULL, PRODUCE_NEED_COUNT, PRODUCE_NEED_LINK, PRODUCE_NEED_TXN, PRODUCE_TOO_LARGE
 from odradek.client.records import BATCH_HEADER_SIZE, MAX_SEQUENCE, NO_SEQUENCE, BatchBuilder, Compression
@@ -66,13 +66,15 @@ def headers_of(headers):
 
 
 class _Link:
-    __slots__ = ("topic", "partition", "ring", "limit", "builder", "pending", "deadline",
+    __slots__ = ("topic", "partition", "ring", "limit", "completions", "builder", "pending", "deadline",
                  "next_seq", "next_tag", "inflight", "in_txn")
 
-    def __init__(self, topic, partition, ring, limit):
+    def __init__(self, topic, partition, ring, limit, completions):
         self.topic, self.partition, self.ring, self.limit = topic, partition, ring, limit
+        self.completions = completions   # the completion Ring collect() reads (None: not given)
         self.builder = None
-        self.pending = []         # (callback, key, value, headers, timestamp) or None, per record
+        self.pending = []         # (index in the batch, callback, key, value, headers, timestamp) per record
+                                  # with a callback (the C Accumulator's pending list)
         self.deadline = None      # linger deadline of the open batch (monotonic s)
         self.next_seq = 0
         self.next_tag = 0
@@ -97,6 +99,7 @@ class CompressedAccumulator:
         self._sticky = StickyPartitioner()
         self._closed = False
         self.queued = 0
+        self.settled = 0   # as the C Accumulator's: records collect() found done with nothing to report
 
     def set_partition_count(self, topic, count):
         self._counts[topic] = count
@@ -116,8 +119,9 @@ class CompressedAccumulator:
             for link in self._links:
                 link.in_txn = False
 
-    def add_link(self, topic, partition, _ring_addr, ring, limit):
-        link = _Link(topic, partition, ring, limit)
+    def add_link(self, topic, partition, _ring_addr, ring, limit, _next_seq=0, _completions_addr=0,
+                 completions=None):
+        link = _Link(topic, partition, ring, limit, completions)
         self._links.append(link)
         self._by_partition[(topic, partition)] = link
         return len(self._links) - 1
@@ -180,7 +184,8 @@ class CompressedAccumulator:
                 if self._linger_s:
                     self._doorbell.ring()   # the sender learns of the new deadline
             link.builder.append(timestamp, key, value, headers)
-            link.pending.append(None if on_delivery is None else (on_delivery, key, value, headers, timestamp))
+            if on_delivery is not None:
+                link.pending.append((len(link.builder) - 1, on_delivery, key, value, headers, timestamp))
             self.queued += 1
             if (link.builder.estimated_size() >= self._batch_size or not self._linger_s) \
                     and not self._seal(link) and sticky:
@@ -210,8 +215,7 @@ class CompressedAccumulator:
         link.next_tag = (tag + 1) % _TAG_MOD
         if self._pid >= 0:
             link.next_seq = (link.next_seq + count) & MAX_SEQUENCE
-        pending = link.pending if any(p is not None for p in link.pending) else None
-        link.inflight[tag] = (count, pending)
+        link.inflight[tag] = (count, link.pending or None)
         link.builder, link.pending, link.deadline = None, [], None
         if self._acks == 0:
             self._doorbell.ring()
@@ -244,9 +248,38 @@ class CompressedAccumulator:
                 if link.builder is not None:
                     self._seal(link)
 
-    def complete(self, link_id, tag):
-        with self._lock:
-            return self._links[link_id].inflight.pop(tag, None)
+    def collect(self):
+        """The C Accumulator's collect(): (doorbell seen, reports (link, count, pending,
+        base offset, error code), strays (link, tag), corrupt (link, message) or None);
+        batches without callbacks or errors add to `settled`."""
+        seen = self._doorbell.value if self._doorbell is not None else 0
+        reports, strays = [], []
+        for link_id, link in enumerate(self._links):
+            if self._acks == 0:
+                with self._lock:
+                    done, link.inflight = list(link.inflight.values()), {}
+                for count, pending in done:
+                    if pending is None:
+                        self.settled += count
+                    else:
+                        reports.append((link_id, count, pending, -1, 0))
+                continue
+            for _ in range(1 << 16):    # bounded: the ring holds fewer completions
+                try:
+                    c = link.completions.read_completion() if link.completions is not None else None
+                except ShmCorrupt as e:
+                    return seen, reports, strays, (link_id, str(e))
+                if c is None:
+                    break
+                with self._lock:
+                    done = link.inflight.pop(c.tag, None)
+                if done is None:
+                    strays.append((link_id, c.tag))
+                elif done[1] is None and not c.error_code:
+                    self.settled += done[0]
+                else:
+                    reports.append((link_id, done[0], done[1], c.base_offset, c.error_code))
+        return seen, reports, strays, None
 
     def take_sealed(self, link_id):
         with self._lock:
@@ -260,7 +293,7 @@ class CompressedAccumulator:
             link = self._links[link_id]
             if link.builder is None:
                 return []
-            out = [(len(link.builder), link.pending)]
+            out = [(len(link.builder), link.pending or None)]
             link.builder, link.pending, link.deadline = None, [], None
             return out
 

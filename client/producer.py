@@ -8,7 +8,8 @@ partition's leader; delivery reports back.
         p.flush()
 
 Theory of operation
-- produce() is one C call (odradek._hotpath.Accumulator, daemon/c_ext/hp_producer.c):
+- produce() is one C call (odradek._hotpath.Accumulator, daemon/c_ext/hp_producer.c;
+  each Producer's produce is the accumulator's bind_produce, no Python frame per record):
   argument checks, the partition, the record encoded straight into the open batch, which
   lives in a reservation of the partition's produce ring, and the seal (header, CRC-32C,
   commit) when the batch reaches batch.size or linger.ms is 0. What it cannot do comes
@@ -27,7 +28,11 @@ Theory of operation
   produced meanwhile wait); attach(topic) does it beforehand.
 - A background thread (the sender) sleeps on our doorbell, reads completions, seals
   batches whose linger.ms ran out, and queues delivery reports; poll() and flush() run
-  the on_delivery callbacks in the caller's thread, as confluent-kafka does. A batch
+  the on_delivery callbacks in the caller's thread, as confluent-kafka does. Its rounds
+  are at least _ROUND_GAP_S apart while no flush() waits: between two it sleeps on a
+  timer, not on the doorbell, so that a leader completing a batch every few tens of
+  microseconds wakes it (a futex wake, which the leader pays) once per gap, not once
+  per batch; a delivery callback may come that much later. A batch
   holds its ring space from its first record, so sealing never waits; produce() waits
   (max.block.ms, GIL released) only for the space of a new batch.
 - Idempotence (enable.idempotence, the default): InitProducerId gives a producer id and
@@ -69,7 +74,7 @@ from odradek.client._liveness import LIVENESS_CHECK_S, Liveness, connect_again
 from odradek.client._producer_compressed import compressed_accumulator
 from odradek.client.admin import resolve_socket
 from odradek.client.errors import (IllegalState, InvalidConfig, KafkaException, LeaderNotAvailable, MessageTooLarge,
-                                   OdradekError, RequestTimedOut, RingFull, TransactionAborted,
+                                   OdradekError, RequestTimedOut, RingFull, ShmCorrupt, TransactionAborted,
                                    UnknownTopicOrPartition, error_for_code)
 from odradek.client.message import TIMESTAMP_CREATE_TIME, FailedDelivery, GroupMetadata, Record, TopicPartition
 from odradek.client.protocol import ControlClient, messages as m
@@ -104,6 +109,7 @@ _SCHEMA = {
 _TXN_TURNS = 1_000_000    # bounds a transactional operation's steps; its deadline ends it first
 _RETRY_S = 0.05
 _SLOW_TURNS = 1_000_000   # bounds _produce_slow's loop; the deadline ends it first
+_ROUND_GAP_S = 0.0005     # the sender's rounds at most this often (the module doc)
 
 
 def _address(cdata):
@@ -205,8 +211,14 @@ class Producer:
         accumulator = Accumulator if c["compression.type"] == "none" else compressed_accumulator(c)
         self._acc = accumulator(c["batch.size"], c["linger.ms"], self._acks, self._pid, self._epoch,
                                 _address(self._doorbell._ptr), self._doorbell, transactional=self._txn is not None)
+        if hasattr(self._acc, "bind_produce") and type(self).produce is Producer.produce:
+            # produce() as one C call, no Python frame per record (the method below, bound
+            # here: what it would do, for the C accumulator; a subclass's override stays)
+            self.produce = self._acc.bind_produce(self._produce_slow)
         self._reports = deque()                # (on_delivery, err, Record) ready for poll()
         self._reported = threading.Condition()
+        self._flushing = 0                     # flush() calls under way (under _reported)
+        self._hurry = threading.Event()        # set while one is: the sender takes no pause
         self._settled = 0                      # records reported (delivered or failed)
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="odradek-producer-sender", daemon=True)
@@ -328,7 +340,8 @@ class Producer:
             link = _Link(topic, partition, requests, completions, (req_fd, comp_fd))
             # the largest batch: max.message.bytes of the topic, or what the ring takes
             limit = min(requests.max_payload, max_batch_bytes or requests.max_payload)
-            link.id = self._acc.add_link(topic, partition, _address(requests._r), requests, limit)
+            link.id = self._acc.add_link(topic, partition, _address(requests._r), requests, limit, 0,
+                                         _address(completions._r), completions)
             self._link_list.append(link)
             self._links[(topic, partition)] = link
 
@@ -524,59 +537,79 @@ class Producer:
 
     # == delivery reports ============================================================
     def _report(self, link, count, pending, base_offset, error):
-        """Queue the delivery reports of a batch of `count` records; `pending` holds, per
-        record, None or what its on_delivery report needs (None: no record has one)."""
-        items = []
-        # confluent-kafka's shape: on_delivery's err and the record's error() are one KafkaError
-        # (the OdradekError is its .exception)
-        kafka_error = error.args[0] if isinstance(error, KafkaException) else None
-        if pending is not None:
-            for i, p in enumerate(pending):
-                if p is not None:
-                    callback, key, value, headers, ts = p
-                    offset = -1 if base_offset < 0 else base_offset + i
-                    headers = list(headers) if headers else None
-                    if error is None:
-                        rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
-                    else:
-                        rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
-                                             TIMESTAMP_CREATE_TIME, kafka_error)
-                    items.append((callback, kafka_error, rec))
+        """Queue the delivery reports of a batch of `count` records; `pending` holds, for
+        each record with an on_delivery callback, (its index in the batch, callback, key,
+        value, headers, timestamp); None: no record has one."""
+        items = self._report_items(link, pending, base_offset, error)
         with self._reported:
             self._reports.extend(items)
             self._settled += count
             self._reported.notify_all()
 
+    @staticmethod
+    def _report_items(link, pending, base_offset, error):
+        """(on_delivery, error, Record) of each record of a batch that has a callback."""
+        items = []
+        if pending is None:
+            return items
+        # confluent-kafka's shape: on_delivery's err and the record's error() are one KafkaError
+        # (the OdradekError is its .exception)
+        kafka_error = error.args[0] if isinstance(error, KafkaException) else None
+        for i, callback, key, value, headers, ts in pending:
+            offset = -1 if base_offset < 0 else base_offset + i
+            headers = list(headers) if headers else None
+            if error is None:
+                rec = Record(link.topic, link.partition, offset, key, value, headers, ts)
+            else:
+                rec = FailedDelivery(link.topic, link.partition, offset, key, value, headers, ts,
+                                     TIMESTAMP_CREATE_TIME, kafka_error)
+            items.append((callback, kafka_error, rec))
+        return items
+
     def _send_loop(self):
-        doorbell = self._doorbell
+        doorbell, monotonic, hurry = self._doorbell, time.monotonic, self._hurry
         while not self._closed:
-            seen = doorbell.value
-            self._take_completions()
+            started = monotonic()
+            seen = self._take_completions()
             timeout = self._acc.seal_due(LIVENESS_CHECK_S)   # batches whose linger.ms ran out
             self._check_broker()
-            doorbell.wait(seen, timeout)
+            pause = min(started + _ROUND_GAP_S - monotonic(), timeout)
+            if pause > 0 and not hurry.is_set():
+                # the leaders' rings meanwhile find nobody asleep: no wake-up to pay; a
+                # flush() (a transaction's commit among them) ends the pause
+                hurry.wait(pause)
+                timeout -= pause
+            doorbell.wait(seen, max(timeout, 0.0))
 
     def _take_completions(self):
         """Queue a delivery report for every batch the leaders have acknowledged (with
-        acks=0: every batch sealed)."""
-        for link in list(self._link_list):
-            if self._acks == 0:
-                for count, pending in self._acc.take_sealed(link.id):
-                    self._report(link, count, pending, -1, None)
-                continue
-            for _ in range(1 << 16):    # bounded: the ring holds fewer completions
-                c = link.completions.read_completion()
-                if c is None:
-                    break
-                done = self._acc.complete(link.id, c.tag)
-                if done is None:
-                    log.warning("completion for unknown tag %d on %s-%d", c.tag, link.topic, link.partition)
-                    continue
-                error = _completion_error(link, c.error_code) if c.error_code else None
-                if error is not None and self._txn is not None:
-                    with self._txn_lock:   # fenced: fatal; else the transaction must abort
-                        self._txn_call(self._txn.batch_failed, error)
-                self._report(link, *done, c.base_offset, error)
+        acks=0: every batch sealed); returns our doorbell's counter as it was before
+        looking (to sleep on). The accumulator reads every completion ring in one call
+        (collect), without letting go of the GIL; a batch with neither callbacks nor an
+        error only adds its records to the accumulator's settled count."""
+        settled = self._acc.settled
+        seen, reports, strays, corrupt = self._acc.collect()
+        for link_id, tag in strays:
+            link = self._link_list[link_id]
+            log.warning("completion for unknown tag %d on %s-%d", tag, link.topic, link.partition)
+        items, reported = [], 0
+        for link_id, count, pending, base_offset, code in reports:
+            link = self._link_list[link_id]
+            error = _completion_error(link, code) if code else None
+            if error is not None and self._txn is not None:
+                with self._txn_lock:   # fenced: fatal; else the transaction must abort
+                    self._txn_call(self._txn.batch_failed, error)
+            items += self._report_items(link, pending, base_offset, error)
+            reported += count
+        if reported or self._acc.settled != settled:
+            with self._reported:
+                self._reports.extend(items)
+                self._settled += reported
+                self._reported.notify_all()
+        if corrupt is not None:
+            link = self._link_list[corrupt[0]]
+            raise ShmCorrupt(f"{link.topic}-{link.partition}: {corrupt[1]}")
+        return seen
 
     def poll(self, timeout=0):
         """Run delivery callbacks that are due; wait up to `timeout` seconds (None:
@@ -599,24 +632,34 @@ class Producer:
         stuck broker makes that count non-zero, never an exception. (A compressed batch whose
         ring stays full stays open, and the sender hands it over when there is room.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._acc.seal_all()
-        self._doorbell.ring()   # the sender retries what could not be sealed
-        for _ in range(10_000_000):   # bounded by the deadline or by delivery
-            self.poll(0)
-            if len(self) == 0:
-                break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
+        with self._reported:   # someone waits for the reports: the sender's rounds come at once
+            self._flushing += 1
+            self._hurry.set()
+        try:
+            self._acc.seal_all()
+            self._doorbell.ring()   # the sender retries what could not be sealed
+            for _ in range(10_000_000):   # bounded by the deadline or by delivery
+                self.poll(0)
+                if len(self) == 0:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                with self._reported:
+                    self._reported.wait_for(lambda: self._reports or len(self) == 0,
+                                            0.1 if left is None else min(0.1, left))
+        finally:
             with self._reported:
-                self._reported.wait_for(lambda: self._reports or len(self) == 0,
-                                        0.1 if left is None else min(0.1, left))
+                self._flushing -= 1
+                if not self._flushing:
+                    self._hurry.clear()
         self.poll(0)
         return len(self)
 
     def __len__(self):
         """Records produced and not yet reported (delivered or failed)."""
-        return self._acc.queued - self._settled
+        settled = self._settled + self._acc.settled   # before queued: never too low
+        return self._acc.queued - settled
 
     # == lifetime ====================================================================
     def close(self, timeout=None):

@@ -12,7 +12,9 @@ then a summary line with records/sec, MB/sec (bytes / 2**20 per second, as Kafka
 and the latency, from produce() to the record's delivery callback: avg, max and the
 50th/95th/99th/99.9th percentiles. Delivery callbacks are served by poll(0) after every
 produce(), as a confluent-kafka program does, so the latency includes the time until
-the program next polls.
+the program next polls; with --latency-every K (and no --throughput limit) after every
+K records instead, the first of which has the callback (wire_compare.py's confluent-kafka
+loop polls every 1,024).
 
 --processes 2 runs two producer processes side by side, each sending half the records
 at half the throughput; their windows and results are added up (records/sec over the
@@ -102,20 +104,30 @@ def run_producer(socket_path, topic_name, num_records, record_size, throughput, 
                 window.add(record_size, lat, latency_every)
             return on_delivery
 
-        for i in range(num_records):
+        # Unthrottled, the records go in runs of latency_every: the first with a callback,
+        # the others bare produce() calls, then one poll(0) (as wire_compare's
+        # confluent-kafka loop polls every 1,024 records); throttled, one at a time.
+        produce, poll = producer.produce, producer.poll
+        run_len = 1 if per_record_ns else latency_every
+        i = 0
+        while i < num_records:
             t = now()
             if per_record_ns:
                 # Kafka's ThroughputThrottler: when ahead of the target rate, wait (serving
                 # delivery callbacks meanwhile) until this record's slot comes
                 due = start + int(i * per_record_ns)
                 while t < due:
-                    producer.poll((due - t) / 1e9)
+                    poll((due - t) / 1e9)
                     t = now()
+            n = min(run_len, num_records - i)
             if i % latency_every == 0:
-                producer.produce(topic_name, payload, on_delivery=delivered(t))
+                produce(topic_name, payload, on_delivery=delivered(t))
             else:
-                producer.produce(topic_name, payload)
-            producer.poll(0)
+                produce(topic_name, payload)
+            for _ in range(n - 1):
+                produce(topic_name, payload)
+            i += n
+            poll(0)
             if t - window.start >= interval_ns:
                 on_window(*window.as_tuple(), (t - window.start) / 1e9)
                 window = Window(t)

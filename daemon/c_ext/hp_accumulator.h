@@ -25,6 +25,8 @@ typedef struct {
     uint32_t limit;          /* the largest batch: max.message.bytes, or the ring's max */
     odk_ring *ring;          /* the Ring's cffi struct: mapped until the Producer closes the Ring, after close() */
     PyObject *owner;
+    odk_ring *completions;   /* the completion ring's, read by collect(); NULL: none given */
+    PyObject *completions_owner;
     /* the open batch (batch != NULL): a reservation of cap bytes in the ring */
     uint8_t *batch;
     uint32_t used, cap;
@@ -64,6 +66,7 @@ typedef struct {
     PyObject *doorbell_owner;
     int64_t sender_wake_ns;  /* when the sender next looks at linger deadlines */
     long long queued;        /* records accepted, ever */
+    long long settled;       /* records of batches collect() found done with no report to make, ever */
     int closed;
     atomic_int waiters;      /* threads inside wait_space */
     uint64_t rng;

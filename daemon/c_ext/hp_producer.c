@@ -13,7 +13,8 @@
  *
  * The record's bytes and the batch header come from hp_record.h (with the twin tests'
  * module functions, encode_batch and partition_for_key); the structs, the sticky
- * partitioner and opening/sealing a batch from hp_accumulator.h.
+ * partitioner and opening/sealing a batch from hp_accumulator.h; the batches in flight
+ * and their reports (collect, take_sealed, take_open) from hp_completions.h.
  *
  * Per record (Accumulator.produce, METH_FASTCALL, confluent-kafka's argument order):
  *   argument checks (bytes, str as UTF-8, bytearray/memoryview as their bytes, None;
@@ -42,17 +43,20 @@
  *   returned, before any link exists.
  *
  * Completion bookkeeping: per sealed batch (tag, record count, and only when some
- *   record of it has on_delivery, a list with one entry per record: None, or the
- *   (callback, key, value, headers, timestamp) tuple its delivery report needs). No
- *   Python object is kept for a record without a callback.
+ *   record of it has on_delivery, the "pending" list: for each such record, in order,
+ *   the (index in the batch, callback, key, value, headers, timestamp) tuple its
+ *   delivery report needs). No Python object is kept, and nothing is done, for a record
+ *   without a callback (a batch of 600 records with one callback reports one).
  *
  * Threading and locks
  *   - Each link has its own mutex (per partition, never per producer), held only while
  *     its open batch, cursors or in-flight queue change, never across a call that can
  *     block (the ring commit's futex wake does not block), and never while Python code
- *     can run: every Python object a record needs is made before the lock is taken, and
- *     released after (an allocation can run the garbage collector, hence finalizers).
- *   - produce() (any thread), seal_due() and complete() (the sender thread), seal_all()
+ *     can run: every container a record needs is made before the lock is taken, and
+ *     released after (allocating a tracked object can run the garbage collector, hence
+ *     finalizers; under the lock only an int and a list's growth are allocated, which
+ *     cannot).
+ *   - produce() (any thread), seal_due() and collect() (the sender thread), seal_all()
  *     (flush) all hold the GIL; wait_space() releases it while it sleeps on the ring's
  *     head futex (taking the link mutex only to read the cursor and set the waiter flag).
  *     So under the GIL these calls run one at a time whatever the partition: today the
@@ -61,7 +65,8 @@
  *   - The topic table (topics, partition counts, links, sticky partitions) changes only
  *     with the GIL held, from the calls above and set_partition_count / add_link.
  *   - The rings' memory belongs to the Python Ring objects (the cffi odk_ring struct and
- *     the mapping); each link keeps a reference to its Ring, and close() waits for every
+ *     the mapping); each link keeps a reference to its Ring (and to its completion Ring,
+ *     which collect() reads), and close() waits for every
  *     wait_space() to leave before the Producer unmaps them.
  */
 #define _GNU_SOURCE
@@ -95,39 +100,46 @@ enum {
 
 /* ---- produce() --------------------------------------------------------------------------- */
 
+/* Accumulator.produce's argument order, which is also the order of the core's argv and of
+ * the Producer's _produce_slow(res, *argv) */
 static const char *const produce_kwlist[] = {"topic", "value", "key", "headers", "partition",
                                              "timestamp", "on_delivery"};
+static const int produce_order[] = {0, 1, 2, 3, 4, 5, 6};
+/* Producer.produce's (confluent-kafka's) order, and where each lands in argv */
+static const char *const confluent_kwlist[] = {"topic", "value", "key", "partition", "on_delivery",
+                                               "timestamp", "headers"};
+static const int confluent_order[] = {0, 1, 2, 4, 6, 5, 3};
 #define PRODUCE_NARGS 7
 
+/* Fills out[] (the core's order) from a vectorcall's arguments named by kwlist; `order`
+ * maps each kwlist position to its argv slot. */
 static int parse_produce_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                              PyObject **out)
+                              const char *const *kwlist, const int *order, PyObject **out)
 {
     if (nargs > PRODUCE_NARGS) {
         PyErr_Format(PyExc_TypeError, "produce() takes at most %d arguments (%zd given)",
                      PRODUCE_NARGS, nargs);
         return -1;
     }
-    int given;
     for (int i = 0; i < PRODUCE_NARGS; i++)
-        out[i] = i < nargs ? args[i] : Py_None;
-    given = (1 << nargs) - 1;
+        out[order[i]] = i < nargs ? args[i] : Py_None;
+    int given = (1 << nargs) - 1;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t j = 0; j < nkw; j++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, j);
         int k = 0;
-        while (k < PRODUCE_NARGS && PyUnicode_CompareWithASCIIString(name, produce_kwlist[k]) != 0)
+        while (k < PRODUCE_NARGS && PyUnicode_CompareWithASCIIString(name, kwlist[k]) != 0)
             k++;
         if (k == PRODUCE_NARGS) {
             PyErr_Format(PyExc_TypeError, "produce() got an unexpected keyword argument '%U'", name);
             return -1;
         }
         if (given & (1 << k)) {
-            PyErr_Format(PyExc_TypeError, "produce() got multiple values for argument '%s'",
-                         produce_kwlist[k]);
+            PyErr_Format(PyExc_TypeError, "produce() got multiple values for argument '%s'", kwlist[k]);
             return -1;
         }
         given |= 1 << k;
-        out[k] = args[nargs + j];
+        out[order[k]] = args[nargs + j];
     }
     if (!(given & 1)) {
         PyErr_SetString(PyExc_TypeError, "produce() missing required argument 'topic'");
@@ -136,12 +148,10 @@ static int parse_produce_args(PyObject *const *args, Py_ssize_t nargs, PyObject 
     return 0;
 }
 
-static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_ssize_t nargs,
-                                     PyObject *kwnames)
+/* The record of argv (produce_kwlist's order) into its batch: None, or the slow path's
+ * tuple. */
+static PyObject *produce_core(Accumulator *a, PyObject *const *argv)
 {
-    PyObject *argv[PRODUCE_NARGS];
-    if (parse_produce_args(args, nargs, kwnames, argv) < 0)
-        return NULL;
     PyObject *topic = argv[0], *callback = argv[6];
     if (a->closed) {
         PyErr_SetString(PyExc_RuntimeError, "produce() on a closed Producer");
@@ -195,7 +205,9 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
             }
             PyList_SET_ITEM(hl, i, pair);
         }
-        item = Py_BuildValue("(OOONL)", callback, r.key.obj ? r.key.obj : Py_None,
+        /* (index in the batch, callback, key, value, headers, timestamp): the index is set
+         * under the lock, in this tuple nobody else has seen yet */
+        item = Py_BuildValue("(OOOONL)", Py_None, callback, r.key.obj ? r.key.obj : Py_None,
                              r.value.obj ? r.value.obj : Py_None, hl, (long long)timestamp);
         spare = PyList_New(0);
         if (item == NULL || spare == NULL)
@@ -273,18 +285,19 @@ static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_s
             ring_ours = 1;   /* the sender learns of the nearer deadline */
         }
     }
-    if (keep) {
+    if (keep) {   /* an int and a list's growth: no object the collector tracks */
+        PyObject *index = PyLong_FromLong(l->count);
+        if (index == NULL)
+            goto unlock_fail;
+        PyTuple_SET_ITEM(item, 0, index);
+        Py_DECREF(Py_None);   /* the placeholder's reference */
         if (l->pending == NULL) {
-            for (int32_t i = 0; i < l->count; i++)
-                if (PyList_Append(spare, Py_None) < 0)
-                    goto unlock_fail;
             l->pending = spare;
             spare = NULL;
         }
         if (PyList_Append(l->pending, item) < 0)
             goto unlock_fail;
-    } else if (l->pending != NULL && PyList_Append(l->pending, Py_None) < 0)
-        goto unlock_fail;
+    }
     if (l->count == 0)
         l->base_ts = l->max_ts = timestamp;
     int64_t ts_delta = timestamp - l->base_ts;   /* fits() checked it */
@@ -317,6 +330,52 @@ done:
     Py_XDECREF(item);
     Py_XDECREF(spare);
     return result;
+}
+
+static PyObject *Accumulator_produce(Accumulator *a, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *argv[PRODUCE_NARGS];
+    if (parse_produce_args(args, nargs, kwnames, produce_kwlist, produce_order, argv) < 0)
+        return NULL;
+    return produce_core(a, argv);
+}
+
+/* The Producer's produce() as one C call (bind_produce): confluent-kafka's argument order;
+ * what the core cannot do goes to slow(res, *argv), the Producer's _produce_slow, whose
+ * result is returned. Its self is the tuple (accumulator, slow). */
+static PyObject *bound_produce(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *argv[1 + PRODUCE_NARGS];   /* argv[0]: the slow path's first argument */
+    if (parse_produce_args(args, nargs, kwnames, confluent_kwlist, confluent_order, argv + 1) < 0)
+        return NULL;
+    PyObject *res = produce_core((Accumulator *)PyTuple_GET_ITEM(self, 0), argv + 1);
+    if (res == NULL || res == Py_None)
+        return res;
+    argv[0] = res;
+    PyObject *out = PyObject_Vectorcall(PyTuple_GET_ITEM(self, 1), argv, 1 + PRODUCE_NARGS, NULL);
+    Py_DECREF(res);
+    return out;
+}
+
+static PyMethodDef bound_produce_def = {
+    "produce", (PyCFunction)(void (*)(void))bound_produce, METH_FASTCALL | METH_KEYWORDS,
+    "produce(topic, value=None, key=None, partition=None, on_delivery=None, timestamp=None, headers=None)\\n"
+    "Queue one record (odradek.client.Producer.produce, as one C call)."
+};
+
+/* bind_produce(slow) -> the Producer's produce(): see bound_produce. */
+static PyObject *Accumulator_bind_produce(Accumulator *a, PyObject *slow)
+{
+    if (!PyCallable_Check(slow))
+        return PyErr_Format(PyExc_TypeError, "bind_produce needs a callable, not %.100s", Py_TYPE(slow)->tp_name);
+    PyObject *self = PyTuple_Pack(2, (PyObject *)a, slow);
+    if (self == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_New(&bound_produce_def, self);
+    Py_DECREF(self);
+    return fn;
 }
 
 /* ---- The Python side's calls --------------------------------------------------------------- */
@@ -360,8 +419,10 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     unsigned long long ring_addr;
     unsigned int limit;
     int next_seq = 0;
-    if (!PyArg_ParseTuple(args, "UiKOI|i:add_link", &name, &partition, &ring_addr, &owner, &limit,
-                          &next_seq))
+    unsigned long long completions_addr = 0;
+    PyObject *completions_owner = Py_None;
+    if (!PyArg_ParseTuple(args, "UiKOI|iKO:add_link", &name, &partition, &ring_addr, &owner, &limit,
+                          &next_seq, &completions_addr, &completions_owner))
         return NULL;
     if (partition < 0 || partition >= MAX_PARTITION || ring_addr == 0 || next_seq < 0)
         return PyErr_Format(PyExc_ValueError, "bad partition %d, ring or sequence", partition);
@@ -396,6 +457,9 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
     l->next_seq = next_seq;
     Py_INCREF(owner);
     l->owner = owner;
+    l->completions = (odk_ring *)(uintptr_t)completions_addr;
+    Py_INCREF(completions_owner);
+    l->completions_owner = completions_owner;
     t->links[partition] = l;
     a->links[a->nlinks] = l;
     return PyLong_FromSsize_t(a->nlinks++);
@@ -403,7 +467,18 @@ static PyObject *Accumulator_add_link(Accumulator *a, PyObject *args)
 
 /* wait_space(link, nbytes, timeout_s): sleep (GIL released) until an entry of nbytes
  * fits in the link's ring, at most timeout_s and at most WAIT_CHUNK_NS (the caller
- * loops to its deadline, running signal handlers in between). True if it fits. */
+ * loops to its deadline, running signal handlers in between). True if it fits.
+ *
+ * First it polls, for up to SPACE_POLL_NS, sleeping SPACE_POLL_STEP_NS between looks and
+ * setting no flag; only then does it set the ring's space-waiter flag and sleep on the
+ * head futex. A producer ahead of its leader waits here once per batch: with the flag
+ * set, the leader would wake it (a futex wake, on a VM an inter-processor interrupt)
+ * for every entry it releases, in the leader's time, the bottleneck then. Polling costs
+ * the waiting producer's own timer wake-ups instead, and the full ring in front of the
+ * leader (many batches) keeps it busy meanwhile. A ring that stays full past the poll
+ * (a leader stuck or gone) costs no wake-ups: the futex sleep. */
+#define SPACE_POLL_NS 2000000LL
+#define SPACE_POLL_STEP_NS 100000L
 static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
 {
     Py_ssize_t id;
@@ -425,14 +500,25 @@ static PyObject *Accumulator_wait_space(Accumulator *a, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&l->lock);
     uint64_t tail = l->ring->tail;
-    if (l->sleepers++ == 0)     /* the flag is shared by this process's sleepers */
-        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
     pthread_mutex_unlock(&l->lock);
-    ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, left);
-    pthread_mutex_lock(&l->lock);
-    if (--l->sleepers == 0)
-        odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
-    pthread_mutex_unlock(&l->lock);
+    int64_t start = now_ns(CLOCK_MONOTONIC), spent = 0;
+    struct timespec step = {0, SPACE_POLL_STEP_NS};
+    while ((ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, 0)) == 0 && spent < SPACE_POLL_NS
+           && spent < left) {
+        nanosleep(&step, NULL);
+        spent = now_ns(CLOCK_MONOTONIC) - start;
+    }
+    if (ok == 0 && spent < left) {
+        pthread_mutex_lock(&l->lock);
+        if (l->sleepers++ == 0)     /* the flag is shared by this process's sleepers */
+            odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 1);
+        pthread_mutex_unlock(&l->lock);
+        ok = odk_ring_wait_writable_at(l->ring, tail, nbytes, left - spent);
+        pthread_mutex_lock(&l->lock);
+        if (--l->sleepers == 0)
+            odk_atomic_store_u32(base, ODK_RING_OFF_SPACE_WAITER, 0);
+        pthread_mutex_unlock(&l->lock);
+    }
     Py_END_ALLOW_THREADS
     atomic_fetch_sub(&a->waiters, 1);
     if (ok < 0)
@@ -493,147 +579,7 @@ static PyObject *Accumulator_seal_all(Accumulator *a, PyObject *Py_UNUSED(ignore
     Py_RETURN_NONE;
 }
 
-static PyObject *sealed_tuple(Sealed s)
-{
-    PyObject *pending = s.pending ? s.pending : Py_None;
-    if (!s.pending)
-        Py_INCREF(Py_None);
-    return Py_BuildValue("(iN)", (int)s.count, pending);
-}
-
-/* The in-flight entry with that tag removed from l's queue (locked) into *out; 0 if there
- * is none. */
-static int remove_inflight_locked(Link *l, uint32_t tag, Sealed *out)
-{
-    for (size_t i = 0; i < l->in_len; i++) {
-        if (l->inflight[(l->in_first + i) % l->in_cap].tag != tag)
-            continue;
-        *out = l->inflight[(l->in_first + i) % l->in_cap];
-        for (size_t j = i; j > 0; j--)   /* close the gap (i is 0 when in order) */
-            l->inflight[(l->in_first + j) % l->in_cap] = l->inflight[(l->in_first + j - 1) % l->in_cap];
-        l->in_first = (l->in_first + 1) % l->in_cap;
-        l->in_len--;
-        return 1;
-    }
-    return 0;
-}
-
-/* The reports of complete() and take_sealed() are made before their entries leave the
- * queue (each holding its own reference to the pending list), so that a MemoryError
- * changes nothing: the records stay in flight, to be taken again (close() reports them),
- * and are never lost to len(producer). Building runs with the lock released (it can run
- * the garbage collector); an entry that left the queue meanwhile is not reported here. */
-
-/* complete(link, tag): (count, pending) of the sealed batch with that tag, removed from
- * the in-flight queue; None if there is none (a stray completion). */
-static PyObject *Accumulator_complete(Accumulator *a, PyObject *args)
-{
-    Py_ssize_t id;
-    unsigned int tag;
-    if (!PyArg_ParseTuple(args, "nI:complete", &id, &tag))
-        return NULL;
-    Link *l = link_arg(a, id);
-    if (l == NULL)
-        return NULL;
-    Sealed s = {0, 0, NULL};
-    int found = 0;
-    pthread_mutex_lock(&l->lock);
-    for (size_t i = 0; i < l->in_len && !found; i++)
-        if (l->inflight[(l->in_first + i) % l->in_cap].tag == tag) {
-            s = l->inflight[(l->in_first + i) % l->in_cap];
-            Py_XINCREF(s.pending);       /* the report's own reference */
-            found = 1;
-        }
-    pthread_mutex_unlock(&l->lock);
-    if (!found)
-        Py_RETURN_NONE;
-    PyObject *report = sealed_tuple(s);
-    if (report == NULL)
-        return NULL;
-    pthread_mutex_lock(&l->lock);
-    found = remove_inflight_locked(l, tag, &s);
-    pthread_mutex_unlock(&l->lock);
-    if (!found) {
-        Py_DECREF(report);
-        Py_RETURN_NONE;
-    }
-    Py_XDECREF(s.pending);              /* the queue's reference */
-    return report;
-}
-
-/* take_sealed(link): [(count, pending), ...] of every sealed batch in flight, removed
- * (acks=0 reports, and the failures of close()). */
-static PyObject *Accumulator_take_sealed(Accumulator *a, PyObject *arg)
-{
-    Link *l = link_of_arg(a, arg);
-    if (l == NULL)
-        return NULL;
-    pthread_mutex_lock(&l->lock);
-    size_t n = l->in_len;
-    Sealed *taken = n ? PyMem_RawMalloc(n * sizeof *taken) : NULL;
-    for (size_t i = 0; taken != NULL && i < n; i++) {
-        taken[i] = l->inflight[(l->in_first + i) % l->in_cap];
-        Py_XINCREF(taken[i].pending);
-    }
-    pthread_mutex_unlock(&l->lock);
-    if (n && taken == NULL)
-        return PyErr_NoMemory();
-    PyObject *out = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; i < n; i++) {
-        PyObject *t = out == NULL ? NULL : sealed_tuple(taken[i]);   /* takes the reference */
-        if (t == NULL) {
-            for (size_t j = i + (out != NULL); j < n; j++)
-                Py_XDECREF(taken[j].pending);
-            Py_XDECREF(out);
-            PyMem_RawFree(taken);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, (Py_ssize_t)i, t);
-    }
-    Py_ssize_t gone = 0;
-    pthread_mutex_lock(&l->lock);
-    for (size_t i = 0; i < n; i++)
-        if (!remove_inflight_locked(l, taken[i].tag, &taken[i]))
-            taken[i].count = -1;        /* it left the queue meanwhile */
-    pthread_mutex_unlock(&l->lock);
-    for (size_t i = 0; i < n; i++) {
-        if (taken[i].count < 0) {
-            if (PySequence_DelItem(out, (Py_ssize_t)i - gone++) < 0)
-                PyErr_Clear();          /* cannot fail for an index in range */
-        } else {
-            Py_XDECREF(taken[i].pending);   /* the queue's reference */
-        }
-    }
-    PyMem_RawFree(taken);
-    return out;
-}
-
-/* take_open(link): [(count, pending)] of the open batch, dropped (its reservation
- * cancelled: no reader ever sees it), or [] (close() reports such records failed). */
-static PyObject *Accumulator_take_open(Accumulator *a, PyObject *arg)
-{
-    Link *l = link_of_arg(a, arg);
-    if (l == NULL)
-        return NULL;
-    Sealed s = {0, 0, NULL};
-    pthread_mutex_lock(&l->lock);
-    if (l->batch != NULL) {
-        odk_ring_cancel(l->ring);
-        l->batch = NULL;
-        s.count = l->count;
-        s.pending = l->pending;
-        l->pending = NULL;
-    }
-    pthread_mutex_unlock(&l->lock);
-    if (s.count == 0) {
-        Py_XDECREF(s.pending);
-        return PyList_New(0);
-    }
-    PyObject *t = sealed_tuple(s);
-    if (t == NULL)
-        return NULL;
-    return Py_BuildValue("[N]", t);
-}
+#include "hp_completions.h"   /* collect, take_sealed, take_open */
 
 /* close(): no more produce(); returns once no wait_space is inside the rings (which
  * leave within WAIT_CHUNK_NS; it gives up after about 1 s), so the Producer may unmap
@@ -691,6 +637,11 @@ static PyObject *Accumulator_get_queued(Accumulator *a, void *Py_UNUSED(closure)
     return PyLong_FromLongLong(a->queued);
 }
 
+static PyObject *Accumulator_get_settled(Accumulator *a, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(a->settled);
+}
+
 static int Accumulator_init(Accumulator *a, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"batch_size", "linger_ms", "acks", "producer_id", "producer_epoch",
@@ -740,6 +691,7 @@ static void Accumulator_dealloc(Accumulator *a)
             Py_XDECREF(l->inflight[(l->in_first + j) % l->in_cap].pending);
         free(l->inflight);
         Py_XDECREF(l->owner);
+        Py_XDECREF(l->completions_owner);
         pthread_mutex_destroy(&l->lock);
         free(l);
     }
@@ -753,18 +705,23 @@ static PyMethodDef Accumulator_methods[] = {
     {"produce", (PyCFunction)(void (*)(void))Accumulator_produce, METH_FASTCALL | METH_KEYWORDS,
      "produce(topic, value=None, key=None, headers=None, partition=None, timestamp=None, "
      "on_delivery=None) -> None, or (code, partition, bytes, limit) for the slow path"},
+    {"bind_produce", (PyCFunction)Accumulator_bind_produce, METH_O,
+     "bind_produce(slow) -> produce(topic, value=None, key=None, partition=None, on_delivery=None, "
+     "timestamp=None, headers=None), one C call; slow(res, topic, value, key, headers, partition, "
+     "timestamp, on_delivery) serves what produce's tuple asks for"},
     {"set_partition_count", (PyCFunction)Accumulator_set_partition_count, METH_VARARGS,
      "set_partition_count(topic, count)"},
     {"add_link", (PyCFunction)Accumulator_add_link, METH_VARARGS,
-     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0)"
-     " -> link id"},
+     "add_link(topic, partition, odk_ring address, ring owner, max batch bytes, next_sequence=0, "
+     "completion odk_ring address=0, its owner=None) -> link id"},
     {"wait_space", (PyCFunction)Accumulator_wait_space, METH_VARARGS,
-     "wait_space(link, nbytes, timeout_s) -> bool (sleeps at most 50 ms, GIL released)"},
+     "wait_space(link, nbytes, timeout_s) -> bool (polls up to 2 ms, then sleeps; at most 50 ms, GIL released)"},
     {"seal_due", (PyCFunction)Accumulator_seal_due, METH_O,
      "seal_due(max_s) -> seconds until the next linger deadline"},
     {"seal_all", (PyCFunction)Accumulator_seal_all, METH_NOARGS, "seal every open batch"},
-    {"complete", (PyCFunction)Accumulator_complete, METH_VARARGS,
-     "complete(link, tag) -> (count, pending or None), or None"},
+    {"collect", (PyCFunction)Accumulator_collect, METH_NOARGS,
+     "collect() -> (doorbell seen, [(link, count, pending or None, base offset, error code)], "
+     "[(link, stray tag)], None or (link, corrupt message)): the sender's round (see settled)"},
     {"take_sealed", (PyCFunction)Accumulator_take_sealed, METH_O,
      "take_sealed(link) -> [(count, pending or None), ...]"},
     {"take_open", (PyCFunction)Accumulator_take_open, METH_O,
@@ -779,6 +736,9 @@ static PyMethodDef Accumulator_methods[] = {
 
 static PyGetSetDef Accumulator_getset[] = {
     {"queued", (getter)Accumulator_get_queued, NULL, "records accepted by produce(), ever", NULL},
+    {"settled", (getter)Accumulator_get_settled, NULL,
+     "records of batches collect() found done (acknowledged, or sealed with acks=0) that needed no report, ever",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 

@@ -145,14 +145,20 @@ static PyObject *as_bytes(PyObject *o, const char *what)
     return NULL;
 }
 
-/* Fill f from o. keep: the delivery report needs a bytes object (f->obj). */
+/* A null field that holds nothing (field_clear is a no-op); `view` is set only when held. */
+static inline void field_init(Field *f)
+{
+    f->p = NULL;
+    f->n = -1;
+    f->obj = NULL;
+    f->held = 0;
+}
+
+/* Fill f (field_init'ed) from o. keep: the delivery report needs a bytes object (f->obj). */
 static int field_set(Field *f, PyObject *o, const char *what, int keep)
 {
-    memset(f, 0, sizeof *f);
-    if (o == Py_None) {
-        f->n = -1;
+    if (o == Py_None)
         return 0;
-    }
     if (keep) {
         f->obj = as_bytes(o, what);
         if (f->obj == NULL)
@@ -264,8 +270,12 @@ fail:
 
 static int rec_set(Rec *r, PyObject *key, PyObject *value, PyObject *headers, int keep)
 {
-    memset(r, 0, sizeof *r);
-    r->key.n = r->value.n = -1;
+    /* not a memset of the whole Rec: its two Py_buffers are written only when held */
+    field_init(&r->key);
+    field_init(&r->value);
+    r->headers = NULL;
+    r->nheaders = 0;
+    r->timestamp = 0;
     /* headers first: they allocate tuples (the collector may run), the fields then
      * borrow bytes that nothing can change until the call returns */
     if (headers_set(r, headers) < 0 || field_set(&r->value, value, "value", keep) < 0

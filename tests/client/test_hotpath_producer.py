@@ -160,11 +160,25 @@ class _Rig:
         from odradek.client.shm import Ring
         from odradek.client.shm._lib import ffi
         self.ring, self.fd = Ring.create(capacity)
+        self.completions, self.completions_fd = Ring.create(1 << 16)
         self.acc = _hotpath.Accumulator(batch_size, linger_ms, acks, producer_id, producer_epoch,
                                         transactional=transactional)
         self.acc.set_partition_count("t", 1)
         self.link = self.acc.add_link("t", 0, int(ffi.cast("uintptr_t", self.ring._r)), self.ring,
-                                      self.ring.max_payload, next_sequence)
+                                      self.ring.max_payload, next_sequence,
+                                      int(ffi.cast("uintptr_t", self.completions._r)), self.completions)
+
+    def ack(self, tag, base_offset=0, error_code=0):
+        """The leader's completion of the batch with that tag."""
+        self.completions.write_completion(tag, base_offset, error_code)
+
+    def collect(self):
+        """(records settled by this call, reports, strays, corrupt): collect() less the
+        doorbell counter (the rig has no doorbell)."""
+        before = self.acc.settled
+        seen, *rest = self.acc.collect()
+        assert seen == 0
+        return (self.acc.settled - before, *rest)
 
     def batches(self):
         """(tag, RecordBatch) of every committed entry, released."""
@@ -181,8 +195,9 @@ class _Rig:
     def close(self):
         import os
         self.acc.close()
-        self.ring.close()
-        os.close(self.fd)
+        for ring, fd in ((self.ring, self.fd), (self.completions, self.completions_fd)):
+            ring.close()
+            os.close(fd)
 
 
 @pytest.fixture
@@ -216,8 +231,12 @@ def test_sealed_batches_in_the_ring_are_batchbuilders_with_sequences_and_tags(fi
             assert bytes(batch.buffer) == expected
             done += n
         assert done == len(records) == r.acc.queued
-        assert all(r.acc.complete(r.link, tag)[0] == b.records_count for tag, b in batches)
-        assert r.acc.complete(r.link, len(batches)) is None
+        for tag, _ in batches:
+            r.ack(tag)
+        r.ack(len(batches))    # no batch has that tag
+        # no callbacks, no errors: the batches only count as settled
+        assert r.collect() == (len(records), [], [(r.link, len(batches))], None)
+        assert r.collect() == (0, [], [], None)
     finally:
         r.close()
 
@@ -255,6 +274,40 @@ def test_a_full_ring_queues_nothing_until_space_comes(rig):
     assert sum(b.records_count for _, b in first + r.batches()) == sent + 1
 
 
+def test_bind_produce_takes_confluent_kafkas_argument_order_and_calls_the_slow_path(rig):
+    r = rig()
+    asked = []
+
+    def slow(res, *argv):
+        asked.append((res[0], argv))
+        return "slow's result"
+    produce = r.acc.bind_produce(slow)
+
+    def cb(err, rec):
+        pass
+    # topic, value, key, partition, on_delivery, timestamp, headers (Producer.produce's order)
+    assert produce("t", b"a", b"k", 0, cb, 10, [("h", b"x")]) is None
+    assert produce("t", value=b"b", timestamp=11, headers={"h": None}, key=None, partition=None) is None
+    # the slow path gets the accumulator's tuple and the arguments in Accumulator.produce's order
+    assert produce("u", b"c", None, None, None, 12) == "slow's result"
+    assert asked == [(_hotpath.PRODUCE_NEED_COUNT, ("u", b"c", None, None, None, 12, None))]
+    assert produce("t", b"d", partition=1, on_delivery=cb) == "slow's result"
+    assert asked[1] == (_hotpath.PRODUCE_NEED_LINK, ("t", b"d", None, None, 1, None, cb))
+    for args, kwargs, message in [((), {}, "topic"), (("t",), {"colour": 1}, "colour"),
+                                  (("t", b"v"), {"value": b"w"}, "value"), (("t",) * 8, {}, "at most"),
+                                  (("t", b"v", None, None, 3), {}, "on_delivery")]:
+        with pytest.raises(TypeError, match=message):
+            produce(*args, **kwargs)
+    with pytest.raises(TypeError, match="callable"):
+        r.acc.bind_produce(3)
+    r.acc.seal_all()
+    (_, batch), = r.batches()
+    assert [(rec.timestamp, rec.key, rec.value, list(rec.headers)) for rec in batch.records()] == [
+        (10, b"k", b"a", [("h", b"x")]), (11, None, b"b", [("h", None)])]
+    r.ack(0, 40)
+    assert r.collect() == (0, [(r.link, 2, [(0, cb, b"k", b"a", [("h", b"x")], 10)], 40, 0)], [], None)
+
+
 def test_callbacks_are_kept_per_record_only_in_batches_that_have_one(rig):
     r = rig()
 
@@ -266,8 +319,9 @@ def test_callbacks_are_kept_per_record_only_in_batches_that_have_one(rig):
     r.acc.seal_all()
     r.acc.produce("t", b"d", None, None, None, 13)
     r.acc.seal_all()
-    count, pending = r.acc.complete(r.link, 0)
-    assert count == 3 and pending == [None, (cb, b"k", b"b", [("h", None)], 11), None]
+    r.ack(0, 7)
+    # only the record with a callback is in the report, with its index in the batch
+    assert r.collect() == (0, [(r.link, 3, [(1, cb, b"k", b"b", [("h", None)], 11)], 7, 0)], [], None)
     assert r.acc.take_sealed(r.link) == [(1, None)]
     assert r.acc.take_open(r.link) == []
 
@@ -304,8 +358,9 @@ def test_produce_from_threads_and_the_sender_never_tear_a_batch(rig):
         assert mine == [b"%d-%d" % (n, i) for i in range(2000)]
 
 
-def test_wait_space_sleeps_until_the_reader_frees_room_and_refuses_what_never_fits(rig):
+def test_wait_space_polls_then_sleeps_until_the_reader_frees_room_and_refuses_what_never_fits(rig):
     import threading
+    import time
     r = rig(batch_size=16384, capacity=1 << 16)
     for _ in range(1000):
         res = r.acc.produce("t", b"x" * 1000)
@@ -315,12 +370,15 @@ def test_wait_space_sleeps_until_the_reader_frees_room_and_refuses_what_never_fi
     got = []
     waiter = threading.Thread(target=lambda: got.append(r.acc.wait_space(r.link, nbytes, 0.04)
                                                          or r.acc.wait_space(r.link, nbytes, 5.0)))
+    started = time.monotonic()
     waiter.start()
     for _ in range(5000):                       # until it announces its sleep on the head
         if r.ring.writer_waiting or not waiter.is_alive():
             break
         waiter.join(0.001)
-    assert r.ring.writer_waiting
+    # the space-waiter flag (the leader then wakes it at every release) only after 2 ms of
+    # polling found no room: a producer ahead of its leader waits here once per batch
+    assert r.ring.writer_waiting and time.monotonic() - started >= 0.002
     r.batches()                                 # the leader takes the entries: the head moves
     waiter.join(5)
     assert got == [True] and not r.ring.writer_waiting
@@ -353,7 +411,7 @@ def _with_allocations_failing(call):
     raise AssertionError("call() never succeeded")
 
 
-def test_out_of_memory_in_complete_or_take_sealed_leaves_the_batches_in_flight(rig):
+def test_out_of_memory_in_collect_or_take_sealed_leaves_the_batches_in_flight(rig):
     def cb(err, rec):
         pass
     r = rig(batch_size=200)
@@ -363,15 +421,60 @@ def test_out_of_memory_in_complete_or_take_sealed_leaves_the_batches_in_flight(r
     batches = r.batches()
     assert len(batches) >= 3
     tag, batch = batches[1]
-    # each failed call took nothing: the one that succeeds finds its batch, then the rest
-    count, pending = _with_allocations_failing(lambda: r.acc.complete(r.link, tag))
+    r.ack(tag, 500)
+    # a call that fails takes nothing; one that runs out of memory midway returns what it
+    # took and leaves the completion it met in its ring: over the calls, the batch is
+    # reported once
+    import _testcapi
+    reports = []
+    for n in range(200):
+        _testcapi.set_nomemory(n, 0)
+        try:
+            got = r.acc.collect()
+        except MemoryError:
+            continue
+        finally:
+            _testcapi.remove_mem_hooks()
+        assert got[0] == 0 and got[2:] == ([], None)
+        reports += got[1]
+    assert r.acc.settled == 0
     first = sum(b.records_count for _, b in batches[:1])
-    assert count == batch.records_count and \
-        pending == [(cb, None, b"v%d" % i * 10, [], 1000 + i) if i % 2 else None
-                    for i in range(first, first + count)]
+    count = batch.records_count
+    assert reports == [(r.link, count, [(i - first, cb, None, b"v%d" % i * 10, [], 1000 + i)
+                                        for i in range(first, first + count) if i % 2], 500, 0)]
+    assert r.collect() == (0, [], [], None)
     rest = _with_allocations_failing(lambda: r.acc.take_sealed(r.link))
     assert [c for c, _ in rest] == [b.records_count for t, b in batches if t != tag]
-    assert r.acc.take_sealed(r.link) == [] and r.acc.complete(r.link, tag) is None
+    assert r.acc.take_sealed(r.link) == []
+
+
+def test_collect_reports_refused_batches_and_with_acks_0_every_sealed_one(rig):
+    r = rig(batch_size=200)
+    for i in range(4):
+        r.acc.produce("t", b"x" * 150, None, None, None, 1000 + i)   # one record a batch
+    r.acc.seal_all()
+    r.ack(0, 10)
+    r.ack(1, -1, 87)             # refused: reported, with its error code, callback or not
+    assert r.collect() == (1, [(r.link, 1, None, -1, 87)], [], None)
+    a0 = rig(acks=0)
+    a0.acc.produce("t", b"a", None, None, None, 1)
+    a0.acc.seal_all()
+    a0.acc.produce("t", b"b", None, None, None, 2, lambda err, rec: None)
+    a0.acc.seal_all()
+    settled, reports, strays, corrupt = a0.collect()
+    assert (settled, [(link, n, base, code) for link, n, _, base, code in reports]) == (1, [(a0.link, 1, -1, 0)])
+    assert a0.collect() == (0, [], [], None)
+
+
+def test_collect_stops_at_a_completion_of_the_wrong_size(rig):
+    r = rig()
+    r.acc.produce("t", b"a", None, None, None, 1)
+    r.acc.seal_all()
+    r.completions.write(b"\0" * 8, 0)    # a completion is 16 bytes
+    r.ack(0)
+    settled, reports, strays, corrupt = r.collect()
+    assert (settled, reports, strays) == (0, [], []) and corrupt == (r.link, "a completion entry is 16 bytes, not 8")
+    assert r.collect()[3] == corrupt       # it stays: the ring is broken
 
 
 def test_a_transactional_accumulator_lets_records_through_only_for_partitions_in_the_transaction(rig):
