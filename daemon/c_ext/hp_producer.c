@@ -19,7 +19,7 @@
  * Per record (Accumulator.produce, METH_FASTCALL, confluent-kafka's argument order):
  *   argument checks (bytes, str as UTF-8, bytearray/memoryview as their bytes, None;
  *   anything else TypeError naming the argument, before anything changes), the
- *   timestamp (now, ms, when None), the partition (explicit; toPositive(murmur2(key)) %
+ *   timestamp (now, ms, when None or 0), the partition (explicit; toPositive(murmur2(key)) %
  *   count for keyed records, exactly client/partitioner.py; keyless records stick to a
  *   partition until its batch is sealed, KIP-480), the record's encoding (zigzag
  *   varints, as client/records/_builder.py's BatchBuilder writes it: byte-identical,
@@ -185,6 +185,8 @@ static PyObject *produce_core(Accumulator *a, PyObject *const *argv)
     if (timestamp_of(argv[5], &r.timestamp) < 0)
         return NULL;
     int64_t timestamp = r.timestamp;
+    if (timestamp == 0)          /* librdkafka's rule, as Producer.produce's: 0 is now */
+        timestamp = now_ns(CLOCK_REALTIME) / 1000000;
     int keep = callback != Py_None;
     if (rec_set(&r, argv[2], argv[1], argv[3], keep) < 0)
         return NULL;

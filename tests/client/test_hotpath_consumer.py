@@ -411,7 +411,7 @@ def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_
     consumer = Consumer.__new__(Consumer)
     parts = {("t", p): SimpleNamespace(tp=TopicPartition("t", p), position=0, fetched=0, last_item=None)
              for p in (0, 1)}
-    consumer._parts = parts
+    consumer._parts, consumer._returned = parts, set()
     recs = [[Record("t", p, o, None, b"", [], 0) for o in range(5)] for p in (0, 1)]
     error = CorruptRecord("bad")
     error.offset = 5
@@ -427,6 +427,7 @@ def test_take_slices_whole_fetches_and_moves_positions_and_a_fault_raises_after_
     with pytest.raises(CorruptRecord):
         consumer._take(1)
     assert consumer._buffered == 0 and len(consumer._buffer) == 1
+    assert consumer._returned == {("t", 0), ("t", 1)}       # position() of both is theirs now
 
 
 def test_a_decoded_record_without_headers_reads_none_and_is_collected_in_a_cycle():
