@@ -47,6 +47,7 @@ def encode(correlation_id, version, session_id, error_code, topics):
     preferred_read_replica, records: bytes, None or a FileSlice)."""
     flexible = version >= FLEXIBLE_FROM
     count = _count_flexible if flexible else _count
+    null = b"\0" if flexible else b"\xff\xff\xff\xff"      # a null array or bytes
     out = bytearray(_I32.pack(correlation_id))
     if flexible:
         out += b"\0"
@@ -68,7 +69,7 @@ def encode(correlation_id, version, session_id, error_code, topics):
                 out += _I64.pack(a["log_start_offset"])
             aborted = a["aborted_transactions"]
             if aborted is None:
-                out += b"\0" if flexible else b"\xff\xff\xff\xff"
+                out += null
             else:
                 out += count(len(aborted))
                 for t in aborted:
@@ -79,7 +80,7 @@ def encode(correlation_id, version, session_id, error_code, topics):
                 out += _I32.pack(a["preferred_read_replica"])
             records = a["records"]
             if records is None:
-                out += b"\0" if flexible else b"\xff\xff\xff\xff"
+                out += null
             else:
                 n = len(records) if not isinstance(records, FileSlice) else records.length
                 out += encode_uvarint(n + 1) if flexible else _I32.pack(n)
