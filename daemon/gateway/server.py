@@ -6,7 +6,8 @@ do (a long-polling Fetch holds its own connection only). The exception is an API
 `start` (Produce): a client that sends such requests back to back (librdkafka keeps many
 in flight, Kafka's Java producer five) has each one started (its batches written into
 the leaders' rings) as it is read, while another request is already here (frames.py's
-ready()) and fewer than PIPELINE_MAX wait, and their answers finished and sent oldest
+ready(); a request with nothing behind it is answered at once, as any other) and fewer
+than PIPELINE_MAX wait, and their answers finished and sent oldest
 first as soon as nothing more is waiting; any other request first has every started one
 answered. Answers that are ready together (the finish's ready()) leave in one send. So
 a burst costs one wait for the leaders and one send, not one of each per request, and
@@ -322,7 +323,8 @@ class Connection:
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
                                ErrorCode.illegal_sasl_state, request.body, "authenticate first (SASL)")
             return False
-        if api.start is not None and len(frame) <= PIPELINE_FRAME_MAX and len(self._started) < PIPELINE_MAX:
+        if (api.start is not None and len(frame) <= PIPELINE_FRAME_MAX and len(self._started) < PIPELINE_MAX
+                and (self._started or self._frames.ready())):    # alone: answered at once, no machinery
             self._started.append((request, _started(api.start, self.ctx, request)))
             return True
         if not self._answer_started():

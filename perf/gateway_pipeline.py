@@ -1,0 +1,100 @@
+"""Time per Produce request through a Kafka listener, with 1, 8 or 64 requests in flight on
+one connection: what the gateway's pipelining (server.py) buys, against Apache Kafka in
+the same run when --kafka-bootstrap names one.
+
+    python perf/gateway_pipeline.py                                   # odradek only
+    python perf/gateway_pipeline.py --kafka-bootstrap 127.0.0.1:19092 --runs 5
+
+A raw-socket client sends one pre-encoded Produce v9 request (one partition, one 100 B
+record, acks=1) over and over, keeping `depth` unanswered, and reads each answer whole:
+the client costs almost nothing, so the time per request is the broker's. Each depth is
+timed --requests requests after 200 untimed ones, --runs times, on a new one-partition
+topic per run (perf/wire_compare.py's brokers and topics: a throwaway odradek broker
+with its listener). Prints the median us per request per broker and depth, and the
+ratio odradek/Kafka (below 1: odradek is faster). A benchmark, not a test.
+"""
+import argparse
+import io
+import os
+import socket
+import statistics
+import struct
+import sys
+import time
+
+import kio.index
+import kio.serial
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire_compare as wc  # noqa: E402  (perf/ is not a package)
+from odradek.client.records import BatchBuilder  # noqa: E402
+from odradek.daemon.gateway.codec import build  # noqa: E402
+
+DEPTHS = (1, 8, 64)
+WARMUP = 200
+
+
+def produce_frame(topic, correlation_id=7):
+    """A framed Produce v9 request of one 100 B record to partition 0."""
+    b = BatchBuilder()
+    b.append(int(time.time() * 1000), None, b"x" * 100, [])
+    cls = kio.index.load_request_schema(0, 9)
+    body = build(cls, dict(acks=1, timeout=5000, transactional_id=None,
+                           topic_data=[dict(name=topic, partition_data=[dict(index=0, records=b.build())])]))
+    header = cls.__header_schema__
+    buf = io.BytesIO()
+    kio.serial.entity_writer(header)(buf, header(request_api_key=0, request_api_version=9,
+                                                 correlation_id=correlation_id, client_id="pipeline"))
+    kio.serial.entity_writer(cls)(buf, body)
+    data = buf.getvalue()
+    return struct.pack(">i", len(data)) + data
+
+
+def us_per_request(bootstrap, depth, n):
+    topic = wc.new_topic(bootstrap)
+    host, port = bootstrap.rsplit(":", 1)
+    frame = produce_frame(topic)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        answers = sock.makefile("rb")
+        for total, timed in ((WARMUP, False), (n, True)):
+            start, sent, got = time.perf_counter(), 0, 0
+            while got < total:
+                k = min(total - sent, depth - (sent - got))
+                if k > 0:
+                    sock.sendall(frame * k)
+                    sent += k
+                (size,) = struct.unpack(">i", answers.read(4))
+                if len(answers.read(size)) != size:
+                    raise RuntimeError("the broker closed the connection")
+                got += 1
+            if timed:
+                return (time.perf_counter() - start) / n * 1e6
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=5000, help="timed requests per run and depth")
+    ap.add_argument("--kafka-bootstrap", help="an Apache Kafka broker to compare with (default: none)")
+    ap.add_argument("--data-root", default="/var/tmp")
+    args = ap.parse_args()
+    results = {}
+    with wc.odradek_broker(args.data_root) as (bootstrap, _):
+        brokers = [("odradek", bootstrap)] + ([("Kafka", args.kafka_bootstrap)] if args.kafka_bootstrap else [])
+        for _ in range(args.runs):
+            for name, where in brokers:              # interleaved, run by run
+                for depth in DEPTHS:
+                    results.setdefault((name, depth), []).append(us_per_request(where, depth, args.requests))
+    print(f"us per Produce request, median of {args.runs} runs, load average {os.getloadavg()[0]:.1f}")
+    for depth in DEPTHS:
+        ours = statistics.median(results["odradek", depth])
+        line = f"  {depth:3d} in flight: odradek {ours:7.1f}"
+        if args.kafka_bootstrap:
+            theirs = statistics.median(results["Kafka", depth])
+            line += f"  Kafka {theirs:7.1f}  odradek/Kafka {ours / theirs:.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
