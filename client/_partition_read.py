@@ -15,6 +15,8 @@ from odradek.client.records.layout import BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET
 
 __all__ = ["MappedSegment", "AssignedPartition", "Fetched", "Fault"]
 
+_RUN_DESCRIPTORS = 256    # bounds one fetch's walk of the descriptors after the first
+
 
 class MappedSegment:
     """A segment file mapped read-only. `inode` tells the file apart from the one the
@@ -98,21 +100,8 @@ class AssignedPartition:
             return self._locate(client, pos, max_bytes)
         if d is None or d.base_offset >= hw:
             return None
-        limit, start, end = max_bytes, d.position, d.position + d.size
         # the following descriptors too, while they are contiguous and fit the limit
-        nxt = d.last_offset + 1
-        for _ in range(256):
-            if end - start >= limit or nxt >= hw:
-                break
-            try:
-                d2 = self.state.find(nxt)
-            except NotInWindow:
-                break
-            if d2 is None or d2.segment_base != d.segment_base or d2.position != end or \
-                    d2.base_offset >= hw or end + d2.size - start > limit:
-                break
-            end += d2.size
-            nxt = d2.last_offset + 1
+        start, end = d.position, self.state.run_end(d, hw, max_bytes, _RUN_DESCRIPTORS)
         seg = self._segment(client, d, end, pos)
         if seg is None:
             return None   # the descriptors went stale under us (a compaction swap): look again

@@ -297,6 +297,28 @@ class PartitionState:
         raise TornState(f"partition state kept changing or stayed mid-update for "
                         f"{max_retries} tries looking up offset {offset}")
 
+    def run_end(self, d, upper, limit, max_descriptors):
+        """Where the run of batches that starts with descriptor `d` ends, as a position in
+        d's segment: it takes the next descriptors while each lies right after the run in
+        the same segment, has a base offset below `upper` and keeps the run within `limit`
+        bytes (`d` itself always counts), at most `max_descriptors` of them; a lookup that
+        fails (NotInWindow, TornState) ends the run there. A fetch sends the run as one
+        slice (the gateway's sendfile, a Consumer's view of its mapping)."""
+        start, end, nxt = d.position, d.position + d.size, d.last_offset + 1
+        for _ in range(max_descriptors):
+            if end - start >= limit or nxt >= upper:
+                break
+            try:
+                d2 = self.find(nxt)
+            except (NotInWindow, TornState):
+                break
+            if d2 is None or d2.segment_base != d.segment_base or d2.position != end or \
+                    d2.base_offset >= upper or end + d2.size - start > limit:
+                break
+            end += d2.size
+            nxt = d2.last_offset + 1
+        return end
+
     # ---- the writer (the partition's leader worker) --------------------------------
 
     def _writer_state(self):

@@ -289,7 +289,7 @@ def _update_session(session, wants, forgotten, incremental):
 
 
 def _respond(ctx, request, cls, session, incremental, results, by_id):
-    slices, topics, order, leader_named = {}, {}, [], False
+    topics, order, leader_named, tagged = {}, [], False, False
     if session is not None and incremental:
         session.advance()     # a new session's first incremental fetch is epoch 1
     for want, answer, piece in results:
@@ -302,26 +302,26 @@ def _respond(ctx, request, cls, session, incremental, results, by_id):
                     if incremental and not changed:
                         continue
         if piece is not None:
-            marker = _MARKER_PREFIX + next(_markers).to_bytes(8, "big")
-            slices[marker] = piece
-            answer["records"] = marker
+            answer["records"] = piece
         if want.topic_key not in topics:
             topics[want.topic_key] = []
             order.append(want.topic_key)
         topics[want.topic_key].append(answer)
         leader_named = leader_named or "current_leader" in answer
-    if not leader_named and not any(_TAGGED.intersection(a) for k in order for a in topics[k]):
-        for answers in topics.values():
-            for a in answers:
-                if a["records"] in slices:
-                    a["records"] = slices[a["records"]]
-        session_id = session.id if session is not None else 0
+        tagged = tagged or not _TAGGED.isdisjoint(answer)
+    session_id = session.id if session is not None else 0
+    if not tagged:
         return Reply(_inlined(fetch_answer.encode(request.correlation_id, request.api_version, session_id,
                                                   ErrorCode.none, [(k, topics[k]) for k in order])))
+    slices = {}          # kio's answer: each slice a placeholder in the encoded bytes, spliced after
+    for k in order:
+        for answer in topics[k]:
+            if isinstance(answer["records"], FileSlice):
+                marker = _MARKER_PREFIX + next(_markers).to_bytes(8, "big")
+                slices[marker], answer["records"] = answer["records"], marker
     key = "topic_id" if by_id else "topic"
     host, port = ctx.gateway.advertised      # v16+: where the leaders named in current_leader are
-    response = build(cls, throttle_time=0, error_code=ErrorCode.none,
-                     session_id=session.id if session is not None else 0,
+    response = build(cls, throttle_time=0, error_code=ErrorCode.none, session_id=session_id,
                      responses=[{key: k, "partitions": topics[k]} for k in order],
                      node_endpoints=[dict(node_id=NODE_ID, host=host, port=port, rack=None)] if leader_named else [])
     framed = encode_response(request.correlation_id, response)

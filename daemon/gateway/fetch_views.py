@@ -113,19 +113,7 @@ class PartitionView:
             return None
         if d is None or d.base_offset >= upper or (d.size > max_bytes and not at_least_one):
             return None
-        start, end, nxt = d.position, d.position + d.size, d.last_offset + 1
-        for _ in range(_MAX_DESCRIPTORS):
-            if end - start >= max_bytes or nxt >= upper:
-                break
-            try:
-                d2 = self.state.find(nxt)
-            except (NotInWindow, TornState):
-                break
-            if d2 is None or d2.segment_base != d.segment_base or d2.position != end or \
-                    d2.base_offset >= upper or end + d2.size - start > max_bytes:
-                break
-            end += d2.size
-            nxt = d2.last_offset + 1
+        start, end = d.position, self.state.run_end(d, upper, max_bytes, _MAX_DESCRIPTORS)
         seg = self._segment(d, offset)
         if seg is None:
             return None

@@ -16,9 +16,9 @@ Producer's batches), each an error of that partition alone:
   metadata and retries).
 Every batch is written first (start), then the completions are awaited together (its
 _Finish), up to the request's timeout (REQUEST_TIMED_OUT after it); between the two a
-connection may start the client's next Produce requests (pipelining, server.py). acks=0: no response at all, as Kafka;
-and, as Kafka does, a batch refused by these checks closes the connection (the client's
-only way to learn of it).
+connection may start the client's next Produce requests (pipelining, server.py).
+acks=0: no response at all, as Kafka; and, as Kafka does, a batch refused by these checks
+closes the connection (the client's only way to learn of it).
 The answer per partition: the base offset the leader assigned; log_append_time -1, or on
 a topic with message.timestamp.type=LogAppendTime the time the leader wrote into the
 batch (its descriptor's max timestamp in the partition's shared state; the topic's type

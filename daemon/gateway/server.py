@@ -7,13 +7,12 @@ do (a long-polling Fetch holds its own connection only). The exception is an API
 in flight, Kafka's Java producer five) has each one started (its batches written into
 the leaders' rings) as it is read, while another request is already here (frames.py's
 ready(); a request with nothing behind it is answered at once, as any other) and fewer
-than PIPELINE_MAX wait, and their answers finished and sent oldest
-first as soon as nothing more is waiting; any other request first has every started one
-answered. Answers that are ready together (the finish's ready()) leave in one send. So
-a burst costs one wait for the leaders and one send, not one of each per request, and
-the order of the answers, and of the batches in each partition, is the order of the
-requests. A thread
-waits on its own socket and on the broker, never on another connection: a slow or
+than PIPELINE_MAX wait; their answers are finished and sent oldest first as soon as
+nothing more is waiting, and any other request first has every started one answered.
+Answers that are ready together (the finish's ready()) leave in one send. So a burst
+costs one wait for the leaders and one send, not one of each per request, and the order
+of the answers, and of the batches in each partition, is the order of the requests. A
+thread waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
 - `admit` (auth.py) decides who may connect, before a byte of a request is served (a
   refused peer's first request is answered CLUSTER_AUTHORIZATION_FAILED, then closed);
