@@ -5,8 +5,8 @@ jobs are generators of actions (client/group_actions.py) and `now` is in millise
 """
 import logging
 
-from odradek.client.errors import (IllegalGeneration, OdradekError, RebalanceInProgress, UnknownMemberId,
-                                   UnstableOffsetCommit)
+from odradek.client.errors import (IllegalGeneration, OdradekError, RebalanceInProgress, RequestTimedOut,
+                                   UnknownMemberId, UnstableOffsetCommit)
 from odradek.client.group_actions import Backoff, Call, Position, ReadPositions, ReportCommit
 from odradek.client.message import OffsetAndMetadata, TopicPartition
 from odradek.client.protocol import error_from_wire, messages as m
@@ -171,12 +171,17 @@ class MemberOffsets:
         UNSTABLE_WAIT_MS), then raises UnstableOffsetCommit. Starting from an older offset
         would process again what that transaction may commit."""
         give_up_at = self._now + (UNSTABLE_WAIT_MS if timeout_ms is None else timeout_ms)
-        backoff = RETRY_BACKOFF_MS
+        backoff, unstable = RETRY_BACKOFF_MS, None
         while True:
             try:
                 return (yield from self._offset_fetch(keys, None if timeout_ms is None else
                                                       max(1, give_up_at - self._now)))
+            except RequestTimedOut:
+                if unstable is None:
+                    raise
+                raise unstable from None    # the last ask, at the deadline, had no time to be answered
             except UnstableOffsetCommit as e:
+                unstable = e
                 if self._now >= give_up_at:
                     raise
                 log.info("group %s: %s; asking again in %d ms", self.group_id, e, backoff)

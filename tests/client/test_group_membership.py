@@ -13,7 +13,7 @@ from support.clock import FakeClock
 
 from odradek.client.assignors import Assignment
 from odradek.client.errors import (CoordinatorNotAvailable, FencedInstanceId, IllegalGeneration, InvalidGroupId,
-                                   MaxPollIntervalExceeded, NetworkException, RebalanceInProgress,
+                                   MaxPollIntervalExceeded, NetworkException, RebalanceInProgress, RequestTimedOut,
                                    UnknownMemberId, UnstableOffsetCommit)
 from odradek.client.group_actions import (Assign, Backoff, Call, Callback, Lose, Position, RaiseCallbackError,
                                           ReadAssigned, ReadPositions, ReportCommit, Revoke, Send, WakeLink, WakePoll)
@@ -836,6 +836,18 @@ def test_committed_with_a_timeout_waits_that_long_for_a_stable_offset_then_raise
     stable = run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500),
                                  lambda req, now: UnstableOffsetCommit("open") if now < 1_000 else committed_response(3))
     assert stable[-1][0] == 1_500 and isinstance(stable[-1][1], Call)    # 100 + 200 + 400 + 800 ms of backoff
+
+
+def test_committed_whose_last_ask_times_out_at_the_deadline_still_raises_unstable():
+    """The last ask comes at the deadline, with no time left for its answer: its timeout
+    still says why committed() gave up (UnstableOffsetCommit), not RequestTimedOut; a
+    timeout before any answer is the timeout."""
+    mb = joined(**{"isolation.level": "read_committed"})
+    with pytest.raises(UnstableOffsetCommit):
+        run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500),
+                            lambda req, now: UnstableOffsetCommit("open") if now < 2_500 else RequestTimedOut("late"))
+    with pytest.raises(RequestTimedOut):
+        run_on_a_fake_clock(mb.fetch_committed([("t", 0)], 2_500), lambda req, now: RequestTimedOut("late"))
 
 
 def test_a_read_uncommitted_member_does_not_ask_for_stable_offsets():
