@@ -18,10 +18,18 @@ Theory of operation
   source), then baseOffsets are rewritten in place (not covered by the CRC) and the
   indexes updated. A refused buffer is zeroed again and raises: nothing changes.
 - Durability: data reaches the page cache on append, survives a process crash at once,
-  and survives power loss once flushed (flush.messages / flush.ms, roll, close). The
-  recovery point is the offset below which everything was flushed; it is checkpointed in
-  the log dir. On open, every segment from the one holding the recovery point on is
-  scanned and cut after its last valid batch (see _open_segments).
+  and survives power loss once flushed (flush.messages / flush.ms, close, and a roll's
+  background fsync). The recovery point is the offset below which everything was
+  flushed; it is checkpointed in the log dir. On open, every segment from the one
+  holding the recovery point on is scanned and cut after its last valid batch (see
+  _open_segments).
+- A roll does not fsync: the old segment is trimmed (ftruncate) and its files are
+  fsynced by a thread of this log (background_flush.py), as Kafka's roll schedules
+  its "flush-log" task. The recovery point moves past the segment only once that is
+  done, when the owner thread next looks (collect_flushes: on append, sync_data, flush,
+  close and the worker's timers): never past a segment not yet on disk. flush() and
+  close() wait for those fsyncs; one that fails makes the log refuse writes
+  (StorageError), as a failed fsync of the active segment does.
 - Time comes from `clock` (milliseconds), so tests drive rolling, retention and flush.ms.
 - Follower mode (append_as_follower, truncate_fully_and_start_at): batches copied from
   the leader keep their offsets and epochs, and segments roll where the leader's did, so
@@ -47,6 +55,7 @@ from odradek.client.errors import CorruptRecord, InvalidSegment, OffsetOutOfRang
 from odradek.client.records import RecordBatch
 from odradek.daemon.storage import batch_epochs, filenames, producer_snapshot, segment_swap, txn_index
 from odradek.daemon.storage.append_errors import append_error
+from odradek.daemon.storage.background_flush import SegmentFlusher
 from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir, write_atomically
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
 from odradek.daemon.storage.modes import make_dirs
@@ -118,6 +127,10 @@ class PartitionLog:
             fsync_dir(self.log_dir)
         self.recovery_point, self.log_start_offset = self._checkpoints.read(tp)
         self.synced_offset = self.recovery_point   # below it every record is on disk (sync_data)
+        self._flusher = SegmentFlusher(f"{self.topic}-{self.partition}")   # rolled segments' fsyncs
+        # below it every byte outside the segments still pending is on disk (sync_data's
+        # fdatasync of the active segment, or a flush): synced_offset once they are done
+        self._synced_end = self.recovery_point
         self._segments = []          # sorted by base offset; the last one is active
         self._bases = []             # their base offsets, for bisect
         self._unflushed_records = 0
@@ -338,6 +351,8 @@ class PartitionLog:
         # now ~13-15 with the prefault thread and the glue trimmed (0.5x a raw mmap copy).
         if self._closed:
             self._check_open()
+        if self._flusher.pending:
+            self.collect_flushes()  # raises StorageError after a failed background fsync
         clock = self.clock
         now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
         segment = self._segments[-1]
@@ -408,17 +423,20 @@ class PartitionLog:
         return self._roll_anchor_ms is not None and now - self._roll_anchor_ms > self._segment_ms
 
     def roll(self, capacity=None):
-        """Seal the active segment and start a new one at the log end offset."""
+        """Seal the active segment and start a new one at the log end offset. The old
+        segment is trimmed here and fsynced in the background; the recovery point moves
+        to its end once that is done (collect_flushes)."""
         self._check_open()
         old = self.active
         if old.is_empty:
             return old
-        old.seal()  # flushes it; older segments were flushed when they rolled
+        fds = old.seal(sync=False)   # [] if a roll that failed after it sealed it already
+        if fds:
+            self._flusher.submit(old.base_offset, old.next_offset, fds)
         segment = self._new_segment(self.log_end_offset, capacity)
         self._add(segment)
         self._roll_anchor_ms = None
-        self._unflushed_records = 0
-        self._set_recovery_point(old.next_offset)
+        self._unflushed_records = 0   # their fsync is under way
         return segment
 
     # == following a leader (replication) ============================================
@@ -503,13 +521,14 @@ class PartitionLog:
         self._check_open()
         if offset < 0:
             raise OffsetOutOfRange(f"cannot start the log of {self.topic}-{self.partition} at offset {offset}")
+        self._flusher.forget(set(self._bases))
         while self._segments:
             self._segments.pop().delete()
             self._bases.pop()
         fsync_dir(self.directory)
         self._add(self._new_segment(offset))
         self._checkpoints.update((self.topic, self.partition), recovery_point=offset, log_start_offset=offset)
-        self.recovery_point = self.log_start_offset = self.synced_offset = offset
+        self.recovery_point = self.log_start_offset = self.synced_offset = self._synced_end = offset
         self._unflushed_records = 0
         self._last_flush_ms = self.clock()
         self._roll_anchor_ms = None
@@ -530,8 +549,12 @@ class PartitionLog:
             self._maybe_flush(self.clock())
 
     def flush(self):
-        """msync + fsync everything appended; move the recovery point to the log end."""
+        """msync + fsync everything appended; move the recovery point to the log end.
+        Rolled segments whose background fsync is under way are waited for."""
         self._check_open()
+        if self._flusher.pending:
+            self._flusher.wait_all()
+            self.collect_flushes()   # raises StorageError if one failed
         for segment in reversed(self._segments):
             if segment.writable:
                 segment.flush()
@@ -541,21 +564,63 @@ class PartitionLog:
 
     def _set_recovery_point(self, offset):
         self.recovery_point = offset
-        self.synced_offset = max(self.synced_offset, offset)
+        self._synced_end = max(self._synced_end, offset)
+        self._raise_synced_offset()
         self._checkpoint_recovery_point(offset)
+
+    def _raise_synced_offset(self):
+        synced = self._synced_end
+        if self._flusher.pending:   # a rolled segment not on disk yet: nothing from its base on
+            synced = min(synced, self._flusher.pending[0].base_offset)
+        if synced > self.synced_offset:
+            self.synced_offset = synced
+
+    @property
+    def flushes_pending(self):
+        """Whether rolled segments wait for collect_flushes (their fsync under way, or done)."""
+        return bool(self._flusher.pending)
+
+    @property
+    def flush_listener(self):
+        """Called (from the flusher's thread) after each background fsync: e.g. a
+        Doorbell's ring, so that the owner thread wakes to collect_flushes."""
+        return self._flusher.on_done
+
+    @flush_listener.setter
+    def flush_listener(self, listener):
+        self._flusher.on_done = listener
+
+    def collect_flushes(self):
+        """Move the recovery point (checkpointed) past the rolled segments whose
+        background fsync is done, oldest first, up to one still under way. If one failed,
+        raises StorageError, now and at every later append, sync_data or flush: the
+        recovery point stays below that segment (the next open recovers from there) and
+        the log takes no more writes, as after a failed fsync of the active segment."""
+        flushed_to, failed = self._flusher.collect()
+        if flushed_to is not None and flushed_to > self.recovery_point:
+            self._set_recovery_point(flushed_to)
+        if failed is not None:
+            e = failed.error
+            raise StorageError(f"{self.directory}: the fsync of rolled segment {failed.base_offset} failed "
+                               f"({getattr(e, 'strerror', None) or e}); refusing writes, recovery point "
+                               f"kept at {self.recovery_point}") from e
 
     def sync_data(self):
         """Make every record appended so far survive a power loss, cheaply: one msync +
-        fdatasync of the active segment's .log (older segments were flushed when they
-        rolled; indexes are rebuilt by recovery), without moving the recovery point or
-        writing a checkpoint. For group commit (acks.all.fsync): one call covers every
-        batch appended since the last. Returns synced_offset, below which every record
-        is on disk."""
+        fdatasync of the active segment's .log (indexes are rebuilt by recovery), without
+        moving the recovery point or writing a checkpoint. For group commit
+        (acks.all.fsync): one call covers every batch appended since the last. Returns
+        synced_offset, below which every record is on disk: not past a rolled segment
+        whose background fsync is under way (a later call, once it is done, returns
+        more; the log's flush_listener says when)."""
         self._check_open()
+        if self._flusher.pending:
+            self.collect_flushes()
         end = self.log_end_offset
-        if end > self.synced_offset:
+        if end > self._synced_end:
             self.active.log.flush(data_only=True)
-            self.synced_offset = end
+            self._synced_end = end
+        self._raise_synced_offset()
         return self.synced_offset
 
     def _checkpoint_recovery_point(self, offset, **also):
@@ -714,6 +779,7 @@ class PartitionLog:
         self._checkpoints.update((self.topic, self.partition), log_start_offset=start)
         gone, self._segments = self._segments[:count], self._segments[count:]
         self._bases = self._bases[count:]
+        self._flusher.forget({s.base_offset for s in gone})
         self.log_start_offset = start
         if self.epochs is not None and self.epochs.truncate_from_start(start):
             self._write_epochs()
@@ -731,6 +797,7 @@ class PartitionLog:
         if offset >= self.log_end_offset:
             return
         while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+            self._flusher.forget({self._segments[-1].base_offset})
             self._segments.pop().delete()
             self._bases.pop()
         segment = self.active
@@ -742,6 +809,7 @@ class PartitionLog:
             self._add(segment)
         segment.truncate_to(offset)
         self.synced_offset = min(self.synced_offset, self.log_end_offset)
+        self._synced_end = min(self._synced_end, self.log_end_offset)
         if self.log_end_offset < self.log_start_offset:
             self.log_start_offset = self.log_end_offset
         self._unflushed_records = 0
@@ -810,12 +878,16 @@ class PartitionLog:
 
     # == closing =================================================================
     def close(self):
-        """Flush, trim the active segment and checkpoint: the next open is instant."""
+        """Flush (background fsyncs of rolled segments waited for), trim the active
+        segment and checkpoint: the next open is instant."""
         if self._closed:
             return
-        self.flush()
-        self.active.seal()
-        self._checkpoint_recovery_point(self.log_end_offset, log_start_offset=self.log_start_offset)
+        try:
+            self.flush()
+            self.active.seal()
+            self._checkpoint_recovery_point(self.log_end_offset, log_start_offset=self.log_start_offset)
+        finally:
+            self._flusher.close()   # its thread, idle by now: flush waited for every fsync
         for segment in self._segments:
             segment.close()
         self._closed = True

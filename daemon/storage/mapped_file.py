@@ -6,7 +6,8 @@ pwrites at the data's end, `write`, which the map sees: the same page cache) and
 reader's memoryview stays valid while the file grows: Python cannot resize an mmap
 that has exported buffers, so the map is never resized. `trim()` cuts the file to its
 data when it stops being written (roll or clean close); the map keeps its length, and
-nobody reads past `size`.
+nobody reads past `size`. A clean close's trim fsyncs; a roll's does not, and hands the
+descriptor over for the fsync in the background (storage/background_flush.py).
 
 Space is a checked error, never a signal. A store into a hole of a shared mapping must
 find a block, and when the filesystem has none the kernel can only answer with SIGBUS.
@@ -212,19 +213,31 @@ class MappedFile:
             self._fail(e)
         self._flushed = self.size
 
-    def trim(self):
-        """Cut the file to its data (on roll or clean close); the map stays as it is."""
+    def trim(self, sync=True):
+        """Cut the file to its data when it stops being written; the map stays as it is.
+        sync (clean close, recovery): msync and fsync, so the cut file is on disk on
+        return. sync=False (a roll): the cut only; returns the file's descriptor, now the
+        caller's to fsync and close (storage/background_flush.py): an fsync of the file
+        covers the pages written through the map too. None when there was nothing to trim."""
         if not self.writable:
-            return
-        self.flush()
+            return None
+        if sync:
+            self.flush()
+        else:
+            self._check_writable()
         try:
             os.ftruncate(self._fd, self.size)
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError as e:
             self._fail(e)
         self.capacity = self.allocated = self.size
         self.writable = False
-        self._release_fd()
+        if sync:
+            self._release_fd()
+            return None
+        fd, self._fd = self._fd, -1
+        return fd
 
     def close(self):
         """Unmap and close. A reader still holding a view keeps the pages alive: the map

@@ -8,7 +8,8 @@ the timestamp fields (then the CRC is recomputed). See storage/FORMAT.md.
 While active the segment is mapped at segment.bytes capacity and appended to by copy
 into the map (a leader: append_native), or by pwrite of the follower's own buffer
 (append_written: no page zeroing of fresh map pages); once rolled it is trimmed and
-read-only. The three files get disk blocks
+read-only (seal: fsynced there on a clean close, in the background after a roll,
+background_flush.py). The three files get disk blocks
 ahead of the appends, ALLOCATE_AHEAD bytes of log at a time and the index entries that
 many bytes can need (_allocate_ahead): a full filesystem is a StorageError before the
 copy, never a SIGBUS in it (mapped_file.py). Owned by the partition's worker process;
@@ -581,10 +582,16 @@ class LogSegment(SparseIndexing):
         self.load()  # cheap: walks only the batches after the last index entry
         return removed
 
-    def seal(self):
-        """Stop writing: make sure the time index holds the largest timestamp, then flush
-        and trim all three files to their data (Kafka's onBecomeInactiveSegment)."""
+    def seal(self, sync=True):
+        """Stop writing: make sure the time index holds the largest timestamp, then trim
+        all three files to their data (Kafka's onBecomeInactiveSegment), flushed and
+        fsynced (sync: a clean close, recovery). sync=False (a roll): no msync or fsync
+        here; returns the descriptors to fsync (.index, .timeindex, .log and the
+        .txnindex if there is one), now the caller's to fsync and close
+        (PartitionLog.roll hands them to background_flush.py). Returns [] otherwise, and
+        when the segment was sealed already."""
         self._native_reset()  # the maps must not be exported when the files shrink or close
+        fds = []
         if self.log.writable:
             if self.max_timestamp >= 0:
                 try:
@@ -599,11 +606,28 @@ class LogSegment(SparseIndexing):
             # notices (zero tail) and repairs; the reverse order could leave stale
             # zero entries in an index that a trimmed, valid-looking log vouches for
             try:
-                self.index.trim()
-                self.time_index.trim()
-            finally:
-                self._check_index_room()
-            self.log.trim()
+                try:
+                    fds.append(self.index.trim(sync))
+                    fds.append(self.time_index.trim(sync))
+                finally:
+                    self._check_index_room()
+                fds.append(self.log.trim(sync))
+                if not sync:
+                    fds.append(self._open_txn_index())
+            except BaseException:
+                _close_all(fds)
+                raise
+        return [fd for fd in fds if fd is not None]
+
+    def _open_txn_index(self):
+        """A descriptor of the .txnindex to fsync (appended to with write(2), not mapped),
+        or None if the segment has none."""
+        try:
+            return os.open(self.txn_index.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot open {self.txn_index.path}: {e.strerror or e}") from e
 
     def flush(self):
         self.log.flush()
@@ -626,3 +650,9 @@ class LogSegment(SparseIndexing):
             except FileNotFoundError:
                 pass
         self.txn_index.delete()
+
+
+def _close_all(fds):
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)

@@ -98,8 +98,9 @@ class SparseIndex:
     def flush(self):
         self._file.flush()
 
-    def trim(self):
-        self._file.trim()
+    def trim(self, sync=True):
+        """MappedFile.trim: with sync=False, returns the descriptor left to fsync."""
+        return self._file.trim(sync)
 
     def close(self):
         self._file.close()

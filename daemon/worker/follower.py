@@ -116,6 +116,7 @@ class FollowerWorker(ProducerStateKeeping):
         self.files = LeaderFiles(self._leader_partition_dir())
         self.bell, fd = Doorbell.create()
         os.close(fd)
+        self.log.flush_listener = self.bell.ring   # a rolled segment's background fsync is done
         if self.log.config.compact:
             self.cleaner = LogCleaner(self.log)
         self._publish()
@@ -244,13 +245,18 @@ class FollowerWorker(ProducerStateKeeping):
         if copied and self._error is not None:
             log.info("%s: copying again", self.name)
             self._error = None
-        if copied and lg.config.acks_all_fsync:   # group commit: one fsync for all copied this turn
+        # group commit: one fsync for all copied this turn; and, while a rolled segment's
+        # background fsync held the synced offset back, again once it is done (its
+        # flush_listener rang our bell)
+        if lg.config.acks_all_fsync and (copied or lg.synced_offset < lg.log_end_offset):
+            synced = lg.synced_offset
             try:
                 lg.sync_data()
             except StorageError as e:
                 log.warning("%s: fsync failed: %s", self.name, e)
                 return copied, True
-            self._publish()
+            if copied or lg.synced_offset != synced:
+                self._publish()
         return copied, False
 
     def _truncate_by_epoch(self, leader_end):

@@ -191,6 +191,7 @@ class LeaderWorker(ProducerStateKeeping):
             self.doorbell, fd = Doorbell.create()
             os.close(fd)
         self.wakeups = Wakeups(self.doorbell, [self.progress] if self.progress is not None else [])
+        lg.flush_listener = self.wakeups.bell.ring   # a rolled segment's background fsync is done
         if producer_state is not None:
             self.producer_state, self._state_loaded = producer_state, True
         else:

@@ -1,5 +1,7 @@
 """The timers of a replica's log, shared by the leader's and the follower's loops:
-flush.ms (fsync), retention, and compaction in bounded steps.
+flush.ms (fsync), retention, and compaction in bounded steps; and, every turn while a
+rolled segment's background fsync is pending, collecting it (the recovery point moves on
+once it is done: PartitionLog.collect_flushes).
 
     timers = LogTimers(spec, log.config, compacting, clock)
     while ...:
@@ -25,6 +27,8 @@ class LogTimers:
 
     def run(self, worker, now):
         """Run what is due; True while a compaction pass is under way (loop again at once)."""
+        if worker.log.flushes_pending:
+            worker._storage_step("flush", worker.log.collect_flushes)
         if self.flush_every is not None:
             worker._storage_step("flush", worker.log.maybe_flush)
         if now >= self.next_retention:
