@@ -100,6 +100,7 @@ class FollowerWorker(ProducerStateKeeping):
         self._checked_epoch = None  # the leader epoch our log was checked against (truncation)
         self._promotion = None      # the LeaderAndIsr naming us leader, once received
         self._leader_start = None   # the leader's log start offset the copy last saw
+        self._published_synced = None   # the synced offset _publish last published
 
     @property
     def name(self):
@@ -128,6 +129,7 @@ class FollowerWorker(ProducerStateKeeping):
 
     def _publish(self):
         lg = self.log
+        self._published_synced = lg.synced_offset
         self.progress.publish(self.spec.replica_id, lg.log_end_offset, lg.log_start_offset, pid=os.getpid(),
                               synced_offset=lg.synced_offset)
 
@@ -246,17 +248,16 @@ class FollowerWorker(ProducerStateKeeping):
             log.info("%s: copying again", self.name)
             self._error = None
         # group commit: one fsync for all copied this turn; and, while a rolled segment's
-        # background fsync held the synced offset back, again once it is done (its
-        # flush_listener rang our bell)
+        # background fsync holds the synced offset back, again once it is done (its
+        # flush_listener rang our bell; or the timers collected it: published here too)
         if lg.config.acks_all_fsync and (copied or lg.synced_offset < lg.log_end_offset):
-            synced = lg.synced_offset
             try:
                 lg.sync_data()
             except StorageError as e:
                 log.warning("%s: fsync failed: %s", self.name, e)
                 return copied, True
-            if copied or lg.synced_offset != synced:
-                self._publish()
+        if lg.synced_offset != self._published_synced:
+            self._publish()
         return copied, False
 
     def _truncate_by_epoch(self, leader_end):

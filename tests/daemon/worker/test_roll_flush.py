@@ -2,6 +2,8 @@
 real broker: the fsync's end wakes the worker's loop (the log's flush_listener rings its
 bell), which then moves the recovery point and completes what waited for it, with no
 produce or timer to wake it otherwise."""
+import contextlib
+import json
 import os
 
 import pytest
@@ -20,6 +22,31 @@ def broker(tmp_path):
     b = BrokerProcess(tmp_path / "data").start()
     yield b
     stop_cleanly(b)
+
+
+@pytest.fixture
+def replicated_broker(tmp_path):
+    """A broker with three log dirs: replication factor 3."""
+    data, dirs = tmp_path / "data", [tmp_path / f"disk{i}" for i in range(3)]
+    for d in (data, *dirs):
+        d.mkdir()
+    config = tmp_path / "odradek.toml"
+    config.write_text(f"log.dirs = {json.dumps([str(d) for d in dirs])}\n"
+                      f"socket.path = {json.dumps(str(data / 'odradek.sock'))}\n")
+    b = BrokerProcess(data, config=config).start()
+    yield b
+    stop_cleanly(b)
+
+
+@contextlib.contextmanager
+def producer(broker, acks):
+    """A Producer closed with a bound wait: a record never acknowledged fails the test,
+    never hangs it in close()."""
+    p = Producer({"socket": broker.socket_path, "acks": acks})
+    try:
+        yield p
+    finally:
+        p.close(timeout=5)
 
 
 def produce(producer, topic, first, count, timeout=10):
@@ -43,7 +70,7 @@ def test_an_idle_leader_moves_its_recovery_point_once_a_rolls_fsync_is_done(brok
         admin.create_topic("t", 1, config=SMALL_SEGMENTS)
     partition_dir = os.path.join(broker.data_dir, filenames.partition_dir_name("t", 0))
     checkpoints = LogDirCheckpoints(broker.data_dir)
-    with Producer({"socket": broker.socket_path, "acks": "1"}) as p:
+    with producer(broker, "1") as p:
         assert produce(p, "t", 0, ROLLED_AT) == list(range(ROLLED_AT))
         assert segment_bases(partition_dir)[-1] < ROLLED_AT
         assert produce(p, "t", ROLLED_AT, 1) == [ROLLED_AT]    # this append rolled, and was the last
@@ -60,6 +87,18 @@ def test_acks_all_fsync_acknowledges_a_batch_behind_a_rolled_segment_once_its_fs
     with Admin(broker.socket_path) as admin:
         admin.create_topic("t", 1, config={**SMALL_SEGMENTS, "acks.all.fsync": "true"})
     partition_dir = os.path.join(broker.data_dir, filenames.partition_dir_name("t", 0))
-    with Producer({"socket": broker.socket_path, "acks": "all"}) as p:
+    with producer(broker, "all") as p:
         assert produce(p, "t", 0, ROLLED_AT + 1) == list(range(ROLLED_AT + 1))
     assert segment_bases(partition_dir)[-1] == ROLLED_AT
+
+
+def test_followers_publish_what_their_rolls_background_fsync_made_synced(replicated_broker):
+    """acks.all.fsync with replication factor 3: the leader acknowledges below the
+    smallest synced offset of the ISR, so each follower must publish its synced offset
+    again once a roll's background fsync is done (its flusher rings its bell), even with
+    nothing new to copy."""
+    with Admin(replicated_broker.socket_path) as admin:
+        admin.create_topic("t", 1, replication_factor=3,
+                           config={**SMALL_SEGMENTS, "acks.all.fsync": "true", "min.insync.replicas": "3"})
+    with producer(replicated_broker, "all") as p:
+        assert produce(p, "t", 0, ROLLED_AT + 1) == list(range(ROLLED_AT + 1))
