@@ -112,9 +112,8 @@ class SegmentFlusher:
 
     def close(self):
         """wait_all, then stop the thread. A later submit starts a new one."""
+        self.wait_all()
         with self._cond:
-            while self._jobs:
-                self._cond.wait()
             self._stopping = True
             self._cond.notify_all()
             thread, self._thread = self._thread, None

@@ -436,7 +436,9 @@ class PartitionLog:
         segment = self._new_segment(self.log_end_offset, capacity)
         self._add(segment)
         self._roll_anchor_ms = None
-        self._unflushed_records = 0   # their fsync is under way
+        # _unflushed_records still counts the old segment's: flush.messages flushes (so
+        # waits for its fsync) once that many records may be unflushed, as Kafka counts
+        # them from the recovery point
         return segment
 
     # == following a leader (replication) ============================================

@@ -178,6 +178,23 @@ def test_flush_and_close_wait_for_a_pending_background_fsync(open_log, tmp_path,
         assert flusher_threads() == threads_before
 
 
+def test_flush_messages_counts_the_records_of_a_rolled_segment_whose_fsync_is_pending(open_log, tmp_path, disk):
+    """As Kafka counts unflushed records from the recovery point: the append that makes
+    flush.messages of them flushes, waiting for the rolled segment's fsync."""
+    log = open_log(**{"flush.messages": 5})
+    log.append(value_batch(0, 3))
+    log.roll()
+    log.append(value_batch(3, 1))
+    assert log.recovery_point == 0
+    thread, outcome = run_in_thread(lambda: log.append(value_batch(4, 1)))
+    thread.join(0.2)
+    assert thread.is_alive(), "the fifth record's append did not wait for the rolled segment's fsync"
+    disk.release.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert log.recovery_point == 5 and checkpointed_recovery_point(tmp_path) == 5
+
+
 def test_a_failed_background_fsync_makes_the_log_refuse_writes_and_keeps_the_recovery_point(
         open_log, tmp_path, disk):
     disk.failing = lambda path: path.endswith(filenames.LOG_SUFFIX)
