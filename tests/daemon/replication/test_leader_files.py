@@ -111,6 +111,7 @@ def test_a_hint_is_used_when_it_holds_the_offset_and_ignored_when_wrong(make_pai
 def test_descriptors_stay_open_between_reads_and_close_cleanly(make_pair):
     pair = make_pair()
     pair.produce(batches=40)
+    pair.leader.flush()   # its rolls' background fsyncs are done: their descriptors closed
 
     def open_in_leader_dir():
         fds = os.listdir("/proc/self/fd")
