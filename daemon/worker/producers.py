@@ -56,10 +56,16 @@ _COMPLETION_ENTRY = ENTRY_HEADER_SIZE + COMPLETION_SIZE
 _TXN_OR_CONTROL = TRANSACTIONAL_MASK | CONTROL_MASK
 
 
-# A run (drain_runs): at most this many entries appended with one write (one iovec each,
-# far below IOV_MAX), which is also the most completions one round writes before the
-# producer is woken.
+# A run (drain_runs): at most RUN_ENTRIES entries (one iovec each, far below IOV_MAX), and
+# no more entries once RUN_BYTES are in it. Runs of up to 8 MiB (32 entries of 256 KiB,
+# a 16 MiB ring) made the leader append at ~300 MB/s instead of ~2 GB/s in about half of
+# the runs (perf/producer_perf.py --producer-props batch.size=262144
+# produce.ring.bytes=16777216): the kernel's copy into the page cache
+# (copy_folio_from_iter_atomic) was then 87% of the leader's time, a fraction of memcpy's
+# speed, for a reason not found. With 1 MiB runs no run of 6 was slow, and 64 KiB
+# batches went as fast as with 2 MiB runs.
 RUN_ENTRIES = 32
+RUN_BYTES = 1 << 20
 
 
 def _run_header(view, producer_id, producer_epoch, before):
@@ -186,7 +192,7 @@ class ProducerAttachment:
     def drain_runs(self, append, append_run, budget):
         """drain(append, budget) for a producer whose completions are written at once
         (no `hold`), taking its consecutive entries in runs: up to RUN_ENTRIES entries
-        that may be appended together (_run_header) are taken, their views kept, and
+        (and RUN_BYTES) that may be appended together (_run_header) are taken, their views kept, and
         handed to append_run([(view, header), ...]), which appends them with one write
         and returns their base offsets, or None having appended nothing: then each goes
         through append(view, header) on its own, in order, its completion written and
@@ -202,8 +208,8 @@ class ProducerAttachment:
         taken = written = 0
         try:
             while taken < budget:
-                run, blocked, before = [], False, None
-                while taken + len(run) < budget and len(run) < RUN_ENTRIES:
+                run, blocked, before, nbytes = [], False, None, 0
+                while taken + len(run) < budget and len(run) < RUN_ENTRIES and nbytes < RUN_BYTES:
                     try:
                         got = peek()
                     except ShmCorrupt:
@@ -218,6 +224,7 @@ class ProducerAttachment:
                     if before is None:
                         break
                     run.append((tag, view, before, take()))
+                    nbytes += len(view)
                 if not run:
                     if blocked:
                         return taken, True

@@ -174,3 +174,22 @@ def test_no_entry_is_taken_without_room_for_its_completion(plain):
     assert att.drain_runs(log.append, log.append_run, 100) == (4, False)
     assert log.calls[1:] == [("run", [2, 3, 4, 5])]
     assert [base for base, _ in completions_of(att, 6)] == list(range(6))
+
+
+def test_a_run_stops_once_it_holds_run_bytes():
+    from odradek.daemon.worker.producers import RUN_BYTES
+    att, requests, completions, bell = attachment(ring_bytes=1 << 23)
+    try:
+        records = RUN_BYTES // 3 // 1000 + 2      # a batch a little over a third of RUN_BYTES
+        for i in range(7):
+            b = BatchBuilder()
+            for r in range(records):
+                b.append(1_000 + i, None, b"x" * 1000)
+            requests.write(bytes(b.build()))
+        log = Log()
+        assert att.drain_runs(log.append, log.append_run, 100) == (7, False)
+        assert [keys for _, keys in log.calls] == [[0, 1, 2], [3, 4, 5], 6]
+    finally:
+        att.close()
+        for thing in (requests, completions, bell):
+            thing.close()
