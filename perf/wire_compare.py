@@ -34,6 +34,11 @@ shm_produce_100, shm_consume_100. No producer runs a Python callback per record:
 confluent-kafka reports errors only (delivery.report.only.error), odradek's Producer calls
 back for every 1,000th record (producer_perf.py --latency-every 1000).
 
+Before each workload, untimed, sync(2) writes back every dirty page on the machine
+(--no-sync: not): otherwise a workload pays for the writeback of what the ones before it
+wrote (a few hundred MB, on whichever broker), flushed while it runs by the kernel's threads on
+the same cores, and its figure depends on the order of the workloads more than on the broker.
+
 --scale multiplies every count. The runs interleave (odradek, Kafka, odradek, ...); the table
 shows medians, and the ratios odradek/Kafka (above 1 is better for throughput, below 1 for
 latency) and shm/TCP for odradek's clients. Progress goes to stderr, the table to stdout.
@@ -355,6 +360,8 @@ def run_once(bootstrap, sock, args, skip):
 
     def step(name, fn, *a):
         log(f"  {name} ...")
+        if args.sync:
+            os.sync()   # the page cache's dirty pages of the steps before are written back first
         try:
             res[name] = fn(*a)
         except Exception as e:     # one failed workload is reported, the others still run
@@ -415,6 +422,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count")
     ap.add_argument("--rate", type=int, default=2000, help="records/s of the latency workload")
+    ap.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
+                    help="sync(2) before each workload (default), so that none pays for the writeback of "
+                         "the data the ones before it wrote")
     ap.add_argument("--skip", default="", help="comma list of: ck, lat, java, shm")
     ap.add_argument("--data-root", default="/var/tmp", help="where both brokers keep their data")
     ap.add_argument("--kafka-bootstrap", help="an Apache Kafka broker already running (default: start one)")

@@ -142,6 +142,7 @@ _RETRIES = lib.ODK_SEQLOCK_RETRIES
 _read = lib.odk_pstate_read
 _publish = lib.odk_pstate_publish
 _append = lib.odk_pstate_append
+_append_run = lib.odk_pstate_append_run
 _wait = lib.odk_pstate_wait
 _find = lib.odk_pstate_find
 
@@ -375,6 +376,30 @@ class PartitionState:
             st.high_watermark = high_watermark
         return _append(self._ptr, self.slots, st, base_offset, last_offset,
                        segment_base, position, size, max_timestamp)
+
+    def append_run(self, segment_base, batches, *, high_watermark=None):
+        """append() for each of `batches`, (base_offset, last_offset, position, size,
+        max_timestamp) tuples of one segment in offset order, with one wake-up for readers
+        (odk_pstate_append_run): a leader's run of batches appended with one write.
+        Returns the new change counter."""
+        st = self._writer_state()
+        if not batches:
+            return self.update(high_watermark=high_watermark)
+        if batches[0][0] < st.log_end_offset or any(b[1] < b[0] for b in batches) or \
+                any(batches[k + 1][0] <= batches[k][1] for k in range(len(batches) - 1)):
+            raise ValueError(f"batches {[(b[0], b[1]) for b in batches]} do not follow the log end "
+                             f"offset {st.log_end_offset} in order")
+        step = self.slots - 1
+        for i in range(0, len(batches), step):
+            chunk = batches[i:i + step]
+            descs = bytearray(_DESC.size * len(chunk))
+            for k, (base, last, position, size, max_ts) in enumerate(chunk):
+                _DESC.pack_into(descs, k * _DESC.size, base, last, segment_base, position, max_ts, size, 0)
+            if high_watermark is not None and i + step >= len(batches):
+                st.high_watermark = high_watermark
+            change = _append_run(self._ptr, self.slots, st, segment_base,
+                                 ffi.cast("odk_batch_desc *", ffi.from_buffer(descs)), len(chunk))
+        return change
 
     def set_first_unstable_offset(self, offset):
         """Store the first offset of the undecided transactions (None or -1: none). Not a

@@ -320,6 +320,18 @@ class Ring:
         _take(self._r)
         return self._r.head
 
+    def take_keeping_view(self):
+        """take(), but the peeked entry's view stays usable: the caller reads several
+        consecutive entries at once (a partition leader appending a run of batches with
+        one write). It must release each such view (view.release()) before release_to()
+        passes the entry's position, after which the writer may reuse the bytes.
+        Returns the position, as take()."""
+        if self._rview is None:
+            raise RuntimeError("take_keeping_view() without peek()")
+        self._rview = None
+        _take(self._r)
+        return self._r.head
+
     def release_to(self, position):
         """Give back the space of every entry taken up to `position` (from take())."""
         if _release_to(self._r, position) != 0:

@@ -371,6 +371,13 @@ int     odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns);
  *   half update (seq odd).
  * odk_pstate_append: writes descriptor st->window_end, then window_end += 1 and
  *   log_end_offset = last_offset + 1 in *st, then publishes *st; returns the new seq.
+ * odk_pstate_append_run: odk_pstate_append of n batches of one segment (descs: their
+ *   base_offset, last_offset, position, max_timestamp and size; segment_base for all)
+ *   with one wake-up: for n > 1 a first publish (no wake) moves window_first past the
+ *   slots the run overwrites, then the n descriptors are written and *st published
+ *   with window_end += n and log_end_offset = the last one's last_offset + 1. A leader's
+ *   run of batches appended with one write (daemon/worker/leader.py). n above slots - 1
+ *   is cut to it.
  * odk_pstate_wait: 1 if seq != last_seen on return, else 0 (timed out or signal). Over
  *   several partitions: odk_futex_wait_any on their seq words.
  * odk_pstate_find: the first live descriptor with last_offset >= offset, into *out:
@@ -438,6 +445,8 @@ uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st);
 uint32_t odk_pstate_append(uint8_t *base, uint32_t slots, odk_pstate *st,
                            int64_t base_offset, int64_t last_offset, int64_t segment_base,
                            int64_t position, int32_t size, int64_t max_timestamp);
+uint32_t odk_pstate_append_run(uint8_t *base, uint32_t slots, odk_pstate *st, int64_t segment_base,
+                               const odk_batch_desc *descs, uint32_t n);
 int      odk_pstate_wait(const uint8_t *base, uint32_t last_seen, int64_t timeout_ns);
 int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
                          uint32_t max_retries, odk_batch_desc *out);

@@ -653,7 +653,8 @@ int odk_pstate_read(const uint8_t *base, odk_pstate *out, uint32_t max_retries)
     return ODK_SHM_TORN;
 }
 
-uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st)
+/* The seqlock write of odk_pstate_publish, without its wake-up. */
+static uint32_t publish_fields(uint8_t *base, const odk_pstate *st)
 {
     _Atomic uint32_t *seq = a32(base, ODK_PSTATE_OFF_SEQ);
     /* odd = "being written". Already odd if a previous writer died mid-update: this
@@ -670,8 +671,14 @@ uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st)
     atomic_store_explicit(a32(base, ODK_PSTATE_OFF_LEADER_EPOCH), (uint32_t)st->leader_epoch, RLX);
     atomic_store_explicit(a32(base, ODK_PSTATE_OFF_FLAGS), st->flags, RLX);
     atomic_store_explicit(seq, s + 1, REL);
-    wake_all((uint32_t *)(uintptr_t)seq);
     return s + 1;
+}
+
+uint32_t odk_pstate_publish(uint8_t *base, const odk_pstate *st)
+{
+    uint32_t s = publish_fields(base, st);
+    wake_all((uint32_t *)(uintptr_t)(base + ODK_PSTATE_OFF_SEQ));
+    return s;
 }
 
 uint32_t odk_pstate_append(uint8_t *base, uint32_t slots, odk_pstate *st,
@@ -693,6 +700,43 @@ uint32_t odk_pstate_append(uint8_t *base, uint32_t slots, odk_pstate *st,
     atomic_store_explicit(a64(d, ODK_DESC_OFF_STAMP), index + 1, REL);
     st->window_end = (int64_t)(index + 1);
     st->log_end_offset = last_offset + 1;
+    return odk_pstate_publish(base, st);
+}
+
+uint32_t odk_pstate_append_run(uint8_t *base, uint32_t slots, odk_pstate *st, int64_t segment_base,
+                               const odk_batch_desc *descs, uint32_t n)
+{
+    if (n == 0)
+        return odk_pstate_publish(base, st);
+    if (n > slots - 1)
+        n = slots - 1;                 /* the caller's bug: never more than the window */
+    uint64_t end = (uint64_t)st->window_end;
+    if (n > 1) {
+        /* The slots the run overwrites hold indices end + k - slots (k < n), of which
+         * all but the first are in the live window: move its start past them, in a
+         * publish that wakes nobody, before any is rewritten. A reader that looked up
+         * one of them meanwhile sees its stamp change and retries (odk_pstate_find). */
+        int64_t first = (int64_t)(end + n) - (int64_t)slots;
+        if (first > st->window_first)
+            st->window_first = first;
+        publish_fields(base, st);
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        const odk_batch_desc *b = &descs[k];
+        uint64_t index = end + k;
+        uint8_t *d = slot_at(base, slots, index);
+        atomic_store_explicit(a64(d, ODK_DESC_OFF_STAMP), 0, RLX);
+        atomic_thread_fence(REL);
+        atomic_store_explicit(ai64(d, ODK_DESC_OFF_BASE_OFFSET), b->base_offset, RLX);
+        atomic_store_explicit(ai64(d, ODK_DESC_OFF_LAST_OFFSET), b->last_offset, RLX);
+        atomic_store_explicit(ai64(d, ODK_DESC_OFF_SEGMENT_BASE), segment_base, RLX);
+        atomic_store_explicit(ai64(d, ODK_DESC_OFF_POSITION), b->position, RLX);
+        atomic_store_explicit(ai64(d, ODK_DESC_OFF_MAX_TIMESTAMP), b->max_timestamp, RLX);
+        atomic_store_explicit(a32(d, ODK_DESC_OFF_SIZE), (uint32_t)b->size, RLX);
+        atomic_store_explicit(a64(d, ODK_DESC_OFF_STAMP), index + 1, REL);
+    }
+    st->window_end = (int64_t)(end + n);
+    st->log_end_offset = descs[n - 1].last_offset + 1;
     return odk_pstate_publish(base, st);
 }
 

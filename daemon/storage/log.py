@@ -389,13 +389,45 @@ class PartitionLog:
                                                    self._max_message_bytes)
             if status != _OK:
                 raise append_error(segment.native_state, len(data))
+        if not assign_offsets and batch_epochs.extend_from_buffer(self.epochs, data):
+            self._write_epochs()
+        return self._appended(segment, was_empty, now, len(data), append_time)
+
+    def append_parts(self, parts, n, leader_epoch=None):
+        """append(b"".join(parts), leader_epoch=leader_epoch) for a leader, without the
+        join: `parts` are buffers of whole batches, n bytes in all, written to the active
+        segment with one pwritev (LogSegment.append_parts) and validated there, as
+        append() validates its copy. For a run of batches that arrived one per ring
+        entry: one append, one system call, one walk of the batches in C, instead of one
+        of each per batch. Returns AppendInfo, or None with nothing written when the
+        run does not go into the active segment as it is (a roll is due, it lacks room
+        or index entries, or n is below segment.PWRITE_MIN): append() each batch then,
+        which rolls. Raises as append() does for an invalid batch (nothing written)."""
+        if self._closed:
+            self._check_open()
+        clock = self.clock
+        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
+        segment = self._segments[-1]
+        anchor = self._roll_anchor_ms
+        was_empty = not segment.log.size
+        if not was_empty and (anchor is None or now - anchor > self._segment_ms) and self._time_to_roll(segment, now):
+            return None
+        append_time = now if self._log_append_time else -1
+        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes)
+        if status != _OK:
+            if status in _ROLL_FIRST:
+                return None
+            raise append_error(segment.native_state, n)
+        return self._appended(segment, was_empty, now, n, append_time)
+
+    def _appended(self, segment, was_empty, now, nbytes, append_time):
+        """After an OK append of nbytes to `segment`: the roll anchor, the flush policy,
+        the AppendInfo."""
         if was_empty:
             self._roll_anchor_ms = now
         first, last, max_ts, batches, records = segment.appended
         self._unflushed_records += records
-        if not assign_offsets and batch_epochs.extend_from_buffer(self.epochs, data):
-            self._write_epochs()
-        info = _new_info(AppendInfo, (first, last, max_ts, batches, records, len(data),
+        info = _new_info(AppendInfo, (first, last, max_ts, batches, records, nbytes,
                                       None if append_time < 0 else append_time))
         if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
             self.flush()  # _maybe_flush(now)

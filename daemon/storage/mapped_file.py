@@ -165,17 +165,24 @@ class MappedFile:
         allocated bytes, so ENOSPC here is as unexpected as EIO. A failed write leaves
         the file's state unknown: StorageError, and writes refused from then on; what
         it wrote before it failed is zeroed (_cut_failed_write)."""
+        view = memoryview(data).cast("B")
+        return self.write_parts((view,), len(view))
+
+    def write_parts(self, parts, n):
+        """write() of the concatenation of `parts` (buffers of n bytes in all, at most
+        os.sysconf("SC_IOV_MAX") of them) with one pwritev(2): a partition leader's run of
+        batches, each in its own ring entry, without joining them first."""
         if self._sticky_error is not None or not self.writable:
             self._check_writable()  # raises
-        view = memoryview(data).cast("B")
-        n = len(view)
         pos = self.size
         if pos + n > self.capacity:
             raise StorageError(f"{self.path}: write of {n} bytes at {pos} passes capacity {self.capacity}")
-        done = 0
         try:
-            while done < n:   # a regular file's pwrite is short only when interrupted
-                done += os.pwrite(self._fd, view[done:], pos + done)
+            done = os.pwritev(self._fd, parts, pos) if len(parts) > 1 else 0
+            if done < n:   # one part; or a write cut short (only when interrupted): the rest
+                rest = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+                while done < n:
+                    done += os.pwrite(self._fd, rest[done:], pos + done)
         except OSError as e:
             self._cut_failed_write(pos, n)
             self._fail(e)

@@ -212,19 +212,11 @@ class LogSegment(SparseIndexing):
         Python (recover, load, truncate_to, seal) drops it (_native_reset) and the next
         append rebuilds it from the fields below.
         """
-        st = self._native_state
-        if st is None:
-            st = self._native_begin()
-        if self.log.size + len(data) > self._allocated_mark:
-            self._allocate_ahead(self.log.size + len(data))   # raises StorageError when full
-        epoch = -1 if leader_epoch is None else leader_epoch
-        if self._native_args != (assign, epoch, append_time, max_batch_size):
-            # per-call settings change rarely: each cffi field store costs ~0.15 us
-            st.assign, st.leader_epoch, st.append_time, st.max_batch_size = assign, epoch, append_time, max_batch_size
-            self._native_args = (assign, epoch, append_time, max_batch_size)
-        pwritten = len(data) >= PWRITE_MIN and self.log.size + len(data) <= self.log.capacity   # else NO_SPACE
+        n = len(data)
+        self._native_prepare(n, assign, leader_epoch, append_time, max_batch_size)
+        pwritten = n >= PWRITE_MIN and self.log.size + n <= self.log.capacity   # else NO_SPACE
         if pwritten:
-            status = self._append_pwritten(data)
+            status = self._append_pwritten((data,), n)
         else:
             status = self._native_call(data)
         if status == _OK:
@@ -232,6 +224,35 @@ class LogSegment(SparseIndexing):
             if position >= self._prefault_mark and not pwritten:   # PWRITE_MIN: pwrite needs none
                 self._prefault_ahead(position)
         return status
+
+    def append_parts(self, parts, n, leader_epoch, append_time, max_batch_size):
+        """append_native(b"".join(parts), True, ...) without the join, for a leader's run
+        of batches that arrived in separate ring entries: the n bytes (PWRITE_MIN or
+        more, fitting the capacity: the caller checks, else NO_SPACE and nothing
+        written) go after the data with one pwritev, and are then validated, rewritten
+        and indexed where they lie, as _append_pwritten does. The same statuses, bytes
+        and index entries as the joined append."""
+        if n < PWRITE_MIN or self.log.size + n > self.log.capacity:
+            return native.Status.NO_SPACE
+        self._native_prepare(n, True, leader_epoch, append_time, max_batch_size)
+        status = self._append_pwritten(parts, n)
+        if status == _OK:
+            self._native_mirror()
+        return status
+
+    def _native_prepare(self, n, assign, leader_epoch, append_time, max_batch_size):
+        """Before an append of n bytes: the C state, the disk blocks (StorageError when the
+        filesystem is full: nothing written), the per-call settings."""
+        st = self._native_state
+        if st is None:
+            st = self._native_begin()
+        if self.log.size + n > self._allocated_mark:
+            self._allocate_ahead(self.log.size + n)   # raises StorageError when full
+        epoch = -1 if leader_epoch is None else leader_epoch
+        if self._native_args != (assign, epoch, append_time, max_batch_size):
+            # per-call settings change rarely: each cffi field store costs ~0.15 us
+            st.assign, st.leader_epoch, st.append_time, st.max_batch_size = assign, epoch, append_time, max_batch_size
+            self._native_args = (assign, epoch, append_time, max_batch_size)
 
     def prepare_appends(self):
         """What the first append_native would do first, done now: the C append state, the
@@ -249,15 +270,16 @@ class LogSegment(SparseIndexing):
             return
         self._prefault_ahead(self.log.size)
 
-    def _append_pwritten(self, data):
-        """append_native's copy for a large buffer: pwrite it after the data (the whole
-        pages it covers are not zeroed first, as the pages a store into the map faults
-        in are), then the C call validates, rewrites and indexes that copy where it lies
+    def _append_pwritten(self, parts, n):
+        """append_native's copy for a large buffer (or append_parts' run of them): write
+        the n bytes of `parts` after the data with one system call (the whole pages they
+        cover are not zeroed first, as the pages a store into the map faults in are),
+        then the C call validates, rewrites and indexes that copy where it lies
         (storage_native.append_in_place; a failure zeroes it again). The copy is read
-        only there, so a producer changing `data` meanwhile changes nothing checked."""
+        only there, so a producer changing the parts meanwhile changes nothing checked."""
         log = self.log
-        position = log.write(data)     # raises StorageError (nothing appended) if it fails
-        status = storage_native.append_in_place(len(data), self._native_target, self._native_state)
+        position = log.write_parts(parts, n)   # raises StorageError (nothing appended) if it fails
+        status = storage_native.append_in_place(n, self._native_target, self._native_state)
         if status != _OK:
             log.size = position
         return status

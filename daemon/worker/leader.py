@@ -49,7 +49,8 @@ from odradek.client.errors import (InvalidRecord, InvalidRequest, InvalidTxnStat
                                    NotEnoughReplicasAfterAppend, OdradekError, OffsetOutOfRange, StorageError,
                                    TornState,
                                    UnknownTopicOrPartition)
-from odradek.client.records import CONTROL_MASK, MAX_SEQUENCE, TRANSACTIONAL_MASK, Compression, RecordBatch
+from odradek.client.records import (CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK, Compression,
+                                    RecordBatch, read_header)
 from odradek.client.protocol import Channel, ConnectionClosed, ProtocolErrorEvent, Request, messages as m
 from odradek.client.shm import Doorbell
 from odradek.client.protocol.transport import close_fds
@@ -281,7 +282,7 @@ class LeaderWorker(ProducerStateKeeping):
             if att.acks == _ACKS_ALL:
                 n, full = att.drain(self._append_acks_all, DRAIN_BUDGET, hold=hold)
             else:
-                n, full = att.drain(self._append, DRAIN_BUDGET)
+                n, full = att.drain_runs(self._append, self._append_run, DRAIN_BUDGET)
             if att.broken:
                 self._served = None
             taken += n
@@ -453,6 +454,43 @@ class LeaderWorker(ProducerStateKeeping):
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
         return info.first_offset
 
+    def _append_run(self, run):
+        """Append a run of one producer's batches, [(view, header), ...] in ring order
+        (ProducerAttachment.drain_runs: plain batches, sequences following each other),
+        with one write: their base offsets, or None with nothing appended, when they must
+        go through _append one by one instead (which says which one fails and why): the
+        first's producer-state verdict is not a plain APPEND, the producer has a
+        transaction open, the topic is compacted, the run does not go into the active
+        segment as it is (PartitionLog.append_parts), or an append of them fails. Once
+        the first batch's sequence is the producer's next, each following one's is too
+        (drain_runs checked that they follow each other), as _append would find batch
+        by batch; each is recorded in the producer state at its own offsets."""
+        _, first = run[0]
+        producer_id = first.producer_id
+        state = self.producer_state
+        if producer_id >= 0:
+            self._producers_seen.add(producer_id)
+            verdict = state.check(producer_id, first.producer_epoch, first.base_sequence,
+                                  _last_seq(first.base_sequence, first.last_offset_delta))
+            if verdict.outcome is not _APPEND or state.txns.is_open(producer_id):
+                return None
+        if self.cleaner is not None:
+            return None
+        parts = [view for view, _ in run]
+        try:
+            stored = self._append_local(parts, sum(map(len, parts)))
+        except OdradekError:
+            return None   # nothing appended: one by one, each gets its own answer
+        if stored is None:
+            return None
+        bases = []
+        for (_, header), (base, last) in zip(run, stored):
+            bases.append(base)
+            if producer_id >= 0:
+                state.record(producer_id, header.producer_epoch, header.base_sequence,
+                             _last_seq(header.base_sequence, header.last_offset_delta), base, last)
+        return bases
+
     def _check_verdict(self, verdict, producer_id, epoch, base_seq, first_here):
         """_append's answer to a verdict other than APPEND: the first offset a batch
         already in the log was written at (a duplicate, or one a predecessor wrote and
@@ -494,8 +532,13 @@ class LeaderWorker(ProducerStateKeeping):
             self._unacked = found
         return self._unacked.get((producer_id, epoch, base_seq))
 
-    def _append_local(self, data):
+    def _append_local(self, data, size=None):
         """Append batches as the leader and publish them to consumers; AppendInfo.
+        `size`: data is a list of buffers of whole plain batches (no transaction, no
+        control batch), `size` bytes in all (_append_run), appended with one write only
+        if they go into the active segment as it is (PartitionLog.append_parts), else
+        None with nothing appended; appended, the (base offset, last offset) of each
+        batch as stored, each published with a descriptor of its own (_publish_run).
 
         A full log dir raises StorageError (KAFKA_STORAGE_ERROR, retriable) at once:
         the log allocates blocks ahead of its appends and nothing is written when that
@@ -507,15 +550,20 @@ class LeaderWorker(ProducerStateKeeping):
         once its dir takes writes again."""
         lg = self.log
         active = lg.active
-        txn = self.txn_markers.before_append(data)
+        txn = size is None and self.txn_markers.before_append(data)
         try:
-            info = lg.append(data, leader_epoch=self.spec.leader_epoch)
+            if size is None:
+                info, size = lg.append(data, leader_epoch=self.spec.leader_epoch), len(data)
+            else:
+                info = lg.append_parts(data, size, leader_epoch=self.spec.leader_epoch)
+                if info is None:
+                    return None
         except StorageError as e:
             if self.replication is not None and len(self.replication.isr) > 1:
                 raise Abdication(f"an append failed: {e}") from e   # failover beats a failing disk
             self._storage_failed("appends", e)
             raise
-        segment, size = lg.active, len(data)
+        segment = lg.active
         if segment is not active:
             # rolled: the state (this batch not recorded yet) is that of the log below
             # the new segment's base. Kafka snapshots at every roll too.
@@ -526,11 +574,36 @@ class LeaderWorker(ProducerStateKeeping):
             self._storage_error = None
         if txn:
             self.txn_markers.after_append(segment, segment.size - size, size)
+        if isinstance(data, list):   # a run: its parts
+            return self._publish_run(segment, segment.size - size, size)
         if self.state is not None:
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,
                               segment.size - size, size, info.max_timestamp,
                               high_watermark=info.last_offset + 1 if self.replication is None else None)
         return info
+
+    def _publish_run(self, segment, position, size):
+        """The batches a run just appended at segment[position:position + size], read
+        from the segment (the copy that was validated, not the producer's ring): one
+        descriptor each, as their appends one by one would have published (a reader's
+        fetch starts at the batch holding its position: client/_partition_read.py), with
+        one wake-up (PartitionState.append_run). Returns their (base offset, last
+        offset) pairs, in order."""
+        view = segment.view(position, position + size)
+        batches, at = [], 0
+        try:
+            while at < size:
+                h = read_header(view, at)
+                length = h.batch_length + LOG_OVERHEAD
+                batches.append((h.base_offset, h.base_offset + h.last_offset_delta, position + at, length,
+                                h.max_timestamp))
+                at += length
+        finally:
+            view.release()
+        if self.state is not None:
+            self.state.append_run(segment.base_offset, batches,
+                                  high_watermark=None if self.replication is not None else batches[-1][1] + 1)
+        return [(b[0], b[1]) for b in batches]
 
     def _clean_step(self):
         """One step of log compaction; True while a pass is under way. After segments

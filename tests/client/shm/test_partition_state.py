@@ -426,3 +426,44 @@ def test_a_state_made_before_the_field_existed_reads_as_having_no_transactions(s
     struct.pack_into("=I", view, ps_module.OFF_MINOR_VERSION, 0)     # as C alone formats it
     struct.pack_into("=q", view, ps_module.OFF_FIRST_UNSTABLE, 0)
     assert reader.first_unstable_offset() is None and reader.last_stable_offset(reader.read()) == 7
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slots=st.integers(2, 12),
+       runs=st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), min_size=1, max_size=15),
+                     max_size=12),
+       queries=st.lists(st.integers(-3, 400), max_size=40))
+def test_runs_published_with_append_run_are_found_as_if_appended_one_by_one(slots, runs, queries):
+    """A leader's run (PartitionState.append_run: one wake-up, longer runs than the window
+    included) leaves the window and every find() answer as one append() per batch would."""
+    writer, fds = PartitionState.create(slots)
+    rfds = fds.for_readers()
+    reader = PartitionState.attach(*rfds)
+    fds.close()
+    rfds.close()
+    with writer, reader:
+        descs, leo, i = [], 0, 0
+        for run in runs:
+            batch = []
+            for records_minus_1, gap in run:
+                base = leo + gap
+                batch.append(BatchDescriptor(base, base + records_minus_1, 0, 61 * i, 61, i))
+                leo, i = base + records_minus_1 + 1, i + 1
+            before = reader.read().change
+            writer.append_run(0, [(d.base_offset, d.last_offset, d.position, d.size, d.max_timestamp)
+                                  for d in batch], high_watermark=leo)
+            assert reader.read().change > before
+            descs.extend(batch)
+        snap = reader.read()
+        assert (snap.log_end_offset, snap.high_watermark) == (leo, leo)
+        for offset in queries + [d.base_offset for d in descs] + [d.last_offset for d in descs]:
+            assert answer(reader, offset) == reference_find(descs, 0, slots, leo, offset), offset
+
+
+def test_append_run_refuses_batches_out_of_offset_order(state):
+    writer, reader, _ = state()
+    writer.append(0, 9, 0, 0, 10, 0)
+    for bad in ([(5, 12, 10, 10, 0)], [(10, 19, 10, 10, 0), (15, 29, 20, 10, 0)], [(10, 9, 10, 10, 0)]):
+        with pytest.raises(ValueError):
+            writer.append_run(0, bad)
+    assert reader.read().log_end_offset == 10 and reader.find(10) is None
