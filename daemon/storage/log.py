@@ -405,6 +405,8 @@ class PartitionLog:
         which rolls. Raises as append() does for an invalid batch (nothing written)."""
         if self._closed:
             self._check_open()
+        if self._flusher.pending:
+            self.collect_flushes()  # raises StorageError after a failed background fsync
         clock = self.clock
         now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
         segment = self._segments[-1]

@@ -206,6 +206,9 @@ def test_a_failed_background_fsync_makes_the_log_refuse_writes_and_keeps_the_rec
     wait_flushes(log)
     with pytest.raises(StorageError, match=r"fsync of rolled segment 0 failed \(Input/output error\)"):
         log.append(value_batch(3, 1))
+    run = [memoryview(value_batch(3 + 40 * i, 40, size=1000)) for i in range(2)]   # a leader's run too
+    with pytest.raises(StorageError, match="rolled segment 0"):
+        log.append_parts(run, sum(map(len, run)))
     with pytest.raises(StorageError, match="rolled segment 0"):
         log.flush()
     with pytest.raises(StorageError, match="rolled segment 0"):
