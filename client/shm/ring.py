@@ -320,6 +320,13 @@ class Ring:
         _take(self._r)
         return self._r.head
 
+    def more_after_peeked(self):
+        """Whether the writer has committed another entry after the peeked one (a reader
+        choosing between taking one entry and a run of them); False with none peeked."""
+        if self._rview is None:
+            return False
+        return _load_u64(self._map.ptr, OFF_TAIL) > self._r.entry_end
+
     def take_keeping_view(self):
         """take(), but the peeked entry's view stays usable: the caller reads several
         consecutive entries at once (a partition leader appending a run of batches with

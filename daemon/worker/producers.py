@@ -199,15 +199,26 @@ class ProducerAttachment:
         its space given back right after it, as drain does, so that a refusal or an
         Abdication part-way leaves what drain would. An entry that cannot join a run
         (the first of a producer's new epoch, a transactional batch, a malformed one)
-        goes alone, through drain itself. Returns (entries taken, blocked on completion
-        space)."""
+        goes alone, through drain itself, and so does an entry with nothing committed
+        behind it (a producer at a low rate: drain answers it with one C call). Returns
+        (entries taken, blocked on completion space)."""
         requests, completions = self.requests, self.completions
         acks = self.acks
-        peek, take = requests.peek, requests.take_keeping_view
+        peek, take, more_after = requests.peek, requests.take_keeping_view, requests.more_after_peeked
         producer_id, producer_epoch = self.producer_id, self.producer_epoch
         taken = written = 0
         try:
             while taken < budget:
+                try:
+                    got = peek()
+                    lone = got is not None and not more_after()
+                except ShmCorrupt:
+                    got = lone = True   # drain meets it again and says so
+                if got is None:
+                    return taken, False
+                if lone:   # no run to make: the entry as drain takes it (one C call to answer it)
+                    n, full = self.drain(append, budget - taken)
+                    return taken + n, full
                 run, blocked, before, nbytes = [], False, None, 0
                 while taken + len(run) < budget and len(run) < RUN_ENTRIES and nbytes < RUN_BYTES:
                     try:

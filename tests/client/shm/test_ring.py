@@ -409,3 +409,23 @@ def test_a_commit_rings_the_readers_doorbell(pair):
     w2.write(b"still safe after the doorbell object closed")
     assert len(drain(r2)) == 2 and len(drain(r1)) == 2
     w2.set_doorbell(None)
+
+
+def test_a_reader_sees_whether_an_entry_follows_the_peeked_one_and_keeps_views_it_takes(pair):
+    writer, reader = pair(1 << 16)
+    assert not reader.more_after_peeked()                      # nothing peeked
+    writer.write(b"a" * 30_000)
+    assert reader.peek()[1] == b"a" * 30_000 and not reader.more_after_peeked()
+    writer.write(b"b" * 30_000)
+    assert reader.more_after_peeked()
+    first = reader.peek()[1]
+    position = reader.take_keeping_view()
+    second = reader.peek()[1]
+    assert not reader.more_after_peeked()
+    end = reader.take_keeping_view()
+    assert bytes(first) == b"a" * 30_000 and bytes(second) == b"b" * 30_000   # both views still read
+    first.release()
+    reader.release_to(position)
+    second.release()
+    reader.release_to(end)
+    assert writer.free == writer.capacity and reader.peek() is None
