@@ -349,17 +349,8 @@ class PartitionLog:
         # perf/log_append.py, median us per append of a 16 KiB batch on the dev box:
         # ~85 (first version), ~24 (Python around a native scan), ~17 (one native call),
         # now ~13-15 with the prefault thread and the glue trimmed (0.5x a raw mmap copy).
-        if self._closed:
-            self._check_open()
-        if self._flusher.pending:
-            self.collect_flushes()  # raises StorageError after a failed background fsync
-        clock = self.clock
-        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
-        segment = self._segments[-1]
-        anchor = self._roll_anchor_ms
-        was_empty = not segment.log.size
-        if roll and not was_empty and (anchor is None or now - anchor > self._segment_ms) \
-                and self._time_to_roll(segment, now):
+        now, segment, was_empty, roll_due = self._append_start()
+        if roll and roll_due:
             segment = self.roll()
             was_empty = not segment.log.size
         # a follower stores the leader's timestamps as they are (Kafka's appendAsFollower
@@ -403,6 +394,21 @@ class PartitionLog:
         run does not go into the active segment as it is (a roll is due, it lacks room
         or index entries, or n is below segment.PWRITE_MIN): append() each batch then,
         which rolls. Raises as append() does for an invalid batch (nothing written)."""
+        now, segment, was_empty, roll_due = self._append_start()
+        if roll_due:
+            return None
+        append_time = now if self._log_append_time else -1
+        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes)
+        if status != _OK:
+            if status in _ROLL_FIRST:
+                return None
+            raise append_error(segment.native_state, n)
+        return self._appended(segment, was_empty, now, n, append_time)
+
+    def _append_start(self):
+        """What every append looks at first: (now in ms, the active segment, whether it is
+        empty, whether segment.ms or segment.bytes wants it rolled). Raises StorageError
+        for a closed log or after a failed background fsync of a rolled segment."""
         if self._closed:
             self._check_open()
         if self._flusher.pending:
@@ -412,15 +418,8 @@ class PartitionLog:
         segment = self._segments[-1]
         anchor = self._roll_anchor_ms
         was_empty = not segment.log.size
-        if not was_empty and (anchor is None or now - anchor > self._segment_ms) and self._time_to_roll(segment, now):
-            return None
-        append_time = now if self._log_append_time else -1
-        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes)
-        if status != _OK:
-            if status in _ROLL_FIRST:
-                return None
-            raise append_error(segment.native_state, n)
-        return self._appended(segment, was_empty, now, n, append_time)
+        due = not was_empty and (anchor is None or now - anchor > self._segment_ms) and self._time_to_roll(segment, now)
+        return now, segment, was_empty, due
 
     def _appended(self, segment, was_empty, now, nbytes, append_time):
         """After an OK append of nbytes to `segment`: the roll anchor, the flush policy,
