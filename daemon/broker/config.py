@@ -88,7 +88,7 @@ BROKER_CONFIGS = (
     ConfigKey("log.retention.check.interval.ms", int, 300_000, 1, 2 ** 62,
               doc="how often retention runs"),
     ConfigKey("log.flush.offset.checkpoint.interval.ms", int, 60_000, 1, 2 ** 62,
-              doc="how often recovery points are checkpointed"),
+              doc="accepted as in Kafka, no effect yet: a partition checkpoints its recovery point whenever it moves"),
     ConfigKey("log.cleaner.backoff.ms", int, 15_000, 1, 2 ** 62,
               doc="how often a partition with cleanup.policy=compact checks whether to compact"),
     *GROUP_CONFIGS,   # the group coordinator's keys: daemon/broker/groups/config.py
