@@ -29,7 +29,7 @@ from odradek.client.shm._lib import BYTES, ffi, lib, wait_until
 from odradek.client.shm._memfd import Mapping, create_memfd
 from odradek.client.errors import BadLayout, RingFull, ShmCorrupt
 
-__all__ = ["Ring", "Completion", "COMPLETION_SIZE", "MAGIC", "VERSION", "HEADER_SIZE",
+__all__ = ["Ring", "Completion", "drop_view", "COMPLETION_SIZE", "MAGIC", "VERSION", "HEADER_SIZE",
            "ENTRY_HEADER_SIZE", "WRAP", "MIN_CAPACITY", "MAX_CAPACITY",
            "OFF_MAGIC", "OFF_VERSION", "OFF_CAPACITY", "OFF_DATA_OFFSET", "OFF_TAIL",
            "OFF_DATA_WAITER", "OFF_HEAD", "OFF_SPACE_WAITER", "max_payload"]
@@ -219,7 +219,7 @@ class Ring:
                 raise ValueError(f"commit({n}) exceeds the {len(view)} bytes reserved")
             raise AssertionError(f"odk_ring_commit returned {rc}")
         self._wview = None
-        _drop(view)
+        drop_view(view)
 
     def cancel(self):
         """Drop the reserved entry unpublished."""
@@ -228,7 +228,7 @@ class Ring:
             raise RuntimeError("cancel() without reserve()")
         lib.odk_ring_cancel(self._r)
         self._wview = None
-        _drop(view)
+        drop_view(view)
 
     def write(self, data, tag=0, timeout=0):
         """Append one entry holding a copy of data (any buffer). Waits up to `timeout`
@@ -289,7 +289,7 @@ class Ring:
         if view is None:
             raise RuntimeError("release_completing() without peek()")
         self._rview = None
-        _drop(view)
+        drop_view(view)
         rc = _complete_release(self._r, completions._r, base_offset, error_code)
         if rc:
             if rc == -_FULL:
@@ -303,7 +303,7 @@ class Ring:
         if view is None:
             raise RuntimeError("release() without peek()")
         self._rview = None
-        _drop(view)   # before the head moves: the caller cannot read reused bytes
+        drop_view(view)   # before the head moves: the caller cannot read reused bytes
         _release(self._r)
 
     def take(self):
@@ -316,7 +316,7 @@ class Ring:
         if view is None:
             raise RuntimeError("take() without peek()")
         self._rview = None
-        _drop(view)
+        drop_view(view)
         _take(self._r)
         return self._r.head
 
@@ -331,7 +331,8 @@ class Ring:
         """take(), but the peeked entry's view stays usable: the caller reads several
         consecutive entries at once (a partition leader appending a run of batches with
         one write). It must release each such view (view.release()) before release_to()
-        passes the entry's position, after which the writer may reuse the bytes.
+        passes the entry's position, after which the writer may reuse the bytes
+        (drop_view).
         Returns the position, as take()."""
         if self._rview is None:
             raise RuntimeError("take_keeping_view() without peek()")
@@ -414,7 +415,7 @@ class Ring:
             return
         for view in (self._wview, self._rview):
             if view is not None:
-                _drop(view)
+                drop_view(view)
         self._wview = self._rview = None
         self._ro.release()
         self.set_doorbell(None)
@@ -428,9 +429,10 @@ class Ring:
         self.close()
 
 
-def _drop(view):
-    """Release a view we handed out, so a caller keeping it gets ValueError instead of
-    bytes the peer may be rewriting. A view the caller re-exported stays usable."""
+def drop_view(view):
+    """Release a view into a ring (one we handed out, or one a reader kept through
+    take_keeping_view), so that whoever keeps it gets ValueError instead of bytes the peer
+    may be rewriting. A view re-exported meanwhile (BufferError) stays usable."""
     try:
         view.release()
     except BufferError:

@@ -550,9 +550,10 @@ class LeaderWorker(ProducerStateKeeping):
         once its dir takes writes again."""
         lg = self.log
         active = lg.active
-        txn = size is None and self.txn_markers.before_append(data)
+        run = size is not None
+        txn = not run and self.txn_markers.before_append(data)
         try:
-            if size is None:
+            if not run:
                 info, size = lg.append(data, leader_epoch=self.spec.leader_epoch), len(data)
             else:
                 info = lg.append_parts(data, size, leader_epoch=self.spec.leader_epoch)
@@ -574,7 +575,7 @@ class LeaderWorker(ProducerStateKeeping):
             self._storage_error = None
         if txn:
             self.txn_markers.after_append(segment, segment.size - size, size)
-        if isinstance(data, list):   # a run: its parts
+        if run:
             return self._publish_run(segment, segment.size - size, size)
         if self.state is not None:
             self.state.append(info.first_offset, info.last_offset, segment.base_offset,

@@ -46,7 +46,7 @@ from odradek.client.errors import CorruptRecord, InvalidProducerEpoch, OdradekEr
 from odradek.client.records import (BATCH_HEADER_SIZE, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK,
                                     read_header)
 from odradek.client.shm import Doorbell, Ring
-from odradek.client.shm.ring import COMPLETION_SIZE, ENTRY_HEADER_SIZE
+from odradek.client.shm.ring import COMPLETION_SIZE, ENTRY_HEADER_SIZE, drop_view
 
 __all__ = ["ProducerAttachment", "Abdication"]
 
@@ -88,15 +88,6 @@ def _run_header(view, producer_id, producer_epoch, before):
                 header.base_sequence != (before.base_sequence + before.last_offset_delta + 1) & MAX_SEQUENCE:
             return None
     return header
-
-
-def _release(view):
-    """Release a ring view we hold, so that nothing reads it once the producer may
-    rewrite it; one a callee re-exported (BufferError) stays, as Ring's own views do."""
-    try:
-        view.release()
-    except BufferError:
-        pass
 
 
 class Abdication(Exception):
@@ -255,7 +246,7 @@ class ProducerAttachment:
                             if acks:
                                 completions.write_completion(tag, base_offset, code)
                                 written += 1
-                            _release(view)
+                            drop_view(view)
                             requests.release_to(position)
                     else:
                         if acks:
@@ -263,11 +254,11 @@ class ProducerAttachment:
                                 completions.write_completion(tag, base_offset, 0)
                             written += len(run)
                         for _, view, _, _ in run:
-                            _release(view)
+                            drop_view(view)
                         requests.release_to(run[-1][3])
                 finally:
                     for _, view, _, _ in run:
-                        _release(view)   # again: nothing, unless an exception left one
+                        drop_view(view)   # again: nothing, unless an exception left one
                 taken += len(run)
             return taken, False
         finally:
