@@ -54,14 +54,18 @@ NO_RESPONSE = object()
 CLOSE_CONNECTION = object()
 
 
-@dataclass(frozen=True)
+@dataclass
 class FileSlice:
     """`length` bytes of the file open as `fd` from `offset`, sent with sendfile. `owner`
-    keeps whatever owns the fd alive (and the fd open) until the slice is sent."""
+    keeps whatever owns the fd alive (and the fd open) until the slice is sent. `data`:
+    those bytes when a handler has read them already (fetch.py reads a small slice whole
+    to look at its batch headers): an answer sent from memory uses them instead of
+    reading the file again."""
     fd: int
     offset: int
     length: int
     owner: Any = None
+    data: bytes | None = None
 
 
 @dataclass

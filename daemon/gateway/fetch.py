@@ -5,7 +5,9 @@ fetch_offset, none at or above the high watermark (read_uncommitted) or the last
 offset (read_committed, isolation_level 1, with the aborted transactions overlapping
 what is returned: GetSegment's, cached per partition as a shared-memory Consumer caches
 them, client/_committed_read.py, and asked for only when the slice holds a transactional
-batch past what is cached: PartitionView.transactional_from); at most partition_max_bytes and, over the response,
+batch past what is cached: PartitionView.transactional_from, which reads a slice of at most
+INLINE_MAX bytes with one pread and keeps the bytes for the answer); at most
+partition_max_bytes and, over the response,
 max_bytes, except that the first partition with data gets at least one whole batch
 (KIP-74). high_watermark, last_stable_offset and log_start_offset come from the
 partition's shared state. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION (v13+, by
@@ -97,7 +99,7 @@ def _inlined(parts):
     out = []
     for p in parts:
         if isinstance(p, FileSlice):
-            data = os.pread(p.fd, p.length, p.offset)
+            data = p.data if p.data is not None else os.pread(p.fd, p.length, p.offset)
             if len(data) != p.length:
                 return parts
             out.append(data)
@@ -144,8 +146,7 @@ def _read_partition(ctx, want, isolation, limit, min_one):
     if want.error != ErrorCode.none:
         return out, None, None, None
     try:
-        view = views(ctx.gateway).get(want.name, want.partition)
-        snap = view.snapshot()
+        view, snap = views(ctx.gateway).get_with_snapshot(want.name, want.partition)
     except (LeaderNotAvailable, NotLeaderOrFollower, TornState):
         out["error_code"] = ErrorCode.not_leader_or_follower
         return out, None, None, None
@@ -216,7 +217,7 @@ def _aborted(ctx, view, piece, offset, lso):
     decoder asks: data with no transactions costs no round trip per fetch."""
     with view._lock:
         packed, known_upto = view.aborted.covering(offset)
-    if known_upto < lso and view.transactional_from(piece, known_upto):
+    if known_upto < lso and view.transactional_from(piece, known_upto, read_whole=INLINE_MAX):
         with view._lock:
             view.aborted.learn(ctx.gateway.links, view.tp, offset, lso)
             packed = view.aborted.packed

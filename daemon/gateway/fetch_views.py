@@ -119,20 +119,32 @@ class PartitionView:
             return None
         return FileSlice(seg.fd, start, end - start, seg)
 
-    def transactional_from(self, piece, offset, max_batches=SCAN_MAX_BATCHES):
+    def transactional_from(self, piece, offset, max_batches=SCAN_MAX_BATCHES, read_whole=0):
         """Whether the slice `piece` (of read()) may hold a transactional batch (data or a
-        marker) with a base offset at or above `offset`: its batch headers, read with
-        pread up to the attributes; True also when it cannot tell (more than max_batches
-        batches, a short read), so that the caller asks the leader, as it would anyway."""
-        pos, end = piece.offset, piece.offset + piece.length
+        marker) with a base offset at or above `offset`: its batch headers up to the
+        attributes; True also when it cannot tell (more than max_batches batches, a short
+        read), so that the caller asks the leader, as it would anyway. A slice of at most
+        `read_whole` bytes is read with one pread, kept as piece.data (the answer sends
+        those bytes) and looked at in memory; a larger one is read header by header."""
+        if piece.data is None and piece.length <= read_whole:
+            data = os.pread(piece.fd, piece.length, piece.offset)
+            if len(data) == piece.length:
+                piece.data = data
+        data = piece.data
+        pos, end = (0, piece.length) if data is not None else (piece.offset, piece.offset + piece.length)
         for _ in range(max_batches):
             if pos >= end:
                 return False
-            head = os.pread(piece.fd, _TXN_HEAD, pos)
-            if len(head) < _TXN_HEAD:
-                return True
-            base, length = _PREFIX.unpack_from(head)
-            if base >= offset and _ATTRIBUTES.unpack_from(head, ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK:
+            if data is not None:
+                if end - pos < _TXN_HEAD:
+                    return True
+                head, at = data, pos
+            else:
+                head, at = os.pread(piece.fd, _TXN_HEAD, pos), 0
+                if len(head) < _TXN_HEAD:
+                    return True
+            base, length = _PREFIX.unpack_from(head, at)
+            if base >= offset and _ATTRIBUTES.unpack_from(head, at + ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK:
                 return True
             pos += length + LOG_OVERHEAD
         return pos < end
@@ -271,6 +283,11 @@ class Views:
     def get(self, topic, partition):
         """The view of a partition, opened (OpenFetch) if needed or if its state is
         fenced; raises what OpenFetch raises (UnknownTopicOrPartition, ...)."""
+        return self.get_with_snapshot(topic, partition)[0]
+
+    def get_with_snapshot(self, topic, partition):
+        """(get()'s view, a snapshot of its state read then): a fetch's one read of the
+        state. Raises as get(), and TornState from a fresh view's snapshot."""
         self._check_broker()
         self._drop_idle()
         key = (topic, partition)
@@ -280,8 +297,9 @@ class Views:
                 self._views.move_to_end(key)
         if view is not None:
             try:
-                if not view.snapshot().fenced:
-                    return view
+                snap = view.snapshot()
+                if not snap.fenced:
+                    return view, snap
             except TornState:
                 pass
         view = PartitionView(self._links, topic, partition)
@@ -290,7 +308,7 @@ class Views:
             self._views.move_to_end(key)
             while len(self._views) > MAX_VIEWS:
                 self._views.popitem(last=False)
-        return view
+        return view, view.snapshot()
 
     def peek(self, topic, partition):
         """The view if it is open, else None (no round trip)."""

@@ -3,6 +3,7 @@ links counted, every call still going to the real broker): a read_committed cons
 data without transactions asks the leader nothing per fetch, one that meets an aborted
 transaction still gets it; a small answer leaves as one part, a large one with sendfile."""
 import io
+import os
 import socket
 import threading
 
@@ -135,6 +136,31 @@ def test_a_small_answer_is_one_part_and_a_large_one_is_sent_from_the_file(env):
         assert int.from_bytes(small.parts[0][:4], "big") == len(body) and b"x" * 100 in body
         large = fetch_mod.fetch(ctx, decode_request(_frame_body(fetch_request("parts", 1, 0))))
         assert [type(p) for p in large.parts] == [bytes, FileSlice, bytes]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_small_read_committed_answer_reads_the_segment_once(env, monkeypatch):
+    """Its batch headers are looked at (for transactions) in the bytes the answer sends:
+    one pread, not one per batch and one more for the answer."""
+    broker, gateway, _ = env
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("once", num_partitions=1)
+    produce_batches(broker, "once", [b"one", b"two", b"three"])
+    reads = []
+    pread = os.pread
+
+    def counting(fd, n, offset):
+        reads.append(n)
+        return pread(fd, n, offset)
+    monkeypatch.setattr(os, "pread", counting)
+    a, b = socket.socketpair()
+    try:
+        ctx = RequestContext(gateway=gateway, conn=_Conn(a), table=gateway.table)
+        reply = fetch_mod.fetch(ctx, decode_request(_frame_body(fetch_request("once", 0, isolation=1))))
+        assert len(reply.parts) == 1 and all(v in reply.parts[0] for v in (b"one", b"two", b"three"))
+        assert len(reads) == 1
     finally:
         a.close()
         b.close()
