@@ -12,6 +12,7 @@ below the segment, so the next open scans it.
 
     flusher = SegmentFlusher("orders-0")
     flusher.submit(base_offset, next_offset, fds)   # the fds are the flusher's now
+    flusher.submit(base_offset, next_offset, fds, what="the snapshot ...")   # more of that roll
     flusher.collect()        # (next offset of the last segment done, in order, or None; a failed job or None)
     flusher.forget(bases)    # those segments were deleted: what is not fsynced yet is skipped
     flusher.wait_all()       # every job submitted so far is done
@@ -39,12 +40,14 @@ _fsync = os.fsync   # the one system call that blocks; tests replace it (a slow 
 
 
 class FlushJob:
-    """One rolled segment's files waiting for fsync. `error` (an exception) is set, then
-    `done`, by the flusher's thread; `cancelled` by the owner (the segment is gone)."""
-    __slots__ = ("base_offset", "next_offset", "fds", "cancelled", "error", "done")
+    """One rolled segment's files waiting for fsync (or other files written at its roll,
+    `what` names them). `error` (an exception) is set, then `done`, by the flusher's
+    thread; `cancelled` by the owner (the segment is gone)."""
+    __slots__ = ("base_offset", "next_offset", "fds", "what", "cancelled", "error", "done")
 
-    def __init__(self, base_offset, next_offset, fds):
+    def __init__(self, base_offset, next_offset, fds, what=None):
         self.base_offset, self.next_offset, self.fds = base_offset, next_offset, fds
+        self.what = what or f"rolled segment {base_offset}"
         self.cancelled = self.done = False
         self.error = None
 
@@ -63,10 +66,12 @@ class SegmentFlusher:
         self._thread = None             # started at the first submit
         self._stopping = False
 
-    def submit(self, base_offset, next_offset, fds):
+    def submit(self, base_offset, next_offset, fds, what=None):
         """Queue the fsync (and close) of `fds`, the files of segment [base_offset,
-        next_offset); returns its FlushJob. The descriptors are the flusher's from now on."""
-        job = FlushJob(base_offset, next_offset, list(fds))
+        next_offset), or (`what` names them) other files written at its roll, which the
+        recovery point must not pass before they are synced either; returns its FlushJob.
+        The descriptors are the flusher's from now on."""
+        job = FlushJob(base_offset, next_offset, list(fds), what)
         self.pending.append(job)
         with self._cond:
             self._jobs.append(job)
@@ -86,13 +91,17 @@ class SegmentFlusher:
 
     def collect(self):
         """Take the done jobs off `pending`, oldest first, up to one not done or failed.
-        Returns (the next offset of the last one taken, or None; the failed job, left
-        first in `pending`, or None)."""
+        Returns (the next offset of the last roll whose jobs were all taken, or None; the
+        failed job, left first in `pending`, or None). A roll's jobs (its segment's, then
+        any submitted for the same roll) are consecutive: its next offset counts only
+        once the last of them is taken."""
         pending, flushed_to = self.pending, None
         while pending and pending[0].done:
             if pending[0].error is not None:
                 return flushed_to, pending[0]
-            flushed_to = pending.popleft().next_offset
+            job = pending.popleft()
+            if not pending or pending[0].next_offset != job.next_offset:
+                flushed_to = job.next_offset
         return flushed_to, None
 
     def forget(self, bases):

@@ -474,6 +474,32 @@ class PartitionLog:
         # them from the recovery point
         return segment
 
+    def sync_with_roll(self, paths, what):
+        """fsync `paths` (files written at the last roll, `what` they are, and directories
+        whose entries changed) in the background, with the rolled segment's files: the
+        recovery point passes the roll only once they are synced too, and a failed fsync
+        of them refuses writes as one of the segment does (collect_flushes). As Kafka's
+        UnifiedLog.roll writes its producer-state snapshot without a flush and flushes it
+        in the same "flush-log" task as the segment. With no roll pending, they are
+        fsynced here. StorageError if one cannot be opened (nothing queued)."""
+        fds = []
+        try:
+            for path in paths:
+                fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            pending = self._flusher.pending
+            if pending:
+                last, queued = pending[-1], fds
+                fds = []
+                self._flusher.submit(last.base_offset, last.next_offset, queued, what)
+            else:
+                for fd in fds:
+                    os.fsync(fd)
+        except OSError as e:
+            raise StorageError(f"{self.directory}: cannot sync {what}: {e.strerror or e}") from e
+        finally:
+            for fd in fds:
+                os.close(fd)
+
     # == following a leader (replication) ============================================
     def append_as_follower(self, data, segment_base):
         """Append whole v2 batches copied from the leader (offsets and partitionLeaderEpoch
@@ -636,7 +662,7 @@ class PartitionLog:
             self._set_recovery_point(flushed_to)
         if failed is not None:
             e = failed.error
-            raise StorageError(f"{self.directory}: the fsync of rolled segment {failed.base_offset} failed "
+            raise StorageError(f"{self.directory}: the fsync of {failed.what} failed "
                                f"({getattr(e, 'strerror', None) or e}); refusing writes, recovery point "
                                f"kept at {self.recovery_point}") from e
 

@@ -91,9 +91,13 @@ def write(partition_dir, offset, entries, keep=KEEP, durable=True):
     """Write the snapshot for `offset` atomically (temp, fsync, rename, fsync dir; no
     fsyncs unless `durable`), then delete all but the newest `keep` (the log end only
     grows while a leader writes, and open deleted any above it, so the new one is the
-    newest). StorageError if it cannot be written."""
-    write_atomically(filenames.snapshot_file(partition_dir, offset), encode(entries), durable)
-    _delete(partition_dir, offsets(partition_dir)[:-keep])
+    newest; the dir fsynced again unless not `durable`). Returns its path. StorageError
+    if it cannot be written. A snapshot a power loss tore fails its CRC at load, which
+    then takes the next older one (load_latest)."""
+    path = filenames.snapshot_file(partition_dir, offset)
+    write_atomically(path, encode(entries), durable)
+    _delete(partition_dir, offsets(partition_dir)[:-keep], durable)
+    return path
 
 
 def delete_above(partition_dir, offset):
@@ -104,14 +108,14 @@ def delete_above(partition_dir, offset):
     return doomed
 
 
-def _delete(partition_dir, doomed):
+def _delete(partition_dir, doomed, durable=True):
     try:
         for o in doomed:
             try:
                 os.unlink(filenames.snapshot_file(partition_dir, o))
             except FileNotFoundError:
                 pass
-        if doomed:
+        if doomed and durable:
             fsync_dir(partition_dir)
     except OSError as e:
         raise StorageError(f"cannot delete producer-state snapshots in {partition_dir}: {e.strerror or e}") from e

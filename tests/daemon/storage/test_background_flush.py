@@ -317,3 +317,55 @@ def test_a_crash_before_the_background_fsync_makes_the_next_open_scan_the_rolled
     finally:
         reopened.close()
         disk.release.set()
+
+
+def test_files_synced_with_a_roll_hold_the_recovery_point_until_they_are_synced(open_log, tmp_path, disk):
+    """PartitionLog.sync_with_roll (the leader's producer-state snapshot at a roll): its
+    files are fsynced in the background after the rolled segment's, and the recovery
+    point passes the roll only once both are done."""
+    log = open_log()
+    log.append(value_batch(0, 3))
+    log.append(value_batch(3, 2))
+    log.roll()
+    extra = tmp_path / "orders-0" / "extra.snapshot"
+    extra.write_bytes(b"state")
+    log.sync_with_roll([str(extra), log.directory], "the extra file")
+    log.append(value_batch(5, 1))
+    assert log.recovery_point == 0
+    disk.release.set()
+    wait_flushes(log, 2)
+    log.collect_flushes()
+    assert log.recovery_point == 5 and checkpointed_recovery_point(tmp_path) == 5
+    assert {str(extra), log.directory} <= set(disk.synced)
+    assert not [p for p in open_fds_under(tmp_path) if p in (str(extra), log.directory)]
+
+
+def test_a_failed_fsync_of_files_synced_with_a_roll_refuses_writes_and_keeps_the_recovery_point(
+        open_log, tmp_path, disk):
+    """As Kafka's roll: a producer-state snapshot whose flush failed leaves the recovery
+    point where it was (its testRecoveryPointNotIncrementedOnProducerStateSnapshotFlushFailure)."""
+    log = open_log()
+    log.append(value_batch(0, 3))
+    log.roll()
+    extra = tmp_path / "orders-0" / "extra.snapshot"
+    extra.write_bytes(b"state")
+    disk.failing = lambda path: path == str(extra)
+    log.sync_with_roll([str(extra)], "the extra file")
+    disk.release.set()
+    wait_flushes(log, 2)
+    with pytest.raises(StorageError, match=r"the fsync of the extra file failed \(Input/output error\)"):
+        log.append(value_batch(3, 1))
+    assert log.recovery_point == 0 and checkpointed_recovery_point(tmp_path) == 0
+    with pytest.raises(StorageError, match="the extra file"):
+        log.close()
+
+
+def test_files_synced_with_no_roll_pending_are_fsynced_at_once(open_log, tmp_path, disk):
+    log = open_log()
+    log.append(value_batch(0, 3))
+    extra = tmp_path / "orders-0" / "extra.snapshot"
+    extra.write_bytes(b"state")
+    log.sync_with_roll([str(extra)], "the extra file")     # the Disk (the flusher's fsync) is never asked
+    assert not disk.entered.is_set() and not log.flushes_pending
+    with pytest.raises(StorageError, match="cannot sync the missing file"):
+        log.sync_with_roll([str(extra) + ".missing"], "the missing file")

@@ -87,3 +87,17 @@ def test_delete_above_removes_snapshots_past_a_recovery_cut(tmp_path):
     assert ps.delete_above(d, 25) == [30]
     assert ps.offsets(d) == [20]
     assert ps.delete_above(d, 20) == []
+
+
+def test_a_snapshot_written_without_durability_makes_no_fsync(tmp_path, monkeypatch):
+    """The roll's snapshot (durable=False): the fsyncs are the background flusher's
+    (PartitionLog.sync_with_roll), none on the appending thread, the deletion of the
+    oldest included; the path written is returned."""
+    calls = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    for offset in (10, 20, 30):
+        path = ps.write(str(tmp_path), offset, [ENTRY], durable=False)
+        assert path == filenames.snapshot_file(str(tmp_path), offset)
+    assert calls == []
+    assert ps.offsets(str(tmp_path)) == [20, 30]
+    assert ps.load_latest(str(tmp_path), 0, 100) == (30, [ENTRY])

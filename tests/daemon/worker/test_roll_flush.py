@@ -9,7 +9,7 @@ import os
 import pytest
 
 from odradek.client import Admin, Producer
-from odradek.daemon.storage import filenames
+from odradek.daemon.storage import filenames, producer_snapshot
 from odradek.daemon.storage.checkpoint import LogDirCheckpoints
 from support.broker import BrokerProcess, stop_cleanly, wait_until
 
@@ -79,6 +79,9 @@ def test_an_idle_leader_moves_its_recovery_point_once_a_rolls_fsync_is_done(brok
         # flusher's wake-up alone gets the worker to collect the fsync
         wait_until(lambda: checkpoints.read(("t", 0))[0] == ROLLED_AT, timeout=10,
                    what=f"the recovery point at the last roll, {ROLLED_AT}")
+        # the roll's producer-state snapshot, written without an fsync by the append and
+        # synced with the rolled segment (PartitionLog.sync_with_roll)
+        assert ROLLED_AT in producer_snapshot.offsets(partition_dir)
 
 
 def test_acks_all_fsync_acknowledges_a_batch_behind_a_rolled_segment_once_its_fsync_is_done(broker):
