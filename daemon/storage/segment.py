@@ -290,9 +290,10 @@ class LogSegment(SparseIndexing):
         count = len(expect)
         if count > EXPECT_HEADERS:
             raise ValueError(f"an append can be held to at most {EXPECT_HEADERS} batch headers, not {count}")
-        buf = self._native_expect
-        for i, header in enumerate(expect):
-            _pack_header(buf, i * BATCH_HEADER_SIZE, *header)
+        buf, at = self._native_expect, 0
+        for header in expect:
+            _pack_header(buf, at, *header)
+            at += BATCH_HEADER_SIZE
         return count
 
     def _append_pwritten(self, parts, n, expect_count=0):
