@@ -171,3 +171,26 @@ def test_a_run_with_an_entry_rewritten_to_another_producers_id_is_refused_and_th
     assert not batches_of(leader, OTHER) and OTHER not in leader.producer_state
     assert isinstance(raised[0], CorruptRecord)
     assert [b.base_sequence for b in batches_of(leader, PRODUCER)] == [0, 2]
+
+
+def test_a_transactional_bit_cleared_while_the_leader_looks_again_does_not_skip_the_transaction(
+        leader, producer, monkeypatch):
+    """The leader's transaction bookkeeping reads whether the batch is transactional from
+    the header it checked (and holds the copy to), not from the ring a second time: a
+    producer showing a plain batch there meanwhile, then the transactional one again for
+    the copy, still opens its transaction in the producer state."""
+    opened = batch(0, transactional=True)
+    plain = batch(0)
+    assert len(plain) == len(opened)
+    producer.requests.write(opened)
+    real_append_local = leader._append_local
+
+    def append_local(*args, **kwargs):   # after _append's checks, before the transaction bookkeeping
+        producer.rewrite(opened, plain)
+        return real_append_local(*args, **kwargs)
+    monkeypatch.setattr(leader, "_append_local", append_local)
+    race(monkeypatch, leader.log, "append", producer, plain, opened)   # back for the copy
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(0, 0)]
+    assert [b.is_transactional for b in batches_of(leader, PRODUCER)] == [True]
+    assert leader.producer_state.txns.is_open(PRODUCER)
