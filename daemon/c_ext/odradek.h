@@ -614,7 +614,8 @@ int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *inde
  * int odk_append_check(src, len, dst_size, timeindex, index_cap, time_cap, st)
  *   Steps 1 and 3 of odk_append on src itself (read only): every refusal, check and
  *   status odk_append would give for src (dst_size: the segment's capacity, as
- *   odk_append's). Writes nothing but st's result fields: on ODK_OK they say what
+ *   odk_append's), but for the expectation (src is the follower's own: nobody can
+ *   change it; expect_count is reset unread). Writes nothing but st's result fields: on ODK_OK they say what
  *   odk_append would report (batches, valid_bytes = len, first/last offset, records,
  *   timestamps; last_time_timestamp is the last entry as it stands); the in/out
  *   fields are unchanged. Nothing to zero on failure: nothing was written.
