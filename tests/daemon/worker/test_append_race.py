@@ -194,3 +194,12 @@ def test_a_transactional_bit_cleared_while_the_leader_looks_again_does_not_skip_
     assert producer.answers(1) == [(0, 0)]
     assert [b.is_transactional for b in batches_of(leader, PRODUCER)] == [True]
     assert leader.producer_state.txns.is_open(PRODUCER)
+
+
+def test_an_acks_all_entry_rewritten_to_another_producers_id_is_refused(leader, producer, monkeypatch):
+    good, forged = batch(0), batch(0, producer_id=OTHER)
+    producer.requests.write(good)
+    race(monkeypatch, leader.log, "append", producer, good, forged)
+    assert producer.att.drain(leader._append_acks_all, 64, hold=True) == (1, False)
+    assert producer.answers(1) == [(-1, CorruptRecord.code)] and not producer.att.held
+    assert leader.log.log_end_offset == 0 and OTHER not in leader.producer_state
