@@ -231,3 +231,21 @@ def test_a_run_with_one_changed_header_in_the_middle_is_refused_whole(tmp_path):
         assert (info.first_offset, info.batches) == (2, 4)
     finally:
         log.close()
+
+
+def test_the_retry_after_a_roll_is_held_to_the_headers_too(tmp_path):
+    log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 16384}), FakeClock())
+    try:
+        data = big(1, records=4)
+        for _ in range(16384 // len(data)):
+            if log.active.size + len(data) > 16384:
+                break
+            log.append(big(0, records=4))
+        assert len(log.segments) == 1 and log.active.size + len(data) > 16384   # NO_SPACE, then the roll
+        end = log.log_end_offset
+        with pytest.raises(CorruptRecord, match="changed"):
+            log.append(data, expect=[read_header(data)._replace(producer_id=9)])
+        assert log.log_end_offset == end and log.active.size == 0   # rolled, nothing in the new one
+        assert log.append(data, expect=headers_of(data)).first_offset == end
+    finally:
+        log.close()
