@@ -475,12 +475,38 @@ static void append_commit(uint8_t *d, size_t len, uint8_t *index, uint8_t *timei
     st->last_time_timestamp = t.last_time_ts;
 }
 
-/* Steps 3 and 4 of odk_append on the copy at d (dst + position). */
-static int append_copied(uint8_t *d, size_t len, uint8_t *index, size_t index_cap, uint8_t *timeindex,
-                         size_t time_cap, odk_append_state *st, track_state *t)
+/* The end of step 3: the copy's batches (validated: st->batches of them) hold exactly
+ * the `count` headers at `expect`, byte for byte; else ODK_CHANGED (odradek.h). */
+static int append_expected(const uint8_t *d, size_t len, const uint8_t *expect, int64_t count,
+                           odk_append_state *st)
 {
-    /* 3. validate the copy */
+    int64_t batches = st->batches;
+    size_t pos = 0;
+    for (int64_t i = 0; i < batches && i < count; i++) {
+        const uint8_t *b = d + pos, *e = expect + (size_t)i * ODK_BATCH_HEADER_SIZE;
+        if (memcmp(b, e, ODK_BATCH_HEADER_SIZE) != 0) {
+            int64_t at = 0;
+            while (b[at] == e[at])
+                at++;
+            return append_fail(st, ODK_CHANGED, i, (int64_t)pos, at, -1);
+        }
+        pos += (size_t)as_i32(load_be32(b + OFF_LENGTH)) + ODK_BATCH_OVERHEAD;
+    }
+    if (batches != count)   /* pos: past the batches both have (len when the copy has fewer) */
+        return append_fail(st, ODK_CHANGED, batches < count ? batches : count, (int64_t)pos, count, batches);
+    return ODK_OK;
+}
+
+/* Steps 3 and 4 of odk_append on the copy at d (dst + position); expect/count: the
+ * expectation the call consumed (count <= 0: none). */
+static int append_copied(uint8_t *d, size_t len, uint8_t *index, size_t index_cap, uint8_t *timeindex,
+                         size_t time_cap, odk_append_state *st, track_state *t,
+                         const uint8_t *expect, int64_t count)
+{
+    /* 3. validate the copy, then hold it to the headers the caller checked */
     int status = append_validate(d, len, index_cap, time_cap, st, t);
+    if (status == ODK_OK && count > 0)
+        status = append_expected(d, len, expect, count, st);
     if (status != ODK_OK) {
         memset(d, 0, len);
         return status;
@@ -495,6 +521,9 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
                odk_append_state *st)
 {
     track_state t;
+    const uint8_t *expect = st->expect;
+    int64_t count = st->expect_count;
+    st->expect_count = 0;   /* consumed, whatever happens next */
     /* 1. refusals before copying */
     int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
     if (status != ODK_OK)
@@ -502,13 +531,16 @@ int odk_append(const uint8_t *src, size_t len, uint8_t *dst, size_t dst_size,
     /* 2. the copy: the only read of src */
     uint8_t *d = dst + st->position;
     memcpy(d, src, len);
-    return append_copied(d, len, index, index_cap, timeindex, time_cap, st, &t);
+    return append_copied(d, len, index, index_cap, timeindex, time_cap, st, &t, expect, count);
 }
 
 int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *index, size_t index_cap,
                         uint8_t *timeindex, size_t time_cap, odk_append_state *st)
 {
     track_state t;
+    const uint8_t *expect = st->expect;
+    int64_t count = st->expect_count;
+    st->expect_count = 0;   /* consumed, whatever happens next */
     int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
     if (status != ODK_OK) {
         /* the caller's copy is there (when it fitted): zero it, as a failed append does */
@@ -516,7 +548,8 @@ int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *inde
             memset(dst + st->position, 0, len);
         return status;
     }
-    return append_copied(dst + st->position, len, index, index_cap, timeindex, time_cap, st, &t);
+    return append_copied(dst + st->position, len, index, index_cap, timeindex, time_cap, st, &t,
+                         expect, count);
 }
 
 /* Settings under which the batches are stored as they are (a follower's). */
@@ -530,6 +563,7 @@ int odk_append_check(const uint8_t *src, size_t len, size_t dst_size,
                      odk_append_state *st)
 {
     track_state t;
+    st->expect_count = 0;   /* a follower's own buffer: no expectation, none left behind */
     if (!stores_as_is(st))
         return append_fail(st, ODK_BAD_STATE, 0, 0, 0, 0);
     int status = append_refuse(len, dst_size, timeindex, index_cap, time_cap, st, &t);
@@ -543,6 +577,7 @@ int odk_append_commit(const uint8_t *src, size_t len, uint8_t *index, size_t ind
 {
     /* a caller bug (not the batches odk_append_check passed) must not write outside
      * the indexes: walk the frames and count the entries first */
+    st->expect_count = 0;
     int ok = stores_as_is(st) && st->status == ODK_OK && st->valid_bytes == (int64_t)len && len > 0 &&
              st->index_entries >= 0 && (uint64_t)st->index_entries <= index_cap &&
              st->time_entries >= 0 && (uint64_t)st->time_entries <= time_cap;

@@ -484,6 +484,12 @@ int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
  *     segment_base + 2^32 - 1] (the indexes' u32 relativeOffset) or overflows int64,
  *     then ODK_INDEX_FULL if the entries this append adds (computed exactly, by the
  *     _track rules below) exceed the free entries of either index.
+ *     Then, when st->expect_count > 0 (the caller checked the batches' headers before
+ *     the copy, where another process could still change them: a producer's ring),
+ *     the expectation: the copy must hold exactly expect_count batches and each
+ *     batch's ODK_BATCH_HEADER_SIZE header bytes, as copied (before step 4's
+ *     rewrites), must equal the expected ones (st->expect, expect_count consecutive
+ *     headers), else ODK_CHANGED: the producer rewrote its entry during the append.
  *     On any of these failures the copied bytes are zeroed again (so no valid-looking
  *     stale batch sits past the data size), the in/out fields are unchanged, and
  *     batches/valid_bytes/expected/found say where and why (positions relative to src).
@@ -525,8 +531,17 @@ enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
     ODK_OUT_OF_RANGE = 13, /* a position or relative offset would not fit the indexes'
                               u32 fields (expected = the limit, found = the value):
                               roll and retry */
-    ODK_BAD_STATE = 14     /* st inconsistent with the buffers (position outside dst,
+    ODK_BAD_STATE = 14,    /* st inconsistent with the buffers (position outside dst,
                               entries outside the index capacity): a caller bug */
+    /* 15-17: odk_decode_records' own (enum odk_decode_status) */
+    ODK_CHANGED = 18       /* a batch's header in the copy is not the one the caller
+                              checked (st->expect): the producer rewrote its entry
+                              during the append (CorruptRecord). batches/valid_bytes:
+                              the batch that differs. expected = the byte (0-60) of
+                              its header where the copy first differs, found = -1; or,
+                              when the copy holds another number of batches, expected =
+                              expect_count, found = the copy's batches (batches,
+                              valid_bytes: the first batch missing or extra) */
 };
 
 typedef struct odk_append_state {
@@ -539,6 +554,14 @@ typedef struct odk_append_state {
     int32_t assign;              /* 1 leader: assign offsets from next_offset, run the
                                     leader checks; 0 follower: keep baseOffsets, each
                                     >= next_offset (check_offsets) */
+    /* per call, consumed: odk_append and odk_append_in_place read it and reset
+       expect_count to 0 on every call, success or failure, so a call that sets none
+       never checks a stale one; odk_append_check and odk_append_commit (a follower's
+       own buffer) do not check it and reset it too */
+    const uint8_t *expect;       /* expect_count consecutive ODK_BATCH_HEADER_SIZE-byte
+                                    batch headers the copy must hold (step 3); the caller
+                                    keeps expect_count * 61 bytes there */
+    int64_t expect_count;        /* > 0: check them; <= 0: no expectation */
     /* the segment's state: read, and advanced only on ODK_OK */
     int64_t position;            /* data size of the segment: where the copy goes */
     int64_t next_offset;         /* offset the next record gets */
@@ -591,7 +614,8 @@ int odk_append_in_place(size_t len, uint8_t *dst, size_t dst_size, uint8_t *inde
  * int odk_append_check(src, len, dst_size, timeindex, index_cap, time_cap, st)
  *   Steps 1 and 3 of odk_append on src itself (read only): every refusal, check and
  *   status odk_append would give for src (dst_size: the segment's capacity, as
- *   odk_append's). Writes nothing but st's result fields: on ODK_OK they say what
+ *   odk_append's), but for the expectation (src is the follower's own: nobody can
+ *   change it; expect_count is reset unread). Writes nothing but st's result fields: on ODK_OK they say what
  *   odk_append would report (batches, valid_bytes = len, first/last offset, records,
  *   timestamps; last_time_timestamp is the last entry as it stands); the in/out
  *   fields are unchanged. Nothing to zero on failure: nothing was written.

@@ -17,7 +17,7 @@ from odradek.daemon.storage._native_ref import APPEND_STATE_FIELDS, APPEND_TAIL_
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
-           "append_in_place"]
+           "append_in_place", "expect_buffer"]
 
 _from_buffer = ffi.from_buffer
 _BYTES = ffi.typeof("uint8_t[]")
@@ -33,6 +33,7 @@ _release = ffi.release
 _STATE_PTR = ffi.typeof("odk_append_state *")
 AppendState = _STATE_PTR   # what append_state() returns: isinstance(st, ffi.CData) holds
 _INT64_MIN = -(1 << 63)
+_HEADER_SIZE = lib.ODK_BATCH_HEADER_SIZE
 
 
 def _check_entries(n, entries, entry_size):
@@ -78,6 +79,17 @@ def append_state(*args, **kwargs):
     empty segment at segment_base). Read and set its fields as attributes (~40 ns each);
     keep one per segment and reuse it."""
     return _ref.append_state(*args, state=_new(_STATE_PTR), **kwargs)
+
+
+def expect_buffer(st, headers):
+    """The reference's expect_buffer: a writable buffer of `headers` batch headers, C
+    memory that st.expect points at. The buffer returned keeps that memory alive: keep
+    it as long as st (a released buffer would leave st pointing at freed memory)."""
+    if headers < 1:
+        raise ValueError(f"an expectation holds at least one header, not {headers}")
+    memory = _new("uint8_t[]", headers * _HEADER_SIZE)
+    st.expect = memory
+    return ffi.buffer(memory)
 
 
 def append(src, dst, index, timeindex, st):
@@ -149,10 +161,13 @@ def append_commit(src, target, st):
     return _append_commit(s, len(s), i, ic, t, tc, st)
 
 
-# odk_append_state from `position` (byte 40) to the end, in field order (odradek.h)
+# odk_append_state from `position` (byte 56, after the configuration and the expectation)
+# to the end, in field order (odradek.h)
 _APPEND_TAIL = struct.Struct("@7q2i10q")
-assert ffi.offsetof("odk_append_state", "position") == 40 and \
-    ffi.sizeof("odk_append_state") == 40 + _APPEND_TAIL.size and \
+_TAIL_AT = 56
+assert ffi.offsetof("odk_append_state", "expect") == 40 and \
+    ffi.offsetof("odk_append_state", "position") == _TAIL_AT and \
+    ffi.sizeof("odk_append_state") == _TAIL_AT + _APPEND_TAIL.size and \
     len(APPEND_TAIL_FIELDS) == 7 + 2 + 10, "odk_append_state layout changed"
 
 
@@ -173,7 +188,7 @@ def append_call(target, st):
 def append_fields_reader(st):
     """A function returning the state's fields APPEND_TAIL_FIELDS as one tuple: one
     unpack (~0.3 us) instead of a cffi attribute read per field (~0.12 us each)."""
-    return functools.partial(_APPEND_TAIL.unpack_from, ffi.buffer(st), 40)
+    return functools.partial(_APPEND_TAIL.unpack_from, ffi.buffer(st), _TAIL_AT)
 
 
 def prefault(target, start, end):

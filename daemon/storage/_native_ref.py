@@ -21,7 +21,7 @@ from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "append_fields_reader", "append_call", "APPEND_TAIL_FIELDS", "append_check", "append_commit",
-           "append_in_place"]
+           "append_in_place", "expect_buffer"]
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -53,7 +53,7 @@ def timeindex_lookup(index, entries, target):
 # (advanced only on OK), results.
 APPEND_STATE_FIELDS = (
     "segment_base", "index_interval", "max_batch_size", "append_time", "leader_epoch", "assign",
-    "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
+    "expect", "expect_count", "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
     "max_timestamp", "offset_of_max",
     "status", "reserved", "batches", "valid_bytes", "expected", "found", "first_offset",
     "last_offset", "records", "append_max_timestamp", "first_max_timestamp",
@@ -67,6 +67,7 @@ class AppendState:
     def __init__(self):
         for name in APPEND_STATE_FIELDS:
             setattr(self, name, 0)
+        self.expect = None   # the C struct's NULL pointer
 
     def __repr__(self):
         return "AppendState(" + ", ".join(f"{n}={getattr(self, n)}" for n in APPEND_STATE_FIELDS) + ")"
@@ -152,6 +153,17 @@ def append(src, dst, index, timeindex, st):
     if d.readonly or ix.readonly or tx.readonly:
         raise BufferError("append needs writable dst, index and timeindex buffers")  # as cffi
     return _append(src, d, ix, tx, st)
+
+
+def expect_buffer(st, headers):
+    """A writable buffer of `headers` batch headers (BATCH_HEADER_SIZE bytes each), bound
+    to st as its expectation (odradek.h, odk_append_state.expect): the caller packs the
+    headers it checked at 0, 61, ... and sets st.expect_count before an append, which
+    consumes it. Allocate one per state and keep it as long as the state."""
+    if headers < 1:
+        raise ValueError(f"an expectation holds at least one header, not {headers}")
+    st.expect = bytearray(headers * BATCH_HEADER_SIZE)
+    return memoryview(st.expect)
 
 
 def append_target(dst, index, timeindex):
@@ -337,7 +349,25 @@ def _commit(mv, ix, tx, st):
     st.last_time_timestamp = t.last_time_ts
 
 
+def _expected(mv, expect, count, st):
+    """The end of step 3: the validated copy holds exactly the `count` headers at
+    `expect`, byte for byte; else Status.CHANGED (odradek.h)."""
+    pos = 0
+    for i in range(min(st.batches, count)):
+        got = mv[pos:pos + BATCH_HEADER_SIZE]
+        want = expect[i * BATCH_HEADER_SIZE:(i + 1) * BATCH_HEADER_SIZE]
+        if got != want:
+            at = next(j for j in range(BATCH_HEADER_SIZE) if got[j] != want[j])
+            return _append_fail(st, Status.CHANGED, i, pos, at, -1)
+        pos += _I32.unpack_from(mv, pos + BATCH_LENGTH_OFFSET)[0] + LOG_OVERHEAD
+    if st.batches != count:
+        return _append_fail(st, Status.CHANGED, min(st.batches, count), pos, count, st.batches)
+    return Status.OK
+
+
 def _append(src, d, ix, tx, st):
+    expect, count = st.expect, st.expect_count
+    st.expect_count = 0   # consumed, whatever happens next
     dst_size, index_cap, time_cap = len(d), len(ix) // 8, len(tx) // 12
     n = memoryview(src).nbytes
     status = _refuse(n, dst_size, tx, index_cap, time_cap, st)
@@ -347,6 +377,8 @@ def _append(src, d, ix, tx, st):
     d[position:position + n] = memoryview(src).cast("B")   # the only read of src
     mv = d[position:position + n]
     status = _validate(mv, index_cap, time_cap, st, _last_time_rel(tx, st))
+    if status == Status.OK and count > 0:
+        status = _expected(mv, expect, count, st)
     if status != Status.OK:
         mv[:] = bytes(n)
         return status
@@ -364,6 +396,7 @@ def append_in_place(length, target, st):
         raise ValueError(f"length must be >= 0, not {length}")
     fits = 0 <= position <= len(d) and length <= len(d) - position
     if not fits:
+        st.expect_count = 0   # consumed, as _append does
         return _refuse(length, len(d), tx, len(ix) // 8, len(tx) // 12, st)
     status = _append(bytes(d[position:position + length]), d, ix, tx, st)
     if status != Status.OK:
@@ -387,6 +420,7 @@ def append_check(src, target, st):
     """odk_append_check's twin: validate a follower's batches where they are, for the
     segment bound in target, writing nothing; returns st.status (see odradek.h)."""
     d, ix, tx = _target(target)
+    st.expect_count = 0   # a follower's own buffer: no expectation, none left behind
     if not _stores_as_is(st):
         return _append_fail(st, Status.BAD_STATE, 0, 0, 0, 0)
     mv = memoryview(src).cast("B")
@@ -400,6 +434,7 @@ def append_commit(src, target, st):
     """odk_append_commit's twin: after an OK append_check of src and its write, add its
     index entries and advance st; Status.BAD_STATE (nothing written) on a caller bug."""
     d, ix, tx = _target(target)
+    st.expect_count = 0
     mv = memoryview(src).cast("B")
     n, index_cap, time_cap = len(mv), len(ix) // 8, len(tx) // 12
     ok = (_stores_as_is(st) and st.status == Status.OK and st.valid_bytes == n and n > 0

@@ -3,10 +3,15 @@ expected and found fields (odradek.h, odk_append) to the OdradekError with Kafka
 (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD, UNSUPPORTED_COMPRESSION_TYPE, ...)
 and a message naming the batch. Pure: no I/O.
 """
+from bisect import bisect_right
+from itertools import accumulate
+from struct import calcsize
+
 from odradek.client import native
 from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, MessageTooLarge, StorageError,
                                    UnsupportedCompression)
 from odradek.client.records import Compression
+from odradek.client.records.layout import HEADER_STRUCT, BatchHeader
 
 __all__ = ["append_error"]
 
@@ -17,6 +22,15 @@ _CORRUPT = {
     native.Status.BAD_CRC: "fails its CRC-32C: computed {e:#010x}, stored {f:#010x}",
     native.Status.BAD_OFFSET: "has baseOffset {f}; expected at least {e}",
 }
+
+
+# where each BatchHeader field starts in the header, from HEADER_STRUCT (layout.py)
+_FIELD_STARTS = tuple(accumulate((calcsize(">" + c) for c in HEADER_STRUCT.format[1:-1]), initial=0))
+
+
+def _field(at):
+    """The name of the batch header field holding byte `at` of the header."""
+    return BatchHeader._fields[bisect_right(_FIELD_STARTS, at) - 1]
 
 
 def append_error(st, nbytes):
@@ -30,6 +44,13 @@ def append_error(st, nbytes):
     if status == native.Status.BAD_CODEC:
         return UnsupportedCompression(f"{where} names compression id {st.found}, which is no codec; "
                                       f"expected 0-{st.expected} ({', '.join(c.label for c in Compression)})")
+    if status == native.Status.CHANGED:
+        if st.found >= 0:
+            return CorruptRecord(f"the batches changed while they were appended: {st.found} batches landed "
+                                 f"where {st.expected} were checked; nothing was appended")
+        return CorruptRecord(f"batch {st.batches} at position {st.valid_bytes} changed while it was appended "
+                             f"(its header differs at byte {st.expected} from the one checked, "
+                             f"{_field(st.expected)}); nothing was appended")
     if status == native.Status.EMPTY or (status in _CORRUPT and st.batches == 0 and nbytes == 0):
         return CorruptRecord("no record batches in an empty buffer")
     if status in _CORRUPT:

@@ -330,7 +330,7 @@ class PartitionLog:
                 f"{self.log_end_offset}, {len(self._segments)} segments, {self.size_in_bytes} bytes)")
 
     # == appending ===============================================================
-    def append(self, data, assign_offsets=True, leader_epoch=None, roll=True):
+    def append(self, data, assign_offsets=True, leader_epoch=None, roll=True, expect=None):
         """Append a buffer of v2 batches; returns AppendInfo. Raises (and writes nothing)
         on any invalid batch.
 
@@ -342,6 +342,9 @@ class PartitionLog:
         roll=False: never roll on this log's policy (segment.ms, segment.bytes, full
         indexes); what does not fit the active segment raises StorageError. Used by
         append_as_follower, which rolls where the leader did.
+        expect: the BatchHeaders a leader checked in `data` (a producer's ring, which it
+        can still change): CorruptRecord, nothing written, unless the copy holds exactly
+        those (LogSegment.append_native).
         """
         # The hot path: one C call does the copy, the validation (of the copy), the
         # offset/epoch/LogAppendTime rewrites and the sparse indexes (see
@@ -362,7 +365,8 @@ class PartitionLog:
         if as_is:
             status = segment.append_written(data, self._max_message_bytes)
         else:
-            status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes)
+            status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes,
+                                           expect)
         if status != _OK:
             if status in _ROLL_FIRST and not roll:
                 raise StorageError(f"{self.directory}: an append of {len(data)} bytes does not fit segment "
@@ -377,14 +381,14 @@ class PartitionLog:
                     status = segment.append_written(data, self._max_message_bytes)
                 else:
                     status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
-                                                   self._max_message_bytes)
+                                                   self._max_message_bytes, expect)
             if status != _OK:
                 raise append_error(segment.native_state, len(data))
         if not assign_offsets and batch_epochs.extend_from_buffer(self.epochs, data):
             self._write_epochs()
         return self._appended(segment, was_empty, now, len(data), append_time)
 
-    def append_parts(self, parts, n, leader_epoch=None):
+    def append_parts(self, parts, n, leader_epoch=None, expect=None):
         """append(b"".join(parts), leader_epoch=leader_epoch) for a leader, without the
         join: `parts` are buffers of whole batches, n bytes in all, written to the active
         segment with one pwritev (LogSegment.append_parts) and validated there, as
@@ -393,12 +397,13 @@ class PartitionLog:
         of each per batch. Returns AppendInfo, or None with nothing written when the
         run does not go into the active segment as it is (a roll is due, it lacks room
         or index entries, or n is below segment.PWRITE_MIN): append() each batch then,
-        which rolls. Raises as append() does for an invalid batch (nothing written)."""
+        which rolls. Raises as append() does for an invalid batch (nothing written), and
+        for a run that does not hold the BatchHeaders `expect` (as append()'s)."""
         now, segment, was_empty, roll_due = self._append_start()
         if roll_due:
             return None
         append_time = now if self._log_append_time else -1
-        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes)
+        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes, expect)
         if status != _OK:
             if status in _ROLL_FIRST:
                 return None

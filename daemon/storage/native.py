@@ -14,6 +14,9 @@ reference (_native_ref.py). ODRADEK_PURE=1 forces the reference for both.
     native.append_commit(batches, target, st) # after writing them at st.position: index
     native.prefault(target, start, end)      # a background thread faults those pages in
     native.release_target(target)            # before closing the maps
+    expect = native.expect_buffer(st, 64)    # room for 64 batch headers, st's expectation:
+    HEADER_STRUCT.pack_into(expect, 0, *header); st.expect_count = 1   # the next append's
+                                             # copy must hold exactly that header (else CHANGED)
 
 Status, BatchInfo, scan_batches and the rest shared with clients: odradek.client.native.
 Used only by the daemon's storage (segment.py, offset_index.py, time_index.py).
@@ -23,17 +26,17 @@ from odradek.client import native as _client
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
            "append_fields_reader", "append_call", "append_check", "append_commit", "append_in_place",
-           "IMPLEMENTATION"]
+           "expect_buffer", "IMPLEMENTATION"]
 
 IMPLEMENTATION = _client.IMPLEMENTATION
 
 if IMPLEMENTATION == "c":
     from odradek.daemon.storage._native_cffi import (  # noqa: F401
         APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit, append_in_place,
-        append_fields_reader, append_into, append_state, append_target, index_lookup, prefault,
+        append_fields_reader, append_into, append_state, append_target, expect_buffer, index_lookup, prefault,
         release_target, timeindex_lookup)
 else:
     from odradek.daemon.storage._native_ref import (  # noqa: F401
         APPEND_STATE_FIELDS, AppendState, append, append_call, append_check, append_commit, append_in_place,
-        append_fields_reader, append_into, append_state, append_target, index_lookup, prefault,
+        append_fields_reader, append_into, append_state, append_target, expect_buffer, index_lookup, prefault,
         release_target, timeindex_lookup)

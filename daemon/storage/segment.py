@@ -24,6 +24,7 @@ from odradek.client.errors import CorruptRecord, InvalidSegment, StorageError
 from odradek.client.records import (BATCH_HEADER_SIZE, BASE_OFFSET_OFFSET, LOG_OVERHEAD, MIN_BATCH_LENGTH,
                                     next_whole_batch, read_header, write_log_append_time,
                                     write_partition_leader_epoch)
+from odradek.client.records.layout import HEADER_STRUCT
 from odradek.daemon.storage import filenames, native as storage_native
 from odradek.daemon.storage.index_policy import SparseIndexing, max_new_entries
 from odradek.daemon.storage.mapped_file import MappedFile
@@ -60,6 +61,10 @@ ALLOCATE_AHEAD = 4 << 20
 # page_mkwrite each. perf/log_append.py --batch-size 65536 --mib 256 --runs 5 (load
 # ~1.5): 1490 MB/s and 0.26 s CPU with the prefault, 2018 MB/s and 0.12 s without.
 PWRITE_MIN = 32 << 10
+# Batch headers an append can be held to (append_native's `expect`), in a buffer of the
+# C state's made once per segment; a leader's run has at most 32 (producers.RUN_ENTRIES).
+EXPECT_HEADERS = 64
+_pack_header = HEADER_STRUCT.pack_into
 _OK = native.Status.OK
 _new_position = tuple.__new__  # BatchPosition(t) without a Python-level call
 
@@ -121,6 +126,7 @@ class LogSegment(SparseIndexing):
         self._allocated_mark = 0                           # see _allocate_ahead
         self._native_args = None                           # (assign, epoch, append time, max size) set in st
         self._native_fields = self._native_call = self._native_index_files = None
+        self._native_expect = None   # the C state's expectation buffer (_expect)
         self.appended = None     # after an OK append_native: (first offset, last offset, max timestamp, batches, records)
 
     # -- state --------------------------------------------------------------------
@@ -199,12 +205,16 @@ class LogSegment(SparseIndexing):
         return written
 
     # -- the native append (the hot path) -----------------------------------------
-    def append_native(self, data, assign, leader_epoch, append_time, max_batch_size):
+    def append_native(self, data, assign, leader_epoch, append_time, max_batch_size, expect=None):
         """Append a buffer of batches with one C call (storage_native.append_into; odradek.h,
         odk_append): copy after the data, validate the copy (never the source, which a
         producer may still change), rewrite baseOffset, epoch and LogAppendTime, add
         index entries. Returns the status: Status.OK, or why nothing changed (the copied
         bytes are zeroed again; the details are in the append state, self.native_state).
+        `expect`: the BatchHeaders the caller checked in `data` before the call (at most
+        EXPECT_HEADERS, else ValueError): the copy must hold exactly those batches with
+        exactly those headers, else Status.CHANGED (a producer rewrote its ring entry
+        between the caller's checks and the copy).
 
         Measured (perf/log_append.py, 16 KiB batches): ~24 us an append when Python did
         the scan, copy, rewrite and indexes around two native calls, ~6 us for this call.
@@ -214,10 +224,13 @@ class LogSegment(SparseIndexing):
         """
         n = len(data)
         self._native_prepare(n, assign, leader_epoch, append_time, max_batch_size)
+        count = self._expect(expect) if expect else 0
         pwritten = n >= PWRITE_MIN and self.log.size + n <= self.log.capacity   # else NO_SPACE
         if pwritten:
-            status = self._append_pwritten((data,), n)
+            status = self._append_pwritten((data,), n, count)
         else:
+            if count:   # set right before the C call, which consumes it
+                self._native_state.expect_count = count
             status = self._native_call(data)
         if status == _OK:
             position = self._native_mirror()
@@ -225,17 +238,17 @@ class LogSegment(SparseIndexing):
                 self._prefault_ahead(position)
         return status
 
-    def append_parts(self, parts, n, leader_epoch, append_time, max_batch_size):
+    def append_parts(self, parts, n, leader_epoch, append_time, max_batch_size, expect=None):
         """append_native(b"".join(parts), True, ...) without the join, for a leader's run
         of batches that arrived in separate ring entries: the n bytes (PWRITE_MIN or
         more, fitting the capacity: the caller checks, else NO_SPACE and nothing
         written) go after the data with one pwritev, and are then validated, rewritten
         and indexed where they lie, as _append_pwritten does. The same statuses, bytes
-        and index entries as the joined append."""
+        and index entries as the joined append; `expect` as append_native's."""
         if n < PWRITE_MIN or self.log.size + n > self.log.capacity:
             return native.Status.NO_SPACE
         self._native_prepare(n, True, leader_epoch, append_time, max_batch_size)
-        status = self._append_pwritten(parts, n)
+        status = self._append_pwritten(parts, n, self._expect(expect) if expect else 0)
         if status == _OK:
             self._native_mirror()
         return status
@@ -270,15 +283,31 @@ class LogSegment(SparseIndexing):
             return
         self._prefault_ahead(self.log.size)
 
-    def _append_pwritten(self, parts, n):
+    def _expect(self, expect):
+        """Pack `expect` (BatchHeaders) into the C state's expectation buffer (the fields
+        packed back give exactly the bytes they were read from: layout.py); returns how
+        many, the st.expect_count to set right before the C call (which consumes it)."""
+        count = len(expect)
+        if count > EXPECT_HEADERS:
+            raise ValueError(f"an append can be held to at most {EXPECT_HEADERS} batch headers, not {count}")
+        buf, at = self._native_expect, 0
+        for header in expect:
+            _pack_header(buf, at, *header)
+            at += BATCH_HEADER_SIZE
+        return count
+
+    def _append_pwritten(self, parts, n, expect_count=0):
         """append_native's copy for a large buffer (or append_parts' run of them): write
         the n bytes of `parts` after the data with one system call (the whole pages they
         cover are not zeroed first, as the pages a store into the map faults in are),
         then the C call validates, rewrites and indexes that copy where it lies
         (storage_native.append_in_place; a failure zeroes it again). The copy is read
-        only there, so a producer changing the parts meanwhile changes nothing checked."""
+        only there, so a producer changing the parts meanwhile changes nothing checked
+        (and with expect_count, _expect's, nothing the caller checked either)."""
         log = self.log
         position = log.write_parts(parts, n)   # raises StorageError (nothing appended) if it fails
+        if expect_count:
+            self._native_state.expect_count = expect_count
         status = storage_native.append_in_place(n, self._native_target, self._native_state)
         if status != _OK:
             log.size = position
@@ -334,6 +363,7 @@ class LogSegment(SparseIndexing):
         self._native_args = None
         self._native_fields = storage_native.append_fields_reader(st)
         self._native_call = storage_native.append_call(self._native_target, st)
+        self._native_expect = storage_native.expect_buffer(st, EXPECT_HEADERS)
         # the two index files and their entry limits, for the mirror below
         self._native_index_files = (self.index._file, self.time_index._file,
                                     self.index.max_entries, self.time_index.max_entries)
@@ -407,7 +437,7 @@ class LogSegment(SparseIndexing):
         """Forget the C append state (Python changed the segment) and let go of the maps."""
         if self._native_target is not None:
             storage_native.release_target(self._native_target)
-        self._native_state = self._native_target = None
+        self._native_state = self._native_target = self._native_expect = None
         self._allocated_mark = 0  # truncations free blocks: the next append checks again
 
     def _track(self, position, last_offset, size, max_timestamp):

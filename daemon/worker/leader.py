@@ -74,6 +74,7 @@ _PR_SET_PDEATHSIG = 1
 DRAIN_BUDGET = 64            # entries per producer per round: fairness between producers
 _ACKS_ALL = m.ACKS_ALL
 _APPEND = Outcome.APPEND
+_TXN_OR_CONTROL = TRANSACTIONAL_MASK | CONTROL_MASK
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
 BROKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the broker and by run()
@@ -443,7 +444,7 @@ class LeaderWorker(ProducerStateKeeping):
             if self.cleaner is not None and _has_null_key(view):
                 raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
                                     f"record needs a key")
-            info = self._append_local(view)
+            info = self._append_local(view, expect=(header,))   # the copy must hold the header checked
         except OdradekError as e:
             if producer_id >= 0:
                 self.producer_state.record(producer_id, epoch, base_seq, last_seq, -1, -1)
@@ -478,7 +479,7 @@ class LeaderWorker(ProducerStateKeeping):
             return None
         parts = [view for view, _ in run]
         try:
-            stored = self._append_local(parts, sum(map(len, parts)))
+            stored = self._append_local(parts, sum(map(len, parts)), [header for _, header in run])
         except OdradekError:
             return None   # nothing appended: one by one, each gets its own answer
         if stored is None:
@@ -532,13 +533,17 @@ class LeaderWorker(ProducerStateKeeping):
             self._unacked = found
         return self._unacked.get((producer_id, epoch, base_seq))
 
-    def _append_local(self, data, size=None):
+    def _append_local(self, data, size=None, expect=None):
         """Append batches as the leader and publish them to consumers; AppendInfo.
         `size`: data is a list of buffers of whole plain batches (no transaction, no
         control batch), `size` bytes in all (_append_run), appended with one write only
         if they go into the active segment as it is (PartitionLog.append_parts), else
         None with nothing appended; appended, the (base offset, last offset) of each
         batch as stored, each published with a descriptor of its own (_publish_run).
+        `expect`: the BatchHeaders of data's batches that the caller checked, in a
+        producer's ring it can still rewrite: the copy must hold exactly those
+        (CorruptRecord otherwise, nothing appended), and whether they are
+        transactional is read from them, not from the ring again.
 
         A full log dir raises StorageError (KAFKA_STORAGE_ERROR, retriable) at once:
         the log allocates blocks ahead of its appends and nothing is written when that
@@ -551,12 +556,12 @@ class LeaderWorker(ProducerStateKeeping):
         lg = self.log
         active = lg.active
         run = size is not None
-        txn = not run and self.txn_markers.before_append(data)
+        txn = not run and self.txn_markers.before_append(data, None if expect is None else _any_transactional(expect))
         try:
             if not run:
-                info, size = lg.append(data, leader_epoch=self.spec.leader_epoch), len(data)
+                info, size = lg.append(data, leader_epoch=self.spec.leader_epoch, expect=expect), len(data)
             else:
-                info = lg.append_parts(data, size, leader_epoch=self.spec.leader_epoch)
+                info = lg.append_parts(data, size, leader_epoch=self.spec.leader_epoch, expect=expect)
                 if info is None:
                     return None
         except StorageError as e:
@@ -889,6 +894,15 @@ def _has_null_key(batch_view):
         return any(r.key is None for r in batch.records())
     except OdradekError:
         return False
+
+
+def _any_transactional(headers):
+    """Whether any of these BatchHeaders is transactional or a control batch (a loop, not
+    any() over a generator: a third of the cost for the one header of a lone append)."""
+    for h in headers:
+        if h.attributes & _TXN_OR_CONTROL:
+            return True
+    return False
 
 
 def _last_seq(base_seq, delta):

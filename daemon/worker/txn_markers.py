@@ -95,12 +95,14 @@ class LeaderTransactions:
         self._publish(wake=True)
 
     # == the append path ============================================================
-    def before_append(self, data):
+    def before_append(self, data, holds=None):
         """Called before `data` is appended: True if it holds transactional or control
         batches (then after_append must follow a successful append). A batch opening a
         transaction stores the first unstable offset (the log end: where it will land)
-        before the append can publish a high watermark past it."""
-        if not holds_transactions(data):
+        before the append can publish a high watermark past it. `holds`: whether it
+        does, from the headers the caller checked (and the append holds the copy to:
+        a producer's ring can change after a look here); None: look at data."""
+        if not (holds_transactions(data) if holds is None else holds):
             return False
         w = self.worker
         if w.state is not None and w.producer_state.txns.first_unstable_offset() is None:

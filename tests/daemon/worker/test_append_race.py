@@ -1,0 +1,205 @@
+"""A hostile producer rewriting its ring entry between the leader's checks and the log's
+copy (daemon/worker/producers.py drain / drain_runs, leader.py _append / _append_run):
+the leader reads and checks the batch header in the producer's ring, which the producer
+can still write; the copy the log takes must be held to that header (odradek.h,
+ODK_CHANGED). The race is made deterministic: the producer's own mapping of the ring is
+rewritten, with a CRC-consistent batch from BatchBuilder, when the leader calls into
+its log, after drain's read_header and before the copy. The entry is answered
+CORRUPT_MESSAGE, the log holds nothing of the forged batch, the producer state knows
+nothing of it, and the attachment goes on serving the producer's next good batch.
+
+A real leader worker in this process (as test_txn_markers.py's control-batch test),
+real rings."""
+import mmap
+import os
+
+import pytest
+
+from odradek.client.errors import CorruptRecord
+from odradek.client.protocol import messages as m
+from odradek.client.records import BatchBuilder, ControlRecordType, marker_batch, read_header
+from odradek.client.shm import Doorbell, Ring
+from odradek.daemon.storage import segment
+from odradek.daemon.worker.leader import LeaderWorker, socketpair
+from odradek.daemon.worker.producers import ProducerAttachment
+from odradek.daemon.worker.spec import WorkerSpec
+from support.records import batches_in
+
+TOPIC = "t"
+PRODUCER, OTHER, EPOCH = 7, 9, 0
+
+
+def batch(seq, producer_id=PRODUCER, size=20, records=1, transactional=False):
+    b = BatchBuilder(producer_id=producer_id, producer_epoch=EPOCH, base_sequence=seq, transactional=transactional)
+    for i in range(records):
+        b.append(1_700_000_000_000 + i, None, b"%d-%d-" % (producer_id, seq) + b"." * size)
+    return bytes(b.build())
+
+
+def batch_of_size(seq, size):
+    """A plain batch of PRODUCER's of exactly `size` bytes (to stand where a forged one will)."""
+    for pad in range(size):
+        data = batch(seq, size=pad)
+        if len(data) == size:
+            return data
+    raise AssertionError(f"no batch of {size} bytes")
+
+
+@pytest.fixture
+def leader(tmp_path):
+    sock, other = socketpair()
+    worker = LeaderWorker(sock, WorkerSpec(TOPIC, 0, 0, str(tmp_path), {}, 1))
+    try:
+        worker.open()
+        yield worker
+    finally:
+        worker.close()
+        other.close()
+
+
+class Producer:
+    """A producer's end of its rings, with its own writable mapping of the produce ring's
+    memory, where it may write whenever it likes."""
+
+    def __init__(self, producer_id=PRODUCER):
+        self.requests, req_fd = Ring.create(1 << 18)
+        self.completions, comp_fd = Ring.create(1 << 16)
+        self.bell, bell_fd = Doorbell.create()
+        self.memory = mmap.mmap(req_fd, 0)
+        request = m.OpenProducerRequest(topic=TOPIC, partition=0, acks=1, producer_id=producer_id,
+                                        producer_epoch=EPOCH)
+        self.att = ProducerAttachment(1, request, [req_fd, comp_fd, bell_fd])
+        for fd in (req_fd, comp_fd, bell_fd):
+            os.close(fd)
+
+    def rewrite(self, old, new):
+        """Overwrite the committed entry holding `old` with `new` (as long)."""
+        at = self.memory.find(old)
+        assert at >= 0 and len(new) == len(old)
+        self.memory[at:at + len(new)] = new
+
+    def answers(self, n):
+        got = [self.completions.read_completion() for _ in range(n)]
+        return [(c.base_offset, c.error_code) for c in got]
+
+    def close(self):
+        self.att.close()
+        self.memory.close()
+        for thing in (self.requests, self.completions, self.bell):
+            thing.close()
+
+
+@pytest.fixture
+def producer():
+    p = Producer()
+    yield p
+    p.close()
+
+
+def race(monkeypatch, log, method, producer, old, new):
+    """Make the producer rewrite `old` into `new` in its ring when the leader first calls
+    log.<method> (after its checks, before the copy). Returns the errors that call raised."""
+    real, raised = getattr(log, method), []
+
+    def racing(*args, **kwargs):
+        if not raised:
+            producer.rewrite(old, new)
+        try:
+            return real(*args, **kwargs)
+        except CorruptRecord as e:
+            raised.append(e)
+            raise
+        finally:
+            raised.append(None)
+    monkeypatch.setattr(log, method, racing)
+    return raised
+
+
+def batches_of(worker, producer_id):
+    return [b for b in batches_in(worker.log) if b.producer_id == producer_id]
+
+
+def test_a_batch_rewritten_to_another_producers_id_is_refused(leader, producer, monkeypatch):
+    good = batch(0)
+    forged = batch(0, producer_id=OTHER)
+    assert len(forged) == len(good)
+    producer.requests.write(good)
+    raised = race(monkeypatch, leader.log, "append", producer, good, forged)
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(-1, CorruptRecord.code)]
+    assert leader.log.log_end_offset == 0 and not batches_of(leader, OTHER)
+    assert "changed while it was appended" in str(raised[0])
+    assert OTHER not in leader.producer_state
+    producer.requests.write(batch(1))                     # its next good batch is served
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(0, 0)]
+    assert [b.base_sequence for b in batches_of(leader, PRODUCER)] == [1]
+    assert OTHER not in leader.producer_state and producer.att.broken is None
+
+
+def test_a_batch_rewritten_to_an_abort_marker_for_another_producer_is_refused(leader, producer, monkeypatch):
+    opened = batch(0, producer_id=OTHER, transactional=True)    # OTHER's transaction, open
+    assert leader._append(memoryview(opened), read_header(opened)) == 0
+    assert leader.producer_state.txns.is_open(OTHER)
+    forged = marker_batch(ControlRecordType.ABORT, OTHER, EPOCH, 5, 1_700_000_000_000)
+    good = batch_of_size(0, len(forged))
+    producer.requests.write(good)
+    raised = race(monkeypatch, leader.log, "append", producer, good, bytes(forged))
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(-1, CorruptRecord.code)]
+    assert not any(b.is_control for b in batches_in(leader.log))
+    assert isinstance(raised[0], CorruptRecord)
+    assert leader.log.log_end_offset == 1 and leader.producer_state.txns.is_open(OTHER)
+    producer.requests.write(batch(1))
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(1, 0)]
+    assert leader.producer_state.txns.is_open(OTHER)
+
+
+def test_a_run_with_an_entry_rewritten_to_another_producers_id_is_refused_and_that_entry_alone(
+        leader, producer, monkeypatch):
+    run = [batch(seq, size=12_000) for seq in range(3)]
+    assert sum(map(len, run)) >= segment.PWRITE_MIN             # a run append_parts takes as it is
+    forged = batch(1, producer_id=OTHER, size=12_000)
+    assert len(forged) == len(run[1])
+    for data in run:
+        producer.requests.write(data)
+    raised = race(monkeypatch, leader.log, "append_parts", producer, run[1], forged)
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (3, False)
+    # the run refused whole, then one by one, each held to the header drain_runs read
+    assert producer.answers(3) == [(0, 0), (-1, CorruptRecord.code), (1, 0)]
+    assert not batches_of(leader, OTHER) and OTHER not in leader.producer_state
+    assert isinstance(raised[0], CorruptRecord)
+    assert [b.base_sequence for b in batches_of(leader, PRODUCER)] == [0, 2]
+
+
+def test_a_transactional_bit_cleared_while_the_leader_looks_again_does_not_skip_the_transaction(
+        leader, producer, monkeypatch):
+    """The leader's transaction bookkeeping reads whether the batch is transactional from
+    the header it checked (and holds the copy to), not from the ring a second time: a
+    producer showing a plain batch there meanwhile, then the transactional one again for
+    the copy, still opens its transaction in the producer state."""
+    opened = batch(0, transactional=True)
+    plain = batch(0)
+    assert len(plain) == len(opened)
+    producer.requests.write(opened)
+    real_append_local = leader._append_local
+
+    def append_local(*args, **kwargs):   # after _append's checks, before the transaction bookkeeping
+        producer.rewrite(opened, plain)
+        return real_append_local(*args, **kwargs)
+    monkeypatch.setattr(leader, "_append_local", append_local)
+    race(monkeypatch, leader.log, "append", producer, plain, opened)   # back for the copy
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(0, 0)]
+    assert [b.is_transactional for b in batches_of(leader, PRODUCER)] == [True]
+    assert leader.producer_state.txns.is_open(PRODUCER)
+
+
+def test_an_acks_all_entry_rewritten_to_another_producers_id_is_refused(leader, producer, monkeypatch):
+    good, forged = batch(0), batch(0, producer_id=OTHER)
+    producer.requests.write(good)
+    race(monkeypatch, leader.log, "append", producer, good, forged)
+    assert producer.att.drain(leader._append_acks_all, 64, hold=True) == (1, False)
+    assert producer.answers(1) == [(-1, CorruptRecord.code)] and not producer.att.held
+    assert leader.log.log_end_offset == 0 and OTHER not in leader.producer_state
