@@ -24,8 +24,8 @@ assignment, median of 5) and the producer's MB/sec as a fraction of it: the ceil
 moving bytes on this box is one copy.
 
 Without --topic a temporary topic is created (--partitions, default the broker's
-num.partitions) and deleted at the end; a --topic that does not exist is created with
---partitions. Without --socket and $ODRADEK_SOCKET a throwaway broker is started on a
+num.partitions; --topic-config its configs) and deleted at the end; a --topic that does
+not exist is created with them. Without --socket and $ODRADEK_SOCKET a throwaway broker is started on a
 temp dir for the run (perf/_broker.py). Set-up chatter goes to stderr.
 
 A benchmark, not a test.
@@ -253,6 +253,8 @@ def main():
     ap.add_argument("--producer-props", nargs="*", default=[], metavar="KEY=VALUE",
                     help="Producer config, e.g. acks=1 linger.ms=5 batch.size=65536")
     ap.add_argument("--partitions", type=int, help="partitions of a topic created here")
+    ap.add_argument("--topic-config", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="configs of a topic created here (e.g. segment.bytes=16777216: many rolls)")
     ap.add_argument("--processes", type=int, default=1, choices=[1, 2], help="producer processes (1 or 2)")
     ap.add_argument("--latency-every", type=int, default=1, metavar="K",
                     help="a delivery callback (and a latency sample) on every K-th record only "
@@ -268,7 +270,10 @@ def main():
     expected = args.num_records / args.throughput if args.throughput > 0 else 0
     timeout_s = 600 + 2 * expected
 
-    with broker_socket(args.socket) as sock, topic(sock, args.topic, args.partitions, "perf-producer") as name:
+    configs = {key: str(value).lower() if isinstance(value, bool) else str(value)     # as the broker reads them
+               for key, value in parse_props(args.topic_config).items()} or None
+    with broker_socket(args.socket) as sock, \
+            topic(sock, args.topic, args.partitions, "perf-producer", configs=configs) as name:
         memcpy = memcpy_mb_per_s()
         runs = []
         for i in range(args.runs):

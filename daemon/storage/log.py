@@ -231,10 +231,11 @@ class PartitionLog:
                     os.unlink(path)
         fsync_dir(self.directory)
 
-    def _new_segment(self, base, capacity=None):
+    def _new_segment(self, base, capacity=None, sync_dir=True):
         segment = LogSegment(self.directory, base, self.config, writable=True, create=True,
                              index_entries=0, capacity=capacity)
-        fsync_dir(self.directory)  # the new files survive power loss
+        if sync_dir:
+            fsync_dir(self.directory)  # the new files survive power loss
         return segment
 
     def _add(self, segment):
@@ -462,22 +463,36 @@ class PartitionLog:
 
     def roll(self, capacity=None):
         """Seal the active segment and start a new one at the log end offset. The old
-        segment is trimmed here and fsynced in the background; the recovery point moves
-        to its end once that is done (collect_flushes)."""
+        segment is trimmed here and fsynced in the background, and the directory after
+        it (the new segment's files); the recovery point moves to its end once that is
+        done (collect_flushes)."""
         self._check_open()
         old = self.active
         if old.is_empty:
             return old
         fds = old.seal(sync=False)   # [] if a roll that failed after it sealed it already
-        if fds:
-            self._flusher.submit(old.base_offset, old.next_offset, fds)
-        segment = self._new_segment(self.log_end_offset, capacity)
+        try:
+            segment = self._new_segment(self.log_end_offset, capacity, sync_dir=not fds)
+        finally:
+            if fds:
+                # and the directory, for the new files' entries: nothing in the new segment
+                # counts as synced before this job is done (synced_offset stops at it)
+                self._flusher.submit(old.base_offset, old.next_offset, fds + self._directory_fd())
         self._add(segment)
         self._roll_anchor_ms = None
         # _unflushed_records still counts the old segment's: flush.messages flushes (so
         # waits for its fsync) once that many records may be unflushed, as Kafka counts
         # them from the recovery point
         return segment
+
+    def _directory_fd(self):
+        """[a descriptor of the log's directory] for a roll's background fsync; [] when
+        none can be had, the directory then fsynced here."""
+        try:
+            return [os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)]
+        except OSError:
+            fsync_dir(self.directory)
+            return []
 
     def sync_with_roll(self, paths, what):
         """fsync `paths` (files written at the last roll, `what` they are, and directories

@@ -164,6 +164,7 @@ def test_garbage_after_a_zeroed_header_is_corruption_not_padding(tmp_path, caplo
     log = PartitionLog(str(tmp_path / "t-0"), LogConfig({"segment.bytes": 400}), FakeClock())
     for i in range(12):
         log.append(value_batch(i, 1, size=60))
+    log.flush()        # the rolls' background fsyncs done (and the checkpoint written, unlinked below)
     bases = [s.base_offset for s in log.segments]
     for s in log.segments:
         s.close()
