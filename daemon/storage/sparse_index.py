@@ -39,6 +39,12 @@ class SparseIndex:
     def entries(self):
         return self._file.size // self.entry_size
 
+    def advise_no_readahead(self):
+        """No readahead around page faults in the map (MappedFile.advise_no_readahead):
+        for the active segment's appender, whose first entry would otherwise fault in a
+        readahead window of the fresh, preallocated file (zero-filled pages)."""
+        self._file.advise_no_readahead()
+
     @property
     def max_entries(self):
         return self._file.capacity // self.entry_size
