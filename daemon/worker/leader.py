@@ -441,9 +441,14 @@ class LeaderWorker(ProducerStateKeeping):
                 raise InvalidTxnState(f"producer {producer_id} has a transaction open on {self.spec.topic}-"
                                       f"{self.spec.partition}: its batches must be transactional until the "
                                       f"transaction ends")
-            if self.cleaner is not None and _has_null_key(view):
-                raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
-                                    f"record needs a key")
+            if self.cleaner is not None:
+                # the key check reads the records, which the header the copy is held to
+                # does not cover (a body can be forged to the same CRC): the check and the
+                # append read one private copy, not the producer's ring twice
+                view = bytes(view)
+                if _has_null_key(view):
+                    raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
+                                        f"record needs a key")
             info = self._append_local(view, expect=(header,))   # the copy must hold the header checked
         except OdradekError as e:
             if producer_id >= 0:

@@ -17,7 +17,8 @@ import pytest
 
 from odradek.client.errors import CorruptRecord
 from odradek.client.protocol import messages as m
-from odradek.client.records import BatchBuilder, ControlRecordType, marker_batch, read_header
+from odradek.client.records import BatchBuilder, ControlRecordType, RecordBatch, marker_batch, read_header
+from odradek.client.records.layout import ATTRIBUTES_OFFSET, RECORDS_OFFSET
 from odradek.client.shm import Doorbell, Ring
 from odradek.daemon.storage import segment
 from odradek.daemon.worker.leader import LeaderWorker, socketpair
@@ -203,3 +204,75 @@ def test_an_acks_all_entry_rewritten_to_another_producers_id_is_refused(leader, 
     assert producer.att.drain(leader._append_acks_all, 64, hold=True) == (1, False)
     assert producer.answers(1) == [(-1, CorruptRecord.code)] and not producer.att.held
     assert leader.log.log_end_offset == 0 and OTHER not in leader.producer_state
+
+
+def _same_crc(data, window, want):
+    """`data` with the 4 bytes at data[window:window + 4] changed so that the batch's
+    CRC-32C (of the bytes from its attributes on) is `want`: CRC-32C is affine over
+    GF(2) for a fixed length, so the 32 bits of the window are solved for, one by one."""
+    from odradek.client import native
+
+    def crc(b):
+        return native.crc32c(bytes(b[ATTRIBUTES_OFFSET:]))
+    base = crc(data)
+    columns = []                        # (effect on the CRC, the bit of the window that has it)
+    for bit in range(32):
+        flipped = bytearray(data)
+        flipped[window + bit // 8] ^= 1 << (bit % 8)
+        columns.append((crc(flipped) ^ base, 1 << bit))
+    target, rows = base ^ want, []
+    for effect, mask in columns:        # Gaussian elimination, keyed by the highest bit
+        for r_effect, r_mask in rows:
+            if effect ^ r_effect < effect:
+                effect, mask = effect ^ r_effect, mask ^ r_mask
+        if effect:
+            rows.append((effect, mask))
+            rows.sort(reverse=True)
+    chosen = 0
+    for r_effect, r_mask in rows:
+        if target ^ r_effect < target:
+            target, chosen = target ^ r_effect, chosen ^ r_mask
+    assert target == 0, "the window cannot reach that CRC"
+    out = bytearray(data)
+    for bit in range(32):
+        if chosen >> bit & 1:
+            out[window + bit // 8] ^= 1 << (bit % 8)
+    assert crc(out) == want
+    return bytes(out)
+
+
+@pytest.fixture
+def compacted_leader(tmp_path):
+    sock, other = socketpair()
+    worker = LeaderWorker(sock, WorkerSpec(TOPIC, 0, 0, str(tmp_path), {"cleanup.policy": "compact"}, 1))
+    try:
+        worker.open()
+        yield worker
+    finally:
+        worker.close()
+        other.close()
+
+
+def test_a_compacted_topics_key_check_and_append_read_the_same_bytes(compacted_leader, producer, monkeypatch):
+    """A compacted topic refuses records without a key (Kafka's rule). A producer whose
+    keyed batch passes that check, then turns into a batch with a null key of the same
+    header (length, counts, timestamps, and a body forged to the same CRC-32C) before the
+    copy, must not land the null key: the check and the append read one private copy."""
+    leader = compacted_leader
+    b = BatchBuilder(producer_id=PRODUCER, producer_epoch=EPOCH, base_sequence=0)
+    b.append(1_700_000_000_000, b"k", b"v" * 40)
+    keyed = bytes(b.build())
+    b = BatchBuilder(producer_id=PRODUCER, producer_epoch=EPOCH, base_sequence=0)
+    b.append(1_700_000_000_000, None, b"v" * 41)        # a null key is one byte shorter
+    unkeyed = bytearray(b.build())
+    assert len(unkeyed) == len(keyed)
+    head = read_header(keyed)
+    body = _same_crc(unkeyed, len(unkeyed) - 8, head.crc)     # 4 bytes inside the value
+    forged = keyed[:RECORDS_OFFSET] + body[RECORDS_OFFSET:]   # the stored CRC holds for it too
+    assert RecordBatch(forged).crc_valid() and forged[:RECORDS_OFFSET] == keyed[:RECORDS_OFFSET] and forged != keyed
+    assert [r.key for r in RecordBatch(forged).records()] == [None]
+    producer.requests.write(keyed)
+    race(monkeypatch, leader.log, "append", producer, keyed, forged)
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(0, 0)]
+    assert [r.key for b in batches_in(leader.log) for r in b.records()] == [b"k"]
