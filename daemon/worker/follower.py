@@ -227,12 +227,14 @@ class FollowerWorker(ProducerStateKeeping):
                 if not chunk.data:
                     break
                 rolled = chunk.segment_base > lg.active.base_offset
-                if rolled:   # as the leader does: the state below the new segment
-                    self.snapshot_producer_state("segment roll", lg.log_end_offset)
+                snapshot = None
+                if rolled:   # as the leader does: the state below the new segment, synced with the roll
+                    snapshot = self.snapshot_producer_state("segment roll", lg.log_end_offset, durable=False)
                 try:
                     lg.append_as_follower(chunk.data, chunk.segment_base)
                 except StorageError as e:
                     raise DirFailed(str(e)) from e
+                self.sync_snapshot_with_roll(snapshot)
                 self.follow_copied(chunk.data, snap.high_watermark)
                 self._hint = (chunk.segment_base, chunk.position + len(chunk.data))
                 copied += len(chunk.data)

@@ -578,7 +578,8 @@ class LeaderWorker(ProducerStateKeeping):
         if segment is not active:
             # rolled: the state (this batch not recorded yet) is that of the log below
             # the new segment's base. Kafka snapshots at every roll too.
-            self.snapshot_producer_state("segment roll", segment.base_offset, at_roll=True)
+            self.sync_snapshot_with_roll(self.snapshot_producer_state("segment roll", segment.base_offset,
+                                                                      durable=False))
         if self._storage_error is not None:
             log.info("%s-%d: an append succeeded again after %s failed", self.spec.topic, self.spec.partition,
                      self._storage_error)

@@ -101,25 +101,36 @@ class ProducerStateKeeping:
         self.index_aborted_txns(aborted)
         self.producer_state.txns.on_high_watermark(high_watermark)
 
-    def snapshot_producer_state(self, why, offset=None, durable=True, at_roll=False):
+    def snapshot_producer_state(self, why, offset=None, durable=True):
         """Write the producer-state snapshot for `offset` (default the log end): at segment
-        roll, clean close, a refused batch. A failure is logged: an older snapshot or the
-        log tail stands in. durable=False (a refused batch) writes it without fsyncs: it
-        is there for a successor after this process dies, and a producer whose every
-        batch is refused (acks=all below min.insync.replicas) must not cost the
-        partition two fsyncs a batch. at_roll: written without fsyncs too, which the
-        log's background flusher does after the rolled segment's (PartitionLog.
-        sync_with_roll, as Kafka's roll does): the append that rolled waits for none."""
+        roll, clean close, a refused batch; returns its path (None if not written). A
+        failure is logged: an older snapshot or the log tail stands in. durable=False
+        writes it without fsyncs: after a refused batch it is there for a successor after
+        this process dies, and a producer whose every batch is refused (acks=all below
+        min.insync.replicas) must not cost the partition two fsyncs a batch; at a roll,
+        sync_snapshot_with_roll has the roll's background job fsync it."""
         if not self._state_loaded:
-            return
+            return None
         now = int(time.time() * 1000)
         entries = [producer_snapshot.SnapshotEntry(*e) for e in self.producer_state.snapshot_entries(now)]
         try:
-            path = producer_snapshot.write(self.spec.partition_dir,
+            return producer_snapshot.write(self.spec.partition_dir,
                                            self.log.log_end_offset if offset is None else offset, entries,
-                                           durable=durable and not at_roll)
-            if at_roll:
-                self.log.sync_with_roll([path, self.spec.partition_dir], f"producer-state snapshot {path}")
+                                           durable=durable)
         except StorageError as e:
             log.warning("%s-%d: no producer-state snapshot at %s: %s", self.spec.topic, self.spec.partition,
                         why, e)
+            return None
+
+    def sync_snapshot_with_roll(self, path):
+        """Have the log's background job of the roll just made fsync the snapshot at
+        `path` (written with durable=False) and the partition dir, after the rolled
+        segment's files (PartitionLog.sync_with_roll), as Kafka's roll does: the append
+        that rolled waits for no fsync. A failure is logged, as a snapshot's write is."""
+        if path is None:
+            return
+        try:
+            self.log.sync_with_roll([path, self.spec.partition_dir], f"producer-state snapshot {path}")
+        except StorageError as e:
+            log.warning("%s-%d: the producer-state snapshot %s is not synced: %s", self.spec.topic,
+                        self.spec.partition, path, e)

@@ -105,3 +105,9 @@ def test_followers_publish_what_their_rolls_background_fsync_made_synced(replica
                            config={**SMALL_SEGMENTS, "acks.all.fsync": "true", "min.insync.replicas": "3"})
     with producer(replicated_broker, "all") as p:
         assert produce(p, "t", 0, ROLLED_AT + 1) == list(range(ROLLED_AT + 1))
+    # every replica wrote the roll's producer-state snapshot (the followers before the
+    # append that rolled them), synced by the roll's background job
+    dirs = [os.path.join(d, filenames.partition_dir_name("t", 0))
+            for d in (os.path.join(os.path.dirname(replicated_broker.data_dir), f"disk{i}") for i in range(3))]
+    wait_until(lambda: all(ROLLED_AT in producer_snapshot.offsets(d) for d in dirs), timeout=10,
+               what="a snapshot at the roll in every replica's dir")
