@@ -42,9 +42,10 @@ Theory of operation
   interrupted). See FORMAT.md, "Compaction".
 
 Owned by the partition's worker process; not thread-safe: one thread calls it, or the
-caller holds a lock around every call.
+caller holds a lock around every call. Two mixins hold parts of the class:
+log_flushing.py (flush, the recovery point and its checkpoint, synced_offset, a roll's
+background fsyncs) and log_reading.py (read, locate, lookups by timestamp).
 """
-import bisect
 import logging
 import os
 import time
@@ -52,12 +53,13 @@ from collections import namedtuple
 
 from odradek.client import native
 from odradek.client.errors import CorruptRecord, InvalidSegment, OffsetOutOfRange, StorageError
-from odradek.client.records import RecordBatch
 from odradek.daemon.storage import batch_epochs, filenames, producer_snapshot, segment_swap, txn_index
 from odradek.daemon.storage.append_errors import append_error
 from odradek.daemon.storage.background_flush import SegmentFlusher
 from odradek.daemon.storage.checkpoint import CleanerCheckpoint, LogDirCheckpoints, fsync_dir, write_atomically
 from odradek.daemon.storage.leader_epoch import CorruptEpochFile, LeaderEpochCache, LeaderEpochFile
+from odradek.daemon.storage.log_flushing import LogFlushing
+from odradek.daemon.storage.log_reading import FetchData, Location, LogReading
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
 
@@ -76,11 +78,6 @@ def wall_clock_ms():
     return time.time_ns() // 1_000_000
 
 
-class Location(namedtuple("Location", "segment position end next_offset")):
-    """Where to read from: bytes [position, end) of `segment` are whole batches."""
-    __slots__ = ()
-
-
 class AppendInfo(namedtuple("AppendInfo", "first_offset last_offset max_timestamp batches records bytes "
                                           "log_append_time")):
     """What an append wrote: offsets first..last, and how many batches and records.
@@ -95,21 +92,7 @@ class AppendInfo(namedtuple("AppendInfo", "first_offset last_offset max_timestam
 _new_info = tuple.__new__
 
 
-class FetchData:
-    """Whole batches read from one segment: `view` is a memoryview into the map (no
-    copy), `first_offset` the baseOffset of its first batch, `next_offset` where the
-    next read starts. An empty view means nothing to read at that offset yet."""
-    __slots__ = ("view", "first_offset", "next_offset", "segment_base")
-
-    def __init__(self, view, first_offset, next_offset, segment_base):
-        self.view, self.first_offset = view, first_offset
-        self.next_offset, self.segment_base = next_offset, segment_base
-
-    def __len__(self):
-        return len(self.view)
-
-
-class PartitionLog:
+class PartitionLog(LogFlushing, LogReading):
     def __init__(self, directory, config, clock=wall_clock_ms):
         """Open the log in `directory` (named <topic>-<partition> inside a log dir),
         creating it if needed, and recover whatever a crash left behind."""
@@ -485,41 +468,6 @@ class PartitionLog:
         # them from the recovery point
         return segment
 
-    def _directory_fd(self):
-        """[a descriptor of the log's directory] for a roll's background fsync; [] when
-        none can be had, the directory then fsynced here."""
-        try:
-            return [os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)]
-        except OSError:
-            fsync_dir(self.directory)
-            return []
-
-    def sync_with_roll(self, paths, what):
-        """fsync `paths` (files written at the last roll, `what` they are, and directories
-        whose entries changed) in the background, with the rolled segment's files: the
-        recovery point passes the roll only once they are synced too, and a failed fsync
-        of them refuses writes as one of the segment does (collect_flushes). As Kafka's
-        UnifiedLog.roll writes its producer-state snapshot without a flush and flushes it
-        in the same "flush-log" task as the segment. With no roll pending, they are
-        fsynced here. StorageError if one cannot be opened (nothing queued)."""
-        fds = []
-        try:
-            for path in paths:
-                fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            pending = self._flusher.pending
-            if pending:
-                last, queued = pending[-1], fds
-                fds = []
-                self._flusher.submit(last.base_offset, last.next_offset, queued, what)
-            else:
-                for fd in fds:
-                    os.fsync(fd)
-        except OSError as e:
-            raise StorageError(f"{self.directory}: cannot sync {what}: {e.strerror or e}") from e
-        finally:
-            for fd in fds:
-                os.close(fd)
-
     # == following a leader (replication) ============================================
     def append_as_follower(self, data, segment_base):
         """Append whole v2 batches copied from the leader (offsets and partitionLeaderEpoch
@@ -618,197 +566,6 @@ class PartitionLog:
         self.truncations += 1   # as truncate_to: no compaction pass goes on with the old records
         CleanerCheckpoint(self.log_dir).truncate((self.topic, self.partition), offset)
         producer_snapshot.delete_above(self.directory, -1)
-
-    # == flushing ================================================================
-    def _maybe_flush(self, now):
-        if self._unflushed_records >= self._flush_messages or now - self._last_flush_ms >= self._flush_ms:
-            self.flush()
-
-    def maybe_flush(self):
-        """Flush if flush.ms has passed since the last flush (the worker calls this on a timer)."""
-        if self._unflushed_records:
-            self._maybe_flush(self.clock())
-
-    def flush(self):
-        """msync + fsync everything appended; move the recovery point to the log end.
-        Rolled segments whose background fsync is under way are waited for."""
-        self._check_open()
-        if self._flusher.pending:
-            self._flusher.wait_all()
-            self.collect_flushes()   # raises StorageError if one failed
-        for segment in reversed(self._segments):
-            if segment.writable:
-                segment.flush()
-        self._unflushed_records = 0
-        self._last_flush_ms = self.clock()
-        self._set_recovery_point(self.log_end_offset)
-
-    def _set_recovery_point(self, offset):
-        self.recovery_point = offset
-        self._synced_end = max(self._synced_end, offset)
-        self._raise_synced_offset()
-        self._checkpoint_recovery_point(offset)
-
-    def _raise_synced_offset(self):
-        synced = self._synced_end
-        if self._flusher.pending:   # a rolled segment not on disk yet: nothing from its base on
-            synced = min(synced, self._flusher.pending[0].base_offset)
-        if synced > self.synced_offset:
-            self.synced_offset = synced
-
-    @property
-    def flushes_pending(self):
-        """Whether rolled segments wait for collect_flushes (their fsync under way, or done)."""
-        return bool(self._flusher.pending)
-
-    @property
-    def flush_listener(self):
-        """Called (from the flusher's thread) after each background fsync: e.g. a
-        Doorbell's ring, so that the owner thread wakes to collect_flushes."""
-        return self._flusher.on_done
-
-    @flush_listener.setter
-    def flush_listener(self, listener):
-        self._flusher.on_done = listener
-
-    def collect_flushes(self):
-        """Move the recovery point (checkpointed) past the rolled segments whose
-        background fsync is done, oldest first, up to one still under way. If one failed,
-        raises StorageError, now and at every later append, sync_data or flush: the
-        recovery point stays below that segment (the next open recovers from there) and
-        the log takes no more writes, as after a failed fsync of the active segment."""
-        flushed_to, failed = self._flusher.collect()
-        if flushed_to is not None and flushed_to > self.recovery_point:
-            self._set_recovery_point(flushed_to)
-        if failed is not None:
-            e = failed.error
-            raise StorageError(f"{self.directory}: the fsync of {failed.what} failed "
-                               f"({getattr(e, 'strerror', None) or e}); refusing writes, recovery point "
-                               f"kept at {self.recovery_point}") from e
-
-    def sync_data(self):
-        """Make every record appended so far survive a power loss, cheaply: one msync +
-        fdatasync of the active segment's .log (indexes are rebuilt by recovery), without
-        moving the recovery point or writing a checkpoint. For group commit
-        (acks.all.fsync): one call covers every batch appended since the last. Returns
-        synced_offset, below which every record is on disk: not past a rolled segment
-        whose background fsync is under way (a later call, once it is done, returns
-        more; the log's flush_listener says when)."""
-        self._check_open()
-        if self._flusher.pending:
-            self.collect_flushes()
-        end = self.log_end_offset
-        if end > self._synced_end:
-            self.active.log.flush(data_only=True)
-            self._synced_end = end
-        self._raise_synced_offset()
-        return self.synced_offset
-
-    def _checkpoint_recovery_point(self, offset, **also):
-        """Write the recovery point (and `also`: log_start_offset) to the checkpoint. A
-        failed write (a full disk) is logged, not raised: the file keeps an older
-        recovery point, and an older one only makes the next open recover more."""
-        try:
-            self._checkpoints.update((self.topic, self.partition), recovery_point=offset, **also)
-        except StorageError as e:
-            if not self._checkpoint_failed:
-                log.warning("%s: cannot checkpoint the recovery point, recovery will scan more after a "
-                            "crash: %s", self.directory, e)
-            self._checkpoint_failed = True
-        else:
-            self._checkpoint_failed = False
-
-    # == reading =================================================================
-    def segment_index(self, offset):
-        return max(bisect.bisect_right(self._bases, offset) - 1, 0)
-
-    def read(self, offset, max_bytes, max_offset=None):
-        """Whole batches from the one holding `offset`, up to `max_bytes` (at least one
-        batch, however large, as Kafka does), never past `max_offset` (exclusive; the
-        high watermark) or the log end. Raises OffsetOutOfRange outside the log."""
-        self._check_open()
-        end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
-        if offset < self.log_start_offset or offset > self.log_end_offset:
-            raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
-                                   f"valid offsets are {self.log_start_offset}..{self.log_end_offset}")
-        i = self.segment_index(offset)
-        while i < len(self._segments):
-            segment = self._segments[i]
-            first = segment.find(offset)
-            if first is not None:
-                break
-            i += 1  # offset is past this segment's batches (gap after compaction): next one
-        else:
-            return FetchData(memoryview(b""), offset, offset, self.active.base_offset)
-        if first.base_offset >= end:
-            return FetchData(memoryview(b""), offset, offset, segment.base_offset)
-        stop, next_offset = first.position, offset
-        for b in segment.batches_from(first.position):
-            if b.base_offset >= end or (stop > first.position and stop + b.size - first.position > max_bytes):
-                break
-            stop = b.position + b.size
-            next_offset = b.last_offset + 1
-        return FetchData(segment.view(first.position, stop), first.base_offset, next_offset, segment.base_offset)
-
-    def locate(self, offset, max_offset=None):
-        """Where a reader of `offset` starts: a Location(segment, position, end,
-        next_offset) where [position, end) of the segment's .log holds whole batches, the
-        first being the one holding `offset` (or the next after a gap), none at or past
-        `max_offset` (exclusive; the high watermark; default the log end). next_offset is
-        the offset to locate after reading up to `end`. Raises OffsetOutOfRange outside
-        [log start, log end]. Consumers map the segment and read [position, end) themselves."""
-        self._check_open()
-        leo = self.log_end_offset
-        limit = leo if max_offset is None else min(max_offset, leo)
-        if offset < self.log_start_offset or offset > leo:
-            raise OffsetOutOfRange(f"offset {offset} is outside the log of {self.topic}-{self.partition}: "
-                                   f"valid offsets are {self.log_start_offset}..{leo}")
-        i = self.segment_index(offset)
-        while i < len(self._segments):
-            segment = self._segments[i]
-            first = segment.find_for_reader(offset) if offset < limit else None
-            if first is not None and first.damaged:
-                # the rest of the segment: the reader's decoder names the damage and
-                # finds the next whole batch itself (client/_unreadable.py)
-                after = segment.next_offset if segment is self.active else max(segment.next_offset,
-                                                                                 self._bases[i + 1])
-                return Location(segment, first.position, segment.size, after)
-            if first is not None and first.base_offset < limit:
-                break
-            if segment is self.active or self._bases[i + 1] >= limit:
-                return Location(segment, segment.size, segment.size, max(offset, limit))
-            i += 1  # offset is past this segment's batches (a gap): the next one
-        if limit >= segment.next_offset:
-            end, next_offset = segment.size, segment.next_offset
-            if segment is not self.active:
-                next_offset = max(next_offset, self._bases[i + 1])
-        else:
-            end, next_offset = first.position, offset
-            for b in segment.batches_from(first.position):
-                if b.base_offset >= limit:
-                    break
-                end, next_offset = b.position + b.size, b.last_offset + 1
-        return Location(segment, first.position, end, next_offset)
-
-    def max_timestamp(self):
-        """The largest timestamp of any batch in the log (-1: none)."""
-        self._check_open()
-        return max((segment.max_timestamp for segment in self._segments), default=-1)
-
-    def offset_for_timestamp(self, timestamp):
-        """(offset, timestamp) of the first record whose timestamp >= `timestamp`, or
-        None if there is none (Kafka's ListOffsets by time)."""
-        self._check_open()
-        for segment in self._segments:
-            if segment.max_timestamp < timestamp:
-                continue
-            b = segment.find_by_timestamp(timestamp)
-            if b is None:
-                continue
-            for record in RecordBatch(segment.view(b.position, b.position + b.size)).records():
-                if record.timestamp >= timestamp and record.offset >= self.log_start_offset:
-                    return record.offset, record.timestamp
-        return None
 
     # == retention and truncation ================================================
     def delete_old_segments(self):
