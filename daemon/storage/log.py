@@ -453,6 +453,7 @@ class PartitionLog(LogFlushing, LogReading):
         old = self.active
         if old.is_empty:
             return old
+        directory = self._open_directory()   # StorageError before anything changed
         fds = old.seal(sync=False)   # [] if a roll that failed after it sealed it already
         try:
             segment = self._new_segment(self.log_end_offset, capacity, sync_dir=not fds)
@@ -460,7 +461,9 @@ class PartitionLog(LogFlushing, LogReading):
             if fds:
                 # and the directory, for the new files' entries: nothing in the new segment
                 # counts as synced before this job is done (synced_offset stops at it)
-                self._flusher.submit(old.base_offset, old.next_offset, fds + self._directory_fd())
+                self._flusher.submit(old.base_offset, old.next_offset, fds + [directory])
+            else:
+                os.close(directory)
         self._add(segment)
         self._roll_anchor_ms = None
         # _unflushed_records still counts the old segment's: flush.messages flushes (so

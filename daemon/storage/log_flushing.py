@@ -20,7 +20,6 @@ import logging
 import os
 
 from odradek.client.errors import StorageError
-from odradek.daemon.storage.checkpoint import fsync_dir
 
 __all__ = ["LogFlushing"]
 
@@ -126,14 +125,14 @@ class LogFlushing:
         else:
             self._checkpoint_failed = False
 
-    def _directory_fd(self):
-        """[a descriptor of the log's directory] for a roll's background fsync; [] when
-        none can be had, the directory then fsynced here."""
+    def _open_directory(self):
+        """A descriptor of the log's directory, for a roll's background fsync (the new
+        segment's entries); StorageError if none can be had."""
         try:
-            return [os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)]
-        except OSError:
-            fsync_dir(self.directory)
-            return []
+            return os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise StorageError(f"{self.directory}: cannot open the directory to sync a roll: "
+                               f"{e.strerror or e}") from e
 
     def sync_with_roll(self, paths, what):
         """fsync `paths` (files written at the last roll, `what` they are, and directories

@@ -13,10 +13,9 @@ import sys
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import CorruptRecord
-from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.records import CRC_OFFSET
-from odradek.client.shm import Doorbell, Ring
 from support.broker import wait_until
+from support.raw_producer import produce_before_attaching
 from support.records import make_batch
 
 RECORDS_PER_BATCH, VALUE_BYTES = 20, 1000      # ~20 KB batches: two or more make a run
@@ -24,34 +23,6 @@ RECORDS_PER_BATCH, VALUE_BYTES = 20, 1000      # ~20 KB batches: two or more mak
 
 def batch(i):
     return bytes(make_batch([b"%06d-%03d" % (i, r) + b"." * (VALUE_BYTES - 10) for r in range(RECORDS_PER_BATCH)]))
-
-
-def produce_before_attaching(broker, topic, batches):
-    """Write `batches` into a produce ring, then attach it: the leader finds them all at
-    once. Returns the completions as (tag, base offset, error code)."""
-    requests, req_fd = Ring.create(1 << 22)
-    completions, comp_fd = Ring.create(1 << 16)
-    bell, bell_fd = Doorbell.create()
-    try:
-        for i, data in enumerate(batches):
-            requests.write(data, tag=i)
-        with ControlClient(broker.socket_path) as client:
-            _, fds = client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=1), [req_fd, comp_fd, bell_fd])
-            for fd in fds:
-                os.close(fd)
-            got = []
-
-            def all_completed():
-                while (c := completions.read_completion()) is not None:
-                    got.append((c.tag, c.base_offset, c.error_code))
-                return len(got) == len(batches)
-            wait_until(all_completed, timeout=10, what=f"{len(batches)} completions (got {len(got)})")
-        return got
-    finally:
-        for thing in (requests, completions, bell):
-            thing.close()
-        for fd in (req_fd, comp_fd, bell_fd):
-            os.close(fd)
 
 
 def read_from(broker, topic, offset, count, **config):
@@ -77,7 +48,7 @@ def test_a_run_reads_as_its_batches_from_any_offset(broker):
     with Admin(broker.socket_path) as admin:
         admin.create_topic("runs", 1)
     n = 40
-    got = produce_before_attaching(broker, "runs", [batch(i) for i in range(n)])
+    got = produce_before_attaching(broker.socket_path, "runs", [batch(i) for i in range(n)])
     assert got == [(i, i * RECORDS_PER_BATCH, 0) for i in range(n)]
     total = n * RECORDS_PER_BATCH
     expect = [(o, b"%06d-%03d" % divmod(o, RECORDS_PER_BATCH) + b"." * (VALUE_BYTES - 10)) for o in range(total)]
@@ -95,7 +66,7 @@ def test_a_damaged_batch_in_a_run_is_refused_alone(broker):
     bad = bytearray(batches[4])
     bad[CRC_OFFSET + 100] ^= 0xFF        # a byte the CRC covers
     batches[4] = bytes(bad)
-    got = produce_before_attaching(broker, "damaged", batches)
+    got = produce_before_attaching(broker.socket_path, "damaged", batches)
     bases = [i * RECORDS_PER_BATCH for i in range(9)]
     assert got == [(i, bases[i], 0) for i in range(4)] + [(4, -1, CorruptRecord.code)] + \
         [(i, bases[i - 1], 0) for i in range(5, 10)]

@@ -6,6 +6,8 @@ Producer does with the batches it builds.
     with RawProducer(client, "t", 0, pid, epoch) as raw:
         offset = raw.send([b"a", b"b"], transactional=True)   # a batch; its base offset
         raw.write(b"garbage", tag=7); raw.completion()       # by hand: the entry, its Completion
+
+    produce_before_attaching(socket_path, "t", batches)        # rings filled, then attached
 """
 import os
 
@@ -16,7 +18,7 @@ from odradek.client.errors import error_for_code
 from odradek.client.protocol import ControlClient, messages as m
 from odradek.client.shm import Doorbell, Ring
 
-__all__ = ["RawProducer"]
+__all__ = ["RawProducer", "produce_before_attaching"]
 
 _RING_BYTES = 1 << 16
 
@@ -83,3 +85,35 @@ class RawProducer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def produce_before_attaching(socket_path, topic, batches, acks=1, ring_bytes=1 << 22,
+                             completion_bytes=_RING_BYTES):
+    """Write `batches` into a produce ring (tags 0, 1, ...), then attach it: the leader
+    finds them all waiting at once, and no commit wakes it (only the broker link moves
+    afterwards). Reads completions until all came (or fails). Returns them as (tag, base
+    offset, error code)."""
+    requests, req_fd = Ring.create(ring_bytes)
+    completions, comp_fd = Ring.create(completion_bytes)
+    bell, bell_fd = Doorbell.create()
+    try:
+        for i, data in enumerate(batches):
+            requests.write(data, tag=i)
+        with ControlClient(socket_path) as client:
+            _, fds = client.call(m.OpenProducerRequest(topic=topic, partition=0, acks=acks),
+                                 [req_fd, comp_fd, bell_fd])
+            for fd in fds:
+                os.close(fd)
+            got = []
+
+            def all_completed():
+                while (c := completions.read_completion()) is not None:
+                    got.append((c.tag, c.base_offset, c.error_code))
+                return len(got) == len(batches)
+            wait_until(all_completed, timeout=10, what=f"{len(batches)} completions (got {len(got)})")
+        return got
+    finally:
+        for thing in (requests, completions, bell):
+            thing.close()
+        for fd in (req_fd, comp_fd, bell_fd):
+            os.close(fd)

@@ -1,6 +1,7 @@
 """The partition state: seqlocked snapshots that are never torn, bounded failure when
 the writer died mid-update, change waits across processes, and the batch descriptor
 window searched like a sorted Python list."""
+import contextlib
 import mmap
 import os
 import struct
@@ -35,6 +36,19 @@ def state(fds_to_close):
     yield make
     for obj in made:
         obj.close()
+
+
+@contextlib.contextmanager
+def writer_and_reader(slots):
+    """(writer, reader) of a new state, closed at the end: the `state` fixture for a
+    hypothesis test, which makes one state per example."""
+    writer, fds = PartitionState.create(slots)
+    rfds = fds.for_readers()
+    reader = PartitionState.attach(*rfds)
+    fds.close()
+    rfds.close()
+    with writer, reader:
+        yield writer, reader
 
 
 def publish_forever(writer):
@@ -260,12 +274,7 @@ def answer(reader, offset):
                         max_size=60),
        queries=st.lists(st.integers(-3, 400), max_size=40))
 def test_find_agrees_with_a_search_of_the_list_of_appended_batches(slots, batches, queries):
-    writer, fds = PartitionState.create(slots)
-    rfds = fds.for_readers()
-    reader = PartitionState.attach(*rfds)
-    fds.close()
-    rfds.close()
-    with writer, reader:
+    with writer_and_reader(slots) as (writer, reader):
         check_against_list(writer, reader, slots, batches, queries)
 
 
@@ -436,12 +445,7 @@ def test_a_state_made_before_the_field_existed_reads_as_having_no_transactions(s
 def test_runs_published_with_append_run_are_found_as_if_appended_one_by_one(slots, runs, queries):
     """A leader's run (PartitionState.append_run: one wake-up, longer runs than the window
     included) leaves the window and every find() answer as one append() per batch would."""
-    writer, fds = PartitionState.create(slots)
-    rfds = fds.for_readers()
-    reader = PartitionState.attach(*rfds)
-    fds.close()
-    rfds.close()
-    with writer, reader:
+    with writer_and_reader(slots) as (writer, reader):
         descs, leo, i = [], 0, 0
         for run in runs:
             batch = []

@@ -10,6 +10,7 @@ nothing of it, and the attachment goes on serving the producer's next good batch
 
 A real leader worker in this process (as test_txn_markers.py's control-batch test),
 real rings."""
+import contextlib
 import mmap
 import os
 
@@ -46,16 +47,23 @@ def batch_of_size(seq, size):
     raise AssertionError(f"no batch of {size} bytes")
 
 
-@pytest.fixture
-def leader(tmp_path):
+@contextlib.contextmanager
+def leader_worker(directory, configs):
+    """An open LeaderWorker of TOPIC-0 in `directory`, closed at the end."""
     sock, other = socketpair()
-    worker = LeaderWorker(sock, WorkerSpec(TOPIC, 0, 0, str(tmp_path), {}, 1))
+    worker = LeaderWorker(sock, WorkerSpec(TOPIC, 0, 0, str(directory), configs, 1))
     try:
         worker.open()
         yield worker
     finally:
         worker.close()
         other.close()
+
+
+@pytest.fixture
+def leader(tmp_path):
+    with leader_worker(tmp_path, {}) as worker:
+        yield worker
 
 
 class Producer:
@@ -243,14 +251,8 @@ def _same_crc(data, window, want):
 
 @pytest.fixture
 def compacted_leader(tmp_path):
-    sock, other = socketpair()
-    worker = LeaderWorker(sock, WorkerSpec(TOPIC, 0, 0, str(tmp_path), {"cleanup.policy": "compact"}, 1))
-    try:
-        worker.open()
+    with leader_worker(tmp_path, {"cleanup.policy": "compact"}) as worker:
         yield worker
-    finally:
-        worker.close()
-        other.close()
 
 
 def test_a_compacted_topics_key_check_and_append_read_the_same_bytes(compacted_leader, producer, monkeypatch):
