@@ -1,0 +1,298 @@
+"""Well-framed but hostile Kafka requests: a schema-driven fuzzer for the gateway.
+
+`Fuzzer(seed, known).request(i)` is the i-th request of a seeded run: an API key and
+version the gateway serves (apis.table()), and a kio request entity of that version
+whose every field is drawn from edge cases of its Kafka type (ints 0, -1, -2, -3, min,
+max, small; strings "", the known topic and group, 250+ characters, "..", "a/b",
+unicode, config names; arrays empty, one, a few, now and then a few hundred; uuids
+zero, random, the known topic's id; records null, empty, garbage, a valid batch, a
+valid batch with a byte flipped). Each request has a Random of its own (seed, i), so
+one failure is reproduced from its seed and index alone.
+
+`Campaign` sends such requests through one connection (reconnecting when the gateway
+closes it) and checks each: answered within `timeout`, the answer decodes with kio as
+that API and version's response, with the request's correlation id, and no error code
+in it is UNKNOWN_SERVER_ERROR (the gateway's answer to a handler's exception). A
+Produce with acks=0 is followed by ApiVersions, whose answer (or a close: Kafka's
+refusal of an acks=0 batch) must come. Timeouts are drawn below MAX_TIMEOUT_MS: a
+Fetch or JoinGroup that waits as long as it was asked to is not a hang.
+
+Run by hand against a broker of its own, with its listener (the campaign):
+    PYTHONPATH=tests .venv/bin/python -m support.kafka_fuzz --seeds 1 2 3 --requests 10000
+"""
+import argparse
+import dataclasses
+import datetime
+import random
+import socket
+import sys
+import tempfile
+import time
+import typing
+import uuid
+from types import NoneType, UnionType
+
+import kio.index
+import kio.serial
+from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
+from kio.schema.errors import ErrorCode
+
+from odradek.daemon.gateway import apis
+from odradek.daemon.gateway.codec import build
+from support.gateway import KafkaWire
+
+__all__ = ["Known", "Fuzzer", "Campaign", "Finding", "served", "set_up", "health"]
+
+MAX_TIMEOUT_MS = 1500
+PRODUCE, API_VERSIONS = 0, 18
+_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
+
+
+@dataclasses.dataclass
+class Known:
+    """The real names a request may use: a topic (and its id), a group, a valid batch."""
+    topic: str
+    topic_id: uuid.UUID
+    group: str
+    batch: bytes
+
+
+def served(table=None):
+    """[(api_key, version)] of everything the gateway serves."""
+    return [(k, v) for k, api in sorted((table or apis.table()).items())
+            for v in range(api.min_version, api.max_version + 1)]
+
+
+class Fuzzer:
+    def __init__(self, seed, known, keys=None):
+        self.seed, self.known, self.keys = seed, known, keys or served()
+
+    def request(self, i):
+        """The i-th request of this seed: a kio request entity."""
+        self.rng = random.Random(f"{self.seed}-{i}")
+        self.big = 1                 # arrays of a few hundred entries left in this request
+        key, version = self.rng.choice(self.keys)
+        return self.entity(kio.index.load_request_schema(key, version))
+
+    def entity(self, cls):
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: self.value(hints[f.name], f.metadata.get("kafka_type"), f.name)
+                      for f in dataclasses.fields(cls)})
+
+    def value(self, hint, kafka_type, name):
+        nullable = typing.get_origin(hint) is UnionType and NoneType in typing.get_args(hint)
+        if nullable:
+            if self.rng.random() < 0.15:
+                return None
+            hint = next(a for a in typing.get_args(hint) if a is not NoneType)
+        if typing.get_origin(hint) is tuple:
+            element = typing.get_args(hint)[0]
+            return tuple(self.value(element, kafka_type, name) for _ in range(self.length()))
+        if dataclasses.is_dataclass(hint):
+            return self.entity(hint)
+        return self.primitive(kafka_type, name)
+
+    def length(self):
+        r = self.rng.random()
+        if r < 0.02 and self.big:
+            self.big -= 1
+            return self.rng.randint(100, 400)
+        return 0 if r < 0.25 else 1 if r < 0.7 else self.rng.randint(2, 4)
+
+    def primitive(self, kafka_type, name):
+        rng, known = self.rng, self.known
+        if kafka_type in _BITS:
+            low, high = -(1 << _BITS[kafka_type] - 1), (1 << _BITS[kafka_type] - 1) - 1
+            return rng.choice([0, 0, 1, -1, -1, -2, -3, low, high, rng.randint(0, 8), max(low, min(high, rng.randint(-100, 1000)))])
+        if kafka_type in ("timedelta_i32", "timedelta_i64"):
+            low = -(1 << 31) if kafka_type == "timedelta_i32" else -(1 << 40)
+            return datetime.timedelta(milliseconds=rng.choice([0, -1, -2, low, 1, rng.randint(1, MAX_TIMEOUT_MS)]))
+        if kafka_type == "bool":
+            return rng.random() < 0.5
+        if kafka_type == "uuid":
+            return rng.choice([uuid.UUID(int=0), uuid.UUID(int=rng.getrandbits(128)), known.topic_id])
+        if kafka_type == "string":
+            return rng.choice([known.topic, known.topic, known.group, known.group, "", "x" * rng.choice([249, 250, 300]),
+                               ".", "..", "a/b", "tøpic-ü", "with space", "nul\0", f"fuzz-{rng.randint(0, 9)}",
+                               "retention.ms", "cleanup.policy", "segment.bytes", "-1", "range", "consumer", name])
+        if kafka_type == "bytes":
+            return rng.choice([b"", b"\0", rng.randbytes(rng.randint(1, 64))])
+        if kafka_type == "records":
+            flipped = bytearray(known.batch)
+            flipped[rng.randrange(len(flipped))] ^= 0xFF
+            return rng.choice([b"", rng.randbytes(rng.randint(1, 80)), known.batch, known.batch, bytes(flipped)])
+        raise ValueError(f"no values for kafka type {kafka_type} ({name})")
+
+
+@dataclasses.dataclass
+class Finding:
+    seed: int
+    index: int
+    what: str
+    request: str
+
+    def __str__(self):
+        return f"seed {self.seed} request {self.index}: {self.what}: {self.request[:600]}"
+
+
+class Campaign:
+    """Requests through one connection to `port`, each checked (module docstring)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.port, self.timeout = port, timeout
+        self.wire, self.findings, self.sent, self.closes = None, [], 0, 0
+
+    def run(self, fuzzer, indexes):
+        for i in indexes:
+            self.one(fuzzer.seed, i, fuzzer.request(i))
+        self._drop()
+        return self.findings
+
+    def one(self, seed, i, request):
+        if self.wire is None:
+            self.wire = KafkaWire(self.port, timeout=self.timeout)
+        self.sent += 1
+        try:
+            self.wire.send(request)
+            if request.__api_key__ == PRODUCE and request.acks == 0:
+                request = ApiVersionsV0()        # no answer for acks=0: ask another question
+                self.wire.send(request)
+            what = self._check(request, self.wire.receive_raw())
+        except (TimeoutError, socket.timeout):
+            what = f"no answer within {self.timeout}s"
+        except (ConnectionError, BrokenPipeError):
+            what = None                          # closed while we were sending: fine
+            self._drop()
+        if what is not None:
+            self.findings.append(Finding(seed, i, what, repr(request)))
+            if what != "bad answer":
+                self._drop()
+
+    def _check(self, request, body):
+        if body is None:
+            self.closes += 1
+            self._drop()
+            return None
+        cls = kio.index.load_response_schema(request.__api_key__, request.__version__)
+        try:
+            header, n = kio.serial.entity_reader(cls.__header_schema__)(body, 0)
+            response, m = kio.serial.entity_reader(cls)(body, n)
+        except Exception as e:
+            return f"answer does not decode as {cls.__name__} v{request.__version__}: {type(e).__name__}: {e}"
+        if header.correlation_id != self.wire._cid or n + m != len(body):
+            return f"answer framing: correlation id {header.correlation_id} (sent {self.wire._cid}), " \
+                   f"{len(body) - n - m} bytes left over"
+        if unknown_server_error(response):
+            return f"UNKNOWN_SERVER_ERROR in {str(response)[:400]}"
+        return None
+
+    def _drop(self):
+        if self.wire is not None:
+            self.wire.close()
+            self.wire = None
+
+
+def unknown_server_error(entity):
+    """Whether any error_code in the (nested) entity is UNKNOWN_SERVER_ERROR."""
+    for f in dataclasses.fields(entity):
+        v = getattr(entity, f.name)
+        if f.name == "error_code" and v == ErrorCode.unknown_server_error:
+            return True
+        for x in v if isinstance(v, tuple) else (v,):
+            if dataclasses.is_dataclass(x) and unknown_server_error(x):
+                return True
+    return False
+
+
+def set_up(broker, topic="fuzz-topic", group="fuzz-group", partitions=3):
+    """Known names on `broker` (a listener_broker): the topic created if missing (over the
+    wire) with a record in it, the group holding a committed offset."""
+    from support.records import make_batch
+    batch = make_batch([b"fuzz"])
+    with KafkaWire(broker.port) as wire:
+        wire.call(_req(19, 7, topics=[dict(name=topic, num_partitions=partitions, replication_factor=1)],
+                       timeout_ms=5000))
+        wire.call(_req(0, 9, acks=-1, timeout=5000, topic_data=[dict(name=topic, partition_data=[
+            dict(index=0, records=batch)])]))
+        wire.call(_req(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="", topics=[
+            dict(name=topic, partitions=[dict(partition_index=0, committed_offset=1)])]))
+        meta = wire.call(_req(3, 12, topics=[dict(name=topic)], allow_auto_topic_creation=False))
+    return Known(topic, meta.topics[0].topic_id, group, batch)
+
+
+def _req(key, version, **values):
+    return build(kio.index.load_request_schema(key, version), values)
+
+
+_LEGAL_TOPIC = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def health(broker):
+    """What is wrong with `broker` after a campaign: lines of its log (gateways' too) that
+    say "gateway bug" or Traceback, restarts of gateways or workers, topics with names
+    Kafka forbids, groups with an empty id, or it not answering."""
+    from odradek.client.admin import Admin
+    problems = _bad_lines(broker.stderr(None).splitlines())
+    with Admin(broker.socket_path) as admin:
+        status = admin.status()
+        problems += [f"gateway {g.pid} restarts={g.restarts} state={g.state}" for g in status.listeners
+                     if g.restarts or g.state != "running"]
+        problems += [f"worker {w.topic}-{w.partition} restarts={w.restarts}" for w in status.workers if w.restarts]
+        problems += [f"topic with an illegal name: {t!r}" for t in {p.topic for p in status.partitions}
+                     if not t or len(t) > 249 or t in (".", "..") or set(t) - _LEGAL_TOPIC]
+        problems += [f"group with an empty id: {g}" for g in admin.list_groups() if not g.group_id]
+    with KafkaWire(broker.port) as wire:
+        if wire.call(ApiVersionsV0()).error_code != ErrorCode.none:
+            problems.append("the listener does not answer ApiVersions")
+    return problems
+
+
+def _bad_lines(lines):
+    """The "gateway bug" lines and every Traceback (whole, to its exception's line)."""
+    out, in_traceback = [], False
+    for line in lines:
+        if "Traceback" in line or "gateway bug" in line:
+            in_traceback = "Traceback" in line
+            out.append(line)
+        elif in_traceback:
+            out[-1] += "\n" + line
+            in_traceback = line.startswith(" ")
+    return out
+
+
+def main(argv=None):
+    from support.broker import stop_cleanly
+    from support.gateway import listener_broker
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--requests", type=int, default=2000, help="per seed")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--only", type=int, nargs="*", help="api keys to fuzz (default: all)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kafka-fuzz-") as tmp:
+        broker = listener_broker(f"{tmp}/data", **{"group.initial.rebalance.delay.ms": 0})
+        try:
+            known = set_up(broker)
+            keys = [kv for kv in served() if not args.only or kv[0] in args.only]
+            total, started = 0, time.monotonic()
+            for seed in args.seeds:
+                campaign = Campaign(broker.port, args.timeout)
+                for start in range(0, args.requests, 500):
+                    known = set_up(broker)        # the topic may have been deleted: back, with its new id
+                    campaign.run(Fuzzer(seed, known, keys), range(start, min(start + 500, args.requests)))
+                total += campaign.sent
+                print(f"seed {seed}: {campaign.sent} requests, {campaign.closes} closes, "
+                      f"{len(campaign.findings)} findings", flush=True)
+                for f in campaign.findings:
+                    print("  ", f, flush=True)
+            problems = health(broker)
+            print(f"{total} requests in {time.monotonic() - started:.0f}s; broker health: {problems or 'ok'}")
+            for line in problems:
+                print("  ", line)
+        finally:
+            stop_cleanly(broker)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
