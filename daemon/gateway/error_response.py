@@ -12,7 +12,7 @@ only a top-level error, if the response has one, carries the code.
 """
 from dataclasses import fields
 
-from kio.serial._introspect import EntityField, EntityTupleField, classify_field
+from kio.serial._introspect import EntityField, EntityTupleField, classify_field, is_optional
 
 from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 
@@ -41,5 +41,6 @@ def _mirror(cls, request, code, message):
         elif isinstance(kind, EntityField):
             continue
         elif f.name in request_fields and not isinstance(request_fields[f.name], tuple):
-            values[f.name] = request_fields[f.name]
+            if request_fields[f.name] is not None or is_optional(f):   # a null the response cannot carry: its zero
+                values[f.name] = request_fields[f.name]
     return values

@@ -56,7 +56,7 @@ def encode(correlation_id, version, session_id, error_code, topics):
     parts, sliced = [], 0
     for key, answers in topics:
         if version >= 13:
-            out += key.bytes
+            out += key.bytes if key is not None else bytes(16)     # kio reads the zero uuid as None
         else:
             name = key.encode()
             out += encode_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))

@@ -33,8 +33,8 @@ on in silence, where an answer can be built (error_response.py):
 - a key and version kio knows but the gateway does not serve: that version's response
   with UNSUPPORTED_VERSION, then the connection closes (Kafka closes it too);
 - a handler raising RequestError (bad input): its response with INVALID_REQUEST, then close;
-- a handler raising anything else (a gateway bug): logged, answered with
-  UNKNOWN_SERVER_ERROR, the connection goes on;
+- a handler raising anything else, or returning an answer that does not encode (a gateway
+  bug): logged, answered with UNKNOWN_SERVER_ERROR, the connection goes on;
 - a tagged field kio's schema lacks (Kafka says skip it, kio refuses it): the frame is
   read again without it (tagged_fields.py) and served;
 - bytes that do not decode: the response with INVALID_REQUEST (top-level error code,
@@ -357,6 +357,8 @@ class Connection:
         False when the connection must close."""
         try:
             answer = call()
+            if not (answer is NO_RESPONSE or answer is CLOSE_CONNECTION or isinstance(answer, Reply)):
+                answer = encode_response(request.correlation_id, answer)   # a value it cannot carry: a bug too
         except RequestError as e:
             self.note("closing: %s", e)
             self._answer_error(request.api_key, request.api_version, request.correlation_id,
@@ -375,7 +377,7 @@ class Connection:
         if isinstance(answer, Reply):
             self._send_parts(answer.parts)
         else:
-            self._send(encode_response(request.correlation_id, answer))
+            self._send(answer)
         return not self.close_after
 
     def _without_unknown_tags(self, frame):

@@ -144,12 +144,20 @@ def describe_transactions(ctx, request):
         states = ctx.gateway.links.ask(m.DescribeTransactionsRequest(transactional_ids=ids)).transaction_states
     except OdradekError as e:
         states = [m.DescribedTransaction(transactional_id=i, error_code=e.code) for i in ids]
-    return respond(request, transaction_states=[dict(
-        error_code=kafka_code(t.error_code), transactional_id=t.transactional_id,
-        transaction_state=t.transaction_state, transaction_timeout=t.transaction_timeout_ms,
-        transaction_start_time=_ms_time(t.transaction_start_time_ms), producer_id=t.producer_id,
-        producer_epoch=t.producer_epoch,
-        topics=[dict(topic=d.name, partitions=list(d.partition_indexes)) for d in t.topics]) for t in states])
+    return respond(request, transaction_states=[_described(t) for t in states])
+
+
+def _described(t):
+    """One DescribeTransactions entry; an error's has Kafka's zeros (a start time of 0, not
+    the broker's -1: kio, for one, cannot read a negative timestamp)."""
+    if t.error_code:
+        return dict(error_code=kafka_code(t.error_code), transactional_id=t.transactional_id,
+                    transaction_start_time=_ms_time(0), topics=[])
+    return dict(error_code=ErrorCode.none, transactional_id=t.transactional_id,
+                transaction_state=t.transaction_state, transaction_timeout=t.transaction_timeout_ms,
+                transaction_start_time=_ms_time(t.transaction_start_time_ms), producer_id=t.producer_id,
+                producer_epoch=t.producer_epoch,
+                topics=[dict(topic=d.name, partitions=list(d.partition_indexes)) for d in t.topics])
 
 
 def list_transactions(ctx, request):

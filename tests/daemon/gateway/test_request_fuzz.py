@@ -1,0 +1,91 @@
+"""Well-framed but hostile requests through the broker's own listener (support/kafka_fuzz.py):
+every one answered (or its connection closed) with an answer that decodes, no gateway
+bug, no restart, and another client answered throughout. Then the defects such requests
+found, one regression test each."""
+import threading
+import uuid
+
+import pytest
+from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
+from kio.schema.errors import ErrorCode
+
+from support.broker import stop_cleanly
+from support.gateway import KafkaWire, listener_broker
+from support.kafka_fuzz import Campaign, Fuzzer, _req, health, set_up
+
+SEEDS = [11, 12, 13]
+REQUESTS_PER_SEED = 500
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = listener_broker(tmp_path_factory.mktemp("fuzz") / "data", **{"group.initial.rebalance.delay.ms": 0})
+    yield b
+    stop_cleanly(b)
+
+
+@pytest.fixture
+def healthy(broker):
+    """The broker's health must hold after the test: no gateway bug or Traceback in its
+    log, no restart, no illegal topic name, the listener answering."""
+    yield broker
+    assert health(broker) == []
+
+
+def _bystander(port, stop, failures):
+    with KafkaWire(port, timeout=5) as wire:
+        while not stop.wait(0.05):
+            try:
+                assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
+            except Exception as e:       # reported in the test's thread
+                failures.append(e)
+                return
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hostile_requests_are_answered_and_break_nothing(healthy, seed):
+    known = set_up(healthy)
+    stop, failures = threading.Event(), []
+    other = threading.Thread(target=_bystander, args=(healthy.port, stop, failures), daemon=True)
+    other.start()
+    try:
+        findings = Campaign(healthy.port, timeout=5.0).run(Fuzzer(seed, known), range(REQUESTS_PER_SEED))
+    finally:
+        stop.set()
+        other.join(10)
+    assert not findings, "\n".join(map(str, findings))
+    assert not failures, f"the other client was not answered: {failures}"
+
+
+def _call(broker, key, version, **values):
+    with KafkaWire(broker.port, timeout=5) as wire:
+        return wire.call(_req(key, version, **values))
+
+
+def test_fetch_by_the_zero_topic_id_is_unknown_topic_id(healthy):
+    """kio reads the zero uuid as None: the answer (fetch_answer.py) wrote None's bytes."""
+    answer = _call(healthy, 1, 13, max_wait=0, min_bytes=0, max_bytes=1024, session_epoch=-1, topics=[
+        dict(topic_id=uuid.UUID(int=0), partitions=[dict(partition=0, fetch_offset=0, partition_max_bytes=1024)])])
+    assert answer.error_code == ErrorCode.none
+    assert [p.error_code for t in answer.responses for p in t.partitions] == [ErrorCode.unknown_topic_id]
+
+
+@pytest.mark.parametrize("topic", [dict(name=None), dict(name="fuzz-topic", topic_id=uuid.uuid4())])
+def test_metadata_before_v12_refuses_topics_by_id(healthy, topic):
+    """A null name (v10+ may carry one) or a topic id before v12 is Kafka's INVALID_REQUEST;
+    it was a response with a null name the v10/v11 layout cannot carry: no answer, the
+    connection thread dead."""
+    answer = _call(healthy, 3, 11, topics=[topic])
+    assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_request]
+
+
+def test_metadata_by_the_zero_topic_id_is_unknown_topic_id(healthy):
+    answer = _call(healthy, 3, 12, topics=[dict(name=None, topic_id=uuid.UUID(int=0))])
+    assert [(t.error_code, t.name) for t in answer.topics] == [(ErrorCode.unknown_topic_id, None)]
+
+
+def test_describe_transactions_of_an_unknown_id_decodes(healthy):
+    """The broker's -1 start time was passed on for an id it does not know (Kafka's is 0):
+    kio cannot read a negative timestamp."""
+    answer = _call(healthy, 65, 0, transactional_ids=["no-such-txn"])
+    assert [t.error_code for t in answer.transaction_states] == [ErrorCode.transactional_id_not_found]
