@@ -4,7 +4,7 @@
 version the gateway serves (apis.table()), and a kio request entity of that version
 whose every field is drawn from edge cases of its Kafka type (ints 0, -1, -2, -3, min,
 max, small; strings "", the known topic and group, 250+ characters, "..", "a/b",
-unicode, config names; arrays empty, one, a few, now and then a few hundred; uuids
+unicode, config names and values, the field's own name; arrays empty, one, a few, now and then a few hundred; uuids
 zero, random, the known topic's id; records null, empty, garbage, a valid batch, a
 valid batch with a byte flipped). Each request has a Random of its own (seed, i), so
 one failure is reproduced from its seed and index alone.
@@ -115,7 +115,8 @@ class Fuzzer:
         if kafka_type == "string":
             return rng.choice([known.topic, known.topic, known.group, known.group, "", "x" * rng.choice([249, 250, 300]),
                                ".", "..", "a/b", "tøpic-ü", "with space", "nul\0", f"fuzz-{rng.randint(0, 9)}",
-                               "retention.ms", "cleanup.policy", "segment.bytes", "-1", "range", "consumer", name])
+                               "retention.ms", "cleanup.policy", "segment.bytes", "max.message.bytes", "-1", "0", "compact",
+                               "99999999999999999999", "range", "consumer", name])
         if kafka_type == "bytes":
             return rng.choice([b"", b"\0", rng.randbytes(rng.randint(1, 64))])
         if kafka_type == "records":
@@ -141,8 +142,8 @@ class Campaign:
 
     def __init__(self, port, timeout=5.0):
         self.port, self.timeout = port, timeout
-        self.wire, self.findings, self.sent = None, [], 0
-        self.closes = collections.Counter()      # (api key, version) of requests the gateway closed on
+        self.wire, self.previous, self.findings, self.sent = None, None, [], 0
+        self.closes = collections.Counter()      # (api key, version) of requests the gateway closed the connection on
 
     def run(self, fuzzer, indexes):
         for i in indexes:
@@ -150,32 +151,36 @@ class Campaign:
         self._drop()
         return self.findings
 
-    def one(self, seed, i, request):
+    def one(self, seed, i, request, first_try=True):
         if self.wire is None:
-            self.wire = KafkaWire(self.port, timeout=self.timeout)
-        self.sent += 1
+            self.wire, self.previous = KafkaWire(self.port, timeout=self.timeout), None
+        self.sent += first_try
+        asked, key = request, (request.__api_key__, request.__version__)
         try:
             self.wire.send(request)
-            if request.__api_key__ == PRODUCE and request.acks == 0:
-                request = ApiVersionsV0()        # no answer for acks=0: ask another question
-                self.wire.send(request)
-            what = self._check(request, self.wire.receive_raw())
-            if self.wire is None:
-                self.closes[request.__api_key__, request.__version__] += 1
+            if key[0] == PRODUCE and request.acks == 0:
+                asked = ApiVersionsV0()          # no answer for acks=0: ask another question
+                self.wire.send(asked)
+            body = self.wire.receive_raw()
         except (TimeoutError, socket.timeout):
-            what = f"no answer within {self.timeout}s"
-        except (ConnectionError, BrokenPipeError):
-            what = None                          # closed while we were sending: fine
-            self._drop()
-        if what is not None:
-            self.findings.append(Finding(seed, i, what, repr(request)))
-            if what != "bad answer":
-                self._drop()
-
-    def _check(self, request, body):
+            self.findings.append(Finding(seed, i, f"no answer within {self.timeout}s", repr(request)))
+            return self._drop()
+        except ConnectionError:                  # BrokenPipeError, ConnectionResetError
+            body = None
         if body is None:
             self._drop()
-            return None
+            if self.previous is not None and first_try and asked is request:   # closed after the previous answer
+                self.closes[self.previous[:2]] += 1
+                return self.one(seed, i, request, first_try=False)
+            self.closes[key] += 1
+            return
+        self.previous = (*key, i)
+        what = self._check(asked, body)
+        if what is not None:
+            self.findings.append(Finding(seed, i, what, repr(request)))
+            self._drop()
+
+    def _check(self, request, body):
         cls = kio.index.load_response_schema(request.__api_key__, request.__version__)
         try:
             header, n = kio.serial.entity_reader(cls.__header_schema__)(body, 0)
@@ -272,6 +277,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--requests", type=int, default=2000, help="per seed")
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--closes", action="store_true", help="print the gateways' lines on the connections they closed")
     p.add_argument("--only", type=int, nargs="*", help="api keys to fuzz (default: all)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kafka-fuzz-") as tmp:
@@ -291,6 +297,8 @@ def main(argv=None):
                 print("   closed on (api key, version):", dict(campaign.closes))
                 for f in campaign.findings:
                     print("  ", f, flush=True)
+            if args.closes:
+                print("\n".join(line for line in broker.stderr(None).splitlines() if "closing" in line))
             problems = health(broker)
             print(f"{total} requests in {time.monotonic() - started:.0f}s; broker health: {problems or 'ok'}")
             for line in problems:
