@@ -51,11 +51,17 @@ _BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
 
 @dataclasses.dataclass
 class Known:
-    """The real names a request may use: a topic (and its id), a group, a valid batch."""
+    """The real values a request may use: a topic (and its id), a group with a member (its
+    id and generation), a producer id and epoch, a valid batch and one of that producer."""
     topic: str
     topic_id: uuid.UUID
     group: str
+    member_id: str
+    generation: int
+    producer_id: int
+    producer_epoch: int
     batch: bytes
+    idempotent_batch: bytes
 
 
 def served(table=None):
@@ -104,7 +110,9 @@ class Fuzzer:
         rng, known = self.rng, self.known
         if kafka_type in _BITS:
             low, high = -(1 << _BITS[kafka_type] - 1), (1 << _BITS[kafka_type] - 1) - 1
-            return rng.choice([0, 0, 1, -1, -1, -2, -3, low, high, rng.randint(0, 8), max(low, min(high, rng.randint(-100, 1000)))])
+            known_ints = [v for v in (known.generation, known.producer_id, known.producer_epoch) if low <= v <= high]
+            return rng.choice([0, 0, 1, -1, -1, -2, -3, low, high, rng.randint(0, 8),
+                               max(low, min(high, rng.randint(-100, 1000))), *known_ints])
         if kafka_type in ("timedelta_i32", "timedelta_i64"):
             low = -(1 << 31) if kafka_type == "timedelta_i32" else -(1 << 40)
             return datetime.timedelta(milliseconds=rng.choice([0, -1, -2, low, 1, rng.randint(1, MAX_TIMEOUT_MS)]))
@@ -113,7 +121,7 @@ class Fuzzer:
         if kafka_type == "uuid":
             return rng.choice([uuid.UUID(int=0), uuid.UUID(int=rng.getrandbits(128)), known.topic_id])
         if kafka_type == "string":
-            return rng.choice([known.topic, known.topic, known.group, known.group, "", "x" * rng.choice([249, 250, 300]),
+            return rng.choice([known.topic, known.topic, known.group, known.group, known.member_id, "", "x" * rng.choice([249, 250, 300]),
                                ".", "..", "a/b", "tøpic-ü", "with space", "nul\0", f"fuzz-{rng.randint(0, 9)}",
                                "retention.ms", "cleanup.policy", "segment.bytes", "max.message.bytes", "-1", "0", "compact",
                                "99999999999999999999", "range", "consumer", name])
@@ -122,7 +130,8 @@ class Fuzzer:
         if kafka_type == "records":
             flipped = bytearray(known.batch)
             flipped[rng.randrange(len(flipped))] ^= 0xFF
-            return rng.choice([b"", rng.randbytes(rng.randint(1, 80)), known.batch, known.batch, bytes(flipped)])
+            return rng.choice([b"", rng.randbytes(rng.randint(1, 80)), known.batch, known.batch, known.idempotent_batch,
+                               bytes(flipped)])
         raise ValueError(f"no values for kafka type {kafka_type} ({name})")
 
 
@@ -215,8 +224,9 @@ def unknown_server_error(entity):
 
 
 def set_up(broker, topic="fuzz-topic", group="fuzz-group", partitions=3):
-    """Known names on `broker` (a listener_broker): the topic created if missing (over the
-    wire) with a record in it, the group holding a committed offset."""
+    """Known values on `broker` (a listener_broker), made over the wire: the topic (created
+    if missing) with a record in it, the group with a committed offset and a member (its
+    session a few seconds long), an idempotent producer."""
     from support.records import make_batch
     batch = make_batch([b"fuzz"])
     with KafkaWire(broker.port) as wire:
@@ -227,7 +237,18 @@ def set_up(broker, topic="fuzz-topic", group="fuzz-group", partitions=3):
         wire.call(_req(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="", topics=[
             dict(name=topic, partitions=[dict(partition_index=0, committed_offset=1)])]))
         meta = wire.call(_req(3, 12, topics=[dict(name=topic)], allow_auto_topic_creation=False))
-    return Known(topic, meta.topics[0].topic_id, group, batch)
+        member_id, generation = "", -1
+        for _ in range(2):     # KIP-394: the first join gets a member id, the second joins with it
+            join = wire.call(_req(11, 9, group_id=group, session_timeout=5000, rebalance_timeout=MAX_TIMEOUT_MS,
+                                  member_id=member_id, protocol_type="consumer",
+                                  protocols=[dict(name="range", metadata=b"")]))
+            member_id, generation = join.member_id, join.generation_id
+        producer = wire.call(_req(22, 4, transactional_id=None, transaction_timeout=60000, producer_id=-1,
+                                  producer_epoch=-1))
+    idempotent = make_batch([b"fuzz"], producer_id=producer.producer_id, producer_epoch=producer.producer_epoch,
+                            base_sequence=0)
+    return Known(topic, meta.topics[0].topic_id, group, member_id, generation, producer.producer_id,
+                 producer.producer_epoch, batch, idempotent)
 
 
 def _req(key, version, **values):

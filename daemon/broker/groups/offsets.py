@@ -7,7 +7,7 @@ from collections import defaultdict
 from functools import partial
 
 from odradek.client.errors import (
-    CoordinatorNotAvailable, IllegalGeneration, OffsetMetadataTooLarge, RebalanceInProgress, UnknownMemberId,
+    CoordinatorNotAvailable, IllegalGeneration, InvalidGroupId, OffsetMetadataTooLarge, RebalanceInProgress, UnknownMemberId,
     UnknownTopicOrPartition, UnstableOffsetCommit)
 from odradek.client.protocol import messages as m
 from odradek.daemon.broker.groups import offsets_log as fmt
@@ -52,7 +52,10 @@ class Offsets:
     def group_for_commit(self, req, now):
         """(group, error) for an OffsetCommit or TxnOffsetCommit: a standalone commit
         (generation -1) creates the group, Empty; otherwise the commit must come from a
-        member of the current generation (validate_commit)."""
+        member of the current generation (validate_commit). An empty group id is Kafka's
+        INVALID_GROUP_ID: no group is made for it."""
+        if not req.group_id:
+            return None, InvalidGroupId("a commit needs a non-empty group id")
         group = self.ctx.groups.get(req.group_id)
         if group is None:
             if req.generation_id >= 0:

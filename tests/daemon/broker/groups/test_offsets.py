@@ -3,7 +3,7 @@
 import pytest
 
 from odradek.client.errors import (
-    CoordinatorNotAvailable, GroupIdNotFound, IllegalGeneration, InvalidCommitOffsetSize, InvalidRequest,
+    CoordinatorNotAvailable, GroupIdNotFound, IllegalGeneration, InvalidCommitOffsetSize, InvalidGroupId, InvalidRequest,
     MessageTooLarge, NonEmptyGroup, NotEnoughReplicas, OffsetMetadataTooLarge, RebalanceInProgress,
     UnknownMemberId, UnknownTopicOrPartition)
 from odradek.client.protocol import messages as m
@@ -32,6 +32,12 @@ def test_a_standalone_commit_is_answered_once_durable_and_then_fetched(make_harn
         ("orders", [(0, 0), (1, 0)])]
     assert h.fetch("c", "g") == {("orders", 0): (42, "checkpoint A"), ("orders", 1): (7, "")}
     assert h.state() == "Empty"
+
+
+def test_a_commit_to_the_empty_group_id_is_refused_and_makes_no_group(h):
+    """Kafka's INVALID_GROUP_ID; it used to make (and list) a group named ""."""
+    assert h.commit("c", "", -1, "", {("t", 0): 5}).error() is InvalidGroupId
+    assert h.send("c", m.ListGroupsRequest()).ok().groups == [] and h.log == []
 
 
 def test_commit_values_carry_the_leader_epoch_and_the_commit_time(h):
