@@ -38,9 +38,13 @@ def create_topics(ctx, request):
     counts = Counter(t.name for t in body.topics)
     refused, asked = {}, []
     for t in body.topics:
+        nulls = [c.name for c in t.configs if c.value is None]
         if counts[t.name] > 1:
             refused[t.name] = error_fields(ErrorCode.invalid_request.value,
                                            f"topic {t.name!r} is named {counts[t.name]} times in the request")
+        elif nulls:            # Kafka refuses them too (the broker's own protocol reads None as the default)
+            refused[t.name] = error_fields(ErrorCode.invalid_config.value,
+                                           f"null value not supported for topic configs: {nulls[0]}")
         else:
             asked.append(m.CreatableTopic(
                 name=t.name, num_partitions=t.num_partitions, replication_factor=t.replication_factor,

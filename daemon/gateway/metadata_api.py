@@ -9,7 +9,7 @@ without a leader answers LEADER_NOT_AVAILABLE with leader -1, as Kafka does.
 
 Topics: all of them when `topics` is null (and, at v0, when the list is empty); by name,
 or at v12+ by topic id (an unknown id: UNKNOWN_TOPIC_ID; an id or a null name before v12:
-INVALID_REQUEST, as Kafka). A topic that does not exist is
+INVALID_REQUEST for every topic, as Kafka). A topic that does not exist is
 created if the client allows it (v4+; always before v4, as in Kafka) and the broker's
 `auto.create.topics.enable` says so (the broker decides, as for its own clients); else
 UNKNOWN_TOPIC_OR_PARTITION. Topic ids are the broker's (topics.py): the same UUID forever.
@@ -17,7 +17,8 @@ Internal topics (__consumer_offsets, __transaction_state) are marked internal.
 """
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway.apis import Api
-from odradek.daemon.gateway.codec import ErrorCode, RequestError, build, response_class
+from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.error_response import error_response
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.topics import NO_TOPIC_ID, directory, topic_uuid
 
@@ -29,18 +30,14 @@ _NO_OPERATIONS = -(1 << 31)     # Kafka's "authorized operations not asked for"
 
 
 def _wanted(request, tdir):
-    """(names to ask the broker for, or None for all; the ids asked by that are unknown).
-    Before v12 a topic has a name and no id (Kafka answers INVALID_REQUEST otherwise);
-    kio reads the zero id as None."""
+    """(names to ask the broker for, or None for all; the ids asked by that are unknown)."""
     topics = request.body.topics
     if topics is None or (request.api_version == 0 and not topics):
         return None, []
     names, unknown = [], []
     for t in topics:
-        tid = getattr(t, "topic_id", None) or NO_TOPIC_ID
+        tid = _topic_id(t)
         name = t.name
-        if request.api_version < 12 and (name is None or tid != NO_TOPIC_ID):
-            raise RequestError(f"Metadata v{request.api_version}: a topic by id or without a name (v12+ only)")
         if name is None:
             name = tdir.name_of(tid) if tid != NO_TOPIC_ID else None
             if name is None:
@@ -48,6 +45,11 @@ def _wanted(request, tdir):
                 continue
         names.append(name)
     return names, unknown
+
+
+def _topic_id(topic):
+    """A requested topic's id; NO_TOPIC_ID before v10, and for the zero id (kio reads it as None)."""
+    return getattr(topic, "topic_id", None) or NO_TOPIC_ID
 
 
 def _partition(p):
@@ -63,6 +65,9 @@ def _partition(p):
 def metadata(ctx, request):
     body = request.body
     tdir = directory(ctx.gateway)
+    if request.api_version < 12 and any(t.name is None or _topic_id(t) != NO_TOPIC_ID for t in body.topics or ()):
+        # Kafka's answer: every topic INVALID_REQUEST, no broker; the connection goes on
+        return error_response(METADATA, request.api_version, ErrorCode.invalid_request, body)
     names, unknown_ids = _wanted(request, tdir)
     auto_create = getattr(body, "allow_auto_topic_creation", True)
     topics = []

@@ -71,12 +71,23 @@ def test_fetch_by_the_zero_topic_id_is_unknown_topic_id(healthy):
 
 
 @pytest.mark.parametrize("topic", [dict(name=None), dict(name="fuzz-topic", topic_id=uuid.uuid4())])
-def test_metadata_before_v12_refuses_topics_by_id(healthy, topic):
-    """A null name (v10+ may carry one) or a topic id before v12 is Kafka's INVALID_REQUEST;
-    it was a response with a null name the v10/v11 layout cannot carry: no answer, the
-    connection thread dead."""
-    answer = _call(healthy, 3, 11, topics=[topic])
-    assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_request]
+def test_metadata_before_v12_answers_topics_by_id_invalid_request(healthy, topic):
+    """A null name (v10+ may carry one) or a topic id before v12: Kafka answers each topic
+    INVALID_REQUEST and the connection goes on. It was a response with a null name the
+    v10/v11 layout cannot carry: no answer, the connection thread dead."""
+    with KafkaWire(healthy.port, timeout=5) as wire:
+        answer = wire.call(_req(3, 11, topics=[topic]))
+        assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_request]
+        assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
+
+
+def test_create_topics_with_a_null_config_value_is_invalid_config(healthy):
+    """Kafka's INVALID_CONFIG; the topic was created, the null read as the default."""
+    answer = _call(healthy, 19, 7, timeout_ms=5000, topics=[dict(
+        name="null-config", num_partitions=1, replication_factor=1, configs=[dict(name="retention.ms", value=None)])])
+    assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_config]
+    meta = _call(healthy, 3, 12, topics=[dict(name="null-config")], allow_auto_topic_creation=False)
+    assert [t.error_code for t in meta.topics] == [ErrorCode.unknown_topic_or_partition]
 
 
 def test_metadata_by_the_zero_topic_id_is_unknown_topic_id(healthy):
