@@ -152,6 +152,7 @@ class Campaign:
     def __init__(self, port, timeout=5.0):
         self.port, self.timeout = port, timeout
         self.wire, self.previous, self.findings, self.sent = None, None, [], 0
+        self.slowest = []                        # the 5 slowest answers: (seconds, seed, index, (key, version))
         self.closes = collections.Counter()      # (api key, version) of requests the gateway closed the connection on
 
     def run(self, fuzzer, indexes):
@@ -165,6 +166,7 @@ class Campaign:
             self.wire, self.previous = KafkaWire(self.port, timeout=self.timeout), None
         self.sent += first_try
         asked, key = request, (request.__api_key__, request.__version__)
+        started = time.monotonic()
         try:
             self.wire.send(request)
             if key[0] == PRODUCE and request.acks == 0:
@@ -184,6 +186,7 @@ class Campaign:
             self.closes[key] += 1
             return
         self.previous = (*key, i)
+        self.slowest = sorted([*self.slowest, (time.monotonic() - started, seed, i, key)], reverse=True)[:5]
         what = self._check(asked, body)
         if what is not None:
             self.findings.append(Finding(seed, i, what, repr(request)))
@@ -316,6 +319,8 @@ def main(argv=None):
                 print(f"seed {seed}: {campaign.sent} requests, {sum(campaign.closes.values())} closes, "
                       f"{len(campaign.findings)} findings", flush=True)
                 print("   closed on (api key, version):", dict(campaign.closes))
+                print("   slowest answers (s, seed, index, (key, version)):",
+                      [(round(t, 2), *rest) for t, *rest in campaign.slowest])
                 for f in campaign.findings:
                     print("  ", f, flush=True)
             if args.closes:
