@@ -149,19 +149,43 @@ class Finding:
 class Campaign:
     """Requests through one connection to `port`, each checked (module docstring)."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=5.0, refusals=False):
         self.port, self.timeout = port, timeout
-        self.wire, self.previous, self.findings, self.sent = None, None, [], 0
+        self.observer = KafkaWire(port, timeout=timeout) if refusals else None   # looks at the state (refusals)
+        self.wire, self.previous, self.findings, self.sent, self.refusals_checked = None, None, [], 0, 0
         self.slowest = []                        # the 5 slowest answers: (seconds, seed, index, (key, version))
         self.closes = collections.Counter()      # (api key, version) of requests the gateway closed the connection on
 
     def run(self, fuzzer, indexes):
+        self.known = fuzzer.known
         for i in indexes:
             self.one(fuzzer.seed, i, fuzzer.request(i))
         self._drop()
         return self.findings
 
+    def close(self):
+        self._drop()
+        if self.observer is not None:
+            self.observer.close()
+
     def one(self, seed, i, request, first_try=True):
+        """Send `request`, check its answer; with `refusals`, a request that changes state
+        but was refused in whole (every error code set), or was only to be validated,
+        must change nothing the observer sees."""
+        watched = self.observer is not None and request.__api_key__ in MUTATING
+        before = state(self.observer, self.known) if watched else None
+        self._one(seed, i, request, first_try)
+        if watched and self.refused is not None:
+            self.refusals_checked += 1
+            after = state(self.observer, self.known)
+            if request.__api_key__ == JOIN_GROUP:     # only a new group counts: members come and go
+                before, after = before["groups"], before["groups"] | after["groups"]
+            if before != after:
+                self.findings.append(Finding(seed, i, f"refused ({self.refused}), yet changed: "
+                                                      f"{_diff(before, after)}", repr(request)))
+
+    def _one(self, seed, i, request, first_try=True):
+        self.refused = None
         if self.wire is None:
             self.wire, self.previous = KafkaWire(self.port, timeout=self.timeout), None
         self.sent += first_try
@@ -174,7 +198,7 @@ class Campaign:
                 self.wire.send(asked)
             body = self.wire.receive_raw()
         except (TimeoutError, socket.timeout):
-            self.findings.append(Finding(seed, i, f"no answer within {self.timeout}s", repr(request)))
+            self.findings.append(Finding(seed, i, self._late(started), repr(request)))
             return self._drop()
         except ConnectionError:                  # BrokenPipeError, ConnectionResetError
             body = None
@@ -182,15 +206,27 @@ class Campaign:
             self._drop()
             if self.previous is not None and first_try and asked is request:   # closed after the previous answer
                 self.closes[self.previous[:2]] += 1
-                return self.one(seed, i, request, first_try=False)
+                return self._one(seed, i, request, first_try=False)
             self.closes[key] += 1
             return
         self.previous = (*key, i)
         self.slowest = sorted([*self.slowest, (time.monotonic() - started, seed, i, key)], reverse=True)[:5]
-        what = self._check(asked, body)
+        what, response = self._check(asked, body)
+        if what is None and asked is request:
+            self.refused = refusal(request, response)
         if what is not None:
             self.findings.append(Finding(seed, i, what, repr(request)))
             self._drop()
+
+    def _late(self, started, patience=30.0):
+        """What became of an answer not there within the timeout: late (by how much), or never."""
+        self.wire.sock.settimeout(patience)
+        try:
+            late = self.wire.receive_raw() is not None
+        except (OSError, socket.timeout):
+            late = False
+        took = time.monotonic() - started
+        return f"answered only after {took:.1f}s" if late else f"no answer within {took:.0f}s"
 
     def _check(self, request, body):
         cls = kio.index.load_response_schema(request.__api_key__, request.__version__)
@@ -199,19 +235,76 @@ class Campaign:
             response, m = kio.serial.entity_reader(cls)(body, n)
         except Exception as e:
             if request.__api_key__ == DESCRIBE_TRANSACTIONS and "negative timestamp" in str(e):
-                return None     # Kafka's -1 start time of a transaction with none ongoing: kio cannot read it
-            return f"answer does not decode as {cls.__name__} v{request.__version__}: {type(e).__name__}: {e}"
+                return None, None    # Kafka's -1 start time of a transaction with none ongoing: kio cannot read it
+            return f"answer does not decode as {cls.__name__} v{request.__version__}: {type(e).__name__}: {e}", None
         if header.correlation_id != self.wire._cid or n + m != len(body):
-            return f"answer framing: correlation id {header.correlation_id} (sent {self.wire._cid}), " \
-                   f"{len(body) - n - m} bytes left over"
+            return (f"answer framing: correlation id {header.correlation_id} (sent {self.wire._cid}), "
+                    f"{len(body) - n - m} bytes left over"), None
         if unknown_server_error(response):
-            return f"UNKNOWN_SERVER_ERROR in {str(response)[:400]}"
-        return None
+            return f"UNKNOWN_SERVER_ERROR in {str(response)[:400]}", response
+        return None, response
 
     def _drop(self):
         if self.wire is not None:
             self.wire.close()
             self.wire = None
+
+
+# Requests that change state (JoinGroup: a group), and the error a refusal may still carry
+# while it changes something (KIP-394: the member id a new member must rejoin with)
+MUTATING = {8, 11, 19, 20, 21, 28, 33, 37, 42, 44, 47}
+JOIN_GROUP, MEMBER_ID_REQUIRED = 11, 79
+
+
+def refusal(request, response):
+    """Why `request` must have changed nothing: "validate_only", its error codes when
+    every one is set, or None."""
+    if getattr(request, "validate_only", False):
+        return "validate_only"
+    codes = error_codes(response) if response is not None else []
+    if codes and all(codes) and MEMBER_ID_REQUIRED not in codes:
+        return ",".join(sorted({ErrorCode(c).name for c in codes}))
+    return None
+
+
+def error_codes(entity):
+    out = []
+    for f in dataclasses.fields(entity):
+        v = getattr(entity, f.name)
+        if f.name == "error_code":
+            out.append(int(v))
+        for x in v if isinstance(v, tuple) else (v,):
+            if dataclasses.is_dataclass(x):
+                out += error_codes(x)
+    return out
+
+
+def state(wire, known):
+    """What the observer sees: topics (id, partitions), groups, the known topic's configs
+    and log start offsets, the known group's committed offsets."""
+    topics = wire.call(_req(3, 12, topics=None, allow_auto_topic_creation=False)).topics
+    configs = wire.call(_req(32, 4, include_synonyms=False, include_documentation=False, resources=[
+        dict(resource_type=2, resource_name=known.topic, configuration_keys=None)])).results
+    starts = wire.call(_req(2, 7, replica_id=-1, isolation_level=0, topics=[dict(name=known.topic, partitions=[
+        dict(partition_index=p, timestamp=-2) for p in range(3)])])).topics
+    return dict(topics={t.name: (t.topic_id, len(t.partitions)) for t in topics},
+                groups={g.group_id for g in wire.call(_req(16, 4, states_filter=[])).groups},
+                configs={(c.name, c.value) for r in configs for c in r.configs},
+                log_start={(p.partition_index, p.offset) for t in starts for p in t.partitions},
+                offsets=str(wire.call(_req(9, 8, require_stable=False, groups=[dict(group_id=known.group,
+                                                                                    topics=None)])).groups))
+
+
+def _diff(before, after):
+    if not isinstance(before, dict):
+        return f"new groups {after - before}"
+    return {k: (before[k], after[k]) if not isinstance(before[k], (set, dict)) else
+            (f"lost {_minus(before[k], after[k])}", f"got {_minus(after[k], before[k])}")
+            for k in before if before[k] != after[k]}
+
+
+def _minus(a, b):
+    return {k: a[k] for k in a if b.get(k) != a[k]} if isinstance(a, dict) else a - b
 
 
 def unknown_server_error(entity):
@@ -302,6 +395,7 @@ def main(argv=None):
     p.add_argument("--requests", type=int, default=2000, help="per seed")
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--closes", action="store_true", help="print the gateways' lines on the connections they closed")
+    p.add_argument("--refusals", action="store_true", help="check that refused requests change nothing (slower)")
     p.add_argument("--only", type=int, nargs="*", help="api keys to fuzz (default: all)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kafka-fuzz-") as tmp:
@@ -311,13 +405,14 @@ def main(argv=None):
             keys = [kv for kv in served() if not args.only or kv[0] in args.only]
             total, started = 0, time.monotonic()
             for seed in args.seeds:
-                campaign = Campaign(broker.port, args.timeout)
+                campaign = Campaign(broker.port, args.timeout, refusals=args.refusals)
                 for start in range(0, args.requests, 500):
                     known = set_up(broker)        # the topic may have been deleted: back, with its new id
                     campaign.run(Fuzzer(seed, known, keys), range(start, min(start + 500, args.requests)))
+                campaign.close()
                 total += campaign.sent
                 print(f"seed {seed}: {campaign.sent} requests, {sum(campaign.closes.values())} closes, "
-                      f"{len(campaign.findings)} findings", flush=True)
+                      f"{campaign.refusals_checked} refusals checked, {len(campaign.findings)} findings", flush=True)
                 print("   closed on (api key, version):", dict(campaign.closes))
                 print("   slowest answers (s, seed, index, (key, version)):",
                       [(round(t, 2), *rest) for t, *rest in campaign.slowest])
