@@ -3,11 +3,14 @@
 `Fuzzer(seed, known).request(i)` is the i-th request of a seeded run: an API key and
 version the gateway serves (apis.table()), and a kio request entity of that version
 whose every field is drawn from edge cases of its Kafka type (ints 0, -1, -2, -3, min,
-max, small; strings "", the known topic and group, 250+ characters, "..", "a/b",
-unicode, config names and values, the field's own name; arrays empty, one, a few, now and then a few hundred; uuids
-zero, random, the known topic's id; records null, empty, garbage, a valid batch, a
-valid batch with a byte flipped). Each request has a Random of its own (seed, i), so
-one failure is reproduced from its seed and index alone.
+max, small, the known generation and producer id; strings "", the known topic, group
+and member id, 250+ characters, "..", "a/b", unicode, config names and values, the
+field's own name; arrays empty, one, a few, now and then a few hundred; uuids zero,
+random, the known topic's id; records null, empty, garbage, a valid batch, an
+idempotent one, one with a byte flipped, two batches, one with a header field odd and
+its CRC right). Each request has a Random of its own (seed, i), so one failure is
+reproduced from its seed and index, in a run of that seed from its start (the known
+values change as the campaign learns them: Known.learn).
 
 `Campaign` sends such requests through one connection (reconnecting when the gateway
 closes it) and checks each: answered within `timeout`, the answer decodes with kio as
@@ -26,6 +29,7 @@ import dataclasses
 import datetime
 import random
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -38,9 +42,11 @@ import kio.serial
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
 from kio.schema.errors import ErrorCode
 
+from odradek.client.records import layout
 from odradek.daemon.gateway import apis
 from odradek.daemon.gateway.codec import build
 from support.gateway import KafkaWire
+from support.records import bitwise_crc32c, make_batch
 
 __all__ = ["Known", "Fuzzer", "Campaign", "Finding", "served", "set_up", "health"]
 
@@ -62,6 +68,19 @@ class Known:
     producer_epoch: int
     batch: bytes
     idempotent_batch: bytes
+    transactional_id: str = "fuzz-txn"
+
+    def learn(self, request, response):
+        """Take the member id and generation a JoinGroup gave, the producer id and epoch
+        an InitProducerId gave: the next requests may use them (a campaign's run of a
+        seed is still the same run each time, the broker answering the same)."""
+        if request.__api_key__ == JOIN_GROUP and response.member_id and \
+                response.error_code in (ErrorCode.none, ErrorCode.member_id_required):
+            self.group, self.member_id = request.group_id, response.member_id
+            self.generation = response.generation_id if response.generation_id >= 0 else self.generation
+        elif request.__api_key__ == INIT_PRODUCER_ID and response.error_code == ErrorCode.none:
+            self.producer_id, self.producer_epoch = response.producer_id, response.producer_epoch
+            self.transactional_id = request.transactional_id or self.transactional_id
 
 
 def served(table=None):
@@ -78,6 +97,7 @@ class Fuzzer:
         """The i-th request of this seed: a kio request entity."""
         self.rng = random.Random(f"{self.seed}-{i}")
         self.big = 1                 # arrays of a few hundred entries left in this request
+        self.plausible = self.rng.random() < 0.4    # most fields as a client would fill them
         key, version = self.rng.choice(self.keys)
         return self.entity(kio.index.load_request_schema(key, version))
 
@@ -97,7 +117,23 @@ class Fuzzer:
             return tuple(self.value(element, kafka_type, name) for _ in range(self.length()))
         if dataclasses.is_dataclass(hint):
             return self.entity(hint)
+        if self.plausible and self.rng.random() < 0.8:
+            for part, choices in self.likely():
+                if part in name and kafka_type in ("string", "int16", "int32", "int64", "timedelta_i32"):
+                    v = self.rng.choice(choices)
+                    return datetime.timedelta(milliseconds=v) if kafka_type == "timedelta_i32" else v
         return self.primitive(kafka_type, name)
+
+    def likely(self):
+        """(a part of a field's name, values a client would send in it) for plausible
+        requests: they get past the first checks, to the ones behind them."""
+        k = self.known
+        return [("topic", [k.topic]), ("group_id", [k.group]), ("member_id", [k.member_id]),
+                ("transactional_id", [k.transactional_id]), ("producer_id", [k.producer_id]),
+                ("producer_epoch", [k.producer_epoch]), ("generation", [k.generation]),
+                ("protocol_type", ["consumer"]), ("partition", [0, 1, 2]), ("offset", [0, 1, 2]),
+                ("session_timeout", [6000]), ("timeout", [1000]), ("acks", [-1, 1]), ("name", [k.topic, "range", "retention.ms"]),
+                ("key", [k.group, k.topic])]
 
     def length(self):
         r = self.rng.random()
@@ -131,8 +167,28 @@ class Fuzzer:
             flipped = bytearray(known.batch)
             flipped[rng.randrange(len(flipped))] ^= 0xFF
             return rng.choice([b"", rng.randbytes(rng.randint(1, 80)), known.batch, known.batch, known.idempotent_batch,
-                               bytes(flipped)])
+                               bytes(flipped), known.batch + known.idempotent_batch, self.hostile_batch()])
         raise ValueError(f"no values for kafka type {kafka_type} ({name})")
+
+    def hostile_batch(self):
+        """The known idempotent batch with one header field at an edge value of its type
+        and its CRC made right again: a batch that reads well and says something odd."""
+        offset, fmt = self.rng.choice(_BATCH_FIELDS)
+        bits = struct.calcsize(fmt) * 8
+        value = self.rng.choice([0, -1, -2, 1, -(1 << bits - 1), (1 << bits - 1) - 1, self.rng.randint(0, 100)])
+        batch = bytearray(self.known.idempotent_batch)
+        struct.pack_into(">" + fmt, batch, offset, value)
+        struct.pack_into(">I", batch, layout.CRC_OFFSET, bitwise_crc32c(batch[layout.ATTRIBUTES_OFFSET:]))
+        return bytes(batch)
+
+
+# the batch header's fields a hostile batch may change (offset, struct format)
+_BATCH_FIELDS = [(layout.BASE_OFFSET_OFFSET, "q"), (layout.BATCH_LENGTH_OFFSET, "i"),
+                 (layout.PARTITION_LEADER_EPOCH_OFFSET, "i"), (layout.MAGIC_OFFSET, "b"),
+                 (layout.ATTRIBUTES_OFFSET, "h"), (layout.LAST_OFFSET_DELTA_OFFSET, "i"),
+                 (layout.BASE_TIMESTAMP_OFFSET, "q"), (layout.MAX_TIMESTAMP_OFFSET, "q"),
+                 (layout.PRODUCER_ID_OFFSET, "q"), (layout.PRODUCER_EPOCH_OFFSET, "h"),
+                 (layout.BASE_SEQUENCE_OFFSET, "i"), (layout.RECORDS_COUNT_OFFSET, "i")]
 
 
 @dataclasses.dataclass
@@ -153,6 +209,7 @@ class Campaign:
         self.port, self.timeout = port, timeout
         self.observer = KafkaWire(port, timeout=timeout) if refusals else None   # looks at the state (refusals)
         self.wire, self.previous, self.findings, self.sent, self.refusals_checked = None, None, [], 0, 0
+        self.served = collections.Counter()      # api key: answers without an error code (reached the end)
         self.slowest = []                        # the 5 slowest answers: (seconds, seed, index, (key, version))
         self.closes = collections.Counter()      # (api key, version) of requests the gateway closed the connection on
 
@@ -214,6 +271,9 @@ class Campaign:
         what, response = self._check(asked, body)
         if what is None and asked is request:
             self.refused = refusal(request, response)
+            self.served[key[0]] += response is not None and not any(error_codes(response))
+            if response is not None:
+                self.known.learn(request, response)
         if what is not None:
             self.findings.append(Finding(seed, i, what, repr(request)))
             self._drop()
@@ -253,7 +313,7 @@ class Campaign:
 # Requests that change state (JoinGroup: a group), and the error a refusal may still carry
 # while it changes something (KIP-394: the member id a new member must rejoin with)
 MUTATING = {8, 11, 19, 20, 21, 28, 33, 37, 42, 44, 47}
-JOIN_GROUP, MEMBER_ID_REQUIRED = 11, 79
+JOIN_GROUP, INIT_PRODUCER_ID, MEMBER_ID_REQUIRED = 11, 22, 79
 
 
 def refusal(request, response):
@@ -323,7 +383,6 @@ def set_up(broker, topic="fuzz-topic", group="fuzz-group", partitions=3):
     """Known values on `broker` (a listener_broker), made over the wire: the topic (created
     if missing) with a record in it, the group with a committed offset and a member (its
     session a few seconds long), an idempotent producer."""
-    from support.records import make_batch
     batch = make_batch([b"fuzz"])
     with KafkaWire(broker.port) as wire:
         wire.call(_req(19, 7, topics=[dict(name=topic, num_partitions=partitions, replication_factor=1)],
@@ -414,6 +473,7 @@ def main(argv=None):
                 print(f"seed {seed}: {campaign.sent} requests, {sum(campaign.closes.values())} closes, "
                       f"{campaign.refusals_checked} refusals checked, {len(campaign.findings)} findings", flush=True)
                 print("   closed on (api key, version):", dict(campaign.closes))
+                print("   answers without an error, by api key:", dict(sorted(campaign.served.items())))
                 print("   slowest answers (s, seed, index, (key, version)):",
                       [(round(t, 2), *rest) for t, *rest in campaign.slowest])
                 for f in campaign.findings:
