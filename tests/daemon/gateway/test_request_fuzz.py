@@ -15,6 +15,7 @@ from support.kafka_fuzz import Campaign, Fuzzer, _req, health, set_up
 
 SEEDS = [11, 12, 13]
 REQUESTS_PER_SEED = 500
+ANSWER_S = 10.0     # "a hang": no answer in that time (the campaign by hand uses 5 s)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,16 @@ def healthy(broker):
     assert health(broker) == []
 
 
-def _bystander(port, stop, failures):
+def _bystander(port, topic, stop, answered, failures):
+    """Another client: ApiVersions (the gateway alone) and Metadata (the broker behind it)
+    in turn, until `stop`, each to be answered within a few seconds."""
     with KafkaWire(port, timeout=5) as wire:
         while not stop.wait(0.05):
             try:
                 assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
+                meta = wire.call(_req(3, 12, topics=[dict(name=topic)], allow_auto_topic_creation=False))
+                assert [t.name for t in meta.topics] == [topic]
+                answered.append(True)
             except Exception as e:       # reported in the test's thread
                 failures.append(e)
                 return
@@ -44,17 +50,24 @@ def _bystander(port, stop, failures):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_hostile_requests_are_answered_and_break_nothing(healthy, seed):
+    """REQUESTS_PER_SEED requests of a seed; the last seed also checks that a refused
+    state-changing request changed nothing (Campaign's refusals)."""
     known = set_up(healthy)
-    stop, failures = threading.Event(), []
-    other = threading.Thread(target=_bystander, args=(healthy.port, stop, failures), daemon=True)
+    stop, answered, failures = threading.Event(), [], []
+    other = threading.Thread(target=_bystander, args=(healthy.port, known.topic, stop, answered, failures),
+                             daemon=True)
     other.start()
+    campaign = Campaign(healthy.port, timeout=ANSWER_S, refusals=seed == SEEDS[-1])
     try:
-        findings = Campaign(healthy.port, timeout=5.0).run(Fuzzer(seed, known), range(REQUESTS_PER_SEED))
+        findings = campaign.run(Fuzzer(seed, known), range(REQUESTS_PER_SEED))
     finally:
+        campaign.close()
         stop.set()
         other.join(10)
     assert not findings, "\n".join(map(str, findings))
+    assert campaign.sent == REQUESTS_PER_SEED and sum(campaign.served.values()) > REQUESTS_PER_SEED // 10
     assert not failures, f"the other client was not answered: {failures}"
+    assert answered
 
 
 def _call(broker, key, version, **values):
