@@ -49,7 +49,7 @@ from odradek.daemon.gateway.codec import ErrorCode, build, encode_response, resp
 from odradek.daemon.gateway.error_codes import kafka_code
 from odradek.daemon.gateway.fetch_views import known_log_start, views
 from odradek.daemon.gateway.gateway_state import per_gateway
-from odradek.daemon.gateway.produce_rings import Attachments
+from odradek.daemon.gateway.produce_rings import GONE, Attachments
 from odradek.daemon.gateway.topics import directory
 
 __all__ = ["APIS"]
@@ -318,8 +318,8 @@ def _submit(ctx, part, topic, records, acks, version, transactional_id, deadline
 def _complete(gateway, part, topic, deadline):
     """Wait for the leader's completion of the partition's batch."""
     done = part.att.wait(part.tag, deadline)
-    if done is None:
-        part.error = ErrorCode.request_timed_out
+    if done is None or done is GONE:     # GONE: the partition was deleted under the attachment
+        part.error = ErrorCode.request_timed_out if done is None else ErrorCode.unknown_topic_or_partition
         part.owner.release(part.att, broken=True)   # the next request attaches anew
         part.att = None
         return

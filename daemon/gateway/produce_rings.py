@@ -19,7 +19,11 @@ producer id share one per (partition, acks) per gateway process. Several connect
 threads may then write one ring (a lock makes them one writer) and wait on one
 completion ring: whichever waiter holds the reader role reads every completion and
 hands each to the thread waiting for its tag (a Condition), sleeping on our doorbell,
-which the leader rings after it writes completions: no polling.
+which the leader rings after it writes completions: no polling. A partition deleted under
+an attachment never completes its batches (the broker drops the attachment): a reader
+that waited GONE_CHECK_S asks the broker whether the topic (by id) and partition still
+exist, and if not the batch is answered UNKNOWN_TOPIC_OR_PARTITION and the attachment
+dropped, instead of the request waiting out its timeout.
 
 What they cost, and the cap (RingBudget): each RingAttachment holds 8 fds in the gateway
 (its control connection, its three memfds, and one per mapping: Python's mmap keeps a
@@ -47,16 +51,20 @@ import time
 from collections import OrderedDict
 
 from odradek.client._liveness import Liveness, connect_again
-from odradek.client.errors import NotEnoughReplicas, RingFull
+from odradek.client.errors import NotEnoughReplicas, OdradekError, RingFull
+from odradek.client.protocol import messages as m
 from odradek.client.producer import attach_rings
 from odradek.client.shm import Doorbell, Ring
 from odradek.daemon.gateway.client_log import LogSource
 from odradek.daemon.gateway.gateway_state import per_gateway
 
-__all__ = ["RingAttachment", "Attachments", "RingBudget", "ring_budget", "RING_BYTES", "DEFAULT_MAX_PRODUCE_RINGS"]
+__all__ = ["RingAttachment", "Attachments", "RingBudget", "ring_budget", "RING_BYTES", "DEFAULT_MAX_PRODUCE_RINGS",
+           "GONE"]
 
 RING_BYTES = 4 << 20          # produce ring: batches up to 2 MiB (half of it; Kafka's default limit is 1 MiB)
 COMPLETION_RING_BYTES = 256 << 10
+GONE_CHECK_S = 0.25           # a wait for a completion this long asks whether the partition still exists
+GONE = object()               # wait(): the partition was deleted
 ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_NOT_AVAILABLE
 MAX_ATTACHMENTS = 256         # per Attachments (a connection's own; the gateway's shared ones)
 DEFAULT_MAX_PRODUCE_RINGS = 1024   # RingAttachments per gateway process in all (listener.max.produce.rings)
@@ -84,6 +92,7 @@ class RingAttachment:
             self.doorbell, fd = Doorbell.create()
             self._fds.append(fd)
             max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S if deadline is None else deadline)
+            self.topic_id = self._topic_id()
         except BaseException:
             self.close()
             raise
@@ -96,6 +105,7 @@ class RingAttachment:
         self._next_tag = 0
         self._liveness = Liveness()
         self.broken = False
+        self.gone = False           # the partition was deleted (see wait)
 
     def _attach(self, deadline):
         max_batch, leader = attach_rings(self._client, self.topic, self.partition, self.acks, self.producer_id,
@@ -129,8 +139,13 @@ class RingAttachment:
         leader.ring()   # take what waited in the ring meanwhile
 
     def wait(self, tag, deadline):
-        """The Completion of `tag`, or None at `deadline` (time.monotonic())."""
+        """The Completion of `tag`, or None at `deadline` (time.monotonic()), or GONE once
+        the partition is found deleted: its leader is gone for good and the broker has
+        dropped our attachment, so nothing will complete. The reader looks (a Metadata
+        round trip) after each GONE_CHECK_S without a completion: a wait that long is rare
+        but for a deleted partition, which would otherwise hold the request to its timeout."""
         reader = False
+        checked = time.monotonic()
         try:
             while True:
                 with self._cond:
@@ -138,9 +153,9 @@ class RingAttachment:
                     if done is not None:
                         return done
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or self.gone:
                         self._abandoned.add(tag)
-                        return None
+                        return GONE if self.gone else None
                     if not reader:
                         if self._reading:
                             self._cond.wait(left)
@@ -148,14 +163,29 @@ class RingAttachment:
                         self._reading = reader = True
                 seen = self.doorbell.value
                 if not self._read_completions():
-                    # no look at the broker from here: submit() does, under the write lock,
-                    # which a writer waiting for ring space may hold until its deadline
-                    self.doorbell.wait(seen, left)
+                    # no look at the broker's liveness from here: submit() does, under the
+                    # write lock, which a writer waiting for ring space may hold until its deadline
+                    self.doorbell.wait(seen, min(left, GONE_CHECK_S))
+                    if time.monotonic() - checked >= GONE_CHECK_S and not self._read_completions():
+                        checked = time.monotonic()
+                        self.gone = self._topic_id() != self.topic_id
         finally:
             if reader:
                 with self._cond:
                     self._reading = False
                     self._cond.notify_all()
+
+    def _topic_id(self):
+        """The broker's id of our topic now; None if it or our partition does not exist
+        (the id it had when we attached, as far as we know, if the broker cannot say)."""
+        try:
+            res = self._links.ask(m.MetadataRequest(topics=[self.topic]))
+        except (OdradekError, OSError):
+            return getattr(self, "topic_id", None)
+        for t in res.topics:
+            if t.name == self.topic and not t.error_code and 0 <= self.partition < len(t.partitions):
+                return t.topic_id
+        return None
 
     def completed(self, tag):
         """Whether the completion of `tag` is here (reading the completion ring unless a

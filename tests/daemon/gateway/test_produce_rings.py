@@ -145,3 +145,21 @@ def test_refusals_are_one_line_per_window_that_counts_them(caplog):
     assert len(lines) == 2, lines
     assert "all 3 of listener.max.produce.rings" in lines[0] and "1 new attachments refused" in lines[0]
     assert "50 new attachments refused" in lines[1] and "t-99, producer id 8" in lines[1]
+
+
+def test_a_wait_on_a_deleted_partition_ends_gone_not_at_its_deadline(links):
+    """The broker drops the attachments of a deleted partition and nothing completes their
+    batches: a waiter asks after GONE_CHECK_S and stops (it waited to its deadline)."""
+    with Admin(links.path) as admin:
+        admin.create_topic("doomed", num_partitions=1)
+        atts = Attachments(links)
+        att = atts.acquire("doomed", 0, 1, -1, -1)
+        assert att.wait(att.submit(batch(b"before"), 5), time.monotonic() + 10).error_code == 0
+        admin.delete_topic("doomed")
+    started = time.monotonic()
+    assert att.wait(att.submit(batch(b"after"), 5), started + 5) is produce_rings.GONE
+    assert time.monotonic() - started < 2
+    atts.release(att, broken=True)
+    with pytest.raises(UnknownTopicOrPartition):
+        atts.acquire("doomed", 0, 1, -1, -1)
+    atts.close()

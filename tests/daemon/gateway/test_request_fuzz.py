@@ -3,6 +3,7 @@ every one answered (or its connection closed) with an answer that decodes, no ga
 bug, no restart, and another client answered throughout. Then the defects such requests
 found, one regression test each."""
 import threading
+import time
 import uuid
 
 import pytest
@@ -11,7 +12,9 @@ from kio.schema.errors import ErrorCode
 
 from support.broker import stop_cleanly
 from support.gateway import KafkaWire, listener_broker
-from support.kafka_fuzz import Campaign, Fuzzer, _req, health, set_up
+from support.records import make_batch
+from support.kafka_fuzz import Fuzzer, kio_request
+from support.kafka_fuzz_campaign import Campaign, health, set_up
 
 SEEDS = [11, 12, 13]
 REQUESTS_PER_SEED = 500
@@ -40,7 +43,7 @@ def _bystander(port, topic, stop, answered, failures):
         while not stop.wait(0.05):
             try:
                 assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
-                meta = wire.call(_req(3, 12, topics=[dict(name=topic)], allow_auto_topic_creation=False))
+                meta = wire.call(kio_request(3, 12, topics=[dict(name=topic)], allow_auto_topic_creation=False))
                 assert [t.name for t in meta.topics] == [topic]
                 answered.append(True)
             except Exception as e:       # reported in the test's thread
@@ -72,7 +75,7 @@ def test_hostile_requests_are_answered_and_break_nothing(healthy, seed):
 
 def _call(broker, key, version, **values):
     with KafkaWire(broker.port, timeout=5) as wire:
-        return wire.call(_req(key, version, **values))
+        return wire.call(kio_request(key, version, **values))
 
 
 def test_fetch_by_the_zero_topic_id_is_unknown_topic_id(healthy):
@@ -89,7 +92,7 @@ def test_metadata_before_v12_answers_topics_by_id_invalid_request(healthy, topic
     INVALID_REQUEST and the connection goes on. It was a response with a null name the
     v10/v11 layout cannot carry: no answer, the connection thread dead."""
     with KafkaWire(healthy.port, timeout=5) as wire:
-        answer = wire.call(_req(3, 11, topics=[topic]))
+        answer = wire.call(kio_request(3, 11, topics=[topic]))
         assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_request]
         assert wire.call(ApiVersionsV0()).error_code == ErrorCode.none
 
@@ -113,3 +116,20 @@ def test_describe_transactions_of_an_unknown_id_decodes(healthy):
     kio cannot read a negative timestamp."""
     answer = _call(healthy, 65, 0, transactional_ids=["no-such-txn"])
     assert [t.error_code for t in answer.transaction_states] == [ErrorCode.transactional_id_not_found]
+
+
+def test_produce_to_a_deleted_topic_is_unknown_at_once_not_at_its_timeout(healthy):
+    """The gateway's ring to the deleted partition never completed: REQUEST_TIMED_OUT after
+    the request's whole timeout (30 s for Kafka's clients), on every connection."""
+    batch = make_batch([b"doomed"])
+    produce = kio_request(0, 9, acks=-1, timeout=5000, topic_data=[
+        dict(name="doomed", partition_data=[dict(index=0, records=batch)])])
+    with KafkaWire(healthy.port, timeout=10) as wire:
+        wire.call(kio_request(19, 7, timeout_ms=5000, topics=[dict(name="doomed", num_partitions=1,
+                                                                   replication_factor=1)]))
+        assert wire.call(produce).responses[0].partition_responses[0].error_code == ErrorCode.none
+        wire.call(kio_request(20, 6, timeout=5000, topics=[dict(name="doomed", topic_id=None)]))
+        started = time.monotonic()
+        answer = wire.call(produce)
+        assert answer.responses[0].partition_responses[0].error_code == ErrorCode.unknown_topic_or_partition
+        assert time.monotonic() - started < 2.5
