@@ -10,7 +10,8 @@ import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
 from kio.schema.errors import ErrorCode
 
-from support.broker import stop_cleanly
+from odradek.client.admin import Admin
+from support.broker import stop_cleanly, wait_until
 from support.gateway import KafkaWire, listener_broker
 from support.records import make_batch
 from support.kafka_fuzz import Fuzzer, kio_request
@@ -129,6 +130,9 @@ def test_produce_to_a_deleted_topic_is_unknown_at_once_not_at_its_timeout(health
                                                                    replication_factor=1)]))
         assert wire.call(produce).responses[0].partition_responses[0].error_code == ErrorCode.none
         wire.call(kio_request(20, 6, timeout=5000, topics=[dict(name="doomed", topic_id=None)]))
+        with Admin(healthy.socket_path) as admin:     # its worker may complete a batch until it exits
+            wait_until(lambda: not [w for w in admin.status().workers if w.topic == "doomed"], 10,
+                       what="the deleted partition's worker to exit")
         started = time.monotonic()
         answer = wire.call(produce)
         assert answer.responses[0].partition_responses[0].error_code == ErrorCode.unknown_topic_or_partition
