@@ -79,8 +79,9 @@ class Campaign:
         if watched and self.refused is not None:
             self.refusals_checked += 1
             after = state(self.observer, self.known)
-            if request.__api_key__ == JOIN_GROUP:     # only a new group counts: members come and go
-                before, after = before["groups"], before["groups"] | after["groups"]
+            after["groups"] |= before["groups"]       # only a new group counts: empty ones may go meanwhile
+            if request.__api_key__ == JOIN_GROUP:     # and only that, for a JoinGroup: members come and go
+                before, after = before["groups"], after["groups"]
             if before != after:
                 self.findings.append(Finding(seed, i, f"refused ({self.refused}), yet changed: "
                                                       f"{_diff(before, after)}", repr(request)))
