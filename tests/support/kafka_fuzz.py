@@ -38,6 +38,7 @@ __all__ = ["Known", "Fuzzer", "served", "kio_request", "MAX_TIMEOUT_MS", "JOIN_G
 MAX_TIMEOUT_MS = 1500
 JOIN_GROUP, INIT_PRODUCER_ID = 11, 22
 _BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
+_LIKELY_TYPES = {"string", "int16", "int32", "int64", "timedelta_i32", "timedelta_i64"}   # Fuzzer.likely's
 
 
 @dataclasses.dataclass
@@ -104,9 +105,9 @@ class Fuzzer:
             return self.entity(hint)
         if self.plausible and self.rng.random() < 0.8:
             for part, choices in self.likely():
-                if part in name and kafka_type in ("string", "int16", "int32", "int64", "timedelta_i32"):
-                    v = self.rng.choice(choices)
-                    return datetime.timedelta(milliseconds=v) if kafka_type == "timedelta_i32" else v
+                v = self.rng.choice(choices)
+                if part in name and kafka_type in _LIKELY_TYPES and isinstance(v, str) == (kafka_type == "string"):
+                    return datetime.timedelta(milliseconds=v) if kafka_type.startswith("timedelta") else v
         return self.primitive(kafka_type, name)
 
     def likely(self):
@@ -117,8 +118,8 @@ class Fuzzer:
                 ("transactional_id", [k.transactional_id]), ("producer_id", [k.producer_id]),
                 ("producer_epoch", [k.producer_epoch]), ("generation", [k.generation]),
                 ("protocol_type", ["consumer"]), ("partition", [0, 1, 2]), ("offset", [0, 1, 2]),
-                ("session_timeout", [6000]), ("timeout", [1000]), ("acks", [-1, 1]), ("name", [k.topic, "range", "retention.ms"]),
-                ("key", [k.group, k.topic])]
+                ("session_timeout", [6000]), ("timeout", [1000]), ("acks", [-1, 1]),
+                ("name", [k.topic, "range", "retention.ms"]), ("key", [k.group, k.topic])]
 
     def length(self):
         r = self.rng.random()
