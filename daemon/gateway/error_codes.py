@@ -8,7 +8,7 @@ from odradek.client.errors import OdradekError
 
 __all__ = ["kafka_code", "error_fields"]
 
-_KNOWN = {e.value for e in ErrorCode}
+_BY_CODE = {e.value: e for e in ErrorCode}   # a dict lookup: ErrorCode(code) costs ~1 us a call
 
 
 def kafka_code(error):
@@ -16,7 +16,7 @@ def kafka_code(error):
     if error is None:
         return ErrorCode.none
     code = error.code if isinstance(error, OdradekError) else int(error)
-    return ErrorCode(code) if code in _KNOWN else ErrorCode.unknown_server_error
+    return _BY_CODE.get(code, ErrorCode.unknown_server_error)
 
 
 def error_fields(error, message=None):

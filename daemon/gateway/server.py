@@ -48,7 +48,12 @@ gateway's start is one line with its pid and address (__main__.py).
 
 The listening socket may be shared by several gateway processes (listener.processes,
 the broker binds it and passes it on): each polls it and accepts without blocking, so a
-connection taken by a sibling costs nothing and stop() never waits on accept.
+connection taken by a sibling costs nothing and stop() never waits on accept. A new
+connection goes to the process with the fewest open, as Kafka's acceptor deals them out
+to its network threads: a process with more open than a sibling leaves the sibling
+ACCEPT_DEFER_S to take it, and takes it itself if it is still waiting then. So a
+producer's and a consumer's connections run in different processes, in parallel,
+instead of taking turns in one interpreter (Python runs one thread at a time).
 """
 import collections
 import logging
@@ -82,6 +87,7 @@ _SIZE = struct.Struct(">i")
 PIPELINE_MAX = 8              # started requests of a connection waiting for their answers
 PIPELINE_FRAME_MAX = 1 << 20  # a larger request is not started while others wait (memory held)
 _TIMEVAL = struct.Struct("ll")
+ACCEPT_DEFER_S = 0.01         # a busier process's wait before it takes a new connection (serve_forever)
 
 
 class Gateway:
@@ -121,6 +127,8 @@ class Gateway:
                 poller.poll()
                 if self.stopping.is_set():
                     break
+                if self._busier_than_a_sibling() and self.stopping.wait(ACCEPT_DEFER_S):
+                    break
                 try:
                     sock, peer = self.sock.accept()   # one per wake-up: siblings get their share
                 except BlockingIOError:
@@ -132,6 +140,11 @@ class Gateway:
                 self._take(sock, peer)
         finally:
             self._close_all()
+
+    def _busier_than_a_sibling(self):
+        """Whether another process of the listener has fewer connections open than this one."""
+        counts = self.counters.open_counts()
+        return len(counts) > 1 and counts[self.slot] > min(counts)
 
     def _take(self, sock, peer):
         sock.setblocking(True)

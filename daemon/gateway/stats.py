@@ -7,7 +7,9 @@ started (max.connections, the peer uid check). Every change is made under an exc
 lockf() of the memfd, so a process taking a connection sees every sibling's open count
 and max.connections holds for the listener as a whole, however the kernel spreads the
 connections among the processes. The broker reads the slots for Status and zeroes one
-when it starts that process again (a process that died kept no connection).
+when it starts that process again (a process that died kept no connection). The
+processes also read each other's open counts to spread new connections (server.py,
+Gateway.serve_forever).
 """
 import contextlib
 import fcntl
@@ -37,6 +39,11 @@ class Counters:
     def read(self, slot):
         """(open, accepted, refused) of process `slot`."""
         return SLOT.unpack_from(self._map, slot * SLOT.size)
+
+    def open_counts(self):
+        """The connections open now in each slot, read without the lock: a moment's
+        picture for spreading new connections (server.py), not for max.connections."""
+        return [self.read(i)[0] for i in range(self.slots)]
 
     def reset(self, slot):
         with self._locked():
