@@ -78,10 +78,10 @@ class FetchSessions:
     def resolve(self, session_id, epoch):
         """(session or None, incremental, error code): what a request's session fields
         mean (the module docstring). A new session is empty: the caller fills it."""
+        if session_id == 0 and epoch == -1:      # the usual fetch without a session: no lock
+            return None, False, ErrorCode.none
         with self._lock:
             if session_id == 0:
-                if epoch == -1:
-                    return None, False, ErrorCode.none
                 if epoch != 0:
                     return None, False, ErrorCode.invalid_fetch_session_epoch
                 return self._open(), False, ErrorCode.none

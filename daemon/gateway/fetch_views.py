@@ -102,7 +102,7 @@ class PartitionView:
         offset at or above `upper`, at most `max_bytes` long unless the first batch alone
         is longer and `at_least_one` (KIP-74); None if there is no such batch (yet)."""
         self._sweep()      # (and marks the view used)
-        run = self._take_run(offset)
+        run = self._take_run(offset) if self._runs else None     # (none kept: the usual read, no lock)
         if run is not None:
             return self._from_run(run, upper, max_bytes, at_least_one)
         try:
@@ -288,8 +288,11 @@ class Views:
     def get_with_snapshot(self, topic, partition):
         """(get()'s view, a snapshot of its state read then): a fetch's one read of the
         state. Raises as get(), and TornState from a fresh view's snapshot."""
-        self._check_broker()
-        self._drop_idle()
+        now = time.monotonic()
+        if self._watch is None or self._liveness.due(now):
+            self._check_broker()
+        if now - self._swept >= SWEEP_S:
+            self._drop_idle()
         key = (topic, partition)
         with self._lock:
             view = self._views.get(key)
@@ -297,7 +300,7 @@ class Views:
                 self._views.move_to_end(key)
         if view is not None:
             try:
-                snap = view.snapshot()
+                snap = view.state.read()
                 if not snap.fenced:
                     return view, snap
             except TornState:
