@@ -47,7 +47,7 @@ SWEEP_S = 1.0
 VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
-SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice
+SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice read header by header
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
 _ATTRIBUTES = struct.Struct(">h")
 _TXN_HEAD = ATTRIBUTES_OFFSET + ATTRIBUTES_LENGTH     # a batch's bytes up to its attributes
@@ -122,17 +122,21 @@ class PartitionView:
     def transactional_from(self, piece, offset, max_batches=SCAN_MAX_BATCHES, read_whole=0):
         """Whether the slice `piece` (of read()) may hold a transactional batch (data or a
         marker) with a base offset at or above `offset`: its batch headers up to the
-        attributes; True also when it cannot tell (more than max_batches batches, a short
-        read), so that the caller asks the leader, as it would anyway. A slice of at most
-        `read_whole` bytes is read with one pread, kept as piece.data (the answer sends
-        those bytes) and looked at in memory; a larger one is read header by header."""
+        attributes; True also when it cannot tell (a short read, a negative batch length,
+        more than max_batches batches read header by header), so that the caller asks the
+        leader, as it would anyway. A slice of at most `read_whole` bytes is read with one
+        pread, kept as piece.data (the answer sends those bytes) and looked at in memory,
+        every header of it (a consumer that fell behind a producer of small batches gets
+        more than max_batches in one answer: no round trip for them); a larger one is read
+        header by header."""
         if piece.data is None and piece.length <= read_whole:
             data = os.pread(piece.fd, piece.length, piece.offset)
             if len(data) == piece.length:
                 piece.data = data
         data = piece.data
         pos, end = (0, piece.length) if data is not None else (piece.offset, piece.offset + piece.length)
-        for _ in range(max_batches):
+        # in memory, each batch takes at least its LOG_OVERHEAD bytes: that bounds the walk
+        for _ in range(max_batches if data is None else end // LOG_OVERHEAD + 1):
             if pos >= end:
                 return False
             if data is not None:
@@ -144,6 +148,8 @@ class PartitionView:
                 if len(head) < _TXN_HEAD:
                     return True
             base, length = _PREFIX.unpack_from(head, at)
+            if length < 0:
+                return True
             if base >= offset and _ATTRIBUTES.unpack_from(head, at + ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK:
                 return True
             pos += length + LOG_OVERHEAD
