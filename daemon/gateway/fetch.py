@@ -275,11 +275,13 @@ def fetch(ctx, request):
         return build(response_class(FETCH, version), throttle_time=0, error_code=error, session_id=0, responses=[])
     if session is not None:
         wants = _update_session(session, wants, forgotten, incremental)
-    deadline = time.monotonic() + body.max_wait.total_seconds()
+    deadline = None      # max_wait counts from the first read that found too little, as in Kafka
     for _ in range(1 << 20):     # bounded by the deadline
         answers, total, watch, failed = _read_all(ctx, conn.views, wants, isolation, max_bytes)
         if total >= body.min_bytes or failed or not watch:
             break
+        if deadline is None:
+            deadline = time.monotonic() + body.max_wait.total_seconds()
         left = deadline - time.monotonic()
         if left <= 0:
             break

@@ -113,7 +113,11 @@ class PartitionView:
             return None
         if d is None or d.base_offset >= upper or (d.size > max_bytes and not at_least_one):
             return None
-        start, end = d.position, self.state.run_end(d, upper, max_bytes, _MAX_DESCRIPTORS)
+        start = d.position
+        if d.last_offset + 1 >= upper:    # the batch is the last below `upper` (a consumer trailing a producer)
+            end = start + d.size
+        else:
+            end = self.state.run_end(d, upper, max_bytes, _MAX_DESCRIPTORS)
         seg = self._segment(d, offset)
         if seg is None:
             return None
