@@ -24,9 +24,12 @@ OFFSET_OUT_OF_RANGE, as in Kafka.
 
 Long poll: while the response has fewer than min_bytes and no error, the thread sleeps
 on the partitions' state words (futex_waitv: every publish of the leader wakes it) until
-something changes or max_wait passes; never a sleep loop. (At most WAIT_MANY_MAX words,
-futex_waitv's limit: the first 128 partitions' of a larger request; the others are looked
-at whenever it wakes, at max_wait at the latest.) Sessions: fetch_sessions.py.
+something changes or max_wait passes (counted from the first read that found too little,
+as Kafka's delayed fetch); never a sleep loop. (At most WAIT_MANY_MAX words, futex_waitv's
+limit: the first 128 partitions' of a larger request; the others are looked at whenever
+it wakes, at max_wait at the latest.) The connection keeps one Sleeper for its long
+polls: the WaitSet of the same partitions is made once, not per wait. Sessions:
+fetch_sessions.py.
 
 Encoding: fetch_answer.py writes an answer without tagged fields (the usual one) by hand.
 Any other is built with kio, each partition's `records` a unique 16-byte
