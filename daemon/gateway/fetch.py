@@ -125,13 +125,13 @@ class _Want:
 
 class _ConnectionFetch:
     """What the fetches of one connection reuse (in its state, closed with it): the
-    gateway's Views and FetchSessions, looked up once, and the Sleeper its long polls
-    wait with (one WaitSet while they wait on the same partitions; a Spinner without a
-    budget: the gateway sleeps at once, it does not spin)."""
-    __slots__ = ("views", "sessions", "sleeper", "spinner")
+    gateway's Views, FetchSessions and TopicDirectory, looked up once, and the Sleeper its
+    long polls wait with (one WaitSet while they wait on the same partitions; a Spinner
+    without a budget: the gateway sleeps at once, it does not spin)."""
+    __slots__ = ("views", "sessions", "topics", "sleeper", "spinner")
 
     def __init__(self, gateway):
-        self.views, self.sessions = views(gateway), sessions(gateway)
+        self.views, self.sessions, self.topics = views(gateway), sessions(gateway), directory(gateway)
         self.sleeper, self.spinner = Sleeper(), Spinner(max_ns=0)
 
     def close(self):
@@ -149,9 +149,9 @@ def _connection_fetch(ctx):
     return found
 
 
-def _requested(ctx, body, by_id):
-    """[_Want] of the request's own partitions, and [(topic name, partition)] forgotten."""
-    tdir = directory(ctx.gateway) if by_id else None
+def _requested(tdir, body, by_id):
+    """[_Want] of the request's own partitions, and [(topic name, partition)] forgotten
+    (topics named by id looked up in `tdir`, the TopicDirectory)."""
     wants = []
     for t in body.topics:
         key = t.topic_id if by_id else t.topic
@@ -271,7 +271,7 @@ def fetch(ctx, request):
     conn = _connection_fetch(ctx)
     by_id = version >= 13
     isolation, max_bytes = body.isolation_level, body.max_bytes
-    wants, forgotten = _requested(ctx, body, by_id)
+    wants, forgotten = _requested(conn.topics, body, by_id)
     session, incremental, error = conn.sessions.resolve(getattr(body, "session_id", 0),
                                                         getattr(body, "session_epoch", -1))
     if error != _NO_ERROR:
