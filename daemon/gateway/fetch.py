@@ -24,9 +24,12 @@ OFFSET_OUT_OF_RANGE, as in Kafka.
 
 Long poll: while the response has fewer than min_bytes and no error, the thread sleeps
 on the partitions' state words (futex_waitv: every publish of the leader wakes it) until
-something changes or max_wait passes; never a sleep loop. (At most WAIT_MANY_MAX words,
-futex_waitv's limit: the first 128 partitions' of a larger request; the others are looked
-at whenever it wakes, at max_wait at the latest.) Sessions: fetch_sessions.py.
+something changes or max_wait passes (counted from the first read that found too little,
+as Kafka's delayed fetch); never a sleep loop. (At most WAIT_MANY_MAX words, futex_waitv's
+limit: the first 128 partitions' of a larger request; the others are looked at whenever
+it wakes, at max_wait at the latest.) The connection keeps one Sleeper for its long
+polls: the WaitSet of the same partitions is made once, not per wait. Sessions:
+fetch_sessions.py.
 
 Encoding: fetch_answer.py writes an answer without tagged fields (the usual one) by hand.
 Any other is built with kio, each partition's `records` a unique 16-byte
@@ -50,8 +53,9 @@ from odradek.client.errors import (
     LeaderNotAvailable, NotLeaderOrFollower, OdradekError, OffsetOutOfRange, TornState, UnknownTopicOrPartition)
 from odradek.client.protocol import messages as m
 from odradek.client.records.varint import encode_uvarint
-from odradek.client.shm.waiting import WAIT_MANY_MAX, WaitSet
+from odradek.client.shm.waiting import WAIT_MANY_MAX, Sleeper, Spinner
 from odradek.daemon.gateway import fetch_answer
+from odradek.daemon.gateway.fetch_answer import PartitionAnswer
 from odradek.daemon.gateway.apis import Api, FileSlice, Reply
 from odradek.daemon.gateway.codec import ErrorCode, build, encode_response, response_class
 from odradek.daemon.gateway.error_codes import kafka_code
@@ -67,9 +71,9 @@ FLEXIBLE_FROM = 12
 _SIZE = struct.Struct(">i")
 _TRIPLES = struct.Struct("=qqq")
 INLINE_MAX = 32 * 1024
+_NO_ERROR = ErrorCode.none     # (an enum member's lookup costs ~0.1 us: the hot path takes it once)
 _MARKER_PREFIX = os.urandom(8)
 _markers = itertools.count()
-_TAGGED = frozenset(("diverging_epoch", "current_leader", "snapshot_id"))   # answers kio encodes (fetch_answer.py)
 
 
 def splice_records(framed, slices, flexible):
@@ -119,18 +123,44 @@ class _Want:
         self.last_epoch = last_epoch      # last_fetched_epoch (v12+; -1: none)
 
 
-def _requested(ctx, body, by_id):
-    """[_Want] of the request's own partitions, and [(topic name, partition)] forgotten."""
-    tdir = directory(ctx.gateway) if by_id else None
+class _ConnectionFetch:
+    """What the fetches of one connection reuse (in its state, closed with it): the
+    gateway's Views, FetchSessions and TopicDirectory, looked up once, and the Sleeper its
+    long polls wait with (one WaitSet while they wait on the same partitions; a Spinner
+    without a budget: the gateway sleeps at once, it does not spin)."""
+    __slots__ = ("views", "sessions", "topics", "sleeper", "spinner")
+
+    def __init__(self, gateway):
+        self.views, self.sessions, self.topics = views(gateway), sessions(gateway), directory(gateway)
+        self.sleeper, self.spinner = Sleeper(), Spinner(max_ns=0)
+
+    def close(self):
+        self.sleeper.close()
+
+
+_CONNECTION_KEY = "closer:fetch"
+
+
+def _connection_fetch(ctx):
+    state = ctx.conn.state
+    found = state.get(_CONNECTION_KEY)
+    if found is None:
+        found = state[_CONNECTION_KEY] = _ConnectionFetch(ctx.gateway)
+    return found
+
+
+def _requested(tdir, body, by_id):
+    """[_Want] of the request's own partitions, and [(topic name, partition)] forgotten
+    (topics named by id looked up in `tdir`, the TopicDirectory)."""
     wants = []
     for t in body.topics:
         key = t.topic_id if by_id else t.topic
         name = tdir.name_of(key) if by_id else key
+        error = _NO_ERROR if name is not None else ErrorCode.unknown_topic_id
         for p in t.partitions:
             wants.append(_Want(key, name, p.partition, p.fetch_offset, p.partition_max_bytes,
                                p.current_leader_epoch if hasattr(p, "current_leader_epoch") else -1,
-                               getattr(p, "last_fetched_epoch", -1),
-                               ErrorCode.none if name is not None else ErrorCode.unknown_topic_id))
+                               getattr(p, "last_fetched_epoch", -1), error))
     forgotten = []
     for t in getattr(body, "forgotten_topics_data", ()) or ():
         name = tdir.name_of(t.topic_id) if by_id else t.topic
@@ -138,58 +168,54 @@ def _requested(ctx, body, by_id):
     return wants, forgotten
 
 
-def _read_partition(ctx, want, isolation, limit, min_one):
-    """(answer dict, FileSlice or None, view or None, change seen) of one partition."""
-    out = dict(partition_index=want.partition, error_code=want.error, high_watermark=-1, last_stable_offset=-1,
-               log_start_offset=-1, aborted_transactions=[], records=b"",
-               preferred_read_replica=-1)
-    if want.error != ErrorCode.none:
-        return out, None, None, None
+def _read_partition(ctx, views_, want, isolation, limit, min_one, watch):
+    """The answer of one partition, its records a FileSlice when it has some; (view,
+    change) goes to `watch` for a partition whose state the answer was read from."""
+    if want.error != _NO_ERROR:
+        return PartitionAnswer(want.partition, want.error)
     try:
-        view, snap = views(ctx.gateway).get_with_snapshot(want.name, want.partition)
+        view, snap = views_.get_with_snapshot(want.name, want.partition)
     except (LeaderNotAvailable, NotLeaderOrFollower, TornState):
-        out["error_code"] = ErrorCode.not_leader_or_follower
-        return out, None, None, None
+        return PartitionAnswer(want.partition, ErrorCode.not_leader_or_follower)
     except UnknownTopicOrPartition:
-        out["error_code"] = ErrorCode.unknown_topic_or_partition
-        return out, None, None, None
+        return PartitionAnswer(want.partition, ErrorCode.unknown_topic_or_partition)
     except OdradekError as e:
-        out["error_code"] = kafka_code(e)
-        return out, None, None, None
+        return PartitionAnswer(want.partition, kafka_code(e))
+    watch.append((view, snap.change))
     if not snap.loaded or snap.fenced:
-        out["error_code"] = ErrorCode.not_leader_or_follower
-        return out, None, view, snap.change
+        return PartitionAnswer(want.partition, ErrorCode.not_leader_or_follower)
     lso = view.state.last_stable_offset(snap)
-    out.update(high_watermark=snap.high_watermark, last_stable_offset=lso, log_start_offset=snap.log_start_offset)
+    out = PartitionAnswer(want.partition, _NO_ERROR, snap.high_watermark, lso, snap.log_start_offset)
     if want.leader_epoch >= 0 and want.leader_epoch != snap.leader_epoch:
         if want.leader_epoch < snap.leader_epoch:
-            out["error_code"] = ErrorCode.fenced_leader_epoch
-            out["current_leader"] = dict(leader_id=NODE_ID, leader_epoch=snap.leader_epoch)
+            out.error_code = ErrorCode.fenced_leader_epoch
+            out.current_leader = (NODE_ID, snap.leader_epoch)
         else:
-            out["error_code"] = ErrorCode.unknown_leader_epoch
-        return out, None, view, snap.change
+            out.error_code = ErrorCode.unknown_leader_epoch
+        return out
     if want.offset < snap.log_start_offset:
-        out["error_code"] = ErrorCode.offset_out_of_range
-        return out, None, view, snap.change
+        out.error_code = ErrorCode.offset_out_of_range
+        return out
     if want.last_epoch >= 0:
         try:
-            diverging = _divergence(ctx, want, snap)
+            out.diverging_epoch = _divergence(ctx, want, snap)
         except OdradekError as e:
-            out["error_code"] = kafka_code(e)
-            return out, None, view, snap.change
-        if diverging is not None:
-            out["diverging_epoch"] = dict(epoch=diverging[0], end_offset=diverging[1])
-            return out, None, view, snap.change
+            out.error_code = kafka_code(e)
+            return out
+        if out.diverging_epoch is not None:
+            return out
     if want.offset > snap.log_end_offset:
-        out["error_code"] = ErrorCode.offset_out_of_range
-        return out, None, view, snap.change
+        out.error_code = ErrorCode.offset_out_of_range
+        return out
     upper = lso if isolation == 1 else snap.high_watermark
     if want.offset >= upper or (limit <= 0 and not min_one):
-        return out, None, view, snap.change
+        return out
     piece = view.read(want.offset, upper, max(limit, 0), at_least_one=min_one)
-    if piece is not None and isolation == 1:
-        out["aborted_transactions"] = _aborted(ctx, view, piece, want.offset, lso)
-    return out, piece, view, snap.change
+    if piece is not None:
+        out.records = piece
+        if isolation == 1:
+            out.aborted_transactions = _aborted(ctx, view, piece, want.offset, lso)
+    return out
 
 
 def _divergence(ctx, want, snap):
@@ -211,7 +237,7 @@ def _divergence(ctx, want, snap):
 
 def _aborted(ctx, view, piece, offset, lso):
     """The aborted transactions overlapping [offset, lso) that the slice `piece` needs:
-    Kafka's (producer id, first offset). What the view knows is complete for batches
+    Kafka's [(producer id, first offset)]. What the view knows is complete for batches
     below its known_upto (client/_committed_read.py); the leader is asked again only when
     the slice holds a transactional batch at or above it, as a shared-memory Consumer's
     decoder asks: data with no transactions costs no round trip per fetch."""
@@ -221,49 +247,64 @@ def _aborted(ctx, view, piece, offset, lso):
         with view._lock:
             view.aborted.learn(ctx.gateway.links, view.tp, offset, lso)
             packed = view.aborted.packed
-    return [dict(producer_id=pid, first_offset=first) for pid, first, marker in _TRIPLES.iter_unpack(packed)
-            if marker >= offset and first < lso]
+    if not packed:
+        return ()
+    return [(pid, first) for pid, first, marker in _TRIPLES.iter_unpack(packed) if marker >= offset and first < lso]
 
 
-def _read_all(ctx, wants, isolation, max_bytes):
-    """[(want, answer, slice)], bytes, [(view, change)], any error."""
-    results, total, watch, error = [], 0, [], False
+def _read_all(ctx, views_, wants, isolation, max_bytes):
+    """[PartitionAnswer] (one per want, in order), bytes, [(view, change)], any error."""
+    answers, total, watch, error = [], 0, [], False
     for want in wants:
-        left = max_bytes - total
-        limit = min(want.max_bytes, left)
-        answer, piece, view, change = _read_partition(ctx, want, isolation, limit, min_one=total == 0)
-        if piece is not None:
-            total += piece.length
-        if answer["error_code"] != ErrorCode.none:
+        answer = _read_partition(ctx, views_, want, isolation, min(want.max_bytes, max_bytes - total), total == 0,
+                                 watch)
+        if answer.records.__class__ is FileSlice:
+            total += answer.records.length
+        if answer.error_code != _NO_ERROR:
             error = True
-        if view is not None and change is not None:
-            watch.append((view, change))
-        results.append((want, answer, piece))
-    return results, total, watch, error
+        answers.append(answer)
+    return answers, total, watch, error
 
 
 def fetch(ctx, request):
     body, version = request.body, request.api_version
+    conn = _connection_fetch(ctx)
     by_id = version >= 13
-    isolation = getattr(body, "isolation_level", 0)
-    max_bytes = getattr(body, "max_bytes", 0x7FFFFFFF)
-    wants, forgotten = _requested(ctx, body, by_id)
-    session, incremental, error = sessions(ctx.gateway).resolve(getattr(body, "session_id", 0),
-                                                                 getattr(body, "session_epoch", -1))
-    cls = response_class(FETCH, version)
-    if error != ErrorCode.none:
-        return build(cls, throttle_time=0, error_code=error, session_id=0, responses=[])
+    isolation, max_bytes = body.isolation_level, body.max_bytes
+    wants, forgotten = _requested(conn.topics, body, by_id)
+    session, incremental, error = conn.sessions.resolve(getattr(body, "session_id", 0),
+                                                        getattr(body, "session_epoch", -1))
+    if error != _NO_ERROR:
+        return build(response_class(FETCH, version), throttle_time=0, error_code=error, session_id=0, responses=[])
     if session is not None:
         wants = _update_session(session, wants, forgotten, incremental)
-    deadline = time.monotonic() + body.max_wait.total_seconds()
+    deadline = None      # max_wait counts from the first read that found too little, as in Kafka
     for _ in range(1 << 20):     # bounded by the deadline
-        results, total, watch, failed = _read_all(ctx, wants, isolation, max_bytes)
+        answers, total, watch, failed = _read_all(ctx, conn.views, wants, isolation, max_bytes)
+        if total >= body.min_bytes or failed or not watch:
+            break
+        if deadline is None:
+            deadline = time.monotonic() + body.max_wait.total_seconds()
         left = deadline - time.monotonic()
-        if total >= body.min_bytes or failed or left <= 0 or not watch:
+        if left <= 0:
             break
         watch = watch[:WAIT_MANY_MAX]
-        WaitSet([v.state for v, _ in watch], [c & 0xFFFFFFFF for _, c in watch]).wait(left)
-    return _respond(ctx, request, cls, session, incremental, results, by_id)
+        conn.sleeper.wait([v.state for v, _ in watch], [c & 0xFFFFFFFF for _, c in watch], left, conn.spinner)
+    if total <= INLINE_MAX:
+        _read_small(answers)
+    return _respond(ctx, request, session, incremental, wants, answers, by_id)
+
+
+def _read_small(answers):
+    """An answer whose slices hold at most INLINE_MAX bytes leaves from memory: each slice
+    not read yet is read (pread) into its `data`; one that reads short stays a slice, sent
+    (and failing) as one."""
+    for a in answers:
+        piece = a.records
+        if piece.__class__ is FileSlice and piece.data is None:
+            data = os.pread(piece.fd, piece.length, piece.offset)
+            if len(data) == piece.length:
+                piece.data = data
 
 
 def _update_session(session, wants, forgotten, incremental):
@@ -289,41 +330,67 @@ def _update_session(session, wants, forgotten, incremental):
                           for (name, part), p in parts.items()]
 
 
-def _respond(ctx, request, cls, session, incremental, results, by_id):
-    topics, order, leader_named, tagged = {}, [], False, False
-    if session is not None and incremental:
-        session.advance()     # a new session's first incremental fetch is epoch 1
-    for want, answer, piece in results:
-        if session is not None and want.name is not None:
-            marks = (answer["high_watermark"], answer["last_stable_offset"], answer["log_start_offset"])
-            with session.lock:
-                if (want.name, want.partition) in session.partitions:
-                    news = piece is not None or "diverging_epoch" in answer
-                    changed = session.changed((want.name, want.partition), answer["error_code"], news, marks)
-                    if incremental and not changed:
-                        continue
-        if piece is not None:
-            answer["records"] = piece
-        if want.topic_key not in topics:
-            topics[want.topic_key] = []
-            order.append(want.topic_key)
-        topics[want.topic_key].append(answer)
-        leader_named = leader_named or "current_leader" in answer
-        tagged = tagged or not _TAGGED.isdisjoint(answer)
+def _respond(ctx, request, session, incremental, wants, answers, by_id):
+    if session is not None:
+        if incremental:
+            session.advance()     # a new session's first incremental fetch is epoch 1
+        wants, answers = _session_news(session, incremental, wants, answers)
+    topics, by_key, tagged, last_key, current = [], {}, False, _NO_KEY, None
+    for want, answer in zip(wants, answers):
+        if want.topic_key != last_key:       # (the usual request names each topic once, its partitions together)
+            last_key = want.topic_key
+            current = by_key.get(last_key)
+            if current is None:
+                current = by_key[last_key] = []
+                topics.append((last_key, current))
+        current.append(answer)
+        if answer.diverging_epoch is not None or answer.current_leader is not None:
+            tagged = True
     session_id = session.id if session is not None else 0
     if not tagged:
-        return Reply(_inlined(fetch_answer.encode(request.correlation_id, request.api_version, session_id,
-                                                  ErrorCode.none, [(k, topics[k]) for k in order])))
-    slices = {}          # kio's answer: each slice a placeholder in the encoded bytes, spliced after
-    for k in order:
-        for answer in topics[k]:
-            if isinstance(answer["records"], FileSlice):
-                marker = _MARKER_PREFIX + next(_markers).to_bytes(8, "big")
-                slices[marker], answer["records"] = answer["records"], marker
+        return Reply(fetch_answer.encode(request.correlation_id, request.api_version, session_id, _NO_ERROR,
+                                         topics, inline=True))
+    return _by_kio(ctx, request, session_id, topics, by_id)
+
+
+_NO_KEY = object()
+
+
+def _session_news(session, incremental, wants, answers):
+    """The (wants, answers) a session's answer lists: in an incremental fetch only the
+    partitions with something new (fetch_sessions.py); every one's marks recorded."""
+    kept_wants, kept = [], []
+    with session.lock:
+        for want, answer in zip(wants, answers):
+            key = (want.name, want.partition)
+            if want.name is not None and key in session.partitions:
+                news = answer.records.__class__ is FileSlice or answer.diverging_epoch is not None
+                marks = (answer.high_watermark, answer.last_stable_offset, answer.log_start_offset)
+                if not session.changed(key, answer.error_code, news, marks) and incremental:
+                    continue
+            kept_wants.append(want)
+            kept.append(answer)
+    return kept_wants, kept
+
+
+def _by_kio(ctx, request, session_id, topics, by_id):
+    """An answer with tagged fields, encoded by kio: each slice a placeholder in the
+    encoded bytes, spliced after."""
+    slices, responses, leader_named = {}, [], False
     key = "topic_id" if by_id else "topic"
+    for k, answers in topics:
+        partitions = []
+        for answer in answers:
+            fields = answer.fields()
+            if isinstance(fields["records"], FileSlice):
+                marker = _MARKER_PREFIX + next(_markers).to_bytes(8, "big")
+                slices[marker], fields["records"] = fields["records"], marker
+            leader_named = leader_named or answer.current_leader is not None
+            partitions.append(fields)
+        responses.append({key: k, "partitions": partitions})
     host, port = ctx.gateway.advertised      # v16+: where the leaders named in current_leader are
-    response = build(cls, throttle_time=0, error_code=ErrorCode.none, session_id=session_id,
-                     responses=[{key: k, "partitions": topics[k]} for k in order],
+    response = build(response_class(FETCH, request.api_version), throttle_time=0, error_code=ErrorCode.none,
+                     session_id=session_id, responses=responses,
                      node_endpoints=[dict(node_id=NODE_ID, host=host, port=port, rack=None)] if leader_named else [])
     framed = encode_response(request.correlation_id, response)
     if not slices:

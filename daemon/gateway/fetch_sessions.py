@@ -31,6 +31,7 @@ __all__ = ["FetchSessions", "Session", "SessionPartition", "sessions", "MAX_SESS
 
 MAX_SESSIONS = 1000
 _INT32_MAX = (1 << 31) - 1
+_SESSIONLESS = (None, False, ErrorCode.none)
 
 
 class SessionPartition:
@@ -78,10 +79,10 @@ class FetchSessions:
     def resolve(self, session_id, epoch):
         """(session or None, incremental, error code): what a request's session fields
         mean (the module docstring). A new session is empty: the caller fills it."""
+        if session_id == 0 and epoch == -1:      # the usual fetch without a session: no lock
+            return _SESSIONLESS
         with self._lock:
             if session_id == 0:
-                if epoch == -1:
-                    return None, False, ErrorCode.none
                 if epoch != 0:
                     return None, False, ErrorCode.invalid_fetch_session_epoch
                 return self._open(), False, ErrorCode.none

@@ -47,7 +47,7 @@ SWEEP_S = 1.0
 VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
-SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice
+SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice read header by header
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
 _ATTRIBUTES = struct.Struct(">h")
 _TXN_HEAD = ATTRIBUTES_OFFSET + ATTRIBUTES_LENGTH     # a batch's bytes up to its attributes
@@ -102,7 +102,7 @@ class PartitionView:
         offset at or above `upper`, at most `max_bytes` long unless the first batch alone
         is longer and `at_least_one` (KIP-74); None if there is no such batch (yet)."""
         self._sweep()      # (and marks the view used)
-        run = self._take_run(offset)
+        run = self._take_run(offset) if self._runs else None     # (none kept: the usual read, no lock)
         if run is not None:
             return self._from_run(run, upper, max_bytes, at_least_one)
         try:
@@ -113,7 +113,11 @@ class PartitionView:
             return None
         if d is None or d.base_offset >= upper or (d.size > max_bytes and not at_least_one):
             return None
-        start, end = d.position, self.state.run_end(d, upper, max_bytes, _MAX_DESCRIPTORS)
+        start = d.position
+        if d.last_offset + 1 >= upper:    # the batch is the last below `upper` (a consumer trailing a producer)
+            end = start + d.size
+        else:
+            end = self.state.run_end(d, upper, max_bytes, _MAX_DESCRIPTORS)
         seg = self._segment(d, offset)
         if seg is None:
             return None
@@ -122,17 +126,21 @@ class PartitionView:
     def transactional_from(self, piece, offset, max_batches=SCAN_MAX_BATCHES, read_whole=0):
         """Whether the slice `piece` (of read()) may hold a transactional batch (data or a
         marker) with a base offset at or above `offset`: its batch headers up to the
-        attributes; True also when it cannot tell (more than max_batches batches, a short
-        read), so that the caller asks the leader, as it would anyway. A slice of at most
-        `read_whole` bytes is read with one pread, kept as piece.data (the answer sends
-        those bytes) and looked at in memory; a larger one is read header by header."""
+        attributes; True also when it cannot tell (a short read, a negative batch length,
+        more than max_batches batches read header by header), so that the caller asks the
+        leader, as it would anyway. A slice of at most `read_whole` bytes is read with one
+        pread, kept as piece.data (the answer sends those bytes) and looked at in memory,
+        every header of it (a consumer that fell behind a producer of small batches gets
+        more than max_batches in one answer: no round trip for them); a larger one is read
+        header by header."""
         if piece.data is None and piece.length <= read_whole:
             data = os.pread(piece.fd, piece.length, piece.offset)
             if len(data) == piece.length:
                 piece.data = data
         data = piece.data
         pos, end = (0, piece.length) if data is not None else (piece.offset, piece.offset + piece.length)
-        for _ in range(max_batches):
+        # in memory, each batch takes at least its LOG_OVERHEAD bytes: that bounds the walk
+        for _ in range(max_batches if data is None else end // LOG_OVERHEAD + 1):
             if pos >= end:
                 return False
             if data is not None:
@@ -144,6 +152,8 @@ class PartitionView:
                 if len(head) < _TXN_HEAD:
                     return True
             base, length = _PREFIX.unpack_from(head, at)
+            if length < 0:
+                return True
             if base >= offset and _ATTRIBUTES.unpack_from(head, at + ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK:
                 return True
             pos += length + LOG_OVERHEAD
@@ -288,8 +298,11 @@ class Views:
     def get_with_snapshot(self, topic, partition):
         """(get()'s view, a snapshot of its state read then): a fetch's one read of the
         state. Raises as get(), and TornState from a fresh view's snapshot."""
-        self._check_broker()
-        self._drop_idle()
+        now = time.monotonic()
+        if self._watch is None or self._liveness.due(now):
+            self._check_broker()
+        if now - self._swept >= SWEEP_S:
+            self._drop_idle()
         key = (topic, partition)
         with self._lock:
             view = self._views.get(key)
@@ -297,7 +310,7 @@ class Views:
                 self._views.move_to_end(key)
         if view is not None:
             try:
-                snap = view.snapshot()
+                snap = view.state.read()
                 if not snap.fenced:
                     return view, snap
             except TornState:

@@ -28,12 +28,11 @@ def materialized(parts):
 def random_answer(rng, fd, index):
     records = rng.choice([None, b"", bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))),
                           FileSlice(fd, rng.randrange(1000), rng.randrange(1, 5000))])
-    aborted = rng.choice([None, [], [dict(producer_id=rng.randrange(1 << 40), first_offset=rng.randrange(1 << 40))
+    aborted = rng.choice([None, [], [(rng.randrange(1 << 40), rng.randrange(1 << 40))
                                      for _ in range(rng.randrange(1, 4))]])
-    return dict(partition_index=index, error_code=rng.choice([ErrorCode.none, ErrorCode.offset_out_of_range]),
-                high_watermark=rng.randrange(-1, 1 << 50), last_stable_offset=rng.randrange(-1, 1 << 50),
-                log_start_offset=rng.randrange(-1, 1 << 40), aborted_transactions=aborted,
-                preferred_read_replica=-1, records=records)
+    return fetch_answer.PartitionAnswer(index, rng.choice([ErrorCode.none, ErrorCode.offset_out_of_range]),
+                                        rng.randrange(-1, 1 << 50), rng.randrange(-1, 1 << 50),
+                                        rng.randrange(-1, 1 << 40), aborted, records)
 
 
 def by_kio(cid, version, session_id, topics):
@@ -42,7 +41,7 @@ def by_kio(cid, version, session_id, topics):
     for key, answers in topics:
         copies = []
         for a in answers:
-            a = dict(a)
+            a = a.fields()
             if isinstance(a["records"], FileSlice):
                 marker = os.urandom(16)
                 slices[marker], a["records"] = a["records"], marker
@@ -66,4 +65,22 @@ def test_hand_encoded_answers_are_kios_bytes(segment, version):
         ours = fetch_answer.encode(cid, version, session_id, ErrorCode.none, topics)
         assert materialized(ours) == materialized(by_kio(cid, version, session_id, topics))
         assert sum(isinstance(p, FileSlice) for p in ours) == sum(
-            isinstance(a["records"], FileSlice) for _, answers in topics for a in answers)
+            isinstance(a.records, FileSlice) for _, answers in topics for a in answers)
+
+
+@pytest.mark.parametrize("version", [4, 11, 12, 16, 18])
+def test_slices_read_already_go_inline_as_the_same_bytes(segment, version):
+    """inline=True: a slice whose bytes were read (its data) is written as those bytes, so
+    an answer whose slices all were is one part; one not read stays a slice."""
+    rng = random.Random(100 + version)
+    for _ in range(20):
+        answers = [random_answer(rng, segment, i) for i in range(rng.randrange(1, 5))]
+        key = uuid.UUID(int=rng.randrange(1 << 128)) if version >= 13 else "topic"
+        expected = materialized(fetch_answer.encode(3, version, 0, ErrorCode.none, [(key, answers)]))
+        unread = [a.records for a in answers if isinstance(a.records, FileSlice) and rng.random() < 0.3]
+        for a in answers:
+            if isinstance(a.records, FileSlice) and a.records not in unread:
+                a.records.data = os.pread(a.records.fd, a.records.length, a.records.offset)
+        ours = fetch_answer.encode(3, version, 0, ErrorCode.none, [(key, answers)], inline=True)
+        assert materialized(ours) == expected
+        assert [p for p in ours if isinstance(p, FileSlice)] == unread

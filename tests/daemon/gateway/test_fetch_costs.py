@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 from odradek.client import Admin, Producer
 from odradek.client.protocol import messages as m
 from odradek.daemon.gateway import fetch as fetch_mod
+from odradek.daemon.gateway import fetch_views
 from odradek.daemon.gateway.apis import FileSlice, RequestContext
 from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.codec import build, decode_request
@@ -78,6 +79,22 @@ def test_read_committed_fetches_of_data_without_transactions_ask_the_leader_noth
             part = wire.call(fetch_request("plain", offset, isolation=1)).responses[0].partitions[0]
             assert part.error_code == ErrorCode.none and part.last_stable_offset == offset + 1
             assert part.records and part.aborted_transactions == ()
+    assert gateway.links.aborted_asks == before
+
+
+def test_a_small_answer_of_many_batches_without_transactions_asks_the_leader_nothing(env):
+    """A consumer that fell behind a producer of one-record batches: more batches in one
+    small answer than a header-by-header walk looks at, all of them looked at in memory."""
+    broker, gateway, port = env
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("behind", num_partitions=1)
+    count = fetch_views.SCAN_MAX_BATCHES + 20
+    produce_batches(broker, "behind", [b"r%d" % i for i in range(count)])
+    before = gateway.links.aborted_asks
+    with KafkaWire(port) as wire:
+        part = wire.call(fetch_request("behind", 0, isolation=1)).responses[0].partitions[0]
+    assert part.error_code == ErrorCode.none and part.last_stable_offset == count
+    assert part.records and len(part.records) <= fetch_mod.INLINE_MAX and part.aborted_transactions == ()
     assert gateway.links.aborted_asks == before
 
 

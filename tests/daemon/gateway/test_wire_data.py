@@ -228,24 +228,27 @@ def test_fetch_long_poll_wakes_on_a_record_without_spinning(wire, env):
     answered as soon as a record comes, not at its max_wait. The quiet window is the thing
     under test: how much CPU the waiting gateway takes, which only a stretch of waiting
     shows, and that nothing answers the fetch early; QUIET_S is the shortest in which a
-    polling gateway would burn several times CPU_QUIET_S."""
+    polling gateway would burn several times CPU_QUIET_S. Twice on one connection: the
+    second wait is on the first's WaitSet (the connection's Sleeper), with new values."""
     broker, gw = env
-    hw = fetch(wire, 0).responses[0].partitions[0].high_watermark
-    cpu = _cpu_seconds(gw.proc.pid)
     fetch_cls = kio.index.load_request_schema(1, 12)
-    wire.send(req(1, 12, replica_id=-1, max_wait=10_000, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
-                  session_id=0, session_epoch=-1, topics=[dict(topic=TOPIC, partitions=[dict(
-                      partition=0, fetch_offset=hw, current_leader_epoch=-1, last_fetched_epoch=-1,
-                      log_start_offset=-1, partition_max_bytes=1 << 20)])], forgotten_topics_data=[], rack_id=""))
-    readable, _, _ = select.select([wire.sock], [], [], QUIET_S)
-    assert not readable, "the fetch was answered with nothing to read"
-    assert _cpu_seconds(gw.proc.pid) - cpu < CPU_QUIET_S     # asleep on the partition state, not polling
-    with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
-        p.produce(TOPIC, b"late", partition=0)
-        assert p.flush(10) == 0
-    sent = time.monotonic()
-    r = wire.receive(fetch_cls).responses[0].partitions[0]
-    assert r.records and time.monotonic() - sent < 2.0        # woken by the record, not at max_wait (10 s)
+    for value in (b"late", b"later"):
+        hw = fetch(wire, 0).responses[0].partitions[0].high_watermark
+        cpu = _cpu_seconds(gw.proc.pid)
+        wire.send(req(1, 12, replica_id=-1, max_wait=10_000, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
+                      session_id=0, session_epoch=-1, topics=[dict(topic=TOPIC, partitions=[dict(
+                          partition=0, fetch_offset=hw, current_leader_epoch=-1, last_fetched_epoch=-1,
+                          log_start_offset=-1, partition_max_bytes=1 << 20)])], forgotten_topics_data=[],
+                      rack_id=""))
+        readable, _, _ = select.select([wire.sock], [], [], QUIET_S)
+        assert not readable, "the fetch was answered with nothing to read"
+        assert _cpu_seconds(gw.proc.pid) - cpu < CPU_QUIET_S     # asleep on the partition state, not polling
+        with Producer({"socket": broker.socket_path, "linger.ms": 0}) as p:
+            p.produce(TOPIC, value, partition=0)
+            assert p.flush(10) == 0
+        sent = time.monotonic()
+        r = wire.receive(fetch_cls).responses[0].partitions[0]
+        assert value in r.records and time.monotonic() - sent < 2.0     # woken by the record, not at max_wait
 
 
 def test_fetch_long_poll_ends_at_max_wait(wire):
