@@ -113,8 +113,9 @@ BROKER_CONFIGS = (
               doc="Kafka connections open at once; one more is closed as it arrives"),
     ConfigKey("connections.max.idle.ms", int, 600_000, 100, 2 ** 62,
               doc="a Kafka connection that sends nothing, or takes none of its answer, for this long is closed"),
-    ConfigKey("listener.processes", int, 1, 1, 64,
-              doc="gateway processes serving the listener (they share its socket, and max.connections)"),
+    ConfigKey("listener.processes", int, 2, 1, 64,
+              doc="gateway processes serving the listener (they share its socket, and max.connections; a new "
+                  "connection goes to the one with the fewest, so a producer and a consumer run in parallel)"),
     ConfigKey("listener.max.produce.rings", int, DEFAULT_MAX_PRODUCE_RINGS, 1, 1 << 20,
               doc="produce ring attachments (an idempotent client's partition, or a partition and acks of "
                   "the others) each gateway process holds at once; each costs 8 fds and up to 4.25 MiB of "

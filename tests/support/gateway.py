@@ -136,7 +136,10 @@ class KafkaWire:
 
 def listener_broker(data_dir, **overrides):
     """A started BrokerProcess with the listener on an ephemeral port and `overrides`
-    (dotted keys as Python names are not possible: pass {"max.connections": 3})."""
+    (dotted keys as Python names are not possible: pass {"max.connections": 3}); one
+    gateway process unless `overrides` says otherwise (listener.processes), so that a
+    test can name it (gateways()) and knows which process every connection is in."""
+    overrides.setdefault("listener.processes", 1)
     args = []
     for key, value in overrides.items():
         args += ["--override", f"{key}={value}"]

@@ -9,7 +9,7 @@ def test_off_under_a_config_file_on_in_dev_mode(tmp_path):
     assert BrokerConfig({"log.dirs": [str(tmp_path)]}).listener is None
     dev = BrokerConfig.for_data_dir(tmp_path).listener
     assert (dev.listener.uri, dev.advertised) == ("PLAINTEXT://127.0.0.1:9092", None)
-    assert (dev.max_request_bytes, dev.max_connections, dev.idle_ms, dev.processes) == (100 * 2 ** 20, 1000, 600_000, 1)
+    assert (dev.max_request_bytes, dev.max_connections, dev.idle_ms, dev.processes) == (100 * 2 ** 20, 1000, 600_000, 2)
     assert dev.uid_check and not dev.allow_remote
     assert BrokerConfig.for_data_dir(tmp_path, {"listeners": ""}).listener is None
 
