@@ -68,9 +68,23 @@ def fetch_frame(topic, correlation_id=8):
 
 
 def _answer(sock, answers):
+    """The next response frame's bytes after its size."""
     (size,) = struct.unpack(">i", answers.read(4))
-    if len(answers.read(size)) != size:
+    data = answers.read(size)
+    if len(data) != size:
         raise RuntimeError("the broker closed the connection")
+    return data
+
+
+def _produced(data):
+    """Raise unless the Produce v9 answer `data` took the one record (else every timed
+    Fetch would find nothing and wait out its max_wait)."""
+    cls = kio.index.load_response_schema(0, 9)
+    header, n = kio.serial.entity_reader(cls.__header_schema__)(data, 0)
+    body, _ = kio.serial.entity_reader(cls)(data, n)
+    code = body.responses[0].partition_responses[0].error_code
+    if code != 0:
+        raise RuntimeError(f"the record the fetches are to read was refused: {code!r}")
 
 
 def us_per_request(bootstrap, depth, n, api="produce"):
@@ -81,7 +95,7 @@ def us_per_request(bootstrap, depth, n, api="produce"):
         answers = sock.makefile("rb")
         if api == "fetch":              # the one record every fetch answers with
             sock.sendall(produce_frame(topic))
-            _answer(sock, answers)
+            _produced(_answer(sock, answers))
         for total, timed in ((WARMUP, False), (n, True)):
             start, sent, got = time.perf_counter(), 0, 0
             while got < total:
