@@ -96,20 +96,11 @@ def splice_records(framed, slices, flexible):
 
 
 def _inlined(parts):
-    """`parts` as one bytes object if their slices hold at most INLINE_MAX bytes and read
-    whole; else unchanged (a slice that reads short is then sent, and fails, as a slice)."""
-    if sum(p.length for p in parts if isinstance(p, FileSlice)) > INLINE_MAX:
+    """`parts` as one bytes object if every slice's bytes were read already (fetch's
+    _read_small: an answer of at most INLINE_MAX bytes); else unchanged."""
+    if any(p.__class__ is FileSlice and p.data is None for p in parts):
         return parts
-    out = []
-    for p in parts:
-        if isinstance(p, FileSlice):
-            data = p.data if p.data is not None else os.pread(p.fd, p.length, p.offset)
-            if len(data) != p.length:
-                return parts
-            out.append(data)
-        else:
-            out.append(p)
-    return [b"".join(out)]
+    return [b"".join(p.data if p.__class__ is FileSlice else p for p in parts)]
 
 
 class _Want:

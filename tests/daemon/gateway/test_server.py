@@ -19,6 +19,7 @@ from odradek.daemon.gateway.broker_link import BrokerLinks
 from odradek.daemon.gateway.client_log import ClientLog, LogSource
 from odradek.daemon.gateway.error_response import error_response
 from odradek.daemon.gateway.server import Gateway
+from odradek.daemon.gateway.stats import Counters
 from support.broker import wait_until
 from support.gateway import KafkaWire, closed_by_peer, connect, frame
 
@@ -39,6 +40,43 @@ def gateway(tmp_path):
     g.stop()
     t.join(10)
     assert not t.is_alive()
+
+
+def test_each_new_connection_goes_to_the_gateway_with_fewer_open(tmp_path):
+    """Two gateways on one listening socket and one Counters, as two listener processes:
+    each connection, opened one at a time, is taken by the one with fewer open
+    (serve_forever leaves it ACCEPT_DEFER_S), where their race alone picks either."""
+    listen = socket.create_server(("127.0.0.1", 0))
+    port = listen.getsockname()[1]
+    counters = Counters(2)
+    gateways = [Gateway(sock, BrokerLinks(str(tmp_path / "unused.sock")), counters=counters, slot=slot)
+                for slot, sock in enumerate((listen, listen.dup()))]
+    threads = [threading.Thread(target=g.serve_forever, daemon=True) for g in gateways]
+    for t in threads:
+        t.start()
+    wires = []
+    try:
+        for i in range(8):
+            before = counters.open_counts()
+            wires.append(KafkaWire(port))
+            assert wires[-1].call(ApiVersionsV0()).error_code == ErrorCode.none
+            after = counters.open_counts()
+            assert sum(after) == i + 1
+            if before[0] != before[1]:
+                fewer = before.index(min(before))
+                assert after[fewer] == before[fewer] + 1, (before, after)
+        assert counters.open_counts() == [4, 4]
+    finally:
+        for w in wires:
+            w.close()
+        for g in gateways:
+            g.stop()
+        for t in threads:
+            t.join(10)
+        # the connections' threads count their closes before the counters go
+        wait_until(lambda: counters.open_counts() == [0, 0], timeout=10, what="the connections' closes")
+        counters.close()
+    assert not any(t.is_alive() for t in threads)
 
 
 def test_a_handler_that_raises_is_answered_and_the_connection_goes_on(gateway):
