@@ -46,10 +46,13 @@ class Status:
     BAD_COUNT = 17
     # odk_append's again (after the decoder's): the copy's headers are not those checked
     CHANGED = 18
+    # odk_append's: an uncompressed batch's records do not decode (odk_decode_records)
+    BAD_RECORD_BYTES = 19
     NAMES = {0: "OK", 1: "TRUNCATED", 2: "BAD_LENGTH", 3: "BAD_MAGIC", 4: "BAD_CRC",
              5: "BAD_OFFSET", 6: "MORE", 7: "TOO_LARGE", 8: "BAD_RECORDS", 9: "BAD_CODEC",
              10: "EMPTY", 11: "NO_SPACE", 12: "INDEX_FULL", 13: "OUT_OF_RANGE",
-             14: "BAD_STATE", 15: "BAD_VARINT", 16: "BAD_RECORD", 17: "BAD_COUNT", 18: "CHANGED"}
+             14: "BAD_STATE", 15: "BAD_VARINT", 16: "BAD_RECORD", 17: "BAD_COUNT", 18: "CHANGED",
+             19: "BAD_RECORD_BYTES"}
 
 
 def _make_table():

@@ -15,6 +15,7 @@ a new topic per workload and run.
 Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
   ck_produce_1k, ck_consume_1k    confluent-kafka: 200,000 x 1 KiB, acks=1 linger.ms=5
                                   batch.size=65536; then read back from the beginning
+                                  (fetch.queue.backoff.ms=1, see below)
   ck_produce_100, ck_consume_100  the same with 1,000,000 x 100 B
   ck_latency                      end to end, producer (linger.ms=0, acks=1) at 2,000 records/s
                                   for 20,000 records of 100 B, a consumer in another process
@@ -33,6 +34,11 @@ consumer_perf.py, the same counts and producer settings): shm_produce_1k, shm_co
 shm_produce_100, shm_consume_100. No producer runs a Python callback per record:
 confluent-kafka reports errors only (delivery.report.only.error), odradek's Producer calls
 back for every 1,000th record (producer_perf.py --latency-every 1000).
+
+The consumers set librdkafka's fetch.queue.backoff.ms to 1 (default 1000): whenever its queue
+holds queued.min.messages (100,000), librdkafka stops fetching for that long, so with the default
+a read of 1,000,000 records of 100 B takes ~6 s on either broker, most of it the client asleep
+(~1.3 s of its CPU), and the figure is a count of those backoffs, not of what a broker does.
 
 Before each workload, untimed, sync(2) writes back every dirty page on the machine
 (--no-sync: not): otherwise a workload pays for the writeback of what the ones before it
@@ -190,7 +196,7 @@ def ck_produce(bootstrap, topic, n, size):
 def ck_consume(bootstrap, topic, n):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wire-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False, "fetch.max.bytes": 52428800})
+                  "enable.auto.commit": False, "fetch.max.bytes": 52428800, "fetch.queue.backoff.ms": 1})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     got = nbytes = 0
     t0 = time.perf_counter()

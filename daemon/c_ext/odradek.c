@@ -346,6 +346,11 @@ static int append_validate(const uint8_t *d, size_t len, size_t index_cap, size_
                 lstatus = ODK_BAD_RECORDS; lexp = count; lfound = last_delta;
             } else if (assign && codec > 4) {               /* 0-4: none, gzip, snappy, lz4, zstd */
                 lstatus = ODK_BAD_CODEC; lexp = 4; lfound = codec;
+            } else if (assign && codec == 0) {              /* every record decodes (the copy's) */
+                odk_decode_result r;
+                if (odk_decode_records(b, (size_t)size, NULL, 0, &r) != ODK_OK) {
+                    lstatus = ODK_BAD_RECORD_BYTES; lexp = r.records; lfound = r.status;
+                }
             }
             if (lstatus != ODK_OK) {
                 lbatch = batches;

@@ -478,7 +478,10 @@ int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
  *     order and for each batch in this order, PartitionLog.append's leader checks:
  *     size > max_batch_size (> 0) -> ODK_TOO_LARGE (always); when assign:
  *     recordsCount < 1 or lastOffsetDelta != recordsCount - 1 -> ODK_BAD_RECORDS, codec
- *     (attributes & 7) above 4 (0-4: none, gzip, snappy, lz4, zstd) -> ODK_BAD_CODEC. A scan failure
+ *     (attributes & 7) above 4 (0-4: none, gzip, snappy, lz4, zstd) -> ODK_BAD_CODEC,
+ *     an uncompressed batch whose records odk_decode_records refuses (checked on the
+ *     copy, without rows) -> ODK_BAD_RECORD_BYTES; compressed batches' records are the
+ *     caller's to check (it decompresses them first). A scan failure
  *     anywhere wins over a leader-check failure (Python scanned the whole buffer first).
  *     Then ODK_OUT_OF_RANGE if an offset as stored falls outside [segment_base,
  *     segment_base + 2^32 - 1] (the indexes' u32 relativeOffset) or overflows int64,
@@ -534,7 +537,7 @@ enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
     ODK_BAD_STATE = 14,    /* st inconsistent with the buffers (position outside dst,
                               entries outside the index capacity): a caller bug */
     /* 15-17: odk_decode_records' own (enum odk_decode_status) */
-    ODK_CHANGED = 18       /* a batch's header in the copy is not the one the caller
+    ODK_CHANGED = 18,      /* a batch's header in the copy is not the one the caller
                               checked (st->expect): the producer rewrote its entry
                               during the append (CorruptRecord). batches/valid_bytes:
                               the batch that differs. expected = the byte (0-60) of
@@ -542,6 +545,13 @@ enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
                               when the copy holds another number of batches, expected =
                               expect_count, found = the copy's batches (batches,
                               valid_bytes: the first batch missing or extra) */
+    ODK_BAD_RECORD_BYTES = 19  /* assign: an uncompressed batch whose records do not
+                              decode (odk_decode_records refuses them: a record's
+                              framing, a varint, recordsCount against the records
+                              present): InvalidRecord, as Kafka's LogValidator refuses
+                              a batch it cannot iterate. expected = the index of the
+                              record refused (0 for recordsCount), found =
+                              odk_decode_records' status (1, 15, 16, 17) */
 };
 
 typedef struct odk_append_state {
@@ -656,7 +666,8 @@ int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto);
  * int odk_decode_records(batch, len, rows, cap, out)
  *   batch/len  one batch from its first byte (baseOffset); bytes past its batchLength
  *              are ignored. Read only, never past min(len, batchLength + 12).
- *   rows       cap * ODK_RECORD_FIELDS int64 slots; record i's fields go to
+ *   rows       NULL: check only (every check below, no rows written; cap ignored).
+ *              Else cap * ODK_RECORD_FIELDS int64 slots; record i's fields go to
  *              rows[i * ODK_RECORD_FIELDS + ODK_REC_*]:
  *                OFFSET_DELTA     offsetDelta (offset = baseOffset + it)
  *                TIMESTAMP_DELTA  timestampDelta (timestamp = baseTimestamp + it, except
@@ -679,7 +690,7 @@ int odk_prefault_async(uint8_t *base, int64_t from, int64_t upto);
  *   compression (attributes & 7) != 0        ODK_BAD_CODEC  (0, codec): decompress first
  *   recordsCount < 0 or > (size - 61) / 7    ODK_BAD_COUNT  ((size-61)/7, recordsCount):
  *                                            every record takes at least 7 bytes
- *   recordsCount > cap                       ODK_MORE       (recordsCount, cap): nothing
+ *   recordsCount > cap (rows given)          ODK_MORE       (recordsCount, cap): nothing
  *                                            decoded; a caller bug (cap = recordsCount)
  *   then per record i, at byte p (position = p unless said otherwise):
  *   the records end before record i          ODK_BAD_COUNT  (recordsCount, i)

@@ -88,8 +88,9 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
     int64_t most = (int64_t)(size - ODK_BATCH_HEADER_SIZE) / 7;
     if (count < 0 || count > most)
         return decode_fail(out, ODK_BAD_COUNT, 0, 0, 0, most, count);
-    if ((size_t)count > cap || (count > 0 && rows == NULL))
-        return decode_fail(out, ODK_MORE, 0, 0, 0, count, rows == NULL ? 0 : (int64_t)cap);
+    if (rows != NULL && (size_t)count > cap)
+        return decode_fail(out, ODK_MORE, 0, 0, 0, count, (int64_t)cap);
+    int64_t scratch[ODK_RECORD_FIELDS];         /* rows == NULL: check only, into one row */
 
     size_t pos = ODK_BATCH_HEADER_SIZE;
     int flags = 0, last = 0, r;
@@ -109,7 +110,7 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
     } while (0)
 
     for (i = 0; i < count; i++) {
-        int64_t *row = rows + (size_t)i * ODK_RECORD_FIELDS;
+        int64_t *row = rows != NULL ? rows + (size_t)i * ODK_RECORD_FIELDS : scratch;
         size_t p = pos, e = size;
         if (pos >= size)
             return decode_fail(out, ODK_BAD_COUNT, i, flags, pos, count, i);

@@ -272,6 +272,10 @@ def _validate(mv, index_cap, time_cap, st, last_time_rel):
                 lfail = (Status.BAD_RECORDS, batches, pos, count, last_delta)
             elif assign and codec > Compression.ZSTD:
                 lfail = (Status.BAD_CODEC, batches, pos, Compression.ZSTD, codec)
+            elif assign and codec == Compression.NONE:
+                decoded = reference.decode_records(bytes(mv[pos:pos + size]))
+                if decoded[0] != Status.OK:
+                    lfail = (Status.BAD_RECORD_BYTES, batches, pos, decoded[2], decoded[0])
         base = next_offset if assign else base_offset
         if rfail is None:
             if base > _INT64_MAX - 1 - last_delta:

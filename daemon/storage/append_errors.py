@@ -24,6 +24,15 @@ _CORRUPT = {
 }
 
 
+# odk_decode_records' statuses, as BAD_RECORD_BYTES' found (odradek.h)
+_RECORD_BYTES = {
+    native.Status.TRUNCATED: "its length runs past the end of the batch",
+    native.Status.BAD_VARINT: "a varint is longer or wider than its type allows",
+    native.Status.BAD_RECORD: "its length or a field is impossible or does not fit the record",
+    native.Status.BAD_COUNT: "recordsCount does not match the records present",
+}
+
+
 # where each BatchHeader field starts in the header, from HEADER_STRUCT (layout.py)
 _FIELD_STARTS = tuple(accumulate((calcsize(">" + c) for c in HEADER_STRUCT.format[1:-1]), initial=0))
 
@@ -41,6 +50,9 @@ def append_error(st, nbytes):
     if status == native.Status.BAD_RECORDS:
         return InvalidRecord(f"{where} has {st.expected} records but lastOffsetDelta {st.found}; "
                              f"expected records - 1 (and at least one record)")
+    if status == native.Status.BAD_RECORD_BYTES:
+        why = _RECORD_BYTES.get(st.found, native.Status.NAMES.get(st.found, st.found))
+        return InvalidRecord(f"record {st.expected} of the {where} does not decode: {why}; nothing was appended")
     if status == native.Status.BAD_CODEC:
         return UnsupportedCompression(f"{where} names compression id {st.found}, which is no codec; "
                                       f"expected 0-{st.expected} ({', '.join(c.label for c in Compression)})")

@@ -45,11 +45,11 @@ import socket
 import time
 
 from odradek.client import native
-from odradek.client.errors import (InvalidRecord, InvalidTxnState, NotEnoughReplicas,
+from odradek.client.errors import (CorruptRecord, InvalidRecord, InvalidTxnState, NotEnoughReplicas,
                                    NotEnoughReplicasAfterAppend, OdradekError, StorageError,
                                    TornState)
-from odradek.client.records import (CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK, Compression,
-                                    RecordBatch, read_header)
+from odradek.client.records import (COMPRESSION_MASK, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK,
+                                    Compression, RecordBatch, read_header)
 from odradek.client.protocol import Channel, messages as m
 from odradek.client.shm import Doorbell
 from odradek.daemon.storage import LogConfig, PartitionLog
@@ -440,14 +440,12 @@ class LeaderWorker(ProducerStateKeeping, LeaderRequests):
                 raise InvalidTxnState(f"producer {producer_id} has a transaction open on {self.spec.topic}-"
                                       f"{self.spec.partition}: its batches must be transactional until the "
                                       f"transaction ends")
-            if self.cleaner is not None:
-                # the key check reads the records, which the header the copy is held to
-                # does not cover (a body can be forged to the same CRC): the check and the
+            if header.attributes & COMPRESSION_MASK or self.cleaner is not None:
+                # these checks read the records, which the header the copy is held to does
+                # not cover (a body can be forged to the same CRC): the checks and the
                 # append read one private copy, not the producer's ring twice
                 view = bytes(view)
-                if _has_null_key(view):
-                    raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every "
-                                        f"record needs a key")
+                self._check_records(view)
             info = self._append_local(view, expect=(header,))   # the copy must hold the header checked
         except OdradekError as e:
             if producer_id >= 0:
@@ -458,6 +456,32 @@ class LeaderWorker(ProducerStateKeeping, LeaderRequests):
         if producer_id >= 0:
             self.producer_state.record(producer_id, epoch, base_seq, last_seq, info.first_offset, info.last_offset)
         return info.first_offset
+
+    def _check_records(self, batch):
+        """Kafka's LogValidator on what the append's own C checks cannot read (odk_append
+        decodes every record of an uncompressed batch): a compressed batch's records,
+        decompressed and decoded, and on a compacted topic a key on every record.
+        InvalidRecord, naming the record, if not; nothing said about a batch whose
+        framing or CRC is wrong, which the append then refuses in its own words."""
+        compacted = self.cleaner is not None
+        try:
+            b = RecordBatch(batch).validate()
+            codec = b.compression
+        except OdradekError:
+            return      # framing, CRC or codec id: the append refuses it, in its own words
+        if codec == Compression.NONE and not compacted:
+            return
+        try:
+            data = batch if codec == Compression.NONE else b.uncompressed()
+        except CorruptRecord as e:
+            raise InvalidRecord(f"the records of this {codec.label} batch do not decompress ({e}); "
+                                f"nothing was appended") from None
+        result = native.decode_records(data)
+        if result.status:
+            raise InvalidRecord(f"the records of this {codec.label} batch do not decode: "
+                                f"{native.reference.refusal_words(data)}; nothing was appended")
+        if compacted and result.flags & native.RecordsFlag.NULL_KEY:
+            raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every record needs a key")
 
     def _append_run(self, run):
         """Append a run of one producer's batches, [(view, header), ...] in ring order
@@ -709,20 +733,6 @@ def _published_high_watermark(state):
     except TornState:
         return state.take_over().raw_high_watermark()
     return snap.high_watermark if snap.loaded else 0
-
-
-def _has_null_key(batch_view):
-    """Does the (one, valid-looking) batch hold a record with a null key? Kafka refuses
-    those on compacted topics. One C call for an uncompressed batch (the decoder flags
-    it); an unreadable batch says no, and the append's own checks name what is wrong."""
-    try:
-        batch = RecordBatch(batch_view)
-        if batch.compression == Compression.NONE:
-            result = native.decode_records(batch_view)
-            return bool(result.flags & native.RecordsFlag.NULL_KEY)
-        return any(r.key is None for r in batch.records())
-    except OdradekError:
-        return False
 
 
 def _any_transactional(headers):

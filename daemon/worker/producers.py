@@ -43,8 +43,8 @@ import logging
 from collections import deque
 
 from odradek.client.errors import CorruptRecord, InvalidProducerEpoch, OdradekError, ShmCorrupt
-from odradek.client.records import (BATCH_HEADER_SIZE, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK,
-                                    read_header)
+from odradek.client.records import (BATCH_HEADER_SIZE, COMPRESSION_MASK, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE,
+                                    TRANSACTIONAL_MASK, read_header)
 from odradek.client.shm import Doorbell, Ring
 from odradek.client.shm.ring import COMPLETION_SIZE, ENTRY_HEADER_SIZE, drop_view
 
@@ -53,7 +53,7 @@ __all__ = ["ProducerAttachment", "Abdication"]
 log = logging.getLogger(__name__)
 
 _COMPLETION_ENTRY = ENTRY_HEADER_SIZE + COMPLETION_SIZE
-_TXN_OR_CONTROL = TRANSACTIONAL_MASK | CONTROL_MASK
+_NOT_IN_RUNS = TRANSACTIONAL_MASK | CONTROL_MASK | COMPRESSION_MASK
 
 
 # A run (drain_runs): at most RUN_ENTRIES entries (one iovec each, far below IOV_MAX), and
@@ -71,14 +71,15 @@ RUN_BYTES = 1 << 20
 def _run_header(view, producer_id, producer_epoch, before):
     """The BatchHeader of a peeked entry if it may join a run whose last batch's header
     is `before` (None: it would start one), else None. A run holds plain batches (not
-    transactional, not control) of the ring's own producer and epoch, each exactly one
+    transactional, not control, not compressed: the leader decompresses those to check
+    their records, one by one) of the ring's own producer and epoch, each exactly one
     entry, their sequences following each other, so that once the first passes the
     producer-state check the others pass too (ProducerState.check: the next sequence
     in the same epoch); everything else goes alone, through drain's checks."""
     if len(view) < BATCH_HEADER_SIZE:
         return None
     header = read_header(view)
-    if header.batch_length + LOG_OVERHEAD != len(view) or header.attributes & _TXN_OR_CONTROL \
+    if header.batch_length + LOG_OVERHEAD != len(view) or header.attributes & _NOT_IN_RUNS \
             or header.producer_id != producer_id or header.magic != 2 or header.records_count < 1:
         return None
     if producer_id >= 0:

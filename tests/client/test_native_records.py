@@ -447,9 +447,27 @@ def test_c_refuses_rows_smaller_than_records_count():
     assert lib.odk_decode_records(data, len(data), rows, 4, out) == Status.MORE
     assert (out.records, out.expected, out.found) == (0, 5, 4)
     assert list(rows) == [0] * 32                       # nothing written
-    assert lib.odk_decode_records(data, len(data), ffi.NULL, 5, out) == Status.MORE
     rows = ffi.new("int64_t[]", 8 * 5)
     assert lib.odk_decode_records(data, len(data), rows, 5, out) == Status.OK
+
+
+def test_c_without_rows_checks_only_and_agrees_with_the_decode():
+    """rows NULL (odk_append's record check): every check, no rows, the same verdict."""
+    if _c_impl is None:
+        pytest.skip(_c_skip)
+    ffi, lib = _c_impl.ffi, _c_impl.lib
+    data, _ = encode([(i, 0, b"k", b"v", []) for i in range(5)])
+    out = ffi.new("odk_decode_result *")
+    assert lib.odk_decode_records(data, len(data), ffi.NULL, 0, out) == Status.OK
+    assert (out.records, out.position) == (5, len(data))
+    for cut in (len(data) - 1, len(data) - 3):
+        bad = bytearray(data[:cut])
+        bad[8:12] = (cut - 12).to_bytes(4, "big")             # batchLength: the records are cut short
+        want = _c_impl.decode_records(bytes(bad))
+        assert want.status != Status.OK
+        assert lib.odk_decode_records(bytes(bad), len(bad), ffi.NULL, 0, out) == want.status
+        assert (out.records, out.position, out.expected, out.found) == \
+            (want.records, want.position, want.expected, want.found)
 
 
 # ---- damaged batches: never a crash, C == twin, records() raises the twin's words -------------

@@ -3,6 +3,7 @@ topic ids, Produce's per-partition rules, Fetch (versions, limits, errors, sessi
 the long poll), ListOffsets, OffsetForLeaderEpoch, InitProducerId."""
 import os
 import select
+import struct
 import threading
 import time
 
@@ -12,7 +13,9 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from odradek.client import Admin, Producer
-from odradek.client.records import BatchBuilder
+from odradek.client.native import crc32c
+from odradek.client.records import BatchBuilder, Compression, RecordBatch
+from odradek.client.records.compression import compress
 from odradek.daemon.gateway.codec import build
 from support.broker import BrokerProcess, stop_cleanly, wait_until
 from support.gateway import GatewayProcess, KafkaWire
@@ -177,6 +180,34 @@ def test_produce_refuses_what_kafka_refuses(wire, env):
     txn = batch(pid=1, epoch=0, seq=0, transactional=True)
     assert produce(wire, txn).error_code == ErrorCode.transactional_id_authorization_failed
     assert produce(wire, batch(), acks=2).error_code == ErrorCode.invalid_required_acks
+
+
+def _records_replaced(records_region, codec=0):
+    """batch() with its records region replaced (and the header's length, codec and CRC
+    made to fit): a batch whose CRC holds over bytes that are no records."""
+    data = bytearray(batch())
+    data[61:] = records_region
+    struct.pack_into(">i", data, 8, len(data) - 12)
+    struct.pack_into(">h", data, 21, codec)
+    struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
+    return bytes(data)
+
+
+def test_produce_refuses_batches_whose_records_do_not_decode(wire):
+    """As Kafka's LogValidator, the leader reads every record (decompressed) before it
+    stores a batch: INVALID_RECORD, the log unchanged, the next good batch lands next."""
+    before = produce(wire, batch()).base_offset
+    assert produce(wire, _records_replaced(b"\xff" * 12)).error_code == ErrorCode.invalid_record
+    assert produce(wire, _records_replaced(b"not lz4 at all", codec=3)).error_code == ErrorCode.invalid_record
+    garbage_inside = compress(Compression.ZSTD, b"\x40" + bytes(10))
+    assert produce(wire, _records_replaced(garbage_inside, codec=4)).error_code == ErrorCode.invalid_record
+    good = produce(wire, batch(3))
+    assert (good.error_code, good.base_offset) == (ErrorCode.none, before + 1)
+    f = fetch(wire, before).responses[0].partitions[0]
+    assert f.high_watermark == before + 4
+    first = RecordBatch(bytes(f.records))
+    assert [r.value for r in first.records()] == [b"v"]
+    assert [r.value for r in RecordBatch(bytes(f.records)[first.size:]).records()] == [b"v"] * 3
 
 
 def test_acks_zero_gets_no_response(wire):

@@ -432,6 +432,45 @@ def test_bad_record_counts_are_refused_when_assigning_only(impl, records, delta)
     assert t.append(with_offsets([bad], 10)[0], assign=False) == Status.OK
 
 
+# records a v2 batch cannot hold, each after a batch header whose CRC holds (raw_batch):
+# (records, the records region) -> refused at record `index` with odk_decode_records' status
+UNDECODABLE = {
+    "length varint of 6 bytes": (1, b"\xff" * 6 + bytes(4), 0, Status.BAD_VARINT),
+    "length past the batch": (1, b"\x40" + bytes(10), 0, Status.BAD_RECORD),
+    "length below a record's least": (1, b"\x04" + bytes(8), 0, Status.BAD_RECORD),
+    "key longer than its record": (1, b"\x0e\x00\x00\x00\x20" + bytes(4), 0, Status.BAD_RECORD),
+    "more records counted than bytes hold": (2, b"\x0c\x00\x00\x00\x01\x01\x00", 0, Status.BAD_COUNT),
+    "bytes after the last record": (1, b"\x0c\x00\x00\x00\x01\x01\x00junk", 1, Status.BAD_COUNT),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE))
+def test_a_leader_refuses_an_uncompressed_batch_whose_records_do_not_decode(impl, name):
+    """Kafka's LogValidator iterates every record of a batch it appends: a CRC over bytes
+    that are no records is no batch to store, whatever its header says (every reader after
+    would fail on it). Checked on the copy, whole batch refused, with odk_decode_records'
+    own verdict; a follower takes the leader's bytes as they are."""
+    records, region, index, status = UNDECODABLE[name]
+    bad = raw_batch(records=records, payload=region)
+    want = client_ref.decode_records(bad)
+    assert (want.status, want.records) == (status, index)
+    t = prepared(impl)
+    good = build(records=2, ts=30)
+    st = assert_refused(t, good + bad, Status.BAD_RECORD_BYTES)
+    assert (st.batches, st.valid_bytes, st.expected, st.found) == (1, len(good), index, status)
+    assert t.append(with_offsets([bad], t.st.next_offset)[0], assign=False) == Status.OK
+
+
+def test_the_record_check_takes_every_record_a_producer_writes(impl):
+    """Nulls, headers, negative and wide deltas, empty values: all decode, all appended."""
+    b = BatchBuilder()
+    b.append(1_000, None, None, [("h", b"v"), ("e", None)])
+    b.append(-5, b"", b"", [])
+    b.append(2 ** 40, b"k" * 300, b"v" * 3_000, [("x" * 200, b"y" * 200)])
+    t = prepared(impl)
+    assert t.append(bytes(b.build())) == Status.OK
+
+
 @pytest.mark.parametrize("codec", [5, 6, 7])
 def test_compression_ids_that_are_no_codec_are_refused_when_assigning_only(impl, codec):
     t = prepared(impl)

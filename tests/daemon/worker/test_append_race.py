@@ -13,12 +13,15 @@ real rings."""
 import contextlib
 import mmap
 import os
+import struct
 
 import pytest
 
-from odradek.client.errors import CorruptRecord
+from odradek.client.errors import CorruptRecord, InvalidRecord
+from odradek.client.native import crc32c
 from odradek.client.protocol import messages as m
-from odradek.client.records import BatchBuilder, ControlRecordType, RecordBatch, marker_batch, read_header
+from odradek.client.records import BatchBuilder, Compression, ControlRecordType, RecordBatch, marker_batch, read_header
+from odradek.client.records.compression import compress
 from odradek.client.records.layout import ATTRIBUTES_OFFSET, RECORDS_OFFSET
 from odradek.client.shm import Doorbell, Ring
 from odradek.daemon.storage import segment
@@ -278,3 +281,99 @@ def test_a_compacted_topics_key_check_and_append_read_the_same_bytes(compacted_l
     assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
     assert producer.answers(1) == [(0, 0)]
     assert [r.key for b in batches_in(leader.log) for r in b.records()] == [b"k"]
+
+
+# ---- batches whose CRC holds over bytes that are no records ----------------------------
+# Kafka's LogValidator iterates every record of a batch it appends (decompressing a
+# compressed one): a batch whose records do not decode is refused INVALID_RECORD, not
+# stored for every reader after to fail on. Uncompressed: the append's C check, on the
+# copy; compressed: the leader decompresses a private copy and decodes it.
+
+def _with_records(records_region, codec=Compression.NONE, records=1):
+    """A batch of PRODUCER's (sequence 0) whose records region is `records_region`, its
+    CRC computed over it (so only the records are wrong)."""
+    b = BatchBuilder(producer_id=PRODUCER, producer_epoch=EPOCH, base_sequence=0)
+    b.append(1_700_000_000_000, b"k", b"v")
+    data = bytearray(b.build())
+    data[RECORDS_OFFSET:] = records_region
+    struct.pack_into(">i", data, 8, len(data) - 12)                                    # batchLength
+    struct.pack_into(">h", data, ATTRIBUTES_OFFSET, codec)
+    struct.pack_into(">i", data, RECORDS_OFFSET - 4, records)                          # recordsCount
+    struct.pack_into(">i", data, 23, records - 1)                                      # lastOffsetDelta
+    struct.pack_into(">I", data, 17, crc32c(bytes(data[ATTRIBUTES_OFFSET:])))
+    assert RecordBatch(bytes(data)).crc_valid()
+    return bytes(data)
+
+
+def _refused_then_next_taken(leader, producer, bad, words):
+    """`bad` is answered INVALID_RECORD with `words` in the log's error, nothing stored;
+    the producer's next batch (its sequences follow the refused one's, which used them up)
+    lands at offset 0."""
+    producer.requests.write(bad)
+    after = read_header(bad).records_count
+    producer.requests.write(batch(after))
+    errors = []
+    real = leader._append
+
+    def append(view, header, *a):
+        try:
+            return real(view, header, *a)
+        except InvalidRecord as e:
+            errors.append(str(e))
+            raise
+    assert producer.att.drain_runs(append, leader._append_run, 64) == (2, False)
+    assert producer.answers(2) == [(-1, InvalidRecord.code), (0, 0)]
+    assert words in errors[0], errors
+    assert [b.base_sequence for b in batches_in(leader.log)] == [after]
+
+
+GOOD_RECORD = b"\x0c\x00\x00\x00\x01\x01\x00"      # length 6, attrs, ts, offset, key -1, value -1, 0 headers
+
+
+@pytest.mark.parametrize("region,words", [
+    (b"\xff" * 6 + bytes(4), "varint"),
+    (b"\x40" + bytes(10), "record"),
+    (GOOD_RECORD + b"junk", "record"),
+], ids=["varint", "length", "trailing"])
+def test_an_uncompressed_batch_whose_records_do_not_decode_is_refused(leader, producer, region, words):
+    _refused_then_next_taken(leader, producer, _with_records(region), words)
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_a_compressed_batch_that_does_not_decompress_is_refused(leader, producer, codec):
+    _refused_then_next_taken(leader, producer, _with_records(b"\x00\x01not compressed at all" * 4, codec),
+                             "do not decompress")
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_a_compressed_batch_of_records_that_do_not_decode_is_refused(leader, producer, codec):
+    region = compress(codec, GOOD_RECORD + b"\xff" * 6 + bytes(4))
+    _refused_then_next_taken(leader, producer, _with_records(region, codec, records=2), "do not decode")
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_compressed_batches_of_good_records_are_appended_as_sent(leader, producer, codec):
+    sent = []
+    for seq in range(3):
+        b = BatchBuilder(producer_id=PRODUCER, producer_epoch=EPOCH, base_sequence=seq * 2, compression=codec)
+        b.append(1_700_000_000_000, None, b"a" * 100, [("h", None)])
+        b.append(1_700_000_000_001, b"k", None)
+        sent.append(bytes(b.build()))
+        producer.requests.write(sent[-1])
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (3, False)
+    assert producer.answers(3) == [(0, 0), (2, 0), (4, 0)]
+    stored = batches_in(leader.log)
+    assert [b.compression for b in stored] == [codec] * 3
+    assert [[(r.key, r.value) for r in b.records()] for b in stored] == [[(None, b"a" * 100), (b"k", None)]] * 3
+
+
+def test_a_compressed_batch_checked_then_rewritten_lands_as_checked(leader, producer, monkeypatch):
+    """The leader decompresses and checks a private copy and appends that copy: a producer
+    rewriting its ring entry (same header, CRC, size) after the check changes nothing."""
+    checked = _with_records(compress(Compression.LZ4, GOOD_RECORD), Compression.LZ4)
+    producer.requests.write(checked)
+    race(monkeypatch, leader.log, "append", producer, checked, checked[:RECORDS_OFFSET] + bytes(
+        len(checked) - RECORDS_OFFSET))
+    assert producer.att.drain_runs(leader._append, leader._append_run, 64) == (1, False)
+    assert producer.answers(1) == [(0, 0)]
+    assert [[(r.key, r.value) for r in b.records()] for b in batches_in(leader.log)] == [[(None, None)]]
