@@ -27,6 +27,12 @@ static inline int read_varint(const uint8_t *p, size_t *pos, size_t lim, int max
         *pos = i + 1;
         return 0;
     }
+    if (i + 1 < lim && p[i + 1] < 0x80) {               /* two bytes (lengths, deltas to 8191) */
+        uint64_t z = (uint64_t)(p[i] & 0x7F) | (uint64_t)p[i + 1] << 7;
+        *value = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+        *pos = i + 2;
+        return 0;
+    }
     uint64_t z = 0;
     for (int k = 0;; k++) {
         if (i >= lim)
