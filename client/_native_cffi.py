@@ -28,7 +28,7 @@ from odradek.client.records.layout import RECORDS_COUNT_OFFSET
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "ScanResult", "BatchInfo",
            "Status", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records", "DecodeResult",
-           "RECORD_FIELDS", "RecordsFlag"]
+           "RECORD_FIELDS", "RecordsFlag", "walk_prefixes"]
 
 _from_buffer = ffi.from_buffer
 _new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
@@ -166,3 +166,12 @@ def decode_records(batch):
         del rows[records * 8:]
     return _make_decode(DecodeResult, (status, flags, records, position, expected, found,
                                        rows))
+
+
+_walk_prefixes = lib.odk_walk_prefixes
+
+
+def walk_prefixes(buf, buf_pos, pos, start, end, upper, max_bytes, at_least_one, max_batches):
+    """odk_walk_prefixes (odradek.h); `buf` any buffer (bytes go to C as they are)."""
+    p = buf if type(buf) is bytes else _from_buffer(_BYTES, buf)
+    return _walk_prefixes(p, len(p), buf_pos, pos, start, end, upper, max_bytes, at_least_one, max_batches)

@@ -19,7 +19,7 @@ from odradek.client.records.layout import (ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE,
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "check_batch", "ScanResult",
            "BatchInfo", "Status", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records", "DecodeResult",
-           "RECORD_FIELDS", "RecordsFlag"]
+           "RECORD_FIELDS", "RecordsFlag", "walk_prefixes"]
 
 
 class Status:
@@ -446,3 +446,26 @@ def refusal_words(batch):
     the one Python parser of the record format, so records() asks it. Header keys are
     not decoded (as UTF-8) here: that is the caller's, as in C."""
     return _decode(batch)[1]
+
+
+_PREFIX = struct.Struct(">qi")
+
+
+def walk_prefixes(buf, buf_pos, pos, start, end, upper, max_bytes, at_least_one, max_batches):
+    """odk_walk_prefixes (odradek.h): the file position where a walk of whole batches by
+    their prefixes, in `buf` (the file's bytes from buf_pos), stops."""
+    n = len(buf)
+    for _ in range(max_batches):
+        if pos >= end:
+            break
+        rel = pos - buf_pos
+        if rel < 0 or rel + _PREFIX.size > n:
+            break
+        base, length = _PREFIX.unpack_from(buf, rel)
+        if base >= upper or length < 0:
+            break
+        size = length + 12
+        if size > end - pos or ((pos > start or not at_least_one) and pos + size - start > max_bytes):
+            break
+        pos += size
+    return pos

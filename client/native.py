@@ -20,7 +20,7 @@ from odradek.client._native_ref import (BatchInfo, ScanResult, Status, BATCH_HEA
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "ScanResult", "BatchInfo",
            "Status", "IMPLEMENTATION", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records",
-           "DecodeResult", "RECORD_FIELDS", "RecordsFlag", "reference"]
+           "DecodeResult", "RECORD_FIELDS", "RecordsFlag", "reference", "walk_prefixes"]
 
 
 def _load():
@@ -42,7 +42,8 @@ if _lib is None:
     crc32c_hw_available = reference.crc32c_hw_available
     scan_batches = reference.scan_batches
     decode_records = reference.decode_records
+    walk_prefixes = reference.walk_prefixes
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
-                                             scan_batches, decode_records)
+                                             scan_batches, decode_records, walk_prefixes)
     IMPLEMENTATION = "c"

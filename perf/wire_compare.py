@@ -17,6 +17,10 @@ Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
                                   batch.size=65536; then read back from the beginning
                                   (fetch.queue.backoff.ms=1, see below)
   ck_produce_100, ck_consume_100  the same with 1,000,000 x 100 B
+  ck_replay_small                 confluent-kafka reading from the beginning a log of 100,000
+                                  one-record batches of 100 B (as a producer at a low rate
+                                  leaves it; written untimed with linger.ms=0 and
+                                  batch.num.messages=1): a consumer replaying history
   ck_latency                      end to end, producer (linger.ms=0, acks=1) at 2,000 records/s
                                   for 20,000 records of 100 B, a consumer in another process
                                   (fetch.wait.max.ms=100), both warmed up by one untimed record;
@@ -191,6 +195,27 @@ def ck_produce(bootstrap, topic, n, size):
     if left or errors:
         raise RuntimeError(f"{left} undelivered, {len(errors)} errors, first {errors[:1]}")
     return n * size / MB / wall
+
+
+def ck_fill_one_record_batches(bootstrap, topic, n, size=100):
+    """`n` records of `size` B, each its own batch (linger.ms=0, batch.num.messages=1);
+    untimed: ck_replay_small reads them."""
+    from confluent_kafka import Producer
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0, "batch.num.messages": 1,
+                  "delivery.report.only.error": True, "on_delivery": lambda err, msg: errors.append(err)})
+    value = os.urandom(size)
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, value)
+                break
+            except BufferError:
+                p.poll(0.005)
+        if not i & 255:
+            p.poll(0)
+    if p.flush(300) or errors:
+        raise RuntimeError(f"filling {topic} failed: {errors[:1]}")
 
 
 def ck_consume(bootstrap, topic, n):
@@ -378,6 +403,9 @@ def run_once(bootstrap, sock, args, skip):
             t = new_topic(bootstrap)
             step(f"ck_produce_{tag}", ck_produce, bootstrap, t, n, size)
             step(f"ck_consume_{tag}", ck_consume, bootstrap, t, n)
+        t = new_topic(bootstrap)
+        ck_fill_one_record_batches(bootstrap, t, s(100_000))
+        step("ck_replay_small", ck_consume, bootstrap, t, s(100_000))
     if "lat" not in skip:
         step("ck_latency", ck_latency, bootstrap, new_topic(bootstrap), s(20_000), args.rate)
         step("ck_roundtrip", ck_roundtrip, bootstrap, new_topic(bootstrap), s(2_000))
@@ -408,7 +436,8 @@ def table(ours, theirs):
         return median(vals)
     lines = ["| workload | odradek (TCP) | Apache Kafka | odradek/Kafka | odradek shm | shm/odradek TCP | shm/Kafka |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for key in ("ck_produce_1k", "ck_consume_1k", "ck_produce_100", "ck_consume_100", "java_produce_1k",
+    for key in ("ck_produce_1k", "ck_consume_1k", "ck_produce_100", "ck_consume_100", "ck_replay_small",
+                "java_produce_1k",
                 "java_consume_1k", "ck_latency", "ck_roundtrip"):
         o, k = med(ours, key), med(theirs, key)
         shm_key = key.replace("ck_", "shm_") if key.startswith(("ck_produce", "ck_consume")) else None

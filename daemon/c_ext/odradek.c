@@ -241,6 +241,29 @@ static inline void track(track_state *t, const odk_append_state *st, int64_t pos
     t->bytes_since_index += size;
 }
 
+int64_t odk_walk_prefixes(const uint8_t *buf, size_t len, int64_t buf_pos, int64_t pos,
+                          int64_t start, int64_t end, int64_t upper, int64_t max_bytes,
+                          int at_least_one, int64_t max_batches)
+{
+    for (int64_t n = 0; n < max_batches && pos < end; n++) {
+        int64_t rel = pos - buf_pos;
+        if (rel < 0 || (uint64_t)rel + 12 > len)
+            break;                                    /* the caller reads on from pos */
+        const uint8_t *b = buf + rel;
+        int64_t base = as_i64(load_be64(b));
+        int32_t length = as_i32(load_be32(b + 8));
+        if (base >= upper || length < 0)
+            break;
+        int64_t size = (int64_t)length + 12;
+        if (size > end - pos)
+            break;
+        if ((pos > start || !at_least_one) && pos + size - start > max_bytes)
+            break;
+        pos += size;
+    }
+    return pos;
+}
+
 static int append_fail(odk_append_state *st, int status, int64_t batches, int64_t pos,
                        int64_t expected, int64_t found)
 {

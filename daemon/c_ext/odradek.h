@@ -140,6 +140,26 @@ int odk_scan_batches(const uint8_t *buf, size_t len, int64_t max_batch_size,
                      odk_batch_info *infos, size_t cap, odk_scan_result *out);
 /* returns out->status */
 
+/* int64_t odk_walk_prefixes(buf, len, buf_pos, pos, start, end, upper, max_bytes,
+ *                           at_least_one, max_batches)
+ * The gateway's walk of whole batches in a segment file by their prefixes alone
+ * (baseOffset:int64, batchLength:int32, big-endian; no CRC, no other field): buf holds
+ * the file's bytes from file position buf_pos (len of them); the walk goes from file
+ * position pos (>= buf_pos) and returns the position where it stops:
+ *   - pos >= end (the readable extent), or
+ *   - the prefix at pos is not whole within buf (the caller reads more and walks on), or
+ *   - the batch at pos has baseOffset >= upper, a negative batchLength, ends past end,
+ *     or would end more than max_bytes past start unless it is the first (pos == start)
+ *     and at_least_one (KIP-74), or
+ *   - max_batches batches were taken.
+ * The caller tells the cases apart: a prefix at the result that is whole in buf is a
+ * stop. Reads only buf[0, len); no input makes it loop more than max_batches times.
+ * Pure-Python twin: client/_native_ref.py walk_prefixes.
+ */
+int64_t odk_walk_prefixes(const uint8_t *buf, size_t len, int64_t buf_pos, int64_t pos,
+                          int64_t start, int64_t end, int64_t upper, int64_t max_bytes,
+                          int at_least_one, int64_t max_batches);
+
 /* =====================================================================================
  * Shared memory (shm.c): atomics, futexes, and the three structures the broker's data
  * plane maps into several processes. Byte tables, ordering rules and the crash story:

@@ -12,7 +12,7 @@ passes through the gateway's memory.
 - A position among the descriptors (the last DEFAULT_SLOTS-1 batches) costs no round
   trip once its segment's fd is cached; an older one asks GetSegment once, which answers
   with the readable extent of its segment, and is read on from there (a `run`: batch
-  lengths read with pread) until that extent is used up.
+  lengths read with pread, in windows: _Prefixes) until that extent is used up.
 - A view whose state is fenced (leadership moved, the worker restarted) is replaced: the
   next leader's files are other files.
 - Segment fds: at most MAX_SEGMENTS per view (least recently used dropped), and every
@@ -28,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from odradek.client import native
 from odradek.client._committed_read import AbortedTxns
 from odradek.client._liveness import Liveness
 from odradek.client.errors import NotInWindow, OdradekError, TornState
@@ -48,6 +49,9 @@ VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
 SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice read header by header
+PREFIX_WINDOW = 4096         # _Prefixes' read while batches are large
+SMALL_WINDOW = 64 * 1024     # ... and once one under SMALL_BATCH bytes was seen
+SMALL_BATCH = 4096
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
 _ATTRIBUTES = struct.Struct(">h")
 _TXN_HEAD = ATTRIBUTES_OFFSET + ATTRIBUTES_LENGTH     # a batch's bytes up to its attributes
@@ -225,24 +229,31 @@ class PartitionView:
         return self._from_run((seg, res.position, res.size), upper, max_bytes, at_least_one)
 
     def _from_run(self, run, upper, max_bytes, at_least_one):
-        """Whole batches of a run from its position, read with pread of their prefixes;
-        the rest of the run is kept under the offset of its first batch."""
+        """Whole batches of a run from its position, found by their prefixes (baseOffset,
+        batchLength) alone: the file read with pread in windows, PREFIX_WINDOW bytes
+        while the batches are large (a read a batch: 16 a MiB of 64 KiB batches),
+        SMALL_WINDOW once one under SMALL_BATCH was seen (a consumer replaying a log of
+        one-record batches, ~6,000 in a MiB, takes a read per SMALL_WINDOW bytes, not one
+        per batch), each window walked in C (native.walk_prefixes). The rest of the run
+        is kept under the offset of its first batch."""
         seg, start, end = run
-        pos = start
-        for _ in range(_MAX_BATCHES):
+        pos, window, buf, buf_pos = start, PREFIX_WINDOW, b"", start
+        for _ in range(_MAX_BATCHES):       # a window a round; each round takes a batch or stops
             if pos >= end:
                 break
-            head = os.pread(seg.fd, _PREFIX.size, pos)
-            if len(head) < _PREFIX.size:
+            buf, buf_pos = os.pread(seg.fd, max(min(window, end - pos), _PREFIX.size), pos), pos
+            if len(buf) < _PREFIX.size:
                 break
-            base, length = _PREFIX.unpack(head)
-            size = length + LOG_OVERHEAD
-            if base >= upper or length < 0 or pos + size > end or \
-                    ((pos > start or not at_least_one) and pos + size - start > max_bytes):
+            walked = native.walk_prefixes(buf, buf_pos, pos, start, end, upper, max_bytes, at_least_one,
+                                          _MAX_BATCHES)
+            if _PREFIX.unpack_from(buf)[1] + LOG_OVERHEAD < SMALL_BATCH:
+                window = SMALL_WINDOW
+            stopped = walked == pos or walked >= end or walked - buf_pos + _PREFIX.size <= len(buf)
+            pos = walked
+            if stopped:     # at a prefix the walk could read (not one past the window): done
                 break
-            pos += size
         if pos < end:
-            nxt = os.pread(seg.fd, 8, pos)
+            nxt = buf[pos - buf_pos:pos - buf_pos + 8] if pos - buf_pos + 8 <= len(buf) else os.pread(seg.fd, 8, pos)
             if len(nxt) == 8:
                 with self._lock:
                     self._runs[int.from_bytes(nxt, "big", signed=True)] = (seg, pos, end)
