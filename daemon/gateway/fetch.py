@@ -175,29 +175,26 @@ def _read_partition(ctx, views_, want, isolation, limit, min_one, watch):
     watch.append((view, snap.change))
     if not snap.loaded or snap.fenced:
         return PartitionAnswer(want.partition, ErrorCode.not_leader_or_follower)
-    lso = view.state.last_stable_offset(snap)
-    out = PartitionAnswer(want.partition, _NO_ERROR, snap.high_watermark, lso, snap.log_start_offset)
     if want.leader_epoch >= 0 and want.leader_epoch != snap.leader_epoch:
         if want.leader_epoch < snap.leader_epoch:
-            out.error_code = ErrorCode.fenced_leader_epoch
+            out = PartitionAnswer(want.partition, ErrorCode.fenced_leader_epoch)
             out.current_leader = (NODE_ID, snap.leader_epoch)
-        else:
-            out.error_code = ErrorCode.unknown_leader_epoch
-        return out
+            return out
+        return PartitionAnswer(want.partition, ErrorCode.unknown_leader_epoch)
     if want.offset < snap.log_start_offset:
-        out.error_code = ErrorCode.offset_out_of_range
-        return out
+        return PartitionAnswer(want.partition, ErrorCode.offset_out_of_range)
+    lso = view.state.last_stable_offset(snap)
+    out = PartitionAnswer(want.partition, _NO_ERROR, snap.high_watermark, lso, snap.log_start_offset,
+                          () if isolation == 1 else None)
     if want.last_epoch >= 0:
         try:
             out.diverging_epoch = _divergence(ctx, want, snap)
         except OdradekError as e:
-            out.error_code = kafka_code(e)
-            return out
+            return PartitionAnswer(want.partition, kafka_code(e))
         if out.diverging_epoch is not None:
             return out
     if want.offset > snap.log_end_offset:
-        out.error_code = ErrorCode.offset_out_of_range
-        return out
+        return PartitionAnswer(want.partition, ErrorCode.offset_out_of_range)
     upper = lso if isolation == 1 else snap.high_watermark
     if want.offset >= upper or (limit <= 0 and not min_one):
         return out

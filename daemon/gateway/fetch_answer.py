@@ -52,14 +52,15 @@ _UVARINTS = tuple(map(encode_uvarint, range(1 << 14)))
 
 class PartitionAnswer:
     """One partition of a Fetch answer, as fetch.py fills it. aborted_transactions:
-    [(producer_id, first_offset)] or None (null); records: bytes, None (null) or a
+    [(producer_id, first_offset)] or None (null: Kafka's answer to read_uncommitted and
+    with an error, whose offsets are -1 too); records: bytes, None (null) or a
     FileSlice. diverging_epoch and current_leader (tagged fields: kio encodes an answer
     with either) are (epoch, end_offset) and (leader_id, leader_epoch), or None."""
     __slots__ = ("partition_index", "error_code", "high_watermark", "last_stable_offset", "log_start_offset",
                  "aborted_transactions", "records", "diverging_epoch", "current_leader")
 
     def __init__(self, partition_index, error_code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
-                 aborted_transactions=(), records=b""):
+                 aborted_transactions=None, records=b""):
         self.partition_index, self.error_code = partition_index, error_code
         self.high_watermark, self.last_stable_offset, self.log_start_offset = \
             high_watermark, last_stable_offset, log_start_offset

@@ -254,6 +254,23 @@ def test_fetch_errors_and_limits(wire):
     assert len(two.records) > len(one.records)
 
 
+def test_fetch_answers_carry_what_kafkas_carry(wire):
+    """As Apache Kafka 4.4 answers (checked against it): aborted_transactions null for
+    read_uncommitted, an array for read_committed; a partition answered with an error has
+    its offsets -1 and aborted_transactions null."""
+    base = produce(wire, batch()).base_offset
+    uncommitted = fetch(wire, base).responses[0].partitions[0]
+    committed = fetch(wire, base, isolation=1).responses[0].partitions[0]
+    assert uncommitted.records and uncommitted.aborted_transactions is None
+    assert committed.records and committed.aborted_transactions == ()
+    assert uncommitted.high_watermark == committed.high_watermark > base
+    for isolation in (0, 1):
+        out = fetch(wire, 10 ** 9, isolation=isolation).responses[0].partitions[0]
+        assert out.error_code == ErrorCode.offset_out_of_range
+        assert (out.high_watermark, out.last_stable_offset, out.log_start_offset, out.aborted_transactions) == \
+            (-1, -1, -1, None)
+
+
 def test_fetch_long_poll_wakes_on_a_record_without_spinning(wire, env):
     """A Fetch with min_bytes=1 and nothing to read waits (no answer, no CPU) and is
     answered as soon as a record comes, not at its max_wait. The quiet window is the thing
