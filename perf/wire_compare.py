@@ -179,8 +179,18 @@ def ck_produce(bootstrap, topic, n, size):
     p = Producer({"bootstrap.servers": bootstrap, **PRODUCER, "queue.buffering.max.messages": 1_000_000,
                   "queue.buffering.max.kbytes": 1_048_576, "delivery.report.only.error": True,
                   "on_delivery": lambda err, msg: errors.append(err)})
-    value = os.urandom(size)
     t0 = time.perf_counter()
+    _send(p, topic, os.urandom(size), n, 1024)
+    left = p.flush(300)
+    wall = time.perf_counter() - t0
+    if left or errors:
+        raise RuntimeError(f"{left} undelivered, {len(errors)} errors, first {errors[:1]}")
+    return n * size / MB / wall
+
+
+def _send(p, topic, value, n, poll_every):
+    """`n` produce() calls of `value` on confluent-kafka Producer `p`, waiting while its
+    queue is full, serving its callbacks every `poll_every` (a power of 2) records."""
     for i in range(n):
         while True:
             try:
@@ -188,13 +198,8 @@ def ck_produce(bootstrap, topic, n, size):
                 break
             except BufferError:
                 p.poll(0.005)
-        if not i & 1023:
+        if not i & (poll_every - 1):
             p.poll(0)
-    left = p.flush(300)
-    wall = time.perf_counter() - t0
-    if left or errors:
-        raise RuntimeError(f"{left} undelivered, {len(errors)} errors, first {errors[:1]}")
-    return n * size / MB / wall
 
 
 def ck_fill_one_record_batches(bootstrap, topic, n, size=100):
@@ -204,16 +209,7 @@ def ck_fill_one_record_batches(bootstrap, topic, n, size=100):
     errors = []
     p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0, "batch.num.messages": 1,
                   "delivery.report.only.error": True, "on_delivery": lambda err, msg: errors.append(err)})
-    value = os.urandom(size)
-    for i in range(n):
-        while True:
-            try:
-                p.produce(topic, value)
-                break
-            except BufferError:
-                p.poll(0.005)
-        if not i & 255:
-            p.poll(0)
+    _send(p, topic, os.urandom(size), n, 256)
     if p.flush(300) or errors:
         raise RuntimeError(f"filling {topic} failed: {errors[:1]}")
 
