@@ -10,7 +10,9 @@ INLINE_MAX bytes with one pread and keeps the bytes for the answer); at most
 partition_max_bytes and, over the response,
 max_bytes, except that the first partition with data gets at least one whole batch
 (KIP-74). high_watermark, last_stable_offset and log_start_offset come from the
-partition's shared state. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION (v13+, by
+partition's shared state; aborted_transactions is null for read_uncommitted, as in
+Kafka. Errors per partition (their offsets -1 and aborted_transactions null, as Kafka's
+answers): UNKNOWN_TOPIC_OR_PARTITION (v13+, by
 id: UNKNOWN_TOPIC_ID), OFFSET_OUT_OF_RANGE (below the log start or past the log end),
 NOT_LEADER_OR_FOLLOWER (no leader now, or its log not loaded yet),
 FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (current_leader_epoch older / newer than the

@@ -12,7 +12,7 @@ passes through the gateway's memory.
 - A position among the descriptors (the last DEFAULT_SLOTS-1 batches) costs no round
   trip once its segment's fd is cached; an older one asks GetSegment once, which answers
   with the readable extent of its segment, and is read on from there (a `run`: batch
-  lengths read with pread, in windows: _Prefixes) until that extent is used up.
+  prefixes read with pread in windows and walked in C: _from_run) until that extent is used up.
 - A view whose state is fenced (leadership moved, the worker restarted) is replaced: the
   next leader's files are other files.
 - Segment fds: at most MAX_SEGMENTS per view (least recently used dropped), and every
@@ -49,7 +49,7 @@ VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
 _MAX_BATCHES = 1 << 16       # bounds one read's walk of a run
 SCAN_MAX_BATCHES = 64        # bounds transactional_from's walk of a slice read header by header
-PREFIX_WINDOW = 4096         # _Prefixes' read while batches are large
+PREFIX_WINDOW = 4096         # _from_run's pread while batches are large
 SMALL_WINDOW = 64 * 1024     # ... and once one under SMALL_BATCH bytes was seen
 SMALL_BATCH = 4096
 _PREFIX = struct.Struct(">qi")   # baseOffset, batchLength
