@@ -6,6 +6,7 @@ Producer's batches do; Fetch is answered from the segment files with sendfile; g
 offsets, metadata and admin go to the broker over its control socket.
 
     codec.py        Kafka frames <-> kio entities (the only user of kio's serializers); respond()
+    newer_layouts.py the few message layouts current clients use that kio lacks (ApiVersions v5)
     apis.py         the API table (what is served, at which versions), ApiVersions
     server.py       the listener: a thread per connection, frames, answers in order
     client_log.py   lines about clients' errors, rate-limited (per connection, per process)

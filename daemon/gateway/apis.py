@@ -25,7 +25,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from odradek.daemon.gateway.codec import build, response_class
+from odradek.daemon.gateway.codec import ErrorCode, build, response_class
 
 __all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "CLOSE_CONNECTION", "HANDLER_MODULES", "table",
            "API_VERSIONS"]
@@ -97,11 +97,29 @@ def table(modules=None):
 
 
 def api_versions(ctx, request):
-    """ApiVersions: every key of the table with its version range."""
+    """ApiVersions: every key of the table with its version range.
+
+    v5 names the cluster and node the client expects (newer_layouts.py). As Kafka 4.4
+    answers: both or neither, else INVALID_REQUEST; both, and either is not this broker's,
+    REBOOTSTRAP_REQUIRED (the client then forgets its metadata and bootstraps again). An
+    error answer lists no APIs."""
     cls = response_class(API_VERSIONS, request.api_version)
+    error = _expected_node_error(ctx, request.body) if request.api_version >= 5 else None
+    if error is not None:
+        return build(cls, error_code=error, throttle_time=0, api_keys=[])
     return build(cls, error_code=0, throttle_time=0,
                  api_keys=[dict(api_key=a.key, min_version=a.min_version, max_version=a.max_version)
                            for a in sorted(ctx.table.values(), key=lambda a: a.key)])
 
 
-APIS = [Api(API_VERSIONS, 0, 4, api_versions)]
+def _expected_node_error(ctx, body):
+    from odradek.daemon.gateway.cluster_api import cluster_id     # cluster_api imports this module
+    from odradek.daemon.gateway.metadata_api import NODE_ID
+    if (body.cluster_id is None) != (body.node_id == -1):
+        return ErrorCode.invalid_request
+    if body.cluster_id is not None and (body.cluster_id != cluster_id(ctx.gateway) or body.node_id != NODE_ID):
+        return ErrorCode.rebootstrap_required
+    return None
+
+
+APIS = [Api(API_VERSIONS, 0, 5, api_versions)]

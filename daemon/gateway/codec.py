@@ -7,7 +7,8 @@ the body at that api_version. A response frame is `size:int32`, a response heade
 (v0: correlation_id:int32; v1 adds tagged fields; ApiVersions always uses v0) and the body.
 
 Message layouts are not ours: they come from kio (Aiven's dataclasses generated from
-Kafka's JSON message specs, pinned in setup.py), one class per API, version and kind.
+Kafka's JSON message specs, pinned in setup.py), one class per API, version and kind,
+and from newer_layouts.py for the few a current client uses that kio does not have yet.
 This module is the only one that touches kio's serializers; handlers get and return
 entities. Record batches inside Produce and Fetch stay opaque bytes here.
 
@@ -27,6 +28,8 @@ import kio.index
 import kio.serial
 from kio.schema.errors import ErrorCode
 from kio.serial._introspect import EntityField, EntityTupleField, PrimitiveTupleField, classify_field
+
+from odradek.daemon.gateway import newer_layouts
 
 __all__ = ["Request", "RequestError", "UnsupportedRequest", "MalformedRequest", "peek_header",
            "decode_request", "encode_response", "response_class", "build", "respond", "freeze_layouts", "ErrorCode",
@@ -93,9 +96,9 @@ def _writer(cls):
 
 @functools.lru_cache(maxsize=4096)     # kio's lookup imports by name: ~20 us a request
 def request_class(api_key, api_version):
-    """kio's request class, or UnsupportedRequest."""
+    """kio's request class (or newer_layouts.py's), or UnsupportedRequest."""
     try:
-        cls = kio.index.load_request_schema(api_key, api_version)
+        cls = newer_layouts.REQUESTS.get((api_key, api_version)) or kio.index.load_request_schema(api_key, api_version)
     except (kio.index.KioIndexError, ModuleNotFoundError, KeyError) as e:
         raise UnsupportedRequest(f"no schema for api key {api_key} version {api_version}",
                                  api_key, api_version) from e
@@ -105,8 +108,8 @@ def request_class(api_key, api_version):
 
 @functools.lru_cache(maxsize=4096)
 def response_class(api_key, api_version):
-    """kio's response class for a request class's key and version."""
-    cls = kio.index.load_response_schema(api_key, api_version)
+    """kio's response class (or newer_layouts.py's) for a request class's key and version."""
+    cls = newer_layouts.RESPONSES.get((api_key, api_version)) or kio.index.load_response_schema(api_key, api_version)
     _made()
     return cls
 

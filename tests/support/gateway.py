@@ -10,12 +10,12 @@ import struct
 import subprocess
 import sys
 
-import kio.index
 import kio.serial
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
 from kio.schema.errors import ErrorCode
 
 from odradek.client.admin import Admin
+from odradek.daemon.gateway.codec import response_class
 from support.broker import BrokerProcess, wait_until
 
 _SIZE = struct.Struct(">i")
@@ -104,7 +104,7 @@ class KafkaWire:
         """The response entity answering a request of `request_cls`."""
         body = self.receive_raw()
         assert body is not None, "the gateway closed the connection"
-        cls = kio.index.load_response_schema(request_cls.__api_key__, request_cls.__version__)
+        cls = response_class(request_cls.__api_key__, request_cls.__version__)    # kio's, or newer_layouts'
         header, n = kio.serial.entity_reader(cls.__header_schema__)(body, 0)
         assert header.correlation_id == self._cid, (header.correlation_id, self._cid)
         response, m = kio.serial.entity_reader(cls)(body, n)

@@ -25,12 +25,11 @@ import typing
 import uuid
 from types import NoneType, UnionType
 
-import kio.index
 from kio.schema.errors import ErrorCode
 
 from odradek.client.records import layout
 from odradek.daemon.gateway import apis
-from odradek.daemon.gateway.codec import build
+from odradek.daemon.gateway.codec import build, request_class
 from support.records import bitwise_crc32c
 
 __all__ = ["Known", "Fuzzer", "served", "kio_request", "MAX_TIMEOUT_MS", "JOIN_GROUP", "INIT_PRODUCER_ID"]
@@ -85,7 +84,7 @@ class Fuzzer:
         self.big = 1                 # arrays of a few hundred entries left in this request
         self.plausible = self.rng.random() < 0.4    # most fields as a client would fill them
         key, version = self.rng.choice(self.keys)
-        return self.entity(kio.index.load_request_schema(key, version))
+        return self.entity(request_class(key, version))
 
     def entity(self, cls):
         hints = typing.get_type_hints(cls)
@@ -179,4 +178,4 @@ _BATCH_FIELDS = [(layout.BASE_OFFSET_OFFSET, "q"), (layout.BATCH_LENGTH_OFFSET, 
 
 def kio_request(key, version, **values):
     """A kio request entity of `key` at `version` from plain values (codec.build)."""
-    return build(kio.index.load_request_schema(key, version), values)
+    return build(request_class(key, version), values)

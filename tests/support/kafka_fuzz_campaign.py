@@ -21,11 +21,11 @@ import sys
 import tempfile
 import time
 
-import kio.index
 import kio.serial
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
 from kio.schema.errors import ErrorCode
 
+from odradek.daemon.gateway.codec import response_class
 from support.gateway import KafkaWire
 from support.kafka_fuzz import JOIN_GROUP, MAX_TIMEOUT_MS, Fuzzer, Known, kio_request, served
 from support.records import make_batch
@@ -137,7 +137,7 @@ class Campaign:
         return f"answered only after {took:.1f}s" if late else f"no answer within {took:.0f}s"
 
     def _check(self, request, body):
-        cls = kio.index.load_response_schema(request.__api_key__, request.__version__)
+        cls = response_class(request.__api_key__, request.__version__)
         try:
             header, n = kio.serial.entity_reader(cls.__header_schema__)(body, 0)
             response, m = kio.serial.entity_reader(cls)(body, n)
