@@ -48,11 +48,13 @@ class Status:
     CHANGED = 18
     # odk_append's: an uncompressed batch's records do not decode (odk_decode_records)
     BAD_RECORD_BYTES = 19
+    # odk_append's: a record timestamp outside the topic's range (check_timestamps)
+    BAD_TIMESTAMP = 20
     NAMES = {0: "OK", 1: "TRUNCATED", 2: "BAD_LENGTH", 3: "BAD_MAGIC", 4: "BAD_CRC",
              5: "BAD_OFFSET", 6: "MORE", 7: "TOO_LARGE", 8: "BAD_RECORDS", 9: "BAD_CODEC",
              10: "EMPTY", 11: "NO_SPACE", 12: "INDEX_FULL", 13: "OUT_OF_RANGE",
              14: "BAD_STATE", 15: "BAD_VARINT", 16: "BAD_RECORD", 17: "BAD_COUNT", 18: "CHANGED",
-             19: "BAD_RECORD_BYTES"}
+             19: "BAD_RECORD_BYTES", 20: "BAD_TIMESTAMP"}
 
 
 def _make_table():

@@ -333,6 +333,14 @@ static int append_validate(const uint8_t *d, size_t len, size_t index_cap, size_
     const int64_t max_batch = st->max_batch_size;
     const int64_t seg_base = st->segment_base;
     const int64_t append_time = st->append_time;
+    /* check_timestamps' range, saturated (both limits are >= 0 by contract) */
+    int64_t ts_low = INT64_MIN, ts_high = INT64_MAX;
+    if (st->check_timestamps) {
+        if (__builtin_sub_overflow(st->now_ms, st->timestamp_before_ms, &ts_low))
+            ts_low = INT64_MIN;
+        if (__builtin_add_overflow(st->now_ms, st->timestamp_after_ms, &ts_high))
+            ts_high = INT64_MAX;
+    }
     size_t pos = 0;
     int64_t batches = 0, next_offset = st->next_offset, expected = 0, found = 0;
     int64_t records = 0, first = -1, last = -1, maxts = -1, first_ts = -1;
@@ -373,6 +381,16 @@ static int append_validate(const uint8_t *d, size_t len, size_t index_cap, size_
                 odk_decode_result r;
                 if (odk_decode_records(b, (size_t)size, NULL, 0, &r) != ODK_OK) {
                     lstatus = ODK_BAD_RECORD_BYTES; lexp = r.records; lfound = r.status;
+                } else if (st->check_timestamps) {
+                    if (load_be16(b + OFF_ATTRIBUTES) & 8)      /* LogAppendTime: maxTimestamp */
+                        r.min_timestamp = r.max_timestamp = as_i64(load_be64(b + OFF_MAX_TS));
+                    if (r.min_timestamp == -1)                  /* NO_TIMESTAMP */
+                        r.min_timestamp = INT64_MAX, r.max_timestamp = INT64_MIN;
+                    if (r.min_timestamp < ts_low) {
+                        lstatus = ODK_BAD_TIMESTAMP; lexp = ts_low; lfound = r.min_timestamp;
+                    } else if (r.max_timestamp > ts_high) {
+                        lstatus = ODK_BAD_TIMESTAMP; lexp = ts_high; lfound = r.max_timestamp;
+                    }
                 }
             }
             if (lstatus != ODK_OK) {

@@ -500,8 +500,10 @@ int      odk_pstate_find(const uint8_t *base, uint32_t slots, int64_t offset,
  *     recordsCount < 1 or lastOffsetDelta != recordsCount - 1 -> ODK_BAD_RECORDS, codec
  *     (attributes & 7) above 4 (0-4: none, gzip, snappy, lz4, zstd) -> ODK_BAD_CODEC,
  *     an uncompressed batch whose records odk_decode_records refuses (checked on the
- *     copy, without rows) -> ODK_BAD_RECORD_BYTES; compressed batches' records are the
- *     caller's to check (it decompresses them first). A scan failure
+ *     copy, without rows) -> ODK_BAD_RECORD_BYTES, then, with check_timestamps, one
+ *     with a record timestamp out of range -> ODK_BAD_TIMESTAMP (the smallest is
+ *     checked first); compressed batches' records are the caller's to check (it
+ *     decompresses them first). A scan failure
  *     anywhere wins over a leader-check failure (Python scanned the whole buffer first).
  *     Then ODK_OUT_OF_RANGE if an offset as stored falls outside [segment_base,
  *     segment_base + 2^32 - 1] (the indexes' u32 relativeOffset) or overflows int64,
@@ -565,13 +567,18 @@ enum odk_append_status {   /* odk_append's own statuses; 0-5 are odk_status's */
                               when the copy holds another number of batches, expected =
                               expect_count, found = the copy's batches (batches,
                               valid_bytes: the first batch missing or extra) */
-    ODK_BAD_RECORD_BYTES = 19  /* assign: an uncompressed batch whose records do not
+    ODK_BAD_RECORD_BYTES = 19, /* assign: an uncompressed batch whose records do not
                               decode (odk_decode_records refuses them: a record's
                               framing, a varint, recordsCount against the records
                               present): InvalidRecord, as Kafka's LogValidator refuses
                               a batch it cannot iterate. expected = the index of the
                               record refused (0 for recordsCount), found =
                               odk_decode_records' status (1, 15, 16, 17) */
+    ODK_BAD_TIMESTAMP = 20     /* check_timestamps: an uncompressed batch with a record
+                              timestamp outside [now_ms - timestamp_before_ms, now_ms +
+                              timestamp_after_ms]: InvalidTimestamp, as Kafka's
+                              LogValidator (message.timestamp.before/after.max.ms).
+                              expected = the bound crossed, found = the timestamp */
 };
 
 typedef struct odk_append_state {
@@ -584,6 +591,16 @@ typedef struct odk_append_state {
     int32_t assign;              /* 1 leader: assign offsets from next_offset, run the
                                     leader checks; 0 follower: keep baseOffsets, each
                                     >= next_offset (check_offsets) */
+    int32_t check_timestamps;    /* 1 (with assign, a CreateTime topic's leader): every
+                                    record timestamp of an uncompressed batch (-1, none,
+                                    excepted; under a batch's LogAppendTime attribute its
+                                    maxTimestamp) must lie within [now_ms -
+                                    timestamp_before_ms, now_ms + timestamp_after_ms]
+                                    (saturated), else ODK_BAD_TIMESTAMP; 0: not checked */
+    int32_t reserved_config;
+    int64_t now_ms;              /* per call, with check_timestamps: the broker's clock */
+    int64_t timestamp_before_ms; /* message.timestamp.before.max.ms (>= 0) */
+    int64_t timestamp_after_ms;  /* message.timestamp.after.max.ms (>= 0) */
     /* per call, consumed: odk_append and odk_append_in_place read it and reset
        expect_count to 0 on every call, success or failure, so a call that sets none
        never checks a stale one; odk_append_check and odk_append_commit (a follower's
@@ -771,6 +788,11 @@ typedef struct odk_decode_result {
     int64_t position;        /* byte (from the batch start) of the failure; size on OK */
     int64_t expected;        /* failure detail (see each check); 0 on OK */
     int64_t found;
+    int64_t min_timestamp;   /* OK: the smallest and largest record timestamp, each */
+    int64_t max_timestamp;   /* baseTimestamp + timestampDelta (saturated at the int64
+                                limits), leaving out records whose timestamp is -1
+                                (NO_TIMESTAMP); INT64_MAX / INT64_MIN when none has one
+                                (and on failure) */
 } odk_decode_result;
 
 int odk_decode_records(const uint8_t *batch, size_t len, int64_t *rows, size_t cap,

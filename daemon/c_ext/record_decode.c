@@ -69,6 +69,8 @@ static int decode_fail(odk_decode_result *out, int status, int64_t records, int 
     out->position = (int64_t)position;
     out->expected = expected;
     out->found = found;
+    out->min_timestamp = INT64_MAX;
+    out->max_timestamp = INT64_MIN;
     return status;
 }
 
@@ -100,6 +102,8 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
 
     size_t pos = ODK_BATCH_HEADER_SIZE;
     int flags = 0, last = 0, r;
+    const int64_t base_ts = as_i64(load_be64(b + OFF_BASE_TS));
+    int64_t min_ts = INT64_MAX, max_ts = INT64_MIN;
     int64_t v;
     int32_t i;
     /* A field at f (a varint or bytes) ran past the record end e: BAD_RECORD (e, end). */
@@ -134,6 +138,17 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
         pos++;                                   /* attributes: no bits defined */
         VARINT(10);
         row[ODK_REC_TIMESTAMP_DELTA] = v;
+        {   /* the record's timestamp, saturated; -1 (NO_TIMESTAMP) is none */
+            int64_t ts;
+            if (__builtin_add_overflow(base_ts, v, &ts))
+                ts = v > 0 ? INT64_MAX : INT64_MIN;
+            if (ts != -1) {
+                if (ts < min_ts)
+                    min_ts = ts;
+                if (ts > max_ts)
+                    max_ts = ts;
+            }
+        }
         VARINT(5);
         row[ODK_REC_OFFSET_DELTA] = v;
         if (v != i)
@@ -193,5 +208,7 @@ int odk_decode_records(const uint8_t *b, size_t len, int64_t *rows, size_t cap,
     out->position = (int64_t)size;
     out->expected = 0;
     out->found = 0;
+    out->min_timestamp = min_ts;
+    out->max_timestamp = max_ts;
     return ODK_OK;
 }

@@ -161,11 +161,11 @@ def append_commit(src, target, st):
     return _append_commit(s, len(s), i, ic, t, tc, st)
 
 
-# odk_append_state from `position` (byte 56, after the configuration and the expectation)
+# odk_append_state from `position` (byte 88, after the configuration and the expectation)
 # to the end, in field order (odradek.h)
 _APPEND_TAIL = struct.Struct("@7q2i10q")
-_TAIL_AT = 56
-assert ffi.offsetof("odk_append_state", "expect") == 40 and \
+_TAIL_AT = 88
+assert ffi.offsetof("odk_append_state", "expect") == 72 and \
     ffi.offsetof("odk_append_state", "position") == _TAIL_AT and \
     ffi.sizeof("odk_append_state") == _TAIL_AT + _APPEND_TAIL.size and \
     len(APPEND_TAIL_FIELDS) == 7 + 2 + 10, "odk_append_state layout changed"

@@ -8,12 +8,12 @@ from itertools import accumulate
 from struct import calcsize
 
 from odradek.client import native
-from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, MessageTooLarge, StorageError,
-                                   UnsupportedCompression)
+from odradek.client.errors import (CorruptRecord, InvalidConfig, InvalidRecord, InvalidTimestamp, MessageTooLarge,
+                                   StorageError, UnsupportedCompression)
 from odradek.client.records import Compression
 from odradek.client.records.layout import HEADER_STRUCT, BatchHeader
 
-__all__ = ["append_error"]
+__all__ = ["append_error", "timestamp_words"]
 
 _CORRUPT = {
     native.Status.TRUNCATED: "is truncated: expected {e} bytes, found {f}",
@@ -42,6 +42,13 @@ def _field(at):
     return BatchHeader._fields[bisect_right(_FIELD_STARTS, at) - 1]
 
 
+def timestamp_words(found, bound, where):
+    """What InvalidTimestamp says of a record timestamp `found` past `bound` in `where`."""
+    side = ("before.max.ms", "earlier") if found < bound else ("after.max.ms", "later")
+    return (f"a record of {where} has timestamp {found}, {side[1]} than {bound}, the limit "
+            f"message.timestamp.{side[0]} sets around the broker's clock; nothing was appended")
+
+
 def append_error(st, nbytes):
     """The OdradekError for an append of `nbytes` the native call refused (st: its state)."""
     status, where = st.status, f"batch at position {st.valid_bytes}"
@@ -53,6 +60,8 @@ def append_error(st, nbytes):
     if status == native.Status.BAD_RECORD_BYTES:
         why = _RECORD_BYTES.get(st.found, native.Status.NAMES.get(st.found, st.found))
         return InvalidRecord(f"record {st.expected} of the {where} does not decode: {why}; nothing was appended")
+    if status == native.Status.BAD_TIMESTAMP:
+        return InvalidTimestamp(timestamp_words(st.found, st.expected, f"the {where}"))
     if status == native.Status.BAD_CODEC:
         return UnsupportedCompression(f"{where} names compression id {st.found}, which is no codec; "
                                       f"expected 0-{st.expected} ({', '.join(c.label for c in Compression)})")

@@ -102,6 +102,14 @@ TOPIC_CONFIGS = (
               doc="largest record batch accepted, header included"),
     ConfigKey("message.timestamp.type", str, "CreateTime", choices=("CreateTime", "LogAppendTime"),
               doc="keep the producer's timestamps, or stamp batches with the broker's clock"),
+    # Kafka 4's names and defaults (storage/timestamp_limits.py): a CreateTime record further
+    # from the leader's clock is refused with INVALID_TIMESTAMP.
+    ConfigKey("message.timestamp.before.max.ms", int, NO_LIMIT, 0, NO_LIMIT,
+              doc="refuse a record whose CreateTime is more than this before the broker's clock "
+                  "(INVALID_TIMESTAMP; default: no limit)"),
+    ConfigKey("message.timestamp.after.max.ms", int, 3_600_000, 0, NO_LIMIT,
+              doc="refuse a record whose CreateTime is more than this after the broker's clock "
+                  "(INVALID_TIMESTAMP)"),
     # Kafka's bounds: at least 1, and a value above the replication factor is accepted (acks=all
     # produces to the topic then fail); the broker's min.insync.replicas is its default.
     ConfigKey("min.insync.replicas", int, 1, 1, 2 ** 31 - 1,
@@ -200,3 +208,13 @@ class LogConfig:
     @property
     def log_append_time(self):
         return self.message_timestamp_type == "LogAppendTime"
+
+    @property
+    def timestamp_limits(self):
+        """(before, after) ms: message.timestamp.before/after.max.ms, which a leader checks
+        a CreateTime record against; None when nothing is checked (LogAppendTime, or
+        neither limits anything)."""
+        before, after = self.message_timestamp_before_max_ms, self.message_timestamp_after_max_ms
+        if self.log_append_time or (before == NO_LIMIT and after == NO_LIMIT):
+            return None
+        return before, after

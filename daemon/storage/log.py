@@ -62,6 +62,7 @@ from odradek.daemon.storage.log_flushing import LogFlushing
 from odradek.daemon.storage.log_reading import FetchData, Location, LogReading
 from odradek.daemon.storage.modes import make_dirs
 from odradek.daemon.storage.segment import LogSegment
+from odradek.daemon.storage.timestamp_limits import timestamp_range
 
 __all__ = ["PartitionLog", "AppendInfo", "FetchData", "Location", "wall_clock_ms"]
 
@@ -291,6 +292,7 @@ class PartitionLog(LogFlushing, LogReading):
         self._segment_ms = config.max_segment_ms  # segment.ms, or a shorter max.compaction.lag.ms
         self._flush_messages = config.flush_messages
         self._flush_ms = config.flush_ms
+        self._timestamp_limits = config.timestamp_limits   # (before, after) ms; None: unchecked
 
     @property
     def active(self):
@@ -346,11 +348,13 @@ class PartitionLog(LogFlushing, LogReading):
         # batches stored as they are (a follower's, from its own buffer): written with
         # pwrite, not copied into the map (LogSegment.append_written)
         as_is = not assign_offsets and leader_epoch is None
+        limits = self._timestamp_limits if assign_offsets else None
+        timestamps = None if limits is None else (now, *limits)
         if as_is:
             status = segment.append_written(data, self._max_message_bytes)
         else:
             status = segment.append_native(data, assign_offsets, leader_epoch, append_time, self._max_message_bytes,
-                                           expect)
+                                           expect, timestamps)
         if status != _OK:
             if status in _ROLL_FIRST and not roll:
                 raise StorageError(f"{self.directory}: an append of {len(data)} bytes does not fit segment "
@@ -365,7 +369,7 @@ class PartitionLog(LogFlushing, LogReading):
                     status = segment.append_written(data, self._max_message_bytes)
                 else:
                     status = segment.append_native(data, assign_offsets, leader_epoch, append_time,
-                                                   self._max_message_bytes, expect)
+                                                   self._max_message_bytes, expect, timestamps)
             if status != _OK:
                 raise append_error(segment.native_state, len(data))
         if not assign_offsets and batch_epochs.extend_from_buffer(self.epochs, data):
@@ -387,12 +391,25 @@ class PartitionLog(LogFlushing, LogReading):
         if roll_due:
             return None
         append_time = now if self._log_append_time else -1
-        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes, expect)
+        limits = self._timestamp_limits
+        status = segment.append_parts(parts, n, leader_epoch, append_time, self._max_message_bytes, expect,
+                                      None if limits is None else (now, *limits))
         if status != _OK:
             if status in _ROLL_FIRST:
                 return None
             raise append_error(segment.native_state, n)
         return self._appended(segment, was_empty, now, n, append_time)
+
+    def timestamp_range(self):
+        """[low, high] (ms) of the record timestamps a leader's append accepts now
+        (message.timestamp.before/after.max.ms around the log's clock, as the append
+        checks them), or None when they are not checked (LogAppendTime, or no limits)."""
+        limits = self._timestamp_limits
+        if limits is None:
+            return None
+        clock = self.clock
+        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
+        return timestamp_range(now, *limits)
 
     def _append_start(self):
         """What every append looks at first: (now in ms, the active segment, whether it is

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from odradek.client import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Admin, Consumer, Producer, TopicPartition)
-from odradek.client.errors import (InvalidConfig, MessageTooLarge, OffsetOutOfRange, RequestTimedOut,
+from odradek.client.errors import (InvalidConfig, InvalidTimestamp, MessageTooLarge, OffsetOutOfRange, RequestTimedOut,
                                    RingFull, UnknownTopicOrPartition)
 from odradek.client.partitioner import partition_for_key
 from support.broker import consume_n, wait_until
@@ -361,6 +361,25 @@ def test_an_oversized_record_is_refused_at_produce_and_spoils_no_batch(broker):
         assert len(p) == 1
         assert p.flush(10) == 0
     assert reports == [None]
+
+
+def test_a_record_timestamp_past_the_topics_limits_fails_its_batch_alone(broker):
+    """Kafka 4's message.timestamp.after.max.ms (one hour): the shared-memory Producer's
+    batch holding a record stamped two hours ahead is reported InvalidTimestamp, nothing of
+    it is stored, and the producer's next batch is taken (its sequence follows)."""
+    create(broker, "stamps")
+    now = int(time.time() * 1000)
+    reports = []
+    with producer(broker, **{"linger.ms": 0}) as p:
+        for ts in (now, now + 2 * 3600 * 1000, now + 60_000):
+            p.produce("stamps", b"%d" % ts, timestamp=ts, on_delivery=lambda err, rec: reports.append(err))
+            p.flush(10)
+    assert reports[0] is None and reports[2] is None
+    assert isinstance(reports[1].exception, InvalidTimestamp), reports[1]
+    with consumer(broker) as c:
+        c.assign([TopicPartition("stamps", 0, OFFSET_BEGINNING)])
+        got = consume_n(c, 2)
+    assert [(r.offset(), r.timestamp()[1]) for r in got] == [(0, now), (1, now + 60_000)]
 
 
 def test_a_full_ring_blocks_produce_for_max_block_ms_then_refuses_without_queueing(broker):

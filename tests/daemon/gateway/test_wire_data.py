@@ -344,10 +344,11 @@ def test_list_offsets_and_offset_for_leader_epoch(wire):
     r = wire.call(req(23, 4, replica_id=-1, topics=[dict(topic="nope", partitions=[
         dict(partition=0, current_leader_epoch=-1, leader_epoch=0)])]))
     assert r.topics[0].partitions[0].error_code == ErrorCode.unknown_topic_or_partition
-    late = produce(wire, batch(1, ts=1_900_000_000_000)).base_offset
+    late_ts = int(time.time() * 1000) + 1_800_000             # the newest yet (within the hour allowed ahead)
+    late = produce(wire, batch(1, ts=late_ts)).base_offset
     produce(wire, batch(1))                                   # an older timestamp after it
     newest = offset_of(-3)
-    assert (newest.offset, newest.timestamp) == (late, 1_900_000_000_000)
+    assert (newest.offset, newest.timestamp) == (late, late_ts)
 
 
 def _cpu_seconds(pid):
@@ -376,6 +377,30 @@ def test_read_committed_stops_at_an_open_transaction(wire, env):
         return part if part.last_stable_offset == part.high_watermark == 4 else None
     after = wait_until(decided, timeout=10, what="the abort marker")
     assert [a.first_offset for a in after.aborted_transactions] == [2]
+
+
+def test_produce_refuses_record_timestamps_kafka_4_refuses(wire, env):
+    """message.timestamp.after.max.ms (Kafka 4's default: one hour) and before.max.ms (no
+    limit by default): INVALID_TIMESTAMP for a record further from the broker's clock, in
+    an uncompressed or a compressed batch, the log unchanged; a LogAppendTime topic takes
+    any (the broker stamps it)."""
+    now = int(time.time() * 1000)
+    future = now + 2 * 3600 * 1000
+    before = produce(wire, batch()).base_offset
+    for codec in (Compression.NONE, Compression.GZIP):
+        b = BatchBuilder(compression=codec)
+        b.append(now, b"k", b"v")
+        b.append(future, b"k", b"v")
+        p = produce(wire, b.build())
+        assert (p.error_code, p.base_offset) == (ErrorCode.invalid_timestamp, -1), codec
+    assert produce(wire, batch(ts=now - 10 * 365 * 86400 * 1000)).base_offset == before + 1   # no past limit
+    broker, _ = env
+    with Admin(broker.socket_path) as admin:
+        admin.create_topic("stamped-here", num_partitions=1, config={"message.timestamp.type": "LogAppendTime"})
+        admin.create_topic("near-only", num_partitions=1, config={"message.timestamp.before.max.ms": "60000"})
+    assert produce(wire, batch(ts=future), topic="stamped-here").error_code == ErrorCode.none
+    assert produce(wire, batch(ts=now - 3_600_000), topic="near-only").error_code == ErrorCode.invalid_timestamp
+    assert produce(wire, batch(ts=now), topic="near-only").error_code == ErrorCode.none
 
 
 def test_log_append_time_topics_answer_the_time_the_leader_gave(wire, env):

@@ -817,3 +817,77 @@ def test_in_place_refusals_are_appends_and_zero_the_copy(impl):
     impl.release_target(p.target)
     with pytest.raises(ValueError, match="released"):
         impl.append_in_place(len(one), p.target, p.st)
+
+
+# ---- record timestamps (check_timestamps: message.timestamp.before/after.max.ms) --------
+
+NOW = 1_700_000_000_000
+
+
+def checking(t, before=1_000, after=500, now=NOW):
+    t.st.check_timestamps, t.st.now_ms = 1, now
+    t.st.timestamp_before_ms, t.st.timestamp_after_ms = before, after
+    return t
+
+
+def stamped(*stamps, **kw):
+    b = BatchBuilder(**kw)
+    for i, ts in enumerate(stamps):
+        b.append(ts, b"k%d" % i, b"v")
+    return bytes(b.build())
+
+
+def test_record_timestamps_within_the_range_are_taken_edges_included(impl):
+    t = checking(prepared(impl))
+    assert t.append(stamped(NOW - 1_000, NOW, NOW + 500)) == Status.OK
+    assert t.append(stamped(NOW, -1, NOW)) == Status.OK           # -1 (NO_TIMESTAMP) is not checked
+    assert t.append(stamped(-1)) == Status.OK
+
+
+@pytest.mark.parametrize("stamps,bound,found", [
+    ((NOW, NOW + 501), NOW + 500, NOW + 501),                    # one past the future limit
+    ((NOW - 1_001, NOW), NOW - 1_000, NOW - 1_001),              # one past the past limit
+    ((NOW + 9_000, NOW - 9_000), NOW - 1_000, NOW - 9_000),      # both: the earliest is named
+    ((NOW, 2 ** 62), NOW + 500, 2 ** 62),
+])
+def test_a_leader_refuses_a_batch_with_a_record_timestamp_out_of_range(impl, stamps, bound, found):
+    """Kafka's LogValidator (message.timestamp.before/after.max.ms, CreateTime): the whole
+    batch, after a good one in the same append, nothing written; a follower stores the
+    leader's bytes as they are, unchecked."""
+    t = checking(prepared(impl))
+    good = stamped(NOW)
+    st = assert_refused(t, good + stamped(*stamps), Status.BAD_TIMESTAMP)
+    assert (st.batches, st.valid_bytes, st.expected, st.found) == (1, len(good), bound, found)
+    assert t.append(with_offsets([stamped(*stamps)], t.st.next_offset)[0], assign=False) == Status.OK
+
+
+def test_a_batch_stamped_log_append_time_is_checked_by_its_max_timestamp(impl):
+    """Every record of such a batch reads as its maxTimestamp, whatever its deltas say."""
+    b = bytearray(stamped(NOW, NOW))
+    write_log_append_time(b, 0, NOW + 10_000)
+    t = checking(prepared(impl))
+    st = assert_refused(t, bytes(b), Status.BAD_TIMESTAMP)
+    assert (st.expected, st.found) == (NOW + 500, NOW + 10_000)
+    write_log_append_time(b, 0, NOW)
+    assert t.append(bytes(b)) == Status.OK
+
+
+def test_the_range_saturates_and_an_unchecked_state_takes_anything(impl):
+    t = checking(prepared(impl), before=2 ** 63 - 1, after=2 ** 63 - 1)   # now +- Long.MAX: saturated
+    assert t.append(stamped(-(2 ** 61), 2 ** 61)) == Status.OK
+    t.st.check_timestamps = 0
+    assert t.append(stamped(NOW + 10 ** 9)) == Status.OK
+    t = checking(prepared(impl), before=0, after=0)
+    assert t.append(stamped(NOW)) == Status.OK
+    assert_refused(t, stamped(NOW + 1), Status.BAD_TIMESTAMP)
+
+
+def test_wide_timestamp_deltas_saturate_instead_of_wrapping(impl):
+    """baseTimestamp + timestampDelta past int64 reads as int64's limit (out of any range),
+    not as a wrapped negative timestamp that a wide past limit would let through."""
+    b = bytearray(stamped(0, 10))                     # the second record's delta: 10
+    struct.pack_into(">q", b, 27, 2 ** 63 - 5)        # baseTimestamp
+    struct.pack_into(">I", b, 17, client_ref.crc32c(bytes(b[21:])))
+    t = checking(prepared(impl), before=2 ** 63 - 1, after=10)
+    st = assert_refused(t, bytes(b), Status.BAD_TIMESTAMP)
+    assert (st.expected, st.found) == (NOW + 10, 2 ** 63 - 1)
