@@ -151,6 +151,47 @@ class ControlClient:
             raise NetworkException(f"connection to the broker at {self.path} failed: "
                                    f"{e.strerror or e}") from None
 
+    def call_many(self, requests, *, timeout=None):
+        """Send every request of `requests` before reading any answer (pipelining:
+        PROTOCOL.md, "Correlation ids, pipelining, ordering"), then wait for all of them:
+        one round trip for the lot, and requests the broker relays to workers are served
+        by those workers at once. Returns one item per request, in order: (response
+        message, list of received fds) or the OdradekError of its error answer (the
+        connection stays usable). RequestTimedOut, NetworkException and
+        RemoteProtocolError fail the whole call, as call()'s do (the fds of the answers
+        already in are closed)."""
+        if self._closed_by is not None:
+            if self._closed_by == "user":
+                raise LocalProtocolError("call_many() on a closed ControlClient")
+            raise NetworkException(f"the connection to {self.path} was closed after an "
+                                   f"earlier failure ({self._closed_by}); open a new client")
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        cids = []
+        try:
+            for request in requests:
+                frame = self._conn.send_request(request, ())
+                cids.append(self._conn.last_correlation_id)
+                self._send(frame, (), deadline)
+            answers = self._wait_for_all(cids, deadline)
+        except TimeoutError:
+            self._abandon("timeout")
+            raise RequestTimedOut(f"no answer to {len(cids)} pipelined requests from {self.path} "
+                                  f"within {timeout:g}s") from None
+        except OSError as e:
+            self._abandon(type(e).__name__)
+            raise NetworkException(f"connection to the broker at {self.path} failed: "
+                                   f"{e.strerror or e}") from None
+        out = []
+        for cid in cids:
+            answer = answers[cid]
+            if answer.error is not None:
+                close_fds(answer.fds)
+                out.append(answer.error)
+            else:
+                out.append((answer.message, list(answer.fds)))
+        return out
+
     def peer_closed(self):
         """True when the broker has gone (its end closed, or this client failed before):
         a look at the socket, without blocking or reading. Between calls the broker never
@@ -208,6 +249,33 @@ class ControlClient:
         if view:
             self._settimeout(deadline)
             self._sock.sendall(view)
+
+    def _wait_for_all(self, cids, deadline):
+        """{cid: Response} once every one of `cids` is answered (call_many)."""
+        wanted, got = set(cids), {}
+        try:
+            while len(got) < len(wanted):
+                self._settimeout(deadline)
+                failure = None
+                for event in _feed(self._conn, *_recv(self._sock, RECV_SIZE)):
+                    if isinstance(event, Response) and event.correlation_id in wanted:
+                        got[event.correlation_id] = event
+                    elif isinstance(event, Response):
+                        close_fds(event.fds)
+                    elif isinstance(event, ProtocolErrorEvent):
+                        if event.fatal or event.correlation_id in wanted:
+                            failure = failure or event.error
+                    elif isinstance(event, ConnectionClosed):
+                        failure = failure or NetworkException(
+                            f"the broker at {self.path} closed the connection before answering")
+                if failure is not None:
+                    self._abandon(failure.name)
+                    raise failure
+        except BaseException:
+            for answer in got.values():
+                close_fds(answer.fds)
+            raise
+        return got
 
     def _wait_for(self, cid, deadline):
         while True:

@@ -32,12 +32,20 @@ class BrokerLinks:
     def call(self, request, fds=(), *, timeout=None):
         """(response, fds) of `request` on a pooled connection; raises what ControlClient.call
         raises (the broker's error class for an error answer)."""
+        return self._on_pooled(lambda client: client.call(request, fds, timeout=timeout))
+
+    def call_many(self, requests, *, timeout=None):
+        """ControlClient.call_many on a pooled connection: the requests pipelined, one item
+        per request ((response, fds), or the OdradekError of its error answer)."""
+        return self._on_pooled(lambda client: client.call_many(requests, timeout=timeout))
+
+    def _on_pooled(self, use):
         with self._lock:
             client = self._idle.pop() if self._idle else None
         if client is None:
             client = self.open()
         try:
-            answer = client.call(request, fds, timeout=timeout)
+            answer = use(client)
         except (NetworkException, RequestTimedOut, RemoteProtocolError):
             client.close()
             raise

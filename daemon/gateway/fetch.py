@@ -268,6 +268,8 @@ def fetch(ctx, request):
         return build(response_class(FETCH, version), throttle_time=0, error_code=error, session_id=0, responses=[])
     if session is not None:
         wants = _update_session(session, wants, forgotten, incremental)
+    # the views this gateway lacks, opened together: a first fetch of many partitions
+    conn.views.prepare((w.name, w.partition, w.offset) for w in wants if w.error == _NO_ERROR)
     deadline = None      # max_wait counts from the first read that found too little, as in Kafka
     for _ in range(1 << 20):     # bounded by the deadline
         answers, total, watch, failed = _read_all(ctx, conn.views, wants, isolation, max_bytes)

@@ -21,6 +21,9 @@ passes through the gateway's memory.
   FileSlice being sent keeps its own.
 - Views: at most MAX_VIEWS per gateway (least recently used dropped), and a view not
   used for VIEW_IDLE_S is dropped (with its segment fds), looked for every SWEEP_S.
+- A fetch opens the views it lacks together first (Views.prepare: OpenFetch and
+  GetSegment pipelined on one control connection), so that a consumer's first fetch of
+  many partitions does not pay two round trips per partition in turn.
 """
 import os
 import struct
@@ -44,6 +47,7 @@ __all__ = ["PartitionView", "Views", "views", "known_log_start"]
 MAX_SEGMENTS = 8
 MAX_VIEWS = 4096
 MAX_RUNS = 8
+PREPARE_BATCH = 64           # requests Views.prepare pipelines at once (each OpenFetch brings an fd)
 SWEEP_S = 1.0
 VIEW_IDLE_S = 60.0
 _MAX_DESCRIPTORS = 4096      # bounds one read's walk of descriptors
@@ -82,10 +86,13 @@ class SegmentFile:
 class PartitionView:
     """One partition's state and segment fds (see the module docstring). Thread-safe."""
 
-    def __init__(self, links, topic, partition):
+    def __init__(self, links, topic, partition, fds=None):
+        """`fds`: OpenFetch's answer when the caller asked already (Views.prepare); they
+        become the view's (closed here)."""
         self.topic, self.partition = topic, partition
         self._links = links
-        _, fds = links.call(m.OpenFetchRequest(topic=topic, partition=partition))
+        if fds is None:
+            _, fds = links.call(m.OpenFetchRequest(topic=topic, partition=partition))
         try:
             self.state = PartitionState.attach(fds[0])
         finally:
@@ -174,6 +181,22 @@ class PartitionView:
                 self._segments.move_to_end(d.segment_base)
                 return seg
         res, fds = self._links.call(m.GetSegmentRequest(topic=self.topic, partition=self.partition, offset=offset))
+        return self._install(d, offset, res, fds)
+
+    def needs_segment(self, offset):
+        """The descriptor of the batch holding `offset` when read() would ask GetSegment
+        for its segment (not cached yet), else None."""
+        try:
+            d = self.state.find(offset)
+        except (NotInWindow, TornState):
+            return None
+        if d is None or d.segment_base in self._segments:
+            return None
+        return d
+
+    def _install(self, d, offset, res, fds):
+        """GetSegment's answer `res` (with `fds`, taken) for descriptor `d` at `offset`:
+        kept and returned, or None when `d` went stale meanwhile."""
         if not fds:
             return None
         seg = SegmentFile(fds[0])
@@ -327,12 +350,54 @@ class Views:
             except TornState:
                 pass
         view = PartitionView(self._links, topic, partition)
+        self._add(key, view)
+        return view, view.snapshot()
+
+    def prepare(self, wants):
+        """Open the views the reads of `wants` ((topic, partition, offset), iterated once) lack, with
+        requests pipelined on one control connection, PREPARE_BATCH at a time: OpenFetch for
+        each, then GetSegment for the segment of the batch at each one's offset (which the
+        partitions' workers answer in parallel). A consumer's first fetch of many partitions
+        then costs a few round trips instead of two per partition (~1.5 ms each here). What
+        fails is left alone: the read asks again and answers the error. With every view
+        open it costs a dict lookup per partition."""
+        views = self._views
+        missing = [w for w in wants if (w[0], w[1]) not in views]
+        for i in range(0, len(missing), PREPARE_BATCH):
+            batch = missing[i:i + PREPARE_BATCH]
+            try:
+                answers = self._links.call_many([m.OpenFetchRequest(topic=t, partition=p) for t, p, _ in batch])
+            except OdradekError:
+                return
+            needed = []
+            for (t, p, offset), answer in zip(batch, answers):
+                if isinstance(answer, OdradekError):
+                    continue
+                try:
+                    view = PartitionView(self._links, t, p, fds=answer[1])
+                except (OdradekError, IndexError, ValueError):
+                    continue
+                self._add((t, p), view)
+                d = view.needs_segment(offset)
+                if d is not None:
+                    needed.append((view, d, offset))
+            if not needed:
+                continue
+            try:
+                answers = self._links.call_many([m.GetSegmentRequest(topic=v.topic, partition=v.partition, offset=o)
+                                                 for v, _, o in needed])
+            except OdradekError:
+                return
+            for (view, d, offset), answer in zip(needed, answers):
+                if not isinstance(answer, OdradekError):
+                    view._install(d, offset, *answer)
+
+    def _add(self, key, view):
         with self._lock:
             self._views[key] = view
             self._views.move_to_end(key)
             while len(self._views) > MAX_VIEWS:
                 self._views.popitem(last=False)
-        return view, view.snapshot()
 
     def peek(self, topic, partition):
         """The view if it is open, else None (no round trip)."""

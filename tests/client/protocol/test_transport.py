@@ -352,3 +352,44 @@ def test_control_client_and_channel_round_trip_with_fds_both_ways(tmp_path, no_f
             assert client.call(m.ApiVersionsRequest())[0] == versions
     finally:
         server.stop()
+
+
+def test_call_many_pipelines_and_matches_answers_given_out_of_order(tmp_path, no_fd_leak):
+    """call_many sends every request before reading; the server may answer in any order
+    (PROTOCOL.md): each answer goes to its request, with its own fd, and an error answer
+    is that item's alone (the connection goes on)."""
+    pending = []
+
+    def reverse_after_five(channel, request):
+        pending.append(request)
+        if len(pending) < 5:
+            return
+        for req in reversed(pending):
+            msg = req.message
+            if isinstance(msg, m.GetSegmentRequest):
+                channel.respond(req.correlation_id, m.GetSegmentResponse(
+                    topic=msg.topic, base_offset=msg.offset, size=8,
+                    fds=[m.PassedFd(kind=m.FdKind.SEGMENT, base_offset=msg.offset)]),
+                    fds=[memfd_with(b"seg %04d" % msg.offset)], close_fds=True)
+            else:
+                channel.respond_error(req.correlation_id, errors.UnknownTopicOrPartition("none here"))
+        pending.clear()
+
+    server = ServerLoop(tmp_path / "odradek.sock", reverse_after_five)
+    try:
+        with ControlClient(tmp_path / "odradek.sock", timeout=5) as client:
+            requests = [m.GetSegmentRequest(topic="t", offset=o) for o in (10, 20)] + [m.StatusRequest()] + \
+                [m.GetSegmentRequest(topic="t", offset=o) for o in (30, 40)]
+            got = client.call_many(requests)
+            assert isinstance(got[2], errors.UnknownTopicOrPartition)
+            for (response, fds), offset in zip(got[:2] + got[3:], (10, 20, 30, 40)):
+                assert response.base_offset == offset and len(fds) == 1
+                assert os.pread(fds[0], 64, 0) == b"seg %04d" % offset
+                os.close(fds[0])
+            assert not client.closed
+            again = client.call_many([m.GetSegmentRequest(topic="t", offset=o) for o in range(5)])
+            assert [r.base_offset for r, _ in again] == list(range(5))
+            for _, fds in again:
+                os.close(fds[0])
+    finally:
+        server.stop()
