@@ -130,26 +130,17 @@ class ControlClient:
         Returns (response message, list of received fds). Raises the error response's
         OdradekError, RequestTimedOut, NetworkException or RemoteProtocolError (above).
         """
-        if self._closed_by is not None:
-            if self._closed_by == "user":
-                raise LocalProtocolError("call() on a closed ControlClient")
-            raise NetworkException(f"the connection to {self.path} was closed after an "
-                                   f"earlier failure ({self._closed_by}); open a new client")
+        self._check_usable("call()")
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         frame = self._conn.send_request(request, fds, version=version)
         cid = self._conn.last_correlation_id
-        try:
+
+        def exchange():
             self._send(frame, fds, deadline)
             return self._wait_for(cid, deadline)
-        except TimeoutError:
-            self._abandon("timeout")
-            raise RequestTimedOut(f"no answer to {type(request).__name__} from {self.path} "
-                                  f"within {timeout:g}s") from None
-        except OSError as e:
-            self._abandon(type(e).__name__)
-            raise NetworkException(f"connection to the broker at {self.path} failed: "
-                                   f"{e.strerror or e}") from None
+        return self._io(exchange, lambda: f"no answer to {type(request).__name__} from {self.path} "
+                                          f"within {timeout:g}s")
 
     def call_many(self, requests, *, timeout=None):
         """Send every request of `requests` before reading any answer (pipelining:
@@ -160,28 +151,19 @@ class ControlClient:
         connection stays usable). RequestTimedOut, NetworkException and
         RemoteProtocolError fail the whole call, as call()'s do (the fds of the answers
         already in are closed)."""
-        if self._closed_by is not None:
-            if self._closed_by == "user":
-                raise LocalProtocolError("call_many() on a closed ControlClient")
-            raise NetworkException(f"the connection to {self.path} was closed after an "
-                                   f"earlier failure ({self._closed_by}); open a new client")
+        self._check_usable("call_many()")
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         cids = []
-        try:
+
+        def exchange():
             for request in requests:
                 frame = self._conn.send_request(request, ())
                 cids.append(self._conn.last_correlation_id)
                 self._send(frame, (), deadline)
-            answers = self._wait_for_all(cids, deadline)
-        except TimeoutError:
-            self._abandon("timeout")
-            raise RequestTimedOut(f"no answer to {len(cids)} pipelined requests from {self.path} "
-                                  f"within {timeout:g}s") from None
-        except OSError as e:
-            self._abandon(type(e).__name__)
-            raise NetworkException(f"connection to the broker at {self.path} failed: "
-                                   f"{e.strerror or e}") from None
+            return self._wait_for_all(cids, deadline)
+        answers = self._io(exchange, lambda: f"no answer to {len(cids)} pipelined requests from {self.path} "
+                                             f"within {timeout:g}s")
         out = []
         for cid in cids:
             answer = answers[cid]
@@ -191,6 +173,27 @@ class ControlClient:
             else:
                 out.append((answer.message, list(answer.fds)))
         return out
+
+    def _check_usable(self, what):
+        if self._closed_by is not None:
+            if self._closed_by == "user":
+                raise LocalProtocolError(f"{what} on a closed ControlClient")
+            raise NetworkException(f"the connection to {self.path} was closed after an "
+                                   f"earlier failure ({self._closed_by}); open a new client")
+
+    def _io(self, exchange, timed_out):
+        """exchange(), its socket's failures as the client's errors (the connection then
+        abandoned): a timeout RequestTimedOut (timed_out() says of what), any other OSError
+        NetworkException."""
+        try:
+            return exchange()
+        except TimeoutError:
+            self._abandon("timeout")
+            raise RequestTimedOut(timed_out()) from None
+        except OSError as e:
+            self._abandon(type(e).__name__)
+            raise NetworkException(f"connection to the broker at {self.path} failed: "
+                                   f"{e.strerror or e}") from None
 
     def peer_closed(self):
         """True when the broker has gone (its end closed, or this client failed before):
