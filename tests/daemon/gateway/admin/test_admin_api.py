@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 from odradek.client import Producer
 from odradek.daemon.cli import cli
 from support.admin_gateway import request, versions
+from support.broker import wait_until
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, CREATE_PARTITIONS = 19, 20, 21, 35, 37
 ZERO = uuid.UUID(int=0)
@@ -186,6 +187,9 @@ def test_delete_records_moves_the_log_start_offset(wire, admin, broker, version)
 @pytest.mark.parametrize("version", versions(DESCRIBE_LOG_DIRS))
 def test_describe_log_dirs_lists_the_replicas_of_each_dir(wire, admin, version):
     admin.create_topic(f"on-disk-v{version}", 2)
+    # a partition whose worker has not answered yet has size -1 (client/log_dirs.py): wait for both
+    wait_until(lambda: all(r.size >= 0 for r in admin.describe_log_dirs([f"on-disk-v{version}"])[0].replicas),
+               10, interval=0.05, what="both partitions' workers to answer")
     response = wire.call(request(DESCRIBE_LOG_DIRS, version, topics=[
         dict(topic=f"on-disk-v{version}", partitions=[0, 1, 5])]))
     (d,) = response.results
