@@ -76,7 +76,8 @@ def _feed(conn, data, fds, truncated):
 # ---- Client ----------------------------------------------------------------------------
 
 class ControlClient:
-    """A blocking control-plane client: `call(request, fds) -> (response, fds)`.
+    """A blocking control-plane client: `call(request, fds) -> (response, fds)`, and
+    `call_many(requests)` for several pipelined in one round trip.
 
     One call at a time, from one thread (not thread-safe: wrap it in a lock to share).
     Each call has a deadline (`timeout` seconds, for sending and answering together); a
