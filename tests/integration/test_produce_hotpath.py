@@ -3,6 +3,7 @@ arguments change nothing, records too large for the ring are refused whole, head
 None values and delivery reports round-trip, keyless records stick, and a producer
 killed with an open batch (records written into its ring reservation, never committed)
 leaves nothing a consumer could read."""
+import mmap
 import os
 import signal
 import subprocess
@@ -135,9 +136,12 @@ def stored_codecs(broker, topic, partitions):
     for p in range(partitions):
         folder = os.path.join(broker.data_dir, f"{topic}-{p}")
         for name in os.listdir(folder):
-            if name.endswith(".log"):
-                with open(os.path.join(folder, name), "rb") as f:
-                    codecs |= {batch.compression.label for _, batch in iter_batches(f.read())}
+            path = os.path.join(folder, name)
+            if name.endswith(".log") and os.path.getsize(path):
+                # mapped, not read: a segment file is preallocated, and its batches end at
+                # its first zero bytes (reading it whole took ~5 s of this test)
+                with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    codecs |= {batch.compression.label for _, batch in iter_batches(mm)}
     return codecs
 
 
