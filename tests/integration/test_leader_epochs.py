@@ -10,6 +10,7 @@ from odradek.client import Admin, Producer
 from odradek.client.records import iter_batches
 from odradek.daemon.cli import cli
 from support.broker import BrokerProcess, wait_until
+from support.records import mapped_segment
 
 TOPIC = "epochs"
 
@@ -38,9 +39,8 @@ def segment_files(broker):
 def batch_epochs(broker):
     epochs = []
     for path in segment_files(broker):
-        with open(path, "rb") as f:
-            data = f.read()
-        epochs += [struct.unpack_from(">i", data, pos + 12)[0] for pos, _ in iter_batches(data)]
+        with mapped_segment(path) as data:
+            epochs += [struct.unpack_from(">i", data, pos + 12)[0] for pos, _ in iter_batches(data)]
     return epochs
 
 

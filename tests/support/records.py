@@ -1,4 +1,8 @@
 """Factories for record batches (built with the real codec) and readers of whole logs."""
+import contextlib
+import mmap
+import os
+
 from click.testing import CliRunner
 
 from odradek.client.records import BatchBuilder, iter_batches
@@ -65,3 +69,16 @@ def assert_nothing_past_the_recovered_end(log):
             f"{s.log.path}: {len(tail) - tail.count(0)} non-zero bytes past the recovered end {s.size}"
     result = CliRunner().invoke(cli, ["dump-log", "--verify", "-q", log.directory])
     assert result.exit_code == 0, result.output
+
+
+@contextlib.contextmanager
+def mapped_segment(path):
+    """A segment file's bytes, mapped read-only (b"" when the file is empty), for
+    iter_batches: a segment file is preallocated and its batches end at its first zero
+    bytes, where iter_batches stops, so the file is not read whole. Let go of every
+    batch taken from it before the block ends (the mapping closes then)."""
+    if not os.path.getsize(path):
+        yield b""
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        yield mm
