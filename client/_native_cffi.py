@@ -121,7 +121,7 @@ def scan_batches(buf, max_batch_size=0, check_offsets=False, min_offset=0, cap=0
 # record for it.
 _decode_records = lib.odk_decode_records
 _release = ffi.release
-_DECODE = struct.Struct("@i i q q q q q q")   # the last two (min/max timestamp) are odk_append's
+_DECODE = struct.Struct("@i i q q q q q q")
 assert _DECODE.size == ffi.sizeof("odk_decode_result"), "odk_decode_result layout changed"
 assert len(RECORD_FIELDS) == lib.ODK_RECORD_FIELDS, "ODK_RECORD_FIELDS changed"
 _DECODE_PTR = ffi.typeof("odk_decode_result *")
@@ -158,14 +158,14 @@ def decode_records(batch):
         _decode_records(p, n, held, count, out)
     else:
         _decode_records(p, n, _NULL, 0, out)
-    status, flags, records, position, expected, found, _, _ = _unpack_decode(raw)
+    status, flags, records, position, expected, found, min_ts, max_ts = _unpack_decode(raw)
     _give_decode((raw, out))
     if records != count:
         if count:
             _release(held)            # an exported array cannot be resized
         del rows[records * 8:]
     return _make_decode(DecodeResult, (status, flags, records, position, expected, found,
-                                       rows))
+                                       rows, min_ts, max_ts))
 
 
 _walk_prefixes = lib.odk_walk_prefixes

@@ -228,11 +228,15 @@ class RecordsFlag:
 
 class DecodeResult(tuple):
     """Outcome of decode_records (odk_decode_result), plus the rows: a tuple
-    (status, flags, records, position, expected, found, rows), readable by name too.
-    rows is an array('q') of records * 8 int64: record i's fields (RECORD_FIELDS) at
-    rows[8 * i:8 * i + 8]."""
+    (status, flags, records, position, expected, found, rows, min_timestamp,
+    max_timestamp), readable by name too. rows is an array('q') of records * 8 int64:
+    record i's fields (RECORD_FIELDS) at rows[8 * i:8 * i + 8]. min/max_timestamp: the
+    smallest and largest record timestamp (baseTimestamp + timestampDelta, saturated at
+    int64's limits, -1 left out); INT64_MAX / INT64_MIN when no record has one, and on
+    failure."""
     __slots__ = ()
-    _fields = ("status", "flags", "records", "position", "expected", "found", "rows")
+    _fields = ("status", "flags", "records", "position", "expected", "found", "rows", "min_timestamp",
+               "max_timestamp")
 
     def __new__(cls, *values):
         return tuple.__new__(cls, values)
@@ -244,6 +248,8 @@ class DecodeResult(tuple):
     expected = property(lambda self: self[4])
     found = property(lambda self: self[5])
     rows = property(lambda self: self[6])
+    min_timestamp = property(lambda self: self[7])
+    max_timestamp = property(lambda self: self[8])
 
     @property
     def ok(self):
@@ -363,13 +369,13 @@ def _decode(batch):
     n = len(b)
     rows = array("q")
     if n < BATCH_HEADER_SIZE:
-        return (DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows),
+        return (DecodeResult(Status.TRUNCATED, 0, 0, 0, BATCH_HEADER_SIZE, n, rows, *_NO_TIMESTAMPS),
                 f"a batch needs at least its {BATCH_HEADER_SIZE}-byte header; found {n} bytes")
     header = read_header(b)
     refused = _batch_refusal(header, n)
     if refused is not None:
         status, expected, found, words = refused
-        return DecodeResult(status, 0, 0, 0, expected, found, rows), words
+        return DecodeResult(status, 0, 0, 0, expected, found, rows, *_NO_TIMESTAMPS), words
     size, count = header.batch_length + LOG_OVERHEAD, header.records_count
     flags = 0
     pos = BATCH_HEADER_SIZE
@@ -430,8 +436,18 @@ def _decode(batch):
                                f"recordsCount declares")
     except _DecodeError as err:
         status, position, expected, found, words = err.args
-        return DecodeResult(status, flags, i, position, expected, found, rows), words
-    return DecodeResult(Status.OK, flags, count, size, 0, 0, rows), None
+        return DecodeResult(status, flags, i, position, expected, found, rows, *_NO_TIMESTAMPS), words
+    return DecodeResult(Status.OK, flags, count, size, 0, 0, rows,
+                        *_timestamp_span(header.base_timestamp, rows[1::len(RECORD_FIELDS)])), None
+
+
+_NO_TIMESTAMPS = (_INT64_MAX, -_INT64_MAX - 1)    # (min, max) when no record has a timestamp
+
+
+def _timestamp_span(base, deltas):
+    """(min, max) record timestamp, base + delta saturated at int64's limits, -1 left out."""
+    stamps = [t for t in (min(max(base + d, -_INT64_MAX - 1), _INT64_MAX) for d in deltas) if t != -1]
+    return (min(stamps), max(stamps)) if stamps else _NO_TIMESTAMPS
 
 
 def decode_records(batch):

@@ -17,7 +17,7 @@ from odradek.client.records.layout import (
     CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET, PARTITION_LEADER_EPOCH_OFFSET,
     TIMESTAMP_TYPE_MASK, Compression)
 from odradek.daemon.storage.index_policy import SparseIndexing, time_entry_due
-from odradek.daemon.storage.timestamp_limits import saturate, timestamp_outside, timestamp_range
+from odradek.daemon.storage.timestamp_limits import batch_timestamp_error, timestamp_range
 
 __all__ = ["index_lookup", "timeindex_lookup", "append", "append_state", "AppendState",
            "APPEND_STATE_FIELDS", "append_target", "append_into", "release_target", "prefault",
@@ -54,7 +54,8 @@ def timeindex_lookup(index, entries, target):
 # (advanced only on OK), results.
 APPEND_STATE_FIELDS = (
     "segment_base", "index_interval", "max_batch_size", "append_time", "leader_epoch", "assign",
-    "check_timestamps", "reserved_config", "now_ms", "timestamp_before_ms", "timestamp_after_ms", "expect", "expect_count", "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
+    "check_timestamps", "reserved_config", "now_ms", "timestamp_before_ms", "timestamp_after_ms",
+    "expect", "expect_count", "position", "next_offset", "index_entries", "time_entries", "bytes_since_index",
     "max_timestamp", "offset_of_max",
     "status", "reserved", "batches", "valid_bytes", "expected", "found", "first_offset",
     "last_offset", "records", "append_max_timestamp", "first_max_timestamp",
@@ -278,10 +279,9 @@ def _validate(mv, index_cap, time_cap, st, last_time_rel):
                 if decoded[0] != Status.OK:
                     lfail = (Status.BAD_RECORD_BYTES, batches, pos, decoded[2], decoded[0])
                 elif st.check_timestamps:
-                    stamps = ([max_ts] if attrs & TIMESTAMP_TYPE_MASK else
-                              [saturate(base_ts + d) for d in decoded[6][1::8]])
-                    low, high = timestamp_range(st.now_ms, st.timestamp_before_ms, st.timestamp_after_ms)
-                    bad = timestamp_outside(stamps, low, high)
+                    bad = batch_timestamp_error(attrs, max_ts, decoded.min_timestamp, decoded.max_timestamp,
+                                                *timestamp_range(st.now_ms, st.timestamp_before_ms,
+                                                                 st.timestamp_after_ms))
                     if bad is not None:
                         lfail = (Status.BAD_TIMESTAMP, batches, pos, *bad)
         base = next_offset if assign else base_offset

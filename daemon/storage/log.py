@@ -405,11 +405,11 @@ class PartitionLog(LogFlushing, LogReading):
         (message.timestamp.before/after.max.ms around the log's clock, as the append
         checks them), or None when they are not checked (LogAppendTime, or no limits)."""
         limits = self._timestamp_limits
-        if limits is None:
-            return None
+        return None if limits is None else timestamp_range(self._now_ms(), *limits)
+
+    def _now_ms(self):
         clock = self.clock
-        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
-        return timestamp_range(now, *limits)
+        return _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
 
     def _append_start(self):
         """What every append looks at first: (now in ms, the active segment, whether it is
@@ -419,8 +419,7 @@ class PartitionLog(LogFlushing, LogReading):
             self._check_open()
         if self._flusher.pending:
             self.collect_flushes()  # raises StorageError after a failed background fsync
-        clock = self.clock
-        now = _time_ns() // 1_000_000 if clock is wall_clock_ms else clock()
+        now = self._now_ms()
         segment = self._segments[-1]
         anchor = self._roll_anchor_ms
         was_empty = not segment.log.size

@@ -124,7 +124,7 @@ class LogSegment(SparseIndexing):
         self._native_state = self._native_target = None  # see append_native
         self._prefaulted = self._prefault_mark = 0         # see _prefault_ahead
         self._allocated_mark = 0                           # see _allocate_ahead
-        self._native_args = None                           # (assign, epoch, append time, max size, timestamp limits) set in st
+        self._native_args = None        # (assign, epoch, append time, max size, timestamp limits) set in st
         self._native_fields = self._native_call = self._native_index_files = None
         self._native_expect = None   # the C state's expectation buffer (_expect)
         self.appended = None     # after an OK append_native: (first offset, last offset, max timestamp, batches, records)

@@ -14,7 +14,9 @@ checks compressed ones, once decompressed, with these functions; the C twin
 (_native_ref.py) too.
 """
 
-__all__ = ["timestamp_range", "timestamp_outside", "saturate", "INT64_MIN", "INT64_MAX"]
+from odradek.client.records.layout import TIMESTAMP_TYPE_MASK
+
+__all__ = ["timestamp_range", "batch_timestamp_error", "INT64_MIN", "INT64_MAX"]
 
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
@@ -30,15 +32,18 @@ def timestamp_range(now_ms, before_ms, after_ms):
     return saturate(now_ms - before_ms), saturate(now_ms + after_ms)
 
 
-def timestamp_outside(stamps, low, high):
-    """(bound, timestamp) of the first check that fails over the record timestamps
-    `stamps` (-1, none, left out): the smallest below low, else the largest above high;
-    None when all lie within [low, high]."""
-    stamps = [t for t in stamps if t != -1]
-    if not stamps:
-        return None
-    if min(stamps) < low:
-        return low, min(stamps)
-    if max(stamps) > high:
-        return high, max(stamps)
+def batch_timestamp_error(attributes, max_timestamp, lowest, highest, low, high):
+    """(bound, timestamp) of the check that fails for one batch, as odk_append's: its
+    records' timestamps run from `lowest` to `highest` (decode_records' min_timestamp and
+    max_timestamp: -1 left out, INT64_MAX / INT64_MIN when none has one), or all read as
+    its `max_timestamp` under its LogAppendTime attribute; the smallest is checked against
+    `low` first, then the largest against `high`. None when they lie within."""
+    if attributes & TIMESTAMP_TYPE_MASK:
+        if max_timestamp == -1:
+            return None
+        lowest = highest = max_timestamp
+    if lowest < low:
+        return low, lowest
+    if highest > high:
+        return high, highest
     return None

@@ -48,15 +48,15 @@ from odradek.client import native
 from odradek.client.errors import (CorruptRecord, InvalidRecord, InvalidTimestamp, InvalidTxnState, NotEnoughReplicas,
                                    NotEnoughReplicasAfterAppend, OdradekError, StorageError,
                                    TornState)
-from odradek.client.records import (COMPRESSION_MASK, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TIMESTAMP_TYPE_MASK,
-                                    TRANSACTIONAL_MASK, Compression, RecordBatch, read_header)
+from odradek.client.records import (COMPRESSION_MASK, CONTROL_MASK, LOG_OVERHEAD, MAX_SEQUENCE, TRANSACTIONAL_MASK,
+                                    Compression, RecordBatch, read_header)
 from odradek.client.protocol import Channel, messages as m
 from odradek.client.shm import Doorbell
 from odradek.daemon.storage import LogConfig, PartitionLog
 from odradek.daemon.storage.cleaner import LogCleaner
 from odradek.daemon.storage.append_errors import timestamp_words
 from odradek.daemon.storage.log import wall_clock_ms
-from odradek.daemon.storage.timestamp_limits import saturate, timestamp_outside
+from odradek.daemon.storage.timestamp_limits import batch_timestamp_error
 from odradek.daemon.worker.isr import InSyncReplicas
 from odradek.daemon.worker.link_watcher import LinkWatcher
 from odradek.daemon.worker.log_timers import LogTimers
@@ -76,7 +76,6 @@ DRAIN_BUDGET = 64            # entries per producer per round: fairness between 
 _ACKS_ALL = m.ACKS_ALL
 _APPEND = Outcome.APPEND
 _TXN_OR_CONTROL = TRANSACTIONAL_MASK | CONTROL_MASK
-_TIMESTAMP_DELTA = native.RECORD_FIELDS.index("timestamp_delta")   # in a decoded record's row
 BACKPRESSURE_WAIT_S = 0.001  # a producer not reading completions: look again this soon
 CLEANER_STEP_BYTES = 1 << 20  # compaction work per loop turn (~70-150 ms on the dev VM)
 BROKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the broker and by run()
@@ -488,9 +487,8 @@ class LeaderWorker(ProducerStateKeeping, LeaderRequests):
             raise InvalidRecord(f"{self.spec.topic} is compacted (cleanup.policy=compact): every record needs a key")
         limits = self.log.timestamp_range() if codec != Compression.NONE else None   # odk_append checks the others
         if limits is not None:
-            stamps = ([b.max_timestamp] if b.attributes & TIMESTAMP_TYPE_MASK else
-                      [saturate(b.base_timestamp + d) for d in result.rows[_TIMESTAMP_DELTA::len(native.RECORD_FIELDS)]])
-            bad = timestamp_outside(stamps, *limits)
+            bad = batch_timestamp_error(b.attributes, b.max_timestamp, result.min_timestamp, result.max_timestamp,
+                                        *limits)
             if bad is not None:
                 raise InvalidTimestamp(timestamp_words(bad[1], bad[0], f"this {codec.label} batch"))
 

@@ -55,6 +55,7 @@ def both(data):
         got = _c_impl.decode_records(data)
         assert tuple(got[:6]) == tuple(want[:6]), (got, want)
         assert got.rows == want.rows
+        assert (got.min_timestamp, got.max_timestamp) == (want.min_timestamp, want.max_timestamp)
         assert got.rows.typecode == "q"
     return want
 
