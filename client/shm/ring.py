@@ -68,6 +68,7 @@ _from_buffer = ffi.from_buffer
 _reserve = lib.odk_ring_reserve
 _commit = lib.odk_ring_commit
 _write = lib.odk_ring_write
+_write_unrung = lib.odk_ring_write_unrung
 _peek = lib.odk_ring_peek
 _release = lib.odk_ring_release
 _take = lib.odk_ring_take
@@ -152,8 +153,8 @@ class Ring:
     # ---- writer ------------------------------------------------------------------
 
     def set_doorbell(self, doorbell):
-        """Ring `doorbell` after every commit (the reader sleeps on it, not on this ring,
-        when it serves many rings). None stops it. Writer side only."""
+        """Ring `doorbell` after every commit but write(ring=False)'s (the reader sleeps on
+        it, not on this ring, when it serves many rings). None stops it. Writer side only."""
         old = self._doorbell
         if doorbell is None:
             self._r.doorbell = ffi.NULL
@@ -230,21 +231,28 @@ class Ring:
         self._wview = None
         drop_view(view)
 
-    def write(self, data, tag=0, timeout=0):
+    def write(self, data, tag=0, timeout=0, ring=True):
         """Append one entry holding a copy of data (any buffer). Waits up to `timeout`
-        seconds for room, then raises RingFull."""
+        seconds for room, then raises RingFull. `ring` False: the doorbell (set_doorbell)
+        is not rung for it, unless the entry had to wait for room; the writer rings it
+        with ring_doorbell() after its last entry of a row, before it waits for what
+        they bring (a reader asleep on the doorbell does not see them until then)."""
         if self._wview is not None:
             raise RuntimeError("write() while a reservation is open: commit() or cancel() it")
         # bytes go to C as they are; other buffers through from_buffer (~0.3 us more)
         p = data if type(data) is bytes else _from_buffer(BYTES, data)
         try:
-            rc = _write(self._r, p, len(p), tag)
+            rc = (_write if ring else _write_unrung)(self._r, p, len(p), tag)
         except OverflowError:
             rc = -self._bad_size(len(p), tag)
         if rc:   # full (wait for room, or raise) or too big (raise)
             view = self.reserve(len(p), tag, timeout)
             ffi.memmove(view, p, len(p))
             self.commit()
+
+    def ring_doorbell(self):
+        """Ring the doorbell (set_doorbell), if any: after writes with ring=False."""
+        lib.odk_ring_ring_doorbell(self._r)
 
     def wait_for_space(self, n, timeout=None):
         """Block until an n-byte entry fits (True) or `timeout` seconds pass (False)."""

@@ -300,7 +300,12 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  *   -FULL / -TOO_BIG / -MISUSE (a reservation is pending); odk_ring_commit(len'), with
  *   len' <= the reserved len (the entry may shrink), publishes it; odk_ring_cancel drops
  *   it; odk_ring_write = reserve + memcpy + commit. Commit wakes the reader if
- *   data_waiter is set and, if r->doorbell is set, rings that doorbell. A reader that
+ *   data_waiter is set and, if r->doorbell is set, rings that doorbell.
+ *   odk_ring_write_unrung is odk_ring_write without the doorbell: a writer that puts
+ *   several entries in a row (into one ring or several behind one doorbell) rings it
+ *   once after the last with odk_ring_ring_doorbell, so a reader asleep on the doorbell
+ *   is woken once for all of them, not once for each (a FUTEX_WAKE that finds a
+ *   sleeper costs ~20 us on a VM). Until it is rung, such a reader may not see them. A reader that
  *   sleeps on several rings at once (odk_futex_wait_any) waits on each tail's low half.
  * Reader: odk_ring_peek -> offset of the next entry's payload (entry_len, entry_tag
  *   set in r), or -EMPTY / -CORRUPT; peek again returns the same entry until
@@ -332,7 +337,7 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
 
 typedef struct odk_ring {
     uint8_t *base;           /* the mapping */
-    uint8_t *doorbell;       /* a doorbell mapping rung after each commit, or NULL */
+    uint8_t *doorbell;       /* a doorbell rung after each commit (not by write_unrung), or NULL */
     uint64_t capacity;       /* checked at init; never re-read from shared memory */
     /* writer side */
     uint64_t tail;           /* committed tail (this process's copy) */
@@ -358,6 +363,8 @@ int64_t odk_ring_reserve(odk_ring *r, uint32_t len, uint32_t tag);
 int     odk_ring_commit(odk_ring *r, uint32_t len);
 int     odk_ring_cancel(odk_ring *r);
 int     odk_ring_write(odk_ring *r, const uint8_t *data, uint32_t len, uint32_t tag);
+int     odk_ring_write_unrung(odk_ring *r, const uint8_t *data, uint32_t len, uint32_t tag);
+void    odk_ring_ring_doorbell(odk_ring *r);
 int     odk_ring_wait_writable(odk_ring *r, uint32_t len, int64_t timeout_ns);
 int64_t odk_ring_peek(odk_ring *r);
 int     odk_ring_release(odk_ring *r);

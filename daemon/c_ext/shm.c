@@ -423,7 +423,14 @@ int64_t odk_ring_reserve(odk_ring *r, uint32_t len, uint32_t tag)
     return (int64_t)(ODK_RING_HEADER_SIZE + (start & mask) + ODK_RING_ENTRY_HEADER);
 }
 
+static int commit(odk_ring *r, uint32_t len, int ring_doorbell);
+
 int odk_ring_commit(odk_ring *r, uint32_t len)
+{
+    return commit(r, len, 1);
+}
+
+static int commit(odk_ring *r, uint32_t len, int ring_doorbell)
 {
     if (!r->pending)
         return ODK_SHM_MISUSE;
@@ -440,7 +447,7 @@ int odk_ring_commit(odk_ring *r, uint32_t len)
      * visible to a reader that loads this tail with acquire. */
     atomic_store_explicit(a64(r->base, ODK_RING_OFF_TAIL), r->tail, REL);
     wake_if_flagged(a32(r->base, ODK_RING_OFF_DATA_WAITER), low_half(r->base, ODK_RING_OFF_TAIL));
-    if (r->doorbell)
+    if (ring_doorbell && r->doorbell)
         odk_doorbell_ring(r->doorbell);
     return ODK_SHM_OK;
 }
@@ -459,7 +466,22 @@ int odk_ring_write(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag)
     if (off < 0)
         return (int)-off;
     memcpy(r->base + off, src, len);
-    return odk_ring_commit(r, len);
+    return commit(r, len, 1);
+}
+
+int odk_ring_write_unrung(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag)
+{
+    int64_t off = odk_ring_reserve(r, len, tag);
+    if (off < 0)
+        return (int)-off;
+    memcpy(r->base + off, src, len);
+    return commit(r, len, 0);
+}
+
+void odk_ring_ring_doorbell(odk_ring *r)
+{
+    if (r->doorbell)
+        odk_doorbell_ring(r->doorbell);
 }
 
 int odk_ring_wait_writable(odk_ring *r, uint32_t len, int64_t timeout_ns)

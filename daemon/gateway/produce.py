@@ -16,7 +16,12 @@ Producer's batches), each an error of that partition alone:
   metadata and retries).
 Every batch is written first (start), then the completions are awaited together (its
 _Finish), up to the request's timeout (REQUEST_TIMED_OUT after it); between the two a
-connection may start the client's next Produce requests (pipelining, server.py).
+connection may start the client's next Produce requests (pipelining, server.py). The
+first batch of a row rings its leader's doorbell, the next ones before a _Finish leave
+it owed (RingAttachment.submit's `defer`); the _Finish rings each owed one before it
+looks for completions (and abandon() too, and start() if it fails after a write), so a
+burst of pipelined requests to a partition wakes its leader at most twice, not once per
+batch.
 acks=0: no response at all, as Kafka; and, as Kafka does, a batch refused by these checks
 closes the connection (the client's only way to learn of it).
 The answer per partition: the base offset the leader assigned; log_append_time -1, or on
@@ -160,6 +165,7 @@ def start(ctx, request):
                 else:
                     _submit(ctx, part, name, p.records, acks, version, body.transactional_id, deadline)
     except BaseException:
+        _ring_owed(results)
         _release(results)
         raise
     return _Finish(ctx, request.correlation_id, version, acks, results, deadline)
@@ -175,6 +181,7 @@ class _Finish:
 
     def __call__(self):
         gateway, results = self.ctx.gateway, self.results
+        _ring_owed(results)
         try:
             if self.acks == 0:
                 refused = [f"{name}-{part.index}: {part.error.name}" for _, name, parts in results for part in parts
@@ -197,11 +204,13 @@ class _Finish:
 
     def ready(self):
         """Whether __call__ would answer without waiting (every completion is here)."""
+        _ring_owed(self.results)
         return self.acks == 0 or all(part.att.completed(part.tag) for _, _, parts in self.results for part in parts
                                      if part.tag is not None and part.att is not None)
 
     def abandon(self):
         """The connection closed before the answer: no wait; the completions to come are dropped."""
+        _ring_owed(self.results)
         for _, _, parts in self.results:
             for part in parts:
                 if part.tag is not None and part.att is not None and self.acks != 0:
@@ -212,6 +221,14 @@ class _Finish:
 def produce(ctx, request):
     """Produce, started and finished at once."""
     return start(ctx, request)()
+
+
+def _ring_owed(results):
+    """Ring the leaders whose batches this request wrote unrung (_submit), once each."""
+    for _, _, parts in results:
+        for part in parts:
+            if part.att is not None:
+                part.att.ring_owed()
 
 
 def _release(results):
@@ -310,7 +327,7 @@ def _submit(ctx, part, topic, records, acks, version, transactional_id, deadline
         part.error = ErrorCode.message_too_large
         return
     try:
-        part.tag = part.att.submit(records, max(0.0, deadline - time.monotonic()))
+        part.tag = part.att.submit(records, max(0.0, deadline - time.monotonic()), defer=True)
     except RingFull:
         part.error = ErrorCode.request_timed_out
 

@@ -98,6 +98,8 @@ class RingAttachment:
             raise
         self.max_batch_bytes = min(self.requests.max_payload, max_batch or self.requests.max_payload)
         self._write_lock = threading.Lock()
+        self._row = False           # a row of deferred batches is open (submit)
+        self._owed = False          # a batch written without ringing the leader (submit)
         self._cond = threading.Condition()
         self._done = {}             # tag -> Completion, for its waiter
         self._abandoned = set()     # tags whose waiter gave up: their completions are dropped
@@ -114,15 +116,35 @@ class RingAttachment:
         self.requests.set_doorbell(leader)
         return max_batch, leader
 
-    def submit(self, batch, timeout):
+    def submit(self, batch, timeout, defer=False):
         """Write one batch into the ring (waiting up to `timeout` s for room: RingFull);
-        returns its tag."""
+        returns its tag. `defer`: the batch is one of a row (pipelined requests): the
+        first of a row rings the leader's doorbell, the next ones leave it owed until
+        ring_owed(), which whoever waits for their completions calls first. The leader
+        starts on the first at once, takes without a wake-up those that arrive while it
+        is busy (it drains the ring again before it sleeps), and the rest with one wake."""
         with self._write_lock:
             self._check_broker()
             tag = self._next_tag
             self._next_tag = (tag + 1) % _TAG_MOD
-            self.requests.write(batch, tag, timeout)
+            ring = not (defer and self._row)
+            self.requests.write(batch, tag, timeout, ring)
+            if ring:
+                self._row = defer
+            else:
+                self._owed = True
             return tag
+
+    def ring_owed(self):
+        """End the row (submit): ring the leader's doorbell if a deferred batch left it owed.
+        Several threads may call it: one that sees the debt and clears it rings after
+        the write that made it (the GIL orders them), so no batch is left unrung."""
+        self._row = False
+        if self._owed:
+            self._owed = False
+            requests = self.requests
+            if requests is not None:
+                requests.ring_doorbell()
 
     def _check_broker(self):
         """The broker restarted (our control connection's end closed): connect again and

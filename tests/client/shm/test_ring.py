@@ -411,6 +411,33 @@ def test_a_commit_rings_the_readers_doorbell(pair):
     w2.set_doorbell(None)
 
 
+def test_an_unrung_write_leaves_the_doorbell_to_one_ring_after_the_row(pair):
+    """write(ring=False) publishes the entry without ringing; ring_doorbell() rings once for
+    the row; an entry that had to wait for room rings as a commit does."""
+    writer, reader = pair(4096)
+    bell, fd = Doorbell.create()
+    os.close(fd)
+    writer.set_doorbell(bell)
+    seen = bell.value
+    for i in range(3):
+        writer.write(b"%d" % i, ring=False)
+    assert bell.value == seen and bell.wait(seen, timeout=0) is False
+    assert [v for _, v in drain(reader)] == [b"0", b"1", b"2"]        # published all the same
+    writer.ring_doorbell()
+    assert bell.value == seen + 1
+    writer.write(b"a" * 1500, ring=False)
+    writer.write(b"b" * 1500, ring=False)
+    assert bell.value == seen + 1
+    drainer = threading.Timer(0.05, lambda: drain(reader))
+    drainer.start()
+    writer.write(b"c" * 1500, ring=False, timeout=5)           # waited for room: rung by its commit
+    drainer.join()
+    assert bell.value == seen + 2
+    writer.set_doorbell(None)
+    writer.ring_doorbell()                                      # no doorbell: nothing to ring
+    bell.close()
+
+
 def test_a_reader_sees_whether_an_entry_follows_the_peeked_one_and_keeps_views_it_takes(pair):
     writer, reader = pair(1 << 16)
     assert not reader.more_after_peeked()                      # nothing peeked

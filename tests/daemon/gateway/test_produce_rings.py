@@ -69,6 +69,32 @@ def test_a_completion_nobody_waits_for_any_more_is_dropped(links):
     atts.close()
 
 
+def test_a_row_of_deferred_batches_rings_the_leader_first_and_once_more_when_paid(links):
+    """submit(defer=True) (a pipelined Produce's batches): the first of a row rings the
+    leader's doorbell, the next ones leave it owed; ring_owed() rings once for all of
+    them and ends the row, so the next deferred batch rings again."""
+    atts = Attachments(links)
+    att = atts.acquire("r", 1, 1, -1, -1)
+    leader = att._leaders[-1]
+    seen = leader.value
+    tags = [att.submit(batch(b"%d" % i), 5, defer=True) for i in range(3)]
+    assert leader.value == seen + 1
+    att.ring_owed()
+    att.ring_owed()
+    assert leader.value == seen + 2
+    done = [att.wait(t, time.monotonic() + 10) for t in tags]
+    assert [d.error_code for d in done] == [0, 0, 0]
+    assert [d.base_offset for d in done] == sorted(d.base_offset for d in done)
+    att.submit(batch(b"a new row"), 5, defer=True)
+    assert leader.value == seen + 3
+    att.ring_owed()                                            # first of its row: nothing owed
+    assert leader.value == seen + 3
+    att.submit(batch(b"not deferred"), 5)
+    assert leader.value == seen + 4
+    atts.release(att)
+    atts.close()
+
+
 def test_completed_says_without_waiting_whether_a_completion_is_here(links):
     """completed() (a pipelined Produce's ready()): False while the leader has not
     answered, never waiting; True once it has, and then wait() returns it at once;
