@@ -51,7 +51,8 @@ the same cores, and its figure depends on the order of the workloads more than o
 
 --scale multiplies every count. The runs interleave (odradek, Kafka, odradek, ...); the table
 shows medians, and the ratios odradek/Kafka (above 1 is better for throughput, below 1 for
-latency) and shm/TCP for odradek's clients. Progress goes to stderr, the table to stdout.
+latency) and shm/TCP for odradek's clients. Progress (each workload's figure as it ends)
+goes to stderr, the table to stdout.
 A benchmark, not a test.
 """
 import argparse
@@ -386,13 +387,14 @@ def run_once(bootstrap, sock, args, skip):
     res = {}
 
     def step(name, fn, *a):
-        log(f"  {name} ...")
         if args.sync:
             os.sync()   # the page cache's dirty pages of the steps before are written back first
         try:
             res[name] = fn(*a)
         except Exception as e:     # one failed workload is reported, the others still run
             log(f"  {name} failed: {e}")
+            return
+        log(f"  {name}: {res[name]:.1f}" if isinstance(res[name], float) else f"  {name}: {res[name]}")
     if "ck" not in skip:
         for size, n in ((1024, s(200_000)), (100, s(1_000_000))):
             tag = "1k" if size == 1024 else "100"

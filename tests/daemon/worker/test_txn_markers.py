@@ -6,7 +6,7 @@ answer."""
 import os
 
 import pytest
-from support.records import make_batch
+from support.records import make_batch, mapped_segment
 from support.worker import WorkerProcess
 
 from odradek.client.errors import InvalidProducerEpoch, InvalidRecord, TransactionCoordinatorFenced
@@ -66,12 +66,13 @@ def txn_index(log_dir):
 
 def markers_in_log(log_dir):
     directory = os.path.join(str(log_dir), f"{TOPIC}-0")
-    data = b""
+    found = []
     for name in sorted(n for n in os.listdir(directory) if n.endswith(".log")):   # every segment
-        with open(os.path.join(directory, name), "rb") as f:
-            data += f.read()
-    return [(b.base_offset, b.producer_id, b.producer_epoch, b.end_txn_marker())
-            for _, b in iter_batches(data) if b.is_control]
+        # one at a time: a segment is preallocated, its batches end at its first zero bytes
+        with mapped_segment(os.path.join(directory, name)) as data:
+            found += [(b.base_offset, b.producer_id, b.producer_epoch, b.end_txn_marker())
+                      for _, b in iter_batches(data) if b.is_control]
+    return found
 
 
 def test_markers_end_transactions_move_the_lso_and_index_aborts(tmp_path, workers):
