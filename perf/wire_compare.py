@@ -10,7 +10,14 @@ Brokers: odradek, a throwaway broker on a temp dir with its own listener (port 0
 node (KRaft), started and stopped here with shared/tools/kafka-peer/start.sh and stop.sh
 (their setup.sh assembles it from Maven Central once; JDK 17), unless --kafka-bootstrap.
 Both keep their data under the same --data-root (default /var/tmp), one partition per topic,
-a new topic per workload and run.
+a new topic per workload and run. Each broker runs in a session of its own (start.sh starts
+Kafka with setsid; odradek's is started with start_new_session), as a service would: with
+the kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled, on by default)
+each session is a group that shares the CPUs fairly with the others, so a broker left in
+this script's session competes, thread by thread, with the very clients loading it, while
+the other gets a group's share. Until 2026-12-07 odradek's did, and Kafka's
+ProducerPerformance ran at 0.86x on it (4 rounds interleaved, 70-77 MB/s against 83-89);
+in a session of its own, 0.98-1.00x.
 
 Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
   ck_produce_1k, ck_consume_1k    confluent-kafka: 200,000 x 1 KiB, acks=1 linger.ms=5
@@ -100,7 +107,7 @@ def odradek_broker(data_root):
     err = open(os.path.join(data, "broker.err"), "wb")
     broker = subprocess.Popen([sys.executable, "-m", "odradek.daemon.cli", "serve", "--data-dir", data,
                                "--log-level", "warning", *[a for kv in ODRADEK_OVERRIDES for a in ("--override", kv)]],
-                              stdout=subprocess.DEVNULL, stderr=err)
+                              stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         _wait(lambda: os.path.exists(sock), 60, "the odradek broker's socket")
 
