@@ -460,22 +460,23 @@ int odk_ring_cancel(odk_ring *r)
     return ODK_SHM_OK;
 }
 
-int odk_ring_write(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag)
+static int write_entry(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag, int ring_doorbell)
 {
     int64_t off = odk_ring_reserve(r, len, tag);
     if (off < 0)
         return (int)-off;
     memcpy(r->base + off, src, len);
-    return commit(r, len, 1);
+    return commit(r, len, ring_doorbell);
+}
+
+int odk_ring_write(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag)
+{
+    return write_entry(r, src, len, tag, 1);
 }
 
 int odk_ring_write_unrung(odk_ring *r, const uint8_t *src, uint32_t len, uint32_t tag)
 {
-    int64_t off = odk_ring_reserve(r, len, tag);
-    if (off < 0)
-        return (int)-off;
-    memcpy(r->base + off, src, len);
-    return commit(r, len, 0);
+    return write_entry(r, src, len, tag, 0);
 }
 
 void odk_ring_ring_doorbell(odk_ring *r)
