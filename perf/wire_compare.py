@@ -17,7 +17,8 @@ each session is a group that shares the CPUs fairly with the others, so a broker
 this script's session competes, thread by thread, with the very clients loading it, while
 the other gets a group's share. Until 2026-12-07 odradek's did, and Kafka's
 ProducerPerformance ran at 0.86x on it (4 rounds interleaved, 70-77 MB/s against 83-89);
-in a session of its own, 0.98-1.00x.
+in a session of its own 0.98x and 1.00x (two such sets of rounds), and 0.94x and 0.95x in
+this script's two invocations after.
 
 Workloads, each through both brokers (MB = 2**20 bytes, as Kafka's tools count):
   ck_produce_1k, ck_consume_1k    confluent-kafka: 200,000 x 1 KiB, acks=1 linger.ms=5

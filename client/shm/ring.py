@@ -234,9 +234,11 @@ class Ring:
     def write(self, data, tag=0, timeout=0, ring=True):
         """Append one entry holding a copy of data (any buffer). Waits up to `timeout`
         seconds for room, then raises RingFull. `ring` False: the doorbell (set_doorbell)
-        is not rung for it, unless the entry had to wait for room; the writer rings it
-        with ring_doorbell() after its last entry of a row, before it waits for what
-        they bring (a reader asleep on the doorbell does not see them until then)."""
+        is not rung for it; the writer rings it with ring_doorbell() after its last entry
+        of a row, before it waits for what they bring (a reader asleep on the doorbell
+        does not see them until then). An entry that has to wait for room rings it first
+        (the unrung entries before it hold that room until the reader sees them) and
+        again when committed."""
         if self._wview is not None:
             raise RuntimeError("write() while a reservation is open: commit() or cancel() it")
         # bytes go to C as they are; other buffers through from_buffer (~0.3 us more)
@@ -246,6 +248,8 @@ class Ring:
         except OverflowError:
             rc = -self._bad_size(len(p), tag)
         if rc:   # full (wait for room, or raise) or too big (raise)
+            if not ring:
+                self.ring_doorbell()
             view = self.reserve(len(p), tag, timeout)
             ffi.memmove(view, p, len(p))
             self.commit()

@@ -305,7 +305,8 @@ int      odk_doorbell_wait(uint8_t *base, uint32_t seen, int64_t timeout_ns);
  *   several entries in a row (into one ring or several behind one doorbell) rings it
  *   once after the last with odk_ring_ring_doorbell, so a reader asleep on the doorbell
  *   is woken once for all of them, not once for each (a FUTEX_WAKE that finds a
- *   sleeper costs ~20 us on a VM). Until it is rung, such a reader may not see them. A reader that
+ *   sleeper costs ~20 us on a VM). Until it is rung, such a reader may not see them, nor
+ *   free their room: ring it before waiting for room (odk_ring_wait_writable). A reader that
  *   sleeps on several rings at once (odk_futex_wait_any) waits on each tail's low half.
  * Reader: odk_ring_peek -> offset of the next entry's payload (entry_len, entry_tag
  *   set in r), or -EMPTY / -CORRUPT; peek again returns the same entry until

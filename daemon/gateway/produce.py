@@ -20,8 +20,9 @@ connection may start the client's next Produce requests (pipelining, server.py).
 first batch of a row rings its leader's doorbell, the next ones before a _Finish leave
 it owed (RingAttachment.submit's `defer`); the _Finish rings each owed one before it
 looks for completions (and abandon() too, and start() if it fails after a write), so a
-burst of pipelined requests to a partition wakes its leader at most twice, not once per
-batch.
+burst of pipelined requests to a partition wakes its leader twice, not once per batch
+(once more before a batch that has to wait for ring space, which the unrung ones hold:
+Ring.write rings first).
 acks=0: no response at all, as Kafka; and, as Kafka does, a batch refused by these checks
 closes the connection (the client's only way to learn of it).
 The answer per partition: the base offset the leader assigned; log_append_time -1, or on

@@ -428,11 +428,19 @@ def test_an_unrung_write_leaves_the_doorbell_to_one_ring_after_the_row(pair):
     writer.write(b"a" * 1500, ring=False)
     writer.write(b"b" * 1500, ring=False)
     assert bell.value == seen + 1
-    drainer = threading.Timer(0.05, lambda: drain(reader))
+    got = []
+
+    def reader_asleep_on_the_doorbell():      # as a leader worker: it looks only when rung
+        if bell.wait(seen + 1, timeout=5):
+            got.extend(v for _, v in drain(reader))
+    drainer = threading.Thread(target=reader_asleep_on_the_doorbell)
     drainer.start()
-    writer.write(b"c" * 1500, ring=False, timeout=5)           # waited for room: rung by its commit
-    drainer.join()
-    assert bell.value == seen + 2
+    started = time.monotonic()
+    writer.write(b"c" * 1500, ring=False, timeout=5)   # no room: rings for "a" and "b" first
+    drainer.join(5)
+    got += [v for _, v in drain(reader)]              # "c", unless the drainer took it too
+    assert got == [b"a" * 1500, b"b" * 1500, b"c" * 1500] and time.monotonic() - started < 4
+    assert bell.value == seen + 3                      # before its wait and at its commit
     writer.set_doorbell(None)
     writer.ring_doorbell()                                      # no doorbell: nothing to ring
     bell.close()
