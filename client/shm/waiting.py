@@ -24,7 +24,8 @@ only while its spins keep finding changes, and an idle one spins at most a few t
 after its last change, then only sleeps (~0% CPU). A spinner that loses its CPU while spinning (the machine is busier
 than its cores: then spinning only delays the process it waits for, and sleepers get
 the CPU first when woken) stops at once and does not spin for the next
-QUIET_AFTER_PREEMPTION_NS. SPIN_MAX_NS is short (the dev VM has 2 cores for producer,
+QUIET_AFTER_PREEMPTION_NS (a Spinner's `quiet_ns`: the gateway's completion waits take a
+shorter one, produce_rings.py). SPIN_MAX_NS is short (the dev VM has 2 cores for producer,
 worker and consumer): the environment variable ODRADEK_SPIN_US sets it in microseconds
 (default 50; 0 turns spinning off).
 
@@ -131,10 +132,14 @@ class Spinner:
     """The adaptive spin budget of one waiting thread (the module's docstring has the
     rule). budget_ns: how long the next wait spins before it sleeps."""
 
-    __slots__ = ("budget_ns", "max_ns", "_spun", "_quiet_until")
+    __slots__ = ("budget_ns", "max_ns", "quiet_ns", "_spun", "_quiet_until")
 
-    def __init__(self, max_ns=None):
+    def __init__(self, max_ns=None, quiet_ns=None):
+        """`max_ns`: the longest spin (default SPIN_MAX_NS, capped at ODK_SPIN_MAX_NS);
+        `quiet_ns`: how long a spin that lost its CPU stops the next ones (default
+        QUIET_AFTER_PREEMPTION_NS)."""
         self.max_ns = SPIN_MAX_NS if max_ns is None else max(0, min(int(max_ns), lib.ODK_SPIN_MAX_NS))
+        self.quiet_ns = QUIET_AFTER_PREEMPTION_NS if quiet_ns is None else max(0, int(quiet_ns))
         self.budget_ns = 0
         self._spun = ffi.new("int64_t *")
         self._quiet_until = 0    # monotonic ns: no spinning before (the CPU was contended)
@@ -170,7 +175,7 @@ class Spinner:
                 changed = wait_until(lambda ns: _wait_any(words, seen, n, ns) == 1, left)
         end = _monotonic_ns()
         if spun[0] < 0:    # descheduled while spinning: leave the CPU to the others a while
-            self._quiet_until = end + QUIET_AFTER_PREEMPTION_NS
+            self._quiet_until = end + self.quiet_ns
         self.observe(end - start if changed else None, end)
         return changed
 

@@ -25,6 +25,20 @@ that waited GONE_CHECK_S asks the broker whether the topic (by id) and partition
 exist, and if not the batch is answered UNKNOWN_TOPIC_OR_PARTITION and the attachment
 dropped, instead of the request waiting out its timeout.
 
+The reader spins before it sleeps (client/shm/waiting.py's Spinner, up to
+COMPLETION_SPIN_MAX_NS): a leader answers a lone batch in tens of microseconds, about
+what waking a sleeping thread costs on a VM, so a waiter that sleeps pays that wake,
+and the leader the FUTEX_WAKE, on every request (perf/gateway_pipeline.py, one request
+in flight: the wait took ~140 us asleep, ~55 us spinning, 98% of spins caught the
+completion). The budget adapts as everywhere: it follows the gaps it sees and falls to
+zero when completions come later than it (an fsync, acks=all), so an idle or slow
+partition costs no CPU. A spin that loses its CPU (the leader woken on the reader's
+vCPU, a busy machine) stops at once, and the next ones wait COMPLETION_SPIN_QUIET_NS,
+not the 100 ms a client's spinner waits: on two vCPUs the scheduler puts the woken
+leader on the spinning gateway's one every few dozen requests, and 100 ms quiet after
+each turned the spin off for most of a run. ODRADEK_SPIN_US=0 turns it off, as every
+spin.
+
 What they cost, and the cap (RingBudget): each RingAttachment holds 8 fds in the gateway
 (its control connection, its three memfds, and one per mapping: Python's mmap keeps a
 dup of its file) and 4 mappings (RING_BYTES + COMPLETION_RING_BYTES of shared memory,
@@ -55,6 +69,7 @@ from odradek.client.errors import NotEnoughReplicas, OdradekError, RingFull
 from odradek.client.protocol import messages as m
 from odradek.client.producer import attach_rings
 from odradek.client.shm import Doorbell, Ring
+from odradek.client.shm.waiting import SPIN_MAX_NS, Spinner, WaitSet
 from odradek.daemon.gateway.client_log import LogSource
 from odradek.daemon.gateway.gateway_state import per_gateway
 
@@ -69,6 +84,8 @@ ATTACH_TIMEOUT_S = 10.0       # a partition without a leader for longer: LEADER_
 MAX_ATTACHMENTS = 256         # per Attachments (a connection's own; the gateway's shared ones)
 DEFAULT_MAX_PRODUCE_RINGS = 1024   # RingAttachments per gateway process in all (listener.max.produce.rings)
 _TAG_MOD = 1 << 32
+COMPLETION_SPIN_MAX_NS = 250_000 if SPIN_MAX_NS else 0   # the reader's longest spin (module docstring)
+COMPLETION_SPIN_QUIET_NS = 5_000_000                     # no spin for this long after one lost its CPU
 
 
 class RingAttachment:
@@ -84,6 +101,8 @@ class RingAttachment:
         self._fds = []
         self._leaders = []          # leader doorbells: kept until close (a ring may still ring one)
         self.requests = self.completions = self.doorbell = None
+        self._waitset = None        # our doorbell's word, for the reader's spin-then-sleep (wait)
+        self._spinner = Spinner(COMPLETION_SPIN_MAX_NS, COMPLETION_SPIN_QUIET_NS)
         try:
             self.requests, fd = Ring.create(RING_BYTES)
             self._fds.append(fd)
@@ -91,6 +110,7 @@ class RingAttachment:
             self._fds.append(fd)
             self.doorbell, fd = Doorbell.create()
             self._fds.append(fd)
+            self._waitset = WaitSet([self.doorbell])
             max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S if deadline is None else deadline)
             self.topic_id = self._topic_id()
         except BaseException:
@@ -187,7 +207,7 @@ class RingAttachment:
                 if not self._read_completions():
                     # no look at the broker's liveness from here: submit() does, under the
                     # write lock, which a writer waiting for ring space may hold until its deadline
-                    self.doorbell.wait(seen, min(left, GONE_CHECK_S))
+                    self._waitset.set_seen((seen,)).wait(min(left, GONE_CHECK_S), self._spinner)
                     if time.monotonic() - checked >= GONE_CHECK_S and not self._read_completions():
                         checked = time.monotonic()
                         self.gone = self._topic_id() != self.topic_id
@@ -259,6 +279,7 @@ class RingAttachment:
         for ring in (self.requests, self.completions):
             if ring is not None:
                 ring.close()
+        self._waitset = None        # its export of our doorbell's mapping first
         for d in (self.doorbell, *self._leaders):
             if d is not None:
                 d.close()

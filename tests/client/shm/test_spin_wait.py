@@ -179,3 +179,16 @@ def test_after_losing_its_cpu_while_spinning_a_waiter_does_not_spin_for_a_while(
     assert spinner.budget_ns == 0
     spinner.observe(10_000, now + QUIET_AFTER_PREEMPTION_NS)   # the quiet time is over
     assert spinner.budget_ns > 0
+
+
+def test_a_spinner_can_be_quiet_for_less_after_losing_its_cpu():
+    from odradek.client.shm.waiting import QUIET_AFTER_PREEMPTION_NS
+    assert Spinner(max_ns=50_000).quiet_ns == QUIET_AFTER_PREEMPTION_NS
+    spinner = Spinner(max_ns=50_000, quiet_ns=1_000_000)
+    spinner.observe(10_000)
+    now = time.monotonic_ns()
+    spinner._quiet_until = now + spinner.quiet_ns                   # as Spinner.wait sets it
+    spinner.observe(10_000, now)
+    assert spinner.budget_ns == 0
+    spinner.observe(10_000, now + 1_000_000)                        # 1 ms later, not 100
+    assert spinner.budget_ns > 0

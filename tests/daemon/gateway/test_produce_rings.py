@@ -57,6 +57,23 @@ def test_waiters_of_one_ring_each_get_their_own_completion(links):
     atts.close()
 
 
+def test_a_reader_spins_for_completions_that_come_fast(links):
+    """Lone batches, each awaited: the leader answers within the spin budget's reach, so
+    the reader's spinner takes a budget (it spins before it sleeps, produce_rings.py)."""
+    atts = Attachments(links)
+    att = atts.acquire("r", 1, 1, -1, -1)
+    budgets = []
+    for i in range(200):
+        done = att.wait(att.submit(batch(b"%d" % i), 5), time.monotonic() + 10)
+        assert done is not None and done.error_code == 0
+        budgets.append(att._spinner.budget_ns)
+    assert att._spinner.max_ns == produce_rings.COMPLETION_SPIN_MAX_NS > 0
+    assert att._spinner.quiet_ns == produce_rings.COMPLETION_SPIN_QUIET_NS
+    assert max(budgets) > 0
+    atts.release(att)
+    atts.close()
+
+
 def test_a_completion_nobody_waits_for_any_more_is_dropped(links):
     atts = Attachments(links)
     att = atts.acquire("r", 1, 1, -1, -1)
