@@ -28,7 +28,7 @@ from odradek.client.records.layout import RECORDS_COUNT_OFFSET
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "ScanResult", "BatchInfo",
            "Status", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records", "DecodeResult",
-           "RECORD_FIELDS", "RecordsFlag", "walk_prefixes"]
+           "RECORD_FIELDS", "RecordsFlag", "walk_prefixes", "parse_produce_one"]
 
 _from_buffer = ffi.from_buffer
 _new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
@@ -175,3 +175,26 @@ def walk_prefixes(buf, buf_pos, pos, start, end, upper, max_bytes, at_least_one,
     """odk_walk_prefixes (odradek.h); `buf` any buffer (bytes go to C as they are)."""
     p = buf if type(buf) is bytes else _from_buffer(_BYTES, buf)
     return _walk_prefixes(p, len(p), buf_pos, pos, start, end, upper, max_bytes, at_least_one, max_batches)
+
+
+_parse_produce_one = lib.odk_parse_produce_one
+_PRODUCE_ONE = struct.Struct("@6i4q")      # odk_produce_one's fields, in order (odradek.h)
+_PRODUCE_ONE_PTR = ffi.typeof("odk_produce_one *")
+assert _PRODUCE_ONE.size == ffi.sizeof("odk_produce_one")
+_produce_ones: list = []                   # free list of (bytearray, cdata view): see the module docstring
+
+
+def parse_produce_one(frame, min_version, max_version):
+    """odk_parse_produce_one (odradek.h): the tuple of _native_ref.parse_produce_one, or None."""
+    p = frame if type(frame) is bytes else _from_buffer(_BYTES, frame)
+    try:
+        raw, out = _produce_ones.pop()
+    except IndexError:
+        raw = bytearray(_PRODUCE_ONE.size)
+        out = _from_buffer(_PRODUCE_ONE_PTR, raw, True)
+    try:
+        if _parse_produce_one(p, len(p), min_version, max_version, out):
+            return None
+        return _PRODUCE_ONE.unpack(raw)
+    finally:
+        _produce_ones.append((raw, out))

@@ -487,3 +487,118 @@ def walk_prefixes(buf, buf_pos, pos, start, end, upper, max_bytes, at_least_one,
             break
         pos += size
     return pos
+
+
+_I16, _I32 = struct.Struct(">h"), struct.Struct(">i")
+
+
+class _Other(Exception):
+    """parse_produce_one: not the one-partition shape (or not well-formed)."""
+
+
+def _uvarint(b, pos):
+    """(value, next position) of an unsigned varint of at most 32 bits at pos."""
+    value = 0
+    for shift in range(0, 35, 7):
+        if pos >= len(b):
+            raise _Other
+        byte = b[pos]
+        pos += 1
+        if shift == 28 and byte & 0xF0:
+            raise _Other
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise _Other
+
+
+def _take(b, pos, st):
+    if pos + st.size > len(b):
+        raise _Other
+    return st.unpack_from(b, pos)[0], pos + st.size
+
+
+def _skip(b, pos, n):
+    if n < 0 or pos + n > len(b):
+        raise _Other
+    return pos + n
+
+
+def parse_produce_one(frame, min_version, max_version):
+    """odk_parse_produce_one (odradek.h; the byte layout in daemon/c_ext/kafka_request.c):
+    (api_version, correlation_id, transactional, acks, timeout_ms, partition, topic_start,
+    topic_len, records_start, records_len) of a Produce request frame body with one
+    topic of one partition and no tagged fields; None for any other frame."""
+    try:
+        return _parse_produce_one(memoryview(frame).cast("B"), min_version, max_version)
+    except _Other:
+        return None
+
+
+def _no_tags(b, pos):
+    n, pos = _uvarint(b, pos)
+    if n:
+        raise _Other
+    return pos
+
+
+def _parse_produce_one(b, min_version, max_version):
+    key, pos = _take(b, 0, _I16)
+    if key != 0:
+        raise _Other
+    version, pos = _take(b, pos, _I16)
+    correlation_id, pos = _take(b, pos, _I32)
+    if not max(3, min_version) <= version <= max_version:
+        raise _Other
+    flexible = version >= 9
+    n, pos = _take(b, pos, _I16)                 # client_id: int16 length even in header v2
+    if n < -1:
+        raise _Other
+    pos = _skip(b, pos, max(n, 0))
+    if flexible:
+        pos = _no_tags(b, pos)
+        n, pos = _uvarint(b, pos)
+        transactional = n != 0
+        pos = _skip(b, pos, max(n - 1, 0))
+    else:
+        n, pos = _take(b, pos, _I16)
+        if n < -1:
+            raise _Other
+        transactional = n != -1
+        pos = _skip(b, pos, max(n, 0))
+    acks, pos = _take(b, pos, _I16)
+    timeout_ms, pos = _take(b, pos, _I32)
+    count, pos = _uvarint(b, pos) if flexible else _take(b, pos, _I32)
+    if count != (2 if flexible else 1):
+        raise _Other
+    if version >= 13:
+        topic_len = 16
+    elif flexible:
+        n, pos = _uvarint(b, pos)
+        if n == 0:
+            raise _Other
+        topic_len = n - 1
+    else:
+        topic_len, pos = _take(b, pos, _I16)
+        if topic_len < 0:
+            raise _Other
+    topic_start, pos = pos, _skip(b, pos, topic_len)
+    count, pos = _uvarint(b, pos) if flexible else _take(b, pos, _I32)
+    if count != (2 if flexible else 1):
+        raise _Other
+    partition, pos = _take(b, pos, _I32)
+    if flexible:
+        n, pos = _uvarint(b, pos)
+        if n == 0:
+            raise _Other
+        records_len = n - 1
+    else:
+        records_len, pos = _take(b, pos, _I32)
+        if records_len < 0:
+            raise _Other
+    records_start, pos = pos, _skip(b, pos, records_len)
+    if flexible:
+        for _ in range(3):                       # the partition's, the topic's, the body's
+            pos = _no_tags(b, pos)
+    return (version, correlation_id, int(transactional), acks, timeout_ms, partition, topic_start, topic_len,
+            records_start, records_len)

@@ -20,7 +20,7 @@ from odradek.client._native_ref import (BatchInfo, ScanResult, Status, BATCH_HEA
 
 __all__ = ["crc32c", "crc32c_sw", "crc32c_hw_available", "scan_batches", "ScanResult", "BatchInfo",
            "Status", "IMPLEMENTATION", "BATCH_HEADER_SIZE", "LOG_OVERHEAD", "decode_records",
-           "DecodeResult", "RECORD_FIELDS", "RecordsFlag", "reference", "walk_prefixes"]
+           "DecodeResult", "RECORD_FIELDS", "RecordsFlag", "reference", "walk_prefixes", "parse_produce_one"]
 
 
 def _load():
@@ -43,7 +43,8 @@ if _lib is None:
     scan_batches = reference.scan_batches
     decode_records = reference.decode_records
     walk_prefixes = reference.walk_prefixes
+    parse_produce_one = reference.parse_produce_one
 else:
     from odradek.client._native_cffi import (crc32c, crc32c_sw, crc32c_hw_available,  # noqa: F401
-                                             scan_batches, decode_records, walk_prefixes)
+                                             scan_batches, decode_records, walk_prefixes, parse_produce_one)
     IMPLEMENTATION = "c"

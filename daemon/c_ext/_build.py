@@ -32,7 +32,8 @@ ffibuilder.cdef(_cdef_from_header(os.path.join(HERE, "odradek.h")))
 ffibuilder.set_source(
     "odradek._native",
     '#include "odradek.h"',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("odradek.c", "crc32c.c", "record_decode.c", "shm.c")],
+    sources=[os.path.relpath(os.path.join(HERE, name))
+             for name in ("odradek.c", "crc32c.c", "record_decode.c", "shm.c", "kafka_request.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-pthread"],
     extra_link_args=["-pthread"],

@@ -160,6 +160,33 @@ int64_t odk_walk_prefixes(const uint8_t *buf, size_t len, int64_t buf_pos, int64
                           int64_t start, int64_t end, int64_t upper, int64_t max_bytes,
                           int at_least_one, int64_t max_batches);
 
+/* odk_parse_produce_one (kafka_request.c, which has the byte layout): a Kafka Produce
+ * request's frame body (the bytes after its size) read without kio, when it has the
+ * shape the gateway serves on its lone-request path: api key 0, a version within
+ * [min_version, max_version] (and >= 3), no tagged fields, exactly one topic with
+ * exactly one partition, and records that are not null. Returns 0 with out filled, or
+ * ODK_PRODUCE_OTHER for any other frame, well-formed or not (the caller decodes it the
+ * general way, which serves or refuses it). Positions are offsets into frame; on 0 they
+ * lie within it. Reads only frame[0, len).
+ * Pure-Python twin: client/_native_ref.py parse_produce_one.
+ */
+#define ODK_PRODUCE_OTHER 1
+typedef struct {
+    int32_t api_version;
+    int32_t correlation_id;
+    int32_t transactional;   /* 1: a transactional_id (even ""), 0: null */
+    int32_t acks;
+    int32_t timeout_ms;
+    int32_t partition;
+    int64_t topic_start;     /* the topic's name (UTF-8), or from v13 its id (16 bytes) */
+    int64_t topic_len;
+    int64_t records_start;   /* the partition's records (one batch, if the client is right) */
+    int64_t records_len;
+} odk_produce_one;
+
+int odk_parse_produce_one(const uint8_t *frame, size_t len, int32_t min_version, int32_t max_version,
+                          odk_produce_one *out);
+
 /* =====================================================================================
  * Shared memory (shm.c): atomics, futexes, and the three structures the broker's data
  * plane maps into several processes. Byte tables, ordering rules and the crash story:

@@ -17,6 +17,11 @@ finish() would not wait: answers ready together leave in one send) and an `aband
 called instead of finish() when the connection closes before the answer is due. A connection may start
 the next requests of such an API before finishing this one, and finishes them in
 order (server.py); `handler` must be `start(...)()`, for a request that is not started.
+An API may also have a `lone(ctx, frame)`: the request read from its frame body without
+kio (Produce of one batch: the shape nearly every request has), for a request the
+connection answers at once (nothing started, nothing behind it). It returns (a
+LoneRequest, a call that serves it and returns what a handler returns), or None having
+done nothing: then the frame goes the general way.
 A handler raises `codec.RequestError` (or returns an error entity) for bad input: the
 connection answers INVALID_REQUEST and closes; any other exception is a gateway bug: the
 connection logs it, answers UNKNOWN_SERVER_ERROR and goes on (server.py).
@@ -25,9 +30,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from odradek.daemon.gateway.codec import ErrorCode, build, response_class
+from odradek.daemon.gateway.codec import ErrorCode, build, decode_request, response_class
 
-__all__ = ["Api", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "CLOSE_CONNECTION", "HANDLER_MODULES", "table",
+__all__ = ["Api", "LoneRequest", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "CLOSE_CONNECTION", "HANDLER_MODULES", "table",
            "API_VERSIONS"]
 
 API_VERSIONS = 18
@@ -47,6 +52,21 @@ class Api:
     max_version: int
     handler: Callable
     start: Callable | None = None
+    lone: Callable | None = None
+
+
+class LoneRequest:
+    """A request an API's `lone` read itself: the header fields the connection answers
+    with; `body`, kio's decoding of the frame, only when an error answer needs it."""
+
+    __slots__ = ("api_key", "api_version", "correlation_id", "_frame")
+
+    def __init__(self, api_key, api_version, correlation_id, frame):
+        self.api_key, self.api_version, self.correlation_id, self._frame = api_key, api_version, correlation_id, frame
+
+    @property
+    def body(self):
+        return decode_request(self._frame).body
 
 
 NO_RESPONSE = object()

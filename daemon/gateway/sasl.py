@@ -28,7 +28,12 @@ _STATE = "sasl"          # ctx.conn.state key: None, "handshaken", or ("authenti
 def allowed(ctx, request):
     """Whether `request` may be served on this connection now (before authentication on
     a SASL listener: ApiVersions and the SASL APIs only)."""
-    if ctx.gateway.sasl is None or request.api_key in (API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE):
+    return allowed_key(ctx, request.api_key)
+
+
+def allowed_key(ctx, api_key):
+    """allowed() by the request's api key alone."""
+    if ctx.gateway.sasl is None or api_key in (API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE):
         return True
     state = ctx.conn.state.get(_STATE)
     return isinstance(state, tuple)

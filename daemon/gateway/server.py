@@ -12,6 +12,9 @@ nothing more is waiting, and any other request first has every started one answe
 Answers that are ready together (the finish's ready()) leave in one send. So a burst
 costs one wait for the leaders and one send, not one of each per request, and the order
 of the answers, and of the batches in each partition, is the order of the requests. A
+request answered at once whose API reads that shape itself (Api.lone: Produce of one
+batch to one partition, native.parse_produce_one) skips kio's decoding; one `lone`
+declines, or breaks on (logged as a gateway bug), goes the general way. A
 thread waits on its own socket and on the broker, never on another connection: a slow or
 hostile client costs its own thread, and a bounded one:
 - `admit` (auth.py) decides who may connect, before a byte of a request is served (a
@@ -100,6 +103,7 @@ class Gateway:
         self.sock = listen_sock
         self.links = links
         self.table = table if table is not None else apis_mod.table()
+        self.lone = {key: api.lone for key, api in self.table.items() if api.lone is not None}
         self.max_request_bytes = max_request_bytes
         self.max_connections = max_connections
         self.idle_s = idle_s
@@ -315,6 +319,10 @@ class Connection:
     def _handle(self, frame):
         """Answer one frame, or start it (see the module docstring); False when the
         connection must close."""
+        if not self._started:
+            lone = self._lone(frame)
+            if lone is not None:
+                return self._answer(*lone)
         try:
             request = decode_request(frame)
         except MalformedRequest as e:
@@ -342,6 +350,20 @@ class Connection:
         if not self._answer_started():
             return False
         return self._answer(request, lambda: api.handler(self.ctx, request))
+
+    def _lone(self, frame):
+        """(request, call) of a frame its API's `lone` reads (apis.py), when the request is
+        to be answered at once: nothing started, nothing behind it, allowed (SASL); else
+        None, and nothing was done."""
+        lone = self.gateway.lone.get(frame[0] << 8 | frame[1]) if len(frame) >= 2 else None
+        if lone is None or not sasl.allowed_key(self.ctx, frame[0] << 8 | frame[1]) or self._frames.ready():
+            return None
+        try:
+            return lone(self.ctx, frame)
+        except Exception:      # a gateway bug: logged; the general way still serves the request
+            self.note("api key %d: lone reading failed", frame[0] << 8 | frame[1], level=logging.ERROR,
+                      exc_info=True)
+            return None
 
     def _answer_started(self):
         """Answer every started request, oldest first; False when the connection must close."""

@@ -287,3 +287,44 @@ def test_a_hostile_client_does_not_flood_the_log(gateway, caplog):
     wait_until(lambda: not gateway._conns, timeout=10, what="the connections to end")
     client_lines = [r for r in caplog.records if r.name == "odradek.gateway"]
     assert len(client_lines) <= client_log.BUDGET
+
+
+def test_a_lone_request_goes_through_its_apis_lone_reading_and_a_burst_the_general_way(tmp_path):
+    """Api.lone (apis.py): a request with nothing started and nothing behind it is read by
+    the API's `lone` and answered at once; requests sent back to back are started the
+    general way (pipelining), and a frame `lone` declines (None) is decoded as before."""
+    api = _Pipelined()
+    api.go.set()
+
+    def lone(ctx, frame):
+        (cid,) = struct.unpack_from(">i", frame, 4)
+        if bytes(frame[8:]).startswith(b"\0\x07general"):     # client id "general": not this shape
+            return None
+        if bytes(frame[8:]).startswith(b"\0\x04oops"):        # a bug in lone: the general way serves it
+            raise RuntimeError("lone broke")
+        api.events.append(("lone", cid))
+        return apis.LoneRequest(60, 0, cid, frame), lambda: error_response(60, 0, ErrorCode.none, None,
+                                                                            f"lone {cid}")
+    table = apis.table(["odradek.daemon.gateway.apis"])
+    table[60] = apis.Api(60, 0, 2, api.handler, api.start, lone)
+    listen = socket.create_server(("127.0.0.1", 0))
+    g = Gateway(listen, BrokerLinks(str(tmp_path / "unused.sock")), table=table)
+    t = threading.Thread(target=g.serve_forever, daemon=True)
+    t.start()
+    try:
+        with connect(listen.getsockname()[1]) as sock:
+            sock.sendall(_describe_cluster(1))
+            assert _answers(sock, 1) == [(1, ErrorCode.none, "lone 1")]
+            sock.sendall(_describe_cluster(2, b"general"))
+            assert _answers(sock, 1) == [(2, ErrorCode.none, "answer 2")]
+            sock.sendall(_describe_cluster(6, b"oops"))
+            assert _answers(sock, 1) == [(6, ErrorCode.none, "answer 6")]
+            sock.sendall(b"".join(_describe_cluster(cid) for cid in (3, 4, 5)))
+            got = _answers(sock, 3)
+            assert [cid for cid, _, _ in got] == [3, 4, 5]
+            assert got[0][2] == "answer 3"     # behind it were two more: started, not lone
+        assert ("lone", 1) in api.events and ("start", 2) in api.events and ("start", 3) in api.events
+        assert not any(e == ("lone", c) for e in api.events for c in (2, 3))
+    finally:
+        g.stop()
+        t.join(10)
