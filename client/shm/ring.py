@@ -75,6 +75,8 @@ _take = lib.odk_ring_take
 _release_to = lib.odk_ring_release_to
 _free = lib.odk_ring_free
 _complete_release = lib.odk_ring_complete_release
+_read_completion = lib.odk_ring_read_completion
+_CORRUPT = -lib.ODK_SHM_CORRUPT
 _wait_readable = lib.odk_ring_wait_readable
 _wait_writable = lib.odk_ring_wait_writable
 _load_u64 = lib.odk_atomic_load_u64
@@ -104,7 +106,7 @@ class Ring:
     """
 
     __slots__ = ("_map", "_r", "_mv", "_ro", "_wview", "_rview", "_rtag", "_doorbell",
-                 "capacity", "max_payload")
+                 "capacity", "max_payload", "_completion_out")
 
     def __init__(self, mapping):
         """Use Ring.create or Ring.attach."""
@@ -124,6 +126,7 @@ class Ring:
         self._ro = mapping.view.toreadonly()   # peeked views are slices of this
         self._wview = self._rview = self._doorbell = None
         self._rtag = 0
+        self._completion_out = None            # read_completion's out-parameters, made at its first call
         self.capacity = r.capacity
         self.max_payload = max_payload(r.capacity)
 
@@ -367,7 +370,20 @@ class Ring:
         return wait_until(step, timeout)
 
     def read_completion(self):
-        """The next Completion, released from the ring, or None if there is none."""
+        """The next Completion, released from the ring, or None if there is none (one C
+        call, odk_ring_read_completion, unless an entry is peeked already)."""
+        if self._rview is None:
+            out = self._completion_out
+            if out is None:
+                out = self._completion_out = (ffi.new("int64_t *"), ffi.new("int32_t *"))
+            tag = _read_completion(self._r, out[0], out[1])
+            if tag >= 0:
+                return Completion(tag, out[0][0], out[1][0])
+            if tag == _EMPTY:
+                return None
+            if tag == _CORRUPT and self._r.entry_pending:     # peeked: a completion of the wrong size
+                raise ShmCorrupt(f"a completion entry is {COMPLETION_SIZE} bytes, not {self._r.entry_len}")
+            raise self._corrupt()
         got = self.peek()
         if got is None:
             return None

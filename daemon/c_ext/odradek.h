@@ -924,5 +924,11 @@ void odk_futex_words_load(uint32_t *const *words, uint32_t *seen, uint32_t n);
 uint64_t odk_ring_free(const odk_ring *r);
 int odk_ring_complete_release(odk_ring *requests, odk_ring *completions, int64_t base_offset,
                               int32_t error_code);
+/* odk_ring_read_completion: the producer's side: the next completion of `r` (a
+ *   completion ring) read and released in one call: returns its tag (>= 0) with
+ *   *base_offset and *error_code set, or -ODK_SHM_EMPTY, -ODK_SHM_CORRUPT (an impossible
+ *   entry, or one that is not ODK_RING_COMPLETION_SIZE bytes: left peeked, not
+ *   released), -ODK_SHM_MISUSE (an entry is peeked already). */
+int64_t odk_ring_read_completion(odk_ring *r, int64_t *base_offset, int32_t *error_code);
 
 #endif

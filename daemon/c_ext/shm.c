@@ -593,6 +593,31 @@ int odk_ring_complete_release(odk_ring *requests, odk_ring *completions, int64_t
     return rc != ODK_SHM_OK ? rc : odk_ring_release(requests);
 }
 
+int64_t odk_ring_read_completion(odk_ring *r, int64_t *base_offset, int32_t *error_code)
+{
+    if (r->entry_pending)
+        return -ODK_SHM_MISUSE;
+    int64_t off = odk_ring_peek(r);
+    if (off < 0)
+        return off;
+    if (r->entry_len != ODK_RING_COMPLETION_SIZE)
+        return -ODK_SHM_CORRUPT;       /* peeked, not released: the caller drops the ring */
+    const uint8_t *c = r->base + off;
+    uint64_t base = 0;
+    uint32_t code = 0;
+    for (int i = 0; i < 8; i++)
+        base |= (uint64_t)c[i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        code |= (uint32_t)c[8 + i] << (8 * i);
+    int64_t tag = r->entry_tag;
+    int rc = odk_ring_release(r);
+    if (rc != ODK_SHM_OK)
+        return -rc;
+    *base_offset = (int64_t)base;
+    *error_code = (int32_t)code;
+    return tag;
+}
+
 int odk_ring_wait_readable(odk_ring *r, int64_t timeout_ns)
 {
     if (r->entry_pending || r->tail_seen != r->head)

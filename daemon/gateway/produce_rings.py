@@ -30,7 +30,11 @@ COMPLETION_SPIN_MAX_NS): a leader answers a lone batch in tens of microseconds, 
 what waking a sleeping thread costs on a VM, so a waiter that sleeps pays that wake,
 and the leader the FUTEX_WAKE, on every request (perf/gateway_pipeline.py, one request
 in flight: the wait took ~140 us asleep, ~55 us spinning, 98% of spins caught the
-completion). The budget adapts as everywhere: it follows the gaps it sees and falls to
+completion). It spins on the completion ring's tail as well as our doorbell: the tail
+moves as the leader commits the completion, the doorbell only once the leader's round
+over its rings ends (~10 us later); it sleeps on both, and the doorbell's ring wakes it
+(the leader rings after every completion it writes; nobody wakes the tail's word, whose
+waiter flag we leave unset). The budget adapts as everywhere: it follows the gaps it sees and falls to
 zero when completions come later than it (an fsync, acks=all), so an idle or slow
 partition costs no CPU. A spin that loses its CPU (the leader woken on the reader's
 vCPU, a busy machine) stops at once, and the next ones wait COMPLETION_SPIN_QUIET_NS,
@@ -101,7 +105,7 @@ class RingAttachment:
         self._fds = []
         self._leaders = []          # leader doorbells: kept until close (a ring may still ring one)
         self.requests = self.completions = self.doorbell = None
-        self._waitset = None        # our doorbell's word, for the reader's spin-then-sleep (wait)
+        self._waitset = None        # the reader's words (wait): our doorbell's count, the completion ring's tail
         self._spinner = Spinner(COMPLETION_SPIN_MAX_NS, COMPLETION_SPIN_QUIET_NS)
         try:
             self.requests, fd = Ring.create(RING_BYTES)
@@ -110,7 +114,7 @@ class RingAttachment:
             self._fds.append(fd)
             self.doorbell, fd = Doorbell.create()
             self._fds.append(fd)
-            self._waitset = WaitSet([self.doorbell])
+            self._waitset = WaitSet([self.doorbell, self.completions])
             max_batch, leader = self._attach(time.monotonic() + ATTACH_TIMEOUT_S if deadline is None else deadline)
             self.topic_id = self._topic_id()
         except BaseException:
@@ -203,11 +207,11 @@ class RingAttachment:
                             self._cond.wait(left)
                             continue
                         self._reading = reader = True
-                seen = self.doorbell.value
+                waitset = self._waitset.retake()     # the words' values before we look
                 if not self._read_completions():
                     # no look at the broker's liveness from here: submit() does, under the
                     # write lock, which a writer waiting for ring space may hold until its deadline
-                    self._waitset.set_seen((seen,)).wait(min(left, GONE_CHECK_S), self._spinner)
+                    waitset.wait(min(left, GONE_CHECK_S), self._spinner)
                     if time.monotonic() - checked >= GONE_CHECK_S and not self._read_completions():
                         checked = time.monotonic()
                         self.gone = self._topic_id() != self.topic_id
@@ -279,7 +283,7 @@ class RingAttachment:
         for ring in (self.requests, self.completions):
             if ring is not None:
                 ring.close()
-        self._waitset = None        # its export of our doorbell's mapping first
+        self._waitset = None        # its exports of our mappings first
         for d in (self.doorbell, *self._leaders):
             if d is not None:
                 d.close()

@@ -464,3 +464,18 @@ def test_a_reader_sees_whether_an_entry_follows_the_peeked_one_and_keeps_views_i
     second.release()
     reader.release_to(end)
     assert writer.free == writer.capacity and reader.peek() is None
+
+
+def test_a_completion_read_in_one_call_checks_its_size_and_leaves_a_peeked_entry_alone(pair):
+    writer, reader = pair()
+    writer.write(b"x" * 24, 9)                      # not a completion: 24 bytes, not 16
+    with pytest.raises(ShmCorrupt, match="not 24"):
+        reader.read_completion()
+    assert reader.peek()[0] == 9                    # left peeked, not released
+    reader.release()
+    writer.write_completion(7, 42, 3)
+    writer.write_completion(8, 43, 0)
+    assert reader.peek()[0] == 7                    # peeked first: read the way a peek is read
+    assert reader.read_completion() == Completion(7, 42, 3)
+    assert reader.read_completion() == Completion(8, 43, 0)
+    assert reader.read_completion() is None
