@@ -40,7 +40,9 @@ partition costs no CPU. A spin that loses its CPU (the leader woken on the reade
 vCPU, a busy machine) stops at once, and the next ones wait COMPLETION_SPIN_QUIET_NS,
 not the 100 ms a client's spinner waits: on two vCPUs the scheduler puts the woken
 leader on the spinning gateway's one every few dozen requests, and 100 ms quiet after
-each turned the spin off for most of a run. ODRADEK_SPIN_US=0 turns it off, as every
+each turned the spin off for most of a run. Only a waiter whose client has nothing
+else in flight spins (produce.py's _Finish: a pipelining client is busy making its next
+requests, and the CPU a spin takes is its). ODRADEK_SPIN_US=0 turns it off, as every
 spin.
 
 What they cost, and the cap (RingBudget): each RingAttachment holds 8 fds in the gateway
@@ -184,12 +186,13 @@ class RingAttachment:
         _, leader = self._attach(now + ATTACH_TIMEOUT_S)
         leader.ring()   # take what waited in the ring meanwhile
 
-    def wait(self, tag, deadline):
+    def wait(self, tag, deadline, spin=True):
         """The Completion of `tag`, or None at `deadline` (time.monotonic()), or GONE once
         the partition is found deleted: its leader is gone for good and the broker has
         dropped our attachment, so nothing will complete. The reader looks (a Metadata
         round trip) after each GONE_CHECK_S without a completion: a wait that long is rare
-        but for a deleted partition, which would otherwise hold the request to its timeout."""
+        but for a deleted partition, which would otherwise hold the request to its timeout.
+        `spin`: spin before sleeping (the module docstring; produce.py's _Finish says when)."""
         reader = False
         checked = time.monotonic()
         try:
@@ -211,7 +214,7 @@ class RingAttachment:
                 if not self._read_completions():
                     # no look at the broker's liveness from here: submit() does, under the
                     # write lock, which a writer waiting for ring space may hold until its deadline
-                    waitset.wait(min(left, GONE_CHECK_S), self._spinner)
+                    waitset.wait(min(left, GONE_CHECK_S), self._spinner if spin else None)
                     if time.monotonic() - checked >= GONE_CHECK_S and not self._read_completions():
                         checked = time.monotonic()
                         self.gone = self._topic_id() != self.topic_id

@@ -70,6 +70,11 @@ def test_a_reader_spins_for_completions_that_come_fast(links):
     assert att._spinner.max_ns == produce_rings.COMPLETION_SPIN_MAX_NS > 0
     assert att._spinner.quiet_ns == produce_rings.COMPLETION_SPIN_QUIET_NS
     assert max(budgets) > 0
+    att._spinner.budget_ns = 0
+    for i in range(20):         # a pipelined request's wait (produce.py's _Finish): no spin
+        done = att.wait(att.submit(batch(b"p%d" % i), 5), time.monotonic() + 10, spin=False)
+        assert done is not None and done.error_code == 0
+        assert att._spinner.budget_ns == 0
     atts.release(att)
     atts.close()
 
