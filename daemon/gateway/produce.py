@@ -16,7 +16,9 @@ Producer's batches), each an error of that partition alone:
   metadata and retries).
 Every batch is written first (start), then the completions are awaited together (its
 _Finish), up to the request's timeout (REQUEST_TIMED_OUT after it); between the two a
-connection may start the client's next Produce requests (pipelining, server.py). The
+connection may start the client's next Produce requests (pipelining, server.py). A
+request answered at once that holds one batch for one partition (nearly every one) is
+read by C, not kio (lone(), native.parse_produce_one), and served the same way. The
 first batch of a row rings its leader's doorbell, the next ones before a _Finish leave
 it owed (RingAttachment.submit's `defer`); the _Finish rings each owed one before it
 looks for completions (and abandon() too, and start() if it fails after a write), so a
