@@ -542,6 +542,28 @@ def _no_tags(b, pos):
     return pos
 
 
+def _exactly_one(b, pos, flexible):
+    """The position after an array's count, which must be 1 (compact: uvarint 2)."""
+    count, pos = _uvarint(b, pos) if flexible else _take(b, pos, _I32)
+    if count != (2 if flexible else 1):
+        raise _Other
+    return pos
+
+
+def _length(b, pos, flexible, st):
+    """(length, position after it) of a string or bytes that is not null: compact (uvarint
+    length + 1) when flexible, else a signed `st`."""
+    if flexible:
+        n, pos = _uvarint(b, pos)
+        if n == 0:
+            raise _Other
+        return n - 1, pos
+    n, pos = _take(b, pos, st)
+    if n < 0:
+        raise _Other
+    return n, pos
+
+
 def _parse_produce_one(b, min_version, max_version):
     key, pos = _take(b, 0, _I16)
     if key != 0:
@@ -568,34 +590,12 @@ def _parse_produce_one(b, min_version, max_version):
         pos = _skip(b, pos, max(n, 0))
     acks, pos = _take(b, pos, _I16)
     timeout_ms, pos = _take(b, pos, _I32)
-    count, pos = _uvarint(b, pos) if flexible else _take(b, pos, _I32)
-    if count != (2 if flexible else 1):
-        raise _Other
-    if version >= 13:
-        topic_len = 16
-    elif flexible:
-        n, pos = _uvarint(b, pos)
-        if n == 0:
-            raise _Other
-        topic_len = n - 1
-    else:
-        topic_len, pos = _take(b, pos, _I16)
-        if topic_len < 0:
-            raise _Other
+    pos = _exactly_one(b, pos, flexible)                # topic
+    topic_len, pos = (16, pos) if version >= 13 else _length(b, pos, flexible, _I16)
     topic_start, pos = pos, _skip(b, pos, topic_len)
-    count, pos = _uvarint(b, pos) if flexible else _take(b, pos, _I32)
-    if count != (2 if flexible else 1):
-        raise _Other
+    pos = _exactly_one(b, pos, flexible)                # partition
     partition, pos = _take(b, pos, _I32)
-    if flexible:
-        n, pos = _uvarint(b, pos)
-        if n == 0:
-            raise _Other
-        records_len = n - 1
-    else:
-        records_len, pos = _take(b, pos, _I32)
-        if records_len < 0:
-            raise _Other
+    records_len, pos = _length(b, pos, flexible, _I32)
     records_start, pos = pos, _skip(b, pos, records_len)
     if flexible:
         for _ in range(3):                       # the partition's, the topic's, the body's
