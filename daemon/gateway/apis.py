@@ -30,7 +30,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from odradek.daemon.gateway.codec import ErrorCode, build, decode_request, response_class
+from odradek.daemon.gateway.codec import ErrorCode, RequestError, build, decode_request, response_class
 
 __all__ = ["Api", "LoneRequest", "RequestContext", "Reply", "FileSlice", "NO_RESPONSE", "CLOSE_CONNECTION", "HANDLER_MODULES", "table",
            "API_VERSIONS"]
@@ -57,7 +57,8 @@ class Api:
 
 class LoneRequest:
     """A request an API's `lone` read itself: the header fields the connection answers
-    with; `body`, kio's decoding of the frame, only when an error answer needs it."""
+    with; `body`, kio's decoding of the frame, only when an error answer needs it (None
+    if kio cannot read it: the error answer is then the bare one, error_response.py)."""
 
     __slots__ = ("api_key", "api_version", "correlation_id", "_frame")
 
@@ -66,7 +67,10 @@ class LoneRequest:
 
     @property
     def body(self):
-        return decode_request(self._frame).body
+        try:
+            return decode_request(self._frame).body
+        except RequestError:
+            return None
 
 
 NO_RESPONSE = object()

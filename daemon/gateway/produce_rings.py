@@ -283,10 +283,10 @@ class RingAttachment:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._waitset = None        # its exports of our mappings go before they are unmapped
         for ring in (self.requests, self.completions):
             if ring is not None:
                 ring.close()
-        self._waitset = None        # its exports of our mappings first
         for d in (self.doorbell, *self._leaders):
             if d is not None:
                 d.close()

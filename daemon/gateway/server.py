@@ -355,14 +355,14 @@ class Connection:
         """(request, call) of a frame its API's `lone` reads (apis.py), when the request is
         to be answered at once: nothing started, nothing behind it, allowed (SASL); else
         None, and nothing was done."""
-        lone = self.gateway.lone.get(frame[0] << 8 | frame[1]) if len(frame) >= 2 else None
-        if lone is None or not sasl.allowed_key(self.ctx, frame[0] << 8 | frame[1]) or self._frames.ready():
+        api_key = frame[0] << 8 | frame[1] if len(frame) >= 2 else None
+        lone = self.gateway.lone.get(api_key)
+        if lone is None or not sasl.allowed_key(self.ctx, api_key) or self._frames.ready():
             return None
         try:
             return lone(self.ctx, frame)
         except Exception:      # a gateway bug: logged; the general way still serves the request
-            self.note("api key %d: lone reading failed", frame[0] << 8 | frame[1], level=logging.ERROR,
-                      exc_info=True)
+            self.note("api key %d: lone reading failed", api_key, level=logging.ERROR, exc_info=True)
             return None
 
     def _answer_started(self):

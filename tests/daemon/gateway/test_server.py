@@ -328,3 +328,9 @@ def test_a_lone_request_goes_through_its_apis_lone_reading_and_a_burst_the_gener
     finally:
         g.stop()
         t.join(10)
+
+
+def test_a_lone_requests_body_is_kios_reading_or_none_when_kio_cannot_read_the_frame():
+    good = frame(60, 0, 5, b"\0\0", flexible=True)[4:]            # DescribeCluster v0
+    assert apis.LoneRequest(60, 0, 5, good).body is not None
+    assert apis.LoneRequest(60, 0, 5, good[:9]).body is None       # cut inside the header
